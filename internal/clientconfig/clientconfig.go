@@ -1,0 +1,69 @@
+// Package clientconfig reads and writes the client config that `dcosd dev`
+// leaves for `dcosctl`: which kernel to call and with which token.
+//
+// It does not resolve flags or environment variables; callers apply those
+// over what Load returns.
+package clientconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Config is what a client needs to reach a kernel.
+type Config struct {
+	// Kernel is the kernel's base URL, e.g. "http://127.0.0.1:7070".
+	Kernel string `json:"kernel"`
+	// Token is the bearer token sent with every call.
+	Token string `json:"token"`
+}
+
+// DefaultPath is where dcosctl looks when neither --config nor DCOS_CONFIG
+// is given: $XDG_CONFIG_HOME/dcos/config.json, else ~/.config/dcos/config.json.
+func DefaultPath() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("client config: %w", err)
+	}
+	return filepath.Join(dir, "dcos", "config.json"), nil
+}
+
+// Load reads the config at path. A missing file is an error wrapping
+// fs.ErrNotExist.
+func Load(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("client config: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("client config %s: %w", path, err)
+	}
+	if c.Kernel == "" {
+		return c, errors.New("client config " + path + ": no kernel address")
+	}
+	return c, nil
+}
+
+// Save writes c to path atomically with mode 0600 (it holds a token),
+// creating the directory if needed.
+func Save(path string, c Config) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("client config: %w", err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("client config: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("client config: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("client config: %w", err)
+	}
+	return nil
+}

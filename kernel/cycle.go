@@ -1,0 +1,238 @@
+package kernel
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// CycleResult says what one allocation cycle did.
+type CycleResult struct {
+	Placed  int
+	Pending int
+	// Rejected lists placements the kernel refused, with why. A policy
+	// that returns any is buggy or hostile.
+	Rejected []string
+	// Err is the policy's error, if it failed the cycle.
+	Err error
+}
+
+// Snapshot builds a policy's input: alive agents in id order and pending
+// allocations by priority (descending) then arrival.
+func (t *Table) Snapshot(seed uint64) *Snapshot {
+	s := &Snapshot{Seed: seed, Agents: make([]AgentInfo, 0, len(t.agents))}
+	type keyed struct {
+		seq uint64
+		a   AgentInfo
+	}
+	up := make([]keyed, 0, len(t.agents))
+	for id, g := range t.agents {
+		if g.GetState() != pb.AgentState_AGENT_STATE_UP {
+			continue
+		}
+		total := FromProto(g.GetTotal())
+		up = append(up, keyed{idSeq(id, "agent-"), AgentInfo{ID: id, Labels: g.GetLabels(), Total: total, Free: total.Sub(t.used[id])}})
+	}
+	slices.SortFunc(up, func(a, b keyed) int {
+		if c := cmp.Compare(a.seq, b.seq); c != 0 {
+			return c
+		}
+		return strings.Compare(a.a.ID, b.a.ID)
+	})
+	for _, k := range up {
+		s.Agents = append(s.Agents, k.a)
+	}
+	for _, a := range t.allocs {
+		if a.GetState() != pb.AllocationState_ALLOCATION_STATE_PENDING {
+			continue
+		}
+		s.Requests = append(s.Requests, Request{
+			ID: a.GetId(), RequestID: a.GetRequestId(), Owner: a.GetOwner(), Role: a.GetRole(),
+			Priority: a.GetPriority(), Resources: FromProto(a.GetResources()), Constraints: a.GetConstraints(),
+		})
+	}
+	slices.SortFunc(s.Requests, func(a, b Request) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		return cmpIDs(a.ID, b.ID, "a-")
+	})
+	return s
+}
+
+// cmpIDs orders sequence ids numerically (a-9 before a-10), others by string.
+func cmpIDs(a, b, prefix string) int {
+	na, nb := idSeq(a, prefix), idSeq(b, prefix)
+	if na > 0 && nb > 0 {
+		return cmp.Compare(na, nb)
+	}
+	return strings.Compare(a, b)
+}
+
+// HasPending reports whether any allocation waits for placement.
+func (t *Table) HasPending() bool {
+	for _, a := range t.allocs {
+		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_PENDING {
+			return true
+		}
+	}
+	return false
+}
+
+// Cycle runs one allocation cycle: snapshot, policy, validation, commit
+// into the table. Requests left unplaced get a pending reason (recorded
+// only when it changes, so an idle cluster writes nothing).
+func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleResult {
+	s := t.Snapshot(seed)
+	if len(s.Requests) == 0 {
+		return CycleResult{}
+	}
+	var res CycleResult
+	placements, err := p.Place(s)
+	if err != nil {
+		res.Err = fmt.Errorf("policy %s: %w", p.Name(), err)
+		placements = nil
+	}
+	placed := make([]bool, len(s.Requests))
+	free := make([]Resources, len(s.Agents))
+	for i, a := range s.Agents {
+		free[i] = a.Free
+	}
+	for _, pl := range placements {
+		if why := check(s, pl, placed, free); why != "" {
+			res.Rejected = append(res.Rejected, why)
+			continue
+		}
+		r := s.Requests[pl.Request]
+		free[pl.Agent] = free[pl.Agent].Sub(r.Resources)
+		placed[pl.Request] = true
+		t.grant(t.allocs[r.ID], s.Agents[pl.Agent].ID, now, c)
+		res.Placed++
+	}
+	// Explain what is left, once per distinct request group.
+	reasons := map[string]string{}
+	for i, r := range s.Requests {
+		if placed[i] {
+			continue
+		}
+		res.Pending++
+		why, ok := reasons[r.RequestID]
+		if !ok {
+			why = explain(s.Agents, free, r)
+			if res.Err != nil {
+				why = "policy failed: " + res.Err.Error()
+			}
+			reasons[r.RequestID] = why
+		}
+		if a := t.allocs[r.ID]; a.GetPendingReason() != why {
+			a.PendingReason = why
+			c.Allocations[a.GetId()] = a
+		}
+	}
+	return res
+}
+
+// check validates one placement against the snapshot and what this batch
+// already placed; it returns "" when the placement may commit.
+func check(s *Snapshot, pl Placement, placed []bool, free []Resources) string {
+	switch {
+	case pl.Request < 0 || pl.Request >= len(s.Requests):
+		return fmt.Sprintf("placement names request %d of %d", pl.Request, len(s.Requests))
+	case pl.Agent < 0 || pl.Agent >= len(s.Agents):
+		return fmt.Sprintf("placement names agent %d of %d", pl.Agent, len(s.Agents))
+	case placed[pl.Request]:
+		return fmt.Sprintf("request %s placed twice", s.Requests[pl.Request].ID)
+	}
+	r, a := s.Requests[pl.Request], s.Agents[pl.Agent]
+	if !Matches(a.Labels, r.Constraints) {
+		return fmt.Sprintf("request %s placed on %s against its constraints", r.ID, a.ID)
+	}
+	if !free[pl.Agent].Fits(r.Resources) {
+		return fmt.Sprintf("request %s (%v) placed on %s with only %v free", r.ID, r.Resources, a.ID, free[pl.Agent])
+	}
+	return ""
+}
+
+// explain summarises why r fits on none of the agents, e.g.
+// "insufficient memory on 3 agents; constraint zone=b excluded 2".
+func explain(agents []AgentInfo, free []Resources, r Request) string {
+	if len(agents) == 0 {
+		return "no agents are up"
+	}
+	excluded := map[string]int{}
+	var cpu, mem, disk, never int
+	for i, a := range agents {
+		if c := firstFailing(a.Labels, r.Constraints); c != nil {
+			excluded[describe(c)]++
+			continue
+		}
+		f := free[i]
+		if !a.Total.Fits(r.Resources) {
+			never++
+		}
+		if f.MilliCPU < r.Resources.MilliCPU {
+			cpu++
+		}
+		if f.Mem < r.Resources.Mem {
+			mem++
+		}
+		if f.Disk < r.Resources.Disk {
+			disk++
+		}
+	}
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("insufficient %s on %d %s", what, n, plural(n, "agent")))
+		}
+	}
+	add(cpu, "cpus")
+	add(mem, "memory")
+	add(disk, "disk")
+	keys := make([]string, 0, len(excluded))
+	for k := range excluded {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("constraint %s excluded %d", k, excluded[k]))
+	}
+	if never == len(agents) {
+		parts = append(parts, "larger than any agent: it can never fit")
+	}
+	if len(parts) == 0 {
+		return "waiting for the next allocation cycle"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func plural(n int, s string) string {
+	if n == 1 {
+		return s
+	}
+	return s + "s"
+}
+
+func firstFailing(labels map[string]string, cs []*pb.Constraint) *pb.Constraint {
+	for _, c := range cs {
+		if !matches(labels, c) {
+			return c
+		}
+	}
+	return nil
+}
+
+func describe(c *pb.Constraint) string {
+	switch c.GetOp() {
+	case pb.Constraint_OP_EQUALS:
+		return c.GetLabel() + "=" + strings.Join(c.GetValues(), ",")
+	case pb.Constraint_OP_NOT_EQUALS:
+		return c.GetLabel() + "!=" + strings.Join(c.GetValues(), ",")
+	}
+	return c.GetLabel() + " in (" + strings.Join(c.GetValues(), ",") + ")"
+}

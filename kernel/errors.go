@@ -1,0 +1,57 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an Error; the API layer maps it to a gRPC/Connect code
+// of the same name.
+type Code int
+
+// Codes used by the kernel.
+const (
+	Internal Code = iota
+	InvalidArgument
+	NotFound
+	PermissionDenied
+	FailedPrecondition
+	Unavailable
+)
+
+func (c Code) String() string {
+	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable"}[c]
+}
+
+// Error is what the kernel's syscalls return: a code and a message that
+// names the field or object at fault.
+type Error struct {
+	Code Code
+	Msg  string
+	// Resync is set on a Watch from a compacted revision.
+	Resync *ResyncError
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// CodeOf returns the code of err: an *Error's, Internal otherwise.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+func errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ResyncError says a Watch asked for history the store no longer has.
+type ResyncError struct {
+	Current, Compacted int64
+}
+
+func (e *ResyncError) Error() string {
+	return fmt.Sprintf("compacted: revision %d is gone (compacted up to %d); resync: list state and watch after revision %d", e.Compacted, e.Compacted, e.Current)
+}

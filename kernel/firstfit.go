@@ -1,0 +1,46 @@
+package kernel
+
+// FirstFit is the reference policy: each request, in snapshot order, goes
+// to the first agent (in snapshot order) with room that satisfies its
+// constraints. It is native Go, deterministic, and the correctness oracle
+// and benchmark baseline for WASM policies.
+type FirstFit struct{}
+
+var _ Policy = FirstFit{}
+
+// Name returns "first-fit".
+func (FirstFit) Name() string { return "first-fit" }
+
+// Place implements Policy. It keeps a running copy of free resources so a
+// batch never over-commits an agent. Agents that are full for the smallest
+// request seen are skipped by a moving start index, so a cluster filling up
+// in order costs O(agents + requests) rather than O(agents × requests).
+func (FirstFit) Place(s *Snapshot) ([]Placement, error) {
+	free := make([]Resources, len(s.Agents))
+	for i, a := range s.Agents {
+		free[i] = a.Free
+	}
+	out := make([]Placement, 0, len(s.Requests))
+	start := 0 // agents before start cannot fit any request (all need > 0 of something they lack)
+	for ri, r := range s.Requests {
+		for ai := start; ai < len(free); ai++ {
+			if !free[ai].Fits(r.Resources) {
+				if ai == start && exhausted(free[ai]) {
+					start++
+				}
+				continue
+			}
+			if len(r.Constraints) > 0 && !Matches(s.Agents[ai].Labels, r.Constraints) {
+				continue
+			}
+			free[ai] = free[ai].Sub(r.Resources)
+			out = append(out, Placement{Request: ri, Agent: ai})
+			break
+		}
+	}
+	return out, nil
+}
+
+// exhausted reports whether an agent has no cpu or no memory left: every
+// valid request asks for some of both, so it can take none.
+func exhausted(r Resources) bool { return r.MilliCPU <= 0 || r.Mem <= 0 }

@@ -1,0 +1,437 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Store makes the table durable and keeps the event log. Implementations
+// live outside the kernel (internal/store: etcd).
+type Store interface {
+	// Load returns the durable state and the store revision it reflects.
+	Load(ctx context.Context) (*State, error)
+	// Commit writes c in one transaction and returns its revision. On error
+	// nothing was written. It must serialise c's objects before returning.
+	Commit(ctx context.Context, c *Changes) (int64, error)
+	// Events calls fn, in order, with the events of every revision after
+	// after, then with new ones as they are committed, until ctx ends or fn
+	// fails. History the store has compacted away is a *ResyncError.
+	Events(ctx context.Context, after int64, fn func(rev int64, evs []*pb.Event) error) error
+}
+
+// Config configures a Kernel. Zero values get the documented defaults.
+type Config struct {
+	Store  Store
+	Policy Policy // default FirstFit
+	// Clock is the kernel's only source of time (default time.Now).
+	Clock func() time.Time
+	// HeartbeatInterval is what agents are told to use (default 1s).
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout marks an agent lost after this much silence
+	// (default 10s).
+	HeartbeatTimeout time.Duration
+	// Tick is how often leases and heartbeats are checked (default 100ms).
+	Tick time.Duration
+	// MaxBatch bounds the syscalls committed in one transaction (default 512).
+	MaxBatch int
+	Logger   *slog.Logger
+}
+
+// Kernel serves syscalls over a Table: it serialises every mutation
+// through one loop that batches queued calls, runs the allocation cycle,
+// and commits the batch in one store transaction (group commit). Reads
+// take a shared lock. A Kernel's methods are safe for concurrent use; they
+// return *Error values.
+type Kernel struct {
+	cfg   Config
+	log   *slog.Logger
+	ops   chan *op
+	mu    sync.RWMutex
+	table *Table
+	stale bool // the table may disagree with the store; reload before serving
+	done  chan struct{}
+}
+
+type op struct {
+	fn   func(t *Table, c *Changes, now time.Time) error
+	post func(t *Table) // after a successful commit, under the lock
+	err  error
+	rev  int64
+	done chan struct{}
+}
+
+// New loads the durable state and returns a kernel; call Run to serve.
+func New(ctx context.Context, cfg Config) (*Kernel, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("kernel: no store")
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = FirstFit{}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 10 * time.Second
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	st, err := cfg.Store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: load state: %w", err)
+	}
+	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
+	a, al, ts := k.table.Counts()
+	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts)
+	return k, nil
+}
+
+// Run serves until ctx ends. Calls made after Run returns fail Unavailable.
+func (k *Kernel) Run(ctx context.Context) error {
+	defer close(k.done)
+	tick := time.NewTicker(k.cfg.Tick)
+	defer tick.Stop()
+	for {
+		var batch []*op
+		select {
+		case <-ctx.Done():
+			k.drain()
+			return nil
+		case o := <-k.ops:
+			batch = append(batch, o)
+		more:
+			for len(batch) < k.cfg.MaxBatch {
+				select {
+				case o := <-k.ops:
+					batch = append(batch, o)
+				default:
+					break more
+				}
+			}
+		case <-tick.C:
+		}
+		k.iterate(ctx, batch)
+	}
+}
+
+func (k *Kernel) drain() {
+	for {
+		select {
+		case o := <-k.ops:
+			o.err = errorf(Unavailable, "kernel is shutting down")
+			close(o.done)
+		default:
+			return
+		}
+	}
+}
+
+// iterate applies a batch, expires leases and agents, runs a cycle if
+// anything may have freed room, and commits it all in one transaction.
+func (k *Kernel) iterate(ctx context.Context, batch []*op) {
+	now := k.cfg.Clock()
+	k.mu.Lock()
+	defer func() {
+		rev := k.table.Revision()
+		k.mu.Unlock()
+		for _, o := range batch {
+			o.rev = rev
+			close(o.done)
+		}
+	}()
+	if k.stale && !k.reload(ctx, now) {
+		for _, o := range batch {
+			o.err = errorf(Unavailable, "kernel store is unavailable; retry")
+		}
+		return
+	}
+	c := newChanges()
+	for _, o := range batch {
+		o.err = o.fn(k.table, c, now)
+	}
+	k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	if c.cycle {
+		res := k.table.Cycle(k.cfg.Policy, uint64(k.table.Revision())+1, now, c)
+		if res.Err != nil || len(res.Rejected) > 0 {
+			k.log.Warn("allocation cycle", "policy", k.cfg.Policy.Name(), "err", res.Err, "rejected", res.Rejected)
+		}
+	}
+	if c.Empty() {
+		return
+	}
+	rev, err := k.cfg.Store.Commit(ctx, c)
+	if err != nil {
+		k.log.Error("commit failed; reloading state from the store", "err", err)
+		k.stale = true
+		k.reload(ctx, now)
+		for _, o := range batch {
+			o.err = errorf(Unavailable, "kernel store commit failed: %v", err)
+		}
+		return
+	}
+	k.table.SetRevision(rev)
+	for _, o := range batch {
+		if o.err == nil && o.post != nil {
+			o.post(k.table)
+		}
+	}
+}
+
+// reload replaces the table with the store's state; it reports success.
+func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
+	st, err := k.cfg.Store.Load(ctx)
+	if err != nil {
+		k.log.Error("reload state", "err", err)
+		return false
+	}
+	k.table, k.stale = Restore(st, now), false
+	return true
+}
+
+// do queues fn for the loop and waits for its commit.
+func (k *Kernel) do(ctx context.Context, fn func(*Table, *Changes, time.Time) error, post func(*Table)) (int64, error) {
+	o := &op{fn: fn, post: post, done: make(chan struct{})}
+	select {
+	case k.ops <- o:
+	case <-k.done:
+		return 0, errorf(Unavailable, "kernel is not running")
+	case <-ctx.Done():
+		return 0, errorf(Unavailable, "%v", ctx.Err())
+	}
+	select {
+	case <-o.done:
+		return o.rev, o.err
+	case <-ctx.Done():
+		// The op may still commit; the caller sees the outcome in Watch.
+		return 0, errorf(Unavailable, "%v (the call may still take effect)", ctx.Err())
+	}
+}
+
+// Revision is the revision of the last commit.
+func (k *Kernel) Revision() int64 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.table.Revision()
+}
+
+// Allocate places req's instances now if they fit, and leaves the rest
+// pending with a reason. Frameworks and operators only.
+func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
+	if err := ValidateAllocate(req); err != nil {
+		return nil, err
+	}
+	var live []*pb.Allocation
+	resp := &pb.AllocateResponse{}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		live = t.Allocate(p, req, now, c)
+		return nil
+	}, func(*Table) {
+		for _, a := range live {
+			cl := proto.Clone(a).(*pb.Allocation)
+			resp.Allocations = append(resp.Allocations, cl)
+			if cl.GetPendingReason() != "" {
+				resp.PendingReason = cl.GetPendingReason()
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.Revision = rev
+	return resp, nil
+}
+
+// Launch starts a task in a granted allocation p owns.
+func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest) (*pb.LaunchResponse, error) {
+	if err := ValidateLaunch(req); err != nil {
+		return nil, err
+	}
+	resp := &pb.LaunchResponse{}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		task, err := t.Launch(p, req, now, c)
+		if err == nil {
+			resp.Task = proto.Clone(task).(*pb.Task)
+		}
+		return err
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp.Revision = rev
+	return resp, nil
+}
+
+// Revoke takes back an allocation or a task; see Table.Revoke.
+func (k *Kernel) Revoke(ctx context.Context, p Principal, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
+	if len(req.GetReason()) > MaxStringLen {
+		return nil, fieldError("reason", "longer than %d", MaxStringLen)
+	}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		return t.Revoke(p, req.GetId(), req.GetReason(), now, c)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.RevokeResponse{Revision: rev}, nil
+}
+
+// KeepAlive renews leases.
+func (k *Kernel) KeepAlive(ctx context.Context, p Principal, req *pb.KeepAliveRequest) (*pb.KeepAliveResponse, error) {
+	if n := len(req.GetAllocationIds()); n == 0 || n > MaxIDs {
+		return nil, fieldError("allocation_ids", "want 1 to %d ids, got %d", MaxIDs, n)
+	}
+	resp := &pb.KeepAliveResponse{}
+	_, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		as, err := t.KeepAlive(p, req.GetAllocationIds(), now, c)
+		for _, a := range as {
+			resp.Allocations = append(resp.Allocations, proto.Clone(a).(*pb.Allocation))
+		}
+		return err
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// RegisterAgent admits an agent.
+func (k *Kernel) RegisterAgent(ctx context.Context, req *pb.RegisterAgentRequest) (*pb.RegisterAgentResponse, error) {
+	if err := ValidateRegister(req); err != nil {
+		return nil, err
+	}
+	var resp *pb.RegisterAgentResponse
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		resp = t.Register(req, now, c)
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp.Revision = rev
+	resp.HeartbeatInterval = durationpb.New(k.cfg.HeartbeatInterval)
+	return resp, nil
+}
+
+// Heartbeat records an agent's liveness. It does not touch the store.
+func (k *Kernel) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.table.Heartbeat(req.GetAgentId(), k.cfg.Clock()); err != nil {
+		return nil, err
+	}
+	return &pb.HeartbeatResponse{}, nil
+}
+
+// ReportTaskStatus applies an agent's report.
+func (k *Kernel) ReportTaskStatus(ctx context.Context, req *pb.ReportTaskStatusRequest) (*pb.ReportTaskStatusResponse, error) {
+	if err := ValidateReport(req); err != nil {
+		return nil, err
+	}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		return t.Report(req, now, c)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReportTaskStatusResponse{Revision: rev}, nil
+}
+
+// ListAgents lists every agent.
+func (k *Kernel) ListAgents(context.Context, Principal) *pb.ListAgentsResponse {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return &pb.ListAgentsResponse{Agents: k.table.Agents(), Revision: k.table.Revision()}
+}
+
+// ListAllocations lists the live allocations p may see.
+func (k *Kernel) ListAllocations(_ context.Context, p Principal, req *pb.ListAllocationsRequest) *pb.ListAllocationsResponse {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return &pb.ListAllocationsResponse{Allocations: k.table.Allocations(p, req.GetAgentId()), Revision: k.table.Revision()}
+}
+
+// ListTasks lists the tasks p may see.
+func (k *Kernel) ListTasks(_ context.Context, p Principal, req *pb.ListTasksRequest) *pb.ListTasksResponse {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return &pb.ListTasksResponse{Tasks: k.table.Tasks(p, req.GetAllocationId(), req.GetAgentId()), Revision: k.table.Revision()}
+}
+
+// Watch streams the events p may see after req.AfterRevision (0: from
+// now), filtered by req, until ctx ends or send fails. A compacted
+// revision is a FailedPrecondition *Error carrying a ResyncError.
+func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
+	cur := k.Revision()
+	after := req.GetAfterRevision()
+	switch {
+	case after < 0:
+		return fieldError("after_revision", "must be >= 0, got %d", after)
+	case after > cur:
+		return fieldError("after_revision", "%d is in the future (current revision %d)", after, cur)
+	case after == 0:
+		after = cur
+	}
+	kinds := map[pb.EventKind]bool{}
+	for _, kd := range req.GetKinds() {
+		kinds[kd] = true
+	}
+	err := k.cfg.Store.Events(ctx, after, func(rev int64, evs []*pb.Event) error {
+		for _, e := range evs {
+			if visible(p, req, kinds, e) {
+				if err := send(e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	var re *ResyncError
+	if errors.As(err, &re) {
+		return &Error{Code: FailedPrecondition, Msg: re.Error(), Resync: re}
+	}
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *pb.Event) bool {
+	if len(kinds) > 0 && !kinds[e.GetKind()] {
+		return false
+	}
+	owner, agent := "", ""
+	switch {
+	case e.GetTask() != nil:
+		owner, agent = e.GetTask().GetOwner(), e.GetTask().GetAgentId()
+	case e.GetAllocation() != nil:
+		owner, agent = e.GetAllocation().GetOwner(), e.GetAllocation().GetAgentId()
+	case e.GetAgent() != nil:
+		agent = e.GetAgent().GetId()
+	}
+	if owner != "" && p.Role == RoleFramework && owner != p.Name {
+		return false
+	}
+	if req.GetOwner() != "" && owner != req.GetOwner() {
+		return false
+	}
+	return req.GetAgentId() == "" || agent == req.GetAgentId()
+}

@@ -1,0 +1,490 @@
+package kernel
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Table is the kernel's in-memory state: agents, allocations, tasks and
+// leases. Its methods are the syscalls' semantics; they take the time as a
+// parameter, record what they change in a Changes, and do no I/O.
+//
+// A Table is not safe for concurrent use; the Kernel serialises access.
+// Objects in the table are owned by it: methods return clones.
+type Table struct {
+	agents     map[string]*pb.Agent
+	allocs     map[string]*pb.Allocation
+	tasks      map[string]*pb.Task
+	allocTasks map[string]map[string]struct{} // allocation id → its task ids
+	used       map[string]Resources           // agent id → resources held by granted allocations
+	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
+	seq        uint64
+	rev        int64
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{
+		agents:     map[string]*pb.Agent{},
+		allocs:     map[string]*pb.Allocation{},
+		tasks:      map[string]*pb.Task{},
+		allocTasks: map[string]map[string]struct{}{},
+		used:       map[string]Resources{},
+		heartbeat:  map[string]time.Time{},
+	}
+}
+
+// State is a table's durable content, as a Store loads it.
+type State struct {
+	Agents      []*pb.Agent
+	Allocations []*pb.Allocation
+	Tasks       []*pb.Task
+	Seq         uint64
+	Revision    int64
+}
+
+// Restore builds a table from durable state. Agents get a fresh heartbeat
+// grace period starting at now (heartbeats are not persisted).
+func Restore(s *State, now time.Time) *Table {
+	t := NewTable()
+	t.seq, t.rev = s.Seq, s.Revision
+	for _, a := range s.Agents {
+		t.agents[a.GetId()] = a
+		t.heartbeat[a.GetId()] = now
+	}
+	for _, a := range s.Allocations {
+		t.allocs[a.GetId()] = a
+		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+			t.used[a.GetAgentId()] = t.used[a.GetAgentId()].Add(FromProto(a.GetResources()))
+		}
+	}
+	for _, k := range s.Tasks {
+		t.tasks[k.GetId()] = k
+		t.linkTask(k)
+	}
+	for id, a := range t.agents {
+		a.Allocated = t.used[id].Proto()
+	}
+	return t
+}
+
+// Revision is the store revision the table reflects.
+func (t *Table) Revision() int64 { return t.rev }
+
+// SetRevision records the revision of the last commit.
+func (t *Table) SetRevision(rev int64) { t.rev = rev }
+
+func (t *Table) linkTask(k *pb.Task) {
+	m := t.allocTasks[k.GetAllocationId()]
+	if m == nil {
+		m = map[string]struct{}{}
+		t.allocTasks[k.GetAllocationId()] = m
+	}
+	m[k.GetId()] = struct{}{}
+}
+
+func (t *Table) nextID(prefix string, c *Changes) string {
+	t.seq++
+	c.Seq = t.seq
+	return prefix + strconv.FormatUint(t.seq, 10)
+}
+
+// idSeq returns the sequence number in an id made by nextID, or 0.
+func idSeq(id, prefix string) uint64 {
+	n, err := strconv.ParseUint(strings.TrimPrefix(id, prefix), 10, 64)
+	if err != nil || !strings.HasPrefix(id, prefix) {
+		return 0
+	}
+	return n
+}
+
+func event(kind pb.EventKind, now time.Time, reason string) *pb.Event {
+	return &pb.Event{Kind: kind, Time: timestamppb.New(now), Reason: reason}
+}
+
+func terminal(s pb.TaskState) bool {
+	return s >= pb.TaskState_TASK_STATE_FINISHED
+}
+
+// Allocate records count pending allocations for p; the next Cycle places
+// them. It returns the live objects (the caller clones after the cycle).
+func (t *Table) Allocate(p Principal, r *pb.AllocateRequest, now time.Time, c *Changes) []*pb.Allocation {
+	n := int(r.GetCount())
+	if n == 0 {
+		n = 1
+	}
+	reqID := t.nextID("r-", c)
+	res := FromProto(r.GetResources()).Proto() // normalised to millicores
+	out := make([]*pb.Allocation, n)
+	for i := range out {
+		a := &pb.Allocation{
+			Id:          t.nextID("a-", c),
+			RequestId:   reqID,
+			Owner:       p.Name,
+			Role:        r.GetRole(),
+			State:       pb.AllocationState_ALLOCATION_STATE_PENDING,
+			Resources:   res,
+			Priority:    r.GetPriority(),
+			Constraints: r.GetConstraints(),
+			LeaseTtl:    r.GetLeaseTtl(),
+			Created:     timestamppb.New(now),
+		}
+		t.allocs[a.Id] = a
+		c.Allocations[a.Id] = a
+		out[i] = a
+	}
+	c.cycle = true
+	return out
+}
+
+// Launch records a PENDING task in a granted allocation of p's; the agent
+// learns of it from the event.
+func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Changes) (*pb.Task, error) {
+	a, err := t.ownedAllocation(p, r.GetAllocationId())
+	if err != nil {
+		return nil, err
+	}
+	if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		return nil, errorf(FailedPrecondition, "allocation_id: allocation %s is %v, not granted yet", a.GetId(), a.GetState())
+	}
+	share := FromProto(a.GetResources())
+	if r.GetResources() != nil {
+		share = FromProto(r.GetResources())
+	}
+	held := Resources{}
+	for id := range t.allocTasks[a.GetId()] {
+		if k := t.tasks[id]; !terminal(k.GetState()) {
+			held = held.Add(FromProto(k.GetResources()))
+		}
+	}
+	if free := FromProto(a.GetResources()).Sub(held); !free.Fits(share) {
+		return nil, errorf(FailedPrecondition, "resources: task needs %v but allocation %s has %v left", share, a.GetId(), free)
+	}
+	k := &pb.Task{
+		Id:           t.nextID("t-", c),
+		AllocationId: a.GetId(),
+		AgentId:      a.GetAgentId(),
+		Owner:        a.GetOwner(),
+		State:        pb.TaskState_TASK_STATE_PENDING,
+		Command:      r.GetCommand(),
+		Args:         r.GetArgs(),
+		Env:          r.GetEnv(),
+		WorkingDir:   r.GetWorkingDir(),
+		Resources:    share.Proto(),
+		Created:      timestamppb.New(now),
+		Updated:      timestamppb.New(now),
+	}
+	t.tasks[k.Id] = k
+	t.linkTask(k)
+	t.taskEvent(k, now, "launched", c)
+	return k, nil
+}
+
+func (t *Table) taskEvent(k *pb.Task, now time.Time, reason string, c *Changes) {
+	c.Tasks[k.GetId()] = k
+	e := event(pb.EventKind_EVENT_KIND_TASK_STATE, now, reason)
+	e.Task = proto.Clone(k).(*pb.Task)
+	c.Events = append(c.Events, e)
+}
+
+// ownedAllocation finds a live allocation p may act on.
+func (t *Table) ownedAllocation(p Principal, id string) (*pb.Allocation, error) {
+	a := t.allocs[id]
+	if a == nil {
+		return nil, errorf(NotFound, "allocation_id: no allocation %q", id)
+	}
+	if !p.owns(a.GetOwner()) {
+		return nil, errorf(PermissionDenied, "allocation_id: allocation %q belongs to another principal", id)
+	}
+	return a, nil
+}
+
+// Revoke takes back an allocation (killing its tasks, freeing its
+// resources) or a task. Revoking something already gone succeeds if the id
+// was ever issued; an id never issued is NotFound.
+func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes) error {
+	if reason == "" {
+		reason = "revoked by " + p.Name
+	}
+	switch {
+	case strings.HasPrefix(id, "a-"):
+		a := t.allocs[id]
+		if a == nil {
+			return t.gone(id, "a-")
+		}
+		if !p.owns(a.GetOwner()) {
+			return errorf(PermissionDenied, "id: allocation %q belongs to another principal", id)
+		}
+		t.revokeAllocation(a, reason, now, c)
+		return nil
+	case strings.HasPrefix(id, "t-"):
+		k := t.tasks[id]
+		if k == nil {
+			return t.gone(id, "t-")
+		}
+		if !p.owns(k.GetOwner()) {
+			return errorf(PermissionDenied, "id: task %q belongs to another principal", id)
+		}
+		if !terminal(k.GetState()) {
+			t.endTask(k, pb.TaskState_TASK_STATE_KILLED, reason, now, c)
+		}
+		return nil
+	}
+	return errorf(InvalidArgument, "id: %q is neither an allocation (a-N) nor a task (t-N)", clip(id))
+}
+
+func (t *Table) gone(id, prefix string) error {
+	if n := idSeq(id, prefix); n > 0 && n <= t.seq {
+		return nil // issued once, already gone: idempotent
+	}
+	return errorf(NotFound, "id: no allocation or task %q", clip(id))
+}
+
+func (t *Table) endTask(k *pb.Task, s pb.TaskState, reason string, now time.Time, c *Changes) {
+	k.State, k.Reason, k.Updated = s, reason, timestamppb.New(now)
+	t.taskEvent(k, now, reason, c)
+	if _, live := t.allocs[k.GetAllocationId()]; !live {
+		t.forgetTask(k, c)
+	}
+}
+
+func (t *Table) forgetTask(k *pb.Task, c *Changes) {
+	delete(t.tasks, k.GetId())
+	if m := t.allocTasks[k.GetAllocationId()]; m != nil {
+		delete(m, k.GetId())
+		if len(m) == 0 {
+			delete(t.allocTasks, k.GetAllocationId())
+		}
+	}
+	c.Tasks[k.GetId()] = nil
+}
+
+// revokeAllocation kills the allocation's live tasks, frees its resources
+// and forgets it and its tasks; the events carry the final states.
+func (t *Table) revokeAllocation(a *pb.Allocation, reason string, now time.Time, c *Changes) {
+	state := pb.TaskState_TASK_STATE_KILLED
+	if strings.HasPrefix(reason, "agent lost") {
+		state = pb.TaskState_TASK_STATE_LOST
+	}
+	delete(t.allocs, a.GetId())
+	for id := range t.allocTasks[a.GetId()] {
+		k := t.tasks[id]
+		if !terminal(k.GetState()) {
+			k.State, k.Reason, k.Updated = state, reason, timestamppb.New(now)
+			t.taskEvent(k, now, reason, c)
+		}
+		t.forgetTask(k, c)
+	}
+	if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.release(a.GetAgentId(), FromProto(a.GetResources()), c)
+	}
+	a.State, a.RevokeReason = pb.AllocationState_ALLOCATION_STATE_REVOKED, reason
+	c.Allocations[a.GetId()] = nil
+	e := event(pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED, now, reason)
+	e.Allocation = proto.Clone(a).(*pb.Allocation)
+	c.Events = append(c.Events, e)
+	c.cycle = true
+}
+
+func (t *Table) release(agentID string, r Resources, c *Changes) {
+	t.used[agentID] = t.used[agentID].Sub(r)
+	if g := t.agents[agentID]; g != nil {
+		g.Allocated = t.used[agentID].Proto()
+		c.Agents[agentID] = g
+	}
+}
+
+// KeepAlive renews the leases of p's allocations. Unknown ids are NotFound;
+// allocations without a lease are returned unchanged.
+func (t *Table) KeepAlive(p Principal, ids []string, now time.Time, c *Changes) ([]*pb.Allocation, error) {
+	out := make([]*pb.Allocation, 0, len(ids))
+	for _, id := range ids { // check all before changing any
+		a, err := t.ownedAllocation(p, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	for _, a := range out {
+		if a.GetLeaseTtl() != nil && a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+			a.LeaseExpires = timestamppb.New(now.Add(a.GetLeaseTtl().AsDuration()))
+			c.Allocations[a.GetId()] = a
+		}
+	}
+	return out, nil
+}
+
+// Register adds or re-admits an agent and answers which tasks it should
+// run. An agent that comes back keeps its id; its total is updated. If the
+// new total no longer covers what is granted there, nothing is revoked:
+// the agent is simply full until allocations end.
+func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) *pb.RegisterAgentResponse {
+	id := r.GetAgentId()
+	if id == "" {
+		id = t.nextID("agent-", c)
+	}
+	g := t.agents[id]
+	if g == nil {
+		g = &pb.Agent{Id: id, Registered: timestamppb.New(now)}
+		t.agents[id] = g
+	}
+	g.Hostname, g.Labels, g.Total = r.GetHostname(), r.GetLabels(), FromProto(r.GetResources()).Proto()
+	g.State = pb.AgentState_AGENT_STATE_UP
+	g.Allocated = t.used[id].Proto()
+	t.heartbeat[id] = now
+	c.Agents[id] = g
+	e := event(pb.EventKind_EVENT_KIND_AGENT_REGISTERED, now, "")
+	e.Agent = proto.Clone(g).(*pb.Agent)
+	c.Events = append(c.Events, e)
+	c.cycle = true
+
+	resp := &pb.RegisterAgentResponse{AgentId: id}
+	for _, k := range t.tasks {
+		if k.GetAgentId() == id && !terminal(k.GetState()) {
+			resp.Tasks = append(resp.Tasks, proto.Clone(k).(*pb.Task))
+		}
+	}
+	return resp
+}
+
+// Heartbeat records that an agent is alive. A lost or unknown agent gets
+// FailedPrecondition / NotFound: it must register again.
+func (t *Table) Heartbeat(id string, now time.Time) error {
+	g := t.agents[id]
+	if g == nil {
+		return errorf(NotFound, "agent_id: no agent %q; register first", clip(id))
+	}
+	if g.GetState() != pb.AgentState_AGENT_STATE_UP {
+		return errorf(FailedPrecondition, "agent_id: agent %q was marked lost; register again", id)
+	}
+	t.heartbeat[id] = now
+	g.LastHeartbeat = timestamppb.New(now)
+	return nil
+}
+
+// Report applies an agent's task status report. Reports for terminal tasks
+// are ignored (the kernel's verdict stands, e.g. KILLED by revoke); reports
+// from another agent than the task's are PermissionDenied.
+func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes) error {
+	k := t.tasks[r.GetTaskId()]
+	if k == nil {
+		return errorf(NotFound, "task_id: no live task %q", clip(r.GetTaskId()))
+	}
+	if k.GetAgentId() != r.GetAgentId() {
+		return errorf(PermissionDenied, "agent_id: task %q runs on %s, not %s", k.GetId(), k.GetAgentId(), clip(r.GetAgentId()))
+	}
+	if terminal(k.GetState()) || r.GetState() < k.GetState() {
+		return nil // stale or after the verdict
+	}
+	if r.GetState() == k.GetState() && r.GetPid() == k.GetPid() {
+		return nil
+	}
+	k.Pid, k.ExitCode = r.GetPid(), r.GetExitCode()
+	if r.GetSandbox() != "" {
+		k.Sandbox = r.GetSandbox()
+	}
+	if terminal(r.GetState()) {
+		t.endTask(k, r.GetState(), r.GetReason(), now, c)
+		return nil
+	}
+	k.State, k.Reason, k.Updated = r.GetState(), r.GetReason(), timestamppb.New(now)
+	t.taskEvent(k, now, r.GetReason(), c)
+	return nil
+}
+
+// Expire marks agents silent for longer than timeout as lost (their tasks
+// LOST, their allocations revoked) and revokes allocations whose lease
+// ran out.
+func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
+	for id, g := range t.agents {
+		if g.GetState() == pb.AgentState_AGENT_STATE_UP && now.Sub(t.heartbeat[id]) > timeout {
+			t.loseAgent(g, now, c)
+		}
+	}
+	for _, a := range t.allocs {
+		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED && a.LeaseExpires != nil &&
+			now.After(a.GetLeaseExpires().AsTime()) {
+			t.revokeAllocation(a, "lease expired", now, c)
+		}
+	}
+}
+
+func (t *Table) loseAgent(g *pb.Agent, now time.Time, c *Changes) {
+	reason := "agent lost: no heartbeat since " + t.heartbeat[g.GetId()].UTC().Format(time.RFC3339Nano)
+	g.State = pb.AgentState_AGENT_STATE_LOST
+	c.Agents[g.GetId()] = g
+	for _, a := range t.allocs {
+		if a.GetAgentId() == g.GetId() {
+			t.revokeAllocation(a, reason, now, c)
+		}
+	}
+	e := event(pb.EventKind_EVENT_KIND_AGENT_LOST, now, reason)
+	e.Agent = proto.Clone(g).(*pb.Agent)
+	c.Events = append(c.Events, e)
+}
+
+// grant commits a validated placement.
+func (t *Table) grant(a *pb.Allocation, agentID string, now time.Time, c *Changes) {
+	a.State, a.AgentId, a.PendingReason = pb.AllocationState_ALLOCATION_STATE_GRANTED, agentID, ""
+	if ttl := a.GetLeaseTtl(); ttl != nil {
+		a.LeaseExpires = timestamppb.New(now.Add(ttl.AsDuration()))
+	}
+	r := FromProto(a.GetResources())
+	t.used[agentID] = t.used[agentID].Add(r)
+	g := t.agents[agentID]
+	g.Allocated = t.used[agentID].Proto()
+	c.Agents[agentID] = g
+	c.Allocations[a.GetId()] = a
+	e := event(pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED, now, "")
+	e.Allocation = proto.Clone(a).(*pb.Allocation)
+	c.Events = append(c.Events, e)
+}
+
+// Lookups for the read calls. Each returns clones p may see.
+
+// Agents returns every agent.
+func (t *Table) Agents() []*pb.Agent {
+	out := make([]*pb.Agent, 0, len(t.agents))
+	for id, g := range t.agents {
+		cl := proto.Clone(g).(*pb.Agent)
+		if hb, ok := t.heartbeat[id]; ok {
+			cl.LastHeartbeat = timestamppb.New(hb)
+		}
+		out = append(out, cl)
+	}
+	return out
+}
+
+// Allocations returns the live allocations p may see, optionally on one agent.
+func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
+	var out []*pb.Allocation
+	for _, a := range t.allocs {
+		if (p.owns(a.GetOwner()) || p.Role == RoleAgent) && (agentID == "" || a.GetAgentId() == agentID) {
+			out = append(out, proto.Clone(a).(*pb.Allocation))
+		}
+	}
+	return out
+}
+
+// Tasks returns the tasks p may see, optionally filtered.
+func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
+	var out []*pb.Task
+	for _, k := range t.tasks {
+		if (p.owns(k.GetOwner()) || p.Role == RoleAgent) && (allocID == "" || k.GetAllocationId() == allocID) &&
+			(agentID == "" || k.GetAgentId() == agentID) {
+			out = append(out, proto.Clone(k).(*pb.Task))
+		}
+	}
+	return out
+}
+
+// Counts returns the number of agents, allocations and tasks.
+func (t *Table) Counts() (agents, allocations, tasks int) {
+	return len(t.agents), len(t.allocs), len(t.tasks)
+}

@@ -1,0 +1,241 @@
+package kernel
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Bounds on what one request may ask for. They keep a hostile or buggy
+// client from making the kernel allocate without bound; they are far above
+// what a real node or task needs.
+const (
+	MaxCPUs          = 100_000   // cores per instance
+	MaxBytes         = 1 << 50   // 1 PiB of memory or disk per instance
+	MaxCount         = 10_000    // instances per Allocate
+	MaxConstraints   = 32        // constraints per request
+	MaxValues        = 64        // values per constraint
+	MaxStringLen     = 253       // labels, values, roles, reasons
+	MaxCommandLen    = 4096      // bytes in command
+	MaxArgs          = 1024      // args per task
+	MaxEnv           = 1024      // env entries per task
+	MaxTaskSpecBytes = 256 << 10 // command + args + env + working dir
+	MaxLeaseTTL      = 365 * 24 * time.Hour
+	MinLeaseTTL      = 100 * time.Millisecond
+	MaxLabels        = 64
+	MaxIDs           = 10_000 // ids per KeepAlive
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+
+// fieldError is an InvalidArgument error naming the field at fault.
+func fieldError(field, format string, args ...any) error {
+	return &Error{Code: InvalidArgument, Msg: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+// ValidateResources checks an instance's resources: cpus finite and in
+// (0, MaxCPUs], memory in (0, MaxBytes], disk in [0, MaxBytes]. When
+// allowZero is set (a task's share), zero cpus and memory are accepted.
+func ValidateResources(field string, r *pb.Resources, allowZero bool) error {
+	if r == nil {
+		if allowZero {
+			return nil
+		}
+		return fieldError(field, "required (cpus and mem_bytes)")
+	}
+	c := r.GetCpus()
+	switch {
+	case math.IsNaN(c) || math.IsInf(c, 0):
+		return fieldError(field+".cpus", "must be a finite number, got %v", c)
+	case c < 0 || (!allowZero && c < 0.001):
+		return fieldError(field+".cpus", "must be at least 0.001, got %v", c)
+	case c > MaxCPUs:
+		return fieldError(field+".cpus", "must be at most %d, got %v", MaxCPUs, c)
+	}
+	if m := r.GetMemBytes(); m < 0 || (!allowZero && m == 0) || m > MaxBytes {
+		return fieldError(field+".mem_bytes", "must be in [1, %d], got %d", int64(MaxBytes), m)
+	}
+	if d := r.GetDiskBytes(); d < 0 || d > MaxBytes {
+		return fieldError(field+".disk_bytes", "must be in [0, %d], got %d", int64(MaxBytes), d)
+	}
+	return nil
+}
+
+func validateName(field, s string, required bool) error {
+	if s == "" {
+		if required {
+			return fieldError(field, "required")
+		}
+		return nil
+	}
+	if len(s) > MaxStringLen || !nameRE.MatchString(s) {
+		return fieldError(field, "must be at most %d characters of [A-Za-z0-9._/-] starting with a letter or digit, got %q", MaxStringLen, clip(s))
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// ValidateAllocate checks an Allocate request before it touches state.
+func ValidateAllocate(r *pb.AllocateRequest) error {
+	if err := ValidateResources("resources", r.GetResources(), false); err != nil {
+		return err
+	}
+	if c := r.GetCount(); c < 0 || c > MaxCount {
+		return fieldError("count", "must be in [0, %d] (0 means 1), got %d", MaxCount, c)
+	}
+	if err := validateName("role", r.GetRole(), false); err != nil {
+		return err
+	}
+	if err := validateConstraints(r.GetConstraints()); err != nil {
+		return err
+	}
+	if r.LeaseTtl != nil {
+		if err := r.LeaseTtl.CheckValid(); err != nil {
+			return fieldError("lease_ttl", "%v", err)
+		}
+		if d := r.LeaseTtl.AsDuration(); d < MinLeaseTTL || d > MaxLeaseTTL {
+			return fieldError("lease_ttl", "must be in [%v, %v], got %v", MinLeaseTTL, MaxLeaseTTL, d)
+		}
+	}
+	return nil
+}
+
+func validateConstraints(cs []*pb.Constraint) error {
+	if len(cs) > MaxConstraints {
+		return fieldError("constraints", "at most %d, got %d", MaxConstraints, len(cs))
+	}
+	for i, c := range cs {
+		f := fmt.Sprintf("constraints[%d]", i)
+		if err := validateName(f+".label", c.GetLabel(), true); err != nil {
+			return err
+		}
+		n := len(c.GetValues())
+		switch c.GetOp() {
+		case pb.Constraint_OP_EQUALS, pb.Constraint_OP_NOT_EQUALS:
+			if n != 1 {
+				return fieldError(f+".values", "%v takes exactly one value, got %d", c.GetOp(), n)
+			}
+		case pb.Constraint_OP_IN:
+			if n < 1 || n > MaxValues {
+				return fieldError(f+".values", "OP_IN takes 1 to %d values, got %d", MaxValues, n)
+			}
+		default:
+			return fieldError(f+".op", "must be OP_EQUALS, OP_NOT_EQUALS or OP_IN, got %v", c.GetOp())
+		}
+		for j, v := range c.GetValues() {
+			if len(v) > MaxStringLen {
+				return fieldError(fmt.Sprintf("%s.values[%d]", f, j), "longer than %d", MaxStringLen)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateLaunch checks a Launch request before it touches state.
+func ValidateLaunch(r *pb.LaunchRequest) error {
+	if r.GetAllocationId() == "" {
+		return fieldError("allocation_id", "required")
+	}
+	if len(r.GetAllocationId()) > MaxStringLen {
+		return fieldError("allocation_id", "longer than %d", MaxStringLen)
+	}
+	cmd := r.GetCommand()
+	switch {
+	case strings.TrimSpace(cmd) == "":
+		return fieldError("command", "required (a program to run)")
+	case len(cmd) > MaxCommandLen:
+		return fieldError("command", "longer than %d bytes", MaxCommandLen)
+	case strings.ContainsRune(cmd, 0):
+		return fieldError("command", "contains a NUL byte")
+	}
+	size := len(cmd) + len(r.GetWorkingDir())
+	if len(r.GetArgs()) > MaxArgs {
+		return fieldError("args", "at most %d, got %d", MaxArgs, len(r.GetArgs()))
+	}
+	for i, a := range r.GetArgs() {
+		if strings.ContainsRune(a, 0) {
+			return fieldError(fmt.Sprintf("args[%d]", i), "contains a NUL byte")
+		}
+		size += len(a)
+	}
+	if len(r.GetEnv()) > MaxEnv {
+		return fieldError("env", "at most %d entries, got %d", MaxEnv, len(r.GetEnv()))
+	}
+	for k, v := range r.GetEnv() {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fieldError("env", "invalid variable name %q", clip(k))
+		}
+		if strings.ContainsRune(v, 0) {
+			return fieldError("env["+clip(k)+"]", "contains a NUL byte")
+		}
+		size += len(k) + len(v)
+	}
+	if strings.ContainsRune(r.GetWorkingDir(), 0) {
+		return fieldError("working_dir", "contains a NUL byte")
+	}
+	if size > MaxTaskSpecBytes {
+		return fieldError("args", "command, args, env and working_dir total %d bytes, more than %d", size, MaxTaskSpecBytes)
+	}
+	return ValidateResources("resources", r.GetResources(), true)
+}
+
+// ValidateRegister checks an agent's registration.
+func ValidateRegister(r *pb.RegisterAgentRequest) error {
+	if err := validateName("agent_id", r.GetAgentId(), false); err != nil {
+		return err
+	}
+	if len(r.GetHostname()) > MaxStringLen {
+		return fieldError("hostname", "longer than %d", MaxStringLen)
+	}
+	if len(r.GetLabels()) > MaxLabels {
+		return fieldError("labels", "at most %d, got %d", MaxLabels, len(r.GetLabels()))
+	}
+	for k, v := range r.GetLabels() {
+		if err := validateName("labels", k, true); err != nil {
+			return err
+		}
+		if len(v) > MaxStringLen {
+			return fieldError("labels["+k+"]", "longer than %d", MaxStringLen)
+		}
+	}
+	if err := ValidateResources("resources", r.GetResources(), false); err != nil {
+		return err
+	}
+	if len(r.GetRunningTaskIds()) > MaxIDs {
+		return fieldError("running_task_ids", "at most %d", MaxIDs)
+	}
+	return nil
+}
+
+// ValidateReport checks a task status report.
+func ValidateReport(r *pb.ReportTaskStatusRequest) error {
+	if r.GetTaskId() == "" {
+		return fieldError("task_id", "required")
+	}
+	if r.GetAgentId() == "" {
+		return fieldError("agent_id", "required")
+	}
+	switch r.GetState() {
+	case pb.TaskState_TASK_STATE_STARTING, pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_FINISHED,
+		pb.TaskState_TASK_STATE_FAILED, pb.TaskState_TASK_STATE_KILLED, pb.TaskState_TASK_STATE_LOST:
+	default:
+		return fieldError("state", "an agent may report STARTING, RUNNING, FINISHED, FAILED, KILLED or LOST, got %v", r.GetState())
+	}
+	if len(r.GetReason()) > 4096 {
+		return fieldError("reason", "longer than 4096")
+	}
+	if len(r.GetSandbox()) > 4096 {
+		return fieldError("sandbox", "longer than 4096")
+	}
+	return nil
+}

@@ -1,0 +1,12 @@
+// Package store makes the kernel's table durable in etcd and serves its
+// event log: it implements kernel.Store over a clientv3 client, and starts
+// an embedded single-member etcd when no external cluster is given.
+//
+// Layout under the prefix (default "/dcos/"): agents/<id>, allocations/<id>,
+// tasks/<id> hold protobuf-encoded syscall messages; meta/seq the id
+// sequence; events the events of the last transaction (length-delimited
+// Events), so that the event log is etcd's own revision history and a Watch
+// resumes across kernel restarts until etcd compacts it.
+//
+// It is not a general etcd wrapper: it knows the kernel's keys only.
+package store

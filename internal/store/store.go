@@ -1,0 +1,179 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Etcd is a kernel.Store on an etcd client. It is safe for concurrent use.
+type Etcd struct {
+	cli    *clientv3.Client
+	prefix string
+}
+
+var _ kernel.Store = (*Etcd)(nil)
+
+// New returns a store on cli under prefix ("" means "/dcos/"). The caller
+// owns cli.
+func New(cli *clientv3.Client, prefix string) *Etcd {
+	if prefix == "" {
+		prefix = "/dcos/"
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &Etcd{cli: cli, prefix: prefix}
+}
+
+func (s *Etcd) key(kind, id string) string { return s.prefix + kind + "/" + id }
+
+func (s *Etcd) eventsKey() string { return s.prefix + "events" }
+
+// Load reads every agent, allocation and task, at one revision.
+func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("store load: %w", err)
+	}
+	st := &kernel.State{Revision: resp.Header.Revision}
+	for _, kv := range resp.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), s.prefix)
+		kind, _, _ := strings.Cut(rest, "/")
+		var err error
+		switch kind {
+		case "agents":
+			m := &pb.Agent{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Agents = append(st.Agents, m)
+		case "allocations":
+			m := &pb.Allocation{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Allocations = append(st.Allocations, m)
+		case "tasks":
+			m := &pb.Task{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Tasks = append(st.Tasks, m)
+		case "meta":
+			if rest == "meta/seq" {
+				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store load %s: %w", kv.Key, err)
+		}
+	}
+	return st, nil
+}
+
+// Commit writes c in one etcd transaction.
+func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
+	ops := make([]clientv3.Op, 0, len(c.Agents)+len(c.Allocations)+len(c.Tasks)+2)
+	var err error
+	ops, err = appendOps(ops, s, "agents", c.Agents)
+	if err == nil {
+		ops, err = appendOps(ops, s, "allocations", c.Allocations)
+	}
+	if err == nil {
+		ops, err = appendOps(ops, s, "tasks", c.Tasks)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store commit: %w", err)
+	}
+	if c.Seq > 0 {
+		ops = append(ops, clientv3.OpPut(s.key("meta", "seq"), strconv.FormatUint(c.Seq, 10)))
+	}
+	if len(c.Events) > 0 {
+		var buf bytes.Buffer
+		for _, e := range c.Events {
+			if _, err := protodelim.MarshalTo(&buf, e); err != nil {
+				return 0, fmt.Errorf("store commit: %w", err)
+			}
+		}
+		ops = append(ops, clientv3.OpPut(s.eventsKey(), buf.String()))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store commit: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+func appendOps[M proto.Message](ops []clientv3.Op, s *Etcd, kind string, objs map[string]M) ([]clientv3.Op, error) {
+	for id, m := range objs {
+		if isNil(m) {
+			ops = append(ops, clientv3.OpDelete(s.key(kind, id)))
+			continue
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, clientv3.OpPut(s.key(kind, id), string(b)))
+	}
+	return ops, nil
+}
+
+func isNil(m proto.Message) bool { return m == nil || !m.ProtoReflect().IsValid() }
+
+// Events streams the event log after revision after; see kernel.Store.
+func (s *Etcd) Events(ctx context.Context, after int64, fn func(int64, []*pb.Event) error) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(ctx, s.eventsKey(), clientv3.WithRev(after+1))
+	for wr := range wch {
+		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
+			return &kernel.ResyncError{Current: wr.Header.Revision, Compacted: wr.CompactRevision}
+		}
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("store watch: %w", err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type != clientv3.EventTypePut {
+				continue
+			}
+			evs, err := decodeEvents(ev.Kv.Value, ev.Kv.ModRevision)
+			if err != nil {
+				return fmt.Errorf("store watch: revision %d: %w", ev.Kv.ModRevision, err)
+			}
+			if err := fn(ev.Kv.ModRevision, evs); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("store watch: closed")
+}
+
+func decodeEvents(b []byte, rev int64) ([]*pb.Event, error) {
+	r := bytes.NewReader(b)
+	var out []*pb.Event
+	for r.Len() > 0 {
+		e := &pb.Event{}
+		if err := protodelim.UnmarshalFrom(r, e); err != nil {
+			return nil, err
+		}
+		e.Revision = rev
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Compact discards history up to rev (for tests and operators).
+func (s *Etcd) Compact(ctx context.Context, rev int64) error {
+	_, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical())
+	return err
+}

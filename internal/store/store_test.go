@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+func startStore(t *testing.T) (*Etcd, *Embedded) {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return New(e.Client(), ""), e
+}
+
+func TestEtcd_CommitLoadEvents(t *testing.T) {
+	ctx := context.Background()
+	s, _ := startStore(t)
+	c := &kernel.Changes{
+		Agents:      map[string]*pb.Agent{"agent-1": {Id: "agent-1", Hostname: "h"}},
+		Allocations: map[string]*pb.Allocation{"a-2": {Id: "a-2", Owner: "fw"}},
+		Tasks:       map[string]*pb.Task{"t-3": {Id: "t-3", Command: "sleep"}},
+		Events:      []*pb.Event{{Kind: pb.EventKind_EVENT_KIND_AGENT_REGISTERED}, {Kind: pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED}},
+		Seq:         3,
+	}
+	rev1, err := s.Commit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Delete the task, add an event.
+	rev2, err := s.Commit(ctx, &kernel.Changes{Tasks: map[string]*pb.Task{"t-3": nil},
+		Events: []*pb.Event{{Kind: pb.EventKind_EVENT_KIND_TASK_STATE, Reason: "gone"}}})
+	if err != nil || rev2 <= rev1 {
+		t.Fatalf("second commit rev %d (first %d), err %v", rev2, rev1, err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Agents) != 1 || len(st.Allocations) != 1 || len(st.Tasks) != 0 || st.Seq != 3 || st.Revision != rev2 {
+		t.Fatalf("loaded %d agents %d allocs %d tasks seq %d rev %d", len(st.Agents), len(st.Allocations), len(st.Tasks), st.Seq, st.Revision)
+	}
+
+	// Events after rev1-1 replays both revisions, in order, with revisions set.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got []*pb.Event
+	err = s.Events(wctx, rev1-1, func(rev int64, evs []*pb.Event) error {
+		got = append(got, evs...)
+		if rev == rev2 {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Events: %v", err)
+	}
+	if len(got) != 3 || got[0].Revision != rev1 || got[1].Revision != rev1 || got[2].Revision != rev2 || got[2].Reason != "gone" {
+		t.Fatalf("events %v", got)
+	}
+}
+
+var errStop = errors.New("stop")
+
+func TestEtcd_EventsCompacted(t *testing.T) {
+	ctx := context.Background()
+	s, _ := startStore(t)
+	var rev int64
+	for i := 0; i < 3; i++ {
+		var err error
+		rev, err = s.Commit(ctx, &kernel.Changes{Events: []*pb.Event{{Kind: pb.EventKind_EVENT_KIND_TASK_STATE}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Compact(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := s.Events(wctx, 1, func(int64, []*pb.Event) error { return nil })
+	var re *kernel.ResyncError
+	if !errors.As(err, &re) || re.Compacted != rev {
+		t.Fatalf("Events from a compacted revision: %v, want ResyncError at %d", err, rev)
+	}
+}
+
+func TestEmbedded_CloseTwice(t *testing.T) {
+	_, e := startStore(t)
+	e.Close()
+	e.Close()
+}

@@ -1,0 +1,420 @@
+package ctl
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/dcos-kernel/dcos/internal/quantity"
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// allocFlags are the flags that shape an AllocateRequest; withCount adds
+// --count (run always asks for one instance).
+func allocFlags(withCount bool) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "cpus", Usage: "`CORES` per instance, e.g. 0.5 for half a core (required)"},
+		&cli.StringFlag{Name: "mem", Usage: "memory `SIZE` per instance, e.g. 64Mi, 2Gi, 512M (required)"},
+		&cli.StringFlag{Name: "disk", Usage: "scratch disk `SIZE` per instance, e.g. 1Gi"},
+	}
+	if withCount {
+		flags = append(flags, &cli.IntFlag{Name: "count", Usage: "`N` instances of the same size", Value: 1})
+	}
+	return append(flags,
+		&cli.StringFlag{Name: "role", Usage: "`ROLE` to allocate under"},
+		&cli.IntFlag{Name: "priority", Usage: "priority `P`; the policy may preempt lower priorities for higher ones"},
+		&cli.StringSliceFlag{Name: "constraint", Aliases: []string{"c"}, Usage: "placement by agent label, repeatable: `K=V` (equals), K!=V (unset or differs), K~=A,B (one of)"},
+		&cli.DurationFlag{Name: "lease", Usage: "lease `TTL`, e.g. 30s: the allocation expires unless kept alive", DefaultText: "none, held until revoked"},
+	)
+}
+
+func launchFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable `K=V` of the task, repeatable"},
+		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
+	}
+}
+
+// allocateRequest builds the request the alloc flags of c describe.
+func allocateRequest(c *cli.Context) (*syscallsv1.AllocateRequest, error) {
+	if !c.IsSet("cpus") {
+		return nil, usagef("%s: --cpus is required", c.Command.Name)
+	}
+	if !c.IsSet("mem") {
+		return nil, usagef("%s: --mem is required", c.Command.Name)
+	}
+	cpus, err := strconv.ParseFloat(c.String("cpus"), 64)
+	if err != nil || math.IsNaN(cpus) || math.IsInf(cpus, 0) {
+		return nil, usagef("--cpus: %q is not a number of cores (e.g. 0.5, 2)", c.String("cpus"))
+	}
+	res := &syscallsv1.Resources{Cpus: cpus}
+	if res.MemBytes, err = quantity.ParseBytes(c.String("mem")); err != nil {
+		return nil, usagef("--mem: %v", err)
+	}
+	if c.IsSet("disk") {
+		if res.DiskBytes, err = quantity.ParseBytes(c.String("disk")); err != nil {
+			return nil, usagef("--disk: %v", err)
+		}
+	}
+	req := &syscallsv1.AllocateRequest{
+		Resources: res,
+		Count:     1,
+		Role:      c.String("role"),
+		Priority:  int32(c.Int("priority")),
+	}
+	if c.IsSet("count") {
+		n := c.Int("count")
+		if n < 1 || n > 1<<20 {
+			return nil, usagef("--count: want a number from 1, got %d", n)
+		}
+		req.Count = int32(n)
+	}
+	for _, s := range c.StringSlice("constraint") {
+		con, err := parseConstraint(s)
+		if err != nil {
+			return nil, err
+		}
+		req.Constraints = append(req.Constraints, con)
+	}
+	if c.IsSet("lease") {
+		d := c.Duration("lease")
+		if d <= 0 {
+			return nil, usagef("--lease: want a positive duration, got %s", d)
+		}
+		req.LeaseTtl = durationpb.New(d)
+	}
+	return req, nil
+}
+
+// parseConstraint parses "k=v" (equals), "k!=v" (not equals) and
+// "k~=a,b" (in).
+func parseConstraint(s string) (*syscallsv1.Constraint, error) {
+	i := strings.IndexByte(s, '=')
+	if i <= 0 {
+		return nil, usagef("--constraint %q: want K=V, K!=V or K~=A,B", s)
+	}
+	label, value := s[:i], s[i+1:]
+	op := syscallsv1.Constraint_OP_EQUALS
+	switch label[len(label)-1] {
+	case '!':
+		op, label = syscallsv1.Constraint_OP_NOT_EQUALS, label[:len(label)-1]
+	case '~':
+		op, label = syscallsv1.Constraint_OP_IN, label[:len(label)-1]
+	}
+	values := []string{value}
+	if op == syscallsv1.Constraint_OP_IN {
+		values = strings.Split(value, ",")
+	}
+	if label == "" {
+		return nil, usagef("--constraint %q: empty label", s)
+	}
+	for _, v := range values {
+		if v == "" {
+			return nil, usagef("--constraint %q: empty value", s)
+		}
+	}
+	return &syscallsv1.Constraint{Label: label, Op: op, Values: values}, nil
+}
+
+// launchRequest builds a LaunchRequest from the launch flags of c.
+func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.LaunchRequest, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, usagef("%s: no command; put it after \"--\"", c.Command.Name)
+	}
+	req := &syscallsv1.LaunchRequest{
+		AllocationId: allocID,
+		Command:      argv[0],
+		Args:         argv[1:],
+		WorkingDir:   c.String("workdir"),
+	}
+	for _, kv := range c.StringSlice("env") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--env %q: want K=V", kv)
+		}
+		if req.Env == nil {
+			req.Env = map[string]string{}
+		}
+		req.Env[k] = v
+	}
+	return req, nil
+}
+
+func allocCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "alloc",
+		Usage: "allocate resources",
+		Description: `Ask the kernel for --count instances of --cpus and --mem (and --disk). Print
+each allocation's id, state and agent; when some are pending, also print the
+kernel's reason. Pending allocations are placed as soon as resources free up
+(see "dcosctl watch --kind allocation"). -o json prints the Allocate response.
+
+  dcosctl alloc --cpus 0.5 --mem 64Mi --constraint zone=b --lease 30s`,
+		Flags: allocFlags(true),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			req, err := allocateRequest(c)
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			res, err := k.Allocate(c.Context, connect.NewRequest(req))
+			if err != nil {
+				return callError("Allocate", err)
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, res.Msg)
+			}
+			t := newTable(e.stdout, "ALLOCATION", "STATE", "AGENT")
+			for _, a := range res.Msg.GetAllocations() {
+				t.row(a.GetId(), allocState(a.GetState()), a.GetAgentId())
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			if r := res.Msg.GetPendingReason(); r != "" {
+				fmt.Fprintf(e.stdout, "pending: %s\n", r)
+			}
+			return nil
+		},
+	}
+}
+
+func launchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "launch",
+		Usage:     "start a task inside a granted allocation",
+		ArgsUsage: "ALLOC_ID -- CMD [ARGS...]",
+		Description: `Start CMD with ARGS (no shell) in the allocation ALLOC_ID and print the task
+id. -o json prints the Launch response.
+
+  dcosctl launch a-1 --env PORT=8080 -- python3 -m http.server 8080`,
+		Flags: launchFlags(),
+		Action: func(c *cli.Context) error {
+			args := c.Args().Slice()
+			if len(args) == 0 {
+				return usagef("launch: want ALLOC_ID -- CMD [ARGS...]")
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			req, err := launchRequest(c, args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			res, err := k.Launch(c.Context, connect.NewRequest(req))
+			if err != nil {
+				return callError("Launch", err)
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, res.Msg)
+			}
+			_, err = fmt.Fprintln(e.stdout, res.Msg.GetTask().GetId())
+			return err
+		},
+	}
+}
+
+func runCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "allocate one instance and launch a task in it",
+		ArgsUsage: "-- CMD [ARGS...]",
+		Description: `Allocate one instance of --cpus and --mem, then launch CMD in it, and print
+the allocation, agent and task ids. -o json prints {"allocation": ...,
+"task": ...}.
+
+When the allocation is pending, run prints the kernel's reason, revokes the
+pending allocation and exits 1; with --wait it watches until the allocation
+is granted and then launches. If the launch fails, or the wait is
+interrupted, the allocation is revoked too, so run never leaves an
+allocation without a task behind.
+
+  dcosctl run --cpus 0.5 --mem 64Mi -- sleep 60`,
+		Flags: append(append(allocFlags(false), launchFlags()...),
+			&cli.BoolFlag{Name: "wait", Usage: "wait for a pending allocation to be granted", DisableDefaultText: true}),
+		Action: func(c *cli.Context) error {
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			areq, err := allocateRequest(c)
+			if err != nil {
+				return err
+			}
+			// The allocation id is filled in once granted.
+			lreq, err := launchRequest(c, "", c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			alloc, err := allocateOne(c.Context, k, areq, c.Bool("wait"), e)
+			if err != nil {
+				return err
+			}
+			lreq.AllocationId = alloc.GetId()
+			res, err := k.Launch(c.Context, connect.NewRequest(lreq))
+			if err != nil {
+				release(c.Context, k, alloc.GetId(), "dcosctl run: launch failed")
+				return fmt.Errorf("%w (allocation %s revoked)", callError("Launch", err), alloc.GetId())
+			}
+			task := res.Msg.GetTask()
+			if f == formatJSON {
+				return writeJSONObject(e.stdout, map[string]proto.Message{"allocation": alloc, "task": task})
+			}
+			t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK")
+			t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId())
+			return t.flush()
+		},
+	}
+}
+
+// allocateOne allocates one instance and returns it granted: at once, or
+// after watching for the grant when wait is set. A pending allocation that
+// run will not use is revoked.
+func allocateOne(ctx context.Context, k syscallsv1connect.KernelClient, req *syscallsv1.AllocateRequest, wait bool, e *env) (*syscallsv1.Allocation, error) {
+	res, err := k.Allocate(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, callError("Allocate", err)
+	}
+	allocs := res.Msg.GetAllocations()
+	if len(allocs) != 1 {
+		for _, a := range allocs {
+			release(ctx, k, a.GetId(), "dcosctl run: unexpected answer")
+		}
+		return nil, fmt.Errorf("Allocate: kernel returned %d allocations for a count of 1", len(allocs))
+	}
+	alloc := allocs[0]
+	switch alloc.GetState() {
+	case syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED:
+		return alloc, nil
+	case syscallsv1.AllocationState_ALLOCATION_STATE_PENDING:
+	default:
+		return nil, fmt.Errorf("Allocate: allocation %s is %s", alloc.GetId(), allocState(alloc.GetState()))
+	}
+	reason := res.Msg.GetPendingReason()
+	if reason == "" {
+		reason = alloc.GetPendingReason()
+	}
+	if !wait {
+		release(ctx, k, alloc.GetId(), "dcosctl run: pending, not waiting")
+		return nil, fmt.Errorf("allocation %s is pending: %s (revoked it; pass --wait to wait for resources)", alloc.GetId(), reason)
+	}
+	fmt.Fprintf(e.stderr, "dcosctl: allocation %s is pending: %s; waiting\n", alloc.GetId(), reason)
+	granted, err := waitGranted(ctx, k, alloc.GetId(), res.Msg.GetRevision())
+	if err != nil {
+		release(ctx, k, alloc.GetId(), "dcosctl run: wait ended")
+		return nil, err
+	}
+	return granted, nil
+}
+
+// waitGranted watches from revision after until allocation id is granted
+// or revoked. Watching from the Allocate revision cannot miss the grant.
+func waitGranted(ctx context.Context, k syscallsv1connect.KernelClient, id string, after int64) (*syscallsv1.Allocation, error) {
+	stream, err := k.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
+		AfterRevision: after,
+		Kinds: []syscallsv1.EventKind{
+			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED,
+			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED,
+		},
+	}))
+	if err != nil {
+		return nil, callError("Watch", err)
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		ev := stream.Msg()
+		if ev.GetAllocation().GetId() != id {
+			continue
+		}
+		switch ev.GetKind() {
+		case syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED:
+			return ev.GetAllocation(), nil
+		case syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED:
+			reason := ev.GetReason()
+			if reason == "" {
+				reason = ev.GetAllocation().GetRevokeReason()
+			}
+			return nil, fmt.Errorf("allocation %s was revoked while pending: %s", id, reason)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, callError("Watch", err)
+	}
+	return nil, fmt.Errorf("Watch: stream ended before allocation %s was granted", id)
+}
+
+// release revokes an allocation run made but will not use. It is best
+// effort and runs even when ctx is cancelled (the user interrupted).
+func release(ctx context.Context, k syscallsv1connect.KernelClient, id, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = k.Revoke(ctx, connect.NewRequest(&syscallsv1.RevokeRequest{Id: id, Reason: reason}))
+}
+
+func revokeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "revoke",
+		Usage:     "take back an allocation (a-...) or a task (t-...)",
+		ArgsUsage: "ID",
+		Description: `Revoke the allocation or task ID: an allocation's tasks are killed and its
+resources freed. Idempotent: revoking something already revoked succeeds.
+-o json prints the Revoke response.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Usage: "`REASON` recorded with the revocation"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() != 1 {
+				return usagef("revoke: want one ID, got %d arguments", c.Args().Len())
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			id := c.Args().First()
+			res, err := k.Revoke(c.Context, connect.NewRequest(&syscallsv1.RevokeRequest{Id: id, Reason: c.String("reason")}))
+			if err != nil {
+				return callError("Revoke", err)
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, res.Msg)
+			}
+			_, err = fmt.Fprintf(e.stdout, "revoked %s\n", id)
+			return err
+		},
+	}
+}

@@ -1,0 +1,181 @@
+package ctl
+
+import (
+	"strconv"
+
+	"connectrpc.com/connect"
+	"github.com/urfave/cli/v2"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+func agentsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "agents",
+		Usage: "list the agents the kernel knows",
+		Description: `Print one row per agent: id, hostname, state, cpus and memory allocated out of
+the agent's total, and labels. -o json prints the ListAgents response.`,
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			res, err := k.ListAgents(c.Context, connect.NewRequest(&syscallsv1.ListAgentsRequest{}))
+			if err != nil {
+				return callError("ListAgents", err)
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, res.Msg)
+			}
+			t := newTable(e.stdout, "ID", "HOSTNAME", "STATE", "CPUS", "MEM", "LABELS")
+			for _, a := range res.Msg.GetAgents() {
+				t.row(a.GetId(), a.GetHostname(), agentState(a.GetState()),
+					usedOf(formatCPUs(a.GetAllocated().GetCpus()), formatCPUs(a.GetTotal().GetCpus())),
+					usedOf(formatMem(a.GetAllocated()), formatMem(a.GetTotal())),
+					formatLabels(a.GetLabels()))
+			}
+			return t.flush()
+		},
+	}
+}
+
+func allocsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "allocs",
+		Usage: "list live allocations (pending and granted)",
+		Description: `Print one row per allocation the caller may see (all of them for operators,
+its own for a framework): id, state, agent, cpus, memory, role, owner, and why
+a pending allocation does not fit yet. -o json prints the ListAllocations
+response.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "agent", Usage: "only allocations on agent `ID`"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			res, err := k.ListAllocations(c.Context, connect.NewRequest(&syscallsv1.ListAllocationsRequest{AgentId: c.String("agent")}))
+			if err != nil {
+				return callError("ListAllocations", err)
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, res.Msg)
+			}
+			t := newTable(e.stdout, "ID", "STATE", "AGENT", "CPUS", "MEM", "ROLE", "OWNER", "REASON")
+			for _, a := range res.Msg.GetAllocations() {
+				reason := a.GetPendingReason()
+				if reason == "" {
+					reason = a.GetRevokeReason()
+				}
+				t.row(a.GetId(), allocState(a.GetState()), a.GetAgentId(),
+					formatCPUs(a.GetResources().GetCpus()), formatMem(a.GetResources()),
+					a.GetRole(), a.GetOwner(), reason)
+			}
+			return t.flush()
+		},
+	}
+}
+
+func psCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "ps",
+		Usage: "list tasks",
+		Description: `Print one row per task the caller may see: id, allocation, agent, state,
+reason or exit code, pid, age and command line. Tasks that have ended
+(FINISHED, FAILED, KILLED, LOST) are shown only with --all. -o json prints
+the ListTasks response with the same filter.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include tasks that have ended", DisableDefaultText: true},
+			&cli.StringFlag{Name: "alloc", Usage: "only tasks of allocation `ID`"},
+			&cli.StringFlag{Name: "agent", Usage: "only tasks on agent `ID`"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			res, err := k.ListTasks(c.Context, connect.NewRequest(&syscallsv1.ListTasksRequest{
+				AllocationId: c.String("alloc"),
+				AgentId:      c.String("agent"),
+			}))
+			if err != nil {
+				return callError("ListTasks", err)
+			}
+			tasks := res.Msg.GetTasks()
+			if !c.Bool("all") {
+				live := tasks[:0:0]
+				for _, t := range tasks {
+					if !terminal(t.GetState()) {
+						live = append(live, t)
+					}
+				}
+				tasks = live
+			}
+			if f == formatJSON {
+				return writeJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()})
+			}
+			now := e.now()
+			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND")
+			for _, task := range tasks {
+				pid := ""
+				if task.GetPid() != 0 {
+					pid = strconv.Itoa(int(task.GetPid()))
+				}
+				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), taskState(task.GetState()),
+					taskReason(task), pid, formatAge(now, task.GetCreated()),
+					formatCommand(task.GetCommand(), task.GetArgs()))
+			}
+			return t.flush()
+		},
+	}
+}
+
+// terminal reports whether a task in state s has ended for good.
+func terminal(s syscallsv1.TaskState) bool {
+	switch s {
+	case syscallsv1.TaskState_TASK_STATE_FINISHED, syscallsv1.TaskState_TASK_STATE_FAILED,
+		syscallsv1.TaskState_TASK_STATE_KILLED, syscallsv1.TaskState_TASK_STATE_LOST:
+		return true
+	}
+	return false
+}
+
+// taskReason is the kernel's reason, else the exit code of an ended task.
+func taskReason(t *syscallsv1.Task) string {
+	if t.GetReason() != "" {
+		return t.GetReason()
+	}
+	if terminal(t.GetState()) {
+		return "exit " + strconv.Itoa(int(t.GetExitCode()))
+	}
+	return ""
+}
+
+func noArgs(c *cli.Context) error {
+	if c.Args().Present() {
+		return usagef("%s takes no arguments, got %q", c.Command.Name, c.Args().First())
+	}
+	return nil
+}

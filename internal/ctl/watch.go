@@ -1,0 +1,137 @@
+package ctl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/urfave/cli/v2"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+func watchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "watch",
+		Usage: "stream events until interrupted",
+		Description: `Stream the kernel's events after revision --after (default: from now on) and
+print one line per event: revision, kind, id, state and reason. -o json
+prints each Event as JSON on one line. --kind narrows the stream and may be
+repeated: task, allocation or agent, or one exact kind (e.g.
+allocation_granted, agent_lost). Interrupting (Ctrl-C) ends the watch with
+status 0; a compacted --after fails with FailedPrecondition.`,
+		Flags: []cli.Flag{
+			&cli.Int64Flag{Name: "after", Usage: "stream events after revision `REV`; 0 means from now on"},
+			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "only events of `KIND`: task, allocation, agent, or an exact kind; repeatable"},
+			&cli.StringFlag{Name: "owner", Usage: "only events of allocations and tasks of `PRINCIPAL` (operators only)"},
+			&cli.StringFlag{Name: "agent", Usage: "only events about agent `ID`"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			f, err := outputFormat(c)
+			if err != nil {
+				return err
+			}
+			req := &syscallsv1.WatchRequest{
+				AfterRevision: c.Int64("after"),
+				Owner:         c.String("owner"),
+				AgentId:       c.String("agent"),
+			}
+			if req.AfterRevision < 0 {
+				return usagef("--after: want a revision >= 0, got %d", req.AfterRevision)
+			}
+			for _, k := range c.StringSlice("kind") {
+				kinds, err := eventKinds(k)
+				if err != nil {
+					return err
+				}
+				req.Kinds = append(req.Kinds, kinds...)
+			}
+			k, err := dial(c, e)
+			if err != nil {
+				return err
+			}
+			stream, err := k.Watch(c.Context, connect.NewRequest(req))
+			if err != nil {
+				return callError("Watch", err)
+			}
+			defer stream.Close()
+			for stream.Receive() {
+				ev := stream.Msg()
+				if f == formatJSON {
+					err = writeJSONLine(e.stdout, ev)
+				} else {
+					_, err = fmt.Fprintln(e.stdout, eventLine(ev))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return streamEnd(c.Context, "Watch", stream.Err())
+		},
+	}
+}
+
+// eventKinds maps a --kind word to event kinds, from the EventKind enum
+// descriptor: "task" is every kind named EVENT_KIND_TASK_*, and an exact
+// name such as "agent_lost" is that kind.
+func eventKinds(word string) ([]syscallsv1.EventKind, error) {
+	values := syscallsv1.EventKind(0).Descriptor().Values()
+	want := "EVENT_KIND_" + strings.ToUpper(strings.TrimSpace(word))
+	var out []syscallsv1.EventKind
+	known := map[string]bool{}
+	for i := range values.Len() {
+		v := values.Get(i)
+		name := string(v.Name())
+		if v.Number() == 0 {
+			continue
+		}
+		short := strings.ToLower(strings.TrimPrefix(name, "EVENT_KIND_"))
+		known[short] = true
+		known[strings.SplitN(short, "_", 2)[0]] = true
+		if name == want || strings.HasPrefix(name, want+"_") {
+			out = append(out, syscallsv1.EventKind(v.Number()))
+		}
+	}
+	if len(out) == 0 || want == "EVENT_KIND_" {
+		names := make([]string, 0, len(known))
+		for n := range known {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, usagef("--kind %q: want one of %s", word, strings.Join(names, ", "))
+	}
+	return out, nil
+}
+
+// eventLine is an event for people: "rev kind id state reason".
+func eventLine(ev *syscallsv1.Event) string {
+	var id, state, reason string
+	switch {
+	case ev.GetTask() != nil:
+		t := ev.GetTask()
+		id, state, reason = t.GetId(), taskState(t.GetState()), taskReason(t)
+	case ev.GetAllocation() != nil:
+		a := ev.GetAllocation()
+		id, state = a.GetId(), allocState(a.GetState())
+		reason = a.GetPendingReason()
+		if reason == "" {
+			reason = a.GetRevokeReason()
+		}
+	case ev.GetAgent() != nil:
+		a := ev.GetAgent()
+		id, state = a.GetId(), agentState(a.GetState())
+	}
+	if ev.GetReason() != "" {
+		reason = ev.GetReason()
+	}
+	for _, s := range []*string{&id, &state} {
+		if *s == "" {
+			*s = "-"
+		}
+	}
+	return strings.TrimRight(fmt.Sprintf("%-6d %-20s %-16s %-9s %s", ev.GetRevision(), eventKind(ev.GetKind()), id, state, reason), " ")
+}

@@ -1,0 +1,237 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// MaxRequestBytes bounds one request message; larger ones are refused
+// with ResourceExhausted before they are decoded.
+const MaxRequestBytes = 4 << 20
+
+// Server implements the Kernel service on a kernel.Kernel.
+type Server struct {
+	k *kernel.Kernel
+}
+
+var _ syscallsv1connect.KernelHandler = (*Server)(nil)
+
+// allowed lists, per procedure, the roles that may call it.
+var allowed = map[string][]kernel.Role{
+	syscallsv1connect.KernelAllocateProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelLaunchProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelRevokeProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelKeepAliveProcedure:        {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelWatchProcedure:            {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelRegisterAgentProcedure:    {kernel.RoleOperator, kernel.RoleAgent},
+	syscallsv1connect.KernelHeartbeatProcedure:        {kernel.RoleOperator, kernel.RoleAgent},
+	syscallsv1connect.KernelReportTaskStatusProcedure: {kernel.RoleOperator, kernel.RoleAgent},
+	syscallsv1connect.KernelListAgentsProcedure:       {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelListAllocationsProcedure:  {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelListTasksProcedure:        {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+}
+
+// Handler returns the HTTP handler for k: the Kernel service (Connect,
+// gRPC, gRPC-Web, HTTP/JSON), gRPC reflection and GET /healthz.
+func Handler(k *kernel.Kernel, tokens *Tokens) http.Handler {
+	mux := http.NewServeMux()
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(&auth{tokens: tokens}),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+	}
+	mux.Handle(syscallsv1connect.NewKernelHandler(&Server{k: k}, opts...))
+	reflector := grpcreflect.NewStaticReflector(syscallsv1connect.KernelName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Serve serves h on ln with HTTP/1.1 and cleartext HTTP/2 (for gRPC) until
+// ctx ends, then shuts down gracefully (open Watch streams are cut after
+// a short grace period).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+type principalKey struct{}
+
+func principal(ctx context.Context) kernel.Principal {
+	p, _ := ctx.Value(principalKey{}).(kernel.Principal)
+	return p
+}
+
+// auth authenticates every call and checks the caller's role.
+type auth struct{ tokens *Tokens }
+
+func (a *auth) check(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
+	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token (Authorization: Bearer <token>)"))
+	}
+	p, ok := a.tokens.Lookup(tok)
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))
+	}
+	roles := allowed[procedure]
+	for _, r := range roles {
+		if r == p.Role {
+			return context.WithValue(ctx, principalKey{}, p), nil
+		}
+	}
+	return nil, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
+}
+
+func (a *auth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header())
+		if err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a *auth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a *auth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader())
+		if err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// toConnect maps a kernel error to a Connect error with the same code.
+func toConnect(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ke *kernel.Error
+	if !errors.As(err, &ke) {
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	codes := map[kernel.Code]connect.Code{
+		kernel.InvalidArgument:    connect.CodeInvalidArgument,
+		kernel.NotFound:           connect.CodeNotFound,
+		kernel.PermissionDenied:   connect.CodePermissionDenied,
+		kernel.FailedPrecondition: connect.CodeFailedPrecondition,
+		kernel.Unavailable:        connect.CodeUnavailable,
+		kernel.Internal:           connect.CodeInternal,
+	}
+	ce := connect.NewError(codes[ke.Code], errors.New(ke.Msg))
+	if ke.Resync != nil {
+		if d, derr := connect.NewErrorDetail(&pb.ResyncInfo{CurrentRevision: ke.Resync.Current, CompactRevision: ke.Resync.Compacted}); derr == nil {
+			ce.AddDetail(d)
+		}
+	}
+	return ce
+}
+
+func reply[T any](m *T, err error) (*connect.Response[T], error) {
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(m), nil
+}
+
+// Allocate implements syscallsv1connect.KernelHandler.
+func (s *Server) Allocate(ctx context.Context, r *connect.Request[pb.AllocateRequest]) (*connect.Response[pb.AllocateResponse], error) {
+	return reply(s.k.Allocate(ctx, principal(ctx), r.Msg))
+}
+
+// Launch implements syscallsv1connect.KernelHandler.
+func (s *Server) Launch(ctx context.Context, r *connect.Request[pb.LaunchRequest]) (*connect.Response[pb.LaunchResponse], error) {
+	return reply(s.k.Launch(ctx, principal(ctx), r.Msg))
+}
+
+// Watch implements syscallsv1connect.KernelHandler.
+func (s *Server) Watch(ctx context.Context, r *connect.Request[pb.WatchRequest], st *connect.ServerStream[pb.Event]) error {
+	// Send headers now, so a client sees the stream is open before the
+	// first event.
+	if err := st.Send(nil); err != nil {
+		return err
+	}
+	return toConnect(s.k.Watch(ctx, principal(ctx), r.Msg, st.Send))
+}
+
+// Revoke implements syscallsv1connect.KernelHandler.
+func (s *Server) Revoke(ctx context.Context, r *connect.Request[pb.RevokeRequest]) (*connect.Response[pb.RevokeResponse], error) {
+	return reply(s.k.Revoke(ctx, principal(ctx), r.Msg))
+}
+
+// KeepAlive implements syscallsv1connect.KernelHandler.
+func (s *Server) KeepAlive(ctx context.Context, r *connect.Request[pb.KeepAliveRequest]) (*connect.Response[pb.KeepAliveResponse], error) {
+	return reply(s.k.KeepAlive(ctx, principal(ctx), r.Msg))
+}
+
+// RegisterAgent implements syscallsv1connect.KernelHandler.
+func (s *Server) RegisterAgent(ctx context.Context, r *connect.Request[pb.RegisterAgentRequest]) (*connect.Response[pb.RegisterAgentResponse], error) {
+	return reply(s.k.RegisterAgent(ctx, r.Msg))
+}
+
+// Heartbeat implements syscallsv1connect.KernelHandler.
+func (s *Server) Heartbeat(ctx context.Context, r *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
+	return reply(s.k.Heartbeat(ctx, r.Msg))
+}
+
+// ReportTaskStatus implements syscallsv1connect.KernelHandler.
+func (s *Server) ReportTaskStatus(ctx context.Context, r *connect.Request[pb.ReportTaskStatusRequest]) (*connect.Response[pb.ReportTaskStatusResponse], error) {
+	return reply(s.k.ReportTaskStatus(ctx, r.Msg))
+}
+
+// ListAgents implements syscallsv1connect.KernelHandler.
+func (s *Server) ListAgents(ctx context.Context, _ *connect.Request[pb.ListAgentsRequest]) (*connect.Response[pb.ListAgentsResponse], error) {
+	return reply(s.k.ListAgents(ctx, principal(ctx)), nil)
+}
+
+// ListAllocations implements syscallsv1connect.KernelHandler.
+func (s *Server) ListAllocations(ctx context.Context, r *connect.Request[pb.ListAllocationsRequest]) (*connect.Response[pb.ListAllocationsResponse], error) {
+	return reply(s.k.ListAllocations(ctx, principal(ctx), r.Msg), nil)
+}
+
+// ListTasks implements syscallsv1connect.KernelHandler.
+func (s *Server) ListTasks(ctx context.Context, r *connect.Request[pb.ListTasksRequest]) (*connect.Response[pb.ListTasksResponse], error) {
+	return reply(s.k.ListTasks(ctx, principal(ctx), r.Msg), nil)
+}

@@ -1,0 +1,247 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dcos-kernel/dcos/agent"
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/clientconfig"
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
+)
+
+// Run runs dcosd with args (args[0] is the program name) and returns the
+// exit code. It returns when ctx ends (SIGTERM) after a clean stop.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := &cli.App{
+		Name:      "dcosd",
+		Usage:     "the dcos kernel and agent",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
+		},
+		Commands: []*cli.Command{devCommand(), kernelCommand(), agentCommand()},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.RunContext(ctx, args); err != nil {
+		fmt.Fprintln(stderr, "dcosd:", err)
+		return 1
+	}
+	return 0
+}
+
+func logger(c *cli.Context) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl}))
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "dcos")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "dcos")
+	}
+	return filepath.Join(os.TempDir(), "dcos")
+}
+
+var kernelFlags = []cli.Flag{
+	&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7070", Usage: "address the syscall API listens on (port 0: any free port)"},
+	&cli.StringFlag{Name: "tokens", Usage: "tokens file (default DATA_DIR/tokens.json)"},
+	&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "external etcd endpoints (default: an embedded etcd under the data dir)"},
+	&cli.StringFlag{Name: "etcd-prefix", Value: "/dcos/", Usage: "key prefix in etcd"},
+	&cli.DurationFlag{Name: "heartbeat-interval", Value: time.Second, Usage: "how often agents heartbeat"},
+	&cli.DurationFlag{Name: "heartbeat-timeout", Value: 10 * time.Second, Usage: "silence after which an agent is marked lost"},
+}
+
+var agentFlags = []cli.Flag{
+	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
+	&cli.StringSliceFlag{Name: "label", Usage: "agent label k=v (repeatable)"},
+}
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run a kernel with an embedded etcd and one local agent in one process",
+		Flags: append(append([]cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (etcd, tokens, agent)"},
+			&cli.StringFlag{Name: "client-config", Usage: "where to write dcosctl's config (default: dcosctl's default path)"},
+		}, kernelFlags...), agentFlags...),
+		Action: func(c *cli.Context) error {
+			log := logger(c)
+			dataDir := c.String("data-dir")
+			tokensPath := tokensPath(c, dataDir)
+			tf, _ := api.LoadTokensFile(tokensPath) // missing: start empty
+			op, ch1 := tf.Ensure("operator", "operator")
+			ag, ch2 := tf.Ensure("agent", "local-agent")
+			if ch1 || ch2 {
+				if err := os.MkdirAll(dataDir, 0o700); err != nil {
+					return err
+				}
+				if err := api.SaveTokensFile(tokensPath, tf); err != nil {
+					return err
+				}
+			}
+			labels, err := parseLabels(c.StringSlice("label"))
+			if err != nil {
+				return err
+			}
+			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
+				ccPath := c.String("client-config")
+				if ccPath == "" {
+					if ccPath, err = clientconfig.DefaultPath(); err != nil {
+						return err
+					}
+				}
+				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token}); err != nil {
+					return err
+				}
+				a, err := agent.New(agent.Config{
+					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
+					Resources: c.String("resources"), Labels: labels, Logger: log.With("component", "agent"),
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
+				g.Go(func() error { return a.Run(ctx) })
+				return nil
+			})
+		},
+	}
+}
+
+func tokensPath(c *cli.Context, dataDir string) string {
+	if p := c.String("tokens"); p != "" {
+		return p
+	}
+	return filepath.Join(dataDir, "tokens.json")
+}
+
+func kernelCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "kernel",
+		Usage: "run a kernel (embedded etcd unless --etcd-endpoints)",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (embedded etcd)"},
+		}, kernelFlags...),
+		Action: func(c *cli.Context) error {
+			log := logger(c)
+			return serveKernel(c, log, c.String("data-dir"), func(_ context.Context, _ *errgroup.Group, url string) error {
+				fmt.Fprintf(c.App.Writer, "dcos kernel: listening at %s\n", url)
+				return nil
+			})
+		},
+	}
+}
+
+// serveKernel opens the store, starts the kernel and its API server, calls
+// started with the API's URL, and runs until the context ends.
+func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error) error {
+	tf, err := api.LoadTokensFile(tokensPath(c, dataDir))
+	if err != nil {
+		return fmt.Errorf("%w (create one, or use `dcosd dev` which generates it)", err)
+	}
+	tokens, err := api.NewTokens(tf.Tokens)
+	if err != nil {
+		return err
+	}
+	var cli3 *clientv3.Client
+	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
+		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		defer cli3.Close()
+	} else {
+		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir})
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		cli3 = e.Client()
+	}
+	ctx := c.Context
+	k, err := kernel.New(ctx, kernel.Config{
+		Store:             store.New(cli3, c.String("etcd-prefix")),
+		HeartbeatInterval: c.Duration("heartbeat-interval"),
+		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
+		Logger:            log.With("component", "kernel"),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return err
+	}
+	url := "http://" + ln.Addr().String()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return k.Run(gctx) })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(k, tokens), log) })
+	if err := started(gctx, g, url); err != nil {
+		ln.Close()
+		return errors.Join(err, g.Wait())
+	}
+	log.Info("kernel serving", "url", url)
+	return g.Wait()
+}
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "run an agent that joins a kernel",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			&cli.StringFlag{Name: "token", Required: true, Usage: "agent token", EnvVars: []string{"DCOS_TOKEN"}},
+			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
+		}, agentFlags...),
+		Action: func(c *cli.Context) error {
+			labels, err := parseLabels(c.StringSlice("label"))
+			if err != nil {
+				return err
+			}
+			url := c.String("kernel")
+			if !strings.Contains(url, "://") {
+				url = "http://" + url
+			}
+			a, err := agent.New(agent.Config{
+				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
+				Resources: c.String("resources"), Labels: labels, Logger: logger(c),
+			})
+			if err != nil {
+				return err
+			}
+			return a.Run(c.Context)
+		},
+	}
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want key=value", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,376 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/quantity"
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+const (
+	// DefaultKillGrace is how long a task has between SIGTERM and SIGKILL
+	// when Config.KillGrace is zero.
+	DefaultKillGrace = 5 * time.Second
+
+	// defaultHeartbeat is used when the kernel answers no heartbeat interval.
+	defaultHeartbeat = 5 * time.Second
+	// callTimeout bounds every unary call to the kernel.
+	callTimeout = 10 * time.Second
+)
+
+// Config configures an Agent. The zero value is not valid: DataDir and
+// either KernelURL or Client are required.
+type Config struct {
+	// KernelURL is the kernel's base URL, e.g. "http://127.0.0.1:7070".
+	KernelURL string
+	// Token is the agent's bearer token.
+	Token string
+	// DataDir holds the agent id, task checkpoints and sandboxes. It is
+	// created if missing. Two agents must not share one (Run locks it).
+	DataDir string
+	// Resources overrides fingerprinted resources, e.g.
+	// "cpus=9,mem=18Gi,disk=100Gi"; fields not named keep their measured
+	// value.
+	Resources string
+	// Labels are the node's labels, sent at registration.
+	Labels map[string]string
+	// KillGrace is the time between SIGTERM and SIGKILL when a task is
+	// killed; zero means DefaultKillGrace.
+	KillGrace time.Duration
+	// Logger receives the agent's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Client, if set, is used instead of a client built from KernelURL and
+	// Token.
+	Client syscallsv1connect.KernelClient
+}
+
+// Agent runs the tasks the kernel places on one node. Create it with New
+// and start it with Run; ID is safe for concurrent use.
+type Agent struct {
+	client    syscallsv1connect.KernelClient
+	log       *slog.Logger
+	labels    map[string]string
+	node      node
+	killGrace time.Duration
+
+	dataDir     string
+	sandboxDir  string
+	checkpoints checkpointStore
+	reports     *reportQueue
+
+	regMu sync.Mutex // serialises registrations
+
+	mu        sync.Mutex
+	id        string
+	savedID   string // the id in <data-dir>/agent-id
+	heartbeat time.Duration
+	tasks     map[string]*task
+	finished  recentSet
+	started   bool
+
+	// Set by Run before any goroutine starts.
+	stop <-chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New validates cfg, creates the data dir and fingerprints the node. It
+// contacts nobody: the kernel is first called by Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: config: DataDir is required")
+	}
+	if cfg.Client == nil && cfg.KernelURL == "" {
+		return nil, errors.New("agent: config: KernelURL or Client is required")
+	}
+	if cfg.KillGrace < 0 {
+		return nil, fmt.Errorf("agent: config: KillGrace must not be negative, got %v", cfg.KillGrace)
+	}
+	override, err := quantity.ParseResources(cfg.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("agent: config: Resources: %w", err)
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: config: DataDir: %w", err)
+	}
+	a := &Agent{
+		client:      cfg.Client,
+		log:         cfg.Logger,
+		labels:      maps.Clone(cfg.Labels),
+		killGrace:   cfg.KillGrace,
+		dataDir:     dataDir,
+		sandboxDir:  filepath.Join(dataDir, "sandboxes"),
+		checkpoints: checkpointStore{dir: filepath.Join(dataDir, "tasks")},
+		reports:     newReportQueue(),
+		tasks:       make(map[string]*task),
+		finished:    newRecentSet(4096),
+	}
+	if a.client == nil {
+		a.client = kclient.New(cfg.KernelURL, cfg.Token)
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.killGrace == 0 {
+		a.killGrace = DefaultKillGrace
+	}
+	for _, d := range []string{dataDir, a.sandboxDir, a.checkpoints.dir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("agent: data dir: %w", err)
+		}
+	}
+	if a.node, err = fingerprint(dataDir, override); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	b, err := os.ReadFile(a.idPath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("agent: agent id: %w", err)
+	}
+	a.savedID = strings.TrimSpace(string(b))
+	return a, nil
+}
+
+// ID returns the id the kernel gave this agent, or "" before Run first
+// registered.
+func (a *Agent) ID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+func (a *Agent) idPath() string { return filepath.Join(a.dataDir, "agent-id") }
+
+// Run recovers checkpointed tasks, registers with the kernel (retrying with
+// backoff until it answers), then heartbeats, watches for tasks, runs them
+// and reports their states until ctx is cancelled. It returns nil when ctx
+// is cancelled, after every goroutine it started has ended and every file
+// it opened is closed; tasks keep running and are re-adopted by the next
+// Run on the same data dir. It returns an error only when the agent cannot
+// run at all (the data dir is locked by another agent or unreadable). Run
+// may be called once per Agent.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.started {
+		a.mu.Unlock()
+		return errors.New("agent: Run called twice")
+	}
+	a.started = true
+	a.mu.Unlock()
+
+	lock, err := hostos.Lock(filepath.Join(a.dataDir, "agent.lock"))
+	if err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	defer lock.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer a.wg.Wait()
+	defer cancel()
+	a.stop = ctx.Done()
+
+	if err := a.recover(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	rev, err := a.register(ctx)
+	if err != nil {
+		return nil // ctx cancelled
+	}
+	a.wg.Go(func() { a.reports.run(ctx, a.client, a.ID, a.log) })
+	a.wg.Go(func() { a.heartbeatLoop(ctx) })
+	a.wg.Go(func() { a.watchLoop(ctx, rev) })
+	<-ctx.Done()
+	a.log.Info("agent stopping; tasks keep running", "agent", a.ID())
+	return nil
+}
+
+// register registers with the kernel until it answers or ctx ends (the
+// only error), then reconciles the tasks the kernel expects with the ones
+// the agent runs. It returns the revision to watch after.
+func (a *Agent) register(ctx context.Context) (int64, error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	bo := newBackoff()
+	for {
+		a.mu.Lock()
+		id := a.id
+		if id == "" {
+			id = a.savedID
+		}
+		running := a.runningIDsLocked()
+		a.mu.Unlock()
+		req := &syscallsv1.RegisterAgentRequest{
+			AgentId:        id,
+			Hostname:       a.node.hostname,
+			Labels:         a.labels,
+			Resources:      a.node.resources,
+			RunningTaskIds: running,
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))
+		cancel()
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if err != nil {
+			d := bo.next()
+			a.log.Warn("register failed; retrying", "in", d, "err", err)
+			if !sleep(ctx, d) {
+				return 0, ctx.Err()
+			}
+			continue
+		}
+		msg := resp.Msg
+		if msg.GetAgentId() == "" {
+			d := bo.next()
+			a.log.Warn("kernel answered register without an agent id; retrying", "in", d)
+			if !sleep(ctx, d) {
+				return 0, ctx.Err()
+			}
+			continue
+		}
+		hb := msg.GetHeartbeatInterval().AsDuration()
+		if hb <= 0 {
+			hb = defaultHeartbeat
+		}
+		a.mu.Lock()
+		a.id, a.heartbeat = msg.GetAgentId(), hb
+		saved := a.savedID
+		a.mu.Unlock()
+		if msg.GetAgentId() != saved {
+			if err := writeFileAtomic(a.idPath(), []byte(msg.GetAgentId()+"\n")); err != nil {
+				a.log.Error("cannot persist agent id; a restart will register as a new agent", "err", err)
+			} else {
+				a.mu.Lock()
+				a.savedID = msg.GetAgentId()
+				a.mu.Unlock()
+			}
+		}
+		a.log.Info("registered", "agent", msg.GetAgentId(), "heartbeat", hb, "running", len(running), "expected", len(msg.GetTasks()))
+		a.reconcile(running, msg.GetTasks())
+		return msg.GetRevision(), nil
+	}
+}
+
+// reconcile makes the agent agree with the tasks the kernel expects:
+// tasks it reported running that the kernel does not list are killed;
+// PENDING tasks it does not run are launched; STARTING or RUNNING ones it
+// does not know are reported LOST; running ones the kernel still thinks
+// are not running yet are reported RUNNING again.
+func (a *Agent) reconcile(reported []string, expected []*syscallsv1.Task) {
+	want := make(map[string]*syscallsv1.Task, len(expected))
+	for _, t := range expected {
+		want[t.GetId()] = t
+	}
+	for _, id := range reported {
+		if _, ok := want[id]; !ok {
+			a.kill(id, "killed: the kernel does not expect this task on the agent")
+		}
+	}
+	for _, t := range expected {
+		a.mu.Lock()
+		tk, known := a.tasks[t.GetId()]
+		done := a.finished.has(t.GetId())
+		var rerun *syscallsv1.ReportTaskStatusRequest
+		if known && tk.state == taskRunning && t.GetState() != syscallsv1.TaskState_TASK_STATE_RUNNING {
+			rerun = tk.statusLocked(syscallsv1.TaskState_TASK_STATE_RUNNING)
+		}
+		a.mu.Unlock()
+		switch {
+		case known || done:
+			if rerun != nil {
+				a.reports.push(report{req: rerun})
+			}
+		case t.GetState() == syscallsv1.TaskState_TASK_STATE_PENDING:
+			a.launch(t)
+		case t.GetState() == syscallsv1.TaskState_TASK_STATE_STARTING, t.GetState() == syscallsv1.TaskState_TASK_STATE_RUNNING:
+			a.log.Warn("kernel expects a task the agent does not have", "task", t.GetId())
+			a.reports.push(report{req: &syscallsv1.ReportTaskStatusRequest{
+				TaskId: t.GetId(),
+				State:  syscallsv1.TaskState_TASK_STATE_LOST,
+				Reason: "task not found on agent after restart",
+			}})
+		}
+	}
+}
+
+// heartbeatLoop heartbeats every interval; when the kernel answers that it
+// has marked the agent lost or forgotten it, it registers again.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	for {
+		a.mu.Lock()
+		d, id := a.heartbeat, a.id
+		a.mu.Unlock()
+		if !sleep(ctx, d) {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err := a.client.Heartbeat(cctx, connect.NewRequest(&syscallsv1.HeartbeatRequest{AgentId: id}))
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch connect.CodeOf(err) {
+		case connect.CodeNotFound, connect.CodeFailedPrecondition:
+			a.log.Warn("kernel lost this agent; registering again", "agent", id, "err", err)
+			if _, err := a.register(ctx); err != nil {
+				return
+			}
+		default:
+			if err != nil {
+				a.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// runningIDsLocked lists the tasks that have a live process (started,
+// re-adopted, or still starting), sorted by map order. a.mu must be held.
+func (a *Agent) runningIDsLocked() []string {
+	var ids []string
+	for id, tk := range a.tasks {
+		if tk.state != taskExited {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// recentSet remembers the last n task ids that ended, so that a stale
+// PENDING for a task that already ran does not start it again.
+type recentSet struct {
+	n     int
+	order []string
+	set   map[string]struct{}
+}
+
+func newRecentSet(n int) recentSet {
+	return recentSet{n: n, set: make(map[string]struct{})}
+}
+
+func (r *recentSet) has(id string) bool { _, ok := r.set[id]; return ok }
+
+func (r *recentSet) add(id string) {
+	if r.has(id) {
+		return
+	}
+	if len(r.order) == r.n {
+		delete(r.set, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.order = append(r.order, id)
+	r.set[id] = struct{}{}
+}

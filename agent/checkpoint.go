@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// checkpointVersion is the version of the checkpoint format; a file with
+// another version is not recovered.
+const checkpointVersion = 1
+
+// checkpoint is what the agent keeps on disk about one task, so that a new
+// agent on the same data dir can find it again. It is written when the task
+// starts, rewritten with Final when the task ends, and removed once the
+// kernel acknowledged the final report.
+type checkpoint struct {
+	Version      int    `json:"version"`
+	TaskID       string `json:"task_id"`
+	AllocationID string `json:"allocation_id"`
+	// PID is the task's process id and process group id; 0 when the task
+	// never started.
+	PID int `json:"pid"`
+	// StartTime is field 22 of /proc/PID/stat: with PID it names the
+	// process even if the pid is reused later.
+	StartTime uint64 `json:"start_time"`
+	Sandbox   string `json:"sandbox"`
+	// Final is the task's final status, set once the agent saw it end and
+	// kept until the kernel acknowledged it.
+	Final *finalStatus `json:"final,omitempty"`
+}
+
+// finalStatus is a terminal task status waiting to be reported.
+type finalStatus struct {
+	State    string `json:"state"` // a TaskState name, e.g. "TASK_STATE_FINISHED"
+	Reason   string `json:"reason"`
+	ExitCode int32  `json:"exit_code"`
+}
+
+func (f *finalStatus) taskState() syscallsv1.TaskState {
+	return syscallsv1.TaskState(syscallsv1.TaskState_value[f.State])
+}
+
+// checkpointStore keeps checkpoints as <dir>/<task-id>.json. Writes are
+// atomic (temp file, fsync, rename). It is safe for concurrent use on
+// distinct task ids.
+type checkpointStore struct{ dir string }
+
+func (s checkpointStore) path(taskID string) string {
+	return filepath.Join(s.dir, taskID+".json")
+}
+
+// save writes cp atomically, replacing any earlier checkpoint of the task.
+func (s checkpointStore) save(cp checkpoint) error {
+	cp.Version = checkpointVersion
+	b, err := json.MarshalIndent(cp, "", "  ")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", cp.TaskID, err)
+	}
+	if err := writeFileAtomic(s.path(cp.TaskID), append(b, '\n')); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", cp.TaskID, err)
+	}
+	return syncDir(s.dir)
+}
+
+// remove deletes the checkpoint of taskID; a missing one is not an error.
+func (s checkpointStore) remove(taskID string) error {
+	if err := os.Remove(s.path(taskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("checkpoint %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// load reads every checkpoint. Files that cannot be read or parsed are
+// returned as errors in bad (and left in place for an operator); leftover
+// temp files of interrupted writes are removed.
+func (s checkpointStore) load() (cps []checkpoint, bad []error, err error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(filepath.Join(s.dir, name))
+			continue
+		}
+		if e.IsDir() || !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, name))
+		if err != nil {
+			bad = append(bad, fmt.Errorf("checkpoint %s: %w", name, err))
+			continue
+		}
+		var cp checkpoint
+		if err := json.Unmarshal(b, &cp); err != nil {
+			bad = append(bad, fmt.Errorf("checkpoint %s: %w", name, err))
+			continue
+		}
+		switch {
+		case cp.Version != checkpointVersion:
+			bad = append(bad, fmt.Errorf("checkpoint %s: version %d, want %d", name, cp.Version, checkpointVersion))
+		case cp.TaskID+".json" != name:
+			bad = append(bad, fmt.Errorf("checkpoint %s: names task %q", name, cp.TaskID))
+		case cp.Final != nil && cp.Final.taskState() == syscallsv1.TaskState_TASK_STATE_UNSPECIFIED:
+			bad = append(bad, fmt.Errorf("checkpoint %s: unknown final state %q", name, cp.Final.State))
+		default:
+			cps = append(cps, cp)
+		}
+	}
+	return cps, bad, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeFileAtomic writes b to path through a temp file and a rename.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}

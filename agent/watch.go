@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// watchLoop streams the kernel's task events for this agent after rev and
+// acts on them, resuming after the last seen revision when the stream
+// breaks. A compacted revision makes it register again (which reconciles)
+// and watch after the revision that registration returns.
+func (a *Agent) watchLoop(ctx context.Context, after int64) {
+	bo := newBackoff()
+	for {
+		stream, err := a.client.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
+			AfterRevision: after,
+			AgentId:       a.ID(),
+			Kinds:         []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE},
+		}))
+		if err == nil {
+			for stream.Receive() {
+				ev := stream.Msg()
+				after = max(after, ev.GetRevision())
+				bo.reset()
+				a.handleEvent(ev)
+			}
+			err = stream.Err()
+			stream.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if resync := resyncInfo(err); resync != nil {
+			a.log.Warn("watch revision compacted; registering again", "after", after, "current", resync.GetCurrentRevision())
+			rev, err := a.register(ctx)
+			if err != nil {
+				return
+			}
+			after = rev
+			continue
+		}
+		d := bo.next()
+		a.log.Warn("watch broke; resuming", "after", after, "in", d, "err", err)
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// resyncInfo returns the ResyncInfo detail of a FailedPrecondition error,
+// or nil.
+func resyncInfo(err error) *syscallsv1.ResyncInfo {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return nil
+	}
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			continue
+		}
+		if ri, ok := v.(*syscallsv1.ResyncInfo); ok {
+			return ri
+		}
+	}
+	return nil
+}
+
+// handleEvent acts on one event: a PENDING task on this agent is launched;
+// a KILLED or LOST one is killed. Other events are ignored.
+func (a *Agent) handleEvent(ev *syscallsv1.Event) {
+	t := ev.GetTask()
+	if ev.GetKind() != syscallsv1.EventKind_EVENT_KIND_TASK_STATE || t == nil || t.GetAgentId() != a.ID() {
+		return
+	}
+	switch t.GetState() {
+	case syscallsv1.TaskState_TASK_STATE_PENDING:
+		a.launch(t)
+	case syscallsv1.TaskState_TASK_STATE_KILLED, syscallsv1.TaskState_TASK_STATE_LOST:
+		reason := t.GetReason()
+		if reason == "" {
+			reason = ev.GetReason()
+		}
+		if reason == "" {
+			reason = "killed by the kernel"
+		}
+		a.kill(t.GetId(), reason)
+	}
+}

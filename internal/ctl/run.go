@@ -165,7 +165,8 @@ func globalFlags() []cli.Flag {
 
 // normalizeArgs lets flags follow positional arguments: within a command's
 // arguments (up to "--"), flags are moved before the positionals, and global
-// flags the command does not define are moved before the command name. The
+// flags the command does not define are moved before the command name.
+// Known flags are spelled with their first name (-o becomes --output). The
 // standard flag parser urfave/cli uses would otherwise stop at the first
 // positional.
 func normalizeArgs(app *cli.App, args []string) []string {
@@ -178,7 +179,8 @@ func normalizeArgs(app *cli.App, args []string) []string {
 			break
 		}
 		n := flagArgLen(global, rest)
-		head = append(head, rest[:n]...)
+		head = append(head, canonical(global, rest[0]))
+		head = append(head, rest[1:n]...)
 		rest = rest[n:]
 	}
 	if len(rest) == 0 || rest[0] == "--" {
@@ -206,13 +208,15 @@ func normalizeArgs(app *cli.App, args []string) []string {
 		if _, ok := local[name]; !ok {
 			if _, ok := global[name]; ok {
 				n := flagArgLen(global, tail[i:])
-				head = append(head, tail[i:i+n]...)
+				head = append(head, canonical(global, a))
+				head = append(head, tail[i+1:i+n]...)
 				i += n
 				continue
 			}
 		}
 		n := flagArgLen(local, tail[i:])
-		cmdFlags = append(cmdFlags, tail[i:i+n]...)
+		cmdFlags = append(cmdFlags, canonical(local, a))
+		cmdFlags = append(cmdFlags, tail[i+1:i+n]...)
 		i += n
 	}
 	out := append(head, rest[0])
@@ -231,24 +235,42 @@ func flagName(a string) string {
 
 // flagArgLen is how many arguments the flag at args[0] consumes: 2 when it
 // takes a value given as the next argument, else 1.
-func flagArgLen(index map[string]bool, args []string) int {
-	if takesValue, ok := index[flagName(args[0])]; ok && takesValue &&
+func flagArgLen(index map[string]flagInfo, args []string) int {
+	if f, ok := index[flagName(args[0])]; ok && f.takesValue &&
 		!strings.Contains(args[0], "=") && len(args) > 1 {
 		return 2
 	}
 	return 1
 }
 
-// flagIndex maps every name and alias of flags to whether it takes a value.
-func flagIndex(flags []cli.Flag) map[string]bool {
-	idx := map[string]bool{}
+// canonical spells a flag argument with the flag's first name: urfave/cli
+// refuses a repeatable flag given under two of its names (-e and --env).
+func canonical(index map[string]flagInfo, arg string) string {
+	f, ok := index[flagName(arg)]
+	if !ok {
+		return arg
+	}
+	if _, value, hasValue := strings.Cut(arg, "="); hasValue {
+		return "--" + f.name + "=" + value
+	}
+	return "--" + f.name
+}
+
+type flagInfo struct {
+	name       string // the flag's first name
+	takesValue bool
+}
+
+// flagIndex maps every name and alias of flags to the flag.
+func flagIndex(flags []cli.Flag) map[string]flagInfo {
+	idx := map[string]flagInfo{}
 	for _, f := range flags {
 		takes := true
 		if v, ok := f.(cli.DocGenerationFlag); ok {
 			takes = v.TakesValue()
 		}
 		for _, n := range f.Names() {
-			idx[n] = takes
+			idx[n] = flagInfo{name: f.Names()[0], takesValue: takes}
 		}
 	}
 	return idx

@@ -1,0 +1,310 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+func durationOf(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+func TestRun_Alloc(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("Allocate", &syscallsv1.AllocateResponse{
+		Allocations: []*syscallsv1.Allocation{
+			{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED},
+			{Id: "a-2", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING},
+		},
+		PendingReason: "insufficient memory on 3 agents",
+	}, nil)
+	url := k.serve(t)
+	res := func(cpus float64, mem, disk int64) *syscallsv1.Resources {
+		return &syscallsv1.Resources{Cpus: cpus, MemBytes: mem, DiskBytes: disk}
+	}
+	tests := []struct {
+		name string
+		args []string
+		want *syscallsv1.AllocateRequest
+	}{
+		{"sizes", []string{"--cpus", "0.5", "--mem", "64Mi", "--disk", "1G"},
+			&syscallsv1.AllocateRequest{Resources: res(0.5, 64<<20, 1e9), Count: 1}},
+		{"count role priority", []string{"--cpus", "2", "--mem", "1Gi", "--count", "3", "--role", "batch", "--priority", "7"},
+			&syscallsv1.AllocateRequest{Resources: res(2, 1<<30, 0), Count: 3, Role: "batch", Priority: 7}},
+		{"constraints", []string{"--cpus", "1", "--mem", "1Mi", "--constraint", "zone=b", "-c", "gpu!=none", "--constraint", "rack~=r1,r2"},
+			&syscallsv1.AllocateRequest{Resources: res(1, 1<<20, 0), Count: 1, Constraints: []*syscallsv1.Constraint{
+				{Label: "zone", Op: syscallsv1.Constraint_OP_EQUALS, Values: []string{"b"}},
+				{Label: "gpu", Op: syscallsv1.Constraint_OP_NOT_EQUALS, Values: []string{"none"}},
+				{Label: "rack", Op: syscallsv1.Constraint_OP_IN, Values: []string{"r1", "r2"}},
+			}}},
+		{"lease", []string{"--cpus", "1", "--mem", "1Mi", "--lease", "1m30s"},
+			&syscallsv1.AllocateRequest{Resources: res(1, 1<<20, 0), Count: 1, LeaseTtl: durationOf(90 * time.Second)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "alloc"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			assertProto(t, k.last("Allocate"), tt.want)
+			for _, s := range []string{"a-1", "GRANTED", "ag-1", "a-2", "PENDING", "pending: insufficient memory on 3 agents"} {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("output lacks %q:\n%s", s, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestRun_AllocUsage(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{}
+	url := k.serve(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no cpus", []string{"--mem", "1Gi"}, "--cpus is required"},
+		{"no mem", []string{"--cpus", "1"}, "--mem is required"},
+		{"bad cpus", []string{"--cpus", "lots", "--mem", "1Gi"}, `--cpus: "lots" is not a number`},
+		{"bad mem", []string{"--cpus", "1", "--mem", "1Zi"}, `--mem: invalid quantity`},
+		{"bad disk", []string{"--cpus", "1", "--mem", "1Gi", "--disk", "-1"}, `--disk: invalid quantity`},
+		{"bad count", []string{"--cpus", "1", "--mem", "1Gi", "--count", "0"}, "--count: want a number from 1"},
+		{"bad lease", []string{"--cpus", "1", "--mem", "1Gi", "--lease", "soon"}, "invalid value"},
+		{"negative lease", []string{"--cpus", "1", "--mem", "1Gi", "--lease", "-1s"}, "--lease: want a positive duration"},
+		{"bad constraint", []string{"--cpus", "1", "--mem", "1Gi", "--constraint", "zone"}, `--constraint "zone": want K=V`},
+		{"empty in value", []string{"--cpus", "1", "--mem", "1Gi", "--constraint", "zone~=a,"}, "empty value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "alloc"}, tt.args...)...)
+			if r.code != exitUsageError || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, exitUsageError, tt.want)
+			}
+		})
+	}
+	if m := k.methods(); len(m) != 0 {
+		t.Errorf("calls sent on usage errors: %v", m)
+	}
+}
+
+func TestParseConstraint(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    *syscallsv1.Constraint
+		wantErr bool
+	}{
+		{in: "zone=b", want: &syscallsv1.Constraint{Label: "zone", Op: syscallsv1.Constraint_OP_EQUALS, Values: []string{"b"}}},
+		{in: "zone!=b", want: &syscallsv1.Constraint{Label: "zone", Op: syscallsv1.Constraint_OP_NOT_EQUALS, Values: []string{"b"}}},
+		{in: "zone~=a,b,c", want: &syscallsv1.Constraint{Label: "zone", Op: syscallsv1.Constraint_OP_IN, Values: []string{"a", "b", "c"}}},
+		{in: "k=a=b", want: &syscallsv1.Constraint{Label: "k", Op: syscallsv1.Constraint_OP_EQUALS, Values: []string{"a=b"}}},
+		{in: "k=a,b", want: &syscallsv1.Constraint{Label: "k", Op: syscallsv1.Constraint_OP_EQUALS, Values: []string{"a,b"}}},
+		{in: "zone", wantErr: true},
+		{in: "=b", wantErr: true},
+		{in: "!=b", wantErr: true},
+		{in: "zone=", wantErr: true},
+		{in: "zone~=", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseConstraint(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseConstraint(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+			}
+			if !tt.wantErr {
+				assertProto(t, got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"zone=b", "zone!=b", "rack~=a,b", "", "=", "!=", "~=,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseConstraint(s)
+		if err != nil {
+			return
+		}
+		if c.GetLabel() == "" || len(c.GetValues()) == 0 {
+			t.Fatalf("parseConstraint(%q) = %v: empty label or values", s, c)
+		}
+		for _, v := range c.GetValues() {
+			if v == "" {
+				t.Fatalf("parseConstraint(%q) = %v: empty value", s, c)
+			}
+		}
+	})
+}
+
+func TestRun_Launch(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-7"}}, nil)
+	url := k.serve(t)
+	tests := []struct {
+		name string
+		args []string
+		want *syscallsv1.LaunchRequest
+	}{
+		{"command after --", []string{"a-1", "--", "ls", "-la", "--env", "X=1"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "ls", Args: []string{"-la", "--env", "X=1"}}},
+		{"env and workdir", []string{"a-1", "--env", "A=1", "-e", "B=x=y", "-e", "C=1,2", "--workdir", "/srv", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Env: map[string]string{"A": "1", "B": "x=y", "C": "1,2"}, WorkingDir: "/srv"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "launch"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			assertProto(t, k.last("Launch"), tt.want)
+			if r.stdout != "t-7\n" {
+				t.Errorf("stdout %q, want the task id", r.stdout)
+			}
+		})
+	}
+}
+
+func TestRun_Run(t *testing.T) {
+	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
+	pending := &syscallsv1.Allocation{Id: "a-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING}
+	grantedEvent := &syscallsv1.Event{Revision: 11, Kind: syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, Allocation: granted}
+	otherEvent := &syscallsv1.Event{Revision: 10, Kind: syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, Allocation: &syscallsv1.Allocation{Id: "a-0"}}
+	revokedEvent := &syscallsv1.Event{Revision: 11, Kind: syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, Allocation: pending, Reason: "lease expired"}
+	tests := []struct {
+		name        string
+		args        []string
+		allocate    *syscallsv1.AllocateResponse
+		launchErr   error
+		events      []*syscallsv1.Event
+		wantCode    int
+		wantCalls   []string
+		wantStdout  []string
+		wantStderr  string
+		wantRevoked bool
+	}{
+		{
+			name:       "granted",
+			allocate:   &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}, Revision: 9},
+			wantCalls:  []string{"Allocate", "Launch"},
+			wantStdout: []string{"a-1", "ag-1", "t-1"},
+		},
+		{
+			name:        "pending without --wait",
+			allocate:    &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{pending}, PendingReason: "insufficient memory on 3 agents", Revision: 9},
+			wantCode:    exitCallError,
+			wantCalls:   []string{"Allocate", "Revoke"},
+			wantStderr:  "allocation a-1 is pending: insufficient memory on 3 agents (revoked it; pass --wait",
+			wantRevoked: true,
+		},
+		{
+			name:       "pending with --wait",
+			args:       []string{"--wait"},
+			allocate:   &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{pending}, PendingReason: "no agents", Revision: 9},
+			events:     []*syscallsv1.Event{otherEvent, grantedEvent},
+			wantCalls:  []string{"Allocate", "Watch", "Launch"},
+			wantStdout: []string{"a-1", "ag-1", "t-1"},
+			wantStderr: "allocation a-1 is pending: no agents; waiting",
+		},
+		{
+			name:        "revoked while waiting",
+			args:        []string{"--wait"},
+			allocate:    &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{pending}, Revision: 9},
+			events:      []*syscallsv1.Event{revokedEvent},
+			wantCode:    exitCallError,
+			wantCalls:   []string{"Allocate", "Watch", "Revoke"},
+			wantStderr:  "revoked while pending: lease expired",
+			wantRevoked: true,
+		},
+		{
+			name:        "launch fails",
+			allocate:    &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}},
+			launchErr:   errorString("boom"),
+			wantCode:    exitCallError,
+			wantCalls:   []string{"Allocate", "Launch", "Revoke"},
+			wantStderr:  "(allocation a-1 revoked)",
+			wantRevoked: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolate(t)
+			k := (&fakeKernel{events: tt.events}).
+				replyWith("Allocate", tt.allocate, nil).
+				replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, tt.launchErr)
+			url := k.serve(t)
+			args := append([]string{"--kernel", url, "run", "--cpus", "0.25", "--mem", "32Mi", "--env", "A=1"}, tt.args...)
+			r := runCtl(t, context.Background(), "", append(args, "--", "sleep", "60")...)
+			if r.code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr %q", r.code, tt.wantCode, r.stderr)
+			}
+			if got := strings.Join(k.methods(), ","); got != strings.Join(tt.wantCalls, ",") {
+				t.Errorf("calls %s, want %s", got, strings.Join(tt.wantCalls, ","))
+			}
+			assertProto(t, k.last("Allocate"), &syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 0.25, MemBytes: 32 << 20}, Count: 1})
+			if l := k.last("Launch"); l != nil {
+				assertProto(t, l, &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "sleep", Args: []string{"60"}, Env: map[string]string{"A": "1"}})
+			}
+			if w := k.last("Watch"); w != nil && w.(*syscallsv1.WatchRequest).GetAfterRevision() != 9 {
+				t.Errorf("watch after %d, want the Allocate revision 9", w.(*syscallsv1.WatchRequest).GetAfterRevision())
+			}
+			if tt.wantRevoked && k.last("Revoke").(*syscallsv1.RevokeRequest).GetId() != "a-1" {
+				t.Errorf("revoked %v, want a-1", k.last("Revoke"))
+			}
+			for _, s := range tt.wantStdout {
+				if !strings.Contains(r.stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, r.stdout)
+				}
+			}
+			if !strings.Contains(r.stderr, tt.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
+func TestRun_RunJSON(t *testing.T) {
+	isolate(t)
+	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
+	k := (&fakeKernel{}).
+		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "-o", "json", "run", "--cpus", "1", "--mem", "1Mi", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var got struct {
+		Allocation struct{ ID, AgentID string } `json:"allocation"`
+		Task       struct{ ID string }          `json:"task"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Allocation.ID != "a-1" || got.Task.ID != "t-1" {
+		t.Errorf("got %+v from %s", got, r.stdout)
+	}
+}
+
+func TestRun_Revoke(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{}
+	url := k.serve(t)
+	for _, id := range []string{"a-1", "t-2"} {
+		r := runCtl(t, context.Background(), "", "--kernel", url, "revoke", id, "--reason", "done")
+		if r.code != 0 || r.stdout != "revoked "+id+"\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if !proto.Equal(k.last("Revoke"), &syscallsv1.RevokeRequest{Id: id, Reason: "done"}) {
+			t.Errorf("request %v", k.last("Revoke"))
+		}
+	}
+}

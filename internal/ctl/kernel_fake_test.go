@@ -1,0 +1,157 @@
+package ctl
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// fakeKernel is an in-process Kernel for the unit tests of dcosctl: it
+// records every request and answers from a script. It knows nothing of the
+// real kernel's semantics.
+type fakeKernel struct {
+	syscallsv1connect.UnimplementedKernelHandler
+
+	mu    sync.Mutex
+	calls []fakeCall
+	// replies answers a unary method by name ("Allocate"); a method with
+	// no reply answers an empty response.
+	replies map[string]func(req proto.Message) (proto.Message, error)
+	// events are streamed to every Watch, then watchErr ends it; with
+	// watchHold the stream stays open until the client goes away.
+	events    []*syscallsv1.Event
+	watchErr  error
+	watchHold bool
+}
+
+var _ syscallsv1connect.KernelHandler = (*fakeKernel)(nil)
+
+type fakeCall struct {
+	method string
+	req    proto.Message
+	header http.Header
+}
+
+// serve starts k on a test server and returns its URL.
+func (k *fakeKernel) serve(t *testing.T) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(syscallsv1connect.NewKernelHandler(k))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func (k *fakeKernel) reply(method string, f func(req proto.Message) (proto.Message, error)) *fakeKernel {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.replies == nil {
+		k.replies = map[string]func(proto.Message) (proto.Message, error){}
+	}
+	k.replies[method] = f
+	return k
+}
+
+// replyWith scripts a fixed answer.
+func (k *fakeKernel) replyWith(method string, res proto.Message, err error) *fakeKernel {
+	return k.reply(method, func(proto.Message) (proto.Message, error) { return res, err })
+}
+
+func (k *fakeKernel) recorded() []fakeCall {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]fakeCall(nil), k.calls...)
+}
+
+// methods lists the recorded calls' method names in order.
+func (k *fakeKernel) methods() []string {
+	var out []string
+	for _, c := range k.recorded() {
+		out = append(out, c.method)
+	}
+	return out
+}
+
+// last returns the last recorded request of method, or nil.
+func (k *fakeKernel) last(method string) proto.Message {
+	calls := k.recorded()
+	for i := len(calls) - 1; i >= 0; i-- {
+		if calls[i].method == method {
+			return calls[i].req
+		}
+	}
+	return nil
+}
+
+func (k *fakeKernel) record(method string, req proto.Message, h http.Header) func(proto.Message) (proto.Message, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, fakeCall{method: method, req: proto.Clone(req), header: h.Clone()})
+	return k.replies[method]
+}
+
+func unary[Req, Res any](k *fakeKernel, method string, req *connect.Request[Req]) (*connect.Response[Res], error) {
+	msg := any(req.Msg).(proto.Message)
+	f := k.record(method, msg, req.Header())
+	if f == nil {
+		return connect.NewResponse(new(Res)), nil
+	}
+	res, err := f(msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(any(res).(*Res)), nil
+}
+
+func (k *fakeKernel) Allocate(_ context.Context, r *connect.Request[syscallsv1.AllocateRequest]) (*connect.Response[syscallsv1.AllocateResponse], error) {
+	return unary[syscallsv1.AllocateRequest, syscallsv1.AllocateResponse](k, "Allocate", r)
+}
+
+func (k *fakeKernel) Launch(_ context.Context, r *connect.Request[syscallsv1.LaunchRequest]) (*connect.Response[syscallsv1.LaunchResponse], error) {
+	return unary[syscallsv1.LaunchRequest, syscallsv1.LaunchResponse](k, "Launch", r)
+}
+
+func (k *fakeKernel) Revoke(_ context.Context, r *connect.Request[syscallsv1.RevokeRequest]) (*connect.Response[syscallsv1.RevokeResponse], error) {
+	return unary[syscallsv1.RevokeRequest, syscallsv1.RevokeResponse](k, "Revoke", r)
+}
+
+func (k *fakeKernel) KeepAlive(_ context.Context, r *connect.Request[syscallsv1.KeepAliveRequest]) (*connect.Response[syscallsv1.KeepAliveResponse], error) {
+	return unary[syscallsv1.KeepAliveRequest, syscallsv1.KeepAliveResponse](k, "KeepAlive", r)
+}
+
+func (k *fakeKernel) ListAgents(_ context.Context, r *connect.Request[syscallsv1.ListAgentsRequest]) (*connect.Response[syscallsv1.ListAgentsResponse], error) {
+	return unary[syscallsv1.ListAgentsRequest, syscallsv1.ListAgentsResponse](k, "ListAgents", r)
+}
+
+func (k *fakeKernel) ListAllocations(_ context.Context, r *connect.Request[syscallsv1.ListAllocationsRequest]) (*connect.Response[syscallsv1.ListAllocationsResponse], error) {
+	return unary[syscallsv1.ListAllocationsRequest, syscallsv1.ListAllocationsResponse](k, "ListAllocations", r)
+}
+
+func (k *fakeKernel) ListTasks(_ context.Context, r *connect.Request[syscallsv1.ListTasksRequest]) (*connect.Response[syscallsv1.ListTasksResponse], error) {
+	return unary[syscallsv1.ListTasksRequest, syscallsv1.ListTasksResponse](k, "ListTasks", r)
+}
+
+func (k *fakeKernel) Watch(ctx context.Context, r *connect.Request[syscallsv1.WatchRequest], s *connect.ServerStream[syscallsv1.Event]) error {
+	k.record("Watch", r.Msg, r.Header())
+	k.mu.Lock()
+	events, werr, hold := k.events, k.watchErr, k.watchHold
+	k.mu.Unlock()
+	for _, ev := range events {
+		if err := s.Send(ev); err != nil {
+			return err
+		}
+	}
+	if hold {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return werr
+}

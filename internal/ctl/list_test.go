@@ -1,0 +1,127 @@
+package ctl
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// rows splits a table into its rows of whitespace-separated fields.
+func rows(out string) [][]string {
+	var r [][]string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		r = append(r, strings.Fields(l))
+	}
+	return r
+}
+
+func TestRun_Agents(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("ListAgents", &syscallsv1.ListAgentsResponse{Agents: []*syscallsv1.Agent{{
+		Id: "ag-1", Hostname: "node1", State: syscallsv1.AgentState_AGENT_STATE_UP,
+		Labels:    map[string]string{"zone": "b", "gpu": "none"},
+		Total:     &syscallsv1.Resources{Cpus: 8, MemBytes: 16 << 30},
+		Allocated: &syscallsv1.Resources{Cpus: 1.5, MemBytes: 512 << 20},
+	}, {Id: "ag-2", Hostname: "node2", State: syscallsv1.AgentState_AGENT_STATE_LOST}}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "agents")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := [][]string{
+		{"ID", "HOSTNAME", "STATE", "CPUS", "MEM", "LABELS"},
+		{"ag-1", "node1", "UP", "1.5/8", "512Mi/16Gi", "gpu=none,zone=b"},
+		{"ag-2", "node2", "LOST", "0/0", "0/0", "-"},
+	}
+	if got := rows(r.stdout); !equalRows(got, want) {
+		t.Errorf("got\n%s\nwant %q", r.stdout, want)
+	}
+}
+
+func TestRun_Allocs(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("ListAllocations", &syscallsv1.ListAllocationsResponse{Allocations: []*syscallsv1.Allocation{
+		{Id: "a-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED, AgentId: "ag-1", Resources: &syscallsv1.Resources{Cpus: 0.5, MemBytes: 64 << 20}, Role: "web", Owner: "alice"},
+		{Id: "a-2", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING, Resources: &syscallsv1.Resources{Cpus: 64, MemBytes: 1 << 40}, Owner: "bob", PendingReason: "too big"},
+	}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "allocs", "--agent", "ag-1")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("ListAllocations"), &syscallsv1.ListAllocationsRequest{AgentId: "ag-1"})
+	want := [][]string{
+		{"ID", "STATE", "AGENT", "CPUS", "MEM", "ROLE", "OWNER", "REASON"},
+		{"a-1", "GRANTED", "ag-1", "0.5", "64Mi", "web", "alice", "-"},
+		{"a-2", "PENDING", "-", "64", "1Ti", "-", "bob", "too", "big"},
+	}
+	if got := rows(r.stdout); !equalRows(got, want) {
+		t.Errorf("got\n%s\nwant %q", r.stdout, want)
+	}
+}
+
+func TestRun_Ps(t *testing.T) {
+	isolate(t)
+	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-ago)) }
+	tasks := []*syscallsv1.Task{
+		{Id: "t-1", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 4242, Command: "sleep", Args: []string{"60"}, Created: ts(90 * time.Second)},
+		{Id: "t-2", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 3, Command: "sh", Args: []string{"-c", "exit 3"}, Created: ts(3 * time.Hour)},
+		{Id: "t-3", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_LOST, Reason: "agent lost", Command: "x", Created: ts(72 * time.Hour)},
+	}
+	k := (&fakeKernel{}).replyWith("ListTasks", &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: 5}, nil)
+	url := k.serve(t)
+	tests := []struct {
+		name string
+		args []string
+		want [][]string
+	}{
+		{"live only", nil, [][]string{
+			{"ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+		}},
+		{"all", []string{"--all"}, [][]string{
+			{"ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"t-2", "a-1", "ag-1", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
+			{"t-3", "a-2", "ag-2", "LOST", "agent", "lost", "-", "3d", "x"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "ps"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if got := rows(r.stdout); !equalRows(got, tt.want) {
+				t.Errorf("got\n%s\nwant %q", r.stdout, tt.want)
+			}
+		})
+	}
+	t.Run("json filters too", func(t *testing.T) {
+		r := runCtl(t, context.Background(), "", "--kernel", url, "ps", "-o", "json", "--alloc", "a-1")
+		got := &syscallsv1.ListTasksResponse{}
+		if err := protojson.Unmarshal([]byte(r.stdout), got); err != nil {
+			t.Fatal(err)
+		}
+		assertProto(t, got, &syscallsv1.ListTasksResponse{Tasks: tasks[:1], Revision: 5})
+		assertProto(t, k.last("ListTasks"), &syscallsv1.ListTasksRequest{AllocationId: "a-1"})
+	})
+}
+
+func equalRows(a, b [][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if strings.Join(a[i], "\x00") != strings.Join(b[i], "\x00") {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,74 @@
+package ctl
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+func TestRun_Watch(t *testing.T) {
+	events := []*syscallsv1.Event{
+		{Revision: 5, Kind: syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING, Allocation: &syscallsv1.Allocation{Id: "a-2", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING, PendingReason: "no fit"}},
+		{Revision: 6, Kind: syscallsv1.EventKind_EVENT_KIND_TASK_STATE, Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_FINISHED}},
+		{Revision: 7, Kind: syscallsv1.EventKind_EVENT_KIND_AGENT_LOST, Agent: &syscallsv1.Agent{Id: "ag-1", State: syscallsv1.AgentState_AGENT_STATE_LOST}, Reason: "heartbeat timeout"},
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		kinds []syscallsv1.EventKind
+		after int64
+	}{
+		{"all", nil, nil, 0},
+		{"after", []string{"--after", "4"}, nil, 4},
+		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE}, 0},
+		{"allocation and agent", []string{"--kind", "allocation", "-k", "Agent"}, []syscallsv1.EventKind{
+			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING,
+			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
+		}, 0},
+		{"exact kind", []string{"--kind", "agent_lost"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_AGENT_LOST}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolate(t)
+			k := &fakeKernel{events: events}
+			url := k.serve(t)
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "watch"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			assertProto(t, k.last("Watch"), &syscallsv1.WatchRequest{AfterRevision: tt.after, Kinds: tt.kinds})
+			want := [][]string{
+				{"5", "allocation_pending", "a-2", "PENDING", "no", "fit"},
+				{"6", "task_state", "t-1", "FINISHED", "exit", "0"},
+				{"7", "agent_lost", "ag-1", "LOST", "heartbeat", "timeout"},
+			}
+			if got := rows(r.stdout); !equalRows(got, want) {
+				t.Errorf("got\n%s\nwant %q", r.stdout, want)
+			}
+		})
+	}
+	t.Run("json lines", func(t *testing.T) {
+		isolate(t)
+		k := &fakeKernel{events: events}
+		url := k.serve(t)
+		r := runCtl(t, context.Background(), "", "--kernel", url, "watch", "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != len(events) {
+			t.Fatalf("got %d lines, want %d", len(lines), len(events))
+		}
+		for i, l := range lines {
+			got := &syscallsv1.Event{}
+			if err := protojson.Unmarshal([]byte(l), got); err != nil {
+				t.Fatal(err)
+			}
+			assertProto(t, got, events[i])
+		}
+	})
+}

@@ -1,0 +1,795 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/internal/kclient"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// waitTimeout bounds every wait for a condition. It is generous on
+// purpose: the tests assert that things happen, never how fast.
+const waitTimeout = 60 * time.Second
+
+// bin holds the paths of the binaries TestMain builds.
+var bin struct{ dir, dcosd, dcosctl string }
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "dcos-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := buildBinaries(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	bin.dir, bin.dcosd, bin.dcosctl = dir, filepath.Join(dir, "dcosd"), filepath.Join(dir, "dcosctl")
+	return m.Run()
+}
+
+// buildBinaries builds dcosd and dcosctl into dir, with the race detector
+// when the tests run with it (so that a race in a daemon fails the test
+// that provoked it).
+func buildBinaries(dir string) error {
+	args := []string{"build", "-o", dir}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl")
+	cmd := exec.Command("go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lineWriter calls line for every complete line written to it.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	line func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.line(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// proc is a daemon (dcosd dev, kernel or agent) running as a child process
+// in its own process group.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	exited chan struct{} // closed once the process is reaped
+	err    error         // Wait's result, set before exited is closed
+}
+
+// running reports whether the process has not exited yet.
+func (p *proc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// signal sends sig to the process group of p.
+func (p *proc) signal(sig syscall.Signal) {
+	if p.running() {
+		syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// stop sends SIGTERM (and SIGCONT, for a stopped process), waits up to
+// grace, then SIGKILLs the group. It returns whether the process exited on
+// SIGTERM.
+func (p *proc) stop(grace time.Duration) bool {
+	if !p.running() {
+		return true
+	}
+	p.signal(syscall.SIGTERM)
+	p.signal(syscall.SIGCONT)
+	select {
+	case <-p.exited:
+		return true
+	case <-time.After(grace):
+	}
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+	return false
+}
+
+// kill SIGKILLs the process group and waits for the process to be reaped.
+func (p *proc) kill() {
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// env is one test's world: a temp dir, the daemons started in it, and what
+// is needed to clean up after them. Create it with newEnv.
+type env struct {
+	t   testing.TB
+	dir string
+
+	mu        sync.Mutex
+	procs     []*proc
+	agentDirs []string // data dirs of agents, for their task checkpoints
+	taskPIDs  []int    // task pids seen by the test
+
+	url     string // the kernel's URL
+	opToken string // an operator token
+	ccPath  string // dcosctl config written by dcosd dev
+}
+
+// newEnv returns an env whose cleanup stops its daemons and kills every
+// task process they started.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir()}
+	// Registered after TempDir, so it runs before the dir is removed.
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+// path returns a path inside the env's dir.
+func (e *env) path(elem ...string) string { return filepath.Join(append([]string{e.dir}, elem...)...) }
+
+// baseEnv is the environment of child processes: ours, without any DCOS_
+// variable, and with config and state homes inside the test's dir so that
+// nothing reads or writes the user's defaults.
+func (e *env) baseEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DCOS_") || strings.HasPrefix(kv, "XDG_CONFIG_HOME=") || strings.HasPrefix(kv, "XDG_STATE_HOME=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "XDG_CONFIG_HOME="+e.path("xdg-config"), "XDG_STATE_HOME="+e.path("xdg-state"))
+}
+
+// start starts a daemon. When ready is not empty, it waits for a stdout
+// line starting with ready and returns the rest of that line.
+func (e *env) start(name, ready string, args ...string) (*proc, string) {
+	e.t.Helper()
+	p := &proc{name: name, exited: make(chan struct{})}
+	found := make(chan string, 1)
+	p.cmd = exec.Command(bin.dcosd, args...)
+	p.cmd.Env = e.baseEnv()
+	p.cmd.Stdout = io.MultiWriter(&p.stdout, &lineWriter{line: func(l string) {
+		if rest, ok := strings.CutPrefix(l, ready); ok && ready != "" {
+			select {
+			case found <- strings.TrimSpace(rest):
+			default:
+			}
+		}
+	}})
+	p.cmd.Stderr = &p.stderr
+	// Own process group (so that signals reach the daemon and nothing
+	// else), and killed if the test binary dies.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatalf("start %s: %v", name, err)
+	}
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	if ready == "" {
+		return p, ""
+	}
+	select {
+	case v := <-found:
+		return p, v
+	case <-p.exited:
+		e.t.Fatalf("%s exited before it was ready (%v); stderr:\n%s", name, p.err, tail(p.stderr.String(), 100))
+	case <-time.After(waitTimeout):
+		e.t.Fatalf("%s did not print %q within %v; stderr:\n%s", name, ready, waitTimeout, tail(p.stderr.String(), 100))
+	}
+	return nil, ""
+}
+
+// startDev starts `dcosd dev` on the env's data dir with extra flags, and
+// points the env at it (URL, operator token, dcosctl config).
+func (e *env) startDev(extra ...string) *proc {
+	e.t.Helper()
+	cc := e.path("client.json")
+	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc}, extra...)
+	p, url := e.start("dcosd dev", "dcos dev: kernel at ", args...)
+	var c struct{ Kernel, Token string }
+	b, err := os.ReadFile(cc)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		e.t.Fatalf("client config: %v", err)
+	}
+	if c.Kernel != url || c.Token == "" {
+		e.t.Fatalf("client config %s = %+v, want kernel %s and a token", cc, c, url)
+	}
+	e.mu.Lock()
+	e.url, e.opToken, e.ccPath = url, c.Token, cc
+	if !slices.Contains(e.agentDirs, e.path("data", "agent")) {
+		e.agentDirs = append(e.agentDirs, e.path("data", "agent"))
+	}
+	e.mu.Unlock()
+	return p
+}
+
+// startKernel starts `dcosd kernel` with the tokens file and extra flags;
+// opToken must be an operator token of that file.
+func (e *env) startKernel(tokensFile, opToken string, extra ...string) *proc {
+	e.t.Helper()
+	args := append([]string{"kernel", "--data-dir", e.path("kernel"), "--listen", "127.0.0.1:0", "--tokens", tokensFile}, extra...)
+	p, url := e.start("dcosd kernel", "dcos kernel: listening at ", args...)
+	e.mu.Lock()
+	e.url, e.opToken = url, opToken
+	e.mu.Unlock()
+	return p
+}
+
+// startAgent starts `dcosd agent` named name (also its label e2e=name)
+// against the env's kernel, and waits until the kernel lists it UP. It
+// returns the process and the agent's id.
+func (e *env) startAgent(name, token string, extra ...string) (*proc, string) {
+	e.t.Helper()
+	dir := e.path("agents", name)
+	e.mu.Lock()
+	e.agentDirs = append(e.agentDirs, dir)
+	e.mu.Unlock()
+	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name}, extra...)
+	p, _ := e.start("dcosd agent "+name, "", args...)
+	var id string
+	e.eventually("agent "+name+" UP", func() (bool, string) {
+		if !p.running() {
+			e.t.Fatalf("agent %s exited: %v; stderr:\n%s", name, p.err, tail(p.stderr.String(), 100))
+		}
+		res, err := e.op().ListAgents(context.Background(), connect.NewRequest(&pb.ListAgentsRequest{}))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range res.Msg.GetAgents() {
+			if a.GetLabels()["e2e"] == name && a.GetState() == pb.AgentState_AGENT_STATE_UP {
+				id = a.GetId()
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(res.Msg.GetAgents())
+	})
+	return p, id
+}
+
+// client returns a syscall client of the env's kernel with token.
+func (e *env) client(token string) syscallsv1connect.KernelClient {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.New(e.url, token)
+}
+
+// op returns an operator client of the env's kernel.
+func (e *env) op() syscallsv1connect.KernelClient { return e.client(e.opToken) }
+
+// notePID records a task pid the test saw, to be killed at cleanup.
+func (e *env) notePID(pid int32) {
+	if pid > 0 {
+		e.mu.Lock()
+		e.taskPIDs = append(e.taskPIDs, int(pid))
+		e.mu.Unlock()
+	}
+}
+
+// ctl runs dcosctl with args (the env's client config is passed with
+// --config when dcosd dev wrote one) and returns its stdout, stderr and
+// exit code.
+func (e *env) ctl(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	e.mu.Lock()
+	if e.ccPath != "" {
+		args = append([]string{"--config", e.ccPath}, args...)
+	}
+	e.mu.Unlock()
+	cmd := exec.CommandContext(ctx, bin.dcosctl, args...)
+	cmd.Env = e.baseEnv()
+	var o, s bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &s
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		e.t.Fatalf("dcosctl %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		e.t.Fatalf("dcosctl %s: timed out after %v", strings.Join(args, " "), waitTimeout)
+	}
+	return o.String(), s.String(), code
+}
+
+// mustCtl runs dcosctl and fails the test unless it exits 0.
+func (e *env) mustCtl(args ...string) string {
+	e.t.Helper()
+	out, errOut, code := e.ctl(args...)
+	if code != 0 {
+		e.t.Fatalf("dcosctl %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// eventually calls cond until it returns true, failing the test with the
+// last detail after waitTimeout.
+func (e *env) eventually(what string, cond func() (bool, string)) {
+	e.t.Helper()
+	eventually(e.t, what, cond)
+}
+
+func eventually(t testing.TB, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last: %s", waitTimeout, what, detail)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cleanup stops the daemons and kills the task processes they left.
+func (e *env) cleanup() {
+	t := e.t
+	e.mu.Lock()
+	procs := slices.Clone(e.procs)
+	e.mu.Unlock()
+
+	// Task pids the kernel knows, asked while it still runs.
+	if e.url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if res, err := e.op().ListTasks(ctx, connect.NewRequest(&pb.ListTasksRequest{})); err == nil {
+			for _, tk := range res.Msg.GetTasks() {
+				e.notePID(tk.GetPid())
+			}
+		}
+		cancel()
+	}
+	// Agents first, then kernels: the reverse of the start order.
+	for i := len(procs) - 1; i >= 0; i-- {
+		if p := procs[i]; !p.stop(15 * time.Second) {
+			t.Logf("%s did not stop on SIGTERM within 15s; killed", p.name)
+		}
+	}
+	e.killTasks()
+	for _, p := range procs {
+		errText := p.stderr.String()
+		if strings.Contains(errText, "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race; stderr:\n%s", p.name, errText)
+		} else if strings.Contains(errText, "panic: ") {
+			t.Errorf("%s panicked; stderr:\n%s", p.name, tail(errText, 200))
+		} else if t.Failed() {
+			t.Logf("%s (%v) stdout:\n%s\nstderr (last lines):\n%s", p.name, p.cmd.Args, p.stdout.String(), tail(errText, 80))
+		}
+	}
+}
+
+// killTasks SIGKILLs the process group of every task process the env's
+// agents started, found three ways: pids the test saw, pids in the agents'
+// checkpoints, and processes whose working directory is inside the env's
+// dir (a task's default working dir is its sandbox). It waits until they
+// are gone.
+func (e *env) killTasks() {
+	t := e.t
+	e.mu.Lock()
+	cands := slices.Clone(e.taskPIDs)
+	dirs := slices.Clone(e.agentDirs)
+	e.mu.Unlock()
+	for _, d := range dirs {
+		files, _ := filepath.Glob(filepath.Join(d, "tasks", "*.json"))
+		for _, f := range files {
+			var cp struct {
+				PID int `json:"pid"`
+			}
+			if b, err := os.ReadFile(f); err == nil && json.Unmarshal(b, &cp) == nil && cp.PID > 0 {
+				cands = append(cands, cp.PID)
+			}
+		}
+	}
+	cands = append(cands, pidsWithCwdUnder(e.dir)...)
+	var killed []int
+	for _, pid := range cands {
+		if slices.Contains(killed, pid) || !alive(pid) || !cwdUnder(pid, e.dir) {
+			// Not ours (or a reused pid): the sandbox is the proof.
+			continue
+		}
+		syscall.Kill(-pid, syscall.SIGKILL)
+		syscall.Kill(pid, syscall.SIGKILL)
+		killed = append(killed, pid)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for _, pid := range killed {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("task process %d survived SIGKILL", pid)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if left := pidsWithCwdUnder(e.dir); len(left) > 0 {
+		t.Errorf("processes left in %s: %v", e.dir, left)
+	}
+}
+
+// alive reports whether pid names a process that has not exited (a zombie
+// has exited: only its parent's wait is missing).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Field 3, after "pid (comm)"; comm may hold spaces and parens.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return true
+	}
+	st := s[i+2]
+	return st != 'Z' && st != 'X'
+}
+
+// groupMembers returns the live processes of process group pgid.
+func groupMembers(pgid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// cwdUnder reports whether pid's working directory is dir or inside it.
+func cwdUnder(pid int, dir string) bool {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return false
+	}
+	return cwd == dir || strings.HasPrefix(cwd, dir+string(filepath.Separator))
+}
+
+// pidsWithCwdUnder returns the live processes whose working directory is
+// inside dir.
+func pidsWithCwdUnder(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if cwdUnder(pid, dir) && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// newToken returns a random token.
+func newToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tokenEntry is one entry of a dcosd tokens file.
+type tokenEntry struct {
+	Token string `json:"token"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+}
+
+// writeTokens writes a tokens file with entries and returns its path.
+func (e *env) writeTokens(path string, entries ...tokenEntry) string {
+	e.t.Helper()
+	b, err := json.MarshalIndent(map[string]any{"tokens": entries}, "", "  ")
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(path), 0o700)
+	}
+	if err == nil {
+		err = os.WriteFile(path, b, 0o600)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// watcher collects the events of one Watch stream in the background.
+type watcher struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	events []*pb.Event
+	err    error
+	more   chan struct{} // closed (and replaced) when events or err change
+}
+
+// watch starts a Watch after revision after (it must be > 0, so that no
+// event can slip between the caller's snapshot and the stream) with c. It
+// is stopped at cleanup.
+func (e *env) watch(c syscallsv1connect.KernelClient, after int64) *watcher {
+	e.t.Helper()
+	if after <= 0 {
+		e.t.Fatalf("watch after %d: pass a revision taken from a List response", after)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{cancel: cancel, done: make(chan struct{}), more: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after}))
+		if err == nil {
+			for st.Receive() {
+				if ev := st.Msg(); ev.GetKind() != pb.EventKind_EVENT_KIND_UNSPECIFIED {
+					w.add(ev, nil)
+				}
+			}
+			err = st.Err()
+			st.Close()
+		}
+		if err == nil {
+			err = io.EOF
+		}
+		w.add(nil, err)
+	}()
+	e.t.Cleanup(func() { w.cancel(); <-w.done })
+	return w
+}
+
+func (w *watcher) add(ev *pb.Event, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ev != nil {
+		w.events = append(w.events, ev)
+	}
+	if err != nil {
+		w.err = err
+	}
+	close(w.more)
+	w.more = make(chan struct{})
+}
+
+// snapshot returns the events received so far.
+func (w *watcher) snapshot() []*pb.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.events)
+}
+
+// waitFor waits for an event matching pred and returns it; the test fails
+// if the stream ends or nothing matches within waitTimeout.
+func (w *watcher) waitFor(t testing.TB, what string, pred func(*pb.Event) bool) *pb.Event {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		w.mu.Lock()
+		for _, ev := range w.events {
+			if pred(ev) {
+				w.mu.Unlock()
+				return ev
+			}
+		}
+		err, more, n := w.err, w.more, len(w.events)
+		w.mu.Unlock()
+		if err != nil {
+			t.Fatalf("watch ended (%v) before %s; events:\n%s", err, what, formatEvents(w.snapshot()))
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("no event %s within %v; %d events:\n%s", what, waitTimeout, n, formatEvents(w.snapshot()))
+		}
+	}
+}
+
+// formatEvents prints events one a line: revision, kind, id, state, reason.
+func formatEvents(evs []*pb.Event) string {
+	var b strings.Builder
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "  %s\n", eventString(ev))
+	}
+	return b.String()
+}
+
+func eventString(ev *pb.Event) string {
+	id, state := "", ""
+	switch {
+	case ev.GetTask() != nil:
+		id, state = ev.GetTask().GetId(), ev.GetTask().GetState().String()
+	case ev.GetAllocation() != nil:
+		id, state = ev.GetAllocation().GetId(), ev.GetAllocation().GetState().String()
+	case ev.GetAgent() != nil:
+		id, state = ev.GetAgent().GetId(), ev.GetAgent().GetState().String()
+	}
+	return fmt.Sprintf("%d %s %s %s %q", ev.GetRevision(), ev.GetKind(), id, state, ev.GetReason())
+}
+
+// Event predicates.
+
+func taskState(id string, s pb.TaskState) func(*pb.Event) bool {
+	return func(ev *pb.Event) bool {
+		return ev.GetKind() == pb.EventKind_EVENT_KIND_TASK_STATE && ev.GetTask().GetId() == id && ev.GetTask().GetState() == s
+	}
+}
+
+func allocEvent(id string, k pb.EventKind) func(*pb.Event) bool {
+	return func(ev *pb.Event) bool { return ev.GetKind() == k && ev.GetAllocation().GetId() == id }
+}
+
+func agentEvent(id string, k pb.EventKind) func(*pb.Event) bool {
+	return func(ev *pb.Event) bool { return ev.GetKind() == k && ev.GetAgent().GetId() == id }
+}
+
+// Small typed calls that fail the test on error.
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
+func allocate(t testing.TB, c syscallsv1connect.KernelClient, req *pb.AllocateRequest) *pb.AllocateResponse {
+	t.Helper()
+	res, err := c.Allocate(ctx(t), connect.NewRequest(req))
+	if err != nil {
+		t.Fatalf("Allocate(%v): %v", req, err)
+	}
+	return res.Msg
+}
+
+// allocateOne allocates one instance and requires it GRANTED.
+func allocateOne(t testing.TB, c syscallsv1connect.KernelClient, req *pb.AllocateRequest) *pb.Allocation {
+	t.Helper()
+	res := allocate(t, c, req)
+	if len(res.GetAllocations()) != 1 || res.GetAllocations()[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("Allocate(%v) = %v, want one GRANTED allocation", req, res)
+	}
+	return res.GetAllocations()[0]
+}
+
+func launch(t testing.TB, c syscallsv1connect.KernelClient, req *pb.LaunchRequest) *pb.Task {
+	t.Helper()
+	res, err := c.Launch(ctx(t), connect.NewRequest(req))
+	if err != nil {
+		t.Fatalf("Launch(%v): %v", req, err)
+	}
+	return res.Msg.GetTask()
+}
+
+func revoke(t testing.TB, c syscallsv1connect.KernelClient, id string) int64 {
+	t.Helper()
+	res, err := c.Revoke(ctx(t), connect.NewRequest(&pb.RevokeRequest{Id: id}))
+	if err != nil {
+		t.Fatalf("Revoke(%s): %v", id, err)
+	}
+	return res.Msg.GetRevision()
+}
+
+func listAgents(t testing.TB, c syscallsv1connect.KernelClient) *pb.ListAgentsResponse {
+	t.Helper()
+	res, err := c.ListAgents(ctx(t), connect.NewRequest(&pb.ListAgentsRequest{}))
+	if err != nil {
+		t.Fatalf("ListAgents: %v", err)
+	}
+	return res.Msg
+}
+
+func listAllocations(t testing.TB, c syscallsv1connect.KernelClient) *pb.ListAllocationsResponse {
+	t.Helper()
+	res, err := c.ListAllocations(ctx(t), connect.NewRequest(&pb.ListAllocationsRequest{}))
+	if err != nil {
+		t.Fatalf("ListAllocations: %v", err)
+	}
+	return res.Msg
+}
+
+func listTasks(t testing.TB, c syscallsv1connect.KernelClient) *pb.ListTasksResponse {
+	t.Helper()
+	res, err := c.ListTasks(ctx(t), connect.NewRequest(&pb.ListTasksRequest{}))
+	if err != nil {
+		t.Fatalf("ListTasks: %v", err)
+	}
+	return res.Msg
+}
+
+// sleepTask is the long-running task the tests launch: it prints, then
+// sleeps long enough to outlive any test.
+func sleepTask(allocID string) *pb.LaunchRequest {
+	return &pb.LaunchRequest{AllocationId: allocID, Command: "sh", Args: []string{"-c", "echo hi; sleep 300"}}
+}
+
+const mi = 1 << 20
+
+func sprint(v ...any) string { return fmt.Sprint(v...) }

@@ -26,26 +26,11 @@ type CycleResult struct {
 // allocations by priority (descending) then arrival.
 func (t *Table) Snapshot(seed uint64) *Snapshot {
 	s := &Snapshot{Seed: seed, Agents: make([]AgentInfo, 0, len(t.agents))}
-	type keyed struct {
-		seq uint64
-		a   AgentInfo
-	}
-	up := make([]keyed, 0, len(t.agents))
-	for id, g := range t.agents {
-		if g.GetState() != pb.AgentState_AGENT_STATE_UP {
+	for _, e := range t.agentOrder() {
+		if e.g.GetState() != pb.AgentState_AGENT_STATE_UP {
 			continue
 		}
-		total := FromProto(g.GetTotal())
-		up = append(up, keyed{idSeq(id, "agent-"), AgentInfo{ID: id, Labels: g.GetLabels(), Total: total, Free: total.Sub(t.used[id])}})
-	}
-	slices.SortFunc(up, func(a, b keyed) int {
-		if c := cmp.Compare(a.seq, b.seq); c != 0 {
-			return c
-		}
-		return strings.Compare(a.a.ID, b.a.ID)
-	})
-	for _, k := range up {
-		s.Agents = append(s.Agents, k.a)
+		s.Agents = append(s.Agents, AgentInfo{ID: e.id, Labels: e.g.GetLabels(), Total: e.total, Free: e.total.Sub(t.used[e.id])})
 	}
 	for _, a := range t.allocs {
 		if a.GetState() != pb.AllocationState_ALLOCATION_STATE_PENDING {
@@ -63,6 +48,33 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 		return cmpIDs(a.ID, b.ID, "a-")
 	})
 	return s
+}
+
+// orderedAgent caches what a snapshot needs of an agent.
+type orderedAgent struct {
+	id    string
+	seq   uint64 // from the id, for numeric order
+	g     *pb.Agent
+	total Resources
+}
+
+// agentOrder returns every agent in id order (agent-9 before agent-10),
+// rebuilt only after a registration changed the agent set or totals.
+func (t *Table) agentOrder() []orderedAgent {
+	if t.order != nil {
+		return t.order
+	}
+	t.order = make([]orderedAgent, 0, len(t.agents))
+	for id, g := range t.agents {
+		t.order = append(t.order, orderedAgent{id, idSeq(id, "agent-"), g, FromProto(g.GetTotal())})
+	}
+	slices.SortFunc(t.order, func(a, b orderedAgent) int {
+		if c := cmp.Compare(a.seq, b.seq); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return t.order
 }
 
 // cmpIDs orders sequence ids numerically (a-9 before a-10), others by string.

@@ -26,6 +26,7 @@ type Table struct {
 	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
 	seq        uint64
 	rev        int64
+	order      []orderedAgent // cache for snapshots; nil when stale
 }
 
 // NewTable returns an empty table.
@@ -335,6 +336,7 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 		t.agents[id] = g
 	}
 	g.Hostname, g.Labels, g.Total = r.GetHostname(), r.GetLabels(), FromProto(r.GetResources()).Proto()
+	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
 	t.heartbeat[id] = now

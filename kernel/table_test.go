@@ -1,0 +1,349 @@
+package kernel
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+var (
+	t0  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ops = Principal{Name: "ops", Role: RoleOperator}
+	fwA = Principal{Name: "fw-a", Role: RoleFramework}
+	fwB = Principal{Name: "fw-b", Role: RoleFramework}
+)
+
+const mi = 1 << 20
+
+// cluster builds a table with one agent per spec "cpus,memMi[,k=v]".
+func cluster(t *testing.T, agents ...*pb.RegisterAgentRequest) *Table {
+	t.Helper()
+	tb := NewTable()
+	c := newChanges()
+	for _, a := range agents {
+		tb.Register(a, t0, c)
+	}
+	return tb
+}
+
+func agentReq(cpus float64, memMi int64, labels map[string]string) *pb.RegisterAgentRequest {
+	return &pb.RegisterAgentRequest{Hostname: "h", Labels: labels, Resources: &pb.Resources{Cpus: cpus, MemBytes: memMi * mi}}
+}
+
+func allocReq(cpus float64, memMi int64, count int32, cs ...*pb.Constraint) *pb.AllocateRequest {
+	return &pb.AllocateRequest{Resources: &pb.Resources{Cpus: cpus, MemBytes: memMi * mi}, Count: count, Constraints: cs}
+}
+
+// allocate runs Allocate and a cycle, like one kernel loop iteration.
+func allocate(tb *Table, p Principal, r *pb.AllocateRequest) ([]*pb.Allocation, *Changes) {
+	c := newChanges()
+	as := tb.Allocate(p, r, t0, c)
+	tb.Cycle(FirstFit{}, 1, t0, c)
+	return as, c
+}
+
+func states(as []*pb.Allocation) (granted, pending int) {
+	for _, a := range as {
+		switch a.GetState() {
+		case pb.AllocationState_ALLOCATION_STATE_GRANTED:
+			granted++
+		case pb.AllocationState_ALLOCATION_STATE_PENDING:
+			pending++
+		}
+	}
+	return
+}
+
+func TestTable_AllocateCycle(t *testing.T) {
+	zone := func(z string) map[string]string { return map[string]string{"zone": z} }
+	eq := func(k, v string) *pb.Constraint {
+		return &pb.Constraint{Label: k, Op: pb.Constraint_OP_EQUALS, Values: []string{v}}
+	}
+	tests := []struct {
+		name         string
+		agents       []*pb.RegisterAgentRequest
+		req          *pb.AllocateRequest
+		granted      int
+		wantReason   string // substring of the pending reason
+		wantAgentIDs []string
+	}{
+		{"fits", []*pb.RegisterAgentRequest{agentReq(2, 1024, nil)}, allocReq(0.5, 64, 1), 1, "", []string{"agent-1"}},
+		{"count spreads when full", []*pb.RegisterAgentRequest{agentReq(1, 1024, nil), agentReq(1, 1024, nil)}, allocReq(1, 64, 2), 2, "", []string{"agent-1", "agent-2"}},
+		{"partial", []*pb.RegisterAgentRequest{agentReq(1, 1024, nil)}, allocReq(0.5, 600, 2), 1, "insufficient memory on 1 agent", nil},
+		{"no agents", nil, allocReq(1, 1, 1), 0, "no agents are up", nil},
+		{"never fits", []*pb.RegisterAgentRequest{agentReq(1, 1024, nil)}, allocReq(4, 1, 1), 0, "can never fit", nil},
+		{"constraint", []*pb.RegisterAgentRequest{agentReq(4, 1024, zone("a")), agentReq(4, 1024, zone("b"))}, allocReq(1, 1, 1, eq("zone", "b")), 1, "", []string{"agent-2"}},
+		{"constraint excludes all", []*pb.RegisterAgentRequest{agentReq(4, 1024, zone("a")), agentReq(4, 1024, zone("a"))}, allocReq(1, 1, 1, eq("zone", "b")), 0, "constraint zone=b excluded 2", nil},
+		{"not equals unset label", []*pb.RegisterAgentRequest{agentReq(4, 1024, nil)}, allocReq(1, 1, 1, &pb.Constraint{Label: "gpu", Op: pb.Constraint_OP_NOT_EQUALS, Values: []string{"yes"}}), 1, "", nil},
+		{"in", []*pb.RegisterAgentRequest{agentReq(4, 1024, zone("a")), agentReq(4, 1024, zone("c"))}, allocReq(1, 1, 1, &pb.Constraint{Label: "zone", Op: pb.Constraint_OP_IN, Values: []string{"b", "c"}}), 1, "", []string{"agent-2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := cluster(t, tt.agents...)
+			as, c := allocate(tb, fwA, tt.req)
+			g, _ := states(as)
+			if g != tt.granted {
+				t.Fatalf("granted %d, want %d", g, tt.granted)
+			}
+			for _, a := range as {
+				if a.GetState() == pb.AllocationState_ALLOCATION_STATE_PENDING && !strings.Contains(a.GetPendingReason(), tt.wantReason) {
+					t.Errorf("pending reason %q, want it to contain %q", a.GetPendingReason(), tt.wantReason)
+				}
+			}
+			for i, id := range tt.wantAgentIDs {
+				if as[i].GetAgentId() != id {
+					t.Errorf("allocation %d on %s, want %s", i, as[i].GetAgentId(), id)
+				}
+			}
+			if len(c.Allocations) != len(as) {
+				t.Errorf("changes hold %d allocations, want %d", len(c.Allocations), len(as))
+			}
+			checkUsage(t, tb)
+		})
+	}
+}
+
+// checkUsage asserts the invariant: no agent is over-committed and used
+// equals the sum of granted allocations.
+func checkUsage(t *testing.T, tb *Table) {
+	t.Helper()
+	sum := map[string]Resources{}
+	for _, a := range tb.allocs {
+		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+			sum[a.GetAgentId()] = sum[a.GetAgentId()].Add(FromProto(a.GetResources()))
+		}
+	}
+	for id, g := range tb.agents {
+		if sum[id] != tb.used[id] {
+			t.Errorf("agent %s: used %v, granted sum %v", id, tb.used[id], sum[id])
+		}
+		if !FromProto(g.GetTotal()).Fits(sum[id]) {
+			t.Errorf("agent %s over-committed: %v of %v", id, sum[id], g.GetTotal())
+		}
+	}
+}
+
+func TestTable_RevokeFreesAndPlacesPending(t *testing.T) {
+	tb := cluster(t, agentReq(1, 256, nil))
+	first, _ := allocate(tb, fwA, allocReq(0.5, 200, 1))
+	second, _ := allocate(tb, fwA, allocReq(0.5, 200, 1))
+	if first[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED || second[0].GetState() != pb.AllocationState_ALLOCATION_STATE_PENDING {
+		t.Fatalf("states %v %v", first[0].GetState(), second[0].GetState())
+	}
+	c := newChanges()
+	k, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: first[0].GetId(), Command: "sleep"}, t0, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = newChanges()
+	if err := tb.Revoke(fwA, first[0].GetId(), "", t0, c); err != nil {
+		t.Fatal(err)
+	}
+	tb.Cycle(FirstFit{}, 1, t0, c)
+	if second[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("pending allocation not placed after revoke: %v (%s)", second[0].GetState(), second[0].GetPendingReason())
+	}
+	kinds := map[pb.EventKind]int{}
+	for _, e := range c.Events {
+		kinds[e.GetKind()]++
+		if e.GetKind() == pb.EventKind_EVENT_KIND_TASK_STATE && e.GetTask().GetState() != pb.TaskState_TASK_STATE_KILLED {
+			t.Errorf("task event state %v, want KILLED", e.GetTask().GetState())
+		}
+	}
+	if kinds[pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED] != 1 || kinds[pb.EventKind_EVENT_KIND_TASK_STATE] != 1 || kinds[pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED] != 1 {
+		t.Fatalf("events %v", kinds)
+	}
+	if _, ok := tb.tasks[k.GetId()]; ok {
+		t.Error("task of a revoked allocation still in the table")
+	}
+	if c.Tasks[k.GetId()] != nil {
+		t.Error("task not deleted in changes")
+	}
+	checkUsage(t, tb)
+	// Idempotent: revoking again succeeds; a never-issued id does not.
+	if err := tb.Revoke(fwA, first[0].GetId(), "", t0, newChanges()); err != nil {
+		t.Errorf("second revoke: %v", err)
+	}
+	if err := tb.Revoke(fwA, "a-999", "", t0, newChanges()); CodeOf(err) != NotFound {
+		t.Errorf("revoke of a never-issued id: %v, want NotFound", err)
+	}
+	if err := tb.Revoke(fwA, "x-1", "", t0, newChanges()); CodeOf(err) != InvalidArgument {
+		t.Errorf("revoke of a malformed id: %v, want InvalidArgument", err)
+	}
+}
+
+func TestTable_Ownership(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	id := as[0].GetId()
+	c := newChanges()
+	task, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		want Code
+	}{
+		{"launch in foreign allocation", func() error {
+			_, err := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, newChanges())
+			return err
+		}, PermissionDenied},
+		{"revoke foreign allocation", func() error { return tb.Revoke(fwB, id, "", t0, newChanges()) }, PermissionDenied},
+		{"revoke foreign task", func() error { return tb.Revoke(fwB, task.GetId(), "", t0, newChanges()) }, PermissionDenied},
+		{"keepalive foreign", func() error { _, err := tb.KeepAlive(fwB, []string{id}, t0, newChanges()); return err }, PermissionDenied},
+		{"launch unknown", func() error {
+			_, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
+			return err
+		}, NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CodeOf(tt.do()); got != tt.want {
+				t.Fatalf("code %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if n := len(tb.Allocations(fwB, "")); n != 0 {
+		t.Errorf("fw-b sees %d allocations of fw-a", n)
+	}
+	if n := len(tb.Tasks(fwB, "", "")); n != 0 {
+		t.Errorf("fw-b sees %d tasks of fw-a", n)
+	}
+	if len(tb.Allocations(ops, "")) != 1 || len(tb.Tasks(ops, "", "")) != 1 {
+		t.Error("operator does not see everything")
+	}
+	if tb.tasks[task.GetId()].GetState() != pb.TaskState_TASK_STATE_PENDING {
+		t.Error("a denied call changed the table")
+	}
+}
+
+func TestTable_LaunchShare(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 100, 1))
+	id := as[0].GetId()
+	half := &pb.Resources{Cpus: 0.5, MemBytes: 50 * mi}
+	for i := 0; i < 2; i++ {
+		if _, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: id, Command: "x", Resources: half}, t0, newChanges()); err != nil {
+			t.Fatalf("launch %d: %v", i, err)
+		}
+	}
+	if _, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: id, Command: "x", Resources: half}, t0, newChanges()); CodeOf(err) != FailedPrecondition {
+		t.Fatalf("third half-share launch: %v, want FailedPrecondition", err)
+	}
+}
+
+func TestTable_ReportLifecycle(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	task, _ := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x"}, t0, newChanges())
+	report := func(agent string, s pb.TaskState, code int32) (*Changes, error) {
+		c := newChanges()
+		err := tb.Report(&pb.ReportTaskStatusRequest{TaskId: task.GetId(), AgentId: agent, State: s, ExitCode: code, Pid: 42}, t0, c)
+		return c, err
+	}
+	if _, err := report("agent-9", pb.TaskState_TASK_STATE_RUNNING, 0); CodeOf(err) != PermissionDenied {
+		t.Fatalf("report from another agent: %v", err)
+	}
+	for _, s := range []pb.TaskState{pb.TaskState_TASK_STATE_STARTING, pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_FAILED} {
+		c, err := report("agent-1", s, 3)
+		if err != nil || len(c.Events) != 1 || c.Events[0].GetTask().GetState() != s {
+			t.Fatalf("report %v: err %v events %v", s, err, c.Events)
+		}
+	}
+	// After the verdict, reports are ignored.
+	c, err := report("agent-1", pb.TaskState_TASK_STATE_RUNNING, 0)
+	if err != nil || len(c.Events) != 0 || tb.tasks[task.GetId()].GetState() != pb.TaskState_TASK_STATE_FAILED {
+		t.Fatalf("report after terminal: err %v events %d state %v", err, len(c.Events), tb.tasks[task.GetId()].GetState())
+	}
+}
+
+func TestTable_Expire(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil), agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(4, 64, 2))
+	task, _ := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x"}, t0, newChanges())
+	leased, _ := allocate(tb, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.001, MemBytes: 1}, LeaseTtl: durationpb.New(time.Second)})
+	if leased[0].GetState() != pb.AllocationState_ALLOCATION_STATE_PENDING {
+		t.Fatalf("cluster should be full of cpus: %v", leased[0].GetState())
+	}
+	// agent-2 keeps heartbeating, agent-1 goes silent.
+	if err := tb.Heartbeat("agent-2", t0.Add(9*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c := newChanges()
+	tb.Expire(t0.Add(11*time.Second), 10*time.Second, c)
+	if tb.agents["agent-1"].GetState() != pb.AgentState_AGENT_STATE_LOST || tb.agents["agent-2"].GetState() != pb.AgentState_AGENT_STATE_UP {
+		t.Fatalf("agent states %v %v", tb.agents["agent-1"].GetState(), tb.agents["agent-2"].GetState())
+	}
+	var sawLost, sawTaskLost, sawRevoked bool
+	for _, e := range c.Events {
+		switch e.GetKind() {
+		case pb.EventKind_EVENT_KIND_AGENT_LOST:
+			sawLost = true
+		case pb.EventKind_EVENT_KIND_TASK_STATE:
+			sawTaskLost = e.GetTask().GetId() == task.GetId() && e.GetTask().GetState() == pb.TaskState_TASK_STATE_LOST
+		case pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED:
+			sawRevoked = e.GetAllocation().GetId() == as[0].GetId() && strings.HasPrefix(e.GetAllocation().GetRevokeReason(), "agent lost")
+		}
+	}
+	if !sawLost || !sawTaskLost || !sawRevoked {
+		t.Fatalf("events: agent lost %v, task lost %v, allocation revoked %v", sawLost, sawTaskLost, sawRevoked)
+	}
+	if err := tb.Heartbeat("agent-1", t0.Add(12*time.Second)); CodeOf(err) != FailedPrecondition {
+		t.Fatalf("heartbeat of a lost agent: %v", err)
+	}
+	if err := tb.Heartbeat("agent-7", t0); CodeOf(err) != NotFound {
+		t.Fatalf("heartbeat of an unknown agent: %v", err)
+	}
+	// The lost agent comes back: it is UP again and nothing is expected of it.
+	resp := tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0.Add(13*time.Second), newChanges())
+	if len(resp.GetTasks()) != 0 || tb.agents["agent-1"].GetState() != pb.AgentState_AGENT_STATE_UP {
+		t.Fatalf("re-register: %d tasks, state %v", len(resp.GetTasks()), tb.agents["agent-1"].GetState())
+	}
+	// Leases: a granted leased allocation expires unless kept alive.
+	c = newChanges()
+	tb.Cycle(FirstFit{}, 1, t0.Add(13*time.Second), c)
+	if leased[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("leased allocation not granted after the agent came back: %s", leased[0].GetPendingReason())
+	}
+	if _, err := tb.KeepAlive(fwA, []string{leased[0].GetId()}, t0.Add(13500*time.Millisecond), newChanges()); err != nil {
+		t.Fatal(err)
+	}
+	tb.Heartbeat("agent-1", t0.Add(14*time.Second))
+	tb.Heartbeat("agent-2", t0.Add(14*time.Second))
+	tb.Expire(t0.Add(14*time.Second), 10*time.Second, newChanges())
+	if _, live := tb.allocs[leased[0].GetId()]; !live {
+		t.Fatal("kept-alive lease expired early")
+	}
+	tb.Expire(t0.Add(15*time.Second), 10*time.Second, newChanges())
+	if _, live := tb.allocs[leased[0].GetId()]; live {
+		t.Fatal("lease did not expire")
+	}
+	checkUsage(t, tb)
+}
+
+func TestRestore_RoundTrip(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 2))
+	tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x"}, t0, newChanges())
+	st := &State{Seq: tb.seq, Revision: 7}
+	for _, g := range tb.agents {
+		st.Agents = append(st.Agents, g)
+	}
+	for _, a := range tb.allocs {
+		st.Allocations = append(st.Allocations, a)
+	}
+	for _, k := range tb.tasks {
+		st.Tasks = append(st.Tasks, k)
+	}
+	r := Restore(st, t0)
+	if r.used["agent-1"] != tb.used["agent-1"] || r.seq != tb.seq || r.Revision() != 7 || len(r.allocTasks[as[0].GetId()]) != 1 {
+		t.Fatalf("restored used %v seq %d rev %d", r.used["agent-1"], r.seq, r.Revision())
+	}
+	checkUsage(t, r)
+}

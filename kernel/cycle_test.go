@@ -59,7 +59,7 @@ func TestCycle_NeverOverCommits(t *testing.T) {
 
 type failing struct{}
 
-func (failing) Name() string                       { return "failing" }
+func (failing) Name() string                         { return "failing" }
 func (failing) Place(*Snapshot) ([]Placement, error) { return nil, fmt.Errorf("boom") }
 
 func TestCycle_PolicyError(t *testing.T) {

@@ -34,7 +34,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
 		},
-		Commands: []*cli.Command{devCommand(), kernelCommand(), agentCommand()},
+		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.RunContext(ctx, args); err != nil {

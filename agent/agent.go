@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,11 +62,12 @@ type Config struct {
 // Agent runs the tasks the kernel places on one node. Create it with New
 // and start it with Run; ID is safe for concurrent use.
 type Agent struct {
-	client    syscallsv1connect.KernelClient
-	log       *slog.Logger
-	labels    map[string]string
-	node      node
-	killGrace time.Duration
+	client     syscallsv1connect.KernelClient
+	httpClient *http.Client // set when the agent built client; idle connections closed by Run
+	log        *slog.Logger
+	labels     map[string]string
+	node       node
+	killGrace  time.Duration
 
 	dataDir     string
 	sandboxDir  string
@@ -120,7 +122,9 @@ func New(cfg Config) (*Agent, error) {
 		finished:    newRecentSet(4096),
 	}
 	if a.client == nil {
-		a.client = kclient.New(cfg.KernelURL, cfg.Token)
+		a.httpClient = kclient.HTTPClient()
+		a.client = syscallsv1connect.NewKernelClient(a.httpClient, cfg.KernelURL,
+			connect.WithInterceptors(kclient.Bearer(cfg.Token)))
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -176,6 +180,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
 	defer lock.Close()
+	if a.httpClient != nil {
+		defer a.httpClient.CloseIdleConnections()
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer a.wg.Wait()

@@ -308,7 +308,7 @@ func allocateOne(ctx context.Context, k syscallsv1connect.KernelClient, req *sys
 		for _, a := range allocs {
 			release(ctx, k, a.GetId(), "dcosctl run: unexpected answer")
 		}
-		return nil, fmt.Errorf("Allocate: kernel returned %d allocations for a count of 1", len(allocs))
+		return nil, fmt.Errorf("kernel answered Allocate with %d allocations for a count of 1", len(allocs))
 	}
 	alloc := allocs[0]
 	switch alloc.GetState() {
@@ -316,7 +316,7 @@ func allocateOne(ctx context.Context, k syscallsv1connect.KernelClient, req *sys
 		return alloc, nil
 	case syscallsv1.AllocationState_ALLOCATION_STATE_PENDING:
 	default:
-		return nil, fmt.Errorf("Allocate: allocation %s is %s", alloc.GetId(), allocState(alloc.GetState()))
+		return nil, fmt.Errorf("kernel answered Allocate with allocation %s %s", alloc.GetId(), allocState(alloc.GetState()))
 	}
 	reason := res.Msg.GetPendingReason()
 	if reason == "" {
@@ -371,7 +371,7 @@ func waitGranted(ctx context.Context, k syscallsv1connect.KernelClient, id strin
 		}
 		return nil, callError("Watch", err)
 	}
-	return nil, fmt.Errorf("Watch: stream ended before allocation %s was granted", id)
+	return nil, fmt.Errorf("watch ended before allocation %s was granted", id)
 }
 
 // release revokes an allocation run made but will not use. It is best

@@ -54,7 +54,9 @@ func run(ctx context.Context, args []string, e *env) (code int) {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(usageError)), errors.As(err, new(cli.ExitCoder)):
+		// dcosctl makes no cli.ExitCoder; urfave/cli's are usage errors
+		// such as "No help topic for 'x'".
 		fmt.Fprintf(e.stderr, "dcosctl: %v\n", err)
 		return exitUsageError
 	case ctx.Err() != nil:

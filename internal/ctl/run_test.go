@@ -87,6 +87,7 @@ func TestRun_UsageErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"frob"}, `unknown command "frob"`},
 		{"unknown flag", []string{"ps", "--bogus"}, "flag provided but not defined"},
+		{"unknown help topic", []string{"help", "frob"}, "No help topic for 'frob'"},
 		{"bad output", []string{"-o", "yaml", "ps"}, `"yaml" is not a format`},
 		{"ps takes no args", []string{"ps", "x"}, "takes no arguments"},
 		{"revoke wants an id", []string{"revoke"}, "want one ID"},

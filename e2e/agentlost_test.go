@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// TestKernelAndAgents_AgentLost runs dcosd kernel and dcosd agent as
+// separate processes: the allocate/launch/RUNNING flow works across them,
+// and an agent that falls silent (stopped, or killed) is marked LOST with
+// its task LOST and its allocation revoked.
+func TestKernelAndAgents_AgentLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	opTok, agentTok := newToken(), newToken()
+	tokens := e.writeTokens(e.path("tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+	)
+	e.startKernel(tokens, opTok, "--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms")
+	op := e.op()
+
+	for _, tc := range []struct {
+		name   string
+		signal syscall.Signal
+	}{
+		{"stopped agent", syscall.SIGSTOP},
+		{"killed agent", syscall.SIGKILL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.ReplaceAll(tc.name, " ", "-")
+			ag, agentID := e.startAgent(name, agentTok, "--resources", "cpus=2,mem=1Gi")
+			w := e.watch(op, listAgents(t, op).GetRevision())
+
+			// Pin the allocation to this agent by its label.
+			alloc := allocateOne(t, op, &pb.AllocateRequest{
+				Resources:   &pb.Resources{Cpus: 0.5, MemBytes: 64 * mi},
+				Constraints: []*pb.Constraint{{Label: "e2e", Op: pb.Constraint_OP_EQUALS, Values: []string{name}}},
+			})
+			if alloc.GetAgentId() != agentID {
+				t.Fatalf("allocation on %s, want %s (constraint e2e=%s)", alloc.GetAgentId(), agentID, name)
+			}
+			task := launch(t, op, sleepTask(alloc.GetId()))
+			running := w.waitFor(t, "RUNNING of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_RUNNING)).GetTask()
+			e.notePID(running.GetPid())
+			if running.GetAgentId() != agentID || !alive(int(running.GetPid())) {
+				t.Fatalf("RUNNING task %v: want a live pid on %s", running, agentID)
+			}
+
+			ag.signal(tc.signal)
+
+			w.waitFor(t, "AGENT_LOST of "+agentID, agentEvent(agentID, pb.EventKind_EVENT_KIND_AGENT_LOST))
+			lost := w.waitFor(t, "TASK_STATE LOST of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_LOST))
+			revoked := w.waitFor(t, "ALLOCATION_REVOKED of "+alloc.GetId(), allocEvent(alloc.GetId(), pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED))
+			if !strings.HasPrefix(revoked.GetAllocation().GetRevokeReason(), "agent lost") && !strings.HasPrefix(revoked.GetReason(), "agent lost") {
+				t.Errorf("ALLOCATION_REVOKED reason = %q / %q, want it to start with \"agent lost\"", revoked.GetAllocation().GetRevokeReason(), revoked.GetReason())
+			}
+			if lost.GetTask().GetReason() == "" {
+				t.Errorf("LOST task has no reason: %v", lost.GetTask())
+			}
+
+			for _, a := range listAgents(t, op).GetAgents() {
+				if a.GetId() == agentID && a.GetState() != pb.AgentState_AGENT_STATE_LOST {
+					t.Errorf("ListAgents: %s is %v, want LOST", agentID, a.GetState())
+				}
+			}
+			for _, a := range listAllocations(t, op).GetAllocations() {
+				if a.GetId() == alloc.GetId() {
+					t.Errorf("ListAllocations still lists the revoked allocation %v", a)
+				}
+			}
+			for _, tk := range listTasks(t, op).GetTasks() {
+				if tk.GetId() == task.GetId() && tk.GetState() != pb.TaskState_TASK_STATE_LOST {
+					t.Errorf("ListTasks: %s is %v, want LOST or gone", tk.GetId(), tk.GetState())
+				}
+			}
+		})
+	}
+}

@@ -345,7 +345,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 }
 
 // runningIDsLocked lists the tasks that have a live process (started,
-// re-adopted, or still starting), sorted by map order. a.mu must be held.
+// re-adopted, or still starting), in no particular order. a.mu must be
+// held.
 func (a *Agent) runningIDsLocked() []string {
 	var ids []string
 	for id, tk := range a.tasks {

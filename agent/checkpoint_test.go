@@ -68,4 +68,3 @@ func TestCheckpointStore_SaveLoad(t *testing.T) {
 		t.Errorf("after remove: %+v", cps)
 	}
 }
-

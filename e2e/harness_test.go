@@ -255,6 +255,7 @@ func (e *env) startDev(extra ...string) *proc {
 	e.t.Helper()
 	cc := e.path("client.json")
 	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc}, extra...)
+	started := time.Now()
 	p, url := e.start("dcosd dev", "dcos dev: kernel at ", args...)
 	var c struct{ Kernel, Token string }
 	b, err := os.ReadFile(cc)
@@ -273,6 +274,23 @@ func (e *env) startDev(extra ...string) *proc {
 		e.agentDirs = append(e.agentDirs, e.path("data", "agent"))
 	}
 	e.mu.Unlock()
+	// The URL is printed when the kernel serves, which may be before its
+	// agent has (re-)registered: wait for the agent to be heard from.
+	e.eventually("dcosd dev's agent UP", func() (bool, string) {
+		if !p.running() {
+			e.t.Fatalf("dcosd dev exited: %v; stderr:\n%s", p.err, tail(p.stderr.String(), 100))
+		}
+		res, err := e.op().ListAgents(context.Background(), connect.NewRequest(&pb.ListAgentsRequest{}))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range res.Msg.GetAgents() {
+			if a.GetState() == pb.AgentState_AGENT_STATE_UP && !a.GetLastHeartbeat().AsTime().Before(started) {
+				return true, ""
+			}
+		}
+		return false, sprint(res.Msg.GetAgents())
+	})
 	return p
 }
 

@@ -53,5 +53,5 @@ type ResyncError struct {
 }
 
 func (e *ResyncError) Error() string {
-	return fmt.Sprintf("compacted: revision %d is gone (compacted up to %d); resync: list state and watch after revision %d", e.Compacted, e.Compacted, e.Current)
+	return fmt.Sprintf("compacted: history up to revision %d is gone; resync: list the state and watch after revision %d", e.Compacted, e.Current)
 }

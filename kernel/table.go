@@ -27,7 +27,15 @@ type Table struct {
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
+	// completed keeps the last MaxCompleted tasks that ended with their
+	// allocation, for ListTasks (memory only, like Mesos's completed tasks).
+	completed []*pb.Task
+	nextDone  int
 }
+
+// MaxCompleted bounds the ended tasks a kernel remembers after their
+// allocation is gone.
+const MaxCompleted = 1000
 
 // NewTable returns an empty table.
 func NewTable() *Table {
@@ -264,6 +272,12 @@ func (t *Table) forgetTask(k *pb.Task, c *Changes) {
 		}
 	}
 	c.Tasks[k.GetId()] = nil
+	if len(t.completed) < MaxCompleted {
+		t.completed = append(t.completed, k)
+	} else {
+		t.completed[t.nextDone] = k
+		t.nextDone = (t.nextDone + 1) % MaxCompleted
+	}
 }
 
 // revokeAllocation kills the allocation's live tasks, frees its resources
@@ -474,14 +488,21 @@ func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 	return out
 }
 
-// Tasks returns the tasks p may see, optionally filtered.
+// Tasks returns the tasks p may see, optionally filtered: live ones and
+// the last MaxCompleted that ended with their allocation.
 func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
 	var out []*pb.Task
-	for _, k := range t.tasks {
+	add := func(k *pb.Task) {
 		if (p.owns(k.GetOwner()) || p.Role == RoleAgent) && (allocID == "" || k.GetAllocationId() == allocID) &&
 			(agentID == "" || k.GetAgentId() == agentID) {
 			out = append(out, proto.Clone(k).(*pb.Task))
 		}
+	}
+	for _, k := range t.tasks {
+		add(k)
+	}
+	for _, k := range t.completed {
+		add(k)
 	}
 	return out
 }

@@ -163,6 +163,12 @@ func TestTable_RevokeFreesAndPlacesPending(t *testing.T) {
 	if c.Tasks[k.GetId()] != nil {
 		t.Error("task not deleted in changes")
 	}
+	if ts := tb.Tasks(fwA, "", ""); len(ts) != 1 || ts[0].GetId() != k.GetId() || ts[0].GetState() != pb.TaskState_TASK_STATE_KILLED {
+		t.Errorf("completed tasks listed: %v", ts)
+	}
+	if ts := tb.Tasks(fwB, "", ""); len(ts) != 0 {
+		t.Errorf("fw-b sees fw-a's completed task: %v", ts)
+	}
 	checkUsage(t, tb)
 	// Idempotent: revoking again succeeds; a never-issued id does not.
 	if err := tb.Revoke(fwA, first[0].GetId(), "", t0, newChanges()); err != nil {

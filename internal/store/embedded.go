@@ -43,7 +43,10 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec := embed.NewConfig()
 	ec.Name = "dcos"
 	ec.Dir = filepath.Join(cfg.Dir, "etcd")
-	ec.LogLevel = "error"
+	// etcd logs benign errors at start and stop ("failed to update storage
+	// version", "mux: server closed"); real failures reach the kernel as
+	// client errors, which it logs.
+	ec.LogLevel = "fatal"
 	ec.TickMs, ec.ElectionMs = 10, 100 // single member: elect itself fast
 	ec.MaxTxnOps = 1 << 20
 	ec.MaxRequestBytes = 64 << 20

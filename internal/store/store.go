@@ -134,7 +134,11 @@ func (s *Etcd) Events(ctx context.Context, after int64, fn func(int64, []*pb.Eve
 	wch := s.cli.Watch(ctx, s.eventsKey(), clientv3.WithRev(after+1))
 	for wr := range wch {
 		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
-			return &kernel.ResyncError{Current: wr.Header.Revision, Compacted: wr.CompactRevision}
+			cur := wr.Header.Revision
+			if resp, err := s.cli.Get(ctx, s.eventsKey(), clientv3.WithCountOnly()); err == nil {
+				cur = resp.Header.Revision // the watch header may be empty on compaction
+			}
+			return &kernel.ResyncError{Current: cur, Compacted: wr.CompactRevision}
 		}
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("store watch: %w", err)

@@ -1,0 +1,245 @@
+package kernel_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+var (
+	ops = kernel.Principal{Name: "ops", Role: kernel.RoleOperator}
+	fwA = kernel.Principal{Name: "fw-a", Role: kernel.RoleFramework}
+	fwB = kernel.Principal{Name: "fw-b", Role: kernel.RoleFramework}
+)
+
+// flaky wraps the real etcd store and fails the next Commit on demand.
+type flaky struct {
+	*store.Etcd
+	fail atomic.Bool
+}
+
+func (f *flaky) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
+	if f.fail.CompareAndSwap(true, false) {
+		return 0, errors.New("injected commit failure")
+	}
+	return f.Etcd.Commit(ctx, c)
+}
+
+type env struct {
+	etcd  *store.Embedded
+	store *flaky
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return &env{etcd: e, store: &flaky{Etcd: store.New(e.Client(), "")}}
+}
+
+// start runs a kernel on the env's store until the test ends or stop is called.
+func (e *env) start(t *testing.T) (k *kernel.Kernel, stop func()) {
+	t.Helper()
+	k, err := kernel.New(context.Background(), kernel.Config{Store: e.store, HeartbeatTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return k, stop
+}
+
+func register(t *testing.T, k *kernel.Kernel, cpus float64, mem int64) string {
+	t.Helper()
+	r, err := k.RegisterAgent(context.Background(), &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: cpus, MemBytes: mem}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.GetAgentId()
+}
+
+func alloc(cpus float64, mem int64) *pb.AllocateRequest {
+	return &pb.AllocateRequest{Resources: &pb.Resources{Cpus: cpus, MemBytes: mem}}
+}
+
+// collect watches from after until n events arrived.
+func collect(t *testing.T, k *kernel.Kernel, p kernel.Principal, req *pb.WatchRequest, n int) []*pb.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*pb.Event
+	errDone := errors.New("done")
+	err := k.Watch(ctx, p, req, func(e *pb.Event) error {
+		out = append(out, e)
+		if len(out) == n {
+			return errDone
+		}
+		return nil
+	})
+	if !errors.Is(err, errDone) {
+		t.Fatalf("watch: %v after %d of %d events", err, len(out), n)
+	}
+	return out
+}
+
+func TestKernel_ConcurrentAllocateGroupCommit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	register(t, k, 64, 64<<30)
+	const n = 64
+	var wg sync.WaitGroup
+	revs := make([]int64, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := k.Allocate(context.Background(), fwA, alloc(0.5, 1<<20))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if resp.GetAllocations()[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+				t.Errorf("allocation %d: %v", i, resp.GetAllocations()[0].GetState())
+			}
+			revs[i] = resp.GetRevision()
+		})
+	}
+	wg.Wait()
+	distinct := map[int64]bool{}
+	for _, r := range revs {
+		distinct[r] = true
+	}
+	t.Logf("%d concurrent allocates committed in %d transactions", n, len(distinct))
+	if got := len(k.ListAllocations(context.Background(), ops, &pb.ListAllocationsRequest{}).GetAllocations()); got != n {
+		t.Fatalf("%d allocations listed, want %d", got, n)
+	}
+}
+
+func TestKernel_WatchResumesAcrossRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, stop := e.start(t)
+	register(t, k, 4, 1<<30)
+	start := k.Revision()
+	a, err := k.Allocate(context.Background(), fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Launch(context.Background(), fwA, &pb.LaunchRequest{AllocationId: a.GetAllocations()[0].GetId(), Command: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	before := k.Revision()
+	stop()
+
+	k2, _ := e.start(t)
+	if k2.Revision() != before {
+		t.Fatalf("restarted at revision %d, want %d", k2.Revision(), before)
+	}
+	if _, err := k2.Revoke(context.Background(), fwA, &pb.RevokeRequest{Id: a.GetAllocations()[0].GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	// From before the restart: granted, task launched, then (new) task killed + revoked.
+	evs := collect(t, k2, ops, &pb.WatchRequest{AfterRevision: start}, 4)
+	want := []pb.EventKind{pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED, pb.EventKind_EVENT_KIND_TASK_STATE,
+		pb.EventKind_EVENT_KIND_TASK_STATE, pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED}
+	for i, ev := range evs {
+		if ev.GetKind() != want[i] || ev.GetRevision() <= start {
+			t.Fatalf("event %d: %v at %d, want %v after %d", i, ev.GetKind(), ev.GetRevision(), want[i], start)
+		}
+		if i > 0 && ev.GetRevision() < evs[i-1].GetRevision() {
+			t.Fatalf("revisions out of order: %d after %d", ev.GetRevision(), evs[i-1].GetRevision())
+		}
+	}
+	if s := evs[2].GetTask().GetState(); s != pb.TaskState_TASK_STATE_KILLED {
+		t.Fatalf("task after revoke: %v", s)
+	}
+}
+
+func TestKernel_WatchVisibility(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	start := k.Revision()
+	agent := register(t, k, 4, 1<<30)
+	if _, err := k.Allocate(context.Background(), fwA, alloc(1, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Allocate(context.Background(), fwB, alloc(1, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	// fw-b sees the agent registration and its own grant, not fw-a's.
+	evs := collect(t, k, fwB, &pb.WatchRequest{AfterRevision: start}, 2)
+	if evs[0].GetKind() != pb.EventKind_EVENT_KIND_AGENT_REGISTERED || evs[1].GetAllocation().GetOwner() != "fw-b" {
+		t.Fatalf("fw-b saw %v then %v (owner %q)", evs[0].GetKind(), evs[1].GetKind(), evs[1].GetAllocation().GetOwner())
+	}
+	// Kind and agent filters.
+	evs = collect(t, k, ops, &pb.WatchRequest{AfterRevision: start, Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED}, AgentId: agent}, 2)
+	if evs[0].GetAllocation().GetOwner() != "fw-a" || evs[1].GetAllocation().GetOwner() != "fw-b" {
+		t.Fatalf("operator grants: %v", evs)
+	}
+	ctx := context.Background()
+	if err := k.Watch(ctx, ops, &pb.WatchRequest{AfterRevision: k.Revision() + 10}, nil); kernel.CodeOf(err) != kernel.InvalidArgument {
+		t.Fatalf("watch from the future: %v", err)
+	}
+}
+
+func TestKernel_WatchCompacted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	register(t, k, 4, 1<<30)
+	for range 3 {
+		if _, err := k.Allocate(context.Background(), fwA, alloc(0.1, 1<<20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.store.Compact(context.Background(), k.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	err := k.Watch(context.Background(), ops, &pb.WatchRequest{AfterRevision: 1}, func(*pb.Event) error { return nil })
+	var ke *kernel.Error
+	if !errors.As(err, &ke) || ke.Code != kernel.FailedPrecondition || ke.Resync == nil || ke.Resync.Current < k.Revision() {
+		t.Fatalf("watch from a compacted revision: %v", err)
+	}
+}
+
+func TestKernel_CommitFailureLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	register(t, k, 4, 1<<30)
+	ctx := context.Background()
+	good, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := k.Revision()
+	e.store.fail.Store(true)
+	if _, err := k.Allocate(ctx, fwA, alloc(1, 1<<20)); kernel.CodeOf(err) != kernel.Unavailable {
+		t.Fatalf("allocate during a store failure: %v, want Unavailable", err)
+	}
+	list := k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{})
+	if len(list.GetAllocations()) != 1 || list.GetAllocations()[0].GetId() != good.GetAllocations()[0].GetId() || list.GetRevision() != rev {
+		t.Fatalf("after a failed commit: %d allocations at revision %d (want 1 at %d)", len(list.GetAllocations()), list.GetRevision(), rev)
+	}
+	agents := k.ListAgents(ctx, ops).GetAgents()
+	if got := agents[0].GetAllocated().GetCpus(); got != 1 {
+		t.Fatalf("agent allocated cpus %v after a failed commit, want 1", got)
+	}
+	// And the kernel keeps serving.
+	if _, err := k.Allocate(ctx, fwA, alloc(1, 1<<20)); err != nil {
+		t.Fatalf("allocate after recovery: %v", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -97,8 +99,9 @@ func (t *Table) HasPending() bool {
 }
 
 // Cycle runs one allocation cycle: snapshot, policy, validation, commit
-// into the table. Requests left unplaced get a pending reason (recorded
-// only when it changes, so an idle cluster writes nothing).
+// into the table. Requests left unplaced get a pending reason, recorded
+// with an ALLOCATION_PENDING event only when it changes (so an idle
+// cluster writes nothing).
 func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleResult {
 	s := t.Snapshot(seed)
 	if len(s.Requests) == 0 {
@@ -144,6 +147,9 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		if a := t.allocs[r.ID]; a.GetPendingReason() != why {
 			a.PendingReason = why
 			c.Allocations[a.GetId()] = a
+			e := event(pb.EventKind_EVENT_KIND_ALLOCATION_PENDING, now, why)
+			e.Allocation = proto.Clone(a).(*pb.Allocation)
+			c.Events = append(c.Events, e)
 		}
 	}
 	return res

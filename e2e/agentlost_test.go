@@ -77,6 +77,24 @@ func TestKernelAndAgents_AgentLost(t *testing.T) {
 					t.Errorf("ListTasks: %s is %v, want LOST or gone", tk.GetId(), tk.GetState())
 				}
 			}
+
+			if tc.signal != syscall.SIGSTOP {
+				return
+			}
+			// The stopped agent comes back: it re-registers, and kills the
+			// task the kernel no longer expects it to run.
+			ag.signal(syscall.SIGCONT)
+			w.waitFor(t, "AGENT_REGISTERED of "+agentID+" after SIGCONT", func(ev *pb.Event) bool {
+				return agentEvent(agentID, pb.EventKind_EVENT_KIND_AGENT_REGISTERED)(ev) && ev.GetRevision() > revoked.GetRevision()
+			})
+			eventually(t, "the lost task's process killed by its returning agent", func() (bool, string) {
+				return !alive(int(running.GetPid())), "still alive"
+			})
+			for _, a := range listAgents(t, op).GetAgents() {
+				if a.GetId() == agentID && a.GetState() != pb.AgentState_AGENT_STATE_UP {
+					t.Errorf("ListAgents: %s is %v after SIGCONT, want UP", agentID, a.GetState())
+				}
+			}
 		})
 	}
 }

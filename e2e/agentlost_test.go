@@ -98,3 +98,64 @@ func TestKernelAndAgents_AgentLost(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelAndAgents_AgentRestart stops an agent with SIGTERM while its
+// task runs and starts it again on the same data dir: the task keeps
+// running, is re-adopted (same id and pid, never LOST), and a revoke still
+// kills it. The heartbeat timeout is long so that the restart never looks
+// like a loss.
+func TestKernelAndAgents_AgentRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	opTok, agentTok := newToken(), newToken()
+	tokens := e.writeTokens(e.path("tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+	)
+	e.startKernel(tokens, opTok, "--heartbeat-timeout", "5m")
+	op := e.op()
+	ag, agentID := e.startAgent("node", agentTok, "--resources", "cpus=2,mem=1Gi")
+	w := e.watch(op, listAgents(t, op).GetRevision())
+
+	alloc := allocateOne(t, op, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.5, MemBytes: 64 * mi}})
+	task := launch(t, op, sleepTask(alloc.GetId()))
+	running := w.waitFor(t, "RUNNING of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_RUNNING)).GetTask()
+	e.notePID(running.GetPid())
+
+	if !ag.stop(waitTimeout) {
+		t.Fatalf("agent did not stop on SIGTERM")
+	}
+	if !alive(int(running.GetPid())) {
+		t.Fatalf("task pid %d died with its agent; tasks must survive an agent restart", running.GetPid())
+	}
+	regRev := listAgents(t, op).GetRevision()
+	_, id2 := e.startAgent("node", agentTok, "--resources", "cpus=2,mem=1Gi")
+	if id2 != agentID {
+		t.Errorf("restarted agent is %s, want %s (its id is in its data dir)", id2, agentID)
+	}
+	w.waitFor(t, "AGENT_REGISTERED of the restarted agent", func(ev *pb.Event) bool {
+		return agentEvent(agentID, pb.EventKind_EVENT_KIND_AGENT_REGISTERED)(ev) && ev.GetRevision() > regRev
+	})
+	ts := listTasks(t, op).GetTasks()
+	if len(ts) != 1 || ts[0].GetId() != task.GetId() || ts[0].GetPid() != running.GetPid() || ts[0].GetState() != pb.TaskState_TASK_STATE_RUNNING {
+		t.Errorf("tasks after the agent restart = %v, want %s RUNNING with pid %d", ts, task.GetId(), running.GetPid())
+	}
+	if !alive(int(running.GetPid())) {
+		t.Fatalf("task pid %d died across the agent restart", running.GetPid())
+	}
+
+	revoke(t, op, alloc.GetId())
+	w.waitFor(t, "KILLED of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_KILLED))
+	eventually(t, "re-adopted task's process killed by revoke", func() (bool, string) {
+		return !alive(int(running.GetPid())), "alive"
+	})
+	eventually(t, "re-adopted task's process group gone", func() (bool, string) {
+		m := groupMembers(int(running.GetPid()))
+		return len(m) == 0, "members " + sprint(m)
+	})
+	for _, ev := range w.snapshot() {
+		if taskState(task.GetId(), pb.TaskState_TASK_STATE_LOST)(ev) {
+			t.Errorf("task was LOST across a quick agent restart: %s", eventString(ev))
+		}
+	}
+}

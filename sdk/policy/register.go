@@ -1,0 +1,85 @@
+package policy
+
+// Func is a policy: it reads b and appends its answer to d (which arrives
+// empty). It must be deterministic: the same batch, the same decision. A
+// returned error fails the cycle for this policy (the kernel falls back to
+// the last good one). It must not retain b or d after returning.
+type Func func(b *Batch, d *Decision) error
+
+var registered Func
+
+// Register makes f the module's policy. Call it once, from a package-level
+// variable initialiser (`var _ = policy.Register(f)`): a reactor module
+// runs no main. It returns true so that it can be used that way.
+func Register(f Func) bool {
+	if registered != nil {
+		panic("policy: Register called twice")
+	}
+	registered = f
+	return true
+}
+
+// guest holds the state of one module instance between calls.
+type guest struct {
+	in  []byte
+	out []byte
+	dec Decoder
+	d   Decision
+}
+
+var g guest
+
+// alloc returns a buffer of n bytes for the host to write a batch into.
+func (g *guest) alloc(n int) []byte {
+	if cap(g.in) < n {
+		g.in = make([]byte, n)
+	}
+	g.in = g.in[:n]
+	return g.in
+}
+
+// place runs the registered policy on the batch in g.in and returns the
+// encoded decision (valid until the next call).
+func (g *guest) place(n int) []byte {
+	g.d.Reset()
+	var err error
+	switch b, derr := g.dec.DecodeBatch(g.in[:n]); {
+	case registered == nil:
+		err = errNoPolicy
+	case derr != nil:
+		err = derr
+	default:
+		err = safeCall(registered, b, &g.d)
+	}
+	g.out = EncodeDecision(g.out[:0], &g.d, err)
+	return g.out
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+const errNoPolicy = errString("no policy registered (call policy.Register)")
+
+// safeCall turns a panic in the policy into an error, so the host gets a
+// policy error with the panic's message rather than a trap.
+func safeCall(f Func, b *Batch, d *Decision) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError{r}
+		}
+	}()
+	return f(b, d)
+}
+
+type panicError struct{ v any }
+
+func (p panicError) Error() string {
+	if e, ok := p.v.(error); ok {
+		return "panic: " + e.Error()
+	}
+	if s, ok := p.v.(string); ok {
+		return "panic: " + s
+	}
+	return "panic in policy"
+}

@@ -1,0 +1,178 @@
+package policy
+
+// ABIVersion is the policy ABI this package speaks. A module exports
+// dcos_policy_abi_version returning it.
+const ABIVersion = 1
+
+// Resources in integral units: millicores and bytes.
+type Resources struct {
+	MilliCPU, Mem, Disk int64
+}
+
+// Fits reports whether need fits in r in every dimension.
+func (r Resources) Fits(need Resources) bool {
+	return need.MilliCPU <= r.MilliCPU && need.Mem <= r.Mem && need.Disk <= r.Disk
+}
+
+// Add returns r + o.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{r.MilliCPU + o.MilliCPU, r.Mem + o.Mem, r.Disk + o.Disk}
+}
+
+// Sub returns r - o.
+func (r Resources) Sub(o Resources) Resources {
+	return Resources{r.MilliCPU - o.MilliCPU, r.Mem - o.Mem, r.Disk - o.Disk}
+}
+
+// Label is one agent label.
+type Label struct{ Key, Value string }
+
+// Agent is an agent that is up, as the policy sees it.
+type Agent struct {
+	ID     string
+	Labels []Label
+	Total  Resources
+	// Free is Total minus what granted allocations hold.
+	Free Resources
+}
+
+// Label returns the value of the label key and whether it is set.
+func (a *Agent) Label(key string) (string, bool) {
+	for _, l := range a.Labels {
+		if l.Key == key {
+			return l.Value, true
+		}
+	}
+	return "", false
+}
+
+// Op is a constraint operator.
+type Op uint32
+
+// Constraint operators, as in the syscall ABI.
+const (
+	OpEquals    Op = 1 // label set and equal to Values[0]
+	OpNotEquals Op = 2 // label unset or different from Values[0]
+	OpIn        Op = 3 // label set and one of Values
+)
+
+// Constraint restricts placement by agent label.
+type Constraint struct {
+	Op     Op
+	Label  string
+	Values []string
+}
+
+// Matches reports whether agent a satisfies c.
+func (c *Constraint) Matches(a *Agent) bool {
+	v, ok := a.Label(c.Label)
+	switch c.Op {
+	case OpEquals:
+		return ok && len(c.Values) > 0 && v == c.Values[0]
+	case OpNotEquals:
+		return !ok || len(c.Values) == 0 || v != c.Values[0]
+	case OpIn:
+		if !ok {
+			return false
+		}
+		for _, w := range c.Values {
+			if v == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// NoRole is the Role index of a request or allocation without a role.
+const NoRole = ^uint32(0)
+
+// Request is one pending allocation instance. Requests arrive ordered by
+// priority (highest first), then by arrival.
+type Request struct {
+	Resources   Resources
+	Priority    int32
+	Role        uint32 // index into Batch.Roles, or NoRole
+	Group       uint32 // instances of one Allocate call share a group
+	Constraints []Constraint
+}
+
+// Feasible reports whether agent a satisfies every constraint of r (it
+// does not look at resources).
+func (r *Request) Feasible(a *Agent) bool {
+	for i := range r.Constraints {
+		if !r.Constraints[i].Matches(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// Role is a role with its fair-share parameters.
+type Role struct {
+	Name   string
+	Weight float64 // > 0; 1 unless the operator set one
+	// Usage is what the role's granted allocations hold now.
+	Usage Resources
+	// Quota caps Usage; a zero dimension means no cap.
+	Quota Resources
+}
+
+// Allocation is a granted allocation, for policies that preempt.
+type Allocation struct {
+	Agent     uint32 // index into Batch.Agents
+	Role      uint32 // index into Batch.Roles, or NoRole
+	Priority  int32
+	Resources Resources
+}
+
+// Batch is one allocation cycle's input.
+type Batch struct {
+	// Seed is the only randomness a policy may use.
+	Seed        uint64
+	Agents      []Agent
+	Requests    []Request
+	Roles       []Role
+	Allocations []Allocation
+}
+
+// Verdict says why a request was not placed.
+type Verdict uint32
+
+// Verdicts for requests a policy leaves unplaced.
+const (
+	// NotNow: it may fit later (resources are busy).
+	NotNow Verdict = 1
+	// Never: it cannot fit on this cluster as it is (no agent is big
+	// enough or matches its constraints).
+	Never Verdict = 2
+)
+
+// Placement puts Batch.Requests[Request] on Batch.Agents[Agent].
+type Placement struct{ Request, Agent uint32 }
+
+// Unplaced is a verdict on one request.
+type Unplaced struct {
+	Request uint32
+	Verdict Verdict
+}
+
+// Decision is a policy's answer.
+type Decision struct {
+	Placements []Placement
+	// Revocations are indices into Batch.Allocations to preempt before
+	// placing (the kernel revokes them with reason PREEMPTED).
+	Revocations []uint32
+	// Unplaced optionally explains requests left out.
+	Unplaced []Unplaced
+}
+
+// Place appends a placement.
+func (d *Decision) Place(req, agent int) {
+	d.Placements = append(d.Placements, Placement{uint32(req), uint32(agent)})
+}
+
+// Reset empties d, keeping its storage.
+func (d *Decision) Reset() {
+	d.Placements, d.Revocations, d.Unplaced = d.Placements[:0], d.Revocations[:0], d.Unplaced[:0]
+}

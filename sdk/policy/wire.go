@@ -1,0 +1,412 @@
+package policy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Wire format, ABI version 1 (docs/policy-abi.md is the reference). All
+// integers little-endian; every section follows the previous one with no
+// gap; record sizes are fixed; strings are (offset, length) references into
+// the strings section, and equal strings share one copy.
+const (
+	batchMagic    = 0x31504344 // "DCP1"
+	decisionMagic = 0x314f4344 // "DCO1"
+
+	batchHeaderSize    = 64
+	agentSize          = 64
+	requestSize        = 48
+	roleSize           = 64
+	allocationSize     = 40
+	constraintSize     = 24
+	labelSize          = 16
+	refSize            = 8
+	decisionHeaderSize = 24
+
+	// StatusOK and StatusError are a Decision's status word.
+	StatusOK    = 0
+	StatusError = 1
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("malformed policy wire data")
+
+var le = binary.LittleEndian
+
+// batchLayout is the section sizes of an encoded batch.
+type batchLayout struct {
+	agents, requests, roles, allocations, constraints, labels, refs, strings uint64
+}
+
+func (l batchLayout) offsets() (agents, requests, roles, allocations, constraints, labels, refs, strs, end uint64) {
+	agents = batchHeaderSize
+	requests = agents + l.agents*agentSize
+	roles = requests + l.requests*requestSize
+	allocations = roles + l.roles*roleSize
+	constraints = allocations + l.allocations*allocationSize
+	labels = constraints + l.constraints*constraintSize
+	refs = labels + l.labels*labelSize
+	strs = refs + l.refs*refSize
+	end = strs + l.strings
+	return
+}
+
+// Encoder encodes batches, reusing its buffers between calls. It is not
+// safe for concurrent use.
+type Encoder struct {
+	buf    []byte
+	strs   []byte
+	strIdx map[string]uint32
+}
+
+// EncodeBatch encodes b and returns the bytes, valid until the next call.
+func (e *Encoder) EncodeBatch(b *Batch) []byte {
+	if e.strIdx == nil {
+		e.strIdx = map[string]uint32{}
+	}
+	clear(e.strIdx)
+	e.strs = e.strs[:0]
+	var l batchLayout
+	l.agents, l.requests, l.roles, l.allocations = uint64(len(b.Agents)), uint64(len(b.Requests)), uint64(len(b.Roles)), uint64(len(b.Allocations))
+	for i := range b.Agents {
+		l.labels += uint64(len(b.Agents[i].Labels))
+	}
+	for i := range b.Requests {
+		l.constraints += uint64(len(b.Requests[i].Constraints))
+		for j := range b.Requests[i].Constraints {
+			l.refs += uint64(len(b.Requests[i].Constraints[j].Values))
+		}
+	}
+	agentsOff, reqOff, rolesOff, allocOff, consOff, labelsOff, refsOff, strsOff, _ := l.offsets()
+	size := int(strsOff)
+	if cap(e.buf) < size {
+		e.buf = make([]byte, size, size+size/4)
+	}
+	buf := e.buf[:size]
+	clear(buf[:batchHeaderSize])
+	le.PutUint32(buf[0:], batchMagic)
+	le.PutUint32(buf[4:], ABIVersion)
+	le.PutUint64(buf[8:], b.Seed)
+	le.PutUint32(buf[16:], uint32(l.agents))
+	le.PutUint32(buf[20:], uint32(l.requests))
+	le.PutUint32(buf[24:], uint32(l.roles))
+	le.PutUint32(buf[28:], uint32(l.allocations))
+	le.PutUint32(buf[32:], uint32(l.constraints))
+	le.PutUint32(buf[36:], uint32(l.refs))
+	le.PutUint32(buf[40:], uint32(l.labels))
+
+	labelAt := labelsOff
+	for i := range b.Agents {
+		a := &b.Agents[i]
+		p := buf[agentsOff+uint64(i)*agentSize:]
+		putRes(p[0:], a.Total)
+		putRes(p[24:], a.Free)
+		e.putRef(p[48:], a.ID)
+		le.PutUint32(p[56:], uint32((labelAt-labelsOff)/labelSize))
+		le.PutUint32(p[60:], uint32(len(a.Labels)))
+		for _, lb := range a.Labels {
+			e.putRef(buf[labelAt:], lb.Key)
+			e.putRef(buf[labelAt+refSize:], lb.Value)
+			labelAt += labelSize
+		}
+	}
+	consAt, refAt := consOff, refsOff
+	for i := range b.Requests {
+		r := &b.Requests[i]
+		p := buf[reqOff+uint64(i)*requestSize:]
+		putRes(p[0:], r.Resources)
+		le.PutUint32(p[24:], uint32(r.Priority))
+		le.PutUint32(p[28:], r.Role)
+		le.PutUint32(p[32:], r.Group)
+		le.PutUint32(p[36:], uint32((consAt-consOff)/constraintSize))
+		le.PutUint32(p[40:], uint32(len(r.Constraints)))
+		le.PutUint32(p[44:], 0)
+		for _, c := range r.Constraints {
+			q := buf[consAt:]
+			le.PutUint32(q[0:], uint32(c.Op))
+			le.PutUint32(q[4:], uint32(len(c.Values)))
+			e.putRef(q[8:], c.Label)
+			le.PutUint32(q[16:], uint32((refAt-refsOff)/refSize))
+			le.PutUint32(q[20:], 0)
+			for _, v := range c.Values {
+				e.putRef(buf[refAt:], v)
+				refAt += refSize
+			}
+			consAt += constraintSize
+		}
+	}
+	for i := range b.Roles {
+		r := &b.Roles[i]
+		p := buf[rolesOff+uint64(i)*roleSize:]
+		e.putRef(p[0:], r.Name)
+		le.PutUint64(p[8:], math.Float64bits(r.Weight))
+		putRes(p[16:], r.Usage)
+		putRes(p[40:], r.Quota)
+	}
+	for i := range b.Allocations {
+		a := &b.Allocations[i]
+		p := buf[allocOff+uint64(i)*allocationSize:]
+		le.PutUint32(p[0:], a.Agent)
+		le.PutUint32(p[4:], a.Role)
+		le.PutUint32(p[8:], uint32(a.Priority))
+		le.PutUint32(p[12:], 0)
+		putRes(p[16:], a.Resources)
+	}
+	le.PutUint32(buf[44:], uint32(len(e.strs)))
+	e.buf = append(buf, e.strs...)
+	return e.buf
+}
+
+// putRef writes a reference to s, adding s to the string table once.
+func (e *Encoder) putRef(p []byte, s string) {
+	off, ok := e.strIdx[s]
+	if !ok {
+		off = uint32(len(e.strs))
+		e.strs = append(e.strs, s...)
+		e.strIdx[s] = off
+	}
+	le.PutUint32(p[0:], off)
+	le.PutUint32(p[4:], uint32(len(s)))
+}
+
+func putRes(p []byte, r Resources) {
+	le.PutUint64(p[0:], uint64(r.MilliCPU))
+	le.PutUint64(p[8:], uint64(r.Mem))
+	le.PutUint64(p[16:], uint64(r.Disk))
+}
+
+func getRes(p []byte) Resources {
+	return Resources{int64(le.Uint64(p[0:])), int64(le.Uint64(p[8:])), int64(le.Uint64(p[16:]))}
+}
+
+// Decoder decodes batches, reusing its storage between calls: a decoded
+// Batch is valid until the next DecodeBatch. It is not safe for concurrent
+// use.
+type Decoder struct {
+	b      Batch
+	labels []Label
+	cons   []Constraint
+	vals   []string
+	strs   map[uint64]string // (offset, length) → string, so equal strings are one allocation
+}
+
+// DecodeBatch checks and decodes an encoded batch. Every count, index and
+// reference is bounds-checked: malformed input is an error wrapping
+// ErrMalformed, never a panic.
+func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
+	if len(buf) < batchHeaderSize {
+		return nil, fmt.Errorf("%w: batch of %d bytes is shorter than its header", ErrMalformed, len(buf))
+	}
+	if m := le.Uint32(buf[0:]); m != batchMagic {
+		return nil, fmt.Errorf("%w: bad batch magic %#x", ErrMalformed, m)
+	}
+	if v := le.Uint32(buf[4:]); v != ABIVersion {
+		return nil, fmt.Errorf("%w: batch ABI version %d, want %d", ErrMalformed, v, ABIVersion)
+	}
+	l := batchLayout{
+		agents: uint64(le.Uint32(buf[16:])), requests: uint64(le.Uint32(buf[20:])), roles: uint64(le.Uint32(buf[24:])),
+		allocations: uint64(le.Uint32(buf[28:])), constraints: uint64(le.Uint32(buf[32:])), refs: uint64(le.Uint32(buf[36:])),
+		labels: uint64(le.Uint32(buf[40:])), strings: uint64(le.Uint32(buf[44:])),
+	}
+	agentsOff, reqOff, rolesOff, allocOff, consOff, labelsOff, refsOff, strsOff, end := l.offsets()
+	if end != uint64(len(buf)) {
+		return nil, fmt.Errorf("%w: counts describe %d bytes, batch has %d", ErrMalformed, end, len(buf))
+	}
+	strs := buf[strsOff:]
+	if d.strs == nil {
+		d.strs = map[uint64]string{}
+	}
+	clear(d.strs)
+	str := func(p []byte) (string, error) {
+		off, n := uint64(le.Uint32(p[0:])), uint64(le.Uint32(p[4:]))
+		if off+n > uint64(len(strs)) {
+			return "", fmt.Errorf("%w: string (%d, %d) outside a table of %d bytes", ErrMalformed, off, n, len(strs))
+		}
+		key := off<<32 | n
+		s, ok := d.strs[key]
+		if !ok {
+			s = string(strs[off : off+n])
+			d.strs[key] = s
+		}
+		return s, nil
+	}
+	b := &d.b
+	b.Seed = le.Uint64(buf[8:])
+	b.Agents = grow(b.Agents, int(l.agents))
+	b.Requests = grow(b.Requests, int(l.requests))
+	b.Roles = grow(b.Roles, int(l.roles))
+	b.Allocations = grow(b.Allocations, int(l.allocations))
+	d.labels = grow(d.labels, int(l.labels))
+	d.cons = grow(d.cons, int(l.constraints))
+	d.vals = grow(d.vals, int(l.refs))
+
+	var err error
+	for i := range d.labels {
+		p := buf[labelsOff+uint64(i)*labelSize:]
+		if d.labels[i].Key, err = str(p[0:]); err != nil {
+			return nil, err
+		}
+		if d.labels[i].Value, err = str(p[refSize:]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range d.vals {
+		if d.vals[i], err = str(buf[refsOff+uint64(i)*refSize:]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range d.cons {
+		p := buf[consOff+uint64(i)*constraintSize:]
+		c := &d.cons[i]
+		c.Op = Op(le.Uint32(p[0:]))
+		if c.Op < OpEquals || c.Op > OpIn {
+			return nil, fmt.Errorf("%w: constraint %d has op %d", ErrMalformed, i, c.Op)
+		}
+		if c.Label, err = str(p[8:]); err != nil {
+			return nil, err
+		}
+		if c.Values, err = span(d.vals, le.Uint32(p[16:]), le.Uint32(p[4:]), "constraint values"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range b.Agents {
+		p := buf[agentsOff+uint64(i)*agentSize:]
+		a := &b.Agents[i]
+		a.Total, a.Free = getRes(p[0:]), getRes(p[24:])
+		if a.ID, err = str(p[48:]); err != nil {
+			return nil, err
+		}
+		if a.Labels, err = span(d.labels, le.Uint32(p[56:]), le.Uint32(p[60:]), "agent labels"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range b.Requests {
+		p := buf[reqOff+uint64(i)*requestSize:]
+		r := &b.Requests[i]
+		r.Resources = getRes(p[0:])
+		r.Priority, r.Role, r.Group = int32(le.Uint32(p[24:])), le.Uint32(p[28:]), le.Uint32(p[32:])
+		if r.Role != NoRole && uint64(r.Role) >= l.roles {
+			return nil, fmt.Errorf("%w: request %d names role %d of %d", ErrMalformed, i, r.Role, l.roles)
+		}
+		if r.Constraints, err = span(d.cons, le.Uint32(p[36:]), le.Uint32(p[40:]), "request constraints"); err != nil {
+			return nil, err
+		}
+	}
+	for i := range b.Roles {
+		p := buf[rolesOff+uint64(i)*roleSize:]
+		r := &b.Roles[i]
+		if r.Name, err = str(p[0:]); err != nil {
+			return nil, err
+		}
+		r.Weight = math.Float64frombits(le.Uint64(p[8:]))
+		r.Usage, r.Quota = getRes(p[16:]), getRes(p[40:])
+	}
+	for i := range b.Allocations {
+		p := buf[allocOff+uint64(i)*allocationSize:]
+		a := &b.Allocations[i]
+		a.Agent, a.Role, a.Priority = le.Uint32(p[0:]), le.Uint32(p[4:]), int32(le.Uint32(p[8:]))
+		a.Resources = getRes(p[16:])
+		if uint64(a.Agent) >= l.agents || (a.Role != NoRole && uint64(a.Role) >= l.roles) {
+			return nil, fmt.Errorf("%w: allocation %d names agent %d / role %d", ErrMalformed, i, a.Agent, a.Role)
+		}
+	}
+	return b, nil
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+func span[T any](all []T, start, n uint32, what string) ([]T, error) {
+	if uint64(start)+uint64(n) > uint64(len(all)) {
+		return nil, fmt.Errorf("%w: %s [%d, +%d) outside %d", ErrMalformed, what, start, n, len(all))
+	}
+	return all[start : start+n : start+n], nil
+}
+
+// EncodeDecision appends the encoding of d (or of a policy error, when
+// perr is not nil) to buf and returns it.
+func EncodeDecision(buf []byte, d *Decision, perr error) []byte {
+	var msg string
+	status := uint32(StatusOK)
+	if perr != nil {
+		status, msg = StatusError, perr.Error()
+		d = &Decision{}
+	}
+	var h [decisionHeaderSize]byte
+	le.PutUint32(h[0:], decisionMagic)
+	le.PutUint32(h[4:], status)
+	le.PutUint32(h[8:], uint32(len(d.Placements)))
+	le.PutUint32(h[12:], uint32(len(d.Revocations)))
+	le.PutUint32(h[16:], uint32(len(d.Unplaced)))
+	le.PutUint32(h[20:], uint32(len(msg)))
+	buf = append(buf, h[:]...)
+	for _, p := range d.Placements {
+		buf = le.AppendUint32(buf, p.Request)
+		buf = le.AppendUint32(buf, p.Agent)
+	}
+	for _, r := range d.Revocations {
+		buf = le.AppendUint32(buf, r)
+	}
+	for _, u := range d.Unplaced {
+		buf = le.AppendUint32(buf, u.Request)
+		buf = le.AppendUint32(buf, uint32(u.Verdict))
+	}
+	return append(buf, msg...)
+}
+
+// PolicyError is a policy's own report of failure, decoded from a
+// Decision with StatusError.
+type PolicyError struct{ Msg string }
+
+func (e *PolicyError) Error() string { return "policy error: " + e.Msg }
+
+// DecodeDecision checks and decodes a policy's answer into d (reusing its
+// storage). A policy that reported failure yields a *PolicyError.
+// Malformed bytes yield an error wrapping ErrMalformed; indices are not
+// checked against the batch here (the kernel validates every placement).
+func DecodeDecision(buf []byte, d *Decision) error {
+	d.Reset()
+	if len(buf) < decisionHeaderSize {
+		return fmt.Errorf("%w: decision of %d bytes is shorter than its header", ErrMalformed, len(buf))
+	}
+	if m := le.Uint32(buf[0:]); m != decisionMagic {
+		return fmt.Errorf("%w: bad decision magic %#x", ErrMalformed, m)
+	}
+	status := le.Uint32(buf[4:])
+	np, nr, nu, nm := uint64(le.Uint32(buf[8:])), uint64(le.Uint32(buf[12:])), uint64(le.Uint32(buf[16:])), uint64(le.Uint32(buf[20:]))
+	if want := decisionHeaderSize + np*8 + nr*4 + nu*8 + nm; want != uint64(len(buf)) {
+		return fmt.Errorf("%w: counts describe %d bytes, decision has %d", ErrMalformed, want, len(buf))
+	}
+	p := buf[decisionHeaderSize:]
+	switch status {
+	case StatusOK:
+	case StatusError:
+		return &PolicyError{Msg: string(p[np*8+nr*4+nu*8:])}
+	default:
+		return fmt.Errorf("%w: unknown status %d", ErrMalformed, status)
+	}
+	for i := uint64(0); i < np; i++ {
+		d.Placements = append(d.Placements, Placement{le.Uint32(p[i*8:]), le.Uint32(p[i*8+4:])})
+	}
+	p = p[np*8:]
+	for i := uint64(0); i < nr; i++ {
+		d.Revocations = append(d.Revocations, le.Uint32(p[i*4:]))
+	}
+	p = p[nr*4:]
+	for i := uint64(0); i < nu; i++ {
+		v := Verdict(le.Uint32(p[i*8+4:]))
+		if v != NotNow && v != Never {
+			return fmt.Errorf("%w: unplaced verdict %d", ErrMalformed, v)
+		}
+		d.Unplaced = append(d.Unplaced, Unplaced{le.Uint32(p[i*8:]), v})
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package policy
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func sampleBatch() *Batch {
+	return &Batch{
+		Seed: 42,
+		Agents: []Agent{
+			{ID: "agent-1", Labels: []Label{{"zone", "a"}, {"rack", "r1"}}, Total: Resources{4000, 8 << 30, 100 << 30}, Free: Resources{2000, 4 << 30, 50 << 30}},
+			{ID: "agent-2", Labels: []Label{{"zone", "b"}}, Total: Resources{2000, 4 << 30, 0}, Free: Resources{2000, 4 << 30, 0}},
+			{ID: "agent-3", Total: Resources{1000, 1 << 30, 0}, Free: Resources{0, 0, 0}},
+		},
+		Requests: []Request{
+			{Resources: Resources{500, 64 << 20, 0}, Priority: 10, Role: 1, Group: 0,
+				Constraints: []Constraint{{Op: OpIn, Label: "zone", Values: []string{"a", "b"}}, {Op: OpNotEquals, Label: "rack", Values: []string{"r2"}}}},
+			{Resources: Resources{1000, 1 << 30, 1 << 20}, Priority: -3, Role: NoRole, Group: 1},
+		},
+		Roles: []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0}}},
+		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0}}},
+	}
+}
+
+// normalise makes nil and empty slices compare equal.
+func normalise(b *Batch) {
+	for i := range b.Agents {
+		if len(b.Agents[i].Labels) == 0 {
+			b.Agents[i].Labels = nil
+		}
+	}
+	for i := range b.Requests {
+		if len(b.Requests[i].Constraints) == 0 {
+			b.Requests[i].Constraints = nil
+		}
+	}
+}
+
+func TestBatch_RoundTrip(t *testing.T) {
+	want := sampleBatch()
+	var e Encoder
+	var d Decoder
+	for range 2 { // twice: buffers are reused
+		got, err := d.DecodeBatch(e.EncodeBatch(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		normalise(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+		}
+	}
+	// Equal strings are stored once.
+	enc := e.EncodeBatch(want)
+	if n := le.Uint32(enc[44:]); n != uint32(len("agent-1zonearackr1agent-2bagent-3r2webbatch")) {
+		t.Fatalf("string table of %d bytes", n)
+	}
+}
+
+func TestDecision_RoundTrip(t *testing.T) {
+	want := &Decision{Placements: []Placement{{0, 1}, {1, 0}}, Revocations: []uint32{0}, Unplaced: []Unplaced{{2, Never}}}
+	var got Decision
+	if err := DecodeDecision(EncodeDecision(nil, want, nil), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("got %+v want %+v", got, want)
+	}
+	err := DecodeDecision(EncodeDecision(nil, want, errors.New("out of ideas")), &got)
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Msg != "out of ideas" || len(got.Placements) != 0 {
+		t.Fatalf("policy error: %v, %+v", err, got)
+	}
+}
+
+func TestDecodeBatch_Malformed(t *testing.T) {
+	var e Encoder
+	good := append([]byte(nil), e.EncodeBatch(sampleBatch())...)
+	mutate := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	tests := map[string][]byte{
+		"empty":          nil,
+		"short":          good[:10],
+		"magic":          mutate(func(b []byte) []byte { b[0] ^= 1; return b }),
+		"version":        mutate(func(b []byte) []byte { le.PutUint32(b[4:], 2); return b }),
+		"truncated":      good[:len(good)-1],
+		"trailing":       append(append([]byte(nil), good...), 0),
+		"huge count":     mutate(func(b []byte) []byte { le.PutUint32(b[16:], 1<<31); return b }),
+		"string outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+48:], 1<<30); return b }),
+		"labels outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+56:], 999); return b }),
+		"role outside":   mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+3*agentSize+28:], 7); return b }),
+	}
+	var d Decoder
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := d.DecodeBatch(in); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	var e Encoder
+	f.Add(append([]byte(nil), e.EncodeBatch(sampleBatch())...))
+	f.Add(append([]byte(nil), e.EncodeBatch(&Batch{})...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var d Decoder
+		b, err := d.DecodeBatch(in)
+		if err != nil {
+			return
+		}
+		// Whatever decodes re-encodes to a batch that decodes equal.
+		var e2 Encoder
+		var d2 Decoder
+		b2, err := d2.DecodeBatch(e2.EncodeBatch(b))
+		if err != nil {
+			t.Fatalf("re-encoded batch does not decode: %v", err)
+		}
+		normalise(b)
+		normalise(b2)
+		if !reflect.DeepEqual(b, b2) {
+			t.Fatalf("re-encode changed the batch")
+		}
+	})
+}
+
+func FuzzDecodeDecision(f *testing.F) {
+	f.Add(EncodeDecision(nil, &Decision{Placements: []Placement{{0, 1}}, Revocations: []uint32{3}, Unplaced: []Unplaced{{1, NotNow}}}, nil))
+	f.Add(EncodeDecision(nil, &Decision{}, errors.New("x")))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var d Decision
+		if err := DecodeDecision(in, &d); err != nil {
+			return
+		}
+		var d2 Decision
+		if err := DecodeDecision(EncodeDecision(nil, &d, nil), &d2); err != nil || len(d2.Placements) != len(d.Placements) {
+			t.Fatalf("re-encode: %v", err)
+		}
+	})
+}
+
+func TestRun_PanicIsPolicyError(t *testing.T) {
+	registered = func(*Batch, *Decision) error { panic("oops") }
+	t.Cleanup(func() { registered = nil })
+	var e Encoder
+	var d Decision
+	err := DecodeDecision(Run(e.EncodeBatch(sampleBatch())), &d)
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Msg != "panic: oops" {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -15,8 +15,9 @@ import (
 
 // CycleResult says what one allocation cycle did.
 type CycleResult struct {
-	Placed  int
-	Pending int
+	Placed    int
+	Pending   int
+	Preempted int
 	// Rejected lists placements the kernel refused, with why. A policy
 	// that returns any is buggy or hostile.
 	Rejected []string
@@ -34,6 +35,32 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 		}
 		s.Agents = append(s.Agents, AgentInfo{ID: e.id, Labels: e.g.GetLabels(), Total: e.total, Free: e.total.Sub(t.used[e.id])})
 	}
+	agentIdx := make(map[string]int, len(s.Agents))
+	for i, a := range s.Agents {
+		agentIdx[a.ID] = i
+	}
+	usage := map[string]Resources{}
+	for _, a := range t.allocs {
+		if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+			usage[a.GetRole()] = usage[a.GetRole()] // pending roles are listed too
+			continue
+		}
+		r := FromProto(a.GetResources())
+		usage[a.GetRole()] = usage[a.GetRole()].Add(r)
+		if i, up := agentIdx[a.GetAgentId()]; up {
+			s.Allocations = append(s.Allocations, Granted{ID: a.GetId(), Agent: i, Owner: a.GetOwner(), Role: a.GetRole(), Priority: a.GetPriority(), Resources: r})
+		}
+	}
+	slices.SortFunc(s.Allocations, func(a, b Granted) int { return cmpIDs(a.ID, b.ID, "a-") })
+	for name, u := range usage {
+		cfg := t.roles[name]
+		w := cfg.Weight
+		if w <= 0 {
+			w = 1
+		}
+		s.Roles = append(s.Roles, RoleInfo{Name: name, Weight: w, Usage: u, Quota: cfg.Quota})
+	}
+	slices.SortFunc(s.Roles, func(a, b RoleInfo) int { return strings.Compare(a.Name, b.Name) })
 	for _, a := range t.allocs {
 		if a.GetState() != pb.AllocationState_ALLOCATION_STATE_PENDING {
 			continue
@@ -108,17 +135,21 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		return CycleResult{}
 	}
 	var res CycleResult
-	placements, err := p.Place(s)
-	if err != nil {
+	d, err := p.Place(s)
+	if err != nil || d == nil {
+		if err == nil {
+			err = fmt.Errorf("no decision")
+		}
 		res.Err = fmt.Errorf("policy %s: %w", p.Name(), err)
-		placements = nil
+		d = &Decision{}
 	}
 	placed := make([]bool, len(s.Requests))
 	free := make([]Resources, len(s.Agents))
 	for i, a := range s.Agents {
 		free[i] = a.Free
 	}
-	for _, pl := range placements {
+	t.preempt(p, s, d, free, now, c, &res)
+	for _, pl := range d.Placements {
 		if why := check(s, pl, placed, free); why != "" {
 			res.Rejected = append(res.Rejected, why)
 			continue
@@ -128,6 +159,10 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		placed[pl.Request] = true
 		t.grant(t.allocs[r.ID], s.Agents[pl.Agent].ID, now, c)
 		res.Placed++
+	}
+	never := map[int]bool{}
+	for _, i := range d.Never {
+		never[i] = true
 	}
 	// Explain what is left, once per distinct request group.
 	reasons := map[string]string{}
@@ -139,8 +174,11 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		why, ok := reasons[r.RequestID]
 		if !ok {
 			why = explain(s.Agents, free, r)
-			if res.Err != nil {
+			switch {
+			case res.Err != nil:
 				why = "policy failed: " + res.Err.Error()
+			case never[i]:
+				why = "policy " + p.Name() + " says it can never be placed: " + why
 			}
 			reasons[r.RequestID] = why
 		}
@@ -153,6 +191,42 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		}
 	}
 	return res
+}
+
+// preempt applies the decision's revocations that the kernel accepts: an
+// allocation may be preempted only on an agent where the decision places a
+// request of strictly higher priority. Accepted ones are revoked (reason
+// PREEMPTED) and their resources added to free before placements are
+// checked.
+func (t *Table) preempt(p Policy, s *Snapshot, d *Decision, free []Resources, now time.Time, c *Changes, res *CycleResult) {
+	if len(d.Revocations) == 0 {
+		return
+	}
+	top := map[int]int32{} // agent → highest priority placed there
+	for _, pl := range d.Placements {
+		if pl.Request < 0 || pl.Request >= len(s.Requests) || pl.Agent < 0 || pl.Agent >= len(s.Agents) {
+			continue
+		}
+		if pr, ok := top[pl.Agent]; !ok || s.Requests[pl.Request].Priority > pr {
+			top[pl.Agent] = s.Requests[pl.Request].Priority
+		}
+	}
+	done := map[int]bool{}
+	for _, i := range d.Revocations {
+		if i < 0 || i >= len(s.Allocations) || done[i] {
+			res.Rejected = append(res.Rejected, fmt.Sprintf("revocation names allocation %d of %d (or twice)", i, len(s.Allocations)))
+			continue
+		}
+		g := s.Allocations[i]
+		if pr, ok := top[g.Agent]; !ok || pr <= g.Priority {
+			res.Rejected = append(res.Rejected, fmt.Sprintf("revocation of %s (priority %d) places nothing of higher priority on %s", g.ID, g.Priority, s.Agents[g.Agent].ID))
+			continue
+		}
+		done[i] = true
+		free[g.Agent] = free[g.Agent].Add(g.Resources)
+		t.revokeAllocation(t.allocs[g.ID], "PREEMPTED by policy "+p.Name()+" for a higher-priority request", now, c)
+		res.Preempted++
+	}
 }
 
 // check validates one placement against the snapshot and what this batch

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"fmt"
+	"strings"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -14,12 +15,19 @@ import (
 type liar struct{}
 
 func (liar) Name() string { return "liar" }
-func (liar) Place(s *Snapshot) ([]Placement, error) {
+func (liar) Place(s *Snapshot) (*Decision, error) {
 	var out []Placement
 	for i := range s.Requests {
 		out = append(out, Placement{Request: i, Agent: 0}, Placement{Request: i, Agent: 0})
 	}
-	return append(out, Placement{Request: -1}, Placement{Agent: len(s.Agents)}), nil
+	out = append(out, Placement{Request: -1}, Placement{Agent: len(s.Agents)})
+	// And it tries to preempt everything, which places nothing of higher
+	// priority.
+	var revoke []int
+	for i := range s.Allocations {
+		revoke = append(revoke, i, i)
+	}
+	return &Decision{Placements: out, Revocations: append(revoke, -1, len(s.Allocations))}, nil
 }
 
 // TestCycle_NeverOverCommits: for random clusters and requests, whatever
@@ -60,7 +68,60 @@ func TestCycle_NeverOverCommits(t *testing.T) {
 type failing struct{}
 
 func (failing) Name() string                         { return "failing" }
-func (failing) Place(*Snapshot) ([]Placement, error) { return nil, fmt.Errorf("boom") }
+func (failing) Place(*Snapshot) (*Decision, error) { return nil, fmt.Errorf("boom") }
+
+// preemptor places the first request on agent 0 after revoking every
+// allocation there.
+type preemptor struct{}
+
+func (preemptor) Name() string { return "preemptor" }
+func (preemptor) Place(s *Snapshot) (*Decision, error) {
+	d := &Decision{Placements: []Placement{{Request: 0, Agent: 0}}}
+	for i, g := range s.Allocations {
+		if g.Agent == 0 {
+			d.Revocations = append(d.Revocations, i)
+		}
+	}
+	return d, nil
+}
+
+func TestCycle_Preemption(t *testing.T) {
+	tb := cluster(t, agentReq(1, 1024, nil))
+	low, _ := allocate(tb, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: mi}, Priority: 1, Role: "batch"})
+	task, _ := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: low[0].GetId(), Command: "x"}, t0, newChanges())
+	// A same-priority request may not preempt.
+	c := newChanges()
+	same := tb.Allocate(fwB, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: mi}, Priority: 1}, t0, c)
+	res := tb.Cycle(preemptor{}, 1, t0, c)
+	if res.Preempted != 0 || len(res.Rejected) == 0 || low[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("same priority: preempted %d, rejected %v", res.Preempted, res.Rejected)
+	}
+	tb.Revoke(fwB, same[0].GetId(), "", t0, newChanges())
+	// A higher-priority one may.
+	c = newChanges()
+	high := tb.Allocate(fwB, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: mi}, Priority: 5, Role: "web"}, t0, c)
+	s := tb.Snapshot(1)
+	if len(s.Roles) != 2 || s.Roles[0].Name != "batch" || s.Roles[0].Usage.MilliCPU != 1000 || s.Roles[1].Weight != 1 || len(s.Allocations) != 1 {
+		t.Fatalf("snapshot roles %+v allocations %+v", s.Roles, s.Allocations)
+	}
+	res = tb.Cycle(preemptor{}, 1, t0, c)
+	if res.Preempted != 1 || high[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("preempted %d, high %v, rejected %v", res.Preempted, high[0].GetState(), res.Rejected)
+	}
+	var revoked, killed bool
+	for _, e := range c.Events {
+		if e.GetKind() == pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED && e.GetAllocation().GetId() == low[0].GetId() {
+			revoked = strings.HasPrefix(e.GetReason(), "PREEMPTED")
+		}
+		if e.GetKind() == pb.EventKind_EVENT_KIND_TASK_STATE && e.GetTask().GetId() == task.GetId() {
+			killed = e.GetTask().GetState() == pb.TaskState_TASK_STATE_KILLED
+		}
+	}
+	if !revoked || !killed {
+		t.Fatalf("revoked %v killed %v", revoked, killed)
+	}
+	checkUsage(t, tb)
+}
 
 func TestCycle_PolicyError(t *testing.T) {
 	tb := cluster(t, agentReq(4, 1024, nil))

@@ -15,7 +15,7 @@ func (FirstFit) Name() string { return "first-fit" }
 // batch never over-commits an agent. Agents that are full for the smallest
 // request seen are skipped by a moving start index, so a cluster filling up
 // in order costs O(agents + requests) rather than O(agents × requests).
-func (FirstFit) Place(s *Snapshot) ([]Placement, error) {
+func (FirstFit) Place(s *Snapshot) (*Decision, error) {
 	free := make([]Resources, len(s.Agents))
 	for i, a := range s.Agents {
 		free[i] = a.Free
@@ -38,7 +38,7 @@ func (FirstFit) Place(s *Snapshot) ([]Placement, error) {
 			break
 		}
 	}
-	return out, nil
+	return &Decision{Placements: out}, nil
 }
 
 // exhausted reports whether an agent has no cpu or no memory left: every

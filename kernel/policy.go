@@ -13,17 +13,20 @@ import pb "github.com/dcos-kernel/dcos/syscalls/v1"
 type Policy interface {
 	// Name identifies the policy in events and logs.
 	Name() string
-	// Place returns placements for some of s.Requests. A request left out
-	// stays pending.
-	Place(s *Snapshot) ([]Placement, error)
+	// Place decides for some of s.Requests. A request left out stays
+	// pending.
+	Place(s *Snapshot) (*Decision, error)
 }
 
-// Snapshot is a policy's whole input: the live agents and the pending
-// requests, in the order the kernel wants them considered (priority
-// descending, then arrival).
+// Snapshot is a policy's whole input: the live agents, the pending
+// requests in the order the kernel wants them considered (priority
+// descending, then arrival), the roles with their usage, weights and quota,
+// and the granted allocations (for policies that preempt).
 type Snapshot struct {
-	Agents   []AgentInfo
-	Requests []Request
+	Agents      []AgentInfo
+	Requests    []Request
+	Roles       []RoleInfo
+	Allocations []Granted
 	// Seed is the only randomness a policy may use.
 	Seed uint64
 }
@@ -46,6 +49,38 @@ type Request struct {
 	Priority    int32
 	Resources   Resources
 	Constraints []*pb.Constraint
+}
+
+// RoleInfo is a role's fair-share parameters and current usage. Every role
+// named by a request or a granted allocation is listed, sorted by name.
+type RoleInfo struct {
+	Name   string
+	Weight float64 // > 0 (1 unless configured)
+	Usage  Resources
+	Quota  Resources // zero dimension: no cap
+}
+
+// Granted is a granted allocation on an alive agent.
+type Granted struct {
+	ID        string
+	Agent     int // index into Snapshot.Agents
+	Owner     string
+	Role      string
+	Priority  int32
+	Resources Resources
+}
+
+// Decision is a policy's answer.
+type Decision struct {
+	// Placements assign requests to agents.
+	Placements []Placement
+	// Revocations name Snapshot.Allocations to preempt before placing. The
+	// kernel accepts one only if a request of higher priority is placed on
+	// the same agent in this decision; it revokes it with reason PREEMPTED.
+	Revocations []int
+	// Never lists requests the policy judges can never be placed on this
+	// cluster as it is (as opposed to "not now").
+	Never []int
 }
 
 // Placement assigns Snapshot.Requests[Request] to Snapshot.Agents[Agent].

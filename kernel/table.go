@@ -31,7 +31,18 @@ type Table struct {
 	// allocation, for ListTasks (memory only, like Mesos's completed tasks).
 	completed []*pb.Task
 	nextDone  int
+	roles     map[string]RoleConfig
 }
+
+// RoleConfig is an operator's setting for a role: its DRF weight (0 means
+// 1) and quota (a zero dimension means no cap).
+type RoleConfig struct {
+	Weight float64
+	Quota  Resources
+}
+
+// SetRoles replaces the role settings policies see.
+func (t *Table) SetRoles(roles map[string]RoleConfig) { t.roles = roles }
 
 // MaxCompleted bounds the ended tasks a kernel remembers after their
 // allocation is gone.

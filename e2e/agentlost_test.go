@@ -32,6 +32,7 @@ func TestKernelAndAgents_AgentLost(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := strings.ReplaceAll(tc.name, " ", "-")
+			e := e.in(t)
 			ag, agentID := e.startAgent(name, agentTok, "--resources", "cpus=2,mem=1Gi")
 			w := e.watch(op, listAgents(t, op).GetRevision())
 

@@ -164,7 +164,12 @@ func (p *proc) kill() {
 // env is one test's world: a temp dir, the daemons started in it, and what
 // is needed to clean up after them. Create it with newEnv.
 type env struct {
-	t   testing.TB
+	t testing.TB // the test that uses this view; see in
+	*world
+}
+
+// world is what the views of one env share.
+type world struct {
 	dir string
 
 	mu        sync.Mutex
@@ -181,11 +186,15 @@ type env struct {
 // task process they started.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir()}
+	e := &env{t: t, world: &world{dir: t.TempDir()}}
 	// Registered after TempDir, so it runs before the dir is removed.
 	t.Cleanup(e.cleanup)
 	return e
 }
+
+// in returns a view of e for t, a subtest of e's test, so that the
+// helpers fail t (FailNow must be called from t's own goroutine).
+func (e *env) in(t testing.TB) *env { return &env{t: t, world: e.world} }
 
 // path returns a path inside the env's dir.
 func (e *env) path(elem ...string) string { return filepath.Join(append([]string{e.dir}, elem...)...) }
@@ -427,7 +436,10 @@ func (e *env) cleanup() {
 	e.mu.Unlock()
 
 	// Task pids the kernel knows, asked while it still runs.
-	if e.url != "" {
+	e.mu.Lock()
+	url := e.url
+	e.mu.Unlock()
+	if url != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if res, err := e.op().ListTasks(ctx, connect.NewRequest(&pb.ListTasksRequest{})); err == nil {
 			for _, tk := range res.Msg.GetTasks() {

@@ -31,12 +31,14 @@ func TestCurlAndGrpcurl(t *testing.T) {
 	body := `{"resources":{"cpus":0.25,"memBytes":"33554432"}}`
 
 	t.Run("curl", func(t *testing.T) {
+		e := e.in(t)
 		out := e.run(curl, "-sS", "--fail-with-body",
 			"-H", "Authorization: Bearer "+e.opToken, "-H", "Content-Type: application/json",
 			"-d", body, e.url+"/dcos.syscalls.v1.Kernel/Allocate")
 		requireGranted(t, "curl", out)
 	})
 	t.Run("grpcurl", func(t *testing.T) {
+		e := e.in(t)
 		out := e.run(grpcurl, "-plaintext", hostPort, "list")
 		if !strings.Contains(out, "dcos.syscalls.v1.Kernel") {
 			t.Fatalf("grpcurl list (server reflection) = %q, want dcos.syscalls.v1.Kernel", out)
@@ -46,6 +48,7 @@ func TestCurlAndGrpcurl(t *testing.T) {
 		requireGranted(t, "grpcurl", out)
 	})
 	t.Run("grpcurl with a bad token", func(t *testing.T) {
+		e := e.in(t)
 		out, code := e.runStatus(grpcurl, "-plaintext", "-H", "authorization: Bearer "+newToken(), "-d", body,
 			hostPort, "dcos.syscalls.v1.Kernel/Allocate")
 		if code == 0 || !strings.Contains(out, "Unauthenticated") || !strings.Contains(out, "unknown token") {
@@ -130,6 +133,7 @@ func TestDcosctl_Syscall(t *testing.T) {
 	e.startDev("--resources", "cpus=2,mem=1Gi")
 
 	t.Run("list", func(t *testing.T) {
+		e := e.in(t)
 		out := e.mustCtl("syscall", "--list")
 		methods := pb.File_v1_syscalls_proto.Services().ByName("Kernel").Methods()
 		for i := range methods.Len() {
@@ -139,6 +143,7 @@ func TestDcosctl_Syscall(t *testing.T) {
 		}
 	})
 	t.Run("listAgents", func(t *testing.T) {
+		e := e.in(t)
 		out := e.mustCtl("syscall", "listAgents")
 		var res pb.ListAgentsResponse
 		if err := protojson.Unmarshal([]byte(out), &res); err != nil {
@@ -150,10 +155,12 @@ func TestDcosctl_Syscall(t *testing.T) {
 		}
 	})
 	t.Run("allocate", func(t *testing.T) {
+		e := e.in(t)
 		out := e.mustCtl("syscall", "allocate", `{"resources":{"cpus":0.5,"memBytes":"67108864"}}`)
 		requireGranted(t, "dcosctl syscall allocate", out)
 	})
 	t.Run("bad token", func(t *testing.T) {
+		e := e.in(t)
 		for _, args := range [][]string{{"syscall", "listAgents"}, {"agents"}} {
 			out, errOut, code := e.ctl(append([]string{"--token", newToken()}, args...)...)
 			if code == 0 || !strings.Contains(errOut, "Unauthenticated") || !strings.Contains(errOut, "unknown token") {
@@ -162,6 +169,7 @@ func TestDcosctl_Syscall(t *testing.T) {
 		}
 	})
 	t.Run("malformed JSON", func(t *testing.T) {
+		e := e.in(t)
 		before := listAllocations(t, e.op())
 		_, errOut, code := e.ctl("syscall", "allocate", `{"resources":`)
 		if code == 0 || errOut == "" {

@@ -51,7 +51,7 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 			s.Allocations = append(s.Allocations, Granted{ID: a.GetId(), Agent: i, Owner: a.GetOwner(), Role: a.GetRole(), Priority: a.GetPriority(), Resources: r})
 		}
 	}
-	slices.SortFunc(s.Allocations, func(a, b Granted) int { return cmpIDs(a.ID, b.ID, "a-") })
+	sortBySeq(s.Allocations, func(g Granted) string { return g.ID }, "a-")
 	for name, u := range usage {
 		cfg := t.roles[name]
 		w := cfg.Weight
@@ -70,12 +70,8 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 			Priority: a.GetPriority(), Resources: FromProto(a.GetResources()), Constraints: a.GetConstraints(),
 		})
 	}
-	slices.SortFunc(s.Requests, func(a, b Request) int {
-		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-			return c
-		}
-		return cmpIDs(a.ID, b.ID, "a-")
-	})
+	sortBySeq(s.Requests, func(r Request) string { return r.ID }, "a-")
+	slices.SortStableFunc(s.Requests, func(a, b Request) int { return cmp.Compare(b.Priority, a.Priority) })
 	return s
 }
 
@@ -104,6 +100,28 @@ func (t *Table) agentOrder() []orderedAgent {
 		return strings.Compare(a.id, b.id)
 	})
 	return t.order
+}
+
+// sortBySeq sorts xs by the sequence number in their ids, parsing each id
+// once.
+func sortBySeq[T any](xs []T, id func(T) string, prefix string) {
+	type keyed struct {
+		seq uint64
+		x   T
+	}
+	ks := make([]keyed, len(xs))
+	for i, x := range xs {
+		ks[i] = keyed{idSeq(id(x), prefix), x}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := cmp.Compare(a.seq, b.seq); c != 0 {
+			return c
+		}
+		return strings.Compare(id(a.x), id(b.x))
+	})
+	for i := range ks {
+		xs[i] = ks[i].x
+	}
 }
 
 // cmpIDs orders sequence ids numerically (a-9 before a-10), others by string.

@@ -2,9 +2,9 @@ package kernel
 
 import (
 	"fmt"
-	"strings"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -67,7 +67,7 @@ func TestCycle_NeverOverCommits(t *testing.T) {
 
 type failing struct{}
 
-func (failing) Name() string                         { return "failing" }
+func (failing) Name() string                       { return "failing" }
 func (failing) Place(*Snapshot) (*Decision, error) { return nil, fmt.Errorf("boom") }
 
 // preemptor places the first request on agent 0 after revoking every

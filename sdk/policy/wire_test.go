@@ -19,7 +19,7 @@ func sampleBatch() *Batch {
 				Constraints: []Constraint{{Op: OpIn, Label: "zone", Values: []string{"a", "b"}}, {Op: OpNotEquals, Label: "rack", Values: []string{"r2"}}}},
 			{Resources: Resources{1000, 1 << 30, 1 << 20}, Priority: -3, Role: NoRole, Group: 1},
 		},
-		Roles: []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0}}},
+		Roles:       []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0}}},
 		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0}}},
 	}
 }

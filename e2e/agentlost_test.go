@@ -11,7 +11,8 @@ import (
 // TestKernelAndAgents_AgentLost runs dcosd kernel and dcosd agent as
 // separate processes: the allocate/launch/RUNNING flow works across them,
 // and an agent that falls silent (stopped, or killed) is marked LOST with
-// its task LOST and its allocation revoked.
+// its task LOST and its allocation revoked. The stopped agent, once
+// continued, registers again and kills the task it lost.
 func TestKernelAndAgents_AgentLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -459,7 +459,7 @@ func (e *env) cleanup() {
 		errText := p.stderr.String()
 		if strings.Contains(errText, "WARNING: DATA RACE") {
 			t.Errorf("%s reported a data race; stderr:\n%s", p.name, errText)
-		} else if strings.Contains(errText, "panic: ") {
+		} else if strings.HasPrefix(errText, "panic: ") || strings.Contains(errText, "\npanic: ") {
 			t.Errorf("%s panicked; stderr:\n%s", p.name, tail(errText, 200))
 		} else if t.Failed() {
 			t.Logf("%s (%v) stdout:\n%s\nstderr (last lines):\n%s", p.name, p.cmd.Args, p.stdout.String(), tail(errText, 80))

@@ -76,6 +76,9 @@ type Agent struct {
 
 	regMu sync.Mutex // serialises registrations
 
+	registered     chan struct{} // closed after the first registration
+	registeredOnce sync.Once
+
 	mu        sync.Mutex
 	id        string
 	savedID   string // the id in <data-dir>/agent-id
@@ -120,6 +123,7 @@ func New(cfg Config) (*Agent, error) {
 		reports:     newReportQueue(),
 		tasks:       make(map[string]*task),
 		finished:    newRecentSet(4096),
+		registered:  make(chan struct{}),
 	}
 	if a.client == nil {
 		a.httpClient = kclient.HTTPClient()
@@ -155,6 +159,10 @@ func (a *Agent) ID() string {
 	defer a.mu.Unlock()
 	return a.id
 }
+
+// Registered is closed once Run has registered with the kernel for the
+// first time (the agent's resources are then offered).
+func (a *Agent) Registered() <-chan struct{} { return a.registered }
 
 func (a *Agent) idPath() string { return filepath.Join(a.dataDir, "agent-id") }
 
@@ -268,6 +276,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 		}
 		a.log.Info("registered", "agent", msg.GetAgentId(), "heartbeat", hb, "running", len(running), "expected", len(msg.GetTasks()))
 		a.reconcile(running, msg.GetTasks())
+		a.registeredOnce.Do(func() { close(a.registered) })
 		return msg.GetRevision(), nil
 	}
 }

@@ -76,8 +76,15 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 	r := &runningAgent{Agent: a, dataDir: dataDir, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx); close(r.done) }()
 	t.Cleanup(func() { r.stop(t) })
+	select {
+	case <-a.Registered():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Registered() not closed 30s after start")
+	}
+	if a.ID() == "" {
+		t.Fatal("Registered() closed before the agent has an id")
+	}
 	k.waitRegistrations(t, n+1)
-	k.waitFor(t, "agent id", func() bool { return a.ID() != "" })
 	return r
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -60,22 +59,19 @@ func TestCurlAndGrpcurl(t *testing.T) {
 	}
 }
 
-// findGrpcurl looks grpcurl up in PATH, then in $(go env GOPATH)/bin.
+// findGrpcurl returns grpcurl: the version pinned as a tool in go.mod
+// (`go tool -n grpcurl` builds it if needed and prints its path), else one
+// in PATH.
 func findGrpcurl(t testing.TB) string {
 	t.Helper()
+	out, err := exec.Command("go", "tool", "-n", "grpcurl").Output()
+	if p := strings.TrimSpace(string(out)); err == nil && p != "" {
+		return p
+	}
 	if p, err := exec.LookPath("grpcurl"); err == nil {
 		return p
 	}
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err == nil {
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			p := filepath.Join(dir, "bin", "grpcurl")
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	t.Fatalf("grpcurl not found in PATH nor in $(go env GOPATH)/bin; install it with:\n\tgo install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest")
+	t.Fatalf("grpcurl: `go tool -n grpcurl` failed (%v) and none is in PATH; it is pinned in go.mod as a tool", err)
 	return ""
 }
 

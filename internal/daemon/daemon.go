@@ -120,8 +120,15 @@ func devCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				g.Go(func() error { return a.Run(ctx) })
+				// Print the address once the local agent is registered, so
+				// that a script may allocate as soon as it reads it.
+				select {
+				case <-a.Registered():
+				case <-ctx.Done():
+					return nil
+				}
+				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				return nil
 			})
 		},

@@ -1,0 +1,98 @@
+package policytest
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/dcos-kernel/dcos/sdk/policy"
+)
+
+// Size sets the shape of a random batch.
+type Size struct {
+	Agents, Requests, Roles, Allocations int
+}
+
+// Random returns a random batch for seed: agents of a few shapes with
+// zone (a–d), rack and sometimes gpu labels, granted allocations of mixed
+// roles and priorities, and requests in groups of 1–20 instances with
+// mixed priorities and roles, some with constraints (including ones no
+// agent satisfies) and some too large for any agent. The same seed and
+// size give the same batch.
+func Random(seed uint64, size Size) *policy.Batch {
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	c := NewCluster()
+	c.b.Seed = seed
+	shapes := []policy.Resources{R(4000, 8*GiB), R(8000, 32*GiB), R(16000, 64*GiB), R(32000, 128*GiB), R(2000, 16*GiB)}
+	zones := []string{"a", "b", "c", "d"}
+	for i := range size.Agents {
+		labels := []string{"zone=" + zones[rng.IntN(len(zones))], fmt.Sprintf("rack=r%d", i/20)}
+		if rng.IntN(8) == 0 {
+			labels = append(labels, "gpu=true")
+		}
+		if rng.IntN(16) == 0 {
+			labels = labels[1:] // no zone
+		}
+		c.Agent(shapes[rng.IntN(len(shapes))], labels...)
+	}
+	for i := range size.Roles {
+		w := 1.0
+		if i%2 == 1 {
+			w = float64(1 + rng.IntN(3))
+		}
+		var quota policy.Resources
+		if rng.IntN(3) == 0 {
+			quota = R(int64(4+rng.IntN(36))*1000, 0)
+		}
+		c.Role(fmt.Sprintf("role-%d", i), w, quota)
+	}
+	role := func() (uint32, bool) {
+		if size.Roles == 0 || rng.IntN(5) == 0 {
+			return policy.NoRole, false
+		}
+		return uint32(rng.IntN(size.Roles)), true
+	}
+	prios := []int32{-10, 0, 0, 5, 10, 100}
+	for range size.Allocations {
+		if size.Agents == 0 {
+			break
+		}
+		a := rng.IntN(size.Agents)
+		res := R(int64(250*(1+rng.IntN(16))), int64(256*(1+rng.IntN(32)))*MiB)
+		if !c.b.Agents[a].Free.Fits(res) {
+			continue
+		}
+		r, _ := role()
+		c.Grant(a, r, prios[rng.IntN(len(prios))], res)
+	}
+	for len(c.b.Requests) < size.Requests {
+		r, roled := role()
+		q := Req{
+			N:         min(1+rng.IntN(20), size.Requests-len(c.b.Requests)),
+			Resources: R(int64(100*(1+rng.IntN(40))), int64(128*(1+rng.IntN(64)))*MiB),
+			Priority:  prios[rng.IntN(len(prios))],
+			Role:      r, Roled: roled,
+		}
+		switch rng.IntN(12) {
+		case 0:
+			q.Resources = R(64000, 8*GiB) // larger than any agent
+		case 1:
+			q.Constraints = []policy.Constraint{Equals("zone", zones[rng.IntN(len(zones))])}
+		case 2:
+			q.Constraints = []policy.Constraint{In("zone", "b", "c"), NotEquals("gpu", "true")}
+		case 3:
+			q.Constraints = []policy.Constraint{Equals("gpu", "true")}
+		case 4:
+			q.Constraints = []policy.Constraint{Equals("zone", "nowhere")}
+		case 5:
+			q.Resources = R(12000, 48*GiB) // fits only the larger shapes
+		}
+		c.Request(q)
+	}
+	return c.Batch()
+}
+
+// Big returns the benchmark batch: 10,000 agents, 1,000 pending requests,
+// 4 roles and 20,000 granted allocations (see Random).
+func Big(seed uint64) *policy.Batch {
+	return Random(seed, Size{Agents: 10000, Requests: 1000, Roles: 4, Allocations: 20000})
+}

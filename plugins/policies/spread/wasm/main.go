@@ -1,0 +1,14 @@
+//go:build wasip1
+
+// Command wasm is the spread policy as a WebAssembly module (spread.wasm,
+// built by go generate in plugins/policies).
+package main
+
+import (
+	"github.com/dcos-kernel/dcos/plugins/policies/spread"
+	"github.com/dcos-kernel/dcos/sdk/policy"
+)
+
+var _ = policy.Register(spread.Place)
+
+func main() {}

@@ -13,6 +13,8 @@ type Changes struct {
 	Events      []*pb.Event
 	// Seq is the id sequence after this batch.
 	Seq uint64
+	// Policies, when set, is the new durable policy choice.
+	Policies *PolicyState
 
 	cycle bool // something happened that may let a pending request fit
 }
@@ -27,5 +29,5 @@ func newChanges() *Changes {
 
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
-	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Events) == 0
+	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Events) == 0 && c.Policies == nil
 }

@@ -143,7 +143,7 @@ func (t *Table) HasPending() bool {
 	return false
 }
 
-// Cycle runs one allocation cycle: snapshot, policy, validation, commit
+// Cycle runs one allocation cycle: snapshot, policy, judgement, commit
 // into the table. Requests left unplaced get a pending reason, recorded
 // with an ALLOCATION_PENDING event only when it changes (so an idle
 // cluster writes nothing).
@@ -161,21 +161,14 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		res.Err = fmt.Errorf("policy %s: %w", p.Name(), err)
 		d = &Decision{}
 	}
-	placed := make([]bool, len(s.Requests))
-	free := make([]Resources, len(s.Agents))
-	for i, a := range s.Agents {
-		free[i] = a.Free
+	j := Judge(s, d)
+	res.Rejected = j.Rejected
+	for _, i := range j.Revocations {
+		t.revokeAllocation(t.allocs[s.Allocations[i].ID], "PREEMPTED by policy "+p.Name()+" for a higher-priority request", now, c)
+		res.Preempted++
 	}
-	t.preempt(p, s, d, free, now, c, &res)
-	for _, pl := range d.Placements {
-		if why := check(s, pl, placed, free); why != "" {
-			res.Rejected = append(res.Rejected, why)
-			continue
-		}
-		r := s.Requests[pl.Request]
-		free[pl.Agent] = free[pl.Agent].Sub(r.Resources)
-		placed[pl.Request] = true
-		t.grant(t.allocs[r.ID], s.Agents[pl.Agent].ID, now, c)
+	for _, pl := range j.Placements {
+		t.grant(t.allocs[s.Requests[pl.Request].ID], s.Agents[pl.Agent].ID, now, c)
 		res.Placed++
 	}
 	never := map[int]bool{}
@@ -185,13 +178,13 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 	// Explain what is left, once per distinct request group.
 	reasons := map[string]string{}
 	for i, r := range s.Requests {
-		if placed[i] {
+		if j.Placed[i] {
 			continue
 		}
 		res.Pending++
 		why, ok := reasons[r.RequestID]
 		if !ok {
-			why = explain(s.Agents, free, r)
+			why = explain(s.Agents, j.Free, r)
 			switch {
 			case res.Err != nil:
 				why = "policy failed: " + res.Err.Error()
@@ -211,40 +204,65 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 	return res
 }
 
-// preempt applies the decision's revocations that the kernel accepts: an
-// allocation may be preempted only on an agent where the decision places a
-// request of strictly higher priority. Accepted ones are revoked (reason
-// PREEMPTED) and their resources added to free before placements are
-// checked.
-func (t *Table) preempt(p Policy, s *Snapshot, d *Decision, free []Resources, now time.Time, c *Changes, res *CycleResult) {
-	if len(d.Revocations) == 0 {
-		return
+// Judgement is what the kernel accepts of a policy's decision.
+type Judgement struct {
+	// Revocations and Placements are the accepted ones, in decision order.
+	Revocations []int
+	Placements  []Placement
+	// Rejected says why each refused placement or revocation was refused.
+	Rejected []string
+	// Placed marks the requests placed; Free is each agent's room after
+	// the accepted revocations and placements.
+	Placed []bool
+	Free   []Resources
+}
+
+// Judge checks a decision against its snapshot without changing anything.
+// A revocation is accepted only on an agent where the decision places a
+// request of strictly higher priority; the room it frees counts for the
+// placements. Every placement must name a request once, an agent, satisfy
+// the request's constraints and fit in what is left on the agent.
+func Judge(s *Snapshot, d *Decision) *Judgement {
+	j := &Judgement{Placed: make([]bool, len(s.Requests)), Free: make([]Resources, len(s.Agents))}
+	for i, a := range s.Agents {
+		j.Free[i] = a.Free
 	}
-	top := map[int]int32{} // agent → highest priority placed there
+	if len(d.Revocations) > 0 {
+		top := map[int]int32{} // agent → highest priority placed there
+		for _, pl := range d.Placements {
+			if pl.Request < 0 || pl.Request >= len(s.Requests) || pl.Agent < 0 || pl.Agent >= len(s.Agents) {
+				continue
+			}
+			if pr, ok := top[pl.Agent]; !ok || s.Requests[pl.Request].Priority > pr {
+				top[pl.Agent] = s.Requests[pl.Request].Priority
+			}
+		}
+		done := map[int]bool{}
+		for _, i := range d.Revocations {
+			if i < 0 || i >= len(s.Allocations) || done[i] {
+				j.Rejected = append(j.Rejected, fmt.Sprintf("revocation names allocation %d of %d (or twice)", i, len(s.Allocations)))
+				continue
+			}
+			g := s.Allocations[i]
+			if pr, ok := top[g.Agent]; !ok || pr <= g.Priority {
+				j.Rejected = append(j.Rejected, fmt.Sprintf("revocation of %s (priority %d) places nothing of higher priority on %s", g.ID, g.Priority, s.Agents[g.Agent].ID))
+				continue
+			}
+			done[i] = true
+			j.Free[g.Agent] = j.Free[g.Agent].Add(g.Resources)
+			j.Revocations = append(j.Revocations, i)
+		}
+	}
 	for _, pl := range d.Placements {
-		if pl.Request < 0 || pl.Request >= len(s.Requests) || pl.Agent < 0 || pl.Agent >= len(s.Agents) {
+		if why := check(s, pl, j.Placed, j.Free); why != "" {
+			j.Rejected = append(j.Rejected, why)
 			continue
 		}
-		if pr, ok := top[pl.Agent]; !ok || s.Requests[pl.Request].Priority > pr {
-			top[pl.Agent] = s.Requests[pl.Request].Priority
-		}
+		j.Free[pl.Agent] = j.Free[pl.Agent].Sub(s.Requests[pl.Request].Resources)
+		j.Placed[pl.Request] = true
+		j.Placements = append(j.Placements, pl)
 	}
-	done := map[int]bool{}
-	for _, i := range d.Revocations {
-		if i < 0 || i >= len(s.Allocations) || done[i] {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("revocation names allocation %d of %d (or twice)", i, len(s.Allocations)))
-			continue
-		}
-		g := s.Allocations[i]
-		if pr, ok := top[g.Agent]; !ok || pr <= g.Priority {
-			res.Rejected = append(res.Rejected, fmt.Sprintf("revocation of %s (priority %d) places nothing of higher priority on %s", g.ID, g.Priority, s.Agents[g.Agent].ID))
-			continue
-		}
-		done[i] = true
-		free[g.Agent] = free[g.Agent].Add(g.Resources)
-		t.revokeAllocation(t.allocs[g.ID], "PREEMPTED by policy "+p.Name()+" for a higher-priority request", now, c)
-		res.Preempted++
-	}
+	return j
 }
 
 // check validates one placement against the snapshot and what this batch

@@ -26,12 +26,23 @@ type Store interface {
 	// after, then with new ones as they are committed, until ctx ends or fn
 	// fails. History the store has compacted away is a *ResyncError.
 	Events(ctx context.Context, after int64, fn func(rev int64, evs []*pb.Event) error) error
+	// PutBlob stores b under its sha256 (hex); idempotent. GetBlob reads
+	// it back. Policy modules are blobs.
+	PutBlob(ctx context.Context, sha string, b []byte) error
+	GetBlob(ctx context.Context, sha string) ([]byte, error)
 }
 
 // Config configures a Kernel. Zero values get the documented defaults.
 type Config struct {
-	Store  Store
-	Policy Policy // default FirstFit
+	Store Store
+	// Loader compiles WebAssembly policies; nil means only native
+	// first-fit is available.
+	Loader PolicyLoader
+	// Builtins are policy modules shipped with the binary, by name.
+	Builtins map[string][]byte
+	// DefaultPolicy runs until an operator chooses another (default
+	// native first-fit).
+	DefaultPolicy string
 	// Clock is the kernel's only source of time (default time.Now).
 	Clock func() time.Time
 	// HeartbeatInterval is what agents are told to use (default 1s).
@@ -59,6 +70,13 @@ type Kernel struct {
 	table *Table
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
+
+	// Policies, guarded by mu: compiled modules by name, the last one that
+	// completed a cycle, and a forced fallback when the active one could
+	// not be loaded at start.
+	compiled map[string]*compiled
+	lastGood string
+	forced   string
 }
 
 type op struct {
@@ -73,9 +91,6 @@ type op struct {
 func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("kernel: no store")
-	}
-	if cfg.Policy == nil {
-		cfg.Policy = FirstFit{}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -100,8 +115,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
+	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
-	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts)
+	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
 	return k, nil
 }
 
@@ -170,10 +186,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	}
 	k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
 	if c.cycle {
-		res := k.table.Cycle(k.cfg.Policy, uint64(k.table.Revision())+1, now, c)
-		if res.Err != nil || len(res.Rejected) > 0 {
-			k.log.Warn("allocation cycle", "policy", k.cfg.Policy.Name(), "err", res.Err, "rejected", res.Rejected)
-		}
+		k.runCycle(now, c)
 	}
 	if c.Empty() {
 		return

@@ -32,6 +32,7 @@ type Table struct {
 	completed []*pb.Task
 	nextDone  int
 	roles     map[string]RoleConfig
+	policies  PolicyState
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -67,13 +68,14 @@ type State struct {
 	Tasks       []*pb.Task
 	Seq         uint64
 	Revision    int64
+	Policies    PolicyState
 }
 
 // Restore builds a table from durable state. Agents get a fresh heartbeat
 // grace period starting at now (heartbeats are not persisted).
 func Restore(s *State, now time.Time) *Table {
 	t := NewTable()
-	t.seq, t.rev = s.Seq, s.Revision
+	t.seq, t.rev, t.policies = s.Seq, s.Revision, s.Policies.clone()
 	for _, a := range s.Agents {
 		t.agents[a.GetId()] = a
 		t.heartbeat[a.GetId()] = now

@@ -18,8 +18,12 @@ import (
 )
 
 // MaxRequestBytes bounds one request message; larger ones are refused
-// with ResourceExhausted before they are decoded.
-const MaxRequestBytes = 4 << 20
+// with ResourceExhausted before they are decoded. Calls that carry a policy
+// module (PolicyLoad, PolicyTest) may be up to MaxModuleRequestBytes.
+const (
+	MaxRequestBytes       = 4 << 20
+	MaxModuleRequestBytes = 48 << 20 // a 32 MiB module, base64 in JSON
+)
 
 // Server implements the Kernel service on a kernel.Kernel.
 type Server struct {
@@ -41,6 +45,11 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelListAgentsProcedure:       {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelListAllocationsProcedure:  {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelListTasksProcedure:        {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelPolicyLoadProcedure:       {kernel.RoleOperator},
+	syscallsv1connect.KernelPolicyTestProcedure:       {kernel.RoleOperator},
+	syscallsv1connect.KernelPolicyListProcedure:       {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelPolicyUseProcedure:        {kernel.RoleOperator},
+	syscallsv1connect.KernelPolicyRollbackProcedure:   {kernel.RoleOperator},
 }
 
 // Handler returns the HTTP handler for k: the Kernel service (Connect,
@@ -52,6 +61,12 @@ func Handler(k *kernel.Kernel, tokens *Tokens) http.Handler {
 		connect.WithReadMaxBytes(MaxRequestBytes),
 	}
 	mux.Handle(syscallsv1connect.NewKernelHandler(&Server{k: k}, opts...))
+	// The same service with a larger limit, for the calls that upload a
+	// module: the mux routes these two paths here (more specific pattern).
+	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k},
+		connect.WithInterceptors(&auth{tokens: tokens}), connect.WithReadMaxBytes(MaxModuleRequestBytes))
+	mux.Handle(syscallsv1connect.KernelPolicyLoadProcedure, big)
+	mux.Handle(syscallsv1connect.KernelPolicyTestProcedure, big)
 	reflector := grpcreflect.NewStaticReflector(syscallsv1connect.KernelName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
@@ -234,4 +249,29 @@ func (s *Server) ListAllocations(ctx context.Context, r *connect.Request[pb.List
 // ListTasks implements syscallsv1connect.KernelHandler.
 func (s *Server) ListTasks(ctx context.Context, r *connect.Request[pb.ListTasksRequest]) (*connect.Response[pb.ListTasksResponse], error) {
 	return reply(s.k.ListTasks(ctx, principal(ctx), r.Msg), nil)
+}
+
+// PolicyLoad implements syscallsv1connect.KernelHandler.
+func (s *Server) PolicyLoad(ctx context.Context, r *connect.Request[pb.PolicyLoadRequest]) (*connect.Response[pb.PolicyLoadResponse], error) {
+	return reply(s.k.PolicyLoad(ctx, principal(ctx), r.Msg))
+}
+
+// PolicyTest implements syscallsv1connect.KernelHandler.
+func (s *Server) PolicyTest(ctx context.Context, r *connect.Request[pb.PolicyTestRequest]) (*connect.Response[pb.PolicyTestResponse], error) {
+	return reply(s.k.PolicyTest(ctx, principal(ctx), r.Msg))
+}
+
+// PolicyList implements syscallsv1connect.KernelHandler.
+func (s *Server) PolicyList(ctx context.Context, _ *connect.Request[pb.PolicyListRequest]) (*connect.Response[pb.PolicyListResponse], error) {
+	return reply(s.k.PolicyList(ctx, principal(ctx)), nil)
+}
+
+// PolicyUse implements syscallsv1connect.KernelHandler.
+func (s *Server) PolicyUse(ctx context.Context, r *connect.Request[pb.PolicyUseRequest]) (*connect.Response[pb.PolicyUseResponse], error) {
+	return reply(s.k.PolicyUse(ctx, principal(ctx), r.Msg))
+}
+
+// PolicyRollback implements syscallsv1connect.KernelHandler.
+func (s *Server) PolicyRollback(ctx context.Context, r *connect.Request[pb.PolicyRollbackRequest]) (*connect.Response[pb.PolicyRollbackResponse], error) {
+	return reply(s.k.PolicyRollback(ctx, principal(ctx), r.Msg))
 }

@@ -3,6 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -43,12 +46,21 @@ func (s *Etcd) eventsKey() string { return s.prefix + "events" }
 
 // Load reads every agent, allocation and task, at one revision.
 func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
-	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithPrefix())
+	// Blobs are large and read on demand: keys only for them would still
+	// transfer the values, so skip their range.
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithRange(s.prefix+"policies/blobs/"))
+	if err != nil {
+		return nil, fmt.Errorf("store load: %w", err)
+	}
+	tail, err := s.cli.Get(ctx, s.prefix+"policies/blobs0", clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix)), clientv3.WithRev(resp.Header.Revision))
+	if err != nil {
+		return nil, fmt.Errorf("store load: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store load: %w", err)
 	}
 	st := &kernel.State{Revision: resp.Header.Revision}
-	for _, kv := range resp.Kvs {
+	for _, kv := range append(resp.Kvs, tail.Kvs...) {
 		rest := strings.TrimPrefix(string(kv.Key), s.prefix)
 		kind, _, _ := strings.Cut(rest, "/")
 		var err error
@@ -68,6 +80,10 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 		case "meta":
 			if rest == "meta/seq" {
 				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
+			}
+		case "policies":
+			if rest == "policies/state" {
+				err = json.Unmarshal(kv.Value, &st.Policies)
 			}
 		}
 		if err != nil {
@@ -93,6 +109,13 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if c.Seq > 0 {
 		ops = append(ops, clientv3.OpPut(s.key("meta", "seq"), strconv.FormatUint(c.Seq, 10)))
+	}
+	if c.Policies != nil {
+		b, err := json.Marshal(c.Policies)
+		if err != nil {
+			return 0, fmt.Errorf("store commit: %w", err)
+		}
+		ops = append(ops, clientv3.OpPut(s.key("policies", "state"), string(b)))
 	}
 	if len(c.Events) > 0 {
 		var buf bytes.Buffer
@@ -180,4 +203,65 @@ func decodeEvents(b []byte, rev int64) ([]*pb.Event, error) {
 func (s *Etcd) Compact(ctx context.Context, rev int64) error {
 	_, err := s.cli.Compact(ctx, rev, clientv3.WithCompactPhysical())
 	return err
+}
+
+// blobChunk keeps each blob write under etcd's default request limit
+// (1.5 MiB), so external clusters need no tuning for policy modules.
+const blobChunk = 1 << 20
+
+// PutBlob stores b under its sha256 in chunks; the count key is written
+// last, so a blob is visible only once complete. Idempotent.
+func (s *Etcd) PutBlob(ctx context.Context, sha string, b []byte) error {
+	if got := hexDigest(b); got != sha {
+		return fmt.Errorf("store blob: content hashes to %s, not %s", got, sha)
+	}
+	base := s.key("policies", "blobs/"+sha)
+	if resp, err := s.cli.Get(ctx, base+"/n", clientv3.WithCountOnly()); err == nil && resp.Count == 1 {
+		return nil
+	}
+	n := 0
+	for off := 0; off < len(b); off += blobChunk {
+		end := min(off+blobChunk, len(b))
+		if _, err := s.cli.Put(ctx, fmt.Sprintf("%s/%06d", base, n), string(b[off:end])); err != nil {
+			return fmt.Errorf("store blob: %w", err)
+		}
+		n++
+	}
+	if _, err := s.cli.Put(ctx, base+"/n", strconv.Itoa(n)); err != nil {
+		return fmt.Errorf("store blob: %w", err)
+	}
+	return nil
+}
+
+// GetBlob reads a blob and checks its hash.
+func (s *Etcd) GetBlob(ctx context.Context, sha string) ([]byte, error) {
+	base := s.key("policies", "blobs/"+sha)
+	resp, err := s.cli.Get(ctx, base+"/n")
+	if err != nil {
+		return nil, fmt.Errorf("store blob: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("store blob %s: not found", sha)
+	}
+	n, err := strconv.Atoi(string(resp.Kvs[0].Value))
+	if err != nil {
+		return nil, fmt.Errorf("store blob %s: %w", sha, err)
+	}
+	var b []byte
+	for i := 0; i < n; i++ {
+		r, err := s.cli.Get(ctx, fmt.Sprintf("%s/%06d", base, i))
+		if err != nil || len(r.Kvs) == 0 {
+			return nil, fmt.Errorf("store blob %s: chunk %d missing (%v)", sha, i, err)
+		}
+		b = append(b, r.Kvs[0].Value...)
+	}
+	if got := hexDigest(b); got != sha {
+		return nil, fmt.Errorf("store blob %s: content hashes to %s", sha, got)
+	}
+	return b, nil
+}
+
+func hexDigest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -96,4 +97,41 @@ func TestEmbedded_CloseTwice(t *testing.T) {
 	_, e := startStore(t)
 	e.Close()
 	e.Close()
+}
+
+func TestEtcd_BlobsAndPolicyState(t *testing.T) {
+	ctx := context.Background()
+	s, _ := startStore(t)
+	blob := make([]byte, 2*blobChunk+123) // three chunks
+	for i := range blob {
+		blob[i] = byte(i * 7)
+	}
+	sha := hexDigest(blob)
+	if err := s.PutBlob(ctx, sha, blob); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutBlob(ctx, sha, blob); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if err := s.PutBlob(ctx, hexDigest([]byte("x")), blob); err == nil {
+		t.Fatal("PutBlob accepted content that does not match its hash")
+	}
+	got, err := s.GetBlob(ctx, sha)
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("GetBlob: %d bytes, %v", len(got), err)
+	}
+	if _, err := s.GetBlob(ctx, hexDigest([]byte("missing"))); err == nil {
+		t.Fatal("GetBlob of a missing blob succeeded")
+	}
+	st := &kernel.PolicyState{Active: "mine", Previous: []string{"drf"}, Modules: map[string]kernel.ModuleRef{"mine": {SHA256: sha, Size: int64(len(blob))}}}
+	if _, err := s.Commit(ctx, &kernel.Changes{Policies: st}); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Policies.Active != "mine" || loaded.Policies.Modules["mine"].SHA256 != sha || len(loaded.Policies.Previous) != 1 {
+		t.Fatalf("policy state %+v", loaded.Policies)
+	}
 }

@@ -214,6 +214,12 @@ const (
 	EventKind_EVENT_KIND_AGENT_REGISTERED   EventKind = 4
 	EventKind_EVENT_KIND_AGENT_LOST         EventKind = 5
 	EventKind_EVENT_KIND_ALLOCATION_PENDING EventKind = 6
+	// POLICY_SWAPPED: the active policy changed (load, use, rollback);
+	// reason says which and why.
+	EventKind_EVENT_KIND_POLICY_SWAPPED EventKind = 7
+	// POLICY_FAILED: the active policy failed a cycle (trap, deadline,
+	// memory, malformed answer) and the kernel fell back to the last good one.
+	EventKind_EVENT_KIND_POLICY_FAILED EventKind = 8
 )
 
 // Enum value maps for EventKind.
@@ -226,6 +232,8 @@ var (
 		4: "EVENT_KIND_AGENT_REGISTERED",
 		5: "EVENT_KIND_AGENT_LOST",
 		6: "EVENT_KIND_ALLOCATION_PENDING",
+		7: "EVENT_KIND_POLICY_SWAPPED",
+		8: "EVENT_KIND_POLICY_FAILED",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":        0,
@@ -235,6 +243,8 @@ var (
 		"EVENT_KIND_AGENT_REGISTERED":   4,
 		"EVENT_KIND_AGENT_LOST":         5,
 		"EVENT_KIND_ALLOCATION_PENDING": 6,
+		"EVENT_KIND_POLICY_SWAPPED":     7,
+		"EVENT_KIND_POLICY_FAILED":      8,
 	}
 )
 
@@ -1234,14 +1244,16 @@ func (x *WatchRequest) GetAgentId() string {
 // Event is one state change. Several events may share a revision (one store
 // transaction); they are delivered in order.
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Kind          EventKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=dcos.syscalls.v1.EventKind" json:"kind,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	Allocation    *Allocation            `protobuf:"bytes,4,opt,name=allocation,proto3" json:"allocation,omitempty"`
-	Task          *Task                  `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
-	Agent         *Agent                 `protobuf:"bytes,6,opt,name=agent,proto3" json:"agent,omitempty"`
-	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Revision   int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Kind       EventKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=dcos.syscalls.v1.EventKind" json:"kind,omitempty"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Allocation *Allocation            `protobuf:"bytes,4,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	Task       *Task                  `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
+	Agent      *Agent                 `protobuf:"bytes,6,opt,name=agent,proto3" json:"agent,omitempty"`
+	Reason     string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// policy is set on POLICY_* events.
+	Policy        *PolicyInfo `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1323,6 +1335,13 @@ func (x *Event) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Event) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
 }
 
 // ResyncInfo is the error detail of a Watch from a compacted revision: list
@@ -2215,6 +2234,682 @@ func (x *ListTasksResponse) GetRevision() int64 {
 	return 0
 }
 
+// PolicyInfo describes an allocation policy.
+type PolicyInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// sha256 of the module, hex.
+	Sha256    string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	SizeBytes int64                  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Builtin   bool                   `protobuf:"varint,4,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	Active    bool                   `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	Loaded    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=loaded,proto3" json:"loaded,omitempty"`
+	// last_error is the last failure that made the kernel fall back from it.
+	LastError     string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyInfo) Reset() {
+	*x = PolicyInfo{}
+	mi := &file_v1_syscalls_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyInfo) ProtoMessage() {}
+
+func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
+func (*PolicyInfo) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PolicyInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *PolicyInfo) GetBuiltin() bool {
+	if x != nil {
+		return x.Builtin
+	}
+	return false
+}
+
+func (x *PolicyInfo) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *PolicyInfo) GetLoaded() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Loaded
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+type PolicyLoadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name to load it under: [A-Za-z0-9._-], not a built-in's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// wasm is the module (at most 32 MiB).
+	Wasm          []byte `protobuf:"bytes,2,opt,name=wasm,proto3" json:"wasm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyLoadRequest) Reset() {
+	*x = PolicyLoadRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyLoadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyLoadRequest) ProtoMessage() {}
+
+func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
+func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PolicyLoadRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyLoadRequest) GetWasm() []byte {
+	if x != nil {
+		return x.Wasm
+	}
+	return nil
+}
+
+type PolicyLoadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyLoadResponse) Reset() {
+	*x = PolicyLoadResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyLoadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyLoadResponse) ProtoMessage() {}
+
+func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
+func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *PolicyLoadResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type PolicyTestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// wasm is the candidate module; or name, one already loaded or built in.
+	Wasm          []byte `protobuf:"bytes,1,opt,name=wasm,proto3" json:"wasm,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyTestRequest) Reset() {
+	*x = PolicyTestRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyTestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyTestRequest) ProtoMessage() {}
+
+func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
+func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PolicyTestRequest) GetWasm() []byte {
+	if x != nil {
+		return x.Wasm
+	}
+	return nil
+}
+
+func (x *PolicyTestRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PlacementDiff is one pending allocation the two policies place differently.
+type PlacementDiff struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AllocationId string                 `protobuf:"bytes,1,opt,name=allocation_id,json=allocationId,proto3" json:"allocation_id,omitempty"`
+	// active_agent_id is where the active policy puts it ("" = pending).
+	ActiveAgentId string `protobuf:"bytes,2,opt,name=active_agent_id,json=activeAgentId,proto3" json:"active_agent_id,omitempty"`
+	// candidate_agent_id is where the candidate puts it ("" = pending).
+	CandidateAgentId string `protobuf:"bytes,3,opt,name=candidate_agent_id,json=candidateAgentId,proto3" json:"candidate_agent_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlacementDiff) Reset() {
+	*x = PlacementDiff{}
+	mi := &file_v1_syscalls_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementDiff) ProtoMessage() {}
+
+func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
+func (*PlacementDiff) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PlacementDiff) GetAllocationId() string {
+	if x != nil {
+		return x.AllocationId
+	}
+	return ""
+}
+
+func (x *PlacementDiff) GetActiveAgentId() string {
+	if x != nil {
+		return x.ActiveAgentId
+	}
+	return ""
+}
+
+func (x *PlacementDiff) GetCandidateAgentId() string {
+	if x != nil {
+		return x.CandidateAgentId
+	}
+	return ""
+}
+
+type PolicyTestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pending is how many pending allocations the snapshot had.
+	Pending         int32            `protobuf:"varint,1,opt,name=pending,proto3" json:"pending,omitempty"`
+	ActivePlaced    int32            `protobuf:"varint,2,opt,name=active_placed,json=activePlaced,proto3" json:"active_placed,omitempty"`
+	CandidatePlaced int32            `protobuf:"varint,3,opt,name=candidate_placed,json=candidatePlaced,proto3" json:"candidate_placed,omitempty"`
+	Diffs           []*PlacementDiff `protobuf:"bytes,4,rep,name=diffs,proto3" json:"diffs,omitempty"`
+	// candidate_preemptions are the allocations the candidate would revoke.
+	CandidatePreemptions []string `protobuf:"bytes,5,rep,name=candidate_preemptions,json=candidatePreemptions,proto3" json:"candidate_preemptions,omitempty"`
+	// rejected are the candidate's placements the kernel would refuse.
+	Rejected      []string `protobuf:"bytes,6,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	ActivePolicy  string   `protobuf:"bytes,7,opt,name=active_policy,json=activePolicy,proto3" json:"active_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyTestResponse) Reset() {
+	*x = PolicyTestResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyTestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyTestResponse) ProtoMessage() {}
+
+func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
+func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PolicyTestResponse) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *PolicyTestResponse) GetActivePlaced() int32 {
+	if x != nil {
+		return x.ActivePlaced
+	}
+	return 0
+}
+
+func (x *PolicyTestResponse) GetCandidatePlaced() int32 {
+	if x != nil {
+		return x.CandidatePlaced
+	}
+	return 0
+}
+
+func (x *PolicyTestResponse) GetDiffs() []*PlacementDiff {
+	if x != nil {
+		return x.Diffs
+	}
+	return nil
+}
+
+func (x *PolicyTestResponse) GetCandidatePreemptions() []string {
+	if x != nil {
+		return x.CandidatePreemptions
+	}
+	return nil
+}
+
+func (x *PolicyTestResponse) GetRejected() []string {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+func (x *PolicyTestResponse) GetActivePolicy() string {
+	if x != nil {
+		return x.ActivePolicy
+	}
+	return ""
+}
+
+type PolicyListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyListRequest) Reset() {
+	*x = PolicyListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyListRequest) ProtoMessage() {}
+
+func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
+func (*PolicyListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
+}
+
+type PolicyListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*PolicyInfo          `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyListResponse) Reset() {
+	*x = PolicyListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyListResponse) ProtoMessage() {}
+
+func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
+func (*PolicyListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type PolicyUseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyUseRequest) Reset() {
+	*x = PolicyUseRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyUseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyUseRequest) ProtoMessage() {}
+
+func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
+func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PolicyUseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PolicyUseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyUseResponse) Reset() {
+	*x = PolicyUseResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyUseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyUseResponse) ProtoMessage() {}
+
+func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
+func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *PolicyUseResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type PolicyRollbackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRollbackRequest) Reset() {
+	*x = PolicyRollbackRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRollbackRequest) ProtoMessage() {}
+
+func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
+func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
+}
+
+type PolicyRollbackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *PolicyInfo            `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRollbackResponse) Reset() {
+	*x = PolicyRollbackResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRollbackResponse) ProtoMessage() {}
+
+func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
+func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *PolicyRollbackResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -2318,7 +3013,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eafter_revision\x18\x01 \x01(\x03R\rafterRevision\x121\n" +
 	"\x05kinds\x18\x02 \x03(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x05kinds\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x19\n" +
-	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\xb5\x02\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\xeb\x02\n" +
 	"\x05Event\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x04kind\x12.\n" +
@@ -2328,7 +3023,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"allocation\x12*\n" +
 	"\x04task\x18\x05 \x01(\v2\x16.dcos.syscalls.v1.TaskR\x04task\x12-\n" +
 	"\x05agent\x18\x06 \x01(\v2\x17.dcos.syscalls.v1.AgentR\x05agent\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"b\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x124\n" +
+	"\x06policy\x18\b \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\"b\n" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
@@ -2383,6 +3079,50 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"]\n" +
 	"\x11ListTasksResponse\x12,\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x16.dcos.syscalls.v1.TaskR\x05tasks\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xdc\x01\n" +
+	"\n" +
+	"PolicyInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x18\n" +
+	"\abuiltin\x18\x04 \x01(\bR\abuiltin\x12\x16\n" +
+	"\x06active\x18\x05 \x01(\bR\x06active\x122\n" +
+	"\x06loaded\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06loaded\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\";\n" +
+	"\x11PolicyLoadRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04wasm\x18\x02 \x01(\fR\x04wasm\"f\n" +
+	"\x12PolicyLoadResponse\x124\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\";\n" +
+	"\x11PolicyTestRequest\x12\x12\n" +
+	"\x04wasm\x18\x01 \x01(\fR\x04wasm\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x8a\x01\n" +
+	"\rPlacementDiff\x12#\n" +
+	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12&\n" +
+	"\x0factive_agent_id\x18\x02 \x01(\tR\ractiveAgentId\x12,\n" +
+	"\x12candidate_agent_id\x18\x03 \x01(\tR\x10candidateAgentId\"\xab\x02\n" +
+	"\x12PolicyTestResponse\x12\x18\n" +
+	"\apending\x18\x01 \x01(\x05R\apending\x12#\n" +
+	"\ractive_placed\x18\x02 \x01(\x05R\factivePlaced\x12)\n" +
+	"\x10candidate_placed\x18\x03 \x01(\x05R\x0fcandidatePlaced\x125\n" +
+	"\x05diffs\x18\x04 \x03(\v2\x1f.dcos.syscalls.v1.PlacementDiffR\x05diffs\x123\n" +
+	"\x15candidate_preemptions\x18\x05 \x03(\tR\x14candidatePreemptions\x12\x1a\n" +
+	"\brejected\x18\x06 \x03(\tR\brejected\x12#\n" +
+	"\ractive_policy\x18\a \x01(\tR\factivePolicy\"\x13\n" +
+	"\x11PolicyListRequest\"N\n" +
+	"\x12PolicyListResponse\x128\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\bpolicies\"&\n" +
+	"\x10PolicyUseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"e\n" +
+	"\x11PolicyUseResponse\x124\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x17\n" +
+	"\x15PolicyRollbackRequest\"j\n" +
+	"\x16PolicyRollbackResponse\x124\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
@@ -2402,7 +3142,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xe7\x01\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xa4\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -2410,7 +3150,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x15EVENT_KIND_TASK_STATE\x10\x03\x12\x1f\n" +
 	"\x1bEVENT_KIND_AGENT_REGISTERED\x10\x04\x12\x19\n" +
 	"\x15EVENT_KIND_AGENT_LOST\x10\x05\x12!\n" +
-	"\x1dEVENT_KIND_ALLOCATION_PENDING\x10\x062\xc9\a\n" +
+	"\x1dEVENT_KIND_ALLOCATION_PENDING\x10\x06\x12\x1d\n" +
+	"\x19EVENT_KIND_POLICY_SWAPPED\x10\a\x12\x1c\n" +
+	"\x18EVENT_KIND_POLICY_FAILED\x10\b2\x8f\v\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -2423,7 +3165,15 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"ListAgents\x12#.dcos.syscalls.v1.ListAgentsRequest\x1a$.dcos.syscalls.v1.ListAgentsResponse\x12f\n" +
 	"\x0fListAllocations\x12(.dcos.syscalls.v1.ListAllocationsRequest\x1a).dcos.syscalls.v1.ListAllocationsResponse\x12T\n" +
-	"\tListTasks\x12\".dcos.syscalls.v1.ListTasksRequest\x1a#.dcos.syscalls.v1.ListTasksResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\tListTasks\x12\".dcos.syscalls.v1.ListTasksRequest\x1a#.dcos.syscalls.v1.ListTasksResponse\x12W\n" +
+	"\n" +
+	"PolicyLoad\x12#.dcos.syscalls.v1.PolicyLoadRequest\x1a$.dcos.syscalls.v1.PolicyLoadResponse\x12W\n" +
+	"\n" +
+	"PolicyTest\x12#.dcos.syscalls.v1.PolicyTestRequest\x1a$.dcos.syscalls.v1.PolicyTestResponse\x12W\n" +
+	"\n" +
+	"PolicyList\x12#.dcos.syscalls.v1.PolicyListRequest\x1a$.dcos.syscalls.v1.PolicyListResponse\x12T\n" +
+	"\tPolicyUse\x12\".dcos.syscalls.v1.PolicyUseRequest\x1a#.dcos.syscalls.v1.PolicyUseResponse\x12c\n" +
+	"\x0ePolicyRollback\x12'.dcos.syscalls.v1.PolicyRollbackRequest\x1a(.dcos.syscalls.v1.PolicyRollbackResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -2438,7 +3188,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -2473,81 +3223,110 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*ListAllocationsResponse)(nil),  // 30: dcos.syscalls.v1.ListAllocationsResponse
 	(*ListTasksRequest)(nil),         // 31: dcos.syscalls.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),        // 32: dcos.syscalls.v1.ListTasksResponse
-	nil,                              // 33: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 34: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 35: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 36: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*PolicyInfo)(nil),               // 33: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 34: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 35: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 36: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 37: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 38: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 39: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 40: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 41: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 42: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 43: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 44: dcos.syscalls.v1.PolicyRollbackResponse
+	nil,                              // 45: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 46: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 47: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 48: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	(*durationpb.Duration)(nil),      // 49: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	4,  // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,  // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	5,  // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	6,  // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	37, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	38, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	38, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	49, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	50, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	50, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	1,  // 7: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	33, // 8: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	45, // 8: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	5,  // 9: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	38, // 10: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	38, // 11: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	34, // 12: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	50, // 10: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	50, // 11: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	46, // 12: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	5,  // 13: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	5,  // 14: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	2,  // 15: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	38, // 16: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	38, // 17: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	50, // 16: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	50, // 17: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	5,  // 18: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	6,  // 19: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	37, // 20: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	49, // 20: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	7,  // 21: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	35, // 22: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	47, // 22: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	5,  // 23: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	8,  // 24: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	3,  // 25: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	3,  // 26: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	38, // 27: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	50, // 27: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	7,  // 28: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	8,  // 29: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	9,  // 30: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	7,  // 31: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	36, // 32: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	5,  // 33: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	37, // 34: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 35: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	1,  // 36: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	9,  // 37: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	7,  // 38: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 39: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	10, // 40: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	12, // 41: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	14, // 42: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	17, // 43: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	19, // 44: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	21, // 45: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	23, // 46: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	25, // 47: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	27, // 48: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	29, // 49: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	31, // 50: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	11, // 51: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	13, // 52: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	15, // 53: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	18, // 54: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	20, // 55: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	22, // 56: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	24, // 57: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	26, // 58: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	28, // 59: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	30, // 60: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	32, // 61: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	51, // [51:62] is the sub-list for method output_type
-	40, // [40:51] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	33, // 31: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	7,  // 32: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	48, // 33: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	5,  // 34: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	49, // 35: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	8,  // 36: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	1,  // 37: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	9,  // 38: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	7,  // 39: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 40: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	50, // 41: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	33, // 42: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	37, // 43: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	33, // 44: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	33, // 45: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	33, // 46: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	10, // 47: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	12, // 48: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	14, // 49: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	17, // 50: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	19, // 51: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	21, // 52: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	23, // 53: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	25, // 54: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	27, // 55: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	29, // 56: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	31, // 57: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	34, // 58: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	36, // 59: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	39, // 60: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	41, // 61: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	43, // 62: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	11, // 63: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	13, // 64: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	15, // 65: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	18, // 66: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	20, // 67: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	22, // 68: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	24, // 69: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	26, // 70: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	28, // 71: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	30, // 72: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	32, // 73: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	35, // 74: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	38, // 75: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	40, // 76: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	42, // 77: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	44, // 78: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	63, // [63:79] is the sub-list for method output_type
+	47, // [47:63] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -2561,7 +3340,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   32,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -71,6 +71,16 @@ const (
 	KernelListAllocationsProcedure = "/dcos.syscalls.v1.Kernel/ListAllocations"
 	// KernelListTasksProcedure is the fully-qualified name of the Kernel's ListTasks RPC.
 	KernelListTasksProcedure = "/dcos.syscalls.v1.Kernel/ListTasks"
+	// KernelPolicyLoadProcedure is the fully-qualified name of the Kernel's PolicyLoad RPC.
+	KernelPolicyLoadProcedure = "/dcos.syscalls.v1.Kernel/PolicyLoad"
+	// KernelPolicyTestProcedure is the fully-qualified name of the Kernel's PolicyTest RPC.
+	KernelPolicyTestProcedure = "/dcos.syscalls.v1.Kernel/PolicyTest"
+	// KernelPolicyListProcedure is the fully-qualified name of the Kernel's PolicyList RPC.
+	KernelPolicyListProcedure = "/dcos.syscalls.v1.Kernel/PolicyList"
+	// KernelPolicyUseProcedure is the fully-qualified name of the Kernel's PolicyUse RPC.
+	KernelPolicyUseProcedure = "/dcos.syscalls.v1.Kernel/PolicyUse"
+	// KernelPolicyRollbackProcedure is the fully-qualified name of the Kernel's PolicyRollback RPC.
+	KernelPolicyRollbackProcedure = "/dcos.syscalls.v1.Kernel/PolicyRollback"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -103,6 +113,20 @@ type KernelClient interface {
 	ListAllocations(context.Context, *connect.Request[v1.ListAllocationsRequest]) (*connect.Response[v1.ListAllocationsResponse], error)
 	// ListTasks lists the tasks the caller may see.
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
+	// PolicyLoad (operators only) validates a WebAssembly allocation policy
+	// (ABI marker, exports, a dry-run cycle on the live snapshot within the
+	// deadline), makes it the active policy, and persists the choice.
+	PolicyLoad(context.Context, *connect.Request[v1.PolicyLoadRequest]) (*connect.Response[v1.PolicyLoadResponse], error)
+	// PolicyTest (operators only) dry-runs a policy module against the live
+	// snapshot and reports what it would decide differently from the active
+	// policy. It changes nothing.
+	PolicyTest(context.Context, *connect.Request[v1.PolicyTestRequest]) (*connect.Response[v1.PolicyTestResponse], error)
+	// PolicyList lists the loaded and built-in policies.
+	PolicyList(context.Context, *connect.Request[v1.PolicyListRequest]) (*connect.Response[v1.PolicyListResponse], error)
+	// PolicyUse (operators only) activates a policy already loaded or built in.
+	PolicyUse(context.Context, *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error)
+	// PolicyRollback (operators only) re-activates the previously active policy.
+	PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -182,6 +206,36 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("ListTasks")),
 			connect.WithClientOptions(opts...),
 		),
+		policyLoad: connect.NewClient[v1.PolicyLoadRequest, v1.PolicyLoadResponse](
+			httpClient,
+			baseURL+KernelPolicyLoadProcedure,
+			connect.WithSchema(kernelMethods.ByName("PolicyLoad")),
+			connect.WithClientOptions(opts...),
+		),
+		policyTest: connect.NewClient[v1.PolicyTestRequest, v1.PolicyTestResponse](
+			httpClient,
+			baseURL+KernelPolicyTestProcedure,
+			connect.WithSchema(kernelMethods.ByName("PolicyTest")),
+			connect.WithClientOptions(opts...),
+		),
+		policyList: connect.NewClient[v1.PolicyListRequest, v1.PolicyListResponse](
+			httpClient,
+			baseURL+KernelPolicyListProcedure,
+			connect.WithSchema(kernelMethods.ByName("PolicyList")),
+			connect.WithClientOptions(opts...),
+		),
+		policyUse: connect.NewClient[v1.PolicyUseRequest, v1.PolicyUseResponse](
+			httpClient,
+			baseURL+KernelPolicyUseProcedure,
+			connect.WithSchema(kernelMethods.ByName("PolicyUse")),
+			connect.WithClientOptions(opts...),
+		),
+		policyRollback: connect.NewClient[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse](
+			httpClient,
+			baseURL+KernelPolicyRollbackProcedure,
+			connect.WithSchema(kernelMethods.ByName("PolicyRollback")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -198,6 +252,11 @@ type kernelClient struct {
 	listAgents       *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
 	listAllocations  *connect.Client[v1.ListAllocationsRequest, v1.ListAllocationsResponse]
 	listTasks        *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	policyLoad       *connect.Client[v1.PolicyLoadRequest, v1.PolicyLoadResponse]
+	policyTest       *connect.Client[v1.PolicyTestRequest, v1.PolicyTestResponse]
+	policyList       *connect.Client[v1.PolicyListRequest, v1.PolicyListResponse]
+	policyUse        *connect.Client[v1.PolicyUseRequest, v1.PolicyUseResponse]
+	policyRollback   *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -255,6 +314,31 @@ func (c *kernelClient) ListTasks(ctx context.Context, req *connect.Request[v1.Li
 	return c.listTasks.CallUnary(ctx, req)
 }
 
+// PolicyLoad calls dcos.syscalls.v1.Kernel.PolicyLoad.
+func (c *kernelClient) PolicyLoad(ctx context.Context, req *connect.Request[v1.PolicyLoadRequest]) (*connect.Response[v1.PolicyLoadResponse], error) {
+	return c.policyLoad.CallUnary(ctx, req)
+}
+
+// PolicyTest calls dcos.syscalls.v1.Kernel.PolicyTest.
+func (c *kernelClient) PolicyTest(ctx context.Context, req *connect.Request[v1.PolicyTestRequest]) (*connect.Response[v1.PolicyTestResponse], error) {
+	return c.policyTest.CallUnary(ctx, req)
+}
+
+// PolicyList calls dcos.syscalls.v1.Kernel.PolicyList.
+func (c *kernelClient) PolicyList(ctx context.Context, req *connect.Request[v1.PolicyListRequest]) (*connect.Response[v1.PolicyListResponse], error) {
+	return c.policyList.CallUnary(ctx, req)
+}
+
+// PolicyUse calls dcos.syscalls.v1.Kernel.PolicyUse.
+func (c *kernelClient) PolicyUse(ctx context.Context, req *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error) {
+	return c.policyUse.CallUnary(ctx, req)
+}
+
+// PolicyRollback calls dcos.syscalls.v1.Kernel.PolicyRollback.
+func (c *kernelClient) PolicyRollback(ctx context.Context, req *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error) {
+	return c.policyRollback.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -285,6 +369,20 @@ type KernelHandler interface {
 	ListAllocations(context.Context, *connect.Request[v1.ListAllocationsRequest]) (*connect.Response[v1.ListAllocationsResponse], error)
 	// ListTasks lists the tasks the caller may see.
 	ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error)
+	// PolicyLoad (operators only) validates a WebAssembly allocation policy
+	// (ABI marker, exports, a dry-run cycle on the live snapshot within the
+	// deadline), makes it the active policy, and persists the choice.
+	PolicyLoad(context.Context, *connect.Request[v1.PolicyLoadRequest]) (*connect.Response[v1.PolicyLoadResponse], error)
+	// PolicyTest (operators only) dry-runs a policy module against the live
+	// snapshot and reports what it would decide differently from the active
+	// policy. It changes nothing.
+	PolicyTest(context.Context, *connect.Request[v1.PolicyTestRequest]) (*connect.Response[v1.PolicyTestResponse], error)
+	// PolicyList lists the loaded and built-in policies.
+	PolicyList(context.Context, *connect.Request[v1.PolicyListRequest]) (*connect.Response[v1.PolicyListResponse], error)
+	// PolicyUse (operators only) activates a policy already loaded or built in.
+	PolicyUse(context.Context, *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error)
+	// PolicyRollback (operators only) re-activates the previously active policy.
+	PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -360,6 +458,36 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("ListTasks")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelPolicyLoadHandler := connect.NewUnaryHandler(
+		KernelPolicyLoadProcedure,
+		svc.PolicyLoad,
+		connect.WithSchema(kernelMethods.ByName("PolicyLoad")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelPolicyTestHandler := connect.NewUnaryHandler(
+		KernelPolicyTestProcedure,
+		svc.PolicyTest,
+		connect.WithSchema(kernelMethods.ByName("PolicyTest")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelPolicyListHandler := connect.NewUnaryHandler(
+		KernelPolicyListProcedure,
+		svc.PolicyList,
+		connect.WithSchema(kernelMethods.ByName("PolicyList")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelPolicyUseHandler := connect.NewUnaryHandler(
+		KernelPolicyUseProcedure,
+		svc.PolicyUse,
+		connect.WithSchema(kernelMethods.ByName("PolicyUse")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelPolicyRollbackHandler := connect.NewUnaryHandler(
+		KernelPolicyRollbackProcedure,
+		svc.PolicyRollback,
+		connect.WithSchema(kernelMethods.ByName("PolicyRollback")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -384,6 +512,16 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelListAllocationsHandler.ServeHTTP(w, r)
 		case KernelListTasksProcedure:
 			kernelListTasksHandler.ServeHTTP(w, r)
+		case KernelPolicyLoadProcedure:
+			kernelPolicyLoadHandler.ServeHTTP(w, r)
+		case KernelPolicyTestProcedure:
+			kernelPolicyTestHandler.ServeHTTP(w, r)
+		case KernelPolicyListProcedure:
+			kernelPolicyListHandler.ServeHTTP(w, r)
+		case KernelPolicyUseProcedure:
+			kernelPolicyUseHandler.ServeHTTP(w, r)
+		case KernelPolicyRollbackProcedure:
+			kernelPolicyRollbackHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -435,4 +573,24 @@ func (UnimplementedKernelHandler) ListAllocations(context.Context, *connect.Requ
 
 func (UnimplementedKernelHandler) ListTasks(context.Context, *connect.Request[v1.ListTasksRequest]) (*connect.Response[v1.ListTasksResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ListTasks is not implemented"))
+}
+
+func (UnimplementedKernelHandler) PolicyLoad(context.Context, *connect.Request[v1.PolicyLoadRequest]) (*connect.Response[v1.PolicyLoadResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyLoad is not implemented"))
+}
+
+func (UnimplementedKernelHandler) PolicyTest(context.Context, *connect.Request[v1.PolicyTestRequest]) (*connect.Response[v1.PolicyTestResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyTest is not implemented"))
+}
+
+func (UnimplementedKernelHandler) PolicyList(context.Context, *connect.Request[v1.PolicyListRequest]) (*connect.Response[v1.PolicyListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) PolicyUse(context.Context, *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyUse is not implemented"))
+}
+
+func (UnimplementedKernelHandler) PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyRollback is not implemented"))
 }

@@ -10,6 +10,9 @@ import (
 // Size sets the shape of a random batch.
 type Size struct {
 	Agents, Requests, Roles, Allocations int
+	// Fill, when above 0, then tops every agent up with more allocations
+	// until at most 1-Fill of its cpu is free.
+	Fill float64
 }
 
 // Random returns a random batch for seed: agents of a few shapes with
@@ -64,6 +67,14 @@ func Random(seed uint64, size Size) *policy.Batch {
 		r, _ := role()
 		c.Grant(a, r, prios[rng.IntN(len(prios))], res)
 	}
+	for a := range c.b.Agents {
+		ag := &c.b.Agents[a]
+		for size.Fill > 0 && float64(ag.Free.MilliCPU) > (1-size.Fill)*float64(ag.Total.MilliCPU) {
+			res := R(min(int64(250*(1+rng.IntN(16))), ag.Free.MilliCPU), min(int64(256*(1+rng.IntN(16)))*MiB, ag.Free.Mem))
+			r, _ := role()
+			c.Grant(a, r, prios[rng.IntN(len(prios))], res)
+		}
+	}
 	for len(c.b.Requests) < size.Requests {
 		r, roled := role()
 		q := Req{
@@ -91,8 +102,9 @@ func Random(seed uint64, size Size) *policy.Batch {
 	return c.Batch()
 }
 
-// Big returns the benchmark batch: 10,000 agents, 1,000 pending requests,
-// 4 roles and 20,000 granted allocations (see Random).
+// Big returns the benchmark batch: 10,000 agents filled to 90% of their
+// cpu with granted allocations of mixed priorities, 1,000 pending
+// requests, 4 roles (see Random).
 func Big(seed uint64) *policy.Batch {
-	return Random(seed, Size{Agents: 10000, Requests: 1000, Roles: 4, Allocations: 20000})
+	return Random(seed, Size{Agents: 10000, Requests: 1000, Roles: 4, Fill: 0.9})
 }

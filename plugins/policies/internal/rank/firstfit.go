@@ -1,12 +1,16 @@
 package rank
 
-import "github.com/dcos-kernel/dcos/sdk/policy"
+import (
+	"slices"
+
+	"github.com/dcos-kernel/dcos/sdk/policy"
+)
 
 // FirstFit finds, for a request shape (a constraint set and the resources
 // asked), the first admitted agent whose free resources fit it. It keeps a
 // cursor per shape: while free resources only shrink, an agent passed over
 // for a shape can never fit it again, so successive searches for one shape
-// cost O(agents) in all rather than each. Call Reset whenever some agent's
+// cost O(agents) in all rather than each. Call Grew (or Reset) whenever some agent's
 // free resources grow (e.g. after a preemption).
 //
 // The zero value is ready to use. It is not safe for concurrent use.
@@ -39,3 +43,15 @@ func (f *FirstFit) Find(set int32, agents []int32, need policy.Resources, free [
 
 // Reset forgets every cursor.
 func (f *FirstFit) Reset() { clear(f.next) }
+
+// Grew tells f that agent a's free resources grew (the other agents'
+// did not): every cursor that passed a, in a set whose agents (given by
+// agents, sorted) include a, moves back to it. It costs O(S·log A) for S
+// shapes searched so far.
+func (f *FirstFit) Grew(a int32, agents func(set int32) []int32) {
+	for k, i := range f.next {
+		if j, ok := slices.BinarySearch(agents(k.set), a); ok && j < i {
+			f.next[k] = j
+		}
+	}
+}

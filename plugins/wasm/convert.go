@@ -1,0 +1,133 @@
+package wasm
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/sdk/policy"
+)
+
+// converter turns a kernel snapshot into a policy batch, reusing its
+// storage between calls (one per instance).
+type converter struct {
+	b      policy.Batch
+	labels []policy.Label
+	cons   []policy.Constraint
+	vals   []string
+	roles  map[string]uint32
+	groups map[string]uint32
+}
+
+// batch converts s: role names become indices into Roles (NoRole when
+// empty or unlisted), labels are sorted by key, constraints keep their
+// order, and requests sharing a RequestID share a Group numbered in order
+// of first appearance. The result is valid until the next call.
+func (c *converter) batch(s *kernel.Snapshot) *policy.Batch {
+	if c.roles == nil {
+		c.roles, c.groups = map[string]uint32{}, map[string]uint32{}
+	}
+	clear(c.roles)
+	clear(c.groups)
+	b := &c.b
+	b.Seed = s.Seed
+
+	b.Roles = resize(b.Roles, len(s.Roles))
+	for i, r := range s.Roles {
+		c.roles[r.Name] = uint32(i)
+		b.Roles[i] = policy.Role{Name: r.Name, Weight: r.Weight, Usage: res(r.Usage), Quota: res(r.Quota)}
+	}
+	role := func(name string) uint32 {
+		if i, ok := c.roles[name]; ok && name != "" {
+			return i
+		}
+		return policy.NoRole
+	}
+
+	n := 0
+	for i := range s.Agents {
+		n += len(s.Agents[i].Labels)
+	}
+	c.labels = resize(c.labels, n)[:0]
+	b.Agents = resize(b.Agents, len(s.Agents))
+	for i := range s.Agents {
+		a := &s.Agents[i]
+		start := len(c.labels)
+		for k, v := range a.Labels {
+			c.labels = append(c.labels, policy.Label{Key: k, Value: v})
+		}
+		ls := c.labels[start:len(c.labels):len(c.labels)]
+		slices.SortFunc(ls, func(x, y policy.Label) int { return cmp.Compare(x.Key, y.Key) })
+		b.Agents[i] = policy.Agent{ID: a.ID, Labels: ls, Total: res(a.Total), Free: res(a.Free)}
+	}
+
+	nc, nv := 0, 0
+	for i := range s.Requests {
+		nc += len(s.Requests[i].Constraints)
+		for _, k := range s.Requests[i].Constraints {
+			nv += len(k.GetValues())
+		}
+	}
+	c.cons, c.vals = resize(c.cons, nc)[:0], resize(c.vals, nv)[:0]
+	b.Requests = resize(b.Requests, len(s.Requests))
+	for i := range s.Requests {
+		r := &s.Requests[i]
+		g, ok := c.groups[r.RequestID]
+		if !ok {
+			g = uint32(len(c.groups))
+			c.groups[r.RequestID] = g
+		}
+		start := len(c.cons)
+		for _, k := range r.Constraints {
+			vs := len(c.vals)
+			c.vals = append(c.vals, k.GetValues()...)
+			c.cons = append(c.cons, policy.Constraint{Op: policy.Op(k.GetOp()), Label: k.GetLabel(), Values: c.vals[vs:len(c.vals):len(c.vals)]})
+		}
+		var cs []policy.Constraint
+		if len(c.cons) > start {
+			cs = c.cons[start:len(c.cons):len(c.cons)]
+		}
+		b.Requests[i] = policy.Request{Resources: res(r.Resources), Priority: r.Priority, Role: role(r.Role), Group: g, Constraints: cs}
+	}
+
+	b.Allocations = resize(b.Allocations, len(s.Allocations))
+	for i, a := range s.Allocations {
+		b.Allocations[i] = policy.Allocation{Agent: uint32(a.Agent), Role: role(a.Role), Priority: a.Priority, Resources: res(a.Resources)}
+	}
+	return b
+}
+
+func res(r kernel.Resources) policy.Resources {
+	return policy.Resources{MilliCPU: r.MilliCPU, Mem: r.Mem, Disk: r.Disk}
+}
+
+// resize returns s with length n, reallocating only when it must.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// toDecision maps a decoded answer to the kernel's form. Indices are
+// passed through unchecked: the kernel validates every one. Unplaced
+// requests with verdict Never become Decision.Never; NotNow is the
+// default for anything left out and is dropped.
+func toDecision(d *policy.Decision) *kernel.Decision {
+	out := &kernel.Decision{}
+	if len(d.Placements) > 0 {
+		out.Placements = make([]kernel.Placement, len(d.Placements))
+		for i, pl := range d.Placements {
+			out.Placements[i] = kernel.Placement{Request: int(pl.Request), Agent: int(pl.Agent)}
+		}
+	}
+	for _, r := range d.Revocations {
+		out.Revocations = append(out.Revocations, int(r))
+	}
+	for _, u := range d.Unplaced {
+		if u.Verdict == policy.Never {
+			out.Never = append(out.Never, int(u.Request))
+		}
+	}
+	return out
+}

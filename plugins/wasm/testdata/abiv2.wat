@@ -1,0 +1,7 @@
+;; abiv2.wat: invalid: reports ABI version 2.
+(module
+  (memory (export "memory") 1)
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
+  (func (export "dcos_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "dcos_place") (param i32 i32) (result i64) (i64.const 0))
+)

@@ -178,6 +178,12 @@ func formatAge(now time.Time, ts *timestamppb.Timestamp) string {
 	}
 }
 
+// oneLine keeps a kernel message on one row or line: runs of white space,
+// newlines included, become one space.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
 // formatCommand prints a command line, quoting words that need it.
 func formatCommand(cmd string, args []string) string {
 	words := append([]string{cmd}, args...)

@@ -16,14 +16,15 @@ func watchCommand(e *env) *cli.Command {
 		Name:  "watch",
 		Usage: "stream events until interrupted",
 		Description: `Stream the kernel's events after revision --after (default: from now on) and
-print one line per event: revision, kind, id, state and reason. -o json
-prints each Event as JSON on one line. --kind narrows the stream and may be
-repeated: task, allocation or agent, or one exact kind (e.g.
-allocation_granted, agent_lost). Interrupting (Ctrl-C) ends the watch with
-status 0; a compacted --after fails with FailedPrecondition.`,
+print one line per event: revision, kind, id, state and reason; for policy
+events the id is the policy's name. -o json prints each Event as JSON on one
+line. --kind narrows the stream and may be repeated: task, allocation, agent
+or policy, or one exact kind (e.g. allocation_granted, agent_lost,
+policy_failed). Interrupting (Ctrl-C) ends the watch with status 0; a
+compacted --after fails with FailedPrecondition.`,
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "after", Usage: "stream events after revision `REV`; 0 means from now on"},
-			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "only events of `KIND`: task, allocation, agent, or an exact kind; repeatable"},
+			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "only events of `KIND`: task, allocation, agent, policy, or an exact kind; repeatable"},
 			&cli.StringFlag{Name: "owner", Usage: "only events of allocations and tasks of `PRINCIPAL` (operators only)"},
 			&cli.StringFlag{Name: "agent", Usage: "only events about agent `ID`"},
 		},
@@ -76,8 +77,8 @@ status 0; a compacted --after fails with FailedPrecondition.`,
 }
 
 // eventKinds maps a --kind word to event kinds, from the EventKind enum
-// descriptor: "task" is every kind named EVENT_KIND_TASK_*, and an exact
-// name such as "agent_lost" is that kind.
+// descriptor: "task" is every kind named EVENT_KIND_TASK_* ("policy" every
+// EVENT_KIND_POLICY_*), and an exact name such as "agent_lost" is that kind.
 func eventKinds(word string) ([]syscallsv1.EventKind, error) {
 	values := syscallsv1.EventKind(0).Descriptor().Values()
 	want := "EVENT_KIND_" + strings.ToUpper(strings.TrimSpace(word))
@@ -124,9 +125,15 @@ func eventLine(ev *syscallsv1.Event) string {
 	case ev.GetAgent() != nil:
 		a := ev.GetAgent()
 		id, state = a.GetId(), agentState(a.GetState())
+	case ev.GetPolicy() != nil:
+		p := ev.GetPolicy()
+		id, reason = p.GetName(), oneLine(p.GetLastError())
+		if p.GetActive() {
+			state = "ACTIVE"
+		}
 	}
 	if ev.GetReason() != "" {
-		reason = ev.GetReason()
+		reason = oneLine(ev.GetReason())
 	}
 	for _, s := range []*string{&id, &state} {
 		if *s == "" {

@@ -72,3 +72,52 @@ func TestRun_Watch(t *testing.T) {
 		}
 	})
 }
+
+func TestRun_PolicyWatch(t *testing.T) {
+	events := []*syscallsv1.Event{
+		{Revision: 11, Kind: syscallsv1.EventKind_EVENT_KIND_POLICY_SWAPPED, Reason: "policy native-first-fit → spread: loaded by ops",
+			Policy: &syscallsv1.PolicyInfo{Name: "spread", Active: true}},
+		{Revision: 12, Kind: syscallsv1.EventKind_EVENT_KIND_POLICY_FAILED, Reason: "policy spread failed: deadline; falling back to native-first-fit",
+			Policy: &syscallsv1.PolicyInfo{Name: "spread", LastError: "deadline"}},
+		{Revision: 13, Kind: syscallsv1.EventKind_EVENT_KIND_POLICY_FAILED, Policy: &syscallsv1.PolicyInfo{Name: "greedy", LastError: "trap:\nunreachable"}},
+	}
+	policyKinds := []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_POLICY_SWAPPED, syscallsv1.EventKind_EVENT_KIND_POLICY_FAILED}
+	tests := []struct {
+		name  string
+		args  []string
+		kinds []syscallsv1.EventKind
+	}{
+		{"all", nil, nil},
+		{"policy", []string{"--kind", "policy"}, policyKinds},
+		{"exact", []string{"-k", "policy_failed"}, policyKinds[1:]},
+		{"policy and agent", []string{"--kind", "Policy", "--kind", "agent"}, append(append([]syscallsv1.EventKind{}, policyKinds...),
+			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolate(t)
+			k := &fakeKernel{events: events}
+			url := k.serve(t)
+			r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "watch"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			assertProto(t, k.last("Watch"), &syscallsv1.WatchRequest{Kinds: tt.kinds})
+			want := [][]string{
+				{"11", "policy_swapped", "spread", "ACTIVE", "policy", "native-first-fit", "→", "spread:", "loaded", "by", "ops"},
+				{"12", "policy_failed", "spread", "-", "policy", "spread", "failed:", "deadline;", "falling", "back", "to", "native-first-fit"},
+				{"13", "policy_failed", "greedy", "-", "trap:", "unreachable"},
+			}
+			if got := rows(r.stdout); !equalRows(got, want) {
+				t.Errorf("got\n%s\nwant %q", r.stdout, want)
+			}
+		})
+	}
+	t.Run("unknown kind lists policy", func(t *testing.T) {
+		isolate(t)
+		r := runCtl(t, context.Background(), "", "--kernel", "127.0.0.1:1", "watch", "--kind", "frob")
+		if r.code != exitUsageError || !strings.Contains(r.stderr, "policy, policy_failed, policy_swapped") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+}

@@ -155,3 +155,23 @@ func (k *fakeKernel) Watch(ctx context.Context, r *connect.Request[syscallsv1.Wa
 	}
 	return werr
 }
+
+func (k *fakeKernel) PolicyLoad(_ context.Context, r *connect.Request[syscallsv1.PolicyLoadRequest]) (*connect.Response[syscallsv1.PolicyLoadResponse], error) {
+	return unary[syscallsv1.PolicyLoadRequest, syscallsv1.PolicyLoadResponse](k, "PolicyLoad", r)
+}
+
+func (k *fakeKernel) PolicyTest(_ context.Context, r *connect.Request[syscallsv1.PolicyTestRequest]) (*connect.Response[syscallsv1.PolicyTestResponse], error) {
+	return unary[syscallsv1.PolicyTestRequest, syscallsv1.PolicyTestResponse](k, "PolicyTest", r)
+}
+
+func (k *fakeKernel) PolicyList(_ context.Context, r *connect.Request[syscallsv1.PolicyListRequest]) (*connect.Response[syscallsv1.PolicyListResponse], error) {
+	return unary[syscallsv1.PolicyListRequest, syscallsv1.PolicyListResponse](k, "PolicyList", r)
+}
+
+func (k *fakeKernel) PolicyUse(_ context.Context, r *connect.Request[syscallsv1.PolicyUseRequest]) (*connect.Response[syscallsv1.PolicyUseResponse], error) {
+	return unary[syscallsv1.PolicyUseRequest, syscallsv1.PolicyUseResponse](k, "PolicyUse", r)
+}
+
+func (k *fakeKernel) PolicyRollback(_ context.Context, r *connect.Request[syscallsv1.PolicyRollbackRequest]) (*connect.Response[syscallsv1.PolicyRollbackResponse], error) {
+	return unary[syscallsv1.PolicyRollbackRequest, syscallsv1.PolicyRollbackResponse](k, "PolicyRollback", r)
+}

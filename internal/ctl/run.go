@@ -104,7 +104,7 @@ given before or after the command name; see "dcosctl --help".`
 func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:  "dcosctl",
-		Usage: "the dcos command line: allocate, launch, watch, revoke, and raw syscalls",
+		Usage: "the dcos command line: allocate, launch, watch, revoke, manage policies, and raw syscalls",
 		Description: `Every command is a syscall client of a dcos kernel. The kernel address and
 token come from --kernel/--token (or DCOS_KERNEL/DCOS_TOKEN), else from the
 config file that "dcosd dev" writes (--config, DCOS_CONFIG, default
@@ -128,6 +128,7 @@ message are printed), 2 on a usage error, 130 when interrupted.`,
 			runCommand(e),
 			revokeCommand(e),
 			watchCommand(e),
+			policyCommand(e),
 			syscallCommand(e),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -139,17 +140,29 @@ message are printed), 2 on a usage error, 130 when interrupted.`,
 			return cli.ShowAppHelp(c)
 		},
 	}
-	for _, cmd := range app.Commands {
+	finishCommands(app.Commands)
+	return app
+}
+
+// finishCommands gives every command and subcommand dcosctl's usage errors
+// and the note on global options.
+func finishCommands(cmds []*cli.Command) {
+	for _, cmd := range cmds {
 		cmd.OnUsageError = onUsageError
 		cmd.Description = strings.TrimSpace(cmd.Description + "\n\n" + globalHelp)
+		finishCommands(cmd.Subcommands)
 	}
-	return app
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	help := "dcosctl --help"
 	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-		help = "dcosctl " + c.Command.Name + " --help"
+		// HelpName is the command's path, e.g. "dcosctl policy load".
+		name := c.Command.HelpName
+		if name == "" {
+			name = "dcosctl " + c.Command.Name
+		}
+		help = name + " --help"
 	}
 	return usageError{fmt.Errorf("%w; see %q", err, help)}
 }
@@ -167,7 +180,9 @@ func globalFlags() []cli.Flag {
 
 // normalizeArgs lets flags follow positional arguments: within a command's
 // arguments (up to "--"), flags are moved before the positionals, and global
-// flags the command does not define are moved before the command name.
+// flags the command does not define are moved before the command name. A
+// command with subcommands ("policy load") is taken as a whole: the words
+// naming it stay in front, and its arguments are those after the last one.
 // Known flags are spelled with their first name (-o becomes --output). The
 // standard flag parser urfave/cli uses would otherwise stop at the first
 // positional.
@@ -192,9 +207,36 @@ func normalizeArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return append(head, rest...)
 	}
+	path := []string{rest[0]}
+	tail := rest[1:]
+	for len(cmd.Subcommands) > 0 {
+		// Global flags between the words of the path move to the front.
+		parent := flagIndex(cmd.Flags)
+		for len(tail) > 0 && tail[0] != "--" && isFlagArg(tail[0]) {
+			name := flagName(tail[0])
+			if _, ok := parent[name]; ok {
+				break
+			}
+			if _, ok := global[name]; !ok {
+				break
+			}
+			n := flagArgLen(global, tail)
+			head = append(head, canonical(global, tail[0]))
+			head = append(head, tail[1:n]...)
+			tail = tail[n:]
+		}
+		if len(tail) == 0 {
+			break
+		}
+		sub := cmd.Command(tail[0])
+		if sub == nil {
+			break
+		}
+		path = append(path, tail[0])
+		cmd, tail = sub, tail[1:]
+	}
 	local := flagIndex(cmd.Flags)
 	var cmdFlags, pos []string
-	tail := rest[1:]
 	for i := 0; i < len(tail); {
 		a := tail[i]
 		if a == "--" {
@@ -221,7 +263,7 @@ func normalizeArgs(app *cli.App, args []string) []string {
 		cmdFlags = append(cmdFlags, tail[i+1:i+n]...)
 		i += n
 	}
-	out := append(head, rest[0])
+	out := append(head, path...)
 	out = append(out, cmdFlags...)
 	out = append(out, "--")
 	return append(out, pos...)

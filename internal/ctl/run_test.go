@@ -58,13 +58,11 @@ func assertProto(t *testing.T, got, want proto.Message) {
 
 func TestRun_Help(t *testing.T) {
 	isolate(t)
-	cmds := []string{"", "agents", "allocs", "ps", "alloc", "launch", "run", "revoke", "watch", "syscall"}
+	cmds := []string{"", "agents", "allocs", "ps", "alloc", "launch", "run", "revoke", "watch", "syscall",
+		"policy", "policy ls", "policy load", "policy test", "policy use", "policy rollback"}
 	for _, cmd := range cmds {
 		t.Run("cmd="+cmd, func(t *testing.T) {
-			args := []string{"--help"}
-			if cmd != "" {
-				args = []string{cmd, "--help"}
-			}
+			args := append(strings.Fields(cmd), "--help")
 			r := runCtl(t, context.Background(), "", args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
@@ -285,8 +283,10 @@ func TestRun_OutputJSON(t *testing.T) {
 		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil).
 		replyWith("ListAgents", &syscallsv1.ListAgentsResponse{Agents: []*syscallsv1.Agent{{Id: "ag-1"}}}, nil).
 		replyWith("ListAllocations", &syscallsv1.ListAllocationsResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
-		replyWith("ListTasks", &syscallsv1.ListTasksResponse{Tasks: []*syscallsv1.Task{{Id: "t-1"}}}, nil)
+		replyWith("ListTasks", &syscallsv1.ListTasksResponse{Tasks: []*syscallsv1.Task{{Id: "t-1"}}}, nil).
+		replyWith("PolicyList", &syscallsv1.PolicyListResponse{Policies: []*syscallsv1.PolicyInfo{{Name: "native-first-fit", Builtin: true, Active: true}}}, nil)
 	url := k.serve(t)
+	module := writeModule(t, "p.wasm", []byte("\x00asm"))
 	tests := []struct {
 		name  string
 		args  []string
@@ -301,6 +301,11 @@ func TestRun_OutputJSON(t *testing.T) {
 		{"revoke", []string{"revoke", "a-1"}, false},
 		{"syscall list", []string{"syscall", "--list"}, false},
 		{"watch", []string{"watch"}, true},
+		{"policy ls", []string{"policy", "ls"}, false},
+		{"policy load", []string{"policy", "load", module}, false},
+		{"policy test", []string{"policy", "test", "--name", "x"}, false},
+		{"policy use", []string{"policy", "use", "x"}, false},
+		{"policy rollback", []string{"policy", "rollback"}, false},
 	}
 	for _, tt := range tests {
 		for _, pos := range []string{"global", "per command"} {
@@ -346,6 +351,12 @@ func TestNormalizeArgs(t *testing.T) {
 		{"unknown command untouched", "dcosctl frob --x y", "dcosctl frob --x y"},
 		{"aliases spelled canonically", "dcosctl -o=json launch -e A=1 a-1 --env B=2 -w=/d", "dcosctl --output=json launch --env A=1 --env B=2 --workdir=/d -- a-1"},
 		{"unknown flags kept", "dcosctl ps -x", "dcosctl ps -x --"},
+		{"subcommand", "dcosctl policy ls", "dcosctl policy ls --"},
+		{"subcommand flag after positional", "dcosctl policy load f.wasm --name n -o json", "dcosctl --output json policy load --name n -- f.wasm"},
+		{"global flag between command words", "dcosctl policy -o json test --name=n", "dcosctl --output json policy test --name=n --"},
+		{"parent alone", "dcosctl policy", "dcosctl policy --"},
+		{"unknown subcommand is a positional", "dcosctl policy frob x", "dcosctl policy -- frob x"},
+		{"help on parent", "dcosctl policy --help", "dcosctl policy --help --"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

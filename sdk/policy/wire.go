@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // Wire format, ABI version 1 (docs/policy-abi.md is the reference). All
@@ -182,14 +183,14 @@ func getRes(p []byte) Resources {
 }
 
 // Decoder decodes batches, reusing its storage between calls: a decoded
-// Batch is valid until the next DecodeBatch. It is not safe for concurrent
+// Batch is valid until the next DecodeBatch and only while the input buffer
+// is unchanged (its strings point into it). It is not safe for concurrent
 // use.
 type Decoder struct {
 	b      Batch
 	labels []Label
 	cons   []Constraint
 	vals   []string
-	strs   map[uint64]string // (offset, length) → string, so equal strings are one allocation
 }
 
 // DecodeBatch checks and decodes an encoded batch. Every count, index and
@@ -215,22 +216,18 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 		return nil, fmt.Errorf("%w: counts describe %d bytes, batch has %d", ErrMalformed, end, len(buf))
 	}
 	strs := buf[strsOff:]
-	if d.strs == nil {
-		d.strs = map[uint64]string{}
-	}
-	clear(d.strs)
+	// Strings are views into buf, not copies: decoding allocates nothing
+	// per string, and a decoded Batch is valid only while buf is (the ABI
+	// lends the input to the policy for the length of one call).
 	str := func(p []byte) (string, error) {
 		off, n := uint64(le.Uint32(p[0:])), uint64(le.Uint32(p[4:]))
 		if off+n > uint64(len(strs)) {
 			return "", fmt.Errorf("%w: string (%d, %d) outside a table of %d bytes", ErrMalformed, off, n, len(strs))
 		}
-		key := off<<32 | n
-		s, ok := d.strs[key]
-		if !ok {
-			s = string(strs[off : off+n])
-			d.strs[key] = s
+		if n == 0 {
+			return "", nil
 		}
-		return s, nil
+		return unsafe.String(&strs[off], n), nil
 	}
 	b := &d.b
 	b.Seed = le.Uint64(buf[8:])

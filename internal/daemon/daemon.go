@@ -21,6 +21,7 @@ import (
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/plugins/policies"
 )
 
 // Run runs dcosd with args (args[0] is the program name) and returns the
@@ -69,6 +70,8 @@ var kernelFlags = []cli.Flag{
 	&cli.StringFlag{Name: "etcd-prefix", Value: "/dcos/", Usage: "key prefix in etcd"},
 	&cli.DurationFlag{Name: "heartbeat-interval", Value: time.Second, Usage: "how often agents heartbeat"},
 	&cli.DurationFlag{Name: "heartbeat-timeout", Value: 10 * time.Second, Usage: "silence after which an agent is marked lost"},
+	&cli.StringFlag{Name: "default-policy", Value: policies.Default, Usage: "allocation policy until an operator loads another (a built-in: " + strings.Join(policies.Names(), ", ") + ", or first-fit)"},
+	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
 }
 
 var agentFlags = []cli.Flag{
@@ -186,8 +189,16 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		cli3 = e.Client()
 	}
 	ctx := c.Context
+	host, err := newPolicyHost(ctx, c.String("wasm-cache-dir"), log)
+	if err != nil {
+		return err
+	}
+	defer host.Close(context.Background())
 	k, err := kernel.New(ctx, kernel.Config{
 		Store:             store.New(cli3, c.String("etcd-prefix")),
+		Loader:            wasmLoader{host},
+		Builtins:          builtins(),
+		DefaultPolicy:     c.String("default-policy"),
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),

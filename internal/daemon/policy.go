@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/plugins/policies"
+	"github.com/dcos-kernel/dcos/plugins/wasm"
+)
+
+// wasmLoader adapts the wasm host to the kernel's PolicyLoader.
+type wasmLoader struct{ h *wasm.Host }
+
+func (l wasmLoader) Load(ctx context.Context, name string, b []byte) (kernel.LoadedPolicy, error) {
+	p, err := l.h.Load(ctx, name, b)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// builtins returns the policy modules embedded in dcosd.
+func builtins() map[string][]byte {
+	m := map[string][]byte{}
+	for _, n := range policies.Names() {
+		b, _ := policies.Builtin(n)
+		m[n] = b
+	}
+	return m
+}
+
+// defaultCacheDir is where compiled policies are cached across restarts:
+// $XDG_CACHE_HOME/dcos/wasm (wazero's cache is keyed by module and engine
+// version, and written atomically, so processes may share it).
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "dcos", "wasm")
+	}
+	return ""
+}
+
+func newPolicyHost(ctx context.Context, cacheDir string, log *slog.Logger) (*wasm.Host, error) {
+	return wasm.NewHost(ctx, wasm.HostConfig{CacheDir: cacheDir, Logger: log.With("component", "policy")})
+}

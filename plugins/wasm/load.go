@@ -95,7 +95,9 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Policy, err
 	}
 	// Start one instance now: a module that cannot start or speaks
 	// another ABI is refused here rather than at its first cycle.
-	inst, err := p.start(ctx)
+	sctx, cancel := p.callContext(ctx)
+	inst, err := p.start(sctx)
+	cancel()
 	if err != nil {
 		_ = p.Close(ctx)
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)

@@ -77,6 +77,8 @@ func TestPolicy_Place_Empty(t *testing.T) {
 	}
 }
 
+// TestHost_Load_Invalid checks that invalid modules are refused with an
+// error naming the problem, and that the Host still works afterwards.
 func TestHost_Load_Invalid(t *testing.T) {
 	h := newHost(t, HostConfig{})
 	for _, tc := range []struct {
@@ -87,6 +89,8 @@ func TestHost_Load_Invalid(t *testing.T) {
 		{"missing export", readFile(t, "testdata/noplace.wasm"), "invalid policy module: missing export dcos_place"},
 		{"wrong ABI version", readFile(t, "testdata/abiv2.wasm"), "invalid policy module: ABI version 2, this kernel speaks 1"},
 		{"unknown import", readFile(t, "testdata/unknownimport.wasm"), "invalid policy module: unknown import env.now"},
+		{"wrong signatures", readFile(t, "testdata/wrongsig.wasm"), "invalid policy module: import dcos.log has type (i32, i32) -> (), want (i32, i32, i32) -> (); export dcos_alloc has type (i64) -> (i32), want (i32) -> (i32)"},
+		{"initialize never returns", readFile(t, "testdata/initloop.wasm"), "invalid policy module: _initialize: deadline exceeded after 1s"},
 		{"not wasm", []byte("hello"), "invalid policy module: compile:"},
 		{"not a policy", readFile(t, "testdata/spin.wasm"), "invalid policy module: missing export memory; missing export dcos_policy_abi_version; missing export dcos_alloc; missing export dcos_place"},
 	} {
@@ -98,6 +102,12 @@ func TestHost_Load_Invalid(t *testing.T) {
 			}
 			if !errors.Is(err, ErrInvalidModule) || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("got %q, want prefix %q", err, tc.want)
+			}
+			// The host is unharmed.
+			s := handSnapshot()
+			d, err := load(t, h, "firstfit", "testdata/firstfit.wasm").Place(s)
+			if err != nil || len(d.Placements) != 6 {
+				t.Fatalf("firstfit after %s: %+v, %v", tc.name, d, err)
 			}
 		})
 	}
@@ -248,18 +258,45 @@ func TestPolicy_Place_Deterministic(t *testing.T) {
 }
 
 func TestPolicy_Place_LogLimits(t *testing.T) {
-	logs := &records{level: slog.LevelInfo}
-	h := newHost(t, HostConfig{Logger: slog.New(logs)})
-	p := load(t, h, "goguest", goGuest)
-	// Debug is off: the guest must not even format its per-request lines.
-	if _, err := p.Place(handSnapshot()); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range logs.all() {
-		if strings.HasPrefix(r, "DEBUG") {
-			t.Fatalf("debug record %q with level info", r)
+	t.Run("debug off", func(t *testing.T) {
+		logs := &records{level: slog.LevelInfo}
+		h := newHost(t, HostConfig{Logger: slog.New(logs)})
+		p := load(t, h, "goguest", goGuest)
+		// The guest checks log_enabled and never sends its debug lines.
+		if _, err := p.Place(handSnapshot()); err != nil {
+			t.Fatal(err)
 		}
-	}
+		for _, r := range logs.all() {
+			if strings.HasPrefix(r, "DEBUG") {
+				t.Fatalf("debug record %q with level info", r)
+			}
+		}
+	})
+	t.Run("spam", func(t *testing.T) {
+		logs := &records{level: slog.LevelInfo}
+		h := newHost(t, HostConfig{Logger: slog.New(logs)})
+		p := load(t, h, "logspam", "testdata/logspam.wasm")
+		if _, err := p.Place(handSnapshot()); err != nil {
+			t.Fatal(err)
+		}
+		var spam, other []string
+		for _, r := range logs.all() {
+			if strings.HasPrefix(r, "INFO spam") {
+				spam = append(spam, r)
+			} else {
+				other = append(other, r)
+			}
+		}
+		if len(spam) != maxLogMessages {
+			t.Fatalf("%d messages logged, want %d", len(spam), maxLogMessages)
+		}
+		if want := "… (truncated from 8000 bytes) policy=logspam"; !strings.HasSuffix(spam[0], want) || len(spam[0]) > maxLogBytes+100 {
+			t.Fatalf("message of %d bytes not truncated: ...%q", len(spam[0]), spam[0][len(spam[0])-60:])
+		}
+		if want := []string{"WARN policy log messages dropped dropped=36 limit=64 policy=logspam"}; !slices.Equal(other, want) {
+			t.Fatalf("got %q, want %q", other, want)
+		}
+	})
 }
 
 func TestPolicy_Place_Concurrent(t *testing.T) {

@@ -25,8 +25,8 @@ import (
 // reused.
 type Policy struct {
 	// Deadline bounds each call (instantiation included when no instance
-	// is idle). Set it before the first call; it is DefaultDeadline or
-	// HostConfig.Deadline after Load.
+	// is idle). Set it before the first call, not during calls; it is
+	// HostConfig.Deadline (default DefaultDeadline) after Load.
 	Deadline time.Duration
 
 	h        *Host
@@ -105,7 +105,15 @@ var errPolicyDeadline = errors.New("policy deadline")
 
 // callContext bounds a call by p.Deadline.
 func (p *Policy) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, p.Deadline, errPolicyDeadline)
+	return context.WithTimeoutCause(ctx, p.deadline(), errPolicyDeadline)
+}
+
+// deadline is p.Deadline, or DefaultDeadline when it is not positive.
+func (p *Policy) deadline() time.Duration {
+	if p.Deadline <= 0 {
+		return DefaultDeadline
+	}
+	return p.Deadline
 }
 
 // get takes an idle instance or starts one.
@@ -233,7 +241,7 @@ func (p *Policy) callError(ctx context.Context, inst *instance, err error) error
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
 			if context.Cause(ctx) == errPolicyDeadline {
-				return fmt.Errorf("%w after %v", ErrDeadline, p.Deadline)
+				return fmt.Errorf("%w after %v", ErrDeadline, p.deadline())
 			}
 			return fmt.Errorf("%w (the caller's context)", ErrDeadline)
 		case sys.ExitCodeContextCanceled:

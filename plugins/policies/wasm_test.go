@@ -1,0 +1,429 @@
+package policies_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/plugins/policies"
+	"github.com/dcos-kernel/dcos/plugins/policies/binpack"
+	"github.com/dcos-kernel/dcos/plugins/policies/drf"
+	pt "github.com/dcos-kernel/dcos/plugins/policies/internal/policytest"
+	"github.com/dcos-kernel/dcos/plugins/policies/priority"
+	"github.com/dcos-kernel/dcos/plugins/policies/spread"
+	"github.com/dcos-kernel/dcos/plugins/wasm"
+	"github.com/dcos-kernel/dcos/sdk/policy"
+)
+
+// native is each built-in's Go source: what its module runs.
+var native = map[string]policy.Func{
+	"binpack":  binpack.Place,
+	"drf":      drf.Place,
+	"priority": priority.Place,
+	"spread":   spread.Place,
+}
+
+// testDeadline is generous: the race detector and a shared machine slow
+// the host side of a call; the default deadline is not under test here.
+const testDeadline = 10 * time.Second
+
+var builtins struct {
+	once sync.Once
+	host *wasm.Host
+	pols map[string]*wasm.Policy
+	err  error
+}
+
+// builtin returns the built-in module name loaded in a real wazero host
+// shared by the package's tests (each module is compiled once per run).
+func builtin(t testing.TB, name string) *wasm.Policy {
+	t.Helper()
+	builtins.once.Do(func() {
+		ctx := context.Background()
+		h, err := wasm.NewHost(ctx, wasm.HostConfig{Deadline: testDeadline})
+		if err != nil {
+			builtins.err = err
+			return
+		}
+		builtins.host, builtins.pols = h, map[string]*wasm.Policy{}
+		for _, n := range policies.Names() {
+			mod, _ := policies.Builtin(n)
+			p, err := h.Load(ctx, n, mod)
+			if err != nil {
+				builtins.err = fmt.Errorf("load %s: %w", n, err)
+				return
+			}
+			builtins.pols[n] = p
+		}
+	})
+	if builtins.err != nil {
+		t.Fatal(builtins.err)
+	}
+	p := builtins.pols[name]
+	if p == nil {
+		t.Fatalf("no built-in %q", name)
+	}
+	return p
+}
+
+// run places b with built-in name in wazero and natively (on the batch
+// the module decodes), fails t unless both decide the same and the kernel
+// accepts every answer, and returns the snapshot, the module's decision
+// and the kernel's judgement of it.
+func run(t *testing.T, name string, b *policy.Batch) (*kernel.Snapshot, *kernel.Decision, *kernel.Judgement) {
+	t.Helper()
+	s := pt.Snapshot(b)
+	got, err := builtin(t, name).Place(s)
+	if err != nil {
+		t.Fatalf("%s in wazero: %v", name, err)
+	}
+	want := pt.KernelDecision(pt.Place(t, native[name], pt.Normalize(b)))
+	if diff := pt.DiffDecisions(got, want); diff != "" {
+		t.Fatalf("%s: wasm and native differ: %s", name, diff)
+	}
+	j := kernel.Judge(s, got)
+	if len(j.Rejected) > 0 {
+		t.Fatalf("%s: the kernel refuses %d answers: %v", name, len(j.Rejected), j.Rejected)
+	}
+	for i, f := range j.Free {
+		if f.MilliCPU < 0 || f.Mem < 0 || f.Disk < 0 {
+			t.Fatalf("%s: agent %d over-committed: %v free", name, i, f)
+		}
+	}
+	return s, got, j
+}
+
+// perRole counts placements per role name ("" for none).
+func perRole(s *kernel.Snapshot, d *kernel.Decision) map[string]int {
+	n := map[string]int{}
+	for _, p := range d.Placements {
+		n[s.Requests[p.Request].Role]++
+	}
+	return n
+}
+
+// perLabel counts placements per value of an agent label.
+func perLabel(s *kernel.Snapshot, d *kernel.Decision, key string) map[string]int {
+	n := map[string]int{}
+	for _, p := range d.Placements {
+		n[s.Agents[p.Agent].Labels[key]]++
+	}
+	return n
+}
+
+// perAgent counts placements per agent, in agent order.
+func perAgent(s *kernel.Snapshot, d *kernel.Decision) []int {
+	n := make([]int, len(s.Agents))
+	for _, p := range d.Placements {
+		n[p.Agent]++
+	}
+	return n
+}
+
+// revoked returns the ids of the allocations the kernel accepts to revoke,
+// sorted.
+func revoked(s *kernel.Snapshot, j *kernel.Judgement) []string {
+	var ids []string
+	for _, i := range j.Revocations {
+		ids = append(ids, s.Allocations[i].ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestBuiltin_HandMade runs each built-in module in wazero on the
+// hand-made clusters of the native tests and checks the decisions the
+// kernel accepts: DRF's shares (the paper's two-user example, weights,
+// quota), spread across zone, binpack packing, priority preemption.
+func TestBuiltin_HandMade(t *testing.T) {
+	none := policy.Resources{}
+	gib := pt.GiB
+	type check func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, j *kernel.Judgement)
+	roles := func(want map[string]int) check {
+		return func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, _ *kernel.Judgement) {
+			if got := perRole(s, d); !maps.Equal(got, want) {
+				t.Errorf("placed per role = %v, want %v", got, want)
+			}
+		}
+	}
+	zones := func(want map[string]int) check {
+		return func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, _ *kernel.Judgement) {
+			if got := perLabel(s, d, spread.Label); !maps.Equal(got, want) {
+				t.Errorf("placed per zone = %v, want %v", got, want)
+			}
+		}
+	}
+	agents := func(want ...int) check {
+		return func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, _ *kernel.Judgement) {
+			if got := perAgent(s, d); !slices.Equal(got, want) {
+				t.Errorf("placed per agent = %v, want %v", got, want)
+			}
+		}
+	}
+	preempts := func(ids ...string) check {
+		return func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, j *kernel.Judgement) {
+			if got := revoked(s, j); !slices.Equal(got, ids) {
+				t.Errorf("revoked %v, want %v", got, ids)
+			}
+		}
+	}
+	never := func(reqs ...int) check {
+		return func(t *testing.T, s *kernel.Snapshot, d *kernel.Decision, _ *kernel.Judgement) {
+			if !slices.Equal(d.Never, reqs) {
+				t.Errorf("never = %v, want %v", d.Never, reqs)
+			}
+		}
+	}
+	tests := []struct {
+		name   string
+		policy string
+		build  func(c *pt.Cluster)
+		checks []check
+	}{{
+		// Ghodsi et al. §4: 9 CPUs, 18 GB; A runs <1 CPU, 4 GB> tasks,
+		// B <3 CPU, 1 GB>: dominant shares equalise at 2/3 with A 3, B 2.
+		name:   "drf/paper two-user example",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(9000, 18*gib))
+			a, b := c.Role("A", 1, none), c.Role("B", 1, none)
+			c.Request(pt.Req{N: 10, Resources: pt.R(1000, 4*gib), Role: a, Roled: true})
+			c.Request(pt.Req{N: 10, Resources: pt.R(3000, 1*gib), Role: b, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"A": 3, "B": 2})},
+	}, {
+		name:   "drf/paper example with B's requests first",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(9000, 18*gib))
+			a, b := c.Role("A", 1, none), c.Role("B", 1, none)
+			c.Request(pt.Req{N: 10, Resources: pt.R(3000, 1*gib), Role: b, Roled: true})
+			c.Request(pt.Req{N: 10, Resources: pt.R(1000, 4*gib), Role: a, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"A": 3, "B": 2})},
+	}, {
+		name:   "drf/weight 2 gets twice the dominant share",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agents(3, pt.R(10000, 10*gib))
+			w, u := c.Role("heavy", 2, none), c.Role("light", 1, none)
+			c.Request(pt.Req{N: 30, Resources: pt.R(1000, 1*gib), Role: u, Roled: true})
+			c.Request(pt.Req{N: 30, Resources: pt.R(1000, 1*gib), Role: w, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"heavy": 20, "light": 10})},
+	}, {
+		name:   "drf/weights with different dominant resources",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(12000, 12*gib))
+			cpu, mem := c.Role("cpu", 2, none), c.Role("mem", 1, none)
+			c.Request(pt.Req{N: 20, Resources: pt.R(1000, 256*pt.MiB), Role: cpu, Roled: true})
+			c.Request(pt.Req{N: 20, Resources: pt.R(250, 1*gib), Role: mem, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"cpu": 10, "mem": 8})},
+	}, {
+		name:   "drf/quota caps a role",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(8000, 16*gib))
+			q, o := c.Role("capped", 1, pt.R(2000, 0)), c.Role("open", 1, none)
+			c.Request(pt.Req{N: 6, Resources: pt.R(1000, 1*gib), Role: q, Roled: true})
+			c.Request(pt.Req{N: 6, Resources: pt.R(1000, 1*gib), Role: o, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"capped": 2, "open": 6}), never()},
+	}, {
+		name:   "drf/granted usage counts",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(8000, 16*gib))
+			a, b := c.Role("A", 1, none), c.Role("B", 1, none)
+			c.Grant(0, a, 0, pt.R(4000, 1*gib))
+			c.Request(pt.Req{N: 4, Resources: pt.R(1000, 1*gib), Role: a, Roled: true})
+			c.Request(pt.Req{N: 4, Resources: pt.R(1000, 1*gib), Role: b, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"B": 4}), preempts()},
+	}, {
+		name:   "spread/even across zones of unequal size",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agents(5, pt.R(8000, 16*gib), "zone=a")
+			c.Agents(2, pt.R(8000, 16*gib), "zone=b")
+			c.Agents(1, pt.R(8000, 16*gib), "zone=c")
+			c.Request(pt.Req{N: 9, Resources: pt.R(500, 512*pt.MiB)})
+		},
+		checks: []check{zones(map[string]int{"a": 3, "b": 3, "c": 3})},
+	}, {
+		name:   "spread/across agents within a zone",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agents(3, pt.R(8000, 16*gib), "zone=a", "rack=r1")
+			c.Agents(3, pt.R(8000, 16*gib), "rack=r2", "zone=b") // labels unsorted: the host sorts them
+			c.Request(pt.Req{N: 6, Resources: pt.R(500, 512*pt.MiB)})
+		},
+		checks: []check{zones(map[string]int{"a": 3, "b": 3}), agents(1, 1, 1, 1, 1, 1)},
+	}, {
+		name:   "spread/a full zone is skipped",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(1000, 1*gib), "zone=a")
+			c.Agents(2, pt.R(8000, 16*gib), "zone=b")
+			c.Agents(2, pt.R(8000, 16*gib), "zone=c")
+			c.Request(pt.Req{N: 6, Resources: pt.R(500, 512*pt.MiB)})
+		},
+		checks: []check{zones(map[string]int{"a": 2, "b": 2, "c": 2})},
+	}, {
+		name:   "spread/groups, priorities and verdicts",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.R(2000, 4*gib), "zone=a")
+			c.Agents(2, pt.R(2000, 4*gib), "zone=b")
+			c.Request(pt.Req{N: 4, Resources: pt.R(500, 512*pt.MiB)})                                                                        // group 0, placed after group 1
+			c.Request(pt.Req{N: 2, Resources: pt.R(500, 512*pt.MiB), Priority: 1, Constraints: []policy.Constraint{pt.Equals("zone", "a")}}) // first
+			c.Request(pt.Req{Resources: pt.R(4000, 1*gib)})                                                                                  // too big: Never
+		},
+		checks: []check{zones(map[string]int{"a": 4, "b": 2}), never(6)},
+	}, {
+		name:   "binpack/fills one agent before the next",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agents(4, pt.R(4000, 8*gib))
+			c.Request(pt.Req{N: 6, Resources: pt.R(1000, 2*gib)})
+		},
+		checks: []check{agents(4, 2, 0, 0)},
+	}, {
+		name:   "binpack/prefers the fuller agent",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agents(3, pt.R(4000, 8*gib))
+			c.Use(2, pt.R(3000, 6*gib))
+			c.Request(pt.Req{N: 2, Resources: pt.R(500, 1*gib)})
+		},
+		checks: []check{agents(0, 0, 2)},
+	}, {
+		name:   "binpack/mixed sizes pack into the fewest agents",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agents(4, pt.R(4000, 4*gib))
+			c.Request(pt.Req{N: 2, Resources: pt.R(3000, 3*gib), Priority: 1})
+			c.Request(pt.Req{N: 2, Resources: pt.R(1000, 1*gib)})
+		},
+		checks: []check{agents(2, 2, 0, 0)},
+	}, {
+		name:   "binpack/constraints and verdicts",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(4000, 8*gib), "zone=a")
+			c.Agent(pt.R(4000, 8*gib), "zone=b")
+			c.Request(pt.Req{N: 3, Resources: pt.R(2000, 1*gib), Constraints: []policy.Constraint{pt.Equals("zone", "b")}})
+			c.Request(pt.Req{Resources: pt.R(8000, 1*gib)})
+			c.Request(pt.Req{Resources: pt.R(1000, 1*gib), Constraints: []policy.Constraint{pt.Equals("zone", "c")}})
+		},
+		checks: []check{agents(0, 2), never(3, 4)},
+	}, {
+		name:   "priority/lowest priority first",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(4000, 8*gib))
+			c.Grant(0, policy.NoRole, 1, pt.R(2000, gib))
+			c.Grant(0, policy.NoRole, 0, pt.R(2000, gib))
+			c.Request(pt.Req{Resources: pt.R(2000, gib), Priority: 5})
+		},
+		checks: []check{preempts("a-1"), agents(1)},
+	}, {
+		name:   "priority/the agent with the lowest-priority victims",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agents(3, pt.R(2000, 8*gib))
+			c.Grant(0, policy.NoRole, 3, pt.R(2000, gib))
+			c.Grant(1, policy.NoRole, 1, pt.R(1000, gib))
+			c.Grant(1, policy.NoRole, 1, pt.R(1000, gib))
+			c.Grant(2, policy.NoRole, 1, pt.R(2000, gib))
+			c.Request(pt.Req{Resources: pt.R(2000, gib), Priority: 5})
+		},
+		checks: []check{preempts("a-3"), agents(0, 0, 1)},
+	}, {
+		name:   "priority/what a revocation frees serves later requests",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(2000, 8*gib))
+			c.Grant(0, policy.NoRole, 0, pt.R(2000, gib))
+			c.Request(pt.Req{N: 3, Resources: pt.R(1000, gib), Priority: 5})
+		},
+		checks: []check{preempts("a-0"), agents(2)},
+	}, {
+		name:   "priority/never equal or higher priority",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(2000, 8*gib))
+			c.Grant(0, policy.NoRole, 5, pt.R(1000, gib))
+			c.Grant(0, policy.NoRole, 9, pt.R(1000, gib))
+			c.Request(pt.Req{Resources: pt.R(1000, gib), Priority: 5})
+		},
+		checks: []check{preempts(), agents(0), never()},
+	}, {
+		name:   "priority/preempts only on agents the constraints admit",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(2000, 8*gib), "zone=a")
+			c.Agent(pt.R(2000, 8*gib), "zone=b")
+			c.Grant(0, policy.NoRole, 0, pt.R(2000, gib))
+			c.Grant(1, policy.NoRole, 1, pt.R(2000, gib))
+			c.Request(pt.Req{Resources: pt.R(2000, gib), Priority: 5, Constraints: []policy.Constraint{pt.Equals("zone", "b")}})
+		},
+		checks: []check{preempts("a-1"), agents(0, 1)},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := pt.NewCluster()
+			tt.build(c)
+			s, d, j := run(t, tt.policy, c.Batch())
+			for _, check := range tt.checks {
+				check(t, s, d, j)
+			}
+		})
+	}
+}
+
+// TestBuiltin_RandomClusters is the property test in real wazero: for a
+// fixed set of seeds, every built-in's decision on a random cluster is the
+// native one, the kernel refuses none of its answers and no agent is
+// over-committed (see run), and the same snapshot gives the same decision.
+func TestBuiltin_RandomClusters(t *testing.T) {
+	sizes := []pt.Size{
+		{Agents: 1, Requests: 5, Roles: 1, Allocations: 2},
+		{Agents: 7, Requests: 40, Roles: 2, Allocations: 10},
+		{Agents: 50, Requests: 300, Roles: 3, Allocations: 120},
+		{Agents: 200, Requests: 150, Roles: 4, Allocations: 400},
+		{Agents: 30, Requests: 200, Roles: 3, Fill: 0.9}, // busy: priority preempts
+	}
+	for _, name := range policies.Names() {
+		t.Run(name, func(t *testing.T) {
+			var placed, preempted int
+			for _, size := range sizes {
+				for seed := uint64(1); seed <= 8; seed++ {
+					t.Run(fmt.Sprintf("%dx%d/seed=%d", size.Agents, size.Requests, seed), func(t *testing.T) {
+						s, d, j := run(t, name, pt.Random(seed, size))
+						again, err := builtin(t, name).Place(s)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if diff := pt.DiffDecisions(again, d); diff != "" {
+							t.Fatalf("same snapshot, different decision: %s", diff)
+						}
+						placed += len(j.Placements)
+						preempted += len(j.Revocations)
+					})
+				}
+			}
+			t.Logf("%s: %d placements, %d preemptions accepted", name, placed, preempted)
+			if placed == 0 || (name == "priority" && preempted == 0) {
+				t.Errorf("the random clusters exercise too little: %d placements, %d preemptions", placed, preempted)
+			}
+		})
+	}
+}

@@ -215,20 +215,12 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	if end != uint64(len(buf)) {
 		return nil, fmt.Errorf("%w: counts describe %d bytes, batch has %d", ErrMalformed, end, len(buf))
 	}
+	// The loops below are written out by hand, without helper calls that
+	// the compiler would not inline: in a Go wasm guest every call costs far
+	// more than the loads, and decoding runs on every cycle. Strings are
+	// views into buf, not copies (see Decoder).
 	strs := buf[strsOff:]
-	// Strings are views into buf, not copies: decoding allocates nothing
-	// per string, and a decoded Batch is valid only while buf is (the ABI
-	// lends the input to the policy for the length of one call).
-	str := func(p []byte) (string, error) {
-		off, n := uint64(le.Uint32(p[0:])), uint64(le.Uint32(p[4:]))
-		if off+n > uint64(len(strs)) {
-			return "", fmt.Errorf("%w: string (%d, %d) outside a table of %d bytes", ErrMalformed, off, n, len(strs))
-		}
-		if n == 0 {
-			return "", nil
-		}
-		return unsafe.String(&strs[off], n), nil
-	}
+	nStrs := uint64(len(strs))
 	b := &d.b
 	b.Seed = le.Uint64(buf[8:])
 	b.Agents = grow(b.Agents, int(l.agents))
@@ -239,77 +231,90 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	d.cons = grow(d.cons, int(l.constraints))
 	d.vals = grow(d.vals, int(l.refs))
 
-	var err error
-	for i := range d.labels {
-		p := buf[labelsOff+uint64(i)*labelSize:]
-		if d.labels[i].Key, err = str(p[0:]); err != nil {
-			return nil, err
+	for i, p := 0, buf[labelsOff:refsOff]; i < len(d.labels); i, p = i+1, p[labelSize:] {
+		ko, kn, vo, vn := u32(p, 0), u32(p, 4), u32(p, 8), u32(p, 12)
+		if uint64(ko)+uint64(kn) > nStrs || uint64(vo)+uint64(vn) > nStrs {
+			return nil, errString2(i, "label")
 		}
-		if d.labels[i].Value, err = str(p[refSize:]); err != nil {
-			return nil, err
-		}
+		lb := &d.labels[i] // field by field: a struct literal with pointers costs a typedmemmove call in wasm (10x here)
+		lb.Key = view(strs, ko, kn)
+		lb.Value = view(strs, vo, vn)
 	}
-	for i := range d.vals {
-		if d.vals[i], err = str(buf[refsOff+uint64(i)*refSize:]); err != nil {
-			return nil, err
+	for i, p := 0, buf[refsOff:strsOff]; i < len(d.vals); i, p = i+1, p[refSize:] {
+		o, n := u32(p, 0), u32(p, 4)
+		if uint64(o)+uint64(n) > nStrs {
+			return nil, errString2(i, "constraint value")
 		}
+		d.vals[i] = view(strs, o, n)
 	}
-	for i := range d.cons {
-		p := buf[consOff+uint64(i)*constraintSize:]
+	for i, p := 0, buf[consOff:labelsOff]; i < len(d.cons); i, p = i+1, p[constraintSize:] {
 		c := &d.cons[i]
-		c.Op = Op(le.Uint32(p[0:]))
+		c.Op = Op(u32(p, 0))
 		if c.Op < OpEquals || c.Op > OpIn {
 			return nil, fmt.Errorf("%w: constraint %d has op %d", ErrMalformed, i, c.Op)
 		}
-		if c.Label, err = str(p[8:]); err != nil {
-			return nil, err
+		lo, ln, vs, vn := u32(p, 8), u32(p, 12), u32(p, 16), u32(p, 4)
+		if uint64(lo)+uint64(ln) > nStrs || uint64(vs)+uint64(vn) > l.refs {
+			return nil, errString2(i, "constraint")
 		}
-		if c.Values, err = span(d.vals, le.Uint32(p[16:]), le.Uint32(p[4:]), "constraint values"); err != nil {
-			return nil, err
-		}
+		c.Label = view(strs, lo, ln)
+		c.Values = d.vals[vs : vs+vn : vs+vn]
 	}
-	for i := range b.Agents {
-		p := buf[agentsOff+uint64(i)*agentSize:]
+	for i, p := 0, buf[agentsOff:reqOff]; i < len(b.Agents); i, p = i+1, p[agentSize:] {
 		a := &b.Agents[i]
-		a.Total, a.Free = getRes(p[0:]), getRes(p[24:])
-		if a.ID, err = str(p[48:]); err != nil {
-			return nil, err
+		a.Total = Resources{i64(p, 0), i64(p, 8), i64(p, 16)}
+		a.Free = Resources{i64(p, 24), i64(p, 32), i64(p, 40)}
+		io, in, ls, ln := u32(p, 48), u32(p, 52), u32(p, 56), u32(p, 60)
+		if uint64(io)+uint64(in) > nStrs || uint64(ls)+uint64(ln) > l.labels {
+			return nil, errString2(i, "agent")
 		}
-		if a.Labels, err = span(d.labels, le.Uint32(p[56:]), le.Uint32(p[60:]), "agent labels"); err != nil {
-			return nil, err
-		}
+		a.ID = view(strs, io, in)
+		a.Labels = d.labels[ls : ls+ln : ls+ln]
 	}
-	for i := range b.Requests {
-		p := buf[reqOff+uint64(i)*requestSize:]
+	for i, p := 0, buf[reqOff:rolesOff]; i < len(b.Requests); i, p = i+1, p[requestSize:] {
 		r := &b.Requests[i]
-		r.Resources = getRes(p[0:])
-		r.Priority, r.Role, r.Group = int32(le.Uint32(p[24:])), le.Uint32(p[28:]), le.Uint32(p[32:])
-		if r.Role != NoRole && uint64(r.Role) >= l.roles {
-			return nil, fmt.Errorf("%w: request %d names role %d of %d", ErrMalformed, i, r.Role, l.roles)
+		r.Resources = Resources{i64(p, 0), i64(p, 8), i64(p, 16)}
+		r.Priority, r.Role, r.Group = int32(u32(p, 24)), u32(p, 28), u32(p, 32)
+		cs, cn := u32(p, 36), u32(p, 40)
+		if (r.Role != NoRole && uint64(r.Role) >= l.roles) || uint64(cs)+uint64(cn) > l.constraints {
+			return nil, errString2(i, "request")
 		}
-		if r.Constraints, err = span(d.cons, le.Uint32(p[36:]), le.Uint32(p[40:]), "request constraints"); err != nil {
-			return nil, err
-		}
+		r.Constraints = d.cons[cs : cs+cn : cs+cn]
 	}
-	for i := range b.Roles {
-		p := buf[rolesOff+uint64(i)*roleSize:]
+	for i, p := 0, buf[rolesOff:allocOff]; i < len(b.Roles); i, p = i+1, p[roleSize:] {
 		r := &b.Roles[i]
-		if r.Name, err = str(p[0:]); err != nil {
-			return nil, err
+		no, nn := u32(p, 0), u32(p, 4)
+		if uint64(no)+uint64(nn) > nStrs {
+			return nil, errString2(i, "role")
 		}
-		r.Weight = math.Float64frombits(le.Uint64(p[8:]))
-		r.Usage, r.Quota = getRes(p[16:]), getRes(p[40:])
+		r.Name = view(strs, no, nn)
+		r.Weight = math.Float64frombits(uint64(i64(p, 8)))
+		r.Usage = Resources{i64(p, 16), i64(p, 24), i64(p, 32)}
+		r.Quota = Resources{i64(p, 40), i64(p, 48), i64(p, 56)}
 	}
-	for i := range b.Allocations {
-		p := buf[allocOff+uint64(i)*allocationSize:]
+	for i, p := 0, buf[allocOff:consOff]; i < len(b.Allocations); i, p = i+1, p[allocationSize:] {
 		a := &b.Allocations[i]
-		a.Agent, a.Role, a.Priority = le.Uint32(p[0:]), le.Uint32(p[4:]), int32(le.Uint32(p[8:]))
-		a.Resources = getRes(p[16:])
+		a.Agent, a.Role, a.Priority = u32(p, 0), u32(p, 4), int32(u32(p, 8))
+		a.Resources = Resources{i64(p, 16), i64(p, 24), i64(p, 32)}
 		if uint64(a.Agent) >= l.agents || (a.Role != NoRole && uint64(a.Role) >= l.roles) {
-			return nil, fmt.Errorf("%w: allocation %d names agent %d / role %d", ErrMalformed, i, a.Agent, a.Role)
+			return nil, errString2(i, "allocation")
 		}
 	}
 	return b, nil
+}
+
+// errString2 reports a record whose references fall outside the batch.
+func errString2(i int, what string) error {
+	return fmt.Errorf("%w: %s %d refers outside the batch", ErrMalformed, what, i)
+}
+
+// view returns strs[o:o+n] as a string without copying; the caller has
+// checked the bounds.
+func view(strs []byte, o, n uint32) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&strs[o], n)
 }
 
 func grow[T any](s []T, n int) []T {
@@ -319,13 +324,6 @@ func grow[T any](s []T, n int) []T {
 	s = s[:n]
 	clear(s)
 	return s
-}
-
-func span[T any](all []T, start, n uint32, what string) ([]T, error) {
-	if uint64(start)+uint64(n) > uint64(len(all)) {
-		return nil, fmt.Errorf("%w: %s [%d, +%d) outside %d", ErrMalformed, what, start, n, len(all))
-	}
-	return all[start : start+n : start+n], nil
 }
 
 // EncodeDecision appends the encoding of d (or of a policy error, when

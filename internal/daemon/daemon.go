@@ -194,10 +194,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		return err
 	}
 	defer host.Close(context.Background())
+	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
 		Store:             store.New(cli3, c.String("etcd-prefix")),
-		Loader:            wasmLoader{host},
-		Builtins:          builtins(),
+		Loader:            wasmLoader{h: host, builtin: shipped},
+		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),

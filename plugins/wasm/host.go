@@ -57,7 +57,8 @@ type HostConfig struct {
 type Host struct {
 	cfg        HostConfig
 	limitPages uint32
-	rt         wazero.Runtime
+	rt         wazero.Runtime // interruptible: operator-loaded modules
+	trustedRT  wazero.Runtime // not interruptible: modules shipped in dcosd
 	cache      wazero.CompilationCache
 	wasi       map[string]api.FunctionDefinition
 }
@@ -82,41 +83,67 @@ func NewHost(ctx context.Context, cfg HostConfig) (*Host, error) {
 		return nil, fmt.Errorf("wasm host: memory limit %d bytes is not between 64 KiB and 4 GiB", cfg.MemoryLimit)
 	}
 	h := &Host{cfg: cfg, limitPages: uint32(pages)}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithMemoryLimitPages(h.limitPages).
-		WithCloseOnContextDone(true)
 	if cfg.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("wasm host: compilation cache: %w", err)
 		}
 		h.cache = c
-		rc = rc.WithCompilationCache(c)
 	}
-	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
+	var err error
+	if h.rt, err = h.newRuntime(ctx, true); err == nil {
+		h.trustedRT, err = h.newRuntime(ctx, false)
+	}
+	if err != nil {
 		_ = h.Close(ctx)
-		return nil, fmt.Errorf("wasm host: wasi: %w", err)
+		return nil, err
 	}
 	h.wasi = h.rt.Module(wasiModule).ExportedFunctionDefinitions()
+	return h, nil
+}
+
+// newRuntime makes a runtime with the memory cap, WASI and the dcos host
+// module. interruptible selects WithCloseOnContextDone: calls can then be
+// stopped at their deadline, at the price of a check at every loop header
+// (an indirect call in wazero), which costs a Go guest several times its
+// speed; see LoadTrusted.
+func (h *Host) newRuntime(ctx context.Context, interruptible bool) (wazero.Runtime, error) {
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(h.limitPages).
+		WithCloseOnContextDone(interruptible)
+	if h.cache != nil {
+		rc = rc.WithCompilationCache(h.cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("wasm host: wasi: %w", err)
+	}
 	i32 := api.ValueTypeI32
-	_, err := h.rt.NewHostModuleBuilder(hostModule).
+	_, err := rt.NewHostModuleBuilder(hostModule).
 		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostLog), []api.ValueType{i32, i32, i32}, nil).
 		WithParameterNames("level", "ptr", "len").Export("log").
 		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostLogEnabled), []api.ValueType{i32}, []api.ValueType{i32}).
 		WithParameterNames("level").Export("log_enabled").
 		Instantiate(ctx)
 	if err != nil {
-		_ = h.Close(ctx)
+		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("wasm host: %s module: %w", hostModule, err)
 	}
-	return h, nil
+	return rt, nil
 }
 
 // Close closes the runtime and every instance of every policy the Host
 // loaded; calls in flight fail. The compilation cache on disk stays.
 func (h *Host) Close(ctx context.Context) error {
-	err := h.rt.Close(ctx)
+	var err error
+	for _, rt := range []wazero.Runtime{h.rt, h.trustedRT} {
+		if rt != nil {
+			if cerr := rt.Close(ctx); err == nil {
+				err = cerr
+			}
+		}
+	}
 	if h.cache != nil {
 		if cerr := h.cache.Close(ctx); err == nil {
 			err = cerr

@@ -30,6 +30,8 @@ type Policy struct {
 	Deadline time.Duration
 
 	h        *Host
+	rt       wazero.Runtime
+	trusted  bool // loaded with LoadTrusted: not interruptible
 	name     string
 	compiled wazero.CompiledModule
 	size     int
@@ -71,7 +73,14 @@ func (p *Policy) DryRun(ctx context.Context, s *kernel.Snapshot) (*kernel.Decisi
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	d, err := inst.call(ctx, p, s)
+	if p.trusted && err == nil {
+		if took := time.Since(start); took > p.deadline() {
+			p.put(ctx, inst)
+			return nil, fmt.Errorf("dcos_place: %w after %v (took %v; a built-in module is not interrupted, its answer is discarded)", ErrDeadline, p.deadline(), took.Round(time.Millisecond))
+		}
+	}
 	var perr *policy.PolicyError
 	if err == nil || errors.As(err, &perr) {
 		p.put(ctx, inst)
@@ -163,7 +172,7 @@ func (p *Policy) start(ctx context.Context) (*instance, error) {
 	sb := &sandbox{}
 	st := &callLog{logger: p.logger}
 	defer st.finish(ctx)
-	mod, err := p.h.rt.InstantiateModule(context.WithValue(ctx, callLogKey{}, st), p.compiled, sb.moduleConfig())
+	mod, err := p.rt.InstantiateModule(context.WithValue(ctx, callLogKey{}, st), p.compiled, sb.moduleConfig())
 	if err != nil {
 		const initFailed = "function[_initialize] failed: "
 		if _, after, ok := strings.Cut(err.Error(), initFailed); ok || isExit(err) {

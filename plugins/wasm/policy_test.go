@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -393,3 +395,41 @@ func randomSnapshot(seed uint64, na, nr int) *kernel.Snapshot {
 }
 
 func pl(req, agent int) kernel.Placement { return kernel.Placement{Request: req, Agent: agent} }
+
+// TestHost_LoadTrusted: a trusted (built-in) module answers like the same
+// module loaded for operators, and a call that overruns its deadline is
+// discarded with ErrDeadline after the fact.
+func TestHost_LoadTrusted(t *testing.T) {
+	t.Parallel()
+	h := newHost(t, HostConfig{})
+	b, err := os.ReadFile("testdata/firstfit.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := h.LoadTrusted(context.Background(), "trusted", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusted.Close(context.Background())
+	plain := load(t, h, "plain", "testdata/firstfit.wasm")
+	s := bigSnapshot(200, 50)
+	want, err := plain.Place(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := trusted.Place(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("trusted decision differs:\n got %+v\nwant %+v", got, want)
+	}
+	trusted.Deadline = time.Nanosecond
+	if _, err := trusted.Place(s); !errors.Is(err, ErrDeadline) || !strings.Contains(err.Error(), "not interrupted") {
+		t.Fatalf("overrun: %v, want ErrDeadline", err)
+	}
+	trusted.Deadline = time.Minute
+	if _, err := trusted.Place(s); err != nil {
+		t.Fatalf("after an overrun the policy still works: %v", err)
+	}
+}

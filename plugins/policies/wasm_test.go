@@ -32,16 +32,25 @@ var native = map[string]policy.Func{
 // the host side of a call; the default deadline is not under test here.
 const testDeadline = 10 * time.Second
 
+// Modes of loading a built-in: trusted (Host.LoadTrusted, as dcosd loads
+// the modules it ships: no per-loop deadline checks) and interruptible
+// (Host.Load, as any operator-supplied module).
+const (
+	trusted       = "trusted"
+	interruptible = "interruptible"
+)
+
 var builtins struct {
 	once sync.Once
 	host *wasm.Host
-	pols map[string]*wasm.Policy
+	pols map[string]map[string]*wasm.Policy // mode → name → policy
 	err  error
 }
 
-// builtin returns the built-in module name loaded in a real wazero host
-// shared by the package's tests (each module is compiled once per run).
-func builtin(t testing.TB, name string) *wasm.Policy {
+// builtin returns the built-in module name loaded in mode in a real wazero
+// host shared by the package's tests (each module is compiled once per
+// mode and run).
+func builtin(t testing.TB, mode, name string) *wasm.Policy {
 	t.Helper()
 	builtins.once.Do(func() {
 		ctx := context.Background()
@@ -50,41 +59,49 @@ func builtin(t testing.TB, name string) *wasm.Policy {
 			builtins.err = err
 			return
 		}
-		builtins.host, builtins.pols = h, map[string]*wasm.Policy{}
+		builtins.host = h
+		builtins.pols = map[string]map[string]*wasm.Policy{trusted: {}, interruptible: {}}
 		for _, n := range policies.Names() {
 			mod, _ := policies.Builtin(n)
-			p, err := h.Load(ctx, n, mod)
-			if err != nil {
-				builtins.err = fmt.Errorf("load %s: %w", n, err)
-				return
+			for mode, load := range map[string]func(context.Context, string, []byte) (*wasm.Policy, error){trusted: h.LoadTrusted, interruptible: h.Load} {
+				p, err := load(ctx, n, mod)
+				if err != nil {
+					builtins.err = fmt.Errorf("load %s (%s): %w", n, mode, err)
+					return
+				}
+				builtins.pols[mode][n] = p
 			}
-			builtins.pols[n] = p
 		}
 	})
 	if builtins.err != nil {
 		t.Fatal(builtins.err)
 	}
-	p := builtins.pols[name]
+	p := builtins.pols[mode][name]
 	if p == nil {
 		t.Fatalf("no built-in %q", name)
 	}
 	return p
 }
 
-// run places b with built-in name in wazero and natively (on the batch
-// the module decodes), fails t unless both decide the same and the kernel
-// accepts every answer, and returns the snapshot, the module's decision
-// and the kernel's judgement of it.
+// run places b with built-in name in wazero, loaded both trusted and
+// interruptible, and natively (on the batch the module decodes); it fails
+// t unless all three decide the same and the kernel accepts every answer
+// without over-committing an agent, and returns the snapshot, the
+// module's decision and the kernel's judgement of it.
 func run(t *testing.T, name string, b *policy.Batch) (*kernel.Snapshot, *kernel.Decision, *kernel.Judgement) {
 	t.Helper()
 	s := pt.Snapshot(b)
-	got, err := builtin(t, name).Place(s)
-	if err != nil {
-		t.Fatalf("%s in wazero: %v", name, err)
-	}
 	want := pt.KernelDecision(pt.Place(t, native[name], pt.Normalize(b)))
-	if diff := pt.DiffDecisions(got, want); diff != "" {
-		t.Fatalf("%s: wasm and native differ: %s", name, diff)
+	var got *kernel.Decision
+	for _, mode := range []string{trusted, interruptible} {
+		d, err := builtin(t, mode, name).Place(s)
+		if err != nil {
+			t.Fatalf("%s in wazero (%s): %v", name, mode, err)
+		}
+		if diff := pt.DiffDecisions(d, want); diff != "" {
+			t.Fatalf("%s: wasm (%s) and native differ: %s", name, mode, diff)
+		}
+		got = d
 	}
 	j := kernel.Judge(s, got)
 	if len(j.Rejected) > 0 {
@@ -408,7 +425,7 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 				for seed := uint64(1); seed <= 8; seed++ {
 					t.Run(fmt.Sprintf("%dx%d/seed=%d", size.Agents, size.Requests, seed), func(t *testing.T) {
 						s, d, j := run(t, name, pt.Random(seed, size))
-						again, err := builtin(t, name).Place(s)
+						again, err := builtin(t, trusted, name).Place(s)
 						if err != nil {
 							t.Fatal(err)
 						}

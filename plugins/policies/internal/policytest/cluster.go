@@ -2,7 +2,8 @@
 // against them: hand-made clusters (Cluster), random ones (Random), the
 // 10,000-agent benchmark batch (Big), and the invariants every built-in
 // policy keeps (Check, Properties). Both the native tests and the tests
-// that run the same modules in wazero use it.
+// that run the same modules in wazero use it; Snapshot turns a batch into
+// the kernel snapshot the wasm host takes.
 //
 // It is test support only: nothing in a policy module imports it.
 package policytest

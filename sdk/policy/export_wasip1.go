@@ -2,7 +2,12 @@
 
 package policy
 
-import "unsafe"
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"unsafe"
+)
 
 //go:wasmexport dcos_policy_abi_version
 func exportABIVersion() int32 { return ABIVersion }
@@ -45,4 +50,37 @@ func logWrite(l Level, msg string) {
 		return
 	}
 	hostLog(int32(l), unsafe.Pointer(unsafe.StringData(msg)), int32(len(msg)))
+}
+
+// Garbage collection in a guest. In a wasm reactor nothing runs between
+// calls, so a collection that starts during a call (when the heap reaches
+// its goal) cannot finish: its mark phase stays open, and with it the
+// write barrier, which made every pointer store of later calls ~10x slower
+// (decoding a 10k-agent batch: 17 ms instead of 1.8 ms). So the guest
+// turns proportional GC off and collects itself, synchronously, at the end
+// of a call once the heap has grown past gcEvery; the memory limit is a
+// backstop for a single call that allocates a lot.
+const (
+	gcEvery    = 32 << 20
+	gcBackstop = 128 << 20
+)
+
+var (
+	gcTuned  bool
+	gcSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+)
+
+func tuneGC() {
+	if !gcTuned {
+		debug.SetGCPercent(-1)
+		debug.SetMemoryLimit(gcBackstop)
+		gcTuned = true
+	}
+}
+
+func collect() {
+	metrics.Read(gcSample)
+	if v := gcSample[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() > gcEvery {
+		runtime.GC()
+	}
 }

@@ -42,6 +42,7 @@ func (g *guest) alloc(n int) []byte {
 // encoded decision (valid until the next call).
 func (g *guest) place(n int) []byte {
 	g.d.Reset()
+	tuneGC()
 	var err error
 	switch b, derr := g.dec.DecodeBatch(g.in[:n]); {
 	case registered == nil:
@@ -52,6 +53,7 @@ func (g *guest) place(n int) []byte {
 		err = safeCall(registered, b, &g.d)
 	}
 	g.out = EncodeDecision(g.out[:0], &g.d, err)
+	collect()
 	return g.out
 }
 

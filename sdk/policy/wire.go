@@ -317,13 +317,14 @@ func view(strs []byte, o, n uint32) string {
 	return unsafe.String(&strs[o], n)
 }
 
+// grow returns s resized to n, reusing its storage. It does not zero
+// reused elements: the decoder assigns every field of every element, and
+// clearing pointer-holding memory is slow in a wasm guest.
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)
 	}
-	s = s[:n]
-	clear(s)
-	return s
+	return s[:n]
 }
 
 // EncodeDecision appends the encoding of d (or of a policy error, when

@@ -124,15 +124,6 @@ func sortBySeq[T any](xs []T, id func(T) string, prefix string) {
 	}
 }
 
-// cmpIDs orders sequence ids numerically (a-9 before a-10), others by string.
-func cmpIDs(a, b, prefix string) int {
-	na, nb := idSeq(a, prefix), idSeq(b, prefix)
-	if na > 0 && nb > 0 {
-		return cmp.Compare(na, nb)
-	}
-	return strings.Compare(a, b)
-}
-
 // HasPending reports whether any allocation waits for placement.
 func (t *Table) HasPending() bool {
 	for _, a := range t.allocs {

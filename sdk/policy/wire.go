@@ -178,10 +178,6 @@ func putRes(p []byte, r Resources) {
 	le.PutUint64(p[16:], uint64(r.Disk))
 }
 
-func getRes(p []byte) Resources {
-	return Resources{int64(le.Uint64(p[0:])), int64(le.Uint64(p[8:])), int64(le.Uint64(p[16:]))}
-}
-
 // Decoder decodes batches, reusing its storage between calls: a decoded
 // Batch is valid until the next DecodeBatch and only while the input buffer
 // is unchanged (its strings point into it). It is not safe for concurrent

@@ -110,9 +110,15 @@ func (k *Kernel) activeName() string {
 }
 
 // compile returns the compiled policy name, compiling a built-in or a
-// stored module on first use. Callers hold k.mu or run before Run.
+// stored module on first use. It takes k.mu itself, and not while it
+// compiles (which takes up to a second for a cold module), so the loop
+// keeps serving meanwhile.
 func (k *Kernel) compile(ctx context.Context, name string) (*compiled, error) {
-	if c := k.compiled[name]; c != nil {
+	k.mu.Lock()
+	c := k.compiled[name]
+	ref, stored := k.table.policies.Modules[name]
+	k.mu.Unlock()
+	if c != nil {
 		return c, nil
 	}
 	if k.cfg.Loader == nil {
@@ -122,7 +128,7 @@ func (k *Kernel) compile(ctx context.Context, name string) (*compiled, error) {
 	builtin := false
 	if b, ok := k.cfg.Builtins[name]; ok {
 		wasm, builtin = b, true
-	} else if ref, ok := k.table.policies.Modules[name]; ok {
+	} else if stored {
 		var err error
 		if wasm, err = k.cfg.Store.GetBlob(ctx, ref.SHA256); err != nil {
 			return nil, errorf(Unavailable, "policy %q: read module %s: %v", name, ref.SHA256, err)
@@ -134,7 +140,13 @@ func (k *Kernel) compile(ctx context.Context, name string) (*compiled, error) {
 	if err != nil {
 		return nil, errorf(FailedPrecondition, "policy %q: %v", name, err)
 	}
-	c := &compiled{pol: lp, sha: digest(wasm), size: int64(len(wasm)), builtin: builtin, loaded: k.cfg.Clock()}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c := k.compiled[name]; c != nil { // compiled meanwhile by another call
+		lp.Close(ctx)
+		return c, nil
+	}
+	c = &compiled{pol: lp, sha: digest(wasm), size: int64(len(wasm)), builtin: builtin, loaded: k.cfg.Clock()}
 	k.compiled[name] = c
 	return c, nil
 }
@@ -308,10 +320,7 @@ func (k *Kernel) swap(t *Table, name, why string, push bool, now time.Time, c *C
 // PolicyUse activates a loaded or built-in policy.
 func (k *Kernel) PolicyUse(ctx context.Context, p Principal, req *pb.PolicyUseRequest) (*pb.PolicyUseResponse, error) {
 	name := req.GetName()
-	k.mu.Lock()
-	_, err := k.compile(ctx, name)
-	k.mu.Unlock()
-	if err != nil {
+	if _, err := k.compile(ctx, name); err != nil {
 		return nil, err
 	}
 	resp := &pb.PolicyUseResponse{}
@@ -334,14 +343,11 @@ func (k *Kernel) PolicyRollback(ctx context.Context, p Principal, _ *pb.PolicyRo
 	if len(prev) > 0 {
 		name = prev[len(prev)-1]
 	}
-	var err error
-	if name == "" {
-		err = errorf(FailedPrecondition, "no previous policy to roll back to")
-	} else {
-		_, err = k.compile(ctx, name)
-	}
 	k.mu.Unlock()
-	if err != nil {
+	if name == "" {
+		return nil, errorf(FailedPrecondition, "no previous policy to roll back to")
+	}
+	if _, err := k.compile(ctx, name); err != nil {
 		return nil, err
 	}
 	resp := &pb.PolicyRollbackResponse{}
@@ -405,9 +411,7 @@ func (k *Kernel) PolicyTest(ctx context.Context, _ Principal, req *pb.PolicyTest
 		defer lp.Close(ctx)
 		cand = lp
 	case req.GetName() != "":
-		k.mu.Lock()
 		cp, err := k.compile(ctx, req.GetName())
-		k.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,499 @@
+//go:build linux
+
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Detect reads /proc/self/mountinfo and /proc/self/cgroup and returns the
+// host's cgroup layout and the current process's place in it. An error
+// wrapping ErrNotSupported means no cgroup hierarchy is mounted; a layout
+// that lacks a controller is returned without error (see Layout.Check).
+func Detect() (Layout, error) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return Layout{}, fmt.Errorf("cgroups: detect: %w", err)
+	}
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return Layout{}, fmt.Errorf("cgroups: detect: %w", err)
+	}
+	l, err := buildLayout(string(mi), string(cg))
+	if err != nil {
+		return l, fmt.Errorf("cgroups: detect: %w", err)
+	}
+	if l.Unified != nil {
+		b, err := os.ReadFile(filepath.Join(l.Unified.Mount, "cgroup.controllers"))
+		if err != nil {
+			return l, fmt.Errorf("cgroups: detect: %w", err)
+		}
+		l.UnifiedControllers = strings.Fields(string(b))
+	}
+	return l, nil
+}
+
+// CheckAccess reports whether this process may create cgroups beneath parent
+// ("" for its own cgroups) in every hierarchy a task needs. The error is a
+// *NotSupportedError naming the controller.
+func (l Layout) CheckAccess(parent string) error {
+	paths, err := l.taskPaths(parent, "probe")
+	if err != nil {
+		return err
+	}
+	for k, p := range paths {
+		dir := filepath.Dir(p)
+		if err := unix.Access(dir, unix.W_OK); err != nil {
+			return &NotSupportedError{Controller: k, Reason: "cannot create cgroups in " + dir, Err: err}
+		}
+	}
+	return nil
+}
+
+// Task is one task's cgroups. Its methods are safe for concurrent use.
+// The caller owns the cgroups: call Destroy when the task is gone.
+type Task struct {
+	mode  Mode
+	paths map[string]string // Key* → directory
+	dirs  []string          // distinct directories, v1 first
+
+	mu sync.Mutex
+	fd int // unified directory, -1 until FD is called
+}
+
+// NewTask creates the cgroup name beneath parent (a cgroup path as in
+// /proc/self/cgroup, e.g. "/dcos"; "" for the current process's own cgroup)
+// in every hierarchy the layout uses, and writes limits. On a pure v2 host it
+// first enables the memory, cpu and pids controllers in cgroup.subtree_control
+// from the hierarchy's root down to parent (which fails with EBUSY if parent
+// holds processes: give a parent without any).
+//
+// A missing controller or missing permission is a *NotSupportedError; a
+// failed file operation is a *FileError. On error nothing is left behind.
+// NewTask fails with EEXIST if the task's cgroup already exists (see
+// OpenTask).
+func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
+	t, err := l.OpenTask(parent, name)
+	if err != nil {
+		return nil, err
+	}
+	if l.Mode == ModeUnified {
+		if err := l.enableControllers(filepath.Dir(t.paths[KeyUnified])); err != nil {
+			return nil, err
+		}
+	}
+	var made []string
+	for _, k := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified} {
+		d, ok := t.paths[k]
+		if !ok || slices.Contains(made, d) {
+			continue
+		}
+		if err := os.Mkdir(d, 0o755); err != nil {
+			rmdirAll(made)
+			ferr := &FileError{Op: "mkdir", Dir: d, Err: unwrapPath(err)}
+			if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+				return nil, &NotSupportedError{Controller: k, Reason: "cannot create cgroups", Err: ferr}
+			}
+			return nil, ferr
+		}
+		made = append(made, d)
+	}
+	if err := t.Update(limits); err != nil {
+		rmdirAll(made)
+		return nil, err
+	}
+	return t, nil
+}
+
+// OpenTask returns a handle on the existing task cgroup name beneath parent
+// (as NewTask), without creating or changing anything: for an agent that
+// recovers its tasks after a restart, or removes leftovers with Destroy.
+func (l Layout) OpenTask(parent, name string) (*Task, error) {
+	paths, err := l.taskPaths(parent, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Task{mode: l.Mode, paths: paths, dirs: uniqueDirs(paths), fd: -1}, nil
+}
+
+func rmdirAll(dirs []string) {
+	for _, d := range dirs {
+		_ = unix.Rmdir(d)
+	}
+}
+
+// enableControllers makes sure memory, cpu and pids are in the
+// cgroup.subtree_control of every directory from the v2 mount down to dir.
+func (l Layout) enableControllers(dir string) error {
+	rel, err := filepath.Rel(l.Unified.Mount, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("cgroups: %s is not beneath %s", dir, l.Unified.Mount)
+	}
+	d := l.Unified.Mount
+	parts := []string{}
+	if rel != "." {
+		parts = strings.Split(rel, "/")
+	}
+	for i := 0; ; i++ {
+		cur, err := readFile(d, "cgroup.subtree_control")
+		if err != nil {
+			return err
+		}
+		have := strings.Fields(cur)
+		for _, c := range requiredV2 {
+			if !slices.Contains(have, c) {
+				if err := writeFile(d, "cgroup.subtree_control", "+"+c); err != nil {
+					return err
+				}
+			}
+		}
+		if i == len(parts) {
+			return nil
+		}
+		d = filepath.Join(d, parts[i])
+	}
+}
+
+// Paths returns the task's cgroup directories keyed by KeyMemory, KeyCPU,
+// KeyCPUAcct, KeyPids and KeyUnified (only those the layout uses). The map is
+// the caller's.
+func (t *Task) Paths() map[string]string { return maps.Clone(t.paths) }
+
+// UnifiedDir returns the task's v2 directory, for BPF attachment and
+// clone3(CLONE_INTO_CGROUP); "" in ModeV1.
+func (t *Task) UnifiedDir() string { return t.paths[KeyUnified] }
+
+// FD returns an open descriptor of the task's v2 directory, for
+// SysProcAttr{UseCgroupFD: true, CgroupFD: fd}. The Task owns it (do not
+// close it); Destroy closes it. In ModeHybrid a child started this way is in
+// the task's v2 cgroup only: AddProc it (or have it AddProc itself before it
+// execs the workload) to put it under the v1 limits. In ModeV1 it returns a
+// *NotSupportedError.
+func (t *Task) FD() (int, error) {
+	d := t.paths[KeyUnified]
+	if d == "" {
+		return -1, &NotSupportedError{Controller: KeyUnified, Reason: "no cgroup v2 hierarchy"}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fd >= 0 {
+		return t.fd, nil
+	}
+	fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &FileError{Op: "open", Dir: d, Err: err}
+	}
+	t.fd = fd
+	return fd, nil
+}
+
+// AddProc moves process pid (all its threads) into every one of the task's
+// cgroups by writing cgroup.procs. Its children forked afterwards inherit
+// them; memory it charged before the move stays charged to its old cgroup.
+func (t *Task) AddProc(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("cgroups: add proc: bad pid %d", pid)
+	}
+	v := strconv.Itoa(pid)
+	for _, d := range t.dirs {
+		if err := writeFile(d, "cgroup.procs", v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Update writes limits to the task's cgroups. It may be called while the task
+// runs; lowering the memory limit below current use makes the kernel reclaim
+// or OOM-kill.
+func (t *Task) Update(limits Limits) error {
+	if err := limits.Validate(); err != nil {
+		return err
+	}
+	if t.mode == ModeUnified {
+		return t.updateV2(limits)
+	}
+	return t.updateV1(limits)
+}
+
+func (t *Task) updateV1(l Limits) error {
+	mem := t.paths[KeyMemory]
+	memsw := exists(mem, "memory.memsw.limit_in_bytes")
+	if memsw {
+		// memsw must stay >= limit: lift it, set the limit, then pin it to
+		// the limit so the task cannot swap.
+		if err := writeFile(mem, "memory.memsw.limit_in_bytes", "-1"); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(mem, "memory.limit_in_bytes", v1Limit(l.MemoryBytes)); err != nil {
+		return err
+	}
+	if memsw && l.MemoryBytes > 0 {
+		if err := writeFile(mem, "memory.memsw.limit_in_bytes", v1Limit(l.MemoryBytes)); err != nil {
+			return err
+		}
+	}
+	cpu := t.paths[KeyCPU]
+	if err := writeFile(cpu, "cpu.cfs_period_us", strconv.Itoa(CFSPeriodUs)); err != nil {
+		return err
+	}
+	if err := writeFile(cpu, "cpu.cfs_quota_us", strconv.FormatInt(cfsQuota(l.MilliCPU), 10)); err != nil {
+		return err
+	}
+	if err := writeFile(cpu, "cpu.shares", strconv.FormatInt(cpuShares(l.MilliCPU), 10)); err != nil {
+		return err
+	}
+	return writeFile(t.paths[KeyPids], "pids.max", v2Limit(l.Pids))
+}
+
+func (t *Task) updateV2(l Limits) error {
+	d := t.paths[KeyUnified]
+	if err := writeFile(d, "memory.max", v2Limit(l.MemoryBytes)); err != nil {
+		return err
+	}
+	if exists(d, "memory.swap.max") {
+		swap := "max"
+		if l.MemoryBytes > 0 {
+			swap = "0"
+		}
+		if err := writeFile(d, "memory.swap.max", swap); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(d, "cpu.max", cpuMax(l.MilliCPU)); err != nil {
+		return err
+	}
+	if err := writeFile(d, "cpu.weight", strconv.FormatInt(cpuWeight(l.MilliCPU), 10)); err != nil {
+		return err
+	}
+	return writeFile(d, "pids.max", v2Limit(l.Pids))
+}
+
+// Usage reads the task's resource use.
+func (t *Task) Usage() (Usage, error) {
+	var u Usage
+	var err error
+	if t.mode == ModeUnified {
+		d := t.paths[KeyUnified]
+		if u.CPUTimeNs, err = readKeyed(d, "cpu.stat", "usage_usec"); err != nil {
+			return u, err
+		}
+		u.CPUTimeNs *= 1000
+		if u.MemoryBytes, err = readUint(d, "memory.current"); err != nil {
+			return u, err
+		}
+		if exists(d, "memory.peak") {
+			if u.MemoryPeakBytes, err = readUint(d, "memory.peak"); err != nil {
+				return u, err
+			}
+		}
+		u.OOMKills, err = readKeyed(d, "memory.events", "oom_kill")
+		return u, err
+	}
+	switch {
+	case t.paths[KeyCPUAcct] != "":
+		u.CPUTimeNs, err = readUint(t.paths[KeyCPUAcct], "cpuacct.usage")
+	case t.paths[KeyUnified] != "":
+		u.CPUTimeNs, err = readKeyed(t.paths[KeyUnified], "cpu.stat", "usage_usec")
+		u.CPUTimeNs *= 1000
+	}
+	if err != nil {
+		return u, err
+	}
+	mem := t.paths[KeyMemory]
+	if u.MemoryBytes, err = readUint(mem, "memory.usage_in_bytes"); err != nil {
+		return u, err
+	}
+	if u.MemoryPeakBytes, err = readUint(mem, "memory.max_usage_in_bytes"); err != nil {
+		return u, err
+	}
+	u.OOMKills, err = readKeyed(mem, "memory.oom_control", "oom_kill")
+	return u, err
+}
+
+// OOMKilled reports whether the kernel's OOM killer has killed a process of
+// the task.
+func (t *Task) OOMKilled() (bool, error) {
+	var n uint64
+	var err error
+	if t.mode == ModeUnified {
+		n, err = readKeyed(t.paths[KeyUnified], "memory.events", "oom_kill")
+	} else {
+		n, err = readKeyed(t.paths[KeyMemory], "memory.oom_control", "oom_kill")
+	}
+	return n > 0, err
+}
+
+// Procs returns the pids in any of the task's cgroups, without duplicates.
+// A cgroup that no longer exists counts as empty.
+func (t *Task) Procs() ([]int, error) {
+	var all []int
+	for _, d := range t.dirs {
+		s, err := readFile(d, "cgroup.procs")
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		pids, err := parsePids(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w in %s", err, d)
+		}
+		for _, p := range pids {
+			if !slices.Contains(all, p) {
+				all = append(all, p)
+			}
+		}
+	}
+	return all, nil
+}
+
+// Kill kills every process of the task and returns once the task's cgroups
+// are empty: through the v2 cgroup.kill where present, and by sending
+// SIGKILL to every pid in each cgroup.procs until none is left. Processes
+// must still be reaped by their parent. Kill on removed cgroups is a no-op.
+func (t *Task) Kill() error {
+	if d := t.paths[KeyUnified]; d != "" && exists(d, "cgroup.kill") {
+		if err := writeFile(d, "cgroup.kill", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	const attempts = 500
+	var pids []int
+	for range attempts {
+		var err error
+		pids, err = t.Procs()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, p := range pids {
+			if err := unix.Kill(p, unix.SIGKILL); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("cgroups: kill %d: %w", p, err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("cgroups: kill: %d processes still in %s after %d rounds", len(pids), t.dirs[0], attempts)
+}
+
+// Destroy kills the task's processes and removes its cgroups in every
+// hierarchy, retrying EBUSY for up to about two seconds. It is idempotent: a
+// cgroup already gone is not an error. It closes the descriptor from FD.
+func (t *Task) Destroy() error {
+	errs := []error{t.Kill()}
+	for _, d := range t.dirs {
+		errs = append(errs, rmdirRetry(d))
+	}
+	t.mu.Lock()
+	if t.fd >= 0 {
+		_ = unix.Close(t.fd)
+		t.fd = -1
+	}
+	t.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func rmdirRetry(d string) error {
+	var err error
+	for range 200 {
+		err = unix.Rmdir(d)
+		if err == nil || err == unix.ENOENT {
+			return nil
+		}
+		if err != unix.EBUSY {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &FileError{Op: "rmdir", Dir: d, Err: err}
+}
+
+func exists(dir, file string) bool {
+	_, err := os.Stat(filepath.Join(dir, file))
+	return err == nil
+}
+
+func writeFile(dir, file, value string) error {
+	f, err := os.OpenFile(filepath.Join(dir, file), os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write([]byte(value))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return &FileError{Op: "write", File: file, Value: value, Dir: dir, Err: unwrapPath(err)}
+	}
+	return nil
+}
+
+func readFile(dir, file string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return "", &FileError{Op: "read", File: file, Dir: dir, Err: unwrapPath(err)}
+	}
+	return string(b), nil
+}
+
+func readUint(dir, file string) (uint64, error) {
+	s, err := readFile(dir, file)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, &FileError{Op: "read", File: file, Dir: dir, Err: err}
+	}
+	return n, nil
+}
+
+func readKeyed(dir, file, key string) (uint64, error) {
+	s, err := readFile(dir, file)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := parseKeyed(s, key)
+	if !ok {
+		return 0, &FileError{Op: "read", File: file, Dir: dir, Err: fmt.Errorf("no %q", key)}
+	}
+	return n, nil
+}
+
+// unwrapPath strips *os.PathError (FileError already names the path).
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func errnoName(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if n := unix.ErrnoName(errno); n != "" {
+			return n
+		}
+	}
+	return err.Error()
+}

@@ -1,0 +1,52 @@
+//go:build !linux
+
+package cgroups
+
+// Detect returns ErrNotSupported.
+func Detect() (Layout, error) { return Layout{}, ErrNotSupported }
+
+// CheckAccess returns ErrNotSupported.
+func (l Layout) CheckAccess(parent string) error { return ErrNotSupported }
+
+// Task is one task's cgroups; it cannot exist on this platform.
+type Task struct{}
+
+// NewTask returns ErrNotSupported.
+func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
+	return nil, ErrNotSupported
+}
+
+// OpenTask returns ErrNotSupported.
+func (l Layout) OpenTask(parent, name string) (*Task, error) { return nil, ErrNotSupported }
+
+// Paths returns nil.
+func (t *Task) Paths() map[string]string { return nil }
+
+// UnifiedDir returns "".
+func (t *Task) UnifiedDir() string { return "" }
+
+// FD returns ErrNotSupported.
+func (t *Task) FD() (int, error) { return -1, ErrNotSupported }
+
+// AddProc returns ErrNotSupported.
+func (t *Task) AddProc(pid int) error { return ErrNotSupported }
+
+// Update returns ErrNotSupported.
+func (t *Task) Update(limits Limits) error { return ErrNotSupported }
+
+// Usage returns ErrNotSupported.
+func (t *Task) Usage() (Usage, error) { return Usage{}, ErrNotSupported }
+
+// OOMKilled returns ErrNotSupported.
+func (t *Task) OOMKilled() (bool, error) { return false, ErrNotSupported }
+
+// Procs returns ErrNotSupported.
+func (t *Task) Procs() ([]int, error) { return nil, ErrNotSupported }
+
+// Kill returns ErrNotSupported.
+func (t *Task) Kill() error { return ErrNotSupported }
+
+// Destroy returns ErrNotSupported.
+func (t *Task) Destroy() error { return ErrNotSupported }
+
+func errnoName(err error) string { return err.Error() }

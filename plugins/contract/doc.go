@@ -1,0 +1,14 @@
+// Package contract defines the dcos plugin contracts: the typed Go interfaces
+// a task driver (Driver) and an isolator (Isolator) implement, and the
+// go-plugin glue that carries them over gRPC between a host (the agent) and a
+// plugin process.
+//
+// Files are split as Nomad splits its driver plugins: the contracts
+// (driver.go, isolator.go, errors.go), the go-plugin glue (plugin.go), the
+// gRPC clients (*_client.go) and servers (*_server.go), and the wire protocol
+// (proto/v1, generated).
+//
+// It is not the plugin host: discovering plugins, checksum catalogs, restarts
+// and log forwarding belong to the agent. Vendors import sdk/plugin, not this
+// package.
+package contract

@@ -1,0 +1,180 @@
+package contract
+
+import (
+	"context"
+	"time"
+)
+
+// HandleVersion is the version of TaskHandle this package writes. A driver
+// stamps it into the handles StartTask returns and refuses, in RecoverTask,
+// versions it cannot read with ErrHandleVersion.
+const HandleVersion = 1
+
+// Driver is a task driver: it starts, watches and tears down tasks on one
+// node. It is shaped after Nomad's DriverPlugin.
+//
+// All methods are safe for concurrent use. Task IDs are chosen by the host and
+// are unique on a node. Methods that take a task ID return an error wrapping
+// ErrTaskNotFound for an ID the driver does not know, except DestroyTask,
+// which is idempotent. Calls a driver does not support return ErrNotSupported.
+type Driver interface {
+	// Capabilities reports what the driver supports. It is cheap and has no
+	// side effects.
+	Capabilities(ctx context.Context) (*Capabilities, error)
+
+	// Fingerprint reports the driver's health on this node and attributes
+	// for placement (e.g. "driver.exec.version").
+	Fingerprint(ctx context.Context) (*Fingerprint, error)
+
+	// StartTask starts cfg and returns its handle once the task runs. The
+	// handle is opaque to the host, which checkpoints it and passes it to
+	// RecoverTask after a restart. Starting an ID that is already running
+	// is an error.
+	StartTask(ctx context.Context, cfg *TaskConfig) (*TaskHandle, error)
+
+	// WaitTask blocks until the task exits or ctx is done, and returns how
+	// it exited. It may be called any number of times, concurrently, and
+	// after the task has exited (until DestroyTask).
+	WaitTask(ctx context.Context, taskID string) (*ExitResult, error)
+
+	// StopTask sends signal (e.g. "SIGTERM"; empty means SIGTERM) and, if the
+	// task is still running after timeout, kills it. It returns once the
+	// task has exited. Stopping an exited task is not an error.
+	StopTask(ctx context.Context, taskID string, timeout time.Duration, signal string) error
+
+	// DestroyTask releases every resource of the task and forgets it. A
+	// running task is refused unless force, which kills it first.
+	// DestroyTask is idempotent: destroying an unknown or already destroyed
+	// task returns nil.
+	DestroyTask(ctx context.Context, taskID string, force bool) error
+
+	// InspectTask returns the task's current status.
+	InspectTask(ctx context.Context, taskID string) (*TaskStatus, error)
+
+	// TaskStats returns the task's resource usage at the time of the call.
+	TaskStats(ctx context.Context, taskID string) (*TaskUsage, error)
+
+	// SignalTask sends sig (e.g. "SIGHUP") to the task.
+	SignalTask(ctx context.Context, taskID string, sig string) error
+
+	// RecoverTask reattaches to a task started by an earlier instance of the
+	// driver, from the handle StartTask returned. A handle of a version the
+	// driver cannot read returns ErrHandleVersion. Recovering a task the
+	// driver already tracks is a no-op.
+	RecoverTask(ctx context.Context, handle *TaskHandle) error
+}
+
+// FSIsolation names the filesystem isolation a driver gives its tasks.
+type FSIsolation string
+
+const (
+	FSIsolationNone   FSIsolation = "none"   // tasks see the host filesystem
+	FSIsolationChroot FSIsolation = "chroot" // tasks run in a chroot
+	FSIsolationImage  FSIsolation = "image"  // tasks run in their own image
+)
+
+// Capabilities is what a driver supports.
+type Capabilities struct {
+	SendSignals  bool        // SignalTask works
+	FSIsolation  FSIsolation // filesystem isolation of tasks
+	RecoverTasks bool        // RecoverTask reattaches to running tasks
+}
+
+// Health is a driver's health on a node.
+type Health int
+
+const (
+	HealthUndetected Health = iota + 1 // the driver cannot run here (e.g. missing runtime)
+	HealthUnhealthy                    // the driver could run here but is broken
+	HealthHealthy                      // the driver is ready
+)
+
+// Fingerprint is a driver's health and placement attributes on a node.
+type Fingerprint struct {
+	Health            Health
+	HealthDescription string
+	Attributes        map[string]string
+}
+
+// Resources are the limits of a task or container. Zero means unlimited.
+type Resources struct {
+	CPUs     float64
+	MemBytes int64
+	PIDs     int64
+}
+
+// TaskConfig is what to run.
+type TaskConfig struct {
+	ID        string
+	Name      string
+	Command   string
+	Args      []string
+	Env       map[string]string
+	WorkDir   string
+	User      string
+	Resources Resources
+	// DriverConfig is driver-specific configuration, opaque to the host.
+	DriverConfig []byte
+}
+
+// TaskState is where a task is in its life.
+type TaskState int
+
+const (
+	TaskStateUnknown TaskState = iota
+	TaskStateRunning
+	TaskStateExited
+)
+
+func (s TaskState) String() string {
+	switch s {
+	case TaskStateRunning:
+		return "running"
+	case TaskStateExited:
+		return "exited"
+	}
+	return "unknown"
+}
+
+// TaskHandle is a driver's opaque, versioned record of a started task: the
+// host checkpoints it and hands it back to RecoverTask. Only the driver reads
+// DriverState.
+type TaskHandle struct {
+	Version     int
+	Config      *TaskConfig
+	State       TaskState
+	DriverState []byte
+}
+
+// ExitResult is how a task exited.
+type ExitResult struct {
+	ExitCode  int
+	Signal    int // the signal that killed the task, or 0
+	OOMKilled bool
+	Err       string // a driver-side failure, not the task's
+}
+
+// Successful reports whether the task exited with code 0 and no signal.
+func (r *ExitResult) Successful() bool {
+	return r.ExitCode == 0 && r.Signal == 0 && !r.OOMKilled && r.Err == ""
+}
+
+// TaskStatus is a task's state as the driver sees it.
+type TaskStatus struct {
+	ID          string
+	Name        string
+	State       TaskState
+	StartedAt   time.Time
+	CompletedAt time.Time   // zero while running
+	ExitResult  *ExitResult // nil while running
+	Attributes  map[string]string
+}
+
+// TaskUsage is resource usage at one instant.
+type TaskUsage struct {
+	Timestamp      time.Time
+	CPUUserNanos   uint64
+	CPUSystemNanos uint64
+	MemoryRSSBytes uint64
+	PIDs           uint64
+}

@@ -1,0 +1,92 @@
+package contract
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	pluginsv1 "github.com/dcos-kernel/dcos/plugins/contract/proto/v1"
+)
+
+// IsolatorClient is an Isolator that calls an isolator plugin over gRPC.
+// Errors are mapped as DriverClient maps them.
+type IsolatorClient struct {
+	rpc  pluginsv1.IsolatorClient
+	done context.Context
+}
+
+var _ Isolator = (*IsolatorClient)(nil)
+
+// NewIsolatorClient returns an IsolatorClient over conn. done, if not nil, is
+// a context cancelled when the plugin process exits.
+func NewIsolatorClient(done context.Context, conn grpc.ClientConnInterface) *IsolatorClient {
+	return &IsolatorClient{rpc: pluginsv1.NewIsolatorClient(conn), done: done}
+}
+
+// Prepare implements Isolator.
+func (c *IsolatorClient) Prepare(ctx context.Context, containerID string, limits Resources) error {
+	_, err := c.rpc.Prepare(ctx, &pluginsv1.PrepareRequest{ContainerId: containerID, Limits: resourcesToProto(limits)})
+	return fromStatus(c.done, "prepare", err)
+}
+
+// Isolate implements Isolator.
+func (c *IsolatorClient) Isolate(ctx context.Context, containerID string, pid int) error {
+	_, err := c.rpc.Isolate(ctx, &pluginsv1.IsolateRequest{ContainerId: containerID, Pid: int32(pid)})
+	return fromStatus(c.done, "isolate", err)
+}
+
+// Update implements Isolator.
+func (c *IsolatorClient) Update(ctx context.Context, containerID string, limits Resources) error {
+	_, err := c.rpc.Update(ctx, &pluginsv1.UpdateRequest{ContainerId: containerID, Limits: resourcesToProto(limits)})
+	return fromStatus(c.done, "update", err)
+}
+
+// Usage implements Isolator.
+func (c *IsolatorClient) Usage(ctx context.Context, containerID string) (*TaskUsage, error) {
+	resp, err := c.rpc.Usage(ctx, &pluginsv1.UsageRequest{ContainerId: containerID})
+	if err != nil {
+		return nil, fromStatus(c.done, "usage", err)
+	}
+	return usageFromProto(resp.GetUsage()), nil
+}
+
+// Watch implements Isolator. The channel closes when ctx is done, the
+// container is cleaned up, or the stream fails (e.g. the plugin exited).
+func (c *IsolatorClient) Watch(ctx context.Context, containerID string) (<-chan Limitation, error) {
+	stream, err := c.rpc.Watch(ctx, &pluginsv1.WatchRequest{ContainerId: containerID})
+	if err != nil {
+		return nil, fromStatus(c.done, "watch", err)
+	}
+	ch := make(chan Limitation)
+	go func() {
+		defer close(ch)
+		for {
+			l, err := stream.Recv()
+			if err != nil { // io.EOF, ctx done, or the plugin exited
+				return
+			}
+			select {
+			case ch <- Limitation{ContainerID: l.GetContainerId(), Reason: LimitationReason(l.GetReason()), Message: l.GetMessage(), At: timeFromProto(l.GetAt())}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// Cleanup implements Isolator.
+func (c *IsolatorClient) Cleanup(ctx context.Context, containerID string) error {
+	_, err := c.rpc.Cleanup(ctx, &pluginsv1.CleanupRequest{ContainerId: containerID})
+	return fromStatus(c.done, "cleanup", err)
+}
+
+// Recover implements Isolator.
+func (c *IsolatorClient) Recover(ctx context.Context, containers []ContainerState) error {
+	req := &pluginsv1.RecoverRequest{Containers: make([]*pluginsv1.ContainerState, 0, len(containers))}
+	for _, s := range containers {
+		req.Containers = append(req.Containers, &pluginsv1.ContainerState{ContainerId: s.ContainerID, Pid: int32(s.PID), Limits: resourcesToProto(s.Limits)})
+	}
+	_, err := c.rpc.Recover(ctx, req)
+	return fromStatus(c.done, "recover", err)
+}

@@ -1,0 +1,159 @@
+package contract
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pluginsv1 "github.com/dcos-kernel/dcos/plugins/contract/proto/v1"
+)
+
+// ProtocolVersion is the newest plugin protocol version this package speaks.
+// A host offers every version in HostPlugins; a plugin serves the newest
+// version both sides speak. Bump it, and keep serving the old version, for
+// any incompatible change to a contract.
+const ProtocolVersion = 1
+
+// Plugin kinds, the names under which go-plugin dispenses each contract.
+const (
+	KindDriver   = "driver"
+	KindIsolator = "isolator"
+)
+
+// Handshake is the go-plugin handshake of dcos plugins. The magic cookie is
+// not a secret: it stops a user from running a plugin binary by hand by
+// mistake. ProtocolVersion here is only the fallback for hosts that send no
+// version list; negotiation uses VersionedPlugins.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "DCOS_PLUGIN_MAGIC_COOKIE",
+	MagicCookieValue: "4c1f0e3a9d7b2c58e6a1f0d9b3c7e2a5",
+}
+
+// HostPlugins returns the plugin sets a host passes as
+// plugin.ClientConfig.VersionedPlugins: every protocol version it speaks,
+// each with every kind. It returns a fresh map on each call.
+func HostPlugins() map[int]plugin.PluginSet {
+	return map[int]plugin.PluginSet{
+		1: {
+			KindDriver:   &DriverPlugin{},
+			KindIsolator: &IsolatorPlugin{},
+		},
+	}
+}
+
+// DriverPlugin is the plugin.GRPCPlugin of a task driver. A plugin sets Impl;
+// a host leaves it nil and dispenses a Driver.
+type DriverPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Driver
+}
+
+var _ plugin.GRPCPlugin = (*DriverPlugin)(nil)
+
+// GRPCServer registers Impl on s.
+func (p *DriverPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return fmt.Errorf("driver plugin: no implementation")
+	}
+	pluginsv1.RegisterDriverServer(s, &driverServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns a Driver that calls the plugin over conn. done is
+// cancelled when the plugin process exits.
+func (p *DriverPlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return NewDriverClient(done, conn), nil
+}
+
+// IsolatorPlugin is the plugin.GRPCPlugin of an isolator. A plugin sets Impl;
+// a host leaves it nil and dispenses an Isolator.
+type IsolatorPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Isolator
+}
+
+var _ plugin.GRPCPlugin = (*IsolatorPlugin)(nil)
+
+// GRPCServer registers Impl on s.
+func (p *IsolatorPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return fmt.Errorf("isolator plugin: no implementation")
+	}
+	pluginsv1.RegisterIsolatorServer(s, &isolatorServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns an Isolator that calls the plugin over conn. done is
+// cancelled when the plugin process exits.
+func (p *IsolatorPlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return NewIsolatorClient(done, conn), nil
+}
+
+// ServeConfig returns the go-plugin configuration that serves impl as a
+// plugin of kind (KindDriver or KindIsolator) at every protocol version this
+// package speaks. impl must implement the contract of kind.
+func ServeConfig(kind string, impl any) (*plugin.ServeConfig, error) {
+	var p plugin.Plugin
+	switch kind {
+	case KindDriver:
+		d, ok := impl.(Driver)
+		if !ok {
+			return nil, fmt.Errorf("serve %s: %T does not implement contract.Driver", kind, impl)
+		}
+		p = &DriverPlugin{Impl: d}
+	case KindIsolator:
+		i, ok := impl.(Isolator)
+		if !ok {
+			return nil, fmt.Errorf("serve %s: %T does not implement contract.Isolator", kind, impl)
+		}
+		p = &IsolatorPlugin{Impl: i}
+	default:
+		return nil, fmt.Errorf("serve: unknown plugin kind %q", kind)
+	}
+	return &plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {kind: p}},
+		GRPCServer:       plugin.DefaultGRPCServer,
+	}, nil
+}
+
+var incompatibleRE = regexp.MustCompile(`[Pp]lugin version: (\d+), Client versions: \[([\d ]*)\]`)
+
+// ClientError turns an error from plugin.Client.Client into one a user can
+// act on: a version mismatch wraps ErrIncompatibleVersion and says which
+// versions each side speaks, a checksum mismatch says so. Other errors are
+// returned wrapped with path.
+func ClientError(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if m := incompatibleRE.FindStringSubmatch(err.Error()); m != nil {
+		host := strings.ReplaceAll(strings.TrimSpace(m[2]), " ", ", ")
+		return fmt.Errorf("plugin %s speaks protocol version %s, this host speaks %s: use a plugin built for a version the host speaks, or upgrade the host: %w",
+			path, m[1], host, ErrIncompatibleVersion)
+	}
+	if err == plugin.ErrChecksumsDoNotMatch {
+		return fmt.Errorf("plugin %s: refused: its sha256 does not match the registered checksum: %w", path, err)
+	}
+	return fmt.Errorf("plugin %s: %w", path, err)
+}
+
+// Dispense connects c (starting its process if needed) and returns the
+// contract of kind: a Driver for KindDriver, an Isolator for KindIsolator.
+// Errors are those of ClientError.
+func Dispense(c *plugin.Client, path, kind string) (any, error) {
+	rpc, err := c.Client()
+	if err != nil {
+		return nil, ClientError(path, err)
+	}
+	raw, err := rpc.Dispense(kind)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispense %s: %w", path, kind, err)
+	}
+	return raw, nil
+}

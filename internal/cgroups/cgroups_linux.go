@@ -78,7 +78,8 @@ type Task struct {
 // in every hierarchy the layout uses, and writes limits. On a pure v2 host it
 // first enables the memory, cpu and pids controllers in cgroup.subtree_control
 // from the hierarchy's root down to parent (which fails with EBUSY if parent
-// holds processes: give a parent without any).
+// holds processes: give a parent without any). Missing parent directories are
+// created and left in place (Destroy removes only the task's own cgroups).
 //
 // A missing controller or missing permission is a *NotSupportedError; a
 // failed file operation is a *FileError. On error nothing is left behind.
@@ -92,24 +93,28 @@ func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys := []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified}
+	for _, k := range keys {
+		if d, ok := t.paths[k]; ok {
+			if err := mkdir(k, filepath.Dir(d), true); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if l.Mode == ModeUnified {
 		if err := l.enableControllers(filepath.Dir(t.paths[KeyUnified])); err != nil {
 			return nil, err
 		}
 	}
 	var made []string
-	for _, k := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified} {
+	for _, k := range keys {
 		d, ok := t.paths[k]
 		if !ok || slices.Contains(made, d) {
 			continue
 		}
-		if err := os.Mkdir(d, 0o755); err != nil {
+		if err := mkdir(k, d, false); err != nil {
 			rmdirAll(made)
-			ferr := &FileError{Op: "mkdir", Dir: d, Err: unwrapPath(err)}
-			if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
-				return nil, &NotSupportedError{Controller: k, Reason: "cannot create cgroups", Err: ferr}
-			}
-			return nil, ferr
+			return nil, err
 		}
 		made = append(made, d)
 	}
@@ -129,6 +134,25 @@ func (l Layout) OpenTask(parent, name string) (*Task, error) {
 		return nil, err
 	}
 	return &Task{mode: l.Mode, paths: paths, dirs: uniqueDirs(paths), fd: -1}, nil
+}
+
+// mkdir creates cgroup directory d of hierarchy key (and its parents if
+// all), mapping a permission error to a *NotSupportedError.
+func mkdir(key, d string, all bool) error {
+	var err error
+	if all {
+		err = os.MkdirAll(d, 0o755)
+	} else {
+		err = os.Mkdir(d, 0o755)
+	}
+	if err == nil {
+		return nil
+	}
+	ferr := &FileError{Op: "mkdir", Dir: d, Err: unwrapPath(err)}
+	if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return &NotSupportedError{Controller: key, Reason: "cannot create cgroups", Err: ferr}
+	}
+	return ferr
 }
 
 func rmdirAll(dirs []string) {

@@ -137,6 +137,13 @@ func TestPolicy_Place_Hostile(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			p := load(t, h, tc.file, "testdata/"+tc.file+".wasm")
+			if tc.is != ErrDeadline {
+				// Only the loop may meet the deadline: on a loaded machine
+				// (CI runs test packages in parallel, under -race) growing
+				// to the cap can take longer than 1 s, and the test is about
+				// which failure is reported, not about speed.
+				p.Deadline = slack
+			}
 			for i := range 2 { // a second call on a fresh instance fails the same way
 				start := time.Now()
 				d, err := p.Place(s)

@@ -53,7 +53,11 @@ func (l Layout) CheckAccess(parent string) error {
 	if err != nil {
 		return err
 	}
-	for k, p := range paths {
+	for _, k := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified} {
+		p, ok := paths[k]
+		if !ok {
+			continue
+		}
 		dir := filepath.Dir(p)
 		if err := unix.Access(dir, unix.W_OK); err != nil {
 			return &NotSupportedError{Controller: k, Reason: "cannot create cgroups in " + dir, Err: err}

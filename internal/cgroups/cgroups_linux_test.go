@@ -438,3 +438,90 @@ func TestTask_Destroy(t *testing.T) {
 	}
 	destroyAndCheck(t, again)
 }
+
+// TestLayout_NewTask_unprivileged re-runs this test binary as nobody: the
+// agent must learn, through ErrNotSupported naming a controller, that it
+// cannot isolate tasks.
+func TestLayout_NewTask_unprivileged(t *testing.T) {
+	testLayout(t)
+	dir, err := os.MkdirTemp("", "dcos-cgroups-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "cgroups.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestUnprivilegedHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "DCOS_CGROUPS_UNPRIVILEGED=1")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	t.Logf("as nobody:\n%s", out)
+	if err != nil {
+		t.Fatalf("helper as nobody: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestUnprivilegedHelper") {
+		t.Fatal("helper did not run")
+	}
+}
+
+// TestUnprivilegedHelper runs only inside TestLayout_NewTask_unprivileged.
+func TestUnprivilegedHelper(t *testing.T) {
+	if os.Getenv("DCOS_CGROUPS_UNPRIVILEGED") != "1" {
+		t.Skip("helper for TestLayout_NewTask_unprivileged")
+	}
+	if os.Geteuid() == 0 {
+		t.Fatal("helper runs as root")
+	}
+	l, err := Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nse *NotSupportedError
+	err = l.CheckAccess("")
+	if !errors.As(err, &nse) || !errors.Is(err, ErrNotSupported) || nse.Controller == "" {
+		t.Errorf("CheckAccess: %v, want a NotSupportedError naming a controller", err)
+	}
+	t.Logf("CheckAccess: %v", err)
+	name := testName(t)
+	task, err := l.NewTask("", name, Limits{MemoryBytes: 64 << 20})
+	if err == nil {
+		_ = task.Destroy()
+		t.Fatal("NewTask succeeded without privileges")
+	}
+	if !errors.As(err, &nse) || !errors.Is(err, ErrNotSupported) || nse.Controller == "" {
+		t.Errorf("NewTask: %v, want a NotSupportedError naming a controller", err)
+	}
+	t.Logf("NewTask: %v", err)
+	paths, _ := l.taskPaths("", name)
+	for k, d := range paths {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s cgroup %s left behind", k, d)
+		}
+	}
+}
+
+func TestLayout_Check_pureV2OnThisHost(t *testing.T) {
+	l := testLayout(t)
+	if l.Unified == nil || l.Mode == ModeUnified {
+		t.Skip("not a hybrid host")
+	}
+	// On a hybrid host the resource controllers are bound to v1, so the v2
+	// hierarchy alone must be refused, naming a missing controller.
+	v2 := Layout{Mode: ModeUnified, Unified: l.Unified, UnifiedControllers: l.UnifiedControllers}
+	err := v2.Check()
+	var nse *NotSupportedError
+	if !errors.As(err, &nse) || !slices.Contains(requiredV2, nse.Controller) {
+		t.Fatalf("Check() = %v, want a missing-controller error", err)
+	}
+	t.Logf("v2 only: %v (controllers %v)", err, l.UnifiedControllers)
+}

@@ -1,0 +1,16 @@
+// Package plugin is what a vendor imports to write a dcos plugin: a task
+// driver or an isolator that runs as its own process and talks to the agent
+// over gRPC (hashicorp/go-plugin, with a versioned handshake and mutual TLS).
+//
+// A plugin's main implements Driver (or Isolator) and makes one call:
+//
+//	func main() { plugin.ServeDriver(&myDriver{}) }
+//
+// The interfaces, types and errors here are aliases of plugins/contract, so a
+// vendor's types satisfy the agent's contracts exactly. Package plugintest
+// starts a plugin binary through the real handshake and returns a typed
+// client, for a vendor's tests. See docs/plugins.md.
+//
+// It is not the plugin host: discovery, checksum catalogs and restarts belong
+// to the agent.
+package plugin

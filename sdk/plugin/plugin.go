@@ -1,0 +1,91 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+// The contracts a plugin implements. See plugins/contract for each method's
+// contract (idempotence, errors).
+type (
+	Driver   = contract.Driver
+	Isolator = contract.Isolator
+)
+
+// Types of the driver contract.
+type (
+	Capabilities = contract.Capabilities
+	FSIsolation  = contract.FSIsolation
+	Fingerprint  = contract.Fingerprint
+	Health       = contract.Health
+	Resources    = contract.Resources
+	TaskConfig   = contract.TaskConfig
+	TaskHandle   = contract.TaskHandle
+	TaskState    = contract.TaskState
+	ExitResult   = contract.ExitResult
+	TaskStatus   = contract.TaskStatus
+	TaskUsage    = contract.TaskUsage
+)
+
+// Types of the isolator contract.
+type (
+	Limitation       = contract.Limitation
+	LimitationReason = contract.LimitationReason
+	ContainerState   = contract.ContainerState
+)
+
+// Values of the contracts' enumerations.
+const (
+	FSIsolationNone   = contract.FSIsolationNone
+	FSIsolationChroot = contract.FSIsolationChroot
+	FSIsolationImage  = contract.FSIsolationImage
+
+	HealthUndetected = contract.HealthUndetected
+	HealthUnhealthy  = contract.HealthUnhealthy
+	HealthHealthy    = contract.HealthHealthy
+
+	TaskStateUnknown = contract.TaskStateUnknown
+	TaskStateRunning = contract.TaskStateRunning
+	TaskStateExited  = contract.TaskStateExited
+
+	LimitationUnknown = contract.LimitationUnknown
+	LimitationOOM     = contract.LimitationOOM
+	LimitationPIDs    = contract.LimitationPIDs
+	LimitationDisk    = contract.LimitationDisk
+)
+
+// HandleVersion is the TaskHandle version a driver built against this SDK
+// writes; ProtocolVersion the plugin protocol version it speaks.
+const (
+	HandleVersion   = contract.HandleVersion
+	ProtocolVersion = contract.ProtocolVersion
+)
+
+// The contracts' errors. Return them wrapped (fmt.Errorf("...: %w", err));
+// they cross the wire and match errors.Is on the agent.
+var (
+	ErrTaskNotFound  = contract.ErrTaskNotFound
+	ErrNotSupported  = contract.ErrNotSupported
+	ErrHandleVersion = contract.ErrHandleVersion
+)
+
+// ServeDriver serves impl as a task driver plugin and returns when the host
+// stops the plugin. Call it from main; run by hand (not by a host), the
+// binary prints a short explanation and exits with status 1.
+func ServeDriver(impl Driver) { serve(contract.KindDriver, impl) }
+
+// ServeIsolator serves impl as an isolator plugin, as ServeDriver does.
+func ServeIsolator(impl Isolator) { serve(contract.KindIsolator, impl) }
+
+func serve(kind string, impl any) {
+	cfg, err := contract.ServeConfig(kind, impl)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	goplugin.Serve(cfg)
+}

@@ -183,11 +183,15 @@ func (l Layout) enableControllers(dir string) error {
 			return err
 		}
 		have := strings.Fields(cur)
+		var add []string
 		for _, c := range requiredV2 {
 			if !slices.Contains(have, c) {
-				if err := writeFile(d, "cgroup.subtree_control", "+"+c); err != nil {
-					return err
-				}
+				add = append(add, "+"+c)
+			}
+		}
+		if len(add) > 0 {
+			if err := writeFile(d, "cgroup.subtree_control", strings.Join(add, " ")); err != nil {
+				return err
 			}
 		}
 		if i == len(parts) {

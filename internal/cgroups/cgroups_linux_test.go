@@ -525,3 +525,27 @@ func TestLayout_Check_pureV2OnThisHost(t *testing.T) {
 	}
 	t.Logf("v2 only: %v (controllers %v)", err, l.UnifiedControllers)
 }
+
+// BenchmarkLayout_NewTask measures the cgroup part of a task launch: create
+// with limits, then destroy.
+func BenchmarkLayout_NewTask(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("not root")
+	}
+	l, err := Detect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Check(); err != nil {
+		b.Skip(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		task, err := l.NewTask("", fmt.Sprintf("dcos-bench-%d-%d", os.Getpid(), i), Limits{MemoryBytes: 64 << 20, MilliCPU: 500, Pids: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := task.Destroy(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -53,7 +53,7 @@ func (l Layout) CheckAccess(parent string) error {
 	if err != nil {
 		return err
 	}
-	for _, k := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified} {
+	for _, k := range taskKeys {
 		p, ok := paths[k]
 		if !ok {
 			continue
@@ -86,7 +86,8 @@ type Task struct {
 // created and left in place (Destroy removes only the task's own cgroups).
 //
 // A missing controller or missing permission is a *NotSupportedError; a
-// failed file operation is a *FileError. On error nothing is left behind.
+// failed file operation is a *FileError. On error none of the task's own
+// cgroups is left behind.
 // NewTask fails with EEXIST if the task's cgroup already exists (see
 // OpenTask).
 func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
@@ -97,8 +98,7 @@ func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys := []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified}
-	for _, k := range keys {
+	for _, k := range taskKeys {
 		if d, ok := t.paths[k]; ok {
 			if err := mkdir(k, filepath.Dir(d), true); err != nil {
 				return nil, err
@@ -111,7 +111,7 @@ func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
 		}
 	}
 	var made []string
-	for _, k := range keys {
+	for _, k := range taskKeys {
 		d, ok := t.paths[k]
 		if !ok || slices.Contains(made, d) {
 			continue
@@ -130,7 +130,7 @@ func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
 }
 
 // OpenTask returns a handle on the existing task cgroup name beneath parent
-// (as NewTask), without creating or changing anything: for an agent that
+// (as NewTask), without creating, checking or changing anything: for an agent that
 // recovers its tasks after a restart, or removes leftovers with Destroy.
 func (l Layout) OpenTask(parent, name string) (*Task, error) {
 	paths, err := l.taskPaths(parent, name)
@@ -528,4 +528,37 @@ func errnoName(err error) string {
 		}
 	}
 	return err.Error()
+}
+
+// v1Limit renders n for a v1 limit file ("-1" for none).
+func v1Limit(n int64) string {
+	if n <= 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// v2Limit renders n for a v2 limit file or pids.max ("max" for none).
+func v2Limit(n int64) string {
+	if n <= 0 {
+		return "max"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// taskKeys are the Key constants in the order task directories are made,
+// written and reported.
+var taskKeys = []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified}
+
+// uniqueDirs returns the distinct directories of paths (co-mounted v1
+// controllers share one), v1 ones first, in a fixed order.
+func uniqueDirs(paths map[string]string) []string {
+	var out []string
+	for _, k := range taskKeys {
+		d, ok := paths[k]
+		if ok && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -67,22 +67,6 @@ func cpuMax(milli int64) string {
 	return strconv.FormatInt(q, 10) + " " + strconv.Itoa(CFSPeriodUs)
 }
 
-// v1Limit renders n for a v1 limit file ("-1" for none).
-func v1Limit(n int64) string {
-	if n <= 0 {
-		return "-1"
-	}
-	return strconv.FormatInt(n, 10)
-}
-
-// v2Limit renders n for a v2 limit file or pids.max ("max" for none).
-func v2Limit(n int64) string {
-	if n <= 0 {
-		return "max"
-	}
-	return strconv.FormatInt(n, 10)
-}
-
 // Usage is a snapshot of one task's resource use.
 type Usage struct {
 	// CPUTimeNs is the CPU time used, in nanoseconds.

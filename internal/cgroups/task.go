@@ -2,7 +2,6 @@ package cgroups
 
 import (
 	"path"
-	"slices"
 	"strings"
 )
 
@@ -39,17 +38,4 @@ func (l Layout) taskPaths(parent, name string) (map[string]string, error) {
 		p[KeyUnified] = path.Join(l.Unified.Dir(parent), name)
 	}
 	return p, nil
-}
-
-// uniqueDirs returns the distinct directories of paths (co-mounted v1
-// controllers share one), v1 ones first, in a fixed order.
-func uniqueDirs(paths map[string]string) []string {
-	var out []string
-	for _, k := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified} {
-		d, ok := paths[k]
-		if ok && !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	return out
 }

@@ -73,8 +73,8 @@ type Task struct {
 	paths map[string]string // Key* → directory
 	dirs  []string          // distinct directories, v1 first
 
-	mu sync.Mutex
-	fd int // unified directory, -1 until FD is called
+	mu sync.Mutex // guards fd and serializes Update
+	fd int        // unified directory, -1 until FD is called
 }
 
 // NewTask creates the cgroup name beneath parent (a cgroup path as in
@@ -250,13 +250,16 @@ func (t *Task) AddProc(pid int) error {
 	return nil
 }
 
-// Update writes limits to the task's cgroups. It may be called while the task
-// runs; lowering the memory limit below current use makes the kernel reclaim
+// Update writes limits to the task's cgroups; concurrent calls are
+// serialized. It may be called while the task runs; lowering the memory limit below current use makes the kernel reclaim
 // or OOM-kill.
 func (t *Task) Update(limits Limits) error {
 	if err := limits.Validate(); err != nil {
 		return err
 	}
+	// Serialized: the v1 memsw dance must not interleave with another one.
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.mode == ModeUnified {
 		return t.updateV2(limits)
 	}

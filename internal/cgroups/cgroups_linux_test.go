@@ -526,6 +526,31 @@ func TestLayout_Check_pureV2OnThisHost(t *testing.T) {
 	t.Logf("v2 only: %v (controllers %v)", err, l.UnifiedControllers)
 }
 
+func TestTask_concurrent(t *testing.T) {
+	l := testLayout(t)
+	task := newTestTask(t, l, Limits{MemoryBytes: 64 << 20, MilliCPU: 500, Pids: 64})
+	cmd, _ := startGated(t, "sleep 30", nil)
+	errs := make(chan error, 4*8)
+	for i := range 8 {
+		go func() { errs <- task.Update(Limits{MemoryBytes: int64(64+i) << 20, MilliCPU: 500, Pids: 64}) }()
+		go func() { _, err := task.Usage(); errs <- err }()
+		go func() { errs <- task.AddProc(cmd.Process.Pid) }()
+		go func() {
+			if l.Mode == ModeV1 {
+				errs <- nil
+				return
+			}
+			_, err := task.FD()
+			errs <- err
+		}()
+	}
+	for range 4 * 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // BenchmarkLayout_NewTask measures the cgroup part of a task launch: create
 // with limits, then destroy.
 func BenchmarkLayout_NewTask(b *testing.B) {

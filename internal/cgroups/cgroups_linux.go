@@ -251,8 +251,8 @@ func (t *Task) AddProc(pid int) error {
 }
 
 // Update writes limits to the task's cgroups; concurrent calls are
-// serialized. It may be called while the task runs; lowering the memory limit below current use makes the kernel reclaim
-// or OOM-kill.
+// serialized. It may be called while the task runs: lowering the memory
+// limit below current use makes the kernel reclaim or OOM-kill.
 func (t *Task) Update(limits Limits) error {
 	if err := limits.Validate(); err != nil {
 		return err
@@ -402,8 +402,10 @@ func (t *Task) Procs() ([]int, error) {
 
 // Kill kills every process of the task and returns once the task's cgroups
 // are empty: through the v2 cgroup.kill where present, and by sending
-// SIGKILL to every pid in each cgroup.procs until none is left. Processes
-// must still be reaped by their parent. Kill on removed cgroups is a no-op.
+// SIGKILL to every pid in each cgroup.procs until none is left (exited,
+// unreaped processes are not listed, so a parent that has not yet waited
+// does not block it; it must still reap them). It gives up with an error
+// after 500 rounds 10 ms apart. Kill on removed cgroups is a no-op.
 func (t *Task) Kill() error {
 	if d := t.paths[KeyUnified]; d != "" && exists(d, "cgroup.kill") {
 		if err := writeFile(d, "cgroup.kill", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {

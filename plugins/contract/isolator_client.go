@@ -50,15 +50,28 @@ func (c *IsolatorClient) Usage(ctx context.Context, containerID string) (*TaskUs
 	return usageFromProto(resp.GetUsage()), nil
 }
 
-// Watch implements Isolator. The channel closes when ctx is done, the
+// Watch implements Isolator. It returns once the plugin's watch is in place,
+// so no limitation caused after it returns is missed. The channel closes when ctx is done, the
 // container is cleaned up, or the stream fails (e.g. the plugin exited).
 func (c *IsolatorClient) Watch(ctx context.Context, containerID string) (<-chan Limitation, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	stream, err := c.rpc.Watch(ctx, &pluginsv1.WatchRequest{ContainerId: containerID})
 	if err != nil {
+		cancel()
+		return nil, fromStatus(c.done, "watch", err)
+	}
+	// Return only once the plugin's watch is in place (or has failed).
+	md, err := stream.Header()
+	if err == nil && len(md.Get(watchReadyKey)) == 0 {
+		_, err = stream.Recv() // the stream ended without a watch: its status
+	}
+	if err != nil {
+		cancel()
 		return nil, fromStatus(c.done, "watch", err)
 	}
 	ch := make(chan Limitation)
 	go func() {
+		defer cancel()
 		defer close(ch)
 		for {
 			l, err := stream.Recv()

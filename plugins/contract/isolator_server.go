@@ -4,9 +4,14 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	pluginsv1 "github.com/dcos-kernel/dcos/plugins/contract/proto/v1"
 )
+
+// watchReadyKey is the header the server of Watch sends once the
+// implementation's watch is in place.
+const watchReadyKey = "dcos-watch-ready"
 
 // isolatorServer serves an Isolator over gRPC, mapping the contract's
 // sentinels to gRPC codes.
@@ -45,6 +50,11 @@ func (s *isolatorServer) Watch(req *pluginsv1.WatchRequest, stream grpc.ServerSt
 	ch, err := s.impl.Watch(ctx, req.GetContainerId())
 	if err != nil {
 		return toStatus(err)
+	}
+	// Tell the client the watch is in place, so that a limitation caused
+	// after its Watch returns is not missed.
+	if err := stream.SendHeader(metadata.Pairs(watchReadyKey, "1")); err != nil {
+		return err
 	}
 	for {
 		select {

@@ -18,7 +18,7 @@ import (
 	"github.com/dcos-kernel/dcos/sdk/plugin/plugintest"
 )
 
-var testDriver, futureDriver string // plugin binaries built by TestMain
+var testDriver, futureDriver, testIsolator string // plugin binaries built by TestMain
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -35,6 +35,7 @@ func run(m *testing.M) int {
 	for pkg, out := range map[string]*string{
 		"github.com/dcos-kernel/dcos/sdk/plugin/internal/testdriver":   &testDriver,
 		"github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver": &futureDriver,
+		"github.com/dcos-kernel/dcos/sdk/plugin/internal/testisolator": &testIsolator,
 	} {
 		if *out, err = plugintest.Build(dir, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)

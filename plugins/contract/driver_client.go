@@ -21,8 +21,9 @@ type DriverClient struct {
 
 var _ Driver = (*DriverClient)(nil)
 
-// NewDriverClient returns a DriverClient over conn. done, if not nil, is a
-// context cancelled when the plugin process exits.
+// NewDriverClient returns a client over conn. done is a context cancelled when
+// the plugin process exits (go-plugin passes one to GRPCClient); pass
+// context.Background() for a connection with no process behind it.
 func NewDriverClient(done context.Context, conn grpc.ClientConnInterface) *DriverClient {
 	return &DriverClient{rpc: pluginsv1.NewDriverClient(conn), done: done}
 }

@@ -17,8 +17,9 @@ type IsolatorClient struct {
 
 var _ Isolator = (*IsolatorClient)(nil)
 
-// NewIsolatorClient returns an IsolatorClient over conn. done, if not nil, is
-// a context cancelled when the plugin process exits.
+// NewIsolatorClient returns a client over conn. done is a context cancelled when
+// the plugin process exits (go-plugin passes one to GRPCClient); pass
+// context.Background() for a connection with no process behind it.
 func NewIsolatorClient(done context.Context, conn grpc.ClientConnInterface) *IsolatorClient {
 	return &IsolatorClient{rpc: pluginsv1.NewIsolatorClient(conn), done: done}
 }

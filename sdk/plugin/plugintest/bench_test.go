@@ -87,7 +87,7 @@ func dialCapabilities(b *testing.B, sock string) func(context.Context) error {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	d := contract.NewDriverClient(nil, conn)
+	d := contract.NewDriverClient(context.Background(), conn)
 	return func(ctx context.Context) error { _, err := d.Capabilities(ctx); return err }
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -142,11 +143,20 @@ func TestDriver_StopEscalatesToKill(t *testing.T) {
 	defer cancel()
 	d := plugintest.StartDriver(t, testDriver, plugintest.Options{})
 	// The shell ignores SIGTERM; StopTask must SIGKILL it after the timeout.
-	if _, err := d.StartTask(ctx, &sdkplugin.TaskConfig{ID: "stubborn", Command: "sh", Args: []string{"-c", "trap '' TERM; sleep 30 & wait"}}); err != nil {
+	ready := filepath.Join(t.TempDir(), "ready")
+	if _, err := d.StartTask(ctx, &sdkplugin.TaskConfig{ID: "stubborn", Command: "sh",
+		Args: []string{"-c", "trap '' TERM; touch " + ready + "; sleep 30 & wait"}}); err != nil {
 		t.Fatal(err)
 	}
 	killTaskGroup(t, d, "stubborn")
-	time.Sleep(100 * time.Millisecond) // let sh install its trap
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break // the trap is in place
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("task did not install its trap within 10s")
+		}
+	}
 	start := time.Now()
 	if err := d.StopTask(ctx, "stubborn", 300*time.Millisecond, "SIGTERM"); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
 func agentsCommand(e *env) *cli.Command {
@@ -16,14 +17,7 @@ func agentsCommand(e *env) *cli.Command {
 		Description: `Print one row per agent: id, hostname, state, cpus and memory allocated out of
 the agent's total, and labels. -o json prints the ListAgents response.`,
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}
@@ -58,14 +52,7 @@ response.`,
 			&cli.StringFlag{Name: "agent", Usage: "only allocations on agent `ID`"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}
@@ -105,14 +92,7 @@ the ListTasks response with the same filter.`,
 			&cli.StringFlag{Name: "agent", Usage: "only tasks on agent `ID`"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}
@@ -171,6 +151,21 @@ func taskReason(t *syscallsv1.Task) string {
 		return "exit " + strconv.Itoa(int(t.GetExitCode()))
 	}
 	return ""
+}
+
+// listCall prepares a command that takes no arguments and prints a
+// response: it checks the arguments, then returns the output format and a
+// client.
+func listCall(c *cli.Context, e *env) (format, syscallsv1connect.KernelClient, error) {
+	if err := noArgs(c); err != nil {
+		return 0, nil, err
+	}
+	f, err := outputFormat(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	k, err := dial(c, e)
+	return f, k, err
 }
 
 func noArgs(c *cli.Context) error {

@@ -54,14 +54,7 @@ in, module size, the first 12 hex digits of its sha256, how long ago it was
 loaded, and the last failure that made the kernel fall back from it. -o json
 prints the PolicyList response.`,
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}
@@ -274,14 +267,7 @@ func policyRollbackCommand(e *env) *cli.Command {
 print it with the revision of the change. -o json prints the PolicyRollback
 response.`,
 		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}

@@ -209,49 +209,78 @@ type Judgement struct {
 }
 
 // Judge checks a decision against its snapshot without changing anything.
-// A revocation is accepted only on an agent where the decision places a
-// request of strictly higher priority; the room it frees counts for the
-// placements. Every placement must name a request once, an agent, satisfy
-// the request's constraints and fit in what is left on the agent.
+// A revocation is accepted only on an agent where the decision places, and
+// the kernel accepts, a request of strictly higher priority; the room it
+// frees counts for the placements. Every placement must name a request
+// once, an agent, satisfy the request's constraints and fit in what is left
+// on the agent. Because dropping a revocation can make a placement that
+// backed another one fit no more, Judge repeats until the accepted
+// revocations are exactly the backed ones (the set only shrinks, so at
+// most once per revocation).
 func Judge(s *Snapshot, d *Decision) *Judgement {
-	j := &Judgement{Placed: make([]bool, len(s.Requests)), Free: make([]Resources, len(s.Agents))}
+	var rejected []string
+	var revs []int // candidates: in range and named once
+	seen := map[int]bool{}
+	for _, i := range d.Revocations {
+		if i < 0 || i >= len(s.Allocations) || seen[i] {
+			rejected = append(rejected, fmt.Sprintf("revocation names allocation %d of %d (or twice)", i, len(s.Allocations)))
+			continue
+		}
+		seen[i] = true
+		revs = append(revs, i)
+	}
+	for {
+		j := judgePlacements(s, d, revs)
+		var keep, drop []int
+		for _, i := range revs {
+			g := s.Allocations[i]
+			if pr, ok := j.top[g.Agent]; ok && pr > g.Priority {
+				keep = append(keep, i)
+			} else {
+				drop = append(drop, i)
+			}
+		}
+		if len(drop) == 0 {
+			j.Judgement.Revocations = revs
+			j.Judgement.Rejected = append(rejected, j.Judgement.Rejected...)
+			return &j.Judgement
+		}
+		for _, i := range drop {
+			g := s.Allocations[i]
+			rejected = append(rejected, fmt.Sprintf("revocation of %s (priority %d) places nothing of higher priority on %s", g.ID, g.Priority, s.Agents[g.Agent].ID))
+		}
+		revs = keep
+	}
+}
+
+// judged is a Judgement with the highest priority accepted per agent.
+type judged struct {
+	Judgement
+	top map[int]int32
+}
+
+// judgePlacements checks the placements with the room that revs free.
+func judgePlacements(s *Snapshot, d *Decision, revs []int) judged {
+	j := judged{Judgement: Judgement{Placed: make([]bool, len(s.Requests)), Free: make([]Resources, len(s.Agents))}, top: map[int]int32{}}
 	for i, a := range s.Agents {
 		j.Free[i] = a.Free
 	}
-	if len(d.Revocations) > 0 {
-		top := map[int]int32{} // agent → highest priority placed there
-		for _, pl := range d.Placements {
-			if pl.Request < 0 || pl.Request >= len(s.Requests) || pl.Agent < 0 || pl.Agent >= len(s.Agents) {
-				continue
-			}
-			if pr, ok := top[pl.Agent]; !ok || s.Requests[pl.Request].Priority > pr {
-				top[pl.Agent] = s.Requests[pl.Request].Priority
-			}
-		}
-		done := map[int]bool{}
-		for _, i := range d.Revocations {
-			if i < 0 || i >= len(s.Allocations) || done[i] {
-				j.Rejected = append(j.Rejected, fmt.Sprintf("revocation names allocation %d of %d (or twice)", i, len(s.Allocations)))
-				continue
-			}
-			g := s.Allocations[i]
-			if pr, ok := top[g.Agent]; !ok || pr <= g.Priority {
-				j.Rejected = append(j.Rejected, fmt.Sprintf("revocation of %s (priority %d) places nothing of higher priority on %s", g.ID, g.Priority, s.Agents[g.Agent].ID))
-				continue
-			}
-			done[i] = true
-			j.Free[g.Agent] = j.Free[g.Agent].Add(g.Resources)
-			j.Revocations = append(j.Revocations, i)
-		}
+	for _, i := range revs {
+		g := s.Allocations[i]
+		j.Free[g.Agent] = j.Free[g.Agent].Add(g.Resources)
 	}
 	for _, pl := range d.Placements {
 		if why := check(s, pl, j.Placed, j.Free); why != "" {
 			j.Rejected = append(j.Rejected, why)
 			continue
 		}
+		pr := s.Requests[pl.Request].Priority
 		j.Free[pl.Agent] = j.Free[pl.Agent].Sub(s.Requests[pl.Request].Resources)
 		j.Placed[pl.Request] = true
 		j.Placements = append(j.Placements, pl)
+		if t, ok := j.top[pl.Agent]; !ok || pr > t {
+			j.top[pl.Agent] = pr
+		}
 	}
 	return j
 }

@@ -124,16 +124,6 @@ func sortBySeq[T any](xs []T, id func(T) string, prefix string) {
 	}
 }
 
-// HasPending reports whether any allocation waits for placement.
-func (t *Table) HasPending() bool {
-	for _, a := range t.allocs {
-		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_PENDING {
-			return true
-		}
-	}
-	return false
-}
-
 // Cycle runs one allocation cycle: snapshot, policy, judgement, commit
 // into the table. Requests left unplaced get a pending reason, recorded
 // with an ALLOCATION_PENDING event only when it changes (so an idle

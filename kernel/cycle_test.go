@@ -237,3 +237,22 @@ func TestMemoryPer100kTasks(t *testing.T) {
 		t.Fatalf("%.0f bytes per task", per)
 	}
 }
+
+func TestTable_SnapshotRoles(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	tb.SetRoles(map[string]RoleConfig{"web": {Weight: 3, Quota: Resources{MilliCPU: 2000}}})
+	allocate(tb, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: mi}, Role: "web"})
+	c := newChanges()
+	tb.Allocate(fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 100, MemBytes: mi}, Role: "batch"}, t0, c)
+	s := tb.Snapshot(1)
+	if len(s.Roles) != 2 {
+		t.Fatalf("roles %+v", s.Roles)
+	}
+	batch, web := s.Roles[0], s.Roles[1]
+	if web.Name != "web" || web.Weight != 3 || web.Quota.MilliCPU != 2000 || web.Usage.MilliCPU != 1000 {
+		t.Errorf("web: %+v", web)
+	}
+	if batch.Name != "batch" || batch.Weight != 1 || !batch.Quota.IsZero() || !batch.Usage.IsZero() {
+		t.Errorf("batch (pending only, unconfigured): %+v", batch)
+	}
+}

@@ -43,6 +43,8 @@ type Config struct {
 	// DefaultPolicy runs until an operator chooses another (default
 	// native first-fit).
 	DefaultPolicy string
+	// Roles are the operator's DRF weights and quotas, by role name.
+	Roles map[string]RoleConfig
 	// Clock is the kernel's only source of time (default time.Now).
 	Clock func() time.Time
 	// HeartbeatInterval is what agents are told to use (default 1s).
@@ -115,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
+	k.table.SetRoles(cfg.Roles)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
@@ -217,6 +220,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 		return false
 	}
 	k.table, k.stale = Restore(st, now), false
+	k.table.SetRoles(k.cfg.Roles)
 	return true
 }
 

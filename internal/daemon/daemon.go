@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/dcos-kernel/dcos/agent"
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
+	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/plugins/policies"
@@ -71,6 +74,8 @@ var kernelFlags = []cli.Flag{
 	&cli.DurationFlag{Name: "heartbeat-interval", Value: time.Second, Usage: "how often agents heartbeat"},
 	&cli.DurationFlag{Name: "heartbeat-timeout", Value: 10 * time.Second, Usage: "silence after which an agent is marked lost"},
 	&cli.StringFlag{Name: "default-policy", Value: policies.Default, Usage: "allocation policy until an operator loads another (a built-in: " + strings.Join(policies.Names(), ", ") + ", or first-fit)"},
+	&cli.StringSliceFlag{Name: "role-weight", Usage: "DRF weight of a role, NAME=WEIGHT (repeatable; default 1)"},
+	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
 }
 
@@ -194,12 +199,17 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		return err
 	}
 	defer host.Close(context.Background())
+	roles, err := parseRoles(c.StringSlice("role-weight"), c.StringSlice("role-quota"))
+	if err != nil {
+		return err
+	}
 	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
 		Store:             store.New(cli3, c.String("etcd-prefix")),
 		Loader:            wasmLoader{h: host, builtin: shipped},
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),
+		Roles:             roles,
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),
@@ -263,4 +273,39 @@ func parseLabels(kvs []string) (map[string]string, error) {
 		m[k] = v
 	}
 	return m, nil
+}
+
+// parseRoles reads --role-weight NAME=WEIGHT and --role-quota
+// NAME:cpus=..,mem=..,disk=.. into the kernel's role settings.
+func parseRoles(weights, quotas []string) (map[string]kernel.RoleConfig, error) {
+	roles := map[string]kernel.RoleConfig{}
+	for _, w := range weights {
+		name, v, ok := strings.Cut(w, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || name == "" || err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("--role-weight %q: want NAME=WEIGHT with a positive weight", w)
+		}
+		r := roles[name]
+		r.Weight = f
+		roles[name] = r
+	}
+	for _, q := range quotas {
+		name, list, ok := strings.Cut(q, ":")
+		res, err := quantity.ParseResources(list)
+		if !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("--role-quota %q: want NAME:cpus=4,mem=8Gi,disk=100Gi (%v)", q, err)
+		}
+		r := roles[name]
+		if res.CPUs != nil {
+			r.Quota.MilliCPU = int64(math.Round(*res.CPUs * 1000))
+		}
+		if res.MemBytes != nil {
+			r.Quota.Mem = *res.MemBytes
+		}
+		if res.DiskBytes != nil {
+			r.Quota.Disk = *res.DiskBytes
+		}
+		roles[name] = r
+	}
+	return roles, nil
 }

@@ -1,0 +1,35 @@
+package daemon
+
+import (
+	"testing"
+
+	"github.com/dcos-kernel/dcos/kernel"
+)
+
+func TestParseRoles(t *testing.T) {
+	got, err := parseRoles([]string{"web=2", "batch=0.5"}, []string{"batch:cpus=4,mem=1Gi", "ml:disk=10Gi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]kernel.RoleConfig{
+		"web":   {Weight: 2},
+		"batch": {Weight: 0.5, Quota: kernel.Resources{MilliCPU: 4000, Mem: 1 << 30}},
+		"ml":    {Quota: kernel.Resources{Disk: 10 << 30}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("role %s: got %+v, want %+v", k, got[k], v)
+		}
+	}
+	for _, bad := range [][2][]string{
+		{{"web"}, nil}, {{"web=0"}, nil}, {{"web=-1"}, nil}, {{"=2"}, nil}, {{"web=NaN"}, nil},
+		{nil, {"batch"}}, {nil, {"batch:gpus=1"}}, {nil, {":cpus=1"}},
+	} {
+		if _, err := parseRoles(bad[0], bad[1]); err == nil {
+			t.Errorf("parseRoles(%q, %q): want an error", bad[0], bad[1])
+		}
+	}
+}

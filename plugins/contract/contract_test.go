@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -83,11 +84,11 @@ type fakeIsolator struct {
 
 var _ Isolator = (*fakeIsolator)(nil)
 
-func (i *fakeIsolator) Prepare(_ context.Context, id string, l Resources) error {
+func (i *fakeIsolator) Prepare(_ context.Context, id string, l Resources) (*LaunchInfo, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.prepared[id] = l
-	return nil
+	return &LaunchInfo{Cgroups: []string{"/sys/fs/cgroup/memory/" + id}, Env: map[string]string{"ISO": id}}, nil
 }
 func (i *fakeIsolator) Isolate(_ context.Context, id string, pid int) error {
 	i.mu.Lock()
@@ -98,7 +99,8 @@ func (i *fakeIsolator) Isolate(_ context.Context, id string, pid int) error {
 	return nil
 }
 func (i *fakeIsolator) Update(ctx context.Context, id string, l Resources) error {
-	return i.Prepare(ctx, id, l)
+	_, err := i.Prepare(ctx, id, l)
+	return err
 }
 func (i *fakeIsolator) Usage(context.Context, string) (*TaskUsage, error) {
 	return &TaskUsage{MemoryRSSBytes: 1 << 20, PIDs: 2}, nil
@@ -206,8 +208,12 @@ func TestIsolatorClient_RoundTrip(t *testing.T) {
 	iso := dispense(t, KindIsolator, &IsolatorPlugin{Impl: impl}).(Isolator)
 
 	limits := Resources{CPUs: 0.5, MemBytes: 64 << 20, PIDs: 32}
-	if err := iso.Prepare(ctx, "c1", limits); err != nil {
+	li, err := iso.Prepare(ctx, "c1", limits)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := (&LaunchInfo{Cgroups: []string{"/sys/fs/cgroup/memory/c1"}, Env: map[string]string{"ISO": "c1"}}); !reflect.DeepEqual(li, want) {
+		t.Errorf("Prepare = %+v, want %+v", li, want)
 	}
 	if got := impl.prepared["c1"]; got != limits {
 		t.Errorf("prepared limits = %+v, want %+v", got, limits)

@@ -78,6 +78,7 @@ type Capabilities struct {
 	SendSignals  bool        // SignalTask works
 	FSIsolation  FSIsolation // filesystem isolation of tasks
 	RecoverTasks bool        // RecoverTask reattaches to running tasks
+	JoinCgroups  bool        // the task starts inside TaskConfig.Cgroups
 }
 
 // Health is a driver's health on a node.
@@ -115,6 +116,12 @@ type TaskConfig struct {
 	Resources Resources
 	// DriverConfig is driver-specific configuration, opaque to the host.
 	DriverConfig []byte
+	// Cgroups are cgroup directories the task's first process must be a
+	// member of before it runs Command (LaunchInfo.Cgroups of the
+	// isolators). A driver that cannot honour them says so in
+	// Capabilities.JoinCgroups = false; the host then calls
+	// Isolator.Isolate with the pid after StartTask.
+	Cgroups []string
 }
 
 // TaskState is where a task is in its life.

@@ -15,11 +15,14 @@ import (
 // return an error wrapping ErrTaskNotFound for an ID the isolator does not
 // know, except Cleanup, which is idempotent.
 type Isolator interface {
-	// Prepare sets up isolation for a new container with the given limits.
+	// Prepare sets up isolation for a new container with the given limits
+	// and returns what the task's first process needs (see LaunchInfo).
 	// Preparing an ID twice is an error.
-	Prepare(ctx context.Context, containerID string, limits Resources) error
+	Prepare(ctx context.Context, containerID string, limits Resources) (*LaunchInfo, error)
 
-	// Isolate places pid (and its future children) into the container.
+	// Isolate places pid (and its future children) into the container. It
+	// is idempotent: isolating a pid already placed (e.g. by a driver that
+	// honoured LaunchInfo.Cgroups) returns nil.
 	Isolate(ctx context.Context, containerID string, pid int) error
 
 	// Update changes the container's limits.
@@ -40,6 +43,17 @@ type Isolator interface {
 	// Recover rebuilds the isolator's state after a restart from the
 	// containers the host knows of.
 	Recover(ctx context.Context, containers []ContainerState) error
+}
+
+// LaunchInfo is what a container's first process needs from an isolator.
+// The host passes it to the driver in TaskConfig.
+type LaunchInfo struct {
+	// Cgroups are cgroup directories (absolute paths beneath a cgroup
+	// mount) the task's first process must be a member of before it runs
+	// the task's program, so that nothing it forks escapes them.
+	Cgroups []string
+	// Env is added to the task's environment.
+	Env map[string]string
 }
 
 // LimitationReason is why a container hit a limit.

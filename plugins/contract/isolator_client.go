@@ -25,9 +25,12 @@ func NewIsolatorClient(done context.Context, conn grpc.ClientConnInterface) *Iso
 }
 
 // Prepare implements Isolator.
-func (c *IsolatorClient) Prepare(ctx context.Context, containerID string, limits Resources) error {
-	_, err := c.rpc.Prepare(ctx, &pluginsv1.PrepareRequest{ContainerId: containerID, Limits: resourcesToProto(limits)})
-	return fromStatus(c.done, "prepare", err)
+func (c *IsolatorClient) Prepare(ctx context.Context, containerID string, limits Resources) (*LaunchInfo, error) {
+	resp, err := c.rpc.Prepare(ctx, &pluginsv1.PrepareRequest{ContainerId: containerID, Limits: resourcesToProto(limits)})
+	if err != nil {
+		return nil, fromStatus(c.done, "prepare", err)
+	}
+	return &LaunchInfo{Cgroups: resp.GetCgroups(), Env: resp.GetEnv()}, nil
 }
 
 // Isolate implements Isolator.

@@ -23,8 +23,14 @@ type isolatorServer struct {
 var _ pluginsv1.IsolatorServer = (*isolatorServer)(nil)
 
 func (s *isolatorServer) Prepare(ctx context.Context, req *pluginsv1.PrepareRequest) (*pluginsv1.PrepareResponse, error) {
-	err := s.impl.Prepare(ctx, req.GetContainerId(), resourcesFromProto(req.GetLimits()))
-	return &pluginsv1.PrepareResponse{}, toStatus(err)
+	li, err := s.impl.Prepare(ctx, req.GetContainerId(), resourcesFromProto(req.GetLimits()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if li == nil {
+		li = &LaunchInfo{}
+	}
+	return &pluginsv1.PrepareResponse{Cgroups: li.Cgroups, Env: li.Env}, nil
 }
 
 func (s *isolatorServer) Isolate(ctx context.Context, req *pluginsv1.IsolateRequest) (*pluginsv1.IsolateResponse, error) {

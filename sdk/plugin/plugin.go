@@ -33,6 +33,7 @@ type (
 
 // Types of the isolator contract.
 type (
+	LaunchInfo       = contract.LaunchInfo
 	Limitation       = contract.Limitation
 	LimitationReason = contract.LimitationReason
 	ContainerState   = contract.ContainerState

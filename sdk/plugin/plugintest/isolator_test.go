@@ -25,8 +25,12 @@ func TestIsolator_Lifecycle(t *testing.T) {
 	if err := iso.Isolate(ctx, "c1", proc.Process.Pid); !errors.Is(err, sdkplugin.ErrTaskNotFound) {
 		t.Errorf("Isolate before Prepare: err = %v, want ErrTaskNotFound", err)
 	}
-	if err := iso.Prepare(ctx, "c1", sdkplugin.Resources{CPUs: 0.5, MemBytes: 64 << 20}); err != nil {
+	li, err := iso.Prepare(ctx, "c1", sdkplugin.Resources{CPUs: 0.5, MemBytes: 64 << 20})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if li.Env["TEST_ISOLATOR"] != "c1" {
+		t.Errorf("Prepare launch info = %+v, want env TEST_ISOLATOR=c1", li)
 	}
 	if err := iso.Isolate(ctx, "c1", proc.Process.Pid); err != nil {
 		t.Fatal(err)

@@ -135,6 +135,7 @@ type DriverCapabilities struct {
 	SendSignals   bool                   `protobuf:"varint,1,opt,name=send_signals,json=sendSignals,proto3" json:"send_signals,omitempty"`
 	FsIsolation   string                 `protobuf:"bytes,2,opt,name=fs_isolation,json=fsIsolation,proto3" json:"fs_isolation,omitempty"`
 	RecoverTasks  bool                   `protobuf:"varint,3,opt,name=recover_tasks,json=recoverTasks,proto3" json:"recover_tasks,omitempty"`
+	JoinCgroups   bool                   `protobuf:"varint,4,opt,name=join_cgroups,json=joinCgroups,proto3" json:"join_cgroups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +187,13 @@ func (x *DriverCapabilities) GetFsIsolation() string {
 func (x *DriverCapabilities) GetRecoverTasks() bool {
 	if x != nil {
 		return x.RecoverTasks
+	}
+	return false
+}
+
+func (x *DriverCapabilities) GetJoinCgroups() bool {
+	if x != nil {
+		return x.JoinCgroups
 	}
 	return false
 }
@@ -427,16 +435,19 @@ func (x *Resources) GetPids() int64 {
 }
 
 type TaskConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Command       string                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
-	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	WorkDir       string                 `protobuf:"bytes,6,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
-	User          string                 `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,8,opt,name=resources,proto3" json:"resources,omitempty"`
-	DriverConfig  []byte                 `protobuf:"bytes,9,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Command      string                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	Args         []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Env          map[string]string      `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	WorkDir      string                 `protobuf:"bytes,6,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	User         string                 `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	Resources    *Resources             `protobuf:"bytes,8,opt,name=resources,proto3" json:"resources,omitempty"`
+	DriverConfig []byte                 `protobuf:"bytes,9,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
+	// cgroups the task's first process joins before it runs (from the
+	// isolators' Prepare).
+	Cgroups       []string `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +541,13 @@ func (x *TaskConfig) GetResources() *Resources {
 func (x *TaskConfig) GetDriverConfig() []byte {
 	if x != nil {
 		return x.DriverConfig
+	}
+	return nil
+}
+
+func (x *TaskConfig) GetCgroups() []string {
+	if x != nil {
+		return x.Cgroups
 	}
 	return nil
 }
@@ -1546,11 +1564,12 @@ var File_v1_driver_proto protoreflect.FileDescriptor
 
 const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n" +
+	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
 	"\x12DriverCapabilities\x12!\n" +
 	"\fsend_signals\x18\x01 \x01(\bR\vsendSignals\x12!\n" +
 	"\ffs_isolation\x18\x02 \x01(\tR\vfsIsolation\x12#\n" +
-	"\rrecover_tasks\x18\x03 \x01(\bR\frecoverTasks\"\x15\n" +
+	"\rrecover_tasks\x18\x03 \x01(\bR\frecoverTasks\x12!\n" +
+	"\fjoin_cgroups\x18\x04 \x01(\bR\vjoinCgroups\"\x15\n" +
 	"\x13CapabilitiesRequest\"_\n" +
 	"\x14CapabilitiesResponse\x12G\n" +
 	"\fcapabilities\x18\x01 \x01(\v2#.dcos.plugins.v1.DriverCapabilitiesR\fcapabilities\"\x14\n" +
@@ -1567,7 +1586,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xdc\x02\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xf6\x02\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1578,7 +1597,9 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\bwork_dir\x18\x06 \x01(\tR\aworkDir\x12\x12\n" +
 	"\x04user\x18\a \x01(\tR\x04user\x128\n" +
 	"\tresources\x18\b \x01(\v2\x1a.dcos.plugins.v1.ResourcesR\tresources\x12#\n" +
-	"\rdriver_config\x18\t \x01(\fR\fdriverConfig\x1a6\n" +
+	"\rdriver_config\x18\t \x01(\fR\fdriverConfig\x12\x18\n" +
+	"\acgroups\x18\n" +
+	" \x03(\tR\acgroups\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +

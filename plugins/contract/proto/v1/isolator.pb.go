@@ -132,8 +132,14 @@ func (x *PrepareRequest) GetLimits() *Resources {
 	return nil
 }
 
+// LaunchInfo is what the task's first process needs from the isolator.
 type PrepareResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cgroups are the cgroup directories the task's first process must be a
+	// member of before it runs the task's program.
+	Cgroups []string `protobuf:"bytes,1,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
+	// env is added to the task's environment.
+	Env           map[string]string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +172,20 @@ func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use PrepareResponse.ProtoReflect.Descriptor instead.
 func (*PrepareResponse) Descriptor() ([]byte, []int) {
 	return file_v1_isolator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PrepareResponse) GetCgroups() []string {
+	if x != nil {
+		return x.Cgroups
+	}
+	return nil
+}
+
+func (x *PrepareResponse) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
 }
 
 type IsolateRequest struct {
@@ -771,8 +791,13 @@ const file_v1_isolator_proto_rawDesc = "" +
 	"\x11v1/isolator.proto\x12\x0fdcos.plugins.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0fv1/driver.proto\"g\n" +
 	"\x0ePrepareRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x122\n" +
-	"\x06limits\x18\x02 \x01(\v2\x1a.dcos.plugins.v1.ResourcesR\x06limits\"\x11\n" +
-	"\x0fPrepareResponse\"E\n" +
+	"\x06limits\x18\x02 \x01(\v2\x1a.dcos.plugins.v1.ResourcesR\x06limits\"\xa0\x01\n" +
+	"\x0fPrepareResponse\x12\x18\n" +
+	"\acgroups\x18\x01 \x03(\tR\acgroups\x12;\n" +
+	"\x03env\x18\x02 \x03(\v2).dcos.plugins.v1.PrepareResponse.EnvEntryR\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
 	"\x0eIsolateRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\"\x11\n" +
@@ -832,7 +857,7 @@ func file_v1_isolator_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_isolator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_isolator_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_v1_isolator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_v1_isolator_proto_goTypes = []any{
 	(LimitationReason)(0),         // 0: dcos.plugins.v1.LimitationReason
 	(*PrepareRequest)(nil),        // 1: dcos.plugins.v1.PrepareRequest
@@ -850,37 +875,39 @@ var file_v1_isolator_proto_goTypes = []any{
 	(*ContainerState)(nil),        // 13: dcos.plugins.v1.ContainerState
 	(*RecoverRequest)(nil),        // 14: dcos.plugins.v1.RecoverRequest
 	(*RecoverResponse)(nil),       // 15: dcos.plugins.v1.RecoverResponse
-	(*Resources)(nil),             // 16: dcos.plugins.v1.Resources
-	(*TaskUsage)(nil),             // 17: dcos.plugins.v1.TaskUsage
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	nil,                           // 16: dcos.plugins.v1.PrepareResponse.EnvEntry
+	(*Resources)(nil),             // 17: dcos.plugins.v1.Resources
+	(*TaskUsage)(nil),             // 18: dcos.plugins.v1.TaskUsage
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_v1_isolator_proto_depIdxs = []int32{
-	16, // 0: dcos.plugins.v1.PrepareRequest.limits:type_name -> dcos.plugins.v1.Resources
-	16, // 1: dcos.plugins.v1.UpdateRequest.limits:type_name -> dcos.plugins.v1.Resources
-	17, // 2: dcos.plugins.v1.UsageResponse.usage:type_name -> dcos.plugins.v1.TaskUsage
-	0,  // 3: dcos.plugins.v1.Limitation.reason:type_name -> dcos.plugins.v1.LimitationReason
-	18, // 4: dcos.plugins.v1.Limitation.at:type_name -> google.protobuf.Timestamp
-	16, // 5: dcos.plugins.v1.ContainerState.limits:type_name -> dcos.plugins.v1.Resources
-	13, // 6: dcos.plugins.v1.RecoverRequest.containers:type_name -> dcos.plugins.v1.ContainerState
-	1,  // 7: dcos.plugins.v1.Isolator.Prepare:input_type -> dcos.plugins.v1.PrepareRequest
-	3,  // 8: dcos.plugins.v1.Isolator.Isolate:input_type -> dcos.plugins.v1.IsolateRequest
-	5,  // 9: dcos.plugins.v1.Isolator.Update:input_type -> dcos.plugins.v1.UpdateRequest
-	7,  // 10: dcos.plugins.v1.Isolator.Usage:input_type -> dcos.plugins.v1.UsageRequest
-	9,  // 11: dcos.plugins.v1.Isolator.Watch:input_type -> dcos.plugins.v1.WatchRequest
-	11, // 12: dcos.plugins.v1.Isolator.Cleanup:input_type -> dcos.plugins.v1.CleanupRequest
-	14, // 13: dcos.plugins.v1.Isolator.Recover:input_type -> dcos.plugins.v1.RecoverRequest
-	2,  // 14: dcos.plugins.v1.Isolator.Prepare:output_type -> dcos.plugins.v1.PrepareResponse
-	4,  // 15: dcos.plugins.v1.Isolator.Isolate:output_type -> dcos.plugins.v1.IsolateResponse
-	6,  // 16: dcos.plugins.v1.Isolator.Update:output_type -> dcos.plugins.v1.UpdateResponse
-	8,  // 17: dcos.plugins.v1.Isolator.Usage:output_type -> dcos.plugins.v1.UsageResponse
-	10, // 18: dcos.plugins.v1.Isolator.Watch:output_type -> dcos.plugins.v1.Limitation
-	12, // 19: dcos.plugins.v1.Isolator.Cleanup:output_type -> dcos.plugins.v1.CleanupResponse
-	15, // 20: dcos.plugins.v1.Isolator.Recover:output_type -> dcos.plugins.v1.RecoverResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	17, // 0: dcos.plugins.v1.PrepareRequest.limits:type_name -> dcos.plugins.v1.Resources
+	16, // 1: dcos.plugins.v1.PrepareResponse.env:type_name -> dcos.plugins.v1.PrepareResponse.EnvEntry
+	17, // 2: dcos.plugins.v1.UpdateRequest.limits:type_name -> dcos.plugins.v1.Resources
+	18, // 3: dcos.plugins.v1.UsageResponse.usage:type_name -> dcos.plugins.v1.TaskUsage
+	0,  // 4: dcos.plugins.v1.Limitation.reason:type_name -> dcos.plugins.v1.LimitationReason
+	19, // 5: dcos.plugins.v1.Limitation.at:type_name -> google.protobuf.Timestamp
+	17, // 6: dcos.plugins.v1.ContainerState.limits:type_name -> dcos.plugins.v1.Resources
+	13, // 7: dcos.plugins.v1.RecoverRequest.containers:type_name -> dcos.plugins.v1.ContainerState
+	1,  // 8: dcos.plugins.v1.Isolator.Prepare:input_type -> dcos.plugins.v1.PrepareRequest
+	3,  // 9: dcos.plugins.v1.Isolator.Isolate:input_type -> dcos.plugins.v1.IsolateRequest
+	5,  // 10: dcos.plugins.v1.Isolator.Update:input_type -> dcos.plugins.v1.UpdateRequest
+	7,  // 11: dcos.plugins.v1.Isolator.Usage:input_type -> dcos.plugins.v1.UsageRequest
+	9,  // 12: dcos.plugins.v1.Isolator.Watch:input_type -> dcos.plugins.v1.WatchRequest
+	11, // 13: dcos.plugins.v1.Isolator.Cleanup:input_type -> dcos.plugins.v1.CleanupRequest
+	14, // 14: dcos.plugins.v1.Isolator.Recover:input_type -> dcos.plugins.v1.RecoverRequest
+	2,  // 15: dcos.plugins.v1.Isolator.Prepare:output_type -> dcos.plugins.v1.PrepareResponse
+	4,  // 16: dcos.plugins.v1.Isolator.Isolate:output_type -> dcos.plugins.v1.IsolateResponse
+	6,  // 17: dcos.plugins.v1.Isolator.Update:output_type -> dcos.plugins.v1.UpdateResponse
+	8,  // 18: dcos.plugins.v1.Isolator.Usage:output_type -> dcos.plugins.v1.UsageResponse
+	10, // 19: dcos.plugins.v1.Isolator.Watch:output_type -> dcos.plugins.v1.Limitation
+	12, // 20: dcos.plugins.v1.Isolator.Cleanup:output_type -> dcos.plugins.v1.CleanupResponse
+	15, // 21: dcos.plugins.v1.Isolator.Recover:output_type -> dcos.plugins.v1.RecoverResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_v1_isolator_proto_init() }
@@ -895,7 +922,7 @@ func file_v1_isolator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_isolator_proto_rawDesc), len(file_v1_isolator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,14 +31,14 @@ var _ plugin.Isolator = (*isolator)(nil)
 
 func newIsolator() *isolator { return &isolator{containers: map[string]*container{}} }
 
-func (i *isolator) Prepare(_ context.Context, id string, limits plugin.Resources) error {
+func (i *isolator) Prepare(_ context.Context, id string, limits plugin.Resources) (*plugin.LaunchInfo, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if _, ok := i.containers[id]; ok {
-		return fmt.Errorf("prepare %q: already prepared", id)
+		return nil, fmt.Errorf("prepare %q: already prepared", id)
 	}
 	i.containers[id] = &container{limits: limits}
-	return nil
+	return &plugin.LaunchInfo{Env: map[string]string{"TEST_ISOLATOR": id}}, nil
 }
 
 func (i *isolator) lookup(id string) (*container, error) {

@@ -34,7 +34,7 @@ func taskConfigToProto(c *TaskConfig) *pluginsv1.TaskConfig {
 	return &pluginsv1.TaskConfig{
 		Id: c.ID, Name: c.Name, Command: c.Command, Args: c.Args, Env: c.Env,
 		WorkDir: c.WorkDir, User: c.User, Resources: resourcesToProto(c.Resources),
-		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups,
+		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups, StdoutPath: c.StdoutPath, StderrPath: c.StderrPath,
 	}
 }
 
@@ -45,7 +45,7 @@ func taskConfigFromProto(c *pluginsv1.TaskConfig) *TaskConfig {
 	return &TaskConfig{
 		ID: c.GetId(), Name: c.GetName(), Command: c.GetCommand(), Args: c.GetArgs(), Env: c.GetEnv(),
 		WorkDir: c.GetWorkDir(), User: c.GetUser(), Resources: resourcesFromProto(c.GetResources()),
-		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(),
+		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(), StdoutPath: c.GetStdoutPath(), StderrPath: c.GetStderrPath(),
 	}
 }
 
@@ -122,13 +122,13 @@ func usageToProto(u *TaskUsage) *pluginsv1.TaskUsage {
 	}
 	return &pluginsv1.TaskUsage{
 		Timestamp: timeToProto(u.Timestamp), CpuUserNs: u.CPUUserNanos, CpuSystemNs: u.CPUSystemNanos,
-		MemoryRssBytes: u.MemoryRSSBytes, Pids: u.PIDs,
+		MemoryRssBytes: u.MemoryRSSBytes, Pids: u.PIDs, MemoryPeakBytes: u.MemoryPeakBytes, OomKills: u.OOMKills,
 	}
 }
 
 func usageFromProto(u *pluginsv1.TaskUsage) *TaskUsage {
 	return &TaskUsage{
 		Timestamp: timeFromProto(u.GetTimestamp()), CPUUserNanos: u.GetCpuUserNs(), CPUSystemNanos: u.GetCpuSystemNs(),
-		MemoryRSSBytes: u.GetMemoryRssBytes(), PIDs: u.GetPids(),
+		MemoryRSSBytes: u.GetMemoryRssBytes(), PIDs: u.GetPids(), MemoryPeakBytes: u.GetMemoryPeakBytes(), OOMKills: u.GetOomKills(),
 	}
 }

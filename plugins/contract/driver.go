@@ -122,6 +122,11 @@ type TaskConfig struct {
 	// Capabilities.JoinCgroups = false; the host then calls
 	// Isolator.Isolate with the pid after StartTask.
 	Cgroups []string
+	// StdoutPath and StderrPath are files (in the task's sandbox) the
+	// task's standard output and error are appended to; empty means
+	// discard.
+	StdoutPath string
+	StderrPath string
 }
 
 // TaskState is where a task is in its life.
@@ -184,4 +189,9 @@ type TaskUsage struct {
 	CPUSystemNanos uint64
 	MemoryRSSBytes uint64
 	PIDs           uint64
+	// MemoryPeakBytes is the most memory the task ever used; 0 if unknown.
+	MemoryPeakBytes uint64
+	// OOMKills counts the task's processes the kernel killed for exceeding
+	// the memory limit.
+	OOMKills uint64
 }

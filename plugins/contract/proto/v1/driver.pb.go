@@ -447,7 +447,10 @@ type TaskConfig struct {
 	DriverConfig []byte                 `protobuf:"bytes,9,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
 	// cgroups the task's first process joins before it runs (from the
 	// isolators' Prepare).
-	Cgroups       []string `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
+	Cgroups []string `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
+	// stdout_path and stderr_path are files the task's output is appended to.
+	StdoutPath    string `protobuf:"bytes,11,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
+	StderrPath    string `protobuf:"bytes,12,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +553,20 @@ func (x *TaskConfig) GetCgroups() []string {
 		return x.Cgroups
 	}
 	return nil
+}
+
+func (x *TaskConfig) GetStdoutPath() string {
+	if x != nil {
+		return x.StdoutPath
+	}
+	return ""
+}
+
+func (x *TaskConfig) GetStderrPath() string {
+	if x != nil {
+		return x.StderrPath
+	}
+	return ""
 }
 
 type TaskHandle struct {
@@ -781,14 +798,16 @@ func (x *TaskStatus) GetAttributes() map[string]string {
 }
 
 type TaskUsage struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Timestamp      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	CpuUserNs      uint64                 `protobuf:"varint,2,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
-	CpuSystemNs    uint64                 `protobuf:"varint,3,opt,name=cpu_system_ns,json=cpuSystemNs,proto3" json:"cpu_system_ns,omitempty"`
-	MemoryRssBytes uint64                 `protobuf:"varint,4,opt,name=memory_rss_bytes,json=memoryRssBytes,proto3" json:"memory_rss_bytes,omitempty"`
-	Pids           uint64                 `protobuf:"varint,5,opt,name=pids,proto3" json:"pids,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Timestamp       *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	CpuUserNs       uint64                 `protobuf:"varint,2,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
+	CpuSystemNs     uint64                 `protobuf:"varint,3,opt,name=cpu_system_ns,json=cpuSystemNs,proto3" json:"cpu_system_ns,omitempty"`
+	MemoryRssBytes  uint64                 `protobuf:"varint,4,opt,name=memory_rss_bytes,json=memoryRssBytes,proto3" json:"memory_rss_bytes,omitempty"`
+	Pids            uint64                 `protobuf:"varint,5,opt,name=pids,proto3" json:"pids,omitempty"`
+	MemoryPeakBytes uint64                 `protobuf:"varint,6,opt,name=memory_peak_bytes,json=memoryPeakBytes,proto3" json:"memory_peak_bytes,omitempty"`
+	OomKills        uint64                 `protobuf:"varint,7,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskUsage) Reset() {
@@ -852,6 +871,20 @@ func (x *TaskUsage) GetMemoryRssBytes() uint64 {
 func (x *TaskUsage) GetPids() uint64 {
 	if x != nil {
 		return x.Pids
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetMemoryPeakBytes() uint64 {
+	if x != nil {
+		return x.MemoryPeakBytes
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetOomKills() uint64 {
+	if x != nil {
+		return x.OomKills
 	}
 	return 0
 }
@@ -1586,7 +1619,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xf6\x02\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xb8\x03\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1599,7 +1632,11 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tresources\x18\b \x01(\v2\x1a.dcos.plugins.v1.ResourcesR\tresources\x12#\n" +
 	"\rdriver_config\x18\t \x01(\fR\fdriverConfig\x12\x18\n" +
 	"\acgroups\x18\n" +
-	" \x03(\tR\acgroups\x1a6\n" +
+	" \x03(\tR\acgroups\x12\x1f\n" +
+	"\vstdout_path\x18\v \x01(\tR\n" +
+	"stdoutPath\x12\x1f\n" +
+	"\vstderr_path\x18\f \x01(\tR\n" +
+	"stderrPath\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
@@ -1631,13 +1668,15 @@ const file_v1_driver_proto_rawDesc = "" +
 	"attributes\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x02\n" +
 	"\tTaskUsage\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1e\n" +
 	"\vcpu_user_ns\x18\x02 \x01(\x04R\tcpuUserNs\x12\"\n" +
 	"\rcpu_system_ns\x18\x03 \x01(\x04R\vcpuSystemNs\x12(\n" +
 	"\x10memory_rss_bytes\x18\x04 \x01(\x04R\x0ememoryRssBytes\x12\x12\n" +
-	"\x04pids\x18\x05 \x01(\x04R\x04pids\"G\n" +
+	"\x04pids\x18\x05 \x01(\x04R\x04pids\x12*\n" +
+	"\x11memory_peak_bytes\x18\x06 \x01(\x04R\x0fmemoryPeakBytes\x12\x1b\n" +
+	"\toom_kills\x18\a \x01(\x04R\boomKills\"G\n" +
 	"\x10StartTaskRequest\x123\n" +
 	"\x06config\x18\x01 \x01(\v2\x1b.dcos.plugins.v1.TaskConfigR\x06config\"H\n" +
 	"\x11StartTaskResponse\x123\n" +

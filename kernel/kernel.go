@@ -350,9 +350,12 @@ func (k *Kernel) RegisterAgent(ctx context.Context, req *pb.RegisterAgentRequest
 
 // Heartbeat records an agent's liveness. It does not touch the store.
 func (k *Kernel) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	if err := ValidateHeartbeat(req); err != nil {
+		return nil, err
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.table.Heartbeat(req.GetAgentId(), k.cfg.Clock()); err != nil {
+	if err := k.table.Heartbeat(req, k.cfg.Clock()); err != nil {
 		return nil, err
 	}
 	return &pb.HeartbeatResponse{}, nil

@@ -24,6 +24,8 @@ type Table struct {
 	allocTasks map[string]map[string]struct{} // allocation id → its task ids
 	used       map[string]Resources           // agent id → resources held by granted allocations
 	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
+	plugins    map[string][]*pb.PluginInfo    // agent id → its plugins (memory only)
+	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
@@ -58,6 +60,8 @@ func NewTable() *Table {
 		allocTasks: map[string]map[string]struct{}{},
 		used:       map[string]Resources{},
 		heartbeat:  map[string]time.Time{},
+		plugins:    map[string][]*pb.PluginInfo{},
+		usage:      map[string]*pb.TaskUsage{},
 	}
 }
 
@@ -198,6 +202,8 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		Args:         r.GetArgs(),
 		Env:          r.GetEnv(),
 		WorkingDir:   r.GetWorkingDir(),
+		Driver:       r.GetDriver(),
+		DriverConfig: r.GetDriverConfig(),
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -278,6 +284,7 @@ func (t *Table) endTask(k *pb.Task, s pb.TaskState, reason string, now time.Time
 
 func (t *Table) forgetTask(k *pb.Task, c *Changes) {
 	delete(t.tasks, k.GetId())
+	delete(t.usage, k.GetId())
 	if m := t.allocTasks[k.GetAllocationId()]; m != nil {
 		delete(m, k.GetId())
 		if len(m) == 0 {
@@ -368,6 +375,7 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	g.Allocated = t.used[id].Proto()
 	t.heartbeat[id] = now
 	c.Agents[id] = g
+	t.plugins[id] = r.GetPlugins()
 	e := event(pb.EventKind_EVENT_KIND_AGENT_REGISTERED, now, "")
 	e.Agent = proto.Clone(g).(*pb.Agent)
 	c.Events = append(c.Events, e)
@@ -382,9 +390,12 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	return resp
 }
 
-// Heartbeat records that an agent is alive. A lost or unknown agent gets
-// FailedPrecondition / NotFound: it must register again.
-func (t *Table) Heartbeat(id string, now time.Time) error {
+// Heartbeat records that an agent is alive, its plugins (when hb names
+// any) and the usage of its live tasks (samples of other tasks are
+// dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
+// must register again.
+func (t *Table) Heartbeat(hb *pb.HeartbeatRequest, now time.Time) error {
+	id := hb.GetAgentId()
 	g := t.agents[id]
 	if g == nil {
 		return errorf(NotFound, "agent_id: no agent %q; register first", clip(id))
@@ -394,6 +405,14 @@ func (t *Table) Heartbeat(id string, now time.Time) error {
 	}
 	t.heartbeat[id] = now
 	g.LastHeartbeat = timestamppb.New(now)
+	if len(hb.GetPlugins()) > 0 {
+		t.plugins[id] = hb.GetPlugins()
+	}
+	for _, u := range hb.GetUsage() {
+		if k := t.tasks[u.GetTaskId()]; k != nil && k.GetAgentId() == id && !terminal(k.GetState()) {
+			t.usage[u.GetTaskId()] = u
+		}
+	}
 	return nil
 }
 
@@ -485,6 +504,9 @@ func (t *Table) Agents() []*pb.Agent {
 		if hb, ok := t.heartbeat[id]; ok {
 			cl.LastHeartbeat = timestamppb.New(hb)
 		}
+		for _, p := range t.plugins[id] {
+			cl.Plugins = append(cl.Plugins, proto.Clone(p).(*pb.PluginInfo))
+		}
 		out = append(out, cl)
 	}
 	return out
@@ -508,7 +530,11 @@ func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
 	add := func(k *pb.Task) {
 		if (p.owns(k.GetOwner()) || p.Role == RoleAgent) && (allocID == "" || k.GetAllocationId() == allocID) &&
 			(agentID == "" || k.GetAgentId() == agentID) {
-			out = append(out, proto.Clone(k).(*pb.Task))
+			cl := proto.Clone(k).(*pb.Task)
+			if u := t.usage[k.GetId()]; u != nil {
+				cl.Usage = proto.Clone(u).(*pb.TaskUsage)
+			}
+			out = append(out, cl)
 		}
 	}
 	for _, k := range t.tasks {

@@ -278,7 +278,7 @@ func TestTable_Expire(t *testing.T) {
 		t.Fatalf("cluster should be full of cpus: %v", leased[0].GetState())
 	}
 	// agent-2 keeps heartbeating, agent-1 goes silent.
-	if err := tb.Heartbeat("agent-2", t0.Add(9*time.Second)); err != nil {
+	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(9*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	c := newChanges()
@@ -300,10 +300,10 @@ func TestTable_Expire(t *testing.T) {
 	if !sawLost || !sawTaskLost || !sawRevoked {
 		t.Fatalf("events: agent lost %v, task lost %v, allocation revoked %v", sawLost, sawTaskLost, sawRevoked)
 	}
-	if err := tb.Heartbeat("agent-1", t0.Add(12*time.Second)); CodeOf(err) != FailedPrecondition {
+	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(12*time.Second)); CodeOf(err) != FailedPrecondition {
 		t.Fatalf("heartbeat of a lost agent: %v", err)
 	}
-	if err := tb.Heartbeat("agent-7", t0); CodeOf(err) != NotFound {
+	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-7"}, t0); CodeOf(err) != NotFound {
 		t.Fatalf("heartbeat of an unknown agent: %v", err)
 	}
 	// The lost agent comes back: it is UP again and nothing is expected of it.
@@ -320,8 +320,8 @@ func TestTable_Expire(t *testing.T) {
 	if _, err := tb.KeepAlive(fwA, []string{leased[0].GetId()}, t0.Add(13500*time.Millisecond), newChanges()); err != nil {
 		t.Fatal(err)
 	}
-	tb.Heartbeat("agent-1", t0.Add(14*time.Second))
-	tb.Heartbeat("agent-2", t0.Add(14*time.Second))
+	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(14*time.Second))
+	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(14*time.Second))
 	tb.Expire(t0.Add(14*time.Second), 10*time.Second, newChanges())
 	if _, live := tb.allocs[leased[0].GetId()]; !live {
 		t.Fatal("kept-alive lease expired early")
@@ -352,4 +352,89 @@ func TestRestore_RoundTrip(t *testing.T) {
 		t.Fatalf("restored used %v seq %d rev %d", r.used["agent-1"], r.seq, r.Revision())
 	}
 	checkUsage(t, r)
+}
+
+func TestTable_PluginsAndUsage(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil), agentReq(4, 1024, nil))
+	tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi},
+		Plugins: []*pb.PluginInfo{{Name: "exec", Kind: "driver", Health: "healthy"}}}, t0, newChanges())
+	as, _ := allocate(tb, fwA, allocReq(3, 64, 2)) // one per agent
+	var tasks []*pb.Task
+	for _, a := range as {
+		k, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: a.GetId(), Command: "x", Driver: "nice", DriverConfig: `{"nice":5}`}, t0, newChanges())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, k)
+	}
+	on := func(agent string) *pb.Task {
+		for _, k := range tasks {
+			if k.GetAgentId() == agent {
+				return k
+			}
+		}
+		t.Fatalf("no task on %s", agent)
+		return nil
+	}
+	mine, other := on("agent-1"), on("agent-2")
+	hb := &pb.HeartbeatRequest{AgentId: "agent-1",
+		Plugins: []*pb.PluginInfo{{Name: "exec", Kind: "driver", Health: "restarting", Restarts: 1}},
+		Usage:   []*pb.TaskUsage{{TaskId: mine.GetId(), CpuNs: 5e6, MemBytes: 1 << 20}, {TaskId: other.GetId(), CpuNs: 1}, {TaskId: "t-99"}}}
+	if err := tb.Heartbeat(hb, t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range tb.Agents() {
+		if g.GetId() == "agent-1" && (len(g.GetPlugins()) != 1 || g.GetPlugins()[0].GetRestarts() != 1) {
+			t.Errorf("agent-1 plugins = %v, want the heartbeat's", g.GetPlugins())
+		}
+	}
+	for _, k := range tb.Tasks(fwA, "", "") {
+		if k.GetDriver() != "nice" || k.GetDriverConfig() != `{"nice":5}` {
+			t.Errorf("task %s driver %q config %q", k.GetId(), k.GetDriver(), k.GetDriverConfig())
+		}
+		switch k.GetId() {
+		case mine.GetId():
+			if k.GetUsage().GetCpuNs() != 5e6 || k.GetUsage().GetMemBytes() != 1<<20 {
+				t.Errorf("usage of %s = %v", k.GetId(), k.GetUsage())
+			}
+		case other.GetId():
+			if k.GetUsage() != nil {
+				t.Errorf("agent-1 reported usage of agent-2's task %s: %v", k.GetId(), k.GetUsage())
+			}
+		}
+	}
+	// A heartbeat without plugins keeps the list; a revoke forgets the usage.
+	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Revoke(fwA, mine.GetAllocationId(), "", t0, newChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tb.usage[mine.GetId()]; ok {
+		t.Error("usage of a forgotten task is kept")
+	}
+	if len(tb.plugins["agent-1"]) != 1 {
+		t.Errorf("plugins after an empty heartbeat = %v", tb.plugins["agent-1"])
+	}
+}
+
+func TestValidateHeartbeatAndDriver(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"driver name", ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Driver: "Bad/Name"}), "driver:"},
+		{"driver config size", ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", DriverConfig: strings.Repeat("x", MaxDriverConfig+1)}), "driver_config:"},
+		{"usage task id", ValidateHeartbeat(&pb.HeartbeatRequest{AgentId: "agent-1", Usage: []*pb.TaskUsage{{}}}), "usage[0].task_id"},
+		{"too many plugins", ValidateHeartbeat(&pb.HeartbeatRequest{Plugins: make([]*pb.PluginInfo, MaxPlugins+1)}), "plugins:"},
+		{"plugin error length", ValidateRegister(&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}, Plugins: []*pb.PluginInfo{{LastError: strings.Repeat("e", 5000)}}}), "plugins[0]"},
+	} {
+		if CodeOf(tc.err) != InvalidArgument || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want InvalidArgument naming %q", tc.name, tc.err, tc.want)
+		}
+	}
+	if err := ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Driver: "nice", DriverConfig: `{}`}); err != nil {
+		t.Errorf("valid launch: %v", err)
+	}
 }

@@ -27,8 +27,15 @@ const (
 	MaxLeaseTTL      = 365 * 24 * time.Hour
 	MinLeaseTTL      = 100 * time.Millisecond
 	MaxLabels        = 64
-	MaxIDs           = 10_000 // ids per KeepAlive
+	MaxIDs           = 10_000   // ids per KeepAlive
+	MaxDriverConfig  = 64 << 10 // bytes of a task's driver_config
+	MaxPlugins       = 256      // plugins an agent reports
+	MaxUsage         = 10_000   // task usage samples per heartbeat
 )
+
+// driverRE is a task driver's name, as the agents' plugin files spell it
+// (dcos-driver-<name>).
+var driverRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 
@@ -186,7 +193,48 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	if size > MaxTaskSpecBytes {
 		return fieldError("args", "command, args, env and working_dir total %d bytes, more than %d", size, MaxTaskSpecBytes)
 	}
+	if d := r.GetDriver(); d != "" && !driverRE.MatchString(d) {
+		return fieldError("driver", "must be 1-63 characters of [a-z0-9_-] starting with a letter or digit, got %q", clip(d))
+	}
+	if n := len(r.GetDriverConfig()); n > MaxDriverConfig {
+		return fieldError("driver_config", "%d bytes, more than %d", n, MaxDriverConfig)
+	}
 	return ValidateResources("resources", r.GetResources(), true)
+}
+
+// validatePlugins checks the plugin list an agent reports.
+func validatePlugins(ps []*pb.PluginInfo) error {
+	if len(ps) > MaxPlugins {
+		return fieldError("plugins", "at most %d, got %d", MaxPlugins, len(ps))
+	}
+	for i, p := range ps {
+		f := fmt.Sprintf("plugins[%d]", i)
+		for _, s := range []string{p.GetName(), p.GetKind(), p.GetHealth(), p.GetSha256()} {
+			if len(s) > MaxStringLen {
+				return fieldError(f, "a field is longer than %d", MaxStringLen)
+			}
+		}
+		if len(p.GetLastError()) > 4096 || len(p.GetPath()) > 4096 {
+			return fieldError(f, "last_error or path longer than 4096")
+		}
+	}
+	return nil
+}
+
+// ValidateHeartbeat checks an agent's heartbeat.
+func ValidateHeartbeat(r *pb.HeartbeatRequest) error {
+	if err := validatePlugins(r.GetPlugins()); err != nil {
+		return err
+	}
+	if len(r.GetUsage()) > MaxUsage {
+		return fieldError("usage", "at most %d samples, got %d", MaxUsage, len(r.GetUsage()))
+	}
+	for i, u := range r.GetUsage() {
+		if u.GetTaskId() == "" || len(u.GetTaskId()) > MaxStringLen {
+			return fieldError(fmt.Sprintf("usage[%d].task_id", i), "required, at most %d characters", MaxStringLen)
+		}
+	}
+	return nil
 }
 
 // ValidateRegister checks an agent's registration.
@@ -214,7 +262,7 @@ func ValidateRegister(r *pb.RegisterAgentRequest) error {
 	if len(r.GetRunningTaskIds()) > MaxIDs {
 		return fieldError("running_task_ids", "at most %d", MaxIDs)
 	}
-	return nil
+	return validatePlugins(r.GetPlugins())
 }
 
 // ValidateReport checks a task status report.

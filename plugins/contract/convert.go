@@ -55,7 +55,7 @@ func handleToProto(h *TaskHandle) *pluginsv1.TaskHandle {
 	}
 	return &pluginsv1.TaskHandle{
 		Version: uint32(h.Version), Config: taskConfigToProto(h.Config),
-		State: pluginsv1.TaskState(h.State), DriverState: h.DriverState,
+		State: pluginsv1.TaskState(h.State), DriverState: h.DriverState, Pid: int32(h.PID),
 	}
 }
 
@@ -65,7 +65,7 @@ func handleFromProto(h *pluginsv1.TaskHandle) *TaskHandle {
 	}
 	return &TaskHandle{
 		Version: int(h.GetVersion()), Config: taskConfigFromProto(h.GetConfig()),
-		State: TaskState(h.GetState()), DriverState: h.GetDriverState(),
+		State: TaskState(h.GetState()), DriverState: h.GetDriverState(), PID: int(h.GetPid()),
 	}
 }
 

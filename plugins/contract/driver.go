@@ -156,6 +156,10 @@ type TaskHandle struct {
 	Config      *TaskConfig
 	State       TaskState
 	DriverState []byte
+	// PID is the task's main process id on the node, 0 if it has none (a
+	// VM, a remote task). The host reports it and uses it for isolators
+	// that need Isolate(pid).
+	PID int
 }
 
 // ExitResult is how a task exited.

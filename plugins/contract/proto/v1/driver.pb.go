@@ -570,11 +570,13 @@ func (x *TaskConfig) GetStderrPath() string {
 }
 
 type TaskHandle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Config        *TaskConfig            `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	State         TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=dcos.plugins.v1.TaskState" json:"state,omitempty"`
-	DriverState   []byte                 `protobuf:"bytes,4,opt,name=driver_state,json=driverState,proto3" json:"driver_state,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Version     uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Config      *TaskConfig            `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	State       TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=dcos.plugins.v1.TaskState" json:"state,omitempty"`
+	DriverState []byte                 `protobuf:"bytes,4,opt,name=driver_state,json=driverState,proto3" json:"driver_state,omitempty"`
+	// pid is the task's main process id on the node (0 if it has none).
+	Pid           int32 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -635,6 +637,13 @@ func (x *TaskHandle) GetDriverState() []byte {
 		return x.DriverState
 	}
 	return nil
+}
+
+func (x *TaskHandle) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
 }
 
 type ExitResult struct {
@@ -1639,13 +1648,14 @@ const file_v1_driver_proto_rawDesc = "" +
 	"stderrPath\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x01\n" +
 	"\n" +
 	"TaskHandle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x123\n" +
 	"\x06config\x18\x02 \x01(\v2\x1b.dcos.plugins.v1.TaskConfigR\x06config\x120\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x1a.dcos.plugins.v1.TaskStateR\x05state\x12!\n" +
-	"\fdriver_state\x18\x04 \x01(\fR\vdriverState\"r\n" +
+	"\fdriver_state\x18\x04 \x01(\fR\vdriverState\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\x05R\x03pid\"r\n" +
 	"\n" +
 	"ExitResult\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x16\n" +

@@ -78,7 +78,8 @@ type Task struct {
 }
 
 // NewTask creates the cgroup name beneath parent (a cgroup path as in
-// /proc/self/cgroup, e.g. "/dcos"; "" for the current process's own cgroup)
+// /proc/self/cgroup, e.g. "/dcos"; or relative to the current process's own
+// cgroup in each hierarchy, e.g. "dcos"; "" for that own cgroup itself)
 // in every hierarchy the layout uses, and writes limits. On a pure v2 host it
 // first enables the memory, cpu and pids controllers in cgroup.subtree_control
 // from the hierarchy's root down to parent (which fails with EBUSY if parent
@@ -320,16 +321,17 @@ func (t *Task) updateV2(l Limits) error {
 	return writeFile(d, "pids.max", v2Limit(l.Pids))
 }
 
-// Usage reads the task's resource use.
+// Usage reads the task's resource use. CPU time is split into user and
+// system time where the kernel gives the split: v2 cpu.stat user_usec and
+// system_usec, or v1 cpuacct.usage apportioned by cpuacct.stat's tick counts.
 func (t *Task) Usage() (Usage, error) {
 	var u Usage
 	var err error
 	if t.mode == ModeUnified {
 		d := t.paths[KeyUnified]
-		if u.CPUTimeNs, err = readKeyed(d, "cpu.stat", "usage_usec"); err != nil {
+		if err = u.readCPUStat(d); err != nil {
 			return u, err
 		}
-		u.CPUTimeNs *= 1000
 		if u.MemoryBytes, err = readUint(d, "memory.current"); err != nil {
 			return u, err
 		}
@@ -341,12 +343,16 @@ func (t *Task) Usage() (Usage, error) {
 		u.OOMKills, err = readKeyed(d, "memory.events", "oom_kill")
 		return u, err
 	}
-	switch {
-	case t.paths[KeyCPUAcct] != "":
-		u.CPUTimeNs, err = readUint(t.paths[KeyCPUAcct], "cpuacct.usage")
+	switch acct := t.paths[KeyCPUAcct]; {
+	case acct != "":
+		if u.CPUTimeNs, err = readUint(acct, "cpuacct.usage"); err != nil {
+			return u, err
+		}
+		if s, rerr := readFile(acct, "cpuacct.stat"); rerr == nil {
+			u.CPUUserNs, u.CPUSystemNs = splitTicks(u.CPUTimeNs, s)
+		}
 	case t.paths[KeyUnified] != "":
-		u.CPUTimeNs, err = readKeyed(t.paths[KeyUnified], "cpu.stat", "usage_usec")
-		u.CPUTimeNs *= 1000
+		err = u.readCPUStat(t.paths[KeyUnified])
 	}
 	if err != nil {
 		return u, err
@@ -360,6 +366,25 @@ func (t *Task) Usage() (Usage, error) {
 	}
 	u.OOMKills, err = readKeyed(mem, "memory.oom_control", "oom_kill")
 	return u, err
+}
+
+// readCPUStat fills the CPU fields from a v2 cpu.stat in dir.
+func (u *Usage) readCPUStat(dir string) error {
+	s, err := readFile(dir, "cpu.stat")
+	if err != nil {
+		return err
+	}
+	total, ok := parseKeyed(s, "usage_usec")
+	if !ok {
+		return &FileError{Op: "read", File: "cpu.stat", Dir: dir, Err: fmt.Errorf("no %q", "usage_usec")}
+	}
+	u.CPUTimeNs = total * 1000
+	user, ok1 := parseKeyed(s, "user_usec")
+	sys, ok2 := parseKeyed(s, "system_usec")
+	if ok1 && ok2 {
+		u.CPUUserNs, u.CPUSystemNs = user*1000, sys*1000
+	}
+	return nil
 }
 
 // OOMKilled reports whether the kernel's OOM killer has killed a process of

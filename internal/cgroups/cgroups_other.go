@@ -50,3 +50,27 @@ func (t *Task) Kill() error { return ErrNotSupported }
 func (t *Task) Destroy() error { return ErrNotSupported }
 
 func errnoName(err error) string { return err.Error() }
+
+// ParentDirs returns ErrNotSupported.
+func (l Layout) ParentDirs(parent string) (map[string]string, error) { return nil, ErrNotSupported }
+
+// MakeParent returns ErrNotSupported.
+func (l Layout) MakeParent(parent string) error { return ErrNotSupported }
+
+// Children returns ErrNotSupported.
+func (l Layout) Children(parent string) ([]string, error) { return nil, ErrNotSupported }
+
+// MoveToLeaf returns ErrNotSupported.
+func (l Layout) MoveToLeaf(p, leaf string) (int, error) { return 0, ErrNotSupported }
+
+// OOMWatch reports a task's OOM kill count; it cannot exist on this platform.
+type OOMWatch struct {
+	// C is never written.
+	C <-chan uint64
+}
+
+// WatchOOM returns ErrNotSupported.
+func (t *Task) WatchOOM() (*OOMWatch, error) { return nil, ErrNotSupported }
+
+// Close returns nil.
+func (w *OOMWatch) Close() error { return nil }

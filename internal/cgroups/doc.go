@@ -12,14 +12,21 @@
 //     pids controllers enabled in its parent's cgroup.subtree_control.
 //   - ModeV1: v1 hierarchies only.
 //
-// Task cgroups are created beneath the agent's own cgroup in each hierarchy
-// (as read from /proc/self/cgroup), or beneath a parent path the caller gives.
+// Task cgroups are created beneath a parent the caller gives: an absolute
+// cgroup path ("/dcos"), or one relative to the agent's own cgroup in each
+// hierarchy as read from /proc/self/cgroup ("dcos"; "" for the own cgroup).
+// MakeParent creates it up front (and reports missing permissions), Children
+// lists what is beneath it, and MoveToLeaf empties a pure v2 cgroup of its
+// processes so it may enable controllers for its children.
 //
 // The parsers of /proc/self/mountinfo and /proc/self/cgroup are pure and
 // build on every platform; everything that touches the host is Linux-only
 // and returns ErrNotSupported elsewhere.
 //
+// Task.WatchOOM reports a task's OOM kill count as it grows, event-driven
+// (v1 cgroup.event_control eventfd, v2 inotify on memory.events).
+//
 // This package is not an isolator: it knows nothing of tasks, allocations or
-// plugins, does not watch for OOM events (callers poll OOMKilled or Usage),
-// and does not attach BPF programs (callers use UnifiedDir or FD for that).
+// plugins, and does not attach BPF programs (callers use UnifiedDir or FD for
+// that). isolators/cgroups builds the isolator on it.
 package cgroups

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // fakeDir makes a directory of empty (or given) cgroup-like files, so the
@@ -47,15 +48,21 @@ func TestTask_Usage_fake(t *testing.T) {
 		"memory.max_usage_in_bytes": "8192\n",
 		"memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
 	})
-	v1acct := fakeDir(t, map[string]string{"cpuacct.usage": "1500000\n"})
+	v1acct := fakeDir(t, map[string]string{"cpuacct.usage": "1500000\n", "cpuacct.stat": "user 2\nsystem 1\n"})
+	v1acctNoStat := fakeDir(t, map[string]string{"cpuacct.usage": "1500000\n"})
+	split := Usage{CPUTimeNs: 1500000, CPUUserNs: 1000000, CPUSystemNs: 500000, MemoryBytes: 4096, MemoryPeakBytes: 8192, OOMKills: 1}
+	nosplit := split
+	nosplit.CPUUserNs, nosplit.CPUSystemNs = 0, 0
 	tests := []struct {
 		name string
 		task *Task
+		want Usage
 	}{
-		{"unified", &Task{mode: ModeUnified, paths: map[string]string{KeyUnified: v2}}},
-		{"hybrid", &Task{mode: ModeHybrid, paths: map[string]string{KeyMemory: v1mem, KeyCPUAcct: v1acct, KeyUnified: v2}}},
-		{"hybrid without cpuacct", &Task{mode: ModeHybrid, paths: map[string]string{KeyMemory: v1mem, KeyUnified: v2}}},
-		{"v1", &Task{mode: ModeV1, paths: map[string]string{KeyMemory: v1mem, KeyCPUAcct: v1acct}}},
+		{"unified", &Task{mode: ModeUnified, paths: map[string]string{KeyUnified: v2}}, split},
+		{"hybrid", &Task{mode: ModeHybrid, paths: map[string]string{KeyMemory: v1mem, KeyCPUAcct: v1acct, KeyUnified: v2}}, split},
+		{"hybrid without cpuacct", &Task{mode: ModeHybrid, paths: map[string]string{KeyMemory: v1mem, KeyUnified: v2}}, split},
+		{"v1", &Task{mode: ModeV1, paths: map[string]string{KeyMemory: v1mem, KeyCPUAcct: v1acct}}, split},
+		{"v1 without cpuacct.stat", &Task{mode: ModeV1, paths: map[string]string{KeyMemory: v1mem, KeyCPUAcct: v1acctNoStat}}, nosplit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,8 +70,8 @@ func TestTask_Usage_fake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := (Usage{CPUTimeNs: 1500000, MemoryBytes: 4096, MemoryPeakBytes: 8192, OOMKills: 1}); u != want {
-				t.Errorf("Usage() = %+v, want %+v", u, want)
+			if u != tt.want {
+				t.Errorf("Usage() = %+v, want %+v", u, tt.want)
 			}
 			if oom, err := tt.task.OOMKilled(); err != nil || !oom {
 				t.Errorf("OOMKilled() = %v, %v", oom, err)
@@ -94,5 +101,48 @@ func TestLayout_enableControllers_fake(t *testing.T) {
 	}
 	if err := l.enableControllers(filepath.Dir(root)); err == nil {
 		t.Error("a directory outside the hierarchy was accepted")
+	}
+}
+
+// TestTask_WatchOOM_fakeV2 drives the v2 (inotify on memory.events) path
+// with a regular file, which inotify reports the same way.
+func TestTask_WatchOOM_fakeV2(t *testing.T) {
+	d := fakeDir(t, map[string]string{"memory.events": "oom 0\noom_kill 0\n"})
+	task := &Task{mode: ModeUnified, paths: map[string]string{KeyUnified: d}, dirs: []string{d}, fd: -1}
+	w, err := task.WatchOOM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	next := func() uint64 {
+		t.Helper()
+		select {
+		case n, ok := <-w.C:
+			if !ok {
+				t.Fatal("C closed")
+			}
+			return n
+		case <-time.After(5 * time.Second):
+			t.Fatal("no count within 5s")
+		}
+		return 0
+	}
+	if n := next(); n != 0 {
+		t.Fatalf("first count %d, want 0", n)
+	}
+	start := time.Now()
+	if err := os.WriteFile(filepath.Join(d, "memory.events"), []byte("oom 2\noom_kill 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := next(); n != 2 {
+		t.Fatalf("count %d, want 2", n)
+	}
+	if el := time.Since(start); el >= oomBackstop {
+		t.Errorf("count arrived after %v: inotify did not fire, the backstop did", el)
+	}
+	w.Close()
+	w.Close()
+	if _, ok := <-w.C; ok {
+		t.Error("C open after Close")
 	}
 }

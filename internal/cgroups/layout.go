@@ -49,11 +49,12 @@ type Hierarchy struct {
 	Self string
 }
 
-// Dir returns the directory of cgroup path p (a path as in /proc/self/cgroup)
-// in this hierarchy. The empty path means Self.
+// Dir returns the directory of cgroup path p in this hierarchy. An absolute p
+// is a path as in /proc/self/cgroup ("/dcos"); a relative one is beneath Self
+// ("dcos" → Self/dcos); the empty path means Self.
 func (h Hierarchy) Dir(p string) string {
-	if p == "" {
-		p = h.Self
+	if !strings.HasPrefix(p, "/") {
+		p = path.Join(h.Self, p)
 	}
 	p = path.Clean("/" + p)
 	if h.Root != "" && h.Root != "/" {

@@ -133,6 +133,20 @@ func TestLayout_taskPaths_parent(t *testing.T) {
 	if got, want := p[KeyUnified], "/sys/fs/cgroup/unified/dcos/tasks/t1"; got != want {
 		t.Errorf("unified = %q, want %q", got, want)
 	}
+	// A relative parent is beneath the process's own cgroup in each hierarchy.
+	p, err = l.taskPaths("dcos", "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		KeyMemory:  "/sys/fs/cgroup/memory/process_api/b4feb53779968599022ea671de27277e/dcos/t1",
+		KeyCPU:     "/sys/fs/cgroup/cpu/dcos/t1",
+		KeyUnified: "/sys/fs/cgroup/unified/dcos/t1",
+	} {
+		if p[k] != want {
+			t.Errorf("relative parent: %s = %q, want %q", k, p[k], want)
+		}
+	}
 	for _, bad := range []string{"", ".", "..", "a/b", "a\x00"} {
 		if _, err := l.taskPaths("", bad); !errors.Is(err, errBadName) {
 			t.Errorf("taskPaths(%q) err = %v, want errBadName", bad, err)

@@ -71,6 +71,9 @@ func cpuMax(milli int64) string {
 type Usage struct {
 	// CPUTimeNs is the CPU time used, in nanoseconds.
 	CPUTimeNs uint64
+	// CPUUserNs and CPUSystemNs split CPUTimeNs into user and system time;
+	// both are 0 when the kernel gives no split.
+	CPUUserNs, CPUSystemNs uint64
 	// MemoryBytes is the memory in use now.
 	MemoryBytes uint64
 	// MemoryPeakBytes is the most memory ever in use (v1
@@ -91,6 +94,22 @@ func parseKeyed(text, key string) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// splitTicks apportions total (ns) between user and system time by the
+// "user" and "system" tick counts of a v1 cpuacct.stat. The two results sum
+// to total. With no ticks counted yet (or a malformed file) it returns 0, 0.
+func splitTicks(total uint64, cpuacctStat string) (user, system uint64) {
+	u, ok1 := parseKeyed(cpuacctStat, "user")
+	s, ok2 := parseKeyed(cpuacctStat, "system")
+	if !ok1 || !ok2 || u+s == 0 {
+		return 0, 0
+	}
+	// total*u can overflow uint64 after ~584 CPU-years/ticks; use floats
+	// for the ratio, exact integers for the sum.
+	user = uint64(float64(total) * float64(u) / float64(u+s))
+	user = min(user, total)
+	return user, total - user
 }
 
 // parsePids parses cgroup.procs.

@@ -67,3 +67,27 @@ func TestParsePids(t *testing.T) {
 		t.Error("no error for bad pid")
 	}
 }
+
+func TestSplitTicks(t *testing.T) {
+	tests := []struct {
+		name         string
+		total        uint64
+		stat         string
+		user, system uint64
+	}{
+		{"proportional", 3000, "user 2\nsystem 1\n", 2000, 1000},
+		{"all user", 3000, "user 5\nsystem 0\n", 3000, 0},
+		{"no ticks yet", 3000, "user 0\nsystem 0\n", 0, 0},
+		{"malformed", 3000, "nonsense", 0, 0},
+		{"rounding keeps the sum", 1000, "user 1\nsystem 2\n", 333, 667},
+		{"huge", 1 << 62, "user 1000000\nsystem 1000000\n", 1 << 61, 1 << 61},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, s := splitTicks(tt.total, tt.stat)
+			if u != tt.user || s != tt.system {
+				t.Errorf("splitTicks(%d, %q) = %d, %d; want %d, %d", tt.total, tt.stat, u, s, tt.user, tt.system)
+			}
+		})
+	}
+}

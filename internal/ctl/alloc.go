@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"encoding/json"
 	"context"
 	"fmt"
 	"math"
@@ -41,6 +42,8 @@ func launchFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable `K=V` of the task, repeatable"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
+		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
+		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 	}
 }
 
@@ -135,6 +138,11 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 		Command:      argv[0],
 		Args:         argv[1:],
 		WorkingDir:   c.String("workdir"),
+		Driver:       c.String("driver"),
+		DriverConfig: c.String("driver-config"),
+	}
+	if dc := req.DriverConfig; dc != "" && !json.Valid([]byte(dc)) {
+		return nil, usagef("--driver-config: not valid JSON: %q", dc)
 	}
 	for _, kv := range c.StringSlice("env") {
 		k, v, ok := strings.Cut(kv, "=")

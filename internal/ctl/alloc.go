@@ -1,8 +1,8 @@
 package ctl
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"

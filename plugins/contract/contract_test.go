@@ -276,8 +276,8 @@ func TestServeConfig(t *testing.T) {
 	if _, err := ServeConfig(KindDriver, &fakeIsolator{}); err == nil {
 		t.Error("ServeConfig(driver, isolator): want error")
 	}
-	if _, err := ServeConfig("net", &fakeDriver{}); err == nil {
-		t.Error("ServeConfig(net): want error")
+	if _, err := ServeConfig("gpu", &fakeDriver{}); err == nil {
+		t.Error("ServeConfig(gpu): want error")
 	}
 	sc, err := ServeConfig(KindDriver, &fakeDriver{})
 	if err != nil || sc.VersionedPlugins[ProtocolVersion][KindDriver] == nil {

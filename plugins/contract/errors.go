@@ -26,6 +26,17 @@ var (
 	// codes.FailedPrecondition.
 	ErrHandleVersion = errors.New("unsupported task handle version")
 
+	// ErrConflict is returned (wrapped) when a request collides with what a
+	// plugin already holds: a host port already taken, a volume ID reused
+	// with another size, a volume still mounted. Asking again unchanged will
+	// fail again. It crosses the wire as codes.AlreadyExists.
+	ErrConflict = errors.New("conflict")
+
+	// ErrExhausted is returned (wrapped) when a pool a plugin allocates from
+	// is empty: no address left in the subnet, no free host port, not enough
+	// disk. It crosses the wire as codes.ResourceExhausted.
+	ErrExhausted = errors.New("resource exhausted")
+
 	// ErrPluginExited is returned (wrapped) by a client call made after, or
 	// interrupted by, the exit of the plugin process.
 	ErrPluginExited = errors.New("plugin process exited")
@@ -52,6 +63,10 @@ func toStatus(err error) error {
 		code = codes.Unimplemented
 	case errors.Is(err, ErrHandleVersion):
 		code = codes.FailedPrecondition
+	case errors.Is(err, ErrConflict):
+		code = codes.AlreadyExists
+	case errors.Is(err, ErrExhausted):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -84,6 +99,14 @@ func fromStatus(done context.Context, op string, err error) error {
 	case codes.FailedPrecondition:
 		if strings.Contains(msg, ErrHandleVersion.Error()) {
 			sentinel = ErrHandleVersion
+		}
+	case codes.AlreadyExists:
+		sentinel = ErrConflict
+	case codes.ResourceExhausted:
+		// gRPC itself uses this code (e.g. a message over the size limit):
+		// only a plugin's own error carries the sentinel's text.
+		if strings.Contains(msg, ErrExhausted.Error()) {
+			sentinel = ErrExhausted
 		}
 	case codes.Canceled:
 		sentinel = context.Canceled

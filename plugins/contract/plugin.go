@@ -22,6 +22,8 @@ const ProtocolVersion = 1
 const (
 	KindDriver   = "driver"
 	KindIsolator = "isolator"
+	KindNet      = "net"
+	KindStorage  = "storage"
 )
 
 // Handshake is the go-plugin handshake of dcos plugins. The magic cookie is
@@ -42,6 +44,8 @@ func HostPlugins() map[int]plugin.PluginSet {
 		1: {
 			KindDriver:   &DriverPlugin{},
 			KindIsolator: &IsolatorPlugin{},
+			KindNet:      &NetPlugin{},
+			KindStorage:  &StoragePlugin{},
 		},
 	}
 }
@@ -94,9 +98,58 @@ func (p *IsolatorPlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, 
 	return NewIsolatorClient(done, conn), nil
 }
 
+// NetPlugin is the plugin.GRPCPlugin of a net driver. A plugin sets Impl; a
+// host leaves it nil and dispenses a NetDriver.
+type NetPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl NetDriver
+}
+
+var _ plugin.GRPCPlugin = (*NetPlugin)(nil)
+
+// GRPCServer registers Impl on s.
+func (p *NetPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return fmt.Errorf("net plugin: no implementation")
+	}
+	pluginsv1.RegisterNetDriverServer(s, &netServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns a NetDriver that calls the plugin over conn. done is
+// cancelled when the plugin process exits.
+func (p *NetPlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return NewNetClient(done, conn), nil
+}
+
+// StoragePlugin is the plugin.GRPCPlugin of a storage driver. A plugin sets
+// Impl; a host leaves it nil and dispenses a StorageDriver.
+type StoragePlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl StorageDriver
+}
+
+var _ plugin.GRPCPlugin = (*StoragePlugin)(nil)
+
+// GRPCServer registers Impl on s.
+func (p *StoragePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return fmt.Errorf("storage plugin: no implementation")
+	}
+	pluginsv1.RegisterStorageDriverServer(s, &storageServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns a StorageDriver that calls the plugin over conn. done is
+// cancelled when the plugin process exits.
+func (p *StoragePlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return NewStorageClient(done, conn), nil
+}
+
 // ServeConfig returns the go-plugin configuration that serves impl as a
-// plugin of kind (KindDriver or KindIsolator) at every protocol version this
-// package speaks. impl must implement the contract of kind.
+// plugin of kind (KindDriver, KindIsolator, KindNet or KindStorage) at every
+// protocol version this package speaks. impl must implement the contract of
+// kind.
 func ServeConfig(kind string, impl any) (*plugin.ServeConfig, error) {
 	var p plugin.Plugin
 	switch kind {
@@ -112,6 +165,18 @@ func ServeConfig(kind string, impl any) (*plugin.ServeConfig, error) {
 			return nil, fmt.Errorf("serve %s: %T does not implement contract.Isolator", kind, impl)
 		}
 		p = &IsolatorPlugin{Impl: i}
+	case KindNet:
+		n, ok := impl.(NetDriver)
+		if !ok {
+			return nil, fmt.Errorf("serve %s: %T does not implement contract.NetDriver", kind, impl)
+		}
+		p = &NetPlugin{Impl: n}
+	case KindStorage:
+		st, ok := impl.(StorageDriver)
+		if !ok {
+			return nil, fmt.Errorf("serve %s: %T does not implement contract.StorageDriver", kind, impl)
+		}
+		p = &StoragePlugin{Impl: st}
 	default:
 		return nil, fmt.Errorf("serve: unknown plugin kind %q", kind)
 	}
@@ -144,7 +209,8 @@ func ClientError(path string, err error) error {
 }
 
 // Dispense connects c (starting its process if needed) and returns the
-// contract of kind: a Driver for KindDriver, an Isolator for KindIsolator.
+// contract of kind: a Driver for KindDriver, an Isolator for KindIsolator, a
+// NetDriver for KindNet, a StorageDriver for KindStorage.
 // Errors are those of ClientError.
 func Dispense(c *plugin.Client, path, kind string) (any, error) {
 	rpc, err := c.Client()

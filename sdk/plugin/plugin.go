@@ -12,8 +12,10 @@ import (
 // The contracts a plugin implements. See plugins/contract for each method's
 // contract (idempotence, errors).
 type (
-	Driver   = contract.Driver
-	Isolator = contract.Isolator
+	Driver        = contract.Driver
+	Isolator      = contract.Isolator
+	NetDriver     = contract.NetDriver
+	StorageDriver = contract.StorageDriver
 )
 
 // Types of the driver contract.
@@ -39,6 +41,25 @@ type (
 	ContainerState   = contract.ContainerState
 )
 
+// Types of the net driver contract.
+type (
+	NetworkMode    = contract.NetworkMode
+	NetworkRequest = contract.NetworkRequest
+	NetworkStatus  = contract.NetworkStatus
+	PortMapping    = contract.PortMapping
+	NodeConfig     = contract.NodeConfig
+	Peer           = contract.Peer
+)
+
+// Types of the storage driver contract.
+type (
+	Sandbox       = contract.Sandbox
+	Volume        = contract.Volume
+	VolumeRequest = contract.VolumeRequest
+	MountRequest  = contract.MountRequest
+	Mount         = contract.Mount
+)
+
 // Values of the contracts' enumerations.
 const (
 	FSIsolationNone   = contract.FSIsolationNone
@@ -57,7 +78,18 @@ const (
 	LimitationOOM     = contract.LimitationOOM
 	LimitationPIDs    = contract.LimitationPIDs
 	LimitationDisk    = contract.LimitationDisk
+
+	NetworkModeBridge = contract.NetworkModeBridge
+	NetworkModeHost   = contract.NetworkModeHost
 )
+
+// TaskIPEnv is the environment variable a net driver sets to a task's
+// address; PortEnv names the one it sets to a named port.
+const TaskIPEnv = contract.TaskIPEnv
+
+// PortEnv returns the environment variable that holds the port named name
+// (DCOS_PORT_<NAME>).
+func PortEnv(name string) string { return contract.PortEnv(name) }
 
 // HandleVersion is the TaskHandle version a driver built against this SDK
 // writes; ProtocolVersion the plugin protocol version it speaks.
@@ -72,6 +104,8 @@ var (
 	ErrTaskNotFound  = contract.ErrTaskNotFound
 	ErrNotSupported  = contract.ErrNotSupported
 	ErrHandleVersion = contract.ErrHandleVersion
+	ErrConflict      = contract.ErrConflict
+	ErrExhausted     = contract.ErrExhausted
 )
 
 // ServeDriver serves impl as a task driver plugin and returns when the host
@@ -81,6 +115,12 @@ func ServeDriver(impl Driver) { serve(contract.KindDriver, impl) }
 
 // ServeIsolator serves impl as an isolator plugin, as ServeDriver does.
 func ServeIsolator(impl Isolator) { serve(contract.KindIsolator, impl) }
+
+// ServeNet serves impl as a net driver plugin, as ServeDriver does.
+func ServeNet(impl NetDriver) { serve(contract.KindNet, impl) }
+
+// ServeStorage serves impl as a storage driver plugin, as ServeDriver does.
+func ServeStorage(impl StorageDriver) { serve(contract.KindStorage, impl) }
 
 func serve(kind string, impl any) {
 	cfg, err := contract.ServeConfig(kind, impl)

@@ -1,0 +1,681 @@
+package execdriver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
+	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+// Version is the driver's version attribute ("driver.exec.version").
+const Version = "1"
+
+// reasonNoSupervisor is the ExitResult.Err of a task that exited while no
+// supervisor watched it.
+const reasonNoSupervisor = "exit status unknown: the task's supervisor was gone when it exited"
+
+// startTimeout bounds how long StartTask waits for the supervisor; a start
+// is not abandoned when the caller's context ends, so that a started task
+// is never left unknown to the driver.
+const startTimeout = 30 * time.Second
+
+// spawnTimeout bounds how long the driver waits for a supervisor it
+// started to answer.
+const spawnTimeout = 10 * time.Second
+
+var errClosed = errors.New("exec driver: closed")
+
+// Config configures a Driver.
+type Config struct {
+	// StateDir is the driver's own directory (supervisor socket, lock,
+	// log, exit records); created if missing. Its socket path must fit a
+	// unix socket address (about 100 bytes).
+	StateDir string
+	// SupervisorCmd is the argv that starts the supervisor process, which
+	// calls SupervisorMain(StateDir), e.g. {"/path/dcosd", "supervisor",
+	// "--state-dir", DIR}.
+	SupervisorCmd []string
+	// Logger receives the driver's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Driver is the exec task driver. Create it with New; it implements
+// contract.Driver and its methods are safe for concurrent use.
+type Driver struct {
+	cfg  Config
+	sock string
+	log  *slog.Logger
+
+	connMu sync.Mutex // serializes connecting and starting the supervisor
+
+	mu       sync.Mutex
+	cl       *client // nil while not connected
+	tasks    map[string]*task
+	starting map[string]bool
+	// early holds exit events for tasks not registered yet (the event can
+	// overtake the reply to a start).
+	early  map[string]wire.TaskInfo
+	closed bool
+	stop   chan struct{} // closed by Close: stops pidfd watchers
+	wg     sync.WaitGroup
+}
+
+var _ contract.Driver = (*Driver)(nil)
+
+// task is the driver's record of one task. Fields after cfg are guarded by
+// Driver.mu; result and completedAt are set once, before done closes.
+type task struct {
+	cfg       *contract.TaskConfig
+	pid       int
+	start     uint64
+	startedAt time.Time
+	// supervised: the supervisor on cl is the task's parent and reports
+	// its exit. Else a pidfd watcher, or nothing once exited.
+	supervised bool
+	cl         *client
+
+	done        chan struct{}
+	completedAt time.Time
+	result      *contract.ExitResult
+}
+
+func (t *task) exited() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// driverState is TaskHandle.DriverState.
+type driverState struct {
+	Pid       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+}
+
+// New returns a driver for cfg. It creates StateDir but neither starts nor
+// contacts the supervisor: that happens on the first StartTask (or
+// RecoverTask, which only connects to a running one).
+func New(cfg Config) (*Driver, error) {
+	if cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir) {
+		return nil, fmt.Errorf("exec driver: state dir %q: want an absolute path", cfg.StateDir)
+	}
+	if len(cfg.SupervisorCmd) == 0 {
+		return nil, errors.New("exec driver: no supervisor command")
+	}
+	sock := filepath.Join(cfg.StateDir, wire.SocketName)
+	if len(sock) >= len(syscall.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("exec driver: socket path %q: longer than a unix socket address allows", sock)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, wire.ExitsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("exec driver: state dir: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.SupervisorCmd = slices.Clone(cfg.SupervisorCmd)
+	return &Driver{cfg: cfg, sock: sock, log: log, tasks: map[string]*task{}, starting: map[string]bool{},
+		early: map[string]wire.TaskInfo{}, stop: make(chan struct{})}, nil
+}
+
+// Close drops the connection to the supervisor and stops watching tasks.
+// It never stops tasks: a new Driver on the same StateDir recovers them.
+// Calls after Close fail. Close is idempotent.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	cl := d.cl
+	d.cl = nil
+	close(d.stop)
+	d.mu.Unlock()
+	if cl != nil {
+		cl.close()
+	}
+	d.wg.Wait()
+	return nil
+}
+
+// Capabilities implements contract.Driver.
+func (d *Driver) Capabilities(context.Context) (*contract.Capabilities, error) {
+	return &contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone,
+		RecoverTasks: true, JoinCgroups: true}, nil
+}
+
+// Fingerprint implements contract.Driver: healthy on Linux, undetected
+// elsewhere.
+func (d *Driver) Fingerprint(context.Context) (*contract.Fingerprint, error) {
+	if runtime.GOOS != "linux" {
+		return &contract.Fingerprint{Health: contract.HealthUndetected, HealthDescription: "exec driver needs Linux"}, nil
+	}
+	return &contract.Fingerprint{Health: contract.HealthHealthy, HealthDescription: "ready",
+		Attributes: map[string]string{"driver.exec.version": Version}}, nil
+}
+
+// connect returns the connection to the supervisor, dialing it if need
+// be; with spawn, a supervisor that does not answer is started.
+func (d *Driver) connect(ctx context.Context, spawn bool) (*client, error) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	d.mu.Lock()
+	cl, closed := d.cl, d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	if cl != nil && cl.alive() {
+		return cl, nil
+	}
+	deadline := time.Now().Add(spawnTimeout)
+	var lastSpawn time.Time
+	for {
+		cl, err := dial(ctx, d.sock, d.onEvent, d.onLost)
+		if err == nil {
+			d.mu.Lock()
+			if d.closed {
+				d.mu.Unlock()
+				cl.close()
+				return nil, errClosed
+			}
+			d.cl = cl
+			d.mu.Unlock()
+			return cl, nil
+		}
+		if !spawn {
+			return nil, fmt.Errorf("supervisor: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("supervisor did not answer within %v (see %s): %w",
+				spawnTimeout, filepath.Join(d.cfg.StateDir, wire.LogName), err)
+		}
+		// A supervisor that is exiting holds the lock a little longer,
+		// and the one we start then exits at once: start again.
+		if time.Since(lastSpawn) > time.Second {
+			if err := d.spawn(); err != nil {
+				return nil, err
+			}
+			lastSpawn = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// spawn starts the supervisor through a double fork: SupervisorCmd runs
+// with wire.DetachEnv=1, starts a detached copy of itself in a new session
+// and exits at once; we reap it here. The supervisor is thus never our
+// child: no zombie whatever happens to it, and it outlives us.
+func (d *Driver) spawn() error {
+	logf, err := os.OpenFile(filepath.Join(d.cfg.StateDir, wire.LogName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("supervisor log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(d.cfg.SupervisorCmd[0], d.cfg.SupervisorCmd[1:]...)
+	cmd.Env = append(os.Environ(), wire.DetachEnv+"=1")
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf // stdin is /dev/null
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("start supervisor %q (see %s): %w", d.cfg.SupervisorCmd, logf.Name(), err)
+	}
+	d.log.Info("started exec driver supervisor", "state_dir", d.cfg.StateDir)
+	return nil
+}
+
+// onEvent handles an exit event from the supervisor.
+func (d *Driver) onEvent(r *wire.Reply) {
+	info := *r.Task
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tasks[info.ID]
+	if t == nil || t.pid != info.Pid {
+		d.early[info.ID] = info
+		return
+	}
+	d.finishLocked(t, exitResult(info.Exit), info.Exit.At)
+}
+
+// onLost handles the loss of the supervisor: its tasks are read from their
+// exit records if it wrote them, else watched through pidfds.
+func (d *Driver) onLost(cl *client) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cl == cl {
+		d.cl = nil
+	}
+	if d.closed {
+		return
+	}
+	d.log.Warn("lost the exec driver supervisor; watching its tasks without it", "pid", cl.pid)
+	for _, t := range d.tasks {
+		if t.cl == cl && t.supervised && !t.exited() {
+			t.supervised, t.cl = false, nil
+			d.watchLocked(t)
+		}
+	}
+}
+
+// watchLocked follows t without a supervisor: its exit record if there is
+// one, else a pidfd watch; its exit status is then unknown. d.mu is held.
+func (d *Driver) watchLocked(t *task) {
+	if info, err := d.readRecord(t.cfg.ID); err == nil && info.Pid == t.pid {
+		d.finishLocked(t, exitResult(info.Exit), info.Exit.At)
+		return
+	}
+	p, err := proc.OpenProcess(t.pid, t.start)
+	if err != nil {
+		if !errors.Is(err, proc.ErrGone) {
+			d.log.Warn("cannot watch task; counting it as exited", "task", t.cfg.ID, "pid", t.pid, "err", err)
+		}
+		d.finishLocked(t, &contract.ExitResult{ExitCode: -1, Err: reasonNoSupervisor}, time.Now())
+		return
+	}
+	d.wg.Go(func() {
+		defer p.Close()
+		if err := p.WaitExited(d.stop); err != nil {
+			return // closed
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.finishLocked(t, &contract.ExitResult{ExitCode: -1, Err: reasonNoSupervisor}, time.Now())
+	})
+}
+
+// finishLocked records t's exit once. d.mu is held.
+func (d *Driver) finishLocked(t *task, r *contract.ExitResult, at time.Time) {
+	if t.exited() {
+		return
+	}
+	t.result, t.completedAt = r, at
+	t.supervised = false
+	close(t.done)
+}
+
+func exitResult(e *wire.Exit) *contract.ExitResult {
+	return &contract.ExitResult{ExitCode: e.Code, Signal: e.Signal}
+}
+
+// readRecord reads the exit record of task id.
+func (d *Driver) readRecord(id string) (*wire.TaskInfo, error) {
+	b, err := os.ReadFile(wire.ExitRecordPath(d.cfg.StateDir, id))
+	if err != nil {
+		return nil, err
+	}
+	return wire.DecodeExitRecord(b, id)
+}
+
+func (d *Driver) lookup(op, id string) (*task, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, fmt.Errorf("%s %q: %w", op, id, errClosed)
+	}
+	t := d.tasks[id]
+	if t == nil {
+		return nil, fmt.Errorf("%s %q: %w", op, id, contract.ErrTaskNotFound)
+	}
+	return t, nil
+}
+
+// specOf turns cfg into what the supervisor starts: the environment is
+// exactly cfg.Env, in name order.
+func specOf(cfg *contract.TaskConfig) *wire.StartSpec {
+	s := &wire.StartSpec{TaskID: cfg.ID, Command: cfg.Command, Args: cfg.Args, WorkDir: cfg.WorkDir,
+		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, Cgroups: cfg.Cgroups}
+	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
+		s.Env = append(s.Env, k+"="+cfg.Env[k])
+	}
+	return s
+}
+
+// StartTask implements contract.Driver. It starts the supervisor if none
+// answers. The command is resolved in the PATH of cfg.Env (a name with a
+// '/' is used as is, relative to WorkDir); WorkDir, StdoutPath, StderrPath
+// and Cgroups must be absolute; an empty WorkDir is "/". Starting an ID
+// the driver holds (running or exited, until DestroyTask) is an error. On
+// error nothing is left behind.
+func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*contract.TaskHandle, error) {
+	if cfg == nil {
+		return nil, errors.New("start task: no config")
+	}
+	spec := specOf(cfg)
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+	}
+	d.mu.Lock()
+	if d.tasks[cfg.ID] != nil || d.starting[cfg.ID] {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("start task %q: already exists", cfg.ID)
+	}
+	d.starting[cfg.ID] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.starting, cfg.ID)
+		d.mu.Unlock()
+	}()
+
+	cl, err := d.connect(ctx, true)
+	if err != nil {
+		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
+	r, err := cl.call(sctx, &wire.Request{Op: wire.OpStart, Start: spec})
+	if err != nil {
+		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+	}
+	if r.Task == nil || r.Task.ID != cfg.ID {
+		return nil, fmt.Errorf("start task %q: supervisor answered without the task", cfg.ID)
+	}
+	info := *r.Task
+	t := &task{cfg: cfg, pid: info.Pid, start: info.StartTime, startedAt: info.StartedAt,
+		supervised: true, cl: cl, done: make(chan struct{})}
+	d.mu.Lock()
+	d.registerLocked(t)
+	d.mu.Unlock()
+	ds, _ := json.Marshal(driverState{Pid: info.Pid, StartTime: info.StartTime})
+	return &contract.TaskHandle{Version: contract.HandleVersion, Config: cfg, State: contract.TaskStateRunning, DriverState: ds}, nil
+}
+
+// registerLocked adds a supervised task, applying an exit event that came
+// first, and handles a connection lost meanwhile. d.mu is held.
+func (d *Driver) registerLocked(t *task) {
+	d.tasks[t.cfg.ID] = t
+	if e, ok := d.early[t.cfg.ID]; ok {
+		delete(d.early, t.cfg.ID)
+		if e.Pid == t.pid {
+			d.finishLocked(t, exitResult(e.Exit), e.Exit.At)
+			return
+		}
+	}
+	if t.supervised && !t.cl.alive() && !d.closed {
+		t.supervised, t.cl = false, nil
+		d.watchLocked(t)
+	}
+}
+
+// WaitTask implements contract.Driver.
+func (d *Driver) WaitTask(ctx context.Context, id string) (*contract.ExitResult, error) {
+	t, err := d.lookup("wait task", id)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-t.done:
+		r := *t.result
+		return &r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait task %q: %w", id, ctx.Err())
+	}
+}
+
+// signal sends sig to t's process group: through its supervisor, or, once
+// the supervisor is gone, directly while its main process still runs.
+func (d *Driver) signal(ctx context.Context, t *task, sig syscall.Signal) error {
+	d.mu.Lock()
+	exited, supervised, cl := t.exited(), t.supervised, t.cl
+	d.mu.Unlock()
+	if exited {
+		return nil
+	}
+	if supervised {
+		_, err := cl.call(ctx, &wire.Request{Op: wire.OpSignal, TaskID: t.cfg.ID, Signal: int(sig)})
+		if !errors.Is(err, errConnLost) {
+			return err
+		}
+		// The supervisor died: onLost has switched t to a pidfd watch.
+	}
+	if proc.Alive(t.pid, t.start) {
+		return proc.SignalGroup(t.pid, sig)
+	}
+	return nil
+}
+
+func parseSignal(name string) (syscall.Signal, error) {
+	if n := unix.SignalNum(name); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("signal %q: unknown", name)
+}
+
+// StopTask implements contract.Driver: sig (default SIGTERM) to the task's
+// process group, SIGKILL to it after timeout; it returns once the task has
+// exited, or with ctx's error.
+func (d *Driver) StopTask(ctx context.Context, id string, timeout time.Duration, sig string) error {
+	if sig == "" {
+		sig = "SIGTERM"
+	}
+	n, err := parseSignal(sig)
+	if err != nil {
+		return fmt.Errorf("stop task %q: %w", id, err)
+	}
+	t, err := d.lookup("stop task", id)
+	if err != nil {
+		return err
+	}
+	if err := d.signal(ctx, t, n); err != nil {
+		return fmt.Errorf("stop task %q: %w", id, err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop task %q: %w", id, ctx.Err())
+	case <-timer.C:
+	}
+	return d.kill(ctx, t)
+}
+
+// kill sends SIGKILL to t's process group and waits for its exit.
+func (d *Driver) kill(ctx context.Context, t *task) error {
+	if err := d.signal(ctx, t, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill task %q: %w", t.cfg.ID, err)
+	}
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kill task %q: %w", t.cfg.ID, ctx.Err())
+	}
+}
+
+// DestroyTask implements contract.Driver: it forgets the task and removes
+// its exit record. A running task is refused unless force, which kills it
+// first.
+func (d *Driver) DestroyTask(ctx context.Context, id string, force bool) error {
+	d.mu.Lock()
+	t := d.tasks[id]
+	d.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	if !t.exited() {
+		if !force {
+			return fmt.Errorf("destroy task %q: still running", id)
+		}
+		if err := d.kill(ctx, t); err != nil {
+			return fmt.Errorf("destroy task %q: %w", id, err)
+		}
+	}
+	d.mu.Lock()
+	cl := d.cl
+	d.mu.Unlock()
+	if cl != nil {
+		if _, err := cl.call(ctx, &wire.Request{Op: wire.OpForget, TaskID: id}); err != nil && !errors.Is(err, errConnLost) {
+			return fmt.Errorf("destroy task %q: %w", id, err)
+		}
+	}
+	if err := os.Remove(wire.ExitRecordPath(d.cfg.StateDir, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("destroy task %q: %w", id, err)
+	}
+	d.mu.Lock()
+	if d.tasks[id] == t {
+		delete(d.tasks, id)
+	}
+	delete(d.early, id)
+	d.mu.Unlock()
+	return nil
+}
+
+// InspectTask implements contract.Driver.
+func (d *Driver) InspectTask(_ context.Context, id string) (*contract.TaskStatus, error) {
+	t, err := d.lookup("inspect task", id)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &contract.TaskStatus{ID: id, Name: t.cfg.Name, State: contract.TaskStateRunning, StartedAt: t.startedAt,
+		Attributes: map[string]string{"pid": strconv.Itoa(t.pid), "supervised": strconv.FormatBool(t.supervised)}}
+	if t.exited() {
+		r := *t.result
+		st.State, st.CompletedAt, st.ExitResult = contract.TaskStateExited, t.completedAt, &r
+	}
+	return st, nil
+}
+
+// TaskStats implements contract.Driver: CPU time and resident memory
+// summed over the live processes of the task's process group, from /proc.
+// An exited task has zero usage.
+func (d *Driver) TaskStats(_ context.Context, id string) (*contract.TaskUsage, error) {
+	t, err := d.lookup("task stats", id)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if t.exited() {
+		return &contract.TaskUsage{Timestamp: now}, nil
+	}
+	u, err := proc.GroupUsage(t.pid)
+	if err != nil {
+		return nil, fmt.Errorf("task stats %q: %w", id, err)
+	}
+	return &contract.TaskUsage{Timestamp: now, CPUUserNanos: u.UserNanos, CPUSystemNanos: u.SystemNanos,
+		MemoryRSSBytes: u.RSSBytes, PIDs: u.Procs}, nil
+}
+
+// SignalTask implements contract.Driver: sig to the task's process group;
+// an exited task is left alone.
+func (d *Driver) SignalTask(ctx context.Context, id string, sig string) error {
+	n, err := parseSignal(sig)
+	if err != nil {
+		return fmt.Errorf("signal task %q: %w", id, err)
+	}
+	t, err := d.lookup("signal task", id)
+	if err != nil {
+		return err
+	}
+	if err := d.signal(ctx, t, n); err != nil {
+		return fmt.Errorf("signal task %q: %w", id, err)
+	}
+	return nil
+}
+
+// RecoverTask implements contract.Driver. If the supervisor runs and holds
+// the task, the driver reattaches (and later sees its real exit); else an
+// exit record gives its real exit; else if the handle's pid and start time
+// still name a live process, the driver watches it through a pidfd (exit
+// status unknown, ExitCode -1, ExitResult.Err says why); else the task
+// has exited with an unknown status. It does not start a supervisor.
+func (d *Driver) RecoverTask(ctx context.Context, h *contract.TaskHandle) error {
+	if h == nil {
+		return errors.New("recover task: nil handle")
+	}
+	if h.Version != contract.HandleVersion {
+		return fmt.Errorf("recover task: handle version %d: %w", h.Version, contract.ErrHandleVersion)
+	}
+	if h.Config == nil {
+		return errors.New("recover task: handle without config")
+	}
+	id := h.Config.ID
+	if err := wire.ValidTaskID(id); err != nil {
+		return fmt.Errorf("recover task: %w", err)
+	}
+	var ds driverState
+	if err := json.Unmarshal(h.DriverState, &ds); err != nil {
+		return fmt.Errorf("recover task %q: driver state: %w", id, err)
+	}
+	if ds.Pid <= 1 {
+		return fmt.Errorf("recover task %q: driver state: pid %d", id, ds.Pid)
+	}
+	d.mu.Lock()
+	known, closed := d.tasks[id] != nil, d.closed
+	d.mu.Unlock()
+	if closed {
+		return fmt.Errorf("recover task %q: %w", id, errClosed)
+	}
+	if known {
+		return nil
+	}
+
+	t := &task{cfg: h.Config, pid: ds.Pid, start: ds.StartTime, done: make(chan struct{})}
+	var held *wire.TaskInfo
+	if cl, err := d.connect(ctx, false); err == nil {
+		r, err := cl.call(ctx, &wire.Request{Op: wire.OpGet, TaskID: id})
+		var re *replyError
+		switch {
+		case err == nil && r.Task != nil && r.Task.Pid == ds.Pid && r.Task.StartTime == ds.StartTime:
+			held, t.supervised, t.cl = r.Task, true, cl
+		case err == nil || errors.As(err, &re):
+			// Not this task.
+		default:
+			return fmt.Errorf("recover task %q: %w", id, err)
+		}
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tasks[id] != nil {
+		return nil // recovered concurrently
+	}
+	if held != nil {
+		t.startedAt = held.StartedAt
+		if held.Exit != nil {
+			d.tasks[id] = t
+			d.finishLocked(t, exitResult(held.Exit), held.Exit.At)
+			return nil
+		}
+		d.registerLocked(t)
+		d.log.Info("reattached to task", "task", id, "pid", t.pid)
+		return nil
+	}
+	if info, err := d.readRecord(id); err == nil && info.Pid == ds.Pid {
+		t.startedAt = info.StartedAt
+		d.tasks[id] = t
+		d.finishLocked(t, exitResult(info.Exit), info.Exit.At)
+		return nil
+	}
+	d.tasks[id] = t
+	d.watchLocked(t)
+	d.log.Info("recovered task without its supervisor", "task", id, "pid", t.pid, "exited", t.exited())
+	return nil
+}

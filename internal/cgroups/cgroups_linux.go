@@ -381,8 +381,10 @@ func (u *Usage) readCPUStat(dir string) error {
 	u.CPUTimeNs = total * 1000
 	user, ok1 := parseKeyed(s, "user_usec")
 	sys, ok2 := parseKeyed(s, "system_usec")
-	if ok1 && ok2 {
-		u.CPUUserNs, u.CPUSystemNs = user*1000, sys*1000
+	if ok1 && ok2 && user+sys > 0 {
+		// Each is rounded down to µs on its own: keep their sum exact.
+		u.CPUUserNs = min(user*1000, u.CPUTimeNs)
+		u.CPUSystemNs = u.CPUTimeNs - u.CPUUserNs
 	}
 	return nil
 }

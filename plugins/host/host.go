@@ -75,8 +75,8 @@ type Host struct {
 	// all is every plugin, refused ones included, sorted by kind and name
 	// (a built-in before a discovered plugin of the same name).
 	all []*plugin
-	// active maps "<kind>/<name>" to the plugin the host runs under that
-	// name.
+	// active maps "<kind>/<name>" to the plugin of that name: a built-in
+	// before a discovered plugin, refused or not.
 	active map[string]*plugin
 
 	mu      sync.Mutex
@@ -135,13 +135,13 @@ func New(cfg Config) (*Host, error) {
 			p.refuse(fmt.Errorf("plugin %s: a built-in %s named %q exists (%s): rename or remove the file: %w", f.path, f.kind, f.name, b.path, ErrRefused))
 			continue
 		}
+		h.active[key] = p // refused or not, the plugin of that name
 		sum, ok := cat.lookup(f.path)
 		if !ok {
 			p.refuse(fmt.Errorf("plugin %s: not in the catalog %s: add its sha256 (sha256sum %s >> %s): %w", f.path, cfg.Catalog, f.path, cfg.Catalog, ErrRefused))
 			continue
 		}
 		p.sum = sum
-		h.active[key] = p
 	}
 	slices.SortStableFunc(h.all, func(a, b *plugin) int {
 		return cmp.Or(strings.Compare(a.kind, b.kind), strings.Compare(a.name, b.name))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -70,6 +71,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	if len(a.implied) > 0 {
 		args = append(append([]any{}, a.implied...), args...)
+	}
+	// go-plugin names the plugin's command "plugin"; that key is ours.
+	for i := 0; i < len(args); i += 2 {
+		if args[i] == "plugin" {
+			args = slices.Clone(args)
+			args[i] = "cmd"
+		}
 	}
 	a.l.Log(ctx, lvl, msg, args...)
 }

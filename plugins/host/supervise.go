@@ -178,7 +178,7 @@ func (p *plugin) run(ctx context.Context, first chan<- struct{}) {
 			p.log.Info("plugin restarted", "pid", inst.pid, "protocol", inst.protocol)
 			p.onRestart()
 		} else {
-			p.log.Info("plugin started", "path", p.path, "pid", inst.pid, "protocol", inst.protocol)
+			p.log.Info("plugin is up", "path", p.path, "pid", inst.pid, "protocol", inst.protocol)
 		}
 		wasUp = true
 		upAt := time.Now()

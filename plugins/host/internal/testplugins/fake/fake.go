@@ -1,0 +1,159 @@
+// Package fake is a small driver and isolator for testing the plugin host
+// over real go-plugin processes. Serve runs in the plugin process; what it
+// does is set by the file "mode" in the plugin's state directory
+// (DCOS_PLUGIN_STATE_DIR), so that each test picks its plugin's behaviour.
+//
+// It is not a usable driver: it runs no tasks.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+// Modes, the content of <state dir>/mode.
+const (
+	ModeNormal     = "normal"     // serve (also when there is no mode file)
+	ModeCrash      = "crash"      // exit with status 3 before serving
+	ModeCrashAfter = "crashafter" // exit with status 4 right after answering the first call
+	ModeFuture     = "future"     // speak only protocol version ProtocolVersion+1
+)
+
+// Messages the plugin logs, for tests to look for.
+const (
+	MsgCapabilities = "fake: capabilities called"
+	MsgStdio        = "fake: written to os.Stderr after Serve"
+	MsgCrash        = "fake: crashing at start"
+)
+
+// AttrStateDir and AttrPID are the Fingerprint attributes giving the
+// plugin's DCOS_PLUGIN_STATE_DIR and pid.
+const (
+	AttrStateDir = "fake.state_dir"
+	AttrPID      = "fake.pid"
+)
+
+// Serve serves a plugin of kind (contract.KindDriver or KindIsolator) in
+// the mode of its state directory, and exits the process when done.
+func Serve(kind string) {
+	log := hclog.New(&hclog.LoggerOptions{JSONFormat: true, Output: os.Stderr, Level: hclog.Trace})
+	mode := ModeNormal
+	if b, err := os.ReadFile(filepath.Join(os.Getenv("DCOS_PLUGIN_STATE_DIR"), "mode")); err == nil {
+		mode = strings.TrimSpace(string(b))
+	}
+	var impl any
+	switch kind {
+	case contract.KindDriver:
+		impl = &driver{log: log, crashAfter: mode == ModeCrashAfter}
+	case contract.KindIsolator:
+		impl = &isolator{}
+	default:
+		fmt.Fprintf(os.Stderr, "fake: unknown kind %q\n", kind)
+		os.Exit(2)
+	}
+	cfg, err := contract.ServeConfig(kind, impl)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	switch mode {
+	case ModeCrash:
+		log.Error(MsgCrash)
+		os.Exit(3)
+	case ModeFuture:
+		cfg.VersionedPlugins = map[int]goplugin.PluginSet{contract.ProtocolVersion + 1: cfg.VersionedPlugins[contract.ProtocolVersion]}
+	}
+	goplugin.Serve(cfg)
+	os.Exit(0)
+}
+
+// driver answers Capabilities and Fingerprint; WaitTask blocks until its ctx
+// is done; the rest is not supported.
+type driver struct {
+	log        hclog.Logger
+	crashAfter bool
+	once       sync.Once
+}
+
+var _ contract.Driver = (*driver)(nil)
+
+func (d *driver) Capabilities(context.Context) (*contract.Capabilities, error) {
+	d.log.Info(MsgCapabilities, "pid", os.Getpid())
+	if d.crashAfter {
+		d.once.Do(func() {
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				os.Exit(4)
+			}()
+		})
+	}
+	return &contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone}, nil
+}
+
+func (d *driver) Fingerprint(context.Context) (*contract.Fingerprint, error) {
+	fmt.Fprintln(os.Stderr, MsgStdio)
+	return &contract.Fingerprint{Health: contract.HealthHealthy, Attributes: map[string]string{
+		AttrStateDir: os.Getenv("DCOS_PLUGIN_STATE_DIR"),
+		AttrPID:      strconv.Itoa(os.Getpid()),
+	}}, nil
+}
+
+func (d *driver) StartTask(context.Context, *contract.TaskConfig) (*contract.TaskHandle, error) {
+	return nil, fmt.Errorf("start task: %w", contract.ErrNotSupported)
+}
+
+func (d *driver) WaitTask(ctx context.Context, _ string) (*contract.ExitResult, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (d *driver) StopTask(context.Context, string, time.Duration, string) error {
+	return fmt.Errorf("stop task: %w", contract.ErrNotSupported)
+}
+
+func (d *driver) DestroyTask(context.Context, string, bool) error { return nil }
+
+func (d *driver) InspectTask(_ context.Context, id string) (*contract.TaskStatus, error) {
+	return nil, fmt.Errorf("task %q: %w", id, contract.ErrTaskNotFound)
+}
+
+func (d *driver) TaskStats(_ context.Context, id string) (*contract.TaskUsage, error) {
+	return nil, fmt.Errorf("task %q: %w", id, contract.ErrTaskNotFound)
+}
+
+func (d *driver) SignalTask(context.Context, string, string) error {
+	return fmt.Errorf("signal task: %w", contract.ErrNotSupported)
+}
+
+func (d *driver) RecoverTask(context.Context, *contract.TaskHandle) error { return nil }
+
+// isolator answers Usage with its pid in PIDs; the rest is not supported or
+// a no-op.
+type isolator struct{}
+
+var _ contract.Isolator = (*isolator)(nil)
+
+func (isolator) Prepare(context.Context, string, contract.Resources) (*contract.LaunchInfo, error) {
+	return &contract.LaunchInfo{}, nil
+}
+func (isolator) Isolate(context.Context, string, int) error               { return nil }
+func (isolator) Update(context.Context, string, contract.Resources) error { return nil }
+func (isolator) Usage(context.Context, string) (*contract.TaskUsage, error) {
+	return &contract.TaskUsage{PIDs: uint64(os.Getpid())}, nil
+}
+func (isolator) Watch(context.Context, string) (<-chan contract.Limitation, error) {
+	return nil, fmt.Errorf("watch: %w", contract.ErrNotSupported)
+}
+func (isolator) Cleanup(context.Context, string) error                    { return nil }
+func (isolator) Recover(context.Context, []contract.ContainerState) error { return nil }

@@ -127,11 +127,8 @@ func New(cfg Config) (*Isolator, error) {
 // cgroup and, unless that is the root, moves the own cgroup's processes into
 // AgentLeaf so that it may enable controllers for the task parent.
 func (i *Isolator) leaveOwnCgroup() error {
-	own := i.layout.Unified.Self
-	if path.Base(own) == AgentLeaf {
-		own = path.Dir(own)
-	}
-	i.parent = path.Join(own, i.parent)
+	own, abs := v2Parent(i.layout.Unified.Self, i.parent)
+	i.parent = abs
 	if own == "/" {
 		return nil // the root may hold processes and enable controllers
 	}
@@ -144,6 +141,17 @@ func (i *Isolator) leaveOwnCgroup() error {
 			"from", own, "to", path.Join(own, AgentLeaf), "processes", n)
 	}
 	return nil
+}
+
+// v2Parent returns, for a pure v2 host and a relative parent, the agent's
+// own cgroup (self, or its parent if self is the AgentLeaf a previous run
+// moved the agent into) and the absolute task parent beneath it.
+func v2Parent(self, parent string) (own, abs string) {
+	own = path.Clean("/" + self)
+	if path.Base(own) == AgentLeaf {
+		own = path.Dir(own)
+	}
+	return own, path.Join(own, parent)
 }
 
 // notSupported wraps err with contract.ErrNotSupported if it is a

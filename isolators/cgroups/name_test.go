@@ -66,3 +66,26 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestV2Parent covers the pure v2 layouts of internal/cgroups/testdata
+// (unified.cgroup: a systemd service) and an agent that already moved
+// itself into its leaf.
+func TestV2Parent(t *testing.T) {
+	tests := []struct {
+		name, self, parent string
+		own, abs           string
+	}{
+		{"service", "/system.slice/dcosd.service", "dcos-tasks", "/system.slice/dcosd.service", "/system.slice/dcosd.service/dcos-tasks"},
+		{"already in the leaf", "/system.slice/dcosd.service/dcos-agent", "dcos-tasks", "/system.slice/dcosd.service", "/system.slice/dcosd.service/dcos-tasks"},
+		{"root", "/", "dcos-tasks", "/", "/dcos-tasks"},
+		{"nested parent", "/a", "x/y", "/a", "/a/x/y"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			own, abs := v2Parent(tt.self, tt.parent)
+			if own != tt.own || abs != tt.abs {
+				t.Errorf("v2Parent(%q, %q) = %q, %q; want %q, %q", tt.self, tt.parent, own, abs, tt.own, tt.abs)
+			}
+		})
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,5 +51,5 @@ func lookPath(command, path, dir string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("command %q: %w in PATH %q", command, exec.ErrNotFound, path)
+	return "", fmt.Errorf("command %q: not found in PATH %q", command, path)
 }

@@ -109,7 +109,10 @@ func Main(stateDir string, log *slog.Logger) int {
 		log.Error("cannot become a subreaper", "err", err)
 		return 1
 	}
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	// Catch (not ignore: tasks would inherit SIG_IGN) the signals a
+	// terminal would send; there is none after setsid, but a stray one
+	// must not kill the parent of every task.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT)
 
 	s := &server{stateDir: stateDir, log: log, tasks: map[string]*task{}, byPid: map[int]*task{},
 		conns: map[*client]struct{}{}, lastBusy: time.Now()}

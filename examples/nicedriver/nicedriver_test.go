@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/sdk/plugin"
+	"github.com/dcos-kernel/dcos/sdk/plugin/plugintest"
+)
+
+// pluginDir is an agent's plugin directory as an operator installs the
+// driver into it: dcos-driver-nice and SHA256SUMS. TestMain builds it.
+var pluginDir string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "nicedriver-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := install(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	pluginDir = dir
+	return m.Run()
+}
+
+// install builds the driver into dir as dcos-driver-nice and registers its
+// checksum in dir/SHA256SUMS, as README.md tells an operator to.
+func install(dir string) error {
+	bin, err := plugintest.Build(dir, "github.com/dcos-kernel/dcos/examples/nicedriver")
+	if err != nil {
+		return err
+	}
+	installed := filepath.Join(dir, "dcos-driver-nice")
+	if err := os.Rename(bin, installed); err != nil {
+		return err
+	}
+	sum, err := plugintest.SHA256File(installed)
+	if err != nil {
+		return err
+	}
+	// sha256sum's format: the hex digest, two spaces, the file name.
+	line := hex.EncodeToString(sum) + "  dcos-driver-nice\n"
+	return os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(line), 0o644)
+}
+
+// startNice starts the installed driver with the checksum registered in
+// SHA256SUMS, as the agent's plugin host does.
+func startNice(t *testing.T) *plugintest.Driver {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(pluginDir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumHex, name, ok := strings.Cut(strings.TrimSpace(string(b)), "  ")
+	if !ok || name != "dcos-driver-nice" {
+		t.Fatalf("SHA256SUMS = %q, want \"<sha256>  dcos-driver-nice\"", b)
+	}
+	sum, err := hex.DecodeString(sumHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugintest.StartDriver(t, filepath.Join(pluginDir, name), plugintest.Options{SHA256: sum})
+}
+
+// killGroup kills the process group of a started task at the end of the
+// test, whatever became of the driver: killing a plugin does not kill its
+// tasks.
+func killGroup(t *testing.T, d plugin.Driver, id string) int {
+	t.Helper()
+	st, err := d.InspectTask(context.Background(), id)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", id, err)
+	}
+	pid, err := strconv.Atoi(st.Attributes["pid"])
+	if err != nil {
+		t.Fatalf("inspect %s: pid attribute %q: %v", id, st.Attributes["pid"], err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
+	return pid
+}
+
+// niceOf returns the nice level of pid: field 19 of /proc/<pid>/stat.
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Field 2, the command, is in parentheses and may hold spaces: count
+	// from the last ')', after which field 3 begins.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	n, err := strconv.Atoi(fields[19-3])
+	if err != nil {
+		t.Fatalf("/proc/%d/stat: field 19 %q: %v", pid, fields[19-3], err)
+	}
+	return n
+}
+
+// envOf returns the environment pid started with.
+func envOf(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
+}
+
+// waitForFile waits until the file at path holds want.
+func waitForFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %q, want it to hold %q", path, b, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDriver_Capabilities(t *testing.T) {
+	d := startNice(t)
+	caps, err := d.Capabilities(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false}
+	if *caps != want {
+		t.Errorf("Capabilities = %+v, want %+v", *caps, want)
+	}
+}
+
+func TestDriver_NiceAndEnv(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	tests := []struct {
+		name     string
+		config   string
+		wantNice int
+		wantEnv  map[string]string
+	}{
+		{"default", ``, 10, map[string]string{"TASK": "t"}},
+		{"nice 5 and env", `{"nice": 5, "env": {"K": "V", "TASK": "from config"}}`, 5, map[string]string{"K": "V", "TASK": "from config"}},
+		{"nice 0", `{"nice": 0}`, 0, map[string]string{"TASK": "t"}},
+		{"nice 19", `{"nice": 19}`, 19, map[string]string{"TASK": "t"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("t%d", i)
+			_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: id, Command: "sleep", Args: []string{"30"},
+				Env: map[string]string{"TASK": "t", "PATH": "/usr/bin:/bin"}, DriverConfig: []byte(tt.config)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := killGroup(t, d, id)
+			if got := niceOf(t, pid); got != tt.wantNice {
+				t.Errorf("nice of the task = %d, want %d", got, tt.wantNice)
+			}
+			env := envOf(t, pid)
+			for k, v := range tt.wantEnv {
+				if env[k] != v {
+					t.Errorf("task env %s = %q, want %q", k, env[k], v)
+				}
+			}
+			if len(env) != len(tt.wantEnv)+1 { // + PATH
+				t.Errorf("task env = %v: want only the task's and the config's variables", env)
+			}
+			if err := d.DestroyTask(ctx, id, true); err != nil {
+				t.Errorf("DestroyTask(force): %v", err)
+			}
+		})
+	}
+}
+
+func TestDriver_OutputAndExit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	dir := t.TempDir()
+	stdout, stderr := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	if err := os.WriteFile(stdout, []byte("earlier\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "t1", Command: "/bin/sh", WorkDir: dir,
+		Args:         []string{"-c", `echo "out $K $(pwd)"; echo err >&2; exit 3`},
+		DriverConfig: []byte(`{"env": {"K": "V"}}`), StdoutPath: stdout, StderrPath: stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.WaitTask(ctx, "t1")
+	if err != nil || r.ExitCode != 3 || r.Signal != 0 {
+		t.Fatalf("WaitTask = %+v, %v; want exit code 3", r, err)
+	}
+	if b, _ := os.ReadFile(stdout); string(b) != "earlier\nout V "+dir+"\n" {
+		t.Errorf("stdout = %q: want the task's line appended", b)
+	}
+	if b, _ := os.ReadFile(stderr); string(b) != "err\n" {
+		t.Errorf("stderr = %q", b)
+	}
+	st, err := d.InspectTask(ctx, "t1")
+	if err != nil || st.State != plugin.TaskStateExited || st.ExitResult.ExitCode != 3 || st.CompletedAt.IsZero() {
+		t.Errorf("InspectTask = %+v, %v", st, err)
+	}
+	// A second wait, after the exit, returns the same result.
+	if r, err := d.WaitTask(ctx, "t1"); err != nil || r.ExitCode != 3 {
+		t.Errorf("WaitTask again = %+v, %v", r, err)
+	}
+}
+
+func TestDriver_StopWaitDestroy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	stdout := filepath.Join(t.TempDir(), "stdout")
+
+	// The task and its child ignore SIGTERM: the stop must escalate.
+	_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "stubborn", Command: "/bin/sh", StdoutPath: stdout,
+		Args: []string{"-c", `trap "" TERM; echo ready; sleep 30; echo survived`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killGroup(t, d, "stubborn")
+	waitForFile(t, stdout, "ready")
+	if err := d.DestroyTask(ctx, "stubborn", false); err == nil {
+		t.Error("DestroyTask(running, force=false): want error")
+	}
+	waited := make(chan *plugin.ExitResult, 1)
+	go func() {
+		r, err := d.WaitTask(ctx, "stubborn")
+		if err != nil {
+			t.Errorf("WaitTask: %v", err)
+		}
+		waited <- r
+	}()
+	start := time.Now()
+	if err := d.StopTask(ctx, "stubborn", 300*time.Millisecond, "SIGTERM"); err != nil {
+		t.Fatalf("StopTask: %v", err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond || el > 5*time.Second {
+		t.Errorf("StopTask took %v, want the 300ms timeout then SIGKILL", el)
+	}
+	if r := <-waited; r == nil || r.Signal != int(syscall.SIGKILL) {
+		t.Errorf("WaitTask = %+v, want killed by SIGKILL", r)
+	}
+	// Stopping an exited task is not an error.
+	if err := d.StopTask(ctx, "stubborn", time.Second, ""); err != nil {
+		t.Errorf("StopTask(exited): %v", err)
+	}
+
+	// A task that honours SIGTERM stops at once; SignalTask reaches it.
+	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "polite", Command: "sleep", Args: []string{"30"}}); err != nil {
+		t.Fatal(err)
+	}
+	killGroup(t, d, "polite")
+	if err := d.SignalTask(ctx, "polite", "SIGNOPE"); err == nil {
+		t.Error("SignalTask(SIGNOPE): want error")
+	}
+	if err := d.SignalTask(ctx, "polite", "SIGTERM"); err != nil {
+		t.Errorf("SignalTask: %v", err)
+	}
+	if r, err := d.WaitTask(ctx, "polite"); err != nil || r.Signal != int(syscall.SIGTERM) {
+		t.Errorf("WaitTask = %+v, %v; want killed by SIGTERM", r, err)
+	}
+
+	// DestroyTask forgets an exited task, and is idempotent.
+	for _, id := range []string{"stubborn", "stubborn", "polite", "never-started"} {
+		if err := d.DestroyTask(ctx, id, false); err != nil {
+			t.Errorf("DestroyTask(%s): %v", id, err)
+		}
+	}
+	if _, err := d.InspectTask(ctx, "stubborn"); !errors.Is(err, plugin.ErrTaskNotFound) {
+		t.Errorf("InspectTask(destroyed): err = %v, want ErrTaskNotFound", err)
+	}
+}
+
+func TestDriver_Refusals(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	tests := []struct {
+		name, config, want string
+	}{
+		{"nice too high", `{"nice": 20}`, "nice 20 out of range 0..19"},
+		{"nice negative", `{"nice": -1}`, "nice -1 out of range 0..19"},
+		{"not JSON", `{nice: 5}`, "driver config: want {"},
+		{"nice not a number", `{"nice": "5"}`, "cannot unmarshal string"},
+		{"misspelt field", `{"niceness": 5}`, `unknown field "niceness"`},
+		{"two objects", `{} {}`, "found more after it"},
+		{"bad env name", `{"env": {"A=B": "c"}}`, `env "A=B"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "bad", Command: "sleep", Args: []string{"30"}, DriverConfig: []byte(tt.config)})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("StartTask(%s): err = %v, want it to say %q", tt.config, err, tt.want)
+			}
+			if _, err := d.InspectTask(ctx, "bad"); !errors.Is(err, plugin.ErrTaskNotFound) {
+				t.Errorf("a refused task is known to the driver: %v", err)
+			}
+		})
+	}
+	if err := d.RecoverTask(ctx, &plugin.TaskHandle{Version: plugin.HandleVersion, Config: &plugin.TaskConfig{ID: "old"}}); !errors.Is(err, plugin.ErrNotSupported) ||
+		!strings.Contains(err.Error(), "cannot reattach") {
+		t.Errorf("RecoverTask: err = %v, want ErrNotSupported with a reason", err)
+	}
+	if err := d.RecoverTask(ctx, &plugin.TaskHandle{Version: 99}); !errors.Is(err, plugin.ErrHandleVersion) {
+		t.Errorf("RecoverTask(v99): err = %v, want ErrHandleVersion", err)
+	}
+	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "u", Command: "true", User: "nobody"}); !errors.Is(err, plugin.ErrNotSupported) {
+		t.Errorf("StartTask(user): err = %v, want ErrNotSupported", err)
+	}
+}

@@ -115,11 +115,11 @@ func (w *OOMWatch) run(c chan<- uint64, last uint64, read func() (uint64, error)
 			return // closed
 		}
 		n, err := read()
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 			return // the cgroup is gone
 		}
-		if n == last {
-			continue
+		if err != nil || n == last {
+			continue // unreadable for now: try again at the next wake-up
 		}
 		last = n
 		select {

@@ -1,0 +1,140 @@
+package execdriver
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+func execCommand(dir string) *exec.Cmd {
+	return exec.Command(os.Args[0], "supervisor", "--state-dir", dir)
+}
+
+// ownCgroup returns this process's cgroup path in the hierarchy whose
+// controller list in /proc/self/cgroup is controllers ("" for v2).
+func ownCgroup(t *testing.T, pid int, controllers string) string {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.SplitN(sc.Text(), ":", 3)
+		if len(p) == 3 && p[1] == controllers {
+			return p[2]
+		}
+	}
+	return ""
+}
+
+// testCgroup creates a cgroup under this process's own cgroup of the
+// hierarchy mounted at mount, removed at cleanup (after the tasks are
+// killed). It skips when the hierarchy is absent.
+func testCgroup(t *testing.T, mount, controllers string) (dir, rel string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
+		t.Skipf("cgroup hierarchy %s (%q) is absent: %v", mount, controllers, err)
+	}
+	own := ownCgroup(t, os.Getpid(), controllers)
+	rel = filepath.Join(own, "execdriver-test-"+strconv.Itoa(os.Getpid())+"-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	dir = filepath.Join(mount, rel)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.Remove(dir)
+			if err == nil || os.IsNotExist(err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("cannot remove test cgroup: %v", err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return dir, rel
+}
+
+func TestDriver_Cgroups(t *testing.T) {
+	// Not parallel with itself: the cases share nothing but are cheap.
+	t.Parallel()
+	const (
+		v1Mount = "/sys/fs/cgroup/memory"
+		v2Mount = "/sys/fs/cgroup/unified"
+	)
+	tests := []struct {
+		name string
+		v1   bool
+		v2   bool
+	}{
+		{name: "v1 memory", v1: true},
+		{name: "v2 unified", v2: true},
+		{name: "v1 memory and v2", v1: true, v2: true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := newDriver(t)
+			var dirs []string
+			want := map[string]string{} // controllers → cgroup path
+			if tt.v1 {
+				dir, rel := testCgroup(t, v1Mount, "memory")
+				dirs = append(dirs, dir)
+				want["memory"] = rel
+			}
+			if tt.v2 {
+				if st, err := os.Stat(v2Mount); err != nil || !st.IsDir() {
+					t.Skipf("no cgroup v2 hierarchy at %s", v2Mount)
+				}
+				dir, rel := testCgroup(t, v2Mount, "")
+				dirs = append(dirs, dir)
+				want[""] = rel
+			}
+			id := "cg-" + strconv.Itoa(i)
+			// The child the task forks must be inside as well.
+			h := start(t, d, &contract.TaskConfig{ID: id, Command: "sh", Args: []string{"-c", "sleep 30 & wait"}, Cgroups: dirs})
+			pid := pidOf(t, h)
+			for c, rel := range want {
+				if got := ownCgroup(t, pid, c); got != rel {
+					t.Errorf("task %d in %q cgroup %q, want %q", pid, c, got, rel)
+				}
+			}
+			sup := supervisorPids(d.cfg.StateDir)
+			if len(sup) != 1 {
+				t.Fatalf("supervisors: %v", sup)
+			}
+			for c := range want {
+				if got, own := ownCgroup(t, sup[0], c), ownCgroup(t, os.Getpid(), c); got != own {
+					t.Errorf("supervisor stayed in %q cgroup %q, want its own %q", c, got, own)
+				}
+			}
+			// Every process of the group, forked later, is inside.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				procs, _ := os.ReadFile(filepath.Join(dirs[0], "cgroup.procs"))
+				if len(strings.Fields(string(procs))) == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("cgroup.procs = %q, want sh and sleep", procs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := d.StopTask(context.Background(), id, 5*time.Second, ""); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

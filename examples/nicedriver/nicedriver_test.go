@@ -102,14 +102,22 @@ func niceOf(t *testing.T, pid int) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Field 2, the command, is in parentheses and may hold spaces: count
-	// from the last ')', after which field 3 begins.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	n, err := strconv.Atoi(fields[19-3])
+	n, err := strconv.Atoi(niceField(b))
 	if err != nil {
-		t.Fatalf("/proc/%d/stat: field 19 %q: %v", pid, fields[19-3], err)
+		t.Fatalf("/proc/%d/stat: field 19: %v", pid, err)
 	}
 	return n
+}
+
+// niceField returns field 19, the nice level, of a /proc/<pid>/stat file.
+// Field 2, the command, is in parentheses and may hold spaces: count from
+// the last ')', after which field 3 begins.
+func niceField(stat []byte) string {
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 19-2 {
+		return ""
+	}
+	return fields[19-3]
 }
 
 // envOf returns the environment pid started with.
@@ -334,5 +342,49 @@ func TestDriver_Refusals(t *testing.T) {
 	}
 	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "u", Command: "true", User: "nobody"}); !errors.Is(err, plugin.ErrNotSupported) {
 		t.Errorf("StartTask(user): err = %v, want ErrNotSupported", err)
+	}
+}
+
+// TestDriver_PluginKeepsItsNice: the driver sets a nice level on a thread of
+// its own, which dies after the fork; no thread of the plugin serving the
+// host keeps the task's level.
+func TestDriver_PluginKeepsItsNice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	base := niceOf(t, d.Pid())
+	for i := range 5 {
+		id := fmt.Sprintf("t%d", i)
+		if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: id, Command: "true", DriverConfig: []byte(`{"nice": 19}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.WaitTask(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The niced threads exit just after StartTask returns.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var niced []string
+		tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", d.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tid := range tids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", d.Pid(), tid.Name()))
+			if err != nil {
+				continue // the thread exited
+			}
+			if n := niceField(b); n != strconv.Itoa(base) {
+				niced = append(niced, tid.Name()+":"+n)
+			}
+		}
+		if len(niced) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin threads at another nice level than the plugin's %d: %v", base, niced)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -132,7 +132,7 @@ func TestNetClient_RoundTrip(t *testing.T) {
 	if err := n.ConfigureNode(ctx, testNode); err != nil {
 		t.Fatalf("ConfigureNode: %v", err)
 	}
-	if diff := cmp.Diff(&testNode, impl.node, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(&testNode, impl.node, netipCmp); diff != "" {
 		t.Errorf("node config (-sent +received):\n%s", diff)
 	}
 	st, err := n.Setup(ctx, NetworkRequest{ContainerID: "c1", Mode: NetworkModeBridge,
@@ -144,19 +144,18 @@ func TestNetClient_RoundTrip(t *testing.T) {
 		IP: netip.MustParseAddr("10.1.2.2"), Gateway: netip.MustParseAddr("10.1.2.1"),
 		Ports: []PortMapping{{Name: "http-admin", HostPort: 31000, ContainerPort: 8080, Protocol: "tcp"}, {Name: "dns", HostPort: 31001, ContainerPort: 31001, Protocol: "udp"}},
 		Env:   map[string]string{"DCOS_TASK_IP": "10.1.2.2", "DCOS_PORT_HTTP_ADMIN": "8080", "DCOS_PORT_DNS": "31001"}}
-	addrCmp := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
-	if diff := cmp.Diff(want, st, addrCmp); diff != "" {
+	if diff := cmp.Diff(want, st, netipCmp); diff != "" {
 		t.Errorf("Setup (-want +got):\n%s", diff)
 	}
 	if got, err := n.Status(ctx, "c1"); err != nil {
 		t.Errorf("Status: %v", err)
-	} else if diff := cmp.Diff(want, got, addrCmp); diff != "" {
+	} else if diff := cmp.Diff(want, got, netipCmp); diff != "" {
 		t.Errorf("Status (-want +got):\n%s", diff)
 	}
 	if err := n.Recover(ctx, []NetworkStatus{*want}); err != nil {
 		t.Errorf("Recover: %v", err)
 	}
-	if diff := cmp.Diff([]NetworkStatus{*want}, impl.recovered, addrCmp); diff != "" {
+	if diff := cmp.Diff([]NetworkStatus{*want}, impl.recovered, netipCmp); diff != "" {
 		t.Errorf("recovered (-sent +received):\n%s", diff)
 	}
 	if removed, err := n.GC(ctx, nil); err != nil || !cmp.Equal(removed, []string{"leftover"}) {

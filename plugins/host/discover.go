@@ -44,6 +44,9 @@ func discover(dir string, log *slog.Logger) ([]found, error) {
 	}
 	var out []found
 	for _, e := range entries {
+		if e.Name() == CatalogFile {
+			continue
+		}
 		path := filepath.Join(dir, e.Name())
 		kind, name, ok := parseFileName(e.Name())
 		if !ok {
@@ -62,6 +65,9 @@ func discover(dir string, log *slog.Logger) ([]found, error) {
 		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 			log.Warn("plugin dir: ignoring plugin: not an executable file", "path", path, "mode", fi.Mode().String())
 			continue
+		}
+		if fi.Mode().Perm()&0o022 != 0 {
+			log.Warn("plugin dir: plugin is writable by group or others: it is refused at its next start if altered, but make it writable by root only", "path", path, "mode", fi.Mode().String())
 		}
 		out = append(out, found{kind: kind, name: name, path: path})
 	}

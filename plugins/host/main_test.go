@@ -50,13 +50,13 @@ func TestMain(m *testing.M) {
 
 // env is a plugin directory, catalog and state directory for one test.
 type env struct {
-	t                      *testing.T
+	t                      testing.TB
 	dir, catalog, stateDir string
 	logs                   *logBuffer
 	restarted              chan string // "<kind>/<name>" per OnRestart call
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	root := t.TempDir()
 	e := &env{
@@ -152,7 +152,7 @@ func (e *env) start(cfg Config) *Host {
 }
 
 // assertNoProcesses fails t if a process runs an executable under dir.
-func assertNoProcesses(t *testing.T, dir string) {
+func assertNoProcesses(t testing.TB, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir("/proc")
 	for _, ent := range entries {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -100,7 +99,7 @@ func New(cfg Config) (*Isolator, error) {
 		cfg.DefaultPIDs = DefaultPIDs
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	l, err := cg.Detect()
 	if err != nil {
@@ -434,7 +433,9 @@ func formatBytes(n int64) string {
 // Cleanup closes the container's watches, kills every process left in its
 // cgroups and removes them. It is idempotent: an unknown or already cleaned
 // up container is not an error. A failed removal is returned and may be
-// retried with another Cleanup.
+// retried with another Cleanup. A watch that still has OOM kills to report
+// offers them to its reader for up to a second before closing; Cleanup
+// waits for that.
 func (i *Isolator) Cleanup(ctx context.Context, id string) error {
 	c, err := i.lookup(ctx, id)
 	if errors.Is(err, contract.ErrTaskNotFound) {

@@ -331,6 +331,35 @@ func TestIsolator_OOM(t *testing.T) {
 	}
 }
 
+// TestIsolator_Watch_cleanup: an OOM kill not yet read when Cleanup runs is
+// still delivered, then the watch closes.
+func TestIsolator_Watch_cleanup(t *testing.T) {
+	i := newIsolator(t)
+	ctx := context.Background()
+	li, err := i.Prepare(ctx, "oom-then-cleanup", contract.Resources{MemBytes: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lims, err := i.Watch(ctx, "oom-then-cleanup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startIn(t, li.Cgroups, "dd if=/dev/zero of=/dev/null bs=64M count=1")
+	p.wait(t)
+	cleaned := make(chan error, 1)
+	go func() { cleaned <- i.Cleanup(ctx, "oom-then-cleanup") }()
+	var got []contract.Limitation
+	for l := range lims {
+		got = append(got, l)
+	}
+	if err := <-cleaned; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Reason != contract.LimitationOOM {
+		t.Errorf("limitations %+v, want one OOM", got)
+	}
+}
+
 func TestIsolator_Update(t *testing.T) {
 	i := newIsolator(t)
 	ctx := context.Background()
@@ -443,14 +472,34 @@ func TestIsolator_Recover(t *testing.T) {
 		}
 		procs = append(procs, startIn(t, li.Cgroups, "sleep 30"))
 	}
+	// Half-made cgroups, as a crash mid-Prepare leaves them: one listed,
+	// one not, each in a single hierarchy.
+	pdirs, err := a.layout.ParentDirs(a.parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{cgroupName("partial"), "stray"} {
+		if err := os.Mkdir(filepath.Join(pdirs[cg.KeyPids], n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A second isolator on the same parent, as after an agent restart.
 	b, err := New(Config{Parent: a.parent})
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := []contract.ContainerState{{ContainerID: "keep", PID: procs[0].cmd.Process.Pid, Limits: contract.Resources{CPUs: 1, MemBytes: 64 << 20}}}
+	state := []contract.ContainerState{
+		{ContainerID: "keep", PID: procs[0].cmd.Process.Pid, Limits: contract.Resources{CPUs: 1, MemBytes: 64 << 20}},
+		{ContainerID: "partial"},
+		{ContainerID: "gone"},
+	}
 	if err := b.Recover(ctx, state); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range []string{"partial", "gone"} {
+		if _, err := b.Usage(ctx, id); !errors.Is(err, contract.ErrTaskNotFound) {
+			t.Errorf("Usage of %s (incomplete or no cgroups): %v, want ErrTaskNotFound", id, err)
+		}
 	}
 	if ws := procs[1].wait(t); !ws.Signaled() {
 		t.Errorf("leftover's process ended with %v, want killed", ws)

@@ -105,8 +105,8 @@ func splitTicks(total uint64, cpuacctStat string) (user, system uint64) {
 	if !ok1 || !ok2 || u+s == 0 {
 		return 0, 0
 	}
-	// total*u can overflow uint64 after ~584 CPU-years/ticks; use floats
-	// for the ratio, exact integers for the sum.
+	// total*u may overflow uint64: take the ratio in floats, and keep the
+	// sum exact with integers.
 	user = uint64(float64(total) * float64(u) / float64(u+s))
 	user = min(user, total)
 	return user, total - user

@@ -61,6 +61,11 @@ type Isolator struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+
+	// gc is held shared by Prepare while it creates cgroups and exclusively
+	// by Recover while it removes leftovers, so that Recover never takes a
+	// cgroup being made for a leftover.
+	gc sync.RWMutex
 }
 
 // container is one prepared container.
@@ -207,13 +212,17 @@ func (i *Isolator) Prepare(ctx context.Context, id string, r contract.Resources)
 	i.containers[id] = c
 	i.mu.Unlock()
 
+	i.gc.RLock()
 	c.task, c.err = i.layout.NewTask(i.parent, name, lim)
+	i.gc.RUnlock()
 	if c.err == nil {
 		c.dirs = taskDirs(c.task)
 	} else {
 		c.err = fmt.Errorf("prepare %q: %w", id, c.err)
 		i.mu.Lock()
-		delete(i.containers, id)
+		if i.containers[id] == c {
+			delete(i.containers, id)
+		}
 		i.mu.Unlock()
 	}
 	close(c.ready)
@@ -464,11 +473,16 @@ func (i *Isolator) Cleanup(ctx context.Context, id string) error {
 	return nil
 }
 
-// Recover re-opens the cgroups of the listed containers (those whose
-// cgroups still exist; the others are logged and left unknown) and removes
-// every other cgroup beneath the parent, killing its processes: what a crash
-// left behind. Containers prepared since the isolator started are kept.
+// Recover re-opens the cgroups of the listed containers and removes every
+// other cgroup beneath the parent, killing its processes: what a crash left
+// behind. A listed container whose cgroups are all gone is logged and stays
+// unknown; one whose cgroups exist in only some hierarchies (half made or
+// half removed) is removed and stays unknown. Containers this isolator
+// already knows (prepared since it started) are kept as they are. Recover
+// waits for Prepare calls in flight, and they for it.
 func (i *Isolator) Recover(ctx context.Context, containers []contract.ContainerState) error {
+	i.gc.Lock()
+	defer i.gc.Unlock()
 	keep := map[string]bool{}
 	var errs []error
 	for _, st := range containers {
@@ -477,6 +491,12 @@ func (i *Isolator) Recover(ctx context.Context, containers []contract.ContainerS
 			continue
 		}
 		keep[name] = true
+		i.mu.Lock()
+		_, known := i.containers[st.ContainerID]
+		i.mu.Unlock()
+		if known {
+			continue
+		}
 		task, err := i.layout.OpenTask(i.parent, name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("recover %q: %w", st.ContainerID, err))
@@ -498,7 +518,7 @@ func (i *Isolator) Recover(ctx context.Context, containers []contract.ContainerS
 		c := &container{id: st.ContainerID, ready: make(chan struct{}), gone: make(chan struct{}), task: task, dirs: taskDirs(task), limits: st.Limits}
 		close(c.ready)
 		i.mu.Lock()
-		if _, ok := i.containers[st.ContainerID]; !ok {
+		if _, ok := i.containers[st.ContainerID]; !ok { // a Prepare may have won
 			i.containers[st.ContainerID] = c
 		}
 		i.mu.Unlock()

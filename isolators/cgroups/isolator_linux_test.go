@@ -195,7 +195,9 @@ func TestIsolator_Prepare_limits(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			want := 3 // memory, cpu(+cpuacct co-mounted or not), pids, + v2
+			// memory, cpu (cpuacct may share its directory), pids; plus
+			// the v2 directory in hybrid mode; one directory on pure v2.
+			want := 3
 			switch i.layout.Mode {
 			case cg.ModeUnified:
 				want = 1

@@ -42,7 +42,11 @@ type Config struct {
 	// ("/dcos") or relative to the isolator process's own cgroup in each
 	// hierarchy ("dcos" → <own>/dcos). Default DefaultParent (relative).
 	// Everything beneath it belongs to the isolator: Recover removes what
-	// it does not know. It must not be "." or "/".
+	// it does not know. It must not be "." or "/". Agents that share a
+	// host must not share a Parent: a relative one resolves to the same
+	// directory for processes in the same cgroup (on a hybrid host often
+	// the root of the cpu and pids hierarchies), so give each agent its own
+	// (e.g. "dcos-tasks/<agent ID>").
 	Parent string
 	// DefaultPIDs is the pids limit when the allocation names none;
 	// default DefaultPIDs.

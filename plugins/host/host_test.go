@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	goplugin "github.com/hashicorp/go-plugin"
+
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	"github.com/dcos-kernel/dcos/plugins/host/internal/testplugins/fake"
 )
@@ -138,7 +140,7 @@ func TestHost_Refused(t *testing.T) {
 		wantErr error
 	}{
 		{"uncatalogued", "not in the catalog " + e.catalog + ": add its sha256 (sha256sum " + filepath.Join(e.dir, "dcos-driver-uncatalogued") + " >> " + e.catalog + ")", ErrRefused},
-		{"altered", "its sha256 does not match the registered checksum", nil},
+		{"altered", "its sha256 does not match the registered checksum", goplugin.ErrChecksumsDoNotMatch},
 		{"future", "speaks protocol version 2, this host speaks 1", contract.ErrIncompatibleVersion},
 		{"self", "a built-in driver named \"self\" exists", ErrRefused},
 	}
@@ -203,7 +205,9 @@ func TestHost_RestartAfterKill(t *testing.T) {
 		_, err := d.WaitTask(ctx, "blocks")
 		inFlight <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // let WaitTask reach the plugin
+	waitFor(t, "WaitTask to reach the plugin", func() bool {
+		return e.logs.find(fake.MsgWaitTask, map[string]string{"plugin": "driver/good", "task": "blocks"}) != nil
+	})
 	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,13 @@ func (p *plugin) close() {
 	p.notifyLocked()
 }
 
+// refusedError is a start error that refuses the plugin for good: it
+// matches ErrRefused as well as its cause, and says only its cause.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string   { return e.err.Error() }
+func (e *refusedError) Unwrap() []error { return []error{e.err, ErrRefused} }
+
 // permanent reports whether a start error will not go away by retrying.
 func permanent(err error) bool {
 	return errors.Is(err, contract.ErrIncompatibleVersion) || errors.Is(err, goplugin.ErrChecksumsDoNotMatch)
@@ -161,7 +168,7 @@ func (p *plugin) run(ctx context.Context, first chan<- struct{}) {
 		}
 		if err != nil {
 			if permanent(err) {
-				err = fmt.Errorf("%w: %w", ErrRefused, err)
+				err = &refusedError{err: err}
 				p.log.Error("plugin refused", "err", err)
 				p.setDown(HealthRefused, err)
 				return

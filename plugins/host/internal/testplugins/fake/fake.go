@@ -35,6 +35,7 @@ const (
 	MsgCapabilities = "fake: capabilities called"
 	MsgStdio        = "fake: written to os.Stderr after Serve"
 	MsgCrash        = "fake: crashing at start"
+	MsgWaitTask     = "fake: wait task called"
 )
 
 // AttrStateDir and AttrPID are the Fingerprint attributes giving the
@@ -113,7 +114,8 @@ func (d *driver) StartTask(context.Context, *contract.TaskConfig) (*contract.Tas
 	return nil, fmt.Errorf("start task: %w", contract.ErrNotSupported)
 }
 
-func (d *driver) WaitTask(ctx context.Context, _ string) (*contract.ExitResult, error) {
+func (d *driver) WaitTask(ctx context.Context, id string) (*contract.ExitResult, error) {
+	d.log.Info(MsgWaitTask, "task", id)
 	<-ctx.Done()
 	return nil, ctx.Err()
 }

@@ -312,6 +312,44 @@ func TestHost_CallWaitsForRestart(t *testing.T) {
 	}
 }
 
+func TestHost_CloseDuringStart(t *testing.T) {
+	e := newEnv(t)
+	e.install("dcos-driver-hang", true)
+	e.setMode("driver", "hang", fake.ModeHang)
+	h, err := New(e.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := h.Start(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Start: err = %v, want DeadlineExceeded (the plugin never answers)", err)
+	}
+	d, err := h.Driver("hang")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Capabilities(context.Background()) // waits for the plugin
+		done <- err
+	}()
+	start := time.Now()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("Close took %s with a plugin hanging in its handshake", time.Since(start))
+	}
+	if err := <-done; !errors.Is(err, contract.ErrPluginExited) {
+		t.Errorf("call waiting at Close: err = %v, want ErrPluginExited", err)
+	}
+	if s := status(t, h, "driver", "hang"); s.Health != HealthStopped || s.PID != 0 {
+		t.Errorf("status after Close = %+v", s)
+	}
+	assertNoProcesses(t, e.dir)
+}
+
 func TestHost_Builtin(t *testing.T) {
 	e := newEnv(t)
 	exe, err := os.Executable()

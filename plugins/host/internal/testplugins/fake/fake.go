@@ -28,6 +28,7 @@ const (
 	ModeCrash      = "crash"      // exit with status 3 before serving
 	ModeCrashAfter = "crashafter" // exit with status 4 right after answering the first call
 	ModeFuture     = "future"     // speak only protocol version ProtocolVersion+1
+	ModeHang       = "hang"       // never complete the handshake
 )
 
 // Messages the plugin logs, for tests to look for.
@@ -72,6 +73,8 @@ func Serve(kind string) {
 	case ModeCrash:
 		log.Error(MsgCrash)
 		os.Exit(3)
+	case ModeHang:
+		select {}
 	case ModeFuture:
 		cfg.VersionedPlugins = map[int]goplugin.PluginSet{contract.ProtocolVersion + 1: cfg.VersionedPlugins[contract.ProtocolVersion]}
 	}

@@ -20,7 +20,7 @@ func execCommand(dir string) *exec.Cmd {
 
 // ownCgroup returns this process's cgroup path in the hierarchy whose
 // controller list in /proc/self/cgroup is controllers ("" for v2).
-func ownCgroup(t *testing.T, pid int, controllers string) string {
+func ownCgroup(t testing.TB, pid int, controllers string) string {
 	t.Helper()
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
@@ -40,7 +40,7 @@ func ownCgroup(t *testing.T, pid int, controllers string) string {
 // testCgroup creates a cgroup under this process's own cgroup of the
 // hierarchy mounted at mount, removed at cleanup (after the tasks are
 // killed). It skips when the hierarchy is absent.
-func testCgroup(t *testing.T, mount, controllers string) (dir, rel string) {
+func testCgroup(t testing.TB, mount, controllers string) (dir, rel string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
 		t.Skipf("cgroup hierarchy %s (%q) is absent: %v", mount, controllers, err)

@@ -29,6 +29,11 @@ func TestMain(m *testing.M) {
 		os.Exit(SupervisorMain(os.Args[len(os.Args)-1], nil))
 	}
 	os.Setenv(supervisorEnv, "1")
+	if os.Getenv("GORACE") == "" {
+		// With -race, every process sleeps 1 s at exit (atexit_sleep_ms):
+		// the supervisor's detaching parent would delay each first start.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	os.Exit(m.Run())
 }
 

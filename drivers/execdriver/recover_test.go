@@ -183,12 +183,12 @@ func TestSupervisor_SecondExitsAtOnce(t *testing.T) {
 	wait(t, d, "first")
 	// A second supervisor (not detached) on the same dir exits 0 at once.
 	begin := time.Now()
-	cmd := execCommand(dir)
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("second supervisor: %v", err)
+	out, err := execCommand(dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("second supervisor: %v\n%s", err, out)
 	}
-	if el := time.Since(begin); el > time.Second {
-		t.Errorf("second supervisor took %v to exit", el)
+	if el := time.Since(begin); el >= wireIdle || !strings.Contains(string(out), "another supervisor runs") {
+		t.Errorf("second supervisor exited after %v, saying %q; want at once, because of the lock", el, out)
 	}
 	if n := len(supervisorPids(dir)); n != 1 {
 		t.Errorf("%d supervisors, want 1", n)

@@ -50,6 +50,7 @@ type instance struct {
 	done     <-chan struct{} // closed when the process has exited
 	exited   <-chan string   // go-plugin's account of the exit, once done
 	release  func()          // releases the process's context; after exit only
+	flush    func()          // logs what is left of the process's stdio lines
 	pid      int
 	protocol int
 }
@@ -58,6 +59,7 @@ type instance struct {
 func (i *instance) kill() {
 	i.client.Kill()
 	i.release()
+	i.flush()
 }
 
 // exitReason returns how the process exited, once done is closed.
@@ -356,6 +358,8 @@ func (p *plugin) launch() (*instance, error) {
 	if err != nil {
 		client.Kill()
 		release()
+		stdout.Flush()
+		stderr.Flush()
 		if !permanent(err) {
 			select {
 			case how := <-exited:
@@ -367,7 +371,8 @@ func (p *plugin) launch() (*instance, error) {
 		}
 		return nil, err
 	}
-	inst := &instance{client: client, impl: impl, done: w.done.Done(), exited: exited, release: release, protocol: client.NegotiatedVersion()}
+	inst := &instance{client: client, impl: impl, done: w.done.Done(), exited: exited, release: release, protocol: client.NegotiatedVersion(),
+		flush: func() { stdout.Flush(); stderr.Flush() }}
 	if rc := client.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}

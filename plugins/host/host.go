@@ -75,9 +75,9 @@ type Host struct {
 	// all is every plugin, refused ones included, sorted by kind and name
 	// (a built-in before a discovered plugin of the same name).
 	all []*plugin
-	// active maps "<kind>/<name>" to the plugin of that name: a built-in
+	// byName maps "<kind>/<name>" to the plugin of that name: a built-in
 	// before a discovered plugin, refused or not.
-	active map[string]*plugin
+	byName map[string]*plugin
 
 	mu      sync.Mutex
 	started bool
@@ -95,7 +95,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, active: map[string]*plugin{}}
+	h := &Host{cfg: cfg, log: cfg.Logger, byName: map[string]*plugin{}}
 	for _, b := range cfg.Builtins {
 		switch {
 		case !validKind(b.Kind):
@@ -106,7 +106,7 @@ func New(cfg Config) (*Host, error) {
 			return nil, fmt.Errorf("plugin host: built-in %s/%s: Cmd %q: want an absolute path to the binary first", b.Kind, b.Name, b.Cmd)
 		}
 		key := b.Kind + "/" + b.Name
-		if h.active[key] != nil {
+		if h.byName[key] != nil {
 			return nil, fmt.Errorf("plugin host: built-in %s is listed twice", key)
 		}
 		sum, err := sha256File(b.Cmd[0])
@@ -115,7 +115,7 @@ func New(cfg Config) (*Host, error) {
 		}
 		p := h.newPlugin(b.Kind, b.Name, b.Cmd[0], b.Cmd[1:], true)
 		p.sum = sum
-		h.active[key] = p
+		h.byName[key] = p
 	}
 
 	var cat catalog
@@ -131,11 +131,11 @@ func New(cfg Config) (*Host, error) {
 	for _, f := range found {
 		key := f.kind + "/" + f.name
 		p := h.newPlugin(f.kind, f.name, f.path, nil, false)
-		if b := h.active[key]; b != nil {
+		if b := h.byName[key]; b != nil {
 			p.refuse(fmt.Errorf("plugin %s: a built-in %s named %q exists (%s): rename or remove the file: %w", f.path, f.kind, f.name, b.path, ErrRefused))
 			continue
 		}
-		h.active[key] = p // refused or not, the plugin of that name
+		h.byName[key] = p // refused or not, the plugin of that name
 		sum, ok := cat.lookup(f.path)
 		if !ok {
 			p.refuse(fmt.Errorf("plugin %s: not in the catalog %s: add its sha256 (sha256sum %s >> %s): %w", f.path, cfg.Catalog, f.path, cfg.Catalog, ErrRefused))
@@ -261,7 +261,7 @@ func (h *Host) Isolator(name string) (contract.Isolator, error) {
 }
 
 func (h *Host) lookup(kind, name string) (*plugin, error) {
-	if p := h.active[kind+"/"+name]; p != nil {
+	if p := h.byName[kind+"/"+name]; p != nil {
 		if err := p.refusal(); err != nil {
 			return nil, err
 		}
@@ -269,7 +269,7 @@ func (h *Host) lookup(kind, name string) (*plugin, error) {
 	}
 	var names []string
 	for _, p := range h.all {
-		if p.kind == kind && h.active[p.id] == p && p.refusal() == nil {
+		if p.kind == kind && h.byName[p.id] == p && p.refusal() == nil {
 			names = append(names, p.name)
 		}
 	}

@@ -6,7 +6,9 @@
 //
 //	{"nice": 10, "env": {"K": "V"}}
 //
-// nice is 0..19 (default 10). Each task runs in its own process group;
+// nice is 0..19 (default 10). The driver starts each task through itself,
+// re-executed as a launcher that sets its nice level and execs the command
+// (launch.go). Each task runs in its own process group;
 // StopTask escalates to SIGKILL after its timeout. It cannot reattach to
 // tasks after a restart (Capabilities.RecoverTasks is false) and does not
 // join cgroups itself (the agent's isolator places the task).

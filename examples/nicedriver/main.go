@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +16,12 @@ import (
 	"github.com/dcos-kernel/dcos/sdk/plugin"
 )
 
-func main() { plugin.ServeDriver(newDriver()) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == launchArg {
+		os.Exit(launch(os.Args[2:]))
+	}
+	plugin.ServeDriver(newDriver())
+}
 
 // task is a task the driver started.
 type task struct {
@@ -84,7 +88,18 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 		return nil, fmt.Errorf("start task %q: already started: %w", cfg.ID, plugin.ErrConflict)
 	}
 
-	cmd := exec.Command(cfg.Command, cfg.Args...)
+	// A command without a slash is looked up in the driver's PATH now, so
+	// that a missing one fails the start; one with a slash is run as it is
+	// (relative to WorkDir).
+	path := cfg.Command
+	if !strings.Contains(path, "/") {
+		if path, err = exec.LookPath(cfg.Command); err != nil {
+			return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+		}
+	}
+	// The task's first process is this binary, re-executed as its launcher
+	// (see launch): it sets its nice level and execs the command.
+	cmd := exec.Command("/proc/self/exe", append([]string{launchArg, strconv.Itoa(conf.Nice), path, cfg.Command}, cfg.Args...)...)
 	cmd.Dir = cfg.WorkDir
 	// The task's environment is the agent's, then the config's; never the
 	// plugin's own (a nil Env would inherit it).
@@ -107,7 +122,7 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 	defer closeOutput(cmd.Stderr)
 	// Its own process group, so that a stop reaches the task's children.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := startNiced(cmd, conf.Nice); err != nil {
+	if err := startLaunched(cmd); err != nil {
 		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
 	}
 
@@ -133,26 +148,6 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 	}()
 	state := fmt.Appendf(nil, `{"pid":%d}`, t.pid)
 	return &plugin.TaskHandle{Version: plugin.HandleVersion, Config: cfg, State: plugin.TaskStateRunning, DriverState: state}, nil
-}
-
-// startNiced starts cmd at nice level nice, so that nothing the task runs
-// ever runs at another level. A nice level is a property of a thread and a
-// child inherits its parent thread's, so it sets it on an OS thread of its
-// own and forks from there. That thread is never unlocked: it exits with
-// the goroutine instead of going back to the Go scheduler at the wrong
-// level. (Renicing the child after the start would leave a window where it
-// runs, and forks, at the driver's level.)
-func startNiced(cmd *exec.Cmd, nice int) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // no Unlock: the thread dies with the goroutine
-		if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice); err != nil {
-			errc <- fmt.Errorf("set nice %d: %w", nice, err)
-			return
-		}
-		errc <- cmd.Start()
-	}()
-	return <-errc
 }
 
 // openOutput opens path for the task's output, appending; empty means

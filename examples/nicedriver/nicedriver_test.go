@@ -343,11 +343,28 @@ func TestDriver_Refusals(t *testing.T) {
 	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "u", Command: "true", User: "nobody"}); !errors.Is(err, plugin.ErrNotSupported) {
 		t.Errorf("StartTask(user): err = %v, want ErrNotSupported", err)
 	}
+	// A command that cannot run fails the start, with the reason.
+	notExecutable := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(notExecutable, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for cmd, want := range map[string]string{
+		"no-such-command": `exec: "no-such-command": executable file not found`,
+		"/no/such/cmd":    "launch: exec /no/such/cmd: no such file or directory",
+		notExecutable:     "launch: exec " + notExecutable + ": permission denied",
+	} {
+		_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "x", Command: cmd})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("StartTask(%s): err = %v, want it to say %q", cmd, err, want)
+		}
+		if _, err := d.InspectTask(ctx, "x"); !errors.Is(err, plugin.ErrTaskNotFound) {
+			t.Errorf("StartTask(%s) failed, yet the driver knows the task: %v", cmd, err)
+		}
+	}
 }
 
-// TestDriver_PluginKeepsItsNice: the driver sets a nice level on a thread of
-// its own, which dies after the fork; no thread of the plugin serving the
-// host keeps the task's level.
+// TestDriver_PluginKeepsItsNice: the nice level is set by the task's
+// launcher, never on a thread of the plugin serving the host.
 func TestDriver_PluginKeepsItsNice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -362,7 +379,6 @@ func TestDriver_PluginKeepsItsNice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The niced threads exit just after StartTask returns.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var niced []string
@@ -383,7 +399,7 @@ func TestDriver_PluginKeepsItsNice(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("plugin threads at another nice level than the plugin's %d: %v", base, niced)
+			t.Fatalf("plugin %d: threads at another nice level than the plugin's %d: %v", d.Pid(), base, niced)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -574,3 +574,27 @@ func BenchmarkLayout_NewTask(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTask_Usage measures one accounting read of a task.
+func BenchmarkTask_Usage(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("not root")
+	}
+	l, err := Detect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Check(); err != nil {
+		b.Skip(err)
+	}
+	task, err := l.NewTask("", fmt.Sprintf("dcos-bench-usage-%d", os.Getpid()), Limits{MemoryBytes: 64 << 20, MilliCPU: 500, Pids: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer task.Destroy()
+	for b.Loop() {
+		if _, err := task.Usage(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

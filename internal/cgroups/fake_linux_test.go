@@ -42,15 +42,17 @@ func TestTask_Usage_fake(t *testing.T) {
 		"memory.current": "4096\n",
 		"memory.peak":    "8192\n",
 		"memory.events":  "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+		"cgroup.procs":   "12\n34\n",
 	})
 	v1mem := fakeDir(t, map[string]string{
 		"memory.usage_in_bytes":     "4096\n",
 		"memory.max_usage_in_bytes": "8192\n",
 		"memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+		"cgroup.procs":              "12\n34\n",
 	})
 	v1acct := fakeDir(t, map[string]string{"cpuacct.usage": "1500000\n", "cpuacct.stat": "user 2\nsystem 1\n"})
 	v1acctNoStat := fakeDir(t, map[string]string{"cpuacct.usage": "1500000\n"})
-	split := Usage{CPUTimeNs: 1500000, CPUUserNs: 1000000, CPUSystemNs: 500000, MemoryBytes: 4096, MemoryPeakBytes: 8192, OOMKills: 1}
+	split := Usage{CPUTimeNs: 1500000, CPUUserNs: 1000000, CPUSystemNs: 500000, MemoryBytes: 4096, MemoryPeakBytes: 8192, OOMKills: 1, Procs: 2}
 	nosplit := split
 	nosplit.CPUUserNs, nosplit.CPUSystemNs = 0, 0
 	tests := []struct {

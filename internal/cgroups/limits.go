@@ -81,6 +81,10 @@ type Usage struct {
 	MemoryPeakBytes uint64
 	// OOMKills counts processes the kernel's OOM killer killed in the task.
 	OOMKills uint64
+	// Procs is the number of processes in the task's memory cgroup (the v2
+	// one on a pure v2 host): its processes, as long as they were all
+	// placed with AddProc or joined every directory of Paths.
+	Procs uint64
 }
 
 // parseKeyed returns the value of key in a flat-keyed file such as

@@ -329,17 +329,13 @@ func (i *Isolator) Usage(ctx context.Context, id string) (*contract.TaskUsage, e
 	if err != nil {
 		return nil, notFoundIfGone(c, "usage", err)
 	}
-	procs, err := c.task.Procs()
-	if err != nil {
-		return nil, notFoundIfGone(c, "usage", err)
-	}
 	tu := &contract.TaskUsage{
 		Timestamp:       time.Now(),
 		CPUUserNanos:    u.CPUUserNs,
 		CPUSystemNanos:  u.CPUSystemNs,
 		MemoryRSSBytes:  u.MemoryBytes,
 		MemoryPeakBytes: u.MemoryPeakBytes,
-		PIDs:            uint64(len(procs)),
+		PIDs:            u.Procs,
 		OOMKills:        u.OOMKills,
 	}
 	if u.CPUUserNs+u.CPUSystemNs != u.CPUTimeNs {

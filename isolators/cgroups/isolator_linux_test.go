@@ -725,3 +725,23 @@ func BenchmarkIsolator_PrepareCleanup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIsolator_Usage measures one accounting read of a container (the
+// agent's periodic poll).
+func BenchmarkIsolator_Usage(b *testing.B) {
+	i := newIsolator(b)
+	ctx := context.Background()
+	if _, err := i.Prepare(ctx, "usage", contract.Resources{CPUs: 0.5, MemBytes: 64 << 20}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := i.Cleanup(ctx, "usage"); err != nil {
+			b.Error(err)
+		}
+	})
+	for b.Loop() {
+		if _, err := i.Usage(ctx, "usage"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

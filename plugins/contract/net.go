@@ -12,7 +12,7 @@ import (
 // VXLAN) to the other nodes' subnets; in host mode the node's own network
 // with host ports reserved. It is shaped after Mesos's network isolator and
 // Nomad's network hook: the host calls ConfigureNode once it knows the
-// cluster, Setup before a task starts (the driver then starts the task in
+// cluster, Setup before a task starts (the task driver then starts the task in
 // NetworkStatus.Netns), Teardown once the task is gone, and, after a restart,
 // ConfigureNode, Recover and GC, in that order.
 //

@@ -167,11 +167,12 @@ func assertNoProcesses(t testing.TB, dir string) {
 	}
 }
 
-// status returns the status of kind/name.
+// status returns the status of kind/name (of the built-in if a discovered
+// plugin has the same name).
 func status(t *testing.T, h *Host, kind, name string) Status {
 	t.Helper()
 	for _, s := range h.Status() {
-		if s.Kind == kind && s.Name == name && (s.Health != HealthRefused || !s.Builtin) {
+		if s.Kind == kind && s.Name == name {
 			return s
 		}
 	}

@@ -357,12 +357,18 @@ func specOf(cfg *contract.TaskConfig) *wire.StartSpec {
 // StartTask implements contract.Driver. It starts the supervisor if none
 // answers. The command is resolved in the PATH of cfg.Env (a name with a
 // '/' is used as is, relative to WorkDir); WorkDir, StdoutPath, StderrPath
-// and Cgroups must be absolute; an empty WorkDir is "/". Starting an ID
+// and Cgroups must be absolute; an empty WorkDir is "/". A non-empty
+// User returns ErrNotSupported: tasks run as the supervisor's user. Starting an ID
 // the driver holds (running or exited, until DestroyTask) is an error. On
 // error nothing is left behind.
 func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*contract.TaskHandle, error) {
 	if cfg == nil {
 		return nil, errors.New("start task: no config")
+	}
+	if cfg.User != "" {
+		// Running the task as the supervisor's user instead would be a
+		// silent privilege change.
+		return nil, fmt.Errorf("start task %q: user %q: %w", cfg.ID, cfg.User, contract.ErrNotSupported)
 	}
 	spec := specOf(cfg)
 	if err := spec.Validate(); err != nil {
@@ -401,7 +407,7 @@ func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*cont
 	d.registerLocked(t)
 	d.mu.Unlock()
 	ds, _ := json.Marshal(driverState{Pid: info.Pid, StartTime: info.StartTime})
-	return &contract.TaskHandle{Version: contract.HandleVersion, Config: cfg, State: contract.TaskStateRunning, DriverState: ds}, nil
+	return &contract.TaskHandle{Version: contract.HandleVersion, Config: cfg, State: contract.TaskStateRunning, DriverState: ds, PID: info.Pid}, nil
 }
 
 // registerLocked adds a supervised task, applying an exit event that came
@@ -637,7 +643,7 @@ func (d *Driver) RecoverTask(ctx context.Context, h *contract.TaskHandle) error 
 		return nil
 	}
 
-	t := &task{cfg: h.Config, pid: ds.Pid, start: ds.StartTime, done: make(chan struct{})}
+	t := &task{cfg: h.Config, pid: ds.Pid, start: ds.StartTime, startedAt: proc.StartedAt(ds.StartTime), done: make(chan struct{})}
 	var held *wire.TaskInfo
 	if cl, err := d.connect(ctx, false); err == nil {
 		r, err := cl.call(ctx, &wire.Request{Op: wire.OpGet, TaskID: id})

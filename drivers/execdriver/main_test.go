@@ -235,6 +235,7 @@ func TestDriver_StartErrors(t *testing.T) {
 		{name: "relative work dir", cfg: contract.TaskConfig{ID: "e7", Command: "true", WorkDir: "rel"}, wantErr: `work dir "rel": want an absolute path`},
 		{name: "stdout in missing dir", cfg: contract.TaskConfig{ID: "e8", Command: "true", StdoutPath: "/no/such/dir/out"}, wantErr: "stdout: open /no/such/dir/out"},
 		{name: "missing cgroup", cfg: contract.TaskConfig{ID: "e9", Command: "true", Cgroups: []string{"/sys/fs/cgroup/memory/no-such-execdriver-cgroup"}}, wantErr: "cgroup /sys/fs/cgroup/memory/no-such-execdriver-cgroup: no such file"},
+		{name: "user", cfg: contract.TaskConfig{ID: "e11", Command: "true", User: "nobody"}, wantErr: `user "nobody": not supported`},
 		{name: "not a cgroup", cfg: contract.TaskConfig{ID: "e10", Command: "true", Cgroups: []string{"/tmp"}}, wantErr: "cgroup /tmp: not a cgroup directory"},
 	}
 	for _, tt := range tests {
@@ -256,8 +257,11 @@ func TestDriver_StartErrors(t *testing.T) {
 		})
 	}
 	// The supervisor holds nothing either.
-	if d.cl != nil {
-		r, err := d.cl.call(context.Background(), &wire.Request{Op: wire.OpList})
+	d.mu.Lock()
+	cl := d.cl
+	d.mu.Unlock()
+	if cl != nil {
+		r, err := cl.call(context.Background(), &wire.Request{Op: wire.OpList})
 		if err != nil || len(r.Tasks) != 0 {
 			t.Errorf("supervisor tasks after failed starts: %+v, %v", r, err)
 		}
@@ -425,5 +429,37 @@ func TestDriver_Contract(t *testing.T) {
 	caps, _ := d.Capabilities(ctx)
 	if *caps != (contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone, RecoverTasks: true, JoinCgroups: true}) {
 		t.Errorf("Capabilities = %+v", caps)
+	}
+}
+
+// TestDriver_GroupKilledWithMain: when the task's main process exits, what
+// is left of its process group is killed.
+func TestDriver_GroupKilledWithMain(t *testing.T) {
+	t.Parallel()
+	d, _ := newDriver(t)
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	start(t, d, &contract.TaskConfig{ID: "group", Command: "sh", Args: []string{"-c", "sleep 60 & echo $! > " + pidfile + "; exit 4"}})
+	if r := wait(t, d, "group"); r.ExitCode != 4 {
+		t.Fatalf("exit = %+v, want code 4", r)
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("background sleep %d of the task survived its main process", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := inspect(t, d, "group")
+	if st.StartedAt.IsZero() || st.CompletedAt.Before(st.StartedAt) {
+		t.Errorf("InspectTask times: started %v completed %v", st.StartedAt, st.CompletedAt)
 	}
 }

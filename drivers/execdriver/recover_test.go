@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,8 +118,8 @@ func TestDriver_SupervisorKilled(t *testing.T) {
 	if err := d2.RecoverTask(context.Background(), h); err != nil {
 		t.Fatalf("RecoverTask: %v", err)
 	}
-	if st := inspect(t, d2, "orphan"); st.State != contract.TaskStateRunning {
-		t.Fatalf("recovered = %+v, want running", st)
+	if st := inspect(t, d2, "orphan"); st.State != contract.TaskStateRunning || time.Since(st.StartedAt) > time.Minute {
+		t.Fatalf("recovered = %+v, want running, started within a minute", st)
 	}
 	if err := d2.StopTask(context.Background(), "orphan", 5*time.Second, "SIGTERM"); err != nil {
 		t.Fatalf("StopTask: %v", err)
@@ -150,6 +151,10 @@ func TestSupervisor_IdleExit(t *testing.T) {
 	pids := supervisorPids(dir)
 	if len(pids) != 1 {
 		t.Fatalf("supervisors: %v, want one", pids)
+	}
+	// It was started through a double fork: it is not our child.
+	if st, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/stat"); err != nil || strings.Contains(string(st), ") S "+strconv.Itoa(os.Getpid())+" ") {
+		t.Errorf("supervisor %d is a child of the test process (or gone: %v)", pids[0], err)
 	}
 	// Connected: it stays.
 	time.Sleep(wireIdle + 500*time.Millisecond)

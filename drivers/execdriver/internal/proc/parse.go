@@ -53,3 +53,15 @@ func parseStat(b []byte) (stat, error) {
 	s.pgrp = int(pgrp)
 	return s, nil
 }
+
+// parseBootTime returns the btime line of /proc/stat: seconds since the
+// epoch at boot.
+func parseBootTime(b []byte) (int64, bool) {
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil && n > 0
+		}
+	}
+	return 0, false
+}

@@ -38,3 +38,12 @@ func FuzzParseStat(f *testing.F) {
 	f.Add([]byte(")"))
 	f.Fuzz(func(t *testing.T, b []byte) { parseStat(b) })
 }
+
+func TestParseBootTime(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"cpu 1 2\nbtime 1700000000\nprocesses 3\n": 1700000000, "cpu 1\n": 0, "btime x\n": 0} {
+		if got, ok := parseBootTime([]byte(in)); got != want || ok != (want != 0) {
+			t.Errorf("parseBootTime(%q) = %d, %v; want %d", in, got, ok, want)
+		}
+	}
+}

@@ -235,3 +235,17 @@ func Reap(pid int) (code, sig int, err error) {
 		return ws.ExitStatus(), 0, nil
 	}
 }
+
+// StartedAt converts a start time (clock ticks after boot) to wall time,
+// using the boot time of /proc/stat; zero if unknown.
+func StartedAt(start uint64) time.Time {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	btime, ok := parseBootTime(b)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(btime, 0).Add(time.Duration(start * tickNanos)).UTC()
+}

@@ -5,6 +5,7 @@ package proc
 import (
 	"os"
 	"syscall"
+	"time"
 )
 
 // StartTime returns ErrNotSupported.
@@ -42,3 +43,6 @@ func PeekExited() (int, error) { return 0, ErrNotSupported }
 
 // Reap returns ErrNotSupported.
 func Reap(pid int) (code, sig int, err error) { return -1, 0, ErrNotSupported }
+
+// StartedAt returns the zero time.
+func StartedAt(start uint64) time.Time { return time.Time{} }

@@ -138,3 +138,34 @@ func TestDriver_Cgroups(t *testing.T) {
 		})
 	}
 }
+
+// TestDriver_CgroupJoinFails: a cgroup the supervisor cannot join (a
+// cpuset without CPUs) fails the start with an error naming the file, and
+// undoes the joins before it: the supervisor is back in its own memory
+// cgroup and no process is left.
+func TestDriver_CgroupJoinFails(t *testing.T) {
+	t.Parallel()
+	d, dir := newDriver(t)
+	mem, _ := testCgroup(t, "/sys/fs/cgroup/memory", "memory")
+	cpuset, _ := testCgroup(t, "/sys/fs/cgroup/cpuset", "cpuset")
+	_, err := d.StartTask(context.Background(), &contract.TaskConfig{ID: "cgfail", Command: "sleep", Args: []string{"30"},
+		Env: map[string]string{"PATH": testPath}, Cgroups: []string{mem, cpuset}})
+	if want := "cgroup: write " + cpuset + "/cgroup.procs"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("StartTask = %v, want an error containing %q", err, want)
+	}
+	for _, cg := range []string{mem, cpuset} {
+		if procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs")); len(procs) != 0 {
+			t.Errorf("%s/cgroup.procs = %q after a failed start, want empty", cg, procs)
+		}
+	}
+	sup := supervisorPids(dir)
+	if len(sup) != 1 {
+		t.Fatalf("supervisors: %v", sup)
+	}
+	if got, own := ownCgroup(t, sup[0], "memory"), ownCgroup(t, os.Getpid(), "memory"); got != own {
+		t.Errorf("supervisor left in memory cgroup %q, want %q", got, own)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "exits", "cgfail.json")); !os.IsNotExist(err) {
+		t.Errorf("exit record after a failed start: %v", err)
+	}
+}

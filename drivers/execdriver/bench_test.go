@@ -2,7 +2,9 @@ package execdriver
 
 import (
 	"context"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +49,45 @@ func BenchmarkStartTask(b *testing.B) {
 			}
 			b.ReportMetric(float64(starting.Nanoseconds())/float64(b.N), "start-ns/op")
 		})
+	}
+}
+
+// TestSupervisor_Memory starts 100 tasks and checks the one supervisor
+// that holds them stays small (the reason for one supervisor per agent,
+// not one per task: the budget is 60 MB for 100 tasks).
+func TestSupervisor_Memory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 100 processes")
+	}
+	t.Parallel()
+	d, dir := newDriver(t)
+	env := map[string]string{"PATH": testPath}
+	for i := range 100 {
+		start(t, d, &contract.TaskConfig{ID: "m" + strconv.Itoa(i), Command: "sleep", Args: []string{"60"}, Env: env})
+	}
+	sup := supervisorPids(dir)
+	if len(sup) != 1 {
+		t.Fatalf("supervisors: %v", sup)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(sup[0]) + "/smaps_rollup")
+	if err != nil {
+		t.Skipf("no smaps_rollup: %v", err)
+	}
+	var private uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && (f[0] == "Private_Clean:" || f[0] == "Private_Dirty:") {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			private += n << 10
+		}
+	}
+	t.Logf("supervisor private memory with 100 tasks: %.1f MiB", float64(private)/(1<<20))
+	if private > 10<<20 && !raceEnabled {
+		t.Errorf("supervisor private memory %d bytes, want under 10 MiB", private)
+	}
+	for i := range 100 {
+		if err := d.StopTask(context.Background(), "m"+strconv.Itoa(i), time.Second, "SIGKILL"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

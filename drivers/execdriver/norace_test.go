@@ -1,0 +1,5 @@
+//go:build !race
+
+package execdriver
+
+const raceEnabled = false

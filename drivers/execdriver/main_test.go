@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,6 +26,10 @@ import (
 const supervisorEnv = "EXECDRIVER_TEST_SUPERVISOR"
 
 func TestMain(m *testing.M) {
+	if gate := os.Getenv(driverEnv); gate != "" {
+		os.Unsetenv(driverEnv)
+		os.Exit(driverMain(os.Args[len(os.Args)-1], gate))
+	}
 	if os.Getenv(supervisorEnv) == "1" {
 		os.Exit(SupervisorMain(os.Args[len(os.Args)-1], nil))
 	}
@@ -37,11 +42,34 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// driverEnv makes the test binary a driver process that starts a gated
+// task (see gatedTask) with its value as gate, prints the handle and waits
+// to be killed.
+const driverEnv = "EXECDRIVER_TEST_DRIVER"
+
+func driverMain(dir, gate string) int {
+	d, err := New(Config{StateDir: dir, SupervisorCmd: []string{os.Args[0], "supervisor", "--state-dir", dir}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg := gatedTask("killed-driver", gate)
+	cfg.Env = map[string]string{"PATH": testPath}
+	h, err := d.StartTask(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	b, _ := contract.MarshalHandle(h)
+	fmt.Printf("%x\n", b)
+	select {}
+}
+
 const testPath = "/usr/local/bin:/usr/bin:/bin"
 
-// newDriver returns a driver on a fresh state dir. At cleanup it kills the
-// process groups of the handles in *started, closes the driver and checks
-// that the supervisor exits on its own.
+// newDriver returns a driver on a fresh state dir. At cleanup it closes
+// the driver and checks that the supervisor exits on its own (tasks are
+// killed by killAtCleanup before).
 func newDriver(t testing.TB) (*Driver, string) {
 	t.Helper()
 	if runtime.GOOS != "linux" {

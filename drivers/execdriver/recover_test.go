@@ -1,9 +1,13 @@
 package execdriver
 
 import (
+	"bufio"
 	"context"
+	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -198,4 +202,65 @@ func TestSupervisor_SecondExitsAtOnce(t *testing.T) {
 	if n := len(supervisorPids(dir)); n != 1 {
 		t.Errorf("%d supervisors, want 1", n)
 	}
+}
+
+// TestDriver_DriverKilled: the driver process is SIGKILLed; its task keeps
+// running under the supervisor, and a new driver recovers it from the
+// checkpointed handle and sees its real exit code.
+func TestDriver_DriverKilled(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the exec driver needs Linux")
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() { waitNoSupervisor(t, dir) })
+	gate := filepath.Join(t.TempDir(), "gate")
+	cmd := exec.Command(os.Args[0], dir)
+	cmd.Env = append(os.Environ(), driverEnv+"="+gate)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err != nil {
+		t.Fatalf("driver process: %v", err)
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := contract.UnmarshalHandle(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killAtCleanup(t, h)
+	if !proc.Alive(pidOf(t, h), mustStartTime(t, pidOf(t, h))) {
+		t.Fatal("task died with its driver")
+	}
+	d := openDriver(t, dir)
+	if err := d.RecoverTask(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	if st := inspect(t, d, "killed-driver"); st.State != contract.TaskStateRunning || st.Attributes["supervised"] != "true" {
+		t.Fatalf("recovered = %+v, want running under the supervisor", st)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	if r := wait(t, d, "killed-driver"); *r != (contract.ExitResult{ExitCode: 7}) {
+		t.Errorf("exit = %+v, want code 7", *r)
+	}
+}
+
+func mustStartTime(t *testing.T, pid int) uint64 {
+	t.Helper()
+	st, err := proc.StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -284,9 +284,12 @@ func (d *Driver) onLost(cl *client) {
 // watchLocked follows t without a supervisor: its exit record if there is
 // one, else a pidfd watch; its exit status is then unknown. d.mu is held.
 func (d *Driver) watchLocked(t *task) {
-	if info, err := d.readRecord(t.cfg.ID); err == nil && info.Pid == t.pid {
+	if info, err := d.readRecord(t.cfg.ID); err == nil && info.Pid == t.pid && info.StartTime == t.start {
 		d.finishLocked(t, exitResult(info.Exit), info.Exit.At)
 		return
+	}
+	if d.closed {
+		return // Close is waiting for the watchers: start none
 	}
 	p, err := proc.OpenProcess(t.pid, t.start)
 	if err != nil {
@@ -660,6 +663,9 @@ func (d *Driver) RecoverTask(ctx context.Context, h *contract.TaskHandle) error 
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("recover task %q: %w", id, errClosed)
+	}
 	if d.tasks[id] != nil {
 		return nil // recovered concurrently
 	}
@@ -674,7 +680,7 @@ func (d *Driver) RecoverTask(ctx context.Context, h *contract.TaskHandle) error 
 		d.log.Info("reattached to task", "task", id, "pid", t.pid)
 		return nil
 	}
-	if info, err := d.readRecord(id); err == nil && info.Pid == ds.Pid {
+	if info, err := d.readRecord(id); err == nil && info.Pid == ds.Pid && info.StartTime == ds.StartTime {
 		t.startedAt = info.StartedAt
 		d.tasks[id] = t
 		d.finishLocked(t, exitResult(info.Exit), info.Exit.At)

@@ -116,9 +116,7 @@ func TestDriver_Cgroups(t *testing.T) {
 				t.Fatalf("supervisors: %v", sup)
 			}
 			for c := range want {
-				if got, own := ownCgroup(t, sup[0], c), ownCgroup(t, os.Getpid(), c); got != own {
-					t.Errorf("supervisor stayed in %q cgroup %q, want its own %q", c, got, own)
-				}
+				checkThreadsHome(t, sup[0], c)
 			}
 			// Every process of the group, forked later, is inside.
 			deadline := time.Now().Add(5 * time.Second)
@@ -150,7 +148,7 @@ func TestDriver_CgroupJoinFails(t *testing.T) {
 	cpuset, _ := testCgroup(t, "/sys/fs/cgroup/cpuset", "cpuset")
 	_, err := d.StartTask(context.Background(), &contract.TaskConfig{ID: "cgfail", Command: "sleep", Args: []string{"30"},
 		Env: map[string]string{"PATH": testPath}, Cgroups: []string{mem, cpuset}})
-	if want := "cgroup: write " + cpuset + "/cgroup.procs"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "cgroup: write " + cpuset + "/tasks"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("StartTask = %v, want an error containing %q", err, want)
 	}
 	for _, cg := range []string{mem, cpuset} {
@@ -162,10 +160,47 @@ func TestDriver_CgroupJoinFails(t *testing.T) {
 	if len(sup) != 1 {
 		t.Fatalf("supervisors: %v", sup)
 	}
-	if got, own := ownCgroup(t, sup[0], "memory"), ownCgroup(t, os.Getpid(), "memory"); got != own {
-		t.Errorf("supervisor left in memory cgroup %q, want %q", got, own)
-	}
+	checkThreadsHome(t, sup[0], "memory")
 	if _, err := os.Stat(filepath.Join(dir, "exits", "cgfail.json")); !os.IsNotExist(err) {
 		t.Errorf("exit record after a failed start: %v", err)
+	}
+}
+
+// checkThreadsHome checks that every thread of the supervisor pid is in
+// the test process's own cgroup of the hierarchy of controllers.
+func checkThreadsHome(t *testing.T, pid int, controllers string) {
+	t.Helper()
+	own := ownCgroup(t, os.Getpid(), controllers)
+	tids, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tids {
+		tid, _ := strconv.Atoi(e.Name())
+		if got := ownCgroup(t, tid, controllers); got != own {
+			t.Errorf("supervisor thread %d left in %q cgroup %q, want %q", tid, controllers, got, own)
+		}
+	}
+}
+
+// TestDriver_CgroupPidsLimit: only the forking thread joins the task's
+// cgroups, so a pids limit of 2 (that thread and the task) suffices, not
+// one above the supervisor's thread count.
+func TestDriver_CgroupPidsLimit(t *testing.T) {
+	t.Parallel()
+	d, _ := newDriver(t)
+	dir, rel := testCgroup(t, "/sys/fs/cgroup/pids", "pids")
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, d, &contract.TaskConfig{ID: "pids", Command: "sleep", Args: []string{"30"}, Cgroups: []string{dir}})
+	if got := ownCgroup(t, pidOf(t, h), "pids"); got != rel {
+		t.Errorf("task in pids cgroup %q, want %q", got, rel)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "pids.current")); strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("pids.current = %q, want 1 (the task alone)", b)
+	}
+	if err := d.StopTask(context.Background(), "pids", 5*time.Second, ""); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -11,10 +11,15 @@
 // ends, and exits on its own once it has had no live task and no client
 // for IdleExit.
 //
-// Tasks start inside their cgroups: the supervisor joins each cgroup v1
-// directory itself (under a mutex), forks the task, which inherits them,
-// and returns to the cgroups it started in; a cgroup v2 directory is
-// joined with CLONE_INTO_CGROUP.
+// Tasks start inside their cgroups. Go cannot run code between fork and
+// exec, so the supervisor forks from a thread already inside them: on a
+// goroutine locked to its OS thread, that one thread joins each cgroup v1
+// directory (its "tasks" file), forks, and returns to the supervisor's own
+// cgroups (read from /proc/self/cgroup and mountinfo at start); a thread
+// that cannot return dies. Moving one thread rather than the process
+// (cgroup.procs) charges the task's pids and memory cgroups for that one
+// thread only. A cgroup v2 directory is joined with CLONE_INTO_CGROUP.
+// Starts are serialized.
 //
 // It is not the driver: it knows nothing of contract.TaskConfig, handles
 // or recovery, and it keeps no state across its own restarts beyond the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -67,22 +68,7 @@ func (s *server) start(spec *wire.StartSpec) (*wire.TaskInfo, string, error) {
 	if err := os.Remove(wire.ExitRecordPath(s.stateDir, spec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("exit record: %w", err)
 	}
-	leave, err := s.joinCgroups(spec.Cgroups, cmd.SysProcAttr)
-	if err != nil {
-		return nil, "", err
-	}
-	err = cmd.Start()
-	if lerr := leave(); lerr != nil {
-		// We may still be in a task's cgroup: later tasks would start
-		// there too. Refuse this start and say so loudly.
-		s.log.Error("cannot return to own cgroups", "err", lerr)
-		if err == nil {
-			_ = proc.SignalGroup(cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Process.Release() // the reaper reaps it
-			return nil, "", lerr
-		}
-	}
-	if err != nil {
+	if err := s.forkInCgroups(cmd, spec.Cgroups); err != nil {
 		return nil, "", err
 	}
 	pid := cmd.Process.Pid
@@ -108,79 +94,98 @@ func openOutput(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
-// joinCgroups makes the next child start inside dirs: it moves this
-// process into each cgroup v1 directory (the child inherits them) and
-// sets attr to clone a child into the cgroup v2 directory, if any. The
-// returned leave moves this process back to the cgroups it started in.
-// s.mu must be held until leave returns. On error nothing is left joined.
-func (s *server) joinCgroups(dirs []string, attr *syscall.SysProcAttr) (_ func() error, err error) {
-	var joined []hierarchy
-	leave := func() error {
-		var errs []error
-		for _, h := range joined {
-			if err := writeProcs(h.home); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		joined = nil
-		if attr.UseCgroupFD {
-			unix.Close(attr.CgroupFD)
-			attr.UseCgroupFD, attr.CgroupFD = false, 0
-		}
-		return errors.Join(errs...)
-	}
+// forkInCgroups starts cmd inside the cgroup directories dirs. Go cannot
+// run code between fork and exec, so the fork happens from a thread that
+// is already inside them: on a goroutine locked to its OS thread, that
+// thread alone (not the whole supervisor: no pids or memory charged to the
+// task for our other threads) joins each cgroup v1 directory through its
+// "tasks" file, forks (the child inherits the thread's cgroups), and
+// returns to the cgroups the supervisor started in. A cgroup v2 directory
+// is joined with CLONE_INTO_CGROUP. If the thread cannot return, it is
+// left locked and so ends with its goroutine: the supervisor never stays
+// in a task's cgroup. On error no process is left. s.mu is held.
+func (s *server) forkInCgroups(cmd *exec.Cmd, dirs []string) error {
 	if len(dirs) == 0 {
-		return leave, nil
+		return cmd.Start()
 	}
-	defer func() {
-		if err != nil {
-			if lerr := leave(); lerr != nil {
-				s.log.Error("cannot return to own cgroups", "err", lerr)
-			}
-		}
-	}()
 	if s.homesErr != nil {
-		return nil, fmt.Errorf("cgroups: own cgroups unknown: %w", s.homesErr)
+		return fmt.Errorf("cgroups: own cgroups unknown: %w", s.homesErr)
 	}
+	attr := cmd.SysProcAttr
+	var v1 []string
+	var homes []string
 	seen := map[string]string{}
 	for _, dir := range dirs {
 		var fs unix.Statfs_t
 		if err := unix.Statfs(dir, &fs); err != nil {
-			return nil, fmt.Errorf("cgroup %s: %w", dir, err)
+			return fmt.Errorf("cgroup %s: %w", dir, err)
 		}
 		h, ok := hierarchyOf(s.homes, dir)
 		switch {
 		case fs.Type != unix.CGROUP2_SUPER_MAGIC && fs.Type != unix.CGROUP_SUPER_MAGIC:
-			return nil, fmt.Errorf("cgroup %s: not a cgroup directory", dir)
+			return fmt.Errorf("cgroup %s: not a cgroup directory", dir)
 		case !ok:
-			return nil, fmt.Errorf("cgroup %s: not in a cgroup hierarchy mounted when the supervisor started", dir)
+			return fmt.Errorf("cgroup %s: not in a cgroup hierarchy mounted when the supervisor started", dir)
 		case seen[h.mount] != "":
-			return nil, fmt.Errorf("cgroup %s: same hierarchy as %s", dir, seen[h.mount])
+			return fmt.Errorf("cgroup %s: same hierarchy as %s", dir, seen[h.mount])
 		}
 		seen[h.mount] = dir
 		if fs.Type == unix.CGROUP2_SUPER_MAGIC {
 			fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if err != nil {
-				return nil, fmt.Errorf("cgroup %s: %w", dir, err)
+				return fmt.Errorf("cgroup %s: %w", dir, err)
 			}
+			defer unix.Close(fd)
 			attr.UseCgroupFD, attr.CgroupFD = true, fd
 			continue
 		}
 		if h.home == "" {
-			return nil, fmt.Errorf("cgroup %s: the supervisor's own cgroup in %s is not visible", dir, h.mount)
+			return fmt.Errorf("cgroup %s: the supervisor's own cgroup in %s is not visible", dir, h.mount)
 		}
-		if err := writeProcs(dir); err != nil {
-			return nil, err
-		}
-		joined = append(joined, h)
+		v1 = append(v1, dir)
+		homes = append(homes, h.home)
 	}
-	return leave, nil
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		tid := unix.Gettid()
+		var joined []string
+		leave := func() error {
+			var errs []error
+			for _, home := range joined {
+				if err := writeTask(home, tid); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		}
+		var err error
+		for i, dir := range v1 {
+			if err = writeTask(dir, tid); err != nil {
+				break
+			}
+			joined = append(joined, homes[i])
+		}
+		if err == nil {
+			err = cmd.Start()
+		}
+		if lerr := leave(); lerr != nil {
+			// This thread stays locked and dies with the goroutine.
+			s.log.Warn("a forking thread cannot return to the supervisor's cgroups; dropping it", "err", lerr)
+			errc <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
 }
 
-// writeProcs moves this process (all its threads) into cgroup dir.
-func writeProcs(dir string) error {
-	f := dir + "/cgroup.procs"
-	if err := os.WriteFile(f, []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+// writeTask moves thread tid into cgroup v1 directory dir.
+func writeTask(dir string, tid int) error {
+	f := dir + "/tasks"
+	if err := os.WriteFile(f, []byte(strconv.Itoa(tid)), 0); err != nil {
 		return fmt.Errorf("cgroup: write %s: %w", f, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/quantity"
+	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -57,6 +59,25 @@ type Config struct {
 	// Client, if set, is used instead of a client built from KernelURL and
 	// Token.
 	Client syscallsv1connect.KernelClient
+	// Plugins runs the task drivers and isolators (the agent's plugin
+	// host). Required. Tasks name their driver; DefaultDriver runs the
+	// ones that do not.
+	Plugins Plugins
+	// Isolator names the isolator every task runs under; empty runs tasks
+	// without isolation.
+	Isolator string
+	// MaxConcurrentStarts bounds the tasks being started at once; zero
+	// means 16.
+	MaxConcurrentStarts int
+}
+
+// Plugins is what the agent needs of its plugin host: live clients of its
+// drivers and isolators by name (each survives plugin restarts; see
+// plugins/host) and their status for the kernel.
+type Plugins interface {
+	Driver(name string) (contract.Driver, error)
+	Isolator(name string) (contract.Isolator, error)
+	Info() []*syscallsv1.PluginInfo
 }
 
 // Agent runs the tasks the kernel places on one node. Create it with New
@@ -68,6 +89,10 @@ type Agent struct {
 	labels     map[string]string
 	node       node
 	killGrace  time.Duration
+
+	plugins   Plugins
+	isolator  string
+	launching chan struct{} // a semaphore of the tasks being started
 
 	dataDir     string
 	sandboxDir  string
@@ -88,7 +113,8 @@ type Agent struct {
 	started   bool
 
 	// Set by Run before any goroutine starts.
-	stop <-chan struct{}
+	ctx  context.Context // cancelled when Run returns
+	stop <-chan struct{} // ctx.Done()
 	wg   sync.WaitGroup
 }
 
@@ -100,6 +126,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Client == nil && cfg.KernelURL == "" {
 		return nil, errors.New("agent: config: KernelURL or Client is required")
+	}
+	if cfg.Plugins == nil {
+		return nil, errors.New("agent: config: Plugins is required")
 	}
 	if cfg.KillGrace < 0 {
 		return nil, fmt.Errorf("agent: config: KillGrace must not be negative, got %v", cfg.KillGrace)
@@ -124,6 +153,9 @@ func New(cfg Config) (*Agent, error) {
 		tasks:       make(map[string]*task),
 		finished:    newRecentSet(4096),
 		registered:  make(chan struct{}),
+		plugins:     cfg.Plugins,
+		isolator:    cfg.Isolator,
+		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 	}
 	if a.client == nil {
 		a.httpClient = kclient.HTTPClient()
@@ -195,7 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer a.wg.Wait()
 	defer cancel()
-	a.stop = ctx.Done()
+	a.ctx, a.stop = ctx, ctx.Done()
 
 	if err := a.recover(); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -233,6 +265,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			Labels:         a.labels,
 			Resources:      a.node.resources,
 			RunningTaskIds: running,
+			Plugins:        a.plugins.Info(),
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))
@@ -334,7 +367,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err := a.client.Heartbeat(cctx, connect.NewRequest(&syscallsv1.HeartbeatRequest{AgentId: id}))
+		req := &syscallsv1.HeartbeatRequest{AgentId: id, Plugins: a.plugins.Info(), Usage: a.usage(cctx)}
+		_, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/drivers/execdriver"
+	"github.com/dcos-kernel/dcos/plugins/contract"
 
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -30,10 +34,58 @@ const (
 	lost     = syscallsv1.TaskState_TASK_STATE_LOST
 )
 
+// supervisorArg makes the test binary run the exec driver's supervisor
+// (os.Args[2] is its state dir): the driver starts it as a separate
+// process, as dcosd's hidden "supervisor" command does.
+const supervisorArg = "__agent_test_supervisor"
+
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == supervisorArg {
+		os.Exit(execdriver.SupervisorMain(os.Args[2], slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	}
+	os.Exit(m.Run())
+}
+
+// testPlugins is the agent's plugin host in these tests: the real exec
+// driver, in process (the plugin host and its go-plugin processes are
+// tested in plugins/host and end to end in e2e).
+type testPlugins struct {
+	exec *execdriver.Driver
+}
+
+func newTestPlugins(t *testing.T, dataDir string) *testPlugins {
+	t.Helper()
+	dir := filepath.Join(dataDir, "plugins", "driver-exec")
+	d, err := execdriver.New(execdriver.Config{
+		StateDir: dir, SupervisorCmd: []string{os.Args[0], supervisorArg, dir},
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "exec"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPlugins{exec: d}
+}
+
+func (p *testPlugins) Driver(name string) (contract.Driver, error) {
+	if name != DefaultDriver {
+		return nil, fmt.Errorf("no driver %q (have exec)", name)
+	}
+	return p.exec, nil
+}
+
+func (p *testPlugins) Isolator(name string) (contract.Isolator, error) {
+	return nil, fmt.Errorf("no isolator %q", name)
+}
+
+func (p *testPlugins) Info() []*syscallsv1.PluginInfo {
+	return []*syscallsv1.PluginInfo{{Name: "exec", Kind: "driver", Builtin: true, Protocol: 1, Health: "healthy"}}
+}
+
 // runningAgent is an Agent whose Run runs in a goroutine.
 type runningAgent struct {
 	*Agent
 	dataDir string
+	plugins *testPlugins
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -50,6 +102,7 @@ func (r *runningAgent) stop(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("Run did not return after cancel")
 	}
+	r.plugins.exec.Close()
 }
 
 // startAgent creates an agent on dataDir (a new temp dir if empty) talking
@@ -59,12 +112,14 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
+	plugins := newTestPlugins(t, dataDir)
 	a, err := New(Config{
 		KernelURL: url,
 		Token:     "agent-token",
 		DataDir:   dataDir,
 		KillGrace: 2 * time.Second,
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Plugins:   plugins,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -73,7 +128,7 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 	n := len(k.registrations)
 	k.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningAgent{Agent: a, dataDir: dataDir, cancel: cancel, done: make(chan error, 1)}
+	r := &runningAgent{Agent: a, dataDir: dataDir, plugins: plugins, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx); close(r.done) }()
 	t.Cleanup(func() { r.stop(t) })
 	select {
@@ -286,12 +341,10 @@ func TestAgent_Restart(t *testing.T) {
 			t.Fatalf("%s (pid %d) did not survive the agent: %v", task, pid, err)
 		}
 	}
-	// t-gone ends while no agent runs, and is reaped by someone else (as
-	// init would when the agent process is gone).
+	// t-gone ends while no agent (and no driver) runs: the exec driver's
+	// supervisor records its exit for the next agent.
 	hostos.SignalGroup(pids["t-gone"], syscall.SIGKILL)
-	if _, err := syscall.Wait4(pids["t-gone"], nil, 0, nil); err != nil {
-		t.Fatalf("reap t-gone: %v", err)
-	}
+	eventually(t, "t-gone reaped", func() bool { return processGone(pids["t-gone"]) })
 	k.setExpected(
 		newTask("t-keep", id, running, "sleep", "300"),
 		newTask("t-gone", id, running, "sleep", "300"),
@@ -313,10 +366,10 @@ func TestAgent_Restart(t *testing.T) {
 	if !processGone(pids["t-orphan"]) {
 		t.Error("t-orphan still runs")
 	}
-	// Ended while the agent was away: status unknown.
+	// Ended while the agent was away: the supervisor kept its status.
 	gone := k.waitReport(t, "t-gone", failed)
-	if gone.GetReason() != reasonUnknownExit || gone.GetExitCode() != -1 {
-		t.Errorf("t-gone reported %q exit %d, want %q exit -1", gone.GetReason(), gone.GetExitCode(), reasonUnknownExit)
+	if gone.GetReason() != "killed by signal SIGKILL" || gone.GetExitCode() != -1 {
+		t.Errorf("t-gone reported %q exit %d, want %q exit -1", gone.GetReason(), gone.GetExitCode(), "killed by signal SIGKILL")
 	}
 	// Expected but unknown: lost.
 	if r := k.waitReport(t, "t-ghost", lost); r.GetReason() != "task not found on agent after restart" {

@@ -8,12 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 // checkpointVersion is the version of the checkpoint format; a file with
 // another version is not recovered.
-const checkpointVersion = 1
+const checkpointVersion = 2
 
 // checkpoint is what the agent keeps on disk about one task, so that a new
 // agent on the same data dir can find it again. It is written when the task
@@ -23,13 +24,18 @@ type checkpoint struct {
 	Version      int    `json:"version"`
 	TaskID       string `json:"task_id"`
 	AllocationID string `json:"allocation_id"`
-	// PID is the task's process id and process group id; 0 when the task
-	// never started.
-	PID int `json:"pid"`
-	// StartTime is field 22 of /proc/PID/stat: with PID it names the
-	// process even if the pid is reused later.
-	StartTime uint64 `json:"start_time"`
-	Sandbox   string `json:"sandbox"`
+	// PID is the task's main process id as its driver reported it; 0 when
+	// the task never started or its driver has none.
+	PID     int    `json:"pid"`
+	Sandbox string `json:"sandbox"`
+	// Driver names the task's driver; Handle is the driver's handle
+	// (contract.MarshalHandle), handed back to RecoverTask after a restart.
+	Driver string `json:"driver"`
+	Handle []byte `json:"handle,omitempty"`
+	// Isolated is set once the isolator prepared a container for the task;
+	// Limits are the container's limits.
+	Isolated bool               `json:"isolated,omitempty"`
+	Limits   contract.Resources `json:"limits"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

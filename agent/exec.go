@@ -1,52 +1,61 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 // defaultPath is the tasks' PATH when the agent has none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// reasonUnknownExit is the reason of a task whose exit status the agent
-// cannot know: it was started by an earlier agent process.
+// DefaultDriver runs tasks that name no driver.
+const DefaultDriver = "exec"
+
+// reasonUnknownExit is the reason of a task whose exit status nobody
+// knows (it ended while neither the agent nor its driver's supervisor
+// watched it).
 const reasonUnknownExit = "exit status unknown: task exited while the agent was restarting"
+
+// reasonOOM prefixes the reason of a task the kernel's OOM killer killed.
+const reasonOOM = "OOM"
 
 type taskState int
 
 const (
 	// taskStarting: known, its process is being started.
 	taskStarting taskState = iota
-	// taskRunning: its process runs and a goroutine supervises it.
+	// taskRunning: its driver runs it and a goroutine waits for its end.
 	taskRunning
-	// taskExited: its process is gone; the final report is queued.
+	// taskExited: it ended; the final report is queued.
 	taskExited
 )
 
 // task is the agent's record of one task. Its fields are guarded by
 // Agent.mu, except the ones set before the task is shared.
 type task struct {
-	id, allocID, sandbox string
+	id, allocID, sandbox, driver string
+	limits                       contract.Resources
 
 	state      taskState
 	pid        int
-	start      uint64
-	proc       *hostos.Process
-	killReason string        // set once a kill is requested
-	reaped     bool          // the process is gone for good: never signal pid again
-	exited     chan struct{} // closed when the process is gone
+	handle     []byte // contract.MarshalHandle of the driver's handle
+	isolated   bool   // the isolator prepared a container for it
+	killReason string // set once a kill is requested
+	exited     chan struct{}
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
@@ -57,12 +66,15 @@ func (t *task) statusLocked(state syscallsv1.TaskState) *syscallsv1.ReportTaskSt
 }
 
 func (t *task) checkpoint() checkpoint {
-	return checkpoint{TaskID: t.id, AllocationID: t.allocID, PID: t.pid, StartTime: t.start, Sandbox: t.sandbox}
+	return checkpoint{
+		TaskID: t.id, AllocationID: t.allocID, PID: t.pid, Sandbox: t.sandbox,
+		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits,
+	}
 }
 
 // launch starts task t unless the agent already runs it or ran it
-// recently. It reports STARTING, then RUNNING with the pid and sandbox, or
-// FAILED when the process cannot start.
+// recently. It reports STARTING at once, then (in the background) RUNNING
+// with the pid and sandbox, or FAILED when the task cannot start.
 func (a *Agent) launch(t *syscallsv1.Task) {
 	id := t.GetId()
 	a.mu.Lock()
@@ -70,7 +82,11 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 		a.mu.Unlock()
 		return
 	}
-	tk := &task{id: id, allocID: t.GetAllocationId(), exited: make(chan struct{})}
+	tk := &task{id: id, allocID: t.GetAllocationId(), driver: t.GetDriver(), exited: make(chan struct{}),
+		limits: contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes()}}
+	if tk.driver == "" {
+		tk.driver = DefaultDriver
+	}
 	if validTaskID(id) == nil {
 		tk.sandbox = filepath.Join(a.sandboxDir, id)
 	}
@@ -80,53 +96,123 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	a.reports.push(report{req: &syscallsv1.ReportTaskStatusRequest{
 		TaskId: id, State: syscallsv1.TaskState_TASK_STATE_STARTING, Sandbox: tk.sandbox,
 	}})
-	pid, err := a.start(t, tk.sandbox)
+	a.wg.Go(func() {
+		select {
+		case a.launching <- struct{}{}:
+		case <-a.stop:
+			return // the next agent relaunches it: the kernel still has it PENDING or STARTING
+		}
+		defer func() { <-a.launching }()
+		a.start(tk, t)
+	})
+}
+
+// start runs tk through its isolator and driver and reports the outcome.
+func (a *Agent) start(tk *task, t *syscallsv1.Task) {
+	cfg, err := a.taskConfig(t, tk.sandbox)
+	if err == nil {
+		err = a.startTask(tk, cfg)
+	}
 	if err != nil {
-		a.log.Warn("task failed to start", "task", id, "err", err)
+		a.log.Warn("task failed to start", "task", tk.id, "driver", tk.driver, "err", err)
+		close(tk.exited)
 		a.finish(tk, syscallsv1.TaskState_TASK_STATE_FAILED, err.Error(), -1)
 		return
 	}
-	start, err := hostos.ProcStartTime(pid)
-	var proc *hostos.Process
-	if err == nil {
-		proc, err = hostos.OpenProcess(pid, start)
-	}
-	if err != nil {
-		// Our own child cannot be gone before we reap it; this is a host
-		// problem (no /proc?). Kill it rather than run it unsupervised.
-		hostos.SignalGroup(pid, syscall.SIGKILL)
-		syscall.Wait4(pid, nil, 0, nil)
-		a.finish(tk, syscallsv1.TaskState_TASK_STATE_FAILED, fmt.Sprintf("cannot supervise process %d: %v", pid, err), -1)
-		return
-	}
 	a.mu.Lock()
-	tk.pid, tk.start, tk.proc, tk.state = pid, start, proc, taskRunning
+	tk.state = taskRunning
 	cp, running := tk.checkpoint(), tk.statusLocked(syscallsv1.TaskState_TASK_STATE_RUNNING)
 	killReason := tk.killReason
 	a.mu.Unlock()
 	if err := a.checkpoints.save(cp); err != nil {
-		a.log.Error("cannot checkpoint task; it will not be recovered if the agent restarts", "task", id, "err", err)
+		a.log.Error("cannot checkpoint task; it will not be recovered if the agent restarts", "task", tk.id, "err", err)
 	}
-	a.log.Info("task running", "task", id, "pid", pid, "sandbox", tk.sandbox)
+	a.log.Info("task running", "task", tk.id, "driver", tk.driver, "pid", cp.PID, "sandbox", tk.sandbox)
 	a.reports.push(report{req: running})
-	a.wg.Go(func() { a.supervise(tk) })
+	a.wg.Go(func() { a.wait(tk) })
 	if killReason != "" {
 		a.wg.Go(func() { a.terminate(tk) })
 	}
 }
 
-// start starts the process of t in sandbox and returns its pid. The
-// process runs in its own process group, without a shell, with stdout and
-// stderr appended to files in the sandbox.
-func (a *Agent) start(t *syscallsv1.Task, sandbox string) (int, error) {
+// startTask prepares isolation for tk, starts it with its driver and
+// records its handle. On error nothing of the task is left behind.
+func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
+	ctx := a.ctx
+	drv, err := a.plugins.Driver(tk.driver)
+	if err != nil {
+		return fmt.Errorf("driver %q: %w", tk.driver, err)
+	}
+	var iso contract.Isolator
+	if a.isolator != "" {
+		if iso, err = a.plugins.Isolator(a.isolator); err != nil {
+			return fmt.Errorf("isolator %q: %w", a.isolator, err)
+		}
+		caps, err := drv.Capabilities(ctx)
+		if err != nil {
+			return fmt.Errorf("driver %q: %w", tk.driver, err)
+		}
+		cfg.Resources = tk.limits
+		li, err := iso.Prepare(ctx, tk.id, tk.limits)
+		if err != nil {
+			return fmt.Errorf("isolation: %w", err)
+		}
+		a.mu.Lock()
+		tk.isolated = true
+		a.mu.Unlock()
+		for k, v := range li.Env {
+			if _, set := cfg.Env[k]; !set {
+				cfg.Env[k] = v
+			}
+		}
+		if caps.JoinCgroups {
+			cfg.Cgroups = li.Cgroups
+		}
+		h, err := drv.StartTask(ctx, cfg)
+		if err == nil && !caps.JoinCgroups && h.PID > 0 {
+			if err = iso.Isolate(ctx, tk.id, h.PID); err != nil {
+				err = fmt.Errorf("isolation: %w", err)
+				drv.DestroyTask(ctx, tk.id, true)
+			}
+		}
+		if err != nil {
+			if cerr := iso.Cleanup(ctx, tk.id); cerr != nil {
+				a.log.Error("cannot clean up isolation of a task that failed to start", "task", tk.id, "err", cerr)
+			}
+			return err
+		}
+		return a.setHandle(tk, h)
+	}
+	cfg.Resources = tk.limits
+	h, err := drv.StartTask(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return a.setHandle(tk, h)
+}
+
+func (a *Agent) setHandle(tk *task, h *contract.TaskHandle) error {
+	b, err := contract.MarshalHandle(h)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	tk.handle, tk.pid = b, h.PID
+	a.mu.Unlock()
+	return nil
+}
+
+// taskConfig builds the driver's view of t: its sandbox (created), working
+// dir, environment and output files.
+func (a *Agent) taskConfig(t *syscallsv1.Task, sandbox string) (*contract.TaskConfig, error) {
 	if err := validTaskID(t.GetId()); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if t.GetCommand() == "" {
-		return 0, errors.New("command is empty")
+		return nil, errors.New("command is empty")
 	}
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
-		return 0, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	dir := t.GetWorkingDir()
 	switch {
@@ -134,45 +220,23 @@ func (a *Agent) start(t *syscallsv1.Task, sandbox string) (int, error) {
 		dir = sandbox
 	case !filepath.IsAbs(dir):
 		if !filepath.IsLocal(dir) {
-			return 0, fmt.Errorf("working_dir %q: escapes the sandbox", dir)
+			return nil, fmt.Errorf("working_dir %q: escapes the sandbox", dir)
 		}
 		dir = filepath.Join(sandbox, dir)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return 0, fmt.Errorf("working_dir: %w", err)
+			return nil, fmt.Errorf("working_dir: %w", err)
 		}
 	}
-	env := taskEnv(t, sandbox, os.Getenv("PATH"))
-	path, err := lookPath(t.GetCommand(), envValue(env, "PATH"), dir)
-	if err != nil {
-		return 0, err
+	env := map[string]string{}
+	for _, kv := range taskEnv(t, sandbox, os.Getenv("PATH")) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
-	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, fmt.Errorf("sandbox: %w", err)
-	}
-	defer stdout.Close()
-	stderr, err := os.OpenFile(filepath.Join(sandbox, "stderr"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, fmt.Errorf("sandbox: %w", err)
-	}
-	defer stderr.Close()
-	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        append([]string{t.GetCommand()}, t.GetArgs()...),
-		Env:         env,
-		Dir:         dir,
-		Stdout:      stdout,
-		Stderr:      stderr,
-		SysProcAttr: hostos.GroupAttr(),
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	pid := cmd.Process.Pid
-	// The agent supervises the process through its pid (hostos.Process);
-	// the os.Process handle is not needed. Release does not reap.
-	cmd.Process.Release()
-	return pid, nil
+	return &contract.TaskConfig{
+		ID: t.GetId(), Name: t.GetId(), Command: t.GetCommand(), Args: t.GetArgs(), Env: env, WorkDir: dir,
+		DriverConfig: []byte(t.GetDriverConfig()),
+		StdoutPath:   filepath.Join(sandbox, "stdout"), StderrPath: filepath.Join(sandbox, "stderr"),
+	}, nil
 }
 
 // taskEnv is a task's environment: PATH (the agent's, or defaultPath),
@@ -203,50 +267,6 @@ func taskEnv(t *syscallsv1.Task, sandbox, agentPath string) []string {
 	return env
 }
 
-// envValue returns the value of key in env, or "".
-func envValue(env []string, key string) string {
-	for _, kv := range slices.Backward(env) {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
-}
-
-// lookPath resolves a command as a shell would with PATH path: a name with
-// a slash is used as is (relative to dir), other names are searched in
-// path. Errors name the command.
-func lookPath(command, path, dir string) (string, error) {
-	isExec := func(p string) error {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fs.ErrPermission
-		}
-		return nil
-	}
-	if strings.Contains(command, "/") {
-		if err := isExec(command); err != nil {
-			return "", fmt.Errorf("command %q: %w", command, err)
-		}
-		return command, nil
-	}
-	for _, d := range filepath.SplitList(path) {
-		if d == "" || !filepath.IsAbs(d) {
-			continue // relative PATH entries would depend on the working dir
-		}
-		if p := filepath.Join(d, command); isExec(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("command %q: %w in PATH %q", command, exec.ErrNotFound, path)
-}
-
 // validTaskID checks that id can name a file: task ids become sandbox and
 // checkpoint names.
 func validTaskID(id string) error {
@@ -256,48 +276,128 @@ func validTaskID(id string) error {
 	return nil
 }
 
-// supervise waits for tk's process to end, then kills what is left of its
-// process group, reaps it and reports the final state. When the agent
-// stops first, it returns and leaves the task running.
-func (a *Agent) supervise(tk *task) {
-	err := tk.proc.WaitExited(a.stop)
-	if errors.Is(err, hostos.ErrStopped) {
-		tk.proc.Close()
-		return
+// wait waits for tk to end through its driver and reports how it ended.
+// When the driver's plugin restarts, it reattaches to the task from its
+// handle and waits again. When the agent stops first, it returns and
+// leaves the task running.
+func (a *Agent) wait(tk *task) {
+	bo := newBackoff()
+	for {
+		drv, err := a.plugins.Driver(tk.driver)
+		var res *contract.ExitResult
+		if err == nil {
+			res, err = drv.WaitTask(a.ctx, tk.id)
+		}
+		if a.ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			a.ended(tk, res)
+			return
+		}
+		if errors.Is(err, contract.ErrTaskNotFound) || errors.Is(err, contract.ErrPluginExited) {
+			// A restarted driver does not know the task yet.
+			if rerr := a.reattach(tk); rerr != nil {
+				a.log.Warn("cannot reattach to task after its driver restarted", "task", tk.id, "driver", tk.driver, "err", rerr)
+				if errors.Is(rerr, contract.ErrNotSupported) || errors.Is(rerr, contract.ErrHandleVersion) {
+					a.lost(tk, fmt.Sprintf("driver %q cannot recover the task after a restart: %v", tk.driver, rerr))
+					return
+				}
+			}
+		} else {
+			a.log.Warn("waiting for task failed; retrying", "task", tk.id, "driver", tk.driver, "err", err)
+		}
+		if !sleep(a.ctx, bo.next()) {
+			return
+		}
 	}
-	if err != nil {
-		a.log.Error("cannot watch task process; it is no longer supervised", "task", tk.id, "pid", tk.pid, "err", err)
-		tk.proc.Close()
-		return
-	}
-	a.mu.Lock()
-	// Stragglers of the process group die with the task's main process.
-	exit := tk.proc.Reap(true)
-	tk.reaped = true
-	killReason := tk.killReason
-	a.mu.Unlock()
-	tk.proc.Close()
-	close(tk.exited)
+}
 
-	state, reason, code := classify(exit, killReason)
+// reattach hands tk's checkpointed handle to its driver.
+func (a *Agent) reattach(tk *task) error {
+	a.mu.Lock()
+	b := tk.handle
+	a.mu.Unlock()
+	h, err := contract.UnmarshalHandle(b)
+	if err != nil {
+		return fmt.Errorf("%w: %v", contract.ErrHandleVersion, err)
+	}
+	drv, err := a.plugins.Driver(tk.driver)
+	if err != nil {
+		return err
+	}
+	return drv.RecoverTask(a.ctx, h)
+}
+
+// ended classifies how tk ended, releases its driver and isolator state
+// and reports it.
+func (a *Agent) ended(tk *task, res *contract.ExitResult) {
+	a.mu.Lock()
+	killReason, isolated := tk.killReason, tk.isolated
+	a.mu.Unlock()
+	ctx := a.ctx
+	var oom string
+	if isolated {
+		if iso, err := a.plugins.Isolator(a.isolator); err == nil {
+			if u, err := iso.Usage(ctx, tk.id); err == nil && u.OOMKills > 0 && res.Signal == int(syscall.SIGKILL) {
+				oom = fmt.Sprintf("%s: killed for exceeding its memory limit of %d bytes", reasonOOM, tk.limits.MemBytes)
+			}
+		}
+	}
+	state, reason, code := classify(res, killReason, oom)
+	a.release(tk)
+	close(tk.exited)
 	a.log.Info("task ended", "task", tk.id, "state", state, "reason", reason)
 	a.finish(tk, state, reason, code)
 }
 
-// classify turns how a process ended into a task state, reason and exit
-// code.
-func classify(exit hostos.Exit, killReason string) (syscallsv1.TaskState, string, int32) {
+// lost reports tk LOST: the agent can no longer watch it.
+func (a *Agent) lost(tk *task, reason string) {
+	a.release(tk)
+	close(tk.exited)
+	a.finish(tk, syscallsv1.TaskState_TASK_STATE_LOST, reason, -1)
+}
+
+// release tears down tk's driver and isolator state (both idempotent).
+func (a *Agent) release(tk *task) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
+	defer cancel()
+	if drv, err := a.plugins.Driver(tk.driver); err == nil {
+		if err := drv.DestroyTask(ctx, tk.id, true); err != nil {
+			a.log.Warn("driver could not destroy task", "task", tk.id, "driver", tk.driver, "err", err)
+		}
+	}
+	a.mu.Lock()
+	isolated := tk.isolated
+	a.mu.Unlock()
+	if isolated {
+		if iso, err := a.plugins.Isolator(a.isolator); err == nil {
+			if err := iso.Cleanup(ctx, tk.id); err != nil {
+				a.log.Warn("isolator could not clean up task", "task", tk.id, "err", err)
+			}
+		}
+	}
+}
+
+// classify turns how a task ended into a task state, reason and exit code.
+// oom, if set, is the reason of an OOM kill.
+func classify(res *contract.ExitResult, killReason, oom string) (syscallsv1.TaskState, string, int32) {
 	switch {
 	case killReason != "":
-		return syscallsv1.TaskState_TASK_STATE_KILLED, killReason, int32(exit.Code)
-	case !exit.Known:
-		return syscallsv1.TaskState_TASK_STATE_FAILED, reasonUnknownExit, -1
-	case exit.Signal != 0:
-		return syscallsv1.TaskState_TASK_STATE_FAILED, "killed by signal " + hostos.SignalName(exit.Signal), -1
-	case exit.Code == 0:
+		return syscallsv1.TaskState_TASK_STATE_KILLED, killReason, int32(res.ExitCode)
+	case oom != "" || res.OOMKilled:
+		if oom == "" {
+			oom = reasonOOM + ": killed for exceeding its memory limit"
+		}
+		return syscallsv1.TaskState_TASK_STATE_FAILED, oom, -1
+	case res.Err != "":
+		return syscallsv1.TaskState_TASK_STATE_FAILED, res.Err, int32(res.ExitCode)
+	case res.Signal != 0:
+		return syscallsv1.TaskState_TASK_STATE_FAILED, "killed by signal " + hostos.SignalName(res.Signal), -1
+	case res.ExitCode == 0:
 		return syscallsv1.TaskState_TASK_STATE_FINISHED, "exit code 0", 0
 	default:
-		return syscallsv1.TaskState_TASK_STATE_FAILED, fmt.Sprintf("exit code %d", exit.Code), int32(exit.Code)
+		return syscallsv1.TaskState_TASK_STATE_FAILED, fmt.Sprintf("exit code %d", res.ExitCode), int32(res.ExitCode)
 	}
 }
 
@@ -333,9 +433,9 @@ func (a *Agent) forget(id string) {
 	a.mu.Unlock()
 }
 
-// kill asks task id to stop: SIGTERM to its process group, SIGKILL after
-// the grace period; its end is reported KILLED with reason. Unknown,
-// ended or already killed tasks are left alone. Idempotent.
+// kill asks task id to stop: SIGTERM, SIGKILL after the grace period; its
+// end is reported KILLED with reason. Unknown, ended or already killed
+// tasks are left alone. Idempotent.
 func (a *Agent) kill(id, reason string) {
 	a.mu.Lock()
 	tk := a.tasks[id]
@@ -347,43 +447,44 @@ func (a *Agent) kill(id, reason string) {
 	starting := tk.state == taskStarting
 	a.mu.Unlock()
 	a.log.Info("killing task", "task", id, "reason", reason)
-	if !starting { // else launch terminates it once it started
+	if !starting { // else start terminates it once it runs
 		a.wg.Go(func() { a.terminate(tk) })
 	}
 }
 
-// terminate runs the kill sequence of tk. If the agent stops during the
-// grace period, it sends SIGKILL at once: the kernel already counts the
-// task as killed.
+// terminate stops tk through its driver; wait reports the end. If the
+// agent stops first, the driver finishes the kill sequence on its own.
 func (a *Agent) terminate(tk *task) {
-	a.signal(tk, syscall.SIGTERM)
-	t := time.NewTimer(a.killGrace)
-	defer t.Stop()
-	select {
-	case <-tk.exited:
-		return
-	case <-t.C:
-	case <-a.stop:
+	bo := newBackoff()
+	for {
+		drv, err := a.plugins.Driver(tk.driver)
+		if err == nil {
+			err = drv.StopTask(a.ctx, tk.id, a.killGrace, "SIGTERM")
+		}
+		if err == nil || a.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-tk.exited:
+			return
+		default:
+		}
+		a.log.Warn("stopping task failed; retrying", "task", tk.id, "driver", tk.driver, "err", err)
+		if errors.Is(err, contract.ErrTaskNotFound) {
+			if rerr := a.reattach(tk); rerr != nil {
+				a.log.Warn("cannot reattach to task to stop it", "task", tk.id, "err", rerr)
+			}
+		}
+		if !sleep(a.ctx, bo.next()) {
+			return
+		}
 	}
-	a.signal(tk, syscall.SIGKILL)
 }
 
-// signal sends sig to tk's process group unless its process is reaped
-// (its pid might name another process by now).
-func (a *Agent) signal(tk *task, sig syscall.Signal) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if tk.reaped || tk.pid == 0 {
-		return
-	}
-	if err := hostos.SignalGroup(tk.pid, sig); err != nil {
-		a.log.Warn("cannot signal task", "task", tk.id, "signal", sig, "err", err)
-	}
-}
-
-// recover loads the checkpoints of an earlier agent: tasks whose process
-// still runs are re-adopted; tasks that ended are queued for a final
-// report (the recorded one, or FAILED with an unknown exit status).
+// recover loads the checkpoints of an earlier agent: tasks still running
+// are handed back to their drivers (RecoverTask) and waited for again;
+// tasks that ended are queued for a final report. The isolator is told
+// which containers are still live, so it can remove the rest.
 func (a *Agent) recover() error {
 	cps, bad, err := a.checkpoints.load()
 	if err != nil {
@@ -392,34 +493,112 @@ func (a *Agent) recover() error {
 	for _, err := range bad {
 		a.log.Error("ignoring unreadable checkpoint", "err", err)
 	}
+	var live []*task
 	for _, cp := range cps {
-		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, start: cp.StartTime, exited: make(chan struct{})}
+		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
+			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, exited: make(chan struct{})}
 		a.mu.Lock()
 		a.tasks[tk.id] = tk
 		a.mu.Unlock()
 		if cp.Final != nil {
 			a.log.Info("recovered ended task; reporting it", "task", tk.id, "state", cp.Final.State)
-			tk.reaped = true
 			close(tk.exited)
 			a.finish(tk, cp.Final.taskState(), cp.Final.Reason, cp.Final.ExitCode)
 			continue
 		}
-		proc, err := hostos.OpenProcess(cp.PID, cp.StartTime)
-		if err != nil {
-			if !errors.Is(err, hostos.ErrGone) {
-				a.log.Warn("cannot watch recovered task; counting it as ended", "task", tk.id, "pid", cp.PID, "err", err)
+		tk.state = taskRunning
+		live = append(live, tk)
+	}
+	a.recoverIsolation()
+	for _, tk := range live {
+		if err := a.reattach(tk); err != nil {
+			a.log.Warn("cannot recover task", "task", tk.id, "driver", tk.driver, "err", err)
+			if errors.Is(err, contract.ErrNotSupported) || errors.Is(err, contract.ErrHandleVersion) {
+				a.lost(tk, fmt.Sprintf("driver %q cannot recover the task after an agent restart: %v", tk.driver, err))
+				continue
 			}
-			a.log.Info("recovered task is gone", "task", tk.id, "pid", cp.PID)
-			tk.reaped = true
-			close(tk.exited)
-			a.finish(tk, syscallsv1.TaskState_TASK_STATE_FAILED, reasonUnknownExit, -1)
-			continue
+			// The driver may come up later: wait retries.
+		} else {
+			a.log.Info("recovered task", "task", tk.id, "driver", tk.driver, "pid", tk.pid)
 		}
-		a.mu.Lock()
-		tk.proc, tk.state = proc, taskRunning
-		a.mu.Unlock()
-		a.log.Info("re-adopted task", "task", tk.id, "pid", cp.PID)
-		a.wg.Go(func() { a.supervise(tk) })
+		a.wg.Go(func() { a.wait(tk) })
 	}
 	return nil
+}
+
+// recoverIsolation tells the isolator which of the agent's containers are
+// live (after an agent or isolator restart); it removes the others.
+func (a *Agent) recoverIsolation() {
+	if a.isolator == "" {
+		return
+	}
+	iso, err := a.plugins.Isolator(a.isolator)
+	if err != nil {
+		a.log.Error("isolator unavailable; cannot recover task isolation", "isolator", a.isolator, "err", err)
+		return
+	}
+	a.mu.Lock()
+	var states []contract.ContainerState
+	for _, tk := range a.tasks {
+		if tk.isolated && tk.state != taskExited {
+			states = append(states, contract.ContainerState{ContainerID: tk.id, PID: tk.pid, Limits: tk.limits})
+		}
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
+	defer cancel()
+	if err := iso.Recover(ctx, states); err != nil {
+		a.log.Error("isolator could not recover containers", "isolator", a.isolator, "err", err)
+	}
+}
+
+// PluginRestarted is the plugin host's hook: after the isolator restarts,
+// it is told again which containers are live. (A restarted driver is
+// handled by wait, which reattaches each task from its handle.)
+func (a *Agent) PluginRestarted(kind, name string) {
+	if kind == contract.KindIsolator && name == a.isolator && a.ctx != nil && a.ctx.Err() == nil {
+		a.recoverIsolation()
+	}
+}
+
+// usage samples the resource use of the agent's running tasks: from the
+// isolator for isolated tasks, else from their driver (drivers that cannot
+// tell are skipped).
+func (a *Agent) usage(ctx context.Context) []*syscallsv1.TaskUsage {
+	a.mu.Lock()
+	var running []*task
+	for _, tk := range a.tasks {
+		if tk.state == taskRunning {
+			running = append(running, tk)
+		}
+	}
+	a.mu.Unlock()
+	var out []*syscallsv1.TaskUsage
+	for _, tk := range running {
+		var u *contract.TaskUsage
+		var err error
+		if tk.isolated {
+			var iso contract.Isolator
+			if iso, err = a.plugins.Isolator(a.isolator); err == nil {
+				u, err = iso.Usage(ctx, tk.id)
+			}
+		} else {
+			var drv contract.Driver
+			if drv, err = a.plugins.Driver(tk.driver); err == nil {
+				u, err = drv.TaskStats(ctx, tk.id)
+			}
+		}
+		if err != nil || u == nil {
+			continue
+		}
+		at := u.Timestamp
+		if at.IsZero() {
+			at = time.Now()
+		}
+		out = append(out, &syscallsv1.TaskUsage{
+			TaskId: tk.id, Sampled: timestamppb.New(at), CpuNs: u.CPUUserNanos + u.CPUSystemNanos,
+			MemBytes: u.MemoryRSSBytes, MemPeakBytes: u.MemoryPeakBytes, Pids: u.PIDs, OomKills: u.OOMKills,
+		})
+	}
+	return out
 }

@@ -40,6 +40,7 @@ func TestAgent_New(t *testing.T) {
 		{name: "no kernel", cfg: Config{}, wantErr: "KernelURL or Client"},
 		{name: "negative grace", cfg: Config{KernelURL: "http://k", KillGrace: -time.Second}, wantErr: "KillGrace"},
 		{name: "no data dir", cfg: Config{KernelURL: "http://k"}, wantErr: "DataDir"},
+		{name: "no plugins", cfg: Config{KernelURL: "http://k"}, wantErr: "Plugins"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,6 +48,9 @@ func TestAgent_New(t *testing.T) {
 			cfg := tt.cfg
 			if tt.name != "no data dir" {
 				cfg.DataDir = filepath.Join(t.TempDir(), "data")
+			}
+			if tt.name != "no plugins" {
+				cfg.Plugins = &testPlugins{}
 			}
 			a, err := New(cfg)
 			if tt.wantErr != "" {
@@ -95,7 +99,7 @@ func TestAgent_RunLocksDataDir(t *testing.T) {
 	t.Parallel()
 	k, url := startFakeKernel(t)
 	a := startAgent(t, k, url, "")
-	b, err := New(Config{KernelURL: url, DataDir: a.dataDir})
+	b, err := New(Config{KernelURL: url, DataDir: a.dataDir, Plugins: &testPlugins{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,4 +58,135 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	i := (len(sorted)*p + 99) / 100
 	return sorted[max(i-1, 0)]
+}
+
+// BenchmarkLaunchToRunning measures a task's start on dcosd dev: from the
+// Launch syscall to the RUNNING event on a Watch, through the kernel, the
+// agent, the cgroups isolator and the exec driver plugin (and its
+// supervisor's fork/exec). Tasks are `sleep 600`; each allocation is
+// revoked after its task runs (outside the timing). It reports the median
+// and 99th percentile.
+//
+//	go test ./e2e -run '^$' -bench LaunchToRunning -benchtime 200x
+func BenchmarkLaunchToRunning(b *testing.B) {
+	e := newEnv(b)
+	e.startDev("--resources", "cpus=100000,mem=1000Ti")
+	c := e.op()
+	ctx := context.Background()
+	w := e.watch(c, listAgents(b, c).GetRevision())
+	durs := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		alloc := allocateOne(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.01, MemBytes: 16 * mi}})
+		b.StartTimer()
+		start := time.Now()
+		res, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: alloc.GetId(), Command: "sleep", Args: []string{"600"}}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := res.Msg.GetTask().GetId()
+		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
+		durs = append(durs, time.Since(start))
+		b.StopTimer()
+		revoke(b, c, alloc.GetId())
+		w.waitFor(b, "KILLED of "+id, taskState(id, pb.TaskState_TASK_STATE_KILLED))
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(durs)
+	b.ReportMetric(float64(percentile(durs, 50).Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(percentile(durs, 99).Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkBurst submits n tasks at once on one agent (n allocations,
+// then n Launch calls from 8 clients) to `dcosd kernel` + `dcosd agent`,
+// and measures the time until all are RUNNING; then, with the n tasks
+// running, the proportional set size (PSS) of the agent side: the agent
+// process, its plugin processes and the exec driver's supervisor.
+//
+//	go test ./e2e -run '^$' -bench Burst -benchtime 1x
+func BenchmarkBurst(b *testing.B) {
+	for _, n := range []int{100, 200} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				burst(b, n)
+			}
+		})
+	}
+}
+
+func burst(b *testing.B, n int) {
+	e := newEnv(b)
+	opTok, agentTok := newToken(), newToken()
+	tokens := e.writeTokens(e.path("tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+	)
+	e.startKernel(tokens, opTok)
+	ag, _ := e.startAgent("burst", agentTok, "--resources", "cpus=100000,mem=1000Ti")
+	c := e.op()
+	ctx := context.Background()
+	w := e.watch(c, listAgents(b, c).GetRevision())
+	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.01, MemBytes: 16 * mi}, Count: int32(n)})
+	allocs := res.GetAllocations()
+	b.StartTimer()
+	start := time.Now()
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := i; j < n; j += 8 {
+				r, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: allocs[j].GetId(), Command: "sleep", Args: []string{"600"}}))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids <- r.Msg.GetTask().GetId()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	for id := range ids {
+		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "s-all-running")
+	b.StopTimer()
+	agent, helpers := pssOfAgentSide(ag.cmd.Process.Pid, e.dir)
+	b.ReportMetric(float64(agent+helpers)/1024, "MiB-pss-total")
+	b.ReportMetric(float64(agent)/1024, "MiB-pss-agent")
+	b.ReportMetric(float64(helpers)/1024, "MiB-pss-plugins+supervisor")
+	for _, a := range allocs {
+		revoke(b, c, a.GetId())
+	}
+}
+
+// pss returns pid's proportional set size in KiB.
+func pss(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// pssOfAgentSide returns, in KiB, the PSS of the agent process and of its
+// plugin processes plus the exec driver's supervisor (found by their
+// command lines and state dirs inside dir).
+func pssOfAgentSide(agent int, dir string) (self, helpers int) {
+	self = pss(agent)
+	for _, pid := range pidsWithArgUnder(dir) {
+		if f := strings.Fields(cmdline(pid)); pid != agent && len(f) >= 2 && (f[1] == "plugin" || f[1] == "supervisor") {
+			helpers += pss(pid)
+		}
+	}
+	return self, helpers
 }

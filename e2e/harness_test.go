@@ -32,7 +32,7 @@ import (
 const waitTimeout = 60 * time.Second
 
 // bin holds the paths of the binaries TestMain builds.
-var bin struct{ dir, dcosd, dcosctl string }
+var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver string }
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -48,6 +48,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	bin.dir, bin.dcosd, bin.dcosctl = dir, filepath.Join(dir, "dcosd"), filepath.Join(dir, "dcosctl")
+	bin.nicedriver, bin.futuredriver = filepath.Join(dir, "nicedriver"), filepath.Join(dir, "futuredriver")
 	return m.Run()
 }
 
@@ -59,7 +60,8 @@ func buildBinaries(dir string) error {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl")
+	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl",
+		"github.com/dcos-kernel/dcos/examples/nicedriver", "github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver")
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -170,7 +172,10 @@ type env struct {
 
 // world is what the views of one env share.
 type world struct {
-	dir string
+	dir      string
+	dcosd    string              // the dcosd binary to run; bin.dcosd if empty
+	cred     *syscall.Credential // run the daemons as this user; nil: as the test
+	cgParent string              // --cgroup-parent of the env's agents: their task cgroups
 
 	mu        sync.Mutex
 	procs     []*proc
@@ -186,7 +191,7 @@ type world struct {
 // task process they started.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, world: &world{dir: t.TempDir()}}
+	e := &env{t: t, world: &world{dir: t.TempDir(), cgParent: "/dcos-e2e-" + newToken()[:12]}}
 	// Registered after TempDir, so it runs before the dir is removed.
 	t.Cleanup(e.cleanup)
 	return e
@@ -219,7 +224,11 @@ func (e *env) start(name, ready string, args ...string) (*proc, string) {
 	e.t.Helper()
 	p := &proc{name: name, exited: make(chan struct{})}
 	found := make(chan string, 1)
-	p.cmd = exec.Command(bin.dcosd, args...)
+	path := bin.dcosd
+	if e.dcosd != "" {
+		path = e.dcosd
+	}
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = e.baseEnv()
 	p.cmd.Stdout = io.MultiWriter(&p.stdout, &lineWriter{line: func(l string) {
 		if rest, ok := strings.CutPrefix(l, ready); ok && ready != "" {
@@ -232,7 +241,7 @@ func (e *env) start(name, ready string, args ...string) (*proc, string) {
 	p.cmd.Stderr = &p.stderr
 	// Own process group (so that signals reach the daemon and nothing
 	// else), and killed if the test binary dies.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: e.cred}
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		e.t.Fatalf("start %s: %v", name, err)
@@ -263,7 +272,7 @@ func (e *env) start(name, ready string, args ...string) (*proc, string) {
 func (e *env) startDev(extra ...string) *proc {
 	e.t.Helper()
 	cc := e.path("client.json")
-	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc}, extra...)
+	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent}, extra...)
 	started := time.Now()
 	p, url := e.start("dcosd dev", "dcos dev: kernel at ", args...)
 	var c struct{ Kernel, Token string }
@@ -324,7 +333,7 @@ func (e *env) startAgent(name, token string, extra ...string) (*proc, string) {
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
-	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name}, extra...)
+	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name}, extra...)
 	p, _ := e.start("dcosd agent "+name, "", args...)
 	var id string
 	e.eventually("agent "+name+" UP", func() (bool, string) {
@@ -455,6 +464,8 @@ func (e *env) cleanup() {
 		}
 	}
 	e.killTasks()
+	e.waitHelpersGone()
+	removeCgroups(t, e.cgParent)
 	for _, p := range procs {
 		errText := p.stderr.String()
 		if strings.Contains(errText, "WARNING: DATA RACE") {
@@ -512,6 +523,100 @@ func (e *env) killTasks() {
 	}
 	if left := pidsWithCwdUnder(e.dir); len(left) > 0 {
 		t.Errorf("processes left in %s: %v", e.dir, left)
+	}
+}
+
+// waitHelpersGone waits for the processes the env's daemons left that
+// are not tasks — plugin processes and the exec driver's supervisor, whose
+// command lines name a dir inside the env's — to exit on their own (the
+// supervisor exits once it holds no task); it fails the test and kills
+// them if they do not.
+func (e *env) waitHelpersGone() {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		left := pidsWithArgUnder(e.dir)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				e.t.Errorf("process %d (%s) left behind", pid, strings.ReplaceAll(string(b), "\x00", " "))
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pidsWithArgUnder returns the live processes with an argument, or an
+// environment variable (a plugin's DCOS_PLUGIN_STATE_DIR), inside dir.
+func pidsWithArgUnder(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !alive(pid) {
+			continue
+		}
+		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		for _, arg := range strings.Split(string(b)+"\x00"+string(environ), "\x00") {
+			if _, v, _ := strings.Cut(arg, "="); strings.HasPrefix(arg, dir+string(filepath.Separator)) || strings.HasPrefix(v, dir+string(filepath.Separator)) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// cgroupDirs returns parent's directory (a cgroup path such as
+// "/dcos-e2e-x") in every mounted cgroup hierarchy that has it.
+func cgroupDirs(parent string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var dirs []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		i := slices.Index(f, "-")
+		if i < 0 || i+1 >= len(f) || (f[i+1] != "cgroup" && f[i+1] != "cgroup2") || len(f) < 5 {
+			continue
+		}
+		d := filepath.Join(f[4], parent)
+		if _, err := os.Stat(d); err == nil {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// removeCgroups removes parent's cgroups (and the task cgroups beneath
+// them) in every hierarchy, once their processes are gone.
+func removeCgroups(t testing.TB, parent string) {
+	for _, d := range cgroupDirs(parent) {
+		var sub []string
+		filepath.WalkDir(d, func(p string, de os.DirEntry, err error) error {
+			if err == nil && de.IsDir() {
+				sub = append(sub, p)
+			}
+			return nil
+		})
+		for _, p := range slices.Backward(sub) {
+			var err error
+			for range 100 {
+				if err = syscall.Rmdir(p); err == nil || errors.Is(err, syscall.ENOENT) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil && !errors.Is(err, syscall.ENOENT) {
+				t.Errorf("cgroup %s: %v", p, err)
+			}
+		}
 	}
 }
 

@@ -147,7 +147,7 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 		close(t.done)
 	}()
 	state := fmt.Appendf(nil, `{"pid":%d}`, t.pid)
-	return &plugin.TaskHandle{Version: plugin.HandleVersion, Config: cfg, State: plugin.TaskStateRunning, DriverState: state}, nil
+	return &plugin.TaskHandle{Version: plugin.HandleVersion, Config: cfg, State: plugin.TaskStateRunning, DriverState: state, PID: t.pid}, nil
 }
 
 // openOutput opens path for the task's output, appending; empty means

@@ -38,7 +38,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
 		},
-		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand()},
+		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), pluginCommand(), supervisorCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
@@ -91,7 +91,7 @@ func devCommand() *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (etcd, tokens, agent)"},
 			&cli.StringFlag{Name: "client-config", Usage: "where to write dcosctl's config (default: dcosctl's default path)"},
-		}, kernelFlags...), agentFlags...),
+		}, kernelFlags...), append(agentFlags, pluginFlags...)...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
 			dataDir := c.String("data-dir")
@@ -121,14 +121,17 @@ func devCommand() *cli.Command {
 				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token}); err != nil {
 					return err
 				}
-				a, err := agent.New(agent.Config{
+				a, stopPlugins, err := newAgent(ctx, c, log, agent.Config{
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: c.String("resources"), Labels: labels, Logger: log.With("component", "agent"),
 				})
 				if err != nil {
 					return err
 				}
-				g.Go(func() error { return a.Run(ctx) })
+				g.Go(func() error {
+					defer stopPlugins()
+					return a.Run(ctx)
+				})
 				// Print the address once the local agent is registered, so
 				// that a script may allocate as soon as it reads it.
 				select {
@@ -241,7 +244,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
 			&cli.StringFlag{Name: "token", Required: true, Usage: "agent token", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
-		}, agentFlags...),
+		}, append(agentFlags, pluginFlags...)...),
 		Action: func(c *cli.Context) error {
 			labels, err := parseLabels(c.StringSlice("label"))
 			if err != nil {
@@ -251,13 +254,15 @@ func agentCommand() *cli.Command {
 			if !strings.Contains(url, "://") {
 				url = "http://" + url
 			}
-			a, err := agent.New(agent.Config{
+			log := logger(c)
+			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
 				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
-				Resources: c.String("resources"), Labels: labels, Logger: logger(c),
+				Resources: c.String("resources"), Labels: labels, Logger: log,
 			})
 			if err != nil {
 				return err
 			}
+			defer stopPlugins()
 			return a.Run(c.Context)
 		},
 	}

@@ -53,6 +53,15 @@ func defaultCacheDir() string {
 	return ""
 }
 
+// newPolicyHost starts the policy host. A cache dir that cannot be used
+// (e.g. a default under another user's home) is not fatal: policies are
+// then compiled at every start, and the log says so.
 func newPolicyHost(ctx context.Context, cacheDir string, log *slog.Logger) (*wasm.Host, error) {
-	return wasm.NewHost(ctx, wasm.HostConfig{CacheDir: cacheDir, Logger: log.With("component", "policy")})
+	log = log.With("component", "policy")
+	h, err := wasm.NewHost(ctx, wasm.HostConfig{CacheDir: cacheDir, Logger: log})
+	if err != nil && cacheDir != "" {
+		log.Warn("policy compilation cache unusable; compiling policies at every start", "dir", cacheDir, "err", err)
+		return wasm.NewHost(ctx, wasm.HostConfig{Logger: log})
+	}
+	return h, err
 }

@@ -1,0 +1,198 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dcos-kernel/dcos/agent"
+	"github.com/dcos-kernel/dcos/drivers/execdriver"
+	isocgroups "github.com/dcos-kernel/dcos/isolators/cgroups"
+	"github.com/dcos-kernel/dcos/plugins/contract"
+	"github.com/dcos-kernel/dcos/plugins/host"
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Names of the built-in plugins.
+const (
+	builtinDriver   = "exec"
+	builtinIsolator = "cgroups"
+)
+
+var pluginFlags = []cli.Flag{
+	&cli.StringFlag{Name: "plugin-dir", Usage: "directory of vendor plugins (dcos-driver-NAME, dcos-isolator-NAME)"},
+	&cli.StringFlag{Name: "plugin-catalog", Usage: "sha256sum-format checksums of the plugins that may run (default PLUGIN_DIR/SHA256SUMS)"},
+	&cli.StringFlag{Name: "isolation", Value: "cgroups", Usage: "isolator for every task: cgroups or none (cgroups falls back to none, with a warning, where cgroups cannot be used)"},
+	&cli.StringFlag{Name: "cgroup-parent", Usage: "cgroup the task cgroups go beneath, one per agent: absolute (/dcos) or relative to the agent's own cgroup (default dcos-tasks/agent-HASH, HASH from the data dir)"},
+}
+
+// agentPlugins is the agent's view of the plugin host.
+type agentPlugins struct{ *host.Host }
+
+func (p agentPlugins) Info() []*syscallsv1.PluginInfo {
+	var out []*syscallsv1.PluginInfo
+	for _, s := range p.Status() {
+		out = append(out, &syscallsv1.PluginInfo{
+			Name: s.Name, Kind: s.Kind, Builtin: s.Builtin, Protocol: int32(s.Protocol), Health: string(s.Health),
+			Restarts: int32(s.Restarts), LastError: s.LastError, Sha256: s.SHA256, Path: s.Path,
+		})
+	}
+	return out
+}
+
+// newAgent builds the plugin host and the agent of dataDir and starts the
+// host's plugins. The returned stop closes the host (its plugin processes;
+// tasks keep running) and must be called after the agent's Run returned.
+func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.Config) (*agent.Agent, func(), error) {
+	exe, err := selfExe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("plugins: own executable: %w", err)
+	}
+	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+		return nil, nil, err
+	}
+	builtins := []host.Builtin{{Name: builtinDriver, Kind: contract.KindDriver, Cmd: []string{exe, "plugin", builtinDriver}}}
+	switch iso := c.String("isolation"); iso {
+	case "none":
+		log.Warn("tasks run without isolation (--isolation none): no cgroup limits, usage from /proc only")
+	case builtinIsolator:
+		parent := c.String("cgroup-parent")
+		if parent == "" {
+			// One parent per agent (per data dir): an isolator removes the
+			// task cgroups beneath its parent that its agent does not know.
+			sum := sha256.Sum256([]byte(cfg.DataDir))
+			parent = isocgroups.DefaultParent + "/agent-" + hex.EncodeToString(sum[:6])
+		}
+		if _, err := isocgroups.New(isocgroups.Config{Parent: parent}); err != nil {
+			log.Warn("tasks run WITHOUT cgroup isolation: no memory, cpu or pids limits", "reason", err)
+			break
+		}
+		cmd := []string{exe, "plugin", builtinIsolator, "--cgroup-parent", parent}
+		builtins = append(builtins, host.Builtin{Name: builtinIsolator, Kind: contract.KindIsolator, Cmd: cmd})
+		cfg.Isolator = builtinIsolator
+	default:
+		return nil, nil, fmt.Errorf("--isolation %q: want cgroups or none", iso)
+	}
+	var a *agent.Agent
+	h, err := host.New(host.Config{
+		Dir: c.String("plugin-dir"), Catalog: c.String("plugin-catalog"),
+		StateDir: filepath.Join(cfg.DataDir, "plugins"), Builtins: builtins,
+		Logger: log.With("component", "plugins"),
+		OnRestart: func(kind, name string) {
+			if a != nil {
+				a.PluginRestarted(kind, name)
+			}
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := h.Start(ctx); err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	cfg.Plugins = agentPlugins{h}
+	if a, err = agent.New(cfg); err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return a, func() { h.Close() }, nil
+}
+
+// selfExe is the path that runs this very binary again: /proc/self/exe,
+// which stays the running binary even if the file on disk is replaced by
+// an upgrade (so built-in plugins keep matching the checksum taken at
+// start), or os.Executable where /proc is missing.
+func selfExe() (string, error) {
+	if _, err := os.Stat("/proc/self/exe"); err == nil {
+		return "/proc/self/exe", nil
+	}
+	return os.Executable()
+}
+
+// pluginCommand serves a built-in plugin; the agent's plugin host starts it.
+func pluginCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "plugin",
+		Hidden: true,
+		Usage:  "serve a built-in plugin (started by the agent, not by hand)",
+		Subcommands: []*cli.Command{
+			{
+				Name: builtinDriver,
+				Action: func(c *cli.Context) error {
+					dir := os.Getenv(host.StateDirEnv)
+					if dir == "" {
+						return errors.New("plugin exec: " + host.StateDirEnv + " is not set: only the agent starts plugins")
+					}
+					exe, err := selfExe()
+					if err != nil {
+						return err
+					}
+					d, err := execdriver.New(execdriver.Config{
+						StateDir: dir, SupervisorCmd: []string{exe, "supervisor", "--state-dir", dir}, Logger: logger(c),
+					})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					return servePlugin(contract.KindDriver, d)
+				},
+			},
+			{
+				Name:  builtinIsolator,
+				Flags: []cli.Flag{&cli.StringFlag{Name: "cgroup-parent"}},
+				Action: func(c *cli.Context) error {
+					iso, err := isocgroups.New(isocgroups.Config{Parent: c.String("cgroup-parent"), Logger: logger(c)})
+					if err != nil {
+						return err
+					}
+					return servePlugin(contract.KindIsolator, iso)
+				},
+			},
+		},
+	}
+}
+
+// servePlugin serves impl until the host stops it, or until the process
+// that started it dies (a SIGKILLed agent cannot stop its plugins).
+func servePlugin(kind string, impl any) error {
+	cfg, err := contract.ServeConfig(kind, impl)
+	if err != nil {
+		return err
+	}
+	parent := os.Getppid()
+	go func() {
+		for range time.Tick(500 * time.Millisecond) {
+			if os.Getppid() != parent {
+				os.Exit(0)
+			}
+		}
+	}()
+	goplugin.Serve(cfg)
+	return nil
+}
+
+// supervisorCommand runs the exec driver's task supervisor.
+func supervisorCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "supervisor",
+		Hidden: true,
+		Usage:  "hold the exec driver's tasks (started by the exec driver, not by hand)",
+		Flags:  []cli.Flag{&cli.StringFlag{Name: "state-dir", Required: true}},
+		Action: func(c *cli.Context) error {
+			if code := execdriver.SupervisorMain(c.String("state-dir"), logger(c)); code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
+}

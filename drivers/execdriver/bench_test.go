@@ -16,14 +16,18 @@ import (
 // included.
 func BenchmarkStartTask(b *testing.B) {
 	for _, bc := range []struct {
-		name    string
-		cgroups bool
-	}{{name: "plain"}, {name: "v1 memory cgroup", cgroups: true}} {
+		name        string
+		mount, ctrl string // cgroup hierarchy, if any
+	}{
+		{name: "plain"},
+		{name: "v1 memory cgroup", mount: "/sys/fs/cgroup/memory", ctrl: "memory"},
+		{name: "v2 cgroup", mount: "/sys/fs/cgroup/unified", ctrl: ""},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			d, _ := newDriver(b)
 			var dirs []string
-			if bc.cgroups {
-				dir, _ := testCgroup(b, "/sys/fs/cgroup/memory", "memory")
+			if bc.mount != "" {
+				dir, _ := testCgroup(b, bc.mount, bc.ctrl)
 				dirs = []string{dir}
 			}
 			ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -372,6 +373,11 @@ func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*cont
 		// Running the task as the supervisor's user instead would be a
 		// silent privilege change.
 		return nil, fmt.Errorf("start task %q: user %q: %w", cfg.ID, cfg.User, contract.ErrNotSupported)
+	}
+	for k := range cfg.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, fmt.Errorf("start task %q: env name %q: want a non-empty name without '=' or NUL", cfg.ID, k)
+		}
 	}
 	spec := specOf(cfg)
 	if err := spec.Validate(); err != nil {

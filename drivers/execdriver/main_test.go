@@ -263,6 +263,7 @@ func TestDriver_StartErrors(t *testing.T) {
 		{name: "relative work dir", cfg: contract.TaskConfig{ID: "e7", Command: "true", WorkDir: "rel"}, wantErr: `work dir "rel": want an absolute path`},
 		{name: "stdout in missing dir", cfg: contract.TaskConfig{ID: "e8", Command: "true", StdoutPath: "/no/such/dir/out"}, wantErr: "stdout: open /no/such/dir/out"},
 		{name: "missing cgroup", cfg: contract.TaskConfig{ID: "e9", Command: "true", Cgroups: []string{"/sys/fs/cgroup/memory/no-such-execdriver-cgroup"}}, wantErr: "cgroup /sys/fs/cgroup/memory/no-such-execdriver-cgroup: no such file"},
+		{name: "env name with =", cfg: contract.TaskConfig{ID: "e12", Command: "true", Env: map[string]string{"A=B": "c"}}, wantErr: `env name "A=B"`},
 		{name: "user", cfg: contract.TaskConfig{ID: "e11", Command: "true", User: "nobody"}, wantErr: `user "nobody": not supported`},
 		{name: "not a cgroup", cfg: contract.TaskConfig{ID: "e10", Command: "true", Cgroups: []string{"/tmp"}}, wantErr: "cgroup /tmp: not a cgroup directory"},
 	}

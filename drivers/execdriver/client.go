@@ -29,11 +29,11 @@ func (e *replyError) Error() string { return e.msg }
 // connection breaks (not after close).
 type client struct {
 	conn *net.UnixConn
-	pid  int // the supervisor's
 
 	wmu sync.Mutex // serializes writes
 
 	mu      sync.Mutex
+	pid     int // the supervisor's, once it said hello
 	next    uint64
 	pending map[uint64]chan *wire.Reply
 	closed  bool
@@ -56,7 +56,9 @@ func dial(ctx context.Context, sock string, onEvent func(*wire.Reply), onLost fu
 		cl.close()
 		return nil, fmt.Errorf("hello: %w", err)
 	}
+	cl.mu.Lock()
 	cl.pid = r.Pid
+	cl.mu.Unlock()
 	return cl, nil
 }
 
@@ -151,4 +153,11 @@ func (cl *client) close() {
 	cl.closed = true
 	cl.mu.Unlock()
 	cl.conn.Close()
+}
+
+// supervisorPid returns the supervisor's pid, 0 before its hello.
+func (cl *client) supervisorPid() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.pid
 }

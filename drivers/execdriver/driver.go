@@ -273,7 +273,7 @@ func (d *Driver) onLost(cl *client) {
 	if d.closed {
 		return
 	}
-	d.log.Warn("lost the exec driver supervisor; watching its tasks without it", "pid", cl.pid)
+	d.log.Warn("lost the exec driver supervisor; watching its tasks without it", "pid", cl.supervisorPid())
 	for _, t := range d.tasks {
 		if t.cl == cl && t.supervised && !t.exited() {
 			t.supervised, t.cl = false, nil

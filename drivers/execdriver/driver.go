@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -241,7 +239,7 @@ func (d *Driver) spawn() error {
 	cmd.Env = append(os.Environ(), wire.DetachEnv+"=1")
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf // stdin is /dev/null
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = proc.DetachedAttr()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("start supervisor %q (see %s): %w", d.cfg.SupervisorCmd, logf.Name(), err)
 	}
@@ -473,12 +471,7 @@ func (d *Driver) signal(ctx context.Context, t *task, sig syscall.Signal) error 
 	return nil
 }
 
-func parseSignal(name string) (syscall.Signal, error) {
-	if n := unix.SignalNum(name); n != 0 {
-		return n, nil
-	}
-	return 0, fmt.Errorf("signal %q: unknown", name)
-}
+func parseSignal(name string) (syscall.Signal, error) { return proc.SignalNum(name) }
 
 // StopTask implements contract.Driver: sig (default SIGTERM) to the task's
 // process group, SIGKILL to it after timeout; it returns once the task has

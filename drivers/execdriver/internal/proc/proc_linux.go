@@ -249,3 +249,16 @@ func StartedAt(start uint64) time.Time {
 	}
 	return time.Unix(btime, 0).Add(time.Duration(start * tickNanos)).UTC()
 }
+
+// SignalNum returns the signal named name ("SIGTERM").
+func SignalNum(name string) (syscall.Signal, error) {
+	if n := unix.SignalNum(name); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("signal %q: unknown", name)
+}
+
+// DetachedAttr returns the attributes of a process that must outlive us:
+// its own session, so no signal of our terminal or process group reaches
+// it.
+func DetachedAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }

@@ -46,3 +46,9 @@ func Reap(pid int) (code, sig int, err error) { return -1, 0, ErrNotSupported }
 
 // StartedAt returns the zero time.
 func StartedAt(start uint64) time.Time { return time.Time{} }
+
+// SignalNum returns ErrNotSupported.
+func SignalNum(name string) (syscall.Signal, error) { return 0, ErrNotSupported }
+
+// DetachedAttr returns nil.
+func DetachedAttr() *syscall.SysProcAttr { return nil }

@@ -247,6 +247,7 @@ func TestDriver_StartErrors(t *testing.T) {
 	t.Parallel()
 	d, dir := newDriver(t)
 	file := filepath.Join(t.TempDir(), "file")
+	newOut := filepath.Join(t.TempDir(), "out")
 	os.WriteFile(file, nil, 0o644)
 	tests := []struct {
 		name    string
@@ -265,6 +266,8 @@ func TestDriver_StartErrors(t *testing.T) {
 		{name: "missing cgroup", cfg: contract.TaskConfig{ID: "e9", Command: "true", Cgroups: []string{"/sys/fs/cgroup/memory/no-such-execdriver-cgroup"}}, wantErr: "cgroup /sys/fs/cgroup/memory/no-such-execdriver-cgroup: no such file"},
 		{name: "env name with =", cfg: contract.TaskConfig{ID: "e12", Command: "true", Env: map[string]string{"A=B": "c"}}, wantErr: `env name "A=B"`},
 		{name: "user", cfg: contract.TaskConfig{ID: "e11", Command: "true", User: "nobody"}, wantErr: `user "nobody": not supported`},
+		{name: "missing cgroup, new output files", cfg: contract.TaskConfig{ID: "e13", Command: "true", StdoutPath: newOut, StderrPath: newOut + "2",
+			Cgroups: []string{"/sys/fs/cgroup/memory/no-such-execdriver-cgroup"}}, wantErr: "no-such-execdriver-cgroup"},
 		{name: "not a cgroup", cfg: contract.TaskConfig{ID: "e10", Command: "true", Cgroups: []string{"/tmp"}}, wantErr: "cgroup /tmp: not a cgroup directory"},
 	}
 	for _, tt := range tests {
@@ -284,6 +287,11 @@ func TestDriver_StartErrors(t *testing.T) {
 				t.Errorf("exit record after failed start: %v", err)
 			}
 		})
+	}
+	for _, p := range []string{newOut, newOut + "2"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("output file %s left by a failed start: %v", p, err)
+		}
 	}
 	// The supervisor holds nothing either.
 	d.mu.Lock()

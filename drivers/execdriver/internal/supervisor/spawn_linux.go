@@ -20,7 +20,7 @@ import (
 
 // start starts spec and registers it. On error nothing is left behind: no
 // process, no record, and the supervisor is back in its own cgroups.
-func (s *server) start(spec *wire.StartSpec) (*wire.TaskInfo, string, error) {
+func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err error) {
 	dir := spec.WorkDir
 	if dir == "" {
 		dir = "/"
@@ -34,12 +34,21 @@ func (s *server) start(spec *wire.StartSpec) (*wire.TaskInfo, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	stdout, err := openOutput(spec.Stdout)
+	// Output files this start creates are removed if it fails.
+	var created []string
+	defer func() {
+		if err != nil {
+			for _, p := range created {
+				os.Remove(p)
+			}
+		}
+	}()
+	stdout, err := openOutput(spec.Stdout, &created)
 	if err != nil {
 		return nil, "", fmt.Errorf("stdout: %w", err)
 	}
 	defer stdout.Close()
-	stderr, err := openOutput(spec.Stderr)
+	stderr, err := openOutput(spec.Stderr, &created)
 	if err != nil {
 		return nil, "", fmt.Errorf("stderr: %w", err)
 	}
@@ -87,11 +96,21 @@ func (s *server) start(spec *wire.StartSpec) (*wire.TaskInfo, string, error) {
 	return &info, "", nil
 }
 
-func openOutput(path string) (*os.File, error) {
+// openOutput opens path for appending (/dev/null if empty) and adds it to
+// *created if it did not exist.
+func openOutput(path string, created *[]string) (*os.File, error) {
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err == nil {
+		*created = append(*created, path)
+		return f, nil
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 }
 
 // forkInCgroups starts cmd inside the cgroup directories dirs. Go cannot

@@ -56,6 +56,9 @@ type task struct {
 	isolated   bool   // the isolator prepared a container for it
 	killReason string // set once a kill is requested
 	exited     chan struct{}
+
+	// How long the start took, by step (for the log).
+	isolateTook, startTook time.Duration
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
@@ -127,7 +130,8 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 	if err := a.checkpoints.save(cp); err != nil {
 		a.log.Error("cannot checkpoint task; it will not be recovered if the agent restarts", "task", tk.id, "err", err)
 	}
-	a.log.Info("task running", "task", tk.id, "driver", tk.driver, "pid", cp.PID, "sandbox", tk.sandbox)
+	a.log.Info("task running", "task", tk.id, "driver", tk.driver, "pid", cp.PID, "sandbox", tk.sandbox,
+		"isolate", tk.isolateTook, "start", tk.startTook)
 	a.reports.push(report{req: running})
 	a.wg.Go(func() { a.wait(tk) })
 	if killReason != "" {
@@ -153,7 +157,9 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 			return fmt.Errorf("driver %q: %w", tk.driver, err)
 		}
 		cfg.Resources = tk.limits
+		t0 := time.Now()
 		li, err := iso.Prepare(ctx, tk.id, tk.limits)
+		tk.isolateTook = time.Since(t0)
 		if err != nil {
 			return fmt.Errorf("isolation: %w", err)
 		}
@@ -168,7 +174,9 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		if caps.JoinCgroups {
 			cfg.Cgroups = li.Cgroups
 		}
+		t0 = time.Now()
 		h, err := drv.StartTask(ctx, cfg)
+		tk.startTook = time.Since(t0)
 		if err == nil && !caps.JoinCgroups && h.PID > 0 {
 			if err = iso.Isolate(ctx, tk.id, h.PID); err != nil {
 				err = fmt.Errorf("isolation: %w", err)
@@ -184,7 +192,9 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		return a.setHandle(tk, h)
 	}
 	cfg.Resources = tk.limits
+	t0 := time.Now()
 	h, err := drv.StartTask(ctx, cfg)
+	tk.startTook = time.Since(t0)
 	if err != nil {
 		return err
 	}

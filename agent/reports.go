@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,47 +21,73 @@ type report struct {
 	done func()
 }
 
-// reportQueue delivers task status reports to the kernel in the order they
-// were pushed, one at a time, retrying with backoff until the kernel
-// answers. A report is dropped only when the kernel answers NotFound (the
-// task is forgotten) or InvalidArgument (it will never be accepted).
+// reportQueue delivers task status reports to the kernel, retrying with
+// backoff until the kernel answers. Reports of one task are delivered one
+// at a time, in the order they were pushed; reports of different tasks go
+// out concurrently (up to reportWorkers at once), so that a burst of task
+// starts is not paced by one commit per report. A report is dropped only
+// when the kernel answers NotFound (the task is forgotten) or
+// InvalidArgument (it will never be accepted).
 //
 // push is safe for concurrent use; run is called by one goroutine.
 type reportQueue struct {
-	mu    sync.Mutex
-	items []report
-	wake  chan struct{} // capacity 1: "items may be non-empty"
+	mu       sync.Mutex
+	items    []*queued
+	inflight map[string]bool // task ids with a report being sent (the first queued of the task)
+	wake     chan struct{}   // capacity 1: "a report may be ready"
 }
 
+// reportWorkers bounds the reports in flight.
+const reportWorkers = 8
+
+type queued struct{ report }
+
 func newReportQueue() *reportQueue {
-	return &reportQueue{wake: make(chan struct{}, 1)}
+	return &reportQueue{inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 // push appends r to the queue.
 func (q *reportQueue) push(r report) {
 	q.mu.Lock()
-	q.items = append(q.items, r)
+	q.items = append(q.items, &queued{report: r})
 	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *reportQueue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (q *reportQueue) head() (report, bool) {
+// take returns the first report whose task has none in flight, marking it
+// taken, or nil.
+func (q *reportQueue) take() *queued {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) == 0 {
-		return report{}, false
+	blocked := map[string]bool{}
+	for _, it := range q.items {
+		id := it.req.GetTaskId()
+		if q.inflight[id] || blocked[id] {
+			blocked[id] = true // later reports of the task wait for this one
+			continue
+		}
+		q.inflight[id] = true
+		return it
 	}
-	return q.items[0], true
+	return nil
 }
 
-func (q *reportQueue) pop() {
+// finish removes it, delivered or dropped.
+func (q *reportQueue) finish(it *queued) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.items[0] = report{}
-	q.items = q.items[1:]
+	delete(q.inflight, it.req.GetTaskId())
+	if i := slices.Index(q.items, it); i >= 0 {
+		q.items = slices.Delete(q.items, i, i+1)
+	}
+	q.mu.Unlock()
+	q.signal()
 }
 
 // run sends reports until ctx is done. agentID is read for every send, so
@@ -68,10 +95,17 @@ func (q *reportQueue) pop() {
 // Reports still queued when ctx ends are dropped; checkpoints make the
 // final ones survive.
 func (q *reportQueue) run(ctx context.Context, client syscallsv1connect.KernelClient, agentID func() string, log *slog.Logger) {
-	bo := newBackoff()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range reportWorkers {
+		wg.Go(func() { q.work(ctx, client, agentID, log) })
+	}
+}
+
+func (q *reportQueue) work(ctx context.Context, client syscallsv1connect.KernelClient, agentID func() string, log *slog.Logger) {
 	for {
-		r, ok := q.head()
-		if !ok {
+		it := q.take()
+		if it == nil {
 			select {
 			case <-ctx.Done():
 				return
@@ -79,30 +113,41 @@ func (q *reportQueue) run(ctx context.Context, client syscallsv1connect.KernelCl
 				continue
 			}
 		}
-		req := proto.CloneOf(r.req)
+		q.signal() // another worker may find another task's report
+		if !q.deliver(ctx, it, client, agentID, log) {
+			return
+		}
+		q.finish(it)
+		if it.done != nil {
+			it.done()
+		}
+	}
+}
+
+// deliver sends it until the kernel takes or refuses it; it reports false
+// when ctx ended first.
+func (q *reportQueue) deliver(ctx context.Context, it *queued, client syscallsv1connect.KernelClient, agentID func() string, log *slog.Logger) bool {
+	bo := newBackoff()
+	for {
+		req := proto.CloneOf(it.req)
 		req.AgentId = agentID()
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		_, err := client.ReportTaskStatus(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		switch code := connect.CodeOf(err); {
 		case err == nil:
+			return true
 		case code == connect.CodeNotFound || code == connect.CodeInvalidArgument:
 			log.Warn("kernel refused task report; dropping it", "task", req.TaskId, "state", req.State, "err", err)
-		default:
-			d := bo.next()
-			log.Warn("task report failed; retrying", "task", req.TaskId, "state", req.State, "in", d, "err", err)
-			if !sleep(ctx, d) {
-				return
-			}
-			continue
+			return true
 		}
-		bo.reset()
-		q.pop()
-		if r.done != nil {
-			r.done()
+		d := bo.next()
+		log.Warn("task report failed; retrying", "task", req.TaskId, "state", req.State, "in", d, "err", err)
+		if !sleep(ctx, d) {
+			return false
 		}
 	}
 }

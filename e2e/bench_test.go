@@ -70,11 +70,12 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 //	go test ./e2e -run '^$' -bench LaunchToRunning -benchtime 200x
 func BenchmarkLaunchToRunning(b *testing.B) {
 	e := newEnv(b)
-	e.startDev("--resources", "cpus=100000,mem=1000Ti")
+	dev := e.startDev("--resources", "cpus=100000,mem=1000Ti")
 	c := e.op()
 	ctx := context.Background()
 	w := e.watch(c, listAgents(b, c).GetRevision())
 	durs := make([]time.Duration, 0, b.N)
+	slowest, slowestID := time.Duration(0), ""
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -88,13 +89,23 @@ func BenchmarkLaunchToRunning(b *testing.B) {
 		id := res.Msg.GetTask().GetId()
 		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
 		durs = append(durs, time.Since(start))
+		if d := durs[len(durs)-1]; d > slowest && len(durs) > 1 {
+			slowest, slowestID = d, id
+		}
 		b.StopTimer()
 		revoke(b, c, alloc.GetId())
 		w.waitFor(b, "KILLED of "+id, taskState(id, pb.TaskState_TASK_STATE_KILLED))
 		b.StartTimer()
 	}
 	b.StopTimer()
+	b.Logf("first launches: %v", durs[:min(3, len(durs))])
+	for _, l := range strings.Split(dev.stderr.String(), "\n") {
+		if strings.Contains(l, slowestID+" ") || strings.Contains(l, slowestID+"\"") {
+			b.Logf("slowest %s (%v): %s", slowestID, slowest, l)
+		}
+	}
 	slices.Sort(durs)
+	b.Logf("slowest launches: %v", durs[max(0, len(durs)-5):])
 	b.ReportMetric(float64(percentile(durs, 50).Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(percentile(durs, 99).Nanoseconds()), "p99-ns")
 }

@@ -121,8 +121,9 @@ func taskByID(e *env, id string) *pb.Task {
 	return nil
 }
 
-// pluginPID returns the pid of dcosd's built-in plugin process name (a
-// child of parent).
+// pluginPID returns the pid of the dcosd process (a child of parent) that
+// serves the built-in plugin name: `dcosd plugin builtin` serves the exec
+// driver and, with --isolator cgroups, the cgroups isolator.
 func pluginPID(parent int, name string) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, d := range ents {
@@ -130,8 +131,17 @@ func pluginPID(parent int, name string) int {
 		if err != nil || ppidOf(pid) != parent || !alive(pid) {
 			continue
 		}
-		if f := strings.Fields(cmdline(pid)); len(f) >= 3 && f[1] == "plugin" && f[2] == name {
+		f := strings.Fields(cmdline(pid))
+		if len(f) < 3 || f[1] != "plugin" || f[2] != "builtin" {
+			continue
+		}
+		if name == "exec" {
 			return pid
+		}
+		for i := 3; i+1 < len(f); i++ {
+			if f[i] == "--isolator" && f[i+1] == name {
+				return pid
+			}
 		}
 	}
 	return 0

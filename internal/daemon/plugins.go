@@ -22,10 +22,13 @@ import (
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
-// Names of the built-in plugins.
+// Names of the built-in plugins, and of the group they share one process in
+// (`dcosd plugin builtin`): a dcosd process costs ~14 MiB however little it
+// does, so the built-ins do not get one each.
 const (
 	builtinDriver   = "exec"
 	builtinIsolator = "cgroups"
+	builtinGroup    = "builtin"
 )
 
 var pluginFlags = []cli.Flag{
@@ -60,7 +63,8 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return nil, nil, err
 	}
-	builtins := []host.Builtin{{Name: builtinDriver, Kind: contract.KindDriver, Cmd: []string{exe, "plugin", builtinDriver}}}
+	// One process serves the driver and, with isolation, the isolator.
+	cmd := []string{exe, "plugin", builtinGroup}
 	switch iso := c.String("isolation"); iso {
 	case "none":
 		log.Warn("tasks run without isolation (--isolation none): no cgroup limits, usage from /proc only")
@@ -76,11 +80,14 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 			log.Warn("tasks run WITHOUT cgroup isolation: no memory, cpu or pids limits", "reason", err)
 			break
 		}
-		cmd := []string{exe, "plugin", builtinIsolator, "--cgroup-parent", parent}
-		builtins = append(builtins, host.Builtin{Name: builtinIsolator, Kind: contract.KindIsolator, Cmd: cmd})
+		cmd = append(cmd, "--isolator", builtinIsolator, "--cgroup-parent", parent)
 		cfg.Isolator = builtinIsolator
 	default:
 		return nil, nil, fmt.Errorf("--isolation %q: want cgroups or none", iso)
+	}
+	builtins := []host.Builtin{{Name: builtinDriver, Kind: contract.KindDriver, Cmd: cmd, Group: builtinGroup}}
+	if cfg.Isolator != "" {
+		builtins = append(builtins, host.Builtin{Name: builtinIsolator, Kind: contract.KindIsolator, Cmd: cmd, Group: builtinGroup})
 	}
 	var a *agent.Agent
 	h, err := host.New(host.Config{
@@ -119,19 +126,44 @@ func selfExe() (string, error) {
 	return os.Executable()
 }
 
-// pluginCommand serves a built-in plugin; the agent's plugin host starts it.
+// pluginCommand serves the built-in plugins; the agent's plugin host starts
+// it.
 func pluginCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "plugin",
 		Hidden: true,
-		Usage:  "serve a built-in plugin (started by the agent, not by hand)",
+		Usage:  "serve the built-in plugins (started by the agent, not by hand)",
 		Subcommands: []*cli.Command{
 			{
-				Name: builtinDriver,
+				Name:  builtinGroup,
+				Usage: "serve the exec driver and, with --isolator cgroups, the cgroups isolator, from this one process",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "isolator", Usage: "also serve this isolator: cgroups (default: none)"},
+					&cli.StringFlag{Name: "cgroup-parent", Usage: "the cgroups isolator's parent cgroup"},
+				},
 				Action: func(c *cli.Context) error {
-					dir := os.Getenv(host.StateDirEnv)
+					env := host.MemberStateDirEnv(contract.KindDriver, builtinDriver)
+					dir := os.Getenv(env)
 					if dir == "" {
-						return errors.New("plugin exec: " + host.StateDirEnv + " is not set: only the agent starts plugins")
+						return errors.New("plugin " + builtinGroup + ": " + env + " is not set: only the agent starts plugins")
+					}
+					impls := map[string]any{}
+					switch iso := c.String("isolator"); iso {
+					case "":
+						if c.IsSet("cgroup-parent") {
+							return errors.New("plugin " + builtinGroup + ": --cgroup-parent without --isolator " + builtinIsolator)
+						}
+					case builtinIsolator:
+						// Before the driver starts its supervisor: on pure
+						// v2, New may move the processes of this process's
+						// cgroup (see isolators/cgroups).
+						i, err := isocgroups.New(isocgroups.Config{Parent: c.String("cgroup-parent"), Logger: logger(c)})
+						if err != nil {
+							return err
+						}
+						impls[contract.KindIsolator] = i
+					default:
+						return fmt.Errorf("plugin %s: --isolator %q: want %s or nothing", builtinGroup, iso, builtinIsolator)
 					}
 					exe, err := selfExe()
 					if err != nil {
@@ -144,28 +176,19 @@ func pluginCommand() *cli.Command {
 						return err
 					}
 					defer d.Close()
-					return servePlugin(contract.KindDriver, d)
-				},
-			},
-			{
-				Name:  builtinIsolator,
-				Flags: []cli.Flag{&cli.StringFlag{Name: "cgroup-parent"}},
-				Action: func(c *cli.Context) error {
-					iso, err := isocgroups.New(isocgroups.Config{Parent: c.String("cgroup-parent"), Logger: logger(c)})
-					if err != nil {
-						return err
-					}
-					return servePlugin(contract.KindIsolator, iso)
+					impls[contract.KindDriver] = d
+					return servePlugins(impls)
 				},
 			},
 		},
 	}
 }
 
-// servePlugin serves impl until the host stops it, or until the process
-// that started it dies (a SIGKILLed agent cannot stop its plugins).
-func servePlugin(kind string, impl any) error {
-	cfg, err := contract.ServeConfig(kind, impl)
+// servePlugins serves impls (kind → implementation) from this one process
+// until the host stops it, or until the process that started it dies (a
+// SIGKILLed agent cannot stop its plugins).
+func servePlugins(impls map[string]any) error {
+	cfg, err := contract.ServeConfigMulti(impls)
 	if err != nil {
 		return err
 	}

@@ -149,42 +149,61 @@ func (p *StoragePlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, c
 // ServeConfig returns the go-plugin configuration that serves impl as a
 // plugin of kind (KindDriver, KindIsolator, KindNet or KindStorage) at every
 // protocol version this package speaks. impl must implement the contract of
-// kind.
+// kind. It is ServeConfigMulti with one entry.
 func ServeConfig(kind string, impl any) (*plugin.ServeConfig, error) {
-	var p plugin.Plugin
-	switch kind {
-	case KindDriver:
-		d, ok := impl.(Driver)
-		if !ok {
-			return nil, fmt.Errorf("serve %s: %T does not implement contract.Driver", kind, impl)
+	return ServeConfigMulti(map[string]any{kind: impl})
+}
+
+// ServeConfigMulti returns the go-plugin configuration that serves, from one
+// process, every impls[kind] as the plugin of that kind, at every protocol
+// version this package speaks: a host dispenses each kind from the same
+// connection. Each impl must implement the contract of its kind; an unknown
+// kind, an impl of the wrong type or an empty map is an error.
+func ServeConfigMulti(impls map[string]any) (*plugin.ServeConfig, error) {
+	if len(impls) == 0 {
+		return nil, fmt.Errorf("serve: no plugin")
+	}
+	set := plugin.PluginSet{}
+	for kind, impl := range impls {
+		p, err := servedPlugin(kind, impl)
+		if err != nil {
+			return nil, err
 		}
-		p = &DriverPlugin{Impl: d}
-	case KindIsolator:
-		i, ok := impl.(Isolator)
-		if !ok {
-			return nil, fmt.Errorf("serve %s: %T does not implement contract.Isolator", kind, impl)
-		}
-		p = &IsolatorPlugin{Impl: i}
-	case KindNet:
-		n, ok := impl.(NetDriver)
-		if !ok {
-			return nil, fmt.Errorf("serve %s: %T does not implement contract.NetDriver", kind, impl)
-		}
-		p = &NetPlugin{Impl: n}
-	case KindStorage:
-		st, ok := impl.(StorageDriver)
-		if !ok {
-			return nil, fmt.Errorf("serve %s: %T does not implement contract.StorageDriver", kind, impl)
-		}
-		p = &StoragePlugin{Impl: st}
-	default:
-		return nil, fmt.Errorf("serve: unknown plugin kind %q", kind)
+		set[kind] = p
 	}
 	return &plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {kind: p}},
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: set},
 		GRPCServer:       plugin.DefaultGRPCServer,
 	}, nil
+}
+
+// servedPlugin returns the plugin that serves impl as kind.
+func servedPlugin(kind string, impl any) (plugin.Plugin, error) {
+	switch kind {
+	case KindDriver:
+		if d, ok := impl.(Driver); ok {
+			return &DriverPlugin{Impl: d}, nil
+		}
+		return nil, fmt.Errorf("serve %s: %T does not implement contract.Driver", kind, impl)
+	case KindIsolator:
+		if i, ok := impl.(Isolator); ok {
+			return &IsolatorPlugin{Impl: i}, nil
+		}
+		return nil, fmt.Errorf("serve %s: %T does not implement contract.Isolator", kind, impl)
+	case KindNet:
+		if n, ok := impl.(NetDriver); ok {
+			return &NetPlugin{Impl: n}, nil
+		}
+		return nil, fmt.Errorf("serve %s: %T does not implement contract.NetDriver", kind, impl)
+	case KindStorage:
+		if st, ok := impl.(StorageDriver); ok {
+			return &StoragePlugin{Impl: st}, nil
+		}
+		return nil, fmt.Errorf("serve %s: %T does not implement contract.StorageDriver", kind, impl)
+	default:
+		return nil, fmt.Errorf("serve: unknown plugin kind %q", kind)
+	}
 }
 
 var incompatibleRE = regexp.MustCompile(`[Pp]lugin version: (\d+), Client versions: \[([\d ]*)\]`)

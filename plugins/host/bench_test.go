@@ -12,7 +12,8 @@ import (
 // to allocates nothing while the plugin is up.
 func TestPlugin_CurrentAllocs(t *testing.T) {
 	var d contract.Driver = &driverProxy{} // any Driver will do
-	p := &plugin{id: "driver/x", kind: "driver", inst: &instance{impl: d}, changed: make(chan struct{})}
+	pr := &process{inst: &instance{impls: map[string]any{"driver": d}}, changed: make(chan struct{})}
+	p := &plugin{id: "driver/x", kind: "driver", proc: pr}
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := get[contract.Driver](ctx, p, "capabilities"); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -23,9 +24,19 @@ const (
 	// Config.Catalog is empty.
 	CatalogFile = "SHA256SUMS"
 	// StateDirEnv names the environment variable that gives a plugin its own
-	// state directory, <Config.StateDir>/<kind>-<name>.
+	// state directory, <Config.StateDir>/<kind>-<name>. The process of a
+	// built-in Group gets MemberStateDirEnv variables instead.
 	StateDirEnv = "DCOS_PLUGIN_STATE_DIR"
 )
+
+// MemberStateDirEnv returns the name of the environment variable that gives
+// the member kind/name of a built-in Group its own state directory,
+// <Config.StateDir>/<kind>-<name>, in the process the group shares:
+// DCOS_PLUGIN_STATE_DIR_<KIND>_<NAME>, upper-cased, '-' in name as '_'
+// (e.g. DCOS_PLUGIN_STATE_DIR_DRIVER_EXEC).
+func MemberStateDirEnv(kind, name string) string {
+	return StateDirEnv + "_" + strings.ToUpper(kind) + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
 
 // stableAfter is how long a plugin must stay up for its restart backoff to
 // start again from MinBackoff.
@@ -45,8 +56,8 @@ type Config struct {
 	// is an empty catalog.
 	Catalog string
 	// StateDir holds one directory per plugin, <StateDir>/<kind>-<name>
-	// (created 0700), passed to the plugin in DCOS_PLUGIN_STATE_DIR.
-	// Required.
+	// (created 0700), passed to the plugin in DCOS_PLUGIN_STATE_DIR (to a
+	// member of a built-in Group, in MemberStateDirEnv). Required.
 	StateDir string
 	// Builtins are plugins served by the dcosd binary itself.
 	Builtins []Builtin
@@ -60,20 +71,37 @@ type Config struct {
 	// OnRestart, if set, is called after a plugin was restarted and is up
 	// again (not after its first start), so that the agent can recover the
 	// plugin's tasks. It is called from its own goroutine, one call at a
-	// time per plugin, and may call the plugin through its proxy.
+	// time per plugin, and may call the plugin through its proxy. When the
+	// process of a built-in Group restarts, it is called once for each
+	// member, concurrently.
 	OnRestart func(kind, name string)
 }
 
 // Builtin is a plugin served by the dcosd binary itself.
+//
+// Built-ins with the same non-empty Group share one process, started by
+// their common Cmd and serving every member's kind from one plugin set
+// (contract.ServeConfigMulti), so a group has at most one member of each
+// kind. Each member keeps its own
+// name, proxy, state directory and Status row; the rows share the process's
+// PID, health, restarts, protocol and last error. The host supervises the
+// process, not the members: a crash restarts it once, then OnRestart is
+// called for every member; a refusal at start refuses every member. A
+// group's process gets its members' state directories in MemberStateDirEnv
+// variables, not in StateDirEnv (also a group of one member).
 type Builtin struct {
 	// Name is the plugin's name, e.g. "exec".
 	Name string
 	// Kind is contract.KindDriver or contract.KindIsolator.
 	Kind string
 	// Cmd is the command that serves the plugin, e.g.
-	// {"/usr/bin/dcosd", "plugin", "exec"}. Cmd[0] must be an absolute
-	// path; its sha256 is taken in New and required at every start.
+	// {"/usr/bin/dcosd", "plugin", "builtin"}. Cmd[0] must be an absolute
+	// path; its sha256 is taken in New and required at every start. The
+	// members of a Group must have the same Cmd.
 	Cmd []string
+	// Group, if not empty, names the process the built-in shares with the
+	// other built-ins of the same Group. Empty: a process of its own.
+	Group string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)

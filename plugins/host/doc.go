@@ -6,6 +6,8 @@
 // A plugin is an executable named dcos-driver-<name> or
 // dcos-isolator-<name> in the plugin directory (Config.Dir), or a built-in:
 // the dcosd binary itself re-executed with a sub-command (Config.Builtins).
+// Built-ins of one Group share one process, which the host supervises as one
+// (see Builtin); every other plugin is a process of its own.
 // A discovered plugin runs only if its sha256 is in the catalog, a file in
 // sha256sum format; go-plugin checks the checksum again at every start
 // (SecureConfig), so a binary altered after it was catalogued is refused.
@@ -20,7 +22,8 @@
 // [ERROR] take that level, "panic:" lines and what follows are errors, other
 // lines are debug. What a plugin writes to os.Stdout or os.Stderr after
 // go-plugin's Serve took them over is logged at info with stream=stdout or
-// stream=stderr. Every line carries plugin=<kind>/<name>.
+// stream=stderr. Every line carries plugin=<kind>/<name> (a Group's process,
+// the <kind>/<name> of each member joined by ",").
 //
 // go-plugin sees a plugin's exit when its stdout and stderr close: a plugin
 // must not let the tasks it starts inherit them, or its crash goes unseen

@@ -44,7 +44,9 @@ const (
 	HealthStopped Health = "stopped"
 )
 
-// Status is what the host knows of one plugin.
+// Status is what the host knows of one plugin. The members of a built-in
+// Group share one process: their rows have the same Path, SHA256, Protocol,
+// Health, Restarts, LastError and PID.
 type Status struct {
 	Kind string // contract.KindDriver or contract.KindIsolator
 	Name string
@@ -78,6 +80,9 @@ type Host struct {
 	// byName maps "<kind>/<name>" to the plugin of that name: a built-in
 	// before a discovered plugin, refused or not.
 	byName map[string]*plugin
+	// procs is every process, refused ones included: one per discovered
+	// plugin or ungrouped built-in, one per built-in Group.
+	procs []*process
 
 	mu      sync.Mutex
 	started bool
@@ -96,6 +101,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger, byName: map[string]*plugin{}}
+	groups := map[string]*process{}
 	for _, b := range cfg.Builtins {
 		switch {
 		case !validKind(b.Kind):
@@ -109,13 +115,29 @@ func New(cfg Config) (*Host, error) {
 		if h.byName[key] != nil {
 			return nil, fmt.Errorf("plugin host: built-in %s is listed twice", key)
 		}
-		sum, err := sha256File(b.Cmd[0])
-		if err != nil {
-			return nil, fmt.Errorf("plugin host: built-in %s: %w", key, err)
+		pr := groups[b.Group]
+		if pr != nil {
+			if cmd := append([]string{pr.path}, pr.args...); !slices.Equal(cmd, b.Cmd) {
+				return nil, fmt.Errorf("plugin host: built-in %s: group %q: Cmd %q differs from the Cmd %q of %s: want one command per group",
+					key, b.Group, b.Cmd, cmd, pr.members[0].id)
+			}
+			for _, m := range pr.members {
+				if m.kind == b.Kind {
+					return nil, fmt.Errorf("plugin host: built-in %s: group %q already has a %s (%s): want one member of each kind per group", key, b.Group, b.Kind, m.id)
+				}
+			}
+		} else {
+			sum, err := sha256File(b.Cmd[0])
+			if err != nil {
+				return nil, fmt.Errorf("plugin host: built-in %s: %w", key, err)
+			}
+			pr = h.newProcess(b.Cmd[0], b.Cmd[1:])
+			pr.sum, pr.grouped = sum, b.Group != ""
+			if pr.grouped {
+				groups[b.Group] = pr
+			}
 		}
-		p := h.newPlugin(b.Kind, b.Name, b.Cmd[0], b.Cmd[1:], true)
-		p.sum = sum
-		h.byName[key] = p
+		h.byName[key] = h.newPlugin(b.Kind, b.Name, true, pr)
 	}
 
 	var cat catalog
@@ -130,18 +152,19 @@ func New(cfg Config) (*Host, error) {
 	}
 	for _, f := range found {
 		key := f.kind + "/" + f.name
-		p := h.newPlugin(f.kind, f.name, f.path, nil, false)
+		pr := h.newProcess(f.path, nil)
+		h.newPlugin(f.kind, f.name, false, pr)
 		if b := h.byName[key]; b != nil {
-			p.refuse(fmt.Errorf("plugin %s: a built-in %s named %q exists (%s): rename or remove the file: %w", f.path, f.kind, f.name, b.path, ErrRefused))
+			pr.refuse(fmt.Errorf("plugin %s: a built-in %s named %q exists (%s): rename or remove the file: %w", f.path, f.kind, f.name, b.proc.path, ErrRefused))
 			continue
 		}
-		h.byName[key] = p // refused or not, the plugin of that name
+		h.byName[key] = pr.members[0] // refused or not, the plugin of that name
 		sum, ok := cat.lookup(f.path)
 		if !ok {
-			p.refuse(fmt.Errorf("plugin %s: not in the catalog %s: add its sha256 (sha256sum %s >> %s): %w", f.path, cfg.Catalog, f.path, cfg.Catalog, ErrRefused))
+			pr.refuse(fmt.Errorf("plugin %s: not in the catalog %s: add its sha256 (sha256sum %s >> %s): %w", f.path, cfg.Catalog, f.path, cfg.Catalog, ErrRefused))
 			continue
 		}
-		p.sum = sum
+		pr.sum = sum
 	}
 	slices.SortStableFunc(h.all, func(a, b *plugin) int {
 		return cmp.Or(strings.Compare(a.kind, b.kind), strings.Compare(a.name, b.name))
@@ -149,14 +172,19 @@ func New(cfg Config) (*Host, error) {
 	return h, nil
 }
 
-func (h *Host) newPlugin(kind, name, path string, args []string, builtin bool) *plugin {
+// newProcess returns a process of the executable path, with no member yet.
+func (h *Host) newProcess(path string, args []string) *process {
+	pr := &process{host: h, path: path, args: args, health: HealthStopped, changed: make(chan struct{})}
+	h.procs = append(h.procs, pr)
+	return pr
+}
+
+// newPlugin returns the plugin kind/name, served by pr.
+func (h *Host) newPlugin(kind, name string, builtin bool, pr *process) *plugin {
 	id := kind + "/" + name
 	p := &plugin{
-		host: h, kind: kind, name: name, id: id, path: path, args: args, builtin: builtin,
+		host: h, kind: kind, name: name, id: id, builtin: builtin,
 		stateDir: filepath.Join(h.cfg.StateDir, kind+"-"+name),
-		log:      h.log.With("plugin", id),
-		health:   HealthStopped,
-		changed:  make(chan struct{}),
 	}
 	switch kind {
 	case contract.KindDriver:
@@ -164,15 +192,17 @@ func (h *Host) newPlugin(kind, name, path string, args []string, builtin bool) *
 	case contract.KindIsolator:
 		p.proxy = &isolatorProxy{p: p}
 	}
+	pr.add(p)
 	h.all = append(h.all, p)
 	return p
 }
 
-// Start starts every plugin that is not refused, in parallel, and supervises
-// them until Close. It returns once each plugin has come up once, been
-// refused or failed its first start (the host keeps retrying it), or when
-// ctx is done; ctx bounds only the wait, not the plugins' lives. A plugin's
-// failure is not Start's: see Status. Start may be called once.
+// Start starts the process of every plugin that is not refused (one per
+// built-in Group), in parallel, and supervises them until Close. It returns
+// once each process has come up once, been refused or failed its first
+// start (the host keeps retrying it), or when ctx is done; ctx bounds only
+// the wait, not the plugins' lives. A plugin's failure is not Start's: see
+// Status. Start may be called once.
 func (h *Host) Start(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -187,8 +217,8 @@ func (h *Host) Start(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	var firsts []chan struct{}
-	for _, p := range h.all {
-		if p.refusedAtNew() {
+	for _, pr := range h.procs {
+		if pr.refusedAtNew() {
 			continue
 		}
 		first := make(chan struct{})
@@ -196,7 +226,7 @@ func (h *Host) Start(ctx context.Context) error {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			p.run(sctx, first)
+			pr.run(sctx, first)
 		}()
 	}
 	h.mu.Unlock()
@@ -210,11 +240,11 @@ func (h *Host) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops supervising the plugins and stops their processes: it asks
-// each to exit and kills it after a grace period (2s), and returns once all
-// have exited. The tasks a driver started are not its children and keep
-// running. Calls through the proxies fail at once from then on. Close is
-// idempotent.
+// Close stops supervising the plugins and stops their processes (the shared
+// process of a built-in Group once): it asks each to exit and kills it
+// after a grace period (2s), and returns once all have exited. The tasks a
+// driver started are not its children and keep running. Calls through the
+// proxies fail at once from then on. Close is idempotent.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -225,8 +255,8 @@ func (h *Host) Close() error {
 	h.closed = true
 	cancel := h.cancel
 	h.mu.Unlock()
-	for _, p := range h.all {
-		p.close()
+	for _, pr := range h.procs {
+		pr.close()
 	}
 	if cancel != nil {
 		cancel()

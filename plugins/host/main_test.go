@@ -31,6 +31,12 @@ func TestMain(m *testing.M) {
 		fake.Serve(os.Args[3])
 		return
 	}
+	// Re-executed as the process of a built-in group: serve the fake
+	// driver and isolator, the driver being driver/exec.
+	if len(os.Args) == 3 && os.Args[1] == "plugin" && os.Args[2] == "group" {
+		fake.ServeGroup(os.Getenv(MemberStateDirEnv("driver", "exec")))
+		return
+	}
 	dir, err := os.MkdirTemp("", "plugins-host-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,23 +19,35 @@ import (
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
-// plugin is one plugin the host knows of and, once started, supervises.
+// plugin is one plugin the host knows of: its identity, its proxy and the
+// process that serves it.
 type plugin struct {
+	host           *Host
+	kind, name, id string // id is "<kind>/<name>"
+	builtin        bool
+	stateDir       string
+	proxy          any        // *driverProxy or *isolatorProxy
+	restartMu      sync.Mutex // one OnRestart call at a time
+	proc           *process   // serves this plugin, alone or with the rest of its group
+}
+
+// process is one supervised plugin process and what the host knows of it:
+// the process of a discovered plugin or an ungrouped built-in (one member),
+// or the shared process of a built-in Group (one member per kind).
+type process struct {
 	host              *Host
-	kind, name, id    string // id is "<kind>/<name>"
+	id                string // the members' ids, joined by ","
 	path              string
 	args              []string
-	builtin           bool
-	sum               []byte // required sha256; nil if not in the catalog
-	stateDir          string
+	sum               []byte    // required sha256; nil if not in the catalog
+	members           []*plugin // in the order they were configured
+	grouped           bool      // a built-in Group: state dirs in MemberStateDirEnv
 	log               *slog.Logger
-	proxy             any        // *driverProxy or *isolatorProxy
-	restartMu         sync.Mutex // one OnRestart call at a time
-	refusedBeforeHand bool       // refused in New; never started
+	refusedBeforeHand bool // refused in New; never started
 
 	mu           sync.Mutex
 	health       Health
-	refused      error // why the plugin is refused; wraps ErrRefused
+	refused      error // why the process is refused; wraps ErrRefused
 	closing      bool
 	restarts     int
 	lastErr      string
@@ -46,7 +60,7 @@ type plugin struct {
 // instance is one running plugin process.
 type instance struct {
 	client   *goplugin.Client
-	impl     any             // contract.Driver or contract.Isolator
+	impls    map[string]any  // by kind: contract.Driver or contract.Isolator
 	done     <-chan struct{} // closed when the process has exited
 	exited   <-chan string   // go-plugin's account of the exit, once done
 	release  func()          // releases the process's context; after exit only
@@ -75,54 +89,67 @@ func (i *instance) exitReason() string {
 	}
 }
 
-// notifyLocked wakes the callers waiting for the plugin. p.mu must be held.
-func (p *plugin) notifyLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
+// add makes p a member of the process.
+func (pr *process) add(p *plugin) {
+	p.proc = pr
+	pr.members = append(pr.members, p)
+	ids := make([]string, len(pr.members))
+	for i, m := range pr.members {
+		ids[i] = m.id
+	}
+	pr.id = strings.Join(ids, ",")
+	pr.log = pr.host.log.With("plugin", pr.id)
 }
 
-// refuse marks the plugin refused in New: it will not be started.
-func (p *plugin) refuse(err error) {
-	p.refusedBeforeHand = true
-	p.health, p.refused, p.lastErr = HealthRefused, err, err.Error()
-	p.log.Error("plugin refused", "err", err)
+// notifyLocked wakes the callers waiting for the process. pr.mu must be held.
+func (pr *process) notifyLocked() {
+	close(pr.changed)
+	pr.changed = make(chan struct{})
 }
 
-func (p *plugin) refusedAtNew() bool { return p.refusedBeforeHand }
+// refuse marks the process refused in New: it will not be started.
+func (pr *process) refuse(err error) {
+	pr.refusedBeforeHand = true
+	pr.health, pr.refused, pr.lastErr = HealthRefused, err, err.Error()
+	pr.log.Error("plugin refused", "err", err)
+}
+
+func (pr *process) refusedAtNew() bool { return pr.refusedBeforeHand }
 
 // refusal returns why the plugin is refused, or nil.
 func (p *plugin) refusal() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.refused
+	p.proc.mu.Lock()
+	defer p.proc.mu.Unlock()
+	return p.proc.refused
 }
 
 func (p *plugin) status() Status {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	pr := p.proc
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
 	s := Status{
-		Kind: p.kind, Name: p.name, Path: p.path, Builtin: p.builtin,
-		Protocol: p.protocol, Health: p.health, Restarts: p.restarts, LastError: p.lastErr,
+		Kind: p.kind, Name: p.name, Path: pr.path, Builtin: p.builtin,
+		Protocol: pr.protocol, Health: pr.health, Restarts: pr.restarts, LastError: pr.lastErr,
 	}
-	if p.sum != nil {
-		s.SHA256 = hexSum(p.sum)
+	if pr.sum != nil {
+		s.SHA256 = hexSum(pr.sum)
 	}
-	if p.inst != nil {
-		s.PID = p.inst.pid
+	if pr.inst != nil {
+		s.PID = pr.inst.pid
 	}
 	return s
 }
 
 // close makes calls fail at once and kills the process of a start in
 // progress; the supervisor does the rest.
-func (p *plugin) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closing = true
-	if p.cancelLaunch != nil {
-		p.cancelLaunch()
+func (pr *process) close() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.closing = true
+	if pr.cancelLaunch != nil {
+		pr.cancelLaunch()
 	}
-	p.notifyLocked()
+	pr.notifyLocked()
 }
 
 // refusedError is a start error that refuses the plugin for good: it
@@ -137,19 +164,20 @@ func permanent(err error) bool {
 	return errors.Is(err, contract.ErrIncompatibleVersion) || errors.Is(err, goplugin.ErrChecksumsDoNotMatch)
 }
 
-// run starts the plugin and restarts it whenever it exits, until ctx is done
-// or the plugin is refused. It closes first once the first start is over.
-func (p *plugin) run(ctx context.Context, first chan<- struct{}) {
+// run starts the process and restarts it whenever it exits, until ctx is
+// done or the process is refused. It closes first once the first start is
+// over.
+func (pr *process) run(ctx context.Context, first chan<- struct{}) {
 	firstDone := sync.OnceFunc(func() { close(first) })
 	defer firstDone()
-	defer p.setStopped()
-	bo := newBackoff(p.host.cfg.MinBackoff, p.host.cfg.MaxBackoff)
+	defer pr.setStopped()
+	bo := newBackoff(pr.host.cfg.MinBackoff, pr.host.cfg.MaxBackoff)
 	var upFor time.Duration // how long the last instance stayed up
 	wasUp := false
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			d := bo.next(upFor)
-			p.log.Info("restarting plugin", "in", d)
+			pr.log.Info("restarting plugin", "in", d)
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
@@ -157,11 +185,11 @@ func (p *plugin) run(ctx context.Context, first chan<- struct{}) {
 				return
 			case <-t.C:
 			}
-			p.mu.Lock()
-			p.restarts++
-			p.mu.Unlock()
+			pr.mu.Lock()
+			pr.restarts++
+			pr.mu.Unlock()
 		}
-		inst, err := p.launch()
+		inst, err := pr.launch()
 		if ctx.Err() != nil {
 			if inst != nil {
 				inst.kill()
@@ -171,35 +199,37 @@ func (p *plugin) run(ctx context.Context, first chan<- struct{}) {
 		if err != nil {
 			if permanent(err) {
 				err = &refusedError{err: err}
-				p.log.Error("plugin refused", "err", err)
-				p.setDown(HealthRefused, err)
+				pr.log.Error("plugin refused", "err", err)
+				pr.setDown(HealthRefused, err)
 				return
 			}
-			p.log.Error("plugin failed to start", "err", err)
-			p.setDown(HealthRestarting, err)
+			pr.log.Error("plugin failed to start", "err", err)
+			pr.setDown(HealthRestarting, err)
 			firstDone()
 			upFor = 0
 			continue
 		}
-		p.setUp(inst)
+		pr.setUp(inst)
 		firstDone()
 		if wasUp {
-			p.log.Info("plugin restarted", "pid", inst.pid, "protocol", inst.protocol)
-			p.onRestart()
+			pr.log.Info("plugin restarted", "pid", inst.pid, "protocol", inst.protocol)
+			for _, p := range pr.members {
+				p.onRestart()
+			}
 		} else {
-			p.log.Info("plugin is up", "path", p.path, "pid", inst.pid, "protocol", inst.protocol)
+			pr.log.Info("plugin is up", "path", pr.path, "pid", inst.pid, "protocol", inst.protocol)
 		}
 		wasUp = true
 		upAt := time.Now()
 		select {
 		case <-inst.done:
-			err := fmt.Errorf("plugin %s exited unexpectedly: %s", p.path, inst.exitReason())
-			p.log.Error("plugin crashed", "err", err, "pid", inst.pid)
-			p.setDown(HealthRestarting, err)
+			err := fmt.Errorf("plugin %s exited unexpectedly: %s", pr.path, inst.exitReason())
+			pr.log.Error("plugin crashed", "err", err, "pid", inst.pid)
+			pr.setDown(HealthRestarting, err)
 			inst.kill() // releases what go-plugin holds of the dead process
 			upFor = time.Since(upAt)
 		case <-ctx.Done():
-			p.setDown(HealthStopped, nil)
+			pr.setDown(HealthStopped, nil)
 			inst.kill()
 			return
 		}
@@ -218,47 +248,47 @@ func (p *plugin) onRestart() {
 		defer p.host.wg.Done()
 		p.restartMu.Lock()
 		defer p.restartMu.Unlock()
-		p.mu.Lock()
-		closing := p.closing
-		p.mu.Unlock()
+		p.proc.mu.Lock()
+		closing := p.proc.closing
+		p.proc.mu.Unlock()
 		if !closing {
 			f(p.kind, p.name)
 		}
 	}()
 }
 
-func (p *plugin) setUp(inst *instance) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.inst, p.health, p.protocol = inst, HealthHealthy, inst.protocol
-	p.notifyLocked()
+func (pr *process) setUp(inst *instance) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.inst, pr.health, pr.protocol = inst, HealthHealthy, inst.protocol
+	pr.notifyLocked()
 }
 
-// setDown records that the plugin is not up, in state h, because of err
+// setDown records that the process is not up, in state h, because of err
 // (nil: no error).
-func (p *plugin) setDown(h Health, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.inst, p.health = nil, h
+func (pr *process) setDown(h Health, err error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.inst, pr.health = nil, h
 	if err != nil {
-		p.lastErr = err.Error()
+		pr.lastErr = err.Error()
 	}
 	if h == HealthRefused {
-		p.refused = err
+		pr.refused = err
 	}
-	p.notifyLocked()
+	pr.notifyLocked()
 }
 
-// setStopped marks the plugin stopped when its supervisor returns, unless
+// setStopped marks the process stopped when its supervisor returns, unless
 // it was refused.
-func (p *plugin) setStopped() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.inst = nil
-	if p.health != HealthRefused {
-		p.health = HealthStopped
+func (pr *process) setStopped() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.inst = nil
+	if pr.health != HealthRefused {
+		pr.health = HealthStopped
 	}
-	p.notifyLocked()
+	pr.notifyLocked()
 }
 
 // exitWatch is what the host's plugin set learns when go-plugin dispenses a
@@ -297,51 +327,66 @@ func hostPlugins(w *exitWatch) map[int]goplugin.PluginSet {
 	return sets
 }
 
-// launch starts one process of the plugin and dispenses its contract. On
-// error no process is left running.
-func (p *plugin) launch() (*instance, error) {
-	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("plugin %s: state dir: %w", p.path, err)
+// env returns the environment of the process: the host's, without its own
+// state directory variables, and the members' state directories.
+func (pr *process) env() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, StateDirEnv) })
+	if !pr.grouped {
+		return append(env, StateDirEnv+"="+pr.members[0].stateDir)
 	}
-	if err := os.Chmod(p.stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("plugin %s: state dir: %w", p.path, err)
+	for _, p := range pr.members {
+		env = append(env, MemberStateDirEnv(p.kind, p.name)+"="+p.stateDir)
+	}
+	return env
+}
+
+// launch starts one process and dispenses the contract of each member. On
+// error no process is left running.
+func (pr *process) launch() (*instance, error) {
+	for _, p := range pr.members {
+		if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("plugin %s: state dir: %w", pr.path, err)
+		}
+		if err := os.Chmod(p.stateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("plugin %s: state dir: %w", pr.path, err)
+		}
 	}
 	// The process's context is cancelled (killing it) only by Close during
 	// the start, or after the process has exited.
 	pctx, release := context.WithCancel(context.Background())
-	p.mu.Lock()
-	if p.closing {
-		p.mu.Unlock()
+	pr.mu.Lock()
+	if pr.closing {
+		pr.mu.Unlock()
 		release()
-		return nil, fmt.Errorf("plugin %s: host closed", p.path)
+		return nil, fmt.Errorf("plugin %s: host closed", pr.path)
 	}
-	p.cancelLaunch = release
-	p.mu.Unlock()
+	pr.cancelLaunch = release
+	pr.mu.Unlock()
 	defer func() {
-		p.mu.Lock()
-		p.cancelLaunch = nil
-		p.mu.Unlock()
+		pr.mu.Lock()
+		pr.cancelLaunch = nil
+		pr.mu.Unlock()
 	}()
 
-	cmd := exec.CommandContext(pctx, p.path, p.args...)
+	cmd := exec.CommandContext(pctx, pr.path, pr.args...)
 	// SkipHostEnv below: go-plugin would append the host's environment after
 	// ours, and the host's DCOS_PLUGIN_STATE_DIR (if any) would win.
-	cmd.Env = append(os.Environ(), StateDirEnv+"="+p.stateDir)
+	cmd.Env = pr.env()
 	exited := make(chan string, 1)
-	logger := &hclogAdapter{l: p.log, onExit: func(how string) {
+	logger := &hclogAdapter{l: pr.log, onExit: func(how string) {
 		select {
 		case exited <- how:
 		default:
 		}
 	}}
-	stdout := &lineWriter{log: func(line string) { p.log.Info(line, "stream", "stdout") }}
-	stderr := &lineWriter{log: func(line string) { p.log.Info(line, "stream", "stderr") }}
+	stdout := &lineWriter{log: func(line string) { pr.log.Info(line, "stream", "stdout") }}
+	stderr := &lineWriter{log: func(line string) { pr.log.Info(line, "stream", "stderr") }}
 	w := &exitWatch{}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  contract.Handshake,
 		VersionedPlugins: hostPlugins(w),
 		Cmd:              cmd,
-		SecureConfig:     &goplugin.SecureConfig{Checksum: p.sum, Hash: sha256.New()},
+		SecureConfig:     &goplugin.SecureConfig{Checksum: pr.sum, Hash: sha256.New()},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          false,
@@ -351,9 +396,18 @@ func (p *plugin) launch() (*instance, error) {
 		SyncStdout:       stdout,
 		SyncStderr:       stderr,
 	})
-	impl, err := contract.Dispense(client, p.path, p.kind)
-	if err == nil && w.done == nil {
-		err = fmt.Errorf("plugin %s: dispensed %T without an exit context", p.path, impl)
+	impls := make(map[string]any, len(pr.members))
+	var err error
+	for _, p := range pr.members {
+		var impl any
+		if impl, err = contract.Dispense(client, pr.path, p.kind); err != nil {
+			break
+		}
+		if w.done == nil {
+			err = fmt.Errorf("plugin %s: dispensed %T without an exit context", pr.path, impl)
+			break
+		}
+		impls[p.kind] = impl
 	}
 	if err != nil {
 		client.Kill()
@@ -371,7 +425,7 @@ func (p *plugin) launch() (*instance, error) {
 		}
 		return nil, err
 	}
-	inst := &instance{client: client, impl: impl, done: w.done.Done(), exited: exited, release: release, protocol: client.NegotiatedVersion(),
+	inst := &instance{client: client, impls: impls, done: w.done.Done(), exited: exited, release: release, protocol: client.NegotiatedVersion(),
 		flush: func() { stdout.Flush(); stderr.Flush() }}
 	if rc := client.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
@@ -379,20 +433,22 @@ func (p *plugin) launch() (*instance, error) {
 	return inst, nil
 }
 
-// current returns the running instance's contract implementation, waiting
-// for the plugin to come up until ctx is done. op names the call, for errors.
+// current returns the implementation of the plugin in its process's running
+// instance, waiting for the process to come up until ctx is done. op names
+// the call, for errors.
 func (p *plugin) current(ctx context.Context, op string) (any, error) {
+	pr := p.proc
 	for {
-		p.mu.Lock()
-		inst, refused, closing, lastErr, changed := p.inst, p.refused, p.closing, p.lastErr, p.changed
-		p.mu.Unlock()
+		pr.mu.Lock()
+		inst, refused, closing, lastErr, changed := pr.inst, pr.refused, pr.closing, pr.lastErr, pr.changed
+		pr.mu.Unlock()
 		switch {
 		case refused != nil:
 			return nil, fmt.Errorf("%s: plugin %s: %w", op, p.id, refused)
 		case closing:
 			return nil, fmt.Errorf("%s: plugin %s: host closed: %w", op, p.id, contract.ErrPluginExited)
 		case inst != nil:
-			return inst.impl, nil
+			return inst.impls[p.kind], nil
 		}
 		select {
 		case <-changed:

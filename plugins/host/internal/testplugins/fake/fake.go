@@ -47,24 +47,37 @@ const (
 )
 
 // Serve serves a plugin of kind (contract.KindDriver or KindIsolator) in
-// the mode of its state directory, and exits the process when done.
-func Serve(kind string) {
+// the mode of its state directory (DCOS_PLUGIN_STATE_DIR), and exits the
+// process when done.
+func Serve(kind string) { serve([]string{kind}, os.Getenv("DCOS_PLUGIN_STATE_DIR")) }
+
+// ServeGroup serves the driver and the isolator from one process
+// (contract.ServeConfigMulti), as the process of a built-in group, in the
+// mode of driverDir, the driver's state directory, which its Fingerprint
+// reports; it exits the process when done.
+func ServeGroup(driverDir string) {
+	serve([]string{contract.KindDriver, contract.KindIsolator}, driverDir)
+}
+
+func serve(kinds []string, stateDir string) {
 	log := hclog.New(&hclog.LoggerOptions{JSONFormat: true, Output: os.Stderr, Level: hclog.Trace})
 	mode := ModeNormal
-	if b, err := os.ReadFile(filepath.Join(os.Getenv("DCOS_PLUGIN_STATE_DIR"), "mode")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(stateDir, "mode")); err == nil {
 		mode = strings.TrimSpace(string(b))
 	}
-	var impl any
-	switch kind {
-	case contract.KindDriver:
-		impl = &driver{log: log, crashAfter: mode == ModeCrashAfter}
-	case contract.KindIsolator:
-		impl = &isolator{}
-	default:
-		fmt.Fprintf(os.Stderr, "fake: unknown kind %q\n", kind)
-		os.Exit(2)
+	impls := map[string]any{}
+	for _, kind := range kinds {
+		switch kind {
+		case contract.KindDriver:
+			impls[kind] = &driver{log: log, stateDir: stateDir, crashAfter: mode == ModeCrashAfter}
+		case contract.KindIsolator:
+			impls[kind] = &isolator{}
+		default:
+			fmt.Fprintf(os.Stderr, "fake: unknown kind %q\n", kind)
+			os.Exit(2)
+		}
 	}
-	cfg, err := contract.ServeConfig(kind, impl)
+	cfg, err := contract.ServeConfigMulti(impls)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -86,6 +99,7 @@ func Serve(kind string) {
 // is done; the rest is not supported.
 type driver struct {
 	log        hclog.Logger
+	stateDir   string
 	crashAfter bool
 	once       sync.Once
 }
@@ -108,7 +122,7 @@ func (d *driver) Capabilities(context.Context) (*contract.Capabilities, error) {
 func (d *driver) Fingerprint(context.Context) (*contract.Fingerprint, error) {
 	fmt.Fprintln(os.Stderr, MsgStdio)
 	return &contract.Fingerprint{Health: contract.HealthHealthy, Attributes: map[string]string{
-		AttrStateDir: os.Getenv("DCOS_PLUGIN_STATE_DIR"),
+		AttrStateDir: d.stateDir,
 		AttrPID:      strconv.Itoa(os.Getpid()),
 	}}, nil
 }

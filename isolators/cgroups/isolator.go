@@ -127,6 +127,11 @@ func New(cfg Config) (*Isolator, error) {
 		return nil, notSupported(err)
 	}
 	dirs, _ := l.ParentDirs(i.parent)
+	// The parent may exist already (made by a privileged agent): task
+	// cgroups are created in it, so it must be writable.
+	if err := l.CheckAccess(i.parent); err != nil {
+		return nil, notSupported(err)
+	}
 	i.log.Debug("cgroups isolator ready", "mode", l.Mode.String(), "parent", i.parent, "dirs", dirs)
 	return i, nil
 }
@@ -172,8 +177,11 @@ func notSupported(err error) error {
 	var nse *cg.NotSupportedError
 	if errors.As(err, &nse) {
 		var fe *cg.FileError
-		if errors.As(nse.Err, &fe) && fe.Op == "mkdir" {
+		switch {
+		case errors.As(nse.Err, &fe) && fe.Op == "mkdir":
 			msg = "cannot create cgroups in " + fe.Dir + ": " + fe.Err.Error()
+		case strings.HasPrefix(nse.Reason, "cannot create cgroups in ") && nse.Err != nil:
+			msg = nse.Reason + ": " + nse.Err.Error()
 		}
 	}
 	if os.Geteuid() != 0 {

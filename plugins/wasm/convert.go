@@ -9,7 +9,11 @@ import (
 )
 
 // converter turns a kernel snapshot into a policy batch, reusing its
-// storage between calls (one per instance).
+// storage between calls (one per instance). It keeps the agents it
+// converted last: an agent whose id, labels and totals are unchanged is
+// not converted again (only its free resources are copied), and batch
+// reports whether that held for every agent, so that the encoder may reuse
+// its encoding of them too.
 type converter struct {
 	b      policy.Batch
 	labels []policy.Label
@@ -17,19 +21,24 @@ type converter struct {
 	vals   []string
 	roles  map[string]uint32
 	groups map[string]uint32
+	// haveAgents: b.Agents holds the agents of the previous call.
+	haveAgents bool
 }
 
 // batch converts s: role names become indices into Roles (NoRole when
 // empty or unlisted), labels are sorted by key, constraints keep their
 // order, and requests sharing a RequestID share a Group numbered in order
-// of first appearance. The result is valid until the next call.
-func (c *converter) batch(s *kernel.Snapshot) *policy.Batch {
+// of first appearance. Allocations are left out unless want has
+// WantAllocations. sameAgents reports whether the agents are those of the
+// previous call but for their free resources. The result is valid until
+// the next call.
+func (c *converter) batch(s *kernel.Snapshot, want policy.Wants) (b *policy.Batch, sameAgents bool) {
 	if c.roles == nil {
 		c.roles, c.groups = map[string]uint32{}, map[string]uint32{}
 	}
 	clear(c.roles)
 	clear(c.groups)
-	b := &c.b
+	b = &c.b
 	b.Seed = s.Seed
 
 	b.Roles = resize(b.Roles, len(s.Roles))
@@ -44,21 +53,9 @@ func (c *converter) batch(s *kernel.Snapshot) *policy.Batch {
 		return policy.NoRole
 	}
 
-	n := 0
-	for i := range s.Agents {
-		n += len(s.Agents[i].Labels)
-	}
-	c.labels = resize(c.labels, n)[:0]
-	b.Agents = resize(b.Agents, len(s.Agents))
-	for i := range s.Agents {
-		a := &s.Agents[i]
-		start := len(c.labels)
-		for k, v := range a.Labels {
-			c.labels = append(c.labels, policy.Label{Key: k, Value: v})
-		}
-		ls := c.labels[start:len(c.labels):len(c.labels)]
-		slices.SortFunc(ls, func(x, y policy.Label) int { return cmp.Compare(x.Key, y.Key) })
-		b.Agents[i] = policy.Agent{ID: a.ID, Labels: ls, Total: res(a.Total), Free: res(a.Free)}
+	sameAgents = c.sameAgents(s.Agents)
+	if !sameAgents {
+		c.convertAgents(s.Agents)
 	}
 
 	nc, nv := 0, 0
@@ -90,11 +87,60 @@ func (c *converter) batch(s *kernel.Snapshot) *policy.Batch {
 		b.Requests[i] = policy.Request{Resources: res(r.Resources), Priority: r.Priority, Role: role(r.Role), Group: g, Constraints: cs}
 	}
 
-	b.Allocations = resize(b.Allocations, len(s.Allocations))
-	for i, a := range s.Allocations {
-		b.Allocations[i] = policy.Allocation{Agent: uint32(a.Agent), Role: role(a.Role), Priority: a.Priority, Resources: res(a.Resources)}
+	b.Allocations = b.Allocations[:0]
+	if want&policy.WantAllocations != 0 {
+		b.Allocations = resize(b.Allocations, len(s.Allocations))
+		for i, a := range s.Allocations {
+			b.Allocations[i] = policy.Allocation{Agent: uint32(a.Agent), Role: role(a.Role), Priority: a.Priority, Resources: res(a.Resources)}
+		}
 	}
-	return b
+	return b, sameAgents
+}
+
+// sameAgents reports whether agents are c.b.Agents but for their free
+// resources, and if so copies those. Labels are compared by content, not
+// by map identity: a caller may change a map in place.
+func (c *converter) sameAgents(agents []kernel.AgentInfo) bool {
+	if !c.haveAgents || len(agents) != len(c.b.Agents) {
+		return false
+	}
+	for i := range agents {
+		a, was := &agents[i], &c.b.Agents[i]
+		if a.ID != was.ID || res(a.Total) != was.Total || len(a.Labels) != len(was.Labels) {
+			return false
+		}
+		for _, l := range was.Labels {
+			if v, ok := a.Labels[l.Key]; !ok || v != l.Value {
+				return false
+			}
+		}
+	}
+	for i := range agents {
+		c.b.Agents[i].Free = res(agents[i].Free)
+	}
+	return true
+}
+
+// convertAgents converts agents into c.b.Agents, labels sorted by key.
+func (c *converter) convertAgents(agents []kernel.AgentInfo) {
+	b := &c.b
+	n := 0
+	for i := range agents {
+		n += len(agents[i].Labels)
+	}
+	c.labels = resize(c.labels, n)[:0]
+	b.Agents = resize(b.Agents, len(agents))
+	for i := range agents {
+		a := &agents[i]
+		start := len(c.labels)
+		for k, v := range a.Labels {
+			c.labels = append(c.labels, policy.Label{Key: k, Value: v})
+		}
+		ls := c.labels[start:len(c.labels):len(c.labels)]
+		slices.SortFunc(ls, func(x, y policy.Label) int { return cmp.Compare(x.Key, y.Key) })
+		b.Agents[i] = policy.Agent{ID: a.ID, Labels: ls, Total: res(a.Total), Free: res(a.Free)}
+	}
+	c.haveAgents = true
 }
 
 func res(r kernel.Resources) policy.Resources {

@@ -7,6 +7,10 @@
 // a module and returns a *Policy, which implements kernel.Policy: each
 // Place encodes the kernel's snapshot as a policy.Batch, calls the module
 // under a deadline in one of a pool of instances, and decodes its answer.
+// Each instance keeps the agents it converted and encoded last: when only
+// their free resources changed (the usual cycle), it rewrites those and
+// reuses the rest. It leaves the granted allocations out of the batch for
+// a module whose dcos_policy_wants does not ask for them.
 //
 // Failures are contained and named: a deadline overrun, a trap, memory
 // exhaustion and a malformed answer each yield an error wrapping

@@ -30,6 +30,10 @@ var (
 		{"dcos_alloc", signature{[]api.ValueType{i32}, []api.ValueType{i32}}},
 		{"dcos_place", signature{[]api.ValueType{i32, i32}, []api.ValueType{i64}}},
 	}
+	// wantsExport is the optional export that declares which optional
+	// parts of the batch a module reads.
+	wantsExport = "dcos_policy_wants"
+	wantsSig    = signature{nil, []api.ValueType{i32}}
 	// hostImports are the functions of module "dcos".
 	hostImports = map[string]signature{
 		"log":         {[]api.ValueType{i32, i32, i32}, nil},
@@ -119,7 +123,11 @@ func (h *Host) load(ctx context.Context, name string, wasm []byte, rt wazero.Run
 		_ = p.Close(ctx)
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
 	}
-	if err := p.checkVersion(ctx, inst); err != nil {
+	err = p.checkVersion(ctx, inst)
+	if err == nil {
+		err = p.readWants(ctx, inst)
+	}
+	if err != nil {
 		inst.close(ctx)
 		_ = p.Close(ctx)
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
@@ -167,10 +175,31 @@ func (h *Host) check(imports []api.FunctionDefinition, memImports []api.MemoryDe
 			problems = append(problems, fmt.Sprintf("export %s has type %v, want %v", e.name, sigOf(d), e.sig))
 		}
 	}
+	if d, ok := exports[wantsExport]; ok && !wantsSig.matches(d) {
+		problems = append(problems, fmt.Sprintf("export %s has type %v, want %v", wantsExport, sigOf(d), wantsSig))
+	}
 	if d, ok := exports["_initialize"]; ok && (len(d.ParamTypes()) > 0 || len(d.ResultTypes()) > 0) {
 		problems = append(problems, fmt.Sprintf("export _initialize has type %v, want () -> ()", sigOf(d)))
 	}
 	return problems
+}
+
+// readWants sets p.wants from the module's dcos_policy_wants, called
+// once under the deadline; a module without it wants every part. Bits
+// this kernel does not know are ignored.
+func (p *Policy) readWants(ctx context.Context, inst *instance) error {
+	p.wants = policy.WantAll
+	if inst.wants == nil {
+		return nil
+	}
+	ctx, cancel := p.callContext(ctx)
+	defer cancel()
+	res, err := inst.wants.Call(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", wantsExport, p.callError(ctx, inst, err))
+	}
+	p.wants = policy.Wants(api.DecodeU32(res[0])) & policy.WantAll
+	return nil
 }
 
 // checkVersion calls dcos_policy_abi_version under the deadline.

@@ -31,7 +31,8 @@ type Policy struct {
 
 	h        *Host
 	rt       wazero.Runtime
-	trusted  bool // loaded with LoadTrusted: not interruptible
+	trusted  bool         // loaded with LoadTrusted: not interruptible
+	wants    policy.Wants // what dcos_policy_wants returned (WantAll without it)
 	name     string
 	compiled wazero.CompiledModule
 	size     int
@@ -51,6 +52,11 @@ func (p *Policy) Name() string { return p.name }
 
 // Size returns the module's size in bytes.
 func (p *Policy) Size() int { return p.size }
+
+// Wants returns the optional parts of the batch the module reads (its
+// dcos_policy_wants; policy.WantAll when it does not export one). The
+// host leaves the others out of its batches.
+func (p *Policy) Wants() policy.Wants { return p.wants }
 
 // Hash returns the hex SHA-256 of the module.
 func (p *Policy) Hash() string { return p.hash }
@@ -161,6 +167,7 @@ type instance struct {
 	mod                   api.Module
 	mem                   api.Memory
 	version, alloc, place api.Function
+	wants                 api.Function // nil when not exported
 	sb                    *sandbox
 	conv                  converter
 	enc                   policy.Encoder
@@ -189,6 +196,7 @@ func (p *Policy) start(ctx context.Context) (*instance, error) {
 		version: mod.ExportedFunction("dcos_policy_abi_version"),
 		alloc:   mod.ExportedFunction("dcos_alloc"),
 		place:   mod.ExportedFunction("dcos_place"),
+		wants:   mod.ExportedFunction(wantsExport),
 		sb:      sb,
 	}, nil
 }
@@ -202,8 +210,13 @@ func (inst *instance) close(ctx context.Context) {
 // call runs one cycle on the instance: encode, dcos_alloc, write,
 // dcos_place, read, decode, convert.
 func (inst *instance) call(ctx context.Context, p *Policy, s *kernel.Snapshot) (*kernel.Decision, error) {
-	b := inst.conv.batch(s)
-	in := inst.enc.EncodeBatch(b)
+	b, same := inst.conv.batch(s, p.wants)
+	var in []byte
+	if same {
+		in = inst.enc.EncodeBatchSameAgents(b)
+	} else {
+		in = inst.enc.EncodeBatch(b)
+	}
 	inst.sb.rand.reseed(b.Seed)
 	inst.sb.out.reset()
 	st := &callLog{logger: p.logger}

@@ -91,7 +91,7 @@ func TestHost_Load_Invalid(t *testing.T) {
 		{"missing export", readFile(t, "testdata/noplace.wasm"), "invalid policy module: missing export dcos_place"},
 		{"wrong ABI version", readFile(t, "testdata/abiv2.wasm"), "invalid policy module: ABI version 2, this kernel speaks 1"},
 		{"unknown import", readFile(t, "testdata/unknownimport.wasm"), "invalid policy module: unknown import env.now"},
-		{"wrong signatures", readFile(t, "testdata/wrongsig.wasm"), "invalid policy module: import dcos.log has type (i32, i32) -> (), want (i32, i32, i32) -> (); export dcos_alloc has type (i64) -> (i32), want (i32) -> (i32)"},
+		{"wrong signatures", readFile(t, "testdata/wrongsig.wasm"), "invalid policy module: import dcos.log has type (i32, i32) -> (), want (i32, i32, i32) -> (); export dcos_alloc has type (i64) -> (i32), want (i32) -> (i32); export dcos_policy_wants has type (i32) -> (i32), want () -> (i32)"},
 		{"initialize never returns", readFile(t, "testdata/initloop.wasm"), "invalid policy module: _initialize: deadline exceeded after 1s"},
 		{"not wasm", []byte("hello"), "invalid policy module: compile:"},
 		{"not a policy", readFile(t, "testdata/spin.wasm"), "invalid policy module: missing export memory; missing export dcos_policy_abi_version; missing export dcos_alloc; missing export dcos_place"},

@@ -12,6 +12,9 @@ import (
 //go:wasmexport dcos_policy_abi_version
 func exportABIVersion() int32 { return ABIVersion }
 
+//go:wasmexport dcos_policy_wants
+func exportWants() int32 { return int32(wants) }
+
 //go:wasmexport dcos_alloc
 func exportAlloc(n int32) int32 {
 	if n < 0 {

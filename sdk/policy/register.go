@@ -6,18 +6,49 @@ package policy
 // the last good one). It must not retain b or d after returning.
 type Func func(b *Batch, d *Decision) error
 
-var registered Func
+var (
+	registered Func
+	wants      = WantAll
+)
 
-// Register makes f the module's policy. Call it once, from a package-level
-// variable initialiser (`var _ = policy.Register(f)`): a reactor module
-// runs no main. It returns true so that it can be used that way.
-func Register(f Func) bool {
+// Register makes f the module's policy, reading every part of the batch
+// (RegisterWants(f, WantAll)). Call it once, from a package-level variable
+// initialiser (`var _ = policy.Register(f)`): a reactor module runs no
+// main. It returns true so that it can be used that way.
+func Register(f Func) bool { return RegisterWants(f, WantAll) }
+
+// RegisterWants is Register for a policy that reads only the optional
+// parts of the batch in w: the module exports dcos_policy_wants returning
+// w, and the host leaves the other optional parts out (with
+// WantAllocations clear, Batch.Allocations is always empty). Declaring
+// less than the policy reads makes it decide on missing data; declaring
+// more only costs time.
+func RegisterWants(f Func, w Wants) bool {
 	if registered != nil {
 		panic("policy: Register called twice")
 	}
-	registered = f
+	registered, wants = f, w
 	return true
 }
+
+// Wants is a set of the optional parts of a batch (docs/policy-abi.md,
+// dcos_policy_wants).
+type Wants uint32
+
+const (
+	// WantAllocations asks for the granted allocations
+	// (Batch.Allocations), which only a policy that preempts needs: they
+	// are the largest part of a busy cluster's batch.
+	WantAllocations Wants = 1 << 0
+
+	// WantAll is every optional part: what a module without
+	// dcos_policy_wants receives.
+	WantAll = WantAllocations
+)
+
+// Registered returns what RegisterWants declared (WantAll before any
+// registration).
+func Registered() Wants { return wants }
 
 // guest holds the state of one module instance between calls.
 type guest struct {

@@ -57,23 +57,92 @@ func (l batchLayout) offsets() (agents, requests, roles, allocations, constraint
 // Encoder encodes batches, reusing its buffers between calls. It is not
 // safe for concurrent use.
 type Encoder struct {
-	buf    []byte
-	strs   []byte
-	strIdx map[string]uint32
+	buf  []byte
+	strs []byte // the strings section: the agents' strings first
+	// agentIdx indexes the agents' strings (strs[:agentStrs]), extraIdx
+	// the others of the current batch.
+	agentIdx, extraIdx map[string]uint32
+	agentStrs          int
+	// The encoded agents and labels of the last batch, for
+	// EncodeBatchSameAgents.
+	agentRecs, labelRecs []byte
+	haveAgents           bool
 }
 
 // EncodeBatch encodes b and returns the bytes, valid until the next call.
 func (e *Encoder) EncodeBatch(b *Batch) []byte {
-	if e.strIdx == nil {
-		e.strIdx = map[string]uint32{}
+	e.encodeAgents(b)
+	return e.encode(b)
+}
+
+// EncodeBatchSameAgents returns what EncodeBatch(b) would, for a batch
+// whose agents are those of the batch of e's previous call (the same
+// number, ids, labels and totals, in the same order) but for their free
+// resources, which may differ. It reuses the encoding of the agents, their
+// labels and strings and only rewrites the free resources: O(agents)
+// stores instead of a string lookup per id, label key and value. The
+// caller vouches for the agents being the same; without a previous call,
+// or with another number of agents, it is EncodeBatch.
+func (e *Encoder) EncodeBatchSameAgents(b *Batch) []byte {
+	if !e.haveAgents || len(e.agentRecs) != len(b.Agents)*agentSize {
+		return e.EncodeBatch(b)
 	}
-	clear(e.strIdx)
-	e.strs = e.strs[:0]
+	for i := range b.Agents {
+		putRes(e.agentRecs[i*agentSize+24:], b.Agents[i].Free)
+	}
+	return e.encode(b)
+}
+
+// encodeAgents encodes b's agents and labels into e.agentRecs and
+// e.labelRecs, and their strings into e.strs, from scratch.
+func (e *Encoder) encodeAgents(b *Batch) {
+	if e.agentIdx == nil {
+		e.agentIdx = map[string]uint32{}
+	}
+	clear(e.agentIdx)
+	e.strs, e.agentStrs = e.strs[:0], 0
+	nl := 0
+	for i := range b.Agents {
+		nl += len(b.Agents[i].Labels)
+	}
+	e.agentRecs = resizeBytes(e.agentRecs, len(b.Agents)*agentSize)
+	e.labelRecs = resizeBytes(e.labelRecs, nl*labelSize)
+	labelAt := 0
+	for i := range b.Agents {
+		a := &b.Agents[i]
+		p := e.agentRecs[i*agentSize:]
+		putRes(p[0:], a.Total)
+		putRes(p[24:], a.Free)
+		e.putRef(p[48:], a.ID, e.agentIdx)
+		le.PutUint32(p[56:], uint32(labelAt))
+		le.PutUint32(p[60:], uint32(len(a.Labels)))
+		for _, lb := range a.Labels {
+			q := e.labelRecs[labelAt*labelSize:]
+			e.putRef(q[0:], lb.Key, e.agentIdx)
+			e.putRef(q[refSize:], lb.Value, e.agentIdx)
+			labelAt++
+		}
+	}
+	e.agentStrs, e.haveAgents = len(e.strs), true
+}
+
+func resizeBytes(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// encode encodes b around the agents and labels already encoded.
+func (e *Encoder) encode(b *Batch) []byte {
+	if e.extraIdx == nil {
+		e.extraIdx = map[string]uint32{}
+	}
+	clear(e.extraIdx)
+	e.strs = e.strs[:e.agentStrs]
 	var l batchLayout
 	l.agents, l.requests, l.roles, l.allocations = uint64(len(b.Agents)), uint64(len(b.Requests)), uint64(len(b.Roles)), uint64(len(b.Allocations))
-	for i := range b.Agents {
-		l.labels += uint64(len(b.Agents[i].Labels))
-	}
+	l.labels = uint64(len(e.labelRecs) / labelSize)
 	for i := range b.Requests {
 		l.constraints += uint64(len(b.Requests[i].Constraints))
 		for j := range b.Requests[i].Constraints {
@@ -97,22 +166,9 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 	le.PutUint32(buf[32:], uint32(l.constraints))
 	le.PutUint32(buf[36:], uint32(l.refs))
 	le.PutUint32(buf[40:], uint32(l.labels))
+	copy(buf[agentsOff:reqOff], e.agentRecs)
+	copy(buf[labelsOff:refsOff], e.labelRecs)
 
-	labelAt := labelsOff
-	for i := range b.Agents {
-		a := &b.Agents[i]
-		p := buf[agentsOff+uint64(i)*agentSize:]
-		putRes(p[0:], a.Total)
-		putRes(p[24:], a.Free)
-		e.putRef(p[48:], a.ID)
-		le.PutUint32(p[56:], uint32((labelAt-labelsOff)/labelSize))
-		le.PutUint32(p[60:], uint32(len(a.Labels)))
-		for _, lb := range a.Labels {
-			e.putRef(buf[labelAt:], lb.Key)
-			e.putRef(buf[labelAt+refSize:], lb.Value)
-			labelAt += labelSize
-		}
-	}
 	consAt, refAt := consOff, refsOff
 	for i := range b.Requests {
 		r := &b.Requests[i]
@@ -128,11 +184,11 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 			q := buf[consAt:]
 			le.PutUint32(q[0:], uint32(c.Op))
 			le.PutUint32(q[4:], uint32(len(c.Values)))
-			e.putRef(q[8:], c.Label)
+			e.putRef(q[8:], c.Label, e.extraIdx)
 			le.PutUint32(q[16:], uint32((refAt-refsOff)/refSize))
 			le.PutUint32(q[20:], 0)
 			for _, v := range c.Values {
-				e.putRef(buf[refAt:], v)
+				e.putRef(buf[refAt:], v, e.extraIdx)
 				refAt += refSize
 			}
 			consAt += constraintSize
@@ -141,7 +197,7 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 	for i := range b.Roles {
 		r := &b.Roles[i]
 		p := buf[rolesOff+uint64(i)*roleSize:]
-		e.putRef(p[0:], r.Name)
+		e.putRef(p[0:], r.Name, e.extraIdx)
 		le.PutUint64(p[8:], math.Float64bits(r.Weight))
 		putRes(p[16:], r.Usage)
 		putRes(p[40:], r.Quota)
@@ -160,13 +216,17 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 	return e.buf
 }
 
-// putRef writes a reference to s, adding s to the string table once.
-func (e *Encoder) putRef(p []byte, s string) {
-	off, ok := e.strIdx[s]
+// putRef writes a reference to s, adding s to the string table once:
+// agents' strings are looked up in e.agentIdx, then in idx, where a new
+// string is added.
+func (e *Encoder) putRef(p []byte, s string, idx map[string]uint32) {
+	off, ok := e.agentIdx[s]
 	if !ok {
-		off = uint32(len(e.strs))
-		e.strs = append(e.strs, s...)
-		e.strIdx[s] = off
+		if off, ok = idx[s]; !ok {
+			off = uint32(len(e.strs))
+			e.strs = append(e.strs, s...)
+			idx[s] = off
+		}
 	}
 	le.PutUint32(p[0:], off)
 	le.PutUint32(p[4:], uint32(len(s)))

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"testing"
@@ -150,5 +151,29 @@ func TestRun_PanicIsPolicyError(t *testing.T) {
 	var pe *PolicyError
 	if !errors.As(err, &pe) || pe.Msg != "panic: oops" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestEncoder_EncodeBatchSameAgents checks that reusing the agents'
+// encoding gives the bytes of a fresh encoding, with the free resources
+// (and everything but the agents) of the new batch.
+func TestEncoder_EncodeBatchSameAgents(t *testing.T) {
+	b := sampleBatch()
+	var e Encoder
+	_ = e.EncodeBatch(b)
+	b.Agents[0].Free.MilliCPU--
+	b.Seed++
+	b.Requests = b.Requests[:1]
+	b.Allocations = nil
+	got := e.EncodeBatchSameAgents(b)
+	var fresh Encoder
+	if want := fresh.EncodeBatch(b); !bytes.Equal(got, want) {
+		t.Fatalf("EncodeBatchSameAgents differs from EncodeBatch")
+	}
+	// Another number of agents: a full encoding.
+	b.Agents = b.Agents[:1]
+	got = e.EncodeBatchSameAgents(b)
+	if want := fresh.EncodeBatch(b); !bytes.Equal(got, want) {
+		t.Fatalf("EncodeBatchSameAgents with fewer agents differs from EncodeBatch")
 	}
 }

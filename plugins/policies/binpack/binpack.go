@@ -55,7 +55,9 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 		for _, a := range sets.Agents(set) {
 			if free[a].Fits(need) {
 				key[a] = left(a, need)
-				best.Offer(a)
+				if best.Wants(a) {
+					best.Offer(a)
+				}
 			}
 		}
 		h.Reset()

@@ -116,7 +116,7 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 		case !withinQuota(usage[r].Add(need), quota[r]):
 			d.Unplaced = append(d.Unplaced, policy.Unplaced{Request: uint32(q), Verdict: policy.NotNow})
 		default:
-			a := fit.Find(set, sets.Agents(set), need, free)
+			a := fit.Find(sets.Shape(q), set, sets.Agents(set), need, free)
 			if a < 0 {
 				d.Unplaced = append(d.Unplaced, policy.Unplaced{Request: uint32(q), Verdict: policy.NotNow})
 				break

@@ -81,7 +81,7 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 		}
 		p.reset()
 		for q := i; q < end; q++ {
-			a := fit.Find(set, agents, r.Resources, free)
+			a := fit.Find(sets.Shape(q), set, agents, r.Resources, free)
 			if a < 0 && !failed[k] {
 				if !p.ready {
 					p.rank(agents, r)

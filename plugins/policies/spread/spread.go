@@ -13,6 +13,8 @@
 package spread
 
 import (
+	"unsafe"
+
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
@@ -54,7 +56,7 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 	free := make([]policy.Resources, n)
 	inv := make([][2]float64, n)
 	domain := make([]int32, n) // agent → label value index
-	ids := map[string]int32{}
+	var values domains
 	nd, absent := 0, int32(-1)
 	for i := range b.Agents {
 		a := &b.Agents[i]
@@ -68,10 +70,10 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 			domain[i] = absent
 			continue
 		}
-		id, seen := ids[v]
-		if !seen {
+		id := values.find(v)
+		if id < 0 {
 			id, nd = int32(nd), nd+1
-			ids[v] = id
+			values.add(v, id)
 		}
 		domain[i] = id
 	}
@@ -104,7 +106,9 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 		for _, a := range sets.Agents(set) {
 			if free[a].Fits(need) {
 				key[a] = load(a, need)
-				bests[domain[a]].Offer(a)
+				if b := bests[domain[a]]; b.Wants(a) {
+					b.Offer(a)
+				}
 			}
 		}
 		for z := range heaps {
@@ -145,6 +149,60 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 		i = end
 	}
 	return nil
+}
+
+// domains numbers label values. A handful of values (zones, racks of a
+// small cluster) is searched linearly, which in a Go wasm guest costs far
+// less than hashing every agent's value; past maxLinear values it switches
+// to a map.
+type domains struct {
+	vals []string
+	ids  []int32
+	m    map[string]int32
+}
+
+const maxLinear = 32
+
+func (d *domains) find(v string) int32 {
+	if d.m != nil {
+		if id, ok := d.m[v]; ok {
+			return id
+		}
+		return -1
+	}
+	for j, w := range d.vals {
+		if same(v, w) {
+			return d.ids[j]
+		}
+	}
+	return -1
+}
+
+func (d *domains) add(v string, id int32) {
+	if d.m != nil {
+		d.m[v] = id
+		return
+	}
+	d.vals, d.ids = append(d.vals, v), append(d.ids, id)
+	if len(d.vals) > maxLinear {
+		d.m = make(map[string]int32, 2*len(d.vals))
+		for j, w := range d.vals {
+			d.m[w] = d.ids[j]
+		}
+	}
+}
+
+// same is a == b with the common cases inline: a decoded batch shares one
+// copy of equal strings, so equal strings usually share a data pointer
+// (see feasible's same).
+func same(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b) {
+		return true
+	}
+	return a[0] == b[0] && a == b
 }
 
 // rankBefore reports whether agent a ranks before c: less key, then lower

@@ -9,6 +9,7 @@ import (
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
 
-var _ = policy.Register(binpack.Place)
+// binpack never preempts: it reads no granted allocations.
+var _ = policy.RegisterWants(binpack.Place, 0)
 
 func main() {}

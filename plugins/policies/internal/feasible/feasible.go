@@ -10,36 +10,38 @@ package feasible
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
 
 // Sets maps each request of a batch to the set of agents its constraints
-// admit. Requests with equal constraints (same operators, labels and
-// values, in the same order) share one set; requests without constraints
-// share set 0, every agent. Agent lists are computed on first use.
+// admit, and to its shape: requests with equal constraints (same
+// operators, labels and values, in the same order) share one set;
+// requests without constraints share set 0, every agent; requests with
+// one set and equal resources share a shape. Agent lists are computed on
+// first use.
 //
 // A Sets holds b and must not outlive the policy call. It is not safe for
 // concurrent use.
 type Sets struct {
 	b      *policy.Batch
 	of     []int32   // request → set
+	shape  []int32   // request → shape
 	rep    []int     // set → a request that has it
 	agents [][]int32 // set → admitted agents in batch order; nil until computed
 	done   []bool    // set → agents computed
-	never  map[neverKey]bool
+	never  []int8    // shape → 0 unknown, 1 can fit somewhere, 2 never
+	cols   *columns  // label columns for constraint matching; nil until needed
 }
 
-type neverKey struct {
-	set int32
-	res policy.Resources
-}
-
-// New groups b's requests by constraint set. It costs one pass over the
-// requests (a string key is built only when a request's constraints differ
-// from the previous request's); no agent is looked at yet.
+// New groups b's requests by constraint set and shape. It costs one pass
+// over the requests (a string key is built only when a request's
+// constraints differ from the previous request's, a map is consulted only
+// when its shape does); no agent is looked at yet.
 func New(b *policy.Batch) *Sets {
-	s := &Sets{b: b, of: make([]int32, len(b.Requests)), rep: []int{-1}, agents: [][]int32{nil}, done: []bool{false}}
+	n := len(b.Requests)
+	s := &Sets{b: b, of: make([]int32, n), shape: make([]int32, n), rep: []int{-1}, agents: [][]int32{nil}, done: []bool{false}}
 	var byKey map[string]int32
 	var key strings.Builder
 	for i := range b.Requests {
@@ -74,6 +76,30 @@ func New(b *policy.Batch) *Sets {
 		}
 		s.of[i] = id
 	}
+	type shapeKey struct {
+		set int32
+		res policy.Resources
+	}
+	var shapes map[shapeKey]int32
+	nShapes := int32(0)
+	for i := range b.Requests {
+		if i > 0 && s.of[i] == s.of[i-1] && b.Requests[i].Resources == b.Requests[i-1].Resources {
+			s.shape[i] = s.shape[i-1]
+			continue
+		}
+		if shapes == nil {
+			shapes = map[shapeKey]int32{}
+		}
+		k := shapeKey{s.of[i], b.Requests[i].Resources}
+		id, ok := shapes[k]
+		if !ok {
+			id = nShapes
+			nShapes++
+			shapes[k] = id
+		}
+		s.shape[i] = id
+	}
+	s.never = make([]int8, nShapes)
 	return s
 }
 
@@ -90,16 +116,31 @@ func equal(a, b []policy.Constraint) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Op != b[i].Op || a[i].Label != b[i].Label || len(a[i].Values) != len(b[i].Values) {
+		if a[i].Op != b[i].Op || !same(a[i].Label, b[i].Label) || len(a[i].Values) != len(b[i].Values) {
 			return false
 		}
 		for j := range a[i].Values {
-			if a[i].Values[j] != b[i].Values[j] {
+			if !same(a[i].Values[j], b[i].Values[j]) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// same is a == b, with the common cases decided inline: a decoded batch
+// shares one copy of equal strings (docs/policy-abi.md), so equal strings
+// usually have the same data pointer, and different ones of one length
+// usually differ in their first byte. A Go wasm guest pays a function call
+// for every byte comparison the compiler does not inline.
+func same(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b) {
+		return true
+	}
+	return a[0] == b[0] && a == b
 }
 
 // Len returns the number of distinct constraint sets.
@@ -108,51 +149,99 @@ func (s *Sets) Len() int { return len(s.rep) }
 // Of returns the set of request req.
 func (s *Sets) Of(req int) int32 { return s.of[req] }
 
+// Shape returns the shape of request req: requests of one shape have the
+// same set and the same resources. Shapes are numbered from 0 in order of
+// first appearance.
+func (s *Sets) Shape(req int) int32 { return s.shape[req] }
+
+// Shapes returns the number of distinct shapes.
+func (s *Sets) Shapes() int { return len(s.never) }
+
 // Agents returns the agents set admits, in batch order. The first call for
-// a set costs one pass over the agents; the slice is shared and must not
-// be modified.
+// a set costs one pass over the agents (and the first call for a set with
+// constraints one pass over every agent's labels); the slice is shared
+// and must not be modified.
 func (s *Sets) Agents(set int32) []int32 {
 	if s.done[set] {
 		return s.agents[set]
 	}
 	s.done[set] = true
+	n := len(s.b.Agents)
 	var list []int32
 	if set == 0 {
-		list = make([]int32, len(s.b.Agents))
+		list = make([]int32, n)
 		for i := range list {
 			list[i] = int32(i)
 		}
 	} else {
-		r := &s.b.Requests[s.rep[set]]
-		for i := range s.b.Agents {
-			if r.Feasible(&s.b.Agents[i]) {
-				list = append(list, int32(i))
-			}
-		}
+		list = s.admitted(&s.b.Requests[s.rep[set]])
 	}
 	s.agents[set] = list
 	return list
 }
 
+// admitted lists the agents that satisfy r's constraints.
+func (s *Sets) admitted(r *policy.Request) []int32 {
+	if s.cols == nil {
+		s.cols = newColumns(s.b, s.rep[1:])
+	}
+	type test struct {
+		codes []uint8
+		mask  uint64
+	}
+	tests := make([]test, len(r.Constraints))
+	for i := range r.Constraints {
+		c := &r.Constraints[i]
+		col := s.cols.find(c.Label)
+		if col == nil || col.wide {
+			return s.scan(r)
+		}
+		tests[i] = test{col.codes, col.mask(c)}
+	}
+	list := make([]int32, 0, len(s.b.Agents))
+agents:
+	for a := range s.b.Agents {
+		for _, t := range tests {
+			if t.mask>>t.codes[a]&1 == 0 {
+				continue agents
+			}
+		}
+		list = append(list, int32(a))
+	}
+	return list
+}
+
+// scan lists the agents that satisfy r's constraints the plain way.
+func (s *Sets) scan(r *policy.Request) []int32 {
+	var list []int32
+	for i := range s.b.Agents {
+		if r.Feasible(&s.b.Agents[i]) {
+			list = append(list, int32(i))
+		}
+	}
+	return list
+}
+
 // Never reports whether request req can never be placed on this cluster:
 // no agent its constraints admit has total resources it fits in. Answers
-// are cached per (constraint set, resources).
+// are cached per shape.
 func (s *Sets) Never(req int) bool {
-	k := neverKey{s.of[req], s.b.Requests[req].Resources}
-	if v, ok := s.never[k]; ok {
-		return v
+	k := s.shape[req]
+	if v := s.never[k]; v != 0 {
+		return v == 2
 	}
+	need := s.b.Requests[req].Resources
 	never := true
-	for _, a := range s.Agents(k.set) {
-		if s.b.Agents[a].Total.Fits(k.res) {
+	for _, a := range s.Agents(s.of[req]) {
+		if s.b.Agents[a].Total.Fits(need) {
 			never = false
 			break
 		}
 	}
-	if s.never == nil {
-		s.never = map[neverKey]bool{}
+	s.never[k] = 1
+	if never {
+		s.never[k] = 2
 	}
-	s.never[k] = never
 	return never
 }
 
@@ -168,6 +257,105 @@ func (s *Sets) Verdict(req int) policy.Verdict {
 // SameShape reports whether requests i and j ask for the same resources
 // under the same constraint set, so that a policy may treat them as one
 // run of identical instances.
-func (s *Sets) SameShape(i, j int) bool {
-	return s.of[i] == s.of[j] && s.b.Requests[i].Resources == s.b.Requests[j].Resources
+func (s *Sets) SameShape(i, j int) bool { return s.shape[i] == s.shape[j] }
+
+// columns code, for each label key that some constraint reads, every
+// agent's value of it as a small integer, so that a constraint becomes a
+// bit mask tested per agent instead of string comparisons.
+type columns struct {
+	cols []column
+}
+
+// column is one label key. Agent a's code is 0 when the label is unset, 1
+// when it is set to a value no constraint names, 2+j when it is vals[j].
+type column struct {
+	key   string
+	vals  []string
+	wide  bool // too many values for a 64-bit mask: constraints on it are matched the plain way
+	codes []uint8
+}
+
+const maxValues = 62 // codes 0..63 fit a uint64 mask
+
+// newColumns builds the columns for the constraints of the requests reps,
+// in one pass over every agent's labels.
+func newColumns(b *policy.Batch, reps []int) *columns {
+	cs := &columns{}
+	for _, ri := range reps {
+		for _, c := range b.Requests[ri].Constraints {
+			col := cs.find(c.Label)
+			if col == nil {
+				cs.cols = append(cs.cols, column{key: c.Label})
+				col = &cs.cols[len(cs.cols)-1]
+			}
+			for _, v := range c.Values {
+				if col.index(v) < 0 {
+					col.vals = append(col.vals, v)
+				}
+			}
+		}
+	}
+	for k := range cs.cols {
+		col := &cs.cols[k]
+		col.wide = len(col.vals) > maxValues
+		if !col.wide {
+			col.codes = make([]uint8, len(b.Agents))
+		}
+	}
+	for a := range b.Agents {
+		for _, l := range b.Agents[a].Labels {
+			for k := range cs.cols {
+				col := &cs.cols[k]
+				if col.wide || !same(l.Key, col.key) {
+					continue
+				}
+				col.codes[a] = uint8(2 + col.index(l.Value)) // 1 when not found
+				break
+			}
+		}
+	}
+	return cs
+}
+
+// find returns the column of key, or nil.
+func (cs *columns) find(key string) *column {
+	for k := range cs.cols {
+		if same(cs.cols[k].key, key) {
+			return &cs.cols[k]
+		}
+	}
+	return nil
+}
+
+// index returns the position of v in col.vals, or -1.
+func (col *column) index(v string) int {
+	for j, w := range col.vals {
+		if same(v, w) {
+			return j
+		}
+	}
+	return -1
+}
+
+// mask returns the codes c admits, as bits (see column).
+func (col *column) mask(c *policy.Constraint) uint64 {
+	bit := func(v string) uint64 { return 1 << (2 + col.index(v)) }
+	switch c.Op {
+	case policy.OpEquals:
+		if len(c.Values) > 0 {
+			return bit(c.Values[0])
+		}
+	case policy.OpNotEquals:
+		if len(c.Values) == 0 {
+			return ^uint64(0)
+		}
+		return ^bit(c.Values[0])
+	case policy.OpIn:
+		var m uint64
+		for _, v := range c.Values {
+			m |= bit(v)
+		}
+		return m
+	}
+	return 0
 }

@@ -35,6 +35,22 @@ func (b *Best) Offer(a int32) {
 	b.down(0)
 }
 
+// Wants reports whether Offer(a) would keep agent a (whose key must be
+// set). It is small enough to be inlined: a policy offering every agent
+// calls it first, so that the common refusal costs no call (a call is
+// dear in a Go wasm guest).
+func (b *Best) Wants(a int32) bool {
+	if len(b.items) < b.n {
+		return true
+	}
+	if b.n == 0 {
+		return false
+	}
+	w := b.items[0]
+	ka, kw := b.key[a], b.key[w]
+	return ka < kw || ka == kw && a < w
+}
+
 // Agents returns the agents kept, in no particular order; the slice is
 // valid until the next Reset.
 func (b *Best) Agents() []int32 { return b.items }

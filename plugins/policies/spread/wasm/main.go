@@ -9,6 +9,7 @@ import (
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
 
-var _ = policy.Register(spread.Place)
+// spread never preempts: it reads no granted allocations.
+var _ = policy.RegisterWants(spread.Place, 0)
 
 func main() {}

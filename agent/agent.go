@@ -69,7 +69,14 @@ type Config struct {
 	// MaxConcurrentStarts bounds the tasks being started at once; zero
 	// means 16.
 	MaxConcurrentStarts int
+	// UsageInterval is how often the tasks' usage is sampled and sent with
+	// a heartbeat; zero means DefaultUsageInterval. Heartbeats in between
+	// carry no usage.
+	UsageInterval time.Duration
 }
+
+// DefaultUsageInterval is Config.UsageInterval's default.
+const DefaultUsageInterval = 5 * time.Second
 
 // Plugins is what the agent needs of its plugin host: live clients of its
 // drivers and isolators by name (each survives plugin restarts; see
@@ -90,9 +97,13 @@ type Agent struct {
 	node       node
 	killGrace  time.Duration
 
-	plugins   Plugins
-	isolator  string
-	launching chan struct{} // a semaphore of the tasks being started
+	plugins       Plugins
+	isolator      string
+	launching     chan struct{} // a semaphore of the tasks being started
+	usageInterval time.Duration
+
+	capsMu sync.Mutex
+	caps   map[string]*contract.Capabilities // by driver name; cleared when a driver restarts
 
 	dataDir     string
 	sandboxDir  string
@@ -156,6 +167,9 @@ func New(cfg Config) (*Agent, error) {
 		plugins:     cfg.Plugins,
 		isolator:    cfg.Isolator,
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
+		caps:        map[string]*contract.Capabilities{},
+
+		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
 	if a.client == nil {
 		a.httpClient = kclient.HTTPClient()
@@ -359,6 +373,7 @@ func (a *Agent) reconcile(reported []string, expected []*syscallsv1.Task) {
 // heartbeatLoop heartbeats every interval; when the kernel answers that it
 // has marked the agent lost or forgotten it, it registers again.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
+	var sampled time.Time
 	for {
 		a.mu.Lock()
 		d, id := a.heartbeat, a.id
@@ -367,7 +382,10 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		req := &syscallsv1.HeartbeatRequest{AgentId: id, Plugins: a.plugins.Info(), Usage: a.usage(cctx)}
+		req := &syscallsv1.HeartbeatRequest{AgentId: id, Plugins: a.plugins.Info()}
+		if time.Since(sampled) >= a.usageInterval {
+			req.Usage, sampled = a.usage(cctx), time.Now()
+		}
 		_, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {

@@ -152,7 +152,7 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		if iso, err = a.plugins.Isolator(a.isolator); err != nil {
 			return fmt.Errorf("isolator %q: %w", a.isolator, err)
 		}
-		caps, err := drv.Capabilities(ctx)
+		caps, err := a.capabilities(tk.driver, drv)
 		if err != nil {
 			return fmt.Errorf("driver %q: %w", tk.driver, err)
 		}
@@ -199,6 +199,25 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		return err
 	}
 	return a.setHandle(tk, h)
+}
+
+// capabilities returns driver name's capabilities, asked once per driver
+// process.
+func (a *Agent) capabilities(name string, drv contract.Driver) (*contract.Capabilities, error) {
+	a.capsMu.Lock()
+	c := a.caps[name]
+	a.capsMu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := drv.Capabilities(a.ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.capsMu.Lock()
+	a.caps[name] = c
+	a.capsMu.Unlock()
+	return c, nil
 }
 
 func (a *Agent) setHandle(tk *task, h *contract.TaskHandle) error {
@@ -563,9 +582,15 @@ func (a *Agent) recoverIsolation() {
 }
 
 // PluginRestarted is the plugin host's hook: after the isolator restarts,
-// it is told again which containers are live. (A restarted driver is
-// handled by wait, which reattaches each task from its handle.)
+// it is told again which containers are live; a restarted driver's
+// capabilities are asked again. (Its tasks are handled by wait, which
+// reattaches each task from its handle.)
 func (a *Agent) PluginRestarted(kind, name string) {
+	if kind == contract.KindDriver {
+		a.capsMu.Lock()
+		delete(a.caps, name)
+		a.capsMu.Unlock()
+	}
 	if kind == contract.KindIsolator && name == a.isolator && a.ctx != nil && a.ctx.Err() == nil {
 		a.recoverIsolation()
 	}

@@ -82,6 +82,7 @@ var kernelFlags = []cli.Flag{
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
 	&cli.StringSliceFlag{Name: "label", Usage: "agent label k=v (repeatable)"},
+	&cli.DurationFlag{Name: "usage-interval", Value: agent.DefaultUsageInterval, Usage: "how often the tasks' resource usage is sampled and sent to the kernel"},
 }
 
 func devCommand() *cli.Command {
@@ -124,6 +125,7 @@ func devCommand() *cli.Command {
 				a, stopPlugins, err := newAgent(ctx, c, log, agent.Config{
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: c.String("resources"), Labels: labels, Logger: log.With("component", "agent"),
+					UsageInterval: c.Duration("usage-interval"),
 				})
 				if err != nil {
 					return err
@@ -258,6 +260,7 @@ func agentCommand() *cli.Command {
 			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
 				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
+				UsageInterval: c.Duration("usage-interval"),
 			})
 			if err != nil {
 				return err

@@ -410,10 +410,69 @@ func (t *Table) Heartbeat(hb *pb.HeartbeatRequest, now time.Time) error {
 	}
 	for _, u := range hb.GetUsage() {
 		if k := t.tasks[u.GetTaskId()]; k != nil && k.GetAgentId() == id && !terminal(k.GetState()) {
+			withRates(u, t.usage[u.GetTaskId()], now)
 			t.usage[u.GetTaskId()] = u
 		}
 	}
 	return nil
+}
+
+// withRates sets u's rates from the previous sample prev of the same task
+// (none: zero rates). Samples without a time are taken as sampled at now.
+// Counters that went backwards (the task's cgroup was recreated) give no
+// rate.
+func withRates(u, prev *pb.TaskUsage, now time.Time) {
+	if u.Sampled == nil {
+		u.Sampled = timestamppb.New(now)
+	}
+	u.CpuCores, u.RxBytesPerSec, u.TxBytesPerSec = 0, 0, 0
+	if prev == nil {
+		return
+	}
+	dt := u.GetSampled().AsTime().Sub(prev.GetSampled().AsTime()).Seconds()
+	if dt <= 0 {
+		return
+	}
+	rate := func(cur, old uint64) float64 {
+		if cur < old {
+			return 0
+		}
+		return float64(cur-old) / dt
+	}
+	u.CpuCores = rate(u.GetCpuNs(), prev.GetCpuNs()) / 1e9
+	u.RxBytesPerSec = rate(u.GetRxBytes(), prev.GetRxBytes())
+	u.TxBytesPerSec = rate(u.GetTxBytes(), prev.GetTxBytes())
+}
+
+// allocationUsage sums the latest usage of allocation id's live tasks; nil
+// when none has reported any.
+func (t *Table) allocationUsage(id string) *pb.TaskUsage {
+	var sum *pb.TaskUsage
+	for tid := range t.allocTasks[id] {
+		u := t.usage[tid]
+		if u == nil {
+			continue
+		}
+		if sum == nil {
+			sum = &pb.TaskUsage{Sampled: u.GetSampled()}
+		}
+		sum.CpuNs += u.GetCpuNs()
+		sum.MemBytes += u.GetMemBytes()
+		sum.MemPeakBytes += u.GetMemPeakBytes()
+		sum.Pids += u.GetPids()
+		sum.OomKills += u.GetOomKills()
+		sum.RxBytes += u.GetRxBytes()
+		sum.TxBytes += u.GetTxBytes()
+		sum.RxPackets += u.GetRxPackets()
+		sum.TxPackets += u.GetTxPackets()
+		sum.CpuCores += u.GetCpuCores()
+		sum.RxBytesPerSec += u.GetRxBytesPerSec()
+		sum.TxBytesPerSec += u.GetTxBytesPerSec()
+		if u.GetSampled().AsTime().After(sum.GetSampled().AsTime()) {
+			sum.Sampled = u.GetSampled()
+		}
+	}
+	return sum
 }
 
 // Report applies an agent's task status report. Reports for terminal tasks
@@ -517,7 +576,9 @@ func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 	var out []*pb.Allocation
 	for _, a := range t.allocs {
 		if (p.owns(a.GetOwner()) || p.Role == RoleAgent) && (agentID == "" || a.GetAgentId() == agentID) {
-			out = append(out, proto.Clone(a).(*pb.Allocation))
+			cl := proto.Clone(a).(*pb.Allocation)
+			cl.Usage = t.allocationUsage(a.GetId())
+			out = append(out, cl)
 		}
 	}
 	return out

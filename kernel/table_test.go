@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -436,5 +437,49 @@ func TestValidateHeartbeatAndDriver(t *testing.T) {
 	}
 	if err := ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Driver: "nice", DriverConfig: `{}`}); err != nil {
 		t.Errorf("valid launch: %v", err)
+	}
+}
+
+func TestTable_UsageRates(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	var ks []*pb.Task
+	for range 2 {
+		k, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x", Resources: &pb.Resources{Cpus: 0.5, MemBytes: 32 * mi}}, t0, newChanges())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks = append(ks, k)
+	}
+	at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(t0.Add(d)) }
+	beat := func(us ...*pb.TaskUsage) {
+		t.Helper()
+		if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1", Usage: us}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat(&pb.TaskUsage{TaskId: ks[0].GetId(), Sampled: at(0), CpuNs: 1e9, TxBytes: 1000, MemBytes: 10},
+		&pb.TaskUsage{TaskId: ks[1].GetId(), Sampled: at(0), CpuNs: 0, MemBytes: 5})
+	// 2 s later: task 0 used 1 more cpu-second and sent 4000 bytes; task
+	// 1's counter went backwards (recreated): no rate.
+	beat(&pb.TaskUsage{TaskId: ks[0].GetId(), Sampled: at(2 * time.Second), CpuNs: 2e9, TxBytes: 5000, RxBytes: 200, MemBytes: 20},
+		&pb.TaskUsage{TaskId: ks[1].GetId(), Sampled: at(2 * time.Second), CpuNs: 0, RxBytes: 0, MemBytes: 7})
+	got := map[string]*pb.TaskUsage{}
+	for _, k := range tb.Tasks(fwA, "", "") {
+		got[k.GetId()] = k.GetUsage()
+	}
+	u0 := got[ks[0].GetId()]
+	if u0.GetCpuCores() != 0.5 || u0.GetTxBytesPerSec() != 2000 || u0.GetRxBytesPerSec() != 100 {
+		t.Errorf("task 0 rates: cpu %v cores, tx %v B/s, rx %v B/s; want 0.5, 2000, 100", u0.GetCpuCores(), u0.GetTxBytesPerSec(), u0.GetRxBytesPerSec())
+	}
+	if u1 := got[ks[1].GetId()]; u1.GetCpuCores() != 0 || u1.GetRxBytesPerSec() != 0 {
+		t.Errorf("task 1 rates = %v", u1)
+	}
+	allocs := tb.Allocations(fwA, "")
+	if len(allocs) != 1 {
+		t.Fatalf("allocations = %v", allocs)
+	}
+	if u := allocs[0].GetUsage(); u.GetMemBytes() != 27 || u.GetCpuCores() != 0.5 || u.GetTxBytes() != 5000 {
+		t.Errorf("allocation usage = %v, want the sum of its tasks' (mem 27, 0.5 cores, tx 5000)", u)
 	}
 }

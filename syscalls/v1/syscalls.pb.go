@@ -477,8 +477,11 @@ type Allocation struct {
 	PendingReason string `protobuf:"bytes,12,opt,name=pending_reason,json=pendingReason,proto3" json:"pending_reason,omitempty"`
 	// revoke_reason says why it was revoked (released, lease expired, agent
 	// lost, operator, ...).
-	RevokeReason  string                 `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created,proto3" json:"created,omitempty"`
+	RevokeReason string                 `protobuf:"bytes,13,opt,name=revoke_reason,json=revokeReason,proto3" json:"revoke_reason,omitempty"`
+	Created      *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created,proto3" json:"created,omitempty"`
+	// usage is the sum of the latest usage of the allocation's live tasks
+	// (task_id empty; unset while none reported; not persisted).
+	Usage         *TaskUsage `protobuf:"bytes,15,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +610,13 @@ func (x *Allocation) GetRevokeReason() string {
 func (x *Allocation) GetCreated() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Created
+	}
+	return nil
+}
+
+func (x *Allocation) GetUsage() *TaskUsage {
+	if x != nil {
+		return x.Usage
 	}
 	return nil
 }
@@ -814,11 +824,22 @@ type TaskUsage struct {
 	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Sampled *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=sampled,proto3" json:"sampled,omitempty"`
 	// cpu_ns is the CPU time used since the task started, in nanoseconds.
-	CpuNs         uint64 `protobuf:"varint,3,opt,name=cpu_ns,json=cpuNs,proto3" json:"cpu_ns,omitempty"`
-	MemBytes      uint64 `protobuf:"varint,4,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
-	MemPeakBytes  uint64 `protobuf:"varint,5,opt,name=mem_peak_bytes,json=memPeakBytes,proto3" json:"mem_peak_bytes,omitempty"`
-	Pids          uint64 `protobuf:"varint,6,opt,name=pids,proto3" json:"pids,omitempty"`
-	OomKills      uint64 `protobuf:"varint,7,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	CpuNs        uint64 `protobuf:"varint,3,opt,name=cpu_ns,json=cpuNs,proto3" json:"cpu_ns,omitempty"`
+	MemBytes     uint64 `protobuf:"varint,4,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
+	MemPeakBytes uint64 `protobuf:"varint,5,opt,name=mem_peak_bytes,json=memPeakBytes,proto3" json:"mem_peak_bytes,omitempty"`
+	Pids         uint64 `protobuf:"varint,6,opt,name=pids,proto3" json:"pids,omitempty"`
+	OomKills     uint64 `protobuf:"varint,7,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	// Network traffic of the task's cgroup since it started (eBPF
+	// accounting; zero where the agent cannot count it).
+	RxBytes   uint64 `protobuf:"varint,8,opt,name=rx_bytes,json=rxBytes,proto3" json:"rx_bytes,omitempty"`
+	TxBytes   uint64 `protobuf:"varint,9,opt,name=tx_bytes,json=txBytes,proto3" json:"tx_bytes,omitempty"`
+	RxPackets uint64 `protobuf:"varint,10,opt,name=rx_packets,json=rxPackets,proto3" json:"rx_packets,omitempty"`
+	TxPackets uint64 `protobuf:"varint,11,opt,name=tx_packets,json=txPackets,proto3" json:"tx_packets,omitempty"`
+	// Rates the kernel computes from the last two samples (zero after the
+	// first): CPU in cores (1.0 = one core busy), network in bytes/s.
+	CpuCores      float64 `protobuf:"fixed64,12,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
+	RxBytesPerSec float64 `protobuf:"fixed64,13,opt,name=rx_bytes_per_sec,json=rxBytesPerSec,proto3" json:"rx_bytes_per_sec,omitempty"`
+	TxBytesPerSec float64 `protobuf:"fixed64,14,opt,name=tx_bytes_per_sec,json=txBytesPerSec,proto3" json:"tx_bytes_per_sec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -898,6 +919,55 @@ func (x *TaskUsage) GetPids() uint64 {
 func (x *TaskUsage) GetOomKills() uint64 {
 	if x != nil {
 		return x.OomKills
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetRxBytes() uint64 {
+	if x != nil {
+		return x.RxBytes
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetTxBytes() uint64 {
+	if x != nil {
+		return x.TxBytes
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetRxPackets() uint64 {
+	if x != nil {
+		return x.RxPackets
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetTxPackets() uint64 {
+	if x != nil {
+		return x.TxPackets
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetCpuCores() float64 {
+	if x != nil {
+		return x.CpuCores
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetRxBytesPerSec() float64 {
+	if x != nil {
+		return x.RxBytesPerSec
+	}
+	return 0
+}
+
+func (x *TaskUsage) GetTxBytesPerSec() float64 {
+	if x != nil {
+		return x.TxBytesPerSec
 	}
 	return 0
 }
@@ -3219,7 +3289,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_EQUALS\x10\x01\x12\x11\n" +
 	"\rOP_NOT_EQUALS\x10\x02\x12\t\n" +
-	"\x05OP_IN\x10\x03\"\xcb\x04\n" +
+	"\x05OP_IN\x10\x03\"\xfe\x04\n" +
 	"\n" +
 	"Allocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -3237,7 +3307,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\rlease_expires\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fleaseExpires\x12%\n" +
 	"\x0epending_reason\x18\f \x01(\tR\rpendingReason\x12#\n" +
 	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\x124\n" +
-	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xd1\x05\n" +
+	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
+	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\xd1\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -3262,7 +3333,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05usage\x18\x13 \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x03\n" +
 	"\tTaskUsage\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x124\n" +
 	"\asampled\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\asampled\x12\x15\n" +
@@ -3270,7 +3341,17 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tmem_bytes\x18\x04 \x01(\x04R\bmemBytes\x12$\n" +
 	"\x0emem_peak_bytes\x18\x05 \x01(\x04R\fmemPeakBytes\x12\x12\n" +
 	"\x04pids\x18\x06 \x01(\x04R\x04pids\x12\x1b\n" +
-	"\toom_kills\x18\a \x01(\x04R\boomKills\"\xe9\x01\n" +
+	"\toom_kills\x18\a \x01(\x04R\boomKills\x12\x19\n" +
+	"\brx_bytes\x18\b \x01(\x04R\arxBytes\x12\x19\n" +
+	"\btx_bytes\x18\t \x01(\x04R\atxBytes\x12\x1d\n" +
+	"\n" +
+	"rx_packets\x18\n" +
+	" \x01(\x04R\trxPackets\x12\x1d\n" +
+	"\n" +
+	"tx_packets\x18\v \x01(\x04R\ttxPackets\x12\x1b\n" +
+	"\tcpu_cores\x18\f \x01(\x01R\bcpuCores\x12'\n" +
+	"\x10rx_bytes_per_sec\x18\r \x01(\x01R\rrxBytesPerSec\x12'\n" +
+	"\x10tx_bytes_per_sec\x18\x0e \x01(\x01R\rtxBytesPerSec\"\xe9\x01\n" +
 	"\n" +
 	"PluginInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3571,89 +3652,90 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	51, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
 	52, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
 	52, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
-	1,  // 7: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	47, // 8: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
-	5,  // 9: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	52, // 10: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	52, // 11: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	9,  // 12: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	52, // 13: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	48, // 14: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	5,  // 15: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	5,  // 16: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	2,  // 17: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	52, // 18: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	52, // 19: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	10, // 20: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	5,  // 21: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	6,  // 22: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	51, // 23: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	7,  // 24: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	49, // 25: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	5,  // 26: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	8,  // 27: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	3,  // 28: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	3,  // 29: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	52, // 30: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 31: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 32: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	11, // 33: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	35, // 34: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	7,  // 35: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	50, // 36: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	5,  // 37: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	10, // 38: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	51, // 39: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 40: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	10, // 41: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	9,  // 42: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,  // 43: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	11, // 44: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	7,  // 45: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 46: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	52, // 47: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	35, // 48: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	39, // 49: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	35, // 50: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	35, // 51: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	35, // 52: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	12, // 53: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	14, // 54: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	16, // 55: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	19, // 56: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	21, // 57: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	23, // 58: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	25, // 59: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	27, // 60: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	29, // 61: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	31, // 62: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	33, // 63: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	36, // 64: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	38, // 65: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	41, // 66: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	43, // 67: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	45, // 68: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	13, // 69: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	15, // 70: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	17, // 71: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	20, // 72: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	22, // 73: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	24, // 74: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	26, // 75: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	28, // 76: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	30, // 77: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	32, // 78: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	34, // 79: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	37, // 80: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	40, // 81: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	42, // 82: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	44, // 83: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	46, // 84: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	69, // [69:85] is the sub-list for method output_type
-	53, // [53:69] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	9,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,  // 8: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
+	47, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	5,  // 10: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
+	52, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	52, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	9,  // 13: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	52, // 14: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	48, // 15: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	5,  // 16: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	5,  // 17: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	2,  // 18: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	52, // 19: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	52, // 20: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	10, // 21: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	5,  // 22: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	6,  // 23: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	51, // 24: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	7,  // 25: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	49, // 26: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	5,  // 27: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	8,  // 28: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	3,  // 29: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	3,  // 30: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	52, // 31: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 32: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 33: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	11, // 34: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	35, // 35: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	7,  // 36: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	50, // 37: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	5,  // 38: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	10, // 39: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	51, // 40: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	8,  // 41: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	10, // 42: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	9,  // 43: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,  // 44: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	11, // 45: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	7,  // 46: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 47: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	52, // 48: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	35, // 49: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	39, // 50: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	35, // 51: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	35, // 52: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	35, // 53: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	12, // 54: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	14, // 55: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	16, // 56: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	19, // 57: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	21, // 58: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	23, // 59: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	25, // 60: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	27, // 61: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	29, // 62: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	31, // 63: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	33, // 64: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	36, // 65: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	38, // 66: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	41, // 67: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	43, // 68: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	45, // 69: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	13, // 70: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	15, // 71: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	17, // 72: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	20, // 73: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	22, // 74: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	24, // 75: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	26, // 76: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	28, // 77: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	30, // 78: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	32, // 79: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	34, // 80: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	37, // 81: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	40, // 82: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	42, // 83: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	44, // 84: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	46, // 85: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	70, // [70:86] is the sub-list for method output_type
+	54, // [54:70] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }

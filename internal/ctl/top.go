@@ -19,11 +19,19 @@ import (
 
 // topSorts are the columns top sorts by, largest first (id: by task id).
 var topSorts = map[string]func(a, b *syscallsv1.Task) int{
-	"cpu": func(a, b *syscallsv1.Task) int { return cmp.Compare(b.GetUsage().GetCpuCores(), a.GetUsage().GetCpuCores()) },
-	"mem": func(a, b *syscallsv1.Task) int { return cmp.Compare(b.GetUsage().GetMemBytes(), a.GetUsage().GetMemBytes()) },
-	"rx":  func(a, b *syscallsv1.Task) int { return cmp.Compare(b.GetUsage().GetRxBytesPerSec(), a.GetUsage().GetRxBytesPerSec()) },
-	"tx":  func(a, b *syscallsv1.Task) int { return cmp.Compare(b.GetUsage().GetTxBytesPerSec(), a.GetUsage().GetTxBytesPerSec()) },
-	"id":  func(a, b *syscallsv1.Task) int { return cmp.Compare(a.GetId(), b.GetId()) },
+	"cpu": func(a, b *syscallsv1.Task) int {
+		return cmp.Compare(b.GetUsage().GetCpuCores(), a.GetUsage().GetCpuCores())
+	},
+	"mem": func(a, b *syscallsv1.Task) int {
+		return cmp.Compare(b.GetUsage().GetMemBytes(), a.GetUsage().GetMemBytes())
+	},
+	"rx": func(a, b *syscallsv1.Task) int {
+		return cmp.Compare(b.GetUsage().GetRxBytesPerSec(), a.GetUsage().GetRxBytesPerSec())
+	},
+	"tx": func(a, b *syscallsv1.Task) int {
+		return cmp.Compare(b.GetUsage().GetTxBytesPerSec(), a.GetUsage().GetTxBytesPerSec())
+	},
+	"id": func(a, b *syscallsv1.Task) int { return cmp.Compare(a.GetId(), b.GetId()) },
 }
 
 func topCommand(e *env) *cli.Command {

@@ -56,6 +56,9 @@ type Config struct {
 	Tick time.Duration
 	// MaxBatch bounds the syscalls committed in one transaction (default 512).
 	MaxBatch int
+	// UsageEventInterval is how often TASK_USAGE events are emitted, one
+	// per task with a new sample, in one transaction (default 10s).
+	UsageEventInterval time.Duration
 	Logger   *slog.Logger
 }
 
@@ -73,12 +76,15 @@ type Kernel struct {
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
 
+	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
+
 	// Policies, guarded by mu: compiled modules by name, the last one that
 	// completed a cycle, and a forced fallback when the active one could
 	// not be loaded at start.
 	compiled map[string]*compiled
 	lastGood string
 	forced   string
+	cycles   cycleStats // for Metrics, guarded by mu
 }
 
 type op struct {
@@ -105,6 +111,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 100 * time.Millisecond
+	}
+	if cfg.UsageEventInterval <= 0 {
+		cfg.UsageEventInterval = 10 * time.Second
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
@@ -188,6 +197,10 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		o.err = o.fn(k.table, c, now)
 	}
 	k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	if now.Sub(k.usageSent) >= k.cfg.UsageEventInterval {
+		k.table.UsageEvents(now, c)
+		k.usageSent = now
+	}
 	if c.cycle {
 		k.runCycle(now, c)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -242,4 +244,58 @@ func TestKernel_CommitFailureLosesNothing(t *testing.T) {
 	if _, err := k.Allocate(ctx, fwA, alloc(1, 1<<20)); err != nil {
 		t.Fatalf("allocate after recovery: %v", err)
 	}
+}
+
+// TestKernel_UsageEvents: agents' usage samples reach Watch as TASK_USAGE
+// events, one per task with a new sample per interval, with rates, and
+// only to those who may see the task.
+func TestKernel_UsageEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, err := kernel.New(context.Background(), kernel.Config{Store: e.store, HeartbeatTimeout: time.Hour, UsageEventInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	agent := register(t, k, 4, 1<<30)
+	res, err := k.Allocate(context.Background(), fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := k.Launch(context.Background(), fwA, &pb.LaunchRequest{AllocationId: res.GetAllocations()[0].GetId(), Command: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := lr.GetTask().GetId()
+	start := k.Revision()
+	t0 := time.Now()
+	for i, cpu := range []uint64{1e9, 3e9} {
+		if _, err := k.Heartbeat(context.Background(), &pb.HeartbeatRequest{AgentId: agent, Usage: []*pb.TaskUsage{
+			{TaskId: id, CpuNs: cpu, MemBytes: 4096, Sampled: timestamppb.New(t0.Add(time.Duration(i) * time.Second))}}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // past the interval: one event per sample
+	}
+	usage := []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_USAGE}
+	evs := collect(t, k, fwA, &pb.WatchRequest{AfterRevision: start, Kinds: usage}, 2)
+	if evs[0].GetTask().GetId() != id || evs[0].GetTask().GetUsage().GetMemBytes() != 4096 || evs[0].GetTask().GetOwner() != "fw-a" {
+		t.Errorf("first usage event = %v", evs[0])
+	}
+	if got := evs[1].GetTask().GetUsage().GetCpuCores(); got != 2 {
+		t.Errorf("second usage event cpu = %v cores, want 2 (2 cpu-seconds in 1 s)", got)
+	}
+	// fw-b does not see fw-a's usage: its watch ends on the deadline with
+	// nothing, while an operator's sees both.
+	wctx, wcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer wcancel()
+	var seen int
+	k.Watch(wctx, fwB, &pb.WatchRequest{AfterRevision: start, Kinds: usage}, func(*pb.Event) error { seen++; return nil })
+	if seen != 0 {
+		t.Errorf("fw-b saw %d of fw-a's usage events", seen)
+	}
+	collect(t, k, ops, &pb.WatchRequest{AfterRevision: start, Kinds: usage}, 2)
 }

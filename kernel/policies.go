@@ -162,6 +162,7 @@ func (k *Kernel) runCycle(now time.Time, c *Changes) {
 		name, cp = NativeFirstFit, k.compiled[NativeFirstFit]
 	}
 	seed := uint64(k.table.Revision()) + 1
+	defer k.cycles.observe(time.Now()) // measured, not a decision input: not the kernel's Clock
 	res := k.table.Cycle(cp.pol, seed, now, c)
 	if len(res.Rejected) > 0 {
 		k.log.Warn("policy answers refused by the kernel", "policy", name, "rejected", res.Rejected)
@@ -178,6 +179,7 @@ func (k *Kernel) runCycle(now time.Time, c *Changes) {
 	}
 	cp.lastErr = res.Err.Error()
 	k.log.Error("policy failed a cycle; falling back", "policy", name, "fallback", fb, "err", res.Err)
+	k.cycles.failed(name)
 	if fb == name {
 		return // first-fit itself failed: nothing to fall back to
 	}

@@ -26,6 +26,7 @@ type Table struct {
 	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
 	plugins    map[string][]*pb.PluginInfo    // agent id → its plugins (memory only)
 	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
+	usageNew   map[string]bool                // task ids with a sample not yet in a TASK_USAGE event
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
@@ -62,6 +63,7 @@ func NewTable() *Table {
 		heartbeat:  map[string]time.Time{},
 		plugins:    map[string][]*pb.PluginInfo{},
 		usage:      map[string]*pb.TaskUsage{},
+		usageNew:   map[string]bool{},
 	}
 }
 
@@ -285,6 +287,7 @@ func (t *Table) endTask(k *pb.Task, s pb.TaskState, reason string, now time.Time
 func (t *Table) forgetTask(k *pb.Task, c *Changes) {
 	delete(t.tasks, k.GetId())
 	delete(t.usage, k.GetId())
+	delete(t.usageNew, k.GetId())
 	if m := t.allocTasks[k.GetAllocationId()]; m != nil {
 		delete(m, k.GetId())
 		if len(m) == 0 {
@@ -412,9 +415,26 @@ func (t *Table) Heartbeat(hb *pb.HeartbeatRequest, now time.Time) error {
 		if k := t.tasks[u.GetTaskId()]; k != nil && k.GetAgentId() == id && !terminal(k.GetState()) {
 			withRates(u, t.usage[u.GetTaskId()], now)
 			t.usage[u.GetTaskId()] = u
+			t.usageNew[u.GetTaskId()] = true
 		}
 	}
 	return nil
+}
+
+// UsageEvents adds a TASK_USAGE event to c for every live task with a
+// sample not yet sent in one.
+func (t *Table) UsageEvents(now time.Time, c *Changes) {
+	for id := range t.usageNew {
+		k := t.tasks[id]
+		delete(t.usageNew, id)
+		if k == nil || terminal(k.GetState()) {
+			continue
+		}
+		e := event(pb.EventKind_EVENT_KIND_TASK_USAGE, now, "")
+		e.Task = &pb.Task{Id: k.GetId(), AllocationId: k.GetAllocationId(), AgentId: k.GetAgentId(), Owner: k.GetOwner(),
+			State: k.GetState(), Usage: proto.Clone(t.usage[id]).(*pb.TaskUsage)}
+		c.Events = append(c.Events, e)
+	}
 }
 
 // withRates sets u's rates from the previous sample prev of the same task

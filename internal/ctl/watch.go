@@ -7,6 +7,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -18,8 +19,9 @@ func watchCommand(e *env) *cli.Command {
 		Description: `Stream the kernel's events after revision --after (default: from now on) and
 print one line per event: revision, kind, id, state and reason; for policy
 events the id is the policy's name. -o json prints each Event as JSON on one
-line. --kind narrows the stream and may be repeated: task, allocation, agent
-or policy, or one exact kind (e.g. allocation_granted, agent_lost,
+line. --kind narrows the stream and may be repeated: task, allocation, agent,
+policy or usage (periodic TASK_USAGE events, shown only when asked), or one
+exact kind (e.g. allocation_granted, agent_lost,
 policy_failed). Interrupting (Ctrl-C) ends the watch with status 0; a
 compacted --after fails with FailedPrecondition.`,
 		Flags: []cli.Flag{
@@ -51,6 +53,9 @@ compacted --after fails with FailedPrecondition.`,
 				}
 				req.Kinds = append(req.Kinds, kinds...)
 			}
+			if len(req.Kinds) == 0 {
+				req.Kinds = allKindsButUsage()
+			}
 			k, err := dial(c, e)
 			if err != nil {
 				return err
@@ -76,11 +81,28 @@ compacted --after fails with FailedPrecondition.`,
 	}
 }
 
+// allKindsButUsage is every event kind except TASK_USAGE, which a watch
+// shows only when asked (--kind usage): it is periodic, not a change.
+func allKindsButUsage() []syscallsv1.EventKind {
+	values := syscallsv1.EventKind(0).Descriptor().Values()
+	var out []syscallsv1.EventKind
+	for i := range values.Len() {
+		if k := syscallsv1.EventKind(values.Get(i).Number()); k != 0 && k != syscallsv1.EventKind_EVENT_KIND_TASK_USAGE {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // eventKinds maps a --kind word to event kinds, from the EventKind enum
-// descriptor: "task" is every kind named EVENT_KIND_TASK_* ("policy" every
-// EVENT_KIND_POLICY_*), and an exact name such as "agent_lost" is that kind.
+// descriptor: "task" is every kind named EVENT_KIND_TASK_* but TASK_USAGE
+// ("policy" every EVENT_KIND_POLICY_*), "usage" is TASK_USAGE, and an exact
+// name such as "agent_lost" is that kind.
 func eventKinds(word string) ([]syscallsv1.EventKind, error) {
 	values := syscallsv1.EventKind(0).Descriptor().Values()
+	if w := strings.ToLower(strings.TrimSpace(word)); w == "usage" || w == "task_usage" {
+		return []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_USAGE}, nil
+	}
 	want := "EVENT_KIND_" + strings.ToUpper(strings.TrimSpace(word))
 	var out []syscallsv1.EventKind
 	known := map[string]bool{}
@@ -93,7 +115,7 @@ func eventKinds(word string) ([]syscallsv1.EventKind, error) {
 		short := strings.ToLower(strings.TrimPrefix(name, "EVENT_KIND_"))
 		known[short] = true
 		known[strings.SplitN(short, "_", 2)[0]] = true
-		if name == want || strings.HasPrefix(name, want+"_") {
+		if name == want || strings.HasPrefix(name, want+"_") && v.Number() != protoreflect.EnumNumber(syscallsv1.EventKind_EVENT_KIND_TASK_USAGE) {
 			out = append(out, syscallsv1.EventKind(v.Number()))
 		}
 	}
@@ -112,6 +134,12 @@ func eventKinds(word string) ([]syscallsv1.EventKind, error) {
 func eventLine(ev *syscallsv1.Event) string {
 	var id, state, reason string
 	switch {
+	case ev.GetKind() == syscallsv1.EventKind_EVENT_KIND_TASK_USAGE:
+		t := ev.GetTask()
+		u := t.GetUsage()
+		id, state = t.GetId(), taskState(t.GetState())
+		reason = fmt.Sprintf("cpu %.1f%% mem %s rx %s/s tx %s/s", u.GetCpuCores()*100, formatBytesU(u.GetMemBytes()),
+			formatRate(u.GetRxBytesPerSec()), formatRate(u.GetTxBytesPerSec()))
 	case ev.GetTask() != nil:
 		t := ev.GetTask()
 		id, state, reason = t.GetId(), taskState(t.GetState()), taskReason(t)

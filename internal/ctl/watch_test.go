@@ -22,8 +22,8 @@ func TestRun_Watch(t *testing.T) {
 		kinds []syscallsv1.EventKind
 		after int64
 	}{
-		{"all", nil, nil, 0},
-		{"after", []string{"--after", "4"}, nil, 4},
+		{"all", nil, allKindsButUsage(), 0},
+		{"after", []string{"--after", "4"}, allKindsButUsage(), 4},
 		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE}, 0},
 		{"allocation and agent", []string{"--kind", "allocation", "-k", "Agent"}, []syscallsv1.EventKind{
 			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING,
@@ -87,7 +87,9 @@ func TestRun_PolicyWatch(t *testing.T) {
 		args  []string
 		kinds []syscallsv1.EventKind
 	}{
-		{"all", nil, nil},
+		{"all but usage", nil, allKindsButUsage()},
+		{"usage", []string{"--kind", "usage"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_USAGE}},
+		{"task, without usage", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE}},
 		{"policy", []string{"--kind", "policy"}, policyKinds},
 		{"exact", []string{"-k", "policy_failed"}, policyKinds[1:]},
 		{"policy and agent", []string{"--kind", "Policy", "--kind", "agent"}, append(append([]syscallsv1.EventKind{}, policyKinds...),

@@ -220,6 +220,10 @@ const (
 	// POLICY_FAILED: the active policy failed a cycle (trap, deadline,
 	// memory, malformed answer) and the kernel fell back to the last good one.
 	EventKind_EVENT_KIND_POLICY_FAILED EventKind = 8
+	// TASK_USAGE: a task's latest usage (task carries id, allocation, agent,
+	// owner and usage). Rate-limited: at most one per task per usage event
+	// interval (10 s by default), and only when a new sample arrived.
+	EventKind_EVENT_KIND_TASK_USAGE EventKind = 9
 )
 
 // Enum value maps for EventKind.
@@ -234,6 +238,7 @@ var (
 		6: "EVENT_KIND_ALLOCATION_PENDING",
 		7: "EVENT_KIND_POLICY_SWAPPED",
 		8: "EVENT_KIND_POLICY_FAILED",
+		9: "EVENT_KIND_TASK_USAGE",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":        0,
@@ -245,6 +250,7 @@ var (
 		"EVENT_KIND_ALLOCATION_PENDING": 6,
 		"EVENT_KIND_POLICY_SWAPPED":     7,
 		"EVENT_KIND_POLICY_FAILED":      8,
+		"EVENT_KIND_TASK_USAGE":         9,
 	}
 )
 
@@ -3542,7 +3548,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xa4\x02\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xbf\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -3552,7 +3558,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x15EVENT_KIND_AGENT_LOST\x10\x05\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_PENDING\x10\x06\x12\x1d\n" +
 	"\x19EVENT_KIND_POLICY_SWAPPED\x10\a\x12\x1c\n" +
-	"\x18EVENT_KIND_POLICY_FAILED\x10\b2\x8f\v\n" +
+	"\x18EVENT_KIND_POLICY_FAILED\x10\b\x12\x19\n" +
+	"\x15EVENT_KIND_TASK_USAGE\x10\t2\x8f\v\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +

@@ -59,7 +59,7 @@ type Config struct {
 	// UsageEventInterval is how often TASK_USAGE events are emitted, one
 	// per task with a new sample, in one transaction (default 10s).
 	UsageEventInterval time.Duration
-	Logger   *slog.Logger
+	Logger             *slog.Logger
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation

@@ -2,6 +2,8 @@ package policies_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,6 +35,11 @@ var loaders = []struct {
 //     the guest's decoding, the algorithm, encoding and decoding the answer.
 //   - wasm-interruptible: the same, loaded as an operator's module is
 //     (deadline checked at every loop header).
+//   - wasm-agents-changed: wasm, but every cycle one agent's labels differ
+//     from the previous cycle's, so the host converts and encodes every
+//     agent again (wasm reuses the agents' encoding when only their free
+//     resources changed, as between most cycles; the snapshot here is the
+//     same every cycle).
 //   - native: the same Go function on the batch the module decodes, built
 //     from the snapshot once, outside the timer (so it excludes any
 //     conversion or encoding).
@@ -49,6 +56,15 @@ func BenchmarkCycleOpen(b *testing.B) {
 
 func benchCycle(b *testing.B, batch *policy.Batch) {
 	s := pt.Snapshot(batch)
+	// changed is s with agent 0's labels changed: alternating the two makes
+	// every cycle see a changed agent.
+	changed := *s
+	changed.Agents = slices.Clone(s.Agents)
+	changed.Agents[0].Labels = maps.Clone(s.Agents[0].Labels)
+	if changed.Agents[0].Labels == nil {
+		changed.Agents[0].Labels = map[string]string{}
+	}
+	changed.Agents[0].Labels["bench"] = "changed"
 	nb := pt.Normalize(batch)
 	ctx := context.Background()
 	h, err := wasm.NewHost(ctx, wasm.HostConfig{CacheDir: b.TempDir(), Deadline: benchDeadline})
@@ -101,6 +117,24 @@ func benchCycle(b *testing.B, batch *policy.Batch) {
 					}
 				}
 				b.ReportMetric(float64(placed)*float64(b.N)/b.Elapsed().Seconds(), "placements/s")
+			})
+			if l.mode != trusted {
+				continue
+			}
+			b.Run(name+"/wasm-agents-changed", func(b *testing.B) {
+				p, err := l.load(h)(ctx, name, mod)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close(ctx)
+				snaps := []*kernel.Snapshot{s, &changed}
+				i := 0
+				for b.Loop() {
+					if _, err := p.Place(snaps[i%2]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
 			})
 		}
 	}

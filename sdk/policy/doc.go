@@ -7,7 +7,9 @@
 //
 //	var _ = policy.Register(func(b *policy.Batch, d *policy.Decision) error { ... })
 //
-// built with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`. The
+// built with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`. A
+// policy that does not preempt registers with RegisterWants(f, 0): the
+// host then leaves the granted allocations out of its batches. The
 // same source builds natively (the exports become no-ops and Log writes
 // nowhere), so a policy's logic is unit-tested with plain `go test`.
 //

@@ -8,6 +8,7 @@
 package feasible
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -174,10 +175,96 @@ func (s *Sets) Agents(set int32) []int32 {
 			list[i] = int32(i)
 		}
 	} else {
+		if s.cols == nil {
+			s.cols = newColumns(s.b, s.rep[1:])
+			if s.admitAll() {
+				return s.agents[set]
+			}
+		}
 		list = s.admitted(&s.b.Requests[s.rep[set]])
 	}
 	s.agents[set] = list
 	return list
+}
+
+// admitAll computes the agent lists of every set with constraints at
+// once, when it can: each agent's codes in every column combine into a
+// class (few: a handful of zones times a flag or two), each class admits
+// a bit set of sets, and one pass over the agents appends each to the
+// lists of its class's sets. That replaces a pass over the agents per set
+// (a dear loop in a wasm guest). It reports false, computing nothing, when
+// there are more than 64 such sets, a column is wide or the classes are
+// too many.
+func (s *Sets) admitAll() bool {
+	const maxClasses = 1 << 12
+	sets := len(s.rep) - 1
+	cols := s.cols.cols
+	if sets > 64 || len(cols) == 0 {
+		return false
+	}
+	stride := make([]int, len(cols))
+	classes := 1
+	for k := range cols {
+		if cols[k].wide {
+			return false
+		}
+		stride[k] = classes
+		classes *= len(cols[k].vals) + 2
+		if classes > maxClasses {
+			return false
+		}
+	}
+	// admits[c] is the bit set of the sets (bit i for set i+1) class c
+	// satisfies.
+	admits := make([]uint64, classes)
+	for i := range sets {
+		r := &s.b.Requests[s.rep[i+1]]
+		for c := range admits {
+			ok := true
+			for j := range r.Constraints {
+				con := &r.Constraints[j]
+				k := s.cols.index(con.Label)
+				code := c / stride[k] % (len(cols[k].vals) + 2)
+				if cols[k].mask(con)>>code&1 == 0 {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				admits[c] |= 1 << i
+			}
+		}
+	}
+	n := len(s.b.Agents)
+	class := make([]uint16, n)
+	count := make([]int, classes)
+	for k := range cols {
+		codes, st := cols[k].codes, uint16(stride[k])
+		for a := range class {
+			class[a] += uint16(codes[a]) * st
+		}
+	}
+	for _, c := range class {
+		count[c]++
+	}
+	sizes := make([]int, sets)
+	for c, m := range admits {
+		for ; m != 0; m &= m - 1 {
+			sizes[bits.TrailingZeros64(m)] += count[c]
+		}
+	}
+	for i := range sets {
+		s.agents[i+1] = make([]int32, 0, sizes[i])
+		s.done[i+1] = true
+	}
+	lists := s.agents[1:]
+	for a, c := range class {
+		for m := admits[c]; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros64(m)
+			lists[i] = append(lists[i], int32(a))
+		}
+	}
+	return true
 }
 
 // admitted lists the agents that satisfy r's constraints.
@@ -302,19 +389,48 @@ func newColumns(b *policy.Batch, reps []int) *columns {
 			col.codes = make([]uint8, len(b.Agents))
 		}
 	}
+	// The loop below runs once per agent label: it is written for a Go
+	// wasm guest, where every load and call is dear (locals, no method
+	// calls, string comparisons by pointer first).
+	keys := make([]string, len(cs.cols))
+	for k := range cs.cols {
+		keys[k] = cs.cols[k].key
+	}
 	for a := range b.Agents {
-		for _, l := range b.Agents[a].Labels {
-			for k := range cs.cols {
-				col := &cs.cols[k]
-				if col.wide || !same(l.Key, col.key) {
+		ls := b.Agents[a].Labels
+		for li := range ls {
+			l := &ls[li]
+			for k, key := range keys {
+				if !same(l.Key, key) {
 					continue
 				}
-				col.codes[a] = uint8(2 + col.index(l.Value)) // 1 when not found
+				col := &cs.cols[k]
+				if col.wide {
+					break
+				}
+				code := uint8(1)
+				for j, v := range col.vals {
+					if same(l.Value, v) {
+						code = uint8(2 + j)
+						break
+					}
+				}
+				col.codes[a] = code
 				break
 			}
 		}
 	}
 	return cs
+}
+
+// index returns the position of the column of key in cs.cols, or -1.
+func (cs *columns) index(key string) int {
+	for k := range cs.cols {
+		if same(cs.cols[k].key, key) {
+			return k
+		}
+	}
+	return -1
 }
 
 // find returns the column of key, or nil.

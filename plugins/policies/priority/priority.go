@@ -167,9 +167,24 @@ func newPreemptor(b *policy.Batch, free []policy.Resources) *preemptor {
 		next[g.Agent]++
 	}
 	for a := range n {
-		slices.SortFunc(p.order[p.start[a]:p.start[a+1]], p.compare)
+		p.sort(p.order[p.start[a]:p.start[a+1]])
 	}
 	return p
+}
+
+// sort sorts one agent's allocations by compare. An agent holds a few:
+// an insertion sort without a comparison function value costs far less
+// than slices.SortFunc's indirect calls, dear in a wasm guest.
+func (p *preemptor) sort(gs []int32) {
+	if len(gs) > 16 {
+		slices.SortFunc(gs, p.compare)
+		return
+	}
+	for i := 1; i < len(gs); i++ {
+		for j := i; j > 0 && p.compare(gs[j], gs[j-1]) < 0; j-- {
+			gs[j], gs[j-1] = gs[j-1], gs[j]
+		}
+	}
 }
 
 // compare orders allocations as preemption takes them: by priority, then

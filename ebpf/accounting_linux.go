@@ -108,6 +108,11 @@ func Load(cfg Config) (*Accounting, error) {
 			return nil, fmt.Errorf("ebpf load: %w", err)
 		}
 		opts.Maps.PinPath = cfg.PinDir
+	} else {
+		// The C declares the map pinned by name; without a PinDir it is not.
+		for _, m := range spec.Maps {
+			m.Pinning = cebpf.PinNone
+		}
 	}
 	a := &Accounting{pinDir: cfg.PinDir, attached: map[uint64]*Attachment{}}
 	if err := spec.LoadAndAssign(&a.objs, &opts); err != nil {

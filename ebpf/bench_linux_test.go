@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -112,12 +114,14 @@ func listenIn(tb testing.TB, ns netns.NsHandle, addr string) net.Listener {
 }
 
 // BenchmarkAccounting_veth measures TCP throughput from a task process in
-// a cgroup (netns a) to a receiver in this process (netns b) over veth,
-// alternating rounds without and with the programs attached to the task's
-// cgroup, and reports both and their ratio. Each iteration is one round of
-// each (64 MiB), run as:
+// a cgroup (netns a) to a receiver in this process (netns b) over veth, in
+// rounds of 64 MiB that rotate between: nothing attached ("none"), the
+// programs attached to the task's cgroup ("ebpf"), and, when nft is
+// installed, an nftables table in netns a that counts the cgroup's packets
+// in output and input ("nft"). It reports each mode's median throughput and
+// the median per-iteration ratio to "none". Run as:
 //
-//	go test -run '^$' -bench Accounting_veth -benchtime 40x ./ebpf/
+//	go test -run '^$' -bench Accounting_veth -benchtime 60x ./ebpf/
 func BenchmarkAccounting_veth(b *testing.B) {
 	acc := loadTest(b, Config{})
 	dir := newCgroup(b, "")
@@ -153,25 +157,63 @@ func BenchmarkAccounting_veth(b *testing.B) {
 	}
 	send() // warm up: TCP window, page cache of the pipe
 
-	var none, with []time.Duration
-	b.SetBytes(2 * round)
+	type mode struct {
+		name        string
+		setup, undo func() error
+		rounds      []time.Duration
+	}
+	var at *Attachment
+	modes := []*mode{
+		{name: "none", setup: func() error { return nil }, undo: func() error { return nil }},
+		{name: "ebpf",
+			setup: func() (err error) { at, err = acc.Attach(dir); return err },
+			undo:  func() error { return at.Detach() }},
+	}
+	if nftPath, err := exec.LookPath("nft"); err == nil {
+		// nft resolves a cgroupv2 path beneath /sys/fs/cgroup to its inode;
+		// the level is the task cgroup's depth in the v2 hierarchy.
+		rel, _ := filepath.Rel("/sys/fs/cgroup", dir)
+		level := strings.Count(strings.TrimPrefix(dir, unifiedRoot(b)), "/")
+		rules := fmt.Sprintf(`table inet dcos_bench {
+	chain out { type filter hook output priority 0; socket cgroupv2 level %[1]d %[2]q counter; }
+	chain in { type filter hook input priority 0; socket cgroupv2 level %[1]d %[2]q counter; }
+}`, level, rel)
+		nft := func(stdin string, args ...string) error {
+			c := exec.Command("nsenter", append([]string{"--net=" + nsPath, nftPath}, args...)...)
+			c.Stdin = strings.NewReader(stdin)
+			if out, err := c.CombinedOutput(); err != nil {
+				return fmt.Errorf("nft %v: %v: %s", args, err, out)
+			}
+			return nil
+		}
+		modes = append(modes, &mode{name: "nft",
+			setup: func() error { return nft(rules, "-f", "-") },
+			undo: func() error {
+				// Check that the rule matched the task's packets.
+				out, err := exec.Command("nsenter", "--net="+nsPath, nftPath, "list", "chain", "inet", "dcos_bench", "out").CombinedOutput()
+				if err != nil || strings.Contains(string(out), "counter packets 0 ") {
+					return fmt.Errorf("nft counted nothing: %v: %s", err, out)
+				}
+				return nft("", "delete", "table", "inet", "dcos_bench")
+			}})
+	} else {
+		b.Log("nft not installed: no nftables comparison")
+	}
+
+	b.SetBytes(int64(len(modes)) * round)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Alternate the order so that drift hits both alike.
-		for j := range 2 {
-			if (i+j)%2 == 0 {
-				none = append(none, send())
-				continue
-			}
+		// Rotate the order so that drift hits every mode alike.
+		for j := range modes {
+			m := modes[(i+j)%len(modes)]
 			b.StopTimer()
-			at, err := acc.Attach(dir)
-			if err != nil {
+			if err := m.setup(); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			with = append(with, send())
+			m.rounds = append(m.rounds, send())
 			b.StopTimer()
-			if err := at.Detach(); err != nil {
+			if err := m.undo(); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -179,14 +221,17 @@ func BenchmarkAccounting_veth(b *testing.B) {
 	}
 	b.StopTimer()
 	// Medians: one slow round (a preemption on 2 vCPUs) moves a mean a lot.
-	ratios := make([]float64, b.N)
-	for i := range ratios {
-		ratios[i] = none[i].Seconds() / with[i].Seconds()
+	for _, m := range modes {
+		b.ReportMetric(round/median(slices.Clone(m.rounds)).Seconds()/1e6, "MB/s-"+m.name)
+		if m.name == "none" {
+			continue
+		}
+		ratios := make([]float64, b.N)
+		for i := range ratios {
+			ratios[i] = modes[0].rounds[i].Seconds() / m.rounds[i].Seconds()
+		}
+		b.ReportMetric(median(ratios), m.name+"/none")
 	}
-	mbps := func(d time.Duration) float64 { return round / d.Seconds() / 1e6 }
-	b.ReportMetric(mbps(median(none)), "MB/s-none")
-	b.ReportMetric(mbps(median(with)), "MB/s-ebpf")
-	b.ReportMetric(median(ratios), "ebpf/none")
 }
 
 // median returns the median of xs (xs is sorted in place).

@@ -79,7 +79,7 @@ func BenchmarkLaunchToRunning(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		alloc := allocateOne(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.01, MemBytes: 16 * mi}})
+		alloc := allocateOne(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}})
 		b.StartTimer()
 		start := time.Now()
 		res, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: alloc.GetId(), Command: "sleep", Args: []string{"600"}}))
@@ -140,7 +140,7 @@ func burst(b *testing.B, n int) {
 	c := e.op()
 	ctx := context.Background()
 	w := e.watch(c, listAgents(b, c).GetRevision())
-	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.01, MemBytes: 16 * mi}, Count: int32(n)})
+	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Count: int32(n)})
 	allocs := res.GetAllocations()
 	b.StartTimer()
 	start := time.Now()

@@ -67,8 +67,10 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 
+	t0 := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	locked := time.Now()
 	if _, ok := s.tasks[spec.TaskID]; ok {
 		return nil, wire.CodeExists, fmt.Errorf("task %q: already exists", spec.TaskID)
 	}
@@ -80,6 +82,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if err := s.forkInCgroups(cmd, spec.Cgroups); err != nil {
 		return nil, "", err
 	}
+	forked := time.Now()
 	pid := cmd.Process.Pid
 	cmd.Process.Release() // the reaper reaps it
 	st, err := proc.StartTime(pid)
@@ -92,7 +95,10 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	s.byPid[pid] = t
 	s.lastBusy = time.Now()
 	info := t.info
-	s.log.Info("task started", "task", spec.TaskID, "pid", pid, "command", path)
+	// wait: for other starts; fork: joining the cgroups, fork and exec
+	// (the exec runs under the task's own cpu limit).
+	s.log.Info("task started", "task", spec.TaskID, "pid", pid, "command", path,
+		"wait", locked.Sub(t0), "fork", forked.Sub(locked))
 	return &info, "", nil
 }
 

@@ -216,6 +216,11 @@ func (a *Accounting) linkOne(cgroupDir string, id uint64, dir string, typ cebpf.
 		old, err := link.LoadPinnedLink(pin, nil)
 		switch {
 		case err == nil:
+			if info, err := old.Info(); err != nil || info.Cgroup() == nil ||
+				info.Cgroup().CgroupId != id || cebpf.AttachType(info.Cgroup().AttachType) != typ {
+				old.Close()
+				return nil, "", false, fmt.Errorf("pinned link %s is not the %s link of cgroup %d (info %+v, %v)", pin, dir, id, info, err)
+			}
 			// Run this agent's program from now on; the counters are in
 			// the same pinned map.
 			if err := old.Update(prog); err != nil {
@@ -268,7 +273,9 @@ func (at *Attachment) release() error {
 		if l == nil {
 			continue
 		}
-		if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Before Linux 5.9 there is no BPF_LINK_DETACH: unpinning and
+		// closing the last reference below detaches.
+		if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, link.ErrNotSupported) {
 			errs = append(errs, fmt.Errorf("detach %s: %w", directions[i].name, err))
 		}
 		if at.pins[i] != "" {
@@ -335,6 +342,11 @@ func (a *Accounting) Counters(cgroupDir string) (Counters, error) {
 
 // CountersOf is Counters by cgroup id.
 func (a *Accounting) CountersOf(id uint64) (Counters, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return Counters{}, errors.New("ebpf counters: accounting closed")
+	}
 	var per []netcountNetcount
 	if err := a.objs.DcosNet.Lookup(id, &per); err != nil {
 		if errors.Is(err, cebpf.ErrKeyNotExist) {
@@ -356,6 +368,11 @@ func (a *Accounting) CountersOf(id uint64) (Counters, error) {
 // those attached in this run and, with a PinDir, those a previous run left
 // (Attach adopts them, Forget drops them).
 func (a *Accounting) Registered() ([]uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, errors.New("ebpf registered: accounting closed")
+	}
 	var ids []uint64
 	var id uint64
 	var per []netcountNetcount
@@ -395,7 +412,7 @@ func (a *Accounting) Forget(id uint64) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := l.Detach(); err != nil {
+		if err := l.Detach(); err != nil && !errors.Is(err, link.ErrNotSupported) {
 			errs = append(errs, err)
 		}
 		if err := l.Unpin(); err != nil {
@@ -403,9 +420,11 @@ func (a *Accounting) Forget(id uint64) error {
 		}
 		l.Close()
 	}
+	a.mu.Lock()
 	if err := a.objs.DcosNet.Delete(id); err != nil && !errors.Is(err, cebpf.ErrKeyNotExist) {
 		errs = append(errs, err)
 	}
+	a.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ebpf forget cgroup %d: %w", id, err)
 	}

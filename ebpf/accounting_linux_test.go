@@ -37,8 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 // helper is a task process. "pingpong ADDR N": connect, send N bytes, read
-// N bytes back, close. "sender NETNS ADDR": in netns NETNS (a path),
-// connect, then for every line "N" on stdin send N bytes; exit on EOF.
+// N bytes back, close. "sender NET NETNS ADDR": see benchSender.
 func helper(mode string, args []string) error {
 	switch mode {
 	case "pingpong":
@@ -59,7 +58,7 @@ func helper(mode string, args []string) error {
 		}
 		return nil
 	case "sender":
-		return benchSender(args[0], args[1])
+		return benchSender(args[0], args[1], args[2])
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
@@ -236,7 +235,7 @@ func attachedPrograms(t testing.TB, dir string) [2]int {
 
 // startTask starts the test binary as a task process in cgroup dir (clone3
 // into the cgroup, as the exec driver does).
-func startTask(t testing.TB, dir string, stdin io.Reader, mode string, args ...string) *exec.Cmd {
+func startTask(t testing.TB, dir string, stdin io.Reader, stdout io.Writer, mode string, args ...string) *exec.Cmd {
 	t.Helper()
 	f, err := os.Open(dir)
 	if err != nil {
@@ -245,7 +244,7 @@ func startTask(t testing.TB, dir string, stdin io.Reader, mode string, args ...s
 	defer f.Close()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
-	cmd.Stdin, cmd.Stderr = stdin, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -277,7 +276,7 @@ func pingpong(t testing.TB, dir string, n int64) {
 		_, err = io.CopyN(c, zeros{}, n)
 		done <- err
 	}()
-	cmd := startTask(t, dir, nil, "pingpong", ln.Addr().String(), strconv.FormatInt(n, 10))
+	cmd := startTask(t, dir, nil, nil, "pingpong", ln.Addr().String(), strconv.FormatInt(n, 10))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("task: %v", err)
 	}
@@ -512,24 +511,39 @@ func TestLoad_notSupported(t *testing.T) {
 	})
 }
 
-// benchSender runs in a task process: from netns nsPath it connects to
-// addr, then sends the number of bytes on each stdin line.
-func benchSender(nsPath, addr string) error {
+// benchSender runs in a task process: from netns nsPath it dials addr
+// (network "tcp" or "udp"), then for every line N on stdin sends N bytes
+// (tcp) or N datagrams of 64 bytes and then "ok" on stdout (udp).
+func benchSender(network, nsPath, addr string) error {
 	if err := enterNetns(nsPath); err != nil {
 		return err
 	}
-	c, err := net.Dial("tcp", addr)
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	dgram := make([]byte, 64)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		n, err := strconv.ParseInt(sc.Text(), 10, 64)
 		if err != nil {
 			return err
 		}
-		if _, err := io.CopyN(c, zeros{}, n); err != nil {
+		if network == "tcp" {
+			if _, err := io.CopyN(c, zeros{}, n); err != nil {
+				return err
+			}
+			continue
+		}
+		for range n {
+			// A full receive queue on the other side drops, it does not
+			// fail the send.
+			if _, err := c.Write(dgram); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+				return err
+			}
+		}
+		if _, err := fmt.Println("ok"); err != nil {
 			return err
 		}
 	}

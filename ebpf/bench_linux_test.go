@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"bufio"
 	"cmp"
 	"fmt"
 	"io"
@@ -89,8 +90,9 @@ func vethPair(tb testing.TB) (a, b netns.NsHandle) {
 	return a, b
 }
 
-// listenIn listens on addr inside namespace ns.
-func listenIn(tb testing.TB, ns netns.NsHandle, addr string) net.Listener {
+// listenIn calls listen(addr) inside namespace ns; cleanup closes what it
+// returns.
+func listenIn(tb testing.TB, ns netns.NsHandle, addr string, listen func(string) (io.Closer, error)) io.Closer {
 	tb.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -102,136 +104,200 @@ func listenIn(tb testing.TB, ns netns.NsHandle, addr string) net.Listener {
 	if err := netns.Set(ns); err != nil {
 		tb.Fatal(err)
 	}
-	ln, lerr := net.Listen("tcp", addr)
+	l, lerr := listen(addr)
 	if err := netns.Set(orig); err != nil {
 		panic(err) // this thread must not go back to the pool in ns
 	}
 	if lerr != nil {
 		tb.Fatal(lerr)
 	}
-	tb.Cleanup(func() { ln.Close() })
-	return ln
+	tb.Cleanup(func() { l.Close() })
+	return l
 }
 
-// BenchmarkAccounting_veth measures TCP throughput from a task process in
-// a cgroup (netns a) to a receiver in this process (netns b) over veth, in
-// rounds of 64 MiB that rotate between: nothing attached ("none"), the
-// programs attached to the task's cgroup ("ebpf"), and, when nft is
-// installed, an nftables table in netns a that counts the cgroup's packets
-// in output and input ("nft"). It reports each mode's median throughput and
-// the median per-iteration ratio to "none". Run as:
+// BenchmarkAccounting_veth measures the cost of accounting on a task's
+// traffic: a task process in a cgroup, in netns a, sends to a receiver in
+// this process, in netns b, over veth. Rounds rotate between nothing
+// attached ("none"), the programs attached to the task's cgroup ("ebpf"),
+// and, when nft is installed, an nftables table in netns a counting the
+// cgroup's packets in output and input ("nft"). It reports each mode's
+// median rate and the median per-iteration ratio of each mode to "none"
+// (above 1: faster). Sub-benchmarks:
+//
+//   - tcp: 64 MiB over one TCP connection per round (large GSO buffers:
+//     few packets per byte);
+//   - udp: 20,000 datagrams of 64 bytes per round, timed at the sender
+//     (one packet per send: the per-packet cost is the largest share).
+//
+// Run as:
 //
 //	go test -run '^$' -bench Accounting_veth -benchtime 60x ./ebpf/
 func BenchmarkAccounting_veth(b *testing.B) {
 	acc := loadTest(b, Config{})
 	dir := newCgroup(b, "")
 	nsA, nsB := vethPair(b)
-	ln := listenIn(b, nsB, "10.200.0.2:0")
-
-	pr, pw := io.Pipe()
 	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(nsA))
-	cmd := startTask(b, dir, pr, "sender", nsPath, ln.Addr().String())
-	b.Cleanup(func() {
-		pw.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("sender: %v", err)
+	modes := accountingModes(b, acc, dir, nsPath)
+
+	b.Run("tcp", func(b *testing.B) {
+		ln := listenIn(b, nsB, "10.200.0.2:0", func(addr string) (io.Closer, error) { return net.Listen("tcp", addr) }).(net.Listener)
+		stdin := startSender(b, dir, "tcp", nsPath, ln.Addr().String(), nil)
+		conn, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
 		}
+		defer conn.Close()
+		const round = 64 << 20
+		buf := make([]byte, 256<<10)
+		send := func() time.Duration {
+			start := time.Now()
+			if _, err := fmt.Fprintln(stdin, round); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.CopyBuffer(io.Discard, io.LimitReader(conn, round), buf); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		rotate(b, modes, send, round/1e6, "MB/s")
 	})
-	conn, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
 
-	const round = 64 << 20
-	buf := make([]byte, 256<<10)
-	send := func() time.Duration {
-		start := time.Now()
-		if _, err := fmt.Fprintln(pw, round); err != nil {
-			b.Fatal(err)
+	b.Run("udp", func(b *testing.B) {
+		pc := listenIn(b, nsB, "10.200.0.2:0", func(addr string) (io.Closer, error) { return net.ListenPacket("udp", addr) }).(net.PacketConn)
+		go func() { // drain; losses do not matter, the sender is timed
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		outR, outW := io.Pipe()
+		stdin := startSender(b, dir, "udp", nsPath, pc.LocalAddr().String(), outW)
+		acks := bufio.NewScanner(outR)
+		const round = 20000
+		send := func() time.Duration {
+			start := time.Now()
+			if _, err := fmt.Fprintln(stdin, round); err != nil {
+				b.Fatal(err)
+			}
+			if !acks.Scan() {
+				b.Fatalf("sender: %v", acks.Err())
+			}
+			return time.Since(start)
 		}
-		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(conn, round), buf); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	send() // warm up: TCP window, page cache of the pipe
+		rotate(b, modes, send, round/1e3, "kpkt/s")
+	})
+}
 
-	type mode struct {
-		name        string
-		setup, undo func() error
-		rounds      []time.Duration
-	}
+// benchMode is one way of running the benchmark's rounds.
+type benchMode struct {
+	name        string
+	setup, undo func() error
+}
+
+// accountingModes returns the modes none, ebpf and (if nft is installed) nft
+// for the task cgroup dir whose sender runs in netns nsPath.
+func accountingModes(b *testing.B, acc *Accounting, dir, nsPath string) []benchMode {
 	var at *Attachment
-	modes := []*mode{
+	modes := []benchMode{
 		{name: "none", setup: func() error { return nil }, undo: func() error { return nil }},
 		{name: "ebpf",
 			setup: func() (err error) { at, err = acc.Attach(dir); return err },
 			undo:  func() error { return at.Detach() }},
 	}
-	if nftPath, err := exec.LookPath("nft"); err == nil {
-		// nft resolves a cgroupv2 path beneath /sys/fs/cgroup to its inode;
-		// the level is the task cgroup's depth in the v2 hierarchy.
-		rel, _ := filepath.Rel("/sys/fs/cgroup", dir)
-		level := strings.Count(strings.TrimPrefix(dir, unifiedRoot(b)), "/")
-		rules := fmt.Sprintf(`table inet dcos_bench {
+	nftPath, err := exec.LookPath("nft")
+	if err != nil {
+		b.Log("nft not installed: no nftables comparison")
+		return modes
+	}
+	// nft resolves a cgroupv2 path beneath /sys/fs/cgroup to its inode;
+	// the level is the task cgroup's depth in the v2 hierarchy.
+	rel, _ := filepath.Rel("/sys/fs/cgroup", dir)
+	level := strings.Count(strings.TrimPrefix(dir, unifiedRoot(b)), "/")
+	rules := fmt.Sprintf(`table inet dcos_bench {
 	chain out { type filter hook output priority 0; socket cgroupv2 level %[1]d %[2]q counter; }
 	chain in { type filter hook input priority 0; socket cgroupv2 level %[1]d %[2]q counter; }
 }`, level, rel)
-		nft := func(stdin string, args ...string) error {
-			c := exec.Command("nsenter", append([]string{"--net=" + nsPath, nftPath}, args...)...)
-			c.Stdin = strings.NewReader(stdin)
-			if out, err := c.CombinedOutput(); err != nil {
-				return fmt.Errorf("nft %v: %v: %s", args, err, out)
-			}
-			return nil
+	nft := func(stdin string, args ...string) (string, error) {
+		c := exec.Command("nsenter", append([]string{"--net=" + nsPath, nftPath}, args...)...)
+		c.Stdin = strings.NewReader(stdin)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("nft %v: %v: %s", args, err, out)
 		}
-		modes = append(modes, &mode{name: "nft",
-			setup: func() error { return nft(rules, "-f", "-") },
-			undo: func() error {
-				// Check that the rule matched the task's packets.
-				out, err := exec.Command("nsenter", "--net="+nsPath, nftPath, "list", "chain", "inet", "dcos_bench", "out").CombinedOutput()
-				if err != nil || strings.Contains(string(out), "counter packets 0 ") {
-					return fmt.Errorf("nft counted nothing: %v: %s", err, out)
-				}
-				return nft("", "delete", "table", "inet", "dcos_bench")
-			}})
-	} else {
-		b.Log("nft not installed: no nftables comparison")
+		return string(out), nil
 	}
+	return append(modes, benchMode{name: "nft",
+		setup: func() error { _, err := nft(rules, "-f", "-"); return err },
+		undo: func() error {
+			// Check that the rule matched the task's packets.
+			out, err := nft("", "list", "chain", "inet", "dcos_bench", "out")
+			if err != nil || strings.Contains(out, "counter packets 0 ") {
+				return fmt.Errorf("nft counted nothing: %v: %s", err, out)
+			}
+			_, err = nft("", "delete", "table", "inet", "dcos_bench")
+			return err
+		}})
+}
 
-	b.SetBytes(int64(len(modes)) * round)
+// rotate runs b.N iterations of one round per mode, rotating their order so
+// that drift hits every mode alike, and reports the median rate (units per
+// round / round time) of each mode and its median ratio to the first.
+// Medians: one slow round (a preemption on 2 vCPUs) moves a mean a lot.
+func rotate(b *testing.B, modes []benchMode, send func() time.Duration, perRound float64, unit string) {
+	send() // warm up
+	rounds := make([][]time.Duration, len(modes))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Rotate the order so that drift hits every mode alike.
 		for j := range modes {
-			m := modes[(i+j)%len(modes)]
+			k := (i + j) % len(modes)
 			b.StopTimer()
-			if err := m.setup(); err != nil {
+			if err := modes[k].setup(); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			m.rounds = append(m.rounds, send())
+			rounds[k] = append(rounds[k], send())
 			b.StopTimer()
-			if err := m.undo(); err != nil {
+			if err := modes[k].undo(); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 		}
 	}
 	b.StopTimer()
-	// Medians: one slow round (a preemption on 2 vCPUs) moves a mean a lot.
-	for _, m := range modes {
-		b.ReportMetric(round/median(slices.Clone(m.rounds)).Seconds()/1e6, "MB/s-"+m.name)
-		if m.name == "none" {
+	for k, m := range modes {
+		b.ReportMetric(perRound/median(slices.Clone(rounds[k])).Seconds(), unit+"-"+m.name)
+		if k == 0 {
 			continue
 		}
 		ratios := make([]float64, b.N)
 		for i := range ratios {
-			ratios[i] = modes[0].rounds[i].Seconds() / m.rounds[i].Seconds()
+			ratios[i] = rounds[0][i].Seconds() / rounds[k][i].Seconds()
 		}
-		b.ReportMetric(median(ratios), m.name+"/none")
+		b.ReportMetric(median(ratios), m.name+"/"+modes[0].name)
 	}
+}
+
+// startSender starts a benchSender task in cgroup dir and returns its
+// stdin; cleanup closes it and waits for the task.
+func startSender(b *testing.B, dir, network, nsPath, addr string, stdout io.WriteCloser) io.Writer {
+	pr, pw := io.Pipe()
+	var out io.Writer
+	if stdout != nil {
+		out = stdout
+	}
+	cmd := startTask(b, dir, pr, out, "sender", network, nsPath, addr)
+	b.Cleanup(func() {
+		pw.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("sender: %v", err)
+		}
+		if stdout != nil {
+			stdout.Close()
+		}
+	})
+	return pw
 }
 
 // median returns the median of xs (xs is sorted in place).

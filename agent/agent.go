@@ -109,6 +109,7 @@ type Agent struct {
 	sandboxDir  string
 	checkpoints checkpointStore
 	reports     *reportQueue
+	metrics     agentMetrics // see metrics.go
 
 	regMu sync.Mutex // serialises registrations
 
@@ -391,6 +392,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		a.metrics.heartbeat(req.GetUsage(), err)
 		switch connect.CodeOf(err) {
 		case connect.CodeNotFound, connect.CodeFailedPrecondition:
 			a.log.Warn("kernel lost this agent; registering again", "agent", id, "err", err)

@@ -116,6 +116,7 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 	if err == nil {
 		err = a.startTask(tk, cfg)
 	}
+	a.metrics.started(err)
 	if err != nil {
 		a.log.Warn("task failed to start", "task", tk.id, "driver", tk.driver, "err", err)
 		close(tk.exited)
@@ -434,6 +435,7 @@ func classify(res *contract.ExitResult, killReason, oom string) (syscallsv1.Task
 // report; once the kernel has it, the checkpoint is removed and the task
 // forgotten.
 func (a *Agent) finish(tk *task, state syscallsv1.TaskState, reason string, code int32) {
+	a.metrics.taskEnded(state)
 	a.mu.Lock()
 	tk.state = taskExited
 	req := tk.statusLocked(state)

@@ -11,7 +11,9 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dcos-kernel/dcos/internal/metrics"
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -53,8 +55,10 @@ var allowed = map[string][]kernel.Role{
 }
 
 // Handler returns the HTTP handler for k: the Kernel service (Connect,
-// gRPC, gRPC-Web, HTTP/JSON), gRPC reflection and GET /healthz.
-func Handler(k *kernel.Kernel, tokens *Tokens) http.Handler {
+// gRPC, gRPC-Web, HTTP/JSON), gRPC reflection, GET /healthz and GET
+// /metrics (Prometheus: the kernel's metrics, the Go runtime's, and those
+// of extra, e.g. the local agent of dcosd dev).
+func Handler(k *kernel.Kernel, tokens *Tokens, extra ...prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&auth{tokens: tokens}),
@@ -73,6 +77,9 @@ func Handler(k *kernel.Kernel, tokens *Tokens) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	// Unauthenticated like /healthz, so that Prometheus scrapes it without
+	// a token; it shows ids, owner and role names and usage, never specs.
+	mux.Handle("GET /metrics", metrics.Handler(append(prometheus.Gatherers{metrics.NewRegistry(metrics.NewKernelCollector(k.Metrics))}, extra...)))
 	return mux
 }
 

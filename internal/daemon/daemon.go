@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
@@ -21,6 +22,7 @@ import (
 	"github.com/dcos-kernel/dcos/agent"
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
+	"github.com/dcos-kernel/dcos/internal/metrics"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -112,6 +114,7 @@ func devCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			agentMetrics := prometheus.NewRegistry() // joins the kernel's /metrics; the agent registers below
 			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
 				ccPath := c.String("client-config")
 				if ccPath == "" {
@@ -130,6 +133,7 @@ func devCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				agentMetrics.MustRegister(metrics.NewAgentCollector(a.Metrics))
 				g.Go(func() error {
 					defer stopPlugins()
 					return a.Run(ctx)
@@ -143,7 +147,7 @@ func devCommand() *cli.Command {
 				}
 				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				return nil
-			})
+			}, agentMetrics)
 		},
 	}
 }
@@ -172,9 +176,10 @@ func kernelCommand() *cli.Command {
 	}
 }
 
-// serveKernel opens the store, starts the kernel and its API server, calls
-// started with the API's URL, and runs until the context ends.
-func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error) error {
+// serveKernel opens the store, starts the kernel and its API server (whose
+// /metrics also serves extra), calls started with the API's URL, and runs
+// until the context ends.
+func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error, extra ...prometheus.Gatherer) error {
 	tf, err := api.LoadTokensFile(tokensPath(c, dataDir))
 	if err != nil {
 		return fmt.Errorf("%w (create one, or use `dcosd dev` which generates it)", err)
@@ -229,7 +234,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	url := "http://" + ln.Addr().String()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.Run(gctx) })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(k, tokens), log) })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(k, tokens, extra...), log) })
 	if err := started(gctx, g, url); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())
@@ -246,6 +251,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
 			&cli.StringFlag{Name: "token", Required: true, Usage: "agent token", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
+			metricsListenFlag,
 		}, append(agentFlags, pluginFlags...)...),
 		Action: func(c *cli.Context) error {
 			labels, err := parseLabels(c.StringSlice("label"))
@@ -266,6 +272,16 @@ func agentCommand() *cli.Command {
 				return err
 			}
 			defer stopPlugins()
+			if addr := c.String("metrics-listen"); addr != "" {
+				ctx, cancel := context.WithCancel(c.Context)
+				wait, err := serveAgentMetrics(ctx, addr, a, log)
+				if err != nil {
+					cancel()
+					return err
+				}
+				defer wait()
+				defer cancel()
+			}
 			return a.Run(c.Context)
 		},
 	}

@@ -2,6 +2,8 @@
 
 package ebpf
 
+import "runtime"
+
 // Accounting is unavailable on this system: Load returns ErrNotSupported.
 type Accounting struct{}
 
@@ -10,7 +12,7 @@ type Attachment struct{}
 
 // Load returns ErrNotSupported on systems other than Linux.
 func Load(cfg Config) (*Accounting, error) {
-	return nil, &FeatureError{Feature: "Linux"}
+	return nil, &FeatureError{Feature: "Linux (this is " + runtime.GOOS + ")"}
 }
 
 // CgroupID returns ErrNotSupported on systems other than Linux.

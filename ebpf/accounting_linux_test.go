@@ -596,3 +596,62 @@ func TestPrograms_allow(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAccounting_concurrent: Attach, Counters and Detach of several
+// cgroups at once (run with -race).
+func TestAccounting_concurrent(t *testing.T) {
+	a := loadTest(t, Config{})
+	dirs := make([]string, 4)
+	for i := range dirs {
+		dirs[i] = newCgroup(t, fmt.Sprintf("-%d", i))
+	}
+	errs := make(chan error, len(dirs)+1)
+	stop := make(chan struct{})
+	go func() { // a reader meanwhile
+		for {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := a.Registered(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	done := make(chan error, len(dirs))
+	for _, dir := range dirs {
+		go func() {
+			for range 20 {
+				at, err := a.Attach(dir)
+				if err != nil {
+					done <- err
+					return
+				}
+				if _, err := a.Counters(dir); err != nil {
+					done <- err
+					return
+				}
+				if err := at.Detach(); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range dirs {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Error(err)
+	}
+	if ids, err := a.Registered(); err != nil || len(ids) != 0 {
+		t.Errorf("Registered after all detached = %v, %v", ids, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/ebpf"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -69,6 +70,10 @@ type Config struct {
 	// MaxConcurrentStarts bounds the tasks being started at once; zero
 	// means 16.
 	MaxConcurrentStarts int
+	// Net, if set, counts each isolated task's network traffic (loaded by
+	// the caller, who also closes it after Run returns); nil runs tasks
+	// without network counters.
+	Net *ebpf.Accounting
 	// UsageInterval is how often the tasks' usage is sampled and sent with
 	// a heartbeat; zero means DefaultUsageInterval. Heartbeats in between
 	// carry no usage.
@@ -99,6 +104,7 @@ type Agent struct {
 
 	plugins       Plugins
 	isolator      string
+	net           *ebpf.Accounting
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
 
@@ -167,6 +173,7 @@ func New(cfg Config) (*Agent, error) {
 		registered:  make(chan struct{}),
 		plugins:     cfg.Plugins,
 		isolator:    cfg.Isolator,
+		net:         cfg.Net,
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 		caps:        map[string]*contract.Capabilities{},
 

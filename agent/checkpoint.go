@@ -36,6 +36,9 @@ type checkpoint struct {
 	// Limits are the container's limits.
 	Isolated bool               `json:"isolated,omitempty"`
 	Limits   contract.Resources `json:"limits"`
+	// NetCgroup is the cgroup v2 directory whose traffic is counted (eBPF),
+	// attached again after a restart.
+	NetCgroup string `json:"net_cgroup,omitempty"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/ebpf"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -59,6 +60,11 @@ type task struct {
 
 	// How long the start took, by step (for the log).
 	isolateTook, startTook time.Duration
+
+	// Network accounting (netacct.go): the cgroup v2 directory counted and
+	// its attachment.
+	netDir string
+	netAt  *ebpf.Attachment
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
@@ -71,7 +77,7 @@ func (t *task) statusLocked(state syscallsv1.TaskState) *syscallsv1.ReportTaskSt
 func (t *task) checkpoint() checkpoint {
 	return checkpoint{
 		TaskID: t.id, AllocationID: t.allocID, PID: t.pid, Sandbox: t.sandbox,
-		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits,
+		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits, NetCgroup: t.netDir,
 	}
 }
 
@@ -175,6 +181,7 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		if caps.JoinCgroups {
 			cfg.Cgroups = li.Cgroups
 		}
+		a.netAttach(tk, li.Cgroups)
 		t0 = time.Now()
 		h, err := drv.StartTask(ctx, cfg)
 		tk.startTook = time.Since(t0)
@@ -185,6 +192,7 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 			}
 		}
 		if err != nil {
+			a.netDetach(tk)
 			if cerr := iso.Cleanup(ctx, tk.id); cerr != nil {
 				a.log.Error("cannot clean up isolation of a task that failed to start", "task", tk.id, "err", cerr)
 			}
@@ -388,8 +396,10 @@ func (a *Agent) lost(tk *task, reason string) {
 	a.finish(tk, syscallsv1.TaskState_TASK_STATE_LOST, reason, -1)
 }
 
-// release tears down tk's driver and isolator state (both idempotent).
+// release tears down tk's driver, network accounting and isolator state
+// (all idempotent).
 func (a *Agent) release(tk *task) {
+	a.netDetach(tk)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
 	defer cancel()
 	if drv, err := a.plugins.Driver(tk.driver); err == nil {
@@ -527,7 +537,7 @@ func (a *Agent) recover() error {
 	var live []*task
 	for _, cp := range cps {
 		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
-			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, exited: make(chan struct{})}
+			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup, exited: make(chan struct{})}
 		a.mu.Lock()
 		a.tasks[tk.id] = tk
 		a.mu.Unlock()
@@ -541,6 +551,7 @@ func (a *Agent) recover() error {
 		live = append(live, tk)
 	}
 	a.recoverIsolation()
+	a.netRecover(live)
 	for _, tk := range live {
 		if err := a.reattach(tk); err != nil {
 			a.log.Warn("cannot recover task", "task", tk.id, "driver", tk.driver, "err", err)
@@ -632,10 +643,12 @@ func (a *Agent) usage(ctx context.Context) []*syscallsv1.TaskUsage {
 		if at.IsZero() {
 			at = time.Now()
 		}
-		out = append(out, &syscallsv1.TaskUsage{
+		s := &syscallsv1.TaskUsage{
 			TaskId: tk.id, Sampled: timestamppb.New(at), CpuNs: u.CPUUserNanos + u.CPUSystemNanos,
 			MemBytes: u.MemoryRSSBytes, MemPeakBytes: u.MemoryPeakBytes, Pids: u.PIDs, OomKills: u.OOMKills,
-		})
+		}
+		a.netUsage(tk, s)
+		out = append(out, s)
 	}
 	return out
 }

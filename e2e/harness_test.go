@@ -176,6 +176,8 @@ type world struct {
 	dcosd    string              // the dcosd binary to run; bin.dcosd if empty
 	cred     *syscall.Credential // run the daemons as this user; nil: as the test
 	cgParent string              // --cgroup-parent of the env's agents: their task cgroups
+	pinDir   string              // --bpf-pin-dir of the env's agents: their network counters
+	extraEnv []string            // added to the daemons' environment
 
 	mu        sync.Mutex
 	procs     []*proc
@@ -191,7 +193,8 @@ type world struct {
 // task process they started.
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, world: &world{dir: t.TempDir(), cgParent: "/dcos-e2e-" + newToken()[:12]}}
+	tok := newToken()[:12]
+	e := &env{t: t, world: &world{dir: t.TempDir(), cgParent: "/dcos-e2e-" + tok, pinDir: "/sys/fs/bpf/dcos-e2e-" + tok}}
 	// Registered after TempDir, so it runs before the dir is removed.
 	t.Cleanup(e.cleanup)
 	return e
@@ -215,7 +218,8 @@ func (e *env) baseEnv() []string {
 		}
 		out = append(out, kv)
 	}
-	return append(out, "XDG_CONFIG_HOME="+e.path("xdg-config"), "XDG_STATE_HOME="+e.path("xdg-state"))
+	out = append(out, "XDG_CONFIG_HOME="+e.path("xdg-config"), "XDG_STATE_HOME="+e.path("xdg-state"))
+	return append(out, e.extraEnv...)
 }
 
 // start starts a daemon. When ready is not empty, it waits for a stdout
@@ -272,7 +276,7 @@ func (e *env) start(name, ready string, args ...string) (*proc, string) {
 func (e *env) startDev(extra ...string) *proc {
 	e.t.Helper()
 	cc := e.path("client.json")
-	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent}, extra...)
+	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent, "--bpf-pin-dir", e.pinDir}, extra...)
 	started := time.Now()
 	p, url := e.start("dcosd dev", "dcos dev: kernel at ", args...)
 	var c struct{ Kernel, Token string }
@@ -333,7 +337,7 @@ func (e *env) startAgent(name, token string, extra ...string) (*proc, string) {
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
-	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name}, extra...)
+	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}, extra...)
 	p, _ := e.start("dcosd agent "+name, "", args...)
 	var id string
 	e.eventually("agent "+name+" UP", func() (bool, string) {
@@ -466,6 +470,10 @@ func (e *env) cleanup() {
 	e.killTasks()
 	e.waitHelpersGone()
 	removeCgroups(t, e.cgParent)
+	// Pinned counter links of tasks that outlived their agent (killed above).
+	if err := os.RemoveAll(e.pinDir); err != nil {
+		t.Errorf("bpf pins %s: %v", e.pinDir, err)
+	}
 	for _, p := range procs {
 		errText := p.stderr.String()
 		if strings.Contains(errText, "WARNING: DATA RACE") {

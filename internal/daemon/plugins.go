@@ -16,6 +16,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/agent"
 	"github.com/dcos-kernel/dcos/drivers/execdriver"
+	"github.com/dcos-kernel/dcos/ebpf"
 	isocgroups "github.com/dcos-kernel/dcos/isolators/cgroups"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	"github.com/dcos-kernel/dcos/plugins/host"
@@ -35,6 +36,7 @@ var pluginFlags = []cli.Flag{
 	&cli.StringFlag{Name: "plugin-dir", Usage: "directory of vendor plugins (dcos-driver-NAME, dcos-isolator-NAME)"},
 	&cli.StringFlag{Name: "plugin-catalog", Usage: "sha256sum-format checksums of the plugins that may run (default PLUGIN_DIR/SHA256SUMS)"},
 	&cli.StringFlag{Name: "isolation", Value: "cgroups", Usage: "isolator for every task: cgroups or none (cgroups falls back to none, with a warning, where cgroups cannot be used)"},
+	&cli.StringFlag{Name: "bpf-pin-dir", Usage: "bpffs directory of this agent's network counters, kept across restarts (default /sys/fs/bpf/dcos/agent-HASH, HASH from the data dir)"},
 	&cli.StringFlag{Name: "cgroup-parent", Usage: "cgroup the task cgroups go beneath, one per agent: absolute (/dcos) or relative to the agent's own cgroup (default dcos-tasks/agent-HASH, HASH from the data dir)"},
 }
 
@@ -82,6 +84,7 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 		}
 		cmd = append(cmd, "--isolator", builtinIsolator, "--cgroup-parent", parent)
 		cfg.Isolator = builtinIsolator
+		cfg.Net = loadNetAccounting(c, log, cfg.DataDir)
 	default:
 		return nil, nil, fmt.Errorf("--isolation %q: want cgroups or none", iso)
 	}
@@ -108,11 +111,39 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 		return nil, nil, err
 	}
 	cfg.Plugins = agentPlugins{h}
-	if a, err = agent.New(cfg); err != nil {
+	stop := func() {
 		h.Close()
+		if cfg.Net != nil {
+			cfg.Net.Close() // keeps the pins: counting goes on while the agent is down
+		}
+	}
+	if a, err = agent.New(cfg); err != nil {
+		stop()
 		return nil, nil, err
 	}
-	return a, func() { h.Close() }, nil
+	return a, stop, nil
+}
+
+// disableNetEnv, when set, turns network accounting off with its value as
+// the reason, as if the kernel lacked a feature (for tests of that path).
+const disableNetEnv = "DCOS_EBPF_DISABLE"
+
+// loadNetAccounting loads the eBPF network counters of the agent of
+// dataDir. Where the kernel cannot (or DCOS_EBPF_DISABLE is set), it logs
+// exactly what is missing and returns nil: tasks run without network
+// counters.
+func loadNetAccounting(c *cli.Context, log *slog.Logger, dataDir string) *ebpf.Accounting {
+	dir := c.String("bpf-pin-dir")
+	if dir == "" {
+		sum := sha256.Sum256([]byte(dataDir))
+		dir = ebpf.PinDirFor("agent-" + hex.EncodeToString(sum[:6]))
+	}
+	acc, err := ebpf.Load(ebpf.Config{PinDir: dir, Disable: os.Getenv(disableNetEnv)})
+	if err != nil {
+		log.Warn("tasks run WITHOUT network accounting: usage has no network counters", "reason", err)
+		return nil
+	}
+	return acc
 }
 
 // selfExe is the path that runs this very binary again: /proc/self/exe,

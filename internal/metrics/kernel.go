@@ -27,7 +27,11 @@ var (
 	tPIDs     = prometheus.NewDesc("dcos_task_pids", "Processes of a live task, from its agent's latest sample.", taskLabels, nil)
 	tOOM      = prometheus.NewDesc("dcos_task_oom_kills_total", "OOM kills in a live task's cgroup, from its agent's latest sample.", taskLabels, nil)
 	tSampled  = prometheus.NewDesc("dcos_task_usage_sampled_timestamp_seconds", "When the agent took a live task's latest usage sample (Unix time).", taskLabels, nil)
-	kernelAll = []*prometheus.Desc{kRevision, kAgents, kAllocations, kTasks, kPolicy, kPolicyFail, kCycle, tCPU, tMem, tMemPeak, tPIDs, tOOM, tSampled}
+	tNetBytes = prometheus.NewDesc("dcos_task_network_bytes_total", "IP bytes a live task's sockets received (rx) or sent (tx), counted by eBPF on its cgroup, from its agent's latest sample.", netLabels, nil)
+	tNetPkts  = prometheus.NewDesc("dcos_task_network_packets_total", "Packets (sk_buffs: up to 64 KiB with GSO/GRO) a live task's sockets received (rx) or sent (tx), from its agent's latest sample.", netLabels, nil)
+	kernelAll = []*prometheus.Desc{kRevision, kAgents, kAllocations, kTasks, kPolicy, kPolicyFail, kCycle, tCPU, tMem, tMemPeak, tPIDs, tOOM, tSampled, tNetBytes, tNetPkts}
+
+	netLabels = append(append([]string{}, taskLabels...), "direction")
 )
 
 // KernelCollector is a prometheus.Collector of a kernel's health and its
@@ -98,6 +102,10 @@ func (c *KernelCollector) Collect(ch chan<- prometheus.Metric) {
 		if u.GetSampled() != nil {
 			gauge(ch, tSampled, float64(u.GetSampled().AsTime().UnixNano())/1e9, l...)
 		}
+		counter(ch, tNetBytes, float64(u.GetRxBytes()), append(l, "rx")...)
+		counter(ch, tNetBytes, float64(u.GetTxBytes()), append(l, "tx")...)
+		counter(ch, tNetPkts, float64(u.GetRxPackets()), append(l, "rx")...)
+		counter(ch, tNetPkts, float64(u.GetTxPackets()), append(l, "tx")...)
 	}
 }
 

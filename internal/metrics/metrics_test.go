@@ -58,6 +58,22 @@ dcos_task_usage_sampled_timestamp_seconds{agent="agent-1",allocation="a-2",owner
 `,
 		},
 		{
+			name: "network counters by direction",
+			snap: kernel.Metrics{Tasks: []kernel.TaskMetrics{{ID: "t-9", AllocationID: "a-3", AgentID: "agent-1", Owner: "fw", Role: "web",
+				State: pb.TaskState_TASK_STATE_RUNNING, Usage: &pb.TaskUsage{RxBytes: 100, TxBytes: 10485760, RxPackets: 2, TxPackets: 160}}}},
+			names: []string{"dcos_task_network_bytes_total", "dcos_task_network_packets_total"},
+			want: `
+# HELP dcos_task_network_bytes_total IP bytes a live task's sockets received (rx) or sent (tx), counted by eBPF on its cgroup, from its agent's latest sample.
+# TYPE dcos_task_network_bytes_total counter
+dcos_task_network_bytes_total{agent="agent-1",allocation="a-3",direction="rx",owner="fw",role="web",task="t-9"} 100
+dcos_task_network_bytes_total{agent="agent-1",allocation="a-3",direction="tx",owner="fw",role="web",task="t-9"} 1.048576e+07
+# HELP dcos_task_network_packets_total Packets (sk_buffs: up to 64 KiB with GSO/GRO) a live task's sockets received (rx) or sent (tx), from its agent's latest sample.
+# TYPE dcos_task_network_packets_total counter
+dcos_task_network_packets_total{agent="agent-1",allocation="a-3",direction="rx",owner="fw",role="web",task="t-9"} 2
+dcos_task_network_packets_total{agent="agent-1",allocation="a-3",direction="tx",owner="fw",role="web",task="t-9"} 160
+`,
+		},
+		{
 			name: "ended tasks and tasks without a sample have no usage series",
 			snap: kernel.Metrics{Tasks: []kernel.TaskMetrics{
 				{ID: "t-6", State: pb.TaskState_TASK_STATE_FINISHED, Usage: usage("t-6", 1, 1)},

@@ -183,7 +183,7 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		}
 		a.netAttach(tk, li.Cgroups)
 		t0 = time.Now()
-		h, err := drv.StartTask(ctx, cfg)
+		h, err := startWith(ctx, drv, cfg)
 		tk.startTook = time.Since(t0)
 		if err == nil && !caps.JoinCgroups && h.PID > 0 {
 			if err = iso.Isolate(ctx, tk.id, h.PID); err != nil {
@@ -202,12 +202,23 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 	}
 	cfg.Resources = tk.limits
 	t0 := time.Now()
-	h, err := drv.StartTask(ctx, cfg)
+	h, err := startWith(ctx, drv, cfg)
 	tk.startTook = time.Since(t0)
 	if err != nil {
 		return err
 	}
 	return a.setHandle(tk, h)
+}
+
+// startWith starts cfg with drv; a driver that answers no handle has its
+// task destroyed and the start fails.
+func startWith(ctx context.Context, drv contract.Driver, cfg *contract.TaskConfig) (*contract.TaskHandle, error) {
+	h, err := drv.StartTask(ctx, cfg)
+	if err == nil && h == nil {
+		drv.DestroyTask(ctx, cfg.ID, true)
+		err = errors.New("driver answered StartTask without a handle")
+	}
+	return h, err
 }
 
 // capabilities returns driver name's capabilities, asked once per driver

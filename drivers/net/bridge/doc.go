@@ -1,0 +1,35 @@
+// Package bridge is the node's "bridge" network driver (contract.NetDriver):
+// each bridge-mode container gets its own network namespace, joined by a
+// veth pair to the node's Linux bridge (default "dcos0", which holds the
+// gateway, the first host of the node's subnet), an address from the node's
+// subnet, and a default route via the gateway. Host-mode containers share
+// the node's namespace; the driver only reserves their host ports.
+//
+// Between nodes the driver routes (L3) over one VXLAN device (default
+// "dcos-vx", VNI 88, UDP 4789, learning off). For each peer it installs,
+// all derived from the peer's subnet and underlay address:
+//
+//	route   <peer subnet> via <peer subnet's .0> dev dcos-vx onlink src <our gateway>
+//	neigh   <peer subnet's .0> lladdr 02:dc:<peer subnet> dev dcos-vx permanent
+//	fdb     02:dc:<peer subnet> dst <peer underlay> dev dcos-vx self permanent
+//
+// so that a packet for another node's container is encapsulated to exactly
+// that node, with no ARP or flooding over the overlay (flannel's scheme).
+// Forwarding is enabled per device (net.ipv4.conf.<dev>.forwarding) on the
+// bridge and the VXLAN device only, not host-wide.
+//
+// Namespaces are bind-mounted under StateDir/netns/dcos-<escaped id>, not
+// under /run/netns: they belong to one driver instance, so GC can never
+// touch another driver's (or another test's) namespaces, and they are not
+// listed by `ip netns`; enter one with `nsenter --net=<path>`.
+//
+// Addresses are leased by a small pool persisted in StateDir/ipam.json
+// (written atomically: temp file, fsync, rename, fsync of the directory)
+// before any kernel object is created, so a restarted driver never hands
+// out an address a live container holds. Everything the driver creates on
+// the host is named with a "dcos" prefix.
+//
+// It is not a firewall and not a NAT: bridge-mode host port mappings
+// return ErrNotSupported for now (no DNAT without iptables/nftables
+// support), and traffic leaving the cluster is not masqueraded.
+package bridge

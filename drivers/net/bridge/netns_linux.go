@@ -1,0 +1,95 @@
+//go:build linux
+
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// createNetns creates a new network namespace and bind-mounts it on path
+// (which must not exist). The namespace is made on a goroutine locked to
+// its OS thread which never unlocks: the thread, whose namespace changed,
+// ends with the goroutine instead of returning to the scheduler.
+func createNetns(path string) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: see above.
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+		if err != nil {
+			errc <- err
+			return
+		}
+		f.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			os.Remove(path)
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			os.Remove(path)
+			errc <- fmt.Errorf("bind mount: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// removeNetns unmounts and removes the namespace file at path; a missing
+// file is not an error.
+func removeNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// isNetns reports whether path is a mounted network namespace.
+func isNetns(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// inNetns runs fn on an OS thread in the namespace at path ("" runs fn on
+// the calling goroutine). The thread is discarded afterwards.
+func inNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread ends with the goroutine.
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("setns %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// setForwarding enables IPv4 forwarding on one device of the namespace at
+// nsPath (the host's when "").
+func setForwarding(nsPath, dev string) error {
+	return inNetns(nsPath, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/forwarding", []byte("1"), 0o644)
+	})
+}

@@ -1,0 +1,325 @@
+//go:build linux
+
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+func TestDriver_SetupBridge(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	st := tn.setup("web-1")
+	gw := gateway(tn.subnet)
+	if st.Interface != "eth0" || st.Gateway != gw || !tn.subnet.Contains(st.IP) || st.IP == gw {
+		t.Fatalf("status %+v", st)
+	}
+	if st.Env[contract.TaskIPEnv] != st.IP.String() {
+		t.Errorf("env %v", st.Env)
+	}
+	if got, err := tn.d.Status(ctx, "web-1"); err != nil || got.IP != st.IP || got.Netns != st.Netns {
+		t.Errorf("Status = %+v, %v", got, err)
+	}
+
+	addrs, routes, up := inside(t, st.Netns)
+	if !up || len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(st.IP, 24).String() {
+		t.Errorf("eth0 up=%v addrs=%v", up, addrs)
+	}
+	var def bool
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == gw.String() {
+			def = true
+		}
+	}
+	if !def {
+		t.Errorf("no default route via %s: %v", gw, routes)
+	}
+	l, err := netlink.LinkByName(vethName(tn.cfg.Bridge, "web-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, _ := netlink.LinkByName(tn.cfg.Bridge)
+	if l.Attrs().MasterIndex != br.Attrs().Index || l.Attrs().Flags&1 == 0 || l.Attrs().HardwareAddr.String() != mac(macHostVeth, st.IP).String() {
+		t.Errorf("host veth %+v", l.Attrs())
+	}
+
+	t.Run("host to container", func(t *testing.T) {
+		ln := listenIn(t, st.Netns, hostPort(st.IP, 0))
+		roundTrip(t, ln, "")
+	})
+	t.Run("container to host", func(t *testing.T) {
+		ln := listenIn(t, "", hostPort(gw, 0))
+		roundTrip(t, ln, st.Netns)
+	})
+	t.Run("container to container", func(t *testing.T) {
+		st2 := tn.setup("web-2")
+		if st2.IP == st.IP {
+			t.Fatalf("two containers got %s", st.IP)
+		}
+		ln := listenIn(t, st.Netns, hostPort(st.IP, 0))
+		roundTrip(t, ln, st2.Netns)
+		ln2 := listenIn(t, st2.Netns, hostPort(st2.IP, 0))
+		roundTrip(t, ln2, st.Netns)
+	})
+}
+
+func TestDriver_Teardown(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	st := tn.setup("c1")
+	for i := range 2 {
+		if err := tn.d.Teardown(ctx, "c1"); err != nil {
+			t.Fatalf("teardown %d: %v", i, err)
+		}
+	}
+	if _, err := os.Stat(st.Netns); !os.IsNotExist(err) {
+		t.Errorf("netns file: %v", err)
+	}
+	if _, err := netlink.LinkByName(vethName(tn.cfg.Bridge, "c1")); err == nil {
+		t.Errorf("veth still there")
+	}
+	if _, err := tn.d.Status(ctx, "c1"); !errors.Is(err, contract.ErrTaskNotFound) {
+		t.Errorf("Status after teardown: %v", err)
+	}
+	if len(tn.d.pool.Leases) != 0 {
+		t.Errorf("leases %v", tn.d.pool.Leases)
+	}
+	if err := tn.d.Teardown(ctx, "never-seen"); err != nil {
+		t.Errorf("teardown of an unknown ID: %v", err)
+	}
+	// The ID can be set up again.
+	tn.setup("c1")
+}
+
+func TestDriver_BadInput(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	tn.setup("dup")
+	tests := []struct {
+		name string
+		req  contract.NetworkRequest
+		want error
+	}{
+		{"bad mode", contract.NetworkRequest{ContainerID: "x", Mode: "overlay"}, contract.ErrNotSupported},
+		{"empty mode", contract.NetworkRequest{ContainerID: "x"}, contract.ErrNotSupported},
+		{"set up twice", contract.NetworkRequest{ContainerID: "dup", Mode: contract.NetworkModeBridge}, contract.ErrConflict},
+		{"bridge ports", contract.NetworkRequest{ContainerID: "x", Mode: contract.NetworkModeBridge,
+			Ports: []contract.PortMapping{{Name: "http", HostPort: 8080, ContainerPort: 80}}}, contract.ErrNotSupported},
+		{"udp-lite", contract.NetworkRequest{ContainerID: "x", Mode: contract.NetworkModeHost,
+			Ports: []contract.PortMapping{{Name: "a", Protocol: "sctp"}}}, contract.ErrNotSupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tn.ids[tt.req.ContainerID] = true
+			if _, err := tn.d.Setup(ctx, tt.req); !errors.Is(err, tt.want) {
+				t.Errorf("Setup = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := tn.d.Status(ctx, "nope"); !errors.Is(err, contract.ErrTaskNotFound) {
+		t.Errorf("Status(unknown) = %v", err)
+	}
+	if _, err := tn.d.Status(ctx, "x"); !errors.Is(err, contract.ErrTaskNotFound) {
+		t.Errorf("a failed Setup left state: %v", err)
+	}
+	if _, err := os.Stat(tn.d.nsPath("x")); !os.IsNotExist(err) {
+		t.Errorf("a failed Setup left a namespace: %v", err)
+	}
+}
+
+func TestDriver_HostMode(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	tn.ids["h1"], tn.ids["h2"] = true, true
+	st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "h1", Mode: contract.NetworkModeHost,
+		Ports: []contract.PortMapping{{Name: "http-admin"}, {Name: "db", HostPort: 31000, Protocol: "udp"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Netns != "" || st.Ports[0].HostPort != portRangeFirst || st.Ports[0].Protocol != "tcp" ||
+		st.Env["DCOS_PORT_HTTP_ADMIN"] != fmt.Sprint(portRangeFirst) || st.Env["DCOS_PORT_DB"] != "31000" {
+		t.Fatalf("status %+v", st)
+	}
+	_, err = tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "h2", Mode: contract.NetworkModeHost,
+		Ports: []contract.PortMapping{{Name: "x", HostPort: portRangeFirst}}})
+	if !errors.Is(err, contract.ErrConflict) {
+		t.Fatalf("taken host port: %v", err)
+	}
+	if err := tn.d.Teardown(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "h2", Mode: contract.NetworkModeHost,
+		Ports: []contract.PortMapping{{Name: "x", HostPort: portRangeFirst}}}); err != nil {
+		t.Fatalf("port released by teardown: %v", err)
+	}
+}
+
+func TestDriver_ConfigureNode(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	cfg := contract.NodeConfig{AgentID: "a1", Subnet: tn.subnet}
+	if err := tn.d.ConfigureNode(ctx, cfg); err != nil {
+		t.Fatalf("again: %v", err)
+	}
+	tn.setup("c1")
+	other := netip.MustParsePrefix("10.199.254.0/24")
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: other}); !errors.Is(err, contract.ErrConflict) {
+		t.Fatalf("subnet change with a container: %v", err)
+	}
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: netip.MustParsePrefix("10.199.1.0/31")}); err == nil {
+		t.Fatal("a /31 was accepted")
+	}
+	if err := tn.d.Teardown(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	// With no container left, the subnet may change; the bridge is
+	// re-addressed.
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: other}); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := netlink.LinkByName(tn.cfg.Bridge)
+	addrs, _ := netlink.AddrList(br, 2)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.199.254.1/24" {
+		t.Errorf("bridge addresses %v", addrs)
+	}
+	if err := tn.d.ConfigureNode(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDriver_IPAMPersistsAcrossRestart(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	a, b := tn.setup("a"), tn.setup("b")
+	if err := tn.d.Teardown(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	a = tn.setup("a2")
+	old := tn.d
+	old.Close() // a "restart": no teardown
+
+	tn.d = tn.open()
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: tn.subnet}); err != nil {
+		t.Fatal(err)
+	}
+	// Before Recover, a new container still gets an address nobody holds.
+	c := tn.setup("c")
+	if c.IP == a.IP || c.IP == b.IP {
+		t.Fatalf("restarted driver reused a live address: %s (live %s, %s)", c.IP, a.IP, b.IP)
+	}
+	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*a, *b}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := tn.d.Status(ctx, "b"); err != nil || st.IP != b.IP {
+		t.Fatalf("recovered Status = %+v, %v", st, err)
+	}
+	// Recover is a no-op for what is tracked.
+	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*a}); err != nil {
+		t.Fatal(err)
+	}
+	ln := listenIn(t, b.Netns, hostPort(b.IP, 0))
+	roundTrip(t, ln, a.Netns)
+}
+
+func TestDriver_Exhausted(t *testing.T) {
+	subnet := testSubnet()
+	subnet = netip.PrefixFrom(subnet.Addr(), 29) // .2-.6 leasable
+	tn := newTestNode(t, subnet)
+	ctx := context.Background()
+	for i := range 5 {
+		tn.setup(fmt.Sprint("c", i))
+	}
+	tn.ids["c5"] = true
+	_, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "c5", Mode: contract.NetworkModeBridge})
+	if !errors.Is(err, contract.ErrExhausted) {
+		t.Fatalf("sixth Setup = %v, want ErrExhausted", err)
+	}
+	if _, err := os.Stat(tn.d.nsPath("c5")); !os.IsNotExist(err) {
+		t.Errorf("failed Setup left a namespace: %v", err)
+	}
+	if err := tn.d.Teardown(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if st := tn.setup("c5"); st.IP != netip.AddrFrom4([4]byte{10, 199, subnet.Addr().As4()[2], 4}) {
+		t.Errorf("c5 got %s, want the released .4", st.IP)
+	}
+}
+
+func TestDriver_GC(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	a, _, _ := tn.setup("a"), tn.setup("b"), tn.setup("c")
+	// A leftover the driver never recorded: a veth on the bridge from a
+	// crash with no lease or namespace.
+	br, _ := netlink.LinkByName(tn.cfg.Bridge)
+	la := netlink.NewLinkAttrs()
+	la.Name, la.MasterIndex = vethName(tn.cfg.Bridge, "ghost"), br.Attrs().Index
+	tn.ids["ghost"] = true
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "dcostp" + randHex(8)}); err != nil {
+		t.Fatal(err)
+	}
+	tn.d.Close() // crash
+
+	tn.d = tn.open()
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: tn.subnet}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*a}); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := tn.d.GC(ctx, []string{"a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(removed) != "[b c]" {
+		t.Errorf("removed %v, want [b c]", removed)
+	}
+	for _, id := range []string{"b", "c", "ghost"} {
+		if _, err := netlink.LinkByName(vethName(tn.cfg.Bridge, id)); err == nil {
+			t.Errorf("%s: veth left", id)
+		}
+		if _, err := os.Stat(tn.d.nsPath(id)); !os.IsNotExist(err) {
+			t.Errorf("%s: netns left", id)
+		}
+	}
+	if again, err := tn.d.GC(ctx, []string{"a"}); err != nil || len(again) != 0 {
+		t.Errorf("GC again = %v, %v", again, err)
+	}
+	if _, err := tn.d.Status(ctx, "a"); err != nil {
+		t.Errorf("live container lost: %v", err)
+	}
+	ln := listenIn(t, a.Netns, hostPort(a.IP, 0))
+	roundTrip(t, ln, "")
+}
+
+func TestDriver_RecoverForgetsGone(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	a := tn.setup("a")
+	tn.d.Close()
+	tn.d = tn.open()
+	if err := removeNetns(a.Netns); err != nil { // the namespace vanished
+		t.Fatal(err)
+	}
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: tn.subnet}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*a}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.d.Status(ctx, "a"); !errors.Is(err, contract.ErrTaskNotFound) {
+		t.Errorf("gone container recovered: %v", err)
+	}
+	if len(tn.d.pool.Leases) != 0 {
+		t.Errorf("its lease kept: %v", tn.d.pool.Leases)
+	}
+}

@@ -1,0 +1,271 @@
+//go:build linux
+
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+)
+
+// requireNetns skips the test when the kernel or the privileges do not
+// allow network namespaces, veths and bridges, saying which is missing.
+func requireNetns(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root (network namespaces, veths, bridges)")
+	}
+	path := filepath.Join(tb.TempDir(), "probe")
+	if err := createNetns(path); err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+			tb.Skipf("network namespaces unavailable: %v", err)
+		}
+		tb.Fatalf("probe netns: %v", err)
+	}
+	if err := removeNetns(path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// subnetSeq gives each test in this package its own /24 of 10.199/16.
+var subnetSeq atomic.Uint32
+
+func testSubnet() netip.Prefix {
+	n := (subnetSeq.Add(1) + uint32(os.Getpid())) % 250
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 199, byte(n + 1), 0}), 24)
+}
+
+// testNode is a driver on a test-unique bridge, checked for leftovers when
+// the test ends.
+type testNode struct {
+	tb     testing.TB
+	d      *Driver
+	cfg    Config
+	subnet netip.Prefix
+	ids    map[string]bool // every container ID the test used
+}
+
+// newTestNode returns a configured driver on a fresh bridge dcostb<hex> and
+// subnet. At the end of the test it tears down every container the test
+// used, removes the node and fails on anything left behind.
+func newTestNode(tb testing.TB, subnet netip.Prefix) *testNode {
+	tb.Helper()
+	requireNetns(tb)
+	cfg := Config{
+		StateDir: tb.TempDir(),
+		Bridge:   "dcostb" + randHex(8),
+		VXLAN:    "dcostx" + randHex(8),
+	}
+	tn := &testNode{tb: tb, cfg: cfg, subnet: subnet, ids: map[string]bool{}}
+	tn.d = tn.open()
+	if err := tn.d.ConfigureNode(context.Background(), contract.NodeConfig{AgentID: "a1", Subnet: subnet}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		d := tn.d
+		for id := range tn.ids {
+			if err := d.Teardown(ctx, id); err != nil {
+				tb.Errorf("cleanup: %v", err)
+			}
+		}
+		if _, err := d.GC(ctx, nil); err != nil {
+			tb.Errorf("cleanup: %v", err)
+		}
+		if err := d.RemoveNode(ctx); err != nil {
+			tb.Errorf("cleanup: %v", err)
+		}
+		d.Close()
+		checkNothingLeft(tb, cfg, subnet, tn.ids)
+	})
+	return tn
+}
+
+// open returns a new driver on the node's state dir and bridge (as after a
+// restart).
+func (tn *testNode) open() *Driver {
+	d, err := New(tn.cfg)
+	if err != nil {
+		tn.tb.Fatal(err)
+	}
+	return d
+}
+
+func (tn *testNode) setup(id string) *contract.NetworkStatus {
+	tn.tb.Helper()
+	tn.ids[id] = true
+	st, err := tn.d.Setup(context.Background(), contract.NetworkRequest{ContainerID: id, Mode: contract.NetworkModeBridge})
+	if err != nil {
+		tn.tb.Fatal(err)
+	}
+	return st
+}
+
+// checkNothingLeft fails if any link, address, namespace or mount of the
+// test node is left on the host.
+func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[string]bool) {
+	tb.Helper()
+	want := map[string]bool{cfg.Bridge: true, cfg.VXLAN: true}
+	for id := range ids {
+		want[vethName(cfg.Bridge, id)] = true
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range links {
+		if want[l.Attrs().Name] {
+			tb.Errorf("left behind: link %s (%s)", l.Attrs().Name, l.Type())
+		}
+	}
+	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && subnet.Contains(ip.Unmap()) {
+			tb.Errorf("left behind: address %s on link %d", a.IPNet, a.LinkIndex)
+		}
+	}
+	ents, err := os.ReadDir(nsDir(cfg.StateDir))
+	if err != nil && !os.IsNotExist(err) {
+		tb.Fatal(err)
+	}
+	for _, e := range ents {
+		tb.Errorf("left behind: namespace file %s", e.Name())
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), cfg.StateDir) {
+			tb.Errorf("left behind: mount %s", sc.Text())
+		}
+	}
+	// The driver never uses /run/netns; nothing of it may appear there.
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			if id, ok := nsID(e.Name()); ok && ids[id] {
+				tb.Errorf("left behind: /run/netns/%s", e.Name())
+			}
+		}
+	}
+}
+
+// listenIn listens on TCP addr inside the namespace at path.
+func listenIn(tb testing.TB, path string, addr string) net.Listener {
+	tb.Helper()
+	var ln net.Listener
+	err := inNetns(path, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("listen in %s: %v", path, err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// dialIn connects to addr from inside the namespace at path ("" = here).
+func dialIn(path, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(path, func() (err error) {
+		c, err = net.Dial("tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// roundTrip accepts one connection on ln, dials it from inside path and
+// checks that bytes go both ways.
+func roundTrip(tb testing.TB, ln net.Listener, fromNetns string) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4)
+		if _, err := c.Read(buf); err != nil {
+			done <- err
+			return
+		}
+		_, err = c.Write([]byte("pong"))
+		done <- err
+	}()
+	c, err := dialIn(fromNetns, ln.Addr().String())
+	if err != nil {
+		tb.Fatalf("dial %s from %q: %v", ln.Addr(), fromNetns, err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		tb.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := c.Read(buf); err != nil || string(buf) != "pong" {
+		tb.Fatalf("read %q: %v", buf, err)
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func hostPort(a netip.Addr, port int) string {
+	return net.JoinHostPort(a.String(), fmt.Sprint(port))
+}
+
+// inside returns eth0's addresses and the default routes of the namespace
+// at path.
+func inside(tb testing.TB, path string) (addrs []netlink.Addr, routes []netlink.Route, up bool) {
+	tb.Helper()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if addrs, err = h.AddrList(l, unix.AF_INET); err != nil {
+		tb.Fatal(err)
+	}
+	if routes, err = h.RouteList(l, unix.AF_INET); err != nil {
+		tb.Fatal(err)
+	}
+	return addrs, routes, l.Attrs().Flags&net.FlagUp != 0
+}

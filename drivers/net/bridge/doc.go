@@ -24,7 +24,8 @@
 // listed by `ip netns`; enter one with `nsenter --net=<path>`.
 //
 // Addresses are leased by a small pool persisted in StateDir/ipam.json
-// (written atomically: temp file, fsync, rename, fsync of the directory)
+// (written atomically: temp file renamed over the old one; not fsynced,
+// as no namespace survives a reboot, see pool.save)
 // before any kernel object is created, so a restarted driver never hands
 // out an address a live container holds. Everything the driver creates on
 // the host is named with a "dcos" prefix.

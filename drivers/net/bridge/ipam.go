@@ -111,7 +111,9 @@ func (p *pool) ids() []string {
 
 const ipamFile = "ipam.json"
 
-// loadPool reads the pool persisted in dir; a missing file is an empty pool.
+// loadPool reads the pool persisted in dir; a missing file is an empty
+// pool. So is an empty file, which only a power loss between the rename and
+// the write-back can leave (see save): then no namespace survived either.
 func loadPool(dir string) (*pool, error) {
 	b, err := os.ReadFile(filepath.Join(dir, ipamFile))
 	if os.IsNotExist(err) {
@@ -119,6 +121,9 @@ func loadPool(dir string) (*pool, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	if len(b) == 0 {
+		return &pool{Leases: map[string]netip.Addr{}}, nil
 	}
 	var p pool
 	if err := json.Unmarshal(b, &p); err != nil {
@@ -130,8 +135,13 @@ func loadPool(dir string) (*pool, error) {
 	return &p, nil
 }
 
-// save writes p to dir atomically: a reader (or a restart after a crash)
-// sees either the old or the new file, never a torn one.
+// save writes p to dir atomically (a temp file renamed over the old one):
+// after a crash of the driver process a reader sees either the old or the
+// new file, never a torn one. It does not fsync: every lease names a
+// namespace, and no namespace survives a reboot, so a lease that a power
+// loss forgets is one nobody holds any more (and a file a power loss tore
+// is read as an empty pool, see loadPool). This keeps two fsyncs (~5 ms on
+// a VM's disk) off every Setup and Teardown.
 func (p *pool) save(dir string) error {
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -150,9 +160,6 @@ func writeFileAtomic(dir, name string, b []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -161,12 +168,6 @@ func writeFileAtomic(dir, name string, b []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return err
 }

@@ -323,3 +323,43 @@ func TestDriver_RecoverForgetsGone(t *testing.T) {
 		t.Errorf("its lease kept: %v", tn.d.pool.Leases)
 	}
 }
+
+func TestDriver_ConcurrentSetup(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	const n = 8
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("p", i)
+		tn.ids[ids[i]] = true
+	}
+	sts := make([]*contract.NetworkStatus, n)
+	errs := make(chan error, n)
+	for i, id := range ids {
+		go func() {
+			st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: id, Mode: contract.NetworkModeBridge})
+			sts[i] = st
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for _, st := range sts {
+		if seen[st.IP] {
+			t.Fatalf("%s handed out twice", st.IP)
+		}
+		seen[st.IP] = true
+	}
+	for _, id := range ids {
+		go func() { errs <- tn.d.Teardown(ctx, id) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

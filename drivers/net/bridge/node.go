@@ -112,8 +112,12 @@ func (d *Driver) mtu(cfg contract.NodeConfig) (int, error) {
 	if d.cfg.MTU > 0 {
 		return d.cfg.MTU, nil
 	}
-	// Keep the MTU of a bridge made earlier: veths already on it have it.
-	if l, err := d.host.LinkByName(d.cfg.Bridge); err == nil {
+	// Keep the MTU of a bridge made earlier while containers are on it:
+	// their veths have it.
+	d.mu.Lock()
+	busy := len(d.pool.Leases) > 0
+	d.mu.Unlock()
+	if l, err := d.host.LinkByName(d.cfg.Bridge); err == nil && busy {
 		return l.Attrs().MTU, nil
 	}
 	if cfg.Underlay.IsValid() {

@@ -199,11 +199,12 @@ func TestDriver_ConfigureNode(t *testing.T) {
 func TestDriver_IPAMPersistsAcrossRestart(t *testing.T) {
 	tn := newTestNode(t, testSubnet())
 	ctx := context.Background()
-	a, b := tn.setup("a"), tn.setup("b")
+	tn.setup("a")
+	b := tn.setup("b")
 	if err := tn.d.Teardown(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	a = tn.setup("a2")
+	a := tn.setup("a2")
 	old := tn.d
 	old.Close() // a "restart": no teardown
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package bridge
 
 import (
@@ -6,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
@@ -98,16 +99,6 @@ func (p *pool) claim(id string, a netip.Addr) error {
 
 // release ends id's lease; releasing an id without one is a no-op.
 func (p *pool) release(id string) { delete(p.Leases, id) }
-
-// ids returns the leasing IDs, sorted.
-func (p *pool) ids() []string {
-	ids := make([]string, 0, len(p.Leases))
-	for id := range p.Leases {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
 
 const ipamFile = "ipam.json"
 

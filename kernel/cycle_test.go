@@ -3,6 +3,7 @@ package kernel
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -136,6 +137,7 @@ func TestCycle_PolicyError(t *testing.T) {
 // bigTable has n agents of 64 cpus / 256 GiB and r pending 1-cpu requests.
 func bigTable(n, r int) *Table {
 	tb := NewTable()
+	tb.SetClusterCIDR(netip.MustParsePrefix("10.0.0.0/8")) // room for 65,536 agents
 	c := newChanges()
 	for i := 0; i < n; i++ {
 		tb.Register(&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 64, MemBytes: 256 << 30},

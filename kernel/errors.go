@@ -17,10 +17,13 @@ const (
 	PermissionDenied
 	FailedPrecondition
 	Unavailable
+	// ResourceExhausted: a finite pool the kernel hands out from (the
+	// cluster CIDR's agent subnets) has nothing left.
+	ResourceExhausted
 )
 
 func (c Code) String() string {
-	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable"}[c]
+	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted"}[c]
 }
 
 // Error is what the kernel's syscalls return: a code and a message that

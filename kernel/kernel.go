@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ type Config struct {
 	DefaultPolicy string
 	// Roles are the operator's DRF weights and quotas, by role name.
 	Roles map[string]RoleConfig
+	// ClusterCIDR is the IPv4 range agents' /24 subnets come from (default
+	// DefaultClusterCIDR); it must pass CheckClusterCIDR.
+	ClusterCIDR netip.Prefix
 	// Clock is the kernel's only source of time (default time.Now).
 	Clock func() time.Time
 	// HeartbeatInterval is what agents are told to use (default 1s).
@@ -121,12 +125,19 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if !cfg.ClusterCIDR.IsValid() {
+		cfg.ClusterCIDR = DefaultClusterCIDR
+	}
+	if err := CheckClusterCIDR(cfg.ClusterCIDR); err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
 	st, err := cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
 	k.table.SetRoles(cfg.Roles)
+	k.table.SetClusterCIDR(cfg.ClusterCIDR)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
@@ -193,6 +204,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		return
 	}
 	c := newChanges()
+	k.table.AssignSubnets(c)
 	for _, o := range batch {
 		o.err = o.fn(k.table, c, now)
 	}
@@ -234,6 +246,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	}
 	k.table, k.stale = Restore(st, now), false
 	k.table.SetRoles(k.cfg.Roles)
+	k.table.SetClusterCIDR(k.cfg.ClusterCIDR)
 	return true
 }
 
@@ -343,15 +356,16 @@ func (k *Kernel) KeepAlive(ctx context.Context, p Principal, req *pb.KeepAliveRe
 	return resp, nil
 }
 
-// RegisterAgent admits an agent.
+// RegisterAgent admits an agent and answers its subnet; a new agent when
+// the cluster CIDR has no free subnet is ResourceExhausted.
 func (k *Kernel) RegisterAgent(ctx context.Context, req *pb.RegisterAgentRequest) (*pb.RegisterAgentResponse, error) {
 	if err := ValidateRegister(req); err != nil {
 		return nil, err
 	}
 	var resp *pb.RegisterAgentResponse
-	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
-		resp = t.Register(req, now, c)
-		return nil
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
+		resp, err = t.Register(req, now, c)
+		return err
 	}, nil)
 	if err != nil {
 		return nil, err

@@ -3,11 +3,14 @@ package kernel_test
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dcos-kernel/dcos/internal/store"
@@ -52,7 +55,14 @@ func newEnv(t *testing.T) *env {
 // start runs a kernel on the env's store until the test ends or stop is called.
 func (e *env) start(t *testing.T) (k *kernel.Kernel, stop func()) {
 	t.Helper()
-	k, err := kernel.New(context.Background(), kernel.Config{Store: e.store, HeartbeatTimeout: time.Hour})
+	return e.startWith(t, kernel.Config{})
+}
+
+// startWith is start with cfg (its store and heartbeat timeout are set).
+func (e *env) startWith(t *testing.T, cfg kernel.Config) (k *kernel.Kernel, stop func()) {
+	t.Helper()
+	cfg.Store, cfg.HeartbeatTimeout = e.store, time.Hour
+	k, err := kernel.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,4 +308,138 @@ func TestKernel_UsageEvents(t *testing.T) {
 		t.Errorf("fw-b saw %d of fw-a's usage events", seen)
 	}
 	collect(t, k, ops, &pb.WatchRequest{AfterRevision: start, Kinds: usage}, 2)
+}
+
+// TestKernel_SubnetsPersist: agents' subnets and underlay addresses
+// survive a kernel restart (the real store), a known agent keeps its
+// subnet when it registers again, and new ones get the next free /24.
+func TestKernel_SubnetsPersist(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, stop := e.start(t)
+	ctx := context.Background()
+	reg := func(k *kernel.Kernel, id, underlay string) *pb.RegisterAgentResponse {
+		t.Helper()
+		r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: id, Hostname: "h", UnderlayIp: underlay, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first, second := reg(k, "", "192.0.2.1"), reg(k, "", "192.0.2.2")
+	if first.GetSubnet() != "10.88.0.0/24" || second.GetSubnet() != "10.88.1.0/24" || first.GetClusterCidr() != "10.88.0.0/16" {
+		t.Fatalf("subnets %s, %s in %s; want 10.88.0.0/24, 10.88.1.0/24 in the default 10.88.0.0/16", first.GetSubnet(), second.GetSubnet(), first.GetClusterCidr())
+	}
+	stop()
+
+	k2, _ := e.start(t)
+	got := map[string]string{}
+	for _, g := range k2.ListAgents(ctx, ops).GetAgents() {
+		got[g.GetId()] = g.GetSubnet() + " " + g.GetUnderlayIp()
+	}
+	want := map[string]string{first.GetAgentId(): "10.88.0.0/24 192.0.2.1", second.GetAgentId(): "10.88.1.0/24 192.0.2.2"}
+	if len(got) != 2 || got[first.GetAgentId()] != want[first.GetAgentId()] || got[second.GetAgentId()] != want[second.GetAgentId()] {
+		t.Fatalf("after a restart ListAgents shows %v, want %v", got, want)
+	}
+	if r := reg(k2, second.GetAgentId(), "192.0.2.22"); r.GetSubnet() != "10.88.1.0/24" {
+		t.Errorf("%s registered again with its saved id: subnet %s, want 10.88.1.0/24", second.GetAgentId(), r.GetSubnet())
+	}
+	if r := reg(k2, "", ""); r.GetSubnet() != "10.88.2.0/24" {
+		t.Errorf("a new agent after the restart: subnet %s, want 10.88.2.0/24", r.GetSubnet())
+	}
+}
+
+// TestKernel_SubnetsExhausted: a /23 holds two agents; the third is
+// refused with ResourceExhausted and leaves nothing behind, before and
+// after a restart, while the known agents still register.
+func TestKernel_SubnetsExhausted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := kernel.Config{ClusterCIDR: netip.MustParsePrefix("10.77.0.0/23")}
+	k, stop := e.startWith(t, cfg)
+	ctx := context.Background()
+	a1, a2 := register(t, k, 1, 1<<30), register(t, k, 1, 1<<30)
+	check := func(k *kernel.Kernel) {
+		t.Helper()
+		rev := k.Revision()
+		_, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{Hostname: "third", Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+		if kernel.CodeOf(err) != kernel.ResourceExhausted || !strings.Contains(err.Error(), `cluster CIDR 10.77.0.0/23 has no free /24 for a new agent (hostname "third")`) {
+			t.Fatalf("third agent in a /23: %v (code %v), want ResourceExhausted naming the CIDR", err, kernel.CodeOf(err))
+		}
+		if n := len(k.ListAgents(ctx, ops).GetAgents()); n != 2 || k.Revision() != rev {
+			t.Fatalf("after a refused registration: %d agents, revision %d -> %d", n, rev, k.Revision())
+		}
+		for id, want := range map[string]string{a1: "10.77.0.0/24", a2: "10.77.1.0/24"} {
+			r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: id, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+			if err != nil || r.GetSubnet() != want {
+				t.Fatalf("%s registering again in a full CIDR: %v, subnet %s (want %s)", id, err, r.GetSubnet(), want)
+			}
+		}
+	}
+	check(k)
+	stop()
+	k2, _ := e.startWith(t, cfg)
+	check(k2)
+	// The ids issued stay dense: the refused registration took none.
+	if a2 != "agent-2" {
+		t.Errorf("second agent id %s", a2)
+	}
+	if _, err := k2.Allocate(ctx, fwA, alloc(0.5, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if id := k2.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()[0].GetId(); id != "a-4" {
+		t.Errorf("next allocation id %s, want a-4 (r-3 then a-4: no id lost to the refusal)", id)
+	}
+}
+
+// TestKernel_TaskNetwork: a bridge task's ports reach the agent in the
+// TASK_STATE event, and the address and ports its agent reports are
+// shown by ListTasks and the events, and persist.
+func TestKernel_TaskNetwork(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, stop := e.start(t)
+	ctx := context.Background()
+	agent := register(t, k, 4, 1<<30)
+	a, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := k.Revision()
+	lr, err := k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: a.GetAllocations()[0].GetId(), Command: "x", Network: "bridge",
+		Ports: []*pb.PortRequest{{Name: "http", ContainerPort: 8080}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: a.GetAllocations()[0].GetId(), Command: "x", Network: "vxlan"}); kernel.CodeOf(err) != kernel.InvalidArgument || !strings.HasPrefix(err.Error(), "network:") {
+		t.Fatalf("launch with network vxlan: %v", err)
+	}
+	id := lr.GetTask().GetId()
+	set := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31005, Protocol: "tcp"}}
+	if _, err := k.ReportTaskStatus(ctx, &pb.ReportTaskStatusRequest{TaskId: id, AgentId: agent, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 9, Ip: "10.88.0.2", Ports: set}); err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, k, fwA, &pb.WatchRequest{AfterRevision: start, Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}, 2)
+	if p := evs[0].GetTask().GetPorts(); evs[0].GetTask().GetNetwork() != "bridge" || len(p) != 1 || p[0].GetHostPort() != 0 || p[0].GetProtocol() != "tcp" {
+		t.Errorf("launch event: %v", evs[0].GetTask())
+	}
+	if k := evs[1].GetTask(); k.GetIp() != "10.88.0.2" || !proto.Equal(k.GetPorts()[0], set[0]) {
+		t.Errorf("RUNNING event: %v", k)
+	}
+	stop()
+	k2, _ := e.start(t)
+	ts := k2.ListTasks(ctx, fwA, &pb.ListTasksRequest{}).GetTasks()
+	if len(ts) != 1 || ts[0].GetIp() != "10.88.0.2" || ts[0].GetNetwork() != "bridge" || len(ts[0].GetPorts()) != 1 || !proto.Equal(ts[0].GetPorts()[0], set[0]) {
+		t.Errorf("ListTasks after a restart: %v", ts)
+	}
+}
+
+// TestKernel_ClusterCIDRChecked: the kernel refuses a CIDR it cannot
+// carve /24s from.
+func TestKernel_ClusterCIDRChecked(t *testing.T) {
+	for _, s := range []string{"10.88.0.0/25", "10.88.1.0/16", "fd00::/64"} {
+		if _, err := kernel.New(context.Background(), kernel.Config{Store: &flaky{}, ClusterCIDR: netip.MustParsePrefix(s)}); err == nil {
+			t.Errorf("kernel.New accepted cluster CIDR %s", s)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +38,12 @@ type Table struct {
 	nextDone  int
 	roles     map[string]RoleConfig
 	policies  PolicyState
+	// cidr is the range agents' subnets come from; missingSubnets is set
+	// when Restore found agents without one (see AssignSubnets).
+	cidr           netip.Prefix
+	missingSubnets bool
+	subnets        map[netip.Prefix]bool // subnets agents hold
+	nextFree       uint32                // index of the first /24 of cidr that may be free
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -64,6 +72,8 @@ func NewTable() *Table {
 		plugins:    map[string][]*pb.PluginInfo{},
 		usage:      map[string]*pb.TaskUsage{},
 		usageNew:   map[string]bool{},
+		cidr:       DefaultClusterCIDR,
+		subnets:    map[netip.Prefix]bool{},
 	}
 }
 
@@ -85,6 +95,8 @@ func Restore(s *State, now time.Time) *Table {
 	for _, a := range s.Agents {
 		t.agents[a.GetId()] = a
 		t.heartbeat[a.GetId()] = now
+		t.missingSubnets = t.missingSubnets || a.GetSubnet() == ""
+		t.holdSubnet(a.GetSubnet())
 	}
 	for _, a := range s.Allocations {
 		t.allocs[a.GetId()] = a
@@ -194,6 +206,17 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if free := FromProto(a.GetResources()).Sub(held); !free.Fits(share) {
 		return nil, errorf(FailedPrecondition, "resources: task needs %v but allocation %s has %v left", share, a.GetId(), free)
 	}
+	network := r.GetNetwork()
+	if network == "" {
+		network = NetworkHost
+	}
+	if network == NetworkBridge && t.agents[a.GetAgentId()].GetSubnet() == "" {
+		return nil, errorf(FailedPrecondition, "network: agent %s has no subnet for bridge tasks yet (the cluster CIDR %s was full); it gets one when it registers again", a.GetAgentId(), t.cidr)
+	}
+	var ports []*pb.PortMapping
+	for _, p := range r.GetPorts() {
+		ports = append(ports, portMapping(p))
+	}
 	k := &pb.Task{
 		Id:           t.nextID("t-", c),
 		AllocationId: a.GetId(),
@@ -206,6 +229,8 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		WorkingDir:   r.GetWorkingDir(),
 		Driver:       r.GetDriver(),
 		DriverConfig: r.GetDriverConfig(),
+		Network:      network,
+		Ports:        ports,
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -359,18 +384,34 @@ func (t *Table) KeepAlive(p Principal, ids []string, now time.Time, c *Changes) 
 }
 
 // Register adds or re-admits an agent and answers which tasks it should
-// run. An agent that comes back keeps its id; its total is updated. If the
-// new total no longer covers what is granted there, nothing is revoked:
-// the agent is simply full until allocations end.
-func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) *pb.RegisterAgentResponse {
+// run and its subnet. An agent that comes back keeps its id and subnet;
+// its total is updated. If the new total no longer covers what is granted
+// there, nothing is revoked: the agent is simply full until allocations
+// end. A new agent gets the lowest free /24 of the cluster CIDR; when
+// there is none, Register changes nothing and returns ResourceExhausted.
+func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) (*pb.RegisterAgentResponse, error) {
 	id := r.GetAgentId()
+	g := t.agents[id]
+	subnet := g.GetSubnet()
+	if subnet == "" { // new, forgotten, or registered before subnets
+		s, ok := t.freeSubnet()
+		if !ok {
+			return nil, t.exhausted(r)
+		}
+		subnet = s.String()
+	}
 	if id == "" {
 		id = t.nextID("agent-", c)
 	}
-	g := t.agents[id]
 	if g == nil {
 		g = &pb.Agent{Id: id, Registered: timestamppb.New(now)}
 		t.agents[id] = g
+	}
+	g.Subnet = subnet
+	t.holdSubnet(subnet)
+	g.UnderlayIp = ""
+	if ip, err := netip.ParseAddr(r.GetUnderlayIp()); err == nil {
+		g.UnderlayIp = ip.String()
 	}
 	g.Hostname, g.Labels, g.Total = r.GetHostname(), r.GetLabels(), FromProto(r.GetResources()).Proto()
 	t.order = nil
@@ -384,13 +425,13 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	c.Events = append(c.Events, e)
 	c.cycle = true
 
-	resp := &pb.RegisterAgentResponse{AgentId: id}
+	resp := &pb.RegisterAgentResponse{AgentId: id, Subnet: subnet, ClusterCidr: t.cidr.String()}
 	for _, k := range t.tasks {
 		if k.GetAgentId() == id && !terminal(k.GetState()) {
 			resp.Tasks = append(resp.Tasks, proto.Clone(k).(*pb.Task))
 		}
 	}
-	return resp
+	return resp, nil
 }
 
 // Heartbeat records that an agent is alive, its plugins (when hb names
@@ -497,7 +538,9 @@ func (t *Table) allocationUsage(id string) *pb.TaskUsage {
 
 // Report applies an agent's task status report. Reports for terminal tasks
 // are ignored (the kernel's verdict stands, e.g. KILLED by revoke); reports
-// from another agent than the task's are PermissionDenied.
+// from another agent than the task's are PermissionDenied. The address and
+// port mappings a STARTING or RUNNING report carries are stored on the
+// task (ports replace the requested ones).
 func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes) error {
 	k := t.tasks[r.GetTaskId()]
 	if k == nil {
@@ -509,12 +552,30 @@ func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes)
 	if terminal(k.GetState()) || r.GetState() < k.GetState() {
 		return nil // stale or after the verdict
 	}
-	if r.GetState() == k.GetState() && r.GetPid() == k.GetPid() {
+	var ip string
+	if a, err := netip.ParseAddr(r.GetIp()); err == nil {
+		ip = a.String()
+	}
+	var ports []*pb.PortMapping
+	for _, p := range r.GetPorts() {
+		ports = append(ports, portMapping(p))
+	}
+	netChanged := !terminal(r.GetState()) && ((ip != "" && ip != k.GetIp()) ||
+		(len(ports) > 0 && !samePorts(ports, k.GetPorts())))
+	if r.GetState() == k.GetState() && r.GetPid() == k.GetPid() && !netChanged {
 		return nil
 	}
 	k.Pid, k.ExitCode = r.GetPid(), r.GetExitCode()
 	if r.GetSandbox() != "" {
 		k.Sandbox = r.GetSandbox()
+	}
+	if netChanged {
+		if ip != "" {
+			k.Ip = ip
+		}
+		if len(ports) > 0 {
+			k.Ports = ports
+		}
 	}
 	if terminal(r.GetState()) {
 		t.endTask(k, r.GetState(), r.GetReason(), now, c)
@@ -523,6 +584,27 @@ func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes)
 	k.State, k.Reason, k.Updated = r.GetState(), r.GetReason(), timestamppb.New(now)
 	t.taskEvent(k, now, r.GetReason(), c)
 	return nil
+}
+
+// portSpec is what PortRequest and PortMapping have in common.
+type portSpec interface {
+	GetName() string
+	GetContainerPort() uint32
+	GetHostPort() uint32
+	GetProtocol() string
+}
+
+// portMapping copies p with the protocol spelled out ("" is tcp).
+func portMapping(p portSpec) *pb.PortMapping {
+	protocol := p.GetProtocol()
+	if protocol == "" {
+		protocol = ProtocolTCP
+	}
+	return &pb.PortMapping{Name: p.GetName(), ContainerPort: p.GetContainerPort(), HostPort: p.GetHostPort(), Protocol: protocol}
+}
+
+func samePorts(a, b []*pb.PortMapping) bool {
+	return slices.EqualFunc(a, b, func(x, y *pb.PortMapping) bool { return proto.Equal(x, y) })
 }
 
 // Expire marks agents silent for longer than timeout as lost (their tasks

@@ -308,9 +308,9 @@ func TestTable_Expire(t *testing.T) {
 		t.Fatalf("heartbeat of an unknown agent: %v", err)
 	}
 	// The lost agent comes back: it is UP again and nothing is expected of it.
-	resp := tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0.Add(13*time.Second), newChanges())
-	if len(resp.GetTasks()) != 0 || tb.agents["agent-1"].GetState() != pb.AgentState_AGENT_STATE_UP {
-		t.Fatalf("re-register: %d tasks, state %v", len(resp.GetTasks()), tb.agents["agent-1"].GetState())
+	resp, err := tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0.Add(13*time.Second), newChanges())
+	if err != nil || len(resp.GetTasks()) != 0 || tb.agents["agent-1"].GetState() != pb.AgentState_AGENT_STATE_UP {
+		t.Fatalf("re-register: err %v, %d tasks, state %v", err, len(resp.GetTasks()), tb.agents["agent-1"].GetState())
 	}
 	// Leases: a granted leased allocation expires unless kept alive.
 	c = newChanges()

@@ -3,6 +3,7 @@ package kernel
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -31,7 +32,24 @@ const (
 	MaxDriverConfig  = 64 << 10 // bytes of a task's driver_config
 	MaxPlugins       = 256      // plugins an agent reports
 	MaxUsage         = 10_000   // task usage samples per heartbeat
+	MaxPorts         = 128      // ports per task
 )
+
+// Task network modes (LaunchRequest.network; "" is host).
+const (
+	NetworkHost   = "host"
+	NetworkBridge = "bridge"
+)
+
+// Port protocols (PortRequest.protocol; "" is tcp).
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
+)
+
+// portNameRE is a task port's name (it may end up in environment
+// variable names and DNS records, hence no upper case or dashes).
+var portNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // driverRE is a task driver's name, as the agents' plugin files spell it
 // (dcos-driver-<name>).
@@ -199,7 +217,81 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	if n := len(r.GetDriverConfig()); n > MaxDriverConfig {
 		return fieldError("driver_config", "%d bytes, more than %d", n, MaxDriverConfig)
 	}
+	switch n := r.GetNetwork(); n {
+	case "", NetworkHost, NetworkBridge:
+	default:
+		return fieldError("network", "must be %q or %q (empty means %q), got %q", NetworkHost, NetworkBridge, NetworkHost, clip(n))
+	}
+	if len(r.GetPorts()) > 0 && r.GetNetwork() != NetworkBridge {
+		return fieldError("ports", "only a task with network %q publishes ports; this one has the host's network", NetworkBridge)
+	}
+	if err := validatePorts("ports", r.GetPorts(), false); err != nil {
+		return err
+	}
 	return ValidateResources("resources", r.GetResources(), true)
+}
+
+// validatePorts checks a task's ports: names of [a-z0-9_] unique, ports in
+// [1, 65535] (a host port may be 0, any, unless chosen is set), protocol
+// tcp or udp, and no host port published twice for one protocol.
+func validatePorts[P portSpec](field string, ps []P, chosen bool) error {
+	if len(ps) > MaxPorts {
+		return fieldError(field, "at most %d, got %d", MaxPorts, len(ps))
+	}
+	names := map[string]int{}
+	hosts := map[string]int{}
+	for i, p := range ps {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		name := p.GetName()
+		if !portNameRE.MatchString(name) {
+			return fieldError(f+".name", "must be 1-63 characters of [a-z0-9_], got %q", clip(name))
+		}
+		if j, dup := names[name]; dup {
+			return fieldError(f+".name", "%q is also the name of %s[%d]", name, field, j)
+		}
+		names[name] = i
+		if c := p.GetContainerPort(); c < 1 || c > 65535 {
+			return fieldError(f+".container_port", "must be in [1, 65535], got %d", c)
+		}
+		h, low := p.GetHostPort(), uint32(0)
+		if chosen {
+			low = 1
+		}
+		if h < low || h > 65535 {
+			return fieldError(f+".host_port", "must be in [%d, 65535], got %d", low, h)
+		}
+		protocol := p.GetProtocol()
+		switch protocol {
+		case "":
+			protocol = ProtocolTCP
+		case ProtocolTCP, ProtocolUDP:
+		default:
+			return fieldError(f+".protocol", "must be %q or %q (empty means %q), got %q", ProtocolTCP, ProtocolUDP, ProtocolTCP, clip(protocol))
+		}
+		if h == 0 {
+			continue
+		}
+		key := fmt.Sprintf("%d/%s", h, protocol)
+		if j, dup := hosts[key]; dup {
+			return fieldError(f+".host_port", "%s is also published by %s[%d]", key, field, j)
+		}
+		hosts[key] = i
+	}
+	return nil
+}
+
+// validateAddr checks an optional host address: an IPv4 or IPv6 address
+// without a zone that a host can have (not unspecified, multicast or the
+// IPv4 broadcast address).
+func validateAddr(field, s string) error {
+	if s == "" {
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fieldError(field, "must be a host's IPv4 or IPv6 address, got %q", clip(s))
+	}
+	return nil
 }
 
 // validatePlugins checks the plugin list an agent reports.
@@ -262,6 +354,9 @@ func ValidateRegister(r *pb.RegisterAgentRequest) error {
 	if len(r.GetRunningTaskIds()) > MaxIDs {
 		return fieldError("running_task_ids", "at most %d", MaxIDs)
 	}
+	if err := validateAddr("underlay_ip", r.GetUnderlayIp()); err != nil {
+		return err
+	}
 	return validatePlugins(r.GetPlugins())
 }
 
@@ -285,5 +380,8 @@ func ValidateReport(r *pb.ReportTaskStatusRequest) error {
 	if len(r.GetSandbox()) > 4096 {
 		return fieldError("sandbox", "longer than 4096")
 	}
-	return nil
+	if err := validateAddr("ip", r.GetIp()); err != nil {
+		return err
+	}
+	return validatePorts("ports", r.GetPorts(), true)
 }

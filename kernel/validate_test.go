@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"fmt"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -72,6 +74,23 @@ func TestValidateLaunch(t *testing.T) {
 		{"bad env name", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Env: map[string]string{"A=B": "c"}}, "env"},
 		{"oversized", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Args: []string{strings.Repeat("x", MaxTaskSpecBytes)}}, "args"},
 		{"negative share", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Resources: &pb.Resources{Cpus: -1}}, "resources.cpus"},
+		{"host network", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host"}, ""},
+		{"bridge with ports", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "bridge", Ports: []*pb.PortRequest{
+			{Name: "http", ContainerPort: 8080}, {Name: "dns_1", ContainerPort: 53, HostPort: 53, Protocol: "udp"}, {Name: "dns_2", ContainerPort: 53, HostPort: 53, Protocol: "tcp"}}}, ""},
+		{"unknown network", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "overlay"}, `network: must be "host" or "bridge"`},
+		{"ports on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 1}}}, "ports:"},
+		{"ports without network", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 1}}}, "ports:"},
+		{"port without name", bridge(&pb.PortRequest{ContainerPort: 80}), "ports[0].name"},
+		{"port name upper case", bridge(&pb.PortRequest{Name: "HTTP", ContainerPort: 80}), "ports[0].name"},
+		{"port name dash", bridge(&pb.PortRequest{Name: "web-ui", ContainerPort: 80}), "ports[0].name"},
+		{"duplicate name", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80}, &pb.PortRequest{Name: "a", ContainerPort: 81}), "ports[1].name"},
+		{"container port 0", bridge(&pb.PortRequest{Name: "a"}), "ports[0].container_port"},
+		{"container port too big", bridge(&pb.PortRequest{Name: "a", ContainerPort: 65536}), "ports[0].container_port"},
+		{"host port too big", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80, HostPort: 70000}), "ports[0].host_port"},
+		{"bad protocol", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80, Protocol: "sctp"}), "ports[0].protocol"},
+		{"duplicate host port", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80, HostPort: 8080}, &pb.PortRequest{Name: "b", ContainerPort: 81, HostPort: 8080, Protocol: "tcp"}), "ports[1].host_port"},
+		{"any host port twice", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80}, &pb.PortRequest{Name: "b", ContainerPort: 80}), ""},
+		{"too many ports", bridge(make([]*pb.PortRequest, MaxPorts+1)...), "ports:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +108,91 @@ func TestValidateLaunch(t *testing.T) {
 	}
 }
 
+// bridge is a valid bridge launch with ports ps.
+func bridge(ps ...*pb.PortRequest) *pb.LaunchRequest {
+	return &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: NetworkBridge, Ports: ps}
+}
+
+func TestValidateRegister(t *testing.T) {
+	ok := func() *pb.RegisterAgentRequest { return agentReq(2, 1024, map[string]string{"zone": "a"}) }
+	tests := []struct {
+		name  string
+		edit  func(r *pb.RegisterAgentRequest)
+		field string
+	}{
+		{"valid", func(*pb.RegisterAgentRequest) {}, ""},
+		{"IPv4 underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "192.0.2.10" }, ""},
+		{"IPv6 underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "2001:db8::10" }, ""},
+		{"loopback underlay (dev)", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "127.0.0.1" }, ""},
+		{"hostname as underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "node1" }, "underlay_ip"},
+		{"prefix as underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "192.0.2.10/24" }, "underlay_ip"},
+		{"unspecified underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "0.0.0.0" }, "underlay_ip"},
+		{"multicast underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "239.1.1.1" }, "underlay_ip"},
+		{"broadcast underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "255.255.255.255" }, "underlay_ip"},
+		{"zoned underlay", func(r *pb.RegisterAgentRequest) { r.UnderlayIp = "fe80::1%eth0" }, "underlay_ip"},
+		{"no resources", func(r *pb.RegisterAgentRequest) { r.Resources = nil }, "resources"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ok()
+			tt.edit(r)
+			err := ValidateRegister(r)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("valid request refused: %v", err)
+				}
+				return
+			}
+			if CodeOf(err) != InvalidArgument || !strings.HasPrefix(err.Error(), tt.field+":") {
+				t.Fatalf("err = %v (code %v), want InvalidArgument naming %q", err, CodeOf(err), tt.field)
+			}
+		})
+	}
+}
+
+func TestValidateReport(t *testing.T) {
+	ok := func() *pb.ReportTaskStatusRequest {
+		return &pb.ReportTaskStatusRequest{TaskId: "t-1", AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING}
+	}
+	tests := []struct {
+		name  string
+		edit  func(r *pb.ReportTaskStatusRequest)
+		field string
+	}{
+		{"valid", func(*pb.ReportTaskStatusRequest) {}, ""},
+		{"address and ports", func(r *pb.ReportTaskStatusRequest) {
+			r.Ip, r.Ports = "10.88.0.2", []*pb.PortMapping{{Name: "http", ContainerPort: 80, HostPort: 31000, Protocol: "tcp"}}
+		}, ""},
+		{"pending", func(r *pb.ReportTaskStatusRequest) { r.State = pb.TaskState_TASK_STATE_PENDING }, "state"},
+		{"bad address", func(r *pb.ReportTaskStatusRequest) { r.Ip = "10.88.0.300" }, "ip"},
+		{"host port not chosen", func(r *pb.ReportTaskStatusRequest) {
+			r.Ports = []*pb.PortMapping{{Name: "http", ContainerPort: 80}}
+		}, "ports[0].host_port"},
+		{"bad protocol", func(r *pb.ReportTaskStatusRequest) {
+			r.Ports = []*pb.PortMapping{{Name: "http", ContainerPort: 80, HostPort: 1, Protocol: "TCP"}}
+		}, "ports[0].protocol"},
+		{"same host port twice", func(r *pb.ReportTaskStatusRequest) {
+			r.Ports = []*pb.PortMapping{{Name: "a", ContainerPort: 80, HostPort: 9}, {Name: "b", ContainerPort: 81, HostPort: 9}}
+		}, "ports[1].host_port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ok()
+			tt.edit(r)
+			err := ValidateReport(r)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("valid report refused: %v", err)
+				}
+				return
+			}
+			if CodeOf(err) != InvalidArgument || !strings.HasPrefix(err.Error(), tt.field+":") {
+				t.Fatalf("err = %v (code %v), want InvalidArgument naming %q", err, CodeOf(err), tt.field)
+			}
+		})
+	}
+}
+
 // FuzzDecodeValidate feeds arbitrary bytes through the syscall decoders
 // (protobuf and JSON, as the API receives them) and the validators. It
 // must never panic, and whatever validates must be safe for the table:
@@ -100,6 +204,12 @@ func FuzzDecodeValidate(f *testing.F) {
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", Args: []string{"-c", "x"}},
 		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 2, MemBytes: 1 << 30}, Labels: map[string]string{"zone": "a"}},
 		&pb.ReportTaskStatusRequest{TaskId: "t-1", AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING},
+		bridge(&pb.PortRequest{Name: "http", ContainerPort: 8080}, &pb.PortRequest{Name: "dns", ContainerPort: 53, HostPort: 53, Protocol: "udp"}),
+		&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 70000}}},
+		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}, UnderlayIp: "192.0.2.1"},
+		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}, UnderlayIp: "fe80::1%eth0"},
+		&pb.ReportTaskStatusRequest{TaskId: "t-1", AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING, Ip: "10.88.0.2",
+			Ports: []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}},
 	}
 	for _, s := range seeds {
 		b, _ := proto.Marshal(s)
@@ -130,16 +240,48 @@ func FuzzDecodeValidate(f *testing.F) {
 			if strings.TrimSpace(l.GetCommand()) == "" || l.GetAllocationId() == "" {
 				t.Fatalf("validated launch without command or allocation: %v", &l)
 			}
+			if n := l.GetNetwork(); n != "" && n != NetworkHost && n != NetworkBridge || len(l.GetPorts()) > 0 && n != NetworkBridge {
+				t.Fatalf("validated launch with network %q and %d ports", n, len(l.GetPorts()))
+			}
+			checkPorts(t, l.GetPorts(), 0)
 		}
 		var g pb.RegisterAgentRequest
 		if unmarshal(&g) == nil && ValidateRegister(&g) == nil {
 			if r := FromProto(g.GetResources()); r.MilliCPU <= 0 || r.Mem <= 0 {
 				t.Fatalf("validated agent with %v", r)
 			}
+			if ip := g.GetUnderlayIp(); ip != "" {
+				if a, err := netip.ParseAddr(ip); err != nil || a.IsUnspecified() {
+					t.Fatalf("validated agent with underlay_ip %q", ip)
+				}
+			}
 		}
 		var s pb.ReportTaskStatusRequest
-		if unmarshal(&s) == nil && ValidateReport(&s) == nil && s.GetState() == pb.TaskState_TASK_STATE_PENDING {
-			t.Fatal("validated a PENDING report")
+		if unmarshal(&s) == nil && ValidateReport(&s) == nil {
+			if s.GetState() == pb.TaskState_TASK_STATE_PENDING {
+				t.Fatal("validated a PENDING report")
+			}
+			if _, err := netip.ParseAddr(s.GetIp()); s.GetIp() != "" && err != nil {
+				t.Fatalf("validated report with ip %q", s.GetIp())
+			}
+			checkPorts(t, s.GetPorts(), 1)
 		}
 	})
+}
+
+// checkPorts fails t unless ports are in range (host ports from
+// minHost), with unique names and no host port twice per protocol.
+func checkPorts[P portSpec](t *testing.T, ps []P, minHost uint32) {
+	t.Helper()
+	names, hosts := map[string]bool{}, map[string]bool{}
+	for _, p := range ps {
+		m := portMapping(p)
+		key := fmt.Sprint(m.GetHostPort(), m.GetProtocol())
+		if names[m.GetName()] || m.GetContainerPort() < 1 || m.GetContainerPort() > 65535 || m.GetHostPort() < minHost ||
+			m.GetHostPort() > 65535 || m.GetHostPort() != 0 && hosts[key] || (m.GetProtocol() != ProtocolTCP && m.GetProtocol() != ProtocolUDP) {
+			t.Fatalf("validated ports %v", ps)
+		}
+		names[m.GetName()] = true
+		hosts[key] = true
+	}
 }

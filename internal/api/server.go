@@ -180,6 +180,7 @@ func toConnect(err error) error {
 		kernel.PermissionDenied:   connect.CodePermissionDenied,
 		kernel.FailedPrecondition: connect.CodeFailedPrecondition,
 		kernel.Unavailable:        connect.CodeUnavailable,
+		kernel.ResourceExhausted:  connect.CodeResourceExhausted,
 		kernel.Internal:           connect.CodeInternal,
 	}
 	ce := connect.NewError(codes[ke.Code], errors.New(ke.Msg))

@@ -79,6 +79,7 @@ var kernelFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "role-weight", Usage: "DRF weight of a role, NAME=WEIGHT (repeatable; default 1)"},
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
+	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 range (prefix /24 or shorter) each agent gets a /24 of for its bridge tasks; agents keep theirs, so only grow it to a range that contains the old one"},
 }
 
 var agentFlags = []cli.Flag{
@@ -180,6 +181,10 @@ func kernelCommand() *cli.Command {
 // /metrics also serves extra), calls started with the API's URL, and runs
 // until the context ends.
 func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error, extra ...prometheus.Gatherer) error {
+	cidr, err := kernel.ParseClusterCIDR(c.String("cluster-cidr"))
+	if err != nil {
+		return fmt.Errorf("--cluster-cidr: %w", err)
+	}
 	tf, err := api.LoadTokensFile(tokensPath(c, dataDir))
 	if err != nil {
 		return fmt.Errorf("%w (create one, or use `dcosd dev` which generates it)", err)
@@ -220,6 +225,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),
 		Roles:             roles,
+		ClusterCIDR:       cidr,
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),

@@ -8,7 +8,8 @@
 //   - Every call carries "Authorization: Bearer <token>"; the token maps to a
 //     principal (operator, framework or agent).
 //   - Errors are gRPC/Connect codes (InvalidArgument, NotFound,
-//     PermissionDenied, Unauthenticated, FailedPrecondition, Unavailable)
+//     PermissionDenied, Unauthenticated, FailedPrecondition,
+//     ResourceExhausted, Unavailable)
 //     with a message that names the field at fault, e.g.
 //     "resources.cpus: must be a finite number > 0, got -1".
 //   - Revisions are store (etcd) revisions: every state change has one, and
@@ -656,7 +657,16 @@ type Task struct {
 	DriverConfig string `protobuf:"bytes,18,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
 	// usage is the latest resource use its agent reported (unset until the
 	// first report; not persisted).
-	Usage         *TaskUsage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *TaskUsage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
+	// network is "host" (the agent's network namespace) or "bridge" (the
+	// task's own namespace, with an address from its agent's subnet).
+	Network string `protobuf:"bytes,20,opt,name=network,proto3" json:"network,omitempty"`
+	// ip is the task's address as its agent reported it (bridge tasks; empty
+	// until the agent reports one).
+	Ip string `protobuf:"bytes,21,opt,name=ip,proto3" json:"ip,omitempty"`
+	// ports are the port mappings: as requested at Launch (host_port 0 =
+	// any free port) until the agent reports what it set up, then as set up.
+	Ports         []*PortMapping `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +834,171 @@ func (x *Task) GetUsage() *TaskUsage {
 	return nil
 }
 
+func (x *Task) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *Task) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Task) GetPorts() []*PortMapping {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortRequest is a port a bridge task asks to be published on its agent.
+type PortRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name of the port: [a-z0-9_]+, unique in the task.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// container_port the task listens on, in its own namespace (1-65535).
+	ContainerPort uint32 `protobuf:"varint,2,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	// host_port on the agent that forwards to it; 0 = any free port.
+	HostPort uint32 `protobuf:"varint,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	// protocol is "tcp" (the default when empty) or "udp".
+	Protocol      string `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRequest) Reset() {
+	*x = PortRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRequest) ProtoMessage() {}
+
+func (x *PortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRequest.ProtoReflect.Descriptor instead.
+func (*PortRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PortRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PortRequest) GetContainerPort() uint32 {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return 0
+}
+
+func (x *PortRequest) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *PortRequest) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+// PortMapping is a port of a task and where its agent publishes it.
+type PortMapping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ContainerPort uint32                 `protobuf:"varint,2,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	// host_port is 0 only while the agent has not reported the mapping.
+	HostPort uint32 `protobuf:"varint,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	// protocol is "tcp" or "udp".
+	Protocol      string `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortMapping) Reset() {
+	*x = PortMapping{}
+	mi := &file_v1_syscalls_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortMapping) ProtoMessage() {}
+
+func (x *PortMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
+func (*PortMapping) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PortMapping) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PortMapping) GetContainerPort() uint32 {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return 0
+}
+
+func (x *PortMapping) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *PortMapping) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 // TaskUsage is one task's resource use, sampled by its agent.
 type TaskUsage struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -852,7 +1027,7 @@ type TaskUsage struct {
 
 func (x *TaskUsage) Reset() {
 	*x = TaskUsage{}
-	mi := &file_v1_syscalls_proto_msgTypes[4]
+	mi := &file_v1_syscalls_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1039,7 @@ func (x *TaskUsage) String() string {
 func (*TaskUsage) ProtoMessage() {}
 
 func (x *TaskUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[4]
+	mi := &file_v1_syscalls_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1052,7 @@ func (x *TaskUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUsage.ProtoReflect.Descriptor instead.
 func (*TaskUsage) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskUsage) GetTaskId() string {
@@ -999,7 +1174,7 @@ type PluginInfo struct {
 
 func (x *PluginInfo) Reset() {
 	*x = PluginInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[5]
+	mi := &file_v1_syscalls_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1186,7 @@ func (x *PluginInfo) String() string {
 func (*PluginInfo) ProtoMessage() {}
 
 func (x *PluginInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[5]
+	mi := &file_v1_syscalls_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1199,7 @@ func (x *PluginInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginInfo.ProtoReflect.Descriptor instead.
 func (*PluginInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PluginInfo) GetName() string {
@@ -1103,14 +1278,21 @@ type Agent struct {
 	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
 	// plugins are the agent's plugins, as of its last registration or
 	// heartbeat (not persisted).
-	Plugins       []*PluginInfo `protobuf:"bytes,9,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	Plugins []*PluginInfo `protobuf:"bytes,9,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	// subnet is the /24 of the cluster CIDR the kernel gave the agent for its
+	// bridge tasks, e.g. "10.88.3.0/24". It is assigned at the first
+	// registration and kept for good (a lost agent keeps it too).
+	Subnet string `protobuf:"bytes,10,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// underlay_ip is the agent's host address for the overlay, as it
+	// registered it (empty if it gave none).
+	UnderlayIp    string `protobuf:"bytes,11,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_v1_syscalls_proto_msgTypes[6]
+	mi := &file_v1_syscalls_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1304,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[6]
+	mi := &file_v1_syscalls_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1317,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{6}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Agent) GetId() string {
@@ -1201,6 +1383,20 @@ func (x *Agent) GetPlugins() []*PluginInfo {
 	return nil
 }
 
+func (x *Agent) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *Agent) GetUnderlayIp() string {
+	if x != nil {
+		return x.UnderlayIp
+	}
+	return ""
+}
+
 type AllocateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// resources per instance.
@@ -1218,7 +1414,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[7]
+	mi := &file_v1_syscalls_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1426,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[7]
+	mi := &file_v1_syscalls_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1439,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{7}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AllocateRequest) GetResources() *Resources {
@@ -1302,7 +1498,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[8]
+	mi := &file_v1_syscalls_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1510,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[8]
+	mi := &file_v1_syscalls_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1523,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{8}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AllocateResponse) GetAllocations() []*Allocation {
@@ -1365,14 +1561,19 @@ type LaunchRequest struct {
 	// driver names the task driver on the agent; empty means "exec".
 	Driver string `protobuf:"bytes,7,opt,name=driver,proto3" json:"driver,omitempty"`
 	// driver_config is passed to the driver as is (at most 64 KiB).
-	DriverConfig  string `protobuf:"bytes,8,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
+	DriverConfig string `protobuf:"bytes,8,opt,name=driver_config,json=driverConfig,proto3" json:"driver_config,omitempty"`
+	// network is "" or "host" (the agent's network namespace) or "bridge"
+	// (the task's own namespace with an address from the agent's subnet).
+	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	// ports to publish on the agent (bridge tasks only; at most 128).
+	Ports         []*PortRequest `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
 	*x = LaunchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1585,7 @@ func (x *LaunchRequest) String() string {
 func (*LaunchRequest) ProtoMessage() {}
 
 func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1598,7 @@ func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchRequest.ProtoReflect.Descriptor instead.
 func (*LaunchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LaunchRequest) GetAllocationId() string {
@@ -1456,6 +1657,20 @@ func (x *LaunchRequest) GetDriverConfig() string {
 	return ""
 }
 
+func (x *LaunchRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *LaunchRequest) GetPorts() []*PortRequest {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 type LaunchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -1466,7 +1681,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1693,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1706,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -1525,7 +1740,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1752,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1765,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -1600,7 +1815,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1827,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1840,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -1696,7 +1911,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1923,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1936,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -1749,7 +1964,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1976,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1989,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -1800,7 +2015,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2027,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2040,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -1844,7 +2059,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2071,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2084,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -1888,7 +2103,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2115,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2128,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -1933,13 +2148,16 @@ type RegisterAgentRequest struct {
 	// running_task_ids the agent still runs (for reconciliation).
 	RunningTaskIds []string      `protobuf:"bytes,5,rep,name=running_task_ids,json=runningTaskIds,proto3" json:"running_task_ids,omitempty"`
 	Plugins        []*PluginInfo `protobuf:"bytes,6,rep,name=plugins,proto3" json:"plugins,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// underlay_ip is the agent's host address other agents reach it at for
+	// the overlay (an IPv4 or IPv6 address; optional).
+	UnderlayIp    string `protobuf:"bytes,7,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2169,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2182,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -2009,20 +2227,32 @@ func (x *RegisterAgentRequest) GetPlugins() []*PluginInfo {
 	return nil
 }
 
+func (x *RegisterAgentRequest) GetUnderlayIp() string {
+	if x != nil {
+		return x.UnderlayIp
+	}
+	return ""
+}
+
 type RegisterAgentResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	AgentId           string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	HeartbeatInterval *durationpb.Duration   `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
 	// tasks the kernel expects this agent to run; the agent kills any other.
-	Tasks         []*Task `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Revision      int64   `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	Tasks    []*Task `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Revision int64   `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// subnet is the agent's /24 for its bridge tasks (see Agent.subnet).
+	Subnet string `protobuf:"bytes,5,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// cluster_cidr is the range all agents' subnets come from, e.g.
+	// "10.88.0.0/16": traffic to it that is not local goes over the overlay.
+	ClusterCidr   string `protobuf:"bytes,6,opt,name=cluster_cidr,json=clusterCidr,proto3" json:"cluster_cidr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2264,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2277,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -2078,6 +2308,20 @@ func (x *RegisterAgentResponse) GetRevision() int64 {
 	return 0
 }
 
+func (x *RegisterAgentResponse) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *RegisterAgentResponse) GetClusterCidr() string {
+	if x != nil {
+		return x.ClusterCidr
+	}
+	return ""
+}
+
 type HeartbeatRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -2091,7 +2335,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2347,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2360,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -2148,7 +2392,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2404,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,25 +2417,30 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
 }
 
 type ReportTaskStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	State         TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=dcos.syscalls.v1.TaskState" json:"state,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Pid           int32                  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
-	Sandbox       string                 `protobuf:"bytes,7,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	AgentId  string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	State    TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=dcos.syscalls.v1.TaskState" json:"state,omitempty"`
+	Reason   string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	ExitCode int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Pid      int32                  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	Sandbox  string                 `protobuf:"bytes,7,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// ip is the address the agent's net driver gave the task (bridge tasks).
+	Ip string `protobuf:"bytes,8,opt,name=ip,proto3" json:"ip,omitempty"`
+	// ports are the mappings the agent set up, host ports chosen; when set
+	// they replace the task's ports.
+	Ports         []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2452,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2465,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -2268,6 +2517,20 @@ func (x *ReportTaskStatusRequest) GetSandbox() string {
 	return ""
 }
 
+func (x *ReportTaskStatusRequest) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *ReportTaskStatusRequest) GetPorts() []*PortMapping {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
 type ReportTaskStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -2277,7 +2540,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2552,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2565,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -2320,7 +2583,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2595,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2608,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
 }
 
 type ListAgentsResponse struct {
@@ -2358,7 +2621,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2633,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2646,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -2409,7 +2672,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2684,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2697,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -2454,7 +2717,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2729,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2742,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -2506,7 +2769,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2781,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2794,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -2558,7 +2821,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2833,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2846,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2618,7 +2881,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2893,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2906,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -2707,7 +2970,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2982,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2995,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -2759,7 +3022,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +3034,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +3047,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -2812,7 +3075,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +3087,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +3100,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -2868,7 +3131,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3143,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3156,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -2935,7 +3198,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3210,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3223,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -3020,7 +3283,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3295,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3308,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
 }
 
 type PolicyListResponse struct {
@@ -3057,7 +3320,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3332,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3345,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -3101,7 +3364,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3376,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3389,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -3146,7 +3409,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3421,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3434,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -3196,7 +3459,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3208,7 +3471,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3221,7 +3484,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
 }
 
 type PolicyRollbackResponse struct {
@@ -3234,7 +3497,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3246,7 +3509,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3259,7 +3522,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -3314,7 +3577,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0epending_reason\x18\f \x01(\tR\rpendingReason\x12#\n" +
 	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\x124\n" +
 	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
-	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\xd1\x05\n" +
+	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\xb0\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -3336,10 +3599,23 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\aupdated\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x12\x16\n" +
 	"\x06driver\x18\x11 \x01(\tR\x06driver\x12#\n" +
 	"\rdriver_config\x18\x12 \x01(\tR\fdriverConfig\x121\n" +
-	"\x05usage\x18\x13 \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x1a6\n" +
+	"\x05usage\x18\x13 \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x18\n" +
+	"\anetwork\x18\x14 \x01(\tR\anetwork\x12\x0e\n" +
+	"\x02ip\x18\x15 \x01(\tR\x02ip\x123\n" +
+	"\x05ports\x18\x16 \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\vPortRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0econtainer_port\x18\x02 \x01(\rR\rcontainerPort\x12\x1b\n" +
+	"\thost_port\x18\x03 \x01(\rR\bhostPort\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\tR\bprotocol\"\x81\x01\n" +
+	"\vPortMapping\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0econtainer_port\x18\x02 \x01(\rR\rcontainerPort\x12\x1b\n" +
+	"\thost_port\x18\x03 \x01(\rR\bhostPort\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\tR\bprotocol\"\xc8\x03\n" +
 	"\tTaskUsage\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x124\n" +
 	"\asampled\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\asampled\x12\x15\n" +
@@ -3369,7 +3645,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x16\n" +
 	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"\x84\x04\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"\xbd\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12;\n" +
@@ -3381,7 +3657,11 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"registered\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"registered\x12A\n" +
 	"\x0elast_heartbeat\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x126\n" +
-	"\aplugins\x18\t \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x1a9\n" +
+	"\aplugins\x18\t \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x12\x16\n" +
+	"\x06subnet\x18\n" +
+	" \x01(\tR\x06subnet\x12\x1f\n" +
+	"\vunderlay_ip\x18\v \x01(\tR\n" +
+	"underlayIp\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x02\n" +
@@ -3395,7 +3675,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xef\x02\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xbe\x03\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -3405,7 +3685,10 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"workingDir\x129\n" +
 	"\tresources\x18\x06 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\tresources\x12\x16\n" +
 	"\x06driver\x18\a \x01(\tR\x06driver\x12#\n" +
-	"\rdriver_config\x18\b \x01(\tR\fdriverConfig\x1a6\n" +
+	"\rdriver_config\x18\b \x01(\tR\fdriverConfig\x12\x18\n" +
+	"\anetwork\x18\t \x01(\tR\anetwork\x123\n" +
+	"\x05ports\x18\n" +
+	" \x03(\v2\x1d.dcos.syscalls.v1.PortRequestR\x05ports\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
@@ -3440,27 +3723,31 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10KeepAliveRequest\x12%\n" +
 	"\x0eallocation_ids\x18\x01 \x03(\tR\rallocationIds\"S\n" +
 	"\x11KeepAliveResponse\x12>\n" +
-	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\xf1\x02\n" +
+	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\x92\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12J\n" +
 	"\x06labels\x18\x03 \x03(\v22.dcos.syscalls.v1.RegisterAgentRequest.LabelsEntryR\x06labels\x129\n" +
 	"\tresources\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\tresources\x12(\n" +
 	"\x10running_task_ids\x18\x05 \x03(\tR\x0erunningTaskIds\x126\n" +
-	"\aplugins\x18\x06 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x1a9\n" +
+	"\aplugins\x18\x06 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x12\x1f\n" +
+	"\vunderlay_ip\x18\a \x01(\tR\n" +
+	"underlayIp\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
 	"\x15RegisterAgentResponse\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12,\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x16.dcos.syscalls.v1.TaskR\x05tasks\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\x98\x01\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x16\n" +
+	"\x06subnet\x18\x05 \x01(\tR\x06subnet\x12!\n" +
+	"\fcluster_cidr\x18\x06 \x01(\tR\vclusterCidr\"\x98\x01\n" +
 	"\x10HeartbeatRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x121\n" +
 	"\x05usage\x18\x03 \x03(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\x13\n" +
-	"\x11HeartbeatResponse\"\xe1\x01\n" +
+	"\x11HeartbeatResponse\"\xa6\x02\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x121\n" +
@@ -3468,7 +3755,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x18\n" +
-	"\asandbox\x18\a \x01(\tR\asandbox\"6\n" +
+	"\asandbox\x18\a \x01(\tR\asandbox\x12\x0e\n" +
+	"\x02ip\x18\b \x01(\tR\x02ip\x123\n" +
+	"\x05ports\x18\t \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\"6\n" +
 	"\x18ReportTaskStatusResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"\x13\n" +
 	"\x11ListAgentsRequest\"a\n" +
@@ -3595,7 +3884,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -3606,143 +3895,148 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*Constraint)(nil),               // 6: dcos.syscalls.v1.Constraint
 	(*Allocation)(nil),               // 7: dcos.syscalls.v1.Allocation
 	(*Task)(nil),                     // 8: dcos.syscalls.v1.Task
-	(*TaskUsage)(nil),                // 9: dcos.syscalls.v1.TaskUsage
-	(*PluginInfo)(nil),               // 10: dcos.syscalls.v1.PluginInfo
-	(*Agent)(nil),                    // 11: dcos.syscalls.v1.Agent
-	(*AllocateRequest)(nil),          // 12: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 13: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 14: dcos.syscalls.v1.LaunchRequest
-	(*LaunchResponse)(nil),           // 15: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 16: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 17: dcos.syscalls.v1.Event
-	(*ResyncInfo)(nil),               // 18: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 19: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 20: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 21: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 22: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 23: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 24: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 25: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 26: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 27: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*ReportTaskStatusResponse)(nil), // 28: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 29: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 30: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 31: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 32: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 33: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 34: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 35: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 36: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 37: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 38: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 39: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 40: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 41: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 42: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 43: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 44: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 45: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 46: dcos.syscalls.v1.PolicyRollbackResponse
-	nil,                              // 47: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 48: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 49: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 50: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 51: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
+	(*PortRequest)(nil),              // 9: dcos.syscalls.v1.PortRequest
+	(*PortMapping)(nil),              // 10: dcos.syscalls.v1.PortMapping
+	(*TaskUsage)(nil),                // 11: dcos.syscalls.v1.TaskUsage
+	(*PluginInfo)(nil),               // 12: dcos.syscalls.v1.PluginInfo
+	(*Agent)(nil),                    // 13: dcos.syscalls.v1.Agent
+	(*AllocateRequest)(nil),          // 14: dcos.syscalls.v1.AllocateRequest
+	(*AllocateResponse)(nil),         // 15: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 16: dcos.syscalls.v1.LaunchRequest
+	(*LaunchResponse)(nil),           // 17: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 18: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 19: dcos.syscalls.v1.Event
+	(*ResyncInfo)(nil),               // 20: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 21: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 22: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 23: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 24: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 25: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 26: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 27: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 28: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 29: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*ReportTaskStatusResponse)(nil), // 30: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 31: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 32: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 33: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 34: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 35: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 36: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 37: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 38: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 39: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 40: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 41: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 42: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 43: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 44: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 45: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 46: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 47: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 48: dcos.syscalls.v1.PolicyRollbackResponse
+	nil,                              // 49: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 50: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 51: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 52: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	(*durationpb.Duration)(nil),      // 53: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 54: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	4,  // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,  // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	5,  // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	6,  // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	51, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	52, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	52, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
-	9,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	53, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	54, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	54, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	11, // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	1,  // 8: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	47, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	49, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	5,  // 10: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	52, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	52, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	9,  // 13: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	52, // 14: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	48, // 15: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	5,  // 16: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	5,  // 17: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	2,  // 18: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	52, // 19: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	52, // 20: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	10, // 21: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	5,  // 22: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	6,  // 23: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	51, // 24: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	7,  // 25: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	49, // 26: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	5,  // 27: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	8,  // 28: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	3,  // 29: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	3,  // 30: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	52, // 31: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 32: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 33: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	11, // 34: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	35, // 35: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	7,  // 36: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	50, // 37: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	5,  // 38: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	10, // 39: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	51, // 40: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 41: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	10, // 42: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	9,  // 43: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,  // 44: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	11, // 45: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	7,  // 46: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 47: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	52, // 48: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	35, // 49: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	39, // 50: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	35, // 51: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	35, // 52: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	35, // 53: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	12, // 54: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	14, // 55: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	16, // 56: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	19, // 57: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	21, // 58: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	23, // 59: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	25, // 60: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	27, // 61: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	29, // 62: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	31, // 63: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	33, // 64: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	36, // 65: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	38, // 66: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	41, // 67: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	43, // 68: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	45, // 69: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	13, // 70: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	15, // 71: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	17, // 72: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	20, // 73: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	22, // 74: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	24, // 75: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	26, // 76: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	28, // 77: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	30, // 78: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	32, // 79: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	34, // 80: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	37, // 81: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	40, // 82: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	42, // 83: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	44, // 84: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	46, // 85: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	70, // [70:86] is the sub-list for method output_type
-	54, // [54:70] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	54, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	54, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	11, // 13: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	10, // 14: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
+	54, // 15: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	50, // 16: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	5,  // 17: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	5,  // 18: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	2,  // 19: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	54, // 20: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	54, // 21: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	12, // 22: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	5,  // 23: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	6,  // 24: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	53, // 25: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	7,  // 26: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	51, // 27: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	5,  // 28: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	9,  // 29: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	8,  // 30: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	3,  // 31: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	3,  // 32: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	54, // 33: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 34: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 35: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	13, // 36: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	37, // 37: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	7,  // 38: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	52, // 39: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	5,  // 40: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	12, // 41: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	53, // 42: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	8,  // 43: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	12, // 44: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	11, // 45: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,  // 46: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	10, // 47: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	13, // 48: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	7,  // 49: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 50: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	54, // 51: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	37, // 52: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	41, // 53: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	37, // 54: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	37, // 55: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	37, // 56: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	14, // 57: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	16, // 58: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	18, // 59: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	21, // 60: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	23, // 61: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	25, // 62: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	27, // 63: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	29, // 64: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	31, // 65: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	33, // 66: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	35, // 67: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	38, // 68: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	40, // 69: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	43, // 70: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	45, // 71: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	47, // 72: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	15, // 73: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	17, // 74: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	19, // 75: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	22, // 76: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	24, // 77: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	26, // 78: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	28, // 79: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	30, // 80: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	32, // 81: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	34, // 82: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	36, // 83: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	39, // 84: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	42, // 85: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	44, // 86: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	46, // 87: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	48, // 88: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	73, // [73:89] is the sub-list for method output_type
+	57, // [57:73] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -3756,7 +4050,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

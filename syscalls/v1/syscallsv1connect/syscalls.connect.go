@@ -8,7 +8,8 @@
 //   - Every call carries "Authorization: Bearer <token>"; the token maps to a
 //     principal (operator, framework or agent).
 //   - Errors are gRPC/Connect codes (InvalidArgument, NotFound,
-//     PermissionDenied, Unauthenticated, FailedPrecondition, Unavailable)
+//     PermissionDenied, Unauthenticated, FailedPrecondition,
+//     ResourceExhausted, Unavailable)
 //     with a message that names the field at fault, e.g.
 //     "resources.cpus: must be a finite number > 0, got -1".
 //   - Revisions are store (etcd) revisions: every state change has one, and

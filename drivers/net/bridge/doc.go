@@ -30,7 +30,16 @@
 // out an address a live container holds. Everything the driver creates on
 // the host is named with a "dcos" prefix.
 //
-// It is not a firewall and not a NAT: bridge-mode host port mappings
-// return ErrNotSupported for now (no DNAT without iptables/nftables
-// support), and traffic leaving the cluster is not masqueraded.
+// Host ports of bridge-mode containers are DNAT entries in one nftables
+// table per node, "ip <bridge>" (a map from protocol and host port to
+// container address and port, used for packets to any local address),
+// written through the nft binary; the same table masquerades hairpin
+// traffic and traffic from the subnet leaving the cluster CIDR. On a node
+// without nft, bridge-mode port mappings return ErrNotSupported. Host
+// ports are not reachable through 127.0.0.1 (no route_localnet), and
+// clients on other machines, like egress to outside the cluster, need
+// forwarding on the uplink device, which the driver does not enable (it is
+// a host-wide choice left to the node's provisioning).
+//
+// It is not a firewall: it filters nothing.
 package bridge

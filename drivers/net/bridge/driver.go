@@ -82,6 +82,7 @@ type Driver struct {
 	cfg  Config
 	log  *slog.Logger
 	host *netlink.Handle // netlink in the node's namespace
+	nat  *nat
 
 	opMu sync.Mutex // serializes changes
 
@@ -153,6 +154,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg:        cfg,
 		log:        log,
 		host:       h,
+		nat:        newNAT(cfg.Bridge, cfg.HostNetns),
 		pool:       p,
 		containers: map[string]*contract.NetworkStatus{},
 		ports:      map[portKey]string{},
@@ -171,8 +173,9 @@ func (d *Driver) nsPath(id string) string {
 	return filepath.Join(nsDir(d.cfg.StateDir), nsFile(id))
 }
 
-// Setup implements contract.NetDriver. Bridge-mode requests with port
-// mappings return ErrNotSupported (no DNAT yet).
+// Setup implements contract.NetDriver. Bridge-mode port mappings are DNAT
+// entries in the node's nftables table (see nat); on a node without the
+// nft binary they return ErrNotSupported.
 func (d *Driver) Setup(ctx context.Context, req contract.NetworkRequest) (*contract.NetworkStatus, error) {
 	id := req.ContainerID
 	if id == "" {
@@ -297,14 +300,18 @@ func (d *Driver) releasePorts(id string) {
 
 func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStatus, error) {
 	id := req.ContainerID
-	if len(req.Ports) > 0 {
-		return nil, fmt.Errorf("host port mappings in bridge mode: %w", contract.ErrNotSupported)
+	if len(req.Ports) > 0 && d.nat.nft == "" {
+		return nil, errNoNft
 	}
 	d.mu.Lock()
 	n := d.node
 	d.mu.Unlock()
 	if n == nil {
 		return nil, errors.New("bridge mode before ConfigureNode")
+	}
+	ports, err := d.reservePorts(id, req.Ports)
+	if err != nil {
+		return nil, err
 	}
 	// A leftover of this ID (a crash before the host's checkpoint) is
 	// replaced, not an error: the host says the ID is new.
@@ -320,10 +327,17 @@ func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStat
 	}
 	d.mu.Unlock()
 	if err != nil {
+		d.releasePorts(id)
 		return nil, err
 	}
 	st, err := d.createContainer(id, ip, n)
+	if err == nil {
+		if err = d.nat.add(ports, ip); err != nil {
+			err = fmt.Errorf("host ports: %w", err)
+		}
+	}
 	if err != nil {
+		d.releasePorts(id)
 		if rerr := d.removePieces(id); rerr != nil {
 			d.log.Error("setup: rollback", "id", id, "err", rerr)
 		}
@@ -334,6 +348,10 @@ func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStat
 		}
 		d.mu.Unlock()
 		return nil, err
+	}
+	st.Ports = ports
+	for _, p := range ports {
+		st.Env[contract.PortEnv(p.Name)] = strconv.Itoa(int(containerPort(p)))
 	}
 	return st, nil
 }
@@ -441,6 +459,11 @@ func (d *Driver) teardown(id string) error {
 	st := d.containers[id]
 	_, leased := d.pool.Leases[id]
 	d.mu.Unlock()
+	if st != nil && st.Mode == contract.NetworkModeBridge && len(st.Ports) > 0 {
+		if err := d.removeDNAT(id); err != nil {
+			return err
+		}
+	}
 	if st == nil || st.Mode == contract.NetworkModeBridge {
 		if err := d.removePieces(id); err != nil {
 			return err
@@ -509,6 +532,13 @@ func (d *Driver) Recover(ctx context.Context, containers []contract.NetworkStatu
 		if err := d.claimPorts(id, st.Ports); err != nil {
 			errs = append(errs, fmt.Errorf("%q: %w", id, err))
 			continue
+		}
+		if st.Mode == contract.NetworkModeBridge {
+			if err := d.nat.add(st.Ports, st.IP); err != nil {
+				d.releasePorts(id)
+				errs = append(errs, fmt.Errorf("%q: %w", id, err))
+				continue
+			}
 		}
 		d.mu.Lock()
 		d.containers[id] = st
@@ -602,6 +632,9 @@ func (d *Driver) GC(ctx context.Context, live []string) ([]string, error) {
 			}
 		}
 	}
+	if err := d.gcDNAT(); err != nil {
+		errs = append(errs, err)
+	}
 	slices.Sort(removed)
 	if err := errors.Join(errs...); err != nil {
 		return removed, fmt.Errorf("bridge: gc: %w", err)
@@ -614,4 +647,56 @@ func cloneStatus(st *contract.NetworkStatus) *contract.NetworkStatus {
 	c.Ports = slices.Clone(st.Ports)
 	c.Env = maps.Clone(st.Env)
 	return &c
+}
+
+// removeDNAT deletes the DNAT entries of id's reserved host ports that
+// exist (so that a retried Teardown does not fail on the ones gone).
+func (d *Driver) removeDNAT(id string) error {
+	have, err := d.nat.list()
+	if err != nil {
+		return fmt.Errorf("host ports: %w", err)
+	}
+	var keys []portKey
+	d.mu.Lock()
+	for k, owner := range d.ports {
+		if _, ok := have[k]; ok && owner == id {
+			keys = append(keys, k)
+		}
+	}
+	d.mu.Unlock()
+	if err := d.nat.del(keys); err != nil {
+		return fmt.Errorf("host ports: %w", err)
+	}
+	return nil
+}
+
+// gcDNAT deletes the DNAT entries that do not lead to a tracked
+// bridge-mode container holding the port.
+func (d *Driver) gcDNAT() error {
+	if d.nat.nft == "" {
+		return nil
+	}
+	d.mu.Lock()
+	configured := d.node != nil
+	d.mu.Unlock()
+	if !configured {
+		return nil
+	}
+	have, err := d.nat.list()
+	if err != nil {
+		return fmt.Errorf("host ports: %w", err)
+	}
+	var stale []portKey
+	d.mu.Lock()
+	for k, t := range have {
+		st := d.containers[d.ports[k]]
+		if st == nil || st.Mode != contract.NetworkModeBridge || st.IP != t.ip {
+			stale = append(stale, k)
+		}
+	}
+	d.mu.Unlock()
+	if err := d.nat.del(stale); err != nil {
+		return fmt.Errorf("host ports: %w", err)
+	}
+	return nil
 }

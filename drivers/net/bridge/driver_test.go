@@ -104,6 +104,11 @@ func TestDriver_BadInput(t *testing.T) {
 	tn := newTestNode(t, testSubnet())
 	ctx := context.Background()
 	tn.setup("dup")
+	tn.ids["h"] = true
+	if _, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "h", Mode: contract.NetworkModeHost,
+		Ports: []contract.PortMapping{{Name: "p", HostPort: 31999}}}); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		req  contract.NetworkRequest
@@ -112,8 +117,8 @@ func TestDriver_BadInput(t *testing.T) {
 		{"bad mode", contract.NetworkRequest{ContainerID: "x", Mode: "overlay"}, contract.ErrNotSupported},
 		{"empty mode", contract.NetworkRequest{ContainerID: "x"}, contract.ErrNotSupported},
 		{"set up twice", contract.NetworkRequest{ContainerID: "dup", Mode: contract.NetworkModeBridge}, contract.ErrConflict},
-		{"bridge ports", contract.NetworkRequest{ContainerID: "x", Mode: contract.NetworkModeBridge,
-			Ports: []contract.PortMapping{{Name: "http", HostPort: 8080, ContainerPort: 80}}}, contract.ErrNotSupported},
+		{"bridge port taken", contract.NetworkRequest{ContainerID: "x", Mode: contract.NetworkModeBridge,
+			Ports: []contract.PortMapping{{Name: "http", HostPort: 31999}}}, contract.ErrConflict},
 		{"udp-lite", contract.NetworkRequest{ContainerID: "x", Mode: contract.NetworkModeHost,
 			Ports: []contract.PortMapping{{Name: "a", Protocol: "sctp"}}}, contract.ErrNotSupported},
 	}
@@ -362,5 +367,86 @@ func TestDriver_ConcurrentSetup(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestDriver_HostPorts(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	if tn.d.nat.nft == "" {
+		t.Skip("no nft binary: bridge-mode host ports are not supported here")
+	}
+	ctx := context.Background()
+	tn.ids["web"] = true
+	st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "web", Mode: contract.NetworkModeBridge,
+		Ports: []contract.PortMapping{{Name: "http", ContainerPort: 8080}, {Name: "dns", HostPort: 31553, ContainerPort: 53, Protocol: "udp"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := st.Ports[0].HostPort
+	if hp < portRangeFirst || st.Env["DCOS_PORT_HTTP"] != "8080" || st.Env["DCOS_PORT_DNS"] != "53" {
+		t.Fatalf("status %+v", st)
+	}
+	have, err := tn.d.nat.list()
+	if err != nil || len(have) != 2 || have[portKey{"tcp", hp}] != (natTarget{st.IP, 8080}) {
+		t.Fatalf("DNAT entries %v, %v", have, err)
+	}
+	// The node's own address and host port lead to the container.
+	ln := listenIn(t, st.Netns, hostPort(st.IP, 8080))
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, err = c.Write([]byte("hi"))
+			c.Close()
+		}
+		accepted <- err
+	}()
+	c, err := dialIn("", hostPort(gateway(tn.subnet), int(hp)))
+	if err != nil {
+		t.Fatalf("dial host port %d: %v", hp, err)
+	}
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read %q: %v", buf, err)
+	}
+	c.Close()
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.d.Teardown(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if have, err := tn.d.nat.list(); err != nil || len(have) != 0 {
+		t.Errorf("after teardown: DNAT entries %v, %v", have, err)
+	}
+
+	// A crash leaves DNAT entries; a recovered container keeps its own and
+	// GC removes the others.
+	tn.ids["keep"], tn.ids["lost"] = true, true
+	var keep *contract.NetworkStatus
+	for _, id := range []string{"keep", "lost"} {
+		st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: id, Mode: contract.NetworkModeBridge,
+			Ports: []contract.PortMapping{{Name: "http", ContainerPort: 80}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == "keep" {
+			keep = st
+		}
+	}
+	tn.d.Close()
+	tn.d = tn.open()
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: tn.subnet}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*keep}); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := tn.d.GC(ctx, []string{"keep"}); err != nil || fmt.Sprint(removed) != "[lost]" {
+		t.Fatalf("GC = %v, %v", removed, err)
+	}
+	have, err = tn.d.nat.list()
+	if err != nil || len(have) != 1 || have[portKey{"tcp", keep.Ports[0].HostPort}] != (natTarget{keep.IP, 80}) {
+		t.Errorf("after GC: DNAT entries %v, %v", have, err)
 	}
 }

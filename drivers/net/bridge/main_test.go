@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -166,6 +167,9 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 		if strings.Contains(sc.Text(), cfg.StateDir) {
 			tb.Errorf("left behind: mount %s", sc.Text())
 		}
+	}
+	if out, err := exec.Command("nft", "list", "table", "ip", cfg.Bridge).CombinedOutput(); err == nil {
+		tb.Errorf("left behind: nftables table ip %s:\n%s", cfg.Bridge, out)
 	}
 	// The driver never uses /run/netns; nothing of it may appear there.
 	if ents, err := os.ReadDir("/run/netns"); err == nil {

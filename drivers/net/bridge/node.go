@@ -94,6 +94,9 @@ func (d *Driver) configureNode(cfg contract.NodeConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := d.nat.ensure(d.cfg.Bridge, cfg.Subnet, cfg.ClusterCIDR); err != nil {
+		return err
+	}
 	if cfg.Underlay.IsValid() {
 		if err := d.ensureVXLAN(cfg, mtu); err != nil {
 			return err
@@ -392,8 +395,8 @@ func (d *Driver) deleteLink(name string) error {
 	return nil
 }
 
-// RemoveNode deletes the bridge and the VXLAN device (with their routes,
-// neighbors and forwarding entries) and forgets the node configuration.
+// RemoveNode deletes the bridge, the VXLAN device (with their routes,
+// neighbors and forwarding entries) and the NAT table and forgets the node configuration.
 // It refuses with ErrConflict while containers are set up in bridge mode
 // or hold addresses. It is idempotent. It is not part of
 // contract.NetDriver: it is for decommissioning a node and for tests.
@@ -406,7 +409,7 @@ func (d *Driver) RemoveNode(ctx context.Context) error {
 	if n > 0 {
 		return fmt.Errorf("bridge: remove node: %d containers hold addresses: %w", n, contract.ErrConflict)
 	}
-	if err := errors.Join(d.deleteLink(d.cfg.VXLAN), d.deleteLink(d.cfg.Bridge)); err != nil {
+	if err := errors.Join(d.deleteLink(d.cfg.VXLAN), d.deleteLink(d.cfg.Bridge), d.nat.remove()); err != nil {
 		return fmt.Errorf("bridge: remove node: %w", err)
 	}
 	d.mu.Lock()

@@ -160,7 +160,7 @@ func (d *Driver) Close() error {
 // Capabilities implements contract.Driver.
 func (d *Driver) Capabilities(context.Context) (*contract.Capabilities, error) {
 	return &contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone,
-		RecoverTasks: true, JoinCgroups: true}, nil
+		RecoverTasks: true, JoinCgroups: true, JoinNetns: true}, nil
 }
 
 // Fingerprint implements contract.Driver: healthy on Linux, undetected
@@ -349,7 +349,7 @@ func (d *Driver) lookup(op, id string) (*task, error) {
 // exactly cfg.Env, in name order.
 func specOf(cfg *contract.TaskConfig) *wire.StartSpec {
 	s := &wire.StartSpec{TaskID: cfg.ID, Command: cfg.Command, Args: cfg.Args, WorkDir: cfg.WorkDir,
-		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, Cgroups: cfg.Cgroups}
+		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, Cgroups: cfg.Cgroups, Netns: cfg.Netns}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
 		s.Env = append(s.Env, k+"="+cfg.Env[k])
 	}

@@ -12,11 +12,11 @@ func capabilitiesToProto(c *Capabilities) *pluginsv1.DriverCapabilities {
 	if c == nil {
 		return nil
 	}
-	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups}
+	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns}
 }
 
 func capabilitiesFromProto(c *pluginsv1.DriverCapabilities) *Capabilities {
-	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups()}
+	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns()}
 }
 
 func resourcesToProto(r Resources) *pluginsv1.Resources {
@@ -34,7 +34,7 @@ func taskConfigToProto(c *TaskConfig) *pluginsv1.TaskConfig {
 	return &pluginsv1.TaskConfig{
 		Id: c.ID, Name: c.Name, Command: c.Command, Args: c.Args, Env: c.Env,
 		WorkDir: c.WorkDir, User: c.User, Resources: resourcesToProto(c.Resources),
-		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups, StdoutPath: c.StdoutPath, StderrPath: c.StderrPath,
+		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups, StdoutPath: c.StdoutPath, StderrPath: c.StderrPath, Netns: c.Netns,
 	}
 }
 
@@ -45,7 +45,7 @@ func taskConfigFromProto(c *pluginsv1.TaskConfig) *TaskConfig {
 	return &TaskConfig{
 		ID: c.GetId(), Name: c.GetName(), Command: c.GetCommand(), Args: c.GetArgs(), Env: c.GetEnv(),
 		WorkDir: c.GetWorkDir(), User: c.GetUser(), Resources: resourcesFromProto(c.GetResources()),
-		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(), StdoutPath: c.GetStdoutPath(), StderrPath: c.GetStderrPath(),
+		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(), StdoutPath: c.GetStdoutPath(), StderrPath: c.GetStderrPath(), Netns: c.GetNetns(),
 	}
 }
 

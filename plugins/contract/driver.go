@@ -79,6 +79,7 @@ type Capabilities struct {
 	FSIsolation  FSIsolation // filesystem isolation of tasks
 	RecoverTasks bool        // RecoverTask reattaches to running tasks
 	JoinCgroups  bool        // the task starts inside TaskConfig.Cgroups
+	JoinNetns    bool        // the task starts inside TaskConfig.Netns
 }
 
 // Health is a driver's health on a node.
@@ -127,6 +128,12 @@ type TaskConfig struct {
 	// discard.
 	StdoutPath string
 	StderrPath string
+	// Netns is the network namespace the task must start in (a file such
+	// as /run/netns/NAME, from the net driver's NetworkStatus.Netns); empty
+	// means the node's. A driver that cannot honour it says so in
+	// Capabilities.JoinNetns = false, and the host does not give it tasks
+	// that ask for their own network.
+	Netns string
 }
 
 // TaskState is where a task is in its life.

@@ -79,7 +79,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if err := os.Remove(wire.ExitRecordPath(s.stateDir, spec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("exit record: %w", err)
 	}
-	if err := s.forkInCgroups(cmd, spec.Cgroups); err != nil {
+	if err := s.forkInCgroups(cmd, spec.Cgroups, spec.Netns); err != nil {
 		return nil, "", err
 	}
 	forked := time.Now()
@@ -129,9 +129,21 @@ func openOutput(path string, created *[]string) (*os.File, error) {
 // is joined with CLONE_INTO_CGROUP. If the thread cannot return, it is
 // left locked and so ends with its goroutine: the supervisor never stays
 // in a task's cgroup. On error no process is left. s.mu is held.
-func (s *server) forkInCgroups(cmd *exec.Cmd, dirs []string) error {
-	if len(dirs) == 0 {
+//
+// With netns set, the same thread also enters that network namespace
+// (setns) before the fork and returns to its own after it.
+func (s *server) forkInCgroups(cmd *exec.Cmd, dirs []string, netns string) error {
+	if len(dirs) == 0 && netns == "" {
 		return cmd.Start()
+	}
+	nsFd := -1
+	if netns != "" {
+		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("netns %s: %w", netns, err)
+		}
+		defer unix.Close(fd)
+		nsFd = fd
 	}
 	if s.homesErr != nil {
 		return fmt.Errorf("cgroups: own cgroups unknown: %w", s.homesErr)
@@ -176,12 +188,19 @@ func (s *server) forkInCgroups(cmd *exec.Cmd, dirs []string) error {
 		runtime.LockOSThread()
 		tid := unix.Gettid()
 		var joined []string
+		homeNs := -1
 		leave := func() error {
 			var errs []error
 			for _, home := range joined {
 				if err := writeTask(home, tid); err != nil {
 					errs = append(errs, err)
 				}
+			}
+			if homeNs >= 0 {
+				if err := unix.Setns(homeNs, unix.CLONE_NEWNET); err != nil {
+					errs = append(errs, fmt.Errorf("netns: return: %w", err))
+				}
+				unix.Close(homeNs)
 			}
 			return errors.Join(errs...)
 		}
@@ -191,6 +210,13 @@ func (s *server) forkInCgroups(cmd *exec.Cmd, dirs []string) error {
 				break
 			}
 			joined = append(joined, homes[i])
+		}
+		if err == nil && nsFd >= 0 {
+			if homeNs, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+				homeNs, err = -1, fmt.Errorf("netns: own: %w", err)
+			} else if err = unix.Setns(nsFd, unix.CLONE_NEWNET); err != nil {
+				err = fmt.Errorf("netns %s: %w", netns, err)
+			}
 		}
 		if err == nil {
 			err = cmd.Start()

@@ -76,6 +76,9 @@ type StartSpec struct {
 	Stderr string `json:"stderr,omitempty"`
 	// Cgroups are absolute cgroup directories the task starts in.
 	Cgroups []string `json:"cgroups,omitempty"`
+	// Netns is the network namespace file the task starts in; empty: the
+	// supervisor's.
+	Netns string `json:"netns,omitempty"`
 }
 
 // Reply is a message from the supervisor: the answer to request ID, or,
@@ -200,7 +203,7 @@ func (s *StartSpec) Validate() error {
 			return fmt.Errorf("env %q: want KEY=value without NUL", kv)
 		}
 	}
-	for name, p := range map[string]string{"work dir": s.WorkDir, "stdout": s.Stdout, "stderr": s.Stderr} {
+	for name, p := range map[string]string{"work dir": s.WorkDir, "stdout": s.Stdout, "stderr": s.Stderr, "netns": s.Netns} {
 		if p != "" && (!filepath.IsAbs(p) || strings.ContainsRune(p, 0)) {
 			return fmt.Errorf("%s %q: want an absolute path", name, p)
 		}

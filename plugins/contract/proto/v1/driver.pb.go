@@ -136,6 +136,7 @@ type DriverCapabilities struct {
 	FsIsolation   string                 `protobuf:"bytes,2,opt,name=fs_isolation,json=fsIsolation,proto3" json:"fs_isolation,omitempty"`
 	RecoverTasks  bool                   `protobuf:"varint,3,opt,name=recover_tasks,json=recoverTasks,proto3" json:"recover_tasks,omitempty"`
 	JoinCgroups   bool                   `protobuf:"varint,4,opt,name=join_cgroups,json=joinCgroups,proto3" json:"join_cgroups,omitempty"`
+	JoinNetns     bool                   `protobuf:"varint,5,opt,name=join_netns,json=joinNetns,proto3" json:"join_netns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +195,13 @@ func (x *DriverCapabilities) GetRecoverTasks() bool {
 func (x *DriverCapabilities) GetJoinCgroups() bool {
 	if x != nil {
 		return x.JoinCgroups
+	}
+	return false
+}
+
+func (x *DriverCapabilities) GetJoinNetns() bool {
+	if x != nil {
+		return x.JoinNetns
 	}
 	return false
 }
@@ -449,8 +457,11 @@ type TaskConfig struct {
 	// isolators' Prepare).
 	Cgroups []string `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
 	// stdout_path and stderr_path are files the task's output is appended to.
-	StdoutPath    string `protobuf:"bytes,11,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
-	StderrPath    string `protobuf:"bytes,12,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	StdoutPath string `protobuf:"bytes,11,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
+	StderrPath string `protobuf:"bytes,12,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	// netns is the network namespace (a bind-mounted file) the task starts
+	// in; empty: the node's.
+	Netns         string `protobuf:"bytes,13,opt,name=netns,proto3" json:"netns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +576,13 @@ func (x *TaskConfig) GetStdoutPath() string {
 func (x *TaskConfig) GetStderrPath() string {
 	if x != nil {
 		return x.StderrPath
+	}
+	return ""
+}
+
+func (x *TaskConfig) GetNetns() string {
+	if x != nil {
+		return x.Netns
 	}
 	return ""
 }
@@ -1606,12 +1624,14 @@ var File_v1_driver_proto protoreflect.FileDescriptor
 
 const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x01\n" +
+	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
 	"\x12DriverCapabilities\x12!\n" +
 	"\fsend_signals\x18\x01 \x01(\bR\vsendSignals\x12!\n" +
 	"\ffs_isolation\x18\x02 \x01(\tR\vfsIsolation\x12#\n" +
 	"\rrecover_tasks\x18\x03 \x01(\bR\frecoverTasks\x12!\n" +
-	"\fjoin_cgroups\x18\x04 \x01(\bR\vjoinCgroups\"\x15\n" +
+	"\fjoin_cgroups\x18\x04 \x01(\bR\vjoinCgroups\x12\x1d\n" +
+	"\n" +
+	"join_netns\x18\x05 \x01(\bR\tjoinNetns\"\x15\n" +
 	"\x13CapabilitiesRequest\"_\n" +
 	"\x14CapabilitiesResponse\x12G\n" +
 	"\fcapabilities\x18\x01 \x01(\v2#.dcos.plugins.v1.DriverCapabilitiesR\fcapabilities\"\x14\n" +
@@ -1628,7 +1648,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xb8\x03\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xce\x03\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1645,7 +1665,8 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\vstdout_path\x18\v \x01(\tR\n" +
 	"stdoutPath\x12\x1f\n" +
 	"\vstderr_path\x18\f \x01(\tR\n" +
-	"stderrPath\x1a6\n" +
+	"stderrPath\x12\x14\n" +
+	"\x05netns\x18\r \x01(\tR\x05netns\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x01\n" +

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -116,6 +117,14 @@ func TestDriver_VXLANTwoHosts(t *testing.T) {
 			}
 			d.Close()
 		})
+	}
+	if hosts[0].d.nat.nft != "" {
+		if err := exec.Command("nft", "list", "table", "ip", DefaultBridge).Run(); err == nil {
+			t.Errorf("the NAT table of a fake host is in the test's own namespace")
+		}
+		if err := inNetns(hosts[0].path, exec.Command("nft", "list", "table", "ip", DefaultBridge).Run); err != nil {
+			t.Errorf("no NAT table in the fake host: %v", err)
+		}
 	}
 	if mtu := hosts[0].d.node.mtu; mtu != 1450 {
 		t.Errorf("MTU over a 1500-byte underlay = %d, want 1450", mtu)

@@ -464,7 +464,7 @@ func TestDriver_Contract(t *testing.T) {
 		}
 	}
 	caps, _ := d.Capabilities(ctx)
-	if *caps != (contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone, RecoverTasks: true, JoinCgroups: true}) {
+	if *caps != (contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone, RecoverTasks: true, JoinCgroups: true, JoinNetns: true}) {
 		t.Errorf("Capabilities = %+v", caps)
 	}
 }

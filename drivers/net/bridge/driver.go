@@ -316,6 +316,7 @@ func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStat
 	// A leftover of this ID (a crash before the host's checkpoint) is
 	// replaced, not an error: the host says the ID is new.
 	if err := d.removePieces(id); err != nil {
+		d.releasePorts(id)
 		return nil, err
 	}
 	d.mu.Lock()

@@ -442,6 +442,20 @@ func TestDriver_HostPorts(t *testing.T) {
 	if err := tn.d.Recover(ctx, []contract.NetworkStatus{*keep}); err != nil {
 		t.Fatal(err)
 	}
+	// Before GC, a new container may be given the host port of a lost
+	// one: the stale entry is replaced.
+	tn.ids["new"] = true
+	st, err = tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "new", Mode: contract.NetworkModeBridge,
+		Ports: []contract.PortMapping{{Name: "http", ContainerPort: 81}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have, _ := tn.d.nat.list(); have[portKey{"tcp", st.Ports[0].HostPort}] != (natTarget{st.IP, 81}) {
+		t.Errorf("stale entry not replaced: %v", have)
+	}
+	if err := tn.d.Teardown(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
 	if removed, err := tn.d.GC(ctx, []string{"keep"}); err != nil || fmt.Sprint(removed) != "[lost]" {
 		t.Fatalf("GC = %v, %v", removed, err)
 	}

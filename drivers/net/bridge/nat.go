@@ -110,15 +110,28 @@ type natTarget struct {
 	port uint16
 }
 
+// add maps ports to ip, in one transaction. The caller holds the ports, so
+// an entry of the same port leading elsewhere is stale (a crash before GC)
+// and replaced.
 func (n *nat) add(ports []contract.PortMapping, ip netip.Addr) error {
 	if len(ports) == 0 {
 		return nil
 	}
+	have, err := n.list()
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
 	var elems []string
 	for _, p := range ports {
-		elems = append(elems, fmt.Sprintf("%s . %d : %s . %d", p.Protocol, p.HostPort, ip, containerPort(p)))
+		k, t := portKey{p.Protocol, p.HostPort}, natTarget{ip, containerPort(p)}
+		if old, ok := have[k]; ok && old != t {
+			fmt.Fprintf(&script, "delete element ip %s hostports { %s . %d }\n", n.table, k.proto, k.port)
+		}
+		elems = append(elems, fmt.Sprintf("%s . %d : %s . %d", k.proto, k.port, t.ip, t.port))
 	}
-	_, err := n.run(fmt.Sprintf("add element ip %s hostports { %s }\n", n.table, strings.Join(elems, ", ")), "-f", "-")
+	fmt.Fprintf(&script, "add element ip %s hostports { %s }\n", n.table, strings.Join(elems, ", "))
+	_, err = n.run(script.String(), "-f", "-")
 	return err
 }
 

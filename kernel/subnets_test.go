@@ -259,3 +259,34 @@ func TestTable_TaskNetwork(t *testing.T) {
 		})
 	}
 }
+
+func TestParseClusterCIDR(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "": refused, with err in the message
+		err  string
+	}{
+		{in: "10.88.0.0/16", want: "10.88.0.0/16"},
+		{in: "10.0.0.0/8", want: "10.0.0.0/8"},
+		{in: "192.168.5.0/24", want: "192.168.5.0/24"},
+		{in: "10.88.0.0/25", err: "prefix longer than /24"},
+		{in: "10.88.1.0/16", err: "did you mean 10.88.0.0/16?"},
+		{in: "fd00::/48", err: "want an IPv4 prefix"},
+		{in: "10.88.0.0", err: "want an IPv4 prefix"},
+		{in: "", err: "want an IPv4 prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			p, err := ParseClusterCIDR(tt.in)
+			if tt.want != "" {
+				if err != nil || p.String() != tt.want {
+					t.Fatalf("ParseClusterCIDR(%q) = %v, %v; want %s", tt.in, p, err, tt.want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("ParseClusterCIDR(%q) error %v, want one containing %q", tt.in, err, tt.err)
+			}
+		})
+	}
+}

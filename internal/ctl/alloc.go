@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,40 @@ func launchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
 		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
+		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
+		&cli.StringSliceFlag{Name: "port", Usage: "publish a port of a bridge task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: any free one); implies --network bridge"},
 	}
+}
+
+// portNameRE is what the kernel accepts as a port name.
+var portNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// parsePort parses --port NAME:CONTAINER_PORT[:HOST_PORT][/tcp|/udp].
+func parsePort(s string) (*syscallsv1.PortRequest, error) {
+	spec, protocol, _ := strings.Cut(s, "/")
+	if protocol != "" && protocol != "tcp" && protocol != "udp" {
+		return nil, usagef("--port %q: protocol %q: want tcp or udp", s, protocol)
+	}
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return nil, usagef("--port %q: want NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp", s)
+	}
+	if !portNameRE.MatchString(parts[0]) {
+		return nil, usagef("--port %q: name %q: want 1-63 characters of [a-z0-9_]", s, parts[0])
+	}
+	cport, err := strconv.ParseUint(parts[1], 10, 16)
+	if err != nil || cport == 0 {
+		return nil, usagef("--port %q: container port %q: want a number from 1 to 65535", s, parts[1])
+	}
+	p := &syscallsv1.PortRequest{Name: parts[0], ContainerPort: uint32(cport), Protocol: protocol}
+	if len(parts) == 3 {
+		hport, err := strconv.ParseUint(parts[2], 10, 16)
+		if err != nil {
+			return nil, usagef("--port %q: host port %q: want a number from 0 to 65535 (0, or none: any free port)", s, parts[2])
+		}
+		p.HostPort = uint32(hport)
+	}
+	return p, nil
 }
 
 // allocateRequest builds the request the alloc flags of c describe.
@@ -144,6 +178,25 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 	if dc := req.DriverConfig; dc != "" && !json.Valid([]byte(dc)) {
 		return nil, usagef("--driver-config: not valid JSON: %q", dc)
 	}
+	switch n := c.String("network"); n {
+	case "", "host", "bridge":
+		req.Network = n
+	default:
+		return nil, usagef("--network: want bridge or host, got %q", n)
+	}
+	for _, s := range c.StringSlice("port") {
+		p, err := parsePort(s)
+		if err != nil {
+			return nil, err
+		}
+		req.Ports = append(req.Ports, p)
+	}
+	if len(req.Ports) > 0 {
+		if req.Network == "host" {
+			return nil, usagef("--port: only a task with --network bridge publishes ports (a host task binds the agent's ports itself)")
+		}
+		req.Network = "bridge"
+	}
 	for _, kv := range c.StringSlice("env") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -214,7 +267,8 @@ func launchCommand(e *env) *cli.Command {
 		Description: `Start CMD with ARGS (no shell) in the allocation ALLOC_ID and print the task
 id. -o json prints the Launch response.
 
-  dcosctl launch a-1 --env PORT=8080 -- python3 -m http.server 8080`,
+  dcosctl launch a-1 --env PORT=8080 -- python3 -m http.server 8080
+  dcosctl launch a-1 --port http:8080 -- python3 -m http.server 8080`,
 		Flags: launchFlags(),
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()

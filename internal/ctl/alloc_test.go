@@ -158,6 +158,16 @@ func TestRun_Launch(t *testing.T) {
 			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "ls", Args: []string{"-la", "--env", "X=1"}}},
 		{"env and workdir", []string{"a-1", "--env", "A=1", "-e", "B=x=y", "-e", "C=1,2", "--workdir", "/srv", "--", "server"},
 			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Env: map[string]string{"A": "1", "B": "x=y", "C": "1,2"}, WorkingDir: "/srv"}},
+		{"host network", []string{"a-1", "--network", "host", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "host"}},
+		{"bridge with ports", []string{"a-1", "--network", "bridge", "--port", "http:8080", "--port", "dns:53:5353/udp", "--port", "admin_2:9000:0/tcp", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "bridge", Ports: []*syscallsv1.PortRequest{
+				{Name: "http", ContainerPort: 8080},
+				{Name: "dns", ContainerPort: 53, HostPort: 5353, Protocol: "udp"},
+				{Name: "admin_2", ContainerPort: 9000, Protocol: "tcp"},
+			}}},
+		{"a port implies bridge", []string{"a-1", "--port", "http:8080:80", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "bridge", Ports: []*syscallsv1.PortRequest{{Name: "http", ContainerPort: 8080, HostPort: 80}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +181,60 @@ func TestRun_Launch(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRun_LaunchUsage(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{}
+	url := k.serve(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown network", []string{"--network", "overlay"}, `--network: want bridge or host, got "overlay"`},
+		{"port without container port", []string{"--port", "http"}, `--port "http": want NAME:CONTAINER_PORT[:HOST_PORT][/udp]`},
+		{"port with too many parts", []string{"--port", "http:80:81:82"}, `--port "http:80:81:82": want NAME:CONTAINER_PORT`},
+		{"container port 0", []string{"--port", "http:0"}, `--port "http:0": container port "0": want a number from 1 to 65535`},
+		{"container port not a number", []string{"--port", "http:web"}, `container port "web"`},
+		{"host port too big", []string{"--port", "http:80:70000"}, `--port "http:80:70000": host port "70000"`},
+		{"upper case name", []string{"--port", "Http:80"}, `name "Http": want 1-63 characters of [a-z0-9_]`},
+		{"empty name", []string{"--port", ":80"}, `name "": want`},
+		{"unknown protocol", []string{"--port", "http:80/sctp"}, `protocol "sctp": want tcp or udp`},
+		{"ports on the host network", []string{"--network", "host", "--port", "http:80"}, "--port: only a task with --network bridge publishes ports"},
+	}
+	for _, tt := range tests {
+		for _, cmd := range [][]string{{"launch", "a-1"}, {"run", "--cpus", "1", "--mem", "1Mi"}} {
+			t.Run(cmd[0]+"/"+tt.name, func(t *testing.T) {
+				args := append(append(append([]string{"--kernel", url}, cmd...), tt.args...), "--", "server")
+				r := runCtl(t, context.Background(), "", args...)
+				if r.code != exitUsageError || !strings.Contains(r.stderr, tt.want) {
+					t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, exitUsageError, tt.want)
+				}
+			})
+		}
+	}
+	if m := k.methods(); len(m) != 0 {
+		t.Errorf("calls sent on usage errors: %v", m)
+	}
+}
+
+func FuzzParsePort(f *testing.F) {
+	for _, s := range []string{"http:8080", "dns:53:5353/udp", "a:1:0/tcp", "x", "x:", ":1", "x:1:2:3", "x:1/", "x:99999", "x:1/udp/tcp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parsePort(s)
+		if err != nil {
+			return
+		}
+		if !portNameRE.MatchString(p.GetName()) || p.GetContainerPort() < 1 || p.GetContainerPort() > 65535 || p.GetHostPort() > 65535 {
+			t.Fatalf("parsePort(%q) = %v", s, p)
+		}
+		if pr := p.GetProtocol(); pr != "" && pr != "tcp" && pr != "udp" {
+			t.Fatalf("parsePort(%q) protocol %q", s, pr)
+		}
+	})
 }
 
 func TestRun_Run(t *testing.T) {
@@ -307,4 +371,19 @@ func TestRun_Revoke(t *testing.T) {
 			t.Errorf("request %v", k.last("Revoke"))
 		}
 	}
+}
+
+func TestRun_RunNetwork(t *testing.T) {
+	isolate(t)
+	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
+	k := (&fakeKernel{}).
+		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "run", "--cpus", "1", "--mem", "1Mi", "--network", "bridge", "--port", "http:8080/tcp", "--", "server")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "bridge",
+		Ports: []*syscallsv1.PortRequest{{Name: "http", ContainerPort: 8080, Protocol: "tcp"}}})
 }

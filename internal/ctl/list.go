@@ -14,8 +14,9 @@ func agentsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "agents",
 		Usage: "list the agents the kernel knows",
-		Description: `Print one row per agent: id, hostname, state, cpus and memory allocated out of
-the agent's total, and labels. -o json prints the ListAgents response.`,
+		Description: `Print one row per agent: id, hostname, state, its subnet for bridge tasks,
+cpus and memory allocated out of the agent's total, and labels. -o json prints
+the ListAgents response (with each agent's underlay address).`,
 		Action: func(c *cli.Context) error {
 			f, k, err := listCall(c, e)
 			if err != nil {
@@ -28,9 +29,9 @@ the agent's total, and labels. -o json prints the ListAgents response.`,
 			if f == formatJSON {
 				return writeJSON(e.stdout, res.Msg)
 			}
-			t := newTable(e.stdout, "ID", "HOSTNAME", "STATE", "CPUS", "MEM", "LABELS")
+			t := newTable(e.stdout, "ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "LABELS")
 			for _, a := range res.Msg.GetAgents() {
-				t.row(a.GetId(), a.GetHostname(), agentState(a.GetState()),
+				t.row(a.GetId(), a.GetHostname(), agentState(a.GetState()), a.GetSubnet(),
 					usedOf(formatCPUs(a.GetAllocated().GetCpus()), formatCPUs(a.GetTotal().GetCpus())),
 					usedOf(formatMem(a.GetAllocated()), formatMem(a.GetTotal())),
 					formatLabels(a.GetLabels()))
@@ -82,10 +83,11 @@ func psCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
 		Usage: "list tasks",
-		Description: `Print one row per task the caller may see: id, allocation, agent, state,
-reason or exit code, pid, age and command line. Tasks that have ended
-(FINISHED, FAILED, KILLED, LOST) are shown only with --all. -o json prints
-the ListTasks response with the same filter.`,
+		Description: `Print one row per task the caller may see: id, allocation, agent, address
+(bridge tasks, once their agent reported it), state, reason or exit code,
+pid, age and command line. Tasks that have ended (FINISHED, FAILED, KILLED,
+LOST) are shown only with --all. -o json prints the ListTasks response with
+the same filter (with each task's network and ports).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include tasks that have ended", DisableDefaultText: true},
 			&cli.StringFlag{Name: "alloc", Usage: "only tasks of allocation `ID`"},
@@ -117,13 +119,13 @@ the ListTasks response with the same filter.`,
 				return writeJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()})
 			}
 			now := e.now()
-			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND")
+			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND")
 			for _, task := range tasks {
 				pid := ""
 				if task.GetPid() != 0 {
 					pid = strconv.Itoa(int(task.GetPid()))
 				}
-				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), taskState(task.GetState()),
+				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), task.GetIp(), taskState(task.GetState()),
 					taskReason(task), pid, formatAge(now, task.GetCreated()),
 					formatCommand(task.GetCommand(), task.GetArgs()))
 			}

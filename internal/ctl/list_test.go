@@ -24,7 +24,7 @@ func rows(out string) [][]string {
 func TestRun_Agents(t *testing.T) {
 	isolate(t)
 	k := (&fakeKernel{}).replyWith("ListAgents", &syscallsv1.ListAgentsResponse{Agents: []*syscallsv1.Agent{{
-		Id: "ag-1", Hostname: "node1", State: syscallsv1.AgentState_AGENT_STATE_UP,
+		Id: "ag-1", Hostname: "node1", State: syscallsv1.AgentState_AGENT_STATE_UP, Subnet: "10.88.0.0/24", UnderlayIp: "192.0.2.1",
 		Labels:    map[string]string{"zone": "b", "gpu": "none"},
 		Total:     &syscallsv1.Resources{Cpus: 8, MemBytes: 16 << 30},
 		Allocated: &syscallsv1.Resources{Cpus: 1.5, MemBytes: 512 << 20},
@@ -35,12 +35,18 @@ func TestRun_Agents(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	want := [][]string{
-		{"ID", "HOSTNAME", "STATE", "CPUS", "MEM", "LABELS"},
-		{"ag-1", "node1", "UP", "1.5/8", "512Mi/16Gi", "gpu=none,zone=b"},
-		{"ag-2", "node2", "LOST", "0/0", "0/0", "-"},
+		{"ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "LABELS"},
+		{"ag-1", "node1", "UP", "10.88.0.0/24", "1.5/8", "512Mi/16Gi", "gpu=none,zone=b"},
+		{"ag-2", "node2", "LOST", "-", "0/0", "0/0", "-"},
 	}
 	if got := rows(r.stdout); !equalRows(got, want) {
 		t.Errorf("got\n%s\nwant %q", r.stdout, want)
+	}
+	r = runCtl(t, context.Background(), "", "--kernel", url, "agents", "-o", "json")
+	for _, s := range []string{`"subnet": "10.88.0.0/24"`, `"underlayIp": "192.0.2.1"`} {
+		if r.code != 0 || !strings.Contains(r.stdout, s) {
+			t.Errorf("agents -o json: exit %d, lacks %s:\n%s", r.code, s, r.stdout)
+		}
 	}
 }
 
@@ -70,7 +76,8 @@ func TestRun_Ps(t *testing.T) {
 	isolate(t)
 	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-ago)) }
 	tasks := []*syscallsv1.Task{
-		{Id: "t-1", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 4242, Command: "sleep", Args: []string{"60"}, Created: ts(90 * time.Second)},
+		{Id: "t-1", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 4242, Command: "sleep", Args: []string{"60"}, Created: ts(90 * time.Second),
+			Network: "bridge", Ip: "10.88.0.7", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}},
 		{Id: "t-2", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 3, Command: "sh", Args: []string{"-c", "exit 3"}, Created: ts(3 * time.Hour)},
 		{Id: "t-3", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_LOST, Reason: "agent lost", Command: "x", Created: ts(72 * time.Hour)},
 	}
@@ -82,14 +89,14 @@ func TestRun_Ps(t *testing.T) {
 		want [][]string
 	}{
 		{"live only", nil, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "RUNNING", "-", "4242", "1m", "sleep", "60"},
 		}},
 		{"all", []string{"--all"}, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "RUNNING", "-", "4242", "1m", "sleep", "60"},
-			{"t-2", "a-1", "ag-1", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
-			{"t-3", "a-2", "ag-2", "LOST", "agent", "lost", "-", "3d", "x"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"t-2", "a-1", "ag-1", "-", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
+			{"t-3", "a-2", "ag-2", "-", "LOST", "agent", "lost", "-", "3d", "x"},
 		}},
 	}
 	for _, tt := range tests {
@@ -111,6 +118,11 @@ func TestRun_Ps(t *testing.T) {
 		}
 		assertProto(t, got, &syscallsv1.ListTasksResponse{Tasks: tasks[:1], Revision: 5})
 		assertProto(t, k.last("ListTasks"), &syscallsv1.ListTasksRequest{AllocationId: "a-1"})
+		for _, s := range []string{`"ip": "10.88.0.7"`, `"network": "bridge"`, `"hostPort": 31000`} {
+			if !strings.Contains(r.stdout, s) {
+				t.Errorf("ps -o json lacks %s:\n%s", s, r.stdout)
+			}
+		}
 	})
 }
 

@@ -177,6 +177,10 @@ func TestTable_AssignSubnets(t *testing.T) {
 	if full.agents["agent-1"].GetSubnet() != "10.88.0.0/24" || full.agents["agent-2"].GetSubnet() != "" {
 		t.Fatalf("full CIDR: agent-1 %q, agent-2 %q", full.agents["agent-1"].GetSubnet(), full.agents["agent-2"].GetSubnet())
 	}
+	// agent-2 may still register (it is known), without a subnet.
+	if resp, err := full.Register(&pb.RegisterAgentRequest{AgentId: "agent-2", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0, newChanges()); err != nil || resp.GetSubnet() != "" {
+		t.Fatalf("known agent without a subnet in a full CIDR: %v, subnet %q", err, resp.GetSubnet())
+	}
 	as, _ := allocate(full, fwA, allocReq(4, 1024, 2)) // one per agent
 	for _, a := range as {
 		_, err := full.Launch(fwA, &pb.LaunchRequest{AllocationId: a.GetId(), Command: "x", Network: NetworkBridge}, t0, newChanges())

@@ -211,7 +211,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		network = NetworkHost
 	}
 	if network == NetworkBridge && t.agents[a.GetAgentId()].GetSubnet() == "" {
-		return nil, errorf(FailedPrecondition, "network: agent %s has no subnet for bridge tasks yet (the cluster CIDR %s was full); it gets one when it registers again", a.GetAgentId(), t.cidr)
+		return nil, errorf(FailedPrecondition, "network: agent %s has no subnet for bridge tasks (the cluster CIDR %s was full when it registered); it gets one when it registers again after the kernel restarts with a larger --cluster-cidr", a.GetAgentId(), t.cidr)
 	}
 	var ports []*pb.PortMapping
 	for _, p := range r.GetPorts() {
@@ -388,17 +388,20 @@ func (t *Table) KeepAlive(p Principal, ids []string, now time.Time, c *Changes) 
 // its total is updated. If the new total no longer covers what is granted
 // there, nothing is revoked: the agent is simply full until allocations
 // end. A new agent gets the lowest free /24 of the cluster CIDR; when
-// there is none, Register changes nothing and returns ResourceExhausted.
+// there is none, Register changes nothing and returns ResourceExhausted
+// (a known agent saved before subnets existed stays without one).
 func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) (*pb.RegisterAgentResponse, error) {
 	id := r.GetAgentId()
 	g := t.agents[id]
 	subnet := g.GetSubnet()
 	if subnet == "" { // new, forgotten, or registered before subnets
 		s, ok := t.freeSubnet()
-		if !ok {
+		switch {
+		case ok:
+			subnet = s.String()
+		case g == nil:
 			return nil, t.exhausted(r)
-		}
-		subnet = s.String()
+		} // a known agent registers without one: bridge launches there fail
 	}
 	if id == "" {
 		id = t.nextID("agent-", c)

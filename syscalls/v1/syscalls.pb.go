@@ -1281,7 +1281,8 @@ type Agent struct {
 	Plugins []*PluginInfo `protobuf:"bytes,9,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// subnet is the /24 of the cluster CIDR the kernel gave the agent for its
 	// bridge tasks, e.g. "10.88.3.0/24". It is assigned at the first
-	// registration and kept for good (a lost agent keeps it too).
+	// registration and kept for good (a lost agent keeps it too); empty only
+	// for an agent saved before subnets existed while the CIDR is full.
 	Subnet string `protobuf:"bytes,10,opt,name=subnet,proto3" json:"subnet,omitempty"`
 	// underlay_ip is the agent's host address for the overlay, as it
 	// registered it (empty if it gave none).

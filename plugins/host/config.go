@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,8 +49,10 @@ const startTimeout = 30 * time.Second
 // Config configures a Host.
 type Config struct {
 	// Dir is the plugin directory, searched for executables named
-	// dcos-driver-<name> and dcos-isolator-<name>. Empty means no
-	// discovered plugins, only Builtins.
+	// dcos-<kind>-<name>, kind being one of driver, isolator, net and
+	// storage (contract.KindDriver, KindIsolator, KindNet, KindStorage),
+	// e.g. dcos-net-bridge. Empty means no discovered plugins, only
+	// Builtins.
 	Dir string
 	// Catalog is the sha256sum-format file listing the checksums of the
 	// plugins allowed to run; empty means <Dir>/SHA256SUMS. A missing file
@@ -82,17 +85,18 @@ type Config struct {
 // Built-ins with the same non-empty Group share one process, started by
 // their common Cmd and serving every member's kind from one plugin set
 // (contract.ServeConfigMulti), so a group has at most one member of each
-// kind. Each member keeps its own
-// name, proxy, state directory and Status row; the rows share the process's
-// PID, health, restarts, protocol and last error. The host supervises the
-// process, not the members: a crash restarts it once, then OnRestart is
-// called for every member; a refusal at start refuses every member. A
-// group's process gets its members' state directories in MemberStateDirEnv
-// variables, not in StateDirEnv (also a group of one member).
+// kind: at most a driver, an isolator, a net driver and a storage driver.
+// Each member keeps its own name, proxy, state directory and Status row;
+// the rows share the process's PID, health, restarts, protocol and last
+// error. The host supervises the process, not the members: a crash
+// restarts it once, then OnRestart is called for every member; a refusal at
+// start refuses every member. A group's process gets its members' state
+// directories in MemberStateDirEnv variables, not in StateDirEnv (also a
+// group of one member).
 type Builtin struct {
 	// Name is the plugin's name, e.g. "exec".
 	Name string
-	// Kind is contract.KindDriver or contract.KindIsolator.
+	// Kind is contract.KindDriver, KindIsolator, KindNet or KindStorage.
 	Kind string
 	// Cmd is the command that serves the plugin, e.g.
 	// {"/usr/bin/dcosd", "plugin", "builtin"}. Cmd[0] must be an absolute
@@ -109,8 +113,11 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 // validName reports whether name is a valid plugin name.
 func validName(name string) bool { return nameRE.MatchString(name) }
 
+// kinds are the plugin kinds the host runs.
+var kinds = []string{contract.KindDriver, contract.KindIsolator, contract.KindNet, contract.KindStorage}
+
 // validKind reports whether kind is a plugin kind the host runs.
-func validKind(kind string) bool { return kind == contract.KindDriver || kind == contract.KindIsolator }
+func validKind(kind string) bool { return slices.Contains(kinds, kind) }
 
 // withDefaults validates cfg and returns it with the defaults filled in.
 func (cfg Config) withDefaults() (Config, error) {

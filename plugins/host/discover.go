@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
 // found is a plugin executable found in the plugin directory.
@@ -23,7 +21,7 @@ func filePrefix(kind string) string { return "dcos-" + kind + "-" }
 // parseFileName returns the kind and name of a plugin file name, or ok false
 // if the name is not one of a plugin.
 func parseFileName(file string) (kind, name string, ok bool) {
-	for _, k := range []string{contract.KindDriver, contract.KindIsolator} {
+	for _, k := range kinds {
 		if n, cut := strings.CutPrefix(file, filePrefix(k)); cut && validName(n) {
 			return k, n, true
 		}
@@ -51,10 +49,10 @@ func discover(dir string, log *slog.Logger) ([]found, error) {
 		kind, name, ok := parseFileName(e.Name())
 		if !ok {
 			lvl := slog.LevelDebug
-			if strings.HasPrefix(e.Name(), filePrefix(contract.KindDriver)) || strings.HasPrefix(e.Name(), filePrefix(contract.KindIsolator)) {
+			if slices.ContainsFunc(kinds, func(k string) bool { return strings.HasPrefix(e.Name(), filePrefix(k)) }) {
 				lvl = slog.LevelWarn
 			}
-			log.Log(context.Background(), lvl, "plugin dir: ignoring file: not dcos-driver-<name> or dcos-isolator-<name> with a name of [a-z0-9][a-z0-9_-]*", "path", path)
+			log.Log(context.Background(), lvl, "plugin dir: ignoring file: not dcos-<driver|isolator|net|storage>-<name> with a name of [a-z0-9][a-z0-9_-]*", "path", path)
 			continue
 		}
 		fi, err := os.Stat(path) // follows symlinks

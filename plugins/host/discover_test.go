@@ -22,7 +22,11 @@ func TestParseFileName(t *testing.T) {
 		{"dcos-driver-Exec", "", "", false},
 		{"dcos-driver--x", "", "", false},
 		{"dcos-driver-x.sh", "", "", false},
-		{"dcos-net-x", "", "", false},
+		{"dcos-net-x", "net", "x", true},
+		{"dcos-storage-local", "storage", "local", true},
+		{"dcos-net-", "", "", false},
+		{"dcos-storage-Local", "", "", false},
+		{"dcos-volume-x", "", "", false},
 		{"terraform-provider-x", "", "", false},
 		{"SHA256SUMS", "", "", false},
 	}
@@ -41,6 +45,9 @@ func TestDiscover(t *testing.T) {
 	files := map[string]os.FileMode{
 		"dcos-driver-a":      0o755,
 		"dcos-isolator-b":    0o700,
+		"dcos-net-n":         0o755,
+		"dcos-storage-s":     0o755,
+		"dcos-storage-":      0o755,
 		"dcos-driver-noexec": 0o644,
 		"dcos-driver-Bad":    0o755,
 		"README":             0o644,
@@ -64,6 +71,8 @@ func TestDiscover(t *testing.T) {
 		{"driver", "a", filepath.Join(dir, "dcos-driver-a")},
 		{"driver", "link", filepath.Join(dir, "dcos-driver-link")},
 		{"isolator", "b", filepath.Join(dir, "dcos-isolator-b")},
+		{"net", "n", filepath.Join(dir, "dcos-net-n")},
+		{"storage", "s", filepath.Join(dir, "dcos-storage-s")},
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(found{})); diff != "" {
 		t.Errorf("discover (-want +got):\n%s", diff)

@@ -207,6 +207,15 @@ func TestNew_GroupErrors(t *testing.T) {
 			{Name: "a", Kind: "driver", Cmd: cmd, Group: "g"},
 			{Name: "b", Kind: "driver", Cmd: cmd, Group: "g"},
 		}, `group "g" already has a driver (driver/a)`},
+		{"net twice", []Builtin{
+			{Name: "a", Kind: "net", Cmd: cmd, Group: "g"},
+			{Name: "b", Kind: "driver", Cmd: cmd, Group: "g"},
+			{Name: "c", Kind: "net", Cmd: cmd, Group: "g"},
+		}, `group "g" already has a net (net/a)`},
+		{"storage twice", []Builtin{
+			{Name: "a", Kind: "storage", Cmd: cmd, Group: "g"},
+			{Name: "b", Kind: "storage", Cmd: cmd, Group: "g"},
+		}, `group "g" already has a storage (storage/a)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,6 +237,19 @@ func TestNew_GroupErrors(t *testing.T) {
 	}
 	if len(h.procs) != 4 {
 		t.Errorf("%d processes, want 4", len(h.procs))
+	}
+	// A group may have one member of each kind.
+	h, err = New(Config{StateDir: state, Builtins: []Builtin{
+		{Name: "a", Kind: "driver", Cmd: cmd, Group: "g"},
+		{Name: "b", Kind: "isolator", Cmd: cmd, Group: "g"},
+		{Name: "c", Kind: "net", Cmd: cmd, Group: "g"},
+		{Name: "d", Kind: "storage", Cmd: cmd, Group: "g"},
+	}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if len(h.procs) != 1 || len(h.procs[0].members) != 4 {
+		t.Errorf("%d processes, want 1 of 4 members", len(h.procs))
 	}
 }
 

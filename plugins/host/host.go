@@ -15,8 +15,9 @@ import (
 )
 
 var (
-	// ErrUnknownPlugin is returned (wrapped) by Driver and Isolator for a
-	// name the host has no plugin of; the message lists the names it has.
+	// ErrUnknownPlugin is returned (wrapped) by Driver, Isolator, Net and
+	// Storage for a name the host has no plugin of, of the kind asked for;
+	// the message lists the names of that kind it has.
 	ErrUnknownPlugin = errors.New("unknown plugin")
 
 	// ErrRefused is returned (wrapped) for a plugin the host refuses to run:
@@ -48,7 +49,7 @@ const (
 // Group share one process: their rows have the same Path, SHA256, Protocol,
 // Health, Restarts, LastError and PID.
 type Status struct {
-	Kind string // contract.KindDriver or contract.KindIsolator
+	Kind string // contract.KindDriver, KindIsolator, KindNet or KindStorage
 	Name string
 	// Path is the plugin's executable (for a built-in, Cmd[0]).
 	Path    string
@@ -105,7 +106,7 @@ func New(cfg Config) (*Host, error) {
 	for _, b := range cfg.Builtins {
 		switch {
 		case !validKind(b.Kind):
-			return nil, fmt.Errorf("plugin host: built-in %q: kind %q: want %q or %q", b.Name, b.Kind, contract.KindDriver, contract.KindIsolator)
+			return nil, fmt.Errorf("plugin host: built-in %q: kind %q: want one of %s", b.Name, b.Kind, strings.Join(kinds, ", "))
 		case !validName(b.Name):
 			return nil, fmt.Errorf("plugin host: built-in %s %q: want a name of [a-z0-9][a-z0-9_-]*", b.Kind, b.Name)
 		case len(b.Cmd) == 0 || !filepath.IsAbs(b.Cmd[0]):
@@ -191,6 +192,10 @@ func (h *Host) newPlugin(kind, name string, builtin bool, pr *process) *plugin {
 		p.proxy = &driverProxy{p: p}
 	case contract.KindIsolator:
 		p.proxy = &isolatorProxy{p: p}
+	case contract.KindNet:
+		p.proxy = &netProxy{p: p}
+	case contract.KindStorage:
+		p.proxy = &storageProxy{p: p}
 	}
 	pr.add(p)
 	h.all = append(h.all, p)
@@ -288,6 +293,30 @@ func (h *Host) Isolator(name string) (contract.Isolator, error) {
 		return nil, err
 	}
 	return p.proxy.(contract.Isolator), nil
+}
+
+// Net returns the net driver plugin name, as Driver returns a driver. What
+// a net plugin set up on the node (namespaces, veths, NAT rules) outlives
+// its process; its in-memory state does not: after a restart the agent is
+// to call ConfigureNode, Recover and GC (see contract.NetDriver) from
+// Config.OnRestart.
+func (h *Host) Net(name string) (contract.NetDriver, error) {
+	p, err := h.lookup(contract.KindNet, name)
+	if err != nil {
+		return nil, err
+	}
+	return p.proxy.(contract.NetDriver), nil
+}
+
+// Storage returns the storage driver plugin name, as Driver returns a
+// driver. After a restart the agent is to call its Recover (see
+// contract.StorageDriver) from Config.OnRestart.
+func (h *Host) Storage(name string) (contract.StorageDriver, error) {
+	p, err := h.lookup(contract.KindStorage, name)
+	if err != nil {
+		return nil, err
+	}
+	return p.proxy.(contract.StorageDriver), nil
 }
 
 func (h *Host) lookup(kind, name string) (*plugin, error) {

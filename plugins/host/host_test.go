@@ -422,7 +422,7 @@ func TestNew_Errors(t *testing.T) {
 		{"missing dir", Config{StateDir: state, Dir: filepath.Join(root, "nope")}, "plugin dir"},
 		{"malformed catalog", Config{StateDir: state, Dir: root}, "SHA256SUMS:2"},
 		{"backoffs", Config{StateDir: state, MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "backoff"},
-		{"builtin kind", Config{StateDir: state, Builtins: []Builtin{{Name: "x", Kind: "net", Cmd: []string{exe}}}}, `kind "net"`},
+		{"builtin kind", Config{StateDir: state, Builtins: []Builtin{{Name: "x", Kind: "volume", Cmd: []string{exe}}}}, `kind "volume": want one of driver, isolator, net, storage`},
 		{"builtin name", Config{StateDir: state, Builtins: []Builtin{{Name: "X!", Kind: "driver", Cmd: []string{exe}}}}, "want a name"},
 		{"builtin relative cmd", Config{StateDir: state, Builtins: []Builtin{{Name: "x", Kind: "driver", Cmd: []string{"dcosd"}}}}, "absolute path"},
 		{"builtin missing binary", Config{StateDir: state, Builtins: []Builtin{{Name: "x", Kind: "driver", Cmd: []string{"/nonexistent/dcosd"}}}}, "no such file"},

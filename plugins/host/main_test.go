@@ -18,8 +18,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcos-kernel/dcos/plugins/contract"
 	"github.com/dcos-kernel/dcos/plugins/host/internal/testplugins/fake"
 )
+
+// groupMembers names, by kind, the members a built-in group of the test
+// binary may have (see TestMain).
+var groupMembers = map[string]string{
+	contract.KindDriver:   "exec",
+	contract.KindIsolator: "cgroups",
+	contract.KindNet:      "bridge",
+	contract.KindStorage:  "local",
+}
 
 // pluginBin is the test plugin, built in TestMain; tests install copies of
 // it under plugin file names.
@@ -31,10 +41,15 @@ func TestMain(m *testing.M) {
 		fake.Serve(os.Args[3])
 		return
 	}
-	// Re-executed as the process of a built-in group: serve the fake
-	// driver and isolator, the driver being driver/exec.
+	// Re-executed as the process of a built-in group: serve a fake plugin
+	// of each kind, named as groupMembers names them; a group that has
+	// fewer members leaves the others undispensed.
 	if len(os.Args) == 3 && os.Args[1] == "plugin" && os.Args[2] == "group" {
-		fake.ServeGroup(os.Getenv(MemberStateDirEnv("driver", "exec")))
+		dirs := map[string]string{}
+		for kind, name := range groupMembers {
+			dirs[kind] = os.Getenv(MemberStateDirEnv(kind, name))
+		}
+		fake.ServeGroup(dirs)
 		return
 	}
 	dir, err := os.MkdirTemp("", "plugins-host-test")

@@ -172,3 +172,127 @@ func (i *isolatorProxy) Recover(ctx context.Context, containers []contract.Conta
 	}
 	return c.Recover(ctx, containers)
 }
+
+// netProxy is the stable contract.NetDriver of a net plugin: each call goes
+// to the plugin's current process.
+type netProxy struct{ p *plugin }
+
+var _ contract.NetDriver = (*netProxy)(nil)
+
+func (n *netProxy) Setup(ctx context.Context, req contract.NetworkRequest) (*contract.NetworkStatus, error) {
+	c, err := get[contract.NetDriver](ctx, n.p, "net setup")
+	if err != nil {
+		return nil, err
+	}
+	return c.Setup(ctx, req)
+}
+
+func (n *netProxy) Teardown(ctx context.Context, containerID string) error {
+	c, err := get[contract.NetDriver](ctx, n.p, "net teardown")
+	if err != nil {
+		return err
+	}
+	return c.Teardown(ctx, containerID)
+}
+
+func (n *netProxy) Status(ctx context.Context, containerID string) (*contract.NetworkStatus, error) {
+	c, err := get[contract.NetDriver](ctx, n.p, "net status")
+	if err != nil {
+		return nil, err
+	}
+	return c.Status(ctx, containerID)
+}
+
+func (n *netProxy) Recover(ctx context.Context, containers []contract.NetworkStatus) error {
+	c, err := get[contract.NetDriver](ctx, n.p, "net recover")
+	if err != nil {
+		return err
+	}
+	return c.Recover(ctx, containers)
+}
+
+func (n *netProxy) ConfigureNode(ctx context.Context, cfg contract.NodeConfig) error {
+	c, err := get[contract.NetDriver](ctx, n.p, "net configure node")
+	if err != nil {
+		return err
+	}
+	return c.ConfigureNode(ctx, cfg)
+}
+
+func (n *netProxy) GC(ctx context.Context, live []string) ([]string, error) {
+	c, err := get[contract.NetDriver](ctx, n.p, "net gc")
+	if err != nil {
+		return nil, err
+	}
+	return c.GC(ctx, live)
+}
+
+// storageProxy is the stable contract.StorageDriver of a storage plugin:
+// each call goes to the plugin's current process.
+type storageProxy struct{ p *plugin }
+
+var _ contract.StorageDriver = (*storageProxy)(nil)
+
+func (s *storageProxy) PrepareSandbox(ctx context.Context, containerID string, sizeBytes int64) (*contract.Sandbox, error) {
+	c, err := get[contract.StorageDriver](ctx, s.p, "prepare sandbox")
+	if err != nil {
+		return nil, err
+	}
+	return c.PrepareSandbox(ctx, containerID, sizeBytes)
+}
+
+func (s *storageProxy) CleanupSandbox(ctx context.Context, containerID string) error {
+	c, err := get[contract.StorageDriver](ctx, s.p, "cleanup sandbox")
+	if err != nil {
+		return err
+	}
+	return c.CleanupSandbox(ctx, containerID)
+}
+
+func (s *storageProxy) CreateVolume(ctx context.Context, req contract.VolumeRequest) (*contract.Volume, error) {
+	c, err := get[contract.StorageDriver](ctx, s.p, "create volume")
+	if err != nil {
+		return nil, err
+	}
+	return c.CreateVolume(ctx, req)
+}
+
+func (s *storageProxy) DestroyVolume(ctx context.Context, volumeID string) error {
+	c, err := get[contract.StorageDriver](ctx, s.p, "destroy volume")
+	if err != nil {
+		return err
+	}
+	return c.DestroyVolume(ctx, volumeID)
+}
+
+func (s *storageProxy) ListVolumes(ctx context.Context) ([]contract.Volume, error) {
+	c, err := get[contract.StorageDriver](ctx, s.p, "list volumes")
+	if err != nil {
+		return nil, err
+	}
+	return c.ListVolumes(ctx)
+}
+
+func (s *storageProxy) Mount(ctx context.Context, req contract.MountRequest) (*contract.Mount, error) {
+	c, err := get[contract.StorageDriver](ctx, s.p, "mount")
+	if err != nil {
+		return nil, err
+	}
+	return c.Mount(ctx, req)
+}
+
+func (s *storageProxy) Unmount(ctx context.Context, containerID, target string) error {
+	c, err := get[contract.StorageDriver](ctx, s.p, "unmount")
+	if err != nil {
+		return err
+	}
+	return c.Unmount(ctx, containerID, target)
+}
+
+func (s *storageProxy) Recover(ctx context.Context, sandboxes []contract.Sandbox) error {
+	c, err := get[contract.StorageDriver](ctx, s.p, "storage recover")
+	if err != nil {
+		return err
+	}
+	return c.Recover(ctx, sandboxes)
+}

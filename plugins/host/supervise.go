@@ -26,7 +26,7 @@ type plugin struct {
 	kind, name, id string // id is "<kind>/<name>"
 	builtin        bool
 	stateDir       string
-	proxy          any        // *driverProxy or *isolatorProxy
+	proxy          any        // *driverProxy, *isolatorProxy, *netProxy or *storageProxy
 	restartMu      sync.Mutex // one OnRestart call at a time
 	proc           *process   // serves this plugin, alone or with the rest of its group
 }
@@ -60,7 +60,7 @@ type process struct {
 // instance is one running plugin process.
 type instance struct {
 	client   *goplugin.Client
-	impls    map[string]any  // by kind: contract.Driver or contract.Isolator
+	impls    map[string]any  // by kind: the contract dispensed for it (contract.Driver, ...)
 	done     <-chan struct{} // closed when the process has exited
 	exited   <-chan string   // go-plugin's account of the exit, once done
 	release  func()          // releases the process's context; after exit only

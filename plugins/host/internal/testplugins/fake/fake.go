@@ -1,9 +1,12 @@
-// Package fake is a small driver and isolator for testing the plugin host
-// over real go-plugin processes. Serve runs in the plugin process; what it
-// does is set by the file "mode" in the plugin's state directory
-// (DCOS_PLUGIN_STATE_DIR), so that each test picks its plugin's behaviour.
+// Package fake is a small driver, isolator, net driver and storage driver
+// for testing the plugin host over real go-plugin processes. Serve runs in
+// the plugin process; what it does is set by the file "mode" in the
+// plugin's state directory (DCOS_PLUGIN_STATE_DIR), so that each test picks
+// its plugin's behaviour.
 //
-// It is not a usable driver: it runs no tasks.
+// It is not a usable plugin: its driver runs no tasks, its net and storage
+// drivers keep their containers, sandboxes and volumes in memory and touch
+// nothing on the node.
 package fake
 
 import (
@@ -39,39 +42,47 @@ const (
 	MsgWaitTask     = "fake: wait task called"
 )
 
-// AttrStateDir and AttrPID are the Fingerprint attributes giving the
-// plugin's DCOS_PLUGIN_STATE_DIR and pid.
+// AttrStateDir and AttrPID are the Fingerprint attributes, and the keys of
+// the net driver's NetworkStatus.Env, giving the plugin's state directory
+// and pid.
 const (
 	AttrStateDir = "fake.state_dir"
 	AttrPID      = "fake.pid"
 )
 
-// Serve serves a plugin of kind (contract.KindDriver or KindIsolator) in
-// the mode of its state directory (DCOS_PLUGIN_STATE_DIR), and exits the
-// process when done.
-func Serve(kind string) { serve([]string{kind}, os.Getenv("DCOS_PLUGIN_STATE_DIR")) }
-
-// ServeGroup serves the driver and the isolator from one process
-// (contract.ServeConfigMulti), as the process of a built-in group, in the
-// mode of driverDir, the driver's state directory, which its Fingerprint
-// reports; it exits the process when done.
-func ServeGroup(driverDir string) {
-	serve([]string{contract.KindDriver, contract.KindIsolator}, driverDir)
+// Serve serves a plugin of kind (contract.KindDriver, KindIsolator, KindNet
+// or KindStorage) in the mode of its state directory
+// (DCOS_PLUGIN_STATE_DIR), and exits the process when done.
+func Serve(kind string) {
+	dir := os.Getenv("DCOS_PLUGIN_STATE_DIR")
+	serve(map[string]string{kind: dir}, dir)
 }
 
-func serve(kinds []string, stateDir string) {
+// ServeGroup serves from one process (contract.ServeConfigMulti), as the
+// process of a built-in group, a plugin of each kind in dirs, with the state
+// directory dirs[kind], in the mode of the driver's state directory
+// (dirs[contract.KindDriver]); it exits the process when done.
+func ServeGroup(dirs map[string]string) { serve(dirs, dirs[contract.KindDriver]) }
+
+// serve serves a plugin of each kind in dirs, with the state directory
+// dirs[kind], in the mode of modeDir.
+func serve(dirs map[string]string, modeDir string) {
 	log := hclog.New(&hclog.LoggerOptions{JSONFormat: true, Output: os.Stderr, Level: hclog.Trace})
 	mode := ModeNormal
-	if b, err := os.ReadFile(filepath.Join(stateDir, "mode")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(modeDir, "mode")); err == nil {
 		mode = strings.TrimSpace(string(b))
 	}
 	impls := map[string]any{}
-	for _, kind := range kinds {
+	for kind, dir := range dirs {
 		switch kind {
 		case contract.KindDriver:
-			impls[kind] = &driver{log: log, stateDir: stateDir, crashAfter: mode == ModeCrashAfter}
+			impls[kind] = &driver{log: log, stateDir: dir, crashAfter: mode == ModeCrashAfter}
 		case contract.KindIsolator:
 			impls[kind] = &isolator{}
+		case contract.KindNet:
+			impls[kind] = newNetDriver(dir)
+		case contract.KindStorage:
+			impls[kind] = newStorageDriver(dir)
 		default:
 			fmt.Fprintf(os.Stderr, "fake: unknown kind %q\n", kind)
 			os.Exit(2)

@@ -1,6 +1,6 @@
 // Command testplugin is the plugin the host's tests install under names
-// like dcos-driver-<name>: it serves the fake driver, or the fake isolator
-// when its file name starts with dcos-isolator-.
+// like dcos-driver-<name>: it serves the fake plugin of the kind its file
+// name gives (dcos-<kind>-<name>), a driver if it gives none.
 package main
 
 import (
@@ -14,8 +14,10 @@ import (
 
 func main() {
 	kind := contract.KindDriver
-	if strings.HasPrefix(filepath.Base(os.Args[0]), "dcos-isolator-") {
-		kind = contract.KindIsolator
+	for _, k := range []string{contract.KindIsolator, contract.KindNet, contract.KindStorage} {
+		if strings.HasPrefix(filepath.Base(os.Args[0]), "dcos-"+k+"-") {
+			kind = k
+		}
 	}
 	fake.Serve(kind)
 }

@@ -33,7 +33,7 @@ const (
 )
 
 var pluginFlags = []cli.Flag{
-	&cli.StringFlag{Name: "plugin-dir", Usage: "directory of vendor plugins (dcos-driver-NAME, dcos-isolator-NAME)"},
+	&cli.StringFlag{Name: "plugin-dir", Usage: "directory of vendor plugins (dcos-driver-NAME, dcos-isolator-NAME, dcos-net-NAME, dcos-storage-NAME)"},
 	&cli.StringFlag{Name: "plugin-catalog", Usage: "sha256sum-format checksums of the plugins that may run (default PLUGIN_DIR/SHA256SUMS)"},
 	&cli.StringFlag{Name: "isolation", Value: "cgroups", Usage: "isolator for every task: cgroups or none (cgroups falls back to none, with a warning, where cgroups cannot be used)"},
 	&cli.StringFlag{Name: "bpf-pin-dir", Usage: "bpffs directory of this agent's network counters, kept across restarts (default /sys/fs/bpf/dcos/agent-HASH, HASH from the data dir)"},

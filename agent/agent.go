@@ -70,6 +70,12 @@ type Config struct {
 	// MaxConcurrentStarts bounds the tasks being started at once; zero
 	// means 16.
 	MaxConcurrentStarts int
+	// Network names the net driver that gives tasks asking for network
+	// "bridge" their own namespace; empty: such tasks fail to start.
+	Network string
+	// UnderlayIP is this node's address for the overlay between agents
+	// (sent at registration); empty: none.
+	UnderlayIP string
 	// Net, if set, counts each isolated task's network traffic (loaded by
 	// the caller, who also closes it after Run returns); nil runs tasks
 	// without network counters.
@@ -89,6 +95,7 @@ const DefaultUsageInterval = 5 * time.Second
 type Plugins interface {
 	Driver(name string) (contract.Driver, error)
 	Isolator(name string) (contract.Isolator, error)
+	Net(name string) (contract.NetDriver, error)
 	Info() []*syscallsv1.PluginInfo
 }
 
@@ -104,6 +111,8 @@ type Agent struct {
 
 	plugins       Plugins
 	isolator      string
+	network       string // net driver name
+	underlay      string
 	net           *ebpf.Accounting
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
@@ -122,13 +131,15 @@ type Agent struct {
 	registered     chan struct{} // closed after the first registration
 	registeredOnce sync.Once
 
-	mu        sync.Mutex
-	id        string
-	savedID   string // the id in <data-dir>/agent-id
-	heartbeat time.Duration
-	tasks     map[string]*task
-	finished  recentSet
-	started   bool
+	mu          sync.Mutex
+	id          string
+	subnet      string // the node's subnet and the cluster CIDR, from the last registration
+	clusterCIDR string
+	savedID     string // the id in <data-dir>/agent-id
+	heartbeat   time.Duration
+	tasks       map[string]*task
+	finished    recentSet
+	started     bool
 
 	// Set by Run before any goroutine starts.
 	ctx  context.Context // cancelled when Run returns
@@ -173,6 +184,8 @@ func New(cfg Config) (*Agent, error) {
 		registered:  make(chan struct{}),
 		plugins:     cfg.Plugins,
 		isolator:    cfg.Isolator,
+		network:     cfg.Network,
+		underlay:    cfg.UnderlayIP,
 		net:         cfg.Net,
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 		caps:        map[string]*contract.Capabilities{},
@@ -288,6 +301,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			Resources:      a.node.resources,
 			RunningTaskIds: running,
 			Plugins:        a.plugins.Info(),
+			UnderlayIp:     a.underlay,
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))
@@ -318,6 +332,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 		}
 		a.mu.Lock()
 		a.id, a.heartbeat = msg.GetAgentId(), hb
+		a.subnet, a.clusterCIDR = msg.GetSubnet(), msg.GetClusterCidr()
 		saved := a.savedID
 		a.mu.Unlock()
 		if msg.GetAgentId() != saved {
@@ -330,6 +345,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			}
 		}
 		a.log.Info("registered", "agent", msg.GetAgentId(), "heartbeat", hb, "running", len(running), "expected", len(msg.GetTasks()))
+		a.configureNode(ctx)
 		a.reconcile(running, msg.GetTasks())
 		a.registeredOnce.Do(func() { close(a.registered) })
 		return msg.GetRevision(), nil

@@ -77,6 +77,10 @@ func (p *testPlugins) Isolator(name string) (contract.Isolator, error) {
 	return nil, fmt.Errorf("no isolator %q", name)
 }
 
+func (p *testPlugins) Net(name string) (contract.NetDriver, error) {
+	return nil, fmt.Errorf("no net driver %q", name)
+}
+
 func (p *testPlugins) Info() []*syscallsv1.PluginInfo {
 	return []*syscallsv1.PluginInfo{{Name: "exec", Kind: "driver", Builtin: true, Protocol: 1, Health: "healthy"}}
 }
@@ -575,5 +579,21 @@ func TestAgent_Run(t *testing.T) {
 	})
 	if err := a.Run(context.Background()); err == nil {
 		t.Error("second Run returned nil, want an error")
+	}
+}
+
+// TestAgent_BridgeWithoutNetDriver: a task asking for its own network on an
+// agent without a net driver fails to start, saying why, and leaves
+// nothing behind.
+func TestAgent_BridgeWithoutNetDriver(t *testing.T) {
+	t.Parallel()
+	k, url := startFakeKernel(t)
+	a := startAgent(t, k, url, "")
+	task := newTask("t-net", a.ID(), pending, "sleep", "300")
+	task.Network = "bridge"
+	k.pushTask(task)
+	r := k.waitReport(t, "t-net", failed)
+	if !strings.Contains(r.GetReason(), "no network driver") {
+		t.Errorf("reason = %q, want one saying the agent has no network driver", r.GetReason())
 	}
 }

@@ -39,6 +39,10 @@ type checkpoint struct {
 	// NetCgroup is the cgroup v2 directory whose traffic is counted (eBPF),
 	// attached again after a restart.
 	NetCgroup string `json:"net_cgroup,omitempty"`
+	// Network is the task's network mode; Net what its net driver set up
+	// (handed back to the driver's Recover after a restart).
+	Network string                  `json:"network,omitempty"`
+	Net     *contract.NetworkStatus `json:"net,omitempty"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

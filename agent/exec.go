@@ -65,19 +65,30 @@ type task struct {
 	// its attachment.
 	netDir string
 	netAt  *ebpf.Attachment
+
+	// Networking (network.go): the mode the task asked for, the ports it
+	// asked for, and what its net driver set up (nil: the node's network).
+	network   string
+	wantPorts []*syscallsv1.PortMapping
+	net       *contract.NetworkStatus
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
 func (t *task) statusLocked(state syscallsv1.TaskState) *syscallsv1.ReportTaskStatusRequest {
-	return &syscallsv1.ReportTaskStatusRequest{
+	r := &syscallsv1.ReportTaskStatusRequest{
 		TaskId: t.id, State: state, Pid: int32(t.pid), Sandbox: t.sandbox,
 	}
+	if state == syscallsv1.TaskState_TASK_STATE_RUNNING {
+		t.netReport(r)
+	}
+	return r
 }
 
 func (t *task) checkpoint() checkpoint {
 	return checkpoint{
 		TaskID: t.id, AllocationID: t.allocID, PID: t.pid, Sandbox: t.sandbox,
 		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits, NetCgroup: t.netDir,
+		Network: t.network, Net: t.net,
 	}
 }
 
@@ -92,7 +103,8 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 		return
 	}
 	tk := &task{id: id, allocID: t.GetAllocationId(), driver: t.GetDriver(), exited: make(chan struct{}),
-		limits: contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes()}}
+		limits:  contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes()},
+		network: t.GetNetwork(), wantPorts: t.GetPorts()}
 	if tk.driver == "" {
 		tk.driver = DefaultDriver
 	}
@@ -146,15 +158,37 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 	}
 }
 
-// startTask prepares isolation for tk, starts it with its driver and
-// records its handle. On error nothing of the task is left behind.
+// startTask gives tk its network and isolation, starts it with its driver
+// and records its handle. On error nothing of the task is left behind.
 func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
-	ctx := a.ctx
 	drv, err := a.plugins.Driver(tk.driver)
 	if err != nil {
 		return fmt.Errorf("driver %q: %w", tk.driver, err)
 	}
+	if tk.network == netBridge {
+		caps, err := a.capabilities(tk.driver, drv)
+		if err != nil {
+			return fmt.Errorf("driver %q: %w", tk.driver, err)
+		}
+		if err := a.setupNetwork(tk, caps, cfg); err != nil {
+			a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
+			return err
+		}
+		if err := a.startIsolated(tk, drv, cfg); err != nil {
+			a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
+			return err
+		}
+		return nil
+	}
+	return a.startIsolated(tk, drv, cfg)
+}
+
+// startIsolated prepares isolation for tk, starts it with drv and records
+// its handle. On error nothing of its isolation is left behind.
+func (a *Agent) startIsolated(tk *task, drv contract.Driver, cfg *contract.TaskConfig) error {
+	ctx := a.ctx
 	var iso contract.Isolator
+	var err error
 	if a.isolator != "" {
 		if iso, err = a.plugins.Isolator(a.isolator); err != nil {
 			return fmt.Errorf("isolator %q: %w", a.isolator, err)
@@ -411,6 +445,7 @@ func (a *Agent) lost(tk *task, reason string) {
 // (all idempotent).
 func (a *Agent) release(tk *task) {
 	a.netDetach(tk)
+	defer a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
 	defer cancel()
 	if drv, err := a.plugins.Driver(tk.driver); err == nil {
@@ -548,7 +583,8 @@ func (a *Agent) recover() error {
 	var live []*task
 	for _, cp := range cps {
 		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
-			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup, exited: make(chan struct{})}
+			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup,
+			network: cp.Network, net: cp.Net, exited: make(chan struct{})}
 		a.mu.Lock()
 		a.tasks[tk.id] = tk
 		a.mu.Unlock()
@@ -563,6 +599,7 @@ func (a *Agent) recover() error {
 	}
 	a.recoverIsolation()
 	a.netRecover(live)
+	a.recoverNetwork(live)
 	for _, tk := range live {
 		if err := a.reattach(tk); err != nil {
 			a.log.Warn("cannot recover task", "task", tk.id, "driver", tk.driver, "err", err)

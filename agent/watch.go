@@ -19,7 +19,8 @@ func (a *Agent) watchLoop(ctx context.Context, after int64) {
 		stream, err := a.client.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
 			AfterRevision: after,
 			AgentId:       a.ID(),
-			Kinds:         []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE},
+			Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE,
+				syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST},
 		}))
 		if err == nil {
 			for stream.Receive() {
@@ -71,8 +72,15 @@ func resyncInfo(err error) *syscallsv1.ResyncInfo {
 }
 
 // handleEvent acts on one event: a PENDING task on this agent is launched;
-// a KILLED or LOST one is killed. Other events are ignored.
+// a KILLED or LOST one is killed; another agent registering or being lost
+// reconfigures the node's overlay. Other events are ignored.
 func (a *Agent) handleEvent(ev *syscallsv1.Event) {
+	if g := ev.GetAgent(); g != nil {
+		if g.GetId() != a.ID() && a.network != "" {
+			a.wg.Go(func() { a.configureNode(a.ctx) })
+		}
+		return
+	}
 	t := ev.GetTask()
 	if ev.GetKind() != syscallsv1.EventKind_EVENT_KIND_TASK_STATE || t == nil || t.GetAgentId() != a.ID() {
 		return

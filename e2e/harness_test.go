@@ -32,7 +32,7 @@ import (
 const waitTimeout = 60 * time.Second
 
 // bin holds the paths of the binaries TestMain builds.
-var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver string }
+var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver, tcphello string }
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -49,6 +49,7 @@ func runTests(m *testing.M) int {
 	}
 	bin.dir, bin.dcosd, bin.dcosctl = dir, filepath.Join(dir, "dcosd"), filepath.Join(dir, "dcosctl")
 	bin.nicedriver, bin.futuredriver = filepath.Join(dir, "nicedriver"), filepath.Join(dir, "futuredriver")
+	bin.tcphello = filepath.Join(dir, "tcphello")
 	return m.Run()
 }
 
@@ -61,7 +62,8 @@ func buildBinaries(dir string) error {
 		args = append(args, "-race")
 	}
 	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl",
-		"github.com/dcos-kernel/dcos/examples/nicedriver", "github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver")
+		"github.com/dcos-kernel/dcos/examples/nicedriver", "github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver",
+		"github.com/dcos-kernel/dcos/e2e/internal/tcphello")
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -469,6 +471,7 @@ func (e *env) cleanup() {
 	}
 	e.killTasks()
 	e.waitHelpersGone()
+	unmountUnder(t, e.dir)
 	removeCgroups(t, e.cgParent)
 	// Pinned counter links of tasks that outlived their agent (killed above).
 	if err := os.RemoveAll(e.pinDir); err != nil {
@@ -581,6 +584,19 @@ func pidsWithArgUnder(dir string) []int {
 		}
 	}
 	return pids
+}
+
+// unmountUnder detaches every mount point inside dir (network namespaces
+// a net driver bind-mounted in its state dir, left when its agent died).
+func unmountUnder(t testing.TB, dir string) {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+string(filepath.Separator)) {
+			if err := syscall.Unmount(f[4], syscall.MNT_DETACH); err != nil {
+				t.Errorf("unmount %s: %v", f[4], err)
+			}
+		}
+	}
 }
 
 // cgroupDirs returns parent's directory (a cgroup path such as

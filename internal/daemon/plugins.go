@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/agent"
 	"github.com/dcos-kernel/dcos/drivers/execdriver"
+	"github.com/dcos-kernel/dcos/drivers/net/bridge"
 	"github.com/dcos-kernel/dcos/ebpf"
 	isocgroups "github.com/dcos-kernel/dcos/isolators/cgroups"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -29,6 +32,7 @@ import (
 const (
 	builtinDriver   = "exec"
 	builtinIsolator = "cgroups"
+	builtinNet      = "bridge"
 	builtinGroup    = "builtin"
 )
 
@@ -36,6 +40,10 @@ var pluginFlags = []cli.Flag{
 	&cli.StringFlag{Name: "plugin-dir", Usage: "directory of vendor plugins (dcos-driver-NAME, dcos-isolator-NAME, dcos-net-NAME, dcos-storage-NAME)"},
 	&cli.StringFlag{Name: "plugin-catalog", Usage: "sha256sum-format checksums of the plugins that may run (default PLUGIN_DIR/SHA256SUMS)"},
 	&cli.StringFlag{Name: "isolation", Value: "cgroups", Usage: "isolator for every task: cgroups or none (cgroups falls back to none, with a warning, where cgroups cannot be used)"},
+	&cli.StringFlag{Name: "network-driver", Value: "none", Usage: "net driver for tasks that ask for network bridge: bridge or none (bridge needs root)"},
+	&cli.StringFlag{Name: "bridge", Value: "dcos0", Usage: "the bridge driver's bridge; its VXLAN device is BRIDGE-vx"},
+	&cli.IntFlag{Name: "vxlan-port", Value: 4789, Usage: "UDP port of the overlay between agents (every agent must agree)"},
+	&cli.StringFlag{Name: "underlay-ip", Usage: "this node's address for the overlay (default: the source address of the default route)"},
 	&cli.StringFlag{Name: "bpf-pin-dir", Usage: "bpffs directory of this agent's network counters, kept across restarts (default /sys/fs/bpf/dcos/agent-HASH, HASH from the data dir)"},
 	&cli.StringFlag{Name: "cgroup-parent", Usage: "cgroup the task cgroups go beneath, one per agent: absolute (/dcos) or relative to the agent's own cgroup (default dcos-tasks/agent-HASH, HASH from the data dir)"},
 }
@@ -88,9 +96,28 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 	default:
 		return nil, nil, fmt.Errorf("--isolation %q: want cgroups or none", iso)
 	}
+	switch nd := c.String("network-driver"); nd {
+	case "none":
+	case builtinNet:
+		if os.Geteuid() != 0 {
+			log.Warn("tasks cannot ask for network bridge: the bridge driver needs root")
+			break
+		}
+		cmd = append(cmd, "--net", builtinNet, "--bridge", c.String("bridge"), "--vxlan-port", strconv.Itoa(c.Int("vxlan-port")))
+		cfg.Network = builtinNet
+		cfg.UnderlayIP = c.String("underlay-ip")
+		if cfg.UnderlayIP == "" {
+			cfg.UnderlayIP = defaultUnderlay()
+		}
+	default:
+		return nil, nil, fmt.Errorf("--network-driver %q: want bridge or none", nd)
+	}
 	builtins := []host.Builtin{{Name: builtinDriver, Kind: contract.KindDriver, Cmd: cmd, Group: builtinGroup}}
 	if cfg.Isolator != "" {
 		builtins = append(builtins, host.Builtin{Name: builtinIsolator, Kind: contract.KindIsolator, Cmd: cmd, Group: builtinGroup})
+	}
+	if cfg.Network != "" {
+		builtins = append(builtins, host.Builtin{Name: builtinNet, Kind: contract.KindNet, Cmd: cmd, Group: builtinGroup})
 	}
 	var a *agent.Agent
 	h, err := host.New(host.Config{
@@ -146,6 +173,29 @@ func loadNetAccounting(c *cli.Context, log *slog.Logger, dataDir string) *ebpf.A
 	return acc
 }
 
+// vxlanName is the VXLAN device of bridge br: br + "-vx", shortened to the
+// kernel's 15 bytes.
+func vxlanName(br string) string {
+	if len(br) > 12 {
+		br = br[:12]
+	}
+	return br + "-vx"
+}
+
+// defaultUnderlay is the source address of the default route (no packet is
+// sent), or "" when there is none.
+func defaultUnderlay() string {
+	c, err := net.Dial("udp4", "192.0.2.1:9") // TEST-NET-1: routing only
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
 // selfExe is the path that runs this very binary again: /proc/self/exe,
 // which stays the running binary even if the file on disk is replaced by
 // an upgrade (so built-in plugins keep matching the checksum taken at
@@ -171,6 +221,9 @@ func pluginCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "isolator", Usage: "also serve this isolator: cgroups (default: none)"},
 					&cli.StringFlag{Name: "cgroup-parent", Usage: "the cgroups isolator's parent cgroup"},
+					&cli.StringFlag{Name: "net", Usage: "also serve this net driver: bridge (default: none)"},
+					&cli.StringFlag{Name: "bridge", Usage: "the bridge driver's bridge"},
+					&cli.IntFlag{Name: "vxlan-port", Usage: "the bridge driver's VXLAN port"},
 				},
 				Action: func(c *cli.Context) error {
 					env := host.MemberStateDirEnv(contract.KindDriver, builtinDriver)
@@ -208,6 +261,19 @@ func pluginCommand() *cli.Command {
 					}
 					defer d.Close()
 					impls[contract.KindDriver] = d
+					if n := c.String("net"); n != "" {
+						if n != builtinNet {
+							return fmt.Errorf("plugin %s: --net %q: want %s or nothing", builtinGroup, n, builtinNet)
+						}
+						br := c.String("bridge")
+						nd, err := bridge.New(bridge.Config{StateDir: os.Getenv(host.MemberStateDirEnv(contract.KindNet, builtinNet)),
+							Bridge: br, VXLAN: vxlanName(br), VXLANPort: c.Int("vxlan-port"), Logger: logger(c)})
+						if err != nil {
+							return err
+						}
+						defer nd.Close()
+						impls[contract.KindNet] = nd
+					}
 					return servePlugins(impls)
 				},
 			},

@@ -2,7 +2,6 @@ package hostos
 
 import (
 	"errors"
-	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -73,81 +72,33 @@ func FuzzParseMemTotal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { parseMemTotal(b) })
 }
 
-// startChild starts sleep in its own process group and kills the group at
-// cleanup.
-func startChild(t *testing.T) int {
-	t.Helper()
+// TestSignalGroup_ProcStartTime: a child in its own process group has a
+// start time; SignalGroup kills the group; once reaped its pid is gone.
+func TestSignalGroup_ProcStartTime(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("hostos is Linux-only")
 	}
 	cmd := exec.Command("sleep", "300")
-	cmd.SysProcAttr = GroupAttr()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	cmd.Process.Release()
-	t.Cleanup(func() {
-		SignalGroup(pid, syscall.SIGKILL)
-		syscall.Wait4(pid, nil, 0, nil)
-	})
-	return pid
-}
-
-func TestProcess_Reap(t *testing.T) {
-	t.Parallel()
-	pid := startChild(t)
-	start, err := ProcStartTime(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := OpenProcess(pid, start+1); !errors.Is(err, ErrGone) {
-		t.Errorf("OpenProcess with another start time: %v, want ErrGone", err)
-	}
-	p, err := OpenProcess(pid, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	stop := make(chan struct{})
-	close(stop)
-	if err := p.WaitExited(stop); !errors.Is(err, ErrStopped) {
-		t.Errorf("WaitExited(closed stop) = %v, want ErrStopped", err)
+	if start, err := ProcStartTime(pid); err != nil || start == 0 {
+		t.Fatalf("ProcStartTime = %d, %v", start, err)
 	}
 	if err := SignalGroup(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitExited(make(chan struct{})); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := p.Reap(true), (Exit{Known: true, Code: -1, Signal: int(syscall.SIGTERM)}); got != want {
-		t.Errorf("Reap = %+v, want %+v", got, want)
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("child ended with %v, want SIGTERM", err)
 	}
 	if _, err := ProcStartTime(pid); !errors.Is(err, ErrGone) {
 		t.Errorf("ProcStartTime after reap: %v, want ErrGone", err)
 	}
-	if _, err := OpenProcess(pid, start); !errors.Is(err, ErrGone) {
-		t.Errorf("OpenProcess after reap: %v, want ErrGone", err)
-	}
-}
-
-func TestProcess_ReapNotAChild(t *testing.T) {
-	t.Parallel()
-	if runtime.GOOS != "linux" {
-		t.Skip("hostos is Linux-only")
-	}
-	// Our parent is alive and not our child: its status is unknown.
-	start, err := ProcStartTime(os.Getppid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenProcess(os.Getppid(), start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if got := p.Reap(false); got.Known || got.Code != -1 {
-		t.Errorf("Reap of a non-child = %+v, want unknown", got)
+	if err := SignalGroup(pid, syscall.SIGTERM); err != nil {
+		t.Errorf("SignalGroup of an empty group = %v, want nil", err)
 	}
 }
 

@@ -380,12 +380,8 @@ func (a *Agent) wait(tk *task) {
 		}
 		if errors.Is(err, contract.ErrTaskNotFound) || errors.Is(err, contract.ErrPluginExited) {
 			// A restarted driver does not know the task yet.
-			if rerr := a.reattach(tk); rerr != nil {
-				a.log.Warn("cannot reattach to task after its driver restarted", "task", tk.id, "driver", tk.driver, "err", rerr)
-				if errors.Is(rerr, contract.ErrNotSupported) || errors.Is(rerr, contract.ErrHandleVersion) {
-					a.lost(tk, fmt.Sprintf("driver %q cannot recover the task after a restart: %v", tk.driver, rerr))
-					return
-				}
+			if a.reattachOrLose(tk, "its driver restarted") {
+				return
 			}
 		} else {
 			a.log.Warn("waiting for task failed; retrying", "task", tk.id, "driver", tk.driver, "err", err)
@@ -393,6 +389,26 @@ func (a *Agent) wait(tk *task) {
 		if !sleep(a.ctx, bo.next()) {
 			return
 		}
+	}
+}
+
+// reattachOrLose hands tk back to its driver after why ("the agent
+// restarted"). A driver that can never take it (no recovery, unknown
+// handle version) makes the task LOST, and it reports true; other errors
+// are logged and left to wait, which retries.
+func (a *Agent) reattachOrLose(tk *task, why string) (lost bool) {
+	err := a.reattach(tk)
+	switch {
+	case err == nil:
+		a.log.Info("reattached to task", "task", tk.id, "driver", tk.driver, "pid", tk.pid, "after", why)
+		return false
+	case errors.Is(err, contract.ErrNotSupported) || errors.Is(err, contract.ErrHandleVersion):
+		a.log.Warn("cannot reattach to task; counting it lost", "task", tk.id, "driver", tk.driver, "after", why, "err", err)
+		a.lost(tk, fmt.Sprintf("driver %q cannot recover the task after %s: %v", tk.driver, why, err))
+		return true
+	default:
+		a.log.Warn("cannot reattach to task yet; retrying", "task", tk.id, "driver", tk.driver, "after", why, "err", err)
+		return false
 	}
 }
 
@@ -601,15 +617,8 @@ func (a *Agent) recover() error {
 	a.netRecover(live)
 	a.recoverNetwork(live)
 	for _, tk := range live {
-		if err := a.reattach(tk); err != nil {
-			a.log.Warn("cannot recover task", "task", tk.id, "driver", tk.driver, "err", err)
-			if errors.Is(err, contract.ErrNotSupported) || errors.Is(err, contract.ErrHandleVersion) {
-				a.lost(tk, fmt.Sprintf("driver %q cannot recover the task after an agent restart: %v", tk.driver, err))
-				continue
-			}
-			// The driver may come up later: wait retries.
-		} else {
-			a.log.Info("recovered task", "task", tk.id, "driver", tk.driver, "pid", tk.pid)
+		if a.reattachOrLose(tk, "the agent restarted") {
+			continue
 		}
 		a.wg.Go(func() { a.wait(tk) })
 	}

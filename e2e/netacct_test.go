@@ -44,9 +44,7 @@ func sink(t *testing.T) (port string, got *atomic.Int64) {
 // steady sender's rate, and the counters survive a SIGKILL of dcosd.
 func TestDev_NetworkAccounting(t *testing.T) {
 	t.Parallel()
-	if !rootWithCgroups(t) {
-		return
-	}
+	needRoot(t)
 	const n = 10 << 20
 	port, got := sink(t)
 	e := newEnv(t)
@@ -98,9 +96,7 @@ func TestDev_NetworkAccounting(t *testing.T) {
 // counters.
 func TestDev_NetworkAccountingOff(t *testing.T) {
 	t.Parallel()
-	if !rootWithCgroups(t) {
-		return
-	}
+	needRoot(t)
 	port, got := sink(t)
 	e := newEnv(t)
 	e.extraEnv = []string{"DCOS_EBPF_DISABLE=forced off by the test"}
@@ -120,15 +116,11 @@ func TestDev_NetworkAccountingOff(t *testing.T) {
 	e.mustCtl("revoke", k.GetAllocationId())
 }
 
-// rootWithCgroups skips unless the test runs as root, which cgroup
-// isolation and eBPF need.
-func rootWithCgroups(t *testing.T) bool {
+// needRoot skips t unless it runs as root, which cgroup isolation, eBPF
+// and network namespaces need.
+func needRoot(t *testing.T) {
 	t.Helper()
-	if !isRoot() {
-		t.Skip("needs root: cgroup isolation and eBPF accounting")
-		return false
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: cgroup isolation, eBPF accounting, network namespaces")
 	}
-	return true
 }
-
-func isRoot() bool { return os.Geteuid() == 0 }

@@ -43,9 +43,7 @@ func hello(addr string) (string, error) {
 // namespace and veth are gone.
 func TestDev_BridgeNetwork(t *testing.T) {
 	t.Parallel()
-	if !rootWithCgroups(t) {
-		return
-	}
+	needRoot(t)
 	e := newEnv(t)
 	tok := newToken()
 	br := "dcs" + tok[:8]

@@ -303,7 +303,7 @@ func explain(agents []AgentInfo, free []Resources, r Request) string {
 		return "no agents are up"
 	}
 	excluded := map[string]int{}
-	var cpu, mem, disk, never int
+	var cpu, mem, disk, ports, never int
 	for i, a := range agents {
 		if c := firstFailing(a.Labels, r.Constraints); c != nil {
 			excluded[describe(c)]++
@@ -322,6 +322,9 @@ func explain(agents []AgentInfo, free []Resources, r Request) string {
 		if f.Disk < r.Resources.Disk {
 			disk++
 		}
+		if f.Ports < r.Resources.Ports {
+			ports++
+		}
 	}
 	var parts []string
 	add := func(n int, what string) {
@@ -332,6 +335,7 @@ func explain(agents []AgentInfo, free []Resources, r Request) string {
 	add(cpu, "cpus")
 	add(mem, "memory")
 	add(disk, "disk")
+	add(ports, "host ports")
 	keys := make([]string, 0, len(excluded))
 	for k := range excluded {
 		keys = append(keys, k)

@@ -63,7 +63,8 @@ func fieldError(field, format string, args ...any) error {
 }
 
 // ValidateResources checks an instance's resources: cpus finite and in
-// (0, MaxCPUs], memory in (0, MaxBytes], disk in [0, MaxBytes]. When
+// (0, MaxCPUs], memory in (0, MaxBytes], disk in [0, MaxBytes], ports in
+// [0, MaxPorts]. When
 // allowZero is set (a task's share), zero cpus and memory are accepted.
 func ValidateResources(field string, r *pb.Resources, allowZero bool) error {
 	if r == nil {
@@ -86,6 +87,9 @@ func ValidateResources(field string, r *pb.Resources, allowZero bool) error {
 	}
 	if d := r.GetDiskBytes(); d < 0 || d > MaxBytes {
 		return fieldError(field+".disk_bytes", "must be in [0, %d], got %d", int64(MaxBytes), d)
+	}
+	if p := r.GetPorts(); p < 0 || p > MaxPorts {
+		return fieldError(field+".ports", "must be in [0, %d], got %d", MaxPorts, p)
 	}
 	return nil
 }

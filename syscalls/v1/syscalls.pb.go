@@ -345,7 +345,11 @@ type Resources struct {
 	// mem_bytes of memory.
 	MemBytes int64 `protobuf:"varint,2,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
 	// disk_bytes of scratch disk.
-	DiskBytes     int64 `protobuf:"varint,3,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	DiskBytes int64 `protobuf:"varint,3,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// ports is a number of host ports. An agent's total is the size of its
+	// host-port range; an allocation that asks for n gets n distinct ports of
+	// its agent's range, chosen by the kernel (Allocation.host_ports).
+	Ports         int64 `protobuf:"varint,4,opt,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,6 +401,13 @@ func (x *Resources) GetMemBytes() int64 {
 func (x *Resources) GetDiskBytes() int64 {
 	if x != nil {
 		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPorts() int64 {
+	if x != nil {
+		return x.Ports
 	}
 	return 0
 }
@@ -3544,12 +3555,13 @@ var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
-	"\x11v1/syscalls.proto\x12\x10dcos.syscalls.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x11v1/syscalls.proto\x12\x10dcos.syscalls.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\"\xb2\x01\n" +
+	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\x12\x14\n" +
+	"\x05ports\x18\x04 \x01(\x03R\x05ports\"\xb2\x01\n" +
 	"\n" +
 	"Constraint\x12\x14\n" +
 	"\x05label\x18\x01 \x01(\tR\x05label\x12/\n" +

@@ -93,7 +93,7 @@ func TestPolicy_LoadWhileAllocating(t *testing.T) {
 	for _, bad := range []struct{ file, want string }{
 		{"loop.wasm", "deadline exceeded"},
 		{"trap.wasm", "trap"},
-		{"abiv2.wasm", "ABI version 2"},
+		{"abiv1.wasm", "ABI version 1 is not supported (this kernel speaks 2)"},
 		{"noplace.wasm", "missing export dcos_place"},
 		{"badmagic.wasm", "malformed answer"},
 	} {

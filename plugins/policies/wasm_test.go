@@ -108,7 +108,7 @@ func run(t *testing.T, name string, b *policy.Batch) (*kernel.Snapshot, *kernel.
 		t.Fatalf("%s: the kernel refuses %d answers: %v", name, len(j.Rejected), j.Rejected)
 	}
 	for i, f := range j.Free {
-		if f.MilliCPU < 0 || f.Mem < 0 || f.Disk < 0 {
+		if f.MilliCPU < 0 || f.Mem < 0 || f.Disk < 0 || f.Ports < 0 {
 			t.Fatalf("%s: agent %d over-committed: %v free", name, i, f)
 		}
 	}
@@ -393,6 +393,64 @@ func TestBuiltin_HandMade(t *testing.T) {
 			c.Request(pt.Req{Resources: pt.R(2000, gib), Priority: 5, Constraints: []policy.Constraint{pt.Equals("zone", "b")}})
 		},
 		checks: []check{preempts("a-1"), agents(0, 1)},
+	}, {
+		// Host ports are the scarce dimension in the four below: every
+		// agent has cpu and memory to spare, and some have 0 or 1 port.
+		name:   "binpack/ports are the scarce dimension",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(16000, 64*gib, 0))
+			c.Agent(pt.RP(16000, 64*gib, 1))
+			c.Agent(pt.RP(16000, 64*gib, 2))
+			c.Request(pt.Req{N: 4, Resources: pt.RP(1000, 1*gib, 1)})
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*gib, 0)})
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*gib, 3)})
+		},
+		checks: []check{agents(0, 1, 3), never(5)},
+	}, {
+		name:   "drf/ports are the scarce dimension",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*gib, 0))
+			c.Agent(pt.RP(8000, 16*gib, 1))
+			a, b := c.Role("A", 1, none), c.Role("B", 1, none)
+			c.Request(pt.Req{N: 3, Resources: pt.RP(1000, 1*gib, 1), Role: a, Roled: true})
+			c.Request(pt.Req{N: 3, Resources: pt.RP(1000, 1*gib, 0), Role: b, Roled: true})
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*gib, 2), Role: b, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"A": 1, "B": 3}), agents(3, 1), never(6)},
+	}, {
+		name:   "drf/a ports quota caps a role",
+		policy: "drf",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*gib, 1000))
+			q, o := c.Role("capped", 1, pt.RP(0, 0, 2)), c.Role("open", 1, none)
+			c.Request(pt.Req{N: 4, Resources: pt.RP(100, 64*pt.MiB, 1), Role: q, Roled: true})
+			c.Request(pt.Req{N: 2, Resources: pt.RP(100, 64*pt.MiB, 1), Role: o, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"capped": 2, "open": 2}), never()},
+	}, {
+		name:   "spread/ports are the scarce dimension",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.RP(8000, 16*gib, 0), "zone=a")
+			c.Agent(pt.RP(8000, 16*gib, 1), "zone=b")
+			c.Agent(pt.RP(8000, 16*gib, 2), "zone=c")
+			c.Request(pt.Req{N: 4, Resources: pt.RP(500, 512*pt.MiB, 1)})
+			c.Request(pt.Req{Resources: pt.RP(500, 512*pt.MiB, 3)})
+		},
+		checks: []check{zones(map[string]int{"b": 1, "c": 2}), never(4)},
+	}, {
+		name:   "priority/preempts for a port",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*gib, 1))
+			c.Agent(pt.RP(8000, 16*gib, 0))
+			c.Grant(0, policy.NoRole, 0, pt.RP(1000, gib, 1))
+			c.Request(pt.Req{N: 2, Resources: pt.RP(1000, gib, 1), Priority: 5})
+			c.Request(pt.Req{Resources: pt.RP(1000, gib, 2), Priority: 5})
+		},
+		checks: []check{preempts("a-0"), agents(1, 0), never(2)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -144,7 +144,7 @@ func (c *converter) convertAgents(agents []kernel.AgentInfo) {
 }
 
 func res(r kernel.Resources) policy.Resources {
-	return policy.Resources{MilliCPU: r.MilliCPU, Mem: r.Mem, Disk: r.Disk}
+	return policy.Resources{MilliCPU: r.MilliCPU, Mem: r.Mem, Disk: r.Disk, Ports: r.Ports}
 }
 
 // resize returns s with length n, reallocating only when it must.

@@ -45,6 +45,7 @@ func TestConverter_AgentCache(t *testing.T) {
 	}{
 		{"nothing", func() {}, false, true},
 		{"free", func() { s.Agents[1].Free.MilliCPU -= 100 }, true, true},
+		{"free ports", func() { s.Agents[1].Free.Ports++ }, true, true},
 		{"label value in place", func() { s.Agents[0].Labels["zone"] = "z" }, true, false},
 		{"nothing again", func() {}, false, true},
 		{"label value by a new map", func() {
@@ -54,6 +55,7 @@ func TestConverter_AgentCache(t *testing.T) {
 		{"label key renamed", func() { delete(s.Agents[3].Labels, "gpu"); s.Agents[3].Labels["gpus"] = "true" }, true, false},
 		{"label removed", func() { delete(s.Agents[3].Labels, "gpus") }, true, false},
 		{"total", func() { s.Agents[2].Total.Mem += 1 << 20 }, true, false},
+		{"total ports", func() { s.Agents[2].Total.Ports += 10 }, true, false},
 		{"id", func() { s.Agents[2].ID = "a2-new" }, true, false},
 		{"agent gone", func() { s.Agents = s.Agents[:3] }, true, false},
 		{"free and seed", func() { s.Agents[0].Free.Disk++; s.Seed++ }, true, true},

@@ -69,9 +69,10 @@ func sigOf(d api.FunctionDefinition) signature {
 // exports memory, dcos_policy_abi_version, dcos_alloc and dcos_place with
 // the ABI's signatures; imports nothing but the dcos log functions and
 // WASI preview 1; starts (runs _initialize if exported) within the
-// deadline; and reports ABI version 1. A refusal wraps ErrInvalidModule
-// and names every problem found, e.g. "missing export dcos_place" or "ABI
-// version 2, this kernel speaks 1".
+// deadline; and reports ABI version 2 (policy.ABIVersion). A refusal wraps
+// ErrInvalidModule and names every problem found, e.g. "missing export
+// dcos_place" or "ABI version 1 is not supported (this kernel speaks 2):
+// rebuild the policy with the current sdk/policy ...".
 //
 // The returned Policy keeps no reference to wasm. Load is safe for
 // concurrent use; a name may be loaded more than once.
@@ -211,7 +212,7 @@ func (p *Policy) checkVersion(ctx context.Context, inst *instance) error {
 		return fmt.Errorf("dcos_policy_abi_version: %w", p.callError(ctx, inst, err))
 	}
 	if v := int32(res[0]); v != policy.ABIVersion {
-		return fmt.Errorf("ABI version %d, this kernel speaks %d", v, policy.ABIVersion)
+		return fmt.Errorf("ABI version %d is not supported (this kernel speaks %d): rebuild the policy with the current sdk/policy (docs/policy-abi.md, Versioning)", v, policy.ABIVersion)
 	}
 	return nil
 }

@@ -65,6 +65,39 @@ func TestPolicy_Place_FirstFitWatRandom(t *testing.T) {
 	}
 }
 
+// TestPolicy_Place_FirstFitWatPorts: host ports are the scarce dimension
+// (every agent has cpu and memory to spare), and the .wat policy counts
+// them in its fit and Never checks as the ABI's version 2 says.
+func TestPolicy_Place_FirstFitWatPorts(t *testing.T) {
+	h := newHost(t, HostConfig{})
+	p := load(t, h, "firstfit-wat", "testdata/firstfit.wasm")
+	ports := func(n int64) kernel.Resources { r := mib(100, 64); r.Ports = n; return r }
+	big := func(n int64) kernel.Resources { r := mib(8000, 8192); r.Ports = n; return r }
+	s := &kernel.Snapshot{
+		Agents: []kernel.AgentInfo{
+			{ID: "none", Total: big(0), Free: big(0)},
+			{ID: "one", Total: big(1), Free: big(1)},
+			{ID: "two-one-free", Total: big(2), Free: big(1)},
+		},
+		Requests: []kernel.Request{
+			{ID: "p-1", RequestID: "p", Resources: ports(1)},       // one
+			{ID: "p-2", RequestID: "p", Resources: ports(1)},       // two-one-free
+			{ID: "p-3", RequestID: "p", Resources: ports(1)},       // not now: totals fit, nothing free
+			{ID: "wide-1", RequestID: "wide", Resources: ports(3)}, // never: no agent has 3
+			{ID: "np-1", RequestID: "np", Resources: ports(0)},     // none
+		},
+	}
+	got, err := p.Place(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &kernel.Decision{Placements: []kernel.Placement{pl(0, 1), pl(1, 2), pl(4, 0)}, Never: []int{3}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	checkDecision(t, s, got)
+}
+
 func TestPolicy_Place_Empty(t *testing.T) {
 	h := newHost(t, HostConfig{})
 	for _, path := range []string{"testdata/firstfit.wasm", goGuest} {
@@ -89,7 +122,8 @@ func TestHost_Load_Invalid(t *testing.T) {
 		want string
 	}{
 		{"missing export", readFile(t, "testdata/noplace.wasm"), "invalid policy module: missing export dcos_place"},
-		{"wrong ABI version", readFile(t, "testdata/abiv2.wasm"), "invalid policy module: ABI version 2, this kernel speaks 1"},
+		{"old ABI version", readFile(t, "testdata/abiv1.wasm"), "invalid policy module: ABI version 1 is not supported (this kernel speaks 2): rebuild the policy with the current sdk/policy"},
+		{"future ABI version", readFile(t, "testdata/abiv3.wasm"), "invalid policy module: ABI version 3 is not supported (this kernel speaks 2)"},
 		{"unknown import", readFile(t, "testdata/unknownimport.wasm"), "invalid policy module: unknown import env.now"},
 		{"wrong signatures", readFile(t, "testdata/wrongsig.wasm"), "invalid policy module: import dcos.log has type (i32, i32) -> (), want (i32, i32, i32) -> (); export dcos_alloc has type (i64) -> (i32), want (i32) -> (i32); export dcos_policy_wants has type (i32) -> (i32), want () -> (i32)"},
 		{"initialize never returns", readFile(t, "testdata/initloop.wasm"), "invalid policy module: _initialize: deadline exceeded after 1s"},
@@ -379,7 +413,8 @@ func randomSnapshot(seed uint64, na, nr int) *kernel.Snapshot {
 	s := &kernel.Snapshot{Seed: seed}
 	for i := range na {
 		total := mib(int64(1000+next(8)*1000), int64(1024+next(8)*1024))
-		free := kernel.Resources{MilliCPU: total.MilliCPU * int64(next(5)) / 4, Mem: total.Mem * int64(next(5)) / 4}
+		total.Ports = int64(next(4)) // 0–3 host ports: often the scarce dimension
+		free := kernel.Resources{MilliCPU: total.MilliCPU * int64(next(5)) / 4, Mem: total.Mem * int64(next(5)) / 4, Ports: total.Ports - int64(next(int(total.Ports)+1))}
 		labels := map[string]string{"zone": zones[next(3)]}
 		if next(2) == 0 {
 			labels["ssd"] = "yes"
@@ -388,6 +423,7 @@ func randomSnapshot(seed uint64, na, nr int) *kernel.Snapshot {
 	}
 	for i := range nr {
 		r := kernel.Request{ID: fmt.Sprintf("r-%d", i), RequestID: fmt.Sprintf("r%d", i/3), Resources: mib(int64(100+next(20)*100), int64(64+next(16)*128))}
+		r.Resources.Ports = int64(max(0, next(4)-1)) // 0–2
 		switch next(5) {
 		case 0:
 			r.Constraints = append(r.Constraints, eq("zone", zones[next(3)]))

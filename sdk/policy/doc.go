@@ -1,6 +1,6 @@
 // Package policy is the SDK for dcos allocation policies: the typed values
 // a policy sees (Batch) and answers (Decision), their wire encoding (ABI
-// version 1, docs/policy-abi.md), and the glue that turns a plain Go
+// version 2, docs/policy-abi.md), and the glue that turns a plain Go
 // function into a WebAssembly policy module.
 //
 // A policy is a Go function registered once:

@@ -1,27 +1,30 @@
 package policy
 
 // ABIVersion is the policy ABI this package speaks. A module exports
-// dcos_policy_abi_version returning it.
-const ABIVersion = 1
+// dcos_policy_abi_version returning it, and batches and decisions carry
+// it in their magic.
+const ABIVersion = 2
 
-// Resources in integral units: millicores and bytes.
+// Resources in integral units: millicores, bytes and a count of host
+// ports. Ports is a count, not a range: which ports an allocation gets is
+// the agent's business; a policy only sees how many are free.
 type Resources struct {
-	MilliCPU, Mem, Disk int64
+	MilliCPU, Mem, Disk, Ports int64
 }
 
-// Fits reports whether need fits in r in every dimension.
+// Fits reports whether need fits in r in every dimension, ports included.
 func (r Resources) Fits(need Resources) bool {
-	return need.MilliCPU <= r.MilliCPU && need.Mem <= r.Mem && need.Disk <= r.Disk
+	return need.MilliCPU <= r.MilliCPU && need.Mem <= r.Mem && need.Disk <= r.Disk && need.Ports <= r.Ports
 }
 
 // Add returns r + o.
 func (r Resources) Add(o Resources) Resources {
-	return Resources{r.MilliCPU + o.MilliCPU, r.Mem + o.Mem, r.Disk + o.Disk}
+	return Resources{r.MilliCPU + o.MilliCPU, r.Mem + o.Mem, r.Disk + o.Disk, r.Ports + o.Ports}
 }
 
 // Sub returns r - o.
 func (r Resources) Sub(o Resources) Resources {
-	return Resources{r.MilliCPU - o.MilliCPU, r.Mem - o.Mem, r.Disk - o.Disk}
+	return Resources{r.MilliCPU - o.MilliCPU, r.Mem - o.Mem, r.Disk - o.Disk, r.Ports - o.Ports}
 }
 
 // Label is one agent label.

@@ -8,19 +8,20 @@ import (
 	"unsafe"
 )
 
-// Wire format, ABI version 1 (docs/policy-abi.md is the reference). All
+// Wire format, ABI version 2 (docs/policy-abi.md is the reference). All
 // integers little-endian; every section follows the previous one with no
 // gap; record sizes are fixed; strings are (offset, length) references into
 // the strings section, and equal strings share one copy.
 const (
-	batchMagic    = 0x31504344 // "DCP1"
-	decisionMagic = 0x314f4344 // "DCO1"
+	batchMagic    = 0x32504344 // "DCP2"
+	decisionMagic = 0x324f4344 // "DCO2"
 
+	resSize            = 32 // i64 millicpu, mem, disk, ports
 	batchHeaderSize    = 64
-	agentSize          = 64
-	requestSize        = 48
-	roleSize           = 64
-	allocationSize     = 40
+	agentSize          = 80
+	requestSize        = 56
+	roleSize           = 80
+	allocationSize     = 48
 	constraintSize     = 24
 	labelSize          = 16
 	refSize            = 8
@@ -88,7 +89,7 @@ func (e *Encoder) EncodeBatchSameAgents(b *Batch) []byte {
 		return e.EncodeBatch(b)
 	}
 	for i := range b.Agents {
-		putRes(e.agentRecs[i*agentSize+24:], b.Agents[i].Free)
+		putRes(e.agentRecs[i*agentSize+resSize:], b.Agents[i].Free)
 	}
 	return e.encode(b)
 }
@@ -112,10 +113,10 @@ func (e *Encoder) encodeAgents(b *Batch) {
 		a := &b.Agents[i]
 		p := e.agentRecs[i*agentSize:]
 		putRes(p[0:], a.Total)
-		putRes(p[24:], a.Free)
-		e.putRef(p[48:], a.ID, e.agentIdx)
-		le.PutUint32(p[56:], uint32(labelAt))
-		le.PutUint32(p[60:], uint32(len(a.Labels)))
+		putRes(p[32:], a.Free)
+		e.putRef(p[64:], a.ID, e.agentIdx)
+		le.PutUint32(p[72:], uint32(labelAt))
+		le.PutUint32(p[76:], uint32(len(a.Labels)))
 		for _, lb := range a.Labels {
 			q := e.labelRecs[labelAt*labelSize:]
 			e.putRef(q[0:], lb.Key, e.agentIdx)
@@ -174,12 +175,12 @@ func (e *Encoder) encode(b *Batch) []byte {
 		r := &b.Requests[i]
 		p := buf[reqOff+uint64(i)*requestSize:]
 		putRes(p[0:], r.Resources)
-		le.PutUint32(p[24:], uint32(r.Priority))
-		le.PutUint32(p[28:], r.Role)
-		le.PutUint32(p[32:], r.Group)
-		le.PutUint32(p[36:], uint32((consAt-consOff)/constraintSize))
-		le.PutUint32(p[40:], uint32(len(r.Constraints)))
-		le.PutUint32(p[44:], 0)
+		le.PutUint32(p[32:], uint32(r.Priority))
+		le.PutUint32(p[36:], r.Role)
+		le.PutUint32(p[40:], r.Group)
+		le.PutUint32(p[44:], uint32((consAt-consOff)/constraintSize))
+		le.PutUint32(p[48:], uint32(len(r.Constraints)))
+		le.PutUint32(p[52:], 0)
 		for _, c := range r.Constraints {
 			q := buf[consAt:]
 			le.PutUint32(q[0:], uint32(c.Op))
@@ -200,7 +201,7 @@ func (e *Encoder) encode(b *Batch) []byte {
 		e.putRef(p[0:], r.Name, e.extraIdx)
 		le.PutUint64(p[8:], math.Float64bits(r.Weight))
 		putRes(p[16:], r.Usage)
-		putRes(p[40:], r.Quota)
+		putRes(p[48:], r.Quota)
 	}
 	for i := range b.Allocations {
 		a := &b.Allocations[i]
@@ -236,6 +237,7 @@ func putRes(p []byte, r Resources) {
 	le.PutUint64(p[0:], uint64(r.MilliCPU))
 	le.PutUint64(p[8:], uint64(r.Mem))
 	le.PutUint64(p[16:], uint64(r.Disk))
+	le.PutUint64(p[24:], uint64(r.Ports))
 }
 
 // Decoder decodes batches, reusing its storage between calls: a decoded
@@ -257,6 +259,9 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 		return nil, fmt.Errorf("%w: batch of %d bytes is shorter than its header", ErrMalformed, len(buf))
 	}
 	if m := le.Uint32(buf[0:]); m != batchMagic {
+		if m&0xffffff == batchMagic&0xffffff {
+			return nil, fmt.Errorf("%w: batch magic %q is another ABI version (this SDK speaks %d)", ErrMalformed, buf[:4], ABIVersion)
+		}
 		return nil, fmt.Errorf("%w: bad batch magic %#x", ErrMalformed, m)
 	}
 	if v := le.Uint32(buf[4:]); v != ABIVersion {
@@ -318,9 +323,9 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	}
 	for i, p := 0, buf[agentsOff:reqOff]; i < len(b.Agents); i, p = i+1, p[agentSize:] {
 		a := &b.Agents[i]
-		a.Total = Resources{i64(p, 0), i64(p, 8), i64(p, 16)}
-		a.Free = Resources{i64(p, 24), i64(p, 32), i64(p, 40)}
-		io, in, ls, ln := u32(p, 48), u32(p, 52), u32(p, 56), u32(p, 60)
+		a.Total = Resources{i64(p, 0), i64(p, 8), i64(p, 16), i64(p, 24)}
+		a.Free = Resources{i64(p, 32), i64(p, 40), i64(p, 48), i64(p, 56)}
+		io, in, ls, ln := u32(p, 64), u32(p, 68), u32(p, 72), u32(p, 76)
 		if uint64(io)+uint64(in) > nStrs || uint64(ls)+uint64(ln) > l.labels {
 			return nil, errString2(i, "agent")
 		}
@@ -329,9 +334,9 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	}
 	for i, p := 0, buf[reqOff:rolesOff]; i < len(b.Requests); i, p = i+1, p[requestSize:] {
 		r := &b.Requests[i]
-		r.Resources = Resources{i64(p, 0), i64(p, 8), i64(p, 16)}
-		r.Priority, r.Role, r.Group = int32(u32(p, 24)), u32(p, 28), u32(p, 32)
-		cs, cn := u32(p, 36), u32(p, 40)
+		r.Resources = Resources{i64(p, 0), i64(p, 8), i64(p, 16), i64(p, 24)}
+		r.Priority, r.Role, r.Group = int32(u32(p, 32)), u32(p, 36), u32(p, 40)
+		cs, cn := u32(p, 44), u32(p, 48)
 		if (r.Role != NoRole && uint64(r.Role) >= l.roles) || uint64(cs)+uint64(cn) > l.constraints {
 			return nil, errString2(i, "request")
 		}
@@ -345,13 +350,13 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 		}
 		r.Name = view(strs, no, nn)
 		r.Weight = math.Float64frombits(uint64(i64(p, 8)))
-		r.Usage = Resources{i64(p, 16), i64(p, 24), i64(p, 32)}
-		r.Quota = Resources{i64(p, 40), i64(p, 48), i64(p, 56)}
+		r.Usage = Resources{i64(p, 16), i64(p, 24), i64(p, 32), i64(p, 40)}
+		r.Quota = Resources{i64(p, 48), i64(p, 56), i64(p, 64), i64(p, 72)}
 	}
 	for i, p := 0, buf[allocOff:consOff]; i < len(b.Allocations); i, p = i+1, p[allocationSize:] {
 		a := &b.Allocations[i]
 		a.Agent, a.Role, a.Priority = u32(p, 0), u32(p, 4), int32(u32(p, 8))
-		a.Resources = Resources{i64(p, 16), i64(p, 24), i64(p, 32)}
+		a.Resources = Resources{i64(p, 16), i64(p, 24), i64(p, 32), i64(p, 40)}
 		if uint64(a.Agent) >= l.agents || (a.Role != NoRole && uint64(a.Role) >= l.roles) {
 			return nil, errString2(i, "allocation")
 		}
@@ -430,6 +435,9 @@ func DecodeDecision(buf []byte, d *Decision) error {
 		return fmt.Errorf("%w: decision of %d bytes is shorter than its header", ErrMalformed, len(buf))
 	}
 	if m := le.Uint32(buf[0:]); m != decisionMagic {
+		if m&0xffffff == decisionMagic&0xffffff {
+			return fmt.Errorf("%w: decision magic %q is another ABI version (this kernel speaks %d)", ErrMalformed, buf[:4], ABIVersion)
+		}
 		return fmt.Errorf("%w: bad decision magic %#x", ErrMalformed, m)
 	}
 	status := le.Uint32(buf[4:])

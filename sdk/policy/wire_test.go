@@ -11,17 +11,17 @@ func sampleBatch() *Batch {
 	return &Batch{
 		Seed: 42,
 		Agents: []Agent{
-			{ID: "agent-1", Labels: []Label{{"zone", "a"}, {"rack", "r1"}}, Total: Resources{4000, 8 << 30, 100 << 30}, Free: Resources{2000, 4 << 30, 50 << 30}},
-			{ID: "agent-2", Labels: []Label{{"zone", "b"}}, Total: Resources{2000, 4 << 30, 0}, Free: Resources{2000, 4 << 30, 0}},
-			{ID: "agent-3", Total: Resources{1000, 1 << 30, 0}, Free: Resources{0, 0, 0}},
+			{ID: "agent-1", Labels: []Label{{"zone", "a"}, {"rack", "r1"}}, Total: Resources{4000, 8 << 30, 100 << 30, 1000}, Free: Resources{2000, 4 << 30, 50 << 30, 998}},
+			{ID: "agent-2", Labels: []Label{{"zone", "b"}}, Total: Resources{2000, 4 << 30, 0, 0}, Free: Resources{2000, 4 << 30, 0, 0}},
+			{ID: "agent-3", Total: Resources{1000, 1 << 30, 0, 1}, Free: Resources{0, 0, 0, 1}},
 		},
 		Requests: []Request{
-			{Resources: Resources{500, 64 << 20, 0}, Priority: 10, Role: 1, Group: 0,
+			{Resources: Resources{500, 64 << 20, 0, 2}, Priority: 10, Role: 1, Group: 0,
 				Constraints: []Constraint{{Op: OpIn, Label: "zone", Values: []string{"a", "b"}}, {Op: OpNotEquals, Label: "rack", Values: []string{"r2"}}}},
-			{Resources: Resources{1000, 1 << 30, 1 << 20}, Priority: -3, Role: NoRole, Group: 1},
+			{Resources: Resources{1000, 1 << 30, 1 << 20, 0}, Priority: -3, Role: NoRole, Group: 1},
 		},
-		Roles:       []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0}}},
-		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0}}},
+		Roles:       []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0, 2}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0, 3}}},
+		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0, 2}}},
 	}
 }
 
@@ -84,13 +84,14 @@ func TestDecodeBatch_Malformed(t *testing.T) {
 		"empty":          nil,
 		"short":          good[:10],
 		"magic":          mutate(func(b []byte) []byte { b[0] ^= 1; return b }),
-		"version":        mutate(func(b []byte) []byte { le.PutUint32(b[4:], 2); return b }),
+		"version":        mutate(func(b []byte) []byte { le.PutUint32(b[4:], 1); return b }),
+		"v1 magic":       mutate(func(b []byte) []byte { b[3] = '1'; return b }),
 		"truncated":      good[:len(good)-1],
 		"trailing":       append(append([]byte(nil), good...), 0),
 		"huge count":     mutate(func(b []byte) []byte { le.PutUint32(b[16:], 1<<31); return b }),
-		"string outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+48:], 1<<30); return b }),
-		"labels outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+56:], 999); return b }),
-		"role outside":   mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+3*agentSize+28:], 7); return b }),
+		"string outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+64:], 1<<30); return b }),
+		"labels outside": mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+72:], 999); return b }),
+		"role outside":   mutate(func(b []byte) []byte { le.PutUint32(b[batchHeaderSize+3*agentSize+36:], 7); return b }),
 	}
 	var d Decoder
 	for name, in := range tests {
@@ -175,5 +176,58 @@ func TestEncoder_EncodeBatchSameAgents(t *testing.T) {
 	got = e.EncodeBatchSameAgents(b)
 	if want := fresh.EncodeBatch(b); !bytes.Equal(got, want) {
 		t.Fatalf("EncodeBatchSameAgents with fewer agents differs from EncodeBatch")
+	}
+}
+
+// TestBatch_LayoutV2 pins the version 2 layout of docs/policy-abi.md:
+// the header's magic and version, 32-byte resources with ports last, and
+// every record size a multiple of 8.
+func TestBatch_LayoutV2(t *testing.T) {
+	for name, size := range map[string]int{"agent": agentSize, "request": requestSize, "role": roleSize, "allocation": allocationSize, "constraint": constraintSize, "label": labelSize, "ref": refSize, "header": batchHeaderSize} {
+		if size%8 != 0 {
+			t.Errorf("%s record of %d bytes is not a multiple of 8", name, size)
+		}
+	}
+	var e Encoder
+	b := sampleBatch()
+	enc := e.EncodeBatch(b)
+	if string(enc[:4]) != "DCP2" || le.Uint32(enc[4:]) != 2 {
+		t.Fatalf("header %q version %d, want DCP2 2", enc[:4], le.Uint32(enc[4:]))
+	}
+	agents := batchHeaderSize
+	reqs := agents + len(b.Agents)*agentSize
+	roles := reqs + len(b.Requests)*requestSize
+	allocs := roles + len(b.Roles)*roleSize
+	i64At := func(off int) int64 { return int64(le.Uint64(enc[off:])) }
+	for _, f := range []struct {
+		what string
+		off  int
+		want int64
+	}{
+		{"agent 0 total ports", agents + 24, b.Agents[0].Total.Ports},
+		{"agent 0 free ports", agents + 56, b.Agents[0].Free.Ports},
+		{"agent 2 free ports", agents + 2*agentSize + 56, b.Agents[2].Free.Ports},
+		{"request 0 ports", reqs + 24, b.Requests[0].Resources.Ports},
+		{"request 0 priority", reqs + 32, int64(b.Requests[0].Priority) & 0xffffffff},
+		{"role 0 usage ports", roles + 40, b.Roles[0].Usage.Ports},
+		{"role 1 quota ports", roles + roleSize + 72, b.Roles[1].Quota.Ports},
+		{"allocation 0 ports", allocs + 40, b.Allocations[0].Resources.Ports},
+	} {
+		got := i64At(f.off)
+		if f.what == "request 0 priority" {
+			got = int64(le.Uint32(enc[f.off:]))
+		}
+		if got != f.want {
+			t.Errorf("%s at %d = %d, want %d", f.what, f.off, got, f.want)
+		}
+	}
+}
+
+func TestDecodeDecision_OtherVersion(t *testing.T) {
+	enc := EncodeDecision(nil, &Decision{}, nil)
+	enc[3] = '1' // "DCO1": a version 1 module's answer
+	var d Decision
+	if err := DecodeDecision(enc, &d); !errors.Is(err, ErrMalformed) || !bytes.Contains([]byte(err.Error()), []byte("another ABI version")) {
+		t.Fatalf("err = %v, want ErrMalformed naming another ABI version", err)
 	}
 }

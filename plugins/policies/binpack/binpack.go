@@ -18,7 +18,9 @@ var _ policy.Func = Place
 // Place places b's requests in batch order (priority, then arrival), each
 // on the admitted agent that fits it with the lowest score, where the
 // score is the larger of the cpu and memory fractions of the agent's total
-// left free after placement; ties go to the lower agent index. Requests
+// left free after placement; ties go to the lower agent index. Host ports
+// count in every fit check but not in the score (a request's few ports
+// say little about how full an agent is). Requests
 // that fit nowhere are reported unplaced: Never when no admitted agent's
 // total fits them, else NotNow. It never revokes, never over-commits
 // (free resources are tracked as it places), and reads b without

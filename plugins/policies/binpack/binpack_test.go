@@ -61,6 +61,21 @@ func TestPlace(t *testing.T) {
 		},
 		want:     []int{0, 2},
 		verdicts: []int{0, 0, int(policy.NotNow), int(policy.Never), int(policy.Never)},
+	}, {
+		// Every agent has cpu and memory to spare; host ports decide. The
+		// portless request still goes to the fullest agent: ports are not
+		// part of the score.
+		name: "ports are the scarce dimension",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(16000, 64*pt.GiB, 0))
+			c.Agent(pt.RP(16000, 64*pt.GiB, 1))
+			c.Agent(pt.RP(16000, 64*pt.GiB, 2))
+			c.Request(pt.Req{N: 4, Resources: pt.RP(1000, 1*pt.GiB, 1)}) // agents 1, 2, 2, then none free
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*pt.GiB, 0)})       // agent 2, the fullest
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*pt.GiB, 3)})       // no agent has 3 ports
+		},
+		want:     []int{0, 1, 3},
+		verdicts: []int{0, 0, 0, int(policy.NotNow), 0, int(policy.Never)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,7 +23,10 @@ var _ policy.Func = Place
 // the first admitted agent, in batch order, with room for it. A role's
 // dominant share is the larger of its cpu and memory usage (granted
 // allocations plus this batch's placements) as fractions of the cluster's
-// total, divided by its weight; ties go to the lower role index. Requests
+// total, divided by its weight; ties go to the lower role index. Host
+// ports are not a share: like Mesos's ports resource (a range, not a
+// scalar) they only decide whether a request fits an agent or a quota,
+// never whose turn it is. Requests
 // without a role form one more role, after the others, of weight 1 and no
 // quota, whose usage is that of the granted allocations without a role. A
 // role weight that is not a positive finite number counts as 1.
@@ -136,11 +139,12 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 }
 
 // withinQuota reports whether u stays within quota in every capped
-// (non-zero) dimension.
+// (non-zero) dimension, ports included.
 func withinQuota(u, quota policy.Resources) bool {
 	return (quota.MilliCPU == 0 || u.MilliCPU <= quota.MilliCPU) &&
 		(quota.Mem == 0 || u.Mem <= quota.Mem) &&
-		(quota.Disk == 0 || u.Disk <= quota.Disk)
+		(quota.Disk == 0 || u.Disk <= quota.Disk) &&
+		(quota.Ports == 0 || u.Ports <= quota.Ports)
 }
 
 // inverse returns 1/total, or 0 for an empty dimension.

@@ -115,6 +115,31 @@ func TestPlace(t *testing.T) {
 		},
 		want:     map[string]int{"A": 3},
 		verdicts: map[int]int{0: 0, 1: 0, 2: 0, 3: int(policy.Never), 4: int(policy.NotNow), 5: int(policy.Never)},
+	}, {
+		// Ports decide where A's requests fit, not whose turn it is: A
+		// keeps its turn (equal shares, lower index) and gets NotNow once
+		// the one port is taken; B fills the portless agent.
+		name: "ports are the scarce dimension",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*pt.GiB, 0))
+			c.Agent(pt.RP(8000, 16*pt.GiB, 1))
+			a, b := c.Role("A", 1, none), c.Role("B", 1, none)
+			c.Request(pt.Req{N: 3, Resources: pt.RP(1000, 1*pt.GiB, 1), Role: a, Roled: true})
+			c.Request(pt.Req{N: 3, Resources: pt.RP(1000, 1*pt.GiB, 0), Role: b, Roled: true})
+			c.Request(pt.Req{Resources: pt.RP(1000, 1*pt.GiB, 2), Role: b, Roled: true}) // no agent has 2 ports
+		},
+		want:     map[string]int{"A": 1, "B": 3},
+		verdicts: map[int]int{0: 0, 1: int(policy.NotNow), 2: int(policy.NotNow), 6: int(policy.Never)},
+	}, {
+		name: "a ports quota caps a role",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*pt.GiB, 1000))
+			q, o := c.Role("capped", 1, pt.RP(0, 0, 2)), c.Role("open", 1, none)
+			c.Request(pt.Req{N: 4, Resources: pt.RP(100, 64*pt.MiB, 1), Role: q, Roled: true})
+			c.Request(pt.Req{N: 2, Resources: pt.RP(100, 64*pt.MiB, 1), Role: o, Roled: true})
+		},
+		want:     map[string]int{"capped": 2, "open": 2},
+		verdicts: map[int]int{2: int(policy.NotNow), 3: int(policy.NotNow)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

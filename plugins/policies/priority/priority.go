@@ -20,11 +20,12 @@ var _ policy.Func = Place
 
 // Place places b's requests in batch order (priority, highest first, then
 // arrival), each on the first admitted agent, in batch order, with room
-// for it.
+// for it (every dimension, host ports included).
 //
 // When a request of priority p fits nowhere, Place looks on every admitted
 // agent whose total fits it for the granted allocations of priority below
-// p (not already revoked) whose revocation makes room: it takes them
+// p (not already revoked) whose revocation makes room (in every
+// dimension: revoking an allocation frees its ports too): it takes them
 // lowest priority first, then smallest (the larger of their cpu and memory
 // fractions of the agent's total), then lowest index, until the request
 // fits, and then drops again, from the last taken back, each one not

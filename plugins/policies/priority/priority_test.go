@@ -135,6 +135,21 @@ func TestPlace(t *testing.T) {
 		},
 		perAgent: []int{0},
 		verdicts: []int{int(policy.Never)},
+	}, {
+		// cpu and memory are free everywhere; the only host port is held
+		// by a lower-priority allocation, which is preempted once. Agent
+		// 1 has no ports at all, so nothing there can make room.
+		name: "preempts for a port",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.RP(8000, 16*mem, 1))
+			c.Agent(pt.RP(8000, 16*mem, 0))
+			c.Grant(0, nr, 0, pt.RP(1000, mem, 1))
+			c.Request(pt.Req{N: 2, Resources: pt.RP(1000, mem, 1), Priority: 5}) // agent 0 after preemption, then NotNow
+			c.Request(pt.Req{Resources: pt.RP(1000, mem, 2), Priority: 5})       // no agent has 2 ports: Never
+		},
+		revoked:  []uint32{0},
+		perAgent: []int{1, 0},
+		verdicts: []int{0, int(policy.NotNow), int(policy.Never)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,9 +35,10 @@ func Place(b *policy.Batch, d *policy.Decision) error { return place(Label, b, d
 // each, among the admitted agents that fit it, it takes the label values
 // with the fewest instances of the request's group placed so far in this
 // batch, and among their agents the least loaded after placement (load =
-// the larger of the cpu and memory fractions of the agent's total in use),
-// ties by the lower agent index. Granted allocations carry no group, so
-// only this batch's placements are counted; the load counts everything.
+// the larger of the cpu and memory fractions of the agent's total in use;
+// host ports count in the fit checks only), ties by the lower agent
+// index. Granted allocations carry no group, so only this batch's
+// placements are counted; the load counts everything.
 // Requests that fit nowhere are unplaced: Never when no admitted agent's
 // total fits them, else NotNow. It never revokes and never over-commits.
 //

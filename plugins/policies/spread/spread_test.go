@@ -124,6 +124,33 @@ func TestPlace(t *testing.T) {
 	}
 }
 
+// TestPlace_Ports: host ports are the scarce dimension (every agent has
+// cpu and memory to spare): zone a has none, so the group spreads over b
+// and c as far as their ports go, and what is left is NotNow, or Never
+// when no agent has as many ports in total.
+func TestPlace_Ports(t *testing.T) {
+	c := pt.NewCluster()
+	c.Agents(2, pt.RP(8000, 16*pt.GiB, 0), "zone=a")
+	c.Agent(pt.RP(8000, 16*pt.GiB, 1), "zone=b")
+	c.Agent(pt.RP(8000, 16*pt.GiB, 2), "zone=c")
+	g := c.Request(pt.Req{N: 4, Resources: pt.RP(500, 512*pt.MiB, 1)})
+	c.Request(pt.Req{Resources: pt.RP(500, 512*pt.MiB, 3)})
+	b := c.Batch()
+	d := pt.Place(t, spread.Place, b)
+	if err := pt.Check(b, d); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := perLabel(b, d, spread.Label, g), map[string]int{"b": 1, "c": 2}; !reflect.DeepEqual(got, want) {
+		t.Errorf("per zone = %v, want %v", got, want)
+	}
+	if got, want := pt.Verdicts(b, d), []int{0, 0, 0, int(policy.NotNow), int(policy.Never)}; !reflect.DeepEqual(got, want) {
+		t.Errorf("verdicts = %v, want %v", got, want)
+	}
+	if w := pt.Wire(t, b); !pt.SameDecision(d, w) {
+		t.Errorf("through the codec: %+v, direct: %+v", w, d)
+	}
+}
+
 func TestPlace_Verdicts(t *testing.T) {
 	c := pt.NewCluster()
 	c.Agent(pt.R(2000, 4*pt.GiB), "zone=a")

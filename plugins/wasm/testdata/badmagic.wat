@@ -1,8 +1,8 @@
 ;; badmagic.wat: hostile: dcos_place answers 24 bytes whose magic is
-;; "XXXX" instead of "DCO1".
+;; "XXXX" instead of "DCO2".
 (module
   (memory (export "memory") 4)
-  (func (export "dcos_policy_abi_version") (result i32) (i32.const 1))
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
   ;; Input at 1024; the test batches are far smaller than the 4 pages.
   (func (export "dcos_alloc") (param i32) (result i32) (i32.const 1024))
   (data (i32.const 64) "XXXX\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")

@@ -1,8 +1,8 @@
 ;; firstfit.wat: a first-fit allocation policy written by hand against
-;; docs/policy-abi.md (ABI version 1) and nothing else.
+;; docs/policy-abi.md (ABI version 2) and nothing else.
 ;;
 ;; Supports: every request, in batch order, goes to the first agent (in
-;; batch order) whose free resources (cpu, mem, disk), less what this call
+;; batch order) whose free resources (cpu, mem, disk, ports), less what this call
 ;; already placed there, fit it and whose labels satisfy all of its
 ;; constraints: OP_EQUALS, OP_NOT_EQUALS and OP_IN are all honoured.
 ;; A request that fits nowhere is reported unplaced: verdict Never when no
@@ -15,7 +15,7 @@
 ;;
 ;; Memory: the input buffer starts at IN (1024). dcos_place lays out after
 ;; the input, 8-byte aligned: the decision (24-byte header + 8 bytes per
-;; request), the running free resources (24 bytes per agent), and one i32
+;; request), the running free resources (32 bytes per agent), and one i32
 ;; result per request (agent index, -1 NotNow, -2 Never).
 ;;
 ;; Assemble: wat2wasm firstfit.wat -o firstfit.wasm
@@ -37,7 +37,7 @@
   (data (i32.const 16) "bad batch header")      ;; 16 bytes at 16
   (data (i32.const 64) "out of memory")         ;; 13 bytes at 64
 
-  (func (export "dcos_policy_abi_version") (result i32) (i32.const 1))
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
 
   ;; ensure grows memory so that [0, end) is addressable; 0 on failure.
   (func $ensure (param $end i32) (result i32)
@@ -58,7 +58,7 @@
 
   ;; error writes a status-1 decision with the message at [msg, +n) at out.
   (func $error (param $out i32) (param $msg i32) (param $n i32) (result i64)
-    (i32.store (local.get $out) (i32.const 0x314f4344))
+    (i32.store (local.get $out) (i32.const 0x324f4344))
     (i32.store offset=4 (local.get $out) (i32.const 1))
     (i64.store offset=8 (local.get $out) (i64.const 0))
     (i32.store offset=16 (local.get $out) (i32.const 0))
@@ -91,9 +91,9 @@
   (func $label (param $a i32) (param $key i32) (result i32)
     (local $p i32) (local $end i32)
     (local.set $p (i32.add (global.get $labels)
-      (i32.mul (i32.load offset=56 (local.get $a)) (i32.const 16))))
+      (i32.mul (i32.load offset=72 (local.get $a)) (i32.const 16))))
     (local.set $end (i32.add (local.get $p)
-      (i32.mul (i32.load offset=60 (local.get $a)) (i32.const 16))))
+      (i32.mul (i32.load offset=76 (local.get $a)) (i32.const 16))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
@@ -109,9 +109,9 @@
     (local $c i32) (local $end i32) (local $op i32) (local $nv i32)
     (local $v i32) (local $vals i32) (local $j i32) (local $ok i32)
     (local.set $c (i32.add (global.get $cons)
-      (i32.mul (i32.load offset=36 (local.get $r)) (i32.const 24))))
+      (i32.mul (i32.load offset=44 (local.get $r)) (i32.const 24))))
     (local.set $end (i32.add (local.get $c)
-      (i32.mul (i32.load offset=40 (local.get $r)) (i32.const 24))))
+      (i32.mul (i32.load offset=48 (local.get $r)) (i32.const 24))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $c) (local.get $end)))
@@ -153,13 +153,15 @@
     (i32.const 1))
 
   ;; fits reports whether the resources at $need fit in those at $have
-  ;; (three i64: millicpu, mem, disk).
+  ;; (four i64: millicpu, mem, disk, ports).
   (func $fits (param $have i32) (param $need i32) (result i32)
     (i32.and
       (i32.and
         (i64.le_s (i64.load (local.get $need)) (i64.load (local.get $have)))
         (i64.le_s (i64.load offset=8 (local.get $need)) (i64.load offset=8 (local.get $have))))
-      (i64.le_s (i64.load offset=16 (local.get $need)) (i64.load offset=16 (local.get $have)))))
+      (i32.and
+        (i64.le_s (i64.load offset=16 (local.get $need)) (i64.load offset=16 (local.get $have)))
+        (i64.le_s (i64.load offset=24 (local.get $need)) (i64.load offset=24 (local.get $have))))))
 
   (func (export "dcos_place") (param $in i32) (param $len i32) (result i64)
     (local $out i32) (local $res i32) (local $end i32)
@@ -173,28 +175,28 @@
     (if (i32.or
           (i32.lt_u (local.get $len) (i32.const 64))
           (i32.or
-            (i32.ne (i32.load (local.get $in)) (i32.const 0x31504344))   ;; "DCP1"
-            (i32.ne (i32.load offset=4 (local.get $in)) (i32.const 1)))) ;; version
+            (i32.ne (i32.load (local.get $in)) (i32.const 0x32504344))   ;; "DCP2"
+            (i32.ne (i32.load offset=4 (local.get $in)) (i32.const 2)))) ;; version
       (then (return (call $error (local.get $out) (i32.const 16) (i32.const 16)))))
 
     ;; Section addresses, from the header counts.
     (global.set $na (i32.load offset=16 (local.get $in)))
     (global.set $nr (i32.load offset=20 (local.get $in)))
     (global.set $agents (i32.add (local.get $in) (i32.const 64)))
-    (global.set $reqs (i32.add (global.get $agents) (i32.mul (global.get $na) (i32.const 64))))
+    (global.set $reqs (i32.add (global.get $agents) (i32.mul (global.get $na) (i32.const 80))))
     (global.set $cons
       (i32.add
         (i32.add
-          (i32.add (global.get $reqs) (i32.mul (global.get $nr) (i32.const 48)))
-          (i32.mul (i32.load offset=24 (local.get $in)) (i32.const 64)))   ;; roles
-        (i32.mul (i32.load offset=28 (local.get $in)) (i32.const 40))))    ;; allocations
+          (i32.add (global.get $reqs) (i32.mul (global.get $nr) (i32.const 56)))
+          (i32.mul (i32.load offset=24 (local.get $in)) (i32.const 80)))   ;; roles
+        (i32.mul (i32.load offset=28 (local.get $in)) (i32.const 48))))    ;; allocations
     (global.set $labels (i32.add (global.get $cons) (i32.mul (i32.load offset=32 (local.get $in)) (i32.const 24))))
     (global.set $refs (i32.add (global.get $labels) (i32.mul (i32.load offset=40 (local.get $in)) (i32.const 16))))
     (global.set $strs (i32.add (global.get $refs) (i32.mul (i32.load offset=36 (local.get $in)) (i32.const 8))))
 
     ;; Scratch: free resources per agent, then a result per request.
     (global.set $free (i32.add (i32.add (local.get $out) (i32.const 24)) (i32.mul (global.get $nr) (i32.const 8))))
-    (local.set $res (i32.add (global.get $free) (i32.mul (global.get $na) (i32.const 24))))
+    (local.set $res (i32.add (global.get $free) (i32.mul (global.get $na) (i32.const 32))))
     (local.set $end (i32.add (local.get $res) (i32.mul (global.get $nr) (i32.const 4))))
     (if (i32.eqz (call $ensure (local.get $end)))
       (then (return (call $error (local.get $out) (i32.const 64) (i32.const 13)))))
@@ -205,9 +207,9 @@
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (global.get $na)))
         (memory.copy
-          (i32.add (global.get $free) (i32.mul (local.get $i) (i32.const 24)))
-          (i32.add (i32.add (global.get $agents) (i32.mul (local.get $i) (i32.const 64))) (i32.const 24))
-          (i32.const 24))
+          (i32.add (global.get $free) (i32.mul (local.get $i) (i32.const 32)))
+          (i32.add (i32.add (global.get $agents) (i32.mul (local.get $i) (i32.const 80))) (i32.const 32))
+          (i32.const 32))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
 
@@ -216,23 +218,24 @@
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (global.get $nr)))
-        (local.set $r (i32.add (global.get $reqs) (i32.mul (local.get $i) (i32.const 48))))
+        (local.set $r (i32.add (global.get $reqs) (i32.mul (local.get $i) (i32.const 56))))
         (local.set $verdict (i32.const -2)) ;; Never until an agent could ever take it
         (local.set $j (i32.const 0))
         (block $placed
           (loop $agent
             (br_if $placed (i32.ge_u (local.get $j) (global.get $na)))
-            (local.set $a (i32.add (global.get $agents) (i32.mul (local.get $j) (i32.const 64))))
+            (local.set $a (i32.add (global.get $agents) (i32.mul (local.get $j) (i32.const 80))))
             (if (call $matches (local.get $a) (local.get $r))
               (then
                 (if (call $fits (local.get $a) (local.get $r)) ;; Total fits: not Never
                   (then (local.set $verdict (i32.const -1))))
-                (local.set $f (i32.add (global.get $free) (i32.mul (local.get $j) (i32.const 24))))
+                (local.set $f (i32.add (global.get $free) (i32.mul (local.get $j) (i32.const 32))))
                 (if (call $fits (local.get $f) (local.get $r))
                   (then
                     (i64.store (local.get $f) (i64.sub (i64.load (local.get $f)) (i64.load (local.get $r))))
                     (i64.store offset=8 (local.get $f) (i64.sub (i64.load offset=8 (local.get $f)) (i64.load offset=8 (local.get $r))))
                     (i64.store offset=16 (local.get $f) (i64.sub (i64.load offset=16 (local.get $f)) (i64.load offset=16 (local.get $r))))
+                    (i64.store offset=24 (local.get $f) (i64.sub (i64.load offset=24 (local.get $f)) (i64.load offset=24 (local.get $r))))
                     (local.set $verdict (local.get $j))
                     (br $placed)))))
             (local.set $j (i32.add (local.get $j) (i32.const 1)))
@@ -271,8 +274,8 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
 
-    ;; Header: magic "DCO1", status OK, counts, no message.
-    (i32.store (local.get $out) (i32.const 0x314f4344))
+    ;; Header: magic "DCO2", status OK, counts, no message.
+    (i32.store (local.get $out) (i32.const 0x324f4344))
     (i32.store offset=4 (local.get $out) (i32.const 0))
     (i32.store offset=8 (local.get $out) (local.get $np))
     (i32.store offset=12 (local.get $out) (i32.const 0))

@@ -4,10 +4,10 @@
 (module
   (import "dcos" "log" (func $log (param i32 i32 i32)))
   (memory (export "memory") 4)
-  (func (export "dcos_policy_abi_version") (result i32) (i32.const 1))
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
   ;; Input at 1024; the test batches are far smaller than the 4 pages.
   (func (export "dcos_alloc") (param i32) (result i32) (i32.const 1024))
-  (data (i32.const 32) "DCO1") ;; then 20 zero bytes: status OK, no records
+  (data (i32.const 32) "DCO2") ;; then 20 zero bytes: status OK, no records
   (data (i32.const 64) "spam")
   (func (export "dcos_place") (param i32 i32) (result i64)
     (local $i i32)

@@ -1,5 +1,5 @@
 ;; overcommit.wat: a deliberately wrong policy, written against
-;; docs/policy-abi.md (ABI version 1). It answers a well-formed decision
+;; docs/policy-abi.md (ABI version 2). It answers a well-formed decision
 ;; that ignores resources, constraints and priorities: every request is
 ;; placed on agent 0 (even when there are no agents), and every granted
 ;; allocation is named for revocation. The kernel must refuse what would
@@ -17,7 +17,7 @@
 
   (global $IN i32 (i32.const 1024))
 
-  (func (export "dcos_policy_abi_version") (result i32) (i32.const 1))
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
 
   ;; ensure grows memory so that [0, end) is addressable; 0 on failure.
   (func $ensure (param $end i32) (result i32)
@@ -49,8 +49,8 @@
         (i32.add (i32.mul (local.get $nr) (i32.const 8)) (i32.mul (local.get $nalloc) (i32.const 4)))))
     (if (i32.eqz (call $ensure (i32.add (local.get $out) (local.get $size))))
       (then (unreachable)))
-    ;; header: magic "DCO1", status 0, counts, no message
-    (i32.store (local.get $out) (i32.const 0x314f4344))
+    ;; header: magic "DCO2", status 0, counts, no message
+    (i32.store (local.get $out) (i32.const 0x324f4344))
     (i32.store offset=4 (local.get $out) (i32.const 0))
     (i32.store offset=8 (local.get $out) (local.get $nr))
     (i32.store offset=12 (local.get $out) (local.get $nalloc))

@@ -4,12 +4,12 @@
 (module
   (memory (export "memory") 4)
   (data (i32.const 536) "allocations sent")
-  (func (export "dcos_policy_abi_version") (result i32) (i32.const 1))
+  (func (export "dcos_policy_abi_version") (result i32) (i32.const 2))
   (func (export "dcos_policy_wants") (result i32) (i32.const 0))
   ;; Input at 1024; the test batches are far smaller than the 4 pages.
   (func (export "dcos_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "dcos_place") (param $ptr i32) (param $len i32) (result i64)
-    (i32.store (i32.const 512) (i32.const 0x314F4344)) ;; "DCO1"
+    (i32.store (i32.const 512) (i32.const 0x324f4344)) ;; "DCO2"
     (if (i32.load offset=28 (local.get $ptr)) ;; n_allocations
       (then
         (i32.store (i32.const 516) (i32.const 1))  ;; status: policy error

@@ -25,6 +25,11 @@ const (
 // R returns milli millicores and mem bytes (use MiB and GiB).
 func R(milli, mem int64) policy.Resources { return policy.Resources{MilliCPU: milli, Mem: mem} }
 
+// RP is R with ports host ports.
+func RP(milli, mem, ports int64) policy.Resources {
+	return policy.Resources{MilliCPU: milli, Mem: mem, Ports: ports}
+}
+
 // Cluster builds a hand-made batch. Agents are named agent-0, agent-1, …
 // in the order added; requests keep the order added within a priority
 // (Batch sorts them as the kernel does).

@@ -16,11 +16,13 @@ type Size struct {
 }
 
 // Random returns a random batch for seed: agents of a few shapes with
-// zone (a–d), rack and sometimes gpu labels, granted allocations of mixed
-// roles and priorities, and requests in groups of 1–20 instances with
-// mixed priorities and roles, some with constraints (including ones no
-// agent satisfies) and some too large for any agent. The same seed and
-// size give the same batch.
+// zone (a–d), rack and sometimes gpu labels and 1000, 1–3 or no host
+// ports, granted allocations of mixed roles and priorities (some holding a
+// port), and requests in groups of 1–20 instances with mixed priorities
+// and roles, some with constraints (including ones no agent satisfies),
+// some too large for any agent, and a quarter asking for host ports (so
+// that ports are often the scarce dimension on the few-port agents). The
+// same seed and size give the same batch.
 func Random(seed uint64, size Size) *policy.Batch {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	c := NewCluster()
@@ -35,7 +37,15 @@ func Random(seed uint64, size Size) *policy.Batch {
 		if rng.IntN(16) == 0 {
 			labels = labels[1:] // no zone
 		}
-		c.Agent(shapes[rng.IntN(len(shapes))], labels...)
+		total := shapes[rng.IntN(len(shapes))]
+		switch rng.IntN(4) {
+		case 0: // no host ports
+		case 1:
+			total.Ports = int64(1 + rng.IntN(3))
+		default:
+			total.Ports = 1000
+		}
+		c.Agent(total, labels...)
 	}
 	for i := range size.Roles {
 		w := 1.0
@@ -61,6 +71,9 @@ func Random(seed uint64, size Size) *policy.Batch {
 		}
 		a := rng.IntN(size.Agents)
 		res := R(int64(250*(1+rng.IntN(16))), int64(256*(1+rng.IntN(32)))*MiB)
+		if rng.IntN(3) == 0 {
+			res.Ports = 1
+		}
 		if !c.b.Agents[a].Free.Fits(res) {
 			continue
 		}
@@ -83,6 +96,9 @@ func Random(seed uint64, size Size) *policy.Batch {
 			Priority:  prios[rng.IntN(len(prios))],
 			Role:      r, Roled: roled,
 		}
+		if rng.IntN(4) == 0 {
+			q.Resources.Ports = int64(1 + rng.IntN(2))
+		}
 		switch rng.IntN(12) {
 		case 0:
 			q.Resources = R(64000, 8*GiB) // larger than any agent
@@ -96,6 +112,10 @@ func Random(seed uint64, size Size) *policy.Batch {
 			q.Constraints = []policy.Constraint{Equals("zone", "nowhere")}
 		case 5:
 			q.Resources = R(12000, 48*GiB) // fits only the larger shapes
+		case 6:
+			q.Resources = RP(500, 512*MiB, 2000) // more ports than any agent has
+		case 7:
+			q.Resources.Ports = 3 // only the 1000-port agents and a few others
 		}
 		c.Request(q)
 	}

@@ -126,5 +126,5 @@ func DiffDecisions(got, want *kernel.Decision) string {
 }
 
 func res(r policy.Resources) kernel.Resources {
-	return kernel.Resources{MilliCPU: r.MilliCPU, Mem: r.Mem, Disk: r.Disk}
+	return kernel.Resources{MilliCPU: r.MilliCPU, Mem: r.Mem, Disk: r.Disk, Ports: r.Ports}
 }

@@ -30,7 +30,7 @@ func (f *FirstFit) Find(shape, set int32, agents []int32, need policy.Resources,
 	i := int(f.next[shape])
 	for i < len(agents) {
 		r := &free[agents[i]]
-		if need.MilliCPU <= r.MilliCPU && need.Mem <= r.Mem && need.Disk <= r.Disk {
+		if need.MilliCPU <= r.MilliCPU && need.Mem <= r.Mem && need.Disk <= r.Disk && need.Ports <= r.Ports {
 			break
 		}
 		i++

@@ -392,18 +392,26 @@ func TestKernel_SubnetsExhausted(t *testing.T) {
 	}
 }
 
-// TestKernel_TaskNetwork: a bridge task's ports reach the agent in the
-// TASK_STATE event, and the address and ports its agent reports are
+// TestKernel_TaskNetwork: a bridge task's ports, with the host port the
+// kernel assigned from its allocation, reach the agent in the TASK_STATE
+// event, and the address and ports its agent reports are
 // shown by ListTasks and the events, and persist.
 func TestKernel_TaskNetwork(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	k, stop := e.start(t)
 	ctx := context.Background()
-	agent := register(t, k, 4, 1<<30)
-	a, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	agent := r.GetAgentId()
+	a, err := k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20, Ports: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hp := a.GetAllocations()[0].GetHostPorts(); len(hp) != 1 || hp[0] != 31000 {
+		t.Fatalf("allocation's host ports %v, want [31000]", hp)
 	}
 	start := k.Revision()
 	lr, err := k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: a.GetAllocations()[0].GetId(), Command: "x", Network: "bridge",
@@ -415,12 +423,12 @@ func TestKernel_TaskNetwork(t *testing.T) {
 		t.Fatalf("launch with network vxlan: %v", err)
 	}
 	id := lr.GetTask().GetId()
-	set := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31005, Protocol: "tcp"}}
+	set := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}
 	if _, err := k.ReportTaskStatus(ctx, &pb.ReportTaskStatusRequest{TaskId: id, AgentId: agent, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 9, Ip: "10.88.0.2", Ports: set}); err != nil {
 		t.Fatal(err)
 	}
 	evs := collect(t, k, fwA, &pb.WatchRequest{AfterRevision: start, Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}, 2)
-	if p := evs[0].GetTask().GetPorts(); evs[0].GetTask().GetNetwork() != "bridge" || len(p) != 1 || p[0].GetHostPort() != 0 || p[0].GetProtocol() != "tcp" {
+	if p := evs[0].GetTask().GetPorts(); evs[0].GetTask().GetNetwork() != "bridge" || len(p) != 1 || p[0].GetHostPort() != 31000 || p[0].GetProtocol() != "tcp" {
 		t.Errorf("launch event: %v", evs[0].GetTask())
 	}
 	if k := evs[1].GetTask(); k.GetIp() != "10.88.0.2" || !proto.Equal(k.GetPorts()[0], set[0]) {

@@ -194,8 +194,12 @@ func TestTable_AssignSubnets(t *testing.T) {
 }
 
 func TestTable_TaskNetwork(t *testing.T) {
-	tb := cluster(t, agentReq(4, 1024, nil))
-	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	g := agentReq(4, 1024, nil)
+	g.HostPorts = "31000-31009"
+	tb := cluster(t, g)
+	ar := allocReq(1, 64, 1)
+	ar.Resources.Ports = 1
+	as, _ := allocate(tb, fwA, ar)
 	launch := func(r *pb.LaunchRequest) (*pb.Task, *Changes) {
 		t.Helper()
 		r.AllocationId, r.Command, r.Resources = as[0].GetId(), "x", &pb.Resources{Cpus: 0.1, MemBytes: mi}
@@ -212,7 +216,7 @@ func TestTable_TaskNetwork(t *testing.T) {
 	}
 	k, c := launch(&pb.LaunchRequest{Network: NetworkBridge, Ports: []*pb.PortRequest{
 		{Name: "http", ContainerPort: 8080}, {Name: "dns", ContainerPort: 53, HostPort: 5353, Protocol: "udp"}}})
-	requested := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, HostPort: 5353, Protocol: "udp"}}
+	requested := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, HostPort: 5353, Protocol: "udp"}}
 	if k.GetNetwork() != NetworkBridge || !samePorts(k.GetPorts(), requested) {
 		t.Errorf("bridge task: network %q ports %v, want %v", k.GetNetwork(), k.GetPorts(), requested)
 	}

@@ -25,6 +25,8 @@ type Table struct {
 	tasks      map[string]*pb.Task
 	allocTasks map[string]map[string]struct{} // allocation id → its task ids
 	used       map[string]Resources           // agent id → resources held by granted allocations
+	ports      map[string]map[uint32]string   // agent id → host port → the allocation or task holding it
+	portCursor map[string]uint32              // agent id → where the next pick of its range starts
 	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
 	plugins    map[string][]*pb.PluginInfo    // agent id → its plugins (memory only)
 	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
@@ -68,6 +70,8 @@ func NewTable() *Table {
 		tasks:      map[string]*pb.Task{},
 		allocTasks: map[string]map[string]struct{}{},
 		used:       map[string]Resources{},
+		ports:      map[string]map[uint32]string{},
+		portCursor: map[string]uint32{},
 		heartbeat:  map[string]time.Time{},
 		plugins:    map[string][]*pb.PluginInfo{},
 		usage:      map[string]*pb.TaskUsage{},
@@ -111,6 +115,7 @@ func Restore(s *State, now time.Time) *Table {
 	for id, a := range t.agents {
 		a.Allocated = t.used[id].Proto()
 	}
+	t.restorePorts()
 	return t
 }
 
@@ -193,17 +198,22 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
 		return nil, errorf(FailedPrecondition, "allocation_id: allocation %s is %v, not granted yet", a.GetId(), a.GetState())
 	}
+	// A task's share of host ports is the allocation's ports it publishes:
+	// the ports themselves are checked below, not a count.
 	share := FromProto(a.GetResources())
 	if r.GetResources() != nil {
 		share = FromProto(r.GetResources())
 	}
+	share.Ports = 0
 	held := Resources{}
 	for id := range t.allocTasks[a.GetId()] {
 		if k := t.tasks[id]; !terminal(k.GetState()) {
 			held = held.Add(FromProto(k.GetResources()))
 		}
 	}
-	if free := FromProto(a.GetResources()).Sub(held); !free.Fits(share) {
+	free := FromProto(a.GetResources()).Sub(held)
+	free.Ports = 0
+	if !free.Fits(share) {
 		return nil, errorf(FailedPrecondition, "resources: task needs %v but allocation %s has %v left", share, a.GetId(), free)
 	}
 	network := r.GetNetwork()
@@ -213,10 +223,17 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if network == NetworkBridge && t.agents[a.GetAgentId()].GetSubnet() == "" {
 		return nil, errorf(FailedPrecondition, "network: agent %s has no subnet for bridge tasks (the cluster CIDR %s was full when it registered); it gets one when it registers again after the kernel restarts with a larger --cluster-cidr", a.GetAgentId(), t.cidr)
 	}
-	var ports []*pb.PortMapping
-	for _, p := range r.GetPorts() {
-		ports = append(ports, portMapping(p))
+	ports, static, err := t.assignPorts(a, network, r.GetPorts())
+	if err != nil {
+		return nil, err
 	}
+	mine := map[uint32]bool{}
+	for _, m := range ports {
+		if slices.Contains(a.GetHostPorts(), m.GetHostPort()) {
+			mine[m.GetHostPort()] = true
+		}
+	}
+	share.Ports = int64(len(mine))
 	k := &pb.Task{
 		Id:           t.nextID("t-", c),
 		AllocationId: a.GetId(),
@@ -237,6 +254,9 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	}
 	t.tasks[k.Id] = k
 	t.linkTask(k)
+	for _, h := range static {
+		t.holdPort(k.AgentId, h, k.Id)
+	}
 	t.taskEvent(k, now, "launched", c)
 	return k, nil
 }
@@ -303,6 +323,7 @@ func (t *Table) gone(id, prefix string) error {
 
 func (t *Table) endTask(k *pb.Task, s pb.TaskState, reason string, now time.Time, c *Changes) {
 	k.State, k.Reason, k.Updated = s, reason, timestamppb.New(now)
+	t.releaseTaskPorts(k)
 	t.taskEvent(k, now, reason, c)
 	if _, live := t.allocs[k.GetAllocationId()]; !live {
 		t.forgetTask(k, c)
@@ -340,12 +361,14 @@ func (t *Table) revokeAllocation(a *pb.Allocation, reason string, now time.Time,
 		k := t.tasks[id]
 		if !terminal(k.GetState()) {
 			k.State, k.Reason, k.Updated = state, reason, timestamppb.New(now)
+			t.releaseTaskPorts(k)
 			t.taskEvent(k, now, reason, c)
 		}
 		t.forgetTask(k, c)
 	}
 	if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
 		t.release(a.GetAgentId(), FromProto(a.GetResources()), c)
+		t.releasePorts(a.GetAgentId(), a.GetId())
 	}
 	a.State, a.RevokeReason = pb.AllocationState_ALLOCATION_STATE_REVOKED, reason
 	c.Allocations[a.GetId()] = nil
@@ -416,7 +439,10 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	if ip, err := netip.ParseAddr(r.GetUnderlayIp()); err == nil {
 		g.UnderlayIp = ip.String()
 	}
-	g.Hostname, g.Labels, g.Total = r.GetHostname(), r.GetLabels(), FromProto(r.GetResources()).Proto()
+	rng, _ := ParsePortRange(r.GetHostPorts()) // validated
+	total := FromProto(r.GetResources())
+	total.Ports = rng.Size()
+	g.Hostname, g.Labels, g.Total, g.HostPorts = r.GetHostname(), r.GetLabels(), total.Proto(), rng.String()
 	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
@@ -648,6 +674,7 @@ func (t *Table) grant(a *pb.Allocation, agentID string, now time.Time, c *Change
 		a.LeaseExpires = timestamppb.New(now.Add(ttl.AsDuration()))
 	}
 	r := FromProto(a.GetResources())
+	a.HostPorts = t.pickPorts(agentID, a.GetId(), r.Ports)
 	t.used[agentID] = t.used[agentID].Add(r)
 	g := t.agents[agentID]
 	g.Allocated = t.used[agentID].Proto()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -226,10 +228,7 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	default:
 		return fieldError("network", "must be %q or %q (empty means %q), got %q", NetworkHost, NetworkBridge, NetworkHost, clip(n))
 	}
-	if len(r.GetPorts()) > 0 && r.GetNetwork() != NetworkBridge {
-		return fieldError("ports", "only a task with network %q publishes ports; this one has the host's network", NetworkBridge)
-	}
-	if err := validatePorts("ports", r.GetPorts(), false); err != nil {
+	if err := validatePorts("ports", r.GetPorts(), false, r.GetNetwork() != NetworkBridge); err != nil {
 		return err
 	}
 	return ValidateResources("resources", r.GetResources(), true)
@@ -237,8 +236,10 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 
 // validatePorts checks a task's ports: names of [a-z0-9_] unique, ports in
 // [1, 65535] (a host port may be 0, any, unless chosen is set), protocol
-// tcp or udp, and no host port published twice for one protocol.
-func validatePorts[P portSpec](field string, ps []P, chosen bool) error {
+// tcp or udp, and no host port published twice for one protocol. A
+// host-network task (hostNet) listens on its host port: its container port
+// is 0 or the host port.
+func validatePorts[P portSpec](field string, ps []P, chosen, hostNet bool) error {
 	if len(ps) > MaxPorts {
 		return fieldError(field, "at most %d, got %d", MaxPorts, len(ps))
 	}
@@ -254,15 +255,20 @@ func validatePorts[P portSpec](field string, ps []P, chosen bool) error {
 			return fieldError(f+".name", "%q is also the name of %s[%d]", name, field, j)
 		}
 		names[name] = i
-		if c := p.GetContainerPort(); c < 1 || c > 65535 {
-			return fieldError(f+".container_port", "must be in [1, 65535], got %d", c)
-		}
 		h, low := p.GetHostPort(), uint32(0)
 		if chosen {
 			low = 1
 		}
 		if h < low || h > 65535 {
 			return fieldError(f+".host_port", "must be in [%d, 65535], got %d", low, h)
+		}
+		switch c := p.GetContainerPort(); {
+		case hostNet && c != 0 && h != 0 && c != h:
+			return fieldError(f+".container_port", "a task on the host's network listens on its host port: must be 0 or the host port %d, got %d", h, c)
+		case hostNet && c > 65535:
+			return fieldError(f+".container_port", "must be in [0, 65535], got %d", c)
+		case !hostNet && (c < 1 || c > 65535):
+			return fieldError(f+".container_port", "must be in [1, 65535], got %d", c)
 		}
 		protocol := p.GetProtocol()
 		switch protocol {
@@ -352,7 +358,18 @@ func ValidateRegister(r *pb.RegisterAgentRequest) error {
 			return fieldError("labels["+k+"]", "longer than %d", MaxStringLen)
 		}
 	}
-	if err := ValidateResources("resources", r.GetResources(), false); err != nil {
+	rng, err := ParsePortRange(r.GetHostPorts())
+	if err != nil {
+		return fieldError("host_ports", "%v", err)
+	}
+	res := proto.Clone(r.GetResources()).(*pb.Resources) // ports are the range's size, not bounded by MaxPorts
+	if p := res.GetPorts(); p != 0 && p != rng.Size() {
+		return fieldError("resources.ports", "must be 0 or the size of host_ports %q (%d), got %d", rng, rng.Size(), p)
+	}
+	if res != nil {
+		res.Ports = 0
+	}
+	if err := ValidateResources("resources", res, false); err != nil {
 		return err
 	}
 	if len(r.GetRunningTaskIds()) > MaxIDs {
@@ -387,5 +404,5 @@ func ValidateReport(r *pb.ReportTaskStatusRequest) error {
 	if err := validateAddr("ip", r.GetIp()); err != nil {
 		return err
 	}
-	return validatePorts("ports", r.GetPorts(), true)
+	return validatePorts("ports", r.GetPorts(), true, false)
 }

@@ -78,8 +78,11 @@ func TestValidateLaunch(t *testing.T) {
 		{"bridge with ports", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "bridge", Ports: []*pb.PortRequest{
 			{Name: "http", ContainerPort: 8080}, {Name: "dns_1", ContainerPort: 53, HostPort: 53, Protocol: "udp"}, {Name: "dns_2", ContainerPort: 53, HostPort: 53, Protocol: "tcp"}}}, ""},
 		{"unknown network", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "overlay"}, `network: must be "host" or "bridge"`},
-		{"ports on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 1}}}, "ports:"},
-		{"ports without network", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 1}}}, "ports:"},
+		{"static port on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 8080}}}, ""},
+		{"dynamic port on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p"}}}, ""},
+		{"host port on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 8080, HostPort: 8080}}}, ""},
+		{"host task maps a port", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 80, HostPort: 8080}}}, "ports[0].container_port"},
+		{"host container port too big", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 70000}}}, "ports[0].container_port"},
 		{"port without name", bridge(&pb.PortRequest{ContainerPort: 80}), "ports[0].name"},
 		{"port name upper case", bridge(&pb.PortRequest{Name: "HTTP", ContainerPort: 80}), "ports[0].name"},
 		{"port name dash", bridge(&pb.PortRequest{Name: "web-ui", ContainerPort: 80}), "ports[0].name"},
@@ -240,15 +243,18 @@ func FuzzDecodeValidate(f *testing.F) {
 			if strings.TrimSpace(l.GetCommand()) == "" || l.GetAllocationId() == "" {
 				t.Fatalf("validated launch without command or allocation: %v", &l)
 			}
-			if n := l.GetNetwork(); n != "" && n != NetworkHost && n != NetworkBridge || len(l.GetPorts()) > 0 && n != NetworkBridge {
-				t.Fatalf("validated launch with network %q and %d ports", n, len(l.GetPorts()))
+			if n := l.GetNetwork(); n != "" && n != NetworkHost && n != NetworkBridge {
+				t.Fatalf("validated launch with network %q", n)
 			}
-			checkPorts(t, l.GetPorts(), 0)
+			checkPorts(t, l.GetPorts(), 0, l.GetNetwork() != NetworkBridge)
 		}
 		var g pb.RegisterAgentRequest
 		if unmarshal(&g) == nil && ValidateRegister(&g) == nil {
 			if r := FromProto(g.GetResources()); r.MilliCPU <= 0 || r.Mem <= 0 {
 				t.Fatalf("validated agent with %v", r)
+			}
+			if rng, err := ParsePortRange(g.GetHostPorts()); err != nil || g.GetResources().GetPorts() != 0 && g.GetResources().GetPorts() != rng.Size() {
+				t.Fatalf("validated agent with host_ports %q (%v), resources.ports %d", g.GetHostPorts(), err, g.GetResources().GetPorts())
 			}
 			if ip := g.GetUnderlayIp(); ip != "" {
 				if a, err := netip.ParseAddr(ip); err != nil || a.IsUnspecified() {
@@ -264,20 +270,25 @@ func FuzzDecodeValidate(f *testing.F) {
 			if _, err := netip.ParseAddr(s.GetIp()); s.GetIp() != "" && err != nil {
 				t.Fatalf("validated report with ip %q", s.GetIp())
 			}
-			checkPorts(t, s.GetPorts(), 1)
+			checkPorts(t, s.GetPorts(), 1, false)
 		}
 	})
 }
 
 // checkPorts fails t unless ports are in range (host ports from
-// minHost), with unique names and no host port twice per protocol.
-func checkPorts[P portSpec](t *testing.T, ps []P, minHost uint32) {
+// minHost; a host-network task's container port 0 or its host port), with
+// unique names and no host port twice per protocol.
+func checkPorts[P portSpec](t *testing.T, ps []P, minHost uint32, hostNet bool) {
 	t.Helper()
 	names, hosts := map[string]bool{}, map[string]bool{}
 	for _, p := range ps {
 		m := portMapping(p)
 		key := fmt.Sprint(m.GetHostPort(), m.GetProtocol())
-		if names[m.GetName()] || m.GetContainerPort() < 1 || m.GetContainerPort() > 65535 || m.GetHostPort() < minHost ||
+		c, h := m.GetContainerPort(), m.GetHostPort()
+		if hostNet && (c == 0 || h == 0 || c == h) && c <= 65535 {
+			c = 1 // what a host-network task may ask for
+		}
+		if names[m.GetName()] || c < 1 || c > 65535 || m.GetHostPort() < minHost ||
 			m.GetHostPort() > 65535 || m.GetHostPort() != 0 && hosts[key] || (m.GetProtocol() != ProtocolTCP && m.GetProtocol() != ProtocolUDP) {
 			t.Fatalf("validated ports %v", ps)
 		}

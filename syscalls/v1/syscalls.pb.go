@@ -499,7 +499,12 @@ type Allocation struct {
 	Created      *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created,proto3" json:"created,omitempty"`
 	// usage is the sum of the latest usage of the allocation's live tasks
 	// (task_id empty; unset while none reported; not persisted).
-	Usage         *TaskUsage `protobuf:"bytes,15,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *TaskUsage `protobuf:"bytes,15,opt,name=usage,proto3" json:"usage,omitempty"`
+	// host_ports are the resources.ports host ports of its agent's range the
+	// kernel reserved for it when it was granted (ascending; lowest free
+	// first). Its tasks publish them (PortRequest.host_port 0 takes the next
+	// unused one); they are freed when the allocation ends.
+	HostPorts     []uint32 `protobuf:"varint,16,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -639,6 +644,13 @@ func (x *Allocation) GetUsage() *TaskUsage {
 	return nil
 }
 
+func (x *Allocation) GetHostPorts() []uint32 {
+	if x != nil {
+		return x.HostPorts
+	}
+	return nil
+}
+
 // Task is a process started inside an allocation.
 type Task struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -675,8 +687,8 @@ type Task struct {
 	// ip is the task's address as its agent reported it (bridge tasks; empty
 	// until the agent reports one).
 	Ip string `protobuf:"bytes,21,opt,name=ip,proto3" json:"ip,omitempty"`
-	// ports are the port mappings: as requested at Launch (host_port 0 =
-	// any free port) until the agent reports what it set up, then as set up.
+	// ports are the port mappings, with the host ports the kernel assigned at
+	// Launch (see PortRequest), then as the agent reports it set them up.
 	Ports         []*PortMapping `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -866,14 +878,20 @@ func (x *Task) GetPorts() []*PortMapping {
 	return nil
 }
 
-// PortRequest is a port a bridge task asks to be published on its agent.
+// PortRequest is a host port a task asks for on its agent.
 type PortRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name of the port: [a-z0-9_]+, unique in the task.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// container_port the task listens on, in its own namespace (1-65535).
+	// container_port the task listens on: for a bridge task a port in its own
+	// namespace (1-65535); for a host-network task 0 (it listens on the host
+	// port, from DCOS_PORT_<NAME>) or the host port itself.
 	ContainerPort uint32 `protobuf:"varint,2,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
-	// host_port on the agent that forwards to it; 0 = any free port.
+	// host_port on the agent. 0 takes the next unused of the allocation's
+	// host_ports (a host-network task with a container_port means that very
+	// port). Otherwise it must be one of the allocation's host_ports no other
+	// task of it publishes, or a static port outside the agent's range
+	// (Agent.host_ports) that no live task on the agent holds.
 	HostPort uint32 `protobuf:"varint,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
 	// protocol is "tcp" (the default when empty) or "udp".
 	Protocol      string `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -944,7 +962,7 @@ type PortMapping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	ContainerPort uint32                 `protobuf:"varint,2,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
-	// host_port is 0 only while the agent has not reported the mapping.
+	// host_port is the agent's port (assigned by the kernel at Launch).
 	HostPort uint32 `protobuf:"varint,3,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
 	// protocol is "tcp" or "udp".
 	Protocol      string `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -1297,7 +1315,11 @@ type Agent struct {
 	Subnet string `protobuf:"bytes,10,opt,name=subnet,proto3" json:"subnet,omitempty"`
 	// underlay_ip is the agent's host address for the overlay, as it
 	// registered it (empty if it gave none).
-	UnderlayIp    string `protobuf:"bytes,11,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	UnderlayIp string `protobuf:"bytes,11,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	// host_ports is the agent's range of host ports the kernel hands out to
+	// allocations, "FIRST-LAST" (e.g. "31000-32000"), empty for none; its
+	// size is total.ports.
+	HostPorts     string `protobuf:"bytes,12,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,6 +1427,13 @@ func (x *Agent) GetSubnet() string {
 func (x *Agent) GetUnderlayIp() string {
 	if x != nil {
 		return x.UnderlayIp
+	}
+	return ""
+}
+
+func (x *Agent) GetHostPorts() string {
+	if x != nil {
+		return x.HostPorts
 	}
 	return ""
 }
@@ -1577,7 +1606,7 @@ type LaunchRequest struct {
 	// network is "" or "host" (the agent's network namespace) or "bridge"
 	// (the task's own namespace with an address from the agent's subnet).
 	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
-	// ports to publish on the agent (bridge tasks only; at most 128).
+	// ports to publish on the agent (at most 128; see PortRequest).
 	Ports         []*PortRequest `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2162,7 +2191,12 @@ type RegisterAgentRequest struct {
 	Plugins        []*PluginInfo `protobuf:"bytes,6,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// underlay_ip is the agent's host address other agents reach it at for
 	// the overlay (an IPv4 or IPv6 address; optional).
-	UnderlayIp    string `protobuf:"bytes,7,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	UnderlayIp string `protobuf:"bytes,7,opt,name=underlay_ip,json=underlayIp,proto3" json:"underlay_ip,omitempty"`
+	// host_ports is the range of host ports the kernel may hand out on this
+	// agent, "FIRST-LAST" with 1 <= FIRST <= LAST <= 65535 (e.g.
+	// "31000-32000"); empty for none. It replaces resources.ports, which must
+	// be 0 or the range's size.
+	HostPorts     string `protobuf:"bytes,8,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2242,6 +2276,13 @@ func (x *RegisterAgentRequest) GetPlugins() []*PluginInfo {
 func (x *RegisterAgentRequest) GetUnderlayIp() string {
 	if x != nil {
 		return x.UnderlayIp
+	}
+	return ""
+}
+
+func (x *RegisterAgentRequest) GetHostPorts() string {
+	if x != nil {
+		return x.HostPorts
 	}
 	return ""
 }
@@ -3571,7 +3612,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_EQUALS\x10\x01\x12\x11\n" +
 	"\rOP_NOT_EQUALS\x10\x02\x12\t\n" +
-	"\x05OP_IN\x10\x03\"\xfe\x04\n" +
+	"\x05OP_IN\x10\x03\"\x9d\x05\n" +
 	"\n" +
 	"Allocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -3590,7 +3631,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0epending_reason\x18\f \x01(\tR\rpendingReason\x12#\n" +
 	"\rrevoke_reason\x18\r \x01(\tR\frevokeReason\x124\n" +
 	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
-	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\xb0\x06\n" +
+	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x1d\n" +
+	"\n" +
+	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xb0\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -3658,7 +3701,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x16\n" +
 	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"\xbd\x04\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"\xdc\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12;\n" +
@@ -3674,7 +3717,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06subnet\x18\n" +
 	" \x01(\tR\x06subnet\x12\x1f\n" +
 	"\vunderlay_ip\x18\v \x01(\tR\n" +
-	"underlayIp\x1a9\n" +
+	"underlayIp\x12\x1d\n" +
+	"\n" +
+	"host_ports\x18\f \x01(\tR\thostPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x02\n" +
@@ -3736,7 +3781,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10KeepAliveRequest\x12%\n" +
 	"\x0eallocation_ids\x18\x01 \x03(\tR\rallocationIds\"S\n" +
 	"\x11KeepAliveResponse\x12>\n" +
-	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\x92\x03\n" +
+	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\xb1\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12J\n" +
@@ -3745,7 +3790,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10running_task_ids\x18\x05 \x03(\tR\x0erunningTaskIds\x126\n" +
 	"\aplugins\x18\x06 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x12\x1f\n" +
 	"\vunderlay_ip\x18\a \x01(\tR\n" +
-	"underlayIp\x1a9\n" +
+	"underlayIp\x12\x1d\n" +
+	"\n" +
+	"host_ports\x18\b \x01(\tR\thostPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +

@@ -76,6 +76,11 @@ type Config struct {
 	// UnderlayIP is this node's address for the overlay between agents
 	// (sent at registration); empty: none.
 	UnderlayIP string
+	// HostPorts is the node's range of host ports the kernel hands out to
+	// allocations, "FIRST-LAST" (e.g. "31000-32000"), sent at
+	// registration; empty: none (tasks may still ask for static ports
+	// outside any range).
+	HostPorts string
 	// Net, if set, counts each isolated task's network traffic (loaded by
 	// the caller, who also closes it after Run returns); nil runs tasks
 	// without network counters.
@@ -113,6 +118,7 @@ type Agent struct {
 	isolator      string
 	network       string // net driver name
 	underlay      string
+	hostPorts     string
 	net           *ebpf.Accounting
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
@@ -186,6 +192,7 @@ func New(cfg Config) (*Agent, error) {
 		isolator:    cfg.Isolator,
 		network:     cfg.Network,
 		underlay:    cfg.UnderlayIP,
+		hostPorts:   cfg.HostPorts,
 		net:         cfg.Net,
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 		caps:        map[string]*contract.Capabilities{},
@@ -302,6 +309,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			RunningTaskIds: running,
 			Plugins:        a.plugins.Info(),
 			UnderlayIp:     a.underlay,
+			HostPorts:      a.hostPorts,
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		resp, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))

@@ -180,6 +180,7 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 		}
 		return nil
 	}
+	hostPortEnv(tk, cfg)
 	return a.startIsolated(tk, drv, cfg)
 }
 

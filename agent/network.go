@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"connectrpc.com/connect"
 
@@ -16,12 +20,17 @@ import (
 
 // Task networking: a task whose network is "bridge" gets its own network
 // namespace from the agent's net driver (Config.Network) before it starts:
-// an address from the agent's subnet and its host ports. The driver starts
-// the task inside that namespace (it must say Capabilities.JoinNetns), the
-// task's environment gets DCOS_TASK_IP and DCOS_PORT_<NAME>, and RUNNING
-// reports the address and ports. The namespace is torn down when the task
-// ends. The node itself (bridge, overlay to the other agents) is configured
-// after each registration and whenever an agent registers or is lost.
+// an address from the agent's subnet and its host ports (the kernel chose
+// them at Launch; the agent first checks that no process dcos does not
+// manage has bound one). The driver starts the task inside that namespace
+// (it must say Capabilities.JoinNetns), the task's environment gets
+// DCOS_TASK_IP, DCOS_PORT_<NAME> (the port it listens on) and
+// DCOS_HOST_PORT_<NAME>, and RUNNING reports the address and ports. The
+// namespace is torn down when the task ends. A host-network task's ports
+// are host ports it binds itself: it gets DCOS_PORT_<NAME> and
+// DCOS_HOST_PORT_<NAME>, both the host port. The node itself (bridge,
+// overlay to the other agents) is configured after each registration and
+// whenever an agent registers or is lost.
 
 // netBridge is a task's network mode that asks for its own namespace.
 const netBridge = "bridge"
@@ -51,6 +60,9 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	if err := checkHostPorts(tk.wantPorts); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
 	req := contract.NetworkRequest{ContainerID: tk.id, Mode: contract.NetworkModeBridge}
 	for _, p := range tk.wantPorts {
 		req.Ports = append(req.Ports, contract.PortMapping{Name: p.GetName(), HostPort: uint16(p.GetHostPort()),
@@ -66,6 +78,56 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 	cfg.Netns = st.Netns
 	for _, k := range slices.Sorted(maps.Keys(st.Env)) {
 		cfg.Env[k] = st.Env[k]
+	}
+	for _, p := range st.Ports {
+		cfg.Env[hostPortEnvName(p.Name)] = strconv.Itoa(int(p.HostPort))
+	}
+	return nil
+}
+
+// hostPortEnvName is DCOS_HOST_PORT_<NAME> for port name.
+func hostPortEnvName(name string) string {
+	return "DCOS_HOST_PORT_" + strings.TrimPrefix(contract.PortEnv(name), "DCOS_PORT_")
+}
+
+// hostPortEnv gives a host-network task its ports' environment: it
+// listens on the host ports the kernel assigned.
+func hostPortEnv(tk *task, cfg *contract.TaskConfig) {
+	for _, p := range tk.wantPorts {
+		if p.GetHostPort() == 0 {
+			continue
+		}
+		if cfg.Env == nil {
+			cfg.Env = map[string]string{}
+		}
+		v := strconv.Itoa(int(p.GetHostPort()))
+		cfg.Env[contract.PortEnv(p.GetName())] = v
+		cfg.Env[hostPortEnvName(p.GetName())] = v
+	}
+}
+
+// checkHostPorts refuses host ports a process of the node's that dcos
+// does not manage has bound: a bridge task's forwarding would take its
+// traffic. (Ports of other dcos tasks are the kernel's to arbitrate:
+// forwarding binds no socket.)
+func checkHostPorts(ports []*syscallsv1.PortMapping) error {
+	for _, p := range ports {
+		addr := net.JoinHostPort("", strconv.Itoa(int(p.GetHostPort())))
+		var err error
+		if p.GetProtocol() == "udp" {
+			var c net.PacketConn
+			if c, err = net.ListenPacket("udp", addr); err == nil {
+				c.Close()
+			}
+		} else {
+			var l net.Listener
+			if l, err = net.Listen("tcp", addr); err == nil {
+				l.Close()
+			}
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("host port %d/%s (port %q) is already in use on this node by a process dcos does not manage", p.GetHostPort(), p.GetProtocol(), p.GetName())
+		}
 	}
 	return nil
 }

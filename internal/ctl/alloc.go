@@ -27,6 +27,7 @@ func allocFlags(withCount bool) []cli.Flag {
 		&cli.StringFlag{Name: "cpus", Usage: "`CORES` per instance, e.g. 0.5 for half a core (required)"},
 		&cli.StringFlag{Name: "mem", Usage: "memory `SIZE` per instance, e.g. 64Mi, 2Gi, 512M (required)"},
 		&cli.StringFlag{Name: "disk", Usage: "scratch disk `SIZE` per instance, e.g. 1Gi"},
+		&cli.IntFlag{Name: "ports", Usage: "`N` host ports per instance, from the agent's range (the allocation lists them); run counts its --port flags without a host port when not set"},
 	}
 	if withCount {
 		flags = append(flags, &cli.IntFlag{Name: "count", Usage: "`N` instances of the same size", Value: 1})
@@ -46,28 +47,34 @@ func launchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
-		&cli.StringSliceFlag{Name: "port", Usage: "publish a port of a bridge task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: any free one); implies --network bridge"},
+		&cli.StringSliceFlag{Name: "port", Usage: "a host port of the task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: the next of the allocation's host ports); implies --network bridge unless --network host, where SPEC is NAME (any of the allocation's ports) or NAME:HOST_PORT"},
 	}
 }
 
 // portNameRE is what the kernel accepts as a port name.
 var portNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
-// parsePort parses --port NAME:CONTAINER_PORT[:HOST_PORT][/tcp|/udp].
-func parsePort(s string) (*syscallsv1.PortRequest, error) {
+// parsePort parses --port NAME:CONTAINER_PORT[:HOST_PORT][/tcp|/udp], or
+// for a host-network task NAME[:HOST_PORT][/tcp|/udp].
+func parsePort(s string, hostNet bool) (*syscallsv1.PortRequest, error) {
 	spec, protocol, _ := strings.Cut(s, "/")
 	if protocol != "" && protocol != "tcp" && protocol != "udp" {
 		return nil, usagef("--port %q: protocol %q: want tcp or udp", s, protocol)
 	}
 	parts := strings.Split(spec, ":")
-	if len(parts) < 2 || len(parts) > 3 {
+	switch {
+	case hostNet && len(parts) > 2:
+		return nil, usagef("--port %q: a --network host task listens on its host port: want NAME or NAME:HOST_PORT, e.g. http or http:8080", s)
+	case hostNet && len(parts) == 1:
+		parts = append(parts, "0")
+	case len(parts) < 2 || len(parts) > 3:
 		return nil, usagef("--port %q: want NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp", s)
 	}
 	if !portNameRE.MatchString(parts[0]) {
 		return nil, usagef("--port %q: name %q: want 1-63 characters of [a-z0-9_]", s, parts[0])
 	}
 	cport, err := strconv.ParseUint(parts[1], 10, 16)
-	if err != nil || cport == 0 {
+	if err != nil || cport == 0 && !hostNet {
 		return nil, usagef("--port %q: container port %q: want a number from 1 to 65535", s, parts[1])
 	}
 	p := &syscallsv1.PortRequest{Name: parts[0], ContainerPort: uint32(cport), Protocol: protocol}
@@ -101,6 +108,13 @@ func allocateRequest(c *cli.Context) (*syscallsv1.AllocateRequest, error) {
 		if res.DiskBytes, err = quantity.ParseBytes(c.String("disk")); err != nil {
 			return nil, usagef("--disk: %v", err)
 		}
+	}
+	if c.IsSet("ports") {
+		n := c.Int("ports")
+		if n < 0 || n > 1<<16 {
+			return nil, usagef("--ports: want a number of host ports from 0, got %d", n)
+		}
+		res.Ports = int64(n)
 	}
 	req := &syscallsv1.AllocateRequest{
 		Resources: res,
@@ -184,18 +198,15 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 	default:
 		return nil, usagef("--network: want bridge or host, got %q", n)
 	}
+	if len(c.StringSlice("port")) > 0 && req.Network == "" {
+		req.Network = "bridge"
+	}
 	for _, s := range c.StringSlice("port") {
-		p, err := parsePort(s)
+		p, err := parsePort(s, req.Network == "host")
 		if err != nil {
 			return nil, err
 		}
 		req.Ports = append(req.Ports, p)
-	}
-	if len(req.Ports) > 0 {
-		if req.Network == "host" {
-			return nil, usagef("--port: only a task with --network bridge publishes ports (a host task binds the agent's ports itself)")
-		}
-		req.Network = "bridge"
 	}
 	for _, kv := range c.StringSlice("env") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -332,6 +343,9 @@ allocation without a task behind.
 			if err != nil {
 				return err
 			}
+			if !c.IsSet("ports") {
+				areq.Resources.Ports = dynamicPorts(lreq)
+			}
 			k, err := dial(c, e)
 			if err != nil {
 				return err
@@ -350,11 +364,29 @@ allocation without a task behind.
 			if f == formatJSON {
 				return writeJSONObject(e.stdout, map[string]proto.Message{"allocation": alloc, "task": task})
 			}
-			t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK")
-			t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId())
+			if len(task.GetPorts()) == 0 {
+				t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK")
+				t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId())
+				return t.flush()
+			}
+			t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK", "PORTS")
+			t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId(), formatPorts(task.GetPorts()))
 			return t.flush()
 		},
 	}
+}
+
+// dynamicPorts counts the ports of r the kernel takes from the
+// allocation's host ports: those without a host port (on the host network,
+// without a container port either, which names the host port there).
+func dynamicPorts(r *syscallsv1.LaunchRequest) int64 {
+	var n int64
+	for _, p := range r.GetPorts() {
+		if p.GetHostPort() == 0 && (r.GetNetwork() != "host" || p.GetContainerPort() == 0) {
+			n++
+		}
+	}
+	return n
 }
 
 // allocateOne allocates one instance and returns it granted: at once, or

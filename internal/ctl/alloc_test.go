@@ -45,6 +45,8 @@ func TestRun_Alloc(t *testing.T) {
 			}}},
 		{"lease", []string{"--cpus", "1", "--mem", "1Mi", "--lease", "1m30s"},
 			&syscallsv1.AllocateRequest{Resources: res(1, 1<<20, 0), Count: 1, LeaseTtl: durationOf(90 * time.Second)}},
+		{"host ports", []string{"--cpus", "1", "--mem", "1Mi", "--ports", "3"},
+			&syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 1, MemBytes: 1 << 20, Ports: 3}, Count: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +170,9 @@ func TestRun_Launch(t *testing.T) {
 			}}},
 		{"a port implies bridge", []string{"a-1", "--port", "http:8080:80", "--", "server"},
 			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "bridge", Ports: []*syscallsv1.PortRequest{{Name: "http", ContainerPort: 8080, HostPort: 80}}}},
+		{"host network ports", []string{"a-1", "--network", "host", "--port", "http", "--port", "admin:9000/udp", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "host", Ports: []*syscallsv1.PortRequest{
+				{Name: "http"}, {Name: "admin", ContainerPort: 9000, Protocol: "udp"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,7 +206,7 @@ func TestRun_LaunchUsage(t *testing.T) {
 		{"upper case name", []string{"--port", "Http:80"}, `name "Http": want 1-63 characters of [a-z0-9_]`},
 		{"empty name", []string{"--port", ":80"}, `name "": want`},
 		{"unknown protocol", []string{"--port", "http:80/sctp"}, `protocol "sctp": want tcp or udp`},
-		{"ports on the host network", []string{"--network", "host", "--port", "http:80"}, "--port: only a task with --network bridge publishes ports"},
+		{"host port mapped on the host network", []string{"--network", "host", "--port", "http:80:81"}, `--port "http:80:81": a --network host task listens on its host port`},
 	}
 	for _, tt := range tests {
 		for _, cmd := range [][]string{{"launch", "a-1"}, {"run", "--cpus", "1", "--mem", "1Mi"}} {
@@ -224,15 +229,18 @@ func FuzzParsePort(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := parsePort(s)
-		if err != nil {
-			return
-		}
-		if !portNameRE.MatchString(p.GetName()) || p.GetContainerPort() < 1 || p.GetContainerPort() > 65535 || p.GetHostPort() > 65535 {
-			t.Fatalf("parsePort(%q) = %v", s, p)
-		}
-		if pr := p.GetProtocol(); pr != "" && pr != "tcp" && pr != "udp" {
-			t.Fatalf("parsePort(%q) protocol %q", s, pr)
+		for _, hostNet := range []bool{false, true} {
+			p, err := parsePort(s, hostNet)
+			if err != nil {
+				continue
+			}
+			if !portNameRE.MatchString(p.GetName()) || p.GetContainerPort() < 1 && !hostNet || p.GetContainerPort() > 65535 || p.GetHostPort() > 65535 ||
+				hostNet && p.GetHostPort() != 0 {
+				t.Fatalf("parsePort(%q, %v) = %v", s, hostNet, p)
+			}
+			if pr := p.GetProtocol(); pr != "" && pr != "tcp" && pr != "udp" {
+				t.Fatalf("parsePort(%q) protocol %q", s, pr)
+			}
 		}
 	})
 }
@@ -386,4 +394,39 @@ func TestRun_RunNetwork(t *testing.T) {
 	}
 	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "bridge",
 		Ports: []*syscallsv1.PortRequest{{Name: "http", ContainerPort: 8080, Protocol: "tcp"}}})
+}
+
+// TestRun_PortsResource: run asks for as many host ports as its --port
+// flags take from the allocation, unless --ports says otherwise.
+func TestRun_PortsResource(t *testing.T) {
+	isolate(t)
+	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
+	k := (&fakeKernel{}).replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000}}}}, nil)
+	url := k.serve(t)
+	tests := []struct {
+		name string
+		args []string
+		want int64
+	}{
+		{"no ports", nil, 0},
+		{"bridge: dynamic ones count", []string{"--port", "http:8080", "--port", "dns:53:5353/udp", "--port", "b:1:0"}, 2},
+		{"host: names without a port count", []string{"--network", "host", "--port", "http", "--port", "admin:9000"}, 1},
+		{"--ports wins", []string{"--ports", "4", "--port", "http:8080"}, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--kernel", url, "run", "--cpus", "1", "--mem", "1Mi"}, tt.args...)
+			r := runCtl(t, context.Background(), "", append(args, "--", "x")...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if got := k.last("Allocate").(*syscallsv1.AllocateRequest).GetResources().GetPorts(); got != tt.want {
+				t.Errorf("resources.ports %d, want %d", got, tt.want)
+			}
+			if !strings.Contains(r.stdout, "http:31000->8080") {
+				t.Errorf("run output lacks the task's ports:\n%s", r.stdout)
+			}
+		})
+	}
 }

@@ -15,8 +15,9 @@ func agentsCommand(e *env) *cli.Command {
 		Name:  "agents",
 		Usage: "list the agents the kernel knows",
 		Description: `Print one row per agent: id, hostname, state, its subnet for bridge tasks,
-cpus and memory allocated out of the agent's total, and labels. -o json prints
-the ListAgents response (with each agent's underlay address).`,
+cpus, memory and host ports allocated out of the agent's total (with its
+host-port range), and labels. -o json prints the ListAgents response (with
+each agent's underlay address).`,
 		Action: func(c *cli.Context) error {
 			f, k, err := listCall(c, e)
 			if err != nil {
@@ -29,12 +30,16 @@ the ListAgents response (with each agent's underlay address).`,
 			if f == formatJSON {
 				return writeJSON(e.stdout, res.Msg)
 			}
-			t := newTable(e.stdout, "ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "LABELS")
+			t := newTable(e.stdout, "ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "PORTS", "LABELS")
 			for _, a := range res.Msg.GetAgents() {
+				ports := "-"
+				if r := a.GetHostPorts(); r != "" {
+					ports = usedOf(strconv.FormatInt(a.GetAllocated().GetPorts(), 10), strconv.FormatInt(a.GetTotal().GetPorts(), 10)) + "(" + r + ")"
+				}
 				t.row(a.GetId(), a.GetHostname(), agentState(a.GetState()), a.GetSubnet(),
 					usedOf(formatCPUs(a.GetAllocated().GetCpus()), formatCPUs(a.GetTotal().GetCpus())),
 					usedOf(formatMem(a.GetAllocated()), formatMem(a.GetTotal())),
-					formatLabels(a.GetLabels()))
+					ports, formatLabels(a.GetLabels()))
 			}
 			return t.flush()
 		},
@@ -46,9 +51,9 @@ func allocsCommand(e *env) *cli.Command {
 		Name:  "allocs",
 		Usage: "list live allocations (pending and granted)",
 		Description: `Print one row per allocation the caller may see (all of them for operators,
-its own for a framework): id, state, agent, cpus, memory, role, owner, and why
-a pending allocation does not fit yet. -o json prints the ListAllocations
-response.`,
+its own for a framework): id, state, agent, cpus, memory, the host ports
+reserved for it, role, owner, and why a pending allocation does not fit yet.
+-o json prints the ListAllocations response.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "agent", Usage: "only allocations on agent `ID`"},
 		},
@@ -64,7 +69,7 @@ response.`,
 			if f == formatJSON {
 				return writeJSON(e.stdout, res.Msg)
 			}
-			t := newTable(e.stdout, "ID", "STATE", "AGENT", "CPUS", "MEM", "ROLE", "OWNER", "REASON")
+			t := newTable(e.stdout, "ID", "STATE", "AGENT", "CPUS", "MEM", "HOST_PORTS", "ROLE", "OWNER", "REASON")
 			for _, a := range res.Msg.GetAllocations() {
 				reason := a.GetPendingReason()
 				if reason == "" {
@@ -72,7 +77,7 @@ response.`,
 				}
 				t.row(a.GetId(), allocState(a.GetState()), a.GetAgentId(),
 					formatCPUs(a.GetResources().GetCpus()), formatMem(a.GetResources()),
-					a.GetRole(), a.GetOwner(), reason)
+					formatHostPorts(a), a.GetRole(), a.GetOwner(), reason)
 			}
 			return t.flush()
 		},
@@ -84,8 +89,9 @@ func psCommand(e *env) *cli.Command {
 		Name:  "ps",
 		Usage: "list tasks",
 		Description: `Print one row per task the caller may see: id, allocation, agent, address
-(bridge tasks, once their agent reported it), state, reason or exit code,
-pid, age and command line. Tasks that have ended (FINISHED, FAILED, KILLED,
+(bridge tasks, once their agent reported it), host ports (NAME:HOST->PORT,
+the port the task listens on), state, reason or exit code, pid, age and
+command line. Tasks that have ended (FINISHED, FAILED, KILLED,
 LOST) are shown only with --all. -o json prints the ListTasks response with
 the same filter (with each task's network and ports).`,
 		Flags: []cli.Flag{
@@ -119,13 +125,13 @@ the same filter (with each task's network and ports).`,
 				return writeJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()})
 			}
 			now := e.now()
-			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND")
+			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND")
 			for _, task := range tasks {
 				pid := ""
 				if task.GetPid() != 0 {
 					pid = strconv.Itoa(int(task.GetPid()))
 				}
-				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), task.GetIp(), taskState(task.GetState()),
+				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), task.GetIp(), formatPorts(task.GetPorts()), taskState(task.GetState()),
 					taskReason(task), pid, formatAge(now, task.GetCreated()),
 					formatCommand(task.GetCommand(), task.GetArgs()))
 			}

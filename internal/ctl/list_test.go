@@ -26,8 +26,9 @@ func TestRun_Agents(t *testing.T) {
 	k := (&fakeKernel{}).replyWith("ListAgents", &syscallsv1.ListAgentsResponse{Agents: []*syscallsv1.Agent{{
 		Id: "ag-1", Hostname: "node1", State: syscallsv1.AgentState_AGENT_STATE_UP, Subnet: "10.88.0.0/24", UnderlayIp: "192.0.2.1",
 		Labels:    map[string]string{"zone": "b", "gpu": "none"},
-		Total:     &syscallsv1.Resources{Cpus: 8, MemBytes: 16 << 30},
-		Allocated: &syscallsv1.Resources{Cpus: 1.5, MemBytes: 512 << 20},
+		Total:     &syscallsv1.Resources{Cpus: 8, MemBytes: 16 << 30, Ports: 1001},
+		Allocated: &syscallsv1.Resources{Cpus: 1.5, MemBytes: 512 << 20, Ports: 2},
+		HostPorts: "31000-32000",
 	}, {Id: "ag-2", Hostname: "node2", State: syscallsv1.AgentState_AGENT_STATE_LOST}}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "agents")
@@ -35,15 +36,15 @@ func TestRun_Agents(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	want := [][]string{
-		{"ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "LABELS"},
-		{"ag-1", "node1", "UP", "10.88.0.0/24", "1.5/8", "512Mi/16Gi", "gpu=none,zone=b"},
-		{"ag-2", "node2", "LOST", "-", "0/0", "0/0", "-"},
+		{"ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "PORTS", "LABELS"},
+		{"ag-1", "node1", "UP", "10.88.0.0/24", "1.5/8", "512Mi/16Gi", "2/1001(31000-32000)", "gpu=none,zone=b"},
+		{"ag-2", "node2", "LOST", "-", "0/0", "0/0", "-", "-"},
 	}
 	if got := rows(r.stdout); !equalRows(got, want) {
 		t.Errorf("got\n%s\nwant %q", r.stdout, want)
 	}
 	r = runCtl(t, context.Background(), "", "--kernel", url, "agents", "-o", "json")
-	for _, s := range []string{`"subnet": "10.88.0.0/24"`, `"underlayIp": "192.0.2.1"`} {
+	for _, s := range []string{`"subnet": "10.88.0.0/24"`, `"underlayIp": "192.0.2.1"`, `"hostPorts": "31000-32000"`} {
 		if r.code != 0 || !strings.Contains(r.stdout, s) {
 			t.Errorf("agents -o json: exit %d, lacks %s:\n%s", r.code, s, r.stdout)
 		}
@@ -53,8 +54,9 @@ func TestRun_Agents(t *testing.T) {
 func TestRun_Allocs(t *testing.T) {
 	isolate(t)
 	k := (&fakeKernel{}).replyWith("ListAllocations", &syscallsv1.ListAllocationsResponse{Allocations: []*syscallsv1.Allocation{
-		{Id: "a-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED, AgentId: "ag-1", Resources: &syscallsv1.Resources{Cpus: 0.5, MemBytes: 64 << 20}, Role: "web", Owner: "alice"},
-		{Id: "a-2", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING, Resources: &syscallsv1.Resources{Cpus: 64, MemBytes: 1 << 40}, Owner: "bob", PendingReason: "too big"},
+		{Id: "a-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED, AgentId: "ag-1", Resources: &syscallsv1.Resources{Cpus: 0.5, MemBytes: 64 << 20, Ports: 2}, Role: "web", Owner: "alice", HostPorts: []uint32{31000, 31001}},
+		{Id: "a-2", State: syscallsv1.AllocationState_ALLOCATION_STATE_PENDING, Resources: &syscallsv1.Resources{Cpus: 64, MemBytes: 1 << 40, Ports: 3}, Owner: "bob", PendingReason: "too big"},
+		{Id: "a-3", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED, AgentId: "ag-1", Resources: &syscallsv1.Resources{Cpus: 1, MemBytes: 1 << 20}, Owner: "bob"},
 	}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "allocs", "--agent", "ag-1")
@@ -63,9 +65,10 @@ func TestRun_Allocs(t *testing.T) {
 	}
 	assertProto(t, k.last("ListAllocations"), &syscallsv1.ListAllocationsRequest{AgentId: "ag-1"})
 	want := [][]string{
-		{"ID", "STATE", "AGENT", "CPUS", "MEM", "ROLE", "OWNER", "REASON"},
-		{"a-1", "GRANTED", "ag-1", "0.5", "64Mi", "web", "alice", "-"},
-		{"a-2", "PENDING", "-", "64", "1Ti", "-", "bob", "too", "big"},
+		{"ID", "STATE", "AGENT", "CPUS", "MEM", "HOST_PORTS", "ROLE", "OWNER", "REASON"},
+		{"a-1", "GRANTED", "ag-1", "0.5", "64Mi", "31000,31001", "web", "alice", "-"},
+		{"a-2", "PENDING", "-", "64", "1Ti", "(3)", "-", "bob", "too", "big"},
+		{"a-3", "GRANTED", "ag-1", "1", "1Mi", "-", "-", "bob", "-"},
 	}
 	if got := rows(r.stdout); !equalRows(got, want) {
 		t.Errorf("got\n%s\nwant %q", r.stdout, want)
@@ -77,7 +80,7 @@ func TestRun_Ps(t *testing.T) {
 	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-ago)) }
 	tasks := []*syscallsv1.Task{
 		{Id: "t-1", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 4242, Command: "sleep", Args: []string{"60"}, Created: ts(90 * time.Second),
-			Network: "bridge", Ip: "10.88.0.7", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}},
+			Network: "bridge", Ip: "10.88.0.7", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, HostPort: 31001, Protocol: "udp"}}},
 		{Id: "t-2", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 3, Command: "sh", Args: []string{"-c", "exit 3"}, Created: ts(3 * time.Hour)},
 		{Id: "t-3", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_LOST, Reason: "agent lost", Command: "x", Created: ts(72 * time.Hour)},
 	}
@@ -89,14 +92,14 @@ func TestRun_Ps(t *testing.T) {
 		want [][]string
 	}{
 		{"live only", nil, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "10.88.0.7", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "-", "4242", "1m", "sleep", "60"},
 		}},
 		{"all", []string{"--all"}, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "IP", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "10.88.0.7", "RUNNING", "-", "4242", "1m", "sleep", "60"},
-			{"t-2", "a-1", "ag-1", "-", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
-			{"t-3", "a-2", "ag-2", "-", "LOST", "agent", "lost", "-", "3d", "x"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"t-2", "a-1", "ag-1", "-", "-", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
+			{"t-3", "a-2", "ag-2", "-", "-", "LOST", "agent", "lost", "-", "3d", "x"},
 		}},
 	}
 	for _, tt := range tests {

@@ -194,3 +194,36 @@ func formatCommand(cmd string, args []string) string {
 	}
 	return strings.Join(words, " ")
 }
+
+// formatPorts shows a task's ports as NAME:HOST->PORT, with /udp for udp
+// (PORT is the port the task listens on; HOST "?" until known).
+func formatPorts(ps []*syscallsv1.PortMapping) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		host := "?"
+		if p.GetHostPort() != 0 {
+			host = strconv.Itoa(int(p.GetHostPort()))
+		}
+		parts[i] = fmt.Sprintf("%s:%s->%d", p.GetName(), host, p.GetContainerPort())
+		if p.GetProtocol() == "udp" {
+			parts[i] += "/udp"
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// formatHostPorts lists the host ports reserved for an allocation, or how
+// many it asks for while pending.
+func formatHostPorts(a *syscallsv1.Allocation) string {
+	if hp := a.GetHostPorts(); len(hp) > 0 {
+		parts := make([]string, len(hp))
+		for i, p := range hp {
+			parts[i] = strconv.Itoa(int(p))
+		}
+		return strings.Join(parts, ",")
+	}
+	if n := a.GetResources().GetPorts(); n > 0 {
+		return fmt.Sprintf("(%d)", n)
+	}
+	return ""
+}

@@ -86,6 +86,7 @@ var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
 	&cli.StringSliceFlag{Name: "label", Usage: "agent label k=v (repeatable)"},
 	&cli.DurationFlag{Name: "usage-interval", Value: agent.DefaultUsageInterval, Usage: "how often the tasks' resource usage is sampled and sent to the kernel"},
+	&cli.StringFlag{Name: "host-ports", Value: "31000-32000", Usage: "`FIRST-LAST` range of host ports the kernel hands out to allocations on this node (their ports resource); none: no range"},
 }
 
 func devCommand() *cli.Command {
@@ -115,6 +116,10 @@ func devCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			hostPorts, err := parseHostPorts(c.String("host-ports"))
+			if err != nil {
+				return err
+			}
 			agentMetrics := prometheus.NewRegistry() // joins the kernel's /metrics; the agent registers below
 			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
 				ccPath := c.String("client-config")
@@ -129,7 +134,7 @@ func devCommand() *cli.Command {
 				a, stopPlugins, err := newAgent(ctx, c, log, agent.Config{
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: c.String("resources"), Labels: labels, Logger: log.With("component", "agent"),
-					UsageInterval: c.Duration("usage-interval"),
+					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
 				})
 				if err != nil {
 					return err
@@ -264,6 +269,10 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			hostPorts, err := parseHostPorts(c.String("host-ports"))
+			if err != nil {
+				return err
+			}
 			url := c.String("kernel")
 			if !strings.Contains(url, "://") {
 				url = "http://" + url
@@ -272,7 +281,7 @@ func agentCommand() *cli.Command {
 			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
 				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
-				UsageInterval: c.Duration("usage-interval"),
+				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
 			})
 			if err != nil {
 				return err
@@ -291,6 +300,16 @@ func agentCommand() *cli.Command {
 			return a.Run(c.Context)
 		},
 	}
+}
+
+// parseHostPorts checks --host-ports and returns it as the agent registers
+// it ("" for none).
+func parseHostPorts(s string) (string, error) {
+	r, err := kernel.ParsePortRange(s)
+	if err != nil {
+		return "", fmt.Errorf("--host-ports: %w", err)
+	}
+	return r.String(), nil
 }
 
 func parseLabels(kvs []string) (map[string]string, error) {

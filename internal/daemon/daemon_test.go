@@ -33,3 +33,16 @@ func TestParseRoles(t *testing.T) {
 		}
 	}
 }
+
+func TestParseHostPorts(t *testing.T) {
+	for in, want := range map[string]string{"31000-32000": "31000-32000", "none": "", "": "", "8080": "8080-8080"} {
+		if got, err := parseHostPorts(in); err != nil || got != want {
+			t.Errorf("parseHostPorts(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"32000-31000", "0-5", "x", "1-70000"} {
+		if _, err := parseHostPorts(bad); err == nil {
+			t.Errorf("parseHostPorts(%q): want an error", bad)
+		}
+	}
+}

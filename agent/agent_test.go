@@ -124,6 +124,7 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 		KillGrace: 2 * time.Second,
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Plugins:   plugins,
+		HostPorts: "31000-31009",
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -143,7 +144,9 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 	if a.ID() == "" {
 		t.Fatal("Registered() closed before the agent has an id")
 	}
-	k.waitRegistrations(t, n+1)
+	if reg := k.waitRegistrations(t, n+1); reg.GetHostPorts() != "31000-31009" {
+		t.Fatalf("registered host ports %q, want the configured 31000-31009", reg.GetHostPorts())
+	}
 	return r
 }
 

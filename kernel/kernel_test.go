@@ -440,6 +440,25 @@ func TestKernel_TaskNetwork(t *testing.T) {
 	if len(ts) != 1 || ts[0].GetIp() != "10.88.0.2" || ts[0].GetNetwork() != "bridge" || len(ts[0].GetPorts()) != 1 || !proto.Equal(ts[0].GetPorts()[0], set[0]) {
 		t.Errorf("ListTasks after a restart: %v", ts)
 	}
+	// The allocation's host port is persisted and still held: the agent has
+	// 9 of 10 left, and a new allocation gets another port.
+	as := k2.ListAllocations(ctx, fwA, &pb.ListAllocationsRequest{}).GetAllocations()
+	if len(as) != 1 || len(as[0].GetHostPorts()) != 1 || as[0].GetHostPorts()[0] != 31000 {
+		t.Errorf("allocations after a restart: %v", as)
+	}
+	if g := k2.ListAgents(ctx, ops).GetAgents()[0]; g.GetHostPorts() != "31000-31009" || g.GetTotal().GetPorts() != 10 || g.GetAllocated().GetPorts() != 1 {
+		t.Errorf("agent after a restart: %v", g)
+	}
+	if _, err := k2.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: agent, Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := k2.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20, Ports: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hp := b.GetAllocations()[0].GetHostPorts(); len(hp) != 1 || hp[0] == 31000 {
+		t.Errorf("a new allocation after the restart got host ports %v, want one other than the held 31000", hp)
+	}
 }
 
 // TestKernel_ClusterCIDRChecked: the kernel refuses a CIDR it cannot

@@ -182,9 +182,6 @@ func (t *Table) assignPorts(a *pb.Allocation, network string, reqs []*pb.PortReq
 		}
 		taken[h] = true
 	}
-	if len(dynamic) == 0 {
-		return ms, static, nil
-	}
 	var free []uint32
 	for _, p := range a.GetHostPorts() {
 		if used[p] == "" && !taken[p] {
@@ -197,8 +194,10 @@ func (t *Table) assignPorts(a *pb.Allocation, network string, reqs []*pb.PortReq
 	}
 	for j, i := range dynamic {
 		ms[i].HostPort = free[j]
-		if network == NetworkHost {
-			ms[i].ContainerPort = free[j]
+	}
+	if network == NetworkHost {
+		for _, m := range ms {
+			m.ContainerPort = m.HostPort // it listens on the host port
 		}
 	}
 	return ms, static, nil

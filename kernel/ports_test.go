@@ -203,6 +203,8 @@ func TestTable_HostPortLaunch(t *testing.T) {
 		{"static taken by a host task", []launch{host(2, &pb.PortRequest{Name: "a", ContainerPort: 8080})}, bridge(0, static("b", 8080)), nil, "already taken by task"},
 		{"host dynamic", nil, host(0, &pb.PortRequest{Name: "a"}), []uint32{31000}, ""},
 		{"host static", nil, host(2, &pb.PortRequest{Name: "a", ContainerPort: 9090}), []uint32{9090}, ""},
+		{"host static by host port", nil, host(2, &pb.PortRequest{Name: "a", HostPort: 9090}), []uint32{9090}, ""},
+		{"host static taken", []launch{bridge(2, static("a", 9090))}, host(1, &pb.PortRequest{Name: "b", HostPort: 9090}), nil, "host port 9090 on agent agent-1 is already taken"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,7 +5,10 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,4 +51,110 @@ func pct(ds []time.Duration, p int) float64 {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return float64(s[(len(s)-1)*p/100]) / float64(time.Millisecond)
+}
+
+// BenchmarkHostPort measures adding and removing one host port mapping as
+// the driver does it (list the map, then one transaction), through the
+// nftables library and, interleaved in the same loop on the same table,
+// through the nft binary as the driver did before (nft -j list map, then
+// nft -f - with the change; two processes per operation). It reports the
+// median of each and the binary's ÷ the library's.
+func BenchmarkHostPort(b *testing.B) {
+	n, ns := newTestNAT(b)
+	if err := n.ensure(DefaultBridge, netip.MustParsePrefix("10.1.2.0/24"), netip.MustParsePrefix("10.1.0.0/16")); err != nil {
+		b.Fatal(err)
+	}
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		b.Log("no nft binary: library only")
+	}
+	cli := func(script string, args ...string) {
+		err := inNetns(ns, func() error {
+			cmd := exec.Command(nft, args...)
+			cmd.Stdin = strings.NewReader(script)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("nft %v: %v: %s", args, err, out)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	ip := netip.MustParseAddr("10.1.2.3")
+	pm := []contract.PortMapping{{Protocol: "tcp", HostPort: 31000, ContainerPort: 8080}}
+	var libAdd, libDel, cliAdd, cliDel []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if err := n.add(pm, ip); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		have, err := n.list()
+		if err == nil {
+			_, ok := have[portKey{"tcp", 31000}]
+			if !ok {
+				b.Fatal("mapping not added")
+			}
+			err = n.del([]portKey{{"tcp", 31000}})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		libAdd, libDel = append(libAdd, t1.Sub(t0)), append(libDel, t2.Sub(t1))
+		if nft == "" {
+			continue
+		}
+		t0 = time.Now()
+		cli("", "-j", "list", "map", "ip", DefaultBridge, hostportsMap)
+		cli("add element ip "+DefaultBridge+" hostports { tcp . 31000 : 10.1.2.3 . 8080 }\n", "-f", "-")
+		t1 = time.Now()
+		cli("", "-j", "list", "map", "ip", DefaultBridge, hostportsMap)
+		cli("delete element ip "+DefaultBridge+" hostports { tcp . 31000 }\n", "-f", "-")
+		t2 = time.Now()
+		cliAdd, cliDel = append(cliAdd, t1.Sub(t0)), append(cliDel, t2.Sub(t1))
+	}
+	b.ReportMetric(pct(libAdd, 50), "lib-add-p50-ms")
+	b.ReportMetric(pct(libDel, 50), "lib-del-p50-ms")
+	if nft != "" {
+		b.ReportMetric(pct(cliAdd, 50), "nft-add-p50-ms")
+		b.ReportMetric(pct(cliDel, 50), "nft-del-p50-ms")
+		b.ReportMetric(pct(cliAdd, 50)/pct(libAdd, 50), "add-nft/lib")
+		b.ReportMetric(pct(cliDel, 50)/pct(libDel, 50), "del-nft/lib")
+	}
+	if err := n.remove(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSetupTeardown200 sets up 200 bridge-mode containers on one
+// driver, each with one host port, then tears them all down; it reports
+// each phase's total and the median and 99th percentile per operation,
+// and fails if anything of a container is left on the node.
+func BenchmarkSetupTeardown200(b *testing.B) {
+	tn := newTestNode(b, testSubnet())
+	run := 0
+	var setups, teardowns []time.Duration
+	var setupTotal, teardownTotal time.Duration
+	for b.Loop() {
+		s, t := setupTeardownMany(b, tn, 200, fmt.Sprint("r", run, "-"))
+		run++
+		setups, teardowns = append(setups, s...), append(teardowns, t...)
+		setupTotal, teardownTotal = setupTotal+sum(s), teardownTotal+sum(t)
+	}
+	b.ReportMetric(setupTotal.Seconds()/float64(run), "setup-total-s")
+	b.ReportMetric(teardownTotal.Seconds()/float64(run), "teardown-total-s")
+	b.ReportMetric(pct(setups, 50), "setup-p50-ms")
+	b.ReportMetric(pct(setups, 99), "setup-p99-ms")
+	b.ReportMetric(pct(teardowns, 50), "teardown-p50-ms")
+	b.ReportMetric(pct(teardowns, 99), "teardown-p99-ms")
+}
+
+func sum(ds []time.Duration) time.Duration {
+	var t time.Duration
+	for _, d := range ds {
+		t += d
+	}
+	return t
 }

@@ -33,10 +33,13 @@
 // Host ports of bridge-mode containers are DNAT entries in one nftables
 // table per node, "ip <bridge>" (a map from protocol and host port to
 // container address and port, used for packets to any local address),
-// written through the nft binary; the same table masquerades hairpin
-// traffic and traffic from the subnet leaving the cluster CIDR. On a node
-// without nft, bridge-mode port mappings return ErrNotSupported. Host
-// ports are not reachable through 127.0.0.1 (no route_localnet), and
+// written over netlink with github.com/google/nftables (no nft binary);
+// the same table masquerades hairpin traffic and traffic from the subnet
+// leaving the cluster CIDR. Host-side veths are in hairpin mode, so that
+// a container reaches its own host port with br_netfilter loaded. On a
+// kernel without nf_tables, bridge-mode port mappings return
+// ErrNotSupported. Host ports are not reachable through 127.0.0.1 (no
+// route_localnet), and
 // clients on other machines, like egress to outside the cluster, need
 // forwarding on the uplink device, which the driver does not enable (it is
 // a host-wide choice left to the node's provisioning).

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -150,22 +151,28 @@ func New(cfg Config) (*Driver, error) {
 	} else if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("bridge: netlink: %w", err)
 	}
+	n, err := newNAT(cfg.Bridge, cfg.HostNetns)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("bridge: host netns: %w", err)
+	}
 	return &Driver{
 		cfg:        cfg,
 		log:        log,
 		host:       h,
-		nat:        newNAT(cfg.Bridge, cfg.HostNetns),
+		nat:        n,
 		pool:       p,
 		containers: map[string]*contract.NetworkStatus{},
 		ports:      map[portKey]string{},
 	}, nil
 }
 
-// Close releases the driver's netlink socket. It leaves everything on the
-// node as it is (containers keep their network); the driver must not be
-// used afterwards.
+// Close releases the driver's netlink socket and namespace handle. It
+// leaves everything on the node as it is (containers keep their network);
+// the driver must not be used afterwards.
 func (d *Driver) Close() error {
 	d.host.Close()
+	d.nat.close()
 	return nil
 }
 
@@ -174,8 +181,8 @@ func (d *Driver) nsPath(id string) string {
 }
 
 // Setup implements contract.NetDriver. Bridge-mode port mappings are DNAT
-// entries in the node's nftables table (see nat); on a node without the
-// nft binary they return ErrNotSupported.
+// entries in the node's nftables table (see nat); on a kernel without
+// nf_tables they return ErrNotSupported.
 func (d *Driver) Setup(ctx context.Context, req contract.NetworkRequest) (*contract.NetworkStatus, error) {
 	id := req.ContainerID
 	if id == "" {
@@ -300,8 +307,8 @@ func (d *Driver) releasePorts(id string) {
 
 func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStatus, error) {
 	id := req.ContainerID
-	if len(req.Ports) > 0 && d.nat.nft == "" {
-		return nil, errNoNft
+	if len(req.Ports) > 0 && d.nat.missing != nil {
+		return nil, d.nat.missing
 	}
 	d.mu.Lock()
 	n := d.node
@@ -385,6 +392,13 @@ func (d *Driver) createContainer(id string, ip netip.Addr, n *node) (*contract.N
 	if err := d.host.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("veth %s: %w", la.Name, err)
 	}
+	// Hairpin: with br_netfilter, a container's packet to a host port of
+	// the node DNATed back to the same container is bridged out of the
+	// port it came in by; the bridge drops that unless the port allows it
+	// (Docker and kubenet set the same).
+	if err := d.host.LinkSetHairpin(veth, true); err != nil {
+		return nil, fmt.Errorf("veth %s hairpin: %w", la.Name, err)
+	}
 
 	c, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
@@ -411,6 +425,7 @@ func (d *Driver) createContainer(id string, ip netip.Addr, n *node) (*contract.N
 	if err := c.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
 		return nil, fmt.Errorf("default route via %s: %w", gw, err)
 	}
+	d.waitUp(c, eth0.Attrs().Index, n.bridgeIndex, la.Name)
 	return &contract.NetworkStatus{
 		ContainerID: id,
 		Mode:        contract.NetworkModeBridge,
@@ -420,6 +435,39 @@ func (d *Driver) createContainer(id string, ip netip.Addr, n *node) (*contract.N
 		Gateway:     gw,
 		Env:         map[string]string{contract.TaskIPEnv: ip.String()},
 	}, nil
+}
+
+// linkUpTimeout bounds waitUp.
+const linkUpTimeout = time.Second
+
+// waitUp waits until the container's eth0 (index eth0 in namespace c),
+// its host-side veth and the bridge are operationally up. The kernel
+// moves a device whose carrier came on from its drop-everything queue to
+// its real one asynchronously (linkwatch, which also sets the operational
+// state), a few ms after Setup's calls here; so does a bridge that had no
+// running port before this container's. A packet sent before then is
+// dropped: an ARP request lost that way costs 1 s (the retransmit timer),
+// seen as a task's first connection taking 1 s. After linkUpTimeout it
+// logs and returns: the devices work once the kernel gets to them.
+func (d *Driver) waitUp(c *netlink.Handle, eth0, bridge int, veth string) {
+	deadline := time.Now().Add(linkUpTimeout)
+	pause := 20 * time.Microsecond
+	up := func(l netlink.Link, err error) bool { return err == nil && l.Attrs().OperState == netlink.OperUp }
+	var inside, outside, br bool
+	for {
+		inside = inside || up(c.LinkByIndex(eth0))
+		outside = outside || up(d.host.LinkByName(veth))
+		br = br || up(d.host.LinkByIndex(bridge))
+		if inside && outside && br {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.log.Warn("setup: links not up yet", "veth", veth, "eth0", inside, "host", outside, "bridge", br)
+			return
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Millisecond)
+	}
 }
 
 // removePieces removes id's veth and namespace, whichever exist.
@@ -460,15 +508,22 @@ func (d *Driver) teardown(id string) error {
 	st := d.containers[id]
 	_, leased := d.pool.Leases[id]
 	d.mu.Unlock()
+	// The DNAT entries and the veth go at the same time: the kernel
+	// takes ~10 ms to commit an element deletion and ~20 ms to delete a
+	// veth, most of it waiting (RCU), so together they take the longer
+	// of the two. Nothing is released before both are gone.
+	var dnatErr error
+	var wg sync.WaitGroup
 	if st != nil && st.Mode == contract.NetworkModeBridge && len(st.Ports) > 0 {
-		if err := d.removeDNAT(id); err != nil {
-			return err
-		}
+		wg.Go(func() { dnatErr = d.removeDNAT(id) })
 	}
+	var piecesErr error
 	if st == nil || st.Mode == contract.NetworkModeBridge {
-		if err := d.removePieces(id); err != nil {
-			return err
-		}
+		piecesErr = d.removePieces(id)
+	}
+	wg.Wait()
+	if err := errors.Join(dnatErr, piecesErr); err != nil {
+		return err
 	}
 	d.releasePorts(id)
 	d.mu.Lock()
@@ -674,7 +729,7 @@ func (d *Driver) removeDNAT(id string) error {
 // gcDNAT deletes the DNAT entries that do not lead to a tracked
 // bridge-mode container holding the port.
 func (d *Driver) gcDNAT() error {
-	if d.nat.nft == "" {
+	if d.nat.missing != nil {
 		return nil
 	}
 	d.mu.Lock()

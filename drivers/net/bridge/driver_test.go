@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -372,8 +374,8 @@ func TestDriver_ConcurrentSetup(t *testing.T) {
 
 func TestDriver_HostPorts(t *testing.T) {
 	tn := newTestNode(t, testSubnet())
-	if tn.d.nat.nft == "" {
-		t.Skip("no nft binary: bridge-mode host ports are not supported here")
+	if tn.d.nat.missing != nil {
+		t.Skipf("kernel without nf_tables: %v", tn.d.nat.missing)
 	}
 	ctx := context.Background()
 	tn.ids["web"] = true
@@ -411,6 +413,35 @@ func TestDriver_HostPorts(t *testing.T) {
 	}
 	c.Close()
 	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	// Hairpin: a container reaching a host port of its node (its own or
+	// another container's) gets there, seen as coming from the gateway.
+	other := tn.setup("other")
+	for _, from := range []*contract.NetworkStatus{st, other} {
+		t.Run("hairpin from "+from.ContainerID, func(t *testing.T) {
+			peer := make(chan net.Addr, 1)
+			ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					peer <- nil
+					return
+				}
+				peer <- c.RemoteAddr()
+				c.Close()
+			}()
+			c, err := dialIn(from.Netns, hostPort(gateway(tn.subnet), int(hp)))
+			if err != nil {
+				t.Fatalf("dial host port %d from %s: %v", hp, from.ContainerID, err)
+			}
+			c.Close()
+			if a := <-peer; a == nil || a.(*net.TCPAddr).IP.String() != gateway(tn.subnet).String() {
+				t.Errorf("seen from %v, want the gateway %s (masqueraded)", a, gateway(tn.subnet))
+			}
+		})
+	}
+	if err := tn.d.Teardown(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
 	if err := tn.d.Teardown(ctx, "web"); err != nil {
@@ -463,4 +494,17 @@ func TestDriver_HostPorts(t *testing.T) {
 	if err != nil || len(have) != 1 || have[portKey{"tcp", keep.Ports[0].HostPort}] != (natTarget{keep.IP, 80}) {
 		t.Errorf("after GC: DNAT entries %v, %v", have, err)
 	}
+}
+
+// TestDriver_ManyContainers sets up and tears down many containers with
+// host ports on one driver and checks that nothing of them is left
+// (BenchmarkSetupTeardown200 does the same with 200 and reports times).
+func TestDriver_ManyContainers(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	if tn.d.nat.missing != nil {
+		t.Skipf("kernel without nf_tables: %v", tn.d.nat.missing)
+	}
+	setupTeardownMany(t, tn, 40, "many-")
+	// And again with the same IDs: nothing left blocks them.
+	setupTeardownMany(t, tn, 40, "many-")
 }

@@ -12,11 +12,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -168,8 +168,13 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 			tb.Errorf("left behind: mount %s", sc.Text())
 		}
 	}
-	if out, err := exec.Command("nft", "list", "table", "ip", cfg.Bridge).CombinedOutput(); err == nil {
-		tb.Errorf("left behind: nftables table ip %s:\n%s", cfg.Bridge, out)
+	if n, err := newNAT(cfg.Bridge, ""); err != nil {
+		tb.Fatal(err)
+	} else {
+		if ok, err := n.exists(); err != nil || ok {
+			tb.Errorf("left behind: nftables table ip %s (%v)", cfg.Bridge, err)
+		}
+		n.close()
 	}
 	// The driver never uses /run/netns; nothing of it may appear there.
 	if ents, err := os.ReadDir("/run/netns"); err == nil {
@@ -272,4 +277,126 @@ func inside(tb testing.TB, path string) (addrs []netlink.Addr, routes []netlink.
 		tb.Fatal(err)
 	}
 	return addrs, routes, l.Attrs().Flags&net.FlagUp != 0
+}
+
+// setupTeardownMany sets up n bridge-mode containers (IDs prefix0…), each
+// with one host port picked by the driver, then tears them all down,
+// checks that nothing of them is left on the node (checkNodeClean) and
+// returns each Setup's and Teardown's time.
+func setupTeardownMany(tb testing.TB, tn *testNode, n int, prefix string) (setups, teardowns []time.Duration) {
+	tb.Helper()
+	ctx := context.Background()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint(prefix, i)
+		tn.ids[ids[i]] = true
+	}
+	seen := map[netip.Addr]bool{}
+	for _, id := range ids {
+		t0 := time.Now()
+		st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: id, Mode: contract.NetworkModeBridge,
+			Ports: []contract.PortMapping{{Name: "http", ContainerPort: 80}}})
+		setups = append(setups, time.Since(t0))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if seen[st.IP] {
+			tb.Fatalf("%s handed out twice", st.IP)
+		}
+		seen[st.IP] = true
+	}
+	if have, err := tn.d.nat.list(); err != nil || len(have) != n {
+		tb.Fatalf("%d DNAT entries (%v), want %d", len(have), err, n)
+	}
+	for _, id := range ids {
+		t0 := time.Now()
+		err := tn.d.Teardown(ctx, id)
+		teardowns = append(teardowns, time.Since(t0))
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	checkNodeClean(tb, tn, ids)
+	return setups, teardowns
+}
+
+// checkNodeClean fails if anything of containers ids is left on tn's node,
+// which stays configured: a veth (by name, or any on the bridge), a
+// namespace file or bind mount under the state dir, an address of the
+// subnet other than the bridge's gateway, a route to or via the subnet
+// other than the bridge's own, an address lease, a DNAT entry, or a NAT
+// rule other than the node's four.
+func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
+	tb.Helper()
+	h := tn.d.host
+	br, err := h.LinkByName(tn.cfg.Bridge)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, id := range ids {
+		names[vethName(tn.cfg.Bridge, id)] = true
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range links {
+		if a := l.Attrs(); names[a.Name] || a.MasterIndex == br.Attrs().Index {
+			tb.Errorf("left behind: link %s (%s)", a.Name, l.Type())
+		}
+	}
+	addrs, err := h.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gw := gateway(tn.subnet)
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if tn.subnet.Contains(ip.Unmap()) && (ip.Unmap() != gw || a.LinkIndex != br.Attrs().Index) {
+			tb.Errorf("left behind: address %s on link %d", a.IPNet, a.LinkIndex)
+		}
+	}
+	routes, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, r := range routes {
+		var dst, via netip.Addr
+		if r.Dst != nil {
+			dst, _ = netip.AddrFromSlice(r.Dst.IP)
+		}
+		via, _ = netip.AddrFromSlice(r.Gw)
+		if (tn.subnet.Contains(dst.Unmap()) || tn.subnet.Contains(via.Unmap())) && r.LinkIndex != br.Attrs().Index {
+			tb.Errorf("left behind: route %s", r)
+		}
+	}
+	ents, err := os.ReadDir(nsDir(tn.cfg.StateDir))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range ents {
+		tb.Errorf("left behind: namespace file %s", e.Name())
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, nsDir(tn.cfg.StateDir)) {
+			tb.Errorf("left behind: mount %s", line)
+		}
+	}
+	tn.d.mu.Lock()
+	leases, ports := len(tn.d.pool.Leases), len(tn.d.ports)
+	tn.d.mu.Unlock()
+	if leases != 0 || ports != 0 {
+		tb.Errorf("left behind: %d address leases, %d host port reservations", leases, ports)
+	}
+	if have, err := tn.d.nat.list(); err != nil || len(have) != 0 {
+		tb.Errorf("left behind: DNAT entries %v (%v)", have, err)
+	}
+	if rules, err := natRules(tn.d.nat); err != nil || fmt.Sprint(rules) != fmt.Sprint(nodeRules) {
+		tb.Errorf("NAT rules per chain: %v (%v), want the node's %v", rules, err, nodeRules)
+	}
 }

@@ -5,6 +5,8 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -157,4 +159,114 @@ func sum(ds []time.Duration) time.Duration {
 		t += d
 	}
 	return t
+}
+
+// transferSize is what each transfer of BenchmarkThroughput sends.
+const transferSize = 256 << 20
+
+// BenchmarkThroughput measures TCP throughput (one connection, transferSize
+// bytes, Go sender and receiver with 1 MiB buffers) container to container
+// on one bridge and across two nodes over the VXLAN overlay (twoHosts),
+// and host loopback (127.0.0.1 in the benchmark's own namespace) in the
+// same iteration. It reports loopback's Gbit/s and the medians of
+// bridge ÷ loopback and overlay ÷ loopback; -v logs each iteration.
+func BenchmarkThroughput(b *testing.B) {
+	hosts := twoHosts(b)
+	ctx := context.Background()
+	setup := func(h *fakeHost, id string) *contract.NetworkStatus {
+		st, err := h.d.Setup(ctx, contract.NetworkRequest{ContainerID: id, Mode: contract.NetworkModeBridge})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
+	a1, a2, b1 := setup(hosts[0], "a1"), setup(hosts[0], "a2"), setup(hosts[1], "b1")
+	loopback := netip.MustParseAddr("127.0.0.1")
+	var lo, bridge, overlay []float64
+	for b.Loop() {
+		l := transfer(b, "", loopback, "", transferSize)
+		br := transfer(b, a1.Netns, a1.IP, a2.Netns, transferSize)
+		vx := transfer(b, a1.Netns, a1.IP, b1.Netns, transferSize)
+		lo, bridge, overlay = append(lo, l), append(bridge, br/l), append(overlay, vx/l)
+		b.Logf("loopback %.1f Gbit/s, bridge %.1f Gbit/s (%.2f), overlay %.1f Gbit/s (%.2f)", l*8/1e9, br*8/1e9, br/l, vx*8/1e9, vx/l)
+	}
+	b.ReportMetric(median(lo)*8/1e9, "loopback-Gbit/s")
+	b.ReportMetric(median(bridge), "bridge/loopback")
+	b.ReportMetric(median(overlay), "overlay/loopback")
+}
+
+// transfer sends n bytes over one TCP connection from the namespace at
+// cli to a listener on ip in the namespace at srv ("" = ours) and returns
+// bytes per second, from the connection's start to the receiver's end of
+// file.
+func transfer(tb testing.TB, srv string, ip netip.Addr, cli string, n int64) float64 {
+	tb.Helper()
+	var ln net.Listener
+	err := inNetns(srv, func() (err error) {
+		ln, err = net.Listen("tcp", hostPort(ip, 0))
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- result{0, err}
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 1<<20)
+		var got int64
+		for {
+			k, err := c.Read(buf)
+			got += int64(k)
+			if err == io.EOF {
+				done <- result{got, nil}
+				return
+			}
+			if err != nil {
+				done <- result{got, err}
+				return
+			}
+		}
+	}()
+	t0 := time.Now()
+	c, err := dialIn(cli, ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1<<20)
+	for sent := int64(0); sent < n; {
+		k, err := c.Write(buf[:min(int64(len(buf)), n-sent)])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sent += int64(k)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		tb.Fatal(err)
+	}
+	r := <-done
+	el := time.Since(t0)
+	if r.err != nil || r.n != n {
+		tb.Fatalf("received %d of %d bytes: %v", r.n, n, r.err)
+	}
+	return float64(n) / el.Seconds()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

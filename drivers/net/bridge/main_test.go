@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,9 +54,22 @@ func randHex(n int) string {
 // subnetSeq gives each test in this package its own /24 of 10.199/16.
 var subnetSeq atomic.Uint32
 
+// testSubnet skips the /24s with an address on the host (another test
+// process's node, e.g. a benchmark run at the same time).
 func testSubnet() netip.Prefix {
-	n := (subnetSeq.Add(1) + uint32(os.Getpid())) % 250
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 199, byte(n + 1), 0}), 24)
+	addrs, _ := netlink.AddrList(nil, unix.AF_INET)
+	var p netip.Prefix
+	for range 250 {
+		n := (subnetSeq.Add(1) + uint32(os.Getpid())) % 250
+		p = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 199, byte(n + 1), 0}), 24)
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			return p.Contains(ip.Unmap())
+		}) {
+			break
+		}
+	}
+	return p
 }
 
 // testNode is a driver on a test-unique bridge, checked for leftovers when

@@ -278,6 +278,9 @@ func validatePorts[P portSpec](field string, ps []P, chosen, hostNet bool) error
 		default:
 			return fieldError(f+".protocol", "must be %q or %q (empty means %q), got %q", ProtocolTCP, ProtocolUDP, ProtocolTCP, clip(protocol))
 		}
+		if hostNet && h == 0 {
+			h = p.GetContainerPort() // the host port it asks for
+		}
 		if h == 0 {
 			continue
 		}

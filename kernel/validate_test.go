@@ -82,6 +82,7 @@ func TestValidateLaunch(t *testing.T) {
 		{"dynamic port on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p"}}}, ""},
 		{"host port on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 8080, HostPort: 8080}}}, ""},
 		{"host task maps a port", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 80, HostPort: 8080}}}, "ports[0].container_port"},
+		{"host port twice on host", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 8080}, {Name: "q", HostPort: 8080}}}, "ports[1].host_port"},
 		{"host container port too big", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 70000}}}, "ports[0].container_port"},
 		{"port without name", bridge(&pb.PortRequest{ContainerPort: 80}), "ports[0].name"},
 		{"port name upper case", bridge(&pb.PortRequest{Name: "HTTP", ContainerPort: 80}), "ports[0].name"},
@@ -283,13 +284,16 @@ func checkPorts[P portSpec](t *testing.T, ps []P, minHost uint32, hostNet bool) 
 	names, hosts := map[string]bool{}, map[string]bool{}
 	for _, p := range ps {
 		m := portMapping(p)
-		key := fmt.Sprint(m.GetHostPort(), m.GetProtocol())
 		c, h := m.GetContainerPort(), m.GetHostPort()
+		if hostNet && h == 0 {
+			h = c
+		}
+		key := fmt.Sprint(h, m.GetProtocol())
 		if hostNet && (c == 0 || h == 0 || c == h) && c <= 65535 {
 			c = 1 // what a host-network task may ask for
 		}
 		if names[m.GetName()] || c < 1 || c > 65535 || m.GetHostPort() < minHost ||
-			m.GetHostPort() > 65535 || m.GetHostPort() != 0 && hosts[key] || (m.GetProtocol() != ProtocolTCP && m.GetProtocol() != ProtocolUDP) {
+			m.GetHostPort() > 65535 || h != 0 && hosts[key] || (m.GetProtocol() != ProtocolTCP && m.GetProtocol() != ProtocolUDP) {
 			t.Fatalf("validated ports %v", ps)
 		}
 		names[m.GetName()] = true

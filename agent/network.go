@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -68,7 +69,7 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 		req.Ports = append(req.Ports, contract.PortMapping{Name: p.GetName(), HostPort: uint16(p.GetHostPort()),
 			ContainerPort: uint16(p.GetContainerPort()), Protocol: p.GetProtocol()})
 	}
-	st, err := nd.Setup(a.ctx, req)
+	st, err := setupWaiting(a.ctx, nd, req, a.killGrace+portWaitSlack)
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -83,6 +84,25 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 		cfg.Env[hostPortEnvName(p.Name)] = strconv.Itoa(int(p.HostPort))
 	}
 	return nil
+}
+
+// portWaitSlack is how much longer than the kill grace period a task
+// waits for a host port an ended task's network still holds.
+const portWaitSlack = 5 * time.Second
+
+// setupWaiting calls nd.Setup, retrying while it answers ErrConflict, for
+// up to wait. The kernel gives no two live tasks one host port, so a
+// conflict is a task that ended (revoked, killed: the kernel freed its
+// ports at once) whose network is still being torn down, at most its kill
+// grace period later.
+func setupWaiting(ctx context.Context, nd contract.NetDriver, req contract.NetworkRequest, wait time.Duration) (*contract.NetworkStatus, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := nd.Setup(ctx, req)
+		if err == nil || !errors.Is(err, contract.ErrConflict) || !time.Now().Before(deadline) || !sleep(ctx, 100*time.Millisecond) {
+			return st, err
+		}
+	}
 }
 
 // hostPortEnvName is DCOS_HOST_PORT_<NAME> for port name.

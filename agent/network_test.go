@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -62,6 +66,54 @@ func TestCheckHostPorts(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// conflictNet is a net driver whose Setup answers ErrConflict a number of
+// times (a host port an ended task's network still holds), then succeeds.
+type conflictNet struct {
+	contract.NetDriver
+	conflicts, calls int
+	err              error // answered instead of a conflict, if set
+}
+
+func (n *conflictNet) Setup(_ context.Context, req contract.NetworkRequest) (*contract.NetworkStatus, error) {
+	n.calls++
+	if n.err != nil {
+		return nil, n.err
+	}
+	if n.calls <= n.conflicts {
+		return nil, fmt.Errorf("host port tcp/8080 (held by %q): %w", "t-old", contract.ErrConflict)
+	}
+	return &contract.NetworkStatus{ContainerID: req.ContainerID}, nil
+}
+
+func TestSetupWaiting(t *testing.T) {
+	tests := []struct {
+		name      string
+		nd        *conflictNet
+		wait      time.Duration
+		wantCalls int
+		wantErr   error
+	}{
+		{"no conflict", &conflictNet{}, time.Minute, 1, nil},
+		{"the old task lets go", &conflictNet{conflicts: 2}, time.Minute, 3, nil},
+		{"it never does", &conflictNet{conflicts: 1 << 30}, 250 * time.Millisecond, -1, contract.ErrConflict},
+		{"other errors at once", &conflictNet{err: contract.ErrExhausted}, time.Minute, 1, contract.ErrExhausted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := setupWaiting(context.Background(), tt.nd, contract.NetworkRequest{ContainerID: "t-new"}, tt.wait)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (st != nil) {
+				t.Fatalf("setupWaiting = %v, %v; want error %v", st, err, tt.wantErr)
+			}
+			if tt.wantCalls > 0 && tt.nd.calls != tt.wantCalls {
+				t.Errorf("%d Setup calls, want %d", tt.nd.calls, tt.wantCalls)
+			}
+			if tt.wantCalls < 0 && tt.nd.calls < 2 {
+				t.Errorf("%d Setup calls: gave up without retrying", tt.nd.calls)
 			}
 		})
 	}

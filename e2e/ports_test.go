@@ -55,7 +55,8 @@ func netnsOf(e *env, id string) []string {
 // other process of the node has bound fails the task with a clear reason
 // and leaves no namespace or veth; a host-network task gets its port in
 // DCOS_PORT_<NAME>; an allocation asking for more ports than are free
-// stays pending saying so; revoking frees the ports.
+// stays pending saying so; revoking frees the ports, and a static port is
+// taken again at once.
 func TestDev_HostPorts(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
@@ -172,7 +173,16 @@ func TestDev_HostPorts(t *testing.T) {
 		g := listAgents(t, e.op()).GetAgents()[0]
 		return g.GetAllocated().GetPorts() == 0, sprint(g)
 	})
+	// The static port is free again as soon as its task is revoked (the
+	// new task waits if the old one's network is still there).
 	e.mustCtl("revoke", holder.GetAllocationId())
+	again := runTask(e, "--cpus", "0.1", "--mem", "32Mi", "--port", spec, "--", bin.tcphello, "8080")
+	addr = net.JoinHostPort(hostAddr(t), strconv.Itoa(int(static)))
+	e.eventually("the new task answering on static port "+addr, func() (bool, string) {
+		got, err := hello(addr)
+		return got == "hello from "+again.GetIp()+"\n", fmt.Sprint(got, err)
+	})
+	e.mustCtl("revoke", again.GetAllocationId())
 	e.eventually("no veth left on "+br, func() (bool, string) {
 		got := bridgeLinks(br)
 		return got == "", got

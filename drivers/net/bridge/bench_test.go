@@ -56,11 +56,12 @@ func pct(ds []time.Duration, p int) float64 {
 }
 
 // BenchmarkHostPort measures adding and removing one host port mapping as
-// the driver does it (list the map, then one transaction), through the
-// nftables library and, interleaved in the same loop on the same table,
-// through the nft binary as the driver did before (nft -j list map, then
-// nft -f - with the change; two processes per operation). It reports the
-// median of each and the binary's ÷ the library's.
+// the driver does it through the nftables library (add: one transaction;
+// remove: list the map, then one transaction) and, interleaved in the
+// same loop on the same table, through the nft binary as the driver did
+// before (nft -j list map, then nft -f - with the change: two processes
+// per operation). It reports the median of each and the binary's ÷ the
+// library's.
 func BenchmarkHostPort(b *testing.B) {
 	n, ns := newTestNAT(b)
 	if err := n.ensure(DefaultBridge, netip.MustParsePrefix("10.1.2.0/24"), netip.MustParsePrefix("10.1.0.0/16")); err != nil {
@@ -151,6 +152,9 @@ func BenchmarkSetupTeardown200(b *testing.B) {
 	b.ReportMetric(pct(setups, 99), "setup-p99-ms")
 	b.ReportMetric(pct(teardowns, 50), "teardown-p50-ms")
 	b.ReportMetric(pct(teardowns, 99), "teardown-p99-ms")
+	// Does a Setup get slower with more containers on the bridge?
+	b.ReportMetric(pct(setups[:20], 50), "setup-first20-p50-ms")
+	b.ReportMetric(pct(setups[180:200], 50), "setup-last20-p50-ms")
 }
 
 func sum(ds []time.Duration) time.Duration {
@@ -168,8 +172,9 @@ const transferSize = 256 << 20
 // bytes, Go sender and receiver with 1 MiB buffers) container to container
 // on one bridge and across two nodes over the VXLAN overlay (twoHosts),
 // and host loopback (127.0.0.1 in the benchmark's own namespace) in the
-// same iteration. It reports loopback's Gbit/s and the medians of
-// bridge ÷ loopback and overlay ÷ loopback; -v logs each iteration.
+// same iteration, in rotating order. It reports the median of loopback's
+// Gbit/s and of bridge ÷ loopback and overlay ÷ loopback; -v logs each
+// iteration.
 func BenchmarkThroughput(b *testing.B) {
 	hosts := twoHosts(b)
 	ctx := context.Background()
@@ -183,10 +188,18 @@ func BenchmarkThroughput(b *testing.B) {
 	a1, a2, b1 := setup(hosts[0], "a1"), setup(hosts[0], "a2"), setup(hosts[1], "b1")
 	loopback := netip.MustParseAddr("127.0.0.1")
 	var lo, bridge, overlay []float64
-	for b.Loop() {
-		l := transfer(b, "", loopback, "", transferSize)
-		br := transfer(b, a1.Netns, a1.IP, a2.Netns, transferSize)
-		vx := transfer(b, a1.Netns, a1.IP, b1.Netns, transferSize)
+	for i := 0; b.Loop(); i++ {
+		// Each iteration starts with the next of the three, so that a
+		// drift in the machine's load does not always favour one.
+		var l, br, vx float64
+		runs := []func(){
+			func() { l = transfer(b, "", loopback, "", transferSize) },
+			func() { br = transfer(b, a1.Netns, a1.IP, a2.Netns, transferSize) },
+			func() { vx = transfer(b, a1.Netns, a1.IP, b1.Netns, transferSize) },
+		}
+		for j := range runs {
+			runs[(i+j)%len(runs)]()
+		}
 		lo, bridge, overlay = append(lo, l), append(bridge, br/l), append(overlay, vx/l)
 		b.Logf("loopback %.1f Gbit/s, bridge %.1f Gbit/s (%.2f), overlay %.1f Gbit/s (%.2f)", l*8/1e9, br*8/1e9, br/l, vx*8/1e9, vx/l)
 	}

@@ -284,41 +284,58 @@ func decodeElement(e nftables.SetElement) (portKey, natTarget, error) {
 
 // add maps ports to ip, in one transaction. The caller holds the ports, so
 // an entry of the same port leading elsewhere is stale (a crash before GC)
-// and replaced.
+// and replaced. The first try adds without listing the map (the kernel
+// accepts an identical entry again, and refuses one leading elsewhere);
+// only if that fails does it list the map and replace the stale entries.
 func (n *nat) add(ports []contract.PortMapping, ip netip.Addr) error {
 	if len(ports) == 0 {
+		return nil
+	}
+	keys := make([]portKey, 0, len(ports))
+	elems := make([]nftables.SetElement, 0, len(ports))
+	for _, p := range ports {
+		k := portKey{p.Protocol, p.HostPort}
+		key, err := mapKey(k)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+		elems = append(elems, nftables.SetElement{Key: key, Val: mapValue(natTarget{ip, containerPort(p)})})
+	}
+	if err := n.change(nil, elems); err == nil {
 		return nil
 	}
 	have, err := n.list()
 	if err != nil {
 		return err
 	}
-	var stale, elems []nftables.SetElement
-	for _, p := range ports {
-		k, t := portKey{p.Protocol, p.HostPort}, natTarget{ip, containerPort(p)}
-		key, err := mapKey(k)
-		if err != nil {
-			return err
+	var stale []nftables.SetElement
+	for i, k := range keys {
+		if old, ok := have[k]; ok && old != (natTarget{ip, containerPort(ports[i])}) {
+			stale = append(stale, nftables.SetElement{Key: elems[i].Key})
 		}
-		if old, ok := have[k]; ok && old != t {
-			stale = append(stale, nftables.SetElement{Key: key})
-		}
-		elems = append(elems, nftables.SetElement{Key: key, Val: mapValue(t)})
 	}
+	return n.change(stale, elems)
+}
+
+// change deletes del and adds add, in one transaction.
+func (n *nat) change(del, add []nftables.SetElement) error {
 	c, err := n.conn()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	if len(stale) > 0 {
-		if err := c.SetDeleteElements(n.hostports, stale); err != nil {
+	if len(del) > 0 {
+		if err := c.SetDeleteElements(n.hostports, del); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
 	}
-	if err := c.SetAddElements(n.hostports, elems); err != nil {
-		return fmt.Errorf("nftables: %w", err)
+	if len(add) > 0 {
+		if err := c.SetAddElements(n.hostports, add); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: add to map %s: %w", hostportsMap, err)
+		return fmt.Errorf("nftables: map %s: %w", hostportsMap, err)
 	}
 	return nil
 }
@@ -336,17 +353,7 @@ func (n *nat) del(keys []portKey) error {
 		}
 		elems = append(elems, nftables.SetElement{Key: key})
 	}
-	c, err := n.conn()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	if err := c.SetDeleteElements(n.hostports, elems); err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: delete from map %s: %w", hostportsMap, err)
-	}
-	return nil
+	return n.change(elems, nil)
 }
 
 // list returns the map's elements; a missing table or map is an error.

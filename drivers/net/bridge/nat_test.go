@@ -167,3 +167,27 @@ func TestPrefixMask(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeElement feeds map elements as the kernel might return them:
+// decodeElement never panics, and what it accepts encodes back to the
+// same bytes (padding aside: it is not checked).
+func FuzzDecodeElement(f *testing.F) {
+	key, _ := mapKey(portKey{"tcp", 31000})
+	f.Add(key, mapValue(natTarget{netip.MustParseAddr("10.88.1.2"), 8080}))
+	f.Add([]byte{17, 0, 0, 0, 0, 53}, []byte{10, 0, 0, 1, 0, 53, 0, 0})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		pk, nt, err := decodeElement(nftables.SetElement{Key: k, Val: v})
+		if err != nil {
+			return
+		}
+		k2, err := mapKey(pk)
+		if err != nil {
+			t.Fatalf("decoded %v does not encode: %v", pk, err)
+		}
+		v2 := mapValue(nt)
+		// Bytes 1-3 of the key and 6-7 of both are padding.
+		if k2[0] != k[0] || string(k2[4:6]) != string(k[4:6]) || string(v2[:6]) != string(v[:6]) {
+			t.Errorf("round trip %x %x → %x %x", k, v, k2, v2)
+		}
+	})
+}

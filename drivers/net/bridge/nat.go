@@ -62,6 +62,10 @@ func newNAT(table, netns string) (*nat, error) {
 		Concatenation: true,
 		KeyType:       nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 		DataType:      nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService),
+		// An ID of our own (it only names the map within one
+		// transaction): with 0, AddSet would take one from a counter
+		// global to the library, unguarded between drivers.
+		ID: 1,
 	}
 	if netns != "" {
 		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)

@@ -501,9 +501,10 @@ type Allocation struct {
 	// (task_id empty; unset while none reported; not persisted).
 	Usage *TaskUsage `protobuf:"bytes,15,opt,name=usage,proto3" json:"usage,omitempty"`
 	// host_ports are the resources.ports host ports of its agent's range the
-	// kernel reserved for it when it was granted (ascending; lowest free
-	// first). Its tasks publish them (PortRequest.host_port 0 takes the next
-	// unused one); they are freed when the allocation ends.
+	// kernel reserved for it when it was granted (ascending; picked
+	// round-robin through the range, so a port just freed is reused last).
+	// Its tasks publish them (PortRequest.host_port 0 takes the next unused
+	// one); they are freed when the allocation ends.
 	HostPorts     []uint32 `protobuf:"varint,16,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

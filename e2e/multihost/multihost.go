@@ -320,11 +320,12 @@ func (h *Host) IP() netip.Addr { return h.ip }
 // nsenter --net or netns.GetFromPath.
 func (h *Host) NetnsPath() string { return h.path }
 
-// Argv returns the command line that runs name with args in the host's
-// network namespace only (see the package doc), for callers that build
-// their own exec.Cmd.
-func (h *Host) Argv(name string, args ...string) []string {
-	return append([]string{"nsenter", "--net=" + h.path, "--", name}, args...)
+// Argv returns the command line that runs cmd (a program and its
+// arguments) in the host's network namespace only (see the package doc),
+// for callers that build their own exec.Cmd; Argv() alone is the prefix
+// to put before a command line.
+func (h *Host) Argv(cmd ...string) []string {
+	return append([]string{"nsenter", "--net=" + h.path, "--"}, cmd...)
 }
 
 // Command returns an exec.Cmd that runs name with args in the host's
@@ -335,33 +336,53 @@ func (h *Host) Command(name string, args ...string) *exec.Cmd {
 
 // CommandContext is Command with a context, as exec.CommandContext.
 func (h *Host) CommandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
-	argv := h.Argv(name, args...)
+	argv := h.Argv(append([]string{name}, args...)...)
 	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
 // Run calls fn on an OS thread switched into the host's network namespace
-// and returns its error; the thread is discarded afterwards. Sockets fn
-// opens belong to the host's namespace for their whole life, whichever
-// goroutine uses them later. fn must not start goroutines that expect the
-// namespace: they run on other threads.
+// and returns its error. Sockets fn opens belong to the host's namespace
+// for their whole life, whichever goroutine uses them later. fn must not
+// start goroutines that expect the namespace: they run on other threads.
 func (h *Host) Run(fn func() error) error {
+	fd, err := unix.Open(h.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return onThread(func() error {
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("setns %s: %w", h.path, err)
+		}
+		return fn()
+	})
+}
+
+// onThread calls fn on a goroutine locked to its OS thread, then puts the
+// thread back in its original network namespace and unlocks it. The
+// thread is never ended (only if it cannot be put back, which leaves it
+// locked to end with the goroutine): Linux sends a child's Pdeathsig when
+// the THREAD that forked it ends, so a discarded thread would kill the
+// children other goroutines of the process started on it — the daemons
+// of a test (exec.Cmd with Pdeathsig), for one.
+func onThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// No UnlockOSThread: the thread's namespace changed, so it ends
-		// with the goroutine instead of going back to the scheduler.
-		fd, err := unix.Open(h.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- fmt.Errorf("setns %s: %w", h.path, err)
+		defer unix.Close(orig)
+		ferr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("back to the original namespace: %w", err))
 			return
 		}
-		errc <- fn()
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -466,32 +487,26 @@ func isNotFound(err error) bool {
 }
 
 // createNetns creates a network namespace and bind-mounts it on path
-// (which must not exist), from a goroutine locked to its OS thread that
-// never unlocks (the thread ends with it).
+// (which must not exist); see onThread.
 func createNetns(path string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-		if err != nil {
-			errc <- err
-			return
-		}
-		f.Close()
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	err = onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			os.Remove(path)
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			os.Remove(path)
-			errc <- fmt.Errorf("bind mount: %w", err)
-			return
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount: %w", err)
 		}
-		errc <- nil
-	}()
-	return <-errc
+		return nil
+	})
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // removeNetns unmounts and removes path; a missing one is not an error.

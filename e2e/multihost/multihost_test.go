@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -279,5 +281,35 @@ func TestMultihost_CloseLeavesNothing(t *testing.T) {
 	}
 	if err := n.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestMultihost_KeepsThreads: adding hosts and running code in them never
+// ends an OS thread of the process, which would SIGKILL the children
+// started from it with a Pdeathsig (as test harnesses start daemons).
+func TestMultihost_KeepsThreads(t *testing.T) {
+	t.Parallel()
+	n := New(t)
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var werr error
+	go func() { werr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	for i := range 8 {
+		h := n.AddHost(fmt.Sprintf("h%d", i))
+		for range 8 {
+			if err := h.Run(func() error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-done:
+		t.Fatalf("a child with a Pdeathsig died while hosts were added: %v", werr)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -281,6 +281,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wg.Go(func() { a.reports.run(ctx, a.client, a.ID, a.log) })
 	a.wg.Go(func() { a.heartbeatLoop(ctx) })
 	a.wg.Go(func() { a.watchLoop(ctx, rev) })
+	if a.network != "" {
+		a.wg.Go(func() { a.watchPeers(ctx, rev) })
+	}
 	<-ctx.Done()
 	a.log.Info("agent stopping; tasks keep running", "agent", a.ID())
 	return nil

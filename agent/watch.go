@@ -52,6 +52,46 @@ func (a *Agent) watchLoop(ctx context.Context, after int64) {
 	}
 }
 
+// watchPeers streams the other agents' REGISTERED and LOST events after
+// rev and reconfigures the node's overlay on each (handleEvent). It is a
+// stream of its own, without watchLoop's agent_id filter, which hides
+// other agents' events: with only that one, the first agent of a cluster
+// would never learn of the agents registering after it. A compacted
+// revision reconfigures once and resumes from the current revision.
+func (a *Agent) watchPeers(ctx context.Context, after int64) {
+	bo := newBackoff()
+	for {
+		stream, err := a.client.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
+			AfterRevision: after,
+			Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED,
+				syscallsv1.EventKind_EVENT_KIND_AGENT_LOST},
+		}))
+		if err == nil {
+			for stream.Receive() {
+				ev := stream.Msg()
+				after = max(after, ev.GetRevision())
+				bo.reset()
+				a.handleEvent(ev)
+			}
+			err = stream.Err()
+			stream.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if resync := resyncInfo(err); resync != nil {
+			after = resync.GetCurrentRevision()
+			a.wg.Go(func() { a.configureNode(a.ctx) })
+			continue
+		}
+		d := bo.next()
+		a.log.Warn("peer watch broke; resuming", "after", after, "in", d, "err", err)
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
 // resyncInfo returns the ResyncInfo detail of a FailedPrecondition error,
 // or nil.
 func resyncInfo(err error) *syscallsv1.ResyncInfo {

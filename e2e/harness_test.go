@@ -32,7 +32,7 @@ import (
 const waitTimeout = 60 * time.Second
 
 // bin holds the paths of the binaries TestMain builds.
-var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver, tcphello string }
+var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver, tcphello, tcpecho string }
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -50,6 +50,7 @@ func runTests(m *testing.M) int {
 	bin.dir, bin.dcosd, bin.dcosctl = dir, filepath.Join(dir, "dcosd"), filepath.Join(dir, "dcosctl")
 	bin.nicedriver, bin.futuredriver = filepath.Join(dir, "nicedriver"), filepath.Join(dir, "futuredriver")
 	bin.tcphello = filepath.Join(dir, "tcphello")
+	bin.tcpecho = filepath.Join(dir, "tcpecho")
 	return m.Run()
 }
 
@@ -63,7 +64,7 @@ func buildBinaries(dir string) error {
 	}
 	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl",
 		"github.com/dcos-kernel/dcos/examples/nicedriver", "github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver",
-		"github.com/dcos-kernel/dcos/e2e/internal/tcphello")
+		"github.com/dcos-kernel/dcos/e2e/internal/tcphello", "github.com/dcos-kernel/dcos/e2e/multihost/internal/tcpecho")
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -228,11 +229,22 @@ func (e *env) baseEnv() []string {
 // line starting with ready and returns the rest of that line.
 func (e *env) start(name, ready string, args ...string) (*proc, string) {
 	e.t.Helper()
+	return e.startVia(nil, name, ready, args...)
+}
+
+// startVia is start with dcosd run through the command line wrap (e.g.
+// nsenter --net=PATH --, which execs dcosd: the pid stays dcosd's).
+func (e *env) startVia(wrap []string, name, ready string, args ...string) (*proc, string) {
+	e.t.Helper()
 	p := &proc{name: name, exited: make(chan struct{})}
 	found := make(chan string, 1)
 	path := bin.dcosd
 	if e.dcosd != "" {
 		path = e.dcosd
+	}
+	if len(wrap) > 0 {
+		args = append(append(wrap[1:len(wrap):len(wrap)], path), args...)
+		path = wrap[0]
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = e.baseEnv()
@@ -335,12 +347,19 @@ func (e *env) startKernel(tokensFile, opToken string, extra ...string) *proc {
 // returns the process and the agent's id.
 func (e *env) startAgent(name, token string, extra ...string) (*proc, string) {
 	e.t.Helper()
+	return e.startAgentVia(nil, name, token, extra...)
+}
+
+// startAgentVia is startAgent with dcosd run through wrap (see startVia).
+// Started again with the same name, the agent keeps its data dir.
+func (e *env) startAgentVia(wrap []string, name, token string, extra ...string) (*proc, string) {
+	e.t.Helper()
 	dir := e.path("agents", name)
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
 	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}, extra...)
-	p, _ := e.start("dcosd agent "+name, "", args...)
+	p, _ := e.startVia(wrap, "dcosd agent "+name, "", args...)
 	var id string
 	e.eventually("agent "+name+" UP", func() (bool, string) {
 		if !p.running() {

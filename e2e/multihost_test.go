@@ -1,0 +1,495 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/e2e/multihost"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// nodeBridge is the bridge driver's default bridge: each agent runs in a
+// host of its own, so the default names never collide.
+const nodeBridge = "dcos0"
+
+// mhAgent is an agent of the multi-host test: the host it runs in, its
+// process, id and subnet.
+type mhAgent struct {
+	name   string
+	host   *multihost.Host
+	proc   *proc
+	id     string
+	subnet netip.Prefix
+}
+
+// TestMultiHost_Network runs a kernel in the root namespace and two agents
+// with the bridge driver, each in a host of its own (multihost), reaching
+// the kernel at the root side of the test network:
+//
+//   - a task on agent a reaches a task on agent b by its task IP over the
+//     VXLAN overlay and exchanges a line with it;
+//   - b's task's host port answers from the root namespace on b's address;
+//   - b's dcosd SIGKILLed: its tasks keep running, their IPs and their
+//     connectivity (while it is down, and once restarted with the same
+//     flags), and a new task on b gets an address no running task holds;
+//   - after revoking everything and stopping the agents, no task link,
+//     address, route, namespace or nftables entry is left anywhere; what
+//     stays in each host is exactly the node's network (bridge with its
+//     gateway, VXLAN device, routes to the peers, NAT table), which
+//     outlives dcosd by design (like docker0) until the host goes.
+func TestMultiHost_Network(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	// Before newEnv: cleanups run last-registered first, so the daemons
+	// are stopped before their hosts go.
+	mh := multihost.New(t)
+	e := newEnv(t)
+	cidr := freeClusterCIDR(t)
+	opTok, agentTok := newToken(), newToken()
+	tokens := e.writeTokens(e.path("tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+	)
+	// A generous heartbeat timeout: b's restart must come before the
+	// kernel counts it lost, however loaded the machine.
+	e.startKernel(tokens, opTok, "--listen", mh.Gateway().String()+":0", "--cluster-cidr", cidr.String(), "--heartbeat-timeout", "60s")
+	if !strings.Contains(e.url, "//"+mh.Gateway().String()+":") {
+		t.Fatalf("kernel at %s, want it on the test network's gateway %s", e.url, mh.Gateway())
+	}
+	e.useKernel(e.url, opTok)
+
+	agents := map[string]*mhAgent{}
+	start := func(name string) {
+		a := agents[name]
+		a.proc, a.id = e.startAgentVia(a.host.Argv(), name, agentTok, mhAgentFlags(a.host)...)
+	}
+	for _, name := range []string{"a", "b"} {
+		agents[name] = &mhAgent{name: name, host: mh.AddHost(name)}
+		start(name)
+	}
+	a, b := agents["a"], agents["b"]
+	for _, g := range listAgents(t, e.op()).GetAgents() {
+		for _, ag := range agents {
+			if g.GetId() != ag.id {
+				continue
+			}
+			s, err := netip.ParsePrefix(g.GetSubnet())
+			if err != nil || !cidr.Contains(s.Addr()) || g.GetUnderlayIp() != ag.host.IP().String() {
+				t.Fatalf("agent %s: subnet %q underlay %q, want a subnet of %s and underlay %s", ag.name, g.GetSubnet(), g.GetUnderlayIp(), cidr, ag.host.IP())
+			}
+			ag.subnet = s
+		}
+	}
+	if !a.subnet.IsValid() || !b.subnet.IsValid() || a.subnet == b.subnet {
+		t.Fatalf("agent subnets %s and %s: want two different ones", a.subnet, b.subnet)
+	}
+
+	var taskIPs []string // of every bridge task run
+	srv := runTask(e, "-c", "e2e=b", "--cpus", "0.2", "--mem", "32Mi", "--port", "echo:7000", "--", bin.tcpecho, "serve", "7000")
+	taskIPs = append(taskIPs, srv.GetIp())
+	srvIP, err := netip.ParseAddr(srv.GetIp())
+	if srv.GetAgentId() != b.id || err != nil || !b.subnet.Contains(srvIP) {
+		t.Fatalf("server task %v: want it on b (%s) with an address in %s", srv, b.id, b.subnet)
+	}
+	if p := srv.GetPorts(); len(p) != 1 || p[0].GetName() != "echo" || p[0].GetContainerPort() != 7000 || p[0].GetHostPort() == 0 {
+		t.Fatalf("server task ports = %v, want echo 7000 on a host port", p)
+	}
+	srvAddr := net.JoinHostPort(srv.GetIp(), "7000")
+	hostPortAddr := net.JoinHostPort(b.host.IP().String(), strconv.Itoa(int(srv.GetPorts()[0].GetHostPort())))
+	// The client: a bridge task on a that sends a line to the server by
+	// its task IP and exits 0 only on the server's answer.
+	dialFromA := func(e *env, line string) {
+		e.t.Helper()
+		k := runToEnd(e, "-c", "e2e=a", "--cpus", "0.1", "--mem", "32Mi", "--network", "bridge", "--", bin.tcpecho, "dial", srvAddr, line)
+		taskIPs = append(taskIPs, k.GetIp())
+		if k.GetAgentId() != a.id || k.GetState() != pb.TaskState_TASK_STATE_FINISHED {
+			e.t.Fatalf("client task %v: want FINISHED on a (%s)\n%s", k, a.id, sandboxOutput(e, k.GetId()))
+		}
+		if ip, err := netip.ParseAddr(k.GetIp()); err != nil || !a.subnet.Contains(ip) {
+			e.t.Errorf("client task ip %q, want one in a's subnet %s", k.GetIp(), a.subnet)
+		}
+	}
+	var tapSeen []string // host-side veths seen in b while tasks run
+
+	t.Run("task to task across agents", func(t *testing.T) {
+		dialFromA(e.in(t), "hello-b")
+	})
+
+	t.Run("host port from the root namespace", func(t *testing.T) {
+		e := e.in(t)
+		want := srv.GetIp() + " got ping\n"
+		e.eventually("the server answering on "+hostPortAddr, func() (bool, string) {
+			got, err := echoOnce(hostPortAddr)
+			return got == want, fmt.Sprint(got, err)
+		})
+		// The mapping is b's only: a has no such port.
+		if got, err := echoOnce(net.JoinHostPort(a.host.IP().String(), strconv.Itoa(int(srv.GetPorts()[0].GetHostPort())))); err == nil {
+			t.Errorf("b's host port answered on a: %q", got)
+		}
+	})
+
+	t.Run("agent b SIGKILLed and restarted", func(t *testing.T) {
+		e := e.in(t)
+		tapSeen = dcosVeths(t, b.host)
+		if len(tapSeen) != 1 {
+			t.Fatalf("veths of b's tasks: %v, want the server's", tapSeen)
+		}
+		syscall.Kill(b.proc.cmd.Process.Pid, syscall.SIGKILL) // dcosd only
+		<-b.proc.exited
+		if !alive(int(srv.GetPid())) {
+			t.Fatalf("server pid %d died with b's dcosd", srv.GetPid())
+		}
+		// The data path does not need the agent.
+		dialFromA(e, "while-b-is-down")
+
+		start("b")
+		e.eventually("the server re-adopted by b with its address", func() (bool, string) {
+			k := taskByID(e, srv.GetId())
+			return k.GetState() == pb.TaskState_TASK_STATE_RUNNING && k.GetPid() == srv.GetPid() && k.GetIp() == srv.GetIp() &&
+				len(k.GetPorts()) == 1 && k.GetPorts()[0].GetHostPort() == srv.GetPorts()[0].GetHostPort(), sprint(k)
+		})
+		dialFromA(e, "after-b-restarted")
+		if got, err := echoOnce(hostPortAddr); err != nil || got != srv.GetIp()+" got ping\n" {
+			t.Errorf("host port after the restart: %q, %v", got, err)
+		}
+
+		// No address handed out twice while in use.
+		k := runTask(e, "-c", "e2e=b", "--cpus", "0.1", "--mem", "32Mi", "--network", "bridge", "--", "sleep", "300")
+		taskIPs = append(taskIPs, k.GetIp())
+		ip, err := netip.ParseAddr(k.GetIp())
+		if k.GetAgentId() != b.id || err != nil || !b.subnet.Contains(ip) {
+			t.Fatalf("new task on b %v: want an address in %s", k, b.subnet)
+		}
+		for _, o := range listTasks(t, e.op()).GetTasks() {
+			if o.GetId() != k.GetId() && o.GetState() == pb.TaskState_TASK_STATE_RUNNING && o.GetIp() == k.GetIp() {
+				t.Errorf("new task %s got %s, which running task %s holds", k.GetId(), k.GetIp(), o.GetId())
+			}
+		}
+		tapSeen = append(tapSeen, dcosVeths(t, b.host)...)
+	})
+
+	t.Run("nothing left after revoke and stop", func(t *testing.T) {
+		e := e.in(t)
+		for _, al := range listAllocations(t, e.op()).GetAllocations() {
+			revoke(t, e.op(), al.GetId())
+		}
+		e.eventually("every task ended", func() (bool, string) {
+			for _, k := range listTasks(t, e.op()).GetTasks() {
+				if k.GetState() <= pb.TaskState_TASK_STATE_RUNNING {
+					return false, sprint(k)
+				}
+			}
+			return true, ""
+		})
+		for _, ag := range agents {
+			// The agent tore its tasks' networks down on their end; the
+			// kernel destroys a namespace (and the veth end in it) in the
+			// background once its last user is gone.
+			e.eventually("no task veth in "+ag.name, func() (bool, string) {
+				v := dcosVeths(t, ag.host)
+				return len(v) == 0, sprint(v)
+			})
+		}
+		for _, ag := range agents {
+			if !ag.proc.stop(15 * time.Second) {
+				t.Errorf("agent %s did not stop on SIGTERM", ag.name)
+			}
+		}
+		// Their plugin processes and the exec driver's supervisor (which
+		// exits once it holds no task) go too; so does the plugin process
+		// of b's SIGKILLed dcosd.
+		e.eventually("no process of the agents left", func() (bool, string) {
+			var left []string
+			for _, pid := range pidsWithArgUnder(e.path("agents")) {
+				left = append(left, fmt.Sprintf("%d (%s)", pid, cmdline(pid)))
+			}
+			return len(left) == 0, sprint(left)
+		})
+
+		for _, ag := range agents {
+			var peers []netip.Prefix
+			for _, o := range agents {
+				if o != ag {
+					peers = append(peers, o.subnet)
+				}
+			}
+			for _, l := range nodeLeftovers(t, ag.host, ag.subnet, peers, cidr, taskIPs) {
+				t.Errorf("host %s: %s", ag.name, l)
+			}
+		}
+		for _, l := range rootLeftovers(t, mh, e.dir, cidr, tapSeen) {
+			t.Errorf("root namespace: %s", l)
+		}
+	})
+}
+
+// mhAgentFlags are the flags of an agent in host h (the same at every
+// start).
+func mhAgentFlags(h *multihost.Host) []string {
+	return []string{"--resources", "cpus=2,mem=1Gi", "--network-driver", "bridge", "--underlay-ip", h.IP().String()}
+}
+
+// useKernel points dcosctl at the kernel at url with token, through a
+// client config in the env's dir.
+func (e *env) useKernel(url, token string) {
+	e.t.Helper()
+	cc := e.path("client.json")
+	b, _ := json.Marshal(map[string]string{"kernel": url, "token": token})
+	if err := os.WriteFile(cc, b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.ccPath = cc
+	e.mu.Unlock()
+}
+
+// freeClusterCIDR returns a random 10.X.0.0/16 (X from 128 to 223, clear
+// of the fixed ones other e2e tests use) that no route of the root
+// namespace overlaps, so that what the test finds in it is its own.
+func freeClusterCIDR(t *testing.T) netip.Prefix {
+	t.Helper()
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 64 {
+		var x [1]byte
+		rand.Read(x[:])
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 128 + x[0]%96, 0, 0}), 16)
+		free := true
+		for _, r := range routes {
+			if d, ok := prefixOf(r.Dst); ok && d.Bits() > 0 && d.Overlaps(p) {
+				free = false
+			}
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no free /16 among 10.128.0.0/16-10.223.0.0/16")
+	return netip.Prefix{}
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	bits, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), bits).Masked(), ok
+}
+
+// runToEnd runs `dcosctl run` with args and returns the task once it has
+// ended, however it ended.
+func runToEnd(e *env, args ...string) *pb.Task {
+	e.t.Helper()
+	out := e.mustCtl(append([]string{"run", "-o", "json"}, args...)...)
+	var res struct{ Task struct{ ID string } }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Task.ID == "" {
+		e.t.Fatalf("dcosctl run -o json: %v\n%s", err, out)
+	}
+	var task *pb.Task
+	e.eventually("task "+res.Task.ID+" ended", func() (bool, string) {
+		task = taskByID(e, res.Task.ID)
+		e.notePID(task.GetPid())
+		return task.GetState() > pb.TaskState_TASK_STATE_RUNNING, sprint(task)
+	})
+	return task
+}
+
+// sandboxOutput returns the stdout and stderr of task id, from whichever
+// agent's sandbox holds them.
+func sandboxOutput(e *env, id string) string {
+	var b strings.Builder
+	files, _ := filepath.Glob(e.path("agents", "*", "sandboxes", "*"+id+"*", "std*"))
+	for _, f := range files {
+		out, _ := os.ReadFile(f)
+		fmt.Fprintf(&b, "%s:\n%s\n", f, tail(string(out), 20))
+	}
+	return b.String()
+}
+
+// echoOnce sends "ping" to a tcpecho server at addr and returns its answer.
+func echoOnce(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintln(c, "ping"); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// dcosVeths returns the names of the veths named dcos* in host h.
+func dcosVeths(t *testing.T, h *multihost.Host) []string {
+	t.Helper()
+	nh, err := h.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	links, err := nh.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "veth" && strings.HasPrefix(l.Attrs().Name, "dcos") {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// nodeLeftovers lists what dcos left in host h, an agent's host whose
+// agent stopped, beyond the node's network that outlives dcosd by design
+// (docs/networking.md): the bridge (nodeBridge) holding only the gateway
+// of subnet, one VXLAN device, a route to each peer subnet through it,
+// and the node's nftables table — with no entry naming a task address.
+func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers []netip.Prefix, cidr netip.Prefix, taskIPs []string) []string {
+	t.Helper()
+	nh, err := h.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	var left []string
+	links, err := nh.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int]string{}
+	vxlans := 0
+	for _, l := range links {
+		name, typ := l.Attrs().Name, l.Type()
+		names[l.Attrs().Index] = name
+		switch {
+		case name == "lo" || name == "eth0": // the host's own
+		case name == nodeBridge && typ == "bridge":
+		case strings.HasPrefix(name, "dcos") && typ == "vxlan" && vxlans == 0:
+			vxlans++
+		default:
+			left = append(left, fmt.Sprintf("link %s (%s)", name, typ))
+		}
+	}
+	addrs, err := nh.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := subnet.Addr().Next()
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if !cidr.Contains(ip.Unmap()) {
+			continue
+		}
+		if ip.Unmap() != gw || names[a.LinkIndex] != nodeBridge {
+			left = append(left, fmt.Sprintf("address %s on %s", a.IPNet, names[a.LinkIndex]))
+		}
+	}
+	routes, err := nh.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		d, ok := prefixOf(r.Dst)
+		if !ok || d.Bits() == 0 || !d.Overlaps(cidr) {
+			continue
+		}
+		dev := names[r.LinkIndex]
+		switch {
+		case r.Table == unix.RT_TABLE_LOCAL && dev == nodeBridge && subnet.Contains(d.Addr()): // the gateway's local and broadcast
+		case r.Table == unix.RT_TABLE_MAIN && d == subnet && dev == nodeBridge:
+		case r.Table == unix.RT_TABLE_MAIN && slices.Contains(peers, d) && strings.HasPrefix(dev, "dcos") && dev != nodeBridge:
+		default:
+			left = append(left, fmt.Sprintf("route %s dev %s table %d", d, dev, r.Table))
+		}
+	}
+	out, err := h.Command("nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list ruleset in %s: %v\n%s", h.Name(), err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "table" && f[2] != nodeBridge {
+			left = append(left, "nftables "+strings.TrimSuffix(l, " {"))
+		}
+	}
+	for _, ip := range taskIPs {
+		if ip != "" && strings.Contains(string(out), ip) {
+			left = append(left, "nftables entry naming task address "+ip+":\n"+string(out))
+		}
+	}
+	return left
+}
+
+// rootLeftovers lists what the test's agents left in the root namespace
+// and its mounts: links they made (taps, by name), addresses and routes
+// in the test's cluster CIDR, namespace mounts under the test's dir, and
+// namespace files of the test network other than its hosts'.
+func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.Prefix, taps []string) []string {
+	t.Helper()
+	var left []string
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if slices.Contains(taps, l.Attrs().Name) {
+			left = append(left, "link "+l.Attrs().Name)
+		}
+	}
+	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && p.Overlaps(cidr) {
+			left = append(left, "address "+a.IPNet.String())
+		}
+	}
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if d, ok := prefixOf(r.Dst); ok && d.Bits() > 0 && d.Overlaps(cidr) {
+			left = append(left, "route "+d.String())
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+string(filepath.Separator)) {
+			left = append(left, "mount "+f[4])
+		}
+	}
+	var ours []string
+	for _, h := range mh.Hosts() {
+		ours = append(ours, h.NetnsPath())
+	}
+	files, _ := filepath.Glob(filepath.Join(multihost.NetnsDir, "*"))
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), mh.Name()) && !slices.Contains(ours, f) {
+			left = append(left, "namespace "+f)
+		}
+	}
+	return left
+}

@@ -9,6 +9,10 @@
 // leaves the machine as it found it: daemons are stopped (SIGTERM, then
 // SIGKILL) and the task processes they started are killed.
 //
+// Multi-host tests (multihost_test.go) run each agent in a host of
+// e2e/multihost, a network namespace of its own on a test bridge, with
+// the kernel in the root namespace (docs/testing.md).
+//
 // Run with:
 //
 //	go test ./e2e -count=1

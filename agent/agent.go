@@ -85,6 +85,15 @@ type Config struct {
 	// the caller, who also closes it after Run returns); nil runs tasks
 	// without network counters.
 	Net *ebpf.Accounting
+	// Storage names the storage driver that gives each task its sandbox
+	// (of the task's disk_bytes); the plugin host must serve it (a
+	// Storage(name) method). Empty: plain directories under DataDir, no
+	// size enforced.
+	Storage string
+	// SandboxRetention is how long a storage driver's sandbox is kept
+	// after its task ended (for its stdout and stderr); zero removes it at
+	// once.
+	SandboxRetention time.Duration
 	// UsageInterval is how often the tasks' usage is sampled and sent with
 	// a heartbeat; zero means DefaultUsageInterval. Heartbeats in between
 	// carry no usage.
@@ -120,6 +129,8 @@ type Agent struct {
 	underlay      string
 	hostPorts     string
 	net           *ebpf.Accounting
+	storage       string // storage driver name
+	retention     time.Duration
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
 
@@ -136,6 +147,9 @@ type Agent struct {
 
 	registered     chan struct{} // closed after the first registration
 	registeredOnce sync.Once
+
+	retainMu sync.Mutex
+	retained map[string]*contract.Sandbox // ended tasks' sandboxes kept for the retention
 
 	mu          sync.Mutex
 	id          string
@@ -194,6 +208,8 @@ func New(cfg Config) (*Agent, error) {
 		underlay:    cfg.UnderlayIP,
 		hostPorts:   cfg.HostPorts,
 		net:         cfg.Net,
+		storage:     cfg.Storage,
+		retention:   cfg.SandboxRetention,
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 		caps:        map[string]*contract.Capabilities{},
 

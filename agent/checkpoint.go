@@ -43,6 +43,9 @@ type checkpoint struct {
 	// (handed back to the driver's Recover after a restart).
 	Network string                  `json:"network,omitempty"`
 	Net     *contract.NetworkStatus `json:"net,omitempty"`
+	// Storage is the sandbox the storage driver prepared (with its
+	// mounts), handed back to its Recover after a restart.
+	Storage *contract.Sandbox `json:"storage,omitempty"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

@@ -71,6 +71,9 @@ type task struct {
 	network   string
 	wantPorts []*syscallsv1.PortMapping
 	net       *contract.NetworkStatus
+
+	// Storage (storage.go): the sandbox from the storage driver, or nil.
+	storage *contract.Sandbox
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
@@ -88,7 +91,7 @@ func (t *task) checkpoint() checkpoint {
 	return checkpoint{
 		TaskID: t.id, AllocationID: t.allocID, PID: t.pid, Sandbox: t.sandbox,
 		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits, NetCgroup: t.netDir,
-		Network: t.network, Net: t.net,
+		Network: t.network, Net: t.net, Storage: t.storage,
 	}
 }
 
@@ -108,8 +111,8 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	if tk.driver == "" {
 		tk.driver = DefaultDriver
 	}
-	if validTaskID(id) == nil {
-		tk.sandbox = filepath.Join(a.sandboxDir, id)
+	if validTaskID(id) == nil && a.storage == "" {
+		tk.sandbox = filepath.Join(a.sandboxDir, id) // else the storage driver's
 	}
 	a.tasks[id] = tk
 	a.mu.Unlock()
@@ -130,9 +133,19 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 
 // start runs tk through its isolator and driver and reports the outcome.
 func (a *Agent) start(tk *task, t *syscallsv1.Task) {
-	cfg, err := a.taskConfig(t, tk.sandbox)
+	err := validTaskID(t.GetId())
+	if err == nil {
+		err = a.prepareStorage(tk, t)
+	}
+	var cfg *contract.TaskConfig
+	if err == nil {
+		cfg, err = a.taskConfig(t, tk.sandbox)
+	}
 	if err == nil {
 		err = a.startTask(tk, cfg)
+	}
+	if err != nil {
+		a.releaseStorage(tk, true)
 	}
 	a.metrics.started(err)
 	if err != nil {
@@ -462,6 +475,7 @@ func (a *Agent) lost(tk *task, reason string) {
 // (all idempotent).
 func (a *Agent) release(tk *task) {
 	a.netDetach(tk)
+	defer a.releaseStorage(tk, false) // after the driver let go of the task's files
 	defer a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
 	defer cancel()
@@ -601,7 +615,7 @@ func (a *Agent) recover() error {
 	for _, cp := range cps {
 		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
 			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup,
-			network: cp.Network, net: cp.Net, exited: make(chan struct{})}
+			network: cp.Network, net: cp.Net, storage: cp.Storage, exited: make(chan struct{})}
 		a.mu.Lock()
 		a.tasks[tk.id] = tk
 		a.mu.Unlock()
@@ -615,6 +629,7 @@ func (a *Agent) recover() error {
 		live = append(live, tk)
 	}
 	a.recoverIsolation()
+	a.recoverStorage()
 	a.netRecover(live)
 	a.recoverNetwork(live)
 	for _, tk := range live {
@@ -664,6 +679,9 @@ func (a *Agent) PluginRestarted(kind, name string) {
 	}
 	if kind == contract.KindIsolator && name == a.isolator && a.ctx != nil && a.ctx.Err() == nil {
 		a.recoverIsolation()
+	}
+	if kind == contract.KindStorage && name == a.storage && a.ctx != nil && a.ctx.Err() == nil {
+		a.recoverStorage()
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/dcos-kernel/dcos/agent"
 	"github.com/dcos-kernel/dcos/drivers/execdriver"
 	"github.com/dcos-kernel/dcos/drivers/net/bridge"
+	"github.com/dcos-kernel/dcos/drivers/storage"
 	"github.com/dcos-kernel/dcos/ebpf"
 	isocgroups "github.com/dcos-kernel/dcos/isolators/cgroups"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -33,6 +34,7 @@ const (
 	builtinDriver   = "exec"
 	builtinIsolator = "cgroups"
 	builtinNet      = "bridge"
+	builtinStorage  = "local"
 	builtinGroup    = "builtin"
 )
 
@@ -44,6 +46,10 @@ var pluginFlags = []cli.Flag{
 	&cli.StringFlag{Name: "bridge", Value: "dcos0", Usage: "the bridge driver's bridge; its VXLAN device is BRIDGE-vx"},
 	&cli.IntFlag{Name: "vxlan-port", Value: 4789, Usage: "UDP port of the overlay between agents (every agent must agree)"},
 	&cli.StringFlag{Name: "underlay-ip", Usage: "this node's address for the overlay (default: the source address of the default route)"},
+	&cli.StringFlag{Name: "storage-driver", Value: "none", Usage: "storage driver for task sandboxes (sized by the task's disk) and volumes: local or none (local needs root)"},
+	&cli.StringFlag{Name: "storage-enforcement", Usage: "how the local storage driver enforces sizes: quota, loop or none (default: quota where the filesystem has project quotas, else loop)"},
+	&cli.StringSliceFlag{Name: "host-volume", Usage: "a host path tasks may mount, NAME=/PATH[,ro] (repeatable; local storage driver)"},
+	&cli.DurationFlag{Name: "sandbox-retention", Usage: "how long a task's sandbox is kept after it ended (local storage driver); a restart of the agent ends it"},
 	&cli.StringFlag{Name: "bpf-pin-dir", Usage: "bpffs directory of this agent's network counters, kept across restarts (default /sys/fs/bpf/dcos/agent-HASH, HASH from the data dir)"},
 	&cli.StringFlag{Name: "cgroup-parent", Usage: "cgroup the task cgroups go beneath, one per agent: absolute (/dcos) or relative to the agent's own cgroup (default dcos-tasks/agent-HASH, HASH from the data dir)"},
 }
@@ -112,12 +118,37 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 	default:
 		return nil, nil, fmt.Errorf("--network-driver %q: want bridge or none", nd)
 	}
+	switch sd := c.String("storage-driver"); sd {
+	case "none":
+	case builtinStorage:
+		if os.Geteuid() != 0 {
+			log.Warn("task sandboxes are plain directories without a size limit: the local storage driver needs root")
+			break
+		}
+		cmd = append(cmd, "--storage", builtinStorage)
+		if e := c.String("storage-enforcement"); e != "" {
+			cmd = append(cmd, "--storage-enforcement", e)
+		}
+		for _, hv := range c.StringSlice("host-volume") {
+			if _, _, err := storage.ParseHostVolume(hv); err != nil {
+				return nil, nil, fmt.Errorf("--host-volume: %w", err)
+			}
+			cmd = append(cmd, "--host-volume", hv)
+		}
+		cfg.Storage = builtinStorage
+		cfg.SandboxRetention = c.Duration("sandbox-retention")
+	default:
+		return nil, nil, fmt.Errorf("--storage-driver %q: want local or none", sd)
+	}
 	builtins := []host.Builtin{{Name: builtinDriver, Kind: contract.KindDriver, Cmd: cmd, Group: builtinGroup}}
 	if cfg.Isolator != "" {
 		builtins = append(builtins, host.Builtin{Name: builtinIsolator, Kind: contract.KindIsolator, Cmd: cmd, Group: builtinGroup})
 	}
 	if cfg.Network != "" {
 		builtins = append(builtins, host.Builtin{Name: builtinNet, Kind: contract.KindNet, Cmd: cmd, Group: builtinGroup})
+	}
+	if cfg.Storage != "" {
+		builtins = append(builtins, host.Builtin{Name: builtinStorage, Kind: contract.KindStorage, Cmd: cmd, Group: builtinGroup})
 	}
 	var a *agent.Agent
 	h, err := host.New(host.Config{
@@ -224,6 +255,9 @@ func pluginCommand() *cli.Command {
 					&cli.StringFlag{Name: "net", Usage: "also serve this net driver: bridge (default: none)"},
 					&cli.StringFlag{Name: "bridge", Usage: "the bridge driver's bridge"},
 					&cli.IntFlag{Name: "vxlan-port", Usage: "the bridge driver's VXLAN port"},
+					&cli.StringFlag{Name: "storage", Usage: "also serve this storage driver: local (default: none)"},
+					&cli.StringFlag{Name: "storage-enforcement", Usage: "the local storage driver's enforcement: quota, loop or none (default: chosen)"},
+					&cli.StringSliceFlag{Name: "host-volume", Usage: "a host volume of the local storage driver, NAME=/PATH[,ro]"},
 				},
 				Action: func(c *cli.Context) error {
 					env := host.MemberStateDirEnv(contract.KindDriver, builtinDriver)
@@ -273,6 +307,25 @@ func pluginCommand() *cli.Command {
 						}
 						defer nd.Close()
 						impls[contract.KindNet] = nd
+					}
+					if st := c.String("storage"); st != "" {
+						if st != builtinStorage {
+							return fmt.Errorf("plugin %s: --storage %q: want %s or nothing", builtinGroup, st, builtinStorage)
+						}
+						hvs := map[string]storage.HostVolume{}
+						for _, s := range c.StringSlice("host-volume") {
+							name, hv, err := storage.ParseHostVolume(s)
+							if err != nil {
+								return err
+							}
+							hvs[name] = hv
+						}
+						sd, err := storage.New(storage.Config{StateDir: os.Getenv(host.MemberStateDirEnv(contract.KindStorage, builtinStorage)),
+							Enforcement: storage.Enforcement(c.String("storage-enforcement")), HostVolumes: hvs, Logger: logger(c)})
+						if err != nil {
+							return err
+						}
+						impls[contract.KindStorage] = sd
 					}
 					return servePlugins(impls)
 				},

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dcos-kernel/dcos/plugins/contract"
+	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Task storage: with a storage driver (Config.Storage), each task's sandbox
+// comes from the driver before the task starts, limited to the task's
+// disk_bytes (0: unlimited); its working dir, stdout and stderr live
+// there. The sandbox is checkpointed with the task and handed back to the
+// driver's Recover after a restart (which also removes the sandboxes of
+// tasks the agent no longer knows). Once the task has ended, the sandbox
+// is removed after Config.SandboxRetention; a restart of the agent ends
+// the retention early. Without a storage driver the agent makes a plain
+// directory per task under its data dir and never removes it.
+
+// storagePlugins is the optional part of Plugins that serves storage
+// drivers (the plugin host does).
+type storagePlugins interface {
+	Storage(name string) (contract.StorageDriver, error)
+}
+
+func (a *Agent) storageDriver() (contract.StorageDriver, error) {
+	sp, ok := a.plugins.(storagePlugins)
+	if !ok {
+		return nil, fmt.Errorf("storage driver %q: the plugin host serves no storage drivers", a.storage)
+	}
+	return sp.Storage(a.storage)
+}
+
+// prepareStorage gets tk's sandbox from the storage driver, if the agent
+// has one, and records it in tk.
+func (a *Agent) prepareStorage(tk *task, t *syscallsv1.Task) error {
+	if a.storage == "" {
+		return nil
+	}
+	sd, err := a.storageDriver()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
+	defer cancel()
+	sb, err := sd.PrepareSandbox(ctx, tk.id, t.GetResources().GetDiskBytes())
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	a.mu.Lock()
+	tk.sandbox, tk.storage = sb.Path, sb
+	a.mu.Unlock()
+	return nil
+}
+
+// releaseStorage removes tk's sandbox now (failed starts, retention 0) or
+// after the retention.
+func (a *Agent) releaseStorage(tk *task, now bool) {
+	a.mu.Lock()
+	sb := tk.storage
+	a.mu.Unlock()
+	if sb == nil {
+		return
+	}
+	if now || a.retention <= 0 {
+		a.cleanupSandbox(sb.ContainerID)
+		return
+	}
+	a.retainMu.Lock()
+	defer a.retainMu.Unlock()
+	if a.retained == nil {
+		a.retained = map[string]*contract.Sandbox{}
+	}
+	a.retained[sb.ContainerID] = sb
+	time.AfterFunc(a.retention, func() {
+		a.retainMu.Lock()
+		_, ok := a.retained[sb.ContainerID]
+		delete(a.retained, sb.ContainerID)
+		a.retainMu.Unlock()
+		if ok && a.ctx.Err() == nil {
+			a.cleanupSandbox(sb.ContainerID)
+		}
+	})
+}
+
+func (a *Agent) cleanupSandbox(id string) {
+	sd, err := a.storageDriver()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
+		defer cancel()
+		err = sd.CleanupSandbox(ctx, id)
+	}
+	if err != nil {
+		a.log.Warn("cannot remove the task's sandbox", "task", id, "err", err)
+	}
+}
+
+// recoverStorage hands the sandboxes of live tasks (and of ended tasks
+// still retained) to the storage driver, which removes the others.
+func (a *Agent) recoverStorage() {
+	if a.storage == "" {
+		return
+	}
+	sd, err := a.storageDriver()
+	if err != nil {
+		a.log.Error("storage driver unavailable; cannot recover sandboxes", "driver", a.storage, "err", err)
+		return
+	}
+	var sbs []contract.Sandbox
+	a.mu.Lock()
+	for _, tk := range a.tasks {
+		if tk.storage != nil && tk.state != taskExited {
+			sbs = append(sbs, *tk.storage)
+		}
+	}
+	a.mu.Unlock()
+	a.retainMu.Lock()
+	for _, sb := range a.retained {
+		sbs = append(sbs, *sb)
+	}
+	a.retainMu.Unlock()
+	ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
+	defer cancel()
+	if err := sd.Recover(ctx, sbs); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Error("storage driver could not recover sandboxes", "driver", a.storage, "err", err)
+	}
+}

@@ -10,6 +10,7 @@ type Changes struct {
 	Agents      map[string]*pb.Agent
 	Allocations map[string]*pb.Allocation
 	Tasks       map[string]*pb.Task
+	Volumes     map[string]*pb.Volume // by name
 	Events      []*pb.Event
 	// Seq is the id sequence after this batch.
 	Seq uint64
@@ -24,10 +25,11 @@ func newChanges() *Changes {
 		Agents:      map[string]*pb.Agent{},
 		Allocations: map[string]*pb.Allocation{},
 		Tasks:       map[string]*pb.Task{},
+		Volumes:     map[string]*pb.Volume{},
 	}
 }
 
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
-	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Events) == 0 && c.Policies == nil
+	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.Events) == 0 && c.Policies == nil
 }

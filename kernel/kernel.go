@@ -285,6 +285,9 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 	var live []*pb.Allocation
 	resp := &pb.AllocateResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		if _, err := t.checkVolumeClaims(p, req); err != nil {
+			return err
+		}
 		live = t.Allocate(p, req, now, c)
 		return nil
 	}, func(*Table) {
@@ -423,6 +426,27 @@ func (k *Kernel) ListTasks(_ context.Context, p Principal, req *pb.ListTasksRequ
 	return &pb.ListTasksResponse{Tasks: k.table.Tasks(p, req.GetAllocationId(), req.GetAgentId()), Revision: k.table.Revision()}
 }
 
+// ListVolumes lists the volumes p may see.
+func (k *Kernel) ListVolumes(_ context.Context, p Principal, req *pb.ListVolumesRequest) *pb.ListVolumesResponse {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return &pb.ListVolumesResponse{Volumes: k.table.Volumes(p, req.GetAgentId())}
+}
+
+// DestroyVolume destroys a volume; see Table.DestroyVolume.
+func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.DestroyVolumeRequest) (*pb.DestroyVolumeResponse, error) {
+	if !volumeNameRE.MatchString(req.GetName()) {
+		return nil, fieldError("name", "want [a-z0-9][a-z0-9._-]*, at most 63 bytes, got %q", clip(req.GetName()))
+	}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		return t.DestroyVolume(p, req.GetName(), now, c)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.DestroyVolumeResponse{Revision: rev}, nil
+}
+
 // Watch streams the events p may see after req.AfterRevision (0: from
 // now), filtered by req, until ctx ends or send fails. A compacted
 // revision is a FailedPrecondition *Error carrying a ResyncError.
@@ -473,6 +497,8 @@ func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *
 		owner, agent = e.GetAllocation().GetOwner(), e.GetAllocation().GetAgentId()
 	case e.GetAgent() != nil:
 		agent = e.GetAgent().GetId()
+	case e.GetVolume() != nil:
+		owner, agent = e.GetVolume().GetOwner(), e.GetVolume().GetAgentId()
 	}
 	if owner != "" && p.Role == RoleFramework && owner != p.Name {
 		return false

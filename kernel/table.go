@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -31,6 +32,7 @@ type Table struct {
 	plugins    map[string][]*pb.PluginInfo    // agent id → its plugins (memory only)
 	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
 	usageNew   map[string]bool                // task ids with a sample not yet in a TASK_USAGE event
+	volumes    map[string]*pb.Volume          // by name (volumes.go)
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
@@ -76,6 +78,7 @@ func NewTable() *Table {
 		plugins:    map[string][]*pb.PluginInfo{},
 		usage:      map[string]*pb.TaskUsage{},
 		usageNew:   map[string]bool{},
+		volumes:    map[string]*pb.Volume{},
 		cidr:       DefaultClusterCIDR,
 		subnets:    map[netip.Prefix]bool{},
 	}
@@ -86,6 +89,7 @@ type State struct {
 	Agents      []*pb.Agent
 	Allocations []*pb.Allocation
 	Tasks       []*pb.Task
+	Volumes     []*pb.Volume
 	Seq         uint64
 	Revision    int64
 	Policies    PolicyState
@@ -111,6 +115,12 @@ func Restore(s *State, now time.Time) *Table {
 	for _, k := range s.Tasks {
 		t.tasks[k.GetId()] = k
 		t.linkTask(k)
+	}
+	for _, v := range s.Volumes {
+		t.volumes[v.GetName()] = v
+		if v.GetAgentId() != "" { // placed: it holds its disk
+			t.used[v.GetAgentId()] = t.used[v.GetAgentId()].Add(Resources{Disk: v.GetSizeBytes()})
+		}
 	}
 	for id, a := range t.agents {
 		a.Allocated = t.used[id].Proto()
@@ -184,6 +194,9 @@ func (t *Table) Allocate(p Principal, r *pb.AllocateRequest, now time.Time, c *C
 		c.Allocations[a.Id] = a
 		out[i] = a
 	}
+	if len(r.GetVolumes()) > 0 { // checked: one instance
+		t.claimVolumes(p, r, out[0], now, c)
+	}
 	c.cycle = true
 	return out
 }
@@ -234,6 +247,10 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		}
 	}
 	share.Ports = int64(len(mine))
+	vols, err := t.launchVolumes(a, r.GetVolumes())
+	if err != nil {
+		return nil, err
+	}
 	k := &pb.Task{
 		Id:           t.nextID("t-", c),
 		AllocationId: a.GetId(),
@@ -248,6 +265,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		DriverConfig: r.GetDriverConfig(),
 		Network:      network,
 		Ports:        ports,
+		Volumes:      vols,
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -370,6 +388,7 @@ func (t *Table) revokeAllocation(a *pb.Allocation, reason string, now time.Time,
 		t.release(a.GetAgentId(), FromProto(a.GetResources()), c)
 		t.releasePorts(a.GetAgentId(), a.GetId())
 	}
+	t.unclaimVolumes(a, c)
 	a.State, a.RevokeReason = pb.AllocationState_ALLOCATION_STATE_REVOKED, reason
 	c.Allocations[a.GetId()] = nil
 	e := event(pb.EventKind_EVENT_KIND_ALLOCATION_REVOKED, now, reason)
@@ -442,7 +461,13 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	rng, _ := ParsePortRange(r.GetHostPorts()) // validated
 	total := FromProto(r.GetResources())
 	total.Ports = rng.Size()
-	g.Hostname, g.Labels, g.Total, g.HostPorts = r.GetHostname(), r.GetLabels(), total.Proto(), rng.String()
+	labels := maps.Clone(r.GetLabels())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[AgentLabel] = id // what pins a volume's claims to its agent
+	g.Hostname, g.Labels, g.Total, g.HostPorts = r.GetHostname(), labels, total.Proto(), rng.String()
+	t.adoptVolumes(id, r.GetVolumes(), now, c)
 	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
@@ -676,6 +701,7 @@ func (t *Table) grant(a *pb.Allocation, agentID string, now time.Time, c *Change
 	r := FromProto(a.GetResources())
 	a.HostPorts = t.pickPorts(agentID, a.GetId(), r.Ports)
 	t.used[agentID] = t.used[agentID].Add(r)
+	t.grantVolumes(a, agentID, now, c)
 	g := t.agents[agentID]
 	g.Allocated = t.used[agentID].Proto()
 	c.Agents[agentID] = g

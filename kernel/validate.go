@@ -130,6 +130,9 @@ func ValidateAllocate(r *pb.AllocateRequest) error {
 	if err := validateConstraints(r.GetConstraints()); err != nil {
 		return err
 	}
+	if err := validateVolumeClaims(r); err != nil {
+		return err
+	}
 	if r.LeaseTtl != nil {
 		if err := r.LeaseTtl.CheckValid(); err != nil {
 			return fieldError("lease_ttl", "%v", err)
@@ -176,6 +179,9 @@ func validateConstraints(cs []*pb.Constraint) error {
 func ValidateLaunch(r *pb.LaunchRequest) error {
 	if r.GetAllocationId() == "" {
 		return fieldError("allocation_id", "required")
+	}
+	if err := validateVolumeMounts(r.GetVolumes()); err != nil {
+		return err
 	}
 	if len(r.GetAllocationId()) > MaxStringLen {
 		return fieldError("allocation_id", "longer than %d", MaxStringLen)
@@ -352,6 +358,14 @@ func ValidateRegister(r *pb.RegisterAgentRequest) error {
 	}
 	if len(r.GetLabels()) > MaxLabels {
 		return fieldError("labels", "at most %d, got %d", MaxLabels, len(r.GetLabels()))
+	}
+	if len(r.GetVolumes()) > MaxIDs {
+		return fieldError("volumes", "at most %d, got %d", MaxIDs, len(r.GetVolumes()))
+	}
+	for i, v := range r.GetVolumes() {
+		if s := v.GetSizeBytes(); s < 0 || s > MaxBytes || len(v.GetRole()) > MaxStringLen || len(v.GetOwner()) > MaxStringLen {
+			return fieldError(fmt.Sprintf("volumes[%d]", i), "bad size, role or owner")
+		}
 	}
 	for k, v := range r.GetLabels() {
 		if err := validateName("labels", k, true); err != nil {

@@ -52,6 +52,8 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelPolicyListProcedure:       {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelPolicyUseProcedure:        {kernel.RoleOperator},
 	syscallsv1connect.KernelPolicyRollbackProcedure:   {kernel.RoleOperator},
+	syscallsv1connect.KernelListVolumesProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelDestroyVolumeProcedure:    {kernel.RoleOperator, kernel.RoleFramework},
 }
 
 // Handler returns the HTTP handler for k: the Kernel service (Connect,
@@ -257,6 +259,16 @@ func (s *Server) ListAllocations(ctx context.Context, r *connect.Request[pb.List
 // ListTasks implements syscallsv1connect.KernelHandler.
 func (s *Server) ListTasks(ctx context.Context, r *connect.Request[pb.ListTasksRequest]) (*connect.Response[pb.ListTasksResponse], error) {
 	return reply(s.k.ListTasks(ctx, principal(ctx), r.Msg), nil)
+}
+
+// ListVolumes implements syscallsv1connect.KernelHandler.
+func (s *Server) ListVolumes(ctx context.Context, r *connect.Request[pb.ListVolumesRequest]) (*connect.Response[pb.ListVolumesResponse], error) {
+	return reply(s.k.ListVolumes(ctx, principal(ctx), r.Msg), nil)
+}
+
+// DestroyVolume implements syscallsv1connect.KernelHandler.
+func (s *Server) DestroyVolume(ctx context.Context, r *connect.Request[pb.DestroyVolumeRequest]) (*connect.Response[pb.DestroyVolumeResponse], error) {
+	return reply(s.k.DestroyVolume(ctx, principal(ctx), r.Msg))
 }
 
 // PolicyLoad implements syscallsv1connect.KernelHandler.

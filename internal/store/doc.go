@@ -2,7 +2,7 @@
 // event log: it implements kernel.Store over a clientv3 client, and starts
 // an embedded single-member etcd when no external cluster is given.
 //
-// Layout under the prefix (default "/dcos/"): agents/<id>, allocations/<id>,
+// Layout under the prefix (default "/dcos/"): agents/<id>, allocations/<id>, volumes/<name>,
 // tasks/<id> hold protobuf-encoded syscall messages; meta/seq the id
 // sequence; events the events of the last transaction (length-delimited
 // Events), so that the event log is etcd's own revision history and a Watch

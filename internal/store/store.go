@@ -77,6 +77,10 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 			m := &pb.Task{}
 			err = proto.Unmarshal(kv.Value, m)
 			st.Tasks = append(st.Tasks, m)
+		case "volumes":
+			m := &pb.Volume{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Volumes = append(st.Volumes, m)
 		case "meta":
 			if rest == "meta/seq" {
 				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
@@ -103,6 +107,9 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if err == nil {
 		ops, err = appendOps(ops, s, "tasks", c.Tasks)
+	}
+	if err == nil {
+		ops, err = appendOps(ops, s, "volumes", c.Volumes)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store commit: %w", err)

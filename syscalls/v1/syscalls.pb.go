@@ -225,21 +225,27 @@ const (
 	// owner and usage). Rate-limited: at most one per task per usage event
 	// interval (10 s by default), and only when a new sample arrived.
 	EventKind_EVENT_KIND_TASK_USAGE EventKind = 9
+	// VOLUME_CREATED: a persistent volume was placed on an agent (volume is
+	// set). VOLUME_DESTROYED: it was destroyed; its agent deletes its data.
+	EventKind_EVENT_KIND_VOLUME_CREATED   EventKind = 30
+	EventKind_EVENT_KIND_VOLUME_DESTROYED EventKind = 31
 )
 
 // Enum value maps for EventKind.
 var (
 	EventKind_name = map[int32]string{
-		0: "EVENT_KIND_UNSPECIFIED",
-		1: "EVENT_KIND_ALLOCATION_GRANTED",
-		2: "EVENT_KIND_ALLOCATION_REVOKED",
-		3: "EVENT_KIND_TASK_STATE",
-		4: "EVENT_KIND_AGENT_REGISTERED",
-		5: "EVENT_KIND_AGENT_LOST",
-		6: "EVENT_KIND_ALLOCATION_PENDING",
-		7: "EVENT_KIND_POLICY_SWAPPED",
-		8: "EVENT_KIND_POLICY_FAILED",
-		9: "EVENT_KIND_TASK_USAGE",
+		0:  "EVENT_KIND_UNSPECIFIED",
+		1:  "EVENT_KIND_ALLOCATION_GRANTED",
+		2:  "EVENT_KIND_ALLOCATION_REVOKED",
+		3:  "EVENT_KIND_TASK_STATE",
+		4:  "EVENT_KIND_AGENT_REGISTERED",
+		5:  "EVENT_KIND_AGENT_LOST",
+		6:  "EVENT_KIND_ALLOCATION_PENDING",
+		7:  "EVENT_KIND_POLICY_SWAPPED",
+		8:  "EVENT_KIND_POLICY_FAILED",
+		9:  "EVENT_KIND_TASK_USAGE",
+		30: "EVENT_KIND_VOLUME_CREATED",
+		31: "EVENT_KIND_VOLUME_DESTROYED",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":        0,
@@ -252,6 +258,8 @@ var (
 		"EVENT_KIND_POLICY_SWAPPED":     7,
 		"EVENT_KIND_POLICY_FAILED":      8,
 		"EVENT_KIND_TASK_USAGE":         9,
+		"EVENT_KIND_VOLUME_CREATED":     30,
+		"EVENT_KIND_VOLUME_DESTROYED":   31,
 	}
 )
 
@@ -690,7 +698,9 @@ type Task struct {
 	Ip string `protobuf:"bytes,21,opt,name=ip,proto3" json:"ip,omitempty"`
 	// ports are the port mappings, with the host ports the kernel assigned at
 	// Launch (see PortRequest), then as the agent reports it set them up.
-	Ports         []*PortMapping `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortMapping `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
+	// volumes mounted into its sandbox (role and size set by the kernel).
+	Volumes       []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -875,6 +885,13 @@ func (x *Task) GetIp() string {
 func (x *Task) GetPorts() []*PortMapping {
 	if x != nil {
 		return x.Ports
+	}
+	return nil
+}
+
+func (x *Task) GetVolumes() []*VolumeMount {
+	if x != nil {
+		return x.Volumes
 	}
 	return nil
 }
@@ -1439,6 +1456,431 @@ func (x *Agent) GetHostPorts() string {
 	return ""
 }
 
+// VolumeClaim asks for a persistent volume in an Allocate (count must be
+// 1). A volume of that name that exists must be of the request's role and
+// free: the allocation claims it and is placed on its agent (the kernel adds
+// the constraint dcos.agent EQUALS <agent id>; every agent carries that
+// label). Otherwise a new volume of size_bytes (at least 4 MiB) is created
+// on the agent the allocation is granted on: its size is part of the
+// request's disk for placement, then held by the volume until it is
+// destroyed (the allocation's own resources exclude it).
+type VolumeClaim struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name: [a-z0-9][a-z0-9._-]*, at most 63 bytes; unique in the cluster.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SizeBytes     int64  `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeClaim) Reset() {
+	*x = VolumeClaim{}
+	mi := &file_v1_syscalls_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeClaim) ProtoMessage() {}
+
+func (x *VolumeClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeClaim.ProtoReflect.Descriptor instead.
+func (*VolumeClaim) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *VolumeClaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeClaim) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+// Volume is a persistent volume: disk on one agent that outlives its tasks
+// and allocations, owned by a role.
+type Volume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role  string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// agent_id is the agent that holds it; empty until the allocation that
+	// creates it is granted.
+	AgentId   string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	SizeBytes int64  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// allocation_id is the live allocation that claims it; empty when free.
+	AllocationId string `protobuf:"bytes,5,opt,name=allocation_id,json=allocationId,proto3" json:"allocation_id,omitempty"`
+	// owner is the principal that created it.
+	Owner         string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_v1_syscalls_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Volume) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Volume) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Volume) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Volume) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Volume) GetAllocationId() string {
+	if x != nil {
+		return x.AllocationId
+	}
+	return ""
+}
+
+func (x *Volume) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Volume) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+// VolumeMount mounts a volume into a task's sandbox.
+type VolumeMount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name of a persistent volume the task's allocation claims, or, with
+	// host, of a host volume declared on the agent (--host-volume).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// path is the mount point, relative to the sandbox (e.g. "data").
+	Path     string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	ReadOnly bool   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	Host     bool   `protobuf:"varint,4,opt,name=host,proto3" json:"host,omitempty"`
+	// role and size_bytes of a persistent volume, set by the kernel.
+	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	SizeBytes     int64  `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeMount) Reset() {
+	*x = VolumeMount{}
+	mi := &file_v1_syscalls_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeMount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeMount) ProtoMessage() {}
+
+func (x *VolumeMount) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeMount.ProtoReflect.Descriptor instead.
+func (*VolumeMount) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *VolumeMount) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeMount) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *VolumeMount) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *VolumeMount) GetHost() bool {
+	if x != nil {
+		return x.Host
+	}
+	return false
+}
+
+func (x *VolumeMount) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *VolumeMount) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+type ListVolumesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent_id filter.
+	AgentId       string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListVolumesRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type DestroyVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroyVolumeRequest) Reset() {
+	*x = DestroyVolumeRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyVolumeRequest) ProtoMessage() {}
+
+func (x *DestroyVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyVolumeRequest.ProtoReflect.Descriptor instead.
+func (*DestroyVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DestroyVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DestroyVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroyVolumeResponse) Reset() {
+	*x = DestroyVolumeResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyVolumeResponse) ProtoMessage() {}
+
+func (x *DestroyVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyVolumeResponse.ProtoReflect.Descriptor instead.
+func (*DestroyVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DestroyVolumeResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type AllocateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// resources per instance.
@@ -1449,14 +1891,16 @@ type AllocateRequest struct {
 	Priority    int32         `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
 	Constraints []*Constraint `protobuf:"bytes,5,rep,name=constraints,proto3" json:"constraints,omitempty"`
 	// lease_ttl, if set, makes the allocations expire unless kept alive.
-	LeaseTtl      *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_ttl,json=leaseTtl,proto3" json:"lease_ttl,omitempty"`
+	LeaseTtl *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_ttl,json=leaseTtl,proto3" json:"lease_ttl,omitempty"`
+	// volumes to claim or create (see VolumeClaim); at most 16.
+	Volumes       []*VolumeClaim `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1912,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1925,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AllocateRequest) GetResources() *Resources {
@@ -1526,6 +1970,13 @@ func (x *AllocateRequest) GetLeaseTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *AllocateRequest) GetVolumes() []*VolumeClaim {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
 type AllocateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// allocations: one per instance, GRANTED or PENDING.
@@ -1540,7 +1991,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +2003,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +2016,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AllocateResponse) GetAllocations() []*Allocation {
@@ -1608,14 +2059,16 @@ type LaunchRequest struct {
 	// (the task's own namespace with an address from the agent's subnet).
 	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
 	// ports to publish on the agent (at most 128; see PortRequest).
-	Ports         []*PortRequest `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortRequest `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
+	// volumes to mount into the task's sandbox (at most 16).
+	Volumes       []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
 	*x = LaunchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +2080,7 @@ func (x *LaunchRequest) String() string {
 func (*LaunchRequest) ProtoMessage() {}
 
 func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +2093,7 @@ func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchRequest.ProtoReflect.Descriptor instead.
 func (*LaunchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LaunchRequest) GetAllocationId() string {
@@ -1713,6 +2166,13 @@ func (x *LaunchRequest) GetPorts() []*PortRequest {
 	return nil
 }
 
+func (x *LaunchRequest) GetVolumes() []*VolumeMount {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
 type LaunchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -1723,7 +2183,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +2195,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +2208,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -1782,7 +2242,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2254,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2267,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -1850,14 +2310,16 @@ type Event struct {
 	Agent      *Agent                 `protobuf:"bytes,6,opt,name=agent,proto3" json:"agent,omitempty"`
 	Reason     string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// policy is set on POLICY_* events.
-	Policy        *PolicyInfo `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy *PolicyInfo `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	// volume is set on VOLUME_* events.
+	Volume        *Volume `protobuf:"bytes,30,opt,name=volume,proto3" json:"volume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2331,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2344,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -1941,6 +2403,13 @@ func (x *Event) GetPolicy() *PolicyInfo {
 	return nil
 }
 
+func (x *Event) GetVolume() *Volume {
+	if x != nil {
+		return x.Volume
+	}
+	return nil
+}
+
 // ResyncInfo is the error detail of a Watch from a compacted revision: list
 // the state again and watch after current_revision.
 type ResyncInfo struct {
@@ -1953,7 +2422,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2434,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2447,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -2006,7 +2475,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2487,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2500,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -2057,7 +2526,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2538,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2551,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -2101,7 +2570,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2582,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2595,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -2145,7 +2614,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2626,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2639,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -2197,14 +2666,18 @@ type RegisterAgentRequest struct {
 	// agent, "FIRST-LAST" with 1 <= FIRST <= LAST <= 65535 (e.g.
 	// "31000-32000"); empty for none. It replaces resources.ports, which must
 	// be 0 or the range's size.
-	HostPorts     string `protobuf:"bytes,8,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	HostPorts string `protobuf:"bytes,8,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	// volumes the agent's storage driver holds (name, role, size): the
+	// kernel adopts the ones it does not know (a kernel that lost its state)
+	// and keeps its own records of the others.
+	Volumes       []*Volume `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2689,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2702,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -2288,6 +2761,13 @@ func (x *RegisterAgentRequest) GetHostPorts() string {
 	return ""
 }
 
+func (x *RegisterAgentRequest) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
 type RegisterAgentResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	AgentId           string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -2306,7 +2786,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2798,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2811,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -2389,7 +2869,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2881,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2894,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -2446,7 +2926,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2938,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2951,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
 }
 
 type ReportTaskStatusRequest struct {
@@ -2494,7 +2974,7 @@ type ReportTaskStatusRequest struct {
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2986,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2999,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -2594,7 +3074,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +3086,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +3099,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -2637,7 +3117,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +3129,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +3142,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
 }
 
 type ListAgentsResponse struct {
@@ -2675,7 +3155,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +3167,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +3180,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -2726,7 +3206,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +3218,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +3231,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -2771,7 +3251,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +3263,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +3276,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -2823,7 +3303,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +3315,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3328,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -2875,7 +3355,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +3367,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +3380,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -2935,7 +3415,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3427,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3440,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -3024,7 +3504,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3516,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3529,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -3076,7 +3556,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3568,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3581,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -3129,7 +3609,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3621,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3634,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -3185,7 +3665,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3677,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3690,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -3252,7 +3732,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3264,7 +3744,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3277,7 +3757,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -3337,7 +3817,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3829,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3842,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
 }
 
 type PolicyListResponse struct {
@@ -3374,7 +3854,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3866,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3879,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -3418,7 +3898,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3910,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3923,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -3463,7 +3943,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3475,7 +3955,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3488,7 +3968,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -3513,7 +3993,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +4005,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +4018,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
 }
 
 type PolicyRollbackResponse struct {
@@ -3551,7 +4031,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +4043,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +4056,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -3634,7 +4114,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
 	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x1d\n" +
 	"\n" +
-	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xb0\x06\n" +
+	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xe9\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -3659,7 +4139,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05usage\x18\x13 \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x18\n" +
 	"\anetwork\x18\x14 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x15 \x01(\tR\x02ip\x123\n" +
-	"\x05ports\x18\x16 \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x1a6\n" +
+	"\x05ports\x18\x16 \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x127\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
@@ -3723,18 +4204,48 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"host_ports\x18\f \x01(\tR\thostPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\vVolumeClaim\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"\xdb\x01\n" +
+	"\x06Volume\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12#\n" +
+	"\rallocation_id\x18\x05 \x01(\tR\fallocationId\x12\x14\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\x124\n" +
+	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x99\x01\n" +
+	"\vVolumeMount\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\bR\x04host\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\"/\n" +
+	"\x12ListVolumesRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"I\n" +
+	"\x13ListVolumesResponse\x122\n" +
+	"\avolumes\x18\x01 \x03(\v2\x18.dcos.syscalls.v1.VolumeR\avolumes\"*\n" +
+	"\x14DestroyVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"3\n" +
+	"\x15DestroyVolumeResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xc3\x02\n" +
 	"\x0fAllocateRequest\x129\n" +
 	"\tresources\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\tresources\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1a\n" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12>\n" +
 	"\vconstraints\x18\x05 \x03(\v2\x1c.dcos.syscalls.v1.ConstraintR\vconstraints\x126\n" +
-	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\"\x95\x01\n" +
+	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\x127\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeClaimR\avolumes\"\x95\x01\n" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xbe\x03\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xf7\x03\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -3747,7 +4258,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\rdriver_config\x18\b \x01(\tR\fdriverConfig\x12\x18\n" +
 	"\anetwork\x18\t \x01(\tR\anetwork\x123\n" +
 	"\x05ports\x18\n" +
-	" \x03(\v2\x1d.dcos.syscalls.v1.PortRequestR\x05ports\x1a6\n" +
+	" \x03(\v2\x1d.dcos.syscalls.v1.PortRequestR\x05ports\x127\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
@@ -3758,7 +4270,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eafter_revision\x18\x01 \x01(\x03R\rafterRevision\x121\n" +
 	"\x05kinds\x18\x02 \x03(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x05kinds\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x19\n" +
-	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\xeb\x02\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\x9d\x03\n" +
 	"\x05Event\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x04kind\x12.\n" +
@@ -3769,7 +4281,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x04task\x18\x05 \x01(\v2\x16.dcos.syscalls.v1.TaskR\x04task\x12-\n" +
 	"\x05agent\x18\x06 \x01(\v2\x17.dcos.syscalls.v1.AgentR\x05agent\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x124\n" +
-	"\x06policy\x18\b \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\"b\n" +
+	"\x06policy\x18\b \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x120\n" +
+	"\x06volume\x18\x1e \x01(\v2\x18.dcos.syscalls.v1.VolumeR\x06volume\"b\n" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
@@ -3782,7 +4295,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10KeepAliveRequest\x12%\n" +
 	"\x0eallocation_ids\x18\x01 \x03(\tR\rallocationIds\"S\n" +
 	"\x11KeepAliveResponse\x12>\n" +
-	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\xb1\x03\n" +
+	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\"\xe5\x03\n" +
 	"\x14RegisterAgentRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12J\n" +
@@ -3793,7 +4306,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\vunderlay_ip\x18\a \x01(\tR\n" +
 	"underlayIp\x12\x1d\n" +
 	"\n" +
-	"host_ports\x18\b \x01(\tR\thostPorts\x1a9\n" +
+	"host_ports\x18\b \x01(\tR\thostPorts\x122\n" +
+	"\avolumes\x18\x1e \x03(\v2\x18.dcos.syscalls.v1.VolumeR\avolumes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
@@ -3898,7 +4412,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xbf\x02\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xff\x02\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -3909,7 +4423,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x1dEVENT_KIND_ALLOCATION_PENDING\x10\x06\x12\x1d\n" +
 	"\x19EVENT_KIND_POLICY_SWAPPED\x10\a\x12\x1c\n" +
 	"\x18EVENT_KIND_POLICY_FAILED\x10\b\x12\x19\n" +
-	"\x15EVENT_KIND_TASK_USAGE\x10\t2\x8f\v\n" +
+	"\x15EVENT_KIND_TASK_USAGE\x10\t\x12\x1d\n" +
+	"\x19EVENT_KIND_VOLUME_CREATED\x10\x1e\x12\x1f\n" +
+	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\xcd\f\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -3930,7 +4446,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"PolicyList\x12#.dcos.syscalls.v1.PolicyListRequest\x1a$.dcos.syscalls.v1.PolicyListResponse\x12T\n" +
 	"\tPolicyUse\x12\".dcos.syscalls.v1.PolicyUseRequest\x1a#.dcos.syscalls.v1.PolicyUseResponse\x12c\n" +
-	"\x0ePolicyRollback\x12'.dcos.syscalls.v1.PolicyRollbackRequest\x1a(.dcos.syscalls.v1.PolicyRollbackResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\x0ePolicyRollback\x12'.dcos.syscalls.v1.PolicyRollbackRequest\x1a(.dcos.syscalls.v1.PolicyRollbackResponse\x12Z\n" +
+	"\vListVolumes\x12$.dcos.syscalls.v1.ListVolumesRequest\x1a%.dcos.syscalls.v1.ListVolumesResponse\x12`\n" +
+	"\rDestroyVolume\x12&.dcos.syscalls.v1.DestroyVolumeRequest\x1a'.dcos.syscalls.v1.DestroyVolumeResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -3945,7 +4463,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -3961,143 +4479,161 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*TaskUsage)(nil),                // 11: dcos.syscalls.v1.TaskUsage
 	(*PluginInfo)(nil),               // 12: dcos.syscalls.v1.PluginInfo
 	(*Agent)(nil),                    // 13: dcos.syscalls.v1.Agent
-	(*AllocateRequest)(nil),          // 14: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 15: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 16: dcos.syscalls.v1.LaunchRequest
-	(*LaunchResponse)(nil),           // 17: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 18: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 19: dcos.syscalls.v1.Event
-	(*ResyncInfo)(nil),               // 20: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 21: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 22: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 23: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 24: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 25: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 26: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 27: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 28: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 29: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*ReportTaskStatusResponse)(nil), // 30: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 31: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 32: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 33: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 34: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 35: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 36: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 37: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 38: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 39: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 40: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 41: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 42: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 43: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 44: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 45: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 46: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 47: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 48: dcos.syscalls.v1.PolicyRollbackResponse
-	nil,                              // 49: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 50: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 51: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 52: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 53: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 54: google.protobuf.Timestamp
+	(*VolumeClaim)(nil),              // 14: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                   // 15: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),              // 16: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),       // 17: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 18: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),     // 19: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),    // 20: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),          // 21: dcos.syscalls.v1.AllocateRequest
+	(*AllocateResponse)(nil),         // 22: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 23: dcos.syscalls.v1.LaunchRequest
+	(*LaunchResponse)(nil),           // 24: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 25: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 26: dcos.syscalls.v1.Event
+	(*ResyncInfo)(nil),               // 27: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 28: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 29: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 30: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 31: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 32: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 33: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 34: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 35: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 36: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*ReportTaskStatusResponse)(nil), // 37: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 38: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 39: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 40: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 41: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 42: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 43: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 44: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 45: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 46: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 47: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 48: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 49: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 50: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 51: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 52: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 53: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 54: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 55: dcos.syscalls.v1.PolicyRollbackResponse
+	nil,                              // 56: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 57: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 58: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 59: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	(*durationpb.Duration)(nil),      // 60: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	4,  // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,  // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	5,  // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	6,  // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	53, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	54, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	54, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	60, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	61, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	61, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	11, // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	1,  // 8: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	49, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	56, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	5,  // 10: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	54, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	54, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	61, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	61, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	11, // 13: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	10, // 14: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
-	54, // 15: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	50, // 16: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	5,  // 17: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	5,  // 18: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	2,  // 19: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	54, // 20: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	54, // 21: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	12, // 22: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	5,  // 23: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	6,  // 24: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	53, // 25: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	7,  // 26: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	51, // 27: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	5,  // 28: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	9,  // 29: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	8,  // 30: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	3,  // 31: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	3,  // 32: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	54, // 33: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 34: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 35: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	13, // 36: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	37, // 37: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	7,  // 38: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	52, // 39: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	5,  // 40: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	12, // 41: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	53, // 42: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 43: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	12, // 44: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	11, // 45: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,  // 46: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	10, // 47: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	13, // 48: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	7,  // 49: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 50: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	54, // 51: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	37, // 52: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	41, // 53: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	37, // 54: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	37, // 55: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	37, // 56: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	14, // 57: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	16, // 58: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	18, // 59: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	21, // 60: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	23, // 61: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	25, // 62: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	27, // 63: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	29, // 64: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	31, // 65: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	33, // 66: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	35, // 67: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	38, // 68: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	40, // 69: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	43, // 70: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	45, // 71: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	47, // 72: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	15, // 73: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	17, // 74: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	19, // 75: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	22, // 76: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	24, // 77: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	26, // 78: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	28, // 79: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	30, // 80: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	32, // 81: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	34, // 82: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	36, // 83: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	39, // 84: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	42, // 85: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	44, // 86: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	46, // 87: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	48, // 88: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	73, // [73:89] is the sub-list for method output_type
-	57, // [57:73] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	16, // 15: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	61, // 16: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	57, // 17: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	5,  // 18: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	5,  // 19: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	2,  // 20: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	61, // 21: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	61, // 22: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	12, // 23: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	61, // 24: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	15, // 25: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	5,  // 26: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	6,  // 27: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	60, // 28: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	14, // 29: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	7,  // 30: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	58, // 31: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	5,  // 32: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	9,  // 33: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	16, // 34: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	8,  // 35: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	3,  // 36: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	3,  // 37: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	61, // 38: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 39: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 40: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	13, // 41: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	44, // 42: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	15, // 43: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	7,  // 44: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	59, // 45: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	5,  // 46: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	12, // 47: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	15, // 48: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	60, // 49: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	8,  // 50: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	12, // 51: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	11, // 52: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,  // 53: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	10, // 54: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	13, // 55: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	7,  // 56: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	8,  // 57: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	61, // 58: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	44, // 59: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	48, // 60: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	44, // 61: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	44, // 62: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	44, // 63: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	21, // 64: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	23, // 65: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	25, // 66: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	28, // 67: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	30, // 68: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	32, // 69: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	34, // 70: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	36, // 71: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	38, // 72: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	40, // 73: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	42, // 74: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	45, // 75: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	47, // 76: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	50, // 77: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	52, // 78: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	54, // 79: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	17, // 80: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	19, // 81: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	22, // 82: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	24, // 83: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	26, // 84: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	29, // 85: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	31, // 86: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	33, // 87: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	35, // 88: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	37, // 89: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	39, // 90: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	41, // 91: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	43, // 92: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	46, // 93: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	49, // 94: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	51, // 95: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	53, // 96: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	55, // 97: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	18, // 98: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	20, // 99: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	82, // [82:100] is the sub-list for method output_type
+	64, // [64:82] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -4111,7 +4647,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   48,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -82,6 +82,10 @@ const (
 	KernelPolicyUseProcedure = "/dcos.syscalls.v1.Kernel/PolicyUse"
 	// KernelPolicyRollbackProcedure is the fully-qualified name of the Kernel's PolicyRollback RPC.
 	KernelPolicyRollbackProcedure = "/dcos.syscalls.v1.Kernel/PolicyRollback"
+	// KernelListVolumesProcedure is the fully-qualified name of the Kernel's ListVolumes RPC.
+	KernelListVolumesProcedure = "/dcos.syscalls.v1.Kernel/ListVolumes"
+	// KernelDestroyVolumeProcedure is the fully-qualified name of the Kernel's DestroyVolume RPC.
+	KernelDestroyVolumeProcedure = "/dcos.syscalls.v1.Kernel/DestroyVolume"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -128,6 +132,14 @@ type KernelClient interface {
 	PolicyUse(context.Context, *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error)
 	// PolicyRollback (operators only) re-activates the previously active policy.
 	PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error)
+	// ListVolumes lists persistent volumes: all for operators, those of
+	// their roles for frameworks.
+	ListVolumes(context.Context, *connect.Request[v1.ListVolumesRequest]) (*connect.Response[v1.ListVolumesResponse], error)
+	// DestroyVolume deletes a persistent volume and its data and frees its
+	// disk. A volume claimed by a live allocation is refused
+	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
+	// an unknown name is not an error.
+	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -237,6 +249,18 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("PolicyRollback")),
 			connect.WithClientOptions(opts...),
 		),
+		listVolumes: connect.NewClient[v1.ListVolumesRequest, v1.ListVolumesResponse](
+			httpClient,
+			baseURL+KernelListVolumesProcedure,
+			connect.WithSchema(kernelMethods.ByName("ListVolumes")),
+			connect.WithClientOptions(opts...),
+		),
+		destroyVolume: connect.NewClient[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse](
+			httpClient,
+			baseURL+KernelDestroyVolumeProcedure,
+			connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -258,6 +282,8 @@ type kernelClient struct {
 	policyList       *connect.Client[v1.PolicyListRequest, v1.PolicyListResponse]
 	policyUse        *connect.Client[v1.PolicyUseRequest, v1.PolicyUseResponse]
 	policyRollback   *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
+	listVolumes      *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
+	destroyVolume    *connect.Client[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -340,6 +366,16 @@ func (c *kernelClient) PolicyRollback(ctx context.Context, req *connect.Request[
 	return c.policyRollback.CallUnary(ctx, req)
 }
 
+// ListVolumes calls dcos.syscalls.v1.Kernel.ListVolumes.
+func (c *kernelClient) ListVolumes(ctx context.Context, req *connect.Request[v1.ListVolumesRequest]) (*connect.Response[v1.ListVolumesResponse], error) {
+	return c.listVolumes.CallUnary(ctx, req)
+}
+
+// DestroyVolume calls dcos.syscalls.v1.Kernel.DestroyVolume.
+func (c *kernelClient) DestroyVolume(ctx context.Context, req *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error) {
+	return c.destroyVolume.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -384,6 +420,14 @@ type KernelHandler interface {
 	PolicyUse(context.Context, *connect.Request[v1.PolicyUseRequest]) (*connect.Response[v1.PolicyUseResponse], error)
 	// PolicyRollback (operators only) re-activates the previously active policy.
 	PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error)
+	// ListVolumes lists persistent volumes: all for operators, those of
+	// their roles for frameworks.
+	ListVolumes(context.Context, *connect.Request[v1.ListVolumesRequest]) (*connect.Response[v1.ListVolumesResponse], error)
+	// DestroyVolume deletes a persistent volume and its data and frees its
+	// disk. A volume claimed by a live allocation is refused
+	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
+	// an unknown name is not an error.
+	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -489,6 +533,18 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("PolicyRollback")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelListVolumesHandler := connect.NewUnaryHandler(
+		KernelListVolumesProcedure,
+		svc.ListVolumes,
+		connect.WithSchema(kernelMethods.ByName("ListVolumes")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelDestroyVolumeHandler := connect.NewUnaryHandler(
+		KernelDestroyVolumeProcedure,
+		svc.DestroyVolume,
+		connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -523,6 +579,10 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelPolicyUseHandler.ServeHTTP(w, r)
 		case KernelPolicyRollbackProcedure:
 			kernelPolicyRollbackHandler.ServeHTTP(w, r)
+		case KernelListVolumesProcedure:
+			kernelListVolumesHandler.ServeHTTP(w, r)
+		case KernelDestroyVolumeProcedure:
+			kernelDestroyVolumeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -594,4 +654,12 @@ func (UnimplementedKernelHandler) PolicyUse(context.Context, *connect.Request[v1
 
 func (UnimplementedKernelHandler) PolicyRollback(context.Context, *connect.Request[v1.PolicyRollbackRequest]) (*connect.Response[v1.PolicyRollbackResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.PolicyRollback is not implemented"))
+}
+
+func (UnimplementedKernelHandler) ListVolumes(context.Context, *connect.Request[v1.ListVolumesRequest]) (*connect.Response[v1.ListVolumesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ListVolumes is not implemented"))
+}
+
+func (UnimplementedKernelHandler) DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.DestroyVolume is not implemented"))
 }

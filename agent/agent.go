@@ -94,6 +94,9 @@ type Config struct {
 	// after its task ended (for its stdout and stderr); zero removes it at
 	// once.
 	SandboxRetention time.Duration
+	// HostVolumes are the host volumes tasks may mount, name → path (the
+	// storage driver knows them too, with their read-only flag).
+	HostVolumes map[string]string
 	// UsageInterval is how often the tasks' usage is sampled and sent with
 	// a heartbeat; zero means DefaultUsageInterval. Heartbeats in between
 	// carry no usage.
@@ -131,6 +134,7 @@ type Agent struct {
 	net           *ebpf.Accounting
 	storage       string // storage driver name
 	retention     time.Duration
+	hostVolumes   map[string]string
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
 
@@ -210,6 +214,7 @@ func New(cfg Config) (*Agent, error) {
 		net:         cfg.Net,
 		storage:     cfg.Storage,
 		retention:   cfg.SandboxRetention,
+		hostVolumes: maps.Clone(cfg.HostVolumes),
 		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
 		caps:        map[string]*contract.Capabilities{},
 
@@ -331,6 +336,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			HostPorts:      a.hostPorts,
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		req.Volumes = a.localVolumes(cctx)
 		resp, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {

@@ -35,9 +35,13 @@ func (a *Agent) storageDriver() (contract.StorageDriver, error) {
 }
 
 // prepareStorage gets tk's sandbox from the storage driver, if the agent
-// has one, and records it in tk.
+// has one, mounts the task's volumes into it (creating a persistent volume
+// the first time a task of its allocation mounts it) and records it in tk.
 func (a *Agent) prepareStorage(tk *task, t *syscallsv1.Task) error {
 	if a.storage == "" {
+		if len(t.GetVolumes()) > 0 {
+			return errors.New("volumes: this agent has no storage driver (run it as root with --storage-driver local)")
+		}
 		return nil
 	}
 	sd, err := a.storageDriver()
@@ -53,6 +57,28 @@ func (a *Agent) prepareStorage(tk *task, t *syscallsv1.Task) error {
 	a.mu.Lock()
 	tk.sandbox, tk.storage = sb.Path, sb
 	a.mu.Unlock()
+	for _, v := range t.GetVolumes() {
+		req := contract.MountRequest{ContainerID: tk.id, Target: v.GetPath(), ReadOnly: v.GetReadOnly()}
+		if v.GetHost() {
+			path, ok := a.hostVolumes[v.GetName()]
+			if !ok {
+				return fmt.Errorf("volumes: no host volume %q on this agent", v.GetName())
+			}
+			req.HostPath = path
+		} else {
+			if _, err := sd.CreateVolume(ctx, contract.VolumeRequest{ID: v.GetName(), Role: v.GetRole(), SizeBytes: v.GetSizeBytes()}); err != nil {
+				return fmt.Errorf("volume %q: %w", v.GetName(), err)
+			}
+			req.VolumeID = v.GetName()
+		}
+		m, err := sd.Mount(ctx, req)
+		if err != nil {
+			return fmt.Errorf("volume %q: %w", v.GetName(), err)
+		}
+		a.mu.Lock()
+		sb.Mounts = append(sb.Mounts, *m)
+		a.mu.Unlock()
+	}
 	return nil
 }
 
@@ -68,6 +94,17 @@ func (a *Agent) releaseStorage(tk *task, now bool) {
 	if now || a.retention <= 0 {
 		a.cleanupSandbox(sb.ContainerID)
 		return
+	}
+	// The volumes go now (their next claim may come before the retention
+	// ends); the sandbox stays for its output.
+	if sd, err := a.storageDriver(); err == nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
+		for _, m := range sb.Mounts {
+			if err := sd.Unmount(ctx, sb.ContainerID, m.Target); err != nil {
+				a.log.Warn("cannot unmount a volume of an ended task", "task", sb.ContainerID, "target", m.Target, "err", err)
+			}
+		}
+		cancel()
 	}
 	a.retainMu.Lock()
 	defer a.retainMu.Unlock()
@@ -127,4 +164,44 @@ func (a *Agent) recoverStorage() {
 	if err := sd.Recover(ctx, sbs); err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Error("storage driver could not recover sandboxes", "driver", a.storage, "err", err)
 	}
+}
+
+// localVolumes returns the storage driver's volumes for registration (nil
+// without a storage driver or when it cannot tell).
+func (a *Agent) localVolumes(ctx context.Context) []*syscallsv1.Volume {
+	if a.storage == "" {
+		return nil
+	}
+	sd, err := a.storageDriver()
+	var vs []contract.Volume
+	if err == nil {
+		vs, err = sd.ListVolumes(ctx)
+	}
+	if err != nil {
+		a.log.Warn("cannot list the storage driver's volumes for the kernel", "err", err)
+		return nil
+	}
+	out := make([]*syscallsv1.Volume, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, &syscallsv1.Volume{Name: v.ID, Role: v.Role, SizeBytes: v.SizeBytes})
+	}
+	return out
+}
+
+// destroyVolume deletes a volume the kernel destroyed.
+func (a *Agent) destroyVolume(v *syscallsv1.Volume) {
+	if a.storage == "" {
+		return
+	}
+	sd, err := a.storageDriver()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
+		err = sd.DestroyVolume(ctx, v.GetName())
+		cancel()
+	}
+	if err != nil {
+		a.log.Error("cannot destroy a volume the kernel destroyed", "volume", v.GetName(), "err", err)
+		return
+	}
+	a.log.Info("volume destroyed", "volume", v.GetName())
 }

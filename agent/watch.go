@@ -20,7 +20,8 @@ func (a *Agent) watchLoop(ctx context.Context, after int64) {
 			AfterRevision: after,
 			AgentId:       a.ID(),
 			Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE,
-				syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST},
+				syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
+				syscallsv1.EventKind_EVENT_KIND_VOLUME_DESTROYED},
 		}))
 		if err == nil {
 			for stream.Receive() {
@@ -112,9 +113,16 @@ func resyncInfo(err error) *syscallsv1.ResyncInfo {
 }
 
 // handleEvent acts on one event: a PENDING task on this agent is launched;
-// a KILLED or LOST one is killed; another agent registering or being lost
+// a KILLED or LOST one is killed; a volume destroyed on this agent is
+// deleted; another agent registering or being lost
 // reconfigures the node's overlay. Other events are ignored.
 func (a *Agent) handleEvent(ev *syscallsv1.Event) {
+	if v := ev.GetVolume(); v != nil {
+		if ev.GetKind() == syscallsv1.EventKind_EVENT_KIND_VOLUME_DESTROYED && v.GetAgentId() == a.ID() {
+			a.wg.Go(func() { a.destroyVolume(v) })
+		}
+		return
+	}
 	if g := ev.GetAgent(); g != nil {
 		if g.GetId() != a.ID() && a.network != "" {
 			a.wg.Go(func() { a.configureNode(a.ctx) })

@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -52,6 +56,85 @@ func TestDev_StorageDiskLimit(t *testing.T) {
 		`dd if=/dev/zero of=f bs=1M count=8 && sync`)
 	if task := waitEnded(e, within); task.GetState() != pb.TaskState_TASK_STATE_FINISHED {
 		t.Errorf("task writing 8 MiB into a 16 MiB sandbox: %v (%s), want FINISHED", task.GetState(), task.GetReason())
+	}
+	e.eventually("nothing mounted in the agent's data dir after the tasks ended", func() (bool, string) {
+		m := mountsUnder(e.path("data"))
+		return len(m) == 0, strings.Join(m, "\n")
+	})
+}
+
+// TestDev_PersistentVolume walks issue 7's persistent volume through dcosd
+// dev and dcosctl: created with a first allocation of role db, its data is
+// read back by tasks of later allocations of the role, after the first was
+// revoked and after an agent (dev) restart; another role cannot claim it;
+// a read-only host volume cannot be written; destroying it removes its data
+// and frees its disk in the kernel's accounting; nothing is left mounted.
+func TestDev_PersistentVolume(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	e := newEnv(t)
+	certs := e.path("certs")
+	if err := os.MkdirAll(certs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--resources", "cpus=2,mem=2Gi,disk=10Gi", "--storage-driver", "local", "--sandbox-retention", "0",
+		"--host-volume", "certs=" + certs + ",ro"}
+	dev := e.startDev(args...)
+	agentDisk := func() int64 { return listAgents(t, e.op()).GetAgents()[0].GetAllocated().GetDiskBytes() }
+	before := agentDisk()
+
+	// runDone runs a task to its end and revokes its allocation.
+	runDone := func(what string, want pb.TaskState, args ...string) *pb.Task {
+		t.Helper()
+		id := runTaskNoWait(e, append([]string{"--cpus", "0.1", "--mem", "32Mi"}, args...)...)
+		task := waitEnded(e, id)
+		if task.GetState() != want {
+			t.Errorf("%s: task %v exit %d (%s), want %v", what, task.GetState(), task.GetExitCode(), task.GetReason(), want)
+		}
+		e.mustCtl("revoke", task.GetAllocationId())
+		return task
+	}
+	runDone("write into a new volume", pb.TaskState_TASK_STATE_FINISHED,
+		"--role", "db", "--volume", "data=16Mi:data", "--", "sh", "-c", "echo 42 > data/row")
+	out := e.mustCtl("volume", "ls", "-o", "json")
+	var ls pb.ListVolumesResponse
+	if err := protojson.Unmarshal([]byte(out), &ls); err != nil {
+		t.Fatalf("volume ls -o json: %v\n%s", err, out)
+	}
+	if vs := ls.GetVolumes(); len(vs) != 1 || vs[0].GetName() != "data" || vs[0].GetRole() != "db" || vs[0].GetAllocationId() != "" || vs[0].GetAgentId() == "" {
+		t.Fatalf("volumes after the first allocation was revoked = %v, want data of db, free, on an agent", vs)
+	}
+	if d := agentDisk(); d != before+16<<20 {
+		t.Errorf("agent allocated disk with the volume = %d, want %d (its 16 MiB)", d, before+16<<20)
+	}
+	read := []string{"--role", "db", "--volume", "data:data", "--", "sh", "-c", `test "$(cat data/row)" = 42`}
+	runDone("read it back in a new allocation", pb.TaskState_TASK_STATE_FINISHED, read...)
+
+	dev.kill()
+	e.startDev(args...)
+	runDone("read it back after an agent restart", pb.TaskState_TASK_STATE_FINISHED, read...)
+
+	if _, stderr, code := e.ctl("run", "--cpus", "0.1", "--mem", "32Mi", "--role", "web", "--volume", "data:data", "--", "true"); code == 0 || !strings.Contains(stderr, "PermissionDenied") {
+		t.Errorf("claim by another role: exit %d, stderr %q; want PermissionDenied", code, stderr)
+	}
+	runDone("write into a read-only host volume", pb.TaskState_TASK_STATE_FAILED, "--host-volume", "certs:certs", "--", "sh", "-c",
+		`touch certs/x 2>err; grep -q "Read-only file system" err && exit 42; exit 0`)
+	if _, err := os.Stat(filepath.Join(certs, "x")); err == nil {
+		t.Error("a task wrote into a read-only host volume")
+	}
+
+	volDir := e.path("data", "agent", "plugins", "storage-local", "volumes", "data")
+	if _, err := os.Stat(filepath.Join(volDir, "row")); err != nil {
+		t.Fatalf("the volume's data on the agent: %v", err)
+	}
+	e.mustCtl("volume", "destroy", "data")
+	e.eventually("the volume's data gone from its agent and its disk freed", func() (bool, string) {
+		_, err := os.Stat(volDir)
+		d := agentDisk()
+		return os.IsNotExist(err) && d == before, fmt.Sprintf("dir: %v, agent disk %d, want %d", err, d, before)
+	})
+	if out := e.mustCtl("volume", "ls"); strings.Contains(out, "data") {
+		t.Errorf("volume ls after destroy:\n%s", out)
 	}
 	e.eventually("nothing mounted in the agent's data dir after the tasks ended", func() (bool, string) {
 		m := mountsUnder(e.path("data"))

@@ -327,7 +327,7 @@ interrupted, the allocation is revoked too, so run never leaves an
 allocation without a task behind.
 
   dcosctl run --cpus 0.5 --mem 64Mi -- sleep 60`,
-		Flags: append(append(allocFlags(false), launchFlags()...),
+		Flags: append(append(append(allocFlags(false), launchFlags()...), volumeFlags()...),
 			&cli.BoolFlag{Name: "wait", Usage: "wait for a pending allocation to be granted", DisableDefaultText: true}),
 		Action: func(c *cli.Context) error {
 			f, err := outputFormat(c)
@@ -345,6 +345,9 @@ allocation without a task behind.
 			}
 			if !c.IsSet("ports") {
 				areq.Resources.Ports = dynamicPorts(lreq)
+			}
+			if err := addVolumes(c, areq, lreq); err != nil {
+				return err
 			}
 			k, err := dial(c, e)
 			if err != nil {

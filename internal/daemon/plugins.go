@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -129,11 +130,14 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 		if e := c.String("storage-enforcement"); e != "" {
 			cmd = append(cmd, "--storage-enforcement", e)
 		}
-		for _, hv := range c.StringSlice("host-volume") {
-			if _, _, err := storage.ParseHostVolume(hv); err != nil {
+		cfg.HostVolumes = map[string]string{}
+		for _, hv := range hostVolumeFlags(c) {
+			name, v, err := storage.ParseHostVolume(hv)
+			if err != nil {
 				return nil, nil, fmt.Errorf("--host-volume: %w", err)
 			}
 			cmd = append(cmd, "--host-volume", hv)
+			cfg.HostVolumes[name] = v.Path
 		}
 		cfg.Storage = builtinStorage
 		cfg.SandboxRetention = c.Duration("sandbox-retention")
@@ -202,6 +206,22 @@ func loadNetAccounting(c *cli.Context, log *slog.Logger, dataDir string) *ebpf.A
 		return nil
 	}
 	return acc
+}
+
+// hostVolumeFlags returns the --host-volume flags as given: the flag
+// library splits a value at its commas ("certs=/etc/ssl,ro" arrives as
+// "certs=/etc/ssl" and "ro"), so a piece without "=" is joined back to the
+// one before.
+func hostVolumeFlags(c *cli.Context) []string {
+	var out []string
+	for _, s := range c.StringSlice("host-volume") {
+		if len(out) > 0 && !strings.Contains(s, "=") {
+			out[len(out)-1] += "," + s
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // vxlanName is the VXLAN device of bridge br: br + "-vx", shortened to the
@@ -313,7 +333,7 @@ func pluginCommand() *cli.Command {
 							return fmt.Errorf("plugin %s: --storage %q: want %s or nothing", builtinGroup, st, builtinStorage)
 						}
 						hvs := map[string]storage.HostVolume{}
-						for _, s := range c.StringSlice("host-volume") {
+						for _, s := range hostVolumeFlags(c) {
 							name, hv, err := storage.ParseHostVolume(s)
 							if err != nil {
 								return err

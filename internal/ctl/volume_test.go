@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -30,5 +31,15 @@ func TestParseVolume(t *testing.T) {
 		if (err != nil) != tt.wantErr || !proto.Equal(claim, tt.wantClaim) || !proto.Equal(m, tt.wantMount) {
 			t.Errorf("parseVolume(%q, %v) = %v, %v, %v; want %v, %v, error %v", tt.in, tt.host, claim, m, err, tt.wantClaim, tt.wantMount, tt.wantErr)
 		}
+	}
+}
+
+func TestEventLine_Volume(t *testing.T) {
+	ev := &syscallsv1.Event{Revision: 3, Kind: syscallsv1.EventKind_EVENT_KIND_VOLUME_CREATED,
+		Volume: &syscallsv1.Volume{Name: "data", AgentId: "ag-1", Role: "db", SizeBytes: 16 << 20}}
+	got := strings.Fields(eventLine(ev))
+	want := []string{"3", eventKind(ev.GetKind()), "data", "ag-1", "role", "db,", "16Mi"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("eventLine = %q, want %q", got, want)
 	}
 }

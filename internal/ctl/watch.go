@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/dcos-kernel/dcos/internal/quantity"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -153,6 +154,10 @@ func eventLine(ev *syscallsv1.Event) string {
 	case ev.GetAgent() != nil:
 		a := ev.GetAgent()
 		id, state = a.GetId(), agentState(a.GetState())
+	case ev.GetVolume() != nil:
+		v := ev.GetVolume()
+		id, state = v.GetName(), dash(v.GetAgentId())
+		reason = fmt.Sprintf("role %s, %s", dash(v.GetRole()), quantity.FormatBytes(v.GetSizeBytes()))
 	case ev.GetPolicy() != nil:
 		p := ev.GetPolicy()
 		id, reason = p.GetName(), oneLine(p.GetLastError())

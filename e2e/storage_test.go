@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -140,4 +141,54 @@ func TestDev_PersistentVolume(t *testing.T) {
 		m := mountsUnder(e.path("data"))
 		return len(m) == 0, strings.Join(m, "\n")
 	})
+}
+
+// TestDev_VolumeOwnership: over the wire, a framework cannot claim or
+// destroy another framework's volume, even naming its role; it does not
+// see it in ListVolumes or Watch; its owner can destroy it.
+func TestDev_VolumeOwnership(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	e := newEnv(t)
+	opTok, aTok, bTok := newToken(), newToken(), newToken()
+	e.writeTokens(e.path("data", "tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: aTok, Name: "fw-a", Role: "framework"},
+		tokenEntry{Token: bTok, Name: "fw-b", Role: "framework"},
+	)
+	e.startDev("--resources", "cpus=2,mem=1Gi,disk=1Gi", "--storage-driver", "local", "--sandbox-retention", "0")
+	fwA, fwB := e.client(aTok), e.client(bTok)
+	wB := e.watch(fwB, listAgents(t, e.op()).GetRevision())
+
+	req := func(size int64) *pb.AllocateRequest {
+		return &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Role: "db",
+			Volumes: []*pb.VolumeClaim{{Name: "a-data", SizeBytes: size}}}
+	}
+	a := allocateOne(t, fwA, req(8*mi))
+	if _, err := fwA.Revoke(ctx(t), connect.NewRequest(&pb.RevokeRequest{Id: a.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwB.Allocate(ctx(t), connect.NewRequest(req(0))); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("fw-b claiming fw-a's volume: %v, want PermissionDenied", err)
+	}
+	if _, err := fwB.DestroyVolume(ctx(t), connect.NewRequest(&pb.DestroyVolumeRequest{Name: "a-data"})); connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("fw-b destroying fw-a's volume: %v, want PermissionDenied", err)
+	}
+	if res, err := fwB.ListVolumes(ctx(t), connect.NewRequest(&pb.ListVolumesRequest{})); err != nil || len(res.Msg.GetVolumes()) != 0 {
+		t.Errorf("fw-b's ListVolumes = %v, %v; want none", res.Msg.GetVolumes(), err)
+	}
+	if res, err := fwA.ListVolumes(ctx(t), connect.NewRequest(&pb.ListVolumesRequest{})); err != nil || len(res.Msg.GetVolumes()) != 1 {
+		t.Errorf("fw-a's ListVolumes = %v, %v; want a-data", res.Msg.GetVolumes(), err)
+	}
+	if _, err := fwA.DestroyVolume(ctx(t), connect.NewRequest(&pb.DestroyVolumeRequest{Name: "a-data"})); err != nil {
+		t.Errorf("fw-a destroying its volume: %v", err)
+	}
+	// fw-b's own event after all of fw-a's: its watch has seen them go by.
+	b := allocateOne(t, fwB, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}})
+	wB.waitFor(t, "fw-b's ALLOCATION_GRANTED", allocEvent(b.GetId(), pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED))
+	for _, ev := range wB.snapshot() {
+		if ev.GetVolume() != nil {
+			t.Errorf("fw-b's Watch shows fw-a's volume event %s", eventString(ev))
+		}
+	}
 }

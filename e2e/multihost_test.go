@@ -139,6 +139,11 @@ func TestMultiHost_Network(t *testing.T) {
 			got, err := echoOnce(hostPortAddr)
 			return got == want, fmt.Sprint(got, err)
 		})
+		// Control for the leftover check at the end, which looks for task
+		// addresses in the nftables ruleset: the live mapping is there.
+		if out, err := b.host.Command("nft", "list", "ruleset").CombinedOutput(); err != nil || !strings.Contains(string(out), srv.GetIp()) {
+			t.Errorf("b's nftables ruleset does not name the server's address %s (%v):\n%s", srv.GetIp(), err, out)
+		}
 		// The mapping is b's only: a has no such port.
 		if got, err := echoOnce(net.JoinHostPort(a.host.IP().String(), strconv.Itoa(int(srv.GetPorts()[0].GetHostPort())))); err == nil {
 			t.Errorf("b's host port answered on a: %q", got)
@@ -230,9 +235,11 @@ func TestMultiHost_Network(t *testing.T) {
 					peers = append(peers, o.subnet)
 				}
 			}
-			for _, l := range nodeLeftovers(t, ag.host, ag.subnet, peers, cidr, taskIPs) {
+			left, kept := nodeLeftovers(t, ag.host, ag.subnet, peers, cidr, taskIPs)
+			for _, l := range left {
 				t.Errorf("host %s: %s", ag.name, l)
 			}
+			t.Logf("host %s keeps its node network: %s", ag.name, strings.Join(kept, "; "))
 		}
 		for _, l := range rootLeftovers(t, mh, e.dir, cidr, tapSeen) {
 			t.Errorf("root namespace: %s", l)
@@ -366,14 +373,14 @@ func dcosVeths(t *testing.T, h *multihost.Host) []string {
 // (docs/networking.md): the bridge (nodeBridge) holding only the gateway
 // of subnet, one VXLAN device, a route to each peer subnet through it,
 // and the node's nftables table — with no entry naming a task address.
-func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers []netip.Prefix, cidr netip.Prefix, taskIPs []string) []string {
+// kept lists what it accepted.
+func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers []netip.Prefix, cidr netip.Prefix, taskIPs []string) (left, kept []string) {
 	t.Helper()
 	nh, err := h.Netlink()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nh.Close()
-	var left []string
 	links, err := nh.LinkList()
 	if err != nil {
 		t.Fatal(err)
@@ -386,8 +393,10 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 		switch {
 		case name == "lo" || name == "eth0": // the host's own
 		case name == nodeBridge && typ == "bridge":
+			kept = append(kept, "bridge "+name)
 		case strings.HasPrefix(name, "dcos") && typ == "vxlan" && vxlans == 0:
 			vxlans++
+			kept = append(kept, "vxlan "+name)
 		default:
 			left = append(left, fmt.Sprintf("link %s (%s)", name, typ))
 		}
@@ -418,8 +427,9 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 		dev := names[r.LinkIndex]
 		switch {
 		case r.Table == unix.RT_TABLE_LOCAL && dev == nodeBridge && subnet.Contains(d.Addr()): // the gateway's local and broadcast
-		case r.Table == unix.RT_TABLE_MAIN && d == subnet && dev == nodeBridge:
-		case r.Table == unix.RT_TABLE_MAIN && slices.Contains(peers, d) && strings.HasPrefix(dev, "dcos") && dev != nodeBridge:
+		case r.Table == unix.RT_TABLE_MAIN && d == subnet && dev == nodeBridge,
+			r.Table == unix.RT_TABLE_MAIN && slices.Contains(peers, d) && strings.HasPrefix(dev, "dcos") && dev != nodeBridge:
+			kept = append(kept, fmt.Sprintf("route %s dev %s", d, dev))
 		default:
 			left = append(left, fmt.Sprintf("route %s dev %s table %d", d, dev, r.Table))
 		}
@@ -429,8 +439,12 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 		t.Fatalf("nft list ruleset in %s: %v\n%s", h.Name(), err, out)
 	}
 	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[0] == "table" && f[2] != nodeBridge {
-			left = append(left, "nftables "+strings.TrimSuffix(l, " {"))
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "table" {
+			if f[2] != nodeBridge {
+				left = append(left, "nftables "+strings.TrimSuffix(l, " {"))
+			} else {
+				kept = append(kept, "nftables "+strings.TrimSuffix(l, " {"))
+			}
 		}
 	}
 	for _, ip := range taskIPs {
@@ -438,7 +452,7 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 			left = append(left, "nftables entry naming task address "+ip+":\n"+string(out))
 		}
 	}
-	return left
+	return left, kept
 }
 
 // rootLeftovers lists what the test's agents left in the root namespace

@@ -29,9 +29,9 @@ type converter struct {
 // empty or unlisted), labels are sorted by key, constraints keep their
 // order, and requests sharing a RequestID share a Group numbered in order
 // of first appearance. Allocations are left out unless want has
-// WantAllocations. sameAgents reports whether the agents are those of the
-// previous call but for their free resources. The result is valid until
-// the next call.
+// WantAllocations; NoRoleUsage sums those without a role either way.
+// sameAgents reports whether the agents are those of the previous call but
+// for their free resources. The result is valid until the next call.
 func (c *converter) batch(s *kernel.Snapshot, want policy.Wants) (b *policy.Batch, sameAgents bool) {
 	if c.roles == nil {
 		c.roles, c.groups = map[string]uint32{}, map[string]uint32{}
@@ -87,11 +87,22 @@ func (c *converter) batch(s *kernel.Snapshot, want policy.Wants) (b *policy.Batc
 		b.Requests[i] = policy.Request{Resources: res(r.Resources), Priority: r.Priority, Role: role(r.Role), Group: g, Constraints: cs}
 	}
 
+	b.NoRoleUsage = policy.Resources{}
+	for i := range s.Allocations {
+		if a := &s.Allocations[i]; a.Role == "" {
+			b.NoRoleUsage = b.NoRoleUsage.Add(res(a.Resources))
+		}
+	}
 	b.Allocations = b.Allocations[:0]
 	if want&policy.WantAllocations != 0 {
 		b.Allocations = resize(b.Allocations, len(s.Allocations))
-		for i, a := range s.Allocations {
-			b.Allocations[i] = policy.Allocation{Agent: uint32(a.Agent), Role: role(a.Role), Priority: a.Priority, Resources: res(a.Resources)}
+		last, lastRole := "", policy.NoRole
+		for i := range s.Allocations {
+			a := &s.Allocations[i]
+			if a.Role != last { // allocations come grouped: one map lookup per run of a role
+				last, lastRole = a.Role, role(a.Role)
+			}
+			b.Allocations[i] = policy.Allocation{Agent: uint32(a.Agent), Role: lastRole, Priority: a.Priority, Resources: res(a.Resources)}
 		}
 	}
 	return b, sameAgents

@@ -3,10 +3,12 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"maps"
 	"strings"
 	"testing"
 
+	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
 
@@ -22,12 +24,21 @@ func TestConverter_AgentCache(t *testing.T) {
 	}
 	var c converter
 	var e policy.Encoder
+	// encode returns the batch the host sends, with the header's flags
+	// word (offset 48) cleared after checking that its agents-unchanged bit
+	// says same: the rest must equal a fresh encoding.
 	encode := func(w policy.Wants) (in []byte, same bool) {
 		b, same := c.batch(s, w)
 		if same {
-			return e.EncodeBatchSameAgents(b), true
+			in = e.EncodeBatchSameAgents(b)
+		} else {
+			in = e.EncodeBatch(b)
 		}
-		return e.EncodeBatch(b), false
+		if flag := binary.LittleEndian.Uint32(in[48:]) == 1; flag != same {
+			t.Fatalf("agents-unchanged flag %v, sameAgents %v", flag, same)
+		}
+		binary.LittleEndian.PutUint32(in[48:], 0)
+		return in, same
 	}
 	reference := func(w policy.Wants) []byte {
 		var c converter
@@ -59,6 +70,9 @@ func TestConverter_AgentCache(t *testing.T) {
 		{"id", func() { s.Agents[2].ID = "a2-new" }, true, false},
 		{"agent gone", func() { s.Agents = s.Agents[:3] }, true, false},
 		{"free and seed", func() { s.Agents[0].Free.Disk++; s.Seed++ }, true, true},
+		{"an allocation without a role", func() {
+			s.Allocations = append(s.Allocations, kernel.Granted{ID: "g-2", Agent: 1, Priority: 0, Resources: mib(100, 64)})
+		}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.change()

@@ -137,6 +137,17 @@ type Batch struct {
 	Requests    []Request
 	Roles       []Role
 	Allocations []Allocation
+	// NoRoleUsage is what the granted allocations without a role hold
+	// (the roles' Usage covers the others). It is there whether or not
+	// the batch carries the allocations.
+	NoRoleUsage Resources
+	// AgentsUnchanged reports that Agents (ids, labels, totals, order)
+	// are those of the previous batch this module instance decoded, but
+	// for their free resources: the host said so and the decoder reused
+	// its decoding of them. A policy may reuse what it derived from the
+	// agents' labels and totals last time; it must decide exactly as it
+	// would without the hint. Encoders ignore it.
+	AgentsUnchanged bool
 }
 
 // Verdict says why a request was not placed.

@@ -17,7 +17,7 @@ const (
 	decisionMagic = 0x324f4344 // "DCO2"
 
 	resSize            = 32 // i64 millicpu, mem, disk, ports
-	batchHeaderSize    = 64
+	batchHeaderSize    = 96
 	agentSize          = 80
 	requestSize        = 56
 	roleSize           = 80
@@ -26,6 +26,11 @@ const (
 	labelSize          = 16
 	refSize            = 8
 	decisionHeaderSize = 24
+
+	// flagAgentsUnchanged is bit 0 of the batch header's flags: the
+	// agents, their labels and their strings are those of the previous
+	// batch sent to the same instance, but for the free resources.
+	flagAgentsUnchanged = 1 << 0
 
 	// StatusOK and StatusError are a Decision's status word.
 	StatusOK    = 0
@@ -71,9 +76,10 @@ type Encoder struct {
 }
 
 // EncodeBatch encodes b and returns the bytes, valid until the next call.
+// The header's agents-unchanged flag is clear.
 func (e *Encoder) EncodeBatch(b *Batch) []byte {
 	e.encodeAgents(b)
-	return e.encode(b)
+	return e.encode(b, 0)
 }
 
 // EncodeBatchSameAgents returns what EncodeBatch(b) would, for a batch
@@ -84,6 +90,11 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 // stores instead of a string lookup per id, label key and value. The
 // caller vouches for the agents being the same; without a previous call,
 // or with another number of agents, it is EncodeBatch.
+//
+// The bytes differ from EncodeBatch's in one bit: the header's
+// agents-unchanged flag is set, so a caller must send the result to the
+// instance that received the previous batch of e (docs/policy-abi.md,
+// Flags).
 func (e *Encoder) EncodeBatchSameAgents(b *Batch) []byte {
 	if !e.haveAgents || len(e.agentRecs) != len(b.Agents)*agentSize {
 		return e.EncodeBatch(b)
@@ -91,7 +102,7 @@ func (e *Encoder) EncodeBatchSameAgents(b *Batch) []byte {
 	for i := range b.Agents {
 		putRes(e.agentRecs[i*agentSize+resSize:], b.Agents[i].Free)
 	}
-	return e.encode(b)
+	return e.encode(b, flagAgentsUnchanged)
 }
 
 // encodeAgents encodes b's agents and labels into e.agentRecs and
@@ -134,8 +145,9 @@ func resizeBytes(b []byte, n int) []byte {
 	return b[:n]
 }
 
-// encode encodes b around the agents and labels already encoded.
-func (e *Encoder) encode(b *Batch) []byte {
+// encode encodes b around the agents and labels already encoded, with
+// the header flags.
+func (e *Encoder) encode(b *Batch, flags uint32) []byte {
 	if e.extraIdx == nil {
 		e.extraIdx = map[string]uint32{}
 	}
@@ -167,6 +179,8 @@ func (e *Encoder) encode(b *Batch) []byte {
 	le.PutUint32(buf[32:], uint32(l.constraints))
 	le.PutUint32(buf[36:], uint32(l.refs))
 	le.PutUint32(buf[40:], uint32(l.labels))
+	le.PutUint32(buf[48:], flags)
+	putRes(buf[64:], b.NoRoleUsage)
 	copy(buf[agentsOff:reqOff], e.agentRecs)
 	copy(buf[labelsOff:refsOff], e.labelRecs)
 
@@ -244,11 +258,24 @@ func putRes(p []byte, r Resources) {
 // Batch is valid until the next DecodeBatch and only while the input buffer
 // is unchanged (its strings point into it). It is not safe for concurrent
 // use.
+//
+// It keeps the agents it decoded: when a batch's header says the agents
+// are unchanged (and their counts agree), it only reads their free
+// resources and sets Batch.AgentsUnchanged. Their strings then point into
+// the Decoder's own copy of the agents' strings, as do the batch's other
+// strings that lie there, so that equal strings still share one copy.
 type Decoder struct {
 	b      Batch
 	labels []Label
 	cons   []Constraint
 	vals   []string
+	// agentStrs is a copy of the start of the strings section of the
+	// last batch decoded in full, up to the end of the last string an
+	// agent or label refers to.
+	agentStrs []byte
+	// haveAgents: b.Agents and labels are that batch's agents, viewing
+	// agentStrs.
+	haveAgents bool
 }
 
 // DecodeBatch checks and decodes an encoded batch. Every count, index and
@@ -274,8 +301,13 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	}
 	agentsOff, reqOff, rolesOff, allocOff, consOff, labelsOff, refsOff, strsOff, end := l.offsets()
 	if end != uint64(len(buf)) {
+		d.haveAgents = false
 		return nil, fmt.Errorf("%w: counts describe %d bytes, batch has %d", ErrMalformed, end, len(buf))
 	}
+	flags := le.Uint32(buf[48:])
+	reuse := flags&flagAgentsUnchanged != 0 && d.haveAgents && len(d.b.Agents) == int(l.agents) &&
+		len(d.labels) == int(l.labels) && len(d.agentStrs) <= int(l.strings)
+	d.haveAgents = false // until this batch decodes
 	// The loops below are written out by hand, without helper calls that
 	// the compiler would not inline: in a Go wasm guest every call costs far
 	// more than the loads, and decoding runs on every cycle. Strings are
@@ -284,29 +316,35 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	nStrs := uint64(len(strs))
 	b := &d.b
 	b.Seed = le.Uint64(buf[8:])
-	b.Agents = grow(b.Agents, int(l.agents))
+	b.NoRoleUsage = Resources{i64(buf, 64), i64(buf, 72), i64(buf, 80), i64(buf, 88)}
+	b.AgentsUnchanged = reuse
 	b.Requests = grow(b.Requests, int(l.requests))
 	b.Roles = grow(b.Roles, int(l.roles))
 	b.Allocations = grow(b.Allocations, int(l.allocations))
-	d.labels = grow(d.labels, int(l.labels))
 	d.cons = grow(d.cons, int(l.constraints))
 	d.vals = grow(d.vals, int(l.refs))
 
-	for i, p := 0, buf[labelsOff:refsOff]; i < len(d.labels); i, p = i+1, p[labelSize:] {
-		ko, kn, vo, vn := u32(p, 0), u32(p, 4), u32(p, 8), u32(p, 12)
-		if uint64(ko)+uint64(kn) > nStrs || uint64(vo)+uint64(vn) > nStrs {
-			return nil, errString2(i, "label")
+	if reuse {
+		for i, p := 0, buf[agentsOff:reqOff]; i < len(b.Agents); i, p = i+1, p[agentSize:] {
+			b.Agents[i].Free = Resources{i64(p, 32), i64(p, 40), i64(p, 48), i64(p, 56)}
 		}
-		lb := &d.labels[i] // field by field: a struct literal with pointers costs a typedmemmove call in wasm (10x here)
-		lb.Key = view(strs, ko, kn)
-		lb.Value = view(strs, vo, vn)
+	} else if err := d.decodeAgents(buf[agentsOff:reqOff], buf[labelsOff:refsOff], strs, l); err != nil {
+		return nil, err
 	}
+	// Strings within the agents' part of the strings section view the
+	// copy, like the agents' own: equal strings keep one address.
+	shared := d.agentStrs
+	nShared := uint64(len(shared))
 	for i, p := 0, buf[refsOff:strsOff]; i < len(d.vals); i, p = i+1, p[refSize:] {
 		o, n := u32(p, 0), u32(p, 4)
-		if uint64(o)+uint64(n) > nStrs {
+		switch e := uint64(o) + uint64(n); {
+		case e <= nShared:
+			d.vals[i] = view(shared, o, n)
+		case e <= nStrs:
+			d.vals[i] = view(strs, o, n)
+		default:
 			return nil, errString2(i, "constraint value")
 		}
-		d.vals[i] = view(strs, o, n)
 	}
 	for i, p := 0, buf[consOff:labelsOff]; i < len(d.cons); i, p = i+1, p[constraintSize:] {
 		c := &d.cons[i]
@@ -318,19 +356,12 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 		if uint64(lo)+uint64(ln) > nStrs || uint64(vs)+uint64(vn) > l.refs {
 			return nil, errString2(i, "constraint")
 		}
-		c.Label = view(strs, lo, ln)
-		c.Values = d.vals[vs : vs+vn : vs+vn]
-	}
-	for i, p := 0, buf[agentsOff:reqOff]; i < len(b.Agents); i, p = i+1, p[agentSize:] {
-		a := &b.Agents[i]
-		a.Total = Resources{i64(p, 0), i64(p, 8), i64(p, 16), i64(p, 24)}
-		a.Free = Resources{i64(p, 32), i64(p, 40), i64(p, 48), i64(p, 56)}
-		io, in, ls, ln := u32(p, 64), u32(p, 68), u32(p, 72), u32(p, 76)
-		if uint64(io)+uint64(in) > nStrs || uint64(ls)+uint64(ln) > l.labels {
-			return nil, errString2(i, "agent")
+		if uint64(lo)+uint64(ln) <= nShared {
+			c.Label = view(shared, lo, ln)
+		} else {
+			c.Label = view(strs, lo, ln)
 		}
-		a.ID = view(strs, io, in)
-		a.Labels = d.labels[ls : ls+ln : ls+ln]
+		c.Values = d.vals[vs : vs+vn : vs+vn]
 	}
 	for i, p := 0, buf[reqOff:rolesOff]; i < len(b.Requests); i, p = i+1, p[requestSize:] {
 		r := &b.Requests[i]
@@ -348,7 +379,11 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 		if uint64(no)+uint64(nn) > nStrs {
 			return nil, errString2(i, "role")
 		}
-		r.Name = view(strs, no, nn)
+		if uint64(no)+uint64(nn) <= nShared {
+			r.Name = view(shared, no, nn)
+		} else {
+			r.Name = view(strs, no, nn)
+		}
 		r.Weight = math.Float64frombits(uint64(i64(p, 8)))
 		r.Usage = Resources{i64(p, 16), i64(p, 24), i64(p, 32), i64(p, 40)}
 		r.Quota = Resources{i64(p, 48), i64(p, 56), i64(p, 64), i64(p, 72)}
@@ -361,7 +396,49 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 			return nil, errString2(i, "allocation")
 		}
 	}
+	d.haveAgents = true
 	return b, nil
+}
+
+// decodeAgents decodes the agents and labels sections in full, copying
+// the part of the strings section they refer to into d.agentStrs.
+func (d *Decoder) decodeAgents(agents, labels, strs []byte, l batchLayout) error {
+	b := &d.b
+	b.Agents = grow(b.Agents, int(l.agents))
+	d.labels = grow(d.labels, int(l.labels))
+	nStrs := uint64(len(strs))
+	// First the bounds, and how far the agents' strings reach.
+	var reach uint64
+	for i, p := 0, labels; i < len(d.labels); i, p = i+1, p[labelSize:] {
+		ke, ve := uint64(u32(p, 0))+uint64(u32(p, 4)), uint64(u32(p, 8))+uint64(u32(p, 12))
+		if ke > nStrs || ve > nStrs {
+			return errString2(i, "label")
+		}
+		reach = max(reach, ke, ve)
+	}
+	for i, p := 0, agents; i < len(b.Agents); i, p = i+1, p[agentSize:] {
+		ie := uint64(u32(p, 64)) + uint64(u32(p, 68))
+		if ie > nStrs || uint64(u32(p, 72))+uint64(u32(p, 76)) > l.labels {
+			return errString2(i, "agent")
+		}
+		reach = max(reach, ie)
+	}
+	d.agentStrs = append(d.agentStrs[:0], strs[:reach]...)
+	shared := d.agentStrs
+	for i, p := 0, labels; i < len(d.labels); i, p = i+1, p[labelSize:] {
+		lb := &d.labels[i] // field by field: a struct literal with pointers costs a typedmemmove call in wasm (10x here)
+		lb.Key = view(shared, u32(p, 0), u32(p, 4))
+		lb.Value = view(shared, u32(p, 8), u32(p, 12))
+	}
+	for i, p := 0, agents; i < len(b.Agents); i, p = i+1, p[agentSize:] {
+		a := &b.Agents[i]
+		a.Total = Resources{i64(p, 0), i64(p, 8), i64(p, 16), i64(p, 24)}
+		a.Free = Resources{i64(p, 32), i64(p, 40), i64(p, 48), i64(p, 56)}
+		ls, ln := u32(p, 72), u32(p, 76)
+		a.ID = view(shared, u32(p, 64), u32(p, 68))
+		a.Labels = d.labels[ls : ls+ln : ls+ln]
+	}
+	return nil
 }
 
 // errString2 reports a record whose references fall outside the batch.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 func sampleBatch() *Batch {
@@ -22,6 +23,7 @@ func sampleBatch() *Batch {
 		},
 		Roles:       []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0, 2}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0, 3}}},
 		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0, 2}}},
+		NoRoleUsage: Resources{500, 1 << 20, 0, 1},
 	}
 }
 
@@ -168,8 +170,13 @@ func TestEncoder_EncodeBatchSameAgents(t *testing.T) {
 	b.Allocations = nil
 	got := e.EncodeBatchSameAgents(b)
 	var fresh Encoder
-	if want := fresh.EncodeBatch(b); !bytes.Equal(got, want) {
-		t.Fatalf("EncodeBatchSameAgents differs from EncodeBatch")
+	want := fresh.EncodeBatch(b)
+	if le.Uint32(got[48:]) != flagAgentsUnchanged || le.Uint32(want[48:]) != 0 {
+		t.Fatalf("flags %#x and %#x, want the agents-unchanged flag on the first only", le.Uint32(got[48:]), le.Uint32(want[48:]))
+	}
+	le.PutUint32(got[48:], 0)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("EncodeBatchSameAgents differs from EncodeBatch but for the flag")
 	}
 	// Another number of agents: a full encoding.
 	b.Agents = b.Agents[:1]
@@ -208,6 +215,8 @@ func TestBatch_LayoutV2(t *testing.T) {
 		{"agent 0 free ports", agents + 56, b.Agents[0].Free.Ports},
 		{"agent 2 free ports", agents + 2*agentSize + 56, b.Agents[2].Free.Ports},
 		{"request 0 ports", reqs + 24, b.Requests[0].Resources.Ports},
+		{"no-role usage cpu", 64, b.NoRoleUsage.MilliCPU},
+		{"no-role usage ports", 88, b.NoRoleUsage.Ports},
 		{"request 0 priority", reqs + 32, int64(b.Requests[0].Priority) & 0xffffffff},
 		{"role 0 usage ports", roles + 40, b.Roles[0].Usage.Ports},
 		{"role 1 quota ports", roles + roleSize + 72, b.Roles[1].Quota.Ports},
@@ -229,5 +238,58 @@ func TestDecodeDecision_OtherVersion(t *testing.T) {
 	var d Decision
 	if err := DecodeDecision(enc, &d); !errors.Is(err, ErrMalformed) || !bytes.Contains([]byte(err.Error()), []byte("another ABI version")) {
 		t.Fatalf("err = %v, want ErrMalformed naming another ABI version", err)
+	}
+}
+
+// TestDecoder_AgentsUnchanged: a decoder given a batch flagged "agents
+// unchanged" reuses its agents and reads only their free resources; the
+// result equals a fresh decoding of the same batch, equal strings still
+// share one address, and without the decoder's own earlier decoding (or
+// with other counts) the flag is ignored.
+func TestDecoder_AgentsUnchanged(t *testing.T) {
+	b := sampleBatch()
+	var e Encoder
+	var d Decoder
+	if got, err := d.DecodeBatch(e.EncodeBatch(b)); err != nil || got.AgentsUnchanged {
+		t.Fatalf("first batch: %v, AgentsUnchanged %v", err, got != nil && got.AgentsUnchanged)
+	}
+	// The next cycle: free resources change, requests and roles differ
+	// (so the strings section moves), the agents do not.
+	b.Agents[0].Free.Ports--
+	b.Agents[2].Free.MilliCPU = 7
+	b.Requests = append(b.Requests, Request{Resources: Resources{1, 2, 3, 4}, Role: 0, Group: 2,
+		Constraints: []Constraint{{Op: OpEquals, Label: "zone", Values: []string{"b"}}, {Op: OpIn, Label: "brand-new", Values: []string{"x"}}}})
+	in := bytes.Clone(e.EncodeBatchSameAgents(b))
+	got, err := d.DecodeBatch(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.AgentsUnchanged {
+		t.Fatal("AgentsUnchanged not set on a flagged batch")
+	}
+	var fresh Decoder
+	want, err := fresh.DecodeBatch(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.AgentsUnchanged {
+		t.Fatal("a fresh decoder set AgentsUnchanged")
+	}
+	want.AgentsUnchanged = true
+	normalise(got)
+	normalise(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reused agents:\n got %+v\nwant %+v", got, want)
+	}
+	c := got.Requests[2].Constraints[0]
+	if v, _ := got.Agents[1].Label("zone"); c.Values[0] != v || unsafe.StringData(c.Values[0]) != unsafe.StringData(v) {
+		t.Fatalf("constraint value %q and label value %q do not share one copy", c.Values[0], v)
+	}
+	// Fewer agents than decoded before: the flag cannot hold; decoded in full.
+	b.Agents = b.Agents[:2]
+	in = bytes.Clone(e.EncodeBatch(b))
+	le.PutUint32(in[48:], flagAgentsUnchanged)
+	if got, err := d.DecodeBatch(in); err != nil || got.AgentsUnchanged || len(got.Agents) != 2 {
+		t.Fatalf("flag with other counts: %v, %+v", err, got)
 	}
 }

@@ -28,7 +28,9 @@ var _ policy.Func = Place
 // scalar) they only decide whether a request fits an agent or a quota,
 // never whose turn it is. Requests
 // without a role form one more role, after the others, of weight 1 and no
-// quota, whose usage is that of the granted allocations without a role. A
+// quota, whose usage is that of the granted allocations without a role
+// (Batch.NoRoleUsage: drf reads no allocations, so its module asks for
+// none). A
 // role weight that is not a positive finite number counts as 1.
 //
 // A request is left unplaced with Never when no admitted agent's total
@@ -69,12 +71,7 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 			weight[i] = 1
 		}
 	}
-	weight[nr-1] = 1
-	for _, a := range b.Allocations {
-		if a.Role == policy.NoRole {
-			usage[nr-1] = usage[nr-1].Add(a.Resources)
-		}
-	}
+	weight[nr-1], usage[nr-1] = 1, b.NoRoleUsage
 
 	// queue[start[r]:start[r+1]] are role r's requests in batch order.
 	start := make([]int32, nr+1)

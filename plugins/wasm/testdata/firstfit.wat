@@ -173,7 +173,7 @@
     (if (i32.eqz (call $ensure (i32.add (local.get $out) (i32.const 64))))
       (then (unreachable)))
     (if (i32.or
-          (i32.lt_u (local.get $len) (i32.const 64))
+          (i32.lt_u (local.get $len) (i32.const 96))
           (i32.or
             (i32.ne (i32.load (local.get $in)) (i32.const 0x32504344))   ;; "DCP2"
             (i32.ne (i32.load offset=4 (local.get $in)) (i32.const 2)))) ;; version
@@ -182,7 +182,7 @@
     ;; Section addresses, from the header counts.
     (global.set $na (i32.load offset=16 (local.get $in)))
     (global.set $nr (i32.load offset=20 (local.get $in)))
-    (global.set $agents (i32.add (local.get $in) (i32.const 64)))
+    (global.set $agents (i32.add (local.get $in) (i32.const 96)))
     (global.set $reqs (i32.add (global.get $agents) (i32.mul (global.get $na) (i32.const 80))))
     (global.set $cons
       (i32.add

@@ -76,11 +76,14 @@ func (c *Cluster) Role(name string, weight float64, quota policy.Resources) uint
 
 // Grant adds a granted allocation of res on agent a for role (or
 // policy.NoRole) at priority prio: it takes res from a's free resources,
-// adds it to the role's usage, and returns the allocation's index.
+// adds it to the role's usage (or to NoRoleUsage), and returns the
+// allocation's index.
 func (c *Cluster) Grant(a int, role uint32, prio int32, res policy.Resources) uint32 {
 	c.Use(a, res)
 	if role != policy.NoRole {
 		c.b.Roles[role].Usage = c.b.Roles[role].Usage.Add(res)
+	} else {
+		c.b.NoRoleUsage = c.b.NoRoleUsage.Add(res)
 	}
 	c.b.Allocations = append(c.b.Allocations, policy.Allocation{Agent: uint32(a), Role: role, Priority: prio, Resources: res})
 	return uint32(len(c.b.Allocations) - 1)
@@ -139,7 +142,8 @@ func (c *Cluster) Batch() *policy.Batch {
 
 // Clone returns a deep copy of b.
 func Clone(b *policy.Batch) *policy.Batch {
-	out := &policy.Batch{Seed: b.Seed, Roles: slices.Clone(b.Roles), Allocations: slices.Clone(b.Allocations)}
+	out := &policy.Batch{Seed: b.Seed, Roles: slices.Clone(b.Roles), Allocations: slices.Clone(b.Allocations),
+		NoRoleUsage: b.NoRoleUsage, AgentsUnchanged: b.AgentsUnchanged}
 	out.Agents = make([]policy.Agent, len(b.Agents))
 	for i, a := range b.Agents {
 		a.Labels = slices.Clone(a.Labels)

@@ -3,9 +3,13 @@ package policies_test
 import (
 	"context"
 	"maps"
+	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/plugins/policies"
@@ -43,8 +47,13 @@ var loaders = []struct {
 //   - native: the same Go function on the batch the module decodes, built
 //     from the snapshot once, outside the timer (so it excludes any
 //     conversion or encoding).
+//   - drf/wasm-c: drf's algorithm written in C (internal/cdrf), loaded and
+//     called as wasm is: a non-Go guest deciding the same.
 //
-// Each reports placements/s: the decision's placements per cycle.
+// Each reports placements/s (the decision's placements per cycle) and
+// cpu-ms/op, the CPU time of the benchmark's thread per cycle (the guest
+// runs on the calling thread): on a machine shared with other work it
+// varies far less than the wall time (ns/op).
 func BenchmarkCycle(b *testing.B) { benchCycle(b, pt.Big(1)) }
 
 // BenchmarkCycleOpen is BenchmarkCycle on the same kind of cluster with
@@ -82,14 +91,44 @@ func benchCycle(b *testing.B, batch *policy.Batch) {
 			}
 			want = pt.KernelDecision(&d)
 			placed := len(d.Placements)
+			cpu := startCPU()
 			for b.Loop() {
 				d.Reset()
 				if err := native[name](nb, &d); err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
 			b.ReportMetric(float64(placed)*float64(b.N)/b.Elapsed().Seconds(), "placements/s")
 		})
+		if name == "drf" {
+			b.Run(name+"/wasm-c", func(b *testing.B) {
+				mod, err := os.ReadFile(cDRF)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, err := h.LoadTrusted(ctx, "c-drf", mod)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close(ctx)
+				d, err := p.Place(s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if diff := pt.DiffDecisions(d, want); diff != "" {
+					b.Fatalf("C and Go drf differ on the big batch: %s", diff)
+				}
+				cpu := startCPU()
+				for b.Loop() {
+					if _, err := p.Place(s); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cpu.report(b)
+				b.ReportMetric(float64(len(d.Placements))*float64(b.N)/b.Elapsed().Seconds(), "placements/s")
+			})
+		}
 		for _, l := range loaders {
 			sub := "wasm"
 			if l.mode == interruptible {
@@ -111,11 +150,13 @@ func benchCycle(b *testing.B, batch *policy.Batch) {
 					}
 				}
 				placed := len(d.Placements)
+				cpu := startCPU()
 				for b.Loop() {
 					if _, err := p.Place(s); err != nil {
 						b.Fatal(err)
 					}
 				}
+				cpu.report(b)
 				b.ReportMetric(float64(placed)*float64(b.N)/b.Elapsed().Seconds(), "placements/s")
 			})
 			if l.mode != trusted {
@@ -129,12 +170,14 @@ func benchCycle(b *testing.B, batch *policy.Batch) {
 				defer p.Close(ctx)
 				snaps := []*kernel.Snapshot{s, &changed}
 				i := 0
+				cpu := startCPU()
 				for b.Loop() {
 					if _, err := p.Place(snaps[i%2]); err != nil {
 						b.Fatal(err)
 					}
 					i++
 				}
+				cpu.report(b)
 			})
 		}
 	}
@@ -193,4 +236,29 @@ func BenchmarkSwap(b *testing.B) {
 			})
 		}
 	}
+}
+
+// threadCPU measures the CPU time of the benchmark's goroutine, locked to
+// its thread from startCPU to report.
+type threadCPU struct{ start time.Duration }
+
+func cpuNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// startCPU locks the goroutine to its thread and starts measuring.
+func startCPU() threadCPU {
+	runtime.LockOSThread()
+	return threadCPU{cpuNow()}
+}
+
+// report unlocks the thread and reports cpu-ms/op.
+func (c threadCPU) report(b *testing.B) {
+	d := cpuNow() - c.start
+	runtime.UnlockOSThread()
+	b.ReportMetric(float64(d.Nanoseconds())/1e6/float64(b.N), "cpu-ms/op")
 }

@@ -343,7 +343,9 @@ func TestPolicy_Place_LogLimits(t *testing.T) {
 }
 
 func TestPolicy_Place_Concurrent(t *testing.T) {
-	h := newHost(t, HostConfig{})
+	// Eight Go instances start at once: under -race on a loaded machine
+	// that takes more than the default 1 s. The deadline is not under test.
+	h := newHost(t, HostConfig{Deadline: 20 * time.Second})
 	p := load(t, h, "goguest", goGuest)
 	s := handSnapshot()
 	want, _ := kernel.FirstFit{}.Place(s)

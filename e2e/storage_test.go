@@ -128,7 +128,14 @@ func TestDev_PersistentVolume(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(volDir, "row")); err != nil {
 		t.Fatalf("the volume's data on the agent: %v", err)
 	}
-	e.mustCtl("volume", "destroy", "data")
+	// volume create places a volume without a task; destroy takes several.
+	if out := e.mustCtl("volume", "create", "extra", "--size", "8Mi", "--role", "db"); !strings.Contains(out, "extra") {
+		t.Errorf("volume create:\n%s", out)
+	}
+	if out := e.mustCtl("volume", "ls"); !strings.Contains(out, "extra") {
+		t.Errorf("volume ls after create:\n%s", out)
+	}
+	e.mustCtl("volume", "destroy", "data", "extra")
 	e.eventually("the volume's data gone from its agent and its disk freed", func() (bool, string) {
 		_, err := os.Stat(volDir)
 		d := agentDisk()

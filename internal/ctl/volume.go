@@ -113,7 +113,7 @@ claims it (- when free) and its owner. Frameworks see their own.`,
 				Name:      "create",
 				Usage:     "create a persistent volume on some agent",
 				ArgsUsage: "NAME",
-				Description: `Create volume NAME of --size for --role: an allocation of one millicore
+				Description: `Create volume NAME of --size for --role: an allocation of one millicore and 1 MiB
 claims it (placed by the policy like any other, --constraint narrows where),
 and is released once granted; the volume stays on that agent. It is made on
 the agent's disk when a task first mounts it.
@@ -132,7 +132,7 @@ the agent's disk when a task first mounts it.
 					if err != nil || size <= 0 {
 						return usagef("volume create: --size %q: want a size, e.g. 10Gi", c.String("size"))
 					}
-					req := &syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 0.001}, Count: 1, Role: c.String("role"),
+					req := &syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 0.001, MemBytes: 1 << 20}, Count: 1, Role: c.String("role"),
 						Volumes: []*syscallsv1.VolumeClaim{{Name: c.Args().First(), SizeBytes: size}}}
 					for _, s := range c.StringSlice("constraint") {
 						con, err := parseConstraint(s)

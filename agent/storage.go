@@ -111,7 +111,11 @@ func (a *Agent) releaseStorage(tk *task, now bool) {
 	if a.retained == nil {
 		a.retained = map[string]*contract.Sandbox{}
 	}
-	a.retained[sb.ContainerID] = sb
+	// Without its volume mounts: a Recover while it is retained (a plugin
+	// restart) must not mount them again.
+	kept := *sb
+	kept.Mounts = nil
+	a.retained[sb.ContainerID] = &kept
 	time.AfterFunc(a.retention, func() {
 		a.retainMu.Lock()
 		_, ok := a.retained[sb.ContainerID]

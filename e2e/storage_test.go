@@ -199,3 +199,32 @@ func TestDev_VolumeOwnership(t *testing.T) {
 		}
 	}
 }
+
+// TestDev_SandboxRetention: with a retention, an ended task's sandbox (and
+// its output) stays, but its volume is unmounted at once: free for the
+// next claim, and destroyable.
+func TestDev_SandboxRetention(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	e := newEnv(t)
+	e.startDev("--resources", "cpus=2,mem=2Gi,disk=10Gi", "--storage-driver", "local", "--sandbox-retention", "1h")
+	id := runTaskNoWait(e, "--cpus", "0.1", "--mem", "32Mi", "--disk", "8Mi", "--role", "db", "--volume", "kept=8Mi:data",
+		"--", "sh", "-c", "echo out; echo x > data/f")
+	task := waitEnded(e, id)
+	if task.GetState() != pb.TaskState_TASK_STATE_FINISHED {
+		t.Fatalf("task %v (%s)", task.GetState(), task.GetReason())
+	}
+	if b, err := os.ReadFile(filepath.Join(task.GetSandbox(), "stdout")); err != nil || string(b) != "out\n" {
+		t.Errorf("retained sandbox's stdout = %q, %v", b, err)
+	}
+	if m := mountsUnder(task.GetSandbox()); len(m) != 0 {
+		t.Errorf("volume still mounted in the retained sandbox: %v", m)
+	}
+	e.mustCtl("revoke", task.GetAllocationId())
+	e.mustCtl("volume", "destroy", "kept")
+	volDir := e.path("data", "agent", "plugins", "storage-local", "volumes", "kept")
+	e.eventually("the destroyed volume gone from its agent", func() (bool, string) {
+		_, err := os.Stat(volDir)
+		return os.IsNotExist(err), fmt.Sprint(err)
+	})
+}

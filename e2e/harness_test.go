@@ -32,7 +32,7 @@ import (
 const waitTimeout = 60 * time.Second
 
 // bin holds the paths of the binaries TestMain builds.
-var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver, tcphello, tcpecho string }
+var bin struct{ dir, dcosd, dcosctl, nicedriver, futuredriver, tcphello, tcpecho, tcpsend string }
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -51,6 +51,7 @@ func runTests(m *testing.M) int {
 	bin.nicedriver, bin.futuredriver = filepath.Join(dir, "nicedriver"), filepath.Join(dir, "futuredriver")
 	bin.tcphello = filepath.Join(dir, "tcphello")
 	bin.tcpecho = filepath.Join(dir, "tcpecho")
+	bin.tcpsend = filepath.Join(dir, "tcpsend")
 	return m.Run()
 }
 
@@ -64,7 +65,8 @@ func buildBinaries(dir string) error {
 	}
 	args = append(args, "github.com/dcos-kernel/dcos/cmd/dcosd", "github.com/dcos-kernel/dcos/cmd/dcosctl",
 		"github.com/dcos-kernel/dcos/examples/nicedriver", "github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver",
-		"github.com/dcos-kernel/dcos/e2e/internal/tcphello", "github.com/dcos-kernel/dcos/e2e/multihost/internal/tcpecho")
+		"github.com/dcos-kernel/dcos/e2e/internal/tcphello", "github.com/dcos-kernel/dcos/e2e/multihost/internal/tcpecho",
+		"github.com/dcos-kernel/dcos/e2e/internal/tcpsend")
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -33,6 +33,7 @@ type Table struct {
 	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
 	usageNew   map[string]bool                // task ids with a sample not yet in a TASK_USAGE event
 	volumes    map[string]*pb.Volume          // by name (volumes.go)
+	claims     map[string][]string            // allocation id → names of the volumes it claims
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
@@ -79,6 +80,7 @@ func NewTable() *Table {
 		usage:      map[string]*pb.TaskUsage{},
 		usageNew:   map[string]bool{},
 		volumes:    map[string]*pb.Volume{},
+		claims:     map[string][]string{},
 		cidr:       DefaultClusterCIDR,
 		subnets:    map[netip.Prefix]bool{},
 	}
@@ -118,6 +120,9 @@ func Restore(s *State, now time.Time) *Table {
 	}
 	for _, v := range s.Volumes {
 		t.volumes[v.GetName()] = v
+		if id := v.GetAllocationId(); id != "" {
+			t.claims[id] = append(t.claims[id], v.GetName())
+		}
 		if v.GetAgentId() != "" { // placed: it holds its disk
 			t.used[v.GetAgentId()] = t.used[v.GetAgentId()].Add(Resources{Disk: v.GetSizeBytes()})
 		}

@@ -134,6 +134,7 @@ func (t *Table) claimVolumes(p Principal, r *pb.AllocateRequest, a *pb.Allocatio
 	pin, _ := t.checkVolumeClaims(p, r)
 	res := FromProto(a.GetResources())
 	for _, vc := range r.GetVolumes() {
+		t.claims[a.GetId()] = append(t.claims[a.GetId()], vc.GetName())
 		if v := t.volumes[vc.GetName()]; v != nil {
 			v.AllocationId = a.GetId()
 			c.Volumes[v.GetName()] = v
@@ -165,9 +166,13 @@ func volumeAccess(p Principal, v *pb.Volume, role string) error {
 // grantVolumes places the volumes a creates on agentID: their disk moves
 // from a's resources to the volumes (the agent's use is unchanged).
 func (t *Table) grantVolumes(a *pb.Allocation, agentID string, now time.Time, c *Changes) {
+	if len(t.claims[a.GetId()]) == 0 {
+		return
+	}
 	res := FromProto(a.GetResources())
-	for _, v := range t.volumes {
-		if v.GetAllocationId() != a.GetId() || v.GetAgentId() != "" {
+	for _, name := range t.claims[a.GetId()] {
+		v := t.volumes[name]
+		if v == nil || v.GetAgentId() != "" {
 			continue
 		}
 		v.AgentId = agentID
@@ -183,8 +188,11 @@ func (t *Table) grantVolumes(a *pb.Allocation, agentID string, now time.Time, c 
 // unclaimVolumes frees the volumes a claims; the ones it would have
 // created but never placed are forgotten.
 func (t *Table) unclaimVolumes(a *pb.Allocation, c *Changes) {
-	for name, v := range t.volumes {
-		if v.GetAllocationId() != a.GetId() {
+	names := t.claims[a.GetId()]
+	delete(t.claims, a.GetId())
+	for _, name := range names {
+		v := t.volumes[name]
+		if v == nil || v.GetAllocationId() != a.GetId() {
 			continue
 		}
 		if v.GetAgentId() == "" {

@@ -231,7 +231,8 @@ kernel's reason. Pending allocations are placed as soon as resources free up
 (see "dcosctl watch --kind allocation"). -o json prints the Allocate response.
 
   dcosctl alloc --cpus 0.5 --mem 64Mi --constraint zone=b --lease 30s`,
-		Flags: allocFlags(true),
+		Flags: append(allocFlags(true),
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "a persistent volume to claim (count 1), repeatable: `NAME[=SIZE]`; with SIZE it is created on the agent granted, without it the allocation lands on its agent"}),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -243,6 +244,13 @@ kernel's reason. Pending allocations are placed as soon as resources free up
 			req, err := allocateRequest(c)
 			if err != nil {
 				return err
+			}
+			for _, s := range c.StringSlice("volume") {
+				claim, _, err := parseVolume(s+":-", false) // the path is launch's
+				if err != nil {
+					return usagef("--volume %q: want NAME or NAME=SIZE, e.g. data=1Gi", s)
+				}
+				req.Volumes = append(req.Volumes, claim)
 			}
 			k, err := dial(c, e)
 			if err != nil {
@@ -280,7 +288,9 @@ id. -o json prints the Launch response.
 
   dcosctl launch a-1 --env PORT=8080 -- python3 -m http.server 8080
   dcosctl launch a-1 --port http:8080 -- python3 -m http.server 8080`,
-		Flags: launchFlags(),
+		Flags: append(launchFlags(),
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "a persistent volume the allocation claims, mounted in the sandbox, repeatable: `NAME:PATH[:ro]`"},
+			&cli.StringSliceFlag{Name: "host-volume", Usage: "a host volume the agent declares, mounted in the sandbox, repeatable: `NAME:PATH[:ro]`"}),
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) == 0 {
@@ -293,6 +303,15 @@ id. -o json prints the Launch response.
 			req, err := launchRequest(c, args[0], args[1:])
 			if err != nil {
 				return err
+			}
+			var claims syscallsv1.AllocateRequest
+			if err := addVolumes(c, &claims, req); err != nil {
+				return err
+			}
+			for _, cl := range claims.GetVolumes() {
+				if cl.GetSizeBytes() != 0 {
+					return usagef("launch: --volume %s: a size is alloc's (launch mounts a volume the allocation claims)", cl.GetName())
+				}
 			}
 			k, err := dial(c, e)
 			if err != nil {

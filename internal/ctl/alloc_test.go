@@ -47,6 +47,8 @@ func TestRun_Alloc(t *testing.T) {
 			&syscallsv1.AllocateRequest{Resources: res(1, 1<<20, 0), Count: 1, LeaseTtl: durationOf(90 * time.Second)}},
 		{"host ports", []string{"--cpus", "1", "--mem", "1Mi", "--ports", "3"},
 			&syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 1, MemBytes: 1 << 20, Ports: 3}, Count: 1}},
+		{"volumes", []string{"--cpus", "1", "--mem", "1Mi", "--volume", "data=1Gi", "-v", "old"},
+			&syscallsv1.AllocateRequest{Resources: res(1, 1<<20, 0), Count: 1, Volumes: []*syscallsv1.VolumeClaim{{Name: "data", SizeBytes: 1 << 30}, {Name: "old"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,6 +175,9 @@ func TestRun_Launch(t *testing.T) {
 		{"host network ports", []string{"a-1", "--network", "host", "--port", "http", "--port", "admin:9000/udp", "--", "server"},
 			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Network: "host", Ports: []*syscallsv1.PortRequest{
 				{Name: "http"}, {Name: "admin", ContainerPort: 9000, Protocol: "udp"}}}},
+		{"volumes", []string{"a-1", "--volume", "data:srv/data", "--host-volume", "certs:certs:ro", "--", "server"},
+			&syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", Volumes: []*syscallsv1.VolumeMount{
+				{Name: "data", Path: "srv/data"}, {Name: "certs", Path: "certs", ReadOnly: true, Host: true}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -22,8 +20,8 @@ import (
 // Task networking: a task whose network is "bridge" gets its own network
 // namespace from the agent's net driver (Config.Network) before it starts:
 // an address from the agent's subnet and its host ports (the kernel chose
-// them at Launch; the agent first checks that no process dcos does not
-// manage has bound one). The driver starts the task inside that namespace
+// them at Launch; the net driver holds each on the node, so a port a
+// process dcos does not manage has bound fails the task). The driver starts the task inside that namespace
 // (it must say Capabilities.JoinNetns), the task's environment gets
 // DCOS_TASK_IP, DCOS_PORT_<NAME> (the port it listens on) and
 // DCOS_HOST_PORT_<NAME>, and RUNNING reports the address and ports. The
@@ -61,15 +59,12 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	if err := checkHostPorts(tk.wantPorts); err != nil {
-		return fmt.Errorf("network: %w", err)
-	}
 	req := contract.NetworkRequest{ContainerID: tk.id, Mode: contract.NetworkModeBridge}
 	for _, p := range tk.wantPorts {
 		req.Ports = append(req.Ports, contract.PortMapping{Name: p.GetName(), HostPort: uint16(p.GetHostPort()),
 			ContainerPort: uint16(p.GetContainerPort()), Protocol: p.GetProtocol()})
 	}
-	st, err := setupWaiting(a.ctx, nd, req, a.killGrace+portWaitSlack)
+	st, err := setupWaiting(a.ctx, nd, req, a.killGrace+portWaitSlack, func() bool { return a.portsEnding(tk) })
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -90,19 +85,67 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 // waits for a host port an ended task's network still holds.
 const portWaitSlack = 5 * time.Second
 
-// setupWaiting calls nd.Setup, retrying while it answers ErrConflict, for
-// up to wait. The kernel gives no two live tasks one host port, so a
-// conflict is a task that ended (revoked, killed: the kernel freed its
-// ports at once) whose network is still being torn down, at most its kill
-// grace period later.
-func setupWaiting(ctx context.Context, nd contract.NetDriver, req contract.NetworkRequest, wait time.Duration) (*contract.NetworkStatus, error) {
+// setupWaiting calls nd.Setup, retrying while it answers ErrConflict and
+// ending reports true, for up to wait. The kernel gives no two live tasks
+// one host port, so a conflict is either a task that ended (revoked,
+// killed: the kernel freed its ports at once) whose network or process is
+// still being released, at most its kill grace period later, or a process
+// dcos does not manage, which waiting does not help: ending tells them
+// apart.
+func setupWaiting(ctx context.Context, nd contract.NetDriver, req contract.NetworkRequest, wait time.Duration, ending func() bool) (*contract.NetworkStatus, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		st, err := nd.Setup(ctx, req)
-		if err == nil || !errors.Is(err, contract.ErrConflict) || !time.Now().Before(deadline) || !sleep(ctx, 100*time.Millisecond) {
+		if err == nil || !errors.Is(err, contract.ErrConflict) || !ending() || !time.Now().Before(deadline) || !sleep(ctx, 100*time.Millisecond) {
 			return st, err
 		}
 	}
+}
+
+// portsEnding reports whether another task of the agent has one of tk's
+// host ports: one that ended, as the kernel gives no two live tasks a
+// port, and is still being released (the agent forgets a task only after
+// its network is torn down and its process gone).
+func (a *Agent) portsEnding(tk *task) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := map[hostPort]bool{}
+	for _, p := range tk.wantPorts {
+		if p.GetHostPort() != 0 {
+			want[hostPortOf(p.GetProtocol(), p.GetHostPort())] = true
+		}
+	}
+	for _, o := range a.tasks {
+		if o == tk {
+			continue
+		}
+		for _, p := range o.wantPorts {
+			if want[hostPortOf(p.GetProtocol(), p.GetHostPort())] {
+				return true
+			}
+		}
+		if o.net != nil {
+			for _, p := range o.net.Ports {
+				if want[hostPortOf(p.Protocol, uint32(p.HostPort))] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// hostPort is a host port: protocol ("tcp" for "") and number.
+type hostPort struct {
+	proto string
+	port  uint32
+}
+
+func hostPortOf(proto string, port uint32) hostPort {
+	if proto == "" {
+		proto = "tcp"
+	}
+	return hostPort{proto, port}
 }
 
 // hostPortEnvName is DCOS_HOST_PORT_<NAME> for port name.
@@ -124,32 +167,6 @@ func hostPortEnv(tk *task, cfg *contract.TaskConfig) {
 		cfg.Env[contract.PortEnv(p.GetName())] = v
 		cfg.Env[hostPortEnvName(p.GetName())] = v
 	}
-}
-
-// checkHostPorts refuses host ports a process of the node's that dcos
-// does not manage has bound: a bridge task's forwarding would take its
-// traffic. (Ports of other dcos tasks are the kernel's to arbitrate:
-// forwarding binds no socket.)
-func checkHostPorts(ports []*syscallsv1.PortMapping) error {
-	for _, p := range ports {
-		addr := net.JoinHostPort("", strconv.Itoa(int(p.GetHostPort())))
-		var err error
-		if p.GetProtocol() == "udp" {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp", addr); err == nil {
-				c.Close()
-			}
-		} else {
-			var l net.Listener
-			if l, err = net.Listen("tcp", addr); err == nil {
-				l.Close()
-			}
-		}
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("host port %d/%s (port %q) is already in use on this node by a process dcos does not manage", p.GetHostPort(), p.GetProtocol(), p.GetName())
-		}
-	}
-	return nil
 }
 
 // teardownNetwork removes tk's namespace, if it has one (idempotent).

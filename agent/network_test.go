@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,46 +26,6 @@ func TestHostPortEnv(t *testing.T) {
 		if cfg.Env[k] != v {
 			t.Errorf("%s = %q, want %q", k, cfg.Env[k], v)
 		}
-	}
-}
-
-// TestCheckHostPorts: a port a process of the node has bound is refused,
-// by protocol, with a message naming it; a free one is not.
-func TestCheckHostPorts(t *testing.T) {
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	busy := uint32(l.Addr().(*net.TCPAddr).Port)
-	u, err := net.ListenPacket("udp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
-	busyUDP := uint32(u.LocalAddr().(*net.UDPAddr).Port)
-	tests := []struct {
-		name string
-		p    *syscallsv1.PortMapping
-		err  string
-	}{
-		{"tcp bound", &syscallsv1.PortMapping{Name: "http", HostPort: busy, Protocol: "tcp"}, "is already in use on this node by a process dcos does not manage"},
-		{"udp bound", &syscallsv1.PortMapping{Name: "dns", HostPort: busyUDP, Protocol: "udp"}, `(port "dns") is already in use`},
-		{"udp free where tcp is bound", &syscallsv1.PortMapping{Name: "q", HostPort: busy, Protocol: "udp"}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkHostPorts([]*syscallsv1.PortMapping{tt.p})
-			if tt.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Fatalf("err = %v, want one containing %q", err, tt.err)
-			}
-		})
 	}
 }
 
@@ -94,18 +52,21 @@ func TestSetupWaiting(t *testing.T) {
 	tests := []struct {
 		name      string
 		nd        *conflictNet
+		ending    bool // a task of the agent's that ended has the port
 		wait      time.Duration
 		wantCalls int
 		wantErr   error
 	}{
-		{"no conflict", &conflictNet{}, time.Minute, 1, nil},
-		{"the old task lets go", &conflictNet{conflicts: 2}, time.Minute, 3, nil},
-		{"it never does", &conflictNet{conflicts: 1 << 30}, 250 * time.Millisecond, -1, contract.ErrConflict},
-		{"other errors at once", &conflictNet{err: contract.ErrExhausted}, time.Minute, 1, contract.ErrExhausted},
+		{"no conflict", &conflictNet{}, true, time.Minute, 1, nil},
+		{"the old task lets go", &conflictNet{conflicts: 2}, true, time.Minute, 3, nil},
+		{"it never does", &conflictNet{conflicts: 1 << 30}, true, 250 * time.Millisecond, -1, contract.ErrConflict},
+		{"no task of ours has it: at once", &conflictNet{conflicts: 1 << 30}, false, time.Minute, 1, contract.ErrConflict},
+		{"other errors at once", &conflictNet{err: contract.ErrExhausted}, true, time.Minute, 1, contract.ErrExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := setupWaiting(context.Background(), tt.nd, contract.NetworkRequest{ContainerID: "t-new"}, tt.wait)
+			st, err := setupWaiting(context.Background(), tt.nd, contract.NetworkRequest{ContainerID: "t-new"}, tt.wait,
+				func() bool { return tt.ending })
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (st != nil) {
 				t.Fatalf("setupWaiting = %v, %v; want error %v", st, err, tt.wantErr)
 			}
@@ -114,6 +75,32 @@ func TestSetupWaiting(t *testing.T) {
 			}
 			if tt.wantCalls < 0 && tt.nd.calls < 2 {
 				t.Errorf("%d Setup calls: gave up without retrying", tt.nd.calls)
+			}
+		})
+	}
+}
+
+func TestAgent_PortsEnding(t *testing.T) {
+	tk := &task{id: "new", wantPorts: []*syscallsv1.PortMapping{{Name: "http", HostPort: 31000}, {Name: "q", HostPort: 31001, Protocol: "udp"}}}
+	tests := []struct {
+		name  string
+		other *task
+		want  bool
+	}{
+		{"none", nil, false},
+		{"asked for the port", &task{id: "old", wantPorts: []*syscallsv1.PortMapping{{Name: "w", HostPort: 31000, Protocol: "tcp"}}}, true},
+		{"its network has it", &task{id: "old", net: &contract.NetworkStatus{Ports: []contract.PortMapping{{Name: "w", HostPort: 31001, Protocol: "udp"}}}}, true},
+		{"same number, other protocol", &task{id: "old", wantPorts: []*syscallsv1.PortMapping{{Name: "w", HostPort: 31001, Protocol: "tcp"}}}, false},
+		{"other port", &task{id: "old", wantPorts: []*syscallsv1.PortMapping{{Name: "w", HostPort: 31002}}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Agent{tasks: map[string]*task{tk.id: tk}}
+			if tt.other != nil {
+				a.tasks[tt.other.id] = tt.other
+			}
+			if got := a.portsEnding(tk); got != tt.want {
+				t.Errorf("portsEnding = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -36,8 +36,14 @@
 // written over netlink with github.com/google/nftables (no nft binary);
 // the same table masquerades hairpin traffic and traffic from the subnet
 // leaving the cluster CIDR. Host-side veths are in hairpin mode, so that
-// a container reaches its own host port with br_netfilter loaded. On a
-// kernel without nf_tables, bridge-mode port mappings return
+// a container reaches its own host port with br_netfilter loaded. While a
+// container has a host port, the driver holds it with a placeholder socket
+// on 0.0.0.0 in the node's namespace (bound before the DNAT entry is
+// installed, closed after it is removed, re-opened by Recover), so that
+// no process of the node can have the port too: Setup of a port another
+// socket has fails with ErrConflict, and a later bind gets EADDRINUSE.
+// Host-mode containers' ports are not held: the task binds them itself.
+// On a kernel without nf_tables, bridge-mode port mappings return
 // ErrNotSupported. Host ports are not reachable through 127.0.0.1 (no
 // route_localnet), and
 // clients on other machines, like egress to outside the cluster, need

@@ -92,6 +92,9 @@ type Driver struct {
 	pool       *pool
 	containers map[string]*contract.NetworkStatus
 	ports      map[portKey]string // reserved host port → container ID
+	// held are the placeholder sockets (hostport.go) of bridge-mode
+	// containers' host ports.
+	held map[portKey]int
 }
 
 var _ contract.NetDriver = (*Driver)(nil)
@@ -164,15 +167,21 @@ func New(cfg Config) (*Driver, error) {
 		pool:       p,
 		containers: map[string]*contract.NetworkStatus{},
 		ports:      map[portKey]string{},
+		held:       map[portKey]int{},
 	}, nil
 }
 
-// Close releases the driver's netlink socket and namespace handle. It
-// leaves everything on the node as it is (containers keep their network);
-// the driver must not be used afterwards.
+// Close releases the driver's netlink socket, namespace handle and host
+// port placeholders, as the exit of the driver's process would. It leaves
+// everything else on the node as it is (containers keep their network and
+// DNAT entries; Recover holds their ports again); the driver must not be
+// used afterwards.
 func (d *Driver) Close() error {
 	d.host.Close()
 	d.nat.close()
+	d.mu.Lock()
+	d.unholdPortsLocked(slices.Collect(maps.Keys(d.held)))
+	d.mu.Unlock()
 	return nil
 }
 
@@ -181,8 +190,11 @@ func (d *Driver) nsPath(id string) string {
 }
 
 // Setup implements contract.NetDriver. Bridge-mode port mappings are DNAT
-// entries in the node's nftables table (see nat); on a kernel without
-// nf_tables they return ErrNotSupported.
+// entries in the node's nftables table (see nat), each with a placeholder
+// socket holding the port on the node (hostport.go); a port another socket
+// of the node has fails with a *portInUseError (ErrConflict) before
+// anything is made. On a kernel without nf_tables they return
+// ErrNotSupported.
 func (d *Driver) Setup(ctx context.Context, req contract.NetworkRequest) (*contract.NetworkStatus, error) {
 	id := req.ContainerID
 	if id == "" {
@@ -224,7 +236,7 @@ func (d *Driver) setupHost(req contract.NetworkRequest) (*contract.NetworkStatus
 			return nil, fmt.Errorf("port %q: host mode needs container port 0 or the host port", p.Name)
 		}
 	}
-	ports, err := d.reservePorts(req.ContainerID, req.Ports)
+	ports, err := d.reservePorts(req.ContainerID, req.Ports, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -248,9 +260,9 @@ func (d *Driver) setupHost(req contract.NetworkRequest) (*contract.NetworkStatus
 	return st, nil
 }
 
-// reservePorts validates ports, picks host ports for 0 and reserves them
-// all for id, or none.
-func (d *Driver) reservePorts(id string, ports []contract.PortMapping) ([]contract.PortMapping, error) {
+// reservePorts validates ports, picks host ports for 0 (none of avoid)
+// and reserves them all for id, or none.
+func (d *Driver) reservePorts(id string, ports []contract.PortMapping, avoid map[portKey]bool) ([]contract.PortMapping, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := slices.Clone(ports)
@@ -284,7 +296,7 @@ func (d *Driver) reservePorts(id string, ports []contract.PortMapping) ([]contra
 		}
 		for port := portRangeFirst; port <= portRangeLast; port++ {
 			k := portKey{p.Protocol, uint16(port)}
-			if _, ok := d.ports[k]; !ok && !taken[k] {
+			if _, ok := d.ports[k]; !ok && !taken[k] && !avoid[k] {
 				p.HostPort, taken[k] = uint16(port), true
 				break
 			}
@@ -299,10 +311,45 @@ func (d *Driver) reservePorts(id string, ports []contract.PortMapping) ([]contra
 	return out, nil
 }
 
+// releasePorts drops id's host port reservations and closes their
+// placeholders.
 func (d *Driver) releasePorts(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	maps.DeleteFunc(d.ports, func(_ portKey, owner string) bool { return owner == id })
+	var keys []portKey
+	for k, owner := range d.ports {
+		if owner == id {
+			keys = append(keys, k)
+		}
+	}
+	d.unholdPortsLocked(keys)
+	for _, k := range keys {
+		delete(d.ports, k)
+	}
+}
+
+// reserveAndHold reserves id's host ports (reservePorts) and holds them
+// (holdPorts), all or none. A port the driver picked that another socket
+// of the node has is skipped for the next free one; a requested one fails
+// with a *portInUseError.
+func (d *Driver) reserveAndHold(id string, req []contract.PortMapping) ([]contract.PortMapping, error) {
+	avoid := map[portKey]bool{}
+	for {
+		ports, err := d.reservePorts(id, req, avoid)
+		if err != nil {
+			return nil, err
+		}
+		err = d.holdPorts(ports)
+		if err == nil {
+			return ports, nil
+		}
+		d.releasePorts(id)
+		var inUse *portInUseError
+		if !errors.As(err, &inUse) || req[inUse.i].HostPort != 0 {
+			return nil, err
+		}
+		avoid[portKey{protocol(inUse.p), inUse.p.HostPort}] = true
+	}
 }
 
 func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStatus, error) {
@@ -316,7 +363,9 @@ func (d *Driver) setupBridge(req contract.NetworkRequest) (*contract.NetworkStat
 	if n == nil {
 		return nil, errors.New("bridge mode before ConfigureNode")
 	}
-	ports, err := d.reservePorts(id, req.Ports)
+	// The host ports are held before anything is made: a port in use
+	// fails Setup with nothing to undo.
+	ports, err := d.reserveAndHold(id, req.Ports)
 	if err != nil {
 		return nil, err
 	}
@@ -549,13 +598,17 @@ func (d *Driver) Status(ctx context.Context, containerID string) (*contract.Netw
 
 // Recover implements contract.NetDriver. A bridge-mode container whose
 // namespace or veth is gone is forgotten and what is left of it removed.
-// It returns the errors of the containers it could not recover (e.g. an
-// address or host port another container holds, ErrConflict), after
-// recovering the others.
+// It holds the host ports of the bridge-mode containers it recovers
+// again (hostport.go). It returns the errors of the containers it could
+// not recover (e.g. an address or host port another container holds,
+// ErrConflict), after recovering the others, and of those it recovered
+// without a placeholder for a port that another process bound meanwhile
+// (a *portInUseError, logged too).
 func (d *Driver) Recover(ctx context.Context, containers []contract.NetworkStatus) error {
 	d.opMu.Lock()
 	defer d.opMu.Unlock()
 	var errs []error
+	var unheld []idPort
 	for i := range containers {
 		st := cloneStatus(&containers[i])
 		id := st.ContainerID
@@ -595,15 +648,66 @@ func (d *Driver) Recover(ctx context.Context, containers []contract.NetworkStatu
 				errs = append(errs, fmt.Errorf("%q: %w", id, err))
 				continue
 			}
+			for _, p := range st.Ports {
+				unheld = append(unheld, idPort{id, p})
+			}
 		}
 		d.mu.Lock()
 		d.containers[id] = st
 		d.mu.Unlock()
 	}
+	errs = append(errs, d.holdRecovered(ctx, unheld)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bridge: recover: %w", err)
 	}
 	return nil
+}
+
+// idPort is a host port of a container.
+type idPort struct {
+	id string
+	p  contract.PortMapping
+}
+
+// recoverHoldWait bounds how long Recover retries a placeholder whose port
+// is in use: the previous driver process, which held it, exits within
+// 0.5 s of its host's death (internal/daemon), maybe after the new one
+// started.
+const recoverHoldWait = 2 * time.Second
+
+// holdRecovered holds the host ports of recovered containers, retrying
+// those in use for up to recoverHoldWait, and returns an error for each
+// it could not hold (logged too). Such a port stays its container's (its
+// DNAT entry takes the traffic); only its placeholder is missing.
+func (d *Driver) holdRecovered(ctx context.Context, ports []idPort) []error {
+	deadline := time.Now().Add(recoverHoldWait)
+	var errs, inUse []error
+	for len(ports) > 0 {
+		var again []idPort
+		inUse = inUse[:0]
+		for _, ip := range ports {
+			err := d.holdPorts([]contract.PortMapping{ip.p})
+			if err == nil {
+				continue
+			}
+			err = fmt.Errorf("%q: recovered without its placeholder: %w", ip.id, err)
+			if errors.Is(err, contract.ErrConflict) {
+				again, inUse = append(again, ip), append(inUse, err)
+			} else {
+				errs = append(errs, err)
+			}
+		}
+		ports = again
+		if len(ports) == 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	errs = append(errs, inUse...)
+	for _, err := range errs {
+		d.log.Warn("recover: host port not held", "err", err)
+	}
+	return errs
 }
 
 // claimPorts reserves exactly the host ports of a recovered container.

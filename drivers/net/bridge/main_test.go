@@ -402,10 +402,10 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 		}
 	}
 	tn.d.mu.Lock()
-	leases, ports := len(tn.d.pool.Leases), len(tn.d.ports)
+	leases, ports, held := len(tn.d.pool.Leases), len(tn.d.ports), len(tn.d.held)
 	tn.d.mu.Unlock()
-	if leases != 0 || ports != 0 {
-		tb.Errorf("left behind: %d address leases, %d host port reservations", leases, ports)
+	if leases != 0 || ports != 0 || held != 0 {
+		tb.Errorf("left behind: %d address leases, %d host port reservations, %d placeholders", leases, ports, held)
 	}
 	if have, err := tn.d.nat.list(); err != nil || len(have) != 0 {
 		tb.Errorf("left behind: DNAT entries %v (%v)", have, err)

@@ -379,8 +379,16 @@ func TestDriver_HostPorts(t *testing.T) {
 	}
 	ctx := context.Background()
 	tn.ids["web"] = true
+	// A static UDP port free right now: a fixed one could be held by a
+	// test package running in parallel, and the placeholder would refuse.
+	pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	pc.Close()
 	st, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "web", Mode: contract.NetworkModeBridge,
-		Ports: []contract.PortMapping{{Name: "http", ContainerPort: 8080}, {Name: "dns", HostPort: 31553, ContainerPort: 53, Protocol: "udp"}}})
+		Ports: []contract.PortMapping{{Name: "http", ContainerPort: 8080}, {Name: "dns", HostPort: dns, ContainerPort: 53, Protocol: "udp"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"testing"
 
@@ -30,7 +31,8 @@ import (
 //     and decoding the answer;
 //   - native-ms: the same Go function natively, as BenchmarkCycle/native.
 //
-// Each iteration runs all five, one after the other.
+// Each iteration runs all five, one after the other. drf-c is drf's
+// algorithm in C (internal/cdrf) in the same harness, against native drf.
 func BenchmarkCycleParts(b *testing.B) {
 	ctx := context.Background()
 	batch := pt.Big(1)
@@ -50,9 +52,23 @@ func BenchmarkCycleParts(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close(ctx)
+	type module struct {
+		name, native string
+		wasm         []byte
+	}
+	var mods []module
 	for _, name := range policies.Names() {
+		mod, _ := policies.Builtin(name)
+		mods = append(mods, module{name, name, mod})
+	}
+	c, err := os.ReadFile(cDRF)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mods = append(mods, module{"drf-c", "drf", c})
+	for _, mm := range mods {
+		name, mod := mm.name, mm.wasm
 		b.Run(name, func(b *testing.B) {
-			mod, _ := policies.Builtin(name)
 			p, err := h.LoadTrusted(ctx, name, mod)
 			if err != nil {
 				b.Fatal(err)
@@ -107,7 +123,7 @@ func BenchmarkCycleParts(b *testing.B) {
 				})
 				step(4, func() {
 					d.Reset()
-					if err := native[name](nb, &d); err != nil {
+					if err := native[mm.native](nb, &d); err != nil {
 						b.Fatal(err)
 					}
 				})

@@ -107,9 +107,19 @@ func TestDecodeBatch_Malformed(t *testing.T) {
 
 func FuzzDecodeBatch(f *testing.F) {
 	var e Encoder
-	f.Add(append([]byte(nil), e.EncodeBatch(sampleBatch())...))
+	seed := append([]byte(nil), e.EncodeBatch(sampleBatch())...)
+	f.Add(seed)
+	f.Add(append([]byte(nil), e.EncodeBatchSameAgents(sampleBatch())...)) // flagged AGENTS_UNCHANGED
 	f.Add(append([]byte(nil), e.EncodeBatch(&Batch{})...))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		// A decoder that holds agents from an earlier batch takes the
+		// AGENTS_UNCHANGED path when in has the flag: it must not panic
+		// either, whatever in says.
+		var reused Decoder
+		if _, err := reused.DecodeBatch(seed); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = reused.DecodeBatch(in)
 		var d Decoder
 		b, err := d.DecodeBatch(in)
 		if err != nil {

@@ -94,7 +94,7 @@ func (e *Encoder) EncodeBatch(b *Batch) []byte {
 // The bytes differ from EncodeBatch's in one bit: the header's
 // agents-unchanged flag is set, so a caller must send the result to the
 // instance that received the previous batch of e (docs/policy-abi.md,
-// Flags).
+// AGENTS_UNCHANGED).
 func (e *Encoder) EncodeBatchSameAgents(b *Batch) []byte {
 	if !e.haveAgents || len(e.agentRecs) != len(b.Agents)*agentSize {
 		return e.EncodeBatch(b)

@@ -266,9 +266,10 @@ func (a *Agent) idPath() string { return filepath.Join(a.dataDir, "agent-id") }
 // and reports their states until ctx is cancelled. It returns nil when ctx
 // is cancelled, after every goroutine it started has ended and every file
 // it opened is closed; tasks keep running and are re-adopted by the next
-// Run on the same data dir. It returns an error only when the agent cannot
-// run at all (the data dir is locked by another agent or unreadable). Run
-// may be called once per Agent.
+// Run on the same data dir. Last, with a net driver, it removes the node's
+// network unless a task still uses it (see removeNode). It returns an
+// error only when the agent cannot run at all (the data dir is locked by
+// another agent or unreadable). Run may be called once per Agent.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.started {
@@ -288,6 +289,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
+	defer a.removeNode() // last: no goroutine may call the net driver any more
 	defer a.wg.Wait()
 	defer cancel()
 	a.ctx, a.stop = ctx, ctx.Done()

@@ -282,3 +282,38 @@ func (a *Agent) configureNode(ctx context.Context) {
 	}
 	a.log.Info("node network configured", "subnet", subnet, "peers", len(cfg.Peers))
 }
+
+// removeNode removes the node's network (its bridge, overlay and NAT rules)
+// when the agent stops and no bridge task uses it; the driver refuses
+// while any task holds an address, and the network then stays for the
+// tasks, which keep running, and the next agent. Run calls it after its
+// goroutines ended, so no Setup or ConfigureNode runs at the same time.
+func (a *Agent) removeNode() {
+	if a.network == "" {
+		return
+	}
+	nd, err := a.netDriver()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		err = nd.RemoveNode(ctx)
+	}
+	switch {
+	case err == nil:
+		a.log.Info("node network removed")
+	case errors.Is(err, contract.ErrConflict):
+		a.mu.Lock()
+		n := 0
+		for _, tk := range a.tasks {
+			if tk.network == netBridge && tk.state != taskExited {
+				n++
+			}
+		}
+		a.mu.Unlock()
+		a.log.Info(fmt.Sprintf("keeping the node network: %d bridge tasks still run", n), "err", err)
+	case errors.Is(err, contract.ErrNotSupported):
+		a.log.Info("the network driver cannot remove the node network; it stays", "driver", a.network, "err", err)
+	default:
+		a.log.Error("cannot remove the node network", "err", err)
+	}
+}

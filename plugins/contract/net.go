@@ -14,7 +14,8 @@ import (
 // Nomad's network hook: the host calls ConfigureNode once it knows the
 // cluster, Setup before a task starts (the task driver then starts the task in
 // NetworkStatus.Netns), Teardown once the task is gone, and, after a restart,
-// ConfigureNode, Recover and GC, in that order.
+// ConfigureNode, Recover and GC, in that order. When it stops, the host
+// calls RemoveNode, which keeps the node's network while containers use it.
 //
 // All methods are safe for concurrent use. Container IDs are chosen by the
 // host and are unique on a node. Status returns an error wrapping
@@ -57,6 +58,16 @@ type NetDriver interface {
 	// Setup and the host's checkpoint, and returns their IDs. It is
 	// idempotent.
 	GC(ctx context.Context, live []string) (removed []string, err error)
+
+	// RemoveNode removes everything ConfigureNode created on the node (the
+	// bridge, the VXLAN device, their addresses, routes, neighbors and
+	// forwarding entries, the NAT rules) and forgets the node
+	// configuration; a later Setup in bridge mode needs ConfigureNode
+	// again. It refuses with ErrConflict, changing nothing, while
+	// containers hold addresses (they keep their network). It is
+	// idempotent: on a node never configured, or already removed, it
+	// returns nil.
+	RemoveNode(ctx context.Context) error
 }
 
 // NetworkMode is how a container is networked.

@@ -79,6 +79,12 @@ func (c *NetClient) ConfigureNode(ctx context.Context, cfg NodeConfig) error {
 	return fromStatus(c.done, "net configure node", err)
 }
 
+// RemoveNode implements NetDriver.
+func (c *NetClient) RemoveNode(ctx context.Context) error {
+	_, err := c.rpc.RemoveNode(ctx, &pluginsv1.NetRemoveNodeRequest{})
+	return fromStatus(c.done, "net remove node", err)
+}
+
 // GC implements NetDriver.
 func (c *NetClient) GC(ctx context.Context, live []string) ([]string, error) {
 	resp, err := c.rpc.GC(ctx, &pluginsv1.NetGCRequest{Live: live})

@@ -74,3 +74,8 @@ func (s *netServer) GC(ctx context.Context, req *pluginsv1.NetGCRequest) (*plugi
 	}
 	return &pluginsv1.NetGCResponse{Removed: removed}, nil
 }
+
+func (s *netServer) RemoveNode(ctx context.Context, _ *pluginsv1.NetRemoveNodeRequest) (*pluginsv1.NetRemoveNodeResponse, error) {
+	err := s.impl.RemoveNode(ctx)
+	return &pluginsv1.NetRemoveNodeResponse{}, toStatus(err)
+}

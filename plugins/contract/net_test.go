@@ -111,6 +111,16 @@ func (n *fakeNet) ConfigureNode(_ context.Context, cfg NodeConfig) error {
 	return nil
 }
 
+func (n *fakeNet) RemoveNode(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.containers) > 0 {
+		return fmt.Errorf("remove node: %d containers hold addresses: %w", len(n.containers), ErrConflict)
+	}
+	n.node = nil
+	return nil
+}
+
 func (n *fakeNet) GC(_ context.Context, live []string) ([]string, error) {
 	if len(live) == 0 {
 		return []string{"leftover"}, nil
@@ -170,6 +180,19 @@ func TestNetClient_RoundTrip(t *testing.T) {
 	if err := n.Teardown(ctx, "never-set-up"); err != nil {
 		t.Errorf("Teardown(unknown): %v", err)
 	}
+	// RemoveNode is idempotent, and a removed node must be configured
+	// again.
+	for range 2 {
+		if err := n.RemoveNode(ctx); err != nil {
+			t.Errorf("RemoveNode: %v", err)
+		}
+	}
+	if _, err := n.Setup(ctx, NetworkRequest{ContainerID: "c2", Mode: NetworkModeBridge}); err == nil {
+		t.Error("Setup after RemoveNode: want an error")
+	}
+	if err := n.ConfigureNode(ctx, testNode); err != nil {
+		t.Fatalf("ConfigureNode after RemoveNode: %v", err)
+	}
 	if _, err := n.Setup(ctx, NetworkRequest{ContainerID: "c2", Mode: NetworkModeBridge, Ports: []PortMapping{{Name: "http", HostPort: 31000}}}); err != nil {
 		t.Errorf("Setup after Teardown freed the port: %v", err)
 	}
@@ -202,6 +225,7 @@ func TestNetClient_Errors(t *testing.T) {
 			_, err := n.Setup(ctx, NetworkRequest{ContainerID: "c1", Mode: NetworkModeBridge})
 			return err
 		}, ErrConflict},
+		{"remove node with containers", func() error { return n.RemoveNode(ctx) }, ErrConflict},
 		{"subnet change with containers", func() error {
 			cfg := testNode
 			cfg.Subnet = netip.MustParsePrefix("10.1.9.0/24")

@@ -72,6 +72,15 @@ func TestHost_NetAndStorage(t *testing.T) {
 	if _, err := n.Setup(ctx, contract.NetworkRequest{ContainerID: "c2", Mode: contract.NetworkModeBridge}); !errors.Is(err, contract.ErrNotSupported) {
 		t.Errorf("Setup in bridge mode: err = %v, want ErrNotSupported", err)
 	}
+	if err := n.RemoveNode(ctx); !errors.Is(err, contract.ErrConflict) {
+		t.Errorf("RemoveNode while c1 is set up: err = %v, want ErrConflict", err)
+	}
+	if err := n.Teardown(ctx, "c1"); err != nil {
+		t.Errorf("Teardown: %v", err)
+	}
+	if err := n.RemoveNode(ctx); err != nil {
+		t.Errorf("RemoveNode with no container: %v", err)
+	}
 
 	// So does the storage driver.
 	s, err := h.Storage("y")

@@ -227,6 +227,14 @@ func (n *netProxy) GC(ctx context.Context, live []string) ([]string, error) {
 	return c.GC(ctx, live)
 }
 
+func (n *netProxy) RemoveNode(ctx context.Context) error {
+	c, err := get[contract.NetDriver](ctx, n.p, "net remove node")
+	if err != nil {
+		return err
+	}
+	return c.RemoveNode(ctx)
+}
+
 // storageProxy is the stable contract.StorageDriver of a storage plugin:
 // each call goes to the plugin's current process.
 type storageProxy struct{ p *plugin }

@@ -203,6 +203,45 @@ func TestDriver_ConfigureNode(t *testing.T) {
 	}
 }
 
+// TestDriver_RemoveNode: while a container holds an address RemoveNode
+// refuses and the node keeps working; once it is gone RemoveNode deletes
+// the bridge, its address and the NAT table, is idempotent, and
+// ConfigureNode brings the node back.
+func TestDriver_RemoveNode(t *testing.T) {
+	tn := newTestNode(t, testSubnet())
+	ctx := context.Background()
+	st := tn.setup("c1")
+	if err := tn.d.RemoveNode(ctx); !errors.Is(err, contract.ErrConflict) {
+		t.Fatalf("RemoveNode with a container: %v, want ErrConflict", err)
+	}
+	if _, err := netlink.LinkByName(tn.cfg.Bridge); err != nil {
+		t.Fatalf("the refused RemoveNode deleted the bridge: %v", err)
+	}
+	if ok, err := tn.d.nat.exists(); err != nil || !ok {
+		t.Fatalf("the refused RemoveNode deleted the NAT table: %v, %v", ok, err)
+	}
+	roundTrip(t, listenIn(t, st.Netns, hostPort(st.IP, 0)), "")
+
+	if err := tn.d.Teardown(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := tn.d.RemoveNode(ctx); err != nil {
+			t.Fatalf("RemoveNode %d: %v", i, err)
+		}
+	}
+	checkNothingLeft(t, tn.cfg, tn.subnet, tn.ids)
+	if _, err := tn.d.Setup(ctx, contract.NetworkRequest{ContainerID: "c2", Mode: contract.NetworkModeBridge}); err == nil {
+		t.Fatal("bridge-mode Setup after RemoveNode succeeded")
+	}
+	tn.ids["c2"] = true
+	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{AgentID: "a1", Subnet: tn.subnet}); err != nil {
+		t.Fatal(err)
+	}
+	st = tn.setup("c3")
+	roundTrip(t, listenIn(t, st.Netns, hostPort(st.IP, 0)), "")
+}
+
 func TestDriver_IPAMPersistsAcrossRestart(t *testing.T) {
 	tn := newTestNode(t, testSubnet())
 	ctx := context.Background()

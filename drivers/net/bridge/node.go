@@ -395,11 +395,12 @@ func (d *Driver) deleteLink(name string) error {
 	return nil
 }
 
-// RemoveNode deletes the bridge, the VXLAN device (with their routes,
-// neighbors and forwarding entries) and the NAT table and forgets the node configuration.
-// It refuses with ErrConflict while containers are set up in bridge mode
-// or hold addresses. It is idempotent. It is not part of
-// contract.NetDriver: it is for decommissioning a node and for tests.
+// RemoveNode implements contract.NetDriver: it deletes the bridge, the
+// VXLAN device (with their addresses, routes, neighbors and forwarding
+// entries) and the NAT table and forgets the node configuration. It
+// refuses with ErrConflict, changing nothing, while containers hold
+// addresses. It is idempotent. The subnet stays in the address pool's
+// state: ConfigureNode with the same subnet brings the node back.
 func (d *Driver) RemoveNode(ctx context.Context) error {
 	d.opMu.Lock()
 	defer d.opMu.Unlock()

@@ -834,6 +834,78 @@ func (x *NetGCResponse) GetRemoved() []string {
 	return nil
 }
 
+type NetRemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetRemoveNodeRequest) Reset() {
+	*x = NetRemoveNodeRequest{}
+	mi := &file_v1_net_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetRemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetRemoveNodeRequest) ProtoMessage() {}
+
+func (x *NetRemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_net_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetRemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*NetRemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_v1_net_proto_rawDescGZIP(), []int{15}
+}
+
+type NetRemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetRemoveNodeResponse) Reset() {
+	*x = NetRemoveNodeResponse{}
+	mi := &file_v1_net_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetRemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetRemoveNodeResponse) ProtoMessage() {}
+
+func (x *NetRemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_net_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetRemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*NetRemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_v1_net_proto_rawDescGZIP(), []int{16}
+}
+
 var File_v1_net_proto protoreflect.FileDescriptor
 
 const file_v1_net_proto_rawDesc = "" +
@@ -888,14 +960,18 @@ const file_v1_net_proto_rawDesc = "" +
 	"\fNetGCRequest\x12\x12\n" +
 	"\x04live\x18\x01 \x03(\tR\x04live\")\n" +
 	"\rNetGCResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x03(\tR\aremoved2\x80\x04\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\"\x16\n" +
+	"\x14NetRemoveNodeRequest\"\x17\n" +
+	"\x15NetRemoveNodeResponse2\xdd\x04\n" +
 	"\tNetDriver\x12L\n" +
 	"\x05Setup\x12 .dcos.plugins.v1.NetSetupRequest\x1a!.dcos.plugins.v1.NetSetupResponse\x12U\n" +
 	"\bTeardown\x12#.dcos.plugins.v1.NetTeardownRequest\x1a$.dcos.plugins.v1.NetTeardownResponse\x12O\n" +
 	"\x06Status\x12!.dcos.plugins.v1.NetStatusRequest\x1a\".dcos.plugins.v1.NetStatusResponse\x12R\n" +
 	"\aRecover\x12\".dcos.plugins.v1.NetRecoverRequest\x1a#.dcos.plugins.v1.NetRecoverResponse\x12d\n" +
 	"\rConfigureNode\x12(.dcos.plugins.v1.NetConfigureNodeRequest\x1a).dcos.plugins.v1.NetConfigureNodeResponse\x12C\n" +
-	"\x02GC\x12\x1d.dcos.plugins.v1.NetGCRequest\x1a\x1e.dcos.plugins.v1.NetGCResponseBAZ?github.com/dcos-kernel/dcos/plugins/contract/proto/v1;pluginsv1b\x06proto3"
+	"\x02GC\x12\x1d.dcos.plugins.v1.NetGCRequest\x1a\x1e.dcos.plugins.v1.NetGCResponse\x12[\n" +
+	"\n" +
+	"RemoveNode\x12%.dcos.plugins.v1.NetRemoveNodeRequest\x1a&.dcos.plugins.v1.NetRemoveNodeResponseBAZ?github.com/dcos-kernel/dcos/plugins/contract/proto/v1;pluginsv1b\x06proto3"
 
 var (
 	file_v1_net_proto_rawDescOnce sync.Once
@@ -909,7 +985,7 @@ func file_v1_net_proto_rawDescGZIP() []byte {
 	return file_v1_net_proto_rawDescData
 }
 
-var file_v1_net_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_v1_net_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_v1_net_proto_goTypes = []any{
 	(*PortMapping)(nil),              // 0: dcos.plugins.v1.PortMapping
 	(*NetworkStatus)(nil),            // 1: dcos.plugins.v1.NetworkStatus
@@ -926,11 +1002,13 @@ var file_v1_net_proto_goTypes = []any{
 	(*NetConfigureNodeResponse)(nil), // 12: dcos.plugins.v1.NetConfigureNodeResponse
 	(*NetGCRequest)(nil),             // 13: dcos.plugins.v1.NetGCRequest
 	(*NetGCResponse)(nil),            // 14: dcos.plugins.v1.NetGCResponse
-	nil,                              // 15: dcos.plugins.v1.NetworkStatus.EnvEntry
+	(*NetRemoveNodeRequest)(nil),     // 15: dcos.plugins.v1.NetRemoveNodeRequest
+	(*NetRemoveNodeResponse)(nil),    // 16: dcos.plugins.v1.NetRemoveNodeResponse
+	nil,                              // 17: dcos.plugins.v1.NetworkStatus.EnvEntry
 }
 var file_v1_net_proto_depIdxs = []int32{
 	0,  // 0: dcos.plugins.v1.NetworkStatus.ports:type_name -> dcos.plugins.v1.PortMapping
-	15, // 1: dcos.plugins.v1.NetworkStatus.env:type_name -> dcos.plugins.v1.NetworkStatus.EnvEntry
+	17, // 1: dcos.plugins.v1.NetworkStatus.env:type_name -> dcos.plugins.v1.NetworkStatus.EnvEntry
 	0,  // 2: dcos.plugins.v1.NetSetupRequest.ports:type_name -> dcos.plugins.v1.PortMapping
 	1,  // 3: dcos.plugins.v1.NetSetupResponse.status:type_name -> dcos.plugins.v1.NetworkStatus
 	1,  // 4: dcos.plugins.v1.NetStatusResponse.status:type_name -> dcos.plugins.v1.NetworkStatus
@@ -942,14 +1020,16 @@ var file_v1_net_proto_depIdxs = []int32{
 	8,  // 10: dcos.plugins.v1.NetDriver.Recover:input_type -> dcos.plugins.v1.NetRecoverRequest
 	11, // 11: dcos.plugins.v1.NetDriver.ConfigureNode:input_type -> dcos.plugins.v1.NetConfigureNodeRequest
 	13, // 12: dcos.plugins.v1.NetDriver.GC:input_type -> dcos.plugins.v1.NetGCRequest
-	3,  // 13: dcos.plugins.v1.NetDriver.Setup:output_type -> dcos.plugins.v1.NetSetupResponse
-	5,  // 14: dcos.plugins.v1.NetDriver.Teardown:output_type -> dcos.plugins.v1.NetTeardownResponse
-	7,  // 15: dcos.plugins.v1.NetDriver.Status:output_type -> dcos.plugins.v1.NetStatusResponse
-	9,  // 16: dcos.plugins.v1.NetDriver.Recover:output_type -> dcos.plugins.v1.NetRecoverResponse
-	12, // 17: dcos.plugins.v1.NetDriver.ConfigureNode:output_type -> dcos.plugins.v1.NetConfigureNodeResponse
-	14, // 18: dcos.plugins.v1.NetDriver.GC:output_type -> dcos.plugins.v1.NetGCResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
+	15, // 13: dcos.plugins.v1.NetDriver.RemoveNode:input_type -> dcos.plugins.v1.NetRemoveNodeRequest
+	3,  // 14: dcos.plugins.v1.NetDriver.Setup:output_type -> dcos.plugins.v1.NetSetupResponse
+	5,  // 15: dcos.plugins.v1.NetDriver.Teardown:output_type -> dcos.plugins.v1.NetTeardownResponse
+	7,  // 16: dcos.plugins.v1.NetDriver.Status:output_type -> dcos.plugins.v1.NetStatusResponse
+	9,  // 17: dcos.plugins.v1.NetDriver.Recover:output_type -> dcos.plugins.v1.NetRecoverResponse
+	12, // 18: dcos.plugins.v1.NetDriver.ConfigureNode:output_type -> dcos.plugins.v1.NetConfigureNodeResponse
+	14, // 19: dcos.plugins.v1.NetDriver.GC:output_type -> dcos.plugins.v1.NetGCResponse
+	16, // 20: dcos.plugins.v1.NetDriver.RemoveNode:output_type -> dcos.plugins.v1.NetRemoveNodeResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -966,7 +1046,7 @@ func file_v1_net_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_net_proto_rawDesc), len(file_v1_net_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

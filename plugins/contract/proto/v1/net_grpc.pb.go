@@ -38,6 +38,7 @@ const (
 	NetDriver_Recover_FullMethodName       = "/dcos.plugins.v1.NetDriver/Recover"
 	NetDriver_ConfigureNode_FullMethodName = "/dcos.plugins.v1.NetDriver/ConfigureNode"
 	NetDriver_GC_FullMethodName            = "/dcos.plugins.v1.NetDriver/GC"
+	NetDriver_RemoveNode_FullMethodName    = "/dcos.plugins.v1.NetDriver/RemoveNode"
 )
 
 // NetDriverClient is the client API for NetDriver service.
@@ -50,6 +51,9 @@ type NetDriverClient interface {
 	Recover(ctx context.Context, in *NetRecoverRequest, opts ...grpc.CallOption) (*NetRecoverResponse, error)
 	ConfigureNode(ctx context.Context, in *NetConfigureNodeRequest, opts ...grpc.CallOption) (*NetConfigureNodeResponse, error)
 	GC(ctx context.Context, in *NetGCRequest, opts ...grpc.CallOption) (*NetGCResponse, error)
+	// RemoveNode removes everything ConfigureNode created; AlreadyExists
+	// while containers hold addresses.
+	RemoveNode(ctx context.Context, in *NetRemoveNodeRequest, opts ...grpc.CallOption) (*NetRemoveNodeResponse, error)
 }
 
 type netDriverClient struct {
@@ -120,6 +124,16 @@ func (c *netDriverClient) GC(ctx context.Context, in *NetGCRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *netDriverClient) RemoveNode(ctx context.Context, in *NetRemoveNodeRequest, opts ...grpc.CallOption) (*NetRemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NetRemoveNodeResponse)
+	err := c.cc.Invoke(ctx, NetDriver_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NetDriverServer is the server API for NetDriver service.
 // All implementations must embed UnimplementedNetDriverServer
 // for forward compatibility.
@@ -130,6 +144,9 @@ type NetDriverServer interface {
 	Recover(context.Context, *NetRecoverRequest) (*NetRecoverResponse, error)
 	ConfigureNode(context.Context, *NetConfigureNodeRequest) (*NetConfigureNodeResponse, error)
 	GC(context.Context, *NetGCRequest) (*NetGCResponse, error)
+	// RemoveNode removes everything ConfigureNode created; AlreadyExists
+	// while containers hold addresses.
+	RemoveNode(context.Context, *NetRemoveNodeRequest) (*NetRemoveNodeResponse, error)
 	mustEmbedUnimplementedNetDriverServer()
 }
 
@@ -157,6 +174,9 @@ func (UnimplementedNetDriverServer) ConfigureNode(context.Context, *NetConfigure
 }
 func (UnimplementedNetDriverServer) GC(context.Context, *NetGCRequest) (*NetGCResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GC not implemented")
+}
+func (UnimplementedNetDriverServer) RemoveNode(context.Context, *NetRemoveNodeRequest) (*NetRemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedNetDriverServer) mustEmbedUnimplementedNetDriverServer() {}
 func (UnimplementedNetDriverServer) testEmbeddedByValue()                   {}
@@ -287,6 +307,24 @@ func _NetDriver_GC_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NetDriver_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NetRemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetDriverServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NetDriver_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetDriverServer).RemoveNode(ctx, req.(*NetRemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NetDriver_ServiceDesc is the grpc.ServiceDesc for NetDriver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -317,6 +355,10 @@ var NetDriver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GC",
 			Handler:    _NetDriver_GC_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _NetDriver_RemoveNode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -100,3 +100,14 @@ func (n *netDriver) GC(_ context.Context, live []string) ([]string, error) {
 	slices.Sort(removed)
 	return removed, nil
 }
+
+// RemoveNode has nothing of the node to remove; it refuses while it holds
+// any container, so that a test sees its answer cross the wire.
+func (n *netDriver) RemoveNode(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.containers) > 0 {
+		return fmt.Errorf("remove node: %d containers: %w", len(n.containers), contract.ErrConflict)
+	}
+	return nil
+}

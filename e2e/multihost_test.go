@@ -49,11 +49,13 @@ type mhAgent struct {
 //   - b's dcosd SIGKILLed: its tasks keep running, their IPs and their
 //     connectivity (while it is down, and once restarted with the same
 //     flags), and a new task on b gets an address no running task holds;
-//   - after revoking everything and stopping the agents, no task link,
-//     address, route, namespace or nftables entry is left anywhere; what
-//     stays in each host is exactly the node's network (bridge with its
-//     gateway, VXLAN device, routes to the peers, NAT table), which
-//     outlives dcosd by design (like docker0) until the host goes.
+//   - b's dcosd stopped cleanly (SIGTERM) while its bridge tasks run: the
+//     node's network stays (bridge, VXLAN device, NAT table), the tasks
+//     keep answering, and b restarted re-adopts them;
+//   - after revoking everything and stopping the agents, nothing of dcos
+//     is left anywhere: no dcos link (bridge, VXLAN device, veth), no
+//     address or route in the cluster CIDR, no nftables table, no
+//     namespace — in each host and in the root namespace.
 func TestMultiHost_Network(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
@@ -101,9 +103,7 @@ func TestMultiHost_Network(t *testing.T) {
 		t.Fatalf("agent subnets %s and %s: want two different ones", a.subnet, b.subnet)
 	}
 
-	var taskIPs []string // of every bridge task run
 	srv := runTask(e, "-c", "e2e=b", "--cpus", "0.2", "--mem", "32Mi", "--port", "echo:7000", "--", bin.tcpecho, "serve", "7000")
-	taskIPs = append(taskIPs, srv.GetIp())
 	srvIP, err := netip.ParseAddr(srv.GetIp())
 	if srv.GetAgentId() != b.id || err != nil || !b.subnet.Contains(srvIP) {
 		t.Fatalf("server task %v: want it on b (%s) with an address in %s", srv, b.id, b.subnet)
@@ -118,7 +118,6 @@ func TestMultiHost_Network(t *testing.T) {
 	dialFromA := func(e *env, line string) {
 		e.t.Helper()
 		k := runToEnd(e, "-c", "e2e=a", "--cpus", "0.1", "--mem", "32Mi", "--network", "bridge", "--", bin.tcpecho, "dial", srvAddr, line)
-		taskIPs = append(taskIPs, k.GetIp())
 		if k.GetAgentId() != a.id || k.GetState() != pb.TaskState_TASK_STATE_FINISHED {
 			e.t.Fatalf("client task %v: want FINISHED on a (%s)\n%s", k, a.id, sandboxOutput(e, k.GetId()))
 		}
@@ -139,8 +138,8 @@ func TestMultiHost_Network(t *testing.T) {
 			got, err := echoOnce(hostPortAddr)
 			return got == want, fmt.Sprint(got, err)
 		})
-		// Control for the leftover check at the end, which looks for task
-		// addresses in the nftables ruleset: the live mapping is there.
+		// Control for the leftover check at the end, which looks for
+		// nftables tables: the live mapping is in b's.
 		if out, err := b.host.Command("nft", "list", "ruleset").CombinedOutput(); err != nil || !strings.Contains(string(out), srv.GetIp()) {
 			t.Errorf("b's nftables ruleset does not name the server's address %s (%v):\n%s", srv.GetIp(), err, out)
 		}
@@ -177,7 +176,6 @@ func TestMultiHost_Network(t *testing.T) {
 
 		// No address handed out twice while in use.
 		k := runTask(e, "-c", "e2e=b", "--cpus", "0.1", "--mem", "32Mi", "--network", "bridge", "--", "sleep", "300")
-		taskIPs = append(taskIPs, k.GetIp())
 		ip, err := netip.ParseAddr(k.GetIp())
 		if k.GetAgentId() != b.id || err != nil || !b.subnet.Contains(ip) {
 			t.Fatalf("new task on b %v: want an address in %s", k, b.subnet)
@@ -188,6 +186,40 @@ func TestMultiHost_Network(t *testing.T) {
 			}
 		}
 		tapSeen = append(tapSeen, dcosVeths(t, b.host)...)
+	})
+
+	t.Run("agent b stopped with bridge tasks running", func(t *testing.T) {
+		e := e.in(t)
+		before := dcosNetwork(t, b.host, cidr)
+		if !b.proc.stop(15 * time.Second) {
+			t.Fatal("agent b did not stop on SIGTERM")
+		}
+		if want := "keeping the node network: 2 bridge tasks still run"; !strings.Contains(b.proc.stderr.String(), want) {
+			t.Errorf("b's log does not say %q:\n%s", want, tail(b.proc.stderr.String(), 30))
+		}
+		// The node's network, veths included, is as it was.
+		if after := dcosNetwork(t, b.host, cidr); !slices.Equal(after, before) {
+			t.Errorf("b's network changed when its agent stopped:\nbefore %q\nafter  %q", before, after)
+		}
+		for _, want := range []string{"link " + nodeBridge + " (bridge)", "nftables table ip " + nodeBridge} {
+			if !slices.Contains(before, want) {
+				t.Errorf("b's network %q has no %s", before, want)
+			}
+		}
+		if !alive(int(srv.GetPid())) {
+			t.Fatalf("server pid %d died with b's agent", srv.GetPid())
+		}
+		dialFromA(e, "while-b-is-stopped")
+		if got, err := echoOnce(hostPortAddr); err != nil || got != srv.GetIp()+" got ping\n" {
+			t.Errorf("host port while b is stopped: %q, %v", got, err)
+		}
+
+		start("b")
+		e.eventually("the server re-adopted by b with its address", func() (bool, string) {
+			k := taskByID(e, srv.GetId())
+			return k.GetState() == pb.TaskState_TASK_STATE_RUNNING && k.GetPid() == srv.GetPid() && k.GetIp() == srv.GetIp(), sprint(k)
+		})
+		dialFromA(e, "after-b-started-again")
 	})
 
 	t.Run("nothing left after revoke and stop", func(t *testing.T) {
@@ -228,18 +260,14 @@ func TestMultiHost_Network(t *testing.T) {
 			return len(left) == 0, sprint(left)
 		})
 
+		// The agents removed their nodes' networks when they stopped.
 		for _, ag := range agents {
-			var peers []netip.Prefix
-			for _, o := range agents {
-				if o != ag {
-					peers = append(peers, o.subnet)
-				}
+			if want := "node network removed"; !strings.Contains(ag.proc.stderr.String(), want) {
+				t.Errorf("agent %s's log does not say %q", ag.name, want)
 			}
-			left, kept := nodeLeftovers(t, ag.host, ag.subnet, peers, cidr, taskIPs)
-			for _, l := range left {
+			for _, l := range dcosNetwork(t, ag.host, cidr) {
 				t.Errorf("host %s: %s", ag.name, l)
 			}
-			t.Logf("host %s keeps its node network: %s", ag.name, strings.Join(kept, "; "))
 		}
 		for _, l := range rootLeftovers(t, mh, e.dir, cidr, tapSeen) {
 			t.Errorf("root namespace: %s", l)
@@ -368,13 +396,11 @@ func dcosVeths(t *testing.T, h *multihost.Host) []string {
 	return out
 }
 
-// nodeLeftovers lists what dcos left in host h, an agent's host whose
-// agent stopped, beyond the node's network that outlives dcosd by design
-// (docs/networking.md): the bridge (nodeBridge) holding only the gateway
-// of subnet, one VXLAN device, a route to each peer subnet through it,
-// and the node's nftables table — with no entry naming a task address.
-// kept lists what it accepted.
-func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers []netip.Prefix, cidr netip.Prefix, taskIPs []string) (left, kept []string) {
+// dcosNetwork lists, sorted, what of dcos is in host h: its links other
+// than lo and eth0 (the node's bridge and VXLAN device, task veths),
+// addresses and routes in the cluster CIDR cidr, and nftables tables
+// (the host's namespace has none of its own).
+func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 	t.Helper()
 	nh, err := h.Netlink()
 	if err != nil {
@@ -385,34 +411,22 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 	if err != nil {
 		t.Fatal(err)
 	}
+	var have []string
 	names := map[int]string{}
-	vxlans := 0
 	for _, l := range links {
-		name, typ := l.Attrs().Name, l.Type()
+		name := l.Attrs().Name
 		names[l.Attrs().Index] = name
-		switch {
-		case name == "lo" || name == "eth0": // the host's own
-		case name == nodeBridge && typ == "bridge":
-			kept = append(kept, "bridge "+name)
-		case strings.HasPrefix(name, "dcos") && typ == "vxlan" && vxlans == 0:
-			vxlans++
-			kept = append(kept, "vxlan "+name)
-		default:
-			left = append(left, fmt.Sprintf("link %s (%s)", name, typ))
+		if name != "lo" && name != "eth0" {
+			have = append(have, fmt.Sprintf("link %s (%s)", name, l.Type()))
 		}
 	}
 	addrs, err := nh.AddrList(nil, unix.AF_INET)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := subnet.Addr().Next()
 	for _, a := range addrs {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		if !cidr.Contains(ip.Unmap()) {
-			continue
-		}
-		if ip.Unmap() != gw || names[a.LinkIndex] != nodeBridge {
-			left = append(left, fmt.Sprintf("address %s on %s", a.IPNet, names[a.LinkIndex]))
+		if ip, _ := netip.AddrFromSlice(a.IP); cidr.Contains(ip.Unmap()) {
+			have = append(have, fmt.Sprintf("address %s on %s", a.IPNet, names[a.LinkIndex]))
 		}
 	}
 	routes, err := nh.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
@@ -420,39 +434,21 @@ func nodeLeftovers(t *testing.T, h *multihost.Host, subnet netip.Prefix, peers [
 		t.Fatal(err)
 	}
 	for _, r := range routes {
-		d, ok := prefixOf(r.Dst)
-		if !ok || d.Bits() == 0 || !d.Overlaps(cidr) {
-			continue
-		}
-		dev := names[r.LinkIndex]
-		switch {
-		case r.Table == unix.RT_TABLE_LOCAL && dev == nodeBridge && subnet.Contains(d.Addr()): // the gateway's local and broadcast
-		case r.Table == unix.RT_TABLE_MAIN && d == subnet && dev == nodeBridge,
-			r.Table == unix.RT_TABLE_MAIN && slices.Contains(peers, d) && strings.HasPrefix(dev, "dcos") && dev != nodeBridge:
-			kept = append(kept, fmt.Sprintf("route %s dev %s", d, dev))
-		default:
-			left = append(left, fmt.Sprintf("route %s dev %s table %d", d, dev, r.Table))
+		if d, ok := prefixOf(r.Dst); ok && d.Bits() > 0 && d.Overlaps(cidr) {
+			have = append(have, fmt.Sprintf("route %s dev %s table %d", d, names[r.LinkIndex], r.Table))
 		}
 	}
-	out, err := h.Command("nft", "list", "ruleset").CombinedOutput()
+	out, err := h.Command("nft", "list", "tables").CombinedOutput()
 	if err != nil {
-		t.Fatalf("nft list ruleset in %s: %v\n%s", h.Name(), err, out)
+		t.Fatalf("nft list tables in %s: %v\n%s", h.Name(), err, out)
 	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) >= 3 && f[0] == "table" {
-			if f[2] != nodeBridge {
-				left = append(left, "nftables "+strings.TrimSuffix(l, " {"))
-			} else {
-				kept = append(kept, "nftables "+strings.TrimSuffix(l, " {"))
-			}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.HasPrefix(l, "table ") {
+			have = append(have, "nftables "+l)
 		}
 	}
-	for _, ip := range taskIPs {
-		if ip != "" && strings.Contains(string(out), ip) {
-			left = append(left, "nftables entry naming task address "+ip+":\n"+string(out))
-		}
-	}
-	return left, kept
+	slices.Sort(have)
+	return have
 }
 
 // rootLeftovers lists what the test's agents left in the root namespace

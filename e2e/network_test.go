@@ -40,7 +40,8 @@ func hello(addr string) (string, error) {
 // asks for its own network gets an address from the agent's subnet
 // (reported, and in DCOS_TASK_IP), answers on it from the host, and its
 // host port reaches it through the node's address; after revoke its
-// namespace and veth are gone.
+// namespace and veth are gone, and once dcosd stopped, so is the node's
+// network (bridge, VXLAN device, nftables table).
 func TestDev_BridgeNetwork(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
@@ -48,8 +49,8 @@ func TestDev_BridgeNetwork(t *testing.T) {
 	tok := newToken()
 	br := "dcs" + tok[:8]
 	port := strconv.Itoa(20000 + int(tok[8])%64*100 + int(tok[9])%100)
-	t.Cleanup(func() { removeNode(t, br) }) // the node's bridge outlives dcosd, like docker0
-	e.startDev("--resources", "cpus=2,mem=2Gi", "--network-driver", "bridge", "--bridge", br,
+	t.Cleanup(func() { removeNode(t, br) }) // if the test fails before dcosd removed it
+	dev := e.startDev("--resources", "cpus=2,mem=2Gi", "--network-driver", "bridge", "--bridge", br,
 		"--vxlan-port", port, "--cluster-cidr", "10.231.0.0/16")
 
 	agents := listAgents(t, e.op()).GetAgents()
@@ -77,6 +78,11 @@ func TestDev_BridgeNetwork(t *testing.T) {
 		return got == want, fmt.Sprint(got, err)
 	})
 
+	// Control for the check at the end.
+	if have := nodeNetworkOf(br); len(have) != 3 {
+		t.Errorf("node network while the task runs: %q, want the bridge, its VXLAN device and its table", have)
+	}
+
 	e.mustCtl("revoke", task.GetAllocationId())
 	e.eventually("task killed and its network gone", func() (bool, string) {
 		k := taskByID(e, task.GetId())
@@ -89,10 +95,35 @@ func TestDev_BridgeNetwork(t *testing.T) {
 		out, _ := exec.Command("ip", "-o", "link", "show", "master", br).CombinedOutput()
 		return strings.TrimSpace(string(out)) == "", string(out)
 	})
+
+	// With no task left, a clean stop removes the node's network.
+	if !dev.stop(15 * time.Second) {
+		t.Fatal("dcosd dev did not stop on SIGTERM")
+	}
+	for _, l := range nodeNetworkOf(br) {
+		t.Errorf("left after dcosd stopped: %s", l)
+	}
+}
+
+// nodeNetworkOf lists what of the bridge driver's node network for bridge
+// br is on this host: the bridge, its VXLAN device, its nftables table.
+func nodeNetworkOf(br string) []string {
+	var have []string
+	for _, l := range []string{br, vxlanOf(br)} {
+		if exec.Command("ip", "link", "show", "dev", l).Run() == nil {
+			have = append(have, "link "+l)
+		}
+	}
+	if exec.Command("nft", "list", "table", "ip", br).Run() == nil {
+		have = append(have, "nftables table ip "+br)
+	}
+	return have
 }
 
 // removeNode deletes what the bridge driver set up on the node for bridge
-// br (bridge, VXLAN device, nftables table), after dcosd stopped.
+// br (bridge, VXLAN device, nftables table), after dcosd stopped: a clean
+// stop of dcosd with no task left removes them itself, so this is for a
+// test that failed or stopped dcosd otherwise.
 func removeNode(t *testing.T, br string) {
 	for _, l := range []string{br, vxlanOf(br)} {
 		exec.Command("ip", "link", "del", l).Run()

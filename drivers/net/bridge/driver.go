@@ -77,8 +77,8 @@ type Config struct {
 
 // Driver is the bridge network driver. Create it with New; it implements
 // contract.NetDriver. Its methods are safe for concurrent use; calls that
-// change the node (Setup, Teardown, ConfigureNode, Recover, GC) are
-// serialized.
+// change the node (Setup, Teardown, ConfigureNode, Recover, GC,
+// RemoveNode) are serialized.
 type Driver struct {
 	cfg  Config
 	log  *slog.Logger

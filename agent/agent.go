@@ -370,6 +370,9 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 		a.subnet, a.clusterCIDR = msg.GetSubnet(), msg.GetClusterCidr()
 		saved := a.savedID
 		a.mu.Unlock()
+		for _, name := range msg.GetDestroyVolumes() { // destroyed while this agent was away
+			a.destroyVolume(&syscallsv1.Volume{Name: name})
+		}
 		if msg.GetAgentId() != saved {
 			if err := writeFileAtomic(a.idPath(), []byte(msg.GetAgentId()+"\n")); err != nil {
 				a.log.Error("cannot persist agent id; a restart will register as a new agent", "err", err)

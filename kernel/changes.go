@@ -11,7 +11,9 @@ type Changes struct {
 	Allocations map[string]*pb.Allocation
 	Tasks       map[string]*pb.Task
 	Volumes     map[string]*pb.Volume // by name
-	Events      []*pb.Event
+	// DestroyedVolumes are tombstones of destroyed volumes, by name.
+	DestroyedVolumes map[string]*pb.Volume
+	Events           []*pb.Event
 	// Seq is the id sequence after this batch.
 	Seq uint64
 	// Policies, when set, is the new durable policy choice.
@@ -26,10 +28,12 @@ func newChanges() *Changes {
 		Allocations: map[string]*pb.Allocation{},
 		Tasks:       map[string]*pb.Task{},
 		Volumes:     map[string]*pb.Volume{},
+
+		DestroyedVolumes: map[string]*pb.Volume{},
 	}
 }
 
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
-	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.Events) == 0 && c.Policies == nil
+	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.DestroyedVolumes) == 0 && len(c.Events) == 0 && c.Policies == nil
 }

@@ -34,6 +34,7 @@ type Table struct {
 	usageNew   map[string]bool                // task ids with a sample not yet in a TASK_USAGE event
 	volumes    map[string]*pb.Volume          // by name (volumes.go)
 	claims     map[string][]string            // allocation id → names of the volumes it claims
+	destroyed  map[string]*pb.Volume          // volumes destroyed, by name, until their agent no longer reports them
 	seq        uint64
 	rev        int64
 	order      []orderedAgent // cache for snapshots; nil when stale
@@ -81,6 +82,7 @@ func NewTable() *Table {
 		usageNew:   map[string]bool{},
 		volumes:    map[string]*pb.Volume{},
 		claims:     map[string][]string{},
+		destroyed:  map[string]*pb.Volume{},
 		cidr:       DefaultClusterCIDR,
 		subnets:    map[netip.Prefix]bool{},
 	}
@@ -92,9 +94,11 @@ type State struct {
 	Allocations []*pb.Allocation
 	Tasks       []*pb.Task
 	Volumes     []*pb.Volume
-	Seq         uint64
-	Revision    int64
-	Policies    PolicyState
+	// DestroyedVolumes are the tombstones of destroyed volumes.
+	DestroyedVolumes []*pb.Volume
+	Seq              uint64
+	Revision         int64
+	Policies         PolicyState
 }
 
 // Restore builds a table from durable state. Agents get a fresh heartbeat
@@ -126,6 +130,9 @@ func Restore(s *State, now time.Time) *Table {
 		if v.GetAgentId() != "" { // placed: it holds its disk
 			t.used[v.GetAgentId()] = t.used[v.GetAgentId()].Add(Resources{Disk: v.GetSizeBytes()})
 		}
+	}
+	for _, v := range s.DestroyedVolumes {
+		t.destroyed[v.GetName()] = v
 	}
 	for id, a := range t.agents {
 		a.Allocated = t.used[id].Proto()
@@ -472,7 +479,7 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	}
 	labels[AgentLabel] = id // what pins a volume's claims to its agent
 	g.Hostname, g.Labels, g.Total, g.HostPorts = r.GetHostname(), labels, total.Proto(), rng.String()
-	t.adoptVolumes(id, r.GetVolumes(), now, c)
+	destroy := t.adoptVolumes(id, r.GetVolumes(), now, c)
 	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
@@ -484,7 +491,7 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	c.Events = append(c.Events, e)
 	c.cycle = true
 
-	resp := &pb.RegisterAgentResponse{AgentId: id, Subnet: subnet, ClusterCidr: t.cidr.String()}
+	resp := &pb.RegisterAgentResponse{AgentId: id, Subnet: subnet, ClusterCidr: t.cidr.String(), DestroyVolumes: destroy}
 	for _, k := range t.tasks {
 		if k.GetAgentId() == id && !terminal(k.GetState()) {
 			resp.Tasks = append(resp.Tasks, proto.Clone(k).(*pb.Task))

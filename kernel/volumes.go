@@ -140,6 +140,10 @@ func (t *Table) claimVolumes(p Principal, r *pb.AllocateRequest, a *pb.Allocatio
 			c.Volumes[v.GetName()] = v
 			continue
 		}
+		if t.destroyed[vc.GetName()] != nil { // a new volume of an old name: its data is not to be destroyed
+			delete(t.destroyed, vc.GetName())
+			c.DestroyedVolumes[vc.GetName()] = nil
+		}
 		v := &pb.Volume{Name: vc.GetName(), Role: r.GetRole(), SizeBytes: vc.GetSizeBytes(), AllocationId: a.GetId(),
 			Owner: p.Name, Created: timestamppb.New(now)}
 		t.volumes[v.GetName()] = v
@@ -221,6 +225,11 @@ func (t *Table) DestroyVolume(p Principal, name string, now time.Time, c *Change
 	delete(t.volumes, name)
 	c.Volumes[name] = nil
 	t.release(v.GetAgentId(), Resources{Disk: v.GetSizeBytes()}, c)
+	if v.GetAgentId() != "" { // its agent deletes it, now or when it comes back
+		tomb := proto.Clone(v).(*pb.Volume)
+		t.destroyed[name] = tomb
+		c.DestroyedVolumes[name] = tomb
+	}
 	e := event(pb.EventKind_EVENT_KIND_VOLUME_DESTROYED, now, "destroyed by "+p.Name)
 	e.Volume = proto.Clone(v).(*pb.Volume)
 	c.Events = append(c.Events, e)
@@ -260,10 +269,19 @@ func (t *Table) launchVolumes(a *pb.Allocation, ms []*pb.VolumeMount) ([]*pb.Vol
 	return out, nil
 }
 
-// adoptVolumes records the volumes agent id reports that the kernel does
-// not know (a kernel that lost its state), holding their disk.
-func (t *Table) adoptVolumes(id string, vs []*pb.Volume, now time.Time, c *Changes) {
+// adoptVolumes reconciles the volumes agent id reports: the ones destroyed
+// while it was away are returned (the agent deletes them); the others the
+// kernel does not know are recorded, holding their disk (a kernel that
+// lost its state). Tombstones of this agent's volumes it no longer reports
+// are dropped.
+func (t *Table) adoptVolumes(id string, vs []*pb.Volume, now time.Time, c *Changes) (destroy []string) {
+	reported := map[string]bool{}
 	for _, rv := range vs {
+		reported[rv.GetName()] = true
+		if tomb := t.destroyed[rv.GetName()]; tomb != nil && tomb.GetAgentId() == id {
+			destroy = append(destroy, rv.GetName())
+			continue
+		}
 		if !volumeNameRE.MatchString(rv.GetName()) || t.volumes[rv.GetName()] != nil {
 			continue
 		}
@@ -276,4 +294,12 @@ func (t *Table) adoptVolumes(id string, vs []*pb.Volume, now time.Time, c *Chang
 		e.Volume = proto.Clone(v).(*pb.Volume)
 		c.Events = append(c.Events, e)
 	}
+	for name, tomb := range t.destroyed {
+		if tomb.GetAgentId() == id && !reported[name] {
+			delete(t.destroyed, name)
+			c.DestroyedVolumes[name] = nil
+		}
+	}
+	slices.Sort(destroy)
+	return destroy
 }

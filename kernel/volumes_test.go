@@ -207,3 +207,50 @@ func TestValidateVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestTable_VolumeDestroyedWhileAgentAway: a volume destroyed while its
+// agent was down is not adopted back when the agent reports it: the
+// agent is told to delete it; the tombstone goes once the agent no longer
+// reports it, and never hides a new volume of the same name.
+func TestTable_VolumeDestroyedWhileAgentAway(t *testing.T) {
+	st := &State{
+		Agents:  []*pb.Agent{{Id: "agent-1", Total: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi, DiskBytes: 1024 * mi}}},
+		Volumes: []*pb.Volume{{Name: "data", Role: "db", AgentId: "agent-1", SizeBytes: 64 * mi, Owner: "fw-a"}},
+	}
+	tb := Restore(st, t0)
+	c := newChanges()
+	if err := tb.DestroyVolume(fwA, "data", t0, c); err != nil {
+		t.Fatal(err)
+	}
+	if c.DestroyedVolumes["data"] == nil {
+		t.Fatal("no tombstone written")
+	}
+	register := func(reported ...string) *pb.RegisterAgentResponse {
+		t.Helper()
+		r := agentReq(4, 1024, nil)
+		r.AgentId, r.Resources.DiskBytes = "agent-1", 1024*mi
+		for _, n := range reported {
+			r.Volumes = append(r.Volumes, &pb.Volume{Name: n, Role: "db", SizeBytes: 64 * mi})
+		}
+		resp, err := tb.Register(r, t0, newChanges())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := register("data"); len(resp.GetDestroyVolumes()) != 1 || tb.volumes["data"] != nil {
+		t.Errorf("agent back with a destroyed volume: destroy_volumes %v, record %v; want it told to delete, not adopted", resp.GetDestroyVolumes(), tb.volumes["data"])
+	}
+	if resp := register(); len(resp.GetDestroyVolumes()) != 0 || tb.destroyed["data"] != nil {
+		t.Errorf("agent without it: destroy_volumes %v, tombstone %v; want both gone", resp.GetDestroyVolumes(), tb.destroyed["data"])
+	}
+	// A tombstone does not outlive a new volume of its name.
+	if err := tb.DestroyVolume(ops, "nope", t0, newChanges()); err != nil {
+		t.Fatal(err)
+	}
+	tb.destroyed["data"] = &pb.Volume{Name: "data", AgentId: "agent-1"}
+	allocate(tb, fwA, claimReq("db", &pb.VolumeClaim{Name: "data", SizeBytes: 64 * mi}))
+	if resp := register("data"); len(resp.GetDestroyVolumes()) != 0 || tb.volumes["data"] == nil {
+		t.Errorf("a new volume of a destroyed name: destroy_volumes %v, record %v; want it kept", resp.GetDestroyVolumes(), tb.volumes["data"])
+	}
+}

@@ -81,6 +81,10 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 			m := &pb.Volume{}
 			err = proto.Unmarshal(kv.Value, m)
 			st.Volumes = append(st.Volumes, m)
+		case "destroyed-volumes":
+			m := &pb.Volume{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.DestroyedVolumes = append(st.DestroyedVolumes, m)
 		case "meta":
 			if rest == "meta/seq" {
 				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
@@ -110,6 +114,9 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if err == nil {
 		ops, err = appendOps(ops, s, "volumes", c.Volumes)
+	}
+	if err == nil {
+		ops, err = appendOps(ops, s, "destroyed-volumes", c.DestroyedVolumes)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store commit: %w", err)

@@ -28,15 +28,18 @@ func TestEtcd_CommitLoadEvents(t *testing.T) {
 		Agents:      map[string]*pb.Agent{"agent-1": {Id: "agent-1", Hostname: "h"}},
 		Allocations: map[string]*pb.Allocation{"a-2": {Id: "a-2", Owner: "fw"}},
 		Tasks:       map[string]*pb.Task{"t-3": {Id: "t-3", Command: "sleep"}},
+		Volumes:     map[string]*pb.Volume{"data": {Name: "data", Role: "db", AgentId: "agent-1", SizeBytes: 1 << 20}},
 		Events:      []*pb.Event{{Kind: pb.EventKind_EVENT_KIND_AGENT_REGISTERED}, {Kind: pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED}},
 		Seq:         3,
+
+		DestroyedVolumes: map[string]*pb.Volume{"old": {Name: "old", AgentId: "agent-1"}, "older": {Name: "older"}},
 	}
 	rev1, err := s.Commit(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Delete the task, add an event.
-	rev2, err := s.Commit(ctx, &kernel.Changes{Tasks: map[string]*pb.Task{"t-3": nil},
+	rev2, err := s.Commit(ctx, &kernel.Changes{Tasks: map[string]*pb.Task{"t-3": nil}, DestroyedVolumes: map[string]*pb.Volume{"older": nil},
 		Events: []*pb.Event{{Kind: pb.EventKind_EVENT_KIND_TASK_STATE, Reason: "gone"}}})
 	if err != nil || rev2 <= rev1 {
 		t.Fatalf("second commit rev %d (first %d), err %v", rev2, rev1, err)
@@ -47,6 +50,9 @@ func TestEtcd_CommitLoadEvents(t *testing.T) {
 	}
 	if len(st.Agents) != 1 || len(st.Allocations) != 1 || len(st.Tasks) != 0 || st.Seq != 3 || st.Revision != rev2 {
 		t.Fatalf("loaded %d agents %d allocs %d tasks seq %d rev %d", len(st.Agents), len(st.Allocations), len(st.Tasks), st.Seq, st.Revision)
+	}
+	if len(st.Volumes) != 1 || st.Volumes[0].GetRole() != "db" || len(st.DestroyedVolumes) != 1 || st.DestroyedVolumes[0].GetName() != "old" {
+		t.Errorf("loaded volumes %v, tombstones %v; want data and old", st.Volumes, st.DestroyedVolumes)
 	}
 
 	// Events after rev1-1 replays both revisions, in order, with revisions set.

@@ -2668,8 +2668,9 @@ type RegisterAgentRequest struct {
 	// be 0 or the range's size.
 	HostPorts string `protobuf:"bytes,8,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	// volumes the agent's storage driver holds (name, role, size): the
-	// kernel adopts the ones it does not know (a kernel that lost its state)
-	// and keeps its own records of the others.
+	// kernel adopts the ones it does not know (a kernel that lost its state),
+	// answers destroy_volumes for the ones destroyed while the agent was
+	// away, and keeps its own records of the others.
 	Volumes       []*Volume `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2779,9 +2780,12 @@ type RegisterAgentResponse struct {
 	Subnet string `protobuf:"bytes,5,opt,name=subnet,proto3" json:"subnet,omitempty"`
 	// cluster_cidr is the range all agents' subnets come from, e.g.
 	// "10.88.0.0/16": traffic to it that is not local goes over the overlay.
-	ClusterCidr   string `protobuf:"bytes,6,opt,name=cluster_cidr,json=clusterCidr,proto3" json:"cluster_cidr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClusterCidr string `protobuf:"bytes,6,opt,name=cluster_cidr,json=clusterCidr,proto3" json:"cluster_cidr,omitempty"`
+	// destroy_volumes are volumes the agent reported that were destroyed
+	// while it was away: it deletes them.
+	DestroyVolumes []string `protobuf:"bytes,30,rep,name=destroy_volumes,json=destroyVolumes,proto3" json:"destroy_volumes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RegisterAgentResponse) Reset() {
@@ -2854,6 +2858,13 @@ func (x *RegisterAgentResponse) GetClusterCidr() string {
 		return x.ClusterCidr
 	}
 	return ""
+}
+
+func (x *RegisterAgentResponse) GetDestroyVolumes() []string {
+	if x != nil {
+		return x.DestroyVolumes
+	}
+	return nil
 }
 
 type HeartbeatRequest struct {
@@ -4310,14 +4321,15 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\avolumes\x18\x1e \x03(\v2\x18.dcos.syscalls.v1.VolumeR\avolumes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x02\n" +
 	"\x15RegisterAgentResponse\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12,\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x16.dcos.syscalls.v1.TaskR\x05tasks\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x16\n" +
 	"\x06subnet\x18\x05 \x01(\tR\x06subnet\x12!\n" +
-	"\fcluster_cidr\x18\x06 \x01(\tR\vclusterCidr\"\x98\x01\n" +
+	"\fcluster_cidr\x18\x06 \x01(\tR\vclusterCidr\x12'\n" +
+	"\x0fdestroy_volumes\x18\x1e \x03(\tR\x0edestroyVolumes\"\x98\x01\n" +
 	"\x10HeartbeatRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x121\n" +

@@ -201,7 +201,7 @@ func TestMultiHost_Network(t *testing.T) {
 		if after := dcosNetwork(t, b.host, cidr); !slices.Equal(after, before) {
 			t.Errorf("b's network changed when its agent stopped:\nbefore %q\nafter  %q", before, after)
 		}
-		for _, want := range []string{"link " + nodeBridge + " (bridge)", "nftables table ip " + nodeBridge} {
+		for _, want := range []string{"link " + nodeBridge + " (bridge)", "link " + nodeBridge + "-vx (vxlan)", "nftables table ip " + nodeBridge} {
 			if !slices.Contains(before, want) {
 				t.Errorf("b's network %q has no %s", before, want)
 			}

@@ -19,7 +19,7 @@ import (
 
 // Driver is the built-in storage driver. Create it with New; it implements
 // contract.StorageDriver. Its methods are safe for concurrent use and are
-// serialized (a loop volume takes ~20 ms to make).
+// serialized (a 1 GiB loop volume takes ~40 ms to make and mount).
 type Driver struct {
 	cfg  Config
 	log  *slog.Logger

@@ -228,3 +228,50 @@ func TestDev_SandboxRetention(t *testing.T) {
 		return os.IsNotExist(err), fmt.Sprint(err)
 	})
 }
+
+// TestAgent_VolumeGoneAway: with dcosd kernel and dcosd agent apart, a
+// volume destroyed while its agent is down is deleted when the agent comes
+// back, not adopted back from its report. (The name is short: the exec
+// driver's socket lives under the test's temporary dir, and a unix socket
+// path has at most 107 bytes.)
+func TestAgent_VolumeGoneAway(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	e := newEnv(t)
+	opTok, agentTok := newToken(), newToken()
+	tokens := e.writeTokens(e.path("tokens.json"),
+		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+	)
+	e.startKernel(tokens, opTok)
+	op := e.op()
+	agentArgs := []string{"--resources", "cpus=2,mem=1Gi,disk=1Gi", "--storage-driver", "local", "--sandbox-retention", "0"}
+	ag, _ := e.startAgent("node", agentTok, agentArgs...)
+	w := e.watch(op, listAgents(t, op).GetRevision())
+
+	alloc := allocateOne(t, op, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Role: "db",
+		Volumes: []*pb.VolumeClaim{{Name: "gone", SizeBytes: 8 * mi}}})
+	task := launch(t, op, &pb.LaunchRequest{AllocationId: alloc.GetId(), Command: "sh", Args: []string{"-c", "echo 1 > data/f"},
+		Volumes: []*pb.VolumeMount{{Name: "gone", Path: "data"}}})
+	w.waitFor(t, "FINISHED of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_FINISHED))
+	if _, err := op.Revoke(ctx(t), connect.NewRequest(&pb.RevokeRequest{Id: alloc.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	volDir := e.path("agents", "node", "plugins", "storage-local", "volumes", "gone")
+	if _, err := os.Stat(filepath.Join(volDir, "f")); err != nil {
+		t.Fatalf("the volume's data on the agent: %v", err)
+	}
+
+	ag.kill()
+	if _, err := op.DestroyVolume(ctx(t), connect.NewRequest(&pb.DestroyVolumeRequest{Name: "gone"})); err != nil {
+		t.Fatal(err)
+	}
+	e.startAgent("node", agentTok, agentArgs...)
+	e.eventually("the volume destroyed while its agent was down gone from its disk", func() (bool, string) {
+		_, err := os.Stat(volDir)
+		return os.IsNotExist(err), fmt.Sprint(err)
+	})
+	if res, err := op.ListVolumes(ctx(t), connect.NewRequest(&pb.ListVolumesRequest{})); err != nil || len(res.Msg.GetVolumes()) != 0 {
+		t.Errorf("ListVolumes after the agent came back = %v, %v; want none (not adopted back)", res.Msg.GetVolumes(), err)
+	}
+}

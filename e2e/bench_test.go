@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,4 +201,84 @@ func pssOfAgentSide(agent int, dir string) (self, helpers int) {
 		}
 	}
 	return self, helpers
+}
+
+// BenchmarkBridgeBurst: 200 tasks with their own network (bridge: netns,
+// veth, address, one host port each) launched at once on one dcosd dev,
+// until all are RUNNING; then all revoked, until every task is KILLED and
+// its veth is gone from the bridge. After a clean stop of dcosd nothing of
+// the node's network is left (bridge, VXLAN device, nftables table, netns
+// mounts), or the benchmark fails.
+func BenchmarkBridgeBurst(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		bridgeBurst(b, 200)
+	}
+}
+
+func bridgeBurst(b *testing.B, n int) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: network namespaces")
+	}
+	e := newEnv(b)
+	tok := newToken()
+	br := "dcb" + tok[:8]
+	b.Cleanup(func() { removeNode(b, br) }) // if dcosd did not remove it
+	dev := e.startDev("--resources", "cpus=1000,mem=1000Gi", "--network-driver", "bridge", "--bridge", br,
+		"--vxlan-port", strconv.Itoa(20000+int(tok[8])%64*100+int(tok[9])%100), "--cluster-cidr", "10.232.0.0/16",
+		"--host-ports", "41000-41999")
+	c := e.op()
+	ctx := context.Background()
+	w := e.watch(c, listAgents(b, c).GetRevision())
+	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi, Ports: 1}, Count: int32(n)})
+	allocs := res.GetAllocations()
+	b.StartTimer()
+	start := time.Now()
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := i; j < n; j += 8 {
+				r, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: allocs[j].GetId(), Command: "sleep", Args: []string{"600"},
+					Network: "bridge", Ports: []*pb.PortRequest{{Name: "http", ContainerPort: 8080}}}))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids <- r.Msg.GetTask().GetId()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	var tasks []string
+	for id := range ids {
+		tasks = append(tasks, id)
+	}
+	for _, id := range tasks {
+		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "s-all-running")
+	start = time.Now()
+	for _, a := range allocs {
+		revoke(b, c, a.GetId())
+	}
+	for _, id := range tasks {
+		w.waitFor(b, "KILLED of "+id, taskState(id, pb.TaskState_TASK_STATE_KILLED))
+	}
+	eventually(b, "no veth left on "+br, func() (bool, string) {
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", br).CombinedOutput()
+		return strings.TrimSpace(string(out)) == "", string(out)
+	})
+	b.ReportMetric(time.Since(start).Seconds(), "s-all-torn-down")
+	b.StopTimer()
+	if !dev.stop(30 * time.Second) {
+		b.Fatal("dcosd dev did not stop on SIGTERM")
+	}
+	for _, l := range nodeNetworkOf(br) {
+		b.Errorf("left after dcosd stopped: %s", l)
+	}
+	if m, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(m), e.dir) {
+		b.Errorf("mounts left under %s", e.dir)
+	}
 }

@@ -124,7 +124,7 @@ func nodeNetworkOf(br string) []string {
 // br (bridge, VXLAN device, nftables table), after dcosd stopped: a clean
 // stop of dcosd with no task left removes them itself, so this is for a
 // test that failed or stopped dcosd otherwise.
-func removeNode(t *testing.T, br string) {
+func removeNode(t testing.TB, br string) {
 	for _, l := range []string{br, vxlanOf(br)} {
 		exec.Command("ip", "link", "del", l).Run()
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -183,6 +184,8 @@ type world struct {
 	cgParent string              // --cgroup-parent of the env's agents: their task cgroups
 	pinDir   string              // --bpf-pin-dir of the env's agents: their network counters
 	extraEnv []string            // added to the daemons' environment
+	// readyWait bounds the wait for a daemon's ready line; waitTimeout if 0.
+	readyWait time.Duration
 
 	mu        sync.Mutex
 	procs     []*proc
@@ -281,8 +284,8 @@ func (e *env) startVia(wrap []string, name, ready string, args ...string) (*proc
 		return p, v
 	case <-p.exited:
 		e.t.Fatalf("%s exited before it was ready (%v); stderr:\n%s", name, p.err, tail(p.stderr.String(), 100))
-	case <-time.After(waitTimeout):
-		e.t.Fatalf("%s did not print %q within %v; stderr:\n%s", name, ready, waitTimeout, tail(p.stderr.String(), 100))
+	case <-time.After(cmp.Or(e.readyWait, waitTimeout)):
+		e.t.Fatalf("%s did not print %q within %v; stderr:\n%s", name, ready, cmp.Or(e.readyWait, waitTimeout), tail(p.stderr.String(), 100))
 	}
 	return nil, ""
 }

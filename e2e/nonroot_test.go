@@ -35,6 +35,11 @@ func TestDev_NonRoot(t *testing.T) {
 	}
 	copyFile(t, bin.dcosd, exe)
 	e.dcosd, e.cred = exe, &syscall.Credential{Uid: nobody, Gid: nobody}
+	// nobody cannot use root's policy compilation cache, so this dcosd
+	// compiles the default policy cold, under the race detector when the
+	// tests run with it: 59 s was seen on a loaded machine. Readiness time
+	// is not what this test checks.
+	e.readyWait = 4 * waitTimeout
 	dev := e.startDev("--resources", "cpus=2,mem=1Gi")
 
 	task := runTask(e, "--cpus", "0.5", "--mem", "64Mi", "--", "sh", "-c", "id -u; exec sleep 300")

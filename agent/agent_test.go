@@ -178,6 +178,15 @@ func processGone(pid int) bool {
 	return true
 }
 
+// groupGone fails t unless the process group pgid (a task killed with its
+// group) is gone soon after the task was reported KILLED: the report
+// follows the leader's exit, and the group's other members, SIGKILLed at
+// the same time, may still be exiting for a moment.
+func groupGone(t *testing.T, pgid int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("process group %d gone after KILLED", pgid), func() bool { return processGone(pgid) })
+}
+
 // eventually polls cond until it holds or waitTimeout passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -224,9 +233,7 @@ func TestAgent_Launch(t *testing.T) {
 
 	k.pushTask(newTask("t-hi", a.ID(), killed, "sh"))
 	rep := k.waitReport(t, "t-hi", killed)
-	if !processGone(pid) {
-		t.Errorf("process group %d still exists after KILLED", pid)
-	}
+	groupGone(t, pid)
 	if rep.GetReason() == "" {
 		t.Error("KILLED report has no reason")
 	}
@@ -326,9 +333,7 @@ func TestAgent_KillGrace(t *testing.T) {
 	})
 	k.pushTask(newTask("t-stubborn", a.ID(), killed, "sh"))
 	k.waitReport(t, "t-stubborn", killed)
-	if pid := int(run.GetPid()); !processGone(pid) {
-		t.Errorf("process group %d still exists after KILLED", pid)
-	}
+	groupGone(t, int(run.GetPid()))
 }
 
 func TestAgent_Restart(t *testing.T) {

@@ -25,9 +25,10 @@
 // Logs: go-plugin forwards a plugin's stderr. JSON lines of an hclog logger
 // keep their level, lines starting with [TRACE], [DEBUG], [INFO], [WARN] or
 // [ERROR] take that level, "panic:" lines and what follows are errors, other
-// lines are debug. What a plugin writes to os.Stdout or os.Stderr after
-// go-plugin's Serve took them over is logged at info with stream=stdout or
-// stream=stderr. Every line carries plugin=<kind>/<name> (a Group's process,
+// lines are debug; a start that fails quotes the last plain lines (a plugin
+// that dies before its handshake says why there). What a plugin writes to
+// os.Stdout or os.Stderr after go-plugin's Serve took them over is logged
+// at info with stream=stdout or stream=stderr. Every line carries plugin=<kind>/<name> (a Group's process,
 // the <kind>/<name> of each member joined by ",").
 //
 // go-plugin sees a plugin's exit when its stdout and stderr close: a plugin

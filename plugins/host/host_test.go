@@ -253,6 +253,11 @@ func TestHost_CrashLoop(t *testing.T) {
 	if s.Health != HealthRestarting || s.PID != 0 || !strings.Contains(s.LastError, "exit status 3") {
 		t.Errorf("status = %+v, want restarting, LastError with the exit status", s)
 	}
+	// A plain line (logged at debug) is quoted in the start error: a plugin
+	// that dies before its handshake says why where operators look.
+	if !strings.Contains(s.LastError, fake.MsgCrashPlain) {
+		t.Errorf("LastError = %q, want it to quote the plugin's stderr %q", s.LastError, fake.MsgCrashPlain)
+	}
 	if r := e.logs.find(fake.MsgCrash, map[string]string{"plugin": "driver/crashy", "level": "ERROR"}); r == nil {
 		t.Error("the crashing plugin's last log line is not in the host's log")
 	}

@@ -47,6 +47,37 @@ type hclogAdapter struct {
 	name    string
 	implied []any
 	onExit  func(how string)
+	// stderr, if set, keeps the last plain lines of the plugin's stderr
+	// (go-plugin logs them through a Named logger, without arguments, at
+	// debug unless a prefix says otherwise), so that a plugin that dies
+	// before its handshake can be quoted in the start error.
+	stderr *lineTail
+}
+
+// lineTail keeps the last few lines written to it. It is safe for
+// concurrent use.
+type lineTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// tailLines is how many stderr lines a start error quotes.
+const tailLines = 5
+
+func (t *lineTail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == tailLines {
+		t.lines = append(t.lines[:0], t.lines[1:]...)
+	}
+	t.lines = append(t.lines, line)
+}
+
+// String is the lines kept, joined by " | "; empty if none.
+func (t *lineTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, " | ")
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
@@ -63,6 +94,9 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 			}
 		}
 		a.onExit(how)
+	}
+	if a.stderr != nil && a.name != "" && len(args) == 0 {
+		a.stderr.add(msg)
 	}
 	ctx := context.Background()
 	lvl := slogLevel(level)

@@ -373,7 +373,7 @@ func (pr *process) launch() (*instance, error) {
 	// ours, and the host's DCOS_PLUGIN_STATE_DIR (if any) would win.
 	cmd.Env = pr.env()
 	exited := make(chan string, 1)
-	logger := &hclogAdapter{l: pr.log, onExit: func(how string) {
+	logger := &hclogAdapter{l: pr.log, stderr: &lineTail{}, onExit: func(how string) {
 		select {
 		case exited <- how:
 		default:
@@ -421,6 +421,9 @@ func (pr *process) launch() (*instance, error) {
 					err = fmt.Errorf("%w (%s)", err, how)
 				}
 			default:
+			}
+			if tail := logger.stderr.String(); tail != "" {
+				err = fmt.Errorf("%w; its stderr ends: %s", err, tail)
 			}
 		}
 		return nil, err

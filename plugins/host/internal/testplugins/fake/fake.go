@@ -39,6 +39,7 @@ const (
 	MsgCapabilities = "fake: capabilities called"
 	MsgStdio        = "fake: written to os.Stderr after Serve"
 	MsgCrash        = "fake: crashing at start"
+	MsgCrashPlain   = "fake: a plain stderr line before crashing"
 	MsgWaitTask     = "fake: wait task called"
 )
 
@@ -95,6 +96,7 @@ func serve(dirs map[string]string, modeDir string) {
 	}
 	switch mode {
 	case ModeCrash:
+		fmt.Fprintln(os.Stderr, MsgCrashPlain)
 		log.Error(MsgCrash)
 		os.Exit(3)
 	case ModeHang:

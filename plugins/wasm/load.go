@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
@@ -94,7 +95,10 @@ func (h *Host) load(ctx context.Context, name string, wasm []byte, rt wazero.Run
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty name", ErrInvalidModule)
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	// One compilation worker per CPU: a 2-3 MB Go-built module compiles in
+	// about half the wall time on two idle cores (docs/benchmarks.md, policy
+	// swap latency), and a cold load is a rare operator action.
+	compiled, err := rt.CompileModule(experimental.WithCompilationWorkers(ctx, runtime.NumCPU()), wasm)
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile: %v", ErrInvalidModule, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
 // BenchmarkAllocateRoundTrip measures one Allocate syscall (0.001 cpu,
@@ -139,29 +140,12 @@ func burst(b *testing.B, n int) {
 	e.startKernel(tokens, opTok)
 	ag, _ := e.startAgent("burst", agentTok, "--resources", "cpus=100000,mem=1000Ti")
 	c := e.op()
-	ctx := context.Background()
 	w := e.watch(c, listAgents(b, c).GetRevision())
 	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Count: int32(n)})
 	allocs := res.GetAllocations()
 	b.StartTimer()
 	start := time.Now()
-	ids := make(chan string, n)
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Go(func() {
-			for j := i; j < n; j += 8 {
-				r, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: allocs[j].GetId(), Command: "sleep", Args: []string{"600"}}))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				ids <- r.Msg.GetTask().GetId()
-			}
-		})
-	}
-	wg.Wait()
-	close(ids)
-	for id := range ids {
+	for _, id := range launchAll(b, c, allocs, func(*pb.LaunchRequest) {}) {
 		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
 	}
 	b.ReportMetric(time.Since(start).Seconds(), "s-all-running")
@@ -228,33 +212,14 @@ func bridgeBurst(b *testing.B, n int) {
 		"--vxlan-port", strconv.Itoa(20000+int(tok[8])%64*100+int(tok[9])%100), "--cluster-cidr", "10.232.0.0/16",
 		"--host-ports", "41000-41999")
 	c := e.op()
-	ctx := context.Background()
 	w := e.watch(c, listAgents(b, c).GetRevision())
 	res := allocate(b, c, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi, Ports: 1}, Count: int32(n)})
 	allocs := res.GetAllocations()
 	b.StartTimer()
 	start := time.Now()
-	ids := make(chan string, n)
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Go(func() {
-			for j := i; j < n; j += 8 {
-				r, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: allocs[j].GetId(), Command: "sleep", Args: []string{"600"},
-					Network: "bridge", Ports: []*pb.PortRequest{{Name: "http", ContainerPort: 8080}}}))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				ids <- r.Msg.GetTask().GetId()
-			}
-		})
-	}
-	wg.Wait()
-	close(ids)
-	var tasks []string
-	for id := range ids {
-		tasks = append(tasks, id)
-	}
+	tasks := launchAll(b, c, allocs, func(r *pb.LaunchRequest) {
+		r.Network, r.Ports = "bridge", []*pb.PortRequest{{Name: "http", ContainerPort: 8080}}
+	})
 	for _, id := range tasks {
 		w.waitFor(b, "RUNNING of "+id, taskState(id, pb.TaskState_TASK_STATE_RUNNING))
 	}
@@ -281,4 +246,33 @@ func bridgeBurst(b *testing.B, n int) {
 	if m, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(m), e.dir) {
 		b.Errorf("mounts left under %s", e.dir)
 	}
+}
+
+// launchAll launches `sleep 600` in every allocation, from 8 clients at
+// once, with the request adjusted by with, and returns the task ids; a
+// failed Launch fails b.
+func launchAll(b *testing.B, c syscallsv1connect.KernelClient, allocs []*pb.Allocation, with func(*pb.LaunchRequest)) []string {
+	ids := make(chan string, len(allocs))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := i; j < len(allocs); j += 8 {
+				req := &pb.LaunchRequest{AllocationId: allocs[j].GetId(), Command: "sleep", Args: []string{"600"}}
+				with(req)
+				r, err := c.Launch(context.Background(), connect.NewRequest(req))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ids <- r.Msg.GetTask().GetId()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	var out []string
+	for id := range ids {
+		out = append(out, id)
+	}
+	return out
 }

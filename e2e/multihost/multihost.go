@@ -166,7 +166,9 @@ func (n *Network) claimSubnet(br netlink.Link) error {
 // inUse reports whether a route (of any table) or an address of a link
 // other than except overlaps s in the root namespace.
 func inUse(s netip.Prefix, except int) (bool, error) {
-	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return false, fmt.Errorf("routes: %w", err)
 	}
@@ -178,7 +180,7 @@ func inUse(s netip.Prefix, except int) (bool, error) {
 			return true, nil
 		}
 	}
-	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return false, fmt.Errorf("addresses: %w", err)
 	}
@@ -518,4 +520,16 @@ func removeNetns(path string) error {
 		return err
 	}
 	return nil
+}
+
+// dump runs list, a netlink dump, again while the kernel flags it
+// interrupted by a concurrent change (netlink.ErrDumpInterrupted), as
+// parallel tests adding links make it do; it gives up after 10 tries.
+func dump[T any](list func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		v, err := list()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 10 {
+			return v, err
+		}
+	}
 }

@@ -778,7 +778,7 @@ func (d *Driver) GC(ctx context.Context, live []string) ([]string, error) {
 	// Veths on our bridge whose container we cannot name (the name is a
 	// hash): remove those of no live container.
 	if br, err := d.host.LinkByName(d.cfg.Bridge); err == nil {
-		links, err := d.host.LinkList()
+		links, err := dump(d.host.LinkList)
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -194,7 +194,7 @@ func TestDriver_ConfigureNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	br, _ := netlink.LinkByName(tn.cfg.Bridge)
-	addrs, _ := netlink.AddrList(br, 2)
+	addrs, _ := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, 2) })
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.199.254.1/24" {
 		t.Errorf("bridge addresses %v", addrs)
 	}

@@ -57,7 +57,7 @@ var subnetSeq atomic.Uint32
 // testSubnet skips the /24s with an address on the host (another test
 // process's node, e.g. a benchmark run at the same time).
 func testSubnet() netip.Prefix {
-	addrs, _ := netlink.AddrList(nil, unix.AF_INET)
+	addrs, _ := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	var p netip.Prefix
 	for range 250 {
 		n := (subnetSeq.Add(1) + uint32(os.Getpid())) % 250
@@ -146,7 +146,7 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 	for id := range ids {
 		want[vethName(cfg.Bridge, id)] = true
 	}
-	links, err := netlink.LinkList()
+	links, err := dump(netlink.LinkList)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 			tb.Errorf("left behind: link %s (%s)", l.Attrs().Name, l.Type())
 		}
 	}
-	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -284,10 +284,10 @@ func inside(tb testing.TB, path string) (addrs []netlink.Addr, routes []netlink.
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if addrs, err = h.AddrList(l, unix.AF_INET); err != nil {
+	if addrs, err = dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_INET) }); err != nil {
 		tb.Fatal(err)
 	}
-	if routes, err = h.RouteList(l, unix.AF_INET); err != nil {
+	if routes, err = dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_INET) }); err != nil {
 		tb.Fatal(err)
 	}
 	return addrs, routes, l.Attrs().Flags&net.FlagUp != 0
@@ -351,7 +351,7 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 	for _, id := range ids {
 		names[vethName(tn.cfg.Bridge, id)] = true
 	}
-	links, err := h.LinkList()
+	links, err := dump(h.LinkList)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 			tb.Errorf("left behind: link %s (%s)", a.Name, l.Type())
 		}
 	}
-	addrs, err := h.AddrList(nil, unix.AF_INET)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -371,7 +371,9 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 			tb.Errorf("left behind: address %s on link %d", a.IPNet, a.LinkIndex)
 		}
 	}
-	routes, err := h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -129,7 +129,9 @@ func (d *Driver) mtu(cfg contract.NodeConfig) (int, error) {
 		}
 		return defaultVXLANMTU, nil
 	}
-	routes, err := d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("routes: %w", err)
 	}
@@ -144,7 +146,7 @@ func (d *Driver) mtu(cfg contract.NodeConfig) (int, error) {
 }
 
 func (d *Driver) linkWithAddr(a netip.Addr) netlink.Link {
-	addrs, err := d.host.AddrList(nil, unix.AF_INET)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return d.host.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return nil
 	}
@@ -189,7 +191,7 @@ func (d *Driver) ensureBridge(subnet netip.Prefix, mtu int) (netlink.Link, error
 		}
 	}
 	want := &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}
-	addrs, err := d.host.AddrList(br, unix.AF_INET)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return d.host.AddrList(br, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("%s addresses: %w", name, err)
 	}
@@ -290,7 +292,7 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 
 	// Forwarding entries first, so that a route never leads to a MAC the
 	// device cannot send.
-	fdb, err := d.host.NeighList(vx, unix.AF_BRIDGE)
+	fdb, err := dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("fdb: %w", err)
 	}
@@ -322,7 +324,7 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 		}
 	}
 
-	neighs, err := d.host.NeighList(vx, unix.AF_INET)
+	neighs, err := dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_INET) })
 	if err != nil {
 		return fmt.Errorf("neighbors: %w", err)
 	}
@@ -348,7 +350,9 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 		}
 	}
 
-	routes, err := d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: vx}, netlink.RT_FILTER_OIF)
+	routes, err := dump(func() ([]netlink.Route, error) {
+		return d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: vx}, netlink.RT_FILTER_OIF)
+	})
 	if err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}

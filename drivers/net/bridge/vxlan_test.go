@@ -173,9 +173,9 @@ func TestDriver_VXLANTwoHosts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		routes, _ := hA.RouteList(vx, unix.AF_INET)
-		neighs, _ := hA.NeighList(vx.Attrs().Index, unix.AF_INET)
-		fdb, _ := hA.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		routes, _ := dump(func() ([]netlink.Route, error) { return hA.RouteList(vx, unix.AF_INET) })
+		neighs, _ := dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_INET) })
+		fdb, _ := dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
 		var stale []netlink.Neigh
 		for _, n := range fdb {
 			if n.IP != nil {

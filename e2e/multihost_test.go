@@ -300,7 +300,9 @@ func (e *env) useKernel(url, token string) {
 // namespace overlaps, so that what the test finds in it is its own.
 func freeClusterCIDR(t *testing.T) netip.Prefix {
 	t.Helper()
-	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +385,7 @@ func dcosVeths(t *testing.T, h *multihost.Host) []string {
 		t.Fatal(err)
 	}
 	defer nh.Close()
-	links, err := nh.LinkList()
+	links, err := multihost.Dump(nh.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +409,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 		t.Fatal(err)
 	}
 	defer nh.Close()
-	links, err := nh.LinkList()
+	links, err := multihost.Dump(nh.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +422,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 			have = append(have, fmt.Sprintf("link %s (%s)", name, l.Type()))
 		}
 	}
-	addrs, err := nh.AddrList(nil, unix.AF_INET)
+	addrs, err := multihost.Dump(func() ([]netlink.Addr, error) { return nh.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +431,9 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 			have = append(have, fmt.Sprintf("address %s on %s", a.IPNet, names[a.LinkIndex]))
 		}
 	}
-	routes, err := nh.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+		return nh.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +462,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.Prefix, taps []string) []string {
 	t.Helper()
 	var left []string
-	links, err := netlink.LinkList()
+	links, err := multihost.Dump(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +471,7 @@ func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.P
 			left = append(left, "link "+l.Attrs().Name)
 		}
 	}
-	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	addrs, err := multihost.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +480,9 @@ func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.P
 			left = append(left, "address "+a.IPNet.String())
 		}
 	}
-	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func (n *Network) claimSubnet(br netlink.Link) error {
 // inUse reports whether a route (of any table) or an address of a link
 // other than except overlaps s in the root namespace.
 func inUse(s netip.Prefix, except int) (bool, error) {
-	routes, err := dump(func() ([]netlink.Route, error) {
+	routes, err := Dump(func() ([]netlink.Route, error) {
 		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -180,7 +180,7 @@ func inUse(s netip.Prefix, except int) (bool, error) {
 			return true, nil
 		}
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, err := Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return false, fmt.Errorf("addresses: %w", err)
 	}
@@ -522,10 +522,11 @@ func removeNetns(path string) error {
 	return nil
 }
 
-// dump runs list, a netlink dump, again while the kernel flags it
-// interrupted by a concurrent change (netlink.ErrDumpInterrupted), as
-// parallel tests adding links make it do; it gives up after 10 tries.
-func dump[T any](list func() (T, error)) (T, error) {
+// Dump runs list, a netlink dump (links, addresses, routes, neighbours),
+// again while the kernel flags it interrupted by a concurrent change
+// (netlink.ErrDumpInterrupted), as parallel tests adding links make it do;
+// it gives up after 10 tries and returns the last error.
+func Dump[T any](list func() (T, error)) (T, error) {
 	for i := 0; ; i++ {
 		v, err := list()
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 10 {

@@ -255,7 +255,7 @@ func TestMultihost_CloseLeavesNothing(t *testing.T) {
 	if n == nil {
 		t.Fatal("no network made")
 	}
-	links, err := dump(netlink.LinkList)
+	links, err := Dump(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}

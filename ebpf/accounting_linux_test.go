@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 // helper is a task process. "pingpong ADDR N": connect, send N bytes, read
-// N bytes back, close. "sender NET NETNS ADDR": see benchSender.
+// N bytes back, print the socket's count of bytes sent, close. "sender NET NETNS ADDR": see benchSender.
 func helper(mode string, args []string) error {
 	switch mode {
 	case "pingpong":
@@ -56,7 +56,14 @@ func helper(mode string, args []string) error {
 		if _, err := io.CopyN(io.Discard, c, n); err != nil {
 			return err
 		}
-		return nil
+		// The sink has read all we sent before it answered: our count of
+		// bytes put on the wire (retransmissions included) is final.
+		sent, err := bytesSent(c.(*net.TCPConn))
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Println(sent)
+		return err
 	case "sender":
 		return benchSender(args[0], args[1], args[2])
 	}
@@ -253,8 +260,10 @@ func startTask(t testing.TB, dir string, stdin io.Reader, stdout io.Writer, mode
 }
 
 // pingpong runs a task in dir that sends n bytes to a sink in this process
-// (outside the cgroup) and reads n bytes back.
-func pingpong(t testing.TB, dir string, n int64) {
+// (outside the cgroup) and reads n bytes back. It returns what each socket
+// says it put on the wire, retransmissions included: the task's (egress of
+// the cgroup) and the sink's (ingress).
+func pingpong(t testing.TB, dir string, n int64) (taskSent, sinkSent uint64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -273,27 +282,57 @@ func pingpong(t testing.TB, dir string, n int64) {
 			done <- err
 			return
 		}
-		_, err = io.CopyN(c, zeros{}, n)
+		if _, err = io.CopyN(c, zeros{}, n); err != nil {
+			done <- err
+			return
+		}
+		// The task closes once it read everything: our count is final.
+		io.Copy(io.Discard, c)
+		sinkSent, err = bytesSent(c.(*net.TCPConn))
 		done <- err
 	}()
-	cmd := startTask(t, dir, nil, nil, "pingpong", ln.Addr().String(), strconv.FormatInt(n, 10))
+	var out strings.Builder
+	cmd := startTask(t, dir, nil, &out, "pingpong", ln.Addr().String(), strconv.FormatInt(n, 10))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("task: %v", err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("sink: %v", err)
 	}
+	if taskSent, err = strconv.ParseUint(strings.TrimSpace(out.String()), 10, 64); err != nil {
+		t.Fatalf("task's bytes sent: %v", err)
+	}
+	return taskSent, sinkSent
 }
 
-// checkAbout fails t unless got bytes are payload plus at most 1% and 60
-// bytes of headers per packet.
-func checkAbout(t testing.TB, what string, got, packets, payload uint64) {
+// bytesSent is the payload bytes c's socket sent, retransmissions
+// included (tcp_info's tcpi_bytes_sent).
+func bytesSent(c *net.TCPConn) (uint64, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		return 0, err
+	}
+	if ierr != nil {
+		return 0, fmt.Errorf("tcp_info: %w", ierr)
+	}
+	return info.Bytes_sent, nil
+}
+
+// checkSent fails t unless got bytes in packets are at least the payload
+// and at most what the sending socket put on the wire (retransmissions
+// included) plus 120 bytes of IPv4 and TCP headers per packet.
+func checkSent(t testing.TB, what string, got, packets, payload, sent uint64) {
 	t.Helper()
 	if packets == 0 {
 		t.Errorf("%s: 0 packets", what)
 	}
-	if got < payload || got > payload+payload/100+60*packets {
-		t.Errorf("%s: %d bytes in %d packets, want %d (+1%% +headers)", what, got, packets, payload)
+	if got < payload || got > sent+120*packets {
+		t.Errorf("%s: %d bytes in %d packets, want at least %d and at most the %d the socket sent + headers", what, got, packets, payload, sent)
 	}
 }
 
@@ -315,15 +354,15 @@ func TestAccounting_Attach_tcp(t *testing.T) {
 	}
 
 	const payload = 10 << 20
-	pingpong(t, dir, payload)
+	taskSent, sinkSent := pingpong(t, dir, payload)
 
 	c, err := a.Counters(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("10 MiB each way over loopback: %+v", c)
-	checkAbout(t, "egress", c.TxBytes, c.TxPackets, payload)
-	checkAbout(t, "ingress", c.RxBytes, c.RxPackets, payload)
+	t.Logf("10 MiB each way over loopback: %+v; sockets sent %d (task) and %d (sink)", c, taskSent, sinkSent)
+	checkSent(t, "egress", c.TxBytes, c.TxPackets, payload, taskSent)
+	checkSent(t, "ingress", c.RxBytes, c.RxPackets, payload, sinkSent)
 	if byID, err := a.CountersOf(at.CgroupID()); err != nil || byID != c {
 		t.Errorf("CountersOf = %+v, %v; want %+v", byID, err, c)
 	}

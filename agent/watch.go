@@ -14,43 +14,17 @@ import (
 // breaks. A compacted revision makes it register again (which reconciles)
 // and watch after the revision that registration returns.
 func (a *Agent) watchLoop(ctx context.Context, after int64) {
-	bo := newBackoff()
-	for {
-		stream, err := a.client.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
-			AfterRevision: after,
-			AgentId:       a.ID(),
-			Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE,
-				syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
-				syscallsv1.EventKind_EVENT_KIND_VOLUME_DESTROYED},
-		}))
-		if err == nil {
-			for stream.Receive() {
-				ev := stream.Msg()
-				after = max(after, ev.GetRevision())
-				bo.reset()
-				a.handleEvent(ev)
-			}
-			err = stream.Err()
-			stream.Close()
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if resync := resyncInfo(err); resync != nil {
-			a.log.Warn("watch revision compacted; registering again", "after", after, "current", resync.GetCurrentRevision())
-			rev, err := a.register(ctx)
-			if err != nil {
-				return
-			}
-			after = rev
-			continue
-		}
-		d := bo.next()
-		a.log.Warn("watch broke; resuming", "after", after, "in", d, "err", err)
-		if !sleep(ctx, d) {
-			return
-		}
+	req := &syscallsv1.WatchRequest{
+		AgentId: a.ID(),
+		Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE,
+			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
+			syscallsv1.EventKind_EVENT_KIND_VOLUME_DESTROYED},
 	}
+	a.follow(ctx, "watch", req, after, func(after, current int64) (int64, bool) {
+		a.log.Warn("watch revision compacted; registering again", "after", after, "current", current)
+		rev, err := a.register(ctx)
+		return rev, err == nil
+	})
 }
 
 // watchPeers streams the other agents' REGISTERED and LOST events after
@@ -60,13 +34,24 @@ func (a *Agent) watchLoop(ctx context.Context, after int64) {
 // would never learn of the agents registering after it. A compacted
 // revision reconfigures once and resumes from the current revision.
 func (a *Agent) watchPeers(ctx context.Context, after int64) {
+	req := &syscallsv1.WatchRequest{Kinds: []syscallsv1.EventKind{
+		syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST}}
+	a.follow(ctx, "peer watch", req, after, func(_, current int64) (int64, bool) {
+		a.wg.Go(func() { a.configureNode(a.ctx) })
+		return current, true
+	})
+}
+
+// follow streams req's events after revision after and hands each to
+// handleEvent until ctx is done. A broken stream resumes after the last
+// revision seen, with backoff (logged as "<what> broke"). When the kernel
+// says that revision is compacted, resync(after, current) returns the
+// revision to resume after, or false to stop.
+func (a *Agent) follow(ctx context.Context, what string, req *syscallsv1.WatchRequest, after int64, resync func(after, current int64) (int64, bool)) {
 	bo := newBackoff()
 	for {
-		stream, err := a.client.Watch(ctx, connect.NewRequest(&syscallsv1.WatchRequest{
-			AfterRevision: after,
-			Kinds: []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED,
-				syscallsv1.EventKind_EVENT_KIND_AGENT_LOST},
-		}))
+		req.AfterRevision = after
+		stream, err := a.client.Watch(ctx, connect.NewRequest(req))
 		if err == nil {
 			for stream.Receive() {
 				ev := stream.Msg()
@@ -80,13 +65,16 @@ func (a *Agent) watchPeers(ctx context.Context, after int64) {
 		if ctx.Err() != nil {
 			return
 		}
-		if resync := resyncInfo(err); resync != nil {
-			after = resync.GetCurrentRevision()
-			a.wg.Go(func() { a.configureNode(a.ctx) })
+		if ri := resyncInfo(err); ri != nil {
+			rev, ok := resync(after, ri.GetCurrentRevision())
+			if !ok {
+				return
+			}
+			after = rev
 			continue
 		}
 		d := bo.next()
-		a.log.Warn("peer watch broke; resuming", "after", after, "in", d, "err", err)
+		a.log.Warn(what+" broke; resuming", "after", after, "in", d, "err", err)
 		if !sleep(ctx, d) {
 			return
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/agent/internal/hostos"
 	"github.com/dcos-kernel/dcos/ebpf"
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -374,7 +375,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 			a.destroyVolume(&syscallsv1.Volume{Name: name})
 		}
 		if msg.GetAgentId() != saved {
-			if err := writeFileAtomic(a.idPath(), []byte(msg.GetAgentId()+"\n")); err != nil {
+			if err := atomicfile.WriteDurable(a.idPath(), []byte(msg.GetAgentId()+"\n")); err != nil {
 				a.log.Error("cannot persist agent id; a restart will register as a new agent", "err", err)
 			} else {
 				a.mu.Lock()

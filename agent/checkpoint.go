@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -78,10 +79,10 @@ func (s checkpointStore) save(cp checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", cp.TaskID, err)
 	}
-	if err := writeFileAtomic(s.path(cp.TaskID), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteDurable(s.path(cp.TaskID), append(b, '\n')); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", cp.TaskID, err)
 	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // remove deletes the checkpoint of taskID; a missing one is not an error.
@@ -102,7 +103,7 @@ func (s checkpointStore) load() (cps []checkpoint, bad []error, err error) {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
+		if atomicfile.IsTemp(name) {
 			os.Remove(filepath.Join(s.dir, name))
 			continue
 		}
@@ -131,35 +132,4 @@ func (s checkpointStore) load() (cps []checkpoint, bad []error, err error) {
 		}
 	}
 	return cps, bad, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// writeFileAtomic writes b to path through a temp file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }

@@ -34,7 +34,7 @@ func TestCheckpointStore_SaveLoad(t *testing.T) {
 		"t-3.json":       `{"version": 1, "task_id": "t-3"}`,
 		"t-4.json":       `{"version": 2, "task_id": "t-5"}`,
 		"t-6.json":       `{"version": 2, "task_id": "t-6", "final": {"state": "DONE"}}`,
-		"t-7.json.1.tmp": "half a write",
+		".t-7.json.1.tmp": "half a write",
 		"README":         "not a checkpoint",
 	}
 	for name, body := range files {
@@ -54,7 +54,7 @@ func TestCheckpointStore_SaveLoad(t *testing.T) {
 	if len(bad) != 4 {
 		t.Errorf("bad = %v, want 4 errors (junk, version, mismatched id, unknown state)", bad)
 	}
-	if _, err := os.Stat(filepath.Join(s.dir, "t-7.json.1.tmp")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.dir, ".t-7.json.1.tmp")); !os.IsNotExist(err) {
 		t.Errorf("temp file left behind: %v", err)
 	}
 	if got := cps[1].Final.taskState(); got != syscallsv1.TaskState_TASK_STATE_FAILED {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -50,34 +51,18 @@ func decodeMeta(b []byte) (*volumeMeta, error) {
 	return &v, nil
 }
 
-// writeMeta writes v's record atomically and durably: a temporary file,
-// fsynced, renamed over the old one, and the directory fsynced.
+// writeMeta writes v's record atomically and durably
+// (atomicfile.WriteDurable).
 func writeMeta(dir, name string, v *volumeMeta) error {
 	v.Version = metaVersion
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name+".json"))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteDurable(filepath.Join(dir, name+".json"), b); err != nil {
 		return fmt.Errorf("write volume record: %w", err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // removeMeta removes a volume's record durably.
@@ -109,7 +94,7 @@ func loadVolumes(dir string, log *slog.Logger) (map[string]*volumeMeta, error) {
 	out := map[string]*volumeMeta{}
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if atomicfile.IsTemp(e.Name()) {
 			os.Remove(p)
 			continue
 		}

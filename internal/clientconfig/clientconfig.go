@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 )
 
 // Config is what a client needs to reach a kernel.
@@ -58,11 +60,7 @@ func Save(path string, c Config) error {
 	if err != nil {
 		return fmt.Errorf("client config: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("client config: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("client config: %w", err)
 	}
 	return nil

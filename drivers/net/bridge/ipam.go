@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -138,27 +139,8 @@ func (p *pool) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
-	if err := writeFileAtomic(dir, ipamFile, b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ipamFile), b); err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, name+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

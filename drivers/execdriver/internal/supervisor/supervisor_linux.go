@@ -21,6 +21,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
 )
 
 // IdleExit is how long the supervisor waits with no live task and no
@@ -415,18 +416,13 @@ func (s *server) reapAll() {
 	}
 }
 
-// writeRecord writes info to its exit record atomically (temp file and
-// rename). It does not fsync: the record must survive the supervisor and
-// the driver, not the machine, whose tasks die with it.
+// writeRecord writes info to its exit record atomically. It does not
+// fsync (atomicfile.Write): the record must survive the supervisor and the
+// driver, not the machine, whose tasks die with it.
 func (s *server) writeRecord(info *wire.TaskInfo) error {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
-	path := wire.ExitRecordPath(s.stateDir, info.ID)
-	tmp := filepath.Join(filepath.Dir(path), "."+info.ID+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(wire.ExitRecordPath(s.stateDir, info.ID), b)
 }

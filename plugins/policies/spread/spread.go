@@ -13,8 +13,6 @@
 package spread
 
 import (
-	"unsafe"
-
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
@@ -172,7 +170,7 @@ func (d *domains) find(v string) int32 {
 		return -1
 	}
 	for j, w := range d.vals {
-		if same(v, w) {
+		if feasible.Same(v, w) {
 			return d.ids[j]
 		}
 	}
@@ -191,19 +189,6 @@ func (d *domains) add(v string, id int32) {
 			d.m[w] = d.ids[j]
 		}
 	}
-}
-
-// same is a == b with the common cases inline: a decoded batch shares one
-// copy of equal strings, so equal strings usually share a data pointer
-// (see feasible's same).
-func same(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	if len(a) == 0 || unsafe.StringData(a) == unsafe.StringData(b) {
-		return true
-	}
-	return a[0] == b[0] && a == b
 }
 
 // rankBefore reports whether agent a ranks before c: less key, then lower

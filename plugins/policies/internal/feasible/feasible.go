@@ -117,11 +117,11 @@ func equal(a, b []policy.Constraint) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Op != b[i].Op || !same(a[i].Label, b[i].Label) || len(a[i].Values) != len(b[i].Values) {
+		if a[i].Op != b[i].Op || !Same(a[i].Label, b[i].Label) || len(a[i].Values) != len(b[i].Values) {
 			return false
 		}
 		for j := range a[i].Values {
-			if !same(a[i].Values[j], b[i].Values[j]) {
+			if !Same(a[i].Values[j], b[i].Values[j]) {
 				return false
 			}
 		}
@@ -129,12 +129,12 @@ func equal(a, b []policy.Constraint) bool {
 	return true
 }
 
-// same is a == b, with the common cases decided inline: a decoded batch
+// Same is a == b, with the common cases decided inline: a decoded batch
 // shares one copy of equal strings (docs/policy-abi.md), so equal strings
 // usually have the same data pointer, and different ones of one length
 // usually differ in their first byte. A Go wasm guest pays a function call
 // for every byte comparison the compiler does not inline.
-func same(a, b string) bool {
+func Same(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -401,7 +401,7 @@ func newColumns(b *policy.Batch, reps []int) *columns {
 		for li := range ls {
 			l := &ls[li]
 			for k, key := range keys {
-				if !same(l.Key, key) {
+				if !Same(l.Key, key) {
 					continue
 				}
 				col := &cs.cols[k]
@@ -410,7 +410,7 @@ func newColumns(b *policy.Batch, reps []int) *columns {
 				}
 				code := uint8(1)
 				for j, v := range col.vals {
-					if same(l.Value, v) {
+					if Same(l.Value, v) {
 						code = uint8(2 + j)
 						break
 					}
@@ -426,7 +426,7 @@ func newColumns(b *policy.Batch, reps []int) *columns {
 // index returns the position of the column of key in cs.cols, or -1.
 func (cs *columns) index(key string) int {
 	for k := range cs.cols {
-		if same(cs.cols[k].key, key) {
+		if Same(cs.cols[k].key, key) {
 			return k
 		}
 	}
@@ -436,7 +436,7 @@ func (cs *columns) index(key string) int {
 // find returns the column of key, or nil.
 func (cs *columns) find(key string) *column {
 	for k := range cs.cols {
-		if same(cs.cols[k].key, key) {
+		if Same(cs.cols[k].key, key) {
 			return &cs.cols[k]
 		}
 	}
@@ -446,7 +446,7 @@ func (cs *columns) find(key string) *column {
 // index returns the position of v in col.vals, or -1.
 func (col *column) index(v string) int {
 	for j, w := range col.vals {
-		if same(v, w) {
+		if Same(v, w) {
 			return j
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dcos-kernel/dcos/e2e/multihost"
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -300,7 +301,7 @@ func (e *env) useKernel(url, token string) {
 // namespace overlaps, so that what the test finds in it is its own.
 func freeClusterCIDR(t *testing.T) netip.Prefix {
 	t.Helper()
-	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -385,7 +386,7 @@ func dcosVeths(t *testing.T, h *multihost.Host) []string {
 		t.Fatal(err)
 	}
 	defer nh.Close()
-	links, err := multihost.Dump(nh.LinkList)
+	links, err := netnsutil.Dump(nh.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +410,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 		t.Fatal(err)
 	}
 	defer nh.Close()
-	links, err := multihost.Dump(nh.LinkList)
+	links, err := netnsutil.Dump(nh.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +423,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 			have = append(have, fmt.Sprintf("link %s (%s)", name, l.Type()))
 		}
 	}
-	addrs, err := multihost.Dump(func() ([]netlink.Addr, error) { return nh.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return nh.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +432,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 			have = append(have, fmt.Sprintf("address %s on %s", a.IPNet, names[a.LinkIndex]))
 		}
 	}
-	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return nh.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -462,7 +463,7 @@ func dcosNetwork(t *testing.T, h *multihost.Host, cidr netip.Prefix) []string {
 func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.Prefix, taps []string) []string {
 	t.Helper()
 	var left []string
-	links, err := multihost.Dump(netlink.LinkList)
+	links, err := netnsutil.Dump(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +472,7 @@ func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.P
 			left = append(left, "link "+l.Attrs().Name)
 		}
 	}
-	addrs, err := multihost.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +481,7 @@ func rootLeftovers(t *testing.T, mh *multihost.Network, dir string, cidr netip.P
 			left = append(left, "address "+a.IPNet.String())
 		}
 	}
-	routes, err := multihost.Dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {

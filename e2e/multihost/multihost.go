@@ -21,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 )
 
 // NetnsDir is where hosts' namespaces are bind-mounted (iproute2's).
@@ -166,7 +168,7 @@ func (n *Network) claimSubnet(br netlink.Link) error {
 // inUse reports whether a route (of any table) or an address of a link
 // other than except overlaps s in the root namespace.
 func inUse(s netip.Prefix, except int) (bool, error) {
-	routes, err := Dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -180,7 +182,7 @@ func inUse(s netip.Prefix, except int) (bool, error) {
 			return true, nil
 		}
 	}
-	addrs, err := Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return false, fmt.Errorf("addresses: %w", err)
 	}
@@ -454,7 +456,7 @@ func (h *Host) Close() error {
 	} else if !isNotFound(err) {
 		errs = append(errs, fmt.Errorf("%s: %w", h.link, err))
 	}
-	if err := removeNetns(h.path); err != nil {
+	if err := netnsutil.RemoveNetns(h.path); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -509,28 +511,4 @@ func createNetns(path string) error {
 		os.Remove(path)
 	}
 	return err
-}
-
-// removeNetns unmounts and removes path; a missing one is not an error.
-func removeNetns(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
-}
-
-// Dump runs list, a netlink dump (links, addresses, routes, neighbours),
-// again while the kernel flags it interrupted by a concurrent change
-// (netlink.ErrDumpInterrupted), as parallel tests adding links make it do;
-// it gives up after 10 tries and returns the last error.
-func Dump[T any](list func() (T, error)) (T, error) {
-	for i := 0; ; i++ {
-		v, err := list()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 10 {
-			return v, err
-		}
-	}
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 )
 
 // echoServer listens on addr in host h (the root namespace if nil) and
@@ -255,7 +257,7 @@ func TestMultihost_CloseLeavesNothing(t *testing.T) {
 	if n == nil {
 		t.Fatal("no network made")
 	}
-	links, err := Dump(netlink.LinkList)
+	links, err := netnsutil.Dump(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -530,7 +531,7 @@ func (d *Driver) removePieces(id string) error {
 	} else if !isNotFound(err) {
 		errs = append(errs, fmt.Errorf("%s: %w", name, err))
 	}
-	if err := removeNetns(d.nsPath(id)); err != nil {
+	if err := netnsutil.RemoveNetns(d.nsPath(id)); err != nil {
 		errs = append(errs, fmt.Errorf("netns: %w", err))
 	}
 	return errors.Join(errs...)
@@ -778,7 +779,7 @@ func (d *Driver) GC(ctx context.Context, live []string) ([]string, error) {
 	// Veths on our bridge whose container we cannot name (the name is a
 	// hash): remove those of no live container.
 	if br, err := d.host.LinkByName(d.cfg.Bridge); err == nil {
-		links, err := dump(d.host.LinkList)
+		links, err := netnsutil.Dump(d.host.LinkList)
 		if err != nil {
 			errs = append(errs, err)
 		}

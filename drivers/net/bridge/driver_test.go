@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -194,7 +195,7 @@ func TestDriver_ConfigureNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	br, _ := netlink.LinkByName(tn.cfg.Bridge)
-	addrs, _ := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, 2) })
+	addrs, _ := netnsutil.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, 2) })
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.199.254.1/24" {
 		t.Errorf("bridge addresses %v", addrs)
 	}
@@ -354,7 +355,7 @@ func TestDriver_RecoverForgetsGone(t *testing.T) {
 	a := tn.setup("a")
 	tn.d.Close()
 	tn.d = tn.open()
-	if err := removeNetns(a.Netns); err != nil { // the namespace vanished
+	if err := netnsutil.RemoveNetns(a.Netns); err != nil { // the namespace vanished
 		t.Fatal(err)
 	}
 	if err := tn.d.ConfigureNode(ctx, contract.NodeConfig{Subnet: tn.subnet}); err != nil {

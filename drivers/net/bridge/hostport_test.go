@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -331,7 +332,7 @@ func BenchmarkPlaceholder(b *testing.B) {
 	if err := createNetns(ns); err != nil {
 		b.Fatal(err)
 	}
-	defer removeNetns(ns)
+	defer netnsutil.RemoveNetns(ns)
 	port := freePort(b, "tcp")
 	var own, other []time.Duration
 	for b.Loop() {

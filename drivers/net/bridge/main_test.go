@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -40,7 +41,7 @@ func requireNetns(tb testing.TB) {
 		}
 		tb.Fatalf("probe netns: %v", err)
 	}
-	if err := removeNetns(path); err != nil {
+	if err := netnsutil.RemoveNetns(path); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -57,7 +58,7 @@ var subnetSeq atomic.Uint32
 // testSubnet skips the /24s with an address on the host (another test
 // process's node, e.g. a benchmark run at the same time).
 func testSubnet() netip.Prefix {
-	addrs, _ := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, _ := netnsutil.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	var p netip.Prefix
 	for range 250 {
 		n := (subnetSeq.Add(1) + uint32(os.Getpid())) % 250
@@ -146,7 +147,7 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 	for id := range ids {
 		want[vethName(cfg.Bridge, id)] = true
 	}
-	links, err := dump(netlink.LinkList)
+	links, err := netnsutil.Dump(netlink.LinkList)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 			tb.Errorf("left behind: link %s (%s)", l.Attrs().Name, l.Type())
 		}
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -284,10 +285,10 @@ func inside(tb testing.TB, path string) (addrs []netlink.Addr, routes []netlink.
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if addrs, err = dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_INET) }); err != nil {
+	if addrs, err = netnsutil.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, unix.AF_INET) }); err != nil {
 		tb.Fatal(err)
 	}
-	if routes, err = dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_INET) }); err != nil {
+	if routes, err = netnsutil.Dump(func() ([]netlink.Route, error) { return h.RouteList(l, unix.AF_INET) }); err != nil {
 		tb.Fatal(err)
 	}
 	return addrs, routes, l.Attrs().Flags&net.FlagUp != 0
@@ -351,7 +352,7 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 	for _, id := range ids {
 		names[vethName(tn.cfg.Bridge, id)] = true
 	}
-	links, err := dump(h.LinkList)
+	links, err := netnsutil.Dump(h.LinkList)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 			tb.Errorf("left behind: link %s (%s)", a.Name, l.Type())
 		}
 	}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func checkNodeClean(tb testing.TB, tn *testNode, ids []string) {
 			tb.Errorf("left behind: address %s on link %d", a.IPNet, a.LinkIndex)
 		}
 	}
-	routes, err := dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {

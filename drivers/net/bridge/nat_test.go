@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -24,7 +25,7 @@ func newTestNAT(t testing.TB) (*nat, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := removeNetns(p); err != nil {
+		if err := netnsutil.RemoveNetns(p); err != nil {
 			t.Error(err)
 		}
 	})

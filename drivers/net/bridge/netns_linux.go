@@ -3,7 +3,6 @@
 package bridge
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -40,18 +39,6 @@ func createNetns(path string) error {
 		errc <- nil
 	}()
 	return <-errc
-}
-
-// removeNetns unmounts and removes the namespace file at path; a missing
-// file is not an error.
-func removeNetns(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	return nil
 }
 
 // isNetns reports whether path is a mounted network namespace.

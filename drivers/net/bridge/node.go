@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -129,7 +130,7 @@ func (d *Driver) mtu(cfg contract.NodeConfig) (int, error) {
 		}
 		return defaultVXLANMTU, nil
 	}
-	routes, err := dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -146,7 +147,7 @@ func (d *Driver) mtu(cfg contract.NodeConfig) (int, error) {
 }
 
 func (d *Driver) linkWithAddr(a netip.Addr) netlink.Link {
-	addrs, err := dump(func() ([]netlink.Addr, error) { return d.host.AddrList(nil, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return d.host.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return nil
 	}
@@ -191,7 +192,7 @@ func (d *Driver) ensureBridge(subnet netip.Prefix, mtu int) (netlink.Link, error
 		}
 	}
 	want := &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}
-	addrs, err := dump(func() ([]netlink.Addr, error) { return d.host.AddrList(br, unix.AF_INET) })
+	addrs, err := netnsutil.Dump(func() ([]netlink.Addr, error) { return d.host.AddrList(br, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("%s addresses: %w", name, err)
 	}
@@ -292,7 +293,7 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 
 	// Forwarding entries first, so that a route never leads to a MAC the
 	// device cannot send.
-	fdb, err := dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_BRIDGE) })
+	fdb, err := netnsutil.Dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("fdb: %w", err)
 	}
@@ -324,7 +325,7 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 		}
 	}
 
-	neighs, err := dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_INET) })
+	neighs, err := netnsutil.Dump(func() ([]netlink.Neigh, error) { return d.host.NeighList(vx, unix.AF_INET) })
 	if err != nil {
 		return fmt.Errorf("neighbors: %w", err)
 	}
@@ -350,7 +351,7 @@ func (d *Driver) syncPeers(vx int, cfg contract.NodeConfig) error {
 		}
 	}
 
-	routes, err := dump(func() ([]netlink.Route, error) {
+	routes, err := netnsutil.Dump(func() ([]netlink.Route, error) {
 		return d.host.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: vx}, netlink.RT_FILTER_OIF)
 	})
 	if err != nil {

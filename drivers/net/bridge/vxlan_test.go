@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -51,7 +52,7 @@ func twoHosts(tb testing.TB) []*fakeHost {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() {
-			if err := removeNetns(h.path); err != nil {
+			if err := netnsutil.RemoveNetns(h.path); err != nil {
 				tb.Error(err)
 			}
 		})
@@ -173,9 +174,9 @@ func TestDriver_VXLANTwoHosts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		routes, _ := dump(func() ([]netlink.Route, error) { return hA.RouteList(vx, unix.AF_INET) })
-		neighs, _ := dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_INET) })
-		fdb, _ := dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
+		routes, _ := netnsutil.Dump(func() ([]netlink.Route, error) { return hA.RouteList(vx, unix.AF_INET) })
+		neighs, _ := netnsutil.Dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_INET) })
+		fdb, _ := netnsutil.Dump(func() ([]netlink.Neigh, error) { return hA.NeighList(vx.Attrs().Index, unix.AF_BRIDGE) })
 		var stale []netlink.Neigh
 		for _, n := range fdb {
 			if n.IP != nil {

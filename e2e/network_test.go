@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -114,10 +116,30 @@ func nodeNetworkOf(br string) []string {
 			have = append(have, "link "+l)
 		}
 	}
-	if exec.Command("nft", "list", "table", "ip", br).Run() == nil {
-		have = append(have, "nftables table ip "+br)
+	if ok, err := nftTable(br); err != nil || ok {
+		have = append(have, fmt.Sprintf("nftables table ip %s (%v)", br, err))
 	}
 	return have
+}
+
+// nftTable reports whether this namespace has the IPv4 nftables table
+// name, asking the kernel over netlink (not the nft binary, whose absence
+// would read as "no table").
+func nftTable(name string) (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, err
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, err
+	}
+	for _, tb := range tables {
+		if tb.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // removeNode deletes what the bridge driver set up on the node for bridge

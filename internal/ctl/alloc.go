@@ -513,11 +513,7 @@ resources freed. Idempotent: revoking something already revoked succeeds.
 			if c.Args().Len() != 1 {
 				return usagef("revoke: want one ID, got %d arguments", c.Args().Len())
 			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := formatAndDial(c, e)
 			if err != nil {
 				return err
 			}

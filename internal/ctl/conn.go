@@ -211,3 +211,14 @@ func (s *tracedStream) finish(err error) {
 	s.done = true
 	s.t.log(s.Spec().Procedure, s.req, s.n, true, err, time.Since(s.start))
 }
+
+// formatAndDial resolves the command's --output format and dials the
+// kernel: the preamble of every command that prints what it calls.
+func formatAndDial(c *cli.Context, e *env) (format, syscallsv1connect.KernelClient, error) {
+	f, err := outputFormat(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	k, err := dial(c, e)
+	return f, k, err
+}

@@ -168,12 +168,7 @@ func listCall(c *cli.Context, e *env) (format, syscallsv1connect.KernelClient, e
 	if err := noArgs(c); err != nil {
 		return 0, nil, err
 	}
-	f, err := outputFormat(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	k, err := dial(c, e)
-	return f, k, err
+	return formatAndDial(c, e)
 }
 
 func noArgs(c *cli.Context) error {

@@ -239,11 +239,7 @@ PolicyUse response.`,
 			if args[0] == "" {
 				return usagef("policy use: want one NAME, got an empty one")
 			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := formatAndDial(c, e)
 			if err != nil {
 				return err
 			}

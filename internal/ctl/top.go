@@ -149,11 +149,7 @@ the kernel computed. -o json prints the TaskUsage message.`,
 			if c.NArg() != 1 {
 				return usagef("usage: want exactly one TASK_ID")
 			}
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			k, err := dial(c, e)
+			f, k, err := formatAndDial(c, e)
 			if err != nil {
 				return err
 			}

@@ -30,12 +30,12 @@ func TestCheckpointStore_SaveLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"junk.json":      "{not json",
-		"t-3.json":       `{"version": 1, "task_id": "t-3"}`,
-		"t-4.json":       `{"version": 2, "task_id": "t-5"}`,
-		"t-6.json":       `{"version": 2, "task_id": "t-6", "final": {"state": "DONE"}}`,
+		"junk.json":       "{not json",
+		"t-3.json":        `{"version": 1, "task_id": "t-3"}`,
+		"t-4.json":        `{"version": 2, "task_id": "t-5"}`,
+		"t-6.json":        `{"version": 2, "task_id": "t-6", "final": {"state": "DONE"}}`,
 		".t-7.json.1.tmp": "half a write",
-		"README":         "not a checkpoint",
+		"README":          "not a checkpoint",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(body), 0o644); err != nil {

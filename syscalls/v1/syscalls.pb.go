@@ -700,7 +700,11 @@ type Task struct {
 	// Launch (see PortRequest), then as the agent reports it set them up.
 	Ports []*PortMapping `protobuf:"bytes,22,rep,name=ports,proto3" json:"ports,omitempty"`
 	// volumes mounted into its sandbox (role and size set by the kernel).
-	Volumes       []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Volumes []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// user the task runs as: empty for the default (an unprivileged uid of
+	// its owner's own, chosen by the agent), else "root" or a user name that
+	// the operator allowed for the allocation's role (see LaunchRequest.user).
+	User          string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -894,6 +898,13 @@ func (x *Task) GetVolumes() []*VolumeMount {
 		return x.Volumes
 	}
 	return nil
+}
+
+func (x *Task) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 // PortRequest is a host port a task asks for on its agent.
@@ -1337,7 +1348,10 @@ type Agent struct {
 	// host_ports is the agent's range of host ports the kernel hands out to
 	// allocations, "FIRST-LAST" (e.g. "31000-32000"), empty for none; its
 	// size is total.ports.
-	HostPorts     string `protobuf:"bytes,12,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	HostPorts string `protobuf:"bytes,12,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	// principal is the name of the agent token that first registered this
+	// agent: only that token may register, heartbeat and report for it.
+	Principal     string `protobuf:"bytes,13,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1452,6 +1466,13 @@ func (x *Agent) GetUnderlayIp() string {
 func (x *Agent) GetHostPorts() string {
 	if x != nil {
 		return x.HostPorts
+	}
+	return ""
+}
+
+func (x *Agent) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
 	}
 	return ""
 }
@@ -2061,7 +2082,12 @@ type LaunchRequest struct {
 	// ports to publish on the agent (at most 128; see PortRequest).
 	Ports []*PortRequest `protobuf:"bytes,10,rep,name=ports,proto3" json:"ports,omitempty"`
 	// volumes to mount into the task's sandbox (at most 16).
-	Volumes       []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Volumes []*VolumeMount `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// user to run the task as. Empty (the default): an unprivileged uid of
+	// the owner's own, without capabilities. "root" or a user name of the
+	// agent's host only when the operator allowed it for the allocation's
+	// role (dcosd --role-users ROLE=USER,...); else PermissionDenied.
+	User          string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2171,6 +2197,13 @@ func (x *LaunchRequest) GetVolumes() []*VolumeMount {
 		return x.Volumes
 	}
 	return nil
+}
+
+func (x *LaunchRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type LaunchResponse struct {
@@ -2467,8 +2500,14 @@ func (x *ResyncInfo) GetCompactRevision() int64 {
 type RevokeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id of an allocation ("a-...") or a task ("t-...").
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Id     string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// all revokes, in one call, every live allocation the caller may revoke
+	// that matches role and owner (each optional; a framework's are only its
+	// own). id must then be empty.
+	All           bool   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2517,9 +2556,32 @@ func (x *RevokeRequest) GetReason() string {
 	return ""
 }
 
+func (x *RevokeRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *RevokeRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type RevokeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// revoked_ids are the allocations a bulk revoke (all) took back.
+	RevokedIds    []string `protobuf:"bytes,2,rep,name=revoked_ids,json=revokedIds,proto3" json:"revoked_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2559,6 +2621,13 @@ func (x *RevokeResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *RevokeResponse) GetRevokedIds() []string {
+	if x != nil {
+		return x.RevokedIds
+	}
+	return nil
 }
 
 type KeepAliveRequest struct {
@@ -4125,7 +4194,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
 	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x1d\n" +
 	"\n" +
-	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xe9\x06\n" +
+	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xfd\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -4151,7 +4220,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\anetwork\x18\x14 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x15 \x01(\tR\x02ip\x123\n" +
 	"\x05ports\x18\x16 \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x127\n" +
-	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x1a6\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x12\x12\n" +
+	"\x04user\x18\x1f \x01(\tR\x04user\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
@@ -4194,7 +4264,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x16\n" +
 	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"\xdc\x04\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"\xfa\x04\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12;\n" +
@@ -4212,7 +4282,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\vunderlay_ip\x18\v \x01(\tR\n" +
 	"underlayIp\x12\x1d\n" +
 	"\n" +
-	"host_ports\x18\f \x01(\tR\thostPorts\x1a9\n" +
+	"host_ports\x18\f \x01(\tR\thostPorts\x12\x1c\n" +
+	"\tprincipal\x18\r \x01(\tR\tprincipal\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
@@ -4256,7 +4327,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xf7\x03\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\x8b\x04\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -4270,7 +4341,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\anetwork\x18\t \x01(\tR\anetwork\x123\n" +
 	"\x05ports\x18\n" +
 	" \x03(\v2\x1d.dcos.syscalls.v1.PortRequestR\x05ports\x127\n" +
-	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x1a6\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x12\x12\n" +
+	"\x04user\x18\x1f \x01(\tR\x04user\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
@@ -4297,12 +4369,17 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
-	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"7\n" +
+	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"s\n" +
 	"\rRevokeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\",\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"M\n" +
 	"\x0eRevokeResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"9\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1f\n" +
+	"\vrevoked_ids\x18\x02 \x03(\tR\n" +
+	"revokedIds\"9\n" +
 	"\x10KeepAliveRequest\x12%\n" +
 	"\x0eallocation_ids\x18\x01 \x03(\tR\rallocationIds\"S\n" +
 	"\x11KeepAliveResponse\x12>\n" +

@@ -58,6 +58,12 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	// Tick is how often leases and heartbeats are checked (default 100ms).
 	Tick time.Duration
+	// MaxPending caps the pending allocations one framework may hold in one
+	// role (default DefaultMaxPending; negative: no cap); RoleMaxPending
+	// overrides it per role ("" is the default role). Operators are not
+	// capped.
+	MaxPending     int
+	RoleMaxPending map[string]int
 	// MaxBatch bounds the syscalls committed in one transaction (default 512).
 	MaxBatch int
 	// UsageEventInterval is how often TASK_USAGE events are emitted, one
@@ -122,6 +128,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
 	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -138,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
 	k.table.SetRoles(cfg.Roles)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
+	k.table.SetPendingLimits(cfg.MaxPending, cfg.RoleMaxPending)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
@@ -247,6 +257,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	k.table, k.stale = Restore(st, now), false
 	k.table.SetRoles(k.cfg.Roles)
 	k.table.SetClusterCIDR(k.cfg.ClusterCIDR)
+	k.table.SetPendingLimits(k.cfg.MaxPending, k.cfg.RoleMaxPending)
 	return true
 }
 
@@ -288,6 +299,9 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 		if _, err := t.checkVolumeClaims(p, req); err != nil {
 			return err
 		}
+		if err := t.checkPending(p, req.GetRole(), max(int(req.GetCount()), 1)); err != nil {
+			return err
+		}
 		live = t.Allocate(p, req, now, c)
 		return nil
 	}, func(*Table) {
@@ -326,10 +340,19 @@ func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest)
 	return resp, nil
 }
 
-// Revoke takes back an allocation or a task; see Table.Revoke.
+// Revoke takes back an allocation or a task; see Table.Revoke. With
+// req.All it takes back every live allocation p may act on that matches
+// req's role, owner and pending, in transactions of at most RevokeChunk
+// (see Table.RevokeAll); the response lists them.
 func (k *Kernel) Revoke(ctx context.Context, p Principal, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
 	if len(req.GetReason()) > MaxStringLen {
 		return nil, fieldError("reason", "longer than %d", MaxStringLen)
+	}
+	if req.GetAll() {
+		return k.revokeAll(ctx, p, req)
+	}
+	if req.GetRole() != "" || req.GetOwner() != "" || req.GetPending() {
+		return nil, fieldError("all", "role, owner and pending select allocations for a bulk revoke only (all: true)")
 	}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
 		return t.Revoke(p, req.GetId(), req.GetReason(), now, c)
@@ -338,6 +361,50 @@ func (k *Kernel) Revoke(ctx context.Context, p Principal, req *pb.RevokeRequest)
 		return nil, err
 	}
 	return &pb.RevokeResponse{Revision: rev}, nil
+}
+
+func (k *Kernel) revokeAll(ctx context.Context, p Principal, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
+	if req.GetId() != "" {
+		return nil, fieldError("id", "give an id or all, not both")
+	}
+	if err := validateName("role", req.GetRole(), false); err != nil {
+		return nil, err
+	}
+	if err := validateName("owner", req.GetOwner(), false); err != nil {
+		return nil, err
+	}
+	f := RevokeFilter{Role: req.GetRole(), Owner: req.GetOwner(), Pending: req.GetPending()}
+	resp := &pb.RevokeResponse{}
+	// Chunks are separate transactions, so allocations made meanwhile may
+	// be taken too; the loop ends when a chunk comes back short, or after
+	// as many chunks as there were allocations to begin with.
+	k.mu.RLock()
+	rounds := len(k.table.allocs)/RevokeChunk + 1
+	k.mu.RUnlock()
+	for range rounds {
+		var ids []string
+		rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
+			ids, err = t.RevokeAll(p, f, RevokeChunk, req.GetReason(), now, c)
+			return err
+		}, nil)
+		if err != nil {
+			if len(resp.RevokedIds) > 0 {
+				return nil, errorf(CodeOf(err), "%v (after revoking %d allocations)", err, len(resp.RevokedIds))
+			}
+			return nil, err
+		}
+		resp.RevokedIds = append(resp.RevokedIds, ids...)
+		if rev > 0 {
+			resp.Revision = rev
+		}
+		if len(ids) < RevokeChunk {
+			break
+		}
+	}
+	if resp.Revision == 0 {
+		resp.Revision = k.Revision()
+	}
+	return resp, nil
 }
 
 // KeepAlive renews leases.

@@ -50,6 +50,11 @@ type Table struct {
 	missingSubnets bool
 	subnets        map[netip.Prefix]bool // subnets agents hold
 	nextFree       uint32                // index of the first /24 of cidr that may be free
+	// pending counts pending allocations by owner and role, for the caps
+	// of limits.go (memory only: Restore recounts).
+	pending        map[pendingKey]int
+	maxPending     int
+	roleMaxPending map[string]int
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -85,6 +90,7 @@ func NewTable() *Table {
 		destroyed:  map[string]*pb.Volume{},
 		cidr:       DefaultClusterCIDR,
 		subnets:    map[netip.Prefix]bool{},
+		pending:    map[pendingKey]int{},
 	}
 }
 
@@ -116,6 +122,8 @@ func Restore(s *State, now time.Time) *Table {
 		t.allocs[a.GetId()] = a
 		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
 			t.used[a.GetAgentId()] = t.used[a.GetAgentId()].Add(FromProto(a.GetResources()))
+		} else {
+			t.countPending(a, 1)
 		}
 	}
 	for _, k := range s.Tasks {
@@ -203,6 +211,7 @@ func (t *Table) Allocate(p Principal, r *pb.AllocateRequest, now time.Time, c *C
 			Created:     timestamppb.New(now),
 		}
 		t.allocs[a.Id] = a
+		t.countPending(a, 1)
 		c.Allocations[a.Id] = a
 		out[i] = a
 	}
@@ -399,6 +408,8 @@ func (t *Table) revokeAllocation(a *pb.Allocation, reason string, now time.Time,
 	if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
 		t.release(a.GetAgentId(), FromProto(a.GetResources()), c)
 		t.releasePorts(a.GetAgentId(), a.GetId())
+	} else {
+		t.countPending(a, -1)
 	}
 	t.unclaimVolumes(a, c)
 	a.State, a.RevokeReason = pb.AllocationState_ALLOCATION_STATE_REVOKED, reason
@@ -706,6 +717,9 @@ func (t *Table) loseAgent(g *pb.Agent, now time.Time, c *Changes) {
 
 // grant commits a validated placement.
 func (t *Table) grant(a *pb.Allocation, agentID string, now time.Time, c *Changes) {
+	if a.GetState() == pb.AllocationState_ALLOCATION_STATE_PENDING {
+		t.countPending(a, -1)
+	}
 	a.State, a.AgentId, a.PendingReason = pb.AllocationState_ALLOCATION_STATE_GRANTED, agentID, ""
 	if ttl := a.GetLeaseTtl(); ttl != nil {
 		a.LeaseExpires = timestamppb.New(now.Add(ttl.AsDuration()))

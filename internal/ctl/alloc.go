@@ -379,8 +379,7 @@ allocation without a task behind.
 			lreq.AllocationId = alloc.GetId()
 			res, err := k.Launch(c.Context, connect.NewRequest(lreq))
 			if err != nil {
-				release(c.Context, k, alloc.GetId(), "dcosctl run: launch failed")
-				return fmt.Errorf("%w (allocation %s revoked)", callError("Launch", err), alloc.GetId())
+				return fmt.Errorf("%w (%s)", callError("Launch", err), release(c.Context, k, alloc.GetId(), "dcosctl run: launch failed"))
 			}
 			task := res.Msg.GetTask()
 			if f == formatJSON {
@@ -422,7 +421,7 @@ func allocateOne(ctx context.Context, k syscallsv1connect.KernelClient, req *sys
 	allocs := res.Msg.GetAllocations()
 	if len(allocs) != 1 {
 		for _, a := range allocs {
-			release(ctx, k, a.GetId(), "dcosctl run: unexpected answer")
+			fmt.Fprintf(e.stderr, "dcosctl: %s\n", release(ctx, k, a.GetId(), "dcosctl run: unexpected answer"))
 		}
 		return nil, fmt.Errorf("kernel answered Allocate with %d allocations for a count of 1", len(allocs))
 	}
@@ -439,14 +438,13 @@ func allocateOne(ctx context.Context, k syscallsv1connect.KernelClient, req *sys
 		reason = alloc.GetPendingReason()
 	}
 	if !wait {
-		release(ctx, k, alloc.GetId(), "dcosctl run: pending, not waiting")
-		return nil, fmt.Errorf("allocation %s is pending: %s (revoked it; pass --wait to wait for resources)", alloc.GetId(), reason)
+		rel := release(ctx, k, alloc.GetId(), "dcosctl run: pending, not waiting")
+		return nil, fmt.Errorf("allocation %s is pending: %s (%s; pass --wait to wait for resources)", alloc.GetId(), reason, rel)
 	}
 	fmt.Fprintf(e.stderr, "dcosctl: allocation %s is pending: %s; waiting\n", alloc.GetId(), reason)
 	granted, err := waitGranted(ctx, k, alloc.GetId(), res.Msg.GetRevision())
 	if err != nil {
-		release(ctx, k, alloc.GetId(), "dcosctl run: wait ended")
-		return nil, err
+		return nil, fmt.Errorf("%w (%s)", err, release(ctx, k, alloc.GetId(), "dcosctl run: wait ended"))
 	}
 	return granted, nil
 }
@@ -490,42 +488,68 @@ func waitGranted(ctx context.Context, k syscallsv1connect.KernelClient, id strin
 	return nil, fmt.Errorf("watch ended before allocation %s was granted", id)
 }
 
-// release revokes an allocation run made but will not use. It is best
-// effort and runs even when ctx is cancelled (the user interrupted).
-func release(ctx context.Context, k syscallsv1connect.KernelClient, id, reason string) {
+// release revokes an allocation run made but will not use, even when ctx
+// is cancelled (the user interrupted), and says what became of it: "allocation
+// a-N revoked", or why not and how to revoke it by hand.
+func release(ctx context.Context, k syscallsv1connect.KernelClient, id, reason string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, _ = k.Revoke(ctx, connect.NewRequest(&syscallsv1.RevokeRequest{Id: id, Reason: reason}))
+	if _, err := k.Revoke(ctx, connect.NewRequest(&syscallsv1.RevokeRequest{Id: id, Reason: reason})); err != nil {
+		return fmt.Sprintf("allocation %s NOT revoked: %v; revoke it with: dcosctl revoke %s", id, callError("Revoke", err), id)
+	}
+	return fmt.Sprintf("allocation %s revoked", id)
 }
 
 func revokeCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "revoke",
-		Usage:     "take back an allocation (a-...) or a task (t-...)",
-		ArgsUsage: "ID",
+		Usage:     "take back an allocation (a-...) or a task (t-...), or many at once (--all)",
+		ArgsUsage: "ID | --all [--role ROLE] [--owner NAME] [--pending]",
 		Description: `Revoke the allocation or task ID: an allocation's tasks are killed and its
 resources freed. Idempotent: revoking something already revoked succeeds.
--o json prints the Revoke response.`,
+
+With --all, revoke in one call every live allocation you may revoke (a
+framework: its own; an operator: anyone's) that matches --role, --owner and
+--pending, and print how many. -o json prints the Revoke response.
+
+  dcosctl revoke a-3
+  dcosctl revoke --all --pending              # my pending allocations
+  dcosctl revoke --all --role batch --owner spark`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "reason", Usage: "`REASON` recorded with the revocation"},
+			&cli.BoolFlag{Name: "all", Usage: "revoke every allocation that matches --role, --owner and --pending", DisableDefaultText: true},
+			&cli.StringFlag{Name: "role", Usage: "with --all: only allocations of `ROLE`"},
+			&cli.StringFlag{Name: "owner", Usage: "with --all: only allocations owned by `NAME`"},
+			&cli.BoolFlag{Name: "pending", Usage: "with --all: only allocations not granted yet", DisableDefaultText: true},
 		},
 		Action: func(c *cli.Context) error {
-			if c.Args().Len() != 1 {
-				return usagef("revoke: want one ID, got %d arguments", c.Args().Len())
+			all := c.Bool("all")
+			switch {
+			case all && c.Args().Len() != 0:
+				return usagef("revoke: give an ID or --all, not both")
+			case !all && c.Args().Len() != 1:
+				return usagef("revoke: want one ID (or --all), got %d arguments", c.Args().Len())
+			case !all && (c.IsSet("role") || c.IsSet("owner") || c.IsSet("pending")):
+				return usagef("revoke: --role, --owner and --pending go with --all")
 			}
 			f, k, err := formatAndDial(c, e)
 			if err != nil {
 				return err
 			}
-			id := c.Args().First()
-			res, err := k.Revoke(c.Context, connect.NewRequest(&syscallsv1.RevokeRequest{Id: id, Reason: c.String("reason")}))
+			req := &syscallsv1.RevokeRequest{Id: c.Args().First(), Reason: c.String("reason"),
+				All: all, Role: c.String("role"), Owner: c.String("owner"), Pending: c.Bool("pending")}
+			res, err := k.Revoke(c.Context, connect.NewRequest(req))
 			if err != nil {
 				return callError("Revoke", err)
 			}
 			if f == formatJSON {
 				return writeJSON(e.stdout, res.Msg)
 			}
-			_, err = fmt.Fprintf(e.stdout, "revoked %s\n", id)
+			if all {
+				_, err = fmt.Fprintf(e.stdout, "revoked %d allocations\n", len(res.Msg.GetRevokedIds()))
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "revoked %s\n", req.GetId())
 			return err
 		},
 	}

@@ -261,6 +261,7 @@ func TestRun_Run(t *testing.T) {
 		args        []string
 		allocate    *syscallsv1.AllocateResponse
 		launchErr   error
+		revokeErr   error
 		events      []*syscallsv1.Event
 		wantCode    int
 		wantCalls   []string
@@ -279,7 +280,7 @@ func TestRun_Run(t *testing.T) {
 			allocate:    &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{pending}, PendingReason: "insufficient memory on 3 agents", Revision: 9},
 			wantCode:    exitCallError,
 			wantCalls:   []string{"Allocate", "Revoke"},
-			wantStderr:  "allocation a-1 is pending: insufficient memory on 3 agents (revoked it; pass --wait",
+			wantStderr:  "allocation a-1 is pending: insufficient memory on 3 agents (allocation a-1 revoked; pass --wait",
 			wantRevoked: true,
 		},
 		{
@@ -310,13 +311,25 @@ func TestRun_Run(t *testing.T) {
 			wantStderr:  "(allocation a-1 revoked)",
 			wantRevoked: true,
 		},
+		{
+			// The revoke's failure is said, not hidden behind "revoked".
+			name:        "launch fails and so does the revoke",
+			allocate:    &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}},
+			launchErr:   errorString("boom"),
+			revokeErr:   errorString("kernel down"),
+			wantCode:    exitCallError,
+			wantCalls:   []string{"Allocate", "Launch", "Revoke"},
+			wantStderr:  "allocation a-1 NOT revoked: Revoke: Unknown: kernel down; revoke it with: dcosctl revoke a-1",
+			wantRevoked: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			isolate(t)
 			k := (&fakeKernel{events: tt.events}).
 				replyWith("Allocate", tt.allocate, nil).
-				replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, tt.launchErr)
+				replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, tt.launchErr).
+				replyWith("Revoke", &syscallsv1.RevokeResponse{}, tt.revokeErr)
 			url := k.serve(t)
 			args := append([]string{"--kernel", url, "run", "--cpus", "0.25", "--mem", "32Mi", "--env", "A=1"}, tt.args...)
 			r := runCtl(t, context.Background(), "", append(args, "--", "sleep", "60")...)
@@ -382,6 +395,28 @@ func TestRun_Revoke(t *testing.T) {
 		}
 		if !proto.Equal(k.last("Revoke"), &syscallsv1.RevokeRequest{Id: id, Reason: "done"}) {
 			t.Errorf("request %v", k.last("Revoke"))
+		}
+	}
+}
+
+// TestRun_RevokeAll: --all sends one bulk Revoke with the filters and
+// prints how many were taken back; misuse is a usage error.
+func TestRun_RevokeAll(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("Revoke", &syscallsv1.RevokeResponse{RevokedIds: []string{"a-1", "a-2", "a-5"}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "revoke", "--all", "--role", "batch", "--owner", "spark", "--pending")
+	if r.code != 0 || r.stdout != "revoked 3 allocations\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	assertProto(t, k.last("Revoke"), &syscallsv1.RevokeRequest{All: true, Role: "batch", Owner: "spark", Pending: true})
+	for name, args := range map[string][]string{
+		"id and --all":     {"revoke", "a-1", "--all"},
+		"role without all": {"revoke", "a-1", "--role", "x"},
+	} {
+		r := runCtl(t, context.Background(), "", append([]string{"--kernel", url}, args...)...)
+		if r.code != exitUsageError {
+			t.Errorf("%s: exit %d, want usage error; stderr %q", name, r.code, r.stderr)
 		}
 	}
 }

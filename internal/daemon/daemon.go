@@ -78,6 +78,8 @@ var kernelFlags = []cli.Flag{
 	&cli.StringFlag{Name: "default-policy", Value: policies.Default, Usage: "allocation policy until an operator loads another (a built-in: " + strings.Join(policies.Names(), ", ") + ", or first-fit)"},
 	&cli.StringSliceFlag{Name: "role-weight", Usage: "DRF weight of a role, NAME=WEIGHT (repeatable; default 1)"},
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
+	&cli.IntFlag{Name: "max-pending", Value: kernel.DefaultMaxPending, Usage: "pending allocations one framework may hold per role; more are refused ResourceExhausted (-1: no cap; operators are not capped)"},
+	&cli.StringSliceFlag{Name: "role-max-pending", Usage: "--max-pending for one role, ROLE=N (repeatable; \"*\" is the default role)"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 }
@@ -101,16 +103,9 @@ func devCommand() *cli.Command {
 			log := logger(c)
 			dataDir := c.String("data-dir")
 			tokensPath := tokensPath(c, dataDir)
-			tf, _ := api.LoadTokensFile(tokensPath) // missing: start empty
-			op, ch1 := tf.Ensure("operator", "operator")
-			ag, ch2 := tf.Ensure("agent", "local-agent")
-			if ch1 || ch2 {
-				if err := os.MkdirAll(dataDir, 0o700); err != nil {
-					return err
-				}
-				if err := api.SaveTokensFile(tokensPath, tf); err != nil {
-					return err
-				}
+			op, ag, err := ensureDevTokens(tokensPath, dataDir)
+			if err != nil {
+				return err
 			}
 			labels, err := parseLabels(c.StringSlice("label"))
 			if err != nil {
@@ -156,6 +151,28 @@ func devCommand() *cli.Command {
 			}, agentMetrics)
 		},
 	}
+}
+
+// ensureDevTokens returns the operator and local agent tokens of the
+// tokens file at path, adding those missing (and creating the file, and
+// dataDir, when there is none). A file that exists but cannot be read or
+// parsed is an error, never rewritten: that would drop its other tokens.
+func ensureDevTokens(path, dataDir string) (op, ag api.TokenEntry, err error) {
+	tf, err := api.LoadTokensFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return op, ag, fmt.Errorf("%w (fix or remove it; dcosd dev does not rewrite a tokens file it cannot read)", err)
+	}
+	op, ch1 := tf.Ensure("operator", "operator")
+	ag, ch2 := tf.Ensure("agent", "local-agent")
+	if ch1 || ch2 {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return op, ag, err
+		}
+		if err := api.SaveTokensFile(path, tf); err != nil {
+			return op, ag, err
+		}
+	}
+	return op, ag, nil
 }
 
 func tokensPath(c *cli.Context, dataDir string) string {
@@ -223,8 +240,14 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	roleMaxPending, err := parseRoleInts("--role-max-pending", c.StringSlice("role-max-pending"))
+	if err != nil {
+		return err
+	}
 	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
+		MaxPending:        c.Int("max-pending"),
+		RoleMaxPending:    roleMaxPending,
 		Store:             store.New(cli3, c.String("etcd-prefix")),
 		Loader:            wasmLoader{h: host, builtin: shipped},
 		Builtins:          shipped,
@@ -320,6 +343,24 @@ func parseLabels(kvs []string) (map[string]string, error) {
 			return nil, fmt.Errorf("--label %q: want key=value", kv)
 		}
 		m[k] = v
+	}
+	return m, nil
+}
+
+// parseRoleInts reads ROLE=N settings (N >= -1; -1: no cap) of flag; the
+// role "*" is the default role, "".
+func parseRoleInts(flag string, vals []string) (map[string]int, error) {
+	m := map[string]int{}
+	for _, v := range vals {
+		name, n, ok := strings.Cut(v, "=")
+		i, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || i < -1 {
+			return nil, fmt.Errorf("%s %q: want ROLE=N with N >= 0 (-1: no cap)", flag, v)
+		}
+		if name == "*" {
+			name = ""
+		}
+		m[name] = i
 	}
 	return m, nil
 }

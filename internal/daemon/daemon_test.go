@@ -1,6 +1,10 @@
 package daemon
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dcos-kernel/dcos/kernel"
@@ -43,6 +47,52 @@ func TestParseHostPorts(t *testing.T) {
 	for _, bad := range []string{"32000-31000", "0-5", "x", "1-70000"} {
 		if _, err := parseHostPorts(bad); err == nil {
 			t.Errorf("parseHostPorts(%q): want an error", bad)
+		}
+	}
+}
+
+// TestEnsureDevTokens: dcosd dev creates a missing tokens file, keeps the
+// tokens of a good one, and refuses a malformed one without rewriting it
+// (it used to be replaced, dropping the framework tokens in it).
+func TestEnsureDevTokens(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state", "tokens.json")
+	op, ag, err := ensureDevTokens(path, filepath.Join(dir, "state"))
+	if err != nil || op.Role != "operator" || ag.Role != "agent" {
+		t.Fatalf("new file: %+v %+v %v", op, ag, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("tokens file mode: %v %v, want 0600", fi.Mode(), err)
+	}
+	op2, ag2, err := ensureDevTokens(path, filepath.Join(dir, "state"))
+	if err != nil || op2 != op || ag2 != ag {
+		t.Fatalf("second start changed the tokens: %+v %+v %v", op2, ag2, err)
+	}
+
+	bad := []byte(`{"tokens":[{"token":"0123456789abcdef0123","name":"spark","role":"framework"},]}`)
+	badPath := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(badPath, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ensureDevTokens(badPath, dir); err == nil || !strings.Contains(err.Error(), "bad.json") {
+		t.Fatalf("malformed file: got %v, want an error naming it", err)
+	}
+	if got, _ := os.ReadFile(badPath); string(got) != string(bad) {
+		t.Fatalf("the malformed file was rewritten:\n%s", got)
+	}
+}
+
+func TestParseRoleInts(t *testing.T) {
+	got, err := parseRoleInts("--role-max-pending", []string{"batch=30000", "*=5", "web=-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"batch": 30000, "": 5, "web": -1}; !maps.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{"batch", "=3", "batch=x", "batch=-2"} {
+		if _, err := parseRoleInts("--role-max-pending", []string{bad}); err == nil || !strings.Contains(err.Error(), "--role-max-pending") {
+			t.Errorf("%q: got %v, want an error naming the flag", bad, err)
 		}
 	}
 }

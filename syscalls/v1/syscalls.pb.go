@@ -2505,9 +2505,11 @@ type RevokeRequest struct {
 	// all revokes, in one call, every live allocation the caller may revoke
 	// that matches role and owner (each optional; a framework's are only its
 	// own). id must then be empty.
-	All           bool   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
-	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
-	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	All   bool   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	Role  string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	// pending narrows a bulk revoke to allocations not granted yet.
+	Pending       bool `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2575,6 +2577,13 @@ func (x *RevokeRequest) GetOwner() string {
 		return x.Owner
 	}
 	return ""
+}
+
+func (x *RevokeRequest) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
 }
 
 type RevokeResponse struct {
@@ -4369,13 +4378,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
-	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"s\n" +
+	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"\x8d\x01\n" +
 	"\rRevokeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03all\x18\x03 \x01(\bR\x03all\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12\x14\n" +
-	"\x05owner\x18\x05 \x01(\tR\x05owner\"M\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x18\n" +
+	"\apending\x18\x06 \x01(\bR\apending\"M\n" +
 	"\x0eRevokeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1f\n" +
 	"\vrevoked_ids\x18\x02 \x03(\tR\n" +

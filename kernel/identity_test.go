@@ -296,3 +296,66 @@ func TestTable_AgentReads(t *testing.T) {
 		t.Errorf("ListAgents is for everyone: %v", tb.Agents())
 	}
 }
+
+// TestTable_LaunchUser: a task runs as the default user unless the
+// operator allowed its allocation's role another (RoleUsers, "*" for
+// any); the accepted user is on the task. Refusals change nothing.
+func TestTable_LaunchUser(t *testing.T) {
+	tb := cluster(t, agentReq(8, 1024, nil))
+	tb.SetRoleUsers(map[string][]string{"db": {"root", "postgres"}, "ci": {AnyUser}})
+	grant := func(role string) string {
+		as, _ := allocate(tb, fwA, &pb.AllocateRequest{Role: role, Resources: &pb.Resources{Cpus: 0.5, MemBytes: mi}})
+		return as[0].GetId()
+	}
+	tests := []struct {
+		role, user string
+		ok         bool
+	}{
+		{"web", "", true},
+		{"web", "root", false},
+		{"", "root", false},
+		{"db", "root", true},
+		{"db", "postgres", true},
+		{"db", "www", false},
+		{"ci", "root", true},
+		{"ci", "builder", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role+"/"+tt.user, func(t *testing.T) {
+			id := grant(tt.role)
+			for _, p := range []Principal{fwA, ops} {
+				before := snapshotOf(tb)
+				c := newChanges()
+				k, err := tb.Launch(p, &pb.LaunchRequest{AllocationId: id, Command: "x", User: tt.user, Resources: &pb.Resources{Cpus: 0.1, MemBytes: 1}}, t0, c)
+				switch {
+				case tt.ok && (err != nil || k.GetUser() != tt.user):
+					t.Errorf("%s: launch as %q in role %q: %v, task user %q", p.Name, tt.user, tt.role, err, k.GetUser())
+				case !tt.ok:
+					want := `user: role "` + tt.role + `" may not run tasks as "` + tt.user + `" (dcosd --role-users)`
+					if CodeOf(err) != PermissionDenied || err.Error() != want {
+						t.Errorf("%s: err = %v, want PermissionDenied %q", p.Name, err, want)
+					}
+					if !c.Empty() || !before.equal(snapshotOf(tb)) {
+						t.Errorf("%s: refused launch changed the table", p.Name)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestValidateRoleUsers(t *testing.T) {
+	for _, tt := range []struct {
+		m  map[string][]string
+		ok bool
+	}{
+		{map[string][]string{"db": {"root", "postgres"}, "ci": {"*"}}, true},
+		{map[string][]string{"db": {"Root"}}, false},
+		{map[string][]string{"db": {""}}, false},
+		{map[string][]string{"": {"root"}}, false},
+	} {
+		if err := ValidateRoleUsers(tt.m); (err == nil) != tt.ok {
+			t.Errorf("ValidateRoleUsers(%v) = %v, want ok %v", tt.m, err, tt.ok)
+		}
+	}
+}

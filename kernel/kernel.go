@@ -46,6 +46,11 @@ type Config struct {
 	DefaultPolicy string
 	// Roles are the operator's DRF weights and quotas, by role name.
 	Roles map[string]RoleConfig
+	// RoleUsers are the users other than the default a role's tasks may
+	// run as (LaunchRequest.user), by role name; AnyUser ("*") allows
+	// every user. A role not listed runs only as the default unprivileged
+	// user; a Launch asking for another is PermissionDenied, whoever asks.
+	RoleUsers map[string][]string
 	// ClusterCIDR is the IPv4 range agents' /24 subnets come from (default
 	// DefaultClusterCIDR); it must pass CheckClusterCIDR.
 	ClusterCIDR netip.Prefix
@@ -131,12 +136,16 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err := CheckClusterCIDR(cfg.ClusterCIDR); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	if err := ValidateRoleUsers(cfg.RoleUsers); err != nil {
+		return nil, fmt.Errorf("kernel: role users: %w", err)
+	}
 	st, err := cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
 	k.table.SetRoles(cfg.Roles)
+	k.table.SetRoleUsers(cfg.RoleUsers)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
@@ -246,6 +255,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	}
 	k.table, k.stale = Restore(st, now), false
 	k.table.SetRoles(k.cfg.Roles)
+	k.table.SetRoleUsers(k.cfg.RoleUsers)
 	k.table.SetClusterCIDR(k.cfg.ClusterCIDR)
 	return true
 }

@@ -66,6 +66,22 @@ type RoleConfig struct {
 // SetRoles replaces the role settings policies see.
 func (t *Table) SetRoles(roles map[string]RoleConfig) { t.roles = roles }
 
+// SetRoleUsers replaces the users tasks of each role may run as (see
+// Config.RoleUsers).
+func (t *Table) SetRoleUsers(m map[string][]string) { t.roleUsers = m }
+
+// checkUser checks that a task of role may run as user: the default ("")
+// always, another only if the operator allowed it for the role.
+func (t *Table) checkUser(role, user string) error {
+	if user == "" {
+		return nil
+	}
+	if allowed := t.roleUsers[role]; slices.Contains(allowed, user) || slices.Contains(allowed, AnyUser) {
+		return nil
+	}
+	return errorf(PermissionDenied, "user: role %q may not run tasks as %q (dcosd --role-users)", role, user)
+}
+
 // MaxCompleted bounds the ended tasks a kernel remembers after their
 // allocation is gone.
 const MaxCompleted = 1000
@@ -231,6 +247,9 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
 		return nil, errorf(FailedPrecondition, "allocation_id: allocation %s is %v, not granted yet", a.GetId(), a.GetState())
 	}
+	if err := t.checkUser(a.GetRole(), r.GetUser()); err != nil {
+		return nil, err
+	}
 	// A task's share of host ports is the allocation's ports it publishes:
 	// the ports themselves are checked below, not a count.
 	share := FromProto(a.GetResources())
@@ -286,6 +305,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		Network:      network,
 		Ports:        ports,
 		Volumes:      vols,
+		User:         r.GetUser(),
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -306,11 +326,14 @@ func (t *Table) taskEvent(k *pb.Task, now time.Time, reason string, c *Changes) 
 	c.Events = append(c.Events, e)
 }
 
-// ownedAllocation finds a live allocation p may act on.
+// ownedAllocation finds a live allocation p may act on. Another
+// framework's allocation is NotFound, as an unknown one is, so that ids
+// cannot be probed; other principals (operators own everything) get
+// PermissionDenied.
 func (t *Table) ownedAllocation(p Principal, id string) (*pb.Allocation, error) {
 	a := t.allocs[id]
-	if a == nil {
-		return nil, errorf(NotFound, "allocation_id: no allocation %q", id)
+	if a == nil || (!p.owns(a.GetOwner()) && p.Role == RoleFramework) {
+		return nil, errorf(NotFound, "allocation_id: no allocation %q", clip(id))
 	}
 	if !p.owns(a.GetOwner()) {
 		return nil, errorf(PermissionDenied, "allocation_id: allocation %q belongs to another principal", id)
@@ -320,7 +343,9 @@ func (t *Table) ownedAllocation(p Principal, id string) (*pb.Allocation, error) 
 
 // Revoke takes back an allocation (killing its tasks, freeing its
 // resources) or a task. Revoking something already gone succeeds if the id
-// was ever issued; an id never issued is NotFound.
+// was ever issued; an id never issued is NotFound, and so is, for a
+// framework, another framework's live allocation or task (the same answer,
+// so that ids cannot be probed).
 func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes) error {
 	if reason == "" {
 		reason = "revoked by " + p.Name
@@ -331,6 +356,9 @@ func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes
 		if a == nil {
 			return t.gone(id, "a-")
 		}
+		if !p.owns(a.GetOwner()) && p.Role == RoleFramework {
+			return notIssued(id)
+		}
 		if !p.owns(a.GetOwner()) {
 			return errorf(PermissionDenied, "id: allocation %q belongs to another principal", id)
 		}
@@ -340,6 +368,9 @@ func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes
 		k := t.tasks[id]
 		if k == nil {
 			return t.gone(id, "t-")
+		}
+		if !p.owns(k.GetOwner()) && p.Role == RoleFramework {
+			return notIssued(id)
 		}
 		if !p.owns(k.GetOwner()) {
 			return errorf(PermissionDenied, "id: task %q belongs to another principal", id)
@@ -356,6 +387,10 @@ func (t *Table) gone(id, prefix string) error {
 	if n := idSeq(id, prefix); n > 0 && n <= t.seq {
 		return nil // issued once, already gone: idempotent
 	}
+	return notIssued(id)
+}
+
+func notIssued(id string) error {
 	return errorf(NotFound, "id: no allocation or task %q", clip(id))
 }
 

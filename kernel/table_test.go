@@ -200,12 +200,16 @@ func TestTable_Ownership(t *testing.T) {
 		{"launch in foreign allocation", func() error {
 			_, err := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, newChanges())
 			return err
-		}, PermissionDenied},
-		{"revoke foreign allocation", func() error { return tb.Revoke(fwB, id, "", t0, newChanges()) }, PermissionDenied},
-		{"revoke foreign task", func() error { return tb.Revoke(fwB, task.GetId(), "", t0, newChanges()) }, PermissionDenied},
-		{"keepalive foreign", func() error { _, err := tb.KeepAlive(fwB, []string{id}, t0, newChanges()); return err }, PermissionDenied},
+		}, NotFound},
+		{"revoke foreign allocation", func() error { return tb.Revoke(fwB, id, "", t0, newChanges()) }, NotFound},
+		{"revoke foreign task", func() error { return tb.Revoke(fwB, task.GetId(), "", t0, newChanges()) }, NotFound},
+		{"keepalive foreign", func() error { _, err := tb.KeepAlive(fwB, []string{id}, t0, newChanges()); return err }, NotFound},
 		{"launch unknown", func() error {
 			_, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
+			return err
+		}, NotFound},
+		{"operator: launch unknown", func() error {
+			_, err := tb.Launch(ops, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
 			return err
 		}, NotFound},
 	}
@@ -215,6 +219,18 @@ func TestTable_Ownership(t *testing.T) {
 				t.Fatalf("code %v, want %v", got, tt.want)
 			}
 		})
+	}
+	// A framework cannot tell another's ids from unknown ones: the same
+	// code and message, but for the id.
+	unknown := func(err error, id string) string { return strings.ReplaceAll(err.Error(), id, "ID") }
+	_, errForeign := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, newChanges())
+	_, errUnknown := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
+	if unknown(errForeign, id) != unknown(errUnknown, "a-77") {
+		t.Errorf("launch: foreign %q, unknown %q; want the same answer", errForeign, errUnknown)
+	}
+	errForeign, errUnknown = tb.Revoke(fwB, task.GetId(), "", t0, newChanges()), tb.Revoke(fwB, "t-77", "", t0, newChanges())
+	if unknown(errForeign, task.GetId()) != unknown(errUnknown, "t-77") {
+		t.Errorf("revoke: foreign %q, unknown %q; want the same answer", errForeign, errUnknown)
 	}
 	if n := len(tb.Allocations(fwB, "")); n != 0 {
 		t.Errorf("fw-b sees %d allocations of fw-a", n)

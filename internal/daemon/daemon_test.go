@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/dcos-kernel/dcos/kernel"
@@ -43,6 +44,20 @@ func TestParseHostPorts(t *testing.T) {
 	for _, bad := range []string{"32000-31000", "0-5", "x", "1-70000"} {
 		if _, err := parseHostPorts(bad); err == nil {
 			t.Errorf("parseHostPorts(%q): want an error", bad)
+		}
+	}
+}
+
+func TestParseRoleUsers(t *testing.T) {
+	// As the flag parser hands them over: split at commas.
+	got, err := parseRoleUsers([]string{"db=root", "postgres", "ci=*", "web=www"})
+	want := map[string][]string{"db": {"root", "postgres"}, "ci": {"*"}, "web": {"www"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseRoleUsers = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range [][]string{{"root"}, {"db="}, {"db=Root"}, {"=root"}} {
+		if _, err := parseRoleUsers(bad); err == nil {
+			t.Errorf("parseRoleUsers(%q): want an error", bad)
 		}
 	}
 }

@@ -505,3 +505,40 @@ func TestKernel_AgentWatchSeesOwnAgent(t *testing.T) {
 		t.Errorf("agent-1's watch = %v, want its allocation, its task (with env), agent-2's registration", evs)
 	}
 }
+
+// TestKernel_AgentBindingSurvivesRestart: the binding of an agent token
+// to its agent is stored with the agent: after a kernel restart another
+// token still may not register, heartbeat or report for it, and its own
+// still may.
+func TestKernel_AgentBindingSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	k, stop := e.start(t)
+	ctx := context.Background()
+	agA, agB := kernel.Principal{Name: "agents-a", Role: kernel.RoleAgent}, kernel.Principal{Name: "agents-b", Role: kernel.RoleAgent}
+	req := func(id string) *pb.RegisterAgentRequest {
+		return &pb.RegisterAgentRequest{AgentId: id, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}}
+	}
+	r, err := k.RegisterAgent(ctx, agA, req(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.GetAgentId()
+	stop()
+
+	k2, _ := e.start(t)
+	if g := k2.ListAgents(ctx, ops).GetAgents()[0]; g.GetPrincipal() != "agents-a" {
+		t.Fatalf("agent after a restart: principal %q, want agents-a", g.GetPrincipal())
+	}
+	if _, err := k2.RegisterAgent(ctx, agB, req(id)); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("another token registers %s after a restart: %v, want PermissionDenied", id, err)
+	}
+	if _, err := k2.Heartbeat(ctx, agB, &pb.HeartbeatRequest{AgentId: id}); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("another token heartbeats %s after a restart: %v, want PermissionDenied", id, err)
+	}
+	if _, err := k2.RegisterAgent(ctx, agA, req(id)); err != nil {
+		t.Errorf("its own token registers %s after a restart: %v", id, err)
+	}
+	if _, err := k2.RegisterAgent(ctx, agA, req("")); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("its token registers a second agent after a restart: %v, want PermissionDenied", err)
+	}
+}

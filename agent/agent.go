@@ -315,7 +315,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // register registers with the kernel until it answers or ctx ends (the
 // only error), then reconciles the tasks the kernel expects with the ones
-// the agent runs. It returns the revision to watch after.
+// the agent runs. It returns the revision to watch after. An id the kernel
+// answers NotFound for (it never issued it) is dropped: the agent joins
+// as a new one.
 func (a *Agent) register(ctx context.Context) (int64, error) {
 	a.regMu.Lock()
 	defer a.regMu.Unlock()
@@ -344,6 +346,16 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 		cancel()
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
+		}
+		if connect.CodeOf(err) == connect.CodeNotFound && id != "" {
+			// The kernel never issued id (its state is not the one this
+			// agent joined): join as a new agent; the tasks it runs are
+			// not the kernel's and reconcile kills them.
+			a.log.Warn("kernel does not know this agent's id; registering as a new agent", "agent", id, "err", err)
+			a.mu.Lock()
+			a.id, a.savedID = "", ""
+			a.mu.Unlock()
+			continue
 		}
 		if err != nil {
 			d := bo.next()

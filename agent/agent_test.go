@@ -535,6 +535,29 @@ func TestAgent_RegisterRetry(t *testing.T) {
 	}
 }
 
+// TestAgent_RegisterUnknownID: an agent whose saved id the kernel never
+// issued (NotFound: the kernel's state is not the one it joined) joins as
+// a new agent, with an empty id, and saves the id it gets.
+func TestAgent_RegisterUnknownID(t *testing.T) {
+	t.Parallel()
+	k, url := startFakeKernel(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "agent-id"), []byte("agent-77\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.script(&k.registerErrs, connect.NewError(connect.CodeNotFound, errors.New(`agent_id: no agent "agent-77": the kernel never issued that id`)))
+	a := startAgent(t, k, url, dir)
+	k.mu.Lock()
+	got := k.registrations[0].GetAgentId()
+	k.mu.Unlock()
+	if got != "" || a.ID() != "ag-1" {
+		t.Errorf("registered with id %q as %s, want an empty id and the kernel's new ag-1", got, a.ID())
+	}
+	if id, err := os.ReadFile(filepath.Join(dir, "agent-id")); err != nil || strings.TrimSpace(string(id)) != "ag-1" {
+		t.Errorf("agent-id file = %q, %v; want ag-1", id, err)
+	}
+}
+
 func TestAgent_WatchResync(t *testing.T) {
 	t.Parallel()
 	k, url := startFakeKernel(t)

@@ -16,25 +16,28 @@ import (
 func TestKernelAndAgents_AgentLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	opTok, agentTok := newToken(), newToken()
+	// One token per agent: a token is bound to the agent it registers.
+	opTok, stoppedTok, killedTok := newToken(), newToken(), newToken()
 	tokens := e.writeTokens(e.path("tokens.json"),
 		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
-		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+		tokenEntry{Token: stoppedTok, Name: "stopped-agent", Role: "agent"},
+		tokenEntry{Token: killedTok, Name: "killed-agent", Role: "agent"},
 	)
 	e.startKernel(tokens, opTok, "--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms")
 	op := e.op()
 
 	for _, tc := range []struct {
-		name   string
-		signal syscall.Signal
+		name     string
+		signal   syscall.Signal
+		agentTok string
 	}{
-		{"stopped agent", syscall.SIGSTOP},
-		{"killed agent", syscall.SIGKILL},
+		{"stopped agent", syscall.SIGSTOP, stoppedTok},
+		{"killed agent", syscall.SIGKILL, killedTok},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := strings.ReplaceAll(tc.name, " ", "-")
 			e := e.in(t)
-			ag, agentID := e.startAgent(name, agentTok, "--resources", "cpus=2,mem=1Gi")
+			ag, agentID := e.startAgent(name, tc.agentTok, "--resources", "cpus=2,mem=1Gi")
 			w := e.watch(op, listAgents(t, op).GetRevision())
 
 			// Pin the allocation to this agent by its label.

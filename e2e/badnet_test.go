@@ -28,10 +28,11 @@ func TestBadNet_KernelAndAgents(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
 	e := newEnv(t)
-	opTok, agentTok := newToken(), newToken()
+	opTok, oneTok, twoTok := newToken(), newToken(), newToken()
 	tokens := e.writeTokens(e.path("tokens.json"),
 		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
-		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+		tokenEntry{Token: oneTok, Name: "agent-one", Role: "agent"},
+		tokenEntry{Token: twoTok, Name: "agent-two", Role: "agent"},
 	)
 	tok := newToken()
 	br1, br2 := "dcb"+tok[:8], "dcc"+tok[:8]
@@ -41,7 +42,7 @@ func TestBadNet_KernelAndAgents(t *testing.T) {
 	t.Cleanup(func() { removeNode(t, br1); removeNode(t, br2) })
 	e.startKernel(tokens, opTok, "--cluster-cidr", cidr, "--heartbeat-interval", "200ms")
 	op := e.op()
-	_, one := e.startAgent("one", agentTok, "--resources", "cpus=1,mem=512Mi", "--network-driver", "bridge",
+	_, one := e.startAgent("one", oneTok, "--resources", "cpus=1,mem=512Mi", "--network-driver", "bridge",
 		"--bridge", br1, "--vxlan-port", vxport, "--host-ports", rng)
 
 	// The second agent: the CIDR has no /24 left for it.
@@ -49,7 +50,7 @@ func TestBadNet_KernelAndAgents(t *testing.T) {
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
-	two, _ := e.start("dcosd agent two", "", "agent", "--kernel", e.url, "--token", agentTok, "--data-dir", dir,
+	two, _ := e.start("dcosd agent two", "", "agent", "--kernel", e.url, "--token", twoTok, "--data-dir", dir,
 		"--label", "e2e=two", "--cgroup-parent", e.cgParent+"/two", "--bpf-pin-dir", e.pinDir+"/two",
 		"--resources", "cpus=1,mem=512Mi", "--network-driver", "bridge", "--bridge", br2, "--vxlan-port", vxport)
 	wantLog := fmt.Sprintf("cluster CIDR %s has no free /24 for a new agent", cidr)

@@ -65,11 +65,14 @@ func TestMultiHost_Network(t *testing.T) {
 	mh := multihost.New(t)
 	e := newEnv(t)
 	cidr := freeClusterCIDR(t)
-	opTok, agentTok := newToken(), newToken()
+	// One token per agent: a token is bound to the agent it registers.
+	opTok, aTok, bTok := newToken(), newToken(), newToken()
 	tokens := e.writeTokens(e.path("tokens.json"),
 		tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
-		tokenEntry{Token: agentTok, Name: "agents", Role: "agent"},
+		tokenEntry{Token: aTok, Name: "agent-a", Role: "agent"},
+		tokenEntry{Token: bTok, Name: "agent-b", Role: "agent"},
 	)
+	agentToks := map[string]string{"a": aTok, "b": bTok}
 	// A generous heartbeat timeout: b's restart must come before the
 	// kernel counts it lost, however loaded the machine.
 	e.startKernel(tokens, opTok, "--listen", mh.Gateway().String()+":0", "--cluster-cidr", cidr.String(), "--heartbeat-timeout", "60s")
@@ -81,7 +84,7 @@ func TestMultiHost_Network(t *testing.T) {
 	agents := map[string]*mhAgent{}
 	start := func(name string) {
 		a := agents[name]
-		a.proc, a.id = e.startAgentVia(a.host.Argv(), name, agentTok, mhAgentFlags(a.host)...)
+		a.proc, a.id = e.startAgentVia(a.host.Argv(), name, agentToks[name], mhAgentFlags(a.host)...)
 	}
 	for _, name := range []string{"a", "b"} {
 		agents[name] = &mhAgent{name: name, host: mh.AddHost(name)}

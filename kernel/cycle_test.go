@@ -42,7 +42,7 @@ func TestCycle_NeverOverCommits(t *testing.T) {
 				tb := NewTable()
 				c := newChanges()
 				for i := 0; i < 1+rng.IntN(8); i++ {
-					tb.Register(agentReq(float64(1+rng.IntN(8)), int64(256+rng.IntN(4096)), map[string]string{"zone": fmt.Sprint(rng.IntN(3))}), t0, c)
+					tb.Register(ops, agentReq(float64(1+rng.IntN(8)), int64(256+rng.IntN(4096)), map[string]string{"zone": fmt.Sprint(rng.IntN(3))}), t0, c)
 				}
 				for i := 0; i < 1+rng.IntN(30); i++ {
 					r := allocReq(float64(1+rng.IntN(4000))/1000, int64(1+rng.IntN(2048)), int32(1+rng.IntN(4)))
@@ -140,7 +140,7 @@ func bigTable(n, r int) *Table {
 	tb.SetClusterCIDR(netip.MustParsePrefix("10.0.0.0/8")) // room for 65,536 agents
 	c := newChanges()
 	for i := 0; i < n; i++ {
-		tb.Register(&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 64, MemBytes: 256 << 30},
+		tb.Register(ops, &pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 64, MemBytes: 256 << 30},
 			Labels: map[string]string{"zone": fmt.Sprint(i % 3)}}, t0, c)
 	}
 	for i := 0; i < r; i++ {
@@ -228,7 +228,7 @@ func TestMemoryPer100kTasks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tb.Report(&pb.ReportTaskStatusRequest{TaskId: k.GetId(), AgentId: k.GetAgentId(), State: pb.TaskState_TASK_STATE_RUNNING, Pid: 1234, Sandbox: "/var/lib/dcos/agent/sandboxes/" + k.GetId()}, t0, newChanges())
+		tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: k.GetId(), AgentId: k.GetAgentId(), State: pb.TaskState_TASK_STATE_RUNNING, Pid: 1234, Sandbox: "/var/lib/dcos/agent/sandboxes/" + k.GetId()}, t0, newChanges())
 	}
 	c = nil
 	after := heap()

@@ -46,6 +46,11 @@ type Config struct {
 	DefaultPolicy string
 	// Roles are the operator's DRF weights and quotas, by role name.
 	Roles map[string]RoleConfig
+	// RoleUsers are the users other than the default a role's tasks may
+	// run as (LaunchRequest.user), by role name; AnyUser ("*") allows
+	// every user. A role not listed runs only as the default unprivileged
+	// user; a Launch asking for another is PermissionDenied, whoever asks.
+	RoleUsers map[string][]string
 	// ClusterCIDR is the IPv4 range agents' /24 subnets come from (default
 	// DefaultClusterCIDR); it must pass CheckClusterCIDR.
 	ClusterCIDR netip.Prefix
@@ -140,12 +145,16 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err := CheckClusterCIDR(cfg.ClusterCIDR); err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	if err := ValidateRoleUsers(cfg.RoleUsers); err != nil {
+		return nil, fmt.Errorf("kernel: role users: %w", err)
+	}
 	st, err := cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
 	k.table.SetRoles(cfg.Roles)
+	k.table.SetRoleUsers(cfg.RoleUsers)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
 	k.table.SetPendingLimits(cfg.MaxPending, cfg.RoleMaxPending)
 	k.initPolicies(ctx)
@@ -256,6 +265,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	}
 	k.table, k.stale = Restore(st, now), false
 	k.table.SetRoles(k.cfg.Roles)
+	k.table.SetRoleUsers(k.cfg.RoleUsers)
 	k.table.SetClusterCIDR(k.cfg.ClusterCIDR)
 	k.table.SetPendingLimits(k.cfg.MaxPending, k.cfg.RoleMaxPending)
 	return true
@@ -426,15 +436,16 @@ func (k *Kernel) KeepAlive(ctx context.Context, p Principal, req *pb.KeepAliveRe
 	return resp, nil
 }
 
-// RegisterAgent admits an agent and answers its subnet; a new agent when
-// the cluster CIDR has no free subnet is ResourceExhausted.
-func (k *Kernel) RegisterAgent(ctx context.Context, req *pb.RegisterAgentRequest) (*pb.RegisterAgentResponse, error) {
+// RegisterAgent admits an agent for p and answers its subnet; a new agent
+// when the cluster CIDR has no free subnet is ResourceExhausted. An agent
+// token registers only the agent it is bound to (see Table.Register).
+func (k *Kernel) RegisterAgent(ctx context.Context, p Principal, req *pb.RegisterAgentRequest) (*pb.RegisterAgentResponse, error) {
 	if err := ValidateRegister(req); err != nil {
 		return nil, err
 	}
 	var resp *pb.RegisterAgentResponse
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
-		resp, err = t.Register(req, now, c)
+		resp, err = t.Register(p, req, now, c)
 		return err
 	}, nil)
 	if err != nil {
@@ -445,26 +456,27 @@ func (k *Kernel) RegisterAgent(ctx context.Context, req *pb.RegisterAgentRequest
 	return resp, nil
 }
 
-// Heartbeat records an agent's liveness. It does not touch the store.
-func (k *Kernel) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+// Heartbeat records an agent's liveness, for p (see Table.Heartbeat). It
+// does not touch the store.
+func (k *Kernel) Heartbeat(_ context.Context, p Principal, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	if err := ValidateHeartbeat(req); err != nil {
 		return nil, err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.table.Heartbeat(req, k.cfg.Clock()); err != nil {
+	if err := k.table.Heartbeat(p, req, k.cfg.Clock()); err != nil {
 		return nil, err
 	}
 	return &pb.HeartbeatResponse{}, nil
 }
 
-// ReportTaskStatus applies an agent's report.
-func (k *Kernel) ReportTaskStatus(ctx context.Context, req *pb.ReportTaskStatusRequest) (*pb.ReportTaskStatusResponse, error) {
+// ReportTaskStatus applies an agent's report, made by p (see Table.Report).
+func (k *Kernel) ReportTaskStatus(ctx context.Context, p Principal, req *pb.ReportTaskStatusRequest) (*pb.ReportTaskStatusResponse, error) {
 	if err := ValidateReport(req); err != nil {
 		return nil, err
 	}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
-		return t.Report(req, now, c)
+		return t.Report(p, req, now, c)
 	}, nil)
 	if err != nil {
 		return nil, err
@@ -472,21 +484,23 @@ func (k *Kernel) ReportTaskStatus(ctx context.Context, req *pb.ReportTaskStatusR
 	return &pb.ReportTaskStatusResponse{Revision: rev}, nil
 }
 
-// ListAgents lists every agent.
+// ListAgents lists every agent, for every principal (agents need their
+// peers' addresses for the overlay; an Agent carries no task specs).
 func (k *Kernel) ListAgents(context.Context, Principal) *pb.ListAgentsResponse {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return &pb.ListAgentsResponse{Agents: k.table.Agents(), Revision: k.table.Revision()}
 }
 
-// ListAllocations lists the live allocations p may see.
+// ListAllocations lists the live allocations p may see (an agent token:
+// its own agent's).
 func (k *Kernel) ListAllocations(_ context.Context, p Principal, req *pb.ListAllocationsRequest) *pb.ListAllocationsResponse {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return &pb.ListAllocationsResponse{Allocations: k.table.Allocations(p, req.GetAgentId()), Revision: k.table.Revision()}
 }
 
-// ListTasks lists the tasks p may see.
+// ListTasks lists the tasks p may see (an agent token: its own agent's).
 func (k *Kernel) ListTasks(_ context.Context, p Principal, req *pb.ListTasksRequest) *pb.ListTasksResponse {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
@@ -516,9 +530,14 @@ func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.Destroy
 
 // Watch streams the events p may see after req.AfterRevision (0: from
 // now), filtered by req, until ctx ends or send fails. A compacted
-// revision is a FailedPrecondition *Error carrying a ResyncError.
+// revision is a FailedPrecondition *Error carrying a ResyncError. An agent
+// token sees the events of its own agent's allocations, tasks and volumes
+// (the agent it is bound to when the watch starts) and every agent's
+// AGENT_REGISTERED and AGENT_LOST.
 func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
-	cur := k.Revision()
+	k.mu.RLock()
+	cur, mine := k.table.Revision(), k.table.boundAgent(p)
+	k.mu.RUnlock()
 	after := req.GetAfterRevision()
 	switch {
 	case after < 0:
@@ -534,7 +553,7 @@ func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, s
 	}
 	err := k.cfg.Store.Events(ctx, after, func(rev int64, evs []*pb.Event) error {
 		for _, e := range evs {
-			if visible(p, req, kinds, e) {
+			if visible(p, mine, req, kinds, e) {
 				if err := send(e); err != nil {
 					return err
 				}
@@ -552,7 +571,9 @@ func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, s
 	return nil
 }
 
-func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *pb.Event) bool {
+// visible reports whether p (an agent token bound to agent mine) sees e
+// through a watch of req.
+func visible(p Principal, mine string, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *pb.Event) bool {
 	if len(kinds) > 0 && !kinds[e.GetKind()] {
 		return false
 	}
@@ -569,6 +590,9 @@ func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *
 	}
 	if owner != "" && p.Role == RoleFramework && owner != p.Name {
 		return false
+	}
+	if p.Role == RoleAgent && e.GetAgent() == nil && (owner != "" || agent != "") && (mine == "" || agent != mine) {
+		return false // another agent's allocation, task or volume
 	}
 	if req.GetOwner() != "" && owner != req.GetOwner() {
 		return false

@@ -76,7 +76,7 @@ func (e *env) startWith(t *testing.T, cfg kernel.Config) (k *kernel.Kernel, stop
 
 func register(t *testing.T, k *kernel.Kernel, cpus float64, mem int64) string {
 	t.Helper()
-	r, err := k.RegisterAgent(context.Background(), &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: cpus, MemBytes: mem}})
+	r, err := k.RegisterAgent(context.Background(), ops, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: cpus, MemBytes: mem}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestKernel_UsageEvents(t *testing.T) {
 	start := k.Revision()
 	t0 := time.Now()
 	for i, cpu := range []uint64{1e9, 3e9} {
-		if _, err := k.Heartbeat(context.Background(), &pb.HeartbeatRequest{AgentId: agent, Usage: []*pb.TaskUsage{
+		if _, err := k.Heartbeat(context.Background(), ops, &pb.HeartbeatRequest{AgentId: agent, Usage: []*pb.TaskUsage{
 			{TaskId: id, CpuNs: cpu, MemBytes: 4096, Sampled: timestamppb.New(t0.Add(time.Duration(i) * time.Second))}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +320,7 @@ func TestKernel_SubnetsPersist(t *testing.T) {
 	ctx := context.Background()
 	reg := func(k *kernel.Kernel, id, underlay string) *pb.RegisterAgentResponse {
 		t.Helper()
-		r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: id, Hostname: "h", UnderlayIp: underlay, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+		r, err := k.RegisterAgent(ctx, ops, &pb.RegisterAgentRequest{AgentId: id, Hostname: "h", UnderlayIp: underlay, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,7 +362,7 @@ func TestKernel_SubnetsExhausted(t *testing.T) {
 	check := func(k *kernel.Kernel) {
 		t.Helper()
 		rev := k.Revision()
-		_, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{Hostname: "third", Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+		_, err := k.RegisterAgent(ctx, ops, &pb.RegisterAgentRequest{Hostname: "third", Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
 		if kernel.CodeOf(err) != kernel.ResourceExhausted || !strings.Contains(err.Error(), `cluster CIDR 10.77.0.0/23 has no free /24 for a new agent (hostname "third")`) {
 			t.Fatalf("third agent in a /23: %v (code %v), want ResourceExhausted naming the CIDR", err, kernel.CodeOf(err))
 		}
@@ -370,7 +370,7 @@ func TestKernel_SubnetsExhausted(t *testing.T) {
 			t.Fatalf("after a refused registration: %d agents, revision %d -> %d", n, rev, k.Revision())
 		}
 		for id, want := range map[string]string{a1: "10.77.0.0/24", a2: "10.77.1.0/24"} {
-			r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: id, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+			r, err := k.RegisterAgent(ctx, ops, &pb.RegisterAgentRequest{AgentId: id, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
 			if err != nil || r.GetSubnet() != want {
 				t.Fatalf("%s registering again in a full CIDR: %v, subnet %s (want %s)", id, err, r.GetSubnet(), want)
 			}
@@ -401,7 +401,7 @@ func TestKernel_TaskNetwork(t *testing.T) {
 	e := newEnv(t)
 	k, stop := e.start(t)
 	ctx := context.Background()
-	r, err := k.RegisterAgent(ctx, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"})
+	r, err := k.RegisterAgent(ctx, ops, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestKernel_TaskNetwork(t *testing.T) {
 	}
 	id := lr.GetTask().GetId()
 	set := []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}
-	if _, err := k.ReportTaskStatus(ctx, &pb.ReportTaskStatusRequest{TaskId: id, AgentId: agent, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 9, Ip: "10.88.0.2", Ports: set}); err != nil {
+	if _, err := k.ReportTaskStatus(ctx, ops, &pb.ReportTaskStatusRequest{TaskId: id, AgentId: agent, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 9, Ip: "10.88.0.2", Ports: set}); err != nil {
 		t.Fatal(err)
 	}
 	evs := collect(t, k, fwA, &pb.WatchRequest{AfterRevision: start, Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}, 2)
@@ -449,7 +449,7 @@ func TestKernel_TaskNetwork(t *testing.T) {
 	if g := k2.ListAgents(ctx, ops).GetAgents()[0]; g.GetHostPorts() != "31000-31009" || g.GetTotal().GetPorts() != 10 || g.GetAllocated().GetPorts() != 1 {
 		t.Errorf("agent after a restart: %v", g)
 	}
-	if _, err := k2.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: agent, Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"}); err != nil {
+	if _, err := k2.RegisterAgent(ctx, ops, &pb.RegisterAgentRequest{AgentId: agent, Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}, HostPorts: "31000-31009"}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := k2.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20, Ports: 1}})
@@ -468,5 +468,77 @@ func TestKernel_ClusterCIDRChecked(t *testing.T) {
 		if _, err := kernel.New(context.Background(), kernel.Config{Store: &flaky{}, ClusterCIDR: netip.MustParsePrefix(s)}); err == nil {
 			t.Errorf("kernel.New accepted cluster CIDR %s", s)
 		}
+	}
+}
+
+// TestKernel_AgentWatchSeesOwnAgent: an agent token's watch shows its own
+// agent's allocations and tasks and every agent's registrations, never
+// another agent's tasks (whose env it must not read).
+func TestKernel_AgentWatchSeesOwnAgent(t *testing.T) {
+	k, _ := newEnv(t).start(t)
+	ctx := context.Background()
+	agA, agB := kernel.Principal{Name: "agents-a", Role: kernel.RoleAgent}, kernel.Principal{Name: "agents-b", Role: kernel.RoleAgent}
+	reg := func(p kernel.Principal, id string) string {
+		r, err := k.RegisterAgent(ctx, p, &pb.RegisterAgentRequest{AgentId: id, Hostname: p.Name, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetAgentId()
+	}
+	a1, a2 := reg(agA, ""), reg(agB, "")
+	rev := k.Revision()
+	res, err := k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20},
+		Constraints: []*pb.Constraint{{Label: kernel.AgentLabel, Op: pb.Constraint_OP_EQUALS, Values: []string{a1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: res.GetAllocations()[0].GetId(), Command: "x", Env: map[string]string{"SECRET": "s"}}); err != nil {
+		t.Fatal(err)
+	}
+	reg(agB, a2)
+	evs := collect(t, k, agB, &pb.WatchRequest{AfterRevision: rev}, 1)
+	if evs[0].GetKind() != pb.EventKind_EVENT_KIND_AGENT_REGISTERED || evs[0].GetAgent().GetId() != a2 {
+		t.Errorf("agent-2's watch: first event %v, want its own AGENT_REGISTERED (nothing of %s's allocation or task)", evs[0], a1)
+	}
+	evs = collect(t, k, agA, &pb.WatchRequest{AfterRevision: rev}, 3)
+	if evs[0].GetAllocation().GetAgentId() != a1 || evs[1].GetTask().GetEnv()["SECRET"] != "s" || evs[2].GetAgent().GetId() != a2 {
+		t.Errorf("agent-1's watch = %v, want its allocation, its task (with env), agent-2's registration", evs)
+	}
+}
+
+// TestKernel_AgentBindingSurvivesRestart: the binding of an agent token
+// to its agent is stored with the agent: after a kernel restart another
+// token still may not register, heartbeat or report for it, and its own
+// still may.
+func TestKernel_AgentBindingSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	k, stop := e.start(t)
+	ctx := context.Background()
+	agA, agB := kernel.Principal{Name: "agents-a", Role: kernel.RoleAgent}, kernel.Principal{Name: "agents-b", Role: kernel.RoleAgent}
+	req := func(id string) *pb.RegisterAgentRequest {
+		return &pb.RegisterAgentRequest{AgentId: id, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}}
+	}
+	r, err := k.RegisterAgent(ctx, agA, req(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.GetAgentId()
+	stop()
+
+	k2, _ := e.start(t)
+	if g := k2.ListAgents(ctx, ops).GetAgents()[0]; g.GetPrincipal() != "agents-a" {
+		t.Fatalf("agent after a restart: principal %q, want agents-a", g.GetPrincipal())
+	}
+	if _, err := k2.RegisterAgent(ctx, agB, req(id)); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("another token registers %s after a restart: %v, want PermissionDenied", id, err)
+	}
+	if _, err := k2.Heartbeat(ctx, agB, &pb.HeartbeatRequest{AgentId: id}); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("another token heartbeats %s after a restart: %v, want PermissionDenied", id, err)
+	}
+	if _, err := k2.RegisterAgent(ctx, agA, req(id)); err != nil {
+		t.Errorf("its own token registers %s after a restart: %v", id, err)
+	}
+	if _, err := k2.RegisterAgent(ctx, agA, req("")); kernel.CodeOf(err) != kernel.PermissionDenied {
+		t.Errorf("its token registers a second agent after a restart: %v, want PermissionDenied", err)
 	}
 }

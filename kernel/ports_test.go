@@ -263,7 +263,7 @@ func TestTable_StaticPortReleased(t *testing.T) {
 		end  func(tb *Table, k *pb.Task)
 	}{
 		{"reported finished", func(tb *Table, k *pb.Task) {
-			if err := tb.Report(&pb.ReportTaskStatusRequest{TaskId: k.GetId(), AgentId: "agent-1", State: pb.TaskState_TASK_STATE_FINISHED}, t0, newChanges()); err != nil {
+			if err := tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: k.GetId(), AgentId: "agent-1", State: pb.TaskState_TASK_STATE_FINISHED}, t0, newChanges()); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -321,7 +321,7 @@ func BenchmarkCycle_FirstFitPorts(b *testing.B) {
 		tb := bigTable(0, 0)
 		c := newChanges()
 		for i := 0; i < agents; i++ {
-			tb.Register(&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 64, MemBytes: 256 << 30}, HostPorts: "31000-32000"}, t0, c)
+			tb.Register(ops, &pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 64, MemBytes: 256 << 30}, HostPorts: "31000-32000"}, t0, c)
 			id := "agent-" + strconv.Itoa(i+1)
 			for p := uint32(31000); p < 31500; p++ {
 				tb.holdPort(id, p, "a-0")

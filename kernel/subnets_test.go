@@ -50,7 +50,7 @@ func TestTable_RegisterSubnet(t *testing.T) {
 			tb := restored(tt.cidr, tt.held...)
 			seq := tb.seq
 			c := newChanges()
-			resp, err := tb.Register(agentReq(1, 64, nil), t0, c)
+			resp, err := tb.Register(ops, agentReq(1, 64, nil), t0, c)
 			if tt.wantCode != 0 {
 				if CodeOf(err) != tt.wantCode {
 					t.Fatalf("err = %v (code %v), want %v", err, CodeOf(err), tt.wantCode)
@@ -84,7 +84,7 @@ func TestTable_SubnetKept(t *testing.T) {
 	tb := NewTable()
 	register := func(r *pb.RegisterAgentRequest, at time.Time) *pb.RegisterAgentResponse {
 		t.Helper()
-		resp, err := tb.Register(r, at, newChanges())
+		resp, err := tb.Register(ops, r, at, newChanges())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,8 +98,8 @@ func TestTable_SubnetKept(t *testing.T) {
 		}
 	}
 	// agent-2 goes silent and is lost; it keeps its subnet.
-	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(9*time.Second))
-	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-3"}, t0.Add(9*time.Second))
+	tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(9*time.Second))
+	tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-3"}, t0.Add(9*time.Second))
 	tb.Expire(t0.Add(11*time.Second), 10*time.Second, newChanges())
 	if g := tb.agents["agent-2"]; g.GetState() != pb.AgentState_AGENT_STATE_LOST || g.GetSubnet() != "10.88.1.0/24" {
 		t.Fatalf("lost agent-2: %v", g)
@@ -140,7 +140,7 @@ func TestTable_SubnetKept(t *testing.T) {
 	}
 	// A full CIDR refuses new agents but not known ones.
 	tb.SetClusterCIDR(netip.MustParsePrefix("10.88.0.0/22"))
-	if _, err := tb.Register(agentReq(1, 64, nil), t0, newChanges()); CodeOf(err) != ResourceExhausted {
+	if _, err := tb.Register(ops, agentReq(1, 64, nil), t0, newChanges()); CodeOf(err) != ResourceExhausted {
 		t.Errorf("new agent in a full /22: %v", err)
 	}
 	if got := register(again, t0).GetSubnet(); got != "10.88.2.0/24" {
@@ -178,7 +178,7 @@ func TestTable_AssignSubnets(t *testing.T) {
 		t.Fatalf("full CIDR: agent-1 %q, agent-2 %q", full.agents["agent-1"].GetSubnet(), full.agents["agent-2"].GetSubnet())
 	}
 	// agent-2 may still register (it is known), without a subnet.
-	if resp, err := full.Register(&pb.RegisterAgentRequest{AgentId: "agent-2", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0, newChanges()); err != nil || resp.GetSubnet() != "" {
+	if resp, err := full.Register(ops, &pb.RegisterAgentRequest{AgentId: "agent-2", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0, newChanges()); err != nil || resp.GetSubnet() != "" {
 		t.Fatalf("known agent without a subnet in a full CIDR: %v, subnet %q", err, resp.GetSubnet())
 	}
 	as, _ := allocate(full, fwA, allocReq(4, 1024, 2)) // one per agent
@@ -244,7 +244,7 @@ func TestTable_TaskNetwork(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.r.TaskId, tt.r.AgentId = k.GetId(), "agent-1"
 			c := newChanges()
-			if err := tb.Report(tt.r, t0, c); err != nil {
+			if err := tb.Report(ops, tt.r, t0, c); err != nil {
 				t.Fatal(err)
 			}
 			if got := len(c.Events) == 1; got != tt.wantEvent {

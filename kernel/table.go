@@ -55,6 +55,10 @@ type Table struct {
 	pending        map[pendingKey]int
 	maxPending     int
 	roleMaxPending map[string]int
+	// bound maps an agent token's name to the agent it is bound to
+	// (identity.go); roleUsers are the users tasks of a role may run as.
+	bound     map[string]string
+	roleUsers map[string][]string
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -66,6 +70,22 @@ type RoleConfig struct {
 
 // SetRoles replaces the role settings policies see.
 func (t *Table) SetRoles(roles map[string]RoleConfig) { t.roles = roles }
+
+// SetRoleUsers replaces the users tasks of each role may run as (see
+// Config.RoleUsers).
+func (t *Table) SetRoleUsers(m map[string][]string) { t.roleUsers = m }
+
+// checkUser checks that a task of role may run as user: the default ("")
+// always, another only if the operator allowed it for the role.
+func (t *Table) checkUser(role, user string) error {
+	if user == "" {
+		return nil
+	}
+	if allowed := t.roleUsers[role]; slices.Contains(allowed, user) || slices.Contains(allowed, AnyUser) {
+		return nil
+	}
+	return errorf(PermissionDenied, "user: role %q may not run tasks as %q (dcosd --role-users)", role, user)
+}
 
 // MaxCompleted bounds the ended tasks a kernel remembers after their
 // allocation is gone.
@@ -91,6 +111,7 @@ func NewTable() *Table {
 		cidr:       DefaultClusterCIDR,
 		subnets:    map[netip.Prefix]bool{},
 		pending:    map[pendingKey]int{},
+		bound:      map[string]string{},
 	}
 }
 
@@ -117,6 +138,9 @@ func Restore(s *State, now time.Time) *Table {
 		t.heartbeat[a.GetId()] = now
 		t.missingSubnets = t.missingSubnets || a.GetSubnet() == ""
 		t.holdSubnet(a.GetSubnet())
+		if a.GetPrincipal() != "" {
+			t.bound[a.GetPrincipal()] = a.GetId()
+		}
 	}
 	for _, a := range s.Allocations {
 		t.allocs[a.GetId()] = a
@@ -232,6 +256,9 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
 		return nil, errorf(FailedPrecondition, "allocation_id: allocation %s is %v, not granted yet", a.GetId(), a.GetState())
 	}
+	if err := t.checkUser(a.GetRole(), r.GetUser()); err != nil {
+		return nil, err
+	}
 	// A task's share of host ports is the allocation's ports it publishes:
 	// the ports themselves are checked below, not a count.
 	share := FromProto(a.GetResources())
@@ -287,6 +314,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		Network:      network,
 		Ports:        ports,
 		Volumes:      vols,
+		User:         r.GetUser(),
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -307,11 +335,14 @@ func (t *Table) taskEvent(k *pb.Task, now time.Time, reason string, c *Changes) 
 	c.Events = append(c.Events, e)
 }
 
-// ownedAllocation finds a live allocation p may act on.
+// ownedAllocation finds a live allocation p may act on. Another
+// framework's allocation is NotFound, as an unknown one is, so that ids
+// cannot be probed; other principals (operators own everything) get
+// PermissionDenied.
 func (t *Table) ownedAllocation(p Principal, id string) (*pb.Allocation, error) {
 	a := t.allocs[id]
-	if a == nil {
-		return nil, errorf(NotFound, "allocation_id: no allocation %q", id)
+	if a == nil || (!p.owns(a.GetOwner()) && p.Role == RoleFramework) {
+		return nil, errorf(NotFound, "allocation_id: no allocation %q", clip(id))
 	}
 	if !p.owns(a.GetOwner()) {
 		return nil, errorf(PermissionDenied, "allocation_id: allocation %q belongs to another principal", id)
@@ -321,7 +352,9 @@ func (t *Table) ownedAllocation(p Principal, id string) (*pb.Allocation, error) 
 
 // Revoke takes back an allocation (killing its tasks, freeing its
 // resources) or a task. Revoking something already gone succeeds if the id
-// was ever issued; an id never issued is NotFound.
+// was ever issued; an id never issued is NotFound, and so is, for a
+// framework, another framework's live allocation or task (the same answer,
+// so that ids cannot be probed).
 func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes) error {
 	if reason == "" {
 		reason = "revoked by " + p.Name
@@ -332,6 +365,9 @@ func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes
 		if a == nil {
 			return t.gone(id, "a-")
 		}
+		if !p.owns(a.GetOwner()) && p.Role == RoleFramework {
+			return notIssued(id)
+		}
 		if !p.owns(a.GetOwner()) {
 			return errorf(PermissionDenied, "id: allocation %q belongs to another principal", id)
 		}
@@ -341,6 +377,9 @@ func (t *Table) Revoke(p Principal, id, reason string, now time.Time, c *Changes
 		k := t.tasks[id]
 		if k == nil {
 			return t.gone(id, "t-")
+		}
+		if !p.owns(k.GetOwner()) && p.Role == RoleFramework {
+			return notIssued(id)
 		}
 		if !p.owns(k.GetOwner()) {
 			return errorf(PermissionDenied, "id: task %q belongs to another principal", id)
@@ -357,6 +396,10 @@ func (t *Table) gone(id, prefix string) error {
 	if n := idSeq(id, prefix); n > 0 && n <= t.seq {
 		return nil // issued once, already gone: idempotent
 	}
+	return notIssued(id)
+}
+
+func notIssued(id string) error {
 	return errorf(NotFound, "id: no allocation or task %q", clip(id))
 }
 
@@ -455,8 +498,16 @@ func (t *Table) KeepAlive(p Principal, ids []string, now time.Time, c *Changes) 
 // end. A new agent gets the lowest free /24 of the cluster CIDR; when
 // there is none, Register changes nothing and returns ResourceExhausted
 // (a known agent saved before subnets existed stays without one).
-func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) (*pb.RegisterAgentResponse, error) {
+//
+// p must be allowed to register as r.agent_id (checkRegister: an agent
+// token only as the agent it is bound to, or as a new agent while bound
+// to none; ids never issued are NotFound); an agent token that registers
+// an agent bound to none is bound to it. Refusals change nothing.
+func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time, c *Changes) (*pb.RegisterAgentResponse, error) {
 	id := r.GetAgentId()
+	if err := t.checkRegister(p, id); err != nil {
+		return nil, err
+	}
 	g := t.agents[id]
 	subnet := g.GetSubnet()
 	if subnet == "" { // new, forgotten, or registered before subnets
@@ -475,6 +526,9 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 		g = &pb.Agent{Id: id, Registered: timestamppb.New(now)}
 		t.agents[id] = g
 	}
+	if p.Role == RoleAgent && g.GetPrincipal() == "" {
+		t.bind(g, p.Name)
+	}
 	g.Subnet = subnet
 	t.holdSubnet(subnet)
 	g.UnderlayIp = ""
@@ -490,7 +544,7 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 	}
 	labels[AgentLabel] = id // what pins a volume's claims to its agent
 	g.Hostname, g.Labels, g.Total, g.HostPorts = r.GetHostname(), labels, total.Proto(), rng.String()
-	destroy := t.adoptVolumes(id, r.GetVolumes(), now, c)
+	destroy := t.adoptVolumes(id, r.GetVolumes(), c)
 	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
@@ -514,12 +568,13 @@ func (t *Table) Register(r *pb.RegisterAgentRequest, now time.Time, c *Changes) 
 // Heartbeat records that an agent is alive, its plugins (when hb names
 // any) and the usage of its live tasks (samples of other tasks are
 // dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
-// must register again.
-func (t *Table) Heartbeat(hb *pb.HeartbeatRequest, now time.Time) error {
+// must register again. An agent token may heartbeat only for the agent it
+// is bound to (checkAgentCall).
+func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) error {
 	id := hb.GetAgentId()
-	g := t.agents[id]
-	if g == nil {
-		return errorf(NotFound, "agent_id: no agent %q; register first", clip(id))
+	g, err := t.checkAgentCall(p, id)
+	if err != nil {
+		return err
 	}
 	if g.GetState() != pb.AgentState_AGENT_STATE_UP {
 		return errorf(FailedPrecondition, "agent_id: agent %q was marked lost; register again", id)
@@ -618,7 +673,14 @@ func (t *Table) allocationUsage(id string) *pb.TaskUsage {
 // from another agent than the task's are PermissionDenied. The address and
 // port mappings a STARTING or RUNNING report carries are stored on the
 // task (ports replace the requested ones).
-func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes) error {
+//
+// An agent token may report only for the agent it is bound to
+// (checkAgentCall), and the values it reports must agree with what the
+// kernel assigned the task (checkReport). Refusals change nothing.
+func (t *Table) Report(p Principal, r *pb.ReportTaskStatusRequest, now time.Time, c *Changes) error {
+	if _, err := t.checkAgentCall(p, r.GetAgentId()); err != nil {
+		return err
+	}
 	k := t.tasks[r.GetTaskId()]
 	if k == nil {
 		return errorf(NotFound, "task_id: no live task %q", clip(r.GetTaskId()))
@@ -628,6 +690,9 @@ func (t *Table) Report(r *pb.ReportTaskStatusRequest, now time.Time, c *Changes)
 	}
 	if terminal(k.GetState()) || r.GetState() < k.GetState() {
 		return nil // stale or after the verdict
+	}
+	if err := t.checkReport(k, r); err != nil {
+		return err
 	}
 	var ip string
 	if a, err := netip.ParseAddr(r.GetIp()); err == nil {
@@ -755,11 +820,13 @@ func (t *Table) Agents() []*pb.Agent {
 	return out
 }
 
-// Allocations returns the live allocations p may see, optionally on one agent.
+// Allocations returns the live allocations p may see, optionally on one
+// agent. An agent token sees only its own agent's.
 func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 	var out []*pb.Allocation
+	mine := t.boundAgent(p)
 	for _, a := range t.allocs {
-		if (p.owns(a.GetOwner()) || p.Role == RoleAgent) && (agentID == "" || a.GetAgentId() == agentID) {
+		if sees(p, mine, a.GetOwner(), a.GetAgentId()) && (agentID == "" || a.GetAgentId() == agentID) {
 			cl := proto.Clone(a).(*pb.Allocation)
 			cl.Usage = t.allocationUsage(a.GetId())
 			out = append(out, cl)
@@ -769,11 +836,13 @@ func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 }
 
 // Tasks returns the tasks p may see, optionally filtered: live ones and
-// the last MaxCompleted that ended with their allocation.
+// the last MaxCompleted that ended with their allocation. An agent token
+// sees only its own agent's tasks (their env included: it runs them).
 func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
 	var out []*pb.Task
+	mine := t.boundAgent(p)
 	add := func(k *pb.Task) {
-		if (p.owns(k.GetOwner()) || p.Role == RoleAgent) && (allocID == "" || k.GetAllocationId() == allocID) &&
+		if sees(p, mine, k.GetOwner(), k.GetAgentId()) && (allocID == "" || k.GetAllocationId() == allocID) &&
 			(agentID == "" || k.GetAgentId() == agentID) {
 			cl := proto.Clone(k).(*pb.Task)
 			if u := t.usage[k.GetId()]; u != nil {
@@ -789,6 +858,15 @@ func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
 		add(k)
 	}
 	return out
+}
+
+// sees reports whether p may see an object of owner on agent: operators
+// all, frameworks their own, an agent token (bound to mine) its agent's.
+func sees(p Principal, mine, owner, agent string) bool {
+	if p.Role == RoleAgent {
+		return mine != "" && agent == mine
+	}
+	return p.owns(owner)
 }
 
 // Counts returns the number of agents, allocations and tasks.

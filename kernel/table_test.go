@@ -26,7 +26,7 @@ func cluster(t *testing.T, agents ...*pb.RegisterAgentRequest) *Table {
 	tb := NewTable()
 	c := newChanges()
 	for _, a := range agents {
-		tb.Register(a, t0, c)
+		tb.Register(ops, a, t0, c)
 	}
 	return tb
 }
@@ -200,12 +200,16 @@ func TestTable_Ownership(t *testing.T) {
 		{"launch in foreign allocation", func() error {
 			_, err := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, newChanges())
 			return err
-		}, PermissionDenied},
-		{"revoke foreign allocation", func() error { return tb.Revoke(fwB, id, "", t0, newChanges()) }, PermissionDenied},
-		{"revoke foreign task", func() error { return tb.Revoke(fwB, task.GetId(), "", t0, newChanges()) }, PermissionDenied},
-		{"keepalive foreign", func() error { _, err := tb.KeepAlive(fwB, []string{id}, t0, newChanges()); return err }, PermissionDenied},
+		}, NotFound},
+		{"revoke foreign allocation", func() error { return tb.Revoke(fwB, id, "", t0, newChanges()) }, NotFound},
+		{"revoke foreign task", func() error { return tb.Revoke(fwB, task.GetId(), "", t0, newChanges()) }, NotFound},
+		{"keepalive foreign", func() error { _, err := tb.KeepAlive(fwB, []string{id}, t0, newChanges()); return err }, NotFound},
 		{"launch unknown", func() error {
 			_, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
+			return err
+		}, NotFound},
+		{"operator: launch unknown", func() error {
+			_, err := tb.Launch(ops, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
 			return err
 		}, NotFound},
 	}
@@ -215,6 +219,18 @@ func TestTable_Ownership(t *testing.T) {
 				t.Fatalf("code %v, want %v", got, tt.want)
 			}
 		})
+	}
+	// A framework cannot tell another's ids from unknown ones: the same
+	// code and message, but for the id.
+	unknown := func(err error, id string) string { return strings.ReplaceAll(err.Error(), id, "ID") }
+	_, errForeign := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: id, Command: "true"}, t0, newChanges())
+	_, errUnknown := tb.Launch(fwB, &pb.LaunchRequest{AllocationId: "a-77", Command: "true"}, t0, newChanges())
+	if unknown(errForeign, id) != unknown(errUnknown, "a-77") {
+		t.Errorf("launch: foreign %q, unknown %q; want the same answer", errForeign, errUnknown)
+	}
+	errForeign, errUnknown = tb.Revoke(fwB, task.GetId(), "", t0, newChanges()), tb.Revoke(fwB, "t-77", "", t0, newChanges())
+	if unknown(errForeign, task.GetId()) != unknown(errUnknown, "t-77") {
+		t.Errorf("revoke: foreign %q, unknown %q; want the same answer", errForeign, errUnknown)
 	}
 	if n := len(tb.Allocations(fwB, "")); n != 0 {
 		t.Errorf("fw-b sees %d allocations of fw-a", n)
@@ -246,16 +262,19 @@ func TestTable_LaunchShare(t *testing.T) {
 }
 
 func TestTable_ReportLifecycle(t *testing.T) {
-	tb := cluster(t, agentReq(4, 1024, nil))
+	tb := cluster(t, agentReq(4, 1024, nil), agentReq(4, 1024, nil))
 	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
 	task, _ := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x"}, t0, newChanges())
 	report := func(agent string, s pb.TaskState, code int32) (*Changes, error) {
 		c := newChanges()
-		err := tb.Report(&pb.ReportTaskStatusRequest{TaskId: task.GetId(), AgentId: agent, State: s, ExitCode: code, Pid: 42}, t0, c)
+		err := tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: task.GetId(), AgentId: agent, State: s, ExitCode: code, Pid: 42}, t0, c)
 		return c, err
 	}
-	if _, err := report("agent-9", pb.TaskState_TASK_STATE_RUNNING, 0); CodeOf(err) != PermissionDenied {
+	if _, err := report("agent-2", pb.TaskState_TASK_STATE_RUNNING, 0); CodeOf(err) != PermissionDenied {
 		t.Fatalf("report from another agent: %v", err)
+	}
+	if _, err := report("agent-9", pb.TaskState_TASK_STATE_RUNNING, 0); CodeOf(err) != NotFound {
+		t.Fatalf("report from an unknown agent: %v", err)
 	}
 	for _, s := range []pb.TaskState{pb.TaskState_TASK_STATE_STARTING, pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_FAILED} {
 		c, err := report("agent-1", s, 3)
@@ -279,7 +298,7 @@ func TestTable_Expire(t *testing.T) {
 		t.Fatalf("cluster should be full of cpus: %v", leased[0].GetState())
 	}
 	// agent-2 keeps heartbeating, agent-1 goes silent.
-	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(9*time.Second)); err != nil {
+	if err := tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(9*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	c := newChanges()
@@ -301,14 +320,14 @@ func TestTable_Expire(t *testing.T) {
 	if !sawLost || !sawTaskLost || !sawRevoked {
 		t.Fatalf("events: agent lost %v, task lost %v, allocation revoked %v", sawLost, sawTaskLost, sawRevoked)
 	}
-	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(12*time.Second)); CodeOf(err) != FailedPrecondition {
+	if err := tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(12*time.Second)); CodeOf(err) != FailedPrecondition {
 		t.Fatalf("heartbeat of a lost agent: %v", err)
 	}
-	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-7"}, t0); CodeOf(err) != NotFound {
+	if err := tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-7"}, t0); CodeOf(err) != NotFound {
 		t.Fatalf("heartbeat of an unknown agent: %v", err)
 	}
 	// The lost agent comes back: it is UP again and nothing is expected of it.
-	resp, err := tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0.Add(13*time.Second), newChanges())
+	resp, err := tb.Register(ops, &pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi}}, t0.Add(13*time.Second), newChanges())
 	if err != nil || len(resp.GetTasks()) != 0 || tb.agents["agent-1"].GetState() != pb.AgentState_AGENT_STATE_UP {
 		t.Fatalf("re-register: err %v, %d tasks, state %v", err, len(resp.GetTasks()), tb.agents["agent-1"].GetState())
 	}
@@ -321,8 +340,8 @@ func TestTable_Expire(t *testing.T) {
 	if _, err := tb.KeepAlive(fwA, []string{leased[0].GetId()}, t0.Add(13500*time.Millisecond), newChanges()); err != nil {
 		t.Fatal(err)
 	}
-	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(14*time.Second))
-	tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(14*time.Second))
+	tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-1"}, t0.Add(14*time.Second))
+	tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-2"}, t0.Add(14*time.Second))
 	tb.Expire(t0.Add(14*time.Second), 10*time.Second, newChanges())
 	if _, live := tb.allocs[leased[0].GetId()]; !live {
 		t.Fatal("kept-alive lease expired early")
@@ -357,7 +376,7 @@ func TestRestore_RoundTrip(t *testing.T) {
 
 func TestTable_PluginsAndUsage(t *testing.T) {
 	tb := cluster(t, agentReq(4, 1024, nil), agentReq(4, 1024, nil))
-	tb.Register(&pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi},
+	tb.Register(ops, &pb.RegisterAgentRequest{AgentId: "agent-1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1024 * mi},
 		Plugins: []*pb.PluginInfo{{Name: "exec", Kind: "driver", Health: "healthy"}}}, t0, newChanges())
 	as, _ := allocate(tb, fwA, allocReq(3, 64, 2)) // one per agent
 	var tasks []*pb.Task
@@ -381,7 +400,7 @@ func TestTable_PluginsAndUsage(t *testing.T) {
 	hb := &pb.HeartbeatRequest{AgentId: "agent-1",
 		Plugins: []*pb.PluginInfo{{Name: "exec", Kind: "driver", Health: "restarting", Restarts: 1}},
 		Usage:   []*pb.TaskUsage{{TaskId: mine.GetId(), CpuNs: 5e6, MemBytes: 1 << 20}, {TaskId: other.GetId(), CpuNs: 1}, {TaskId: "t-99"}}}
-	if err := tb.Heartbeat(hb, t0); err != nil {
+	if err := tb.Heartbeat(ops, hb, t0); err != nil {
 		t.Fatal(err)
 	}
 	for _, g := range tb.Agents() {
@@ -405,7 +424,7 @@ func TestTable_PluginsAndUsage(t *testing.T) {
 		}
 	}
 	// A heartbeat without plugins keeps the list; a revoke forgets the usage.
-	if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1"}, t0); err != nil {
+	if err := tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-1"}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := tb.Revoke(fwA, mine.GetAllocationId(), "", t0, newChanges()); err != nil {
@@ -454,7 +473,7 @@ func TestTable_UsageRates(t *testing.T) {
 	at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(t0.Add(d)) }
 	beat := func(us ...*pb.TaskUsage) {
 		t.Helper()
-		if err := tb.Heartbeat(&pb.HeartbeatRequest{AgentId: "agent-1", Usage: us}, t0); err != nil {
+		if err := tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: "agent-1", Usage: us}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -58,6 +60,44 @@ var portNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 var driverRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+
+// userRE is a task's user name (LaunchRequest.user), as useradd takes it;
+// MaxUserLen bounds it.
+var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
+
+// MaxUserLen is the longest user name a task may run as.
+const MaxUserLen = 32
+
+// AnyUser in a role's allowed users (Config.RoleUsers) allows every user.
+const AnyUser = "*"
+
+// validateUser checks a task's user: empty (the agent's default) or a
+// user name of at most MaxUserLen bytes ("root" is one).
+func validateUser(u string) error {
+	if u != "" && (len(u) > MaxUserLen || !userRE.MatchString(u)) {
+		return fieldError("user", "want a user name matching %s of at most %d bytes (or empty for the default unprivileged user), got %q", userRE, MaxUserLen, clip(u))
+	}
+	return nil
+}
+
+// ValidateRoleUsers checks an operator's allowed users by role: role
+// names as in requests, users valid task users or AnyUser.
+func ValidateRoleUsers(m map[string][]string) error {
+	for role, users := range m {
+		if err := validateName("role", role, true); err != nil {
+			return err
+		}
+		for _, u := range users {
+			if u == AnyUser {
+				continue
+			}
+			if err := validateUser(u); err != nil || u == "" {
+				return fieldError("role "+role, "bad user %q: want a user name matching %s or %q", clip(u), userRE, AnyUser)
+			}
+		}
+	}
+	return nil
+}
 
 // fieldError is an InvalidArgument error naming the field at fault.
 func fieldError(field, format string, args ...any) error {
@@ -217,8 +257,13 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 		}
 		size += len(k) + len(v)
 	}
-	if strings.ContainsRune(r.GetWorkingDir(), 0) {
+	if wd := r.GetWorkingDir(); strings.ContainsRune(wd, 0) {
 		return fieldError("working_dir", "contains a NUL byte")
+	} else if wd != "" && !path.IsAbs(wd) && !filepath.IsLocal(wd) {
+		return fieldError("working_dir", "%q leaves the sandbox: a relative working_dir must stay inside it", clip(wd))
+	}
+	if err := validateUser(r.GetUser()); err != nil {
+		return err
 	}
 	if size > MaxTaskSpecBytes {
 		return fieldError("args", "command, args, env and working_dir total %d bytes, more than %d", size, MaxTaskSpecBytes)

@@ -95,6 +95,17 @@ func TestValidateLaunch(t *testing.T) {
 		{"duplicate host port", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80, HostPort: 8080}, &pb.PortRequest{Name: "b", ContainerPort: 81, HostPort: 8080, Protocol: "tcp"}), "ports[1].host_port"},
 		{"any host port twice", bridge(&pb.PortRequest{Name: "a", ContainerPort: 80}, &pb.PortRequest{Name: "b", ContainerPort: 80}), ""},
 		{"too many ports", bridge(make([]*pb.PortRequest, MaxPorts+1)...), "ports:"},
+		{"working_dir inside", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", WorkingDir: "a/../b"}, ""},
+		{"working_dir absolute", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", WorkingDir: "/srv"}, ""},
+		{"working_dir ../..", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", WorkingDir: "../.."}, "working_dir"},
+		{"working_dir leaves later", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", WorkingDir: "a/../../b"}, "working_dir"},
+		{"working_dir ..", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", WorkingDir: ".."}, "working_dir"},
+		{"user root", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: "root"}, ""},
+		{"user name", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: "_pg-1$"}, ""},
+		{"user upper case", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: "Root"}, "user"},
+		{"user uid", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: "0"}, "user"},
+		{"user too long", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: strings.Repeat("u", 33)}, "user"},
+		{"user any", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", User: "*"}, "user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

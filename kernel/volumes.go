@@ -269,30 +269,26 @@ func (t *Table) launchVolumes(a *pb.Allocation, ms []*pb.VolumeMount) ([]*pb.Vol
 	return out, nil
 }
 
-// adoptVolumes reconciles the volumes agent id reports: the ones destroyed
-// while it was away are returned (the agent deletes them); the others the
-// kernel does not know are recorded, holding their disk (a kernel that
-// lost its state). Tombstones of this agent's volumes it no longer reports
-// are dropped.
-func (t *Table) adoptVolumes(id string, vs []*pb.Volume, now time.Time, c *Changes) (destroy []string) {
+// adoptVolumes reconciles the volumes agent id reports with the ones the
+// kernel records there. Only those are kept (the kernel's record, not the
+// report, says their owner, role and size); every other one is returned
+// for the agent to delete: one destroyed while it was away, and one the
+// kernel never recorded on this agent, whose owner it cannot know (an
+// agent cannot create volumes, charge disk or name owners by reporting
+// them, and a later volume of that name never finds another's data).
+// Tombstones of this agent's volumes it no longer reports are dropped.
+func (t *Table) adoptVolumes(id string, vs []*pb.Volume, c *Changes) (destroy []string) {
 	reported := map[string]bool{}
 	for _, rv := range vs {
-		reported[rv.GetName()] = true
-		if tomb := t.destroyed[rv.GetName()]; tomb != nil && tomb.GetAgentId() == id {
-			destroy = append(destroy, rv.GetName())
+		name := rv.GetName()
+		if reported[name] || !volumeNameRE.MatchString(name) {
+			continue // not a name the agent could have got from the kernel
+		}
+		reported[name] = true
+		if v := t.volumes[name]; v != nil && v.GetAgentId() == id {
 			continue
 		}
-		if !volumeNameRE.MatchString(rv.GetName()) || t.volumes[rv.GetName()] != nil {
-			continue
-		}
-		v := &pb.Volume{Name: rv.GetName(), Role: rv.GetRole(), AgentId: id, SizeBytes: rv.GetSizeBytes(),
-			Owner: rv.GetOwner(), Created: timestamppb.New(now)}
-		t.volumes[v.GetName()] = v
-		c.Volumes[v.GetName()] = v
-		t.used[id] = t.used[id].Add(Resources{Disk: v.GetSizeBytes()})
-		e := event(pb.EventKind_EVENT_KIND_VOLUME_CREATED, now, "reported by agent "+id)
-		e.Volume = proto.Clone(v).(*pb.Volume)
-		c.Events = append(c.Events, e)
+		destroy = append(destroy, name)
 	}
 	for name, tomb := range t.destroyed {
 		if tomb.GetAgentId() == id && !reported[name] {

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"slices"
 	"testing"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -147,7 +148,7 @@ func TestTable_VolumeOfPendingAllocation(t *testing.T) {
 	}
 }
 
-func TestTable_VolumesRestoreAndAdopt(t *testing.T) {
+func TestTable_VolumesRestoreAndReconcile(t *testing.T) {
 	st := &State{
 		Agents:  []*pb.Agent{{Id: "agent-1", Total: &pb.Resources{DiskBytes: 1024 * mi}}},
 		Volumes: []*pb.Volume{{Name: "data", Role: "db", AgentId: "agent-1", SizeBytes: 64 * mi, Owner: "fw-a"}},
@@ -161,14 +162,21 @@ func TestTable_VolumesRestoreAndAdopt(t *testing.T) {
 	r.AgentId = "agent-1"
 	r.Resources.DiskBytes = 1024 * mi
 	r.Volumes = []*pb.Volume{{Name: "data", Role: "db", SizeBytes: 64 * mi}, {Name: "lost", Role: "web", SizeBytes: 32 * mi}}
-	if _, err := tb.Register(r, t0, c); err != nil {
+	resp, err := tb.Register(ops, r, t0, c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if v := tb.volumes["lost"]; v == nil || v.GetAgentId() != "agent-1" || v.GetRole() != "web" {
-		t.Errorf("reported unknown volume = %v, want adopted", v)
+	// The one the kernel records there is kept, with the kernel's owner;
+	// the one it does not know is not adopted but deleted: the agent
+	// cannot say who owns it.
+	if v := tb.volumes["data"]; v.GetOwner() != "fw-a" || v.GetAgentId() != "agent-1" {
+		t.Errorf("known volume after registration = %v", v)
 	}
-	if d := tb.agents["agent-1"].GetAllocated().GetDiskBytes(); d != 96*mi {
-		t.Errorf("agent disk after adopting = %d, want 96 MiB", d)
+	if v := tb.volumes["lost"]; v != nil || !slices.Equal(resp.GetDestroyVolumes(), []string{"lost"}) {
+		t.Errorf("reported unknown volume = %v, destroy_volumes %v; want not adopted, told to delete", v, resp.GetDestroyVolumes())
+	}
+	if d := tb.agents["agent-1"].GetAllocated().GetDiskBytes(); d != 64*mi {
+		t.Errorf("agent disk after registration = %d, want the known volume's 64 MiB", d)
 	}
 	if got := tb.agents["agent-1"].GetLabels()[AgentLabel]; got != "agent-1" {
 		t.Errorf("agent label %s = %q", AgentLabel, got)
@@ -232,7 +240,7 @@ func TestTable_VolumeDestroyedWhileAgentAway(t *testing.T) {
 		for _, n := range reported {
 			r.Volumes = append(r.Volumes, &pb.Volume{Name: n, Role: "db", SizeBytes: 64 * mi})
 		}
-		resp, err := tb.Register(r, t0, newChanges())
+		resp, err := tb.Register(ops, r, t0, newChanges())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -233,17 +233,17 @@ func (s *Server) KeepAlive(ctx context.Context, r *connect.Request[pb.KeepAliveR
 
 // RegisterAgent implements syscallsv1connect.KernelHandler.
 func (s *Server) RegisterAgent(ctx context.Context, r *connect.Request[pb.RegisterAgentRequest]) (*connect.Response[pb.RegisterAgentResponse], error) {
-	return reply(s.k.RegisterAgent(ctx, r.Msg))
+	return reply(s.k.RegisterAgent(ctx, principal(ctx), r.Msg))
 }
 
 // Heartbeat implements syscallsv1connect.KernelHandler.
 func (s *Server) Heartbeat(ctx context.Context, r *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
-	return reply(s.k.Heartbeat(ctx, r.Msg))
+	return reply(s.k.Heartbeat(ctx, principal(ctx), r.Msg))
 }
 
 // ReportTaskStatus implements syscallsv1connect.KernelHandler.
 func (s *Server) ReportTaskStatus(ctx context.Context, r *connect.Request[pb.ReportTaskStatusRequest]) (*connect.Response[pb.ReportTaskStatusResponse], error) {
-	return reply(s.k.ReportTaskStatus(ctx, r.Msg))
+	return reply(s.k.ReportTaskStatus(ctx, principal(ctx), r.Msg))
 }
 
 // ListAgents implements syscallsv1connect.KernelHandler.

@@ -44,6 +44,7 @@ func launchFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable `K=V` of the task, repeatable"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
+		&cli.StringFlag{Name: "user", Usage: "`USER` to run the task as: root or a user name of the agent's host, if the operator allowed it for the allocation's role (dcosd --role-users); default: an unprivileged user of the owner's own"},
 		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
@@ -186,6 +187,7 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 		Command:      argv[0],
 		Args:         argv[1:],
 		WorkingDir:   c.String("workdir"),
+		User:         c.String("user"),
 		Driver:       c.String("driver"),
 		DriverConfig: c.String("driver-config"),
 	}

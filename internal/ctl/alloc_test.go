@@ -470,3 +470,18 @@ func TestRun_PortsResource(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_RunUser: --user is the task's user (LaunchRequest.user).
+func TestRun_RunUser(t *testing.T) {
+	isolate(t)
+	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
+	k := (&fakeKernel{}).
+		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "run", "--cpus", "1", "--mem", "1Mi", "--role", "db", "--user", "postgres", "--", "server")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "server", User: "postgres"})
+}

@@ -80,6 +80,7 @@ var kernelFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
 	&cli.IntFlag{Name: "max-pending", Value: kernel.DefaultMaxPending, Usage: "pending allocations one framework may hold per role; more are refused ResourceExhausted (-1: no cap; operators are not capped)"},
 	&cli.StringSliceFlag{Name: "role-max-pending", Usage: "--max-pending for one role, ROLE=N (repeatable; \"*\" is the default role)"},
+	&cli.StringSliceFlag{Name: "role-users", Usage: "users other than the default unprivileged one the tasks of a role may run as, `ROLE=USER[,USER...]` (repeatable; USER \"*\" allows any, e.g. db=root,postgres); other roles' tasks may not set a user"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 }
@@ -244,6 +245,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	roleUsers, err := parseRoleUsers(c.StringSlice("role-users"))
+	if err != nil {
+		return err
+	}
 	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
 		MaxPending:        c.Int("max-pending"),
@@ -253,6 +258,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),
 		Roles:             roles,
+		RoleUsers:         roleUsers,
 		ClusterCIDR:       cidr,
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
@@ -361,6 +367,35 @@ func parseRoleInts(flag string, vals []string) (map[string]int, error) {
 			name = ""
 		}
 		m[name] = i
+	}
+	return m, nil
+}
+
+// parseRoleUsers parses --role-users values, ROLE=USER[,USER...]. The
+// flag parser splits values at commas, so a part without "=" continues
+// the previous value's users.
+func parseRoleUsers(vals []string) (map[string][]string, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := map[string][]string{}
+	role := ""
+	for _, v := range vals {
+		r, users, ok := strings.Cut(v, "=")
+		switch {
+		case ok:
+			role = r
+		case role == "":
+			return nil, fmt.Errorf("--role-users %q: want ROLE=USER[,USER...]", v)
+		default:
+			users = v
+		}
+		for u := range strings.SplitSeq(users, ",") {
+			m[role] = append(m[role], strings.TrimSpace(u))
+		}
+	}
+	if err := kernel.ValidateRoleUsers(m); err != nil {
+		return nil, fmt.Errorf("--role-users: %w", err)
 	}
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,6 +94,20 @@ func TestParseRoleInts(t *testing.T) {
 	for _, bad := range []string{"batch", "=3", "batch=x", "batch=-2"} {
 		if _, err := parseRoleInts("--role-max-pending", []string{bad}); err == nil || !strings.Contains(err.Error(), "--role-max-pending") {
 			t.Errorf("%q: got %v, want an error naming the flag", bad, err)
+		}
+	}
+}
+
+func TestParseRoleUsers(t *testing.T) {
+	// As the flag parser hands them over: split at commas.
+	got, err := parseRoleUsers([]string{"db=root", "postgres", "ci=*", "web=www"})
+	want := map[string][]string{"db": {"root", "postgres"}, "ci": {"*"}, "web": {"www"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseRoleUsers = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range [][]string{{"root"}, {"db="}, {"db=Root"}, {"=root"}} {
+		if _, err := parseRoleUsers(bad); err == nil {
+			t.Errorf("parseRoleUsers(%q): want an error", bad)
 		}
 	}
 }

@@ -82,6 +82,10 @@ type Kernel struct {
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
 
+	// Loop only: since when the store refuses writes (zero: it does not),
+	// and until when nothing expires after a refusal (see gate).
+	refusedSince, expireAfter time.Time
+
 	// Policies, guarded by mu: compiled modules by name, the last one that
 	// completed a cycle, and a forced fallback when the active one could
 	// not be loaded at start.
@@ -188,6 +192,13 @@ func (k *Kernel) drain() {
 // anything may have freed room, and commits it all in one transaction.
 func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	now := k.cfg.Clock()
+	if err := k.gate(now); err != nil {
+		for _, o := range batch {
+			o.err = err
+			close(o.done)
+		}
+		return
+	}
 	k.mu.Lock()
 	defer func() {
 		rev := k.table.Revision()
@@ -208,7 +219,9 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	for _, o := range batch {
 		o.err = o.fn(k.table, c, now)
 	}
-	k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	if !now.Before(k.expireAfter) {
+		k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	}
 	if now.Sub(k.usageSent) >= k.cfg.UsageEventInterval {
 		k.table.UsageEvents(now, c)
 		k.usageSent = now

@@ -79,6 +79,8 @@ var kernelFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "role-weight", Usage: "DRF weight of a role, NAME=WEIGHT (repeatable; default 1)"},
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
+	&cli.StringFlag{Name: "store-min-free", Value: "64Mi", Usage: "free space the embedded etcd's filesystem must keep: below it writes answer Unavailable until space is freed (0: no floor)"},
+	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 }
 
@@ -198,7 +200,19 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	minFree, err := quantity.ParseBytes(c.String("store-min-free"))
+	if err != nil || minFree < 0 {
+		return fmt.Errorf("--store-min-free %q: want a size such as 64Mi (0: no floor)", c.String("store-min-free"))
+	}
+	quota, err := quantity.ParseBytes(c.String("store-quota"))
+	if err != nil || quota < 1<<20 {
+		return fmt.Errorf("--store-quota %q: want a size of at least 1Mi, such as 2Gi", c.String("store-quota"))
+	}
+	if minFree == 0 {
+		minFree = -1 // StartEmbedded: no floor
+	}
 	var cli3 *clientv3.Client
+	var gate func() error
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
 		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
 		if err != nil {
@@ -206,12 +220,12 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		}
 		defer cli3.Close()
 	} else {
-		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir})
+		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota})
 		if err != nil {
 			return err
 		}
 		defer e.Close()
-		cli3 = e.Client()
+		cli3, gate = e.Client(), e.Writable
 	}
 	ctx := c.Context
 	host, err := newPolicyHost(ctx, c.String("wasm-cache-dir"), log)
@@ -225,7 +239,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
-		Store:             store.New(cli3, c.String("etcd-prefix")),
+		Store:             store.New(cli3, c.String("etcd-prefix")).WithGate(gate),
 		Loader:            wasmLoader{h: host, builtin: shipped},
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),

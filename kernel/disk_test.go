@@ -1,0 +1,132 @@
+package kernel_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a fresh directory, unmounted
+// when the test ends (after everything registered later was cleaned up).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			t.Skipf("mount tmpfs: %v (needs root)", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+func availBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// TestKernel_FullDisk fills the etcd data dir's filesystem (a 64 MiB
+// tmpfs) below the floor: writes answer Unavailable naming the cause,
+// leave memory as it was, reads and the history's Watch keep working, and
+// writes resume once the file is removed.
+func TestKernel_FullDisk(t *testing.T) {
+	ctx := context.Background()
+	mnt := mountTmpfs(t, "64m")
+	dir := filepath.Join(mnt, "data")
+	const floor = 8 << 20
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dir, MinFree: floor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	s := store.New(e.Client(), "").WithGate(e.Writable)
+	k, err := kernel.New(ctx, kernel.Config{Store: s, HeartbeatTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { k.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	register(t, k, 4, 4<<30)
+	a, err := k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations())
+	rev := k.Revision()
+
+	// Leave 4 MiB: below the 8 MiB floor.
+	fill := filepath.Join(mnt, "fill")
+	if err := os.WriteFile(fill, make([]byte, availBytes(t, mnt)-4<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the floor's cache (250 ms)
+	want := "kernel store: data dir " + dir + " has "
+	_, err = k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 1})
+	if kernel.CodeOf(err) != kernel.Unavailable || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "below the 8 MiB floor (--store-min-free); writes refused until space is freed") {
+		t.Fatalf("Allocate on a full disk: %v (%v), want Unavailable %q...", err, kernel.CodeOf(err), want)
+	}
+	_, err = k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: a.GetAllocations()[0].GetId(), Command: "true"})
+	if kernel.CodeOf(err) != kernel.Unavailable || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Launch on a full disk: %v, want Unavailable %q...", err, want)
+	}
+	// Reads: the table, unchanged, and the event log's history.
+	if n := len(k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()); n != before || k.Revision() != rev {
+		t.Fatalf("after refused writes: %d allocations at revision %d, want %d at %d", n, k.Revision(), before, rev)
+	}
+	if len(k.ListAgents(ctx, ops).GetAgents()) != 1 {
+		t.Fatal("ListAgents lost the agent")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	var granted bool
+	err = k.Watch(wctx, ops, &pb.WatchRequest{AfterRevision: 1}, func(ev *pb.Event) error {
+		if ev.GetKind() == pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED {
+			granted = true
+			wcancel()
+		}
+		return nil
+	})
+	if err != nil || !granted {
+		t.Fatalf("Watch of the history on a full disk: granted %v, %v", granted, err)
+	}
+
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err = k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 1})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Allocate after the file was removed: %v", err)
+	}
+	if n := len(k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()); n != before+1 {
+		t.Fatalf("%d allocations after writes resumed, want %d", n, before+1)
+	}
+}

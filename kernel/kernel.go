@@ -63,7 +63,10 @@ type Config struct {
 	// UsageEventInterval is how often TASK_USAGE events are emitted, one
 	// per task with a new sample, in one transaction (default 10s).
 	UsageEventInterval time.Duration
-	Logger             *slog.Logger
+	// DefaultDisk is the disk of allocations that ask for none (default
+	// 0: none). Where agents size sandboxes by it, it bounds every task.
+	DefaultDisk int64
+	Logger      *slog.Logger
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -294,6 +297,10 @@ func (k *Kernel) Revision() int64 {
 func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
 	if err := ValidateAllocate(req); err != nil {
 		return nil, err
+	}
+	if d := k.cfg.DefaultDisk; d > 0 && req.GetResources().GetDiskBytes() == 0 && req.GetResources() != nil {
+		req = proto.Clone(req).(*pb.AllocateRequest)
+		req.Resources.DiskBytes = d
 	}
 	var live []*pb.Allocation
 	resp := &pb.AllocateResponse{}

@@ -89,3 +89,8 @@ func (f *floor) forget() {
 	f.checked = time.Time{}
 	f.mu.Unlock()
 }
+
+// FreeBytes returns the bytes of dir's filesystem available to an
+// unprivileged writer (statfs f_bavail), what the floor compares with
+// --store-min-free.
+func FreeBytes(dir string) (int64, error) { return statfsAvail(dir) }

@@ -130,3 +130,27 @@ func TestKernel_FullDisk(t *testing.T) {
 		t.Fatalf("%d allocations after writes resumed, want %d", n, before+1)
 	}
 }
+
+// Allocations that ask for no disk get Config.DefaultDisk; others keep
+// theirs.
+func TestKernel_DefaultDisk(t *testing.T) {
+	ctx := context.Background()
+	k, _ := newEnv(t).startWith(t, kernel.Config{DefaultDisk: 64 << 20})
+	for _, tc := range []struct {
+		name       string
+		disk, want int64
+	}{
+		{"none asked", 0, 64 << 20},
+		{"asked", 1 << 20, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20, DiskBytes: tc.disk}, Count: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.GetAllocations()[0].GetResources().GetDiskBytes(); got != tc.want {
+				t.Errorf("disk %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -56,6 +56,11 @@ type EmbeddedConfig struct {
 // allowed just above the floor may trigger that allocation.
 const walSegmentBytes = 16 << 20
 
+// setWALSegment sets etcd's WAL segment size (a package variable) once,
+// before the first etcd of the process starts: instances that run at the
+// same time read it.
+var setWALSegment sync.Once
+
 // StartEmbedded starts etcd in Dir and waits until it is ready (at most
 // 30 s). It listens on loopback only, on ports the OS picks; the kernel
 // talks to it in-process. Close it when done.
@@ -89,7 +94,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec.MaxTxnOps = 1 << 20
 	ec.MaxRequestBytes = 64 << 20
 	ec.QuotaBackendBytes = cfg.Quota
-	wal.SegmentSizeBytes = walSegmentBytes
+	setWALSegment.Do(func() { wal.SegmentSizeBytes = walSegmentBytes })
 	ec.AutoCompactionMode = embed.CompactorModeRevision
 	ec.AutoCompactionRetention = fmt.Sprint(cfg.CompactionRetention)
 	loop := url.URL{Scheme: "http", Host: "127.0.0.1:0"}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,4 +142,43 @@ func TestDev_FullDiskPlainSandbox(t *testing.T) {
 	if !dev.running() {
 		t.Fatalf("dcosd dev exited: %v", dev.err)
 	}
+}
+
+// TestDev_RootDefaults: dcosd dev as root, given neither --network-driver
+// nor --storage-driver, says it enabled bridge networking and sized
+// sandboxes, and does: a task may ask for its own network, and its sandbox
+// has the default disk (64Mi) although the allocation asked for none.
+func TestDev_RootDefaults(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	e := newEnv(t)
+	tok := newToken()
+	br := "dcs" + tok[:8]
+	port := strconv.Itoa(20000 + int(tok[8])%64*100 + int(tok[9])%100)
+	t.Cleanup(func() { removeNode(t, br) })
+	e.devDefaults = true
+	dev := e.startDev("--resources", "cpus=2,mem=2Gi,disk=10Gi", "--bridge", br, "--vxlan-port", port, "--cluster-cidr", "10.232.0.0/16")
+	for _, want := range []string{"dcos dev: bridge networking: enabled", "dcos dev: sized sandboxes: enabled (loop, allocations without a disk get 64Mi"} {
+		if !strings.Contains(dev.stdout.String(), want) {
+			t.Errorf("dcosd dev as root did not say %q; stdout:\n%s", want, dev.stdout.String())
+		}
+	}
+	task := runTask(e, "--cpus", "0.1", "--mem", "32Mi", "--network", "bridge", "--", "sh", "-c", "df -k . | tail -1; exec sleep 300")
+	if task.GetIp() == "" {
+		t.Errorf("task on the default bridge has no address: %v", sprint(task))
+	}
+	if d := task.GetResources().GetDiskBytes(); d != 64<<20 {
+		t.Errorf("task disk %d, want the 64 MiB default", d)
+	}
+	// The sandbox is its own filesystem of about 64 MiB.
+	e.eventually("the sandbox's size from df", func() (bool, string) {
+		b, _ := os.ReadFile(filepath.Join(task.GetSandbox(), "stdout"))
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return false, string(b)
+		}
+		kb, err := strconv.Atoi(f[1])
+		return err == nil && kb > 32<<10 && kb <= 64<<10, string(b)
+	})
+	e.mustCtl("revoke", task.GetAllocationId())
 }

@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -152,5 +155,77 @@ func TestKernel_DefaultDisk(t *testing.T) {
 				t.Errorf("disk %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// gated is the real store with a gate the test opens and closes.
+type gated struct {
+	*store.Etcd
+	refuse atomic.Bool
+}
+
+func (g *gated) Writable() error {
+	if g.refuse.Load() {
+		return errors.New("kernel store: test refuses writes")
+	}
+	return nil
+}
+
+// While writes are refused nothing expires, and after they resume a lease
+// that ran out meanwhile gets a grace in which its owner can renew it.
+func TestKernel_RefusedWritesGraceLeases(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	g := &gated{Etcd: e.store.Etcd}
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	k, err := kernel.New(ctx, kernel.Config{Store: g, Clock: clock, HeartbeatTimeout: 30 * time.Second, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { k.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	register(t, k, 4, 4<<30)
+	res, err := k.Allocate(ctx, fwA, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 1, LeaseTtl: durationpb.New(10 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.GetAllocations()[0].GetId()
+
+	// A call through the loop makes it see the gate, at the fake time.
+	throughLoop := func() error { _, err := k.Revoke(ctx, ops, &pb.RevokeRequest{Id: "a-999"}); return err }
+	g.refuse.Store(true)
+	if err := throughLoop(); kernel.CodeOf(err) != kernel.Unavailable {
+		t.Fatalf("Revoke while refused: %v, want Unavailable", err)
+	}
+	advance(time.Minute) // the lease ran out while refused
+	if _, err := k.KeepAlive(ctx, fwA, &pb.KeepAliveRequest{AllocationIds: []string{id}}); kernel.CodeOf(err) != kernel.Unavailable {
+		t.Fatalf("KeepAlive while refused: %v, want Unavailable", err)
+	}
+	g.refuse.Store(false)
+	if err := throughLoop(); kernel.CodeOf(err) != kernel.NotFound {
+		t.Fatalf("Revoke of an unknown id once writes resumed: %v, want NotFound", err)
+	} // resumed: a grace as long as the refusal, one minute
+	advance(30 * time.Second)
+	ka, err := k.KeepAlive(ctx, fwA, &pb.KeepAliveRequest{AllocationIds: []string{id}})
+	if err != nil || ka.GetAllocations()[0].GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+		t.Fatalf("KeepAlive within the grace after writes resumed: %v, %v; want the allocation still granted", ka, err)
+	}
+	// Past the grace, an unrenewed lease expires as usual.
+	advance(2 * time.Minute)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		as := k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()
+		if len(as) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease not expired past the grace: %v", as)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

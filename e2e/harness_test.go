@@ -186,6 +186,10 @@ type world struct {
 	extraEnv []string            // added to the daemons' environment
 	// readyWait bounds the wait for a daemon's ready line; waitTimeout if 0.
 	readyWait time.Duration
+	// devDefaults: startDev leaves dev's root defaults (bridge networking,
+	// sized sandboxes) to dcosd instead of passing none for the flags the
+	// test did not give.
+	devDefaults bool
 
 	mu        sync.Mutex
 	procs     []*proc
@@ -295,7 +299,15 @@ func (e *env) startVia(wrap []string, name, ready string, args ...string) (*proc
 func (e *env) startDev(extra ...string) *proc {
 	e.t.Helper()
 	cc := e.path("client.json")
-	args := append([]string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent, "--bpf-pin-dir", e.pinDir}, extra...)
+	args := []string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent, "--bpf-pin-dir", e.pinDir}
+	// As root dev turns on bridge networking (on the shared bridge dcos0)
+	// and sized sandboxes by default; a test that wants them says so.
+	for _, f := range []string{"--network-driver", "--storage-driver"} {
+		if !e.devDefaults && !slices.Contains(extra, f) {
+			args = append(args, f, "none")
+		}
+	}
+	args = append(args, extra...)
 	started := time.Now()
 	p, url := e.start("dcosd dev", "dcos dev: kernel at ", args...)
 	var c struct{ Kernel, Token string }
@@ -614,11 +626,18 @@ func pidsWithArgUnder(dir string) []int {
 // a net driver bind-mounted in its state dir, left when its agent died).
 func unmountUnder(t testing.TB, dir string) {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var points []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+string(filepath.Separator)) {
-			if err := syscall.Unmount(f[4], syscall.MNT_DETACH); err != nil {
-				t.Errorf("unmount %s: %v", f[4], err)
-			}
+			points = append(points, f[4])
+		}
+	}
+	// Deepest first: detaching a mount (a tmpfs data dir) takes the ones
+	// beneath it along, which could then not be unmounted by path.
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", p, err)
 		}
 	}
 }

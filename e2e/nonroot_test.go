@@ -12,7 +12,9 @@ import (
 )
 
 // TestDev_NonRoot runs dcosd dev as an unprivileged user: it starts, says
-// once that tasks run without cgroup isolation, and runs a task.
+// once that tasks run without cgroup isolation, says that bridge
+// networking and sized sandboxes (its root defaults) are off, and runs a
+// task.
 func TestDev_NonRoot(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -40,7 +42,13 @@ func TestDev_NonRoot(t *testing.T) {
 	// tests run with it: 59 s was seen on a loaded machine. Readiness time
 	// is not what this test checks.
 	e.readyWait = 4 * waitTimeout
+	e.devDefaults = true // what dev turns on as root, it says it cannot
 	dev := e.startDev("--resources", "cpus=2,mem=1Gi")
+	for _, want := range []string{"dcos dev: bridge networking: off (not root", "dcos dev: sized sandboxes: off (not root"} {
+		if !strings.Contains(dev.stdout.String(), want) {
+			t.Errorf("dcosd dev as nobody did not say %q; stdout:\n%s", want, dev.stdout.String())
+		}
+	}
 
 	task := runTask(e, "--cpus", "0.5", "--mem", "64Mi", "--", "sh", "-c", "id -u; exec sleep 300")
 	e.eventually("the task's output", func() (bool, string) {

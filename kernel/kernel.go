@@ -74,7 +74,10 @@ type Config struct {
 	// UsageEventInterval is how often TASK_USAGE events are emitted, one
 	// per task with a new sample, in one transaction (default 10s).
 	UsageEventInterval time.Duration
-	Logger             *slog.Logger
+	// DefaultDisk is the disk of allocations that ask for none (default
+	// 0: none). Where agents size sandboxes by it, it bounds every task.
+	DefaultDisk int64
+	Logger      *slog.Logger
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -92,6 +95,10 @@ type Kernel struct {
 	done  chan struct{}
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
+
+	// Loop only: since when the store refuses writes (zero: it does not),
+	// and until when nothing expires after a refusal (see gate).
+	refusedSince, expireAfter time.Time
 
 	// Policies, guarded by mu: compiled modules by name, the last one that
 	// completed a cycle, and a forced fallback when the active one could
@@ -207,6 +214,13 @@ func (k *Kernel) drain() {
 // anything may have freed room, and commits it all in one transaction.
 func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	now := k.cfg.Clock()
+	if err := k.gate(now); err != nil {
+		for _, o := range batch {
+			o.err = err
+			close(o.done)
+		}
+		return
+	}
 	k.mu.Lock()
 	defer func() {
 		rev := k.table.Revision()
@@ -227,7 +241,9 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	for _, o := range batch {
 		o.err = o.fn(k.table, c, now)
 	}
-	k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	if !now.Before(k.expireAfter) {
+		k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
+	}
 	if now.Sub(k.usageSent) >= k.cfg.UsageEventInterval {
 		k.table.UsageEvents(now, c)
 		k.usageSent = now
@@ -302,6 +318,10 @@ func (k *Kernel) Revision() int64 {
 func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequest) (*pb.AllocateResponse, error) {
 	if err := ValidateAllocate(req); err != nil {
 		return nil, err
+	}
+	if d := k.cfg.DefaultDisk; d > 0 && req.GetResources().GetDiskBytes() == 0 && req.GetResources() != nil {
+		req = proto.Clone(req).(*pb.AllocateRequest)
+		req.Resources.DiskBytes = d
 	}
 	var live []*pb.Allocation
 	resp := &pb.AllocateResponse{}

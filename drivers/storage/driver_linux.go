@@ -467,3 +467,18 @@ func (d *Driver) Unmount(_ context.Context, id, target string) error {
 	}
 	return nil
 }
+
+// Detect returns the enforcement New would choose for the filesystem of
+// dir (which must exist) with EnforceAuto, and with EnforceNone why
+// neither project quotas nor loop images can be used there.
+func Detect(dir string) (Enforcement, error) {
+	quotaErr := projectQuotasOn(dir)
+	loopErr := loopUsable()
+	switch {
+	case quotaErr == nil:
+		return EnforceQuota, nil
+	case loopErr == nil:
+		return EnforceLoop, nil
+	}
+	return EnforceNone, loopErr
+}

@@ -35,3 +35,7 @@ func (*Driver) Mount(context.Context, contract.MountRequest) (*contract.Mount, e
 }
 func (*Driver) Unmount(context.Context, string, string) error     { return errOS }
 func (*Driver) Recover(context.Context, []contract.Sandbox) error { return errOS }
+
+// Detect returns EnforceNone and an error wrapping ErrNotSupported outside
+// Linux.
+func Detect(string) (Enforcement, error) { return EnforceNone, errOS }

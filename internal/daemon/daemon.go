@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,9 @@ var kernelFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "role-max-pending", Usage: "--max-pending for one role, ROLE=N (repeatable; \"*\" is the default role)"},
 	&cli.StringSliceFlag{Name: "role-users", Usage: "users other than the default unprivileged one the tasks of a role may run as, `ROLE=USER[,USER...]` (repeatable; USER \"*\" allows any, e.g. db=root,postgres); other roles' tasks may not set a user"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
+	&cli.StringFlag{Name: "store-min-free", Value: "64Mi", Usage: "free space the embedded etcd's filesystem must keep: below it writes answer Unavailable until space is freed (0: no floor)"},
+	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
+	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 }
 
@@ -116,6 +120,13 @@ func devCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return err
+			}
+			features, sized, err := devDefaults(c, dataDir, os.Geteuid() == 0)
+			if err != nil {
+				return err
+			}
 			agentMetrics := prometheus.NewRegistry() // joins the kernel's /metrics; the agent registers below
 			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
 				ccPath := c.String("client-config")
@@ -127,9 +138,17 @@ func devCommand() *cli.Command {
 				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token}); err != nil {
 					return err
 				}
+				resources, detail, err := devResources(c, dataDir, sized)
+				if err != nil {
+					return err
+				}
+				features[len(features)-1] += detail
+				for _, f := range features {
+					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
+				}
 				a, stopPlugins, err := newAgent(ctx, c, log, agent.Config{
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
-					Resources: c.String("resources"), Labels: labels, Logger: log.With("component", "agent"),
+					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
 				})
 				if err != nil {
@@ -216,7 +235,19 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	minFree, err := quantity.ParseBytes(c.String("store-min-free"))
+	if err != nil || minFree < 0 {
+		return fmt.Errorf("--store-min-free %q: want a size such as 64Mi (0: no floor)", c.String("store-min-free"))
+	}
+	quota, err := quantity.ParseBytes(c.String("store-quota"))
+	if err != nil || quota < 1<<20 {
+		return fmt.Errorf("--store-quota %q: want a size of at least 1Mi, such as 2Gi", c.String("store-quota"))
+	}
+	if minFree == 0 {
+		minFree = -1 // StartEmbedded: no floor
+	}
 	var cli3 *clientv3.Client
+	var gate func() error
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
 		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
 		if err != nil {
@@ -224,12 +255,12 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		}
 		defer cli3.Close()
 	} else {
-		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir})
+		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota})
 		if err != nil {
 			return err
 		}
 		defer e.Close()
-		cli3 = e.Client()
+		cli3, gate = e.Client(), e.Writable
 	}
 	ctx := c.Context
 	host, err := newPolicyHost(ctx, c.String("wasm-cache-dir"), log)
@@ -249,11 +280,16 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	defaultDisk, err := quantity.ParseBytes(cmp.Or(c.String("default-disk"), "0"))
+	if err != nil {
+		return fmt.Errorf("--default-disk: %w", err)
+	}
 	shipped := builtins()
 	k, err := kernel.New(ctx, kernel.Config{
 		MaxPending:        c.Int("max-pending"),
 		RoleMaxPending:    roleMaxPending,
-		Store:             store.New(cli3, c.String("etcd-prefix")),
+		DefaultDisk:       defaultDisk,
+		Store:             store.New(cli3, c.String("etcd-prefix")).WithGate(gate),
 		Loader:            wasmLoader{h: host, builtin: shipped},
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),

@@ -8,5 +8,11 @@
 // Events), so that the event log is etcd's own revision history and a Watch
 // resumes across kernel restarts until etcd compacts it.
 //
+// The embedded etcd guards its disk (Embedded.Writable, see space.go): below
+// a free-space floor on its filesystem, or with etcd's NOSPACE alarm
+// raised, writes are refused with a *SpaceError before etcd could hit
+// ENOSPC (which it does not survive); Etcd.WithGate makes the kernel's
+// store ask it.
+//
 // It is not a general etcd wrapper: it knows the kernel's keys only.
 package store

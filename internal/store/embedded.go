@@ -1,16 +1,20 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	etcdserverpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 )
 
 // Embedded is a single-member etcd running in this process, with its data
@@ -19,6 +23,12 @@ type Embedded struct {
 	etcd   *embed.Etcd
 	client *clientv3.Client
 	closed bool
+	floor  *floor
+	quota  int64
+	dir    string
+
+	mu        sync.Mutex // guards recovered
+	recovered time.Time  // last attempt to disarm NOSPACE
 }
 
 // EmbeddedConfig configures StartEmbedded.
@@ -28,7 +38,28 @@ type EmbeddedConfig struct {
 	// CompactionRetention is how many revisions of history etcd keeps for
 	// Watch to resume from (default 100000).
 	CompactionRetention int
+	// MinFree is the floor of free space on Dir's filesystem below which
+	// Writable refuses writes (0: DefaultMinFree; negative: no floor).
+	MinFree int64
+	// Quota is etcd's backend quota (QuotaBackendBytes; 0: DefaultQuota).
+	Quota int64
+	// Statfs measures the bytes available on dir's filesystem (default:
+	// statfs(2)); tests inject their own.
+	Statfs func(dir string) (int64, error)
+	// Clock is the floor's cache clock (default time.Now).
+	Clock func() time.Time
 }
+
+// walSegmentBytes is the size of etcd's WAL segments here. etcd
+// preallocates the next segment before it needs it (64 MB by default),
+// so a segment must fit well within the free-space floor: a commit
+// allowed just above the floor may trigger that allocation.
+const walSegmentBytes = 16 << 20
+
+// setWALSegment sets etcd's WAL segment size (a package variable) once,
+// before the first etcd of the process starts: instances that run at the
+// same time read it.
+var setWALSegment sync.Once
 
 // StartEmbedded starts etcd in Dir and waits until it is ready (at most
 // 30 s). It listens on loopback only, on ports the OS picks; the kernel
@@ -36,6 +67,18 @@ type EmbeddedConfig struct {
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.CompactionRetention <= 0 {
 		cfg.CompactionRetention = 100_000
+	}
+	if cfg.MinFree == 0 {
+		cfg.MinFree = DefaultMinFree
+	}
+	if cfg.Quota <= 0 {
+		cfg.Quota = DefaultQuota
+	}
+	if cfg.Statfs == nil {
+		cfg.Statfs = statfsAvail
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: %w", err)
@@ -50,6 +93,8 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec.TickMs, ec.ElectionMs = 10, 100 // single member: elect itself fast
 	ec.MaxTxnOps = 1 << 20
 	ec.MaxRequestBytes = 64 << 20
+	ec.QuotaBackendBytes = cfg.Quota
+	setWALSegment.Do(func() { wal.SegmentSizeBytes = walSegmentBytes })
 	ec.AutoCompactionMode = embed.CompactorModeRevision
 	ec.AutoCompactionRetention = fmt.Sprint(cfg.CompactionRetention)
 	loop := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
@@ -69,7 +114,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, errors.New("embedded etcd: not ready after 30s")
 	}
-	return &Embedded{etcd: e, client: v3client.New(e.Server)}, nil
+	emb := &Embedded{etcd: e, client: v3client.New(e.Server), quota: cfg.Quota, dir: cfg.Dir}
+	if cfg.MinFree > 0 {
+		emb.floor = &floor{dir: cfg.Dir, min: cfg.MinFree, ttl: spaceTTL, statfs: cfg.Statfs, clock: cfg.Clock}
+	}
+	return emb, nil
 }
 
 // Client is an in-process client of the embedded etcd. It stays valid
@@ -85,4 +134,62 @@ func (e *Embedded) Close() {
 	e.closed = true
 	e.client.Close()
 	e.etcd.Close()
+}
+
+// Writable reports whether a write may be tried now: nil, or a
+// *SpaceError when Dir's filesystem is below the floor (measured at most
+// every 250 ms) or etcd has raised its NOSPACE alarm. It disarms the
+// alarm by itself once the database is back under 90% of the quota
+// (defragmenting first when the file is still larger than that and the
+// disk has room for the copy), at most every 2 s. Safe for concurrent use.
+func (e *Embedded) Writable() error {
+	if err := e.floor.check(); err != nil {
+		return err
+	}
+	if !e.noSpace() {
+		return nil
+	}
+	be := e.etcd.Server.Backend()
+	serr := &SpaceError{Dir: e.dir, NoSpace: true, Quota: e.quota, DBSize: be.Size(), DBInUse: be.SizeInUse()}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	if now.Sub(e.recovered) < 2*time.Second {
+		return serr
+	}
+	e.recovered = now
+	limit := e.quota / 10 * 9
+	if serr.DBInUse >= limit {
+		return serr
+	}
+	if serr.DBSize >= limit {
+		// Defrag copies the in-use part to a new file: it needs that much
+		// room on top of the floor.
+		if e.floor != nil {
+			if avail, err := e.floor.statfs(e.dir); err == nil && avail < e.floor.min+serr.DBInUse {
+				return serr
+			}
+		}
+		if err := be.Defrag(); err != nil {
+			return serr
+		}
+		e.floor.forget()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.etcd.Server.Alarm(ctx, &etcdserverpb.AlarmRequest{
+		Action: etcdserverpb.AlarmRequest_DEACTIVATE, MemberID: uint64(e.etcd.Server.MemberID()), Alarm: etcdserverpb.AlarmType_NOSPACE,
+	}); err != nil {
+		return serr
+	}
+	return nil
+}
+
+func (e *Embedded) noSpace() bool {
+	for _, a := range e.etcd.Server.Alarms() {
+		if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
+			return true
+		}
+	}
+	return false
 }

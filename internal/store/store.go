@@ -24,9 +24,13 @@ import (
 type Etcd struct {
 	cli    *clientv3.Client
 	prefix string
+	gate   func() error
 }
 
-var _ kernel.Store = (*Etcd)(nil)
+var (
+	_ kernel.Store     = (*Etcd)(nil)
+	_ kernel.WriteGate = (*Etcd)(nil)
+)
 
 // New returns a store on cli under prefix ("" means "/dcos/"). The caller
 // owns cli.
@@ -38,6 +42,23 @@ func New(cli *clientv3.Client, prefix string) *Etcd {
 		prefix += "/"
 	}
 	return &Etcd{cli: cli, prefix: prefix}
+}
+
+// WithGate makes Writable, Commit and PutBlob ask gate first (e.g.
+// Embedded.Writable) and refuse with its error. It returns s; call it
+// before s is shared.
+func (s *Etcd) WithGate(gate func() error) *Etcd {
+	s.gate = gate
+	return s
+}
+
+// Writable reports whether a write may be tried now (see WithGate); nil
+// without a gate.
+func (s *Etcd) Writable() error {
+	if s.gate == nil {
+		return nil
+	}
+	return s.gate()
 }
 
 func (s *Etcd) key(kind, id string) string { return s.prefix + kind + "/" + id }
@@ -101,8 +122,12 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 	return st, nil
 }
 
-// Commit writes c in one etcd transaction.
+// Commit writes c in one etcd transaction. A refusal of the gate is
+// returned as is (a *SpaceError), before anything is written.
 func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
+	if err := s.Writable(); err != nil {
+		return 0, err
+	}
 	ops := make([]clientv3.Op, 0, len(c.Agents)+len(c.Allocations)+len(c.Tasks)+2)
 	var err error
 	ops, err = appendOps(ops, s, "agents", c.Agents)
@@ -232,6 +257,9 @@ func (s *Etcd) PutBlob(ctx context.Context, sha string, b []byte) error {
 	base := s.key("policies", "blobs/"+sha)
 	if resp, err := s.cli.Get(ctx, base+"/n", clientv3.WithCountOnly()); err == nil && resp.Count == 1 {
 		return nil
+	}
+	if err := s.Writable(); err != nil {
+		return err
 	}
 	n := 0
 	for off := 0; off < len(b); off += blobChunk {

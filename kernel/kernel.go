@@ -63,7 +63,13 @@ type Config struct {
 	// UsageEventInterval is how often TASK_USAGE events are emitted, one
 	// per task with a new sample, in one transaction (default 10s).
 	UsageEventInterval time.Duration
-	Logger             *slog.Logger
+	// WatchBuffer is how many events may be queued for one Watch before
+	// it is ended as fallen behind (default DefaultWatchBuffer).
+	WatchBuffer int
+	// WatchReplays bounds the Watch history replays from the store that
+	// run at once (default DefaultWatchReplays).
+	WatchReplays int
+	Logger       *slog.Logger
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -79,6 +85,7 @@ type Kernel struct {
 	table *Table
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
+	hub   *hub // Watch fan-out; runs while Run does
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
 
@@ -122,6 +129,12 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
 	}
+	if cfg.WatchBuffer <= 0 {
+		cfg.WatchBuffer = DefaultWatchBuffer
+	}
+	if cfg.WatchReplays <= 0 {
+		cfg.WatchReplays = DefaultWatchReplays
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -135,7 +148,8 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
-	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
+	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchReplays)}
 	k.table.SetRoles(cfg.Roles)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
 	k.initPolicies(ctx)
@@ -144,9 +158,17 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	return k, nil
 }
 
-// Run serves until ctx ends. Calls made after Run returns fail Unavailable.
+// Run serves until ctx ends. Calls made after Run returns fail
+// Unavailable. It runs the watch hub (the kernel's one store watch, fanned
+// out to every Watch) alongside the loop; Watch calls wait for it.
 func (k *Kernel) Run(ctx context.Context) error {
 	defer close(k.done)
+	hubDone := make(chan struct{})
+	defer func() { <-hubDone }()
+	go func() {
+		defer close(hubDone)
+		k.hub.run(ctx, k.Revision())
+	}()
 	tick := time.NewTicker(k.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -445,66 +467,4 @@ func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.Destroy
 		return nil, err
 	}
 	return &pb.DestroyVolumeResponse{Revision: rev}, nil
-}
-
-// Watch streams the events p may see after req.AfterRevision (0: from
-// now), filtered by req, until ctx ends or send fails. A compacted
-// revision is a FailedPrecondition *Error carrying a ResyncError.
-func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
-	cur := k.Revision()
-	after := req.GetAfterRevision()
-	switch {
-	case after < 0:
-		return fieldError("after_revision", "must be >= 0, got %d", after)
-	case after > cur:
-		return fieldError("after_revision", "%d is in the future (current revision %d)", after, cur)
-	case after == 0:
-		after = cur
-	}
-	kinds := map[pb.EventKind]bool{}
-	for _, kd := range req.GetKinds() {
-		kinds[kd] = true
-	}
-	err := k.cfg.Store.Events(ctx, after, func(rev int64, evs []*pb.Event) error {
-		for _, e := range evs {
-			if visible(p, req, kinds, e) {
-				if err := send(e); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	var re *ResyncError
-	if errors.As(err, &re) {
-		return &Error{Code: FailedPrecondition, Msg: re.Error(), Resync: re}
-	}
-	if err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
-}
-
-func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *pb.Event) bool {
-	if len(kinds) > 0 && !kinds[e.GetKind()] {
-		return false
-	}
-	owner, agent := "", ""
-	switch {
-	case e.GetTask() != nil:
-		owner, agent = e.GetTask().GetOwner(), e.GetTask().GetAgentId()
-	case e.GetAllocation() != nil:
-		owner, agent = e.GetAllocation().GetOwner(), e.GetAllocation().GetAgentId()
-	case e.GetAgent() != nil:
-		agent = e.GetAgent().GetId()
-	case e.GetVolume() != nil:
-		owner, agent = e.GetVolume().GetOwner(), e.GetVolume().GetAgentId()
-	}
-	if owner != "" && p.Role == RoleFramework && owner != p.Name {
-		return false
-	}
-	if req.GetOwner() != "" && owner != req.GetOwner() {
-		return false
-	}
-	return req.GetAgentId() == "" || agent == req.GetAgentId()
 }

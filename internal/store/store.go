@@ -187,7 +187,13 @@ func (s *Etcd) Events(ctx context.Context, after int64, fn func(int64, []*pb.Eve
 			if resp, err := s.cli.Get(ctx, s.eventsKey(), clientv3.WithCountOnly()); err == nil {
 				cur = resp.Header.Revision // the watch header may be empty on compaction
 			}
-			return &kernel.ResyncError{Current: cur, Compacted: wr.CompactRevision}
+			// Compacted is never 0 here: 0 means "fell behind, nothing
+			// lost" to Watch clients.
+			comp := wr.CompactRevision
+			if comp == 0 {
+				comp = cur
+			}
+			return &kernel.ResyncError{Current: cur, Compacted: comp}
 		}
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("store watch: %w", err)

@@ -66,6 +66,9 @@ type Config struct {
 	// WatchBuffer is how many events may be queued for one Watch before
 	// it is ended as fallen behind (default DefaultWatchBuffer).
 	WatchBuffer int
+	// WatchBufferBytes bounds the same queue in bytes of events
+	// (protobuf size; default DefaultWatchBufferBytes).
+	WatchBufferBytes int
 	// WatchReplays bounds the Watch history replays from the store that
 	// run at once (default DefaultWatchReplays).
 	WatchReplays int
@@ -132,6 +135,9 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.WatchBuffer <= 0 {
 		cfg.WatchBuffer = DefaultWatchBuffer
 	}
+	if cfg.WatchBufferBytes <= 0 {
+		cfg.WatchBufferBytes = DefaultWatchBufferBytes
+	}
 	if cfg.WatchReplays <= 0 {
 		cfg.WatchReplays = DefaultWatchReplays
 	}
@@ -149,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
-		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchReplays)}
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays)}
 	k.table.SetRoles(cfg.Roles)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
 	k.initPolicies(ctx)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -24,6 +26,9 @@ const (
 	// DefaultWatchBuffer is how many events a Watch may have queued before
 	// it is ended as fallen behind.
 	DefaultWatchBuffer = 1024
+	// DefaultWatchBufferBytes is how many bytes of events (protobuf size)
+	// a Watch may have queued before it is ended as fallen behind.
+	DefaultWatchBufferBytes = 16 << 20
 	// DefaultWatchReplays bounds the history replays (one store watch
 	// each) that run at once; more wait their turn.
 	DefaultWatchReplays = 8
@@ -43,10 +48,12 @@ type EventHead interface {
 type WatchStats struct {
 	// Subscribers is the number of open Watch calls.
 	Subscribers int
-	// Buffered is the number of events queued for them in total; each
-	// subscriber's share is bounded by Config.WatchBuffer (plus one
-	// revision's events).
-	Buffered int
+	// Buffered is the number of events queued for them in total, and
+	// BufferedBytes their protobuf size; each subscriber's share is
+	// bounded by Config.WatchBuffer and WatchBufferBytes (or one
+	// revision's events, when that alone is larger).
+	Buffered      int
+	BufferedBytes int
 	// FellBehind counts the subscribers ended because their queue was full.
 	FellBehind uint64
 	// Revision is the last revision the hub has fanned out.
@@ -60,7 +67,8 @@ var errReplayDone = errors.New("replay done")
 type hub struct {
 	store   Store
 	log     *slog.Logger
-	bufCap  int
+	bufCap  int           // events per subscriber
+	bufMax  int           // bytes per subscriber
 	replays chan struct{} // semaphore of history replays
 
 	ready chan struct{} // closed once last is known (Run started)
@@ -71,8 +79,8 @@ type hub struct {
 	fell  uint64
 }
 
-func newHub(store Store, log *slog.Logger, bufCap, replays int) *hub {
-	return &hub{store: store, log: log, bufCap: bufCap, replays: make(chan struct{}, replays),
+func newHub(store Store, log *slog.Logger, bufCap, bufMax, replays int) *hub {
+	return &hub{store: store, log: log, bufCap: bufCap, bufMax: bufMax, replays: make(chan struct{}, replays),
 		ready: make(chan struct{}), subs: map[*subscriber]struct{}{}}
 }
 
@@ -89,13 +97,15 @@ type subscriber struct {
 	mu     sync.Mutex
 	queue  []batch
 	queued int   // events in queue
+	bytes  int   // their protobuf size
 	end    error // why the hub ended it; the queue is dropped
 	behind int   // events queued when it fell behind
 }
 
 type batch struct {
-	rev int64
-	evs []*pb.Event
+	rev   int64
+	evs   []*pb.Event
+	bytes int
 }
 
 // start reads the log's head and opens the hub to subscribers; it
@@ -182,31 +192,39 @@ func (h *hub) deliver(rev int64, evs []*pb.Event) {
 		return // a resumed store watch repeating itself
 	}
 	h.last = rev
+	var sizes []int // of evs, computed once for every subscriber
 	for s := range h.subs {
 		if rev <= s.after {
 			continue
 		}
-		vis := s.filter(evs)
-		if len(vis) == 0 {
+		if sizes == nil {
+			sizes = make([]int, len(evs))
+			for i, e := range evs {
+				sizes[i] = proto.Size(e)
+			}
+		}
+		b := s.filter(rev, evs, sizes)
+		if len(b.evs) == 0 {
 			continue
 		}
-		if !s.push(batch{rev, vis}, h.bufCap) {
+		if !s.push(b, h.bufCap, h.bufMax) {
 			delete(h.subs, s)
 			h.fell++
 		}
 	}
 }
 
-// filter returns the events of evs s may see (evs itself when all).
-func (s *subscriber) filter(evs []*pb.Event) []*pb.Event {
-	n := 0
-	for _, e := range evs {
+// filter returns the batch of the events of evs s may see (sharing evs
+// when it may see them all); sizes are the events' sizes.
+func (s *subscriber) filter(rev int64, evs []*pb.Event, sizes []int) batch {
+	n, bytes := 0, 0
+	for i, e := range evs {
 		if visible(s.p, s.req, s.kinds, e) {
-			n++
+			n, bytes = n+1, bytes+sizes[i]
 		}
 	}
 	if n == len(evs) {
-		return evs
+		return batch{rev, evs, bytes}
 	}
 	out := make([]*pb.Event, 0, n)
 	for _, e := range evs {
@@ -214,27 +232,28 @@ func (s *subscriber) filter(evs []*pb.Event) []*pb.Event {
 			out = append(out, e)
 		}
 	}
-	return out
+	return batch{rev, out, bytes}
 }
 
 // push queues b, or ends s when its queue is full; it reports whether s
 // is still live. One revision is queued whatever its size when the queue
 // is empty, so that no revision is too large to ever deliver.
-func (s *subscriber) push(b batch, limit int) bool {
+func (s *subscriber) push(b batch, limit, maxBytes int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.end != nil {
 		return false
 	}
-	if s.queued > 0 && s.queued+len(b.evs) > limit {
+	if s.queued > 0 && (s.queued+len(b.evs) > limit || s.bytes+b.bytes > maxBytes) {
 		s.behind = s.queued
 		s.end = errFellBehind
-		s.queue, s.queued = nil, 0
+		s.queue, s.queued, s.bytes = nil, 0, 0
 		s.notify()
 		return false
 	}
 	s.queue = append(s.queue, b)
 	s.queued += len(b.evs)
+	s.bytes += b.bytes
 	s.notify()
 	return true
 }
@@ -253,7 +272,7 @@ func (s *subscriber) endWith(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.end == nil {
-		s.end, s.queue, s.queued = err, nil, 0
+		s.end, s.queue, s.queued, s.bytes = err, nil, 0, 0
 		s.notify()
 	}
 }
@@ -279,6 +298,7 @@ func (s *subscriber) next(ctx context.Context) (batch, error) {
 			s.queue[0] = batch{}
 			s.queue = s.queue[1:]
 			s.queued -= len(b.evs)
+			s.bytes -= b.bytes
 			if len(s.queue) == 0 {
 				s.queue = nil // let the backing array go
 			}
@@ -353,6 +373,7 @@ func (h *hub) stats() WatchStats {
 	for s := range h.subs {
 		s.mu.Lock()
 		st.Buffered += s.queued
+		st.BufferedBytes += s.bytes
 		s.mu.Unlock()
 	}
 	return st
@@ -366,8 +387,8 @@ func (k *Kernel) WatchStats() WatchStats { return k.hub.stats() }
 // from this goroutine only, one event at a time, and revisions arrive
 // whole and in order. It is a FailedPrecondition *Error carrying a
 // ResyncError when the revision is compacted (ResyncError.Compacted > 0)
-// or when the caller fell behind: Config.WatchBuffer events were queued
-// for it (ResyncError.Compacted == 0; the message names the revision to
+// or when the caller fell behind: Config.WatchBuffer events (or
+// WatchBufferBytes) were queued for it (ResyncError.Compacted == 0; the message names the revision to
 // resume after, the last one sent whole). Watch returns nil when ctx
 // ends, and Unavailable when the kernel stops.
 func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {

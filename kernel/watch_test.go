@@ -131,9 +131,24 @@ func firstDiff(a, b []string) int {
 // after that revision misses nothing.
 func TestKernel_WatchFellBehind(t *testing.T) {
 	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  kernel.Config
+	}{
+		{"events", kernel.Config{WatchBuffer: 16}},
+		{"bytes", kernel.Config{WatchBufferBytes: 2048}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testFellBehind(t, tt.cfg)
+		})
+	}
+}
+
+func testFellBehind(t *testing.T, cfg kernel.Config) {
 	e := newEnv(t)
-	const buf = 16
-	k, _ := e.startWith(t, kernel.Config{WatchBuffer: buf})
+	k, _ := e.startWith(t, cfg)
 	register(t, k, 10_000, 1<<40)
 	ctx := context.Background()
 	start := k.Revision()
@@ -149,7 +164,7 @@ func TestKernel_WatchFellBehind(t *testing.T) {
 			return nil
 		})
 	}()
-	var maxBuffered int
+	var maxBuffered, maxBytes int
 	for i := 0; k.WatchStats().FellBehind == 0; i++ {
 		if i == 1000 {
 			t.Fatal("the stuck watcher never fell behind")
@@ -157,12 +172,16 @@ func TestKernel_WatchFellBehind(t *testing.T) {
 		if _, err := k.Allocate(ctx, fwA, alloc(0.01, 1<<20)); err != nil {
 			t.Fatal(err)
 		}
-		maxBuffered = max(maxBuffered, k.WatchStats().Buffered)
+		st := k.WatchStats()
+		maxBuffered, maxBytes = max(maxBuffered, st.Buffered), max(maxBytes, st.BufferedBytes)
 	}
-	if maxBuffered > buf {
-		t.Errorf("%d events buffered for a watcher with a %d-event buffer", maxBuffered, buf)
+	if cfg.WatchBuffer > 0 && maxBuffered > cfg.WatchBuffer {
+		t.Errorf("%d events buffered for a watcher with a %d-event buffer", maxBuffered, cfg.WatchBuffer)
 	}
-	if st := k.WatchStats(); st.Buffered != 0 || st.Subscribers != 0 {
+	if cfg.WatchBufferBytes > 0 && maxBytes > cfg.WatchBufferBytes {
+		t.Errorf("%d bytes buffered for a watcher with a %d-byte buffer", maxBytes, cfg.WatchBufferBytes)
+	}
+	if st := k.WatchStats(); st.Buffered != 0 || st.BufferedBytes != 0 || st.Subscribers != 0 {
 		t.Errorf("after falling behind: %+v, want nothing buffered and no subscriber", st)
 	}
 	close(release)
@@ -176,7 +195,7 @@ func TestKernel_WatchFellBehind(t *testing.T) {
 	if _, err := fmt.Sscanf(ke.Msg[strings.Index(ke.Msg, "resume after revision"):], "resume after revision %d", &resume); err != nil {
 		t.Fatalf("no resume revision in %q", ke.Msg)
 	}
-	t.Logf("%s (max buffered %d)", ke.Msg, maxBuffered)
+	t.Logf("%s (max buffered %d events, %d bytes)", ke.Msg, maxBuffered, maxBytes)
 	if want := history(t, e, start, resume); !slices.Equal(got, want) {
 		t.Fatalf("before falling behind got %d events, want the %d up to revision %d", len(got), len(want), resume)
 	}

@@ -474,3 +474,87 @@ func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.Destroy
 	}
 	return &pb.DestroyVolumeResponse{Revision: rev}, nil
 }
+
+// Watch streams the events p may see after req.AfterRevision (0: from
+// now), filtered by req, until ctx ends or send fails; send is called
+// from this goroutine only, one event at a time, and revisions arrive
+// whole and in order. It is a FailedPrecondition *Error carrying a
+// ResyncError when the revision is compacted (ResyncError.Compacted > 0)
+// or when the caller fell behind: Config.WatchBuffer events (or
+// WatchBufferBytes) were queued for it (ResyncError.Compacted == 0; the
+// message names the revision to resume after, the last one sent whole).
+// Watch returns nil when ctx ends, and Unavailable when the kernel stops.
+func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
+	cur := k.Revision()
+	after := req.GetAfterRevision()
+	switch {
+	case after < 0:
+		return fieldError("after_revision", "must be >= 0, got %d", after)
+	case after > cur:
+		return fieldError("after_revision", "%d is in the future (current revision %d)", after, cur)
+	case after == 0:
+		after = cur
+	}
+	s := &subscriber{p: p, req: req, kinds: map[pb.EventKind]bool{}, after: after}
+	for _, kd := range req.GetKinds() {
+		s.kinds[kd] = true
+	}
+	last, err := k.hub.subscribe(ctx, s, k.done)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer k.hub.unsubscribe(s)
+	sent := after // the last revision sent whole
+	if after < last {
+		if err := k.replay(ctx, s, after, last, send, &sent); err != nil {
+			return watchEnd(ctx, err)
+		}
+	}
+	for {
+		b, err := s.next(ctx)
+		if errors.Is(err, errFellBehind) {
+			s.mu.Lock()
+			n := s.behind
+			s.mu.Unlock()
+			return &Error{Code: FailedPrecondition,
+				Msg:    fmt.Sprintf("watch: fell behind: %d events buffered; resume after revision %d", n, sent),
+				Resync: &ResyncError{Current: k.hub.revision()}}
+		}
+		if err != nil {
+			return watchEnd(ctx, err)
+		}
+		for _, e := range b.evs {
+			if err := send(e); err != nil {
+				return err
+			}
+		}
+		sent = b.rev
+	}
+}
+
+func visible(p Principal, req *pb.WatchRequest, kinds map[pb.EventKind]bool, e *pb.Event) bool {
+	if len(kinds) > 0 && !kinds[e.GetKind()] {
+		return false
+	}
+	owner, agent := "", ""
+	switch {
+	case e.GetTask() != nil:
+		owner, agent = e.GetTask().GetOwner(), e.GetTask().GetAgentId()
+	case e.GetAllocation() != nil:
+		owner, agent = e.GetAllocation().GetOwner(), e.GetAllocation().GetAgentId()
+	case e.GetAgent() != nil:
+		agent = e.GetAgent().GetId()
+	case e.GetVolume() != nil:
+		owner, agent = e.GetVolume().GetOwner(), e.GetVolume().GetAgentId()
+	}
+	if owner != "" && p.Role == RoleFramework && owner != p.Name {
+		return false
+	}
+	if req.GetOwner() != "" && owner != req.GetOwner() {
+		return false
+	}
+	return req.GetAgentId() == "" || agent == req.GetAgentId()
+}

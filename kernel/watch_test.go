@@ -66,7 +66,7 @@ func TestKernel_WatchReplayThenLive(t *testing.T) {
 		allocate()
 	}
 	// Writers keep committing while watchers join from revisions inside
-	// the history; each watcher stops at the final revision.
+	// the history; each watcher keeps the events up to the final revision.
 	var wg sync.WaitGroup
 	var final atomic.Int64
 	stop := make(chan struct{})
@@ -75,6 +75,7 @@ func TestKernel_WatchReplayThenLive(t *testing.T) {
 			select {
 			case <-stop:
 				final.Store(allocate())
+				allocate() // past final: every watcher sees final set
 				return
 			default:
 				allocate()
@@ -92,10 +93,10 @@ func TestKernel_WatchReplayThenLive(t *testing.T) {
 			defer cancel()
 			errDone := errors.New("done")
 			err := k.Watch(wctx, ops, &pb.WatchRequest{AfterRevision: froms[i]}, func(ev *pb.Event) error {
-				got[i] = append(got[i], eventKey(ev))
-				if f := final.Load(); f != 0 && ev.GetRevision() >= f {
+				if f := final.Load(); f != 0 && ev.GetRevision() > f {
 					return errDone
 				}
+				got[i] = append(got[i], eventKey(ev))
 				return nil
 			})
 			if !errors.Is(err, errDone) {

@@ -127,10 +127,9 @@ func (h *hub) start(ctx context.Context, tableRev int64) (int64, error) {
 
 // run reads the log's head (retrying until the store answers), then
 // follows the event log and fans it out until ctx ends; then every
-// subscriber is ended Unavailable. A broken
-// store watch resumes after the last revision fanned out; a compacted one
-// (the hub was cut off longer than the store's history) ends every
-// subscriber with a resync error.
+// subscriber is ended Unavailable. A broken store watch resumes after the
+// last revision fanned out; a compacted one (the hub was cut off longer
+// than the store's history) ends every subscriber with a resync error.
 func (h *hub) run(ctx context.Context, tableRev int64) {
 	backoff := 50 * time.Millisecond
 	pos, err := h.start(ctx, tableRev)

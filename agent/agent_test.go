@@ -593,6 +593,37 @@ func TestAgent_WatchResync(t *testing.T) {
 	k.waitReport(t, "t-b", finished)
 }
 
+// TestAgent_WatchFellBehind: a stream the kernel ended because the agent
+// fell behind (a resync error without a compact revision) resumes after
+// the last revision seen, without registering again.
+func TestAgent_WatchFellBehind(t *testing.T) {
+	t.Parallel()
+	k, url := startFakeKernel(t)
+	a := startAgent(t, k, url, "")
+	rev := k.pushTask(newTask("t-a", a.ID(), pending, "true"))
+	k.waitReport(t, "t-a", finished)
+	k.waitFor(t, "a watch", func() bool { return len(k.watchCalls) >= 1 })
+	err := connect.NewError(connect.CodeFailedPrecondition, errors.New("watch: fell behind: 1024 events buffered; resume after revision 1"))
+	d, derr := connect.NewErrorDetail(&syscallsv1.ResyncInfo{CurrentRevision: rev + 5})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	err.AddDetail(d)
+	k.script(&k.watchErrs, err)
+	k.breakWatches()
+	k.waitFor(t, "two more watches", func() bool { return len(k.watchCalls) >= 3 })
+	k.mu.Lock()
+	if got := k.watchCalls[2].GetAfterRevision(); got != rev {
+		t.Errorf("watch after falling behind from revision %d, want %d (the last seen)", got, rev)
+	}
+	if n := len(k.registrations); n != 1 {
+		t.Errorf("%d registrations, want 1 (falling behind is not a resync)", n)
+	}
+	k.mu.Unlock()
+	k.pushTask(newTask("t-b", a.ID(), pending, "true"))
+	k.waitReport(t, "t-b", finished)
+}
+
 func TestAgent_Run(t *testing.T) {
 	// Not parallel: it counts the package's goroutines.
 	k, url := startFakeKernel(t)

@@ -44,9 +44,11 @@ func (a *Agent) watchPeers(ctx context.Context, after int64) {
 
 // follow streams req's events after revision after and hands each to
 // handleEvent until ctx is done. A broken stream resumes after the last
-// revision seen, with backoff (logged as "<what> broke"). When the kernel
-// says that revision is compacted, resync(after, current) returns the
-// revision to resume after, or false to stop.
+// revision seen, with backoff (logged as "<what> broke"); so does a stream
+// the kernel ended because the agent fell behind (a resync error without
+// a compact revision), at once. When the kernel says that revision is
+// compacted, resync(after, current) returns the revision to resume after,
+// or false to stop.
 func (a *Agent) follow(ctx context.Context, what string, req *syscallsv1.WatchRequest, after int64, resync func(after, current int64) (int64, bool)) {
 	bo := newBackoff()
 	for {
@@ -64,6 +66,12 @@ func (a *Agent) follow(ctx context.Context, what string, req *syscallsv1.WatchRe
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if ri := resyncInfo(err); ri != nil && ri.GetCompactRevision() == 0 {
+			// The kernel ended the stream because this agent fell behind;
+			// the history after the last revision seen is still there.
+			a.log.Warn(what+" fell behind; resuming", "after", after, "err", err)
+			continue
 		}
 		if ri := resyncInfo(err); ri != nil {
 			rev, ok := resync(after, ri.GetCurrentRevision())

@@ -50,7 +50,10 @@ func errorf(code Code, format string, args ...any) error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
-// ResyncError says a Watch asked for history the store no longer has.
+// ResyncError says a Watch asked for history the store no longer has
+// (Compacted > 0: list the state and watch after Current), or, with
+// Compacted == 0, that the watcher fell behind and was ended; nothing was
+// lost, and it may resume after the last revision it received.
 type ResyncError struct {
 	Current, Compacted int64
 }

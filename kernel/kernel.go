@@ -77,7 +77,16 @@ type Config struct {
 	// DefaultDisk is the disk of allocations that ask for none (default
 	// 0: none). Where agents size sandboxes by it, it bounds every task.
 	DefaultDisk int64
-	Logger      *slog.Logger
+	// WatchBuffer is how many events may be queued for one Watch before
+	// it is ended as fallen behind (default DefaultWatchBuffer).
+	WatchBuffer int
+	// WatchBufferBytes bounds the same queue in bytes of events
+	// (protobuf size; default DefaultWatchBufferBytes).
+	WatchBufferBytes int
+	// WatchReplays bounds the Watch history replays from the store that
+	// run at once (default DefaultWatchReplays).
+	WatchReplays int
+	Logger       *slog.Logger
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -93,6 +102,7 @@ type Kernel struct {
 	table *Table
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
+	hub   *hub // Watch fan-out; runs while Run does
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
 
@@ -143,6 +153,15 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if cfg.MaxPending == 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
+	if cfg.WatchBuffer <= 0 {
+		cfg.WatchBuffer = DefaultWatchBuffer
+	}
+	if cfg.WatchBufferBytes <= 0 {
+		cfg.WatchBufferBytes = DefaultWatchBufferBytes
+	}
+	if cfg.WatchReplays <= 0 {
+		cfg.WatchReplays = DefaultWatchReplays
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -159,7 +178,8 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
-	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{})}
+	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays)}
 	k.table.SetRoles(cfg.Roles)
 	k.table.SetRoleUsers(cfg.RoleUsers)
 	k.table.SetClusterCIDR(cfg.ClusterCIDR)
@@ -170,9 +190,17 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	return k, nil
 }
 
-// Run serves until ctx ends. Calls made after Run returns fail Unavailable.
+// Run serves until ctx ends. Calls made after Run returns fail
+// Unavailable. It runs the watch hub (the kernel's one store watch, fanned
+// out to every Watch) alongside the loop; Watch calls wait for it.
 func (k *Kernel) Run(ctx context.Context) error {
 	defer close(k.done)
+	hubDone := make(chan struct{})
+	defer func() { <-hubDone }()
+	go func() {
+		defer close(hubDone)
+		k.hub.run(ctx, k.Revision())
+	}()
 	tick := time.NewTicker(k.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -549,11 +577,17 @@ func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.Destroy
 }
 
 // Watch streams the events p may see after req.AfterRevision (0: from
-// now), filtered by req, until ctx ends or send fails. A compacted
-// revision is a FailedPrecondition *Error carrying a ResyncError. An agent
-// token sees the events of its own agent's allocations, tasks and volumes
-// (the agent it is bound to when the watch starts) and every agent's
-// AGENT_REGISTERED and AGENT_LOST.
+// now), filtered by req, until ctx ends or send fails; send is called
+// from this goroutine only, one event at a time, and revisions arrive
+// whole and in order. It is a FailedPrecondition *Error carrying a
+// ResyncError when the revision is compacted (ResyncError.Compacted > 0)
+// or when the caller fell behind: Config.WatchBuffer events (or
+// WatchBufferBytes) were queued for it (ResyncError.Compacted == 0; the
+// message names the revision to resume after, the last one sent whole).
+// Watch returns nil when ctx ends, and Unavailable when the kernel stops.
+// An agent token sees the events of its own agent's allocations, tasks and
+// volumes (the agent it is bound to when the watch starts) and every
+// agent's AGENT_REGISTERED and AGENT_LOST.
 func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
 	k.mu.RLock()
 	cur, mine := k.table.Revision(), k.table.boundAgent(p)
@@ -567,28 +601,44 @@ func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, s
 	case after == 0:
 		after = cur
 	}
-	kinds := map[pb.EventKind]bool{}
+	s := &subscriber{p: p, mine: mine, req: req, kinds: map[pb.EventKind]bool{}, after: after}
 	for _, kd := range req.GetKinds() {
-		kinds[kd] = true
+		s.kinds[kd] = true
 	}
-	err := k.cfg.Store.Events(ctx, after, func(rev int64, evs []*pb.Event) error {
-		for _, e := range evs {
-			if visible(p, mine, req, kinds, e) {
-				if err := send(e); err != nil {
-					return err
-				}
-			}
+	last, err := k.hub.subscribe(ctx, s, k.done)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
-		return nil
-	})
-	var re *ResyncError
-	if errors.As(err, &re) {
-		return &Error{Code: FailedPrecondition, Msg: re.Error(), Resync: re}
-	}
-	if err != nil && ctx.Err() == nil {
 		return err
 	}
-	return nil
+	defer k.hub.unsubscribe(s)
+	sent := after // the last revision sent whole
+	if after < last {
+		if err := k.replay(ctx, s, after, last, send, &sent); err != nil {
+			return watchEnd(ctx, err)
+		}
+	}
+	for {
+		b, err := s.next(ctx)
+		if errors.Is(err, errFellBehind) {
+			s.mu.Lock()
+			n := s.behind
+			s.mu.Unlock()
+			return &Error{Code: FailedPrecondition,
+				Msg:    fmt.Sprintf("watch: fell behind: %d events buffered; resume after revision %d", n, sent),
+				Resync: &ResyncError{Current: k.hub.revision()}}
+		}
+		if err != nil {
+			return watchEnd(ctx, err)
+		}
+		for _, e := range b.evs {
+			if err := send(e); err != nil {
+				return err
+			}
+		}
+		sent = b.rev
+	}
 }
 
 // visible reports whether p (an agent token bound to agent mine) sees e

@@ -42,7 +42,7 @@ type env struct {
 	store *flaky
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {

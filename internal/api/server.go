@@ -27,9 +27,15 @@ const (
 	MaxModuleRequestBytes = 48 << 20 // a 32 MiB module, base64 in JSON
 )
 
+// WatchWriteTimeout bounds each write of a Watch stream: a client that
+// stops reading for this long has its stream reset, so that it cannot pin
+// a handler (the kernel meanwhile ends its Watch once its queue is full).
+const WatchWriteTimeout = 10 * time.Second
+
 // Server implements the Kernel service on a kernel.Kernel.
 type Server struct {
-	k *kernel.Kernel
+	k            *kernel.Kernel
+	writeTimeout time.Duration // per Watch send; WatchWriteTimeout
 }
 
 var _ syscallsv1connect.KernelHandler = (*Server)(nil)
@@ -61,12 +67,17 @@ var allowed = map[string][]kernel.Role{
 // /metrics (Prometheus: the kernel's metrics, the Go runtime's, and those
 // of extra, e.g. the local agent of dcosd dev).
 func Handler(k *kernel.Kernel, tokens *Tokens, extra ...prometheus.Gatherer) http.Handler {
+	return handler(k, tokens, WatchWriteTimeout, extra...)
+}
+
+func handler(k *kernel.Kernel, tokens *Tokens, watchWrite time.Duration, extra ...prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&auth{tokens: tokens}),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 	}
-	mux.Handle(syscallsv1connect.NewKernelHandler(&Server{k: k}, opts...))
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: watchWrite}, opts...)
+	mux.Handle(path, withResponseController(h))
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific pattern).
 	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k},
@@ -116,6 +127,17 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 }
 
 type principalKey struct{}
+
+type controllerKey struct{}
+
+// withResponseController gives handlers the http.ResponseController of
+// their response (Connect does not expose the ResponseWriter), for write
+// deadlines on streams.
+func withResponseController(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), controllerKey{}, http.NewResponseController(w))))
+	})
+}
 
 func principal(ctx context.Context) kernel.Principal {
 	p, _ := ctx.Value(principalKey{}).(kernel.Principal)
@@ -211,14 +233,29 @@ func (s *Server) Launch(ctx context.Context, r *connect.Request[pb.LaunchRequest
 	return reply(s.k.Launch(ctx, principal(ctx), r.Msg))
 }
 
-// Watch implements syscallsv1connect.KernelHandler.
+// Watch implements syscallsv1connect.KernelHandler. Each send has a
+// write deadline (s.writeTimeout): a client that stops reading has its
+// stream reset instead of holding this handler.
 func (s *Server) Watch(ctx context.Context, r *connect.Request[pb.WatchRequest], st *connect.ServerStream[pb.Event]) error {
+	rc, _ := ctx.Value(controllerKey{}).(*http.ResponseController)
+	send := func(ev *pb.Event) error {
+		if rc != nil && s.writeTimeout > 0 {
+			// Not supported by every ResponseWriter (then sends are
+			// bounded by the connection only).
+			_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		}
+		return st.Send(ev)
+	}
 	// Send headers now, so a client sees the stream is open before the
 	// first event.
-	if err := st.Send(nil); err != nil {
+	if err := send(nil); err != nil {
 		return err
 	}
-	return toConnect(s.k.Watch(ctx, principal(ctx), r.Msg, st.Send))
+	err := toConnect(s.k.Watch(ctx, principal(ctx), r.Msg, send))
+	if rc != nil && s.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout)) // for the trailers
+	}
+	return err
 }
 
 // Revoke implements syscallsv1connect.KernelHandler.

@@ -24,7 +24,9 @@ line. --kind narrows the stream and may be repeated: task, allocation, agent,
 policy or usage (periodic TASK_USAGE events, shown only when asked), or one
 exact kind (e.g. allocation_granted, agent_lost,
 policy_failed). Interrupting (Ctrl-C) ends the watch with status 0; a
-compacted --after fails with FailedPrecondition.`,
+compacted --after fails with FailedPrecondition, and so does a watch that
+fell behind (this command did not read fast enough); its message names
+the revision to resume after with --after.`,
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "after", Usage: "stream events after revision `REV`; 0 means from now on"},
 			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "only events of `KIND`: task, allocation, agent, policy, or an exact kind; repeatable"},

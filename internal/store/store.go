@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
@@ -25,11 +27,13 @@ type Etcd struct {
 	cli    *clientv3.Client
 	prefix string
 	gate   func() error
+	calls  atomic.Uint64 // Events calls, for their watch stream keys
 }
 
 var (
 	_ kernel.Store     = (*Etcd)(nil)
 	_ kernel.WriteGate = (*Etcd)(nil)
+	_ kernel.EventHead = (*Etcd)(nil)
 )
 
 // New returns a store on cli under prefix ("" means "/dcos/"). The caller
@@ -190,7 +194,13 @@ func appendOps[M proto.Message](ops []clientv3.Op, s *Etcd, kind string, objs ma
 func isNil(m proto.Message) bool { return m == nil || !m.ProtoReflect().IsValid() }
 
 // Events streams the event log after revision after; see kernel.Store.
+// Each call has a gRPC watch stream of its own: clientv3 multiplexes the
+// watches of equal contexts on one stream, and on the embedded etcd's
+// in-process client (v3client) the cancellation of ~50 watches sharing a
+// stream at once deadlocks both ends of it, stopping every other watch
+// on it for good.
 func (s *Etcd) Events(ctx context.Context, after int64, fn func(int64, []*pb.Event) error) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, "dcos-events-call", strconv.FormatUint(s.calls.Add(1), 10))
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := s.cli.Watch(ctx, s.eventsKey(), clientv3.WithRev(after+1))
@@ -200,7 +210,13 @@ func (s *Etcd) Events(ctx context.Context, after int64, fn func(int64, []*pb.Eve
 			if resp, err := s.cli.Get(ctx, s.eventsKey(), clientv3.WithCountOnly()); err == nil {
 				cur = resp.Header.Revision // the watch header may be empty on compaction
 			}
-			return &kernel.ResyncError{Current: cur, Compacted: wr.CompactRevision}
+			// Compacted is never 0 here: 0 means "fell behind, nothing
+			// lost" to Watch clients.
+			comp := wr.CompactRevision
+			if comp == 0 {
+				comp = cur
+			}
+			return &kernel.ResyncError{Current: cur, Compacted: comp}
 		}
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("store watch: %w", err)
@@ -236,6 +252,19 @@ func decodeEvents(b []byte, rev int64) ([]*pb.Event, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// LastEvent returns the revision of the newest event in the log (0 if
+// none) and the revision it was read at; see kernel.EventHead.
+func (s *Etcd) LastEvent(ctx context.Context) (last, at int64, err error) {
+	resp, err := s.cli.Get(ctx, s.eventsKey(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, 0, fmt.Errorf("store last event: %w", err)
+	}
+	if len(resp.Kvs) > 0 {
+		last = resp.Kvs[0].ModRevision
+	}
+	return last, resp.Header.Revision, nil
 }
 
 // Compact discards history up to rev (for tests and operators).

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// MaxRequestBytes bounds one request message; larger ones are refused
+// with ResourceExhausted, before they are read when the request declares
+// its length. An operator's PolicyLoad and PolicyTest, which carry a
+// policy module, may be up to MaxModuleRequestBytes.
+const (
+	MaxRequestBytes       = 4 << 20
+	MaxModuleRequestBytes = 48 << 20 // a 32 MiB module, base64 in JSON
+)
+
+// envelopeSlack is what framing may add to a message on the wire (the
+// 5-byte envelopes of gRPC and Connect streams).
+const envelopeSlack = 1 << 10
+
+// moduleProcedures may carry up to MaxModuleRequestBytes, for operators.
+var moduleProcedures = map[string]bool{
+	syscallsv1connect.KernelPolicyLoadProcedure: true,
+	syscallsv1connect.KernelPolicyTestProcedure: true,
+}
+
+// requestLimit returns the largest request message p may send to
+// procedure.
+func requestLimit(procedure string, p kernel.Principal) int64 {
+	if p.Role == kernel.RoleOperator && moduleProcedures[procedure] {
+		return MaxModuleRequestBytes
+	}
+	return MaxRequestBytes
+}
+
+// door is the front door of the Kernel service: an http.Handler in front
+// of Connect that, from the request's headers alone, authenticates the
+// caller (bearer token → principal), checks that its role may call the
+// procedure, takes one call from its rate limit and checks the declared
+// length against the procedure's limit. A request it refuses is answered
+// in the protocol the client speaks (Connect, gRPC, gRPC-Web) without a
+// byte of its body read, and an HTTP/1 connection is closed after the
+// answer; so unauthenticated load never costs memory in proportion to
+// what it sends. An accepted request's body is bounded (MaxBytesReader),
+// and its principal is in the context for the handlers (principal).
+//
+// Requests for anything else (/healthz, /metrics, gRPC reflection,
+// unknown paths) pass through untouched.
+type door struct {
+	tokens  *Tokens
+	limiter *rateLimiter
+	errw    *connect.ErrorWriter
+	next    http.Handler
+}
+
+func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	procedure := r.URL.Path
+	roles, ok := allowed[procedure]
+	if !ok {
+		d.next.ServeHTTP(w, r)
+		return
+	}
+	p, err := d.authenticate(procedure, roles, r.Header)
+	limit := requestLimit(procedure, p) + envelopeSlack
+	if err == nil && r.ContentLength > limit {
+		err = connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("request of %d bytes is larger than the %d bytes %s %s may send to %s",
+			r.ContentLength, limit-envelopeSlack, p.Role, p.Name, procedure))
+	}
+	if err != nil {
+		// Do not read the body to keep the connection: close it.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		d.errw.Write(w, r, err)
+		return
+	}
+	if err := d.limiter.allow(p, time.Now()); err != nil {
+		d.errw.Write(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if procedure == syscallsv1connect.KernelWatchProcedure {
+		r.Body = liftStreamDeadlines(w, r.Body)
+	}
+	d.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+}
+
+// authenticate returns the principal of the request's bearer token, or
+// Unauthenticated, or PermissionDenied when its role is not in roles.
+func (d *door) authenticate(procedure string, roles []kernel.Role, h http.Header) (kernel.Principal, error) {
+	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return kernel.Principal{}, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token (Authorization: Bearer <token>)"))
+	}
+	p, ok := d.tokens.Lookup(tok)
+	if !ok {
+		return kernel.Principal{}, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))
+	}
+	for _, r := range roles {
+		if r == p.Role {
+			return p, nil
+		}
+	}
+	return kernel.Principal{}, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
+}
+
+// liftStreamDeadlines frees a server stream (Watch) from the server's
+// timeouts, which are sized for unary calls: the write deadline at once,
+// the read deadline once the request has been read to its end (so a
+// client that sends its request slowly is still cut at the read timeout).
+// Without this an HTTP/1 stream's context is cancelled at the read
+// timeout and an HTTP/2 stream is reset at the write timeout.
+func liftStreamDeadlines(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
+	return &eofHook{ReadCloser: body, atEOF: func() { rc.SetReadDeadline(time.Time{}) }}
+}
+
+// eofHook calls atEOF once, when the body returns io.EOF.
+type eofHook struct {
+	io.ReadCloser
+	atEOF func()
+	once  sync.Once
+}
+
+func (b *eofHook) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.atEOF)
+	}
+	return n, err
+}
+
+type principalKey struct{}
+
+// principal returns the caller the door authenticated.
+func principal(ctx context.Context) kernel.Principal {
+	p, _ := ctx.Value(principalKey{}).(kernel.Principal)
+	return p
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +67,7 @@ func defaultDataDir() string {
 	return filepath.Join(os.TempDir(), "dcos")
 }
 
-var kernelFlags = []cli.Flag{
+var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7070", Usage: "address the syscall API listens on (port 0: any free port)"},
 	&cli.StringFlag{Name: "tokens", Usage: "tokens file (default DATA_DIR/tokens.json)"},
 	&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "external etcd endpoints (default: an embedded etcd under the data dir)"},
@@ -80,7 +79,7 @@ var kernelFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset)"},
 	&cli.StringFlag{Name: "wasm-cache-dir", Value: defaultCacheDir(), Usage: "compilation cache for policy modules (\"\" disables it)"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
-}
+}, doorFlags...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -198,6 +197,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
+	rateLimits, err := parseRateLimits(c.StringSlice("rate-limit"))
+	if err != nil {
+		return err
+	}
 	var cli3 *clientv3.Client
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
 		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
@@ -238,14 +241,15 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
+	ln, err := listenAPI(c, log)
 	if err != nil {
 		return err
 	}
 	url := "http://" + ln.Addr().String()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.Run(gctx) })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(k, tokens, extra...), log) })
+	h := api.NewHandler(k, api.Config{Tokens: tokens, RateLimits: rateLimits, Extra: extra})
+	g.Go(func() error { return api.ServeWith(gctx, ln, h, log, apiTimeouts(c)) })
 	if err := started(gctx, g, url); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())

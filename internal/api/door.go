@@ -78,9 +78,12 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.ContentLength, limit-envelopeSlack, p.Role, p.Name, procedure))
 	}
 	if err != nil {
-		// Do not read the body to keep the connection: close it.
+		// Do not read the body to keep the connection: close it. The
+		// past read deadline stops net/http from draining a small body
+		// after the answer (it would wait for a slow client).
 		if r.ProtoMajor == 1 {
 			w.Header().Set("Connection", "close")
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 		}
 		d.errw.Write(w, r, err)
 		return

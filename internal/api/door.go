@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -62,6 +64,27 @@ type door struct {
 	limiter *rateLimiter
 	errw    *connect.ErrorWriter
 	next    http.Handler
+	refused [numRefusals]atomic.Int64 // by refusal
+}
+
+// refusal is why the door refused a request (a label of
+// dcos_api_requests_refused_total).
+type refusal int
+
+const (
+	refusedUnauthenticated refusal = iota
+	refusedPermissionDenied
+	refusedTooLarge
+	refusedRateLimited
+	numRefusals
+)
+
+var refusalNames = [numRefusals]string{"unauthenticated", "permission_denied", "too_large", "rate_limited"}
+
+// refuse answers r with err in the client's protocol and counts it.
+func (d *door) refuse(w http.ResponseWriter, r *http.Request, why refusal, err error) {
+	d.refused[why].Add(1)
+	d.errw.Write(w, r, err)
 }
 
 func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -71,10 +94,10 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.next.ServeHTTP(w, r)
 		return
 	}
-	p, err := d.authenticate(procedure, roles, r.Header)
+	p, why, err := d.authenticate(procedure, roles, r.Header)
 	limit := requestLimit(procedure, p) + envelopeSlack
 	if err == nil && r.ContentLength > limit {
-		err = connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("request of %d bytes is larger than the %d bytes %s %s may send to %s",
+		why, err = refusedTooLarge, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("request of %d bytes is larger than the %d bytes %s %s may send to %s",
 			r.ContentLength, limit-envelopeSlack, p.Role, p.Name, procedure))
 	}
 	if err != nil {
@@ -85,11 +108,11 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 			http.NewResponseController(w).SetReadDeadline(time.Now())
 		}
-		d.errw.Write(w, r, err)
+		d.refuse(w, r, why, err)
 		return
 	}
 	if err := d.limiter.allow(p, time.Now()); err != nil {
-		d.errw.Write(w, r, err)
+		d.refuse(w, r, refusedRateLimited, err)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -101,21 +124,48 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate returns the principal of the request's bearer token, or
 // Unauthenticated, or PermissionDenied when its role is not in roles.
-func (d *door) authenticate(procedure string, roles []kernel.Role, h http.Header) (kernel.Principal, error) {
+func (d *door) authenticate(procedure string, roles []kernel.Role, h http.Header) (kernel.Principal, refusal, error) {
 	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
-		return kernel.Principal{}, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token (Authorization: Bearer <token>)"))
+		return kernel.Principal{}, refusedUnauthenticated, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token (Authorization: Bearer <token>)"))
 	}
 	p, ok := d.tokens.Lookup(tok)
 	if !ok {
-		return kernel.Principal{}, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))
+		return kernel.Principal{}, refusedUnauthenticated, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))
 	}
 	for _, r := range roles {
 		if r == p.Role {
-			return p, nil
+			return p, 0, nil
 		}
 	}
-	return kernel.Principal{}, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
+	return kernel.Principal{}, refusedPermissionDenied, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
+}
+
+// collectors returns the door's metrics, and those of conns if not nil.
+func (d *door) collectors(conns *ConnLimiter) []prometheus.Collector {
+	var cs []prometheus.Collector
+	for i, name := range refusalNames {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "dcos_api_requests_refused_total", Help: "Syscall requests the front door refused before reading their body, by reason.",
+			ConstLabels: prometheus.Labels{"reason": name},
+		}, func() float64 { return float64(d.refused[i].Load()) }))
+	}
+	if conns == nil {
+		return cs
+	}
+	cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dcos_api_connections", Help: "Connections open on the API port.",
+	}, func() float64 { return float64(conns.Open()) }))
+	for _, c := range []struct {
+		name string
+		n    *atomic.Int64
+	}{{"total", &conns.refusedTotal}, {"per_client", &conns.refusedPerClient}} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "dcos_api_connections_refused_total", Help: "Connections closed at accept by a cap, by cap (total, per_client).",
+			ConstLabels: prometheus.Labels{"cap": c.name},
+		}, func() float64 { return float64(c.n.Load()) }))
+	}
+	return cs
 }
 
 // liftStreamDeadlines frees a server stream (Watch) from the server's

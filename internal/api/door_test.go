@@ -69,7 +69,7 @@ func serveDoor(t *testing.T, o doorOptions) *doorServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	kdone, sdone := make(chan struct{}), make(chan struct{})
 	go func() { k.Run(ctx); close(kdone) }()
-	h := NewHandler(k, Config{Tokens: tokens, RateLimits: o.limits})
+	h := NewHandler(k, Config{Tokens: tokens, RateLimits: o.limits, Conns: s.conns})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() { ServeWith(ctx, s.conns, h, log, o.timeouts); close(sdone) }()
 	t.Cleanup(func() { cancel(); <-sdone; <-kdone })
@@ -222,6 +222,26 @@ func TestDoor_AuthBeforeBody(t *testing.T) {
 		c := kclient.New(s.url, testTokens[0].Token)
 		if _, err := c.ListAllocations(context.Background(), connect.NewRequest(&pb.ListAllocationsRequest{})); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("refusals counted in /metrics", func(t *testing.T) {
+		resp, err := http.Get(s.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			`dcos_api_requests_refused_total{reason="unauthenticated"} 4`,
+			`dcos_api_requests_refused_total{reason="permission_denied"} 2`,
+			`dcos_api_requests_refused_total{reason="too_large"} 3`,
+			`dcos_api_requests_refused_total{reason="rate_limited"} 0`,
+			`dcos_api_connections_refused_total{cap="total"} 0`,
+			"\ndcos_api_connections ",
+		} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
 		}
 	})
 }

@@ -30,8 +30,8 @@ type ConnLimiter struct {
 	open   int
 	byAddr map[netip.Addr]int
 
-	refused    atomic.Int64
-	lastLogged atomic.Int64 // unix nanoseconds of the last refusal logged
+	refusedTotal, refusedPerClient atomic.Int64
+	lastLogged                     atomic.Int64 // unix nanoseconds of the last refusal logged
 }
 
 // LimitListener wraps ln with caps of total connections and perClient
@@ -61,8 +61,12 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 		open, fromAddr := l.open, l.byAddr[addr]
 		l.mu.Unlock()
 		c.Close()
-		n := l.refused.Add(1)
-		l.logRefusal(n, addr, full, open, fromAddr)
+		if full {
+			l.refusedTotal.Add(1)
+		} else {
+			l.refusedPerClient.Add(1)
+		}
+		l.logRefusal(l.Refused(), addr, full, open, fromAddr)
 	}
 }
 
@@ -87,7 +91,7 @@ func (l *ConnLimiter) Open() int {
 }
 
 // Refused returns the number of connections closed at accept so far.
-func (l *ConnLimiter) Refused() int64 { return l.refused.Load() }
+func (l *ConnLimiter) Refused() int64 { return l.refusedTotal.Load() + l.refusedPerClient.Load() }
 
 func (l *ConnLimiter) release(addr netip.Addr) {
 	l.mu.Lock()

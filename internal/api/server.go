@@ -57,6 +57,9 @@ type Config struct {
 	// Extra metrics served on /metrics (e.g. the local agent's in dcosd
 	// dev).
 	Extra []prometheus.Gatherer
+	// Conns, if not nil, is the API port's listener, whose connection
+	// counts /metrics shows.
+	Conns *ConnLimiter
 }
 
 // Handler returns NewHandler's handler with the default rate limits.
@@ -86,10 +89,12 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits), errw: connect.NewErrorWriter(), next: mux}
 	// Unauthenticated like /healthz, so that Prometheus scrapes it without
 	// a token; it shows ids, owner and role names and usage, never specs.
-	mux.Handle("GET /metrics", metrics.Handler(append(prometheus.Gatherers{metrics.NewRegistry(metrics.NewKernelCollector(k.Metrics))}, cfg.Extra...)))
-	return &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits), errw: connect.NewErrorWriter(), next: mux}
+	reg := metrics.NewRegistry(append([]prometheus.Collector{metrics.NewKernelCollector(k.Metrics)}, d.collectors(cfg.Conns)...)...)
+	mux.Handle("GET /metrics", metrics.Handler(append(prometheus.Gatherers{reg}, cfg.Extra...)))
+	return d
 }
 
 // Timeouts are the API server's timeouts. Read and Write are sized for

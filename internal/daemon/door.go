@@ -72,7 +72,7 @@ func connectionCaps(c *cli.Context, log *slog.Logger) (total, perClient int) {
 }
 
 // listenAPI opens the API port with the caps of the flags.
-func listenAPI(c *cli.Context, log *slog.Logger) (net.Listener, error) {
+func listenAPI(c *cli.Context, log *slog.Logger) (*api.ConnLimiter, error) {
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return nil, err

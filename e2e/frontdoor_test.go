@@ -25,13 +25,14 @@ import (
 )
 
 // TestFrontDoor_HostileClients attacks a real `dcosd kernel` as
-// unauthenticated clients: 3,000 slow connections from 127.0.0.2 (more
-// than the per-client cap of 1,000, so 2,000 are closed at once; half send
-// their headers and 1 byte of a 1,000-byte body, half only part of their
-// headers), held open, then 16 concurrent 47 MB PolicyLoad bodies. The
-// kernel keeps serving authenticated calls from 127.0.0.1, each big body
-// is answered 401, RSS stays within 100 MB of its idle figure, and the
-// process is alive.
+// unauthenticated clients: 3,000 slow connections from 127.0.0.2 that
+// send their headers and 1 byte of a 1,000-byte body and are held open
+// (more than the per-client cap of 1,000, so some are closed at accept),
+// 300 from 127.0.0.3 that send only part of their headers (held by the
+// server until its header timeout), then 16 concurrent 47 MB PolicyLoad
+// bodies. The kernel keeps serving authenticated calls from 127.0.0.1,
+// each big body is answered 401, RSS stays within 100 MB of its idle
+// figure, and the process is alive.
 func TestFrontDoor_HostileClients(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -74,14 +75,13 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 		}
 	}()
 
-	const n = 3000
-	conns := holdSlowConns(t, host, n, []string{"127.0.0.2"})
+	conns := append(holdSlowConns(t, host, 3000, "127.0.0.2", true), holdSlowConns(t, host, 300, "127.0.0.3", false)...)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	call("with 3,000 slow connections")
+	call("with 3,300 slow connections")
 	afterConns := peak.Load()
 
 	var wg sync.WaitGroup
@@ -103,29 +103,37 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 		}
 	}
 	t.Logf("VmRSS idle %d MiB, peak %d MiB with the slow connections, %d MiB with the bodies too", idle>>20, afterConns>>20, peak.Load()>>20)
-	if grow := peak.Load() - idle; grow > 100<<20 {
-		t.Errorf("RSS grew by %d MiB under unauthenticated load, want ≤ 100 MiB", grow>>20)
+	// The issue's bound is for dcosd as shipped. Built with -race (when
+	// the tests run with it), every goroutine a connection starts costs
+	// several times more (shadow memory, kept once touched): 3,300
+	// connections took 85–125 MiB there against 10–20 MiB without.
+	bound := int64(100 << 20)
+	if raceEnabled {
+		bound = 200 << 20
+	}
+	if grow := peak.Load() - idle; grow > bound {
+		t.Errorf("RSS grew by %d MiB under unauthenticated load, want ≤ %d MiB", grow>>20, bound>>20)
 	}
 	if !strings.Contains(p.stderr.String(), "api connection caps") || !strings.Contains(p.stderr.String(), "connection refused: cap reached") {
 		t.Errorf("dcosd logged neither its caps nor a refusal; stderr:\n%s", tail(p.stderr.String(), 30))
 	}
 }
 
-// holdSlowConns opens n connections to host from the source addresses
-// in turn: even ones send part of a request's headers, odd ones their
-// headers and 1 byte of a 1,000-byte body. They are left open.
-func holdSlowConns(t testing.TB, host string, n int, sources []string) []net.Conn {
+// holdSlowConns opens n connections to host from source: with body,
+// each sends its headers and 1 byte of a 1,000-byte body; without, part
+// of its headers. They are left open.
+func holdSlowConns(t testing.TB, host string, n int, source string, body bool) []net.Conn {
 	t.Helper()
+	req := "POST " + syscallsv1connect.KernelAllocateProcedure + " HTTP/1.1\r\nHost: dcos\r\n"
+	if body {
+		req += "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+	}
 	conns := make([]net.Conn, 0, n)
 	for i := range n {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(sources[i%len(sources)])}, Timeout: 5 * time.Second}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
 		c, err := d.Dial("tcp", host)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
-		}
-		req := "POST " + syscallsv1connect.KernelAllocateProcedure + " HTTP/1.1\r\nHost: dcos\r\n"
-		if i%2 == 1 {
-			req += "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
 		}
 		c.Write([]byte(req)) // a refused connection may be closed already
 		conns = append(conns, c)

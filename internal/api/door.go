@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -101,10 +102,14 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.ContentLength, limit-envelopeSlack, p.Role, p.Name, procedure))
 	}
 	if err != nil {
-		// Do not read the body to keep the connection: close it. The
-		// past read deadline stops net/http from draining a small body
-		// after the answer (it would wait for a slow client).
+		// Do not read the body to keep the connection: close it.
+		if r.ProtoMajor == 1 && d.refuseHTTP1(w, r, why, err) {
+			return
+		}
 		if r.ProtoMajor == 1 {
+			// The past read deadline stops net/http from draining a
+			// small body after the answer (it would wait for a slow
+			// client).
 			w.Header().Set("Connection", "close")
 			http.NewResponseController(w).SetReadDeadline(time.Now())
 		}
@@ -121,6 +126,51 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 }
+
+// lingerRefused is how long a refused HTTP/1 connection stays open after
+// its answer, half-closed, before it is closed: long enough for the
+// client to read the answer before the reset that closing a socket with
+// unread body data sends (net/http waits as long).
+const lingerRefused = 500 * time.Millisecond
+
+// refuseHTTP1 answers an HTTP/1 request with err over its hijacked
+// connection and lets go of it at once: the connection's goroutine and
+// buffers are freed now, and only a timer closes the socket after
+// lingerRefused. It reports false, having done nothing, for gRPC (whose
+// trailers need net/http's chunked encoding) or when it cannot hijack.
+func (d *door) refuseHTTP1(w http.ResponseWriter, r *http.Request, why refusal, err error) bool {
+	if ct := r.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/grpc-web") {
+		return false
+	}
+	conn, _, herr := http.NewResponseController(w).Hijack()
+	if herr != nil {
+		return false
+	}
+	d.refused[why].Add(1)
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	d.errw.Write(rec, r, err)
+	resp := &http.Response{StatusCode: rec.status, ProtoMajor: 1, ProtoMinor: 1, Header: rec.header,
+		ContentLength: int64(rec.body.Len()), Body: io.NopCloser(&rec.body), Close: true}
+	conn.SetWriteDeadline(time.Now().Add(lingerRefused))
+	resp.Write(conn)
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	time.AfterFunc(lingerRefused, func() { conn.Close() })
+	return true
+}
+
+// recorder is the http.ResponseWriter refuseHTTP1 has the ErrorWriter
+// write to.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
 
 // authenticate returns the principal of the request's bearer token, or
 // Unauthenticated, or PermissionDenied when its role is not in roles.

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,14 +16,6 @@ import (
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
-)
-
-// MaxRequestBytes bounds one request message; larger ones are refused
-// with ResourceExhausted before they are decoded. Calls that carry a policy
-// module (PolicyLoad, PolicyTest) may be up to MaxModuleRequestBytes.
-const (
-	MaxRequestBytes       = 4 << 20
-	MaxModuleRequestBytes = 48 << 20 // a 32 MiB module, base64 in JSON
 )
 
 // WatchWriteTimeout bounds each write of a Watch stream: a client that
@@ -62,51 +53,103 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelDestroyVolumeProcedure:    {kernel.RoleOperator, kernel.RoleFramework},
 }
 
-// Handler returns the HTTP handler for k: the Kernel service (Connect,
-// gRPC, gRPC-Web, HTTP/JSON), gRPC reflection, GET /healthz and GET
-// /metrics (Prometheus: the kernel's metrics, the Go runtime's, and those
-// of extra, e.g. the local agent of dcosd dev).
-func Handler(k *kernel.Kernel, tokens *Tokens, extra ...prometheus.Gatherer) http.Handler {
-	return handler(k, tokens, WatchWriteTimeout, extra...)
+// Config configures the handler of NewHandler.
+type Config struct {
+	// Tokens authenticates callers.
+	Tokens *Tokens
+	// RateLimits is the syscall rate allowed to each principal, per
+	// role; nil means DefaultRateLimits, a role it lacks is unlimited.
+	RateLimits map[kernel.Role]RateLimit
+	// Extra metrics served on /metrics (e.g. the local agent's in dcosd
+	// dev).
+	Extra []prometheus.Gatherer
+	// Conns, if not nil, is the API port's listener, whose connection
+	// counts /metrics shows.
+	Conns *ConnLimiter
+	// WatchWriteTimeout bounds each write of a Watch stream (default
+	// WatchWriteTimeout).
+	WatchWriteTimeout time.Duration
 }
 
-func handler(k *kernel.Kernel, tokens *Tokens, watchWrite time.Duration, extra ...prometheus.Gatherer) http.Handler {
-	mux := http.NewServeMux()
-	opts := []connect.HandlerOption{
-		connect.WithInterceptors(&auth{tokens: tokens}),
-		connect.WithReadMaxBytes(MaxRequestBytes),
+// Handler returns NewHandler's handler with the default rate limits.
+func Handler(k *kernel.Kernel, tokens *Tokens, extra ...prometheus.Gatherer) http.Handler {
+	return NewHandler(k, Config{Tokens: tokens, Extra: extra})
+}
+
+// NewHandler returns the HTTP handler for k: the Kernel service (Connect,
+// gRPC, gRPC-Web, HTTP/JSON) behind its front door (door: authentication,
+// roles, rate limits and request limits before a body is read), gRPC
+// reflection, GET /healthz and GET /metrics (Prometheus: the kernel's
+// metrics, the Go runtime's, and those of cfg.Extra). Reflection,
+// /healthz and /metrics need no token: the schema is the public ABI, and
+// reflection requests are bounded to 64 KiB each.
+func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
+	if cfg.WatchWriteTimeout == 0 {
+		cfg.WatchWriteTimeout = WatchWriteTimeout
 	}
-	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: watchWrite}, opts...)
+	mux := http.NewServeMux()
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout}, connect.WithReadMaxBytes(MaxRequestBytes))
 	mux.Handle(path, withResponseController(h))
 	// The same service with a larger limit, for the calls that upload a
-	// module: the mux routes these two paths here (more specific pattern).
-	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k},
-		connect.WithInterceptors(&auth{tokens: tokens}), connect.WithReadMaxBytes(MaxModuleRequestBytes))
+	// module: the mux routes these two paths here (more specific
+	// pattern); the door lets only operators send that much.
+	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k}, connect.WithReadMaxBytes(MaxModuleRequestBytes))
 	mux.Handle(syscallsv1connect.KernelPolicyLoadProcedure, big)
 	mux.Handle(syscallsv1connect.KernelPolicyTestProcedure, big)
 	reflector := grpcreflect.NewStaticReflector(syscallsv1connect.KernelName)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithReadMaxBytes(64<<10)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithReadMaxBytes(64<<10)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits), errw: connect.NewErrorWriter(), next: mux}
 	// Unauthenticated like /healthz, so that Prometheus scrapes it without
 	// a token; it shows ids, owner and role names and usage, never specs.
-	mux.Handle("GET /metrics", metrics.Handler(append(prometheus.Gatherers{metrics.NewRegistry(metrics.NewKernelCollector(k.Metrics))}, extra...)))
-	return mux
+	reg := metrics.NewRegistry(append([]prometheus.Collector{metrics.NewKernelCollector(k.Metrics)}, d.collectors(cfg.Conns)...)...)
+	mux.Handle("GET /metrics", metrics.Handler(append(prometheus.Gatherers{reg}, cfg.Extra...)))
+	return d
 }
 
-// Serve serves h on ln with HTTP/1.1 and cleartext HTTP/2 (for gRPC) until
-// ctx ends, then shuts down gracefully (open Watch streams are cut after
-// a short grace period).
+// Timeouts are the API server's timeouts. Read and Write are sized for
+// unary calls; Watch streams are freed from them (liftStreamDeadlines).
+type Timeouts struct {
+	// ReadHeader bounds reading a request's headers.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request (headers and body).
+	Read time.Duration
+	// Write bounds a unary call from the end of its headers to the end
+	// of its response.
+	Write time.Duration
+	// Idle closes a keep-alive connection without requests (HTTP/1) or
+	// streams (HTTP/2) for this long.
+	Idle time.Duration
+}
+
+// DefaultTimeouts returns the timeouts of Serve.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second}
+}
+
+// Serve is ServeWith with DefaultTimeouts.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	return ServeWith(ctx, ln, h, log, DefaultTimeouts())
+}
+
+// ServeWith serves h on ln with HTTP/1.1 and cleartext HTTP/2 (for gRPC)
+// and the timeouts t until ctx ends, then shuts down gracefully (open
+// Watch streams are cut after a short grace period). Wrap ln with
+// LimitListener to cap connections.
+func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, t Timeouts) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
 		Handler:           h,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
@@ -126,8 +169,6 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	return nil
 }
 
-type principalKey struct{}
-
 type controllerKey struct{}
 
 // withResponseController gives handlers the http.ResponseController of
@@ -137,56 +178,6 @@ func withResponseController(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), controllerKey{}, http.NewResponseController(w))))
 	})
-}
-
-func principal(ctx context.Context) kernel.Principal {
-	p, _ := ctx.Value(principalKey{}).(kernel.Principal)
-	return p
-}
-
-// auth authenticates every call and checks the caller's role.
-type auth struct{ tokens *Tokens }
-
-func (a *auth) check(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
-	tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token (Authorization: Bearer <token>)"))
-	}
-	p, ok := a.tokens.Lookup(tok)
-	if !ok {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token"))
-	}
-	roles := allowed[procedure]
-	for _, r := range roles {
-		if r == p.Role {
-			return context.WithValue(ctx, principalKey{}, p), nil
-		}
-	}
-	return nil, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
-}
-
-func (a *auth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header())
-		if err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (a *auth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (a *auth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader())
-		if err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
 }
 
 // toConnect maps a kernel error to a Connect error with the same code.

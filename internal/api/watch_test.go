@@ -57,7 +57,10 @@ func serveReal(t *testing.T, cfg kernel.Config, writeTimeout time.Duration, lc *
 	ctx, cancel := context.WithCancel(context.Background())
 	kdone, sdone := make(chan struct{}), make(chan struct{})
 	go func() { k.Run(ctx); close(kdone) }()
-	go func() { Serve(ctx, ln, handler(k, tokens, writeTimeout), cfg.Logger); close(sdone) }()
+	go func() {
+		Serve(ctx, ln, NewHandler(k, Config{Tokens: tokens, WatchWriteTimeout: writeTimeout}), cfg.Logger)
+		close(sdone)
+	}()
 	t.Cleanup(func() { cancel(); <-sdone; <-kdone })
 	if _, err := k.RegisterAgent(context.Background(), kernel.Principal{Name: "agent-test", Role: kernel.RoleAgent}, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 10_000, MemBytes: 1 << 40}}); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,7 +68,7 @@ func defaultDataDir() string {
 	return filepath.Join(os.TempDir(), "dcos")
 }
 
-var kernelFlags = []cli.Flag{
+var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7070", Usage: "address the syscall API listens on (port 0: any free port)"},
 	&cli.StringFlag{Name: "tokens", Usage: "tokens file (default DATA_DIR/tokens.json)"},
 	&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "external etcd endpoints (default: an embedded etcd under the data dir)"},
@@ -87,7 +86,7 @@ var kernelFlags = []cli.Flag{
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
-}
+}, doorFlags...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -246,6 +245,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if minFree == 0 {
 		minFree = -1 // StartEmbedded: no floor
 	}
+	rateLimits, err := parseRateLimits(c.StringSlice("rate-limit"))
+	if err != nil {
+		return err
+	}
 	var cli3 *clientv3.Client
 	var gate func() error
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
@@ -303,14 +306,15 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
+	ln, err := listenAPI(c, log)
 	if err != nil {
 		return err
 	}
 	url := "http://" + ln.Addr().String()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.Run(gctx) })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(k, tokens, extra...), log) })
+	h := api.NewHandler(k, api.Config{Tokens: tokens, RateLimits: rateLimits, Extra: extra, Conns: ln})
+	g.Go(func() error { return api.ServeWith(gctx, ln, h, log, apiTimeouts(c)) })
 	if err := started(gctx, g, url); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())

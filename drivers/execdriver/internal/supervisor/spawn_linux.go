@@ -43,12 +43,16 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 			}
 		}
 	}()
-	stdout, err := openOutput(spec.Stdout, &created)
+	owner := -1 // the owner of output files this start creates
+	if spec.Isolation != nil {
+		owner = int(spec.Isolation.UID)
+	}
+	stdout, err := openOutput(spec.Stdout, &created, owner, spec.Isolation)
 	if err != nil {
 		return nil, "", fmt.Errorf("stdout: %w", err)
 	}
 	defer stdout.Close()
-	stderr, err := openOutput(spec.Stderr, &created)
+	stderr, err := openOutput(spec.Stderr, &created, owner, spec.Isolation)
 	if err != nil {
 		return nil, "", fmt.Errorf("stderr: %w", err)
 	}
@@ -65,6 +69,18 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		Stdout:      stdout,
 		Stderr:      stderr,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	var status *initStatus
+	if spec.Isolation != nil {
+		if status, err = s.isolate(cmd, spec.Isolation); err != nil {
+			return nil, "", err
+		}
+		defer status.closeWrite()
+		defer func() {
+			if err != nil {
+				status.close()
+			}
+		}()
 	}
 
 	t0 := time.Now()
@@ -85,12 +101,19 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	forked := time.Now()
 	pid := cmd.Process.Pid
 	cmd.Process.Release() // the reaper reaps it
+	if status != nil {
+		status.closeWrite()
+		if err := status.waitStarted(initTimeout); err != nil {
+			_ = proc.SignalGroup(pid, syscall.SIGKILL)
+			return nil, "", err
+		}
+	}
 	st, err := proc.StartTime(pid)
 	if err != nil {
 		_ = proc.SignalGroup(pid, syscall.SIGKILL)
 		return nil, "", fmt.Errorf("process %d: start time: %w", pid, err)
 	}
-	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}}
+	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}, status: status}
 	s.tasks[spec.TaskID] = t
 	s.byPid[pid] = t
 	s.lastBusy = time.Now()
@@ -103,14 +126,21 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 }
 
 // openOutput opens path for appending (/dev/null if empty) and adds it to
-// *created if it did not exist.
-func openOutput(path string, created *[]string) (*os.File, error) {
+// *created if it did not exist; a file it creates is owned by iso's uid
+// and gid when iso is set.
+func openOutput(path string, created *[]string, owner int, iso *wire.Isolation) (*os.File, error) {
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err == nil {
 		*created = append(*created, path)
+		if owner >= 0 {
+			if err := f.Chown(owner, int(iso.GID)); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
 		return f, nil
 	}
 	if !errors.Is(err, os.ErrExist) {

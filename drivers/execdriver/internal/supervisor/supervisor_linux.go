@@ -35,6 +35,8 @@ const writeTimeout = 5 * time.Second
 // task is a task the supervisor started.
 type task struct {
 	info wire.TaskInfo // Exit set once reaped
+	// status is the task init's status pipe for an isolated task, else nil.
+	status *initStatus
 }
 
 // server is the supervisor's state. mu guards everything below it; it is
@@ -395,6 +397,14 @@ func (s *server) reapAll() {
 			s.log.Error("cannot reap task", "task", t.info.ID, "pid", pid, "err", err)
 		}
 		delete(s.byPid, pid)
+		if t.status != nil {
+			// The task init exits with 128+N for a task killed by
+			// signal N, and says so on its status pipe.
+			if n := t.status.exitSignal(); n > 0 && sig == 0 && code == 128+n {
+				code, sig = -1, n
+			}
+			t.status = nil
+		}
 		t.info.Exit = &wire.Exit{Code: code, Signal: sig, At: time.Now().UTC()}
 		info := t.info
 		s.lastBusy = time.Now()

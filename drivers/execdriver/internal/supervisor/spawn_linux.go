@@ -16,6 +16,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 
 // start starts spec and registers it. On error nothing is left behind: no
@@ -70,15 +71,14 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		Stderr:      stderr,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	var status *initStatus
+	var status *taskinit.Start
 	if spec.Isolation != nil {
-		if status, err = s.isolate(cmd, spec.Isolation); err != nil {
+		if status, err = isolate(cmd, spec.Isolation); err != nil {
 			return nil, "", err
 		}
-		defer status.closeWrite()
 		defer func() {
 			if err != nil {
-				status.close()
+				status.Close()
 			}
 		}()
 	}
@@ -102,8 +102,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	pid := cmd.Process.Pid
 	cmd.Process.Release() // the reaper reaps it
 	if status != nil {
-		status.closeWrite()
-		if err := status.waitStarted(initTimeout); err != nil {
+		if err := status.Started(initTimeout); err != nil {
 			_ = proc.SignalGroup(pid, syscall.SIGKILL)
 			return nil, "", err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 
 // IdleExit is how long the supervisor waits with no live task and no
@@ -36,7 +37,7 @@ const writeTimeout = 5 * time.Second
 type task struct {
 	info wire.TaskInfo // Exit set once reaped
 	// status is the task init's status pipe for an isolated task, else nil.
-	status *initStatus
+	status *taskinit.Start
 }
 
 // server is the supervisor's state. mu guards everything below it; it is
@@ -400,9 +401,7 @@ func (s *server) reapAll() {
 		if t.status != nil {
 			// The task init exits with 128+N for a task killed by
 			// signal N, and says so on its status pipe.
-			if n := t.status.exitSignal(); n > 0 && sig == 0 && code == 128+n {
-				code, sig = -1, n
-			}
+			code, sig = t.status.Exit(code, sig)
 			t.status = nil
 		}
 		t.info.Exit = &wire.Exit{Code: code, Signal: sig, At: time.Now().UTC()}

@@ -1,9 +1,10 @@
-// Package taskinit embeds the exec driver's task init (built from
+// Package taskinit embeds dcos's task init (built from
 // ./initmain by go generate into taskinit.bin, committed like the BPF
 // objects and policy modules; scripts/test checks it is current) and
 // builds its command line.
 //
-// The supervisor runs the init, as root, as the first process of every
+// The exec driver's supervisor, and vendor drivers through sdk/plugin's
+// Isolate, run the init (Prepare, Start), as root, as the first process of every
 // isolated task, in new mount, pid, ipc and uts namespaces: it makes the
 // node's mounts slaves, covers the hidden paths, keeps the sandbox visible
 // at its path, mounts the namespace's own /proc and /dev/shm, enters a

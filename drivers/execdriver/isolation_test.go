@@ -152,7 +152,15 @@ func TestDriver_IsolationExit(t *testing.T) {
 	t.Run("StopTask", func(t *testing.T) {
 		cfg := isolatedTask("stop", sb, nil, "")
 		cfg.Command, cfg.Args = "sleep", []string{"100"}
-		start(t, d, cfg)
+		h := start(t, d, cfg)
+		// The task init's memory, charged to the task's memory cgroup.
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/status"); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "VmRSS:") || strings.HasPrefix(l, "RssAnon:") {
+					t.Logf("task init %s", l)
+				}
+			}
+		}
 		t0 := time.Now()
 		if err := d.StopTask(context.Background(), "stop", 5*time.Second, "SIGTERM"); err != nil {
 			t.Fatal(err)

@@ -107,6 +107,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 			return nil, "", err
 		}
 	}
+	inited := time.Now()
 	st, err := proc.StartTime(pid)
 	if err != nil {
 		_ = proc.SignalGroup(pid, syscall.SIGKILL)
@@ -118,9 +119,10 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	s.lastBusy = time.Now()
 	info := t.info
 	// wait: for other starts; fork: joining the cgroups, fork and exec
-	// (the exec runs under the task's own cpu limit).
+	// (the exec runs under the task's own cpu limit); init: the task
+	// init's setup and the task's exec (isolated tasks).
 	s.log.Info("task started", "task", spec.TaskID, "pid", pid, "command", path,
-		"wait", locked.Sub(t0), "fork", forked.Sub(locked))
+		"wait", locked.Sub(t0), "fork", forked.Sub(locked), "init", inited.Sub(forked))
 	return &info, "", nil
 }
 

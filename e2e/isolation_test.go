@@ -138,7 +138,7 @@ echo "cgroups_checked=$(find /sys/fs/cgroup -maxdepth 2 -name cgroup.procs 2>/de
 	if out["data_dir"] != "agent" {
 		t.Errorf("B's task sees %q in the data dir, want only the way to its sandbox (agent)", out["data_dir"])
 	}
-	if n, _ := strconv.Atoi(out["procs"]); n < 2 || n > 6 {
+	if n, _ := strconv.Atoi(out["procs"]); n < 2 || n > 8 {
 		t.Errorf("B's task sees %s processes, want its init, itself and its shell's children", out["procs"])
 	}
 	if out["cgroup_escape"] != "none" || out["cgroups_checked"] == "0" {

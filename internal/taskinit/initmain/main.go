@@ -72,6 +72,13 @@ func writeStatus(s string) {
 }
 
 func run() int {
+	// Handled, not ignored: an ignored disposition would be inherited by
+	// the task across exec. As pid 1 of its namespace, init would
+	// otherwise ignore them anyway; the task, in init's process group,
+	// gets the same signals from the supervisor directly. First, so that
+	// the runtime's signal thread starts while the mounts are made.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGCHLD)
 	unix.CloseOnExec(statusFd)
 	cfg, err := parse(os.Args[1:])
 	if err == nil {
@@ -81,12 +88,6 @@ func run() int {
 		writeStatus("err " + err.Error())
 		return 127
 	}
-	// Handled, not ignored: an ignored disposition would be inherited by
-	// the task across exec. As pid 1 of its namespace, init would
-	// otherwise ignore them anyway; the task, in init's process group,
-	// gets the same signals from the supervisor directly.
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGCHLD)
 	attr := &syscall.SysProcAttr{}
 	if cfg.uid != 0 || cfg.gid != 0 || cfg.groups != nil {
 		attr.Credential = &syscall.Credential{Uid: cfg.uid, Gid: cfg.gid, Groups: cfg.groups}

@@ -10,7 +10,7 @@
 // at its path, mounts the namespace's own /proc and /dev/shm, enters a
 // cgroup namespace, drops the capability bounding set and sets
 // no_new_privs (unless the task runs as root), then forks the task with
-// its uid, gid and groups in its own process group, reaps orphans and
+// its uid, gid and groups in the init's process group, reaps orphans and
 // exits with the task's status (128+N for signal N, which it also reports
 // on its status pipe). See initmain for the protocol.
 //

@@ -181,3 +181,55 @@ func TestDriver_IsolationExit(t *testing.T) {
 		}
 	})
 }
+
+// TestDriver_IsolationCgroups: an isolated task ends up in all its
+// cgroups, the cpu one included, which the task init joins itself just
+// before it forks the task; the task sees them as the root of its cgroup
+// namespace.
+func TestDriver_IsolationCgroups(t *testing.T) {
+	t.Parallel()
+	d, sb := isolatedDriver(t)
+	cpu, _ := testCgroup(t, "/sys/fs/cgroup/cpu", "cpu")
+	mem, _ := testCgroup(t, "/sys/fs/cgroup/memory", "memory")
+	cfg := isolatedTask("cg", sb, nil, `cut -d: -f3 /proc/self/cgroup | sort -u | tr '\n' ' '; exec sleep 30`)
+	cfg.Cgroups = []string{cpu, mem}
+	h := start(t, d, cfg)
+	var child int
+	deadline := time.Now().Add(10 * time.Second)
+	for child == 0 && time.Now().Before(deadline) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/task/" + strconv.Itoa(h.PID) + "/children")
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			child, _ = strconv.Atoi(f[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, dir := range []string{cpu, mem} {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		procs := strings.Fields(string(b))
+		for _, pid := range []int{h.PID, child} {
+			if !slicesContains(procs, strconv.Itoa(pid)) {
+				t.Errorf("%s: cgroup.procs %v lacks %d (init %d, task %d)", dir, procs, pid, h.PID, child)
+			}
+		}
+	}
+	var out []byte
+	for deadline := time.Now().Add(10 * time.Second); len(out) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		out, _ = os.ReadFile(filepath.Join(sb, "stdout-cg"))
+	}
+	if err := d.StopTask(context.Background(), "cg", time.Second, "SIGKILL"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != "/" {
+		t.Errorf("task's cgroups: %q, want the root of its namespace", out)
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -28,6 +28,10 @@ type Spec struct {
 	// Hidden are directories (covered by an empty tmpfs) and files
 	// (covered by /dev/null) the task must not see.
 	Hidden []string
+	// Cgroups are cgroup directories the init joins itself just before it
+	// forks the task (the caller starts it in the others): a cpu cgroup,
+	// so that the init's start-up does not count against the task's quota.
+	Cgroups []string
 	// Sandbox stays visible at its own path, with the mounts beneath it,
 	// also when it is under a hidden path or a directory the task cannot
 	// search.
@@ -53,6 +57,9 @@ func Args(s *Spec, path string, argv []string) []string {
 	}
 	for _, h := range s.Hidden {
 		a = append(a, "-hide", h)
+	}
+	for _, c := range s.Cgroups {
+		a = append(a, "-cgroup", c)
 	}
 	if s.Sandbox != "" {
 		a = append(a, "-sandbox", s.Sandbox)

@@ -16,7 +16,7 @@
 // Usage (argv, built by package taskinit):
 //
 //	init [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-pidns] [-hide PATH]...
-//	     [-sandbox DIR] -- PATH ARGV0 ARGS...
+//	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
 //
 // fd 3 is the status pipe to the supervisor: one line "ok" once the task
 // runs or "err MESSAGE" when it could not start (then the exit code is
@@ -45,6 +45,7 @@ type config struct {
 	keepCaps bool
 	pidns    bool
 	hide     []string
+	cgroups  []string
 	sandbox  string
 	path     string
 	argv     []string
@@ -94,6 +95,10 @@ func run() int {
 		if attr.Credential.Groups == nil {
 			attr.Credential.Groups = []uint32{}
 		}
+	}
+	if err := enterCgroups(cfg.cgroups); err != nil {
+		writeStatus("err " + err.Error())
+		return 127
 	}
 	wd, _ := os.Getwd()
 	pid, err := syscall.ForkExec(cfg.path, cfg.argv, &syscall.ProcAttr{
@@ -177,6 +182,8 @@ func parse(args []string) (*config, error) {
 			}
 		case "-hide":
 			c.hide = append(c.hide, v)
+		case "-cgroup":
+			c.cgroups = append(c.cgroups, v)
 		case "-sandbox":
 			c.sandbox = v
 		default:
@@ -199,11 +206,6 @@ func setup(c *config) error {
 	wd, err := os.Getwd()
 	if err != nil {
 		return wrap("getwd", "", err)
-	}
-	// A cgroup namespace rooted at the task's cgroups (init is already in
-	// them, which a clone flag cannot guarantee for cgroup v2).
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return wrap("unshare", "cgroup", err)
 	}
 	// Nothing done here propagates back to the node; the node's unmounts
 	// (volumes released) still propagate in.
@@ -281,6 +283,28 @@ func setup(c *config) error {
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return wrap("no_new_privs", "", err)
+	}
+	return nil
+}
+
+// enterCgroups moves init into dirs, the cgroups the supervisor left to it
+// (cpu: so that its own start-up does not eat the task's cpu quota), then
+// makes a cgroup namespace rooted at the task's cgroups (init is in all of
+// them now, which a clone flag could not guarantee for cgroup v2).
+func enterCgroups(dirs []string) error {
+	for _, d := range dirs {
+		fd, err := unix.Open(d+"/cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return wrap("cgroup", d, err)
+		}
+		_, err = unix.Write(fd, []byte("0"))
+		unix.Close(fd)
+		if err != nil {
+			return wrap("cgroup", d, err)
+		}
+	}
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return wrap("unshare", "cgroup", err)
 	}
 	return nil
 }

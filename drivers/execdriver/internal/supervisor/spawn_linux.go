@@ -72,8 +72,11 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	var status *taskinit.Start
+	cgroups := spec.Cgroups
 	if spec.Isolation != nil {
-		if status, err = isolate(cmd, spec.Isolation); err != nil {
+		var late []string
+		cgroups, late = splitCPU(spec.Cgroups)
+		if status, err = isolate(cmd, spec.Isolation, late); err != nil {
 			return nil, "", err
 		}
 		defer func() {
@@ -95,7 +98,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if err := os.Remove(wire.ExitRecordPath(s.stateDir, spec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("exit record: %w", err)
 	}
-	if err := s.forkInCgroups(cmd, spec.Cgroups, spec.Netns); err != nil {
+	if err := s.forkInCgroups(cmd, cgroups, spec.Netns); err != nil {
 		return nil, "", err
 	}
 	forked := time.Now()

@@ -8,7 +8,8 @@
 // isolated task, in new mount, pid, ipc and uts namespaces: it makes the
 // node's mounts slaves, covers the hidden paths, keeps the sandbox visible
 // at its path, mounts the namespace's own /proc and /dev/shm, enters a
-// cgroup namespace, drops the capability bounding set and sets
+// cgroup namespace (after joining the cgroups it was given to join late),
+// drops the capability bounding set and sets
 // no_new_privs (unless the task runs as root), then forks the task with
 // its uid, gid and groups in the init's process group, reaps orphans and
 // exits with the task's status (128+N for signal N, which it also reports

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,19 @@ type Config struct {
 	// a heartbeat; zero means DefaultUsageInterval. Heartbeats in between
 	// carry no usage.
 	UsageInterval time.Duration
+	// TaskIsolation runs every task isolated (see isolation.go and
+	// contract.TaskIsolation): as a uid of its owner's own from TaskUIDs
+	// (or the user Task.user names), without capabilities, in its own
+	// namespaces, without sight of DataDir and HiddenPaths. It needs root
+	// and drivers with Capabilities.Isolation. False: tasks run as the
+	// agent's user, in its namespaces, and a task with a user fails.
+	TaskIsolation bool
+	// TaskUIDs is the range of owners' uids, "FIRST-LAST"; empty means
+	// DefaultTaskUIDs.
+	TaskUIDs string
+	// HiddenPaths are more paths isolated tasks must not see (the kernel's
+	// data dir, token files, client configs); DataDir always is.
+	HiddenPaths []string
 }
 
 // DefaultUsageInterval is Config.UsageInterval's default.
@@ -138,6 +152,8 @@ type Agent struct {
 	hostVolumes   map[string]string
 	launching     chan struct{} // a semaphore of the tasks being started
 	usageInterval time.Duration
+	uids          *uidTable // nil: tasks run unisolated
+	hidden        []string  // paths isolated tasks do not see
 
 	capsMu sync.Mutex
 	caps   map[string]*contract.Capabilities // by driver name; cleared when a driver restarts
@@ -232,9 +248,35 @@ func New(cfg Config) (*Agent, error) {
 	if a.killGrace == 0 {
 		a.killGrace = DefaultKillGrace
 	}
+	// The data dir holds tokens' effects, checkpoints with tasks' env and
+	// every sandbox: the agent's alone.
 	for _, d := range []string{dataDir, a.sandboxDir, a.checkpoints.dir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("agent: data dir: %w", err)
+		}
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: data dir: %w", err)
+	}
+	if cfg.TaskIsolation {
+		if os.Geteuid() != 0 {
+			return nil, errors.New("agent: config: TaskIsolation needs root")
+		}
+		first, last, err := ParseUIDRange(cmp.Or(cfg.TaskUIDs, DefaultTaskUIDs))
+		if err != nil {
+			return nil, fmt.Errorf("agent: config: TaskUIDs: %w", err)
+		}
+		if a.uids, err = loadUIDs(filepath.Join(dataDir, uidsFile), first, last); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.hidden = []string{dataDir}
+		for _, p := range cfg.HiddenPaths {
+			if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+				return nil, fmt.Errorf("agent: config: HiddenPaths: %q: want an absolute path other than /", p)
+			}
+			if p = filepath.Clean(p); !slices.Contains(a.hidden, p) {
+				a.hidden = append(a.hidden, p)
+			}
 		}
 	}
 	if a.node, err = fingerprint(dataDir, override); err != nil {

@@ -142,6 +142,15 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 		cfg, err = a.taskConfig(t, tk.sandbox)
 	}
 	if err == nil {
+		cfg.User = t.GetUser()
+		if cfg.Isolation, err = a.taskIsolation(t, tk.sandbox); err == nil {
+			a.mu.Lock()
+			sb := tk.storage
+			a.mu.Unlock()
+			err = giveSandbox(cfg.Isolation, sb, cfg.WorkDir)
+		}
+	}
+	if err == nil {
 		err = a.startTask(tk, cfg)
 	}
 	if err != nil {
@@ -177,6 +186,15 @@ func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
 	drv, err := a.plugins.Driver(tk.driver)
 	if err != nil {
 		return fmt.Errorf("driver %q: %w", tk.driver, err)
+	}
+	if cfg.Isolation != nil {
+		caps, err := a.capabilities(tk.driver, drv)
+		if err != nil {
+			return fmt.Errorf("driver %q: %w", tk.driver, err)
+		}
+		if !caps.Isolation {
+			return fmt.Errorf("driver %q cannot isolate tasks (its Capabilities.Isolation is false); an agent with --task-isolation=false runs its tasks unisolated", tk.driver)
+		}
 	}
 	if tk.network == netBridge {
 		caps, err := a.capabilities(tk.driver, drv)

@@ -243,7 +243,7 @@ func TestDev_ExecDriverAndCgroups(t *testing.T) {
 	e.mustCtl("revoke", task.GetAllocationId())
 	e.eventually("task killed after revoke", func() (bool, string) {
 		k := taskByID(e, task.GetId())
-		return k.GetState() == pb.TaskState_TASK_STATE_KILLED && !alive(pid), sprint(k)
+		return k.GetState() == pb.TaskState_TASK_STATE_KILLED && !alive(int(task.GetPid())), sprint(k)
 	})
 }
 
@@ -338,9 +338,14 @@ func TestDev_VendorPlugins(t *testing.T) {
 			t.Errorf("%s was restarted: %d → %d", n, before[n].GetRestarts(), after[n].GetRestarts())
 		}
 	}
-	pid := int(task.GetPid())
 	var nice int
 	e.eventually("nice level of the vendor driver's task", func() (bool, string) {
+		// The task runs isolated: the reported pid is its task init's,
+		// the task is the init's child.
+		pid := childOf(task.GetPid())
+		if pid == 0 {
+			return false, "no child of the task init " + sprint(task.GetPid())
+		}
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return false, err.Error()
@@ -363,6 +368,6 @@ func TestDev_VendorPlugins(t *testing.T) {
 	e.mustCtl("revoke", task.GetAllocationId())
 	e.eventually("vendor task killed", func() (bool, string) {
 		k := taskByID(e, task.GetId())
-		return k.GetState() == pb.TaskState_TASK_STATE_KILLED && !alive(pid), sprint(k)
+		return k.GetState() == pb.TaskState_TASK_STATE_KILLED && !alive(int(task.GetPid())), sprint(k)
 	})
 }

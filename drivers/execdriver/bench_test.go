@@ -18,13 +18,23 @@ func BenchmarkStartTask(b *testing.B) {
 	for _, bc := range []struct {
 		name        string
 		mount, ctrl string // cgroup hierarchy, if any
+		isolated    bool
 	}{
 		{name: "plain"},
 		{name: "v1 memory cgroup", mount: "/sys/fs/cgroup/memory", ctrl: "memory"},
 		{name: "v2 cgroup", mount: "/sys/fs/cgroup/unified", ctrl: ""},
+		{name: "isolated", isolated: true},
+		{name: "isolated v1 memory cgroup", mount: "/sys/fs/cgroup/memory", ctrl: "memory", isolated: true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			d, _ := newDriver(b)
+			if bc.isolated && os.Geteuid() != 0 {
+				b.Skip("task isolation needs root")
+			}
+			d, dir := newDriver(b)
+			var iso *contract.TaskIsolation
+			if bc.isolated {
+				iso = &contract.TaskIsolation{UID: testUID, GID: testUID, Sandbox: dir, HiddenPaths: []string{"/root"}}
+			}
 			var dirs []string
 			if bc.mount != "" {
 				dir, _ := testCgroup(b, bc.mount, bc.ctrl)
@@ -39,7 +49,7 @@ func BenchmarkStartTask(b *testing.B) {
 			for i := range b.N {
 				id := "b" + strconv.Itoa(i)
 				begin := time.Now()
-				_, err := d.StartTask(ctx, &contract.TaskConfig{ID: id, Command: "true", Env: env, Cgroups: dirs})
+				_, err := d.StartTask(ctx, &contract.TaskConfig{ID: id, Command: "true", Env: env, Cgroups: dirs, Isolation: iso})
 				starting += time.Since(begin)
 				if err != nil {
 					b.Fatal(err)

@@ -160,7 +160,8 @@ func (d *Driver) Close() error {
 // Capabilities implements contract.Driver.
 func (d *Driver) Capabilities(context.Context) (*contract.Capabilities, error) {
 	return &contract.Capabilities{SendSignals: true, FSIsolation: contract.FSIsolationNone,
-		RecoverTasks: true, JoinCgroups: true, JoinNetns: true}, nil
+		RecoverTasks: true, JoinCgroups: true, JoinNetns: true,
+		Isolation: runtime.GOOS == "linux" && os.Geteuid() == 0}, nil
 }
 
 // Fingerprint implements contract.Driver: healthy on Linux, undetected
@@ -350,6 +351,10 @@ func (d *Driver) lookup(op, id string) (*task, error) {
 func specOf(cfg *contract.TaskConfig) *wire.StartSpec {
 	s := &wire.StartSpec{TaskID: cfg.ID, Command: cfg.Command, Args: cfg.Args, WorkDir: cfg.WorkDir,
 		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, Cgroups: cfg.Cgroups, Netns: cfg.Netns}
+	if iso := cfg.Isolation; iso != nil {
+		s.Isolation = &wire.Isolation{UID: iso.UID, GID: iso.GID, Groups: iso.Groups, Hidden: iso.HiddenPaths,
+			Sandbox: iso.Sandbox, SharePID: iso.SharePID}
+	}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Env)) {
 		s.Env = append(s.Env, k+"="+cfg.Env[k])
 	}
@@ -359,15 +364,19 @@ func specOf(cfg *contract.TaskConfig) *wire.StartSpec {
 // StartTask implements contract.Driver. It starts the supervisor if none
 // answers. The command is resolved in the PATH of cfg.Env (a name with a
 // '/' is used as is, relative to WorkDir); WorkDir, StdoutPath, StderrPath
-// and Cgroups must be absolute; an empty WorkDir is "/". A non-empty
-// User returns ErrNotSupported: tasks run as the supervisor's user. Starting an ID
+// and Cgroups must be absolute; an empty WorkDir is "/". With Isolation
+// (the supervisor must run as root) the task runs under the task init
+// (package taskinit): it is pid 2 of its own pid namespace, under an init
+// that exits with its status; its output files are created owned by its
+// uid. A User without Isolation returns ErrNotSupported: tasks would run
+// as the supervisor's user. Starting an ID
 // the driver holds (running or exited, until DestroyTask) is an error. On
 // error nothing is left behind.
 func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*contract.TaskHandle, error) {
 	if cfg == nil {
 		return nil, errors.New("start task: no config")
 	}
-	if cfg.User != "" {
+	if cfg.User != "" && cfg.Isolation == nil {
 		// Running the task as the supervisor's user instead would be a
 		// silent privilege change.
 		return nil, fmt.Errorf("start task %q: user %q: %w", cfg.ID, cfg.User, contract.ErrNotSupported)

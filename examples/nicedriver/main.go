@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +57,9 @@ var _ plugin.Driver = (*driver)(nil)
 func newDriver() *driver { return &driver{tasks: map[string]*task{}} }
 
 func (d *driver) Capabilities(context.Context) (*plugin.Capabilities, error) {
-	return &plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false}, nil
+	// As root on Linux, tasks can run under the SDK's task init.
+	return &plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false,
+		Isolation: runtime.GOOS == "linux" && os.Geteuid() == 0}, nil
 }
 
 func (d *driver) Fingerprint(context.Context) (*plugin.Fingerprint, error) {
@@ -79,7 +82,7 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 	if err != nil {
 		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
 	}
-	if cfg.User != "" {
+	if cfg.User != "" && cfg.Isolation == nil {
 		return nil, fmt.Errorf("start task %q: user %q: the nice driver runs tasks as its own user: %w", cfg.ID, cfg.User, plugin.ErrNotSupported)
 	}
 	d.mu.Lock()
@@ -98,8 +101,17 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 		}
 	}
 	// The task's first process is this binary, re-executed as its launcher
-	// (see launch): it sets its nice level and execs the command.
+	// (see launch): it sets its nice level and execs the command. An
+	// isolated task cannot run this binary (it may be in a directory the
+	// task's user cannot search): nice(1) does the launcher's job there.
 	cmd := exec.Command("/proc/self/exe", append([]string{launchArg, strconv.Itoa(conf.Nice), path, cfg.Command}, cfg.Args...)...)
+	if cfg.Isolation != nil {
+		nice, err := exec.LookPath("nice")
+		if err != nil {
+			return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+		}
+		cmd = exec.Command(nice, append([]string{"-n", strconv.Itoa(conf.Nice), path}, cfg.Args...)...)
+	}
 	cmd.Dir = cfg.WorkDir
 	// The task's environment is the agent's, then the config's; never the
 	// plugin's own (a nil Env would inherit it).
@@ -112,17 +124,31 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 	for k, v := range conf.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if cmd.Stdout, err = openOutput(cfg.StdoutPath); err != nil {
+	if cmd.Stdout, err = openOutput(cfg.StdoutPath, cfg.Isolation); err != nil {
 		return nil, fmt.Errorf("start task %q: stdout: %w", cfg.ID, err)
 	}
 	defer closeOutput(cmd.Stdout)
-	if cmd.Stderr, err = openOutput(cfg.StderrPath); err != nil {
+	if cmd.Stderr, err = openOutput(cfg.StderrPath, cfg.Isolation); err != nil {
 		return nil, fmt.Errorf("start task %q: stderr: %w", cfg.ID, err)
 	}
 	defer closeOutput(cmd.Stderr)
 	// Its own process group, so that a stop reaches the task's children.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := startLaunched(cmd); err != nil {
+	var iso *plugin.IsolatedStart
+	if cfg.Isolation != nil {
+		if iso, err = plugin.Isolate(cmd, cfg.Isolation); err != nil {
+			return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+		}
+		if err = cmd.Start(); err == nil {
+			if err = iso.Started(); err != nil {
+				_ = cmd.Wait()
+			}
+		}
+		if err != nil {
+			iso.Close()
+			return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
+		}
+	} else if err := startLaunched(cmd); err != nil {
 		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
 	}
 
@@ -143,6 +169,11 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 		default:
 			r.Err = err.Error()
 		}
+		if iso != nil && r.Err == "" {
+			if r.ExitCode, r.Signal = iso.Exit(r.ExitCode, r.Signal); r.Signal != 0 {
+				r.ExitCode = 0 // as without isolation
+			}
+		}
 		t.completed, t.result = time.Now(), r
 		close(t.done)
 	}()
@@ -151,14 +182,21 @@ func (d *driver) StartTask(_ context.Context, cfg *plugin.TaskConfig) (*plugin.T
 }
 
 // openOutput opens path for the task's output, appending; empty means
-// discard (a nil writer is /dev/null for exec.Cmd).
-func openOutput(path string) (io.Writer, error) {
+// discard (a nil writer is /dev/null for exec.Cmd). An isolated task's
+// output file is its user's.
+func openOutput(path string, iso *plugin.TaskIsolation) (io.Writer, error) {
 	if path == "" {
 		return nil, nil
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
+	}
+	if iso != nil {
+		if err := f.Chown(int(iso.UID), int(iso.GID)); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return f, nil
 }

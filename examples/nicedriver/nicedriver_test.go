@@ -157,7 +157,8 @@ func TestDriver_Capabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false}
+	want := plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false,
+		Isolation: os.Geteuid() == 0}
 	if *caps != want {
 		t.Errorf("Capabilities = %+v, want %+v", *caps, want)
 	}

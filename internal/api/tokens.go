@@ -82,6 +82,10 @@ func SaveTokensFile(path string, f TokensFile) error {
 	if err := os.WriteFile(path+".tmp", append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("tokens: %w", err)
 	}
+	// A leftover .tmp keeps its mode through WriteFile.
+	if err := os.Chmod(path+".tmp", 0o600); err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
 	return os.Rename(path+".tmp", path)
 }
 

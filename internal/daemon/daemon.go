@@ -93,6 +93,9 @@ var agentFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "label", Usage: "agent label k=v (repeatable)"},
 	&cli.DurationFlag{Name: "usage-interval", Value: agent.DefaultUsageInterval, Usage: "how often the tasks' resource usage is sampled and sent to the kernel"},
 	&cli.StringFlag{Name: "host-ports", Value: "31000-32000", Usage: "`FIRST-LAST` range of host ports the kernel hands out to allocations on this node (their ports resource); none: no range"},
+	&cli.BoolFlag{Name: "task-isolation", Value: true, Usage: "run tasks isolated: a uid per framework from --task-uids (or the user the operator allowed), no capabilities, no_new_privs, their own mount, pid, ipc, uts and cgroup namespaces, without sight of the agent's and kernel's data, tokens and client config; needs root (a non-root agent runs tasks unisolated, as its own user)"},
+	&cli.StringFlag{Name: "task-uids", Value: agent.DefaultTaskUIDs, Usage: "`FIRST-LAST` range of the uids given to frameworks' tasks (one per framework, kept in the agent's data dir)"},
+	&cli.StringSliceFlag{Name: "task-hidden-path", Usage: "a file or directory isolated tasks must not see, besides the data dirs, token files and client config (repeatable)"},
 }
 
 func devCommand() *cli.Command {
@@ -149,6 +152,7 @@ func devCommand() *cli.Command {
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
+					HiddenPaths: []string{dataDir, tokensPath, ccPath},
 				})
 				if err != nil {
 					return err
@@ -229,6 +233,14 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	tf, err := api.LoadTokensFile(tokensPath(c, dataDir))
 	if err != nil {
 		return fmt.Errorf("%w (create one, or use `dcosd dev` which generates it)", err)
+	}
+	// The data dir holds the store and the tokens: the kernel's alone,
+	// also when an older version made it readable.
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return err
 	}
 	tokens, err := api.NewTokens(tf.Tokens)
 	if err != nil {
@@ -347,10 +359,17 @@ func agentCommand() *cli.Command {
 				url = "http://" + url
 			}
 			log := logger(c)
+			// A kernel's state and an operator's client config on this
+			// node, where they are by default.
+			hidden := []string{defaultDataDir()}
+			if cc, err := clientconfig.DefaultPath(); err == nil {
+				hidden = append(hidden, cc)
+			}
 			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
 				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
 				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
+				HiddenPaths: hidden,
 			})
 			if err != nil {
 				return err

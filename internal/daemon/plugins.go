@@ -80,6 +80,9 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 	if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return nil, nil, err
 	}
+	if err := taskIsolation(c, log, &cfg); err != nil {
+		return nil, nil, err
+	}
 	// One process serves the driver and, with isolation, the isolator.
 	cmd := []string{exe, "plugin", builtinGroup}
 	switch iso := c.String("isolation"); iso {
@@ -388,4 +391,39 @@ func supervisorCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// taskIsolation sets cfg's task isolation from the flags: on by default
+// as root, and said either way at start.
+func taskIsolation(c *cli.Context, log *slog.Logger, cfg *agent.Config) error {
+	switch {
+	case !c.Bool("task-isolation"):
+		log.Warn("tasks run UNISOLATED (--task-isolation=false): as this agent's user, with its capabilities, seeing the node", "uid", os.Geteuid())
+		return nil
+	case os.Geteuid() != 0:
+		log.Warn("tasks run unisolated, as this agent's user: task isolation needs root", "uid", os.Geteuid())
+		return nil
+	}
+	for _, p := range c.StringSlice("task-hidden-path") {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("--task-hidden-path: %w", err)
+		}
+		cfg.HiddenPaths = append(cfg.HiddenPaths, p)
+	}
+	var hidden []string
+	for _, p := range cfg.HiddenPaths {
+		if p != "" {
+			p, _ = filepath.Abs(p)
+			hidden = append(hidden, p)
+		}
+	}
+	cfg.HiddenPaths = hidden
+	if _, _, err := agent.ParseUIDRange(c.String("task-uids")); err != nil {
+		return fmt.Errorf("--task-uids: %w", err)
+	}
+	cfg.TaskIsolation, cfg.TaskUIDs = true, c.String("task-uids")
+	log.Info("tasks run isolated: a uid per framework, no capabilities, own mount/pid/ipc/uts/cgroup namespaces",
+		"task_uids", cfg.TaskUIDs, "hidden", append([]string{cfg.DataDir}, cfg.HiddenPaths...))
+	return nil
 }

@@ -148,7 +148,9 @@ func TestDriverClient_RoundTrip(t *testing.T) {
 		t.Errorf("Fingerprint = %+v, %v", fp, err)
 	}
 	cfg := &TaskConfig{ID: "t1", Name: "web", Command: "sleep", Args: []string{"30"}, Env: map[string]string{"A": "b"},
-		Resources: Resources{CPUs: 0.5, MemBytes: 64 << 20, PIDs: 10}, DriverConfig: []byte(`{"nice":5}`)}
+		Resources: Resources{CPUs: 0.5, MemBytes: 64 << 20, PIDs: 10}, DriverConfig: []byte(`{"nice":5}`),
+		User: "alice", Isolation: &TaskIsolation{UID: 1000, GID: 1001, Groups: []uint32{27}, HiddenPaths: []string{"/var/lib/dcos"},
+			Sandbox: "/var/lib/dcos/agent/sandboxes/t1", SharePID: true}}
 	h, err := d.StartTask(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

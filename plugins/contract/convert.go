@@ -12,11 +12,11 @@ func capabilitiesToProto(c *Capabilities) *pluginsv1.DriverCapabilities {
 	if c == nil {
 		return nil
 	}
-	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns}
+	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns, Isolation: c.Isolation}
 }
 
 func capabilitiesFromProto(c *pluginsv1.DriverCapabilities) *Capabilities {
-	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns()}
+	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns(), Isolation: c.GetIsolation()}
 }
 
 func resourcesToProto(r Resources) *pluginsv1.Resources {
@@ -35,6 +35,7 @@ func taskConfigToProto(c *TaskConfig) *pluginsv1.TaskConfig {
 		Id: c.ID, Name: c.Name, Command: c.Command, Args: c.Args, Env: c.Env,
 		WorkDir: c.WorkDir, User: c.User, Resources: resourcesToProto(c.Resources),
 		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups, StdoutPath: c.StdoutPath, StderrPath: c.StderrPath, Netns: c.Netns,
+		Isolation: isolationToProto(c.Isolation),
 	}
 }
 
@@ -46,7 +47,24 @@ func taskConfigFromProto(c *pluginsv1.TaskConfig) *TaskConfig {
 		ID: c.GetId(), Name: c.GetName(), Command: c.GetCommand(), Args: c.GetArgs(), Env: c.GetEnv(),
 		WorkDir: c.GetWorkDir(), User: c.GetUser(), Resources: resourcesFromProto(c.GetResources()),
 		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(), StdoutPath: c.GetStdoutPath(), StderrPath: c.GetStderrPath(), Netns: c.GetNetns(),
+		Isolation: isolationFromProto(c.GetIsolation()),
 	}
+}
+
+func isolationToProto(i *TaskIsolation) *pluginsv1.TaskIsolation {
+	if i == nil {
+		return nil
+	}
+	return &pluginsv1.TaskIsolation{Uid: i.UID, Gid: i.GID, Groups: i.Groups, HiddenPaths: i.HiddenPaths,
+		Sandbox: i.Sandbox, SharePid: i.SharePID}
+}
+
+func isolationFromProto(i *pluginsv1.TaskIsolation) *TaskIsolation {
+	if i == nil {
+		return nil
+	}
+	return &TaskIsolation{UID: i.GetUid(), GID: i.GetGid(), Groups: i.GetGroups(), HiddenPaths: i.GetHiddenPaths(),
+		Sandbox: i.GetSandbox(), SharePID: i.GetSharePid()}
 }
 
 func handleToProto(h *TaskHandle) *pluginsv1.TaskHandle {

@@ -80,6 +80,9 @@ type Capabilities struct {
 	RecoverTasks bool        // RecoverTask reattaches to running tasks
 	JoinCgroups  bool        // the task starts inside TaskConfig.Cgroups
 	JoinNetns    bool        // the task starts inside TaskConfig.Netns
+	// Isolation: the driver honours TaskConfig.Isolation. The host does
+	// not give a driver without it tasks it must isolate.
+	Isolation bool
 }
 
 // Health is a driver's health on a node.
@@ -107,12 +110,18 @@ type Resources struct {
 
 // TaskConfig is what to run.
 type TaskConfig struct {
-	ID        string
-	Name      string
-	Command   string
-	Args      []string
-	Env       map[string]string
-	WorkDir   string
+	ID      string
+	Name    string
+	Command string
+	Args    []string
+	Env     map[string]string
+	WorkDir string
+	// User is the user the task runs as, by name, for the record and for
+	// drivers that resolve users in an image: "" for the default (an
+	// unprivileged uid of the task's owner), "root" or a user the
+	// operator allowed for the task's role. Isolation carries the ids the
+	// host resolved; a driver that gets a User without Isolation and
+	// cannot switch users returns ErrNotSupported.
 	User      string
 	Resources Resources
 	// DriverConfig is driver-specific configuration, opaque to the host.
@@ -134,6 +143,40 @@ type TaskConfig struct {
 	// Capabilities.JoinNetns = false, and the host does not give it tasks
 	// that ask for their own network.
 	Netns string
+	// Isolation, if set, is how the task must be confined (a driver that
+	// cannot says so in Capabilities.Isolation = false). nil: the task
+	// runs as the driver's own processes do (the host runs tasks
+	// unisolated: a non-root agent, or --task-isolation=false).
+	Isolation *TaskIsolation
+}
+
+// TaskIsolation is what a driver must do to confine a task so that it
+// cannot read or signal other tasks, the host's secrets or the host's
+// state (docs/plugins.md, "Task isolation"). Every field's zero value is
+// the strict choice, except the ids.
+type TaskIsolation struct {
+	// UID, GID and Groups are the task's credentials: its real, effective
+	// and saved ids, and exactly these supplementary groups (nil: none).
+	// A task with a UID other than 0 runs with an empty capability
+	// bounding set, no capabilities and no_new_privs; with UID 0 (a user
+	// the operator allowed) it keeps root's capabilities.
+	UID, GID uint32
+	Groups   []uint32
+	// HiddenPaths are directories and files the task must not see (the
+	// agent's and the kernel's data dirs, token files, client configs):
+	// in the task's own mount namespace they are covered (an empty
+	// directory, an empty file).
+	HiddenPaths []string
+	// Sandbox is the task's directory (with its volume mounts): it stays
+	// visible and usable at this same path, also when it is under a
+	// hidden path or under a directory UID cannot search.
+	Sandbox string
+	// SharePID keeps the task in the node's pid namespace, with a /proc
+	// that shows only processes of the task's own uid (hidepid); false
+	// (the default): its own pid namespace, where it cannot see or
+	// signal anything else. The task also gets its own ipc, uts and
+	// cgroup namespaces.
+	SharePID bool
 }
 
 // TaskState is where a task is in its life.

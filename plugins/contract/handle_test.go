@@ -10,7 +10,8 @@ func TestMarshalHandle_RoundTrip(t *testing.T) {
 	h := &TaskHandle{
 		Version: HandleVersion,
 		Config: &TaskConfig{ID: "t1", Name: "web", Command: "sleep", Args: []string{"30"},
-			Env: map[string]string{"A": "b"}, Resources: Resources{CPUs: 0.5, MemBytes: 64 << 20}},
+			Env: map[string]string{"A": "b"}, Resources: Resources{CPUs: 0.5, MemBytes: 64 << 20},
+			Isolation: &TaskIsolation{UID: 1900000000, GID: 1900000000, HiddenPaths: []string{"/data"}, Sandbox: "/data/sandboxes/t1"}},
 		State:       TaskStateRunning,
 		DriverState: []byte(`{"pid":42}`),
 	}

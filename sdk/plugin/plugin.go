@@ -26,11 +26,14 @@ type (
 	Health       = contract.Health
 	Resources    = contract.Resources
 	TaskConfig   = contract.TaskConfig
-	TaskHandle   = contract.TaskHandle
-	TaskState    = contract.TaskState
-	ExitResult   = contract.ExitResult
-	TaskStatus   = contract.TaskStatus
-	TaskUsage    = contract.TaskUsage
+	// TaskIsolation is what a driver must do to confine a task (see
+	// contract.TaskIsolation and docs/plugins.md, "Task isolation").
+	TaskIsolation = contract.TaskIsolation
+	TaskHandle    = contract.TaskHandle
+	TaskState     = contract.TaskState
+	ExitResult    = contract.ExitResult
+	TaskStatus    = contract.TaskStatus
+	TaskUsage     = contract.TaskUsage
 )
 
 // Types of the isolator contract.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 
 // start starts spec and registers it. On error nothing is left behind: no
@@ -43,12 +44,16 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 			}
 		}
 	}()
-	stdout, err := openOutput(spec.Stdout, &created)
+	owner := -1 // the owner of output files this start creates
+	if spec.Isolation != nil {
+		owner = int(spec.Isolation.UID)
+	}
+	stdout, err := openOutput(spec.Stdout, &created, owner, spec.Isolation)
 	if err != nil {
 		return nil, "", fmt.Errorf("stdout: %w", err)
 	}
 	defer stdout.Close()
-	stderr, err := openOutput(spec.Stderr, &created)
+	stderr, err := openOutput(spec.Stderr, &created, owner, spec.Isolation)
 	if err != nil {
 		return nil, "", fmt.Errorf("stderr: %w", err)
 	}
@@ -66,6 +71,20 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		Stderr:      stderr,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	var status *taskinit.Start
+	cgroups := spec.Cgroups
+	if spec.Isolation != nil {
+		var late []string
+		cgroups, late = splitCPU(spec.Cgroups)
+		if status, err = isolate(cmd, spec.Isolation, late); err != nil {
+			return nil, "", err
+		}
+		defer func() {
+			if err != nil {
+				status.Close()
+			}
+		}()
+	}
 
 	t0 := time.Now()
 	s.mu.Lock()
@@ -79,38 +98,53 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if err := os.Remove(wire.ExitRecordPath(s.stateDir, spec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("exit record: %w", err)
 	}
-	if err := s.forkInCgroups(cmd, spec.Cgroups, spec.Netns); err != nil {
+	if err := s.forkInCgroups(cmd, cgroups, spec.Netns); err != nil {
 		return nil, "", err
 	}
 	forked := time.Now()
 	pid := cmd.Process.Pid
 	cmd.Process.Release() // the reaper reaps it
+	if status != nil {
+		if err := status.Started(initTimeout); err != nil {
+			_ = proc.SignalGroup(pid, syscall.SIGKILL)
+			return nil, "", err
+		}
+	}
+	inited := time.Now()
 	st, err := proc.StartTime(pid)
 	if err != nil {
 		_ = proc.SignalGroup(pid, syscall.SIGKILL)
 		return nil, "", fmt.Errorf("process %d: start time: %w", pid, err)
 	}
-	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}}
+	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}, status: status}
 	s.tasks[spec.TaskID] = t
 	s.byPid[pid] = t
 	s.lastBusy = time.Now()
 	info := t.info
 	// wait: for other starts; fork: joining the cgroups, fork and exec
-	// (the exec runs under the task's own cpu limit).
+	// (the exec runs under the task's own cpu limit); init: the task
+	// init's setup and the task's exec (isolated tasks).
 	s.log.Info("task started", "task", spec.TaskID, "pid", pid, "command", path,
-		"wait", locked.Sub(t0), "fork", forked.Sub(locked))
+		"wait", locked.Sub(t0), "fork", forked.Sub(locked), "init", inited.Sub(forked))
 	return &info, "", nil
 }
 
 // openOutput opens path for appending (/dev/null if empty) and adds it to
-// *created if it did not exist.
-func openOutput(path string, created *[]string) (*os.File, error) {
+// *created if it did not exist; a file it creates is owned by iso's uid
+// and gid when iso is set.
+func openOutput(path string, created *[]string, owner int, iso *wire.Isolation) (*os.File, error) {
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err == nil {
 		*created = append(*created, path)
+		if owner >= 0 {
+			if err := f.Chown(owner, int(iso.GID)); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
 		return f, nil
 	}
 	if !errors.Is(err, os.ErrExist) {

@@ -22,6 +22,7 @@ import (
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
 	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 
 // IdleExit is how long the supervisor waits with no live task and no
@@ -35,6 +36,8 @@ const writeTimeout = 5 * time.Second
 // task is a task the supervisor started.
 type task struct {
 	info wire.TaskInfo // Exit set once reaped
+	// status is the task init's status pipe for an isolated task, else nil.
+	status *taskinit.Start
 }
 
 // server is the supervisor's state. mu guards everything below it; it is
@@ -395,6 +398,12 @@ func (s *server) reapAll() {
 			s.log.Error("cannot reap task", "task", t.info.ID, "pid", pid, "err", err)
 		}
 		delete(s.byPid, pid)
+		if t.status != nil {
+			// The task init exits with 128+N for a task killed by
+			// signal N, and says so on its status pipe.
+			code, sig = t.status.Exit(code, sig)
+			t.status = nil
+		}
 		t.info.Exit = &wire.Exit{Code: code, Signal: sig, At: time.Now().UTC()}
 		info := t.info
 		s.lastBusy = time.Now()

@@ -79,6 +79,19 @@ type StartSpec struct {
 	// Netns is the network namespace file the task starts in; empty: the
 	// supervisor's.
 	Netns string `json:"netns,omitempty"`
+	// Isolation, if set, runs the task isolated under the task init (see
+	// package taskinit); nil: as the supervisor's user in its namespaces.
+	Isolation *Isolation `json:"isolation,omitempty"`
+}
+
+// Isolation is contract.TaskIsolation on the wire.
+type Isolation struct {
+	UID      uint32   `json:"uid"`
+	GID      uint32   `json:"gid"`
+	Groups   []uint32 `json:"groups,omitempty"`
+	Hidden   []string `json:"hidden,omitempty"`
+	Sandbox  string   `json:"sandbox,omitempty"`
+	SharePID bool     `json:"share_pid,omitempty"`
 }
 
 // Reply is a message from the supervisor: the answer to request ID, or,
@@ -206,6 +219,16 @@ func (s *StartSpec) Validate() error {
 	for name, p := range map[string]string{"work dir": s.WorkDir, "stdout": s.Stdout, "stderr": s.Stderr, "netns": s.Netns} {
 		if p != "" && (!filepath.IsAbs(p) || strings.ContainsRune(p, 0)) {
 			return fmt.Errorf("%s %q: want an absolute path", name, p)
+		}
+	}
+	if iso := s.Isolation; iso != nil {
+		for _, p := range append([]string{iso.Sandbox}, iso.Hidden...) {
+			if p != "" && (!filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" || strings.ContainsRune(p, 0)) {
+				return fmt.Errorf("isolation path %q: want a clean absolute path other than /", p)
+			}
+		}
+		if len(iso.Groups) > 64 {
+			return fmt.Errorf("isolation: %d groups: at most 64", len(iso.Groups))
 		}
 	}
 	for _, c := range s.Cgroups {

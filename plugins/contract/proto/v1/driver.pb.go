@@ -131,12 +131,14 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 }
 
 type DriverCapabilities struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SendSignals   bool                   `protobuf:"varint,1,opt,name=send_signals,json=sendSignals,proto3" json:"send_signals,omitempty"`
-	FsIsolation   string                 `protobuf:"bytes,2,opt,name=fs_isolation,json=fsIsolation,proto3" json:"fs_isolation,omitempty"`
-	RecoverTasks  bool                   `protobuf:"varint,3,opt,name=recover_tasks,json=recoverTasks,proto3" json:"recover_tasks,omitempty"`
-	JoinCgroups   bool                   `protobuf:"varint,4,opt,name=join_cgroups,json=joinCgroups,proto3" json:"join_cgroups,omitempty"`
-	JoinNetns     bool                   `protobuf:"varint,5,opt,name=join_netns,json=joinNetns,proto3" json:"join_netns,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SendSignals  bool                   `protobuf:"varint,1,opt,name=send_signals,json=sendSignals,proto3" json:"send_signals,omitempty"`
+	FsIsolation  string                 `protobuf:"bytes,2,opt,name=fs_isolation,json=fsIsolation,proto3" json:"fs_isolation,omitempty"`
+	RecoverTasks bool                   `protobuf:"varint,3,opt,name=recover_tasks,json=recoverTasks,proto3" json:"recover_tasks,omitempty"`
+	JoinCgroups  bool                   `protobuf:"varint,4,opt,name=join_cgroups,json=joinCgroups,proto3" json:"join_cgroups,omitempty"`
+	JoinNetns    bool                   `protobuf:"varint,5,opt,name=join_netns,json=joinNetns,proto3" json:"join_netns,omitempty"`
+	// isolation: the driver honours TaskConfig.isolation.
+	Isolation     bool `protobuf:"varint,6,opt,name=isolation,proto3" json:"isolation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +204,13 @@ func (x *DriverCapabilities) GetJoinCgroups() bool {
 func (x *DriverCapabilities) GetJoinNetns() bool {
 	if x != nil {
 		return x.JoinNetns
+	}
+	return false
+}
+
+func (x *DriverCapabilities) GetIsolation() bool {
+	if x != nil {
+		return x.Isolation
 	}
 	return false
 }
@@ -461,7 +470,10 @@ type TaskConfig struct {
 	StderrPath string `protobuf:"bytes,12,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
 	// netns is the network namespace (a bind-mounted file) the task starts
 	// in; empty: the node's.
-	Netns         string `protobuf:"bytes,13,opt,name=netns,proto3" json:"netns,omitempty"`
+	Netns string `protobuf:"bytes,13,opt,name=netns,proto3" json:"netns,omitempty"`
+	// isolation is how the task must be confined; unset: as the driver's
+	// own processes (see docs/plugins.md, "Task isolation").
+	Isolation     *TaskIsolation `protobuf:"bytes,14,opt,name=isolation,proto3" json:"isolation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -587,6 +599,101 @@ func (x *TaskConfig) GetNetns() string {
 	return ""
 }
 
+func (x *TaskConfig) GetIsolation() *TaskIsolation {
+	if x != nil {
+		return x.Isolation
+	}
+	return nil
+}
+
+// TaskIsolation: run the task as uid/gid with only groups, without
+// capabilities and with no_new_privs unless uid is 0, in its own mount,
+// pid (unless share_pid), ipc, uts and cgroup namespaces, with
+// hidden_paths covered and sandbox visible at its own path.
+type TaskIsolation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           uint32                 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32                 `protobuf:"varint,2,opt,name=gid,proto3" json:"gid,omitempty"`
+	Groups        []uint32               `protobuf:"varint,3,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	HiddenPaths   []string               `protobuf:"bytes,4,rep,name=hidden_paths,json=hiddenPaths,proto3" json:"hidden_paths,omitempty"`
+	Sandbox       string                 `protobuf:"bytes,5,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	SharePid      bool                   `protobuf:"varint,6,opt,name=share_pid,json=sharePid,proto3" json:"share_pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskIsolation) Reset() {
+	*x = TaskIsolation{}
+	mi := &file_v1_driver_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskIsolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskIsolation) ProtoMessage() {}
+
+func (x *TaskIsolation) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_driver_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskIsolation.ProtoReflect.Descriptor instead.
+func (*TaskIsolation) Descriptor() ([]byte, []int) {
+	return file_v1_driver_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TaskIsolation) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *TaskIsolation) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *TaskIsolation) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *TaskIsolation) GetHiddenPaths() []string {
+	if x != nil {
+		return x.HiddenPaths
+	}
+	return nil
+}
+
+func (x *TaskIsolation) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
+}
+
+func (x *TaskIsolation) GetSharePid() bool {
+	if x != nil {
+		return x.SharePid
+	}
+	return false
+}
+
 type TaskHandle struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Version     uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -601,7 +708,7 @@ type TaskHandle struct {
 
 func (x *TaskHandle) Reset() {
 	*x = TaskHandle{}
-	mi := &file_v1_driver_proto_msgTypes[7]
+	mi := &file_v1_driver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +720,7 @@ func (x *TaskHandle) String() string {
 func (*TaskHandle) ProtoMessage() {}
 
 func (x *TaskHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[7]
+	mi := &file_v1_driver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +733,7 @@ func (x *TaskHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHandle.ProtoReflect.Descriptor instead.
 func (*TaskHandle) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{7}
+	return file_v1_driver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskHandle) GetVersion() uint32 {
@@ -676,7 +783,7 @@ type ExitResult struct {
 
 func (x *ExitResult) Reset() {
 	*x = ExitResult{}
-	mi := &file_v1_driver_proto_msgTypes[8]
+	mi := &file_v1_driver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +795,7 @@ func (x *ExitResult) String() string {
 func (*ExitResult) ProtoMessage() {}
 
 func (x *ExitResult) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[8]
+	mi := &file_v1_driver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +808,7 @@ func (x *ExitResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitResult.ProtoReflect.Descriptor instead.
 func (*ExitResult) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{8}
+	return file_v1_driver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExitResult) GetExitCode() int32 {
@@ -747,7 +854,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_v1_driver_proto_msgTypes[9]
+	mi := &file_v1_driver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +866,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[9]
+	mi := &file_v1_driver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +879,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{9}
+	return file_v1_driver_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskStatus) GetId() string {
@@ -839,7 +946,7 @@ type TaskUsage struct {
 
 func (x *TaskUsage) Reset() {
 	*x = TaskUsage{}
-	mi := &file_v1_driver_proto_msgTypes[10]
+	mi := &file_v1_driver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +958,7 @@ func (x *TaskUsage) String() string {
 func (*TaskUsage) ProtoMessage() {}
 
 func (x *TaskUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[10]
+	mi := &file_v1_driver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +971,7 @@ func (x *TaskUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUsage.ProtoReflect.Descriptor instead.
 func (*TaskUsage) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{10}
+	return file_v1_driver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TaskUsage) GetTimestamp() *timestamppb.Timestamp {
@@ -925,7 +1032,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[11]
+	mi := &file_v1_driver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1044,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[11]
+	mi := &file_v1_driver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1057,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{11}
+	return file_v1_driver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartTaskRequest) GetConfig() *TaskConfig {
@@ -969,7 +1076,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[12]
+	mi := &file_v1_driver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1088,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[12]
+	mi := &file_v1_driver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1101,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{12}
+	return file_v1_driver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartTaskResponse) GetHandle() *TaskHandle {
@@ -1013,7 +1120,7 @@ type WaitTaskRequest struct {
 
 func (x *WaitTaskRequest) Reset() {
 	*x = WaitTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[13]
+	mi := &file_v1_driver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1132,7 @@ func (x *WaitTaskRequest) String() string {
 func (*WaitTaskRequest) ProtoMessage() {}
 
 func (x *WaitTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[13]
+	mi := &file_v1_driver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1145,7 @@ func (x *WaitTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitTaskRequest.ProtoReflect.Descriptor instead.
 func (*WaitTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{13}
+	return file_v1_driver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WaitTaskRequest) GetTaskId() string {
@@ -1057,7 +1164,7 @@ type WaitTaskResponse struct {
 
 func (x *WaitTaskResponse) Reset() {
 	*x = WaitTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[14]
+	mi := &file_v1_driver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1176,7 @@ func (x *WaitTaskResponse) String() string {
 func (*WaitTaskResponse) ProtoMessage() {}
 
 func (x *WaitTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[14]
+	mi := &file_v1_driver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1189,7 @@ func (x *WaitTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitTaskResponse.ProtoReflect.Descriptor instead.
 func (*WaitTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{14}
+	return file_v1_driver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WaitTaskResponse) GetResult() *ExitResult {
@@ -1103,7 +1210,7 @@ type StopTaskRequest struct {
 
 func (x *StopTaskRequest) Reset() {
 	*x = StopTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[15]
+	mi := &file_v1_driver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1222,7 @@ func (x *StopTaskRequest) String() string {
 func (*StopTaskRequest) ProtoMessage() {}
 
 func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[15]
+	mi := &file_v1_driver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1235,7 @@ func (x *StopTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskRequest.ProtoReflect.Descriptor instead.
 func (*StopTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{15}
+	return file_v1_driver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StopTaskRequest) GetTaskId() string {
@@ -1160,7 +1267,7 @@ type StopTaskResponse struct {
 
 func (x *StopTaskResponse) Reset() {
 	*x = StopTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[16]
+	mi := &file_v1_driver_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1279,7 @@ func (x *StopTaskResponse) String() string {
 func (*StopTaskResponse) ProtoMessage() {}
 
 func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[16]
+	mi := &file_v1_driver_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1292,7 @@ func (x *StopTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTaskResponse.ProtoReflect.Descriptor instead.
 func (*StopTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{16}
+	return file_v1_driver_proto_rawDescGZIP(), []int{17}
 }
 
 type DestroyTaskRequest struct {
@@ -1198,7 +1305,7 @@ type DestroyTaskRequest struct {
 
 func (x *DestroyTaskRequest) Reset() {
 	*x = DestroyTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[17]
+	mi := &file_v1_driver_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1317,7 @@ func (x *DestroyTaskRequest) String() string {
 func (*DestroyTaskRequest) ProtoMessage() {}
 
 func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[17]
+	mi := &file_v1_driver_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1330,7 @@ func (x *DestroyTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskRequest.ProtoReflect.Descriptor instead.
 func (*DestroyTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{17}
+	return file_v1_driver_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DestroyTaskRequest) GetTaskId() string {
@@ -1248,7 +1355,7 @@ type DestroyTaskResponse struct {
 
 func (x *DestroyTaskResponse) Reset() {
 	*x = DestroyTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[18]
+	mi := &file_v1_driver_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1367,7 @@ func (x *DestroyTaskResponse) String() string {
 func (*DestroyTaskResponse) ProtoMessage() {}
 
 func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[18]
+	mi := &file_v1_driver_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1380,7 @@ func (x *DestroyTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyTaskResponse.ProtoReflect.Descriptor instead.
 func (*DestroyTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{18}
+	return file_v1_driver_proto_rawDescGZIP(), []int{19}
 }
 
 type InspectTaskRequest struct {
@@ -1285,7 +1392,7 @@ type InspectTaskRequest struct {
 
 func (x *InspectTaskRequest) Reset() {
 	*x = InspectTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[19]
+	mi := &file_v1_driver_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1404,7 @@ func (x *InspectTaskRequest) String() string {
 func (*InspectTaskRequest) ProtoMessage() {}
 
 func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[19]
+	mi := &file_v1_driver_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1417,7 @@ func (x *InspectTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskRequest.ProtoReflect.Descriptor instead.
 func (*InspectTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{19}
+	return file_v1_driver_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InspectTaskRequest) GetTaskId() string {
@@ -1329,7 +1436,7 @@ type InspectTaskResponse struct {
 
 func (x *InspectTaskResponse) Reset() {
 	*x = InspectTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[20]
+	mi := &file_v1_driver_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1448,7 @@ func (x *InspectTaskResponse) String() string {
 func (*InspectTaskResponse) ProtoMessage() {}
 
 func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[20]
+	mi := &file_v1_driver_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1461,7 @@ func (x *InspectTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectTaskResponse.ProtoReflect.Descriptor instead.
 func (*InspectTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{20}
+	return file_v1_driver_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InspectTaskResponse) GetStatus() *TaskStatus {
@@ -1373,7 +1480,7 @@ type TaskStatsRequest struct {
 
 func (x *TaskStatsRequest) Reset() {
 	*x = TaskStatsRequest{}
-	mi := &file_v1_driver_proto_msgTypes[21]
+	mi := &file_v1_driver_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1492,7 @@ func (x *TaskStatsRequest) String() string {
 func (*TaskStatsRequest) ProtoMessage() {}
 
 func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[21]
+	mi := &file_v1_driver_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1505,7 @@ func (x *TaskStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsRequest.ProtoReflect.Descriptor instead.
 func (*TaskStatsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{21}
+	return file_v1_driver_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskStatsRequest) GetTaskId() string {
@@ -1417,7 +1524,7 @@ type TaskStatsResponse struct {
 
 func (x *TaskStatsResponse) Reset() {
 	*x = TaskStatsResponse{}
-	mi := &file_v1_driver_proto_msgTypes[22]
+	mi := &file_v1_driver_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1536,7 @@ func (x *TaskStatsResponse) String() string {
 func (*TaskStatsResponse) ProtoMessage() {}
 
 func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[22]
+	mi := &file_v1_driver_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1549,7 @@ func (x *TaskStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatsResponse.ProtoReflect.Descriptor instead.
 func (*TaskStatsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{22}
+	return file_v1_driver_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskStatsResponse) GetUsage() *TaskUsage {
@@ -1462,7 +1569,7 @@ type SignalTaskRequest struct {
 
 func (x *SignalTaskRequest) Reset() {
 	*x = SignalTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[23]
+	mi := &file_v1_driver_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1581,7 @@ func (x *SignalTaskRequest) String() string {
 func (*SignalTaskRequest) ProtoMessage() {}
 
 func (x *SignalTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[23]
+	mi := &file_v1_driver_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1594,7 @@ func (x *SignalTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalTaskRequest.ProtoReflect.Descriptor instead.
 func (*SignalTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{23}
+	return file_v1_driver_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignalTaskRequest) GetTaskId() string {
@@ -1512,7 +1619,7 @@ type SignalTaskResponse struct {
 
 func (x *SignalTaskResponse) Reset() {
 	*x = SignalTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[24]
+	mi := &file_v1_driver_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1631,7 @@ func (x *SignalTaskResponse) String() string {
 func (*SignalTaskResponse) ProtoMessage() {}
 
 func (x *SignalTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[24]
+	mi := &file_v1_driver_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1644,7 @@ func (x *SignalTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalTaskResponse.ProtoReflect.Descriptor instead.
 func (*SignalTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{24}
+	return file_v1_driver_proto_rawDescGZIP(), []int{25}
 }
 
 type RecoverTaskRequest struct {
@@ -1549,7 +1656,7 @@ type RecoverTaskRequest struct {
 
 func (x *RecoverTaskRequest) Reset() {
 	*x = RecoverTaskRequest{}
-	mi := &file_v1_driver_proto_msgTypes[25]
+	mi := &file_v1_driver_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1668,7 @@ func (x *RecoverTaskRequest) String() string {
 func (*RecoverTaskRequest) ProtoMessage() {}
 
 func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[25]
+	mi := &file_v1_driver_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1681,7 @@ func (x *RecoverTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskRequest.ProtoReflect.Descriptor instead.
 func (*RecoverTaskRequest) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{25}
+	return file_v1_driver_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecoverTaskRequest) GetHandle() *TaskHandle {
@@ -1592,7 +1699,7 @@ type RecoverTaskResponse struct {
 
 func (x *RecoverTaskResponse) Reset() {
 	*x = RecoverTaskResponse{}
-	mi := &file_v1_driver_proto_msgTypes[26]
+	mi := &file_v1_driver_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1711,7 @@ func (x *RecoverTaskResponse) String() string {
 func (*RecoverTaskResponse) ProtoMessage() {}
 
 func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_driver_proto_msgTypes[26]
+	mi := &file_v1_driver_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,21 +1724,22 @@ func (x *RecoverTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverTaskResponse.ProtoReflect.Descriptor instead.
 func (*RecoverTaskResponse) Descriptor() ([]byte, []int) {
-	return file_v1_driver_proto_rawDescGZIP(), []int{26}
+	return file_v1_driver_proto_rawDescGZIP(), []int{27}
 }
 
 var File_v1_driver_proto protoreflect.FileDescriptor
 
 const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
+	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
 	"\x12DriverCapabilities\x12!\n" +
 	"\fsend_signals\x18\x01 \x01(\bR\vsendSignals\x12!\n" +
 	"\ffs_isolation\x18\x02 \x01(\tR\vfsIsolation\x12#\n" +
 	"\rrecover_tasks\x18\x03 \x01(\bR\frecoverTasks\x12!\n" +
 	"\fjoin_cgroups\x18\x04 \x01(\bR\vjoinCgroups\x12\x1d\n" +
 	"\n" +
-	"join_netns\x18\x05 \x01(\bR\tjoinNetns\"\x15\n" +
+	"join_netns\x18\x05 \x01(\bR\tjoinNetns\x12\x1c\n" +
+	"\tisolation\x18\x06 \x01(\bR\tisolation\"\x15\n" +
 	"\x13CapabilitiesRequest\"_\n" +
 	"\x14CapabilitiesResponse\x12G\n" +
 	"\fcapabilities\x18\x01 \x01(\v2#.dcos.plugins.v1.DriverCapabilitiesR\fcapabilities\"\x14\n" +
@@ -1648,7 +1756,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xce\x03\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\x8c\x04\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1666,10 +1774,18 @@ const file_v1_driver_proto_rawDesc = "" +
 	"stdoutPath\x12\x1f\n" +
 	"\vstderr_path\x18\f \x01(\tR\n" +
 	"stderrPath\x12\x14\n" +
-	"\x05netns\x18\r \x01(\tR\x05netns\x1a6\n" +
+	"\x05netns\x18\r \x01(\tR\x05netns\x12<\n" +
+	"\tisolation\x18\x0e \x01(\v2\x1e.dcos.plugins.v1.TaskIsolationR\tisolation\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
+	"\rTaskIsolation\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x02 \x01(\rR\x03gid\x12\x16\n" +
+	"\x06groups\x18\x03 \x03(\rR\x06groups\x12!\n" +
+	"\fhidden_paths\x18\x04 \x03(\tR\vhiddenPaths\x12\x18\n" +
+	"\asandbox\x18\x05 \x01(\tR\asandbox\x12\x1b\n" +
+	"\tshare_pid\x18\x06 \x01(\bR\bsharePid\"\xc2\x01\n" +
 	"\n" +
 	"TaskHandle\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x123\n" +
@@ -1775,7 +1891,7 @@ func file_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_v1_driver_proto_goTypes = []any{
 	(Health)(0),                   // 0: dcos.plugins.v1.Health
 	(TaskState)(0),                // 1: dcos.plugins.v1.TaskState
@@ -1786,78 +1902,80 @@ var file_v1_driver_proto_goTypes = []any{
 	(*FingerprintResponse)(nil),   // 6: dcos.plugins.v1.FingerprintResponse
 	(*Resources)(nil),             // 7: dcos.plugins.v1.Resources
 	(*TaskConfig)(nil),            // 8: dcos.plugins.v1.TaskConfig
-	(*TaskHandle)(nil),            // 9: dcos.plugins.v1.TaskHandle
-	(*ExitResult)(nil),            // 10: dcos.plugins.v1.ExitResult
-	(*TaskStatus)(nil),            // 11: dcos.plugins.v1.TaskStatus
-	(*TaskUsage)(nil),             // 12: dcos.plugins.v1.TaskUsage
-	(*StartTaskRequest)(nil),      // 13: dcos.plugins.v1.StartTaskRequest
-	(*StartTaskResponse)(nil),     // 14: dcos.plugins.v1.StartTaskResponse
-	(*WaitTaskRequest)(nil),       // 15: dcos.plugins.v1.WaitTaskRequest
-	(*WaitTaskResponse)(nil),      // 16: dcos.plugins.v1.WaitTaskResponse
-	(*StopTaskRequest)(nil),       // 17: dcos.plugins.v1.StopTaskRequest
-	(*StopTaskResponse)(nil),      // 18: dcos.plugins.v1.StopTaskResponse
-	(*DestroyTaskRequest)(nil),    // 19: dcos.plugins.v1.DestroyTaskRequest
-	(*DestroyTaskResponse)(nil),   // 20: dcos.plugins.v1.DestroyTaskResponse
-	(*InspectTaskRequest)(nil),    // 21: dcos.plugins.v1.InspectTaskRequest
-	(*InspectTaskResponse)(nil),   // 22: dcos.plugins.v1.InspectTaskResponse
-	(*TaskStatsRequest)(nil),      // 23: dcos.plugins.v1.TaskStatsRequest
-	(*TaskStatsResponse)(nil),     // 24: dcos.plugins.v1.TaskStatsResponse
-	(*SignalTaskRequest)(nil),     // 25: dcos.plugins.v1.SignalTaskRequest
-	(*SignalTaskResponse)(nil),    // 26: dcos.plugins.v1.SignalTaskResponse
-	(*RecoverTaskRequest)(nil),    // 27: dcos.plugins.v1.RecoverTaskRequest
-	(*RecoverTaskResponse)(nil),   // 28: dcos.plugins.v1.RecoverTaskResponse
-	nil,                           // 29: dcos.plugins.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 30: dcos.plugins.v1.TaskConfig.EnvEntry
-	nil,                           // 31: dcos.plugins.v1.TaskStatus.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(*TaskIsolation)(nil),         // 9: dcos.plugins.v1.TaskIsolation
+	(*TaskHandle)(nil),            // 10: dcos.plugins.v1.TaskHandle
+	(*ExitResult)(nil),            // 11: dcos.plugins.v1.ExitResult
+	(*TaskStatus)(nil),            // 12: dcos.plugins.v1.TaskStatus
+	(*TaskUsage)(nil),             // 13: dcos.plugins.v1.TaskUsage
+	(*StartTaskRequest)(nil),      // 14: dcos.plugins.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),     // 15: dcos.plugins.v1.StartTaskResponse
+	(*WaitTaskRequest)(nil),       // 16: dcos.plugins.v1.WaitTaskRequest
+	(*WaitTaskResponse)(nil),      // 17: dcos.plugins.v1.WaitTaskResponse
+	(*StopTaskRequest)(nil),       // 18: dcos.plugins.v1.StopTaskRequest
+	(*StopTaskResponse)(nil),      // 19: dcos.plugins.v1.StopTaskResponse
+	(*DestroyTaskRequest)(nil),    // 20: dcos.plugins.v1.DestroyTaskRequest
+	(*DestroyTaskResponse)(nil),   // 21: dcos.plugins.v1.DestroyTaskResponse
+	(*InspectTaskRequest)(nil),    // 22: dcos.plugins.v1.InspectTaskRequest
+	(*InspectTaskResponse)(nil),   // 23: dcos.plugins.v1.InspectTaskResponse
+	(*TaskStatsRequest)(nil),      // 24: dcos.plugins.v1.TaskStatsRequest
+	(*TaskStatsResponse)(nil),     // 25: dcos.plugins.v1.TaskStatsResponse
+	(*SignalTaskRequest)(nil),     // 26: dcos.plugins.v1.SignalTaskRequest
+	(*SignalTaskResponse)(nil),    // 27: dcos.plugins.v1.SignalTaskResponse
+	(*RecoverTaskRequest)(nil),    // 28: dcos.plugins.v1.RecoverTaskRequest
+	(*RecoverTaskResponse)(nil),   // 29: dcos.plugins.v1.RecoverTaskResponse
+	nil,                           // 30: dcos.plugins.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 31: dcos.plugins.v1.TaskConfig.EnvEntry
+	nil,                           // 32: dcos.plugins.v1.TaskStatus.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 }
 var file_v1_driver_proto_depIdxs = []int32{
 	2,  // 0: dcos.plugins.v1.CapabilitiesResponse.capabilities:type_name -> dcos.plugins.v1.DriverCapabilities
 	0,  // 1: dcos.plugins.v1.FingerprintResponse.health:type_name -> dcos.plugins.v1.Health
-	29, // 2: dcos.plugins.v1.FingerprintResponse.attributes:type_name -> dcos.plugins.v1.FingerprintResponse.AttributesEntry
-	30, // 3: dcos.plugins.v1.TaskConfig.env:type_name -> dcos.plugins.v1.TaskConfig.EnvEntry
+	30, // 2: dcos.plugins.v1.FingerprintResponse.attributes:type_name -> dcos.plugins.v1.FingerprintResponse.AttributesEntry
+	31, // 3: dcos.plugins.v1.TaskConfig.env:type_name -> dcos.plugins.v1.TaskConfig.EnvEntry
 	7,  // 4: dcos.plugins.v1.TaskConfig.resources:type_name -> dcos.plugins.v1.Resources
-	8,  // 5: dcos.plugins.v1.TaskHandle.config:type_name -> dcos.plugins.v1.TaskConfig
-	1,  // 6: dcos.plugins.v1.TaskHandle.state:type_name -> dcos.plugins.v1.TaskState
-	1,  // 7: dcos.plugins.v1.TaskStatus.state:type_name -> dcos.plugins.v1.TaskState
-	32, // 8: dcos.plugins.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	32, // 9: dcos.plugins.v1.TaskStatus.completed_at:type_name -> google.protobuf.Timestamp
-	10, // 10: dcos.plugins.v1.TaskStatus.exit_result:type_name -> dcos.plugins.v1.ExitResult
-	31, // 11: dcos.plugins.v1.TaskStatus.attributes:type_name -> dcos.plugins.v1.TaskStatus.AttributesEntry
-	32, // 12: dcos.plugins.v1.TaskUsage.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 13: dcos.plugins.v1.StartTaskRequest.config:type_name -> dcos.plugins.v1.TaskConfig
-	9,  // 14: dcos.plugins.v1.StartTaskResponse.handle:type_name -> dcos.plugins.v1.TaskHandle
-	10, // 15: dcos.plugins.v1.WaitTaskResponse.result:type_name -> dcos.plugins.v1.ExitResult
-	33, // 16: dcos.plugins.v1.StopTaskRequest.timeout:type_name -> google.protobuf.Duration
-	11, // 17: dcos.plugins.v1.InspectTaskResponse.status:type_name -> dcos.plugins.v1.TaskStatus
-	12, // 18: dcos.plugins.v1.TaskStatsResponse.usage:type_name -> dcos.plugins.v1.TaskUsage
-	9,  // 19: dcos.plugins.v1.RecoverTaskRequest.handle:type_name -> dcos.plugins.v1.TaskHandle
-	3,  // 20: dcos.plugins.v1.Driver.Capabilities:input_type -> dcos.plugins.v1.CapabilitiesRequest
-	5,  // 21: dcos.plugins.v1.Driver.Fingerprint:input_type -> dcos.plugins.v1.FingerprintRequest
-	13, // 22: dcos.plugins.v1.Driver.StartTask:input_type -> dcos.plugins.v1.StartTaskRequest
-	15, // 23: dcos.plugins.v1.Driver.WaitTask:input_type -> dcos.plugins.v1.WaitTaskRequest
-	17, // 24: dcos.plugins.v1.Driver.StopTask:input_type -> dcos.plugins.v1.StopTaskRequest
-	19, // 25: dcos.plugins.v1.Driver.DestroyTask:input_type -> dcos.plugins.v1.DestroyTaskRequest
-	21, // 26: dcos.plugins.v1.Driver.InspectTask:input_type -> dcos.plugins.v1.InspectTaskRequest
-	23, // 27: dcos.plugins.v1.Driver.TaskStats:input_type -> dcos.plugins.v1.TaskStatsRequest
-	25, // 28: dcos.plugins.v1.Driver.SignalTask:input_type -> dcos.plugins.v1.SignalTaskRequest
-	27, // 29: dcos.plugins.v1.Driver.RecoverTask:input_type -> dcos.plugins.v1.RecoverTaskRequest
-	4,  // 30: dcos.plugins.v1.Driver.Capabilities:output_type -> dcos.plugins.v1.CapabilitiesResponse
-	6,  // 31: dcos.plugins.v1.Driver.Fingerprint:output_type -> dcos.plugins.v1.FingerprintResponse
-	14, // 32: dcos.plugins.v1.Driver.StartTask:output_type -> dcos.plugins.v1.StartTaskResponse
-	16, // 33: dcos.plugins.v1.Driver.WaitTask:output_type -> dcos.plugins.v1.WaitTaskResponse
-	18, // 34: dcos.plugins.v1.Driver.StopTask:output_type -> dcos.plugins.v1.StopTaskResponse
-	20, // 35: dcos.plugins.v1.Driver.DestroyTask:output_type -> dcos.plugins.v1.DestroyTaskResponse
-	22, // 36: dcos.plugins.v1.Driver.InspectTask:output_type -> dcos.plugins.v1.InspectTaskResponse
-	24, // 37: dcos.plugins.v1.Driver.TaskStats:output_type -> dcos.plugins.v1.TaskStatsResponse
-	26, // 38: dcos.plugins.v1.Driver.SignalTask:output_type -> dcos.plugins.v1.SignalTaskResponse
-	28, // 39: dcos.plugins.v1.Driver.RecoverTask:output_type -> dcos.plugins.v1.RecoverTaskResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	9,  // 5: dcos.plugins.v1.TaskConfig.isolation:type_name -> dcos.plugins.v1.TaskIsolation
+	8,  // 6: dcos.plugins.v1.TaskHandle.config:type_name -> dcos.plugins.v1.TaskConfig
+	1,  // 7: dcos.plugins.v1.TaskHandle.state:type_name -> dcos.plugins.v1.TaskState
+	1,  // 8: dcos.plugins.v1.TaskStatus.state:type_name -> dcos.plugins.v1.TaskState
+	33, // 9: dcos.plugins.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	33, // 10: dcos.plugins.v1.TaskStatus.completed_at:type_name -> google.protobuf.Timestamp
+	11, // 11: dcos.plugins.v1.TaskStatus.exit_result:type_name -> dcos.plugins.v1.ExitResult
+	32, // 12: dcos.plugins.v1.TaskStatus.attributes:type_name -> dcos.plugins.v1.TaskStatus.AttributesEntry
+	33, // 13: dcos.plugins.v1.TaskUsage.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 14: dcos.plugins.v1.StartTaskRequest.config:type_name -> dcos.plugins.v1.TaskConfig
+	10, // 15: dcos.plugins.v1.StartTaskResponse.handle:type_name -> dcos.plugins.v1.TaskHandle
+	11, // 16: dcos.plugins.v1.WaitTaskResponse.result:type_name -> dcos.plugins.v1.ExitResult
+	34, // 17: dcos.plugins.v1.StopTaskRequest.timeout:type_name -> google.protobuf.Duration
+	12, // 18: dcos.plugins.v1.InspectTaskResponse.status:type_name -> dcos.plugins.v1.TaskStatus
+	13, // 19: dcos.plugins.v1.TaskStatsResponse.usage:type_name -> dcos.plugins.v1.TaskUsage
+	10, // 20: dcos.plugins.v1.RecoverTaskRequest.handle:type_name -> dcos.plugins.v1.TaskHandle
+	3,  // 21: dcos.plugins.v1.Driver.Capabilities:input_type -> dcos.plugins.v1.CapabilitiesRequest
+	5,  // 22: dcos.plugins.v1.Driver.Fingerprint:input_type -> dcos.plugins.v1.FingerprintRequest
+	14, // 23: dcos.plugins.v1.Driver.StartTask:input_type -> dcos.plugins.v1.StartTaskRequest
+	16, // 24: dcos.plugins.v1.Driver.WaitTask:input_type -> dcos.plugins.v1.WaitTaskRequest
+	18, // 25: dcos.plugins.v1.Driver.StopTask:input_type -> dcos.plugins.v1.StopTaskRequest
+	20, // 26: dcos.plugins.v1.Driver.DestroyTask:input_type -> dcos.plugins.v1.DestroyTaskRequest
+	22, // 27: dcos.plugins.v1.Driver.InspectTask:input_type -> dcos.plugins.v1.InspectTaskRequest
+	24, // 28: dcos.plugins.v1.Driver.TaskStats:input_type -> dcos.plugins.v1.TaskStatsRequest
+	26, // 29: dcos.plugins.v1.Driver.SignalTask:input_type -> dcos.plugins.v1.SignalTaskRequest
+	28, // 30: dcos.plugins.v1.Driver.RecoverTask:input_type -> dcos.plugins.v1.RecoverTaskRequest
+	4,  // 31: dcos.plugins.v1.Driver.Capabilities:output_type -> dcos.plugins.v1.CapabilitiesResponse
+	6,  // 32: dcos.plugins.v1.Driver.Fingerprint:output_type -> dcos.plugins.v1.FingerprintResponse
+	15, // 33: dcos.plugins.v1.Driver.StartTask:output_type -> dcos.plugins.v1.StartTaskResponse
+	17, // 34: dcos.plugins.v1.Driver.WaitTask:output_type -> dcos.plugins.v1.WaitTaskResponse
+	19, // 35: dcos.plugins.v1.Driver.StopTask:output_type -> dcos.plugins.v1.StopTaskResponse
+	21, // 36: dcos.plugins.v1.Driver.DestroyTask:output_type -> dcos.plugins.v1.DestroyTaskResponse
+	23, // 37: dcos.plugins.v1.Driver.InspectTask:output_type -> dcos.plugins.v1.InspectTaskResponse
+	25, // 38: dcos.plugins.v1.Driver.TaskStats:output_type -> dcos.plugins.v1.TaskStatsResponse
+	27, // 39: dcos.plugins.v1.Driver.SignalTask:output_type -> dcos.plugins.v1.SignalTaskResponse
+	29, // 40: dcos.plugins.v1.Driver.RecoverTask:output_type -> dcos.plugins.v1.RecoverTaskResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_v1_driver_proto_init() }
@@ -1871,7 +1989,7 @@ func file_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_driver_proto_rawDesc), len(file_v1_driver_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

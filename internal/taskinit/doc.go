@@ -1,0 +1,19 @@
+// Package taskinit embeds dcos's task init (built from
+// ./initmain by go generate into taskinit.bin, committed like the BPF
+// objects and policy modules; scripts/test checks it is current) and
+// builds its command line.
+//
+// The exec driver's supervisor, and vendor drivers through sdk/plugin's
+// Isolate, run the init (Prepare, Start), as root, as the first process of every
+// isolated task, in new mount, pid, ipc and uts namespaces: it makes the
+// node's mounts slaves, covers the hidden paths, keeps the sandbox visible
+// at its path, mounts the namespace's own /proc and /dev/shm, enters a
+// cgroup namespace (after joining the cgroups it was given to join late),
+// drops the capability bounding set and sets
+// no_new_privs (unless the task runs as root), then forks the task with
+// its uid, gid and groups in the init's process group, reaps orphans and
+// exits with the task's status (128+N for signal N, which it also reports
+// on its status pipe). See initmain for the protocol.
+//
+// It is not a container runtime: no image, no user namespace, no seccomp.
+package taskinit

@@ -158,7 +158,7 @@ func TestDev_RootDefaults(t *testing.T) {
 	t.Cleanup(func() { removeNode(t, br) })
 	e.devDefaults = true
 	dev := e.startDev("--resources", "cpus=2,mem=2Gi,disk=10Gi", "--bridge", br, "--vxlan-port", port, "--cluster-cidr", "10.232.0.0/16")
-	for _, want := range []string{"dcos dev: bridge networking: enabled", "dcos dev: sized sandboxes: enabled (loop, allocations without a disk get 64Mi"} {
+	for _, want := range []string{"dcos dev: task isolation: enabled", "dcos dev: bridge networking: enabled", "dcos dev: sized sandboxes: enabled (loop, allocations without a disk get 64Mi"} {
 		if !strings.Contains(dev.stdout.String(), want) {
 			t.Errorf("dcosd dev as root did not say %q; stdout:\n%s", want, dev.stdout.String())
 		}

@@ -44,7 +44,7 @@ func TestDev_NonRoot(t *testing.T) {
 	e.readyWait = 4 * waitTimeout
 	e.devDefaults = true // what dev turns on as root, it says it cannot
 	dev := e.startDev("--resources", "cpus=2,mem=1Gi")
-	for _, want := range []string{"dcos dev: bridge networking: off (not root", "dcos dev: sized sandboxes: off (not root"} {
+	for _, want := range []string{"dcos dev: task isolation: off (not root", "dcos dev: bridge networking: off (not root", "dcos dev: sized sandboxes: off (not root"} {
 		if !strings.Contains(dev.stdout.String(), want) {
 			t.Errorf("dcosd dev as nobody did not say %q; stdout:\n%s", want, dev.stdout.String())
 		}

@@ -25,6 +25,14 @@ const devDefaultDisk = 64 << 20
 // banner, the last one unfinished when sized (devResources completes it).
 func devDefaults(c *cli.Context, dataDir string, root bool) (features []string, sized bool, err error) {
 	switch {
+	case !c.Bool("task-isolation"):
+		features = append(features, "task isolation: OFF (--task-isolation=false): tasks run as this process's user and see the node")
+	case !root:
+		features = append(features, "task isolation: off (not root): tasks run as your user and can read what you can")
+	default:
+		features = append(features, "task isolation: enabled (a uid per framework from "+c.String("task-uids")+", no capabilities, own mount/pid namespaces without the data dir and tokens; --task-isolation=false turns it off)")
+	}
+	switch {
 	case c.IsSet("network-driver"):
 		if nd := c.String("network-driver"); nd != builtinNet {
 			features = append(features, "bridge networking: off (--network-driver "+nd+")")

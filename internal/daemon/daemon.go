@@ -459,6 +459,21 @@ func parseRoleUsers(vals []string) (map[string][]string, error) {
 	return m, nil
 }
 
+// rejoinSplit undoes the flag parser's split of repeatable flag values at
+// commas: a part without sep continues the value before it (so
+// "a:cpus=4,mem=8Gi" arrives whole again).
+func rejoinSplit(vals []string, sep string) []string {
+	var out []string
+	for _, v := range vals {
+		if !strings.Contains(v, sep) && len(out) > 0 {
+			out[len(out)-1] += "," + v
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 // parseRoles reads --role-weight NAME=WEIGHT and --role-quota
 // NAME:cpus=..,mem=..,disk=.. into the kernel's role settings.
 func parseRoles(weights, quotas []string) (map[string]kernel.RoleConfig, error) {
@@ -473,10 +488,13 @@ func parseRoles(weights, quotas []string) (map[string]kernel.RoleConfig, error) 
 		r.Weight = f
 		roles[name] = r
 	}
-	for _, q := range quotas {
+	for _, q := range rejoinSplit(quotas, ":") {
 		name, list, ok := strings.Cut(q, ":")
 		res, err := quantity.ParseResources(list)
 		if !ok || name == "" || err != nil {
+			if err == nil {
+				err = errors.New("no NAME:")
+			}
 			return nil, fmt.Errorf("--role-quota %q: want NAME:cpus=4,mem=8Gi,disk=100Gi (%v)", q, err)
 		}
 		r := roles[name]

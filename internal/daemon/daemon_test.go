@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/dcos-kernel/dcos/kernel"
 )
 
@@ -80,6 +82,24 @@ func TestEnsureDevTokens(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(badPath); string(got) != string(bad) {
 		t.Fatalf("the malformed file was rewritten:\n%s", got)
+	}
+}
+
+// TestParseRoles_FlagSplit: the documented --role-quota NAME:cpus=4,mem=8Gi
+// works through the real flag parser, which splits values at commas (it
+// failed with `--role-quota "mem=8Gi"`).
+func TestParseRoles_FlagSplit(t *testing.T) {
+	var got map[string]kernel.RoleConfig
+	app := &cli.App{Flags: []cli.Flag{&cli.StringSliceFlag{Name: "role-quota"}}, Action: func(c *cli.Context) (err error) {
+		got, err = parseRoles(nil, c.StringSlice("role-quota"))
+		return err
+	}}
+	if err := app.Run([]string{"dcosd", "--role-quota", "batch:cpus=4,mem=1Gi", "--role-quota", "ml:disk=10Gi"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]kernel.RoleConfig{"batch": {Quota: kernel.Resources{MilliCPU: 4000, Mem: 1 << 30}}, "ml": {Quota: kernel.Resources{Disk: 10 << 30}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }
 

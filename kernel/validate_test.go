@@ -217,6 +217,8 @@ func FuzzDecodeValidate(f *testing.F) {
 		allocReq(0.5, 64, 1),
 		&pb.AllocateRequest{Resources: &pb.Resources{Cpus: math.NaN()}, Count: -3},
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", Args: []string{"-c", "x"}},
+		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", User: "root", WorkingDir: "../.."},
+		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", User: "postgres$", WorkingDir: "a/../../b"},
 		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 2, MemBytes: 1 << 30}, Labels: map[string]string{"zone": "a"}},
 		&pb.ReportTaskStatusRequest{TaskId: "t-1", AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING},
 		bridge(&pb.PortRequest{Name: "http", ContainerPort: 8080}, &pb.PortRequest{Name: "dns", ContainerPort: 53, HostPort: 53, Protocol: "udp"}),

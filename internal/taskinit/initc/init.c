@@ -518,8 +518,12 @@ int main(int argc, char **argv) {
 	for (size_t i = 0; i < sizeof waited / sizeof waited[0]; i++)
 		sigaddset(&set, waited[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
 	sigaction(SIGCHLD, &dfl, NULL);
+	// A status pipe whose reader is gone (a supervisor that gave up)
+	// fails the write, as it did in the Go init, instead of killing init
+	// and with it the task. The task gets SIGPIPE's default back.
+	sigaction(SIGPIPE, &ign, NULL);
 	fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
 
 	struct config c = {0};

@@ -1,7 +1,11 @@
-// Package taskinit embeds dcos's task init (built from
-// ./initmain by go generate into taskinit.bin, committed like the BPF
-// objects and policy modules; scripts/test checks it is current) and
-// builds its command line.
+// Package taskinit embeds dcos's task init (a small static C program,
+// ./initc/init.c, built by go generate with the host's gcc and glibc's
+// libc.a into taskinit.bin, committed like the BPF objects and policy
+// modules; the build is reproducible and scripts/test checks it is
+// current) and builds its command line. It was a Go program until the Go
+// runtime's start-up (~5 ms a start on a small machine; the C init starts
+// like /bin/true) proved most of what isolation added to a task's start
+// (docs/benchmarks.md).
 //
 // The exec driver's supervisor, and vendor drivers through sdk/plugin's
 // Isolate, run the init (Prepare, Start), as root, as the first process of every
@@ -13,7 +17,7 @@
 // no_new_privs (unless the task runs as root), then forks the task with
 // its uid, gid and groups in the init's process group, reaps orphans and
 // exits with the task's status (128+N for signal N, which it also reports
-// on its status pipe). See initmain for the protocol.
+// on its status pipe). See initc/init.c for the protocol.
 //
 // It is not a container runtime: no image, no user namespace, no seccomp.
 package taskinit

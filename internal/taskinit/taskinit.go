@@ -6,9 +6,10 @@ import (
 	"strings"
 )
 
-//go:generate env CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -buildvcs=false "-ldflags=-s -w -buildid=" -o taskinit.bin ./initmain
+//go:generate env LC_ALL=C gcc -std=gnu11 -static -Os -s -Wall -Wextra -Werror -ffile-prefix-map=./= -Wl,--build-id=none -o taskinit.bin initc/init.c
 
-// Binary is the init program for linux/amd64 (see initmain).
+// Binary is the init program for linux/amd64, a static C program (see
+// initc/init.c), built with the host's gcc and glibc.
 //
 //go:embed taskinit.bin
 var Binary []byte

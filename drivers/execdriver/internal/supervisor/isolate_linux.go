@@ -25,9 +25,10 @@ func isolate(cmd *exec.Cmd, iso *wire.Isolation, late []string) (*taskinit.Start
 
 // splitCPU splits dirs into the cgroup v1 cpu directories (they hold
 // cpu.cfs_quota_us) and the others. The task init starts in the others and
-// joins the cpu ones just before it forks the task: its own start-up (a Go
-// runtime, some milliseconds of CPU) would otherwise count against a small
-// task's CFS quota and have the start throttled until the next period.
+// joins the cpu ones just before it forks the task: its own start-up
+// (some milliseconds of CPU when it was a Go program; well under one now
+// that it is C) would otherwise count against a small task's CFS quota and
+// have the start throttled until the next period.
 func splitCPU(dirs []string) (others, cpu []string) {
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err == nil {

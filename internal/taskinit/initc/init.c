@@ -1,0 +1,557 @@
+// dcos's task init: the first process of an isolated task, pid 1 of its
+// pid namespace. The supervisor (package taskinit) starts it as root in
+// new mount, pid, ipc and uts namespaces (and in the task's cgroups and
+// network namespace); it confines its namespaces, starts the task with the
+// task's credentials, reaps orphans and exits with the task's status.
+//
+// A static C program (gcc -static -Os -s, glibc), built by go generate
+// into ../taskinit.bin and embedded in the supervisor, which runs it from
+// a sealed memfd. It replaced a Go program of the same behaviour: the Go
+// runtime's start cost ~5 ms per task start on a small machine, paid at
+// every isolated task start and charged to the task's cgroups.
+//
+// Usage (argv, built by package taskinit):
+//
+//	init [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-pidns] [-hide PATH]...
+//	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
+//
+// fd 3 is the status pipe to the supervisor: one line "ok" once the task
+// runs (its execve succeeded) or "err MESSAGE" when it could not start
+// (then the exit code is 127), and, when the task is killed by a signal,
+// "signal N" before init exits with 128+N. The environment is the task's.
+//
+// Error texts follow Go's (the former init's, which tests and users see):
+// errno texts are glibc's with a lower-case first letter, as Go's are.
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+
+enum { STATUS_FD = 3, MAX_GROUPS = 65536 };
+
+static const int waited[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+
+struct config {
+	unsigned uid, gid;
+	int have_groups; // -groups given (even empty): credentials are set
+	gid_t *groups;
+	size_t ngroups;
+	int keepcaps, pidns;
+	char **hide;
+	size_t nhide;
+	char **cgroups;
+	size_t ncgroups;
+	const char *sandbox;
+	const char *path;
+	char **argv;
+};
+
+static void write_status(const char *s) {
+	size_t n = strlen(s);
+	while (n > 0) {
+		ssize_t w = write(STATUS_FD, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+// The error message being built ("err " + message + "\n" once complete).
+static char msg[8192];
+
+static void setmsg(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+}
+
+// errstr is errno e's text as Go's syscall.Errno.Error gives it.
+static const char *errstr(int e) {
+	static char b[2][256];
+	static int i;
+	char *s = b[i++ & 1];
+	snprintf(s, sizeof b[0], "%s", strerror(e));
+	if (strncmp(s, "Unknown error", 13) == 0)
+		snprintf(s, sizeof b[0], "errno %d", e);
+	else
+		s[0] = (char)tolower((unsigned char)s[0]);
+	return s;
+}
+
+// wrap sets the message "op path: errno text" and returns -1.
+static int wrap(const char *op, const char *path, int e) {
+	setmsg("%s %s: %s", op, path, errstr(e));
+	return -1;
+}
+
+static void *xalloc(size_t n) {
+	void *p = calloc(1, n ? n : 1);
+	if (!p) {
+		write_status("err init: out of memory\n");
+		_exit(127);
+	}
+	return p;
+}
+
+// parse_num is strconv.ParseUint(s, 10, 32); on error it sets *err to
+// the text of Go's error.
+static int parse_num(const char *s, unsigned *out, const char **err) {
+	unsigned long long v = 0;
+	int range = 0;
+	if (*s == '\0')
+		goto syntax;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			goto syntax;
+		if (!range) {
+			v = v * 10 + (unsigned)(*p - '0');
+			if (v > 0xffffffffULL)
+				range = 1;
+		}
+	}
+	if (range) {
+		*err = "value out of range";
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+syntax:
+	*err = "invalid syntax";
+	return -1;
+}
+
+static int parse(int argc, char **argv, struct config *c) {
+	int i = 1;
+	c->hide = xalloc(sizeof(char *) * (size_t)argc);
+	c->cgroups = xalloc(sizeof(char *) * (size_t)argc);
+	while (i < argc) {
+		const char *a = argv[i++];
+		if (strcmp(a, "--") == 0) {
+			if (argc - i < 2) {
+				setmsg("init: want PATH ARGV0 after --");
+				return -1;
+			}
+			c->path = argv[i];
+			c->argv = &argv[i + 1];
+			return 0;
+		}
+		if (strcmp(a, "-keepcaps") == 0) {
+			c->keepcaps = 1;
+			continue;
+		}
+		if (strcmp(a, "-pidns") == 0) {
+			c->pidns = 1;
+			continue;
+		}
+		if (i >= argc) {
+			setmsg("init: %s: missing value", a);
+			return -1;
+		}
+		const char *v = argv[i++];
+		const char *nerr = NULL, *bad = v;
+		if (strcmp(a, "-uid") == 0) {
+			parse_num(v, &c->uid, &nerr);
+		} else if (strcmp(a, "-gid") == 0) {
+			parse_num(v, &c->gid, &nerr);
+		} else if (strcmp(a, "-groups") == 0) {
+			size_t n = 1;
+			for (const char *p = v; *p; p++)
+				n += *p == ',';
+			free(c->groups);
+			c->groups = xalloc(sizeof(gid_t) * n);
+			c->ngroups = 0;
+			c->have_groups = 1;
+			char *dup = strdup(v), *save = NULL;
+			if (!dup)
+				return setmsg("init: out of memory"), -1;
+			// strings.Split keeps empty fields; they are skipped, as is
+			// what strtok_r skips.
+			for (char *g = strtok_r(dup, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+				unsigned x;
+				if (parse_num(g, &x, &nerr) < 0) {
+					bad = g;
+					break;
+				}
+				c->groups[c->ngroups++] = x;
+			}
+			if (nerr) {
+				setmsg("init: %s %s: strconv.ParseUint: parsing \"%s\": %s", a, v, bad, nerr);
+				free(dup);
+				return -1;
+			}
+			free(dup);
+		} else if (strcmp(a, "-hide") == 0) {
+			c->hide[c->nhide++] = (char *)v;
+		} else if (strcmp(a, "-cgroup") == 0) {
+			c->cgroups[c->ncgroups++] = (char *)v;
+		} else if (strcmp(a, "-sandbox") == 0) {
+			c->sandbox = v;
+		} else {
+			setmsg("init: unknown argument %s", a);
+			return -1;
+		}
+		if (nerr) {
+			setmsg("init: %s %s: strconv.ParseUint: parsing \"%s\": %s", a, v, bad, nerr);
+			return -1;
+		}
+	}
+	setmsg("init: no command");
+	return -1;
+}
+
+// getwd is os.Getwd: $PWD when it names the working directory, else
+// getcwd.
+static char *getwd_go(void) {
+	const char *pwd = getenv("PWD");
+	struct stat dot, st;
+	if (pwd && pwd[0] == '/' && stat(".", &dot) == 0 && stat(pwd, &st) == 0 &&
+	    dot.st_dev == st.st_dev && dot.st_ino == st.st_ino)
+		return strdup(pwd);
+	return getcwd(NULL, 0);
+}
+
+static int tmpfs_over(const char *p) {
+	if (mount("hidden", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=256") < 0)
+		return wrap("hide", p, errno);
+	return 0;
+}
+
+// hide_path covers directory p with an empty tmpfs, or file p with
+// /dev/null. A missing p is fine.
+static int hide_path(const char *p) {
+	struct stat st;
+	if (stat(p, &st) < 0)
+		return 0;
+	if (S_ISDIR(st.st_mode))
+		return tmpfs_over(p);
+	if (mount("/dev/null", p, "", MS_BIND, NULL) < 0)
+		return wrap("hide", p, errno);
+	return 0;
+}
+
+static int searchable(const struct stat *st, const struct config *c) {
+	if (st->st_uid == c->uid)
+		return (st->st_mode & 0100) != 0;
+	int member = st->st_gid == c->gid;
+	for (size_t i = 0; !member && i < c->ngroups; i++)
+		member = c->groups[i] == st->st_gid;
+	if (member)
+		return (st->st_mode & 0010) != 0;
+	return (st->st_mode & 0001) != 0;
+}
+
+// open_path covers the first directory on the way to dir that the task's
+// uid cannot search.
+static int open_path(const char *dir, const struct config *c) {
+	const char *s = dir, *e = dir + strlen(dir);
+	while (*s == '/')
+		s++;
+	while (e > s && e[-1] == '/')
+		e--;
+	size_t cap = strlen(dir) * 2 + 2;
+	char *p = xalloc(cap);
+	strcpy(p, "/");
+	const char *part = s;
+	for (;;) {
+		const char *end = memchr(part, '/', (size_t)(e - part));
+		if (!end)
+			end = e;
+		struct stat st;
+		if (stat(p, &st) < 0)
+			break; // made below
+		if (!searchable(&st, c)) {
+			int r = tmpfs_over(p);
+			free(p);
+			return r;
+		}
+		if (strcmp(p, "/") != 0)
+			strcat(p, "/");
+		strncat(p, part, (size_t)(end - part));
+		if (end == e)
+			break;
+		part = end + 1;
+	}
+	free(p);
+	return 0;
+}
+
+// mkdir_all is os.MkdirAll(path, 0755); on error it sets *failed to the
+// path of Go's *PathError.
+static int mkdir_all(const char *path, char **failed) {
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		*failed = strdup(path);
+		errno = ENOTDIR;
+		return -1;
+	}
+	size_t i = strlen(path);
+	while (i > 0 && path[i - 1] == '/')
+		i--;
+	size_t j = i;
+	while (j > 0 && path[j - 1] != '/')
+		j--;
+	if (j > 1) {
+		char *parent = strndup(path, j - 1);
+		if (!parent)
+			return errno = ENOMEM, -1;
+		int r = mkdir_all(parent, failed);
+		free(parent);
+		if (r < 0)
+			return -1;
+	}
+	if (mkdir(path, 0755) < 0) {
+		int e = errno;
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			return 0;
+		*failed = strdup(path);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static int cmpstr(const void *a, const void *b) {
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// setup confines the namespaces init was started in, then drops what the
+// task must not have. The working dir is restored after the mounts.
+static int setup(struct config *c) {
+	char *wd = getwd_go();
+	if (!wd)
+		return wrap("getwd", "", errno);
+	// Nothing done here propagates back to the node; the node's unmounts
+	// (volumes released) still propagate in.
+	if (mount("", "/", "", MS_REC | MS_SLAVE, NULL) < 0)
+		return wrap("mount", "/ (slave)", errno);
+	int sbfd = -1;
+	struct stat sbst;
+	if (c->sandbox) {
+		if ((sbfd = open(c->sandbox, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+			return wrap("open sandbox", c->sandbox, errno);
+		if (fstat(sbfd, &sbst) < 0)
+			return wrap("stat sandbox", c->sandbox, errno);
+	}
+	qsort(c->hide, c->nhide, sizeof(char *), cmpstr); // parents first
+	for (size_t i = 0; i < c->nhide; i++)
+		if (hide_path(c->hide[i]) < 0)
+			return -1;
+	if (c->sandbox) {
+		// A directory on the way to the sandbox the task could not
+		// traverse is replaced by an empty one holding just that way.
+		if (c->uid != 0 && open_path(c->sandbox, c) < 0)
+			return -1;
+		struct stat st;
+		if (stat(c->sandbox, &st) < 0 || st.st_dev != sbst.st_dev || st.st_ino != sbst.st_ino) {
+			char *failed = NULL;
+			if (mkdir_all(c->sandbox, &failed) < 0) {
+				int e = errno;
+				setmsg("mkdir %s: mkdir %s: %s", c->sandbox, failed ? failed : c->sandbox, errstr(e));
+				return -1;
+			}
+			char src[64];
+			snprintf(src, sizeof src, "/proc/self/fd/%d", sbfd);
+			if (mount(src, c->sandbox, "", MS_BIND | MS_REC, NULL) < 0)
+				return wrap("bind sandbox", c->sandbox, errno);
+		}
+		close(sbfd);
+	}
+	// A /proc of the task's own pid namespace; in the node's, one that
+	// shows only the task's own user's processes.
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->pidns ? NULL : "hidepid=invisible") < 0)
+		return wrap("mount", "/proc", errno);
+	// The ipc namespace's own POSIX shared memory.
+	struct stat shm;
+	if (stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode) &&
+	    mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+		return wrap("mount", "/dev/shm", errno);
+	if (chdir(wd) < 0)
+		return wrap("chdir", wd, errno);
+	free(wd);
+	if (c->keepcaps)
+		return 0;
+	for (int cp = 0; cp <= 63; cp++) {
+		if (prctl(PR_CAPBSET_DROP, cp, 0, 0, 0) == 0)
+			continue;
+		if (errno == EINVAL)
+			break;
+		char n[16];
+		snprintf(n, sizeof n, "%d", cp);
+		return wrap("drop capability", n, errno);
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return wrap("clear ambient capabilities", "", errno);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return wrap("no_new_privs", "", errno);
+	return 0;
+}
+
+// enter_cgroups moves init into dirs, the cgroups the supervisor left to
+// it, then makes a cgroup namespace rooted at the task's cgroups.
+static int enter_cgroups(const struct config *c) {
+	for (size_t i = 0; i < c->ncgroups; i++) {
+		const char *d = c->cgroups[i];
+		size_t n = strlen(d) + sizeof "/cgroup.procs";
+		char *p = xalloc(n);
+		snprintf(p, n, "%s/cgroup.procs", d);
+		int fd = open(p, O_WRONLY | O_CLOEXEC);
+		free(p);
+		if (fd < 0)
+			return wrap("cgroup", d, errno);
+		ssize_t w;
+		do
+			w = write(fd, "0", 1);
+		while (w < 0 && errno == EINTR);
+		int e = errno;
+		close(fd);
+		if (w < 0)
+			return wrap("cgroup", d, e);
+	}
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		return wrap("unshare", "cgroup", errno);
+	return 0;
+}
+
+static int fail(void) {
+	size_t n = strlen(msg);
+	char *b = xalloc(n + 6);
+	memcpy(b, "err ", 4);
+	memcpy(b + 4, msg, n);
+	memcpy(b + 4 + n, "\n", 2);
+	write_status(b);
+	return 127;
+}
+
+// start forks the task and returns its pid once its execve succeeded, or
+// -1 with the message set.
+static pid_t start(const struct config *c, const sigset_t *oldmask) {
+	char *wd = getwd_go();
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return wrap("exec", c->path, errno), -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(p[0]);
+		close(p[1]);
+		return wrap("exec", c->path, e), -1;
+	}
+	if (pid == 0) {
+		// The task: default dispositions and the mask init had.
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				sigaction(s, &dfl, NULL);
+		sigprocmask(SIG_SETMASK, oldmask, NULL);
+		int e = 0;
+		if (c->uid != 0 || c->gid != 0 || c->have_groups) {
+			if (setgroups(c->ngroups, c->groups) < 0 || setgid(c->gid) < 0 || setuid(c->uid) < 0)
+				e = errno;
+		}
+		if (!e && wd && wd[0] && chdir(wd) < 0)
+			e = errno;
+		for (int fd = 0; !e && fd <= 2; fd++)
+			if (fcntl(fd, F_SETFD, 0) < 0)
+				e = errno;
+		if (!e) {
+			extern char **environ;
+			execve(c->path, c->argv, environ);
+			e = errno;
+		}
+		while (write(p[1], &e, sizeof e) < 0 && errno == EINTR)
+			;
+		_exit(253);
+	}
+	close(p[1]);
+	int e = 0;
+	ssize_t n;
+	do
+		n = read(p[0], &e, sizeof e);
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	free(wd);
+	if (n > 0) {
+		int st;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		return wrap("exec", c->path, n == sizeof e ? e : EPIPE), -1;
+	}
+	return pid;
+}
+
+int main(int argc, char **argv) {
+	// The signals init waits for are blocked from the start (the task
+	// gets init's original mask back), so that none is lost and none
+	// kills init; SIGCHLD must not be ignored, or children are reaped
+	// by the kernel. The task, in init's process group, gets the same
+	// signals from the supervisor directly.
+	sigset_t set, old;
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof waited / sizeof waited[0]; i++)
+		sigaddset(&set, waited[i]);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
+	sigaction(SIGCHLD, &dfl, NULL);
+	// A status pipe whose reader is gone (a supervisor that gave up)
+	// fails the write, as it did in the Go init, instead of killing init
+	// and with it the task. The task gets SIGPIPE's default back.
+	sigaction(SIGPIPE, &ign, NULL);
+	fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
+
+	struct config c = {0};
+	if (parse(argc, argv, &c) < 0 || setup(&c) < 0 || enter_cgroups(&c) < 0)
+		return fail();
+	pid_t pid = start(&c, &old);
+	if (pid < 0)
+		return fail();
+	write_status("ok\n");
+	for (;;) {
+		if (sigwaitinfo(&set, NULL) < 0 && errno != EINTR)
+			return 127;
+		for (;;) {
+			int st;
+			pid_t p = waitpid(-1, &st, WNOHANG);
+			if (p < 0 && errno == EINTR)
+				continue;
+			if (p <= 0)
+				break;
+			if (p != pid)
+				continue; // an orphan
+			if (WIFSIGNALED(st)) {
+				char b[32];
+				snprintf(b, sizeof b, "signal %d\n", WTERMSIG(st));
+				write_status(b);
+				return 128 + WTERMSIG(st);
+			}
+			return WEXITSTATUS(st);
+		}
+	}
+}

@@ -30,6 +30,14 @@ type fakeKernel struct {
 	events    []*syscallsv1.Event
 	watchErr  error
 	watchHold bool
+	// firstWatches, when set, answer the first Watch calls in turn (their
+	// events, then their error) before the fields above apply.
+	firstWatches []fakeWatch
+}
+
+type fakeWatch struct {
+	events []*syscallsv1.Event
+	err    error
 }
 
 var _ syscallsv1connect.KernelHandler = (*fakeKernel)(nil)
@@ -143,6 +151,10 @@ func (k *fakeKernel) Watch(ctx context.Context, r *connect.Request[syscallsv1.Wa
 	k.record("Watch", r.Msg, r.Header())
 	k.mu.Lock()
 	events, werr, hold := k.events, k.watchErr, k.watchHold
+	if len(k.firstWatches) > 0 {
+		events, werr, hold = k.firstWatches[0].events, k.firstWatches[0].err, false
+		k.firstWatches = k.firstWatches[1:]
+	}
 	k.mu.Unlock()
 	for _, ev := range events {
 		if err := s.Send(ev); err != nil {

@@ -1,8 +1,11 @@
 package ctl
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -24,9 +27,10 @@ line. --kind narrows the stream and may be repeated: task, allocation, agent,
 policy or usage (periodic TASK_USAGE events, shown only when asked), or one
 exact kind (e.g. allocation_granted, agent_lost,
 policy_failed). Interrupting (Ctrl-C) ends the watch with status 0; a
-compacted --after fails with FailedPrecondition, and so does a watch that
-fell behind (this command did not read fast enough); its message names
-the revision to resume after with --after.`,
+compacted --after fails with FailedPrecondition. A watch the kernel ends
+because this command did not read fast enough (it fell behind) resumes by
+itself after the last revision printed, saying so on stderr: no event is
+lost or printed twice.`,
 		Flags: []cli.Flag{
 			&cli.Int64Flag{Name: "after", Usage: "stream events after revision `REV`; 0 means from now on"},
 			&cli.StringSliceFlag{Name: "kind", Aliases: []string{"k"}, Usage: "only events of `KIND`: task, allocation, agent, policy, or an exact kind; repeatable"},
@@ -63,25 +67,65 @@ the revision to resume after with --after.`,
 			if err != nil {
 				return err
 			}
-			stream, err := k.Watch(c.Context, connect.NewRequest(req))
-			if err != nil {
-				return callError("Watch", err)
-			}
-			defer stream.Close()
-			for stream.Receive() {
-				ev := stream.Msg()
-				if f == formatJSON {
-					err = writeJSONLine(e.stdout, ev)
-				} else {
-					_, err = fmt.Fprintln(e.stdout, eventLine(ev))
-				}
+			last := req.AfterRevision // the last revision printed, or where the watch began
+			for {
+				stream, err := k.Watch(c.Context, connect.NewRequest(req))
 				if err != nil {
-					return err
+					return callError("Watch", err)
 				}
+				for stream.Receive() {
+					ev := stream.Msg()
+					if f == formatJSON {
+						err = writeJSONLine(e.stdout, ev)
+					} else {
+						_, err = fmt.Fprintln(e.stdout, eventLine(ev))
+					}
+					if err != nil {
+						stream.Close()
+						return err
+					}
+					last = max(last, ev.GetRevision())
+				}
+				err = stream.Err()
+				stream.Close()
+				after, behind := fellBehind(err, last)
+				if !behind || c.Context.Err() != nil {
+					return streamEnd(c.Context, "Watch", err)
+				}
+				// The kernel ended the stream because this command did not
+				// read fast enough; the history is still there.
+				fmt.Fprintf(e.stderr, "dcosctl: watch fell behind; resuming after revision %d\n", after)
+				req.AfterRevision, last = after, after
 			}
-			return streamEnd(c.Context, "Watch", stream.Err())
 		},
 	}
+}
+
+// fellBehindRE finds the revision a fell-behind watch may resume after in
+// the kernel's message ("...; resume after revision R").
+var fellBehindRE = regexp.MustCompile(`resume after revision (\d+)`)
+
+// fellBehind reports whether err ended a watch because the client fell
+// behind (FailedPrecondition with a ResyncInfo whose compact revision is
+// 0; a compaction has one), and the revision to resume after: the later
+// of last, the last revision printed, and the one the kernel names.
+func fellBehind(err error, last int64) (int64, bool) {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return 0, false
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if ri, ok := v.(*syscallsv1.ResyncInfo); derr == nil && ok && ri.GetCompactRevision() == 0 {
+			if m := fellBehindRE.FindStringSubmatch(ce.Message()); m != nil {
+				if r, perr := strconv.ParseInt(m[1], 10, 64); perr == nil {
+					last = max(last, r)
+				}
+			}
+			return last, true
+		}
+	}
+	return 0, false
 }
 
 // allKindsButUsage is every event kind except TASK_USAGE, which a watch

@@ -2,9 +2,11 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -122,4 +124,51 @@ func TestRun_PolicyWatch(t *testing.T) {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
+}
+
+// TestRun_WatchFellBehind: a watch the kernel ends for falling behind
+// resumes after the last revision printed (saying so on stderr), with
+// nothing lost or printed twice; a compacted revision still ends it.
+func TestRun_WatchFellBehind(t *testing.T) {
+	isolate(t)
+	resync := func(msg string, compacted int64) error {
+		ce := connect.NewError(connect.CodeFailedPrecondition, errors.New(msg))
+		d, err := connect.NewErrorDetail(&syscallsv1.ResyncInfo{CurrentRevision: 9, CompactRevision: compacted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce.AddDetail(d)
+		return ce
+	}
+	ev := func(rev int64, id string) *syscallsv1.Event {
+		return &syscallsv1.Event{Revision: rev, Kind: syscallsv1.EventKind_EVENT_KIND_TASK_STATE, Task: &syscallsv1.Task{Id: id, State: syscallsv1.TaskState_TASK_STATE_RUNNING}}
+	}
+	k := &fakeKernel{firstWatches: []fakeWatch{
+		{[]*syscallsv1.Event{ev(5, "t-1"), ev(6, "t-2")}, resync("watch: fell behind: 1024 events buffered; resume after revision 6", 0)},
+		{[]*syscallsv1.Event{ev(7, "t-3")}, resync("compacted: history up to revision 3 is gone", 3)},
+	}}
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "watch", "--kind", "task")
+	if r.code != exitCallError || !strings.Contains(r.stderr, "compacted") {
+		t.Fatalf("exit %d, stderr %q: want the compaction to end the watch", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "watch fell behind; resuming after revision 6") {
+		t.Errorf("stderr %q does not say it resumed", r.stderr)
+	}
+	var got []string
+	for _, row := range rows(r.stdout) {
+		got = append(got, row[0]+" "+row[2])
+	}
+	if strings.Join(got, ",") != "5 t-1,6 t-2,7 t-3" {
+		t.Errorf("printed %q, want each event once", got)
+	}
+	var afters []int64
+	for _, c := range k.recorded() {
+		if c.method == "Watch" {
+			afters = append(afters, c.req.(*syscallsv1.WatchRequest).GetAfterRevision())
+		}
+	}
+	if len(afters) != 2 || afters[0] != 0 || afters[1] != 6 {
+		t.Errorf("watches after %v, want [0 6]", afters)
+	}
 }

@@ -37,7 +37,8 @@ func (t *Table) bind(g *pb.Agent, name string) {
 
 // checkRegister checks that p may register as agent id ("" for a new
 // agent). Operators may register any known agent or a new one. An agent
-// token registers a new agent only while it is bound to none, and a known
+// token registers a new agent only while it is bound to none (Register
+// turns a bound token's empty id into its agent's), and a known
 // one only if it is bound to it or the agent is bound to no token yet
 // (one saved before tokens were bound, or registered by an operator). Ids
 // the kernel never issued are NotFound: a new agent registers with an
@@ -52,8 +53,6 @@ func (t *Table) checkRegister(p Principal, id string) error {
 	}
 	mine := t.bound[p.Name]
 	switch {
-	case id == "" && mine != "":
-		return errorf(PermissionDenied, "agent_id: token %q is bound to agent %q and may not register another agent; give each agent its own token (or register as %s)", p.Name, mine, mine)
 	case g != nil && g.GetPrincipal() != "" && g.GetPrincipal() != p.Name:
 		return errorf(PermissionDenied, "agent_id: agent %q belongs to token %q, not %q", id, g.GetPrincipal(), p.Name)
 	case g != nil && g.GetPrincipal() == "" && mine != "" && mine != id:

@@ -502,9 +502,16 @@ func (t *Table) KeepAlive(p Principal, ids []string, now time.Time, c *Changes) 
 // p must be allowed to register as r.agent_id (checkRegister: an agent
 // token only as the agent it is bound to, or as a new agent while bound
 // to none; ids never issued are NotFound); an agent token that registers
-// an agent bound to none is bound to it. Refusals change nothing.
+// an agent bound to none is bound to it. A bound token that registers
+// with an empty id registers as its agent (it can be no other). Refusals
+// change nothing.
 func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time, c *Changes) (*pb.RegisterAgentResponse, error) {
 	id := r.GetAgentId()
+	if mine := t.boundAgent(p); id == "" && mine != "" {
+		// A token bound to an agent can only ever be that agent: an empty
+		// id (a node that lost its data dir, or its first answer) is it.
+		id = mine
+	}
 	if err := t.checkRegister(p, id); err != nil {
 		return nil, err
 	}

@@ -430,24 +430,17 @@ func parseRoleInts(flag string, vals []string) (map[string]int, error) {
 	return m, nil
 }
 
-// parseRoleUsers parses --role-users values, ROLE=USER[,USER...]. The
-// flag parser splits values at commas, so a part without "=" continues
-// the previous value's users.
+// parseRoleUsers parses --role-users values, ROLE=USER[,USER...] (a
+// piece without "=" continues the users before it: see rejoinSplit).
 func parseRoleUsers(vals []string) (map[string][]string, error) {
 	if len(vals) == 0 {
 		return nil, nil
 	}
 	m := map[string][]string{}
-	role := ""
-	for _, v := range vals {
-		r, users, ok := strings.Cut(v, "=")
-		switch {
-		case ok:
-			role = r
-		case role == "":
+	for _, v := range rejoinSplit(vals, func(p string) bool { return !strings.Contains(p, "=") }) {
+		role, users, ok := strings.Cut(v, "=")
+		if !ok {
 			return nil, fmt.Errorf("--role-users %q: want ROLE=USER[,USER...]", v)
-		default:
-			users = v
 		}
 		for u := range strings.SplitSeq(users, ",") {
 			m[role] = append(m[role], strings.TrimSpace(u))
@@ -457,21 +450,6 @@ func parseRoleUsers(vals []string) (map[string][]string, error) {
 		return nil, fmt.Errorf("--role-users: %w", err)
 	}
 	return m, nil
-}
-
-// rejoinSplit undoes the flag parser's split of repeatable flag values at
-// commas: a part without sep continues the value before it (so
-// "a:cpus=4,mem=8Gi" arrives whole again).
-func rejoinSplit(vals []string, sep string) []string {
-	var out []string
-	for _, v := range vals {
-		if !strings.Contains(v, sep) && len(out) > 0 {
-			out[len(out)-1] += "," + v
-			continue
-		}
-		out = append(out, v)
-	}
-	return out
 }
 
 // parseRoles reads --role-weight NAME=WEIGHT and --role-quota
@@ -488,7 +466,7 @@ func parseRoles(weights, quotas []string) (map[string]kernel.RoleConfig, error) 
 		r.Weight = f
 		roles[name] = r
 	}
-	for _, q := range rejoinSplit(quotas, ":") {
+	for _, q := range rejoinSplit(quotas, func(p string) bool { return !strings.Contains(p, ":") }) {
 		name, list, ok := strings.Cut(q, ":")
 		res, err := quantity.ParseResources(list)
 		if !ok || name == "" || err != nil {

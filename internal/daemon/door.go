@@ -28,18 +28,10 @@ var doorFlags = []cli.Flag{
 	&cli.StringSliceFlag{Name: "rate-limit", Usage: "syscalls per second each principal of a role may make, `ROLE=RATE[,burst=N]` or ROLE=unlimited (repeatable; default operator=unlimited, framework=200,burst=400, agent=2000,burst=4000)"},
 }
 
-// parseRateLimits reads --rate-limit values over the defaults. The flag
-// parser splits values at commas, so a "burst=N" item belongs to the item
-// before it.
+// parseRateLimits reads --rate-limit values over the defaults (a
+// "burst=N" piece belongs to the value before it: see rejoinSplit).
 func parseRateLimits(items []string) (map[kernel.Role]api.RateLimit, error) {
-	var specs []string
-	for _, it := range items {
-		if strings.HasPrefix(it, "burst=") && len(specs) > 0 {
-			specs[len(specs)-1] += "," + it
-			continue
-		}
-		specs = append(specs, it)
-	}
+	specs := rejoinSplit(items, func(p string) bool { return strings.HasPrefix(p, "burst=") })
 	limits := api.DefaultRateLimits()
 	for _, s := range specs {
 		role, l, err := api.ParseRateLimit(s)

@@ -216,15 +216,7 @@ func loadNetAccounting(c *cli.Context, log *slog.Logger, dataDir string) *ebpf.A
 // "certs=/etc/ssl" and "ro"), so a piece without "=" is joined back to the
 // one before.
 func hostVolumeFlags(c *cli.Context) []string {
-	var out []string
-	for _, s := range c.StringSlice("host-volume") {
-		if len(out) > 0 && !strings.Contains(s, "=") {
-			out[len(out)-1] += "," + s
-			continue
-		}
-		out = append(out, s)
-	}
-	return out
+	return rejoinSplit(c.StringSlice("host-volume"), func(p string) bool { return !strings.Contains(p, "=") })
 }
 
 // vxlanName is the VXLAN device of bridge br: br + "-vx", shortened to the

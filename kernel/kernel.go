@@ -180,10 +180,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
 		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays)}
-	k.table.SetRoles(cfg.Roles)
-	k.table.SetRoleUsers(cfg.RoleUsers)
-	k.table.SetClusterCIDR(cfg.ClusterCIDR)
-	k.table.SetPendingLimits(cfg.MaxPending, cfg.RoleMaxPending)
+	k.configure(k.table)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
@@ -308,11 +305,17 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 		return false
 	}
 	k.table, k.stale = Restore(st, now), false
-	k.table.SetRoles(k.cfg.Roles)
-	k.table.SetRoleUsers(k.cfg.RoleUsers)
-	k.table.SetClusterCIDR(k.cfg.ClusterCIDR)
-	k.table.SetPendingLimits(k.cfg.MaxPending, k.cfg.RoleMaxPending)
+	k.configure(k.table)
 	return true
+}
+
+// configure gives a restored table the operator's settings, which are
+// not part of the durable state.
+func (k *Kernel) configure(t *Table) {
+	t.SetRoles(k.cfg.Roles)
+	t.SetRoleUsers(k.cfg.RoleUsers)
+	t.SetClusterCIDR(k.cfg.ClusterCIDR)
+	t.SetPendingLimits(k.cfg.MaxPending, k.cfg.RoleMaxPending)
 }
 
 // do queues fn for the loop and waits for its commit.

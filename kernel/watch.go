@@ -112,12 +112,9 @@ type batch struct {
 // start reads the log's head and opens the hub to subscribers; it
 // returns the revision the hub's store watch starts after.
 func (h *hub) start(ctx context.Context, tableRev int64) (int64, error) {
-	last, at := tableRev, tableRev
-	if eh, ok := h.store.(EventHead); ok {
-		var err error
-		if last, at, err = eh.LastEvent(ctx); err != nil {
-			return 0, fmt.Errorf("watch hub: %w", err)
-		}
+	last, at, err := h.head(ctx, tableRev)
+	if err != nil {
+		return 0, fmt.Errorf("watch hub: %w", err)
 	}
 	h.mu.Lock()
 	h.last = last
@@ -177,6 +174,8 @@ func (h *hub) run(ctx context.Context, tableRev int64) {
 	}
 }
 
+// head returns the newest event's revision and the revision it was read
+// at (EventHead), or cur for both when the store cannot tell.
 func (h *hub) head(ctx context.Context, cur int64) (last, at int64, err error) {
 	if eh, ok := h.store.(EventHead); ok {
 		return eh.LastEvent(ctx)
@@ -347,10 +346,7 @@ func (h *hub) stop(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ended = err
-	for s := range h.subs {
-		s.endWith(err)
-		delete(h.subs, s)
-	}
+	h.endAll(err)
 }
 
 // resync ends every subscriber with re (events may have been lost) and
@@ -359,7 +355,11 @@ func (h *hub) resync(re *ResyncError, last int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.last = last
-	err := &Error{Code: FailedPrecondition, Msg: re.Error(), Resync: re}
+	h.endAll(&Error{Code: FailedPrecondition, Msg: re.Error(), Resync: re})
+}
+
+// endAll ends and forgets every subscriber. h.mu is held.
+func (h *hub) endAll(err error) {
 	for s := range h.subs {
 		s.endWith(err)
 		delete(h.subs, s)

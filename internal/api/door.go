@@ -121,10 +121,15 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	ctx := context.WithValue(r.Context(), principalKey{}, p)
 	if procedure == syscallsv1connect.KernelWatchProcedure {
-		r.Body = liftStreamDeadlines(w, r.Body)
+		// The stream's handler sets a deadline per message (Server.Watch)
+		// through the same controller.
+		rc := http.NewResponseController(w)
+		r.Body = liftStreamDeadlines(rc, r.Body)
+		ctx = context.WithValue(ctx, controllerKey{}, rc)
 	}
-	d.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	d.next.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // lingerRefused is how long a refused HTTP/1 connection stays open after
@@ -224,8 +229,7 @@ func (d *door) collectors(conns *ConnLimiter) []prometheus.Collector {
 // client that sends its request slowly is still cut at the read timeout).
 // Without this an HTTP/1 stream's context is cancelled at the read
 // timeout and an HTTP/2 stream is reset at the write timeout.
-func liftStreamDeadlines(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
-	rc := http.NewResponseController(w)
+func liftStreamDeadlines(rc *http.ResponseController, body io.ReadCloser) io.ReadCloser {
 	rc.SetWriteDeadline(time.Time{})
 	return &eofHook{ReadCloser: body, atEOF: func() { rc.SetReadDeadline(time.Time{}) }}
 }
@@ -246,6 +250,10 @@ func (b *eofHook) Read(p []byte) (int, error) {
 }
 
 type principalKey struct{}
+
+// controllerKey holds a Watch stream's http.ResponseController (Connect
+// does not expose the ResponseWriter), for its per-message deadlines.
+type controllerKey struct{}
 
 // principal returns the caller the door authenticated.
 func principal(ctx context.Context) kernel.Principal {

@@ -89,7 +89,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 	}
 	mux := http.NewServeMux()
 	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout}, connect.WithReadMaxBytes(MaxRequestBytes))
-	mux.Handle(path, withResponseController(h))
+	mux.Handle(path, h)
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific
 	// pattern); the door lets only operators send that much.
@@ -167,17 +167,6 @@ func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 		srv.Close()
 	}
 	return nil
-}
-
-type controllerKey struct{}
-
-// withResponseController gives handlers the http.ResponseController of
-// their response (Connect does not expose the ResponseWriter), for write
-// deadlines on streams.
-func withResponseController(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), controllerKey{}, http.NewResponseController(w))))
-	})
 }
 
 // toConnect maps a kernel error to a Connect error with the same code.

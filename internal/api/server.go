@@ -51,6 +51,13 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelPolicyRollbackProcedure:   {kernel.RoleOperator},
 	syscallsv1connect.KernelListVolumesProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelDestroyVolumeProcedure:    {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelCampaignProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelResignProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelLeaderProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelStateGetProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelStatePutProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelStateDeleteProcedure:      {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelStateListProcedure:        {kernel.RoleOperator, kernel.RoleFramework},
 }
 
 // Config configures the handler of NewHandler.

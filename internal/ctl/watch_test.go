@@ -26,7 +26,7 @@ func TestRun_Watch(t *testing.T) {
 	}{
 		{"all", nil, allKindsButUsage(), 0},
 		{"after", []string{"--after", "4"}, allKindsButUsage(), 4},
-		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE}, 0},
+		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH}, 0},
 		{"allocation and agent", []string{"--kind", "allocation", "-k", "Agent"}, []syscallsv1.EventKind{
 			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING,
 			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
@@ -91,7 +91,7 @@ func TestRun_PolicyWatch(t *testing.T) {
 	}{
 		{"all but usage", nil, allKindsButUsage()},
 		{"usage", []string{"--kind", "usage"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_USAGE}},
-		{"task, without usage", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE}},
+		{"task, without usage", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH}},
 		{"policy", []string{"--kind", "policy"}, policyKinds},
 		{"exact", []string{"-k", "policy_failed"}, policyKinds[1:]},
 		{"policy and agent", []string{"--kind", "Policy", "--kind", "agent"}, append(append([]syscallsv1.EventKind{}, policyKinds...),

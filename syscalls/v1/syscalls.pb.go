@@ -156,6 +156,56 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_v1_syscalls_proto_rawDescGZIP(), []int{1}
 }
 
+// HealthState is the outcome of a task's health check.
+type HealthState int32
+
+const (
+	HealthState_HEALTH_STATE_UNKNOWN   HealthState = 0
+	HealthState_HEALTH_STATE_HEALTHY   HealthState = 1
+	HealthState_HEALTH_STATE_UNHEALTHY HealthState = 2
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "HEALTH_STATE_UNKNOWN",
+		1: "HEALTH_STATE_HEALTHY",
+		2: "HEALTH_STATE_UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"HEALTH_STATE_UNKNOWN":   0,
+		"HEALTH_STATE_HEALTHY":   1,
+		"HEALTH_STATE_UNHEALTHY": 2,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_v1_syscalls_proto_enumTypes[2].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_v1_syscalls_proto_enumTypes[2]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{2}
+}
+
 type AgentState int32
 
 const (
@@ -189,11 +239,11 @@ func (x AgentState) String() string {
 }
 
 func (AgentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[2].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[3].Descriptor()
 }
 
 func (AgentState) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[2]
+	return &file_v1_syscalls_proto_enumTypes[3]
 }
 
 func (x AgentState) Number() protoreflect.EnumNumber {
@@ -202,7 +252,7 @@ func (x AgentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentState.Descriptor instead.
 func (AgentState) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{2}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{3}
 }
 
 type EventKind int32
@@ -225,6 +275,16 @@ const (
 	// owner and usage). Rate-limited: at most one per task per usage event
 	// interval (10 s by default), and only when a new sample arrived.
 	EventKind_EVENT_KIND_TASK_USAGE EventKind = 9
+	// TASK_HEALTH: a task's health or readiness changed (task is set; reason
+	// is the failing check's message).
+	EventKind_EVENT_KIND_TASK_HEALTH EventKind = 10
+	// STATE_CHANGED: a key of a principal's framework state was written or
+	// deleted (state is set, without its value). Visible to the state's
+	// owner and operators.
+	EventKind_EVENT_KIND_STATE_CHANGED EventKind = 11
+	// LEADER_CHANGED: an election got a new holder or lost it (leader is
+	// set). Visible to its owner and operators.
+	EventKind_EVENT_KIND_LEADER_CHANGED EventKind = 12
 	// VOLUME_CREATED: a persistent volume was placed on an agent (volume is
 	// set). VOLUME_DESTROYED: it was destroyed; its agent deletes its data.
 	EventKind_EVENT_KIND_VOLUME_CREATED   EventKind = 30
@@ -244,6 +304,9 @@ var (
 		7:  "EVENT_KIND_POLICY_SWAPPED",
 		8:  "EVENT_KIND_POLICY_FAILED",
 		9:  "EVENT_KIND_TASK_USAGE",
+		10: "EVENT_KIND_TASK_HEALTH",
+		11: "EVENT_KIND_STATE_CHANGED",
+		12: "EVENT_KIND_LEADER_CHANGED",
 		30: "EVENT_KIND_VOLUME_CREATED",
 		31: "EVENT_KIND_VOLUME_DESTROYED",
 	}
@@ -258,6 +321,9 @@ var (
 		"EVENT_KIND_POLICY_SWAPPED":     7,
 		"EVENT_KIND_POLICY_FAILED":      8,
 		"EVENT_KIND_TASK_USAGE":         9,
+		"EVENT_KIND_TASK_HEALTH":        10,
+		"EVENT_KIND_STATE_CHANGED":      11,
+		"EVENT_KIND_LEADER_CHANGED":     12,
 		"EVENT_KIND_VOLUME_CREATED":     30,
 		"EVENT_KIND_VOLUME_DESTROYED":   31,
 	}
@@ -274,11 +340,11 @@ func (x EventKind) String() string {
 }
 
 func (EventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[3].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[4].Descriptor()
 }
 
 func (EventKind) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[3]
+	return &file_v1_syscalls_proto_enumTypes[4]
 }
 
 func (x EventKind) Number() protoreflect.EnumNumber {
@@ -287,7 +353,7 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{3}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
 }
 
 type Constraint_Op int32
@@ -329,11 +395,11 @@ func (x Constraint_Op) String() string {
 }
 
 func (Constraint_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[4].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[5].Descriptor()
 }
 
 func (Constraint_Op) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[4]
+	return &file_v1_syscalls_proto_enumTypes[5]
 }
 
 func (x Constraint_Op) Number() protoreflect.EnumNumber {
@@ -513,7 +579,9 @@ type Allocation struct {
 	// round-robin through the range, so a port just freed is reused last).
 	// Its tasks publish them (PortRequest.host_port 0 takes the next unused
 	// one); they are freed when the allocation ends.
-	HostPorts     []uint32 `protobuf:"varint,16,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	HostPorts []uint32 `protobuf:"varint,16,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
+	// labels the framework gave it (AllocateRequest.labels).
+	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +728,13 @@ func (x *Allocation) GetHostPorts() []uint32 {
 	return nil
 }
 
+func (x *Allocation) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // Task is a process started inside an allocation.
 type Task struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -704,7 +779,22 @@ type Task struct {
 	// user the task runs as: empty for the default (an unprivileged uid of
 	// its owner's own, chosen by the agent), else "root" or a user name that
 	// the operator allowed for the allocation's role (see LaunchRequest.user).
-	User          string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
+	// labels the framework gave it (LaunchRequest.labels).
+	Labels map[string]string `protobuf:"bytes,32,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// health_check and readiness_check as launched (see LaunchRequest).
+	HealthCheck    *HealthCheck `protobuf:"bytes,33,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	ReadinessCheck *HealthCheck `protobuf:"bytes,34,opt,name=readiness_check,json=readinessCheck,proto3" json:"readiness_check,omitempty"`
+	// health is the latest outcome of its health check as its agent
+	// reported it: UNKNOWN until the first result (and for tasks without a
+	// check), then HEALTHY or UNHEALTHY; health_message is the last
+	// failure's message (e.g. "GET /health: status 503").
+	Health        HealthState `protobuf:"varint,35,opt,name=health,proto3,enum=dcos.syscalls.v1.HealthState" json:"health,omitempty"`
+	HealthMessage string      `protobuf:"bytes,36,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
+	// ready is true while the readiness check passes; without a readiness
+	// check, while the task is RUNNING and not UNHEALTHY (with a health
+	// check: once HEALTHY).
+	Ready         bool `protobuf:"varint,37,opt,name=ready,proto3" json:"ready,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -907,6 +997,1387 @@ func (x *Task) GetUser() string {
 	return ""
 }
 
+func (x *Task) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Task) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+func (x *Task) GetReadinessCheck() *HealthCheck {
+	if x != nil {
+		return x.ReadinessCheck
+	}
+	return nil
+}
+
+func (x *Task) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNKNOWN
+}
+
+func (x *Task) GetHealthMessage() string {
+	if x != nil {
+		return x.HealthMessage
+	}
+	return ""
+}
+
+func (x *Task) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+// HealthCheck is a probe its agent runs against a task (never the kernel).
+// Exactly one of http, tcp or command is set.
+type HealthCheck struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Http    *HTTPCheck             `protobuf:"bytes,1,opt,name=http,proto3" json:"http,omitempty"`
+	Tcp     *TCPCheck              `protobuf:"bytes,2,opt,name=tcp,proto3" json:"tcp,omitempty"`
+	Command *CommandCheck          `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	// grace_period after the task starts during which failures do not count
+	// (default 30s; 0 to 1h).
+	GracePeriod *durationpb.Duration `protobuf:"bytes,4,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
+	// interval between probes once the first one passed (default 10s; 10ms
+	// to 1h). Until then the agent probes often (every 50ms, doubling up to
+	// interval) so that a fresh task turns HEALTHY quickly.
+	Interval *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	// timeout of one probe (default 2s; 10ms to 5min, at most interval).
+	Timeout *durationpb.Duration `protobuf:"bytes,6,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// consecutive_failures after which the task is UNHEALTHY (default 3;
+	// 1 to 100). One success makes it HEALTHY.
+	ConsecutiveFailures int32 `protobuf:"varint,7,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_v1_syscalls_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HealthCheck) GetHttp() *HTTPCheck {
+	if x != nil {
+		return x.Http
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetTcp() *TCPCheck {
+	if x != nil {
+		return x.Tcp
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetCommand() *CommandCheck {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetGracePeriod() *durationpb.Duration {
+	if x != nil {
+		return x.GracePeriod
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+// HTTPCheck passes when GET path answers a status in [status_min,
+// status_max] (default 200 to 399) within the timeout.
+type HTTPCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path, starting with "/" (default "/").
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// port_name names one of the task's ports (PortRequest.name); or port
+	// is a port number. For a bridge task the probe connects from inside its
+	// network namespace to the container port; for a host-network task to the
+	// host port on 127.0.0.1.
+	PortName      string `protobuf:"bytes,2,opt,name=port_name,json=portName,proto3" json:"port_name,omitempty"`
+	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	StatusMin     uint32 `protobuf:"varint,4,opt,name=status_min,json=statusMin,proto3" json:"status_min,omitempty"`
+	StatusMax     uint32 `protobuf:"varint,5,opt,name=status_max,json=statusMax,proto3" json:"status_max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPCheck) Reset() {
+	*x = HTTPCheck{}
+	mi := &file_v1_syscalls_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPCheck) ProtoMessage() {}
+
+func (x *HTTPCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPCheck.ProtoReflect.Descriptor instead.
+func (*HTTPCheck) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HTTPCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HTTPCheck) GetPortName() string {
+	if x != nil {
+		return x.PortName
+	}
+	return ""
+}
+
+func (x *HTTPCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HTTPCheck) GetStatusMin() uint32 {
+	if x != nil {
+		return x.StatusMin
+	}
+	return 0
+}
+
+func (x *HTTPCheck) GetStatusMax() uint32 {
+	if x != nil {
+		return x.StatusMax
+	}
+	return 0
+}
+
+// TCPCheck passes when a TCP connection to the port opens (port as in
+// HTTPCheck).
+type TCPCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PortName      string                 `protobuf:"bytes,1,opt,name=port_name,json=portName,proto3" json:"port_name,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TCPCheck) Reset() {
+	*x = TCPCheck{}
+	mi := &file_v1_syscalls_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TCPCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TCPCheck) ProtoMessage() {}
+
+func (x *TCPCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TCPCheck.ProtoReflect.Descriptor instead.
+func (*TCPCheck) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TCPCheck) GetPortName() string {
+	if x != nil {
+		return x.PortName
+	}
+	return ""
+}
+
+func (x *TCPCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+// CommandCheck passes when the command exits 0 within the timeout. It runs
+// as the task does: its user, namespaces, cgroup and sandbox.
+type CommandCheck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       string                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandCheck) Reset() {
+	*x = CommandCheck{}
+	mi := &file_v1_syscalls_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandCheck) ProtoMessage() {}
+
+func (x *CommandCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandCheck.ProtoReflect.Descriptor instead.
+func (*CommandCheck) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CommandCheck) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *CommandCheck) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+// Fence is the epoch a framework replica won in an election of its
+// principal (CampaignResponse). A call that carries one is refused with
+// FailedPrecondition "deposed: epoch 4 < 5" once another replica has won
+// the election since, checked in the same store transaction as the call's
+// write: a deposed leader can never act.
+type Fence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// election is the name of the election ("" is "default").
+	Election      string `protobuf:"bytes,1,opt,name=election,proto3" json:"election,omitempty"`
+	Epoch         int64  `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fence) Reset() {
+	*x = Fence{}
+	mi := &file_v1_syscalls_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fence) ProtoMessage() {}
+
+func (x *Fence) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fence.ProtoReflect.Descriptor instead.
+func (*Fence) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Fence) GetElection() string {
+	if x != nil {
+		return x.Election
+	}
+	return ""
+}
+
+func (x *Fence) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// Leadership is the state of one election.
+type Leadership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// owner is the principal whose election it is.
+	Owner    string `protobuf:"bytes,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Election string `protobuf:"bytes,2,opt,name=election,proto3" json:"election,omitempty"`
+	// holder is the leading candidate; empty when nobody leads.
+	Holder string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	// epoch of the current (or, when holder is empty, the last) leadership;
+	// 0 if nobody ever won.
+	Epoch int64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// expires is when the holder's lease ends unless renewed.
+	Expires *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires,proto3" json:"expires,omitempty"`
+	// address the holder advertised (CampaignRequest.address).
+	Address       string `protobuf:"bytes,6,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leadership) Reset() {
+	*x = Leadership{}
+	mi := &file_v1_syscalls_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leadership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leadership) ProtoMessage() {}
+
+func (x *Leadership) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leadership.ProtoReflect.Descriptor instead.
+func (*Leadership) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Leadership) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Leadership) GetElection() string {
+	if x != nil {
+		return x.Election
+	}
+	return ""
+}
+
+func (x *Leadership) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *Leadership) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Leadership) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *Leadership) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type CampaignRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// election name: [a-z0-9][a-z0-9._-]*, at most 63 bytes ("" is "default").
+	Election string `protobuf:"bytes,1,opt,name=election,proto3" json:"election,omitempty"`
+	// candidate identifies the replica: 1 to 128 bytes of [A-Za-z0-9._:-].
+	Candidate string `protobuf:"bytes,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// ttl of the leadership lease: 1s to 5min (default 10s).
+	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// address the candidate advertises to the others (optional, <= 256 bytes).
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// owner: operators only, campaign in another principal's election.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignRequest) Reset() {
+	*x = CampaignRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignRequest) ProtoMessage() {}
+
+func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
+func (*CampaignRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CampaignRequest) GetElection() string {
+	if x != nil {
+		return x.Election
+	}
+	return ""
+}
+
+func (x *CampaignRequest) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *CampaignRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CampaignRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *CampaignRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type CampaignResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// elected: the candidate leads with leader.epoch.
+	Elected       bool        `protobuf:"varint,1,opt,name=elected,proto3" json:"elected,omitempty"`
+	Leader        *Leadership `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Revision      int64       `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignResponse) Reset() {
+	*x = CampaignResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignResponse) ProtoMessage() {}
+
+func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
+func (*CampaignResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CampaignResponse) GetElected() bool {
+	if x != nil {
+		return x.Elected
+	}
+	return false
+}
+
+func (x *CampaignResponse) GetLeader() *Leadership {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
+func (x *CampaignResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ResignRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Election  string                 `protobuf:"bytes,1,opt,name=election,proto3" json:"election,omitempty"`
+	Candidate string                 `protobuf:"bytes,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	// epoch the candidate won; a resign of an older epoch does nothing.
+	Epoch         int64  `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResignRequest) Reset() {
+	*x = ResignRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResignRequest) ProtoMessage() {}
+
+func (x *ResignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResignRequest.ProtoReflect.Descriptor instead.
+func (*ResignRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ResignRequest) GetElection() string {
+	if x != nil {
+		return x.Election
+	}
+	return ""
+}
+
+func (x *ResignRequest) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+func (x *ResignRequest) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ResignRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type ResignResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResignResponse) Reset() {
+	*x = ResignResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResignResponse) ProtoMessage() {}
+
+func (x *ResignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResignResponse.ProtoReflect.Descriptor instead.
+func (*ResignResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResignResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type LeaderRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Election string                 `protobuf:"bytes,1,opt,name=election,proto3" json:"election,omitempty"`
+	// owner: operators only, another principal's election.
+	Owner         string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderRequest) Reset() {
+	*x = LeaderRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderRequest) ProtoMessage() {}
+
+func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
+func (*LeaderRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LeaderRequest) GetElection() string {
+	if x != nil {
+		return x.Election
+	}
+	return ""
+}
+
+func (x *LeaderRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type LeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        *Leadership            `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderResponse) Reset() {
+	*x = LeaderResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderResponse) ProtoMessage() {}
+
+func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
+func (*LeaderResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LeaderResponse) GetLeader() *Leadership {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
+func (x *LeaderResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// StateEntry is one key of a principal's framework state. Keys are 1 to 256
+// bytes of printable ASCII without spaces; values at most 256 KiB; a
+// principal holds at most 10,000 keys and 32 MiB of values (see
+// docs/framework-sdk.md).
+type StateEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// revision of the key's last write (a store revision).
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// owner is the principal the state belongs to.
+	Owner string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	// deleted is set on STATE_CHANGED events of a deletion.
+	Deleted       bool `protobuf:"varint,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateEntry) Reset() {
+	*x = StateEntry{}
+	mi := &file_v1_syscalls_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateEntry) ProtoMessage() {}
+
+func (x *StateEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateEntry.ProtoReflect.Descriptor instead.
+func (*StateEntry) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StateEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StateEntry) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *StateEntry) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *StateEntry) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+type StateGetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// owner: operators only, another principal's state.
+	Owner         string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateGetRequest) Reset() {
+	*x = StateGetRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateGetRequest) ProtoMessage() {}
+
+func (x *StateGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateGetRequest.ProtoReflect.Descriptor instead.
+func (*StateGetRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StateGetRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateGetRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type StateGetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *StateEntry            `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateGetResponse) Reset() {
+	*x = StateGetResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateGetResponse) ProtoMessage() {}
+
+func (x *StateGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateGetResponse.ProtoReflect.Descriptor instead.
+func (*StateGetResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *StateGetResponse) GetEntry() *StateEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *StateGetResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type StatePutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// expected_revision, when set, makes the write conditional: 0 means the
+	// key must not exist, N that its revision must be N (Aborted otherwise).
+	ExpectedRevision *int64 `protobuf:"varint,3,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	Fence            *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
+	Owner            string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StatePutRequest) Reset() {
+	*x = StatePutRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatePutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatePutRequest) ProtoMessage() {}
+
+func (x *StatePutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatePutRequest.ProtoReflect.Descriptor instead.
+func (*StatePutRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StatePutRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StatePutRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StatePutRequest) GetExpectedRevision() int64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *StatePutRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+func (x *StatePutRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type StatePutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the key's new revision.
+	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatePutResponse) Reset() {
+	*x = StatePutResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatePutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatePutResponse) ProtoMessage() {}
+
+func (x *StatePutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatePutResponse.ProtoReflect.Descriptor instead.
+func (*StatePutResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StatePutResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type StateDeleteRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Key              string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	ExpectedRevision *int64                 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
+	Fence            *Fence                 `protobuf:"bytes,3,opt,name=fence,proto3" json:"fence,omitempty"`
+	Owner            string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StateDeleteRequest) Reset() {
+	*x = StateDeleteRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateDeleteRequest) ProtoMessage() {}
+
+func (x *StateDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateDeleteRequest.ProtoReflect.Descriptor instead.
+func (*StateDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StateDeleteRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateDeleteRequest) GetExpectedRevision() int64 {
+	if x != nil && x.ExpectedRevision != nil {
+		return *x.ExpectedRevision
+	}
+	return 0
+}
+
+func (x *StateDeleteRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
+func (x *StateDeleteRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type StateDeleteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateDeleteResponse) Reset() {
+	*x = StateDeleteResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateDeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateDeleteResponse) ProtoMessage() {}
+
+func (x *StateDeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateDeleteResponse.ProtoReflect.Descriptor instead.
+func (*StateDeleteResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StateDeleteResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type StateListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// prefix of the keys ("" lists all).
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// keys_only leaves values out.
+	KeysOnly      bool   `protobuf:"varint,2,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateListRequest) Reset() {
+	*x = StateListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateListRequest) ProtoMessage() {}
+
+func (x *StateListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateListRequest.ProtoReflect.Descriptor instead.
+func (*StateListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StateListRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *StateListRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+func (x *StateListRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type StateListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*StateEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateListResponse) Reset() {
+	*x = StateListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateListResponse) ProtoMessage() {}
+
+func (x *StateListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateListResponse.ProtoReflect.Descriptor instead.
+func (*StateListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StateListResponse) GetEntries() []*StateEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *StateListResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // PortRequest is a host port a task asks for on its agent.
 type PortRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -930,7 +2401,7 @@ type PortRequest struct {
 
 func (x *PortRequest) Reset() {
 	*x = PortRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[4]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +2413,7 @@ func (x *PortRequest) String() string {
 func (*PortRequest) ProtoMessage() {}
 
 func (x *PortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[4]
+	mi := &file_v1_syscalls_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +2426,7 @@ func (x *PortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRequest.ProtoReflect.Descriptor instead.
 func (*PortRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PortRequest) GetName() string {
@@ -1001,7 +2472,7 @@ type PortMapping struct {
 
 func (x *PortMapping) Reset() {
 	*x = PortMapping{}
-	mi := &file_v1_syscalls_proto_msgTypes[5]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +2484,7 @@ func (x *PortMapping) String() string {
 func (*PortMapping) ProtoMessage() {}
 
 func (x *PortMapping) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[5]
+	mi := &file_v1_syscalls_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +2497,7 @@ func (x *PortMapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortMapping.ProtoReflect.Descriptor instead.
 func (*PortMapping) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PortMapping) GetName() string {
@@ -1085,7 +2556,7 @@ type TaskUsage struct {
 
 func (x *TaskUsage) Reset() {
 	*x = TaskUsage{}
-	mi := &file_v1_syscalls_proto_msgTypes[6]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +2568,7 @@ func (x *TaskUsage) String() string {
 func (*TaskUsage) ProtoMessage() {}
 
 func (x *TaskUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[6]
+	mi := &file_v1_syscalls_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +2581,7 @@ func (x *TaskUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskUsage.ProtoReflect.Descriptor instead.
 func (*TaskUsage) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{6}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskUsage) GetTaskId() string {
@@ -1232,7 +2703,7 @@ type PluginInfo struct {
 
 func (x *PluginInfo) Reset() {
 	*x = PluginInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[7]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +2715,7 @@ func (x *PluginInfo) String() string {
 func (*PluginInfo) ProtoMessage() {}
 
 func (x *PluginInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[7]
+	mi := &file_v1_syscalls_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +2728,7 @@ func (x *PluginInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginInfo.ProtoReflect.Descriptor instead.
 func (*PluginInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{7}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PluginInfo) GetName() string {
@@ -1358,7 +2829,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_v1_syscalls_proto_msgTypes[8]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +2841,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[8]
+	mi := &file_v1_syscalls_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +2854,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{8}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Agent) GetId() string {
@@ -1496,7 +2967,7 @@ type VolumeClaim struct {
 
 func (x *VolumeClaim) Reset() {
 	*x = VolumeClaim{}
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +2979,7 @@ func (x *VolumeClaim) String() string {
 func (*VolumeClaim) ProtoMessage() {}
 
 func (x *VolumeClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[9]
+	mi := &file_v1_syscalls_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +2992,7 @@ func (x *VolumeClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeClaim.ProtoReflect.Descriptor instead.
 func (*VolumeClaim) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{9}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VolumeClaim) GetName() string {
@@ -1559,7 +3030,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +3042,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[10]
+	mi := &file_v1_syscalls_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +3055,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{10}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Volume) GetName() string {
@@ -1655,7 +3126,7 @@ type VolumeMount struct {
 
 func (x *VolumeMount) Reset() {
 	*x = VolumeMount{}
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +3138,7 @@ func (x *VolumeMount) String() string {
 func (*VolumeMount) ProtoMessage() {}
 
 func (x *VolumeMount) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[11]
+	mi := &file_v1_syscalls_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +3151,7 @@ func (x *VolumeMount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeMount.ProtoReflect.Descriptor instead.
 func (*VolumeMount) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{11}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VolumeMount) GetName() string {
@@ -1735,7 +3206,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +3218,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[12]
+	mi := &file_v1_syscalls_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +3231,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{12}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListVolumesRequest) GetAgentId() string {
@@ -1779,7 +3250,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +3262,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[13]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +3275,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{13}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -1823,7 +3294,7 @@ type DestroyVolumeRequest struct {
 
 func (x *DestroyVolumeRequest) Reset() {
 	*x = DestroyVolumeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +3306,7 @@ func (x *DestroyVolumeRequest) String() string {
 func (*DestroyVolumeRequest) ProtoMessage() {}
 
 func (x *DestroyVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[14]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +3319,7 @@ func (x *DestroyVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DestroyVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{14}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DestroyVolumeRequest) GetName() string {
@@ -1867,7 +3338,7 @@ type DestroyVolumeResponse struct {
 
 func (x *DestroyVolumeResponse) Reset() {
 	*x = DestroyVolumeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +3350,7 @@ func (x *DestroyVolumeResponse) String() string {
 func (*DestroyVolumeResponse) ProtoMessage() {}
 
 func (x *DestroyVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[15]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +3363,7 @@ func (x *DestroyVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DestroyVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{15}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DestroyVolumeResponse) GetRevision() int64 {
@@ -1914,14 +3385,19 @@ type AllocateRequest struct {
 	// lease_ttl, if set, makes the allocations expire unless kept alive.
 	LeaseTtl *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_ttl,json=leaseTtl,proto3" json:"lease_ttl,omitempty"`
 	// volumes to claim or create (see VolumeClaim); at most 16.
-	Volumes       []*VolumeClaim `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	Volumes []*VolumeClaim `protobuf:"bytes,30,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// labels for the caller's own bookkeeping (e.g. service, version): at
+	// most 32; keys as agent labels, values at most 256 bytes.
+	Labels map[string]string `protobuf:"bytes,31,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// fence: refused once the caller's epoch is deposed (see Fence).
+	Fence         *Fence `protobuf:"bytes,32,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +3409,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[16]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +3422,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{16}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AllocateRequest) GetResources() *Resources {
@@ -1998,6 +3474,20 @@ func (x *AllocateRequest) GetVolumes() []*VolumeClaim {
 	return nil
 }
 
+func (x *AllocateRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *AllocateRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
 type AllocateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// allocations: one per instance, GRANTED or PENDING.
@@ -2012,7 +3502,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +3514,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[17]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +3527,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{17}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AllocateResponse) GetAllocations() []*Allocation {
@@ -2087,14 +3577,21 @@ type LaunchRequest struct {
 	// the owner's own, without capabilities. "root" or a user name of the
 	// agent's host only when the operator allowed it for the allocation's
 	// role (dcosd --role-users ROLE=USER,...); else PermissionDenied.
-	User          string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	User string `protobuf:"bytes,31,opt,name=user,proto3" json:"user,omitempty"`
+	// labels as AllocateRequest.labels.
+	Labels map[string]string `protobuf:"bytes,32,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// health_check, run by the agent; its result is Task.health.
+	HealthCheck *HealthCheck `protobuf:"bytes,33,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// readiness_check, run by the agent; its result is Task.ready.
+	ReadinessCheck *HealthCheck `protobuf:"bytes,34,opt,name=readiness_check,json=readinessCheck,proto3" json:"readiness_check,omitempty"`
+	Fence          *Fence       `protobuf:"bytes,35,opt,name=fence,proto3" json:"fence,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
 	*x = LaunchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +3603,7 @@ func (x *LaunchRequest) String() string {
 func (*LaunchRequest) ProtoMessage() {}
 
 func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[18]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +3616,7 @@ func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchRequest.ProtoReflect.Descriptor instead.
 func (*LaunchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{18}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LaunchRequest) GetAllocationId() string {
@@ -2206,6 +3703,34 @@ func (x *LaunchRequest) GetUser() string {
 	return ""
 }
 
+func (x *LaunchRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetReadinessCheck() *HealthCheck {
+	if x != nil {
+		return x.ReadinessCheck
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
 type LaunchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -2216,7 +3741,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +3753,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[19]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +3766,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{19}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -2275,7 +3800,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +3812,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[20]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +3825,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{20}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -2345,14 +3870,18 @@ type Event struct {
 	// policy is set on POLICY_* events.
 	Policy *PolicyInfo `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	// volume is set on VOLUME_* events.
-	Volume        *Volume `protobuf:"bytes,30,opt,name=volume,proto3" json:"volume,omitempty"`
+	Volume *Volume `protobuf:"bytes,30,opt,name=volume,proto3" json:"volume,omitempty"`
+	// state is set on STATE_CHANGED events (value left out).
+	State *StateEntry `protobuf:"bytes,31,opt,name=state,proto3" json:"state,omitempty"`
+	// leader is set on LEADER_CHANGED events.
+	Leader        *Leadership `protobuf:"bytes,32,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +3893,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[21]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +3906,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{21}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -2443,6 +3972,20 @@ func (x *Event) GetVolume() *Volume {
 	return nil
 }
 
+func (x *Event) GetState() *StateEntry {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *Event) GetLeader() *Leadership {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
 // ResyncInfo is the error detail of a Watch from a compacted revision: list
 // the state again and watch after current_revision.
 type ResyncInfo struct {
@@ -2455,7 +3998,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +4010,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[22]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +4023,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{22}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -2509,14 +4052,15 @@ type RevokeRequest struct {
 	Role  string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
 	Owner string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	// pending narrows a bulk revoke to allocations not granted yet.
-	Pending       bool `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
+	Pending       bool   `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
+	Fence         *Fence `protobuf:"bytes,7,opt,name=fence,proto3" json:"fence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +4072,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[23]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +4085,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{23}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -2586,6 +4130,13 @@ func (x *RevokeRequest) GetPending() bool {
 	return false
 }
 
+func (x *RevokeRequest) GetFence() *Fence {
+	if x != nil {
+		return x.Fence
+	}
+	return nil
+}
+
 type RevokeResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -2597,7 +4148,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +4160,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[24]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +4173,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{24}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -2648,7 +4199,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +4211,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[25]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +4224,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{25}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -2692,7 +4243,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +4255,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[26]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +4268,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{26}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -2756,7 +4307,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +4319,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[27]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +4332,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{27}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -2868,7 +4419,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +4431,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[28]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +4444,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{28}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -2958,7 +4509,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +4521,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[29]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +4534,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{29}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -3015,7 +4566,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +4578,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +4591,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
 }
 
 type ReportTaskStatusRequest struct {
@@ -3056,14 +4607,17 @@ type ReportTaskStatusRequest struct {
 	Ip string `protobuf:"bytes,8,opt,name=ip,proto3" json:"ip,omitempty"`
 	// ports are the mappings the agent set up, host ports chosen; when set
 	// they replace the task's ports.
-	Ports         []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
+	// health, when set, reports a change of the task's health or readiness
+	// (state is then the task's current state).
+	Health        *TaskHealthReport `protobuf:"bytes,10,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +4629,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +4642,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -3154,6 +4708,75 @@ func (x *ReportTaskStatusRequest) GetPorts() []*PortMapping {
 	return nil
 }
 
+func (x *ReportTaskStatusRequest) GetHealth() *TaskHealthReport {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+// TaskHealthReport is a task's health as its agent's checks see it.
+type TaskHealthReport struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Health HealthState            `protobuf:"varint,1,opt,name=health,proto3,enum=dcos.syscalls.v1.HealthState" json:"health,omitempty"`
+	// message of the last failure ("" when healthy).
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Ready         bool   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskHealthReport) Reset() {
+	*x = TaskHealthReport{}
+	mi := &file_v1_syscalls_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskHealthReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskHealthReport) ProtoMessage() {}
+
+func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskHealthReport.ProtoReflect.Descriptor instead.
+func (*TaskHealthReport) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *TaskHealthReport) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNKNOWN
+}
+
+func (x *TaskHealthReport) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *TaskHealthReport) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
 type ReportTaskStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -3163,7 +4786,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +4798,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +4811,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -3206,7 +4829,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +4841,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +4854,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
 }
 
 type ListAgentsResponse struct {
@@ -3244,7 +4867,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +4879,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +4892,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -3295,7 +4918,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +4930,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +4943,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -3340,7 +4963,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +4975,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +4988,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -3392,7 +5015,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +5027,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +5040,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -3444,7 +5067,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +5079,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +5092,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3504,7 +5127,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +5139,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +5152,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -3593,7 +5216,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +5228,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +5241,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -3645,7 +5268,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3657,7 +5280,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3670,7 +5293,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -3698,7 +5321,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +5333,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +5346,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -3754,7 +5377,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +5389,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +5402,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -3821,7 +5444,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3833,7 +5456,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3846,7 +5469,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -3906,7 +5529,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3918,7 +5541,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3931,7 +5554,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
 }
 
 type PolicyListResponse struct {
@@ -3943,7 +5566,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3955,7 +5578,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3968,7 +5591,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -3987,7 +5610,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3999,7 +5622,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4012,7 +5635,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -4032,7 +5655,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4044,7 +5667,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4057,7 +5680,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -4082,7 +5705,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4094,7 +5717,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4107,7 +5730,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
 }
 
 type PolicyRollbackResponse struct {
@@ -4120,7 +5743,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4132,7 +5755,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4145,7 +5768,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -4182,7 +5805,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_EQUALS\x10\x01\x12\x11\n" +
 	"\rOP_NOT_EQUALS\x10\x02\x12\t\n" +
-	"\x05OP_IN\x10\x03\"\x9d\x05\n" +
+	"\x05OP_IN\x10\x03\"\x9a\x06\n" +
 	"\n" +
 	"Allocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -4203,7 +5826,11 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\acreated\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x121\n" +
 	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x1d\n" +
 	"\n" +
-	"host_ports\x18\x10 \x03(\rR\thostPorts\"\xfd\x06\n" +
+	"host_ports\x18\x10 \x03(\rR\thostPorts\x12@\n" +
+	"\x06labels\x18\x11 \x03(\v2(.dcos.syscalls.v1.Allocation.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\t\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -4230,10 +5857,112 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x02ip\x18\x15 \x01(\tR\x02ip\x123\n" +
 	"\x05ports\x18\x16 \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x127\n" +
 	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x12\x12\n" +
-	"\x04user\x18\x1f \x01(\tR\x04user\x1a6\n" +
+	"\x04user\x18\x1f \x01(\tR\x04user\x12:\n" +
+	"\x06labels\x18  \x03(\v2\".dcos.syscalls.v1.Task.LabelsEntryR\x06labels\x12@\n" +
+	"\fhealth_check\x18! \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\vhealthCheck\x12F\n" +
+	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x125\n" +
+	"\x06health\x18# \x01(\x0e2\x1d.dcos.syscalls.v1.HealthStateR\x06health\x12%\n" +
+	"\x0ehealth_message\x18$ \x01(\tR\rhealthMessage\x12\x14\n" +
+	"\x05ready\x18% \x01(\bR\x05ready\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x03\n" +
+	"\vHealthCheck\x12/\n" +
+	"\x04http\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.HTTPCheckR\x04http\x12,\n" +
+	"\x03tcp\x18\x02 \x01(\v2\x1a.dcos.syscalls.v1.TCPCheckR\x03tcp\x128\n" +
+	"\acommand\x18\x03 \x01(\v2\x1e.dcos.syscalls.v1.CommandCheckR\acommand\x12<\n" +
+	"\fgrace_period\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vgracePeriod\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x121\n" +
+	"\x14consecutive_failures\x18\a \x01(\x05R\x13consecutiveFailures\"\x8e\x01\n" +
+	"\tHTTPCheck\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
+	"\tport_name\x18\x02 \x01(\tR\bportName\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1d\n" +
+	"\n" +
+	"status_min\x18\x04 \x01(\rR\tstatusMin\x12\x1d\n" +
+	"\n" +
+	"status_max\x18\x05 \x01(\rR\tstatusMax\";\n" +
+	"\bTCPCheck\x12\x1b\n" +
+	"\tport_name\x18\x01 \x01(\tR\bportName\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"<\n" +
+	"\fCommandCheck\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"9\n" +
+	"\x05Fence\x12\x1a\n" +
+	"\belection\x18\x01 \x01(\tR\belection\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\"\xbc\x01\n" +
+	"\n" +
+	"Leadership\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\tR\x05owner\x12\x1a\n" +
+	"\belection\x18\x02 \x01(\tR\belection\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x03R\x05epoch\x124\n" +
+	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x18\n" +
+	"\aaddress\x18\x06 \x01(\tR\aaddress\"\xa8\x01\n" +
+	"\x0fCampaignRequest\x12\x1a\n" +
+	"\belection\x18\x01 \x01(\tR\belection\x12\x1c\n" +
+	"\tcandidate\x18\x02 \x01(\tR\tcandidate\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"~\n" +
+	"\x10CampaignResponse\x12\x18\n" +
+	"\aelected\x18\x01 \x01(\bR\aelected\x124\n" +
+	"\x06leader\x18\x02 \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"u\n" +
+	"\rResignRequest\x12\x1a\n" +
+	"\belection\x18\x01 \x01(\tR\belection\x12\x1c\n" +
+	"\tcandidate\x18\x02 \x01(\tR\tcandidate\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x03R\x05epoch\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\",\n" +
+	"\x0eResignResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"A\n" +
+	"\rLeaderRequest\x12\x1a\n" +
+	"\belection\x18\x01 \x01(\tR\belection\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\"b\n" +
+	"\x0eLeaderResponse\x124\n" +
+	"\x06leader\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x80\x01\n" +
+	"\n" +
+	"StateEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n" +
+	"\adeleted\x18\x05 \x01(\bR\adeleted\"9\n" +
+	"\x0fStateGetRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\"b\n" +
+	"\x10StateGetResponse\x122\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.StateEntryR\x05entry\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xc6\x01\n" +
+	"\x0fStatePutRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x120\n" +
+	"\x11expected_revision\x18\x03 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12-\n" +
+	"\x05fence\x18\x04 \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05ownerB\x14\n" +
+	"\x12_expected_revision\".\n" +
+	"\x10StatePutResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xb3\x01\n" +
+	"\x12StateDeleteRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12-\n" +
+	"\x05fence\x18\x03 \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05ownerB\x14\n" +
+	"\x12_expected_revision\"1\n" +
+	"\x13StateDeleteResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"]\n" +
+	"\x10StateListRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1b\n" +
+	"\tkeys_only\x18\x02 \x01(\bR\bkeysOnly\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"g\n" +
+	"\x11StateListResponse\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.StateEntryR\aentries\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x81\x01\n" +
 	"\vPortRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0econtainer_port\x18\x02 \x01(\rR\rcontainerPort\x12\x1b\n" +
@@ -4324,7 +6053,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x14DestroyVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"3\n" +
 	"\x15DestroyVolumeResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\xc3\x02\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xf4\x03\n" +
 	"\x0fAllocateRequest\x129\n" +
 	"\tresources\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\tresources\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
@@ -4332,11 +6061,16 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12>\n" +
 	"\vconstraints\x18\x05 \x03(\v2\x1c.dcos.syscalls.v1.ConstraintR\vconstraints\x126\n" +
 	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\x127\n" +
-	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeClaimR\avolumes\"\x95\x01\n" +
+	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeClaimR\avolumes\x12E\n" +
+	"\x06labels\x18\x1f \x03(\v2-.dcos.syscalls.v1.AllocateRequest.LabelsEntryR\x06labels\x12-\n" +
+	"\x05fence\x18  \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\x8b\x04\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xc4\x06\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -4351,8 +6085,15 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05ports\x18\n" +
 	" \x03(\v2\x1d.dcos.syscalls.v1.PortRequestR\x05ports\x127\n" +
 	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeMountR\avolumes\x12\x12\n" +
-	"\x04user\x18\x1f \x01(\tR\x04user\x1a6\n" +
+	"\x04user\x18\x1f \x01(\tR\x04user\x12C\n" +
+	"\x06labels\x18  \x03(\v2+.dcos.syscalls.v1.LaunchRequest.LabelsEntryR\x06labels\x12@\n" +
+	"\fhealth_check\x18! \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\vhealthCheck\x12F\n" +
+	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x12-\n" +
+	"\x05fence\x18# \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
 	"\x0eLaunchResponse\x12*\n" +
@@ -4362,7 +6103,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eafter_revision\x18\x01 \x01(\x03R\rafterRevision\x121\n" +
 	"\x05kinds\x18\x02 \x03(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x05kinds\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x19\n" +
-	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\x9d\x03\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\x87\x04\n" +
 	"\x05Event\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x04kind\x12.\n" +
@@ -4374,18 +6115,21 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05agent\x18\x06 \x01(\v2\x17.dcos.syscalls.v1.AgentR\x05agent\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x124\n" +
 	"\x06policy\x18\b \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x120\n" +
-	"\x06volume\x18\x1e \x01(\v2\x18.dcos.syscalls.v1.VolumeR\x06volume\"b\n" +
+	"\x06volume\x18\x1e \x01(\v2\x18.dcos.syscalls.v1.VolumeR\x06volume\x122\n" +
+	"\x05state\x18\x1f \x01(\v2\x1c.dcos.syscalls.v1.StateEntryR\x05state\x124\n" +
+	"\x06leader\x18  \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\"b\n" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
-	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"\x8d\x01\n" +
+	"\x10compact_revision\x18\x02 \x01(\x03R\x0fcompactRevision\"\xbc\x01\n" +
 	"\rRevokeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03all\x18\x03 \x01(\bR\x03all\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x18\n" +
-	"\apending\x18\x06 \x01(\bR\apending\"M\n" +
+	"\apending\x18\x06 \x01(\bR\apending\x12-\n" +
+	"\x05fence\x18\a \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\"M\n" +
 	"\x0eRevokeResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1f\n" +
 	"\vrevoked_ids\x18\x02 \x03(\tR\n" +
@@ -4421,7 +6165,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x121\n" +
 	"\x05usage\x18\x03 \x03(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\x13\n" +
-	"\x11HeartbeatResponse\"\xa6\x02\n" +
+	"\x11HeartbeatResponse\"\xe2\x02\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x121\n" +
@@ -4431,7 +6175,13 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x18\n" +
 	"\asandbox\x18\a \x01(\tR\asandbox\x12\x0e\n" +
 	"\x02ip\x18\b \x01(\tR\x02ip\x123\n" +
-	"\x05ports\x18\t \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\"6\n" +
+	"\x05ports\x18\t \x03(\v2\x1d.dcos.syscalls.v1.PortMappingR\x05ports\x12:\n" +
+	"\x06health\x18\n" +
+	" \x01(\v2\".dcos.syscalls.v1.TaskHealthReportR\x06health\"y\n" +
+	"\x10TaskHealthReport\x125\n" +
+	"\x06health\x18\x01 \x01(\x0e2\x1d.dcos.syscalls.v1.HealthStateR\x06health\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\"6\n" +
 	"\x18ReportTaskStatusResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"\x13\n" +
 	"\x11ListAgentsRequest\"a\n" +
@@ -4506,12 +6256,16 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x13TASK_STATE_FINISHED\x10\x04\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_KILLED\x10\x06\x12\x13\n" +
-	"\x0fTASK_STATE_LOST\x10\a*S\n" +
+	"\x0fTASK_STATE_LOST\x10\a*]\n" +
+	"\vHealthState\x12\x18\n" +
+	"\x14HEALTH_STATE_UNKNOWN\x10\x00\x12\x18\n" +
+	"\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x1a\n" +
+	"\x16HEALTH_STATE_UNHEALTHY\x10\x02*S\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xff\x02\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xd8\x03\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -4522,9 +6276,13 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x1dEVENT_KIND_ALLOCATION_PENDING\x10\x06\x12\x1d\n" +
 	"\x19EVENT_KIND_POLICY_SWAPPED\x10\a\x12\x1c\n" +
 	"\x18EVENT_KIND_POLICY_FAILED\x10\b\x12\x19\n" +
-	"\x15EVENT_KIND_TASK_USAGE\x10\t\x12\x1d\n" +
+	"\x15EVENT_KIND_TASK_USAGE\x10\t\x12\x1a\n" +
+	"\x16EVENT_KIND_TASK_HEALTH\x10\n" +
+	"\x12\x1c\n" +
+	"\x18EVENT_KIND_STATE_CHANGED\x10\v\x12\x1d\n" +
+	"\x19EVENT_KIND_LEADER_CHANGED\x10\f\x12\x1d\n" +
 	"\x19EVENT_KIND_VOLUME_CREATED\x10\x1e\x12\x1f\n" +
-	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\xcd\f\n" +
+	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\x92\x11\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -4547,7 +6305,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tPolicyUse\x12\".dcos.syscalls.v1.PolicyUseRequest\x1a#.dcos.syscalls.v1.PolicyUseResponse\x12c\n" +
 	"\x0ePolicyRollback\x12'.dcos.syscalls.v1.PolicyRollbackRequest\x1a(.dcos.syscalls.v1.PolicyRollbackResponse\x12Z\n" +
 	"\vListVolumes\x12$.dcos.syscalls.v1.ListVolumesRequest\x1a%.dcos.syscalls.v1.ListVolumesResponse\x12`\n" +
-	"\rDestroyVolume\x12&.dcos.syscalls.v1.DestroyVolumeRequest\x1a'.dcos.syscalls.v1.DestroyVolumeResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\rDestroyVolume\x12&.dcos.syscalls.v1.DestroyVolumeRequest\x1a'.dcos.syscalls.v1.DestroyVolumeResponse\x12Q\n" +
+	"\bCampaign\x12!.dcos.syscalls.v1.CampaignRequest\x1a\".dcos.syscalls.v1.CampaignResponse\x12K\n" +
+	"\x06Resign\x12\x1f.dcos.syscalls.v1.ResignRequest\x1a .dcos.syscalls.v1.ResignResponse\x12K\n" +
+	"\x06Leader\x12\x1f.dcos.syscalls.v1.LeaderRequest\x1a .dcos.syscalls.v1.LeaderResponse\x12Q\n" +
+	"\bStateGet\x12!.dcos.syscalls.v1.StateGetRequest\x1a\".dcos.syscalls.v1.StateGetResponse\x12Q\n" +
+	"\bStatePut\x12!.dcos.syscalls.v1.StatePutRequest\x1a\".dcos.syscalls.v1.StatePutResponse\x12Z\n" +
+	"\vStateDelete\x12$.dcos.syscalls.v1.StateDeleteRequest\x1a%.dcos.syscalls.v1.StateDeleteResponse\x12T\n" +
+	"\tStateList\x12\".dcos.syscalls.v1.StateListRequest\x1a#.dcos.syscalls.v1.StateListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -4561,178 +6326,249 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 	return file_v1_syscalls_proto_rawDescData
 }
 
-var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
-	(AgentState)(0),                  // 2: dcos.syscalls.v1.AgentState
-	(EventKind)(0),                   // 3: dcos.syscalls.v1.EventKind
-	(Constraint_Op)(0),               // 4: dcos.syscalls.v1.Constraint.Op
-	(*Resources)(nil),                // 5: dcos.syscalls.v1.Resources
-	(*Constraint)(nil),               // 6: dcos.syscalls.v1.Constraint
-	(*Allocation)(nil),               // 7: dcos.syscalls.v1.Allocation
-	(*Task)(nil),                     // 8: dcos.syscalls.v1.Task
-	(*PortRequest)(nil),              // 9: dcos.syscalls.v1.PortRequest
-	(*PortMapping)(nil),              // 10: dcos.syscalls.v1.PortMapping
-	(*TaskUsage)(nil),                // 11: dcos.syscalls.v1.TaskUsage
-	(*PluginInfo)(nil),               // 12: dcos.syscalls.v1.PluginInfo
-	(*Agent)(nil),                    // 13: dcos.syscalls.v1.Agent
-	(*VolumeClaim)(nil),              // 14: dcos.syscalls.v1.VolumeClaim
-	(*Volume)(nil),                   // 15: dcos.syscalls.v1.Volume
-	(*VolumeMount)(nil),              // 16: dcos.syscalls.v1.VolumeMount
-	(*ListVolumesRequest)(nil),       // 17: dcos.syscalls.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 18: dcos.syscalls.v1.ListVolumesResponse
-	(*DestroyVolumeRequest)(nil),     // 19: dcos.syscalls.v1.DestroyVolumeRequest
-	(*DestroyVolumeResponse)(nil),    // 20: dcos.syscalls.v1.DestroyVolumeResponse
-	(*AllocateRequest)(nil),          // 21: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 22: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 23: dcos.syscalls.v1.LaunchRequest
-	(*LaunchResponse)(nil),           // 24: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 25: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 26: dcos.syscalls.v1.Event
-	(*ResyncInfo)(nil),               // 27: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 28: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 29: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 30: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 31: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 32: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 33: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 34: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 35: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 36: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*ReportTaskStatusResponse)(nil), // 37: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 38: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 39: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 40: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 41: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 42: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 43: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 44: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 45: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 46: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 47: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 48: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 49: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 50: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 51: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 52: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 53: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 54: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 55: dcos.syscalls.v1.PolicyRollbackResponse
-	nil,                              // 56: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 57: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 58: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 59: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 60: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
+	(HealthState)(0),                 // 2: dcos.syscalls.v1.HealthState
+	(AgentState)(0),                  // 3: dcos.syscalls.v1.AgentState
+	(EventKind)(0),                   // 4: dcos.syscalls.v1.EventKind
+	(Constraint_Op)(0),               // 5: dcos.syscalls.v1.Constraint.Op
+	(*Resources)(nil),                // 6: dcos.syscalls.v1.Resources
+	(*Constraint)(nil),               // 7: dcos.syscalls.v1.Constraint
+	(*Allocation)(nil),               // 8: dcos.syscalls.v1.Allocation
+	(*Task)(nil),                     // 9: dcos.syscalls.v1.Task
+	(*HealthCheck)(nil),              // 10: dcos.syscalls.v1.HealthCheck
+	(*HTTPCheck)(nil),                // 11: dcos.syscalls.v1.HTTPCheck
+	(*TCPCheck)(nil),                 // 12: dcos.syscalls.v1.TCPCheck
+	(*CommandCheck)(nil),             // 13: dcos.syscalls.v1.CommandCheck
+	(*Fence)(nil),                    // 14: dcos.syscalls.v1.Fence
+	(*Leadership)(nil),               // 15: dcos.syscalls.v1.Leadership
+	(*CampaignRequest)(nil),          // 16: dcos.syscalls.v1.CampaignRequest
+	(*CampaignResponse)(nil),         // 17: dcos.syscalls.v1.CampaignResponse
+	(*ResignRequest)(nil),            // 18: dcos.syscalls.v1.ResignRequest
+	(*ResignResponse)(nil),           // 19: dcos.syscalls.v1.ResignResponse
+	(*LeaderRequest)(nil),            // 20: dcos.syscalls.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 21: dcos.syscalls.v1.LeaderResponse
+	(*StateEntry)(nil),               // 22: dcos.syscalls.v1.StateEntry
+	(*StateGetRequest)(nil),          // 23: dcos.syscalls.v1.StateGetRequest
+	(*StateGetResponse)(nil),         // 24: dcos.syscalls.v1.StateGetResponse
+	(*StatePutRequest)(nil),          // 25: dcos.syscalls.v1.StatePutRequest
+	(*StatePutResponse)(nil),         // 26: dcos.syscalls.v1.StatePutResponse
+	(*StateDeleteRequest)(nil),       // 27: dcos.syscalls.v1.StateDeleteRequest
+	(*StateDeleteResponse)(nil),      // 28: dcos.syscalls.v1.StateDeleteResponse
+	(*StateListRequest)(nil),         // 29: dcos.syscalls.v1.StateListRequest
+	(*StateListResponse)(nil),        // 30: dcos.syscalls.v1.StateListResponse
+	(*PortRequest)(nil),              // 31: dcos.syscalls.v1.PortRequest
+	(*PortMapping)(nil),              // 32: dcos.syscalls.v1.PortMapping
+	(*TaskUsage)(nil),                // 33: dcos.syscalls.v1.TaskUsage
+	(*PluginInfo)(nil),               // 34: dcos.syscalls.v1.PluginInfo
+	(*Agent)(nil),                    // 35: dcos.syscalls.v1.Agent
+	(*VolumeClaim)(nil),              // 36: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                   // 37: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),              // 38: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),       // 39: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 40: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),     // 41: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),    // 42: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),          // 43: dcos.syscalls.v1.AllocateRequest
+	(*AllocateResponse)(nil),         // 44: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 45: dcos.syscalls.v1.LaunchRequest
+	(*LaunchResponse)(nil),           // 46: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 47: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 48: dcos.syscalls.v1.Event
+	(*ResyncInfo)(nil),               // 49: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 50: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 51: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 52: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 53: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 54: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 55: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 56: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 57: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 58: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),         // 59: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil), // 60: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 61: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 62: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 63: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 64: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 65: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 66: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 67: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 68: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 69: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 70: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 71: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 72: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 73: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 74: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 75: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 76: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 77: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 78: dcos.syscalls.v1.PolicyRollbackResponse
+	nil,                              // 79: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 80: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 81: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 82: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 83: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 84: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 85: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 86: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	(*durationpb.Duration)(nil),      // 87: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 88: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
-	4,  // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
-	0,  // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
-	5,  // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
-	6,  // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	60, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	61, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	61, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
-	11, // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,  // 8: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	56, // 9: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
-	5,  // 10: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	61, // 11: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	61, // 12: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	11, // 13: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	10, // 14: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
-	16, // 15: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	61, // 16: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	57, // 17: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	5,  // 18: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	5,  // 19: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	2,  // 20: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	61, // 21: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	61, // 22: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	12, // 23: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	61, // 24: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	15, // 25: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	5,  // 26: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	6,  // 27: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	60, // 28: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	14, // 29: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	7,  // 30: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	58, // 31: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	5,  // 32: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	9,  // 33: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	16, // 34: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	8,  // 35: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	3,  // 36: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	3,  // 37: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	61, // 38: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	7,  // 39: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 40: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	13, // 41: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	44, // 42: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	15, // 43: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	7,  // 44: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	59, // 45: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	5,  // 46: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	12, // 47: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	15, // 48: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	60, // 49: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 50: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	12, // 51: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	11, // 52: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,  // 53: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	10, // 54: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	13, // 55: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	7,  // 56: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	8,  // 57: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	61, // 58: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	44, // 59: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	48, // 60: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	44, // 61: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	44, // 62: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	44, // 63: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	21, // 64: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	23, // 65: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	25, // 66: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	28, // 67: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	30, // 68: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	32, // 69: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	34, // 70: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	36, // 71: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	38, // 72: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	40, // 73: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	42, // 74: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	45, // 75: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	47, // 76: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	50, // 77: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	52, // 78: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	54, // 79: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	17, // 80: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	19, // 81: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	22, // 82: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	24, // 83: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	26, // 84: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	29, // 85: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	31, // 86: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	33, // 87: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	35, // 88: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	37, // 89: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	39, // 90: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	41, // 91: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	43, // 92: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	46, // 93: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	49, // 94: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	51, // 95: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	53, // 96: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	55, // 97: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	18, // 98: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	20, // 99: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	82, // [82:100] is the sub-list for method output_type
-	64, // [64:82] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	5,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
+	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
+	6,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
+	7,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
+	87,  // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	88,  // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	88,  // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	33,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	79,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
+	80,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	6,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
+	88,  // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	88,  // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	33,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	32,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
+	38,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	81,  // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	10,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	10,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
+	11,  // 21: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
+	12,  // 22: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
+	13,  // 23: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
+	87,  // 24: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	87,  // 25: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	87,  // 26: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	88,  // 27: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	87,  // 28: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	15,  // 29: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	15,  // 30: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	22,  // 31: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
+	14,  // 32: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	14,  // 33: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	22,  // 34: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
+	88,  // 35: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	82,  // 36: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	6,   // 37: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	6,   // 38: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	3,   // 39: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	88,  // 40: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	88,  // 41: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	34,  // 42: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	88,  // 43: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	37,  // 44: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	6,   // 45: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	7,   // 46: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	87,  // 47: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	36,  // 48: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	83,  // 49: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	14,  // 50: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 51: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	84,  // 52: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	6,   // 53: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	31,  // 54: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	38,  // 55: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	85,  // 56: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	10,  // 57: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	10,  // 58: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	14,  // 59: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 60: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 61: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 62: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	88,  // 63: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	8,   // 64: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 65: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	35,  // 66: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	67,  // 67: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	37,  // 68: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	22,  // 69: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	15,  // 70: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	14,  // 71: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 72: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	86,  // 73: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	6,   // 74: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	34,  // 75: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	37,  // 76: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	87,  // 77: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	9,   // 78: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	34,  // 79: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	33,  // 80: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,   // 81: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	32,  // 82: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	59,  // 83: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 84: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	35,  // 85: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	8,   // 86: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 87: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	88,  // 88: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	67,  // 89: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	71,  // 90: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	67,  // 91: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	67,  // 92: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	67,  // 93: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	43,  // 94: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	45,  // 95: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	47,  // 96: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	50,  // 97: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	52,  // 98: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	54,  // 99: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	56,  // 100: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	58,  // 101: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	61,  // 102: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	63,  // 103: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	65,  // 104: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	68,  // 105: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	70,  // 106: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	73,  // 107: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	75,  // 108: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	77,  // 109: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	39,  // 110: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	41,  // 111: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	16,  // 112: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	18,  // 113: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	20,  // 114: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	23,  // 115: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	25,  // 116: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	27,  // 117: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	29,  // 118: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	44,  // 119: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	46,  // 120: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	48,  // 121: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	51,  // 122: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	53,  // 123: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	55,  // 124: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	57,  // 125: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	60,  // 126: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	62,  // 127: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	64,  // 128: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	66,  // 129: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	69,  // 130: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	72,  // 131: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	74,  // 132: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	76,  // 133: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	78,  // 134: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	40,  // 135: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	42,  // 136: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	17,  // 137: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	19,  // 138: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	21,  // 139: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	24,  // 140: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	26,  // 141: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	28,  // 142: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	30,  // 143: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	119, // [119:144] is the sub-list for method output_type
+	94,  // [94:119] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -4740,13 +6576,15 @@ func file_v1_syscalls_proto_init() {
 	if File_v1_syscalls_proto != nil {
 		return
 	}
+	file_v1_syscalls_proto_msgTypes[19].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   55,
+			NumEnums:      6,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -86,6 +86,20 @@ const (
 	KernelListVolumesProcedure = "/dcos.syscalls.v1.Kernel/ListVolumes"
 	// KernelDestroyVolumeProcedure is the fully-qualified name of the Kernel's DestroyVolume RPC.
 	KernelDestroyVolumeProcedure = "/dcos.syscalls.v1.Kernel/DestroyVolume"
+	// KernelCampaignProcedure is the fully-qualified name of the Kernel's Campaign RPC.
+	KernelCampaignProcedure = "/dcos.syscalls.v1.Kernel/Campaign"
+	// KernelResignProcedure is the fully-qualified name of the Kernel's Resign RPC.
+	KernelResignProcedure = "/dcos.syscalls.v1.Kernel/Resign"
+	// KernelLeaderProcedure is the fully-qualified name of the Kernel's Leader RPC.
+	KernelLeaderProcedure = "/dcos.syscalls.v1.Kernel/Leader"
+	// KernelStateGetProcedure is the fully-qualified name of the Kernel's StateGet RPC.
+	KernelStateGetProcedure = "/dcos.syscalls.v1.Kernel/StateGet"
+	// KernelStatePutProcedure is the fully-qualified name of the Kernel's StatePut RPC.
+	KernelStatePutProcedure = "/dcos.syscalls.v1.Kernel/StatePut"
+	// KernelStateDeleteProcedure is the fully-qualified name of the Kernel's StateDelete RPC.
+	KernelStateDeleteProcedure = "/dcos.syscalls.v1.Kernel/StateDelete"
+	// KernelStateListProcedure is the fully-qualified name of the Kernel's StateList RPC.
+	KernelStateListProcedure = "/dcos.syscalls.v1.Kernel/StateList"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -140,6 +154,32 @@ type KernelClient interface {
 	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
 	// an unknown name is not an error.
 	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
+	// Coordination for the replicas of a framework (the kernel is the
+	// datacenter's coordination service; frameworks never get etcd
+	// credentials). Elections and state are scoped to the calling principal;
+	// operators may name another with owner. See docs/framework-sdk.md.
+	//
+	// Campaign asks to lead an election: it is won when nobody holds it or
+	// its holder's lease ended; the winner gets a new epoch (a fencing token,
+	// greater than every epoch the election had). The holder renews its lease
+	// by campaigning again with the same candidate (same epoch). It does not
+	// block: a loser learns the leader and campaigns again later.
+	Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error)
+	// Resign gives up leadership held with epoch; idempotent.
+	Resign(context.Context, *connect.Request[v1.ResignRequest]) (*connect.Response[v1.ResignResponse], error)
+	// Leader returns an election's current holder (if any) and epoch.
+	Leader(context.Context, *connect.Request[v1.LeaderRequest]) (*connect.Response[v1.LeaderResponse], error)
+	// StateGet reads one key of the caller's framework state; a missing key
+	// is NotFound.
+	StateGet(context.Context, *connect.Request[v1.StateGetRequest]) (*connect.Response[v1.StateGetResponse], error)
+	// StatePut writes a key, optionally compare-and-swap on its revision
+	// (Aborted on a mismatch) and fenced by an epoch.
+	StatePut(context.Context, *connect.Request[v1.StatePutRequest]) (*connect.Response[v1.StatePutResponse], error)
+	// StateDelete deletes a key (same conditions as StatePut); deleting a
+	// missing key without a condition succeeds.
+	StateDelete(context.Context, *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error)
+	// StateList lists the keys under a prefix, in key order.
+	StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -261,6 +301,48 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
 			connect.WithClientOptions(opts...),
 		),
+		campaign: connect.NewClient[v1.CampaignRequest, v1.CampaignResponse](
+			httpClient,
+			baseURL+KernelCampaignProcedure,
+			connect.WithSchema(kernelMethods.ByName("Campaign")),
+			connect.WithClientOptions(opts...),
+		),
+		resign: connect.NewClient[v1.ResignRequest, v1.ResignResponse](
+			httpClient,
+			baseURL+KernelResignProcedure,
+			connect.WithSchema(kernelMethods.ByName("Resign")),
+			connect.WithClientOptions(opts...),
+		),
+		leader: connect.NewClient[v1.LeaderRequest, v1.LeaderResponse](
+			httpClient,
+			baseURL+KernelLeaderProcedure,
+			connect.WithSchema(kernelMethods.ByName("Leader")),
+			connect.WithClientOptions(opts...),
+		),
+		stateGet: connect.NewClient[v1.StateGetRequest, v1.StateGetResponse](
+			httpClient,
+			baseURL+KernelStateGetProcedure,
+			connect.WithSchema(kernelMethods.ByName("StateGet")),
+			connect.WithClientOptions(opts...),
+		),
+		statePut: connect.NewClient[v1.StatePutRequest, v1.StatePutResponse](
+			httpClient,
+			baseURL+KernelStatePutProcedure,
+			connect.WithSchema(kernelMethods.ByName("StatePut")),
+			connect.WithClientOptions(opts...),
+		),
+		stateDelete: connect.NewClient[v1.StateDeleteRequest, v1.StateDeleteResponse](
+			httpClient,
+			baseURL+KernelStateDeleteProcedure,
+			connect.WithSchema(kernelMethods.ByName("StateDelete")),
+			connect.WithClientOptions(opts...),
+		),
+		stateList: connect.NewClient[v1.StateListRequest, v1.StateListResponse](
+			httpClient,
+			baseURL+KernelStateListProcedure,
+			connect.WithSchema(kernelMethods.ByName("StateList")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -284,6 +366,13 @@ type kernelClient struct {
 	policyRollback   *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
 	listVolumes      *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
 	destroyVolume    *connect.Client[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse]
+	campaign         *connect.Client[v1.CampaignRequest, v1.CampaignResponse]
+	resign           *connect.Client[v1.ResignRequest, v1.ResignResponse]
+	leader           *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
+	stateGet         *connect.Client[v1.StateGetRequest, v1.StateGetResponse]
+	statePut         *connect.Client[v1.StatePutRequest, v1.StatePutResponse]
+	stateDelete      *connect.Client[v1.StateDeleteRequest, v1.StateDeleteResponse]
+	stateList        *connect.Client[v1.StateListRequest, v1.StateListResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -376,6 +465,41 @@ func (c *kernelClient) DestroyVolume(ctx context.Context, req *connect.Request[v
 	return c.destroyVolume.CallUnary(ctx, req)
 }
 
+// Campaign calls dcos.syscalls.v1.Kernel.Campaign.
+func (c *kernelClient) Campaign(ctx context.Context, req *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error) {
+	return c.campaign.CallUnary(ctx, req)
+}
+
+// Resign calls dcos.syscalls.v1.Kernel.Resign.
+func (c *kernelClient) Resign(ctx context.Context, req *connect.Request[v1.ResignRequest]) (*connect.Response[v1.ResignResponse], error) {
+	return c.resign.CallUnary(ctx, req)
+}
+
+// Leader calls dcos.syscalls.v1.Kernel.Leader.
+func (c *kernelClient) Leader(ctx context.Context, req *connect.Request[v1.LeaderRequest]) (*connect.Response[v1.LeaderResponse], error) {
+	return c.leader.CallUnary(ctx, req)
+}
+
+// StateGet calls dcos.syscalls.v1.Kernel.StateGet.
+func (c *kernelClient) StateGet(ctx context.Context, req *connect.Request[v1.StateGetRequest]) (*connect.Response[v1.StateGetResponse], error) {
+	return c.stateGet.CallUnary(ctx, req)
+}
+
+// StatePut calls dcos.syscalls.v1.Kernel.StatePut.
+func (c *kernelClient) StatePut(ctx context.Context, req *connect.Request[v1.StatePutRequest]) (*connect.Response[v1.StatePutResponse], error) {
+	return c.statePut.CallUnary(ctx, req)
+}
+
+// StateDelete calls dcos.syscalls.v1.Kernel.StateDelete.
+func (c *kernelClient) StateDelete(ctx context.Context, req *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error) {
+	return c.stateDelete.CallUnary(ctx, req)
+}
+
+// StateList calls dcos.syscalls.v1.Kernel.StateList.
+func (c *kernelClient) StateList(ctx context.Context, req *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error) {
+	return c.stateList.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -428,6 +552,32 @@ type KernelHandler interface {
 	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
 	// an unknown name is not an error.
 	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
+	// Coordination for the replicas of a framework (the kernel is the
+	// datacenter's coordination service; frameworks never get etcd
+	// credentials). Elections and state are scoped to the calling principal;
+	// operators may name another with owner. See docs/framework-sdk.md.
+	//
+	// Campaign asks to lead an election: it is won when nobody holds it or
+	// its holder's lease ended; the winner gets a new epoch (a fencing token,
+	// greater than every epoch the election had). The holder renews its lease
+	// by campaigning again with the same candidate (same epoch). It does not
+	// block: a loser learns the leader and campaigns again later.
+	Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error)
+	// Resign gives up leadership held with epoch; idempotent.
+	Resign(context.Context, *connect.Request[v1.ResignRequest]) (*connect.Response[v1.ResignResponse], error)
+	// Leader returns an election's current holder (if any) and epoch.
+	Leader(context.Context, *connect.Request[v1.LeaderRequest]) (*connect.Response[v1.LeaderResponse], error)
+	// StateGet reads one key of the caller's framework state; a missing key
+	// is NotFound.
+	StateGet(context.Context, *connect.Request[v1.StateGetRequest]) (*connect.Response[v1.StateGetResponse], error)
+	// StatePut writes a key, optionally compare-and-swap on its revision
+	// (Aborted on a mismatch) and fenced by an epoch.
+	StatePut(context.Context, *connect.Request[v1.StatePutRequest]) (*connect.Response[v1.StatePutResponse], error)
+	// StateDelete deletes a key (same conditions as StatePut); deleting a
+	// missing key without a condition succeeds.
+	StateDelete(context.Context, *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error)
+	// StateList lists the keys under a prefix, in key order.
+	StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -545,6 +695,48 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelCampaignHandler := connect.NewUnaryHandler(
+		KernelCampaignProcedure,
+		svc.Campaign,
+		connect.WithSchema(kernelMethods.ByName("Campaign")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelResignHandler := connect.NewUnaryHandler(
+		KernelResignProcedure,
+		svc.Resign,
+		connect.WithSchema(kernelMethods.ByName("Resign")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelLeaderHandler := connect.NewUnaryHandler(
+		KernelLeaderProcedure,
+		svc.Leader,
+		connect.WithSchema(kernelMethods.ByName("Leader")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelStateGetHandler := connect.NewUnaryHandler(
+		KernelStateGetProcedure,
+		svc.StateGet,
+		connect.WithSchema(kernelMethods.ByName("StateGet")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelStatePutHandler := connect.NewUnaryHandler(
+		KernelStatePutProcedure,
+		svc.StatePut,
+		connect.WithSchema(kernelMethods.ByName("StatePut")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelStateDeleteHandler := connect.NewUnaryHandler(
+		KernelStateDeleteProcedure,
+		svc.StateDelete,
+		connect.WithSchema(kernelMethods.ByName("StateDelete")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelStateListHandler := connect.NewUnaryHandler(
+		KernelStateListProcedure,
+		svc.StateList,
+		connect.WithSchema(kernelMethods.ByName("StateList")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -583,6 +775,20 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelListVolumesHandler.ServeHTTP(w, r)
 		case KernelDestroyVolumeProcedure:
 			kernelDestroyVolumeHandler.ServeHTTP(w, r)
+		case KernelCampaignProcedure:
+			kernelCampaignHandler.ServeHTTP(w, r)
+		case KernelResignProcedure:
+			kernelResignHandler.ServeHTTP(w, r)
+		case KernelLeaderProcedure:
+			kernelLeaderHandler.ServeHTTP(w, r)
+		case KernelStateGetProcedure:
+			kernelStateGetHandler.ServeHTTP(w, r)
+		case KernelStatePutProcedure:
+			kernelStatePutHandler.ServeHTTP(w, r)
+		case KernelStateDeleteProcedure:
+			kernelStateDeleteHandler.ServeHTTP(w, r)
+		case KernelStateListProcedure:
+			kernelStateListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -662,4 +868,32 @@ func (UnimplementedKernelHandler) ListVolumes(context.Context, *connect.Request[
 
 func (UnimplementedKernelHandler) DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.DestroyVolume is not implemented"))
+}
+
+func (UnimplementedKernelHandler) Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.Campaign is not implemented"))
+}
+
+func (UnimplementedKernelHandler) Resign(context.Context, *connect.Request[v1.ResignRequest]) (*connect.Response[v1.ResignResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.Resign is not implemented"))
+}
+
+func (UnimplementedKernelHandler) Leader(context.Context, *connect.Request[v1.LeaderRequest]) (*connect.Response[v1.LeaderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.Leader is not implemented"))
+}
+
+func (UnimplementedKernelHandler) StateGet(context.Context, *connect.Request[v1.StateGetRequest]) (*connect.Response[v1.StateGetResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.StateGet is not implemented"))
+}
+
+func (UnimplementedKernelHandler) StatePut(context.Context, *connect.Request[v1.StatePutRequest]) (*connect.Response[v1.StatePutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.StatePut is not implemented"))
+}
+
+func (UnimplementedKernelHandler) StateDelete(context.Context, *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.StateDelete is not implemented"))
+}
+
+func (UnimplementedKernelHandler) StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.StateList is not implemented"))
 }

@@ -55,7 +55,8 @@ func TestRun_SyscallList(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"Allocate", "Launch", "Watch", "Revoke", "KeepAlive", "RegisterAgent", "Heartbeat", "ReportTaskStatus", "ListAgents", "ListAllocations", "ListTasks",
-			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume"}
+			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume",
+			"Campaign", "Resign", "Leader", "StateGet", "StatePut", "StateDelete", "StateList"}
 		for i, e := range got {
 			if e.Number != i+1 || e.Name != want[i] || e.Streaming != (e.Name == "Watch") {
 				t.Errorf("entry %d = %+v", i, e)

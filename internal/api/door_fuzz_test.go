@@ -46,7 +46,7 @@ func FuzzDoor(f *testing.F) {
 			reached = &p
 			w.WriteHeader(http.StatusOK)
 		})
-		d := &door{tokens: tokens, limiter: newRateLimiter(map[kernel.Role]RateLimit{}), errw: connect.NewErrorWriter(), next: next}
+		d := &door{tokens: tokens, limiter: newRateLimiter(map[kernel.Role]RateLimit{}, nil), errw: connect.NewErrorWriter(), next: next}
 		r := httptest.NewRequest(http.MethodPost, "http://kernel"+path, strings.NewReader("{}"))
 		r.Header.Set("Authorization", authz)
 		r.Header.Set("Content-Type", ctype)

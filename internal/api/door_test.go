@@ -536,7 +536,8 @@ func TestDoor_RateLimit(t *testing.T) {
 }
 
 func TestRateLimiter_Allow(t *testing.T) {
-	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 10, Burst: 2}, kernel.RoleAgent: {}})
+	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 10, Burst: 2}, kernel.RoleAgent: {}},
+		map[kernel.Principal]RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}, {Name: "tiny", Role: kernel.RoleFramework}: {Rate: 1, Burst: 1}})
 	now := time.Unix(1000, 0)
 	fw, other := kernel.Principal{Name: "spark", Role: kernel.RoleFramework}, kernel.Principal{Name: "flink", Role: kernel.RoleFramework}
 	for i := range 2 {
@@ -562,6 +563,17 @@ func TestRateLimiter_Allow(t *testing.T) {
 		if err := l.allow(kernel.Principal{Name: "o", Role: kernel.RoleOperator}, now); err != nil {
 			t.Fatal(err)
 		}
+		// A principal's own limit overrides its role's.
+		if err := l.allow(kernel.Principal{Name: "init", Role: kernel.RoleFramework}, now); err != nil {
+			t.Fatalf("framework init (unlimited of its own): %v", err)
+		}
+	}
+	tiny := kernel.Principal{Name: "tiny", Role: kernel.RoleFramework}
+	if err := l.allow(tiny, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.allow(tiny, now); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("tiny's second call: %v, want its own limit (1/s, burst 1) to refuse it", err)
 	}
 }
 
@@ -576,9 +588,22 @@ func TestParseRateLimit(t *testing.T) {
 			t.Errorf("ParseRateLimit(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "framework", "root=1", "framework=0", "framework=Inf", "framework=1,burst=0", "framework=1,bust=2", "framework=1,burst=2,x"} {
+	for _, bad := range []string{"", "framework", "root=1", "framework=0", "framework=Inf", "framework=1,burst=0", "framework=1,bust=2", "framework=1,burst=2,x", "framework:init=1"} {
 		if _, _, err := ParseRateLimit(bad); err == nil {
 			t.Errorf("ParseRateLimit(%q): want an error", bad)
+		}
+	}
+	for in, want := range map[string]kernel.Principal{
+		"framework:init=unlimited": {Name: "init", Role: kernel.RoleFramework},
+		"agent=5":                  {Role: kernel.RoleAgent},
+	} {
+		if got, _, err := ParsePrincipalRateLimit(in); err != nil || got != want {
+			t.Errorf("ParsePrincipalRateLimit(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"framework:=1", "root:x=1", "framework:init"} {
+		if _, _, err := ParsePrincipalRateLimit(bad); err == nil {
+			t.Errorf("ParsePrincipalRateLimit(%q): want an error", bad)
 		}
 	}
 }
@@ -586,7 +611,7 @@ func TestParseRateLimit(t *testing.T) {
 // BenchmarkDoor_Allow measures the rate limiter's cost per call (the
 // door's only per-call work besides the token's SHA-256).
 func BenchmarkDoor_Allow(b *testing.B) {
-	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 1e9, Burst: 1e9}})
+	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 1e9, Burst: 1e9}}, nil)
 	p := kernel.Principal{Name: "spark", Role: kernel.RoleFramework}
 	now := time.Now()
 	for b.Loop() {

@@ -48,20 +48,38 @@ func DefaultRateLimits() map[kernel.Role]RateLimit {
 
 // ParseRateLimit reads ROLE=RATE[,burst=N] (RATE in calls per second;
 // burst defaults to twice the rate) or ROLE=unlimited, e.g.
-// "framework=200,burst=400".
+// "framework=200,burst=400". A principal-specific limit
+// (ROLE:NAME=...) is an error here; see ParsePrincipalRateLimit.
 func ParseRateLimit(s string) (kernel.Role, RateLimit, error) {
-	bad := func(why string) (kernel.Role, RateLimit, error) {
-		return 0, RateLimit{}, fmt.Errorf("rate limit %q: %s (want ROLE=RATE[,burst=N] or ROLE=unlimited)", s, why)
+	p, l, err := ParsePrincipalRateLimit(s)
+	if err == nil && p.Name != "" {
+		return 0, RateLimit{}, fmt.Errorf("rate limit %q: a limit of one principal is not a role's", s)
 	}
-	name, spec, ok := strings.Cut(s, "=")
+	return p.Role, l, err
+}
+
+// ParsePrincipalRateLimit reads what ParseRateLimit reads, and also
+// ROLE:NAME=RATE[,burst=N] or ROLE:NAME=unlimited, the limit of the one
+// principal NAME of ROLE (e.g. "framework:init=unlimited"), which
+// overrides its role's. The returned principal's Name is empty for a
+// role's limit.
+func ParsePrincipalRateLimit(s string) (kernel.Principal, RateLimit, error) {
+	bad := func(why string) (kernel.Principal, RateLimit, error) {
+		return kernel.Principal{}, RateLimit{}, fmt.Errorf("rate limit %q: %s (want ROLE[:NAME]=RATE[,burst=N] or ROLE[:NAME]=unlimited)", s, why)
+	}
+	who, spec, ok := strings.Cut(s, "=")
+	name, principal, named := strings.Cut(who, ":")
 	role, known := kernel.ParseRole(name)
+	p := kernel.Principal{Role: role, Name: principal}
 	switch {
 	case !ok:
 		return bad("no =")
 	case !known:
 		return bad("role must be operator, framework or agent")
+	case named && principal == "":
+		return bad("empty principal name after ':'")
 	case spec == "unlimited":
-		return role, RateLimit{}, nil
+		return p, RateLimit{}, nil
 	}
 	rs, bs, hasBurst := strings.Cut(spec, ",")
 	r, err := strconv.ParseFloat(rs, 64)
@@ -77,27 +95,31 @@ func ParseRateLimit(s string) (kernel.Role, RateLimit, error) {
 		}
 		l.Burst = b
 	}
-	return role, l, nil
+	return p, l, nil
 }
 
 // rateLimiter holds one token bucket per principal. It is safe for
 // concurrent use; a call costs a map load and the bucket's mutex.
 type rateLimiter struct {
 	limits  map[kernel.Role]RateLimit
-	buckets sync.Map // kernel.Principal → *rate.Limiter
+	own     map[kernel.Principal]RateLimit // overrides of one principal
+	buckets sync.Map                       // kernel.Principal → *rate.Limiter
 }
 
-func newRateLimiter(limits map[kernel.Role]RateLimit) *rateLimiter {
+func newRateLimiter(limits map[kernel.Role]RateLimit, own map[kernel.Principal]RateLimit) *rateLimiter {
 	if limits == nil {
 		limits = DefaultRateLimits()
 	}
-	return &rateLimiter{limits: limits}
+	return &rateLimiter{limits: limits, own: own}
 }
 
 // allow takes one call from p's bucket at now, or returns a
 // ResourceExhausted error that names the limit and when to retry.
 func (l *rateLimiter) allow(p kernel.Principal, now time.Time) error {
-	lim := l.limits[p.Role]
+	lim, ok := l.own[p]
+	if !ok {
+		lim = l.limits[p.Role]
+	}
 	if lim.Unlimited() {
 		return nil
 	}

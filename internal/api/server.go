@@ -67,6 +67,8 @@ type Config struct {
 	// RateLimits is the syscall rate allowed to each principal, per
 	// role; nil means DefaultRateLimits, a role it lacks is unlimited.
 	RateLimits map[kernel.Role]RateLimit
+	// PrincipalRateLimits override RateLimits for single principals.
+	PrincipalRateLimits map[kernel.Principal]RateLimit
 	// Extra metrics served on /metrics (e.g. the local agent's in dcosd
 	// dev).
 	Extra []prometheus.Gatherer
@@ -109,7 +111,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits), errw: connect.NewErrorWriter(), next: mux}
+	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits, cfg.PrincipalRateLimits), errw: connect.NewErrorWriter(), next: mux}
 	// Unauthenticated like /healthz, so that Prometheus scrapes it without
 	// a token; it shows ids, owner and role names and usage, never specs.
 	reg := metrics.NewRegistry(append([]prometheus.Collector{metrics.NewKernelCollector(k.Metrics)}, d.collectors(cfg.Conns)...)...)

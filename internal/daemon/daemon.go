@@ -257,7 +257,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if minFree == 0 {
 		minFree = -1 // StartEmbedded: no floor
 	}
-	rateLimits, err := parseRateLimits(c.StringSlice("rate-limit"))
+	rateLimits, ownLimits, err := parseRateLimits(c.StringSlice("rate-limit"))
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	url := "http://" + ln.Addr().String()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.Run(gctx) })
-	h := api.NewHandler(k, api.Config{Tokens: tokens, RateLimits: rateLimits, Extra: extra, Conns: ln})
+	h := api.NewHandler(k, api.Config{Tokens: tokens, RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln})
 	g.Go(func() error { return api.ServeWith(gctx, ln, h, log, apiTimeouts(c)) })
 	if err := started(gctx, g, url); err != nil {
 		ln.Close()

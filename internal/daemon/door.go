@@ -25,22 +25,27 @@ var doorFlags = []cli.Flag{
 	&cli.DurationFlag{Name: "read-timeout", Value: api.DefaultTimeouts().Read, Usage: "time to read a whole request, headers and body (Watch streams: until their request is read)"},
 	&cli.DurationFlag{Name: "write-timeout", Value: api.DefaultTimeouts().Write, Usage: "time from a unary call's headers to the end of its answer (not Watch streams)"},
 	&cli.DurationFlag{Name: "idle-timeout", Value: api.DefaultTimeouts().Idle, Usage: "keep-alive connections without a call for this long are closed"},
-	&cli.StringSliceFlag{Name: "rate-limit", Usage: "syscalls per second each principal of a role may make, `ROLE=RATE[,burst=N]` or ROLE=unlimited (repeatable; default operator=unlimited, framework=200,burst=400, agent=2000,burst=4000)"},
+	&cli.StringSliceFlag{Name: "rate-limit", Usage: "syscalls per second each principal of a role may make, `ROLE[:NAME]=RATE[,burst=N]` or ROLE[:NAME]=unlimited; with :NAME the limit of that one principal (repeatable; default operator=unlimited, framework=200,burst=400, agent=2000,burst=4000; dcosd dev adds framework:init=unlimited for its init)"},
 }
 
 // parseRateLimits reads --rate-limit values over the defaults (a
-// "burst=N" piece belongs to the value before it: see rejoinSplit).
-func parseRateLimits(items []string) (map[kernel.Role]api.RateLimit, error) {
+// "burst=N" piece belongs to the value before it: see rejoinSplit): the
+// limits of roles, and those of single principals (ROLE:NAME=...).
+func parseRateLimits(items []string) (map[kernel.Role]api.RateLimit, map[kernel.Principal]api.RateLimit, error) {
 	specs := rejoinSplit(items, func(p string) bool { return strings.HasPrefix(p, "burst=") })
-	limits := api.DefaultRateLimits()
+	limits, own := api.DefaultRateLimits(), map[kernel.Principal]api.RateLimit{}
 	for _, s := range specs {
-		role, l, err := api.ParseRateLimit(s)
+		p, l, err := api.ParsePrincipalRateLimit(s)
 		if err != nil {
-			return nil, fmt.Errorf("--rate-limit: %w", err)
+			return nil, nil, fmt.Errorf("--rate-limit: %w", err)
 		}
-		limits[role] = l
+		if p.Name != "" {
+			own[p] = l
+			continue
+		}
+		limits[p.Role] = l
 	}
-	return limits, nil
+	return limits, own, nil
 }
 
 // connectionCaps returns the API port's caps: --max-connections clamped

@@ -21,9 +21,10 @@ func runDoorFlags(t *testing.T, args []string, f func(*cli.Context) error) error
 
 func TestParseRateLimits(t *testing.T) {
 	var got map[kernel.Role]api.RateLimit
-	err := runDoorFlags(t, []string{"--rate-limit", "framework=100,burst=5", "--rate-limit", "agent=unlimited", "--rate-limit", "operator=7.5"},
+	var own map[kernel.Principal]api.RateLimit
+	err := runDoorFlags(t, []string{"--rate-limit", "framework=100,burst=5", "--rate-limit", "agent=unlimited", "--rate-limit", "operator=7.5", "--rate-limit", "framework:init=unlimited,framework:tiny=1,burst=3"},
 		func(c *cli.Context) (err error) {
-			got, err = parseRateLimits(c.StringSlice("rate-limit"))
+			got, own, err = parseRateLimits(c.StringSlice("rate-limit"))
 			return err
 		})
 	if err != nil {
@@ -39,11 +40,23 @@ func TestParseRateLimits(t *testing.T) {
 			t.Errorf("%v: got %+v, want %+v", r, got[r], w)
 		}
 	}
-	if got, err := parseRateLimits(nil); err != nil || got[kernel.RoleFramework] != (api.RateLimit{Rate: 200, Burst: 400}) || !got[kernel.RoleOperator].Unlimited() {
+	wantOwn := map[kernel.Principal]api.RateLimit{
+		{Name: "init", Role: kernel.RoleFramework}: {},
+		{Name: "tiny", Role: kernel.RoleFramework}: {Rate: 1, Burst: 3},
+	}
+	if len(own) != len(wantOwn) {
+		t.Errorf("principal limits %v, want %v", own, wantOwn)
+	}
+	for p, w := range wantOwn {
+		if l, ok := own[p]; !ok || l != w {
+			t.Errorf("%v: got %+v (%v), want %+v", p, l, ok, w)
+		}
+	}
+	if got, _, err := parseRateLimits(nil); err != nil || got[kernel.RoleFramework] != (api.RateLimit{Rate: 200, Burst: 400}) || !got[kernel.RoleOperator].Unlimited() {
 		t.Errorf("defaults: %v %v", got, err)
 	}
-	for _, bad := range [][]string{{"framework"}, {"root=1"}, {"framework=0"}, {"framework=-1"}, {"framework=NaN"}, {"framework=1", "burst=0"}, {"framework=1,burst=x"}, {"framework=lots"}} {
-		if _, err := parseRateLimits(bad); err == nil {
+	for _, bad := range [][]string{{"framework"}, {"root=1"}, {"framework=0"}, {"framework=-1"}, {"framework=NaN"}, {"framework=1", "burst=0"}, {"framework=1,burst=x"}, {"framework=lots"}, {"framework:=1"}} {
+		if _, _, err := parseRateLimits(bad); err == nil {
 			t.Errorf("parseRateLimits(%q): want an error", bad)
 		}
 	}

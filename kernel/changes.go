@@ -26,7 +26,8 @@ type Changes struct {
 	// revision is the revision of the transaction that writes it.
 	State map[StateKey]*pb.StateEntry
 
-	cycle bool // something happened that may let a pending request fit
+	cycle      bool  // something happened that may let a pending request fit
+	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
 }
 
 func newChanges() *Changes {

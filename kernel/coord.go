@@ -41,6 +41,11 @@ const (
 	MaxStateValue  = 256 << 10
 	MaxStateKeys   = 10_000
 	MaxStateBytes  = 32 << 20
+	// MaxBatchStateBytes bounds the state values one loop transaction
+	// writes, under etcd's request limit (64 MiB embedded; an external
+	// cluster needs --max-request-bytes above it): a StatePut past it,
+	// after others in its batch, is Unavailable and may be retried.
+	MaxBatchStateBytes = 16 << 20
 	// MaxObjectLabels bounds the labels of an allocation or task, and
 	// MaxLabelValue their values' length.
 	MaxObjectLabels = 32
@@ -386,8 +391,12 @@ func (t *Table) StatePut(owner string, r *pb.StatePutRequest, now time.Time, c *
 	if size > MaxStateBytes {
 		return errorf(ResourceExhausted, "value: principal %q would hold %d bytes of state, the limit is %d", owner, size, MaxStateBytes)
 	}
+	if n := int64(len(r.GetValue())); c.stateBytes > 0 && c.stateBytes+n > MaxBatchStateBytes {
+		return errorf(Unavailable, "value: the kernel's current transaction already writes %d bytes of state; retry", c.stateBytes)
+	}
 	e := &pb.StateEntry{Key: r.GetKey(), Value: slices.Clone(r.GetValue()), Owner: owner}
 	os.entries[e.Key], os.bytes = e, size
+	c.stateBytes += int64(len(e.Value))
 	c.State[StateKey{owner, e.Key}] = e
 	t.stateEvent(e, false, now, c)
 	return nil

@@ -35,6 +35,23 @@ func TestTable_StatePutSameBatch(t *testing.T) {
 	}
 }
 
+func TestTable_StateBatchBytes(t *testing.T) {
+	tb, c, now := NewTable(), newChanges(), time.Unix(0, 0)
+	v := make([]byte, MaxStateValue)
+	for i := range MaxBatchStateBytes / MaxStateValue {
+		if err := tb.StatePut("fw", &pb.StatePutRequest{Key: strconv.Itoa(i), Value: v}, now, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := tb.StatePut("other", &pb.StatePutRequest{Key: "k", Value: []byte("1")}, now, c)
+	if CodeOf(err) != Unavailable || !strings.Contains(err.Error(), "retry") {
+		t.Fatalf("past the batch's bytes: %v", err)
+	}
+	if err := tb.StatePut("other", &pb.StatePutRequest{Key: "k", Value: []byte("1")}, now, newChanges()); err != nil {
+		t.Fatalf("in the next batch: %v", err)
+	}
+}
+
 func TestTable_CoordLimits(t *testing.T) {
 	now := time.Unix(0, 0)
 	t.Run("keys", func(t *testing.T) {
@@ -62,10 +79,14 @@ func TestTable_CoordLimits(t *testing.T) {
 		tb, c := NewTable(), newChanges()
 		v := make([]byte, MaxStateValue)
 		for i := range MaxStateBytes / MaxStateValue {
+			if i%(MaxBatchStateBytes/MaxStateValue) == 0 {
+				c = newChanges() // a batch carries at most MaxBatchStateBytes
+			}
 			if err := tb.StatePut("fw", &pb.StatePutRequest{Key: strconv.Itoa(i), Value: v}, now, c); err != nil {
 				t.Fatal(err)
 			}
 		}
+		c = newChanges()
 		err := tb.StatePut("fw", &pb.StatePutRequest{Key: "x", Value: []byte("1")}, now, c)
 		if CodeOf(err) != ResourceExhausted || !strings.Contains(err.Error(), "the limit is 33554432") {
 			t.Fatalf("past the bytes: %v", err)

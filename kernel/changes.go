@@ -18,8 +18,16 @@ type Changes struct {
 	Seq uint64
 	// Policies, when set, is the new durable policy choice.
 	Policies *PolicyState
+	// Elections are the elections written, by owner and name (elections
+	// are never deleted: their epoch counter outlives every holder).
+	Elections map[ElectionKey]*pb.Leadership
+	// State are the framework state keys written (a nil value deletes),
+	// by owner and key. Their Revision is 0 until the commit: the key's
+	// revision is the revision of the transaction that writes it.
+	State map[StateKey]*pb.StateEntry
 
-	cycle bool // something happened that may let a pending request fit
+	cycle      bool  // something happened that may let a pending request fit
+	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
 }
 
 func newChanges() *Changes {
@@ -30,10 +38,13 @@ func newChanges() *Changes {
 		Volumes:     map[string]*pb.Volume{},
 
 		DestroyedVolumes: map[string]*pb.Volume{},
+		Elections:        map[ElectionKey]*pb.Leadership{},
+		State:            map[StateKey]*pb.StateEntry{},
 	}
 }
 
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
-	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.DestroyedVolumes) == 0 && len(c.Events) == 0 && c.Policies == nil
+	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.DestroyedVolumes) == 0 && len(c.Events) == 0 && c.Policies == nil &&
+		len(c.Elections) == 0 && len(c.State) == 0
 }

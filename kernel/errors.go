@@ -20,10 +20,13 @@ const (
 	// ResourceExhausted: a finite pool the kernel hands out from (the
 	// cluster CIDR's agent subnets) has nothing left.
 	ResourceExhausted
+	// Aborted: a compare-and-swap lost (StatePut/StateDelete
+	// expected_revision did not match); read again and retry.
+	Aborted
 )
 
 func (c Code) String() string {
-	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted"}[c]
+	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted", "Aborted"}[c]
 }
 
 // Error is what the kernel's syscalls return: a code and a message that

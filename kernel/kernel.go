@@ -289,7 +289,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		}
 		return
 	}
-	k.table.SetRevision(rev)
+	k.table.Committed(c, rev)
 	for _, o := range batch {
 		if o.err == nil && o.post != nil {
 			o.post(k.table)
@@ -357,6 +357,9 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 	var live []*pb.Allocation
 	resp := &pb.AllocateResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		if err := t.checkFence(p.Name, req.GetFence()); err != nil {
+			return err
+		}
 		if _, err := t.checkVolumeClaims(p, req); err != nil {
 			return err
 		}
@@ -388,6 +391,9 @@ func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest)
 	}
 	resp := &pb.LaunchResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		if err := t.checkFence(p.Name, req.GetFence()); err != nil {
+			return err
+		}
 		task, err := t.Launch(p, req, now, c)
 		if err == nil {
 			resp.Task = proto.Clone(task).(*pb.Task)
@@ -409,6 +415,9 @@ func (k *Kernel) Revoke(ctx context.Context, p Principal, req *pb.RevokeRequest)
 	if len(req.GetReason()) > MaxStringLen {
 		return nil, fieldError("reason", "longer than %d", MaxStringLen)
 	}
+	if err := validateFence(req.GetFence()); err != nil {
+		return nil, err
+	}
 	if req.GetAll() {
 		return k.revokeAll(ctx, p, req)
 	}
@@ -416,6 +425,9 @@ func (k *Kernel) Revoke(ctx context.Context, p Principal, req *pb.RevokeRequest)
 		return nil, fieldError("all", "role, owner and pending select allocations for a bulk revoke only (all: true)")
 	}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		if err := t.checkFence(p.Name, req.GetFence()); err != nil {
+			return err
+		}
 		return t.Revoke(p, req.GetId(), req.GetReason(), now, c)
 	}, nil)
 	if err != nil {
@@ -445,6 +457,9 @@ func (k *Kernel) revokeAll(ctx context.Context, p Principal, req *pb.RevokeReque
 	for range rounds {
 		var ids []string
 		rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
+			if err := t.checkFence(p.Name, req.GetFence()); err != nil {
+				return err
+			}
 			ids, err = t.RevokeAll(p, f, RevokeChunk, req.GetReason(), now, c)
 			return err
 		}, nil)
@@ -660,6 +675,10 @@ func visible(p Principal, mine string, req *pb.WatchRequest, kinds map[pb.EventK
 		agent = e.GetAgent().GetId()
 	case e.GetVolume() != nil:
 		owner, agent = e.GetVolume().GetOwner(), e.GetVolume().GetAgentId()
+	case e.GetState() != nil: // the owner's and operators' only
+		owner = e.GetState().GetOwner()
+	case e.GetLeader() != nil:
+		owner = e.GetLeader().GetOwner()
 	}
 	if owner != "" && p.Role == RoleFramework && owner != p.Name {
 		return false

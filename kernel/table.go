@@ -59,6 +59,9 @@ type Table struct {
 	// (identity.go); roleUsers are the users tasks of a role may run as.
 	bound     map[string]string
 	roleUsers map[string][]string
+	// Coordination (coord.go): elections and framework state by owner.
+	elections map[ElectionKey]*pb.Leadership
+	state     map[string]*ownerState
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -112,6 +115,8 @@ func NewTable() *Table {
 		subnets:    map[netip.Prefix]bool{},
 		pending:    map[pendingKey]int{},
 		bound:      map[string]string{},
+		elections:  map[ElectionKey]*pb.Leadership{},
+		state:      map[string]*ownerState{},
 	}
 }
 
@@ -126,6 +131,10 @@ type State struct {
 	Seq              uint64
 	Revision         int64
 	Policies         PolicyState
+	// Elections and StateEntries are the coordination records; a state
+	// entry's Revision is the store revision that last wrote it.
+	Elections    []*pb.Leadership
+	StateEntries []*pb.StateEntry
 }
 
 // Restore builds a table from durable state. Agents get a fresh heartbeat
@@ -170,6 +179,7 @@ func Restore(s *State, now time.Time) *Table {
 		a.Allocated = t.used[id].Proto()
 	}
 	t.restorePorts()
+	t.restoreCoord(s)
 	return t
 }
 
@@ -178,6 +188,17 @@ func (t *Table) Revision() int64 { return t.rev }
 
 // SetRevision records the revision of the last commit.
 func (t *Table) SetRevision(rev int64) { t.rev = rev }
+
+// Committed records that c was committed at rev: the state keys it wrote
+// take rev as their revision.
+func (t *Table) Committed(c *Changes, rev int64) {
+	t.rev = rev
+	for _, e := range c.State {
+		if e != nil {
+			e.Revision = rev
+		}
+	}
+}
 
 func (t *Table) linkTask(k *pb.Task) {
 	m := t.allocTasks[k.GetAllocationId()]
@@ -233,6 +254,7 @@ func (t *Table) Allocate(p Principal, r *pb.AllocateRequest, now time.Time, c *C
 			Constraints: r.GetConstraints(),
 			LeaseTtl:    r.GetLeaseTtl(),
 			Created:     timestamppb.New(now),
+			Labels:      maps.Clone(r.GetLabels()),
 		}
 		t.allocs[a.Id] = a
 		t.countPending(a, 1)
@@ -315,6 +337,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		Ports:        ports,
 		Volumes:      vols,
 		User:         r.GetUser(),
+		Labels:       maps.Clone(r.GetLabels()),
 		Resources:    share.Proto(),
 		Created:      timestamppb.New(now),
 		Updated:      timestamppb.New(now),
@@ -757,8 +780,8 @@ func samePorts(a, b []*pb.PortMapping) bool {
 }
 
 // Expire marks agents silent for longer than timeout as lost (their tasks
-// LOST, their allocations revoked) and revokes allocations whose lease
-// ran out.
+// LOST, their allocations revoked), revokes allocations whose lease ran
+// out, and ends the leaderships whose lease ran out (LEADER_CHANGED).
 func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
 	for id, g := range t.agents {
 		if g.GetState() == pb.AgentState_AGENT_STATE_UP && now.Sub(t.heartbeat[id]) > timeout {
@@ -771,6 +794,7 @@ func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
 			t.revokeAllocation(a, "lease expired", now, c)
 		}
 	}
+	t.expireLeaders(now, c)
 }
 
 func (t *Table) loseAgent(g *pb.Agent, now time.Time, c *Changes) {

@@ -173,6 +173,12 @@ func ValidateAllocate(r *pb.AllocateRequest) error {
 	if err := validateVolumeClaims(r); err != nil {
 		return err
 	}
+	if err := validateLabels(r.GetLabels()); err != nil {
+		return err
+	}
+	if err := validateFence(r.GetFence()); err != nil {
+		return err
+	}
 	if r.LeaseTtl != nil {
 		if err := r.LeaseTtl.CheckValid(); err != nil {
 			return fieldError("lease_ttl", "%v", err)
@@ -280,6 +286,12 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 		return fieldError("network", "must be %q or %q (empty means %q), got %q", NetworkHost, NetworkBridge, NetworkHost, clip(n))
 	}
 	if err := validatePorts("ports", r.GetPorts(), false, r.GetNetwork() != NetworkBridge); err != nil {
+		return err
+	}
+	if err := validateLabels(r.GetLabels()); err != nil {
+		return err
+	}
+	if err := validateFence(r.GetFence()); err != nil {
 		return err
 	}
 	return ValidateResources("resources", r.GetResources(), true)

@@ -194,6 +194,7 @@ func toConnect(err error) error {
 		kernel.FailedPrecondition: connect.CodeFailedPrecondition,
 		kernel.Unavailable:        connect.CodeUnavailable,
 		kernel.ResourceExhausted:  connect.CodeResourceExhausted,
+		kernel.Aborted:            connect.CodeAborted,
 		kernel.Internal:           connect.CodeInternal,
 	}
 	ce := connect.NewError(codes[ke.Code], errors.New(ke.Msg))

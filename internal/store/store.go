@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,7 +70,22 @@ func (s *Etcd) key(kind, id string) string { return s.prefix + kind + "/" + id }
 
 func (s *Etcd) eventsKey() string { return s.prefix + "events" }
 
-// Load reads every agent, allocation and task, at one revision.
+// electionKey and stateKey are where an election and a framework state key
+// live: <prefix>elections/<owner>/<name> and <prefix>state/<owner>/<key>,
+// the owner path-escaped (principal names may hold "/"; keys may too, and
+// come last). The values carry owner and name or key: Load reads them
+// from the values, never from the keys.
+func (s *Etcd) electionKey(k kernel.ElectionKey) string {
+	return s.prefix + "elections/" + url.PathEscape(k.Owner) + "/" + k.Name
+}
+
+func (s *Etcd) stateKey(k kernel.StateKey) string {
+	return s.prefix + "state/" + url.PathEscape(k.Owner) + "/" + k.Key
+}
+
+// Load reads every agent, allocation, task, volume, election and
+// framework state key, at one revision. A state entry's revision is its
+// key's ModRevision: the revision of the commit that last wrote it.
 func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 	// Blobs are large and read on demand: keys only for them would still
 	// transfer the values, so skip their range.
@@ -110,6 +126,15 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 			m := &pb.Volume{}
 			err = proto.Unmarshal(kv.Value, m)
 			st.DestroyedVolumes = append(st.DestroyedVolumes, m)
+		case "elections":
+			m := &pb.Leadership{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Elections = append(st.Elections, m)
+		case "state":
+			m := &pb.StateEntry{}
+			err = proto.Unmarshal(kv.Value, m)
+			m.Revision = kv.ModRevision
+			st.StateEntries = append(st.StateEntries, m)
 		case "meta":
 			if rest == "meta/seq" {
 				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
@@ -146,6 +171,12 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if err == nil {
 		ops, err = appendOps(ops, s, "destroyed-volumes", c.DestroyedVolumes)
+	}
+	if err == nil {
+		ops, err = appendKeyedOps(ops, c.Elections, s.electionKey)
+	}
+	if err == nil {
+		ops, err = appendKeyedOps(ops, c.State, s.stateKey)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store commit: %w", err)
@@ -187,6 +218,21 @@ func appendOps[M proto.Message](ops []clientv3.Op, s *Etcd, kind string, objs ma
 			return nil, err
 		}
 		ops = append(ops, clientv3.OpPut(s.key(kind, id), string(b)))
+	}
+	return ops, nil
+}
+
+func appendKeyedOps[K comparable, M proto.Message](ops []clientv3.Op, objs map[K]M, key func(K) string) ([]clientv3.Op, error) {
+	for k, m := range objs {
+		if isNil(m) {
+			ops = append(ops, clientv3.OpDelete(key(k)))
+			continue
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, clientv3.OpPut(key(k), string(b)))
 	}
 	return ops, nil
 }
@@ -249,6 +295,9 @@ func decodeEvents(b []byte, rev int64) ([]*pb.Event, error) {
 			return nil, err
 		}
 		e.Revision = rev
+		if st := e.GetState(); st != nil {
+			st.Revision = rev // a STATE_CHANGED key's revision is its commit's
+		}
 		out = append(out, e)
 	}
 	return out, nil

@@ -208,3 +208,21 @@ func TestValidateReport_Health(t *testing.T) {
 		t.Fatalf("long message: %v", err)
 	}
 }
+
+func TestTable_ReportReadyWithoutChecks(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	task, _ := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x"}, t0, newChanges())
+	for _, s := range []pb.TaskState{pb.TaskState_TASK_STATE_STARTING, pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_FINISHED} {
+		c := newChanges()
+		if err := tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: task.GetId(), AgentId: "agent-1", State: s, Pid: 42}, t0, c); err != nil {
+			t.Fatal(err)
+		}
+		if want := s == pb.TaskState_TASK_STATE_RUNNING; tb.tasks[task.GetId()].GetReady() != want {
+			t.Errorf("%v: ready = %v, want %v", s, !want, want)
+		}
+		if len(c.Events) != 1 || c.Events[0].GetKind() != pb.EventKind_EVENT_KIND_TASK_STATE {
+			t.Errorf("%v: events %v, want one TASK_STATE", s, c.Events)
+		}
+	}
+}

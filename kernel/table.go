@@ -685,6 +685,8 @@ func (t *Table) allocationUsage(id string) *pb.TaskUsage {
 // task (ports replace the requested ones). A report with health set
 // updates the task's health, health_message and ready and emits one
 // TASK_HEALTH event (reason: the message), only when one of them changed.
+// A task without any check is ready while it is RUNNING (its agent sends
+// no health reports).
 //
 // An agent token may report only for the agent it is bound to
 // (checkAgentCall), and the values it reports must agree with what the
@@ -747,6 +749,9 @@ func (t *Table) Report(p Principal, r *pb.ReportTaskStatusRequest, now time.Time
 	k.Updated = timestamppb.New(now)
 	if stateChanged {
 		k.State, k.Reason = r.GetState(), r.GetReason()
+		if k.GetHealthCheck() == nil && k.GetReadinessCheck() == nil {
+			k.Ready = k.State == pb.TaskState_TASK_STATE_RUNNING // no check to wait for
+		}
 		t.taskEvent(k, now, r.GetReason(), c)
 	}
 	if healthChanged {

@@ -323,8 +323,8 @@ func (a *Agent) probeCommand(ctx context.Context, tk *task, spec *syscallsv1.Tas
 	} else {
 		e.KeepCaps = true // the task has the agent's own
 	}
-	cmd := exec.Command(c.GetCommand(), c.GetArgs()...)
-	cmd.Path = c.GetCommand() // looked up inside the task
+	// Not exec.Command: the path is looked up inside the task, not here.
+	cmd := &exec.Cmd{Path: c.GetCommand(), Args: append([]string{c.GetCommand()}, c.GetArgs()...)}
 	cmd.Env = taskEnv(spec, sandbox, os.Getenv("PATH"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: maxCheckOutput}

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -307,4 +309,53 @@ func TestAgent_HealthRecovered(t *testing.T) {
 	startAgent(t, k, url, dataDir)
 	// The recovered task's probes run again, from its checkpoint.
 	k.waitHealth(t, "t-rec", healthy)
+}
+
+// TestAgent_HealthCommandIsolated: on an agent that isolates tasks, a
+// command check runs as the task does: its uid, its pid and mount
+// namespaces, its sandbox.
+func TestAgent_HealthCommandIsolated(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("task isolation needs root")
+	}
+	t.Parallel()
+	k, url := startFakeKernel(t)
+	dataDir := t.TempDir()
+	plugins := newTestPlugins(t, dataDir)
+	a, err := New(Config{KernelURL: url, Token: "agent-token", DataDir: dataDir, KillGrace: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Plugins: plugins, TaskIsolation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{Agent: a, dataDir: dataDir, plugins: plugins, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx); close(r.done) }()
+	t.Cleanup(func() { r.stop(t) })
+	<-a.Registered()
+
+	task := newTask("t-iso", a.ID(), pending, "sleep", "300")
+	task.Owner = "fw-a"
+	task.HealthCheck = commandCheck(1, "sh", "-c", `echo "$(id -u) $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/mnt) $PWD" > check.out`)
+	k.pushTask(task)
+	pid := int(k.waitReport(t, "t-iso", running).GetPid())
+	k.waitHealth(t, "t-iso", healthy)
+
+	sandbox := filepath.Join(dataDir, "sandboxes", "t-iso")
+	b, err := os.ReadFile(filepath.Join(sandbox, "check.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	mntNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	self, _ := os.Readlink("/proc/self/ns/pid")
+	if pidNS == self {
+		t.Fatalf("the isolated task shares the agent's pid namespace %s", self)
+	}
+	uid, err := a.uids.uidOf("fw-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(b)), fmt.Sprintf("%d %s %s %s", uid, pidNS, mntNS, sandbox); got != want {
+		t.Errorf("the check ran as %q, want %q (uid, pid and mount namespaces, working dir of the task)", got, want)
+	}
 }

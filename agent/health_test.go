@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/dcos-kernel/dcos/plugins/contract"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -357,5 +359,40 @@ func TestAgent_HealthCommandIsolated(t *testing.T) {
 	}
 	if got, want := strings.TrimSpace(string(b)), fmt.Sprintf("%d %s %s %s", uid, pidNS, mntNS, sandbox); got != want {
 		t.Errorf("the check ran as %q, want %q (uid, pid and mount namespaces, working dir of the task)", got, want)
+	}
+}
+
+func TestAgent_probeAddr(t *testing.T) {
+	t.Parallel()
+	a := &Agent{}
+	ports := []*syscallsv1.PortMapping{{Name: "web", ContainerPort: 8080, HostPort: 31002, Protocol: "tcp"}}
+	bridgeNet := &contract.NetworkStatus{IP: netip.MustParseAddr("10.88.1.5"),
+		Ports: []contract.PortMapping{{Name: "web", ContainerPort: 8080, HostPort: 31002, Protocol: "tcp"}}}
+	tests := []struct {
+		name    string
+		network string
+		net     *contract.NetworkStatus
+		port    string
+		num     uint32
+		want    string
+	}{
+		{"host by name", "host", nil, "web", 0, "127.0.0.1:31002"},
+		{"host by number", "host", nil, "", 9000, "127.0.0.1:9000"},
+		{"host unknown name", "host", nil, "admin", 0, `port "admin": the task has no such port`},
+		{"bridge by name", "bridge", bridgeNet, "web", 0, "10.88.1.5:8080"},
+		{"bridge by number", "bridge", bridgeNet, "", 9000, "10.88.1.5:9000"},
+		{"bridge without address", "bridge", nil, "web", 0, "the task has no address on the bridge yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tk := &task{net: tt.net}
+			got, err := a.probeAddr(tk, &syscallsv1.Task{Network: tt.network, Ports: ports}, tt.port, tt.num)
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("probeAddr = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

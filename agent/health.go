@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +25,7 @@ import (
 
 // Health and readiness checks (Task.health_check, Task.readiness_check):
 // for every RUNNING task with a check, also one recovered after an agent
-// restart, the agent runs probes on a goroutine of the task's, stopped
+// restart, the agent runs probes on goroutines of the task's, stopped
 // before the task's final report or when the agent stops. Each check
 // probes every firstProbeDelay, doubling up to its interval, until it
 // first passes, then every interval. A failure within the grace period
@@ -51,6 +52,13 @@ import (
 // firstProbeDelay is the delay after a task starts (and between failing
 // probes) until a check first passes; it doubles up to the interval.
 const firstProbeDelay = 50 * time.Millisecond
+
+// The checks' defaults (the kernel's, kernel.WithHealthDefaults).
+const (
+	defaultCheckInterval = 10 * time.Second
+	defaultCheckTimeout  = 2 * time.Second
+	defaultCheckGrace    = 30 * time.Second
+)
 
 // maxCheckOutput bounds what a command check's stderr keeps.
 const maxCheckOutput = 4096
@@ -175,9 +183,21 @@ func (a *Agent) reportHealth(tk *task, h healthState) {
 // the grace period are in a row.
 func (a *Agent) runCheck(ctx context.Context, tk *task, spec *syscallsv1.Task, c *syscallsv1.HealthCheck, started time.Time,
 	update func(*syscallsv1.HealthCheck, bool, string)) {
+	// The kernel fills in the defaults; a check without them (an older
+	// kernel's) gets the same ones here, so that no probe spins.
 	interval := c.GetInterval().AsDuration()
-	timeout := min(c.GetTimeout().AsDuration(), interval)
-	grace := c.GetGracePeriod().AsDuration()
+	if interval <= 0 {
+		interval = defaultCheckInterval
+	}
+	timeout := c.GetTimeout().AsDuration()
+	if timeout <= 0 {
+		timeout = defaultCheckTimeout
+	}
+	timeout = min(timeout, interval)
+	grace := defaultCheckGrace
+	if c.GracePeriod != nil {
+		grace = c.GetGracePeriod().AsDuration()
+	}
 	need := max(int(c.GetConsecutiveFailures()), 1)
 	delay, passed, fails := min(firstProbeDelay, interval), false, 0
 	for {
@@ -332,6 +352,11 @@ func (a *Agent) probeCommand(ctx context.Context, tk *task, spec *syscallsv1.Tas
 	if err := taskinit.Enter(cmd, e); err != nil {
 		return fmt.Errorf("command: %w", err)
 	}
+	// Pdeathsig fires when the thread that started the process ends: keep
+	// it until the probe has been waited for, so that no other goroutine
+	// that locks and abandons it can kill the probe.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("command: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -47,6 +48,13 @@ type checkpoint struct {
 	// Storage is the sandbox the storage driver prepared (with its
 	// mounts), handed back to its Recover after a restart.
 	Storage *contract.Sandbox `json:"storage,omitempty"`
+	// Checks are the task's health and readiness checks with what their
+	// probes need (a syscalls Task, protobuf); Started is when the task
+	// started (its checks' grace period); Cgroups are its cgroup
+	// directories from the isolator (command checks join them).
+	Checks  []byte    `json:"checks,omitempty"`
+	Started time.Time `json:"started,omitzero"`
+	Cgroups []string  `json:"cgroups,omitempty"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

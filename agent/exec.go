@@ -74,6 +74,15 @@ type task struct {
 
 	// Storage (storage.go): the sandbox from the storage driver, or nil.
 	storage *contract.Sandbox
+
+	// Health checks (health.go): what the probes need (nil: no check),
+	// when the task started (for the grace period), the task's cgroups
+	// (for command checks), and the running probes.
+	checks      *syscallsv1.Task
+	started     time.Time
+	cgroups     []string
+	probeCancel context.CancelFunc
+	probeDone   chan struct{}
 }
 
 // statusLocked returns a report of state for t. Agent.mu must be held.
@@ -92,6 +101,7 @@ func (t *task) checkpoint() checkpoint {
 		TaskID: t.id, AllocationID: t.allocID, PID: t.pid, Sandbox: t.sandbox,
 		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits, NetCgroup: t.netDir,
 		Network: t.network, Net: t.net, Storage: t.storage,
+		Checks: marshalChecks(t.checks), Started: t.started, Cgroups: t.cgroups,
 	}
 }
 
@@ -107,7 +117,7 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	}
 	tk := &task{id: id, allocID: t.GetAllocationId(), driver: t.GetDriver(), exited: make(chan struct{}),
 		limits:  contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes()},
-		network: t.GetNetwork(), wantPorts: t.GetPorts()}
+		network: t.GetNetwork(), wantPorts: t.GetPorts(), checks: checkSpec(t)}
 	if tk.driver == "" {
 		tk.driver = DefaultDriver
 	}
@@ -164,7 +174,7 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 		return
 	}
 	a.mu.Lock()
-	tk.state = taskRunning
+	tk.state, tk.started = taskRunning, time.Now()
 	cp, running := tk.checkpoint(), tk.statusLocked(syscallsv1.TaskState_TASK_STATE_RUNNING)
 	killReason := tk.killReason
 	a.mu.Unlock()
@@ -175,6 +185,7 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 		"isolate", tk.isolateTook, "start", tk.startTook)
 	a.reports.push(report{req: running})
 	a.wg.Go(func() { a.wait(tk) })
+	a.startProbes(tk)
 	if killReason != "" {
 		a.wg.Go(func() { a.terminate(tk) })
 	}
@@ -237,7 +248,7 @@ func (a *Agent) startIsolated(tk *task, drv contract.Driver, cfg *contract.TaskC
 			return fmt.Errorf("isolation: %w", err)
 		}
 		a.mu.Lock()
-		tk.isolated = true
+		tk.isolated, tk.cgroups = true, li.Cgroups
 		a.mu.Unlock()
 		for k, v := range li.Env {
 			if _, set := cfg.Env[k]; !set {
@@ -476,6 +487,7 @@ func (a *Agent) ended(tk *task, res *contract.ExitResult) {
 		}
 	}
 	state, reason, code := classify(res, killReason, oom)
+	a.stopProbes(tk) // before the final report: none may follow it
 	a.release(tk)
 	close(tk.exited)
 	a.log.Info("task ended", "task", tk.id, "state", state, "reason", reason)
@@ -484,6 +496,7 @@ func (a *Agent) ended(tk *task, res *contract.ExitResult) {
 
 // lost reports tk LOST: the agent can no longer watch it.
 func (a *Agent) lost(tk *task, reason string) {
+	a.stopProbes(tk)
 	a.release(tk)
 	close(tk.exited)
 	a.finish(tk, syscallsv1.TaskState_TASK_STATE_LOST, reason, -1)
@@ -633,7 +646,13 @@ func (a *Agent) recover() error {
 	for _, cp := range cps {
 		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
 			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup,
-			network: cp.Network, net: cp.Net, storage: cp.Storage, exited: make(chan struct{})}
+			network: cp.Network, net: cp.Net, storage: cp.Storage, exited: make(chan struct{}),
+			started: cp.Started, cgroups: cp.Cgroups}
+		if checks, err := unmarshalChecks(cp.Checks); err != nil {
+			a.log.Error("recovered task runs without its health checks", "task", cp.TaskID, "err", err)
+		} else {
+			tk.checks = checks
+		}
 		a.mu.Lock()
 		a.tasks[tk.id] = tk
 		a.mu.Unlock()
@@ -655,6 +674,7 @@ func (a *Agent) recover() error {
 			continue
 		}
 		a.wg.Go(func() { a.wait(tk) })
+		a.startProbes(tk)
 	}
 	return nil
 }

@@ -339,8 +339,11 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		User:         r.GetUser(),
 		Labels:       maps.Clone(r.GetLabels()),
 		Resources:    share.Proto(),
-		Created:      timestamppb.New(now),
-		Updated:      timestamppb.New(now),
+		// The effective checks, defaults filled in, are what agents run.
+		HealthCheck:    WithHealthDefaults(r.GetHealthCheck()),
+		ReadinessCheck: WithHealthDefaults(r.GetReadinessCheck()),
+		Created:        timestamppb.New(now),
+		Updated:        timestamppb.New(now),
 	}
 	t.tasks[k.Id] = k
 	t.linkTask(k)
@@ -702,7 +705,11 @@ func (t *Table) allocationUsage(id string) *pb.TaskUsage {
 // are ignored (the kernel's verdict stands, e.g. KILLED by revoke); reports
 // from another agent than the task's are PermissionDenied. The address and
 // port mappings a STARTING or RUNNING report carries are stored on the
-// task (ports replace the requested ones).
+// task (ports replace the requested ones). A report with health set
+// updates the task's health, health_message and ready and emits one
+// TASK_HEALTH event (reason: the message), only when one of them changed.
+// A task without any check is ready while it is RUNNING (its agent sends
+// no health reports).
 //
 // An agent token may report only for the agent it is bound to
 // (checkAgentCall), and the values it reports must agree with what the
@@ -734,10 +741,18 @@ func (t *Table) Report(p Principal, r *pb.ReportTaskStatusRequest, now time.Time
 	}
 	netChanged := !terminal(r.GetState()) && ((ip != "" && ip != k.GetIp()) ||
 		(len(ports) > 0 && !samePorts(ports, k.GetPorts())))
-	if r.GetState() == k.GetState() && r.GetPid() == k.GetPid() && !netChanged {
+	pid := r.GetPid()
+	h := r.GetHealth()
+	if h != nil && pid == 0 {
+		pid = k.GetPid() // a health report need not repeat the pid
+	}
+	healthChanged := h != nil && !terminal(r.GetState()) &&
+		(h.GetHealth() != k.GetHealth() || h.GetMessage() != k.GetHealthMessage() || h.GetReady() != k.GetReady())
+	stateChanged := r.GetState() != k.GetState() || pid != k.GetPid() || netChanged
+	if !stateChanged && !healthChanged {
 		return nil
 	}
-	k.Pid, k.ExitCode = r.GetPid(), r.GetExitCode()
+	k.Pid, k.ExitCode = pid, r.GetExitCode()
 	if r.GetSandbox() != "" {
 		k.Sandbox = r.GetSandbox()
 	}
@@ -750,11 +765,25 @@ func (t *Table) Report(p Principal, r *pb.ReportTaskStatusRequest, now time.Time
 		}
 	}
 	if terminal(r.GetState()) {
+		k.Ready = false
 		t.endTask(k, r.GetState(), r.GetReason(), now, c)
 		return nil
 	}
-	k.State, k.Reason, k.Updated = r.GetState(), r.GetReason(), timestamppb.New(now)
-	t.taskEvent(k, now, r.GetReason(), c)
+	k.Updated = timestamppb.New(now)
+	if stateChanged {
+		k.State, k.Reason = r.GetState(), r.GetReason()
+		if k.GetHealthCheck() == nil && k.GetReadinessCheck() == nil {
+			k.Ready = k.State == pb.TaskState_TASK_STATE_RUNNING // no check to wait for
+		}
+		t.taskEvent(k, now, r.GetReason(), c)
+	}
+	if healthChanged {
+		k.Health, k.HealthMessage, k.Ready = h.GetHealth(), h.GetMessage(), h.GetReady()
+		c.Tasks[k.GetId()] = k
+		e := event(pb.EventKind_EVENT_KIND_TASK_HEALTH, now, h.GetMessage())
+		e.Task = proto.Clone(k).(*pb.Task)
+		c.Events = append(c.Events, e)
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -294,6 +295,12 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	if err := validateFence(r.GetFence()); err != nil {
 		return err
 	}
+	if err := validateHealthCheck("health_check", r.GetHealthCheck(), r.GetPorts()); err != nil {
+		return err
+	}
+	if err := validateHealthCheck("readiness_check", r.GetReadinessCheck(), r.GetPorts()); err != nil {
+		return err
+	}
 	return ValidateResources("resources", r.GetResources(), true)
 }
 
@@ -478,5 +485,201 @@ func ValidateReport(r *pb.ReportTaskStatusRequest) error {
 	if err := validateAddr("ip", r.GetIp()); err != nil {
 		return err
 	}
+	if h := r.GetHealth(); h != nil {
+		if _, ok := pb.HealthState_name[int32(h.GetHealth())]; !ok {
+			return fieldError("health.health", "unknown health state %d", h.GetHealth())
+		}
+		if len(h.GetMessage()) > 4096 {
+			return fieldError("health.message", "longer than 4096")
+		}
+	}
 	return validatePorts("ports", r.GetPorts(), true, false)
+}
+
+// Health check bounds and defaults (HealthCheck in the ABI).
+const (
+	DefaultHealthGrace     = 30 * time.Second
+	MaxHealthGrace         = time.Hour
+	DefaultHealthInterval  = 10 * time.Second
+	MinHealthInterval      = 10 * time.Millisecond
+	MaxHealthInterval      = time.Hour
+	DefaultHealthTimeout   = 2 * time.Second
+	MinHealthTimeout       = 10 * time.Millisecond
+	MaxHealthTimeout       = 5 * time.Minute
+	DefaultHealthFailures  = 3
+	MaxHealthFailures      = 100
+	DefaultHealthStatusMin = 200
+	DefaultHealthStatusMax = 399
+	MaxHealthCheckPath     = 1024
+)
+
+// validateHealthCheck checks a task's health or readiness check (field
+// names it): exactly one of http, tcp and command; durations and counts in
+// their ranges (unset means the default); an HTTP path starting with "/";
+// a status range within [100, 599]; a port naming one of ports or a
+// number in [1, 65535]; a non-empty command. A nil check is valid.
+func validateHealthCheck(field string, hc *pb.HealthCheck, ports []*pb.PortRequest) error {
+	if hc == nil {
+		return nil
+	}
+	kinds := 0
+	for _, set := range []bool{hc.Http != nil, hc.Tcp != nil, hc.Command != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return fieldError(field, "exactly one of http, tcp and command must be set, got %d", kinds)
+	}
+	dur := func(name string, d interface {
+		CheckValid() error
+		AsDuration() time.Duration
+	}, isSet bool, lo, hi time.Duration) (time.Duration, error) {
+		if !isSet {
+			return 0, nil
+		}
+		if err := d.CheckValid(); err != nil {
+			return 0, fieldError(field+"."+name, "%v", err)
+		}
+		v := d.AsDuration()
+		if v < lo || v > hi {
+			return 0, fieldError(field+"."+name, "must be between %s and %s, got %s", shortDur(lo), shortDur(hi), shortDur(v))
+		}
+		return v, nil
+	}
+	if _, err := dur("grace_period", hc.GracePeriod, hc.GracePeriod != nil, 0, MaxHealthGrace); err != nil {
+		return err
+	}
+	interval, err := dur("interval", hc.Interval, hc.Interval != nil, MinHealthInterval, MaxHealthInterval)
+	if err != nil {
+		return err
+	}
+	if hc.Interval == nil {
+		interval = DefaultHealthInterval
+	}
+	timeout, err := dur("timeout", hc.Timeout, hc.Timeout != nil, MinHealthTimeout, MaxHealthTimeout)
+	if err != nil {
+		return err
+	}
+	if hc.Timeout == nil {
+		timeout = min(DefaultHealthTimeout, interval)
+	}
+	if timeout > interval {
+		return fieldError(field+".timeout", "must be at most the interval %s, got %s", shortDur(interval), shortDur(timeout))
+	}
+	if n := hc.GetConsecutiveFailures(); n < 0 || n > MaxHealthFailures {
+		return fieldError(field+".consecutive_failures", "must be between 1 and %d (0 means %d), got %d", MaxHealthFailures, DefaultHealthFailures, n)
+	}
+	port := func(f, name string, num uint32) error {
+		switch {
+		case name != "" && num != 0:
+			return fieldError(f, "set port_name or port, not both")
+		case name != "":
+			for _, p := range ports {
+				if p.GetName() == name {
+					return nil
+				}
+			}
+			return fieldError(f+".port_name", "%q is not the name of one of the task's ports", clip(name))
+		case num < 1 || num > 65535:
+			return fieldError(f+".port", "must be between 1 and 65535 (or set port_name), got %d", num)
+		}
+		return nil
+	}
+	switch {
+	case hc.Http != nil:
+		h, f := hc.Http, field+".http"
+		if p := h.GetPath(); p != "" && (!strings.HasPrefix(p, "/") || len(p) > MaxHealthCheckPath || strings.ContainsAny(p, " \x00\r\n")) {
+			return fieldError(f+".path", "must start with \"/\", hold no spaces or control characters and be at most %d bytes, got %q", MaxHealthCheckPath, clip(p))
+		}
+		lo, hi := h.GetStatusMin(), h.GetStatusMax()
+		if lo == 0 {
+			lo = DefaultHealthStatusMin
+		}
+		if hi == 0 {
+			hi = DefaultHealthStatusMax
+		}
+		if lo < 100 || lo > 599 {
+			return fieldError(f+".status_min", "must be between 100 and 599, got %d", lo)
+		}
+		if hi < 100 || hi > 599 {
+			return fieldError(f+".status_max", "must be between 100 and 599, got %d", hi)
+		}
+		if lo > hi {
+			return fieldError(f+".status_max", "must be at least status_min %d, got %d", lo, hi)
+		}
+		return port(f, h.GetPortName(), h.GetPort())
+	case hc.Tcp != nil:
+		return port(field+".tcp", hc.Tcp.GetPortName(), hc.Tcp.GetPort())
+	default:
+		cm, f := hc.Command, field+".command"
+		switch c := cm.GetCommand(); {
+		case strings.TrimSpace(c) == "":
+			return fieldError(f+".command", "required (a program to run)")
+		case len(c) > MaxCommandLen:
+			return fieldError(f+".command", "longer than %d bytes", MaxCommandLen)
+		case strings.ContainsRune(c, 0):
+			return fieldError(f+".command", "contains a NUL byte")
+		}
+		if len(cm.GetArgs()) > MaxArgs {
+			return fieldError(f+".args", "at most %d, got %d", MaxArgs, len(cm.GetArgs()))
+		}
+		size := len(cm.GetCommand())
+		for i, a := range cm.GetArgs() {
+			if strings.ContainsRune(a, 0) {
+				return fieldError(fmt.Sprintf("%s.args[%d]", f, i), "contains a NUL byte")
+			}
+			size += len(a)
+		}
+		if size > MaxTaskSpecBytes {
+			return fieldError(f+".args", "command and args total %d bytes, more than %d", size, MaxTaskSpecBytes)
+		}
+	}
+	return nil
+}
+
+// WithHealthDefaults returns a copy of a valid check (see ValidateLaunch)
+// with every unset field given its default, so that agents and clients
+// see the effective values; nil stays nil. hc is not modified.
+func WithHealthDefaults(hc *pb.HealthCheck) *pb.HealthCheck {
+	if hc == nil {
+		return nil
+	}
+	out := proto.Clone(hc).(*pb.HealthCheck)
+	if out.GracePeriod == nil {
+		out.GracePeriod = durationpb.New(DefaultHealthGrace)
+	}
+	if out.Interval == nil {
+		out.Interval = durationpb.New(DefaultHealthInterval)
+	}
+	if out.Timeout == nil {
+		out.Timeout = durationpb.New(min(DefaultHealthTimeout, out.Interval.AsDuration()))
+	}
+	if out.ConsecutiveFailures == 0 {
+		out.ConsecutiveFailures = DefaultHealthFailures
+	}
+	if h := out.Http; h != nil {
+		if h.Path == "" {
+			h.Path = "/"
+		}
+		if h.StatusMin == 0 {
+			h.StatusMin = DefaultHealthStatusMin
+		}
+		if h.StatusMax == 0 {
+			h.StatusMax = DefaultHealthStatusMax
+		}
+	}
+	return out
+}
+
+// shortDur spells d without trailing zero units: "1h", "5m", "1m30s".
+func shortDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }

@@ -41,7 +41,7 @@ func allocFlags(withCount bool) []cli.Flag {
 }
 
 func launchFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable `K=V` of the task, repeatable"},
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
 		&cli.StringFlag{Name: "user", Usage: "`USER` to run the task as: root or a user name of the agent's host, if the operator allowed it for the allocation's role (dcosd --role-users); default: an unprivileged user of the owner's own"},
@@ -49,7 +49,7 @@ func launchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
 		&cli.StringSliceFlag{Name: "port", Usage: "a host port of the task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: the next of the allocation's host ports); implies --network bridge unless --network host, where SPEC is NAME (any of the allocation's ports) or NAME:HOST_PORT"},
-	}
+	}, healthFlags()...)
 }
 
 // portNameRE is what the kernel accepts as a port name.
@@ -219,6 +219,9 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 			req.Env = map[string]string{}
 		}
 		req.Env[k] = v
+	}
+	if err := applyHealthFlags(c, req); err != nil {
+		return nil, err
 	}
 	return req, nil
 }

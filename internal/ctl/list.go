@@ -90,10 +90,13 @@ func psCommand(e *env) *cli.Command {
 		Usage: "list tasks",
 		Description: `Print one row per task the caller may see: id, allocation, agent, address
 (bridge tasks, once their agent reported it), host ports (NAME:HOST->PORT,
-the port the task listens on), state, reason or exit code, pid, age and
-command line. Tasks that have ended (FINISHED, FAILED, KILLED,
+the port the task listens on), state, health ("healthy" or "unhealthy" once
+its health check has a result, "-" without one), whether it is ready (its
+readiness check passes; without one, RUNNING and not unhealthy), reason or
+exit code, pid, age and command line. Tasks that have ended (FINISHED, FAILED, KILLED,
 LOST) are shown only with --all. -o json prints the ListTasks response with
-the same filter (with each task's network and ports).`,
+the same filter (with each task's network and ports, its checks with their
+effective values, and the last health check failure's message).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include tasks that have ended", DisableDefaultText: true},
 			&cli.StringFlag{Name: "alloc", Usage: "only tasks of allocation `ID`"},
@@ -125,14 +128,15 @@ the same filter (with each task's network and ports).`,
 				return writeJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()})
 			}
 			now := e.now()
-			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND")
+			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "HEALTH", "READY", "REASON", "PID", "AGE", "COMMAND")
 			for _, task := range tasks {
 				pid := ""
 				if task.GetPid() != 0 {
 					pid = strconv.Itoa(int(task.GetPid()))
 				}
+				health, ready := taskHealth(task)
 				t.row(task.GetId(), task.GetAllocationId(), task.GetAgentId(), task.GetIp(), formatPorts(task.GetPorts()), taskState(task.GetState()),
-					taskReason(task), pid, formatAge(now, task.GetCreated()),
+					health, ready, taskReason(task), pid, formatAge(now, task.GetCreated()),
 					formatCommand(task.GetCommand(), task.GetArgs()))
 			}
 			return t.flush()
@@ -148,6 +152,25 @@ func terminal(s syscallsv1.TaskState) bool {
 		return true
 	}
 	return false
+}
+
+// taskHealth is a task's HEALTH and READY cells: "healthy" or
+// "unhealthy" once its health check has a result ("" otherwise), and
+// "yes" or "no" while it has not ended ("" after).
+func taskHealth(t *syscallsv1.Task) (health, ready string) {
+	switch t.GetHealth() {
+	case syscallsv1.HealthState_HEALTH_STATE_HEALTHY:
+		health = "healthy"
+	case syscallsv1.HealthState_HEALTH_STATE_UNHEALTHY:
+		health = "unhealthy"
+	}
+	if !terminal(t.GetState()) {
+		ready = "no"
+		if t.GetReady() {
+			ready = "yes"
+		}
+	}
+	return health, ready
 }
 
 // taskReason is the kernel's reason, else the exit code of an ended task.

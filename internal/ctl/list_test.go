@@ -80,7 +80,12 @@ func TestRun_Ps(t *testing.T) {
 	ts := func(ago time.Duration) *timestamppb.Timestamp { return timestamppb.New(testNow.Add(-ago)) }
 	tasks := []*syscallsv1.Task{
 		{Id: "t-1", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 4242, Command: "sleep", Args: []string{"60"}, Created: ts(90 * time.Second),
-			Network: "bridge", Ip: "10.88.0.7", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, HostPort: 31001, Protocol: "udp"}}},
+			Network: "bridge", Ip: "10.88.0.7", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}, {Name: "dns", ContainerPort: 53, HostPort: 31001, Protocol: "udp"}},
+			HealthCheck: &syscallsv1.HealthCheck{Http: &syscallsv1.HTTPCheck{Path: "/health", PortName: "http"}}, Health: syscallsv1.HealthState_HEALTH_STATE_UNHEALTHY,
+			HealthMessage: "GET http://10.88.0.7:8080/health: status 503"},
+		{Id: "t-4", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 7, Command: "x", Created: ts(time.Minute),
+			Health: syscallsv1.HealthState_HEALTH_STATE_HEALTHY, Ready: true},
+		{Id: "t-5", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_STARTING, Command: "x", Created: ts(time.Minute)},
 		{Id: "t-2", AllocationId: "a-1", AgentId: "ag-1", State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 3, Command: "sh", Args: []string{"-c", "exit 3"}, Created: ts(3 * time.Hour)},
 		{Id: "t-3", AllocationId: "a-2", AgentId: "ag-2", State: syscallsv1.TaskState_TASK_STATE_LOST, Reason: "agent lost", Command: "x", Created: ts(72 * time.Hour)},
 	}
@@ -92,14 +97,18 @@ func TestRun_Ps(t *testing.T) {
 		want [][]string
 	}{
 		{"live only", nil, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "-", "4242", "1m", "sleep", "60"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "HEALTH", "READY", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "unhealthy", "no", "-", "4242", "1m", "sleep", "60"},
+			{"t-4", "a-2", "ag-2", "-", "-", "RUNNING", "healthy", "yes", "-", "7", "1m", "x"},
+			{"t-5", "a-2", "ag-2", "-", "-", "STARTING", "-", "no", "-", "-", "1m", "x"},
 		}},
 		{"all", []string{"--all"}, [][]string{
-			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "REASON", "PID", "AGE", "COMMAND"},
-			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "-", "4242", "1m", "sleep", "60"},
-			{"t-2", "a-1", "ag-1", "-", "-", "FAILED", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
-			{"t-3", "a-2", "ag-2", "-", "-", "LOST", "agent", "lost", "-", "3d", "x"},
+			{"ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "HEALTH", "READY", "REASON", "PID", "AGE", "COMMAND"},
+			{"t-1", "a-1", "ag-1", "10.88.0.7", "http:31000->8080,dns:31001->53/udp", "RUNNING", "unhealthy", "no", "-", "4242", "1m", "sleep", "60"},
+			{"t-4", "a-2", "ag-2", "-", "-", "RUNNING", "healthy", "yes", "-", "7", "1m", "x"},
+			{"t-5", "a-2", "ag-2", "-", "-", "STARTING", "-", "no", "-", "-", "1m", "x"},
+			{"t-2", "a-1", "ag-1", "-", "-", "FAILED", "-", "-", "exit", "3", "-", "3h", "sh", "-c", `"exit`, `3"`},
+			{"t-3", "a-2", "ag-2", "-", "-", "LOST", "-", "-", "agent", "lost", "-", "3d", "x"},
 		}},
 	}
 	for _, tt := range tests {
@@ -119,9 +128,10 @@ func TestRun_Ps(t *testing.T) {
 		if err := protojson.Unmarshal([]byte(r.stdout), got); err != nil {
 			t.Fatal(err)
 		}
-		assertProto(t, got, &syscallsv1.ListTasksResponse{Tasks: tasks[:1], Revision: 5})
+		assertProto(t, got, &syscallsv1.ListTasksResponse{Tasks: tasks[:3], Revision: 5})
 		assertProto(t, k.last("ListTasks"), &syscallsv1.ListTasksRequest{AllocationId: "a-1"})
-		for _, s := range []string{`"ip": "10.88.0.7"`, `"network": "bridge"`, `"hostPort": 31000`} {
+		for _, s := range []string{`"ip": "10.88.0.7"`, `"network": "bridge"`, `"hostPort": 31000`, `"health": "HEALTH_STATE_UNHEALTHY"`,
+			`"healthMessage": "GET http://10.88.0.7:8080/health: status 503"`, `"portName": "http"`} {
 			if !strings.Contains(r.stdout, s) {
 				t.Errorf("ps -o json lacks %s:\n%s", s, r.stdout)
 			}

@@ -19,5 +19,10 @@
 // exits with the task's status (128+N for signal N, which it also reports
 // on its status pipe). See initc/init.c for the protocol.
 //
+// Its enter mode (Enter) runs one command inside a running task, as the
+// task runs (its cgroups, namespaces, user, sandbox): the agent's command
+// health checks. A fresh single-threaded process does the setns calls,
+// never the multithreaded agent.
+//
 // It is not a container runtime: no image, no user namespace, no seccomp.
 package taskinit

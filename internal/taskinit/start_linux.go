@@ -171,3 +171,24 @@ func (st *Start) Exit(code, sig int) (int, int) {
 	}
 	return code, sig
 }
+
+// Enter turns cmd (Path and Args the command's, Env the task's) into a run
+// of the init's enter mode, which runs the command inside the task e
+// names: a fresh single-threaded process joins the task's cgroups and
+// namespaces, takes its user and forks the command, then exits with its
+// status (127 and a message on stderr when it could not). The caller
+// keeps the process's group (cmd.SysProcAttr.Setpgid) to kill the command
+// with the init. The caller must be root for namespaces other than its
+// own.
+func Enter(cmd *exec.Cmd, e *EnterSpec) error {
+	if e.PID <= 0 {
+		return fmt.Errorf("task init: enter: pid %d: the task has no process", e.PID)
+	}
+	path, err := initPath()
+	if err != nil {
+		return err
+	}
+	cmd.Args = EnterArgs(e, cmd.Path, cmd.Args)
+	cmd.Path = path
+	return nil
+}

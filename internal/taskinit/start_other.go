@@ -28,3 +28,6 @@ func (*Start) ExitSignal() int { return 0 }
 
 // Exit returns code and sig.
 func (*Start) Exit(code, sig int) (int, int) { return code, sig }
+
+// Enter returns ErrNotSupported.
+func Enter(*exec.Cmd, *EnterSpec) error { return ErrNotSupported }

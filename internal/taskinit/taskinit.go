@@ -84,3 +84,44 @@ func ParseStatus(b []byte) (started bool, startErr string, signal int) {
 	}
 	return started, startErr, signal
 }
+
+// EnterSpec is what the init's enter mode does: run a command inside the
+// running task whose process (any of them, usually its init) is PID.
+type EnterSpec struct {
+	PID int
+	// Credentials, when set, are the task's user (UID, GID, Groups); nil
+	// keeps the caller's.
+	Credentials *Spec
+	// KeepCaps keeps the capabilities (a root task); else they are
+	// dropped and no_new_privs set.
+	KeepCaps bool
+	// Cgroups are the task's cgroup directories, joined first.
+	Cgroups []string
+	// Dir is the working directory inside the task (its sandbox).
+	Dir string
+}
+
+// EnterArgs is the init's argv for e and the command path (looked up in
+// the environment's PATH inside the task when it has no slash) and argv.
+func EnterArgs(e *EnterSpec, path string, argv []string) []string {
+	a := []string{"dcos-init", "-enter", strconv.Itoa(e.PID)}
+	if c := e.Credentials; c != nil {
+		gs := make([]string, len(c.Groups))
+		for i, g := range c.Groups {
+			gs[i] = strconv.FormatUint(uint64(g), 10)
+		}
+		a = append(a, "-uid", strconv.FormatUint(uint64(c.UID), 10), "-gid", strconv.FormatUint(uint64(c.GID), 10),
+			"-groups", strings.Join(gs, ","))
+	}
+	if e.KeepCaps {
+		a = append(a, "-keepcaps")
+	}
+	for _, c := range e.Cgroups {
+		a = append(a, "-cgroup", c)
+	}
+	if e.Dir != "" {
+		a = append(a, "-sandbox", e.Dir)
+	}
+	a = append(a, "--", path)
+	return append(a, argv...)
+}

@@ -39,3 +39,17 @@ func TestParseStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestEnterArgs(t *testing.T) {
+	got := EnterArgs(&EnterSpec{PID: 42, Credentials: &Spec{UID: 7, GID: 8, Groups: []uint32{9}}, Cgroups: []string{"/cg"}, Dir: "/sb"},
+		"check", []string{"check", "-v"})
+	want := []string{"dcos-init", "-enter", "42", "-uid", "7", "-gid", "8", "-groups", "9", "-cgroup", "/cg", "-sandbox", "/sb", "--", "check", "check", "-v"}
+	if !slices.Equal(got, want) {
+		t.Errorf("EnterArgs = %q\nwant %q", got, want)
+	}
+	got = EnterArgs(&EnterSpec{PID: 1, KeepCaps: true}, "/bin/true", []string{"true"})
+	want = []string{"dcos-init", "-enter", "1", "-keepcaps", "--", "/bin/true", "true"}
+	if !slices.Equal(got, want) {
+		t.Errorf("EnterArgs = %q\nwant %q", got, want)
+	}
+}

@@ -15,6 +15,20 @@
 //	init [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-pidns] [-hide PATH]...
 //	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
 //
+// or, to run a command inside a running task (a health check's):
+//
+//	init -enter PID [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-cgroup DIR]...
+//	     [-sandbox DIR] -- PATH ARGV0 ARGS...
+//
+// Enter mode joins the cgroups DIR (the task's) and the ipc, uts, net,
+// pid, cgroup and mount namespaces of process PID (those that differ from
+// its own), drops
+// capabilities as for a task (unless -keepcaps), changes to DIR, then
+// forks PATH (looked up in the environment's PATH when it has no slash)
+// with the credentials, waits for it and exits with its status (128+N
+// for signal N). It has no status pipe: errors go to stderr, exit 127. It
+// dies with its parent (the agent), and its child with it.
+//
 // fd 3 is the status pipe to the supervisor: one line "ok" once the task
 // runs (its execve succeeded) or "err MESSAGE" when it could not start
 // (then the exit code is 127), and, when the task is killed by a signal,
@@ -414,9 +428,8 @@ static int setup(struct config *c) {
 	return 0;
 }
 
-// enter_cgroups moves init into dirs, the cgroups the supervisor left to
-// it, then makes a cgroup namespace rooted at the task's cgroups.
-static int enter_cgroups(const struct config *c) {
+// join_cgroups moves the calling process into c->cgroups.
+static int join_cgroups(const struct config *c) {
 	for (size_t i = 0; i < c->ncgroups; i++) {
 		const char *d = c->cgroups[i];
 		size_t n = strlen(d) + sizeof "/cgroup.procs";
@@ -435,6 +448,14 @@ static int enter_cgroups(const struct config *c) {
 		if (w < 0)
 			return wrap("cgroup", d, e);
 	}
+	return 0;
+}
+
+// enter_cgroups moves init into the cgroups the supervisor left to it,
+// then makes a cgroup namespace rooted at the task's cgroups.
+static int enter_cgroups(const struct config *c) {
+	if (join_cgroups(c) < 0)
+		return -1;
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		return wrap("unshare", "cgroup", errno);
 	return 0;
@@ -507,7 +528,104 @@ static pid_t start(const struct config *c, const sigset_t *oldmask) {
 	return pid;
 }
 
+// enter_ns joins the namespaces of pid that differ from the caller's; the
+// mount namespace last (the others are opened through its /proc).
+static int enter_ns(const char *pid) {
+	static const char *const names[] = {"ipc", "uts", "net", "pid", "cgroup", "mnt"};
+	int fds[6];
+	for (size_t i = 0; i < 6; i++) {
+		char theirs[64], ours[64];
+		snprintf(theirs, sizeof theirs, "/proc/%s/ns/%s", pid, names[i]);
+		snprintf(ours, sizeof ours, "/proc/self/ns/%s", names[i]);
+		struct stat a, b;
+		fds[i] = -1;
+		if (stat(theirs, &a) < 0)
+			return wrap("stat", theirs, errno);
+		if (stat(ours, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			continue;
+		if ((fds[i] = open(theirs, O_RDONLY | O_CLOEXEC)) < 0)
+			return wrap("open", theirs, errno);
+	}
+	for (size_t i = 0; i < 6; i++) {
+		if (fds[i] < 0)
+			continue;
+		if (setns(fds[i], 0) < 0)
+			return wrap("setns", names[i], errno);
+		close(fds[i]);
+	}
+	return 0;
+}
+
+// enter runs c->path in the task of process pid (see the usage above).
+static int enter(const char *pid, struct config *c) {
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (join_cgroups(c) < 0 || enter_ns(pid) < 0)
+		goto fail;
+	if (c->sandbox && chdir(c->sandbox) < 0) {
+		wrap("chdir", c->sandbox, errno);
+		goto fail;
+	}
+	if (!c->keepcaps) {
+		for (int cp = 0; cp <= 63; cp++) {
+			if (prctl(PR_CAPBSET_DROP, cp, 0, 0, 0) == 0 || errno == EINVAL)
+				continue;
+			if (errno == EPERM && geteuid() != 0)
+				break; // an unprivileged agent: nothing to drop
+			char n[16];
+			snprintf(n, sizeof n, "%d", cp);
+			wrap("drop capability", n, errno);
+			goto fail;
+		}
+		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+			wrap("no_new_privs", "", errno);
+			goto fail;
+		}
+	}
+	pid_t child = fork(); // in the task's pid namespace
+	if (child < 0) {
+		wrap("fork", c->path, errno);
+		goto fail;
+	}
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (c->have_groups && (setgroups(c->ngroups, c->groups) < 0 || setgid(c->gid) < 0 || setuid(c->uid) < 0)) {
+			fprintf(stderr, "enter: credentials: %s\n", errstr(errno));
+			_exit(127);
+		}
+		execvp(c->path, c->argv);
+		fprintf(stderr, "exec %s: %s\n", c->path, errstr(errno));
+		_exit(127);
+	}
+	int st;
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			return 127;
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+fail:
+	fprintf(stderr, "enter: %s\n", msg);
+	return 127;
+}
+
 int main(int argc, char **argv) {
+	if (argc > 2 && strcmp(argv[1], "-enter") == 0) {
+		const char *pid = argv[2];
+		unsigned n;
+		const char *err;
+		if (parse_num(pid, &n, &err) < 0 || n == 0) {
+			fprintf(stderr, "enter: pid %s: %s\n", pid, n == 0 ? "must not be 0" : err);
+			return 127;
+		}
+		struct config c = {0};
+		argv[2] = argv[0];
+		if (parse(argc - 2, argv + 2, &c) < 0) {
+			fprintf(stderr, "enter: %s\n", msg);
+			return 127;
+		}
+		return enter(pid, &c);
+	}
 	// The signals init waits for are blocked from the start (the task
 	// gets init's original mask back), so that none is lost and none
 	// kills init; SIGCHLD must not be ignored, or children are reaped

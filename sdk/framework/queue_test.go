@@ -114,7 +114,7 @@ func TestQueue_BackoffAndReset(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var calls []time.Time
-	var seen []int // the key's failure count when each reconcile began
+	var seen []int                                           // the key's failure count when each reconcile began
 	fail := map[int]bool{1: true, 2: true, 3: true, 5: true} // by call number
 	runQueue(t, q, 1, ReconcileFunc(func(_ context.Context, key string) (time.Duration, error) {
 		q.mu.Lock()

@@ -118,7 +118,10 @@ func TestElector_DeposedLeaderCannotWrite(t *testing.T) {
 		t.Fatalf("b's campaign after a resigned: %v %v", b, err)
 	}
 	for name, call := range map[string]func() error{
-		"StatePut":    func() error { _, err := fa.StatePut(ctx, &pb.StatePutRequest{Key: "k", Value: []byte("stale")}); return err },
+		"StatePut": func() error {
+			_, err := fa.StatePut(ctx, &pb.StatePutRequest{Key: "k", Value: []byte("stale")})
+			return err
+		},
 		"StateDelete": func() error { _, err := fa.StateDelete(ctx, &pb.StateDeleteRequest{Key: "k"}); return err },
 		"Allocate": func() error {
 			_, err := fa.Allocate(ctx, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}})

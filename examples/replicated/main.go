@@ -112,11 +112,7 @@ func (a *app) reconcile(ctx context.Context, c *framework.Client, cache *framewo
 		switch {
 		case len(ts) > 0 && allEnded(ts):
 			a.log.Info("replacing", "allocation", al.GetId(), "task", ts[0].GetId(), "state", ts[0].GetState(), "reason", ts[0].GetReason())
-			r, err := c.Revoke(ctx, &pb.RevokeRequest{Id: al.GetId(), Reason: "task ended"})
-			if err != nil {
-				return err
-			}
-			if err := waitFor(ctx, cache, r.GetRevision()); err != nil {
+			if err := revoke(ctx, c, cache, al.GetId(), "task ended"); err != nil {
 				return err
 			}
 			continue
@@ -127,7 +123,7 @@ func (a *app) reconcile(ctx context.Context, c *framework.Client, cache *framewo
 				return err
 			}
 			a.log.Info("launched", "task", r.GetTask().GetId(), "allocation", al.GetId())
-			if err := waitFor(ctx, cache, r.GetRevision()); err != nil {
+			if err := waitFor(ctx, func() bool { _, ok := cache.Task(r.GetTask().GetId()); return ok }); err != nil {
 				return err
 			}
 		}
@@ -139,14 +135,15 @@ func (a *app) reconcile(ctx context.Context, c *framework.Client, cache *framewo
 			return err
 		}
 		a.log.Info("allocated", "count", n)
-		return waitFor(ctx, cache, r.GetRevision())
+		for _, al := range r.GetAllocations() {
+			if err := waitFor(ctx, func() bool { _, ok := cache.Allocation(al.GetId()); return ok }); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for _, al := range live[a.count:] { // too many: the last ones by id go
-		r, err := c.Revoke(ctx, &pb.RevokeRequest{Id: al.GetId(), Reason: "scaled down"})
-		if err != nil {
-			return err
-		}
-		if err := waitFor(ctx, cache, r.GetRevision()); err != nil {
+		if err := revoke(ctx, c, cache, al.GetId(), "scaled down"); err != nil {
 			return err
 		}
 	}
@@ -162,9 +159,17 @@ func allEnded(ts []*pb.Task) bool {
 	return true
 }
 
-// waitFor waits until the cache has seen revision rev.
-func waitFor(ctx context.Context, cache *framework.Cache, rev int64) error {
-	for cache.Revision() < rev {
+// revoke takes allocation id back and waits until the cache has dropped it.
+func revoke(ctx context.Context, c *framework.Client, cache *framework.Cache, id, why string) error {
+	if _, err := c.Revoke(ctx, &pb.RevokeRequest{Id: id, Reason: why}); err != nil {
+		return err
+	}
+	return waitFor(ctx, func() bool { _, ok := cache.Allocation(id); return !ok })
+}
+
+// waitFor waits until the cache shows a write of ours (done reports it).
+func waitFor(ctx context.Context, done func() bool) error {
+	for !done() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -21,8 +21,9 @@ import (
 // does not track usage (Allocation.usage and Task.usage are left unset;
 // List calls report them).
 //
-// The cache reflects every change at or before Revision(). Its methods
-// are safe for concurrent use and return clones the caller may keep.
+// The cache reflects every change before Revision() (see Revision). Its
+// methods are safe for concurrent use and return clones the caller may
+// keep.
 type Cache struct {
 	c *Client
 
@@ -231,8 +232,13 @@ func (c *Cache) Task(id string) (*pb.Task, bool) {
 	return proto.Clone(t).(*pb.Task), true
 }
 
-// Revision returns the revision the cache is current at: every change at
-// or before it is reflected (0 before the first list).
+// Revision returns the revision of the last event the cache applied (or
+// of its list; 0 before the first list). Every change of an earlier
+// revision is reflected. The events of one revision (one store
+// transaction, e.g. the instances of one Allocate) are applied one at a
+// time, so some of Revision()'s own may still be on their way: to wait
+// for a write of yours, wait for Revision() > its revision, or for the
+// objects it made (Allocation(id), Task(id)).
 func (c *Cache) Revision() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -143,9 +141,6 @@ func TestReplicated_LeaderKeepsCountAndFailsOver(t *testing.T) {
 	fw, err := framework.New(framework.Config{Endpoints: []string{url}, Token: fwToken})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := fw.Leader(ctx, &pb.LeaderRequest{Election: "web"}); framework.Code(err) == connect.CodeUnimplemented {
-		t.Skipf("kernel does not serve the coordination syscalls yet (Unimplemented): %v", err)
 	}
 	agent, agentID := fakeAgent(ctx, t, url)
 

@@ -13,24 +13,12 @@ import (
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
-// skipUnimplemented skips a test of the coordination syscalls on a kernel
-// that does not serve them yet (they answer Unimplemented on main until
-// the coordination branch lands), and only then.
-func skipUnimplemented(t *testing.T, err error) {
-	t.Helper()
-	if Code(err) == connect.CodeUnimplemented {
-		t.Skipf("kernel does not serve the coordination syscalls yet (Unimplemented): %v", err)
-	}
-}
-
 func TestElector_OneLeaderThenTakeover(t *testing.T) {
 	t.Parallel()
 	k := startKernel(t, nil)
 	ctx := testCtx(t)
 	c := k.client(t, fwToken)
-	_, err := c.Leader(ctx, &pb.LeaderRequest{Election: "svc"})
-	skipUnimplemented(t, err)
-	if err != nil && Code(err) != connect.CodeNotFound {
+	if _, err := c.Leader(ctx, &pb.LeaderRequest{Election: "svc"}); err != nil && Code(err) != connect.CodeNotFound {
 		t.Fatal(err)
 	}
 
@@ -99,7 +87,6 @@ func TestElector_DeposedLeaderCannotWrite(t *testing.T) {
 	c := k.client(t, fwToken)
 	ttl := durationpb.New(time.Second)
 	a, err := c.Campaign(ctx, &pb.CampaignRequest{Election: "x", Candidate: "a", Ttl: ttl})
-	skipUnimplemented(t, err)
 	if err != nil || !a.GetElected() {
 		t.Fatalf("a's campaign: %v %v", a, err)
 	}
@@ -143,9 +130,21 @@ func TestClient_State(t *testing.T) {
 	k := startKernel(t, nil)
 	ctx := testCtx(t)
 	c := k.client(t, fwToken)
-	_, err := c.StateList(ctx, &pb.StateListRequest{})
-	skipUnimplemented(t, err)
-	if err != nil {
+	cache := NewCache(c)
+	var mu sync.Mutex
+	var changed []*pb.StateEntry
+	defer cache.Subscribe(func(ev *pb.Event) {
+		if ev.GetKind() == pb.EventKind_EVENT_KIND_STATE_CHANGED {
+			mu.Lock()
+			changed = append(changed, ev.GetState())
+			mu.Unlock()
+		}
+	})()
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cache.Run(cctx) }()
+	defer func() { cancel(); <-done }()
+	if err := cache.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}
 	zero := int64(0)
@@ -175,5 +174,63 @@ func TestClient_State(t *testing.T) {
 	}
 	if _, err := c.StatePut(ctx, &pb.StatePutRequest{Key: "has space", Value: []byte("x")}); Code(err) != connect.CodeInvalidArgument {
 		t.Fatalf("bad key: %v, want InvalidArgument", err)
+	}
+	// The cache's subscribers see the state's changes (4 writes, 1 delete).
+	eventually(t, "STATE_CHANGED events", func() bool { mu.Lock(); defer mu.Unlock(); return len(changed) == 4 })
+	mu.Lock()
+	defer mu.Unlock()
+	if last := changed[3]; last.GetKey() != "svc/a" || !last.GetDeleted() || len(last.GetValue()) != 0 {
+		t.Fatalf("last STATE_CHANGED: %v", last)
+	}
+}
+
+func TestElector_LosesLeadershipWhenItCannotRenew(t *testing.T) {
+	t.Parallel()
+	k := startKernel(t, nil)
+	ctx := testCtx(t)
+	wc := newWatchControl()
+	cut, err := New(Config{Endpoints: []string{k.URL}, Token: fwToken, HTTPClient: wc.client(), Timeout: 200 * time.Millisecond,
+		Retry: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fences := make(chan *pb.Fence, 1)
+	lost := make(chan struct{})
+	e := cut.NewElector(ElectionConfig{Name: "p", Candidate: "a", TTL: time.Second})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(rctx, func(lctx context.Context, f *pb.Fence) {
+			fences <- f
+			<-lctx.Done()
+			close(lost)
+			<-rctx.Done()
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	var fa *pb.Fence
+	select {
+	case fa = <-fences:
+	case <-ctx.Done():
+		t.Fatal("never elected")
+	}
+	wc.blockAll.Store(true) // a partition: a can no longer renew
+	select {
+	case <-lost:
+	case <-ctx.Done():
+		t.Fatal("leadership was not given up when renewals failed")
+	}
+	// Another replica wins after a's lease; a's fence is then deposed.
+	c := k.client(t, fwToken)
+	var b *pb.CampaignResponse
+	eventually(t, "b to win", func() bool {
+		b, err = c.Campaign(ctx, &pb.CampaignRequest{Election: "p", Candidate: "b", Ttl: durationpb.New(time.Second)})
+		return err == nil && b.GetElected()
+	})
+	if b.GetLeader().GetEpoch() <= fa.GetEpoch() {
+		t.Fatalf("b's epoch %d <= a's %d", b.GetLeader().GetEpoch(), fa.GetEpoch())
+	}
+	if _, err := c.Fenced(fa).StatePut(ctx, &pb.StatePutRequest{Key: "k", Value: []byte("late")}); !errors.Is(err, ErrDeposed) {
+		t.Fatalf("a's late write: %v, want ErrDeposed", err)
 	}
 }

@@ -15,8 +15,9 @@ import (
 // messages, cut every open stream, or refuse new ones for a while.
 type watchControl struct {
 	next     http.RoundTripper
-	cutFirst int // messages the first Watch stream delivers before it breaks (0: no cut)
-	blocked  atomic.Bool
+	cutFirst int         // messages the first Watch stream delivers before it breaks (0: no cut)
+	blocked  atomic.Bool // refuse new Watch streams
+	blockAll atomic.Bool // refuse every request
 	streams  atomic.Int64
 
 	mu     sync.Mutex
@@ -32,6 +33,9 @@ func newWatchControl() *watchControl {
 func (w *watchControl) client() *http.Client { return &http.Client{Transport: w} }
 
 func (w *watchControl) RoundTrip(r *http.Request) (*http.Response, error) {
+	if w.blockAll.Load() {
+		return nil, errors.New("test: network down")
+	}
 	if !strings.HasSuffix(r.URL.Path, "/Watch") {
 		return w.next.RoundTrip(r)
 	}

@@ -37,13 +37,23 @@ type testKernel struct {
 // defaults.
 func startKernel(t testing.TB, limits map[kernel.Role]api.RateLimit) *testKernel {
 	t.Helper()
+	return startKernelWith(t, limits, nil)
+}
+
+// startKernelWith is startKernel with the kernel's config adjusted by tune.
+func startKernelWith(t testing.TB, limits map[kernel.Role]api.RateLimit, tune func(*kernel.Config)) *testKernel {
+	t.Helper()
 	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
 	st := store.New(e.Client(), "")
-	k, err := kernel.New(context.Background(), kernel.Config{Store: st, HeartbeatTimeout: time.Hour})
+	cfg := kernel.Config{Store: st, HeartbeatTimeout: time.Hour}
+	if tune != nil {
+		tune(&cfg)
+	}
+	k, err := kernel.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

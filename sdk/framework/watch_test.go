@@ -1,14 +1,20 @@
 package framework
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -126,3 +132,72 @@ func TestWatch_FnErrorEndsIt(t *testing.T) {
 		t.Fatalf("Watch after ctx ended = %v, want context.Canceled", err)
 	}
 }
+
+// TestWatch_FellBehindResumes makes fn so slow that the kernel ends the
+// stream (its buffer of 4 revisions' events overflows once the
+// connection's buffers are full): the watch resumes, and fn still sees
+// every event once, in order.
+func TestWatch_FellBehindResumes(t *testing.T) {
+	t.Parallel()
+	k := startKernelWith(t, map[kernel.Role]api.RateLimit{kernel.RoleFramework: {}}, func(c *kernel.Config) { c.WatchBuffer = 4 })
+	ctx := testCtx(t)
+	var logs syncBuffer
+	c, err := New(Config{Endpoints: []string{k.URL}, Token: fwToken, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := c.ListAllocations(ctx, &pb.ListAllocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const revisions, per = 40, 200
+	release := make(chan struct{})
+	var got []*pb.Event
+	errDone := errors.New("done")
+	watched := make(chan error, 1)
+	go func() {
+		watched <- c.Watch(ctx, &pb.WatchRequest{AfterRevision: start.GetRevision()}, func(ev *pb.Event) error {
+			if len(got) == 0 {
+				<-release // stall while the kernel queues more than it may
+			}
+			got = append(got, ev)
+			if len(got) == revisions*per {
+				return errDone
+			}
+			return nil
+		})
+	}()
+	for range revisions {
+		if _, err := c.Allocate(ctx, &pb.AllocateRequest{Count: per, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20},
+			Labels: map[string]string{"padding": strings.Repeat("x", 200)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	if err := <-watched; !errors.Is(err, errDone) {
+		t.Fatalf("Watch: %v", err)
+	}
+	if !strings.Contains(logs.String(), "fell behind") {
+		t.Fatalf("the watch never fell behind; logs:\n%s", logs.String())
+	}
+	seen := map[string]bool{}
+	for i, ev := range got {
+		if seen[eventKey(ev)] || (i > 0 && ev.GetRevision() < got[i-1].GetRevision()) {
+			t.Fatalf("event %d (%s) repeated or out of order", i, eventKey(ev))
+		}
+		seen[eventKey(ev)] = true
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

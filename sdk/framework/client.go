@@ -33,7 +33,10 @@ type Config struct {
 	// caller's context bounds the call with its retries.
 	Timeout time.Duration
 	// HTTPClient carries the calls (default: keep-alive connections, no
-	// overall timeout, since Watch streams are long-lived).
+	// overall timeout since Watch streams are long-lived; HTTP/1.1 to
+	// http:// URLs, as dcosctl's and the agent's clients, HTTP/2 over
+	// TLS; the kernel's port also speaks h2c, for a client whose
+	// Transport.Protocols asks for unencrypted HTTP/2).
 	HTTPClient *http.Client
 	// Retry is the backoff between attempts of a call (default
 	// Backoff{Initial: 50ms, Max: 5s, Factor: 2, Attempts: 8}). Only

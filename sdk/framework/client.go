@@ -270,8 +270,8 @@ func call[Req, Resp any](ctx context.Context, c *Client, name string, req *Req,
 			return resp.Msg, nil
 		}
 		ok, failover, wait := retryable(err)
-		if !ok || attempt >= s.retry.Attempts || ctx.Err() != nil {
-			break
+		if !ok || attempt >= s.retry.Attempts {
+			return nil, classify(err)
 		}
 		if failover && len(s.kernels) > 1 {
 			s.cur.CompareAndSwap(int64(i), int64((i+1)%len(s.kernels)))
@@ -280,18 +280,15 @@ func call[Req, Resp any](ctx context.Context, c *Client, name string, req *Req,
 			wait = s.retry.delay(attempt)
 		}
 		s.log.Debug("framework: retrying syscall", "call", name, "endpoint", s.endpoints[i], "attempt", attempt, "in", wait, "err", err)
-		if !sleep(ctx, wait) {
-			break
+		if ctx.Err() != nil || !sleep(ctx, wait) {
+			// The caller gave up while the kernel could not serve the call.
+			code := connect.CodeCanceled
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				code = connect.CodeDeadlineExceeded
+			}
+			return nil, connect.NewError(code, fmt.Errorf("%s: %w (last error: %v)", name, ctx.Err(), err))
 		}
 	}
-	if ctx.Err() != nil && Code(err) != connect.CodeCanceled && Code(err) != connect.CodeDeadlineExceeded {
-		code := connect.CodeCanceled
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			code = connect.CodeDeadlineExceeded
-		}
-		return nil, connect.NewError(code, fmt.Errorf("%s: %w (last error: %v)", name, ctx.Err(), err))
-	}
-	return nil, classify(err)
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

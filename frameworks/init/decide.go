@@ -21,7 +21,9 @@ type Instance struct {
 }
 
 // granted reports whether the instance's allocation is granted.
-func (i *Instance) granted() bool { return i.Alloc.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED }
+func (i *Instance) granted() bool {
+	return i.Alloc.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED
+}
 
 // Ready reports whether the instance counts as healthy for a deployment:
 // its task runs and is ready (the kernel's Task.ready).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -155,14 +156,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err == nil {
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("want a duration like \"10s\", got %q", s)
+			return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: reflect.TypeFor[Duration]()}
 		}
 		*d = Duration(v)
 		return nil
 	}
 	var f float64
 	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("want a duration like \"10s\" or seconds, got %s", b)
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(f * float64(time.Second))
 	return nil
@@ -182,14 +183,14 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		var n int64
 		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("want bytes or a quantity like \"512Mi\", got %s", b)
+			return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[Quantity]()}
 		}
 		*q = Quantity(n)
 		return nil
 	}
 	m := quantityRE.FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
-		return fmt.Errorf("want a quantity like \"512Mi\", got %q", s)
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: reflect.TypeFor[Quantity]()}
 	}
 	f, _ := strconv.ParseFloat(m[1], 64)
 	mult := map[string]float64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
@@ -265,7 +266,14 @@ func strictDecode(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return fmt.Errorf("%s: want %s, got %s", te.Field, te.Type, te.Value)
+			want := te.Type.String()
+			switch te.Type {
+			case reflect.TypeFor[Duration]():
+				want = `a duration like "10s" or seconds`
+			case reflect.TypeFor[Quantity]():
+				want = `bytes or a quantity like "512Mi"`
+			}
+			return fmt.Errorf("%s: want %s, got %s", te.Field, want, te.Value)
 		}
 		return fmt.Errorf("spec: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}

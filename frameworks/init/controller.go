@@ -1,0 +1,377 @@
+package dinit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Kernel is the part of the SDK client the controller calls. A fenced
+// *framework.Client (Client.Fenced(fence)) satisfies it: every write then
+// carries the leader's epoch, so a deposed leader can never act.
+type Kernel interface {
+	Allocate(ctx context.Context, r *pb.AllocateRequest) (*pb.AllocateResponse, error)
+	Launch(ctx context.Context, r *pb.LaunchRequest) (*pb.LaunchResponse, error)
+	Revoke(ctx context.Context, r *pb.RevokeRequest) (*pb.RevokeResponse, error)
+	ListAgents(ctx context.Context, r *pb.ListAgentsRequest) (*pb.ListAgentsResponse, error)
+	StateGet(ctx context.Context, r *pb.StateGetRequest) (*pb.StateGetResponse, error)
+	StatePut(ctx context.Context, r *pb.StatePutRequest) (*pb.StatePutResponse, error)
+	StateDelete(ctx context.Context, r *pb.StateDeleteRequest) (*pb.StateDeleteResponse, error)
+	StateList(ctx context.Context, r *pb.StateListRequest) (*pb.StateListResponse, error)
+}
+
+// Cache is the part of the SDK cache the controller reads: the init's own
+// live allocations and tasks. *framework.Cache satisfies it.
+type Cache interface {
+	Allocations() []*pb.Allocation
+	Tasks() []*pb.Task
+}
+
+// Controller reconciles services: Reconcile(ctx, name) reads the service's
+// record, deployment and status from the framework state and its instances
+// from the cache, Decides, and applies the decision. It holds no state
+// that the kernel does not also hold (only a debounce of status writes),
+// so a new leader's Controller picks up where the last one stopped.
+//
+// Reconcile is safe for concurrent use on different services; the SDK's
+// Queue never runs one key twice at once.
+type Controller struct {
+	Kernel Kernel
+	Cache  Cache
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// StatusInterval is the least time between two status writes of one
+	// service (default 200ms: at most 5 per second).
+	StatusInterval time.Duration
+
+	mu        sync.Mutex
+	lastWrite map[string]time.Time
+	// expect holds, per service, the allocations and tasks this
+	// controller made that the cache does not show yet, so that the next
+	// pass neither allocates nor launches them twice.
+	expect map[string]*expectations
+}
+
+type expectations struct {
+	allocs map[string]*pb.Allocation
+	tasks  map[string]*pb.Task // by allocation id
+	since  map[string]time.Time
+}
+
+// expectTTL bounds how long an expectation holds without the cache
+// showing it (the cache normally catches up within milliseconds).
+const expectTTL = 30 * time.Second
+
+// withExpectations adds to the cache's view what this controller made
+// and the cache does not show yet, and forgets what it shows.
+func (c *Controller) withExpectations(name string, allocs []*pb.Allocation, tasks []*pb.Task, now time.Time) ([]*pb.Allocation, []*pb.Task) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.expect[name]
+	if e == nil {
+		return allocs, tasks
+	}
+	seenA := map[string]bool{}
+	for _, a := range allocs {
+		seenA[a.GetId()] = true
+	}
+	seenT := map[string]bool{}
+	for _, t := range tasks {
+		seenT[t.GetId()] = true
+	}
+	for id, a := range e.allocs {
+		if seenA[id] || now.Sub(e.since[id]) > expectTTL {
+			delete(e.allocs, id)
+			continue
+		}
+		allocs = append(allocs, a)
+	}
+	for id, t := range e.tasks {
+		if seenT[t.GetId()] || now.Sub(e.since[t.GetId()]) > expectTTL {
+			delete(e.tasks, id)
+			continue
+		}
+		tasks = append(tasks, t)
+	}
+	return allocs, tasks
+}
+
+func (c *Controller) expectAlloc(name string, a *pb.Allocation, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exp(name).allocs[a.GetId()] = a
+	c.exp(name).since[a.GetId()] = now
+}
+
+func (c *Controller) expectTask(name string, t *pb.Task, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exp(name).tasks[t.GetAllocationId()] = t
+	c.exp(name).since[t.GetId()] = now
+}
+
+func (c *Controller) exp(name string) *expectations {
+	if c.expect == nil {
+		c.expect = map[string]*expectations{}
+	}
+	if c.expect[name] == nil {
+		c.expect[name] = &expectations{allocs: map[string]*pb.Allocation{}, tasks: map[string]*pb.Task{}, since: map[string]time.Time{}}
+	}
+	return c.expect[name]
+}
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Controller) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// Services lists the services that have a spec (for a full resync).
+func (c *Controller) Services(ctx context.Context) ([]string, error) {
+	res, err := c.Kernel.StateList(ctx, &pb.StateListRequest{Prefix: PrefixSpecs, KeysOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("list specs: %w", err)
+	}
+	var out []string
+	for _, e := range res.GetEntries() {
+		out = append(out, e.GetKey()[len(PrefixSpecs):])
+	}
+	return out, nil
+}
+
+// KeysOf returns the services an event concerns (for the Queue): the
+// dcos.svc label of its allocation or task, or the service of a state key.
+func KeysOf(ev *pb.Event) []string {
+	var out []string
+	if s := ServiceOf(ev.GetAllocation().GetLabels()); s != "" {
+		out = append(out, s)
+	}
+	if s := ServiceOf(ev.GetTask().GetLabels()); s != "" && (len(out) == 0 || out[0] != s) {
+		out = append(out, s)
+	}
+	if s := ServiceOfKey(ev.GetState().GetKey()); s != "" && !isHistory(ev.GetState().GetKey()) {
+		out = append(out, s)
+	}
+	return out
+}
+
+func isHistory(key string) bool {
+	return len(key) > len(PrefixHistory) && key[:len(PrefixHistory)] == PrefixHistory
+}
+
+// Reconcile is one pass over service name (the SDK Reconciler contract):
+// it returns when to look again, or an error to be retried with backoff.
+func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration, error) {
+	var v View
+	v.Now = c.now()
+	rec, err := getJSON[Record](ctx, c.Kernel, SpecKey(name))
+	if err != nil {
+		return 0, err
+	}
+	v.Record = rec
+	if v.Deployment, err = getJSON[Deployment](ctx, c.Kernel, DeploymentKey(name)); err != nil {
+		return 0, err
+	}
+	if v.Status, err = getJSON[Status](ctx, c.Kernel, StatusKey(name)); err != nil {
+		return 0, err
+	}
+	if rec != nil {
+		rec.Spec.Default()
+		if err := rec.Spec.Validate(); err != nil {
+			// A spec written around dcosctl's validation: say so, do nothing.
+			st := cloneStatus(v.Status)
+			st.Message = "invalid spec: " + err.Error()
+			st.Updated = v.Now.UTC()
+			return 0, c.putStatus(ctx, name, st, v.Status)
+		}
+	}
+	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), v.Now)
+	v.Instances = Instances(name, allocs, tasks)
+	if rec != nil {
+		if v.Old, err = c.oldSpecs(ctx, name, rec, v.Instances); err != nil {
+			return 0, err
+		}
+		agents, err := c.Kernel.ListAgents(ctx, &pb.ListAgentsRequest{})
+		if err != nil {
+			return 0, fmt.Errorf("list agents: %w", err)
+		}
+		v.Agents = map[string]map[string]string{}
+		for _, a := range agents.GetAgents() {
+			l := map[string]string{"dcos.agent": a.GetId()}
+			for k, val := range a.GetLabels() {
+				l[k] = val
+			}
+			v.Agents[a.GetId()] = l
+		}
+	}
+	d := Decide(v)
+	return d.RequeueAfter, c.apply(ctx, name, v, d)
+}
+
+// apply carries out a decision: kills, allocations, launches, then the
+// deployment and status writes (persist what happened after doing it: a
+// crash in between is repaired by the next pass, which sees the kernel).
+func (c *Controller) apply(ctx context.Context, name string, v View, d Decision) error {
+	log := c.logger().With("service", name)
+	var errs []error
+	for _, k := range d.Kills {
+		_, err := c.Kernel.Revoke(ctx, &pb.RevokeRequest{Id: k.ID, Reason: k.Reason})
+		if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+			errs = append(errs, fmt.Errorf("revoke %s: %w", k.ID, err))
+			continue
+		}
+		log.Info("killed", "id", k.ID, "reason", k.Reason)
+	}
+	for _, r := range d.Allocate {
+		res, err := c.Kernel.Allocate(ctx, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allocate instance %s: %w", r.GetLabels()[LabelInstance], err))
+			continue
+		}
+		for _, a := range res.GetAllocations() {
+			if a.GetLabels() == nil {
+				a.Labels = r.GetLabels()
+			}
+			c.expectAlloc(name, a, v.Now)
+			log.Info("allocated", "instance", r.GetLabels()[LabelInstance], "allocation", a.GetId(), "state", a.GetState().String())
+			if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+				// Launch at once rather than on the next event.
+				n, _ := strconv.Atoi(r.GetLabels()[LabelInstance])
+				d.Launch = append(d.Launch, v.Record.Spec.launchRequest(a.GetId(), v.Record.TemplateVersion, n))
+			}
+		}
+	}
+	for _, r := range d.Launch {
+		res, err := c.Kernel.Launch(ctx, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("launch in %s: %w", r.GetAllocationId(), err))
+			continue
+		}
+		if t := res.GetTask(); t != nil {
+			if t.GetCreated() == nil {
+				t.Created = timestamppb.New(v.Now)
+			}
+			c.expectTask(name, t, v.Now)
+		}
+		log.Info("launched", "instance", r.GetLabels()[LabelInstance], "task", res.GetTask().GetId())
+	}
+	if d.Deployment != nil {
+		if err := putJSON(ctx, c.Kernel, DeploymentKey(name), d.Deployment); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.Status != nil {
+		if err := c.putStatus(ctx, name, d.Status, v.Status); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.Done {
+		for _, key := range []string{DeploymentKey(name), StatusKey(name)} {
+			if _, err := c.Kernel.StateDelete(ctx, &pb.StateDeleteRequest{Key: key}); err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", key, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// putStatus writes a service's status at most once per StatusInterval; a
+// write it skips returns an error so that the Queue retries later.
+func (c *Controller) putStatus(ctx context.Context, name string, st, _ *Status) error {
+	every := c.StatusInterval
+	if every == 0 {
+		every = 200 * time.Millisecond
+	}
+	c.mu.Lock()
+	if c.lastWrite == nil {
+		c.lastWrite = map[string]time.Time{}
+	}
+	last := c.lastWrite[name]
+	now := c.now()
+	if wait := last.Add(every).Sub(now); wait > 0 {
+		c.mu.Unlock()
+		return &debounced{wait: wait}
+	}
+	c.lastWrite[name] = now
+	c.mu.Unlock()
+	return putJSON(ctx, c.Kernel, StatusKey(name), st)
+}
+
+// debounced is the error of a status write put off; the Queue's retry
+// writes it.
+type debounced struct{ wait time.Duration }
+
+func (d *debounced) Error() string { return fmt.Sprintf("status write debounced for %s", d.wait) }
+
+func (c *Controller) oldSpecs(ctx context.Context, name string, rec *Record, ins []*Instance) (map[int64]*Service, error) {
+	want := map[int64]bool{}
+	for _, in := range ins {
+		if in.Version != rec.TemplateVersion {
+			want[in.Version] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	res, err := c.Kernel.StateList(ctx, &pb.StateListRequest{Prefix: HistoryPrefix(name)})
+	if err != nil {
+		return nil, fmt.Errorf("list history: %w", err)
+	}
+	out := map[int64]*Service{}
+	for _, e := range res.GetEntries() {
+		var r Record
+		if json.Unmarshal(e.GetValue(), &r) != nil || !want[r.TemplateVersion] {
+			continue
+		}
+		r.Spec.Default()
+		s := r.Spec
+		out[r.TemplateVersion] = &s
+	}
+	return out, nil
+}
+
+// getJSON reads key into a T; nil when the key does not exist.
+func getJSON[T any](ctx context.Context, k Kernel, key string) (*T, error) {
+	res, err := k.StateGet(ctx, &pb.StateGetRequest{Key: key})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	var v T
+	if err := json.Unmarshal(res.GetEntry().GetValue(), &v); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return &v, nil
+}
+
+func putJSON(ctx context.Context, k Kernel, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if _, err := k.StatePut(ctx, &pb.StatePutRequest{Key: key, Value: b}); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,288 @@
+package dinit
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// world builds views by hand: allocations and tasks as the kernel shows
+// them.
+type world struct {
+	allocs []*pb.Allocation
+	tasks  []*pb.Task
+	seq    int
+}
+
+func (w *world) add(svc string, version int64, n int, state pb.AllocationState, agent string) *pb.Allocation {
+	w.seq++
+	a := &pb.Allocation{Id: fmt.Sprintf("a-%d", w.seq), State: state, AgentId: agent,
+		Labels: map[string]string{LabelService: svc, LabelVersion: fmt.Sprint(version), LabelInstance: fmt.Sprint(n)}}
+	w.allocs = append(w.allocs, a)
+	return a
+}
+
+func (w *world) task(a *pb.Allocation, state pb.TaskState, ready bool, health pb.HealthState, created, updated time.Time) *pb.Task {
+	w.seq++
+	t := &pb.Task{Id: fmt.Sprintf("t-%d", w.seq), AllocationId: a.GetId(), AgentId: a.GetAgentId(), State: state, Ready: ready, Health: health,
+		Created: timestamppb.New(created), Updated: timestamppb.New(updated), Labels: a.GetLabels()}
+	w.tasks = append(w.tasks, t)
+	return t
+}
+
+// running adds n ready instances of version v on agents ag1..agN.
+func (w *world) running(svc string, v int64, n int) {
+	for i := 0; i < n; i++ {
+		a := w.add(svc, v, i, pb.AllocationState_ALLOCATION_STATE_GRANTED, fmt.Sprintf("ag%d", i+1))
+		w.task(a, pb.TaskState_TASK_STATE_RUNNING, true, pb.HealthState_HEALTH_STATE_HEALTHY, t0, t0)
+	}
+}
+
+func (w *world) view(rec *Record, dep *Deployment, st *Status, now time.Time) View {
+	return View{Record: rec, Deployment: dep, Status: st, Instances: Instances("web", w.allocs, w.tasks), Now: now,
+		Agents: map[string]map[string]string{"ag1": {"dcos.agent": "ag1"}, "ag2": {"dcos.agent": "ag2"}, "ag3": {"dcos.agent": "ag3"}, "ag4": {"dcos.agent": "ag4"}}}
+}
+
+func record(t *testing.T, yaml string, version, template int64) *Record {
+	t.Helper()
+	svcs, err := Parse([]byte("name: web\ncommand: sleep\nargs: ['1000']\nresources: {cpus: 0.1}\n" + yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Record{Spec: svcs[0], Version: version, TemplateVersion: template}
+}
+
+func instancesOf(rs []*pb.AllocateRequest) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.GetLabels()[LabelVersion]+"/"+r.GetLabels()[LabelInstance])
+	}
+	sort.Strings(out)
+	return out
+}
+
+func killIDs(ks []Kill) []string {
+	var out []string
+	for _, k := range ks {
+		out = append(out, k.ID)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestDecide_NewService(t *testing.T) {
+	var w world
+	d := Decide(w.view(record(t, "instances: 3\n", 1, 1), nil, nil, t0))
+	if got := fmt.Sprint(instancesOf(d.Allocate)); got != "[1/0 1/1 1/2]" {
+		t.Errorf("allocations = %s, want instances 0..2 of version 1", got)
+	}
+	if d.Deployment == nil || d.Deployment.Status != DeploymentRunning || fmt.Sprint(d.Deployment.Steps) != "[start 3 new]" {
+		t.Errorf("deployment = %+v", d.Deployment)
+	}
+	if len(d.Kills) != 0 || len(d.Launch) != 0 {
+		t.Errorf("kills %v launches %v, want none", d.Kills, d.Launch)
+	}
+}
+
+func TestDecide_UniqueIsSerial(t *testing.T) {
+	rec := record(t, "instances: 3\nconstraints: [{label: dcos.agent, op: UNIQUE}]\n", 1, 1)
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag2")
+	w.task(a, pb.TaskState_TASK_STATE_RUNNING, true, 0, t0, t0)
+	d := Decide(w.view(rec, nil, nil, t0))
+	if len(d.Allocate) != 1 {
+		t.Fatalf("allocations = %d, want 1 at a time", len(d.Allocate))
+	}
+	cons := d.Allocate[0].GetConstraints()
+	if len(cons) != 1 || cons[0].GetOp() != pb.Constraint_OP_NOT_EQUALS || cons[0].GetValues()[0] != "ag2" {
+		t.Errorf("constraints = %v, want dcos.agent NOT_EQUALS ag2", cons)
+	}
+	w.add("web", 1, 1, pb.AllocationState_ALLOCATION_STATE_PENDING, "")
+	if d := Decide(w.view(rec, nil, nil, t0)); len(d.Allocate) != 0 {
+		t.Errorf("allocated %v while one instance is pending", instancesOf(d.Allocate))
+	}
+}
+
+func TestDecide_LaunchIntoGranted(t *testing.T) {
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag1")
+	d := Decide(w.view(record(t, "", 1, 1), nil, nil, t0))
+	if len(d.Launch) != 1 || d.Launch[0].GetAllocationId() != a.GetId() || d.Launch[0].GetLabels()[LabelInstance] != "0" {
+		t.Fatalf("launches = %v", d.Launch)
+	}
+	if len(d.Allocate) != 0 {
+		t.Errorf("allocated %v for an instance that has its allocation", instancesOf(d.Allocate))
+	}
+}
+
+func TestDecide_CrashBackoff(t *testing.T) {
+	rec := record(t, "", 1, 1)
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag1")
+	task := w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0, t0.Add(100*time.Millisecond))
+	task.Reason = "exit code 1"
+
+	d := Decide(w.view(rec, nil, nil, t0.Add(200*time.Millisecond)))
+	if len(d.Launch) != 0 {
+		t.Fatal("relaunched before the backoff delay")
+	}
+	is := d.Status.Instances["0"]
+	if is == nil || is.Failures != 1 || !is.DelayedUntil.Equal(t0.Add(1100*time.Millisecond)) || !strings.Contains(is.LastFailure, "exit code 1") {
+		t.Fatalf("status = %+v", is)
+	}
+	if d.RequeueAfter != 900*time.Millisecond {
+		t.Errorf("requeue after %s, want 900ms", d.RequeueAfter)
+	}
+	// The same failure seen again counts once.
+	d2 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(1200*time.Millisecond)))
+	if len(d2.Launch) != 1 || d2.Launch[0].GetAllocationId() != a.GetId() {
+		t.Fatalf("launches after the delay = %v, want a relaunch in %s", d2.Launch, a.GetId())
+	}
+	if d2.Status != nil && d2.Status.Instances["0"].Failures != 1 {
+		t.Errorf("failure counted twice: %+v", d2.Status.Instances["0"])
+	}
+	// A second failure waits seconds × factor.
+	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(1300*time.Millisecond), t0.Add(1400*time.Millisecond))
+	d3 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(1500*time.Millisecond)))
+	if is := d3.Status.Instances["0"]; is.Failures != 2 || !is.DelayedUntil.Equal(t0.Add(2550*time.Millisecond)) {
+		t.Errorf("second failure: %+v, want 2 failures delayed until +2.55s", is)
+	}
+	// A task that ran longer than BackoffReset starts the count again.
+	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(2*time.Second), t0.Add(2*time.Second+BackoffReset))
+	d4 := Decide(w.view(rec, d.Deployment, d3.Status, t0.Add(2*time.Second+BackoffReset)))
+	if is := d4.Status.Instances["0"]; is.Failures != 1 {
+		t.Errorf("failure after a long run: %+v, want the count reset to 1", is)
+	}
+}
+
+func TestDecide_FailoverChangesNothing(t *testing.T) {
+	// A new leader sees 3 healthy instances of the current version and no
+	// deployment record: it kills nothing and starts nothing.
+	var w world
+	w.running("web", 4, 3)
+	rec := record(t, "instances: 3\n", 6, 4)
+	d := Decide(w.view(rec, nil, nil, t0))
+	if len(d.Kills)+len(d.Allocate)+len(d.Launch) != 0 {
+		t.Fatalf("failover acted: kills %v allocs %v launches %v", d.Kills, instancesOf(d.Allocate), d.Launch)
+	}
+	if d.Deployment == nil || d.Deployment.Status != DeploymentSucceeded {
+		t.Errorf("deployment = %+v, want succeeded", d.Deployment)
+	}
+	// Same with the deployment record the last leader left mid-way.
+	mid := &Deployment{SpecVersion: 6, TemplateVersion: 4, Status: DeploymentRunning, Steps: []Step{{Start: 1, NewAfter: 3}}}
+	if d := Decide(w.view(rec, mid, nil, t0)); len(d.Kills)+len(d.Allocate)+len(d.Launch) != 0 {
+		t.Fatalf("failover mid-deployment acted: %+v", d)
+	}
+}
+
+func TestDecide_RollingUpgrade(t *testing.T) {
+	var w world
+	w.running("web", 1, 5)
+	rec := record(t, "instances: 5\nupgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}\n", 2, 2)
+	d := Decide(w.view(rec, nil, nil, t0))
+	if len(d.Kills) != 2 || len(d.Allocate) != 3 {
+		t.Fatalf("first step: kills %v allocations %v, want 2 and 3", d.Kills, instancesOf(d.Allocate))
+	}
+	// The highest-numbered old instances go first.
+	if got := fmt.Sprint(killIDs(d.Kills)); got != "[a-7 a-9]" {
+		t.Errorf("killed %s, want instances 3 and 4 (a-7, a-9)", got)
+	}
+	if fmt.Sprint(d.Deployment.Steps) != "[kill 2 old, start 3 new kill 3 old, start 2 new]" {
+		t.Errorf("steps = %v", d.Deployment.Steps)
+	}
+}
+
+func TestDecide_UnhealthyStopsDeployment(t *testing.T) {
+	var w world
+	w.running("web", 1, 3)
+	bad := w.add("web", 2, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag4")
+	tk := w.task(bad, pb.TaskState_TASK_STATE_RUNNING, false, pb.HealthState_HEALTH_STATE_UNHEALTHY, t0, t0)
+	tk.HealthMessage = "GET /health: status 503"
+	rec := record(t, "instances: 3\nupgradeStrategy: {minimumHealthCapacity: 1, maximumOverCapacity: 0.34}\n", 2, 2)
+	dep := &Deployment{SpecVersion: 2, TemplateVersion: 2, Status: DeploymentRunning}
+	d := Decide(w.view(rec, dep, nil, t0))
+	if d.Deployment == nil || d.Deployment.Status != DeploymentFailed || !strings.Contains(d.Deployment.Reason, "GET /health: status 503") {
+		t.Fatalf("deployment = %+v, want failed with the check's message", d.Deployment)
+	}
+	if fmt.Sprint(killIDs(d.Kills)) != "["+bad.GetId()+"]" || len(d.Allocate) != 0 {
+		t.Errorf("kills %v allocations %v, want only the new instance killed", d.Kills, instancesOf(d.Allocate))
+	}
+	// Once failed it stays so: nothing new starts.
+	if d := Decide(w.view(rec, d.Deployment, nil, t0)); len(d.Allocate) != 0 || d.Deployment != nil {
+		t.Errorf("failed deployment moved: %+v", d)
+	}
+}
+
+func TestDecide_ScaleDown(t *testing.T) {
+	var w world
+	w.running("web", 1, 4)
+	rec := record(t, "instances: 2\n", 2, 1)
+	d := Decide(w.view(rec, nil, nil, t0))
+	if got := fmt.Sprint(killIDs(d.Kills)); got != "[a-5 a-7]" {
+		t.Errorf("killed %s, want instances 2 and 3", got)
+	}
+	if len(d.Allocate)+len(d.Launch) != 0 {
+		t.Error("a scale down started instances")
+	}
+}
+
+func TestDecide_ReplacesLost(t *testing.T) {
+	// Instance 1's allocation was revoked (agent lost): the cache no
+	// longer shows it, and a replacement is allocated with its number.
+	var w world
+	w.running("web", 1, 3)
+	w.allocs = append(w.allocs[:1], w.allocs[2:]...)
+	d := Decide(w.view(record(t, "instances: 3\nconstraints: [{label: dcos.agent, op: UNIQUE}]\n", 1, 1), nil, nil, t0))
+	if got := fmt.Sprint(instancesOf(d.Allocate)); got != "[1/1]" {
+		t.Fatalf("allocations = %s, want instance 1", got)
+	}
+	if len(d.Allocate[0].GetConstraints()) != 2 {
+		t.Errorf("constraints = %v, want NOT_EQUALS the two agents in use", d.Allocate[0].GetConstraints())
+	}
+}
+
+func TestDecide_NeverFit(t *testing.T) {
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_PENDING, "")
+	a.PendingReason = "can never fit: no agent has 64 cpus"
+	d := Decide(w.view(record(t, "instances: 2\n", 1, 1), nil, nil, t0))
+	if len(d.Allocate) != 0 {
+		t.Errorf("allocated %v after a can-never-fit", instancesOf(d.Allocate))
+	}
+	if d.Status == nil || !strings.Contains(d.Status.Message, "can never fit") {
+		t.Errorf("status = %+v, want the kernel's reason", d.Status)
+	}
+	if d.RequeueAfter != 0 {
+		t.Errorf("requeue after %s: a can-never-fit must not loop", d.RequeueAfter)
+	}
+}
+
+func TestDecide_Removed(t *testing.T) {
+	var w world
+	w.running("web", 1, 2)
+	d := Decide(w.view(nil, nil, nil, t0))
+	if len(d.Kills) != 2 || d.Done {
+		t.Fatalf("kills %v done %v, want both killed and not done", d.Kills, d.Done)
+	}
+	var empty world
+	if d := Decide(empty.view(nil, nil, nil, t0)); !d.Done {
+		t.Error("nothing left but not done")
+	}
+}
+
+func TestDecide_IgnoresOtherServices(t *testing.T) {
+	var w world
+	w.running("db", 1, 2)
+	w.add("", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag1")
+	if got := Instances("web", w.allocs, w.tasks); len(got) != 0 {
+		t.Errorf("instances of web = %d, want 0", len(got))
+	}
+}

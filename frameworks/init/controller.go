@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,7 +160,7 @@ func (c *Controller) Services(ctx context.Context) ([]string, error) {
 }
 
 // KeysOf returns the services an event concerns (for the Queue): the
-// dcos.svc label of its allocation or task, or the service of a state key.
+// dcos.svc label of its allocation or task, or the service of a specs/ key.
 func KeysOf(ev *pb.Event) []string {
 	var out []string
 	if s := ServiceOf(ev.GetAllocation().GetLabels()); s != "" {
@@ -168,14 +169,12 @@ func KeysOf(ev *pb.Event) []string {
 	if s := ServiceOf(ev.GetTask().GetLabels()); s != "" && (len(out) == 0 || out[0] != s) {
 		out = append(out, s)
 	}
-	if s := ServiceOfKey(ev.GetState().GetKey()); s != "" && !isHistory(ev.GetState().GetKey()) {
-		out = append(out, s)
+	// Only specs: the init's own deployment and status writes would
+	// otherwise wake it for nothing.
+	if k := ev.GetState().GetKey(); strings.HasPrefix(k, PrefixSpecs) {
+		out = append(out, ServiceOfKey(k))
 	}
 	return out
-}
-
-func isHistory(key string) bool {
-	return len(key) > len(PrefixHistory) && key[:len(PrefixHistory)] == PrefixHistory
 }
 
 // Reconcile is one pass over service name (the SDK Reconciler contract):

@@ -200,7 +200,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 			st := cloneStatus(v.Status)
 			st.Message = "invalid spec: " + err.Error()
 			st.Updated = v.Now.UTC()
-			return 0, c.putStatus(ctx, name, st, v.Status)
+			return c.putStatus(ctx, name, st)
 		}
 	}
 	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), v.Now)
@@ -223,13 +223,18 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 		}
 	}
 	d := Decide(v)
-	return d.RequeueAfter, c.apply(ctx, name, v, d)
+	wait, err := c.apply(ctx, name, v, d)
+	if wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {
+		d.RequeueAfter = wait
+	}
+	return d.RequeueAfter, err
 }
 
 // apply carries out a decision: kills, allocations, launches, then the
 // deployment and status writes (persist what happened after doing it: a
 // crash in between is repaired by the next pass, which sees the kernel).
-func (c *Controller) apply(ctx context.Context, name string, v View, d Decision) error {
+// It returns when to come back for a status write it put off.
+func (c *Controller) apply(ctx context.Context, name string, v View, d Decision) (time.Duration, error) {
 	log := c.logger().With("service", name)
 	var errs []error
 	for _, k := range d.Kills {
@@ -278,10 +283,13 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 			errs = append(errs, err)
 		}
 	}
+	var wait time.Duration
 	if d.Status != nil {
-		if err := c.putStatus(ctx, name, d.Status, v.Status); err != nil {
+		w, err := c.putStatus(ctx, name, d.Status)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		wait = w
 	}
 	if d.Done {
 		for _, key := range []string{DeploymentKey(name), StatusKey(name)} {
@@ -290,12 +298,13 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return wait, errors.Join(errs...)
 }
 
-// putStatus writes a service's status at most once per StatusInterval; a
-// write it skips returns an error so that the Queue retries later.
-func (c *Controller) putStatus(ctx context.Context, name string, st, _ *Status) error {
+// putStatus writes a service's status at most once per StatusInterval; for
+// a write it puts off it returns how long until the service should be
+// reconciled again to make it.
+func (c *Controller) putStatus(ctx context.Context, name string, st *Status) (time.Duration, error) {
 	every := c.StatusInterval
 	if every == 0 {
 		every = 200 * time.Millisecond
@@ -308,18 +317,12 @@ func (c *Controller) putStatus(ctx context.Context, name string, st, _ *Status) 
 	now := c.now()
 	if wait := last.Add(every).Sub(now); wait > 0 {
 		c.mu.Unlock()
-		return &debounced{wait: wait}
+		return wait, nil
 	}
 	c.lastWrite[name] = now
 	c.mu.Unlock()
-	return putJSON(ctx, c.Kernel, StatusKey(name), st)
+	return 0, putJSON(ctx, c.Kernel, StatusKey(name), st)
 }
-
-// debounced is the error of a status write put off; the Queue's retry
-// writes it.
-type debounced struct{ wait time.Duration }
-
-func (d *debounced) Error() string { return fmt.Sprintf("status write debounced for %s", d.wait) }
 
 func (c *Controller) oldSpecs(ctx context.Context, name string, rec *Record, ins []*Instance) (map[int64]*Service, error) {
 	want := map[int64]bool{}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -133,6 +135,10 @@ type Decision struct {
 	Done bool
 }
 
+// lostWait is how long a LOST task's allocation may stay before the init
+// launches in it again (normally the kernel revokes it at once).
+const lostWait = time.Second
+
 // neverFit is the kernel's word for a request no agent can ever hold.
 const neverFit = "can never fit"
 
@@ -218,6 +224,16 @@ func Decide(v View) Decision {
 		case !in.granted():
 		case in.Task == nil:
 			d.Launch = append(d.Launch, s.launchRequest(in.Alloc.GetId(), in.Version, in.Index))
+		case in.ended() && in.Task.GetState() == pb.TaskState_TASK_STATE_LOST:
+			// Its agent was lost: not the service's failure, no backoff.
+			// The kernel revokes the allocation in the same transaction
+			// (the replacement follows its event); should the allocation
+			// stay, launch in it again after lostWait.
+			if wait := in.Task.GetUpdated().AsTime().Add(lostWait).Sub(v.Now); wait > 0 {
+				requeue(wait)
+				return
+			}
+			d.Launch = append(d.Launch, s.launchRequest(in.Alloc.GetId(), in.Version, in.Index))
 		case in.ended():
 			t := in.Task
 			if is.LastFailedTask != t.GetId() {
@@ -261,7 +277,11 @@ func Decide(v View) Decision {
 		for _, in := range news {
 			keepAlive(in, spec)
 		}
-		d.Kills, d.Allocate = append(d.Kills, rollKills(spec, olds, news)...), rollStarts(spec, v, olds, news, target)
+		d.Kills = append(d.Kills, rollKills(spec, olds, news)...)
+		d.Kills = append(d.Kills, staleKills(spec, v, olds, news)...)
+		var wait time.Duration
+		d.Allocate, wait = rollStarts(spec, v, olds, news, target)
+		requeue(wait)
 		// Scale down: the extra new instances go, highest numbers first,
 		// those not ready before ready ones.
 		if len(olds) == 0 && len(news) > n {
@@ -343,45 +363,10 @@ func rollKills(s *Service, olds, news []*Instance) []Kill {
 	return out
 }
 
-// rollStarts is the allocations the next step starts: instance numbers
-// not used by new instances, lowest first; one at a time (and none while
-// one is pending) for constraints that depend on the others' placement;
-// none while an instance's request can never fit.
-func rollStarts(s *Service, v View, olds, news []*Instance, target int64) []*pb.AllocateRequest {
-	c := Counts{Old: len(olds), New: len(news)}
-	for _, in := range olds {
-		if in.Ready() {
-			c.OldReady++
-		}
-	}
-	for _, in := range news {
-		if in.Ready() {
-			c.NewReady++
-		}
-		if strings.Contains(in.Alloc.GetPendingReason(), neverFit) && !in.granted() {
-			return nil
-		}
-	}
-	st := NextStep(s.Count(), minHealthy(s), maxTotal(s), c)
-	if st.Start == 0 {
-		return nil
-	}
-	serial := s.Serial()
-	if serial {
-		for _, in := range v.Instances {
-			if !in.granted() {
-				return nil
-			}
-		}
-		st.Start = 1
-	}
-	// Instances whose replacement waits for its backoff are not started
-	// again before it ends.
-	used := map[int]bool{}
-	for _, in := range news {
-		used[in.Index] = true
-	}
-	var placed []map[string]string
+// placement is what the constraints of a new instance are computed from:
+// the labels of the agents the granted instances run on (those the next
+// step kills left out) and of all agents.
+func placement(s *Service, v View, olds, news []*Instance) (placed, agents []map[string]string) {
 	killed := map[string]bool{}
 	for _, k := range rollKills(s, olds, news) {
 		killed[k.ID] = true
@@ -395,21 +380,93 @@ func rollStarts(s *Service, v View, olds, news []*Instance, target int64) []*pb.
 			placed = append(placed, l)
 		}
 	}
-	agents := make([]map[string]string, 0, len(v.Agents))
 	for _, id := range sortedKeys(v.Agents) {
 		agents = append(agents, v.Agents[id])
 	}
+	return placed, agents
+}
+
+// staleKills revokes the pending allocations of a service whose
+// constraints depend on the others' placement (UNIQUE, MAX_PER,
+// GROUP_BY) when that placement changed since they were asked for: an
+// instance killed since frees its agent, and the pending request would
+// otherwise keep excluding it for good. The next pass asks again.
+func staleKills(s *Service, v View, olds, news []*Instance) []Kill {
+	if !s.Serial() {
+		return nil
+	}
+	var out []Kill
+	for _, in := range news {
+		if in.granted() {
+			continue
+		}
+		placed, agents := placement(s, v, olds, news)
+		want := s.KernelConstraints(placed, agents)
+		got := in.Alloc.GetConstraints()
+		same := len(want) == len(got)
+		for i := 0; same && i < len(want); i++ {
+			same = proto.Equal(want[i], got[i])
+		}
+		if !same {
+			out = append(out, Kill{ID: in.Alloc.GetId(), Reason: "dcos init: placement changed, asking again"})
+		}
+	}
+	return out
+}
+
+// rollStarts is the allocations the next step starts: instance numbers
+// (below instances) not used by new instances, lowest first, except those
+// waiting for their restart backoff (it returns how long until the first
+// such one may start); one at a time (and none while one is pending) for
+// constraints that depend on the others' placement; none while an
+// instance's request can never fit.
+func rollStarts(s *Service, v View, olds, news []*Instance, target int64) ([]*pb.AllocateRequest, time.Duration) {
+	c := Counts{Old: len(olds), New: len(news)}
+	for _, in := range olds {
+		if in.Ready() {
+			c.OldReady++
+		}
+	}
+	for _, in := range news {
+		if in.Ready() {
+			c.NewReady++
+		}
+		if strings.Contains(in.Alloc.GetPendingReason(), neverFit) && !in.granted() {
+			return nil, 0
+		}
+	}
+	st := NextStep(s.Count(), minHealthy(s), maxTotal(s), c)
+	if st.Start == 0 {
+		return nil, 0
+	}
+	if s.Serial() {
+		for _, in := range v.Instances {
+			if !in.granted() {
+				return nil, 0
+			}
+		}
+		st.Start = 1
+	}
+	used := map[int]bool{}
+	for _, in := range news {
+		used[in.Index] = true
+	}
+	placed, agents := placement(s, v, olds, news)
 	var out []*pb.AllocateRequest
-	for i := 0; len(out) < st.Start && i < s.Count()+len(news)+1; i++ {
+	var wait time.Duration
+	for i := 0; len(out) < st.Start && i < s.Count(); i++ {
 		if used[i] {
 			continue
 		}
 		if is := v.Status.get(i); is != nil && is.DelayedUntil.After(v.Now) {
+			if w := is.DelayedUntil.Sub(v.Now); wait == 0 || w < wait {
+				wait = w
+			}
 			continue
 		}
 		out = append(out, s.allocateRequest(target, i, s.KernelConstraints(placed, agents)))
 	}
-	return out
+	return out, wait
 }
 
 func counts(ins []*Instance, target int64) Counts {

@@ -286,3 +286,49 @@ func TestDecide_IgnoresOtherServices(t *testing.T) {
 		t.Errorf("instances of web = %d, want 0", len(got))
 	}
 }
+
+func TestDecide_LostIsNoFailure(t *testing.T) {
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag1")
+	w.task(a, pb.TaskState_TASK_STATE_LOST, false, 0, t0, t0)
+	rec := record(t, "", 1, 1)
+	d := Decide(w.view(rec, nil, nil, t0.Add(10*time.Millisecond)))
+	if d.Status != nil && d.Status.Instances["0"] != nil && d.Status.Instances["0"].Failures != 0 {
+		t.Errorf("a LOST task counted as a failure: %+v", d.Status.Instances["0"])
+	}
+	if len(d.Launch) != 0 || d.RequeueAfter == 0 {
+		t.Errorf("launches %v requeue %s: want to wait for the kernel's revoke", d.Launch, d.RequeueAfter)
+	}
+	if d := Decide(w.view(rec, nil, nil, t0.Add(2*time.Second))); len(d.Launch) != 1 {
+		t.Errorf("the allocation stayed but nothing was launched in it")
+	}
+}
+
+func TestDecide_StalePendingAskedAgain(t *testing.T) {
+	// Instance 1 was asked for while instance 0 ran on ag2; instance 0 has
+	// moved to ag3 since: the pending request is revoked to be asked again.
+	rec := record(t, "instances: 2\nconstraints: [{label: dcos.agent, op: UNIQUE}]\n", 1, 1)
+	var w world
+	a := w.add("web", 1, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag3")
+	w.task(a, pb.TaskState_TASK_STATE_RUNNING, true, 0, t0, t0)
+	p := w.add("web", 1, 1, pb.AllocationState_ALLOCATION_STATE_PENDING, "")
+	p.Constraints = []*pb.Constraint{{Label: "dcos.agent", Op: pb.Constraint_OP_NOT_EQUALS, Values: []string{"ag2"}}}
+	d := Decide(w.view(rec, nil, nil, t0))
+	if fmt.Sprint(killIDs(d.Kills)) != "["+p.GetId()+"]" {
+		t.Errorf("kills = %v, want the stale pending %s", d.Kills, p.GetId())
+	}
+	p.Constraints[0].Values[0] = "ag3"
+	if d := Decide(w.view(rec, nil, nil, t0)); len(d.Kills) != 0 {
+		t.Errorf("kills = %v of a pending request that is up to date", d.Kills)
+	}
+}
+
+func TestDecide_DelayedInstanceKeepsItsNumber(t *testing.T) {
+	var w world
+	w.running("web", 1, 1)
+	st := &Status{Instances: map[string]*InstanceStatus{"1": {Failures: 2, DelayedUntil: t0.Add(time.Second)}}}
+	d := Decide(w.view(record(t, "instances: 2\n", 1, 1), nil, st, t0))
+	if len(d.Allocate) != 0 || d.RequeueAfter != time.Second {
+		t.Errorf("allocations %v requeue %s: want instance 1 to wait 1s, no other number", instancesOf(d.Allocate), d.RequeueAfter)
+	}
+}

@@ -1,0 +1,406 @@
+package dinit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/sdk/framework"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+const (
+	initToken = "init-token-0123456789abcdef"
+	opToken   = "operator-token-0123456789ab"
+)
+
+// agentToken is agent i's token: a token registers one agent only.
+func agentToken(i int) string { return fmt.Sprintf("agent-token-%d-0123456789abcd", i) }
+
+// cluster is a real kernel on an embedded etcd behind the API door, with
+// agents faked through the agent syscalls (the real agent needs root).
+type cluster struct {
+	t   *testing.T
+	url string
+	op  *framework.Client
+
+	mu     sync.Mutex
+	agents map[string]*fakeAgent
+}
+
+func startCluster(t *testing.T, heartbeatTimeout time.Duration) *cluster {
+	t.Helper()
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: heartbeatTimeout,
+		Tick: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	entries := []api.TokenEntry{
+		{Token: initToken, Name: "init", Role: "framework"},
+		{Token: opToken, Name: "ops", Role: "operator"},
+	}
+	for i := range 4 {
+		entries = append(entries, api.TokenEntry{Token: agentToken(i), Name: fmt.Sprintf("agent-%d", i), Role: "agent"})
+	}
+	tokens, err := api.NewTokens(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(api.Handler(k, tokens))
+	srv.EnableHTTP2 = true
+	srv.Start()
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
+	c := &cluster{t: t, url: srv.URL, agents: map[string]*fakeAgent{}}
+	c.op = c.client(opToken)
+	if _, err := c.op.StateList(ctx, &pb.StateListRequest{Owner: "init"}); framework.Code(err) == connect.CodeUnimplemented {
+		t.Skipf("kernel does not serve framework state yet: %v", err)
+	}
+	return c
+}
+
+func (c *cluster) client(token string) *framework.Client {
+	c.t.Helper()
+	cl, err := framework.New(framework.Config{Endpoints: []string{c.url}, Token: token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+// fakeAgent registers a node, heartbeats, and reports the tasks launched
+// on it RUNNING and ready, as a real agent whose checks pass would.
+type fakeAgent struct {
+	id     string
+	client *framework.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (c *cluster) addAgent(ctx context.Context, i int) *fakeAgent {
+	c.t.Helper()
+	name := fmt.Sprintf("node-%d", i)
+	cl := c.client(agentToken(i))
+	r, err := cl.RegisterAgent(ctx, &pb.RegisterAgentRequest{Hostname: name, Labels: map[string]string{"node": name},
+		Resources: &pb.Resources{Cpus: 8, MemBytes: 8 << 30, DiskBytes: 1 << 40}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	a := &fakeAgent{id: r.GetAgentId(), client: cl, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for actx.Err() == nil {
+			cl.Heartbeat(actx, &pb.HeartbeatRequest{AgentId: a.id})
+			l, err := cl.ListTasks(actx, &pb.ListTasksRequest{AgentId: a.id})
+			for _, tk := range l.GetTasks() {
+				if err == nil && tk.GetState() < pb.TaskState_TASK_STATE_RUNNING {
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
+						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_HEALTHY, Ready: true}})
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	c.mu.Lock()
+	c.agents[a.id] = a
+	c.mu.Unlock()
+	return a
+}
+
+// stop ends the agent's heartbeats and reports (its tasks "keep running",
+// as on a host cut off from the kernel).
+func (a *fakeAgent) stop() { a.cancel(); <-a.done }
+
+// apply stores spec as the next version, as dcosctl svc apply does.
+func (c *cluster) apply(ctx context.Context, yaml string, restart bool) *Record {
+	c.t.Helper()
+	svcs, err := Parse([]byte(yaml))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := svcs[0]
+	var cur *Record
+	rev := int64(0)
+	if res, err := c.op.StateGet(ctx, &pb.StateGetRequest{Key: SpecKey(s.Name), Owner: "init"}); err == nil {
+		cur = &Record{}
+		if err := json.Unmarshal(res.GetEntry().GetValue(), cur); err != nil {
+			c.t.Fatal(err)
+		}
+		cur.Spec.Default()
+		rev = res.GetEntry().GetRevision()
+	}
+	next := Next(cur, s, "apply", restart, time.Now())
+	for _, key := range []string{SpecKey(s.Name), HistoryKey(s.Name, next.Version)} {
+		b, _ := json.Marshal(next)
+		req := &pb.StatePutRequest{Key: key, Value: b, Owner: "init"}
+		if key == SpecKey(s.Name) {
+			req.ExpectedRevision = &rev
+		}
+		if _, err := c.op.StatePut(ctx, req); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return next
+}
+
+// view is the service's live instances as the kernel lists them.
+type view struct {
+	allocs  []*pb.Allocation
+	running map[string]*pb.Task // by allocation
+	ready   int
+}
+
+func (c *cluster) view(ctx context.Context, name string) view {
+	c.t.Helper()
+	ar, err := c.op.ListAllocations(ctx, &pb.ListAllocationsRequest{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tr, err := c.op.ListTasks(ctx, &pb.ListTasksRequest{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	v := view{running: map[string]*pb.Task{}}
+	for _, a := range ar.GetAllocations() {
+		if a.GetLabels()[LabelService] == name {
+			v.allocs = append(v.allocs, a)
+		}
+	}
+	for _, tk := range tr.GetTasks() {
+		if tk.GetLabels()[LabelService] == name && tk.GetState() == pb.TaskState_TASK_STATE_RUNNING {
+			v.running[tk.GetAllocationId()] = tk
+			if tk.GetReady() {
+				v.ready++
+			}
+		}
+	}
+	return v
+}
+
+func (v view) versions() string {
+	var out []string
+	for _, a := range v.allocs {
+		out = append(out, a.GetLabels()[LabelVersion])
+	}
+	sort.Strings(out)
+	return fmt.Sprint(out)
+}
+
+func (c *cluster) deployment(ctx context.Context, name string) *Deployment {
+	res, err := c.op.StateGet(ctx, &pb.StateGetRequest{Key: DeploymentKey(name), Owner: "init"})
+	if err != nil {
+		return nil
+	}
+	var d Deployment
+	if json.Unmarshal(res.GetEntry().GetValue(), &d) != nil {
+		return nil
+	}
+	return &d
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+type replica struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (c *cluster) startInit(ctx context.Context, name string) *replica {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &replica{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- Run(rctx, Config{Client: c.client(initToken), Candidate: name, TTL: time.Second,
+			Logger: slog.New(slog.NewTextHandler(testLog{c.t, name}, nil))})
+	}()
+	return r
+}
+
+func (r *replica) stop(t *testing.T) {
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("init replica: %v", err)
+	}
+}
+
+const svcYAML = `name: web
+instances: 3
+command: sleep
+args: ['1000']
+resources: {cpus: 0.1, mem: 16Mi}
+constraints: [{label: dcos.agent, op: UNIQUE}]
+backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 1}
+upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.34}
+`
+
+func TestRun_KeepsServiceUp(t *testing.T) {
+	c := startCluster(t, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var agents []*fakeAgent
+	for i := range 4 {
+		agents = append(agents, c.addAgent(ctx, i))
+	}
+	defer func() {
+		for _, a := range agents {
+			a.stop()
+		}
+	}()
+	a := c.startInit(ctx, "replica-a")
+	defer func() { a.stop(t) }()
+
+	c.apply(ctx, svcYAML, false)
+	eventually(t, "3 running instances on 3 agents", func() bool {
+		v := c.view(ctx, "web")
+		used := map[string]bool{}
+		for _, al := range v.allocs {
+			used[al.GetAgentId()] = true
+		}
+		if len(v.allocs) != 3 || len(v.running) != 3 || len(used) != 3 {
+			for _, al := range v.allocs {
+				t.Logf("%s %s %s %v %q", al.GetId(), al.GetState(), al.GetAgentId(), al.GetConstraints(), al.GetPendingReason())
+			}
+			return false
+		}
+		return true
+	})
+	eventually(t, "the deployment to succeed", func() bool {
+		d := c.deployment(ctx, "web")
+		return d != nil && d.Status == DeploymentSucceeded
+	})
+
+	// A task fails: it is launched again in its allocation.
+	v := c.view(ctx, "web")
+	victim := v.allocs[0]
+	old := v.running[victim.GetId()]
+	var agent *framework.Client
+	for _, ag := range agents {
+		if ag.id == old.GetAgentId() {
+			agent = ag.client
+		}
+	}
+	if _, err := agent.ReportTaskStatus(ctx, &pb.ReportTaskStatusRequest{TaskId: old.GetId(), AgentId: old.GetAgentId(),
+		State: pb.TaskState_TASK_STATE_FAILED, ExitCode: 1, Reason: "exit code 1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the failed task replaced in its allocation", func() bool {
+		v := c.view(ctx, "web")
+		tk := v.running[victim.GetId()]
+		return len(v.allocs) == 3 && tk != nil && tk.GetId() != old.GetId()
+	})
+
+	// An agent is lost: its instance is rescheduled on the spare agent,
+	// never two on one agent.
+	var lost *fakeAgent
+	used := map[string]bool{}
+	for _, al := range c.view(ctx, "web").allocs {
+		used[al.GetAgentId()] = true
+	}
+	for _, ag := range agents {
+		if used[ag.id] {
+			lost = ag
+			break
+		}
+	}
+	lost.stop()
+	eventually(t, "the lost agent's instance running elsewhere", func() bool {
+		v := c.view(ctx, "web")
+		on := map[string]bool{}
+		for _, al := range v.allocs {
+			on[al.GetAgentId()] = true
+		}
+		return len(v.allocs) == 3 && len(v.running) == 3 && len(on) == 3 && !on[lost.id]
+	})
+
+	// A rolling upgrade under the strategy: sampled, never fewer than
+	// minHealthy ready nor more than maxTotal instances.
+	next := c.apply(ctx, strings.Replace(svcYAML, "'1000'", "'2000'", 1), false)
+	want := fmt.Sprint([]string{strconv.FormatInt(next.TemplateVersion, 10), strconv.FormatInt(next.TemplateVersion, 10), strconv.FormatInt(next.TemplateVersion, 10)})
+	eventually(t, "every instance at the new version", func() bool {
+		v := c.view(ctx, "web")
+		if len(v.allocs) > 4 {
+			t.Fatalf("%d instances, more than instances + maximumOverCapacity (4)", len(v.allocs))
+		}
+		if v.ready < 2 {
+			t.Fatalf("%d ready instances, fewer than minimumHealthCapacity × instances (2)", v.ready)
+		}
+		return v.versions() == want && v.ready == 3
+	})
+
+	// Failover: a second replica takes over and changes nothing.
+	before := c.view(ctx, "web")
+	b := c.startInit(ctx, "replica-b")
+	defer func() { b.stop(t) }()
+	a.stop(t)
+	a = &replica{cancel: func() {}, done: make(chan error, 1)}
+	a.done <- nil
+	eventually(t, "replica-b to lead", func() bool {
+		l, err := c.client(initToken).Leader(ctx, &pb.LeaderRequest{})
+		return err == nil && l.GetLeader().GetHolder() == "replica-b"
+	})
+	time.Sleep(300 * time.Millisecond) // a few passes of the new leader
+	after := c.view(ctx, "web")
+	ids := func(v view) string {
+		var out []string
+		for _, al := range v.allocs {
+			out = append(out, al.GetId())
+		}
+		for _, tk := range v.running {
+			out = append(out, tk.GetId())
+		}
+		sort.Strings(out)
+		return fmt.Sprint(out)
+	}
+	if ids(before) != ids(after) {
+		t.Fatalf("failover changed the instances:\nbefore %s\nafter  %s", ids(before), ids(after))
+	}
+
+	// Removal stops everything and forgets the deployment.
+	if _, err := c.op.StateDelete(ctx, &pb.StateDeleteRequest{Key: SpecKey("web"), Owner: "init"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the removed service's instances gone", func() bool {
+		return len(c.view(ctx, "web").allocs) == 0 && c.deployment(ctx, "web") == nil
+	})
+}
+
+// testLog writes a replica's log to the test's log (shown on failure or
+// with -v).
+type testLog struct {
+	t    *testing.T
+	name string
+}
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(l.name + ": " + strings.TrimSpace(string(p)))
+	return len(p), nil
+}

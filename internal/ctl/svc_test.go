@@ -3,120 +3,120 @@ package ctl
 import (
 	"context"
 	"encoding/json"
-	"net/http"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
 	dinit "github.com/dcos-kernel/dcos/frameworks/init"
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
-// stateKernel is fakeKernel plus the framework-state calls, served from a
-// map with the kernel's compare-and-swap rule; like fakeKernel it knows
-// nothing else of the real kernel.
-type stateKernel struct {
-	*fakeKernel
-	mu   sync.Mutex
-	rev  int64
-	keys map[string]*syscallsv1.StateEntry
+const (
+	svcOpToken    = "svc-operator-token-0123456"
+	svcInitToken  = "svc-init-token-0123456789"
+	svcAgentToken = "svc-agent-token-012345678"
+)
+
+// svcKernel is a real kernel on an embedded etcd behind the API door,
+// with an operator (what dcosctl svc runs as), the init's principal and an
+// agent.
+type svcKernel struct {
+	t         *testing.T
+	url       string
+	op, init_ syscallsv1connect.KernelClient
 }
 
-func newStateKernel(t *testing.T) (*stateKernel, string) {
-	k := &stateKernel{fakeKernel: &fakeKernel{}, keys: map[string]*syscallsv1.StateEntry{}}
-	mux := http.NewServeMux()
-	mux.Handle(syscallsv1connect.NewKernelHandler(k))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return k, srv.URL
-}
-
-func (k *stateKernel) StateGet(_ context.Context, r *connect.Request[syscallsv1.StateGetRequest]) (*connect.Response[syscallsv1.StateGetResponse], error) {
-	k.record("StateGet", r.Msg, r.Header())
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e, ok := k.keys[r.Msg.GetOwner()+"/"+r.Msg.GetKey()]
-	if !ok {
-		return nil, connect.NewError(connect.CodeNotFound, nil)
-	}
-	return connect.NewResponse(&syscallsv1.StateGetResponse{Entry: e, Revision: k.rev}), nil
-}
-
-func (k *stateKernel) StatePut(_ context.Context, r *connect.Request[syscallsv1.StatePutRequest]) (*connect.Response[syscallsv1.StatePutResponse], error) {
-	k.record("StatePut", r.Msg, r.Header())
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id := r.Msg.GetOwner() + "/" + r.Msg.GetKey()
-	if r.Msg.ExpectedRevision != nil {
-		cur := int64(0)
-		if e, ok := k.keys[id]; ok {
-			cur = e.GetRevision()
-		}
-		if cur != r.Msg.GetExpectedRevision() {
-			return nil, connect.NewError(connect.CodeAborted, nil)
-		}
-	}
-	k.rev++
-	k.keys[id] = &syscallsv1.StateEntry{Key: r.Msg.GetKey(), Value: r.Msg.GetValue(), Revision: k.rev, Owner: r.Msg.GetOwner()}
-	return connect.NewResponse(&syscallsv1.StatePutResponse{Revision: k.rev}), nil
-}
-
-func (k *stateKernel) StateDelete(_ context.Context, r *connect.Request[syscallsv1.StateDeleteRequest]) (*connect.Response[syscallsv1.StateDeleteResponse], error) {
-	k.record("StateDelete", r.Msg, r.Header())
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.keys, r.Msg.GetOwner()+"/"+r.Msg.GetKey())
-	k.rev++
-	return connect.NewResponse(&syscallsv1.StateDeleteResponse{Revision: k.rev}), nil
-}
-
-func (k *stateKernel) StateList(_ context.Context, r *connect.Request[syscallsv1.StateListRequest]) (*connect.Response[syscallsv1.StateListResponse], error) {
-	k.record("StateList", r.Msg, r.Header())
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []*syscallsv1.StateEntry
-	for id, e := range k.keys {
-		if strings.HasPrefix(id, r.Msg.GetOwner()+"/"+r.Msg.GetPrefix()) {
-			out = append(out, e)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetKey() < out[j].GetKey() })
-	return connect.NewResponse(&syscallsv1.StateListResponse{Entries: out, Revision: k.rev}), nil
-}
-
-func (k *stateKernel) recordOf(t *testing.T, owner, name string) *dinit.Record {
+func startSvcKernel(t *testing.T) *svcKernel {
 	t.Helper()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e, ok := k.keys[owner+"/"+dinit.SpecKey(name)]
-	if !ok {
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	tokens, err := api.NewTokens([]api.TokenEntry{
+		{Token: svcOpToken, Name: "ops", Role: "operator"},
+		{Token: svcInitToken, Name: "init", Role: "framework"},
+		{Token: svcAgentToken, Name: "node-1", Role: "agent"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(api.Handler(k, tokens))
+	srv.EnableHTTP2 = true
+	srv.Start()
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
+	return &svcKernel{t: t, url: srv.URL, op: kclient.New(srv.URL, svcOpToken), init_: kclient.New(srv.URL, svcInitToken)}
+}
+
+// svc runs dcosctl svc as the operator.
+func (k *svcKernel) svc(args ...string) result {
+	k.t.Helper()
+	return runCtl(k.t, context.Background(), "", append([]string{"--kernel", k.url, "--token", svcOpToken, "svc"}, args...)...)
+}
+
+// must runs dcosctl svc and fails the test unless it succeeds.
+func (k *svcKernel) must(args ...string) result {
+	k.t.Helper()
+	r := k.svc(args...)
+	if r.code != 0 {
+		k.t.Fatalf("svc %v: exit %d: %s", args, r.code, r.stderr)
+	}
+	return r
+}
+
+func (k *svcKernel) recordOf(owner, name string) *dinit.Record {
+	k.t.Helper()
+	res, err := k.op.StateGet(context.Background(), connect.NewRequest(&syscallsv1.StateGetRequest{Key: dinit.SpecKey(name), Owner: owner}))
+	if connect.CodeOf(err) == connect.CodeNotFound {
 		return nil
 	}
+	if err != nil {
+		k.t.Fatal(err)
+	}
 	var r dinit.Record
-	if err := json.Unmarshal(e.GetValue(), &r); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(res.Msg.GetEntry().GetValue(), &r); err != nil {
+		k.t.Fatal(err)
 	}
 	return &r
 }
 
-func (k *stateKernel) count(prefix string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	n := 0
-	for id := range k.keys {
-		if strings.HasPrefix(id, prefix) {
-			n++
-		}
+func (k *svcKernel) count(owner, prefix string) int {
+	k.t.Helper()
+	res, err := k.op.StateList(context.Background(), connect.NewRequest(&syscallsv1.StateListRequest{Prefix: prefix, Owner: owner, KeysOnly: true}))
+	if err != nil {
+		k.t.Fatal(err)
 	}
-	return n
+	return len(res.Msg.GetEntries())
+}
+
+// putAsInit writes a key of the init's state as the init does.
+func (k *svcKernel) putAsInit(key string, v any) {
+	k.t.Helper()
+	b, _ := json.Marshal(v)
+	if _, err := k.init_.StatePut(context.Background(), connect.NewRequest(&syscallsv1.StatePutRequest{Key: key, Value: b})); err != nil {
+		k.t.Fatal(err)
+	}
 }
 
 func writeSpec(t *testing.T, body string) string {
@@ -132,10 +132,8 @@ const webSpec = "name: web\ninstances: 3\ncommand: sleep\nargs: ['1000']\nresour
 
 func TestSvc_Apply(t *testing.T) {
 	isolate(t)
-	k, url := newStateKernel(t)
-	svc := func(args ...string) result {
-		return runCtl(t, context.Background(), "", append([]string{"--kernel", url, "svc"}, args...)...)
-	}
+	k := startSvcKernel(t)
+	svc := k.svc
 
 	// A bad spec stores nothing and names the field.
 	bad := writeSpec(t, webSpec+"health: {tcp: {port: 80}, interval: 0s}\n")
@@ -143,8 +141,8 @@ func TestSvc_Apply(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "services[0].health.interval: must be > 0") {
 		t.Fatalf("bad spec: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if k.last("StatePut") != nil {
-		t.Fatal("a bad spec was stored")
+	if n := k.count("init", ""); n != 0 {
+		t.Fatalf("a bad spec stored %d keys", n)
 	}
 
 	// --dry-run prints the plan, stores nothing.
@@ -153,20 +151,21 @@ func TestSvc_Apply(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "web: would apply (dry run) version 1 (create)") || !strings.Contains(r.stdout, "step 1: start 3 new") {
 		t.Fatalf("dry run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if k.last("StatePut") != nil {
-		t.Fatal("a dry run stored the spec")
+	if n := k.count("init", ""); n != 0 {
+		t.Fatalf("a dry run stored %d keys", n)
 	}
 
 	r = svc("apply", "-f", good)
 	if r.code != 0 || !strings.Contains(r.stdout, "web: applied version 1 (create)") {
 		t.Fatalf("apply: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	rec := k.recordOf(t, "init", "web")
+	// Stored in the init's own state: the init reads it as itself.
+	rec := k.recordOf("init", "web")
 	if rec == nil || rec.Version != 1 || rec.TemplateVersion != 1 || rec.Spec.Count() != 3 {
 		t.Fatalf("stored record = %+v", rec)
 	}
-	if put := k.last("StatePut").(*syscallsv1.StatePutRequest); put.GetOwner() != "init" {
-		t.Errorf("owner = %q, want the init's principal", put.GetOwner())
+	if _, err := k.init_.StateGet(context.Background(), connect.NewRequest(&syscallsv1.StateGetRequest{Key: dinit.SpecKey("web")})); err != nil {
+		t.Errorf("the init cannot read the spec: %v", err)
 	}
 
 	// The same file again changes nothing.
@@ -178,7 +177,7 @@ func TestSvc_Apply(t *testing.T) {
 	if !strings.Contains(r.stdout, "version 2 (scale)") {
 		t.Errorf("scale by apply: %q %q", r.stdout, r.stderr)
 	}
-	if rec := k.recordOf(t, "init", "web"); rec.Version != 2 || rec.TemplateVersion != 1 {
+	if rec := k.recordOf("init", "web"); rec.Version != 2 || rec.TemplateVersion != 1 {
 		t.Errorf("after scale: version %d template %d, want 2 and 1", rec.Version, rec.TemplateVersion)
 	}
 	// A new command: an update with a new template version.
@@ -186,40 +185,33 @@ func TestSvc_Apply(t *testing.T) {
 	if !strings.Contains(r.stdout, "version 3 (update)") {
 		t.Errorf("update: %q %q", r.stdout, r.stderr)
 	}
-	if rec := k.recordOf(t, "init", "web"); rec.TemplateVersion != 3 {
+	if rec := k.recordOf("init", "web"); rec.TemplateVersion != 3 {
 		t.Errorf("after update: template %d, want 3", rec.TemplateVersion)
 	}
 
 	// Another framework name writes elsewhere.
-	if r = svc("apply", "-f", good, "--framework", "init2"); r.code != 0 || k.recordOf(t, "init2", "web") == nil {
+	if r = svc("apply", "-f", good, "--framework", "other"); r.code != 0 || k.recordOf("other", "web") == nil {
 		t.Errorf("--framework: exit %d %q", r.code, r.stderr)
 	}
 }
 
 func TestSvc_ScaleRestartRollbackHistoryRm(t *testing.T) {
 	isolate(t)
-	k, url := newStateKernel(t)
-	svc := func(args ...string) result {
-		t.Helper()
-		r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "svc"}, args...)...)
-		if r.code != 0 {
-			t.Fatalf("svc %v: exit %d: %s", args, r.code, r.stderr)
-		}
-		return r
-	}
+	k := startSvcKernel(t)
+	svc := k.must
 	svc("apply", "-f", writeSpec(t, webSpec))
 	svc("apply", "-f", writeSpec(t, strings.Replace(webSpec, "'1000'", "'2000'", 1)))
 
 	svc("scale", "web", "7")
-	if rec := k.recordOf(t, "init", "web"); rec.Version != 3 || rec.TemplateVersion != 2 || rec.Spec.Count() != 7 {
+	if rec := k.recordOf("init", "web"); rec.Version != 3 || rec.TemplateVersion != 2 || rec.Spec.Count() != 7 {
 		t.Fatalf("after scale: %+v", rec)
 	}
 	svc("restart", "web")
-	if rec := k.recordOf(t, "init", "web"); rec.Version != 4 || rec.TemplateVersion != 4 || rec.Cause != "restart" {
+	if rec := k.recordOf("init", "web"); rec.Version != 4 || rec.TemplateVersion != 4 || rec.Cause != "restart" {
 		t.Fatalf("after restart: %+v", rec)
 	}
 	svc("rollback", "web")
-	rec := k.recordOf(t, "init", "web")
+	rec := k.recordOf("init", "web")
 	if rec.Version != 5 || rec.Spec.Count() != 3 || rec.Cause != "rollback to 2" || rec.Spec.Args[0] != "2000" {
 		t.Fatalf("after rollback: %+v", rec)
 	}
@@ -233,7 +225,7 @@ func TestSvc_ScaleRestartRollbackHistoryRm(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		svc("scale", "web", "1")
 	}
-	if n := k.count("init/" + dinit.HistoryPrefix("web")); n != dinit.HistoryKeep {
+	if n := k.count("init", dinit.HistoryPrefix("web")); n != dinit.HistoryKeep {
 		t.Errorf("history holds %d versions, want %d", n, dinit.HistoryKeep)
 	}
 	r := svc("history", "web", "-o", "json")
@@ -242,57 +234,84 @@ func TestSvc_ScaleRestartRollbackHistoryRm(t *testing.T) {
 		t.Errorf("history -o json: %v, %d versions", err, len(out.History))
 	}
 	svc("rm", "web")
-	if k.recordOf(t, "init", "web") != nil || k.count("init/"+dinit.HistoryPrefix("web")) != 0 {
+	if k.recordOf("init", "web") != nil || k.count("init", dinit.HistoryPrefix("web")) != 0 {
 		t.Error("rm left the spec or its history")
 	}
-	if r := runCtl(t, context.Background(), "", "--kernel", url, "svc", "scale", "web", "2"); r.code == 0 || !strings.Contains(r.stderr, `service "web": not found`) {
+	if r := k.svc("scale", "web", "2"); r.code == 0 || !strings.Contains(r.stderr, `service "web": not found`) {
 		t.Errorf("scale of a removed service: exit %d %q", r.code, r.stderr)
 	}
 }
 
 func TestSvc_StatusAndLs(t *testing.T) {
 	isolate(t)
-	k, url := newStateKernel(t)
-	if r := runCtl(t, context.Background(), "", "--kernel", url, "svc", "apply", "-f", writeSpec(t, webSpec)); r.code != 0 {
-		t.Fatal(r.stderr)
+	k := startSvcKernel(t)
+	ctx := context.Background()
+	k.must("apply", "-f", writeSpec(t, webSpec))
+
+	// What the init would have done: three labeled allocations, one too
+	// big to ever fit; tasks in two, one running healthy, one failed.
+	agent := kclient.New(k.url, svcAgentToken)
+	reg, err := agent.RegisterAgent(ctx, connect.NewRequest(&syscallsv1.RegisterAgentRequest{Hostname: "node-1",
+		Resources: &syscallsv1.Resources{Cpus: 4, MemBytes: 4 << 30, DiskBytes: 1 << 30}}))
+	if err != nil {
+		t.Fatal(err)
 	}
+	agentID := reg.Msg.GetAgentId()
 	labels := func(n string) map[string]string {
 		return map[string]string{dinit.LabelService: "web", dinit.LabelVersion: "1", dinit.LabelInstance: n}
 	}
-	granted, pending := syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED, syscallsv1.AllocationState_ALLOCATION_STATE_PENDING
-	k.replyWith("ListAllocations", &syscallsv1.ListAllocationsResponse{Allocations: []*syscallsv1.Allocation{
-		{Id: "a-1", Owner: "init", State: granted, AgentId: "ag-1", Labels: labels("0")},
-		{Id: "a-2", Owner: "init", State: granted, AgentId: "ag-2", Labels: labels("1")},
-		{Id: "a-3", Owner: "init", State: pending, PendingReason: "can never fit: no agent has 0.1 cpus free", Labels: labels("2")},
-		{Id: "a-9", Owner: "someone", State: granted, Labels: labels("0")},
-	}}, nil)
-	k.replyWith("ListTasks", &syscallsv1.ListTasksResponse{Tasks: []*syscallsv1.Task{
-		{Id: "t-1", AllocationId: "a-1", Owner: "init", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Ready: true, Labels: labels("0"),
-			HealthCheck: &syscallsv1.HealthCheck{}, Health: syscallsv1.HealthState_HEALTH_STATE_HEALTHY},
-		{Id: "t-2", AllocationId: "a-2", Owner: "init", State: syscallsv1.TaskState_TASK_STATE_FAILED, Labels: labels("1")},
-	}}, nil)
-	st := dinit.Status{Message: "instance 2: can never fit: no agent has 0.1 cpus free", Instances: map[string]*dinit.InstanceStatus{
-		"1": {Failures: 3, LastFailure: "FAILED: exit code 1", DelayedUntil: testNow.Add(time.Hour), LastFailedTask: "t-2"},
-	}}
-	b, _ := json.Marshal(st)
-	dep, _ := json.Marshal(dinit.Deployment{SpecVersion: 1, TemplateVersion: 1, Status: dinit.DeploymentRunning, Steps: []dinit.Step{{Start: 3, NewAfter: 3}}})
-	k.keys["init/"+dinit.StatusKey("web")] = &syscallsv1.StateEntry{Key: dinit.StatusKey("web"), Value: b, Revision: 50}
-	k.keys["init/"+dinit.DeploymentKey("web")] = &syscallsv1.StateEntry{Key: dinit.DeploymentKey("web"), Value: dep, Revision: 51}
-
-	r := runCtl(t, context.Background(), "", "--kernel", url, "svc", "status", "web")
-	if r.code != 0 {
-		t.Fatal(r.stderr)
+	var tasks []string
+	for i, cpus := range []float64{0.1, 0.1, 1000} {
+		res, err := k.init_.Allocate(ctx, connect.NewRequest(&syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: cpus, MemBytes: 16 << 20},
+			Count: 1, Labels: labels(strconv.Itoa(i))}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := res.Msg.GetAllocations()[0]
+		if a.GetState() != syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED {
+			continue
+		}
+		l, err := k.init_.Launch(ctx, connect.NewRequest(&syscallsv1.LaunchRequest{AllocationId: a.GetId(), Command: "sleep", Args: []string{"1000"},
+			Labels: labels(strconv.Itoa(i)), HealthCheck: &syscallsv1.HealthCheck{Tcp: &syscallsv1.TCPCheck{Port: 80}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, l.Msg.GetTask().GetId())
 	}
-	for _, want := range []string{"Deployment:  running of version 1, step 1/1: start 3 new", "Not running: instance 2: can never fit",
-		"ag-1", "HEALTHY", "FAILED", "delayed until", "last failure: FAILED: exit code 1", "PENDING"} {
+	report := func(r *syscallsv1.ReportTaskStatusRequest) {
+		t.Helper()
+		r.AgentId = agentID
+		if _, err := agent.ReportTaskStatus(ctx, connect.NewRequest(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(&syscallsv1.ReportTaskStatusRequest{TaskId: tasks[0], State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 10})
+	report(&syscallsv1.ReportTaskStatusRequest{TaskId: tasks[0], State: syscallsv1.TaskState_TASK_STATE_RUNNING,
+		Health: &syscallsv1.TaskHealthReport{Health: syscallsv1.HealthState_HEALTH_STATE_HEALTHY, Ready: true}})
+	report(&syscallsv1.ReportTaskStatusRequest{TaskId: tasks[1], State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 1, Reason: "exit code 1"})
+	k.putAsInit(dinit.StatusKey("web"), dinit.Status{Message: "instance 2: larger than any agent: it can never fit", Instances: map[string]*dinit.InstanceStatus{
+		"1": {Failures: 3, LastFailure: "FAILED: exit code 1", DelayedUntil: testNow.Add(time.Hour), LastFailedTask: tasks[1]},
+	}})
+	k.putAsInit(dinit.DeploymentKey("web"), dinit.Deployment{SpecVersion: 1, TemplateVersion: 1, Status: dinit.DeploymentRunning,
+		Steps: []dinit.Step{{Start: 3, NewAfter: 3}}})
+	// Another framework's allocation with the same labels is not the init's.
+	other := kclient.New(k.url, svcOpToken)
+	if _, err := other.Allocate(ctx, connect.NewRequest(&syscallsv1.AllocateRequest{Resources: &syscallsv1.Resources{Cpus: 0.1, MemBytes: 1 << 20},
+		Count: 1, Labels: labels("0")})); err != nil {
+		t.Fatal(err)
+	}
+
+	r := k.must("status", "web")
+	for _, want := range []string{"Deployment:  running of version 1, step 1/1: start 3 new", "Not running: instance 2: larger than any agent: it can never fit",
+		agentID, "HEALTHY", "FAILED", "delayed until", "last failure: FAILED: exit code 1", "PENDING", "can never fit"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if strings.Contains(r.stdout, "a-9") {
-		t.Errorf("status shows another owner's allocation:\n%s", r.stdout)
+	if n := strings.Count(r.stdout, "\n"); n != 5+1+1+3 {
+		t.Errorf("status has %d lines, want 5 header lines, a blank, a table header and 3 instances:\n%s", n, r.stdout)
 	}
-	r = runCtl(t, context.Background(), "", "--kernel", url, "svc", "status", "web", "-o", "json")
+	r = k.must("status", "web", "-o", "json")
 	var js struct {
 		Running    []map[string]any
 		Deployment *dinit.Deployment
@@ -301,17 +320,19 @@ func TestSvc_StatusAndLs(t *testing.T) {
 		t.Errorf("status -o json: %v %q", err, r.stdout)
 	}
 
-	r = runCtl(t, context.Background(), "", "--kernel", url, "svc", "ls")
-	if r.code != 0 || !strings.Contains(r.stdout, "web") || !strings.Contains(r.stdout, "1/3") || !strings.Contains(r.stdout, "running (step 1/1)") {
-		t.Errorf("ls: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	r = k.must("ls")
+	if !strings.Contains(r.stdout, "web") || !strings.Contains(r.stdout, "1/3") || !strings.Contains(r.stdout, "running (step 1/1)") {
+		t.Errorf("ls:\n%s", r.stdout)
+	}
+	if r := k.svc("status", "nope"); r.code == 0 || !strings.Contains(r.stderr, `service "nope": not found`) {
+		t.Errorf("status of an unknown service: exit %d %q", r.code, r.stderr)
 	}
 }
 
 func TestSvc_Usage(t *testing.T) {
 	isolate(t)
-	_, url := newStateKernel(t)
 	for _, args := range [][]string{{"apply"}, {"status"}, {"scale", "web"}, {"scale", "web", "-1"}, {"rm"}, {"history", "a", "b"}} {
-		r := runCtl(t, context.Background(), "", append([]string{"--kernel", url, "svc"}, args...)...)
+		r := runCtl(t, context.Background(), "", append([]string{"--kernel", "127.0.0.1:1", "svc"}, args...)...)
 		if r.code == 0 || r.stderr == "" {
 			t.Errorf("svc %v: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
 		}

@@ -115,7 +115,20 @@ func (c *cluster) addAgent(ctx context.Context, i int) *fakeAgent {
 			cl.Heartbeat(actx, &pb.HeartbeatRequest{AgentId: a.id})
 			l, err := cl.ListTasks(actx, &pb.ListTasksRequest{AgentId: a.id})
 			for _, tk := range l.GetTasks() {
-				if err == nil && tk.GetState() < pb.TaskState_TASK_STATE_RUNNING {
+				if err != nil || tk.GetState() >= pb.TaskState_TASK_STATE_RUNNING {
+					continue
+				}
+				// What the task does is in its first argument: "crash"
+				// exits 1 at once, "unhealthy" fails its health check.
+				switch tk.GetArgs()[0] {
+				case "crash":
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_FAILED,
+						ExitCode: 1, Reason: "exit code 1"})
+				case "unhealthy":
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
+						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_UNHEALTHY, Message: "GET /health: status 503"}})
+				default:
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
 						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_HEALTHY, Ready: true}})
@@ -403,4 +416,127 @@ type testLog struct {
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(l.name + ": " + strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+func (c *cluster) status(ctx context.Context, name string) *Status {
+	res, err := c.op.StateGet(ctx, &pb.StateGetRequest{Key: StatusKey(name), Owner: "init"})
+	if err != nil {
+		return nil
+	}
+	var st Status
+	if json.Unmarshal(res.GetEntry().GetValue(), &st) != nil {
+		return nil
+	}
+	return &st
+}
+
+func TestRun_FailedDeploymentAndRollback(t *testing.T) {
+	c := startCluster(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := range 2 {
+		defer c.addAgent(ctx, i).stop()
+	}
+	r := c.startInit(ctx, "replica-a")
+	defer r.stop(t)
+
+	const spec = `name: api
+instances: 5
+command: server
+args: ['%s']
+resources: {cpus: 0.1, mem: 16Mi}
+health: {tcp: {port: 80}}
+upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}
+`
+	v1 := c.apply(ctx, fmt.Sprintf(spec, "good"), false)
+	eventually(t, "5 ready instances", func() bool { v := c.view(ctx, "api"); return len(v.allocs) == 5 && v.ready == 5 })
+
+	// A version whose health check fails: the deployment stops with the
+	// check's message, never below 3 ready, and the old ones stay.
+	c.apply(ctx, fmt.Sprintf(spec, "unhealthy"), false)
+	eventually(t, "the deployment to fail", func() bool {
+		v := c.view(ctx, "api")
+		if v.ready < 3 || len(v.allocs) > 6 {
+			t.Fatalf("%d ready of %d instances: below 3 ready or above 6", v.ready, len(v.allocs))
+		}
+		d := c.deployment(ctx, "api")
+		return d != nil && d.Status == DeploymentFailed
+	})
+	if d := c.deployment(ctx, "api"); !strings.Contains(d.Reason, "GET /health: status 503") {
+		t.Errorf("reason = %q, want the check's message", d.Reason)
+	}
+	eventually(t, "only old instances, ready", func() bool {
+		v := c.view(ctx, "api")
+		for _, a := range v.allocs {
+			if a.GetLabels()[LabelVersion] != strconv.FormatInt(v1.TemplateVersion, 10) {
+				return false
+			}
+		}
+		return v.ready >= 3 && len(v.allocs) == v.ready
+	})
+
+	// Rollback (the previous spec again) restores 5 instances of the good
+	// command.
+	back := c.apply(ctx, fmt.Sprintf(spec, "good"), false)
+	eventually(t, "5 ready instances after the rollback", func() bool {
+		v := c.view(ctx, "api")
+		d := c.deployment(ctx, "api")
+		return len(v.allocs) == 5 && v.ready == 5 && d != nil && d.SpecVersion == back.Version && d.Status == DeploymentSucceeded
+	})
+}
+
+func TestRun_CrashLoopBacksOff(t *testing.T) {
+	c := startCluster(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	defer c.addAgent(ctx, 0).stop()
+	r := c.startInit(ctx, "replica-a")
+	defer r.stop(t)
+
+	c.apply(ctx, `name: crashy
+command: sh
+args: ['crash']
+resources: {cpus: 0.1, mem: 16Mi}
+backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
+`, false)
+	// Each failure is counted once and pushes the next launch further:
+	// the delays the status shows follow seconds × factor^(failures-1).
+	var is *InstanceStatus
+	eventually(t, "5 failures", func() bool {
+		st := c.status(ctx, "crashy")
+		if st == nil || st.Instances["0"] == nil {
+			return false
+		}
+		is = st.Instances["0"]
+		return is.Failures >= 5
+	})
+	if !strings.Contains(is.LastFailure, "exit code 1") {
+		t.Errorf("last failure = %q, want the task's reason", is.LastFailure)
+	}
+	tr, err := c.op.ListTasks(ctx, &pb.ListTasksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	launches, found := 0, false
+	for _, tk := range tr.GetTasks() {
+		if tk.GetLabels()[LabelService] != "crashy" {
+			continue
+		}
+		launches++
+		if tk.GetId() == is.LastFailedTask {
+			found = true
+			// The next launch waits 50ms × 2^(failures-1) after the failure.
+			if got, want := is.DelayedUntil.Sub(tk.GetUpdated().AsTime()), 50*time.Millisecond<<(is.Failures-1); got != want {
+				t.Errorf("delayed %s after failure %d, want %s", got, is.Failures, want)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the last failed task %s is not listed", is.LastFailedTask)
+	}
+	// One launch per failure counted, plus the first (the status write is
+	// debounced, so it may trail the launches by one).
+	if launches > is.Failures+2 {
+		t.Errorf("%d launches for %d failures: a failure was launched again more than once", launches, is.Failures)
+	}
 }

@@ -332,3 +332,23 @@ func TestDecide_DelayedInstanceKeepsItsNumber(t *testing.T) {
 		t.Errorf("allocations %v requeue %s: want instance 1 to wait 1s, no other number", instancesOf(d.Allocate), d.RequeueAfter)
 	}
 }
+
+// BenchmarkDecide is one reconcile pass of a 1,000-instance service in a
+// rolling upgrade (the hot path of a large service: every event of it
+// runs one).
+func BenchmarkDecide(b *testing.B) {
+	var w world
+	w.running("web", 1, 1000)
+	svcs, err := Parse([]byte("name: web\ninstances: 1000\ncommand: sleep\nresources: {cpus: 0.001}\nupgradeStrategy: {minimumHealthCapacity: 0.9, maximumOverCapacity: 0.1}\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := w.view(&Record{Spec: svcs[0], Version: 2, TemplateVersion: 2}, nil, nil, t0)
+	b.ReportAllocs()
+	for b.Loop() {
+		d := Decide(v)
+		if len(d.Allocate) == 0 {
+			b.Fatal("no step")
+		}
+	}
+}

@@ -3,6 +3,7 @@ package dinit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/store"
@@ -538,5 +540,47 @@ backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
 	// debounced, so it may trail the launches by one).
 	if launches > is.Failures+2 {
 		t.Errorf("%d launches for %d failures: a failure was launched again more than once", launches, is.Failures)
+	}
+}
+
+func TestController_DeposedCannotAct(t *testing.T) {
+	c := startCluster(t, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	defer c.addAgent(ctx, 0).stop()
+	cl := c.client(initToken)
+	won := func(candidate string) *pb.Fence {
+		t.Helper()
+		res, err := cl.Campaign(ctx, &pb.CampaignRequest{Candidate: candidate, Ttl: durationpb.New(time.Minute)})
+		if err != nil || !res.GetElected() {
+			t.Fatalf("campaign %s: %v %v", candidate, res, err)
+		}
+		return &pb.Fence{Epoch: res.GetLeader().GetEpoch()}
+	}
+	old := won("a")
+	if _, err := cl.Resign(ctx, &pb.ResignRequest{Candidate: "a", Epoch: old.GetEpoch()}); err != nil {
+		t.Fatal(err)
+	}
+	won("b")
+
+	c.apply(ctx, "name: web\ncommand: sleep\nargs: ['1']\nresources: {cpus: 0.1}\n", false)
+	cache := framework.NewCache(cl)
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { cache.Run(cctx); close(done) }()
+	defer func() { stop(); <-done }()
+	if err := cache.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deposed := &Controller{Kernel: cl.Fenced(old), Cache: cache}
+	_, err := deposed.Reconcile(ctx, "web")
+	if !errors.Is(err, framework.ErrDeposed) {
+		t.Fatalf("Reconcile with epoch %d after epoch %d won = %v, want ErrDeposed", old.GetEpoch(), old.GetEpoch()+1, err)
+	}
+	if v := c.view(ctx, "web"); len(v.allocs) != 0 {
+		t.Errorf("a deposed controller allocated %d instances", len(v.allocs))
+	}
+	if c.deployment(ctx, "web") != nil {
+		t.Error("a deposed controller wrote a deployment")
 	}
 }

@@ -209,6 +209,10 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 		if v.Old, err = c.oldSpecs(ctx, name, rec, v.Instances); err != nil {
 			return 0, err
 		}
+	}
+	// Agents' labels matter only to constraints that depend on where
+	// the other instances run.
+	if rec != nil && rec.Spec.Serial() {
 		agents, err := c.Kernel.ListAgents(ctx, &pb.ListAgentsRequest{})
 		if err != nil {
 			return 0, fmt.Errorf("list agents: %w", err)

@@ -32,10 +32,12 @@ type Kernel interface {
 }
 
 // Cache is the part of the SDK cache the controller reads: the init's own
-// live allocations and tasks. *framework.Cache satisfies it.
+// live allocations and tasks, and the revision it has applied events up
+// to. *framework.Cache satisfies it.
 type Cache interface {
 	Allocations() []*pb.Allocation
 	Tasks() []*pb.Task
+	Revision() int64
 }
 
 // Controller reconciles services: Reconcile(ctx, name) reads the service's
@@ -61,75 +63,63 @@ type Controller struct {
 	// expect holds, per service, the allocations and tasks this
 	// controller made that the cache does not show yet, so that the next
 	// pass neither allocates nor launches them twice.
-	expect map[string]*expectations
+	expect map[string]map[string]*expectation
 }
 
-type expectations struct {
-	allocs map[string]*pb.Allocation
-	tasks  map[string]*pb.Task // by allocation id
-	since  map[string]time.Time
+// expectation is one allocation or task made at revision rev.
+type expectation struct {
+	alloc *pb.Allocation
+	task  *pb.Task
+	rev   int64
+	since time.Time
 }
 
 // expectTTL bounds how long an expectation holds without the cache
-// showing it (the cache normally catches up within milliseconds).
+// catching up to its revision (it normally does within milliseconds).
 const expectTTL = 30 * time.Second
 
 // withExpectations adds to the cache's view what this controller made
-// and the cache does not show yet, and forgets what it shows.
-func (c *Controller) withExpectations(name string, allocs []*pb.Allocation, tasks []*pb.Task, now time.Time) ([]*pb.Allocation, []*pb.Task) {
+// and the cache does not show yet, and forgets what it shows or has gone
+// past (the cache applied a later revision: the object was made and maybe
+// already ended).
+func (c *Controller) withExpectations(name string, allocs []*pb.Allocation, tasks []*pb.Task, rev int64, now time.Time) ([]*pb.Allocation, []*pb.Task) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.expect[name]
-	if e == nil {
-		return allocs, tasks
-	}
-	seenA := map[string]bool{}
+	seen := map[string]bool{}
 	for _, a := range allocs {
-		seenA[a.GetId()] = true
+		seen[a.GetId()] = true
 	}
-	seenT := map[string]bool{}
 	for _, t := range tasks {
-		seenT[t.GetId()] = true
+		seen[t.GetId()] = true
 	}
-	for id, a := range e.allocs {
-		if seenA[id] || now.Sub(e.since[id]) > expectTTL {
-			delete(e.allocs, id)
+	for k, e := range c.expect[name] {
+		if seen[e.alloc.GetId()] || seen[e.task.GetId()] || rev > e.rev || now.Sub(e.since) > expectTTL {
+			delete(c.expect[name], k)
 			continue
 		}
-		allocs = append(allocs, a)
-	}
-	for id, t := range e.tasks {
-		if seenT[t.GetId()] || now.Sub(e.since[t.GetId()]) > expectTTL {
-			delete(e.tasks, id)
-			continue
+		if e.alloc != nil {
+			allocs = append(allocs, e.alloc)
 		}
-		tasks = append(tasks, t)
+		if e.task != nil {
+			tasks = append(tasks, e.task)
+		}
+	}
+	if len(c.expect[name]) == 0 {
+		delete(c.expect, name)
 	}
 	return allocs, tasks
 }
 
-func (c *Controller) expectAlloc(name string, a *pb.Allocation, now time.Time) {
+func (c *Controller) expectMade(name, key string, e *expectation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.exp(name).allocs[a.GetId()] = a
-	c.exp(name).since[a.GetId()] = now
-}
-
-func (c *Controller) expectTask(name string, t *pb.Task, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.exp(name).tasks[t.GetAllocationId()] = t
-	c.exp(name).since[t.GetId()] = now
-}
-
-func (c *Controller) exp(name string) *expectations {
 	if c.expect == nil {
-		c.expect = map[string]*expectations{}
+		c.expect = map[string]map[string]*expectation{}
 	}
 	if c.expect[name] == nil {
-		c.expect[name] = &expectations{allocs: map[string]*pb.Allocation{}, tasks: map[string]*pb.Task{}, since: map[string]time.Time{}}
+		c.expect[name] = map[string]*expectation{}
 	}
-	return c.expect[name]
+	c.expect[name][key] = e
 }
 
 func (c *Controller) now() time.Time {
@@ -203,7 +193,8 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 			return c.putStatus(ctx, name, st)
 		}
 	}
-	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), v.Now)
+	rev := c.Cache.Revision()
+	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), rev, v.Now)
 	v.Instances = Instances(name, allocs, tasks)
 	if rec != nil {
 		if v.Old, err = c.oldSpecs(ctx, name, rec, v.Instances); err != nil {
@@ -259,7 +250,7 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 			if a.GetLabels() == nil {
 				a.Labels = r.GetLabels()
 			}
-			c.expectAlloc(name, a, v.Now)
+			c.expectMade(name, "a:"+a.GetId(), &expectation{alloc: a, rev: res.GetRevision(), since: v.Now})
 			log.Info("allocated", "instance", r.GetLabels()[LabelInstance], "allocation", a.GetId(), "state", a.GetState().String())
 			if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
 				// Launch at once rather than on the next event.
@@ -278,7 +269,7 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 			if t.GetCreated() == nil {
 				t.Created = timestamppb.New(v.Now)
 			}
-			c.expectTask(name, t, v.Now)
+			c.expectMade(name, "t:"+t.GetAllocationId(), &expectation{task: t, rev: res.GetRevision(), since: v.Now})
 		}
 		log.Info("launched", "instance", r.GetLabels()[LabelInstance], "task", res.GetTask().GetId())
 	}

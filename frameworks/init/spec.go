@@ -229,14 +229,24 @@ func Parse(data []byte) ([]Service, error) {
 	if err := json.Unmarshal(jsonData, &probe); err != nil {
 		return nil, fmt.Errorf("spec: want an object: %w", err)
 	}
+	var generic any
+	if err := json.Unmarshal(jsonData, &generic); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
 	var svcs []Service
 	if _, many := probe["services"]; many {
+		if err := unknownField(generic, reflect.TypeFor[File](), ""); err != nil {
+			return nil, err
+		}
 		var f File
 		if err := strictDecode(jsonData, &f); err != nil {
 			return nil, err
 		}
 		svcs = f.Services
 	} else {
+		if err := unknownField(generic, reflect.TypeFor[Service](), "services[0]"); err != nil {
+			return nil, err
+		}
 		var s Service
 		if err := strictDecode(jsonData, &s); err != nil {
 			return nil, fmt.Errorf("services[0]: %w", err)
@@ -258,6 +268,83 @@ func Parse(data []byte) ([]Service, error) {
 		seen[svcs[i].Name] = i
 	}
 	return svcs, nil
+}
+
+// unknownField finds the first field of v (decoded JSON) that type t has
+// no field for, and names it with its path: "services[0].health.htp:
+// unknown field". encoding/json refuses unknown fields too, but without
+// saying where.
+func unknownField(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return nil
+	}
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil // a type error, reported by the decoder
+		}
+		for _, k := range sortedKeys(obj) {
+			f, ok := jsonField(t, k)
+			if !ok {
+				return fmt.Errorf("%s: unknown field", join(k))
+			}
+			if err := unknownField(obj[k], f.Type, join(k)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		arr, ok := v.([]any)
+		if !ok {
+			return nil
+		}
+		for i, e := range arr {
+			if err := unknownField(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for _, k := range sortedKeys(obj) {
+			if err := unknownField(obj[k], t.Elem(), fmt.Sprintf("%s[%s]", path, k)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonField is the field of struct t that JSON key k decodes into (as
+// encoding/json matches: the exact name, else case-insensitively).
+func jsonField(t reflect.Type, k string) (reflect.StructField, bool) {
+	var fold reflect.StructField
+	found := false
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		if name == k {
+			return f, true
+		}
+		if !found && strings.EqualFold(name, k) {
+			fold, found = f, true
+		}
+	}
+	return fold, found
 }
 
 func strictDecode(b []byte, v any) error {

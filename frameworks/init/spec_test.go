@@ -1,6 +1,7 @@
 package dinit
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -78,11 +79,13 @@ func TestParse_Errors(t *testing.T) {
 		name, in, want string
 	}{
 		{"empty", "", "spec: empty file"},
-		{"unknown field yaml", base + "bogus: 1\n", `services[0]: spec: unknown field "bogus"`},
-		{"unknown field json", `{"name":"web","command":"x","resources":{"cpus":1},"helth":{}}`, `unknown field "helth"`},
-		{"unknown nested", base + "health: {http: {portName: http, pth: /}}\nports: [{name: http}]\n", `unknown field "pth"`},
-		{"unknown in services", "services:\n- name: a\n  command: x\n  resources: {cpus: 1}\n  x: 1\n", `unknown field "x"`},
+		{"unknown field yaml", base + "bogus: 1\n", "services[0].bogus: unknown field"},
+		{"unknown field json", `{"name":"web","command":"x","resources":{"cpus":1},"helth":{}}`, "services[0].helth: unknown field"},
+		{"unknown nested", base + "health: {http: {portName: http, pth: /}}\nports: [{name: http}]\n", "services[0].health.http.pth: unknown field"},
+		{"unknown in services", "services:\n- name: a\n  command: x\n  resources: {cpus: 1}\n  x: 1\n", "services[0].x: unknown field"},
 		{"wrong type", "name: web\ncommand: sleep\nresources: {cpus: 0.1}\ninstances: three\n", "services[0]: instances: want int"},
+		{"unknown in a list", base + "ports: [{name: a}, {name: b, hostport: 1, prot: tcp}]\n", "services[0].ports[1].prot: unknown field"},
+		{"unknown top level with services", "services: []\nextra: 1\n", "extra: unknown field"},
 		{"no services", "services: []\n", "services: want at least one service"},
 		{"bad name", "name: Web\ncommand: x\nresources: {cpus: 1}\n", "services[0].name: must be"},
 		{"duplicate", "services:\n- {name: a, command: x, resources: {cpus: 1}}\n- {name: a, command: x, resources: {cpus: 1}}\n", `services[1].name: "a" is also services[0]`},
@@ -175,4 +178,39 @@ func TestService_Template(t *testing.T) {
 		}
 	}
 	_ = pb.Constraint_OP_IN
+}
+
+// FuzzParse: any input either fails with an error or gives services that
+// validate and survive a round trip through their JSON.
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"testdata/web.yaml", "testdata/two.json"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("name: a\ncommand: x\nresources: {cpus: 1, mem: 1.5Gi}\nhealth: {tcp: {port: 1}, interval: 2}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		svcs, err := Parse(b)
+		if err != nil {
+			return
+		}
+		for i := range svcs {
+			if err := svcs[i].Validate(); err != nil {
+				t.Fatalf("Parse returned a service that does not validate: %v", err)
+			}
+			j, err := json.Marshal(svcs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Parse(j)
+			if err != nil {
+				t.Fatalf("the JSON of a parsed service does not parse: %v\n%s", err, j)
+			}
+			if again[0].Template() != svcs[i].Template() {
+				t.Fatalf("round trip changed the service:\n%s\n%s", svcs[i].Template(), again[0].Template())
+			}
+		}
+	})
 }

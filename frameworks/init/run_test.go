@@ -346,6 +346,15 @@ func TestRun_KeepsServiceUp(t *testing.T) {
 			break
 		}
 	}
+	var stale string
+	for _, tk := range c.view(ctx, "web").running {
+		if tk.GetAgentId() == lost.id {
+			stale = tk.GetId()
+		}
+	}
+	if stale == "" {
+		t.Fatalf("no running task on agent %s", lost.id)
+	}
 	lost.stop()
 	eventually(t, "the lost agent's instance running elsewhere", func() bool {
 		v := c.view(ctx, "web")
@@ -355,6 +364,23 @@ func TestRun_KeepsServiceUp(t *testing.T) {
 		}
 		return len(v.allocs) == 3 && len(v.running) == 3 && len(on) == 3 && !on[lost.id]
 	})
+	// The lost agent comes back with its stale instance still running: the
+	// kernel does not list that task among those it expects, so the agent
+	// kills it, and the service keeps exactly 3 instances.
+	back, err := lost.client.RegisterAgent(ctx, &pb.RegisterAgentRequest{AgentId: lost.id, Hostname: "node-back",
+		Resources: &pb.Resources{Cpus: 8, MemBytes: 8 << 30, DiskBytes: 1 << 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range back.GetTasks() {
+		if tk.GetId() == stale {
+			t.Fatalf("the kernel expects the returning agent to keep running stale task %s", stale)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a few passes with the agent back
+	if v := c.view(ctx, "web"); len(v.allocs) != 3 || len(v.running) != 3 {
+		t.Fatalf("with the lost agent back: %d instances, %d running; want 3", len(v.allocs), len(v.running))
+	}
 
 	// A rolling upgrade under the strategy: sampled, never fewer than
 	// minHealthy ready nor more than maxTotal instances.

@@ -311,11 +311,15 @@ version: a new deployment back to it. Also stops a failed deployment.
 						if err != nil {
 							return dinit.Service{}, "", false, err
 						}
+						// The latest earlier version that differs: a restart
+						// or an unchanged re-apply is not a version to go
+						// back to.
 						for i := len(hist) - 1; i >= 0; i-- {
-							if hist[i].Version < r.Version && hist[i].Spec.Template() != r.Spec.Template() || hist[i].Version < r.Version && hist[i].Spec.Count() != r.Spec.Count() {
-								s := hist[i].Spec
-								s.Default()
-								return s, fmt.Sprintf("rollback to %d", hist[i].Version), false, nil
+							h := hist[i]
+							h.Spec.Default()
+							differs := h.Spec.Template() != r.Spec.Template() || h.Spec.Count() != r.Spec.Count()
+							if h.Version < r.Version && differs {
+								return h.Spec, fmt.Sprintf("rollback to %d", h.Version), false, nil
 							}
 						}
 						return dinit.Service{}, "", false, fmt.Errorf("svc rollback: %s: no earlier different version in history", name)

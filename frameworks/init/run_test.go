@@ -503,14 +503,32 @@ upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}
 		return v.ready >= 3 && len(v.allocs) == v.ready
 	})
 
-	// Rollback (the previous spec again) restores 5 instances of the good
-	// command.
-	back := c.apply(ctx, fmt.Sprintf(spec, "good"), false)
+	// Rollback, as dcosctl svc rollback writes it: version 1's spec and
+	// instance template again. The old instances that stayed are kept;
+	// the missing ones start.
+	kept := map[string]bool{}
+	for _, a := range c.view(ctx, "api").allocs {
+		kept[a.GetId()] = true
+	}
+	back := &Record{Spec: v1.Spec, Version: v1.Version + 2, TemplateVersion: v1.TemplateVersion, Applied: time.Now(), Cause: "rollback to 1"}
+	b, _ := json.Marshal(back)
+	if _, err := c.op.StatePut(ctx, &pb.StatePutRequest{Key: SpecKey("api"), Value: b, Owner: "init"}); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "5 ready instances after the rollback", func() bool {
 		v := c.view(ctx, "api")
 		d := c.deployment(ctx, "api")
 		return len(v.allocs) == 5 && v.ready == 5 && d != nil && d.SpecVersion == back.Version && d.Status == DeploymentSucceeded
 	})
+	now := map[string]bool{}
+	for _, a := range c.view(ctx, "api").allocs {
+		now[a.GetId()] = true
+	}
+	for id := range kept {
+		if !now[id] {
+			t.Errorf("the rollback replaced old instance %s", id)
+		}
+	}
 }
 
 func TestRun_CrashLoopBacksOff(t *testing.T) {

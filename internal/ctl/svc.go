@@ -265,10 +265,10 @@ T") and the failing check's last message.
 					if err != nil || n < 0 || n > dinit.MaxInstances {
 						return usagef("svc scale: N: want a number between 0 and %d, got %q", dinit.MaxInstances, c.Args().Get(1))
 					}
-					return svcChange(c.Context, e, st, c.Args().First(), func(r *dinit.Record) (dinit.Service, string, bool, error) {
+					return svcChange(c.Context, e, st, c.Args().First(), func(r *dinit.Record) (change, error) {
 						s := r.Spec
 						s.Instances = &n
-						return s, "scale to " + strconv.Itoa(n), false, nil
+						return change{spec: s, cause: "scale to " + strconv.Itoa(n)}, nil
 					})
 				},
 			},
@@ -286,8 +286,8 @@ replace the running ones in a rolling deployment (same as a spec change).
 					if err != nil {
 						return err
 					}
-					return svcChange(c.Context, e, st, c.Args().First(), func(r *dinit.Record) (dinit.Service, string, bool, error) {
-						return r.Spec, "restart", true, nil
+					return svcChange(c.Context, e, st, c.Args().First(), func(r *dinit.Record) (change, error) {
+						return change{spec: r.Spec, cause: "restart", restart: true}, nil
 					})
 				},
 			},
@@ -306,10 +306,10 @@ version: a new deployment back to it. Also stops a failed deployment.
 						return err
 					}
 					name := c.Args().First()
-					return svcChange(c.Context, e, st, name, func(r *dinit.Record) (dinit.Service, string, bool, error) {
+					return svcChange(c.Context, e, st, name, func(r *dinit.Record) (change, error) {
 						hist, err := svcHistory(c.Context, st, name)
 						if err != nil {
-							return dinit.Service{}, "", false, err
+							return change{}, err
 						}
 						// The latest earlier version that differs: a restart
 						// or an unchanged re-apply is not a version to go
@@ -319,10 +319,10 @@ version: a new deployment back to it. Also stops a failed deployment.
 							h.Spec.Default()
 							differs := h.Spec.Template() != r.Spec.Template() || h.Spec.Count() != r.Spec.Count()
 							if h.Version < r.Version && differs {
-								return h.Spec, fmt.Sprintf("rollback to %d", h.Version), false, nil
+								return change{spec: h.Spec, cause: fmt.Sprintf("rollback to %d", h.Version), template: h}, nil
 							}
 						}
-						return dinit.Service{}, "", false, fmt.Errorf("svc rollback: %s: no earlier different version in history", name)
+						return change{}, fmt.Errorf("svc rollback: %s: no earlier different version in history", name)
 					})
 				},
 			},
@@ -416,21 +416,37 @@ func svcHistory(ctx context.Context, st svcState, name string) ([]*dinit.Record,
 	return out, nil
 }
 
-// svcChange stores a new version of service name made by change from the
-// current one.
-func svcChange(ctx context.Context, e *env, st svcState, name string, change func(*dinit.Record) (dinit.Service, string, bool, error)) error {
+// change is a new version of a service made from its current one.
+type change struct {
+	spec    dinit.Service
+	cause   string
+	restart bool
+	// template, on a rollback, is the version gone back to: when its
+	// instance template differs from the current one, instances that
+	// still run it (the old ones of a failed deployment) are kept, not
+	// replaced.
+	template *dinit.Record
+}
+
+// svcChange stores a new version of service name made by makeChange from
+// the current one.
+func svcChange(ctx context.Context, e *env, st svcState, name string, makeChange func(*dinit.Record) (change, error)) error {
 	cur, rev, err := st.record(ctx, name)
 	if err != nil {
 		return err
 	}
-	spec, cause, restart, err := change(cur)
+	ch, err := makeChange(cur)
 	if err != nil {
 		return err
 	}
-	if err := spec.Validate(); err != nil {
+	if err := ch.spec.Validate(); err != nil {
 		return fmt.Errorf("svc: %s: %w", name, err)
 	}
-	next := dinit.Next(cur, spec, cause, restart, e.now())
+	next := dinit.Next(cur, ch.spec, ch.cause, ch.restart, e.now())
+	if t := ch.template; t != nil && cur.Spec.Template() != ch.spec.Template() && t.Spec.Template() == ch.spec.Template() {
+		next.TemplateVersion = t.TemplateVersion
+	}
+	cause := ch.cause
 	if err := st.commit(ctx, name, next, true, rev); err != nil {
 		return err
 	}

@@ -215,6 +215,10 @@ func TestSvc_ScaleRestartRollbackHistoryRm(t *testing.T) {
 	if rec.Version != 5 || rec.Spec.Count() != 3 || rec.Cause != "rollback to 2" || rec.Spec.Args[0] != "2000" {
 		t.Fatalf("after rollback: %+v", rec)
 	}
+	// Same template as the current one: a scale, no instance replaced.
+	if rec.TemplateVersion != 4 {
+		t.Errorf("after rollback: template version %d, want the current one (4)", rec.TemplateVersion)
+	}
 	h := svc("history", "web")
 	for _, want := range []string{"VERSION", "scale to 7", "restart", "rollback to 2"} {
 		if !strings.Contains(h.stdout, want) {
@@ -239,6 +243,19 @@ func TestSvc_ScaleRestartRollbackHistoryRm(t *testing.T) {
 	}
 	if r := k.svc("scale", "web", "2"); r.code == 0 || !strings.Contains(r.stderr, `service "web": not found`) {
 		t.Errorf("scale of a removed service: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestSvc_RollbackKeepsOldInstances(t *testing.T) {
+	isolate(t)
+	k := startSvcKernel(t)
+	k.must("apply", "-f", writeSpec(t, webSpec))
+	k.must("apply", "-f", writeSpec(t, strings.Replace(webSpec, "'1000'", "'2000'", 1)))
+	k.must("rollback", "web")
+	// Back to version 1's template: its instances (still running after a
+	// failed deployment) are the new ones, not replaced.
+	if rec := k.recordOf("init", "web"); rec.Version != 3 || rec.TemplateVersion != 1 || rec.Spec.Args[0] != "1000" {
+		t.Errorf("after rollback: version %d template %d args %v, want 3, 1, [1000]", rec.Version, rec.TemplateVersion, rec.Spec.Args)
 	}
 }
 

@@ -15,7 +15,9 @@
 //   - state.go is the layout of the init's framework state (specs, history,
 //     deployments, status) shared with dcosctl svc.
 //   - controller.go applies decisions through a small Kernel interface that
-//     *framework.Client satisfies.
+//     a fenced *framework.Client satisfies; feed.go maps the cache's events
+//     to services for the SDK's work queue.
+//   - run.go is one replica: cache, election, and while leading the queue.
 //
 // It is not a scheduler: placement is the kernel's. It never imports
 // kernel/, agent/ or internal/ (a test checks the import graph); the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -57,6 +58,9 @@ type Controller struct {
 	// StatusInterval is the least time between two status writes of one
 	// service (default 200ms: at most 5 per second).
 	StatusInterval time.Duration
+	// MaxInFlight bounds the kernel calls one pass has in flight at once
+	// (default 32).
+	MaxInFlight int
 
 	mu        sync.Mutex
 	lastWrite map[string]time.Time
@@ -231,39 +235,42 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 // It returns when to come back for a status write it put off.
 func (c *Controller) apply(ctx context.Context, name string, v View, d Decision) (time.Duration, error) {
 	log := c.logger().With("service", name)
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	// Calls go out concurrently, at most MaxInFlight at once: the kernel
+	// commits the calls that arrive together in one store transaction, so a
+	// large service starts in a few round trips instead of one per
+	// instance. Kills all end before anything starts.
+	limit := c.MaxInFlight
+	if limit <= 0 {
+		limit = 32
+	}
+	var g errgroup.Group
+	g.SetLimit(limit)
 	for _, k := range d.Kills {
-		_, err := c.Kernel.Revoke(ctx, &pb.RevokeRequest{Id: k.ID, Reason: k.Reason})
-		if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
-			errs = append(errs, fmt.Errorf("revoke %s: %w", k.ID, err))
-			continue
-		}
-		log.Info("killed", "id", k.ID, "reason", k.Reason)
-	}
-	for _, r := range d.Allocate {
-		res, err := c.Kernel.Allocate(ctx, r)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("allocate instance %s: %w", r.GetLabels()[LabelInstance], err))
-			continue
-		}
-		for _, a := range res.GetAllocations() {
-			if a.GetLabels() == nil {
-				a.Labels = r.GetLabels()
+		g.Go(func() error {
+			_, err := c.Kernel.Revoke(ctx, &pb.RevokeRequest{Id: k.ID, Reason: k.Reason})
+			if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+				fail(fmt.Errorf("revoke %s: %w", k.ID, err))
+				return nil
 			}
-			c.expectMade(name, "a:"+a.GetId(), &expectation{alloc: a, rev: res.GetRevision(), since: v.Now})
-			log.Info("allocated", "instance", r.GetLabels()[LabelInstance], "allocation", a.GetId(), "state", a.GetState().String())
-			if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
-				// Launch at once rather than on the next event.
-				n, _ := strconv.Atoi(r.GetLabels()[LabelInstance])
-				d.Launch = append(d.Launch, v.Record.Spec.launchRequest(a.GetId(), v.Record.TemplateVersion, n))
-			}
-		}
+			log.Info("killed", "id", k.ID, "reason", k.Reason)
+			return nil
+		})
 	}
-	for _, r := range d.Launch {
+	g.Wait()
+	launch := func(r *pb.LaunchRequest) {
 		res, err := c.Kernel.Launch(ctx, r)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("launch in %s: %w", r.GetAllocationId(), err))
-			continue
+			fail(fmt.Errorf("launch in %s: %w", r.GetAllocationId(), err))
+			return
 		}
 		if t := res.GetTask(); t != nil {
 			if t.GetCreated() == nil {
@@ -273,6 +280,32 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 		}
 		log.Info("launched", "instance", r.GetLabels()[LabelInstance], "task", res.GetTask().GetId())
 	}
+	for _, r := range d.Allocate {
+		g.Go(func() error {
+			res, err := c.Kernel.Allocate(ctx, r)
+			if err != nil {
+				fail(fmt.Errorf("allocate instance %s: %w", r.GetLabels()[LabelInstance], err))
+				return nil
+			}
+			for _, a := range res.GetAllocations() {
+				if a.GetLabels() == nil {
+					a.Labels = r.GetLabels()
+				}
+				c.expectMade(name, "a:"+a.GetId(), &expectation{alloc: a, rev: res.GetRevision(), since: v.Now})
+				log.Info("allocated", "instance", r.GetLabels()[LabelInstance], "allocation", a.GetId(), "state", a.GetState().String())
+				if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+					// Launch at once rather than on the next event.
+					n, _ := strconv.Atoi(r.GetLabels()[LabelInstance])
+					launch(v.Record.Spec.launchRequest(a.GetId(), v.Record.TemplateVersion, n))
+				}
+			}
+			return nil
+		})
+	}
+	for _, r := range d.Launch {
+		g.Go(func() error { launch(r); return nil })
+	}
+	g.Wait()
 	if d.Deployment != nil {
 		if err := putJSON(ctx, c.Kernel, DeploymentKey(name), d.Deployment); err != nil {
 			errs = append(errs, err)

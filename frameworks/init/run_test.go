@@ -36,15 +36,17 @@ func agentToken(i int) string { return fmt.Sprintf("agent-token-%d-0123456789abc
 // cluster is a real kernel on an embedded etcd behind the API door, with
 // agents faked through the agent syscalls (the real agent needs root).
 type cluster struct {
-	t   *testing.T
+	t   testing.TB
 	url string
 	op  *framework.Client
 
 	mu     sync.Mutex
 	agents map[string]*fakeAgent
+	// quiet drops the replicas' logs (benchmarks).
+	quiet bool
 }
 
-func startCluster(t *testing.T, heartbeatTimeout time.Duration) *cluster {
+func startCluster(t testing.TB, heartbeatTimeout time.Duration) *cluster {
 	t.Helper()
 	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
@@ -70,7 +72,10 @@ func startCluster(t *testing.T, heartbeatTimeout time.Duration) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(api.Handler(k, tokens))
+	// The init is unlimited, as dcosd dev runs it (--rate-limit
+	// framework:init=unlimited); everyone else has the defaults.
+	srv := httptest.NewUnstartedServer(api.NewHandler(k, api.Config{Tokens: tokens,
+		PrincipalRateLimits: map[kernel.Principal]api.RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}}}))
 	srv.EnableHTTP2 = true
 	srv.Start()
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
@@ -236,7 +241,7 @@ func (c *cluster) deployment(ctx context.Context, name string) *Deployment {
 	return &d
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -254,13 +259,17 @@ func (c *cluster) startInit(ctx context.Context, name string) *replica {
 	rctx, cancel := context.WithCancel(ctx)
 	r := &replica{cancel: cancel, done: make(chan error, 1)}
 	go func() {
+		var w io.Writer = testLog{c.t, name}
+		if c.quiet {
+			w = io.Discard
+		}
 		r.done <- Run(rctx, Config{Client: c.client(initToken), Candidate: name, TTL: time.Second,
-			Logger: slog.New(slog.NewTextHandler(testLog{c.t, name}, nil))})
+			Logger: slog.New(slog.NewTextHandler(w, nil))})
 	}()
 	return r
 }
 
-func (r *replica) stop(t *testing.T) {
+func (r *replica) stop(t testing.TB) {
 	r.cancel()
 	if err := <-r.done; err != nil {
 		t.Errorf("init replica: %v", err)
@@ -437,7 +446,7 @@ func TestRun_KeepsServiceUp(t *testing.T) {
 // testLog writes a replica's log to the test's log (shown on failure or
 // with -v).
 type testLog struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 }
 
@@ -626,5 +635,37 @@ func TestController_DeposedCannotAct(t *testing.T) {
 	}
 	if c.deployment(ctx, "web") != nil {
 		t.Error("a deposed controller wrote a deployment")
+	}
+}
+
+// BenchmarkRun_Apply1000 is the time from storing a 1,000-instance spec
+// (0.001 cpu each) to all of them RUNNING, on 3 agents faked over the
+// agent syscalls (the issue's goal on real agents: ≤ 10 s).
+func BenchmarkRun_Apply1000(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		c := startCluster(b, time.Hour)
+		c.quiet = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		var agents []*fakeAgent
+		for j := range 3 {
+			agents = append(agents, c.addAgent(ctx, j))
+		}
+		r := c.startInit(ctx, "bench")
+		b.StartTimer()
+		c.apply(ctx, "name: many\ninstances: 1000\ncommand: sleep\nargs: ['1000']\nresources: {cpus: 0.001, mem: 1Mi}\n", false)
+		start := time.Now()
+		eventually(b, "1000 launched", func() bool {
+			tr, err := c.op.ListTasks(ctx, &pb.ListTasksRequest{})
+			return err == nil && len(tr.GetTasks()) == 1000
+		})
+		b.ReportMetric(time.Since(start).Seconds(), "s-launched")
+		eventually(b, "1000 running", func() bool { return len(c.view(ctx, "many").running) == 1000 })
+		b.StopTimer()
+		r.stop(b)
+		for _, a := range agents {
+			a.stop()
+		}
+		cancel()
 	}
 }

@@ -44,6 +44,8 @@ type cluster struct {
 	agents map[string]*fakeAgent
 	// quiet drops the replicas' logs (benchmarks).
 	quiet bool
+	// readyAfter is how long "slow" tasks take to turn ready.
+	readyAfter time.Duration
 }
 
 func startCluster(t testing.TB, heartbeatTimeout time.Duration) *cluster {
@@ -122,11 +124,26 @@ func (c *cluster) addAgent(ctx context.Context, i int) *fakeAgent {
 			cl.Heartbeat(actx, &pb.HeartbeatRequest{AgentId: a.id})
 			l, err := cl.ListTasks(actx, &pb.ListTasksRequest{AgentId: a.id})
 			for _, tk := range l.GetTasks() {
-				if err != nil || tk.GetState() >= pb.TaskState_TASK_STATE_RUNNING {
+				if err != nil {
+					break
+				}
+				ready := func() {
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
+						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_HEALTHY, Ready: true}})
+				}
+				if tk.GetState() == pb.TaskState_TASK_STATE_RUNNING {
+					// A slow starter turns ready readyAfter after its start.
+					if !tk.GetReady() && tk.GetArgs()[0] == "slow" && time.Since(tk.GetCreated().AsTime()) >= c.readyAfter {
+						ready()
+					}
+					continue
+				}
+				if tk.GetState() > pb.TaskState_TASK_STATE_RUNNING {
 					continue
 				}
 				// What the task does is in its first argument: "crash"
-				// exits 1 at once, "unhealthy" fails its health check.
+				// exits 1 at once, "unhealthy" fails its health check,
+				// "slow" turns ready after readyAfter.
 				switch tk.GetArgs()[0] {
 				case "crash":
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_FAILED,
@@ -135,10 +152,11 @@ func (c *cluster) addAgent(ctx context.Context, i int) *fakeAgent {
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
 						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_UNHEALTHY, Message: "GET /health: status 503"}})
+				case "slow":
+					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
 				default:
 					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100})
-					cl.ReportTaskStatus(actx, &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: a.id, State: pb.TaskState_TASK_STATE_RUNNING,
-						Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_HEALTHY, Ready: true}})
+					ready()
 				}
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -667,5 +685,68 @@ func BenchmarkRun_Apply1000(b *testing.B) {
 			a.stop()
 		}
 		cancel()
+	}
+}
+
+func TestRun_FailoverMidDeployment(t *testing.T) {
+	c := startCluster(t, time.Hour)
+	c.readyAfter = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := range 2 {
+		defer c.addAgent(ctx, i).stop()
+	}
+	a := c.startInit(ctx, "replica-a")
+	eventually(t, "replica-a to lead", func() bool {
+		l, err := c.op.Leader(ctx, &pb.LeaderRequest{Owner: "init"})
+		return err == nil && l.GetLeader().GetHolder() == "replica-a"
+	})
+	b := c.startInit(ctx, "replica-b")
+	defer b.stop(t)
+
+	const spec = "name: web\ninstances: 5\ncommand: server\nargs: [slow, '%d']\nresources: {cpus: 0.1, mem: 16Mi}\n" +
+		"readiness: {tcp: {port: 80}}\nupgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}\n"
+	c.apply(ctx, fmt.Sprintf(spec, 1), false)
+	eventually(t, "5 ready", func() bool { return c.view(ctx, "web").ready == 5 })
+
+	next := c.apply(ctx, fmt.Sprintf(spec, 2), false)
+	newVersion := strconv.FormatInt(next.TemplateVersion, 10)
+	// Sample throughout: never more than 6 instances nor fewer than 3
+	// ready, and no instance of the new version ever killed (only the
+	// deployment's kills of old ones happen, failover or not).
+	newSeen := map[string]bool{}
+	sample := func() view {
+		v := c.view(ctx, "web")
+		if len(v.allocs) > 6 || v.ready < 3 {
+			t.Fatalf("%d instances, %d ready: want at most 6 and at least 3", len(v.allocs), v.ready)
+		}
+		live := map[string]bool{}
+		for _, al := range v.allocs {
+			live[al.GetId()] = true
+			if al.GetLabels()[LabelVersion] == newVersion {
+				newSeen[al.GetId()] = true
+			}
+		}
+		for id := range newSeen {
+			if !live[id] {
+				t.Fatalf("new instance %s was killed", id)
+			}
+		}
+		return v
+	}
+	eventually(t, "the deployment under way", func() bool {
+		sample()
+		d := c.deployment(ctx, "web")
+		return d != nil && d.SpecVersion == next.Version && len(newSeen) > 0
+	})
+	a.stop(t) // the leader goes mid-deployment; replica-b takes over
+	eventually(t, "the deployment to finish under replica-b", func() bool {
+		v := sample()
+		d := c.deployment(ctx, "web")
+		return d != nil && d.SpecVersion == next.Version && d.Status == DeploymentSucceeded && v.ready == 5 && len(v.allocs) == 5
+	})
+	l, err := c.op.Leader(ctx, &pb.LeaderRequest{Owner: "init"})
+	if err != nil || l.GetLeader().GetHolder() != "replica-b" {
+		t.Errorf("leader = %v, %v; want replica-b", l, err)
 	}
 }

@@ -10,13 +10,15 @@ import (
 const BackoffReset = 5 * time.Minute
 
 // Delay is the restart delay after the given number of consecutive
-// failures: seconds × factor^(failures-1), capped at maxLaunchDelaySeconds;
-// zero for no failure. The first restart after one failure waits seconds.
+// failures: none after the first (an instance that had been running is
+// replaced at once, as the kubelet restarts a container the first time),
+// then seconds × factor^(failures-2), capped at maxLaunchDelaySeconds: a
+// crash loop waits 1s, 1.15s, 1.32s, ... with Marathon's defaults.
 func (b Backoff) Delay(failures int) time.Duration {
-	if failures <= 0 {
+	if failures <= 1 {
 		return 0
 	}
-	d := b.Seconds * math.Pow(b.Factor, float64(failures-1))
+	d := b.Seconds * math.Pow(b.Factor, float64(failures-2))
 	if d > b.MaxLaunchDelaySeconds || math.IsInf(d, 0) || math.IsNaN(d) {
 		d = b.MaxLaunchDelaySeconds
 	}

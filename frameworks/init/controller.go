@@ -64,6 +64,12 @@ type Controller struct {
 
 	mu        sync.Mutex
 	lastWrite map[string]time.Time
+	// latest is the last status decided per service, written or put
+	// off: a pass starts from it rather than from the stored one, which
+	// may trail it by a put-off write (a failure counted in a put-off
+	// status would otherwise be counted again from the older one, and a
+	// crash loop would back off at half the rate).
+	latest map[string]*Status
 	// expect holds, per service, the allocations and tasks this
 	// controller made that the cache does not show yet, so that the next
 	// pass neither allocates nor launches them twice.
@@ -176,9 +182,16 @@ func KeysOf(ev *pb.Event) []string {
 func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration, error) {
 	var v View
 	v.Now = c.now()
-	rec, err := getJSON[Record](ctx, c.Kernel, SpecKey(name))
+	rec, specRev, err := getJSONRev[Record](ctx, c.Kernel, SpecKey(name))
 	if err != nil {
 		return 0, err
+	}
+	// The spec is read from the kernel, the instances from the cache:
+	// act only once the cache has caught up with the spec's write, or a
+	// pass could judge a new spec against instances older than it (old
+	// instances not yet seen ready would be replaced as unready ones).
+	if rev := c.Cache.Revision(); rev < specRev {
+		return cacheLagWait, nil
 	}
 	v.Record = rec
 	if v.Deployment, err = getJSON[Deployment](ctx, c.Kernel, DeploymentKey(name)); err != nil {
@@ -187,6 +200,11 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 	if v.Status, err = getJSON[Status](ctx, c.Kernel, StatusKey(name)); err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
+	if st := c.latest[name]; st != nil {
+		v.Status = cloneStatus(st)
+	}
+	c.mu.Unlock()
 	if rec != nil {
 		rec.Spec.Default()
 		if err := rec.Spec.Validate(); err != nil {
@@ -320,6 +338,9 @@ func (c *Controller) apply(ctx context.Context, name string, v View, d Decision)
 		wait = w
 	}
 	if d.Done {
+		c.mu.Lock()
+		delete(c.latest, name)
+		c.mu.Unlock()
 		for _, key := range []string{DeploymentKey(name), StatusKey(name)} {
 			if _, err := c.Kernel.StateDelete(ctx, &pb.StateDeleteRequest{Key: key}); err != nil {
 				errs = append(errs, fmt.Errorf("delete %s: %w", key, err))
@@ -339,8 +360,9 @@ func (c *Controller) putStatus(ctx context.Context, name string, st *Status) (ti
 	}
 	c.mu.Lock()
 	if c.lastWrite == nil {
-		c.lastWrite = map[string]time.Time{}
+		c.lastWrite, c.latest = map[string]time.Time{}, map[string]*Status{}
 	}
+	c.latest[name] = cloneStatus(st)
 	last := c.lastWrite[name]
 	now := c.now()
 	if wait := last.Add(every).Sub(now); wait > 0 {
@@ -381,19 +403,30 @@ func (c *Controller) oldSpecs(ctx context.Context, name string, rec *Record, ins
 
 // getJSON reads key into a T; nil when the key does not exist.
 func getJSON[T any](ctx context.Context, k Kernel, key string) (*T, error) {
+	v, _, err := getJSONRev[T](ctx, k, key)
+	return v, err
+}
+
+// getJSONRev reads key as JSON and the revision of its last write (nil
+// and 0 when it does not exist).
+func getJSONRev[T any](ctx context.Context, k Kernel, key string) (*T, int64, error) {
 	res, err := k.StateGet(ctx, &pb.StateGetRequest{Key: key})
 	if connect.CodeOf(err) == connect.CodeNotFound {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
 	}
 	var v T
 	if err := json.Unmarshal(res.GetEntry().GetValue(), &v); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
 	}
-	return &v, nil
+	return &v, res.GetEntry().GetRevision(), nil
 }
+
+// cacheLagWait is when a pass that found the cache behind the spec it
+// read looks again (the spec's own event usually wakes it first).
+const cacheLagWait = 10 * time.Millisecond
 
 func putJSON(ctx context.Context, k Kernel, key string, v any) error {
 	b, err := json.Marshal(v)

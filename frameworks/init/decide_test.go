@@ -130,35 +130,46 @@ func TestDecide_CrashBackoff(t *testing.T) {
 	task := w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0, t0.Add(100*time.Millisecond))
 	task.Reason = "exit code 1"
 
+	// The first failure is replaced at once.
 	d := Decide(w.view(rec, nil, nil, t0.Add(200*time.Millisecond)))
-	if len(d.Launch) != 0 {
-		t.Fatal("relaunched before the backoff delay")
+	if len(d.Launch) != 1 || d.Launch[0].GetAllocationId() != a.GetId() {
+		t.Fatalf("launches after the first failure = %v, want one at once in %s", d.Launch, a.GetId())
 	}
 	is := d.Status.Instances["0"]
-	if is == nil || is.Failures != 1 || !is.DelayedUntil.Equal(t0.Add(1100*time.Millisecond)) || !strings.Contains(is.LastFailure, "exit code 1") {
+	if is == nil || is.Failures != 1 || !is.DelayedUntil.Equal(t0.Add(100*time.Millisecond)) || !strings.Contains(is.LastFailure, "exit code 1") {
 		t.Fatalf("status = %+v", is)
 	}
-	if d.RequeueAfter != 900*time.Millisecond {
-		t.Errorf("requeue after %s, want 900ms", d.RequeueAfter)
-	}
 	// The same failure seen again counts once.
-	d2 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(1200*time.Millisecond)))
-	if len(d2.Launch) != 1 || d2.Launch[0].GetAllocationId() != a.GetId() {
-		t.Fatalf("launches after the delay = %v, want a relaunch in %s", d2.Launch, a.GetId())
+	d1 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(300*time.Millisecond)))
+	if d1.Status != nil && d1.Status.Instances["0"].Failures != 1 {
+		t.Errorf("failure counted twice: %+v", d1.Status.Instances["0"])
 	}
-	if d2.Status != nil && d2.Status.Instances["0"].Failures != 1 {
-		t.Errorf("failure counted twice: %+v", d2.Status.Instances["0"])
+	// A second failure waits seconds (1s).
+	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(300*time.Millisecond), t0.Add(400*time.Millisecond))
+	d2 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(500*time.Millisecond)))
+	if len(d2.Launch) != 0 {
+		t.Fatal("relaunched before the backoff delay")
 	}
-	// A second failure waits seconds × factor.
-	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(1300*time.Millisecond), t0.Add(1400*time.Millisecond))
-	d3 := Decide(w.view(rec, d.Deployment, d.Status, t0.Add(1500*time.Millisecond)))
-	if is := d3.Status.Instances["0"]; is.Failures != 2 || !is.DelayedUntil.Equal(t0.Add(2550*time.Millisecond)) {
-		t.Errorf("second failure: %+v, want 2 failures delayed until +2.55s", is)
+	if is := d2.Status.Instances["0"]; is.Failures != 2 || !is.DelayedUntil.Equal(t0.Add(1400*time.Millisecond)) {
+		t.Fatalf("second failure: %+v, want 2 failures delayed until +1.4s", is)
+	}
+	if d2.RequeueAfter != 900*time.Millisecond {
+		t.Errorf("requeue after %s, want 900ms", d2.RequeueAfter)
+	}
+	d3 := Decide(w.view(rec, d2.Deployment, d2.Status, t0.Add(1500*time.Millisecond)))
+	if len(d3.Launch) != 1 {
+		t.Fatalf("launches after the delay = %v, want a relaunch", d3.Launch)
+	}
+	// A third failure waits seconds × factor.
+	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(1500*time.Millisecond), t0.Add(1600*time.Millisecond))
+	d4 := Decide(w.view(rec, d2.Deployment, d2.Status, t0.Add(1700*time.Millisecond)))
+	if is := d4.Status.Instances["0"]; is.Failures != 3 || !is.DelayedUntil.Equal(t0.Add(2750*time.Millisecond)) {
+		t.Errorf("third failure: %+v, want 3 failures delayed until +2.75s", is)
 	}
 	// A task that ran longer than BackoffReset starts the count again.
 	w.task(a, pb.TaskState_TASK_STATE_FAILED, false, 0, t0.Add(2*time.Second), t0.Add(2*time.Second+BackoffReset))
-	d4 := Decide(w.view(rec, d.Deployment, d3.Status, t0.Add(2*time.Second+BackoffReset)))
-	if is := d4.Status.Instances["0"]; is.Failures != 1 {
+	d5 := Decide(w.view(rec, d.Deployment, d4.Status, t0.Add(2*time.Second+BackoffReset)))
+	if is := d5.Status.Instances["0"]; is.Failures != 1 {
 		t.Errorf("failure after a long run: %+v, want the count reset to 1", is)
 	}
 }

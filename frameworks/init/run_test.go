@@ -573,7 +573,8 @@ resources: {cpus: 0.1, mem: 16Mi}
 backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
 `, false)
 	// Each failure is counted once and pushes the next launch further:
-	// the delays the status shows follow seconds × factor^(failures-1).
+	// the first relaunch is at once, then the delays follow
+	// seconds × factor^(failures-2).
 	var is *InstanceStatus
 	eventually(t, "5 failures", func() bool {
 		st := c.status(ctx, "crashy")
@@ -590,16 +591,16 @@ backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
 	if err != nil {
 		t.Fatal(err)
 	}
-	launches, found := 0, false
+	var tasks []*pb.Task
+	found := false
 	for _, tk := range tr.GetTasks() {
 		if tk.GetLabels()[LabelService] != "crashy" {
 			continue
 		}
-		launches++
+		tasks = append(tasks, tk)
 		if tk.GetId() == is.LastFailedTask {
 			found = true
-			// The next launch waits 50ms × 2^(failures-1) after the failure.
-			if got, want := is.DelayedUntil.Sub(tk.GetUpdated().AsTime()), 50*time.Millisecond<<(is.Failures-1); got != want {
+			if got, want := is.DelayedUntil.Sub(tk.GetUpdated().AsTime()), 50*time.Millisecond<<(is.Failures-2); got != want {
 				t.Errorf("delayed %s after failure %d, want %s", got, is.Failures, want)
 			}
 		}
@@ -607,11 +608,27 @@ backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
 	if !found {
 		t.Errorf("the last failed task %s is not listed", is.LastFailedTask)
 	}
-	// One launch per failure counted, plus the first (the status write is
-	// debounced, so it may trail the launches by one).
-	if launches > is.Failures+2 {
-		t.Errorf("%d launches for %d failures: a failure was launched again more than once", launches, is.Failures)
+	// Launches follow the schedule: one task at a time, each started no
+	// sooner than its predecessor ended plus the delay of that failure.
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].GetCreated().AsTime().Before(tasks[j].GetCreated().AsTime()) })
+	b := Backoff{Seconds: 0.05, Factor: 2, MaxLaunchDelaySeconds: 10}
+	for i := 1; i < len(tasks); i++ {
+		prev, next := tasks[i-1], tasks[i]
+		if !isEnded(prev) {
+			t.Fatalf("task %s started while %s (same instance) was still %v", next.GetId(), prev.GetId(), prev.GetState())
+		}
+		if gap, want := next.GetCreated().AsTime().Sub(prev.GetUpdated().AsTime()), b.Delay(i); gap < want {
+			t.Errorf("launch %d (%s) came %v after failure %d, want at least %v", i+1, next.GetId(), gap, i, want)
+		}
 	}
+}
+
+func isEnded(t *pb.Task) bool {
+	switch t.GetState() {
+	case pb.TaskState_TASK_STATE_FINISHED, pb.TaskState_TASK_STATE_FAILED, pb.TaskState_TASK_STATE_KILLED, pb.TaskState_TASK_STATE_LOST:
+		return true
+	}
+	return false
 }
 
 func TestController_DeposedCannotAct(t *testing.T) {

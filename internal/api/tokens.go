@@ -98,6 +98,19 @@ func NewToken() string {
 	return hex.EncodeToString(b)
 }
 
+// EnsureNamed returns the first entry of f with role and name, adding
+// one with a new token if there is none. It reports whether f changed.
+func (f *TokensFile) EnsureNamed(role, name string) (TokenEntry, bool) {
+	for _, e := range f.Tokens {
+		if e.Role == role && e.Name == name {
+			return e, false
+		}
+	}
+	e := TokenEntry{Token: NewToken(), Name: name, Role: role}
+	f.Tokens = append(f.Tokens, e)
+	return e, true
+}
+
 // Ensure returns the first entry of f with role, adding one named name
 // with a new token if there is none. It reports whether f changed.
 func (f *TokensFile) Ensure(role, name string) (TokenEntry, bool) {

@@ -27,6 +27,7 @@ import (
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/plugins/policies"
+	"github.com/dcos-kernel/dcos/sdk/framework"
 )
 
 // Run runs dcosd with args (args[0] is the program name) and returns the
@@ -40,7 +41,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
 		},
-		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), pluginCommand(), supervisorCommand()},
+		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), initCommand(), pluginCommand(), supervisorCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
@@ -105,12 +106,13 @@ func devCommand() *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (etcd, tokens, agent)"},
 			&cli.StringFlag{Name: "client-config", Usage: "where to write dcosctl's config (default: dcosctl's default path)"},
-		}, kernelFlags...), append(agentFlags, pluginFlags...)...),
+			&cli.BoolFlag{Name: "init", Value: true, Usage: "run the distributed init in-process (framework principal \"init\", its token in the tokens file; it keeps the services of dcosctl svc running)"},
+		}, append(kernelFlags, initFlags...)...), append(agentFlags, pluginFlags...)...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
 			dataDir := c.String("data-dir")
 			tokensPath := tokensPath(c, dataDir)
-			op, ag, err := ensureDevTokens(tokensPath, dataDir)
+			op, ag, in, err := ensureDevTokens(tokensPath, dataDir)
 			if err != nil {
 				return err
 			}
@@ -145,6 +147,11 @@ func devCommand() *cli.Command {
 					return err
 				}
 				features[len(features)-1] += detail
+				if c.Bool("init") {
+					features = append(features, "init: enabled (framework principal "+devInitPrincipal+", not rate-limited; dcosctl svc apply -f FILE; --init=false turns it off)")
+				} else {
+					features = append(features, "init: off (--init=false)")
+				}
 				for _, f := range features {
 					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
 				}
@@ -169,6 +176,13 @@ func devCommand() *cli.Command {
 				case <-ctx.Done():
 					return nil
 				}
+				if c.Bool("init") {
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log})
+					if err != nil {
+						return err
+					}
+					g.Go(func() error { return runInit(ctx, c, cl, log) })
+				}
 				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				return nil
 			}, agentMetrics)
@@ -180,23 +194,28 @@ func devCommand() *cli.Command {
 // tokens file at path, adding those missing (and creating the file, and
 // dataDir, when there is none). A file that exists but cannot be read or
 // parsed is an error, never rewritten: that would drop its other tokens.
-func ensureDevTokens(path, dataDir string) (op, ag api.TokenEntry, err error) {
+func ensureDevTokens(path, dataDir string) (op, ag, in api.TokenEntry, err error) {
 	tf, err := api.LoadTokensFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return op, ag, fmt.Errorf("%w (fix or remove it; dcosd dev does not rewrite a tokens file it cannot read)", err)
+		return op, ag, in, fmt.Errorf("%w (fix or remove it; dcosd dev does not rewrite a tokens file it cannot read)", err)
 	}
 	op, ch1 := tf.Ensure("operator", "operator")
 	ag, ch2 := tf.Ensure("agent", "local-agent")
-	if ch1 || ch2 {
+	in, ch3 := tf.EnsureNamed("framework", devInitPrincipal)
+	if ch1 || ch2 || ch3 {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
-			return op, ag, err
+			return op, ag, in, err
 		}
 		if err := api.SaveTokensFile(path, tf); err != nil {
-			return op, ag, err
+			return op, ag, in, err
 		}
 	}
-	return op, ag, nil
+	return op, ag, in, nil
 }
+
+// devInitPrincipal is the framework principal of dcosd dev's init (the
+// default of dcosctl svc --framework).
+const devInitPrincipal = "init"
 
 func tokensPath(c *cli.Context, dataDir string) string {
 	if p := c.String("tokens"); p != "" {
@@ -260,6 +279,13 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	rateLimits, ownLimits, err := parseRateLimits(c.StringSlice("rate-limit"))
 	if err != nil {
 		return err
+	}
+	devInit := kernel.Principal{Name: devInitPrincipal, Role: kernel.RoleFramework}
+	if _, set := ownLimits[devInit]; !set && c.Command.Name == "dev" && c.Bool("init") {
+		// dcosd dev's own init starts services of thousands of tasks:
+		// it is not paced like a tenant (--rate-limit framework:init=...
+		// overrides this).
+		ownLimits[devInit] = api.RateLimit{}
 	}
 	var cli3 *clientv3.Client
 	var gate func() error

@@ -60,16 +60,25 @@ func TestParseHostPorts(t *testing.T) {
 func TestEnsureDevTokens(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state", "tokens.json")
-	op, ag, err := ensureDevTokens(path, filepath.Join(dir, "state"))
-	if err != nil || op.Role != "operator" || ag.Role != "agent" {
-		t.Fatalf("new file: %+v %+v %v", op, ag, err)
+	op, ag, in, err := ensureDevTokens(path, filepath.Join(dir, "state"))
+	if err != nil || op.Role != "operator" || ag.Role != "agent" || in.Role != "framework" || in.Name != "init" {
+		t.Fatalf("new file: %+v %+v %+v %v", op, ag, in, err)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("tokens file mode: %v %v, want 0600", fi.Mode(), err)
 	}
-	op2, ag2, err := ensureDevTokens(path, filepath.Join(dir, "state"))
-	if err != nil || op2 != op || ag2 != ag {
-		t.Fatalf("second start changed the tokens: %+v %+v %v", op2, ag2, err)
+	op2, ag2, in2, err := ensureDevTokens(path, filepath.Join(dir, "state"))
+	if err != nil || op2 != op || ag2 != ag || in2 != in {
+		t.Fatalf("second start changed the tokens: %+v %+v %+v %v", op2, ag2, in2, err)
+	}
+	// Another framework's token is not taken for the init's.
+	other := []byte(`{"tokens":[{"token":"0123456789abcdef0123","name":"spark","role":"framework"}]}`)
+	otherPath := filepath.Join(dir, "other.json")
+	if err := os.WriteFile(otherPath, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, in3, err := ensureDevTokens(otherPath, dir); err != nil || in3.Name != "init" || in3.Token == "0123456789abcdef0123" {
+		t.Fatalf("with a spark token: init = %+v, %v; want a token of its own", in3, err)
 	}
 
 	bad := []byte(`{"tokens":[{"token":"0123456789abcdef0123","name":"spark","role":"framework"},]}`)
@@ -77,7 +86,7 @@ func TestEnsureDevTokens(t *testing.T) {
 	if err := os.WriteFile(badPath, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ensureDevTokens(badPath, dir); err == nil || !strings.Contains(err.Error(), "bad.json") {
+	if _, _, _, err := ensureDevTokens(badPath, dir); err == nil || !strings.Contains(err.Error(), "bad.json") {
 		t.Fatalf("malformed file: got %v, want an error naming it", err)
 	}
 	if got, _ := os.ReadFile(badPath); string(got) != string(bad) {

@@ -794,9 +794,11 @@ type Task struct {
 	// ready is true while the readiness check passes; without a readiness
 	// check, while the task is RUNNING and not UNHEALTHY (with a health
 	// check: once HEALTHY).
-	Ready         bool `protobuf:"varint,37,opt,name=ready,proto3" json:"ready,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ready bool `protobuf:"varint,37,opt,name=ready,proto3" json:"ready,omitempty"`
+	// kill_grace_period as launched (LaunchRequest.kill_grace_period).
+	KillGracePeriod *durationpb.Duration `protobuf:"bytes,38,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1037,6 +1039,13 @@ func (x *Task) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *Task) GetKillGracePeriod() *durationpb.Duration {
+	if x != nil {
+		return x.KillGracePeriod
+	}
+	return nil
 }
 
 // HealthCheck is a probe its agent runs against a task (never the kernel).
@@ -3585,8 +3594,13 @@ type LaunchRequest struct {
 	// readiness_check, run by the agent; its result is Task.ready.
 	ReadinessCheck *HealthCheck `protobuf:"bytes,34,opt,name=readiness_check,json=readinessCheck,proto3" json:"readiness_check,omitempty"`
 	Fence          *Fence       `protobuf:"bytes,35,opt,name=fence,proto3" json:"fence,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// kill_grace_period is how long the task has between SIGTERM and
+	// SIGKILL when it is stopped (revoked, its allocation revoked, unhealthy
+	// and replaced): 0 to 10min; unset means the agent's default
+	// (dcosd --kill-grace).
+	KillGracePeriod *durationpb.Duration `protobuf:"bytes,36,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
@@ -3727,6 +3741,13 @@ func (x *LaunchRequest) GetReadinessCheck() *HealthCheck {
 func (x *LaunchRequest) GetFence() *Fence {
 	if x != nil {
 		return x.Fence
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetKillGracePeriod() *durationpb.Duration {
+	if x != nil {
+		return x.KillGracePeriod
 	}
 	return nil
 }
@@ -5830,7 +5851,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06labels\x18\x11 \x03(\v2(.dcos.syscalls.v1.Allocation.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\n" +
+	"\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -5863,7 +5885,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x125\n" +
 	"\x06health\x18# \x01(\x0e2\x1d.dcos.syscalls.v1.HealthStateR\x06health\x12%\n" +
 	"\x0ehealth_message\x18$ \x01(\tR\rhealthMessage\x12\x14\n" +
-	"\x05ready\x18% \x01(\bR\x05ready\x1a6\n" +
+	"\x05ready\x18% \x01(\bR\x05ready\x12E\n" +
+	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -6070,7 +6093,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xc4\x06\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\x8b\a\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -6089,7 +6112,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06labels\x18  \x03(\v2+.dcos.syscalls.v1.LaunchRequest.LabelsEntryR\x06labels\x12@\n" +
 	"\fhealth_check\x18! \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\vhealthCheck\x12F\n" +
 	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x12-\n" +
-	"\x05fence\x18# \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x1a6\n" +
+	"\x05fence\x18# \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12E\n" +
+	"\x11kill_grace_period\x18$ \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -6441,134 +6465,136 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	10,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	10,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	11,  // 21: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
-	12,  // 22: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
-	13,  // 23: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	87,  // 24: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	87,  // 25: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	87,  // 26: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	88,  // 27: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	87,  // 28: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
-	15,  // 29: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	15,  // 30: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	22,  // 31: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
-	14,  // 32: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	14,  // 33: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	22,  // 34: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	88,  // 35: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	82,  // 36: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	6,   // 37: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	6,   // 38: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	3,   // 39: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	88,  // 40: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	88,  // 41: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	34,  // 42: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	88,  // 43: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	37,  // 44: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	6,   // 45: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	7,   // 46: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	87,  // 47: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	36,  // 48: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	83,  // 49: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	14,  // 50: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 51: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	84,  // 52: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	6,   // 53: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	31,  // 54: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	38,  // 55: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	85,  // 56: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	10,  // 57: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	10,  // 58: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	14,  // 59: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 60: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 61: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 62: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	88,  // 63: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	8,   // 64: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 65: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	35,  // 66: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	67,  // 67: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	37,  // 68: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	22,  // 69: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	15,  // 70: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	14,  // 71: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 72: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	86,  // 73: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	6,   // 74: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	34,  // 75: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	37,  // 76: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	87,  // 77: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	9,   // 78: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	34,  // 79: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	33,  // 80: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,   // 81: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	32,  // 82: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	59,  // 83: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 84: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	35,  // 85: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	8,   // 86: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 87: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	88,  // 88: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	67,  // 89: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	71,  // 90: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	67,  // 91: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	67,  // 92: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	67,  // 93: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	43,  // 94: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	45,  // 95: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	47,  // 96: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	50,  // 97: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	52,  // 98: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	54,  // 99: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	56,  // 100: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	58,  // 101: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	61,  // 102: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	63,  // 103: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	65,  // 104: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	68,  // 105: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	70,  // 106: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	73,  // 107: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	75,  // 108: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	77,  // 109: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	39,  // 110: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	41,  // 111: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	16,  // 112: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	18,  // 113: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	20,  // 114: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	23,  // 115: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	25,  // 116: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	27,  // 117: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	29,  // 118: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	44,  // 119: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	46,  // 120: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	48,  // 121: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	51,  // 122: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	53,  // 123: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	55,  // 124: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	57,  // 125: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	60,  // 126: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	62,  // 127: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	64,  // 128: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	66,  // 129: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	69,  // 130: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	72,  // 131: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	74,  // 132: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	76,  // 133: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	78,  // 134: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	40,  // 135: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	42,  // 136: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	17,  // 137: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	19,  // 138: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	21,  // 139: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	24,  // 140: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	26,  // 141: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	28,  // 142: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	30,  // 143: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	119, // [119:144] is the sub-list for method output_type
-	94,  // [94:119] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	87,  // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	11,  // 22: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
+	12,  // 23: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
+	13,  // 24: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
+	87,  // 25: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	87,  // 26: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	87,  // 27: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	88,  // 28: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	87,  // 29: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	15,  // 30: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	15,  // 31: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	22,  // 32: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
+	14,  // 33: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	14,  // 34: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	22,  // 35: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
+	88,  // 36: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	82,  // 37: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	6,   // 38: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	6,   // 39: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	3,   // 40: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	88,  // 41: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	88,  // 42: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	34,  // 43: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	88,  // 44: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	37,  // 45: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	6,   // 46: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	7,   // 47: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	87,  // 48: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	36,  // 49: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	83,  // 50: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	14,  // 51: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 52: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	84,  // 53: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	6,   // 54: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	31,  // 55: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	38,  // 56: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	85,  // 57: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	10,  // 58: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	10,  // 59: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	14,  // 60: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	87,  // 61: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	9,   // 62: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 63: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 64: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	88,  // 65: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	8,   // 66: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 67: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	35,  // 68: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	67,  // 69: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	37,  // 70: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	22,  // 71: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	15,  // 72: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	14,  // 73: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 74: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	86,  // 75: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	6,   // 76: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	34,  // 77: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	37,  // 78: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	87,  // 79: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	9,   // 80: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	34,  // 81: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	33,  // 82: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	1,   // 83: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	32,  // 84: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	59,  // 85: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 86: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	35,  // 87: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	8,   // 88: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 89: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	88,  // 90: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	67,  // 91: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	71,  // 92: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	67,  // 93: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	67,  // 94: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	67,  // 95: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	43,  // 96: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	45,  // 97: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	47,  // 98: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	50,  // 99: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	52,  // 100: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	54,  // 101: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	56,  // 102: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	58,  // 103: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	61,  // 104: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	63,  // 105: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	65,  // 106: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	68,  // 107: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	70,  // 108: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	73,  // 109: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	75,  // 110: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	77,  // 111: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	39,  // 112: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	41,  // 113: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	16,  // 114: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	18,  // 115: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	20,  // 116: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	23,  // 117: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	25,  // 118: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	27,  // 119: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	29,  // 120: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	44,  // 121: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	46,  // 122: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	48,  // 123: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	51,  // 124: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	53,  // 125: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	55,  // 126: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	57,  // 127: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	60,  // 128: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	62,  // 129: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	64,  // 130: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	66,  // 131: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	69,  // 132: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	72,  // 133: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	74,  // 134: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	76,  // 135: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	78,  // 136: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	40,  // 137: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	42,  // 138: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	17,  // 139: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	19,  // 140: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	21,  // 141: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	24,  // 142: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	26,  // 143: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	28,  // 144: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	30,  // 145: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	121, // [121:146] is the sub-list for method output_type
+	96,  // [96:121] is the sub-list for method input_type
+	96,  // [96:96] is the sub-list for extension type_name
+	96,  // [96:96] is the sub-list for extension extendee
+	0,   // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }

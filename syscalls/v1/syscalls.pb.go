@@ -3596,8 +3596,7 @@ type LaunchRequest struct {
 	Fence          *Fence       `protobuf:"bytes,35,opt,name=fence,proto3" json:"fence,omitempty"`
 	// kill_grace_period is how long the task has between SIGTERM and
 	// SIGKILL when it is stopped (revoked, its allocation revoked, unhealthy
-	// and replaced): 0 to 10min; unset means the agent's default
-	// (dcosd --kill-grace).
+	// and replaced): 0 to 10min; unset means the agent's default (5s).
 	KillGracePeriod *durationpb.Duration `protobuf:"bytes,36,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache

@@ -625,5 +625,5 @@ func nonEmpty(m map[string]*InstanceStatus) map[string]*InstanceStatus {
 
 func deploymentEqual(a, b *Deployment) bool {
 	return a.SpecVersion == b.SpecVersion && a.TemplateVersion == b.TemplateVersion && a.Status == b.Status &&
-		a.Reason == b.Reason && a.Step == b.Step && len(a.Steps) == len(b.Steps) && a.Started.Equal(b.Started) && a.Finished.Equal(b.Finished)
+		a.Reason == b.Reason && a.Fallback == b.Fallback && a.Step == b.Step && len(a.Steps) == len(b.Steps) && a.Started.Equal(b.Started) && a.Finished.Equal(b.Finished)
 }

@@ -600,9 +600,9 @@ func (a *Agent) forget(id string) {
 }
 
 // kill asks task id to stop: SIGTERM, SIGKILL after its kill grace period
-// (the task's own, else the agent's KillGrace); its
-// end is reported KILLED with reason. Unknown, ended or already killed
-// tasks are left alone. Idempotent.
+// (the task's own, else the agent's KillGrace); its end is reported KILLED
+// with reason. Unknown, ended or already killed tasks are left alone.
+// Idempotent.
 func (a *Agent) kill(id, reason string) {
 	a.mu.Lock()
 	tk := a.tasks[id]

@@ -135,10 +135,10 @@ func (a *Agent) portHoldersLocked(tk *task) []*task {
 			want[hostPortOf(p.GetProtocol(), p.GetHostPort())] = true
 		}
 	}
-	var holders []*task
 	if len(want) == 0 {
 		return nil
 	}
+	var holders []*task
 	for _, o := range a.tasks {
 		if o == tk {
 			continue

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dcos-kernel/dcos/drivers/execdriver"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -113,11 +115,18 @@ func (r *runningAgent) stop(t *testing.T) {
 // to the kernel at url, starts Run and waits for its first registration.
 func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, k, url, dataDir, nil)
+}
+
+// startAgentWith is startAgent with the config changed by edit (nil: as
+// startAgent).
+func startAgentWith(t *testing.T, k *fakeKernel, url, dataDir string, edit func(*Config)) *runningAgent {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	plugins := newTestPlugins(t, dataDir)
-	a, err := New(Config{
+	cfg := Config{
 		KernelURL: url,
 		Token:     "agent-token",
 		DataDir:   dataDir,
@@ -125,7 +134,11 @@ func startAgent(t *testing.T, k *fakeKernel, url, dataDir string) *runningAgent 
 		Logger:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Plugins:   plugins,
 		HostPorts: "31000-31009",
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -334,6 +347,59 @@ func TestAgent_KillGrace(t *testing.T) {
 	k.pushTask(newTask("t-stubborn", a.ID(), killed, "sh"))
 	k.waitReport(t, "t-stubborn", killed)
 	groupGone(t, int(run.GetPid()))
+}
+
+// A task's own kill_grace_period replaces the agent's KillGrace: with the
+// agent's an hour, a task that survives SIGTERM is still SIGKILLed, after
+// its 300ms, also when an agent restart recovered it.
+func TestAgent_TaskKillGrace(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			t.Parallel()
+			k, url := startFakeKernel(t)
+			dataDir := t.TempDir()
+			hour := func(c *Config) { c.KillGrace = time.Hour }
+			a := startAgentWith(t, k, url, dataDir, hour)
+			id := "t-grace"
+			// The shell survives SIGTERM: its trap notes it in stdout, its
+			// sleep dies of it and the loop goes on, noting "tick".
+			task := newTask(id, a.ID(), pending, "sh", "-c", "trap 'echo term' TERM; echo ready; while :; do sleep 0.05; echo tick; done")
+			task.KillGracePeriod = durationpb.New(grace)
+			k.pushTask(task)
+			pid := int(k.waitReport(t, id, running).GetPid())
+			// The agent's hour would outlive the test: a failed test kills.
+			t.Cleanup(func() { _ = hostos.SignalGroup(pid, syscall.SIGKILL) })
+			stdout := filepath.Join(dataDir, "sandboxes", id, "stdout")
+			eventually(t, "trap installed", func() bool {
+				b, _ := os.ReadFile(stdout)
+				return strings.HasPrefix(string(b), "ready\n")
+			})
+			if restart {
+				a.stop(t)
+				running := proto.Clone(task).(*syscallsv1.Task)
+				running.State = syscallsv1.TaskState_TASK_STATE_RUNNING
+				k.setExpected(running)
+				a = startAgentWith(t, k, url, dataDir, hour)
+			}
+			killed := proto.Clone(task).(*syscallsv1.Task)
+			killed.State = syscallsv1.TaskState_TASK_STATE_KILLED
+			asked := time.Now()
+			k.pushTask(killed)
+			k.waitReport(t, id, syscallsv1.TaskState_TASK_STATE_KILLED)
+			if took := time.Since(asked); took < grace {
+				t.Errorf("killed %v after the kill was asked, before its %v grace period", took, grace)
+			}
+			groupGone(t, pid)
+			// It got SIGTERM and lived on after it: only the SIGKILL ended it.
+			b, _ := os.ReadFile(stdout)
+			out := string(b)
+			if i := strings.Index(out, "term\n"); i < 0 || !strings.Contains(out[i:], "tick") {
+				t.Errorf("stdout %q: want a tick after the SIGTERM trap's term", out)
+			}
+		})
+	}
 }
 
 func TestAgent_Restart(t *testing.T) {

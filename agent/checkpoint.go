@@ -55,6 +55,9 @@ type checkpoint struct {
 	Checks  []byte    `json:"checks,omitempty"`
 	Started time.Time `json:"started,omitzero"`
 	Cgroups []string  `json:"cgroups,omitempty"`
+	// KillGrace is the task's own kill grace period (Task.kill_grace_period,
+	// nanoseconds); absent means the agent's KillGrace.
+	KillGrace *time.Duration `json:"kill_grace,omitempty"`
 	// Final is the task's final status, set once the agent saw it end and
 	// kept until the kernel acknowledged it.
 	Final *finalStatus `json:"final,omitempty"`

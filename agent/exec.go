@@ -57,6 +57,9 @@ type task struct {
 	isolated   bool   // the isolator prepared a container for it
 	killReason string // set once a kill is requested
 	exited     chan struct{}
+	// killGrace is the task's own time between SIGTERM and SIGKILL
+	// (Task.kill_grace_period); nil means the agent's.
+	killGrace *time.Duration
 
 	// How long the start took, by step (for the log).
 	isolateTook, startTook time.Duration
@@ -102,7 +105,17 @@ func (t *task) checkpoint() checkpoint {
 		Driver: t.driver, Handle: t.handle, Isolated: t.isolated, Limits: t.limits, NetCgroup: t.netDir,
 		Network: t.network, Net: t.net, Storage: t.storage,
 		Checks: marshalChecks(t.checks), Started: t.started, Cgroups: t.cgroups,
+		KillGrace: t.killGrace,
 	}
+}
+
+// graceOf returns tk's kill grace period: its own when set, else the
+// agent's.
+func (a *Agent) graceOf(tk *task) time.Duration {
+	if tk.killGrace != nil {
+		return *tk.killGrace
+	}
+	return a.killGrace
 }
 
 // launch starts task t unless the agent already runs it or ran it
@@ -118,6 +131,10 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	tk := &task{id: id, allocID: t.GetAllocationId(), driver: t.GetDriver(), exited: make(chan struct{}),
 		limits:  contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes()},
 		network: t.GetNetwork(), wantPorts: t.GetPorts(), checks: checkSpec(t)}
+	if g := t.GetKillGracePeriod(); g != nil {
+		d := g.AsDuration()
+		tk.killGrace = &d
+	}
 	if tk.driver == "" {
 		tk.driver = DefaultDriver
 	}
@@ -582,9 +599,10 @@ func (a *Agent) forget(id string) {
 	a.mu.Unlock()
 }
 
-// kill asks task id to stop: SIGTERM, SIGKILL after the grace period; its
-// end is reported KILLED with reason. Unknown, ended or already killed
-// tasks are left alone. Idempotent.
+// kill asks task id to stop: SIGTERM, SIGKILL after its kill grace period
+// (the task's own, else the agent's KillGrace); its end is reported KILLED
+// with reason. Unknown, ended or already killed tasks are left alone.
+// Idempotent.
 func (a *Agent) kill(id, reason string) {
 	a.mu.Lock()
 	tk := a.tasks[id]
@@ -608,7 +626,7 @@ func (a *Agent) terminate(tk *task) {
 	for {
 		drv, err := a.plugins.Driver(tk.driver)
 		if err == nil {
-			err = drv.StopTask(a.ctx, tk.id, a.killGrace, "SIGTERM")
+			err = drv.StopTask(a.ctx, tk.id, a.graceOf(tk), "SIGTERM")
 		}
 		if err == nil || a.ctx.Err() != nil {
 			return
@@ -647,7 +665,7 @@ func (a *Agent) recover() error {
 		tk := &task{id: cp.TaskID, allocID: cp.AllocationID, sandbox: cp.Sandbox, pid: cp.PID, driver: cp.Driver,
 			handle: cp.Handle, isolated: cp.Isolated, limits: cp.Limits, netDir: cp.NetCgroup,
 			network: cp.Network, net: cp.Net, storage: cp.Storage, exited: make(chan struct{}),
-			started: cp.Started, cgroups: cp.Cgroups}
+			started: cp.Started, cgroups: cp.Cgroups, killGrace: cp.KillGrace}
 		if checks, err := unmarshalChecks(cp.Checks); err != nil {
 			a.log.Error("recovered task runs without its health checks", "task", cp.TaskID, "err", err)
 		} else {

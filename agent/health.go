@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/internal/taskinit"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -39,12 +40,16 @@ import (
 //
 // Where a probe goes: HTTP and TCP checks of a host-network task connect
 // to 127.0.0.1 and the host port (port_name names one of the task's
-// ports; a numeric port is used as is). A bridge task's connect from the
-// node to its address on the bridge and its container port: the one door
-// into a task's network namespace (the bridge driver's inNetns) is the
-// net driver's own, and the address on the bridge reaches the same
-// listener without a second one (a listener bound to the namespace's
-// loopback only is not reached). A command check runs inside the task
+// ports; a numeric port is used as is). A bridge task's run inside its
+// network namespace (the net driver's NetworkStatus.Netns) and connect to
+// 127.0.0.1 and the container port there, as Mesos' checks do, so a
+// listener bound to the task's own loopback is reached; when nothing
+// listens there (connection refused), to the task's address on the bridge
+// (a listener bound to that address only). The socket is made inside the
+// namespace through the one door (netnsutil.InNetns) and used from the
+// agent's goroutines afterwards; the agent itself never stays in a task's
+// namespace. A bridge task whose status has no namespace path is probed
+// from the node at its address on the bridge. A command check runs inside the task
 // through the task init's enter mode (package taskinit): its cgroups,
 // namespaces, user and sandbox, from a fresh process, never by setns in
 // the agent; a timeout kills its process group.
@@ -234,18 +239,17 @@ func (a *Agent) probe(ctx context.Context, tk *task, spec *syscallsv1.Task, c *s
 	switch {
 	case c.GetHttp() != nil:
 		h := c.GetHttp()
-		addr, err := a.probeAddr(tk, spec, h.GetPortName(), h.GetPort())
+		to, err := a.probeAddr(tk, spec, h.GetPortName(), h.GetPort())
 		if err != nil {
 			return err
 		}
-		return probeHTTP(ctx, "http://"+addr+h.GetPath(), h.GetStatusMin(), h.GetStatusMax())
+		return probeHTTP(ctx, to, h.GetPath(), h.GetStatusMin(), h.GetStatusMax())
 	case c.GetTcp() != nil:
-		addr, err := a.probeAddr(tk, spec, c.GetTcp().GetPortName(), c.GetTcp().GetPort())
+		to, err := a.probeAddr(tk, spec, c.GetTcp().GetPortName(), c.GetTcp().GetPort())
 		if err != nil {
 			return err
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		conn, err := to.dial(ctx)
 		if err != nil {
 			return err
 		}
@@ -256,19 +260,54 @@ func (a *Agent) probe(ctx context.Context, tk *task, spec *syscallsv1.Task, c *s
 	return errors.New("check has no http, tcp or command")
 }
 
+// probeTarget is where an HTTP or TCP probe connects: the first of addrs
+// that accepts, tried in order while they refuse, from inside the network
+// namespace at netns ("" the agent's own).
+type probeTarget struct {
+	netns string
+	addrs []string
+}
+
+// dial connects to t (see probeTarget). The connection, made inside t's
+// namespace, is the caller's to use and close.
+func (t probeTarget) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	var conn net.Conn
+	err := netnsutil.InNetns(t.netns, func() error {
+		var first error
+		for _, addr := range t.addrs {
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn = c
+				return nil
+			}
+			if first == nil {
+				first = err
+			}
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				break
+			}
+		}
+		return first
+	})
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
 // probeAddr is where an HTTP or TCP probe of tk connects (see the top of
 // this file).
-func (a *Agent) probeAddr(tk *task, spec *syscallsv1.Task, name string, port uint32) (string, error) {
+func (a *Agent) probeAddr(tk *task, spec *syscallsv1.Task, name string, port uint32) (probeTarget, error) {
 	a.mu.Lock()
 	st := tk.net
 	a.mu.Unlock()
 	bridge := spec.GetNetwork() == netBridge
-	host := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	if bridge {
-		if st == nil || !st.IP.IsValid() {
-			return "", errors.New("the task has no address on the bridge yet")
-		}
-		host = st.IP
+	if bridge && (st == nil || !st.IP.IsValid()) {
+		return probeTarget{}, errors.New("the task has no address on the bridge yet")
 	}
 	if name != "" {
 		port = 0
@@ -291,21 +330,30 @@ func (a *Agent) probeAddr(tk *task, spec *syscallsv1.Task, name string, port uin
 			}
 		}
 		if port == 0 {
-			return "", fmt.Errorf("port %q: the task has no such port", name)
+			return probeTarget{}, fmt.Errorf("port %q: the task has no such port", name)
 		}
 	}
-	return netip.AddrPortFrom(host, uint16(port)).String(), nil
+	loopback := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port)).String()
+	switch {
+	case !bridge:
+		return probeTarget{addrs: []string{loopback}}, nil
+	case st.Netns == "":
+		return probeTarget{addrs: []string{netip.AddrPortFrom(st.IP, uint16(port)).String()}}, nil
+	}
+	return probeTarget{netns: st.Netns, addrs: []string{loopback, netip.AddrPortFrom(st.IP, uint16(port)).String()}}, nil
 }
 
-// probeHTTP GETs u and wants a status in [lo, hi].
-func probeHTTP(ctx context.Context, u string, lo, hi uint32) error {
+// probeHTTP GETs path from to and wants a status in [lo, hi].
+func probeHTTP(ctx context.Context, to probeTarget, path string, lo, hi uint32) error {
+	u := "http://" + to.addrs[0] + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", u, err)
 	}
 	req.Header.Set("User-Agent", "dcos-agent-health-check")
 	client := &http.Client{
-		Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return to.dial(ctx) }},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	resp, err := client.Do(req)

@@ -366,27 +366,31 @@ func TestAgent_probeAddr(t *testing.T) {
 	t.Parallel()
 	a := &Agent{}
 	ports := []*syscallsv1.PortMapping{{Name: "web", ContainerPort: 8080, HostPort: 31002, Protocol: "tcp"}}
-	bridgeNet := &contract.NetworkStatus{IP: netip.MustParseAddr("10.88.1.5"),
+	bridgeNet := &contract.NetworkStatus{IP: netip.MustParseAddr("10.88.1.5"), Netns: "/run/netns/dcos-t-1",
 		Ports: []contract.PortMapping{{Name: "web", ContainerPort: 8080, HostPort: 31002, Protocol: "tcp"}}}
+	noNetns := *bridgeNet
+	noNetns.Netns = ""
 	tests := []struct {
 		name    string
 		network string
 		net     *contract.NetworkStatus
 		port    string
 		num     uint32
-		want    string
+		want    string // netns|addr,addr or the error
 	}{
-		{"host by name", "host", nil, "web", 0, "127.0.0.1:31002"},
-		{"host by number", "host", nil, "", 9000, "127.0.0.1:9000"},
+		{"host by name", "host", nil, "web", 0, "|127.0.0.1:31002"},
+		{"host by number", "host", nil, "", 9000, "|127.0.0.1:9000"},
 		{"host unknown name", "host", nil, "admin", 0, `port "admin": the task has no such port`},
-		{"bridge by name", "bridge", bridgeNet, "web", 0, "10.88.1.5:8080"},
-		{"bridge by number", "bridge", bridgeNet, "", 9000, "10.88.1.5:9000"},
+		{"bridge by name", "bridge", bridgeNet, "web", 0, "/run/netns/dcos-t-1|127.0.0.1:8080,10.88.1.5:8080"},
+		{"bridge by number", "bridge", bridgeNet, "", 9000, "/run/netns/dcos-t-1|127.0.0.1:9000,10.88.1.5:9000"},
+		{"bridge without namespace path", "bridge", &noNetns, "web", 0, "|10.88.1.5:8080"},
 		{"bridge without address", "bridge", nil, "web", 0, "the task has no address on the bridge yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tk := &task{net: tt.net}
-			got, err := a.probeAddr(tk, &syscallsv1.Task{Network: tt.network, Ports: ports}, tt.port, tt.num)
+			to, err := a.probeAddr(tk, &syscallsv1.Task{Network: tt.network, Ports: ports}, tt.port, tt.num)
+			got := to.netns + "|" + strings.Join(to.addrs, ",")
 			if err != nil {
 				got = err.Error()
 			}

@@ -64,7 +64,7 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 		req.Ports = append(req.Ports, contract.PortMapping{Name: p.GetName(), HostPort: uint16(p.GetHostPort()),
 			ContainerPort: uint16(p.GetContainerPort()), Protocol: p.GetProtocol()})
 	}
-	st, err := setupWaiting(a.ctx, nd, req, a.killGrace+portWaitSlack, func() bool { return a.portsEnding(tk) })
+	st, err := setupWaiting(a.ctx, nd, req, a.portWait(tk), func() bool { return a.portsEnding(tk) })
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -81,8 +81,9 @@ func (a *Agent) setupNetwork(tk *task, caps *contract.Capabilities, cfg *contrac
 	return nil
 }
 
-// portWaitSlack is how much longer than the kill grace period a task
-// waits for a host port an ended task's network still holds.
+// portWaitSlack is how much longer than the kill grace period of the
+// ended tasks holding its host ports (portWait) a task waits for a port
+// an ended task's network still holds.
 const portWaitSlack = 5 * time.Second
 
 // setupWaiting calls nd.Setup, retrying while it answers ErrConflict and
@@ -109,26 +110,58 @@ func setupWaiting(ctx context.Context, nd contract.NetDriver, req contract.Netwo
 func (a *Agent) portsEnding(tk *task) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return len(a.portHoldersLocked(tk)) > 0
+}
+
+// portWait is how long tk's network setup waits for its host ports: the
+// longest kill grace period of the tasks holding them (the agent's
+// KillGrace at least, for a task that ends meanwhile) plus portWaitSlack.
+func (a *Agent) portWait(tk *task) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wait := a.killGrace
+	for _, o := range a.portHoldersLocked(tk) {
+		wait = max(wait, a.graceOf(o))
+	}
+	return wait + portWaitSlack
+}
+
+// portHoldersLocked returns the agent's other tasks that have one of tk's
+// host ports. Agent.mu must be held.
+func (a *Agent) portHoldersLocked(tk *task) []*task {
 	want := map[hostPort]bool{}
 	for _, p := range tk.wantPorts {
 		if p.GetHostPort() != 0 {
 			want[hostPortOf(p.GetProtocol(), p.GetHostPort())] = true
 		}
 	}
+	if len(want) == 0 {
+		return nil
+	}
+	var holders []*task
 	for _, o := range a.tasks {
 		if o == tk {
 			continue
 		}
-		for _, p := range o.wantPorts {
-			if want[hostPortOf(p.GetProtocol(), p.GetHostPort())] {
-				return true
-			}
+		if holds(o, want) {
+			holders = append(holders, o)
 		}
-		if o.net != nil {
-			for _, p := range o.net.Ports {
-				if want[hostPortOf(p.Protocol, uint32(p.HostPort))] {
-					return true
-				}
+	}
+	return holders
+}
+
+// holds reports whether task o asked for or has one of the host ports in
+// want.
+func holds(o *task, want map[hostPort]bool) bool {
+	for _, p := range o.wantPorts {
+		if want[hostPortOf(p.GetProtocol(), p.GetHostPort())] {
+			return true
+		}
+	}
+	if o.net != nil {
+		for _, p := range o.net.Ports {
+			if want[hostPortOf(p.Protocol, uint32(p.HostPort))] {
+				return true
 			}
 		}
 	}

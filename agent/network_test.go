@@ -105,3 +105,32 @@ func TestAgent_PortsEnding(t *testing.T) {
 		})
 	}
 }
+
+// A task waits for its host ports as long as the longest kill grace
+// period of the ended tasks holding them, the agent's at least.
+func TestAgent_PortWait(t *testing.T) {
+	dur := func(d time.Duration) *time.Duration { return &d }
+	tk := &task{id: "new", wantPorts: []*syscallsv1.PortMapping{{Name: "http", HostPort: 31000}}}
+	tests := []struct {
+		name   string
+		others []*task
+		want   time.Duration
+	}{
+		{"none", nil, 2*time.Second + portWaitSlack},
+		{"holder with the agent's grace", []*task{{id: "old", wantPorts: tk.wantPorts}}, 2*time.Second + portWaitSlack},
+		{"holder with a longer grace", []*task{{id: "old", wantPorts: tk.wantPorts, killGrace: dur(time.Minute)}}, time.Minute + portWaitSlack},
+		{"holder with a shorter grace", []*task{{id: "old", wantPorts: tk.wantPorts, killGrace: dur(0)}}, 2*time.Second + portWaitSlack},
+		{"long grace on another port", []*task{{id: "other", wantPorts: []*syscallsv1.PortMapping{{HostPort: 31005}}, killGrace: dur(time.Hour)}}, 2*time.Second + portWaitSlack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Agent{tasks: map[string]*task{tk.id: tk}, killGrace: 2 * time.Second}
+			for _, o := range tt.others {
+				a.tasks[o.id] = o
+			}
+			if got := a.portWait(tk); got != tt.want {
+				t.Errorf("portWait = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

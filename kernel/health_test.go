@@ -226,3 +226,60 @@ func TestTable_ReportReadyWithoutChecks(t *testing.T) {
 		}
 	}
 }
+
+// Ends the kernel decides (a revoked task, a revoked allocation, an agent
+// lost) clear ready as an end the agent reports does, and keep the health
+// last seen.
+func TestTable_KernelEndClearsReady(t *testing.T) {
+	tests := []struct {
+		name  string
+		end   func(tb *Table, alloc, task string, c *Changes) error
+		state pb.TaskState
+	}{
+		{"revoke task", func(tb *Table, _, task string, c *Changes) error {
+			return tb.Revoke(fwA, task, "scale down", t0, c)
+		}, pb.TaskState_TASK_STATE_KILLED},
+		{"revoke allocation", func(tb *Table, alloc, _ string, c *Changes) error {
+			return tb.Revoke(fwA, alloc, "scale down", t0, c)
+		}, pb.TaskState_TASK_STATE_KILLED},
+		{"agent lost", func(tb *Table, _, _ string, c *Changes) error {
+			tb.Expire(t0.Add(time.Hour), 10*time.Second, c)
+			return nil
+		}, pb.TaskState_TASK_STATE_LOST},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := cluster(t, agentReq(4, 1024, nil))
+			as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+			task, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x",
+				HealthCheck: &pb.HealthCheck{Tcp: &pb.TCPCheck{Port: 80}}}, t0, newChanges())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: task.GetId(), AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING, Pid: 42,
+				Health: &pb.TaskHealthReport{Health: pb.HealthState_HEALTH_STATE_HEALTHY, Ready: true}}, t0, newChanges()); err != nil {
+				t.Fatal(err)
+			}
+			if !tb.tasks[task.GetId()].GetReady() {
+				t.Fatal("the task is not ready before its end")
+			}
+			c := newChanges()
+			if err := tt.end(tb, as[0].GetId(), task.GetId(), c); err != nil {
+				t.Fatal(err)
+			}
+			var ended *pb.Task
+			for _, e := range c.Events {
+				if e.GetKind() == pb.EventKind_EVENT_KIND_TASK_STATE && e.GetTask().GetId() == task.GetId() {
+					ended = e.GetTask()
+				}
+			}
+			if ended == nil {
+				t.Fatalf("no TASK_STATE event for %s in %v", task.GetId(), c.Events)
+			}
+			if ended.GetState() != tt.state || ended.GetReady() || ended.GetHealth() != pb.HealthState_HEALTH_STATE_HEALTHY {
+				t.Fatalf("ended task is %v ready=%v health %v, want %v, not ready, HEALTHY as last seen",
+					ended.GetState(), ended.GetReady(), ended.GetHealth(), tt.state)
+			}
+		})
+	}
+}

@@ -340,10 +340,11 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		Labels:       maps.Clone(r.GetLabels()),
 		Resources:    share.Proto(),
 		// The effective checks, defaults filled in, are what agents run.
-		HealthCheck:    WithHealthDefaults(r.GetHealthCheck()),
-		ReadinessCheck: WithHealthDefaults(r.GetReadinessCheck()),
-		Created:        timestamppb.New(now),
-		Updated:        timestamppb.New(now),
+		HealthCheck:     WithHealthDefaults(r.GetHealthCheck()),
+		ReadinessCheck:  WithHealthDefaults(r.GetReadinessCheck()),
+		KillGracePeriod: r.GetKillGracePeriod(),
+		Created:         timestamppb.New(now),
+		Updated:         timestamppb.New(now),
 	}
 	t.tasks[k.Id] = k
 	t.linkTask(k)
@@ -429,13 +430,22 @@ func notIssued(id string) error {
 	return errorf(NotFound, "id: no allocation or task %q", clip(id))
 }
 
+// endTask ends k in state s, whoever decided it (its agent's report, a
+// revoke): its ports are freed and the TASK_STATE event carries the end.
+// An ended task is never ready; its health stays as last seen.
 func (t *Table) endTask(k *pb.Task, s pb.TaskState, reason string, now time.Time, c *Changes) {
-	k.State, k.Reason, k.Updated = s, reason, timestamppb.New(now)
-	t.releaseTaskPorts(k)
-	t.taskEvent(k, now, reason, c)
+	t.finishTask(k, s, reason, now, c)
 	if _, live := t.allocs[k.GetAllocationId()]; !live {
 		t.forgetTask(k, c)
 	}
+}
+
+// finishTask sets k's terminal state, clears ready, frees its ports and
+// emits its TASK_STATE event; the caller decides whether to forget it.
+func (t *Table) finishTask(k *pb.Task, s pb.TaskState, reason string, now time.Time, c *Changes) {
+	k.State, k.Reason, k.Updated, k.Ready = s, reason, timestamppb.New(now), false
+	t.releaseTaskPorts(k)
+	t.taskEvent(k, now, reason, c)
 }
 
 func (t *Table) forgetTask(k *pb.Task, c *Changes) {
@@ -468,9 +478,7 @@ func (t *Table) revokeAllocation(a *pb.Allocation, reason string, now time.Time,
 	for id := range t.allocTasks[a.GetId()] {
 		k := t.tasks[id]
 		if !terminal(k.GetState()) {
-			k.State, k.Reason, k.Updated = state, reason, timestamppb.New(now)
-			t.releaseTaskPorts(k)
-			t.taskEvent(k, now, reason, c)
+			t.finishTask(k, state, reason, now, c)
 		}
 		t.forgetTask(k, c)
 	}
@@ -765,7 +773,6 @@ func (t *Table) Report(p Principal, r *pb.ReportTaskStatusRequest, now time.Time
 		}
 	}
 	if terminal(r.GetState()) {
-		k.Ready = false
 		t.endTask(k, r.GetState(), r.GetReason(), now, c)
 		return nil
 	}

@@ -301,6 +301,14 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	if err := validateHealthCheck("readiness_check", r.GetReadinessCheck(), r.GetPorts()); err != nil {
 		return err
 	}
+	if g := r.GetKillGracePeriod(); g != nil {
+		if err := g.CheckValid(); err != nil {
+			return fieldError("kill_grace_period", "%v", err)
+		}
+		if v := g.AsDuration(); v < 0 || v > MaxKillGracePeriod {
+			return fieldError("kill_grace_period", "must be between 0s and %s, got %s", shortDur(MaxKillGracePeriod), shortDur(v))
+		}
+	}
 	return ValidateResources("resources", r.GetResources(), true)
 }
 
@@ -495,6 +503,10 @@ func ValidateReport(r *pb.ReportTaskStatusRequest) error {
 	}
 	return validatePorts("ports", r.GetPorts(), true, false)
 }
+
+// MaxKillGracePeriod bounds LaunchRequest.kill_grace_period, the time a
+// task has between SIGTERM and SIGKILL.
+const MaxKillGracePeriod = 10 * time.Minute
 
 // Health check bounds and defaults (HealthCheck in the ABI).
 const (

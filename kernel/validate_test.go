@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -311,5 +312,55 @@ func checkPorts[P portSpec](t *testing.T, ps []P, minHost uint32, hostNet bool) 
 		}
 		names[m.GetName()] = true
 		hosts[key] = true
+	}
+}
+
+func TestValidateLaunch_KillGracePeriod(t *testing.T) {
+	tests := []struct {
+		name  string
+		grace *durationpb.Duration
+		want  string // "" when valid
+	}{
+		{"unset", nil, ""},
+		{"zero", durationpb.New(0), ""},
+		{"300ms", durationpb.New(300 * time.Millisecond), ""},
+		{"10min", durationpb.New(10 * time.Minute), ""},
+		{"too long", durationpb.New(10*time.Minute + time.Second), "kill_grace_period: must be between 0s and 10m, got 10m1s"},
+		{"negative", durationpb.New(-time.Second), "kill_grace_period: must be between 0s and 10m, got -1s"},
+		{"invalid", &durationpb.Duration{Seconds: 1, Nanos: -1}, "kill_grace_period: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", KillGracePeriod: tt.grace})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("got %v, want valid", err)
+				}
+				return
+			}
+			if CodeOf(err) != InvalidArgument || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v, want InvalidArgument %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestTable_LaunchKillGracePeriod(t *testing.T) {
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 2))
+	with, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x",
+		KillGracePeriod: durationpb.New(300 * time.Millisecond)}, t0, newChanges())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := with.GetKillGracePeriod(); got == nil || got.AsDuration() != 300*time.Millisecond {
+		t.Errorf("kill_grace_period = %v, want 300ms", got)
+	}
+	without, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[1].GetId(), Command: "x"}, t0, newChanges())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if without.GetKillGracePeriod() != nil {
+		t.Errorf("kill_grace_period = %v, want unset (the agent's default)", without.GetKillGracePeriod())
 	}
 }

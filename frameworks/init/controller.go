@@ -219,7 +219,11 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), rev, v.Now)
 	v.Instances = Instances(name, allocs, tasks)
 	if rec != nil {
-		if v.Old, err = c.oldSpecs(ctx, name, rec, v.Instances); err != nil {
+		var fallback int64
+		if d := v.Deployment; d != nil && d.Status == DeploymentFailed && d.SpecVersion == rec.Version {
+			fallback = d.Fallback
+		}
+		if v.Old, err = c.oldSpecs(ctx, name, rec, v.Instances, fallback); err != nil {
 			return 0, err
 		}
 	}
@@ -374,12 +378,18 @@ func (c *Controller) putStatus(ctx context.Context, name string, st *Status) (ti
 	return 0, putJSON(ctx, c.Kernel, StatusKey(name), st)
 }
 
-func (c *Controller) oldSpecs(ctx context.Context, name string, rec *Record, ins []*Instance) (map[int64]*Service, error) {
+// oldSpecs loads from history the specs of the template versions other
+// than rec's that instances in ins run, and of fallback (a failed
+// deployment's, 0 for none), by template version.
+func (c *Controller) oldSpecs(ctx context.Context, name string, rec *Record, ins []*Instance, fallback int64) (map[int64]*Service, error) {
 	want := map[int64]bool{}
 	for _, in := range ins {
 		if in.Version != rec.TemplateVersion {
 			want[in.Version] = true
 		}
+	}
+	if fallback != 0 && fallback != rec.TemplateVersion {
+		want[fallback] = true
 	}
 	if len(want) == 0 {
 		return nil, nil

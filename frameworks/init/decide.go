@@ -208,6 +208,7 @@ func Decide(v View) Decision {
 			if in.unhealthy() {
 				dep.Status, dep.Reason, dep.Finished = DeploymentFailed,
 					fmt.Sprintf("instance %d: health check failed: %s", in.Index, in.Task.GetHealthMessage()), v.Now.UTC()
+				dep.Fallback = newest(olds)
 				d.Deployment = dep
 				break
 			}
@@ -273,6 +274,9 @@ func Decide(v View) Decision {
 				keepAlive(in, s)
 			}
 		}
+		var wait time.Duration
+		d.Allocate, wait = restoreOlds(v, dep, olds)
+		requeue(wait)
 	default:
 		for _, in := range news {
 			keepAlive(in, spec)
@@ -325,6 +329,73 @@ func Decide(v View) Decision {
 		d.Deployment = nil
 	}
 	return d
+}
+
+// newest returns the highest version of ins (0 for none).
+func newest(ins []*Instance) int64 {
+	var v int64
+	for _, in := range ins {
+		v = max(v, in.Version)
+	}
+	return v
+}
+
+// restoreOlds is what a failed deployment allocates: every instance
+// number below the spec's instances that no old instance holds (its
+// allocation was revoked: agent lost, lease, an operator), with the spec
+// of the deployment's fallback version from history (the newest old
+// version for a deployment that failed before Fallback was kept), except
+// numbers waiting for their restart backoff (it returns how long until
+// the first may start); for constraints that depend on the others'
+// placement, one at a time and none while one is pending. Nothing when
+// that spec is no longer in history.
+func restoreOlds(v View, dep *Deployment, olds []*Instance) ([]*pb.AllocateRequest, time.Duration) {
+	fallback := dep.Fallback
+	if fallback == 0 {
+		fallback = newest(olds)
+	}
+	s := v.Old[fallback]
+	if s == nil {
+		return nil, 0
+	}
+	used := map[int]bool{}
+	var placed []map[string]string
+	for _, in := range olds {
+		used[in.Index] = true
+		if !in.granted() {
+			if s.Serial() {
+				return nil, 0
+			}
+			continue
+		}
+		l := v.Agents[in.Alloc.GetAgentId()]
+		if l == nil {
+			l = map[string]string{"dcos.agent": in.Alloc.GetAgentId()}
+		}
+		placed = append(placed, l)
+	}
+	var agents []map[string]string
+	for _, id := range sortedKeys(v.Agents) {
+		agents = append(agents, v.Agents[id])
+	}
+	var out []*pb.AllocateRequest
+	var wait time.Duration
+	for i := 0; i < v.Record.Spec.Count(); i++ {
+		if used[i] {
+			continue
+		}
+		if is := v.Status.get(i); is != nil && is.DelayedUntil.After(v.Now) {
+			if w := is.DelayedUntil.Sub(v.Now); wait == 0 || w < wait {
+				wait = w
+			}
+			continue
+		}
+		out = append(out, s.allocateRequest(fallback, i, s.KernelConstraints(placed, agents)))
+		if s.Serial() {
+			break
+		}
+	}
+	return out, wait
 }
 
 func stepDone(s Step, c Counts) bool {
@@ -554,5 +625,5 @@ func nonEmpty(m map[string]*InstanceStatus) map[string]*InstanceStatus {
 
 func deploymentEqual(a, b *Deployment) bool {
 	return a.SpecVersion == b.SpecVersion && a.TemplateVersion == b.TemplateVersion && a.Status == b.Status &&
-		a.Reason == b.Reason && a.Step == b.Step && len(a.Steps) == len(b.Steps) && a.Started.Equal(b.Started) && a.Finished.Equal(b.Finished)
+		a.Reason == b.Reason && a.Fallback == b.Fallback && a.Step == b.Step && len(a.Steps) == len(b.Steps) && a.Started.Equal(b.Started) && a.Finished.Equal(b.Finished)
 }

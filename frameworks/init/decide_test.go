@@ -363,3 +363,61 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// After a failed deployment the old version is what runs: an old instance
+// whose allocation is revoked is allocated again with the old spec (from
+// history), with its number, after its backoff; the new version is not.
+func TestDecide_FailedDeploymentReplacesRevokedOld(t *testing.T) {
+	var w world
+	w.running("web", 1, 3)
+	bad := w.add("web", 2, 0, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag4")
+	tk := w.task(bad, pb.TaskState_TASK_STATE_RUNNING, false, pb.HealthState_HEALTH_STATE_UNHEALTHY, t0, t0)
+	tk.HealthMessage = "GET /health: status 503"
+	const spec = "instances: 3\nupgradeStrategy: {minimumHealthCapacity: 1, maximumOverCapacity: 0.34}\n"
+	old := record(t, spec+"env: {V: one}\n", 1, 1)
+	rec := record(t, spec+"env: {V: two}\n", 2, 2)
+	olds := map[int64]*Service{1: &old.Spec}
+	view := func(dep *Deployment, st *Status, now time.Time) View {
+		v := w.view(rec, dep, st, now)
+		v.Old = olds
+		return v
+	}
+	d := Decide(view(&Deployment{SpecVersion: 2, TemplateVersion: 2, Status: DeploymentRunning}, nil, t0))
+	if d.Deployment == nil || d.Deployment.Status != DeploymentFailed || d.Deployment.Fallback != 1 {
+		t.Fatalf("deployment = %+v, want failed with fallback version 1", d.Deployment)
+	}
+	failed := d.Deployment
+	// The new instance is gone; then the kernel revokes old instance 1.
+	w.allocs = []*pb.Allocation{w.allocs[0], w.allocs[2]}
+	d = Decide(view(failed, nil, t0))
+	if got := fmt.Sprint(instancesOf(d.Allocate)); got != "[1/1]" {
+		t.Fatalf("allocations = %s, want old instance 1 again at version 1", got)
+	}
+	if len(d.Kills) != 0 || d.Deployment != nil {
+		t.Errorf("kills %v deployment %+v, want neither", d.Kills, d.Deployment)
+	}
+	// Its replacement launches with the old spec.
+	a := w.add("web", 1, 1, pb.AllocationState_ALLOCATION_STATE_GRANTED, "ag2")
+	d = Decide(view(failed, nil, t0))
+	if len(d.Allocate) != 0 || len(d.Launch) != 1 || d.Launch[0].GetAllocationId() != a.GetId() || d.Launch[0].GetEnv()["V"] != "one" ||
+		d.Launch[0].GetLabels()[LabelVersion] != "1" {
+		t.Fatalf("allocations %v launches %v, want old instance 1 launched with version 1's spec", instancesOf(d.Allocate), d.Launch)
+	}
+	// Even once every old instance is gone, the fallback version is kept.
+	w.allocs = nil
+	d = Decide(view(failed, nil, t0))
+	if got := fmt.Sprint(instancesOf(d.Allocate)); got != "[1/0 1/1 1/2]" {
+		t.Errorf("allocations = %s, want instances 0-2 at version 1", got)
+	}
+	// A number in its restart backoff waits.
+	st := &Status{Instances: map[string]*InstanceStatus{"2": {Failures: 1, DelayedUntil: t0.Add(time.Minute)}}}
+	d = Decide(view(failed, st, t0))
+	if got := fmt.Sprint(instancesOf(d.Allocate)); got != "[1/0 1/1]" || d.RequeueAfter != time.Minute {
+		t.Errorf("allocations = %s requeue %v, want instances 0 and 1, instance 2 after a minute", got, d.RequeueAfter)
+	}
+	// Without the old spec in history, nothing to start from.
+	olds = nil
+	if d := Decide(view(failed, nil, t0)); len(d.Allocate) != 0 {
+		t.Errorf("allocations = %s without the old spec", instancesOf(d.Allocate))
+	}
+}

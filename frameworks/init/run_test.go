@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -529,10 +530,36 @@ upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}
 		}
 		return v.ready >= 3 && len(v.allocs) == v.ready
 	})
+	// The old version is what runs now: its instances come back to 5 (the
+	// new ones the rolling upgrade replaced them with are gone), and an
+	// old instance whose allocation is revoked is replaced at version 1.
+	old := strconv.FormatInt(v1.TemplateVersion, 10)
+	allOld := func(n int) func() bool {
+		return func() bool {
+			v := c.view(ctx, "api")
+			return len(v.allocs) == n && v.ready == n && v.versions() == fmt.Sprint(slices.Repeat([]string{old}, n))
+		}
+	}
+	eventually(t, "5 ready old instances after the failed deployment", allOld(5))
+	gone := c.view(ctx, "api").allocs[0]
+	if _, err := c.op.Revoke(ctx, &pb.RevokeRequest{Id: gone.GetId(), Reason: "test: operator revoke"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the revoked old instance replaced at the old version", func() bool {
+		v := c.view(ctx, "api")
+		for _, a := range v.allocs {
+			if a.GetId() == gone.GetId() {
+				return false
+			}
+		}
+		return allOld(5)()
+	})
+	if d := c.deployment(ctx, "api"); d.Status != DeploymentFailed {
+		t.Errorf("deployment %s after the replacement, want it still failed", d.Status)
+	}
 
 	// Rollback, as dcosctl svc rollback writes it: version 1's spec and
-	// instance template again. The old instances that stayed are kept;
-	// the missing ones start.
+	// instance template again. The old instances are kept.
 	kept := map[string]bool{}
 	for _, a := range c.view(ctx, "api").allocs {
 		kept[a.GetId()] = true

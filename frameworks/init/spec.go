@@ -146,6 +146,10 @@ var (
 	DefaultKillGracePeriod = 3 * time.Second
 )
 
+// MaxKillGracePeriod is the longest killGracePeriod, the kernel's bound on
+// LaunchRequest.kill_grace_period.
+const MaxKillGracePeriod = 10 * time.Minute
+
 // Duration is a time.Duration written as a Go duration string ("10s",
 // "1m30s") or a number of seconds.
 type Duration time.Duration
@@ -518,8 +522,8 @@ func (s *Service) Validate() error {
 	if b.MaxLaunchDelaySeconds < b.Seconds || b.MaxLaunchDelaySeconds > 86400 {
 		return fmt.Errorf("backoff.maxLaunchDelaySeconds: must be between backoff.seconds and 86400, got %v", b.MaxLaunchDelaySeconds)
 	}
-	if g := time.Duration(s.KillGracePeriod); g < 0 || g > time.Hour {
-		return fmt.Errorf("killGracePeriod: must be between 0s and 1h, got %s", g)
+	if g := time.Duration(s.KillGracePeriod); g < 0 || g > MaxKillGracePeriod {
+		return fmt.Errorf("killGracePeriod: must be between 0s and 10m, got %s", g)
 	}
 	u := s.UpgradeStrategy
 	if m := *u.MinimumHealthCapacity; !(m >= 0 && m <= 1) {
@@ -706,6 +710,7 @@ func (s *Service) launchRequest(alloc string, v int64, n int) *pb.LaunchRequest 
 		AllocationId: alloc, Command: s.Command, Args: s.Args, Env: s.Env,
 		Driver: s.Driver, Network: s.Network, Labels: s.instanceLabels(v, n),
 		HealthCheck: s.Health.proto(), ReadinessCheck: s.Readiness.proto(),
+		KillGracePeriod: durationpb.New(time.Duration(s.KillGracePeriod)),
 	}
 	if len(s.DriverConfig) > 0 {
 		var str string

@@ -67,6 +67,12 @@ func TestParse_JSONServices(t *testing.T) {
 	if got := time.Duration(svcs[0].KillGracePeriod); got != DefaultKillGracePeriod {
 		t.Errorf("default killGracePeriod = %s", got)
 	}
+	if got := svcs[1].launchRequest("a-1", 1, 0).GetKillGracePeriod(); got.AsDuration() != 10*time.Second {
+		t.Errorf("launch kill_grace_period = %v, want the spec's 10s", got)
+	}
+	if got := svcs[0].launchRequest("a-1", 1, 0).GetKillGracePeriod(); got.AsDuration() != DefaultKillGracePeriod {
+		t.Errorf("launch kill_grace_period = %v, want the default %s", got, DefaultKillGracePeriod)
+	}
 	a := svcs[0].allocateRequest(1, 0, nil)
 	if a.GetResources().GetMemBytes() != 1<<20 || a.GetCount() != 1 {
 		t.Errorf("allocate = %v", a)
@@ -130,7 +136,7 @@ func TestParse_Errors(t *testing.T) {
 		{"backoff seconds", base + "backoff: {seconds: 0, factor: 1.15, maxLaunchDelaySeconds: 60}\n", "services[0].backoff.seconds: must be > 0"},
 		{"backoff factor", base + "backoff: {seconds: 1, factor: 0.5, maxLaunchDelaySeconds: 60}\n", "services[0].backoff.factor: must be between 1 and 10"},
 		{"backoff max", base + "backoff: {seconds: 10, factor: 2, maxLaunchDelaySeconds: 5}\n", "services[0].backoff.maxLaunchDelaySeconds: must be between backoff.seconds and 86400"},
-		{"kill grace", base + "killGracePeriod: 2h\n", "services[0].killGracePeriod: must be between 0s and 1h, got 2h0m0s"},
+		{"kill grace", base + "killGracePeriod: 11m\n", "services[0].killGracePeriod: must be between 0s and 10m, got 11m0s"},
 		{"min health", base + "upgradeStrategy: {minimumHealthCapacity: 1.5}\n", "services[0].upgradeStrategy.minimumHealthCapacity: must be between 0 and 1, got 1.5"},
 		{"max over", base + "upgradeStrategy: {maximumOverCapacity: -1}\n", "services[0].upgradeStrategy.maximumOverCapacity: must be between 0 and 1, got -1"},
 		{"no room", base + "instances: 3\nupgradeStrategy: {minimumHealthCapacity: 1, maximumOverCapacity: 0}\n", "services[0].upgradeStrategy: minimumHealthCapacity 1 and maximumOverCapacity 0 leave no room"},

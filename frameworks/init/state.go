@@ -99,6 +99,11 @@ type Deployment struct {
 	Status          string `json:"status"`
 	// Reason says why it failed (the failing check's message).
 	Reason string `json:"reason,omitempty"`
+	// Fallback is the template version a failed deployment keeps running
+	// (the newest of the old instances' when it failed): an old instance
+	// that is gone, its allocation revoked, is allocated again with that
+	// version's spec from history. 0 before it failed.
+	Fallback int64 `json:"fallback,omitempty"`
 	// Steps is the plan as computed when it started; Step the index of
 	// the current one (len(Steps) when done).
 	Steps    []Step    `json:"steps"`

@@ -48,6 +48,7 @@ func launchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
+		&cli.DurationFlag{Name: "kill-grace", Usage: "`DURATION` the task gets between SIGTERM and SIGKILL when it is stopped, 0 to 10m", DefaultText: "the agent's, 5s"},
 		&cli.StringSliceFlag{Name: "port", Usage: "a host port of the task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: the next of the allocation's host ports); implies --network bridge unless --network host, where SPEC is NAME (any of the allocation's ports) or NAME:HOST_PORT"},
 	}, healthFlags()...)
 }
@@ -219,6 +220,13 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 			req.Env = map[string]string{}
 		}
 		req.Env[k] = v
+	}
+	if c.IsSet("kill-grace") {
+		d := c.Duration("kill-grace")
+		if d < 0 {
+			return nil, usagef("--kill-grace: want a duration of 0 or more, got %s", d)
+		}
+		req.KillGracePeriod = durationpb.New(d)
 	}
 	if err := applyHealthFlags(c, req); err != nil {
 		return nil, err

@@ -73,6 +73,17 @@ func TestRun_LaunchChecks(t *testing.T) {
 	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "db",
 		HealthCheck: &syscallsv1.HealthCheck{Tcp: &syscallsv1.TCPCheck{Port: 5432}}})
 
+	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--kill-grace", "300ms", "--", "db")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "db",
+		KillGracePeriod: durationpb.New(300 * time.Millisecond)})
+	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--kill-grace", "-1s", "--", "db")
+	if r.code == 0 || !strings.Contains(r.stderr, "--kill-grace") {
+		t.Errorf("negative --kill-grace: exit %d, stderr %q", r.code, r.stderr)
+	}
+
 	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--health", "ping:x", "--", "db")
 	if r.code == 0 || !strings.Contains(r.stderr, `--health "ping:x"`) {
 		t.Errorf("bad --health: exit %d, stderr %q", r.code, r.stderr)

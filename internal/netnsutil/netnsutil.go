@@ -1,7 +1,5 @@
 //go:build linux
 
-// Package netnsutil holds the small netlink and network-namespace helpers
-// that the bridge driver and the multi-host test harness share.
 package netnsutil
 
 import (

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -72,7 +73,7 @@ func BenchmarkHostPort(b *testing.B) {
 		b.Log("no nft binary: library only")
 	}
 	cli := func(script string, args ...string) {
-		err := inNetns(ns, func() error {
+		err := netnsutil.InNetns(ns, func() error {
 			cmd := exec.Command(nft, args...)
 			cmd.Stdin = strings.NewReader(script)
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -215,7 +216,7 @@ func BenchmarkThroughput(b *testing.B) {
 func transfer(tb testing.TB, srv string, ip netip.Addr, cli string, n int64) float64 {
 	tb.Helper()
 	var ln net.Listener
-	err := inNetns(srv, func() (err error) {
+	err := netnsutil.InNetns(srv, func() (err error) {
 		ln, err = net.Listen("tcp", hostPort(ip, 0))
 		return err
 	})

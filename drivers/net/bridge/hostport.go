@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -63,7 +64,7 @@ func (d *Driver) holdPorts(ports []contract.PortMapping) error {
 		return nil
 	}
 	fds := make([]int, 0, len(ports))
-	err := inNetns(d.cfg.HostNetns, func() error {
+	err := netnsutil.InNetns(d.cfg.HostNetns, func() error {
 		for i, p := range ports {
 			fd, err := openPlaceholder(protocol(p), p.HostPort)
 			if errors.Is(err, unix.EADDRINUSE) {

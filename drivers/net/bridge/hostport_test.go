@@ -23,7 +23,7 @@ import (
 func bindIn(tb testing.TB, path, proto string, port uint16, keep bool) error {
 	tb.Helper()
 	addr := fmt.Sprintf(":%d", port)
-	return inNetns(path, func() error {
+	return netnsutil.InNetns(path, func() error {
 		var c interface{ Close() error }
 		var err error
 		if proto == "udp" {
@@ -109,14 +109,14 @@ func TestDriver_HostPortPlaceholder(t *testing.T) {
 	}
 	// UDP too: the datagram reaches the container, not the placeholder.
 	var pc net.PacketConn
-	if err := inNetns(st.Netns, func() (err error) {
+	if err := netnsutil.InNetns(st.Netns, func() (err error) {
 		pc, err = net.ListenPacket("udp4", hostPort(st.IP, 53))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	err = inNetns("", func() error {
+	err = netnsutil.InNetns("", func() error {
 		c, err := net.Dial("udp4", hostPort(gateway(tn.subnet), int(st.Ports[1].HostPort)))
 		if err != nil {
 			return err

@@ -205,7 +205,7 @@ func checkNothingLeft(tb testing.TB, cfg Config, subnet netip.Prefix, ids map[st
 func listenIn(tb testing.TB, path string, addr string) net.Listener {
 	tb.Helper()
 	var ln net.Listener
-	err := inNetns(path, func() (err error) {
+	err := netnsutil.InNetns(path, func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -219,7 +219,7 @@ func listenIn(tb testing.TB, path string, addr string) net.Listener {
 // dialIn connects to addr from inside the namespace at path ("" = here).
 func dialIn(path, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := inNetns(path, func() (err error) {
+	err := netnsutil.InNetns(path, func() (err error) {
 		c, err = net.Dial("tcp", addr)
 		return err
 	})

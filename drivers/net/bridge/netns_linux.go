@@ -8,6 +8,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dcos-kernel/dcos/internal/netnsutil"
 )
 
 // createNetns creates a new network namespace and bind-mounts it on path
@@ -47,36 +49,10 @@ func isNetns(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
-// inNetns runs fn on an OS thread in the namespace at path ("" runs fn on
-// the calling goroutine). The thread is discarded afterwards.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with the goroutine.
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
 // setForwarding enables IPv4 forwarding on one device of the namespace at
 // nsPath (the host's when "").
 func setForwarding(nsPath, dev string) error {
-	return inNetns(nsPath, func() error {
+	return netnsutil.InNetns(nsPath, func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/forwarding", []byte("1"), 0o644)
 	})
 }

@@ -187,7 +187,7 @@ func TestDriver_VXLANTwoHosts(t *testing.T) {
 			t.Errorf("after removing the peer: routes %v neighbors %v fdb %v", routes, neighs, stale)
 		}
 		ln := listenIn(t, sts[1].Netns, hostPort(sts[1].IP, 0))
-		err = inNetns(sts[0].Netns, func() error {
+		err = netnsutil.InNetns(sts[0].Netns, func() error {
 			c, err := (&net.Dialer{Timeout: 2 * time.Second}).Dial("tcp", ln.Addr().String())
 			if err == nil {
 				c.Close()
@@ -205,7 +205,7 @@ func TestDriver_VXLANTwoHosts(t *testing.T) {
 func synRetrans(tb testing.TB, path string) int {
 	tb.Helper()
 	var b []byte
-	err := inNetns(path, func() (err error) {
+	err := netnsutil.InNetns(path, func() (err error) {
 		b, err = os.ReadFile("/proc/thread-self/net/netstat")
 		return err
 	})

@@ -406,6 +406,19 @@ func (e *env) startAgentVia(wrap []string, name, token string, extra ...string) 
 	return p, id
 }
 
+// startInit starts `dcosd init` (a replica of the distributed init)
+// against the env's kernel with a framework token, and waits for its ready
+// line. name tells replicas apart in logs.
+func (e *env) startInit(name, token string, extra ...string) *proc {
+	e.t.Helper()
+	e.mu.Lock()
+	url := e.url
+	e.mu.Unlock()
+	args := append([]string{"init", "--kernel", url, "--token", token}, extra...)
+	p, _ := e.start("dcosd init "+name, "dcos init: started against ", args...)
+	return p
+}
+
 // client returns a syscall client of the env's kernel with token.
 func (e *env) client(token string) syscallsv1connect.KernelClient {
 	e.mu.Lock()

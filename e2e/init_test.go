@@ -1,0 +1,513 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	dinit "github.com/dcos-kernel/dcos/frameworks/init"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
+)
+
+// The end-to-end proof of the distributed init (frameworks/init) on real
+// binaries: dcosd kernel, agents and init replicas (or dcosd dev, which
+// runs one replica in-process), driven with dcosctl svc.
+
+// initPorts returns host-port ranges for one test: 40 ports in
+// 24000-26999 (from the token), below hostPortRange's 27000-30999 and the
+// default 31000-32000 of other tests' agents. Agent i (0 to 3) of a test
+// gets the 10 ports of part i; all is the 40. Four agents on one host must
+// not hand out the same port: host-network tasks share the host's ports.
+func initPorts(tok string, i int) (part, all string) {
+	v, _ := strconv.ParseUint(tok[14:18], 16, 32)
+	first := 24000 + int(v%75)*40
+	return fmt.Sprintf("%d-%d", first+10*i, first+10*i+9), fmt.Sprintf("%d-%d", first, first+39)
+}
+
+// webSpec is a host-network HTTP service (python's http.server on its
+// allocated port) with an HTTP health check on path, a version env and
+// extra YAML lines.
+func webSpec(name string, instances int, version, path string, extra ...string) string {
+	return fmt.Sprintf(`name: %s
+instances: %d
+command: sh
+args: ["-c", "exec python3 -m http.server --bind 127.0.0.1 $DCOS_PORT_HTTP"]
+env: {VERSION: "%s"}
+resources: {cpus: 0.1, mem: 64Mi, ports: 1}
+ports: [{name: http}]
+health: {http: {portName: http, path: %s}, gracePeriod: 5s, interval: 1s, timeout: 900ms, consecutiveFailures: 2}
+%s
+`, name, instances, version, path, strings.Join(extra, "\n"))
+}
+
+// applySpec writes spec to a file in the env's dir and applies it with
+// dcosctl (ctlArgs go before "svc", e.g. --kernel and --token).
+func (e *env) applySpec(file, spec string, ctlArgs ...string) {
+	e.t.Helper()
+	p := e.path(file)
+	if err := os.WriteFile(p, []byte(spec), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.mustCtl(append(ctlArgs, "svc", "apply", "-f", p)...)
+}
+
+// svcStatusOut is what `dcosctl svc status NAME -o json` prints.
+type svcStatusOut struct {
+	Name            string `json:"name"`
+	Version         int64  `json:"version"`
+	TemplateVersion int64  `json:"templateVersion"`
+	Instances       int    `json:"instances"`
+	Message         string `json:"message"`
+	Running         []struct {
+		Instance   int    `json:"instance"`
+		Version    int64  `json:"version"`
+		Allocation string `json:"allocation"`
+		Task       string `json:"task"`
+		Agent      string `json:"agent"`
+		State      string `json:"state"`
+		Health     string `json:"health"`
+		Ready      bool   `json:"ready"`
+		Why        string `json:"why"`
+	} `json:"running"`
+	Deployment *dinit.Deployment `json:"deployment"`
+}
+
+func (e *env) svcStatus(name string, ctlArgs ...string) svcStatusOut {
+	e.t.Helper()
+	out := e.mustCtl(append(ctlArgs, "svc", "status", name, "-o", "json")...)
+	var s svcStatusOut
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		e.t.Fatalf("svc status %s -o json: %v\n%s", name, err, out)
+	}
+	return s
+}
+
+// svcView is the kernel's view of one service's instances.
+type svcView struct {
+	allocs []*pb.Allocation
+	tasks  []*pb.Task
+}
+
+// viewOf lists the allocations and tasks labeled dcos.svc=svc.
+func viewOf(c syscallsv1connect.KernelClient, svc string) (svcView, error) {
+	cx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ar, err := c.ListAllocations(cx, connect.NewRequest(&pb.ListAllocationsRequest{}))
+	if err != nil {
+		return svcView{}, err
+	}
+	tr, err := c.ListTasks(cx, connect.NewRequest(&pb.ListTasksRequest{}))
+	if err != nil {
+		return svcView{}, err
+	}
+	var v svcView
+	for _, a := range ar.Msg.GetAllocations() {
+		if a.GetLabels()[dinit.LabelService] == svc {
+			v.allocs = append(v.allocs, a)
+		}
+	}
+	for _, tk := range tr.Msg.GetTasks() {
+		if tk.GetLabels()[dinit.LabelService] == svc {
+			v.tasks = append(v.tasks, tk)
+		}
+	}
+	return v, nil
+}
+
+func (e *env) view(svc string) svcView {
+	e.t.Helper()
+	v, err := viewOf(e.op(), svc)
+	if err != nil {
+		e.t.Fatalf("list %s: %v", svc, err)
+	}
+	for _, tk := range v.tasks {
+		e.notePID(tk.GetPid())
+	}
+	return v
+}
+
+// running returns the RUNNING tasks of the view.
+func (v svcView) running() []*pb.Task {
+	var out []*pb.Task
+	for _, tk := range v.tasks {
+		if tk.GetState() == pb.TaskState_TASK_STATE_RUNNING {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+// healthy returns the RUNNING and HEALTHY tasks of the view, on version
+// (a dcos.svc.version label) unless it is empty.
+func (v svcView) healthy(version string) []*pb.Task {
+	var out []*pb.Task
+	for _, tk := range v.running() {
+		if tk.GetHealth() == pb.HealthState_HEALTH_STATE_HEALTHY && (version == "" || tk.GetLabels()[dinit.LabelVersion] == version) {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+func (v svcView) String() string {
+	var b strings.Builder
+	for _, a := range v.allocs {
+		fmt.Fprintf(&b, "\n  alloc %s %v on %s labels %v", a.GetId(), a.GetState(), a.GetAgentId(), a.GetLabels())
+	}
+	for _, tk := range v.tasks {
+		fmt.Fprintf(&b, "\n  task %s %v %v pid %d on %s labels %v ready %v %q", tk.GetId(), tk.GetState(), tk.GetHealth(), tk.GetPid(), tk.GetAgentId(), tk.GetLabels(), tk.GetReady(), tk.GetHealthMessage())
+	}
+	return b.String()
+}
+
+// agentsOf returns the distinct agents of tasks.
+func agentsOf(tasks []*pb.Task) []string {
+	var out []string
+	for _, tk := range tasks {
+		if !slices.Contains(out, tk.GetAgentId()) {
+			out = append(out, tk.GetAgentId())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hostPort returns the host port named http of a task.
+func hostPort(tk *pb.Task) uint32 {
+	for _, p := range tk.GetPorts() {
+		if p.GetName() == "http" {
+			return p.GetHostPort()
+		}
+	}
+	return 0
+}
+
+// sampler calls sample every 50ms in the background until stopped, as an
+// operator of the env's kernel (asked anew each time: a restarted dcosd
+// dev has a new URL), and collects the problems sample reports.
+type sampler struct {
+	stopc chan struct{}
+	done  chan struct{}
+
+	mu       sync.Mutex
+	problems []string
+	n        int // samples taken (sample returned without a call error)
+}
+
+func (e *env) startSampler(sample func(c syscallsv1connect.KernelClient) (problem string, err error)) *sampler {
+	s := &sampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			p, err := sample(e.op())
+			s.mu.Lock()
+			if err == nil {
+				s.n++
+				if p != "" && len(s.problems) < 20 {
+					s.problems = append(s.problems, p)
+				}
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.stopc:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	e.t.Cleanup(s.stop)
+	return s
+}
+
+func (s *sampler) stop() {
+	select {
+	case <-s.stopc:
+	default:
+		close(s.stopc)
+	}
+	<-s.done
+}
+
+// check stops the sampler and fails t with every problem it saw.
+func (s *sampler) check(t testing.TB, what string) {
+	t.Helper()
+	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		t.Errorf("%s: the sampler never got an answer", what)
+	}
+	for _, p := range s.problems {
+		t.Errorf("%s: %s", what, p)
+	}
+	t.Logf("%s: %d samples", what, s.n)
+}
+
+// maxInstances is a sample that reports more than max allocations of svc.
+func maxInstances(svc string, max int) func(c syscallsv1connect.KernelClient) (string, error) {
+	return func(c syscallsv1connect.KernelClient) (string, error) {
+		v, err := viewOf(c, svc)
+		if err != nil {
+			return "", err
+		}
+		if len(v.allocs) > max {
+			return fmt.Sprintf("%d instances (allocations), want at most %d:%s", len(v.allocs), max, v), nil
+		}
+		return "", nil
+	}
+}
+
+// TestInit_KernelAndFourAgents: dcosd kernel, four agents and one dcosd
+// init; a 3-instance HTTP service with UNIQUE dcos.agent runs HEALTHY on 3
+// agents; a killed instance is replaced; a killed agent's instance moves to
+// the fourth agent, and when the agent comes back its stale instance is
+// stopped, leaving exactly 3.
+func TestInit_KernelAndFourAgents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	opTok, initTok := newToken(), newToken()
+	entries := []tokenEntry{{Token: opTok, Name: "ops", Role: "operator"}, {Token: initTok, Name: "init", Role: "framework"}}
+	agentToks := make([]string, 4)
+	for i := range agentToks {
+		agentToks[i] = newToken()
+		entries = append(entries, tokenEntry{Token: agentToks[i], Name: fmt.Sprintf("agent-%d", i), Role: "agent"})
+	}
+	e.startKernel(e.writeTokens(e.path("tokens.json"), entries...), opTok, "--heartbeat-timeout", "3s", "--heartbeat-interval", "200ms")
+	agents := make([]*proc, 4)
+	ids := make([]string, 4)
+	agentArgs := func(i int) []string {
+		part, _ := initPorts(opTok, i)
+		return []string{"--resources", "cpus=1,mem=1Gi", "--host-ports", part}
+	}
+	for i := range agents {
+		agents[i], ids[i] = e.startAgent(fmt.Sprintf("n%d", i), agentToks[i], agentArgs(i)...)
+	}
+	e.startInit("0", initTok)
+	ctlArgs := []string{"--kernel", e.url, "--token", opTok}
+	e.applySpec("web.yaml", webSpec("web", 3, "1", "/", "constraints: [{label: dcos.agent, op: UNIQUE}]"), ctlArgs...)
+
+	// want3 waits for 3 RUNNING HEALTHY instances on 3 distinct agents,
+	// none on an agent of avoid, and returns them.
+	want3 := func(what string, avoid ...string) []*pb.Task {
+		t.Helper()
+		var got []*pb.Task
+		e.eventually(what, func() (bool, string) {
+			v := e.view("web")
+			h := v.healthy("")
+			ags := agentsOf(h)
+			for _, a := range avoid {
+				if slices.Contains(ags, a) {
+					return false, "an instance on " + a + ":" + v.String()
+				}
+			}
+			if len(h) != 3 || len(ags) != 3 || len(v.allocs) != 3 || len(v.running()) != 3 {
+				return false, v.String()
+			}
+			got = h
+			return true, ""
+		})
+		return got
+	}
+	first := want3("3 HEALTHY instances on 3 agents")
+	st := e.svcStatus("web", ctlArgs...)
+	if len(st.Running) != 3 || st.Instances != 3 {
+		t.Fatalf("svc status web: %+v, want 3 instances", st)
+	}
+	for _, r := range st.Running {
+		if r.State != "RUNNING" || r.Health != "HEALTHY" || !r.Ready || r.Agent == "" {
+			t.Errorf("svc status web: instance %+v, want RUNNING, HEALTHY, ready, on an agent", r)
+		}
+	}
+	for _, tk := range first {
+		if tk.GetLabels()[dinit.LabelService] != "web" || tk.GetOwner() != "init" {
+			t.Errorf("task %s: labels %v owner %q, want dcos.svc=web owned by init", tk.GetId(), tk.GetLabels(), tk.GetOwner())
+		}
+	}
+
+	// SIGKILL one instance's processes (its task's process group: the
+	// shell exec'ed python, but the task's pid may be a task init).
+	victim := first[0]
+	syscall.Kill(-int(victim.GetPid()), syscall.SIGKILL)
+	eventually(t, "the killed instance's processes gone", func() (bool, string) {
+		m := groupMembers(int(victim.GetPid()))
+		return len(m) == 0, "members " + sprint(m)
+	})
+	second := want3("a replacement of the killed instance HEALTHY, 3 in all")
+	for _, tk := range second {
+		if tk.GetId() == victim.GetId() {
+			t.Errorf("the killed task %s is still listed RUNNING", victim.GetId())
+		}
+	}
+
+	// SIGKILL one agent's dcosd: its task keeps running; once the agent
+	// is LOST its instance is placed on the fourth agent.
+	lostTask := second[0]
+	lost := slices.Index(ids, lostTask.GetAgentId())
+	if lost < 0 {
+		t.Fatalf("task %s on unknown agent %s (agents %v)", lostTask.GetId(), lostTask.GetAgentId(), ids)
+	}
+	agents[lost].kill()
+	if !alive(int(lostTask.GetPid())) {
+		t.Fatalf("task pid %d died with its agent", lostTask.GetPid())
+	}
+	third := want3("the lost agent's instance rescheduled on the fourth agent", ids[lost])
+	up := map[string]bool{}
+	for _, a := range listAgents(t, e.op()).GetAgents() {
+		up[a.GetId()] = a.GetState() == pb.AgentState_AGENT_STATE_UP
+	}
+	for _, a := range agentsOf(third) {
+		if !up[a] {
+			t.Errorf("an instance runs on agent %s, which is not UP", a)
+		}
+	}
+	if !alive(int(lostTask.GetPid())) {
+		t.Fatalf("stale task pid %d died before its agent came back", lostTask.GetPid())
+	}
+
+	// The agent comes back (same name and data dir): it stops its stale
+	// instance; the service has exactly 3.
+	_, again := e.startAgent(fmt.Sprintf("n%d", lost), agentToks[lost], agentArgs(lost)...)
+	if again != ids[lost] {
+		t.Errorf("restarted agent is %s, want %s", again, ids[lost])
+	}
+	eventually(t, "the stale instance's process stopped by its returning agent", func() (bool, string) {
+		return !alive(int(lostTask.GetPid())) && len(groupMembers(int(lostTask.GetPid()))) == 0, "alive"
+	})
+	final := want3("exactly 3 instances after the agent's return", ids[lost])
+	for _, tk := range final {
+		if !slices.ContainsFunc(third, func(o *pb.Task) bool { return o.GetId() == tk.GetId() }) {
+			t.Errorf("instance %s changed after the agent's return (want the 3 of before)", tk.GetId())
+		}
+	}
+}
+
+// prober GETs every RUNNING instance of svc on its host port and reports
+// a sample with fewer than minOK answering 200 or more than maxAllocs
+// allocations.
+func prober(svc string, minOK, maxAllocs int) func(c syscallsv1connect.KernelClient) (string, error) {
+	hc := &http.Client{Timeout: time.Second}
+	return func(c syscallsv1connect.KernelClient) (string, error) {
+		v, err := viewOf(c, svc)
+		if err != nil {
+			return "", err
+		}
+		run := v.running()
+		var wg sync.WaitGroup
+		ok := make([]bool, len(run))
+		for i, tk := range run {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/", hostPort(tk)))
+				if err == nil {
+					res.Body.Close()
+					ok[i] = res.StatusCode == http.StatusOK
+				}
+			}()
+		}
+		wg.Wait()
+		var p []string
+		if n := len(slices.DeleteFunc(ok, func(b bool) bool { return !b })); n < minOK {
+			p = append(p, fmt.Sprintf("%d instances answer 200, want at least %d", n, minOK))
+		}
+		if len(v.allocs) > maxAllocs {
+			p = append(p, fmt.Sprintf("%d instances (allocations), want at most %d", len(v.allocs), maxAllocs))
+		}
+		if len(p) > 0 {
+			return strings.Join(p, "; ") + ":" + v.String(), nil
+		}
+		return "", nil
+	}
+}
+
+// waitDeployment waits until svc's deployment of spec version ver (0: any)
+// has status want, and returns svc status.
+func (e *env) waitDeployment(svc string, ver int64, want string, ctlArgs ...string) svcStatusOut {
+	e.t.Helper()
+	var st svcStatusOut
+	e.eventually(fmt.Sprintf("deployment of %s version %d %s", svc, ver, want), func() (bool, string) {
+		st = e.svcStatus(svc, ctlArgs...)
+		d := st.Deployment
+		if d == nil || (ver != 0 && d.SpecVersion != ver) || d.Status != want {
+			return false, sprint(d)
+		}
+		return true, ""
+	})
+	return st
+}
+
+// TestInit_RollingUpgrade: on dcosd dev, 5 HTTP instances with
+// upgradeStrategy 0.6/0.2 are upgraded while a prober checks every 50ms
+// that at least 3 answer 200 and at most 6 exist; a version whose health
+// check fails stops its deployment with the check's message, leaving the
+// old instances serving; rollback restores the old version.
+func TestInit_RollingUpgrade(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, ports := initPorts(newToken(), 0)
+	e.startDev("--resources", "cpus=2,mem=2Gi", "--host-ports", ports)
+	strategy := "upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}"
+	e.applySpec("web1.yaml", webSpec("web", 5, "1", "/", strategy))
+	st := e.waitDeployment("web", 0, dinit.DeploymentSucceeded)
+	e.eventually("5 HEALTHY instances of version 1", func() (bool, string) {
+		v := e.view("web")
+		return len(v.healthy("")) == 5, v.String()
+	})
+
+	probe := e.startSampler(prober("web", 3, 6))
+	e.applySpec("web2.yaml", webSpec("web", 5, "2", "/", strategy))
+	st = e.waitDeployment("web", st.Version+1, dinit.DeploymentSucceeded)
+	v2 := strconv.FormatInt(st.TemplateVersion, 10)
+	e.eventually("5 HEALTHY instances of version 2", func() (bool, string) {
+		v := e.view("web")
+		return len(v.healthy(v2)) == 5 && len(v.allocs) == 5, v.String()
+	})
+	for _, tk := range e.view("web").tasks {
+		if tk.GetEnv()["VERSION"] != "2" {
+			t.Errorf("task %s env %v, want VERSION=2", tk.GetId(), tk.GetEnv())
+		}
+	}
+
+	// Version 3's health check fails (404): its deployment stops with the
+	// check's message, and at least 3 instances of version 2 keep serving.
+	e.applySpec("web3.yaml", webSpec("web", 5, "3", "/missing", strategy))
+	st = e.waitDeployment("web", st.Version+1, dinit.DeploymentFailed)
+	if !strings.Contains(st.Deployment.Reason, "404") {
+		t.Errorf("failed deployment's reason %q, want the check's message (status 404)", st.Deployment.Reason)
+	}
+	e.eventually("at least 3 version-2 instances HEALTHY and none of version 3", func() (bool, string) {
+		v := e.view("web")
+		for _, a := range v.allocs {
+			if a.GetLabels()[dinit.LabelVersion] != v2 {
+				return false, v.String()
+			}
+		}
+		return len(v.healthy(v2)) >= 3, v.String()
+	})
+
+	// Rollback: version 2's template again, 5 HEALTHY instances of it.
+	e.mustCtl("svc", "rollback", "web")
+	st = e.waitDeployment("web", st.Version+1, dinit.DeploymentSucceeded)
+	if got := strconv.FormatInt(st.TemplateVersion, 10); got != v2 {
+		t.Errorf("after rollback the template version is %s, want version 2's %s", got, v2)
+	}
+	e.eventually("5 HEALTHY instances of version 2 after rollback", func() (bool, string) {
+		v := e.view("web")
+		return len(v.healthy(v2)) == 5 && len(v.allocs) == 5, v.String()
+	})
+	probe.check(t, "prober")
+}

@@ -511,3 +511,238 @@ func TestInit_RollingUpgrade(t *testing.T) {
 	})
 	probe.check(t, "prober")
 }
+
+// TestInit_CrashLoopBackoff: on dcosd dev, a service whose command exits
+// at once is relaunched on the init's backoff schedule: its status shows
+// later and later "delayed until" times, and the launches in a window
+// match dinit.DefaultBackoff.Schedule within one. The issue asks for 60s;
+// 20s (11 launches) keeps the suite short and shows the same curve.
+func TestInit_CrashLoopBackoff(t *testing.T) {
+	t.Parallel()
+	const window = 20 * time.Second
+	e := newEnv(t)
+	e.startDev("--resources", "cpus=2,mem=1Gi")
+	op := e.op()
+	w := e.watch(op, listAgents(t, op).GetRevision())
+	e.applySpec("crash.yaml", `name: crash
+command: sh
+args: ["-c", "exit 1"]
+resources: {cpus: 0.1, mem: 16Mi}
+`)
+	isCrash := func(ev *pb.Event) bool {
+		return ev.GetKind() == pb.EventKind_EVENT_KIND_TASK_STATE && ev.GetTask().GetLabels()[dinit.LabelService] == "crash"
+	}
+	w.waitFor(t, "the first task of crash", isCrash)
+	start := time.Now()
+
+	// Sample the init's status of the service: the precise delayedUntil
+	// from its state (status/crash), and what svc status shows of it.
+	type delay struct {
+		failures int
+		until    time.Time
+	}
+	var delays []delay
+	shown := 0
+	for time.Since(start) < window {
+		res, err := op.StateGet(ctx(t), connect.NewRequest(&pb.StateGetRequest{Key: dinit.StatusKey("crash"), Owner: "init"}))
+		if err == nil {
+			var s dinit.Status
+			if err := json.Unmarshal(res.Msg.GetEntry().GetValue(), &s); err != nil {
+				t.Fatalf("status/crash: %v", err)
+			}
+			if is := s.Instances["0"]; is != nil && !is.DelayedUntil.IsZero() {
+				if n := len(delays); n == 0 || delays[n-1].failures != is.Failures || !delays[n-1].until.Equal(is.DelayedUntil) {
+					delays = append(delays, delay{is.Failures, is.DelayedUntil})
+				}
+			}
+		} else if connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("StateGet status/crash: %v", err)
+		}
+		for _, r := range e.svcStatus("crash").Running {
+			if strings.Contains(r.Why, "delayed until") {
+				shown++
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	launched := map[string]bool{}
+	for _, ev := range w.snapshot() {
+		if isCrash(ev) {
+			launched[ev.GetTask().GetId()] = true
+		}
+	}
+	e.mustCtl("svc", "rm", "crash")
+
+	want := len(dinit.DefaultBackoff.Schedule(window))
+	t.Logf("%d launches in %v (schedule: %d); delays %v", len(launched), window, want, delays)
+	if d := len(launched) - want; d < -1 || d > 1 {
+		t.Errorf("%d launches in %v, want %d ± 1 (dinit.DefaultBackoff.Schedule)", len(launched), window, want)
+	}
+	if len(delays) < want/2 {
+		t.Errorf("saw %d distinct delays in status/crash, want at least %d: %v", len(delays), want/2, delays)
+	}
+	if shown == 0 {
+		t.Errorf("svc status crash never showed \"delayed until\"")
+	}
+	// Each failure k+1 happens after the launch that delay k allowed, so
+	// its delayedUntil is at least Delay(k+1) after the previous one.
+	for i := 1; i < len(delays); i++ {
+		p, c := delays[i-1], delays[i]
+		if c.failures <= p.failures {
+			t.Errorf("failures went from %d to %d", p.failures, c.failures)
+			continue
+		}
+		if gap, min := c.until.Sub(p.until), dinit.DefaultBackoff.Delay(c.failures); c.failures == p.failures+1 && gap < min {
+			t.Errorf("delayed until %v after failure %d, only %v after failure %d's %v: want at least Delay(%d) = %v",
+				c.until, c.failures, gap, p.failures, p.until, c.failures, min)
+		}
+	}
+}
+
+// slowSpec is a service whose instances turn ready 3s after they start
+// (a readiness command checks for the file the task creates).
+func slowSpec(version string) string {
+	return fmt.Sprintf(`name: slow
+instances: 5
+command: sh
+args: ["-c", "sleep 3; touch ready; exec sleep 600"]
+env: {VERSION: "%s"}
+resources: {cpus: 0.1, mem: 16Mi}
+readiness: {command: {command: /bin/sh, args: ["-c", "test -f ready"]}, interval: 200ms}
+upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}
+`, version)
+}
+
+// midDeployment applies version 2 of slow (version 1 deployed) and
+// returns, once 3 new instances run (the first step), the RUNNING tasks
+// of the new template version.
+func (e *env) midDeployment(ctlArgs ...string) (ver int64, tmpl string, fresh []*pb.Task) {
+	e.t.Helper()
+	st := e.waitDeployment("slow", 0, dinit.DeploymentSucceeded, ctlArgs...)
+	e.eventually("5 ready instances of version 1", func() (bool, string) {
+		v := e.view("slow")
+		n := 0
+		for _, tk := range v.running() {
+			if tk.GetReady() {
+				n++
+			}
+		}
+		return n == 5, v.String()
+	})
+	e.applySpec("slow2.yaml", slowSpec("2"), ctlArgs...)
+	tmpl = strconv.FormatInt(st.Version+1, 10)
+	e.eventually("3 instances of version 2 running", func() (bool, string) {
+		v := e.view("slow")
+		fresh = nil
+		for _, tk := range v.running() {
+			if tk.GetLabels()[dinit.LabelVersion] == tmpl {
+				fresh = append(fresh, tk)
+			}
+		}
+		return len(fresh) >= 3, v.String()
+	})
+	return st.Version + 1, tmpl, fresh
+}
+
+// finishes waits for the deployment of version ver to succeed with 5
+// ready instances of tmpl, and checks the tasks of fresh still run (a new
+// instance is never killed by a failover).
+func (e *env) finishes(ver int64, tmpl string, fresh []*pb.Task, ctlArgs ...string) {
+	e.t.Helper()
+	e.waitDeployment("slow", ver, dinit.DeploymentSucceeded, ctlArgs...)
+	var v svcView
+	e.eventually("5 ready instances of version 2", func() (bool, string) {
+		v = e.view("slow")
+		n := 0
+		for _, tk := range v.running() {
+			if tk.GetReady() && tk.GetLabels()[dinit.LabelVersion] == tmpl {
+				n++
+			}
+		}
+		return n == 5 && len(v.allocs) == 5, v.String()
+	})
+	for _, f := range fresh {
+		i := slices.IndexFunc(v.tasks, func(tk *pb.Task) bool { return tk.GetId() == f.GetId() })
+		if i < 0 || v.tasks[i].GetState() != pb.TaskState_TASK_STATE_RUNNING || !alive(int(f.GetPid())) {
+			e.t.Errorf("new-version task %s (pid %d), RUNNING before the failover, is gone or not RUNNING after it:%s", f.GetId(), f.GetPid(), v)
+		}
+	}
+}
+
+// TestInit_Failover: a deployment survives the loss of its init. (a) On
+// dcosd dev, dev is SIGKILLed mid-deployment and started again; (b) with
+// dcosd kernel, two agents and two dcosd init replicas, the leading
+// replica is SIGKILLed and the other takes over. Either way a sampler
+// never sees more than 5 + 1 instances, no new-version task is killed,
+// and the deployment succeeds; (b) then shows the deposed leader's fence
+// refused.
+func TestInit_Failover(t *testing.T) {
+	t.Parallel()
+	t.Run("dev", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		devArgs := []string{"--resources", "cpus=2,mem=1Gi", "--init-ttl", "2s"}
+		dev := e.startDev(devArgs...)
+		e.applySpec("slow1.yaml", slowSpec("1"))
+		s := e.startSampler(maxInstances("slow", 6))
+		ver, tmpl, fresh := e.midDeployment()
+		dev.kill()
+		e.startDev(devArgs...)
+		e.finishes(ver, tmpl, fresh)
+		s.check(t, "sampler")
+	})
+	t.Run("replicas", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		opTok, initTok, ag0, ag1 := newToken(), newToken(), newToken(), newToken()
+		e.startKernel(e.writeTokens(e.path("tokens.json"),
+			tokenEntry{Token: opTok, Name: "ops", Role: "operator"},
+			tokenEntry{Token: initTok, Name: "init", Role: "framework"},
+			tokenEntry{Token: ag0, Name: "agent-0", Role: "agent"},
+			tokenEntry{Token: ag1, Name: "agent-1", Role: "agent"},
+		), opTok)
+		e.startAgent("n0", ag0, "--resources", "cpus=1,mem=1Gi")
+		e.startAgent("n1", ag1, "--resources", "cpus=1,mem=1Gi")
+		inits := map[string]*proc{
+			"a": e.startInit("a", initTok, "--init-candidate", "a", "--init-ttl", "2s"),
+			"b": e.startInit("b", initTok, "--init-candidate", "b", "--init-ttl", "2s"),
+		}
+		leader := func() *pb.Leadership {
+			res, err := e.op().Leader(ctx(t), connect.NewRequest(&pb.LeaderRequest{Owner: "init"}))
+			if err != nil {
+				t.Fatalf("Leader(owner init): %v", err)
+			}
+			return res.Msg.GetLeader()
+		}
+		var old *pb.Leadership
+		e.eventually("an init replica leads", func() (bool, string) {
+			old = leader()
+			return inits[old.GetHolder()] != nil, sprint(old)
+		})
+		ctlArgs := []string{"--kernel", e.url, "--token", opTok}
+		e.applySpec("slow1.yaml", slowSpec("1"), ctlArgs...)
+		s := e.startSampler(maxInstances("slow", 6))
+		ver, tmpl, fresh := e.midDeployment(ctlArgs...)
+		if l := leader(); l.GetHolder() != old.GetHolder() || l.GetEpoch() != old.GetEpoch() {
+			t.Fatalf("leadership changed during the deployment: %v, was %v", l, old)
+		}
+		inits[old.GetHolder()].kill()
+		other := map[string]string{"a": "b", "b": "a"}[old.GetHolder()]
+		e.eventually("replica "+other+" leads with a higher epoch", func() (bool, string) {
+			l := leader()
+			return l.GetHolder() == other && l.GetEpoch() > old.GetEpoch(), sprint(l)
+		})
+		e.finishes(ver, tmpl, fresh, ctlArgs...)
+		s.check(t, "sampler")
+
+		// The deposed leader's fence is refused.
+		v := e.view("slow")
+		_, err := e.client(initTok).Launch(ctx(t), connect.NewRequest(&pb.LaunchRequest{
+			AllocationId: v.allocs[0].GetId(), Command: "true",
+			Fence: &pb.Fence{Election: old.GetElection(), Epoch: old.GetEpoch()},
+		}))
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "deposed") {
+			t.Errorf("Launch with the old leader's fence (epoch %d): %v, want FailedPrecondition saying deposed", old.GetEpoch(), err)
+		}
+	})
+}

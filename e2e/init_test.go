@@ -447,6 +447,7 @@ func (e *env) waitDeployment(svc string, ver int64, want string, ctlArgs ...stri
 		}
 		return true, ""
 	})
+	e.t.Logf("%s: version %d template %d deployment %+v", svc, st.Version, st.TemplateVersion, *st.Deployment)
 	return st
 }
 
@@ -476,7 +477,7 @@ func TestInit_RollingUpgrade(t *testing.T) {
 		v := e.view("web")
 		return len(v.healthy(v2)) == 5 && len(v.allocs) == 5, v.String()
 	})
-	for _, tk := range e.view("web").tasks {
+	for _, tk := range e.view("web").running() {
 		if tk.GetEnv()["VERSION"] != "2" {
 			t.Errorf("task %s env %v, want VERSION=2", tk.GetId(), tk.GetEnv())
 		}
@@ -542,6 +543,13 @@ resources: {cpus: 0.1, mem: 16Mi}
 		until    time.Time
 	}
 	var delays []delay
+	format := func(ds []delay) string {
+		var b strings.Builder
+		for _, d := range ds {
+			fmt.Fprintf(&b, " %d:%s", d.failures, d.until.Format("15:04:05.000"))
+		}
+		return b.String()
+	}
 	shown := 0
 	for time.Since(start) < window {
 		res, err := op.StateGet(ctx(t), connect.NewRequest(&pb.StateGetRequest{Key: dinit.StatusKey("crash"), Owner: "init"}))
@@ -574,12 +582,12 @@ resources: {cpus: 0.1, mem: 16Mi}
 	e.mustCtl("svc", "rm", "crash")
 
 	want := len(dinit.DefaultBackoff.Schedule(window))
-	t.Logf("%d launches in %v (schedule: %d); delays %v", len(launched), window, want, delays)
+	t.Logf("%d launches in %v (schedule: %d); failure:delayed until%s", len(launched), window, want, format(delays))
 	if d := len(launched) - want; d < -1 || d > 1 {
 		t.Errorf("%d launches in %v, want %d ± 1 (dinit.DefaultBackoff.Schedule)", len(launched), window, want)
 	}
 	if len(delays) < want/2 {
-		t.Errorf("saw %d distinct delays in status/crash, want at least %d: %v", len(delays), want/2, delays)
+		t.Errorf("saw %d distinct delays in status/crash, want at least %d:%s", len(delays), want/2, format(delays))
 	}
 	if shown == 0 {
 		t.Errorf("svc status crash never showed \"delayed until\"")

@@ -622,9 +622,10 @@ upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}
 }
 
 // midDeployment applies version 2 of slow (version 1 deployed) and
-// returns, once 3 new instances run (the first step), the RUNNING tasks
-// of the new template version.
-func (e *env) midDeployment(ctlArgs ...string) (ver int64, tmpl string, fresh []*pb.Task) {
+// returns, once 3 new instances run (the first step) and while the
+// deployment still runs (they are not ready yet), the spec version, the
+// template version and every RUNNING task of the service.
+func (e *env) midDeployment(ctlArgs ...string) (ver int64, tmpl string, before []*pb.Task) {
 	e.t.Helper()
 	st := e.waitDeployment("slow", 0, dinit.DeploymentSucceeded, ctlArgs...)
 	e.eventually("5 ready instances of version 1", func() (bool, string) {
@@ -641,21 +642,26 @@ func (e *env) midDeployment(ctlArgs ...string) (ver int64, tmpl string, fresh []
 	tmpl = strconv.FormatInt(st.Version+1, 10)
 	e.eventually("3 instances of version 2 running", func() (bool, string) {
 		v := e.view("slow")
-		fresh = nil
-		for _, tk := range v.running() {
+		before = v.running()
+		n := 0
+		for _, tk := range before {
 			if tk.GetLabels()[dinit.LabelVersion] == tmpl {
-				fresh = append(fresh, tk)
+				n++
 			}
 		}
-		return len(fresh) >= 3, v.String()
+		return n >= 3, v.String()
 	})
-	return st.Version + 1, tmpl, fresh
+	if d := e.svcStatus("slow", ctlArgs...).Deployment; d == nil || d.SpecVersion != st.Version+1 || d.Status != dinit.DeploymentRunning {
+		e.t.Fatalf("deployment %+v, want version %d running (its new instances are not ready for 3s)", d, st.Version+1)
+	}
+	return st.Version + 1, tmpl, before
 }
 
 // finishes waits for the deployment of version ver to succeed with 5
-// ready instances of tmpl, and checks the tasks of fresh still run (a new
-// instance is never killed by a failover).
-func (e *env) finishes(ver int64, tmpl string, fresh []*pb.Task, ctlArgs ...string) {
+// ready instances of tmpl, and checks what became of the tasks that ran
+// before the failover: those of tmpl still run (a new instance is never
+// killed by a failover), old ones ended only by the deployment's plan.
+func (e *env) finishes(ver int64, tmpl string, before []*pb.Task, ctlArgs ...string) {
 	e.t.Helper()
 	e.waitDeployment("slow", ver, dinit.DeploymentSucceeded, ctlArgs...)
 	var v svcView
@@ -669,10 +675,23 @@ func (e *env) finishes(ver int64, tmpl string, fresh []*pb.Task, ctlArgs ...stri
 		}
 		return n == 5 && len(v.allocs) == 5, v.String()
 	})
-	for _, f := range fresh {
-		i := slices.IndexFunc(v.tasks, func(tk *pb.Task) bool { return tk.GetId() == f.GetId() })
-		if i < 0 || v.tasks[i].GetState() != pb.TaskState_TASK_STATE_RUNNING || !alive(int(f.GetPid())) {
-			e.t.Errorf("new-version task %s (pid %d), RUNNING before the failover, is gone or not RUNNING after it:%s", f.GetId(), f.GetPid(), v)
+	for _, b := range before {
+		i := slices.IndexFunc(v.tasks, func(tk *pb.Task) bool { return tk.GetId() == b.GetId() })
+		if b.GetLabels()[dinit.LabelVersion] == tmpl {
+			if i < 0 || v.tasks[i].GetState() != pb.TaskState_TASK_STATE_RUNNING || !alive(int(b.GetPid())) {
+				e.t.Errorf("new-version task %s (pid %d), RUNNING before the failover, is gone or not RUNNING after it:%s", b.GetId(), b.GetPid(), v)
+			}
+			continue
+		}
+		// An old one: the plan replaces it. The kernel remembers ended
+		// tasks in memory only (a restarted kernel does not list them).
+		switch {
+		case i < 0:
+			e.t.Logf("old task %s: no longer listed", b.GetId())
+		case v.tasks[i].GetState() == pb.TaskState_TASK_STATE_RUNNING:
+			e.t.Errorf("old task %s still RUNNING after the deployment succeeded", b.GetId())
+		case !strings.Contains(v.tasks[i].GetReason(), "replaced by version"):
+			e.t.Errorf("old task %s ended %v (%q), want killed by the plan (\"replaced by version\")", b.GetId(), v.tasks[i].GetState(), v.tasks[i].GetReason())
 		}
 	}
 }
@@ -693,10 +712,10 @@ func TestInit_Failover(t *testing.T) {
 		dev := e.startDev(devArgs...)
 		e.applySpec("slow1.yaml", slowSpec("1"))
 		s := e.startSampler(maxInstances("slow", 6))
-		ver, tmpl, fresh := e.midDeployment()
+		ver, tmpl, before := e.midDeployment()
 		dev.kill()
 		e.startDev(devArgs...)
-		e.finishes(ver, tmpl, fresh)
+		e.finishes(ver, tmpl, before)
 		s.check(t, "sampler")
 	})
 	t.Run("replicas", func(t *testing.T) {
@@ -730,7 +749,7 @@ func TestInit_Failover(t *testing.T) {
 		ctlArgs := []string{"--kernel", e.url, "--token", opTok}
 		e.applySpec("slow1.yaml", slowSpec("1"), ctlArgs...)
 		s := e.startSampler(maxInstances("slow", 6))
-		ver, tmpl, fresh := e.midDeployment(ctlArgs...)
+		ver, tmpl, before := e.midDeployment(ctlArgs...)
 		if l := leader(); l.GetHolder() != old.GetHolder() || l.GetEpoch() != old.GetEpoch() {
 			t.Fatalf("leadership changed during the deployment: %v, was %v", l, old)
 		}
@@ -740,7 +759,7 @@ func TestInit_Failover(t *testing.T) {
 			l := leader()
 			return l.GetHolder() == other && l.GetEpoch() > old.GetEpoch(), sprint(l)
 		})
-		e.finishes(ver, tmpl, fresh, ctlArgs...)
+		e.finishes(ver, tmpl, before, ctlArgs...)
 		s.check(t, "sampler")
 
 		// The deposed leader's fence is refused.

@@ -393,6 +393,16 @@ func TestInit_KernelAndFourAgents(t *testing.T) {
 			t.Errorf("instance %s changed after the agent's return (want the 3 of before)", tk.GetId())
 		}
 	}
+	st = e.svcStatus("web", ctlArgs...)
+	healthy := 0
+	for _, r := range st.Running {
+		if r.State == "RUNNING" && r.Health == "HEALTHY" && r.Agent != ids[lost] {
+			healthy++
+		}
+	}
+	if len(st.Running) != 3 || healthy != 3 {
+		t.Errorf("svc status web after the agent's return: %+v, want exactly 3 instances, HEALTHY, none on %s", st.Running, ids[lost])
+	}
 }
 
 // prober GETs every RUNNING instance of svc on its host port and reports

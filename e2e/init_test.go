@@ -25,14 +25,19 @@ import (
 // binaries: dcosd kernel, agents and init replicas (or dcosd dev, which
 // runs one replica in-process), driven with dcosctl svc.
 
-// initPorts returns host-port ranges for one test: 40 ports in
-// 24000-26999 (from the token), below hostPortRange's 27000-30999 and the
-// default 31000-32000 of other tests' agents. Agent i (0 to 3) of a test
-// gets the 10 ports of part i; all is the 40. Four agents on one host must
-// not hand out the same port: host-network tasks share the host's ports.
-func initPorts(tok string, i int) (part, all string) {
-	v, _ := strconv.ParseUint(tok[14:18], 16, 32)
-	first := 24000 + int(v%75)*40
+// Host-port slots of the init tests: 40 ports each from 24000, below
+// hostPortRange's 27000-30999 and the default 31000-32000 of other tests'
+// agents, one fixed slot per test so that tests running together never
+// hand out the same port (host-network tasks share the machine's ports).
+const (
+	portsFourAgents = iota
+	portsRollingUpgrade
+)
+
+// initPorts returns the host-port ranges of slot: part i (0 to 3, 10
+// ports: one agent's) and all 40.
+func initPorts(slot, i int) (part, all string) {
+	first := 24000 + slot*40
 	return fmt.Sprintf("%d-%d", first+10*i, first+10*i+9), fmt.Sprintf("%d-%d", first, first+39)
 }
 
@@ -290,7 +295,7 @@ func TestInit_KernelAndFourAgents(t *testing.T) {
 	agents := make([]*proc, 4)
 	ids := make([]string, 4)
 	agentArgs := func(i int) []string {
-		part, _ := initPorts(opTok, i)
+		part, _ := initPorts(portsFourAgents, i)
 		return []string{"--resources", "cpus=1,mem=1Gi", "--host-ports", part}
 	}
 	for i := range agents {
@@ -469,7 +474,7 @@ func (e *env) waitDeployment(svc string, ver int64, want string, ctlArgs ...stri
 func TestInit_RollingUpgrade(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	_, ports := initPorts(newToken(), 0)
+	_, ports := initPorts(portsRollingUpgrade, 0)
 	e.startDev("--resources", "cpus=2,mem=2Gi", "--host-ports", ports)
 	strategy := "upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}"
 	e.applySpec("web1.yaml", webSpec("web", 5, "1", "/", strategy))

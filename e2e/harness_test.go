@@ -426,8 +426,13 @@ func (e *env) client(token string) syscallsv1connect.KernelClient {
 	return kclient.New(e.url, token)
 }
 
-// op returns an operator client of the env's kernel.
-func (e *env) op() syscallsv1connect.KernelClient { return e.client(e.opToken) }
+// op returns an operator client of the env's kernel. It is safe to call
+// from another goroutine while startDev restarts dev (new URL and token).
+func (e *env) op() syscallsv1connect.KernelClient {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.New(e.url, e.opToken)
+}
 
 // notePID records a task pid the test saw, to be killed at cleanup.
 func (e *env) notePID(pid int32) {

@@ -276,6 +276,27 @@ func maxInstances(svc string, max int) func(c syscallsv1connect.KernelClient) (s
 	}
 }
 
+// readyBetween is a sample that reports more than max allocations of svc
+// or fewer than min of its tasks RUNNING and ready.
+func readyBetween(svc string, min, max int) func(c syscallsv1connect.KernelClient) (string, error) {
+	return func(c syscallsv1connect.KernelClient) (string, error) {
+		v, err := viewOf(c, svc)
+		if err != nil {
+			return "", err
+		}
+		ready := 0
+		for _, tk := range v.running() {
+			if tk.GetReady() {
+				ready++
+			}
+		}
+		if len(v.allocs) > max || ready < min {
+			return fmt.Sprintf("%d instances (allocations) and %d ready, want at most %d and at least %d:%s", len(v.allocs), ready, max, min, v), nil
+		}
+		return "", nil
+	}
+}
+
 // TestInit_KernelAndFourAgents: dcosd kernel, four agents and one dcosd
 // init; a 3-instance HTTP service with UNIQUE dcos.agent runs HEALTHY on 3
 // agents; a killed instance is replaced; a killed agent's instance moves to
@@ -763,8 +784,18 @@ func TestInit_Failover(t *testing.T) {
 		})
 		ctlArgs := []string{"--kernel", e.url, "--token", opTok}
 		e.applySpec("slow1.yaml", slowSpec("1"), ctlArgs...)
-		s := e.startSampler(maxInstances("slow", 6))
+		ver0 := e.waitDeployment("slow", 0, dinit.DeploymentSucceeded, ctlArgs...)
+		e.eventually("5 ready instances of version 1", func() (bool, string) {
+			p, err := readyBetween("slow", 5, 5)(e.op())
+			return err == nil && p == "", p
+		})
+		// The kernel keeps running here, so ready flags never reset: the
+		// sampler also checks minimumHealthCapacity (3 of 5 ready).
+		s := e.startSampler(readyBetween("slow", 3, 6))
 		ver, tmpl, before := e.midDeployment(ctlArgs...)
+		if ver != ver0.Version+1 {
+			t.Fatalf("deploying version %d, want %d", ver, ver0.Version+1)
+		}
 		if l := leader(); l.GetHolder() != old.GetHolder() || l.GetEpoch() != old.GetEpoch() {
 			t.Fatalf("leadership changed during the deployment: %v, was %v", l, old)
 		}

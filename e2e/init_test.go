@@ -57,9 +57,9 @@ health: {http: {portName: http, path: %s}, gracePeriod: 5s, interval: 1s, timeou
 `, name, instances, version, path, strings.Join(extra, "\n"))
 }
 
-// applySpec writes spec to a file in the env's dir and applies it with
+// applySvc writes spec to file in the env's dir and applies it with
 // dcosctl (ctlArgs go before "svc", e.g. --kernel and --token).
-func (e *env) applySpec(file, spec string, ctlArgs ...string) {
+func (e *env) applySvc(file, spec string, ctlArgs ...string) {
 	e.t.Helper()
 	p := e.path(file)
 	if err := os.WriteFile(p, []byte(spec), 0o644); err != nil {
@@ -324,7 +324,7 @@ func TestInit_KernelAndFourAgents(t *testing.T) {
 	}
 	e.startInit("0", initTok)
 	ctlArgs := []string{"--kernel", e.url, "--token", opTok}
-	e.applySpec("web.yaml", webSpec("web", 3, "1", "/", "constraints: [{label: dcos.agent, op: UNIQUE}]"), ctlArgs...)
+	e.applySvc("web.yaml", webSpec("web", 3, "1", "/", "constraints: [{label: dcos.agent, op: UNIQUE}]"), ctlArgs...)
 
 	// want3 waits for 3 RUNNING HEALTHY instances on 3 distinct agents,
 	// none on an agent of avoid, and returns them.
@@ -498,7 +498,7 @@ func TestInit_RollingUpgrade(t *testing.T) {
 	_, ports := initPorts(portsRollingUpgrade, 0)
 	e.startDev("--resources", "cpus=2,mem=2Gi", "--host-ports", ports)
 	strategy := "upgradeStrategy: {minimumHealthCapacity: 0.6, maximumOverCapacity: 0.2}"
-	e.applySpec("web1.yaml", webSpec("web", 5, "1", "/", strategy))
+	e.applySvc("web1.yaml", webSpec("web", 5, "1", "/", strategy))
 	st := e.waitDeployment("web", 0, dinit.DeploymentSucceeded)
 	e.eventually("5 HEALTHY instances of version 1", func() (bool, string) {
 		v := e.view("web")
@@ -506,7 +506,7 @@ func TestInit_RollingUpgrade(t *testing.T) {
 	})
 
 	probe := e.startSampler(prober("web", 3, 6))
-	e.applySpec("web2.yaml", webSpec("web", 5, "2", "/", strategy))
+	e.applySvc("web2.yaml", webSpec("web", 5, "2", "/", strategy))
 	st = e.waitDeployment("web", st.Version+1, dinit.DeploymentSucceeded)
 	v2 := strconv.FormatInt(st.TemplateVersion, 10)
 	e.eventually("5 HEALTHY instances of version 2", func() (bool, string) {
@@ -521,7 +521,7 @@ func TestInit_RollingUpgrade(t *testing.T) {
 
 	// Version 3's health check fails (404): its deployment stops with the
 	// check's message, and at least 3 instances of version 2 keep serving.
-	e.applySpec("web3.yaml", webSpec("web", 5, "3", "/missing", strategy))
+	e.applySvc("web3.yaml", webSpec("web", 5, "3", "/missing", strategy))
 	st = e.waitDeployment("web", st.Version+1, dinit.DeploymentFailed)
 	if !strings.Contains(st.Deployment.Reason, "404") {
 		t.Errorf("failed deployment's reason %q, want the check's message (status 404)", st.Deployment.Reason)
@@ -561,7 +561,7 @@ func TestInit_CrashLoopBackoff(t *testing.T) {
 	e.startDev("--resources", "cpus=2,mem=1Gi")
 	op := e.op()
 	w := e.watch(op, listAgents(t, op).GetRevision())
-	e.applySpec("crash.yaml", `name: crash
+	e.applySvc("crash.yaml", `name: crash
 command: sh
 args: ["-c", "exit 1"]
 resources: {cpus: 0.1, mem: 16Mi}
@@ -674,7 +674,7 @@ func (e *env) midDeployment(ctlArgs ...string) (ver int64, tmpl string, before [
 		}
 		return n == 5, v.String()
 	})
-	e.applySpec("slow2.yaml", slowSpec("2"), ctlArgs...)
+	e.applySvc("slow2.yaml", slowSpec("2"), ctlArgs...)
 	tmpl = strconv.FormatInt(st.Version+1, 10)
 	e.eventually("3 instances of version 2 running", func() (bool, string) {
 		v := e.view("slow")
@@ -746,7 +746,7 @@ func TestInit_Failover(t *testing.T) {
 		e := newEnv(t)
 		devArgs := []string{"--resources", "cpus=2,mem=1Gi", "--init-ttl", "2s"}
 		dev := e.startDev(devArgs...)
-		e.applySpec("slow1.yaml", slowSpec("1"))
+		e.applySvc("slow1.yaml", slowSpec("1"))
 		s := e.startSampler(maxInstances("slow", 6))
 		ver, tmpl, before := e.midDeployment()
 		dev.kill()
@@ -783,7 +783,7 @@ func TestInit_Failover(t *testing.T) {
 			return inits[old.GetHolder()] != nil, sprint(old)
 		})
 		ctlArgs := []string{"--kernel", e.url, "--token", opTok}
-		e.applySpec("slow1.yaml", slowSpec("1"), ctlArgs...)
+		e.applySvc("slow1.yaml", slowSpec("1"), ctlArgs...)
 		ver0 := e.waitDeployment("slow", 0, dinit.DeploymentSucceeded, ctlArgs...)
 		e.eventually("5 ready instances of version 1", func() (bool, string) {
 			p, err := readyBetween("slow", 5, 5)(e.op())

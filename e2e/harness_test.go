@@ -406,6 +406,19 @@ func (e *env) startAgentVia(wrap []string, name, token string, extra ...string) 
 	return p, id
 }
 
+// startInit starts `dcosd init` (a replica of the distributed init)
+// against the env's kernel with a framework token, and waits for its ready
+// line. name tells replicas apart in logs.
+func (e *env) startInit(name, token string, extra ...string) *proc {
+	e.t.Helper()
+	e.mu.Lock()
+	url := e.url
+	e.mu.Unlock()
+	args := append([]string{"init", "--kernel", url, "--token", token}, extra...)
+	p, _ := e.start("dcosd init "+name, "dcos init: started against ", args...)
+	return p
+}
+
 // client returns a syscall client of the env's kernel with token.
 func (e *env) client(token string) syscallsv1connect.KernelClient {
 	e.mu.Lock()
@@ -413,8 +426,13 @@ func (e *env) client(token string) syscallsv1connect.KernelClient {
 	return kclient.New(e.url, token)
 }
 
-// op returns an operator client of the env's kernel.
-func (e *env) op() syscallsv1connect.KernelClient { return e.client(e.opToken) }
+// op returns an operator client of the env's kernel. It is safe to call
+// from another goroutine while startDev restarts dev (new URL and token).
+func (e *env) op() syscallsv1connect.KernelClient {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.New(e.url, e.opToken)
+}
 
 // notePID records a task pid the test saw, to be killed at cleanup.
 func (e *env) notePID(pid int32) {

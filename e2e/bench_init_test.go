@@ -31,21 +31,6 @@ health: {http: {portName: http, path: /}, interval: 1s}
 %s`, name, instances, extra)
 }
 
-// applySpec writes spec to a file and applies it with dcosctl svc apply
-// (as the env's operator; flags add e.g. --kernel and --token).
-func (e *env) applySpec(spec string, flags ...string) {
-	e.t.Helper()
-	f, err := os.CreateTemp(e.dir, "svc-*.yaml")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := f.WriteString(spec); err != nil {
-		e.t.Fatal(err)
-	}
-	f.Close()
-	e.mustCtl(append(flags, "svc", "apply", "-f", f.Name())...)
-}
-
 // serviceTasks returns the tasks of service name (by the init's labels)
 // that have not ended.
 func serviceTasks(t testing.TB, c syscallsv1connect.KernelClient, name string) []*pb.Task {
@@ -73,7 +58,7 @@ func BenchmarkInitReplace(b *testing.B) {
 	e.startDev("--resources", "cpus=64,mem=64Gi")
 	c := e.op()
 	n := b.N
-	e.applySpec(httpService("bench", n, ""))
+	e.applySvc("bench.yaml", httpService("bench", n, ""))
 	e.eventually(fmt.Sprintf("%d healthy instances", n), func() (bool, string) {
 		healthy := 0
 		for _, tk := range serviceTasks(b, c, "bench") {
@@ -155,7 +140,7 @@ func startInitCluster(t testing.TB, n, started int, res string, kernelFlags ...s
 	for i := range started {
 		c.startAgentN(i, res)
 	}
-	e.start("dcosd init", "dcos init: started against ", "init", "--kernel", e.url, "--token", c.initTok)
+	e.startInit("init", c.initTok)
 	c.ctlFlags = []string{"--kernel", e.url, "--token", c.opTok}
 	return c
 }
@@ -179,7 +164,7 @@ func BenchmarkInitAgentLost(b *testing.B) {
 		b.StopTimer()
 		c := startInitCluster(b, 2, 1, "cpus=4,mem=4Gi", "--heartbeat-timeout", timeout.String(), "--heartbeat-interval", "200ms")
 		op := c.op()
-		c.applySpec("name: lost\ninstances: 3\ncommand: sleep\nargs: [\"3600\"]\nresources: {cpus: 0.1, mem: 16Mi}\n", c.ctlFlags...)
+		c.applySvc("lost.yaml", "name: lost\ninstances: 3\ncommand: sleep\nargs: [\"3600\"]\nresources: {cpus: 0.1, mem: 16Mi}\n", c.ctlFlags...)
 		var on0 string
 		c.eventually("3 instances RUNNING on agent-0", func() (bool, string) {
 			running := 0
@@ -240,7 +225,7 @@ func BenchmarkInitApply1000(b *testing.B) {
 		spec := fmt.Sprintf("name: many\ninstances: %d\ncommand: sleep\nargs: [\"3600\"]\nresources: {cpus: %s, mem: 4Mi}\n", n, cmp.Or(os.Getenv("BENCH_CPUS"), "0.001"))
 		b.StartTimer()
 		start := time.Now()
-		c.applySpec(spec, c.ctlFlags...)
+		c.applySvc("many.yaml", spec, c.ctlFlags...)
 		c.eventually(fmt.Sprintf("%d RUNNING", n), func() (bool, string) {
 			running := 0
 			for _, tk := range serviceTasks(b, op, "many") {

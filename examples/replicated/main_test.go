@@ -3,52 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/dcos-kernel/dcos/internal/api"
-	"github.com/dcos-kernel/dcos/internal/store"
-	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/sdk/framework"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 const (
-	fwToken    = "framework-a-token-0123456"
-	agentToken = "agent-token-0123456789abc"
+	fwToken    = kerneltest.FrameworkToken
+	agentToken = kerneltest.AgentToken
 )
-
-// startKernel runs a real kernel on an embedded etcd behind the API door.
-func startKernel(t *testing.T) string {
-	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	tokens, err := api.NewTokens([]api.TokenEntry{
-		{Token: fwToken, Name: "fw-a", Role: "framework"},
-		{Token: agentToken, Name: "agents", Role: "agent"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(api.Handler(k, tokens))
-	srv.EnableHTTP2 = true
-	srv.Start()
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
-	return srv.URL
-}
 
 // fakeAgent registers a node through the agent syscalls and reports every
 // task launched on it RUNNING, as a real agent would once it started it.
@@ -135,7 +103,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestReplicated_LeaderKeepsCountAndFailsOver(t *testing.T) {
-	url := startKernel(t)
+	url := kerneltest.Start(t, kerneltest.Options{}).URL
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	fw, err := framework.New(framework.Config{Endpoints: []string{url}, Token: fwToken})

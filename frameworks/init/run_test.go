@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dcos-kernel/dcos/internal/api"
-	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/sdk/framework"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -51,19 +50,6 @@ type cluster struct {
 
 func startCluster(t testing.TB, heartbeatTimeout time.Duration) *cluster {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: heartbeatTimeout,
-		Tick: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
 	entries := []api.TokenEntry{
 		{Token: initToken, Name: "init", Role: "framework"},
 		{Token: opToken, Name: "ops", Role: "operator"},
@@ -71,20 +57,21 @@ func startCluster(t testing.TB, heartbeatTimeout time.Duration) *cluster {
 	for i := range 4 {
 		entries = append(entries, api.TokenEntry{Token: agentToken(i), Name: fmt.Sprintf("agent-%d", i), Role: "agent"})
 	}
-	tokens, err := api.NewTokens(entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The init is unlimited, as dcosd dev runs it (--rate-limit
-	// framework:init=unlimited); everyone else has the defaults.
-	srv := httptest.NewUnstartedServer(api.NewHandler(k, api.Config{Tokens: tokens,
-		PrincipalRateLimits: map[kernel.Principal]api.RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}}}))
-	srv.EnableHTTP2 = true
-	srv.Start()
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
+	srv := kerneltest.Start(t, kerneltest.Options{
+		Tokens: entries,
+		Kernel: func(c *kernel.Config) {
+			c.HeartbeatTimeout, c.Tick = heartbeatTimeout, 20*time.Millisecond
+			c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		},
+		// The init is unlimited, as dcosd dev runs it (--rate-limit
+		// framework:init=unlimited); everyone else has the defaults.
+		API: func(c *api.Config) {
+			c.PrincipalRateLimits = map[kernel.Principal]api.RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}}
+		},
+	})
 	c := &cluster{t: t, url: srv.URL, agents: map[string]*fakeAgent{}}
 	c.op = c.client(opToken)
-	if _, err := c.op.StateList(ctx, &pb.StateListRequest{Owner: "init"}); framework.Code(err) == connect.CodeUnimplemented {
+	if _, err := c.op.StateList(context.Background(), &pb.StateListRequest{Owner: "init"}); framework.Code(err) == connect.CodeUnimplemented {
 		t.Skipf("kernel does not serve framework state yet: %v", err)
 	}
 	return c

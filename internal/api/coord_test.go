@@ -1,8 +1,7 @@
-package api
+package api_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -10,48 +9,20 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/internal/store"
-	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
-// serveCoord is serve with a second framework token (fw-b).
-func serveCoord(t *testing.T) (url string) {
-	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	tokens, err := NewTokens(append(testTokens[:len(testTokens):len(testTokens)],
-		TokenEntry{Token: "framework-b-token-0123456", Name: "fw-b", Role: "framework"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(Handler(k, tokens))
-	srv.EnableHTTP2 = true
-	srv.Start()
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return srv.URL
-}
-
 func TestServer_Coordination(t *testing.T) {
 	t.Parallel()
-	url := serveCoord(t)
+	url, _ := serve(t)
 	ctx := context.Background()
 	for _, opt := range []connect.ClientOption{connect.WithGRPC(), connect.WithProtoJSON()} {
-		opsC := kclient.New(url, testTokens[0].Token, opt)
-		a := kclient.New(url, testTokens[1].Token, opt)
-		b := kclient.New(url, "framework-b-token-0123456", opt)
-		agent := kclient.New(url, testTokens[2].Token, opt)
+		opsC := kclient.New(url, kerneltest.OperatorToken, opt)
+		a := kclient.New(url, kerneltest.FrameworkToken, opt)
+		b := kclient.New(url, kerneltest.FrameworkBToken, opt)
+		agent := kclient.New(url, kerneltest.AgentToken, opt)
 		election := "e" + strings.ToLower(strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "-"))
 
 		// The seven calls, as fw-a.

@@ -13,6 +13,13 @@ import (
 	"github.com/dcos-kernel/dcos/kernel"
 )
 
+// testTokens are FuzzDoor's callers: an operator, a framework and an agent.
+var testTokens = []TokenEntry{
+	{Token: "operator-token-0123456789", Name: "ops", Role: "operator"},
+	{Token: "framework-a-token-0123456", Name: "fw-a", Role: "framework"},
+	{Token: "agent-token-0123456789abc", Name: "agents", Role: "agent"},
+}
+
 // FuzzDoor feeds arbitrary request heads (procedure, Authorization,
 // Content-Length, Content-Type, protocol) to the front door. It must never
 // panic; a request it lets through must carry a known token whose role may

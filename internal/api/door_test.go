@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bufio"
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,8 +19,9 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -33,46 +33,30 @@ import (
 type doorServer struct {
 	url, addr string
 	read      atomic.Int64
-	conns     *ConnLimiter
+	conns     *api.ConnLimiter
 }
 
 type doorOptions struct {
-	timeouts         Timeouts
+	timeouts         api.Timeouts
 	total, perClient int
-	limits           map[kernel.Role]RateLimit
+	limits           map[kernel.Role]api.RateLimit
 }
 
 func serveDoor(t *testing.T, o doorOptions) *doorServer {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := NewTokens(testTokens)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &doorServer{url: "http://" + ln.Addr().String(), addr: ln.Addr().String()}
-	s.conns = LimitListener(&countingListener{Listener: ln, n: &s.read}, o.total, o.perClient, nil)
-	if o.timeouts == (Timeouts{}) {
-		o.timeouts = DefaultTimeouts()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	kdone, sdone := make(chan struct{}), make(chan struct{})
-	go func() { k.Run(ctx); close(kdone) }()
-	h := NewHandler(k, Config{Tokens: tokens, RateLimits: o.limits, Conns: s.conns})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { ServeWith(ctx, s.conns, h, log, o.timeouts); close(sdone) }()
-	t.Cleanup(func() { cancel(); <-sdone; <-kdone })
+	s.conns = api.LimitListener(&countingListener{Listener: ln, n: &s.read}, o.total, o.perClient, nil)
+	kerneltest.Start(t, kerneltest.Options{
+		API: func(c *api.Config) {
+			c.RateLimits, c.Conns = o.limits, s.conns
+		},
+		Listener: s.conns,
+		Timeouts: o.timeouts,
+	})
 	return s
 }
 
@@ -178,11 +162,11 @@ func TestDoor_AuthBeforeBody(t *testing.T) {
 		{"no token, 47 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, "", big, big, 401, "unauthenticated", "missing bearer token (Authorization: Bearer <token>)"},
 		{"unknown token, 47 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, "not-a-real-token-at-all", big, big, 401, "unauthenticated", "unknown token"},
 		{"no token, headers and 1 byte of body", syscallsv1connect.KernelAllocateProcedure, "", 1000, 1, 401, "unauthenticated", "missing bearer token (Authorization: Bearer <token>)"},
-		{"framework, 10 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, testTokens[1].Token, 10 << 20, 10 << 20, 403, "permission_denied", "framework fw-a may not call " + syscallsv1connect.KernelPolicyLoadProcedure},
-		{"agent, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, testTokens[2].Token, 5 << 20, 5 << 20, 403, "permission_denied", "agent agents may not call"},
-		{"operator, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, testTokens[0].Token, 5 << 20, 5 << 20, 429, "resource_exhausted", "larger than the 4194304 bytes operator ops may send"},
-		{"operator, 49 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, testTokens[0].Token, 49 << 20, 49 << 20, 429, "resource_exhausted", "larger than the 50331648 bytes"},
-		{"framework, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, testTokens[1].Token, 5 << 20, 5 << 20, 429, "resource_exhausted", "larger than the 4194304 bytes framework fw-a may send"},
+		{"framework, 10 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, kerneltest.FrameworkToken, 10 << 20, 10 << 20, 403, "permission_denied", "framework fw-a may not call " + syscallsv1connect.KernelPolicyLoadProcedure},
+		{"agent, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, kerneltest.AgentToken, 5 << 20, 5 << 20, 403, "permission_denied", "agent agents may not call"},
+		{"operator, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, kerneltest.OperatorToken, 5 << 20, 5 << 20, 429, "resource_exhausted", "larger than the 4194304 bytes operator ops may send"},
+		{"operator, 49 MB PolicyLoad", syscallsv1connect.KernelPolicyLoadProcedure, kerneltest.OperatorToken, 49 << 20, 49 << 20, 429, "resource_exhausted", "larger than the 50331648 bytes"},
+		{"framework, 5 MB Allocate", syscallsv1connect.KernelAllocateProcedure, kerneltest.FrameworkToken, 5 << 20, 5 << 20, 429, "resource_exhausted", "larger than the 4194304 bytes framework fw-a may send"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,7 +203,7 @@ func TestDoor_AuthBeforeBody(t *testing.T) {
 		t.Logf("gRPC %d-byte request: server read %d bytes", big, read)
 	})
 	t.Run("still serving", func(t *testing.T) {
-		c := kclient.New(s.url, testTokens[0].Token)
+		c := kclient.New(s.url, kerneltest.OperatorToken)
 		if _, err := c.ListAllocations(context.Background(), connect.NewRequest(&pb.ListAllocationsRequest{})); err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +247,7 @@ func TestDoor_Protocols(t *testing.T) {
 		if strings.Contains(name, "HTTP/1.1") {
 			hc = kclient.HTTPClient()
 		}
-		clients[name] = syscallsv1connect.NewKernelClient(hc, s.url, append([]connect.ClientOption{connect.WithInterceptors(kclient.Bearer(testTokens[2].Token))}, opts...)...)
+		clients[name] = syscallsv1connect.NewKernelClient(hc, s.url, append([]connect.ClientOption{connect.WithInterceptors(kclient.Bearer(kerneltest.AgentToken))}, opts...)...)
 		clients[name+" without token"] = syscallsv1connect.NewKernelClient(hc, s.url, opts...)
 	}
 	for name, c := range clients {
@@ -305,15 +289,15 @@ func TestDoor_RequestLimits(t *testing.T) {
 		call  func(c syscallsv1connect.KernelClient) error
 		want  connect.Code
 	}{
-		{"framework Allocate of 5 MiB", testTokens[1].Token, func(c syscallsv1connect.KernelClient) error {
+		{"framework Allocate of 5 MiB", kerneltest.FrameworkToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Role: strings.Repeat("x", 5<<20), Resources: &pb.Resources{Cpus: 1, MemBytes: 1}}))
 			return err
 		}, connect.CodeResourceExhausted},
-		{"operator PolicyLoad of 10 MiB passes the door", testTokens[0].Token, func(c syscallsv1connect.KernelClient) error {
+		{"operator PolicyLoad of 10 MiB passes the door", kerneltest.OperatorToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.PolicyLoad(ctx, connect.NewRequest(&pb.PolicyLoadRequest{Name: "junk", Wasm: make([]byte, 10<<20)}))
 			return err
 		}, connect.CodeFailedPrecondition}, // this kernel has no WebAssembly engine
-		{"operator PolicyTest of 49 MiB", testTokens[0].Token, func(c syscallsv1connect.KernelClient) error {
+		{"operator PolicyTest of 49 MiB", kerneltest.OperatorToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.PolicyTest(ctx, connect.NewRequest(&pb.PolicyTestRequest{Wasm: make([]byte, 49<<20)}))
 			return err
 		}, connect.CodeResourceExhausted},
@@ -335,7 +319,7 @@ func TestConnLimiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := LimitListener(ln, 5, 3, nil)
+	l := api.LimitListener(ln, 5, 3, nil)
 	defer l.Close()
 	accepted := make(chan net.Conn, 100)
 	go func() {
@@ -399,11 +383,11 @@ func TestConnLimiter(t *testing.T) {
 // timeouts and still deliver events.
 func TestServer_Timeouts(t *testing.T) {
 	t.Parallel()
-	to := Timeouts{ReadHeader: 300 * time.Millisecond, Read: 500 * time.Millisecond, Write: 500 * time.Millisecond, Idle: time.Second}
+	to := api.Timeouts{ReadHeader: 300 * time.Millisecond, Read: 500 * time.Millisecond, Write: 500 * time.Millisecond, Idle: time.Second}
 	s := serveDoor(t, doorOptions{timeouts: to})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	op := kclient.New(s.url, testTokens[0].Token)
+	op := kclient.New(s.url, kerneltest.OperatorToken)
 	first, err := op.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}}))
 	if err != nil {
 		t.Fatal(err)
@@ -412,8 +396,8 @@ func TestServer_Timeouts(t *testing.T) {
 	watches := map[string]*connect.ServerStreamForClient[pb.Event]{}
 	for name, c := range map[string]syscallsv1connect.KernelClient{
 		"connect HTTP/1.1": op,
-		"grpc h2c":         syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithGRPC(), connect.WithInterceptors(kclient.Bearer(testTokens[0].Token))),
-		"connect h2c":      syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithInterceptors(kclient.Bearer(testTokens[0].Token))),
+		"grpc h2c":         syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithGRPC(), connect.WithInterceptors(kclient.Bearer(kerneltest.OperatorToken))),
+		"connect h2c":      syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithInterceptors(kclient.Bearer(kerneltest.OperatorToken))),
 	} {
 		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: rev}))
 		if err != nil {
@@ -449,7 +433,7 @@ func TestServer_Timeouts(t *testing.T) {
 		t.Logf("closed after %v", closedWithin(t, c, 5*time.Second))
 	})
 	t.Run("slow body", func(t *testing.T) {
-		c := dial(t, "POST "+syscallsv1connect.KernelAllocateProcedure+" HTTP/1.1\r\nHost: dcos\r\nContent-Type: application/json\r\nAuthorization: Bearer "+testTokens[0].Token+"\r\nContent-Length: 100\r\n\r\n{")
+		c := dial(t, "POST "+syscallsv1connect.KernelAllocateProcedure+" HTTP/1.1\r\nHost: dcos\r\nContent-Type: application/json\r\nAuthorization: Bearer "+kerneltest.OperatorToken+"\r\nContent-Length: 100\r\n\r\n{")
 		t.Logf("closed after %v", closedWithin(t, c, 5*time.Second))
 	})
 	t.Run("idle", func(t *testing.T) {
@@ -482,15 +466,15 @@ func TestServer_Timeouts(t *testing.T) {
 
 func TestDoor_RateLimit(t *testing.T) {
 	t.Parallel()
-	s := serveDoor(t, doorOptions{limits: map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 4, Burst: 3}}})
+	s := serveDoor(t, doorOptions{limits: map[kernel.Role]api.RateLimit{kernel.RoleFramework: {Rate: 4, Burst: 3}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	list := func(c syscallsv1connect.KernelClient) error {
 		_, err := c.ListAllocations(ctx, connect.NewRequest(&pb.ListAllocationsRequest{}))
 		return err
 	}
-	fw := kclient.New(s.url, testTokens[1].Token)
-	fwGRPC := syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithGRPC(), connect.WithInterceptors(kclient.Bearer(testTokens[1].Token)))
+	fw := kclient.New(s.url, kerneltest.FrameworkToken)
+	fwGRPC := syscallsv1connect.NewKernelClient(h2cClient(), s.url, connect.WithGRPC(), connect.WithInterceptors(kclient.Bearer(kerneltest.FrameworkToken)))
 	// A Watch takes one call when it opens, none per event.
 	st, err := fw.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: 1}))
 	if err != nil {
@@ -511,7 +495,7 @@ func TestDoor_RateLimit(t *testing.T) {
 		}
 	}
 	// Others are not limited by fw-a's calls: the operator not at all.
-	op := kclient.New(s.url, testTokens[0].Token)
+	op := kclient.New(s.url, kerneltest.OperatorToken)
 	for range 20 {
 		if err := list(op); err != nil {
 			t.Fatal(err)
@@ -535,61 +519,19 @@ func TestDoor_RateLimit(t *testing.T) {
 	}
 }
 
-func TestRateLimiter_Allow(t *testing.T) {
-	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 10, Burst: 2}, kernel.RoleAgent: {}},
-		map[kernel.Principal]RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}, {Name: "tiny", Role: kernel.RoleFramework}: {Rate: 1, Burst: 1}})
-	now := time.Unix(1000, 0)
-	fw, other := kernel.Principal{Name: "spark", Role: kernel.RoleFramework}, kernel.Principal{Name: "flink", Role: kernel.RoleFramework}
-	for i := range 2 {
-		if err := l.allow(fw, now); err != nil {
-			t.Fatalf("call %d: %v", i, err)
-		}
-	}
-	err := l.allow(fw, now)
-	if want := "rate limit: framework spark exceeded 10 calls/s (burst 2); retry after 100ms"; connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.HasSuffix(err.Error(), want) {
-		t.Fatalf("third call: %v, want %q", err, want)
-	}
-	if err := l.allow(other, now); err != nil {
-		t.Fatalf("another framework: %v", err)
-	}
-	// A refused call takes nothing: 100ms later one call passes.
-	if err := l.allow(fw, now.Add(100*time.Millisecond)); err != nil {
-		t.Fatalf("after the wait: %v", err)
-	}
-	for range 1000 {
-		if err := l.allow(kernel.Principal{Name: "a", Role: kernel.RoleAgent}, now); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.allow(kernel.Principal{Name: "o", Role: kernel.RoleOperator}, now); err != nil {
-			t.Fatal(err)
-		}
-		// A principal's own limit overrides its role's.
-		if err := l.allow(kernel.Principal{Name: "init", Role: kernel.RoleFramework}, now); err != nil {
-			t.Fatalf("framework init (unlimited of its own): %v", err)
-		}
-	}
-	tiny := kernel.Principal{Name: "tiny", Role: kernel.RoleFramework}
-	if err := l.allow(tiny, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.allow(tiny, now); connect.CodeOf(err) != connect.CodeResourceExhausted {
-		t.Fatalf("tiny's second call: %v, want its own limit (1/s, burst 1) to refuse it", err)
-	}
-}
-
 func TestParseRateLimit(t *testing.T) {
-	for in, want := range map[string]RateLimit{
+	for in, want := range map[string]api.RateLimit{
 		"framework=200,burst=400": {Rate: 200, Burst: 400},
 		"agent=0.5":               {Rate: 0.5, Burst: 1},
 		"operator=unlimited":      {},
 		"framework=3":             {Rate: 3, Burst: 6},
 	} {
-		if _, got, err := ParseRateLimit(in); err != nil || got != want {
+		if _, got, err := api.ParseRateLimit(in); err != nil || got != want {
 			t.Errorf("ParseRateLimit(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"", "framework", "root=1", "framework=0", "framework=Inf", "framework=1,burst=0", "framework=1,bust=2", "framework=1,burst=2,x", "framework:init=1"} {
-		if _, _, err := ParseRateLimit(bad); err == nil {
+		if _, _, err := api.ParseRateLimit(bad); err == nil {
 			t.Errorf("ParseRateLimit(%q): want an error", bad)
 		}
 	}
@@ -597,26 +539,13 @@ func TestParseRateLimit(t *testing.T) {
 		"framework:init=unlimited": {Name: "init", Role: kernel.RoleFramework},
 		"agent=5":                  {Role: kernel.RoleAgent},
 	} {
-		if got, _, err := ParsePrincipalRateLimit(in); err != nil || got != want {
+		if got, _, err := api.ParsePrincipalRateLimit(in); err != nil || got != want {
 			t.Errorf("ParsePrincipalRateLimit(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"framework:=1", "root:x=1", "framework:init"} {
-		if _, _, err := ParsePrincipalRateLimit(bad); err == nil {
+		if _, _, err := api.ParsePrincipalRateLimit(bad); err == nil {
 			t.Errorf("ParsePrincipalRateLimit(%q): want an error", bad)
-		}
-	}
-}
-
-// BenchmarkDoor_Allow measures the rate limiter's cost per call (the
-// door's only per-call work besides the token's SHA-256).
-func BenchmarkDoor_Allow(b *testing.B) {
-	l := newRateLimiter(map[kernel.Role]RateLimit{kernel.RoleFramework: {Rate: 1e9, Burst: 1e9}}, nil)
-	p := kernel.Principal{Name: "spark", Role: kernel.RoleFramework}
-	now := time.Now()
-	for b.Loop() {
-		if err := l.allow(p, now); err != nil {
-			b.Fatal(err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -27,7 +28,7 @@ func TestHandler_Metrics(t *testing.T) {
 	url, _ := serve(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	fw, ag := kclient.New(url, testTokens[1].Token), kclient.New(url, testTokens[2].Token)
+	fw, ag := kclient.New(url, kerneltest.FrameworkToken), kclient.New(url, kerneltest.AgentToken)
 	reg, err := ag.RegisterAgent(ctx, connect.NewRequest(&pb.RegisterAgentRequest{Hostname: "n1", Resources: &pb.Resources{Cpus: 4, MemBytes: 1 << 30}}))
 	if err != nil {
 		t.Fatal(err)

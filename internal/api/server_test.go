@@ -1,55 +1,31 @@
-package api
+package api_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
-var testTokens = []TokenEntry{
-	{Token: "operator-token-0123456789", Name: "ops", Role: "operator"},
-	{Token: "framework-a-token-0123456", Name: "fw-a", Role: "framework"},
-	{Token: "agent-token-0123456789abc", Name: "agents", Role: "agent"},
-}
-
-// serve runs a real kernel on an embedded etcd behind the API handler.
+// serve runs a real kernel on an embedded etcd behind the API handler,
+// with kerneltest's default tokens.
 func serve(t *testing.T) (url string, st *store.Etcd) {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	st = store.New(e.Client(), "")
-	k, err := kernel.New(context.Background(), kernel.Config{Store: st, HeartbeatTimeout: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	tokens, err := NewTokens(testTokens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(Handler(k, tokens))
-	srv.EnableHTTP2 = true
-	srv.Start()
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return srv.URL, st
+	srv := kerneltest.Start(t, kerneltest.Options{})
+	return srv.URL, srv.Store
 }
 
 func TestServer_AuthAndRoles(t *testing.T) {
@@ -65,8 +41,8 @@ func TestServer_AuthAndRoles(t *testing.T) {
 	}{
 		{"no token", "", func(c syscallsv1connect.KernelClient) error { _, err := c.Allocate(ctx, req); return err }, connect.CodeUnauthenticated},
 		{"unknown token", "not-a-real-token-at-all", func(c syscallsv1connect.KernelClient) error { _, err := c.Allocate(ctx, req); return err }, connect.CodeUnauthenticated},
-		{"agent allocates", testTokens[2].Token, func(c syscallsv1connect.KernelClient) error { _, err := c.Allocate(ctx, req); return err }, connect.CodePermissionDenied},
-		{"framework registers an agent", testTokens[1].Token, func(c syscallsv1connect.KernelClient) error {
+		{"agent allocates", kerneltest.AgentToken, func(c syscallsv1connect.KernelClient) error { _, err := c.Allocate(ctx, req); return err }, connect.CodePermissionDenied},
+		{"framework registers an agent", kerneltest.FrameworkToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.RegisterAgent(ctx, connect.NewRequest(&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}}))
 			return err
 		}, connect.CodePermissionDenied},
@@ -79,11 +55,11 @@ func TestServer_AuthAndRoles(t *testing.T) {
 			s.Receive()
 			return s.Err()
 		}, connect.CodeUnauthenticated},
-		{"bad input", testTokens[1].Token, func(c syscallsv1connect.KernelClient) error {
+		{"bad input", kerneltest.FrameworkToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: -1, MemBytes: 1}}))
 			return err
 		}, connect.CodeInvalidArgument},
-		{"unknown allocation", testTokens[1].Token, func(c syscallsv1connect.KernelClient) error {
+		{"unknown allocation", kerneltest.FrameworkToken, func(c syscallsv1connect.KernelClient) error {
 			_, err := c.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: "a-12345", Command: "true"}))
 			return err
 		}, connect.CodeNotFound},
@@ -109,7 +85,7 @@ func TestServer_OversizedAndMalformed(t *testing.T) {
 	post := func(body []byte) (int, string) {
 		r, _ := http.NewRequest("POST", url+syscallsv1connect.KernelAllocateProcedure, bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Authorization", "Bearer "+testTokens[0].Token)
+		r.Header.Set("Authorization", "Bearer "+kerneltest.OperatorToken)
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +98,7 @@ func TestServer_OversizedAndMalformed(t *testing.T) {
 	if code, body := post([]byte(`{"resources": {"cpus": 1,`)); code != 400 || !strings.Contains(body, "invalid_argument") {
 		t.Fatalf("malformed JSON: %d %s", code, body)
 	}
-	big := append([]byte(`{"role":"`), bytes.Repeat([]byte("x"), MaxRequestBytes+1)...)
+	big := append([]byte(`{"role":"`), bytes.Repeat([]byte("x"), api.MaxRequestBytes+1)...)
 	big = append(big, `"}`...)
 	if code, body := post(big); code != 429 || !strings.Contains(body, "resource_exhausted") {
 		t.Fatalf("oversized request: %d %s", code, body[:min(len(body), 200)])
@@ -137,7 +113,7 @@ func TestServer_WatchResyncDetail(t *testing.T) {
 	url, st := serve(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c := kclient.New(url, testTokens[0].Token)
+	c := kclient.New(url, kerneltest.OperatorToken)
 	var rev int64
 	for range 3 {
 		r, err := c.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}}))
@@ -175,21 +151,21 @@ func TestServer_WatchResyncDetail(t *testing.T) {
 }
 
 func TestNewTokens(t *testing.T) {
-	for _, bad := range [][]TokenEntry{
+	for _, bad := range [][]api.TokenEntry{
 		{{Token: "short", Name: "a", Role: "operator"}},
 		{{Token: "long-enough-token-1234", Role: "operator"}},
 		{{Token: "long-enough-token-1234", Name: "a", Role: "root"}},
 		{{Token: "long-enough-token-1234", Name: "a", Role: "operator"}, {Token: "long-enough-token-1234", Name: "b", Role: "agent"}},
 	} {
-		if _, err := NewTokens(bad); err == nil {
+		if _, err := api.NewTokens(bad); err == nil {
 			t.Errorf("NewTokens(%+v): want error", bad)
 		}
 	}
-	tk, err := NewTokens(testTokens)
+	tk, err := api.NewTokens(kerneltest.DefaultTokens())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := tk.Lookup(testTokens[1].Token); !ok || p.Name != "fw-a" || p.Role != kernel.RoleFramework {
+	if p, ok := tk.Lookup(kerneltest.FrameworkToken); !ok || p.Name != "fw-a" || p.Role != kernel.RoleFramework {
 		t.Fatalf("lookup: %v %v", p, ok)
 	}
 }

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -19,34 +19,20 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/kernel"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
 // serveReal runs a kernel on an embedded etcd behind Serve on
-// 127.0.0.1:0 (the production server: HTTP/1.1 and h2c), with cfg's
-// watch settings and a Watch write timeout. lc, when set, makes the
-// listener (e.g. with small socket buffers).
-func serveReal(t *testing.T, cfg kernel.Config, writeTimeout time.Duration, lc *net.ListenConfig) (url string, k *kernel.Kernel) {
+// 127.0.0.1:0 (the production server: HTTP/1.1 and h2c), with a watch
+// buffer (0: the kernel's default) and a Watch write timeout. lc, when
+// set, makes the listener (e.g. with small socket buffers).
+func serveReal(t *testing.T, watchBuffer int, writeTimeout time.Duration, lc *net.ListenConfig) (url string, k *kernel.Kernel) {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cfg.Store, cfg.HeartbeatTimeout = store.New(e.Client(), ""), time.Hour
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	k, err = kernel.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := NewTokens(testTokens)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if lc == nil {
 		lc = &net.ListenConfig{}
 	}
@@ -54,18 +40,18 @@ func serveReal(t *testing.T, cfg kernel.Config, writeTimeout time.Duration, lc *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	kdone, sdone := make(chan struct{}), make(chan struct{})
-	go func() { k.Run(ctx); close(kdone) }()
-	go func() {
-		Serve(ctx, ln, NewHandler(k, Config{Tokens: tokens, WatchWriteTimeout: writeTimeout}), cfg.Logger)
-		close(sdone)
-	}()
-	t.Cleanup(func() { cancel(); <-sdone; <-kdone })
-	if _, err := k.RegisterAgent(context.Background(), kernel.Principal{Name: "agent-test", Role: kernel.RoleAgent}, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 10_000, MemBytes: 1 << 40}}); err != nil {
+	srv := kerneltest.Start(t, kerneltest.Options{
+		Kernel: func(c *kernel.Config) {
+			c.WatchBuffer = watchBuffer
+			c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		},
+		API:      func(c *api.Config) { c.WatchWriteTimeout = writeTimeout },
+		Listener: ln,
+	})
+	if _, err := srv.Kernel.RegisterAgent(context.Background(), kernel.Principal{Name: "agent-test", Role: kernel.RoleAgent}, &pb.RegisterAgentRequest{Hostname: "h", Resources: &pb.Resources{Cpus: 10_000, MemBytes: 1 << 40}}); err != nil {
 		t.Fatal(err)
 	}
-	return "http://" + ln.Addr().String(), k
+	return srv.URL, srv.Kernel
 }
 
 // goroutines counts this process's goroutines after a GC (which lets the
@@ -108,8 +94,8 @@ func settle(f func() int, limit int, within time.Duration) int {
 // h2c in turn): after each round a fresh watcher receives the next event
 // promptly, and goroutines and sockets return to their baseline.
 func TestWatch_MassCancel(t *testing.T) {
-	url, k := serveReal(t, kernel.Config{}, WatchWriteTimeout, nil)
-	op := testTokens[0].Token
+	url, k := serveReal(t, 0, api.WatchWriteTimeout, nil)
+	op := kerneltest.OperatorToken
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	hcs := []*http.Client{kclient.HTTPClient(), {Transport: &http.Transport{Protocols: &p}}}
@@ -306,10 +292,10 @@ const slowBuffer = 64
 // given write timeout, on sockets with small buffers, and returns a
 // client whose sockets have small buffers too.
 func slowReaderServer(t *testing.T, writeTimeout time.Duration) (syscallsv1connect.KernelClient, *kernel.Kernel, *http.Client) {
-	url, k := serveReal(t, kernel.Config{WatchBuffer: slowBuffer}, writeTimeout, &net.ListenConfig{Control: smallBuffers})
+	url, k := serveReal(t, slowBuffer, writeTimeout, &net.ListenConfig{Control: smallBuffers})
 	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Control: smallBuffers}).DialContext}}
 	t.Cleanup(hc.CloseIdleConnections)
-	return syscallsv1connect.NewKernelClient(hc, url, connect.WithInterceptors(kclient.Bearer(testTokens[0].Token))), k, hc
+	return syscallsv1connect.NewKernelClient(hc, url, connect.WithInterceptors(kclient.Bearer(kerneltest.OperatorToken))), k, hc
 }
 
 // stuck opens a Watch it does not read and launches tasks with 16 KiB

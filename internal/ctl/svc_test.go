@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,7 +17,7 @@ import (
 	dinit "github.com/dcos-kernel/dcos/frameworks/init"
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
 	"github.com/dcos-kernel/dcos/kernel"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -41,31 +40,14 @@ type svcKernel struct {
 
 func startSvcKernel(t *testing.T) *svcKernel {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	k, err := kernel.New(context.Background(), kernel.Config{Store: store.New(e.Client(), ""), HeartbeatTimeout: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	tokens, err := api.NewTokens([]api.TokenEntry{
-		{Token: svcOpToken, Name: "ops", Role: "operator"},
-		{Token: svcInitToken, Name: "init", Role: "framework"},
-		{Token: svcAgentToken, Name: "node-1", Role: "agent"},
+	srv := kerneltest.Start(t, kerneltest.Options{
+		Tokens: []api.TokenEntry{
+			{Token: svcOpToken, Name: "ops", Role: "operator"},
+			{Token: svcInitToken, Name: "init", Role: "framework"},
+			{Token: svcAgentToken, Name: "node-1", Role: "agent"},
+		},
+		Kernel: func(c *kernel.Config) { c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil)) },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(api.Handler(k, tokens))
-	srv.EnableHTTP2 = true
-	srv.Start()
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); cancel(); <-done })
 	return &svcKernel{t: t, url: srv.URL, op: kclient.New(srv.URL, svcOpToken), init_: kclient.New(srv.URL, svcInitToken)}
 }
 

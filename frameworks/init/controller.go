@@ -38,6 +38,10 @@ type Kernel interface {
 type Cache interface {
 	Allocations() []*pb.Allocation
 	Tasks() []*pb.Task
+	// AllocationsLabeled and TasksLabeled return those with the label
+	// key=value: a pass reads one service's instances only.
+	AllocationsLabeled(key, value string) []*pb.Allocation
+	TasksLabeled(key, value string) []*pb.Task
 	Revision() int64
 }
 
@@ -216,7 +220,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 		}
 	}
 	rev := c.Cache.Revision()
-	allocs, tasks := c.withExpectations(name, c.Cache.Allocations(), c.Cache.Tasks(), rev, v.Now)
+	allocs, tasks := c.withExpectations(name, c.Cache.AllocationsLabeled(LabelService, name), c.Cache.TasksLabeled(LabelService, name), rev, v.Now)
 	v.Instances = Instances(name, allocs, tasks)
 	if rec != nil {
 		var fallback int64

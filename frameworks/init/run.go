@@ -27,6 +27,12 @@ type Config struct {
 	Now func() time.Time
 }
 
+// PassInterval is the least time between the starts of two passes over
+// one service: a pass costs O(its instances), and a service of 1,000
+// instances starting sends thousands of events, each of which would
+// otherwise cost a pass. An event waits at most this long.
+const PassInterval = 20 * time.Millisecond
+
 // Run runs one replica until ctx ends: it keeps a cache of the init's
 // allocations and tasks, campaigns, and while it leads reconciles every
 // service with writes fenced by its epoch. Replicas that do not lead only
@@ -62,7 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 	err := el.Run(cctx, func(lctx context.Context, fence *pb.Fence) {
 		log.Info("init: leading", "epoch", fence.GetEpoch())
 		ctl := &Controller{Kernel: cfg.Client.Fenced(fence), Cache: cache, Logger: log, Now: cfg.Now}
-		q := framework.NewQueue(framework.QueueConfig{})
+		q := framework.NewQueue(framework.QueueConfig{MinInterval: PassInterval})
 		for lctx.Err() == nil {
 			stop, err := ctl.Feed(lctx, cache, q)
 			if err != nil {

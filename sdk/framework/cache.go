@@ -23,7 +23,7 @@ import (
 //
 // The cache reflects every change before Revision() (see Revision). Its
 // methods are safe for concurrent use and return clones the caller may
-// keep.
+// keep, except the *Labeled ones, which return shared read-only messages.
 type Cache struct {
 	c *Client
 
@@ -205,6 +205,43 @@ func (c *Cache) Tasks() []*pb.Task {
 	out := make([]*pb.Task, 0, len(c.tasks))
 	for _, t := range c.tasks {
 		out = append(out, proto.Clone(t).(*pb.Task))
+	}
+	slices.SortFunc(out, func(a, b *pb.Task) int { return strings.Compare(a.GetId(), b.GetId()) })
+	return out
+}
+
+// AllocationsLabeled returns the cached allocations whose label key
+// equals value, sorted by id. Unlike Allocations it does not clone: it
+// returns the cache's own messages, shared with other callers, which the
+// caller must not modify (proto.Clone one first). They never change under
+// the caller: the cache replaces the messages it holds, it never modifies
+// one (client-go's listers make the same deal). A framework that
+// reconciles one group of its allocations at a time (e.g. one service's)
+// pays for reading that group, not for copying it.
+func (c *Cache) AllocationsLabeled(key, value string) []*pb.Allocation {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*pb.Allocation
+	for _, a := range c.allocs {
+		if v, ok := a.GetLabels()[key]; ok && v == value {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
+}
+
+// TasksLabeled returns the cached tasks whose label key equals value
+// (LaunchRequest.labels), sorted by id, shared and read-only as
+// AllocationsLabeled's.
+func (c *Cache) TasksLabeled(key, value string) []*pb.Task {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*pb.Task
+	for _, t := range c.tasks {
+		if v, ok := t.GetLabels()[key]; ok && v == value {
+			out = append(out, t)
+		}
 	}
 	slices.SortFunc(out, func(a, b *pb.Task) int { return strings.Compare(a.GetId(), b.GetId()) })
 	return out

@@ -78,6 +78,21 @@ func checkCache(ctx context.Context, t *testing.T, step string, cache *Cache, c 
 					t.Fatalf("%s: Task(%s) = %v, %v", step, tk.GetId(), got, ok)
 				}
 			}
+			// The labeled reads are the same view, filtered.
+			la, lt := map[string]*pb.Allocation{}, map[string]*pb.Task{}
+			for id, a := range wa {
+				if a.GetLabels()["app"] == "web" {
+					la[id] = a
+				}
+			}
+			for id, tk := range wt {
+				if tk.GetLabels()["app"] == "web" {
+					lt[id] = tk
+				}
+			}
+			if ga, gt := cache.AllocationsLabeled("app", "web"), cache.TasksLabeled("app", "web"); !sameMessages(ga, la, (*pb.Allocation).GetId) || !sameMessages(gt, lt, (*pb.Task).GetId) {
+				t.Fatalf("%s: labeled app=web: allocations %v tasks %v, want %v and %v", step, ga, gt, la, lt)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
@@ -127,14 +142,22 @@ func TestCache_MatchesKernel(t *testing.T) {
 		t.Fatal("the allocation made before the cache started is missing")
 	}
 
-	r, err := fw.Allocate(ctx, &pb.AllocateRequest{Count: 3, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}})
+	web := map[string]string{"app": "web"}
+	r, err := fw.Allocate(ctx, &pb.AllocateRequest{Count: 3, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Labels: web})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkCache(ctx, t, "allocated", cache, fw)
+	if n := len(cache.AllocationsLabeled("app", "web")); n != 3 {
+		t.Fatalf("AllocationsLabeled(app, web) has %d, want the 3 labeled ones", n)
+	}
 	var taskIDs []string
-	for _, a := range r.GetAllocations() {
-		l, err := fw.Launch(ctx, &pb.LaunchRequest{AllocationId: a.GetId(), Command: "sleep", Args: []string{"1000"}})
+	for i, a := range r.GetAllocations() {
+		req := &pb.LaunchRequest{AllocationId: a.GetId(), Command: "sleep", Args: []string{"1000"}}
+		if i > 0 {
+			req.Labels = web // the first task is unlabeled: not in TasksLabeled
+		}
+		l, err := fw.Launch(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}

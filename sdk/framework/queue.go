@@ -31,6 +31,13 @@ type QueueConfig struct {
 	// (default 1000s). A success resets the key's delay.
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
+	// MinInterval, when > 0, spaces the reconciles of one key: a key
+	// added less than MinInterval after its last reconcile started waits
+	// for the rest of it (adds meanwhile fold into that one). A key whose
+	// reconcile costs O(its size) and whose events come in bursts (a
+	// service of 1,000 instances starting) then costs at most one pass
+	// per MinInterval instead of one per event. Zero: no spacing.
+	MinInterval time.Duration
 }
 
 // Queue is a work queue of keys, in controller-runtime's shape: a key
@@ -48,6 +55,7 @@ type Queue struct {
 	processing map[string]bool
 	failures   map[string]int
 	delayed    map[string]time.Time // earliest pending AddAfter per key
+	lastStart  map[string]time.Time // with MinInterval: when a key's last reconcile started
 	wake       chan struct{}        // closed and replaced when ready grows
 }
 
@@ -61,7 +69,7 @@ func NewQueue(cfg QueueConfig) *Queue {
 	}
 	cfg.MaxDelay = max(cfg.MaxDelay, cfg.BaseDelay)
 	return &Queue{cfg: cfg, dirty: map[string]bool{}, processing: map[string]bool{},
-		failures: map[string]int{}, delayed: map[string]time.Time{}, wake: make(chan struct{})}
+		failures: map[string]int{}, delayed: map[string]time.Time{}, lastStart: map[string]time.Time{}, wake: make(chan struct{})}
 }
 
 // Add queues key; a key already queued is not queued twice.
@@ -74,6 +82,13 @@ func (q *Queue) Add(key string) {
 func (q *Queue) addLocked(key string) {
 	if q.dirty[key] {
 		return
+	}
+	if s, ok := q.lastStart[key]; ok && !q.processing[key] {
+		if wait := q.cfg.MinInterval - time.Since(s); wait > 0 {
+			q.addAfterLocked(key, wait)
+			return
+		}
+		delete(q.lastStart, key)
 	}
 	q.dirty[key] = true
 	if q.processing[key] {
@@ -91,9 +106,14 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 		q.Add(key)
 		return
 	}
-	at := time.Now().Add(d)
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.addAfterLocked(key, d)
+}
+
+// addAfterLocked is AddAfter with q.mu held and d > 0.
+func (q *Queue) addAfterLocked(key string, d time.Duration) {
+	at := time.Now().Add(d)
 	if t, ok := q.delayed[key]; ok && !t.After(at) {
 		return
 	}
@@ -152,6 +172,9 @@ func (q *Queue) take(ctx context.Context) (string, bool) {
 			q.ready = q.ready[1:]
 			delete(q.dirty, key)
 			q.processing[key] = true
+			if q.cfg.MinInterval > 0 {
+				q.lastStart[key] = time.Now()
+			}
 			q.mu.Unlock()
 			return key, true
 		}

@@ -195,3 +195,61 @@ func TestQueue_RunReturnsWithNoGoroutineLeft(t *testing.T) {
 	}
 	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// TestQueue_MinInterval: with MinInterval, the reconciles of one key
+// start at least MinInterval apart however often it is added, the adds
+// in between fold into one reconcile, and the last add is never lost.
+func TestQueue_MinInterval(t *testing.T) {
+	const gap = 30 * time.Millisecond
+	q := NewQueue(QueueConfig{MinInterval: gap})
+	var mu sync.Mutex
+	var starts []time.Time
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		q.Run(ctx, 4, ReconcileFunc(func(context.Context, string) (time.Duration, error) {
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			return 0, nil
+		}))
+		close(done)
+	}()
+	const adds = 200
+	for range adds {
+		q.Add("svc")
+		time.Sleep(time.Millisecond)
+	}
+	lastAdd := time.Now()
+	// The last add runs: a reconcile starts after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(starts)
+		last := time.Time{}
+		if n > 0 {
+			last = starts[n-1]
+		}
+		mu.Unlock()
+		if last.After(lastAdd) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconcile after the last add (%d reconciles)", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-1]); d < gap {
+			t.Errorf("reconciles %d and %d started %v apart, want at least %v", i-1, i, d, gap)
+		}
+	}
+	if len(starts) >= adds/2 {
+		t.Errorf("%d reconciles for %d adds: the adds did not fold", len(starts), adds)
+	}
+}

@@ -168,8 +168,14 @@ func TestWatch_FellBehindResumes(t *testing.T) {
 		})
 	}()
 	for range revisions {
+		// ~2 KiB of labels per event, 16 MiB in all: more than the
+		// socket buffers hold, so the kernel's queue of 4 must overflow.
+		padding := map[string]string{}
+		for i := range 8 {
+			padding[fmt.Sprintf("padding%d", i)] = strings.Repeat("x", 250)
+		}
 		if _, err := c.Allocate(ctx, &pb.AllocateRequest{Count: per, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20},
-			Labels: map[string]string{"padding": strings.Repeat("x", 200)}}); err != nil {
+			Labels: padding}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,6 +28,10 @@ import (
 )
 
 const (
+	// DefaultMaxConcurrentStarts is how many tasks an agent starts at once
+	// unless told otherwise.
+	DefaultMaxConcurrentStarts = 64
+
 	// DefaultKillGrace is how long a task has between SIGTERM and SIGKILL
 	// when Config.KillGrace is zero.
 	DefaultKillGrace = 5 * time.Second
@@ -70,7 +74,7 @@ type Config struct {
 	// without isolation.
 	Isolator string
 	// MaxConcurrentStarts bounds the tasks being started at once; zero
-	// means 16.
+	// means DefaultMaxConcurrentStarts.
 	MaxConcurrentStarts int
 	// Network names the net driver that gives tasks asking for network
 	// "bridge" their own namespace; empty: such tasks fail to start.
@@ -232,7 +236,7 @@ func New(cfg Config) (*Agent, error) {
 		storage:     cfg.Storage,
 		retention:   cfg.SandboxRetention,
 		hostVolumes: maps.Clone(cfg.HostVolumes),
-		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, 16)),
+		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, DefaultMaxConcurrentStarts)),
 		caps:        map[string]*contract.Capabilities{},
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),

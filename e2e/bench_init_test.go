@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,7 +148,11 @@ func startInitCluster(t testing.TB, n, started int, res string, kernelFlags ...s
 
 // startAgentN starts agent-i; it returns its process and id.
 func (c *initCluster) startAgentN(i int, res string) (*proc, string) {
-	return c.startAgent(fmt.Sprintf("agent-%d", i), c.agentToks[i], "--resources", res)
+	args := []string{"--resources", res}
+	if f := os.Getenv("BENCH_AGENT_FLAGS"); f != "" {
+		args = append(args, strings.Fields(f)...)
+	}
+	return c.startAgent(fmt.Sprintf("agent-%d", i), c.agentToks[i], args...)
 }
 
 // BenchmarkInitAgentLost: dcosd kernel (heartbeat timeout 3s, interval
@@ -213,14 +218,21 @@ func BenchmarkInitAgentLost(b *testing.B) {
 // BenchmarkInitApply1000: `svc apply` of 1,000 instances of a 0.001-cpu
 // `sleep` service on dcosd kernel + 3 dcosd agents + a dcosd init: the
 // time from the apply to all 1,000 RUNNING (goal ≤ 10 s), and to all gone
-// after `svc rm`.
+// after `svc rm`. Knobs for comparisons: BENCH_CPUS (the instances' cpus,
+// default 0.001), BENCH_POLICY (the kernel's --default-policy),
+// BENCH_AGENT_FLAGS (extra dcosd agent flags, e.g.
+// "--max-concurrent-starts 16").
 //
 //	go test ./e2e -run '^$' -bench InitApply1000 -benchtime 1x
 func BenchmarkInitApply1000(b *testing.B) {
 	const n = 1000
 	for range b.N {
 		b.StopTimer()
-		c := startInitCluster(b, 3, 3, "cpus=64,mem=16Gi")
+		var kflags []string
+		if p := os.Getenv("BENCH_POLICY"); p != "" {
+			kflags = append(kflags, "--default-policy", p)
+		}
+		c := startInitCluster(b, 3, 3, "cpus=64,mem=16Gi", kflags...)
 		op := c.op()
 		spec := fmt.Sprintf("name: many\ninstances: %d\ncommand: sleep\nargs: [\"3600\"]\nresources: {cpus: %s, mem: 4Mi}\n", n, cmp.Or(os.Getenv("BENCH_CPUS"), "0.001"))
 		b.StartTimer()

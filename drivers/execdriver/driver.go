@@ -400,6 +400,12 @@ func (d *Driver) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*cont
 	defer func() {
 		d.mu.Lock()
 		delete(d.starting, cfg.ID)
+		if d.tasks[cfg.ID] == nil {
+			// A start that failed: the supervisor may have sent the
+			// exit of its process (registered before its init
+			// reported) while it was in flight.
+			delete(d.early, cfg.ID)
+		}
 		d.mu.Unlock()
 	}()
 

@@ -93,6 +93,7 @@ var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
 	&cli.StringSliceFlag{Name: "label", Usage: "agent label k=v (repeatable)"},
 	&cli.DurationFlag{Name: "usage-interval", Value: agent.DefaultUsageInterval, Usage: "how often the tasks' resource usage is sampled and sent to the kernel"},
+	&cli.IntFlag{Name: "max-concurrent-starts", Value: agent.DefaultMaxConcurrentStarts, Usage: "tasks the agent starts at once (a start mostly waits: for the task's exec under its CPU quota, for its plugins)"},
 	&cli.StringFlag{Name: "host-ports", Value: "31000-32000", Usage: "`FIRST-LAST` range of host ports the kernel hands out to allocations on this node (their ports resource); none: no range"},
 	&cli.BoolFlag{Name: "task-isolation", Value: true, Usage: "run tasks isolated: a uid per framework from --task-uids (or the user the operator allowed), no capabilities, no_new_privs, their own mount, pid, ipc, uts and cgroup namespaces, without sight of the agent's and kernel's data, tokens and client config; needs root (a non-root agent runs tasks unisolated, as its own user)"},
 	&cli.StringFlag{Name: "task-uids", Value: agent.DefaultTaskUIDs, Usage: "`FIRST-LAST` range of the uids given to frameworks' tasks (one per framework, kept in the agent's data dir)"},
@@ -158,7 +159,7 @@ func devCommand() *cli.Command {
 				a, stopPlugins, err := newAgent(ctx, c, log, agent.Config{
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
-					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
+					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
 					HiddenPaths: []string{dataDir, tokensPath, ccPath},
 				})
 				if err != nil {
@@ -394,7 +395,7 @@ func agentCommand() *cli.Command {
 			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
 				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
-				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts,
+				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
 				HiddenPaths: hidden,
 			})
 			if err != nil {

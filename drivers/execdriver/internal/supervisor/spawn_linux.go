@@ -88,39 +88,67 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 
 	t0 := time.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	locked := time.Now()
 	if _, ok := s.tasks[spec.TaskID]; ok {
+		s.mu.Unlock()
 		return nil, wire.CodeExists, fmt.Errorf("task %q: already exists", spec.TaskID)
 	}
 	// A leftover record of an earlier task with this id would be read as
 	// this task's exit by a driver that recovers it.
 	if err := os.Remove(wire.ExitRecordPath(s.stateDir, spec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.mu.Unlock()
 		return nil, "", fmt.Errorf("exit record: %w", err)
 	}
 	if err := s.forkInCgroups(cmd, cgroups, spec.Netns); err != nil {
+		s.mu.Unlock()
 		return nil, "", err
 	}
 	forked := time.Now()
 	pid := cmd.Process.Pid
 	cmd.Process.Release() // the reaper reaps it
-	if status != nil {
-		if err := status.Started(initTimeout); err != nil {
-			_ = proc.SignalGroup(pid, syscall.SIGKILL)
-			return nil, "", err
-		}
-	}
-	inited := time.Now()
 	st, err := proc.StartTime(pid)
 	if err != nil {
 		_ = proc.SignalGroup(pid, syscall.SIGKILL)
+		s.mu.Unlock()
 		return nil, "", fmt.Errorf("process %d: start time: %w", pid, err)
 	}
-	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}, status: status}
+	// Registered before its init says it started (the reaper must find
+	// the pid), but without its status pipe until then: the wait below is
+	// not under s.mu, so that one start waiting for its task's exec (under
+	// the task's cpu quota: ~0.1-1 s for a 0.001-cpu task) does not hold
+	// up every other start and exit.
+	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}}
 	s.tasks[spec.TaskID] = t
 	s.byPid[pid] = t
 	s.lastBusy = time.Now()
+	s.mu.Unlock()
+	if status != nil {
+		if err := status.Started(initTimeout); err != nil {
+			_ = proc.SignalGroup(pid, syscall.SIGKILL)
+			s.mu.Lock()
+			if s.tasks[spec.TaskID] == t {
+				delete(s.tasks, spec.TaskID)
+			}
+			if s.byPid[pid] == t {
+				delete(s.byPid, pid) // the reaper just reaps it
+			}
+			s.mu.Unlock()
+			return nil, "", err
+		}
+		s.mu.Lock()
+		if t.info.Exit == nil {
+			t.status = status
+		} else {
+			// Reaped between "ok" and here: its exit was read without
+			// the pipe (an init's 128+N stays an exit code).
+			status.Close()
+		}
+		s.mu.Unlock()
+	}
+	inited := time.Now()
+	s.mu.Lock()
 	info := t.info
+	s.mu.Unlock()
 	// wait: for other starts; fork: joining the cgroups, fork and exec
 	// (the exec runs under the task's own cpu limit); init: the task
 	// init's setup and the task's exec (isolated tasks).

@@ -40,10 +40,10 @@ type task struct {
 	status *taskinit.Start
 }
 
-// server is the supervisor's state. mu guards everything below it; it is
-// held across a whole task start, so that the cgroup dance and the fork
-// are not interleaved with another start, and so that the reaper cannot
-// look up a pid before its task is registered.
+// server is the supervisor's state. mu guards everything below it; a
+// task start holds it from its fork to its task's registration, so that
+// the reaper cannot look up a pid before its task is registered, but not
+// while it waits for the task's init to report the exec (see start).
 type server struct {
 	stateDir string
 	log      *slog.Logger
@@ -265,6 +265,17 @@ func (s *server) serve(cl *client) {
 		if err != nil {
 			s.log.Warn("dropping client", "err", err)
 			return
+		}
+		if req.Op == wire.OpStart {
+			// Starts run concurrently (replies carry the request's id):
+			// one task's slow exec must not hold up the others'.
+			go func() {
+				if err := cl.send(s.handle(req)); err != nil {
+					s.log.Warn("cannot answer a start", "err", err)
+					cl.c.Close()
+				}
+			}()
+			continue
 		}
 		if err := cl.send(s.handle(req)); err != nil {
 			s.log.Warn("dropping client", "err", err)

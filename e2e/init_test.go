@@ -50,7 +50,7 @@ instances: %d
 command: sh
 args: ["-c", "exec python3 -m http.server --bind 127.0.0.1 $DCOS_PORT_HTTP"]
 env: {VERSION: "%s"}
-resources: {cpus: 0.1, mem: 64Mi, ports: 1}
+resources: {cpus: 0.3, mem: 64Mi, ports: 1}
 ports: [{name: http}]
 health: {http: {portName: http, path: %s}, gracePeriod: 5s, interval: 1s, timeout: 900ms, consecutiveFailures: 2}
 %s
@@ -432,7 +432,9 @@ func TestInit_KernelAndFourAgents(t *testing.T) {
 // a sample with fewer than minOK answering 200 or more than maxAllocs
 // allocations.
 func prober(svc string, minOK, maxAllocs int) func(c syscallsv1connect.KernelClient) (string, error) {
-	hc := &http.Client{Timeout: time.Second}
+	// 2 s: a server under its 0.3-cpu quota on a machine the race-enabled
+	// suite keeps busy can take more than 1 s to answer.
+	hc := &http.Client{Timeout: 2 * time.Second}
 	return func(c syscallsv1connect.KernelClient) (string, error) {
 		v, err := viewOf(c, svc)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -69,9 +70,14 @@ type ownerState struct {
 	bytes   int64 // sum of the values' sizes
 }
 
-// restoreCoord loads the coordination records of s.
-func (t *Table) restoreCoord(s *State) {
+// restoreCoord loads the coordination records of s; a held lease gets
+// its full ttl from now (renewals are not persisted, see Campaign), as
+// agents get a fresh heartbeat timeout.
+func (t *Table) restoreCoord(s *State, now time.Time) {
 	for _, l := range s.Elections {
+		if l.GetHolder() != "" && l.GetTtl() != nil {
+			l.Expires = timestamppb.New(now.Add(l.GetTtl().AsDuration()))
+		}
 		t.elections[ElectionKey{l.GetOwner(), l.GetElection()}] = l
 	}
 	for _, e := range s.StateEntries {
@@ -292,13 +298,20 @@ func (t *Table) Campaign(owner, name, candidate, address string, ttl time.Durati
 	}
 	switch {
 	case leads(l, now) && l.GetHolder() == candidate: // renewal
-		l.Expires, l.Address = timestamppb.New(now.Add(ttl)), address
-		c.Elections[key] = l
+		// Only the expiry moves, in memory: a renewal every few
+		// seconds per framework replica is not worth an etcd write
+		// (etcd does not log its lease keep-alives either). Restore
+		// gives a held lease its full ttl again.
+		l.Expires = timestamppb.New(now.Add(ttl))
+		if l.GetAddress() != address || l.GetTtl().AsDuration() != ttl {
+			l.Address, l.Ttl = address, durationpb.New(ttl)
+			c.Elections[key] = l
+		}
 		return l, true, nil
 	case leads(l, now):
 		return l, false, nil
 	}
-	l.Holder, l.Epoch, l.Expires, l.Address = candidate, l.GetEpoch()+1, timestamppb.New(now.Add(ttl)), address
+	l.Holder, l.Epoch, l.Expires, l.Address, l.Ttl = candidate, l.GetEpoch()+1, timestamppb.New(now.Add(ttl)), address, durationpb.New(ttl)
 	t.leaderEvent(l, now, "elected", c)
 	return l, true, nil
 }

@@ -110,11 +110,15 @@ func TestKernel_Campaign(t *testing.T) {
 		t.Fatalf("leader after the lease lapsed: %v", l)
 	}
 
-	// The epochs go on across a restart.
+	// The epochs go on across a restart. Renewals are not persisted, so
+	// a restarted kernel gives the last holder its full ttl again (as
+	// etcd renews leases on a leader change), even one whose lease had
+	// lapsed in the old kernel's memory.
 	stop()
 	k, _ = e.startWith(t, kernel.Config{Clock: clk.now})
 	run(k, []step{
-		{"after a restart a new winner gets the next epoch", nil, "b", true, "b", 4},
+		{"after a restart the last holder's lease runs again", nil, "b", false, "a", 3},
+		{"once it lapses a new winner gets the next epoch", func() { clk.add(6 * time.Second) }, "b", true, "b", 4},
 		{"the holder renews after a restart", nil, "b", true, "b", 4},
 	})
 }
@@ -632,5 +636,30 @@ func TestKernel_CoordSurvivesRestart(t *testing.T) {
 	}
 	if l, _ := k.Leader(ctx, fwA, &pb.LeaderRequest{Election: "db"}); l.GetLeader().GetHolder() != "a" || l.GetLeader().GetEpoch() != 1 {
 		t.Fatalf("db after a restart: %v", l)
+	}
+}
+
+// TestKernel_RenewalWritesNothing: a holder's renewal moves its lease in
+// memory only (no store write, no revision), so idle framework replicas
+// do not keep etcd busy; a changed address is written.
+func TestKernel_RenewalWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	clk := newClock()
+	k, _ := e.startWith(t, kernel.Config{Clock: clk.now})
+	campaign(t, k, fwA, "", "a", time.Minute)
+	rev := k.Revision()
+	for range 3 {
+		clk.add(30 * time.Second)
+		if r := campaign(t, k, fwA, "", "a", time.Minute); !r.GetElected() || r.GetLeader().GetEpoch() != 1 {
+			t.Fatalf("renewal: %v", r)
+		}
+	}
+	if got := k.Revision(); got != rev {
+		t.Fatalf("renewals moved the store revision from %d to %d", rev, got)
+	}
+	// 90 s after the win, the lease (1 min) still holds: renewals count.
+	if r := campaign(t, k, fwA, "", "b", time.Minute); r.GetElected() {
+		t.Fatalf("b won a renewed lease: %v", r)
 	}
 }

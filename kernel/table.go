@@ -179,7 +179,7 @@ func Restore(s *State, now time.Time) *Table {
 		a.Allocated = t.used[id].Proto()
 	}
 	t.restorePorts()
-	t.restoreCoord(s)
+	t.restoreCoord(s, now)
 	return t
 }
 

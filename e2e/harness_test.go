@@ -353,6 +353,17 @@ func (e *env) startDev(extra ...string) *proc {
 		}
 		return false, sprint(res.Msg.GetAgents())
 	})
+	// dev's init campaigns as it starts (one store write): wait until it
+	// leads, so that tests that compare store revisions start after it.
+	if !slices.Contains(extra, "--init=false") {
+		e.eventually("dcosd dev's init leading", func() (bool, string) {
+			res, err := e.op().Leader(context.Background(), connect.NewRequest(&pb.LeaderRequest{Owner: "init"}))
+			if err != nil {
+				return false, err.Error()
+			}
+			return res.Msg.GetLeader().GetHolder() != "", sprint(res.Msg.GetLeader())
+		})
+	}
 	return p
 }
 

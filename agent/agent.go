@@ -74,7 +74,7 @@ type Config struct {
 	// without isolation.
 	Isolator string
 	// MaxConcurrentStarts bounds the tasks being started at once; zero
-	// means DefaultMaxConcurrentStarts.
+	// or less means DefaultMaxConcurrentStarts.
 	MaxConcurrentStarts int
 	// Network names the net driver that gives tasks asking for network
 	// "bridge" their own namespace; empty: such tasks fail to start.
@@ -236,7 +236,7 @@ func New(cfg Config) (*Agent, error) {
 		storage:     cfg.Storage,
 		retention:   cfg.SandboxRetention,
 		hostVolumes: maps.Clone(cfg.HostVolumes),
-		launching:   make(chan struct{}, cmp.Or(cfg.MaxConcurrentStarts, DefaultMaxConcurrentStarts)),
+		launching:   make(chan struct{}, cmp.Or(max(cfg.MaxConcurrentStarts, 0), DefaultMaxConcurrentStarts)),
 		caps:        map[string]*contract.Capabilities{},
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),

@@ -61,11 +61,18 @@ Example:
 // outlives a kernel's restart, as agents do.
 func runInit(ctx context.Context, c *cli.Context, cl *framework.Client, log *slog.Logger) error {
 	log = log.With("component", "init")
+	candidate := c.String("init-candidate")
+	if candidate == "" && c.Command.Name == "dev" {
+		// One dcosd dev per data dir: a stable name lets a restarted dev
+		// take its own lease back at once (a renewal, same epoch)
+		// instead of waiting out the one its last run held.
+		candidate = "dcosd-dev"
+	}
 	wait := time.Second
 	for {
 		started := time.Now()
 		err := dinit.Run(ctx, dinit.Config{
-			Client: cl, Election: c.String("init-election"), Candidate: c.String("init-candidate"),
+			Client: cl, Election: c.String("init-election"), Candidate: candidate,
 			TTL: c.Duration("init-ttl"), Workers: c.Int("init-workers"), Logger: log,
 		})
 		if ctx.Err() != nil {

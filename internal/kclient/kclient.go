@@ -5,13 +5,11 @@
 package kclient
 
 import (
-	"context"
-	"net"
 	"net/http"
-	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
@@ -24,43 +22,10 @@ func New(baseURL, token string, opts ...connect.ClientOption) syscallsv1connect.
 	return syscallsv1connect.NewKernelClient(HTTPClient(), baseURL, opts...)
 }
 
-// HTTPClient is the HTTP client kernel clients use: keep-alive connections,
-// no overall timeout (Watch streams are long-lived; use contexts).
-func HTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	}}
-}
+// HTTPClient is transport.HTTPClient: dcosctl, the agent and the SDK
+// share one client configuration.
+func HTTPClient() *http.Client { return transport.HTTPClient() }
 
-// Bearer is a client interceptor that sets "Authorization: Bearer token"
-// on unary and streaming calls. An empty token sets nothing.
-func Bearer(token string) connect.Interceptor { return bearer(token) }
-
-type bearer string
-
-func (b bearer) set(h http.Header) {
-	if b != "" {
-		h.Set("Authorization", "Bearer "+string(b))
-	}
-}
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		b.set(req.Header())
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		b.set(conn.RequestHeader())
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
+// Bearer is transport.Bearer: a client interceptor that sets
+// "Authorization: Bearer token" on unary and streaming calls.
+func Bearer(token string) connect.Interceptor { return transport.Bearer(token) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -123,7 +123,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient()
+		hc = HTTPClient()
 	}
 	for i, ep := range cfg.Endpoints {
 		ep = strings.TrimRight(strings.TrimSpace(ep), "/")
@@ -137,22 +137,14 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("framework.New: endpoints[%d]: want an http:// or https:// URL or host:port, got %q", i, cfg.Endpoints[i])
 		}
 		s.endpoints = append(s.endpoints, ep)
-		s.kernels = append(s.kernels, syscallsv1connect.NewKernelClient(hc, ep, connect.WithInterceptors(bearer(cfg.Token))))
+		s.kernels = append(s.kernels, syscallsv1connect.NewKernelClient(hc, ep, connect.WithInterceptors(transport.Bearer(cfg.Token))))
 	}
 	return &Client{shared: s}, nil
 }
 
-// defaultHTTPClient is like the kernel clients of dcosctl and the agent:
-// keep-alive connections and no overall timeout.
-func defaultHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}}
-}
+// HTTPClient is transport.HTTPClient, the client every kernel client
+// uses (Config.HTTPClient's default).
+func HTTPClient() *http.Client { return transport.HTTPClient() }
 
 // Fenced returns a client that sets f on every Allocate, Launch, Revoke,
 // StatePut and StateDelete it makes (the request is cloned, never
@@ -312,32 +304,4 @@ func fenced[M proto.Message](c *Client, r M, set func(M, *pb.Fence)) M {
 	cl := proto.Clone(r).(M)
 	set(cl, proto.Clone(c.fence).(*pb.Fence))
 	return cl
-}
-
-// bearer sets "Authorization: Bearer token" on every call.
-type bearer string
-
-func (b bearer) set(h http.Header) {
-	if b != "" {
-		h.Set("Authorization", "Bearer "+string(b))
-	}
-}
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		b.set(req.Header())
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		b.set(conn.RequestHeader())
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }

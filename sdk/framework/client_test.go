@@ -30,7 +30,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func countingClient() (*http.Client, *countingTransport) {
-	ct := &countingTransport{next: defaultHTTPClient().Transport}
+	ct := &countingTransport{next: HTTPClient().Transport}
 	return &http.Client{Transport: ct}, ct
 }
 

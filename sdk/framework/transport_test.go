@@ -27,7 +27,7 @@ type watchControl struct {
 var errCut = errors.New("test: stream cut")
 
 func newWatchControl() *watchControl {
-	return &watchControl{next: defaultHTTPClient().Transport, bodies: map[*cutBody]bool{}}
+	return &watchControl{next: HTTPClient().Transport, bodies: map[*cutBody]bool{}}
 }
 
 func (w *watchControl) client() *http.Client { return &http.Client{Transport: w} }

@@ -1,0 +1,56 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// HTTPClient returns a new HTTP client for a kernel's API: keep-alive
+// connections (64 idle per host), the environment's proxy settings, and
+// no overall timeout (Watch streams are long-lived; bound calls with
+// contexts). It speaks HTTP/1.1 to http:// URLs.
+func HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}}
+}
+
+// Bearer returns a client interceptor that sets "Authorization: Bearer
+// token" on unary and streaming calls (what every syscall carries). An
+// empty token sets nothing.
+func Bearer(token string) connect.Interceptor { return bearer(token) }
+
+type bearer string
+
+func (b bearer) set(h http.Header) {
+	if b != "" {
+		h.Set("Authorization", "Bearer "+string(b))
+	}
+}
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		b.set(req.Header())
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		b.set(conn.RequestHeader())
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -163,7 +163,7 @@ func Decide(v View) Decision {
 	dep := v.Deployment
 	if dep == nil || dep.SpecVersion != v.Record.Version {
 		dep = &Deployment{SpecVersion: v.Record.Version, TemplateVersion: target, Status: DeploymentRunning, Started: v.Now.UTC()}
-		dep.Steps = Plan(spec, counts(v.Instances, target))
+		dep.Steps = Plan(spec, CountsOf(v.Instances, target))
 		d.Deployment = dep
 	} else {
 		c := *dep
@@ -300,7 +300,7 @@ func Decide(v View) Decision {
 				kill(in, "scaled down")
 			}
 		}
-		c := counts(v.Instances, target)
+		c := CountsOf(v.Instances, target)
 		for dep.Step < len(dep.Steps) && stepDone(dep.Steps[dep.Step], c) {
 			dep.Step++
 		}
@@ -540,7 +540,9 @@ func rollStarts(s *Service, v View, olds, news []*Instance, target int64) ([]*pb
 	return out, wait
 }
 
-func counts(ins []*Instance, target int64) Counts {
+// CountsOf counts ins as a deployment to template version target sees
+// them: new (of target) and old instances, and the ready ones of each.
+func CountsOf(ins []*Instance, target int64) Counts {
 	var c Counts
 	for _, in := range ins {
 		if in.Version == target {

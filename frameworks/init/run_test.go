@@ -628,21 +628,13 @@ backoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 10}
 	b := Backoff{Seconds: 0.05, Factor: 2, MaxLaunchDelaySeconds: 10}
 	for i := 1; i < len(tasks); i++ {
 		prev, next := tasks[i-1], tasks[i]
-		if !isEnded(prev) {
+		if !terminal(prev.GetState()) {
 			t.Fatalf("task %s started while %s (same instance) was still %v", next.GetId(), prev.GetId(), prev.GetState())
 		}
 		if gap, want := next.GetCreated().AsTime().Sub(prev.GetUpdated().AsTime()), b.Delay(i); gap < want {
 			t.Errorf("launch %d (%s) came %v after failure %d, want at least %v", i+1, next.GetId(), gap, i, want)
 		}
 	}
-}
-
-func isEnded(t *pb.Task) bool {
-	switch t.GetState() {
-	case pb.TaskState_TASK_STATE_FINISHED, pb.TaskState_TASK_STATE_FAILED, pb.TaskState_TASK_STATE_KILLED, pb.TaskState_TASK_STATE_LOST:
-		return true
-	}
-	return false
 }
 
 func TestController_DeposedCannotAct(t *testing.T) {

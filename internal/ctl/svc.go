@@ -495,20 +495,7 @@ func svcApply(ctx context.Context, e *env, f format, st svcState, svcs []dinit.S
 			}
 		}
 		next := dinit.Next(prev, s, "apply", false, e.now())
-		var c dinit.Counts
-		for _, in := range dinit.Instances(s.Name, allocs, tasks) {
-			if in.Version == next.TemplateVersion {
-				c.New++
-				if in.Ready() {
-					c.NewReady++
-				}
-			} else {
-				c.Old++
-				if in.Ready() {
-					c.OldReady++
-				}
-			}
-		}
+		c := dinit.CountsOf(dinit.Instances(s.Name, allocs, tasks), next.TemplateVersion)
 		res := applyResult{Name: s.Name, Version: next.Version, Change: change, Plan: dinit.Plan(&s, c), DryRun: dryRun}
 		if change == "unchanged" {
 			res.Version, res.Plan = cur.Version, nil

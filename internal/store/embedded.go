@@ -29,6 +29,7 @@ type Embedded struct {
 
 	mu        sync.Mutex // guards recovered
 	recovered time.Time  // last attempt to disarm NOSPACE
+	compacted int64      // etcd's compaction revision when last defragmented to measure
 }
 
 // EmbeddedConfig configures StartEmbedded.
@@ -114,7 +115,8 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, errors.New("embedded etcd: not ready after 30s")
 	}
-	emb := &Embedded{etcd: e, client: v3client.New(e.Server), quota: cfg.Quota, dir: cfg.Dir}
+	emb := &Embedded{etcd: e, client: v3client.New(e.Server), quota: cfg.Quota, dir: cfg.Dir,
+		compacted: e.Server.KV().FirstRev()}
 	if cfg.MinFree > 0 {
 		emb.floor = &floor{dir: cfg.Dir, min: cfg.MinFree, ttl: spaceTTL, statfs: cfg.Statfs, clock: cfg.Clock}
 	}
@@ -141,7 +143,8 @@ func (e *Embedded) Close() {
 // every 250 ms) or etcd has raised its NOSPACE alarm. It disarms the
 // alarm by itself once the database is back under 90% of the quota
 // (defragmenting first when the file is still larger than that and the
-// disk has room for the copy), at most every 2 s. Safe for concurrent use.
+// disk has room for the copy, or when etcd compacted since the last
+// attempt), at most every 2 s. Safe for concurrent use.
 func (e *Embedded) Writable() error {
 	if err := e.floor.check(); err != nil {
 		return err
@@ -159,7 +162,14 @@ func (e *Embedded) Writable() error {
 	}
 	e.recovered = now
 	limit := e.quota / 10 * 9
-	if serr.DBInUse >= limit {
+	// etcd's in-use figure is refreshed only when a write transaction
+	// begins, and pages freed by a compaction are counted as in use until
+	// no older read transaction holds them: under the alarm nothing
+	// writes, so after a compaction it can stay stale for good. A
+	// compaction since the last look is worth one defragmentation, which
+	// measures the in-use part afresh.
+	compacted := e.etcd.Server.KV().FirstRev()
+	if serr.DBInUse >= limit && compacted == e.compacted {
 		return serr
 	}
 	if serr.DBSize >= limit {
@@ -173,7 +183,11 @@ func (e *Embedded) Writable() error {
 		if err := be.Defrag(); err != nil {
 			return serr
 		}
+		e.compacted = compacted
 		e.floor.forget()
+		if serr.DBSize, serr.DBInUse = be.Size(), be.SizeInUse(); serr.DBInUse >= limit {
+			return serr
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -305,6 +305,11 @@ func (s *Server) DestroyVolume(ctx context.Context, r *connect.Request[pb.Destro
 	return reply(s.k.DestroyVolume(ctx, principal(ctx), r.Msg))
 }
 
+// RemoveImage implements syscallsv1connect.KernelHandler.
+func (s *Server) RemoveImage(ctx context.Context, r *connect.Request[pb.RemoveImageRequest]) (*connect.Response[pb.RemoveImageResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("RemoveImage: not implemented yet"))
+}
+
 // PolicyLoad implements syscallsv1connect.KernelHandler.
 func (s *Server) PolicyLoad(ctx context.Context, r *connect.Request[pb.PolicyLoadRequest]) (*connect.Response[pb.PolicyLoadResponse], error) {
 	return reply(s.k.PolicyLoad(ctx, principal(ctx), r.Msg))

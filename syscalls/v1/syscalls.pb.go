@@ -2842,7 +2842,10 @@ type Agent struct {
 	HostPorts string `protobuf:"bytes,12,opt,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	// principal is the name of the agent token that first registered this
 	// agent: only that token may register, heartbeat and report for it.
-	Principal     string `protobuf:"bytes,13,opt,name=principal,proto3" json:"principal,omitempty"`
+	Principal string `protobuf:"bytes,13,opt,name=principal,proto3" json:"principal,omitempty"`
+	// images are the container images cached on the agent by its image
+	// drivers, as of its last report (not persisted).
+	Images        []*ImageInfo `protobuf:"bytes,14,rep,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2968,6 +2971,257 @@ func (x *Agent) GetPrincipal() string {
 	return ""
 }
 
+func (x *Agent) GetImages() []*ImageInfo {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+// ImageInfo is a container image in an agent's cache.
+type ImageInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref is the reference it was pulled by, e.g. "127.0.0.1:5000/nginx:1.22".
+	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// digest is the manifest's digest, "sha256:...".
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// size_bytes is the unpacked size of its layers on the agent (layers
+	// shared with other images counted in each).
+	SizeBytes int64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// tasks is how many tasks on the agent run it now.
+	Tasks int32 `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// driver is the task driver that holds it (e.g. "oci").
+	Driver        string                 `protobuf:"bytes,5,opt,name=driver,proto3" json:"driver,omitempty"`
+	Pulled        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=pulled,proto3" json:"pulled,omitempty"`
+	LastUsed      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageInfo) Reset() {
+	*x = ImageInfo{}
+	mi := &file_v1_syscalls_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageInfo) ProtoMessage() {}
+
+func (x *ImageInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageInfo.ProtoReflect.Descriptor instead.
+func (*ImageInfo) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ImageInfo) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ImageInfo) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ImageInfo) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *ImageInfo) GetTasks() int32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *ImageInfo) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *ImageInfo) GetPulled() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Pulled
+	}
+	return nil
+}
+
+func (x *ImageInfo) GetLastUsed() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsed
+	}
+	return nil
+}
+
+// ImageList is a complete list of an agent's images.
+type ImageList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*ImageInfo           `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageList) Reset() {
+	*x = ImageList{}
+	mi := &file_v1_syscalls_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageList) ProtoMessage() {}
+
+func (x *ImageList) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageList.ProtoReflect.Descriptor instead.
+func (*ImageList) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ImageList) GetImages() []*ImageInfo {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+type RemoveImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent_id, or empty for every agent that reports the image.
+	AgentId string `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// ref is a reference as listed (ImageInfo.ref) or a manifest digest.
+	Ref           string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageRequest) Reset() {
+	*x = RemoveImageRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageRequest) ProtoMessage() {}
+
+func (x *RemoveImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageRequest.ProtoReflect.Descriptor instead.
+func (*RemoveImageRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RemoveImageRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *RemoveImageRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+type RemoveImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent_ids are the agents the removal was sent to (those reporting the
+	// image); empty when no agent has it.
+	AgentIds      []string `protobuf:"bytes,1,rep,name=agent_ids,json=agentIds,proto3" json:"agent_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageResponse) Reset() {
+	*x = RemoveImageResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageResponse) ProtoMessage() {}
+
+func (x *RemoveImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageResponse.ProtoReflect.Descriptor instead.
+func (*RemoveImageResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RemoveImageResponse) GetAgentIds() []string {
+	if x != nil {
+		return x.AgentIds
+	}
+	return nil
+}
+
 // VolumeClaim asks for a persistent volume in an Allocate (count must be
 // 1). A volume of that name that exists must be of the request's role and
 // free: the allocation claims it and is placed on its agent (the kernel adds
@@ -2987,7 +3241,7 @@ type VolumeClaim struct {
 
 func (x *VolumeClaim) Reset() {
 	*x = VolumeClaim{}
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3253,7 @@ func (x *VolumeClaim) String() string {
 func (*VolumeClaim) ProtoMessage() {}
 
 func (x *VolumeClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[30]
+	mi := &file_v1_syscalls_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3266,7 @@ func (x *VolumeClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeClaim.ProtoReflect.Descriptor instead.
 func (*VolumeClaim) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{30}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *VolumeClaim) GetName() string {
@@ -3050,7 +3304,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3316,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[31]
+	mi := &file_v1_syscalls_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3329,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{31}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Volume) GetName() string {
@@ -3146,7 +3400,7 @@ type VolumeMount struct {
 
 func (x *VolumeMount) Reset() {
 	*x = VolumeMount{}
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3412,7 @@ func (x *VolumeMount) String() string {
 func (*VolumeMount) ProtoMessage() {}
 
 func (x *VolumeMount) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[32]
+	mi := &file_v1_syscalls_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3425,7 @@ func (x *VolumeMount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeMount.ProtoReflect.Descriptor instead.
 func (*VolumeMount) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{32}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *VolumeMount) GetName() string {
@@ -3226,7 +3480,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3492,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[33]
+	mi := &file_v1_syscalls_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3505,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{33}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListVolumesRequest) GetAgentId() string {
@@ -3270,7 +3524,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3536,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[34]
+	mi := &file_v1_syscalls_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3549,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{34}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -3314,7 +3568,7 @@ type DestroyVolumeRequest struct {
 
 func (x *DestroyVolumeRequest) Reset() {
 	*x = DestroyVolumeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3326,7 +3580,7 @@ func (x *DestroyVolumeRequest) String() string {
 func (*DestroyVolumeRequest) ProtoMessage() {}
 
 func (x *DestroyVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[35]
+	mi := &file_v1_syscalls_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3339,7 +3593,7 @@ func (x *DestroyVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DestroyVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{35}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DestroyVolumeRequest) GetName() string {
@@ -3358,7 +3612,7 @@ type DestroyVolumeResponse struct {
 
 func (x *DestroyVolumeResponse) Reset() {
 	*x = DestroyVolumeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3624,7 @@ func (x *DestroyVolumeResponse) String() string {
 func (*DestroyVolumeResponse) ProtoMessage() {}
 
 func (x *DestroyVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[36]
+	mi := &file_v1_syscalls_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3637,7 @@ func (x *DestroyVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DestroyVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{36}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DestroyVolumeResponse) GetRevision() int64 {
@@ -3417,7 +3671,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3683,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[37]
+	mi := &file_v1_syscalls_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3696,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{37}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AllocateRequest) GetResources() *Resources {
@@ -3522,7 +3776,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3788,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[38]
+	mi := &file_v1_syscalls_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3801,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{38}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AllocateResponse) GetAllocations() []*Allocation {
@@ -3615,7 +3869,7 @@ type LaunchRequest struct {
 
 func (x *LaunchRequest) Reset() {
 	*x = LaunchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3881,7 @@ func (x *LaunchRequest) String() string {
 func (*LaunchRequest) ProtoMessage() {}
 
 func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[39]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3894,7 @@ func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchRequest.ProtoReflect.Descriptor instead.
 func (*LaunchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{39}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LaunchRequest) GetAllocationId() string {
@@ -3772,7 +4026,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +4038,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[40]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +4051,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{40}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -3831,7 +4085,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4097,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[41]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4110,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{41}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -3912,7 +4166,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3924,7 +4178,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3937,7 +4191,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -4029,7 +4283,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4041,7 +4295,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4054,7 +4308,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -4091,7 +4345,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4103,7 +4357,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4116,7 +4370,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -4179,7 +4433,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4445,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4458,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -4230,7 +4484,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4496,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4509,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -4274,7 +4528,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4540,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4553,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -4338,7 +4592,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4604,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4617,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -4450,7 +4704,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4716,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4729,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -4533,14 +4787,16 @@ type HeartbeatRequest struct {
 	// plugins, when set, replace the agent's plugin list.
 	Plugins []*PluginInfo `protobuf:"bytes,2,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// usage of the agent's running tasks.
-	Usage         []*TaskUsage `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
+	Usage []*TaskUsage `protobuf:"bytes,3,rep,name=usage,proto3" json:"usage,omitempty"`
+	// images, when set, replace the agent's image list (Agent.images).
+	Images        *ImageList `protobuf:"bytes,4,opt,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4552,7 +4808,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4565,7 +4821,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -4589,15 +4845,25 @@ func (x *HeartbeatRequest) GetUsage() []*TaskUsage {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetImages() *ImageList {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// remove_images are image references (or digests) an operator asked
+	// this agent to delete (RemoveImage).
+	RemoveImages  []string `protobuf:"bytes,1,rep,name=remove_images,json=removeImages,proto3" json:"remove_images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4609,7 +4875,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4622,7 +4888,14 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *HeartbeatResponse) GetRemoveImages() []string {
+	if x != nil {
+		return x.RemoveImages
+	}
+	return nil
 }
 
 type ReportTaskStatusRequest struct {
@@ -4648,7 +4921,7 @@ type ReportTaskStatusRequest struct {
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4660,7 +4933,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4673,7 +4946,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -4759,7 +5032,7 @@ type TaskHealthReport struct {
 
 func (x *TaskHealthReport) Reset() {
 	*x = TaskHealthReport{}
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4771,7 +5044,7 @@ func (x *TaskHealthReport) String() string {
 func (*TaskHealthReport) ProtoMessage() {}
 
 func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4784,7 +5057,7 @@ func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHealthReport.ProtoReflect.Descriptor instead.
 func (*TaskHealthReport) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TaskHealthReport) GetHealth() HealthState {
@@ -4817,7 +5090,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4829,7 +5102,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4842,7 +5115,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -4860,7 +5133,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4872,7 +5145,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4885,7 +5158,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
 }
 
 type ListAgentsResponse struct {
@@ -4898,7 +5171,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5183,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5196,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -4949,7 +5222,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4961,7 +5234,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4974,7 +5247,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -4994,7 +5267,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5006,7 +5279,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5019,7 +5292,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -5046,7 +5319,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5058,7 +5331,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5071,7 +5344,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -5098,7 +5371,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5110,7 +5383,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5123,7 +5396,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5158,7 +5431,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5170,7 +5443,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5183,7 +5456,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -5247,7 +5520,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5259,7 +5532,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5272,7 +5545,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -5299,7 +5572,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5311,7 +5584,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5324,7 +5597,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -5352,7 +5625,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5364,7 +5637,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5377,7 +5650,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -5408,7 +5681,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5420,7 +5693,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5433,7 +5706,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -5475,7 +5748,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5487,7 +5760,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5500,7 +5773,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -5560,7 +5833,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5572,7 +5845,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5585,7 +5858,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
 }
 
 type PolicyListResponse struct {
@@ -5597,7 +5870,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5609,7 +5882,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5622,7 +5895,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -5641,7 +5914,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5653,7 +5926,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5666,7 +5939,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -5686,7 +5959,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5698,7 +5971,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5711,7 +5984,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -5736,7 +6009,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5748,7 +6021,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5761,7 +6034,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{75}
 }
 
 type PolicyRollbackResponse struct {
@@ -5774,7 +6047,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5786,7 +6059,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5799,7 +6072,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -6036,7 +6309,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x16\n" +
 	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"\xfa\x04\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"\xaf\x05\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12;\n" +
@@ -6055,10 +6328,27 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"underlayIp\x12\x1d\n" +
 	"\n" +
 	"host_ports\x18\f \x01(\tR\thostPorts\x12\x1c\n" +
-	"\tprincipal\x18\r \x01(\tR\tprincipal\x1a9\n" +
+	"\tprincipal\x18\r \x01(\tR\tprincipal\x123\n" +
+	"\x06images\x18\x0e \x03(\v2\x1b.dcos.syscalls.v1.ImageInfoR\x06images\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
+	"\tImageInfo\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x14\n" +
+	"\x05tasks\x18\x04 \x01(\x05R\x05tasks\x12\x16\n" +
+	"\x06driver\x18\x05 \x01(\tR\x06driver\x122\n" +
+	"\x06pulled\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06pulled\x127\n" +
+	"\tlast_used\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastUsed\"@\n" +
+	"\tImageList\x123\n" +
+	"\x06images\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.ImageInfoR\x06images\"A\n" +
+	"\x12RemoveImageRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x10\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\"2\n" +
+	"\x13RemoveImageResponse\x12\x1b\n" +
+	"\tagent_ids\x18\x01 \x03(\tR\bagentIds\"@\n" +
 	"\vVolumeClaim\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -6195,12 +6485,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x16\n" +
 	"\x06subnet\x18\x05 \x01(\tR\x06subnet\x12!\n" +
 	"\fcluster_cidr\x18\x06 \x01(\tR\vclusterCidr\x12'\n" +
-	"\x0fdestroy_volumes\x18\x1e \x03(\tR\x0edestroyVolumes\"\x98\x01\n" +
+	"\x0fdestroy_volumes\x18\x1e \x03(\tR\x0edestroyVolumes\"\xcd\x01\n" +
 	"\x10HeartbeatRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x121\n" +
-	"\x05usage\x18\x03 \x03(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\"\x13\n" +
-	"\x11HeartbeatResponse\"\xe2\x02\n" +
+	"\x05usage\x18\x03 \x03(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x123\n" +
+	"\x06images\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ImageListR\x06images\"8\n" +
+	"\x11HeartbeatResponse\x12#\n" +
+	"\rremove_images\x18\x01 \x03(\tR\fremoveImages\"\xe2\x02\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x121\n" +
@@ -6317,7 +6609,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x18EVENT_KIND_STATE_CHANGED\x10\v\x12\x1d\n" +
 	"\x19EVENT_KIND_LEADER_CHANGED\x10\f\x12\x1d\n" +
 	"\x19EVENT_KIND_VOLUME_CREATED\x10\x1e\x12\x1f\n" +
-	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\x92\x11\n" +
+	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\xee\x11\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -6340,7 +6632,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tPolicyUse\x12\".dcos.syscalls.v1.PolicyUseRequest\x1a#.dcos.syscalls.v1.PolicyUseResponse\x12c\n" +
 	"\x0ePolicyRollback\x12'.dcos.syscalls.v1.PolicyRollbackRequest\x1a(.dcos.syscalls.v1.PolicyRollbackResponse\x12Z\n" +
 	"\vListVolumes\x12$.dcos.syscalls.v1.ListVolumesRequest\x1a%.dcos.syscalls.v1.ListVolumesResponse\x12`\n" +
-	"\rDestroyVolume\x12&.dcos.syscalls.v1.DestroyVolumeRequest\x1a'.dcos.syscalls.v1.DestroyVolumeResponse\x12Q\n" +
+	"\rDestroyVolume\x12&.dcos.syscalls.v1.DestroyVolumeRequest\x1a'.dcos.syscalls.v1.DestroyVolumeResponse\x12Z\n" +
+	"\vRemoveImage\x12$.dcos.syscalls.v1.RemoveImageRequest\x1a%.dcos.syscalls.v1.RemoveImageResponse\x12Q\n" +
 	"\bCampaign\x12!.dcos.syscalls.v1.CampaignRequest\x1a\".dcos.syscalls.v1.CampaignResponse\x12K\n" +
 	"\x06Resign\x12\x1f.dcos.syscalls.v1.ResignRequest\x1a .dcos.syscalls.v1.ResignResponse\x12K\n" +
 	"\x06Leader\x12\x1f.dcos.syscalls.v1.LeaderRequest\x1a .dcos.syscalls.v1.LeaderResponse\x12Q\n" +
@@ -6362,7 +6655,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -6400,213 +6693,224 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*TaskUsage)(nil),                // 33: dcos.syscalls.v1.TaskUsage
 	(*PluginInfo)(nil),               // 34: dcos.syscalls.v1.PluginInfo
 	(*Agent)(nil),                    // 35: dcos.syscalls.v1.Agent
-	(*VolumeClaim)(nil),              // 36: dcos.syscalls.v1.VolumeClaim
-	(*Volume)(nil),                   // 37: dcos.syscalls.v1.Volume
-	(*VolumeMount)(nil),              // 38: dcos.syscalls.v1.VolumeMount
-	(*ListVolumesRequest)(nil),       // 39: dcos.syscalls.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 40: dcos.syscalls.v1.ListVolumesResponse
-	(*DestroyVolumeRequest)(nil),     // 41: dcos.syscalls.v1.DestroyVolumeRequest
-	(*DestroyVolumeResponse)(nil),    // 42: dcos.syscalls.v1.DestroyVolumeResponse
-	(*AllocateRequest)(nil),          // 43: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 44: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 45: dcos.syscalls.v1.LaunchRequest
-	(*LaunchResponse)(nil),           // 46: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 47: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 48: dcos.syscalls.v1.Event
-	(*ResyncInfo)(nil),               // 49: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 50: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 51: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 52: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 53: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 54: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 55: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 56: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 57: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 58: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*TaskHealthReport)(nil),         // 59: dcos.syscalls.v1.TaskHealthReport
-	(*ReportTaskStatusResponse)(nil), // 60: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 61: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 62: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 63: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 64: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 65: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 66: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 67: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 68: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 69: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 70: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 71: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 72: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 73: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 74: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 75: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 76: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 77: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 78: dcos.syscalls.v1.PolicyRollbackResponse
-	nil,                              // 79: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 80: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 81: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 82: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 83: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 84: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 85: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 86: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 87: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 88: google.protobuf.Timestamp
+	(*ImageInfo)(nil),                // 36: dcos.syscalls.v1.ImageInfo
+	(*ImageList)(nil),                // 37: dcos.syscalls.v1.ImageList
+	(*RemoveImageRequest)(nil),       // 38: dcos.syscalls.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),      // 39: dcos.syscalls.v1.RemoveImageResponse
+	(*VolumeClaim)(nil),              // 40: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                   // 41: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),              // 42: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),       // 43: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 44: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),     // 45: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),    // 46: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),          // 47: dcos.syscalls.v1.AllocateRequest
+	(*AllocateResponse)(nil),         // 48: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 49: dcos.syscalls.v1.LaunchRequest
+	(*LaunchResponse)(nil),           // 50: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 51: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 52: dcos.syscalls.v1.Event
+	(*ResyncInfo)(nil),               // 53: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 54: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 55: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 56: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 57: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 58: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 59: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 60: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 61: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 62: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),         // 63: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil), // 64: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 65: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 66: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 67: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 68: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 69: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 70: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 71: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 72: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 73: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 74: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 75: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 76: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 77: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 78: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 79: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 80: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 81: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 82: dcos.syscalls.v1.PolicyRollbackResponse
+	nil,                              // 83: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 84: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 85: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 86: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 87: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 88: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 89: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 90: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	(*durationpb.Duration)(nil),      // 91: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	5,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	6,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	7,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	87,  // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	88,  // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	88,  // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	91,  // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	92,  // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	92,  // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	33,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	79,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	83,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	80,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	84,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	6,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	88,  // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	88,  // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	92,  // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	92,  // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	33,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	32,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
-	38,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	81,  // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	42,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	85,  // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	10,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	10,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	87,  // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	91,  // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	11,  // 22: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	12,  // 23: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	13,  // 24: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	87,  // 25: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	87,  // 26: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	87,  // 27: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	88,  // 28: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	87,  // 29: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	87,  // 30: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	91,  // 25: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	91,  // 26: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	91,  // 27: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	92,  // 28: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	91,  // 29: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	91,  // 30: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	15,  // 31: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	15,  // 32: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	22,  // 33: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	14,  // 34: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	14,  // 35: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	22,  // 36: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	88,  // 37: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	82,  // 38: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	92,  // 37: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	86,  // 38: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	6,   // 39: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	6,   // 40: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	3,   // 41: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	88,  // 42: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	88,  // 43: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	92,  // 42: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	92,  // 43: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	34,  // 44: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	88,  // 45: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	37,  // 46: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	6,   // 47: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	7,   // 48: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	87,  // 49: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	36,  // 50: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	83,  // 51: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	14,  // 52: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 53: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	84,  // 54: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	6,   // 55: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	31,  // 56: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	38,  // 57: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	85,  // 58: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	10,  // 59: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	10,  // 60: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	14,  // 61: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	87,  // 62: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	9,   // 63: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 64: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 65: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	88,  // 66: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	8,   // 67: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 68: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	35,  // 69: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	67,  // 70: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	37,  // 71: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	22,  // 72: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	15,  // 73: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	14,  // 74: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 75: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	86,  // 76: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	6,   // 77: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	34,  // 78: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	37,  // 79: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	87,  // 80: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	9,   // 81: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	34,  // 82: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	33,  // 83: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	1,   // 84: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	32,  // 85: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	59,  // 86: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 87: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	35,  // 88: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	8,   // 89: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 90: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	88,  // 91: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	67,  // 92: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	71,  // 93: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	67,  // 94: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	67,  // 95: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	67,  // 96: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	43,  // 97: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	45,  // 98: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	47,  // 99: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	50,  // 100: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	52,  // 101: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	54,  // 102: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	56,  // 103: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	58,  // 104: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	61,  // 105: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	63,  // 106: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	65,  // 107: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	68,  // 108: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	70,  // 109: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	73,  // 110: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	75,  // 111: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	77,  // 112: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	39,  // 113: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	41,  // 114: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	16,  // 115: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	18,  // 116: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	20,  // 117: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	23,  // 118: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	25,  // 119: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	27,  // 120: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	29,  // 121: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	44,  // 122: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	46,  // 123: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	48,  // 124: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	51,  // 125: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	53,  // 126: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	55,  // 127: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	57,  // 128: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	60,  // 129: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	62,  // 130: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	64,  // 131: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	66,  // 132: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	69,  // 133: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	72,  // 134: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	74,  // 135: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	76,  // 136: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	78,  // 137: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	40,  // 138: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	42,  // 139: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	17,  // 140: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	19,  // 141: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	21,  // 142: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	24,  // 143: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	26,  // 144: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	28,  // 145: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	30,  // 146: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	122, // [122:147] is the sub-list for method output_type
-	97,  // [97:122] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	36,  // 45: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
+	92,  // 46: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	92,  // 47: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	36,  // 48: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
+	92,  // 49: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	41,  // 50: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	6,   // 51: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	7,   // 52: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	91,  // 53: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	40,  // 54: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	87,  // 55: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	14,  // 56: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 57: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	88,  // 58: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	6,   // 59: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	31,  // 60: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	42,  // 61: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	89,  // 62: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	10,  // 63: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	10,  // 64: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	14,  // 65: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	91,  // 66: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	9,   // 67: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 68: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 69: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	92,  // 70: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	8,   // 71: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 72: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	35,  // 73: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	71,  // 74: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	41,  // 75: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	22,  // 76: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	15,  // 77: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	14,  // 78: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	8,   // 79: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	90,  // 80: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	6,   // 81: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	34,  // 82: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	41,  // 83: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	91,  // 84: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	9,   // 85: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	34,  // 86: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	33,  // 87: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	37,  // 88: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 89: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	32,  // 90: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	63,  // 91: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 92: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	35,  // 93: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	8,   // 94: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	9,   // 95: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	92,  // 96: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	71,  // 97: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	75,  // 98: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	71,  // 99: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	71,  // 100: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	71,  // 101: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	47,  // 102: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	49,  // 103: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	51,  // 104: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	54,  // 105: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	56,  // 106: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	58,  // 107: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	60,  // 108: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	62,  // 109: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	65,  // 110: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	67,  // 111: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	69,  // 112: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	72,  // 113: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	74,  // 114: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	77,  // 115: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	79,  // 116: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	81,  // 117: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	43,  // 118: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	45,  // 119: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	38,  // 120: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	16,  // 121: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	18,  // 122: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	20,  // 123: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	23,  // 124: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	25,  // 125: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	27,  // 126: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	29,  // 127: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	48,  // 128: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	50,  // 129: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	52,  // 130: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	55,  // 131: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	57,  // 132: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	59,  // 133: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	61,  // 134: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	64,  // 135: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	66,  // 136: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	68,  // 137: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	70,  // 138: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	73,  // 139: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	76,  // 140: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	78,  // 141: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	80,  // 142: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	82,  // 143: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	44,  // 144: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	46,  // 145: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	39,  // 146: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	17,  // 147: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	19,  // 148: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	21,  // 149: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	24,  // 150: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	26,  // 151: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	28,  // 152: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	30,  // 153: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	128, // [128:154] is the sub-list for method output_type
+	102, // [102:128] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -6622,7 +6926,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   81,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -86,6 +86,8 @@ const (
 	KernelListVolumesProcedure = "/dcos.syscalls.v1.Kernel/ListVolumes"
 	// KernelDestroyVolumeProcedure is the fully-qualified name of the Kernel's DestroyVolume RPC.
 	KernelDestroyVolumeProcedure = "/dcos.syscalls.v1.Kernel/DestroyVolume"
+	// KernelRemoveImageProcedure is the fully-qualified name of the Kernel's RemoveImage RPC.
+	KernelRemoveImageProcedure = "/dcos.syscalls.v1.Kernel/RemoveImage"
 	// KernelCampaignProcedure is the fully-qualified name of the Kernel's Campaign RPC.
 	KernelCampaignProcedure = "/dcos.syscalls.v1.Kernel/Campaign"
 	// KernelResignProcedure is the fully-qualified name of the Kernel's Resign RPC.
@@ -154,6 +156,11 @@ type KernelClient interface {
 	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
 	// an unknown name is not an error.
 	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
+	// RemoveImage (operators only) asks agents to delete a cached container
+	// image and the layers no other image uses. It is delivered with the
+	// agents' next heartbeat answer; an image in use by a task is kept (the
+	// agent reports it again). Agents list their images in Agent.images.
+	RemoveImage(context.Context, *connect.Request[v1.RemoveImageRequest]) (*connect.Response[v1.RemoveImageResponse], error)
 	// Coordination for the replicas of a framework (the kernel is the
 	// datacenter's coordination service; frameworks never get etcd
 	// credentials). Elections and state are scoped to the calling principal;
@@ -301,6 +308,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
 			connect.WithClientOptions(opts...),
 		),
+		removeImage: connect.NewClient[v1.RemoveImageRequest, v1.RemoveImageResponse](
+			httpClient,
+			baseURL+KernelRemoveImageProcedure,
+			connect.WithSchema(kernelMethods.ByName("RemoveImage")),
+			connect.WithClientOptions(opts...),
+		),
 		campaign: connect.NewClient[v1.CampaignRequest, v1.CampaignResponse](
 			httpClient,
 			baseURL+KernelCampaignProcedure,
@@ -366,6 +379,7 @@ type kernelClient struct {
 	policyRollback   *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
 	listVolumes      *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
 	destroyVolume    *connect.Client[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse]
+	removeImage      *connect.Client[v1.RemoveImageRequest, v1.RemoveImageResponse]
 	campaign         *connect.Client[v1.CampaignRequest, v1.CampaignResponse]
 	resign           *connect.Client[v1.ResignRequest, v1.ResignResponse]
 	leader           *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
@@ -465,6 +479,11 @@ func (c *kernelClient) DestroyVolume(ctx context.Context, req *connect.Request[v
 	return c.destroyVolume.CallUnary(ctx, req)
 }
 
+// RemoveImage calls dcos.syscalls.v1.Kernel.RemoveImage.
+func (c *kernelClient) RemoveImage(ctx context.Context, req *connect.Request[v1.RemoveImageRequest]) (*connect.Response[v1.RemoveImageResponse], error) {
+	return c.removeImage.CallUnary(ctx, req)
+}
+
 // Campaign calls dcos.syscalls.v1.Kernel.Campaign.
 func (c *kernelClient) Campaign(ctx context.Context, req *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error) {
 	return c.campaign.CallUnary(ctx, req)
@@ -552,6 +571,11 @@ type KernelHandler interface {
 	// (FailedPrecondition); another role's is PermissionDenied. Idempotent:
 	// an unknown name is not an error.
 	DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error)
+	// RemoveImage (operators only) asks agents to delete a cached container
+	// image and the layers no other image uses. It is delivered with the
+	// agents' next heartbeat answer; an image in use by a task is kept (the
+	// agent reports it again). Agents list their images in Agent.images.
+	RemoveImage(context.Context, *connect.Request[v1.RemoveImageRequest]) (*connect.Response[v1.RemoveImageResponse], error)
 	// Coordination for the replicas of a framework (the kernel is the
 	// datacenter's coordination service; frameworks never get etcd
 	// credentials). Elections and state are scoped to the calling principal;
@@ -695,6 +719,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("DestroyVolume")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelRemoveImageHandler := connect.NewUnaryHandler(
+		KernelRemoveImageProcedure,
+		svc.RemoveImage,
+		connect.WithSchema(kernelMethods.ByName("RemoveImage")),
+		connect.WithHandlerOptions(opts...),
+	)
 	kernelCampaignHandler := connect.NewUnaryHandler(
 		KernelCampaignProcedure,
 		svc.Campaign,
@@ -775,6 +805,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelListVolumesHandler.ServeHTTP(w, r)
 		case KernelDestroyVolumeProcedure:
 			kernelDestroyVolumeHandler.ServeHTTP(w, r)
+		case KernelRemoveImageProcedure:
+			kernelRemoveImageHandler.ServeHTTP(w, r)
 		case KernelCampaignProcedure:
 			kernelCampaignHandler.ServeHTTP(w, r)
 		case KernelResignProcedure:
@@ -868,6 +900,10 @@ func (UnimplementedKernelHandler) ListVolumes(context.Context, *connect.Request[
 
 func (UnimplementedKernelHandler) DestroyVolume(context.Context, *connect.Request[v1.DestroyVolumeRequest]) (*connect.Response[v1.DestroyVolumeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.DestroyVolume is not implemented"))
+}
+
+func (UnimplementedKernelHandler) RemoveImage(context.Context, *connect.Request[v1.RemoveImageRequest]) (*connect.Response[v1.RemoveImageResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.RemoveImage is not implemented"))
 }
 
 func (UnimplementedKernelHandler) Campaign(context.Context, *connect.Request[v1.CampaignRequest]) (*connect.Response[v1.CampaignResponse], error) {

@@ -158,30 +158,16 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	})
 }
 
-// start runs tk through its isolator and driver and reports the outcome.
+// start runs tk through the launch pipeline (runner.go) and reports the
+// outcome. A start the agent's stop interrupts is torn down and not
+// reported: the task is simply not running when the next agent registers
+// (see abandon).
 func (a *Agent) start(tk *task, t *syscallsv1.Task) {
-	err := validTaskID(t.GetId())
-	if err == nil {
-		err = a.prepareStorage(tk, t)
-	}
-	var cfg *contract.TaskConfig
-	if err == nil {
-		cfg, err = a.taskConfig(t, tk.sandbox)
-	}
-	if err == nil {
-		cfg.User = t.GetUser()
-		if cfg.Isolation, err = a.taskIsolation(t, tk.sandbox); err == nil {
-			a.mu.Lock()
-			sb := tk.storage
-			a.mu.Unlock()
-			err = giveSandbox(cfg.Isolation, sb, cfg.WorkDir)
-		}
-	}
-	if err == nil {
-		err = a.startTask(tk, cfg)
-	}
-	if err != nil {
-		a.releaseStorage(tk, true)
+	r := &taskRun{a: a, tk: tk, spec: t}
+	err := a.runStart(a.ctx, r)
+	if err != nil && a.ctx.Err() != nil {
+		a.abandon(tk, err)
+		return
 	}
 	a.metrics.started(err)
 	if err != nil {
@@ -202,106 +188,24 @@ func (a *Agent) start(tk *task, t *syscallsv1.Task) {
 		"isolate", tk.isolateTook, "start", tk.startTook)
 	a.reports.push(report{req: running})
 	a.wg.Go(func() { a.wait(tk) })
-	a.startProbes(tk)
+	a.runRunning(r)
 	if killReason != "" {
 		a.wg.Go(func() { a.terminate(tk) })
 	}
 }
 
-// startTask gives tk its network and isolation, starts it with its driver
-// and records its handle. On error nothing of the task is left behind.
-func (a *Agent) startTask(tk *task, cfg *contract.TaskConfig) error {
-	drv, err := a.plugins.Driver(tk.driver)
-	if err != nil {
-		return fmt.Errorf("driver %q: %w", tk.driver, err)
-	}
-	if cfg.Isolation != nil {
-		caps, err := a.capabilities(tk.driver, drv)
-		if err != nil {
-			return fmt.Errorf("driver %q: %w", tk.driver, err)
-		}
-		if !caps.Isolation {
-			return fmt.Errorf("driver %q cannot isolate tasks (its Capabilities.Isolation is false); an agent with --task-isolation=false runs its tasks unisolated", tk.driver)
-		}
-	}
-	if tk.network == netBridge {
-		caps, err := a.capabilities(tk.driver, drv)
-		if err != nil {
-			return fmt.Errorf("driver %q: %w", tk.driver, err)
-		}
-		if err := a.setupNetwork(tk, caps, cfg); err != nil {
-			a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
-			return err
-		}
-		if err := a.startIsolated(tk, drv, cfg); err != nil {
-			a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
-			return err
-		}
-		return nil
-	}
-	hostPortEnv(tk, cfg)
-	return a.startIsolated(tk, drv, cfg)
-}
-
-// startIsolated prepares isolation for tk, starts it with drv and records
-// its handle. On error nothing of its isolation is left behind.
-func (a *Agent) startIsolated(tk *task, drv contract.Driver, cfg *contract.TaskConfig) error {
-	ctx := a.ctx
-	var iso contract.Isolator
-	var err error
-	if a.isolator != "" {
-		if iso, err = a.plugins.Isolator(a.isolator); err != nil {
-			return fmt.Errorf("isolator %q: %w", a.isolator, err)
-		}
-		caps, err := a.capabilities(tk.driver, drv)
-		if err != nil {
-			return fmt.Errorf("driver %q: %w", tk.driver, err)
-		}
-		cfg.Resources = tk.limits
-		t0 := time.Now()
-		li, err := iso.Prepare(ctx, tk.id, tk.limits)
-		tk.isolateTook = time.Since(t0)
-		if err != nil {
-			return fmt.Errorf("isolation: %w", err)
-		}
-		a.mu.Lock()
-		tk.isolated, tk.cgroups = true, li.Cgroups
-		a.mu.Unlock()
-		for k, v := range li.Env {
-			if _, set := cfg.Env[k]; !set {
-				cfg.Env[k] = v
-			}
-		}
-		if caps.JoinCgroups {
-			cfg.Cgroups = li.Cgroups
-		}
-		a.netAttach(tk, li.Cgroups)
-		t0 = time.Now()
-		h, err := startWith(ctx, drv, cfg)
-		tk.startTook = time.Since(t0)
-		if err == nil && !caps.JoinCgroups && h.PID > 0 {
-			if err = iso.Isolate(ctx, tk.id, h.PID); err != nil {
-				err = fmt.Errorf("isolation: %w", err)
-				drv.DestroyTask(ctx, tk.id, true)
-			}
-		}
-		if err != nil {
-			a.netDetach(tk)
-			if cerr := iso.Cleanup(ctx, tk.id); cerr != nil {
-				a.log.Error("cannot clean up isolation of a task that failed to start", "task", tk.id, "err", cerr)
-			}
-			return err
-		}
-		return a.setHandle(tk, h)
-	}
-	cfg.Resources = tk.limits
-	t0 := time.Now()
-	h, err := startWith(ctx, drv, cfg)
-	tk.startTook = time.Since(t0)
-	if err != nil {
-		return err
-	}
-	return a.setHandle(tk, h)
+// abandon drops tk, whose start the agent's stop interrupted (err) and
+// runStart tore down: no report and no checkpoint, as the task does not
+// run. The kernel still has it PENDING or STARTING; the next agent's
+// registration reconciles it (a PENDING task is launched again, a STARTING
+// one the agent does not know is reported LOST).
+func (a *Agent) abandon(tk *task, err error) {
+	a.log.Info("agent stopping: task start interrupted and torn down", "task", tk.id, "driver", tk.driver, "err", err)
+	close(tk.exited)
+	a.mu.Lock()
+	tk.state = taskExited
+	delete(a.tasks, tk.id)
+	a.mu.Unlock()
 }
 
 // startWith starts cfg with drv; a driver that answers no handle has its
@@ -504,8 +408,7 @@ func (a *Agent) ended(tk *task, res *contract.ExitResult) {
 		}
 	}
 	state, reason, code := classify(res, killReason, oom)
-	a.stopProbes(tk) // before the final report: none may follow it
-	a.release(tk)
+	a.release(tk) // stops the probes first: no health report may follow the final one
 	close(tk.exited)
 	a.log.Info("task ended", "task", tk.id, "state", state, "reason", reason)
 	a.finish(tk, state, reason, code)
@@ -513,35 +416,15 @@ func (a *Agent) ended(tk *task, res *contract.ExitResult) {
 
 // lost reports tk LOST: the agent can no longer watch it.
 func (a *Agent) lost(tk *task, reason string) {
-	a.stopProbes(tk)
 	a.release(tk)
 	close(tk.exited)
 	a.finish(tk, syscallsv1.TaskState_TASK_STATE_LOST, reason, -1)
 }
 
-// release tears down tk's driver, network accounting and isolator state
-// (all idempotent).
+// release unwinds tk's launch pipeline (runner.go): probes, driver,
+// isolation and accounting, network, sandbox (all idempotent).
 func (a *Agent) release(tk *task) {
-	a.netDetach(tk)
-	defer a.releaseStorage(tk, false) // after the driver let go of the task's files
-	defer a.teardownNetwork(context.WithoutCancel(a.ctx), tk)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout)
-	defer cancel()
-	if drv, err := a.plugins.Driver(tk.driver); err == nil {
-		if err := drv.DestroyTask(ctx, tk.id, true); err != nil {
-			a.log.Warn("driver could not destroy task", "task", tk.id, "driver", tk.driver, "err", err)
-		}
-	}
-	a.mu.Lock()
-	isolated := tk.isolated
-	a.mu.Unlock()
-	if isolated {
-		if iso, err := a.plugins.Isolator(a.isolator); err == nil {
-			if err := iso.Cleanup(ctx, tk.id); err != nil {
-				a.log.Warn("isolator could not clean up task", "task", tk.id, "err", err)
-			}
-		}
-	}
+	a.runTeardown(a.adopted(tk))
 }
 
 // classify turns how a task ended into a task state, reason and exit code.
@@ -692,7 +575,7 @@ func (a *Agent) recover() error {
 			continue
 		}
 		a.wg.Go(func() { a.wait(tk) })
-		a.startProbes(tk)
+		a.runRunning(a.adopted(tk))
 	}
 	return nil
 }

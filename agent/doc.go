@@ -9,7 +9,11 @@
 // operator sees: restart semantics, sandbox layout, environment, kill
 // sequence.
 //
-// It is not a task driver framework or an isolator: tasks are plain
-// processes in their own process group, with no cgroup or namespace. Those
-// come from drivers and isolators later.
+// A task starts through a pipeline of stages (runner.go: sandbox, network,
+// isolation, driver, health), each with a setup and an idempotent
+// teardown, run forward by one runner and unwound backward when a start
+// fails or the task ends; a new concern is one new stage_<name>.go.
+//
+// It is not a task driver or an isolator: those are plugins (package
+// plugins/contract) that the stages call.
 package agent

@@ -163,7 +163,7 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 // reported: the task is simply not running when the next agent registers
 // (see abandon).
 func (a *Agent) start(tk *task, t *syscallsv1.Task) {
-	r := &taskRun{a: a, tk: tk, spec: t}
+	r := a.newRun(tk, t)
 	err := a.runStart(a.ctx, r)
 	if err != nil && a.ctx.Err() != nil {
 		a.abandon(tk, err)

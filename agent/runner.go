@@ -68,6 +68,8 @@ type taskRun struct {
 	spec *syscallsv1.Task     // what the kernel asked for; nil for a recovered task
 	cfg  *contract.TaskConfig // the driver's view, built by the sandbox stage
 
+	stages []stage // the pipeline (Agent.stages)
+
 	drv  contract.Driver
 	caps *contract.Capabilities
 	iso  contract.Isolator // set by the isolation stage when the agent isolates
@@ -111,7 +113,7 @@ func (r *taskRun) capabilities() (*contract.Capabilities, error) {
 // On error it unwinds every stage that began, with a context of its own,
 // and returns the error: nothing of the task is left behind.
 func (a *Agent) runStart(ctx context.Context, r *taskRun) error {
-	stages := a.stages()
+	stages := r.stages
 	err := func() error {
 		for _, s := range stages {
 			r.began++
@@ -137,7 +139,7 @@ func (a *Agent) runStart(ctx context.Context, r *taskRun) error {
 
 // runRunning calls the stages' running hooks: r's task runs.
 func (a *Agent) runRunning(r *taskRun) {
-	for _, s := range a.stages()[:r.began] {
+	for _, s := range r.stages[:min(r.began, len(r.stages))] {
 		if h, ok := s.(runningHook); ok {
 			h.running(r)
 		}
@@ -150,7 +152,7 @@ func (a *Agent) runRunning(r *taskRun) {
 func (a *Agent) runTeardown(r *taskRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
-	stages := a.stages()
+	stages := r.stages
 	for i := min(r.began, len(stages)) - 1; i >= 0; i-- {
 		if err := stages[i].teardown(ctx, r); err != nil {
 			a.log.Warn("cannot tear down a stage of the task", "task", r.tk.id, "stage", stages[i].name(), "err", err)
@@ -158,8 +160,14 @@ func (a *Agent) runTeardown(r *taskRun) {
 	}
 }
 
-// adopted returns the run of a task the agent adopted whole (recovered
-// from its checkpoint): every stage counts as set up.
+// newRun returns the run of a task to start from spec.
+func (a *Agent) newRun(tk *task, spec *syscallsv1.Task) *taskRun {
+	return &taskRun{a: a, tk: tk, spec: spec, stages: a.stages()}
+}
+
+// adopted returns the run of a task that runs (started, or recovered from
+// its checkpoint): every stage counts as set up.
 func (a *Agent) adopted(tk *task) *taskRun {
-	return &taskRun{a: a, tk: tk, began: len(a.stages())}
+	st := a.stages()
+	return &taskRun{a: a, tk: tk, stages: st, began: len(st)}
 }

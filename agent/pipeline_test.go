@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,13 +165,13 @@ func TestAgent_IsolateAfterStart(t *testing.T) {
 	task := newTask("t-run", a.ID(), pending, "sleep", "300")
 	k.pushTask(task)
 	pid := int(k.waitReport(t, "t-run", running).GetPid())
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for ctrl, d := range dirs {
-		if !strings.Contains(string(b), filepath.Base(d)) {
-			t.Errorf("task pid %d is not beneath %s (%s) after Isolate:\n%s", pid, d, ctrl, b)
+		b, err := os.ReadFile(filepath.Join(d, "t-run", "cgroup.procs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(strings.Fields(string(b)), strconv.Itoa(pid)) {
+			t.Errorf("task pid %d is not in its %s cgroup %s after Isolate: cgroup.procs = %q", pid, ctrl, d, b)
 		}
 	}
 	k.pushTask(newTask("t-run", a.ID(), killed, "sleep"))

@@ -76,7 +76,7 @@ type taskRun struct {
 	h    *contract.TaskHandle
 
 	began int  // stages whose setup began
-	now   bool // the task never ran (or ran to an aborted start): remove its sandbox at once
+	now   bool // the start failed: remove its sandbox at once, not after the retention
 }
 
 // driver returns the task's driver, looked up once per run.
@@ -146,9 +146,9 @@ func (a *Agent) runRunning(r *taskRun) {
 	}
 }
 
-// runTeardown unwinds the stages of r that began, last first, each with
-// a context of its own bounded by teardownTimeout in all. Errors are
-// logged. Idempotent (every teardown is).
+// runTeardown unwinds the stages of r that began, last first, with one
+// context of its own (never the agent's, which may be cancelled) bounded
+// by teardownTimeout. Errors are logged. Idempotent (every teardown is).
 func (a *Agent) runTeardown(r *taskRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()

@@ -255,9 +255,8 @@ func (a *Agent) taskConfig(t *syscallsv1.Task, sandbox string) (*contract.TaskCo
 	if err := validTaskID(t.GetId()); err != nil {
 		return nil, err
 	}
-	if t.GetCommand() == "" {
-		return nil, errors.New("command is empty")
-	}
+	// An empty command is the driver's to judge: the exec driver refuses
+	// it, an image driver runs the image's entrypoint.
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}

@@ -1,0 +1,436 @@
+//go:build linux
+
+package taskinit
+
+import (
+	"bytes"
+	"encoding/json"
+		"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// report is testdata/probe's output.
+type report struct {
+	Pid, Ppid, UID, GID int
+	Hostname, Cwd       string
+	Status              map[string]string
+	ProcPids            []string
+	Exists              map[string]bool
+	Writes              map[string]string
+	Reads               map[string]string
+	Modes               map[string]string
+}
+
+var probe struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if probe.dir != "" {
+		os.RemoveAll(probe.dir)
+	}
+	os.Exit(code)
+}
+
+// probePath builds testdata/probe (static, once per test binary).
+func probePath(t *testing.T) string {
+	t.Helper()
+	probe.once.Do(func() {
+		if probe.dir, probe.err = os.MkdirTemp("", "taskinit-probe-"); probe.err != nil {
+			return
+		}
+		probe.path = filepath.Join(probe.dir, "probe")
+		cmd := exec.Command("go", "build", "-o", probe.path, "./testdata/probe")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			probe.err = fmt.Errorf("go build probe: %v\n%s", err, out)
+		}
+	})
+	if probe.err != nil {
+		t.Fatal(probe.err)
+	}
+	return probe.path
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: the task init's namespaces and mounts need root")
+	}
+}
+
+// newRootFS is a root filesystem holding /bin/probe (and /etc, /dev,
+// /proc, /sys left to the init to make).
+func newRootFS(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(probePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "probe"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// hostMarker is a file in the node's temporary directory that no
+// container may see.
+func hostMarker(t *testing.T) string {
+	t.Helper()
+	f, err := os.CreateTemp("", "dcos-host-marker-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	return f.Name()
+}
+
+// mountCounts counts the node's mounts at the paths a leak from the
+// init would show at: under dir, and the node's own /, /proc, /sys,
+// /dev, /dev/pts, /dev/shm.
+func mountCounts(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := f[4]
+		switch {
+		case strings.HasPrefix(mp, dir), mp == "/", mp == "/proc", mp == "/sys", mp == "/dev", mp == "/dev/pts", mp == "/dev/shm":
+			n[mp]++
+		}
+	}
+	return n
+}
+
+// checkNoLeak fails t if the node's mounts at the paths mountCounts
+// watches changed since before.
+func checkNoLeak(t *testing.T, dir string, before map[string]int) {
+	t.Helper()
+	after := mountCounts(t, dir)
+	for mp, n := range after {
+		if before[mp] != n {
+			t.Errorf("node mounts at %s: %d after the task, %d before", mp, n, before[mp])
+		}
+	}
+	for mp, n := range before {
+		if _, ok := after[mp]; !ok {
+			t.Errorf("node mounts at %s: gone after the task (%d before)", mp, n)
+		}
+	}
+}
+
+type result struct {
+	startErr  error
+	code, sig int
+	stdout    string
+	stderr    string
+	rep       report
+}
+
+// startInit starts path (args) under the init as the supervisor does.
+func startInit(t *testing.T, s *Spec, path string, args ...string) (*exec.Cmd, *Start, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := &exec.Cmd{
+		Path:        path,
+		Args:        append([]string{path}, args...),
+		Env:         []string{"PATH=/usr/bin:/bin"},
+		Stdout:      &out,
+		Stderr:      &errb,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	st, err := Prepare(cmd, s)
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		st.Close()
+		t.Fatalf("start: %v", err)
+	}
+	return cmd, st, &out, &errb
+}
+
+// wait reaps cmd and maps its exit as the supervisor does.
+func wait(cmd *exec.Cmd, st *Start) (code, sig int) {
+	cmd.Wait()
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	code, sig = ws.ExitStatus(), 0
+	if ws.Signaled() {
+		code, sig = -1, int(ws.Signal())
+	}
+	return st.Exit(code, sig)
+}
+
+// runInit runs path under the init to its end, checking that no mount is
+// left on the node.
+func runInit(t *testing.T, s *Spec, path string, args ...string) result {
+	t.Helper()
+	watch := filepath.Dir(s.RootFS)
+	if s.RootFS == "" {
+		watch = os.TempDir()
+	}
+	before := mountCounts(t, watch)
+	cmd, st, out, errb := startInit(t, s, path, args...)
+	var r result
+	r.startErr = st.Started(30 * time.Second)
+	r.code, r.sig = wait(cmd, st)
+	r.stdout, r.stderr = out.String(), errb.String()
+	if r.startErr == nil && r.code == 0 {
+		if err := json.Unmarshal(out.Bytes(), &r.rep); err != nil {
+			t.Fatalf("probe output %q (stderr %q): %v", out, errb, err)
+		}
+	}
+	checkNoLeak(t, watch, before)
+	return r
+}
+
+func mustRun(t *testing.T, s *Spec, path string, args ...string) report {
+	t.Helper()
+	r := runInit(t, s, path, args...)
+	if r.startErr != nil || r.code != 0 || r.sig != 0 {
+		t.Fatalf("run: start %v, exit %d, signal %d, stderr %q", r.startErr, r.code, r.sig, r.stderr)
+	}
+	return r.rep
+}
+
+// capMask is the /proc/self/status text of the capabilities names.
+func capMask(names ...string) string {
+	var m uint64
+	for _, n := range names {
+		i, ok := CapNumber(n)
+		if !ok {
+			panic(n)
+		}
+		m |= 1 << i
+	}
+	return fmt.Sprintf("%016x", m)
+}
+
+func TestContainer_Isolation(t *testing.T) {
+	needRoot(t)
+	root := newRootFS(t)
+	marker := hostMarker(t)
+	sandbox := filepath.Join(t.TempDir(), "sandbox")
+	if err := os.Mkdir(sandbox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 box-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{RootFS: root, PIDNamespace: true, Hostname: "box-1", Dir: "/dcos/sandbox",
+		Binds: []Bind{{Source: sandbox, Target: "/dcos/sandbox"}, {Source: hosts, Target: "/etc/hosts", ReadOnly: true}}}
+	rep := mustRun(t, s, "probe",
+		"-exists", marker, "-exists", sandbox, "-exists", "/bin/probe",
+		"-write", "/dcos/sandbox/out", "-write", "/etc/hosts", "-write", "/newfile", "-write", "/dev/shm/x",
+		"-write", "/proc/sys/kernel/hostname", "-write", "/sys/kernel/x", "-write", "/dev/null",
+		"-read", "/etc/hosts",
+		"-stat", "/dev/null", "-stat", "/dev/fd", "-stat", "/dev/ptmx", "-stat", "/dev/pts/ptmx", "-stat", "/proc/keys", "-stat", "/proc/timer_list", "-stat", "/proc/kcore")
+	if rep.Pid != 1 || rep.Ppid != 0 {
+		t.Errorf("pid %d, ppid %d; want the entrypoint as pid 1", rep.Pid, rep.Ppid)
+	}
+	if !slices.Equal(rep.ProcPids, []string{"1"}) {
+		t.Errorf("/proc pids %q; want only the container's own [1]", rep.ProcPids)
+	}
+	if rep.Hostname != "box-1" {
+		t.Errorf("hostname %q, want box-1", rep.Hostname)
+	}
+	if rep.Cwd != "/dcos/sandbox" {
+		t.Errorf("cwd %q, want /dcos/sandbox", rep.Cwd)
+	}
+	if rep.Exists[marker] || rep.Exists[sandbox] || !rep.Exists["/bin/probe"] {
+		t.Errorf("exists %v: want the image's /bin/probe and none of the node's files", rep.Exists)
+	}
+	for _, p := range []string{"/dcos/sandbox/out", "/newfile", "/dev/shm/x", "/dev/null"} {
+		if rep.Writes[p] != "" {
+			t.Errorf("write %s: %s", p, rep.Writes[p])
+		}
+	}
+	for _, p := range []string{"/etc/hosts", "/proc/sys/kernel/hostname", "/sys/kernel/x"} {
+		if !strings.Contains(rep.Writes[p], "read-only file system") {
+			t.Errorf("write %s: %q, want a read-only file system", p, rep.Writes[p])
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(sandbox, "out")); err != nil || string(b) != "written\n" {
+		t.Errorf("the sandbox on the node: out = %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "newfile")); err != nil {
+		t.Errorf("the root on the node: %v", err)
+	}
+	if rep.Reads["/etc/hosts"] != "127.0.0.1 box-1\n" {
+		t.Errorf("/etc/hosts = %q", rep.Reads["/etc/hosts"])
+	}
+	for p, want := range map[string]string{"/dev/null": "Dcrw-rw-rw-", "/dev/fd": "L", "/dev/ptmx": "L", "/dev/pts/ptmx": "Dc"} {
+		if !strings.HasPrefix(rep.Modes[p], want) {
+			t.Errorf("%s: mode %q, want %s…", p, rep.Modes[p], want)
+		}
+	}
+	// The node's files in /proc that a task must not read are /dev/null
+	// (kcore is not in every kernel).
+	for _, p := range []string{"/proc/keys", "/proc/timer_list", "/proc/kcore"} {
+		if _, err := os.Stat(p); err == nil && rep.Modes[p] != "Dcrw-rw-rw-" {
+			t.Errorf("%s: mode %q, want /dev/null's", p, rep.Modes[p])
+		}
+	}
+	def := capMask(DefaultContainerCaps...)
+	if def != "00000000800405fb" {
+		t.Errorf("DefaultContainerCaps = %s, want Docker's 00000000a80425fb without MKNOD, NET_RAW, AUDIT_WRITE", def)
+	}
+	for _, k := range []string{"CapBnd", "CapEff", "CapPrm"} {
+		if rep.Status[k] != def {
+			t.Errorf("%s = %s, want the default set %s", k, rep.Status[k], def)
+		}
+	}
+	if rep.Status["CapInh"] != capMask() || rep.Status["CapAmb"] != capMask() || rep.Status["NoNewPrivs"] != "0" {
+		t.Errorf("status %v: want no inheritable or ambient capabilities and no no_new_privs", rep.Status)
+	}
+}
+
+// The driver's root is an overlayfs mount; read-only it stays unwritable
+// but for the sandbox and /dev/shm.
+func TestContainer_ReadOnlyRoot(t *testing.T) {
+	needRoot(t)
+	lower := newRootFS(t)
+	base := filepath.Dir(lower)
+	upper, work, merged := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{upper, work, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Fatalf("overlayfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(merged, 0); err != nil {
+			t.Errorf("unmount the overlay: %v", err)
+		}
+	})
+	sandbox := filepath.Join(t.TempDir(), "sandbox")
+	if err := os.Mkdir(sandbox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{RootFS: merged, PIDNamespace: true, ReadOnlyRoot: true, Binds: []Bind{{Source: sandbox, Target: "/dcos/sandbox"}}}
+	rep := mustRun(t, s, "/bin/probe", "-write", "/newfile", "-write", "/bin/x", "-write", "/dcos/sandbox/out", "-write", "/dev/shm/x")
+	for _, p := range []string{"/newfile", "/bin/x"} {
+		if !strings.Contains(rep.Writes[p], "read-only file system") {
+			t.Errorf("write %s: %q, want a read-only file system", p, rep.Writes[p])
+		}
+	}
+	for _, p := range []string{"/dcos/sandbox/out", "/dev/shm/x"} {
+		if rep.Writes[p] != "" {
+			t.Errorf("write %s: %s", p, rep.Writes[p])
+		}
+	}
+	if rep.Cwd != "/" {
+		t.Errorf("cwd %q, want / by default", rep.Cwd)
+	}
+	// The node's overlay mount stays writable.
+	if err := os.WriteFile(filepath.Join(merged, "fromnode"), nil, 0o644); err != nil {
+		t.Errorf("the node's root mount: %v", err)
+	}
+}
+
+func TestContainer_Credentials(t *testing.T) {
+	needRoot(t)
+	for _, tt := range []struct {
+		name     string
+		uid      uint32
+		caps     []string
+		bnd, eff string
+		nnp      string
+	}{
+		{name: "root default", uid: 0, bnd: capMask(DefaultContainerCaps...), eff: capMask(DefaultContainerCaps...), nnp: "0"},
+		{name: "root chosen", uid: 0, caps: []string{"CAP_KILL", "net_bind_service"}, bnd: capMask("CAP_KILL", "CAP_NET_BIND_SERVICE"), eff: capMask("CAP_KILL", "CAP_NET_BIND_SERVICE"), nnp: "0"},
+		{name: "root none", uid: 0, caps: []string{}, bnd: capMask(), eff: capMask(), nnp: "0"},
+		{name: "user", uid: 1000, caps: []string{"CAP_KILL"}, bnd: capMask(), eff: capMask(), nnp: "1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRootFS(t)
+			sandbox := filepath.Join(t.TempDir(), "sandbox")
+			if err := os.Mkdir(sandbox, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(sandbox, int(tt.uid), int(tt.uid)); err != nil {
+				t.Fatal(err)
+			}
+			s := &Spec{UID: tt.uid, GID: tt.uid, Groups: []uint32{tt.uid + 1}, RootFS: root, PIDNamespace: true, Caps: tt.caps,
+				Binds: []Bind{{Source: sandbox, Target: "/sandbox"}}}
+			rep := mustRun(t, s, "probe", "-write", "/sandbox/out")
+			if rep.UID != int(tt.uid) || rep.GID != int(tt.uid) {
+				t.Errorf("uid %d gid %d, want %d", rep.UID, rep.GID, tt.uid)
+			}
+			if rep.Status["CapBnd"] != tt.bnd || rep.Status["CapEff"] != tt.eff || rep.Status["CapPrm"] != tt.eff || rep.Status["NoNewPrivs"] != tt.nnp {
+				t.Errorf("status %v; want CapBnd %s, CapEff/CapPrm %s, NoNewPrivs %s", rep.Status, tt.bnd, tt.eff, tt.nnp)
+			}
+			if rep.Writes["/sandbox/out"] != "" {
+				t.Errorf("write the sandbox: %s", rep.Writes["/sandbox/out"])
+			}
+		})
+	}
+}
+
+func TestContainer_Failures(t *testing.T) {
+	needRoot(t)
+	for _, tt := range []struct {
+		name, path string
+		spec       func(root string) *Spec
+		want       string
+	}{
+		{name: "not in PATH", path: "nope", want: "exec nope: no such file or directory in the image's PATH"},
+		{name: "missing path", path: "/bin/nope", want: "exec /bin/nope: no such file or directory"},
+		{name: "no rootfs", path: "probe", spec: func(root string) *Spec {
+			return &Spec{RootFS: filepath.Join(root, "missing"), PIDNamespace: true}
+		}, want: "bind rootfs "},
+		{name: "no bind source", path: "probe", spec: func(root string) *Spec {
+			return &Spec{RootFS: root, PIDNamespace: true, Binds: []Bind{{Source: filepath.Join(root, "..", "missing"), Target: "/x"}}}
+		}, want: "missing: no such file or directory"},
+		{name: "bad dir", path: "probe", spec: func(root string) *Spec {
+			return &Spec{RootFS: root, PIDNamespace: true, Dir: "/nowhere"}
+		}, want: "chdir /nowhere: no such file or directory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRootFS(t)
+			s := &Spec{RootFS: root, PIDNamespace: true}
+			if tt.spec != nil {
+				s = tt.spec(root)
+			}
+			r := runInit(t, s, tt.path)
+			if r.startErr == nil || !strings.Contains(r.startErr.Error(), tt.want) {
+				t.Errorf("start error %v, want one saying %q", r.startErr, tt.want)
+			}
+			if r.code != 127 || r.sig != 0 {
+				t.Errorf("exit %d, signal %d; want 127", r.code, r.sig)
+			}
+		})
+	}
+}

@@ -5,7 +5,8 @@ package taskinit
 import (
 	"bytes"
 	"encoding/json"
-		"fmt"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,6 +426,7 @@ func TestContainer_Failures(t *testing.T) {
 				s = tt.spec(root)
 			}
 			r := runInit(t, s, tt.path)
+			t.Logf("start error: %v", r.startErr)
 			if r.startErr == nil || !strings.Contains(r.startErr.Error(), tt.want) {
 				t.Errorf("start error %v, want one saying %q", r.startErr, tt.want)
 			}
@@ -432,5 +434,190 @@ func TestContainer_Failures(t *testing.T) {
 				t.Errorf("exit %d, signal %d; want 127", r.code, r.sig)
 			}
 		})
+	}
+}
+
+// A symbolic link in the image cannot lead a bind out of the root: the
+// target resolves inside it.
+func TestContainer_BindSymlinkStaysInside(t *testing.T) {
+	needRoot(t)
+	root := newRootFS(t)
+	outside := t.TempDir() // the node's
+	if err := os.Symlink(outside, filepath.Join(root, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../../..", filepath.Join(root, "up")); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sandbox := t.TempDir()
+	s := &Spec{RootFS: root, PIDNamespace: true, Binds: []Bind{
+		{Source: hosts, Target: "/etc/hosts", ReadOnly: true},
+		{Source: sandbox, Target: "/up/sb"},
+	}}
+	rep := mustRun(t, s, "probe", "-read", "/etc/hosts", "-write", "/sb/x")
+	if rep.Reads["/etc/hosts"] != "h\n" || rep.Writes["/sb/x"] != "" {
+		t.Errorf("inside: /etc/hosts %q, write /sb/x %q", rep.Reads["/etc/hosts"], rep.Writes["/sb/x"])
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "hosts")); err == nil {
+		t.Errorf("the bind's target was made on the node, in %s", outside)
+	}
+	if _, err := os.Stat(filepath.Join(root, outside, "hosts")); err != nil {
+		t.Errorf("the target inside the root: %v", err)
+	}
+	if _, err := os.Stat("/sb"); err == nil {
+		t.Errorf("/sb made on the node")
+	}
+}
+
+// The init is the entrypoint: its exit and the signal that kills it are
+// the task's.
+func TestContainer_ExitPassesThrough(t *testing.T) {
+	needRoot(t)
+	root := newRootFS(t)
+	s := &Spec{RootFS: root, PIDNamespace: true}
+	if r := runInit(t, s, "probe", "-exit", "3"); r.startErr != nil || r.code != 3 || r.sig != 0 {
+		t.Errorf("exit 3: start %v, exit %d, signal %d", r.startErr, r.code, r.sig)
+	}
+	before := mountCounts(t, filepath.Dir(root))
+	cmd, st, _, _ := startInit(t, s, "probe", "-sleep")
+	if err := st.Started(30 * time.Second); err != nil {
+		t.Fatalf("started: %v", err)
+	}
+	// SIGTERM from the node: pid 1 without a handler does not get it;
+	// SIGKILL it does.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if code, sig := wait(cmd, st); code != -1 || sig != int(syscall.SIGKILL) {
+		t.Errorf("killed: exit %d, signal %d; want -1, 9", code, sig)
+	}
+	checkNoLeak(t, filepath.Dir(root), before)
+}
+
+func TestContainer_Enter(t *testing.T) {
+	needRoot(t)
+	root := newRootFS(t)
+	marker := hostMarker(t)
+	sandbox := t.TempDir()
+	if err := os.Chmod(sandbox, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{RootFS: root, PIDNamespace: true, Hostname: "box-e", Binds: []Bind{{Source: sandbox, Target: "/sandbox"}}}
+	cmd, st, _, _ := startInit(t, s, "probe", "-sleep")
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		wait(cmd, st)
+	}()
+	if err := st.Started(30 * time.Second); err != nil {
+		t.Fatalf("started: %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		e    EnterSpec
+		uid  int
+		cwd  string
+		bnd  string
+		eff  string
+		nnp  string
+	}{
+		{name: "root", e: EnterSpec{Credentials: &Spec{}, Caps: DefaultContainerCaps},
+			cwd: "/", bnd: capMask(DefaultContainerCaps...), eff: capMask(DefaultContainerCaps...), nnp: "0"},
+		{name: "user", e: EnterSpec{Credentials: &Spec{UID: 1000, GID: 1000}, Dir: "/sandbox"},
+			uid: 1000, cwd: "/sandbox", bnd: capMask(), eff: capMask(), nnp: "1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			c := &exec.Cmd{Path: "probe", Args: []string{"probe", "-exists", marker, "-exists", "/bin/probe", "-write", "/sandbox/" + tt.name},
+				Env: []string{"PATH=/bin"}, Stdout: &out, Stderr: &errb, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+			e := tt.e
+			e.PID = cmd.Process.Pid
+			if err := Enter(c, &e); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Run(); err != nil {
+				t.Fatalf("enter: %v, stderr %q", err, errb.String())
+			}
+			var rep report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("probe output %q: %v", out.String(), err)
+			}
+			if rep.Hostname != "box-e" || rep.Pid == 1 || !slices.Contains(rep.ProcPids, "1") {
+				t.Errorf("hostname %q, pid %d, /proc pids %q; want the container's", rep.Hostname, rep.Pid, rep.ProcPids)
+			}
+			if rep.Exists[marker] || !rep.Exists["/bin/probe"] {
+				t.Errorf("exists %v: want the container's root", rep.Exists)
+			}
+			if rep.Cwd != tt.cwd || rep.UID != tt.uid {
+				t.Errorf("cwd %q uid %d, want %q %d", rep.Cwd, rep.UID, tt.cwd, tt.uid)
+			}
+			if rep.Status["CapBnd"] != tt.bnd || rep.Status["CapEff"] != tt.eff || rep.Status["NoNewPrivs"] != tt.nnp {
+				t.Errorf("status %v; want CapBnd %s, CapEff %s, NoNewPrivs %s", rep.Status, tt.bnd, tt.eff, tt.nnp)
+			}
+			if rep.Writes["/sandbox/"+tt.name] != "" {
+				t.Errorf("write the sandbox: %s", rep.Writes["/sandbox/"+tt.name])
+			}
+		})
+	}
+	var errb bytes.Buffer
+	c := &exec.Cmd{Path: "nope", Args: []string{"nope"}, Env: []string{"PATH=/bin"}, Stderr: &errb}
+	if err := Enter(c, &EnterSpec{PID: cmd.Process.Pid, Caps: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := c.Run(); !errors.As(err, &ee) || ee.ExitCode() != 127 || !strings.Contains(errb.String(), "exec nope: no such file or directory") {
+		t.Errorf("enter a missing command: %v, stderr %q; want 127 and why", err, errb.String())
+	}
+}
+
+// Hostname outside container mode: the task's uts namespace, with the
+// init as its pid 1 and the task its pid 2.
+func TestSpec_HostnameOutsideContainer(t *testing.T) {
+	needRoot(t)
+	rep := mustRun(t, &Spec{PIDNamespace: true, KeepCaps: true, Hostname: "plain-1"}, probePath(t))
+	if rep.Hostname != "plain-1" || rep.Pid != 2 {
+		t.Errorf("hostname %q, pid %d; want plain-1, 2", rep.Hostname, rep.Pid)
+	}
+	if h, _ := os.Hostname(); h == "plain-1" {
+		t.Errorf("the node's hostname changed")
+	}
+}
+
+func TestPrepare_Refuses(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		dir  string
+		s    Spec
+		want string
+	}{
+		{name: "no pidns", s: Spec{RootFS: "/r"}, want: "PIDNamespace"},
+		{name: "relative rootfs", s: Spec{RootFS: "r", PIDNamespace: true}, want: "rootfs \"r\": not an absolute path"},
+		{name: "binds outside", s: Spec{Binds: []Bind{{Source: "/a", Target: "/b"}}}, want: "binds: only in container mode"},
+		{name: "caps outside", s: Spec{Caps: []string{}}, want: "caps: only in container mode"},
+		{name: "read-only outside", s: Spec{ReadOnlyRoot: true}, want: "read-only root: only in container mode"},
+		{name: "dir outside", s: Spec{Dir: "/x"}, want: "dir: only in container mode"},
+		{name: "relative target", s: Spec{RootFS: "/r", PIDNamespace: true, Binds: []Bind{{Source: "/a", Target: "b"}}}, want: "binds[0]: target \"b\""},
+		{name: "root target", s: Spec{RootFS: "/r", PIDNamespace: true, Binds: []Bind{{Source: "/a", Target: "/"}}}, want: "binds[0]: target \"/\""},
+		{name: "relative source", s: Spec{RootFS: "/r", PIDNamespace: true, Binds: []Bind{{Source: "a", Target: "/b"}}}, want: "binds[0]: source \"a\""},
+		{name: "unknown cap", s: Spec{RootFS: "/r", PIDNamespace: true, Caps: []string{"CAP_FLY"}}, want: "caps: unknown capability \"CAP_FLY\""},
+		{name: "relative dir", s: Spec{RootFS: "/r", PIDNamespace: true, Dir: "x"}, want: "dir \"x\": not an absolute path"},
+		{name: "long hostname", s: Spec{Hostname: strings.Repeat("h", 65)}, want: "hostname"},
+		{name: "cmd dir", dir: "/srv", s: Spec{RootFS: "/r", PIDNamespace: true}, want: "dir \"/srv\": in container mode"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := &exec.Cmd{Path: "/bin/true", Dir: tt.dir}
+			st, err := Prepare(cmd, &tt.s)
+			if err == nil {
+				st.Close()
+				t.Fatalf("Prepare: no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Prepare: %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if err := Enter(&exec.Cmd{Path: "x"}, &EnterSpec{PID: 1, Caps: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), "unknown capability \"nope\"") {
+		t.Errorf("Enter with an unknown capability: %v", err)
 	}
 }

@@ -198,7 +198,7 @@ func Args(s *Spec, path string, argv []string) []string {
 		gs[i] = strconv.FormatUint(uint64(g), 10)
 	}
 	a = append(a, "-groups", strings.Join(gs, ","))
-	if s.KeepCaps {
+	if s.KeepCaps && s.RootFS == "" { // container mode: Caps
 		a = append(a, "-keepcaps")
 	}
 	if s.PIDNamespace {

@@ -658,12 +658,28 @@ static int set_caps(uint64_t keep) {
 	return 0;
 }
 
+// under is root + p, for messages, and a link's target
+// beside it.
+static char *under(const char *root, const char *p) {
+	size_t n = strlen(root) + strlen(p) + 2;
+	char *s = xalloc(n);
+	snprintf(s, n, "%s%s%s", root, p[0] == '/' ? "" : "/", p);
+	return s;
+}
+
 // in_root opens path inside the directory rootfd as if it were the root
 // (symbolic links in an image cannot lead out of it: openat2's
 // RESOLVE_IN_ROOT), an O_PATH descriptor, following the mounts on the way.
 // A missing path is made when kind is 'd' (a directory, and its parents)
 // or 'f' (an empty file, its parents directories); kind 0: it must exist.
+// A dangling link on the way is followed (inside the root): what it names
+// is made.
+static int in_root_n(int rootfd, const char *path, int kind, int depth);
 static int in_root(int rootfd, const char *path, int kind) {
+	return in_root_n(rootfd, path, kind, 0);
+}
+
+static int in_root_n(int rootfd, const char *path, int kind, int depth) {
 	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
 	if (fd >= 0 || errno != ENOENT || !kind)
@@ -687,9 +703,9 @@ static int in_root(int rootfd, const char *path, int kind) {
 		*slash = '\0';
 	else
 		strcpy(parent, "/");
-	int pfd = in_root(rootfd, parent, 'd');
-	free(parent);
+	int pfd = in_root_n(rootfd, parent, 'd', depth);
 	if (pfd < 0) {
+		free(parent);
 		free(b);
 		return -1;
 	}
@@ -702,10 +718,31 @@ static int in_root(int rootfd, const char *path, int kind) {
 			close(r);
 	}
 	int e = errno;
+	char link[PATH_MAX];
+	ssize_t n2 = r < 0 && e == EEXIST ? readlinkat(pfd, b, link, sizeof link - 1) : -1;
 	close(pfd);
 	free(b);
-	if (r < 0 && e != EEXIST)
-		return errno = e, -1;
+	if (n2 > 0) {
+		// A dangling link: make what it names, inside the root.
+		if (depth >= 40) {
+			free(parent);
+			return errno = ELOOP, -1;
+		}
+		link[n2] = '\0';
+		char *next = link[0] == '/' ? strdup(link) : under(parent, link);
+		free(parent);
+		if (!next)
+			return errno = ENOMEM, -1;
+		int fd2 = in_root_n(rootfd, next, kind, depth + 1);
+		free(next);
+		if (fd2 < 0)
+			return -1;
+		close(fd2);
+	} else {
+		free(parent);
+		if (r < 0 && e != EEXIST)
+			return errno = e, -1;
+	}
 	return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
 }
 
@@ -715,14 +752,6 @@ static const char *fdpath(int fd) {
 	static int i;
 	char *s = b[i++ & 3];
 	snprintf(s, sizeof b[0], "/proc/self/fd/%d", fd);
-	return s;
-}
-
-// under is root + p, for messages and the paths of the host.
-static char *under(const char *root, const char *p) {
-	size_t n = strlen(root) + strlen(p) + 2;
-	char *s = xalloc(n);
-	snprintf(s, n, "%s%s%s", root, p[0] == '/' ? "" : "/", p);
 	return s;
 }
 

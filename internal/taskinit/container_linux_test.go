@@ -621,3 +621,42 @@ func TestPrepare_Refuses(t *testing.T) {
 		t.Errorf("Enter with an unknown capability: %v", err)
 	}
 }
+
+// The cgroups left to the init (the supervisor's cgroup v1 cpu
+// directories) are joined before the node's files are gone, and the
+// container sees itself at its cgroup namespace's root.
+func TestContainer_Cgroups(t *testing.T) {
+	needRoot(t)
+	parent := "/sys/fs/cgroup/cpu"
+	if _, err := os.Stat(filepath.Join(parent, "cgroup.procs")); err != nil {
+		parent = "/sys/fs/cgroup"
+		if _, err := os.Stat(filepath.Join(parent, "cgroup.procs")); err != nil {
+			t.Skip("no cgroup v1 cpu or cgroup v2 hierarchy at /sys/fs/cgroup")
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "taskinit-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("remove the cgroup: %v", err)
+		}
+	})
+	root := newRootFS(t)
+	s := &Spec{RootFS: root, PIDNamespace: true, Cgroups: []string{dir}}
+	rep := mustRun(t, s, "probe", "-read", "/proc/self/cgroup")
+	if c := rep.Reads["/proc/self/cgroup"]; !strings.Contains(c, ":/\n") || strings.Contains(c, filepath.Base(dir)) {
+		t.Errorf("/proc/self/cgroup inside:\n%s\nwant the namespace's roots", c)
+	}
+	cmd, st, _, _ := startInit(t, s, "probe", "-sleep")
+	if err := st.Started(30 * time.Second); err != nil {
+		t.Fatalf("started: %v", err)
+	}
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	wait(cmd, st)
+	if err != nil || strings.TrimSpace(string(procs)) != fmt.Sprint(cmd.Process.Pid) {
+		t.Errorf("%s/cgroup.procs = %q, %v; want the task's pid %d", dir, procs, err, cmd.Process.Pid)
+	}
+}

@@ -1023,6 +1023,10 @@ static int enter_ns(const char *pid) {
 // enter runs c->path in the task of process pid (see the usage above).
 static int enter(const char *pid, struct config *c) {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	// Not to be ptraced or have its /proc opened by the task's processes
+	// (its child joins their pid namespace) until the command's exec,
+	// which makes it dumpable again.
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (join_cgroups(c) < 0 || enter_ns(pid) < 0)
 		goto fail;
 	if (c->sandbox && chdir(c->sandbox) < 0) {

@@ -24,5 +24,16 @@
 // health checks. A fresh single-threaded process does the setns calls,
 // never the multithreaded agent.
 //
-// It is not a container runtime: no image, no user namespace, no seccomp.
+// Its container mode (Spec.RootFS, for the oci driver) runs an image's
+// entrypoint instead: the init builds the container's mounts in its mount
+// namespace (the driver's root filesystem bound onto itself, Spec.Binds,
+// a masked /proc, a read-only /sys, a /dev of its own), pivot_roots into
+// it, sets the hostname, the user and the capabilities (for root,
+// DefaultContainerCaps or Spec.Caps), and execs the entrypoint, which is
+// then pid 1 of the task's pid namespace: no init stays between, its exit
+// is the task's. Enter (EnterSpec.Caps) runs a command inside such a
+// container.
+//
+// It is not a whole container runtime: no image handling (the driver
+// pulls, unpacks and mounts), no user namespace, no seccomp.
 package taskinit

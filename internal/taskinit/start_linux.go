@@ -51,9 +51,10 @@ func initPath() (string, error) {
 // Start is one start of a task under the init: the caller's end of the
 // init's status pipe. Not safe for concurrent use.
 type Start struct {
-	r   int      // read end, -1 once closed
-	w   *os.File // write end, nil once closed (after the fork)
-	buf []byte
+	r         int      // read end, -1 once closed
+	w         *os.File // write end, nil once closed (after the fork)
+	buf       []byte
+	container bool // the init execs the task itself: EOF is the start
 }
 
 // Prepare turns cmd, a start of the task (Path resolved, Args, Env, Dir,
@@ -61,10 +62,25 @@ type Start struct {
 // it as s says: new mount, pid (with s.PIDNamespace), ipc and uts
 // namespaces, the status pipe as fd 3 (cmd.ExtraFiles must be empty). The
 // caller must be root. After cmd.Start, call Started; on every path,
-// Close (or ExitSignal, which closes).
+// Close (or ExitSignal, which closes). s is checked with Validate.
+//
+// In container mode (s.RootFS set) cmd.Path is the entrypoint as the
+// image names it (looked up inside the container in the PATH of cmd.Env
+// when it has no slash; not resolved on the node), cmd.Env the
+// container's environment (set it: nil is the caller's), and cmd.Dir
+// must be empty (the working directory inside the container is s.Dir).
+// The init execs the entrypoint itself: the process cmd starts is the
+// task, pid 1 of its namespace (a signal it has no handler for, but
+// SIGKILL and SIGSTOP, does not reach it), its exit is the task's.
 func Prepare(cmd *exec.Cmd, s *Spec) (*Start, error) {
 	if len(cmd.ExtraFiles) > 0 {
 		return nil, errors.New("task init: the command has extra files")
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("task init: %w", err)
+	}
+	if s.Container() && cmd.Dir != "" {
+		return nil, fmt.Errorf("task init: dir %q: in container mode the working directory is the spec's Dir, not the command's", cmd.Dir)
 	}
 	path, err := initPath()
 	if err != nil {
@@ -74,7 +90,7 @@ func Prepare(cmd *exec.Cmd, s *Spec) (*Start, error) {
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("task init: status pipe: %w", err)
 	}
-	st := &Start{r: p[0], w: os.NewFile(uintptr(p[1]), "init-status")}
+	st := &Start{r: p[0], w: os.NewFile(uintptr(p[1]), "init-status"), container: s.Container()}
 	cmd.Args = Args(s, cmd.Path, cmd.Args)
 	cmd.Path = path
 	cmd.ExtraFiles = []*os.File{st.w}
@@ -107,7 +123,8 @@ func (st *Start) Close() {
 
 // Started waits (after cmd.Start) until the init reports that the task
 // runs, or why it does not (then the init exits 127 and the caller reaps
-// it as usual).
+// it as usual). In container mode the task runs once the pipe closes
+// without an "err" line (the init's exec closed it).
 func (st *Start) Started(timeout time.Duration) error {
 	st.closeWrite()
 	deadline := time.Now().Add(timeout)
@@ -134,6 +151,12 @@ func (st *Start) Started(timeout time.Duration) error {
 		case err != nil:
 			return fmt.Errorf("task init: %w", err)
 		case n == 0:
+			if _, msg, _ := ParseStatus(st.buf); msg != "" {
+				return errors.New(msg)
+			}
+			if st.container {
+				return nil
+			}
 			return errors.New("task init: exited before the task started")
 		default:
 			st.buf = append(st.buf, b[:n]...)
@@ -164,9 +187,14 @@ func (st *Start) ExitSignal() int {
 
 // Exit maps the init's exit (code, or -1 and the signal that killed the
 // init) to the task's: 128+N with "signal N" reported is the task killed
-// by N. It closes st.
+// by N. In container mode the init's exit is the task's (the init became
+// the task): code and sig are returned as they are. It closes st.
 func (st *Start) Exit(code, sig int) (int, int) {
-	if n := st.ExitSignal(); n > 0 && sig == 0 && code == 128+n {
+	n := st.ExitSignal()
+	if st.container {
+		return code, sig
+	}
+	if n > 0 && sig == 0 && code == 128+n {
 		return -1, n
 	}
 	return code, sig
@@ -183,6 +211,9 @@ func (st *Start) Exit(code, sig int) (int, int) {
 func Enter(cmd *exec.Cmd, e *EnterSpec) error {
 	if e.PID <= 0 {
 		return fmt.Errorf("task init: enter: pid %d: the task has no process", e.PID)
+	}
+	if err := checkCaps("caps", e.Caps); err != nil {
+		return fmt.Errorf("task init: enter: %w", err)
 	}
 	path, err := initPath()
 	if err != nil {

@@ -52,4 +52,48 @@ func TestEnterArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("EnterArgs = %q\nwant %q", got, want)
 	}
+	// A container's root: its capabilities instead of KeepCaps.
+	got = EnterArgs(&EnterSpec{PID: 1, KeepCaps: true, Caps: []string{"CAP_KILL", "CAP_CHOWN"}}, "ls", []string{"ls"})
+	want = []string{"dcos-init", "-enter", "1", "-caps", "5,0", "--", "ls", "ls"}
+	if !slices.Equal(got, want) {
+		t.Errorf("EnterArgs = %q\nwant %q", got, want)
+	}
+}
+
+func TestArgs_Container(t *testing.T) {
+	got := Args(&Spec{UID: 0, GID: 0, PIDNamespace: true, KeepCaps: true, Hidden: []string{"/h"}, Sandbox: "/sb", Hostname: "web-1",
+		RootFS: "/r", ReadOnlyRoot: true, Dir: "/app", Cgroups: []string{"/cg"},
+		Binds: []Bind{{Source: "/sb", Target: "/dcos/sandbox"}, {Source: "/h/hosts", Target: "/etc/hosts", ReadOnly: true}}},
+		"nginx", []string{"nginx", "-g", "daemon off;"})
+	want := []string{"dcos-init", "-uid", "0", "-gid", "0", "-groups", "", "-pidns", "-hostname", "web-1", "-rootfs", "/r",
+		"-bind", "/sb", "/dcos/sandbox", "-robind", "/h/hosts", "/etc/hosts", "-readonly", "-dir", "/app",
+		"-caps", "0,1,3,4,5,6,7,8,10,18,31", "-cgroup", "/cg", "--", "nginx", "nginx", "-g", "daemon off;"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Args = %q\nwant %q", got, want)
+	}
+	// Not root: no capabilities to keep.
+	got = Args(&Spec{UID: 33, GID: 33, PIDNamespace: true, RootFS: "/r", Caps: []string{"CAP_KILL"}}, "sh", []string{"sh"})
+	want = []string{"dcos-init", "-uid", "33", "-gid", "33", "-groups", "", "-pidns", "-rootfs", "/r", "--", "sh", "sh"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Args = %q\nwant %q", got, want)
+	}
+	got = Args(&Spec{PIDNamespace: true, RootFS: "/r", Caps: []string{}}, "sh", []string{"sh"})
+	if i := slices.Index(got, "-caps"); i < 0 || got[i+1] != "" {
+		t.Errorf("Args with no capabilities = %q, want -caps \"\"", got)
+	}
+}
+
+func TestCapNumber(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		n  int
+		ok bool
+	}{
+		{"CAP_CHOWN", 0, true}, {"chown", 0, true}, {"cap_setfcap", 31, true},
+		{"CAP_CHECKPOINT_RESTORE", 40, true}, {"CAP_FLY", 0, false}, {"", 0, false},
+	} {
+		if n, ok := CapNumber(tt.in); n != tt.n || ok != tt.ok {
+			t.Errorf("CapNumber(%q) = %d, %v", tt.in, n, ok)
+		}
+	}
 }

@@ -13,17 +13,43 @@
 // Usage (argv, built by package taskinit):
 //
 //	init [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-pidns] [-hide PATH]...
-//	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
+//	     [-cgroup DIR]... [-sandbox DIR] [-hostname NAME] -- PATH ARGV0 ARGS...
+//
+// or, in container mode (an image's entrypoint as pid 1):
+//
+//	init -rootfs DIR -pidns [-uid N] [-gid N] [-groups N,N] [-caps N,N]
+//	     [-bind SRC DST]... [-robind SRC DST]... [-readonly] [-dir DIR]
+//	     [-hostname NAME] [-cgroup DIR]... -- PATH ARGV0 ARGS...
+//
+// Container mode makes the node's mounts slaves, binds DIR (the image's
+// root, which the driver mounted) onto itself, binds each SRC (a node
+// path) onto DST inside it (made, a directory or an empty file like SRC,
+// when missing; symbolic links in the image resolved inside DIR; -robind
+// read-only, recursively), mounts a /proc with runc's default masks, a
+// read-only /sys (an empty read-only tmpfs where sysfs cannot be mounted)
+// and a /dev of its own (the node's null, zero, full, random, urandom and
+// tty bound in, a new devpts, /dev/shm), joins the cgroups DIR and a new
+// cgroup namespace, pivot_roots into DIR and detaches the node's root,
+// changes to -dir (default /), remounts / read-only with -readonly, sets
+// the hostname, then the credentials: uid 0 keeps the capabilities -caps
+// (numbers; none without it) in its bounding, effective and permitted
+// sets, without no_new_privs; any other uid has none and no_new_privs.
+// Then init execs PATH (looked up in the environment's PATH when it has
+// no slash): the entrypoint is pid 1, there is no init left, no reaper.
+// Its status pipe closes on exec: EOF without "err" is the start.
 //
 // or, to run a command inside a running task (a health check's):
 //
-//	init -enter PID [-uid N] [-gid N] [-groups N,N] [-keepcaps] [-cgroup DIR]...
-//	     [-sandbox DIR] -- PATH ARGV0 ARGS...
+//	init -enter PID [-uid N] [-gid N] [-groups N,N] [-keepcaps | -caps N,N]
+//	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
 //
 // Enter mode joins the cgroups DIR (the task's) and the ipc, uts, net,
 // pid, cgroup and mount namespaces of process PID (those that differ from
 // its own), drops
-// capabilities as for a task (unless -keepcaps), changes to DIR, then
+// capabilities as for a task (unless -keepcaps; -caps: those of a
+// container's root are kept, without no_new_privs), changes to DIR
+// (setns into a container's mount namespace makes its root the root and
+// the working directory), then
 // forks PATH (looked up in the environment's PATH when it has no slash)
 // with the credentials, waits for it and exits with its status (128+N
 // for signal N). It has no status pipe: errors go to stderr, exit 127. It
@@ -48,9 +74,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <stdint.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +93,17 @@
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
+// <linux/mount.h> clashes with glibc's <sys/mount.h>: mount_setattr's
+// bits, as the kernel defines them.
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+struct dcos_mount_attr {
+	uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
 
 enum { STATUS_FD = 3, MAX_GROUPS = 65536 };
 
@@ -80,6 +122,16 @@ struct config {
 	const char *sandbox;
 	const char *path;
 	char **argv;
+	// Container mode (-rootfs) and what goes with it.
+	const char *rootfs, *hostname, *dir;
+	int readonly;
+	struct bind {
+		const char *src, *dst;
+		int ro;
+	} *binds;
+	size_t nbinds;
+	int have_caps; // -caps given: the capabilities a root task keeps
+	uint64_t caps;
 };
 
 static void write_status(const char *s) {
@@ -164,6 +216,7 @@ static int parse(int argc, char **argv, struct config *c) {
 	int i = 1;
 	c->hide = xalloc(sizeof(char *) * (size_t)argc);
 	c->cgroups = xalloc(sizeof(char *) * (size_t)argc);
+	c->binds = xalloc(sizeof(struct bind) * (size_t)argc);
 	while (i < argc) {
 		const char *a = argv[i++];
 		if (strcmp(a, "--") == 0) {
@@ -181,6 +234,22 @@ static int parse(int argc, char **argv, struct config *c) {
 		}
 		if (strcmp(a, "-pidns") == 0) {
 			c->pidns = 1;
+			continue;
+		}
+		if (strcmp(a, "-readonly") == 0) {
+			c->readonly = 1;
+			continue;
+		}
+		if (strcmp(a, "-bind") == 0 || strcmp(a, "-robind") == 0) {
+			if (argc - i < 2) {
+				setmsg("init: %s: want SOURCE TARGET", a);
+				return -1;
+			}
+			struct bind *b = &c->binds[c->nbinds++];
+			b->src = argv[i];
+			b->dst = argv[i + 1];
+			b->ro = a[1] == 'r';
+			i += 2;
 			continue;
 		}
 		if (i >= argc) {
@@ -226,6 +295,29 @@ static int parse(int argc, char **argv, struct config *c) {
 			c->cgroups[c->ncgroups++] = (char *)v;
 		} else if (strcmp(a, "-sandbox") == 0) {
 			c->sandbox = v;
+		} else if (strcmp(a, "-rootfs") == 0) {
+			c->rootfs = v;
+		} else if (strcmp(a, "-hostname") == 0) {
+			c->hostname = v;
+		} else if (strcmp(a, "-dir") == 0) {
+			c->dir = v;
+		} else if (strcmp(a, "-caps") == 0) {
+			// Capability numbers, comma-separated (empty: none).
+			c->have_caps = 1;
+			c->caps = 0;
+			char *dup = strdup(v), *save = NULL;
+			if (!dup)
+				return setmsg("init: out of memory"), -1;
+			for (char *n = strtok_r(dup, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+				unsigned x;
+				if (parse_num(n, &x, &nerr) < 0 || x > 63) {
+					setmsg("init: -caps %s: bad capability %s", v, n);
+					free(dup);
+					return -1;
+				}
+				c->caps |= 1ULL << x;
+			}
+			free(dup);
 		} else {
 			setmsg("init: unknown argument %s", a);
 			return -1;
@@ -410,6 +502,8 @@ static int setup(struct config *c) {
 	if (chdir(wd) < 0)
 		return wrap("chdir", wd, errno);
 	free(wd);
+	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
+		return wrap("sethostname", c->hostname, errno);
 	if (c->keepcaps)
 		return 0;
 	for (int cp = 0; cp <= 63; cp++) {
@@ -528,6 +622,376 @@ static pid_t start(const struct config *c, const sigset_t *oldmask) {
 	return pid;
 }
 
+// drop_bounding empties the capability bounding set but for keep's bits.
+static int drop_bounding(uint64_t keep) {
+	for (int cp = 0; cp <= 63; cp++) {
+		if (keep & (1ULL << cp))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cp, 0, 0, 0) == 0)
+			continue;
+		if (errno == EINVAL)
+			break; // past the kernel's last capability
+		char n[16];
+		snprintf(n, sizeof n, "%d", cp);
+		return wrap("drop capability", n, errno);
+	}
+	return 0;
+}
+
+// set_caps makes the effective and permitted sets keep (those of keep's
+// capabilities the process has) and empties the inheritable and ambient
+// sets.
+static int set_caps(uint64_t keep) {
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return wrap("capget", "", errno);
+	uint64_t have = (uint64_t)d[0].permitted | (uint64_t)d[1].permitted << 32;
+	keep &= have;
+	d[0].effective = d[0].permitted = (uint32_t)keep;
+	d[1].effective = d[1].permitted = (uint32_t)(keep >> 32);
+	d[0].inheritable = d[1].inheritable = 0;
+	if (syscall(SYS_capset, &h, d) < 0)
+		return wrap("capset", "", errno);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return wrap("clear ambient capabilities", "", errno);
+	return 0;
+}
+
+// under is root + p, for messages, and a link's target
+// beside it.
+static char *under(const char *root, const char *p) {
+	size_t n = strlen(root) + strlen(p) + 2;
+	char *s = xalloc(n);
+	snprintf(s, n, "%s%s%s", root, p[0] == '/' ? "" : "/", p);
+	return s;
+}
+
+// in_root opens path inside the directory rootfd as if it were the root
+// (symbolic links in an image cannot lead out of it: openat2's
+// RESOLVE_IN_ROOT), an O_PATH descriptor, following the mounts on the way.
+// A missing path is made when kind is 'd' (a directory, and its parents)
+// or 'f' (an empty file, its parents directories); kind 0: it must exist.
+// A dangling link on the way is followed (inside the root): what it names
+// is made.
+static int in_root_n(int rootfd, const char *path, int kind, int depth);
+static int in_root(int rootfd, const char *path, int kind) {
+	return in_root_n(rootfd, path, kind, 0);
+}
+
+static int in_root_n(int rootfd, const char *path, int kind, int depth) {
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+	if (fd >= 0 || errno != ENOENT || !kind)
+		return fd;
+	char *parent = strdup(path);
+	if (!parent)
+		return errno = ENOMEM, -1;
+	size_t n = strlen(parent);
+	while (n > 0 && parent[n - 1] == '/')
+		parent[--n] = '\0';
+	char *slash = strrchr(parent, '/');
+	const char *base = slash ? slash + 1 : parent;
+	if (*base == '\0') {
+		free(parent);
+		return errno = ENOENT, -1;
+	}
+	char *b = strdup(base);
+	if (slash == parent)
+		parent[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(parent, "/");
+	int pfd = in_root_n(rootfd, parent, 'd', depth);
+	if (pfd < 0) {
+		free(parent);
+		free(b);
+		return -1;
+	}
+	int r;
+	if (kind == 'd') {
+		r = mkdirat(pfd, b, 0755);
+	} else {
+		r = openat(pfd, b, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (r >= 0)
+			close(r);
+	}
+	int e = errno;
+	char link[PATH_MAX];
+	ssize_t n2 = r < 0 && e == EEXIST ? readlinkat(pfd, b, link, sizeof link - 1) : -1;
+	close(pfd);
+	free(b);
+	if (n2 > 0) {
+		// A dangling link: make what it names, inside the root.
+		if (depth >= 40) {
+			free(parent);
+			return errno = ELOOP, -1;
+		}
+		link[n2] = '\0';
+		char *next = link[0] == '/' ? strdup(link) : under(parent, link);
+		free(parent);
+		if (!next)
+			return errno = ENOMEM, -1;
+		int fd2 = in_root_n(rootfd, next, kind, depth + 1);
+		free(next);
+		if (fd2 < 0)
+			return -1;
+		close(fd2);
+	} else {
+		free(parent);
+		if (r < 0 && e != EEXIST)
+			return errno = e, -1;
+	}
+	return (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+}
+
+// fdpath is the /proc/self/fd path of fd (a buffer of 4, in turn).
+static const char *fdpath(int fd) {
+	static char b[4][64];
+	static int i;
+	char *s = b[i++ & 3];
+	snprintf(s, sizeof b[0], "/proc/self/fd/%d", fd);
+	return s;
+}
+
+// ro_remount makes the mount at p read-only (and the mounts beneath it
+// with recursive), keeping its other flags.
+static int ro_remount(const char *p, int recursive) {
+	struct dcos_mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY};
+	if (syscall(SYS_mount_setattr, AT_FDCWD, p, recursive ? AT_RECURSIVE : 0, &a, sizeof a) == 0)
+		return 0;
+	if (errno != ENOSYS)
+		return -1;
+	// Before Linux 5.12: the top mount only, its flags restated.
+	struct statvfs sv;
+	if (statvfs(p, &sv) < 0)
+		return -1;
+	unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY;
+	static const struct {
+		unsigned long st, ms;
+	} fls[] = {{ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV}, {ST_NOEXEC, MS_NOEXEC},
+		   {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
+	for (size_t i = 0; i < sizeof fls / sizeof fls[0]; i++)
+		if (sv.f_flag & fls[i].st)
+			fl |= fls[i].ms;
+	return mount(NULL, p, NULL, fl, NULL);
+}
+
+// mount_in mounts (a bind of src with fstype NULL) at path inside the
+// root, making the mount point (kind as in_root), and returns an O_PATH
+// descriptor of the new mount's root, or -1 with the message set.
+static int mount_in(int rootfd, const char *root, const char *src, const char *path, int kind, const char *fstype,
+		    unsigned long flags, const char *data) {
+	int fd = in_root(rootfd, path, kind);
+	if (fd < 0)
+		return wrap("mount point", under(root, path), errno), -1;
+	if (!fstype)
+		flags |= MS_BIND | MS_REC;
+	if (mount(src, fdpath(fd), fstype ? fstype : "", flags, data) < 0) {
+		int e = errno;
+		close(fd);
+		wrap(fstype ? fstype : "bind", under(root, path), e);
+		return errno = e, -1;
+	}
+	close(fd);
+	if ((fd = in_root(rootfd, path, 0)) < 0)
+		return wrap("open", under(root, path), errno), -1;
+	return fd;
+}
+
+// mask_proc covers the files of the new /proc (descriptor procfd) that
+// tell about or act on the node, as runc's default masks and read-only
+// paths do.
+static int mask_proc(int procfd, const char *root) {
+	static const char *const nulls[] = {"kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"};
+	static const char *const empty[] = {"acpi", "scsi"};
+	static const char *const ro[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
+	char p[96];
+	struct stat st;
+	for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
+		snprintf(p, sizeof p, "%s/%s", fdpath(procfd), nulls[i]);
+		if (lstat(p, &st) == 0 && mount("/dev/null", p, "", MS_BIND, NULL) < 0)
+			return wrap("mask", under(root, under("/proc", nulls[i])), errno);
+	}
+	for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+		snprintf(p, sizeof p, "%s/%s", fdpath(procfd), empty[i]);
+		if (lstat(p, &st) == 0 && mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0") < 0)
+			return wrap("mask", under(root, under("/proc", empty[i])), errno);
+	}
+	for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) {
+		snprintf(p, sizeof p, "%s/%s", fdpath(procfd), ro[i]);
+		if (lstat(p, &st) < 0)
+			continue;
+		if (mount(p, p, "", MS_BIND | MS_REC, NULL) < 0 || ro_remount(p, 1) < 0)
+			return wrap("read-only", under(root, under("/proc", ro[i])), errno);
+	}
+	return 0;
+}
+
+// make_dev fills the new /dev (descriptor devfd): the node's harmless
+// device nodes bound in, a devpts of its own, /dev/shm and the usual
+// links.
+static int make_dev(int devfd, const char *root) {
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+	static const char *const links[][2] = {
+	    {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+	    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}};
+	char p[96], src[32];
+	for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+		int f = openat(devfd, nodes[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (f < 0)
+			return wrap("create", under(root, under("/dev", nodes[i])), errno);
+		close(f);
+		snprintf(p, sizeof p, "%s/%s", fdpath(devfd), nodes[i]);
+		snprintf(src, sizeof src, "/dev/%s", nodes[i]);
+		if (mount(src, p, "", MS_BIND, NULL) < 0)
+			return wrap("bind", src, errno);
+	}
+	if (mkdirat(devfd, "pts", 0755) < 0)
+		return wrap("mkdir", under(root, "/dev/pts"), errno);
+	snprintf(p, sizeof p, "%s/pts", fdpath(devfd));
+	if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
+		return wrap("devpts", under(root, "/dev/pts"), errno);
+	if (mkdirat(devfd, "shm", 01777) < 0)
+		return wrap("mkdir", under(root, "/dev/shm"), errno);
+	snprintf(p, sizeof p, "%s/shm", fdpath(devfd));
+	if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k") < 0)
+		return wrap("tmpfs", under(root, "/dev/shm"), errno);
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+		if (symlinkat(links[i][0], devfd, links[i][1]) < 0)
+			return wrap("symlink", under(root, under("/dev", links[i][1])), errno);
+	return 0;
+}
+
+// container_mounts builds the container's mounts under c->rootfs: the
+// root bound onto itself (pivot_root wants a mount point), the binds, a
+// masked /proc, a read-only /sys and a /dev of its own.
+static int container_mounts(const struct config *c, int *rootfdp) {
+	const char *root = c->rootfs;
+	if (mount(root, root, "", MS_BIND | MS_REC, NULL) < 0)
+		return wrap("bind rootfs", root, errno);
+	// Opened after the bind: the descriptor is the new mount's root.
+	int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return wrap("open rootfs", root, errno);
+	*rootfdp = rootfd;
+	for (size_t i = 0; i < c->nbinds; i++) {
+		const struct bind *b = &c->binds[i];
+		struct stat st;
+		if (stat(b->src, &st) < 0)
+			return wrap("bind", b->src, errno);
+		int fd = mount_in(rootfd, root, b->src, b->dst, S_ISDIR(st.st_mode) ? 'd' : 'f', NULL, 0, NULL);
+		if (fd < 0)
+			return -1;
+		if (b->ro && ro_remount(fdpath(fd), 1) < 0)
+			return wrap("read-only", under(root, b->dst), errno);
+		close(fd);
+	}
+	int fd = mount_in(rootfd, root, "proc", "/proc", 'd', "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	if (fd < 0 || mask_proc(fd, root) < 0)
+		return -1;
+	close(fd);
+	fd = mount_in(rootfd, root, "sysfs", "/sys", 'd', "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	if (fd < 0 && errno == EPERM) {
+		// sysfs cannot be mounted here (a network namespace this user
+		// namespace does not own): an empty read-only /sys rather than
+		// the node's, whose devices and network a task must not see.
+		fd = mount_in(rootfd, root, "sysfs", "/sys", 'd', "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			      "size=0,mode=0555");
+	}
+	if (fd < 0)
+		return -1;
+	char p[96];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/firmware", fdpath(fd));
+	if (lstat(p, &st) == 0 && mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0") < 0)
+		return wrap("mask", under(root, "/sys/firmware"), errno);
+	close(fd);
+	fd = mount_in(rootfd, root, "tmpfs", "/dev", 'd', "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+	if (fd < 0 || make_dev(fd, root) < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+// container runs c->path as the container's pid 1: the init itself
+// becomes the entrypoint (see the usage above). It returns only on
+// failure, with the message set.
+static int container(const struct config *c, const sigset_t *oldmask) {
+	if (!c->pidns)
+		return setmsg("init: -rootfs needs -pidns"), -1;
+	// Nothing done here propagates back to the node; the node's unmounts
+	// (volumes released) still propagate in.
+	if (mount("", "/", "", MS_REC | MS_SLAVE, NULL) < 0)
+		return wrap("mount", "/ (slave)", errno);
+	int rootfd = -1;
+	if (container_mounts(c, &rootfd) < 0)
+		return -1;
+	// The cgroups are the node's paths: joined before the node's files
+	// are gone.
+	if (join_cgroups(c) < 0)
+		return -1;
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		return wrap("unshare", "cgroup", errno);
+	// pivot_root(".", ".") stacks the old root on the new one; detaching
+	// it leaves the new one (runc's way, no directory for the old root).
+	if (fchdir(rootfd) < 0)
+		return wrap("chdir", c->rootfs, errno);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return wrap("pivot_root", c->rootfs, errno);
+	if (umount2(".", MNT_DETACH) < 0)
+		return wrap("unmount", "the old root", errno);
+	close(rootfd);
+	const char *dir = c->dir && c->dir[0] ? c->dir : "/";
+	if (chdir("/") < 0 || chdir(dir) < 0)
+		return wrap("chdir", dir, errno);
+	if (c->readonly && ro_remount("/", 0) < 0)
+		return wrap("read-only", "/", errno);
+	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
+		return wrap("sethostname", c->hostname, errno);
+	uint64_t keep = c->uid == 0 && c->have_caps ? c->caps : 0;
+	if (drop_bounding(keep) < 0)
+		return -1;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return wrap("clear ambient capabilities", "", errno);
+	if (c->uid != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return wrap("no_new_privs", "", errno);
+	if (setgroups(c->ngroups, c->groups) < 0)
+		return wrap("setgroups", "", errno);
+	if (setgid(c->gid) < 0) {
+		char n[16];
+		snprintf(n, sizeof n, "%u", c->gid);
+		return wrap("setgid", n, errno);
+	}
+	if (setuid(c->uid) < 0) {
+		char n[16];
+		snprintf(n, sizeof n, "%u", c->uid);
+		return wrap("setuid", n, errno);
+	}
+	if (c->uid == 0 && set_caps(keep) < 0)
+		return -1;
+	// The entrypoint gets default dispositions and the mask init had;
+	// fd 3 closes on exec (EOF on the status pipe: started).
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaction(s, &dfl, NULL);
+	sigprocmask(SIG_SETMASK, oldmask, NULL);
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_SETFD, 0) < 0)
+			return wrap("fd", "", errno);
+	execvp(c->path, c->argv);
+	int e = errno;
+	// The message must reach the pipe: SIGPIPE ignored again.
+	struct sigaction ign = {.sa_handler = SIG_IGN};
+	sigaction(SIGPIPE, &ign, NULL);
+	if (strchr(c->path, '/'))
+		return wrap("exec", c->path, e);
+	setmsg("exec %s: %s in the image's PATH", c->path, errstr(e));
+	return -1;
+}
+
 // enter_ns joins the namespaces of pid that differ from the caller's; the
 // mount namespace last (the others are opened through its /proc).
 static int enter_ns(const char *pid) {
@@ -559,13 +1023,23 @@ static int enter_ns(const char *pid) {
 // enter runs c->path in the task of process pid (see the usage above).
 static int enter(const char *pid, struct config *c) {
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	// Not to be ptraced or have its /proc opened by the task's processes
+	// (its child joins their pid namespace) until the command's exec,
+	// which makes it dumpable again.
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (join_cgroups(c) < 0 || enter_ns(pid) < 0)
 		goto fail;
 	if (c->sandbox && chdir(c->sandbox) < 0) {
 		wrap("chdir", c->sandbox, errno);
 		goto fail;
 	}
-	if (!c->keepcaps) {
+	if (c->have_caps) {
+		// A container's root: its capabilities, no no_new_privs (the
+		// effective and permitted sets are cut in the child, after the
+		// credentials).
+		if (drop_bounding(c->caps) < 0)
+			goto fail;
+	} else if (!c->keepcaps) {
 		for (int cp = 0; cp <= 63; cp++) {
 			if (prctl(PR_CAPBSET_DROP, cp, 0, 0, 0) == 0 || errno == EINVAL)
 				continue;
@@ -591,6 +1065,10 @@ static int enter(const char *pid, struct config *c) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		if (c->have_groups && (setgroups(c->ngroups, c->groups) < 0 || setgid(c->gid) < 0 || setuid(c->uid) < 0)) {
 			fprintf(stderr, "enter: credentials: %s\n", errstr(errno));
+			_exit(127);
+		}
+		if (c->have_caps && set_caps(c->caps) < 0) {
+			fprintf(stderr, "enter: %s\n", msg);
 			_exit(127);
 		}
 		execvp(c->path, c->argv);
@@ -645,7 +1123,13 @@ int main(int argc, char **argv) {
 	fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
 
 	struct config c = {0};
-	if (parse(argc, argv, &c) < 0 || setup(&c) < 0 || enter_cgroups(&c) < 0)
+	if (parse(argc, argv, &c) < 0)
+		return fail();
+	if (c.rootfs) {
+		container(&c, &old);
+		return fail();
+	}
+	if (setup(&c) < 0 || enter_cgroups(&c) < 0)
 		return fail();
 	pid_t pid = start(&c, &old);
 	if (pid < 0)

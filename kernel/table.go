@@ -611,8 +611,8 @@ func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time,
 }
 
 // Heartbeat records that an agent is alive, its plugins (when hb names
-// any), its images (when hb.images is set, even empty) and the usage of its live tasks (samples of other tasks are
-// dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
+// any), its images (when hb.images is set, even to an empty list) and the
+// usage of its live tasks (samples of other tasks are dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
 // must register again. An agent token may heartbeat only for the agent it
 // is bound to (checkAgentCall).
 func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) error {

@@ -162,6 +162,8 @@ type Agent struct {
 	capsMu sync.Mutex
 	caps   map[string]*contract.Capabilities // by driver name; cleared when a driver restarts
 
+	images *images // the image drivers' images, reported with heartbeats (images.go)
+
 	dataDir     string
 	sandboxDir  string
 	checkpoints checkpointStore
@@ -238,6 +240,7 @@ func New(cfg Config) (*Agent, error) {
 		hostVolumes: maps.Clone(cfg.HostVolumes),
 		launching:   make(chan struct{}, cmp.Or(max(cfg.MaxConcurrentStarts, 0), DefaultMaxConcurrentStarts)),
 		caps:        map[string]*contract.Capabilities{},
+		images:      newImages(),
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
@@ -443,6 +446,7 @@ func (a *Agent) register(ctx context.Context) (int64, error) {
 		}
 		a.log.Info("registered", "agent", msg.GetAgentId(), "heartbeat", hb, "running", len(running), "expected", len(msg.GetTasks()))
 		a.configureNode(ctx)
+		a.images.reset() // the kernel may be a new one: send the list again
 		a.reconcile(running, msg.GetTasks())
 		a.registeredOnce.Do(func() { close(a.registered) })
 		return msg.GetRevision(), nil
@@ -491,26 +495,34 @@ func (a *Agent) reconcile(reported []string, expected []*syscallsv1.Task) {
 	}
 }
 
-// heartbeatLoop heartbeats every interval; when the kernel answers that it
-// has marked the agent lost or forgotten it, it registers again.
+// heartbeatLoop heartbeats every interval (and early when the image list
+// changed by a removal); when the kernel answers that it has marked the
+// agent lost or forgotten it, it registers again. Image removals the
+// kernel answers run in their own goroutine (images.go).
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	var sampled time.Time
 	for {
 		a.mu.Lock()
 		d, id := a.heartbeat, a.id
 		a.mu.Unlock()
-		if !sleep(ctx, d) {
+		if !sleepOrKick(ctx, d, a.images.kick) {
 			return
 		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		req := &syscallsv1.HeartbeatRequest{AgentId: id, Plugins: a.plugins.Info()}
+		req := &syscallsv1.HeartbeatRequest{AgentId: id, Plugins: a.plugins.Info(), Images: a.imagesForHeartbeat(cctx)}
 		if time.Since(sampled) >= a.usageInterval {
 			req.Usage, sampled = a.usage(cctx), time.Now()
 		}
-		_, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
+		resp, err := a.client.Heartbeat(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			a.imagesSent(req.GetImages())
+			if rm := resp.Msg.GetRemoveImages(); len(rm) > 0 {
+				a.wg.Go(func() { a.removeImages(ctx, rm) })
+			}
 		}
 		a.metrics.heartbeat(req.GetUsage(), err)
 		switch connect.CodeOf(err) {

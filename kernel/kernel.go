@@ -522,8 +522,9 @@ func (k *Kernel) RegisterAgent(ctx context.Context, p Principal, req *pb.Registe
 	return resp, nil
 }
 
-// Heartbeat records an agent's liveness, for p (see Table.Heartbeat). It
-// does not touch the store.
+// Heartbeat records an agent's liveness, for p (see Table.Heartbeat), and
+// answers the image removals queued for the agent (Table.RemoveImage),
+// each once. It does not touch the store.
 func (k *Kernel) Heartbeat(_ context.Context, p Principal, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	if err := ValidateHeartbeat(req); err != nil {
 		return nil, err
@@ -533,7 +534,7 @@ func (k *Kernel) Heartbeat(_ context.Context, p Principal, req *pb.HeartbeatRequ
 	if err := k.table.Heartbeat(p, req, k.cfg.Clock()); err != nil {
 		return nil, err
 	}
-	return &pb.HeartbeatResponse{}, nil
+	return &pb.HeartbeatResponse{RemoveImages: k.table.TakeImageRemovals(req.GetAgentId())}, nil
 }
 
 // ReportTaskStatus applies an agent's report, made by p (see Table.Report).

@@ -30,6 +30,8 @@ type Table struct {
 	portCursor map[string]uint32              // agent id → where the next pick of its range starts
 	heartbeat  map[string]time.Time           // agent id → last heartbeat (memory only)
 	plugins    map[string][]*pb.PluginInfo    // agent id → its plugins (memory only)
+	images     map[string][]*pb.ImageInfo     // agent id → its images, as last reported (memory only; images.go)
+	removals   map[string][]string            // agent id → image removals for its next heartbeat (memory only)
 	usage      map[string]*pb.TaskUsage       // task id → latest usage (memory only)
 	usageNew   map[string]bool                // task ids with a sample not yet in a TASK_USAGE event
 	volumes    map[string]*pb.Volume          // by name (volumes.go)
@@ -106,6 +108,8 @@ func NewTable() *Table {
 		portCursor: map[string]uint32{},
 		heartbeat:  map[string]time.Time{},
 		plugins:    map[string][]*pb.PluginInfo{},
+		images:     map[string][]*pb.ImageInfo{},
+		removals:   map[string][]string{},
 		usage:      map[string]*pb.TaskUsage{},
 		usageNew:   map[string]bool{},
 		volumes:    map[string]*pb.Volume{},
@@ -607,8 +611,8 @@ func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time,
 }
 
 // Heartbeat records that an agent is alive, its plugins (when hb names
-// any) and the usage of its live tasks (samples of other tasks are
-// dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
+// any), its images (when hb.images is set, even to an empty list) and the
+// usage of its live tasks (samples of other tasks are dropped). A lost or unknown agent gets FailedPrecondition / NotFound: it
 // must register again. An agent token may heartbeat only for the agent it
 // is bound to (checkAgentCall).
 func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) error {
@@ -624,6 +628,9 @@ func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) e
 	g.LastHeartbeat = timestamppb.New(now)
 	if len(hb.GetPlugins()) > 0 {
 		t.plugins[id] = hb.GetPlugins()
+	}
+	if hb.GetImages() != nil {
+		t.setImages(id, hb.GetImages())
 	}
 	for _, u := range hb.GetUsage() {
 		if k := t.tasks[u.GetTaskId()]; k != nil && k.GetAgentId() == id && !terminal(k.GetState()) {
@@ -881,6 +888,9 @@ func (t *Table) Agents() []*pb.Agent {
 		}
 		for _, p := range t.plugins[id] {
 			cl.Plugins = append(cl.Plugins, proto.Clone(p).(*pb.PluginInfo))
+		}
+		for _, im := range t.images[id] {
+			cl.Images = append(cl.Images, proto.Clone(im).(*pb.ImageInfo))
 		}
 		out = append(out, cl)
 	}

@@ -409,6 +409,9 @@ func ValidateHeartbeat(r *pb.HeartbeatRequest) error {
 	if err := validatePlugins(r.GetPlugins()); err != nil {
 		return err
 	}
+	if err := validateImages(r.GetImages()); err != nil {
+		return err
+	}
 	if len(r.GetUsage()) > MaxUsage {
 		return fieldError("usage", "at most %d samples, got %d", MaxUsage, len(r.GetUsage()))
 	}

@@ -58,6 +58,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelPolicyRollbackProcedure:   {kernel.RoleOperator},
 	syscallsv1connect.KernelListVolumesProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelDestroyVolumeProcedure:    {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelRemoveImageProcedure:      {kernel.RoleOperator},
 	syscallsv1connect.KernelCampaignProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelResignProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelLeaderProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
@@ -307,7 +308,7 @@ func (s *Server) DestroyVolume(ctx context.Context, r *connect.Request[pb.Destro
 
 // RemoveImage implements syscallsv1connect.KernelHandler.
 func (s *Server) RemoveImage(ctx context.Context, r *connect.Request[pb.RemoveImageRequest]) (*connect.Response[pb.RemoveImageResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("RemoveImage: not implemented yet"))
+	return reply(s.k.RemoveImage(ctx, principal(ctx), r.Msg))
 }
 
 // PolicyLoad implements syscallsv1connect.KernelHandler.

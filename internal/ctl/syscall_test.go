@@ -18,8 +18,8 @@ import (
 func TestRun_SyscallList(t *testing.T) {
 	isolate(t)
 	methods := syscallsv1.File_v1_syscalls_proto.Services().ByName("Kernel").Methods()
-	if methods.Len() != 25 {
-		t.Fatalf("the ABI has %d methods; this test expects 25", methods.Len())
+	if methods.Len() != 26 {
+		t.Fatalf("the ABI has %d methods; this test expects 26", methods.Len())
 	}
 
 	t.Run("table", func(t *testing.T) {
@@ -55,7 +55,7 @@ func TestRun_SyscallList(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []string{"Allocate", "Launch", "Watch", "Revoke", "KeepAlive", "RegisterAgent", "Heartbeat", "ReportTaskStatus", "ListAgents", "ListAllocations", "ListTasks",
-			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume",
+			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume", "RemoveImage",
 			"Campaign", "Resign", "Leader", "StateGet", "StatePut", "StateDelete", "StateList"}
 		for i, e := range got {
 			if e.Number != i+1 || e.Name != want[i] || e.Streaming != (e.Name == "Watch") {

@@ -12,11 +12,11 @@ func capabilitiesToProto(c *Capabilities) *pluginsv1.DriverCapabilities {
 	if c == nil {
 		return nil
 	}
-	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns, Isolation: c.Isolation}
+	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns, Isolation: c.Isolation, Images: c.Images}
 }
 
 func capabilitiesFromProto(c *pluginsv1.DriverCapabilities) *Capabilities {
-	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns(), Isolation: c.GetIsolation()}
+	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns(), Isolation: c.GetIsolation(), Images: c.GetImages()}
 }
 
 func resourcesToProto(r Resources) *pluginsv1.Resources {
@@ -148,5 +148,22 @@ func usageFromProto(u *pluginsv1.TaskUsage) *TaskUsage {
 	return &TaskUsage{
 		Timestamp: timeFromProto(u.GetTimestamp()), CPUUserNanos: u.GetCpuUserNs(), CPUSystemNanos: u.GetCpuSystemNs(),
 		MemoryRSSBytes: u.GetMemoryRssBytes(), PIDs: u.GetPids(), MemoryPeakBytes: u.GetMemoryPeakBytes(), OOMKills: u.GetOomKills(),
+	}
+}
+
+func imageToProto(im *Image) *pluginsv1.Image {
+	if im == nil {
+		return nil
+	}
+	return &pluginsv1.Image{
+		Ref: im.Ref, Digest: im.Digest, SizeBytes: im.SizeBytes, Tasks: int32(im.Tasks),
+		Pulled: timeToProto(im.Pulled), LastUsed: timeToProto(im.LastUsed),
+	}
+}
+
+func imageFromProto(im *pluginsv1.Image) *Image {
+	return &Image{
+		Ref: im.GetRef(), Digest: im.GetDigest(), SizeBytes: im.GetSizeBytes(), Tasks: int(im.GetTasks()),
+		Pulled: timeFromProto(im.GetPulled()), LastUsed: timeFromProto(im.GetLastUsed()),
 	}
 }

@@ -3,8 +3,12 @@
 // go-plugin glue that carries them over gRPC between a host (the agent) and a
 // plugin process.
 //
+// A Driver may also be an ImageDriver (images.go), found by type assertion
+// as Nomad finds its optional driver parts: a driver that keeps container
+// images lists and removes them for the agent.
+//
 // Files are split as Nomad splits its driver plugins: the contracts
-// (driver.go, isolator.go, errors.go), the go-plugin glue (plugin.go), the
+// (driver.go, images.go, isolator.go, errors.go), the go-plugin glue (plugin.go), the
 // gRPC clients (*_client.go) and servers (*_server.go), and the wire protocol
 // (proto/v1, generated).
 //

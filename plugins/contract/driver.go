@@ -83,6 +83,10 @@ type Capabilities struct {
 	// Isolation: the driver honours TaskConfig.Isolation. The host does
 	// not give a driver without it tasks it must isolate.
 	Isolation bool
+	// Images: the driver is an ImageDriver and keeps container images.
+	// Over gRPC the plugin's server sets it from that type assertion: a
+	// driver need not set it itself.
+	Images bool
 }
 
 // Health is a driver's health on a node.

@@ -14,9 +14,14 @@ import (
 // the contract's sentinels (ErrTaskNotFound, ErrNotSupported,
 // ErrHandleVersion) as the plugin returned them, and ErrPluginExited once the
 // plugin process is gone: a call to a dead plugin fails, it does not hang.
+//
+// It also implements ImageDriver (images_client.go) over the same
+// connection: against a plugin that does not serve images those calls
+// return ErrNotSupported (Capabilities.Images says which it is).
 type DriverClient struct {
-	rpc  pluginsv1.DriverClient
-	done context.Context
+	rpc    pluginsv1.DriverClient
+	images pluginsv1.ImageDriverClient
+	done   context.Context
 }
 
 var _ Driver = (*DriverClient)(nil)
@@ -25,7 +30,7 @@ var _ Driver = (*DriverClient)(nil)
 // the plugin process exits (go-plugin passes one to GRPCClient); pass
 // context.Background() for a connection with no process behind it.
 func NewDriverClient(done context.Context, conn grpc.ClientConnInterface) *DriverClient {
-	return &DriverClient{rpc: pluginsv1.NewDriverClient(conn), done: done}
+	return &DriverClient{rpc: pluginsv1.NewDriverClient(conn), images: pluginsv1.NewImageDriverClient(conn), done: done}
 }
 
 // Capabilities implements Driver.

@@ -20,7 +20,13 @@ func (s *driverServer) Capabilities(ctx context.Context, _ *pluginsv1.Capabiliti
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pluginsv1.CapabilitiesResponse{Capabilities: capabilitiesToProto(c)}, nil
+	pc := capabilitiesToProto(c)
+	if pc != nil {
+		// Images says what DriverPlugin registered: the truth, whatever
+		// the implementation claims.
+		_, pc.Images = s.impl.(ImageDriver)
+	}
+	return &pluginsv1.CapabilitiesResponse{Capabilities: pc}, nil
 }
 
 func (s *driverServer) Fingerprint(ctx context.Context, _ *pluginsv1.FingerprintRequest) (*pluginsv1.FingerprintResponse, error) {

@@ -57,7 +57,7 @@ func toStatus(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, ErrTaskNotFound):
+	case errors.Is(err, ErrTaskNotFound), errors.Is(err, ErrImageNotFound):
 		code = codes.NotFound
 	case errors.Is(err, ErrNotSupported):
 		code = codes.Unimplemented
@@ -94,6 +94,9 @@ func fromStatus(done context.Context, op string, err error) error {
 	switch st.Code() {
 	case codes.NotFound:
 		sentinel = ErrTaskNotFound
+		if strings.Contains(msg, ErrImageNotFound.Error()) {
+			sentinel = ErrImageNotFound
+		}
 	case codes.Unimplemented:
 		sentinel = ErrNotSupported
 	case codes.FailedPrecondition:

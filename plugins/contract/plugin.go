@@ -51,7 +51,9 @@ func HostPlugins() map[int]plugin.PluginSet {
 }
 
 // DriverPlugin is the plugin.GRPCPlugin of a task driver. A plugin sets Impl;
-// a host leaves it nil and dispenses a Driver.
+// a host leaves it nil and dispenses a Driver (a *DriverClient, which is
+// also an ImageDriver). An Impl that is also an ImageDriver is served as
+// one from the same connection.
 type DriverPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Impl Driver
@@ -65,6 +67,9 @@ func (p *DriverPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 		return fmt.Errorf("driver plugin: no implementation")
 	}
 	pluginsv1.RegisterDriverServer(s, &driverServer{impl: p.Impl})
+	if im, ok := p.Impl.(ImageDriver); ok {
+		pluginsv1.RegisterImageDriverServer(s, &imageServer{impl: im})
+	}
 	return nil
 }
 

@@ -304,3 +304,24 @@ func (s *storageProxy) Recover(ctx context.Context, sandboxes []contract.Sandbox
 	}
 	return c.Recover(ctx, sandboxes)
 }
+
+// The driver proxy is also a contract.ImageDriver: the call goes to the
+// current process's client, and a plugin that does not serve images
+// answers contract.ErrNotSupported.
+var _ contract.ImageDriver = (*driverProxy)(nil)
+
+func (d *driverProxy) ListImages(ctx context.Context) ([]*contract.Image, error) {
+	c, err := get[contract.ImageDriver](ctx, d.p, "list images")
+	if err != nil {
+		return nil, err
+	}
+	return c.ListImages(ctx)
+}
+
+func (d *driverProxy) RemoveImage(ctx context.Context, ref string) error {
+	c, err := get[contract.ImageDriver](ctx, d.p, "remove image")
+	if err != nil {
+		return err
+	}
+	return c.RemoveImage(ctx, ref)
+}

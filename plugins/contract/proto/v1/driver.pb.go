@@ -138,7 +138,9 @@ type DriverCapabilities struct {
 	JoinCgroups  bool                   `protobuf:"varint,4,opt,name=join_cgroups,json=joinCgroups,proto3" json:"join_cgroups,omitempty"`
 	JoinNetns    bool                   `protobuf:"varint,5,opt,name=join_netns,json=joinNetns,proto3" json:"join_netns,omitempty"`
 	// isolation: the driver honours TaskConfig.isolation.
-	Isolation     bool `protobuf:"varint,6,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	Isolation bool `protobuf:"varint,6,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	// images: the plugin also serves the ImageDriver service (images.proto).
+	Images        bool `protobuf:"varint,7,opt,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,6 +213,13 @@ func (x *DriverCapabilities) GetJoinNetns() bool {
 func (x *DriverCapabilities) GetIsolation() bool {
 	if x != nil {
 		return x.Isolation
+	}
+	return false
+}
+
+func (x *DriverCapabilities) GetImages() bool {
+	if x != nil {
+		return x.Images
 	}
 	return false
 }
@@ -1731,7 +1740,7 @@ var File_v1_driver_proto protoreflect.FileDescriptor
 
 const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
+	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
 	"\x12DriverCapabilities\x12!\n" +
 	"\fsend_signals\x18\x01 \x01(\bR\vsendSignals\x12!\n" +
 	"\ffs_isolation\x18\x02 \x01(\tR\vfsIsolation\x12#\n" +
@@ -1739,7 +1748,8 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\fjoin_cgroups\x18\x04 \x01(\bR\vjoinCgroups\x12\x1d\n" +
 	"\n" +
 	"join_netns\x18\x05 \x01(\bR\tjoinNetns\x12\x1c\n" +
-	"\tisolation\x18\x06 \x01(\bR\tisolation\"\x15\n" +
+	"\tisolation\x18\x06 \x01(\bR\tisolation\x12\x16\n" +
+	"\x06images\x18\a \x01(\bR\x06images\"\x15\n" +
 	"\x13CapabilitiesRequest\"_\n" +
 	"\x14CapabilitiesResponse\x12G\n" +
 	"\fcapabilities\x18\x01 \x01(\v2#.dcos.plugins.v1.DriverCapabilitiesR\fcapabilities\"\x14\n" +

@@ -32,6 +32,7 @@ const (
 	ModeCrashAfter = "crashafter" // exit with status 4 right after answering the first call
 	ModeFuture     = "future"     // speak only protocol version ProtocolVersion+1
 	ModeHang       = "hang"       // never complete the handshake
+	ModeImages     = "images"     // the driver is also a contract.ImageDriver (images.go)
 )
 
 // Messages the plugin logs, for tests to look for.
@@ -77,7 +78,11 @@ func serve(dirs map[string]string, modeDir string) {
 	for kind, dir := range dirs {
 		switch kind {
 		case contract.KindDriver:
-			impls[kind] = &driver{log: log, stateDir: dir, crashAfter: mode == ModeCrashAfter}
+			d := &driver{log: log, stateDir: dir, crashAfter: mode == ModeCrashAfter}
+			impls[kind] = d
+			if mode == ModeImages {
+				impls[kind] = newImageDriver(d)
+			}
 		case contract.KindIsolator:
 			impls[kind] = &isolator{}
 		case contract.KindNet:

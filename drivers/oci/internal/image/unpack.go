@@ -164,6 +164,11 @@ func (u *unpacker) entry(h *tar.Header, r io.Reader, buf []byte) (int64, error) 
 		return 0, nil
 	}
 
+	if isSparse(h) {
+		// Go's reader expands holes into zeros: a few bytes could write
+		// terabytes. Image builders do not write sparse entries.
+		return 0, fmt.Errorf("tar entry %q: %w: sparse files are not supported", h.Name, ErrMalformed)
+	}
 	mode := uint32(h.Mode & 0o7777)
 	var size int64
 	switch h.Typeflag {
@@ -280,6 +285,18 @@ func (u *unpacker) entry(h *tar.Header, r io.Reader, buf []byte) (int64, error) 
 		return 0, fmt.Errorf("tar entry %q: times: %w", h.Name, err)
 	}
 	return size, nil
+}
+
+func isSparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // clear removes whatever is at rel (a later entry replaces an earlier one).

@@ -80,21 +80,24 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.base.RoundTrip(req)
 }
 
-func (s *Store) remoteOptions(ctx context.Context, reg string) []remote.Option {
-	auth := authn.Anonymous
+func (s *Store) authenticator(reg string) authn.Authenticator {
 	if s.opts.Auth != nil {
 		if c, ok := s.opts.Auth(reg); ok {
 			switch {
 			case c.Token != "":
-				auth = &authn.Bearer{Token: c.Token}
+				return &authn.Bearer{Token: c.Token}
 			case c.Username != "" || c.Password != "":
-				auth = &authn.Basic{Username: c.Username, Password: c.Password}
+				return &authn.Basic{Username: c.Username, Password: c.Password}
 			}
 		}
 	}
+	return authn.Anonymous
+}
+
+func (s *Store) remoteOptions(ctx context.Context, reg string) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuth(auth),
+		remote.WithAuth(s.authenticator(reg)),
 		remote.WithTransport(schemeGuard{s: s, base: remote.DefaultTransport}),
 		remote.WithPlatform(v1.Platform{OS: s.platform.os, Architecture: s.platform.arch, Variant: s.platform.variant}),
 	}
@@ -225,6 +228,10 @@ func (s *Store) pull(ctx context.Context, ref string) (*Image, error) {
 		return nil, fmt.Errorf("pull %s: %w: config has %d diff_ids for %d layers", ref, ErrMalformed, len(cfg.RootFS.DiffIDs), len(man.Layers))
 	}
 
+	blobs, err := s.newBlobFetcher(ctx, pr.Context())
+	if err != nil {
+		return nil, s.registryError(ref, reg, err)
+	}
 	sizes := make([]int64, len(man.Layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Concurrency)
@@ -232,7 +239,7 @@ func (s *Store) pull(ctx context.Context, ref string) (*Image, error) {
 		diffID := cfg.RootFS.DiffIDs[i]
 		g.Go(func() error {
 			v, err, _ := s.layers.Do(diffID, func() (any, error) {
-				return s.fetchLayer(gctx, ref, reg, img, l, diffID)
+				return s.fetchLayer(gctx, ref, reg, blobs, l, diffID)
 			})
 			if err != nil {
 				return err
@@ -348,7 +355,7 @@ func verifyBytes(b []byte, want, what string) error {
 // layers/sha256/<diff_id>, unless it is there already, and returns its
 // unpacked size. It streams: blob → sha256 → decompress → sha256 → untar,
 // into a temp dir renamed into place only when both digests match.
-func (s *Store) fetchLayer(ctx context.Context, ref, reg string, img v1.Image, l descriptorJSON, diffID string) (int64, error) {
+func (s *Store) fetchLayer(ctx context.Context, ref, reg string, blobs *blobFetcher, l descriptorJSON, diffID string) (int64, error) {
 	final := s.layerDir(diffID)
 	if _, err := os.Stat(filepath.Join(final, "size")); err == nil {
 		return readSize(final), nil
@@ -356,15 +363,7 @@ func (s *Store) fetchLayer(ctx context.Context, ref, reg string, img v1.Image, l
 	if !strings.HasPrefix(l.Digest, "sha256:") || !strings.HasPrefix(diffID, "sha256:") {
 		return 0, fmt.Errorf("pull %s: layer %s: %w: unsupported digest (diff_id %s)", ref, l.Digest, ErrMalformed, diffID)
 	}
-	h, err := v1.NewHash(l.Digest)
-	if err != nil {
-		return 0, fmt.Errorf("pull %s: layer %s: %w: %v", ref, l.Digest, ErrMalformed, err)
-	}
-	layer, err := img.LayerByDigest(h)
-	if err != nil {
-		return 0, fmt.Errorf("pull %s: layer %s: %w", ref, l.Digest, err)
-	}
-	rc, err := layer.Compressed()
+	rc, err := blobs.open(ctx, l.Digest)
 	if err != nil {
 		return 0, s.layerError(ref, reg, "layer "+l.Digest, err)
 	}
@@ -398,6 +397,42 @@ func (s *Store) fetchLayer(ctx context.Context, ref, reg string, img v1.Image, l
 	}
 	ok = true
 	return size, nil
+}
+
+// blobFetcher GETs blobs of one repository without go-containerregistry's
+// own verification: fetchLayer hashes the stream itself, once.
+type blobFetcher struct {
+	repo   name.Repository
+	client *http.Client
+}
+
+func (s *Store) newBlobFetcher(ctx context.Context, repo name.Repository) (*blobFetcher, error) {
+	auth := s.authenticator(repo.RegistryStr())
+	t, err := transport.NewWithContext(ctx, repo.Registry, auth, schemeGuard{s: s, base: remote.DefaultTransport},
+		[]string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	return &blobFetcher{repo: repo, client: &http.Client{Transport: t}}, nil
+}
+
+func (b *blobFetcher) open(ctx context.Context, digest string) (io.ReadCloser, error) {
+	// The scheme is the ping's choice: go-containerregistry's transport
+	// rewrites it for the registry host.
+	u := fmt.Sprintf("https://%s/v2/%s/blobs/%s", b.repo.RegistryStr(), b.repo.RepositoryStr(), digest)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
 }
 
 // unreadable is a failure to read the blob from the registry (not a bad

@@ -104,7 +104,12 @@ func (s *Store) mountOverlay(id string, rec *record, readOnly bool) (string, err
 	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"),
 		filepath.Join(cdir, "upper"), filepath.Join(cdir, "work"))
 	if len(data) >= os.Getpagesize() {
-		return "", fmt.Errorf("mount %s: overlay options are %d bytes (%d layers), the kernel takes < %d", id, len(data), len(lower), os.Getpagesize())
+		// mount(2) takes one page of options; the new mount API takes one
+		// lower dir at a time (Linux ≥ 6.8).
+		if err := mountOverlayFsconfig(lower, filepath.Join(cdir, "upper"), filepath.Join(cdir, "work"), rootfs, readOnly); err != nil {
+			return "", fmt.Errorf("mount %s: overlay of %d layers (%d bytes of options, more than mount(2) takes) on %s: %w", id, len(lower), len(data), rootfs, err)
+		}
+		return rootfs, nil
 	}
 	var flags uintptr
 	if readOnly {
@@ -203,4 +208,41 @@ func (s *Store) Containers() (map[string]string, error) {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	return m, nil
+}
+
+// mountOverlayFsconfig mounts an overlay with fsopen/fsconfig/fsmount,
+// passing lower dirs (top first) one by one with "lowerdir+".
+func mountOverlayFsconfig(lower []string, upper, work, target string, readOnly bool) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, l := range lower {
+		if err := unix.FsconfigSetString(fd, "lowerdir+", l); err != nil {
+			return fmt.Errorf("fsconfig lowerdir+ %s: %w", l, err)
+		}
+	}
+	if err := unix.FsconfigSetString(fd, "upperdir", upper); err != nil {
+		return fmt.Errorf("fsconfig upperdir: %w", err)
+	}
+	if err := unix.FsconfigSetString(fd, "workdir", work); err != nil {
+		return fmt.Errorf("fsconfig workdir: %w", err)
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("fsconfig create: %w", err)
+	}
+	var attr int
+	if readOnly {
+		attr = unix.MOUNT_ATTR_RDONLY
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attr)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount: %w", err)
+	}
+	return nil
 }

@@ -476,3 +476,43 @@ func TestStore_BadInput(t *testing.T) {
 		t.Fatalf("unknown image: %v", err)
 	}
 }
+
+func TestStore_ManyLayers(t *testing.T) {
+	requireRoot(t)
+	r := imagetest.StartRegistry(t)
+	var layers [][]byte
+	for i := 0; i < 40; i++ { // more lowerdirs than one page of mount(2) options holds
+		layers = append(layers, imagetest.Tar(t, imagetest.Entry{Name: "layer", Body: strings.Repeat("x", i+1)},
+			imagetest.Entry{Name: "f" + strings.Repeat("0", i%3) + string(rune('a'+i%26)) + string(rune('0'+i/26)), Body: "y"}))
+	}
+	ref, _ := r.PushLayers(t, "many:1", imagetest.Config{}, layers...)
+	s := openStore(t, Options{})
+	img, err := s.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{false, true} {
+		id := "many-rw"
+		if ro {
+			id = "many-ro"
+		}
+		rootfs, err := s.Mount(context.Background(), img, id, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cleanupContainer(t, s, id)
+		if got := readFile(t, filepath.Join(rootfs, "layer")); len(got) != 40 {
+			t.Fatalf("top layer's file has %d bytes, want 40", len(got))
+		}
+		err = os.WriteFile(filepath.Join(rootfs, "new"), nil, 0o644)
+		if ro != errors.Is(err, syscall.EROFS) {
+			t.Fatalf("read-only %v: write: %v", ro, err)
+		}
+		if err := s.Unmount(id); err != nil {
+			t.Fatal(err)
+		}
+		if mountedIn(t, rootfs) {
+			t.Fatalf("%s still mounted", rootfs)
+		}
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -227,6 +228,36 @@ func (r *Registry) PushImage(t testing.TB, repoTag string, img v1.Image) (ref, d
 		t.Fatalf("imagetest: push %s: %v", ref, err)
 	}
 	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("imagetest: digest: %v", err)
+	}
+	return ref, d.String()
+}
+
+// PushIndex pushes an OCI image index of imgs (each entry's platform taken
+// from its config) as ADDR/repoTag and returns the reference and the index
+// digest.
+func (r *Registry) PushIndex(t testing.TB, repoTag string, imgs ...v1.Image) (ref, digest string) {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, img := range imgs {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatalf("imagetest: config: %v", err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	ref = r.Ref(repoTag)
+	tag, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatalf("imagetest: parse %s: %v", ref, err)
+	}
+	if err := remote.WriteIndex(tag, idx, r.Options()...); err != nil {
+		t.Fatalf("imagetest: push index %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
 	if err != nil {
 		t.Fatalf("imagetest: digest: %v", err)
 	}

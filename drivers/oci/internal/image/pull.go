@@ -106,7 +106,8 @@ func (s *Store) remoteOptions(ctx context.Context, reg string) []remote.Option {
 // Pull returns the image ref names, pulling it if the store does not have it
 // yet: a reference already pulled (the same tag, or a digest) is answered
 // from the store without asking the registry (pull-if-missing; Remove the
-// image to pull a moved tag again). Concurrent pulls of one reference, and of
+// image to pull a moved tag again); an image whose layer dirs were damaged
+// from outside is fetched again. Concurrent pulls of one reference, and of
 // one layer, share one download. On error nothing of the pull is left in the
 // store; errors wrap ErrNotFound, ErrUnauthorized, ErrUnreachable,
 // ErrInsecure, ErrDigest, ErrPlatform or ErrMalformed where they apply.
@@ -114,11 +115,11 @@ func (s *Store) Pull(ctx context.Context, ref string) (*Image, error) {
 	if strings.TrimSpace(ref) == "" {
 		return nil, errors.New("pull: image reference is empty")
 	}
-	if r, ok := s.lookup(ref); ok {
+	if r, ok := s.lookup(ref); ok && s.missingLayer(r) == "" {
 		return s.image(r), nil
 	}
 	v, err, _ := s.pulls.Do(ref, func() (any, error) {
-		if r, ok := s.lookup(ref); ok {
+		if r, ok := s.lookup(ref); ok && s.missingLayer(r) == "" {
 			return s.image(r), nil
 		}
 		return s.pull(ctx, ref)

@@ -88,6 +88,9 @@ type ImageConfig struct {
 
 // ImageInfo describes one image in the store (see List).
 type ImageInfo struct {
+	// Ref is the reference it was first pulled by; Refs all of them
+	// (including normalized forms such as index.docker.io/library/…).
+	Ref      string
 	Refs     []string
 	Digest   string
 	Size     int64
@@ -202,12 +205,27 @@ func Open(dir string, o Options) (*Store, error) {
 			_ = os.Remove(p)
 			continue
 		}
+		if missing := s.missingLayer(&r); missing != "" {
+			// Layers are renamed into place before the record is written,
+			// so this is damage from outside: the next Pull of the image
+			// fetches the missing layers again.
+			s.log.Warn("image store: image record names a missing layer", "digest", r.Digest, "layer", missing)
+		}
 		s.images[r.Digest] = &r
 		for _, ref := range r.Refs {
 			s.refs[ref] = r.Digest
 		}
 	}
 	return s, nil
+}
+
+func (s *Store) missingLayer(r *record) string {
+	for _, d := range r.DiffIDs {
+		if _, err := os.Stat(filepath.Join(s.layerDir(d), "size")); err != nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // Dir is the store's directory.
@@ -310,7 +328,11 @@ func (s *Store) List() ([]ImageInfo, error) {
 	defer s.imu.Unlock()
 	out := make([]ImageInfo, 0, len(s.images))
 	for _, r := range s.images {
-		out = append(out, ImageInfo{Refs: append([]string(nil), r.Refs...), Digest: r.Digest, Size: r.Size,
+		ref := ""
+		if len(r.Refs) > 0 {
+			ref = r.Refs[0]
+		}
+		out = append(out, ImageInfo{Ref: ref, Refs: append([]string(nil), r.Refs...), Digest: r.Digest, Size: r.Size,
 			Tasks: tasks[r.Digest], Pulled: r.Pulled, LastUsed: r.LastUsed})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Digest < out[j].Digest })
@@ -334,6 +356,10 @@ func (s *Store) lookup(refOrDigest string) (*record, bool) {
 			r, ok := s.images[d]
 			return r, ok
 		}
+	}
+	if i := strings.LastIndex(refOrDigest, "@"); i >= 0 { // repo@sha256:…
+		r, ok := s.images[refOrDigest[i+1:]]
+		return r, ok
 	}
 	return nil, false
 }

@@ -90,8 +90,15 @@ func TestStore_PullMount(t *testing.T) {
 	}
 	// A second pull by tag or by digest is served from the store.
 	byDigest, err := s.Pull(context.Background(), r.Addr+"/app@"+digest)
-	if err != nil || byDigest.Digest != digest {
-		t.Fatalf("pull by digest = %+v, %v", byDigest, err)
+	if err != nil || byDigest.Digest != digest || byDigest.Ref != ref {
+		t.Fatalf("pull by digest = %+v, %v; want the stored image", byDigest, err)
+	}
+	// A layer damaged from outside is fetched again.
+	if err := os.RemoveAll(filepath.Dir(img.Layers[0])); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Pull(context.Background(), ref); err != nil || readFile(t, filepath.Join(again.Layers[0], "etc", "hello")) != "hello from the image\n" {
+		t.Fatalf("pull after damage: %v", err)
 	}
 
 	rootfs, err := s.Mount(context.Background(), img, "c1", false)
@@ -514,5 +521,28 @@ func TestStore_ManyLayers(t *testing.T) {
 		if mountedIn(t, rootfs) {
 			t.Fatalf("%s still mounted", rootfs)
 		}
+	}
+}
+
+func TestStore_Index(t *testing.T) {
+	requireRoot(t)
+	r := imagetest.StartRegistry(t)
+	amd := imagetest.Build(t, imagetest.Config{Architecture: "amd64", Cmd: []string{"amd"}}, imagetest.Tar(t, imagetest.Entry{Name: "arch", Body: "amd64"}))
+	arm := imagetest.Build(t, imagetest.Config{Architecture: "arm64", Cmd: []string{"arm"}}, imagetest.Tar(t, imagetest.Entry{Name: "arch", Body: "arm64"}))
+	multi, _ := r.PushIndex(t, "multi:1", arm, amd)
+	armOnly, _ := r.PushIndex(t, "armonly:1", arm)
+	amdDigest, _ := amd.Digest()
+
+	s := openStore(t, Options{Platform: "linux/amd64"})
+	img, err := s.Pull(context.Background(), multi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Digest != amdDigest.String() || img.Config.Cmd[0] != "amd" || readFile(t, filepath.Join(img.Layers[0], "arch")) != "amd64" {
+		t.Fatalf("picked %+v, want the amd64 manifest %s", img, amdDigest)
+	}
+	_, err = s.Pull(context.Background(), armOnly)
+	if !errors.Is(err, ErrPlatform) || !strings.Contains(err.Error(), "has no manifest for linux/amd64 (it has linux/arm64)") {
+		t.Fatalf("arm-only index: %v", err)
 	}
 }

@@ -3,6 +3,10 @@ package image
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -544,5 +548,36 @@ func TestStore_Index(t *testing.T) {
 	_, err = s.Pull(context.Background(), armOnly)
 	if !errors.Is(err, ErrPlatform) || !strings.Contains(err.Error(), "has no manifest for linux/amd64 (it has linux/arm64)") {
 		t.Fatalf("arm-only index: %v", err)
+	}
+}
+
+// TestStore_BearerToken puts a real registry behind a proxy that admits only
+// "Authorization: Bearer <token>" (as registries fronted by an auth gateway
+// do) and pulls through it with Credentials.Token.
+func TestStore_BearerToken(t *testing.T) {
+	requireRoot(t)
+	r := imagetest.StartRegistry(t)
+	ref, _ := r.PushLayers(t, "tok:1", imagetest.Config{}, imagetest.Tar(t, imagetest.Entry{Name: "x", Body: "x"}))
+	target, _ := url.Parse("http://" + r.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer t0ken" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gateway"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	viaProxy := strings.Replace(ref, r.Addr, srv.Listener.Addr().String(), 1)
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"t0ken", true}, {"wrong", false}} {
+		s := openStore(t, Options{Auth: func(string) (Credentials, bool) { return Credentials{Token: tc.token}, true }})
+		_, err := s.Pull(context.Background(), viaProxy)
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrUnauthorized)) {
+			t.Fatalf("token %q: %v", tc.token, err)
+		}
 	}
 }

@@ -1,0 +1,73 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
+	"github.com/dcos-kernel/dcos/internal/taskinit"
+)
+
+// initTimeout bounds how long a start waits for the task init to report
+// that the task runs.
+const initTimeout = 10 * time.Second
+
+// isolate turns cmd into a start of the task init for iso (see package
+// taskinit), which joins the cgroups late itself; with c, in the init's
+// container mode.
+func isolate(cmd *exec.Cmd, iso *wire.Isolation, c *wire.Container, late []string) (*taskinit.Start, error) {
+	spec := &taskinit.Spec{UID: iso.UID, GID: iso.GID, Groups: iso.Groups, KeepCaps: iso.UID == 0,
+		PIDNamespace: !iso.SharePID, Hidden: iso.Hidden, Sandbox: iso.Sandbox, Cgroups: late}
+	if c != nil {
+		var err error
+		if spec, err = containerSpec(iso, c, late); err != nil {
+			return nil, err
+		}
+	}
+	return taskinit.Prepare(cmd, spec)
+}
+
+// errNoContainerInit is what a container start fails with until the task
+// init has a container mode.
+var errNoContainerInit = errors.New("container: this build's task init has no container mode")
+
+// containerSpec is the task init's spec of a container task: the
+// container's credentials (the image's user, not iso's), a new pid
+// namespace, the host's sandbox (bound in by the oci driver through
+// c.Binds), its cgroups.
+//
+// TODO(issue 14, lead): connect to taskinit's container mode (Spec fields
+// RootFS, Hostname, ReadOnlyRoot, Binds, Caps, Dir, on branch taskinit)
+// once it lands; until then container starts fail with
+// errNoContainerInit. The spec it should build:
+//
+//	taskinit.Spec{UID: c.UID, GID: c.GID, Groups: c.Groups, KeepCaps: false,
+//		PIDNamespace: true, Sandbox: iso.Sandbox, Cgroups: late,
+//		RootFS: c.RootFS, Hostname: c.Hostname, ReadOnlyRoot: c.ReadOnlyRoot,
+//		Binds: binds(c.Binds), Caps: c.Caps, Dir: c.Dir}
+func containerSpec(iso *wire.Isolation, c *wire.Container, late []string) (*taskinit.Spec, error) {
+	_, _, _ = iso, c, late
+	return nil, errNoContainerInit
+}
+
+// splitCPU splits dirs into the cgroup v1 cpu directories (they hold
+// cpu.cfs_quota_us) and the others. The task init starts in the others and
+// joins the cpu ones just before it forks the task: its own start-up
+// (some milliseconds of CPU when it was a Go program; well under one now
+// that it is C) would otherwise count against a small task's CFS quota and
+// have the start throttled until the next period.
+func splitCPU(dirs []string) (others, cpu []string) {
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err == nil {
+			cpu = append(cpu, d)
+		} else {
+			others = append(others, d)
+		}
+	}
+	return others, cpu
+}

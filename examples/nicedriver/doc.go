@@ -6,12 +6,12 @@
 //
 //	{"nice": 10, "env": {"K": "V"}}
 //
-// nice is 0..19 (default 10). The driver starts each task through itself,
-// re-executed as a launcher that sets its nice level and execs the command
-// (launch.go). Each task runs in its own process group; StopTask escalates
-// to SIGKILL after its timeout. It cannot reattach to tasks after a restart
-// (Capabilities.RecoverTasks is false) and does not join cgroups itself (the
-// agent's isolator places the task).
+// nice is 0..19 (default 10). The driver embeds the SDK's Executor, which
+// does everything the built-in exec driver does (a supervisor that outlives
+// the plugin, process groups, cgroups, exit records, stats, signals,
+// recovery after a restart); the driver only rewrites the task's command to
+// `nice -n N -- COMMAND ARGS...` in StartTask and states its Capabilities
+// and Fingerprint (main.go), and parses its config (config.go).
 //
 // Install it into an agent's plugin directory as dcos-driver-nice with its
 // checksum in SHA256SUMS; see README.md. Linux only.

@@ -122,3 +122,7 @@ func resolveIn(root, p string) (string, error) {
 	}
 	return filepath.Join(root, cur), nil
 }
+
+// LookPath resolves command as the supervisor does for a task with PATH
+// path and working directory dir (see lookPath).
+func LookPath(command, path, dir string) (string, error) { return lookPath(command, path, dir) }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,12 +40,11 @@ func newExecutor(t *testing.T) (*plugin.Executor, string) {
 	return e, dir
 }
 
-// waitNoSocket waits for the supervisor of dir to exit: it removes its
-// socket first.
+// waitNoSocket waits for the supervisor of dir to exit.
 func waitNoSocket(t *testing.T, dir string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(dir, "supervisor.sock")); errors.Is(err, os.ErrNotExist) {
+		if supervisorGone(dir) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -243,4 +243,19 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// supervisorGone reports whether no supervisor holds dir: its lock file
+// can be locked.
+func supervisorGone(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "supervisor.lock"))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return false
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return true
 }

@@ -67,10 +67,8 @@ func (d *driver) StartTask(ctx context.Context, cfg *plugin.TaskConfig) (*plugin
 		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
 	}
 	c := *cfg // the host's config stays as it is
-	c.Env = maps.Clone(cfg.Env)
-	if c.Env == nil {
-		c.Env = map[string]string{}
-	}
+	c.Env = map[string]string{}
+	maps.Copy(c.Env, cfg.Env)
 	maps.Copy(c.Env, conf.Env)
 	path, err := plugin.LookPath(&c) // a missing command fails the start, not nice
 	if err != nil {

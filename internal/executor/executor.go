@@ -379,14 +379,19 @@ type Container struct {
 	Hostname string
 	// ReadOnlyRoot mounts RootFS read-only for the task.
 	ReadOnlyRoot bool
-	// Binds are bind mounts into RootFS, in order.
+	// Binds are bind mounts into RootFS, in order, made before the task
+	// changes root: nothing else of the host is visible (not even
+	// TaskConfig.Isolation.Sandbox: bind it in).
 	Binds []Bind
 	// UID, GID and Groups are the task's credentials (the image's user),
 	// not TaskConfig.Isolation's.
 	UID, GID uint32
 	Groups   []uint32
-	// Caps are the capabilities the task keeps (e.g.
-	// "CAP_NET_BIND_SERVICE"); none if empty.
+	// Caps are the capabilities a task running as UID 0 keeps (names
+	// such as "CAP_NET_BIND_SERVICE"): nil means the task init's default
+	// set for root containers (Docker's, without CAP_MKNOD, CAP_NET_RAW
+	// and CAP_AUDIT_WRITE), empty means none. A task with another UID
+	// has none, with no_new_privs, whatever Caps says.
 	Caps []string
 	// Dir is the task's working directory inside RootFS; empty means "/".
 	Dir string

@@ -37,19 +37,23 @@ func isolate(cmd *exec.Cmd, iso *wire.Isolation, c *wire.Container, late []strin
 var errNoContainerInit = errors.New("container: this build's task init has no container mode")
 
 // containerSpec is the task init's spec of a container task: the
-// container's credentials (the image's user, not iso's), a new pid
-// namespace, the host's sandbox (bound in by the oci driver through
-// c.Binds), its cgroups.
+// container's credentials and capabilities (the image's user, not iso's),
+// a new pid namespace (container mode needs one), its cgroups; iso's
+// Hidden and Sandbox do not apply (nothing of the node is visible but
+// c.Binds).
 //
 // TODO(issue 14, lead): connect to taskinit's container mode (Spec fields
-// RootFS, Hostname, ReadOnlyRoot, Binds, Caps, Dir, on branch taskinit)
-// once it lands; until then container starts fail with
+// RootFS, Hostname, ReadOnlyRoot, Binds, Caps, Dir and type taskinit.Bind,
+// on branch taskinit) once it lands; until then container starts fail with
 // errNoContainerInit. The spec it should build:
 //
-//	taskinit.Spec{UID: c.UID, GID: c.GID, Groups: c.Groups, KeepCaps: false,
-//		PIDNamespace: true, Sandbox: iso.Sandbox, Cgroups: late,
-//		RootFS: c.RootFS, Hostname: c.Hostname, ReadOnlyRoot: c.ReadOnlyRoot,
-//		Binds: binds(c.Binds), Caps: c.Caps, Dir: c.Dir}
+//	binds := make([]taskinit.Bind, len(c.Binds))
+//	for i, b := range c.Binds {
+//		binds[i] = taskinit.Bind{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly}
+//	}
+//	return &taskinit.Spec{UID: c.UID, GID: c.GID, Groups: c.Groups, PIDNamespace: true,
+//		Cgroups: late, Hostname: c.Hostname, RootFS: c.RootFS, ReadOnlyRoot: c.ReadOnlyRoot,
+//		Binds: binds, Caps: c.Caps, Dir: c.Dir}, nil
 func containerSpec(iso *wire.Isolation, c *wire.Container, late []string) (*taskinit.Spec, error) {
 	_, _, _ = iso, c, late
 	return nil, errNoContainerInit

@@ -98,7 +98,7 @@ type Container struct {
 	UID          uint32   `json:"uid"`
 	GID          uint32   `json:"gid"`
 	Groups       []uint32 `json:"groups,omitempty"`
-	Caps         []string `json:"caps,omitempty"`
+	Caps         []string `json:"caps"` // null (nil: the init's default) differs from [] (none)
 	Dir          string   `json:"dir,omitempty"`
 }
 

@@ -129,3 +129,24 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 	})
 }
+
+// TestStartSpec_ContainerCaps: nil capabilities (the init's default) and
+// an empty list (none) survive the wire as they are.
+func TestStartSpec_ContainerCaps(t *testing.T) {
+	for _, caps := range [][]string{nil, {}, {"CAP_CHOWN"}} {
+		req := &Request{ID: 1, Op: OpStart, Start: &StartSpec{TaskID: "t", Command: "/bin/sh", Isolation: &Isolation{},
+			Container: &Container{RootFS: "/r", Caps: caps, Binds: []Bind{{Source: "/s", Target: "/t", ReadOnly: true}}}}}
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("DecodeRequest(%s): %v", b, err)
+		}
+		c := got.Start.Container
+		if (c.Caps == nil) != (caps == nil) || len(c.Caps) != len(caps) || len(c.Binds) != 1 || !c.Binds[0].ReadOnly {
+			t.Errorf("caps %#v: decoded %+v", caps, c)
+		}
+	}
+}

@@ -103,6 +103,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"id":2,"op":"start","start":{"task_id":"t","command":"sleep","args":["1"],"env":["PATH=/bin"],"work_dir":"/tmp","cgroups":["/sys/fs/cgroup/memory/x"]}}`))
 	f.Add([]byte(`{"id":3,"op":"signal","task_id":"t","signal":15}`))
 	f.Add([]byte(`{"id":1,"op":"list"}`))
+	f.Add([]byte(`{"id":4,"op":"start","start":{"task_id":"c","command":"/usr/sbin/nginx","isolation":{"uid":0,"gid":0},"container":{"rootfs":"/r","hostname":"web","uid":101,"gid":101,"caps":null,"binds":[{"source":"/s","target":"/sandbox","read_only":true}],"dir":"/"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
 		if err != nil {

@@ -426,9 +426,11 @@ func (d *Executor) StartTask(ctx context.Context, cfg *contract.TaskConfig) (*co
 // StartContainer starts cfg as StartTask does, but in the container c:
 // under the task init's container mode, in new mount, pid, uts and ipc
 // namespaces, with c.RootFS as its root, c's credentials and
-// capabilities, working directory c.Dir. cfg.Command is the entrypoint: an
-// absolute path inside c.RootFS, or a name searched in the PATH of
-// cfg.Env inside c.RootFS; cfg.Args are its arguments and cfg.Env its
+// capabilities, working directory c.Dir. cfg.Command is the entrypoint as
+// the image names it: a path inside the container, or a name the task init
+// searches, inside the container (binds included), in the PATH of cfg.Env;
+// the task is that process itself, pid 1 of its pid namespace (so it gets
+// only the signals it handles, and SIGKILL). cfg.Args are its arguments and cfg.Env its
 // whole environment (less IsPluginEnv names); cfg.WorkDir and cfg.User are
 // not used. cfg.Isolation is required (the host's: its Sandbox and
 // HiddenPaths); Cgroups and Netns are joined as by StartTask. Output files

@@ -107,7 +107,8 @@ func TestExecutor_DefaultSupervisor(t *testing.T) {
 }
 
 // TestExecutor_StartContainerRefusals: bad containers are refused with
-// the field named, and nothing of them is left.
+// the field named, and nothing of them is left. (Checked before anything
+// that needs root.)
 func TestExecutor_StartContainerRefusals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -126,33 +127,9 @@ func TestExecutor_StartContainerRefusals(t *testing.T) {
 		{"bad hostname", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso}, &plugin.Container{RootFS: root, Hostname: "a b"}, `container hostname "a b"`},
 		{"relative bind", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso},
 			&plugin.Container{RootFS: root, Binds: []plugin.Bind{{Source: "src", Target: "/x"}}}, "container binds[0]"},
-		{"bad cap", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso}, &plugin.Container{RootFS: root, Caps: []string{"net_admin"}}, `capability "net_admin"`},
+		{"bad cap", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso}, &plugin.Container{RootFS: root, Caps: []string{"CAP_NOPE"}}, `unknown capability "CAP_NOPE"`},
 		{"relative dir", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso}, &plugin.Container{RootFS: root, Dir: "x"}, `container dir "x"`},
-		{"missing entrypoint", plugin.TaskConfig{ID: "c", Command: "/bin/sh", Isolation: iso}, &plugin.Container{RootFS: root}, `command "/bin/sh" in ` + root},
-		{"entrypoint not in PATH", plugin.TaskConfig{ID: "c", Command: "nginx", Isolation: iso, Env: map[string]string{"PATH": "/usr/sbin"}},
-			&plugin.Container{RootFS: root}, `command "nginx": not found in ` + root},
 	}
-	// A well-formed container whose entrypoint exists: refused until the
-	// task init has a container mode (TODO(issue 14): then it runs).
-	if err := os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "usr/bin/entry"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/usr/bin", filepath.Join(root, "bin")); err != nil { // absolute, inside root
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "stdout")
-	tests = append(tests, struct {
-		name string
-		cfg  plugin.TaskConfig
-		c    *plugin.Container
-		want string
-	}{"no container init yet", plugin.TaskConfig{ID: "c", Command: "entry", Isolation: iso, StdoutPath: out,
-		Env: map[string]string{"PATH": "/bin"}}, &plugin.Container{RootFS: root, Hostname: "web-1", UID: 101, GID: 101,
-		Binds: []plugin.Bind{{Source: iso.Sandbox, Target: "/sandbox"}}, Caps: []string{"CAP_NET_BIND_SERVICE"}, Dir: "/"},
-		"has no container mode"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.StartContainer(ctx, &tt.cfg, tt.c)
@@ -163,9 +140,6 @@ func TestExecutor_StartContainerRefusals(t *testing.T) {
 				t.Errorf("InspectTask after a refused start: %v, want ErrTaskNotFound", err)
 			}
 		})
-	}
-	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("output file of a refused start: %v, want none", err)
 	}
 }
 
@@ -258,4 +232,105 @@ func supervisorGone(dir string) bool {
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return true
+}
+
+// hostRootFS returns an empty root filesystem whose /usr the container
+// gets by a read-only bind of the node's, with the merged-/usr links
+// (/bin -> usr/bin, ...) of the node, so that its programs run.
+func hostRootFS(t *testing.T) (string, []plugin.Bind) {
+	t.Helper()
+	root := t.TempDir()
+	for _, name := range []string{"bin", "sbin", "lib", "lib32", "lib64"} {
+		if target, err := os.Readlink("/" + name); err == nil {
+			if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return root, []plugin.Bind{{Source: "/usr", Target: "/usr", ReadOnly: true}}
+}
+
+// TestExecutor_StartContainer: a container task runs as pid 1 of its own
+// pid namespace in its own root, with the container's hostname, user and
+// working dir and exactly its Env, writes to the host's output files,
+// reports its real exit, refuses an entrypoint that cannot run with the
+// init's reason and nothing left, and is recovered by a new executor.
+func TestExecutor_StartContainer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not root: the task init's namespaces and mounts need root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e, dir := newExecutor(t)
+	root, binds := hostRootFS(t)
+	sandbox := t.TempDir()
+	if err := os.Chmod(sandbox, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	binds = append(binds, plugin.Bind{Source: sandbox, Target: "/sandbox"})
+	out := filepath.Join(sandbox, "stdout")
+	cfg := &plugin.TaskConfig{ID: "web", Command: "sh", StdoutPath: out, Isolation: &plugin.TaskIsolation{Sandbox: sandbox},
+		Args: []string{"-c", `echo "pid=$$ host=$(cat /proc/sys/kernel/hostname) uid=$(id -u) dir=$(pwd) env=$(env | grep -v '^PWD=' | sort | tr '\n' ' ')"; ls -a /; while [ ! -e /sandbox/gate ]; do sleep 0.01; done; exit 3`},
+		Env: map[string]string{"PATH": "/usr/bin:/bin", "PLUGIN_CLIENT_CERT": "x", "K": "v"}}
+	c := &plugin.Container{RootFS: root, Hostname: "web-1", Binds: binds, UID: 101, GID: 101, Dir: "/sandbox"}
+	h, err := e.StartContainer(ctx, cfg, c)
+	if err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	t.Cleanup(func() { syscall.Kill(-h.PID, syscall.SIGKILL) })
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 101 || st.Gid != 101 {
+		t.Errorf("stdout owned by %d:%d, want the container's 101:101", st.Uid, st.Gid)
+	}
+
+	// A new executor on the same state dir recovers it, then sees its exit.
+	e.Close()
+	e2, err := plugin.NewExecutor(plugin.ExecutorConfig{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e2.Close() })
+	if err := e2.RecoverTask(ctx, h); err != nil {
+		t.Fatalf("RecoverTask: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(sandbox, "gate"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e2.WaitTask(ctx, "web")
+	if err != nil || r.ExitCode != 3 || r.Signal != 0 || r.Err != "" {
+		t.Fatalf("WaitTask = %+v, %v; want exit code 3", r, err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// env: K and PATH, then only the shell's own (SHLVL, _).
+	want := "pid=1 host=web-1 uid=101 dir=/sandbox env=K=v PATH=/usr/bin:/bin "
+	if first, _, _ := strings.Cut(string(b), "\n"); !strings.HasPrefix(first, want) || strings.Contains(first, "PLUGIN") {
+		t.Errorf("the task says %q, want it to begin %q", b, want)
+	}
+	if strings.Contains(string(b), "\nhome\n") || strings.Contains(string(b), "\nroot\n") {
+		t.Errorf("the container sees the node's root: %q", b)
+	}
+	if err := e2.DestroyTask(ctx, "web", false); err != nil {
+		t.Error(err)
+	}
+
+	// An entrypoint that is not in the image fails the start, with the
+	// init's reason, leaving nothing.
+	out2 := filepath.Join(sandbox, "stdout2")
+	_, err = e2.StartContainer(ctx, &plugin.TaskConfig{ID: "bad", Command: "/no/such/entry", StdoutPath: out2,
+		Isolation: &plugin.TaskIsolation{Sandbox: sandbox}}, &plugin.Container{RootFS: root, Binds: binds})
+	if err == nil || !strings.Contains(err.Error(), "/no/such/entry") {
+		t.Errorf("StartContainer(missing entrypoint) = %v, want an error naming it", err)
+	}
+	if _, err := e2.InspectTask(ctx, "bad"); !errors.Is(err, plugin.ErrTaskNotFound) {
+		t.Errorf("InspectTask after a failed start: %v", err)
+	}
+	if _, err := os.Stat(out2); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("output file of a failed start: %v, want none", err)
+	}
 }

@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,39 +23,24 @@ func isolate(cmd *exec.Cmd, iso *wire.Isolation, c *wire.Container, late []strin
 	spec := &taskinit.Spec{UID: iso.UID, GID: iso.GID, Groups: iso.Groups, KeepCaps: iso.UID == 0,
 		PIDNamespace: !iso.SharePID, Hidden: iso.Hidden, Sandbox: iso.Sandbox, Cgroups: late}
 	if c != nil {
-		var err error
-		if spec, err = containerSpec(iso, c, late); err != nil {
-			return nil, err
-		}
+		spec = containerSpec(c, late)
+		cmd.Dir = "" // the container's is spec.Dir
 	}
 	return taskinit.Prepare(cmd, spec)
 }
-
-// errNoContainerInit is what a container start fails with until the task
-// init has a container mode.
-var errNoContainerInit = errors.New("container: this build's task init has no container mode")
 
 // containerSpec is the task init's spec of a container task: the
 // container's credentials and capabilities (the image's user, not iso's),
 // a new pid namespace (container mode needs one), its cgroups; iso's
 // Hidden and Sandbox do not apply (nothing of the node is visible but
 // c.Binds).
-//
-// TODO(issue 14, lead): connect to taskinit's container mode (Spec fields
-// RootFS, Hostname, ReadOnlyRoot, Binds, Caps, Dir and type taskinit.Bind,
-// on branch taskinit) once it lands; until then container starts fail with
-// errNoContainerInit. The spec it should build:
-//
-//	binds := make([]taskinit.Bind, len(c.Binds))
-//	for i, b := range c.Binds {
-//		binds[i] = taskinit.Bind{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly}
-//	}
-//	return &taskinit.Spec{UID: c.UID, GID: c.GID, Groups: c.Groups, PIDNamespace: true,
-//		Cgroups: late, Hostname: c.Hostname, RootFS: c.RootFS, ReadOnlyRoot: c.ReadOnlyRoot,
-//		Binds: binds, Caps: c.Caps, Dir: c.Dir}, nil
-func containerSpec(iso *wire.Isolation, c *wire.Container, late []string) (*taskinit.Spec, error) {
-	_, _, _ = iso, c, late
-	return nil, errNoContainerInit
+func containerSpec(c *wire.Container, late []string) *taskinit.Spec {
+	var binds []taskinit.Bind
+	for _, b := range c.Binds {
+		binds = append(binds, taskinit.Bind{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
+	return &taskinit.Spec{UID: c.UID, GID: c.GID, Groups: c.Groups, PIDNamespace: true, Cgroups: late,
+		Hostname: c.Hostname, RootFS: c.RootFS, ReadOnlyRoot: c.ReadOnlyRoot, Binds: binds, Caps: c.Caps, Dir: c.Dir}
 }
 
 // splitCPU splits dirs into the cgroup v1 cpu directories (they hold

@@ -33,7 +33,9 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	}
 	var path string
 	if spec.Container != nil {
-		path, err = lookPathIn(spec.Container.RootFS, spec.Command, envValue(spec.Env, "PATH"))
+		// Looked up by the task init inside the container (binds
+		// included), which fails the start if it cannot exec it.
+		path = spec.Command
 	} else {
 		path, err = lookPath(spec.Command, envValue(spec.Env, "PATH"), dir)
 	}

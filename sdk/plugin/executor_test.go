@@ -271,7 +271,7 @@ func TestExecutor_StartContainer(t *testing.T) {
 	out := filepath.Join(sandbox, "stdout")
 	cfg := &plugin.TaskConfig{ID: "web", Command: "sh", StdoutPath: out, Isolation: &plugin.TaskIsolation{Sandbox: sandbox},
 		Args: []string{"-c", `echo "pid=$$ host=$(cat /proc/sys/kernel/hostname) uid=$(id -u) dir=$(pwd) env=$(env | grep -v '^PWD=' | sort | tr '\n' ' ')"; ls -a /; while [ ! -e /sandbox/gate ]; do sleep 0.01; done; exit 3`},
-		Env: map[string]string{"PATH": "/usr/bin:/bin", "PLUGIN_CLIENT_CERT": "x", "K": "v"}}
+		Env:  map[string]string{"PATH": "/usr/bin:/bin", "PLUGIN_CLIENT_CERT": "x", "K": "v"}}
 	c := &plugin.Container{RootFS: root, Hostname: "web-1", Binds: binds, UID: 101, GID: 101, Dir: "/sandbox"}
 	h, err := e.StartContainer(ctx, cfg, c)
 	if err != nil {

@@ -65,7 +65,8 @@ type Executor struct {
 	mu       sync.Mutex
 	cl       *client // nil while not connected
 	tasks    map[string]*task
-	starting map[string]bool
+	// starting holds the starts in flight, each closed when it ends.
+	starting map[string]chan struct{}
 	// early holds exit events for tasks not registered yet (the event can
 	// overtake the reply to a start).
 	early  map[string]wire.TaskInfo
@@ -129,7 +130,7 @@ func New(cfg Config) (*Executor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.SupervisorCmd = slices.Clone(cfg.SupervisorCmd)
-	return &Executor{cfg: cfg, sock: sock, log: log, tasks: map[string]*task{}, starting: map[string]bool{},
+	return &Executor{cfg: cfg, sock: sock, log: log, tasks: map[string]*task{}, starting: map[string]chan struct{}{},
 		early: map[string]wire.TaskInfo{}, stop: make(chan struct{})}, nil
 }
 
@@ -465,15 +466,17 @@ func (d *Executor) start(ctx context.Context, cfg *contract.TaskConfig, c *Conta
 		return nil, fmt.Errorf("start task %q: %w", cfg.ID, err)
 	}
 	d.mu.Lock()
-	if d.tasks[cfg.ID] != nil || d.starting[cfg.ID] {
+	if d.tasks[cfg.ID] != nil || d.starting[cfg.ID] != nil {
 		d.mu.Unlock()
 		return nil, fmt.Errorf("start task %q: already exists", cfg.ID)
 	}
-	d.starting[cfg.ID] = true
+	started := make(chan struct{})
+	d.starting[cfg.ID] = started
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		delete(d.starting, cfg.ID)
+		close(started)
 		if d.tasks[cfg.ID] == nil {
 			// A start that failed: the supervisor may have sent the
 			// exit of its process (registered before its init
@@ -607,9 +610,23 @@ func (d *Executor) kill(ctx context.Context, t *task) error {
 
 // DestroyTask implements contract.Driver: it forgets the task and removes
 // its exit record. A running task is refused unless force, which kills it
-// first.
+// first. A start of id in flight (one whose caller cancelled it, say) is
+// waited for first, so that DestroyTask(force) after a cancelled start
+// leaves nothing running.
 func (d *Executor) DestroyTask(ctx context.Context, id string, force bool) error {
 	d.mu.Lock()
+	for d.starting[id] != nil {
+		// A start in flight (its caller may have given up on it): wait
+		// for its outcome, so that a task it starts is not left behind.
+		ch := d.starting[id]
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("destroy task %q: a start is in flight: %w", id, ctx.Err())
+		}
+		d.mu.Lock()
+	}
 	t := d.tasks[id]
 	d.mu.Unlock()
 	if t == nil {

@@ -62,9 +62,9 @@ type Executor struct {
 
 	connMu sync.Mutex // serializes connecting and starting the supervisor
 
-	mu       sync.Mutex
-	cl       *client // nil while not connected
-	tasks    map[string]*task
+	mu    sync.Mutex
+	cl    *client // nil while not connected
+	tasks map[string]*task
 	// starting holds the starts in flight, each closed when it ends.
 	starting map[string]chan struct{}
 	// early holds exit events for tasks not registered yet (the event can

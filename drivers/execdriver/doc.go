@@ -3,15 +3,12 @@
 // filesystem isolation, inside the cgroups the isolators prepared
 // (contract.TaskConfig.Cgroups).
 //
-// Tasks are children of one supervisor process per state dir, not of the
-// driver (package internal/supervisor): the driver process, and the agent,
-// can be killed and restarted while tasks keep running, and the supervisor
-// still learns each task's real exit status and records it on disk. The
-// driver starts the supervisor on demand through Config.SupervisorCmd
-// (which must end up calling SupervisorMain), talks to it over a unix
-// socket in the state dir, and reattaches to tasks with RecoverTask. If the
-// supervisor itself dies, tasks keep running; the driver then watches them
-// through pidfds, without their exit status.
+// It is a thin driver over the executor (package internal/executor, which
+// vendors reach as sdk/plugin's Executor): tasks are children of one
+// supervisor process per state dir that outlives the driver and the agent,
+// records each task's real exit, and lets a restarted driver reattach
+// with RecoverTask. This package adds only the exec driver's Capabilities
+// and Fingerprint.
 //
 // It is not an isolator: it sets no limits and creates no cgroups; and it
 // is not a sandbox manager: it creates no directories for tasks.

@@ -1,11 +1,13 @@
 package execdriver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -294,15 +296,38 @@ func TestDriver_StartErrors(t *testing.T) {
 		}
 	}
 	// The supervisor holds nothing either.
-	d.mu.Lock()
-	cl := d.cl
-	d.mu.Unlock()
-	if cl != nil {
-		r, err := cl.call(context.Background(), &wire.Request{Op: wire.OpList})
-		if err != nil || len(r.Tasks) != 0 {
-			t.Errorf("supervisor tasks after failed starts: %+v, %v", r, err)
-		}
+	if r, err := supervisorCall(dir, &wire.Request{ID: 1, Op: wire.OpList}); err != nil || len(r.Tasks) != 0 {
+		t.Errorf("supervisor tasks after failed starts: %+v, %v", r, err)
 	}
+}
+
+// supervisorCall sends req to the supervisor of dir on a connection of its
+// own and returns the reply.
+func supervisorCall(dir string, req *wire.Request) (*wire.Reply, error) {
+	c, err := net.Dial("unix", filepath.Join(dir, wire.SocketName))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReaderSize(c, wire.MaxMessage+1).ReadBytes('\n')
+	if err != nil {
+		return nil, err
+	}
+	return wire.DecodeReply(bytes.TrimSuffix(line, []byte("\n")))
+}
+
+// driverState is the executor's TaskHandle.DriverState.
+type driverState struct {
+	Pid       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
 }
 
 func TestDriver_StopTask(t *testing.T) {

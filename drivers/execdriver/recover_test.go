@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 

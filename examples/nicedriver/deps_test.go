@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -56,3 +59,26 @@ func TestDeps(t *testing.T) {
 // isStd reports whether the import path p is of the standard library: its
 // first element has no dot.
 func isStd(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0], ".") }
+
+// TestSize: a driver that wraps a process is at most 150 lines on the SDK's
+// executor (issue 14), counting every line of every non-test .go file.
+func TestSize(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += bytes.Count(b, []byte("\n"))
+	}
+	if lines == 0 || lines > 150 {
+		t.Errorf("the driver is %d lines, want at most 150", lines)
+	}
+}

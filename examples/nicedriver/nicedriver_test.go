@@ -60,8 +60,18 @@ func install(dir string) error {
 }
 
 // startNice starts the installed driver with the checksum registered in
-// SHA256SUMS, as the agent's plugin host does.
+// SHA256SUMS, as the agent's plugin host does, on a fresh state dir. At
+// cleanup, after its tasks were killed, it checks that the executor's
+// supervisor exits on its own.
 func startNice(t *testing.T) *plugintest.Driver {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() { waitNoSupervisor(t, dir) })
+	return startNiceOn(t, dir)
+}
+
+// startNiceOn starts the driver on state dir dir.
+func startNiceOn(t *testing.T, dir string) *plugintest.Driver {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(pluginDir, "SHA256SUMS"))
 	if err != nil {
@@ -75,7 +85,48 @@ func startNice(t *testing.T) *plugintest.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plugintest.StartDriver(t, filepath.Join(pluginDir, name), plugintest.Options{SHA256: sum})
+	return plugintest.StartDriver(t, filepath.Join(pluginDir, name), plugintest.Options{SHA256: sum, StateDir: dir})
+}
+
+// testEnv is the environment of the tests' tasks; the agent sets PATH
+// (and more) for every task.
+var testEnv = map[string]string{"PATH": "/usr/bin:/bin"}
+
+// waitNoSupervisor checks that every supervisor of state dir dir exits
+// within a few seconds (it does 2 s after its last task and driver);
+// stragglers are killed and fail the test.
+func waitNoSupervisor(t *testing.T, dir string) {
+	t.Helper()
+	pids := func() []int {
+		var pids []int
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err != nil || !bytes.Contains(b, []byte(plugin.SupervisorArg+"\x00"+dir+"\x00")) {
+				continue
+			}
+			if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
+				continue
+			}
+			pids = append(pids, pid)
+		}
+		return pids
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(pids()) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range pids() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("supervisor %d of %s did not exit once idle", pid, dir)
+	}
 }
 
 // killGroup kills the process group of a started task at the end of the
@@ -120,6 +171,23 @@ func niceField(stat []byte) string {
 	return fields[19-3]
 }
 
+// waitExecd waits until pid runs comm: nice(1) has set the nice level
+// and exec'd the task's command.
+func waitExecd(t *testing.T, pid int, comm string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d runs %q, want %q", pid, b, comm)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // envOf returns the environment pid started with.
 func envOf(t *testing.T, pid int) map[string]string {
 	t.Helper()
@@ -157,8 +225,8 @@ func TestDriver_Capabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: false, JoinCgroups: false,
-		Isolation: os.Geteuid() == 0}
+	want := plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: true, JoinCgroups: true,
+		JoinNetns: true, Isolation: os.Geteuid() == 0}
 	if *caps != want {
 		t.Errorf("Capabilities = %+v, want %+v", *caps, want)
 	}
@@ -188,6 +256,7 @@ func TestDriver_NiceAndEnv(t *testing.T) {
 				t.Fatal(err)
 			}
 			pid := killGroup(t, d, id)
+			waitExecd(t, pid, "sleep")
 			if got := niceOf(t, pid); got != tt.wantNice {
 				t.Errorf("nice of the task = %d, want %d", got, tt.wantNice)
 			}
@@ -249,7 +318,7 @@ func TestDriver_StopWaitDestroy(t *testing.T) {
 	stdout := filepath.Join(t.TempDir(), "stdout")
 
 	// The task and its child ignore SIGTERM: the stop must escalate.
-	_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "stubborn", Command: "/bin/sh", StdoutPath: stdout,
+	_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "stubborn", Command: "/bin/sh", StdoutPath: stdout, Env: testEnv,
 		Args: []string{"-c", `trap "" TERM; echo ready; sleep 30; echo survived`}})
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +352,7 @@ func TestDriver_StopWaitDestroy(t *testing.T) {
 	}
 
 	// A task that honours SIGTERM stops at once; SignalTask reaches it.
-	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "polite", Command: "sleep", Args: []string{"30"}}); err != nil {
+	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "polite", Command: "sleep", Args: []string{"30"}, Env: testEnv}); err != nil {
 		t.Fatal(err)
 	}
 	killGroup(t, d, "polite")
@@ -325,7 +394,7 @@ func TestDriver_Refusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "bad", Command: "sleep", Args: []string{"30"}, DriverConfig: []byte(tt.config)})
+			_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "bad", Command: "sleep", Args: []string{"30"}, Env: testEnv, DriverConfig: []byte(tt.config)})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("StartTask(%s): err = %v, want it to say %q", tt.config, err, tt.want)
 			}
@@ -334,14 +403,10 @@ func TestDriver_Refusals(t *testing.T) {
 			}
 		})
 	}
-	if err := d.RecoverTask(ctx, &plugin.TaskHandle{Version: plugin.HandleVersion, Config: &plugin.TaskConfig{ID: "old"}}); !errors.Is(err, plugin.ErrNotSupported) ||
-		!strings.Contains(err.Error(), "cannot reattach") {
-		t.Errorf("RecoverTask: err = %v, want ErrNotSupported with a reason", err)
-	}
 	if err := d.RecoverTask(ctx, &plugin.TaskHandle{Version: 99}); !errors.Is(err, plugin.ErrHandleVersion) {
 		t.Errorf("RecoverTask(v99): err = %v, want ErrHandleVersion", err)
 	}
-	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "u", Command: "true", User: "nobody"}); !errors.Is(err, plugin.ErrNotSupported) {
+	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "u", Command: "true", User: "nobody", Env: testEnv}); !errors.Is(err, plugin.ErrNotSupported) {
 		t.Errorf("StartTask(user): err = %v, want ErrNotSupported", err)
 	}
 	// A command that cannot run fails the start, with the reason.
@@ -350,11 +415,11 @@ func TestDriver_Refusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for cmd, want := range map[string]string{
-		"no-such-command": `exec: "no-such-command": executable file not found`,
-		"/no/such/cmd":    "launch: exec /no/such/cmd: no such file or directory",
-		notExecutable:     "launch: exec " + notExecutable + ": permission denied",
+		"no-such-command": `command "no-such-command": not found in PATH "/usr/bin:/bin"`,
+		"/no/such/cmd":    `command "/no/such/cmd": stat /no/such/cmd: no such file or directory`,
+		notExecutable:     `command "` + notExecutable + `": permission denied`,
 	} {
-		_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "x", Command: cmd})
+		_, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "x", Command: cmd, Env: testEnv})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("StartTask(%s): err = %v, want it to say %q", cmd, err, want)
 		}
@@ -364,8 +429,8 @@ func TestDriver_Refusals(t *testing.T) {
 	}
 }
 
-// TestDriver_PluginKeepsItsNice: the nice level is set by the task's
-// launcher, never on a thread of the plugin serving the host.
+// TestDriver_PluginKeepsItsNice: the nice level is set by nice(1) in the
+// task, never on a thread of the plugin serving the host.
 func TestDriver_PluginKeepsItsNice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -373,7 +438,7 @@ func TestDriver_PluginKeepsItsNice(t *testing.T) {
 	base := niceOf(t, d.Pid())
 	for i := range 5 {
 		id := fmt.Sprintf("t%d", i)
-		if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: id, Command: "true", DriverConfig: []byte(`{"nice": 19}`)}); err != nil {
+		if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: id, Command: "true", Env: testEnv, DriverConfig: []byte(`{"nice": 19}`)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := d.WaitTask(ctx, id); err != nil {
@@ -403,5 +468,154 @@ func TestDriver_PluginKeepsItsNice(t *testing.T) {
 			t.Fatalf("plugin %d: threads at another nice level than the plugin's %d: %v", d.Pid(), base, niced)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDriver_FastExit: a task that exits at once reports its real exit
+// code, not an error of its start.
+func TestDriver_FastExit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	tests := []struct {
+		name, cmd string
+		args      []string
+		want      plugin.ExitResult
+	}{
+		{"true", "true", nil, plugin.ExitResult{}},
+		{"exit 3", "sh", []string{"-c", "exit 3"}, plugin.ExitResult{ExitCode: 3}},
+		{"killed", "sh", []string{"-c", "kill -KILL $$"}, plugin.ExitResult{ExitCode: -1, Signal: int(syscall.SIGKILL)}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("fast%d", i)
+			if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: id, Command: tt.cmd, Args: tt.args, Env: testEnv}); err != nil {
+				t.Fatalf("StartTask: %v", err)
+			}
+			r, err := d.WaitTask(ctx, id)
+			if err != nil || *r != tt.want {
+				t.Fatalf("WaitTask = %+v, %v; want %+v", r, err, tt.want)
+			}
+			if err := d.DestroyTask(ctx, id, false); err != nil {
+				t.Errorf("DestroyTask: %v", err)
+			}
+		})
+	}
+}
+
+// TestDriver_PluginEnvNeverReachesTasks: the plugin's own environment
+// (go-plugin's PLUGIN_CLIENT_CERT and the rest, the host's DCOS_PLUGIN_*)
+// is not the task's, even when the task's Env carries copies of it.
+func TestDriver_PluginEnvNeverReachesTasks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := startNice(t)
+	pluginEnv := envOf(t, d.Pid())
+	if pluginEnv["PLUGIN_CLIENT_CERT"] == "" || pluginEnv[plugin.StateDirEnv] == "" {
+		t.Fatalf("plugin env %v: want PLUGIN_CLIENT_CERT and %s set by the host", pluginEnv, plugin.StateDirEnv)
+	}
+	env := map[string]string{"PATH": "/usr/bin:/bin", "MINE": "1"}
+	for k, v := range pluginEnv {
+		if strings.HasPrefix(k, "PLUGIN_") || strings.HasPrefix(k, "DCOS_PLUGIN_") {
+			env[k] = v // as a driver that copied os.Environ() would
+		}
+	}
+	if _, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "env", Command: "sleep", Args: []string{"30"}, Env: env}); err != nil {
+		t.Fatal(err)
+	}
+	pid := killGroup(t, d, "env")
+	got := envOf(t, pid)
+	want := map[string]string{"PATH": "/usr/bin:/bin", "MINE": "1"}
+	if len(got) != len(want) || got["PATH"] != want["PATH"] || got["MINE"] != want["MINE"] {
+		t.Errorf("task env = %v, want exactly %v", got, want)
+	}
+	for k := range got {
+		if plugin.IsPluginEnv(k) {
+			t.Errorf("task env has the plugin's %s", k)
+		}
+	}
+	if err := d.DestroyTask(ctx, "env", true); err != nil {
+		t.Errorf("DestroyTask(force): %v", err)
+	}
+}
+
+// TestDriver_RecoverAfterRestart: tasks outlive the plugin; a new plugin
+// process on the same state dir recovers them from their handles, running
+// (still niced, still stoppable) or exited meanwhile with their real exit
+// code.
+func TestDriver_RecoverAfterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	t.Cleanup(func() { waitNoSupervisor(t, dir) })
+	gate := filepath.Join(t.TempDir(), "gate")
+	d := startNiceOn(t, dir)
+	runner, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "runner", Command: "sleep", Args: []string{"30"}, Env: testEnv,
+		DriverConfig: []byte(`{"nice": 7}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := killGroup(t, d, "runner")
+	exiter, err := d.StartTask(ctx, &plugin.TaskConfig{ID: "exiter", Command: "sh", Env: testEnv,
+		Args: []string{"-c", `while [ ! -e "$0" ]; do sleep 0.01; done; exit 3`, gate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exiterPid := killGroup(t, d, "exiter")
+
+	d.Kill()
+	// The exiter ends while no plugin runs; its supervisor records it.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(exiterPid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d did not exit", exiterPid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("task %d did not survive its plugin: %v", pid, err)
+	}
+
+	d = startNiceOn(t, dir)
+	if _, err := d.InspectTask(ctx, "runner"); !errors.Is(err, plugin.ErrTaskNotFound) {
+		t.Fatalf("InspectTask before RecoverTask: %v, want ErrTaskNotFound", err)
+	}
+	for _, h := range []*plugin.TaskHandle{runner, exiter} {
+		if err := d.RecoverTask(ctx, h); err != nil {
+			t.Fatalf("RecoverTask(%s): %v", h.Config.ID, err)
+		}
+		if err := d.RecoverTask(ctx, h); err != nil { // a no-op
+			t.Fatalf("RecoverTask(%s) again: %v", h.Config.ID, err)
+		}
+	}
+	if r, err := d.WaitTask(ctx, "exiter"); err != nil || r.ExitCode != 3 || r.Err != "" {
+		t.Errorf("WaitTask(exiter) = %+v, %v; want its real exit code 3", r, err)
+	}
+	st, err := d.InspectTask(ctx, "runner")
+	if err != nil || st.State != plugin.TaskStateRunning || st.Attributes["supervised"] != "true" {
+		t.Fatalf("InspectTask(runner) = %+v, %v; want running under its supervisor", st, err)
+	}
+	if n := niceOf(t, pid); n != 7 {
+		t.Errorf("nice of the recovered task = %d, want 7", n)
+	}
+	if err := d.StopTask(ctx, "runner", 5*time.Second, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.WaitTask(ctx, "runner"); err != nil || r.Signal != int(syscall.SIGTERM) {
+		t.Errorf("WaitTask(runner) = %+v, %v; want killed by SIGTERM", r, err)
+	}
+	var ds struct {
+		Pid int `json:"pid"`
+	}
+	if err := plugin.DecodeHandle(runner, &ds); err != nil || ds.Pid != pid {
+		t.Errorf("DecodeHandle = %+v, %v; want pid %d", ds, err, pid)
+	}
+	for _, id := range []string{"runner", "exiter"} {
+		if err := d.DestroyTask(ctx, id, false); err != nil {
+			t.Errorf("DestroyTask(%s): %v", id, err)
+		}
 	}
 }

@@ -113,8 +113,14 @@ var (
 
 // ServeDriver serves impl as a task driver plugin and returns when the host
 // stops the plugin. Call it from main; run by hand (not by a host), the
-// binary prints a short explanation and exits with status 1.
-func ServeDriver(impl Driver) { serve(contract.KindDriver, impl) }
+// binary prints a short explanation and exits with status 1. Started as an
+// Executor's supervisor (see RunSupervisorIfAsked), it runs that instead
+// and exits; a main that builds its driver before calling ServeDriver
+// (impl is evaluated first) must call RunSupervisorIfAsked before that.
+func ServeDriver(impl Driver) {
+	RunSupervisorIfAsked()
+	serve(contract.KindDriver, impl)
+}
 
 // ServeIsolator serves impl as an isolator plugin, as ServeDriver does.
 func ServeIsolator(impl Isolator) { serve(contract.KindIsolator, impl) }

@@ -28,6 +28,10 @@ type Options struct {
 	Args []string
 	// Env is added to the plugin's environment.
 	Env []string
+	// StateDir, if set, is the plugin's state directory, passed in
+	// sdkplugin.StateDirEnv as the agent does. Start a plugin again with
+	// the same StateDir to test RecoverTask after a restart.
+	StateDir string
 	// Logger receives the host's and the plugin's log lines. Nil logs
 	// warnings and errors to stderr.
 	Logger hclog.Logger
@@ -110,6 +114,9 @@ func Start(path, kind string, opts Options) (*Plugin, any, error) {
 	}
 	cmd := exec.Command(path, opts.Args...)
 	cmd.Env = append(os.Environ(), opts.Env...)
+	if opts.StateDir != "" {
+		cmd.Env = append(cmd.Env, sdkplugin.StateDirEnv+"="+opts.StateDir)
+	}
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  contract.Handshake,
 		VersionedPlugins: contract.HostPlugins(),

@@ -19,7 +19,7 @@ import (
 	"github.com/dcos-kernel/dcos/sdk/plugin/plugintest"
 )
 
-var testDriver, futureDriver, testIsolator string // plugin binaries built by TestMain
+var testDriver, futureDriver, testIsolator, envDriver string // plugin binaries built by TestMain
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -37,6 +37,7 @@ func run(m *testing.M) int {
 		"github.com/dcos-kernel/dcos/sdk/plugin/internal/testdriver":   &testDriver,
 		"github.com/dcos-kernel/dcos/sdk/plugin/internal/futuredriver": &futureDriver,
 		"github.com/dcos-kernel/dcos/sdk/plugin/internal/testisolator": &testIsolator,
+		"github.com/dcos-kernel/dcos/sdk/plugin/internal/envdriver":    &envDriver,
 	} {
 		if *out, err = plugintest.Build(dir, pkg); err != nil {
 			fmt.Fprintln(os.Stderr, err)

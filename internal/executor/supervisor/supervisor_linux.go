@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
 	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 

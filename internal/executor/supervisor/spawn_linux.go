@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/proc"
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
 	"github.com/dcos-kernel/dcos/internal/taskinit"
 )
 
@@ -23,15 +23,22 @@ import (
 // process, no record, and the supervisor is back in its own cgroups.
 func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err error) {
 	dir := spec.WorkDir
-	if dir == "" {
-		dir = "/"
+	if dir == "" || spec.Container != nil {
+		dir = "/" // a container's init starts in the host's /, its task in Container.Dir
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, "", fmt.Errorf("work dir: %w", err)
 	} else if !fi.IsDir() {
 		return nil, "", fmt.Errorf("work dir %s: not a directory", dir)
 	}
-	path, err := lookPath(spec.Command, envValue(spec.Env, "PATH"), dir)
+	var path string
+	if spec.Container != nil {
+		// Looked up by the task init inside the container (binds
+		// included), which fails the start if it cannot exec it.
+		path = spec.Command
+	} else {
+		path, err = lookPath(spec.Command, envValue(spec.Env, "PATH"), dir)
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -44,16 +51,18 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 			}
 		}
 	}()
-	owner := -1 // the owner of output files this start creates
-	if spec.Isolation != nil {
-		owner = int(spec.Isolation.UID)
+	uid, gid := -1, -1 // the owner of output files this start creates
+	if c := spec.Container; c != nil {
+		uid, gid = int(c.UID), int(c.GID)
+	} else if iso := spec.Isolation; iso != nil {
+		uid, gid = int(iso.UID), int(iso.GID)
 	}
-	stdout, err := openOutput(spec.Stdout, &created, owner, spec.Isolation)
+	stdout, err := openOutput(spec.Stdout, &created, uid, gid)
 	if err != nil {
 		return nil, "", fmt.Errorf("stdout: %w", err)
 	}
 	defer stdout.Close()
-	stderr, err := openOutput(spec.Stderr, &created, owner, spec.Isolation)
+	stderr, err := openOutput(spec.Stderr, &created, uid, gid)
 	if err != nil {
 		return nil, "", fmt.Errorf("stderr: %w", err)
 	}
@@ -76,7 +85,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if spec.Isolation != nil {
 		var late []string
 		cgroups, late = splitCPU(spec.Cgroups)
-		if status, err = isolate(cmd, spec.Isolation, late); err != nil {
+		if status, err = isolate(cmd, spec.Isolation, spec.Container, late); err != nil {
 			return nil, "", err
 		}
 		defer func() {
@@ -158,17 +167,17 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 }
 
 // openOutput opens path for appending (/dev/null if empty) and adds it to
-// *created if it did not exist; a file it creates is owned by iso's uid
-// and gid when iso is set.
-func openOutput(path string, created *[]string, owner int, iso *wire.Isolation) (*os.File, error) {
+// *created if it did not exist; a file it creates is owned by uid and gid
+// unless uid is -1.
+func openOutput(path string, created *[]string, uid, gid int) (*os.File, error) {
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err == nil {
 		*created = append(*created, path)
-		if owner >= 0 {
-			if err := f.Chown(owner, int(iso.GID)); err != nil {
+		if uid >= 0 {
+			if err := f.Chown(uid, gid); err != nil {
 				f.Close()
 				return nil, err
 			}

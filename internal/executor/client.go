@@ -1,4 +1,4 @@
-package execdriver
+package executor
 
 import (
 	"bufio"
@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dcos-kernel/dcos/drivers/execdriver/internal/wire"
+	"github.com/dcos-kernel/dcos/internal/executor/wire"
 )
 
 // errConnLost is returned by calls on a connection that broke.

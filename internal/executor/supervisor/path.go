@@ -53,3 +53,7 @@ func lookPath(command, path, dir string) (string, error) {
 	}
 	return "", fmt.Errorf("command %q: not found in PATH %q", command, path)
 }
+
+// LookPath resolves command as the supervisor does for a task with PATH
+// path and working directory dir (see lookPath).
+func LookPath(command, path, dir string) (string, error) { return lookPath(command, path, dir) }

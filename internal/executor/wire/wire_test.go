@@ -103,6 +103,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"id":2,"op":"start","start":{"task_id":"t","command":"sleep","args":["1"],"env":["PATH=/bin"],"work_dir":"/tmp","cgroups":["/sys/fs/cgroup/memory/x"]}}`))
 	f.Add([]byte(`{"id":3,"op":"signal","task_id":"t","signal":15}`))
 	f.Add([]byte(`{"id":1,"op":"list"}`))
+	f.Add([]byte(`{"id":4,"op":"start","start":{"task_id":"c","command":"/usr/sbin/nginx","isolation":{"uid":0,"gid":0},"container":{"rootfs":"/r","hostname":"web","uid":101,"gid":101,"caps":null,"binds":[{"source":"/s","target":"/sandbox","read_only":true}],"dir":"/"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
 		if err != nil {
@@ -128,4 +129,25 @@ func FuzzDecodeReply(f *testing.F) {
 			t.Fatalf("accepted an event without an exit: %q", b)
 		}
 	})
+}
+
+// TestStartSpec_ContainerCaps: nil capabilities (the init's default) and
+// an empty list (none) survive the wire as they are.
+func TestStartSpec_ContainerCaps(t *testing.T) {
+	for _, caps := range [][]string{nil, {}, {"CAP_CHOWN"}} {
+		req := &Request{ID: 1, Op: OpStart, Start: &StartSpec{TaskID: "t", Command: "/bin/sh", Isolation: &Isolation{},
+			Container: &Container{RootFS: "/r", Caps: caps, Binds: []Bind{{Source: "/s", Target: "/t", ReadOnly: true}}}}}
+		b, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("DecodeRequest(%s): %v", b, err)
+		}
+		c := got.Start.Container
+		if (c.Caps == nil) != (caps == nil) || len(c.Caps) != len(caps) || len(c.Binds) != 1 || !c.Binds[0].ReadOnly {
+			t.Errorf("caps %#v: decoded %+v", caps, c)
+		}
+	}
 }

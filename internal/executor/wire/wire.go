@@ -82,6 +82,66 @@ type StartSpec struct {
 	// Isolation, if set, runs the task isolated under the task init (see
 	// package taskinit); nil: as the supervisor's user in its namespaces.
 	Isolation *Isolation `json:"isolation,omitempty"`
+	// Container, if set, runs the task in its own root filesystem under
+	// the task init's container mode; it needs Isolation. Command is then
+	// a path inside RootFS and WorkDir is not used (Container.Dir is).
+	Container *Container `json:"container,omitempty"`
+}
+
+// Container is a container task's root filesystem and credentials on the
+// wire (see executor.Container).
+type Container struct {
+	RootFS       string   `json:"rootfs"`
+	Hostname     string   `json:"hostname,omitempty"`
+	ReadOnlyRoot bool     `json:"read_only_root,omitempty"`
+	Binds        []Bind   `json:"binds,omitempty"`
+	UID          uint32   `json:"uid"`
+	GID          uint32   `json:"gid"`
+	Groups       []uint32 `json:"groups,omitempty"`
+	Caps         []string `json:"caps"` // null (nil: the init's default) differs from [] (none)
+	Dir          string   `json:"dir,omitempty"`
+}
+
+// Bind is a bind mount into a container: Source on the host at Target
+// inside RootFS.
+type Bind struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Validate checks c: clean absolute paths without NUL, a hostname of at
+// most 64 bytes of [A-Za-z0-9.-], non-empty capability names (the task
+// init knows which exist).
+func (c *Container) Validate() error {
+	if !cleanAbs(c.RootFS) || c.RootFS == "/" {
+		return fmt.Errorf("container rootfs %q: want a clean absolute path other than /", c.RootFS)
+	}
+	if len(c.Hostname) > 64 || strings.Trim(c.Hostname, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != "" {
+		return fmt.Errorf("container hostname %q: want at most 64 letters, digits, '.' or '-'", c.Hostname)
+	}
+	if c.Dir != "" && !cleanAbs(c.Dir) {
+		return fmt.Errorf("container dir %q: want a clean absolute path", c.Dir)
+	}
+	for i, b := range c.Binds {
+		if !cleanAbs(b.Source) || !cleanAbs(b.Target) || b.Target == "/" {
+			return fmt.Errorf("container binds[%d] %q -> %q: want clean absolute paths, the target other than /", i, b.Source, b.Target)
+		}
+	}
+	if len(c.Groups) > 64 {
+		return fmt.Errorf("container: %d groups: at most 64", len(c.Groups))
+	}
+	for _, cp := range c.Caps {
+		if cp == "" || strings.ContainsRune(cp, 0) {
+			return fmt.Errorf("container capability %q: want a name like CAP_NET_BIND_SERVICE", cp)
+		}
+	}
+	return nil // the task init checks the capability names
+}
+
+// cleanAbs reports whether p is a clean absolute path without NUL.
+func cleanAbs(p string) bool {
+	return filepath.IsAbs(p) && filepath.Clean(p) == p && !strings.ContainsRune(p, 0)
 }
 
 // Isolation is contract.TaskIsolation on the wire.
@@ -229,6 +289,14 @@ func (s *StartSpec) Validate() error {
 		}
 		if len(iso.Groups) > 64 {
 			return fmt.Errorf("isolation: %d groups: at most 64", len(iso.Groups))
+		}
+	}
+	if c := s.Container; c != nil {
+		if s.Isolation == nil {
+			return errors.New("container: needs isolation (the task init runs containers)")
+		}
+		if err := c.Validate(); err != nil {
+			return err
 		}
 	}
 	for _, c := range s.Cgroups {

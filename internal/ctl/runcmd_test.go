@@ -3,11 +3,19 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/kerneltest"
+	"github.com/dcos-kernel/dcos/kernel"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -332,5 +340,131 @@ func TestRun_RunUsageErrors(t *testing.T) {
 	}
 	if calls := k.methods(); len(calls) != 0 {
 		t.Errorf("usage errors made calls %v", calls)
+	}
+}
+
+// TestRun_RunRealKernel: against a real kernel (embedded etcd, the API
+// door), with the test as the agent reporting what became of each task,
+// run exits by the task's fate; an image task's empty command passes the
+// kernel's validation with the oci driver.
+func TestRun_RunRealKernel(t *testing.T) {
+	isolate(t)
+	srv := kerneltest.Start(t, kerneltest.Options{
+		Tokens: []api.TokenEntry{
+			{Token: svcOpToken, Name: "ops", Role: "operator"},
+			{Token: svcAgentToken, Name: "node-1", Role: "agent"},
+		},
+		Kernel: func(c *kernel.Config) { c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil)) },
+	})
+	ctx := context.Background()
+	agent := kclient.New(srv.URL, svcAgentToken)
+	op := kclient.New(srv.URL, svcOpToken)
+	reg, err := agent.RegisterAgent(ctx, connect.NewRequest(&syscallsv1.RegisterAgentRequest{Hostname: "node-1",
+		Resources: &syscallsv1.Resources{Cpus: 4, MemBytes: 4 << 30, DiskBytes: 1 << 30}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		reports  []*syscallsv1.ReportTaskStatusRequest
+		wantCode int
+		want     string // in stdout (exit 0) or stderr
+		launched *syscallsv1.LaunchRequest
+	}{
+		{
+			name: "fails at once",
+			args: []string{"--", "/nonexistent/program"},
+			reports: []*syscallsv1.ReportTaskStatusRequest{
+				{State: syscallsv1.TaskState_TASK_STATE_FAILED, ExitCode: 127, Reason: `exit code 127: exec: "/nonexistent/program": no such file`},
+			},
+			wantCode: exitCallError,
+			want:     `failed: exit code 127: exec: "/nonexistent/program": no such file`,
+		},
+		{
+			name: "starts then runs",
+			args: []string{"--", "sleep", "60"},
+			reports: []*syscallsv1.ReportTaskStatusRequest{
+				{State: syscallsv1.TaskState_TASK_STATE_STARTING},
+				{State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 10},
+			},
+			want: "TASK",
+		},
+		{
+			name:     "finishes",
+			args:     []string{"--", "true"},
+			reports:  []*syscallsv1.ReportTaskStatusRequest{{State: syscallsv1.TaskState_TASK_STATE_FINISHED, Reason: "exit code 0"}},
+			want:     "finished: exit code 0",
+			launched: &syscallsv1.LaunchRequest{Command: "true"},
+		},
+		{
+			name:     "image without a command",
+			args:     []string{"--image", "127.0.0.1:5000/nginx:test"},
+			reports:  []*syscallsv1.ReportTaskStatusRequest{{State: syscallsv1.TaskState_TASK_STATE_RUNNING, Pid: 11}},
+			want:     "TASK",
+			launched: &syscallsv1.LaunchRequest{Driver: "oci", DriverConfig: `{"image":"127.0.0.1:5000/nginx:test"}`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The agent's side: find the new task, report its fate.
+			seen := map[string]bool{}
+			before, err := op.ListTasks(ctx, connect.NewRequest(&syscallsv1.ListTasksRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range before.Msg.GetTasks() {
+				seen[k.GetId()] = true
+			}
+			done := make(chan error, 1)
+			var launched *syscallsv1.Task
+			agentCtx, stopAgent := context.WithCancel(ctx)
+			defer stopAgent()
+			go func() {
+				for {
+					res, err := op.ListTasks(agentCtx, connect.NewRequest(&syscallsv1.ListTasksRequest{}))
+					if err != nil {
+						done <- err
+						return
+					}
+					for _, k := range res.Msg.GetTasks() {
+						if seen[k.GetId()] {
+							continue
+						}
+						launched = k
+						for _, r := range tt.reports {
+							r.AgentId, r.TaskId = reg.Msg.GetAgentId(), k.GetId()
+							if _, err := agent.ReportTaskStatus(agentCtx, connect.NewRequest(r)); err != nil {
+								done <- err
+								return
+							}
+						}
+						done <- nil
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+			args := append([]string{"--kernel", srv.URL, "--token", svcOpToken, "run", "--cpus", "0.1", "--mem", "16Mi", "--wait-timeout", "1m"}, tt.args...)
+			r := runCtl(t, ctx, "", args...)
+			stopAgent()
+			if err := <-done; err != nil {
+				t.Fatalf("agent: %v; run: exit %d, stdout %q, stderr %q", err, r.code, r.stdout, r.stderr)
+			}
+			if r.code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stdout %q, stderr %q", r.code, tt.wantCode, r.stdout, r.stderr)
+			}
+			out := r.stdout
+			if tt.wantCode != 0 {
+				out = r.stderr
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output %q lacks %q", out, tt.want)
+			}
+			if tt.launched != nil && (launched.GetCommand() != tt.launched.GetCommand() || launched.GetDriver() != tt.launched.GetDriver() ||
+				launched.GetDriverConfig() != tt.launched.GetDriverConfig()) {
+				t.Errorf("launched %v, want %v", launched, tt.launched)
+			}
+		})
 	}
 }

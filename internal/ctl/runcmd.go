@@ -55,7 +55,7 @@ allocation without a task behind.
 		Flags: append(append(append(allocFlags(false), launchFlags()...), volumeFlags()...),
 			&cli.BoolFlag{Name: "wait", Usage: "wait for a pending allocation to be granted", DisableDefaultText: true},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "print the ids once launched, without waiting for the task to run", DisableDefaultText: true},
-			&cli.DurationFlag{Name: "wait-timeout", Usage: "how long to wait for the task to run or end", Value: defaultWaitTimeout},
+			&cli.DurationFlag{Name: "wait-timeout", Usage: "`DURATION` to wait for the task to run or end (then exit 1; the task goes on)", Value: defaultWaitTimeout},
 			&cli.StringFlag{Name: "image", Usage: "container image `REF` to run (driver oci), e.g. registry.example:5000/nginx:1.22"},
 			&cli.BoolFlag{Name: "read-only", Usage: "with --image: the container's root filesystem is read-only", DisableDefaultText: true},
 			&cli.StringFlag{Name: "entrypoint", Usage: "with --image: `PATH` in the image to run instead of its entrypoint, with ARGS"},

@@ -63,6 +63,13 @@ func DebCacheDir() string {
 // NginxRootFS: nginx in the foreground, with Debian's configuration.
 var NginxEntrypoint = []string{"/usr/sbin/nginx", "-g", "daemon off;"}
 
+// NginxEnv is the environment of the nginx image: Debian's PATH.
+var NginxEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+// NginxStopSignal stops nginx gracefully (it finishes the requests in
+// flight); SIGTERM is its fast shutdown.
+const NginxStopSignal = "SIGQUIT"
+
 // NginxPort is the port Debian's default site listens on.
 const NginxPort = 80
 
@@ -384,7 +391,7 @@ func download(ctx context.Context, cache string, pkgs []string) error {
 	cmd := exec.CommandContext(ctx, "apt-get", append([]string{"download", "-q"}, pkgs...)...)
 	cmd.Dir = tmp
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get download: %w: %s", err, lastLines(out, 5))
+		return fmt.Errorf("apt-get download: %w: %s", err, tailLines(out, 5))
 	}
 	ents, err := os.ReadDir(tmp)
 	if err != nil {
@@ -560,13 +567,13 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", name, args[0], err, lastLines(stderr.Bytes(), 5))
+		return "", fmt.Errorf("%s %s: %w: %s", name, args[0], err, tailLines(stderr.Bytes(), 5))
 	}
 	return string(out), nil
 }
 
-// lastLines is the last n lines of out, for error messages.
-func lastLines(out []byte, n int) string {
+// tailLines is the last n lines of out, for error messages.
+func tailLines(out []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

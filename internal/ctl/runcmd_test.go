@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -418,11 +419,12 @@ func TestRun_RunRealKernel(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			var launched *syscallsv1.Task
-			agentCtx, stopAgent := context.WithCancel(ctx)
-			defer stopAgent()
+			// stop ends the search when run made no task; reports in flight
+			// are not cut short.
+			stop := make(chan struct{})
 			go func() {
 				for {
-					res, err := op.ListTasks(agentCtx, connect.NewRequest(&syscallsv1.ListTasksRequest{}))
+					res, err := op.ListTasks(ctx, connect.NewRequest(&syscallsv1.ListTasksRequest{}))
 					if err != nil {
 						done <- err
 						return
@@ -434,7 +436,7 @@ func TestRun_RunRealKernel(t *testing.T) {
 						launched = k
 						for _, r := range tt.reports {
 							r.AgentId, r.TaskId = reg.Msg.GetAgentId(), k.GetId()
-							if _, err := agent.ReportTaskStatus(agentCtx, connect.NewRequest(r)); err != nil {
+							if _, err := agent.ReportTaskStatus(ctx, connect.NewRequest(r)); err != nil {
 								done <- err
 								return
 							}
@@ -442,12 +444,17 @@ func TestRun_RunRealKernel(t *testing.T) {
 						done <- nil
 						return
 					}
-					time.Sleep(10 * time.Millisecond)
+					select {
+					case <-stop:
+						done <- errors.New("no new task")
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
 				}
 			}()
 			args := append([]string{"--kernel", srv.URL, "--token", svcOpToken, "run", "--cpus", "0.1", "--mem", "16Mi", "--wait-timeout", "1m"}, tt.args...)
 			r := runCtl(t, ctx, "", args...)
-			stopAgent()
+			close(stop)
 			if err := <-done; err != nil {
 				t.Fatalf("agent: %v; run: exit %d, stdout %q, stderr %q", err, r.code, r.stdout, r.stderr)
 			}

@@ -337,8 +337,8 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits).Masked(), ok
 }
 
-// runToEnd runs `dcosctl run --detach` with args and returns the task once it has
-// ended, however it ended.
+// runToEnd runs `dcosctl run --detach` with args and returns the task once
+// it has ended, however it ended.
 func runToEnd(e *env, args ...string) *pb.Task {
 	e.t.Helper()
 	out := e.mustCtl(append([]string{"run", "--detach", "-o", "json"}, args...)...)

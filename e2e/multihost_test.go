@@ -337,11 +337,11 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits).Masked(), ok
 }
 
-// runToEnd runs `dcosctl run` with args and returns the task once it has
-// ended, however it ended.
+// runToEnd runs `dcosctl run --detach` with args and returns the task once
+// it has ended, however it ended.
 func runToEnd(e *env, args ...string) *pb.Task {
 	e.t.Helper()
-	out := e.mustCtl(append([]string{"run", "-o", "json"}, args...)...)
+	out := e.mustCtl(append([]string{"run", "--detach", "-o", "json"}, args...)...)
 	var res struct{ Task struct{ ID string } }
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Task.ID == "" {
 		e.t.Fatalf("dcosctl run -o json: %v\n%s", err, out)

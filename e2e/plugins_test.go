@@ -247,10 +247,11 @@ func TestDev_ExecDriverAndCgroups(t *testing.T) {
 	})
 }
 
-// runTaskNoWait runs `dcosctl run` with args and returns the task id.
+// runTaskNoWait runs `dcosctl run --detach` with args and returns the task
+// id, however the task fares.
 func runTaskNoWait(e *env, args ...string) string {
 	e.t.Helper()
-	out := e.mustCtl(append([]string{"run", "-o", "json"}, args...)...)
+	out := e.mustCtl(append([]string{"run", "--detach", "-o", "json"}, args...)...)
 	var res struct{ Task struct{ ID string } }
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Task.ID == "" {
 		e.t.Fatalf("dcosctl run -o json: %v\n%s", err, out)

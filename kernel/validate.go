@@ -222,7 +222,13 @@ func validateConstraints(cs []*pb.Constraint) error {
 	return nil
 }
 
-// ValidateLaunch checks a Launch request before it touches state.
+// imageDriver is the task driver that runs container images: with it, an
+// empty command means the image's entrypoint.
+const imageDriver = "oci"
+
+// ValidateLaunch checks a Launch request before it touches state. The
+// command is required, except with the image driver (oci), where an empty
+// command runs the image's entrypoint.
 func ValidateLaunch(r *pb.LaunchRequest) error {
 	if r.GetAllocationId() == "" {
 		return fieldError("allocation_id", "required")
@@ -235,8 +241,11 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	}
 	cmd := r.GetCommand()
 	switch {
+	case cmd == "" && r.GetDriver() == imageDriver:
+		// The image's entrypoint runs (LaunchRequest.args, if any, replace
+		// its CMD).
 	case strings.TrimSpace(cmd) == "":
-		return fieldError("command", "required (a program to run)")
+		return fieldError("command", "required (a program to run), unless the driver runs an image (driver %s)", imageDriver)
 	case len(cmd) > MaxCommandLen:
 		return fieldError("command", "longer than %d bytes", MaxCommandLen)
 	case strings.ContainsRune(cmd, 0):

@@ -69,7 +69,13 @@ func TestValidateLaunch(t *testing.T) {
 		field string
 	}{
 		{"valid", &pb.LaunchRequest{AllocationId: "a-1", Command: "sh", Args: []string{"-c", "echo hi"}, Env: map[string]string{"A": "b"}}, ""},
-		{"empty command", &pb.LaunchRequest{AllocationId: "a-1", Command: " "}, "command"},
+		{"empty command", &pb.LaunchRequest{AllocationId: "a-1", Command: " "}, "command: required (a program to run), unless the driver runs an image (driver oci)"},
+		{"no command", &pb.LaunchRequest{AllocationId: "a-1"}, "command"},
+		{"no command, exec driver", &pb.LaunchRequest{AllocationId: "a-1", Driver: "exec", Args: []string{"x"}}, "command"},
+		{"image: no command runs its entrypoint", &pb.LaunchRequest{AllocationId: "a-1", Driver: "oci", DriverConfig: `{"image":"r/nginx:1"}`}, ""},
+		{"image: args without command", &pb.LaunchRequest{AllocationId: "a-1", Driver: "oci", Args: []string{"-g", "daemon off;"}}, ""},
+		{"image: entrypoint override", &pb.LaunchRequest{AllocationId: "a-1", Driver: "oci", Command: "/bin/sh"}, ""},
+		{"image: blank command", &pb.LaunchRequest{AllocationId: "a-1", Driver: "oci", Command: " "}, "command"},
 		{"no allocation", &pb.LaunchRequest{Command: "true"}, "allocation_id"},
 		{"NUL in arg", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Args: []string{"a\x00"}}, "args[0]"},
 		{"bad env name", &pb.LaunchRequest{AllocationId: "a-1", Command: "x", Env: map[string]string{"A=B": "c"}}, "env"},
@@ -255,7 +261,7 @@ func FuzzDecodeValidate(f *testing.F) {
 		}
 		var l pb.LaunchRequest
 		if unmarshal(&l) == nil && ValidateLaunch(&l) == nil {
-			if strings.TrimSpace(l.GetCommand()) == "" || l.GetAllocationId() == "" {
+			if l.GetCommand() == "" && l.GetDriver() != "oci" || l.GetCommand() != "" && strings.TrimSpace(l.GetCommand()) == "" || l.GetAllocationId() == "" {
 				t.Fatalf("validated launch without command or allocation: %v", &l)
 			}
 			if n := l.GetNetwork(); n != "" && n != NetworkHost && n != NetworkBridge {

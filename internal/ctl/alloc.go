@@ -12,7 +12,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/dcos-kernel/dcos/internal/quantity"
@@ -183,15 +182,16 @@ func launchRequest(c *cli.Context, allocID string, argv []string) (*syscallsv1.L
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, usagef("%s: no command; put it after \"--\"", c.Command.Name)
 	}
-	req := &syscallsv1.LaunchRequest{
-		AllocationId: allocID,
-		Command:      argv[0],
-		Args:         argv[1:],
-		WorkingDir:   c.String("workdir"),
-		User:         c.String("user"),
-		Driver:       c.String("driver"),
-		DriverConfig: c.String("driver-config"),
-	}
+	return launchSpec(c, &syscallsv1.LaunchRequest{AllocationId: allocID, Command: argv[0], Args: argv[1:]})
+}
+
+// launchSpec fills req, which holds the command, from the other launch
+// flags of c.
+func launchSpec(c *cli.Context, req *syscallsv1.LaunchRequest) (*syscallsv1.LaunchRequest, error) {
+	req.WorkingDir = c.String("workdir")
+	req.User = c.String("user")
+	req.Driver = c.String("driver")
+	req.DriverConfig = c.String("driver-config")
 	if dc := req.DriverConfig; dc != "" && !json.Valid([]byte(dc)) {
 		return nil, usagef("--driver-config: not valid JSON: %q", dc)
 	}
@@ -339,73 +339,6 @@ id. -o json prints the Launch response.
 			}
 			_, err = fmt.Fprintln(e.stdout, res.Msg.GetTask().GetId())
 			return err
-		},
-	}
-}
-
-func runCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "run",
-		Usage:     "allocate one instance and launch a task in it",
-		ArgsUsage: "-- CMD [ARGS...]",
-		Description: `Allocate one instance of --cpus and --mem, then launch CMD in it, and print
-the allocation, agent and task ids. -o json prints {"allocation": ...,
-"task": ...}.
-
-When the allocation is pending, run prints the kernel's reason, revokes the
-pending allocation and exits 1; with --wait it watches until the allocation
-is granted and then launches. If the launch fails, or the wait is
-interrupted, the allocation is revoked too, so run never leaves an
-allocation without a task behind.
-
-  dcosctl run --cpus 0.5 --mem 64Mi -- sleep 60`,
-		Flags: append(append(append(allocFlags(false), launchFlags()...), volumeFlags()...),
-			&cli.BoolFlag{Name: "wait", Usage: "wait for a pending allocation to be granted", DisableDefaultText: true}),
-		Action: func(c *cli.Context) error {
-			f, err := outputFormat(c)
-			if err != nil {
-				return err
-			}
-			areq, err := allocateRequest(c)
-			if err != nil {
-				return err
-			}
-			// The allocation id is filled in once granted.
-			lreq, err := launchRequest(c, "", c.Args().Slice())
-			if err != nil {
-				return err
-			}
-			if !c.IsSet("ports") {
-				areq.Resources.Ports = dynamicPorts(lreq)
-			}
-			if err := addVolumes(c, areq, lreq); err != nil {
-				return err
-			}
-			k, err := dial(c, e)
-			if err != nil {
-				return err
-			}
-			alloc, err := allocateOne(c.Context, k, areq, c.Bool("wait"), e)
-			if err != nil {
-				return err
-			}
-			lreq.AllocationId = alloc.GetId()
-			res, err := k.Launch(c.Context, connect.NewRequest(lreq))
-			if err != nil {
-				return fmt.Errorf("%w (%s)", callError("Launch", err), release(c.Context, k, alloc.GetId(), "dcosctl run: launch failed"))
-			}
-			task := res.Msg.GetTask()
-			if f == formatJSON {
-				return writeJSONObject(e.stdout, map[string]proto.Message{"allocation": alloc, "task": task})
-			}
-			if len(task.GetPorts()) == 0 {
-				t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK")
-				t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId())
-				return t.flush()
-			}
-			t := newTable(e.stdout, "ALLOCATION", "AGENT", "TASK", "PORTS")
-			t.row(alloc.GetId(), alloc.GetAgentId(), task.GetId(), formatPorts(task.GetPorts()))
-			return t.flush()
 		},
 	}
 }

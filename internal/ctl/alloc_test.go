@@ -328,7 +328,7 @@ func TestRun_Run(t *testing.T) {
 			isolate(t)
 			k := (&fakeKernel{events: tt.events}).
 				replyWith("Allocate", tt.allocate, nil).
-				replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, tt.launchErr).
+				replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING}}, tt.launchErr).
 				replyWith("Revoke", &syscallsv1.RevokeResponse{}, tt.revokeErr)
 			url := k.serve(t)
 			args := append([]string{"--kernel", url, "run", "--cpus", "0.25", "--mem", "32Mi", "--env", "A=1"}, tt.args...)
@@ -366,7 +366,7 @@ func TestRun_RunJSON(t *testing.T) {
 	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
 	k := (&fakeKernel{}).
 		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
-		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "-o", "json", "run", "--cpus", "1", "--mem", "1Mi", "--", "true")
 	if r.code != 0 {
@@ -426,7 +426,7 @@ func TestRun_RunNetwork(t *testing.T) {
 	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
 	k := (&fakeKernel{}).
 		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
-		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "run", "--cpus", "1", "--mem", "1Mi", "--network", "bridge", "--port", "http:8080/tcp", "--", "server")
 	if r.code != 0 {
@@ -442,7 +442,7 @@ func TestRun_PortsResource(t *testing.T) {
 	isolate(t)
 	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
 	k := (&fakeKernel{}).replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
-		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000}}}}, nil)
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING, Ports: []*syscallsv1.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000}}}}, nil)
 	url := k.serve(t)
 	tests := []struct {
 		name string
@@ -477,7 +477,7 @@ func TestRun_RunUser(t *testing.T) {
 	granted := &syscallsv1.Allocation{Id: "a-1", AgentId: "ag-1", State: syscallsv1.AllocationState_ALLOCATION_STATE_GRANTED}
 	k := (&fakeKernel{}).
 		replyWith("Allocate", &syscallsv1.AllocateResponse{Allocations: []*syscallsv1.Allocation{granted}}, nil).
-		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1"}}, nil)
+		replyWith("Launch", &syscallsv1.LaunchResponse{Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "run", "--cpus", "1", "--mem", "1Mi", "--role", "db", "--user", "postgres", "--", "server")
 	if r.code != 0 {

@@ -297,7 +297,7 @@ func TestRun_OutputJSON(t *testing.T) {
 		{"ps", []string{"ps"}, false},
 		{"alloc", []string{"alloc", "--cpus", "1", "--mem", "1Gi"}, false},
 		{"launch", []string{"launch", "a-1", "--", "true"}, false},
-		{"run", []string{"run", "--cpus", "1", "--mem", "1Gi", "--", "true"}, false},
+		{"run", []string{"run", "--detach", "--cpus", "1", "--mem", "1Gi", "--", "true"}, false},
 		{"revoke", []string{"revoke", "a-1"}, false},
 		{"syscall list", []string{"syscall", "--list"}, false},
 		{"watch", []string{"watch"}, true},

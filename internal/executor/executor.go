@@ -627,6 +627,12 @@ func (d *Executor) DestroyTask(ctx context.Context, id string, force bool) error
 		}
 		d.mu.Lock()
 	}
+	if d.closed {
+		// Its watchers are gone: a kill would wait for an exit nobody
+		// reports. A new executor on the state dir recovers the task.
+		d.mu.Unlock()
+		return fmt.Errorf("destroy task %q: %w", id, errClosed)
+	}
 	t := d.tasks[id]
 	d.mu.Unlock()
 	if t == nil {

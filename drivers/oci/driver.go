@@ -72,9 +72,10 @@ var (
 
 // state is the driver's part of a task's handle.
 type state struct {
-	Exec   []byte `json:"exec"`   // the executor's DriverState
-	Image  string `json:"image"`  // the reference pulled
-	Digest string `json:"digest"` // its manifest digest
+	Exec     []byte `json:"exec"`   // the executor's DriverState
+	Image    string `json:"image"`  // the reference pulled
+	Digest   string `json:"digest"` // its manifest digest
+	ReadOnly bool   `json:"readonly_root,omitempty"`
 }
 
 // New returns a driver over opts.StateDir and starts its image collector.
@@ -172,7 +173,7 @@ func (d *Driver) StartTask(ctx context.Context, cfg *plugin.TaskConfig) (_ *plug
 	if err != nil {
 		return nil, err
 	}
-	ds, err := json.Marshal(state{Exec: h.DriverState, Image: c.Image, Digest: img.Digest})
+	ds, err := json.Marshal(state{Exec: h.DriverState, Image: c.Image, Digest: img.Digest, ReadOnly: c.ReadOnlyRoot})
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +347,7 @@ func (d *Driver) RecoverTask(ctx context.Context, h *plugin.TaskHandle) error {
 	if err := json.Unmarshal(h.DriverState, &st); err != nil {
 		return fmt.Errorf("oci driver: handle of %s: %w", h.Config.ID, plugin.ErrHandleVersion)
 	}
-	if _, err := d.images.Recover(h.Config.ID); err != nil {
+	if _, err := d.images.Recover(h.Config.ID, st.ReadOnly); err != nil {
 		return fmt.Errorf("oci driver: recover %s: %w", h.Config.ID, err)
 	}
 	inner := *h
@@ -378,8 +379,11 @@ func (d *Driver) ListImages(context.Context) ([]*plugin.Image, error) {
 // refused (plugin.ErrConflict); the layers no other image uses go too.
 func (d *Driver) RemoveImage(_ context.Context, ref string) error {
 	if err := d.images.Remove(ref); err != nil {
-		if errors.Is(err, image.ErrInUse) {
+		switch {
+		case errors.Is(err, image.ErrInUse):
 			return fmt.Errorf("%w: %w", plugin.ErrConflict, err)
+		case errors.Is(err, image.ErrNotFound):
+			return fmt.Errorf("%w: %w", plugin.ErrImageNotFound, err)
 		}
 		return err
 	}

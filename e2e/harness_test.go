@@ -23,6 +23,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -62,6 +63,7 @@ func runTests(m *testing.M) int {
 	bin.tcphello = filepath.Join(dir, "tcphello")
 	bin.tcpecho = filepath.Join(dir, "tcpecho")
 	bin.tcpsend = filepath.Join(dir, "tcpsend")
+	defer imagetest.Cleanup() // Debian root filesystems built for image tests
 	return m.Run()
 }
 
@@ -309,9 +311,10 @@ func (e *env) startDev(extra ...string) *proc {
 	e.t.Helper()
 	cc := e.path("client.json")
 	args := []string{"dev", "--data-dir", e.path("data"), "--listen", "127.0.0.1:0", "--client-config", cc, "--cgroup-parent", e.cgParent, "--bpf-pin-dir", e.pinDir}
-	// As root dev turns on bridge networking (on the shared bridge dcos0)
-	// and sized sandboxes by default; a test that wants them says so.
-	for _, f := range []string{"--network-driver", "--storage-driver"} {
+	// As root dev turns on bridge networking (on the shared bridge dcos0),
+	// container images and sized sandboxes by default; a test that wants
+	// them says so.
+	for _, f := range []string{"--network-driver", "--image-driver", "--storage-driver"} {
 		if !e.devDefaults && !slices.Contains(extra, f) {
 			args = append(args, f, "none")
 		}

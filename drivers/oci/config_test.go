@@ -54,15 +54,15 @@ func TestResolveUser(t *testing.T) {
 	writeFile(t, root, "etc/group", "root:x:0:\nwww-data:x:33:\nadm:x:4:www-data,syslog\nstaff:x:50:\n")
 	for _, tc := range []struct {
 		spec    string
-		want    Credentials
+		want    User
 		wantErr string
 	}{
-		{spec: "", want: Credentials{UID: 0, GID: 0, Home: "/root"}},
-		{spec: "www-data", want: Credentials{UID: 33, GID: 33, Groups: []uint32{4}, Home: "/var/www"}},
-		{spec: "33", want: Credentials{UID: 33, GID: 33, Groups: []uint32{4}, Home: "/var/www"}},
-		{spec: "1234", want: Credentials{UID: 1234, GID: 0, Home: "/"}},
-		{spec: "www-data:staff", want: Credentials{UID: 33, GID: 50, Groups: []uint32{4}, Home: "/var/www"}},
-		{spec: "1000:1000", want: Credentials{UID: 1000, GID: 1000, Home: "/"}},
+		{spec: "", want: User{UID: 0, GID: 0, Home: "/root"}},
+		{spec: "www-data", want: User{UID: 33, GID: 33, Groups: []uint32{4}, Home: "/var/www"}},
+		{spec: "33", want: User{UID: 33, GID: 33, Groups: []uint32{4}, Home: "/var/www"}},
+		{spec: "1234", want: User{UID: 1234, GID: 0, Home: "/"}},
+		{spec: "www-data:staff", want: User{UID: 33, GID: 50, Groups: []uint32{4}, Home: "/var/www"}},
+		{spec: "1000:1000", want: User{UID: 1000, GID: 1000, Home: "/"}},
 		{spec: "mallory", wantErr: `user "mallory": no such user`},
 		{spec: "www-data:nogroup", wantErr: `no such group "nogroup"`},
 	} {

@@ -30,6 +30,10 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // DefaultGCDelay is how long an image no task uses stays cached.
 const DefaultGCDelay = 10 * time.Minute
 
+// Credentials are a registry's: a user and password (basic), or a bearer
+// token.
+type Credentials = image.Credentials
+
 // Options configure a Driver.
 type Options struct {
 	// StateDir is the driver's own directory: the executor's state, the
@@ -39,7 +43,7 @@ type Options struct {
 	// besides loopback ones.
 	Insecure []string
 	// Auth returns the credentials of a registry, if any.
-	Auth func(registry string) (image.Credentials, bool)
+	Auth func(registry string) (Credentials, bool)
 	// GCDelay is how long an unused image stays cached (0: DefaultGCDelay;
 	// negative: never collected by time, only by RemoveImage).
 	GCDelay time.Duration

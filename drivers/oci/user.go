@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// Credentials are a container user's ids and home, resolved in its image.
-type Credentials struct {
+// User is a container user's ids and home, resolved in its image.
+type User struct {
 	UID, GID uint32
 	Groups   []uint32
 	Home     string
@@ -21,14 +21,14 @@ type Credentials struct {
 // and /etc/group (read without following links out of rootfs). A numeric
 // uid need not exist in /etc/passwd; a name must. The supplementary groups
 // are the user's in /etc/group.
-func ResolveUser(rootfs, spec string) (*Credentials, error) {
+func ResolveUser(rootfs, spec string) (*User, error) {
 	user, group, hasGroup := strings.Cut(spec, ":")
 	if user == "" {
 		user = "0"
 	}
 	passwd := readDB(rootfs, "etc/passwd")
 	groups := readDB(rootfs, "etc/group")
-	c := &Credentials{Home: "/"}
+	c := &User{Home: "/"}
 	name := ""
 	if n, err := strconv.ParseUint(user, 10, 32); err == nil {
 		c.UID = uint32(n)

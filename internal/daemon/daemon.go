@@ -108,7 +108,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (etcd, tokens, agent)"},
 			&cli.StringFlag{Name: "client-config", Usage: "where to write dcosctl's config (default: dcosctl's default path)"},
 			&cli.BoolFlag{Name: "init", Value: true, Usage: "run the distributed init in-process (framework principal \"init\", its token in the tokens file; it keeps the services of dcosctl svc running)"},
-		}, append(kernelFlags, initFlags...)...), append(agentFlags, pluginFlags...)...),
+		}, append(kernelFlags, initFlags...)...), append(agentFlags, append(pluginFlags, imageFlags...)...)...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
 			dataDir := c.String("data-dir")
@@ -371,7 +371,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "token", Required: true, Usage: "agent token", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
 			metricsListenFlag,
-		}, append(agentFlags, pluginFlags...)...),
+		}, append(agentFlags, append(pluginFlags, imageFlags...)...)...),
 		Action: func(c *cli.Context) error {
 			labels, err := parseLabels(c.StringSlice("label"))
 			if err != nil {

@@ -15,8 +15,9 @@ import (
 const devDefaultDisk = 64 << 20
 
 // devDefaults turns on, for `dcosd dev` as root, what a user tries next —
-// bridge networking and sized sandboxes — unless their flags were given
-// (--network-driver none, --storage-driver none turn them off). With sized
+// bridge networking, container images and sized sandboxes — unless their
+// flags were given (--network-driver none, --image-driver none,
+// --storage-driver none turn them off). With sized
 // sandboxes it also sets --default-disk (unless given) and, unless
 // --resources names a disk, bounds the agent's disk by the free space of
 // the data dir's filesystem less the store's floor, since sandboxes and
@@ -48,6 +49,19 @@ func devDefaults(c *cli.Context, dataDir string, root bool) (features []string, 
 			return nil, false, err
 		}
 		features = append(features, "bridge networking: enabled (tasks may ask for --network bridge; --network-driver none turns it off)")
+	}
+	switch {
+	case c.IsSet("image-driver") && c.String("image-driver") != builtinImage:
+		features = append(features, "container images: off (--image-driver "+c.String("image-driver")+")")
+	case !root:
+		features = append(features, "container images: off (not root: the oci driver needs root)")
+	case !c.Bool("task-isolation"):
+		features = append(features, "container images: off (--task-isolation=false: image tasks run isolated or not at all)")
+	default:
+		if err := c.Set("image-driver", builtinImage); err != nil {
+			return nil, false, err
+		}
+		features = append(features, "container images: enabled (dcosctl run --image REF; --image-driver none turns it off)")
 	}
 
 	switch {

@@ -17,7 +17,7 @@ func runDevDefaults(t *testing.T, root bool, args ...string) (features []string,
 		var err error
 		features, sized, err = devDefaults(c, t.TempDir(), root)
 		flags = map[string]string{}
-		for _, f := range []string{"network-driver", "storage-driver", "default-disk"} {
+		for _, f := range []string{"network-driver", "image-driver", "storage-driver", "default-disk"} {
 			flags[f] = c.String(f)
 		}
 		return err
@@ -39,23 +39,23 @@ func TestDevDefaults(t *testing.T) {
 		wantFlags map[string]string
 	}{
 		{name: "root turns both on", root: true, args: []string{"--storage-enforcement", "loop"},
-			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "sized sandboxes: enabled (loop, allocations without a disk get 64Mi"},
-			wantSized: true, wantFlags: map[string]string{"network-driver": "bridge", "storage-driver": "local", "default-disk": "64Mi"}},
+			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "container images: enabled", "sized sandboxes: enabled (loop, allocations without a disk get 64Mi"},
+			wantSized: true, wantFlags: map[string]string{"network-driver": "bridge", "image-driver": "oci", "storage-driver": "local", "default-disk": "64Mi"}},
 		{name: "root keeps a given default disk", root: true, args: []string{"--storage-enforcement", "loop", "--default-disk", "1Gi"},
-			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "sized sandboxes: enabled (loop, allocations without a disk get 1Gi"},
-			wantSized: true, wantFlags: map[string]string{"network-driver": "bridge", "storage-driver": "local", "default-disk": "1Gi"}},
-		{name: "root turned off", root: true, args: []string{"--network-driver", "none", "--storage-driver", "none"},
-			wantLines: []string{"task isolation: enabled", "bridge networking: off (--network-driver none)", "sized sandboxes: off (--storage-driver none)"},
-			wantFlags: map[string]string{"network-driver": "none", "storage-driver": "none", "default-disk": ""}},
+			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "container images: enabled", "sized sandboxes: enabled (loop, allocations without a disk get 1Gi"},
+			wantSized: true, wantFlags: map[string]string{"network-driver": "bridge", "image-driver": "oci", "storage-driver": "local", "default-disk": "1Gi"}},
+		{name: "root turned off", root: true, args: []string{"--network-driver", "none", "--image-driver", "none", "--storage-driver", "none"},
+			wantLines: []string{"task isolation: enabled", "bridge networking: off (--network-driver none)", "container images: off (--image-driver none)", "sized sandboxes: off (--storage-driver none)"},
+			wantFlags: map[string]string{"network-driver": "none", "image-driver": "none", "storage-driver": "none", "default-disk": ""}},
 		{name: "root without enforcement", root: true, args: []string{"--storage-enforcement", "none"},
-			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "sized sandboxes: off (--storage-enforcement none)"},
-			wantFlags: map[string]string{"network-driver": "bridge", "storage-driver": "none", "default-disk": ""}},
+			wantLines: []string{"task isolation: enabled", "bridge networking: enabled", "container images: enabled", "sized sandboxes: off (--storage-enforcement none)"},
+			wantFlags: map[string]string{"network-driver": "bridge", "image-driver": "oci", "storage-driver": "none", "default-disk": ""}},
 		{name: "root without isolation", root: true, args: []string{"--task-isolation=false", "--storage-enforcement", "none"},
-			wantLines: []string{"task isolation: OFF (--task-isolation=false)", "bridge networking: enabled", "sized sandboxes: off (--storage-enforcement none)"},
-			wantFlags: map[string]string{"network-driver": "bridge", "storage-driver": "none", "default-disk": ""}},
+			wantLines: []string{"task isolation: OFF (--task-isolation=false)", "bridge networking: enabled", "container images: off (--task-isolation=false", "sized sandboxes: off (--storage-enforcement none)"},
+			wantFlags: map[string]string{"network-driver": "bridge", "image-driver": "none", "storage-driver": "none", "default-disk": ""}},
 		{name: "not root", root: false,
-			wantLines: []string{"task isolation: off (not root", "bridge networking: off (not root", "sized sandboxes: off (not root"},
-			wantFlags: map[string]string{"network-driver": "none", "storage-driver": "none", "default-disk": ""}},
+			wantLines: []string{"task isolation: off (not root", "bridge networking: off (not root", "container images: off (not root", "sized sandboxes: off (not root"},
+			wantFlags: map[string]string{"network-driver": "none", "image-driver": "none", "storage-driver": "none", "default-disk": ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines, sized, flags := runDevDefaults(t, tc.root, tc.args...)

@@ -157,6 +157,13 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 	if cfg.Storage != "" {
 		builtins = append(builtins, host.Builtin{Name: builtinStorage, Kind: contract.KindStorage, Cmd: cmd, Group: builtinGroup})
 	}
+	img, err := imageBuiltin(c, log, exe)
+	if err != nil {
+		return nil, nil, err
+	}
+	if img != nil {
+		builtins = append(builtins, *img)
+	}
 	var a *agent.Agent
 	h, err := host.New(host.Config{
 		Dir: c.String("plugin-dir"), Catalog: c.String("plugin-catalog"),
@@ -261,6 +268,7 @@ func pluginCommand() *cli.Command {
 		Hidden: true,
 		Usage:  "serve the built-in plugins (started by the agent, not by hand)",
 		Subcommands: []*cli.Command{
+			imagePluginCommand(),
 			{
 				Name:  builtinGroup,
 				Usage: "serve the exec driver and, with --isolator cgroups, the cgroups isolator, from this one process",

@@ -591,8 +591,9 @@ func (e *env) killTasks() {
 	cands = append(cands, pidsWithCwdUnder(e.dir)...)
 	var killed []int
 	for _, pid := range cands {
-		if slices.Contains(killed, pid) || !alive(pid) || !cwdUnder(pid, e.dir) {
-			// Not ours (or a reused pid): the sandbox is the proof.
+		if slices.Contains(killed, pid) || !alive(pid) || !cwdUnder(pid, e.dir) && !inCgroupUnder(pid, e.cgParent) {
+			// Not ours (or a reused pid): the sandbox is the proof, or
+			// for a container (its cwd is in its own root) its cgroups.
 			continue
 		}
 		syscall.Kill(-pid, syscall.SIGKILL)
@@ -612,6 +613,21 @@ func (e *env) killTasks() {
 	if left := pidsWithCwdUnder(e.dir); len(left) > 0 {
 		t.Errorf("processes left in %s: %v", e.dir, left)
 	}
+}
+
+// inCgroupUnder reports whether process pid is in a cgroup beneath parent
+// (a task cgroup of the env's agents) in any hierarchy.
+func inCgroupUnder(pid int, parent string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && strings.HasPrefix(f[2], parent+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // waitHelpersGone waits for the processes the env's daemons left that

@@ -196,9 +196,10 @@ func TestOCI_Nginx(t *testing.T) {
 	if code, _, err := httpGet(url); err != nil || code != 200 {
 		t.Fatalf("nginx after its agent came back: %d, %v", code, err)
 	}
-	if out := e.mustCtl("image", "ls"); !strings.Contains(out, imgs.nginx) {
-		t.Errorf("dcosctl image ls lacks %s:\n%s", imgs.nginx, out)
-	}
+	e.eventually("dcosctl image ls listing nginx in use by 2 tasks", func() (bool, string) {
+		out := e.mustCtl("image", "ls", "-o", "json")
+		return strings.Contains(out, imgs.nginx) && strings.Contains(out, `"tasks": 2`), out
+	})
 
 	// Image GC: once no task uses it, removing the image removes its layers
 	// and nothing stays mounted.

@@ -8,7 +8,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, wantErr string
-		want             Config
+		want              Config
 	}{
 		{name: "image", in: `{"image":"127.0.0.1:5000/nginx:test"}`, want: Config{Image: "127.0.0.1:5000/nginx:test"}},
 		{name: "all", in: `{"image":"r/x@sha256:ab","readonly_root":true,"hostname":"web-1"}`,

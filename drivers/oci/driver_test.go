@@ -62,7 +62,7 @@ func taskConfig(t *testing.T, id, ref string, env map[string]string) *plugin.Tas
 	return &plugin.TaskConfig{ID: id, Name: id, Env: env, WorkDir: sandbox,
 		DriverConfig: []byte(fmt.Sprintf(`{"image":%q}`, ref)),
 		StdoutPath:   filepath.Join(sandbox, "stdout"), StderrPath: filepath.Join(sandbox, "stderr"),
-		Isolation:    &plugin.TaskIsolation{UID: 1900000001, GID: 1900000001, Sandbox: sandbox}}
+		Isolation: &plugin.TaskIsolation{UID: 1900000001, GID: 1900000001, Sandbox: sandbox}}
 }
 
 func get(url string) (int, string, error) {

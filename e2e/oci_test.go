@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -183,8 +182,7 @@ func TestOCI_Nginx(t *testing.T) {
 
 	// SIGKILL of dcosd dev (the agent, its kernel and plugins) with nginx
 	// running: it keeps serving, and the restarted agent re-adopts it.
-	dev.signal(syscall.SIGKILL)
-	dev.cmd.Wait()
+	dev.kill()
 	if code, _, err := httpGet(url); err != nil || code != 200 {
 		t.Fatalf("nginx while its agent is down: %d, %v", code, err)
 	}

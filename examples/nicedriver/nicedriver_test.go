@@ -188,12 +188,20 @@ func waitExecd(t *testing.T, pid int, comm string) {
 	}
 }
 
-// envOf returns the environment pid started with.
+// envOf returns the environment pid started with. Right after an exec
+// (comm already the new program's) the kernel may not have set the new
+// environment's bounds yet: an empty read is retried.
 func envOf(t *testing.T, pid int) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		t.Fatal(err)
+	var b []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		if b, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	env := map[string]string{}
 	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {

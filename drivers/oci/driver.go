@@ -395,11 +395,15 @@ func (d *Driver) RemoveImage(_ context.Context, ref string) error {
 	return err
 }
 
-// collect removes, every minute, images no task used for GCDelay and the
-// layers no image uses.
+// collect removes, every minute (or every half GCDelay when that is
+// shorter), images no task used for GCDelay and the layers no image uses.
 func (d *Driver) collect() {
 	defer close(d.done)
-	t := time.NewTicker(time.Minute)
+	every := time.Minute
+	if g := d.opts.GCDelay; g > 0 && g/2 < every {
+		every = max(g/2, 50*time.Millisecond)
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

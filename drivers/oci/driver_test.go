@@ -240,3 +240,34 @@ func TestDriver_BadImages(t *testing.T) {
 		t.Fatalf("StartTask without isolation = %v, want ErrNotSupported", err)
 	}
 }
+
+// An image no task used for GCDelay is removed by the driver itself, with
+// its layers; one a task uses is kept however old.
+func TestDriver_ImageGC(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	reg := imagetest.StartRegistry(t)
+	ref, _ := imagetest.StaticServerImage(t, reg)
+	dir := t.TempDir()
+	d, err := New(Options{StateDir: dir, GCDelay: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	cfg := taskConfig(t, "gc-1", ref, map[string]string{"PORT": strconv.Itoa(freePort(t))})
+	if _, err := d.StartTask(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // three collections while the task runs
+	if imgs, err := d.ListImages(ctx); err != nil || len(imgs) != 1 || imgs[0].Tasks != 1 {
+		t.Fatalf("ListImages with a task running = %+v, %v; want the image kept", imgs, err)
+	}
+	if err := d.DestroyTask(ctx, "gc-1", true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unused image collected", func() (bool, string) {
+		imgs, err := d.ListImages(ctx)
+		layers, _ := filepath.Glob(filepath.Join(dir, "images", "layers", "sha256", "*"))
+		return err == nil && len(imgs) == 0 && len(layers) == 0, fmt.Sprint(imgs, err, layers)
+	})
+}

@@ -64,6 +64,7 @@ type Driver struct {
 
 	mu    sync.Mutex
 	tasks map[string]string // task id → image digest, for tasks this driver knows
+	pins  map[string]int    // image digest → starts between its pull and their mount
 
 	stop chan struct{}
 	done chan struct{}
@@ -104,7 +105,7 @@ func New(opts Options) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci driver: %w", err)
 	}
-	d := &Driver{Executor: ex, opts: opts, images: st, log: log, tasks: map[string]string{},
+	d := &Driver{Executor: ex, opts: opts, images: st, log: log, tasks: map[string]string{}, pins: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go d.collect()
 	return d, nil
@@ -155,14 +156,11 @@ func (d *Driver) StartTask(ctx context.Context, cfg *plugin.TaskConfig) (_ *plug
 	if cfg.Isolation == nil {
 		return nil, fmt.Errorf("oci driver: image tasks need task isolation (an agent running as root with --task-isolation): %w", plugin.ErrNotSupported)
 	}
-	img, err := d.images.Pull(ctx, c.Image)
+	img, rootfs, err := d.pullAndMount(ctx, c, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
-	rootfs, err := d.images.Mount(ctx, img, cfg.ID, c.ReadOnlyRoot)
-	if err != nil {
-		return nil, err
-	}
+	defer d.unpin(img.Digest)
 	taskDir := filepath.Join(d.opts.StateDir, "tasks", cfg.ID)
 	defer func() {
 		if err != nil {
@@ -185,6 +183,39 @@ func (d *Driver) StartTask(ctx context.Context, cfg *plugin.TaskConfig) (_ *plug
 	d.tasks[cfg.ID] = img.Digest
 	d.mu.Unlock()
 	return &plugin.TaskHandle{Version: plugin.HandleVersion, Config: cfg, State: h.State, DriverState: ds, PID: h.PID}, nil
+}
+
+// pullAndMount pulls c.Image (unless cached) and mounts id's root over it.
+// The image is pinned against the collector from the pull until the
+// caller unpins it; an image removed between the pull and the mount (an
+// operator's RemoveImage) is pulled again, once.
+func (d *Driver) pullAndMount(ctx context.Context, c *Config, id string) (*image.Image, string, error) {
+	for attempt := 0; ; attempt++ {
+		img, err := d.images.Pull(ctx, c.Image)
+		if err != nil {
+			return nil, "", err
+		}
+		d.mu.Lock()
+		d.pins[img.Digest]++
+		d.mu.Unlock()
+		rootfs, err := d.images.Mount(ctx, img, id, c.ReadOnlyRoot)
+		if err == nil {
+			return img, rootfs, nil
+		}
+		d.unpin(img.Digest)
+		if !errors.Is(err, image.ErrNotFound) || attempt > 0 {
+			return nil, "", err
+		}
+	}
+}
+
+// unpin releases a pin of pullAndMount.
+func (d *Driver) unpin(digest string) {
+	d.mu.Lock()
+	if d.pins[digest]--; d.pins[digest] <= 0 {
+		delete(d.pins, digest)
+	}
+	d.mu.Unlock()
 }
 
 // container is what the executor runs for cfg: the entrypoint, its
@@ -418,11 +449,16 @@ func (d *Driver) collect() {
 				continue
 			}
 			for _, i := range infos {
-				if i.Tasks == 0 && time.Since(i.LastUsed) >= d.opts.GCDelay {
-					if err := d.images.Remove(i.Digest); err != nil && !errors.Is(err, image.ErrInUse) {
+				if i.Tasks > 0 || time.Since(i.LastUsed) < d.opts.GCDelay {
+					continue
+				}
+				d.mu.Lock() // a start pins its image under mu: none can begin meanwhile
+				if d.pins[i.Digest] == 0 {
+					if err := d.images.Remove(i.Digest); err != nil && !errors.Is(err, image.ErrInUse) && !errors.Is(err, image.ErrNotFound) {
 						d.log.Warn("image gc: remove", "image", i.Ref, "err", err)
 					}
 				}
+				d.mu.Unlock()
 			}
 		}
 		if removed, freed, err := d.images.GC(context.Background()); err != nil {

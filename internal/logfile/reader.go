@@ -99,7 +99,9 @@ func (r *Reader) exists(g uint64) bool {
 // The zero Cursor starts at the oldest stored byte. When c's generation
 // was deleted by the cap, Read returns 0, the cursor of the oldest stored
 // byte, and a *TruncatedError (errors.Is ErrTruncated): call again with
-// that cursor to go on. A cursor past the end of the stream is an error
+// that cursor to go on. (If this Reader still had the deleted generation
+// open from an earlier call, it first returns the rest of it: those bytes
+// are not lost.) A cursor past the end of the stream is an error
 // matching ErrBadCursor.
 func (r *Reader) Read(c Cursor, p []byte) (int, Cursor, error) {
 	r.mu.Lock()
@@ -142,7 +144,9 @@ func (r *Reader) Read(c Cursor, p []byte) (int, Cursor, error) {
 			}
 			// The writer creates gen+1 only after its last write to gen:
 			// if gen+1 exists now, one more read of gen sees all of it.
-			if !r.exists(c.Gen + 1) {
+			// So does a gen the cap deleted (we hold it open), whose
+			// successor may be gone too.
+			if !r.exists(c.Gen+1) && r.exists(c.Gen) {
 				if fi, err := f.Stat(); err == nil && fi.Size() < c.Off {
 					return 0, c, fmt.Errorf("logfile read %s: offset past the end (%d bytes): %w", c, fi.Size(), ErrBadCursor)
 				}

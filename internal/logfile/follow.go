@@ -32,7 +32,7 @@ const pollEvery = 10 * time.Millisecond
 // *TruncatedError (errors.Is ErrTruncated); call Follow again with its
 // Resume cursor to go on.
 func (r *Reader) Follow(ctx context.Context, c Cursor, out func([]byte, Cursor) error) error {
-	w, err := newWaiter(ctx, r.dir)
+	w, err := newWaiter(ctx, r.dir, r.poll)
 	if err != nil {
 		return fmt.Errorf("logfile follow: %w", err)
 	}
@@ -71,7 +71,10 @@ type waiter struct {
 	buf  []byte
 }
 
-func newWaiter(ctx context.Context, dir string) (*waiter, error) {
+func newWaiter(ctx context.Context, dir string, poll bool) (*waiter, error) {
+	if poll {
+		return &waiter{}, nil
+	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return &waiter{}, nil // poll

@@ -41,7 +41,8 @@ type Reader struct {
 	mu  sync.Mutex
 	f   *os.File // cached open generation fgen, or nil
 	fg  uint64
-	tot atomic.Int64 // bytes read by Tail, for tests
+	tot  atomic.Int64 // bytes read by Tail, for tests
+	poll bool         // tests: Follow polls instead of using inotify
 }
 
 // Open returns a Reader of stream name in dir. The stream need not exist

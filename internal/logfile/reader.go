@@ -38,9 +38,9 @@ var ErrBadCursor = errors.New("cursor is not in the log")
 type Reader struct {
 	dir, name string
 
-	mu  sync.Mutex
-	f   *os.File // cached open generation fgen, or nil
-	fg  uint64
+	mu   sync.Mutex
+	f    *os.File // cached open generation fgen, or nil
+	fg   uint64
 	tot  atomic.Int64 // bytes read by Tail, for tests
 	poll bool         // tests: Follow polls instead of using inotify
 }

@@ -270,7 +270,8 @@ func (r *Reader) norm(gens []uint64, i int, c Cursor, size int64) Cursor {
 // Since returns the cursor of the start of the first generation last
 // written at or after t (its modification time). It is coarse: that
 // generation may begin with lines older than t. If no generation was
-// written since t it returns the end of the stream.
+// written since t it returns the end of the stream; an empty stream gives
+// the zero Cursor.
 func (r *Reader) Since(t time.Time) (Cursor, error) {
 	gens, err := listGens(r.dir, r.name)
 	if err != nil {

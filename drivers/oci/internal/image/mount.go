@@ -70,6 +70,7 @@ func (s *Store) Mount(ctx context.Context, img *Image, id string, readOnly bool)
 	if err := writeFileAtomic(filepath.Join(cdir, "image"), []byte(rec.Digest+"\n")); err != nil {
 		return "", fmt.Errorf("mount %s: %w", id, err)
 	}
+	s.containers[id] = rec.Digest
 	rootfs, err := s.mountOverlay(id, rec, readOnly)
 	if err != nil {
 		return "", err
@@ -166,6 +167,7 @@ func (s *Store) Unmount(id string) error {
 	if err := os.Remove(filepath.Join(cdir, "image")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("unmount %s: %w", id, err)
 	}
+	delete(s.containers, id)
 	if err := os.RemoveAll(cdir); err != nil {
 		return fmt.Errorf("unmount %s: %w", id, err)
 	}
@@ -197,17 +199,14 @@ func (s *Store) Recover(id string, readOnly bool) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("recover %s: image %s: %w", id, digest, ErrNotFound)
 	}
+	s.containers[id] = digest
 	return s.mountOverlay(id, rec, readOnly)
 }
 
 // Containers returns the ids of the containers the store has, mounted or
 // not, with their image digests.
 func (s *Store) Containers() (map[string]string, error) {
-	m, err := s.containerImages()
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	return m, nil
+	return s.containerImages(), nil
 }
 
 // mountOverlayFsconfig mounts an overlay with fsopen/fsconfig/fsmount,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -125,8 +126,12 @@ type Store struct {
 	imu    sync.Mutex
 	images map[string]*record // by digest
 	refs   map[string]string  // ref → digest
-	// cmu serialises container mounts and unmounts.
+	// cmu serialises container mounts and unmounts and guards containers.
 	cmu sync.Mutex
+	// containers is container id → image digest: the containers/<id>/image
+	// files, read once at Open and kept up to date by Mount, Unmount and
+	// Recover, so that listing (every agent heartbeat) reads no file.
+	containers map[string]string
 
 	pulls  singleflight.Group
 	layers singleflight.Group
@@ -184,6 +189,9 @@ func Open(dir string, o Options) (*Store, error) {
 	}
 	s := &Store{dir: dir, opts: o, platform: p, log: o.Logger, images: map[string]*record{}, refs: map[string]string{}}
 	if err := s.cleanTmp(); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	if s.containers, err = s.scanContainers(); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "images"))
@@ -296,8 +304,8 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
-// containerImages returns container id → image digest from disk.
-func (s *Store) containerImages() (map[string]string, error) {
+// scanContainers reads container id → image digest from disk.
+func (s *Store) scanContainers() (map[string]string, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, "containers"))
 	if err != nil {
 		return nil, err
@@ -313,13 +321,17 @@ func (s *Store) containerImages() (map[string]string, error) {
 	return out, nil
 }
 
+// containerImages returns a copy of container id → image digest.
+func (s *Store) containerImages() map[string]string {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return maps.Clone(s.containers)
+}
+
 // List returns the images in the store, sorted by digest, with how many
 // containers use each.
 func (s *Store) List() ([]ImageInfo, error) {
-	cs, err := s.containerImages()
-	if err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
-	}
+	cs := s.containerImages()
 	tasks := map[string]int{}
 	for _, d := range cs {
 		tasks[d]++
@@ -384,10 +396,7 @@ func (s *Store) Remove(refOrDigest string) error {
 	if !ok {
 		return fmt.Errorf("remove image %s: %w", refOrDigest, ErrNotFound)
 	}
-	cs, err := s.containerImages()
-	if err != nil {
-		return fmt.Errorf("remove image %s: %w", refOrDigest, err)
-	}
+	cs := s.containerImages()
 	var users []string
 	for id, d := range cs {
 		if d == r.Digest {

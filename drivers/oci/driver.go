@@ -62,9 +62,8 @@ type Driver struct {
 	images *image.Store
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	tasks map[string]string // task id → image digest, for tasks this driver knows
-	pins  map[string]int    // image digest → starts between its pull and their mount
+	mu   sync.Mutex
+	pins map[string]int // image digest → starts between its pull and their mount
 
 	stop chan struct{}
 	done chan struct{}
@@ -105,7 +104,7 @@ func New(opts Options) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci driver: %w", err)
 	}
-	d := &Driver{Executor: ex, opts: opts, images: st, log: log, tasks: map[string]string{}, pins: map[string]int{},
+	d := &Driver{Executor: ex, opts: opts, images: st, log: log, pins: map[string]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go d.collect()
 	return d, nil
@@ -179,9 +178,6 @@ func (d *Driver) StartTask(ctx context.Context, cfg *plugin.TaskConfig) (_ *plug
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	d.tasks[cfg.ID] = img.Digest
-	d.mu.Unlock()
 	return &plugin.TaskHandle{Version: plugin.HandleVersion, Config: cfg, State: h.State, DriverState: ds, PID: h.PID}, nil
 }
 
@@ -354,9 +350,6 @@ func (d *Driver) cleanup(id string) error {
 	if rerr := os.RemoveAll(filepath.Join(d.opts.StateDir, "tasks", id)); err == nil {
 		err = rerr
 	}
-	d.mu.Lock()
-	delete(d.tasks, id)
-	d.mu.Unlock()
 	return err
 }
 
@@ -387,13 +380,7 @@ func (d *Driver) RecoverTask(ctx context.Context, h *plugin.TaskHandle) error {
 	}
 	inner := *h
 	inner.DriverState = st.Exec
-	if err := d.Executor.RecoverTask(ctx, &inner); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.tasks[h.Config.ID] = st.Digest
-	d.mu.Unlock()
-	return nil
+	return d.Executor.RecoverTask(ctx, &inner)
 }
 
 // ListImages implements plugin.ImageDriver.

@@ -209,7 +209,8 @@ func (a *Agent) removeImages(ctx context.Context, refs []string) {
 	}
 }
 
-// sleepOrKick waits d, or less if kick fires; false if ctx ended first.
+// sleepOrKick waits d, or less if kick fires (a nil kick never does);
+// false if ctx ended first.
 func sleepOrKick(ctx context.Context, d time.Duration, kick <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

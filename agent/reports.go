@@ -175,13 +175,4 @@ func (b *backoff) next() time.Duration {
 func (b *backoff) reset() { b.d = 0 }
 
 // sleep waits d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return sleepOrKick(ctx, d, nil) }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,16 +121,12 @@ func loadRegistryAuth(path string) (map[string]oci.Credentials, error) {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	b, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() > maxAuthFile {
-		return nil, fmt.Errorf("%s: %d bytes, more than %d", path, st.Size(), maxAuthFile)
-	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
-		return nil, err
+	if len(b) > maxAuthFile {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, maxAuthFile)
 	}
 	return parseRegistryAuth(b)
 }
@@ -148,13 +146,7 @@ func parseRegistryAuth(b []byte) (map[string]oci.Credentials, error) {
 		return nil, fmt.Errorf("not a Docker config.json: %w", err)
 	}
 	out := map[string]oci.Credentials{}
-	for _, reg := range slices.Sorted(func(yield func(string) bool) {
-		for k := range doc.Auths {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, reg := range slices.Sorted(maps.Keys(doc.Auths)) { // the first bad entry, always the same
 		a := doc.Auths[reg]
 		// Docker keys may be URLs ("https://index.docker.io/v1/").
 		host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(reg, "https://"), "http://"), "/")

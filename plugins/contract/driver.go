@@ -87,6 +87,9 @@ type Capabilities struct {
 	// Over gRPC the plugin's server sets it from that type assertion: a
 	// driver need not set it itself.
 	Images bool
+	// Exec: the driver is an ExecDriver (set by the plugin's server, as
+	// Images).
+	Exec bool
 }
 
 // Health is a driver's health on a node.
@@ -141,6 +144,12 @@ type TaskConfig struct {
 	// discard.
 	StdoutPath string
 	StderrPath string
+	// LogMaxBytes and LogMaxFiles bound each of StdoutPath and StderrPath
+	// as a rotated log (package logfile's layout: PATH.000001, … with
+	// PATH a hard link to the live file), written by the process that
+	// owns the task's stdio; 0 means the defaults (10 MiB, 5 files).
+	LogMaxBytes int64
+	LogMaxFiles int
 	// Netns is the network namespace the task must start in (a file such
 	// as /run/netns/NAME, from the net driver's NetworkStatus.Netns); empty
 	// means the node's. A driver that cannot honour it says so in

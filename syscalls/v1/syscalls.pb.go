@@ -285,6 +285,10 @@ const (
 	// LEADER_CHANGED: an election got a new holder or lost it (leader is
 	// set). Visible to its owner and operators.
 	EventKind_EVENT_KIND_LEADER_CHANGED EventKind = 12
+	// TASK_EXEC: somebody ran a command inside a task (exec and task are
+	// set; task carries id, allocation, agent and owner). Visible to the
+	// task's owner and operators.
+	EventKind_EVENT_KIND_TASK_EXEC EventKind = 13
 	// VOLUME_CREATED: a persistent volume was placed on an agent (volume is
 	// set). VOLUME_DESTROYED: it was destroyed; its agent deletes its data.
 	EventKind_EVENT_KIND_VOLUME_CREATED   EventKind = 30
@@ -307,6 +311,7 @@ var (
 		10: "EVENT_KIND_TASK_HEALTH",
 		11: "EVENT_KIND_STATE_CHANGED",
 		12: "EVENT_KIND_LEADER_CHANGED",
+		13: "EVENT_KIND_TASK_EXEC",
 		30: "EVENT_KIND_VOLUME_CREATED",
 		31: "EVENT_KIND_VOLUME_DESTROYED",
 	}
@@ -324,6 +329,7 @@ var (
 		"EVENT_KIND_TASK_HEALTH":        10,
 		"EVENT_KIND_STATE_CHANGED":      11,
 		"EVENT_KIND_LEADER_CHANGED":     12,
+		"EVENT_KIND_TASK_EXEC":          13,
 		"EVENT_KIND_VOLUME_CREATED":     30,
 		"EVENT_KIND_VOLUME_DESTROYED":   31,
 	}
@@ -354,6 +360,56 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+}
+
+// LogStream names a task's output stream.
+type LogStream int32
+
+const (
+	LogStream_LOG_STREAM_UNSPECIFIED LogStream = 0
+	LogStream_LOG_STREAM_STDOUT      LogStream = 1
+	LogStream_LOG_STREAM_STDERR      LogStream = 2
+)
+
+// Enum value maps for LogStream.
+var (
+	LogStream_name = map[int32]string{
+		0: "LOG_STREAM_UNSPECIFIED",
+		1: "LOG_STREAM_STDOUT",
+		2: "LOG_STREAM_STDERR",
+	}
+	LogStream_value = map[string]int32{
+		"LOG_STREAM_UNSPECIFIED": 0,
+		"LOG_STREAM_STDOUT":      1,
+		"LOG_STREAM_STDERR":      2,
+	}
+)
+
+func (x LogStream) Enum() *LogStream {
+	p := new(LogStream)
+	*p = x
+	return p
+}
+
+func (x LogStream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogStream) Descriptor() protoreflect.EnumDescriptor {
+	return file_v1_syscalls_proto_enumTypes[5].Descriptor()
+}
+
+func (LogStream) Type() protoreflect.EnumType {
+	return &file_v1_syscalls_proto_enumTypes[5]
+}
+
+func (x LogStream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogStream.Descriptor instead.
+func (LogStream) EnumDescriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
 }
 
 type Constraint_Op int32
@@ -395,11 +451,11 @@ func (x Constraint_Op) String() string {
 }
 
 func (Constraint_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[5].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[6].Descriptor()
 }
 
 func (Constraint_Op) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[5]
+	return &file_v1_syscalls_proto_enumTypes[6]
 }
 
 func (x Constraint_Op) Number() protoreflect.EnumNumber {
@@ -797,8 +853,10 @@ type Task struct {
 	Ready bool `protobuf:"varint,37,opt,name=ready,proto3" json:"ready,omitempty"`
 	// kill_grace_period as launched (LaunchRequest.kill_grace_period).
 	KillGracePeriod *durationpb.Duration `protobuf:"bytes,38,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// logs as launched (LaunchRequest.logs).
+	Logs          *LogConfig `protobuf:"bytes,39,opt,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1044,6 +1102,13 @@ func (x *Task) GetReady() bool {
 func (x *Task) GetKillGracePeriod() *durationpb.Duration {
 	if x != nil {
 		return x.KillGracePeriod
+	}
+	return nil
+}
+
+func (x *Task) GetLogs() *LogConfig {
+	if x != nil {
+		return x.Logs
 	}
 	return nil
 }
@@ -3863,8 +3928,11 @@ type LaunchRequest struct {
 	// SIGKILL when it is stopped (revoked, its allocation revoked, unhealthy
 	// and replaced): 0 to 10min; unset means the agent's default (5s).
 	KillGracePeriod *durationpb.Duration `protobuf:"bytes,36,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// logs bounds each of the task's output streams on its agent; unset
+	// fields take the agent's defaults (10 MiB x 5 files).
+	Logs          *LogConfig `protobuf:"bytes,37,opt,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LaunchRequest) Reset() {
@@ -4016,6 +4084,70 @@ func (x *LaunchRequest) GetKillGracePeriod() *durationpb.Duration {
 	return nil
 }
 
+func (x *LaunchRequest) GetLogs() *LogConfig {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+// LogConfig bounds a task's stdout and stderr files: each stream is
+// rotated when it reaches max_bytes, and at most max_files of its files
+// (the live one included) are kept. 0 means the agent's default.
+type LogConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_bytes: 0, or 4 KiB to 1 GiB.
+	MaxBytes int64 `protobuf:"varint,1,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// max_files: 0, or 1 to 100.
+	MaxFiles      int32 `protobuf:"varint,2,opt,name=max_files,json=maxFiles,proto3" json:"max_files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogConfig) Reset() {
+	*x = LogConfig{}
+	mi := &file_v1_syscalls_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogConfig) ProtoMessage() {}
+
+func (x *LogConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
+func (*LogConfig) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *LogConfig) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *LogConfig) GetMaxFiles() int32 {
+	if x != nil {
+		return x.MaxFiles
+	}
+	return 0
+}
+
 type LaunchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -4026,7 +4158,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4170,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4183,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -4085,7 +4217,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4097,7 +4229,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4110,7 +4242,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -4159,14 +4291,16 @@ type Event struct {
 	// state is set on STATE_CHANGED events (value left out).
 	State *StateEntry `protobuf:"bytes,31,opt,name=state,proto3" json:"state,omitempty"`
 	// leader is set on LEADER_CHANGED events.
-	Leader        *Leadership `protobuf:"bytes,32,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader *Leadership `protobuf:"bytes,32,opt,name=leader,proto3" json:"leader,omitempty"`
+	// exec is set on TASK_EXEC events.
+	Exec          *ExecRecord `protobuf:"bytes,33,opt,name=exec,proto3" json:"exec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4178,7 +4312,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4191,7 +4325,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -4271,6 +4405,82 @@ func (x *Event) GetLeader() *Leadership {
 	return nil
 }
 
+func (x *Event) GetExec() *ExecRecord {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+// ExecRecord is who ran what in a task (TASK_EXEC).
+type ExecRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Command       string                 `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Tty           bool                   `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecRecord) Reset() {
+	*x = ExecRecord{}
+	mi := &file_v1_syscalls_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecRecord) ProtoMessage() {}
+
+func (x *ExecRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecRecord.ProtoReflect.Descriptor instead.
+func (*ExecRecord) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ExecRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ExecRecord) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *ExecRecord) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ExecRecord) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
 // ResyncInfo is the error detail of a Watch from a compacted revision: list
 // the state again and watch after current_revision.
 type ResyncInfo struct {
@@ -4283,7 +4493,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4295,7 +4505,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4308,7 +4518,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -4345,7 +4555,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4567,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4580,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -4433,7 +4643,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4445,7 +4655,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4458,7 +4668,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -4484,7 +4694,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4496,7 +4706,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4509,7 +4719,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -4528,7 +4738,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4540,7 +4750,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4553,7 +4763,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -4592,7 +4802,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4604,7 +4814,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4617,7 +4827,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -4704,7 +4914,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4716,7 +4926,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4729,7 +4939,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -4796,7 +5006,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4808,7 +5018,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4821,7 +5031,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -4863,7 +5073,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4875,7 +5085,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4888,7 +5098,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *HeartbeatResponse) GetRemoveImages() []string {
@@ -4921,7 +5131,7 @@ type ReportTaskStatusRequest struct {
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4933,7 +5143,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4946,7 +5156,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -5032,7 +5242,7 @@ type TaskHealthReport struct {
 
 func (x *TaskHealthReport) Reset() {
 	*x = TaskHealthReport{}
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5044,7 +5254,7 @@ func (x *TaskHealthReport) String() string {
 func (*TaskHealthReport) ProtoMessage() {}
 
 func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5057,7 +5267,7 @@ func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHealthReport.ProtoReflect.Descriptor instead.
 func (*TaskHealthReport) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TaskHealthReport) GetHealth() HealthState {
@@ -5090,7 +5300,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5102,7 +5312,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5115,7 +5325,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -5133,7 +5343,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5145,7 +5355,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5158,7 +5368,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
 }
 
 type ListAgentsResponse struct {
@@ -5171,7 +5381,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5183,7 +5393,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5196,7 +5406,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -5222,7 +5432,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5234,7 +5444,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5247,7 +5457,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -5267,7 +5477,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5279,7 +5489,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5292,7 +5502,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -5319,7 +5529,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5331,7 +5541,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5344,7 +5554,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -5371,7 +5581,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5383,7 +5593,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5396,7 +5606,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5431,7 +5641,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5443,7 +5653,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5456,7 +5666,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -5520,7 +5730,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5532,7 +5742,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5545,7 +5755,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -5572,7 +5782,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5584,7 +5794,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5597,7 +5807,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -5625,7 +5835,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5637,7 +5847,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5650,7 +5860,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -5681,7 +5891,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5693,7 +5903,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5706,7 +5916,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -5748,7 +5958,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5760,7 +5970,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5773,7 +5983,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -5833,7 +6043,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5845,7 +6055,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5858,7 +6068,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{73}
 }
 
 type PolicyListResponse struct {
@@ -5870,7 +6080,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5882,7 +6092,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5895,7 +6105,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -5914,7 +6124,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[73]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5926,7 +6136,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[73]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5939,7 +6149,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{73}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -5959,7 +6169,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[74]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5971,7 +6181,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[74]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5984,7 +6194,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{74}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -6009,7 +6219,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[75]
+	mi := &file_v1_syscalls_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6021,7 +6231,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[75]
+	mi := &file_v1_syscalls_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6034,7 +6244,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{75}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{77}
 }
 
 type PolicyRollbackResponse struct {
@@ -6047,7 +6257,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[76]
+	mi := &file_v1_syscalls_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6059,7 +6269,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[76]
+	mi := &file_v1_syscalls_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6072,7 +6282,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{76}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -6087,6 +6297,796 @@ func (x *PolicyRollbackResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+type LogsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// streams to read; empty means stdout. With both, chunks of the two
+	// interleave in the order the agent reads them.
+	Streams []LogStream `protobuf:"varint,2,rep,packed,name=streams,proto3,enum=dcos.syscalls.v1.LogStream" json:"streams,omitempty"`
+	// follow: go on streaming what the task writes (across rotations) until
+	// the task has ended and everything is sent, or the call ends.
+	Follow bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail: start at the last tail lines of each stream (0: at its end);
+	// unset: at its start.
+	Tail *int64 `protobuf:"varint,4,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// since: start at data written within this long (coarse: at the start
+	// of the oldest file written since then); with tail, whichever starts
+	// later.
+	Since *durationpb.Duration `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	// stdout_cursor and stderr_cursor resume each stream just after a
+	// chunk's cursor; they override tail and since for their stream.
+	StdoutCursor string `protobuf:"bytes,6,opt,name=stdout_cursor,json=stdoutCursor,proto3" json:"stdout_cursor,omitempty"`
+	StderrCursor string `protobuf:"bytes,7,opt,name=stderr_cursor,json=stderrCursor,proto3" json:"stderr_cursor,omitempty"`
+	// limit_bytes stops after about this many bytes (0: no limit).
+	LimitBytes    int64 `protobuf:"varint,8,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogsRequest) Reset() {
+	*x = LogsRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogsRequest) ProtoMessage() {}
+
+func (x *LogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
+func (*LogsRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *LogsRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetStreams() []LogStream {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *LogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *LogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+func (x *LogsRequest) GetSince() *durationpb.Duration {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *LogsRequest) GetStdoutCursor() string {
+	if x != nil {
+		return x.StdoutCursor
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetStderrCursor() string {
+	if x != nil {
+		return x.StderrCursor
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetLimitBytes() int64 {
+	if x != nil {
+		return x.LimitBytes
+	}
+	return 0
+}
+
+type LogsChunk struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream LogStream              `protobuf:"varint,1,opt,name=stream,proto3,enum=dcos.syscalls.v1.LogStream" json:"stream,omitempty"`
+	Data   []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// cursor is the position just after data in its stream ("GEN:OFFSET").
+	Cursor string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// truncated: bytes between the requested start and data were rotated
+	// away before they could be read (data goes on after the gap).
+	Truncated     bool `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogsChunk) Reset() {
+	*x = LogsChunk{}
+	mi := &file_v1_syscalls_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogsChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogsChunk) ProtoMessage() {}
+
+func (x *LogsChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
+func (*LogsChunk) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *LogsChunk) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_UNSPECIFIED
+}
+
+func (x *LogsChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *LogsChunk) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *LogsChunk) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermSize) Reset() {
+	*x = TermSize{}
+	mi := &file_v1_syscalls_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermSize) ProtoMessage() {}
+
+func (x *TermSize) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
+func (*TermSize) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *TermSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TermSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type ExecStart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// command is looked up in the task's PATH (in its image for an image
+	// task); args follow it.
+	Command string   `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	Args    []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	// env is added to the task's environment.
+	Env map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// tty: run under a new pseudo-terminal of size (stdout carries its
+	// output; stderr is unused).
+	Tty  bool      `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	Size *TermSize `protobuf:"bytes,6,opt,name=size,proto3" json:"size,omitempty"`
+	// stdin: the command reads the stdin inputs; false: /dev/null.
+	Stdin         bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_v1_syscalls_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *ExecStart) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ExecStart) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *ExecStart) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ExecStart) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecStart) GetSize() *TermSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+func (x *ExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+type ExecInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// start: the first input, and only the first.
+	Start         *ExecStart `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Stdin         []byte     `protobuf:"bytes,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinEof      bool       `protobuf:"varint,3,opt,name=stdin_eof,json=stdinEof,proto3" json:"stdin_eof,omitempty"`
+	Resize        *TermSize  `protobuf:"bytes,4,opt,name=resize,proto3" json:"resize,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecInput) Reset() {
+	*x = ExecInput{}
+	mi := &file_v1_syscalls_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecInput) ProtoMessage() {}
+
+func (x *ExecInput) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
+func (*ExecInput) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ExecInput) GetStart() *ExecStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *ExecInput) GetStdinEof() bool {
+	if x != nil {
+		return x.StdinEof
+	}
+	return false
+}
+
+func (x *ExecInput) GetResize() *TermSize {
+	if x != nil {
+		return x.Resize
+	}
+	return nil
+}
+
+type ExecExit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// signal that killed the command, or 0.
+	Signal        int32 `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecExit) Reset() {
+	*x = ExecExit{}
+	mi := &file_v1_syscalls_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecExit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecExit) ProtoMessage() {}
+
+func (x *ExecExit) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
+func (*ExecExit) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ExecExit) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ExecExit) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
+}
+
+type ExecOutput struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stdout []byte                 `protobuf:"bytes,1,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr []byte                 `protobuf:"bytes,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	// exit is set on the last output.
+	Exit          *ExecExit `protobuf:"bytes,3,opt,name=exit,proto3" json:"exit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecOutput) Reset() {
+	*x = ExecOutput{}
+	mi := &file_v1_syscalls_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecOutput) ProtoMessage() {}
+
+func (x *ExecOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
+func (*ExecOutput) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ExecOutput) GetStdout() []byte {
+	if x != nil {
+		return x.Stdout
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetStderr() []byte {
+	if x != nil {
+		return x.Stderr
+	}
+	return nil
+}
+
+func (x *ExecOutput) GetExit() *ExecExit {
+	if x != nil {
+		return x.Exit
+	}
+	return nil
+}
+
+type AgentStreamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentStreamsRequest) Reset() {
+	*x = AgentStreamsRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStreamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStreamsRequest) ProtoMessage() {}
+
+func (x *AgentStreamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStreamsRequest.ProtoReflect.Descriptor instead.
+func (*AgentStreamsRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *AgentStreamsRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+// StreamOpen asks an agent to open a stream of one of its tasks: exactly
+// one of logs and exec is set.
+type StreamOpen struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StreamId      string                 `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Logs          *LogsRequest           `protobuf:"bytes,2,opt,name=logs,proto3" json:"logs,omitempty"`
+	Exec          *ExecStart             `protobuf:"bytes,3,opt,name=exec,proto3" json:"exec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOpen) Reset() {
+	*x = StreamOpen{}
+	mi := &file_v1_syscalls_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOpen) ProtoMessage() {}
+
+func (x *StreamOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
+func (*StreamOpen) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *StreamOpen) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *StreamOpen) GetLogs() *LogsRequest {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *StreamOpen) GetExec() *ExecStart {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+// RelayError is why an agent could not serve a stream: a Connect code
+// (its number) and a message, passed on to the client.
+type RelayError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayError) Reset() {
+	*x = RelayError{}
+	mi := &file_v1_syscalls_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayError) ProtoMessage() {}
+
+func (x *RelayError) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayError.ProtoReflect.Descriptor instead.
+func (*RelayError) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *RelayError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RelayError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type RelayUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stream_id: the first input, and only the first.
+	StreamId      string      `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Logs          *LogsChunk  `protobuf:"bytes,2,opt,name=logs,proto3" json:"logs,omitempty"`
+	Exec          *ExecOutput `protobuf:"bytes,3,opt,name=exec,proto3" json:"exec,omitempty"`
+	Error         *RelayError `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayUp) Reset() {
+	*x = RelayUp{}
+	mi := &file_v1_syscalls_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayUp) ProtoMessage() {}
+
+func (x *RelayUp) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayUp.ProtoReflect.Descriptor instead.
+func (*RelayUp) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *RelayUp) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *RelayUp) GetLogs() *LogsChunk {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *RelayUp) GetExec() *ExecOutput {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+func (x *RelayUp) GetError() *RelayError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type RelayDown struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exec          *ExecInput             `protobuf:"bytes,1,opt,name=exec,proto3" json:"exec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayDown) Reset() {
+	*x = RelayDown{}
+	mi := &file_v1_syscalls_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayDown) ProtoMessage() {}
+
+func (x *RelayDown) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayDown.ProtoReflect.Descriptor instead.
+func (*RelayDown) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *RelayDown) GetExec() *ExecInput {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
 }
 
 var File_v1_syscalls_proto protoreflect.FileDescriptor
@@ -6134,7 +7134,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06labels\x18\x11 \x03(\v2(.dcos.syscalls.v1.Allocation.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\n" +
 	"\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
@@ -6169,7 +7169,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06health\x18# \x01(\x0e2\x1d.dcos.syscalls.v1.HealthStateR\x06health\x12%\n" +
 	"\x0ehealth_message\x18$ \x01(\tR\rhealthMessage\x12\x14\n" +
 	"\x05ready\x18% \x01(\bR\x05ready\x12E\n" +
-	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x1a6\n" +
+	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
+	"\x04logs\x18' \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -6394,7 +7395,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\x8b\a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xbc\a\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -6414,13 +7415,17 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\fhealth_check\x18! \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\vhealthCheck\x12F\n" +
 	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x12-\n" +
 	"\x05fence\x18# \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12E\n" +
-	"\x11kill_grace_period\x18$ \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x1a6\n" +
+	"\x11kill_grace_period\x18$ \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
+	"\x04logs\x18% \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
+	"\tLogConfig\x12\x1b\n" +
+	"\tmax_bytes\x18\x01 \x01(\x03R\bmaxBytes\x12\x1b\n" +
+	"\tmax_files\x18\x02 \x01(\x05R\bmaxFiles\"X\n" +
 	"\x0eLaunchResponse\x12*\n" +
 	"\x04task\x18\x01 \x01(\v2\x16.dcos.syscalls.v1.TaskR\x04task\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x99\x01\n" +
@@ -6428,7 +7433,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eafter_revision\x18\x01 \x01(\x03R\rafterRevision\x121\n" +
 	"\x05kinds\x18\x02 \x03(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x05kinds\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x19\n" +
-	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\x87\x04\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\"\xb9\x04\n" +
 	"\x05Event\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.dcos.syscalls.v1.EventKindR\x04kind\x12.\n" +
@@ -6442,7 +7447,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x06policy\x18\b \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x120\n" +
 	"\x06volume\x18\x1e \x01(\v2\x18.dcos.syscalls.v1.VolumeR\x06volume\x122\n" +
 	"\x05state\x18\x1f \x01(\v2\x1c.dcos.syscalls.v1.StateEntryR\x05state\x124\n" +
-	"\x06leader\x18  \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\"b\n" +
+	"\x06leader\x18  \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\x120\n" +
+	"\x04exec\x18! \x01(\v2\x1c.dcos.syscalls.v1.ExecRecordR\x04exec\"j\n" +
+	"\n" +
+	"ExecRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\"b\n" +
 	"\n" +
 	"ResyncInfo\x12)\n" +
 	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\x12)\n" +
@@ -6569,7 +7581,68 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x15PolicyRollbackRequest\"j\n" +
 	"\x16PolicyRollbackResponse\x124\n" +
 	"\x06policy\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.PolicyInfoR\x06policy\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision*\x8d\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb3\x02\n" +
+	"\vLogsRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x125\n" +
+	"\astreams\x18\x02 \x03(\x0e2\x1b.dcos.syscalls.v1.LogStreamR\astreams\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18\x04 \x01(\x03H\x00R\x04tail\x88\x01\x01\x12/\n" +
+	"\x05since\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05since\x12#\n" +
+	"\rstdout_cursor\x18\x06 \x01(\tR\fstdoutCursor\x12#\n" +
+	"\rstderr_cursor\x18\a \x01(\tR\fstderrCursor\x12\x1f\n" +
+	"\vlimit_bytes\x18\b \x01(\x03R\n" +
+	"limitBytesB\a\n" +
+	"\x05_tail\"\x8a\x01\n" +
+	"\tLogsChunk\x123\n" +
+	"\x06stream\x18\x01 \x01(\x0e2\x1b.dcos.syscalls.v1.LogStreamR\x06stream\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"2\n" +
+	"\bTermSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\x9a\x02\n" +
+	"\tExecStart\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x126\n" +
+	"\x03env\x18\x04 \x03(\v2$.dcos.syscalls.v1.ExecStart.EnvEntryR\x03env\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\bR\x03tty\x12.\n" +
+	"\x04size\x18\x06 \x01(\v2\x1a.dcos.syscalls.v1.TermSizeR\x04size\x12\x14\n" +
+	"\x05stdin\x18\a \x01(\bR\x05stdin\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
+	"\tExecInput\x121\n" +
+	"\x05start\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecStartR\x05start\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\fR\x05stdin\x12\x1b\n" +
+	"\tstdin_eof\x18\x03 \x01(\bR\bstdinEof\x122\n" +
+	"\x06resize\x18\x04 \x01(\v2\x1a.dcos.syscalls.v1.TermSizeR\x06resize\"6\n" +
+	"\bExecExit\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\x05R\x06signal\"l\n" +
+	"\n" +
+	"ExecOutput\x12\x16\n" +
+	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12.\n" +
+	"\x04exit\x18\x03 \x01(\v2\x1a.dcos.syscalls.v1.ExecExitR\x04exit\"0\n" +
+	"\x13AgentStreamsRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\x8d\x01\n" +
+	"\n" +
+	"StreamOpen\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x121\n" +
+	"\x04logs\x18\x02 \x01(\v2\x1d.dcos.syscalls.v1.LogsRequestR\x04logs\x12/\n" +
+	"\x04exec\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ExecStartR\x04exec\":\n" +
+	"\n" +
+	"RelayError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xbd\x01\n" +
+	"\aRelayUp\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12/\n" +
+	"\x04logs\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.LogsChunkR\x04logs\x120\n" +
+	"\x04exec\x18\x03 \x01(\v2\x1c.dcos.syscalls.v1.ExecOutputR\x04exec\x122\n" +
+	"\x05error\x18\x04 \x01(\v2\x1c.dcos.syscalls.v1.RelayErrorR\x05error\"<\n" +
+	"\tRelayDown\x12/\n" +
+	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -6592,7 +7665,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xd8\x03\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xf2\x03\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -6607,9 +7680,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x16EVENT_KIND_TASK_HEALTH\x10\n" +
 	"\x12\x1c\n" +
 	"\x18EVENT_KIND_STATE_CHANGED\x10\v\x12\x1d\n" +
-	"\x19EVENT_KIND_LEADER_CHANGED\x10\f\x12\x1d\n" +
+	"\x19EVENT_KIND_LEADER_CHANGED\x10\f\x12\x18\n" +
+	"\x14EVENT_KIND_TASK_EXEC\x10\r\x12\x1d\n" +
 	"\x19EVENT_KIND_VOLUME_CREATED\x10\x1e\x12\x1f\n" +
-	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f2\xee\x11\n" +
+	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f*U\n" +
+	"\tLogStream\x12\x1a\n" +
+	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\x9c\x14\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -6640,7 +7718,12 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bStateGet\x12!.dcos.syscalls.v1.StateGetRequest\x1a\".dcos.syscalls.v1.StateGetResponse\x12Q\n" +
 	"\bStatePut\x12!.dcos.syscalls.v1.StatePutRequest\x1a\".dcos.syscalls.v1.StatePutResponse\x12Z\n" +
 	"\vStateDelete\x12$.dcos.syscalls.v1.StateDeleteRequest\x1a%.dcos.syscalls.v1.StateDeleteResponse\x12T\n" +
-	"\tStateList\x12\".dcos.syscalls.v1.StateListRequest\x1a#.dcos.syscalls.v1.StateListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\tStateList\x12\".dcos.syscalls.v1.StateListRequest\x1a#.dcos.syscalls.v1.StateListResponse\x12D\n" +
+	"\x04Logs\x12\x1d.dcos.syscalls.v1.LogsRequest\x1a\x1b.dcos.syscalls.v1.LogsChunk0\x01\x12E\n" +
+	"\x04Exec\x12\x1b.dcos.syscalls.v1.ExecInput\x1a\x1c.dcos.syscalls.v1.ExecOutput(\x010\x01\x12U\n" +
+	"\fAgentStreams\x12%.dcos.syscalls.v1.AgentStreamsRequest\x1a\x1c.dcos.syscalls.v1.StreamOpen0\x01\x12H\n" +
+	"\n" +
+	"AgentRelay\x12\x19.dcos.syscalls.v1.RelayUp\x1a\x1b.dcos.syscalls.v1.RelayDown(\x010\x01B4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -6654,263 +7737,304 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 	return file_v1_syscalls_proto_rawDescData
 }
 
-var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
 	(HealthState)(0),                 // 2: dcos.syscalls.v1.HealthState
 	(AgentState)(0),                  // 3: dcos.syscalls.v1.AgentState
 	(EventKind)(0),                   // 4: dcos.syscalls.v1.EventKind
-	(Constraint_Op)(0),               // 5: dcos.syscalls.v1.Constraint.Op
-	(*Resources)(nil),                // 6: dcos.syscalls.v1.Resources
-	(*Constraint)(nil),               // 7: dcos.syscalls.v1.Constraint
-	(*Allocation)(nil),               // 8: dcos.syscalls.v1.Allocation
-	(*Task)(nil),                     // 9: dcos.syscalls.v1.Task
-	(*HealthCheck)(nil),              // 10: dcos.syscalls.v1.HealthCheck
-	(*HTTPCheck)(nil),                // 11: dcos.syscalls.v1.HTTPCheck
-	(*TCPCheck)(nil),                 // 12: dcos.syscalls.v1.TCPCheck
-	(*CommandCheck)(nil),             // 13: dcos.syscalls.v1.CommandCheck
-	(*Fence)(nil),                    // 14: dcos.syscalls.v1.Fence
-	(*Leadership)(nil),               // 15: dcos.syscalls.v1.Leadership
-	(*CampaignRequest)(nil),          // 16: dcos.syscalls.v1.CampaignRequest
-	(*CampaignResponse)(nil),         // 17: dcos.syscalls.v1.CampaignResponse
-	(*ResignRequest)(nil),            // 18: dcos.syscalls.v1.ResignRequest
-	(*ResignResponse)(nil),           // 19: dcos.syscalls.v1.ResignResponse
-	(*LeaderRequest)(nil),            // 20: dcos.syscalls.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 21: dcos.syscalls.v1.LeaderResponse
-	(*StateEntry)(nil),               // 22: dcos.syscalls.v1.StateEntry
-	(*StateGetRequest)(nil),          // 23: dcos.syscalls.v1.StateGetRequest
-	(*StateGetResponse)(nil),         // 24: dcos.syscalls.v1.StateGetResponse
-	(*StatePutRequest)(nil),          // 25: dcos.syscalls.v1.StatePutRequest
-	(*StatePutResponse)(nil),         // 26: dcos.syscalls.v1.StatePutResponse
-	(*StateDeleteRequest)(nil),       // 27: dcos.syscalls.v1.StateDeleteRequest
-	(*StateDeleteResponse)(nil),      // 28: dcos.syscalls.v1.StateDeleteResponse
-	(*StateListRequest)(nil),         // 29: dcos.syscalls.v1.StateListRequest
-	(*StateListResponse)(nil),        // 30: dcos.syscalls.v1.StateListResponse
-	(*PortRequest)(nil),              // 31: dcos.syscalls.v1.PortRequest
-	(*PortMapping)(nil),              // 32: dcos.syscalls.v1.PortMapping
-	(*TaskUsage)(nil),                // 33: dcos.syscalls.v1.TaskUsage
-	(*PluginInfo)(nil),               // 34: dcos.syscalls.v1.PluginInfo
-	(*Agent)(nil),                    // 35: dcos.syscalls.v1.Agent
-	(*ImageInfo)(nil),                // 36: dcos.syscalls.v1.ImageInfo
-	(*ImageList)(nil),                // 37: dcos.syscalls.v1.ImageList
-	(*RemoveImageRequest)(nil),       // 38: dcos.syscalls.v1.RemoveImageRequest
-	(*RemoveImageResponse)(nil),      // 39: dcos.syscalls.v1.RemoveImageResponse
-	(*VolumeClaim)(nil),              // 40: dcos.syscalls.v1.VolumeClaim
-	(*Volume)(nil),                   // 41: dcos.syscalls.v1.Volume
-	(*VolumeMount)(nil),              // 42: dcos.syscalls.v1.VolumeMount
-	(*ListVolumesRequest)(nil),       // 43: dcos.syscalls.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 44: dcos.syscalls.v1.ListVolumesResponse
-	(*DestroyVolumeRequest)(nil),     // 45: dcos.syscalls.v1.DestroyVolumeRequest
-	(*DestroyVolumeResponse)(nil),    // 46: dcos.syscalls.v1.DestroyVolumeResponse
-	(*AllocateRequest)(nil),          // 47: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 48: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 49: dcos.syscalls.v1.LaunchRequest
-	(*LaunchResponse)(nil),           // 50: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 51: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 52: dcos.syscalls.v1.Event
-	(*ResyncInfo)(nil),               // 53: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 54: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 55: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 56: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 57: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 58: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 59: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 60: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 61: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 62: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*TaskHealthReport)(nil),         // 63: dcos.syscalls.v1.TaskHealthReport
-	(*ReportTaskStatusResponse)(nil), // 64: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 65: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 66: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 67: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 68: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 69: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 70: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 71: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 72: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 73: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 74: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 75: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 76: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 77: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 78: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 79: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 80: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 81: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 82: dcos.syscalls.v1.PolicyRollbackResponse
-	nil,                              // 83: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 84: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 85: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 86: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 87: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 88: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 89: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 90: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	(*durationpb.Duration)(nil),      // 91: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
+	(LogStream)(0),                   // 5: dcos.syscalls.v1.LogStream
+	(Constraint_Op)(0),               // 6: dcos.syscalls.v1.Constraint.Op
+	(*Resources)(nil),                // 7: dcos.syscalls.v1.Resources
+	(*Constraint)(nil),               // 8: dcos.syscalls.v1.Constraint
+	(*Allocation)(nil),               // 9: dcos.syscalls.v1.Allocation
+	(*Task)(nil),                     // 10: dcos.syscalls.v1.Task
+	(*HealthCheck)(nil),              // 11: dcos.syscalls.v1.HealthCheck
+	(*HTTPCheck)(nil),                // 12: dcos.syscalls.v1.HTTPCheck
+	(*TCPCheck)(nil),                 // 13: dcos.syscalls.v1.TCPCheck
+	(*CommandCheck)(nil),             // 14: dcos.syscalls.v1.CommandCheck
+	(*Fence)(nil),                    // 15: dcos.syscalls.v1.Fence
+	(*Leadership)(nil),               // 16: dcos.syscalls.v1.Leadership
+	(*CampaignRequest)(nil),          // 17: dcos.syscalls.v1.CampaignRequest
+	(*CampaignResponse)(nil),         // 18: dcos.syscalls.v1.CampaignResponse
+	(*ResignRequest)(nil),            // 19: dcos.syscalls.v1.ResignRequest
+	(*ResignResponse)(nil),           // 20: dcos.syscalls.v1.ResignResponse
+	(*LeaderRequest)(nil),            // 21: dcos.syscalls.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 22: dcos.syscalls.v1.LeaderResponse
+	(*StateEntry)(nil),               // 23: dcos.syscalls.v1.StateEntry
+	(*StateGetRequest)(nil),          // 24: dcos.syscalls.v1.StateGetRequest
+	(*StateGetResponse)(nil),         // 25: dcos.syscalls.v1.StateGetResponse
+	(*StatePutRequest)(nil),          // 26: dcos.syscalls.v1.StatePutRequest
+	(*StatePutResponse)(nil),         // 27: dcos.syscalls.v1.StatePutResponse
+	(*StateDeleteRequest)(nil),       // 28: dcos.syscalls.v1.StateDeleteRequest
+	(*StateDeleteResponse)(nil),      // 29: dcos.syscalls.v1.StateDeleteResponse
+	(*StateListRequest)(nil),         // 30: dcos.syscalls.v1.StateListRequest
+	(*StateListResponse)(nil),        // 31: dcos.syscalls.v1.StateListResponse
+	(*PortRequest)(nil),              // 32: dcos.syscalls.v1.PortRequest
+	(*PortMapping)(nil),              // 33: dcos.syscalls.v1.PortMapping
+	(*TaskUsage)(nil),                // 34: dcos.syscalls.v1.TaskUsage
+	(*PluginInfo)(nil),               // 35: dcos.syscalls.v1.PluginInfo
+	(*Agent)(nil),                    // 36: dcos.syscalls.v1.Agent
+	(*ImageInfo)(nil),                // 37: dcos.syscalls.v1.ImageInfo
+	(*ImageList)(nil),                // 38: dcos.syscalls.v1.ImageList
+	(*RemoveImageRequest)(nil),       // 39: dcos.syscalls.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),      // 40: dcos.syscalls.v1.RemoveImageResponse
+	(*VolumeClaim)(nil),              // 41: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                   // 42: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),              // 43: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),       // 44: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 45: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),     // 46: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),    // 47: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),          // 48: dcos.syscalls.v1.AllocateRequest
+	(*AllocateResponse)(nil),         // 49: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 50: dcos.syscalls.v1.LaunchRequest
+	(*LogConfig)(nil),                // 51: dcos.syscalls.v1.LogConfig
+	(*LaunchResponse)(nil),           // 52: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 53: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 54: dcos.syscalls.v1.Event
+	(*ExecRecord)(nil),               // 55: dcos.syscalls.v1.ExecRecord
+	(*ResyncInfo)(nil),               // 56: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 57: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 58: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 59: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 60: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 61: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 62: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 63: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 64: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 65: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),         // 66: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil), // 67: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 68: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 69: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 70: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 71: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 72: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 73: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 74: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 75: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 76: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 77: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 78: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 79: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 80: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 81: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 82: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 83: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 84: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 85: dcos.syscalls.v1.PolicyRollbackResponse
+	(*LogsRequest)(nil),              // 86: dcos.syscalls.v1.LogsRequest
+	(*LogsChunk)(nil),                // 87: dcos.syscalls.v1.LogsChunk
+	(*TermSize)(nil),                 // 88: dcos.syscalls.v1.TermSize
+	(*ExecStart)(nil),                // 89: dcos.syscalls.v1.ExecStart
+	(*ExecInput)(nil),                // 90: dcos.syscalls.v1.ExecInput
+	(*ExecExit)(nil),                 // 91: dcos.syscalls.v1.ExecExit
+	(*ExecOutput)(nil),               // 92: dcos.syscalls.v1.ExecOutput
+	(*AgentStreamsRequest)(nil),      // 93: dcos.syscalls.v1.AgentStreamsRequest
+	(*StreamOpen)(nil),               // 94: dcos.syscalls.v1.StreamOpen
+	(*RelayError)(nil),               // 95: dcos.syscalls.v1.RelayError
+	(*RelayUp)(nil),                  // 96: dcos.syscalls.v1.RelayUp
+	(*RelayDown)(nil),                // 97: dcos.syscalls.v1.RelayDown
+	nil,                              // 98: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 99: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 100: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 101: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 102: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 103: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 104: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 105: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 106: dcos.syscalls.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),      // 107: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 108: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
-	5,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
+	6,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
-	6,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
-	7,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	91,  // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	92,  // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	92,  // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
-	33,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	83,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	7,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
+	8,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
+	107, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	108, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	108, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	34,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	98,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	84,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
-	6,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	92,  // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	92,  // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	33,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	32,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
-	42,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	85,  // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
-	10,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	10,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	99,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	7,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
+	108, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	108, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	34,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	33,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
+	43,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	100, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	11,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	11,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	91,  // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
-	11,  // 22: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
-	12,  // 23: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
-	13,  // 24: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	91,  // 25: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	91,  // 26: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	91,  // 27: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	92,  // 28: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	91,  // 29: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	91,  // 30: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
-	15,  // 31: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	15,  // 32: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	22,  // 33: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
-	14,  // 34: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	14,  // 35: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	22,  // 36: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	92,  // 37: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	86,  // 38: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	6,   // 39: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	6,   // 40: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	3,   // 41: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	92,  // 42: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	92,  // 43: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	34,  // 44: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	36,  // 45: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	92,  // 46: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	92,  // 47: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
-	36,  // 48: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	92,  // 49: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	41,  // 50: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	6,   // 51: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	7,   // 52: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	91,  // 53: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	40,  // 54: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	87,  // 55: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	14,  // 56: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 57: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	88,  // 58: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	6,   // 59: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	31,  // 60: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	42,  // 61: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	89,  // 62: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	10,  // 63: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	10,  // 64: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	14,  // 65: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	91,  // 66: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	9,   // 67: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 68: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 69: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	92,  // 70: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	8,   // 71: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 72: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	35,  // 73: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	71,  // 74: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	41,  // 75: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	22,  // 76: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	15,  // 77: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	14,  // 78: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	8,   // 79: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	90,  // 80: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	6,   // 81: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	34,  // 82: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	41,  // 83: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	91,  // 84: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	9,   // 85: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	34,  // 86: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	33,  // 87: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	37,  // 88: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
-	1,   // 89: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	32,  // 90: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	63,  // 91: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 92: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	35,  // 93: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	8,   // 94: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	9,   // 95: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	92,  // 96: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	71,  // 97: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	75,  // 98: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	71,  // 99: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	71,  // 100: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	71,  // 101: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	47,  // 102: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	49,  // 103: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	51,  // 104: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	54,  // 105: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	56,  // 106: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	58,  // 107: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	60,  // 108: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	62,  // 109: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	65,  // 110: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	67,  // 111: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	69,  // 112: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	72,  // 113: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	74,  // 114: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	77,  // 115: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	79,  // 116: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	81,  // 117: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	43,  // 118: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	45,  // 119: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	38,  // 120: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	16,  // 121: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	18,  // 122: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	20,  // 123: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	23,  // 124: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	25,  // 125: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	27,  // 126: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	29,  // 127: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	48,  // 128: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	50,  // 129: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	52,  // 130: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	55,  // 131: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	57,  // 132: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	59,  // 133: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	61,  // 134: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	64,  // 135: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	66,  // 136: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	68,  // 137: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	70,  // 138: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	73,  // 139: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	76,  // 140: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	78,  // 141: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	80,  // 142: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	82,  // 143: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	44,  // 144: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	46,  // 145: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	39,  // 146: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	17,  // 147: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	19,  // 148: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	21,  // 149: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	24,  // 150: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	26,  // 151: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	28,  // 152: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	30,  // 153: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	128, // [128:154] is the sub-list for method output_type
-	102, // [102:128] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	107, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	51,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
+	12,  // 23: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
+	13,  // 24: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
+	14,  // 25: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
+	107, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	107, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	107, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	108, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	107, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	107, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	16,  // 32: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	16,  // 33: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	23,  // 34: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
+	15,  // 35: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	15,  // 36: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	23,  // 37: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
+	108, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	101, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	7,   // 40: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	7,   // 41: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	3,   // 42: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	108, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	108, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	35,  // 45: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	37,  // 46: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
+	108, // 47: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	108, // 48: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	37,  // 49: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
+	108, // 50: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	42,  // 51: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	7,   // 52: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	8,   // 53: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	107, // 54: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	41,  // 55: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	102, // 56: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	15,  // 57: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 58: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	103, // 59: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	7,   // 60: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	32,  // 61: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	43,  // 62: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	104, // 63: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	11,  // 64: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	11,  // 65: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	15,  // 66: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	107, // 67: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	51,  // 68: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
+	10,  // 69: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 70: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 71: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	108, // 72: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	9,   // 73: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 74: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	36,  // 75: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	74,  // 76: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	42,  // 77: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	23,  // 78: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	16,  // 79: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	55,  // 80: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
+	15,  // 81: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 82: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	105, // 83: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	7,   // 84: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	35,  // 85: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	42,  // 86: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	107, // 87: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	10,  // 88: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	35,  // 89: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	34,  // 90: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	38,  // 91: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 92: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	33,  // 93: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	66,  // 94: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 95: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	36,  // 96: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	9,   // 97: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 98: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	108, // 99: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	74,  // 100: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	78,  // 101: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	74,  // 102: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	74,  // 103: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	74,  // 104: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	5,   // 105: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
+	107, // 106: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	5,   // 107: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
+	106, // 108: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	88,  // 109: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
+	89,  // 110: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
+	88,  // 111: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
+	91,  // 112: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
+	86,  // 113: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
+	89,  // 114: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
+	87,  // 115: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
+	92,  // 116: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
+	95,  // 117: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
+	90,  // 118: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
+	48,  // 119: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	50,  // 120: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	53,  // 121: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	57,  // 122: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	59,  // 123: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	61,  // 124: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	63,  // 125: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	65,  // 126: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	68,  // 127: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	70,  // 128: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	72,  // 129: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	75,  // 130: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	77,  // 131: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	80,  // 132: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	82,  // 133: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	84,  // 134: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	44,  // 135: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	46,  // 136: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	39,  // 137: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	17,  // 138: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	19,  // 139: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	21,  // 140: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	24,  // 141: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	26,  // 142: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	28,  // 143: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	30,  // 144: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	86,  // 145: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	90,  // 146: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	93,  // 147: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	96,  // 148: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	49,  // 149: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	52,  // 150: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	54,  // 151: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	58,  // 152: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	60,  // 153: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	62,  // 154: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	64,  // 155: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	67,  // 156: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	69,  // 157: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	71,  // 158: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	73,  // 159: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	76,  // 160: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	79,  // 161: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	81,  // 162: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	83,  // 163: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	85,  // 164: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	45,  // 165: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	47,  // 166: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	40,  // 167: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	18,  // 168: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	20,  // 169: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	22,  // 170: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	25,  // 171: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	27,  // 172: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	29,  // 173: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	31,  // 174: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	87,  // 175: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	92,  // 176: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	94,  // 177: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	97,  // 178: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	149, // [149:179] is the sub-list for method output_type
+	119, // [119:149] is the sub-list for method input_type
+	119, // [119:119] is the sub-list for extension type_name
+	119, // [119:119] is the sub-list for extension extendee
+	0,   // [0:119] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -6920,13 +8044,14 @@ func file_v1_syscalls_proto_init() {
 	}
 	file_v1_syscalls_proto_msgTypes[19].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[21].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[79].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   85,
+			NumEnums:      7,
+			NumMessages:   100,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

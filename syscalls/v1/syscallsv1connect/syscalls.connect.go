@@ -102,6 +102,14 @@ const (
 	KernelStateDeleteProcedure = "/dcos.syscalls.v1.Kernel/StateDelete"
 	// KernelStateListProcedure is the fully-qualified name of the Kernel's StateList RPC.
 	KernelStateListProcedure = "/dcos.syscalls.v1.Kernel/StateList"
+	// KernelLogsProcedure is the fully-qualified name of the Kernel's Logs RPC.
+	KernelLogsProcedure = "/dcos.syscalls.v1.Kernel/Logs"
+	// KernelExecProcedure is the fully-qualified name of the Kernel's Exec RPC.
+	KernelExecProcedure = "/dcos.syscalls.v1.Kernel/Exec"
+	// KernelAgentStreamsProcedure is the fully-qualified name of the Kernel's AgentStreams RPC.
+	KernelAgentStreamsProcedure = "/dcos.syscalls.v1.Kernel/AgentStreams"
+	// KernelAgentRelayProcedure is the fully-qualified name of the Kernel's AgentRelay RPC.
+	KernelAgentRelayProcedure = "/dcos.syscalls.v1.Kernel/AgentRelay"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -187,6 +195,34 @@ type KernelClient interface {
 	StateDelete(context.Context, *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error)
 	// StateList lists the keys under a prefix, in key order.
 	StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error)
+	// Task logs and exec (docs/logs.md). The kernel decides who may (the
+	// task's owner and operators; PermissionDenied otherwise, before
+	// anything is asked of the agent) and relays the stream from the task's
+	// agent, which dials back (AgentStreams, AgentRelay): no client ever
+	// talks to an agent.
+	//
+	// Logs streams a task's standard output and/or error, as the agent's
+	// files hold them (rotated by size; logs of ended tasks stay until
+	// their sandbox is collected). Each chunk carries its cursor: a Logs
+	// that resumes from it (after an agent restart, a dropped connection)
+	// never loses or repeats a byte. Unavailable when the task's agent is
+	// not connected.
+	Logs(context.Context, *connect.Request[v1.LogsRequest]) (*connect.ServerStreamForClient[v1.LogsChunk], error)
+	// Exec runs a command inside a running task (its namespaces, cgroups,
+	// user and working directory), started by the task's driver. The first
+	// input must carry start; later ones carry stdin, stdin_eof and
+	// resize. The last output carries the command's exit. Ending the call
+	// kills the command. Every exec is a TASK_EXEC event. Needs HTTP/2
+	// (bidirectional stream).
+	Exec(context.Context) *connect.BidiStreamForClient[v1.ExecInput, v1.ExecOutput]
+	// AgentStreams (agents only) delivers the kernel's requests to open a
+	// log or exec stream of one of the agent's tasks; the agent answers
+	// each with an AgentRelay call.
+	AgentStreams(context.Context, *connect.Request[v1.AgentStreamsRequest]) (*connect.ServerStreamForClient[v1.StreamOpen], error)
+	// AgentRelay (agents only) carries one stream StreamOpen asked for: the
+	// first input names it (stream_id), then the agent sends its data (or
+	// an error) and the kernel sends exec input. Needs HTTP/2.
+	AgentRelay(context.Context) *connect.BidiStreamForClient[v1.RelayUp, v1.RelayDown]
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -356,6 +392,30 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("StateList")),
 			connect.WithClientOptions(opts...),
 		),
+		logs: connect.NewClient[v1.LogsRequest, v1.LogsChunk](
+			httpClient,
+			baseURL+KernelLogsProcedure,
+			connect.WithSchema(kernelMethods.ByName("Logs")),
+			connect.WithClientOptions(opts...),
+		),
+		exec: connect.NewClient[v1.ExecInput, v1.ExecOutput](
+			httpClient,
+			baseURL+KernelExecProcedure,
+			connect.WithSchema(kernelMethods.ByName("Exec")),
+			connect.WithClientOptions(opts...),
+		),
+		agentStreams: connect.NewClient[v1.AgentStreamsRequest, v1.StreamOpen](
+			httpClient,
+			baseURL+KernelAgentStreamsProcedure,
+			connect.WithSchema(kernelMethods.ByName("AgentStreams")),
+			connect.WithClientOptions(opts...),
+		),
+		agentRelay: connect.NewClient[v1.RelayUp, v1.RelayDown](
+			httpClient,
+			baseURL+KernelAgentRelayProcedure,
+			connect.WithSchema(kernelMethods.ByName("AgentRelay")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -387,6 +447,10 @@ type kernelClient struct {
 	statePut         *connect.Client[v1.StatePutRequest, v1.StatePutResponse]
 	stateDelete      *connect.Client[v1.StateDeleteRequest, v1.StateDeleteResponse]
 	stateList        *connect.Client[v1.StateListRequest, v1.StateListResponse]
+	logs             *connect.Client[v1.LogsRequest, v1.LogsChunk]
+	exec             *connect.Client[v1.ExecInput, v1.ExecOutput]
+	agentStreams     *connect.Client[v1.AgentStreamsRequest, v1.StreamOpen]
+	agentRelay       *connect.Client[v1.RelayUp, v1.RelayDown]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -519,6 +583,26 @@ func (c *kernelClient) StateList(ctx context.Context, req *connect.Request[v1.St
 	return c.stateList.CallUnary(ctx, req)
 }
 
+// Logs calls dcos.syscalls.v1.Kernel.Logs.
+func (c *kernelClient) Logs(ctx context.Context, req *connect.Request[v1.LogsRequest]) (*connect.ServerStreamForClient[v1.LogsChunk], error) {
+	return c.logs.CallServerStream(ctx, req)
+}
+
+// Exec calls dcos.syscalls.v1.Kernel.Exec.
+func (c *kernelClient) Exec(ctx context.Context) *connect.BidiStreamForClient[v1.ExecInput, v1.ExecOutput] {
+	return c.exec.CallBidiStream(ctx)
+}
+
+// AgentStreams calls dcos.syscalls.v1.Kernel.AgentStreams.
+func (c *kernelClient) AgentStreams(ctx context.Context, req *connect.Request[v1.AgentStreamsRequest]) (*connect.ServerStreamForClient[v1.StreamOpen], error) {
+	return c.agentStreams.CallServerStream(ctx, req)
+}
+
+// AgentRelay calls dcos.syscalls.v1.Kernel.AgentRelay.
+func (c *kernelClient) AgentRelay(ctx context.Context) *connect.BidiStreamForClient[v1.RelayUp, v1.RelayDown] {
+	return c.agentRelay.CallBidiStream(ctx)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -602,6 +686,34 @@ type KernelHandler interface {
 	StateDelete(context.Context, *connect.Request[v1.StateDeleteRequest]) (*connect.Response[v1.StateDeleteResponse], error)
 	// StateList lists the keys under a prefix, in key order.
 	StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error)
+	// Task logs and exec (docs/logs.md). The kernel decides who may (the
+	// task's owner and operators; PermissionDenied otherwise, before
+	// anything is asked of the agent) and relays the stream from the task's
+	// agent, which dials back (AgentStreams, AgentRelay): no client ever
+	// talks to an agent.
+	//
+	// Logs streams a task's standard output and/or error, as the agent's
+	// files hold them (rotated by size; logs of ended tasks stay until
+	// their sandbox is collected). Each chunk carries its cursor: a Logs
+	// that resumes from it (after an agent restart, a dropped connection)
+	// never loses or repeats a byte. Unavailable when the task's agent is
+	// not connected.
+	Logs(context.Context, *connect.Request[v1.LogsRequest], *connect.ServerStream[v1.LogsChunk]) error
+	// Exec runs a command inside a running task (its namespaces, cgroups,
+	// user and working directory), started by the task's driver. The first
+	// input must carry start; later ones carry stdin, stdin_eof and
+	// resize. The last output carries the command's exit. Ending the call
+	// kills the command. Every exec is a TASK_EXEC event. Needs HTTP/2
+	// (bidirectional stream).
+	Exec(context.Context, *connect.BidiStream[v1.ExecInput, v1.ExecOutput]) error
+	// AgentStreams (agents only) delivers the kernel's requests to open a
+	// log or exec stream of one of the agent's tasks; the agent answers
+	// each with an AgentRelay call.
+	AgentStreams(context.Context, *connect.Request[v1.AgentStreamsRequest], *connect.ServerStream[v1.StreamOpen]) error
+	// AgentRelay (agents only) carries one stream StreamOpen asked for: the
+	// first input names it (stream_id), then the agent sends its data (or
+	// an error) and the kernel sends exec input. Needs HTTP/2.
+	AgentRelay(context.Context, *connect.BidiStream[v1.RelayUp, v1.RelayDown]) error
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -767,6 +879,30 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("StateList")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelLogsHandler := connect.NewServerStreamHandler(
+		KernelLogsProcedure,
+		svc.Logs,
+		connect.WithSchema(kernelMethods.ByName("Logs")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelExecHandler := connect.NewBidiStreamHandler(
+		KernelExecProcedure,
+		svc.Exec,
+		connect.WithSchema(kernelMethods.ByName("Exec")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelAgentStreamsHandler := connect.NewServerStreamHandler(
+		KernelAgentStreamsProcedure,
+		svc.AgentStreams,
+		connect.WithSchema(kernelMethods.ByName("AgentStreams")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelAgentRelayHandler := connect.NewBidiStreamHandler(
+		KernelAgentRelayProcedure,
+		svc.AgentRelay,
+		connect.WithSchema(kernelMethods.ByName("AgentRelay")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -821,6 +957,14 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelStateDeleteHandler.ServeHTTP(w, r)
 		case KernelStateListProcedure:
 			kernelStateListHandler.ServeHTTP(w, r)
+		case KernelLogsProcedure:
+			kernelLogsHandler.ServeHTTP(w, r)
+		case KernelExecProcedure:
+			kernelExecHandler.ServeHTTP(w, r)
+		case KernelAgentStreamsProcedure:
+			kernelAgentStreamsHandler.ServeHTTP(w, r)
+		case KernelAgentRelayProcedure:
+			kernelAgentRelayHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -932,4 +1076,20 @@ func (UnimplementedKernelHandler) StateDelete(context.Context, *connect.Request[
 
 func (UnimplementedKernelHandler) StateList(context.Context, *connect.Request[v1.StateListRequest]) (*connect.Response[v1.StateListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.StateList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) Logs(context.Context, *connect.Request[v1.LogsRequest], *connect.ServerStream[v1.LogsChunk]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.Logs is not implemented"))
+}
+
+func (UnimplementedKernelHandler) Exec(context.Context, *connect.BidiStream[v1.ExecInput, v1.ExecOutput]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.Exec is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AgentStreams(context.Context, *connect.Request[v1.AgentStreamsRequest], *connect.ServerStream[v1.StreamOpen]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AgentStreams is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AgentRelay(context.Context, *connect.BidiStream[v1.RelayUp, v1.RelayDown]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AgentRelay is not implemented"))
 }

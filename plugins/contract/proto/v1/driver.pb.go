@@ -140,7 +140,9 @@ type DriverCapabilities struct {
 	// isolation: the driver honours TaskConfig.isolation.
 	Isolation bool `protobuf:"varint,6,opt,name=isolation,proto3" json:"isolation,omitempty"`
 	// images: the plugin also serves the ImageDriver service (images.proto).
-	Images        bool `protobuf:"varint,7,opt,name=images,proto3" json:"images,omitempty"`
+	Images bool `protobuf:"varint,7,opt,name=images,proto3" json:"images,omitempty"`
+	// exec: ExecTask works (set by the plugin's server from what it serves).
+	Exec          bool `protobuf:"varint,8,opt,name=exec,proto3" json:"exec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,6 +222,13 @@ func (x *DriverCapabilities) GetIsolation() bool {
 func (x *DriverCapabilities) GetImages() bool {
 	if x != nil {
 		return x.Images
+	}
+	return false
+}
+
+func (x *DriverCapabilities) GetExec() bool {
+	if x != nil {
+		return x.Exec
 	}
 	return false
 }
@@ -482,7 +491,13 @@ type TaskConfig struct {
 	Netns string `protobuf:"bytes,13,opt,name=netns,proto3" json:"netns,omitempty"`
 	// isolation is how the task must be confined; unset: as the driver's
 	// own processes (see docs/plugins.md, "Task isolation").
-	Isolation     *TaskIsolation `protobuf:"bytes,14,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	Isolation *TaskIsolation `protobuf:"bytes,14,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	// log_max_bytes and log_max_files bound each of stdout_path and
+	// stderr_path as a rotated log (package logfile's layout: PATH.000001,
+	// ... with PATH a hard link to the live file); 0: the driver's
+	// defaults (10 MiB, 5 files).
+	LogMaxBytes   int64 `protobuf:"varint,15,opt,name=log_max_bytes,json=logMaxBytes,proto3" json:"log_max_bytes,omitempty"`
+	LogMaxFiles   int32 `protobuf:"varint,16,opt,name=log_max_files,json=logMaxFiles,proto3" json:"log_max_files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +628,20 @@ func (x *TaskConfig) GetIsolation() *TaskIsolation {
 		return x.Isolation
 	}
 	return nil
+}
+
+func (x *TaskConfig) GetLogMaxBytes() int64 {
+	if x != nil {
+		return x.LogMaxBytes
+	}
+	return 0
+}
+
+func (x *TaskConfig) GetLogMaxFiles() int32 {
+	if x != nil {
+		return x.LogMaxFiles
+	}
+	return 0
 }
 
 // TaskIsolation: run the task as uid/gid with only groups, without
@@ -1736,11 +1765,291 @@ func (*RecoverTaskResponse) Descriptor() ([]byte, []int) {
 	return file_v1_driver_proto_rawDescGZIP(), []int{27}
 }
 
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TermSize) Reset() {
+	*x = TermSize{}
+	mi := &file_v1_driver_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TermSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TermSize) ProtoMessage() {}
+
+func (x *TermSize) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_driver_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
+func (*TermSize) Descriptor() ([]byte, []int) {
+	return file_v1_driver_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TermSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *TermSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type ExecTaskStart struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// command is looked up in the task's PATH (inside its image for an
+	// image driver); args follow it.
+	Command string   `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`
+	Args    []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	// env is added to the task's environment.
+	Env map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// tty: run under a new pseudo-terminal (stdout carries its output,
+	// stderr is unused); size is its first size.
+	Tty  bool      `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	Size *TermSize `protobuf:"bytes,6,opt,name=size,proto3" json:"size,omitempty"`
+	// stdin: the command reads the inputs' stdin; false: /dev/null.
+	Stdin         bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecTaskStart) Reset() {
+	*x = ExecTaskStart{}
+	mi := &file_v1_driver_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecTaskStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecTaskStart) ProtoMessage() {}
+
+func (x *ExecTaskStart) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_driver_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecTaskStart.ProtoReflect.Descriptor instead.
+func (*ExecTaskStart) Descriptor() ([]byte, []int) {
+	return file_v1_driver_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ExecTaskStart) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ExecTaskStart) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *ExecTaskStart) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ExecTaskStart) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecTaskStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecTaskStart) GetSize() *TermSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+func (x *ExecTaskStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+type ExecTaskInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         *ExecTaskStart         `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Stdin         []byte                 `protobuf:"bytes,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinEof      bool                   `protobuf:"varint,3,opt,name=stdin_eof,json=stdinEof,proto3" json:"stdin_eof,omitempty"`
+	Resize        *TermSize              `protobuf:"bytes,4,opt,name=resize,proto3" json:"resize,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecTaskInput) Reset() {
+	*x = ExecTaskInput{}
+	mi := &file_v1_driver_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecTaskInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecTaskInput) ProtoMessage() {}
+
+func (x *ExecTaskInput) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_driver_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecTaskInput.ProtoReflect.Descriptor instead.
+func (*ExecTaskInput) Descriptor() ([]byte, []int) {
+	return file_v1_driver_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ExecTaskInput) GetStart() *ExecTaskStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ExecTaskInput) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *ExecTaskInput) GetStdinEof() bool {
+	if x != nil {
+		return x.StdinEof
+	}
+	return false
+}
+
+func (x *ExecTaskInput) GetResize() *TermSize {
+	if x != nil {
+		return x.Resize
+	}
+	return nil
+}
+
+type ExecTaskOutput struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stdout []byte                 `protobuf:"bytes,1,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr []byte                 `protobuf:"bytes,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	// exit is set on the last output: how the command ended.
+	Exit          *ExitResult `protobuf:"bytes,3,opt,name=exit,proto3" json:"exit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecTaskOutput) Reset() {
+	*x = ExecTaskOutput{}
+	mi := &file_v1_driver_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecTaskOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecTaskOutput) ProtoMessage() {}
+
+func (x *ExecTaskOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_driver_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecTaskOutput.ProtoReflect.Descriptor instead.
+func (*ExecTaskOutput) Descriptor() ([]byte, []int) {
+	return file_v1_driver_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExecTaskOutput) GetStdout() []byte {
+	if x != nil {
+		return x.Stdout
+	}
+	return nil
+}
+
+func (x *ExecTaskOutput) GetStderr() []byte {
+	if x != nil {
+		return x.Stderr
+	}
+	return nil
+}
+
+func (x *ExecTaskOutput) GetExit() *ExitResult {
+	if x != nil {
+		return x.Exit
+	}
+	return nil
+}
+
 var File_v1_driver_proto protoreflect.FileDescriptor
 
 const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
-	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n" +
+	"\x0fv1/driver.proto\x12\x0fdcos.plugins.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n" +
 	"\x12DriverCapabilities\x12!\n" +
 	"\fsend_signals\x18\x01 \x01(\bR\vsendSignals\x12!\n" +
 	"\ffs_isolation\x18\x02 \x01(\tR\vfsIsolation\x12#\n" +
@@ -1749,7 +2058,8 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\n" +
 	"join_netns\x18\x05 \x01(\bR\tjoinNetns\x12\x1c\n" +
 	"\tisolation\x18\x06 \x01(\bR\tisolation\x12\x16\n" +
-	"\x06images\x18\a \x01(\bR\x06images\"\x15\n" +
+	"\x06images\x18\a \x01(\bR\x06images\x12\x12\n" +
+	"\x04exec\x18\b \x01(\bR\x04exec\"\x15\n" +
 	"\x13CapabilitiesRequest\"_\n" +
 	"\x14CapabilitiesResponse\x12G\n" +
 	"\fcapabilities\x18\x01 \x01(\v2#.dcos.plugins.v1.DriverCapabilitiesR\fcapabilities\"\x14\n" +
@@ -1766,7 +2076,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\x8c\x04\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xd4\x04\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1785,7 +2095,9 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\vstderr_path\x18\f \x01(\tR\n" +
 	"stderrPath\x12\x14\n" +
 	"\x05netns\x18\r \x01(\tR\x05netns\x12<\n" +
-	"\tisolation\x18\x0e \x01(\v2\x1e.dcos.plugins.v1.TaskIsolationR\tisolation\x1a6\n" +
+	"\tisolation\x18\x0e \x01(\v2\x1e.dcos.plugins.v1.TaskIsolationR\tisolation\x12\"\n" +
+	"\rlog_max_bytes\x18\x0f \x01(\x03R\vlogMaxBytes\x12\"\n" +
+	"\rlog_max_files\x18\x10 \x01(\x05R\vlogMaxFiles\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
@@ -1865,7 +2177,30 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\x12SignalTaskResponse\"I\n" +
 	"\x12RecoverTaskRequest\x123\n" +
 	"\x06handle\x18\x01 \x01(\v2\x1b.dcos.plugins.v1.TaskHandleR\x06handle\"\x15\n" +
-	"\x13RecoverTaskResponse*a\n" +
+	"\x13RecoverTaskResponse\"2\n" +
+	"\bTermSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xa0\x02\n" +
+	"\rExecTaskStart\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x129\n" +
+	"\x03env\x18\x04 \x03(\v2'.dcos.plugins.v1.ExecTaskStart.EnvEntryR\x03env\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\bR\x03tty\x12-\n" +
+	"\x04size\x18\x06 \x01(\v2\x19.dcos.plugins.v1.TermSizeR\x04size\x12\x14\n" +
+	"\x05stdin\x18\a \x01(\bR\x05stdin\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xab\x01\n" +
+	"\rExecTaskInput\x124\n" +
+	"\x05start\x18\x01 \x01(\v2\x1e.dcos.plugins.v1.ExecTaskStartR\x05start\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\fR\x05stdin\x12\x1b\n" +
+	"\tstdin_eof\x18\x03 \x01(\bR\bstdinEof\x121\n" +
+	"\x06resize\x18\x04 \x01(\v2\x19.dcos.plugins.v1.TermSizeR\x06resize\"q\n" +
+	"\x0eExecTaskOutput\x12\x16\n" +
+	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12/\n" +
+	"\x04exit\x18\x03 \x01(\v2\x1b.dcos.plugins.v1.ExitResultR\x04exit*a\n" +
 	"\x06Health\x12\x16\n" +
 	"\x12HEALTH_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11HEALTH_UNDETECTED\x10\x01\x12\x14\n" +
@@ -1874,7 +2209,7 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x01\x12\x15\n" +
-	"\x11TASK_STATE_EXITED\x10\x022\xee\x06\n" +
+	"\x11TASK_STATE_EXITED\x10\x022\xbf\a\n" +
 	"\x06Driver\x12[\n" +
 	"\fCapabilities\x12$.dcos.plugins.v1.CapabilitiesRequest\x1a%.dcos.plugins.v1.CapabilitiesResponse\x12X\n" +
 	"\vFingerprint\x12#.dcos.plugins.v1.FingerprintRequest\x1a$.dcos.plugins.v1.FingerprintResponse\x12R\n" +
@@ -1886,7 +2221,8 @@ const file_v1_driver_proto_rawDesc = "" +
 	"\tTaskStats\x12!.dcos.plugins.v1.TaskStatsRequest\x1a\".dcos.plugins.v1.TaskStatsResponse\x12U\n" +
 	"\n" +
 	"SignalTask\x12\".dcos.plugins.v1.SignalTaskRequest\x1a#.dcos.plugins.v1.SignalTaskResponse\x12X\n" +
-	"\vRecoverTask\x12#.dcos.plugins.v1.RecoverTaskRequest\x1a$.dcos.plugins.v1.RecoverTaskResponseBAZ?github.com/dcos-kernel/dcos/plugins/contract/proto/v1;pluginsv1b\x06proto3"
+	"\vRecoverTask\x12#.dcos.plugins.v1.RecoverTaskRequest\x1a$.dcos.plugins.v1.RecoverTaskResponse\x12O\n" +
+	"\bExecTask\x12\x1e.dcos.plugins.v1.ExecTaskInput\x1a\x1f.dcos.plugins.v1.ExecTaskOutput(\x010\x01BAZ?github.com/dcos-kernel/dcos/plugins/contract/proto/v1;pluginsv1b\x06proto3"
 
 var (
 	file_v1_driver_proto_rawDescOnce sync.Once
@@ -1901,7 +2237,7 @@ func file_v1_driver_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_driver_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_v1_driver_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_v1_driver_proto_goTypes = []any{
 	(Health)(0),                   // 0: dcos.plugins.v1.Health
 	(TaskState)(0),                // 1: dcos.plugins.v1.TaskState
@@ -1933,59 +2269,71 @@ var file_v1_driver_proto_goTypes = []any{
 	(*SignalTaskResponse)(nil),    // 27: dcos.plugins.v1.SignalTaskResponse
 	(*RecoverTaskRequest)(nil),    // 28: dcos.plugins.v1.RecoverTaskRequest
 	(*RecoverTaskResponse)(nil),   // 29: dcos.plugins.v1.RecoverTaskResponse
-	nil,                           // 30: dcos.plugins.v1.FingerprintResponse.AttributesEntry
-	nil,                           // 31: dcos.plugins.v1.TaskConfig.EnvEntry
-	nil,                           // 32: dcos.plugins.v1.TaskStatus.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*TermSize)(nil),              // 30: dcos.plugins.v1.TermSize
+	(*ExecTaskStart)(nil),         // 31: dcos.plugins.v1.ExecTaskStart
+	(*ExecTaskInput)(nil),         // 32: dcos.plugins.v1.ExecTaskInput
+	(*ExecTaskOutput)(nil),        // 33: dcos.plugins.v1.ExecTaskOutput
+	nil,                           // 34: dcos.plugins.v1.FingerprintResponse.AttributesEntry
+	nil,                           // 35: dcos.plugins.v1.TaskConfig.EnvEntry
+	nil,                           // 36: dcos.plugins.v1.TaskStatus.AttributesEntry
+	nil,                           // 37: dcos.plugins.v1.ExecTaskStart.EnvEntry
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_v1_driver_proto_depIdxs = []int32{
 	2,  // 0: dcos.plugins.v1.CapabilitiesResponse.capabilities:type_name -> dcos.plugins.v1.DriverCapabilities
 	0,  // 1: dcos.plugins.v1.FingerprintResponse.health:type_name -> dcos.plugins.v1.Health
-	30, // 2: dcos.plugins.v1.FingerprintResponse.attributes:type_name -> dcos.plugins.v1.FingerprintResponse.AttributesEntry
-	31, // 3: dcos.plugins.v1.TaskConfig.env:type_name -> dcos.plugins.v1.TaskConfig.EnvEntry
+	34, // 2: dcos.plugins.v1.FingerprintResponse.attributes:type_name -> dcos.plugins.v1.FingerprintResponse.AttributesEntry
+	35, // 3: dcos.plugins.v1.TaskConfig.env:type_name -> dcos.plugins.v1.TaskConfig.EnvEntry
 	7,  // 4: dcos.plugins.v1.TaskConfig.resources:type_name -> dcos.plugins.v1.Resources
 	9,  // 5: dcos.plugins.v1.TaskConfig.isolation:type_name -> dcos.plugins.v1.TaskIsolation
 	8,  // 6: dcos.plugins.v1.TaskHandle.config:type_name -> dcos.plugins.v1.TaskConfig
 	1,  // 7: dcos.plugins.v1.TaskHandle.state:type_name -> dcos.plugins.v1.TaskState
 	1,  // 8: dcos.plugins.v1.TaskStatus.state:type_name -> dcos.plugins.v1.TaskState
-	33, // 9: dcos.plugins.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
-	33, // 10: dcos.plugins.v1.TaskStatus.completed_at:type_name -> google.protobuf.Timestamp
+	38, // 9: dcos.plugins.v1.TaskStatus.started_at:type_name -> google.protobuf.Timestamp
+	38, // 10: dcos.plugins.v1.TaskStatus.completed_at:type_name -> google.protobuf.Timestamp
 	11, // 11: dcos.plugins.v1.TaskStatus.exit_result:type_name -> dcos.plugins.v1.ExitResult
-	32, // 12: dcos.plugins.v1.TaskStatus.attributes:type_name -> dcos.plugins.v1.TaskStatus.AttributesEntry
-	33, // 13: dcos.plugins.v1.TaskUsage.timestamp:type_name -> google.protobuf.Timestamp
+	36, // 12: dcos.plugins.v1.TaskStatus.attributes:type_name -> dcos.plugins.v1.TaskStatus.AttributesEntry
+	38, // 13: dcos.plugins.v1.TaskUsage.timestamp:type_name -> google.protobuf.Timestamp
 	8,  // 14: dcos.plugins.v1.StartTaskRequest.config:type_name -> dcos.plugins.v1.TaskConfig
 	10, // 15: dcos.plugins.v1.StartTaskResponse.handle:type_name -> dcos.plugins.v1.TaskHandle
 	11, // 16: dcos.plugins.v1.WaitTaskResponse.result:type_name -> dcos.plugins.v1.ExitResult
-	34, // 17: dcos.plugins.v1.StopTaskRequest.timeout:type_name -> google.protobuf.Duration
+	39, // 17: dcos.plugins.v1.StopTaskRequest.timeout:type_name -> google.protobuf.Duration
 	12, // 18: dcos.plugins.v1.InspectTaskResponse.status:type_name -> dcos.plugins.v1.TaskStatus
 	13, // 19: dcos.plugins.v1.TaskStatsResponse.usage:type_name -> dcos.plugins.v1.TaskUsage
 	10, // 20: dcos.plugins.v1.RecoverTaskRequest.handle:type_name -> dcos.plugins.v1.TaskHandle
-	3,  // 21: dcos.plugins.v1.Driver.Capabilities:input_type -> dcos.plugins.v1.CapabilitiesRequest
-	5,  // 22: dcos.plugins.v1.Driver.Fingerprint:input_type -> dcos.plugins.v1.FingerprintRequest
-	14, // 23: dcos.plugins.v1.Driver.StartTask:input_type -> dcos.plugins.v1.StartTaskRequest
-	16, // 24: dcos.plugins.v1.Driver.WaitTask:input_type -> dcos.plugins.v1.WaitTaskRequest
-	18, // 25: dcos.plugins.v1.Driver.StopTask:input_type -> dcos.plugins.v1.StopTaskRequest
-	20, // 26: dcos.plugins.v1.Driver.DestroyTask:input_type -> dcos.plugins.v1.DestroyTaskRequest
-	22, // 27: dcos.plugins.v1.Driver.InspectTask:input_type -> dcos.plugins.v1.InspectTaskRequest
-	24, // 28: dcos.plugins.v1.Driver.TaskStats:input_type -> dcos.plugins.v1.TaskStatsRequest
-	26, // 29: dcos.plugins.v1.Driver.SignalTask:input_type -> dcos.plugins.v1.SignalTaskRequest
-	28, // 30: dcos.plugins.v1.Driver.RecoverTask:input_type -> dcos.plugins.v1.RecoverTaskRequest
-	4,  // 31: dcos.plugins.v1.Driver.Capabilities:output_type -> dcos.plugins.v1.CapabilitiesResponse
-	6,  // 32: dcos.plugins.v1.Driver.Fingerprint:output_type -> dcos.plugins.v1.FingerprintResponse
-	15, // 33: dcos.plugins.v1.Driver.StartTask:output_type -> dcos.plugins.v1.StartTaskResponse
-	17, // 34: dcos.plugins.v1.Driver.WaitTask:output_type -> dcos.plugins.v1.WaitTaskResponse
-	19, // 35: dcos.plugins.v1.Driver.StopTask:output_type -> dcos.plugins.v1.StopTaskResponse
-	21, // 36: dcos.plugins.v1.Driver.DestroyTask:output_type -> dcos.plugins.v1.DestroyTaskResponse
-	23, // 37: dcos.plugins.v1.Driver.InspectTask:output_type -> dcos.plugins.v1.InspectTaskResponse
-	25, // 38: dcos.plugins.v1.Driver.TaskStats:output_type -> dcos.plugins.v1.TaskStatsResponse
-	27, // 39: dcos.plugins.v1.Driver.SignalTask:output_type -> dcos.plugins.v1.SignalTaskResponse
-	29, // 40: dcos.plugins.v1.Driver.RecoverTask:output_type -> dcos.plugins.v1.RecoverTaskResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	37, // 21: dcos.plugins.v1.ExecTaskStart.env:type_name -> dcos.plugins.v1.ExecTaskStart.EnvEntry
+	30, // 22: dcos.plugins.v1.ExecTaskStart.size:type_name -> dcos.plugins.v1.TermSize
+	31, // 23: dcos.plugins.v1.ExecTaskInput.start:type_name -> dcos.plugins.v1.ExecTaskStart
+	30, // 24: dcos.plugins.v1.ExecTaskInput.resize:type_name -> dcos.plugins.v1.TermSize
+	11, // 25: dcos.plugins.v1.ExecTaskOutput.exit:type_name -> dcos.plugins.v1.ExitResult
+	3,  // 26: dcos.plugins.v1.Driver.Capabilities:input_type -> dcos.plugins.v1.CapabilitiesRequest
+	5,  // 27: dcos.plugins.v1.Driver.Fingerprint:input_type -> dcos.plugins.v1.FingerprintRequest
+	14, // 28: dcos.plugins.v1.Driver.StartTask:input_type -> dcos.plugins.v1.StartTaskRequest
+	16, // 29: dcos.plugins.v1.Driver.WaitTask:input_type -> dcos.plugins.v1.WaitTaskRequest
+	18, // 30: dcos.plugins.v1.Driver.StopTask:input_type -> dcos.plugins.v1.StopTaskRequest
+	20, // 31: dcos.plugins.v1.Driver.DestroyTask:input_type -> dcos.plugins.v1.DestroyTaskRequest
+	22, // 32: dcos.plugins.v1.Driver.InspectTask:input_type -> dcos.plugins.v1.InspectTaskRequest
+	24, // 33: dcos.plugins.v1.Driver.TaskStats:input_type -> dcos.plugins.v1.TaskStatsRequest
+	26, // 34: dcos.plugins.v1.Driver.SignalTask:input_type -> dcos.plugins.v1.SignalTaskRequest
+	28, // 35: dcos.plugins.v1.Driver.RecoverTask:input_type -> dcos.plugins.v1.RecoverTaskRequest
+	32, // 36: dcos.plugins.v1.Driver.ExecTask:input_type -> dcos.plugins.v1.ExecTaskInput
+	4,  // 37: dcos.plugins.v1.Driver.Capabilities:output_type -> dcos.plugins.v1.CapabilitiesResponse
+	6,  // 38: dcos.plugins.v1.Driver.Fingerprint:output_type -> dcos.plugins.v1.FingerprintResponse
+	15, // 39: dcos.plugins.v1.Driver.StartTask:output_type -> dcos.plugins.v1.StartTaskResponse
+	17, // 40: dcos.plugins.v1.Driver.WaitTask:output_type -> dcos.plugins.v1.WaitTaskResponse
+	19, // 41: dcos.plugins.v1.Driver.StopTask:output_type -> dcos.plugins.v1.StopTaskResponse
+	21, // 42: dcos.plugins.v1.Driver.DestroyTask:output_type -> dcos.plugins.v1.DestroyTaskResponse
+	23, // 43: dcos.plugins.v1.Driver.InspectTask:output_type -> dcos.plugins.v1.InspectTaskResponse
+	25, // 44: dcos.plugins.v1.Driver.TaskStats:output_type -> dcos.plugins.v1.TaskStatsResponse
+	27, // 45: dcos.plugins.v1.Driver.SignalTask:output_type -> dcos.plugins.v1.SignalTaskResponse
+	29, // 46: dcos.plugins.v1.Driver.RecoverTask:output_type -> dcos.plugins.v1.RecoverTaskResponse
+	33, // 47: dcos.plugins.v1.Driver.ExecTask:output_type -> dcos.plugins.v1.ExecTaskOutput
+	37, // [37:48] is the sub-list for method output_type
+	26, // [26:37] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_v1_driver_proto_init() }
@@ -1999,7 +2347,7 @@ func file_v1_driver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_driver_proto_rawDesc), len(file_v1_driver_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

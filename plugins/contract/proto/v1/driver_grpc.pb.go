@@ -35,6 +35,7 @@ const (
 	Driver_TaskStats_FullMethodName    = "/dcos.plugins.v1.Driver/TaskStats"
 	Driver_SignalTask_FullMethodName   = "/dcos.plugins.v1.Driver/SignalTask"
 	Driver_RecoverTask_FullMethodName  = "/dcos.plugins.v1.Driver/RecoverTask"
+	Driver_ExecTask_FullMethodName     = "/dcos.plugins.v1.Driver/ExecTask"
 )
 
 // DriverClient is the client API for Driver service.
@@ -51,6 +52,12 @@ type DriverClient interface {
 	TaskStats(ctx context.Context, in *TaskStatsRequest, opts ...grpc.CallOption) (*TaskStatsResponse, error)
 	SignalTask(ctx context.Context, in *SignalTaskRequest, opts ...grpc.CallOption) (*SignalTaskResponse, error)
 	RecoverTask(ctx context.Context, in *RecoverTaskRequest, opts ...grpc.CallOption) (*RecoverTaskResponse, error)
+	// ExecTask runs a command inside a running task (its namespaces,
+	// cgroups, user and working directory). The first input carries start;
+	// later ones stdin, stdin_eof and resize. Outputs carry stdout and
+	// stderr; the last one carries exit. Ending the call (the host's
+	// context) kills the command. Unimplemented when the driver cannot.
+	ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecTaskInput, ExecTaskOutput], error)
 }
 
 type driverClient struct {
@@ -161,6 +168,19 @@ func (c *driverClient) RecoverTask(ctx context.Context, in *RecoverTaskRequest, 
 	return out, nil
 }
 
+func (c *driverClient) ExecTask(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecTaskInput, ExecTaskOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Driver_ServiceDesc.Streams[0], Driver_ExecTask_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecTaskInput, ExecTaskOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_ExecTaskClient = grpc.BidiStreamingClient[ExecTaskInput, ExecTaskOutput]
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -175,6 +195,12 @@ type DriverServer interface {
 	TaskStats(context.Context, *TaskStatsRequest) (*TaskStatsResponse, error)
 	SignalTask(context.Context, *SignalTaskRequest) (*SignalTaskResponse, error)
 	RecoverTask(context.Context, *RecoverTaskRequest) (*RecoverTaskResponse, error)
+	// ExecTask runs a command inside a running task (its namespaces,
+	// cgroups, user and working directory). The first input carries start;
+	// later ones stdin, stdin_eof and resize. Outputs carry stdout and
+	// stderr; the last one carries exit. Ending the call (the host's
+	// context) kills the command. Unimplemented when the driver cannot.
+	ExecTask(grpc.BidiStreamingServer[ExecTaskInput, ExecTaskOutput]) error
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -214,6 +240,9 @@ func (UnimplementedDriverServer) SignalTask(context.Context, *SignalTaskRequest)
 }
 func (UnimplementedDriverServer) RecoverTask(context.Context, *RecoverTaskRequest) (*RecoverTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecoverTask not implemented")
+}
+func (UnimplementedDriverServer) ExecTask(grpc.BidiStreamingServer[ExecTaskInput, ExecTaskOutput]) error {
+	return status.Error(codes.Unimplemented, "method ExecTask not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -416,6 +445,13 @@ func _Driver_RecoverTask_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_ExecTask_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DriverServer).ExecTask(&grpc.GenericServerStream[ExecTaskInput, ExecTaskOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Driver_ExecTaskServer = grpc.BidiStreamingServer[ExecTaskInput, ExecTaskOutput]
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -464,6 +500,13 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Driver_RecoverTask_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExecTask",
+			Handler:       _Driver_ExecTask_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "v1/driver.proto",
 }

@@ -23,10 +23,13 @@ const (
 	// Aborted: a compare-and-swap lost (StatePut/StateDelete
 	// expected_revision did not match); read again and retry.
 	Aborted
+	// Unimplemented: the agent or its driver cannot do what was asked
+	// (exec into a task of a driver without exec).
+	Unimplemented
 )
 
 func (c Code) String() string {
-	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted", "Aborted"}[c]
+	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted", "Aborted", "Unimplemented"}[c]
 }
 
 // Error is what the kernel's syscalls return: a code and a message that

@@ -103,6 +103,8 @@ type Kernel struct {
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
 	hub   *hub // Watch fan-out; runs while Run does
+	// streams relays log and exec streams (streams.go).
+	streams *streams
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
 
@@ -179,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
-		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays)}
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams()}
 	k.configure(k.table)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()

@@ -55,8 +55,8 @@ func requestLimit(procedure string, p kernel.Principal) int64 {
 // in the protocol the client speaks (Connect, gRPC, gRPC-Web) without a
 // byte of its body read, and an HTTP/1 connection is closed after the
 // answer; so unauthenticated load never costs memory in proportion to
-// what it sends. An accepted request's body is bounded (MaxBytesReader),
-// and its principal is in the context for the handlers (principal).
+// what it sends. An accepted request's body is bounded (MaxBytesReader;
+// a bidirectional stream's messages each, by Connect), and its principal is in the context for the handlers (principal).
 //
 // Requests for anything else (/healthz, /metrics, gRPC reflection,
 // unknown paths) pass through untouched.
@@ -120,14 +120,24 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.refuse(w, r, refusedRateLimited, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	ctx := context.WithValue(r.Context(), principalKey{}, p)
-	if procedure == syscallsv1connect.KernelWatchProcedure {
+	switch {
+	case bidi[procedure]:
+		// The handler sets a deadline per message sent (Server.sendWith);
+		// reads wait for the peer as long as the call lasts.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Time{})
+		rc.SetWriteDeadline(time.Time{})
+		ctx = context.WithValue(ctx, controllerKey{}, rc)
+	case serverStreams[procedure]:
 		// The stream's handler sets a deadline per message (Server.Watch)
 		// through the same controller.
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		rc := http.NewResponseController(w)
 		r.Body = liftStreamDeadlines(rc, r.Body)
 		ctx = context.WithValue(ctx, controllerKey{}, rc)
+	default:
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	d.next.ServeHTTP(w, r.WithContext(ctx))
 }

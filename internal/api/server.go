@@ -66,6 +66,27 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelStatePutProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelStateDeleteProcedure:      {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelStateListProcedure:        {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelLogsProcedure:             {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelExecProcedure:             {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelAgentStreamsProcedure:     {kernel.RoleAgent},
+	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
+}
+
+// bidi are the bidirectional streams: their request body lasts as long as
+// the call, so the server's timeouts and the request size cap (which
+// counts the whole body) do not apply; Connect bounds each message
+// (MaxRequestBytes) and the handlers bound each send.
+var bidi = map[string]bool{
+	syscallsv1connect.KernelExecProcedure:       true,
+	syscallsv1connect.KernelAgentRelayProcedure: true,
+}
+
+// serverStreams are the server streams: freed from the server's
+// timeouts once their request is read (liftStreamDeadlines).
+var serverStreams = map[string]bool{
+	syscallsv1connect.KernelWatchProcedure:        true,
+	syscallsv1connect.KernelLogsProcedure:         true,
+	syscallsv1connect.KernelAgentStreamsProcedure: true,
 }
 
 // Config configures the handler of NewHandler.
@@ -203,6 +224,7 @@ func toConnect(err error) error {
 		kernel.Unavailable:        connect.CodeUnavailable,
 		kernel.ResourceExhausted:  connect.CodeResourceExhausted,
 		kernel.Aborted:            connect.CodeAborted,
+		kernel.Unimplemented:      connect.CodeUnimplemented,
 		kernel.Internal:           connect.CodeInternal,
 	}
 	ce := connect.NewError(codes[ke.Code], errors.New(ke.Msg))

@@ -166,10 +166,11 @@ type Agent struct {
 
 	logMaxBytes int64 // agent defaults of the tasks' log limits (0: logfile's)
 	logMaxFiles int
-	log         *slog.Logger
-	labels      map[string]string
-	node        node
-	killGrace   time.Duration
+
+	log       *slog.Logger
+	labels    map[string]string
+	node      node
+	killGrace time.Duration
 
 	plugins       Plugins
 	isolator      string

@@ -57,6 +57,7 @@ type fakeKernel struct {
 	// stream id, for the test that waits for them.
 	opens        chan *syscallsv1.StreamOpen
 	streamsCalls int
+	streamsErrs  []error // scripted, one popped per AgentStreams call
 	relays       map[string]chan *fakeRelay
 }
 
@@ -408,7 +409,11 @@ func (k *fakeKernel) AgentStreams(ctx context.Context, _ *connect.Request[syscal
 	k.mu.Lock()
 	k.streamsCalls++
 	k.notifyLocked()
+	err := pop(&k.streamsErrs)
 	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	for {
 		select {
 		case o := <-k.opens:

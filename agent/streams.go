@@ -85,10 +85,10 @@ func (a *Agent) serveStream(ctx context.Context, open *syscallsv1.StreamOpen) {
 	defer a.metrics.streamClosed(kind)
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	r := &relay{call: a.streamClient.AgentRelay(ctx), cancel: cancel}
-	defer r.call.CloseResponse()
 	if err := r.send(&syscallsv1.RelayUp{StreamId: open.GetStreamId()}); err != nil {
+		cancel()
+		r.call.CloseResponse()
 		a.log.Warn("cannot open the relay of a stream", "stream", open.GetStreamId(), "kind", kind, "err", err)
 		return
 	}
@@ -114,6 +114,11 @@ func (a *Agent) serveStream(ctx context.Context, open *syscallsv1.StreamOpen) {
 			}
 		}
 	})
+	defer func() {
+		cancel()
+		<-received // Receive returns once ctx is cancelled
+		r.call.CloseResponse()
+	}()
 
 	var err error
 	switch kind {

@@ -543,3 +543,17 @@ func TestAgent_ExecNotSupported(t *testing.T) {
 		t.Errorf("exit %v, error %v; want Unimplemented \"driver exec cannot exec\"", exit, rerr)
 	}
 }
+
+// TestAgent_StreamsReopen: a failed AgentStreams call is made again, and
+// streams are served on the new one.
+func TestAgent_StreamsReopen(t *testing.T) {
+	t.Parallel()
+	k, url := startFakeKernel(t)
+	k.script(&k.streamsErrs, connect.NewError(connect.CodeUnavailable, errors.New("kernel restarting")))
+	a := startAgent(t, k, url, "")
+	k.waitFor(t, "a second AgentStreams call", func() bool { return k.streamsCalls >= 2 })
+	ups := k.openStream(t, &syscallsv1.StreamOpen{StreamId: "r", Logs: &syscallsv1.LogsRequest{TaskId: "t-none"}}).rest(t)
+	if len(ups) != 1 || connect.Code(ups[0].GetError().GetCode()) != connect.CodeNotFound {
+		t.Errorf("relay sent %v, want NotFound for t-none on %s", ups, a.ID())
+	}
+}

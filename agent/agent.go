@@ -23,6 +23,7 @@ import (
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/plugins/contract"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -120,7 +121,27 @@ type Config struct {
 	// HiddenPaths are more paths isolated tasks must not see (the kernel's
 	// data dir, token files, client configs); DataDir always is.
 	HiddenPaths []string
+	// LogMaxBytes and LogMaxFiles bound each task's stdout and stderr
+	// (rotated at LogMaxBytes, at most LogMaxFiles files kept) unless the
+	// task's LogConfig sets its own; 0 means logfile's defaults (10 MiB, 5
+	// files). LogMaxBytes is 0 or 4 KiB to 1 GiB, LogMaxFiles 0 or 1 to
+	// 100.
+	LogMaxBytes int64
+	LogMaxFiles int
+	// StreamClient, if set, carries the log and exec streams
+	// (AgentStreams, AgentRelay; the relay is bidirectional and needs
+	// HTTP/2, h2c over http://). Nil: Client when set, else a client of
+	// KernelURL built with transport.H2CClient.
+	StreamClient syscallsv1connect.KernelClient
 }
+
+// Bounds of Config.LogMaxBytes and LogMaxFiles (and of a task's
+// LogConfig, which the kernel checks).
+const (
+	minLogBytes = 4 << 10
+	maxLogBytes = 1 << 30
+	maxLogFiles = 100
+)
 
 // DefaultUsageInterval is Config.UsageInterval's default.
 const DefaultUsageInterval = 5 * time.Second
@@ -138,12 +159,18 @@ type Plugins interface {
 // Agent runs the tasks the kernel places on one node. Create it with New
 // and start it with Run; ID is safe for concurrent use.
 type Agent struct {
-	client     syscallsv1connect.KernelClient
-	httpClient *http.Client // set when the agent built client; idle connections closed by Run
-	log        *slog.Logger
-	labels     map[string]string
-	node       node
-	killGrace  time.Duration
+	client       syscallsv1connect.KernelClient
+	httpClient   *http.Client                   // set when the agent built client; idle connections closed by Run
+	streamClient syscallsv1connect.KernelClient // AgentStreams and AgentRelay (streams.go)
+	streamHTTP   *http.Client                   // set when the agent built streamClient; closed by Run
+
+	logMaxBytes int64 // agent defaults of the tasks' log limits (0: logfile's)
+	logMaxFiles int
+
+	log       *slog.Logger
+	labels    map[string]string
+	node      node
+	killGrace time.Duration
 
 	plugins       Plugins
 	isolator      string
@@ -209,6 +236,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.KillGrace < 0 {
 		return nil, fmt.Errorf("agent: config: KillGrace must not be negative, got %v", cfg.KillGrace)
 	}
+	if b := cfg.LogMaxBytes; b != 0 && (b < minLogBytes || b > maxLogBytes) {
+		return nil, fmt.Errorf("agent: config: LogMaxBytes %d: want 0 or 4 KiB to 1 GiB", b)
+	}
+	if n := cfg.LogMaxFiles; n < 0 || n > maxLogFiles {
+		return nil, fmt.Errorf("agent: config: LogMaxFiles %d: want 0 or 1 to %d", n, maxLogFiles)
+	}
 	override, err := quantity.ParseResources(cfg.Resources)
 	if err != nil {
 		return nil, fmt.Errorf("agent: config: Resources: %w", err)
@@ -241,12 +274,24 @@ func New(cfg Config) (*Agent, error) {
 		launching:   make(chan struct{}, cmp.Or(max(cfg.MaxConcurrentStarts, 0), DefaultMaxConcurrentStarts)),
 		caps:        map[string]*contract.Capabilities{},
 		images:      newImages(),
+		logMaxBytes: cfg.LogMaxBytes,
+		logMaxFiles: cfg.LogMaxFiles,
+
+		streamClient: cfg.StreamClient,
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
 	if a.client == nil {
 		a.httpClient = kclient.HTTPClient()
 		a.client = syscallsv1connect.NewKernelClient(a.httpClient, cfg.KernelURL,
+			connect.WithInterceptors(kclient.Bearer(cfg.Token)))
+	}
+	if a.streamClient == nil && cfg.Client != nil {
+		a.streamClient = cfg.Client
+	}
+	if a.streamClient == nil {
+		a.streamHTTP = transport.H2CClient()
+		a.streamClient = syscallsv1connect.NewKernelClient(a.streamHTTP, cfg.KernelURL,
 			connect.WithInterceptors(kclient.Bearer(cfg.Token)))
 	}
 	if a.log == nil {
@@ -337,6 +382,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.httpClient != nil {
 		defer a.httpClient.CloseIdleConnections()
 	}
+	if a.streamHTTP != nil {
+		defer a.streamHTTP.CloseIdleConnections()
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer a.removeNode() // last: no goroutine may call the net driver any more
@@ -354,6 +402,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wg.Go(func() { a.reports.run(ctx, a.client, a.ID, a.log) })
 	a.wg.Go(func() { a.heartbeatLoop(ctx) })
 	a.wg.Go(func() { a.watchLoop(ctx, rev) })
+	a.wg.Go(func() { a.streamsLoop(ctx) })
 	if a.network != "" {
 		a.wg.Go(func() { a.watchPeers(ctx, rev) })
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -282,6 +283,8 @@ func (a *Agent) taskConfig(t *syscallsv1.Task, sandbox string) (*contract.TaskCo
 		ID: t.GetId(), Name: t.GetId(), Command: t.GetCommand(), Args: t.GetArgs(), Env: env, WorkDir: dir,
 		DriverConfig: []byte(t.GetDriverConfig()),
 		StdoutPath:   filepath.Join(sandbox, "stdout"), StderrPath: filepath.Join(sandbox, "stderr"),
+		LogMaxBytes: cmp.Or(t.GetLogs().GetMaxBytes(), a.logMaxBytes),
+		LogMaxFiles: cmp.Or(int(t.GetLogs().GetMaxFiles()), a.logMaxFiles),
 	}, nil
 }
 

@@ -51,20 +51,35 @@ type fakeKernel struct {
 	registerErrs, heartbeatErrs, reportErrs, watchErrs []error
 
 	procs map[int]uint64 // pid → start time, from RUNNING reports
+
+	// Log and exec streams (streams_test.go): StreamOpens pushed to the
+	// agent's AgentStreams calls, and the relays the agent opened, by
+	// stream id, for the test that waits for them.
+	opens        chan *syscallsv1.StreamOpen
+	streamsCalls int
+	streamsErrs  []error // scripted, one popped per AgentStreams call
+	relays       map[string]chan *fakeRelay
 }
 
-// startFakeKernel serves a fake kernel over HTTP/1.1 and returns it with a
-// client. At cleanup it stops streams, closes the server and kills every
+// startFakeKernel serves a fake kernel over HTTP/1.1 and h2c and returns
+// it with its URL. At cleanup it stops streams, closes the server and kills every
 // process group that was reported RUNNING and still runs.
 func startFakeKernel(t *testing.T) (*fakeKernel, string) {
 	t.Helper()
-	k := &fakeKernel{changed: make(chan struct{}), stopped: make(chan struct{}), broken: make(chan struct{}), procs: make(map[int]uint64)}
+	k := &fakeKernel{changed: make(chan struct{}), stopped: make(chan struct{}), broken: make(chan struct{}), procs: make(map[int]uint64),
+		opens: make(chan *syscallsv1.StreamOpen, 16), relays: make(map[string]chan *fakeRelay)}
 	// Start at revision 1: a registration answering 0 would make the agent
 	// watch "from now on" and miss events pushed before its first Watch.
 	k.revision = 1
 	mux := http.NewServeMux()
 	mux.Handle(syscallsv1connect.NewKernelHandler(k))
-	srv := httptest.NewServer(mux)
+	// HTTP/1.1 and h2c, as the kernel's port: AgentRelay is bidirectional.
+	srv := httptest.NewUnstartedServer(mux)
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &protocols
+	srv.Start()
 	t.Cleanup(func() {
 		close(k.stopped)
 		srv.Close()
@@ -311,4 +326,155 @@ func resyncError(t *testing.T, current int64) error {
 	}
 	err.AddDetail(d)
 	return err
+}
+
+// fakeRelay is one AgentRelay call the agent opened, as a test sees it.
+type fakeRelay struct {
+	id    string
+	ups   chan *syscallsv1.RelayUp   // what the agent sent after the stream id; closed when it closed its side
+	downs chan *syscallsv1.RelayDown // sent to the agent
+	end   chan struct{}              // closed by cancel: the call ends as when the client goes away
+	once  sync.Once
+}
+
+// cancel ends the call from the kernel's side.
+func (r *fakeRelay) cancel() { r.once.Do(func() { close(r.end) }) }
+
+// send sends down to the agent.
+func (r *fakeRelay) send(t *testing.T, down *syscallsv1.RelayDown) {
+	t.Helper()
+	select {
+	case r.downs <- down:
+	case <-time.After(waitTimeout):
+		t.Fatal("relay: agent side not reading")
+	}
+}
+
+// next returns the next message the agent sent, or false once it closed
+// its side.
+func (r *fakeRelay) next(t *testing.T) (*syscallsv1.RelayUp, bool) {
+	t.Helper()
+	select {
+	case up, ok := <-r.ups:
+		return up, ok
+	case <-time.After(waitTimeout):
+		t.Fatalf("relay %s: nothing from the agent for %v", r.id, waitTimeout)
+		return nil, false
+	}
+}
+
+// rest returns everything the agent sends until it closes its side.
+func (r *fakeRelay) rest(t *testing.T) []*syscallsv1.RelayUp {
+	t.Helper()
+	var all []*syscallsv1.RelayUp
+	for {
+		up, ok := r.next(t)
+		if !ok {
+			return all
+		}
+		all = append(all, up)
+	}
+}
+
+// relayFor returns the channel the relay of stream id is delivered on.
+func (k *fakeKernel) relayFor(id string) chan *fakeRelay {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ch := k.relays[id]
+	if ch == nil {
+		ch = make(chan *fakeRelay, 1)
+		k.relays[id] = ch
+	}
+	return ch
+}
+
+// openStream pushes open to the agent and returns the relay it opens for
+// it.
+func (k *fakeKernel) openStream(t *testing.T, open *syscallsv1.StreamOpen) *fakeRelay {
+	t.Helper()
+	ch := k.relayFor(open.GetStreamId())
+	k.opens <- open
+	select {
+	case r := <-ch:
+		t.Cleanup(r.cancel)
+		return r
+	case <-time.After(waitTimeout):
+		t.Fatalf("agent opened no relay for stream %s", open.GetStreamId())
+		return nil
+	}
+}
+
+// AgentStreams sends the StreamOpens tests push.
+func (k *fakeKernel) AgentStreams(ctx context.Context, _ *connect.Request[syscallsv1.AgentStreamsRequest], stream *connect.ServerStream[syscallsv1.StreamOpen]) error {
+	k.mu.Lock()
+	k.streamsCalls++
+	k.notifyLocked()
+	err := pop(&k.streamsErrs)
+	k.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case o := <-k.opens:
+			if err := stream.Send(o); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		case <-k.stopped:
+			return nil
+		}
+	}
+}
+
+// AgentRelay hands the relay to the test that opened its stream; it ends
+// the call once the agent closed its side, or when the test cancels it.
+func (k *fakeKernel) AgentRelay(ctx context.Context, stream *connect.BidiStream[syscallsv1.RelayUp, syscallsv1.RelayDown]) error {
+	first, err := stream.Receive()
+	if err != nil {
+		return err
+	}
+	if first.GetStreamId() == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("first RelayUp names no stream_id"))
+	}
+	r := &fakeRelay{id: first.GetStreamId(), ups: make(chan *syscallsv1.RelayUp, 1024),
+		downs: make(chan *syscallsv1.RelayDown), end: make(chan struct{})}
+	select {
+	case k.relayFor(r.id) <- r:
+	default:
+		return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("stream %s already relayed", r.id))
+	}
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		defer close(r.ups)
+		for {
+			up, err := stream.Receive()
+			if err != nil {
+				return
+			}
+			select {
+			case r.ups <- up:
+			case <-r.end:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case d := <-r.downs:
+			if err := stream.Send(d); err != nil {
+				return err
+			}
+		case <-received:
+			return nil
+		case <-r.end:
+			return connect.NewError(connect.CodeCanceled, errors.New("client went away"))
+		case <-k.stopped:
+			return nil
+		}
+	}
 }

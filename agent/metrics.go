@@ -35,6 +35,9 @@ type Metrics struct {
 	HeartbeatFailures uint64
 	// Usage is the last usage sample of each running task.
 	Usage []TaskSample
+	// Streams counts the log and exec streams open now, by kind: "logs",
+	// "exec" (and "" for malformed requests being answered).
+	Streams map[string]int
 }
 
 // TaskSample is the last usage sample of one task.
@@ -55,6 +58,10 @@ func (a *Agent) Metrics() Metrics {
 		m.TasksEnded[s] = n
 	}
 	m.LastHeartbeat, m.HeartbeatFailures = a.metrics.lastHeartbeat, a.metrics.heartbeatFailures
+	m.Streams = map[string]int{"logs": 0, "exec": 0}
+	for k, n := range a.metrics.streams {
+		m.Streams[k] = n
+	}
 	usage := a.metrics.usage
 	a.metrics.mu.Unlock()
 
@@ -90,6 +97,25 @@ type agentMetrics struct {
 	lastHeartbeat     time.Time
 	heartbeatFailures uint64
 	usage             []*syscallsv1.TaskUsage // the last sample; not modified once stored
+	streams           map[string]int          // open streams by kind
+}
+
+// streamOpened and streamClosed count a stream of kind being served.
+func (m *agentMetrics) streamOpened(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.streams == nil {
+		m.streams = map[string]int{}
+	}
+	m.streams[kind]++
+}
+
+func (m *agentMetrics) streamClosed(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.streams[kind]--; m.streams[kind] == 0 {
+		delete(m.streams, kind)
+	}
 }
 
 // started records a task start: err is why it could not start, or nil.

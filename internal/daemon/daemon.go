@@ -98,6 +98,8 @@ var agentFlags = []cli.Flag{
 	&cli.BoolFlag{Name: "task-isolation", Value: true, Usage: "run tasks isolated: a uid per framework from --task-uids (or the user the operator allowed), no capabilities, no_new_privs, their own mount, pid, ipc, uts and cgroup namespaces, without sight of the agent's and kernel's data, tokens and client config; needs root (a non-root agent runs tasks unisolated, as its own user)"},
 	&cli.StringFlag{Name: "task-uids", Value: agent.DefaultTaskUIDs, Usage: "`FIRST-LAST` range of the uids given to frameworks' tasks (one per framework, kept in the agent's data dir)"},
 	&cli.StringSliceFlag{Name: "task-hidden-path", Usage: "a file or directory isolated tasks must not see, besides the data dirs, token files and client config (repeatable)"},
+	&cli.StringFlag{Name: "log-max-size", Value: "10Mi", Usage: "size at which a task's stdout and stderr files are rotated, 4Ki to 1Gi, unless the task sets its own (its logs.max_bytes)"},
+	&cli.IntFlag{Name: "log-max-files", Value: 5, Usage: "files kept of each of a task's stdout and stderr, the live one included, 1 to 100, unless the task sets its own (its logs.max_files)"},
 }
 
 func devCommand() *cli.Command {

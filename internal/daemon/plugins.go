@@ -22,6 +22,7 @@ import (
 	"github.com/dcos-kernel/dcos/drivers/net/bridge"
 	"github.com/dcos-kernel/dcos/drivers/storage"
 	"github.com/dcos-kernel/dcos/ebpf"
+	"github.com/dcos-kernel/dcos/internal/quantity"
 	isocgroups "github.com/dcos-kernel/dcos/isolators/cgroups"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 	"github.com/dcos-kernel/dcos/plugins/host"
@@ -81,6 +82,9 @@ func newAgent(ctx context.Context, c *cli.Context, log *slog.Logger, cfg agent.C
 		return nil, nil, err
 	}
 	if err := taskIsolation(c, log, &cfg); err != nil {
+		return nil, nil, err
+	}
+	if err := logLimits(c, &cfg); err != nil {
 		return nil, nil, err
 	}
 	// One process serves the driver and, with isolation, the isolator.
@@ -425,5 +429,22 @@ func taskIsolation(c *cli.Context, log *slog.Logger, cfg *agent.Config) error {
 	cfg.TaskIsolation, cfg.TaskUIDs = true, c.String("task-uids")
 	log.Info("tasks run isolated: a uid per framework, no capabilities, own mount/pid/ipc/uts/cgroup namespaces",
 		"task_uids", cfg.TaskUIDs, "hidden", append([]string{cfg.DataDir}, cfg.HiddenPaths...))
+	return nil
+}
+
+// logLimits sets cfg's defaults of the tasks' log limits from
+// --log-max-size and --log-max-files.
+func logLimits(c *cli.Context, cfg *agent.Config) error {
+	b, err := quantity.ParseBytes(c.String("log-max-size"))
+	if err != nil {
+		return fmt.Errorf("--log-max-size: %w", err)
+	}
+	if b < 4<<10 || b > 1<<30 {
+		return fmt.Errorf("--log-max-size %s: want 4Ki to 1Gi", c.String("log-max-size"))
+	}
+	if n := c.Int("log-max-files"); n < 1 || n > 100 {
+		return fmt.Errorf("--log-max-files %d: want 1 to 100", n)
+	}
+	cfg.LogMaxBytes, cfg.LogMaxFiles = b, c.Int("log-max-files")
 	return nil
 }

@@ -14,13 +14,51 @@ import (
 // no overall timeout (Watch streams are long-lived; bound calls with
 // contexts). It speaks HTTP/1.1 to http:// URLs.
 func HTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: newTransport()}
+}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
-	}}
+	}
+}
+
+// H2CClient returns a new HTTP client for the kernel's bidirectional
+// streams (Exec, AgentRelay), which need HTTP/2: the settings of
+// HTTPClient, but http:// URLs are spoken in unencrypted HTTP/2 (h2c with
+// prior knowledge; the kernel's port speaks it), and https:// ones in
+// HTTP/2 or HTTP/1.1, as TLS negotiates. A server that speaks only
+// HTTP/1.1 on http:// fails every call. CloseIdleConnections closes the
+// idle connections of both.
+func H2CClient() *http.Client {
+	plain := newTransport()
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	plain.Protocols = &p
+	return &http.Client{Transport: &bySchemeTransport{plain: plain, tls: newTransport()}}
+}
+
+// bySchemeTransport sends http:// requests through plain and the others
+// through tls: one http.Transport cannot speak h2c to http:// URLs and
+// still offer HTTP/1.1 over TLS.
+type bySchemeTransport struct {
+	plain, tls *http.Transport
+}
+
+func (t *bySchemeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		return t.plain.RoundTrip(req)
+	}
+	return t.tls.RoundTrip(req)
+}
+
+func (t *bySchemeTransport) CloseIdleConnections() {
+	t.plain.CloseIdleConnections()
+	t.tls.CloseIdleConnections()
 }
 
 // Bearer returns a client interceptor that sets "Authorization: Bearer

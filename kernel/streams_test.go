@@ -343,7 +343,9 @@ func TestKernel_ExecRefusals(t *testing.T) {
 	}
 	// An ended task's logs are still asked for.
 	errc := make(chan error, 1)
-	go func() { errc <- e.k.Logs(ctx, fwA, &pb.LogsRequest{TaskId: e.task}, func(*pb.LogsChunk) error { return nil }) }()
+	go func() {
+		errc <- e.k.Logs(ctx, fwA, &pb.LogsRequest{TaskId: e.task}, func(*pb.LogsChunk) error { return nil })
+	}()
 	o := recvOpen(t, opens)
 	r := e.answer(e.agA, o.GetStreamId())
 	close(r.ups)

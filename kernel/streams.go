@@ -72,11 +72,51 @@ type Relay struct {
 	Recv func() (*pb.RelayUp, error)
 	Send func(*pb.RelayDown) error
 
-	done     chan struct{}
-	doneOnce sync.Once
+	done chan struct{}
+	// sendMu makes close wait for a Send in flight: the agent's call
+	// must not be written to once its handler returns.
+	sendMu sync.Mutex
+	closed bool
 }
 
-func (r *Relay) close() { r.doneOnce.Do(func() { close(r.done) }) }
+func (r *Relay) close() {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.done)
+	}
+}
+
+// send is Send unless the relay is closed.
+func (r *Relay) send(d *pb.RelayDown) error {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	if r.closed {
+		return io.ErrClosedPipe
+	}
+	return r.Send(d)
+}
+
+// guardedSend wraps send so that, once the returned stop has been called,
+// it is not running and never runs again: a handler's stream must not be
+// written to after the handler returns, and a goroutine may still hold it.
+func guardedSend[T any](send func(T) error) (guarded func(T) error, stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	return func(m T) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				return io.ErrClosedPipe
+			}
+			return send(m)
+		}, func() {
+			mu.Lock()
+			stopped = true
+			mu.Unlock()
+		}
+}
 
 func newStreamID() string {
 	var b [16]byte
@@ -234,7 +274,7 @@ func (k *Kernel) Logs(ctx context.Context, p Principal, req *pb.LogsRequest, sen
 	defer context.AfterFunc(ctx, r.close)()
 	for {
 		up, err := r.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -341,13 +381,15 @@ func (k *Kernel) Exec(ctx context.Context, p Principal, start *pb.ExecStart, rec
 	}
 	defer k.streams.release(agent)
 	defer r.close()
+	send, stopSending := guardedSend(send)
+	defer stopSending()
 
 	// Client → agent, until the client closes its side or fails.
 	inErr := make(chan error, 1)
 	go func() {
 		for {
 			in, err := recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				inErr <- nil
 				return
 			}
@@ -363,7 +405,7 @@ func (k *Kernel) Exec(ctx context.Context, p Principal, start *pb.ExecStart, rec
 				inErr <- err
 				return
 			}
-			if err := r.Send(&pb.RelayDown{Exec: in}); err != nil {
+			if err := r.send(&pb.RelayDown{Exec: in}); err != nil {
 				inErr <- nil // the agent side ended; its Recv says why
 				return
 			}
@@ -374,7 +416,7 @@ func (k *Kernel) Exec(ctx context.Context, p Principal, start *pb.ExecStart, rec
 	go func() {
 		for {
 			up, err := r.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				out <- errorf(Unavailable, "agent %s ended the exec stream without an exit status", agent)
 				return
 			}

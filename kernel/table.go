@@ -347,6 +347,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		HealthCheck:     WithHealthDefaults(r.GetHealthCheck()),
 		ReadinessCheck:  WithHealthDefaults(r.GetReadinessCheck()),
 		KillGracePeriod: r.GetKillGracePeriod(),
+		Logs:            r.GetLogs(),
 		Created:         timestamppb.New(now),
 		Updated:         timestamppb.New(now),
 	}

@@ -310,6 +310,14 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 	if err := validateHealthCheck("readiness_check", r.GetReadinessCheck(), r.GetPorts()); err != nil {
 		return err
 	}
+	if l := r.GetLogs(); l != nil {
+		if b := l.GetMaxBytes(); b != 0 && (b < MinLogBytes || b > MaxLogBytes) {
+			return fieldError("logs.max_bytes", "must be 0 (the agent's default) or between 4Ki and 1Gi, got %d", b)
+		}
+		if n := l.GetMaxFiles(); n < 0 || n > MaxLogFiles {
+			return fieldError("logs.max_files", "must be 0 (the agent's default) or between 1 and %d, got %d", MaxLogFiles, n)
+		}
+	}
 	if g := r.GetKillGracePeriod(); g != nil {
 		if err := g.CheckValid(); err != nil {
 			return fieldError("kill_grace_period", "%v", err)
@@ -515,6 +523,14 @@ func ValidateReport(r *pb.ReportTaskStatusRequest) error {
 	}
 	return validatePorts("ports", r.GetPorts(), true, false)
 }
+
+// Bounds of LaunchRequest.logs: each output stream of a task is rotated
+// at max_bytes, and max_files of its files are kept.
+const (
+	MinLogBytes = 4 << 10
+	MaxLogBytes = 1 << 30
+	MaxLogFiles = 100
+)
 
 // MaxKillGracePeriod bounds LaunchRequest.kill_grace_period, the time a
 // task has between SIGTERM and SIGKILL.

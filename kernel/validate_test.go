@@ -370,3 +370,45 @@ func TestTable_LaunchKillGracePeriod(t *testing.T) {
 		t.Errorf("kill_grace_period = %v, want unset (the agent's default)", without.GetKillGracePeriod())
 	}
 }
+
+func TestValidateLaunch_Logs(t *testing.T) {
+	tests := []struct {
+		name string
+		logs *pb.LogConfig
+		want string // "" when valid
+	}{
+		{"unset", nil, ""},
+		{"zeros", &pb.LogConfig{}, ""},
+		{"64Ki x 100", &pb.LogConfig{MaxBytes: 64 << 10, MaxFiles: 100}, ""},
+		{"bounds", &pb.LogConfig{MaxBytes: 4 << 10, MaxFiles: 1}, ""},
+		{"1Gi", &pb.LogConfig{MaxBytes: 1 << 30}, ""},
+		{"too small", &pb.LogConfig{MaxBytes: 4095}, "logs.max_bytes: must be 0"},
+		{"too large", &pb.LogConfig{MaxBytes: 1<<30 + 1}, "logs.max_bytes: must be 0"},
+		{"negative bytes", &pb.LogConfig{MaxBytes: -1}, "logs.max_bytes: must be 0"},
+		{"too many files", &pb.LogConfig{MaxFiles: 101}, "logs.max_files: must be 0"},
+		{"negative files", &pb.LogConfig{MaxFiles: -1}, "logs.max_files: must be 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateLaunch(&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Logs: tt.logs})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("got %v, want valid", err)
+				}
+				return
+			}
+			if CodeOf(err) != InvalidArgument || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("got %v, want InvalidArgument %q", err, tt.want)
+			}
+		})
+	}
+	tb := cluster(t, agentReq(4, 1024, nil))
+	as, _ := allocate(tb, fwA, allocReq(1, 64, 1))
+	k, err := tb.Launch(fwA, &pb.LaunchRequest{AllocationId: as[0].GetId(), Command: "x", Logs: &pb.LogConfig{MaxBytes: 64 << 10, MaxFiles: 7}}, t0, newChanges())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.GetLogs().GetMaxBytes() != 64<<10 || k.GetLogs().GetMaxFiles() != 7 {
+		t.Fatalf("task logs = %v, want the launch's", k.GetLogs())
+	}
+}

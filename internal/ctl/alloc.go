@@ -48,6 +48,8 @@ func launchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "driver-config", Usage: "driver configuration `JSON`, passed to the driver as is"},
 		&cli.StringFlag{Name: "network", Usage: "task network `MODE`: host (the agent's network, the default) or bridge (its own, with an address from the agent's subnet)"},
 		&cli.DurationFlag{Name: "kill-grace", Usage: "`DURATION` the task gets between SIGTERM and SIGKILL when it is stopped, 0 to 10m", DefaultText: "the agent's, 5s"},
+		&cli.StringFlag{Name: "log-max-size", Usage: "`SIZE` at which each of the task's stdout and stderr files is rotated, 4Ki to 1Gi", DefaultText: "the agent's, 10Mi"},
+		&cli.IntFlag{Name: "log-max-files", Usage: "`N` files kept of each of the task's output streams (the live one included), 1 to 100", DefaultText: "the agent's, 5"},
 		&cli.StringSliceFlag{Name: "port", Usage: "a host port of the task, repeatable; `SPEC` is NAME:CONTAINER_PORT[:HOST_PORT][/udp], e.g. http:8080 or dns:53:5353/udp (no HOST_PORT: the next of the allocation's host ports); implies --network bridge unless --network host, where SPEC is NAME (any of the allocation's ports) or NAME:HOST_PORT"},
 	}, healthFlags()...)
 }
@@ -227,6 +229,16 @@ func launchSpec(c *cli.Context, req *syscallsv1.LaunchRequest) (*syscallsv1.Laun
 			return nil, usagef("--kill-grace: want a duration of 0 or more, got %s", d)
 		}
 		req.KillGracePeriod = durationpb.New(d)
+	}
+	if c.IsSet("log-max-size") || c.IsSet("log-max-files") {
+		req.Logs = &syscallsv1.LogConfig{MaxFiles: int32(c.Int("log-max-files"))}
+		if c.IsSet("log-max-size") {
+			n, err := quantity.ParseBytes(c.String("log-max-size"))
+			if err != nil {
+				return nil, usagef("--log-max-size: %v", err)
+			}
+			req.Logs.MaxBytes = n
+		}
 	}
 	if err := applyHealthFlags(c, req); err != nil {
 		return nil, err

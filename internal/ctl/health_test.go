@@ -84,6 +84,17 @@ func TestRun_LaunchChecks(t *testing.T) {
 		t.Errorf("negative --kill-grace: exit %d, stderr %q", r.code, r.stderr)
 	}
 
+	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--log-max-size", "64Ki", "--log-max-files", "100", "--", "db")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Launch"), &syscallsv1.LaunchRequest{AllocationId: "a-1", Command: "db",
+		Logs: &syscallsv1.LogConfig{MaxBytes: 64 << 10, MaxFiles: 100}})
+	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--log-max-size", "lots", "--", "db")
+	if r.code == 0 || !strings.Contains(r.stderr, "--log-max-size") {
+		t.Errorf("bad --log-max-size: exit %d, stderr %q", r.code, r.stderr)
+	}
+
 	r = runCtl(t, context.Background(), "", "--kernel", url, "launch", "a-1", "--health", "ping:x", "--", "db")
 	if r.code == 0 || !strings.Contains(r.stderr, `--health "ping:x"`) {
 		t.Errorf("bad --health: exit %d, stderr %q", r.code, r.stderr)

@@ -261,3 +261,22 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// BenchmarkRun_ExecTrue is dcosctl's side of "dcosctl exec TASK -- true":
+// an h2c connection, the start, and the exit, against an in-process kernel.
+func BenchmarkRun_ExecTrue(b *testing.B) {
+	k := &fakeKernel{}
+	k.exec = func(_ context.Context, s *execStream) error {
+		if _, err := s.Receive(); err != nil {
+			return err
+		}
+		return s.Send(&syscallsv1.ExecOutput{Exit: &syscallsv1.ExecExit{}})
+	}
+	srv := k.serveBench(b)
+	for b.Loop() {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"dcosctl", "--kernel", srv, "exec", "t-1", "--", "true"}, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, now: time.Now}); code != 0 {
+			b.Fatalf("exit %d: %s", code, errb.String())
+		}
+	}
+}

@@ -62,7 +62,10 @@ type fakeCall struct {
 
 // serve starts k on a test server and returns its URL. Like the kernel's
 // port, it speaks HTTP/1.1 and h2c.
-func (k *fakeKernel) serve(t *testing.T) string {
+func (k *fakeKernel) serve(t *testing.T) string { return k.serveBench(t) }
+
+// serveBench is serve for tests and benchmarks.
+func (k *fakeKernel) serveBench(t testing.TB) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(syscallsv1connect.NewKernelHandler(k))

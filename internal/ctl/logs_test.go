@@ -277,3 +277,50 @@ func TestRun_LogsJSONAndTruncated(t *testing.T) {
 		}
 	})
 }
+
+// TestRun_LogsLimitAcrossReconnect: a resumed -f asks only for what is
+// left of --limit-bytes, and stops once it is reached.
+func TestRun_LogsLimitAcrossReconnect(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{logs: []fakeLogs{
+		{chunks: []*syscallsv1.LogsChunk{chunk(stdoutStream, "1234", "1:4")}, err: connect.NewError(connect.CodeUnavailable, errorString("down"))},
+		{chunks: []*syscallsv1.LogsChunk{chunk(stdoutStream, "5678", "1:8"), chunk(stdoutStream, "90ab", "1:12")}},
+		{chunks: []*syscallsv1.LogsChunk{chunk(stdoutStream, "never", "1:17")}},
+	}}
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "logs", "-f", "--limit-bytes", "10", "t-1")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if r.stdout != "1234567890ab" {
+		t.Errorf("stdout = %q", r.stdout)
+	}
+	calls := k.recorded()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want 2", len(calls))
+	}
+	assertProto(t, calls[1].req, &syscallsv1.LogsRequest{TaskId: "t-1", Streams: []syscallsv1.LogStream{stdoutStream}, Follow: true, LimitBytes: 6, StdoutCursor: "1:4"})
+}
+
+// BenchmarkRun_Logs is dcosctl's side of a log stream: chunks of 4 KiB
+// from a Logs call (over loopback HTTP) to stdout.
+func BenchmarkRun_Logs(b *testing.B) {
+	data := strings.Repeat("x", 4095) + "\n"
+	var chunks []*syscallsv1.LogsChunk
+	for i := range 256 {
+		chunks = append(chunks, chunk(stdoutStream, data, "1:"+strings.Repeat("9", i%5+1)))
+	}
+	k := &fakeKernel{}
+	srv := k.serveBench(b)
+	b.SetBytes(int64(len(data) * len(chunks)))
+	for b.Loop() {
+		k.mu.Lock()
+		k.logs = []fakeLogs{{chunks: chunks}}
+		k.calls = nil
+		k.mu.Unlock()
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"dcosctl", "--kernel", srv, "logs", "t-1"}, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, now: time.Now}); code != 0 {
+			b.Fatalf("exit %d: %s", code, errb.String())
+		}
+	}
+}

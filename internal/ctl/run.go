@@ -26,8 +26,8 @@ const (
 // failed (the kernel's code and message are printed), 2 on a usage error,
 // 130 when ctx was cancelled during a call that is not a watch (cancelling
 // a watch is its normal end and returns 0). exec returns its command's
-// exit status instead (128+N when a signal N killed it). Run never panics out: an
-// internal error is printed and returns 1. It is safe to call concurrently;
+// exit status instead (128+N when a signal N killed it). Run never panics
+// out: an internal error is printed and returns 1. It is safe to call concurrently;
 // every call builds its own command tree.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, &env{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now})
@@ -116,7 +116,8 @@ $XDG_CONFIG_HOME/dcos/config.json). Flags may follow positional arguments;
 everything after "--" is taken literally.
 
 Exit status: 0 on success, 1 when a call fails (the kernel's code and
-message are printed), 2 on a usage error, 130 when interrupted.`,
+message are printed), 2 on a usage error, 130 when interrupted; exec exits
+with its command's status.`,
 		Reader:                    e.stdin,
 		Writer:                    e.stdout,
 		ErrWriter:                 e.stderr,

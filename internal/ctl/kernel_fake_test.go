@@ -1,7 +1,9 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -33,6 +35,16 @@ type fakeKernel struct {
 	// firstWatches, when set, answer the first Watch calls in turn (their
 	// events, then their error) before the fields above apply.
 	firstWatches []fakeWatch
+	// logs answer the Logs calls in turn (their chunks, then their
+	// error); a call past them ends at once.
+	logs []fakeLogs
+	// exec serves every Exec call; nil is echoExec.
+	exec func(ctx context.Context, s *connect.BidiStream[syscallsv1.ExecInput, syscallsv1.ExecOutput]) error
+}
+
+type fakeLogs struct {
+	chunks []*syscallsv1.LogsChunk
+	err    error
 }
 
 type fakeWatch struct {
@@ -48,12 +60,21 @@ type fakeCall struct {
 	header http.Header
 }
 
-// serve starts k on a test server and returns its URL.
-func (k *fakeKernel) serve(t *testing.T) string {
+// serve starts k on a test server and returns its URL. Like the kernel's
+// port, it speaks HTTP/1.1 and h2c.
+func (k *fakeKernel) serve(t *testing.T) string { return k.serveBench(t) }
+
+// serveBench is serve for tests and benchmarks.
+func (k *fakeKernel) serveBench(t testing.TB) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(syscallsv1connect.NewKernelHandler(k))
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -186,4 +207,60 @@ func (k *fakeKernel) PolicyUse(_ context.Context, r *connect.Request[syscallsv1.
 
 func (k *fakeKernel) PolicyRollback(_ context.Context, r *connect.Request[syscallsv1.PolicyRollbackRequest]) (*connect.Response[syscallsv1.PolicyRollbackResponse], error) {
 	return unary[syscallsv1.PolicyRollbackRequest, syscallsv1.PolicyRollbackResponse](k, "PolicyRollback", r)
+}
+
+func (k *fakeKernel) Logs(_ context.Context, r *connect.Request[syscallsv1.LogsRequest], s *connect.ServerStream[syscallsv1.LogsChunk]) error {
+	k.record("Logs", r.Msg, r.Header())
+	k.mu.Lock()
+	var script fakeLogs
+	if len(k.logs) > 0 {
+		script, k.logs = k.logs[0], k.logs[1:]
+	}
+	k.mu.Unlock()
+	for _, ch := range script.chunks {
+		if err := s.Send(ch); err != nil {
+			return err
+		}
+	}
+	return script.err
+}
+
+// Exec hands the call to k.exec, or to echoExec.
+func (k *fakeKernel) Exec(ctx context.Context, s *connect.BidiStream[syscallsv1.ExecInput, syscallsv1.ExecOutput]) error {
+	f := k.exec
+	if f == nil {
+		f = k.echoExec
+	}
+	return f(ctx, s)
+}
+
+// echoExec is an Exec that records its start, writes each stdin input
+// back on stdout, reports each resize on stderr as "resize ROWSxCOLS",
+// and exits with status 3 at stdin_eof or at a Ctrl-D byte (what a
+// terminal in raw mode sends).
+func (k *fakeKernel) echoExec(_ context.Context, s *connect.BidiStream[syscallsv1.ExecInput, syscallsv1.ExecOutput]) error {
+	first, err := s.Receive()
+	if err != nil {
+		return err
+	}
+	k.record("Exec", first, s.RequestHeader())
+	for {
+		in, err := s.Receive()
+		if err != nil {
+			return err
+		}
+		k.record("ExecInput", in, s.RequestHeader())
+		out := &syscallsv1.ExecOutput{}
+		switch {
+		case in.GetResize() != nil:
+			out.Stderr = fmt.Appendf(nil, "resize %dx%d\n", in.GetResize().GetRows(), in.GetResize().GetCols())
+		case in.GetStdinEof() || bytes.IndexByte(in.GetStdin(), 4) >= 0:
+			return s.Send(&syscallsv1.ExecOutput{Exit: &syscallsv1.ExecExit{Code: 3}})
+		default:
+			out.Stdout = in.GetStdin()
+		}
+		if err := s.Send(out); err != nil {
+			return err
+		}
+	}
 }

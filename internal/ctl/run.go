@@ -25,8 +25,9 @@ const (
 // stderr. It returns the process exit code: 0 on success, 1 when a call
 // failed (the kernel's code and message are printed), 2 on a usage error,
 // 130 when ctx was cancelled during a call that is not a watch (cancelling
-// a watch is its normal end and returns 0). Run never panics out: an
-// internal error is printed and returns 1. It is safe to call concurrently;
+// a watch is its normal end and returns 0). exec returns its command's
+// exit status instead (128+N when a signal N killed it). Run never panics
+// out: an internal error is printed and returns 1. It is safe to call concurrently;
 // every call builds its own command tree.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, &env{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now})
@@ -51,9 +52,12 @@ func run(ctx context.Context, args []string, e *env) (code int) {
 	}
 	app := newApp(e)
 	err := app.RunContext(ctx, normalizeArgs(app, args))
+	var status exitStatus
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &status):
+		return int(status)
 	case errors.As(err, new(usageError)), errors.As(err, new(cli.ExitCoder)):
 		// dcosctl makes no cli.ExitCoder; urfave/cli's are usage errors
 		// such as "No help topic for 'x'".
@@ -112,7 +116,8 @@ $XDG_CONFIG_HOME/dcos/config.json). Flags may follow positional arguments;
 everything after "--" is taken literally.
 
 Exit status: 0 on success, 1 when a call fails (the kernel's code and
-message are printed), 2 on a usage error, 130 when interrupted.`,
+message are printed), 2 on a usage error, 130 when interrupted; exec exits
+with its command's status.`,
 		Reader:                    e.stdin,
 		Writer:                    e.stdout,
 		ErrWriter:                 e.stderr,
@@ -130,6 +135,8 @@ message are printed), 2 on a usage error, 130 when interrupted.`,
 			runCommand(e),
 			revokeCommand(e),
 			watchCommand(e),
+			logsCommand(e),
+			execCommand(e),
 			policyCommand(e),
 			pluginCommand(e),
 			volumeCommand(e),

@@ -58,7 +58,7 @@ func assertProto(t *testing.T, got, want proto.Message) {
 
 func TestRun_Help(t *testing.T) {
 	isolate(t)
-	cmds := []string{"", "agents", "allocs", "ps", "alloc", "launch", "run", "revoke", "watch", "syscall",
+	cmds := []string{"", "agents", "allocs", "ps", "alloc", "launch", "run", "revoke", "watch", "logs", "exec", "syscall",
 		"policy", "policy ls", "policy load", "policy test", "policy use", "policy rollback"}
 	for _, cmd := range cmds {
 		t.Run("cmd="+cmd, func(t *testing.T) {

@@ -32,18 +32,22 @@ func syscallCommand(e *env) *cli.Command {
 		ArgsUsage: "NAME [JSON | -]",
 		Description: `With --list, print the syscall table: each method of the Kernel service with
 its number (1-based position in the service), request and response messages,
-and whether the kernel streams the response. The table is read from the ABI's
+and how it streams: no, server (the kernel streams the response) or bidi
+(both sides stream; needs HTTP/2). The table is read from the ABI's
 protobuf descriptor, so it is always the one this dcosctl was built with.
 
 Otherwise call the syscall NAME (case-insensitive: allocate, Allocate). The
 request is the protobuf JSON of its request message: the JSON argument, stdin
 when the argument is "-", or {} when absent. Malformed JSON is rejected before
 anything is sent. The response is printed as protobuf JSON; a streaming call
-(Watch) prints one event per line until the stream ends or is interrupted.
+(Watch, Logs) prints one message per line until the stream ends or is
+interrupted. A bidirectional call (Exec) sends the one request message,
+closes its side, and prints each response as a line (over h2c for http://).
 
   dcosctl syscall --list
   dcosctl syscall allocate '{"resources":{"cpus":0.5,"memBytes":"67108864"}}'
-  echo '{"afterRevision":"0"}' | dcosctl syscall watch - --trace`,
+  echo '{"afterRevision":"0"}' | dcosctl syscall watch - --trace
+  dcosctl syscall exec '{"start":{"taskId":"t-1","command":"hostname"}}'`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "list", Aliases: []string{"l"}, Usage: "print the syscall table (table or -o json)", DisableDefaultText: true},
 		},
@@ -80,6 +84,8 @@ type syscallEntry struct {
 	Request   string `json:"request"`
 	Response  string `json:"response"`
 	Streaming bool   `json:"streaming"`
+	// Stream is how the call streams: "no", "server", "client" or "bidi".
+	Stream string `json:"stream"`
 }
 
 func syscallTable(sd protoreflect.ServiceDescriptor) []syscallEntry {
@@ -94,9 +100,23 @@ func syscallTable(sd protoreflect.ServiceDescriptor) []syscallEntry {
 			Request:   string(md.Input().FullName()),
 			Response:  string(md.Output().FullName()),
 			Streaming: md.IsStreamingServer() || md.IsStreamingClient(),
+			Stream:    streamKind(md),
 		}
 	}
 	return out
+}
+
+// streamKind is how md streams: "no", "server", "client" or "bidi".
+func streamKind(md protoreflect.MethodDescriptor) string {
+	switch {
+	case md.IsStreamingClient() && md.IsStreamingServer():
+		return "bidi"
+	case md.IsStreamingClient():
+		return "client"
+	case md.IsStreamingServer():
+		return "server"
+	}
+	return "no"
 }
 
 func procedure(md protoreflect.MethodDescriptor) string {
@@ -122,11 +142,7 @@ func listSyscalls(c *cli.Context, e *env) error {
 	}
 	t := newTable(e.stdout, "NR", "NAME", "REQUEST", "RESPONSE", "STREAM")
 	for _, s := range entries {
-		stream := "no"
-		if s.Streaming {
-			stream = "yes"
-		}
-		t.row(strconv.Itoa(s.Number), s.Name, shortName(s.Request), shortName(s.Response), stream)
+		t.row(strconv.Itoa(s.Number), s.Name, shortName(s.Request), shortName(s.Response), s.Stream)
 	}
 	return t.flush()
 }
@@ -189,7 +205,7 @@ func rawSyscall(c *cli.Context, e *env) error {
 // callDynamic calls md with req through a client built from the descriptor
 // alone, and prints the response (or each streamed message) as JSON.
 func callDynamic(ctx context.Context, t target, md protoreflect.MethodDescriptor, req *dynamicpb.Message, w io.Writer) error {
-	if md.IsStreamingClient() {
+	if md.IsStreamingClient() && !md.IsStreamingServer() {
 		return usagef("syscall %s: client-streaming calls are not supported by dcosctl", md.Name())
 	}
 	output := md.Output()
@@ -205,8 +221,15 @@ func callDynamic(ctx context.Context, t target, md protoreflect.MethodDescriptor
 			return nil
 		}),
 	}, t.options()...)
-	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](kclient.HTTPClient(), t.baseURL+procedure(md), opts...)
+	httpClient := kclient.HTTPClient()
+	if md.IsStreamingClient() {
+		httpClient = h2cHTTPClient() // a bidi call needs HTTP/2
+	}
+	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](httpClient, t.baseURL+procedure(md), opts...)
 	op := string(md.Name())
+	if md.IsStreamingClient() {
+		return callBidiOnce(ctx, op, client, req, w)
+	}
 	if !md.IsStreamingServer() {
 		res, err := client.CallUnary(ctx, connect.NewRequest(req))
 		if err != nil {
@@ -225,6 +248,32 @@ func callDynamic(ctx context.Context, t target, md protoreflect.MethodDescriptor
 		}
 	}
 	return streamEnd(ctx, op, stream.Err())
+}
+
+// callBidiOnce makes a bidirectional call that sends req alone, closes its
+// side of the stream, and prints each response as a JSON line.
+func callBidiOnce(ctx context.Context, op string, client *connect.Client[dynamicpb.Message, dynamicpb.Message], req *dynamicpb.Message, w io.Writer) error {
+	stream := client.CallBidiStream(ctx)
+	defer stream.CloseResponse()
+	// io.EOF from Send means the server has ended the call: Receive says why.
+	if err := stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
+		return callError(op, err)
+	}
+	if err := stream.CloseRequest(); err != nil {
+		return callError(op, err)
+	}
+	for {
+		msg, err := stream.Receive()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return streamEnd(ctx, op, err)
+		}
+		if err := writeJSONLine(w, msg); err != nil {
+			return err
+		}
+	}
 }
 
 // streamEnd maps the end of a stream to the command's result: the server

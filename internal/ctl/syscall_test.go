@@ -3,6 +3,9 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,8 +21,8 @@ import (
 func TestRun_SyscallList(t *testing.T) {
 	isolate(t)
 	methods := syscallsv1.File_v1_syscalls_proto.Services().ByName("Kernel").Methods()
-	if methods.Len() != 26 {
-		t.Fatalf("the ABI has %d methods; this test expects 26", methods.Len())
+	if methods.Len() != 30 {
+		t.Fatalf("the ABI has %d methods; this test expects 30", methods.Len())
 	}
 
 	t.Run("table", func(t *testing.T) {
@@ -35,8 +38,11 @@ func TestRun_SyscallList(t *testing.T) {
 			md := methods.Get(i)
 			f := strings.Fields(lines[i+1])
 			stream := "no"
-			if md.IsStreamingServer() {
-				stream = "yes"
+			switch {
+			case md.IsStreamingClient() && md.IsStreamingServer():
+				stream = "bidi"
+			case md.IsStreamingServer():
+				stream = "server"
 			}
 			want := []string{strconv.Itoa(i + 1), string(md.Name()), string(md.Input().Name()), string(md.Output().Name()), stream}
 			if strings.Join(f, " ") != strings.Join(want, " ") {
@@ -56,9 +62,18 @@ func TestRun_SyscallList(t *testing.T) {
 		}
 		want := []string{"Allocate", "Launch", "Watch", "Revoke", "KeepAlive", "RegisterAgent", "Heartbeat", "ReportTaskStatus", "ListAgents", "ListAllocations", "ListTasks",
 			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume", "RemoveImage",
-			"Campaign", "Resign", "Leader", "StateGet", "StatePut", "StateDelete", "StateList"}
+			"Campaign", "Resign", "Leader", "StateGet", "StatePut", "StateDelete", "StateList",
+			"Logs", "Exec", "AgentStreams", "AgentRelay"}
+		streams := map[string]string{"Watch": "server", "Logs": "server", "AgentStreams": "server", "Exec": "bidi", "AgentRelay": "bidi"}
+		if len(got) != len(want) {
+			t.Fatalf("%d entries, want %d", len(got), len(want))
+		}
 		for i, e := range got {
-			if e.Number != i+1 || e.Name != want[i] || e.Streaming != (e.Name == "Watch") {
+			stream := streams[e.Name]
+			if stream == "" {
+				stream = "no"
+			}
+			if e.Number != i+1 || e.Name != want[i] || e.Streaming != (stream != "no") || e.Stream != stream {
 				t.Errorf("entry %d = %+v", i, e)
 			}
 		}
@@ -216,5 +231,50 @@ func TestRun_SyscallTrace(t *testing.T) {
 				t.Errorf("trace line %q does not match %s", first, tt.want)
 			}
 		})
+	}
+}
+
+// TestRun_SyscallLogsAndExec: Logs (server stream) prints one chunk per
+// line; Exec (bidi, over h2c) sends its one message, closes its side, and
+// prints each output as a line.
+func TestRun_SyscallLogsAndExec(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{logs: []fakeLogs{{chunks: []*syscallsv1.LogsChunk{
+		{Stream: syscallsv1.LogStream_LOG_STREAM_STDOUT, Data: []byte("a\n"), Cursor: "1:2"},
+		{Stream: syscallsv1.LogStream_LOG_STREAM_STDOUT, Data: []byte("b\n"), Cursor: "1:4"},
+	}}}}
+	k.exec = func(_ context.Context, s *connect.BidiStream[syscallsv1.ExecInput, syscallsv1.ExecOutput]) error {
+		first, err := s.Receive()
+		if err != nil {
+			return err
+		}
+		k.record("Exec", first, s.RequestHeader())
+		// The client closes its side after the start.
+		if _, err := s.Receive(); !errors.Is(err, io.EOF) {
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("want the end of the inputs, got %v", err))
+		}
+		if err := s.Send(&syscallsv1.ExecOutput{Stdout: []byte("host-1\n")}); err != nil {
+			return err
+		}
+		return s.Send(&syscallsv1.ExecOutput{Exit: &syscallsv1.ExecExit{Code: 0}})
+	}
+	url := k.serve(t)
+
+	r := runCtl(t, context.Background(), "", "--kernel", url, "syscall", "logs", `{"taskId":"t-1","follow":true}`)
+	if r.code != 0 {
+		t.Fatalf("logs: exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Logs"), &syscallsv1.LogsRequest{TaskId: "t-1", Follow: true})
+	if want := `{"stream":"LOG_STREAM_STDOUT","data":"YQo=","cursor":"1:2"}` + "\n" + `{"stream":"LOG_STREAM_STDOUT","data":"Ygo=","cursor":"1:4"}` + "\n"; r.stdout != want {
+		t.Errorf("logs stdout = %q, want %q", r.stdout, want)
+	}
+
+	r = runCtl(t, context.Background(), "", "--kernel", url, "syscall", "exec", `{"start":{"taskId":"t-1","command":"hostname"}}`)
+	if r.code != 0 {
+		t.Fatalf("exec: exit %d: %s", r.code, r.stderr)
+	}
+	assertProto(t, k.last("Exec"), &syscallsv1.ExecInput{Start: &syscallsv1.ExecStart{TaskId: "t-1", Command: "hostname"}})
+	if want := `{"stdout":"aG9zdC0xCg=="}` + "\n" + `{"exit":{}}` + "\n"; r.stdout != want {
+		t.Errorf("exec stdout = %q, want %q", r.stdout, want)
 	}
 }

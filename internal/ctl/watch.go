@@ -187,6 +187,13 @@ func eventLine(ev *syscallsv1.Event) string {
 		id, state = t.GetId(), taskState(t.GetState())
 		reason = fmt.Sprintf("cpu %.1f%% mem %s rx %s/s tx %s/s", u.GetCpuCores()*100, formatBytesU(u.GetMemBytes()),
 			formatRate(u.GetRxBytesPerSec()), formatRate(u.GetTxBytesPerSec()))
+	case ev.GetKind() == syscallsv1.EventKind_EVENT_KIND_TASK_EXEC:
+		x := ev.GetExec()
+		id, state = ev.GetTask().GetId(), "EXEC"
+		reason = fmt.Sprintf("by %s: %s", dash(x.GetPrincipal()), formatCommand(x.GetCommand(), x.GetArgs()))
+		if x.GetTty() {
+			reason += " (tty)"
+		}
 	case ev.GetTask() != nil:
 		t := ev.GetTask()
 		id, state, reason = t.GetId(), taskState(t.GetState()), taskReason(t)

@@ -26,7 +26,7 @@ func TestRun_Watch(t *testing.T) {
 	}{
 		{"all", nil, allKindsButUsage(), 0},
 		{"after", []string{"--after", "4"}, allKindsButUsage(), 4},
-		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH}, 0},
+		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH, syscallsv1.EventKind_EVENT_KIND_TASK_EXEC}, 0},
 		{"allocation and agent", []string{"--kind", "allocation", "-k", "Agent"}, []syscallsv1.EventKind{
 			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING,
 			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
@@ -91,7 +91,7 @@ func TestRun_PolicyWatch(t *testing.T) {
 	}{
 		{"all but usage", nil, allKindsButUsage()},
 		{"usage", []string{"--kind", "usage"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_USAGE}},
-		{"task, without usage", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH}},
+		{"task, without usage", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH, syscallsv1.EventKind_EVENT_KIND_TASK_EXEC}},
 		{"policy", []string{"--kind", "policy"}, policyKinds},
 		{"exact", []string{"-k", "policy_failed"}, policyKinds[1:]},
 		{"policy and agent", []string{"--kind", "Policy", "--kind", "agent"}, append(append([]syscallsv1.EventKind{}, policyKinds...),
@@ -170,5 +170,15 @@ func TestRun_WatchFellBehind(t *testing.T) {
 	}
 	if len(afters) != 2 || afters[0] != 0 || afters[1] != 6 {
 		t.Errorf("watches after %v, want [0 6]", afters)
+	}
+}
+
+func TestEventLine_TaskExec(t *testing.T) {
+	ev := &syscallsv1.Event{Revision: 9, Kind: syscallsv1.EventKind_EVENT_KIND_TASK_EXEC,
+		Task: &syscallsv1.Task{Id: "t-1", State: syscallsv1.TaskState_TASK_STATE_RUNNING},
+		Exec: &syscallsv1.ExecRecord{Principal: "ops", Command: "sh", Args: []string{"-c", "echo hi"}, Tty: true}}
+	want := `9      task_exec            t-1              EXEC      by ops: sh -c "echo hi" (tty)`
+	if got := eventLine(ev); got != want {
+		t.Errorf("eventLine = %q, want %q", got, want)
 	}
 }

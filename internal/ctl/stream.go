@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
@@ -23,29 +21,11 @@ type exitStatus int
 
 func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
 
-// h2cHTTPClient returns an HTTP client that speaks HTTP/2 only: cleartext
-// HTTP/2 with prior knowledge (h2c) to http:// URLs, HTTP/2 over TLS to
-// https:// ones. Bidirectional calls (Exec) need it: HTTP/1.1 cannot carry
-// a request body and a response body at once. The kernel's port speaks
-// both HTTP/1.1 and h2c.
-func h2cHTTPClient() *http.Client {
-	var p http.Protocols
-	p.SetHTTP2(true)
-	p.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Proxy:             http.ProxyFromEnvironment,
-		DialContext:       (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		IdleConnTimeout:   90 * time.Second,
-		ForceAttemptHTTP2: true,
-		Protocols:         &p,
-	}}
-}
-
 // bidiKernel returns the typed client of t over HTTP/2 (h2c for http://),
 // for bidirectional calls.
 func (t target) bidiKernel() syscallsv1connect.KernelClient {
 	opts := append([]connect.ClientOption{connect.WithInterceptors(kclient.Bearer(t.token))}, t.options()...)
-	return syscallsv1connect.NewKernelClient(h2cHTTPClient(), t.baseURL, opts...)
+	return syscallsv1connect.NewKernelClient(transport.H2CClient(), t.baseURL, opts...)
 }
 
 // Encodings of dataLine.Data.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -223,7 +224,7 @@ func callDynamic(ctx context.Context, t target, md protoreflect.MethodDescriptor
 	}, t.options()...)
 	httpClient := kclient.HTTPClient()
 	if md.IsStreamingClient() {
-		httpClient = h2cHTTPClient() // a bidi call needs HTTP/2
+		httpClient = transport.H2CClient() // a bidi call needs HTTP/2
 	}
 	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](httpClient, t.baseURL+procedure(md), opts...)
 	op := string(md.Name())

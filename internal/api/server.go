@@ -257,24 +257,15 @@ func (s *Server) Launch(ctx context.Context, r *connect.Request[pb.LaunchRequest
 // write deadline (s.writeTimeout): a client that stops reading has its
 // stream reset instead of holding this handler.
 func (s *Server) Watch(ctx context.Context, r *connect.Request[pb.WatchRequest], st *connect.ServerStream[pb.Event]) error {
-	rc, _ := ctx.Value(controllerKey{}).(*http.ResponseController)
-	send := func(ev *pb.Event) error {
-		if rc != nil && s.writeTimeout > 0 {
-			// Not supported by every ResponseWriter (then sends are
-			// bounded by the connection only).
-			_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-		}
-		return st.Send(ev)
-	}
+	sendWith := s.sender(ctx)
+	send := func(ev *pb.Event) error { return sendWith(func() error { return st.Send(ev) }) }
 	// Send headers now, so a client sees the stream is open before the
 	// first event.
 	if err := send(nil); err != nil {
 		return err
 	}
 	err := toConnect(s.k.Watch(ctx, principal(ctx), r.Msg, send))
-	if rc != nil && s.writeTimeout > 0 {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout)) // for the trailers
-	}
+	s.trailerDeadline(ctx)
 	return err
 }
 

@@ -14,13 +14,19 @@ import (
 // sender bounds each send of a stream by s.writeTimeout (through the
 // stream's http.ResponseController, when the door set one): a peer that
 // stops reading has its stream reset instead of holding the handler.
+// Between sends there is no deadline: an HTTP/2 stream is reset when its
+// write deadline passes even with nothing to write, and a stream may be
+// idle for long (a quiet log, an agent's AgentStreams).
 func (s *Server) sender(ctx context.Context) func(send func() error) error {
 	rc, _ := ctx.Value(controllerKey{}).(*http.ResponseController)
 	return func(send func() error) error {
-		if rc != nil && s.writeTimeout > 0 {
-			_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		if rc == nil || s.writeTimeout <= 0 {
+			return send()
 		}
-		return send()
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		err := send()
+		_ = rc.SetWriteDeadline(time.Time{})
+		return err
 	}
 }
 
@@ -33,7 +39,7 @@ func (s *Server) Logs(ctx context.Context, r *connect.Request[pb.LogsRequest], s
 	err := s.k.Logs(ctx, principal(ctx), r.Msg, func(c *pb.LogsChunk) error {
 		return sendWith(func() error { return st.Send(c) })
 	})
-	sendWith(func() error { return nil }) // a deadline for the trailers
+	s.trailerDeadline(ctx)
 	return toConnect(err)
 }
 
@@ -50,7 +56,7 @@ func (s *Server) Exec(ctx context.Context, st *connect.BidiStream[pb.ExecInput, 
 	err = s.k.Exec(ctx, principal(ctx), first.GetStart(), st.Receive, func(o *pb.ExecOutput) error {
 		return sendWith(func() error { return st.Send(o) })
 	})
-	sendWith(func() error { return nil })
+	s.trailerDeadline(ctx)
 	return toConnect(err)
 }
 
@@ -63,7 +69,7 @@ func (s *Server) AgentStreams(ctx context.Context, r *connect.Request[pb.AgentSt
 	err := s.k.AgentStreams(ctx, principal(ctx), r.Msg, func(o *pb.StreamOpen) error {
 		return sendWith(func() error { return st.Send(o) })
 	})
-	sendWith(func() error { return nil })
+	s.trailerDeadline(ctx)
 	return toConnect(err)
 }
 
@@ -80,7 +86,7 @@ func (s *Server) AgentRelay(ctx context.Context, st *connect.BidiStream[pb.Relay
 	err = s.k.AgentRelay(ctx, principal(ctx), first, st.Receive, func(d *pb.RelayDown) error {
 		return sendWith(func() error { return st.Send(d) })
 	})
-	sendWith(func() error { return nil })
+	s.trailerDeadline(ctx)
 	return toConnect(err)
 }
 
@@ -91,4 +97,12 @@ func firstMessage(err error, field string) error {
 		return ce
 	}
 	return connect.NewError(connect.CodeInvalidArgument, errors.New(field+": the first message is required: "+err.Error()))
+}
+
+// trailerDeadline bounds the write of a stream's end (its trailers, after
+// the handler returns) by s.writeTimeout.
+func (s *Server) trailerDeadline(ctx context.Context) {
+	if rc, _ := ctx.Value(controllerKey{}).(*http.ResponseController); rc != nil && s.writeTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
 }

@@ -27,7 +27,8 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := kerneltest.Start(t, kerneltest.Options{Listener: ln,
-		Timeouts: api.Timeouts{ReadHeader: time.Second, Read: 200 * time.Millisecond, Write: 200 * time.Millisecond, Idle: 10 * time.Second}})
+		Timeouts: api.Timeouts{ReadHeader: time.Second, Read: 200 * time.Millisecond, Write: 200 * time.Millisecond, Idle: 10 * time.Second},
+		API:      func(c *api.Config) { c.WatchWriteTimeout = 200 * time.Millisecond }})
 	client := func(token string) syscallsv1connect.KernelClient {
 		return syscallsv1connect.NewKernelClient(transport.H2CClient(), srv.URL, connect.WithInterceptors(transport.Bearer(token)))
 	}
@@ -40,9 +41,21 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentID := reg.Msg.GetAgentId()
+	// A Watch over h2c, idle past the per-send write timeout, still
+	// delivers (an HTTP/2 stream is reset at its write deadline even
+	// with nothing to write: sends must not leave one set).
+	watch, err := fw.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	time.Sleep(600 * time.Millisecond)
 	al, err := fw.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !watch.Receive() {
+		t.Fatalf("the idle Watch ended: %v", watch.Err())
 	}
 	var task string
 	for task == "" {

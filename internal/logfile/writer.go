@@ -82,7 +82,7 @@ func Create(dir, name string, o Options) (*Writer, error) {
 	if len(gens) > 0 {
 		w.oldest, w.gen = gens[0], gens[len(gens)-1]
 	}
-	f, err := os.OpenFile(genPath(dir, name, w.gen), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := openWrite(genPath(dir, name, w.gen), false)
 	if err != nil {
 		return nil, fmt.Errorf("logfile create: %w", err)
 	}
@@ -107,7 +107,7 @@ func Create(dir, name string, o Options) (*Writer, error) {
 }
 
 func endsWithNewline(path string, size int64) (bool, error) {
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return false, err
 	}
@@ -195,7 +195,7 @@ func (w *Writer) write(p []byte) (int, error) {
 // rotate makes generation gen+1 live, then deletes what the cap excludes.
 func (w *Writer) rotate() error {
 	next := w.gen + 1
-	f, err := os.OpenFile(genPath(w.dir, w.name, next), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := openWrite(genPath(w.dir, w.name, next), true)
 	if err != nil {
 		return fmt.Errorf("logfile rotate: %w", err)
 	}

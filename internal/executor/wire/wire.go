@@ -65,15 +65,17 @@ type Request struct {
 	Exec   *ExecSpec  `json:"exec,omitempty"`
 }
 
-// ExecSpec is a command to run inside a running task (Request.TaskID):
-// the supervisor enters the task's process it holds (never a pid from the
-// client) through the task init's enter mode.
+// ExecSpec is a command to run inside a running task (Request.TaskID).
+// The supervisor takes everything else from the task it holds: the
+// process it enters (never a pid from the client), the user,
+// capabilities, cgroups and working directory, the task's environment.
 type ExecSpec struct {
-	// Command is looked up inside the task in the PATH of Env when it
-	// has no '/'.
+	// Command is looked up inside the task in the PATH of the
+	// environment when it has no '/'.
 	Command string   `json:"command"`
 	Args    []string `json:"args,omitempty"`
-	// Env is the command's whole environment, "KEY=value" each.
+	// Env, "KEY=value" each, is added to the task's environment
+	// (replacing a variable of the same name).
 	Env []string `json:"env,omitempty"`
 	// TTY runs it under a new pseudo-terminal of Rows x Cols.
 	TTY  bool   `json:"tty,omitempty"`
@@ -81,24 +83,6 @@ type ExecSpec struct {
 	Cols uint16 `json:"cols,omitempty"`
 	// Stdin: frames of kind FrameStdin feed it; else /dev/null.
 	Stdin bool `json:"stdin,omitempty"`
-	// Credentials (nil: the supervisor's user, with its capabilities)
-	// are the task's user; KeepCaps keeps capabilities (a root task).
-	Credentials *Credentials `json:"credentials,omitempty"`
-	KeepCaps    bool         `json:"keep_caps,omitempty"`
-	// Caps, for a container task running as root: the capabilities it
-	// keeps (null: not a root container).
-	Caps []string `json:"caps"`
-	// Cgroups are the task's cgroup directories, joined first.
-	Cgroups []string `json:"cgroups,omitempty"`
-	// Dir is the working directory inside the task; empty: its root.
-	Dir string `json:"dir,omitempty"`
-}
-
-// Credentials are a user inside a task.
-type Credentials struct {
-	UID    uint32   `json:"uid"`
-	GID    uint32   `json:"gid"`
-	Groups []uint32 `json:"groups,omitempty"`
 }
 
 // Validate checks e can be run: a command, no NUL, KEY=value env, clean
@@ -119,22 +103,6 @@ func (e *ExecSpec) Validate() error {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" || strings.ContainsRune(kv, 0) {
 			return fmt.Errorf("exec: env %q: want KEY=value without NUL", kv)
-		}
-	}
-	if e.Dir != "" && !cleanAbs(e.Dir) {
-		return fmt.Errorf("exec: dir %q: want a clean absolute path", e.Dir)
-	}
-	for _, c := range e.Cgroups {
-		if !cleanAbs(c) || c == "/" {
-			return fmt.Errorf("exec: cgroup %q: want a clean absolute directory", c)
-		}
-	}
-	if c := e.Credentials; c != nil && len(c.Groups) > 64 {
-		return fmt.Errorf("exec: %d groups: at most 64", len(c.Groups))
-	}
-	for _, cp := range e.Caps {
-		if cp == "" || strings.ContainsRune(cp, 0) {
-			return fmt.Errorf("exec: capability %q: want a name like CAP_NET_BIND_SERVICE", cp)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,7 +158,21 @@ type execIO struct {
 	sin   io.Closer // the stdin pipe's write end, closed at stdin EOF
 }
 
-func (e *execIO) kill() { _ = proc.SignalGroup(e.pid, syscall.SIGKILL) }
+// kill kills the exec: the init's process group (the command's, without
+// a TTY) and, with a TTY, the process group of the init's child, which
+// leads its own session (it would die of PDEATHSIG with the init anyway,
+// but its own children would not).
+func (e *execIO) kill() {
+	if e.tty != nil {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", e.pid, e.pid))
+		for _, f := range strings.Fields(string(b)) {
+			if child, err := strconv.Atoi(f); err == nil && child > 1 {
+				_ = syscall.Kill(-child, syscall.SIGKILL)
+			}
+		}
+	}
+	_ = proc.SignalGroup(e.pid, syscall.SIGKILL)
+}
 
 func (e *execIO) closeStdin() {
 	e.once.Do(func() {
@@ -191,10 +206,8 @@ func (s *server) startExec(id string, spec *wire.ExecSpec) (_ *execProc, _ *exec
 	s.mu.Unlock()
 
 	e := enterSpec(ts, pid)
-	cmd := &exec.Cmd{Path: spec.Command, Args: append([]string{spec.Command}, spec.Args...), Env: mergeEnv(ts.Env, spec.Env)}
-	if err := taskinit.Enter(cmd, e); err != nil {
-		return nil, nil, "", fmt.Errorf("exec: %w", err)
-	}
+	cmd := &exec.Cmd{Path: spec.Command, Args: append([]string{spec.Command}, spec.Args...), Env: mergeEnv(ts.Env, spec.Env),
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
 	ios := &execIO{}
 	var theirs []*os.File // the command's ends, closed once it started
 	defer func() {
@@ -227,7 +240,9 @@ func (s *server) startExec(id string, spec *wire.ExecSpec) (_ *execProc, _ *exec
 		}
 		ios.stdin = master // without Stdin nothing is written to it
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		// The command (not the init) leads the terminal's session, so
+		// that its process group is one of the task's pid namespace.
+		e.TTY = true
 	} else {
 		for i := range 2 {
 			r, w, err := os.Pipe()
@@ -246,7 +261,9 @@ func (s *server) startExec(id string, spec *wire.ExecSpec) (_ *execProc, _ *exec
 			theirs = append(theirs, r)
 			cmd.Stdin, ios.stdin, ios.sin = r, w, w
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
+	if err := taskinit.Enter(cmd, e); err != nil {
+		return nil, nil, "", fmt.Errorf("exec: %w", err)
 	}
 	if !spec.Stdin {
 		ios.stdin = nil

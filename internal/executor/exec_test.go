@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -365,3 +366,39 @@ func BenchmarkExecTrue(b *testing.B) {
 	}
 }
 
+
+// TestExecutor_LogsEscapedWriter: a process that leaves the task's group
+// but keeps its stdout does not hold up the task's exit for longer than
+// the drain bound (the exit is reported, the supervisor goes on); what
+// the task wrote is in the log when its exit is reported.
+func TestExecutor_LogsEscapedWriter(t *testing.T) {
+	e := newExecutor(t)
+	ctx := context.Background()
+	sandbox := t.TempDir()
+	pidFile := filepath.Join(sandbox, "escaped.pid")
+	_, err := e.StartTask(ctx, &contract.TaskConfig{ID: "esc", Command: "sh",
+		Args: []string{"-c", `setsid sh -c 'echo $$ > escaped.pid.tmp; mv escaped.pid.tmp escaped.pid; exec sleep 1000' & while [ ! -e escaped.pid ]; do sleep 0.01; done; echo hi`},
+		Env:  map[string]string{"PATH": testPath}, WorkDir: sandbox, StdoutPath: filepath.Join(sandbox, "stdout")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.WaitTask(ctx, "esc")
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("wait: %+v %v", r, err)
+	}
+	var pid int
+	waitFor(t, "the escaped process's pid", func() bool {
+		b, _ := os.ReadFile(pidFile)
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
+	defer syscall.Kill(-pid, syscall.SIGKILL)
+	if b, err := os.ReadFile(filepath.Join(sandbox, "stdout")); err != nil || !strings.Contains(string(b), "hi\n") {
+		t.Fatalf("stdout at the exit: %q, %v; want hi", b, err)
+	}
+	if err := e.DestroyTask(ctx, "esc", false); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	waitFor(t, "the escaped process to go", func() bool { return syscall.Kill(pid, 0) != nil })
+}

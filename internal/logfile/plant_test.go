@@ -92,3 +92,40 @@ func TestPlanted_FIFO(t *testing.T) {
 		t.Fatal("create onto a FIFO succeeded")
 	}
 }
+
+// TestCreate_AdoptsPlainFile: a plain file at the stream's name (written
+// before its logs rotated) becomes generation 1 and is appended to; one
+// with another hard link (planted: a link to some other file) is refused.
+func TestCreate_AdoptsPlainFile(t *testing.T) {
+	d := t.TempDir()
+	if err := os.WriteFile(filepath.Join(d, "out"), []byte("before\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(d, "out", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("after\n"))
+	w.Close()
+	if b, _ := os.ReadFile(filepath.Join(d, "out")); string(b) != "before\nafter\n" {
+		t.Fatalf("out = %q", b)
+	}
+	if got := readGen(t, d, "out", 1); got != "before\nafter\n" {
+		t.Fatalf("generation 1 = %q", got)
+	}
+
+	d2 := t.TempDir()
+	other := filepath.Join(d2, "other")
+	if err := os.WriteFile(other, []byte("keep\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(other, filepath.Join(d2, "out")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(d2, "out", Options{}); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("Create over a hard link: %v, want ErrNotRegular", err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "keep\n" {
+		t.Fatalf("the linked file changed: %q", b)
+	}
+}

@@ -35,13 +35,24 @@ type outputs struct {
 	// drained is closed once every copier has reached EOF (at once
 	// without pipes).
 	drained chan struct{}
+	// created are the files this start created, removed if it fails.
+	created []string
 }
 
 // openOutputs opens spec's output logs and pipes. The log files are
-// created by the supervisor (root: 0644, owned by the supervisor's user)
-// through logfile, which never follows a symlink the task planted.
-func openOutputs(spec *wire.StartSpec) (o *outputs, err error) {
-	o = &outputs{drained: make(chan struct{})}
+// created by the supervisor through logfile (which never follows a
+// symlink the task planted), 0644, owned by the task's user (the
+// container's, else the isolation's; the supervisor's without either):
+// the task may read, and even truncate, its own logs, as when it wrote
+// them itself, but it never gets the supervisor to write anywhere else.
+func openOutputs(spec *wire.StartSpec) (_ *outputs, err error) {
+	o := &outputs{drained: make(chan struct{})}
+	var owner *logfile.Owner
+	if c := spec.Container; c != nil {
+		owner = &logfile.Owner{UID: int(c.UID), GID: int(c.GID)}
+	} else if iso := spec.Isolation; iso != nil {
+		owner = &logfile.Owner{UID: int(iso.UID), GID: int(iso.GID)}
+	}
 	defer func() {
 		if err != nil {
 			o.closeTaskEnds()
@@ -58,8 +69,11 @@ func openOutputs(spec *wire.StartSpec) (o *outputs, err error) {
 			o.task[i] = f
 			continue
 		}
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			o.created = append(o.created, path, path+".000001")
+		}
 		w, err := logfile.Create(filepath.Dir(path), filepath.Base(path),
-			logfile.Options{MaxBytes: spec.LogMaxBytes, MaxFiles: spec.LogMaxFiles})
+			logfile.Options{MaxBytes: spec.LogMaxBytes, MaxFiles: spec.LogMaxFiles, Owner: owner})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -87,8 +101,14 @@ func (o *outputs) closeTaskEnds() {
 	}
 }
 
-// abort closes everything of a start that failed (before run).
+// abort closes everything of a start that failed (what run has not
+// handed to the copiers yet) and removes the log files it created.
 func (o *outputs) abort() {
+	defer func() {
+		for _, p := range o.created {
+			os.Remove(p)
+		}
+	}()
 	for i := range 2 {
 		if o.read[i] != nil {
 			o.read[i].Close()

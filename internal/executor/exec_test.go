@@ -331,7 +331,9 @@ func TestExecutor_ExecTTY(t *testing.T) {
 		taskNs = ns
 	}
 	hostNs, _ := os.Readlink("/proc/self/ns/pid")
-	waitFor(t, "the namespace", func() bool { return strings.Contains(out.String(), "ns=pid:") && strings.Contains(out.String(), "tty=/dev/") })
+	waitFor(t, "the namespace", func() bool {
+		return strings.Contains(out.String(), "ns=pid:") && strings.Contains(out.String(), "tty=/dev/")
+	})
 	say("exit 3\n")
 	if err := <-res; err != nil {
 		t.Fatalf("exec: %v", err)
@@ -365,7 +367,6 @@ func BenchmarkExecTrue(b *testing.B) {
 		}
 	}
 }
-
 
 // TestExecutor_LogsEscapedWriter: a process that leaves the task's group
 // but keeps its stdout does not hold up the task's exit for longer than

@@ -57,15 +57,15 @@ type server struct {
 	homes    []hierarchy // nil if cgroups could not be read
 	homesErr error
 
-	mu       sync.Mutex
-	tasks    map[string]*task
-	byPid    map[int]*task // live tasks by main pid
-	execs    map[int]*execProc // running execs by the pid of their init
+	mu    sync.Mutex
+	tasks map[string]*task
+	byPid map[int]*task     // live tasks by main pid
+	execs map[int]*execProc // running execs by the pid of their init
 	// finishing counts exits waiting for their task's output to drain.
 	finishing int
-	conns    map[*client]struct{}
-	lastBusy time.Time
-	exiting  bool
+	conns     map[*client]struct{}
+	lastBusy  time.Time
+	exiting   bool
 }
 
 // client is one connection. wmu serializes writes.

@@ -61,11 +61,12 @@ type server struct {
 	tasks map[string]*task
 	byPid map[int]*task     // live tasks by main pid
 	execs map[int]*execProc // running execs by the pid of their init
-	// finishing counts exits waiting for their task's output to drain.
-	finishing int
-	conns     map[*client]struct{}
-	lastBusy  time.Time
-	exiting   bool
+	// finishing counts exits waiting for their task's output to drain;
+	// execConns the connections serving an exec (until its exit frame).
+	finishing, execConns int
+	conns                map[*client]struct{}
+	lastBusy             time.Time
+	exiting              bool
 }
 
 // client is one connection. wmu serializes writes.
@@ -158,7 +159,7 @@ func Main(stateDir string, log *slog.Logger) int {
 	defer tick.Stop()
 	for range tick.C {
 		s.mu.Lock()
-		if len(s.conns) > 0 || len(s.byPid) > 0 || len(s.execs) > 0 || s.finishing > 0 {
+		if len(s.conns) > 0 || len(s.byPid) > 0 || s.execConns > 0 || s.finishing > 0 {
 			s.lastBusy = time.Now()
 		}
 		idle := time.Since(s.lastBusy) >= IdleExit
@@ -281,8 +282,12 @@ func (s *server) serve(cl *client) {
 			// events, only frames.
 			s.mu.Lock()
 			delete(s.conns, cl)
+			s.execConns++
 			s.mu.Unlock()
 			s.exec(cl, req)
+			s.mu.Lock()
+			s.execConns--
+			s.mu.Unlock()
 			return
 		}
 		if req.Op == wire.OpStart {

@@ -46,12 +46,12 @@ func newExecutor(t testing.TB) *Executor {
 }
 
 // startSleeper starts a task that sleeps until killed (at cleanup).
-func startSleeper(t testing.TB, e *Executor, id string, iso *contract.TaskIsolation) *contract.TaskHandle {
+func startSleeper(t testing.TB, e *Executor, id string, iso *contract.TaskIsolation, cgroups ...string) *contract.TaskHandle {
 	t.Helper()
 	ctx := context.Background()
 	sandbox := t.TempDir()
 	cfg := &contract.TaskConfig{ID: id, Command: "sleep", Args: []string{"1000"}, WorkDir: sandbox,
-		Env: map[string]string{"PATH": testPath, "TASKVAR": "from-task"}, Isolation: iso}
+		Env: map[string]string{"PATH": testPath, "TASKVAR": "from-task"}, Isolation: iso, Cgroups: cgroups}
 	if iso != nil {
 		iso.Sandbox = sandbox
 	}
@@ -298,7 +298,8 @@ func TestExecutor_ExecTTY(t *testing.T) {
 	}
 	e := newExecutor(t)
 	ctx := context.Background()
-	h := startSleeper(t, e, "tty", &contract.TaskIsolation{UID: 0, GID: 0})
+	cg := memoryCgroup(t)
+	h := startSleeper(t, e, "tty", &contract.TaskIsolation{UID: 0, GID: 0}, cg)
 	pr, pw := io.Pipe()
 	resize := make(chan contract.TermSize, 1)
 	var out syncBuffer
@@ -341,6 +342,24 @@ func TestExecutor_ExecTTY(t *testing.T) {
 	if r.ExitCode != 3 {
 		t.Errorf("exit %+v, want 3; output %q", r, out.String())
 	}
+	// Its cgroup is the task's: the same as the task's init, which is in
+	// the cgroup the task was given.
+	var cgOut, cgErr bytes.Buffer
+	if r, err := e.Exec(ctx, &contract.ExecOptions{TaskID: "tty", Command: "sh", Args: []string{"-c", "grep :memory: /proc/self/cgroup /proc/1/cgroup"}},
+		contract.ExecIO{Stdout: &cgOut, Stderr: &cgErr}); err != nil || r.ExitCode != 0 {
+		t.Fatalf("exec cgroup: %+v %v %s", r, err, cgErr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(cgOut.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("exec cgroup: %q", cgOut.String())
+	}
+	_, self, _ := strings.Cut(lines[0], ":")
+	_, init, _ := strings.Cut(lines[1], ":")
+	hostView, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", h.PID))
+	if self != init || !strings.Contains(string(hostView), strings.TrimPrefix(cg, "/sys/fs/cgroup/memory")) {
+		t.Errorf("exec in memory cgroup %q, the task's init in %q; the host sees the task in %q, want %s", self, init, hostView, cg)
+	}
+
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
 		if ns, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "ns="); ok {
@@ -352,6 +371,37 @@ func TestExecutor_ExecTTY(t *testing.T) {
 			}
 		}
 	}
+}
+
+// memoryCgroup creates a cgroup v1 memory cgroup under this process's
+// own, removed at cleanup (after the tasks in it are gone).
+func memoryCgroup(t *testing.T) string {
+	t.Helper()
+	const mount = "/sys/fs/cgroup/memory"
+	if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
+		t.Skipf("no cgroup v1 memory hierarchy at %s: %v", mount, err)
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if p := strings.SplitN(l, ":", 3); len(p) == 3 && p[1] == "memory" {
+			own = p[2]
+		}
+	}
+	dir := filepath.Join(mount, own, fmt.Sprintf("executor-test-%d-%s", os.Getpid(), t.Name()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		waitFor(t, "the test cgroup to be removable", func() bool {
+			err := os.Remove(dir)
+			return err == nil || os.IsNotExist(err)
+		})
+	})
+	return dir
 }
 
 // BenchmarkExecTrue: one exec of `true` into a running task, round trip.
@@ -402,4 +452,26 @@ func TestExecutor_LogsEscapedWriter(t *testing.T) {
 	}
 	syscall.Kill(-pid, syscall.SIGKILL)
 	waitFor(t, "the escaped process to go", func() bool { return syscall.Kill(pid, 0) != nil })
+}
+
+// TestExecutor_ExecWithoutSupervisor: a task whose supervisor died runs
+// on, watched through a pidfd, but nothing can enter it: exec says why.
+func TestExecutor_ExecWithoutSupervisor(t *testing.T) {
+	e := newExecutor(t)
+	ctx := context.Background()
+	startSleeper(t, e, "orphan", nil)
+	e.mu.Lock()
+	spid := e.cl.supervisorPid()
+	e.mu.Unlock()
+	if err := syscall.Kill(spid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the executor to notice", func() bool {
+		st, err := e.InspectTask(ctx, "orphan")
+		return err == nil && st.Attributes["supervised"] == "false"
+	})
+	_, err := e.Exec(ctx, &contract.ExecOptions{TaskID: "orphan", Command: "true"}, contract.ExecIO{Stdout: io.Discard, Stderr: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "supervisor is gone") {
+		t.Fatalf("exec without a supervisor: %v", err)
+	}
 }

@@ -43,7 +43,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		return nil, "", err
 	}
 	// The task writes to pipes; the supervisor copies them to rotated
-	// logs (see output.go).
+	// logs (see output_linux.go).
 	outs, err := openOutputs(spec)
 	if err != nil {
 		return nil, "", err

@@ -21,15 +21,22 @@ type Config = executor.Config
 
 // Driver is the exec task driver: the executor's task methods (see
 // executor.Executor: StartTask, WaitTask, StopTask, DestroyTask,
-// InspectTask, TaskStats, SignalTask, RecoverTask, Close) and the exec
-// driver's Capabilities and Fingerprint. Create it with New; its methods
+// InspectTask, TaskStats, SignalTask, RecoverTask, Close), ExecTask, and
+// the exec driver's Capabilities and Fingerprint. Create it with New; its methods
 // are safe for concurrent use.
 type Driver struct {
 	*executor.Executor
 	cfg Config
 }
 
-var _ contract.Driver = (*Driver)(nil)
+var _ contract.ExecDriver = (*Driver)(nil)
+
+// ExecTask implements contract.ExecDriver: see executor.Executor.Exec (the
+// command runs inside the task as the task runs, started by its
+// supervisor).
+func (d *Driver) ExecTask(ctx context.Context, opts *contract.ExecOptions, eio contract.ExecIO) (*contract.ExitResult, error) {
+	return d.Exec(ctx, opts, eio)
+}
 
 // New returns a driver for cfg. It creates StateDir but neither starts nor
 // contacts the supervisor: that happens on the first StartTask (or

@@ -264,7 +264,7 @@ func TestDriver_StartErrors(t *testing.T) {
 		{name: "missing work dir", cfg: contract.TaskConfig{ID: "e5", Command: "true", WorkDir: "/no/such/dir"}, wantErr: "work dir: stat /no/such/dir: no such file"},
 		{name: "work dir is a file", cfg: contract.TaskConfig{ID: "e6", Command: "true", WorkDir: file}, wantErr: "not a directory"},
 		{name: "relative work dir", cfg: contract.TaskConfig{ID: "e7", Command: "true", WorkDir: "rel"}, wantErr: `work dir "rel": want an absolute path`},
-		{name: "stdout in missing dir", cfg: contract.TaskConfig{ID: "e8", Command: "true", StdoutPath: "/no/such/dir/out"}, wantErr: "stdout: open /no/such/dir/out"},
+		{name: "stdout in missing dir", cfg: contract.TaskConfig{ID: "e8", Command: "true", StdoutPath: "/no/such/dir/out"}, wantErr: "stdout: logfile create: open /no/such/dir: no such file"},
 		{name: "missing cgroup", cfg: contract.TaskConfig{ID: "e9", Command: "true", Cgroups: []string{"/sys/fs/cgroup/memory/no-such-execdriver-cgroup"}}, wantErr: "cgroup /sys/fs/cgroup/memory/no-such-execdriver-cgroup: no such file"},
 		{name: "env name with =", cfg: contract.TaskConfig{ID: "e12", Command: "true", Env: map[string]string{"A=B": "c"}}, wantErr: `env name "A=B"`},
 		{name: "user", cfg: contract.TaskConfig{ID: "e11", Command: "true", User: "nobody"}, wantErr: `user "nobody": not supported`},

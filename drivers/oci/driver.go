@@ -383,6 +383,17 @@ func (d *Driver) RecoverTask(ctx context.Context, h *plugin.TaskHandle) error {
 	return d.Executor.RecoverTask(ctx, &inner)
 }
 
+var _ plugin.ExecDriver = (*Driver)(nil)
+
+// ExecTask implements plugin.ExecDriver: the command runs inside the
+// container task as its entrypoint does (its root filesystem, hostname,
+// user, capabilities, cgroups; a command without '/' is looked up inside
+// the image, in the PATH of the task's environment), started by the
+// task's supervisor (Executor.Exec).
+func (d *Driver) ExecTask(ctx context.Context, opts *plugin.ExecOptions, io plugin.ExecIO) (*plugin.ExitResult, error) {
+	return d.Exec(ctx, opts, io)
+}
+
 // ListImages implements plugin.ImageDriver.
 func (d *Driver) ListImages(context.Context) ([]*plugin.Image, error) {
 	infos, err := d.images.List()

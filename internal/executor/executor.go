@@ -349,7 +349,8 @@ func IsPluginEnv(name string) bool {
 // variables (IsPluginEnv), in name order.
 func specOf(cfg *contract.TaskConfig, c *Container) *wire.StartSpec {
 	s := &wire.StartSpec{TaskID: cfg.ID, Command: cfg.Command, Args: cfg.Args, WorkDir: cfg.WorkDir,
-		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, Cgroups: cfg.Cgroups, Netns: cfg.Netns}
+		Stdout: cfg.StdoutPath, Stderr: cfg.StderrPath, LogMaxBytes: cfg.LogMaxBytes, LogMaxFiles: cfg.LogMaxFiles,
+		Cgroups: cfg.Cgroups, Netns: cfg.Netns}
 	if iso := cfg.Isolation; iso != nil {
 		s.Isolation = &wire.Isolation{UID: iso.UID, GID: iso.GID, Groups: iso.Groups, Hidden: iso.HiddenPaths,
 			Sandbox: iso.Sandbox, SharePID: iso.SharePID}

@@ -77,7 +77,7 @@ func (r *Reader) file(g uint64) (*os.File, error) {
 	if r.f != nil && r.fg == g {
 		return r.f, nil
 	}
-	f, err := os.Open(genPath(r.dir, r.name, g))
+	f, err := openRead(genPath(r.dir, r.name, g))
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (r *Reader) file(g uint64) (*os.File, error) {
 }
 
 func (r *Reader) exists(g uint64) bool {
-	_, err := os.Stat(genPath(r.dir, r.name, g))
+	_, err := os.Lstat(genPath(r.dir, r.name, g))
 	return err == nil
 }
 
@@ -207,7 +207,7 @@ func (r *Reader) Tail(n int) (Cursor, error) {
 	var after Cursor // cursor after the newest generation's end
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		f, err := os.Open(genPath(r.dir, r.name, g))
+		f, err := openRead(genPath(r.dir, r.name, g))
 		if errors.Is(err, os.ErrNotExist) {
 			break // deleted meanwhile: everything older is gone too
 		}
@@ -278,7 +278,7 @@ func (r *Reader) Since(t time.Time) (Cursor, error) {
 		return Cursor{}, fmt.Errorf("logfile since: %w", err)
 	}
 	for i, g := range gens {
-		fi, err := os.Stat(genPath(r.dir, r.name, g))
+		fi, err := os.Lstat(genPath(r.dir, r.name, g))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Defaults of Options, the same as Nomad's and the kubelet's.
@@ -23,6 +24,14 @@ type Options struct {
 	// MaxFiles is how many generations are kept, the live one included;
 	// rotation deletes older ones. Zero means DefaultMaxFiles.
 	MaxFiles int
+	// Owner, if set, owns every generation the Writer creates (fchown on
+	// the open file, never by path); nil: the writing process's user.
+	Owner *Owner
+}
+
+// Owner is a file's owner.
+type Owner struct {
+	UID, GID int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -63,7 +72,8 @@ var _ io.WriteCloser = (*Writer)(nil)
 
 // Create opens stream name in dir (which must exist) for writing. If
 // generations exist (the writing process restarted) it appends to the
-// highest one; otherwise it creates generation 1. Either way it points the
+// highest one; otherwise a regular file dir/name with no other link
+// becomes generation 1 and is appended to, or generation 1 is created. Either way it points the
 // hard link dir/name at the live generation. Bad options or name are an
 // error naming the field.
 func Create(dir, name string, o Options) (*Writer, error) {
@@ -82,7 +92,18 @@ func Create(dir, name string, o Options) (*Writer, error) {
 	if len(gens) > 0 {
 		w.oldest, w.gen = gens[0], gens[len(gens)-1]
 	}
-	f, err := os.OpenFile(genPath(dir, name, w.gen), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	adopted := false
+	if len(gens) == 0 {
+		// A plain file dir/name (written before logs rotated) becomes
+		// generation 1, appended to.
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
+			if err := os.Rename(filepath.Join(dir, name), genPath(dir, name, 1)); err != nil {
+				return nil, fmt.Errorf("logfile create: %w", err)
+			}
+			adopted = true
+		}
+	}
+	f, err := openWrite(genPath(dir, name, w.gen), false)
 	if err != nil {
 		return nil, fmt.Errorf("logfile create: %w", err)
 	}
@@ -90,6 +111,17 @@ func Create(dir, name string, o Options) (*Writer, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("logfile create: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && adopted && st.Nlink != 1 {
+		// A hard link to some other file, planted: never append to it.
+		f.Close()
+		return nil, fmt.Errorf("logfile create: %s has %d links: %w", genPath(dir, name, 1), st.Nlink, ErrNotRegular)
+	}
+	if len(gens) == 0 && !adopted {
+		if err := w.chown(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("logfile create: %w", err)
+		}
 	}
 	w.f, w.size = f, fi.Size()
 	if w.size > 0 {
@@ -107,7 +139,7 @@ func Create(dir, name string, o Options) (*Writer, error) {
 }
 
 func endsWithNewline(path string, size int64) (bool, error) {
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return false, err
 	}
@@ -195,8 +227,12 @@ func (w *Writer) write(p []byte) (int, error) {
 // rotate makes generation gen+1 live, then deletes what the cap excludes.
 func (w *Writer) rotate() error {
 	next := w.gen + 1
-	f, err := os.OpenFile(genPath(w.dir, w.name, next), os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := openWrite(genPath(w.dir, w.name, next), true)
 	if err != nil {
+		return fmt.Errorf("logfile rotate: %w", err)
+	}
+	if err := w.chown(f); err != nil {
+		f.Close()
 		return fmt.Errorf("logfile rotate: %w", err)
 	}
 	old := w.f
@@ -214,6 +250,13 @@ func (w *Writer) rotate() error {
 				return fmt.Errorf("logfile rotate: %w", err)
 			}
 		}
+	}
+	return nil
+}
+
+func (w *Writer) chown(f *os.File) error {
+	if o := w.o.Owner; o != nil {
+		return f.Chown(o.UID, o.GID)
 	}
 	return nil
 }

@@ -288,6 +288,13 @@ type EnterSpec struct {
 	Cgroups []string
 	// Dir is the working directory inside the task (its sandbox).
 	Dir string
+	// TTY: the command's stdin is a terminal (a pty slave that is
+	// nobody's controlling terminal); the command leads a new session
+	// with it as its controlling terminal, so that its process group is
+	// one of the task's pid namespace (a shell's job control needs it).
+	// The caller then kills the command through the init (PDEATHSIG) or
+	// its session, not the init's process group.
+	TTY bool
 }
 
 // EnterArgs is the init's argv for e and the command path (looked up in
@@ -312,6 +319,9 @@ func EnterArgs(e *EnterSpec, path string, argv []string) []string {
 	}
 	if e.Dir != "" {
 		a = append(a, "-sandbox", e.Dir)
+	}
+	if e.TTY {
+		a = append(a, "-tty")
 	}
 	a = append(a, "--", path)
 	return append(a, argv...)

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -12,11 +13,11 @@ func capabilitiesToProto(c *Capabilities) *pluginsv1.DriverCapabilities {
 	if c == nil {
 		return nil
 	}
-	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns, Isolation: c.Isolation, Images: c.Images}
+	return &pluginsv1.DriverCapabilities{SendSignals: c.SendSignals, FsIsolation: string(c.FSIsolation), RecoverTasks: c.RecoverTasks, JoinCgroups: c.JoinCgroups, JoinNetns: c.JoinNetns, Isolation: c.Isolation, Images: c.Images, Exec: c.Exec}
 }
 
 func capabilitiesFromProto(c *pluginsv1.DriverCapabilities) *Capabilities {
-	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns(), Isolation: c.GetIsolation(), Images: c.GetImages()}
+	return &Capabilities{SendSignals: c.GetSendSignals(), FSIsolation: FSIsolation(c.GetFsIsolation()), RecoverTasks: c.GetRecoverTasks(), JoinCgroups: c.GetJoinCgroups(), JoinNetns: c.GetJoinNetns(), Isolation: c.GetIsolation(), Images: c.GetImages(), Exec: c.GetExec()}
 }
 
 func resourcesToProto(r Resources) *pluginsv1.Resources {
@@ -35,7 +36,8 @@ func taskConfigToProto(c *TaskConfig) *pluginsv1.TaskConfig {
 		Id: c.ID, Name: c.Name, Command: c.Command, Args: c.Args, Env: c.Env,
 		WorkDir: c.WorkDir, User: c.User, Resources: resourcesToProto(c.Resources),
 		DriverConfig: c.DriverConfig, Cgroups: c.Cgroups, StdoutPath: c.StdoutPath, StderrPath: c.StderrPath, Netns: c.Netns,
-		Isolation: isolationToProto(c.Isolation),
+		Isolation:   isolationToProto(c.Isolation),
+		LogMaxBytes: c.LogMaxBytes, LogMaxFiles: int32(min(max(c.LogMaxFiles, math.MinInt32), math.MaxInt32)),
 	}
 }
 
@@ -47,7 +49,8 @@ func taskConfigFromProto(c *pluginsv1.TaskConfig) *TaskConfig {
 		ID: c.GetId(), Name: c.GetName(), Command: c.GetCommand(), Args: c.GetArgs(), Env: c.GetEnv(),
 		WorkDir: c.GetWorkDir(), User: c.GetUser(), Resources: resourcesFromProto(c.GetResources()),
 		DriverConfig: c.GetDriverConfig(), Cgroups: c.GetCgroups(), StdoutPath: c.GetStdoutPath(), StderrPath: c.GetStderrPath(), Netns: c.GetNetns(),
-		Isolation: isolationFromProto(c.GetIsolation()),
+		Isolation:   isolationFromProto(c.GetIsolation()),
+		LogMaxBytes: c.GetLogMaxBytes(), LogMaxFiles: int(c.GetLogMaxFiles()),
 	}
 }
 

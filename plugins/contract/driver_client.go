@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,11 +18,16 @@ import (
 //
 // It also implements ImageDriver (images_client.go) over the same
 // connection: against a plugin that does not serve images those calls
-// return ErrNotSupported (Capabilities.Images says which it is).
+// return ErrNotSupported (Capabilities.Images says which it is), and
+// ExecDriver (exec_client.go) likewise (Capabilities.Exec).
 type DriverClient struct {
 	rpc    pluginsv1.DriverClient
 	images pluginsv1.ImageDriverClient
 	done   context.Context
+
+	execMu    sync.Mutex
+	exec      bool // Capabilities.Exec, once execKnown
+	execKnown bool
 }
 
 var _ Driver = (*DriverClient)(nil)

@@ -25,6 +25,7 @@ func (s *driverServer) Capabilities(ctx context.Context, _ *pluginsv1.Capabiliti
 		// Images says what DriverPlugin registered: the truth, whatever
 		// the implementation claims.
 		_, pc.Images = s.impl.(ImageDriver)
+		_, pc.Exec = s.impl.(ExecDriver)
 	}
 	return &pluginsv1.CapabilitiesResponse{Capabilities: pc}, nil
 }

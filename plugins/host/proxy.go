@@ -325,3 +325,21 @@ func (d *driverProxy) RemoveImage(ctx context.Context, ref string) error {
 	}
 	return c.RemoveImage(ctx, ref)
 }
+
+// The driver proxy is also a contract.ExecDriver, always, so that the
+// agent can type-assert the driver the host gives it: the call goes to
+// the current process's client, and a plugin that cannot exec answers
+// contract.ErrNotSupported.
+var _ contract.ExecDriver = (*driverProxy)(nil)
+
+func (d *driverProxy) ExecTask(ctx context.Context, opts *contract.ExecOptions, eio contract.ExecIO) (*contract.ExitResult, error) {
+	c, err := get[contract.Driver](ctx, d.p, "exec task")
+	if err != nil {
+		return nil, err
+	}
+	ed, ok := c.(contract.ExecDriver)
+	if !ok {
+		return nil, fmt.Errorf("exec task: plugin %s: %w", d.p.id, contract.ErrNotSupported)
+	}
+	return ed.ExecTask(ctx, opts, eio)
+}

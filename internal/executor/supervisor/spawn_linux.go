@@ -42,31 +42,18 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	if err != nil {
 		return nil, "", err
 	}
-	// Output files this start creates are removed if it fails.
-	var created []string
+	// The task writes to pipes; the supervisor copies them to rotated
+	// logs (see output_linux.go).
+	outs, err := openOutputs(spec)
+	if err != nil {
+		return nil, "", err
+	}
 	defer func() {
+		outs.closeTaskEnds() // the task holds its own copies now
 		if err != nil {
-			for _, p := range created {
-				os.Remove(p)
-			}
+			outs.abort()
 		}
 	}()
-	uid, gid := -1, -1 // the owner of output files this start creates
-	if c := spec.Container; c != nil {
-		uid, gid = int(c.UID), int(c.GID)
-	} else if iso := spec.Isolation; iso != nil {
-		uid, gid = int(iso.UID), int(iso.GID)
-	}
-	stdout, err := openOutput(spec.Stdout, &created, uid, gid)
-	if err != nil {
-		return nil, "", fmt.Errorf("stdout: %w", err)
-	}
-	defer stdout.Close()
-	stderr, err := openOutput(spec.Stderr, &created, uid, gid)
-	if err != nil {
-		return nil, "", fmt.Errorf("stderr: %w", err)
-	}
-	defer stderr.Close()
 	env := spec.Env
 	if env == nil {
 		env = []string{} // nil would mean our own environment
@@ -76,8 +63,8 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 		Args:        append([]string{spec.Command}, spec.Args...),
 		Env:         env,
 		Dir:         dir,
-		Stdout:      stdout,
-		Stderr:      stderr,
+		Stdout:      outs.taskEnd(0),
+		Stderr:      outs.taskEnd(1),
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	var status *taskinit.Start
@@ -126,7 +113,10 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	// not under s.mu, so that one start waiting for its task's exec (under
 	// the task's cpu quota: ~0.1-1 s for a 0.001-cpu task) does not hold
 	// up every other start and exit.
-	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()}}
+	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()},
+		spec: spec, drained: outs.drained}
+	outs.closeTaskEnds()
+	outs.run(s.log.With("task", spec.TaskID)) // from here on the copiers own the logs
 	s.tasks[spec.TaskID] = t
 	s.byPid[pid] = t
 	s.lastBusy = time.Now()
@@ -145,7 +135,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 			return nil, "", err
 		}
 		s.mu.Lock()
-		if t.info.Exit == nil {
+		if t.info.Exit == nil && !t.reaped {
 			t.status = status
 		} else {
 			// Reaped between "ok" and here: its exit was read without
@@ -164,30 +154,6 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	s.log.Info("task started", "task", spec.TaskID, "pid", pid, "command", path,
 		"wait", locked.Sub(t0), "fork", forked.Sub(locked), "init", inited.Sub(forked))
 	return &info, "", nil
-}
-
-// openOutput opens path for appending (/dev/null if empty) and adds it to
-// *created if it did not exist; a file it creates is owned by uid and gid
-// unless uid is -1.
-func openOutput(path string, created *[]string, uid, gid int) (*os.File, error) {
-	if path == "" {
-		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
-	if err == nil {
-		*created = append(*created, path)
-		if uid >= 0 {
-			if err := f.Chown(uid, gid); err != nil {
-				f.Close()
-				return nil, err
-			}
-		}
-		return f, nil
-	}
-	if !errors.Is(err, os.ErrExist) {
-		return nil, err
-	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 }
 
 // forkInCgroups starts cmd inside the cgroup directories dirs. Go cannot

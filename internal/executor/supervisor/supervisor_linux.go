@@ -38,6 +38,13 @@ type task struct {
 	info wire.TaskInfo // Exit set once reaped
 	// status is the task init's status pipe for an isolated task, else nil.
 	status *taskinit.Start
+	// spec is how it was started: what an exec enters.
+	spec *wire.StartSpec
+	// drained closes once its output has been copied to its logs.
+	drained <-chan struct{}
+	// reaped: its main process is gone, its exit not yet announced (it
+	// waits for the output to drain).
+	reaped bool
 }
 
 // server is the supervisor's state. mu guards everything below it; a
@@ -50,12 +57,16 @@ type server struct {
 	homes    []hierarchy // nil if cgroups could not be read
 	homesErr error
 
-	mu       sync.Mutex
-	tasks    map[string]*task
-	byPid    map[int]*task // live tasks by main pid
-	conns    map[*client]struct{}
-	lastBusy time.Time
-	exiting  bool
+	mu    sync.Mutex
+	tasks map[string]*task
+	byPid map[int]*task     // live tasks by main pid
+	execs map[int]*execProc // running execs by the pid of their init
+	// finishing counts exits waiting for their task's output to drain;
+	// execConns the connections serving an exec (until its exit frame).
+	finishing, execConns int
+	conns                map[*client]struct{}
+	lastBusy             time.Time
+	exiting              bool
 }
 
 // client is one connection. wmu serializes writes.
@@ -118,7 +129,7 @@ func Main(stateDir string, log *slog.Logger) int {
 	// must not kill the parent of every task.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT)
 
-	s := &server{stateDir: stateDir, log: log, tasks: map[string]*task{}, byPid: map[int]*task{},
+	s := &server{stateDir: stateDir, log: log, tasks: map[string]*task{}, byPid: map[int]*task{}, execs: map[int]*execProc{},
 		conns: map[*client]struct{}{}, lastBusy: time.Now()}
 	s.homes, s.homesErr = readCgroupHomes()
 	if s.homesErr != nil {
@@ -148,7 +159,7 @@ func Main(stateDir string, log *slog.Logger) int {
 	defer tick.Stop()
 	for range tick.C {
 		s.mu.Lock()
-		if len(s.conns) > 0 || len(s.byPid) > 0 {
+		if len(s.conns) > 0 || len(s.byPid) > 0 || s.execConns > 0 || s.finishing > 0 {
 			s.lastBusy = time.Now()
 		}
 		idle := time.Since(s.lastBusy) >= IdleExit
@@ -266,6 +277,19 @@ func (s *server) serve(cl *client) {
 			s.log.Warn("dropping client", "err", err)
 			return
 		}
+		if req.Op == wire.OpExec {
+			// The connection is the exec's from now on: it gets no
+			// events, only frames.
+			s.mu.Lock()
+			delete(s.conns, cl)
+			s.execConns++
+			s.mu.Unlock()
+			s.exec(cl, req)
+			s.mu.Lock()
+			s.execConns--
+			s.mu.Unlock()
+			return
+		}
 		if req.Op == wire.OpStart {
 			// Starts run concurrently (replies carry the request's id):
 			// one task's slow exec must not hold up the others'.
@@ -338,7 +362,7 @@ func (s *server) signal(id string, sig syscall.Signal) (string, error) {
 	if t == nil {
 		return wire.CodeNotFound, fmt.Errorf("task %q: not found", id)
 	}
-	if t.info.Exit != nil {
+	if t.info.Exit != nil || t.reaped {
 		return "", nil
 	}
 	if err := proc.SignalGroup(t.info.Pid, sig); err != nil {
@@ -352,6 +376,8 @@ func (s *server) forget(id string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.tasks[id]; t != nil && t.info.Exit == nil {
+		// Reaped but not announced yet counts as running: its exit
+		// record is about to be written.
 		return wire.CodeRunning, fmt.Errorf("task %q: still running", id)
 	}
 	delete(s.tasks, id)
@@ -397,10 +423,21 @@ func (s *server) reapAll() {
 		}
 		s.mu.Lock()
 		t := s.byPid[pid]
-		if t != nil {
+		x := s.execs[pid]
+		if t != nil || x != nil {
+			// The zombie still reserves the group id: nothing else of
+			// the task (or exec) can be left running.
 			_ = proc.SignalGroup(pid, syscall.SIGKILL)
 		}
 		code, sig, err := proc.Reap(pid)
+		if x != nil {
+			delete(s.execs, pid)
+			s.lastBusy = time.Now()
+			s.mu.Unlock()
+			x.code, x.sig = code, sig
+			close(x.exited)
+			continue
+		}
 		if t == nil {
 			s.mu.Unlock()
 			continue
@@ -415,23 +452,46 @@ func (s *server) reapAll() {
 			code, sig = t.status.Exit(code, sig)
 			t.status = nil
 		}
-		t.info.Exit = &wire.Exit{Code: code, Signal: sig, At: time.Now().UTC()}
-		info := t.info
-		s.lastBusy = time.Now()
-		conns := make([]*client, 0, len(s.conns))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
+		t.reaped = true
+		s.finishing++
+		exit := &wire.Exit{Code: code, Signal: sig, At: time.Now().UTC()}
 		s.mu.Unlock()
-		s.log.Info("task exited", "task", info.ID, "pid", pid, "code", code, "signal", sig)
-		if err := s.writeRecord(&info); err != nil {
-			s.log.Error("cannot record task exit", "task", info.ID, "err", err)
+		go s.finish(t, exit)
+	}
+}
+
+// finish announces t's exit once its output is in its logs (or after
+// drainTimeout: an escaped process may hold the pipes; its copier goes on
+// alone): records it, then tells every client.
+func (s *server) finish(t *task, exit *wire.Exit) {
+	if t.drained != nil {
+		timer := time.NewTimer(drainTimeout)
+		select {
+		case <-t.drained:
+		case <-timer.C:
+			s.log.Warn("task output still open after its exit; announcing the exit without waiting", "task", t.info.ID)
 		}
-		ev := &wire.Reply{Event: wire.EventExit, Task: &info}
-		for _, c := range conns {
-			if err := c.send(ev); err != nil {
-				c.c.Close() // its serve loop cleans up
-			}
+		timer.Stop()
+	}
+	s.mu.Lock()
+	t.info.Exit = exit
+	t.reaped = false
+	info := t.info
+	s.finishing--
+	s.lastBusy = time.Now()
+	conns := make([]*client, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.log.Info("task exited", "task", info.ID, "pid", info.Pid, "code", exit.Code, "signal", exit.Signal)
+	if err := s.writeRecord(&info); err != nil {
+		s.log.Error("cannot record task exit", "task", info.ID, "err", err)
+	}
+	ev := &wire.Reply{Event: wire.EventExit, Task: &info}
+	for _, c := range conns {
+		if err := c.send(ev); err != nil {
+			c.c.Close() // its serve loop cleans up
 		}
 	}
 }

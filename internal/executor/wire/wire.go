@@ -38,6 +38,10 @@ const (
 	OpGet    Op = "get"    // TaskID → Reply.Task
 	OpList   Op = "list"   // → Reply.Tasks
 	OpForget Op = "forget" // TaskID: drop an exited task and its exit record; idempotent
+	// OpExec (Exec) is sent alone on a dedicated connection: the reply
+	// (Err, or success) is followed, on success, by frames both ways (see
+	// frame.go) until the exec's exit frame.
+	OpExec Op = "exec"
 )
 
 // EventExit is the Event of a Reply that announces a task's exit.
@@ -48,6 +52,7 @@ const (
 	CodeNotFound = "not_found" // no such task
 	CodeExists   = "exists"    // start of a task id the supervisor holds
 	CodeRunning  = "running"   // forget of a running task
+	CodeExited   = "exited"    // exec into a task that has exited
 )
 
 // Request is a message from a driver to the supervisor.
@@ -57,6 +62,50 @@ type Request struct {
 	TaskID string     `json:"task_id,omitempty"`
 	Signal int        `json:"signal,omitempty"`
 	Start  *StartSpec `json:"start,omitempty"`
+	Exec   *ExecSpec  `json:"exec,omitempty"`
+}
+
+// ExecSpec is a command to run inside a running task (Request.TaskID).
+// The supervisor takes everything else from the task it holds: the
+// process it enters (never a pid from the client), the user,
+// capabilities, cgroups and working directory, the task's environment.
+type ExecSpec struct {
+	// Command is looked up inside the task in the PATH of the
+	// environment when it has no '/'.
+	Command string   `json:"command"`
+	Args    []string `json:"args,omitempty"`
+	// Env, "KEY=value" each, is added to the task's environment
+	// (replacing a variable of the same name).
+	Env []string `json:"env,omitempty"`
+	// TTY runs it under a new pseudo-terminal of Rows x Cols.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Stdin: frames of kind FrameStdin feed it; else /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// Validate checks e can be run: a command, no NUL, KEY=value env, clean
+// absolute cgroups and dir.
+func (e *ExecSpec) Validate() error {
+	if e.Command == "" {
+		return errors.New("exec: command is empty")
+	}
+	if strings.ContainsRune(e.Command, 0) {
+		return fmt.Errorf("exec: command %q: contains NUL", e.Command)
+	}
+	for i, a := range e.Args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("exec: args[%d]: contains NUL", i)
+		}
+	}
+	for _, kv := range e.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsRune(kv, 0) {
+			return fmt.Errorf("exec: env %q: want KEY=value without NUL", kv)
+		}
+	}
+	return nil
 }
 
 // StartSpec is a task to start.
@@ -70,10 +119,15 @@ type StartSpec struct {
 	Env []string `json:"env,omitempty"`
 	// WorkDir is absolute; empty means "/".
 	WorkDir string `json:"work_dir,omitempty"`
-	// Stdout and Stderr are absolute files appended to; empty means
-	// /dev/null.
+	// Stdout and Stderr are absolute paths of rotated logs (package
+	// logfile: the supervisor holds the pipes the task writes to and
+	// copies them there); empty means /dev/null.
 	Stdout string `json:"stdout,omitempty"`
 	Stderr string `json:"stderr,omitempty"`
+	// LogMaxBytes and LogMaxFiles bound Stdout and Stderr, each a
+	// rotated log (package logfile); 0: logfile's defaults.
+	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
+	LogMaxFiles int   `json:"log_max_files,omitempty"`
 	// Cgroups are absolute cgroup directories the task starts in.
 	Cgroups []string `json:"cgroups,omitempty"`
 	// Netns is the network namespace file the task starts in; empty: the
@@ -244,6 +298,14 @@ func (r *Request) Validate() error {
 			return errors.New("start: no task")
 		}
 		return r.Start.Validate()
+	case OpExec:
+		if r.Exec == nil {
+			return errors.New("exec: no command")
+		}
+		if err := r.Exec.Validate(); err != nil {
+			return err
+		}
+		needTask = true
 	default:
 		return fmt.Errorf("unknown op %q", r.Op)
 	}
@@ -275,6 +337,9 @@ func (s *StartSpec) Validate() error {
 		if !ok || k == "" || strings.ContainsRune(kv, 0) {
 			return fmt.Errorf("env %q: want KEY=value without NUL", kv)
 		}
+	}
+	if s.LogMaxBytes < 0 || s.LogMaxFiles < 0 {
+		return fmt.Errorf("log limits %d bytes, %d files: must not be negative", s.LogMaxBytes, s.LogMaxFiles)
 	}
 	for name, p := range map[string]string{"work dir": s.WorkDir, "stdout": s.Stdout, "stderr": s.Stderr, "netns": s.Netns} {
 		if p != "" && (!filepath.IsAbs(p) || strings.ContainsRune(p, 0)) {

@@ -41,7 +41,7 @@
 // or, to run a command inside a running task (a health check's):
 //
 //	init -enter PID [-uid N] [-gid N] [-groups N,N] [-keepcaps | -caps N,N]
-//	     [-cgroup DIR]... [-sandbox DIR] -- PATH ARGV0 ARGS...
+//	     [-cgroup DIR]... [-sandbox DIR] [-tty] -- PATH ARGV0 ARGS...
 //
 // Enter mode joins the cgroups DIR (the task's) and the ipc, uts, net,
 // pid, cgroup and mount namespaces of process PID (those that differ from
@@ -53,7 +53,10 @@
 // forks PATH (looked up in the environment's PATH when it has no slash)
 // with the credentials, waits for it and exits with its status (128+N
 // for signal N). It has no status pipe: errors go to stderr, exit 127. It
-// dies with its parent (the agent), and its child with it.
+// dies with its parent (the agent), and its child with it. With -tty the
+// child leads a new session whose controlling terminal is its stdin (a
+// pty slave that is nobody's terminal yet): its process group is then one
+// of the task's pid namespace, which a shell's job control needs.
 //
 // fd 3 is the status pipe to the supervisor: one line "ok" once the task
 // runs (its execve succeeded) or "err MESSAGE" when it could not start
@@ -77,6 +80,7 @@
 #include <stdint.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -115,6 +119,7 @@ struct config {
 	gid_t *groups;
 	size_t ngroups;
 	int keepcaps, pidns;
+	int tty; // enter mode: the command leads a new session on its stdin's terminal
 	char **hide;
 	size_t nhide;
 	char **cgroups;
@@ -234,6 +239,10 @@ static int parse(int argc, char **argv, struct config *c) {
 		}
 		if (strcmp(a, "-pidns") == 0) {
 			c->pidns = 1;
+			continue;
+		}
+		if (strcmp(a, "-tty") == 0) {
+			c->tty = 1;
 			continue;
 		}
 		if (strcmp(a, "-readonly") == 0) {
@@ -1069,6 +1078,12 @@ static int enter(const char *pid, struct config *c) {
 		}
 		if (c->have_caps && set_caps(c->caps) < 0) {
 			fprintf(stderr, "enter: %s\n", msg);
+			_exit(127);
+		}
+		// A change of credentials cleared it; it outlives the exec.
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (c->tty && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0)) {
+			fprintf(stderr, "enter: terminal: %s\n", errstr(errno));
 			_exit(127);
 		}
 		execvp(c->path, c->argv);

@@ -2,7 +2,8 @@
 // careless vendor might: it builds each task's environment from the
 // plugin's own (os.Environ()) plus the task's Env. The SDK's tests use it
 // to check that the executor still keeps the plugin machinery's variables
-// (go-plugin's PLUGIN_*, the host's DCOS_PLUGIN_*) from tasks.
+// (go-plugin's PLUGIN_*, the host's DCOS_PLUGIN_*) from tasks. It also
+// serves exec with the one method a driver on the executor needs.
 package main
 
 import (
@@ -32,7 +33,12 @@ func main() {
 
 type driver struct{ *plugin.Executor }
 
-var _ plugin.Driver = (*driver)(nil)
+var _ plugin.ExecDriver = (*driver)(nil)
+
+// ExecTask is all a driver on the executor needs to serve exec.
+func (d *driver) ExecTask(ctx context.Context, o *plugin.ExecOptions, io plugin.ExecIO) (*plugin.ExitResult, error) {
+	return d.Exec(ctx, o, io)
+}
 
 func (d *driver) Capabilities(context.Context) (*plugin.Capabilities, error) {
 	return &plugin.Capabilities{SendSignals: true, FSIsolation: plugin.FSIsolationNone, RecoverTasks: true}, nil

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -359,15 +359,14 @@ func TestAgent_NewLogLimits(t *testing.T) {
 }
 
 // recordingPlugins records the TaskConfig each task started with and
-// serves the exec driver as an ExecDriver (testExecDriver) when exec is
-// set, else hidden behind contract.Driver alone.
+// serves the exec driver as an ExecDriver (its real ExecTask) when exec
+// is set, else hidden behind contract.Driver alone.
 type recordingPlugins struct {
 	*testPlugins
 	exec bool
 
 	mu      sync.Mutex
 	configs map[string]*contract.TaskConfig
-	execs   []int // pids of the commands ExecTask started
 }
 
 func (p *recordingPlugins) config(id string) *contract.TaskConfig {
@@ -382,7 +381,7 @@ func (p *recordingPlugins) Driver(name string) (contract.Driver, error) {
 		return nil, err
 	}
 	if p.exec {
-		return &testExecDriver{recordingDriver{Driver: d, p: p}}, nil
+		return execRecordingDriver{recordingDriver{Driver: d, p: p}, d.(contract.ExecDriver)}, nil
 	}
 	return recordingDriver{Driver: d, p: p}, nil
 }
@@ -402,49 +401,14 @@ func (d recordingDriver) StartTask(ctx context.Context, cfg *contract.TaskConfig
 	return d.Driver.StartTask(ctx, cfg)
 }
 
-// testExecDriver is the real exec driver with a test-only ExecTask: it
-// runs the command as a plain child of the test (not inside the task:
-// the real driver's ExecTask comes from its own change) in its own
-// process group, killed when ctx ends. It has no TTY.
-type testExecDriver struct{ recordingDriver }
+// execRecordingDriver is recordingDriver with the real driver's ExecTask.
+type execRecordingDriver struct {
+	recordingDriver
+	x contract.ExecDriver
+}
 
-var _ contract.ExecDriver = (*testExecDriver)(nil)
-
-func (d *testExecDriver) ExecTask(ctx context.Context, opts *contract.ExecOptions, eio contract.ExecIO) (*contract.ExitResult, error) {
-	if opts.TTY {
-		return nil, fmt.Errorf("tty: %w", contract.ErrNotSupported)
-	}
-	cmd := exec.Command(opts.Command, opts.Args...)
-	cmd.Env = os.Environ()
-	for k, v := range opts.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = eio.Stdin, eio.Stdout, eio.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return &contract.ExitResult{ExitCode: 127}, nil
-	}
-	d.p.mu.Lock()
-	d.p.execs = append(d.p.execs, cmd.Process.Pid)
-	d.p.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	defer stop()
-	err := cmd.Wait()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			return &contract.ExitResult{ExitCode: -1, Signal: int(ws.Signal())}, nil
-		}
-		return &contract.ExitResult{ExitCode: ws.ExitStatus()}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &contract.ExitResult{}, nil
+func (d execRecordingDriver) ExecTask(ctx context.Context, opts *contract.ExecOptions, eio contract.ExecIO) (*contract.ExitResult, error) {
+	return d.x.ExecTask(ctx, opts, eio)
 }
 
 // execResult collects an exec relay's output until the agent closes it.
@@ -503,23 +467,24 @@ func TestAgent_Exec(t *testing.T) {
 		}
 	})
 	t.Run("relay end kills the command", func(t *testing.T) {
+		marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()) // sleep's argument names it
 		r := k.openStream(t, &syscallsv1.StreamOpen{StreamId: "x3", Exec: &syscallsv1.ExecStart{
-			TaskId: "t-x", Command: "sh", Args: []string{"-c", "echo up; exec sleep 300"}}})
+			TaskId: "t-x", Command: "sh", Args: []string{"-c", "echo up; exec sleep 300." + marker}}})
 		if up, ok := r.next(t); !ok || string(up.GetExec().GetStdout()) != "up\n" {
 			t.Fatalf("first output %v, want up", up)
 		}
-		rec.mu.Lock()
-		pid := rec.execs[len(rec.execs)-1]
-		rec.mu.Unlock()
+		var pid int
+		eventually(t, "the exec'd command running", func() bool { pid = pidWithArg("300." + marker); return pid > 0 })
 		r.cancel()
 		eventually(t, "the exec'd command killed", func() bool { return processGone(pid) })
 		eventually(t, "no exec stream counted open", func() bool { return a.Metrics().Streams["exec"] == 0 })
 	})
-	t.Run("tty the driver cannot do", func(t *testing.T) {
-		r := k.openStream(t, &syscallsv1.StreamOpen{StreamId: "x4", Exec: &syscallsv1.ExecStart{TaskId: "t-x", Command: "sh", Tty: true}})
-		_, _, _, rerr := execResult(t, r)
-		if connect.Code(rerr.GetCode()) != connect.CodeUnimplemented || !strings.Contains(rerr.GetMessage(), "driver exec cannot exec") {
-			t.Errorf("error %v, want Unimplemented \"driver exec cannot exec\"", rerr)
+	t.Run("tty and its size", func(t *testing.T) {
+		r := k.openStream(t, &syscallsv1.StreamOpen{StreamId: "x4", Exec: &syscallsv1.ExecStart{TaskId: "t-x", Command: "stty", Args: []string{"size"},
+			Tty: true, Size: &syscallsv1.TermSize{Rows: 5, Cols: 7}}})
+		out, _, exit, rerr := execResult(t, r)
+		if rerr != nil || exit.GetCode() != 0 || strings.TrimSpace(out) != "5 7" {
+			t.Errorf("stty size under a 5x7 tty: %q, exit %v, error %v", out, exit, rerr)
 		}
 	})
 	t.Run("no command", func(t *testing.T) {
@@ -556,4 +521,22 @@ func TestAgent_StreamsReopen(t *testing.T) {
 	if len(ups) != 1 || connect.Code(ups[0].GetError().GetCode()) != connect.CodeNotFound {
 		t.Errorf("relay sent %v, want NotFound for t-none on %s", ups, a.ID())
 	}
+}
+
+// pidWithArg is the pid of a process with arg among its arguments, or 0.
+func pidWithArg(arg string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg {
+				return pid
+			}
+		}
+	}
+	return 0
 }

@@ -91,4 +91,3 @@ func BenchmarkExecTrue(b *testing.B) {
 	b.ReportMetric(ms(percentile(ds, 50)), "p50-ms")
 	b.ReportMetric(ms(percentile(ds, 99)), "p99-ms")
 }
-

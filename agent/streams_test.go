@@ -467,14 +467,14 @@ func TestAgent_Exec(t *testing.T) {
 		}
 	})
 	t.Run("relay end kills the command", func(t *testing.T) {
-		marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()) // sleep's argument names it
+		arg := fmt.Sprintf("300.%d", time.Now().UnixNano()) // sleep's argument (a valid one) names it
 		r := k.openStream(t, &syscallsv1.StreamOpen{StreamId: "x3", Exec: &syscallsv1.ExecStart{
-			TaskId: "t-x", Command: "sh", Args: []string{"-c", "echo up; exec sleep 300." + marker}}})
+			TaskId: "t-x", Command: "sh", Args: []string{"-c", "echo up; exec sleep " + arg}}})
 		if up, ok := r.next(t); !ok || string(up.GetExec().GetStdout()) != "up\n" {
 			t.Fatalf("first output %v, want up", up)
 		}
 		var pid int
-		eventually(t, "the exec'd command running", func() bool { pid = pidWithArg("300." + marker); return pid > 0 })
+		eventually(t, "the exec'd command running", func() bool { pid = pidWithArg(arg); return pid > 0 })
 		r.cancel()
 		eventually(t, "the exec'd command killed", func() bool { return processGone(pid) })
 		eventually(t, "no exec stream counted open", func() bool { return a.Metrics().Streams["exec"] == 0 })

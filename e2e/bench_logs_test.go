@@ -33,7 +33,7 @@ func runningTask(b *testing.B, command string, args ...string) (*env, *pb.Task) 
 // reader's clock at the line's arrival minus it is the latency (one host,
 // one clock). Goal p99 ≤ 10 ms.
 func BenchmarkLogsFollowLatency(b *testing.B) {
-	e, task := runningTask(b, "python3", "-c", `import sys, time
+	e, task := runningTask(b, "/usr/bin/python3", "-c", `import sys, time
 while True:
     sys.stdout.write("%d\n" % time.time_ns())
     sys.stdout.flush()

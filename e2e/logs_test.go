@@ -47,7 +47,7 @@ while time.time() < end:
 w("END %%d\n" %% i)
 sys.stdout.flush()
 `, pad, secs)
-	return "python3", []string{"-c", prog}
+	return "/usr/bin/python3", []string{"-c", prog}
 }
 
 // checkNumbered checks that out holds lines 0..n-1 exactly once, in
@@ -83,12 +83,12 @@ func checkNumbered(t *testing.T, out []byte) int {
 	return 0
 }
 
-// TestLogs_FollowAcrossRotationsAndAgentRestart is issue 15's first
+// TestLogs_FollowRestart is issue 15's first
 // "Done when": a task printing a numbered line every millisecond, its
 // stdout rotated every 64 KiB: `dcosctl logs -f` run for the task's 30 s,
 // across >= 100 rotations and one SIGKILL + restart of the agent, receives
 // every line exactly once, in order, and ends when the task has ended.
-func TestLogs_FollowAcrossRotationsAndAgentRestart(t *testing.T) {
+func TestLogs_FollowRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	opTok, fwTok, agTok := newToken(), newToken(), newToken()
@@ -139,6 +139,9 @@ func TestLogs_FollowAcrossRotationsAndAgentRestart(t *testing.T) {
 		t.Fatalf("dcosctl logs -f did not end after the task ended\nstderr: %s", tail(errOut.String(), 20))
 	}
 	n := checkNumbered(t, out.Bytes())
+	if !strings.Contains(errOut.String(), "reconnecting") {
+		t.Fatalf("dcosctl logs -f never reconnected: the agent's SIGKILL did not break its stream?\nstderr: %s", errOut.String())
+	}
 	if n < secs*500 {
 		t.Fatalf("only %d lines in %d s: the task did not print one every millisecond or so", n, secs)
 	}
@@ -177,9 +180,9 @@ func TestLogs_TailSeeks(t *testing.T) {
 			Logs: &pb.LogConfig{MaxBytes: 1 << 30, MaxFiles: 2}})
 		return w.waitFor(t, "end of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_FINISHED)).GetTask()
 	}
-	// 1 GiB of 64-byte lines (the last generation holds the end), then
+	// 1.08 GB of 62-byte lines (a second generation holds the end), then
 	// ten numbered ones.
-	big := run(`yes 0123456789012345678901234567890123456789012345678901234567890 | head -c 1073741824; for i in 1 2 3 4 5 6 7 8 9 10; do echo "last $i"; done`)
+	big := run(`yes 0123456789012345678901234567890123456789012345678901234567890 | head -n 17400000; for i in 1 2 3 4 5 6 7 8 9 10; do echo "last $i"; done`)
 	small := run(`for i in 1 2 3 4 5 6 7 8 9 10; do echo "last $i"; done`)
 	var size int64
 	files, _ := filepath.Glob(filepath.Join(big.GetSandbox(), "stdout.*"))
@@ -263,12 +266,12 @@ func TestLogsExec_Refusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"fw-b's logs of fw-a's task", []string{"logs", task.GetId()}, "permission_denied"},
-		{"fw-b's logs -f of fw-a's task", []string{"logs", "-f", task.GetId()}, "permission_denied"},
-		{"fw-b's exec into fw-a's task", []string{"exec", task.GetId(), "--", "cat", "/etc/hostname"}, "permission_denied"},
+		{"fw-b's logs of fw-a's task", []string{"logs", task.GetId()}, "PermissionDenied"},
+		{"fw-b's logs -f of fw-a's task", []string{"logs", "-f", task.GetId()}, "PermissionDenied"},
+		{"fw-b's exec into fw-a's task", []string{"exec", task.GetId(), "--", "cat", "/etc/hostname"}, "PermissionDenied"},
 	} {
 		out, errOut, code := as(bTok, c.args...)
-		if code == 0 || out != "" || !strings.Contains(strings.ToLower(strings.ReplaceAll(errOut, " ", "_")), c.want) {
+		if code == 0 || out != "" || !strings.Contains(errOut, c.want) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want an error %s and nothing streamed", c.name, code, out, errOut, c.want)
 		}
 	}
@@ -321,10 +324,10 @@ func TestExec_DisconnectKills(t *testing.T) {
 	running := w.waitFor(t, "RUNNING of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_RUNNING)).GetTask()
 	e.notePID(running.GetPid())
 
-	marker := "dcos-e2e-exec-" + newToken()[:12]
+	marker := fmt.Sprintf("1000.%d", time.Now().UnixNano()) // sleep's argument (a valid one) names it
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := e.ctlCmd(ctx, "exec", task.GetId(), "--", "sh", "-c", "echo started; exec sleep 1000 "+marker)
+	cmd := e.ctlCmd(ctx, "exec", task.GetId(), "--", "sh", "-c", "echo started; exec sleep "+marker)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {

@@ -141,9 +141,8 @@ func TestOCI_Nginx(t *testing.T) {
 			`echo "host=$(hostname)"; test -e `+e.dir+` && echo "hostdir=visible" || echo "hostdir=hidden"; `+
 			`test -e /etc/nginx && echo "other=visible" || echo "other=hidden"; echo "sandbox=$DCOS_SANDBOX"; echo done; exec sleep 600`)
 	var out string
-	e.eventually("the probe's output", func() (bool, string) {
-		b, _ := os.ReadFile(filepath.Join(probe.GetSandbox(), "stdout"))
-		out = string(b)
+	e.eventually("the probe's output, by dcosctl logs", func() (bool, string) {
+		out, _, _ = e.ctl("logs", probe.GetId())
 		return strings.Contains(out, "done"), out
 	})
 	for _, want := range []string{"pid1=busybox", "host=" + probe.GetId(), "hostdir=hidden", "other=hidden", "sandbox=/dcos/sandbox"} {
@@ -159,6 +158,18 @@ func TestOCI_Nginx(t *testing.T) {
 				}
 			}
 		}
+	}
+	// dcosctl exec enters the container: its root (the image's busybox,
+	// no host dir), its pid namespace, its hostname.
+	// (The image has /bin/busybox, no sh link: the task ran "sh" as its
+	// entrypoint's argument.)
+	xout, xerr, code := e.ctl("exec", probe.GetId(), "--", "busybox", "sh", "-c",
+		`echo "comm=$(cat /proc/1/comm) host=$(hostname)"; test -e `+e.dir+` && echo hostdir=visible || echo hostdir=hidden; exit 5`)
+	if code != 5 || !strings.Contains(xout, "comm=sleep host="+probe.GetId()+"\n") || !strings.Contains(xout, "hostdir=hidden\n") {
+		t.Errorf("dcosctl exec into the container: exit %d, stdout %q, stderr %q; want 5, pid 1 the task's sleep, its hostname, no host dir", code, xout, xerr)
+	}
+	if _, xerr, code := e.ctl("exec", probe.GetId(), "--", "nginx", "-v"); code != 127 {
+		t.Errorf("exec of a command the image lacks: exit %d (%q), want 127", code, xerr)
 	}
 	e.mustCtl("revoke", probe.GetId())
 

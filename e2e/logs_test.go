@@ -378,3 +378,91 @@ func pidsWithArg(arg string) []int {
 	}
 	return out
 }
+
+// TestLogs_HugeBinaryLine: a task that writes 100 MB of random bytes
+// without a newline (one 100 MB "line" of binary junk): dcosctl logs
+// returns exactly those bytes, and the daemons' memory does not grow with
+// it (bounded chunks all the way).
+func TestLogs_HugeBinaryLine(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dev := e.startDev("--resources", "cpus=2,mem=1Gi")
+	op := e.op()
+	w := e.watch(op, listAgents(t, op).GetRevision())
+	alloc := allocateOne(t, op, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 64 * mi}})
+	const size = 100_000_000
+	task := launch(t, op, &pb.LaunchRequest{AllocationId: alloc.GetId(), Command: "sh",
+		Args: []string{"-c", fmt.Sprintf("head -c %d /dev/urandom | tr -d '\\n'", size+size/200)},
+		Logs: &pb.LogConfig{MaxBytes: 64 << 20, MaxFiles: 3}})
+	ended := w.waitFor(t, "end of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_FINISHED)).GetTask()
+	var onDisk []byte
+	files, _ := filepath.Glob(filepath.Join(ended.GetSandbox(), "stdout.*"))
+	sortStrings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk = append(onDisk, b...)
+	}
+	if len(onDisk) < size {
+		t.Fatalf("%d bytes on disk in %v, want >= %d", len(onDisk), files, size)
+	}
+	hwm0 := vmHWM(t, dev.cmd.Process.Pid)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := e.ctlCmd(ctx, "logs", task.GetId())
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dcosctl logs: %v: %s", err, errOut.String())
+	}
+	if !bytes.Equal(got, onDisk) {
+		t.Fatalf("dcosctl logs gave %d bytes, not the %d on disk (first difference at %d)", len(got), len(onDisk), firstDiff(got, onDisk))
+	}
+	hwm1 := vmHWM(t, dev.cmd.Process.Pid)
+	t.Logf("streamed %d bytes of one binary line; dcosd dev peak RSS %d → %d MiB", len(got), hwm0>>20, hwm1>>20)
+	if hwm1-hwm0 > 64<<20 {
+		t.Fatalf("dcosd dev's peak RSS grew by %d MiB streaming a 100 MB line: buffers are not bounded", (hwm1-hwm0)>>20)
+	}
+}
+
+func sortStrings(s []string) {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// vmHWM is the peak resident set size of pid, in bytes.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}

@@ -232,6 +232,8 @@ func FuzzDecodeValidate(f *testing.F) {
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "x", Network: "host", Ports: []*pb.PortRequest{{Name: "p", ContainerPort: 70000}}},
 		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}, UnderlayIp: "192.0.2.1"},
 		&pb.RegisterAgentRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1}, UnderlayIp: "fe80::1%eth0"},
+		&pb.LogsRequest{TaskId: "t-1", Streams: []pb.LogStream{pb.LogStream_LOG_STREAM_STDERR}, StdoutCursor: "3:1024", LimitBytes: 10},
+		&pb.ExecInput{Start: &pb.ExecStart{TaskId: "t-1", Command: "sh", Tty: true, Size: &pb.TermSize{Rows: 24, Cols: 80}, Env: map[string]string{"A": "b"}}},
 		&pb.ReportTaskStatusRequest{TaskId: "t-1", AgentId: "agent-1", State: pb.TaskState_TASK_STATE_RUNNING, Ip: "10.88.0.2",
 			Ports: []*pb.PortMapping{{Name: "http", ContainerPort: 8080, HostPort: 31000, Protocol: "tcp"}}},
 	}
@@ -292,6 +294,29 @@ func FuzzDecodeValidate(f *testing.F) {
 				t.Fatalf("validated report with ip %q", s.GetIp())
 			}
 			checkPorts(t, s.GetPorts(), 1, false)
+		}
+		var lr pb.LogsRequest
+		if unmarshal(&lr) == nil && validateLogs(&lr) == nil {
+			if lr.Tail != nil && lr.GetTail() < 0 || lr.GetLimitBytes() < 0 || len(lr.GetStdoutCursor()) > 64 || len(lr.GetStderrCursor()) > 64 {
+				t.Fatalf("validated logs request %v", &lr)
+			}
+			for _, st := range lr.GetStreams() {
+				if st != pb.LogStream_LOG_STREAM_STDOUT && st != pb.LogStream_LOG_STREAM_STDERR {
+					t.Fatalf("validated logs request with stream %v", st)
+				}
+			}
+		}
+		var x pb.ExecInput
+		if unmarshal(&x) == nil && validateExecStart(x.GetStart()) == nil {
+			st := x.GetStart()
+			if st.GetCommand() == "" || st.GetSize().GetRows() > 0xffff || st.GetSize().GetCols() > 0xffff || st.GetSize() != nil && !st.GetTty() {
+				t.Fatalf("validated exec start %v", st)
+			}
+			for k := range st.GetEnv() {
+				if k == "" || strings.ContainsAny(k, "=\x00") {
+					t.Fatalf("validated exec env key %q", k)
+				}
+			}
 		}
 	})
 }

@@ -113,7 +113,7 @@ func (s *server) start(spec *wire.StartSpec) (_ *wire.TaskInfo, _ string, err er
 	// not under s.mu, so that one start waiting for its task's exec (under
 	// the task's cpu quota: ~0.1-1 s for a 0.001-cpu task) does not hold
 	// up every other start and exit.
-	t := &task{info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()},
+	t := &task{finished: make(chan struct{}), info: wire.TaskInfo{ID: spec.TaskID, Pid: pid, StartTime: st, StartedAt: time.Now().UTC()},
 		spec: spec, drained: outs.drained}
 	outs.closeTaskEnds()
 	outs.run(s.log.With("task", spec.TaskID)) // from here on the copiers own the logs

@@ -45,6 +45,8 @@ type task struct {
 	// reaped: its main process is gone, its exit not yet announced (it
 	// waits for the output to drain).
 	reaped bool
+	// finished closes once its exit is announced (Exit set).
+	finished chan struct{}
 }
 
 // server is the supervisor's state. mu guards everything below it; a
@@ -54,6 +56,7 @@ type task struct {
 type server struct {
 	stateDir string
 	log      *slog.Logger
+	reapMu   sync.Mutex  // serialises reapAll
 	homes    []hierarchy // nil if cgroups could not be read
 	homesErr error
 
@@ -328,16 +331,37 @@ func (s *server) handle(req *wire.Request) *wire.Reply {
 			return fail(code, err)
 		}
 	case wire.OpGet:
+		// A driver recovering the task must not take a task that has
+		// just exited for a live one: reap what has exited, and answer
+		// an exit that waits for its output to drain once it is
+		// announced (within drainTimeout).
+		s.reapAll()
 		s.mu.Lock()
 		t := s.tasks[req.TaskID]
-		if t != nil {
-			info := t.info
-			r.Task = &info
-		}
 		s.mu.Unlock()
 		if t == nil {
 			return fail(wire.CodeNotFound, fmt.Errorf("task %q: not found", req.TaskID))
 		}
+		timer := time.NewTimer(drainTimeout + time.Second)
+		select {
+		case <-t.finished:
+		case <-timer.C:
+		default:
+			s.mu.Lock()
+			reaped := t.reaped
+			s.mu.Unlock()
+			if reaped {
+				select {
+				case <-t.finished:
+				case <-timer.C:
+				}
+			}
+		}
+		timer.Stop()
+		s.mu.Lock()
+		info := t.info
+		s.mu.Unlock()
+		r.Task = &info
 	case wire.OpList:
 		s.mu.Lock()
 		for _, t := range s.tasks {
@@ -412,6 +436,10 @@ func (s *server) reapLoop(stop <-chan struct{}) {
 // Other children (orphaned descendants we inherited as subreaper) are just
 // reaped.
 func (s *server) reapAll() {
+	// The reap loop and OpGet both reap: one at a time, so that a pid
+	// peeked is reaped once.
+	s.reapMu.Lock()
+	defer s.reapMu.Unlock()
 	for {
 		pid, err := proc.PeekExited()
 		if err != nil {
@@ -476,6 +504,7 @@ func (s *server) finish(t *task, exit *wire.Exit) {
 	s.mu.Lock()
 	t.info.Exit = exit
 	t.reaped = false
+	close(t.finished)
 	info := t.info
 	s.finishing--
 	s.lastBusy = time.Now()

@@ -378,6 +378,22 @@ func (a *Agent) reattachOrLose(tk *task, why string) (lost bool) {
 	}
 }
 
+// recordedExit is how tk exited if its driver, having just recovered
+// it, already knows; nil if it runs or the driver cannot tell at once.
+func (a *Agent) recordedExit(tk *task) *contract.ExitResult {
+	drv, err := a.plugins.Driver(tk.driver)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
+	defer cancel()
+	st, err := drv.InspectTask(ctx, tk.id)
+	if err != nil || st.State != contract.TaskStateExited || st.ExitResult == nil {
+		return nil
+	}
+	return st.ExitResult
+}
+
 // reattach hands tk's checkpointed handle to its driver.
 func (a *Agent) reattach(tk *task) error {
 	a.mu.Lock()
@@ -574,6 +590,13 @@ func (a *Agent) recover() error {
 	a.recoverNetwork(live)
 	for _, tk := range live {
 		if a.reattachOrLose(tk, "the agent restarted") {
+			continue
+		}
+		// A task that ended while no agent ran (its driver recorded the
+		// exit) ends now, before the agent registers: the kernel must not
+		// hear that it runs.
+		if res := a.recordedExit(tk); res != nil {
+			a.ended(tk, res)
 			continue
 		}
 		a.wg.Go(func() { a.wait(tk) })

@@ -464,13 +464,7 @@ func (e *env) ctl(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	e.mu.Lock()
-	if e.ccPath != "" {
-		args = append([]string{"--config", e.ccPath}, args...)
-	}
-	e.mu.Unlock()
-	cmd := exec.CommandContext(ctx, bin.dcosctl, args...)
-	cmd.Env = e.baseEnv()
+	cmd := e.ctlCmd(ctx, args...)
 	var o, s bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &s
 	err := cmd.Run()
@@ -486,6 +480,18 @@ func (e *env) ctl(args ...string) (stdout, stderr string, code int) {
 		e.t.Fatalf("dcosctl %s: timed out after %v", strings.Join(args, " "), waitTimeout)
 	}
 	return o.String(), s.String(), code
+}
+
+// ctlCmd is a dcosctl command with the env's client config, not started.
+func (e *env) ctlCmd(ctx context.Context, args ...string) *exec.Cmd {
+	e.mu.Lock()
+	if e.ccPath != "" {
+		args = append([]string{"--config", e.ccPath}, args...)
+	}
+	e.mu.Unlock()
+	cmd := exec.CommandContext(ctx, bin.dcosctl, args...)
+	cmd.Env = e.baseEnv()
+	return cmd
 }
 
 // mustCtl runs dcosctl and fails the test unless it exits 0.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,18 +17,6 @@ import (
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
-
-// ctlCmd is a dcosctl command with the env's client config, not started.
-func (e *env) ctlCmd(ctx context.Context, args ...string) *exec.Cmd {
-	e.mu.Lock()
-	if e.ccPath != "" {
-		args = append([]string{"--config", e.ccPath}, args...)
-	}
-	e.mu.Unlock()
-	cmd := exec.CommandContext(ctx, bin.dcosctl, args...)
-	cmd.Env = e.baseEnv()
-	return cmd
-}
 
 // numberedLines is a task that prints lines "NNNNNNNNN <pad>" every
 // millisecond for secs seconds, then "END n" with the count it printed.

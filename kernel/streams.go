@@ -194,7 +194,9 @@ func (k *Kernel) StreamAgentConnected(id string) bool {
 
 // streamTask returns (a copy of) task id if p may open a stream of it:
 // its owner and operators. A framework asking for another's task gets
-// PermissionDenied (it learns the id exists, as Revoke tells it).
+// PermissionDenied, as issue 15 asks (so it learns that the id exists,
+// where Revoke and the lists answer NotFound; task ids are sequential,
+// so that tells little).
 func (k *Kernel) streamTask(p Principal, field, id string) (*pb.Task, error) {
 	if id == "" {
 		return nil, fieldError(field, "is required")

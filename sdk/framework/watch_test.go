@@ -168,10 +168,12 @@ func TestWatch_FellBehindResumes(t *testing.T) {
 		})
 	}()
 	for range revisions {
-		// ~2 KiB of labels per event, 16 MiB in all: more than the
-		// socket buffers hold, so the kernel's queue of 4 must overflow.
+		// ~4 KiB of labels per event, 32 MiB in all: well more than
+		// loopback's socket buffers hold once autotuned (16 MiB was
+		// borderline: a CI run saw it absorbed), so the kernel's queue
+		// of 4 must overflow.
 		padding := map[string]string{}
-		for i := range 8 {
+		for i := range 16 {
 			padding[fmt.Sprintf("padding%d", i)] = strings.Repeat("x", 250)
 		}
 		if _, err := c.Allocate(ctx, &pb.AllocateRequest{Count: per, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20},

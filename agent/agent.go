@@ -17,9 +17,9 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/dcos-kernel/dcos/agent/internal/hostos"
 	"github.com/dcos-kernel/dcos/ebpf"
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/plugins/contract"
@@ -374,7 +374,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = true
 	a.mu.Unlock()
 
-	lock, err := hostos.Lock(filepath.Join(a.dataDir, "agent.lock"))
+	lock, err := proc.Lock(filepath.Join(a.dataDir, "agent.lock"))
 	if err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/dcos-kernel/dcos/drivers/execdriver"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 
-	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -370,7 +370,7 @@ func TestAgent_TaskKillGrace(t *testing.T) {
 			k.pushTask(task)
 			pid := int(k.waitReport(t, id, running).GetPid())
 			// The agent's hour would outlive the test: a failed test kills.
-			t.Cleanup(func() { _ = hostos.SignalGroup(pid, syscall.SIGKILL) })
+			t.Cleanup(func() { _ = proc.SignalGroup(pid, syscall.SIGKILL) })
 			stdout := filepath.Join(dataDir, "sandboxes", id, "stdout")
 			eventually(t, "trap installed", func() bool {
 				b, _ := os.ReadFile(stdout)
@@ -421,7 +421,7 @@ func TestAgent_Restart(t *testing.T) {
 	}
 	// t-gone ends while no agent (and no driver) runs: the exec driver's
 	// supervisor records its exit for the next agent.
-	hostos.SignalGroup(pids["t-gone"], syscall.SIGKILL)
+	proc.SignalGroup(pids["t-gone"], syscall.SIGKILL)
 	eventually(t, "t-gone reaped", func() bool { return processGone(pids["t-gone"]) })
 	k.setExpected(
 		newTask("t-keep", id, running, "sleep", "300"),

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/dcos-kernel/dcos/agent/internal/hostos"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -98,8 +98,8 @@ func (k *fakeKernel) killProcs() {
 	}
 	k.mu.Unlock()
 	for pid, start := range procs {
-		if s, err := hostos.ProcStartTime(pid); err == nil && s == start {
-			hostos.SignalGroup(pid, syscall.SIGKILL)
+		if s, err := proc.StartTime(pid); err == nil && s == start {
+			proc.SignalGroup(pid, syscall.SIGKILL)
 			var ws syscall.WaitStatus
 			syscall.Wait4(pid, &ws, 0, nil) // ECHILD unless ours
 		}
@@ -160,7 +160,7 @@ func (k *fakeKernel) ReportTaskStatus(_ context.Context, req *connect.Request[sy
 	m := req.Msg
 	var start uint64
 	if m.GetState() == syscallsv1.TaskState_TASK_STATE_RUNNING && m.GetPid() > 0 {
-		start, _ = hostos.ProcStartTime(int(m.GetPid()))
+		start, _ = proc.StartTime(int(m.GetPid()))
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -1,11 +1,11 @@
-// Package proc is the exec driver's one door to the host's processes:
+// Package proc is the one door to the host's processes, for the agent and
+// the executor (and its supervisor):
 // /proc stat parsing (pid + start time identity, per-process-group usage),
 // process-group signals, pidfd watches of processes that are not our
 // children, the subreaper flag and flock locks.
 //
-// It keeps no state and makes no decisions. Small helpers are copied from
-// agent/internal/hostos, which is internal to the agent. On platforms other
-// than Linux every function returns ErrNotSupported.
+// It keeps no state and makes no decisions. On platforms other than Linux
+// every function returns ErrNotSupported.
 package proc
 
 import "errors"

@@ -1,0 +1,65 @@
+package proc
+
+import (
+	"errors"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+)
+
+func TestSignalGroup_StartTime(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("proc is Linux-only")
+	}
+	cmd := exec.Command("sleep", "300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	start, err := StartTime(pid)
+	if err != nil || start == 0 {
+		t.Fatalf("StartTime = %d, %v", start, err)
+	}
+	if !Alive(pid, start) || Alive(pid, start+1) {
+		t.Errorf("Alive(%d, %d) = %v, Alive with another start time = %v; want true, false", pid, start, Alive(pid, start), Alive(pid, start+1))
+	}
+	if err := SignalGroup(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("child ended with %v, want SIGTERM", err)
+	}
+	if _, err := StartTime(pid); !errors.Is(err, ErrGone) {
+		t.Errorf("StartTime after reap: %v, want ErrGone", err)
+	}
+	if err := SignalGroup(pid, syscall.SIGTERM); err != nil {
+		t.Errorf("SignalGroup of an empty group = %v, want nil", err)
+	}
+}
+
+// TestLock is not parallel: a flock belongs to the open file description,
+// and a child forked by a parallel test holds a copy of every descriptor
+// until it execs (O_CLOEXEC closes them only then), so "Lock after
+// release" could see the lock still held for that moment.
+func TestLock(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("proc is Linux-only")
+	}
+	path := t.TempDir() + "/lock"
+	f, err := Lock(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(path); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Lock = %v, want ErrLocked", err)
+	}
+	f.Close()
+	g, err := Lock(path)
+	if err != nil {
+		t.Fatalf("Lock after release: %v", err)
+	}
+	g.Close()
+}

@@ -56,7 +56,7 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 	for range 20 {
 		call("before the attack")
 	}
-	idle := vmRSS(t, pid)
+	idle := vmRSS(pid)
 	var peak atomic.Int64
 	peak.Store(idle)
 	stop := make(chan struct{})
@@ -69,7 +69,7 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if v := vmRSS(t, pid); v > peak.Load() {
+			if v := vmRSS(pid); v > peak.Load() {
 				peak.Store(v)
 			}
 		}
@@ -168,19 +168,11 @@ func postUnauthenticated(host string, size int) int {
 	return resp.StatusCode
 }
 
-// vmRSS returns pid's resident set size in bytes.
-func vmRSS(t testing.TB, pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+// vmRSS returns pid's resident set size in bytes, 0 when it cannot be
+// read (the process may be gone while a sampler polls).
+func vmRSS(pid int) int64 {
+	n, _ := statusBytes(pid, "VmRSS")
+	return n
 }
 
 // holderEnv names the environment variable that turns the test binary
@@ -287,7 +279,7 @@ func hostileConnections(b *testing.B, kind string) {
 		return percentile(durs, 50)
 	}
 	p50() // warm up
-	idle, rssIdle := p50(), vmRSS(b, p.cmd.Process.Pid)
+	idle, rssIdle := p50(), vmRSS(p.cmd.Process.Pid)
 	const helpers, perHelper, addrsPerHelper = 4, 5000, 5
 	for h := range helpers {
 		var srcs []string
@@ -310,7 +302,7 @@ func hostileConnections(b *testing.B, kind string) {
 	b.ResetTimer()
 	attacked := p50()
 	b.StopTimer()
-	rss := vmRSS(b, p.cmd.Process.Pid)
+	rss := vmRSS(p.cmd.Process.Pid)
 	if !p.running() {
 		b.Fatalf("dcosd exited: %v", p.err)
 	}

@@ -812,6 +812,35 @@ func pidsWithCwdUnder(dir string) []int {
 	return pids
 }
 
+// statusBytes reads a size field of /proc/PID/status ("VmRSS",
+// "VmHWM": kB there) in bytes.
+func statusBytes(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, field, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
+}
+
+// mustStatusBytes is statusBytes, failing t on error.
+func mustStatusBytes(t testing.TB, pid int, field string) int64 {
+	t.Helper()
+	n, err := statusBytes(pid, field)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

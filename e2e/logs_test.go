@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -208,14 +209,8 @@ func TestLogs_TailSeeks(t *testing.T) {
 }
 
 func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 
@@ -384,7 +379,7 @@ func TestLogs_HugeBinaryLine(t *testing.T) {
 	ended := w.waitFor(t, "end of "+task.GetId(), taskState(task.GetId(), pb.TaskState_TASK_STATE_FINISHED)).GetTask()
 	var onDisk []byte
 	files, _ := filepath.Glob(filepath.Join(ended.GetSandbox(), "stdout.*"))
-	sortStrings(files)
+	slices.Sort(files) // generations: zero-padded numbers
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -395,7 +390,7 @@ func TestLogs_HugeBinaryLine(t *testing.T) {
 	if len(onDisk) < size {
 		t.Fatalf("%d bytes on disk in %v, want >= %d", len(onDisk), files, size)
 	}
-	hwm0 := vmHWM(t, dev.cmd.Process.Pid)
+	hwm0 := mustStatusBytes(t, dev.cmd.Process.Pid, "VmHWM")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := e.ctlCmd(ctx, "logs", task.GetId())
@@ -408,7 +403,7 @@ func TestLogs_HugeBinaryLine(t *testing.T) {
 	if !bytes.Equal(got, onDisk) {
 		t.Fatalf("dcosctl logs gave %d bytes, not the %d on disk (first difference at %d)", len(got), len(onDisk), firstDiff(got, onDisk))
 	}
-	hwm1 := vmHWM(t, dev.cmd.Process.Pid)
+	hwm1 := mustStatusBytes(t, dev.cmd.Process.Pid, "VmHWM")
 	t.Logf("streamed %d bytes of one binary line; dcosd dev peak RSS %d → %d MiB", len(got), hwm0>>20, hwm1>>20)
 	// Holding the line would cost >= 100 MB (and, with -race, the
 	// detector's shadow memory on top: several times that); bounded
@@ -422,16 +417,6 @@ func TestLogs_HugeBinaryLine(t *testing.T) {
 	}
 }
 
-func sortStrings(s []string) {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-}
-
 func firstDiff(a, b []byte) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
@@ -439,24 +424,4 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
-}
-
-// vmHWM is the peak resident set size of pid, in bytes.
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
 }

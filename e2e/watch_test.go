@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -12,28 +9,6 @@ import (
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
-
-// rssBytes reads a process's resident set size from /proc/PID/status.
-func rssBytes(t *testing.T, pid int) int64 {
-	t.Helper()
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
-}
 
 // TestKernel_WatchNeverReadingRSS: a Watch client that never reads does
 // not make dcosd buffer the events it is not taking. The same ~32 MB of
@@ -66,9 +41,9 @@ func TestKernel_WatchNeverReadingRSS(t *testing.T) {
 	const n = 500 // 32 MB of events
 	pid := k.cmd.Process.Pid
 	produce(50) // warm up
-	r0 := rssBytes(t, pid)
+	r0 := mustStatusBytes(t, pid, "VmRSS")
 	produce(n)
-	r1 := rssBytes(t, pid)
+	r1 := mustStatusBytes(t, pid, "VmRSS")
 
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -78,7 +53,7 @@ func TestKernel_WatchNeverReadingRSS(t *testing.T) {
 	}
 	defer st.Close()
 	produce(n)
-	r2 := rssBytes(t, pid)
+	r2 := mustStatusBytes(t, pid, "VmRSS")
 	without, with := r1-r0, r2-r1
 	t.Logf("kernel RSS %d MiB; +%d MiB for %d MiB of events without a stuck watcher, +%d MiB with one", r0>>20, without>>20, n*64>>10, with>>20)
 	slack := int64(48 << 20) // the kernel's 16 MiB queue for it, and noise

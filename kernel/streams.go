@@ -57,7 +57,7 @@ type agentLine struct {
 // relayWait is a client's stream waiting for its agent's AgentRelay.
 type relayWait struct {
 	agentID string
-	got     chan *Relay // buffered 1
+	got     chan *relay // buffered 1
 	failed  chan error  // buffered 1: the agent's call ended before it answered
 }
 
@@ -65,37 +65,30 @@ func newStreams() *streams {
 	return &streams{agents: map[string]*agentLine{}, pending: map[string]*relayWait{}, open: map[string]int{}}
 }
 
-// Relay is an agent's AgentRelay call as the kernel sees it: Recv returns
-// what the agent sends (io.EOF at its end), Send sends to it. The client's
-// side calls them from one goroutine each; Close ends the call.
-type Relay struct {
-	Recv func() (*pb.RelayUp, error)
-	Send func(*pb.RelayDown) error
-
-	done chan struct{}
-	// sendMu makes close wait for a Send in flight: the agent's call
-	// must not be written to once its handler returns.
-	sendMu sync.Mutex
-	closed bool
+// relay is an agent's AgentRelay call as the kernel sees it: recv returns
+// what the agent sends (io.EOF at its end), send sends to it. The client's
+// side calls them from one goroutine each; close ends the call, and no
+// send runs after it has returned (the agent's call must not be written
+// to once its handler returns).
+type relay struct {
+	recv     func() (*pb.RelayUp, error)
+	send     func(*pb.RelayDown) error
+	stopSend func()
+	done     chan struct{}
+	once     sync.Once
 }
 
-func (r *Relay) close() {
-	r.sendMu.Lock()
-	defer r.sendMu.Unlock()
-	if !r.closed {
-		r.closed = true
+func newRelay(recv func() (*pb.RelayUp, error), send func(*pb.RelayDown) error) *relay {
+	r := &relay{recv: recv, done: make(chan struct{})}
+	r.send, r.stopSend = guardedSend(send)
+	return r
+}
+
+func (r *relay) close() {
+	r.once.Do(func() {
+		r.stopSend()
 		close(r.done)
-	}
-}
-
-// send is Send unless the relay is closed.
-func (r *Relay) send(d *pb.RelayDown) error {
-	r.sendMu.Lock()
-	defer r.sendMu.Unlock()
-	if r.closed {
-		return io.ErrClosedPipe
-	}
-	return r.Send(d)
+	})
 }
 
 // guardedSend wraps send so that, once the returned stop has been called,
@@ -126,9 +119,9 @@ func newStreamID() string {
 
 // ask sends open to agentID and waits for its relay. The caller must call
 // release(agentID) when the stream is over, and close the relay.
-func (s *streams) ask(ctx context.Context, agentID string, open *pb.StreamOpen) (*Relay, error) {
+func (s *streams) ask(ctx context.Context, agentID string, open *pb.StreamOpen) (*relay, error) {
 	open.StreamId = newStreamID()
-	w := &relayWait{agentID: agentID, got: make(chan *Relay, 1), failed: make(chan error, 1)}
+	w := &relayWait{agentID: agentID, got: make(chan *relay, 1), failed: make(chan error, 1)}
 	s.mu.Lock()
 	line := s.agents[agentID]
 	switch {
@@ -150,7 +143,7 @@ func (s *streams) ask(ctx context.Context, agentID string, open *pb.StreamOpen) 
 	s.open[agentID]++
 	s.pending[open.StreamId] = w
 	s.mu.Unlock()
-	fail := func(err error) (*Relay, error) {
+	fail := func(err error) (*relay, error) {
 		s.mu.Lock()
 		delete(s.pending, open.StreamId)
 		s.mu.Unlock()
@@ -275,7 +268,7 @@ func (k *Kernel) Logs(ctx context.Context, p Principal, req *pb.LogsRequest, sen
 	// The client going away ends the agent's call, which ends Recv.
 	defer context.AfterFunc(ctx, r.close)()
 	for {
-		up, err := r.Recv()
+		up, err := r.recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -417,7 +410,7 @@ func (k *Kernel) Exec(ctx context.Context, p Principal, start *pb.ExecStart, rec
 	out := make(chan error, 1)
 	go func() {
 		for {
-			up, err := r.Recv()
+			up, err := r.recv()
 			if errors.Is(err, io.EOF) {
 				out <- errorf(Unavailable, "agent %s ended the exec stream without an exit status", agent)
 				return
@@ -561,19 +554,17 @@ func (k *Kernel) AgentRelay(ctx context.Context, p Principal, first *pb.RelayUp,
 		// Unknown, already answered, timed out, or another agent's.
 		return errorf(NotFound, "stream_id: no stream %q waits for this agent", clip(id))
 	}
-	r := &Relay{done: make(chan struct{})}
 	pendingFirst := first
 	if first.GetLogs() == nil && first.GetExec() == nil && first.GetError() == nil {
 		pendingFirst = nil
 	}
-	r.Recv = func() (*pb.RelayUp, error) {
+	r := newRelay(func() (*pb.RelayUp, error) {
 		if m := pendingFirst; m != nil {
 			pendingFirst = nil
 			return m, nil
 		}
 		return recv()
-	}
-	r.Send = send
+	}, send)
 	w.got <- r
 	select {
 	case <-r.done:

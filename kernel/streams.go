@@ -594,12 +594,13 @@ func relayBroken(agent string, err error) error {
 	return errorf(Unavailable, "the stream from agent %s broke: %v", agent, err)
 }
 
-// streamCtxErr is nil when ctx ended (the client went away), else err.
+// streamCtxErr is nil when the stream ended because its client went away
+// (ctx ended, or an error that says so), else err.
 func streamCtxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil && (errors.Is(err, ctx.Err()) || CodeOf(err) == Unavailable) {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	case ctx.Err() != nil && CodeOf(err) == Unavailable:
 		return nil
 	}
 	return err

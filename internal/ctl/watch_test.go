@@ -29,7 +29,7 @@ func TestRun_Watch(t *testing.T) {
 		{"task", []string{"--kind", "task"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_TASK_STATE, syscallsv1.EventKind_EVENT_KIND_TASK_HEALTH, syscallsv1.EventKind_EVENT_KIND_TASK_EXEC}, 0},
 		{"allocation and agent", []string{"--kind", "allocation", "-k", "Agent"}, []syscallsv1.EventKind{
 			syscallsv1.EventKind_EVENT_KIND_ALLOCATION_GRANTED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_REVOKED, syscallsv1.EventKind_EVENT_KIND_ALLOCATION_PENDING,
-			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
+			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST, syscallsv1.EventKind_EVENT_KIND_AGENT_DRAINING, syscallsv1.EventKind_EVENT_KIND_AGENT_UNDRAINED,
 		}, 0},
 		{"exact kind", []string{"--kind", "agent_lost"}, []syscallsv1.EventKind{syscallsv1.EventKind_EVENT_KIND_AGENT_LOST}, 0},
 	}
@@ -95,7 +95,8 @@ func TestRun_PolicyWatch(t *testing.T) {
 		{"policy", []string{"--kind", "policy"}, policyKinds},
 		{"exact", []string{"-k", "policy_failed"}, policyKinds[1:]},
 		{"policy and agent", []string{"--kind", "Policy", "--kind", "agent"}, append(append([]syscallsv1.EventKind{}, policyKinds...),
-			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST)},
+			syscallsv1.EventKind_EVENT_KIND_AGENT_REGISTERED, syscallsv1.EventKind_EVENT_KIND_AGENT_LOST,
+			syscallsv1.EventKind_EVENT_KIND_AGENT_DRAINING, syscallsv1.EventKind_EVENT_KIND_AGENT_UNDRAINED)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

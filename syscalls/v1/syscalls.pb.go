@@ -289,6 +289,11 @@ const (
 	// set; task carries id, allocation, agent and owner). Visible to the
 	// task's owner and operators.
 	EventKind_EVENT_KIND_TASK_EXEC EventKind = 13
+	// AGENT_DRAINING: an agent entered maintenance (agent is set, with its
+	// drain_deadline); frameworks should move their work off it.
+	// AGENT_UNDRAINED: it left maintenance and takes placements again.
+	EventKind_EVENT_KIND_AGENT_DRAINING  EventKind = 14
+	EventKind_EVENT_KIND_AGENT_UNDRAINED EventKind = 15
 	// VOLUME_CREATED: a persistent volume was placed on an agent (volume is
 	// set). VOLUME_DESTROYED: it was destroyed; its agent deletes its data.
 	EventKind_EVENT_KIND_VOLUME_CREATED   EventKind = 30
@@ -312,6 +317,8 @@ var (
 		11: "EVENT_KIND_STATE_CHANGED",
 		12: "EVENT_KIND_LEADER_CHANGED",
 		13: "EVENT_KIND_TASK_EXEC",
+		14: "EVENT_KIND_AGENT_DRAINING",
+		15: "EVENT_KIND_AGENT_UNDRAINED",
 		30: "EVENT_KIND_VOLUME_CREATED",
 		31: "EVENT_KIND_VOLUME_DESTROYED",
 	}
@@ -330,6 +337,8 @@ var (
 		"EVENT_KIND_STATE_CHANGED":      11,
 		"EVENT_KIND_LEADER_CHANGED":     12,
 		"EVENT_KIND_TASK_EXEC":          13,
+		"EVENT_KIND_AGENT_DRAINING":     14,
+		"EVENT_KIND_AGENT_UNDRAINED":    15,
 		"EVENT_KIND_VOLUME_CREATED":     30,
 		"EVENT_KIND_VOLUME_DESTROYED":   31,
 	}
@@ -2910,7 +2919,12 @@ type Agent struct {
 	Principal string `protobuf:"bytes,13,opt,name=principal,proto3" json:"principal,omitempty"`
 	// images are the container images cached on the agent by its image
 	// drivers, as of its last report (not persisted).
-	Images        []*ImageInfo `protobuf:"bytes,14,rep,name=images,proto3" json:"images,omitempty"`
+	Images []*ImageInfo `protobuf:"bytes,14,rep,name=images,proto3" json:"images,omitempty"`
+	// draining is set while the agent is in maintenance (AgentDrain): it
+	// gets no new placements. drain_deadline, when set, is when its
+	// remaining allocations are revoked with reason "drained".
+	Draining      bool                   `protobuf:"varint,15,opt,name=draining,proto3" json:"draining,omitempty"`
+	DrainDeadline *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=drain_deadline,json=drainDeadline,proto3" json:"drain_deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3039,6 +3053,20 @@ func (x *Agent) GetPrincipal() string {
 func (x *Agent) GetImages() []*ImageInfo {
 	if x != nil {
 		return x.Images
+	}
+	return nil
+}
+
+func (x *Agent) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Agent) GetDrainDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DrainDeadline
 	}
 	return nil
 }
@@ -7089,6 +7117,1047 @@ func (x *RelayDown) GetExec() *ExecInput {
 	return nil
 }
 
+// Role is a role's operator settings and what it holds.
+type Role struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// weight is its DRF weight (1 when never set).
+	Weight float64 `protobuf:"fixed64,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	// quota caps what its granted allocations hold; a zero dimension is no
+	// cap.
+	Quota *Resources `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	// usage is what its granted allocations hold now.
+	Usage *Resources `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
+	// pending is how many of its allocations wait.
+	Pending       int32 `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_v1_syscalls_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *Role) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Role) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Role) GetQuota() *Resources {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+func (x *Role) GetUsage() *Resources {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *Role) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+type RoleSetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// weight, when set, must be > 0.
+	Weight *float64 `protobuf:"fixed64,2,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
+	// quota, when set, replaces the role's quota (all zero: no quota).
+	Quota         *Resources `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleSetRequest) Reset() {
+	*x = RoleSetRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleSetRequest) ProtoMessage() {}
+
+func (x *RoleSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleSetRequest.ProtoReflect.Descriptor instead.
+func (*RoleSetRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *RoleSetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RoleSetRequest) GetWeight() float64 {
+	if x != nil && x.Weight != nil {
+		return *x.Weight
+	}
+	return 0
+}
+
+func (x *RoleSetRequest) GetQuota() *Resources {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+type RoleSetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          *Role                  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleSetResponse) Reset() {
+	*x = RoleSetResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleSetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleSetResponse) ProtoMessage() {}
+
+func (x *RoleSetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleSetResponse.ProtoReflect.Descriptor instead.
+func (*RoleSetResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *RoleSetResponse) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *RoleSetResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type RoleListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleListRequest) Reset() {
+	*x = RoleListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleListRequest) ProtoMessage() {}
+
+func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
+func (*RoleListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{94}
+}
+
+type RoleListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roles         []*Role                `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleListResponse) Reset() {
+	*x = RoleListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleListResponse) ProtoMessage() {}
+
+func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
+func (*RoleListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *RoleListResponse) GetRoles() []*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *RoleListResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// TokenInfo describes a token; never its secret.
+type TokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the first 12 hex digits of the token's SHA-256 digest.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the principal the token acts as.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// role is "operator", "framework", "agent" or "agent-join".
+	Role    string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	// expires is unset for a token without a ttl.
+	Expires *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires,proto3" json:"expires,omitempty"`
+	// created_by is the principal that created it ("bootstrap" for the
+	// first kernel's).
+	CreatedBy     string `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_v1_syscalls_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *TokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type TokenCreateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role: operator, framework, agent or agent-join.
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// ttl: unset or zero for a token that does not expire.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenCreateRequest) Reset() {
+	*x = TokenCreateRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenCreateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenCreateRequest) ProtoMessage() {}
+
+func (x *TokenCreateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenCreateRequest.ProtoReflect.Descriptor instead.
+func (*TokenCreateRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *TokenCreateRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *TokenCreateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TokenCreateRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type TokenCreateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the secret: shown here only.
+	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenCreateResponse) Reset() {
+	*x = TokenCreateResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenCreateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenCreateResponse) ProtoMessage() {}
+
+func (x *TokenCreateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenCreateResponse.ProtoReflect.Descriptor instead.
+func (*TokenCreateResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *TokenCreateResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *TokenCreateResponse) GetInfo() *TokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type TokenListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenListRequest) Reset() {
+	*x = TokenListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[99]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenListRequest) ProtoMessage() {}
+
+func (x *TokenListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[99]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenListRequest.ProtoReflect.Descriptor instead.
+func (*TokenListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{99}
+}
+
+type TokenListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*TokenInfo           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenListResponse) Reset() {
+	*x = TokenListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[100]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenListResponse) ProtoMessage() {}
+
+func (x *TokenListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[100]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenListResponse.ProtoReflect.Descriptor instead.
+func (*TokenListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{100}
+}
+
+func (x *TokenListResponse) GetTokens() []*TokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type TokenRevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id or name (every token of that name).
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRevokeRequest) Reset() {
+	*x = TokenRevokeRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRevokeRequest) ProtoMessage() {}
+
+func (x *TokenRevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRevokeRequest.ProtoReflect.Descriptor instead.
+func (*TokenRevokeRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *TokenRevokeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenRevokeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type TokenRevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       []*TokenInfo           `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRevokeResponse) Reset() {
+	*x = TokenRevokeResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRevokeResponse) ProtoMessage() {}
+
+func (x *TokenRevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRevokeResponse.ProtoReflect.Descriptor instead.
+func (*TokenRevokeResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *TokenRevokeResponse) GetRevoked() []*TokenInfo {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+type AgentJoinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hostname names the new agent token ("agent-" + hostname, made unique).
+	Hostname      string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentJoinRequest) Reset() {
+	*x = AgentJoinRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentJoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentJoinRequest) ProtoMessage() {}
+
+func (x *AgentJoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentJoinRequest.ProtoReflect.Descriptor instead.
+func (*AgentJoinRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *AgentJoinRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type AgentJoinResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the agent's own token (role agent).
+	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentJoinResponse) Reset() {
+	*x = AgentJoinResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentJoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentJoinResponse) ProtoMessage() {}
+
+func (x *AgentJoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentJoinResponse.ProtoReflect.Descriptor instead.
+func (*AgentJoinResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *AgentJoinResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AgentJoinResponse) GetInfo() *TokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type AgentDrainRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// deadline: how long frameworks have to move their work; unset: no
+	// deadline (the agent drains as frameworks move off it).
+	Deadline *durationpb.Duration `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// undrain ends maintenance instead.
+	Undrain       bool `protobuf:"varint,3,opt,name=undrain,proto3" json:"undrain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDrainRequest) Reset() {
+	*x = AgentDrainRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDrainRequest) ProtoMessage() {}
+
+func (x *AgentDrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDrainRequest.ProtoReflect.Descriptor instead.
+func (*AgentDrainRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *AgentDrainRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentDrainRequest) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *AgentDrainRequest) GetUndrain() bool {
+	if x != nil {
+		return x.Undrain
+	}
+	return false
+}
+
+type AgentDrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDrainResponse) Reset() {
+	*x = AgentDrainResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDrainResponse) ProtoMessage() {}
+
+func (x *AgentDrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDrainResponse.ProtoReflect.Descriptor instead.
+func (*AgentDrainResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *AgentDrainResponse) GetAgent() *Agent {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *AgentDrainResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ClusterInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfoRequest) Reset() {
+	*x = ClusterInfoRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfoRequest) ProtoMessage() {}
+
+func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
+func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{107}
+}
+
+// KernelInfo is one kernel process of the cluster.
+type KernelInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is its API address as it advertises it.
+	Url    string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Leader bool   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// since is when it started (standby) or took the lead (leader).
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KernelInfo) Reset() {
+	*x = KernelInfo{}
+	mi := &file_v1_syscalls_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KernelInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KernelInfo) ProtoMessage() {}
+
+func (x *KernelInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KernelInfo.ProtoReflect.Descriptor instead.
+func (*KernelInfo) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *KernelInfo) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *KernelInfo) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *KernelInfo) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type ClusterInfoResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Kernels []*KernelInfo          `protobuf:"bytes,1,rep,name=kernels,proto3" json:"kernels,omitempty"`
+	// leader is the leading kernel's url; empty during an election.
+	Leader string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// revision is the store revision the answering kernel has seen.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfoResponse) Reset() {
+	*x = ClusterInfoResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfoResponse) ProtoMessage() {}
+
+func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
+func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *ClusterInfoResponse) GetKernels() []*KernelInfo {
+	if x != nil {
+		return x.Kernels
+	}
+	return nil
+}
+
+func (x *ClusterInfoResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ClusterInfoResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -7310,7 +8379,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\a \x01(\tR\tlastError\x12\x16\n" +
 	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x12\n" +
-	"\x04path\x18\t \x01(\tR\x04path\"\xaf\x05\n" +
+	"\x04path\x18\t \x01(\tR\x04path\"\x8e\x06\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12;\n" +
@@ -7330,7 +8399,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"host_ports\x18\f \x01(\tR\thostPorts\x12\x1c\n" +
 	"\tprincipal\x18\r \x01(\tR\tprincipal\x123\n" +
-	"\x06images\x18\x0e \x03(\v2\x1b.dcos.syscalls.v1.ImageInfoR\x06images\x1a9\n" +
+	"\x06images\x18\x0e \x03(\v2\x1b.dcos.syscalls.v1.ImageInfoR\x06images\x12\x1a\n" +
+	"\bdraining\x18\x0f \x01(\bR\bdraining\x12A\n" +
+	"\x0edrain_deadline\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\rdrainDeadline\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
@@ -7642,7 +8713,70 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x04exec\x18\x03 \x01(\v2\x1c.dcos.syscalls.v1.ExecOutputR\x04exec\x122\n" +
 	"\x05error\x18\x04 \x01(\v2\x1c.dcos.syscalls.v1.RelayErrorR\x05error\"<\n" +
 	"\tRelayDown\x12/\n" +
-	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec*\x8d\x01\n" +
+	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec\"\xb2\x01\n" +
+	"\x04Role\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\x01R\x06weight\x121\n" +
+	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quota\x121\n" +
+	"\x05usage\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05usage\x12\x18\n" +
+	"\apending\x18\x05 \x01(\x05R\apending\"\x7f\n" +
+	"\x0eRoleSetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\x06weight\x18\x02 \x01(\x01H\x00R\x06weight\x88\x01\x01\x121\n" +
+	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quotaB\t\n" +
+	"\a_weight\"Y\n" +
+	"\x0fRoleSetResponse\x12*\n" +
+	"\x04role\x18\x01 \x01(\v2\x16.dcos.syscalls.v1.RoleR\x04role\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x11\n" +
+	"\x0fRoleListRequest\"\\\n" +
+	"\x10RoleListResponse\x12,\n" +
+	"\x05roles\x18\x01 \x03(\v2\x16.dcos.syscalls.v1.RoleR\x05roles\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xce\x01\n" +
+	"\tTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x124\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aexpires\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\"i\n" +
+	"\x12TokenCreateRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\\\n" +
+	"\x13TokenCreateResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12/\n" +
+	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\"\x12\n" +
+	"\x10TokenListRequest\"H\n" +
+	"\x11TokenListResponse\x123\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x06tokens\"8\n" +
+	"\x12TokenRevokeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
+	"\x13TokenRevokeResponse\x125\n" +
+	"\arevoked\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\arevoked\".\n" +
+	"\x10AgentJoinRequest\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\"Z\n" +
+	"\x11AgentJoinResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12/\n" +
+	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\"\x7f\n" +
+	"\x11AgentDrainRequest\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x125\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12\x18\n" +
+	"\aundrain\x18\x03 \x01(\bR\aundrain\"_\n" +
+	"\x12AgentDrainResponse\x12-\n" +
+	"\x05agent\x18\x01 \x01(\v2\x17.dcos.syscalls.v1.AgentR\x05agent\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x14\n" +
+	"\x12ClusterInfoRequest\"h\n" +
+	"\n" +
+	"KernelInfo\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x81\x01\n" +
+	"\x13ClusterInfoResponse\x126\n" +
+	"\akernels\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.KernelInfoR\akernels\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -7665,7 +8799,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentState\x12\x1b\n" +
 	"\x17AGENT_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eAGENT_STATE_UP\x10\x01\x12\x14\n" +
-	"\x10AGENT_STATE_LOST\x10\x02*\xf2\x03\n" +
+	"\x10AGENT_STATE_LOST\x10\x02*\xb1\x04\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_KIND_ALLOCATION_GRANTED\x10\x01\x12!\n" +
@@ -7682,12 +8816,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x18EVENT_KIND_STATE_CHANGED\x10\v\x12\x1d\n" +
 	"\x19EVENT_KIND_LEADER_CHANGED\x10\f\x12\x18\n" +
 	"\x14EVENT_KIND_TASK_EXEC\x10\r\x12\x1d\n" +
+	"\x19EVENT_KIND_AGENT_DRAINING\x10\x0e\x12\x1e\n" +
+	"\x1aEVENT_KIND_AGENT_UNDRAINED\x10\x0f\x12\x1d\n" +
 	"\x19EVENT_KIND_VOLUME_CREATED\x10\x1e\x12\x1f\n" +
 	"\x1bEVENT_KIND_VOLUME_DESTROYED\x10\x1f*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x9c\x14\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xd8\x19\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -7723,7 +8859,16 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x04Exec\x12\x1b.dcos.syscalls.v1.ExecInput\x1a\x1c.dcos.syscalls.v1.ExecOutput(\x010\x01\x12U\n" +
 	"\fAgentStreams\x12%.dcos.syscalls.v1.AgentStreamsRequest\x1a\x1c.dcos.syscalls.v1.StreamOpen0\x01\x12H\n" +
 	"\n" +
-	"AgentRelay\x12\x19.dcos.syscalls.v1.RelayUp\x1a\x1b.dcos.syscalls.v1.RelayDown(\x010\x01B4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"AgentRelay\x12\x19.dcos.syscalls.v1.RelayUp\x1a\x1b.dcos.syscalls.v1.RelayDown(\x010\x01\x12N\n" +
+	"\aRoleSet\x12 .dcos.syscalls.v1.RoleSetRequest\x1a!.dcos.syscalls.v1.RoleSetResponse\x12Q\n" +
+	"\bRoleList\x12!.dcos.syscalls.v1.RoleListRequest\x1a\".dcos.syscalls.v1.RoleListResponse\x12Z\n" +
+	"\vTokenCreate\x12$.dcos.syscalls.v1.TokenCreateRequest\x1a%.dcos.syscalls.v1.TokenCreateResponse\x12T\n" +
+	"\tTokenList\x12\".dcos.syscalls.v1.TokenListRequest\x1a#.dcos.syscalls.v1.TokenListResponse\x12Z\n" +
+	"\vTokenRevoke\x12$.dcos.syscalls.v1.TokenRevokeRequest\x1a%.dcos.syscalls.v1.TokenRevokeResponse\x12T\n" +
+	"\tAgentJoin\x12\".dcos.syscalls.v1.AgentJoinRequest\x1a#.dcos.syscalls.v1.AgentJoinResponse\x12W\n" +
+	"\n" +
+	"AgentDrain\x12#.dcos.syscalls.v1.AgentDrainRequest\x1a$.dcos.syscalls.v1.AgentDrainResponse\x12Z\n" +
+	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -7738,7 +8883,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 100)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 119)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -7838,203 +8983,255 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*RelayError)(nil),               // 95: dcos.syscalls.v1.RelayError
 	(*RelayUp)(nil),                  // 96: dcos.syscalls.v1.RelayUp
 	(*RelayDown)(nil),                // 97: dcos.syscalls.v1.RelayDown
-	nil,                              // 98: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 99: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 100: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 101: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 102: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 103: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 104: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 105: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 106: dcos.syscalls.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),      // 107: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 108: google.protobuf.Timestamp
+	(*Role)(nil),                     // 98: dcos.syscalls.v1.Role
+	(*RoleSetRequest)(nil),           // 99: dcos.syscalls.v1.RoleSetRequest
+	(*RoleSetResponse)(nil),          // 100: dcos.syscalls.v1.RoleSetResponse
+	(*RoleListRequest)(nil),          // 101: dcos.syscalls.v1.RoleListRequest
+	(*RoleListResponse)(nil),         // 102: dcos.syscalls.v1.RoleListResponse
+	(*TokenInfo)(nil),                // 103: dcos.syscalls.v1.TokenInfo
+	(*TokenCreateRequest)(nil),       // 104: dcos.syscalls.v1.TokenCreateRequest
+	(*TokenCreateResponse)(nil),      // 105: dcos.syscalls.v1.TokenCreateResponse
+	(*TokenListRequest)(nil),         // 106: dcos.syscalls.v1.TokenListRequest
+	(*TokenListResponse)(nil),        // 107: dcos.syscalls.v1.TokenListResponse
+	(*TokenRevokeRequest)(nil),       // 108: dcos.syscalls.v1.TokenRevokeRequest
+	(*TokenRevokeResponse)(nil),      // 109: dcos.syscalls.v1.TokenRevokeResponse
+	(*AgentJoinRequest)(nil),         // 110: dcos.syscalls.v1.AgentJoinRequest
+	(*AgentJoinResponse)(nil),        // 111: dcos.syscalls.v1.AgentJoinResponse
+	(*AgentDrainRequest)(nil),        // 112: dcos.syscalls.v1.AgentDrainRequest
+	(*AgentDrainResponse)(nil),       // 113: dcos.syscalls.v1.AgentDrainResponse
+	(*ClusterInfoRequest)(nil),       // 114: dcos.syscalls.v1.ClusterInfoRequest
+	(*KernelInfo)(nil),               // 115: dcos.syscalls.v1.KernelInfo
+	(*ClusterInfoResponse)(nil),      // 116: dcos.syscalls.v1.ClusterInfoResponse
+	nil,                              // 117: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 118: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 119: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 120: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 121: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 122: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 123: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 124: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 125: dcos.syscalls.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),      // 126: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 127: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	6,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	7,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	8,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	107, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	108, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	108, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	126, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	127, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	127, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	34,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	98,  // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	117, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	99,  // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	118, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	7,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	108, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	108, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	127, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	127, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	34,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	33,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	43,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	100, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	119, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	11,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	11,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	107, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	126, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	51,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	12,  // 23: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	13,  // 24: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	14,  // 25: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	107, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	107, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	107, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	108, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	107, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	107, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	126, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	126, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	126, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	127, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	126, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	126, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	16,  // 32: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	16,  // 33: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	23,  // 34: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	15,  // 35: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	15,  // 36: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	23,  // 37: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	108, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	101, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	127, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	120, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	7,   // 40: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	7,   // 41: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	3,   // 42: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	108, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	108, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	127, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	127, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	35,  // 45: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	37,  // 46: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	108, // 47: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	108, // 48: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
-	37,  // 49: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	108, // 50: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	42,  // 51: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	7,   // 52: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	8,   // 53: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	107, // 54: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	41,  // 55: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	102, // 56: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	15,  // 57: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 58: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	103, // 59: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	7,   // 60: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	32,  // 61: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	43,  // 62: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	104, // 63: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	11,  // 64: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	11,  // 65: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	15,  // 66: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	107, // 67: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	51,  // 68: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	10,  // 69: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 70: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 71: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	108, // 72: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	9,   // 73: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 74: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	36,  // 75: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	74,  // 76: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	42,  // 77: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	23,  // 78: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	16,  // 79: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	55,  // 80: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
-	15,  // 81: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 82: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	105, // 83: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	7,   // 84: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	35,  // 85: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	42,  // 86: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	107, // 87: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	10,  // 88: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	35,  // 89: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	34,  // 90: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	38,  // 91: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
-	1,   // 92: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	33,  // 93: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	66,  // 94: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 95: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	36,  // 96: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	9,   // 97: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 98: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	108, // 99: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	74,  // 100: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	78,  // 101: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	74,  // 102: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	74,  // 103: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	74,  // 104: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	5,   // 105: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	107, // 106: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
-	5,   // 107: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	106, // 108: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
-	88,  // 109: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
-	89,  // 110: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
-	88,  // 111: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
-	91,  // 112: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
-	86,  // 113: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
-	89,  // 114: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
-	87,  // 115: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
-	92,  // 116: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
-	95,  // 117: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
-	90,  // 118: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
-	48,  // 119: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	50,  // 120: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	53,  // 121: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	57,  // 122: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	59,  // 123: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	61,  // 124: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	63,  // 125: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	65,  // 126: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	68,  // 127: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	70,  // 128: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	72,  // 129: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	75,  // 130: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	77,  // 131: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	80,  // 132: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	82,  // 133: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	84,  // 134: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	44,  // 135: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	46,  // 136: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	39,  // 137: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	17,  // 138: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	19,  // 139: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	21,  // 140: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	24,  // 141: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	26,  // 142: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	28,  // 143: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	30,  // 144: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	86,  // 145: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	90,  // 146: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	93,  // 147: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	96,  // 148: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	49,  // 149: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	52,  // 150: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	54,  // 151: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	58,  // 152: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	60,  // 153: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	62,  // 154: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	64,  // 155: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	67,  // 156: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	69,  // 157: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	71,  // 158: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	73,  // 159: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	76,  // 160: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	79,  // 161: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	81,  // 162: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	83,  // 163: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	85,  // 164: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	45,  // 165: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	47,  // 166: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	40,  // 167: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	18,  // 168: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	20,  // 169: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	22,  // 170: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	25,  // 171: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	27,  // 172: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	29,  // 173: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	31,  // 174: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	87,  // 175: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	92,  // 176: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	94,  // 177: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	97,  // 178: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	149, // [149:179] is the sub-list for method output_type
-	119, // [119:149] is the sub-list for method input_type
-	119, // [119:119] is the sub-list for extension type_name
-	119, // [119:119] is the sub-list for extension extendee
-	0,   // [0:119] is the sub-list for field type_name
+	127, // 47: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	127, // 48: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	127, // 49: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	37,  // 50: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
+	127, // 51: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	42,  // 52: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	7,   // 53: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	8,   // 54: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	126, // 55: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	41,  // 56: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	121, // 57: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	15,  // 58: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 59: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	122, // 60: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	7,   // 61: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	32,  // 62: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	43,  // 63: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	123, // 64: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	11,  // 65: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	11,  // 66: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	15,  // 67: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	126, // 68: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	51,  // 69: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
+	10,  // 70: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 71: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 72: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	127, // 73: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	9,   // 74: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 75: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	36,  // 76: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	74,  // 77: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	42,  // 78: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	23,  // 79: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	16,  // 80: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	55,  // 81: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
+	15,  // 82: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 83: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	124, // 84: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	7,   // 85: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	35,  // 86: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	42,  // 87: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	126, // 88: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	10,  // 89: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	35,  // 90: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	34,  // 91: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	38,  // 92: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 93: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	33,  // 94: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	66,  // 95: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 96: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	36,  // 97: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	9,   // 98: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 99: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	127, // 100: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	74,  // 101: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	78,  // 102: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	74,  // 103: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	74,  // 104: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	74,  // 105: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	5,   // 106: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
+	126, // 107: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	5,   // 108: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
+	125, // 109: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	88,  // 110: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
+	89,  // 111: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
+	88,  // 112: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
+	91,  // 113: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
+	86,  // 114: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
+	89,  // 115: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
+	87,  // 116: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
+	92,  // 117: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
+	95,  // 118: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
+	90,  // 119: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
+	7,   // 120: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
+	7,   // 121: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
+	7,   // 122: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
+	98,  // 123: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
+	98,  // 124: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
+	127, // 125: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	127, // 126: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	126, // 127: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	103, // 128: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	103, // 129: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
+	103, // 130: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
+	103, // 131: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	126, // 132: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	36,  // 133: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
+	127, // 134: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	115, // 135: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
+	48,  // 136: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	50,  // 137: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	53,  // 138: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	57,  // 139: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	59,  // 140: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	61,  // 141: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	63,  // 142: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	65,  // 143: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	68,  // 144: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	70,  // 145: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	72,  // 146: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	75,  // 147: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	77,  // 148: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	80,  // 149: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	82,  // 150: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	84,  // 151: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	44,  // 152: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	46,  // 153: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	39,  // 154: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	17,  // 155: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	19,  // 156: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	21,  // 157: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	24,  // 158: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	26,  // 159: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	28,  // 160: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	30,  // 161: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	86,  // 162: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	90,  // 163: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	93,  // 164: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	96,  // 165: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	99,  // 166: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	101, // 167: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	104, // 168: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	106, // 169: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	108, // 170: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	110, // 171: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	112, // 172: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	114, // 173: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	49,  // 174: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	52,  // 175: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	54,  // 176: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	58,  // 177: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	60,  // 178: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	62,  // 179: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	64,  // 180: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	67,  // 181: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	69,  // 182: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	71,  // 183: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	73,  // 184: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	76,  // 185: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	79,  // 186: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	81,  // 187: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	83,  // 188: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	85,  // 189: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	45,  // 190: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	47,  // 191: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	40,  // 192: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	18,  // 193: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	20,  // 194: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	22,  // 195: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	25,  // 196: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	27,  // 197: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	29,  // 198: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	31,  // 199: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	87,  // 200: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	92,  // 201: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	94,  // 202: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	97,  // 203: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	100, // 204: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	102, // 205: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	105, // 206: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	107, // 207: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	109, // 208: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	111, // 209: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	113, // 210: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	116, // 211: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	174, // [174:212] is the sub-list for method output_type
+	136, // [136:174] is the sub-list for method input_type
+	136, // [136:136] is the sub-list for extension type_name
+	136, // [136:136] is the sub-list for extension extendee
+	0,   // [0:136] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -8045,13 +9242,14 @@ func file_v1_syscalls_proto_init() {
 	file_v1_syscalls_proto_msgTypes[19].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[21].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[79].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[92].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   100,
+			NumMessages:   119,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -110,6 +110,22 @@ const (
 	KernelAgentStreamsProcedure = "/dcos.syscalls.v1.Kernel/AgentStreams"
 	// KernelAgentRelayProcedure is the fully-qualified name of the Kernel's AgentRelay RPC.
 	KernelAgentRelayProcedure = "/dcos.syscalls.v1.Kernel/AgentRelay"
+	// KernelRoleSetProcedure is the fully-qualified name of the Kernel's RoleSet RPC.
+	KernelRoleSetProcedure = "/dcos.syscalls.v1.Kernel/RoleSet"
+	// KernelRoleListProcedure is the fully-qualified name of the Kernel's RoleList RPC.
+	KernelRoleListProcedure = "/dcos.syscalls.v1.Kernel/RoleList"
+	// KernelTokenCreateProcedure is the fully-qualified name of the Kernel's TokenCreate RPC.
+	KernelTokenCreateProcedure = "/dcos.syscalls.v1.Kernel/TokenCreate"
+	// KernelTokenListProcedure is the fully-qualified name of the Kernel's TokenList RPC.
+	KernelTokenListProcedure = "/dcos.syscalls.v1.Kernel/TokenList"
+	// KernelTokenRevokeProcedure is the fully-qualified name of the Kernel's TokenRevoke RPC.
+	KernelTokenRevokeProcedure = "/dcos.syscalls.v1.Kernel/TokenRevoke"
+	// KernelAgentJoinProcedure is the fully-qualified name of the Kernel's AgentJoin RPC.
+	KernelAgentJoinProcedure = "/dcos.syscalls.v1.Kernel/AgentJoin"
+	// KernelAgentDrainProcedure is the fully-qualified name of the Kernel's AgentDrain RPC.
+	KernelAgentDrainProcedure = "/dcos.syscalls.v1.Kernel/AgentDrain"
+	// KernelClusterInfoProcedure is the fully-qualified name of the Kernel's ClusterInfo RPC.
+	KernelClusterInfoProcedure = "/dcos.syscalls.v1.Kernel/ClusterInfo"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -223,6 +239,40 @@ type KernelClient interface {
 	// first input names it (stream_id), then the agent sends its data (or
 	// an error) and the kernel sends exec input. Needs HTTP/2.
 	AgentRelay(context.Context) *connect.BidiStreamForClient[v1.RelayUp, v1.RelayDown]
+	// Roles (docs/roles.md). A role's DRF weight and quota are the
+	// operator's: the kernel refuses every placement that would take a role
+	// past its quota, whatever the policy decides, and a request held by its
+	// quota says so in its pending reason. RoleSet (operators only) sets a
+	// role's weight and/or quota, persisted; they take effect in the next
+	// cycle. Allocations already granted past a lowered quota are kept.
+	RoleSet(context.Context, *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error)
+	// RoleList lists the roles that have settings or allocations, with
+	// their usage (operators: every role; frameworks: every role too, as
+	// policies see them).
+	RoleList(context.Context, *connect.Request[v1.RoleListRequest]) (*connect.Response[v1.RoleListResponse], error)
+	// Tokens (operators only; docs/operations.md). Tokens live in the
+	// cluster's store as SHA-256 digests (the secret itself is shown once,
+	// by TokenCreate); every kernel sees a creation or revocation within a
+	// second.
+	TokenCreate(context.Context, *connect.Request[v1.TokenCreateRequest]) (*connect.Response[v1.TokenCreateResponse], error)
+	TokenList(context.Context, *connect.Request[v1.TokenListRequest]) (*connect.Response[v1.TokenListResponse], error)
+	// TokenRevoke revokes tokens by id or by name; revoking an unknown id
+	// or name is NotFound.
+	TokenRevoke(context.Context, *connect.Request[v1.TokenRevokeRequest]) (*connect.Response[v1.TokenRevokeResponse], error)
+	// AgentJoin (agent join tokens only) exchanges a join token for an
+	// agent token of the agent's own, which the agent keeps in its data
+	// directory and uses from then on (an agent token registers one agent
+	// only; a join token registers none).
+	AgentJoin(context.Context, *connect.Request[v1.AgentJoinRequest]) (*connect.Response[v1.AgentJoinResponse], error)
+	// AgentDrain (operators only) starts or ends an agent's maintenance
+	// (docs/maintenance.md): a draining agent gets no new placements, an
+	// AGENT_DRAINING event lets frameworks move their work first, and at
+	// the deadline (if any) its remaining allocations are revoked with
+	// reason "drained". undrain ends it (AGENT_UNDRAINED).
+	AgentDrain(context.Context, *connect.Request[v1.AgentDrainRequest]) (*connect.Response[v1.AgentDrainResponse], error)
+	// ClusterInfo lists the cluster's kernels and which one leads
+	// (docs/operations.md). Any kernel answers it, leading or not.
+	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -416,6 +466,54 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("AgentRelay")),
 			connect.WithClientOptions(opts...),
 		),
+		roleSet: connect.NewClient[v1.RoleSetRequest, v1.RoleSetResponse](
+			httpClient,
+			baseURL+KernelRoleSetProcedure,
+			connect.WithSchema(kernelMethods.ByName("RoleSet")),
+			connect.WithClientOptions(opts...),
+		),
+		roleList: connect.NewClient[v1.RoleListRequest, v1.RoleListResponse](
+			httpClient,
+			baseURL+KernelRoleListProcedure,
+			connect.WithSchema(kernelMethods.ByName("RoleList")),
+			connect.WithClientOptions(opts...),
+		),
+		tokenCreate: connect.NewClient[v1.TokenCreateRequest, v1.TokenCreateResponse](
+			httpClient,
+			baseURL+KernelTokenCreateProcedure,
+			connect.WithSchema(kernelMethods.ByName("TokenCreate")),
+			connect.WithClientOptions(opts...),
+		),
+		tokenList: connect.NewClient[v1.TokenListRequest, v1.TokenListResponse](
+			httpClient,
+			baseURL+KernelTokenListProcedure,
+			connect.WithSchema(kernelMethods.ByName("TokenList")),
+			connect.WithClientOptions(opts...),
+		),
+		tokenRevoke: connect.NewClient[v1.TokenRevokeRequest, v1.TokenRevokeResponse](
+			httpClient,
+			baseURL+KernelTokenRevokeProcedure,
+			connect.WithSchema(kernelMethods.ByName("TokenRevoke")),
+			connect.WithClientOptions(opts...),
+		),
+		agentJoin: connect.NewClient[v1.AgentJoinRequest, v1.AgentJoinResponse](
+			httpClient,
+			baseURL+KernelAgentJoinProcedure,
+			connect.WithSchema(kernelMethods.ByName("AgentJoin")),
+			connect.WithClientOptions(opts...),
+		),
+		agentDrain: connect.NewClient[v1.AgentDrainRequest, v1.AgentDrainResponse](
+			httpClient,
+			baseURL+KernelAgentDrainProcedure,
+			connect.WithSchema(kernelMethods.ByName("AgentDrain")),
+			connect.WithClientOptions(opts...),
+		),
+		clusterInfo: connect.NewClient[v1.ClusterInfoRequest, v1.ClusterInfoResponse](
+			httpClient,
+			baseURL+KernelClusterInfoProcedure,
+			connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -451,6 +549,14 @@ type kernelClient struct {
 	exec             *connect.Client[v1.ExecInput, v1.ExecOutput]
 	agentStreams     *connect.Client[v1.AgentStreamsRequest, v1.StreamOpen]
 	agentRelay       *connect.Client[v1.RelayUp, v1.RelayDown]
+	roleSet          *connect.Client[v1.RoleSetRequest, v1.RoleSetResponse]
+	roleList         *connect.Client[v1.RoleListRequest, v1.RoleListResponse]
+	tokenCreate      *connect.Client[v1.TokenCreateRequest, v1.TokenCreateResponse]
+	tokenList        *connect.Client[v1.TokenListRequest, v1.TokenListResponse]
+	tokenRevoke      *connect.Client[v1.TokenRevokeRequest, v1.TokenRevokeResponse]
+	agentJoin        *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
+	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
+	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -603,6 +709,46 @@ func (c *kernelClient) AgentRelay(ctx context.Context) *connect.BidiStreamForCli
 	return c.agentRelay.CallBidiStream(ctx)
 }
 
+// RoleSet calls dcos.syscalls.v1.Kernel.RoleSet.
+func (c *kernelClient) RoleSet(ctx context.Context, req *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error) {
+	return c.roleSet.CallUnary(ctx, req)
+}
+
+// RoleList calls dcos.syscalls.v1.Kernel.RoleList.
+func (c *kernelClient) RoleList(ctx context.Context, req *connect.Request[v1.RoleListRequest]) (*connect.Response[v1.RoleListResponse], error) {
+	return c.roleList.CallUnary(ctx, req)
+}
+
+// TokenCreate calls dcos.syscalls.v1.Kernel.TokenCreate.
+func (c *kernelClient) TokenCreate(ctx context.Context, req *connect.Request[v1.TokenCreateRequest]) (*connect.Response[v1.TokenCreateResponse], error) {
+	return c.tokenCreate.CallUnary(ctx, req)
+}
+
+// TokenList calls dcos.syscalls.v1.Kernel.TokenList.
+func (c *kernelClient) TokenList(ctx context.Context, req *connect.Request[v1.TokenListRequest]) (*connect.Response[v1.TokenListResponse], error) {
+	return c.tokenList.CallUnary(ctx, req)
+}
+
+// TokenRevoke calls dcos.syscalls.v1.Kernel.TokenRevoke.
+func (c *kernelClient) TokenRevoke(ctx context.Context, req *connect.Request[v1.TokenRevokeRequest]) (*connect.Response[v1.TokenRevokeResponse], error) {
+	return c.tokenRevoke.CallUnary(ctx, req)
+}
+
+// AgentJoin calls dcos.syscalls.v1.Kernel.AgentJoin.
+func (c *kernelClient) AgentJoin(ctx context.Context, req *connect.Request[v1.AgentJoinRequest]) (*connect.Response[v1.AgentJoinResponse], error) {
+	return c.agentJoin.CallUnary(ctx, req)
+}
+
+// AgentDrain calls dcos.syscalls.v1.Kernel.AgentDrain.
+func (c *kernelClient) AgentDrain(ctx context.Context, req *connect.Request[v1.AgentDrainRequest]) (*connect.Response[v1.AgentDrainResponse], error) {
+	return c.agentDrain.CallUnary(ctx, req)
+}
+
+// ClusterInfo calls dcos.syscalls.v1.Kernel.ClusterInfo.
+func (c *kernelClient) ClusterInfo(ctx context.Context, req *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error) {
+	return c.clusterInfo.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -714,6 +860,40 @@ type KernelHandler interface {
 	// first input names it (stream_id), then the agent sends its data (or
 	// an error) and the kernel sends exec input. Needs HTTP/2.
 	AgentRelay(context.Context, *connect.BidiStream[v1.RelayUp, v1.RelayDown]) error
+	// Roles (docs/roles.md). A role's DRF weight and quota are the
+	// operator's: the kernel refuses every placement that would take a role
+	// past its quota, whatever the policy decides, and a request held by its
+	// quota says so in its pending reason. RoleSet (operators only) sets a
+	// role's weight and/or quota, persisted; they take effect in the next
+	// cycle. Allocations already granted past a lowered quota are kept.
+	RoleSet(context.Context, *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error)
+	// RoleList lists the roles that have settings or allocations, with
+	// their usage (operators: every role; frameworks: every role too, as
+	// policies see them).
+	RoleList(context.Context, *connect.Request[v1.RoleListRequest]) (*connect.Response[v1.RoleListResponse], error)
+	// Tokens (operators only; docs/operations.md). Tokens live in the
+	// cluster's store as SHA-256 digests (the secret itself is shown once,
+	// by TokenCreate); every kernel sees a creation or revocation within a
+	// second.
+	TokenCreate(context.Context, *connect.Request[v1.TokenCreateRequest]) (*connect.Response[v1.TokenCreateResponse], error)
+	TokenList(context.Context, *connect.Request[v1.TokenListRequest]) (*connect.Response[v1.TokenListResponse], error)
+	// TokenRevoke revokes tokens by id or by name; revoking an unknown id
+	// or name is NotFound.
+	TokenRevoke(context.Context, *connect.Request[v1.TokenRevokeRequest]) (*connect.Response[v1.TokenRevokeResponse], error)
+	// AgentJoin (agent join tokens only) exchanges a join token for an
+	// agent token of the agent's own, which the agent keeps in its data
+	// directory and uses from then on (an agent token registers one agent
+	// only; a join token registers none).
+	AgentJoin(context.Context, *connect.Request[v1.AgentJoinRequest]) (*connect.Response[v1.AgentJoinResponse], error)
+	// AgentDrain (operators only) starts or ends an agent's maintenance
+	// (docs/maintenance.md): a draining agent gets no new placements, an
+	// AGENT_DRAINING event lets frameworks move their work first, and at
+	// the deadline (if any) its remaining allocations are revoked with
+	// reason "drained". undrain ends it (AGENT_UNDRAINED).
+	AgentDrain(context.Context, *connect.Request[v1.AgentDrainRequest]) (*connect.Response[v1.AgentDrainResponse], error)
+	// ClusterInfo lists the cluster's kernels and which one leads
+	// (docs/operations.md). Any kernel answers it, leading or not.
+	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -903,6 +1083,54 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("AgentRelay")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelRoleSetHandler := connect.NewUnaryHandler(
+		KernelRoleSetProcedure,
+		svc.RoleSet,
+		connect.WithSchema(kernelMethods.ByName("RoleSet")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelRoleListHandler := connect.NewUnaryHandler(
+		KernelRoleListProcedure,
+		svc.RoleList,
+		connect.WithSchema(kernelMethods.ByName("RoleList")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelTokenCreateHandler := connect.NewUnaryHandler(
+		KernelTokenCreateProcedure,
+		svc.TokenCreate,
+		connect.WithSchema(kernelMethods.ByName("TokenCreate")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelTokenListHandler := connect.NewUnaryHandler(
+		KernelTokenListProcedure,
+		svc.TokenList,
+		connect.WithSchema(kernelMethods.ByName("TokenList")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelTokenRevokeHandler := connect.NewUnaryHandler(
+		KernelTokenRevokeProcedure,
+		svc.TokenRevoke,
+		connect.WithSchema(kernelMethods.ByName("TokenRevoke")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelAgentJoinHandler := connect.NewUnaryHandler(
+		KernelAgentJoinProcedure,
+		svc.AgentJoin,
+		connect.WithSchema(kernelMethods.ByName("AgentJoin")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelAgentDrainHandler := connect.NewUnaryHandler(
+		KernelAgentDrainProcedure,
+		svc.AgentDrain,
+		connect.WithSchema(kernelMethods.ByName("AgentDrain")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelClusterInfoHandler := connect.NewUnaryHandler(
+		KernelClusterInfoProcedure,
+		svc.ClusterInfo,
+		connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -965,6 +1193,22 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelAgentStreamsHandler.ServeHTTP(w, r)
 		case KernelAgentRelayProcedure:
 			kernelAgentRelayHandler.ServeHTTP(w, r)
+		case KernelRoleSetProcedure:
+			kernelRoleSetHandler.ServeHTTP(w, r)
+		case KernelRoleListProcedure:
+			kernelRoleListHandler.ServeHTTP(w, r)
+		case KernelTokenCreateProcedure:
+			kernelTokenCreateHandler.ServeHTTP(w, r)
+		case KernelTokenListProcedure:
+			kernelTokenListHandler.ServeHTTP(w, r)
+		case KernelTokenRevokeProcedure:
+			kernelTokenRevokeHandler.ServeHTTP(w, r)
+		case KernelAgentJoinProcedure:
+			kernelAgentJoinHandler.ServeHTTP(w, r)
+		case KernelAgentDrainProcedure:
+			kernelAgentDrainHandler.ServeHTTP(w, r)
+		case KernelClusterInfoProcedure:
+			kernelClusterInfoHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1092,4 +1336,36 @@ func (UnimplementedKernelHandler) AgentStreams(context.Context, *connect.Request
 
 func (UnimplementedKernelHandler) AgentRelay(context.Context, *connect.BidiStream[v1.RelayUp, v1.RelayDown]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AgentRelay is not implemented"))
+}
+
+func (UnimplementedKernelHandler) RoleSet(context.Context, *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.RoleSet is not implemented"))
+}
+
+func (UnimplementedKernelHandler) RoleList(context.Context, *connect.Request[v1.RoleListRequest]) (*connect.Response[v1.RoleListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.RoleList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) TokenCreate(context.Context, *connect.Request[v1.TokenCreateRequest]) (*connect.Response[v1.TokenCreateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.TokenCreate is not implemented"))
+}
+
+func (UnimplementedKernelHandler) TokenList(context.Context, *connect.Request[v1.TokenListRequest]) (*connect.Response[v1.TokenListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.TokenList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) TokenRevoke(context.Context, *connect.Request[v1.TokenRevokeRequest]) (*connect.Response[v1.TokenRevokeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.TokenRevoke is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AgentJoin(context.Context, *connect.Request[v1.AgentJoinRequest]) (*connect.Response[v1.AgentJoinResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AgentJoin is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AgentDrain(context.Context, *connect.Request[v1.AgentDrainRequest]) (*connect.Response[v1.AgentDrainResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AgentDrain is not implemented"))
+}
+
+func (UnimplementedKernelHandler) ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ClusterInfo is not implemented"))
 }

@@ -32,6 +32,13 @@ func (c Code) String() string {
 	return [...]string{"Internal", "InvalidArgument", "NotFound", "PermissionDenied", "FailedPrecondition", "Unavailable", "ResourceExhausted", "Aborted", "Unimplemented"}[c]
 }
 
+// ErrFenced is what a Store's Commit wraps when the commit was refused
+// because this kernel no longer leads: another kernel's election has
+// superseded the one its commits are fenced on (store.Etcd.WithFence).
+// Nothing was written. The kernel then stops: Run returns an error
+// matching ErrFenced, and every call fails Unavailable.
+var ErrFenced = errors.New("fenced: this kernel no longer leads")
+
 // Error is what the kernel's syscalls return: a code and a message that
 // names the field or object at fault.
 type Error struct {

@@ -107,6 +107,9 @@ type Kernel struct {
 	streams *streams
 
 	usageSent time.Time // when TASK_USAGE events were last emitted (loop only)
+	// fenced is set (loop only) once a commit was refused with ErrFenced:
+	// Run returns it.
+	fenced error
 
 	// Loop only: since when the store refuses writes (zero: it does not),
 	// and until when nothing expires after a refusal (see gate).
@@ -222,14 +225,22 @@ func (k *Kernel) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		k.iterate(ctx, batch)
+		if k.fenced != nil {
+			k.drain()
+			return k.fenced
+		}
 	}
 }
 
 func (k *Kernel) drain() {
+	msg := "kernel is shutting down"
+	if k.fenced != nil {
+		msg = "this kernel no longer leads; retry (another kernel took over)"
+	}
 	for {
 		select {
 		case o := <-k.ops:
-			o.err = errorf(Unavailable, "kernel is shutting down")
+			o.err = errorf(Unavailable, "%s", msg)
 			close(o.done)
 		default:
 			return
@@ -282,6 +293,16 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		return
 	}
 	rev, err := k.cfg.Store.Commit(ctx, c)
+	if errors.Is(err, ErrFenced) {
+		// Another kernel leads: nothing of this batch was written, and
+		// this kernel stops (its table is dropped with it).
+		k.log.Warn("commit refused by the leader fence; this kernel no longer leads", "err", err)
+		k.fenced = fmt.Errorf("kernel: %w", err)
+		for _, o := range batch {
+			o.err = errorf(Unavailable, "this kernel no longer leads; retry (another kernel took over)")
+		}
+		return
+	}
 	if err != nil {
 		k.log.Error("commit failed; reloading state from the store", "err", err)
 		k.stale = true

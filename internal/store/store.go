@@ -29,6 +29,9 @@ type Etcd struct {
 	prefix string
 	gate   func() error
 	calls  atomic.Uint64 // Events calls, for their watch stream keys
+	// fenceKey and fenceRev, when set, fence every Commit (WithFence).
+	fenceKey string
+	fenceRev int64
 }
 
 var (
@@ -54,6 +57,17 @@ func New(cli *clientv3.Client, prefix string) *Etcd {
 // before s is shared.
 func (s *Etcd) WithGate(gate func() error) *Etcd {
 	s.gate = gate
+	return s
+}
+
+// WithFence makes every Commit conditional on the etcd key key still
+// existing with create revision rev — a kernel's election key, held while
+// it leads (docs/operations.md). Once another kernel has taken the lead
+// the key is gone (its lease ended) or was created again, and a Commit
+// writes nothing and fails with an error matching kernel.ErrFenced. It
+// returns s; call it before s is shared.
+func (s *Etcd) WithFence(key string, rev int64) *Etcd {
+	s.fenceKey, s.fenceRev = key, rev
 	return s
 }
 
@@ -200,9 +214,16 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 		}
 		ops = append(ops, clientv3.OpPut(s.eventsKey(), buf.String()))
 	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	txn := s.cli.Txn(ctx)
+	if s.fenceKey != "" {
+		txn = txn.If(clientv3.Compare(clientv3.CreateRevision(s.fenceKey), "=", s.fenceRev))
+	}
+	resp, err := txn.Then(ops...).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("store commit: %w", err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("store commit: %w (election key %s, revision %d, is gone)", kernel.ErrFenced, s.fenceKey, s.fenceRev)
 	}
 	return resp.Header.Revision, nil
 }

@@ -12,9 +12,11 @@ import (
 // HTTPClient returns a new HTTP client for a kernel's API: keep-alive
 // connections (64 idle per host), the environment's proxy settings, and
 // no overall timeout (Watch streams are long-lived; bound calls with
-// contexts). It speaks HTTP/1.1 to http:// URLs.
+// contexts). It speaks HTTP/1.1 to http:// URLs. A standby kernel's
+// refusal is followed to the leader it names, as a Cluster's clients do
+// (a Cluster also knows the other kernels when one cannot be dialled).
 func HTTPClient() *http.Client {
-	return &http.Client{Transport: newTransport()}
+	return (&Cluster{wait: DefaultFailoverWait}).HTTPClient()
 }
 
 func newTransport() *http.Transport {
@@ -35,11 +37,15 @@ func newTransport() *http.Transport {
 // HTTP/1.1 on http:// fails every call. CloseIdleConnections closes the
 // idle connections of both.
 func H2CClient() *http.Client {
+	return (&Cluster{wait: DefaultFailoverWait}).H2CClient()
+}
+
+func h2cTransport() http.RoundTripper {
 	plain := newTransport()
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	plain.Protocols = &p
-	return &http.Client{Transport: &bySchemeTransport{plain: plain, tls: newTransport()}}
+	return &bySchemeTransport{plain: plain, tls: newTransport()}
 }
 
 // bySchemeTransport sends http:// requests through plain and the others

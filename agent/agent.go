@@ -46,7 +46,9 @@ const (
 // Config configures an Agent. The zero value is not valid: DataDir and
 // either KernelURL or Client are required.
 type Config struct {
-	// KernelURL is the kernel's base URL, e.g. "http://127.0.0.1:7070".
+	// KernelURL is the kernel's base URL, e.g. "http://127.0.0.1:7070",
+	// or a comma-separated list of a cluster's kernels (calls go to the
+	// leader and fail over; transport.Cluster).
 	KernelURL string
 	// Token is the agent's bearer token.
 	Token string
@@ -281,17 +283,24 @@ func New(cfg Config) (*Agent, error) {
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
+	var kernels *transport.Cluster
+	if cfg.KernelURL != "" {
+		var err error
+		if kernels, err = transport.ParseCluster(cfg.KernelURL); err != nil {
+			return nil, fmt.Errorf("agent: config: KernelURL: %w", err)
+		}
+	}
 	if a.client == nil {
-		a.httpClient = kclient.HTTPClient()
-		a.client = syscallsv1connect.NewKernelClient(a.httpClient, cfg.KernelURL,
+		a.httpClient = kernels.HTTPClient()
+		a.client = syscallsv1connect.NewKernelClient(a.httpClient, kernels.URL(),
 			connect.WithInterceptors(kclient.Bearer(cfg.Token)))
 	}
 	if a.streamClient == nil && cfg.Client != nil {
 		a.streamClient = cfg.Client
 	}
 	if a.streamClient == nil {
-		a.streamHTTP = transport.H2CClient()
-		a.streamClient = syscallsv1connect.NewKernelClient(a.streamHTTP, cfg.KernelURL,
+		a.streamHTTP = kernels.H2CClient()
+		a.streamClient = syscallsv1connect.NewKernelClient(a.streamHTTP, kernels.URL(),
 			connect.WithInterceptors(kclient.Bearer(cfg.Token)))
 	}
 	if a.log == nil {

@@ -34,7 +34,7 @@ func (c Code) String() string {
 
 // ErrFenced is what a Store's Commit wraps when the commit was refused
 // because this kernel no longer leads: another kernel's election has
-// superseded the one its commits are fenced on (store.Etcd.WithFence).
+// superseded the one its commits are fenced on (store.Etcd.Fenced).
 // Nothing was written. The kernel then stops: Run returns an error
 // matching ErrFenced, and every call fails Unavailable.
 var ErrFenced = errors.New("fenced: this kernel no longer leads")

@@ -34,6 +34,7 @@ const CompressMinBytes = 4 << 10
 type Server struct {
 	k            *kernel.Kernel
 	writeTimeout time.Duration // per Watch send; WatchWriteTimeout
+	cluster      ClusterFunc   // ClusterInfo's answer; nil: none
 }
 
 var _ syscallsv1connect.KernelHandler = (*Server)(nil)
@@ -70,6 +71,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelExecProcedure:             {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelAgentStreamsProcedure:     {kernel.RoleAgent},
 	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
+	syscallsv1connect.KernelClusterInfoProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -107,6 +109,8 @@ type Config struct {
 	// WatchWriteTimeout bounds each write of a Watch stream (default
 	// WatchWriteTimeout).
 	WatchWriteTimeout time.Duration
+	// Cluster answers ClusterInfo (nil: no kernels listed).
+	Cluster ClusterFunc
 }
 
 // Handler returns NewHandler's handler with the default rate limits.
@@ -126,7 +130,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 		cfg.WatchWriteTimeout = WatchWriteTimeout
 	}
 	mux := http.NewServeMux()
-	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux.Handle(path, h)
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
@@ -68,13 +69,28 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 	return t, nil
 }
 
-// normalizeURL accepts "127.0.0.1:7070" for "http://127.0.0.1:7070".
+// normalizeURL accepts "127.0.0.1:7070" for "http://127.0.0.1:7070",
+// and a comma-separated list of a cluster's kernels, each so normalised.
 func normalizeURL(u string) string {
-	u = strings.TrimSpace(u)
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "://") {
+			p = "http://" + p
+		}
+		parts[i] = strings.TrimRight(p, "/")
 	}
-	return strings.TrimRight(u, "/")
+	return strings.Join(parts, ",")
+}
+
+// cluster is the kernels t.baseURL names (one, or a comma-separated
+// list), for clients built by hand.
+func (t target) cluster() (*transport.Cluster, error) {
+	cl, err := transport.ParseCluster(t.baseURL)
+	if err != nil {
+		return nil, usagef("--kernel: %v", err)
+	}
+	return cl, nil
 }
 
 // options are the Connect options every client of t uses besides the token.

@@ -25,7 +25,11 @@ func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)
 // for bidirectional calls.
 func (t target) bidiKernel() syscallsv1connect.KernelClient {
 	opts := append([]connect.ClientOption{connect.WithInterceptors(kclient.Bearer(t.token))}, t.options()...)
-	return syscallsv1connect.NewKernelClient(transport.H2CClient(), t.baseURL, opts...)
+	kernels, err := t.cluster()
+	if err != nil {
+		return syscallsv1connect.NewKernelClient(transport.H2CClient(), t.baseURL, opts...) // fails every call
+	}
+	return syscallsv1connect.NewKernelClient(kernels.H2CClient(), kernels.URL(), opts...)
 }
 
 // Encodings of dataLine.Data.

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/sdk/transport"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -222,11 +221,15 @@ func callDynamic(ctx context.Context, t target, md protoreflect.MethodDescriptor
 			return nil
 		}),
 	}, t.options()...)
-	httpClient := kclient.HTTPClient()
-	if md.IsStreamingClient() {
-		httpClient = transport.H2CClient() // a bidi call needs HTTP/2
+	kernels, err := t.cluster()
+	if err != nil {
+		return err
 	}
-	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](httpClient, t.baseURL+procedure(md), opts...)
+	httpClient := kernels.HTTPClient()
+	if md.IsStreamingClient() {
+		httpClient = kernels.H2CClient() // a bidi call needs HTTP/2
+	}
+	client := connect.NewClient[dynamicpb.Message, dynamicpb.Message](httpClient, kernels.URL()+procedure(md), opts...)
 	op := string(md.Name())
 	if md.IsStreamingClient() {
 		return callBidiOnce(ctx, op, client, req, w)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,6 +75,8 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "tokens", Usage: "tokens file (default DATA_DIR/tokens.json)"},
 	&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "external etcd endpoints (default: an embedded etcd under the data dir)"},
 	&cli.StringFlag{Name: "etcd-prefix", Value: "/dcos/", Usage: "key prefix in etcd"},
+	&cli.StringFlag{Name: "advertise-url", Usage: "URL other kernels, agents and clients reach this kernel at (default: the --listen address; the host name when it listens on every address)"},
+	&cli.DurationFlag{Name: "leader-lease", Value: store.DefaultLeaderLease, Usage: "lease of the kernel election: how long a leader cut off from etcd keeps the lead before a standby takes over (a crashed leader is replaced at once)"},
 	&cli.DurationFlag{Name: "heartbeat-interval", Value: time.Second, Usage: "how often agents heartbeat"},
 	&cli.DurationFlag{Name: "heartbeat-timeout", Value: 10 * time.Second, Usage: "silence after which an agent is marked lost"},
 	&cli.StringFlag{Name: "default-policy", Value: policies.Default, Usage: "allocation policy until an operator loads another (a built-in: " + strings.Join(policies.Names(), ", ") + ", or first-fit)"},
@@ -329,11 +332,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		return fmt.Errorf("--default-disk: %w", err)
 	}
 	shipped := builtins()
-	k, err := kernel.New(ctx, kernel.Config{
+	kcfg := kernel.Config{
 		MaxPending:        c.Int("max-pending"),
 		RoleMaxPending:    roleMaxPending,
 		DefaultDisk:       defaultDisk,
-		Store:             store.New(cli3, c.String("etcd-prefix")).WithGate(gate),
 		Loader:            wasmLoader{h: host, builtin: shipped},
 		Builtins:          shipped,
 		DefaultPolicy:     c.String("default-policy"),
@@ -343,24 +345,50 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),
-	})
-	if err != nil {
-		return err
 	}
 	ln, err := listenAPI(c, log)
 	if err != nil {
 		return err
 	}
+	self, err := advertiseURL(c.String("advertise-url"), ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	url := "http://" + ln.Addr().String()
+	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
+	// Every kernel process campaigns in the kernel election, a lone one
+	// too (it wins at once): one code path for one kernel and for three.
+	lead := newLeadership(st, self, c.Duration("leader-lease"), log.With("component", "election"))
+	apiCfg := api.Config{Tokens: tokens, RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo}
+	lead.sw = api.NewSwitch(api.NewStandbyHandler(apiCfg, lead.Leader))
+	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
+		cfg := kcfg
+		cfg.Store = fenced
+		k, err := kernel.New(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, api.NewHandler(k, apiCfg), nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return k.Run(gctx) })
-	h := api.NewHandler(k, api.Config{Tokens: tokens, RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln})
-	g.Go(func() error { return api.ServeWith(gctx, ln, h, log, apiTimeouts(c)) })
+	g.Go(func() error { return lead.run(gctx) })
+	g.Go(func() error { return api.ServeWith(gctx, ln, lead.sw, log, apiTimeouts(c)) })
+	if c.Command.Name == "dev" {
+		// dcosd dev's agent and init call this kernel: it must lead first
+		// (at once: it is alone on its embedded etcd).
+		select {
+		case <-lead.Led():
+		case <-gctx.Done():
+			ln.Close()
+			return g.Wait()
+		}
+	}
 	if err := started(gctx, g, url); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())
 	}
-	log.Info("kernel serving", "url", url)
+	log.Info("kernel serving", "url", url, "advertised", self)
 	return g.Wait()
 }
 

@@ -17,7 +17,7 @@ import (
 // Candidacy, the first to campaign leads, and the others wait in line
 // (etcd's concurrency.Election: keys <prefix>kernel/leader/<lease>, the
 // oldest leads). A leader's commits are fenced on its election key
-// (Etcd.WithFence with Candidacy.Key and Rev), so a kernel that lost the
+// (Etcd.Fenced with Candidacy.Key and Rev), so a kernel that lost the
 // lead — its lease expired during a partition, or a standby revoked it
 // after finding its process gone — writes nothing more, whatever it still
 // believes. Each kernel also lists itself under <prefix>kernel/members/

@@ -32,7 +32,7 @@ func TestCandidacy_FenceRefusesLateWrites(t *testing.T) {
 	if err := a.Campaign(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sa := New(e.Client(), "").WithFence(a.Key(), a.Rev())
+	sa := s.Fenced(a.Key(), a.Rev())
 	commit := func(s *Etcd, id string) error {
 		_, err := s.Commit(ctx, &kernel.Changes{Allocations: map[string]*pb.Allocation{id: {Id: id}}})
 		return err
@@ -73,7 +73,7 @@ func TestCandidacy_FenceRefusesLateWrites(t *testing.T) {
 			t.Fatalf("late commit %d of the deposed leader: %v, want ErrFenced", i, err)
 		}
 	}
-	sb := New(e.Client(), "").WithFence(b.Key(), b.Rev())
+	sb := s.Fenced(b.Key(), b.Rev())
 	if err := commit(sb, "b-1"); err != nil {
 		t.Fatalf("the new leader's commit: %v", err)
 	}

@@ -29,7 +29,7 @@ type Etcd struct {
 	prefix string
 	gate   func() error
 	calls  atomic.Uint64 // Events calls, for their watch stream keys
-	// fenceKey and fenceRev, when set, fence every Commit (WithFence).
+	// fenceKey and fenceRev, when set, fence every Commit (Fenced).
 	fenceKey string
 	fenceRev int64
 }
@@ -60,15 +60,14 @@ func (s *Etcd) WithGate(gate func() error) *Etcd {
 	return s
 }
 
-// WithFence makes every Commit conditional on the etcd key key still
-// existing with create revision rev — a kernel's election key, held while
-// it leads (docs/operations.md). Once another kernel has taken the lead
-// the key is gone (its lease ended) or was created again, and a Commit
-// writes nothing and fails with an error matching kernel.ErrFenced. It
-// returns s; call it before s is shared.
-func (s *Etcd) WithFence(key string, rev int64) *Etcd {
-	s.fenceKey, s.fenceRev = key, rev
-	return s
+// Fenced returns a store like s (same client, prefix and gate) whose
+// every Commit is conditional on the etcd key key still existing with
+// create revision rev — a kernel's election key, held while it leads
+// (Candidacy.Key and Rev; docs/operations.md). Once another kernel has
+// taken the lead the key is gone (its lease ended), and a Commit writes
+// nothing and fails with an error matching kernel.ErrFenced.
+func (s *Etcd) Fenced(key string, rev int64) *Etcd {
+	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, fenceKey: key, fenceRev: rev}
 }
 
 // Writable reports whether a write may be tried now (see WithGate); nil

@@ -81,7 +81,7 @@ func NormalizeEndpoint(addr string) (string, error) {
 		return "", err
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("want http:// or https://, got %q", addr)
-	case u.Host == "":
+	case u.Host == "" || strings.HasSuffix(u.Host, ":") || u.Hostname() == "":
 		return "", fmt.Errorf("no host in %q", addr)
 	case u.Path != "" || u.RawQuery != "" || u.User != nil:
 		return "", fmt.Errorf("want scheme://host:port only, got %q", addr)
@@ -152,6 +152,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		deadline = time.Now().Add(c.wait)
 	}
 	tried := map[string]bool{}
+	standbys := 0 // standby answers this round: an election may be under way
 	backoff := 50 * time.Millisecond
 	first := true
 	for {
@@ -176,6 +177,7 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		case err != nil && isDialError(err):
 			c.failed(target, origin)
 		case err == nil && resp.Header.Get(StandbyHeader) != "":
+			standbys++
 			hint = resp.Header.Get(LeaderHeader)
 			if h, herr := NormalizeEndpoint(hint); herr == nil && hint != "" {
 				c.follow(h)
@@ -192,10 +194,15 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		// Every endpoint tried (or a standby that knows no leader yet):
-		// an election is under way; wait a little before the next round.
+		// Every endpoint tried: if some answered as standbys, an election
+		// is under way — wait a little before the next round; if none
+		// could even be dialled, nothing serves: say so now.
 		if next := c.target(origin); tried[next] {
+			if standbys == 0 {
+				return resp, err
+			}
 			clear(tried)
+			standbys = 0
 			if !sleepCtx(ctx, min(backoff, time.Until(deadline))) {
 				return nil, ctx.Err()
 			}

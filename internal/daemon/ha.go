@@ -1,0 +1,256 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/store"
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// leadership runs a kernel process's terms: it campaigns in the kernel
+// election, and each time it wins it loads a kernel from the store (its
+// commits fenced on the election key), serves it through the Switch, and
+// runs it until the lead ends — its lease lost, a commit fenced, or the
+// process stopping (then it resigns, so that a standby takes over at
+// once). Meanwhile, as a standby, it watches the leader: the moment the
+// leader's /leader/alive stream breaks and its port refuses connections,
+// its process is gone, and the standby deposes it (revokes its lease)
+// rather than wait for the lease to expire. Fencing makes that safe even
+// when the standby is wrong (docs/operations.md).
+type leadership struct {
+	st    *store.Etcd // unfenced: reads, election
+	self  string      // this kernel's advertised URL
+	ttl   time.Duration
+	log   *slog.Logger
+	sw    *api.Switch
+	start func(ctx context.Context, st *store.Etcd) (*kernel.Kernel, http.Handler, error)
+
+	mu     sync.Mutex
+	leader string // the leader's URL as last seen ("" during an election)
+	led    chan struct{}
+	once   sync.Once
+}
+
+func newLeadership(st *store.Etcd, self string, ttl time.Duration, log *slog.Logger) *leadership {
+	return &leadership{st: st, self: self, ttl: ttl, log: log, led: make(chan struct{})}
+}
+
+// Leader is the leader's URL as this process knows it.
+func (l *leadership) Leader() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leader
+}
+
+func (l *leadership) setLeader(u string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leader = u
+}
+
+// Led is closed once this process has led (dcosd dev waits for it).
+func (l *leadership) Led() <-chan struct{} { return l.led }
+
+// run campaigns and serves terms until ctx ends.
+func (l *leadership) run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := l.term(ctx); err != nil && ctx.Err() == nil {
+			l.log.Error("kernel term ended", "err", err)
+			sleepCtx(ctx, 500*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (l *leadership) term(ctx context.Context) error {
+	c, err := l.st.Candidate(ctx, l.self, l.ttl)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		l.watchLeader(wctx)
+	}()
+	err = c.Campaign(ctx)
+	stopWatch()
+	<-watched
+	if err != nil {
+		return err
+	}
+	l.setLeader(l.self)
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.Done():
+			l.log.Warn("kernel election lease lost; stepping down")
+			cancel()
+		case <-tctx.Done():
+		}
+	}()
+	began := time.Now()
+	k, h, err := l.start(tctx, l.st.Fenced(c.Key(), c.Rev()))
+	if err != nil {
+		return err
+	}
+	l.sw.SetLeader(h)
+	l.once.Do(func() { close(l.led) })
+	l.log.Info("kernel leads", "url", l.self, "took", time.Since(began).Round(time.Millisecond), "revision", k.Revision())
+	err = k.Run(tctx)
+	l.sw.SetStandby()
+	l.setLeader("")
+	if errors.Is(err, kernel.ErrFenced) {
+		l.log.Warn("kernel deposed: another kernel leads", "err", err)
+		return nil
+	}
+	return err
+}
+
+// watchLeader follows the election while this process stands by: it
+// keeps the leader's URL for the standby's answers and deposes a leader
+// whose process is gone.
+func (l *leadership) watchLeader(ctx context.Context) {
+	for ctx.Err() == nil {
+		li, ok, err := l.st.Leader(ctx)
+		if err != nil || !ok {
+			l.setLeader("")
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		l.setLeader(li.URL)
+		if li.URL == l.self {
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		began := time.Now()
+		broke := probeAlive(ctx, li.URL)
+		if ctx.Err() != nil {
+			return
+		}
+		if broke && refuses(li.URL) {
+			ok, err := l.st.Depose(ctx, li)
+			l.log.Warn("the leading kernel's process is gone (its port refuses connections); deposed it", "leader", li.URL, "revoked", ok, "err", err)
+			continue
+		}
+		if time.Since(began) < time.Second {
+			sleepCtx(ctx, 200*time.Millisecond) // not serving the probe yet, or not leading any more
+		}
+	}
+}
+
+// probeAlive holds GET leader/alive open until it ends; it reports
+// whether it ended in a broken connection (rather than an answer that
+// the kernel does not lead, or ctx's end).
+func probeAlive(ctx context.Context, leader string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, leader+"/leader/alive", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := aliveClient.Do(req)
+	if err != nil {
+		return ctx.Err() == nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false
+	}
+	r := bufio.NewReader(resp.Body)
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			return ctx.Err() == nil
+		}
+	}
+}
+
+var aliveClient = &http.Client{Transport: &http.Transport{
+	DialContext:       (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
+	DisableKeepAlives: true,
+}}
+
+// refuses reports whether a TCP connection to the kernel at u is refused
+// outright (nothing listens there any more), as opposed to a timeout (a
+// partition: then the lease decides).
+func refuses(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	conn, err := net.DialTimeout("tcp", pu.Host, time.Second)
+	if err == nil {
+		conn.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// clusterInfo answers ClusterInfo from the store's member list.
+func (l *leadership) clusterInfo(ctx context.Context) (*pb.ClusterInfoResponse, error) {
+	ms, err := l.st.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	li, ok, err := l.st.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.ClusterInfoResponse{}
+	if ok {
+		resp.Leader = li.URL
+	}
+	for _, m := range ms {
+		resp.Kernels = append(resp.Kernels, &pb.KernelInfo{Url: m.URL, Leader: ok && m.URL == li.URL, Since: timestamppb.New(m.Since)})
+	}
+	return resp, nil
+}
+
+// advertiseURL is the URL other kernels and clients reach this kernel
+// at: --advertise-url, else the listen address (with the host name when
+// it listens on every address).
+func advertiseURL(flag string, ln net.Addr) (string, error) {
+	if flag != "" {
+		u, err := url.Parse(flag)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", fmt.Errorf("--advertise-url %q: want http://HOST:PORT", flag)
+		}
+		return u.Scheme + "://" + u.Host, nil
+	}
+	ta, ok := ln.(*net.TCPAddr)
+	if !ok {
+		return "http://" + ln.String(), nil
+	}
+	if ta.IP.IsUnspecified() {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("advertise url: %w (pass --advertise-url)", err)
+		}
+		return fmt.Sprintf("http://%s", net.JoinHostPort(h, fmt.Sprint(ta.Port))), nil
+	}
+	return "http://" + ta.String(), nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -320,8 +320,15 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	}
 }
 
+// reloadTimeout bounds one reload of the table from the store.
+const reloadTimeout = 10 * time.Second
+
 // reload replaces the table with the store's state; it reports success.
 func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
+	// Bounded: a store without quorum does not answer, and the loop must
+	// go on failing calls rather than hang (the next iteration retries).
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
 	st, err := k.cfg.Store.Load(ctx)
 	if err != nil {
 		k.log.Error("reload state", "err", err)

@@ -131,10 +131,11 @@ func (s *Switch) alive(w http.ResponseWriter, r *http.Request) {
 // limits), every syscall but ClusterInfo answers Unavailable "this kernel
 // is a standby; the leader is at URL" with the transport.StandbyHeader
 // and transport.LeaderHeader headers, which the SDK's clients follow
-// (leader returns the leader's URL, "" during an election). ClusterInfo is
+// (leader returns the leader's URL, or "" during an election with, if
+// known, why nobody leads: e.g. the store is unreachable). ClusterInfo is
 // answered from cfg.Cluster; /healthz answers "standby"; /metrics serves
 // the front door's and the Go runtime's metrics and cfg.Extra.
-func NewStandbyHandler(cfg Config, leader func() string) http.Handler {
+func NewStandbyHandler(cfg Config, leader func() (string, error)) http.Handler {
 	mux := http.NewServeMux()
 	errw := connect.NewErrorWriter()
 	path, h := syscallsv1connect.NewKernelHandler(&standbyServer{cluster: cfg.Cluster}, connect.WithReadMaxBytes(MaxRequestBytes))
@@ -144,12 +145,15 @@ func NewStandbyHandler(cfg Config, leader func() string) http.Handler {
 			return
 		}
 		w.Header().Set(transport.StandbyHeader, "1")
-		l := leader()
+		l, why := leader()
 		var err error
-		if l != "" {
+		switch {
+		case l != "":
 			w.Header().Set(transport.LeaderHeader, l)
 			err = fmt.Errorf("this kernel is a standby; the leader is at %s", l)
-		} else {
+		case why != nil:
+			err = fmt.Errorf("no kernel leads: %v; retry", why)
+		default:
 			err = fmt.Errorf("no kernel leads yet (an election is under way); retry")
 		}
 		errw.Write(w, r, connect.NewError(connect.CodeUnavailable, err))

@@ -42,6 +42,7 @@ type leadership struct {
 
 	mu     sync.Mutex
 	leader string // the leader's URL as last seen ("" during an election)
+	why    error  // why nobody leads, when the store said (or failed to)
 	led    chan struct{}
 	once   sync.Once
 }
@@ -50,17 +51,26 @@ func newLeadership(st *store.Etcd, self string, ttl time.Duration, log *slog.Log
 	return &leadership{st: st, self: self, ttl: ttl, log: log, led: make(chan struct{})}
 }
 
-// Leader is the leader's URL as this process knows it.
-func (l *leadership) Leader() string {
+// Leader is the leader's URL as this process knows it, or "" and why
+// nobody leads (nil: an election is under way).
+func (l *leadership) Leader() (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.leader
+	return l.leader, l.why
 }
 
 func (l *leadership) setLeader(u string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.leader = u
+	l.leader, l.why = u, nil
+}
+
+// storeFailed records that the store could not be asked who leads.
+func (l *leadership) storeFailed(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leader = ""
+	l.why = fmt.Errorf("the store (etcd) is unreachable or has lost quorum: %w", err)
 }
 
 // Led is closed once this process has led (dcosd dev waits for it).
@@ -78,8 +88,11 @@ func (l *leadership) run(ctx context.Context) error {
 }
 
 func (l *leadership) term(ctx context.Context) error {
-	c, err := l.st.Candidate(ctx, l.self, l.ttl)
+	cctx, cancelC := context.WithTimeout(ctx, l.ttl)
+	c, err := l.st.Candidate(cctx, l.self, l.ttl)
+	cancelC()
 	if err != nil {
+		l.storeFailed(err)
 		return err
 	}
 	defer c.Close()
@@ -129,9 +142,16 @@ func (l *leadership) term(ctx context.Context) error {
 // whose process is gone.
 func (l *leadership) watchLeader(ctx context.Context) {
 	for ctx.Err() == nil {
-		li, ok, err := l.st.Leader(ctx)
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		li, ok, err := l.st.Leader(gctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			l.storeFailed(err)
+		}
 		if err != nil || !ok {
-			l.setLeader("")
+			if err == nil {
+				l.setLeader("")
+			}
 			sleepCtx(ctx, 100*time.Millisecond)
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -164,6 +165,11 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 	return st, nil
 }
 
+// CommitTimeout bounds one Commit: etcd without quorum does not answer,
+// and the kernel must fail the calls of the batch (Unavailable) rather
+// than hold them all.
+const CommitTimeout = 5 * time.Second
+
 // Commit writes c in one etcd transaction. A refusal of the gate is
 // returned as is (a *SpaceError), before anything is written.
 func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
@@ -213,12 +219,17 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 		}
 		ops = append(ops, clientv3.OpPut(s.eventsKey(), buf.String()))
 	}
-	txn := s.cli.Txn(ctx)
+	tctx, cancel := context.WithTimeout(ctx, CommitTimeout)
+	defer cancel()
+	txn := s.cli.Txn(tctx)
 	if s.fenceKey != "" {
 		txn = txn.If(clientv3.Compare(clientv3.CreateRevision(s.fenceKey), "=", s.fenceRev))
 	}
 	resp, err := txn.Then(ops...).Commit()
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return 0, fmt.Errorf("store commit: etcd did not answer within %v (its members are unreachable or it lost quorum): %w", CommitTimeout, err)
+		}
 		return 0, fmt.Errorf("store commit: %w", err)
 	}
 	if !resp.Succeeded {

@@ -123,7 +123,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = HTTPClient()
+		// One transport.Cluster of every endpoint: a call that cannot
+		// reach its kernel, or that a standby refuses, goes on to the
+		// leader in the transport, before it ever counts as an attempt.
+		if cl, err := transport.ParseCluster(strings.Join(cfg.Endpoints, ",")); err == nil {
+			hc = cl.HTTPClient()
+		} else {
+			hc = HTTPClient() // the loop below names the bad endpoint
+		}
 	}
 	for i, ep := range cfg.Endpoints {
 		ep = strings.TrimRight(strings.TrimSpace(ep), "/")

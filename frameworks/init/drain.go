@@ -20,7 +20,7 @@ import (
 
 // drainSet is the agents the controller knows to be draining, kept from
 // ListAgents (Feed, at start and after a resync) and from the agent
-// events the cache passes on. Safe for concurrent use.
+// events the cache passes on. Controller.mu guards it.
 type drainSet struct {
 	agents map[string]bool
 }

@@ -25,12 +25,13 @@ type CycleResult struct {
 	Err error
 }
 
-// Snapshot builds a policy's input: alive agents in id order and pending
-// allocations by priority (descending) then arrival.
+// Snapshot builds a policy's input: alive agents that are not draining
+// (drain.go) in id order and pending allocations by priority (descending)
+// then arrival. Allocations on draining agents still count in role usage.
 func (t *Table) Snapshot(seed uint64) *Snapshot {
 	s := &Snapshot{Seed: seed, Agents: make([]AgentInfo, 0, len(t.agents))}
 	for _, e := range t.agentOrder() {
-		if e.g.GetState() != pb.AgentState_AGENT_STATE_UP {
+		if !placeable(e.g) {
 			continue
 		}
 		s.Agents = append(s.Agents, AgentInfo{ID: e.id, Labels: e.g.GetLabels(), Total: e.total, Free: e.total.Sub(t.used[e.id])})

@@ -825,7 +825,8 @@ func samePorts(a, b []*pb.PortMapping) bool {
 
 // Expire marks agents silent for longer than timeout as lost (their tasks
 // LOST, their allocations revoked), revokes allocations whose lease ran
-// out, and ends the leaderships whose lease ran out (LEADER_CHANGED).
+// out, revokes what is left on draining agents past their deadline
+// (drain.go), and ends the leaderships whose lease ran out (LEADER_CHANGED).
 func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
 	for id, g := range t.agents {
 		if g.GetState() == pb.AgentState_AGENT_STATE_UP && now.Sub(t.heartbeat[id]) > timeout {
@@ -838,6 +839,7 @@ func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
 			t.revokeAllocation(a, "lease expired", now, c)
 		}
 	}
+	t.expireDrains(now, c)
 	t.expireLeaders(now, c)
 }
 

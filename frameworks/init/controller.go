@@ -78,6 +78,8 @@ type Controller struct {
 	// controller made that the cache does not show yet, so that the next
 	// pass neither allocates nor launches them twice.
 	expect map[string]map[string]*expectation
+	// drains are the agents known to be draining (drain.go).
+	drains drainSet
 }
 
 // expectation is one allocation or task made at revision rev.
@@ -247,6 +249,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (time.Duration,
 			v.Agents[a.GetId()] = l
 		}
 	}
+	v.Draining = c.draining()
 	d := Decide(v)
 	wait, err := c.apply(ctx, name, v, d)
 	if wait > 0 && (d.RequeueAfter == 0 || wait < d.RequeueAfter) {

@@ -111,7 +111,10 @@ type View struct {
 	Instances []*Instance
 	// Agents' labels by agent id (for constraints).
 	Agents map[string]map[string]string
-	Now    time.Time
+	// Draining are the agents in maintenance, by id: instances there are
+	// replaced elsewhere (drain.go).
+	Draining map[string]bool
+	Now      time.Time
 }
 
 // Kill is a revoke of an allocation, or of a task when ID is a task's.
@@ -278,25 +281,28 @@ func Decide(v View) Decision {
 		d.Allocate, wait = restoreOlds(v, dep, olds)
 		requeue(wait)
 	default:
-		for _, in := range news {
+		// Instances leaving a draining agent are replaced like old ones.
+		stay, leaving := splitDraining(spec, v, news)
+		moving := append(append([]*Instance(nil), olds...), leaving...)
+		for _, in := range stay {
 			keepAlive(in, spec)
 		}
-		d.Kills = append(d.Kills, rollKills(spec, olds, news)...)
-		d.Kills = append(d.Kills, staleKills(spec, v, olds, news)...)
+		d.Kills = append(d.Kills, drainReasons(rollKills(spec, moving, stay), leaving)...)
+		d.Kills = append(d.Kills, staleKills(spec, v, moving, stay)...)
 		var wait time.Duration
-		d.Allocate, wait = rollStarts(spec, v, olds, news, target)
+		d.Allocate, wait = rollStarts(spec, v, moving, stay, target)
 		requeue(wait)
 		// Scale down: the extra new instances go, highest numbers first,
 		// those not ready before ready ones.
-		if len(olds) == 0 && len(news) > n {
-			extra := append([]*Instance(nil), news...)
+		if len(moving) == 0 && len(stay) > n {
+			extra := append([]*Instance(nil), stay...)
 			sort.SliceStable(extra, func(i, j int) bool {
 				if extra[i].Ready() != extra[j].Ready() {
 					return !extra[i].Ready()
 				}
 				return extra[i].Index > extra[j].Index
 			})
-			for _, in := range extra[:len(news)-n] {
+			for _, in := range extra[:len(stay)-n] {
 				kill(in, "scaled down")
 			}
 		}

@@ -18,11 +18,16 @@ type Enqueuer interface {
 }
 
 // Feed queues, for as long as it is subscribed, the services that events
-// concern (KeysOf), and every service after a resync notice; it first
-// queues every service there is (AllServices), so that a new leader
-// reconciles everything. cancel unsubscribes.
+// concern (KeysOf, and those with instances on an agent that starts or
+// stops draining), and every service after a resync notice; it first
+// learns which agents drain and queues every service there is
+// (AllServices), so that a new leader reconciles everything. cancel
+// unsubscribes.
 func (c *Controller) Feed(ctx context.Context, sub Subscriber, q Enqueuer) (cancel func(), err error) {
 	all := func() error {
+		if err := c.refreshDrains(ctx); err != nil {
+			return err
+		}
 		names, err := c.AllServices(ctx)
 		for _, n := range names {
 			q.Add(n)
@@ -37,6 +42,9 @@ func (c *Controller) Feed(ctx context.Context, sub Subscriber, q Enqueuer) (canc
 			return
 		}
 		for _, k := range KeysOf(ev) {
+			q.Add(k)
+		}
+		for _, k := range c.drainKeys(ev) {
 			q.Add(k)
 		}
 	})

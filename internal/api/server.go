@@ -72,6 +72,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelAgentStreamsProcedure:     {kernel.RoleAgent},
 	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
 	syscallsv1connect.KernelClusterInfoProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelAgentDrainProcedure:       {kernel.RoleOperator},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as

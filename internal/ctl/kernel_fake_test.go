@@ -160,6 +160,10 @@ func (k *fakeKernel) ListAgents(_ context.Context, r *connect.Request[syscallsv1
 	return unary[syscallsv1.ListAgentsRequest, syscallsv1.ListAgentsResponse](k, "ListAgents", r)
 }
 
+func (k *fakeKernel) AgentDrain(_ context.Context, r *connect.Request[syscallsv1.AgentDrainRequest]) (*connect.Response[syscallsv1.AgentDrainResponse], error) {
+	return unary[syscallsv1.AgentDrainRequest, syscallsv1.AgentDrainResponse](k, "AgentDrain", r)
+}
+
 func (k *fakeKernel) ListAllocations(_ context.Context, r *connect.Request[syscallsv1.ListAllocationsRequest]) (*connect.Response[syscallsv1.ListAllocationsResponse], error) {
 	return unary[syscallsv1.ListAllocationsRequest, syscallsv1.ListAllocationsResponse](k, "ListAllocations", r)
 }

@@ -14,10 +14,12 @@ func agentsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "agents",
 		Usage: "list the agents the kernel knows",
-		Description: `Print one row per agent: id, hostname, state, its subnet for bridge tasks,
-cpus, memory and host ports allocated out of the agent's total (with its
-host-port range), and labels. -o json prints the ListAgents response (with
-each agent's underlay address).`,
+		Description: `Print one row per agent: id, hostname, state (UP or LOST, with ",DRAINING"
+while it is in maintenance: see "dcosctl agent drain"), its subnet for
+bridge tasks, cpus, memory and host ports allocated out of the agent's total
+(with its host-port range), and labels. -o json prints the ListAgents
+response (with each agent's underlay address, and draining and
+drainDeadline).`,
 		Action: func(c *cli.Context) error {
 			f, k, err := listCall(c, e)
 			if err != nil {
@@ -36,7 +38,7 @@ each agent's underlay address).`,
 				if r := a.GetHostPorts(); r != "" {
 					ports = usedOf(strconv.FormatInt(a.GetAllocated().GetPorts(), 10), strconv.FormatInt(a.GetTotal().GetPorts(), 10)) + "(" + r + ")"
 				}
-				t.row(a.GetId(), a.GetHostname(), agentState(a.GetState()), a.GetSubnet(),
+				t.row(a.GetId(), a.GetHostname(), agentStates(a), a.GetSubnet(),
 					usedOf(formatCPUs(a.GetAllocated().GetCpus()), formatCPUs(a.GetTotal().GetCpus())),
 					usedOf(formatMem(a.GetAllocated()), formatMem(a.GetTotal())),
 					ports, formatLabels(a.GetLabels()))

@@ -29,7 +29,9 @@ func TestRun_Agents(t *testing.T) {
 		Total:     &syscallsv1.Resources{Cpus: 8, MemBytes: 16 << 30, Ports: 1001},
 		Allocated: &syscallsv1.Resources{Cpus: 1.5, MemBytes: 512 << 20, Ports: 2},
 		HostPorts: "31000-32000",
-	}, {Id: "ag-2", Hostname: "node2", State: syscallsv1.AgentState_AGENT_STATE_LOST}}}, nil)
+	}, {Id: "ag-2", Hostname: "node2", State: syscallsv1.AgentState_AGENT_STATE_LOST},
+		{Id: "ag-3", Hostname: "node3", State: syscallsv1.AgentState_AGENT_STATE_UP, Draining: true, DrainDeadline: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))},
+	}}, nil)
 	url := k.serve(t)
 	r := runCtl(t, context.Background(), "", "--kernel", url, "agents")
 	if r.code != 0 {
@@ -39,12 +41,13 @@ func TestRun_Agents(t *testing.T) {
 		{"ID", "HOSTNAME", "STATE", "SUBNET", "CPUS", "MEM", "PORTS", "LABELS"},
 		{"ag-1", "node1", "UP", "10.88.0.0/24", "1.5/8", "512Mi/16Gi", "2/1001(31000-32000)", "gpu=none,zone=b"},
 		{"ag-2", "node2", "LOST", "-", "0/0", "0/0", "-", "-"},
+		{"ag-3", "node3", "UP,DRAINING", "-", "0/0", "0/0", "-", "-"},
 	}
 	if got := rows(r.stdout); !equalRows(got, want) {
 		t.Errorf("got\n%s\nwant %q", r.stdout, want)
 	}
 	r = runCtl(t, context.Background(), "", "--kernel", url, "agents", "-o", "json")
-	for _, s := range []string{`"subnet": "10.88.0.0/24"`, `"underlayIp": "192.0.2.1"`, `"hostPorts": "31000-32000"`} {
+	for _, s := range []string{`"subnet": "10.88.0.0/24"`, `"underlayIp": "192.0.2.1"`, `"hostPorts": "31000-32000"`, `"draining": true`, `"drainDeadline": "2026-01-02T03:04:05Z"`} {
 		if r.code != 0 || !strings.Contains(r.stdout, s) {
 			t.Errorf("agents -o json: exit %d, lacks %s:\n%s", r.code, s, r.stdout)
 		}

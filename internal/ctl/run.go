@@ -126,6 +126,7 @@ with its command's status.`,
 		Flags:                     globalFlags(),
 		Commands: []*cli.Command{
 			agentsCommand(e),
+			agentCommand(e),
 			allocsCommand(e),
 			psCommand(e),
 			topCommand(e),

@@ -7,9 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/url"
-	"os"
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,8 +53,8 @@ func (t *kernelTokens) Close() { t.registry.Close() }
 // cli and, unless the tokens file gives an operator token, bootstraps a
 // cluster never bootstrapped: it creates an operator token and an agent
 // join token (exactly once per cluster, whatever the number of kernels
-// starting at once) and prints how to use them to out, with apiURL as the
-// kernel's address.
+// starting at once) and prints how to use them to out, with apiURL (the
+// kernel's advertised URL) as its address.
 func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *clientv3.Client, prefix string, file *api.Tokens, apiURL string) (*kernelTokens, error) {
 	s := tokenstore.New(cli3, prefix)
 	hasOperator := false
@@ -70,7 +67,7 @@ func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *cli
 			return nil, err
 		}
 		if ok {
-			printBootstrap(out, reachableURL(apiURL), b)
+			printBootstrap(out, apiURL, b)
 			log.Info("cluster bootstrapped: operator and agent join tokens created (printed on stdout, once)")
 		}
 	}
@@ -96,26 +93,4 @@ To join an agent (it trades the join token for a token of its own, saved in its 
 
 Create more with "dcosctl token create", revoke with "dcosctl token revoke" (docs/operations.md).
 `, b.OperatorInfo.GetName(), apiURL, b.Operator, apiURL, b.Join)
-}
-
-// reachableURL replaces an unspecified listen address (0.0.0.0, ::) in
-// u with this host's name, which other hosts can use.
-func reachableURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return u
-	}
-	host, port, err := net.SplitHostPort(p.Host)
-	if err != nil {
-		return u
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
-		return u
-	}
-	name, err := os.Hostname()
-	if err != nil || name == "" {
-		return u
-	}
-	p.Host = net.JoinHostPort(name, port)
-	return p.String()
 }

@@ -121,20 +121,6 @@ func TestStartTokens_BootstrapOnce(t *testing.T) {
 	}
 }
 
-func TestReachableURL(t *testing.T) {
-	host, _ := os.Hostname()
-	for in, want := range map[string]string{
-		"http://127.0.0.1:7070": "http://127.0.0.1:7070",
-		"http://0.0.0.0:7070":   "http://" + host + ":7070",
-		"http://[::]:7070":      "http://" + host + ":7070",
-		"http://10.0.0.1:7070":  "http://10.0.0.1:7070",
-	} {
-		if got := reachableURL(in); got != want {
-			t.Errorf("reachableURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestAgentToken: a join token is traded for the agent's own token, saved
 // 0600 in the data dir and reused from then on; an ordinary agent token is
 // used as it is.

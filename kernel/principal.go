@@ -4,11 +4,13 @@ package kernel
 type Role int
 
 // Roles. Operators may do anything; a framework sees and revokes only what
-// it owns; an agent makes agent calls.
+// it owns; an agent makes agent calls; an agent join token may only
+// exchange itself for an agent token of its own (AgentJoin).
 const (
 	RoleOperator Role = iota + 1
 	RoleFramework
 	RoleAgent
+	RoleAgentJoin
 )
 
 func (r Role) String() string {
@@ -19,13 +21,15 @@ func (r Role) String() string {
 		return "framework"
 	case RoleAgent:
 		return "agent"
+	case RoleAgentJoin:
+		return "agent-join"
 	}
 	return "unknown"
 }
 
-// ParseRole parses "operator", "framework" or "agent".
+// ParseRole parses "operator", "framework", "agent" or "agent-join".
 func ParseRole(s string) (Role, bool) {
-	for _, r := range []Role{RoleOperator, RoleFramework, RoleAgent} {
+	for _, r := range []Role{RoleOperator, RoleFramework, RoleAgent, RoleAgentJoin} {
 		if r.String() == s {
 			return r, true
 		}

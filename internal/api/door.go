@@ -61,7 +61,7 @@ func requestLimit(procedure string, p kernel.Principal) int64 {
 // Requests for anything else (/healthz, /metrics, gRPC reflection,
 // unknown paths) pass through untouched.
 type door struct {
-	tokens  *Tokens
+	tokens  TokenLookup
 	limiter *rateLimiter
 	errw    *connect.ErrorWriter
 	next    http.Handler

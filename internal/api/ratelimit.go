@@ -37,12 +37,15 @@ func (l RateLimit) String() string {
 // configured: operators are not limited; each framework may make 200
 // calls/s with bursts of 400; each agent principal 2000 calls/s with bursts
 // of 4000 (agents that share one token share one bucket: a heartbeat a
-// second each, plus their reports).
+// second each, plus their reports); each agent join token 50 calls/s with
+// bursts of 200 (one AgentJoin per new agent: a leaked join token mints
+// agent tokens no faster).
 func DefaultRateLimits() map[kernel.Role]RateLimit {
 	return map[kernel.Role]RateLimit{
 		kernel.RoleOperator:  {},
 		kernel.RoleFramework: {Rate: 200, Burst: 400},
 		kernel.RoleAgent:     {Rate: 2000, Burst: 4000},
+		kernel.RoleAgentJoin: {Rate: 50, Burst: 200},
 	}
 }
 
@@ -75,7 +78,7 @@ func ParsePrincipalRateLimit(s string) (kernel.Principal, RateLimit, error) {
 	case !ok:
 		return bad("no =")
 	case !known:
-		return bad("role must be operator, framework or agent")
+		return bad("role must be operator, framework, agent or agent-join")
 	case named && principal == "":
 		return bad("empty principal name after ':'")
 	case spec == "unlimited":

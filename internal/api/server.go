@@ -35,6 +35,7 @@ type Server struct {
 	k            *kernel.Kernel
 	writeTimeout time.Duration // per Watch send; WatchWriteTimeout
 	cluster      ClusterFunc   // ClusterInfo's answer; nil: none
+	tokens       tokenAdmin    // the token syscalls' (tokens_api.go)
 }
 
 var _ syscallsv1connect.KernelHandler = (*Server)(nil)
@@ -73,6 +74,10 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
 	syscallsv1connect.KernelClusterInfoProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelAgentDrainProcedure:       {kernel.RoleOperator},
+	syscallsv1connect.KernelTokenCreateProcedure:      {kernel.RoleOperator},
+	syscallsv1connect.KernelTokenListProcedure:        {kernel.RoleOperator},
+	syscallsv1connect.KernelTokenRevokeProcedure:      {kernel.RoleOperator},
+	syscallsv1connect.KernelAgentJoinProcedure:        {kernel.RoleAgentJoin},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -94,8 +99,16 @@ var serverStreams = map[string]bool{
 
 // Config configures the handler of NewHandler.
 type Config struct {
-	// Tokens authenticates callers.
-	Tokens *Tokens
+	// Tokens authenticates callers: a tokens file (*Tokens), the
+	// cluster's stored tokens (tokenstore.Registry), or both (TokenChain).
+	Tokens TokenLookup
+	// TokenStore serves TokenCreate, TokenList, TokenRevoke and
+	// AgentJoin (a *tokenstore.Store); nil: they answer Unimplemented.
+	TokenStore TokenStore
+	// FileTokens are the tokens file's tokens, also in Tokens: TokenList
+	// shows them, and TokenRevoke says that they are revoked by editing
+	// the file. May be nil.
+	FileTokens *Tokens
 	// RateLimits is the syscall rate allowed to each principal, per
 	// role; nil means DefaultRateLimits, a role it lacks is unlimited.
 	RateLimits map[kernel.Role]RateLimit
@@ -131,7 +144,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 		cfg.WatchWriteTimeout = WatchWriteTimeout
 	}
 	mux := http.NewServeMux()
-	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster, tokens: tokenAdmin{cfg.TokenStore, cfg.FileTokens}}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
 	mux.Handle(path, h)
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 // TokenEntry is one line of a tokens file.
@@ -24,12 +26,42 @@ type TokensFile struct {
 	Tokens []TokenEntry `json:"tokens"`
 }
 
+// TokenLookup authenticates bearer tokens: the door calls Lookup on every
+// request, so it must be cheap and safe for concurrent use. *Tokens (a
+// tokens file), tokenstore.Registry (the cluster's stored tokens) and
+// TokenChain (several) implement it.
+type TokenLookup interface {
+	// Lookup returns the principal of token, and false for a token it
+	// does not accept (unknown, revoked or expired).
+	Lookup(token string) (kernel.Principal, bool)
+}
+
+// TokenChain looks a token up in each of its lookups in turn: the first
+// that accepts it answers.
+type TokenChain []TokenLookup
+
+// Lookup implements TokenLookup.
+func (c TokenChain) Lookup(token string) (kernel.Principal, bool) {
+	for _, l := range c {
+		if p, ok := l.Lookup(token); ok {
+			return p, true
+		}
+	}
+	return kernel.Principal{}, false
+}
+
 // Tokens maps bearer tokens to principals. It is immutable after
 // construction and safe for concurrent use. Tokens are kept as SHA-256
 // digests.
 type Tokens struct {
 	byDigest map[[32]byte]kernel.Principal
+	infos    []*pb.TokenInfo // in file order
 }
+
+var (
+	_ TokenLookup = (*Tokens)(nil)
+	_ TokenLookup = TokenChain(nil)
+)
 
 // NewTokens checks entries (non-empty token and name, known role, no
 // duplicate token) and indexes them.
@@ -43,15 +75,40 @@ func NewTokens(entries []TokenEntry) (*Tokens, error) {
 		case e.Name == "":
 			return nil, fmt.Errorf("tokens[%d]: name required", i)
 		case !ok:
-			return nil, fmt.Errorf("tokens[%d]: role %q is not operator, framework or agent", i, e.Role)
+			return nil, fmt.Errorf("tokens[%d]: role %q is not operator, framework, agent or agent-join", i, e.Role)
 		}
 		d := sha256.Sum256([]byte(e.Token))
 		if _, dup := t.byDigest[d]; dup {
 			return nil, fmt.Errorf("tokens[%d]: duplicate token", i)
 		}
 		t.byDigest[d] = kernel.Principal{Name: e.Name, Role: role}
+		t.infos = append(t.infos, &pb.TokenInfo{Id: hex.EncodeToString(d[:])[:12], Name: e.Name, Role: role.String(), CreatedBy: FileCreator})
 	}
 	return t, nil
+}
+
+// FileCreator is the created_by that TokenList shows for a tokens file's
+// tokens.
+const FileCreator = "tokens-file"
+
+// Infos describes the tokens (created_by FileCreator, no creation time),
+// in file order. The caller must not change them.
+func (t *Tokens) Infos() []*pb.TokenInfo {
+	if t == nil {
+		return nil
+	}
+	return t.infos
+}
+
+// holds reports whether t has a token with that id or, if id is "", a
+// token named name.
+func (t *Tokens) holds(id, name string) bool {
+	for _, info := range t.Infos() {
+		if (id != "" && strings.HasPrefix(info.GetId(), strings.ToLower(id))) || (id == "" && info.GetName() == name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Lookup returns the principal of token.

@@ -30,3 +30,29 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatal("malformed file: want error")
 	}
 }
+
+func TestNormalizeKernels(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{"127.0.0.1:7070", "http://127.0.0.1:7070", false},
+		{"10.0.0.1", "http://10.0.0.1:7070", false},
+		{"http://k1:80/, k2:7071 ,https://k3", "http://k1:80,http://k2:7071,https://k3:7070", false},
+		{"[::1]:9000,[::1]", "http://[::1]:9000,http://[::1]:7070", false},
+		{"k1,k1:7070", "http://k1:7070", false},
+		{"", "", true},
+		{"k1,,k2", "", true},
+		{"ftp://k1", "", true},
+		{"http://k1/api", "", true},
+		{"http://", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizeKernels(tt.in)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("NormalizeKernels(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -72,7 +72,7 @@ func defaultDataDir() string {
 
 var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7070", Usage: "address the syscall API listens on (port 0: any free port)"},
-	&cli.StringFlag{Name: "tokens", Usage: "tokens file (default DATA_DIR/tokens.json)"},
+	&cli.StringFlag{Name: "tokens", Usage: "tokens file of static tokens, served alongside the cluster's stored tokens (default DATA_DIR/tokens.json if it exists; a --tokens file must exist)"},
 	&cli.StringSliceFlag{Name: "etcd-endpoints", Usage: "external etcd endpoints (default: an embedded etcd under the data dir)"},
 	&cli.StringFlag{Name: "etcd-prefix", Value: "/dcos/", Usage: "key prefix in etcd"},
 	&cli.StringFlag{Name: "advertise-url", Usage: "URL other kernels, agents and clients reach this kernel at (default: the --listen address; the host name when it listens on every address)"},
@@ -255,9 +255,9 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err != nil {
 		return fmt.Errorf("--cluster-cidr: %w", err)
 	}
-	tf, err := api.LoadTokensFile(tokensPath(c, dataDir))
+	tf, err := loadKernelTokens(c, dataDir)
 	if err != nil {
-		return fmt.Errorf("%w (create one, or use `dcosd dev` which generates it)", err)
+		return err
 	}
 	// The data dir holds the store and the tokens: the kernel's alone,
 	// also when an older version made it readable.
@@ -357,10 +357,16 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	url := "http://" + ln.Addr().String()
 	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
+	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer ktokens.Close()
 	// Every kernel process campaigns in the kernel election, a lone one
 	// too (it wins at once): one code path for one kernel and for three.
 	lead := newLeadership(st, self, c.Duration("leader-lease"), log.With("component", "election"))
-	apiCfg := api.Config{Tokens: tokens, RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo}
+	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo})
 	lead.sw = api.NewSwitch(api.NewStandbyHandler(apiCfg, lead.Leader))
 	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
 		cfg := kcfg
@@ -398,7 +404,7 @@ func agentCommand() *cli.Command {
 		Usage: "run an agent that joins a kernel",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
-			&cli.StringFlag{Name: "token", Required: true, Usage: "agent token", EnvVars: []string{"DCOS_TOKEN"}},
+			&cli.StringFlag{Name: "token", Usage: "agent token, or an agent join token: the agent trades it for a token of its own, saved as DATA_DIR/agent-token and used from then on (a saved token wins over --token)", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
 			metricsListenFlag,
 		}, append(agentFlags, append(pluginFlags, imageFlags...)...)...),
@@ -416,6 +422,10 @@ func agentCommand() *cli.Command {
 				url = "http://" + url
 			}
 			log := logger(c)
+			token, err := agentToken(c.Context, log, url, c.String("token"), c.String("data-dir"), "")
+			if err != nil {
+				return err
+			}
 			// A kernel's state and an operator's client config on this
 			// node, where they are by default.
 			hidden := []string{defaultDataDir()}
@@ -423,7 +433,7 @@ func agentCommand() *cli.Command {
 				hidden = append(hidden, cc)
 			}
 			a, stopPlugins, err := newAgent(c.Context, c, log, agent.Config{
-				KernelURL: url, Token: c.String("token"), DataDir: c.String("data-dir"),
+				KernelURL: url, Token: token, DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
 				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
 				HiddenPaths: hidden,

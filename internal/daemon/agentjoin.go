@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/kclient"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// agentTokenFile is where an agent keeps the token AgentJoin gave it, in
+// its data dir.
+const agentTokenFile = "agent-token"
+
+// agentToken returns the token an agent calls the kernel with: the one
+// saved in dataDir by an earlier join (it wins over given); else, when
+// given is an agent join token, a token of the agent's own, obtained by
+// AgentJoin for hostname and saved in dataDir (mode 0600) before it is
+// returned; else given as it is (an ordinary agent token: the kernel
+// refuses AgentJoin to it). It retries while the kernel is unreachable or
+// busy, until ctx ends.
+func agentToken(ctx context.Context, log *slog.Logger, kernelURL, given, dataDir, hostname string) (string, error) {
+	path := filepath.Join(dataDir, agentTokenFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+		return "", fmt.Errorf("agent token: %s is empty (remove it to join again)", path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("agent token: %w", err)
+	}
+	if given == "" {
+		return "", fmt.Errorf("agent token: --token is required (no token saved in %s yet)", path)
+	}
+	if hostname == "" {
+		if hostname, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("agent join: hostname: %w", err)
+		}
+	}
+	hostname = joinHostname(hostname)
+	k := kclient.New(kernelURL, given)
+	backoff := 100 * time.Millisecond
+	for {
+		res, err := k.AgentJoin(ctx, connect.NewRequest(&pb.AgentJoinRequest{Hostname: hostname}))
+		switch connect.CodeOf(err) {
+		case connect.CodePermissionDenied:
+			// Not a join token: the kernel checks it as an agent's.
+			return given, nil
+		case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeDeadlineExceeded:
+			log.Warn("agent join: kernel not ready; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return "", fmt.Errorf("agent join: %w", ctx.Err())
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("agent join: %w", err)
+		}
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return "", fmt.Errorf("agent join: %w", err)
+		}
+		if err := atomicfile.WriteDurable(path, []byte(res.Msg.GetToken()+"\n")); err != nil {
+			return "", fmt.Errorf("agent join: save token: %w", err)
+		}
+		log.Info("agent joined: own token saved", "name", res.Msg.GetInfo().GetName(), "id", res.Msg.GetInfo().GetId(), "path", path)
+		return res.Msg.GetToken(), nil
+	}
+}
+
+// joinHostname makes hostname one the kernel accepts: lowercase, with
+// every character other than a letter, digit, '-' or '.' replaced by '-'.
+func joinHostname(hostname string) string {
+	h := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, hostname)
+	return strings.Trim(h, "-.")
+}

@@ -70,6 +70,8 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelExecProcedure:             {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelAgentStreamsProcedure:     {kernel.RoleAgent},
 	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
+	syscallsv1connect.KernelRoleSetProcedure:          {kernel.RoleOperator},
+	syscallsv1connect.KernelRoleListProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as

@@ -210,10 +210,10 @@ type Judgement struct {
 // once, an agent, satisfy the request's constraints, fit in what is left
 // on the agent, and keep its role within every capped dimension of its
 // quota (the role's usage less the accepted revocations of its
-// allocations, plus the placements accepted before it). Because dropping a revocation can make a placement that
-// backed another one fit no more, Judge repeats until the accepted
-// revocations are exactly the backed ones (the set only shrinks, so at
-// most once per revocation).
+// allocations, plus the placements accepted before it). Because dropping
+// a revocation can make a placement that backed another one fit no more,
+// Judge repeats until the accepted revocations are exactly the backed
+// ones (the set only shrinks, so at most once per revocation).
 func Judge(s *Snapshot, d *Decision) *Judgement {
 	var rejected []string
 	var revs []int // candidates: in range and named once

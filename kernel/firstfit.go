@@ -3,8 +3,9 @@ package kernel
 // FirstFit is the reference policy: each request, in snapshot order, goes
 // to the first agent (in snapshot order) with room that satisfies its
 // constraints, unless placing it would take its role past its quota (it
-// is skipped, and later requests of other roles are still placed). It is native Go, deterministic, and the correctness oracle
-// and benchmark baseline for WASM policies.
+// is skipped, and later requests of other roles are still placed). It is
+// native Go, deterministic, and the correctness oracle and benchmark
+// baseline for WASM policies.
 type FirstFit struct{}
 
 var _ Policy = FirstFit{}

@@ -240,9 +240,12 @@ func (q quotas) over(role string, need Resources) []string {
 	return overQuota(quota, q.usage[role].Add(need))
 }
 
-// take records a placement of need for role.
+// take records a placement of need for role (only roles with a quota
+// are tracked: nothing else reads their usage).
 func (q quotas) take(role string, need Resources) {
-	q.usage[role] = q.usage[role].Add(need)
+	if _, capped := q.quota[role]; capped {
+		q.usage[role] = q.usage[role].Add(need)
+	}
 }
 
 // overQuota lists the capped dimensions of quota that u exceeds,

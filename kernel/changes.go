@@ -25,6 +25,8 @@ type Changes struct {
 	// by owner and key. Their Revision is 0 until the commit: the key's
 	// revision is the revision of the transaction that writes it.
 	State map[StateKey]*pb.StateEntry
+	// Roles are the role settings RoleSet wrote, by name.
+	Roles map[string]*pb.Role
 
 	cycle      bool  // something happened that may let a pending request fit
 	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
@@ -40,11 +42,12 @@ func newChanges() *Changes {
 		DestroyedVolumes: map[string]*pb.Volume{},
 		Elections:        map[ElectionKey]*pb.Leadership{},
 		State:            map[StateKey]*pb.StateEntry{},
+		Roles:            map[string]*pb.Role{},
 	}
 }
 
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
 	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.DestroyedVolumes) == 0 && len(c.Events) == 0 && c.Policies == nil &&
-		len(c.Elections) == 0 && len(c.State) == 0
+		len(c.Elections) == 0 && len(c.State) == 0 && len(c.Roles) == 0
 }

@@ -54,7 +54,7 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 	}
 	sortBySeq(s.Allocations, func(g Granted) string { return g.ID }, "a-")
 	for name, u := range usage {
-		cfg := t.roles[name]
+		cfg := t.roleConfig(name)
 		w := cfg.Weight
 		if w <= 0 {
 			w = 1
@@ -166,7 +166,10 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		res.Pending++
 		why, ok := reasons[r.RequestID]
 		if !ok {
-			why = explain(s.Agents, j.Free, r)
+			why = j.quotas.reason(r) // a quota that holds it says so first
+			if why == "" {
+				why = explain(s.Agents, j.Free, r)
+			}
 			switch {
 			case res.Err != nil:
 				why = "policy failed: " + res.Err.Error()
@@ -197,17 +200,21 @@ type Judgement struct {
 	// the accepted revocations and placements.
 	Placed []bool
 	Free   []Resources
+
+	quotas quotas // each role's usage after them (roles.go)
 }
 
 // Judge checks a decision against its snapshot without changing anything.
 // A revocation is accepted only on an agent where the decision places, and
 // the kernel accepts, a request of strictly higher priority; the room it
 // frees counts for the placements. Every placement must name a request
-// once, an agent, satisfy the request's constraints and fit in what is left
-// on the agent. Because dropping a revocation can make a placement that
-// backed another one fit no more, Judge repeats until the accepted
-// revocations are exactly the backed ones (the set only shrinks, so at
-// most once per revocation).
+// once, an agent, satisfy the request's constraints, fit in what is left
+// on the agent, and keep its role within every capped dimension of its
+// quota (the role's usage less the accepted revocations of its
+// allocations, plus the placements accepted before it). Because dropping
+// a revocation can make a placement that backed another one fit no more,
+// Judge repeats until the accepted revocations are exactly the backed
+// ones (the set only shrinks, so at most once per revocation).
 func Judge(s *Snapshot, d *Decision) *Judgement {
 	var rejected []string
 	var revs []int // candidates: in range and named once
@@ -260,13 +267,20 @@ func judgePlacements(s *Snapshot, d *Decision, revs []int) judged {
 		g := s.Allocations[i]
 		j.Free[g.Agent] = j.Free[g.Agent].Add(g.Resources)
 	}
+	j.quotas = newQuotas(s, revs)
 	for _, pl := range d.Placements {
 		if why := check(s, pl, j.Placed, j.Free); why != "" {
 			j.Rejected = append(j.Rejected, why)
 			continue
 		}
-		pr := s.Requests[pl.Request].Priority
-		j.Free[pl.Agent] = j.Free[pl.Agent].Sub(s.Requests[pl.Request].Resources)
+		r := s.Requests[pl.Request]
+		if dims := j.quotas.over(r.Role, r.Resources); dims != nil {
+			j.Rejected = append(j.Rejected, quotaRefusal(r, s.Agents[pl.Agent].ID, dims))
+			continue
+		}
+		j.quotas.take(r.Role, r.Resources)
+		pr := r.Priority
+		j.Free[pl.Agent] = j.Free[pl.Agent].Sub(r.Resources)
 		j.Placed[pl.Request] = true
 		j.Placements = append(j.Placements, pl)
 		if t, ok := j.top[pl.Agent]; !ok || pr > t {

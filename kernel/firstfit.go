@@ -2,8 +2,10 @@ package kernel
 
 // FirstFit is the reference policy: each request, in snapshot order, goes
 // to the first agent (in snapshot order) with room that satisfies its
-// constraints. It is native Go, deterministic, and the correctness oracle
-// and benchmark baseline for WASM policies.
+// constraints, unless placing it would take its role past its quota (it
+// is skipped, and later requests of other roles are still placed). It is
+// native Go, deterministic, and the correctness oracle and benchmark
+// baseline for WASM policies.
 type FirstFit struct{}
 
 var _ Policy = FirstFit{}
@@ -22,7 +24,11 @@ func (FirstFit) Place(s *Snapshot) (*Decision, error) {
 	}
 	out := make([]Placement, 0, len(s.Requests))
 	start := 0 // agents before start cannot fit any request (all need > 0 of something they lack)
+	q := newQuotas(s, nil)
 	for ri, r := range s.Requests {
+		if q.over(r.Role, r.Resources) != nil {
+			continue
+		}
 		for ai := start; ai < len(free); ai++ {
 			if !free[ai].Fits(r.Resources) {
 				if ai == start && exhausted(free[ai]) {
@@ -34,6 +40,7 @@ func (FirstFit) Place(s *Snapshot) (*Decision, error) {
 				continue
 			}
 			free[ai] = free[ai].Sub(r.Resources)
+			q.take(r.Role, r.Resources)
 			out = append(out, Placement{Request: ri, Agent: ai})
 			break
 		}

@@ -45,6 +45,7 @@ type Table struct {
 	completed []*pb.Task
 	nextDone  int
 	roles     map[string]RoleConfig
+	roleSets  map[string]*pb.Role // RoleSet's durable settings (roles.go)
 	policies  PolicyState
 	// cidr is the range agents' subnets come from; missingSubnets is set
 	// when Restore found agents without one (see AssignSubnets).
@@ -121,6 +122,7 @@ func NewTable() *Table {
 		bound:      map[string]string{},
 		elections:  map[ElectionKey]*pb.Leadership{},
 		state:      map[string]*ownerState{},
+		roleSets:   map[string]*pb.Role{},
 	}
 }
 
@@ -139,6 +141,8 @@ type State struct {
 	// entry's Revision is the store revision that last wrote it.
 	Elections    []*pb.Leadership
 	StateEntries []*pb.StateEntry
+	// Roles are the role settings RoleSet made (roles.go).
+	Roles []*pb.Role
 }
 
 // Restore builds a table from durable state. Agents get a fresh heartbeat
@@ -184,6 +188,7 @@ func Restore(s *State, now time.Time) *Table {
 	}
 	t.restorePorts()
 	t.restoreCoord(s, now)
+	t.restoreRoles(s)
 	return t
 }
 

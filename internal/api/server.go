@@ -58,6 +58,8 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelPolicyListProcedure:       {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelPolicyUseProcedure:        {kernel.RoleOperator},
 	syscallsv1connect.KernelPolicyRollbackProcedure:   {kernel.RoleOperator},
+	syscallsv1connect.KernelRoleSetProcedure:          {kernel.RoleOperator},
+	syscallsv1connect.KernelRoleListProcedure:         {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelListVolumesProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
 	syscallsv1connect.KernelDestroyVolumeProcedure:    {kernel.RoleOperator, kernel.RoleFramework},
 	syscallsv1connect.KernelRemoveImageProcedure:      {kernel.RoleOperator},

@@ -268,3 +268,11 @@ func (k *fakeKernel) echoExec(_ context.Context, s *connect.BidiStream[syscallsv
 		}
 	}
 }
+
+func (k *fakeKernel) RoleSet(_ context.Context, r *connect.Request[syscallsv1.RoleSetRequest]) (*connect.Response[syscallsv1.RoleSetResponse], error) {
+	return unary[syscallsv1.RoleSetRequest, syscallsv1.RoleSetResponse](k, "RoleSet", r)
+}
+
+func (k *fakeKernel) RoleList(_ context.Context, r *connect.Request[syscallsv1.RoleListRequest]) (*connect.Response[syscallsv1.RoleListResponse], error) {
+	return unary[syscallsv1.RoleListRequest, syscallsv1.RoleListResponse](k, "RoleList", r)
+}

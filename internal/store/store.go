@@ -97,6 +97,11 @@ func (s *Etcd) stateKey(k kernel.StateKey) string {
 	return s.prefix + "state/" + url.PathEscape(k.Owner) + "/" + k.Key
 }
 
+// roleKey is where RoleSet's settings of a role live:
+// <prefix>roles/<name>, the name path-escaped (role names may hold "/");
+// Load reads the name from the value.
+func (s *Etcd) roleKey(name string) string { return s.prefix + "roles/" + url.PathEscape(name) }
+
 // Load reads every agent, allocation, task, volume, election and
 // framework state key, at one revision. A state entry's revision is its
 // key's ModRevision: the revision of the commit that last wrote it.
@@ -149,6 +154,10 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 			err = proto.Unmarshal(kv.Value, m)
 			m.Revision = kv.ModRevision
 			st.StateEntries = append(st.StateEntries, m)
+		case "roles":
+			m := &pb.Role{}
+			err = proto.Unmarshal(kv.Value, m)
+			st.Roles = append(st.Roles, m)
 		case "meta":
 			if rest == "meta/seq" {
 				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
@@ -196,6 +205,9 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if err == nil {
 		ops, err = appendKeyedOps(ops, c.State, s.stateKey)
+	}
+	if err == nil {
+		ops, err = appendKeyedOps(ops, c.Roles, s.roleKey)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store commit: %w", err)

@@ -464,10 +464,27 @@ func TestBuiltin_HandMade(t *testing.T) {
 	}
 }
 
+// quotaBlind are the built-ins that ignore roles' quotas: the kernel
+// refuses their placements past a quota (kernel.Judge, docs/roles.md).
+var quotaBlind = map[string]bool{"binpack": true, "spread": true, "priority": true}
+
+// withoutQuotas returns a copy of b whose roles have no quota.
+func withoutQuotas(b *policy.Batch) *policy.Batch {
+	c := *b
+	c.Roles = slices.Clone(b.Roles)
+	for i := range c.Roles {
+		c.Roles[i].Quota = policy.Resources{}
+	}
+	return &c
+}
+
 // TestBuiltin_RandomClusters is the property test in real wazero: for a
 // fixed set of seeds, every built-in's decision on a random cluster is the
 // native one, the kernel refuses none of its answers and no agent is
 // over-committed (see run), and the same snapshot gives the same decision.
+// A quota-blind built-in is held to that on the cluster without its
+// quotas; on the cluster with them, the kernel's judgement of its answer
+// keeps every role that was within its quota within it.
 func TestBuiltin_RandomClusters(t *testing.T) {
 	sizes := []pt.Size{
 		{Agents: 1, Requests: 5, Roles: 1, Allocations: 2},
@@ -482,7 +499,12 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 			for _, size := range sizes {
 				for seed := uint64(1); seed <= 8; seed++ {
 					t.Run(fmt.Sprintf("%dx%d/seed=%d", size.Agents, size.Requests, seed), func(t *testing.T) {
-						s, d, j := run(t, name, pt.Random(seed, size))
+						b := pt.Random(seed, size)
+						if quotaBlind[name] {
+							withinQuotas(t, name, b)
+							b = withoutQuotas(b)
+						}
+						s, d, j := run(t, name, b)
 						again, err := builtin(t, trusted, name).Place(s)
 						if err != nil {
 							t.Fatal(err)
@@ -500,5 +522,37 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 				t.Errorf("the random clusters exercise too little: %d placements, %d preemptions", placed, preempted)
 			}
 		})
+	}
+}
+
+// withinQuotas judges quota-blind built-in name's answer on b, quotas
+// and all: every role within its quota before stays within it after the
+// placements the kernel accepts.
+func withinQuotas(t *testing.T, name string, b *policy.Batch) {
+	t.Helper()
+	s := pt.Snapshot(b)
+	d, err := builtin(t, trusted, name).Place(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := kernel.Judge(s, d)
+	usage := map[string]kernel.Resources{}
+	for _, r := range s.Roles {
+		usage[r.Name] = r.Usage
+	}
+	for _, i := range j.Revocations {
+		g := s.Allocations[i]
+		usage[g.Role] = usage[g.Role].Sub(g.Resources)
+	}
+	for _, p := range j.Placements {
+		r := s.Requests[p.Request]
+		usage[r.Role] = usage[r.Role].Add(r.Resources)
+	}
+	for _, r := range s.Roles {
+		q, u := r.Quota, usage[r.Name]
+		over := func(quota, used, before int64) bool { return quota > 0 && used > quota && used > before }
+		if over(q.MilliCPU, u.MilliCPU, r.Usage.MilliCPU) || over(q.Mem, u.Mem, r.Usage.Mem) || over(q.Disk, u.Disk, r.Usage.Disk) || over(q.Ports, u.Ports, r.Usage.Ports) {
+			t.Fatalf("%s: the kernel accepted placements taking role %s to %v, past its quota %v (from %v)", name, r.Name, u, q, r.Usage)
+		}
 	}
 }

@@ -160,6 +160,10 @@ func (k *fakeKernel) ListAgents(_ context.Context, r *connect.Request[syscallsv1
 	return unary[syscallsv1.ListAgentsRequest, syscallsv1.ListAgentsResponse](k, "ListAgents", r)
 }
 
+func (k *fakeKernel) ClusterInfo(_ context.Context, r *connect.Request[syscallsv1.ClusterInfoRequest]) (*connect.Response[syscallsv1.ClusterInfoResponse], error) {
+	return unary[syscallsv1.ClusterInfoRequest, syscallsv1.ClusterInfoResponse](k, "ClusterInfo", r)
+}
+
 func (k *fakeKernel) AgentDrain(_ context.Context, r *connect.Request[syscallsv1.AgentDrainRequest]) (*connect.Response[syscallsv1.AgentDrainResponse], error) {
 	return unary[syscallsv1.AgentDrainRequest, syscallsv1.AgentDrainResponse](k, "AgentDrain", r)
 }

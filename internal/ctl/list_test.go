@@ -153,3 +153,24 @@ func equalRows(a, b [][]string) bool {
 	}
 	return true
 }
+
+func TestRun_Kernels(t *testing.T) {
+	isolate(t)
+	k := (&fakeKernel{}).replyWith("ClusterInfo", &syscallsv1.ClusterInfoResponse{Leader: "http://k2:7070", Kernels: []*syscallsv1.KernelInfo{
+		{Url: "http://k1:7070", Since: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))},
+		{Url: "http://k2:7070", Leader: true},
+	}}, nil)
+	url := k.serve(t)
+	r := runCtl(t, context.Background(), "", "--kernel", url, "kernels")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := [][]string{
+		{"URL", "ROLE", "SINCE"},
+		{"http://k1:7070", "standby", "2026-01-02T03:04:05Z"},
+		{"http://k2:7070", "leader", "-"},
+	}
+	if got := rows(r.stdout); !equalRows(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

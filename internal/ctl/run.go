@@ -127,6 +127,7 @@ with its command's status.`,
 		Commands: []*cli.Command{
 			agentsCommand(e),
 			agentCommand(e),
+			kernelsCommand(e),
 			allocsCommand(e),
 			psCommand(e),
 			topCommand(e),

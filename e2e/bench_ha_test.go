@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// Benchmarks of the highly available control plane (issue 16,
+// docs/benchmarks.md "Control plane failover"): 3 real `dcosd kernel`
+// processes on a 3-member cluster of Debian's etcd-server, on this
+// machine.
+
+// haCluster starts the benchmark's cluster and returns it with an
+// operator token.
+func haCluster(b *testing.B) (*env, *etcdCluster, []*proc, []string, string) {
+	e := newEnv(b)
+	etcd := startEtcd(b, 3)
+	opTok := newToken()
+	tokens := e.writeTokens(e.path("tokens.json"), tokenEntry{Token: opTok, Name: "ops", Role: "operator"})
+	procs, urls := e.haKernels(3, etcd, tokens, opTok)
+	e.leader(urls)
+	return e, etcd, procs, urls, tokens
+}
+
+// BenchmarkHA_Allocate: the round trip of one Allocate (one instance,
+// pending: no agents) through the kernel list, sequentially. Goal p50 ≤ 3 ms.
+func BenchmarkHA_Allocate(b *testing.B) {
+	e, _, _, _, _ := haCluster(b)
+	op := e.op()
+	ctx := context.Background()
+	req := &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.001, MemBytes: mi}}
+	for range 20 { // warm the connection and the leader's path
+		if _, err := op.Allocate(ctx, connect.NewRequest(req)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := op.Allocate(ctx, connect.NewRequest(req)); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+}
+
+// BenchmarkHA_Failover: SIGKILL of the leading kernel → the first
+// Allocate that succeeds (through the kernel list, retried as soon as it
+// fails), each iteration; the killed kernel is started again on its
+// address before the next. Goal p50 ≤ 1 s.
+func BenchmarkHA_Failover(b *testing.B) {
+	e, etcd, procs, urls, tokens := haCluster(b)
+	op := e.op()
+	req := &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.001, MemBytes: mi}}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		li := e.leader(urls)
+		if _, err := op.Allocate(context.Background(), connect.NewRequest(req)); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		procs[li].kill()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := op.Allocate(ctx, connect.NewRequest(req))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Since(t0) > time.Minute {
+				b.Fatalf("no Allocate succeeded within a minute of the kill: %v", err)
+			}
+		}
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		// The killed kernel back, on its address, as a standby.
+		host := strings.TrimPrefix(urls[li], "http://")
+		procs[li], _ = e.start(fmt.Sprintf("dcosd kernel %d (again %d)", li+1, i), "dcos kernel: listening at ",
+			"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", li+1)), "--listen", host,
+			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s")
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+}

@@ -156,7 +156,8 @@ func revoked(s *kernel.Snapshot, j *kernel.Judgement) []string {
 // TestBuiltin_HandMade runs each built-in module in wazero on the
 // hand-made clusters of the native tests and checks the decisions the
 // kernel accepts: DRF's shares (the paper's two-user example, weights,
-// quota), spread across zone, binpack packing, priority preemption.
+// quota), spread across zone, binpack packing, priority preemption, and
+// every built-in keeping a role within its quota.
 func TestBuiltin_HandMade(t *testing.T) {
 	none := policy.Resources{}
 	gib := pt.GiB
@@ -451,6 +452,43 @@ func TestBuiltin_HandMade(t *testing.T) {
 			c.Request(pt.Req{Resources: pt.RP(1000, gib, 2), Priority: 5})
 		},
 		checks: []check{preempts("a-0"), agents(1, 0), never(2)},
+	}, {
+		// A role at its quota gets nothing more while another role is
+		// placed, in every built-in (run: the kernel refuses nothing).
+		name:   "binpack/a role at its quota gets nothing more",
+		policy: "binpack",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.R(8000, 16*gib))
+			q, o := c.Role("capped", 1, pt.R(2000, 0)), c.Role("open", 1, none)
+			c.Grant(1, q, 0, pt.R(1000, gib))
+			c.Request(pt.Req{N: 3, Resources: pt.R(1000, gib), Role: q, Roled: true})
+			c.Request(pt.Req{N: 3, Resources: pt.R(1000, gib), Role: o, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"capped": 1, "open": 3}), agents(0, 4)},
+	}, {
+		name:   "spread/a role at its quota gets nothing more",
+		policy: "spread",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.R(8000, 16*gib), "zone=a")
+			c.Agents(2, pt.R(8000, 16*gib), "zone=b")
+			q, o := c.Role("capped", 1, pt.R(2000, 0)), c.Role("open", 1, none)
+			c.Grant(0, q, 0, pt.R(2000, gib))
+			c.Request(pt.Req{N: 4, Resources: pt.R(500, 512*pt.MiB), Role: q, Roled: true})
+			c.Request(pt.Req{N: 4, Resources: pt.R(500, 512*pt.MiB), Role: o, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"open": 4}), zones(map[string]int{"a": 2, "b": 2})},
+	}, {
+		name:   "priority/a role at its quota gets nothing more, and preempts nothing",
+		policy: "priority",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.R(2000, 8*gib))
+			q, o := c.Role("capped", 1, pt.R(2000, 0)), c.Role("open", 1, none)
+			c.Grant(0, policy.NoRole, 0, pt.R(2000, gib))
+			c.Grant(1, q, 0, pt.R(2000, gib))
+			c.Request(pt.Req{Resources: pt.R(1000, gib), Priority: 10, Role: q, Roled: true})
+			c.Request(pt.Req{Resources: pt.R(1000, gib), Priority: 10, Role: o, Roled: true})
+		},
+		checks: []check{roles(map[string]int{"open": 1}), preempts("a-0"), agents(1, 0)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,7 +49,10 @@ var _ policy.Func = Place
 // are still placed. A preemption frees no quota within the decision (the
 // revoked allocation's role is counted as still holding it; the kernel,
 // which subtracts accepted revocations, can only find less): what it
-// frees in a quota counts from the next cycle.
+// frees in a quota counts from the next cycle. So Place never preempts
+// to make room in a quota, only on an agent: a role at its quota waits
+// for its own allocations to end, whatever their priority, as a
+// Kubernetes pod over its namespace's ResourceQuota does.
 //
 // Unplaced requests are Never when no admitted agent's total fits them,
 // else NotNow.

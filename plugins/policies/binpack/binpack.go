@@ -9,6 +9,7 @@ package binpack
 
 import (
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
@@ -20,11 +21,17 @@ var _ policy.Func = Place
 // score is the larger of the cpu and memory fractions of the agent's total
 // left free after placement; ties go to the lower agent index. Host ports
 // count in every fit check but not in the score (a request's few ports
-// say little about how full an agent is). Requests
-// that fit nowhere are reported unplaced: Never when no admitted agent's
-// total fits them, else NotNow. It never revokes, never over-commits
-// (free resources are tracked as it places), and reads b without
-// modifying it.
+// say little about how full an agent is).
+//
+// It honours the roles' quotas as the kernel does: a request whose
+// placement would take its role past a capped (non-zero) dimension of
+// its quota, counting the role's granted usage and this decision's
+// placements, is left unplaced (NotNow, or Never when it fits no agent
+// anyway), and the requests after it, of its role or others, are still
+// placed. Requests that fit nowhere are reported unplaced: Never when no
+// admitted agent's total fits them, else NotNow. It never revokes, never
+// over-commits (free resources are tracked as it places), and reads b
+// without modifying it.
 //
 // Cost: consecutive requests of one shape (same resources and
 // constraints, e.g. the instances of one Allocate call) form a run; a run
@@ -34,6 +41,7 @@ var _ policy.Func = Place
 // agents costs O(G·A + R·log A), with no allocation per step.
 func Place(b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
+	usage := quota.New(b)
 	free := make([]policy.Resources, len(b.Agents))
 	inv := make([][2]float64, len(b.Agents))
 	for i := range b.Agents {
@@ -68,12 +76,14 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 		}
 		h.Init()
 		for r := i; r < end; r++ {
-			if h.Len() == 0 {
+			role := b.Requests[r].Role
+			if h.Len() == 0 || !usage.Fits(role, need) {
 				d.Unplaced = append(d.Unplaced, policy.Unplaced{Request: uint32(r), Verdict: sets.Verdict(r)})
 				continue
 			}
 			a := h.Top()
 			d.Place(r, int(a))
+			usage.Take(role, need)
 			free[a] = free[a].Sub(need)
 			if free[a].Fits(need) {
 				key[a] = left(a, need)

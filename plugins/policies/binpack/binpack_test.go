@@ -102,3 +102,7 @@ func TestPlace(t *testing.T) {
 func TestPlace_Properties(t *testing.T) { pt.Properties(t, binpack.Place) }
 
 func BenchmarkNative_binpack(b *testing.B) { pt.Benchmark(b, binpack.Place) }
+
+// TestPlace_Quotas: a role at its quota gets nothing more while other
+// roles are placed (policytest.QuotaCases).
+func TestPlace_Quotas(t *testing.T) { pt.Quotas(t, binpack.Place) }

@@ -180,3 +180,7 @@ func TestPlace_FirstFit(t *testing.T) {
 func TestPlace_Properties(t *testing.T) { pt.Properties(t, drf.Place) }
 
 func BenchmarkNative_drf(b *testing.B) { pt.Benchmark(b, drf.Place) }
+
+// TestPlace_Quotas: a role at its quota gets nothing more while other
+// roles are placed (policytest.QuotaCases).
+func TestPlace_Quotas(t *testing.T) { pt.Quotas(t, drf.Place) }

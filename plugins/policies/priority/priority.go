@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
@@ -40,6 +41,19 @@ var _ policy.Func = Place
 // dropped again (see giveBack): no revocation can then be left out
 // without over-committing its agent.
 //
+// It honours the roles' quotas as the kernel does: a request whose
+// placement would take its role past a capped (non-zero) dimension of
+// its quota, counting the role's granted usage and this decision's
+// placements, is left unplaced before any search, so nothing is
+// preempted for it, and the requests after it, of its role or others,
+// are still placed. A preemption frees no quota within the decision (the
+// revoked allocation's role is counted as still holding it; the kernel,
+// which subtracts accepted revocations, can only find less): what it
+// frees in a quota counts from the next cycle. So Place never preempts
+// to make room in a quota, only on an agent: a role at its quota waits
+// for its own allocations to end, whatever their priority, as a
+// Kubernetes pod over its namespace's ResourceQuota does.
+//
 // Unplaced requests are Never when no admitted agent's total fits them,
 // else NotNow.
 //
@@ -52,6 +66,7 @@ var _ policy.Func = Place
 // shape and priority until some preemption frees resources.
 func Place(b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
+	usage := quota.New(b)
 	free := make([]policy.Resources, len(b.Agents))
 	for i := range b.Agents {
 		free[i] = b.Agents[i].Free
@@ -82,6 +97,11 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 		}
 		p.reset()
 		for q := i; q < end; q++ {
+			role := b.Requests[q].Role
+			if !usage.Fits(role, r.Resources) {
+				d.Unplaced = append(d.Unplaced, policy.Unplaced{Request: uint32(q), Verdict: policy.NotNow})
+				continue
+			}
 			a := fit.Find(sets.Shape(q), set, agents, r.Resources, free)
 			if a < 0 && !failed[k] {
 				if !p.ready {
@@ -103,6 +123,7 @@ func Place(b *policy.Batch, d *policy.Decision) error {
 				continue
 			}
 			d.Place(q, int(a))
+			usage.Take(role, r.Resources)
 			free[a] = free[a].Sub(r.Resources)
 			p.changed(a, r)
 		}

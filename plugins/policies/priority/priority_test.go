@@ -150,6 +150,36 @@ func TestPlace(t *testing.T) {
 		revoked:  []uint32{0},
 		perAgent: []int{1, 0},
 		verdicts: []int{0, int(policy.NotNow), int(policy.Never)},
+	}, {
+		// Both agents are full of priority-0 allocations. The capped
+		// role's request is held by its quota before any search, so it
+		// preempts nothing; the open role's preempts on agent 0.
+		name: "nothing is preempted for a request its quota holds",
+		build: func(c *pt.Cluster) {
+			c.Agents(2, pt.R(2000, 8*mem))
+			q, o := c.Role("capped", 1, pt.R(2000, 0)), c.Role("open", 1, policy.Resources{})
+			c.Grant(0, nr, 0, pt.R(2000, mem))
+			c.Grant(1, q, 0, pt.R(2000, mem))
+			c.Request(pt.Req{Resources: pt.R(1000, mem), Priority: 10, Role: q, Roled: true})
+			c.Request(pt.Req{Resources: pt.R(1000, mem), Priority: 10, Role: o, Roled: true})
+		},
+		revoked:  []uint32{0},
+		perAgent: []int{1, 0},
+		verdicts: []int{int(policy.NotNow), 0},
+	}, {
+		// The role could make room in its quota by preempting its own
+		// lower-priority allocation, but Place preempts for room on
+		// agents only, never in a quota (see Place): the request waits,
+		// and nothing is revoked.
+		name: "no preemption to make room in a quota",
+		build: func(c *pt.Cluster) {
+			c.Agent(pt.R(2000, 8*mem))
+			q := c.Role("capped", 1, pt.R(2000, 0))
+			c.Grant(0, q, 0, pt.R(2000, mem))
+			c.Request(pt.Req{Resources: pt.R(2000, mem), Priority: 10, Role: q, Roled: true})
+		},
+		perAgent: []int{0},
+		verdicts: []int{int(policy.NotNow)},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,3 +238,7 @@ func TestPlace_Minimal(t *testing.T) {
 func TestPlace_Properties(t *testing.T) { pt.Properties(t, priority.Place) }
 
 func BenchmarkNative_priority(b *testing.B) { pt.Benchmark(b, priority.Place) }
+
+// TestPlace_Quotas: a role at its quota gets nothing more while other
+// roles are placed (policytest.QuotaCases).
+func TestPlace_Quotas(t *testing.T) { pt.Quotas(t, priority.Place) }

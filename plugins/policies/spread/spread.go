@@ -14,6 +14,7 @@ package spread
 
 import (
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
@@ -37,8 +38,15 @@ func Place(b *policy.Batch, d *policy.Decision) error { return place(Label, b, d
 // host ports count in the fit checks only), ties by the lower agent
 // index. Granted allocations carry no group, so only this batch's
 // placements are counted; the load counts everything.
-// Requests that fit nowhere are unplaced: Never when no admitted agent's
-// total fits them, else NotNow. It never revokes and never over-commits.
+//
+// It honours the roles' quotas as the kernel does: a request whose
+// placement would take its role past a capped (non-zero) dimension of
+// its quota, counting the role's granted usage and this decision's
+// placements, is left unplaced (NotNow, or Never when it fits no agent
+// anyway) and counts in no label value; the requests after it, of its
+// role or others, are still placed. Requests that fit nowhere are
+// unplaced: Never when no admitted agent's total fits them, else NotNow.
+// It never revokes and never over-commits.
 //
 // Cost: consecutive instances of one group with one shape form a run; a
 // run of n instances costs one pass over its admitted agents keeping the
@@ -51,6 +59,7 @@ func By(key string) policy.Func {
 
 func place(label string, b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
+	usage := quota.New(b)
 	n := len(b.Agents)
 	free := make([]policy.Resources, n)
 	inv := make([][2]float64, n)
@@ -119,6 +128,11 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 			h.Init()
 		}
 		for q := i; q < end; q++ {
+			role := b.Requests[q].Role
+			if !usage.Fits(role, need) {
+				d.Unplaced = append(d.Unplaced, policy.Unplaced{Request: uint32(q), Verdict: sets.Verdict(q)})
+				continue
+			}
 			best := -1
 			for z := range heaps {
 				if heaps[z].Len() == 0 {
@@ -136,6 +150,7 @@ func place(label string, b *policy.Batch, d *policy.Decision) error {
 			h := &heaps[best]
 			a := h.Top()
 			d.Place(q, int(a))
+			usage.Take(role, need)
 			count[best]++
 			free[a] = free[a].Sub(need)
 			if free[a].Fits(need) {

@@ -172,3 +172,7 @@ func TestPlace_Verdicts(t *testing.T) {
 func TestPlace_Properties(t *testing.T) { pt.Properties(t, spread.Place) }
 
 func BenchmarkNative_spread(b *testing.B) { pt.Benchmark(b, spread.Place) }
+
+// TestPlace_Quotas: a role at its quota gets nothing more while other
+// roles are placed (policytest.QuotaCases).
+func TestPlace_Quotas(t *testing.T) { pt.Quotas(t, spread.Place) }

@@ -11,9 +11,11 @@ import (
 
 // Check validates d against b: what the kernel enforces (indices in range,
 // no request placed twice, constraints honoured, no agent over-committed
-// given the accepted revocations, a revocation only where the decision
-// places a request of strictly higher priority on that agent, no
-// allocation revoked twice) and what the built-in policies promise on top
+// given the accepted revocations, no role taken past a capped dimension
+// of its quota (its usage less its revoked allocations, plus the
+// placements before; kernel.Judge's rule), a revocation only where the
+// decision places a request of strictly higher priority on that agent,
+// no allocation revoked twice) and what the built-in policies promise on top
 // (every request is placed or has a verdict, and the verdict is Never
 // exactly when no admitted agent's total fits the request). It returns
 // every violation found, joined.
@@ -32,6 +34,10 @@ func Check(b *policy.Batch, d *policy.Decision) error {
 			}
 		}
 	}
+	usage := make([]policy.Resources, len(b.Roles))
+	for i := range b.Roles {
+		usage[i] = b.Roles[i].Usage
+	}
 	revoked := map[uint32]bool{}
 	for _, i := range d.Revocations {
 		if int(i) >= len(b.Allocations) || revoked[i] {
@@ -45,6 +51,9 @@ func Check(b *policy.Batch, d *policy.Decision) error {
 			continue
 		}
 		free[g.Agent] = free[g.Agent].Add(g.Resources)
+		if int(g.Role) < len(usage) {
+			usage[g.Role] = usage[g.Role].Sub(g.Resources)
+		}
 	}
 	fate := make([]int, len(b.Requests)) // 0 none, 1 placed, 2 unplaced
 	for _, p := range d.Placements {
@@ -65,6 +74,14 @@ func Check(b *policy.Batch, d *policy.Decision) error {
 			bad("request %d (%v) placed on agent %d with %v free: over-committed", p.Request, r.Resources, p.Agent, free[p.Agent])
 		}
 		free[p.Agent] = free[p.Agent].Sub(r.Resources)
+		if int(r.Role) < len(usage) {
+			u, q := usage[r.Role].Add(r.Resources), b.Roles[r.Role].Quota
+			if q.MilliCPU > 0 && u.MilliCPU > q.MilliCPU || q.Mem > 0 && u.Mem > q.Mem ||
+				q.Disk > 0 && u.Disk > q.Disk || q.Ports > 0 && u.Ports > q.Ports {
+				bad("request %d (%v) takes role %s to %v, past its quota %v", p.Request, r.Resources, b.Roles[r.Role].Name, u, q)
+			}
+			usage[r.Role] = u
+		}
 	}
 	for _, u := range d.Unplaced {
 		if int(u.Request) >= len(b.Requests) {

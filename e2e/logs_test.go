@@ -19,18 +19,23 @@ import (
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
-// numberedLines is a task that prints lines "NNNNNNNNN <pad>" every
-// millisecond for secs seconds, then "END n" with the count it printed.
+// numberedLines is a task that prints lines "NNNNNNNNN <pad>", one per
+// millisecond on average (after a stall — a loaded machine — it catches
+// up, one write per line), for secs seconds, then "END n" with the count
+// it printed.
 func numberedLines(secs int, pad int) (string, []string) {
 	prog := fmt.Sprintf(`import sys, time
 pad = "x" * %d
-end = time.time() + %d
+start = time.time()
+end = start + %d
 i = 0
 w = sys.stdout.write
 while time.time() < end:
-    w("%%09d %%s\n" %% (i, pad))
-    sys.stdout.flush()
-    i += 1
+    due = int((time.time() - start) * 1000) + 1
+    while i < due:
+        w("%%09d %%s\n" %% (i, pad))
+        sys.stdout.flush()
+        i += 1
     time.sleep(0.001)
 w("END %%d\n" %% i)
 sys.stdout.flush()

@@ -1,0 +1,232 @@
+package kernel
+
+import (
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
+
+// view is the committed read view every read call is served from (see
+// doc.go, "Reads"). It holds a replica Table of clones of the committed
+// objects: the loop applies each committed batch to it after the store
+// accepted the batch (persist, then apply), under mu for the few map
+// assignments only (the clones are made before mu is taken). A failed
+// commit leaves the view as it was. The replica shares the loop table's
+// memory-only maps (heartbeats, plugins, images, image removals, task
+// usage) and their lock, memMu, so a heartbeat is seen at once and never
+// waits for the loop.
+//
+// The replica's objects are never changed once they are in it (apply puts
+// new clones in their place), so a reader may keep one after the lock is
+// released; what leaves the kernel is still cloned, as the Table's read
+// methods do.
+//
+// Lock order: Kernel.mu, then view.mu, then Table.memMu or Kernel.pmu
+// (each innermost: nothing is taken while either is held).
+type view struct {
+	mu sync.RWMutex
+	t  *Table // read-only under mu.RLock; replaced or changed under mu.Lock
+}
+
+// read calls fn with the view's table under the read lock. fn must not
+// change the table nor keep references into it after it returns.
+func (v *view) read(fn func(t *Table)) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	fn(v.t)
+}
+
+// reset replaces the view with a replica of t (at start and after a
+// reload: t is the store's state).
+func (v *view) reset(t *Table) {
+	r := replicate(t)
+	v.mu.Lock()
+	v.t = r
+	v.mu.Unlock()
+}
+
+// apply brings the view to rev with c, a batch the store committed (or,
+// with rev 0, a batch with only memory-only changes: lease renewals). It
+// is called by the loop, which owns c's live objects; it clones them
+// before taking the lock.
+func (v *view) apply(c *Changes, rev int64) {
+	d := cloneChanges(c)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.t.applyCommitted(d, rev)
+}
+
+// replicate returns a replica of t for reading: clones of its durable
+// objects, the indexes the read methods use, and t's memory-only maps and
+// their lock (shared, not copied).
+func replicate(t *Table) *Table {
+	r := NewTable()
+	r.memMu = t.memMu
+	r.heartbeat, r.plugins, r.images, r.removals, r.usage, r.usageNew = t.heartbeat, t.plugins, t.images, t.removals, t.usage, t.usageNew
+	r.seq, r.rev, r.policies = t.seq, t.rev, t.policies.clone()
+	r.roles, r.roleUsers, r.cidr = t.roles, t.roleUsers, t.cidr
+	r.maxPending, r.roleMaxPending = t.maxPending, t.roleMaxPending
+	for id, g := range t.agents {
+		r.agents[id] = proto.Clone(g).(*pb.Agent)
+	}
+	for name, id := range t.bound {
+		r.bound[name] = id
+	}
+	for id, a := range t.allocs {
+		r.allocs[id] = proto.Clone(a).(*pb.Allocation)
+	}
+	for id, k := range t.tasks {
+		cl := proto.Clone(k).(*pb.Task)
+		r.tasks[id] = cl
+		r.linkTask(cl)
+	}
+	for name, vol := range t.volumes {
+		r.volumes[name] = proto.Clone(vol).(*pb.Volume)
+	}
+	r.completed, r.nextDone = make([]*pb.Task, len(t.completed), MaxCompleted), t.nextDone
+	for i, k := range t.completed {
+		r.completed[i] = proto.Clone(k).(*pb.Task)
+	}
+	for name, s := range t.roleSets {
+		r.roleSets[name] = proto.Clone(s).(*pb.Role)
+	}
+	for key, l := range t.elections {
+		r.elections[key] = proto.Clone(l).(*pb.Leadership)
+	}
+	for owner, os := range t.state {
+		ros := r.ownerState(owner)
+		for key, e := range os.entries {
+			ros.entries[key] = proto.Clone(e).(*pb.StateEntry)
+		}
+		ros.bytes = os.bytes
+	}
+	return r
+}
+
+// cloneChanges returns c with every object cloned (nil values, which
+// delete, kept), for the view.
+func cloneChanges(c *Changes) *Changes {
+	d := newChanges()
+	d.Seq = c.Seq
+	for id, g := range c.Agents {
+		d.Agents[id] = cloneOrNil(g)
+	}
+	for id, a := range c.Allocations {
+		d.Allocations[id] = cloneOrNil(a)
+	}
+	for id, k := range c.Tasks {
+		d.Tasks[id] = cloneOrNil(k)
+	}
+	for name, vol := range c.Volumes {
+		d.Volumes[name] = cloneOrNil(vol)
+	}
+	if c.Policies != nil {
+		st := c.Policies.clone()
+		d.Policies = &st
+	}
+	for key, l := range c.Elections {
+		d.Elections[key] = cloneOrNil(l)
+	}
+	for key, l := range c.renewed {
+		if _, written := d.Elections[key]; !written {
+			d.Elections[key] = cloneOrNil(l)
+		}
+	}
+	for key, e := range c.State {
+		d.State[key] = cloneOrNil(e)
+	}
+	for name, s := range c.Roles {
+		d.Roles[name] = cloneOrNil(s)
+	}
+	for _, k := range c.ended {
+		d.ended = append(d.ended, proto.Clone(k).(*pb.Task))
+	}
+	return d
+}
+
+// cloneOrNil clones m; a nil m stays nil.
+func cloneOrNil[M proto.Message](m M) M {
+	if !m.ProtoReflect().IsValid() { // a nil message
+		var zero M
+		return zero
+	}
+	return proto.Clone(m).(M)
+}
+
+// applyCommitted applies d (cloneChanges of a committed batch) to a
+// replica table; rev > 0 is the batch's revision.
+func (t *Table) applyCommitted(d *Changes, rev int64) {
+	if rev > 0 {
+		t.rev = rev
+	}
+	if d.Seq > t.seq {
+		t.seq = d.Seq
+	}
+	for id, g := range d.Agents {
+		if g == nil {
+			delete(t.agents, id)
+			continue
+		}
+		t.agents[id] = g
+		if g.GetPrincipal() != "" {
+			t.bound[g.GetPrincipal()] = id
+		}
+	}
+	for id, a := range d.Allocations {
+		if a == nil {
+			delete(t.allocs, id)
+		} else {
+			t.allocs[id] = a
+		}
+	}
+	for id, k := range d.Tasks {
+		if old := t.tasks[id]; old != nil {
+			if m := t.allocTasks[old.GetAllocationId()]; m != nil {
+				delete(m, id)
+				if len(m) == 0 {
+					delete(t.allocTasks, old.GetAllocationId())
+				}
+			}
+			delete(t.tasks, id)
+		}
+		if k != nil {
+			t.tasks[id] = k
+			t.linkTask(k)
+		}
+	}
+	for _, k := range d.ended {
+		t.remember(k)
+	}
+	for name, vol := range d.Volumes {
+		if vol == nil {
+			delete(t.volumes, name)
+		} else {
+			t.volumes[name] = vol
+		}
+	}
+	if d.Policies != nil {
+		t.policies = *d.Policies
+	}
+	for key, l := range d.Elections {
+		t.elections[key] = l
+	}
+	for key, e := range d.State {
+		os := t.ownerState(key.Owner)
+		if old := os.entries[key.Key]; old != nil {
+			os.bytes -= int64(len(old.GetValue()))
+			delete(os.entries, key.Key)
+		}
+		if e != nil {
+			if rev > 0 {
+				e.Revision = rev
+			}
+			os.entries[key.Key] = e
+			os.bytes += int64(len(e.GetValue()))
+		}
+	}
+	for name, s := range d.Roles {
+		t.roleSets[name] = s
+	}
+}

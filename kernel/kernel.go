@@ -581,16 +581,13 @@ func (k *Kernel) Heartbeat(_ context.Context, p Principal, req *pb.HeartbeatRequ
 	if err := ValidateHeartbeat(req); err != nil {
 		return nil, err
 	}
-	var resp *pb.HeartbeatResponse
+	var rm []string
 	var err error
-	k.view.read(func(t *Table) {
-		if _, err = t.checkHeartbeat(p, req); err != nil {
-			return
-		}
-		t.recordHeartbeat(req, k.cfg.Clock())
-		resp = &pb.HeartbeatResponse{RemoveImages: t.TakeImageRemovals(req.GetAgentId())}
-	})
-	return resp, err
+	k.view.read(func(t *Table) { rm, err = t.viewHeartbeat(p, req, k.cfg.Clock()) })
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HeartbeatResponse{RemoveImages: rm}, nil
 }
 
 // ReportTaskStatus applies an agent's report, made by p (see Table.Report).
@@ -608,10 +605,13 @@ func (k *Kernel) ReportTaskStatus(ctx context.Context, p Principal, req *pb.Repo
 }
 
 // ListAgents lists every agent, for every principal (agents need their
-// peers' addresses for the overlay; an Agent carries no task specs).
+// peers' addresses for the overlay; an Agent carries no task specs). The
+// agents are the read view's own, never changed once made (a change makes
+// a new one): callers may read and marshal them but must not change them
+// (proto.Clone first).
 func (k *Kernel) ListAgents(context.Context, Principal) *pb.ListAgentsResponse {
 	var resp *pb.ListAgentsResponse
-	k.view.read(func(t *Table) { resp = &pb.ListAgentsResponse{Agents: t.Agents(), Revision: t.Revision()} })
+	k.view.read(func(t *Table) { resp = &pb.ListAgentsResponse{Agents: t.agentsShared(), Revision: t.Revision()} })
 	return resp
 }
 

@@ -72,6 +72,9 @@ type Table struct {
 	// takes only memMu. It is the innermost lock: nothing else is taken
 	// while it is held.
 	memMu *sync.RWMutex
+	// shown is, in a Kernel's read view only (view.go), every agent as
+	// ListAgents shows it, guarded by memMu; nil elsewhere.
+	shown map[string]*pb.Agent
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -665,11 +668,16 @@ func (t *Table) checkHeartbeat(p Principal, hb *pb.HeartbeatRequest) (*pb.Agent,
 
 // recordHeartbeat records a checked heartbeat in the memory-only maps,
 // under memMu: it only reads the rest of the table (which tasks are the
-// agent's live ones), so a Kernel runs it on its read view.
+// agent's live ones).
 func (t *Table) recordHeartbeat(hb *pb.HeartbeatRequest, now time.Time) {
-	id := hb.GetAgentId()
 	t.memMu.Lock()
 	defer t.memMu.Unlock()
+	t.recordHeartbeatLocked(hb, now)
+}
+
+// recordHeartbeatLocked is recordHeartbeat; the caller holds memMu.
+func (t *Table) recordHeartbeatLocked(hb *pb.HeartbeatRequest, now time.Time) {
+	id := hb.GetAgentId()
 	t.heartbeat[id] = now
 	if len(hb.GetPlugins()) > 0 {
 		t.plugins[id] = hb.GetPlugins()

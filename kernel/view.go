@@ -1,9 +1,12 @@
 package kernel
 
 import (
+	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -71,6 +74,12 @@ func replicate(t *Table) *Table {
 	for id, g := range t.agents {
 		r.agents[id] = proto.Clone(g).(*pb.Agent)
 	}
+	r.shown = make(map[string]*pb.Agent, len(r.agents))
+	r.memMu.Lock()
+	for id := range r.agents {
+		r.shown[id] = r.compose(id)
+	}
+	r.memMu.Unlock()
 	for name, id := range t.bound {
 		r.bound[name] = id
 	}
@@ -174,6 +183,17 @@ func (t *Table) applyCommitted(d *Changes, rev int64) {
 			t.bound[g.GetPrincipal()] = id
 		}
 	}
+	if len(d.Agents) > 0 {
+		t.memMu.Lock()
+		for id, g := range d.Agents {
+			if g == nil {
+				delete(t.shown, id)
+			} else {
+				t.shown[id] = t.compose(id)
+			}
+		}
+		t.memMu.Unlock()
+	}
 	for id, a := range d.Allocations {
 		if a == nil {
 			delete(t.allocs, id)
@@ -229,4 +249,87 @@ func (t *Table) applyCommitted(d *Changes, rev int64) {
 	for name, s := range d.Roles {
 		t.roleSets[name] = s
 	}
+}
+
+// agentsShared is Agents for the read view, without its deep clones: it
+// returns the view's composed agents (t.shown), which are never changed
+// once made. 10,000 deep clones cost tens of milliseconds; this costs a
+// slice. Callers must not change the agents (marshalling them is fine).
+func (t *Table) agentsShared() []*pb.Agent {
+	t.memMu.RLock()
+	defer t.memMu.RUnlock()
+	out := make([]*pb.Agent, 0, len(t.shown))
+	for _, g := range t.shown {
+		out = append(out, g)
+	}
+	return out
+}
+
+// compose makes the agent id as ListAgents shows it: a new message with
+// the memory-only fields (last heartbeat, plugins, images) set, sharing
+// the rest with the view's agent. The caller holds memMu (for writing,
+// to store it in t.shown).
+func (t *Table) compose(id string) *pb.Agent {
+	g := t.agents[id]
+	cl := shallowAgent(g)
+	if hb, ok := t.heartbeat[id]; ok {
+		cl.LastHeartbeat = timestamppb.New(hb)
+	}
+	// The memory-only lists are replaced, never changed, by heartbeats:
+	// they may be shared too.
+	cl.Plugins = concatShared(g.GetPlugins(), t.plugins[id])
+	cl.Images = concatShared(g.GetImages(), t.images[id])
+	return cl
+}
+
+// viewHeartbeat is Kernel.Heartbeat on the read view: checked against
+// it, recorded in the memory-only maps, the agent's composed view
+// remade; it answers the image removals queued for the agent.
+func (t *Table) viewHeartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) ([]string, error) {
+	if _, err := t.checkHeartbeat(p, hb); err != nil {
+		return nil, err
+	}
+	id := hb.GetAgentId()
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
+	t.recordHeartbeatLocked(hb, now)
+	t.shown[id] = t.compose(id)
+	q := t.removals[id]
+	delete(t.removals, id)
+	return q, nil
+}
+
+// shallowAgent copies g's fields into a new message: nested messages,
+// maps and lists are shared. TestShallowAgent_EveryField keeps it
+// complete when the ABI grows.
+func shallowAgent(g *pb.Agent) *pb.Agent {
+	return &pb.Agent{
+		Id:            g.GetId(),
+		Hostname:      g.GetHostname(),
+		Labels:        g.GetLabels(),
+		Total:         g.GetTotal(),
+		Allocated:     g.GetAllocated(),
+		State:         g.GetState(),
+		Registered:    g.GetRegistered(),
+		LastHeartbeat: g.GetLastHeartbeat(),
+		Plugins:       g.GetPlugins(),
+		Subnet:        g.GetSubnet(),
+		UnderlayIp:    g.GetUnderlayIp(),
+		HostPorts:     g.GetHostPorts(),
+		Principal:     g.GetPrincipal(),
+		Images:        g.GetImages(),
+		Draining:      g.GetDraining(),
+		DrainDeadline: g.GetDrainDeadline(),
+	}
+}
+
+// concatShared is a followed by b, sharing whichever is the whole answer.
+func concatShared[E any](a, b []E) []E {
+	switch {
+	case len(b) == 0:
+		return a
+	case len(a) == 0:
+		return b
+	}
+	return append(slices.Clip(a), b...)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
@@ -72,11 +73,13 @@ func TestView_MatchesTable(t *testing.T) {
 			must(tb.Report(ops, &pb.ReportTaskStatusRequest{TaskId: id, AgentId: k.GetAgentId(), State: pb.TaskState_TASK_STATE_RUNNING, Pid: 7}, now, c))
 		}
 	})
-	// Memory only: the replica shares the maps, nothing to apply.
+	// Memory only, through the view as Kernel.Heartbeat does: the
+	// replica shares the maps with the table.
 	for _, id := range tasks[:2] {
 		k := tb.tasks[id]
-		must(tb.Heartbeat(ops, &pb.HeartbeatRequest{AgentId: k.GetAgentId(), Plugins: []*pb.PluginInfo{{Name: "p"}},
-			Usage: []*pb.TaskUsage{{TaskId: id, CpuNs: 5, MemBytes: 9}}}, now))
+		_, err := view.viewHeartbeat(ops, &pb.HeartbeatRequest{AgentId: k.GetAgentId(), Plugins: []*pb.PluginInfo{{Name: "p"}},
+			Images: &pb.ImageList{Images: []*pb.ImageInfo{{Ref: "img:1"}}}, Usage: []*pb.TaskUsage{{TaskId: id, CpuNs: 5, MemBytes: 9}}}, now)
+		must(err)
 	}
 	sameReads(t, "heartbeat", tb, view, now, agentTok)
 	batch("task ends, allocation revoked", func(c *Changes) {
@@ -126,6 +129,7 @@ func sameReads(t *testing.T, step string, tb, view *Table, now time.Time, agentT
 		}
 	}
 	same("agents", msgs(tb.Agents()), msgs(view.Agents()))
+	same("agents (shared)", msgs(tb.Agents()), msgs(view.agentsShared()))
 	for _, p := range []Principal{ops, fwA, fwB, agentTok} {
 		same("allocations of "+p.Name, msgs(tb.Allocations(p, "")), msgs(view.Allocations(p, "")))
 		same("tasks of "+p.Name, msgs(tb.Tasks(p, "", "")), msgs(view.Tasks(p, "", "")))
@@ -174,4 +178,39 @@ func idOf(m proto.Message) string {
 		return m.GetKey()
 	}
 	return ""
+}
+
+// TestShallowAgent_EveryField sets every field of an Agent and checks
+// that shallowAgent copies it: a field added to the ABI must be added
+// there too.
+func TestShallowAgent_EveryField(t *testing.T) {
+	g := &pb.Agent{}
+	m := g.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(l.NewElement())
+		case fd.Message() != nil:
+			m.Mutable(fd)
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(true))
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString("x"))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(1))
+		default:
+			t.Fatalf("field %s: kind %v not covered by this test", fd.Name(), fd.Kind())
+		}
+		if !m.Has(fd) {
+			t.Fatalf("field %s: not set", fd.Name())
+		}
+	}
+	if cp := shallowAgent(g); !proto.Equal(cp, g) {
+		t.Fatalf("shallowAgent misses fields:\ngot  %v\nwant %v", cp, g)
+	}
 }

@@ -19,8 +19,10 @@ import (
 // leases. Its methods are the syscalls' semantics; they take the time as a
 // parameter, record what they change in a Changes, and do no I/O.
 //
-// A Table is not safe for concurrent use; the Kernel serialises access.
-// Objects in the table are owned by it: methods return clones.
+// A Table is not safe for concurrent use; the Kernel serialises access
+// (its read view, view.go, is a Table its readers share read-only, with
+// the memory-only maps under memMu). Objects in the table are owned by
+// it: methods return clones.
 type Table struct {
 	agents     map[string]*pb.Agent
 	allocs     map[string]*pb.Allocation

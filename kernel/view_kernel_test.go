@@ -2,9 +2,13 @@ package kernel_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -179,5 +183,99 @@ func TestKernel_FailedCommitLeavesTheViewAlone(t *testing.T) {
 	}
 	if a := k.ListAgents(context.Background(), ops).GetAgents(); len(a) != 1 || a[0].GetAllocated().GetCpus() != 0 {
 		t.Fatalf("after a failed commit: agents %v, want one with nothing allocated", a)
+	}
+}
+
+// TestKernel_ReadsWithWrites runs reads, heartbeats (with plugins, images
+// and usage) and the whole allocation lifecycle at once, for the race
+// detector, and checks that what was read last is what was committed.
+func TestKernel_ReadsWithWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	ctx := context.Background()
+	agent := register(t, k, 64, 64<<30)
+	const rounds = 40
+	var tasks atomic.Value // []string: the live tasks, for the heartbeats' usage
+	tasks.Store([]string(nil))
+	done := make(chan struct{})
+	var readers, writers sync.WaitGroup
+	readers.Go(func() { // heartbeats
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			hb := &pb.HeartbeatRequest{AgentId: agent, Plugins: []*pb.PluginInfo{{Name: "p"}},
+				Images: &pb.ImageList{Images: []*pb.ImageInfo{{Ref: fmt.Sprintf("img:%d", i%3)}}}}
+			for _, id := range tasks.Load().([]string) {
+				hb.Usage = append(hb.Usage, &pb.TaskUsage{TaskId: id, CpuNs: uint64(i), MemBytes: 1})
+			}
+			if _, err := k.Heartbeat(ctx, ops, hb); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	readers.Go(func() { // reads
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, g := range k.ListAgents(ctx, ops).GetAgents() {
+				proto.Marshal(g)
+			}
+			k.ListAllocations(ctx, fwA, &pb.ListAllocationsRequest{})
+			k.ListTasks(ctx, fwA, &pb.ListTasksRequest{})
+			k.RoleList(ctx, ops)
+			k.PolicyList(ctx, ops)
+			k.Metrics()
+		}
+	})
+	writers.Go(func() { // the lifecycle
+		for range rounds {
+			r, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			id := r.GetAllocations()[0].GetId()
+			l, err := k.Launch(ctx, fwA, &pb.LaunchRequest{AllocationId: id, Command: "x"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tasks.Store([]string{l.GetTask().GetId()})
+			if _, err := k.ReportTaskStatus(ctx, ops, &pb.ReportTaskStatusRequest{TaskId: l.GetTask().GetId(), AgentId: agent,
+				State: pb.TaskState_TASK_STATE_RUNNING, Pid: 1}); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := k.Revoke(ctx, fwA, &pb.RevokeRequest{Id: id}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	writers.Wait()
+	close(done)
+	readers.Wait()
+	if n := len(k.ListAllocations(ctx, fwA, &pb.ListAllocationsRequest{}).GetAllocations()); n != 0 {
+		t.Errorf("%d allocations listed after every one was revoked", n)
+	}
+	ts := k.ListTasks(ctx, fwA, &pb.ListTasksRequest{}).GetTasks()
+	if len(ts) != rounds {
+		t.Fatalf("%d tasks listed, want the %d completed", len(ts), rounds)
+	}
+	for _, tk := range ts {
+		if tk.GetState() != pb.TaskState_TASK_STATE_KILLED {
+			t.Errorf("task %s: %v, want KILLED", tk.GetId(), tk.GetState())
+		}
+	}
+	if g := k.ListAgents(ctx, ops).GetAgents(); len(g) != 1 || len(g[0].GetPlugins()) != 1 || len(g[0].GetImages()) != 1 {
+		t.Errorf("agents %v, want one with its plugin and image", g)
 	}
 }

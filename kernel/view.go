@@ -12,7 +12,7 @@ import (
 )
 
 // view is the committed read view every read call is served from (see
-// doc.go, "Reads"). It holds a replica Table of clones of the committed
+// doc.go, "Reads: persist, then apply"). It holds a replica Table of clones of the committed
 // objects: the loop applies each committed batch to it after the store
 // accepted the batch (persist, then apply), under mu for the few map
 // assignments only (the clones are made before mu is taken). A failed
@@ -23,8 +23,8 @@ import (
 //
 // The replica's objects are never changed once they are in it (apply puts
 // new clones in their place), so a reader may keep one after the lock is
-// released; what leaves the kernel is still cloned, as the Table's read
-// methods do.
+// released. What leaves the kernel is cloned by the Table's read methods,
+// except ListAgents' agents (agentsShared), which are shared read-only.
 //
 // Lock order: Kernel.mu, then view.mu, then Table.memMu or Kernel.pmu
 // (each innermost: nothing is taken while either is held).
@@ -34,7 +34,8 @@ type view struct {
 }
 
 // read calls fn with the view's table under the read lock. fn must not
-// change the table nor keep references into it after it returns.
+// change the table (its memory-only maps excepted, under memMu); it may
+// keep the table's objects, which are never changed.
 func (v *view) read(fn func(t *Table)) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

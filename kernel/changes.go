@@ -30,6 +30,12 @@ type Changes struct {
 
 	cycle      bool  // something happened that may let a pending request fit
 	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
+
+	// Memory-only changes the read view must see too (view.go): lease
+	// renewals (not written, see Table.Campaign), and the tasks forgotten
+	// with their allocation, in order, for ListTasks' completed tasks.
+	renewed map[ElectionKey]*pb.Leadership
+	ended   []*pb.Task
 }
 
 func newChanges() *Changes {

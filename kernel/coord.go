@@ -303,6 +303,10 @@ func (t *Table) Campaign(owner, name, candidate, address string, ttl time.Durati
 		// (etcd does not log its lease keep-alives either). Restore
 		// gives a held lease its full ttl again.
 		l.Expires = timestamppb.New(now.Add(ttl))
+		if c.renewed == nil {
+			c.renewed = map[ElectionKey]*pb.Leadership{}
+		}
+		c.renewed[key] = l
 		if l.GetAddress() != address || l.GetTtl().AsDuration() != ttl {
 			l.Address, l.Ttl = address, durationpb.New(ttl)
 			c.Elections[key] = l
@@ -544,9 +548,11 @@ func (k *Kernel) Leader(_ context.Context, p Principal, req *pb.LeaderRequest) (
 	if err != nil {
 		return nil, err
 	}
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.LeaderResponse{Leader: k.table.Leader(owner, name, k.cfg.Clock()), Revision: k.table.Revision()}, nil
+	var resp *pb.LeaderResponse
+	k.view.read(func(t *Table) {
+		resp = &pb.LeaderResponse{Leader: t.Leader(owner, name, k.cfg.Clock()), Revision: t.Revision()}
+	})
+	return resp, nil
 }
 
 // StateGet reads one key of p's state (or, for an operator, req.owner's);
@@ -559,13 +565,13 @@ func (k *Kernel) StateGet(_ context.Context, p Principal, req *pb.StateGetReques
 	if err := validateStateKey("key", req.GetKey(), true); err != nil {
 		return nil, err
 	}
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	e := k.table.StateGet(owner, req.GetKey())
+	var e *pb.StateEntry
+	var rev int64
+	k.view.read(func(t *Table) { e, rev = t.StateGet(owner, req.GetKey()), t.Revision() })
 	if e == nil {
 		return nil, errorf(NotFound, "key: no state key %q", clip(req.GetKey()))
 	}
-	return &pb.StateGetResponse{Entry: e, Revision: k.table.Revision()}, nil
+	return &pb.StateGetResponse{Entry: e, Revision: rev}, nil
 }
 
 // StatePut writes a key of p's state (or req.owner's); see
@@ -616,7 +622,9 @@ func (k *Kernel) StateList(_ context.Context, p Principal, req *pb.StateListRequ
 	if err := validateStateKey("prefix", req.GetPrefix(), false); err != nil {
 		return nil, err
 	}
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.StateListResponse{Entries: k.table.StateList(owner, req.GetPrefix(), req.GetKeysOnly()), Revision: k.table.Revision()}, nil
+	var resp *pb.StateListResponse
+	k.view.read(func(t *Table) {
+		resp = &pb.StateListResponse{Entries: t.StateList(owner, req.GetPrefix(), req.GetKeysOnly()), Revision: t.Revision()}
+	})
+	return resp, nil
 }

@@ -11,6 +11,35 @@
 // live outside this package: callers pass an authenticated Principal, and
 // the store is an interface implemented in internal/store.
 //
+// # Reads: persist, then apply
+//
+// The loop's Table is its working state: calls and the cycle change it
+// before the batch is committed, and a failed commit throws it away
+// (reload from the store). Reads are never served from it. They are served
+// from the committed read view (view.go), a replica of clones that the
+// loop brings up to date after each successful commit, before it answers
+// the batch's callers, under a lock of the view's own held only for the
+// map assignments (the clones are made before). So:
+//
+//   - a read never waits for the policy, the cycle or the store's fsync,
+//     only, at worst, for the view's short apply;
+//   - a read shows only committed state: a call not yet committed, or one
+//     whose commit failed, is never seen (everything a client can observe
+//     is durable first); a caller answered with revision R reads at least
+//     R afterwards;
+//   - the objects in the view are never changed once put there (a change
+//     puts a new clone in their place), so read results built from them
+//     stay consistent after the lock is released.
+//
+// Memory-only data (agents' last heartbeats, plugins, images, queued image
+// removals, task usage) is not part of a commit. The loop's table and the
+// view share it, under a lock of its own (Table.memMu), so a heartbeat is
+// checked against the view and recorded without waiting for the loop;
+// lease renewals (also memory only) reach the view at the end of the
+// loop iteration that made them. A failed commit resets the view from the
+// reloaded table when the reload succeeds, and leaves it as it was
+// otherwise.
+//
 // It is not a scheduler framework for tasks inside allocations: what runs in
 // an allocation is the owner's business; the kernel records it and tells the
 // agent.

@@ -95,6 +95,8 @@ func (t *Table) RemoveImage(p Principal, req *pb.RemoveImageRequest) (*pb.Remove
 		}
 	}
 	var ids []string
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
 	for id, ims := range t.images {
 		if only != "" && id != only {
 			continue
@@ -120,13 +122,15 @@ func (t *Table) RemoveImage(p Principal, req *pb.RemoveImageRequest) (*pb.Remove
 // TakeImageRemovals returns the image removals queued for agent id, in
 // the order they were asked, and forgets them: each is delivered once.
 func (t *Table) TakeImageRemovals(id string) []string {
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
 	q := t.removals[id]
 	delete(t.removals, id)
 	return q
 }
 
 // setImages replaces agent id's image list (memory only, like its
-// plugins).
+// plugins). The caller holds memMu.
 func (t *Table) setImages(id string, l *pb.ImageList) {
 	ims := make([]*pb.ImageInfo, 0, len(l.GetImages()))
 	for _, im := range l.GetImages() {
@@ -139,7 +143,8 @@ func (t *Table) setImages(id string, l *pb.ImageList) {
 // Table.RemoveImage); it does not touch the store: the removals wait in
 // memory for the agents' next heartbeats.
 func (k *Kernel) RemoveImage(_ context.Context, p Principal, req *pb.RemoveImageRequest) (*pb.RemoveImageResponse, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.table.RemoveImage(p, req)
+	var resp *pb.RemoveImageResponse
+	var err error
+	k.view.read(func(t *Table) { resp, err = t.RemoveImage(p, req) })
+	return resp, err
 }

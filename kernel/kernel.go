@@ -92,14 +92,21 @@ type Config struct {
 // Kernel serves syscalls over a Table: it serialises every mutation
 // through one loop that batches queued calls, runs the allocation cycle,
 // and commits the batch in one store transaction (group commit). Reads
-// take a shared lock. A Kernel's methods are safe for concurrent use; they
-// return *Error values.
+// are served from a committed read view (view.go) that the loop updates
+// after each commit: they never wait for the policy or the store. A
+// Kernel's methods are safe for concurrent use; they return *Error
+// values.
 type Kernel struct {
-	cfg   Config
-	log   *slog.Logger
-	ops   chan *op
+	cfg Config
+	log *slog.Logger
+	ops chan *op
+	// mu guards the loop's working table: the loop holds it for a whole
+	// iteration; only the policy calls that run a policy on the live
+	// snapshot (dry runs) and compile take it besides.
 	mu    sync.RWMutex
 	table *Table
+	// view is what reads see: committed state only (view.go).
+	view  *view
 	stale bool // the table may disagree with the store; reload before serving
 	done  chan struct{}
 	hub   *hub // Watch fan-out; runs while Run does
@@ -115,13 +122,16 @@ type Kernel struct {
 	// and until when nothing expires after a refusal (see gate).
 	refusedSince, expireAfter time.Time
 
-	// Policies, guarded by mu: compiled modules by name, the last one that
-	// completed a cycle, and a forced fallback when the active one could
-	// not be loaded at start.
+	// Policies: compiled modules by name, the last one that completed a
+	// cycle, and a forced fallback when the active one could not be
+	// loaded at start; and the cycles' statistics. Written under mu and
+	// pmu both, so the loop reads them under mu alone and the read calls
+	// (PolicyList, Metrics) under pmu alone.
+	pmu      sync.Mutex
 	compiled map[string]*compiled
 	lastGood string
 	forced   string
-	cycles   cycleStats // for Metrics, guarded by mu
+	cycles   cycleStats // for Metrics
 }
 
 type op struct {
@@ -186,6 +196,8 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
 		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams()}
 	k.configure(k.table)
+	k.view = &view{}
+	k.view.reset(k.table)
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())
@@ -290,6 +302,9 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		k.runCycle(now, c)
 	}
 	if c.Empty() {
+		if len(c.renewed) > 0 {
+			k.view.apply(c, 0) // memory only: nothing to persist first
+		}
 		return
 	}
 	rev, err := k.cfg.Store.Commit(ctx, c)
@@ -313,6 +328,9 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		return
 	}
 	k.table.Committed(c, rev)
+	// Persist, then apply: readers see the batch once it is durable, and
+	// before any of its callers is answered.
+	k.view.apply(c, rev)
 	for _, o := range batch {
 		if o.err == nil && o.post != nil {
 			o.post(k.table)
@@ -336,6 +354,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	}
 	k.table, k.stale = Restore(st, now), false
 	k.configure(k.table)
+	k.view.reset(k.table)
 	return true
 }
 
@@ -369,9 +388,9 @@ func (k *Kernel) do(ctx context.Context, fn func(*Table, *Changes, time.Time) er
 
 // Revision is the revision of the last commit.
 func (k *Kernel) Revision() int64 {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return k.table.Revision()
+	var rev int64
+	k.view.read(func(t *Table) { rev = t.Revision() })
+	return rev
 }
 
 // Allocate places req's instances now if they fit, and leaves the rest
@@ -481,9 +500,8 @@ func (k *Kernel) revokeAll(ctx context.Context, p Principal, req *pb.RevokeReque
 	// Chunks are separate transactions, so allocations made meanwhile may
 	// be taken too; the loop ends when a chunk comes back short, or after
 	// as many chunks as there were allocations to begin with.
-	k.mu.RLock()
-	rounds := len(k.table.allocs)/RevokeChunk + 1
-	k.mu.RUnlock()
+	var rounds int
+	k.view.read(func(t *Table) { rounds = len(t.allocs)/RevokeChunk + 1 })
 	for range rounds {
 		var ids []string
 		rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
@@ -554,17 +572,22 @@ func (k *Kernel) RegisterAgent(ctx context.Context, p Principal, req *pb.Registe
 
 // Heartbeat records an agent's liveness, for p (see Table.Heartbeat), and
 // answers the image removals queued for the agent (Table.RemoveImage),
-// each once. It does not touch the store.
+// each once. It does not touch the store, and does not wait for the
+// loop: it is checked against the read view and recorded in the
+// memory-only maps (view.go). The agent's last heartbeat is what
+// ListAgents shows; the Agent objects in the store and in events do not
+// carry it.
 func (k *Kernel) Heartbeat(_ context.Context, p Principal, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	if err := ValidateHeartbeat(req); err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.table.Heartbeat(p, req, k.cfg.Clock()); err != nil {
+	var rm []string
+	var err error
+	k.view.read(func(t *Table) { rm, err = t.viewHeartbeat(p, req, k.cfg.Clock()) })
+	if err != nil {
 		return nil, err
 	}
-	return &pb.HeartbeatResponse{RemoveImages: k.table.TakeImageRemovals(req.GetAgentId())}, nil
+	return &pb.HeartbeatResponse{RemoveImages: rm}, nil
 }
 
 // ReportTaskStatus applies an agent's report, made by p (see Table.Report).
@@ -582,33 +605,40 @@ func (k *Kernel) ReportTaskStatus(ctx context.Context, p Principal, req *pb.Repo
 }
 
 // ListAgents lists every agent, for every principal (agents need their
-// peers' addresses for the overlay; an Agent carries no task specs).
+// peers' addresses for the overlay; an Agent carries no task specs). The
+// agents are the read view's own, never changed once made (a change makes
+// a new one): callers may read and marshal them but must not change them
+// (proto.Clone first).
 func (k *Kernel) ListAgents(context.Context, Principal) *pb.ListAgentsResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.ListAgentsResponse{Agents: k.table.Agents(), Revision: k.table.Revision()}
+	var resp *pb.ListAgentsResponse
+	k.view.read(func(t *Table) { resp = &pb.ListAgentsResponse{Agents: t.agentsShared(), Revision: t.Revision()} })
+	return resp
 }
 
 // ListAllocations lists the live allocations p may see (an agent token:
 // its own agent's).
 func (k *Kernel) ListAllocations(_ context.Context, p Principal, req *pb.ListAllocationsRequest) *pb.ListAllocationsResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.ListAllocationsResponse{Allocations: k.table.Allocations(p, req.GetAgentId()), Revision: k.table.Revision()}
+	var resp *pb.ListAllocationsResponse
+	k.view.read(func(t *Table) {
+		resp = &pb.ListAllocationsResponse{Allocations: t.Allocations(p, req.GetAgentId()), Revision: t.Revision()}
+	})
+	return resp
 }
 
 // ListTasks lists the tasks p may see (an agent token: its own agent's).
 func (k *Kernel) ListTasks(_ context.Context, p Principal, req *pb.ListTasksRequest) *pb.ListTasksResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.ListTasksResponse{Tasks: k.table.Tasks(p, req.GetAllocationId(), req.GetAgentId()), Revision: k.table.Revision()}
+	var resp *pb.ListTasksResponse
+	k.view.read(func(t *Table) {
+		resp = &pb.ListTasksResponse{Tasks: t.Tasks(p, req.GetAllocationId(), req.GetAgentId()), Revision: t.Revision()}
+	})
+	return resp
 }
 
 // ListVolumes lists the volumes p may see.
 func (k *Kernel) ListVolumes(_ context.Context, p Principal, req *pb.ListVolumesRequest) *pb.ListVolumesResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.ListVolumesResponse{Volumes: k.table.Volumes(p, req.GetAgentId())}
+	var resp *pb.ListVolumesResponse
+	k.view.read(func(t *Table) { resp = &pb.ListVolumesResponse{Volumes: t.Volumes(p, req.GetAgentId())} })
+	return resp
 }
 
 // DestroyVolume destroys a volume; see Table.DestroyVolume.
@@ -638,9 +668,9 @@ func (k *Kernel) DestroyVolume(ctx context.Context, p Principal, req *pb.Destroy
 // volumes (the agent it is bound to when the watch starts) and every
 // agent's AGENT_REGISTERED and AGENT_LOST.
 func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, send func(*pb.Event) error) error {
-	k.mu.RLock()
-	cur, mine := k.table.Revision(), k.table.boundAgent(p)
-	k.mu.RUnlock()
+	var cur int64
+	var mine string
+	k.view.read(func(t *Table) { cur, mine = t.Revision(), t.boundAgent(p) })
 	after := req.GetAfterRevision()
 	switch {
 	case after < 0:

@@ -56,7 +56,7 @@ type CycleHistogram struct {
 }
 
 // cycleStats accumulates what Metrics reports of the cycles; guarded by
-// Kernel.mu (cycles run in the loop, under the write lock).
+// Kernel.pmu.
 type cycleStats struct {
 	perBucket []uint64 // non-cumulative; len(CycleBuckets)+1 (the last is +Inf)
 	count     uint64
@@ -88,38 +88,24 @@ func (s *cycleStats) failed(policy string) {
 }
 
 // Metrics returns a consistent snapshot of the kernel's health and of
-// every task's latest usage, taken under the kernel's read lock. It does
-// not touch the store. Safe for concurrent use.
+// every task's latest usage, taken from the committed read view (it
+// never waits for a cycle or a commit). It does not touch the store. Safe
+// for concurrent use.
 func (k *Kernel) Metrics() Metrics {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	t := k.table
+	k.view.mu.RLock()
+	defer k.view.mu.RUnlock()
+	t := k.view.t
+	k.pmu.Lock()
 	m := Metrics{
 		Revision:       t.Revision(),
 		Agents:         map[pb.AgentState]int{},
 		Allocations:    map[pb.AllocationState]int{},
 		Tasks:          make([]TaskMetrics, 0, len(t.tasks)),
-		Policy:         k.activeName(),
+		Policy:         k.activeNameIn(t),
 		PolicyFailures: map[string]uint64{},
 		Cycles: CycleHistogram{
 			Count: k.cycles.count, Sum: k.cycles.sum, Buckets: make([]uint64, len(CycleBuckets)),
 		},
-	}
-	for _, g := range t.agents {
-		m.Agents[g.GetState()]++
-	}
-	for _, a := range t.allocs {
-		m.Allocations[a.GetState()]++
-	}
-	for _, tk := range t.tasks {
-		tm := TaskMetrics{
-			ID: tk.GetId(), AllocationID: tk.GetAllocationId(), AgentID: tk.GetAgentId(), Owner: tk.GetOwner(),
-			Role: t.allocs[tk.GetAllocationId()].GetRole(), State: tk.GetState(),
-		}
-		if u := t.usage[tk.GetId()]; u != nil {
-			tm.Usage = proto.Clone(u).(*pb.TaskUsage)
-		}
-		m.Tasks = append(m.Tasks, tm)
 	}
 	for name, n := range k.cycles.failures {
 		m.PolicyFailures[name] = n
@@ -130,6 +116,25 @@ func (k *Kernel) Metrics() Metrics {
 			cum += k.cycles.perBucket[i]
 		}
 		m.Cycles.Buckets[i] = cum
+	}
+	k.pmu.Unlock()
+	for _, g := range t.agents {
+		m.Agents[g.GetState()]++
+	}
+	for _, a := range t.allocs {
+		m.Allocations[a.GetState()]++
+	}
+	t.memMu.RLock()
+	defer t.memMu.RUnlock()
+	for _, tk := range t.tasks {
+		tm := TaskMetrics{
+			ID: tk.GetId(), AllocationID: tk.GetAllocationId(), AgentID: tk.GetAgentId(), Owner: tk.GetOwner(),
+			Role: t.allocs[tk.GetAllocationId()].GetRole(), State: tk.GetState(),
+		}
+		if u := t.usage[tk.GetId()]; u != nil {
+			tm.Usage = proto.Clone(u).(*pb.TaskUsage)
+		}
+		m.Tasks = append(m.Tasks, tm)
 	}
 	return m
 }

@@ -83,24 +83,35 @@ func digest(b []byte) string {
 // initPolicies compiles the active policy at start. Failure is not fatal:
 // the kernel runs native first-fit and logs why.
 func (k *Kernel) initPolicies(ctx context.Context) {
+	k.pmu.Lock()
 	k.compiled = map[string]*compiled{NativeFirstFit: {pol: FirstFit{}, builtin: true, loaded: k.cfg.Clock()}}
+	k.pmu.Unlock()
 	name := k.activeName()
 	if name == NativeFirstFit {
 		return
 	}
 	if _, err := k.compile(ctx, name); err != nil {
 		k.log.Error("cannot load the active policy; running native first-fit", "policy", name, "err", err)
+		k.mu.Lock()
+		k.pmu.Lock()
 		k.forced = NativeFirstFit
+		k.pmu.Unlock()
+		k.mu.Unlock()
 	}
 }
 
 // activeName is the policy the kernel should run: the persisted choice,
-// else the configured default, else native first-fit.
-func (k *Kernel) activeName() string {
+// else the configured default, else native first-fit. The caller holds
+// mu (the loop does).
+func (k *Kernel) activeName() string { return k.activeNameIn(k.table) }
+
+// activeNameIn is activeName by t's policy state (the loop's table, or
+// the read view's); the caller holds mu or pmu.
+func (k *Kernel) activeNameIn(t *Table) string {
 	if k.forced != "" {
 		return k.forced
 	}
-	if a := k.table.policies.Active; a != "" {
+	if a := t.policies.Active; a != "" {
 		return a
 	}
 	if k.cfg.DefaultPolicy != "" {
@@ -147,7 +158,9 @@ func (k *Kernel) compile(ctx context.Context, name string) (*compiled, error) {
 		return c, nil
 	}
 	c = &compiled{pol: lp, sha: digest(wasm), size: int64(len(wasm)), builtin: builtin, loaded: k.cfg.Clock()}
+	k.pmu.Lock()
 	k.compiled[name] = c
+	k.pmu.Unlock()
 	return c, nil
 }
 
@@ -162,14 +175,21 @@ func (k *Kernel) runCycle(now time.Time, c *Changes) {
 		name, cp = NativeFirstFit, k.compiled[NativeFirstFit]
 	}
 	seed := uint64(k.table.Revision()) + 1
-	defer k.cycles.observe(time.Now()) // measured, not a decision input: not the kernel's Clock
+	// Measured, not a decision input: not the kernel's Clock.
+	defer func(start time.Time) {
+		k.pmu.Lock()
+		k.cycles.observe(start)
+		k.pmu.Unlock()
+	}(time.Now())
 	res := k.table.Cycle(cp.pol, seed, now, c)
 	if len(res.Rejected) > 0 {
 		k.log.Warn("policy answers refused by the kernel", "policy", name, "rejected", res.Rejected)
 	}
 	if res.Err == nil {
 		if res.Placed+res.Pending > 0 {
+			k.pmu.Lock()
 			k.lastGood = name
+			k.pmu.Unlock()
 		}
 		return
 	}
@@ -177,9 +197,11 @@ func (k *Kernel) runCycle(now time.Time, c *Changes) {
 	if fb == "" || fb == name || k.compiled[fb] == nil {
 		fb = NativeFirstFit
 	}
+	k.pmu.Lock()
 	cp.lastErr = res.Err.Error()
-	k.log.Error("policy failed a cycle; falling back", "policy", name, "fallback", fb, "err", res.Err)
 	k.cycles.failed(name)
+	k.pmu.Unlock()
+	k.log.Error("policy failed a cycle; falling back", "policy", name, "fallback", fb, "err", res.Err)
 	if fb == name {
 		return // first-fit itself failed: nothing to fall back to
 	}
@@ -187,10 +209,14 @@ func (k *Kernel) runCycle(now time.Time, c *Changes) {
 	e := event(pb.EventKind_EVENT_KIND_POLICY_FAILED, now, fmt.Sprintf("policy %s failed: %v; falling back to %s", name, res.Err, fb))
 	e.Policy = k.info(name)
 	c.Events = append(c.Events, e)
+	k.pmu.Lock()
 	k.forced = ""
+	k.pmu.Unlock()
 	res = k.table.Cycle(k.compiled[fb].pol, seed, now, c)
 	if res.Err == nil {
+		k.pmu.Lock()
 		k.lastGood = fb
+		k.pmu.Unlock()
 	}
 }
 
@@ -210,8 +236,13 @@ func (t *Table) setActive(name, from string, c *Changes) {
 	c.cycle = true
 }
 
-func (k *Kernel) info(name string) *pb.PolicyInfo {
-	pi := &pb.PolicyInfo{Name: name, Active: name == k.activeName()}
+// info describes policy name as of the loop's table; the caller holds mu.
+func (k *Kernel) info(name string) *pb.PolicyInfo { return k.infoIn(k.table, name) }
+
+// infoIn describes policy name as of t's policy state (the loop's table
+// or the read view's); the caller holds mu or pmu.
+func (k *Kernel) infoIn(t *Table, name string) *pb.PolicyInfo {
+	pi := &pb.PolicyInfo{Name: name, Active: name == k.activeNameIn(t)}
 	if cp := k.compiled[name]; cp != nil {
 		pi.Sha256, pi.SizeBytes, pi.Builtin, pi.LastError = cp.sha, cp.size, cp.builtin, cp.lastErr
 		pi.Loaded = timestamppb.New(cp.loaded)
@@ -225,7 +256,7 @@ func (k *Kernel) info(name string) *pb.PolicyInfo {
 	if name == NativeFirstFit {
 		pi.Builtin = true
 	}
-	if ref, ok := k.table.policies.Modules[name]; ok {
+	if ref, ok := t.policies.Modules[name]; ok {
 		pi.Sha256, pi.SizeBytes, pi.Loaded = ref.SHA256, ref.Size, timestamppb.New(ref.Loaded)
 	}
 	return pi
@@ -286,7 +317,9 @@ func (k *Kernel) PolicyLoad(ctx context.Context, p Principal, req *pb.PolicyLoad
 	resp := &pb.PolicyLoadResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
 		old = k.compiled[name]
+		k.pmu.Lock()
 		k.compiled[name] = &compiled{pol: lp, sha: sha, size: int64(len(wasm)), loaded: now}
+		k.pmu.Unlock()
 		st := t.policies.clone()
 		st.Modules[name] = ModuleRef{SHA256: sha, Size: int64(len(wasm)), Loaded: now}
 		t.policies = st
@@ -308,7 +341,9 @@ func (k *Kernel) PolicyLoad(ctx context.Context, p Principal, req *pb.PolicyLoad
 // swap makes name active with a POLICY_SWAPPED event. Callers hold k.mu.
 func (k *Kernel) swap(t *Table, name, why string, push bool, now time.Time, c *Changes) {
 	from := k.activeName()
+	k.pmu.Lock()
 	k.forced = ""
+	k.pmu.Unlock()
 	if push {
 		t.setActive(name, from, c)
 	} else {
@@ -372,13 +407,16 @@ func (k *Kernel) PolicyRollback(ctx context.Context, p Principal, _ *pb.PolicyRo
 
 // PolicyList lists native, built-in and loaded policies, sorted by name.
 func (k *Kernel) PolicyList(context.Context, Principal) *pb.PolicyListResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
+	k.view.mu.RLock()
+	defer k.view.mu.RUnlock()
+	t := k.view.t
+	k.pmu.Lock()
+	defer k.pmu.Unlock()
 	names := map[string]bool{NativeFirstFit: true}
 	for n := range k.cfg.Builtins {
 		names[n] = true
 	}
-	for n := range k.table.policies.Modules {
+	for n := range t.policies.Modules {
 		names[n] = true
 	}
 	resp := &pb.PolicyListResponse{}
@@ -389,7 +427,7 @@ func (k *Kernel) PolicyList(context.Context, Principal) *pb.PolicyListResponse {
 			}
 		}
 	}) {
-		resp.Policies = append(resp.Policies, k.info(n))
+		resp.Policies = append(resp.Policies, k.infoIn(t, n))
 	}
 	return resp
 }

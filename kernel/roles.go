@@ -200,9 +200,9 @@ func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetReques
 // RoleList lists the roles with settings or allocations (see
 // Table.Roles), for every principal: the numbers policies see.
 func (k *Kernel) RoleList(context.Context, Principal) *pb.RoleListResponse {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return &pb.RoleListResponse{Roles: k.table.Roles(), Revision: k.table.Revision()}
+	var resp *pb.RoleListResponse
+	k.view.read(func(t *Table) { resp = &pb.RoleListResponse{Roles: t.Roles(), Revision: t.Revision()} })
+	return resp
 }
 
 // quotas tracks each role's usage against its quota through one

@@ -197,16 +197,17 @@ func (k *Kernel) streamTask(p Principal, field, id string) (*pb.Task, error) {
 	if len(id) > MaxStringLen {
 		return nil, fieldError(field, "longer than %d", MaxStringLen)
 	}
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	tk := k.table.tasks[id]
-	if tk == nil {
-		for _, c := range k.table.completed {
-			if c.GetId() == id {
-				tk = c
+	var tk *pb.Task
+	k.view.read(func(t *Table) {
+		if tk = t.tasks[id]; tk == nil {
+			for _, c := range t.completed {
+				if c.GetId() == id {
+					tk = c
+				}
 			}
 		}
-	}
+	}) // the view's objects are never changed: tk may be read after
+
 	if tk == nil {
 		return nil, errorf(NotFound, "%s: no task %q (ended tasks are kept while their allocation lives, and the last %d others)", field, clip(id), MaxCompleted)
 	}
@@ -462,9 +463,8 @@ func (k *Kernel) Exec(ctx context.Context, p Principal, start *pb.ExecStart, rec
 // ends. A newer call of the same agent replaces an older one (which
 // returns Aborted).
 func (k *Kernel) AgentStreams(ctx context.Context, p Principal, req *pb.AgentStreamsRequest, send func(*pb.StreamOpen) error) error {
-	k.mu.RLock()
-	mine := k.table.boundAgent(p)
-	k.mu.RUnlock()
+	var mine string
+	k.view.read(func(t *Table) { mine = t.boundAgent(p) })
 	if mine == "" {
 		return errorf(FailedPrecondition, "agent_id: register first (this token is bound to no agent)")
 	}
@@ -540,9 +540,8 @@ func (k *Kernel) AgentRelay(ctx context.Context, p Principal, first *pb.RelayUp,
 	if id == "" {
 		return fieldError("stream_id", "is required in the first message")
 	}
-	k.mu.RLock()
-	mine := k.table.boundAgent(p)
-	k.mu.RUnlock()
+	var mine string
+	k.view.read(func(t *Table) { mine = t.boundAgent(p) })
 	s := k.streams
 	s.mu.Lock()
 	w := s.pending[id]

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -18,8 +19,10 @@ import (
 // leases. Its methods are the syscalls' semantics; they take the time as a
 // parameter, record what they change in a Changes, and do no I/O.
 //
-// A Table is not safe for concurrent use; the Kernel serialises access.
-// Objects in the table are owned by it: methods return clones.
+// A Table is not safe for concurrent use; the Kernel serialises access
+// (its read view, view.go, is a Table its readers share read-only, with
+// the memory-only maps under memMu). Objects in the table are owned by
+// it: methods return clones.
 type Table struct {
 	agents     map[string]*pb.Agent
 	allocs     map[string]*pb.Allocation
@@ -65,6 +68,15 @@ type Table struct {
 	// Coordination (coord.go): elections and framework state by owner.
 	elections map[ElectionKey]*pb.Leadership
 	state     map[string]*ownerState
+	// memMu guards the memory-only maps (heartbeat, plugins, images,
+	// removals, usage, usageNew): a Kernel shares them, and memMu, between
+	// its loop's table and its read view (view.go), so that a heartbeat
+	// takes only memMu. It is the innermost lock: nothing else is taken
+	// while it is held.
+	memMu *sync.RWMutex
+	// shown is, in a Kernel's read view only (view.go), every agent as
+	// ListAgents shows it, guarded by memMu; nil elsewhere.
+	shown map[string]*pb.Agent
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -107,6 +119,7 @@ func NewTable() *Table {
 		used:       map[string]Resources{},
 		ports:      map[string]map[uint32]string{},
 		portCursor: map[string]uint32{},
+		memMu:      &sync.RWMutex{},
 		heartbeat:  map[string]time.Time{},
 		plugins:    map[string][]*pb.PluginInfo{},
 		images:     map[string][]*pb.ImageInfo{},
@@ -460,8 +473,10 @@ func (t *Table) finishTask(k *pb.Task, s pb.TaskState, reason string, now time.T
 
 func (t *Table) forgetTask(k *pb.Task, c *Changes) {
 	delete(t.tasks, k.GetId())
+	t.memMu.Lock()
 	delete(t.usage, k.GetId())
 	delete(t.usageNew, k.GetId())
+	t.memMu.Unlock()
 	if m := t.allocTasks[k.GetAllocationId()]; m != nil {
 		delete(m, k.GetId())
 		if len(m) == 0 {
@@ -469,6 +484,12 @@ func (t *Table) forgetTask(k *pb.Task, c *Changes) {
 		}
 	}
 	c.Tasks[k.GetId()] = nil
+	c.ended = append(c.ended, k)
+	t.remember(k)
+}
+
+// remember keeps k, ended and forgotten, among the last MaxCompleted.
+func (t *Table) remember(k *pb.Task) {
 	if len(t.completed) < MaxCompleted {
 		t.completed = append(t.completed, k)
 	} else {
@@ -599,9 +620,11 @@ func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time,
 	t.order = nil
 	g.State = pb.AgentState_AGENT_STATE_UP
 	g.Allocated = t.used[id].Proto()
+	t.memMu.Lock()
 	t.heartbeat[id] = now
-	c.Agents[id] = g
 	t.plugins[id] = r.GetPlugins()
+	t.memMu.Unlock()
+	c.Agents[id] = g
 	e := event(pb.EventKind_EVENT_KIND_AGENT_REGISTERED, now, "")
 	e.Agent = proto.Clone(g).(*pb.Agent)
 	c.Events = append(c.Events, e)
@@ -622,16 +645,42 @@ func (t *Table) Register(p Principal, r *pb.RegisterAgentRequest, now time.Time,
 // must register again. An agent token may heartbeat only for the agent it
 // is bound to (checkAgentCall).
 func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) error {
-	id := hb.GetAgentId()
-	g, err := t.checkAgentCall(p, id)
+	g, err := t.checkHeartbeat(p, hb)
 	if err != nil {
 		return err
 	}
-	if g.GetState() != pb.AgentState_AGENT_STATE_UP {
-		return errorf(FailedPrecondition, "agent_id: agent %q was marked lost; register again", id)
-	}
-	t.heartbeat[id] = now
 	g.LastHeartbeat = timestamppb.New(now)
+	t.recordHeartbeat(hb, now)
+	return nil
+}
+
+// checkHeartbeat checks that p may heartbeat for hb's agent, which must
+// be up, and returns the agent. It changes nothing.
+func (t *Table) checkHeartbeat(p Principal, hb *pb.HeartbeatRequest) (*pb.Agent, error) {
+	id := hb.GetAgentId()
+	g, err := t.checkAgentCall(p, id)
+	if err != nil {
+		return nil, err
+	}
+	if g.GetState() != pb.AgentState_AGENT_STATE_UP {
+		return nil, errorf(FailedPrecondition, "agent_id: agent %q was marked lost; register again", id)
+	}
+	return g, nil
+}
+
+// recordHeartbeat records a checked heartbeat in the memory-only maps,
+// under memMu: it only reads the rest of the table (which tasks are the
+// agent's live ones).
+func (t *Table) recordHeartbeat(hb *pb.HeartbeatRequest, now time.Time) {
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
+	t.recordHeartbeatLocked(hb, now)
+}
+
+// recordHeartbeatLocked is recordHeartbeat; the caller holds memMu.
+func (t *Table) recordHeartbeatLocked(hb *pb.HeartbeatRequest, now time.Time) {
+	id := hb.GetAgentId()
+	t.heartbeat[id] = now
 	if len(hb.GetPlugins()) > 0 {
 		t.plugins[id] = hb.GetPlugins()
 	}
@@ -645,12 +694,13 @@ func (t *Table) Heartbeat(p Principal, hb *pb.HeartbeatRequest, now time.Time) e
 			t.usageNew[u.GetTaskId()] = true
 		}
 	}
-	return nil
 }
 
 // UsageEvents adds a TASK_USAGE event to c for every live task with a
 // sample not yet sent in one.
 func (t *Table) UsageEvents(now time.Time, c *Changes) {
+	t.memMu.Lock()
+	defer t.memMu.Unlock()
 	for id := range t.usageNew {
 		k := t.tasks[id]
 		delete(t.usageNew, id)
@@ -692,7 +742,7 @@ func withRates(u, prev *pb.TaskUsage, now time.Time) {
 }
 
 // allocationUsage sums the latest usage of allocation id's live tasks; nil
-// when none has reported any.
+// when none has reported any. The caller holds memMu.
 func (t *Table) allocationUsage(id string) *pb.TaskUsage {
 	var sum *pb.TaskUsage
 	for tid := range t.allocTasks[id] {
@@ -833,10 +883,16 @@ func samePorts(a, b []*pb.PortMapping) bool {
 // out, revokes what is left on draining agents past their deadline
 // (drain.go), and ends the leaderships whose lease ran out (LEADER_CHANGED).
 func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
+	var lost []*pb.Agent
+	t.memMu.RLock()
 	for id, g := range t.agents {
 		if g.GetState() == pb.AgentState_AGENT_STATE_UP && now.Sub(t.heartbeat[id]) > timeout {
-			t.loseAgent(g, now, c)
+			lost = append(lost, g)
 		}
+	}
+	t.memMu.RUnlock()
+	for _, g := range lost {
+		t.loseAgent(g, now, c)
 	}
 	for _, a := range t.allocs {
 		if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED && a.LeaseExpires != nil &&
@@ -849,7 +905,10 @@ func (t *Table) Expire(now time.Time, timeout time.Duration, c *Changes) {
 }
 
 func (t *Table) loseAgent(g *pb.Agent, now time.Time, c *Changes) {
-	reason := "agent lost: no heartbeat since " + t.heartbeat[g.GetId()].UTC().Format(time.RFC3339Nano)
+	t.memMu.RLock()
+	last := t.heartbeat[g.GetId()]
+	t.memMu.RUnlock()
+	reason := "agent lost: no heartbeat since " + last.UTC().Format(time.RFC3339Nano)
 	g.State = pb.AgentState_AGENT_STATE_LOST
 	c.Agents[g.GetId()] = g
 	for _, a := range t.allocs {
@@ -888,6 +947,8 @@ func (t *Table) grant(a *pb.Allocation, agentID string, now time.Time, c *Change
 
 // Agents returns every agent.
 func (t *Table) Agents() []*pb.Agent {
+	t.memMu.RLock()
+	defer t.memMu.RUnlock()
 	out := make([]*pb.Agent, 0, len(t.agents))
 	for id, g := range t.agents {
 		cl := proto.Clone(g).(*pb.Agent)
@@ -910,6 +971,8 @@ func (t *Table) Agents() []*pb.Agent {
 func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 	var out []*pb.Allocation
 	mine := t.boundAgent(p)
+	t.memMu.RLock()
+	defer t.memMu.RUnlock()
 	for _, a := range t.allocs {
 		if sees(p, mine, a.GetOwner(), a.GetAgentId()) && (agentID == "" || a.GetAgentId() == agentID) {
 			cl := proto.Clone(a).(*pb.Allocation)
@@ -926,6 +989,8 @@ func (t *Table) Allocations(p Principal, agentID string) []*pb.Allocation {
 func (t *Table) Tasks(p Principal, allocID, agentID string) []*pb.Task {
 	var out []*pb.Task
 	mine := t.boundAgent(p)
+	t.memMu.RLock()
+	defer t.memMu.RUnlock()
 	add := func(k *pb.Task) {
 		if sees(p, mine, k.GetOwner(), k.GetAgentId()) && (allocID == "" || k.GetAllocationId() == allocID) &&
 			(agentID == "" || k.GetAgentId() == agentID) {

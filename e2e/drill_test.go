@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -77,10 +78,14 @@ func freePortsAt(t testing.TB, ip string, n int) []int {
 	return ports
 }
 
+// directHTTP is a plain HTTP client: unlike kclient's (transport's),
+// it does not follow a standby's Dcos-Leader hint.
+var directHTTP = &http.Client{Transport: &http.Transport{}}
+
 // direct is a client of the one kernel at url: no failover, no following
 // a standby's hint, so an answer is that kernel's own.
 func direct(url, token string) syscallsv1connect.KernelClient {
-	return syscallsv1connect.NewKernelClient(kclient.HTTPClient(), url, connect.WithInterceptors(kclient.Bearer(token)))
+	return syscallsv1connect.NewKernelClient(directHTTP, url, connect.WithInterceptors(kclient.Bearer(token)))
 }
 
 // drillKernelArgs are the flags of HA kernel i of the drill.

@@ -115,9 +115,11 @@ func TestHA_Partition(t *testing.T) {
 	// Before newEnv: cleanups run last-registered first, so the daemons
 	// are stopped before their host goes.
 	mh := multihost.New(t)
-	e := newEnv(t)
+	// etcd before newEnv too: the kernels stop while it still answers
+	// (a kernel whose store is gone takes long to stop).
 	gw := mh.Gateway().String()
 	etcd := startEtcdAt(t, 3, gw)
+	e := newEnv(t)
 	opTok := newToken()
 	tokens := e.writeTokens(e.path("tokens.json"), tokenEntry{Token: opTok, Name: "ops", Role: "operator"})
 	h := mh.AddHost("k1")
@@ -165,7 +167,7 @@ func TestHA_Partition(t *testing.T) {
 	// to kernel 1 alone, until the link is restored. They are stopped
 	// before the link comes back: a dcosctl still waiting then would
 	// follow the standby's hint to the new leader and legitimately land.
-	const lateWorkers = 4
+	const lateWorkers = 8
 	lateCtx, stopLate := context.WithCancel(context.Background())
 	defer stopLate()
 	var (
@@ -183,7 +185,7 @@ func TestHA_Partition(t *testing.T) {
 		// that etcd never acknowledges after store.CommitTimeout (or when
 		// it steps down), a standby without a leader only at dcosctl's
 		// failover deadline.
-		cctx, cancel := context.WithTimeout(lateCtx, 3*time.Second)
+		cctx, cancel := context.WithTimeout(lateCtx, 1500*time.Millisecond)
 		defer cancel()
 		cmd := h.CommandContext(cctx, bin.dcosctl, "--kernel", url1, "--token", opTok, "syscall", "allocate", string(body))
 		cmd.Env = e.baseEnv()
@@ -306,8 +308,9 @@ func TestHA_Partition(t *testing.T) {
 // made before.
 func TestHA_Quorum(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// etcd before newEnv: the kernels stop while it still answers.
 	etcd := startEtcd(t, 3)
+	e := newEnv(t)
 	opTok := newToken()
 	tokens := e.writeTokens(e.path("tokens.json"), tokenEntry{Token: opTok, Name: "ops", Role: "operator"})
 	procs, urls := e.haKernels(3, etcd, tokens, opTok)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,7 +138,7 @@ func TestHA_Partition(t *testing.T) {
 		return res.Msg.GetLeader() == url1, sprint(res.Msg)
 	})
 	k2, url2 := e.start("dcosd kernel 2", "dcos kernel: listening at ", drillKernelArgs(e, 2, gw+":0", tokens, etcd)...)
-	_, url3 := e.start("dcosd kernel 3", "dcos kernel: listening at ", drillKernelArgs(e, 3, gw+":0", tokens, etcd)...)
+	k3, url3 := e.start("dcosd kernel 3", "dcos kernel: listening at ", drillKernelArgs(e, 3, gw+":0", tokens, etcd)...)
 	urls := []string{url1, url2, url3}
 	e.mu.Lock()
 	e.url, e.opToken = strings.Join(urls, ","), opTok
@@ -297,6 +298,82 @@ func TestHA_Partition(t *testing.T) {
 	for _, id := range before {
 		if !have[id] {
 			t.Errorf("allocation %s, acknowledged before the cut, is gone", id)
+		}
+	}
+
+	// The fence itself. A kernel cut off from etcd cannot send its late
+	// commits, so above they fail before etcd sees them. A leader frozen
+	// past its lease (a long GC or VM pause, SIGSTOP here) still has its
+	// etcd connection when it wakes: the writes it was sent meanwhile
+	// reach its loop, which commits them before it notices that its lease
+	// is gone — and etcd refuses them, their election key being gone.
+	frozen := map[string]*proc{url2: k2, url3: k3}[newLeader]
+	frozen.signal(syscall.SIGSTOP)
+	froze := time.Now()
+	const frozenWrites = 8
+	var fwg sync.WaitGroup
+	var frozenOK atomic.Int64
+	frozenErrs := make([]error, frozenWrites)
+	for i := range frozenWrites {
+		fwg.Go(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := direct(newLeader, opTok).Allocate(cctx, connect.NewRequest(drillAlloc(map[string]string{"late": "2", "n": strconv.Itoa(i)})))
+			if err == nil {
+				frozenOK.Add(1)
+			}
+			frozenErrs[i] = err
+		})
+	}
+	others := []string{url1, url2, url3}
+	next := ""
+	e.eventually("a kernel leading in place of the frozen one", func() (bool, string) {
+		for _, u := range others {
+			if u == newLeader {
+				continue
+			}
+			res, err := direct(u, opTok).ClusterInfo(context.Background(), connect.NewRequest(&pb.ClusterInfoRequest{}))
+			if err == nil && res.Msg.GetLeader() != "" && res.Msg.GetLeader() != newLeader {
+				next = res.Msg.GetLeader()
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	t.Logf("leader %s frozen; %s leads %v later", newLeader, next, time.Since(froze).Round(time.Millisecond))
+	frozen.signal(syscall.SIGCONT)
+	fwg.Wait()
+	if n := frozenOK.Load(); n > 0 {
+		t.Errorf("%d writes to the frozen leader acknowledged after it lost the lead", n)
+	}
+	answers := map[string]int{}
+	for _, err := range frozenErrs {
+		answers[fmt.Sprint(err)]++
+		if connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+			// Known: a call that reaches a kernel whose loop has just
+			// ended may be queued after the loop's last drain and never
+			// answered (kernel.do); reported, not asserted here.
+			t.Logf("a write to the woken kernel got no answer: %v", err)
+		}
+	}
+	logF := frozen.stderr.String()
+	t.Logf("%d writes sent to the frozen leader; answers: %v; its commits refused by the fence: %d",
+		frozenWrites, answers, strings.Count(logF, "commit refused by the leader fence"))
+	e.eventually("the woken kernel listed as a standby", func() (bool, string) {
+		res, err := direct(next, opTok).ClusterInfo(context.Background(), connect.NewRequest(&pb.ClusterInfoRequest{}))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, k := range res.Msg.GetKernels() {
+			if k.GetUrl() == newLeader && !k.GetLeader() && res.Msg.GetLeader() == next {
+				return true, ""
+			}
+		}
+		return false, sprint(res.Msg)
+	})
+	for _, a := range listAllocations(t, e.op()).GetAllocations() {
+		if a.GetLabels()["late"] == "2" {
+			t.Errorf("a write to the frozen leader landed: allocation %s %v", a.GetId(), a.GetLabels())
 		}
 	}
 }

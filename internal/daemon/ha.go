@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,10 +112,12 @@ func (l *leadership) term(ctx context.Context) error {
 	l.setLeader(l.self)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var leaseLost atomic.Bool
 	go func() {
 		select {
 		case <-c.Done():
 			l.log.Warn("kernel election lease lost; stepping down")
+			leaseLost.Store(true)
 			cancel()
 		case <-tctx.Done():
 		}
@@ -129,7 +132,13 @@ func (l *leadership) term(ctx context.Context) error {
 	l.log.Info("kernel leads", "url", l.self, "took", time.Since(began).Round(time.Millisecond), "revision", k.Revision())
 	err = k.Run(tctx)
 	l.sw.SetStandby()
-	l.setLeader("")
+	if leaseLost.Load() {
+		// Until the store answers again (watchLeader, the next
+		// candidacy), say why rather than "an election is under way".
+		l.storeFailed(errors.New("this kernel's election lease expired before etcd renewed it"))
+	} else {
+		l.setLeader("")
+	}
 	if errors.Is(err, kernel.ErrFenced) {
 		l.log.Warn("kernel deposed: another kernel leads", "err", err)
 		return nil

@@ -59,8 +59,16 @@ func (s *Etcd) Candidate(ctx context.Context, self string, ttl time.Duration) (*
 	if secs < 1 {
 		secs = 1
 	}
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(context.WithoutCancel(ctx)))
+	// The lease is granted under ctx, so that a store without quorum
+	// fails the candidacy at ctx's end (the standby then says the store
+	// is unreachable); the session's keep-alives must outlive ctx.
+	lease, err := s.cli.Grant(ctx, int64(secs))
 	if err != nil {
+		return nil, fmt.Errorf("store candidate: %w", err)
+	}
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithLease(lease.ID), concurrency.WithContext(context.WithoutCancel(ctx)))
+	if err != nil {
+		s.cli.Revoke(ctx, lease.ID)
 		return nil, fmt.Errorf("store candidate: %w", err)
 	}
 	c := &Candidacy{cli: s.cli, prefix: s.prefix, self: self, sess: sess, el: concurrency.NewElection(sess, s.leaderPrefix()), since: time.Now()}

@@ -22,8 +22,8 @@ import (
 // haCluster starts the benchmark's cluster and returns it with an
 // operator token.
 func haCluster(b *testing.B) (*env, *etcdCluster, []*proc, []string, string) {
+	etcd := startEtcd(b, 3) // before newEnv: see TestHA_LeaderKill
 	e := newEnv(b)
-	etcd := startEtcd(b, 3)
 	opTok := newToken()
 	tokens := e.writeTokens(e.path("tokens.json"), tokenEntry{Token: opTok, Name: "ops", Role: "operator"})
 	procs, urls := e.haKernels(3, etcd, tokens, opTok)

@@ -34,51 +34,11 @@ type etcdCluster struct {
 	exited  []chan struct{}
 }
 
-// freePorts returns n distinct free TCP ports of 127.0.0.1.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-// startEtcd starts an n-member etcd cluster and waits until it answers.
+// startEtcd starts an n-member etcd cluster on 127.0.0.1 and waits
+// until it answers (startEtcdAt).
 func startEtcd(t testing.TB, n int) *etcdCluster {
 	t.Helper()
-	ports := freePorts(t, 2*n)
-	c := &etcdCluster{t: t, dir: t.TempDir()}
-	var initial []string
-	for i := range n {
-		name := fmt.Sprintf("e%d", i+1)
-		c.names = append(c.names, name)
-		c.client = append(c.client, fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]))
-		c.peers = append(c.peers, fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
-		initial = append(initial, name+"="+c.peers[i])
-	}
-	c.initial = strings.Join(initial, ",")
-	c.procs = make([]*exec.Cmd, n)
-	c.exited = make([]chan struct{}, n)
-	for i := range n {
-		c.start(i)
-	}
-	t.Cleanup(func() {
-		for i := range c.procs {
-			c.kill(i)
-		}
-	})
-	c.waitHealthy(n)
-	return c
+	return startEtcdAt(t, n, "127.0.0.1")
 }
 
 // start (re)starts member i on its data dir.
@@ -183,8 +143,11 @@ func (e *env) leader(urls []string) int {
 // across the failover.
 func TestHA_LeaderKill(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	// etcd first: cleanups run last-registered first, so the kernels
+	// stop while their store still answers (a kernel without its etcd
+	// takes long to stop).
 	etcd := startEtcd(t, 3)
+	e := newEnv(t)
 	opTok := newToken()
 	entries := []tokenEntry{{Token: opTok, Name: "ops", Role: "operator"}}
 	const clients, per = 4, 125

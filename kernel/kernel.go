@@ -323,7 +323,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		k.stale = true
 		k.reload(ctx, now)
 		for _, o := range batch {
-			o.err = errorf(Unavailable, "kernel store commit failed: %v", err)
+			o.err = errorf(Unavailable, "kernel store commit failed: %v (the call may still take effect: etcd may apply it later)", err)
 		}
 		return
 	}
@@ -380,6 +380,15 @@ func (k *Kernel) do(ctx context.Context, fn func(*Table, *Changes, time.Time) er
 	select {
 	case <-o.done:
 		return o.rev, o.err
+	case <-k.done:
+		// Run ended (this kernel stopped leading, or is stopping): an op
+		// queued after its last drain is never run.
+		select {
+		case <-o.done:
+			return o.rev, o.err
+		default:
+		}
+		return 0, errorf(Unavailable, "kernel stopped (it no longer leads, or is shutting down) before the call ran; retry")
 	case <-ctx.Done():
 		// The op may still commit; the caller sees the outcome in Watch.
 		return 0, errorf(Unavailable, "%v (the call may still take effect)", ctx.Err())

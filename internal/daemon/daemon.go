@@ -296,7 +296,9 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	var cli3 *clientv3.Client
 	var gate func() error
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
-		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+		// Keep-alives find a dead member within ~4 s, so the client moves
+		// to another before the election lease (default 5 s) lapses.
+		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second})
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}

@@ -190,20 +190,29 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !replayable || ctx.Err() != nil || !time.Now().Before(deadline) {
 			return resp, err
 		}
-		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-		}
-		// Every endpoint tried: if some answered as standbys, an election
-		// is under way — wait a little before the next round; if none
-		// could even be dialled, nothing serves: say so now.
+		// Every endpoint tried this round: if some answered as standbys,
+		// an election is under way — wait a little before the next round;
+		// if none could even be dialled, nothing serves: say so now. When
+		// the wait would pass the deadline, the standby's answer ("no
+		// kernel leads: …") is the clearest error to give.
+		var wait time.Duration
 		if next := c.target(origin); tried[next] {
 			if standbys == 0 {
 				return resp, err
 			}
+			wait = min(backoff, time.Until(deadline))
+			if !time.Now().Add(wait).Before(deadline) {
+				return resp, err
+			}
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		if wait > 0 {
 			clear(tried)
 			standbys = 0
-			if !sleepCtx(ctx, min(backoff, time.Until(deadline))) {
+			if !sleepCtx(ctx, wait) {
 				return nil, ctx.Err()
 			}
 			backoff = min(backoff*2, 500*time.Millisecond)

@@ -163,7 +163,7 @@ func TestWatch_FellBehindResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const revisions, per = 40, 200
+	const revisions, per = 12, 200
 	release := make(chan struct{})
 	var got []*pb.Event
 	errDone := errors.New("done")
@@ -181,10 +181,11 @@ func TestWatch_FellBehindResumes(t *testing.T) {
 		})
 	}()
 	for range revisions {
-		// ~4 KiB of labels per event, 32 MiB in all: well more than
-		// loopback's socket buffers hold once autotuned (16 MiB was
-		// borderline: a CI run saw it absorbed), so the kernel's queue
-		// of 4 must overflow.
+		// ~4 KiB of random labels per event, ~10 MiB in all: more than
+		// the connection holds (the client's fixed 64 KiB receive
+		// buffer, the kernel's send buffer of at most
+		// net.ipv4.tcp_wmem's 4 MiB), so the kernel's queue of 4 must
+		// overflow.
 		padding := map[string]string{}
 		for i := range 16 {
 			// Random, so that gzip (the kernel compresses messages

@@ -9,13 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 )
 
 // Config is what a client needs to reach a kernel.
@@ -71,43 +69,17 @@ func Save(path string, c Config) error {
 	return nil
 }
 
-// DefaultPort is the port NormalizeKernels adds to an address without
-// one: the kernel's default (dcosd kernel --listen 127.0.0.1:7070).
-const DefaultPort = "7070"
-
 // NormalizeKernels checks a comma-separated list of kernel addresses
 // ("10.0.0.1", "kernel-2:7070", "https://k3:443/") and returns it with
 // each as a base URL, scheme://host:port: http:// when no scheme is given,
-// port DefaultPort when none is, no trailing slash. Empty entries, paths,
-// and schemes other than http and https are errors naming the entry;
-// duplicates are dropped.
+// port transport.DefaultPort when none is, no trailing slash
+// (transport.ParseCluster, the one reader of kernel addresses). Empty
+// entries, paths, and schemes other than http and https are errors naming
+// the entry; duplicates are dropped.
 func NormalizeKernels(list string) (string, error) {
-	var out []string
-	seen := map[string]bool{}
-	for _, a := range strings.Split(list, ",") {
-		a = strings.TrimSpace(a)
-		if a == "" {
-			return "", fmt.Errorf("kernel address list %q: empty address", list)
-		}
-		raw := a
-		if !strings.Contains(a, "://") {
-			a = "http://" + a
-		}
-		u, err := url.Parse(a)
-		if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
-			return "", fmt.Errorf("kernel address %q: want HOST[:PORT] or http://HOST:PORT", raw)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return "", fmt.Errorf("kernel address %q: scheme %q: want http or https", raw, u.Scheme)
-		}
-		if u.Port() == "" {
-			u.Host = net.JoinHostPort(u.Hostname(), DefaultPort)
-		}
-		n := u.Scheme + "://" + u.Host
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
+	cl, err := transport.ParseCluster(list)
+	if err != nil {
+		return "", err
 	}
-	return strings.Join(out, ","), nil
+	return cl.String(), nil
 }

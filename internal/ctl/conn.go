@@ -70,17 +70,14 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 }
 
 // normalizeURL accepts "127.0.0.1:7070" for "http://127.0.0.1:7070",
-// and a comma-separated list of a cluster's kernels, each so normalised.
+// and a comma-separated list of a cluster's kernels, each so normalised
+// (transport.ParseCluster); a malformed list is kept as given, for
+// target.cluster to report.
 func normalizeURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if !strings.Contains(p, "://") {
-			p = "http://" + p
-		}
-		parts[i] = strings.TrimRight(p, "/")
+	if cl, err := transport.ParseCluster(u); err == nil {
+		return cl.String()
 	}
-	return strings.Join(parts, ",")
+	return strings.TrimSpace(u)
 }
 
 // cluster is the kernels t.baseURL names (one, or a comma-separated

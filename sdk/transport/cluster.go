@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,9 +50,12 @@ type Cluster struct {
 	leader string // the endpoint believed to lead; "" before the first call
 }
 
+// DefaultPort is a kernel's API port when an address names none.
+const DefaultPort = "7070"
+
 // ParseCluster parses a comma-separated list of kernel addresses
-// ("10.0.0.1:7070,10.0.0.2:7070" or URLs); an address without a scheme
-// is http://. Empty or malformed entries are errors.
+// ("10.0.0.1:7070,10.0.0.2" or URLs), each as NormalizeEndpoint does;
+// duplicates are dropped. Empty or malformed entries are errors.
 func ParseCluster(addrs string) (*Cluster, error) {
 	c := &Cluster{wait: DefaultFailoverWait}
 	for i, a := range strings.Split(addrs, ",") {
@@ -59,14 +63,18 @@ func ParseCluster(addrs string) (*Cluster, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kernel address %d of %q: %w", i+1, addrs, err)
 		}
-		c.eps = append(c.eps, ep)
+		if !slices.Contains(c.eps, ep) {
+			c.eps = append(c.eps, ep)
+		}
 	}
 	return c, nil
 }
 
-// NormalizeEndpoint returns addr as a kernel base URL: "host:port" is
+// NormalizeEndpoint returns addr as a kernel base URL: "host[:port]" is
 // "http://host:port"; a URL keeps its scheme (http or https) and loses a
-// trailing slash; a path, query or user is an error.
+// trailing slash; a missing port is DefaultPort; a path, query or user is
+// an error. Every client of the kernels (dcosctl --kernel, dcosctl login's
+// config, agents' --kernel, the SDK) reads addresses through it.
 func NormalizeEndpoint(addr string) (string, error) {
 	addr = strings.TrimRight(strings.TrimSpace(addr), "/")
 	if addr == "" {
@@ -83,8 +91,11 @@ func NormalizeEndpoint(addr string) (string, error) {
 		return "", fmt.Errorf("want http:// or https://, got %q", addr)
 	case u.Host == "" || strings.HasSuffix(u.Host, ":") || u.Hostname() == "":
 		return "", fmt.Errorf("no host in %q", addr)
-	case u.Path != "" || u.RawQuery != "" || u.User != nil:
-		return "", fmt.Errorf("want scheme://host:port only, got %q", addr)
+	case u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "":
+		return "", fmt.Errorf("want HOST[:PORT] or http://HOST:PORT, got %q", addr)
+	}
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), DefaultPort)
 	}
 	return u.Scheme + "://" + u.Host, nil
 }

@@ -135,7 +135,10 @@ func (l *leadership) term(ctx context.Context) error {
 	if leaseLost.Load() {
 		// Until the store answers again (watchLeader, the next
 		// candidacy), say why rather than "an election is under way".
-		l.storeFailed(errors.New("this kernel's election lease expired before etcd renewed it"))
+		l.mu.Lock()
+		l.leader = ""
+		l.why = errors.New("this kernel's election lease expired before etcd renewed it (it was cut off from etcd, paused, or etcd lost quorum); it is looking for the new leader")
+		l.mu.Unlock()
 	} else {
 		l.setLeader("")
 	}

@@ -120,7 +120,7 @@ func TestDev_FullDiskPlainSandbox(t *testing.T) {
 		}
 		return connect.CodeOf(err) == connect.CodeUnavailable, sprint(err)
 	})
-	// The free space is measured at most every 250 ms: the figure may be
+	// The free space is measured at most every 5 ms: the figure may be
 	// from just before the tmpfs filled.
 	if !regexp.MustCompile(`kernel store: data dir ` + regexp.QuoteMeta(data) + ` has \d+ MiB free, below the 64 MiB floor \(--store-min-free\); writes refused until space is freed$`).MatchString(err.Error()) {
 		t.Errorf("Allocate on a full disk: %v", err)

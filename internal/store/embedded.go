@@ -140,7 +140,7 @@ func (e *Embedded) Close() {
 
 // Writable reports whether a write may be tried now: nil, or a
 // *SpaceError when Dir's filesystem is below the floor (measured at most
-// every 250 ms) or etcd has raised its NOSPACE alarm. It disarms the
+// every 5 ms: spaceTTL) or etcd has raised its NOSPACE alarm. It disarms the
 // alarm by itself once the database is back under 90% of the quota
 // (defragmenting first when the file is still larger than that and the
 // disk has room for the copy, or when etcd compacted since the last

@@ -16,8 +16,12 @@ const (
 	// it etcd raises its NOSPACE alarm and refuses writes.
 	DefaultQuota = 2 << 30
 	// spaceTTL is how long one statfs answer is reused: a commit costs
-	// ~1.3 ms, a statfs ~1 µs, but a burst of commits needs only one.
-	spaceTTL = 250 * time.Millisecond
+	// ~1.3 ms, a statfs ~1 µs, so a burst of commits needs only one; but
+	// a writer can fill a disk in tens of milliseconds (dd on tmpfs), and
+	// a commit that lands on a disk already full makes etcd exit ("failed
+	// to commit tx: no space left on device"), so the answer is kept
+	// briefly (250 ms let a CI run hit that window).
+	spaceTTL = 5 * time.Millisecond
 )
 
 // SpaceError is why the store refuses writes: the data dir's filesystem

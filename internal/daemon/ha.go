@@ -103,9 +103,25 @@ func (l *leadership) term(ctx context.Context) error {
 		defer close(watched)
 		l.watchLeader(wctx)
 	}()
-	err = c.Campaign(ctx)
+	// A standby's lease can lapse too (its etcd connection was to a
+	// member that died): its keys are gone with it, so it must start a
+	// new candidacy rather than wait in line with none.
+	campCtx, stopCamp := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-c.Done():
+			stopCamp()
+		case <-campCtx.Done():
+		}
+	}()
+	err = c.Campaign(campCtx)
+	lapsed := campCtx.Err() != nil && ctx.Err() == nil
+	stopCamp()
 	stopWatch()
 	<-watched
+	if lapsed {
+		return errors.New("this kernel's election lease lapsed while it stood by; campaigning again")
+	}
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,16 @@
 //
 // # Reads: persist, then apply
 //
-// The loop's Table is its working state: calls and the cycle change it
-// before the batch is committed, and a failed commit throws it away
-// (reload from the store). Reads are never served from it. They are served
+// The loop's Table is its scratch: calls and the cycle compute the
+// batch's changes on it; the committed state is the read view, which
+// changes only once the store has accepted the batch. A commit that wrote
+// nothing (refused by the store or by the leader fence) throws the scratch
+// away: the loop rebuilds it from the read view, without reading the
+// store, and puts the policy runtime (compiled modules, the active and
+// last good policy) back as it was; only a commit whose outcome is
+// unknown (ErrCommitUnknown: sent, unanswered) makes the loop read the
+// store back, the one place that knows. Reads are never served from the
+// scratch. They are served
 // from the committed read view (view.go), a replica of clones that the
 // loop brings up to date after each successful commit, before it answers
 // the batch's callers, under a lock of the view's own held only for the
@@ -36,9 +43,9 @@
 // view share it, under a lock of its own (Table.memMu), so a heartbeat is
 // checked against the view and recorded without waiting for the loop;
 // lease renewals (also memory only) reach the view at the end of the
-// loop iteration that made them. A failed commit resets the view from the
-// reloaded table when the reload succeeds, and leaves it as it was
-// otherwise.
+// loop iteration that made them. A failed commit leaves the view as it
+// was (after an unknown outcome, the view is reset from the reloaded
+// table once the reload succeeds).
 //
 // It is not a scheduler framework for tasks inside allocations: what runs in
 // an allocation is the owner's business; the kernel records it and tells the

@@ -39,6 +39,14 @@ func (c Code) String() string {
 // matching ErrFenced, and every call fails Unavailable.
 var ErrFenced = errors.New("fenced: this kernel no longer leads")
 
+// ErrCommitUnknown is what a Store's Commit wraps when the transaction
+// may have been applied although Commit failed (it was sent, and no
+// answer came: a timeout, a lost connection). Every other Commit error
+// means nothing was written. On ErrCommitUnknown the kernel reloads its
+// table from the store, the only place that knows; on any other error it
+// rebuilds the table from its committed read view, without a store read.
+var ErrCommitUnknown = errors.New("commit outcome unknown")
+
 // Error is what the kernel's syscalls return: a code and a message that
 // names the field or object at fault.
 type Error struct {

@@ -21,7 +21,9 @@ type Store interface {
 	// Load returns the durable state and the store revision it reflects.
 	Load(ctx context.Context) (*State, error)
 	// Commit writes c in one transaction and returns its revision. On error
-	// nothing was written. It must serialise c's objects before returning.
+	// nothing was written, unless the error wraps ErrCommitUnknown (it may
+	// have been: only a Load tells). It must serialise c's objects before
+	// returning.
 	Commit(ctx context.Context, c *Changes) (int64, error)
 	// Events calls fn, in order, with the events of every revision after
 	// after, then with new ones as they are committed, until ctx ends or fn
@@ -286,6 +288,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		}
 		return
 	}
+	saved := k.savePolicies()
 	c := newChanges()
 	k.table.AssignSubnets(c)
 	for _, o := range batch {
@@ -294,9 +297,9 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	if !now.Before(k.expireAfter) {
 		k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
 	}
-	if now.Sub(k.usageSent) >= k.cfg.UsageEventInterval {
+	usage := now.Sub(k.usageSent) >= k.cfg.UsageEventInterval
+	if usage {
 		k.table.UsageEvents(now, c)
-		k.usageSent = now
 	}
 	if c.cycle {
 		k.runCycle(now, c)
@@ -305,10 +308,24 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		if len(c.renewed) > 0 {
 			k.view.apply(c, 0) // memory only: nothing to persist first
 		}
+		if usage {
+			k.usageSent = now
+		}
 		return
 	}
-	rev, err := k.cfg.Store.Commit(ctx, c)
-	if errors.Is(err, ErrFenced) {
+	// Once sent, a commit is waited for (the store bounds it by its own
+	// timeout) even if ctx ends meanwhile: its callers then learn its
+	// outcome, and a late commit of a deposed leader is answered — refused
+	// by the fence — rather than abandoned in flight.
+	rev, err := k.cfg.Store.Commit(context.WithoutCancel(ctx), c)
+	if err != nil {
+		// Nothing of the batch is kept: the policy runtime goes back to
+		// what it was with the table (a module loaded by the batch is
+		// closed), and the table is rebuilt below.
+		k.restorePolicies(saved)
+	}
+	switch {
+	case errors.Is(err, ErrFenced):
 		// Another kernel leads: nothing of this batch was written, and
 		// this kernel stops (its table is dropped with it).
 		k.log.Warn("commit refused by the leader fence; this kernel no longer leads", "err", err)
@@ -317,15 +334,28 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 			o.err = errorf(Unavailable, "this kernel no longer leads; retry (another kernel took over)")
 		}
 		return
-	}
-	if err != nil {
-		k.log.Error("commit failed; reloading state from the store", "err", err)
+	case errors.Is(err, ErrCommitUnknown):
+		// etcd may still apply the batch: only the store knows, so the
+		// table is reloaded from it (now, or at the next iteration).
+		k.log.Error("commit outcome unknown; reloading state from the store", "err", err)
 		k.stale = true
 		k.reload(ctx, now)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (the call may still take effect: etcd may apply it later)", err)
 		}
 		return
+	case err != nil:
+		// Nothing was written: the committed state is the read view's,
+		// and the working table is rebuilt from it, without a store read.
+		k.log.Error("commit failed; nothing was written", "err", err)
+		k.rollback(now)
+		for _, o := range batch {
+			o.err = errorf(Unavailable, "kernel store commit failed: %v (nothing was written; retry)", err)
+		}
+		return
+	}
+	if usage {
+		k.usageSent = now
 	}
 	k.table.Committed(c, rev)
 	// Persist, then apply: readers see the batch once it is durable, and
@@ -336,6 +366,39 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 			o.post(k.table)
 		}
 	}
+}
+
+// rollback replaces the working table, which a batch whose commit
+// failed has changed, with one rebuilt from the committed read view:
+// persist, then apply, without reading the store back. The memory-only
+// maps (heartbeats, plugins, images, usage) and the leases' expiries are
+// kept as they are. The loop only, under mu.
+func (k *Kernel) rollback(now time.Time) {
+	old := k.table
+	var (
+		st        *State
+		elections map[ElectionKey]*pb.Leadership
+		completed []*pb.Task
+		nextDone  int
+	)
+	k.view.read(func(v *Table) {
+		st = v.durable()
+		elections = make(map[ElectionKey]*pb.Leadership, len(v.elections))
+		for key, l := range v.elections {
+			elections[key] = proto.Clone(l).(*pb.Leadership)
+		}
+		completed, nextDone = make([]*pb.Task, len(v.completed), MaxCompleted), v.nextDone
+		for i, t := range v.completed {
+			completed[i] = proto.Clone(t).(*pb.Task)
+		}
+	})
+	t := Restore(st, now)
+	t.memMu = old.memMu
+	t.heartbeat, t.plugins, t.images, t.removals, t.usage, t.usageNew = old.heartbeat, old.plugins, old.images, old.removals, old.usage, old.usageNew
+	t.elections = elections // Restore would give held leases a fresh ttl
+	t.completed, t.nextDone = completed, nextDone
+	k.table = t
+	k.configure(t)
 }
 
 // reloadTimeout bounds one reload of the table from the store.
@@ -355,6 +418,7 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 	k.table, k.stale = Restore(st, now), false
 	k.configure(k.table)
 	k.view.reset(k.table)
+	k.syncCompiled()
 	return true
 }
 

@@ -3,7 +3,9 @@ package kernel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,17 +26,35 @@ var (
 	fwB = kernel.Principal{Name: "fw-b", Role: kernel.RoleFramework}
 )
 
-// flaky wraps the real etcd store and fails the next Commit on demand.
+// flaky wraps the real etcd store and fails the next Commit on demand:
+// fail refuses it (nothing written); unknown writes it and then reports
+// an unknown outcome (as a lost answer does). failLoad fails every Load;
+// loads counts them.
 type flaky struct {
 	*store.Etcd
-	fail atomic.Bool
+	fail, unknown, failLoad atomic.Bool
+	loads                   atomic.Int64
 }
 
 func (f *flaky) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	if f.fail.CompareAndSwap(true, false) {
 		return 0, errors.New("injected commit failure")
 	}
+	if f.unknown.CompareAndSwap(true, false) {
+		if _, err := f.Etcd.Commit(ctx, c); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("injected: the answer was lost: %w", kernel.ErrCommitUnknown)
+	}
 	return f.Etcd.Commit(ctx, c)
+}
+
+func (f *flaky) Load(ctx context.Context) (*kernel.State, error) {
+	f.loads.Add(1)
+	if f.failLoad.Load() {
+		return nil, errors.New("injected load failure")
+	}
+	return f.Etcd.Load(ctx)
 }
 
 type env struct {
@@ -253,6 +273,89 @@ func TestKernel_CommitFailureLosesNothing(t *testing.T) {
 	// And the kernel keeps serving.
 	if _, err := k.Allocate(ctx, fwA, alloc(1, 1<<20)); err != nil {
 		t.Fatalf("allocate after recovery: %v", err)
+	}
+}
+
+// TestKernel_FailedCommitNeedsNoStoreRead: a commit that wrote nothing
+// is undone from the kernel's committed state in memory — persist, then
+// apply — so the kernel serves on at once even when the store cannot be
+// read, and nothing of the failed batch (its allocation, the resources
+// it took, its id) remains.
+func TestKernel_FailedCommitNeedsNoStoreRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	agent := register(t, k, 4, 1<<30)
+	ctx := context.Background()
+	good, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := e.store.loads.Load()
+	e.store.failLoad.Store(true)
+	e.store.fail.Store(true)
+	_, err = k.Allocate(ctx, fwA, alloc(2, 1<<20))
+	if kernel.CodeOf(err) != kernel.Unavailable || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("allocate with a refused commit: %v, want Unavailable saying nothing was written", err)
+	}
+	next, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatalf("allocate right after a refused commit, with the store unreadable: %v", err)
+	}
+	if n := e.store.loads.Load() - loads; n != 0 {
+		t.Errorf("the kernel read the store back %d times after a commit that wrote nothing", n)
+	}
+	e.store.failLoad.Store(false)
+	// The kernel's table is the store's: a kernel loaded afresh agrees.
+	k2, err := kernel.New(ctx, kernel.Config{Store: e.store, HeartbeatTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kk := range []*kernel.Kernel{k, k2} {
+		var ids []string
+		for _, a := range kk.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations() {
+			ids = append(ids, a.GetId()+"@"+a.GetAgentId())
+		}
+		slices.Sort(ids)
+		want := []string{good.GetAllocations()[0].GetId() + "@" + agent, next.GetAllocations()[0].GetId() + "@" + agent}
+		slices.Sort(want)
+		if !slices.Equal(ids, want) {
+			t.Errorf("allocations %v, want %v", ids, want)
+		}
+		if got := kk.ListAgents(ctx, ops).GetAgents()[0].GetAllocated().GetCpus(); got != 2 {
+			t.Errorf("agent allocated cpus %v, want 2 (the refused batch's 2 cpus released)", got)
+		}
+	}
+}
+
+// TestKernel_CommitUnknownReloads: when the store cannot tell whether a
+// commit was applied (its answer was lost), the kernel reads the store
+// back rather than guess: here the batch was applied, so the kernel knows
+// the allocation and never hands its id out again.
+func TestKernel_CommitUnknownReloads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k, _ := e.start(t)
+	register(t, k, 4, 1<<30)
+	ctx := context.Background()
+	e.store.unknown.Store(true)
+	_, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if kernel.CodeOf(err) != kernel.Unavailable || !strings.Contains(err.Error(), "may still take effect") {
+		t.Fatalf("allocate whose commit outcome is unknown: %v, want Unavailable saying it may take effect", err)
+	}
+	list := k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()
+	if len(list) != 1 {
+		t.Fatalf("after the reload: %d allocations, want the 1 etcd applied", len(list))
+	}
+	next, err := k.Allocate(ctx, fwA, alloc(1, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := next.GetAllocations()[0].GetId(); id == list[0].GetId() {
+		t.Fatalf("id %s handed out twice", id)
+	}
+	if n := len(k.ListAllocations(ctx, ops, &pb.ListAllocationsRequest{}).GetAllocations()); n != 2 {
+		t.Fatalf("%d allocations, want 2", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"time"
@@ -162,6 +163,75 @@ func (k *Kernel) compile(ctx context.Context, name string) (*compiled, error) {
 	k.compiled[name] = c
 	k.pmu.Unlock()
 	return c, nil
+}
+
+// policyRuntime is the policy state that is not in the table: the
+// compiled modules by name, the last good policy and a forced fallback.
+// It changes with the table: the loop saves it before a batch and puts it
+// back when the batch's commit fails.
+type policyRuntime struct {
+	compiled         map[string]*compiled
+	lastGood, forced string
+}
+
+// savePolicies returns the policy runtime as it is (the loop, under mu).
+func (k *Kernel) savePolicies() policyRuntime {
+	k.pmu.Lock()
+	defer k.pmu.Unlock()
+	return policyRuntime{compiled: maps.Clone(k.compiled), lastGood: k.lastGood, forced: k.forced}
+}
+
+// restorePolicies puts back what savePolicies returned, closing the
+// modules compiled or loaded since that are no longer referenced (the
+// loop, under mu: compile, which adds modules, takes mu too).
+func (k *Kernel) restorePolicies(s policyRuntime) {
+	kept := make(map[*compiled]bool, len(s.compiled))
+	for _, c := range s.compiled {
+		kept[c] = true
+	}
+	k.pmu.Lock()
+	var drop []*compiled
+	for _, c := range k.compiled {
+		if !kept[c] {
+			drop = append(drop, c)
+		}
+	}
+	k.compiled, k.lastGood, k.forced = s.compiled, s.lastGood, s.forced
+	k.pmu.Unlock()
+	for _, c := range drop {
+		if lp, ok := c.pol.(LoadedPolicy); ok {
+			lp.Close(context.Background())
+		}
+	}
+}
+
+// syncCompiled drops the compiled modules that a reloaded table no longer
+// names with the same digest (a batch whose commit outcome was unknown
+// may have loaded another module under the name), and compiles the
+// active policy again in the background when it was one of them: until
+// then cycles run native first-fit (runCycle). The loop, under mu.
+func (k *Kernel) syncCompiled() {
+	k.pmu.Lock()
+	var drop []*compiled
+	for name, c := range k.compiled {
+		if ref, ok := k.table.policies.Modules[name]; ok && c.sha != "" && ref.SHA256 != c.sha {
+			drop = append(drop, c)
+			delete(k.compiled, name)
+		}
+	}
+	k.pmu.Unlock()
+	for _, c := range drop {
+		if lp, ok := c.pol.(LoadedPolicy); ok {
+			lp.Close(context.Background())
+		}
+	}
+	if name := k.activeName(); len(drop) > 0 && k.compiled[name] == nil {
+		go func() {
+			if _, err := k.compile(context.Background(), name); err != nil {
+				k.log.Error("recompile the active policy after a reload", "policy", name, "err", err)
+			}
+		}()
+	}
 }
 
 // runCycle runs the active policy; if it fails (trap, deadline, memory,

@@ -219,3 +219,38 @@ func TestKernel_PolicyFailureFallsBack(t *testing.T) {
 		t.Fatalf("active after fallback: %s", active(k))
 	}
 }
+
+// TestKernel_FailedPolicyLoadChangesNothing: the policy runtime changes
+// with the table — a PolicyLoad whose commit fails leaves the module the
+// name had compiled and running, not the refused one.
+func TestKernel_FailedPolicyLoadChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := &byteLoader{}
+	k, _ := startWithLoader(t, e, l)
+	ctx := context.Background()
+	register(t, k, 4, 1<<30)
+	register(t, k, 4, 1<<30)
+	small := alloc(0.1, 1<<20)
+	first, err := k.PolicyLoad(ctx, ops, &pb.PolicyLoadRequest{Name: "mine", Wasm: []byte("first-fit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := agentOf(t, k, small); got != "agent-1" {
+		t.Fatalf("mine (first-fit) placed on %s, want agent-1", got)
+	}
+	e.store.fail.Store(true)
+	if _, err := k.PolicyLoad(ctx, ops, &pb.PolicyLoadRequest{Name: "mine", Wasm: []byte("last-fit")}); kernel.CodeOf(err) != kernel.Unavailable {
+		t.Fatalf("PolicyLoad with a failing commit: %v, want Unavailable", err)
+	}
+	for _, p := range k.PolicyList(ctx, ops).GetPolicies() {
+		if p.GetName() == "mine" && (p.GetSha256() != first.GetPolicy().GetSha256() || !p.GetActive()) {
+			t.Errorf("after the failed load: mine = %v, want active with sha %s", p, first.GetPolicy().GetSha256())
+		}
+	}
+	for i := range 3 {
+		if got := agentOf(t, k, small); got != "agent-1" {
+			t.Fatalf("allocation %d after the failed load placed on %s: the refused module (last-fit) runs", i, got)
+		}
+	}
+}

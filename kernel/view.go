@@ -95,6 +95,9 @@ func replicate(t *Table) *Table {
 	for name, vol := range t.volumes {
 		r.volumes[name] = proto.Clone(vol).(*pb.Volume)
 	}
+	for name, vol := range t.destroyed {
+		r.destroyed[name] = proto.Clone(vol).(*pb.Volume)
+	}
 	r.completed, r.nextDone = make([]*pb.Task, len(t.completed), MaxCompleted), t.nextDone
 	for i, k := range t.completed {
 		r.completed[i] = proto.Clone(k).(*pb.Task)
@@ -131,6 +134,9 @@ func cloneChanges(c *Changes) *Changes {
 	}
 	for name, vol := range c.Volumes {
 		d.Volumes[name] = cloneOrNil(vol)
+	}
+	for name, vol := range c.DestroyedVolumes {
+		d.DestroyedVolumes[name] = cloneOrNil(vol)
 	}
 	if c.Policies != nil {
 		st := c.Policies.clone()
@@ -225,6 +231,13 @@ func (t *Table) applyCommitted(d *Changes, rev int64) {
 			delete(t.volumes, name)
 		} else {
 			t.volumes[name] = vol
+		}
+	}
+	for name, vol := range d.DestroyedVolumes {
+		if vol == nil {
+			delete(t.destroyed, name)
+		} else {
+			t.destroyed[name] = vol
 		}
 	}
 	if d.Policies != nil {
@@ -333,4 +346,40 @@ func concatShared[E any](a, b []E) []E {
 		return b
 	}
 	return append(slices.Clip(a), b...)
+}
+
+// durable returns the view's committed content as a State of clones,
+// for Restore (which takes ownership of what it is given and changes
+// it): what the loop rebuilds its working table from when a commit
+// failed without writing anything (Kernel.rollback). The caller holds
+// the view's lock.
+func (t *Table) durable() *State {
+	s := &State{Seq: t.seq, Revision: t.rev, Policies: t.policies.clone()}
+	for _, g := range t.agents {
+		s.Agents = append(s.Agents, proto.Clone(g).(*pb.Agent))
+	}
+	for _, a := range t.allocs {
+		s.Allocations = append(s.Allocations, proto.Clone(a).(*pb.Allocation))
+	}
+	for _, k := range t.tasks {
+		s.Tasks = append(s.Tasks, proto.Clone(k).(*pb.Task))
+	}
+	for _, vol := range t.volumes {
+		s.Volumes = append(s.Volumes, proto.Clone(vol).(*pb.Volume))
+	}
+	for _, vol := range t.destroyed {
+		s.DestroyedVolumes = append(s.DestroyedVolumes, proto.Clone(vol).(*pb.Volume))
+	}
+	for _, l := range t.elections {
+		s.Elections = append(s.Elections, proto.Clone(l).(*pb.Leadership))
+	}
+	for _, os := range t.state {
+		for _, e := range os.entries {
+			s.StateEntries = append(s.StateEntries, proto.Clone(e).(*pb.StateEntry))
+		}
+	}
+	for _, r := range t.roleSets {
+		s.Roles = append(s.Roles, proto.Clone(r).(*pb.Role))
+	}
+	return s
 }

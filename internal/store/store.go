@@ -239,15 +239,31 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	resp, err := txn.Then(ops...).Commit()
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return 0, fmt.Errorf("store commit: etcd did not answer within %v (its members are unreachable or it lost quorum): %w", CommitTimeout, err)
+		if refusedBeforeApply(err) {
+			return 0, fmt.Errorf("store commit: %w", err)
 		}
-		return 0, fmt.Errorf("store commit: %w", err)
+		// Sent and unanswered: etcd may still apply it.
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return 0, fmt.Errorf("store commit: etcd did not answer within %v (its members are unreachable or it lost quorum): %w: %w", CommitTimeout, kernel.ErrCommitUnknown, err)
+		}
+		return 0, fmt.Errorf("store commit: %w: %w", kernel.ErrCommitUnknown, err)
 	}
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("store commit: %w (election key %s, revision %d, is gone)", kernel.ErrFenced, s.fenceKey, s.fenceRev)
 	}
 	return resp.Header.Revision, nil
+}
+
+// refusedBeforeApply reports whether etcd refused a transaction outright
+// (it was never proposed): no space, too large, too many operations or
+// requests. Any other error leaves its outcome unknown.
+func refusedBeforeApply(err error) bool {
+	for _, r := range []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps, rpctypes.ErrTooManyRequests, rpctypes.ErrGRPCNoSpace, rpctypes.ErrGRPCRequestTooLarge, rpctypes.ErrGRPCTooManyOps} {
+		if errors.Is(err, r) || err.Error() == r.Error() {
+			return true
+		}
+	}
+	return false
 }
 
 func appendOps[M proto.Message](ops []clientv3.Op, s *Etcd, kind string, objs map[string]M) ([]clientv3.Op, error) {

@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dcos-kernel/dcos/e2e/multihost"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/store"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -109,7 +111,9 @@ func drillAlloc(labels map[string]string) *pb.AllocateRequest {
 // late writes the test sends the old leader from inside its host while it
 // is cut off (dcosctl allocations labelled late=1) never land; once the
 // link is back, the old kernel says it stepped down and rejoins as a
-// standby.
+// standby. Then the fence itself: a leader frozen past its lease (late=2)
+// and a leader whose lease etcd ended before it knew (late=3, deposeLate)
+// commit the writes they are sent, and etcd refuses them all.
 func TestHA_Partition(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
@@ -238,10 +242,7 @@ func TestHA_Partition(t *testing.T) {
 			u, takeover.Round(time.Millisecond), drillLease, res.Msg.GetAllocations()[0].GetId())
 	}
 
-	// Keep the late writes going a little past the takeover, so that some
-	// reach the old kernel after a new leader commits, then stop them and
-	// heal.
-	time.Sleep(time.Second)
+	// Stop the late writes and heal.
 	stopLate()
 	lateWG.Wait()
 	if err := h.Restore(); err != nil {
@@ -279,7 +280,12 @@ func TestHA_Partition(t *testing.T) {
 	if !strings.Contains(log1, "lease lost; stepping down") && !strings.Contains(log1, "kernel deposed") {
 		t.Errorf("kernel 1's log does not say it lost the lead:\n%s", tail(log1, 40))
 	}
-	t.Logf("kernel 1's commits refused by the fence: %d", strings.Count(log1, "commit refused by the leader fence"))
+	// Its late commit does not outlive the cut: the etcd client's TCP
+	// connection gives up on unacknowledged data after its keepalive
+	// timeout (2 s, no more than the lease), before a standby can take
+	// over, so nothing it sent reaches etcd late. The fence's refusals are
+	// shown by the frozen and deposed leaders below.
+	t.Logf("kernel 1's commits refused by the fence: %d; outcomes unknown (connection lost): %d", strings.Count(log1, "commit refused by the leader fence"), strings.Count(log1, "commit outcome unknown"))
 	if !k1.running() {
 		t.Errorf("kernel 1 exited: %v", k1.err)
 	}
@@ -376,6 +382,128 @@ func TestHA_Partition(t *testing.T) {
 			t.Errorf("a write to the frozen leader landed: allocation %s %v", a.GetId(), a.GetLabels())
 		}
 	}
+
+	// The fence, deterministically: a leader whose lease etcd has ended
+	// before the leader itself knows (its keepalive answers lost or late —
+	// here the test revokes the lease, as a standby's depose does) keeps
+	// committing the writes it is sent until its session notices; etcd
+	// refuses every one of them.
+	deposeLate(t, e, etcd, opTok, next, map[string]*proc{url1: k1, url2: k2, url3: k3})
+}
+
+// deposeLate runs writers against the leader at url, ends its lease in
+// etcd while they run, and checks that no write sent after that landed,
+// that the leader's commits were refused by the fence (at least one:
+// retried on the next leader, up to 3 times, should the leader's session
+// notice before its loop commits), and that another kernel leads.
+func deposeLate(t *testing.T, e *env, etcd *etcdCluster, tok, url string, procs map[string]*proc) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.client, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	st := store.New(cli, "/dcos/")
+	type write struct {
+		sent  time.Time
+		acked bool
+	}
+	refused, attempts := 0, 0
+	var after []string // labels n of the writes sent after a depose
+	for attempts < 3 && refused == 0 {
+		attempts++
+		p := procs[url]
+		before := strings.Count(p.stderr.String(), "commit refused by the leader fence")
+		var (
+			mu     sync.Mutex
+			writes = map[string]*write{}
+			n      atomic.Int64
+			wg     sync.WaitGroup
+		)
+		wctx, stop := context.WithCancel(context.Background())
+		for range 4 {
+			wg.Go(func() {
+				for wctx.Err() == nil {
+					id := fmt.Sprintf("%d-%d", attempts, n.Add(1))
+					w := &write{sent: time.Now()}
+					mu.Lock()
+					writes[id] = w
+					mu.Unlock()
+					cctx, cancel := context.WithTimeout(wctx, 10*time.Second)
+					_, err := direct(url, tok).Allocate(cctx, connect.NewRequest(drillAlloc(map[string]string{"late": "3", "n": id})))
+					cancel()
+					if err == nil {
+						mu.Lock()
+						w.acked = true
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		time.Sleep(300 * time.Millisecond) // writes flowing
+		gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		li, ok, err := st.Leader(gctx)
+		if err == nil && (!ok || li.URL != url) {
+			err = fmt.Errorf("etcd says %q leads (ok %v), want %s", li.URL, ok, url)
+		}
+		var revoked bool
+		if err == nil {
+			revoked, err = st.Depose(gctx, li)
+		}
+		cancel()
+		deposed := time.Now()
+		if err != nil || !revoked {
+			stop()
+			wg.Wait()
+			t.Fatalf("depose %s: revoked %v, %v", url, revoked, err)
+		}
+		next := ""
+		e.eventually("another kernel leading after "+url+" was deposed", func() (bool, string) {
+			for u := range procs {
+				if u == url {
+					continue
+				}
+				res, err := direct(u, tok).ClusterInfo(context.Background(), connect.NewRequest(&pb.ClusterInfoRequest{}))
+				if err == nil && res.Msg.GetLeader() != "" && res.Msg.GetLeader() != url {
+					next = res.Msg.GetLeader()
+					return true, ""
+				}
+			}
+			return false, ""
+		})
+		time.Sleep(200 * time.Millisecond)
+		stop()
+		wg.Wait()
+		late, acked := 0, 0
+		for id, w := range writes {
+			if w.sent.After(deposed) {
+				late++
+				after = append(after, id)
+				if w.acked {
+					acked++
+					t.Errorf("write %s, sent to %s after its lease ended, was acknowledged", id, url)
+				}
+			}
+		}
+		refused = strings.Count(p.stderr.String(), "commit refused by the leader fence") - before
+		t.Logf("attempt %d: %d writes to %s, %d of them sent after its lease ended (%d acknowledged); its commits refused by the fence: %d; %s leads",
+			attempts, len(writes), url, late, acked, refused, next)
+		url = next
+	}
+	if refused == 0 {
+		t.Errorf("in %d attempts, no deposed leader's commit reached etcd to be refused by the fence", attempts)
+	}
+	lateSet := map[string]bool{}
+	for _, id := range after {
+		lateSet[id] = true
+	}
+	landed := 0
+	for _, a := range listAllocations(t, e.op()).GetAllocations() {
+		if a.GetLabels()["late"] == "3" && lateSet[a.GetLabels()["n"]] {
+			landed++
+			t.Errorf("a write sent after its leader was deposed landed: allocation %s %v", a.GetId(), a.GetLabels())
+		}
+	}
+	t.Logf("writes sent after a depose: %d; landed: %d", len(after), landed)
 }
 
 // TestHA_Quorum kills etcd members under 3 kernels: with one of three

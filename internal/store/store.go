@@ -118,13 +118,14 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 		wctx, cancel := context.WithTimeout(ctx, warmWait)
 		st, err := s.warm.State(wctx)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return st, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("store load: %w", ctx.Err())
+		case !errors.Is(err, ErrNotWarm): // stopped or loading: expected
+			s.warm.log.Info("warm state unavailable; reading the whole state from etcd", "err", err)
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("store load: %w", err)
-		}
-		s.warm.log.Info("warm state unavailable; reading the whole state from etcd", "err", err)
 	}
 	kvs, rev, err := s.rangeState(ctx)
 	if err != nil {

@@ -45,6 +45,8 @@ type Follower struct {
 	mu      sync.Mutex
 	loaded  bool // entries and rev hold a state (false before the first load, after a compaction and once stopped)
 	entries map[string]*entry
+	keys    []string      // entries' keys in order, and keys deleted since the last assemble
+	added   []string      // keys put since the last assemble, in any order
 	rev     int64         // the revision entries are at
 	changed chan struct{} // closed and replaced when rev or loaded changes
 	wctx    context.Context // the running watch's context (RequestProgress), or nil
@@ -166,13 +168,9 @@ func (f *Follower) revision() int64 {
 // assemble builds a State from the entries, in key order as Load does;
 // f.mu is held.
 func (f *Follower) assemble() (*kernel.State, error) {
-	keys := make([]string, 0, len(f.entries))
-	for k := range f.entries {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	f.mergeKeys()
 	st := &kernel.State{Revision: f.rev}
-	for _, k := range keys {
+	for _, k := range f.keys {
 		e := f.entries[k]
 		r := e.rec
 		if e.owned {
@@ -188,6 +186,33 @@ func (f *Follower) assemble() (*kernel.State, error) {
 	return st, nil
 }
 
+// mergeKeys brings f.keys to the entries' keys in order: the keys added
+// since the last call are sorted and merged in, deleted ones dropped (a
+// sort of the few new keys rather than of all); f.mu is held.
+func (f *Follower) mergeKeys() {
+	if len(f.added) == 0 && len(f.keys) == len(f.entries) {
+		return
+	}
+	slices.Sort(f.added)
+	merged := make([]string, 0, len(f.entries))
+	keep := func(k string) {
+		if _, ok := f.entries[k]; ok && (len(merged) == 0 || merged[len(merged)-1] != k) {
+			merged = append(merged, k)
+		}
+	}
+	i, j := 0, 0
+	for i < len(f.keys) || j < len(f.added) {
+		if j == len(f.added) || (i < len(f.keys) && f.keys[i] <= f.added[j]) {
+			keep(f.keys[i])
+			i++
+		} else {
+			keep(f.added[j])
+			j++
+		}
+	}
+	f.keys, f.added = merged, nil
+}
+
 // signal wakes State's waiters; f.mu is held.
 func (f *Follower) signal() {
 	close(f.changed)
@@ -198,7 +223,7 @@ func (f *Follower) run(ctx context.Context) {
 	defer close(f.done)
 	defer func() {
 		f.mu.Lock()
-		f.loaded, f.entries = false, nil
+		f.loaded, f.entries, f.keys, f.added = false, nil, nil, nil
 		f.signal()
 		f.mu.Unlock()
 	}()
@@ -327,9 +352,12 @@ func (f *Follower) apply(evs []*clientv3.Event) {
 	for _, c := range changes {
 		if c.e == nil {
 			delete(f.entries, c.key)
-		} else {
-			f.entries[c.key] = c.e
+			continue
 		}
+		if _, ok := f.entries[c.key]; !ok {
+			f.added = append(f.added, c.key)
+		}
+		f.entries[c.key] = c.e
 	}
 	if rev := evs[len(evs)-1].Kv.ModRevision; rev > f.rev {
 		f.rev = rev
@@ -344,16 +372,18 @@ func (f *Follower) load(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("store follower: load: %w", err)
 	}
 	entries := make(map[string]*entry, len(kvs))
+	keys := make([]string, 0, len(kvs)) // in key order, as etcd returns them
 	for _, kv := range kvs {
 		r, err := f.s.decodeKV(kv.Key, kv.Value, kv.ModRevision)
 		if err == nil && r.field == fieldNone {
 			continue
 		}
 		entries[string(kv.Key)] = &entry{raw: kv.Value, modRev: kv.ModRevision, rec: r, owned: err == nil}
+		keys = append(keys, string(kv.Key))
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.entries, f.rev, f.loaded = entries, rev, true
+	f.entries, f.keys, f.added, f.rev, f.loaded = entries, keys, nil, rev, true
 	f.signal()
 	return rev, nil
 }

@@ -172,6 +172,23 @@ func TestFollower_StateMatchesLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// In Load's order (its keys'), which stateEqual does not check.
+		order := func(st *kernel.State) string {
+			var ids []string
+			for _, a := range st.Allocations {
+				ids = append(ids, a.GetId())
+			}
+			for _, e := range st.StateEntries {
+				ids = append(ids, e.GetOwner()+"/"+e.GetKey())
+			}
+			for _, r := range st.Roles {
+				ids = append(ids, r.GetName())
+			}
+			return strings.Join(ids, " ")
+		}
+		if g, w := order(got), order(want); g != w {
+			t.Fatalf("%s: follower's order %q, Load's %q", step, g, w)
+		}
 		if d := stateEqual(got, want); d != "" {
 			t.Fatalf("%s: follower's state differs from Load: %s", step, d)
 		}

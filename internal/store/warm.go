@@ -45,10 +45,10 @@ type Follower struct {
 	mu      sync.Mutex
 	loaded  bool // entries and rev hold a state (false before the first load, after a compaction and once stopped)
 	entries map[string]*entry
-	keys    []string      // entries' keys in order, and keys deleted since the last assemble
-	added   []string      // keys put since the last assemble, in any order
-	rev     int64         // the revision entries are at
-	changed chan struct{} // closed and replaced when rev or loaded changes
+	keys    []string        // entries' keys in order, and keys deleted since the last assemble
+	added   []string        // keys put since the last assemble, in any order
+	rev     int64           // the revision entries are at
+	changed chan struct{}   // closed and replaced when rev or loaded changes
 	wctx    context.Context // the running watch's context (RequestProgress), or nil
 }
 

@@ -45,11 +45,10 @@ type Follower struct {
 	mu      sync.Mutex
 	loaded  bool // entries and rev hold a state (false before the first load, after a compaction and once stopped)
 	entries map[string]*entry
-	keys    []string        // entries' keys in order, and keys deleted since the last assemble
-	added   []string        // keys put since the last assemble, in any order
-	rev     int64           // the revision entries are at
-	changed chan struct{}   // closed and replaced when rev or loaded changes
-	wctx    context.Context // the running watch's context (RequestProgress), or nil
+	keys    []string      // entries' keys in order, and keys deleted since the last assemble
+	added   []string      // keys put since the last assemble, in any order
+	rev     int64         // the revision entries are at
+	changed chan struct{} // closed and replaced when rev or loaded changes
 }
 
 // entry is one key of the state: its value and, until State hands the
@@ -102,61 +101,72 @@ func (f *Follower) Stop() {
 // current revision at the time of the call: it asks etcd for that
 // revision (a linearizable read of one key), waits, bounded by ctx, until
 // the follower has applied it, and assembles a State from the follower's
-// objects. The caller owns the State and its objects (kernel.Restore may
-// mutate them): objects the follower decoded are handed out once and
-// never touched by it again; later calls decode the kept values afresh.
-// It returns ErrNotWarm while the follower has no state, etcd's error if
-// the revision cannot be read, or ctx's error.
+// objects. When the follower has not reached it at once (the newest
+// revisions may be writes outside the prefix, which its watch never
+// sees), it writes a marker key under the prefix (syncKey) and waits for
+// that write instead: the watch delivers every revision under the prefix
+// in order. (etcd's progress notifications would spare the write, but
+// before etcd 3.4.24 and 3.5.8 one can overtake the events it covers.)
+//
+// The caller owns the State and its objects (kernel.Restore may mutate
+// them): objects the follower decoded are handed out once and never
+// touched by it again; later calls decode the kept values afresh. It
+// returns ErrNotWarm while the follower has no state, etcd's error if
+// the revision cannot be read or the marker written, or ctx's error.
 func (f *Follower) State(ctx context.Context) (*kernel.State, error) {
-	f.mu.Lock()
-	loaded := f.loaded
-	f.mu.Unlock()
-	if !loaded {
+	if !f.isLoaded() {
 		return nil, ErrNotWarm
 	}
-	resp, err := f.s.cli.Get(ctx, f.s.key("meta", "seq"), clientv3.WithCountOnly())
+	resp, err := f.s.cli.Get(ctx, f.s.syncKey(), clientv3.WithCountOnly())
 	if err != nil {
 		return nil, fmt.Errorf("store follower: current revision: %w", err)
 	}
-	want := resp.Header.Revision
-	var tick *time.Ticker
+	if st, ok, err := f.stateAt(resp.Header.Revision); ok {
+		return st, err
+	}
+	put, err := f.s.cli.Put(ctx, f.s.syncKey(), strconv.FormatInt(resp.Header.Revision, 10))
+	if err != nil {
+		return nil, fmt.Errorf("store follower: sync marker: %w", err)
+	}
+	want := put.Header.Revision
 	for {
 		f.mu.Lock()
-		if !f.loaded {
-			f.mu.Unlock()
-			return nil, ErrNotWarm
-		}
-		if f.rev >= want {
-			st, err := f.assemble()
-			f.mu.Unlock()
-			return st, err
-		}
-		changed, wctx := f.changed, f.wctx
+		changed := f.changed
 		f.mu.Unlock()
-		if tick == nil {
-			// Nothing under the prefix may have changed since the
-			// follower's last event (writes elsewhere in etcd): a
-			// progress notification carries the revision it has
-			// reached. Asked again now and then, as etcd sends none
-			// while the watch is catching up.
-			tick = time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			f.requestProgress(wctx)
+		if st, ok, err := f.stateAt(want); ok {
+			return st, err
 		}
 		select {
 		case <-changed:
-		case <-tick.C:
-			f.requestProgress(wctx)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("store follower: revision %d not applied (at %d): %w", want, f.revision(), ctx.Err())
 		}
 	}
 }
 
-func (f *Follower) requestProgress(wctx context.Context) {
-	if wctx != nil && wctx.Err() == nil {
-		f.s.cli.RequestProgress(wctx)
+// syncKey is the marker State writes to learn when its follower has
+// caught up: <prefix>kernel/warm-sync.
+func (s *Etcd) syncKey() string { return s.prefix + "kernel/warm-sync" }
+
+// stateAt assembles the state if the follower has applied rev (ok), or
+// fails with ErrNotWarm if it has no state.
+func (f *Follower) stateAt(rev int64) (st *kernel.State, ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.loaded {
+		return nil, true, ErrNotWarm
 	}
+	if f.rev < rev {
+		return nil, false, nil
+	}
+	st, err = f.assemble()
+	return st, true, err
+}
+
+func (f *Follower) isLoaded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loaded
 }
 
 func (f *Follower) revision() int64 {
@@ -279,14 +289,6 @@ func (f *Follower) follow(ctx context.Context) (progressed bool, err error) {
 	wctx := metadata.AppendToOutgoingContext(ctx, "dcos-warm-follow", strconv.FormatUint(follows.Add(1), 10))
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(wctx))
 	defer cancel()
-	f.mu.Lock()
-	f.wctx = wctx
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.wctx = nil
-		f.mu.Unlock()
-	}()
 	for wr := range f.s.cli.Watch(wctx, f.s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
 			f.log.Info("warm state: etcd compacted past the follower's revision; loading the whole state again", "revision", rev, "compacted", wr.CompactRevision)
@@ -302,16 +304,10 @@ func (f *Follower) follow(ctx context.Context) (progressed bool, err error) {
 		if err := wr.Err(); err != nil {
 			return progressed, fmt.Errorf("store follower: watch: %w", err)
 		}
-		if wr.IsProgressNotify() {
-			f.mu.Lock()
-			if wr.Header.Revision > f.rev {
-				f.rev = wr.Header.Revision
-				f.signal()
-			}
-			f.mu.Unlock()
-			continue
-		}
 		if len(wr.Events) == 0 {
+			// Progress notifications are none of ours (we request
+			// none, and before etcd 3.4.24 and 3.5.8 their revision
+			// could overtake events still to come).
 			continue
 		}
 		f.apply(wr.Events)

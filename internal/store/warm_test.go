@@ -156,9 +156,9 @@ func (b *syncBuffer) String() string {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // TestFollower_StateMatchesLoad: after each commit of every kind of
-// write, and after a write outside the prefix (the follower learns the
-// revision from a progress notification), the follower's State equals a
-// fresh Load at the same revision; a second State, after the first one's
+// write, and after a write outside the prefix (which the follower's watch
+// never sees: State writes its marker and waits for it), the follower's
+// State equals a fresh Load at the same revision; a second State, after the first one's
 // objects were restored into a table (which mutates them), still does.
 func TestFollower_StateMatchesLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -230,6 +230,9 @@ func TestFollower_StateMatchesLoad(t *testing.T) {
 	}
 	if got.Revision < resp.Header.Revision {
 		t.Fatalf("State after a write elsewhere: revision %d, want at least %d", got.Revision, resp.Header.Revision)
+	}
+	if m, err := e.Client().Get(ctx, s.syncKey()); err != nil || len(m.Kvs) != 1 || m.Kvs[0].ModRevision <= resp.Header.Revision {
+		t.Fatalf("State after a write elsewhere did not write its marker after it: %v, %v", m, err)
 	}
 	check("write elsewhere")
 }

@@ -157,15 +157,20 @@ func (l *leadership) term(ctx context.Context) error {
 		fenced.WithFollower(warm)
 	}
 	k, h, err := l.start(tctx, fenced)
-	// The leader is the one writer: it needs no follower (and its
-	// reloads read the whole state). The next standby period starts one.
-	l.stopWarm()
 	if err != nil {
+		l.stopWarm()
 		return err
 	}
 	l.sw.SetLeader(h)
 	l.once.Do(func() { close(l.led) })
 	l.log.Info("kernel leads", "url", l.self, "took", time.Since(began).Round(time.Millisecond), "revision", k.Revision(), "warm", warm != nil)
+	// The leader is the one writer: it needs no follower, which would
+	// decode each of its commits again (its reloads read the whole
+	// state). The next standby period starts one. Its goroutine ends
+	// while the kernel runs.
+	if f := l.detachWarm(); f != nil {
+		go f.Stop()
+	}
 	err = k.Run(tctx)
 	l.sw.SetStandby()
 	if leaseLost.Load() {
@@ -237,15 +242,21 @@ func (l *leadership) startWarm() {
 	}
 }
 
-// stopWarm stops the follower, if it runs.
+// stopWarm stops the follower, if it runs, and waits for it.
 func (l *leadership) stopWarm() {
-	l.mu.Lock()
-	f := l.warm
-	l.warm = nil
-	l.mu.Unlock()
-	if f != nil {
+	if f := l.detachWarm(); f != nil {
 		f.Stop()
 	}
+}
+
+// detachWarm returns the follower, if it runs, and forgets it: the next
+// startWarm starts another.
+func (l *leadership) detachWarm() *store.Follower {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.warm
+	l.warm = nil
+	return f
 }
 
 // probeAlive holds GET leader/alive open until it ends; it reports

@@ -123,7 +123,7 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 			return st, nil
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("store load: %w", ctx.Err())
-		case !errors.Is(err, ErrNotWarm): // stopped or loading: expected
+		case !s.warm.stopped(): // a leader's reload after its follower stopped: expected
 			s.warm.log.Info("warm state unavailable; reading the whole state from etcd", "err", err)
 		}
 	}

@@ -163,6 +163,16 @@ func (f *Follower) stateAt(rev int64) (st *kernel.State, ok bool, err error) {
 	return st, true, err
 }
 
+// stopped reports whether the follower has ended (Stop, or its ctx).
+func (f *Follower) stopped() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (f *Follower) isLoaded() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -101,12 +101,13 @@ func (f *Follower) Stop() {
 // current revision at the time of the call: it asks etcd for that
 // revision (a linearizable read of one key), waits, bounded by ctx, until
 // the follower has applied it, and assembles a State from the follower's
-// objects. When the follower has not reached it at once (the newest
-// revisions may be writes outside the prefix, which its watch never
-// sees), it writes a marker key under the prefix (syncKey) and waits for
-// that write instead: the watch delivers every revision under the prefix
-// in order. (etcd's progress notifications would spare the write, but
-// before etcd 3.4.24 and 3.5.8 one can overtake the events it covers.)
+// objects. When the follower has not reached it within syncGrace (the
+// newest revisions may be writes outside the prefix, which its watch
+// never sees), it writes a marker key under the prefix (syncKey) and
+// waits for that write instead: the watch delivers every revision under
+// the prefix in order. (etcd's progress notifications would spare the
+// write, but before etcd 3.4.24 and 3.5.8 one can overtake the events
+// it covers.)
 //
 // The caller owns the State and its objects (kernel.Restore may mutate
 // them): objects the follower decoded are handed out once and never
@@ -121,14 +122,9 @@ func (f *Follower) State(ctx context.Context) (*kernel.State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store follower: current revision: %w", err)
 	}
-	if st, ok, err := f.stateAt(resp.Header.Revision); ok {
-		return st, err
-	}
-	put, err := f.s.cli.Put(ctx, f.s.syncKey(), strconv.FormatInt(resp.Header.Revision, 10))
-	if err != nil {
-		return nil, fmt.Errorf("store follower: sync marker: %w", err)
-	}
-	want := put.Header.Revision
+	want := resp.Header.Revision
+	grace := time.NewTimer(syncGrace)
+	defer grace.Stop()
 	for {
 		f.mu.Lock()
 		changed := f.changed
@@ -138,11 +134,22 @@ func (f *Follower) State(ctx context.Context) (*kernel.State, error) {
 		}
 		select {
 		case <-changed:
+		case <-grace.C:
+			put, err := f.s.cli.Put(ctx, f.s.syncKey(), strconv.FormatInt(want, 10))
+			if err != nil {
+				return nil, fmt.Errorf("store follower: sync marker: %w", err)
+			}
+			want = put.Header.Revision
 		case <-ctx.Done():
 			return nil, fmt.Errorf("store follower: revision %d not applied (at %d): %w", want, f.revision(), ctx.Err())
 		}
 	}
 }
+
+// syncGrace is how long State waits for the follower to reach etcd's
+// revision before it writes its marker: events under the prefix in
+// flight arrive within it, and a revision outside the prefix never does.
+const syncGrace = 20 * time.Millisecond
 
 // syncKey is the marker State writes to learn when its follower has
 // caught up: <prefix>kernel/warm-sync.

@@ -32,7 +32,10 @@ import (
 // leader's /leader/alive stream breaks and its port refuses connections,
 // its process is gone, and the standby deposes it (revokes its lease)
 // rather than wait for the lease to expire. Fencing makes that safe even
-// when the standby is wrong (docs/operations.md).
+// when the standby is wrong (docs/operations.md). From the moment it
+// sees another kernel lead until it leads itself, it keeps the durable
+// state warm (store.Follower), so that its kernel loads without reading
+// the whole state from etcd.
 type leadership struct {
 	st    *store.Etcd // unfenced: reads, election
 	self  string      // this kernel's advertised URL
@@ -46,6 +49,9 @@ type leadership struct {
 	why    error  // why nobody leads, when the store said (or failed to)
 	led    chan struct{}
 	once   sync.Once
+
+	runCtx context.Context // run's; the follower's lifetime is bounded by it
+	warm   *store.Follower // while standing by behind another kernel, else nil
 }
 
 func newLeadership(st *store.Etcd, self string, ttl time.Duration, log *slog.Logger) *leadership {
@@ -79,6 +85,10 @@ func (l *leadership) Led() <-chan struct{} { return l.led }
 
 // run campaigns and serves terms until ctx ends.
 func (l *leadership) run(ctx context.Context) error {
+	l.mu.Lock()
+	l.runCtx = ctx
+	l.mu.Unlock()
+	defer l.stopWarm()
 	for ctx.Err() == nil {
 		if err := l.term(ctx); err != nil && ctx.Err() == nil {
 			l.log.Error("kernel term ended", "err", err)
@@ -139,13 +149,28 @@ func (l *leadership) term(ctx context.Context) error {
 		}
 	}()
 	began := time.Now()
-	k, h, err := l.start(tctx, l.st.Fenced(c.Key(), c.Rev()))
+	fenced := l.st.Fenced(c.Key(), c.Rev())
+	l.mu.Lock()
+	warm := l.warm
+	l.mu.Unlock()
+	if warm != nil {
+		fenced.WithFollower(warm)
+	}
+	k, h, err := l.start(tctx, fenced)
 	if err != nil {
+		l.stopWarm()
 		return err
 	}
 	l.sw.SetLeader(h)
 	l.once.Do(func() { close(l.led) })
-	l.log.Info("kernel leads", "url", l.self, "took", time.Since(began).Round(time.Millisecond), "revision", k.Revision())
+	l.log.Info("kernel leads", "url", l.self, "took", time.Since(began).Round(time.Millisecond), "revision", k.Revision(), "warm", warm != nil)
+	// The leader is the one writer: it needs no follower, which would
+	// decode each of its commits again (its reloads read the whole
+	// state). The next standby period starts one. Its goroutine ends
+	// while the kernel runs.
+	if f := l.detachWarm(); f != nil {
+		go f.Stop()
+	}
 	err = k.Run(tctx)
 	l.sw.SetStandby()
 	if leaseLost.Load() {
@@ -188,6 +213,7 @@ func (l *leadership) watchLeader(ctx context.Context) {
 			sleepCtx(ctx, 100*time.Millisecond)
 			continue
 		}
+		l.startWarm()
 		began := time.Now()
 		broke := probeAlive(ctx, li.URL)
 		if ctx.Err() != nil {
@@ -202,6 +228,35 @@ func (l *leadership) watchLeader(ctx context.Context) {
 			sleepCtx(ctx, 200*time.Millisecond) // not serving the probe yet, or not leading any more
 		}
 	}
+}
+
+// startWarm starts the follower that keeps the state warm, unless it
+// runs. It is started once another kernel is seen leading, not at
+// process start: a kernel that wins at once (a lone one, the first of a
+// cluster) would read the whole state twice, and a leader needs none.
+func (l *leadership) startWarm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.warm == nil && l.runCtx != nil && l.runCtx.Err() == nil {
+		l.warm = l.st.Follow(l.runCtx, l.log)
+	}
+}
+
+// stopWarm stops the follower, if it runs, and waits for it.
+func (l *leadership) stopWarm() {
+	if f := l.detachWarm(); f != nil {
+		f.Stop()
+	}
+}
+
+// detachWarm returns the follower, if it runs, and forgets it: the next
+// startWarm starts another.
+func (l *leadership) detachWarm() *store.Follower {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.warm
+	l.warm = nil
+	return f
 }
 
 // probeAlive holds GET leader/alive open until it ends; it reports

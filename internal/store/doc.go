@@ -14,5 +14,10 @@
 // ENOSPC (which it does not survive); Etcd.WithGate makes the kernel's
 // store ask it.
 //
+// A standby kernel keeps the state warm with a Follower (warm.go): one
+// load, then etcd's watch of the prefix, decoded by the same per-key
+// decoder as Load; a store WithFollower loads from it. Its State may
+// write kernel/warm-sync, a marker whose revision it waits for.
+//
 // It is not a general etcd wrapper: it knows the kernel's keys only.
 package store

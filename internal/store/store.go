@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
@@ -33,6 +34,8 @@ type Etcd struct {
 	// fenceKey and fenceRev, when set, fence every Commit (Fenced).
 	fenceKey string
 	fenceRev int64
+	// warm, when set, serves Load (WithFollower).
+	warm *Follower
 }
 
 var (
@@ -61,14 +64,14 @@ func (s *Etcd) WithGate(gate func() error) *Etcd {
 	return s
 }
 
-// Fenced returns a store like s (same client, prefix and gate) whose
+// Fenced returns a store like s (same client, prefix, gate and follower) whose
 // every Commit is conditional on the etcd key key still existing with
 // create revision rev — a kernel's election key, held while it leads
 // (Candidacy.Key and Rev; docs/operations.md). Once another kernel has
 // taken the lead the key is gone (its lease ended), and a Commit writes
 // nothing and fails with an error matching kernel.ErrFenced.
 func (s *Etcd) Fenced(key string, rev int64) *Etcd {
-	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, fenceKey: key, fenceRev: rev}
+	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, warm: s.warm, fenceKey: key, fenceRev: rev}
 }
 
 // Writable reports whether a write may be tried now (see WithGate); nil
@@ -105,73 +108,152 @@ func (s *Etcd) roleKey(name string) string { return s.prefix + "roles/" + url.Pa
 // Load reads every agent, allocation, task, volume, election and
 // framework state key, at one revision. A state entry's revision is its
 // key's ModRevision: the revision of the commit that last wrote it.
+//
+// On a store with a Follower (WithFollower), Load returns the follower's
+// state once it has applied the store's current revision, waiting at most
+// warmWait; on any error of the follower it reads the whole state from
+// etcd as without one.
 func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
+	if s.warm != nil {
+		wctx, cancel := context.WithTimeout(ctx, warmWait)
+		st, err := s.warm.State(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			return st, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("store load: %w", ctx.Err())
+		case !s.warm.stopped(): // a leader's reload after its follower stopped: expected
+			s.warm.log.Info("warm state unavailable; reading the whole state from etcd", "err", err)
+		}
+	}
+	kvs, rev, err := s.rangeState(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store load: %w", err)
+	}
+	st := &kernel.State{Revision: rev}
+	for _, kv := range kvs {
+		r, err := s.decodeKV(kv.Key, kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, fmt.Errorf("store load %s: %w", kv.Key, err)
+		}
+		r.addTo(st)
+	}
+	return st, nil
+}
+
+// rangeState reads every key under the prefix but the policy blobs, at
+// one revision, in key order, and returns them with that revision.
+func (s *Etcd) rangeState(ctx context.Context) ([]*mvccpb.KeyValue, int64, error) {
 	// Blobs are large and read on demand: keys only for them would still
 	// transfer the values, so skip their range.
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithRange(s.prefix+"policies/blobs/"))
 	if err != nil {
-		return nil, fmt.Errorf("store load: %w", err)
+		return nil, 0, err
 	}
 	tail, err := s.cli.Get(ctx, s.prefix+"policies/blobs0", clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix)), clientv3.WithRev(resp.Header.Revision))
 	if err != nil {
-		return nil, fmt.Errorf("store load: %w", err)
+		return nil, 0, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("store load: %w", err)
+	return append(resp.Kvs, tail.Kvs...), resp.Header.Revision, nil
+}
+
+// field is which part of a kernel.State a key decodes into.
+type field uint8
+
+const (
+	fieldNone field = iota // not part of the state: events, blobs, the election, …
+	fieldAgents
+	fieldAllocations
+	fieldTasks
+	fieldVolumes
+	fieldDestroyedVolumes
+	fieldElections
+	fieldStateEntries
+	fieldRoles
+	fieldSeq
+	fieldPolicies
+)
+
+// record is one decoded key of the durable state.
+type record struct {
+	field    field
+	msg      proto.Message // the object, for the fields of messages
+	seq      uint64        // fieldSeq
+	policies kernel.PolicyState
+}
+
+// decodeKV decodes the key key, holding value and last written at
+// modRev, into what Load puts in a kernel.State: the one decoder of the
+// store's keys (Load and Follower share it). Keys that are not part of
+// the state decode to a record of fieldNone.
+func (s *Etcd) decodeKV(key, value []byte, modRev int64) (record, error) {
+	rest := strings.TrimPrefix(string(key), s.prefix)
+	kind, _, _ := strings.Cut(rest, "/")
+	var r record
+	var err error
+	unmarshal := func(f field, m proto.Message) {
+		r.field, r.msg = f, m
+		err = proto.Unmarshal(value, m)
 	}
-	st := &kernel.State{Revision: resp.Header.Revision}
-	for _, kv := range append(resp.Kvs, tail.Kvs...) {
-		rest := strings.TrimPrefix(string(kv.Key), s.prefix)
-		kind, _, _ := strings.Cut(rest, "/")
-		var err error
-		switch kind {
-		case "agents":
-			m := &pb.Agent{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Agents = append(st.Agents, m)
-		case "allocations":
-			m := &pb.Allocation{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Allocations = append(st.Allocations, m)
-		case "tasks":
-			m := &pb.Task{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Tasks = append(st.Tasks, m)
-		case "volumes":
-			m := &pb.Volume{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Volumes = append(st.Volumes, m)
-		case "destroyed-volumes":
-			m := &pb.Volume{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.DestroyedVolumes = append(st.DestroyedVolumes, m)
-		case "elections":
-			m := &pb.Leadership{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Elections = append(st.Elections, m)
-		case "state":
-			m := &pb.StateEntry{}
-			err = proto.Unmarshal(kv.Value, m)
-			m.Revision = kv.ModRevision
-			st.StateEntries = append(st.StateEntries, m)
-		case "roles":
-			m := &pb.Role{}
-			err = proto.Unmarshal(kv.Value, m)
-			st.Roles = append(st.Roles, m)
-		case "meta":
-			if rest == "meta/seq" {
-				st.Seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
-			}
-		case "policies":
-			if rest == "policies/state" {
-				err = json.Unmarshal(kv.Value, &st.Policies)
-			}
+	switch kind {
+	case "agents":
+		unmarshal(fieldAgents, &pb.Agent{})
+	case "allocations":
+		unmarshal(fieldAllocations, &pb.Allocation{})
+	case "tasks":
+		unmarshal(fieldTasks, &pb.Task{})
+	case "volumes":
+		unmarshal(fieldVolumes, &pb.Volume{})
+	case "destroyed-volumes":
+		unmarshal(fieldDestroyedVolumes, &pb.Volume{})
+	case "elections":
+		unmarshal(fieldElections, &pb.Leadership{})
+	case "state":
+		m := &pb.StateEntry{}
+		unmarshal(fieldStateEntries, m)
+		m.Revision = modRev
+	case "roles":
+		unmarshal(fieldRoles, &pb.Role{})
+	case "meta":
+		if rest == "meta/seq" {
+			r.field = fieldSeq
+			r.seq, err = strconv.ParseUint(string(value), 10, 64)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("store load %s: %w", kv.Key, err)
+	case "policies":
+		if rest == "policies/state" {
+			r.field = fieldPolicies
+			err = json.Unmarshal(value, &r.policies)
 		}
 	}
-	return st, nil
+	return r, err
+}
+
+// addTo puts r in st, appending an object to its list; st then owns r's
+// object.
+func (r record) addTo(st *kernel.State) {
+	switch r.field {
+	case fieldAgents:
+		st.Agents = append(st.Agents, r.msg.(*pb.Agent))
+	case fieldAllocations:
+		st.Allocations = append(st.Allocations, r.msg.(*pb.Allocation))
+	case fieldTasks:
+		st.Tasks = append(st.Tasks, r.msg.(*pb.Task))
+	case fieldVolumes:
+		st.Volumes = append(st.Volumes, r.msg.(*pb.Volume))
+	case fieldDestroyedVolumes:
+		st.DestroyedVolumes = append(st.DestroyedVolumes, r.msg.(*pb.Volume))
+	case fieldElections:
+		st.Elections = append(st.Elections, r.msg.(*pb.Leadership))
+	case fieldStateEntries:
+		st.StateEntries = append(st.StateEntries, r.msg.(*pb.StateEntry))
+	case fieldRoles:
+		st.Roles = append(st.Roles, r.msg.(*pb.Role))
+	case fieldSeq:
+		st.Seq = r.seq
+	case fieldPolicies:
+		st.Policies = r.policies
+	}
 }
 
 // CommitTimeout bounds one Commit: etcd without quorum does not answer,

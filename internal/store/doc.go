@@ -14,5 +14,9 @@
 // ENOSPC (which it does not survive); Etcd.WithGate makes the kernel's
 // store ask it.
 //
+// On an external cluster of several members, a LeaderRoute (route.go)
+// sends the kernel's commits to the etcd leader's endpoint, which a
+// follower would otherwise forward them to.
+//
 // It is not a general etcd wrapper: it knows the kernel's keys only.
 package store

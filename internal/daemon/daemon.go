@@ -295,14 +295,22 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	var cli3 *clientv3.Client
 	var gate func() error
+	var route *store.LeaderRoute
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
 		// Keep-alives find a dead member within ~4 s, so the client moves
 		// to another before the election lease (default 5 s) lapses.
-		cli3, err = clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second})
+		cfg3 := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second}
+		cli3, err = clientv3.New(cfg3)
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
 		defer cli3.Close()
+		if len(eps) > 1 {
+			// Commits go to the etcd leader: a follower would forward
+			// them (docs/benchmarks.md). Closed before cli3.
+			route = store.NewLeaderRoute(cli3, cfg3)
+			defer route.Close()
+		}
 	} else {
 		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota})
 		if err != nil {
@@ -359,6 +367,9 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	url := "http://" + ln.Addr().String()
 	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
+	if route != nil {
+		st.WithLeaderRoute(route)
+	}
 	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
 	if err != nil {
 		ln.Close()

@@ -19,5 +19,9 @@
 // decoder as Load; a store WithFollower loads from it. Its State may
 // write kernel/warm-sync, a marker whose revision it waits for.
 //
+// On an external cluster of several members, a LeaderRoute (route.go)
+// sends the kernel's commits to the etcd leader's endpoint, which a
+// follower would otherwise forward them to.
+//
 // It is not a general etcd wrapper: it knows the kernel's keys only.
 package store

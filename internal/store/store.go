@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
@@ -36,6 +37,8 @@ type Etcd struct {
 	fenceRev int64
 	// warm, when set, serves Load (WithFollower).
 	warm *Follower
+	// route, when set, sends commits to the etcd leader (route.go).
+	route *LeaderRoute
 }
 
 var (
@@ -71,7 +74,7 @@ func (s *Etcd) WithGate(gate func() error) *Etcd {
 // taken the lead the key is gone (its lease ended), and a Commit writes
 // nothing and fails with an error matching kernel.ErrFenced.
 func (s *Etcd) Fenced(key string, rev int64) *Etcd {
-	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, warm: s.warm, fenceKey: key, fenceRev: rev}
+	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, warm: s.warm, fenceKey: key, fenceRev: rev, route: s.route}
 }
 
 // Writable reports whether a write may be tried now (see WithGate); nil
@@ -315,11 +318,22 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	tctx, cancel := context.WithTimeout(ctx, CommitTimeout)
 	defer cancel()
-	txn := s.cli.Txn(tctx)
+	cli, viaLeader := s.cli, false
+	if s.route != nil {
+		cli, viaLeader = s.route.kv()
+	}
+	txn := cli.Txn(tctx)
 	if s.fenceKey != "" {
 		txn = txn.If(clientv3.Compare(clientv3.CreateRevision(s.fenceKey), "=", s.fenceRev))
 	}
 	resp, err := txn.Then(ops...).Commit()
+	if viaLeader {
+		var h *etcdserverpb.ResponseHeader
+		if resp != nil {
+			h = resp.Header
+		}
+		s.route.observe(cli, h, err)
+	}
 	if err != nil {
 		if refusedBeforeApply(err) {
 			return 0, fmt.Errorf("store commit: %w", err)

@@ -170,3 +170,48 @@ func TestGang_RevocationForDroppedGangRefused(t *testing.T) {
 		t.Fatalf("rejected %q", j.Rejected)
 	}
 }
+
+// TestGang_ABIWorkedExample is docs/policy-abi.md's worked example, with
+// first fit: both variants of it, and the kernel's answer to a policy
+// that also places the partial gang.
+func TestGang_ABIWorkedExample(t *testing.T) {
+	cpu := func(n int64) Resources { return Resources{MilliCPU: n * 1000, Mem: 1 << 20} }
+	snap := func(free0 int64) *Snapshot {
+		s := &Snapshot{Agents: []AgentInfo{
+			{ID: "agent-1", Total: Resources{MilliCPU: 4000, Mem: 1 << 30}, Free: Resources{MilliCPU: free0 * 1000, Mem: 1 << 30}},
+			{ID: "agent-2", Total: Resources{MilliCPU: 4000, Mem: 1 << 30}, Free: Resources{MilliCPU: 4000, Mem: 1 << 30}},
+		}}
+		add := func(group string, n int, res Resources, min int32) {
+			for range n {
+				s.Requests = append(s.Requests, Request{ID: fmt.Sprintf("a-%d", len(s.Requests)), RequestID: group, Resources: res, GangMin: min})
+			}
+		}
+		add("r-0", 6, cpu(1), 6)
+		add("r-1", 3, Resources{MilliCPU: 2000, Mem: 1}, 2)
+		add("r-2", 1, cpu(1), 0)
+		return s
+	}
+	placements := func(d *Decision) string {
+		var out []string
+		for _, p := range d.Placements {
+			out = append(out, fmt.Sprintf("(%d,%d)", p.Request, p.Agent))
+		}
+		return strings.Join(out, " ")
+	}
+	s := snap(4)
+	d, _ := FirstFit{}.Place(s)
+	if got, want := placements(d), "(0,0) (1,0) (2,0) (3,0) (4,1) (5,1) (9,1)"; got != want {
+		t.Fatalf("first fit: %s, want %s", got, want)
+	}
+	// A policy that also places request 6, before 9: 9 no longer fits
+	// until the kernel drops the partial gang and judges again.
+	d.Placements = append(d.Placements[:6:6], Placement{Request: 6, Agent: 1}, d.Placements[6])
+	j := Judge(s, d)
+	if len(j.Placements) != 7 || j.Placed[6] || len(j.Rejected) != 1 || !strings.HasPrefix(j.Rejected[0], "gang r-1: 1 of min 2 placed") {
+		t.Fatalf("the kernel on a partial gang: %v, rejected %q", j.Placements, j.Rejected)
+	}
+	d, _ = FirstFit{}.Place(snap(1))
+	if got, want := placements(d), "(6,1) (7,1) (9,0)"; got != want {
+		t.Fatalf("first fit, agent 0 with 1 cpu: %s, want %s", got, want)
+	}
+}

@@ -541,7 +541,7 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 					})
 				}
 			}
-			t.Logf("%s: %d placements, %d preemptions accepted, %d requests held by a quota", name, placed, preempted, held)
+			t.Logf("%s: %d placements, %d preemptions accepted, %d requests held by a quota, %d gangs placed whole, %d left out", name, placed, preempted, held, gangsWhole, gangsOut)
 			if placed == 0 || held == 0 || (name == "priority" && preempted == 0) || gangsWhole == 0 || gangsOut == 0 {
 				t.Errorf("the random clusters exercise too little: %d placements, %d preemptions, %d held by a quota, %d gangs placed, %d left out", placed, preempted, held, gangsWhole, gangsOut)
 			}

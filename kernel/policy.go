@@ -47,13 +47,13 @@ type Request struct {
 	Owner       string
 	Role        string
 	Priority    int32
-	Resources   Resources
-	Constraints []*pb.Constraint
 	// GangMin is the minimum of the request's gang (Allocation.gang_min):
 	// 0, not a gang; else the requests sharing its RequestID are placed
 	// at least GangMin together in one decision, or none of them (the
 	// kernel drops the placements of a gang with fewer; gang.go).
-	GangMin int32
+	GangMin     int32
+	Resources   Resources
+	Constraints []*pb.Constraint
 }
 
 // RoleInfo is a role's fair-share parameters and current usage. Every role

@@ -69,6 +69,7 @@ func (t *Table) Snapshot(seed uint64) *Snapshot {
 		s.Requests = append(s.Requests, Request{
 			ID: a.GetId(), RequestID: a.GetRequestId(), Owner: a.GetOwner(), Role: a.GetRole(),
 			Priority: a.GetPriority(), Resources: FromProto(a.GetResources()), Constraints: a.GetConstraints(),
+			GangMin: a.GetGangMin(),
 		})
 	}
 	sortBySeq(s.Requests, func(r Request) string { return r.ID }, "a-")
@@ -153,6 +154,7 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 		t.grant(t.allocs[s.Requests[pl.Request].ID], s.Agents[pl.Agent].ID, now, c)
 		res.Placed++
 	}
+	t.startGangs(s, j, c)
 	never := map[int]bool{}
 	for _, i := range d.Never {
 		never[i] = true
@@ -169,6 +171,9 @@ func (t *Table) Cycle(p Policy, seed uint64, now time.Time, c *Changes) CycleRes
 			why = j.quotas.reason(r) // a quota that holds it says so first
 			if why == "" {
 				why = explain(s.Agents, j.Free, r)
+			}
+			if r.GangMin > 0 {
+				why = gangReason(s, j, r) // what the whole gang is missing
 			}
 			switch {
 			case res.Err != nil:
@@ -204,9 +209,10 @@ type Judgement struct {
 	quotas quotas // each role's usage after them (roles.go)
 }
 
-// Judge checks a decision against its snapshot without changing anything.
-// A revocation is accepted only on an agent where the decision places, and
-// the kernel accepts, a request of strictly higher priority; the room it
+// judgeValid checks a decision against its snapshot without changing
+// anything, gangs aside (Judge, gang.go, adds them). A revocation is
+// accepted only on an agent where the decision places, and the kernel
+// accepts, a request of strictly higher priority; the room it
 // frees counts for the placements. Every placement must name a request
 // once, an agent, satisfy the request's constraints, fit in what is left
 // on the agent, and keep its role within every capped dimension of its
@@ -215,7 +221,7 @@ type Judgement struct {
 // a revocation can make a placement that backed another one fit no more,
 // Judge repeats until the accepted revocations are exactly the backed
 // ones (the set only shrinks, so at most once per revocation).
-func Judge(s *Snapshot, d *Decision) *Judgement {
+func judgeValid(s *Snapshot, d *Decision) *Judgement {
 	var rejected []string
 	var revs []int // candidates: in range and named once
 	seen := map[int]bool{}

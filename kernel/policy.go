@@ -42,11 +42,16 @@ type AgentInfo struct {
 
 // Request is one pending allocation instance.
 type Request struct {
-	ID          string
-	RequestID   string
-	Owner       string
-	Role        string
-	Priority    int32
+	ID        string
+	RequestID string
+	Owner     string
+	Role      string
+	Priority  int32
+	// GangMin is the minimum of the request's gang (Allocation.gang_min):
+	// 0, not a gang; else the requests sharing its RequestID are placed
+	// at least GangMin together in one decision, or none of them (the
+	// kernel drops the placements of a gang with fewer; gang.go).
+	GangMin     int32
 	Resources   Resources
 	Constraints []*pb.Constraint
 }

@@ -277,6 +277,7 @@ func (t *Table) Allocate(p Principal, r *pb.AllocateRequest, now time.Time, c *C
 			LeaseTtl:    r.GetLeaseTtl(),
 			Created:     timestamppb.New(now),
 			Labels:      maps.Clone(r.GetLabels()),
+			GangMin:     gangMin(r),
 		}
 		t.allocs[a.Id] = a
 		t.countPending(a, 1)

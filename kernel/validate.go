@@ -165,6 +165,9 @@ func ValidateAllocate(r *pb.AllocateRequest) error {
 	if c := r.GetCount(); c < 0 || c > MaxCount {
 		return fieldError("count", "must be in [0, %d] (0 means 1), got %d", MaxCount, c)
 	}
+	if err := validateGang(r); err != nil {
+		return err
+	}
 	if err := validateName("role", r.GetRole(), false); err != nil {
 		return err
 	}

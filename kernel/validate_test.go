@@ -223,6 +223,9 @@ func FuzzDecodeValidate(f *testing.F) {
 	seeds := []proto.Message{
 		allocReq(0.5, 64, 1),
 		&pb.AllocateRequest{Resources: &pb.Resources{Cpus: math.NaN()}, Count: -3},
+		&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 20, Gang: &pb.Gang{MinCount: 12}},
+		&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Count: 3, Gang: &pb.Gang{MinCount: 4}},
+		&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}, Gang: &pb.Gang{MinCount: -1}},
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", Args: []string{"-c", "x"}},
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", User: "root", WorkingDir: "../.."},
 		&pb.LaunchRequest{AllocationId: "a-1", Command: "sh", User: "postgres$", WorkingDir: "a/../../b"},
@@ -259,6 +262,9 @@ func FuzzDecodeValidate(f *testing.F) {
 			}
 			if a.GetCount() < 0 || a.GetCount() > MaxCount {
 				t.Fatalf("validated count %d", a.GetCount())
+			}
+			if m := gangMin(&a); m < 0 || m > max(a.GetCount(), 1) || (a.GetGang() != nil) != (m > 0) {
+				t.Fatalf("validated gang %v of count %d: gang_min %d", a.GetGang(), a.GetCount(), m)
 			}
 		}
 		var l pb.LaunchRequest

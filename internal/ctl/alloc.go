@@ -29,7 +29,9 @@ func allocFlags(withCount bool) []cli.Flag {
 		&cli.IntFlag{Name: "ports", Usage: "`N` host ports per instance, from the agent's range (the allocation lists them); run counts its --port flags without a host port when not set"},
 	}
 	if withCount {
-		flags = append(flags, &cli.IntFlag{Name: "count", Usage: "`N` instances of the same size", Value: 1})
+		flags = append(flags, &cli.IntFlag{Name: "count", Usage: "`N` instances of the same size", Value: 1},
+			&cli.BoolFlag{Name: "gang", Usage: "the --count instances are one gang: granted together in one cycle, or none of them (see --gang-min)", DisableDefaultText: true},
+			&cli.IntFlag{Name: "gang-min", Usage: "`N` of the gang's instances (1 to --count) are enough to start it together; implies --gang", DefaultText: "all of --count"})
 	}
 	return append(flags,
 		&cli.StringFlag{Name: "role", Usage: "`ROLE` to allocate under"},
@@ -131,6 +133,16 @@ func allocateRequest(c *cli.Context) (*syscallsv1.AllocateRequest, error) {
 			return nil, usagef("--count: want a number from 1, got %d", n)
 		}
 		req.Count = int32(n)
+	}
+	if c.Bool("gang") || c.IsSet("gang-min") {
+		req.Gang = &syscallsv1.Gang{}
+		if c.IsSet("gang-min") {
+			m := c.Int("gang-min")
+			if m < 1 || m > int(req.Count) {
+				return nil, usagef("--gang-min: want a number from 1 to --count (%d), got %d", req.Count, m)
+			}
+			req.Gang.MinCount = int32(m)
+		}
 	}
 	for _, s := range c.StringSlice("constraint") {
 		con, err := parseConstraint(s)
@@ -255,7 +267,12 @@ each allocation's id, state and agent; when some are pending, also print the
 kernel's reason. Pending allocations are placed as soon as resources free up
 (see "dcosctl watch --kind allocation"). -o json prints the Allocate response.
 
-  dcosctl alloc --cpus 0.5 --mem 64Mi --constraint zone=b --lease 30s`,
+With --gang the instances are granted all together in one cycle, or none of
+them while they do not all fit (--gang-min N: at least N of them together);
+a waiting gang holds nothing (docs/kernel.md, "Gangs").
+
+  dcosctl alloc --cpus 0.5 --mem 64Mi --constraint zone=b --lease 30s
+  dcosctl alloc --cpus 1 --mem 1Gi --count 8 --gang`,
 		Flags: append(allocFlags(true),
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "a persistent volume to claim (count 1), repeatable: `NAME[=SIZE]`; with SIZE it is created on the agent granted, without it the allocation lands on its agent"}),
 		Action: func(c *cli.Context) error {

@@ -6,6 +6,9 @@
 // TestBuiltinsUpToDate fails when a committed module no longer matches
 // its source.
 //
+// Every built-in places gangs (policy.Request.GangMin) whole or not at
+// all, through internal/gang (docs/policy-abi.md, "Groups and gangs").
+//
 // This package only hands out the modules' bytes; loading and running
 // them is the wasm host's business (plugins/wasm). The Go packages are
 // also the native baseline the modules are measured against.

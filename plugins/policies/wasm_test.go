@@ -516,10 +516,12 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 		{Agents: 50, Requests: 300, Roles: 3, Allocations: 120},
 		{Agents: 200, Requests: 150, Roles: 4, Allocations: 400},
 		{Agents: 30, Requests: 200, Roles: 3, Fill: 0.9}, // busy: priority preempts
+		{Agents: 7, Requests: 60, Roles: 2, Allocations: 10, Gangs: 0.5},
+		{Agents: 30, Requests: 200, Roles: 3, Fill: 0.8, Gangs: 0.5},
 	}
 	for _, name := range policies.Names() {
 		t.Run(name, func(t *testing.T) {
-			var placed, preempted, held int
+			var placed, preempted, held, gangsWhole, gangsOut int
 			for _, size := range sizes {
 				for seed := uint64(1); seed <= 8; seed++ {
 					t.Run(fmt.Sprintf("%dx%d/seed=%d", size.Agents, size.Requests, seed), func(t *testing.T) {
@@ -534,15 +536,43 @@ func TestBuiltin_RandomClusters(t *testing.T) {
 						placed += len(j.Placements)
 						preempted += len(j.Revocations)
 						held += heldByQuota(s, j)
+						w, o := gangOutcomes(t, s, j)
+						gangsWhole, gangsOut = gangsWhole+w, gangsOut+o
 					})
 				}
 			}
-			t.Logf("%s: %d placements, %d preemptions accepted, %d requests held by a quota", name, placed, preempted, held)
-			if placed == 0 || held == 0 || (name == "priority" && preempted == 0) {
-				t.Errorf("the random clusters exercise too little: %d placements, %d preemptions, %d held by a quota", placed, preempted, held)
+			t.Logf("%s: %d placements, %d preemptions accepted, %d requests held by a quota, %d gangs placed whole, %d left out", name, placed, preempted, held, gangsWhole, gangsOut)
+			if placed == 0 || held == 0 || (name == "priority" && preempted == 0) || gangsWhole == 0 || gangsOut == 0 {
+				t.Errorf("the random clusters exercise too little: %d placements, %d preemptions, %d held by a quota, %d gangs placed, %d left out", placed, preempted, held, gangsWhole, gangsOut)
 			}
 		})
 	}
+}
+
+// gangOutcomes counts the gangs j places (at least their minimum: it
+// fails t on a partial one) and those it leaves out entirely.
+func gangOutcomes(t *testing.T, s *kernel.Snapshot, j *kernel.Judgement) (whole, out int) {
+	t.Helper()
+	placed, min := map[string]int32{}, map[string]int32{}
+	for i, r := range s.Requests {
+		if r.GangMin > 0 {
+			min[r.RequestID] = r.GangMin
+			if j.Placed[i] {
+				placed[r.RequestID]++
+			}
+		}
+	}
+	for g, m := range min {
+		switch k := placed[g]; {
+		case k == 0:
+			out++
+		case k < m:
+			t.Fatalf("gang %s: %d of min %d placed", g, k, m)
+		default:
+			whole++
+		}
+	}
+	return whole, out
 }
 
 // heldByQuota counts the requests j leaves unplaced that their role's

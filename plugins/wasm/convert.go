@@ -84,7 +84,7 @@ func (c *converter) batch(s *kernel.Snapshot, want policy.Wants) (b *policy.Batc
 		if len(c.cons) > start {
 			cs = c.cons[start:len(c.cons):len(c.cons)]
 		}
-		b.Requests[i] = policy.Request{Resources: res(r.Resources), Priority: r.Priority, Role: role(r.Role), Group: g, Constraints: cs}
+		b.Requests[i] = policy.Request{Resources: res(r.Resources), Priority: r.Priority, Role: role(r.Role), Group: g, GangMin: uint32(max(r.GangMin, 0)), Constraints: cs}
 	}
 
 	b.NoRoleUsage = policy.Resources{}

@@ -93,10 +93,16 @@ const NoRole = ^uint32(0)
 // Request is one pending allocation instance. Requests arrive ordered by
 // priority (highest first), then by arrival.
 type Request struct {
-	Resources   Resources
-	Priority    int32
-	Role        uint32 // index into Batch.Roles, or NoRole
-	Group       uint32 // instances of one Allocate call share a group
+	Resources Resources
+	Priority  int32
+	Role      uint32 // index into Batch.Roles, or NoRole
+	Group     uint32 // instances of one Allocate call share a group
+	// GangMin is 0 when the request's group is not a gang. Else the group
+	// is a gang: place at least GangMin of its requests in this decision,
+	// or none of them (the kernel drops every placement of a gang with
+	// fewer, and a gang holds no room while it waits). Every request of a
+	// gang carries the same GangMin; docs/policy-abi.md explains.
+	GangMin     uint32
 	Constraints []Constraint
 }
 

@@ -194,7 +194,7 @@ func (e *Encoder) encode(b *Batch, flags uint32) []byte {
 		le.PutUint32(p[40:], r.Group)
 		le.PutUint32(p[44:], uint32((consAt-consOff)/constraintSize))
 		le.PutUint32(p[48:], uint32(len(r.Constraints)))
-		le.PutUint32(p[52:], 0)
+		le.PutUint32(p[52:], r.GangMin)
 		for _, c := range r.Constraints {
 			q := buf[consAt:]
 			le.PutUint32(q[0:], uint32(c.Op))
@@ -366,7 +366,7 @@ func (d *Decoder) DecodeBatch(buf []byte) (*Batch, error) {
 	for i, p := 0, buf[reqOff:rolesOff]; i < len(b.Requests); i, p = i+1, p[requestSize:] {
 		r := &b.Requests[i]
 		r.Resources = Resources{i64(p, 0), i64(p, 8), i64(p, 16), i64(p, 24)}
-		r.Priority, r.Role, r.Group = int32(u32(p, 32)), u32(p, 36), u32(p, 40)
+		r.Priority, r.Role, r.Group, r.GangMin = int32(u32(p, 32)), u32(p, 36), u32(p, 40), u32(p, 52)
 		cs, cn := u32(p, 44), u32(p, 48)
 		if (r.Role != NoRole && uint64(r.Role) >= l.roles) || uint64(cs)+uint64(cn) > l.constraints {
 			return nil, errString2(i, "request")

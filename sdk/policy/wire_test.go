@@ -19,7 +19,7 @@ func sampleBatch() *Batch {
 		Requests: []Request{
 			{Resources: Resources{500, 64 << 20, 0, 2}, Priority: 10, Role: 1, Group: 0,
 				Constraints: []Constraint{{Op: OpIn, Label: "zone", Values: []string{"a", "b"}}, {Op: OpNotEquals, Label: "rack", Values: []string{"r2"}}}},
-			{Resources: Resources{1000, 1 << 30, 1 << 20, 0}, Priority: -3, Role: NoRole, Group: 1},
+			{Resources: Resources{1000, 1 << 30, 1 << 20, 0}, Priority: -3, Role: NoRole, Group: 1, GangMin: 1},
 		},
 		Roles:       []Role{{Name: "web", Weight: 1, Usage: Resources{1000, 1 << 30, 0, 2}}, {Name: "batch", Weight: 2.5, Quota: Resources{8000, 0, 0, 3}}},
 		Allocations: []Allocation{{Agent: 0, Role: 0, Priority: 1, Resources: Resources{1000, 1 << 30, 0, 2}}},

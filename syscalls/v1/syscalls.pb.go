@@ -646,7 +646,15 @@ type Allocation struct {
 	// one); they are freed when the allocation ends.
 	HostPorts []uint32 `protobuf:"varint,16,rep,packed,name=host_ports,json=hostPorts,proto3" json:"host_ports,omitempty"`
 	// labels the framework gave it (AllocateRequest.labels).
-	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// gang_min, while the allocation is PENDING, is the minimum of its gang
+	// (AllocateRequest.gang, min_count 0 resolved to count): the instances
+	// of its request_id are granted at least gang_min together in one
+	// cycle, or not at all. 0: not a gang, or a gang that has started (the
+	// kernel clears it on the instances still pending in the cycle that
+	// starts the gang; granted instances keep it as a record). Persisted,
+	// so a restarted kernel keeps the gang.
+	GangMin       int32 `protobuf:"varint,18,opt,name=gang_min,json=gangMin,proto3" json:"gang_min,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -798,6 +806,13 @@ func (x *Allocation) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Allocation) GetGangMin() int32 {
+	if x != nil {
+		return x.GangMin
+	}
+	return 0
 }
 
 // Task is a process started inside an allocation.
@@ -3757,7 +3772,18 @@ type AllocateRequest struct {
 	// most 32; keys as agent labels, values at most 256 bytes.
 	Labels map[string]string `protobuf:"bytes,31,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// fence: refused once the caller's epoch is deposed (see Fence).
-	Fence         *Fence `protobuf:"bytes,32,opt,name=fence,proto3" json:"fence,omitempty"`
+	Fence *Fence `protobuf:"bytes,32,opt,name=fence,proto3" json:"fence,omitempty"`
+	// gang, if set, makes the count instances one gang: the kernel grants
+	// at least gang.min_count of them in the same allocation cycle (one
+	// commit, one revision) or none of them, whatever the policy answers.
+	// While a gang waits it holds nothing: its instances stay PENDING and
+	// the room they would take stays free for other requests. Once it has
+	// started (at least min_count granted together), its instances still
+	// pending are ordinary pending instances (Allocation.gang_min cleared),
+	// granted one by one as room appears; revoking an instance later does
+	// not make the rest a gang again. Unset: each instance is granted on
+	// its own, as room appears.
+	Gang          *Gang `protobuf:"bytes,7,opt,name=gang,proto3" json:"gang,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3855,6 +3881,62 @@ func (x *AllocateRequest) GetFence() *Fence {
 	return nil
 }
 
+func (x *AllocateRequest) GetGang() *Gang {
+	if x != nil {
+		return x.Gang
+	}
+	return nil
+}
+
+// Gang asks for all-or-nothing placement of an Allocate call's instances
+// (like Volcano's minMember or a Kubernetes PodGroup).
+type Gang struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// min_count is how many instances must be granted together for the gang
+	// to start: 0 means all of count; else 1 to count (InvalidArgument
+	// naming gang.min_count otherwise).
+	MinCount      int32 `protobuf:"varint,1,opt,name=min_count,json=minCount,proto3" json:"min_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Gang) Reset() {
+	*x = Gang{}
+	mi := &file_v1_syscalls_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Gang) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Gang) ProtoMessage() {}
+
+func (x *Gang) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Gang.ProtoReflect.Descriptor instead.
+func (*Gang) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Gang) GetMinCount() int32 {
+	if x != nil {
+		return x.MinCount
+	}
+	return 0
+}
+
 type AllocateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// allocations: one per instance, GRANTED or PENDING.
@@ -3869,7 +3951,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +3963,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[42]
+	mi := &file_v1_syscalls_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +3976,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{42}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AllocateResponse) GetAllocations() []*Allocation {
@@ -3965,7 +4047,7 @@ type LaunchRequest struct {
 
 func (x *LaunchRequest) Reset() {
 	*x = LaunchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3977,7 +4059,7 @@ func (x *LaunchRequest) String() string {
 func (*LaunchRequest) ProtoMessage() {}
 
 func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[43]
+	mi := &file_v1_syscalls_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3990,7 +4072,7 @@ func (x *LaunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchRequest.ProtoReflect.Descriptor instead.
 func (*LaunchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{43}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LaunchRequest) GetAllocationId() string {
@@ -4134,7 +4216,7 @@ type LogConfig struct {
 
 func (x *LogConfig) Reset() {
 	*x = LogConfig{}
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4146,7 +4228,7 @@ func (x *LogConfig) String() string {
 func (*LogConfig) ProtoMessage() {}
 
 func (x *LogConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[44]
+	mi := &file_v1_syscalls_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4159,7 +4241,7 @@ func (x *LogConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
 func (*LogConfig) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{44}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LogConfig) GetMaxBytes() int64 {
@@ -4186,7 +4268,7 @@ type LaunchResponse struct {
 
 func (x *LaunchResponse) Reset() {
 	*x = LaunchResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4198,7 +4280,7 @@ func (x *LaunchResponse) String() string {
 func (*LaunchResponse) ProtoMessage() {}
 
 func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[45]
+	mi := &file_v1_syscalls_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4211,7 +4293,7 @@ func (x *LaunchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LaunchResponse.ProtoReflect.Descriptor instead.
 func (*LaunchResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{45}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LaunchResponse) GetTask() *Task {
@@ -4245,7 +4327,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4257,7 +4339,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[46]
+	mi := &file_v1_syscalls_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4270,7 +4352,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{46}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WatchRequest) GetAfterRevision() int64 {
@@ -4328,7 +4410,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4422,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[47]
+	mi := &file_v1_syscalls_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4435,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{47}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Event) GetRevision() int64 {
@@ -4453,7 +4535,7 @@ type ExecRecord struct {
 
 func (x *ExecRecord) Reset() {
 	*x = ExecRecord{}
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4465,7 +4547,7 @@ func (x *ExecRecord) String() string {
 func (*ExecRecord) ProtoMessage() {}
 
 func (x *ExecRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[48]
+	mi := &file_v1_syscalls_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4478,7 +4560,7 @@ func (x *ExecRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRecord.ProtoReflect.Descriptor instead.
 func (*ExecRecord) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{48}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ExecRecord) GetPrincipal() string {
@@ -4521,7 +4603,7 @@ type ResyncInfo struct {
 
 func (x *ResyncInfo) Reset() {
 	*x = ResyncInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4533,7 +4615,7 @@ func (x *ResyncInfo) String() string {
 func (*ResyncInfo) ProtoMessage() {}
 
 func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[49]
+	mi := &file_v1_syscalls_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4546,7 +4628,7 @@ func (x *ResyncInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncInfo.ProtoReflect.Descriptor instead.
 func (*ResyncInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{49}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResyncInfo) GetCurrentRevision() int64 {
@@ -4583,7 +4665,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4595,7 +4677,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[50]
+	mi := &file_v1_syscalls_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4608,7 +4690,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{50}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RevokeRequest) GetId() string {
@@ -4671,7 +4753,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +4765,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[51]
+	mi := &file_v1_syscalls_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +4778,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{51}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeResponse) GetRevision() int64 {
@@ -4722,7 +4804,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4816,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[52]
+	mi := &file_v1_syscalls_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4829,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{52}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *KeepAliveRequest) GetAllocationIds() []string {
@@ -4766,7 +4848,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +4860,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[53]
+	mi := &file_v1_syscalls_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +4873,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{53}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *KeepAliveResponse) GetAllocations() []*Allocation {
@@ -4830,7 +4912,7 @@ type RegisterAgentRequest struct {
 
 func (x *RegisterAgentRequest) Reset() {
 	*x = RegisterAgentRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4842,7 +4924,7 @@ func (x *RegisterAgentRequest) String() string {
 func (*RegisterAgentRequest) ProtoMessage() {}
 
 func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[54]
+	mi := &file_v1_syscalls_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4855,7 +4937,7 @@ func (x *RegisterAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentRequest.ProtoReflect.Descriptor instead.
 func (*RegisterAgentRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{54}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RegisterAgentRequest) GetAgentId() string {
@@ -4942,7 +5024,7 @@ type RegisterAgentResponse struct {
 
 func (x *RegisterAgentResponse) Reset() {
 	*x = RegisterAgentResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4954,7 +5036,7 @@ func (x *RegisterAgentResponse) String() string {
 func (*RegisterAgentResponse) ProtoMessage() {}
 
 func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[55]
+	mi := &file_v1_syscalls_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4967,7 +5049,7 @@ func (x *RegisterAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterAgentResponse.ProtoReflect.Descriptor instead.
 func (*RegisterAgentResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{55}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RegisterAgentResponse) GetAgentId() string {
@@ -5034,7 +5116,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5046,7 +5128,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[56]
+	mi := &file_v1_syscalls_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5059,7 +5141,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{56}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *HeartbeatRequest) GetAgentId() string {
@@ -5101,7 +5183,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5113,7 +5195,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[57]
+	mi := &file_v1_syscalls_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5126,7 +5208,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{57}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *HeartbeatResponse) GetRemoveImages() []string {
@@ -5159,7 +5241,7 @@ type ReportTaskStatusRequest struct {
 
 func (x *ReportTaskStatusRequest) Reset() {
 	*x = ReportTaskStatusRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5171,7 +5253,7 @@ func (x *ReportTaskStatusRequest) String() string {
 func (*ReportTaskStatusRequest) ProtoMessage() {}
 
 func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[58]
+	mi := &file_v1_syscalls_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5184,7 +5266,7 @@ func (x *ReportTaskStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{58}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReportTaskStatusRequest) GetTaskId() string {
@@ -5270,7 +5352,7 @@ type TaskHealthReport struct {
 
 func (x *TaskHealthReport) Reset() {
 	*x = TaskHealthReport{}
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5282,7 +5364,7 @@ func (x *TaskHealthReport) String() string {
 func (*TaskHealthReport) ProtoMessage() {}
 
 func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[59]
+	mi := &file_v1_syscalls_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5295,7 +5377,7 @@ func (x *TaskHealthReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskHealthReport.ProtoReflect.Descriptor instead.
 func (*TaskHealthReport) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{59}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskHealthReport) GetHealth() HealthState {
@@ -5328,7 +5410,7 @@ type ReportTaskStatusResponse struct {
 
 func (x *ReportTaskStatusResponse) Reset() {
 	*x = ReportTaskStatusResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5340,7 +5422,7 @@ func (x *ReportTaskStatusResponse) String() string {
 func (*ReportTaskStatusResponse) ProtoMessage() {}
 
 func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[60]
+	mi := &file_v1_syscalls_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5353,7 +5435,7 @@ func (x *ReportTaskStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{60}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReportTaskStatusResponse) GetRevision() int64 {
@@ -5371,7 +5453,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5383,7 +5465,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[61]
+	mi := &file_v1_syscalls_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5396,7 +5478,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{61}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
 }
 
 type ListAgentsResponse struct {
@@ -5409,7 +5491,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5421,7 +5503,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[62]
+	mi := &file_v1_syscalls_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5434,7 +5516,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{62}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -5460,7 +5542,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5472,7 +5554,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[63]
+	mi := &file_v1_syscalls_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5485,7 +5567,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{63}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListAllocationsRequest) GetAgentId() string {
@@ -5505,7 +5587,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5517,7 +5599,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[64]
+	mi := &file_v1_syscalls_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5530,7 +5612,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{64}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -5557,7 +5639,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5569,7 +5651,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[65]
+	mi := &file_v1_syscalls_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5582,7 +5664,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{65}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListTasksRequest) GetAllocationId() string {
@@ -5609,7 +5691,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5621,7 +5703,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[66]
+	mi := &file_v1_syscalls_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5634,7 +5716,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{66}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -5669,7 +5751,7 @@ type PolicyInfo struct {
 
 func (x *PolicyInfo) Reset() {
 	*x = PolicyInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5681,7 +5763,7 @@ func (x *PolicyInfo) String() string {
 func (*PolicyInfo) ProtoMessage() {}
 
 func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[67]
+	mi := &file_v1_syscalls_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5694,7 +5776,7 @@ func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
 func (*PolicyInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{67}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PolicyInfo) GetName() string {
@@ -5758,7 +5840,7 @@ type PolicyLoadRequest struct {
 
 func (x *PolicyLoadRequest) Reset() {
 	*x = PolicyLoadRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5770,7 +5852,7 @@ func (x *PolicyLoadRequest) String() string {
 func (*PolicyLoadRequest) ProtoMessage() {}
 
 func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[68]
+	mi := &file_v1_syscalls_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5783,7 +5865,7 @@ func (x *PolicyLoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadRequest.ProtoReflect.Descriptor instead.
 func (*PolicyLoadRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{68}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PolicyLoadRequest) GetName() string {
@@ -5810,7 +5892,7 @@ type PolicyLoadResponse struct {
 
 func (x *PolicyLoadResponse) Reset() {
 	*x = PolicyLoadResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +5904,7 @@ func (x *PolicyLoadResponse) String() string {
 func (*PolicyLoadResponse) ProtoMessage() {}
 
 func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[69]
+	mi := &file_v1_syscalls_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +5917,7 @@ func (x *PolicyLoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyLoadResponse.ProtoReflect.Descriptor instead.
 func (*PolicyLoadResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{69}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *PolicyLoadResponse) GetPolicy() *PolicyInfo {
@@ -5863,7 +5945,7 @@ type PolicyTestRequest struct {
 
 func (x *PolicyTestRequest) Reset() {
 	*x = PolicyTestRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5875,7 +5957,7 @@ func (x *PolicyTestRequest) String() string {
 func (*PolicyTestRequest) ProtoMessage() {}
 
 func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[70]
+	mi := &file_v1_syscalls_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5888,7 +5970,7 @@ func (x *PolicyTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestRequest.ProtoReflect.Descriptor instead.
 func (*PolicyTestRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{70}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PolicyTestRequest) GetWasm() []byte {
@@ -5919,7 +6001,7 @@ type PlacementDiff struct {
 
 func (x *PlacementDiff) Reset() {
 	*x = PlacementDiff{}
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5931,7 +6013,7 @@ func (x *PlacementDiff) String() string {
 func (*PlacementDiff) ProtoMessage() {}
 
 func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[71]
+	mi := &file_v1_syscalls_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5944,7 +6026,7 @@ func (x *PlacementDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDiff.ProtoReflect.Descriptor instead.
 func (*PlacementDiff) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{71}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PlacementDiff) GetAllocationId() string {
@@ -5986,7 +6068,7 @@ type PolicyTestResponse struct {
 
 func (x *PolicyTestResponse) Reset() {
 	*x = PolicyTestResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5998,7 +6080,7 @@ func (x *PolicyTestResponse) String() string {
 func (*PolicyTestResponse) ProtoMessage() {}
 
 func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[72]
+	mi := &file_v1_syscalls_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6011,7 +6093,7 @@ func (x *PolicyTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyTestResponse.ProtoReflect.Descriptor instead.
 func (*PolicyTestResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{72}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PolicyTestResponse) GetPending() int32 {
@@ -6071,7 +6153,7 @@ type PolicyListRequest struct {
 
 func (x *PolicyListRequest) Reset() {
 	*x = PolicyListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[73]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6083,7 +6165,7 @@ func (x *PolicyListRequest) String() string {
 func (*PolicyListRequest) ProtoMessage() {}
 
 func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[73]
+	mi := &file_v1_syscalls_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6096,7 +6178,7 @@ func (x *PolicyListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListRequest.ProtoReflect.Descriptor instead.
 func (*PolicyListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{73}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{74}
 }
 
 type PolicyListResponse struct {
@@ -6108,7 +6190,7 @@ type PolicyListResponse struct {
 
 func (x *PolicyListResponse) Reset() {
 	*x = PolicyListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[74]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6120,7 +6202,7 @@ func (x *PolicyListResponse) String() string {
 func (*PolicyListResponse) ProtoMessage() {}
 
 func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[74]
+	mi := &file_v1_syscalls_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6133,7 +6215,7 @@ func (x *PolicyListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyListResponse.ProtoReflect.Descriptor instead.
 func (*PolicyListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{74}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PolicyListResponse) GetPolicies() []*PolicyInfo {
@@ -6152,7 +6234,7 @@ type PolicyUseRequest struct {
 
 func (x *PolicyUseRequest) Reset() {
 	*x = PolicyUseRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[75]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6164,7 +6246,7 @@ func (x *PolicyUseRequest) String() string {
 func (*PolicyUseRequest) ProtoMessage() {}
 
 func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[75]
+	mi := &file_v1_syscalls_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6177,7 +6259,7 @@ func (x *PolicyUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseRequest.ProtoReflect.Descriptor instead.
 func (*PolicyUseRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{75}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *PolicyUseRequest) GetName() string {
@@ -6197,7 +6279,7 @@ type PolicyUseResponse struct {
 
 func (x *PolicyUseResponse) Reset() {
 	*x = PolicyUseResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[76]
+	mi := &file_v1_syscalls_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6209,7 +6291,7 @@ func (x *PolicyUseResponse) String() string {
 func (*PolicyUseResponse) ProtoMessage() {}
 
 func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[76]
+	mi := &file_v1_syscalls_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6222,7 +6304,7 @@ func (x *PolicyUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyUseResponse.ProtoReflect.Descriptor instead.
 func (*PolicyUseResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{76}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *PolicyUseResponse) GetPolicy() *PolicyInfo {
@@ -6247,7 +6329,7 @@ type PolicyRollbackRequest struct {
 
 func (x *PolicyRollbackRequest) Reset() {
 	*x = PolicyRollbackRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[77]
+	mi := &file_v1_syscalls_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6259,7 +6341,7 @@ func (x *PolicyRollbackRequest) String() string {
 func (*PolicyRollbackRequest) ProtoMessage() {}
 
 func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[77]
+	mi := &file_v1_syscalls_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6272,7 +6354,7 @@ func (x *PolicyRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{77}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{78}
 }
 
 type PolicyRollbackResponse struct {
@@ -6285,7 +6367,7 @@ type PolicyRollbackResponse struct {
 
 func (x *PolicyRollbackResponse) Reset() {
 	*x = PolicyRollbackResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[78]
+	mi := &file_v1_syscalls_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6297,7 +6379,7 @@ func (x *PolicyRollbackResponse) String() string {
 func (*PolicyRollbackResponse) ProtoMessage() {}
 
 func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[78]
+	mi := &file_v1_syscalls_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6310,7 +6392,7 @@ func (x *PolicyRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PolicyRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{78}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *PolicyRollbackResponse) GetPolicy() *PolicyInfo {
@@ -6355,7 +6437,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[79]
+	mi := &file_v1_syscalls_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6367,7 +6449,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[79]
+	mi := &file_v1_syscalls_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6380,7 +6462,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{79}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *LogsRequest) GetTaskId() string {
@@ -6454,7 +6536,7 @@ type LogsChunk struct {
 
 func (x *LogsChunk) Reset() {
 	*x = LogsChunk{}
-	mi := &file_v1_syscalls_proto_msgTypes[80]
+	mi := &file_v1_syscalls_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6466,7 +6548,7 @@ func (x *LogsChunk) String() string {
 func (*LogsChunk) ProtoMessage() {}
 
 func (x *LogsChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[80]
+	mi := &file_v1_syscalls_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6479,7 +6561,7 @@ func (x *LogsChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsChunk.ProtoReflect.Descriptor instead.
 func (*LogsChunk) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{80}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *LogsChunk) GetStream() LogStream {
@@ -6521,7 +6603,7 @@ type TermSize struct {
 
 func (x *TermSize) Reset() {
 	*x = TermSize{}
-	mi := &file_v1_syscalls_proto_msgTypes[81]
+	mi := &file_v1_syscalls_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6533,7 +6615,7 @@ func (x *TermSize) String() string {
 func (*TermSize) ProtoMessage() {}
 
 func (x *TermSize) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[81]
+	mi := &file_v1_syscalls_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6546,7 +6628,7 @@ func (x *TermSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermSize.ProtoReflect.Descriptor instead.
 func (*TermSize) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{81}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *TermSize) GetRows() uint32 {
@@ -6584,7 +6666,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_v1_syscalls_proto_msgTypes[82]
+	mi := &file_v1_syscalls_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6596,7 +6678,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[82]
+	mi := &file_v1_syscalls_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6609,7 +6691,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{82}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ExecStart) GetTaskId() string {
@@ -6674,7 +6756,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_v1_syscalls_proto_msgTypes[83]
+	mi := &file_v1_syscalls_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6686,7 +6768,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[83]
+	mi := &file_v1_syscalls_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6699,7 +6781,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{83}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ExecInput) GetStart() *ExecStart {
@@ -6741,7 +6823,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_v1_syscalls_proto_msgTypes[84]
+	mi := &file_v1_syscalls_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6753,7 +6835,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[84]
+	mi := &file_v1_syscalls_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6766,7 +6848,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{84}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ExecExit) GetCode() int32 {
@@ -6795,7 +6877,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_v1_syscalls_proto_msgTypes[85]
+	mi := &file_v1_syscalls_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6807,7 +6889,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[85]
+	mi := &file_v1_syscalls_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6820,7 +6902,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{85}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ExecOutput) GetStdout() []byte {
@@ -6853,7 +6935,7 @@ type AgentStreamsRequest struct {
 
 func (x *AgentStreamsRequest) Reset() {
 	*x = AgentStreamsRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[86]
+	mi := &file_v1_syscalls_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6865,7 +6947,7 @@ func (x *AgentStreamsRequest) String() string {
 func (*AgentStreamsRequest) ProtoMessage() {}
 
 func (x *AgentStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[86]
+	mi := &file_v1_syscalls_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6878,7 +6960,7 @@ func (x *AgentStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStreamsRequest.ProtoReflect.Descriptor instead.
 func (*AgentStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{86}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AgentStreamsRequest) GetAgentId() string {
@@ -6901,7 +6983,7 @@ type StreamOpen struct {
 
 func (x *StreamOpen) Reset() {
 	*x = StreamOpen{}
-	mi := &file_v1_syscalls_proto_msgTypes[87]
+	mi := &file_v1_syscalls_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6913,7 +6995,7 @@ func (x *StreamOpen) String() string {
 func (*StreamOpen) ProtoMessage() {}
 
 func (x *StreamOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[87]
+	mi := &file_v1_syscalls_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6926,7 +7008,7 @@ func (x *StreamOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
 func (*StreamOpen) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{87}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *StreamOpen) GetStreamId() string {
@@ -6962,7 +7044,7 @@ type RelayError struct {
 
 func (x *RelayError) Reset() {
 	*x = RelayError{}
-	mi := &file_v1_syscalls_proto_msgTypes[88]
+	mi := &file_v1_syscalls_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6974,7 +7056,7 @@ func (x *RelayError) String() string {
 func (*RelayError) ProtoMessage() {}
 
 func (x *RelayError) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[88]
+	mi := &file_v1_syscalls_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6987,7 +7069,7 @@ func (x *RelayError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayError.ProtoReflect.Descriptor instead.
 func (*RelayError) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{88}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *RelayError) GetCode() int32 {
@@ -7017,7 +7099,7 @@ type RelayUp struct {
 
 func (x *RelayUp) Reset() {
 	*x = RelayUp{}
-	mi := &file_v1_syscalls_proto_msgTypes[89]
+	mi := &file_v1_syscalls_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7029,7 +7111,7 @@ func (x *RelayUp) String() string {
 func (*RelayUp) ProtoMessage() {}
 
 func (x *RelayUp) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[89]
+	mi := &file_v1_syscalls_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7042,7 +7124,7 @@ func (x *RelayUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayUp.ProtoReflect.Descriptor instead.
 func (*RelayUp) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{89}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *RelayUp) GetStreamId() string {
@@ -7082,7 +7164,7 @@ type RelayDown struct {
 
 func (x *RelayDown) Reset() {
 	*x = RelayDown{}
-	mi := &file_v1_syscalls_proto_msgTypes[90]
+	mi := &file_v1_syscalls_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7094,7 +7176,7 @@ func (x *RelayDown) String() string {
 func (*RelayDown) ProtoMessage() {}
 
 func (x *RelayDown) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[90]
+	mi := &file_v1_syscalls_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7107,7 +7189,7 @@ func (x *RelayDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayDown.ProtoReflect.Descriptor instead.
 func (*RelayDown) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{90}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *RelayDown) GetExec() *ExecInput {
@@ -7136,7 +7218,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_v1_syscalls_proto_msgTypes[91]
+	mi := &file_v1_syscalls_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7148,7 +7230,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[91]
+	mi := &file_v1_syscalls_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7161,7 +7243,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{91}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Role) GetName() string {
@@ -7212,7 +7294,7 @@ type RoleSetRequest struct {
 
 func (x *RoleSetRequest) Reset() {
 	*x = RoleSetRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[92]
+	mi := &file_v1_syscalls_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7224,7 +7306,7 @@ func (x *RoleSetRequest) String() string {
 func (*RoleSetRequest) ProtoMessage() {}
 
 func (x *RoleSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[92]
+	mi := &file_v1_syscalls_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7237,7 +7319,7 @@ func (x *RoleSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleSetRequest.ProtoReflect.Descriptor instead.
 func (*RoleSetRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{92}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *RoleSetRequest) GetName() string {
@@ -7271,7 +7353,7 @@ type RoleSetResponse struct {
 
 func (x *RoleSetResponse) Reset() {
 	*x = RoleSetResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[93]
+	mi := &file_v1_syscalls_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7283,7 +7365,7 @@ func (x *RoleSetResponse) String() string {
 func (*RoleSetResponse) ProtoMessage() {}
 
 func (x *RoleSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[93]
+	mi := &file_v1_syscalls_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7296,7 +7378,7 @@ func (x *RoleSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleSetResponse.ProtoReflect.Descriptor instead.
 func (*RoleSetResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{93}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *RoleSetResponse) GetRole() *Role {
@@ -7321,7 +7403,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[94]
+	mi := &file_v1_syscalls_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7333,7 +7415,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[94]
+	mi := &file_v1_syscalls_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7346,7 +7428,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{94}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{95}
 }
 
 type RoleListResponse struct {
@@ -7359,7 +7441,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[95]
+	mi := &file_v1_syscalls_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7371,7 +7453,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[95]
+	mi := &file_v1_syscalls_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7384,7 +7466,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{95}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -7422,7 +7504,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[96]
+	mi := &file_v1_syscalls_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7434,7 +7516,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[96]
+	mi := &file_v1_syscalls_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7447,7 +7529,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{96}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -7505,7 +7587,7 @@ type TokenCreateRequest struct {
 
 func (x *TokenCreateRequest) Reset() {
 	*x = TokenCreateRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[97]
+	mi := &file_v1_syscalls_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7517,7 +7599,7 @@ func (x *TokenCreateRequest) String() string {
 func (*TokenCreateRequest) ProtoMessage() {}
 
 func (x *TokenCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[97]
+	mi := &file_v1_syscalls_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7530,7 +7612,7 @@ func (x *TokenCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCreateRequest.ProtoReflect.Descriptor instead.
 func (*TokenCreateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{97}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *TokenCreateRequest) GetRole() string {
@@ -7565,7 +7647,7 @@ type TokenCreateResponse struct {
 
 func (x *TokenCreateResponse) Reset() {
 	*x = TokenCreateResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[98]
+	mi := &file_v1_syscalls_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7577,7 +7659,7 @@ func (x *TokenCreateResponse) String() string {
 func (*TokenCreateResponse) ProtoMessage() {}
 
 func (x *TokenCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[98]
+	mi := &file_v1_syscalls_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7590,7 +7672,7 @@ func (x *TokenCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCreateResponse.ProtoReflect.Descriptor instead.
 func (*TokenCreateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{98}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *TokenCreateResponse) GetToken() string {
@@ -7615,7 +7697,7 @@ type TokenListRequest struct {
 
 func (x *TokenListRequest) Reset() {
 	*x = TokenListRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[99]
+	mi := &file_v1_syscalls_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7627,7 +7709,7 @@ func (x *TokenListRequest) String() string {
 func (*TokenListRequest) ProtoMessage() {}
 
 func (x *TokenListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[99]
+	mi := &file_v1_syscalls_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7640,7 +7722,7 @@ func (x *TokenListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenListRequest.ProtoReflect.Descriptor instead.
 func (*TokenListRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{99}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{100}
 }
 
 type TokenListResponse struct {
@@ -7652,7 +7734,7 @@ type TokenListResponse struct {
 
 func (x *TokenListResponse) Reset() {
 	*x = TokenListResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[100]
+	mi := &file_v1_syscalls_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7664,7 +7746,7 @@ func (x *TokenListResponse) String() string {
 func (*TokenListResponse) ProtoMessage() {}
 
 func (x *TokenListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[100]
+	mi := &file_v1_syscalls_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7677,7 +7759,7 @@ func (x *TokenListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenListResponse.ProtoReflect.Descriptor instead.
 func (*TokenListResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{100}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *TokenListResponse) GetTokens() []*TokenInfo {
@@ -7698,7 +7780,7 @@ type TokenRevokeRequest struct {
 
 func (x *TokenRevokeRequest) Reset() {
 	*x = TokenRevokeRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[101]
+	mi := &file_v1_syscalls_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7710,7 +7792,7 @@ func (x *TokenRevokeRequest) String() string {
 func (*TokenRevokeRequest) ProtoMessage() {}
 
 func (x *TokenRevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[101]
+	mi := &file_v1_syscalls_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7723,7 +7805,7 @@ func (x *TokenRevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRevokeRequest.ProtoReflect.Descriptor instead.
 func (*TokenRevokeRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{101}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *TokenRevokeRequest) GetId() string {
@@ -7749,7 +7831,7 @@ type TokenRevokeResponse struct {
 
 func (x *TokenRevokeResponse) Reset() {
 	*x = TokenRevokeResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[102]
+	mi := &file_v1_syscalls_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7761,7 +7843,7 @@ func (x *TokenRevokeResponse) String() string {
 func (*TokenRevokeResponse) ProtoMessage() {}
 
 func (x *TokenRevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[102]
+	mi := &file_v1_syscalls_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7774,7 +7856,7 @@ func (x *TokenRevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRevokeResponse.ProtoReflect.Descriptor instead.
 func (*TokenRevokeResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{102}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *TokenRevokeResponse) GetRevoked() []*TokenInfo {
@@ -7794,7 +7876,7 @@ type AgentJoinRequest struct {
 
 func (x *AgentJoinRequest) Reset() {
 	*x = AgentJoinRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[103]
+	mi := &file_v1_syscalls_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7806,7 +7888,7 @@ func (x *AgentJoinRequest) String() string {
 func (*AgentJoinRequest) ProtoMessage() {}
 
 func (x *AgentJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[103]
+	mi := &file_v1_syscalls_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7819,7 +7901,7 @@ func (x *AgentJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentJoinRequest.ProtoReflect.Descriptor instead.
 func (*AgentJoinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{103}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *AgentJoinRequest) GetHostname() string {
@@ -7840,7 +7922,7 @@ type AgentJoinResponse struct {
 
 func (x *AgentJoinResponse) Reset() {
 	*x = AgentJoinResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[104]
+	mi := &file_v1_syscalls_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7852,7 +7934,7 @@ func (x *AgentJoinResponse) String() string {
 func (*AgentJoinResponse) ProtoMessage() {}
 
 func (x *AgentJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[104]
+	mi := &file_v1_syscalls_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7865,7 +7947,7 @@ func (x *AgentJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentJoinResponse.ProtoReflect.Descriptor instead.
 func (*AgentJoinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{104}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *AgentJoinResponse) GetToken() string {
@@ -7896,7 +7978,7 @@ type AgentDrainRequest struct {
 
 func (x *AgentDrainRequest) Reset() {
 	*x = AgentDrainRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[105]
+	mi := &file_v1_syscalls_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7908,7 +7990,7 @@ func (x *AgentDrainRequest) String() string {
 func (*AgentDrainRequest) ProtoMessage() {}
 
 func (x *AgentDrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[105]
+	mi := &file_v1_syscalls_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7921,7 +8003,7 @@ func (x *AgentDrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDrainRequest.ProtoReflect.Descriptor instead.
 func (*AgentDrainRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{105}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *AgentDrainRequest) GetAgentId() string {
@@ -7955,7 +8037,7 @@ type AgentDrainResponse struct {
 
 func (x *AgentDrainResponse) Reset() {
 	*x = AgentDrainResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[106]
+	mi := &file_v1_syscalls_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7967,7 +8049,7 @@ func (x *AgentDrainResponse) String() string {
 func (*AgentDrainResponse) ProtoMessage() {}
 
 func (x *AgentDrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[106]
+	mi := &file_v1_syscalls_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7980,7 +8062,7 @@ func (x *AgentDrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDrainResponse.ProtoReflect.Descriptor instead.
 func (*AgentDrainResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{106}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *AgentDrainResponse) GetAgent() *Agent {
@@ -8005,7 +8087,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_v1_syscalls_proto_msgTypes[107]
+	mi := &file_v1_syscalls_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8017,7 +8099,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[107]
+	mi := &file_v1_syscalls_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8030,7 +8112,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{107}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{108}
 }
 
 // KernelInfo is one kernel process of the cluster.
@@ -8047,7 +8129,7 @@ type KernelInfo struct {
 
 func (x *KernelInfo) Reset() {
 	*x = KernelInfo{}
-	mi := &file_v1_syscalls_proto_msgTypes[108]
+	mi := &file_v1_syscalls_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8059,7 +8141,7 @@ func (x *KernelInfo) String() string {
 func (*KernelInfo) ProtoMessage() {}
 
 func (x *KernelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[108]
+	mi := &file_v1_syscalls_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8072,7 +8154,7 @@ func (x *KernelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KernelInfo.ProtoReflect.Descriptor instead.
 func (*KernelInfo) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{108}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *KernelInfo) GetUrl() string {
@@ -8109,7 +8191,7 @@ type ClusterInfoResponse struct {
 
 func (x *ClusterInfoResponse) Reset() {
 	*x = ClusterInfoResponse{}
-	mi := &file_v1_syscalls_proto_msgTypes[109]
+	mi := &file_v1_syscalls_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8121,7 +8203,7 @@ func (x *ClusterInfoResponse) String() string {
 func (*ClusterInfoResponse) ProtoMessage() {}
 
 func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_syscalls_proto_msgTypes[109]
+	mi := &file_v1_syscalls_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8134,7 +8216,7 @@ func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{109}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ClusterInfoResponse) GetKernels() []*KernelInfo {
@@ -8178,7 +8260,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tOP_EQUALS\x10\x01\x12\x11\n" +
 	"\rOP_NOT_EQUALS\x10\x02\x12\t\n" +
-	"\x05OP_IN\x10\x03\"\x9a\x06\n" +
+	"\x05OP_IN\x10\x03\"\xb5\x06\n" +
 	"\n" +
 	"Allocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
@@ -8200,7 +8282,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05usage\x18\x0f \x01(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x12\x1d\n" +
 	"\n" +
 	"host_ports\x18\x10 \x03(\rR\thostPorts\x12@\n" +
-	"\x06labels\x18\x11 \x03(\v2(.dcos.syscalls.v1.Allocation.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x11 \x03(\v2(.dcos.syscalls.v1.Allocation.LabelsEntryR\x06labels\x12\x19\n" +
+	"\bgang_min\x18\x12 \x01(\x05R\agangMin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\n" +
@@ -8449,7 +8532,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x14DestroyVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"3\n" +
 	"\x15DestroyVolumeResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\"\xf4\x03\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xa0\x04\n" +
 	"\x0fAllocateRequest\x129\n" +
 	"\tresources\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\tresources\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
@@ -8459,10 +8542,13 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tlease_ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\x127\n" +
 	"\avolumes\x18\x1e \x03(\v2\x1d.dcos.syscalls.v1.VolumeClaimR\avolumes\x12E\n" +
 	"\x06labels\x18\x1f \x03(\v2-.dcos.syscalls.v1.AllocateRequest.LabelsEntryR\x06labels\x12-\n" +
-	"\x05fence\x18  \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x1a9\n" +
+	"\x05fence\x18  \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12*\n" +
+	"\x04gang\x18\a \x01(\v2\x16.dcos.syscalls.v1.GangR\x04gang\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"#\n" +
+	"\x04Gang\x12\x1b\n" +
+	"\tmin_count\x18\x01 \x01(\x05R\bminCount\"\x95\x01\n" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
@@ -8883,7 +8969,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 119)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 120)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -8934,304 +9020,306 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*DestroyVolumeRequest)(nil),     // 46: dcos.syscalls.v1.DestroyVolumeRequest
 	(*DestroyVolumeResponse)(nil),    // 47: dcos.syscalls.v1.DestroyVolumeResponse
 	(*AllocateRequest)(nil),          // 48: dcos.syscalls.v1.AllocateRequest
-	(*AllocateResponse)(nil),         // 49: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 50: dcos.syscalls.v1.LaunchRequest
-	(*LogConfig)(nil),                // 51: dcos.syscalls.v1.LogConfig
-	(*LaunchResponse)(nil),           // 52: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 53: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 54: dcos.syscalls.v1.Event
-	(*ExecRecord)(nil),               // 55: dcos.syscalls.v1.ExecRecord
-	(*ResyncInfo)(nil),               // 56: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 57: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 58: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 59: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 60: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 61: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 62: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 63: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 64: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 65: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*TaskHealthReport)(nil),         // 66: dcos.syscalls.v1.TaskHealthReport
-	(*ReportTaskStatusResponse)(nil), // 67: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 68: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 69: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 70: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 71: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 72: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 73: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 74: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 75: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 76: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 77: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 78: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 79: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 80: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 81: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 82: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 83: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 84: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 85: dcos.syscalls.v1.PolicyRollbackResponse
-	(*LogsRequest)(nil),              // 86: dcos.syscalls.v1.LogsRequest
-	(*LogsChunk)(nil),                // 87: dcos.syscalls.v1.LogsChunk
-	(*TermSize)(nil),                 // 88: dcos.syscalls.v1.TermSize
-	(*ExecStart)(nil),                // 89: dcos.syscalls.v1.ExecStart
-	(*ExecInput)(nil),                // 90: dcos.syscalls.v1.ExecInput
-	(*ExecExit)(nil),                 // 91: dcos.syscalls.v1.ExecExit
-	(*ExecOutput)(nil),               // 92: dcos.syscalls.v1.ExecOutput
-	(*AgentStreamsRequest)(nil),      // 93: dcos.syscalls.v1.AgentStreamsRequest
-	(*StreamOpen)(nil),               // 94: dcos.syscalls.v1.StreamOpen
-	(*RelayError)(nil),               // 95: dcos.syscalls.v1.RelayError
-	(*RelayUp)(nil),                  // 96: dcos.syscalls.v1.RelayUp
-	(*RelayDown)(nil),                // 97: dcos.syscalls.v1.RelayDown
-	(*Role)(nil),                     // 98: dcos.syscalls.v1.Role
-	(*RoleSetRequest)(nil),           // 99: dcos.syscalls.v1.RoleSetRequest
-	(*RoleSetResponse)(nil),          // 100: dcos.syscalls.v1.RoleSetResponse
-	(*RoleListRequest)(nil),          // 101: dcos.syscalls.v1.RoleListRequest
-	(*RoleListResponse)(nil),         // 102: dcos.syscalls.v1.RoleListResponse
-	(*TokenInfo)(nil),                // 103: dcos.syscalls.v1.TokenInfo
-	(*TokenCreateRequest)(nil),       // 104: dcos.syscalls.v1.TokenCreateRequest
-	(*TokenCreateResponse)(nil),      // 105: dcos.syscalls.v1.TokenCreateResponse
-	(*TokenListRequest)(nil),         // 106: dcos.syscalls.v1.TokenListRequest
-	(*TokenListResponse)(nil),        // 107: dcos.syscalls.v1.TokenListResponse
-	(*TokenRevokeRequest)(nil),       // 108: dcos.syscalls.v1.TokenRevokeRequest
-	(*TokenRevokeResponse)(nil),      // 109: dcos.syscalls.v1.TokenRevokeResponse
-	(*AgentJoinRequest)(nil),         // 110: dcos.syscalls.v1.AgentJoinRequest
-	(*AgentJoinResponse)(nil),        // 111: dcos.syscalls.v1.AgentJoinResponse
-	(*AgentDrainRequest)(nil),        // 112: dcos.syscalls.v1.AgentDrainRequest
-	(*AgentDrainResponse)(nil),       // 113: dcos.syscalls.v1.AgentDrainResponse
-	(*ClusterInfoRequest)(nil),       // 114: dcos.syscalls.v1.ClusterInfoRequest
-	(*KernelInfo)(nil),               // 115: dcos.syscalls.v1.KernelInfo
-	(*ClusterInfoResponse)(nil),      // 116: dcos.syscalls.v1.ClusterInfoResponse
-	nil,                              // 117: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 118: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 119: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 120: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 121: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 122: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 123: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 124: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 125: dcos.syscalls.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),      // 126: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 127: google.protobuf.Timestamp
+	(*Gang)(nil),                     // 49: dcos.syscalls.v1.Gang
+	(*AllocateResponse)(nil),         // 50: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 51: dcos.syscalls.v1.LaunchRequest
+	(*LogConfig)(nil),                // 52: dcos.syscalls.v1.LogConfig
+	(*LaunchResponse)(nil),           // 53: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 54: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 55: dcos.syscalls.v1.Event
+	(*ExecRecord)(nil),               // 56: dcos.syscalls.v1.ExecRecord
+	(*ResyncInfo)(nil),               // 57: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 58: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 59: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 60: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 61: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 62: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 63: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 64: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 65: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 66: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),         // 67: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil), // 68: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 69: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 70: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 71: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 72: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 73: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 74: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 75: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 76: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 77: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 78: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 79: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 80: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 81: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 82: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 83: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 84: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 85: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 86: dcos.syscalls.v1.PolicyRollbackResponse
+	(*LogsRequest)(nil),              // 87: dcos.syscalls.v1.LogsRequest
+	(*LogsChunk)(nil),                // 88: dcos.syscalls.v1.LogsChunk
+	(*TermSize)(nil),                 // 89: dcos.syscalls.v1.TermSize
+	(*ExecStart)(nil),                // 90: dcos.syscalls.v1.ExecStart
+	(*ExecInput)(nil),                // 91: dcos.syscalls.v1.ExecInput
+	(*ExecExit)(nil),                 // 92: dcos.syscalls.v1.ExecExit
+	(*ExecOutput)(nil),               // 93: dcos.syscalls.v1.ExecOutput
+	(*AgentStreamsRequest)(nil),      // 94: dcos.syscalls.v1.AgentStreamsRequest
+	(*StreamOpen)(nil),               // 95: dcos.syscalls.v1.StreamOpen
+	(*RelayError)(nil),               // 96: dcos.syscalls.v1.RelayError
+	(*RelayUp)(nil),                  // 97: dcos.syscalls.v1.RelayUp
+	(*RelayDown)(nil),                // 98: dcos.syscalls.v1.RelayDown
+	(*Role)(nil),                     // 99: dcos.syscalls.v1.Role
+	(*RoleSetRequest)(nil),           // 100: dcos.syscalls.v1.RoleSetRequest
+	(*RoleSetResponse)(nil),          // 101: dcos.syscalls.v1.RoleSetResponse
+	(*RoleListRequest)(nil),          // 102: dcos.syscalls.v1.RoleListRequest
+	(*RoleListResponse)(nil),         // 103: dcos.syscalls.v1.RoleListResponse
+	(*TokenInfo)(nil),                // 104: dcos.syscalls.v1.TokenInfo
+	(*TokenCreateRequest)(nil),       // 105: dcos.syscalls.v1.TokenCreateRequest
+	(*TokenCreateResponse)(nil),      // 106: dcos.syscalls.v1.TokenCreateResponse
+	(*TokenListRequest)(nil),         // 107: dcos.syscalls.v1.TokenListRequest
+	(*TokenListResponse)(nil),        // 108: dcos.syscalls.v1.TokenListResponse
+	(*TokenRevokeRequest)(nil),       // 109: dcos.syscalls.v1.TokenRevokeRequest
+	(*TokenRevokeResponse)(nil),      // 110: dcos.syscalls.v1.TokenRevokeResponse
+	(*AgentJoinRequest)(nil),         // 111: dcos.syscalls.v1.AgentJoinRequest
+	(*AgentJoinResponse)(nil),        // 112: dcos.syscalls.v1.AgentJoinResponse
+	(*AgentDrainRequest)(nil),        // 113: dcos.syscalls.v1.AgentDrainRequest
+	(*AgentDrainResponse)(nil),       // 114: dcos.syscalls.v1.AgentDrainResponse
+	(*ClusterInfoRequest)(nil),       // 115: dcos.syscalls.v1.ClusterInfoRequest
+	(*KernelInfo)(nil),               // 116: dcos.syscalls.v1.KernelInfo
+	(*ClusterInfoResponse)(nil),      // 117: dcos.syscalls.v1.ClusterInfoResponse
+	nil,                              // 118: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 119: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 120: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 121: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 122: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 123: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 124: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 125: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 126: dcos.syscalls.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),      // 127: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 128: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	6,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	7,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	8,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	126, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	127, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	127, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	127, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	128, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	128, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	34,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	117, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	118, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	118, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	119, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	7,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	127, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	127, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	128, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	128, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	34,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	33,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	43,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	119, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	120, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	11,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	11,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	126, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
-	51,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
+	127, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	52,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	12,  // 23: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	13,  // 24: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	14,  // 25: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	126, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	126, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	126, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	127, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	126, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	126, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	127, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	127, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	127, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	128, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	127, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	127, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	16,  // 32: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	16,  // 33: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	23,  // 34: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	15,  // 35: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	15,  // 36: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	23,  // 37: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	127, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	120, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	128, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	121, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	7,   // 40: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	7,   // 41: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	3,   // 42: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	127, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	127, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	128, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	128, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	35,  // 45: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	37,  // 46: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	127, // 47: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	127, // 48: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	127, // 49: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	128, // 47: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	128, // 48: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	128, // 49: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	37,  // 50: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	127, // 51: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	128, // 51: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	42,  // 52: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	7,   // 53: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	8,   // 54: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	126, // 55: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	127, // 55: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	41,  // 56: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	121, // 57: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	122, // 57: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	15,  // 58: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 59: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	122, // 60: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	7,   // 61: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	32,  // 62: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	43,  // 63: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	123, // 64: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	11,  // 65: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	11,  // 66: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	15,  // 67: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	126, // 68: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	51,  // 69: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	10,  // 70: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 71: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 72: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	127, // 73: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	9,   // 74: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 75: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	36,  // 76: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	74,  // 77: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	42,  // 78: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	23,  // 79: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	16,  // 80: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	55,  // 81: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
-	15,  // 82: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 83: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	124, // 84: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	7,   // 85: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	35,  // 86: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	42,  // 87: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	126, // 88: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	10,  // 89: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	35,  // 90: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	34,  // 91: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	38,  // 92: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
-	1,   // 93: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	33,  // 94: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	66,  // 95: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 96: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	36,  // 97: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	9,   // 98: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 99: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	127, // 100: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	74,  // 101: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	78,  // 102: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	74,  // 103: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	74,  // 104: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	74,  // 105: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	5,   // 106: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	126, // 107: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
-	5,   // 108: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	125, // 109: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
-	88,  // 110: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
-	89,  // 111: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
-	88,  // 112: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
-	91,  // 113: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
-	86,  // 114: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
-	89,  // 115: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
-	87,  // 116: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
-	92,  // 117: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
-	95,  // 118: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
-	90,  // 119: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
-	7,   // 120: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
-	7,   // 121: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
-	7,   // 122: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
-	98,  // 123: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
-	98,  // 124: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	127, // 125: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	127, // 126: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	126, // 127: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
-	103, // 128: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	103, // 129: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
-	103, // 130: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
-	103, // 131: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	126, // 132: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
-	36,  // 133: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	127, // 134: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
-	115, // 135: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	48,  // 136: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	50,  // 137: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	53,  // 138: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	57,  // 139: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	59,  // 140: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	61,  // 141: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	63,  // 142: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	65,  // 143: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	68,  // 144: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	70,  // 145: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	72,  // 146: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	75,  // 147: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	77,  // 148: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	80,  // 149: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	82,  // 150: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	84,  // 151: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	44,  // 152: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	46,  // 153: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	39,  // 154: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	17,  // 155: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	19,  // 156: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	21,  // 157: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	24,  // 158: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	26,  // 159: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	28,  // 160: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	30,  // 161: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	86,  // 162: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	90,  // 163: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	93,  // 164: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	96,  // 165: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	99,  // 166: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	101, // 167: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	104, // 168: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	106, // 169: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	108, // 170: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	110, // 171: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	112, // 172: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	114, // 173: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	49,  // 174: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	52,  // 175: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	54,  // 176: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	58,  // 177: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	60,  // 178: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	62,  // 179: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	64,  // 180: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	67,  // 181: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	69,  // 182: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	71,  // 183: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	73,  // 184: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	76,  // 185: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	79,  // 186: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	81,  // 187: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	83,  // 188: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	85,  // 189: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	45,  // 190: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	47,  // 191: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	40,  // 192: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	18,  // 193: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	20,  // 194: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	22,  // 195: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	25,  // 196: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	27,  // 197: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	29,  // 198: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	31,  // 199: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	87,  // 200: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	92,  // 201: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	94,  // 202: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	97,  // 203: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	100, // 204: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	102, // 205: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	105, // 206: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	107, // 207: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	109, // 208: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	111, // 209: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	113, // 210: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	116, // 211: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	174, // [174:212] is the sub-list for method output_type
-	136, // [136:174] is the sub-list for method input_type
-	136, // [136:136] is the sub-list for extension type_name
-	136, // [136:136] is the sub-list for extension extendee
-	0,   // [0:136] is the sub-list for field type_name
+	49,  // 59: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
+	9,   // 60: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	123, // 61: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	7,   // 62: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	32,  // 63: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	43,  // 64: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	124, // 65: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	11,  // 66: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	11,  // 67: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	15,  // 68: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	127, // 69: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	52,  // 70: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
+	10,  // 71: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	4,   // 72: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	4,   // 73: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	128, // 74: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	9,   // 75: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 76: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	36,  // 77: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	75,  // 78: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	42,  // 79: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	23,  // 80: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	16,  // 81: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	56,  // 82: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
+	15,  // 83: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	9,   // 84: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	125, // 85: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	7,   // 86: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	35,  // 87: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	42,  // 88: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	127, // 89: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	10,  // 90: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	35,  // 91: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	34,  // 92: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	38,  // 93: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 94: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	33,  // 95: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	67,  // 96: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	2,   // 97: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	36,  // 98: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	9,   // 99: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	10,  // 100: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	128, // 101: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	75,  // 102: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	79,  // 103: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	75,  // 104: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	75,  // 105: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	75,  // 106: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	5,   // 107: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
+	127, // 108: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	5,   // 109: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
+	126, // 110: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	89,  // 111: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
+	90,  // 112: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
+	89,  // 113: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
+	92,  // 114: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
+	87,  // 115: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
+	90,  // 116: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
+	88,  // 117: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
+	93,  // 118: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
+	96,  // 119: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
+	91,  // 120: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
+	7,   // 121: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
+	7,   // 122: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
+	7,   // 123: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
+	99,  // 124: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
+	99,  // 125: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
+	128, // 126: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	128, // 127: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	127, // 128: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	104, // 129: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	104, // 130: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
+	104, // 131: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
+	104, // 132: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	127, // 133: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	36,  // 134: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
+	128, // 135: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	116, // 136: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
+	48,  // 137: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	51,  // 138: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	54,  // 139: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	58,  // 140: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	60,  // 141: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	62,  // 142: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	64,  // 143: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	66,  // 144: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	69,  // 145: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	71,  // 146: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	73,  // 147: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	76,  // 148: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	78,  // 149: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	81,  // 150: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	83,  // 151: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	85,  // 152: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	44,  // 153: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	46,  // 154: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	39,  // 155: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	17,  // 156: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	19,  // 157: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	21,  // 158: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	24,  // 159: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	26,  // 160: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	28,  // 161: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	30,  // 162: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	87,  // 163: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	91,  // 164: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	94,  // 165: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	97,  // 166: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	100, // 167: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	102, // 168: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	105, // 169: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	107, // 170: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	109, // 171: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	111, // 172: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	113, // 173: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	115, // 174: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	50,  // 175: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	53,  // 176: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	55,  // 177: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	59,  // 178: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	61,  // 179: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	63,  // 180: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	65,  // 181: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	68,  // 182: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	70,  // 183: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	72,  // 184: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	74,  // 185: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	77,  // 186: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	80,  // 187: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	82,  // 188: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	84,  // 189: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	86,  // 190: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	45,  // 191: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	47,  // 192: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	40,  // 193: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	18,  // 194: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	20,  // 195: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	22,  // 196: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	25,  // 197: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	27,  // 198: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	29,  // 199: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	31,  // 200: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	88,  // 201: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	93,  // 202: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	95,  // 203: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	98,  // 204: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	101, // 205: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	103, // 206: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	106, // 207: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	108, // 208: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	110, // 209: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	112, // 210: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	114, // 211: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	117, // 212: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	175, // [175:213] is the sub-list for method output_type
+	137, // [137:175] is the sub-list for method input_type
+	137, // [137:137] is the sub-list for extension type_name
+	137, // [137:137] is the sub-list for extension extendee
+	0,   // [0:137] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -9241,15 +9329,15 @@ func file_v1_syscalls_proto_init() {
 	}
 	file_v1_syscalls_proto_msgTypes[19].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[21].OneofWrappers = []any{}
-	file_v1_syscalls_proto_msgTypes[79].OneofWrappers = []any{}
-	file_v1_syscalls_proto_msgTypes[92].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[80].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[93].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   119,
+			NumMessages:   120,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,6 +9,7 @@ package binpack
 
 import (
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/gang"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
@@ -39,7 +40,13 @@ var _ policy.Func = Place
 // best (only those can be chosen: scores change only where it places),
 // then O(log n) per instance. A batch of R requests in G runs over A
 // agents costs O(G·A + R·log A), with no allocation per step.
-func Place(b *policy.Batch, d *policy.Decision) error {
+//
+// Gangs (Request.GangMin > 0) are placed whole or not at all
+// (internal/gang): a gang of which fewer than GangMin fit is left out,
+// NotNow, and the requests after it are placed as if it were not there.
+func Place(b *policy.Batch, d *policy.Decision) error { return gang.Place(b, d, place) }
+
+func place(b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
 	usage := quota.New(b)
 	free := make([]policy.Resources, len(b.Agents))

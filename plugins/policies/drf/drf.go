@@ -11,6 +11,7 @@ import (
 	"math"
 
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/gang"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
 )
@@ -45,7 +46,13 @@ var _ policy.Func = Place
 // shrink, so an agent passed over for a shape never fits it again): O(S·A)
 // in all for S distinct shapes over A agents. No allocation per step
 // beyond the cursor table.
-func Place(b *policy.Batch, d *policy.Decision) error {
+//
+// Gangs (Request.GangMin > 0) are placed whole or not at all
+// (internal/gang): a gang of which fewer than GangMin fit is left out,
+// NotNow, and the requests after it are placed as if it were not there.
+func Place(b *policy.Batch, d *policy.Decision) error { return gang.Place(b, d, place) }
+
+func place(b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
 	free := make([]policy.Resources, len(b.Agents))
 	var total policy.Resources

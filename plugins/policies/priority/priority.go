@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/gang"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
@@ -64,7 +65,13 @@ var _ policy.Func = Place
 // allocations on them, then O(log A + g) per instance for the g on the
 // agent chosen. A search that found nothing is not repeated for the same
 // shape and priority until some preemption frees resources.
-func Place(b *policy.Batch, d *policy.Decision) error {
+//
+// Gangs (Request.GangMin > 0) are placed whole or not at all
+// (internal/gang): a gang of which fewer than GangMin fit is left out,
+// NotNow, and the requests after it are placed as if it were not there.
+func Place(b *policy.Batch, d *policy.Decision) error { return gang.Place(b, d, place) }
+
+func place(b *policy.Batch, d *policy.Decision) error {
 	sets := feasible.New(b)
 	usage := quota.New(b)
 	free := make([]policy.Resources, len(b.Agents))

@@ -14,6 +14,7 @@ package spread
 
 import (
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/feasible"
+	"github.com/dcos-kernel/dcos/plugins/policies/internal/gang"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/quota"
 	"github.com/dcos-kernel/dcos/plugins/policies/internal/rank"
 	"github.com/dcos-kernel/dcos/sdk/policy"
@@ -25,7 +26,7 @@ const Label = "zone"
 var _ policy.Func = Place
 
 // Place is By(Label): it spreads every request group across zones.
-func Place(b *policy.Batch, d *policy.Decision) error { return place(Label, b, d) }
+func Place(b *policy.Batch, d *policy.Decision) error { return By(Label)(b, d) }
 
 // By returns the policy that spreads over agent label key. Agents without
 // the label form one domain of their own.
@@ -48,13 +49,18 @@ func Place(b *policy.Batch, d *policy.Decision) error { return place(Label, b, d
 // unplaced: Never when no admitted agent's total fits them, else NotNow.
 // It never revokes and never over-commits.
 //
+// Gangs (Request.GangMin > 0) are placed whole or not at all
+// (internal/gang): a gang of which fewer than GangMin fit is left out,
+// NotNow, and the requests after it are placed as if it were not there.
+//
 // Cost: consecutive instances of one group with one shape form a run; a
 // run of n instances costs one pass over its admitted agents keeping the
 // n least loaded per label value, then O(V + log n) per instance for V
 // label values. A batch of R requests in G runs over A agents costs
 // O(G·A + R·(V + log A)).
 func By(key string) policy.Func {
-	return func(b *policy.Batch, d *policy.Decision) error { return place(key, b, d) }
+	f := func(b *policy.Batch, d *policy.Decision) error { return place(key, b, d) }
+	return func(b *policy.Batch, d *policy.Decision) error { return gang.Place(b, d, f) }
 }
 
 func place(label string, b *policy.Batch, d *policy.Decision) error {

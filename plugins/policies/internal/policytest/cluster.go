@@ -97,6 +97,7 @@ type Req struct {
 	Role        uint32 // index, or policy.NoRole; set Roled to use it
 	Roled       bool   // false: NoRole
 	Constraints []policy.Constraint
+	GangMin     uint32 // the group is a gang of this minimum; 0: not a gang
 }
 
 // Request adds the instances of one Allocate call (one group) and returns
@@ -110,7 +111,7 @@ func (c *Cluster) Request(r Req) uint32 {
 	}
 	for range max(r.N, 1) {
 		c.b.Requests = append(c.b.Requests, policy.Request{
-			Resources: r.Resources, Priority: r.Priority, Role: role, Group: g, Constraints: r.Constraints,
+			Resources: r.Resources, Priority: r.Priority, Role: role, Group: g, Constraints: r.Constraints, GangMin: r.GangMin,
 		})
 	}
 	return g

@@ -13,6 +13,11 @@ type Size struct {
 	// Fill, when above 0, then tops every agent up with more allocations
 	// until at most 1-Fill of its cpu is free.
 	Fill float64
+	// Gangs, when above 0, makes about that fraction of the request
+	// groups gangs (a third of them with a minimum below their size),
+	// drawn from a random stream of their own: the batch is otherwise the
+	// one Gangs 0 gives.
+	Gangs float64
 }
 
 // Random returns a random batch for seed: agents of a few shapes with
@@ -88,6 +93,7 @@ func Random(seed uint64, size Size) *policy.Batch {
 			c.Grant(a, r, prios[rng.IntN(len(prios))], res)
 		}
 	}
+	gangs := rand.New(rand.NewPCG(seed, 0x9a29))
 	for len(c.b.Requests) < size.Requests {
 		r, roled := role()
 		q := Req{
@@ -116,6 +122,12 @@ func Random(seed uint64, size Size) *policy.Batch {
 			q.Resources = RP(500, 512*MiB, 2000) // more ports than any agent has
 		case 7:
 			q.Resources.Ports = 3 // only the 1000-port agents and a few others
+		}
+		if size.Gangs > 0 && gangs.Float64() < size.Gangs {
+			q.GangMin = uint32(q.N)
+			if gangs.IntN(3) == 0 {
+				q.GangMin = uint32(1 + gangs.IntN(q.N))
+			}
 		}
 		c.Request(q)
 	}

@@ -48,6 +48,7 @@ func Snapshot(b *policy.Batch) *kernel.Snapshot {
 		s.Requests[i] = kernel.Request{
 			ID: fmt.Sprintf("r-%d", i), RequestID: fmt.Sprintf("g%d", r.Group), Owner: "test",
 			Role: roleName(r.Role), Priority: r.Priority, Resources: res(r.Resources), Constraints: cs,
+			GangMin: int32(r.GangMin),
 		}
 	}
 	s.Roles = make([]kernel.RoleInfo, len(b.Roles))

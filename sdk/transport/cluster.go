@@ -127,8 +127,17 @@ func (c *Cluster) cur() string {
 // HTTPClient returns an HTTP client like the package's HTTPClient that
 // routes calls to the cluster's leader (see Cluster).
 func (c *Cluster) HTTPClient() *http.Client {
-	return &http.Client{Transport: &failover{c: c, next: newTransport()}}
+	return &http.Client{Transport: &failover{c: c, next: shared}}
 }
+
+// shared is the one connection pool of every HTTPClient of a process. A
+// transport per client left each client's idle keep-alive connections
+// open for IdleConnTimeout: a program making a client per call (a
+// poller) held hundreds, and reached the kernel's per-client connection
+// cap, which then refused everyone on its address (an e2e harness polling
+// dcosd dev starved dev's own init, on 127.0.0.1 too). One pool keeps at
+// most MaxIdleConnsPerHost idle per kernel.
+var shared = newTransport()
 
 // H2CClient returns an HTTP client like the package's H2CClient that
 // routes calls to the cluster's leader (see Cluster).

@@ -383,19 +383,22 @@ func (k *Kernel) rollback(now time.Time) {
 	)
 	k.view.read(func(v *Table) {
 		st = v.durable()
-		elections = make(map[ElectionKey]*pb.Leadership, len(v.elections))
-		for key, l := range v.elections {
-			elections[key] = proto.Clone(l).(*pb.Leadership)
-		}
 		completed, nextDone = make([]*pb.Task, len(v.completed), MaxCompleted), v.nextDone
 		for i, t := range v.completed {
 			completed[i] = proto.Clone(t).(*pb.Task)
 		}
 	})
+	// The leases keep their expiries: Restore would give held ones a
+	// fresh ttl, so the elections go in after it.
+	elections = make(map[ElectionKey]*pb.Leadership, len(st.Elections))
+	for _, l := range st.Elections {
+		elections[ElectionKey{l.GetOwner(), l.GetElection()}] = l
+	}
+	st.Elections = nil
 	t := Restore(st, now)
 	t.memMu = old.memMu
 	t.heartbeat, t.plugins, t.images, t.removals, t.usage, t.usageNew = old.heartbeat, old.plugins, old.images, old.removals, old.usage, old.usageNew
-	t.elections = elections // Restore would give held leases a fresh ttl
+	t.elections = elections
 	t.completed, t.nextDone = completed, nextDone
 	k.table = t
 	k.configure(t)

@@ -354,8 +354,9 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 // (it was never proposed): no space, too large, too many operations or
 // requests. Any other error leaves its outcome unknown.
 func refusedBeforeApply(err error) bool {
-	for _, r := range []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps, rpctypes.ErrTooManyRequests, rpctypes.ErrGRPCNoSpace, rpctypes.ErrGRPCRequestTooLarge, rpctypes.ErrGRPCTooManyOps} {
-		if errors.Is(err, r) || err.Error() == r.Error() {
+	ev := rpctypes.Error(err) // a gRPC status as the client's EtcdError
+	for _, r := range []error{rpctypes.ErrNoSpace, rpctypes.ErrRequestTooLarge, rpctypes.ErrTooManyOps, rpctypes.ErrTooManyRequests} {
+		if errors.Is(ev, r) {
 			return true
 		}
 	}

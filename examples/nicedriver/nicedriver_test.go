@@ -189,19 +189,21 @@ func waitExecd(t *testing.T, pid int, comm string) {
 }
 
 // envOf returns the environment pid started with. Right after an exec
-// (comm already the new program's) the kernel may not have set the new
-// environment's bounds yet: an empty read is retried.
+// (comm already the new program's) the kernel may not have published the
+// whole new environment yet (it raises the environment's end string by
+// string): it reads until two reads 5 ms apart agree and are not empty.
 func envOf(t *testing.T, pid int) map[string]string {
 	t.Helper()
-	var b []byte
+	var b, last []byte
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		var err error
 		if b, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil {
 			t.Fatal(err)
 		}
-		if len(b) > 0 || time.Now().After(deadline) {
+		if (len(b) > 0 && bytes.Equal(b, last)) || time.Now().After(deadline) {
 			break
 		}
+		last = b
 	}
 	env := map[string]string{}
 	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {

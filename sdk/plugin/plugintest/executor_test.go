@@ -47,10 +47,7 @@ func TestExecutor_PluginEnvNeverReachesTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = os.ReadFile("/proc/" + st.Attributes["pid"] + "/environ")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b = settledEnviron(t, st.Attributes["pid"])
 	var names []string
 	for _, kv := range bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0}) {
 		k, _, _ := strings.Cut(string(kv), "=")
@@ -65,6 +62,32 @@ func TestExecutor_PluginEnvNeverReachesTasks(t *testing.T) {
 	if err := d.DestroyTask(ctx, "env", true); err != nil {
 		t.Errorf("DestroyTask: %v", err)
 	}
+}
+
+// settledEnviron reads /proc/PID/environ once the process has exec'd
+// sleep and its environment has stopped growing: execve publishes the new
+// environment string by string (the kernel raises env_end as it goes), so
+// a read racing the sh → sleep exec can see a prefix of it (a loaded CI
+// run did).
+func settledEnviron(t *testing.T, pid string) []byte {
+	t.Helper()
+	var last []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		comm, err := os.ReadFile("/proc/" + pid + "/comm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile("/proc/" + pid + "/environ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(comm)) == "sleep" && last != nil && bytes.Equal(b, last) {
+			return b
+		}
+		last = b
+	}
+	t.Fatalf("task %s: its environment did not settle with sleep running in 10s", pid)
+	return nil
 }
 
 // waitSupervisorGone waits for the executor's supervisor of dir to exit

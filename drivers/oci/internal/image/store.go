@@ -410,6 +410,9 @@ func (s *Store) Remove(refOrDigest string) error {
 	if err := os.Remove(filepath.Join(s.dir, "images", hexOf(r.Digest)+".json")); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove image %s: %w", refOrDigest, err)
 	}
+	// The image stays listed until its layers are gone: an operator who
+	// waits for it to leave the list (dcosctl image rm) finds the disk freed.
+	_, _, err := s.collect(r.Digest)
 	s.imu.Lock()
 	delete(s.images, r.Digest)
 	for ref, d := range s.refs {
@@ -418,7 +421,7 @@ func (s *Store) Remove(refOrDigest string) error {
 		}
 	}
 	s.imu.Unlock()
-	if _, _, err := s.collect(); err != nil {
+	if err != nil {
 		return fmt.Errorf("remove image %s: %w", refOrDigest, err)
 	}
 	return nil
@@ -436,18 +439,23 @@ func (s *Store) GC(ctx context.Context) (removed []string, freed int64, err erro
 	if err := s.cleanTmp(); err != nil {
 		return nil, 0, fmt.Errorf("image gc: %w", err)
 	}
-	removed, freed, err = s.collect()
+	removed, freed, err = s.collect("")
 	if err != nil {
 		return removed, freed, fmt.Errorf("image gc: %w", err)
 	}
 	return removed, freed, nil
 }
 
-// collect removes unreferenced layer dirs; s.mu must be held exclusively.
-func (s *Store) collect() (removed []string, freed int64, err error) {
+// collect removes the layer dirs no image uses, not counting the image
+// whose digest is gone (being removed; "" for none); s.mu must be held
+// exclusively.
+func (s *Store) collect(gone string) (removed []string, freed int64, err error) {
 	used := map[string]bool{}
 	s.imu.Lock()
 	for _, r := range s.images {
+		if r.Digest == gone {
+			continue
+		}
 		for _, d := range r.DiffIDs {
 			used[hexOf(d)] = true
 		}

@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"golang.org/x/sys/unix"
@@ -579,5 +581,53 @@ func TestStore_BearerToken(t *testing.T) {
 		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrUnauthorized)) {
 			t.Fatalf("token %q: %v", tc.token, err)
 		}
+	}
+}
+
+// TestStore_RemoveListedUntilLayersGone: an image being removed stays in
+// List until its layers are deleted, so whoever waits for it to leave the
+// list (dcosctl image rm, through the agent's heartbeat) finds the disk
+// freed. Its layer has many files, so the deletion takes a while.
+func TestStore_RemoveListedUntilLayersGone(t *testing.T) {
+	requireRoot(t)
+	r := imagetest.StartRegistry(t)
+	var files []imagetest.Entry
+	for i := range 20000 {
+		files = append(files, imagetest.Entry{Name: fmt.Sprintf("f%05d", i), Body: "x"})
+	}
+	ref, _ := r.PushLayers(t, "many:1", imagetest.Config{}, imagetest.Tar(t, files...))
+	s := openStore(t, Options{})
+	img, err := s.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Remove(ref) }()
+	polls := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(img.Layers[0]); !os.IsNotExist(err) {
+				t.Fatalf("layer after Remove: %v", err)
+			}
+			t.Logf("%d lists while the image was being removed", polls)
+			assertNoLeftovers(t, s)
+			return
+		default:
+		}
+		l, err := s.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		polls++
+		if len(l) == 0 {
+			if _, err := os.Stat(filepath.Dir(img.Layers[0])); !os.IsNotExist(err) {
+				t.Fatalf("List no longer has the image while its layer %s is still on disk (%v)", img.Layers[0], err)
+			}
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -22,13 +22,18 @@ import (
 // server's read and write timeouts, and carry data both ways after.
 func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 	t.Parallel()
+	const idle = 3 * time.Second
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := kerneltest.Start(t, kerneltest.Options{Listener: ln,
-		Timeouts: api.Timeouts{ReadHeader: time.Second, Read: 200 * time.Millisecond, Write: 200 * time.Millisecond, Idle: 10 * time.Second},
-		API:      func(c *api.Config) { c.WatchWriteTimeout = 200 * time.Millisecond }})
+		// The timeouts run from a stream's start until its handler lifts
+		// them: a loaded -race run started a handler more than 200 ms late
+		// and the stream was reset (CI), so 1 s, and the idle waits are
+		// three times that.
+		Timeouts: api.Timeouts{ReadHeader: time.Second, Read: time.Second, Write: time.Second, Idle: 10 * time.Second},
+		API:      func(c *api.Config) { c.WatchWriteTimeout = time.Second }})
 	client := func(token string) syscallsv1connect.KernelClient {
 		return syscallsv1connect.NewKernelClient(transport.H2CClient(), srv.URL, connect.WithInterceptors(transport.Bearer(token)))
 	}
@@ -49,7 +54,7 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer watch.Close()
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(idle)
 	al, err := fw.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}}))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +101,7 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 	if err := rel.Send(&pb.RelayUp{StreamId: open.GetStreamId()}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond) // three times the read and write timeouts
+	time.Sleep(idle) // three times the read and write timeouts
 	if err := ex.Send(&pb.ExecInput{Stdin: []byte("ping")}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +109,7 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 	if err != nil || string(down.GetExec().GetStdin()) != "ping" {
 		t.Fatalf("agent received %v, %v; want the stdin", down, err)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(idle)
 	for _, up := range []*pb.RelayUp{{Exec: &pb.ExecOutput{Stdout: []byte("ping")}}, {Exec: &pb.ExecOutput{Exit: &pb.ExecExit{Code: 7}}}} {
 		if err := rel.Send(up); err != nil {
 			t.Fatal(err)
@@ -137,7 +142,7 @@ func TestServer_StreamsOutliveTimeouts(t *testing.T) {
 	if err := rel.Send(&pb.RelayUp{StreamId: open.GetStreamId()}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(idle)
 	if err := rel.Send(&pb.RelayUp{Logs: &pb.LogsChunk{Stream: pb.LogStream_LOG_STREAM_STDOUT, Data: []byte("late\n"), Cursor: "1:5"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -189,13 +189,16 @@ func TestElector_LosesLeadershipWhenItCannotRenew(t *testing.T) {
 	k := startKernel(t, nil)
 	ctx := testCtx(t)
 	wc := newWatchControl()
-	cut, err := New(Config{Endpoints: []string{k.URL}, Token: fwToken, HTTPClient: wc.client(), Timeout: 200 * time.Millisecond,
+	cut, err := New(Config{Endpoints: []string{k.URL}, Token: fwToken, HTTPClient: wc.client(), Timeout: 2 * time.Second,
 		Retry: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Attempts: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fences := make(chan *pb.Fence, 1)
 	lost := make(chan struct{})
+	// Renewals are bounded by the lease, not by Timeout; a short Timeout
+	// only made every campaign of a loaded machine (-race, CI) time out
+	// before it was elected (a 60 s "never elected" in CI).
 	e := cut.NewElector(ElectionConfig{Name: "p", Candidate: "a", TTL: time.Second})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -16,7 +16,7 @@
 //     which tasks to allocate, launch, revoke, and how runs end.
 //   - controller.go applies decisions through a small Kernel interface
 //     that a fenced *framework.Client satisfies.
-//   - run.go is one replica: cache, election, and while leading the queue.
+//   - replica.go is one replica (Serve): cache, election, and while leading the queue.
 //
 // It is not a scheduler: placement is the kernel's. It never imports
 // kernel/, agent/ or internal/ (a test checks the import graph). See

@@ -34,11 +34,11 @@ type Config struct {
 // one job.
 const PassInterval = 20 * time.Millisecond
 
-// Run runs one replica until ctx ends: it keeps a cache of the jobs
+// Serve runs one replica until ctx ends: it keeps a cache of the jobs
 // principal's allocations and tasks, campaigns, and while it leads
 // reconciles every job with writes fenced by its epoch. It returns nil
 // when ctx ends, or the error that stopped the cache or the election.
-func Run(ctx context.Context, cfg Config) error {
+func Serve(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

@@ -229,7 +229,11 @@ func (c *Controller) Reconcile(ctx context.Context, job string) (time.Duration, 
 		return cacheLagWait, nil
 	}
 	d := Decide(v)
-	return d.RequeueAfter, c.apply(ctx, v, revs, d)
+	err = c.apply(ctx, v, revs, d)
+	if err != nil {
+		c.logger().Warn("jobs: reconcile", "job", job, "err", err)
+	}
+	return d.RequeueAfter, err
 }
 
 func (c *Controller) putRun(ctx context.Context, r *Run, revs map[int64]int64, create bool) error {
@@ -302,6 +306,14 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 	for _, op := range d.Allocate {
 		r := runs[op.Run]
 		res, err := c.Kernel.Allocate(ctx, op.Req)
+		if code := connect.CodeOf(err); code == connect.CodeInvalidArgument || code == connect.CodePermissionDenied {
+			// The kernel will never take this request (a role the jobs
+			// principal may not use, resources beyond every limit): the
+			// run fails, saying why, rather than retrying for ever.
+			r.State, r.Reason, r.Finished = RunFailed, "allocate: "+err.Error(), v.Now.UTC()
+			touched[r.ID] = true
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("allocate %s: %w", op.Run, err))
 			continue

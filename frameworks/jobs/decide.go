@@ -142,16 +142,16 @@ func Decide(v View) Decision {
 			}
 			switch {
 			case !due.Skipped.IsZero():
-				meta.LastFire, meta.Missed, metaChanged = due.Skipped, meta.Missed+due.Missed, true
+				meta.LastFire, meta.Missed, metaChanged = due.Skipped.UTC(), meta.Missed+due.Missed, true
 			case !due.Fire.IsZero():
-				meta.LastFire, meta.Missed, metaChanged = due.Fire, meta.Missed+due.Missed, true
+				meta.LastFire, meta.Missed, metaChanged = due.Fire.UTC(), meta.Missed+due.Missed, true
 				if len(active) > 0 && spec.ConcurrencyPolicy == ConcurrencyForbid {
 					meta.Missed++
 					break
 				}
 				seq := maxSeq + 1
 				created = &Run{ID: RunID(v.Job, seq), Job: v.Job, Seq: seq, Cause: CauseSchedule,
-					Scheduled: due.Fire, State: RunPending, Created: v.Now.UTC()}
+					Scheduled: due.Fire.UTC(), State: RunPending, Created: v.Now.UTC()}
 				meta.LastSeq = seq
 				if spec.ConcurrencyPolicy == ConcurrencyReplace {
 					for _, r := range runs {

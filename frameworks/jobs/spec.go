@@ -106,6 +106,8 @@ const (
 	DefaultFailedKeep   = 1
 	MaxHistory          = 100
 	MaxKillGracePeriod  = 10 * time.Minute
+	// DefaultMem is a task's memory when the spec sets none (Marathon's).
+	DefaultMem = 128 << 20
 )
 
 // Duration is a time.Duration written as "10s" or a number of seconds.
@@ -280,6 +282,9 @@ func jsonField(t reflect.Type, k string) (reflect.StructField, bool) {
 
 // Default fills in the defaults of unset fields. Idempotent.
 func (j *Job) Default() {
+	if j.Resources.Mem == 0 {
+		j.Resources.Mem = DefaultMem
+	}
 	if j.Parallelism == 0 {
 		j.Parallelism = 1
 	}
@@ -335,8 +340,8 @@ func (j *Job) Validate() error {
 	if j.Resources.Cpus <= 0 || j.Resources.Cpus > 1e6 || math.IsNaN(j.Resources.Cpus) {
 		return fmt.Errorf("resources.cpus: must be > 0, got %g", j.Resources.Cpus)
 	}
-	if j.Resources.Mem < 0 {
-		return fmt.Errorf("resources.mem: must be >= 0, got %d", j.Resources.Mem)
+	if j.Resources.Mem < 1 {
+		return fmt.Errorf("resources.mem: must be > 0, got %d", j.Resources.Mem)
 	}
 	if j.Resources.Disk < 0 {
 		return fmt.Errorf("resources.disk: must be >= 0, got %d", j.Resources.Disk)

@@ -96,8 +96,8 @@ type Run struct {
 	Scheduled time.Time `json:"scheduled,omitzero"`
 	// SpecVersion and Spec are the job's spec when the run began: an
 	// apply during a run changes the next runs only.
-	SpecVersion int64 `json:"specVersion,omitempty"`
-	Spec        *Job  `json:"spec,omitempty"`
+	SpecVersion int64  `json:"specVersion,omitempty"`
+	Spec        *Job   `json:"spec,omitempty"`
 	State       string `json:"state"`
 	// Reason says why it failed ("task 2 exited 3 after 7 attempts").
 	Reason string `json:"reason,omitempty"`

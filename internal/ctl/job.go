@@ -19,7 +19,9 @@ import (
 )
 
 // jobStore adapts dcosctl's kernel client to jobs.Store.
-type jobStore struct{ k syscallsv1connect.KernelClient }
+type jobStore struct {
+	k syscallsv1connect.KernelClient
+}
 
 func (s jobStore) StateGet(ctx context.Context, r *syscallsv1.StateGetRequest) (*syscallsv1.StateGetResponse, error) {
 	res, err := s.k.StateGet(ctx, connect.NewRequest(r))
@@ -422,4 +424,3 @@ func fmtTime(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
-

@@ -54,7 +54,7 @@ type Job struct {
 	Schedule string `json:"schedule,omitempty"`
 	// TimeZone of Schedule, an IANA name (default UTC).
 	TimeZone string `json:"timeZone,omitempty"`
-	// ConcurrencyPolicy is Allow, Forbid (default) or Replace.
+	// ConcurrencyPolicy is Allow (default, as Kubernetes), Forbid or Replace.
 	ConcurrencyPolicy string `json:"concurrencyPolicy,omitempty"`
 	// StartingDeadline skips a scheduled fire missed by more than this (0:
 	// never skipped for lateness; only the latest missed fire runs).
@@ -213,6 +213,14 @@ func ParseSpec(data []byte) (*Job, error) {
 		}
 		return nil, fmt.Errorf("spec: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
+	// 0 means "unset" in the struct; written out, it is a mistake.
+	obj := generic.(map[string]any)
+	if v, ok := obj["parallelism"].(float64); ok && v == 0 {
+		return nil, fmt.Errorf("spec.parallelism: must be 1 to %d, got 0", MaxParallelism)
+	}
+	if v, ok := obj["completions"].(float64); ok && v == 0 {
+		return nil, fmt.Errorf("spec.completions: must be 1 to %d, got 0", 1000*MaxParallelism)
+	}
 	j.Default()
 	if err := j.Validate(); err != nil {
 		return nil, fmt.Errorf("spec.%w", err)
@@ -310,7 +318,7 @@ func (j *Job) Default() {
 		j.TimeZone = "UTC"
 	}
 	if j.ConcurrencyPolicy == "" {
-		j.ConcurrencyPolicy = ConcurrencyForbid
+		j.ConcurrencyPolicy = ConcurrencyAllow
 	}
 	if j.SuccessfulRunsHistoryLimit == nil {
 		j.SuccessfulRunsHistoryLimit = ptr(DefaultSuccessKeep)

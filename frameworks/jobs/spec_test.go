@@ -12,7 +12,7 @@ func TestParseSpec_Defaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if j.Parallelism != 1 || j.Completions != 1 || *j.BackoffLimit != 6 || time.Duration(j.Backoff.Initial) != 10*time.Second ||
-		time.Duration(j.Backoff.Max) != 5*time.Minute || j.ConcurrencyPolicy != ConcurrencyForbid || j.TimeZone != "UTC" ||
+		time.Duration(j.Backoff.Max) != 5*time.Minute || j.ConcurrencyPolicy != ConcurrencyAllow || j.TimeZone != "UTC" ||
 		*j.SuccessfulRunsHistoryLimit != 3 || *j.FailedRunsHistoryLimit != 1 || j.Resources.Mem != 64<<20 {
 		t.Fatalf("defaults: %+v", j)
 	}
@@ -30,6 +30,7 @@ func TestParseSpec_Errors(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"empty", "", "spec: empty file"},
 		{"parallelism", base + "parallelism: -1\n", "spec.parallelism: must be 1 to 10000, got -1"},
+		{"parallelism 0", base + "parallelism: 0\n", "spec.parallelism: must be 1 to 10000, got 0"},
 		{"unknown", base + "paralelism: 2\n", "spec.paralelism: unknown field"},
 		{"unknown nested", base + "backoff: {inital: 1s}\n", "spec.backoff.inital: unknown field"},
 		{"name", "name: Bad_Name\ncommand: x\nresources: {cpus: 1}\n", `spec.name: want lowercase letters, digits and '-', 1 to 63, got "Bad_Name"`},

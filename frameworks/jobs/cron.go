@@ -3,7 +3,6 @@ package jobs
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -280,6 +279,3 @@ func (c *Cron) DueAt(last, now time.Time, loc *time.Location, startingDeadline t
 	d.Fire = latest
 	return d
 }
-
-// sortTimes sorts in place (used by tests and history).
-func sortTimes(ts []time.Time) { sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) }) }

@@ -172,7 +172,12 @@ started with.
 					}
 					for {
 						got, err := op.Run(c.Context, name, r.ID)
-						if err != nil && !errors.Is(err, jobs.ErrNotFound) {
+						if errors.Is(err, jobs.ErrNotFound) {
+							// Removed with its job (rm), or dropped by
+							// history before this poll saw it end.
+							return fmt.Errorf("job run: run %s is no longer recorded (see \"dcosctl job history %s\")", r.ID, name)
+						}
+						if err != nil {
 							return jobError("run", err)
 						}
 						if got != nil && got.Ended() {

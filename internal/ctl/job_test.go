@@ -13,7 +13,7 @@ import (
 func TestJob_ApplyRefusesBadSpec(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "j.yaml")
-	if err := os.WriteFile(p, []byte("name: j\ncommand: x\nresources: {cpus: 1}\nparallelism: 0\ngang: true\ngangMin: 2\n"), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte("name: j\ncommand: x\nresources: {cpus: 1}\nparallelism: 1\ngang: true\ngangMin: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out, errb bytes.Buffer

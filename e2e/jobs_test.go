@@ -107,3 +107,26 @@ backoff: {initial: 100ms, max: 200ms}
 		t.Fatalf("job run bad: exit %d, stdout %q stderr %q", code, out, errOut)
 	}
 }
+
+// TestJobs_Dev: dcosd dev runs the jobs framework in-process (principal
+// "jobs", its token in dev's tokens file): a job applied with dcosctl's
+// default config runs to completion.
+func TestJobs_Dev(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startDev("--resources", "cpus=2,mem=1Gi")
+	spec := e.path("hello.yaml")
+	if err := os.WriteFile(spec, []byte("name: hello\ncommand: sh\nargs: [\"-c\", \"echo hello from $DCOS_JOB_RUN\"]\nresources: {cpus: 0.1, mem: 16Mi}\ncompletions: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.mustCtl("job", "apply", "-f", spec)
+	if out := e.mustCtl("job", "run", "hello"); strings.TrimSpace(out) != "hello-1" {
+		t.Fatalf("job run: %q", out)
+	}
+	if out := e.mustCtl("job", "logs", "hello"); out != "hello from hello-1\n" {
+		t.Fatalf("job logs: %q", out)
+	}
+	if out := e.mustCtl("job", "ls"); !strings.Contains(out, "hello-1") || !strings.Contains(out, "succeeded") {
+		t.Fatalf("job ls:\n%s", out)
+	}
+}

@@ -129,4 +129,12 @@ func TestJobs_Dev(t *testing.T) {
 	if out := e.mustCtl("job", "ls"); !strings.Contains(out, "hello-1") || !strings.Contains(out, "succeeded") {
 		t.Fatalf("job ls:\n%s", out)
 	}
+	if out := e.mustCtl("job", "status", "hello"); !strings.Contains(out, "no run going") {
+		t.Fatalf("job status:\n%s", out)
+	}
+	e.mustCtl("job", "rm", "hello")
+	e.eventually("hello's runs deleted", func() (bool, string) {
+		out := e.mustCtl("job", "history", "hello", "-o", "json")
+		return strings.TrimSpace(out) == "[]", out
+	})
 }

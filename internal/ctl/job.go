@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -261,7 +262,7 @@ agent, attempts, last exit and when a failed task retries.
   dcosctl job status nightly -o json`,
 				Flags: flags(),
 				Action: func(c *cli.Context) error {
-					f, op, _, err := jobCall(c, e, 1, "one NAME")
+					f, op, k, err := jobCall(c, e, 1, "one NAME")
 					if err != nil {
 						return err
 					}
@@ -283,6 +284,19 @@ agent, attempts, last exit and when a failed task retries.
 					if f == formatJSON {
 						return writeJSONValue(e.stdout, map[string]any{"spec": spec, "runs": live})
 					}
+					// Why allocations wait (a gang says what it misses).
+					pending := map[string]string{}
+					if len(live) > 0 {
+						al, err := k.ListAllocations(c.Context, connect.NewRequest(&syscallsv1.ListAllocationsRequest{}))
+						if err != nil {
+							return callError("ListAllocations", err)
+						}
+						for _, a := range al.Msg.GetAllocations() {
+							if a.GetState() == syscallsv1.AllocationState_ALLOCATION_STATE_PENDING {
+								pending[a.GetId()] = cmp.Or(a.GetPendingReason(), "waiting")
+							}
+						}
+					}
 					fmt.Fprintf(e.stdout, "job %s: version %d, parallelism %d, completions %d", name, spec.Version, spec.Spec.Parallelism, spec.Spec.Completions)
 					if spec.Spec.Schedule != "" {
 						fmt.Fprintf(e.stdout, ", schedule %q %s %s", spec.Spec.Schedule, spec.Spec.TimeZone, spec.Spec.ConcurrencyPolicy)
@@ -303,6 +317,8 @@ agent, attempts, last exit and when a failed task retries.
 								state = "running " + s.Task
 							case !s.RetryAt.IsZero():
 								state = "backoff"
+							case pending[s.Allocation] != "":
+								state = "pending: " + pending[s.Allocation]
 							case s.Allocation != "":
 								state = "allocated"
 							}

@@ -16,7 +16,11 @@
 //     which tasks to allocate, launch, revoke, and how runs end.
 //   - controller.go applies decisions through a small Kernel interface
 //     that a fenced *framework.Client satisfies.
-//   - replica.go is one replica (Serve): cache, election, and while leading the queue.
+//   - replica.go is one replica (Serve): cache, election, and while
+//     leading the queue.
+//   - operator.go is what an operator's tool does to the state (apply a
+//     spec, record a manual run, remove a job): dcosctl job uses it.
+//   - tz.go embeds the IANA time zone database.
 //
 // It is not a scheduler: placement is the kernel's. It never imports
 // kernel/, agent/ or internal/ (a test checks the import graph). See

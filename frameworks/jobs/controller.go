@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -64,6 +65,9 @@ type made struct {
 	task  *pb.Task
 	rev   int64
 }
+
+// maxInFlight bounds the kernel calls one pass has in flight at once.
+const maxInFlight = 32
 
 // cacheLagWait is when a pass that found the cache behind the state it
 // read looks again.
@@ -281,28 +285,36 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 			return err
 		}
 	}
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	// Revokes and launches go out concurrently, at most maxInFlight at
+	// once: the kernel commits calls that arrive together in one store
+	// transaction, so a large gang starts in a few round trips.
+	var g errgroup.Group
+	g.SetLimit(maxInFlight)
 	for _, k := range d.Revoke {
-		if _, err := c.Kernel.Revoke(ctx, &pb.RevokeRequest{Id: k.ID, Reason: k.Reason}); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
-			errs = append(errs, fmt.Errorf("revoke %s: %w", k.ID, err))
-		}
+		g.Go(func() error {
+			if _, err := c.Kernel.Revoke(ctx, &pb.RevokeRequest{Id: k.ID, Reason: k.Reason}); err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+				fail(fmt.Errorf("revoke %s: %w", k.ID, err))
+			}
+			return nil
+		})
 	}
+	g.Wait()
 	touched := map[string]bool{}
-	launch := func(r *Run, slot, attempt int, req *pb.LaunchRequest) {
-		res, err := c.Kernel.Launch(ctx, req)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("launch %s task %d: %w", r.ID, slot, err))
-			return
-		}
-		t := res.GetTask()
-		if t.GetCreated() == nil {
-			t.Created = timestamppb.New(v.Now)
-		}
-		c.remember(v.Job, t.GetId(), &made{task: t, rev: res.GetRevision()})
-		s := &r.Tasks[slot]
-		s.Task, s.Attempts, s.TaskEnded = t.GetId(), attempt, false
-		touched[r.ID] = true
+	type launchJob struct {
+		r             *Run
+		slot, attempt int
+		req           *pb.LaunchRequest
 	}
+	var launches []launchJob
 	for _, op := range d.Allocate {
 		r := runs[op.Run]
 		res, err := c.Kernel.Allocate(ctx, op.Req)
@@ -315,7 +327,7 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 			continue
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("allocate %s: %w", op.Run, err))
+			fail(fmt.Errorf("allocate %s: %w", op.Run, err))
 			continue
 		}
 		r.Allocated = true
@@ -330,24 +342,42 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 			c.remember(v.Job, a.GetId(), &made{alloc: a, rev: res.GetRevision()})
 			s := &r.Tasks[op.Slots[i]]
 			s.Allocation, s.Agent = a.GetId(), a.GetAgentId()
-		}
-		log.Info("allocated", "run", r.ID, "count", len(res.GetAllocations()), "revision", res.GetRevision(), "pending", res.GetPendingReason())
-		for i, a := range res.GetAllocations() {
-			if i < len(op.Slots) && a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
-				slot := op.Slots[i]
-				att := r.Tasks[slot].Attempts + 1
-				launch(r, slot, att, r.Spec.launchRequest(a.GetId(), r.ID, slot, att))
+			if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
+				// Launch at once rather than on the next event.
+				att := s.Attempts + 1
+				launches = append(launches, launchJob{r, op.Slots[i], att, r.Spec.launchRequest(a.GetId(), r.ID, op.Slots[i], att)})
 			}
 		}
+		log.Info("allocated", "run", r.ID, "count", len(res.GetAllocations()), "revision", res.GetRevision(), "pending", res.GetPendingReason())
 	}
 	for _, op := range d.Launch {
 		r := runs[op.Run]
-		if _, ok := touched[r.ID]; !ok {
+		if !touched[r.ID] {
 			r = cloneRun(r)
 			runs[r.ID] = r
+			touched[r.ID] = true
 		}
-		launch(r, op.Slot, op.Attempt, op.Req)
+		launches = append(launches, launchJob{r, op.Slot, op.Attempt, op.Req})
 	}
+	for _, l := range launches {
+		g.Go(func() error {
+			res, err := c.Kernel.Launch(ctx, l.req)
+			if err != nil {
+				fail(fmt.Errorf("launch %s task %d: %w", l.r.ID, l.slot, err))
+				return nil
+			}
+			t := res.GetTask()
+			if t.GetCreated() == nil {
+				t.Created = timestamppb.New(v.Now)
+			}
+			c.remember(v.Job, t.GetId(), &made{task: t, rev: res.GetRevision()})
+			// Each launch has its own slot: no two goroutines write one.
+			s := &l.r.Tasks[l.slot]
+			s.Task, s.Attempts, s.TaskEnded = t.GetId(), l.attempt, false
+			return nil
+		})
+	}
+	g.Wait()
 	for id := range touched {
 		if err := c.putRun(ctx, runs[id], revs, false); err != nil {
 			errs = append(errs, err)

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -108,5 +109,23 @@ func TestDecide_HistoryLimits(t *testing.T) {
 	d := Decide(View{Now: t0, Job: "j", Spec: spec, Runs: runs})
 	if got := d.Delete; len(got) != 3 || got[0] != 3 || got[1] != 2 || got[2] != 1 {
 		t.Fatalf("delete %v, want [3 2 1]", got)
+	}
+}
+
+// TestRun_FitsOneStateValue: a run of MaxParallelism slots, each with
+// an allocation, a task and a failure, fits one framework-state value.
+func TestRun_FitsOneStateValue(t *testing.T) {
+	spec := specRec(t, "name: a-job-with-a-long-name-to-be-safe\ncommand: x\nresources: {cpus: 1}\nparallelism: 1000\ngang: true\n")
+	r := &Run{ID: "a-job-with-a-long-name-to-be-safe-1234567", Job: spec.Spec.Name, Seq: 1234567, State: RunRunning, Started: t0, Created: t0, Spec: &spec.Spec}
+	for i := range MaxParallelism {
+		r.Tasks = append(r.Tasks, TaskRecord{Index: i, Allocation: "a-0123456789abcdef", Agent: "ag-0123456789abcdef", Task: "t-0123456789abcdef",
+			Attempts: 7, Failures: 6, LastExit: 137, LastReason: "exit code 137", RetryAt: t0})
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 256<<10 {
+		t.Fatalf("a %d-slot run is %d bytes, more than 256 KiB", MaxParallelism, len(b))
 	}
 }

@@ -98,7 +98,9 @@ const (
 
 // Limits and defaults.
 const (
-	MaxParallelism      = 10000
+	// MaxParallelism keeps a run's record (one entry per task slot)
+	// within one framework-state value (256 KiB).
+	MaxParallelism      = 1000
 	DefaultBackoffLimit = 6
 	DefaultBackoff      = 10 * time.Second
 	DefaultBackoffMax   = 5 * time.Minute
@@ -168,7 +170,7 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 
 // ParseSpec decodes one job spec, YAML or JSON (JSON when it starts with
 // "{"), refusing unknown fields, fills in defaults and validates it.
-// Errors name the field: "spec.parallelism: must be 1 to 10000, got 0".
+// Errors name the field: "spec.parallelism: must be 1 to 1000, got 0".
 func ParseSpec(data []byte) (*Job, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {

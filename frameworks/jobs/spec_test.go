@@ -29,8 +29,8 @@ func TestParseSpec_Errors(t *testing.T) {
 	base := "name: j\ncommand: x\nresources: {cpus: 1}\n"
 	tests := []struct{ name, yaml, want string }{
 		{"empty", "", "spec: empty file"},
-		{"parallelism", base + "parallelism: -1\n", "spec.parallelism: must be 1 to 10000, got -1"},
-		{"parallelism 0", base + "parallelism: 0\n", "spec.parallelism: must be 1 to 10000, got 0"},
+		{"parallelism", base + "parallelism: -1\n", "spec.parallelism: must be 1 to 1000, got -1"},
+		{"parallelism 0", base + "parallelism: 0\n", "spec.parallelism: must be 1 to 1000, got 0"},
 		{"unknown", base + "paralelism: 2\n", "spec.paralelism: unknown field"},
 		{"unknown nested", base + "backoff: {inital: 1s}\n", "spec.backoff.inital: unknown field"},
 		{"name", "name: Bad_Name\ncommand: x\nresources: {cpus: 1}\n", `spec.name: want lowercase letters, digits and '-', 1 to 63, got "Bad_Name"`},

@@ -1,6 +1,6 @@
 """dask_worker.py [DASK WORKER ARGS...]: a Dask worker sized by its dcos allocation.
 
-Reads the task's own cgroup (v2) limits, which the agent sets from the
+Reads the task's own cgroup limits (v1 or v2), which the agent sets from the
 allocation's cpus and mem, and starts `dask worker` with --nthreads
 ceil(cpus) and --memory-limit mem, so that Dask's own memory management
 (spill at 60%, pause at 80%) works against the limit the kernel enforces
@@ -9,25 +9,46 @@ left to Dask's default. --no-nanny: the init restarts a worker that dies,
 so Dask's own restarter is not needed. Other arguments (the scheduler, or
 --scheduler-file) are passed on.
 """
+import glob
 import math
 import os
 import sys
 
 
-def cgroup_dirs():
-    """The directories of this process's cgroup and its ancestors, innermost first."""
-    rel = "/"
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            if line.startswith("0::"):
-                rel = line[3:].strip()
-    d = os.path.normpath("/sys/fs/cgroup/" + rel.lstrip("/"))
+def cgroup_mounts():
+    """(mount point, root, fstype, options) of each cgroup file system this process sees."""
     out = []
-    while True:
-        out.append(d)
-        if d in ("/sys/fs/cgroup", "/"):
-            return out
-        d = os.path.dirname(d)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if len(fields) >= 5 and len(rfields) >= 3 and rfields[0] in ("cgroup", "cgroup2"):
+                out.append((fields[4], fields[3], rfields[0], rfields[2].split(",")))
+    return out
+
+
+def own_cgroup(mount, root):
+    """The directory of this process's cgroup under mount, or None.
+
+    A task has its own cgroup namespace: /proc/self/cgroup says "/", and the
+    mount's root is shown relative to the namespace's, e.g. "/../.." when
+    the hierarchy's root is two levels up. The cgroup is then the directory
+    that many levels down whose cgroup.procs lists this process (the kernel
+    shows only the pids of our own pid namespace there).
+    """
+    ups = [c for c in root.split("/") if c]
+    if any(c != ".." for c in ups):
+        return None
+    pattern = os.path.join(mount, *(["*"] * len(ups))) if ups else mount
+    me = str(os.getpid())
+    for d in glob.glob(pattern):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                if me in f.read().split():
+                    return d
+        except OSError:
+            continue
+    return None
 
 
 def read(path):
@@ -39,17 +60,28 @@ def read(path):
 
 
 def limits():
-    """(cpus, mem_bytes) from the tightest limits on the way up; None when unset."""
+    """(cpus, mem_bytes): the tightest limits from this cgroup up to the root; None when unset."""
     cpus = mem = None
-    for d in cgroup_dirs():
-        c = read(os.path.join(d, "cpu.max"))
-        if c and c[0] != "max":
-            v = int(c[0]) / int(c[1])
-            cpus = v if cpus is None else min(cpus, v)
-        m = read(os.path.join(d, "memory.max"))
-        if m and m[0] != "max":
-            v = int(m[0])
-            mem = v if mem is None else min(mem, v)
+    for mount, root, fstype, opts in cgroup_mounts():
+        d = own_cgroup(mount, root)
+        while d and d.startswith(mount):
+            if fstype == "cgroup2":
+                c, m = read(os.path.join(d, "cpu.max")), read(os.path.join(d, "memory.max"))
+                c = (c[0], c[1]) if c and c[0] != "max" else None
+                m = m[0] if m and m[0] != "max" else None
+            else:
+                q, p = read(os.path.join(d, "cpu.cfs_quota_us")), read(os.path.join(d, "cpu.cfs_period_us"))
+                c = (q[0], p[0]) if "cpu" in opts and q and p and int(q[0]) > 0 else None
+                m = read(os.path.join(d, "memory.limit_in_bytes")) if "memory" in opts else None
+                m = m[0] if m and int(m[0]) < 1 << 60 else None
+            if c:
+                v = int(c[0]) / int(c[1])
+                cpus = v if cpus is None else min(cpus, v)
+            if m:
+                mem = int(m) if mem is None else min(mem, int(m))
+            if d == mount:
+                break
+            d = os.path.dirname(d)
     return cpus, mem
 
 

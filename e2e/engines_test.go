@@ -205,7 +205,8 @@ func TestEngines_Dask(t *testing.T) {
 	if err := os.Chmod(shared, 0o1777); err != nil { // the tasks' uid writes the scheduler file
 		t.Fatal(err)
 	}
-	e.startDev("--resources", "cpus=4,mem=4Gi,disk=4Gi", "--storage-driver", "local", "--sandbox-retention", "0",
+	// The job's sandbox is kept after it ends, for its logs.
+	e.startDev("--resources", "cpus=4,mem=4Gi,disk=4Gi", "--storage-driver", "local", "--sandbox-retention", "1h",
 		"--host-volume", "dask="+shared)
 	started := time.Now()
 	e.applySvc("dask.yaml", fmt.Sprintf(daskSpec, scripts))
@@ -234,6 +235,8 @@ func TestEngines_Dask(t *testing.T) {
 			t.Fatalf("job's %sline: %v\n%s", prefix, err, logs)
 		}
 	}
+
+	t.Logf("job: WORKERS %s; RAN_ON %s", lineWith(logs, "WORKERS "), lineWith(logs, "RAN_ON "))
 
 	// The same computation in plain Python over the same input.
 	local := e.path("input")

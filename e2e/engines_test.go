@@ -176,7 +176,7 @@ const daskSpec = `services:
 - name: dask-workers
   instances: 2
   command: /usr/bin/python3
-  args: ["%[1]s/dask_worker.py", "--host", "127.0.0.1", "--scheduler-file", "shared/scheduler.json"]
+  args: ["%[1]s/dask_worker.py", "--host", "127.0.0.1", "--scheduler-file", "shared/scheduler.json", "--death-timeout", "60"]
   role: dask
   resources: {cpus: 1, mem: 512Mi}
   volumes: [{name: dask, path: shared, host: true}]

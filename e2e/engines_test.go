@@ -27,7 +27,7 @@ import (
 // Open MPI's daemon inside each task with dcosctl exec. The ring program
 // (testdata/engines/ring.c, built with mpicc) prints the right allreduce
 // and ring sums, and each of its 8 ranks ran in a different one of the
-// gang's tasks.
+// gang's tasks: in its pid and cgroup namespaces, in its cgroup.
 func TestEngines_MPI(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"mpirun", "mpicc", "orted"} {
@@ -84,15 +84,15 @@ func TestEngines_MPI(t *testing.T) {
 		}
 		taskIDs[i] = lr.GetTask().GetId()
 	}
+	hostPIDs := map[string]int32{} // task id -> its process's pid on the host
 	e.eventually("8 rank hosts RUNNING", func() (bool, string) {
-		n := 0
 		for _, tk := range listTasks(t, e.op()).GetTasks() {
 			e.notePID(tk.GetPid())
-			if slices.Contains(taskIDs, tk.GetId()) && tk.GetState() == pb.TaskState_TASK_STATE_RUNNING {
-				n++
+			if slices.Contains(taskIDs, tk.GetId()) && tk.GetState() == pb.TaskState_TASK_STATE_RUNNING && tk.GetPid() > 0 {
+				hostPIDs[tk.GetId()] = tk.GetPid()
 			}
 		}
-		return n == len(taskIDs), fmt.Sprintf("%d running", n)
+		return len(hostPIDs) == len(taskIDs), fmt.Sprintf("%d running", len(hostPIDs))
 	})
 
 	hostfile := e.path("hostfile")
@@ -112,9 +112,22 @@ func TestEngines_MPI(t *testing.T) {
 	if !strings.Contains(out, "allreduce=36 ring=28 size=8") {
 		t.Fatalf("mpirun output lacks \"allreduce=36 ring=28 size=8\":\n%s", out)
 	}
+	// Each rank ran inside a different task of the gang: in the pid and
+	// cgroup namespaces of the task's own process (the rank host), at the
+	// root of its cgroup namespace, i.e. in the task's cgroup.
 	rankTask := map[string]string{} // rank -> the task it ran in
-	for _, m := range regexp.MustCompile(`(?m)^rank (\d+) of 8: task (\S+) `).FindAllStringSubmatch(out, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^rank (\d+) of 8: task (\S+) pidns (\S+) cgroupns (\S+) cgroup (\S+)$`).FindAllStringSubmatch(out, -1) {
 		rankTask[m[1]] = m[2]
+		pid := hostPIDs[m[2]]
+		for _, n := range []struct{ name, got string }{{"pid", m[3]}, {"cgroup", m[4]}} {
+			want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, n.name))
+			if err != nil || n.got != want {
+				t.Errorf("rank %s: %s namespace %s, want task %s's (pid %d): %s (%v)", m[1], n.name, n.got, m[2], pid, want, err)
+			}
+		}
+		if m[5] != "0::/" {
+			t.Errorf("rank %s: cgroup %s, want the root of task %s's cgroup namespace (0::/)", m[1], m[5], m[2])
+		}
 	}
 	var ran []string
 	for _, task := range rankTask {

@@ -367,6 +367,16 @@ func (e *env) startDev(extra ...string) *proc {
 			return res.Msg.GetLeader().GetHolder() != "", sprint(res.Msg.GetLeader())
 		})
 	}
+	// So does dev's jobs framework (election "jobs").
+	if !slices.Contains(extra, "--jobs=false") {
+		e.eventually("dcosd dev's jobs leading", func() (bool, string) {
+			res, err := e.op().Leader(context.Background(), connect.NewRequest(&pb.LeaderRequest{Owner: "jobs", Election: "jobs"}))
+			if err != nil {
+				return false, err.Error()
+			}
+			return res.Msg.GetLeader().GetHolder() != "", sprint(res.Msg.GetLeader())
+		})
+	}
 	return p
 }
 

@@ -42,7 +42,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
 		},
-		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), initCommand(), pluginCommand(), supervisorCommand()},
+		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), initCommand(), jobsCommand(), pluginCommand(), supervisorCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
@@ -113,12 +113,17 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: defaultDataDir(), Usage: "state directory (etcd, tokens, agent)"},
 			&cli.StringFlag{Name: "client-config", Usage: "where to write dcosctl's config (default: dcosctl's default path)"},
 			&cli.BoolFlag{Name: "init", Value: true, Usage: "run the distributed init in-process (framework principal \"init\", its token in the tokens file; it keeps the services of dcosctl svc running)"},
-		}, append(kernelFlags, initFlags...)...), append(agentFlags, append(pluginFlags, imageFlags...)...)...),
+			&cli.BoolFlag{Name: "jobs", Value: true, Usage: "run the jobs framework in-process (framework principal \"jobs\", its token in the tokens file; it runs the batch jobs of dcosctl job)"},
+		}, append(kernelFlags, append(initFlags, jobsFlags...)...)...), append(agentFlags, append(pluginFlags, imageFlags...)...)...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
 			dataDir := c.String("data-dir")
 			tokensPath := tokensPath(c, dataDir)
 			op, ag, in, err := ensureDevTokens(tokensPath, dataDir)
+			if err != nil {
+				return err
+			}
+			jb, err := ensureDevJobsToken(tokensPath)
 			if err != nil {
 				return err
 			}
@@ -158,6 +163,9 @@ func devCommand() *cli.Command {
 				} else {
 					features = append(features, "init: off (--init=false)")
 				}
+				if c.Bool("jobs") {
+					features = append(features, "jobs: enabled (framework principal "+devJobsPrincipal+", not rate-limited; dcosctl job apply -f FILE; --jobs=false turns it off)")
+				}
 				for _, f := range features {
 					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
 				}
@@ -188,6 +196,13 @@ func devCommand() *cli.Command {
 						return err
 					}
 					g.Go(func() error { return runInit(ctx, c, cl, log) })
+				}
+				if c.Bool("jobs") {
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log})
+					if err != nil {
+						return err
+					}
+					g.Go(func() error { return runJobs(ctx, c, cl, log) })
 				}
 				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				return nil
@@ -292,6 +307,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		// it is not paced like a tenant (--rate-limit framework:init=...
 		// overrides this).
 		ownLimits[devInit] = api.RateLimit{}
+	}
+	devJobs := kernel.Principal{Name: devJobsPrincipal, Role: kernel.RoleFramework}
+	if _, set := ownLimits[devJobs]; !set && c.Command.Name == "dev" && c.Bool("jobs") {
+		// dcosd dev's jobs framework starts gangs of thousands of tasks.
+		ownLimits[devJobs] = api.RateLimit{}
 	}
 	var cli3 *clientv3.Client
 	var gate func() error

@@ -33,7 +33,10 @@
 //   - a read shows only committed state: a call not yet committed, or one
 //     whose commit failed, is never seen (everything a client can observe
 //     is durable first); a caller answered with revision R reads at least
-//     R afterwards;
+//     R afterwards, and so does a watcher that received an event of
+//     revision R (the watch hub holds a revision back until the view has
+//     it: etcd may report a commit on its watch before the commit's own
+//     answer reaches the loop);
 //   - the objects in the view are never changed once put there (a change
 //     puts a new clone in their place), so read results built from them
 //     stay consistent after the lock is released.

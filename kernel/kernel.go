@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 	k.configure(k.table)
 	k.view = &view{}
 	k.view.reset(k.table)
+	k.hub.applied = func(ctx context.Context, rev int64) bool { return k.view.waitFor(ctx, rev, viewWait) }
 	k.initPolicies(ctx)
 	a, al, ts := k.table.Counts()
 	k.log.Info("kernel state loaded", "revision", st.Revision, "agents", a, "allocations", al, "tasks", ts, "policy", k.activeName())

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +32,44 @@ import (
 type view struct {
 	mu sync.RWMutex
 	t  *Table // read-only under mu.RLock; replaced or changed under mu.Lock
+	// changed is closed and replaced (under mu.Lock) whenever t changes:
+	// waitFor waits on it.
+	changed chan struct{}
+}
+
+// signal wakes waitFor's callers; v.mu is held for writing.
+func (v *view) signal() {
+	if v.changed != nil {
+		close(v.changed)
+	}
+	v.changed = make(chan struct{})
+}
+
+// waitFor waits until the view has reached revision rev (a committed
+// batch is applied to it just after the store accepted it), for at most
+// max; false if it has not by then, or ctx ended.
+func (v *view) waitFor(ctx context.Context, rev int64, max time.Duration) bool {
+	var timeout <-chan time.Time
+	for {
+		v.mu.RLock()
+		cur, ch := v.t.rev, v.changed
+		v.mu.RUnlock()
+		if cur >= rev {
+			return true
+		}
+		if timeout == nil {
+			t := time.NewTimer(max)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // read calls fn with the view's table under the read lock. fn must not
@@ -48,6 +87,7 @@ func (v *view) reset(t *Table) {
 	r := replicate(t)
 	v.mu.Lock()
 	v.t = r
+	v.signal()
 	v.mu.Unlock()
 }
 
@@ -60,6 +100,9 @@ func (v *view) apply(c *Changes, rev int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.t.applyCommitted(d, rev)
+	if rev > 0 {
+		v.signal()
+	}
 }
 
 // replicate returns a replica of t for reading: clones of its durable

@@ -70,6 +70,9 @@ type hub struct {
 	bufCap  int           // events per subscriber
 	bufMax  int           // bytes per subscriber
 	replays chan struct{} // semaphore of history replays
+	// applied, when set, waits until the kernel's read view has reached
+	// a revision (view.waitFor), for at most viewWait: see deliver.
+	applied func(ctx context.Context, rev int64) bool
 
 	ready chan struct{} // closed once last is known (Run started)
 	mu    sync.Mutex
@@ -145,6 +148,7 @@ func (h *hub) run(ctx context.Context, tableRev int64) {
 	backoff = 50 * time.Millisecond
 	for {
 		err := h.store.Events(ctx, pos, func(rev int64, evs []*pb.Event) error {
+			h.awaitApplied(ctx, rev)
 			h.deliver(rev, evs)
 			pos, backoff = rev, 50*time.Millisecond
 			return nil
@@ -181,6 +185,26 @@ func (h *hub) head(ctx context.Context, cur int64) (last, at int64, err error) {
 		return eh.LastEvent(ctx)
 	}
 	return cur, cur, nil
+}
+
+// viewWait bounds how long the hub holds a revision back for the read
+// view (awaitApplied); the loop applies a batch right after its commit
+// returns, so this is reached only if something is badly wrong.
+const viewWait = 5 * time.Second
+
+// awaitApplied holds revision rev back until the kernel's read view has
+// it. The store's watch can report a commit before the loop has applied
+// it to the view (etcd answers the watch and the transaction
+// independently): a subscriber that reads right after an event must see
+// the event's change — an event of revision R promises that reads are at
+// R or later, as etcd's own watch does. (Without this a framework saw a
+// spec's deletion, read the spec back and found it still there; nothing
+// woke it again: the init sat idle with a removed service running.)
+func (h *hub) awaitApplied(ctx context.Context, rev int64) {
+	if h.applied == nil || h.applied(ctx, rev) || ctx.Err() != nil {
+		return
+	}
+	h.log.Warn("watch hub: the read view has not reached a committed revision; delivering its events anyway", "revision", rev, "waited", viewWait)
 }
 
 // deliver fans one revision out. It never blocks on a subscriber.

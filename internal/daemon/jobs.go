@@ -58,14 +58,15 @@ Example:
 				return fmt.Errorf("--kernel/--token: %w", err)
 			}
 			fmt.Fprintf(c.App.Writer, "dcos jobs: started against %s\n", strings.Join(endpoints, ","))
-			return runJobs(c.Context, c, cl, log)
+			return runJobs(c.Context, c, cl, log, strings.Join(endpoints, ","), c.String("token"))
 		},
 	}
 }
 
 // runJobs runs one jobs replica on cl until ctx ends, starting it again
-// after an error with a backoff up to 30s (as runInit).
-func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slog.Logger) error {
+// after an error with a backoff up to 30s (as runInit). kernelURL and
+// token are what its MPI launchers get (jobs.Config).
+func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slog.Logger, kernelURL, token string) error {
 	log = log.With("component", "jobs")
 	candidate := c.String("jobs-candidate")
 	if candidate == "" && c.Command.Name == "dev" {
@@ -77,6 +78,7 @@ func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slo
 		err := jobs.Serve(ctx, jobs.Config{
 			Client: cl, Election: c.String("jobs-election"), Candidate: candidate,
 			TTL: c.Duration("jobs-ttl"), Workers: c.Int("jobs-workers"), Logger: log,
+			KernelURL: kernelURL, Token: token,
 		})
 		if ctx.Err() != nil {
 			return nil

@@ -128,7 +128,8 @@ func TestJobs_MPI(t *testing.T) {
 		}
 		status, _, _ = e.ctl(append(ctl, "job", "status", "ring")...)
 		hosts := regexp.MustCompile(`(?m)^host \d+ .*running t-`).FindAllString(status, -1)
-		return len(hosts) == 8 && regexp.MustCompile(`(?m)^launcher .*running t-`).MatchString(status), status
+		ok := len(hosts) == 8 && len(hostNS) == 8 && regexp.MustCompile(`(?m)^launcher .*running t-`).MatchString(status)
+		return ok, fmt.Sprintf("%d rank hosts' namespaces read; status:\n%s", len(hostNS), status)
 	})
 	t.Logf("job status while running:\n%s", status)
 	var res result

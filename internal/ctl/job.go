@@ -298,7 +298,7 @@ agent, attempts, last exit and when a failed task retries.
 						}
 					}
 					if m := spec.Spec.MPI; m != nil {
-						fmt.Fprintf(e.stdout, "job %s: version %d, mpi: %d ranks on %d rank hosts (%d slots each) and a launcher", name, spec.Version, m.Ranks, m.Hosts(), m.SlotsPerTask)
+						fmt.Fprintf(e.stdout, "job %s: version %d, mpi: %d ranks on %d rank hosts (slotsPerTask %d) and a launcher", name, spec.Version, m.Ranks, m.Hosts(), m.SlotsPerTask)
 					} else {
 						fmt.Fprintf(e.stdout, "job %s: version %d, parallelism %d, completions %d", name, spec.Version, spec.Spec.Parallelism, spec.Spec.Completions)
 					}

@@ -186,7 +186,11 @@ started with.
 								fmt.Fprintf(e.stderr, "run %s failed: %s\n", got.ID, got.Reason)
 								return exitStatus(exitCallError)
 							}
-							fmt.Fprintf(e.stderr, "run %s succeeded (%d tasks)\n", got.ID, got.Succeeded)
+							if got.MPI != nil {
+								fmt.Fprintf(e.stderr, "run %s succeeded (the launcher exited 0, attempt %d)\n", got.ID, got.MPI.Attempt)
+							} else {
+								fmt.Fprintf(e.stderr, "run %s succeeded (%d tasks)\n", got.ID, got.Succeeded)
+							}
 							return nil
 						}
 						select {
@@ -246,7 +250,11 @@ started with.
 						if sched != "" && r.Spec.TimeZone != "UTC" {
 							sched += " (" + r.Spec.TimeZone + ")"
 						}
-						t.row(r.Spec.Name, strconv.FormatInt(r.Version, 10), sched, strconv.Itoa(r.Spec.Parallelism), last, state)
+						par := strconv.Itoa(r.Spec.Parallelism)
+						if m := r.Spec.MPI; m != nil {
+							par = fmt.Sprintf("mpi %d ranks", m.Ranks)
+						}
+						t.row(r.Spec.Name, strconv.FormatInt(r.Version, 10), sched, par, last, state)
 					}
 					return t.flush()
 				},

@@ -37,7 +37,10 @@ func jobsCommand() *cli.Command {
 schedule. Give it a framework token of its own (the principal dcosctl job
 --framework names; "jobs" by default) and the kernel's address, or several
 kernels' separated by commas. Its specs, runs and leadership live in the
-kernel, so replicas need nothing else in common.
+kernel, so replicas need nothing else in common. An MPI job's launcher
+task gets --kernel and this token in its environment (DCOS_KERNEL,
+DCOS_TOKEN), so that mpirun may start its daemons in the rank hosts with
+dcosctl exec: docs/jobs.md says what that exposes.
 
 Example:
    dcosd jobs --kernel http://10.0.0.1:7070 --token $JOBS_TOKEN`,

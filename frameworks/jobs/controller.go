@@ -54,6 +54,12 @@ type Controller struct {
 	// Now is the clock (time.Now when nil): schedules, backoffs and
 	// deadlines are judged by it (tests inject a fake clock here).
 	Now func() time.Time
+	// KernelURL and Token are given to MPI launchers as DCOS_KERNEL and
+	// DCOS_TOKEN (see mpi.go): a kernel URL tasks can reach and the jobs
+	// principal's own token, so that mpirun's dcosctl exec may start its
+	// daemons in the rank hosts. Empty: not given.
+	KernelURL string
+	Token     string
 
 	mu   sync.Mutex
 	made map[string]map[string]*made
@@ -312,6 +318,7 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 	type launchJob struct {
 		r             *Run
 		slot, attempt int
+		part          string
 		req           *pb.LaunchRequest
 	}
 	var launches []launchJob
@@ -340,13 +347,16 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 				a.Labels = op.Req.GetLabels()
 			}
 			c.remember(v.Job, a.GetId(), &made{alloc: a, rev: res.GetRevision()})
-			s := &r.Tasks[op.Slots[i]]
+			s := r.record(op.MPI, op.Slots[i])
 			s.Allocation, s.Agent = a.GetId(), a.GetAgentId()
 			if a.GetState() == pb.AllocationState_ALLOCATION_STATE_GRANTED {
 				// Launch at once rather than on the next event.
 				att := s.Attempts + 1
-				launches = append(launches, launchJob{r, op.Slots[i], att, r.Spec.launchRequest(a.GetId(), r.ID, op.Slots[i], att)})
+				launches = append(launches, launchJob{r, op.Slots[i], att, op.MPI, r.launchRequest(op.MPI, op.Slots[i], a.GetId(), att)})
 			}
+		}
+		if op.MPI == MPIHost {
+			r.MPI.Allocated = true
 		}
 		log.Info("allocated", "run", r.ID, "count", len(res.GetAllocations()), "revision", res.GetRevision(), "pending", res.GetPendingReason())
 	}
@@ -357,9 +367,12 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 			runs[r.ID] = r
 			touched[r.ID] = true
 		}
-		launches = append(launches, launchJob{r, op.Slot, op.Attempt, op.Req})
+		launches = append(launches, launchJob{r, op.Slot, op.Attempt, op.MPI, op.Req})
 	}
 	for _, l := range launches {
+		if l.part == MPILauncher {
+			c.kernelEnv(l.req)
+		}
 		g.Go(func() error {
 			res, err := c.Kernel.Launch(ctx, l.req)
 			if err != nil {
@@ -372,7 +385,7 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 			}
 			c.remember(v.Job, t.GetId(), &made{task: t, rev: res.GetRevision()})
 			// Each launch has its own slot: no two goroutines write one.
-			s := &l.r.Tasks[l.slot]
+			s := l.r.record(l.part, l.slot)
 			s.Task, s.Attempts, s.TaskEnded = t.GetId(), l.attempt, false
 			return nil
 		})
@@ -394,6 +407,19 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// kernelEnv gives an MPI launcher's request the kernel's URL and the jobs
+// principal's token, unless the spec's env set them.
+func (c *Controller) kernelEnv(req *pb.LaunchRequest) {
+	if req.Env == nil {
+		req.Env = map[string]string{}
+	}
+	for k, v := range map[string]string{EnvKernel: c.KernelURL, EnvToken: c.Token} {
+		if _, set := req.Env[k]; !set && v != "" {
+			req.Env[k] = v
+		}
+	}
 }
 
 // getJSONRev reads key as JSON and the revision of its last write (nil

@@ -53,20 +53,25 @@ type Decision struct {
 type Revoke struct{ ID, Reason string }
 
 // AllocateOp asks for allocations for the Slots of run Run: one
-// allocation per slot, in slot order.
+// allocation per slot, in slot order. MPI is the part of an MPI run the
+// slots are (MPIHost, or MPILauncher with slot -1; "" for other jobs).
 type AllocateOp struct {
 	Run   string
 	Slots []int
+	MPI   string
 	Req   *pb.AllocateRequest
 }
 
 // LaunchOp starts attempt Attempt of slot Slot of run Run. Req has no
 // allocation id when the slot's allocation comes from an AllocateOp of
-// the same decision (the controller fills it in once granted).
+// the same decision (the controller fills it in once granted). MPI is as
+// in AllocateOp; a launcher's Req lacks DCOS_KERNEL and DCOS_TOKEN, which
+// the controller adds.
 type LaunchOp struct {
 	Run     string
 	Slot    int
 	Attempt int
+	MPI     string
 	Req     *pb.LaunchRequest
 }
 
@@ -222,8 +227,13 @@ func prune(runs []*Run, allocs map[string][]*pb.Allocation, keepOK, keepFailed i
 }
 
 // Slots is how many tasks of a run run at once: min(parallelism,
-// completions).
-func (j *Job) Slots() int { return min(j.Parallelism, j.Completions) }
+// completions), or an MPI job's rank hosts.
+func (j *Job) Slots() int {
+	if j.MPI != nil {
+		return j.MPI.Hosts()
+	}
+	return min(j.Parallelism, j.Completions)
+}
 
 func taskEnded(s pb.TaskState) bool {
 	switch s {
@@ -266,6 +276,9 @@ func decideRun(d *Decision, v View, r *Run, cur *Job, allocs []*pb.Allocation, t
 			return true
 		}
 		requeue(r.Started.Add(ad))
+	}
+	if spec.MPI != nil {
+		return decideMPI(d, v, r, allocs, tasksByAlloc, requeue, end) || changed
 	}
 	byID := map[string]*pb.Allocation{}
 	for _, a := range allocs {

@@ -18,6 +18,9 @@
 //     that a fenced *framework.Client satisfies.
 //   - replica.go is one replica (Serve): cache, election, and while
 //     leading the queue.
+//   - mpi.go is the MPI job kind: the mpi block of a spec, and the
+//     decision that runs a gang of rank hosts, then a launcher (mpirun)
+//     given their task ids, a kernel URL and the framework's token.
 //   - operator.go is what an operator's tool does to the state (apply a
 //     spec, record a manual run, remove a job): dcosctl job uses it.
 //   - tz.go embeds the IANA time zone database.

@@ -24,6 +24,11 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// KernelURL and Token are what MPI launchers get as DCOS_KERNEL and
+	// DCOS_TOKEN (Controller.KernelURL and Token): a kernel URL tasks can
+	// reach (they use host networking) and this replica's own token.
+	KernelURL string
+	Token     string
 	// Resync is how often every job is looked at even without an event
 	// (default 30s): a cron fire is also requeued at its time, this only
 	// bounds the effect of a lost wake-up.
@@ -74,7 +79,8 @@ func Serve(ctx context.Context, cfg Config) error {
 	el := cfg.Client.NewElector(framework.ElectionConfig{Name: election, Candidate: cfg.Candidate, TTL: cfg.TTL})
 	err := el.Run(cctx, func(lctx context.Context, fence *pb.Fence) {
 		log.Info("jobs: leading", "epoch", fence.GetEpoch())
-		ctl := &Controller{Kernel: cfg.Client.Fenced(fence), Cache: cache, Logger: log, Now: cfg.Now}
+		ctl := &Controller{Kernel: cfg.Client.Fenced(fence), Cache: cache, Logger: log, Now: cfg.Now,
+			KernelURL: cfg.KernelURL, Token: cfg.Token}
 		q := framework.NewQueue(framework.QueueConfig{MinInterval: PassInterval})
 		all := func() {
 			names, err := ctl.Jobs(lctx)

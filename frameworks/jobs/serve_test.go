@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ type cluster struct {
 	t   testing.TB
 	url string
 	op  *framework.Client
+	// released ends the fake agents' "hold" tasks.
+	released atomic.Bool
 }
 
 func startCluster(t testing.TB) *cluster {
@@ -68,8 +71,9 @@ func (c *cluster) client(token string) *framework.Client {
 }
 
 // addAgent registers an agent of 8 cpus that runs the tasks launched on
-// it as their first argument says: "ok" exits 0, "fail" exits 3, "sleep"
-// runs until killed. It stops with ctx.
+// it as their first argument says: "ok" exits 0, "fail" exits 3, "hold"
+// runs until c.released, then exits 0; anything else ("sleep") runs
+// until killed. It stops with ctx.
 func (c *cluster) addAgent(ctx context.Context, i int) {
 	c.t.Helper()
 	cl := c.client(agentToken(i))
@@ -89,11 +93,16 @@ func (c *cluster) addAgent(ctx context.Context, i int) {
 			l, err := cl.ListTasks(ctx, &pb.ListTasksRequest{AgentId: id})
 			if err == nil {
 				for _, tk := range l.GetTasks() {
-					if tk.GetState() >= pb.TaskState_TASK_STATE_RUNNING {
+					hold := tk.GetArgs()[0] == "hold"
+					if tk.GetState() > pb.TaskState_TASK_STATE_RUNNING || tk.GetState() == pb.TaskState_TASK_STATE_RUNNING && !(hold && c.released.Load()) {
 						continue
 					}
 					rep := &pb.ReportTaskStatusRequest{TaskId: tk.GetId(), AgentId: id, State: pb.TaskState_TASK_STATE_RUNNING, Pid: 100}
 					switch tk.GetArgs()[0] {
+					case "hold":
+						if c.released.Load() {
+							rep.State, rep.Reason = pb.TaskState_TASK_STATE_FINISHED, "exit code 0"
+						}
 					case "ok":
 						rep.State, rep.Reason = pb.TaskState_TASK_STATE_FINISHED, "exit code 0"
 					case "fail":
@@ -123,7 +132,7 @@ func (c *cluster) serve(ctx context.Context, now func() time.Time) (stop func())
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, Config{Client: c.client(jobsToken), Candidate: "test", TTL: 2 * time.Second, Now: now,
-			Resync: 50 * time.Millisecond, Logger: testLogger()})
+			Resync: 50 * time.Millisecond, Logger: testLogger(), KernelURL: c.url, Token: jobsToken})
 	}()
 	var once sync.Once
 	stop = func() {

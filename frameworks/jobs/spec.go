@@ -67,6 +67,9 @@ type Job struct {
 	FailedRunsHistoryLimit     *int `json:"failedRunsHistoryLimit,omitempty"`
 	// KillGracePeriod is between SIGTERM and SIGKILL (0: agent default).
 	KillGracePeriod Duration `json:"killGracePeriod,omitempty"`
+	// MPI makes the job an MPI job (mpi.go): a gang of rank hosts sized
+	// by Resources and a launcher running mpirun. Nil for other jobs.
+	MPI *MPI `json:"mpi,omitempty"`
 }
 
 // Resources per task. Mem and Disk are bytes or quantities like "512Mi".
@@ -295,6 +298,9 @@ func (j *Job) Default() {
 	if j.Resources.Mem == 0 {
 		j.Resources.Mem = DefaultMem
 	}
+	if j.MPI != nil {
+		j.MPI.defaults()
+	}
 	if j.Parallelism == 0 {
 		j.Parallelism = 1
 	}
@@ -341,7 +347,11 @@ func (j *Job) Validate() error {
 	if !nameRE.MatchString(j.Name) {
 		return fmt.Errorf("name: want lowercase letters, digits and '-', 1 to 63, got %q", j.Name)
 	}
-	if j.Command == "" && j.Driver == "" {
+	if j.MPI != nil {
+		if err := j.validateMPI(); err != nil {
+			return err
+		}
+	} else if j.Command == "" && j.Driver == "" {
 		return errors.New("command: required (or driver with driverConfig)")
 	}
 	if len(j.DriverConfig) > 64<<10 {

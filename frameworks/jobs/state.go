@@ -112,8 +112,11 @@ type Run struct {
 	// Allocated is set once its first Allocate went out (a gang is asked
 	// for once; a slot allocated again later is on its own).
 	Allocated bool `json:"allocated,omitempty"`
-	// Tasks has one record per slot (min(parallelism, completions)).
+	// Tasks has one record per slot (min(parallelism, completions)); for
+	// an MPI job, one per rank host of the current attempt.
 	Tasks []TaskRecord `json:"tasks,omitempty"`
+	// MPI is an MPI run's attempt and launcher (nil for other jobs).
+	MPI *MPIRun `json:"mpi,omitempty"`
 }
 
 // Ended reports whether the run is over.

@@ -186,7 +186,11 @@ started with.
 								fmt.Fprintf(e.stderr, "run %s failed: %s\n", got.ID, got.Reason)
 								return exitStatus(exitCallError)
 							}
-							fmt.Fprintf(e.stderr, "run %s succeeded (%d tasks)\n", got.ID, got.Succeeded)
+							if got.MPI != nil {
+								fmt.Fprintf(e.stderr, "run %s succeeded (the launcher exited 0, attempt %d)\n", got.ID, got.MPI.Attempt)
+							} else {
+								fmt.Fprintf(e.stderr, "run %s succeeded (%d tasks)\n", got.ID, got.Succeeded)
+							}
 							return nil
 						}
 						select {
@@ -246,7 +250,11 @@ started with.
 						if sched != "" && r.Spec.TimeZone != "UTC" {
 							sched += " (" + r.Spec.TimeZone + ")"
 						}
-						t.row(r.Spec.Name, strconv.FormatInt(r.Version, 10), sched, strconv.Itoa(r.Spec.Parallelism), last, state)
+						par := strconv.Itoa(r.Spec.Parallelism)
+						if m := r.Spec.MPI; m != nil {
+							par = fmt.Sprintf("mpi %d ranks", m.Ranks)
+						}
+						t.row(r.Spec.Name, strconv.FormatInt(r.Version, 10), sched, par, last, state)
 					}
 					return t.flush()
 				},
@@ -297,7 +305,11 @@ agent, attempts, last exit and when a failed task retries.
 							}
 						}
 					}
-					fmt.Fprintf(e.stdout, "job %s: version %d, parallelism %d, completions %d", name, spec.Version, spec.Spec.Parallelism, spec.Spec.Completions)
+					if m := spec.Spec.MPI; m != nil {
+						fmt.Fprintf(e.stdout, "job %s: version %d, mpi: %d ranks on %d rank hosts (slotsPerTask %d) and a launcher", name, spec.Version, m.Ranks, m.Hosts(), m.SlotsPerTask)
+					} else {
+						fmt.Fprintf(e.stdout, "job %s: version %d, parallelism %d, completions %d", name, spec.Version, spec.Spec.Parallelism, spec.Spec.Completions)
+					}
 					if spec.Spec.Schedule != "" {
 						fmt.Fprintf(e.stdout, ", schedule %q %s %s", spec.Spec.Schedule, spec.Spec.TimeZone, spec.Spec.ConcurrencyPolicy)
 					}
@@ -306,27 +318,14 @@ agent, attempts, last exit and when a failed task retries.
 						fmt.Fprintln(e.stdout, "no run going")
 					}
 					for _, r := range live {
+						if r.MPI != nil {
+							printMPIRun(e.stdout, r, pending)
+							continue
+						}
 						fmt.Fprintf(e.stdout, "\nrun %s: %s, %d/%d succeeded, started %s\n", r.ID, r.State, r.Succeeded, spec.Spec.Completions, fmtTime(r.Started))
 						t := newTable(e.stdout, "TASK", "AGENT", "ATTEMPTS", "STATE", "LAST EXIT", "RETRY AT")
 						for _, s := range r.Tasks {
-							state := "allocating"
-							switch {
-							case s.Done:
-								state = "done"
-							case s.Task != "" && !s.TaskEnded:
-								state = "running " + s.Task
-							case !s.RetryAt.IsZero():
-								state = "backoff"
-							case pending[s.Allocation] != "":
-								state = "pending: " + pending[s.Allocation]
-							case s.Allocation != "":
-								state = "allocated"
-							}
-							exit := ""
-							if s.LastReason != "" {
-								exit = s.LastReason
-							}
-							t.row(strconv.Itoa(s.Index), s.Agent, strconv.Itoa(s.Attempts), state, exit, fmtTime(s.RetryAt))
+							t.row(strconv.Itoa(s.Index), s.Agent, strconv.Itoa(s.Attempts), jobSlotState(s, pending), s.LastReason, fmtTime(s.RetryAt))
 						}
 						t.flush()
 					}
@@ -374,14 +373,16 @@ id, cause, state, when it started and ended, and why it failed.
 				Usage:     "print the output of a run's task",
 				ArgsUsage: "NAME",
 				Description: `Print what a task of a run wrote (through the logs syscall, see
-"dcosctl logs"): by default the newest run and task 0, its last attempt.
-Logs last as long as the agent keeps the task's sandbox.
+"dcosctl logs"): by default the newest run and task 0, its last attempt;
+of an MPI job, its launcher (mpirun prints every rank's output), or rank
+host N with --task N. Logs last as long as the agent keeps the task's
+sandbox.
 
   dcosctl job logs nightly
   dcosctl job logs nightly --run nightly-3 --task 2 --stderr`,
 				Flags: flags(
 					&cli.StringFlag{Name: "run", Usage: "run `ID` (default: the newest)"},
-					&cli.IntFlag{Name: "task", Usage: "task `N` of the run"},
+					&cli.IntFlag{Name: "task", Usage: "task `N` of the run (of an MPI job: rank host N; default its launcher)"},
 					&cli.BoolFlag{Name: "stderr", Usage: "print stderr (to stderr) instead of stdout"},
 					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "follow the output"},
 				),
@@ -404,10 +405,18 @@ Logs last as long as the agent keeps the task's sandbox.
 						return jobError("logs", fmt.Errorf("run %q: %w", c.String("run"), jobs.ErrNotFound))
 					}
 					n := c.Int("task")
-					if n < 0 || n >= len(r.Tasks) || r.Tasks[n].Task == "" {
+					var id string
+					switch {
+					case r.MPI != nil && !c.IsSet("task"):
+						if id = r.MPI.Launcher.Task; id == "" {
+							return fmt.Errorf("job logs: run %s has no launcher launched (see \"dcosctl job status %s\"; --task N for rank host N)", r.ID, r.Job)
+						}
+					case n < 0 || n >= len(r.Tasks) || r.Tasks[n].Task == "":
 						return fmt.Errorf("job logs: run %s has no task %d launched", r.ID, n)
+					default:
+						id = r.Tasks[n].Task
 					}
-					req := &syscallsv1.LogsRequest{TaskId: r.Tasks[n].Task, Follow: c.Bool("follow")}
+					req := &syscallsv1.LogsRequest{TaskId: id, Follow: c.Bool("follow")}
 					if c.Bool("stderr") {
 						req.Streams = []syscallsv1.LogStream{syscallsv1.LogStream_LOG_STREAM_STDERR}
 					}
@@ -444,4 +453,46 @@ func fmtTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// jobSlotState is a task slot's state in dcosctl job status.
+func jobSlotState(s jobs.TaskRecord, pending map[string]string) string {
+	switch {
+	case s.Done:
+		return "done"
+	case s.Task != "" && !s.TaskEnded:
+		return "running " + s.Task
+	case !s.RetryAt.IsZero():
+		return "backoff"
+	case pending[s.Allocation] != "":
+		return "pending: " + pending[s.Allocation]
+	case s.Allocation != "":
+		return "allocated"
+	}
+	return "allocating"
+}
+
+// printMPIRun prints an MPI run of dcosctl job status: its attempt, its
+// rank hosts ("host N") and its launcher.
+func printMPIRun(w io.Writer, r *jobs.Run, pending map[string]string) {
+	m := r.MPI
+	fmt.Fprintf(w, "\nrun %s: %s, attempt %d, started %s", r.ID, r.State, m.Attempt, fmtTime(r.Started))
+	if m.Failures > 0 {
+		fmt.Fprintf(w, "; last attempt failed: %s", m.LastReason)
+	}
+	if !m.RetryAt.IsZero() {
+		fmt.Fprintf(w, "; next attempt at %s", fmtTime(m.RetryAt))
+	}
+	fmt.Fprintln(w)
+	t := newTable(w, "TASK", "AGENT", "STATE", "LAST EXIT")
+	for _, s := range r.Tasks {
+		t.row("host "+strconv.Itoa(s.Index), s.Agent, jobSlotState(s, pending), s.LastReason)
+	}
+	l := m.Launcher
+	state := jobSlotState(l, pending)
+	if l.Allocation == "" && len(r.Tasks) > 0 {
+		state = "waits for every rank host to run"
+	}
+	t.row("launcher", l.Agent, state, l.LastReason)
+	t.flush()
 }

@@ -202,7 +202,7 @@ func devCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					g.Go(func() error { return runJobs(ctx, c, cl, log) })
+					g.Go(func() error { return runJobs(ctx, c, cl, log, url, jb.Token) })
 				}
 				fmt.Fprintf(c.App.Writer, "dcos dev: kernel at %s\ndcos dev: client config %s\ndcos dev: data dir %s\n", url, ccPath, dataDir)
 				return nil

@@ -37,7 +37,10 @@ func jobsCommand() *cli.Command {
 schedule. Give it a framework token of its own (the principal dcosctl job
 --framework names; "jobs" by default) and the kernel's address, or several
 kernels' separated by commas. Its specs, runs and leadership live in the
-kernel, so replicas need nothing else in common.
+kernel, so replicas need nothing else in common. An MPI job's launcher
+task gets --kernel and this token in its environment (DCOS_KERNEL,
+DCOS_TOKEN), so that mpirun may start its daemons in the rank hosts with
+dcosctl exec: docs/jobs.md says what that exposes.
 
 Example:
    dcosd jobs --kernel http://10.0.0.1:7070 --token $JOBS_TOKEN`,
@@ -58,14 +61,15 @@ Example:
 				return fmt.Errorf("--kernel/--token: %w", err)
 			}
 			fmt.Fprintf(c.App.Writer, "dcos jobs: started against %s\n", strings.Join(endpoints, ","))
-			return runJobs(c.Context, c, cl, log)
+			return runJobs(c.Context, c, cl, log, strings.Join(endpoints, ","), c.String("token"))
 		},
 	}
 }
 
 // runJobs runs one jobs replica on cl until ctx ends, starting it again
-// after an error with a backoff up to 30s (as runInit).
-func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slog.Logger) error {
+// after an error with a backoff up to 30s (as runInit). kernelURL and
+// token are what its MPI launchers get (jobs.Config).
+func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slog.Logger, kernelURL, token string) error {
 	log = log.With("component", "jobs")
 	candidate := c.String("jobs-candidate")
 	if candidate == "" && c.Command.Name == "dev" {
@@ -77,6 +81,7 @@ func runJobs(ctx context.Context, c *cli.Context, cl *framework.Client, log *slo
 		err := jobs.Serve(ctx, jobs.Config{
 			Client: cl, Election: c.String("jobs-election"), Candidate: candidate,
 			TTL: c.Duration("jobs-ttl"), Workers: c.Int("jobs-workers"), Logger: log,
+			KernelURL: kernelURL, Token: token,
 		})
 		if ctx.Err() != nil {
 			return nil

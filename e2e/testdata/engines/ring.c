@@ -1,4 +1,4 @@
-/* ring.c: an MPI allreduce and a ring over all ranks, for e2e/engines_test.go.
+/* ring.c: an MPI allreduce and a ring over all ranks, for e2e/jobs_mpi_test.go (TestJobs_MPI).
  *
  * Every rank prints where it runs: its dcos task, its pid and cgroup
  * namespaces, and its cgroup as it sees it (the test compares the

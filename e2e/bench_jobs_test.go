@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"slices"
 	"sync"
 	"testing"
@@ -253,7 +256,7 @@ func (s *simBench) revokeAll(t testing.TB, tasks []string) {
 //
 //	go test ./e2e -run '^$' -bench 'Gang1000$' -benchtime 20x
 func BenchmarkGang1000(b *testing.B) {
-	s := startSimBench(b, 100)
+	s := startSimBench(b, 100, benchKernelFlags()...)
 	var alls, allocs []time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -271,6 +274,31 @@ func BenchmarkGang1000(b *testing.B) {
 	b.ReportMetric(ms(percentile(allocs, 50)), "alloc-p50-ms")
 	b.ReportMetric(ms(percentile(allocs, 99)), "alloc-p99-ms")
 	b.Logf("load %s; agents %+v", loadavg(), s.sim.Stats())
+	s.logCycles(b)
+}
+
+// benchKernelFlags are extra `dcosd kernel` flags from DCOS_BENCH_KERNEL_FLAGS
+// (space-separated), e.g. "--default-policy first-fit" to compare policies.
+func benchKernelFlags() []string { return strings.Fields(os.Getenv("DCOS_BENCH_KERNEL_FLAGS")) }
+
+// logCycles logs the kernel's allocation-cycle histogram (its /metrics).
+func (s *simBench) logCycles(t testing.TB) {
+	req, _ := http.NewRequest("GET", s.e.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.e.opToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Logf("metrics: %v", err)
+		return
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "dcos_kernel_allocation_cycle_duration_seconds") {
+			lines = append(lines, l)
+		}
+	}
+	t.Logf("kernel cycles:\n%s", strings.Join(lines, "\n"))
 }
 
 // loadavg returns /proc/loadavg's first three fields.

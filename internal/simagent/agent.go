@@ -48,9 +48,8 @@ func (a *agent) ID() string {
 // register registers (again) and reconciles, as the real agent: tasks
 // the kernel lists PENDING that the agent does not run are launched,
 // STARTING or RUNNING ones it does not know are reported LOST. It returns
-// the revision to watch after. Errors are returned only while ctx lasts
-// (Start's registration fails on them; later ones are retried by the
-// caller's loop).
+// the revision to watch after. It retries every refusal with backoff, as
+// the real agent, and fails only when ctx ends.
 func (a *agent) register(ctx context.Context) (int64, error) {
 	a.regMu.Lock()
 	defer a.regMu.Unlock()
@@ -68,19 +67,18 @@ func (a *agent) register(ctx context.Context) (int64, error) {
 		res, err := a.client.RegisterAgent(cctx, connect.NewRequest(req))
 		cancel()
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, fmt.Errorf("register %s: %w (last answer: %v)", a.hostname, ctx.Err(), err)
 		}
-		switch connect.CodeOf(err) {
-		case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeDeadlineExceeded:
+		if err != nil {
+			// As the real agent, retry whatever the answer: a token that
+			// AgentJoin just made is unknown until the kernel's token
+			// watch has it (Unauthenticated for a moment).
 			d := bo.next()
 			a.c.log.Warn("register failed; retrying", "agent", a.hostname, "in", d, "err", err)
 			if !sleep(ctx, d) {
-				return 0, ctx.Err()
+				return 0, fmt.Errorf("register %s: %w (last answer: %v)", a.hostname, ctx.Err(), err)
 			}
 			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("register %s: %w", a.hostname, err)
 		}
 		hb := res.Msg.GetHeartbeatInterval().AsDuration()
 		if hb <= 0 {

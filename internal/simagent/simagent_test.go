@@ -21,7 +21,7 @@ import (
 // start runs a kernel behind the production server on 127.0.0.1:0 and
 // n simulated agents, each with an agent token of its own (kerneltest's
 // kernel has no token store for AgentJoin; e2e's TestSimAgents_Gang joins).
-func start(t *testing.T, n int) (syscallsv1connect.KernelClient, *simagent.Cluster) {
+func start(t testing.TB, n int) (syscallsv1connect.KernelClient, *simagent.Cluster) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -182,7 +182,7 @@ type taskWatch struct {
 	err    error
 }
 
-func watchTasks(t *testing.T, c syscallsv1connect.KernelClient, after int64) *taskWatch {
+func watchTasks(t testing.TB, c syscallsv1connect.KernelClient, after int64) *taskWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &taskWatch{states: map[string][]*pb.Task{}, more: make(chan struct{})}
 	done := make(chan struct{})
@@ -212,7 +212,7 @@ func watchTasks(t *testing.T, c syscallsv1connect.KernelClient, after int64) *ta
 }
 
 // wait waits for task id to reach state s.
-func (w *taskWatch) wait(t *testing.T, id string, s pb.TaskState) {
+func (w *taskWatch) wait(t testing.TB, id string, s pb.TaskState) {
 	deadline := time.After(20 * time.Second)
 	for {
 		w.mu.Lock()
@@ -237,7 +237,7 @@ func (w *taskWatch) wait(t *testing.T, id string, s pb.TaskState) {
 	}
 }
 
-func (w *taskWatch) waitAll(t *testing.T, ids []string, s pb.TaskState) {
+func (w *taskWatch) waitAll(t testing.TB, ids []string, s pb.TaskState) {
 	t.Helper()
 	for _, id := range ids {
 		w.wait(t, id, s)
@@ -264,7 +264,7 @@ func (w *taskWatch) ends() map[string][]*pb.Task {
 }
 
 // waitEmpty waits until the kernel lists no allocation and no live task.
-func waitEmpty(t *testing.T, op syscallsv1connect.KernelClient) {
+func waitEmpty(t testing.TB, op syscallsv1connect.KernelClient) {
 	t.Helper()
 	eventually(t, "no allocation and no live task", func() bool {
 		a, err := op.ListAllocations(context.Background(), connect.NewRequest(&pb.ListAllocationsRequest{}))
@@ -284,7 +284,7 @@ func waitEmpty(t *testing.T, op syscallsv1connect.KernelClient) {
 	})
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

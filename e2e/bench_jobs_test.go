@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,6 +260,7 @@ func (s *simBench) revokeAll(t testing.TB, tasks []string) {
 func BenchmarkGang1000(b *testing.B) {
 	s := startSimBench(b, 100, benchKernelFlags()...)
 	var alls, allocs []time.Duration
+	cpu := newCPUMeter(s.k.cmd.Process.Pid)
 	b.ResetTimer()
 	for range b.N {
 		_, tasks, alloc, all := s.runGang(b, 1000)
@@ -273,6 +276,7 @@ func BenchmarkGang1000(b *testing.B) {
 	b.ReportMetric(ms(percentile(alls, 99)), "p99-ms")
 	b.ReportMetric(ms(percentile(allocs, 50)), "alloc-p50-ms")
 	b.ReportMetric(ms(percentile(allocs, 99)), "alloc-p99-ms")
+	cpu.report(b, b.N, "kernel", "gang") // a gang's start and its revoke
 	b.Logf("load %s; agents %+v", loadavg(), s.sim.Stats())
 	s.logCycles(b)
 }
@@ -299,6 +303,62 @@ func (s *simBench) logCycles(t testing.TB) {
 		}
 	}
 	t.Logf("kernel cycles:\n%s", strings.Join(lines, "\n"))
+}
+
+// groupCPU returns the CPU time (user + system, with reaped children's)
+// of the processes in process group pgid; the daemons the harness starts
+// lead their own groups, so this is a daemon with its plugin processes.
+func groupCPU(pgid int) time.Duration {
+	dirs, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, d := range dirs {
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b)[i+1:]) // f[0] is field 3 (state)
+		if len(f) < 15 {
+			continue
+		}
+		if pg, _ := strconv.Atoi(f[2]); pg != pgid {
+			continue
+		}
+		for _, v := range f[11:15] { // utime, stime, cutime, cstime
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// selfCPU returns this process's CPU time (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter measures CPU time per unit of work of a daemon's process group
+// and of this process (the framework side and the simulated agents).
+type cpuMeter struct {
+	pgid        int
+	daemon, own time.Duration
+}
+
+func newCPUMeter(pgid int) *cpuMeter {
+	return &cpuMeter{pgid: pgid, daemon: groupCPU(pgid), own: selfCPU()}
+}
+
+// report reports the CPU ms per unit (n units done since newCPUMeter) of
+// the daemon as name-cpu-ms/unit and of this process as bench-cpu-ms/unit.
+func (m *cpuMeter) report(b *testing.B, n int, name, unit string) {
+	d, o := groupCPU(m.pgid)-m.daemon, selfCPU()-m.own
+	b.ReportMetric(ms(d)/float64(n), name+"-cpu-ms/"+unit)
+	b.ReportMetric(ms(o)/float64(n), "bench-cpu-ms/"+unit)
 }
 
 // loadavg returns /proc/loadavg's first three fields.
@@ -370,9 +430,11 @@ func shortTasks(b *testing.B, c syscallsv1connect.KernelClient, f *taskFollower,
 //
 //	go test ./e2e -run '^$' -bench 'ShortTasks$' -benchtime 20000x
 func BenchmarkShortTasks(b *testing.B) {
-	s := startSimBench(b, 100)
+	s := startSimBench(b, 100, benchKernelFlags()...)
+	cpu := newCPUMeter(s.k.cmd.Process.Pid)
 	tps := shortTasks(b, s.fw, s.f, 256, "true")
 	b.ReportMetric(tps, "tasks/s")
+	cpu.report(b, b.N, "kernel", "task")
 	b.Logf("load %s; agents %+v", loadavg(), s.sim.Stats())
 }
 
@@ -384,10 +446,12 @@ func BenchmarkShortTasks(b *testing.B) {
 //	go test ./e2e -run '^$' -bench 'ShortTasksRealAgent$' -benchtime 1000x
 func BenchmarkShortTasksRealAgent(b *testing.B) {
 	e := newEnv(b)
-	e.startDev("--resources", "cpus=1000,mem=1000Gi", "--init=false", "--jobs=false")
+	dev := e.startDev("--resources", "cpus=1000,mem=1000Gi", "--init=false", "--jobs=false")
 	c := e.op()
 	f := followTasks(b, c, listAgents(b, c).GetRevision())
+	cpu := newCPUMeter(dev.cmd.Process.Pid)
 	tps := shortTasks(b, c, f, 32, "/bin/true")
 	b.ReportMetric(tps, "tasks/s")
+	cpu.report(b, b.N, "dev", "task")
 	b.Logf("load %s", loadavg())
 }

@@ -58,3 +58,46 @@ func BenchmarkCluster_Gang1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/gang")
 }
+
+// BenchmarkCluster_ShortTasks is e2e's BenchmarkShortTasks in one
+// process (see BenchmarkCluster_Gang1000): `true` tasks, each Allocate →
+// Launch → FINISHED → Revoke, 256 in flight, on 100 simulated agents.
+//
+//	go test ./internal/simagent -run '^$' -bench ShortTasks -benchtime 5000x -cpuprofile cpu.out
+func BenchmarkCluster_ShortTasks(b *testing.B) {
+	op, _ := start(b, 100)
+	w := watchTasks(b, op, 1)
+	ctx := context.Background()
+	next := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 256 {
+		wg.Go(func() {
+			for range next {
+				res, err := op.Allocate(ctx, connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 << 20}}))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				id := res.Msg.GetAllocations()[0].GetId()
+				l, err := op.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: id, Command: "true"}))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				w.wait(b, l.Msg.GetTask().GetId(), pb.TaskState_TASK_STATE_FINISHED)
+				if _, err := op.Revoke(ctx, connect.NewRequest(&pb.RevokeRequest{Id: id})); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+}

@@ -103,10 +103,11 @@ type Cluster struct {
 }
 
 // Start joins (when Config.JoinToken is set) and registers cfg.Agents
-// agents, then runs them until Close or until ctx ends. It returns once
-// every agent is registered (its resources are offered), or the first
-// error (invalid config, a join or a registration refused, or ctx
-// ending); then nothing is left running.
+// agents, then runs them until Close; ctx bounds the start only. It
+// returns once every agent is registered (its resources are offered), or
+// an error (invalid config, a join refused, or ctx ending before every
+// agent registered; registrations are retried until then, as the real
+// agent's); then nothing is left running.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	switch {
 	case cfg.KernelURL == "":

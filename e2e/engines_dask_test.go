@@ -10,9 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +68,50 @@ type sideResult struct {
 	before, during latencies
 	jobTook        time.Duration
 	loadavg        string // /proc/loadavg when the job ended
+	// selfCPU is the test process's cpu use (the request stream, mostly)
+	// and busy the machine's, in cores, over each window.
+	selfCPU, busy [2]float64
+}
+
+// cpuMark is a point on the test process's and the machine's cpu clocks.
+type cpuMark struct {
+	at         time.Time
+	self       time.Duration // this process's user+system time
+	busy, idle uint64        // /proc/stat's first line, in ticks
+}
+
+func markCPU() cpuMark {
+	m := cpuMark{at: time.Now()}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		m.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			if i == 3 || i == 4 { // idle, iowait
+				m.idle += n
+			} else if i < 8 { // not guest time, counted in user already
+				m.busy += n
+			}
+		}
+	}
+	return m
+}
+
+// cores returns the cpus used between a and b: by this process, and by the
+// whole machine (busy ticks over all ticks, times the number of cpus).
+func cores(a, b cpuMark) (self, busy float64) {
+	wall := b.at.Sub(a.at).Seconds()
+	if wall <= 0 {
+		return 0, 0
+	}
+	self = (b.self - a.self).Seconds() / wall
+	if t := float64(b.busy + b.idle - a.busy - a.idle); t > 0 {
+		busy = float64(b.busy-a.busy) / t * float64(runtime.NumCPU())
+	}
+	return self, busy
 }
 
 // ratio is p99 during / p99 before.
@@ -147,8 +194,9 @@ func TestEngines_Dask(t *testing.T) {
 	t.Parallel()
 	needRoot(t)
 	r := runSideBySide(t, ciSide)
-	t.Logf("web service before the job: %v; during: %v; p99 ratio %.2f; job took %v; load average %s",
-		r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg)
+	t.Logf("web service before the job: %v; during: %v; p99 ratio %.2f; job took %v; load average %s; "+
+		"cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f",
+		r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1])
 }
 
 // BenchmarkSideBySide: the side-by-side run with a heavier computation
@@ -178,13 +226,15 @@ func BenchmarkSideBySide(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
 				r := runSideBySide(b, v.c)
-				b.Logf("%s: before %v; during %v; ratio %.2f; job %v; load %s", v.name, r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg)
+				b.Logf("%s: before %v; during %v; ratio %.2f; job %v; load %s; cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f",
+					v.name, r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1])
 				b.ReportMetric(ms(r.before.p50), "p50-before-ms")
 				b.ReportMetric(ms(r.before.p99), "p99-before-ms")
 				b.ReportMetric(ms(r.during.p50), "p50-during-ms")
 				b.ReportMetric(ms(r.during.p99), "p99-during-ms")
 				b.ReportMetric(r.ratio(), "p99-ratio")
 				b.ReportMetric(r.jobTook.Seconds(), "job-s")
+				b.ReportMetric(r.busy[1], "busy-during-cpus")
 			}
 		})
 	}
@@ -258,16 +308,19 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	w := e.watch(e.op(), listTasks(tb, e.op()).GetRevision())
 	p := startProbe(fmt.Sprintf("http://127.0.0.1:%d/", hostPort(webTask)), c.rate)
 	defer p.stop()
+	m0 := markCPU()
 	time.Sleep(c.before)
 
 	spec := e.path("dask-job.yaml")
 	if err := os.WriteFile(spec, []byte(daskJob(scripts, shared, c)), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	jobStart := time.Now()
+	m1 := markCPU()
+	jobStart := m1.at
 	e.mustCtl("job", "apply", "-f", spec)
 	out, errOut, code := e.ctl("job", "run", "dask-count")
-	jobEnd := time.Now()
+	m2 := markCPU()
+	jobEnd := m2.at
 	loadavg, _ := os.ReadFile("/proc/loadavg")
 	p.stop()
 	logs, _, _ := e.ctl("job", "logs", "dask-count")
@@ -277,6 +330,8 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	}
 	r := sideResult{before: p.window(jobStart.Add(-c.before), jobStart), during: p.window(jobStart, jobEnd),
 		jobTook: jobEnd.Sub(jobStart), loadavg: strings.TrimSpace(string(loadavg))}
+	r.selfCPU[0], r.busy[0] = cores(m0, m1)
+	r.selfCPU[1], r.busy[1] = cores(m1, m2)
 
 	var workers map[string]struct {
 		Nthreads    int    `json:"nthreads"`

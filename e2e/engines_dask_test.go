@@ -268,7 +268,7 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 		tb.Fatal(err)
 	}
 	_, ports := hostPortRange(newToken(), 10)
-	dev := []string{"--resources", "cpus=4,mem=4Gi,disk=4Gi", "--storage-driver", "local", "--sandbox-retention", "1h",
+	dev := []string{"--resources", "cpus=8,mem=6Gi,disk=4Gi", "--storage-driver", "local", "--sandbox-retention", "1h",
 		"--host-volume", "dask=" + shared, "--host-ports", ports, "--role-weight", "web=4"}
 	if c.batchQuota != "" {
 		dev = append(dev, "--role-quota", "batch:"+c.batchQuota)
@@ -293,13 +293,18 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	e.eventually("2 Dask workers registered", func() (bool, string) {
 		workerTasks = workerTasks[:0]
 		for _, tk := range e.view("dask-workers").running() {
-			_, errs, _ := e.ctl("logs", "--stderr", tk.GetId())
-			lastErrs = tail(errs, 10)
+			outs, errs, _ := e.ctl("logs", "--all", tk.GetId())
+			lastErrs = tail(outs, 5) + tail(errs, 10)
 			if strings.Contains(errs, "Registered to:") {
 				workerTasks = append(workerTasks, tk.GetId())
 			}
 		}
-		return len(workerTasks) == 2, fmt.Sprintf("%d registered; %+v; a worker's stderr:\n%s", len(workerTasks), e.svcStatus("dask-workers"), lastErrs)
+		sched := ""
+		if tks := e.view("dask-scheduler").running(); len(tks) > 0 {
+			o, x, _ := e.ctl("logs", "--all", tks[0].GetId())
+			sched = tail(o, 5) + tail(x, 10)
+		}
+		return len(workerTasks) == 2, fmt.Sprintf("%d registered; %+v; a worker's output:\n%s\nthe scheduler's:\n%s", len(workerTasks), e.svcStatus("dask-workers"), lastErrs, sched)
 	})
 	tb.Logf("web and Dask services up in %v", time.Since(started).Round(time.Millisecond))
 

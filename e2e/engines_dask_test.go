@@ -304,7 +304,8 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 			o, x, _ := e.ctl("logs", "--all", tks[0].GetId())
 			sched = tail(o, 5) + tail(x, 10)
 		}
-		return len(workerTasks) == 2, fmt.Sprintf("%d registered; %+v; a worker's output:\n%s\nthe scheduler's:\n%s", len(workerTasks), e.svcStatus("dask-workers"), lastErrs, sched)
+		return len(workerTasks) == 2, fmt.Sprintf("%d registered; %+v; a worker's output:\n%s\nthe scheduler: %+v; its output:\n%s",
+			len(workerTasks), e.svcStatus("dask-workers"), lastErrs, e.svcStatus("dask-scheduler"), sched)
 	})
 	tb.Logf("web and Dask services up in %v", time.Since(started).Round(time.Millisecond))
 

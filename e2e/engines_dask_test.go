@@ -71,6 +71,49 @@ type sideResult struct {
 	// selfCPU is the test process's cpu use (the request stream, mostly)
 	// and busy the machine's, in cores, over each window.
 	selfCPU, busy [2]float64
+	// throttled is how many CFS periods the web service's cgroup was
+	// throttled in (its own cpu quota reached), before and during.
+	throttled [2]uint64
+}
+
+// throttledPeriods returns nr_throttled of the cpu cgroup of pid (v1 cpu
+// controller or v2), 0 when it cannot be read.
+func throttledPeriods(pid int32) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return 0
+	}
+	dir := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if slices.Contains(strings.Split(f[1], ","), "cpu") {
+			dir = filepath.Join("/sys/fs/cgroup", f[1], f[2])
+			break
+		}
+		if f[0] == "0" && f[1] == "" && dir == "" {
+			dir = filepath.Join("/sys/fs/cgroup", f[2])
+		}
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+	if err != nil {
+		return 0
+	}
+	n, _ := parseStat(string(st), "nr_throttled")
+	return n
+}
+
+// parseStat returns the value of key in a "key value" per line file.
+func parseStat(text, key string) (uint64, bool) {
+	for _, l := range strings.Split(text, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == key {
+			n, err := strconv.ParseUint(f[1], 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // cpuMark is a point on the test process's and the machine's cpu clocks.
@@ -195,8 +238,8 @@ func TestEngines_Dask(t *testing.T) {
 	needRoot(t)
 	r := runSideBySide(t, ciSide)
 	t.Logf("web service before the job: %v; during: %v; p99 ratio %.2f; job took %v; load average %s; "+
-		"cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f",
-		r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1])
+		"cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f; web throttled in %d/%d CFS periods",
+		r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1], r.throttled[0], r.throttled[1])
 }
 
 // BenchmarkSideBySide: the side-by-side run with a heavier computation
@@ -226,8 +269,8 @@ func BenchmarkSideBySide(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
 				r := runSideBySide(b, v.c)
-				b.Logf("%s: before %v; during %v; ratio %.2f; job %v; load %s; cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f",
-					v.name, r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1])
+				b.Logf("%s: before %v; during %v; ratio %.2f; job %v; load %s; cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f; web throttled in %d/%d CFS periods",
+					v.name, r.before, r.during, r.ratio(), r.jobTook.Round(time.Millisecond), r.loadavg, r.busy[0], r.busy[1], r.selfCPU[0], r.selfCPU[1], r.throttled[0], r.throttled[1])
 				b.ReportMetric(ms(r.before.p50), "p50-before-ms")
 				b.ReportMetric(ms(r.before.p99), "p99-before-ms")
 				b.ReportMetric(ms(r.during.p50), "p50-during-ms")
@@ -315,7 +358,9 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	p := startProbe(fmt.Sprintf("http://127.0.0.1:%d/", hostPort(webTask)), c.rate)
 	defer p.stop()
 	m0 := markCPU()
+	th0 := throttledPeriods(webTask.GetPid())
 	time.Sleep(c.before)
+	th1 := throttledPeriods(webTask.GetPid())
 
 	spec := e.path("dask-job.yaml")
 	if err := os.WriteFile(spec, []byte(daskJob(scripts, shared, c)), 0o644); err != nil {
@@ -327,6 +372,7 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	out, errOut, code := e.ctl("job", "run", "dask-count")
 	m2 := markCPU()
 	jobEnd := m2.at
+	th2 := throttledPeriods(webTask.GetPid())
 	loadavg, _ := os.ReadFile("/proc/loadavg")
 	p.stop()
 	logs, _, _ := e.ctl("job", "logs", "dask-count")
@@ -338,6 +384,7 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 		jobTook: jobEnd.Sub(jobStart), loadavg: strings.TrimSpace(string(loadavg))}
 	r.selfCPU[0], r.busy[0] = cores(m0, m1)
 	r.selfCPU[1], r.busy[1] = cores(m1, m2)
+	r.throttled = [2]uint64{th1 - th0, th2 - th1}
 
 	var workers map[string]struct {
 		Nthreads    int    `json:"nthreads"`

@@ -183,7 +183,7 @@ func daskServices(scripts string, c sideConfig) string {
 - name: dask-workers
   instances: 2
   command: /usr/bin/python3
-  args: ["%[1]s/dask_worker.py", "--host", "127.0.0.1", "--scheduler-file", "shared/scheduler.json", "--death-timeout", "60"]
+  args: ["%[1]s/dask_worker.py", "--host", "127.0.0.1", "--scheduler-file", "shared/scheduler.json", "--death-timeout", "60", "--local-directory", "dask-worker-space"]
   role: batch
   resources: {cpus: %[3]g, mem: 512Mi}
   volumes:

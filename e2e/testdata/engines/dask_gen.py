@@ -1,8 +1,10 @@
-"""dask_gen.py DIR: writes the input of the Dask example into DIR.
+"""dask_gen.py DIR [PARTS LINES ROWS]: writes the input of the Dask example into DIR.
 
-DIR/text/part-N.txt (lines of words) and DIR/sales.csv (region, product,
-qty, price_cents), deterministic (a fixed seed), so that the test makes the
-same input again in its own directory. Leaves an existing input as it is:
+DIR/text/part-N.txt (PARTS files of LINES lines of words) and DIR/sales.csv
+(ROWS rows of region, product, qty, price_cents), deterministic (a fixed
+seed), so that every Dask worker makes the same input in its own volume and
+the test makes it again in its own directory. Defaults: 4 parts of 1,500
+lines, 20,000 rows. Leaves an existing input of the same sizes as it is:
 DIR is a persistent volume and the input outlives the tasks that use it.
 """
 import csv
@@ -17,11 +19,20 @@ PRODUCTS = ["disk", "cpu", "ram", "nic", "psu", "fan"]
 
 
 def generate(root, parts=4, lines=1500, rows=20000):
+    """Makes the input in root unless it is there with these sizes; True if it made it."""
     done = os.path.join(root, "COMPLETE")
-    if os.path.exists(done):
-        return False
+    sizes = "%d %d %d\n" % (parts, lines, rows)
+    try:
+        with open(done) as f:
+            if f.read() == sizes:
+                return False
+        os.remove(done)
+    except FileNotFoundError:
+        pass
     rnd = random.Random(18)
     os.makedirs(os.path.join(root, "text"), exist_ok=True)
+    for name in os.listdir(os.path.join(root, "text")):
+        os.remove(os.path.join(root, "text", name))
     for p in range(parts):
         with open(os.path.join(root, "text", "part-%d.txt" % p), "w") as f:
             for _ in range(lines):
@@ -33,10 +44,11 @@ def generate(root, parts=4, lines=1500, rows=20000):
         w.writerow(["region", "product", "qty", "price_cents"])
         for _ in range(rows):
             w.writerow([rnd.choice(REGIONS), rnd.choice(PRODUCTS), rnd.randint(1, 20), rnd.randint(100, 99999)])
-    open(done, "w").close()
+    with open(done, "w") as f:
+        f.write(sizes)
     return True
 
 
 if __name__ == "__main__":
-    made = generate(sys.argv[1])
+    made = generate(sys.argv[1], *(int(a) for a in sys.argv[2:5]))
     print("input", "generated" if made else "already there", "in", sys.argv[1], flush=True)

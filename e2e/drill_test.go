@@ -314,7 +314,7 @@ func TestHA_Partition(t *testing.T) {
 	// reach its loop, which commits them before it notices that its lease
 	// is gone — and etcd refuses them, their election key being gone.
 	frozen := map[string]*proc{url2: k2, url3: k3}[newLeader]
-	frozen.signal(syscall.SIGSTOP)
+	frozen.freeze(t)
 	froze := time.Now()
 	const frozenWrites = 8
 	var fwg sync.WaitGroup

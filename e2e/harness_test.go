@@ -23,6 +23,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -152,6 +153,24 @@ func (p *proc) running() bool {
 func (p *proc) signal(sig syscall.Signal) {
 	if p.running() {
 		syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// freeze SIGSTOPs the process group of p and waits until every thread of
+// p is stopped: kill(2) only queues the stop, and a loaded machine can let
+// p serve a request that arrives meanwhile (the HA drill saw a write sent
+// "to the frozen leader" committed by it).
+func (p *proc) freeze(t testing.TB) {
+	t.Helper()
+	p.signal(syscall.SIGSTOP)
+	pid := p.cmd.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if ok, _ := procfs.Stopped(pid); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d: not every thread stopped 10 s after SIGSTOP", pid)
+		}
 	}
 }
 

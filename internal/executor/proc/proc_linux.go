@@ -33,6 +33,38 @@ func readStat(pid int) (stat, error) {
 	return parseStat(b)
 }
 
+// Stopped reports whether every thread of process pid is stopped (state
+// T or t in /proc/PID/task/TID/stat), as after SIGSTOP once the stop has
+// reached them all: kill(2) only queues it. A missing process returns
+// ErrGone.
+func Stopped(pid int) (bool, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return false, ErrGone
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/stat")
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue // a thread that exited
+		}
+		if err != nil {
+			return false, err
+		}
+		s, err := parseStat(b)
+		if err != nil {
+			return false, err
+		}
+		if s.state != 'T' && s.state != 't' {
+			return false, nil
+		}
+	}
+	return len(tasks) > 0, nil
+}
+
 // StartTime returns the start time of process pid (field 22 of
 // /proc/PID/stat). With the pid it names a process unambiguously. A missing
 // process returns ErrGone.

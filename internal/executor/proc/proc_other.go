@@ -11,6 +11,9 @@ import (
 // StartTime returns ErrNotSupported.
 func StartTime(pid int) (uint64, error) { return 0, ErrNotSupported }
 
+// Stopped needs Linux.
+func Stopped(pid int) (bool, error) { return false, ErrNotSupported }
+
 // Alive returns false.
 func Alive(pid int, start uint64) bool { return false }
 

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSignalGroup_StartTime(t *testing.T) {
@@ -62,4 +63,42 @@ func TestLock(t *testing.T) {
 		t.Fatalf("Lock after release: %v", err)
 	}
 	g.Close()
+}
+
+// TestStopped: a process is Stopped once SIGSTOP reached every thread, and
+// no longer after SIGCONT; a gone one is ErrGone.
+func TestStopped(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if ok, err := Stopped(pid); ok || err != nil {
+		t.Fatalf("Stopped of a running process = %v, %v", ok, err)
+	}
+	syscall.Kill(pid, syscall.SIGSTOP)
+	waitFor := func(want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			ok, err := Stopped(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Stopped stayed %v", ok)
+			}
+		}
+	}
+	waitFor(true)
+	syscall.Kill(pid, syscall.SIGCONT)
+	waitFor(false)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := Stopped(pid); !errors.Is(err, ErrGone) {
+		t.Fatalf("Stopped of a reaped process: %v, want ErrGone", err)
+	}
 }

@@ -96,8 +96,9 @@ func (t *Table) SetRoleCPUClass(name string, class pb.CpuClass, c *Changes) {
 
 // Roles returns every role that has a setting (start-up or RoleSet) or a
 // live allocation, sorted by name, with its effective weight (1 when
-// unset), its CPU class (NORMAL when unset), its quota (nil when it has none), the usage of its granted
-// allocations and the count of its pending ones. The objects are new.
+// unset), its CPU class (NORMAL when unset), its quota (nil when it has
+// none), the usage of its granted allocations and the count of its
+// pending ones. The objects are new.
 func (t *Table) Roles() []*pb.Role {
 	usage := map[string]Resources{}
 	pending := map[string]int32{}
@@ -198,8 +199,8 @@ func ValidateRoleSet(r *pb.RoleSetRequest) error {
 // else PermissionDenied), persisted with the next commit; the new values
 // take effect in the cycle of that same loop iteration. Allocations
 // already granted past a lowered quota are kept; a CPU class applies to
-// the tasks launched after it (Launch copies it into the Task). Bad input is InvalidArgument
-// naming the field.
+// the tasks launched after it (Launch copies it into the Task). Bad input
+// is InvalidArgument naming the field.
 func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetRequest) (*pb.RoleSetResponse, error) {
 	if p.Role != RoleOperator {
 		return nil, errorf(PermissionDenied, "role set: operators only, not a %s", p.Role)

@@ -37,6 +37,9 @@ type sideConfig struct {
 	webCpus, workerCpus, schedCpus, jobCpus float64
 	// batchQuota, when set, is dcosd's --role-quota for batch (cpus=...).
 	batchQuota string
+	// batchIdle puts the role batch in the idle CPU class (dcosctl role
+	// set batch --cpu-class idle) before its services start.
+	batchIdle bool
 	// parts, lines, rows size the input (dask_gen.py); volume is each
 	// worker's persistent volume.
 	parts, lines, rows int
@@ -48,8 +51,9 @@ type sideConfig struct {
 }
 
 // ciSide is the CI test's run: small, so the whole test stays well under
-// 90 s on a loaded 2-core machine.
-var ciSide = sideConfig{webCpus: 0.5, workerCpus: 1, schedCpus: 0.2, jobCpus: 0.5,
+// 90 s on a loaded 2-core machine; batch in the idle CPU class, as
+// docs/big-data.md advises.
+var ciSide = sideConfig{webCpus: 0.5, workerCpus: 1, schedCpus: 0.2, jobCpus: 0.5, batchIdle: true,
 	parts: 4, lines: 1500, rows: 20000, volume: "32Mi", rate: 200, before: 5 * time.Second}
 
 // latencies are the results of the requests of one window.
@@ -79,9 +83,27 @@ type sideResult struct {
 // throttledPeriods returns nr_throttled of the cpu cgroup of pid (v1 cpu
 // controller or v2), 0 when it cannot be read.
 func throttledPeriods(pid int32) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	st, err := os.ReadFile(filepath.Join(cpuCgroupDir(pid), "cpu.stat"))
 	if err != nil {
 		return 0
+	}
+	n, _ := parseStat(string(st), "nr_throttled")
+	return n
+}
+
+// cpuIdleOf returns the cpu.idle of the cpu cgroup of pid (v1 cpu
+// controller or v2): "1" for the idle class, "0" for the normal one.
+func cpuIdleOf(pid int32) (string, error) {
+	b, err := os.ReadFile(filepath.Join(cpuCgroupDir(pid), "cpu.idle"))
+	return strings.TrimSpace(string(b)), err
+}
+
+// cpuCgroupDir returns the directory of pid's cpu cgroup (v1 cpu
+// controller or v2), "" when /proc/PID/cgroup cannot be read.
+func cpuCgroupDir(pid int32) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
 	}
 	dir := ""
 	for _, l := range strings.Split(string(b), "\n") {
@@ -97,12 +119,7 @@ func throttledPeriods(pid int32) uint64 {
 			dir = filepath.Join("/sys/fs/cgroup", f[2])
 		}
 	}
-	st, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
-	if err != nil {
-		return 0
-	}
-	n, _ := parseStat(string(st), "nr_throttled")
-	return n
+	return dir
 }
 
 // parseStat returns the value of key in a "key value" per line file.
@@ -228,7 +245,9 @@ activeDeadline: 10m
 // worker make the input in its volume and runs a word count and a group-by
 // on them. Its results equal what plain Python computes from the same
 // input, the workers are the two services' tasks with the sizes of their
-// allocations, and the job's partitions ran in them. A steady stream of
+// allocations, and the job's partitions ran in them. The role batch is in
+// the idle CPU class (dcosctl role set batch --cpu-class idle): the
+// workers' cpu cgroups have cpu.idle = 1, the web service's 0. A steady stream of
 // 200 requests/s to the web service, before and while the job runs, has
 // no failed request, and the service's task stays the same and healthy;
 // the p99s before and during and their ratio are logged (the goal, a
@@ -247,9 +266,10 @@ func TestEngines_Dask(t *testing.T) {
 // window before it, once per variant; it reports the web service's p50 and
 // p99 before and during the job and the p99 ratio (goal ≤ 1.1), and the
 // load average when the job ended. The variants are what is cheap to try
-// for the service's share: its cpu weight (cpus → cpu.shares) and the
-// batch role's quota (which caps what batch allocations hold, and so their
-// CFS quotas).
+// for the service's share: its cpu weight (cpus → cpu.shares), the batch
+// role's quota (which caps what batch allocations hold, and so their CFS
+// quotas), and the batch role's idle CPU class (cpu.idle; batch-idle). The
+// other variants keep batch in the normal class.
 //
 //	go test ./e2e -run '^$' -bench SideBySide -benchtime 1x -timeout 30m
 func BenchmarkSideBySide(b *testing.B) {
@@ -258,14 +278,17 @@ func BenchmarkSideBySide(b *testing.B) {
 	}
 	heavy := ciSide
 	heavy.parts, heavy.lines, heavy.rows, heavy.volume, heavy.before = 8, 40000, 400000, "128Mi", 20*time.Second
+	heavy.batchIdle = false
 	webHeavy := heavy
 	webHeavy.webCpus = 2
 	quota := heavy
 	quota.batchQuota, quota.workerCpus, quota.schedCpus, quota.jobCpus = "cpus=1.2", 0.4, 0.1, 0.3
+	idle := heavy
+	idle.batchIdle = true
 	for _, v := range []struct {
 		name string
 		c    sideConfig
-	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}} {
+	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}, {"batch-idle", idle}} {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
 				r := runSideBySide(b, v.c)
@@ -318,6 +341,11 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	}
 	e.startDev(dev...)
 	started := time.Now()
+	if c.batchIdle {
+		if out := e.mustCtl("role", "set", "batch", "--cpu-class", "idle"); !strings.Contains(out, "idle") {
+			tb.Fatalf("dcosctl role set batch --cpu-class idle answered %q", out)
+		}
+	}
 
 	e.applySvc("web.yaml", webService(web, c.webCpus))
 	var webTask *pb.Task
@@ -351,6 +379,7 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 			len(workerTasks), e.svcStatus("dask-workers"), lastErrs, e.svcStatus("dask-scheduler"), sched)
 	})
 	tb.Logf("web and Dask services up in %v", time.Since(started).Round(time.Millisecond))
+	checkCPUClasses(tb, webTask, e.view("dask-workers").running(), c.batchIdle)
 
 	// The request stream runs from here to the job's end; a watch sees any
 	// change of the web service's task.
@@ -456,6 +485,36 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 		tb.Errorf("web service after the job: %v, want %s healthy", e.view("web").tasks, webTask.GetId())
 	}
 	return r
+}
+
+// checkCPUClasses checks the cpu.idle of the web task's and the workers'
+// cpu cgroups: 0 for web, 1 for the workers when batch is idle (else 0).
+// It skips when the kernel has no cpu.idle (Linux < 5.15): the class is
+// not enforced there.
+func checkCPUClasses(tb testing.TB, web *pb.Task, workers []*pb.Task, batchIdle bool) {
+	tb.Helper()
+	if _, err := cpuIdleOf(web.GetPid()); os.IsNotExist(err) {
+		if batchIdle {
+			tb.Logf("the kernel has no cgroup cpu.idle: the idle class is not enforced here")
+		}
+		return
+	}
+	want := "0"
+	if batchIdle {
+		want = "1"
+	}
+	for _, tk := range append([]*pb.Task{web}, workers...) {
+		w := want
+		if tk == web {
+			w = "0"
+		}
+		if got, err := cpuIdleOf(tk.GetPid()); err != nil || got != w {
+			tb.Errorf("task %s (pid %d, cgroup %s): cpu.idle %q, %v; want %s", tk.GetId(), tk.GetPid(), cpuCgroupDir(tk.GetPid()), got, err, w)
+		}
+	}
+	if len(workers) != 2 {
+		tb.Errorf("%d running worker tasks, want 2", len(workers))
+	}
 }
 
 // probe sends a steady stream of GET requests (open loop: one every

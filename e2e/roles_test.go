@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// roleRow returns role name's row of `dcosctl role ls` (NAME WEIGHT QUOTA
-// USAGE PENDING), or nil.
+// roleRow returns role name's row of `dcosctl role ls` without its
+// CPU-CLASS column (NAME WEIGHT QUOTA USAGE PENDING), or nil.
 func roleRow(t *testing.T, e *env, name string) []string {
 	t.Helper()
 	for _, l := range strings.Split(strings.TrimSpace(e.mustCtl("role", "ls")), "\n")[1:] {
-		if f := strings.Fields(l); len(f) == 5 && f[0] == name {
-			return f
+		if f := strings.Fields(l); len(f) == 6 && f[0] == name {
+			return append(f[:2:2], f[3:]...)
 		}
 	}
 	return nil

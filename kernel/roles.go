@@ -23,10 +23,11 @@ const (
 )
 
 // Role settings come from two places: the operator's start-up defaults
-// (Config.Roles, dcosd --role-weight/--role-quota, memory only) and the
-// durable settings of RoleSet (t.roleSets, a *pb.Role per role whose
-// weight is 0 and quota nil where RoleSet never set them). A durable
-// field overrides the default's, field by field.
+// (Config.Roles, dcosd --role-weight/--role-quota/--role-cpu-class, memory
+// only) and the durable settings of RoleSet (t.roleSets, a *pb.Role per
+// role whose weight is 0, quota nil and cpu_class absent where RoleSet
+// never set them). A durable field overrides the default's, field by
+// field.
 
 // roleConfig is the effective setting of a role: its start-up default
 // with the fields RoleSet set replaced.
@@ -38,6 +39,9 @@ func (t *Table) roleConfig(name string) RoleConfig {
 		}
 		if s.GetQuota() != nil {
 			cfg.Quota = FromProto(s.GetQuota())
+		}
+		if s.CpuClass != nil {
+			cfg.CPUClass = s.GetCpuClass()
 		}
 	}
 	return cfg
@@ -74,10 +78,27 @@ func (t *Table) SetRole(name string, weight *float64, quota *Resources, c *Chang
 	c.cycle = true
 }
 
+// SetRoleCPUClass records a RoleSet's cpu_class as the role's durable
+// setting: the tasks of the role launched from then on get it (running
+// ones keep theirs). The caller validated the class.
+func (t *Table) SetRoleCPUClass(name string, class pb.CpuClass, c *Changes) {
+	s := &pb.Role{Name: name}
+	if old := t.roleSets[name]; old != nil {
+		s = proto.Clone(old).(*pb.Role)
+	}
+	s.CpuClass = &class
+	if t.roleSets == nil {
+		t.roleSets = map[string]*pb.Role{}
+	}
+	t.roleSets[name] = s
+	c.Roles[name] = s
+}
+
 // Roles returns every role that has a setting (start-up or RoleSet) or a
 // live allocation, sorted by name, with its effective weight (1 when
-// unset), its quota (nil when it has none), the usage of its granted
-// allocations and the count of its pending ones. The objects are new.
+// unset), its CPU class (NORMAL when unset), its quota (nil when it has
+// none), the usage of its granted allocations and the count of its
+// pending ones. The objects are new.
 func (t *Table) Roles() []*pb.Role {
 	usage := map[string]Resources{}
 	pending := map[string]int32{}
@@ -127,7 +148,8 @@ func (t *Table) roleProto(name string, usage Resources, pending int32) *pb.Role 
 	if w <= 0 {
 		w = 1
 	}
-	r := &pb.Role{Name: name, Weight: w, Usage: usage.Proto(), Pending: pending}
+	class := cfg.CPUClass
+	r := &pb.Role{Name: name, Weight: w, Usage: usage.Proto(), Pending: pending, CpuClass: &class}
 	if !cfg.Quota.IsZero() {
 		r.Quota = cfg.Quota.Proto()
 	}
@@ -136,13 +158,18 @@ func (t *Table) roleProto(name string, usage Resources, pending int32) *pb.Role 
 
 // ValidateRoleSet checks a RoleSet request: a role name, a finite weight
 // > 0 when set, a non-negative quota within the MaxQuota bounds when set,
-// and at least one of them.
+// a known CPU class when set, and at least one of them.
 func ValidateRoleSet(r *pb.RoleSetRequest) error {
 	if err := validateName("name", r.GetName(), true); err != nil {
 		return err
 	}
-	if r.Weight == nil && r.Quota == nil {
-		return fieldError("weight", "nothing to set: give weight, quota or both")
+	if r.Weight == nil && r.Quota == nil && r.CpuClass == nil {
+		return fieldError("weight", "nothing to set: give weight, quota, cpu_class or several")
+	}
+	if r.CpuClass != nil {
+		if _, ok := pb.CpuClass_name[int32(r.GetCpuClass())]; !ok {
+			return fieldError("cpu_class", "must be CPU_CLASS_NORMAL or CPU_CLASS_IDLE, got %d", int32(r.GetCpuClass()))
+		}
 	}
 	if r.Weight != nil {
 		if w := r.GetWeight(); math.IsNaN(w) || math.IsInf(w, 0) || w <= 0 {
@@ -168,11 +195,12 @@ func ValidateRoleSet(r *pb.RoleSetRequest) error {
 	return nil
 }
 
-// RoleSet sets a role's weight and/or quota (operators only, else
-// PermissionDenied), persisted with the next commit; the new values take
-// effect in the cycle of that same loop iteration. Allocations already
-// granted past a lowered quota are kept. Bad input is InvalidArgument
-// naming the field.
+// RoleSet sets a role's weight, quota and/or CPU class (operators only,
+// else PermissionDenied), persisted with the next commit; the new values
+// take effect in the cycle of that same loop iteration. Allocations
+// already granted past a lowered quota are kept; a CPU class applies to
+// the tasks launched after it (Launch copies it into the Task). Bad input
+// is InvalidArgument naming the field.
 func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetRequest) (*pb.RoleSetResponse, error) {
 	if p.Role != RoleOperator {
 		return nil, errorf(PermissionDenied, "role set: operators only, not a %s", p.Role)
@@ -187,7 +215,12 @@ func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetReques
 	}
 	resp := &pb.RoleSetResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, _ time.Time) error {
-		t.SetRole(req.GetName(), req.Weight, quota, c)
+		if req.Weight != nil || quota != nil {
+			t.SetRole(req.GetName(), req.Weight, quota, c)
+		}
+		if req.CpuClass != nil {
+			t.SetRoleCPUClass(req.GetName(), req.GetCpuClass(), c)
+		}
 		return nil
 	}, func(t *Table) { resp.Role = t.role(req.GetName()) })
 	if err != nil {

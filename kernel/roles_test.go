@@ -198,9 +198,9 @@ func TestKernel_RoleSetPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]*pb.Role{
-		"capped": {Name: "capped", Weight: 3, Quota: &pb.Resources{Cpus: 3, MemBytes: 4 << 30}, Usage: &pb.Resources{Cpus: 2, MemBytes: 2 << 30}},
-		"heavy":  {Name: "heavy", Weight: 5, Quota: &pb.Resources{Ports: 4}, Usage: &pb.Resources{}},
-		"fresh":  {Name: "fresh", Weight: 0.5, Usage: &pb.Resources{}},
+		"capped": {Name: "capped", Weight: 3, Quota: &pb.Resources{Cpus: 3, MemBytes: 4 << 30}, Usage: &pb.Resources{Cpus: 2, MemBytes: 2 << 30}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
+		"heavy":  {Name: "heavy", Weight: 5, Quota: &pb.Resources{Ports: 4}, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
+		"fresh":  {Name: "fresh", Weight: 0.5, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
 	}
 	checkRoles := func(when string, k *kernel.Kernel) {
 		t.Helper()
@@ -262,6 +262,7 @@ func TestKernel_RoleSetRefused(t *testing.T) {
 		{"negative mem", &pb.RoleSetRequest{Name: "web", Quota: &pb.Resources{MemBytes: -1}}, "quota.mem_bytes: "},
 		{"negative disk", &pb.RoleSetRequest{Name: "web", Quota: &pb.Resources{DiskBytes: -1}}, "quota.disk_bytes: "},
 		{"negative ports", &pb.RoleSetRequest{Name: "web", Quota: &pb.Resources{Ports: -1}}, "quota.ports: "},
+		{"unknown cpu class", &pb.RoleSetRequest{Name: "web", CpuClass: ptr(pb.CpuClass(7))}, "cpu_class: "},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -84,6 +84,8 @@ type Table struct {
 type RoleConfig struct {
 	Weight float64
 	Quota  Resources
+	// CPUClass is the CPU class its tasks launch with (Task.cpu_class).
+	CPUClass pb.CpuClass
 }
 
 // SetRoles replaces the role settings policies see.
@@ -367,6 +369,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		ReadinessCheck:  WithHealthDefaults(r.GetReadinessCheck()),
 		KillGracePeriod: r.GetKillGracePeriod(),
 		Logs:            r.GetLogs(),
+		CpuClass:        t.roleConfig(a.GetRole()).CPUClass,
 		Created:         timestamppb.New(now),
 		Updated:         timestamppb.New(now),
 	}

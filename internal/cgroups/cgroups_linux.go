@@ -293,7 +293,7 @@ func (t *Task) updateV1(l Limits) error {
 	if err := writeFile(cpu, "cpu.cfs_quota_us", strconv.FormatInt(cfsQuota(l.MilliCPU), 10)); err != nil {
 		return err
 	}
-	if err := writeFile(cpu, "cpu.shares", strconv.FormatInt(cpuShares(l.MilliCPU), 10)); err != nil {
+	if err := writeCPUWeight(cpu, "cpu.shares", strconv.FormatInt(cpuShares(l.MilliCPU), 10), l.CPUIdle); err != nil {
 		return err
 	}
 	return writeFile(t.paths[KeyPids], "pids.max", v2Limit(l.Pids))
@@ -316,10 +316,39 @@ func (t *Task) updateV2(l Limits) error {
 	if err := writeFile(d, "cpu.max", cpuMax(l.MilliCPU)); err != nil {
 		return err
 	}
-	if err := writeFile(d, "cpu.weight", strconv.FormatInt(cpuWeight(l.MilliCPU), 10)); err != nil {
+	if err := writeCPUWeight(d, "cpu.weight", strconv.FormatInt(cpuWeight(l.MilliCPU), 10), l.CPUIdle); err != nil {
 		return err
 	}
 	return writeFile(d, "pids.max", v2Limit(l.Pids))
+}
+
+// writeCPUWeight writes the weight file (v1 cpu.shares, v2 cpu.weight)
+// and, where the kernel has it, cpu.idle in cpu directory dir. The kernel
+// refuses a weight for an idle group (EINVAL), so a normal task leaves the
+// idle class before its weight is written, and an idle one keeps the
+// weight it had (the kernel restores it if the group leaves the class).
+func writeCPUWeight(dir, file, weight string, idle bool) error {
+	if !exists(dir, "cpu.idle") {
+		return writeFile(dir, file, weight)
+	}
+	if idle {
+		return writeFile(dir, "cpu.idle", "1")
+	}
+	if err := writeFile(dir, "cpu.idle", "0"); err != nil {
+		return err
+	}
+	return writeFile(dir, file, weight)
+}
+
+// CPUIdleSupported reports whether the kernel has cpu.idle in the task's
+// cpu cgroup (Linux >= 5.15): without it Limits.CPUIdle is ignored and the
+// task runs in the normal class.
+func (t *Task) CPUIdleSupported() bool {
+	d := t.paths[KeyCPU]
+	if t.mode == ModeUnified {
+		d = t.paths[KeyUnified]
+	}
+	return exists(d, "cpu.idle")
 }
 
 // Usage reads the task's resource use. CPU time is split into user and

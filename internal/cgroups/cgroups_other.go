@@ -34,6 +34,9 @@ func (t *Task) AddProc(pid int) error { return ErrNotSupported }
 // Update returns ErrNotSupported.
 func (t *Task) Update(limits Limits) error { return ErrNotSupported }
 
+// CPUIdleSupported returns false.
+func (t *Task) CPUIdleSupported() bool { return false }
+
 // Usage returns ErrNotSupported.
 func (t *Task) Usage() (Usage, error) { return Usage{}, ErrNotSupported }
 

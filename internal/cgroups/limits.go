@@ -17,6 +17,13 @@ type Limits struct {
 	MilliCPU int64
 	// Pids caps the number of processes and threads.
 	Pids int64
+	// CPUIdle makes the task's cpu cgroup an idle group (cpu.idle = 1,
+	// Linux >= 5.15; SCHED_IDLE-like): its threads run on CPU time that
+	// normal tasks leave, and a waking normal task preempts them at once.
+	// The CFS quota still applies; the weight does not (an idle group has
+	// the smallest). On a kernel without cpu.idle it is ignored: see
+	// Task.CPUIdleSupported.
+	CPUIdle bool
 }
 
 // Validate reports a negative field.

@@ -16,18 +16,22 @@ import (
 func roleCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "role",
-		Usage:     "list roles and set their weights and quotas",
+		Usage:     "list roles and set their weights, quotas and CPU classes",
 		ArgsUsage: "ls | set",
 		Description: `A role's weight is its share under the DRF policy (1 unless set); its quota
 caps what its granted allocations may hold, whatever the policy decides: a
 request its quota holds stays pending with a reason like
-"role capped: quota cpus=2 reached". "role ls" lists every role with settings
-or allocations; "role set" (operators only) changes a role's weight and/or
-quota, persisted and effective in the next allocation cycle. See
-docs/roles.md.
+"role capped: quota cpus=2 reached". Its CPU class (normal unless set) is
+how the CPU scheduler treats its tasks: idle tasks run on CPU time that
+normal ones leave, so services keep their latency beside batch work.
+"role ls" lists every role with settings or allocations; "role set"
+(operators only) changes a role's weight, quota and/or CPU class,
+persisted and effective in the next allocation cycle (a CPU class: for the
+tasks launched after it). See docs/roles.md.
 
   dcosctl role ls
   dcosctl role set batch --weight 2 --quota cpus=16,mem=64Gi
+  dcosctl role set batch --cpu-class idle
   dcosctl role set batch --quota none`,
 		Subcommands: []*cli.Command{
 			roleLsCommand(e),
@@ -46,7 +50,8 @@ func roleLsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "list the roles with settings or allocations",
-		Description: `Print one row per role, sorted by name: its weight, its quota (- when none),
+		Description: `Print one row per role, sorted by name: its weight, its CPU class, its
+quota (- when none),
 what its granted allocations hold, and how many of its allocations wait.
 The default role (no name) is shown as -. -o json prints the RoleList
 response.`,
@@ -70,22 +75,28 @@ response.`,
 func roleSetCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "set",
-		Usage:     "set a role's weight and/or quota (operators only)",
+		Usage:     "set a role's weight, quota and/or CPU class (operators only)",
 		ArgsUsage: "NAME",
 		Description: `Set role NAME's DRF weight (a number > 0) and/or its quota, and print the
 role as "role ls" does. A quota lists any of cpus, mem, disk and ports;
 it replaces the whole quota, and a dimension left out is not capped.
---quota none (or --quota "") removes the quota. What is set overrides
-dcosd's --role-weight and --role-quota for that field, and survives
-restarts. Allocations granted past a lowered quota are kept. -o json
-prints the RoleSet response.
+--quota none (or --quota "") removes the quota. --cpu-class idle runs the
+role's tasks in the idle CPU class (cgroup cpu.idle, Linux >= 5.15): they
+use only CPU time that normal tasks leave, and a waking normal task
+preempts them at once; --cpu-class normal undoes it. The class applies to
+tasks launched after it is set (running tasks keep theirs). What is set
+overrides dcosd's --role-weight, --role-quota and --role-cpu-class for that
+field, and survives restarts. Allocations granted past a lowered quota are
+kept. -o json prints the RoleSet response.
 
   dcosctl role set web --weight 2
+  dcosctl role set batch --cpu-class idle
   dcosctl role set batch --quota cpus=16,mem=64Gi,disk=1Ti,ports=100
   dcosctl role set batch --quota none`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "weight", Usage: "DRF `WEIGHT`, a number > 0"},
 			&cli.StringFlag{Name: "quota", Usage: "`QUOTA`: cpus=N,mem=SIZE,disk=SIZE,ports=N (any subset), or none"},
+			&cli.StringFlag{Name: "cpu-class", Usage: "`CLASS` of the role's tasks: normal or idle (batch work that yields the CPU to services)"},
 		},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
@@ -107,8 +118,15 @@ prints the RoleSet response.
 				}
 				req.Quota = q
 			}
-			if req.Weight == nil && req.Quota == nil {
-				return usagef("role set: nothing to set: give --weight, --quota or both")
+			if c.IsSet("cpu-class") {
+				class, err := parseCPUClass(c.String("cpu-class"))
+				if err != nil {
+					return usagef("role set: --cpu-class %q: %v", c.String("cpu-class"), err)
+				}
+				req.CpuClass = &class
+			}
+			if req.Weight == nil && req.Quota == nil && req.CpuClass == nil {
+				return usagef("role set: nothing to set: give --weight, --quota, --cpu-class or several")
 			}
 			f, k, err := formatAndDial(c, e)
 			if err != nil {
@@ -188,10 +206,30 @@ func formatResources(r *syscallsv1.Resources) string {
 	return strings.Join(parts, ",")
 }
 
+// parseCPUClass reads "normal" or "idle" (any case).
+func parseCPUClass(s string) (syscallsv1.CpuClass, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "normal":
+		return syscallsv1.CpuClass_CPU_CLASS_NORMAL, nil
+	case "idle":
+		return syscallsv1.CpuClass_CPU_CLASS_IDLE, nil
+	}
+	return 0, fmt.Errorf("want normal or idle")
+}
+
+// formatCPUClass is c as parseCPUClass reads it ("normal", "idle"), or
+// the enum's number for a class this dcosctl does not know.
+func formatCPUClass(c syscallsv1.CpuClass) string {
+	if n, ok := syscallsv1.CpuClass_name[int32(c)]; ok {
+		return strings.ToLower(strings.TrimPrefix(n, "CPU_CLASS_"))
+	}
+	return strconv.Itoa(int(c))
+}
+
 func writeRoles(w io.Writer, roles ...*syscallsv1.Role) error {
-	t := newTable(w, "NAME", "WEIGHT", "QUOTA", "USAGE", "PENDING")
+	t := newTable(w, "NAME", "WEIGHT", "CPU-CLASS", "QUOTA", "USAGE", "PENDING")
 	for _, r := range roles {
-		t.row(dash(r.GetName()), strconv.FormatFloat(r.GetWeight(), 'g', -1, 64), formatResources(r.GetQuota()),
+		t.row(dash(r.GetName()), strconv.FormatFloat(r.GetWeight(), 'g', -1, 64), formatCPUClass(r.GetCpuClass()), formatResources(r.GetQuota()),
 			formatResources(r.GetUsage()), strconv.Itoa(int(r.GetPending())))
 	}
 	return t.flush()

@@ -82,6 +82,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "default-policy", Value: policies.Default, Usage: "allocation policy until an operator loads another (a built-in: " + strings.Join(policies.Names(), ", ") + ", or first-fit)"},
 	&cli.StringSliceFlag{Name: "role-weight", Usage: "DRF weight of a role, NAME=WEIGHT (repeatable; default 1); a start-up default: a weight set by dcosctl role set wins (docs/roles.md)"},
 	&cli.StringSliceFlag{Name: "role-quota", Usage: "quota of a role, NAME:cpus=4,mem=8Gi,disk=100Gi (repeatable; any subset); a start-up default: a quota set by dcosctl role set wins (docs/roles.md)"},
+	&cli.StringSliceFlag{Name: "role-cpu-class", Usage: "CPU class of a role's tasks, NAME=normal|idle (repeatable; default normal; idle: its tasks run on CPU time others leave, e.g. batch=idle); a start-up default: a class set by dcosctl role set wins (docs/roles.md)"},
 	&cli.IntFlag{Name: "max-pending", Value: kernel.DefaultMaxPending, Usage: "pending allocations one framework may hold per role; more are refused ResourceExhausted (-1: no cap; operators are not capped)"},
 	&cli.StringSliceFlag{Name: "role-max-pending", Usage: "--max-pending for one role, ROLE=N (repeatable; \"*\" is the default role)"},
 	&cli.StringSliceFlag{Name: "role-users", Usage: "users other than the default unprivileged one the tasks of a role may run as, `ROLE=USER[,USER...]` (repeatable; USER \"*\" allows any, e.g. db=root,postgres); other roles' tasks may not set a user"},
@@ -347,6 +348,9 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	defer host.Close(context.Background())
 	roles, err := parseRoles(c.StringSlice("role-weight"), c.StringSlice("role-quota"))
 	if err != nil {
+		return err
+	}
+	if err := parseRoleCPUClasses(roles, c.StringSlice("role-cpu-class")); err != nil {
 		return err
 	}
 	roleMaxPending, err := parseRoleInts("--role-max-pending", c.StringSlice("role-max-pending"))

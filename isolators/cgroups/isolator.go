@@ -66,6 +66,9 @@ type Isolator struct {
 	mu         sync.Mutex
 	containers map[string]*container
 
+	// idleWarned makes the "idle class not enforced" warning once.
+	idleWarned sync.Once
+
 	// gc is held shared by Prepare while it creates cgroups and exclusively
 	// by Recover while it removes leftovers, so that Recover never takes a
 	// cgroup being made for a leftover.
@@ -195,7 +198,7 @@ func (i *Isolator) limits(r contract.Resources) (cg.Limits, error) {
 	if r.CPUs < 0 || math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) || r.MemBytes < 0 || r.PIDs < 0 {
 		return cg.Limits{}, fmt.Errorf("invalid resources %+v", r)
 	}
-	l := cg.Limits{MilliCPU: int64(math.Round(r.CPUs * 1000)), MemoryBytes: r.MemBytes, Pids: r.PIDs}
+	l := cg.Limits{MilliCPU: int64(math.Round(r.CPUs * 1000)), MemoryBytes: r.MemBytes, Pids: r.PIDs, CPUIdle: r.CPUIdle}
 	if l.Pids == 0 {
 		l.Pids = i.defaultPIDs
 	}
@@ -229,6 +232,7 @@ func (i *Isolator) Prepare(ctx context.Context, id string, r contract.Resources)
 	i.gc.RUnlock()
 	if c.err == nil {
 		c.dirs = taskDirs(c.task)
+		i.checkCPUIdle(c.task, r)
 	} else {
 		c.err = fmt.Errorf("prepare %q: %w", id, c.err)
 		i.mu.Lock()
@@ -242,6 +246,18 @@ func (i *Isolator) Prepare(ctx context.Context, id string, r contract.Resources)
 		return nil, c.err
 	}
 	return &contract.LaunchInfo{Cgroups: slices.Clone(c.dirs)}, nil
+}
+
+// checkCPUIdle warns, once per isolator, when a container asks for the
+// idle CPU class on a kernel without cgroup cpu.idle: the task runs in the
+// normal class.
+func (i *Isolator) checkCPUIdle(t *cg.Task, r contract.Resources) {
+	if !r.CPUIdle || t.CPUIdleSupported() {
+		return
+	}
+	i.idleWarned.Do(func() {
+		i.log.Warn("cgroups isolator: the kernel has no cgroup cpu.idle (Linux >= 5.15): tasks of cpu class idle run in the normal class")
+	})
 }
 
 // taskDirs returns the distinct directories of a task, v1 ones first in a

@@ -113,6 +113,11 @@ type Resources struct {
 	CPUs     float64
 	MemBytes int64
 	PIDs     int64
+	// CPUIdle asks for the idle CPU class (the task's role has cpu class
+	// IDLE): an isolator that can (the cgroups one: cpu.idle = 1) runs the
+	// task only on CPU time that normal tasks leave; one that cannot runs
+	// it normally and says so in its log.
+	CPUIdle bool `json:",omitempty"`
 }
 
 // TaskConfig is what to run.

@@ -156,6 +156,59 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_v1_syscalls_proto_rawDescGZIP(), []int{1}
 }
 
+// CpuClass is how the CPU scheduler treats a role's tasks (docs/roles.md).
+type CpuClass int32
+
+const (
+	// CPU_CLASS_NORMAL: ordinary CFS scheduling by weight and quota.
+	CpuClass_CPU_CLASS_NORMAL CpuClass = 0
+	// CPU_CLASS_IDLE: the task's cgroup is an idle group (cgroup cpu.idle =
+	// 1, Linux >= 5.15; SCHED_IDLE-like): it runs on CPU time that normal
+	// tasks leave, and a waking normal task preempts it at once. For batch
+	// work beside latency-sensitive services. On a kernel without cpu.idle
+	// the task runs as NORMAL and its agent logs so once.
+	CpuClass_CPU_CLASS_IDLE CpuClass = 1
+)
+
+// Enum value maps for CpuClass.
+var (
+	CpuClass_name = map[int32]string{
+		0: "CPU_CLASS_NORMAL",
+		1: "CPU_CLASS_IDLE",
+	}
+	CpuClass_value = map[string]int32{
+		"CPU_CLASS_NORMAL": 0,
+		"CPU_CLASS_IDLE":   1,
+	}
+)
+
+func (x CpuClass) Enum() *CpuClass {
+	p := new(CpuClass)
+	*p = x
+	return p
+}
+
+func (x CpuClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CpuClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_v1_syscalls_proto_enumTypes[2].Descriptor()
+}
+
+func (CpuClass) Type() protoreflect.EnumType {
+	return &file_v1_syscalls_proto_enumTypes[2]
+}
+
+func (x CpuClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CpuClass.Descriptor instead.
+func (CpuClass) EnumDescriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{2}
+}
+
 // HealthState is the outcome of a task's health check.
 type HealthState int32
 
@@ -190,11 +243,11 @@ func (x HealthState) String() string {
 }
 
 func (HealthState) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[2].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[3].Descriptor()
 }
 
 func (HealthState) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[2]
+	return &file_v1_syscalls_proto_enumTypes[3]
 }
 
 func (x HealthState) Number() protoreflect.EnumNumber {
@@ -203,7 +256,7 @@ func (x HealthState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthState.Descriptor instead.
 func (HealthState) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{2}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{3}
 }
 
 type AgentState int32
@@ -239,11 +292,11 @@ func (x AgentState) String() string {
 }
 
 func (AgentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[3].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[4].Descriptor()
 }
 
 func (AgentState) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[3]
+	return &file_v1_syscalls_proto_enumTypes[4]
 }
 
 func (x AgentState) Number() protoreflect.EnumNumber {
@@ -252,7 +305,7 @@ func (x AgentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentState.Descriptor instead.
 func (AgentState) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{3}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
 }
 
 type EventKind int32
@@ -355,11 +408,11 @@ func (x EventKind) String() string {
 }
 
 func (EventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[4].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[5].Descriptor()
 }
 
 func (EventKind) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[4]
+	return &file_v1_syscalls_proto_enumTypes[5]
 }
 
 func (x EventKind) Number() protoreflect.EnumNumber {
@@ -368,7 +421,7 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{4}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
 }
 
 // LogStream names a task's output stream.
@@ -405,11 +458,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[5].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[6].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[5]
+	return &file_v1_syscalls_proto_enumTypes[6]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -418,7 +471,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_v1_syscalls_proto_rawDescGZIP(), []int{5}
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{6}
 }
 
 type Constraint_Op int32
@@ -460,11 +513,11 @@ func (x Constraint_Op) String() string {
 }
 
 func (Constraint_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_v1_syscalls_proto_enumTypes[6].Descriptor()
+	return file_v1_syscalls_proto_enumTypes[7].Descriptor()
 }
 
 func (Constraint_Op) Type() protoreflect.EnumType {
-	return &file_v1_syscalls_proto_enumTypes[6]
+	return &file_v1_syscalls_proto_enumTypes[7]
 }
 
 func (x Constraint_Op) Number() protoreflect.EnumNumber {
@@ -878,7 +931,11 @@ type Task struct {
 	// kill_grace_period as launched (LaunchRequest.kill_grace_period).
 	KillGracePeriod *durationpb.Duration `protobuf:"bytes,38,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
 	// logs as launched (LaunchRequest.logs).
-	Logs          *LogConfig `protobuf:"bytes,39,opt,name=logs,proto3" json:"logs,omitempty"`
+	Logs *LogConfig `protobuf:"bytes,39,opt,name=logs,proto3" json:"logs,omitempty"`
+	// cpu_class is the CPU class of the allocation's role when the task was
+	// launched (Role.cpu_class), copied by the kernel so that its agent needs
+	// no role lookup; a later RoleSet affects only tasks launched after it.
+	CpuClass      CpuClass `protobuf:"varint,40,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass" json:"cpu_class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1135,6 +1192,13 @@ func (x *Task) GetLogs() *LogConfig {
 		return x.Logs
 	}
 	return nil
+}
+
+func (x *Task) GetCpuClass() CpuClass {
+	if x != nil {
+		return x.CpuClass
+	}
+	return CpuClass_CPU_CLASS_NORMAL
 }
 
 // HealthCheck is a probe its agent runs against a task (never the kernel).
@@ -7211,7 +7275,10 @@ type Role struct {
 	// usage is what its granted allocations hold now.
 	Usage *Resources `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// pending is how many of its allocations wait.
-	Pending       int32 `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
+	Pending int32 `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
+	// cpu_class is the CPU class its tasks launch with (NORMAL when never
+	// set). Always set in RoleList and RoleSet answers.
+	CpuClass      *CpuClass `protobuf:"varint,6,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7281,13 +7348,23 @@ func (x *Role) GetPending() int32 {
 	return 0
 }
 
+func (x *Role) GetCpuClass() CpuClass {
+	if x != nil && x.CpuClass != nil {
+		return *x.CpuClass
+	}
+	return CpuClass_CPU_CLASS_NORMAL
+}
+
 type RoleSetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// weight, when set, must be > 0.
 	Weight *float64 `protobuf:"fixed64,2,opt,name=weight,proto3,oneof" json:"weight,omitempty"`
 	// quota, when set, replaces the role's quota (all zero: no quota).
-	Quota         *Resources `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	Quota *Resources `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	// cpu_class, when set, replaces the role's CPU class; tasks launched
+	// from then on get it (running tasks keep theirs).
+	CpuClass      *CpuClass `protobuf:"varint,4,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7341,6 +7418,13 @@ func (x *RoleSetRequest) GetQuota() *Resources {
 		return x.Quota
 	}
 	return nil
+}
+
+func (x *RoleSetRequest) GetCpuClass() CpuClass {
+	if x != nil && x.CpuClass != nil {
+		return *x.CpuClass
+	}
+	return CpuClass_CPU_CLASS_NORMAL
 }
 
 type RoleSetResponse struct {
@@ -8286,8 +8370,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bgang_min\x18\x12 \x01(\x05R\agangMin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\n" +
-	"\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\v\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -8322,7 +8405,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0ehealth_message\x18$ \x01(\tR\rhealthMessage\x12\x14\n" +
 	"\x05ready\x18% \x01(\bR\x05ready\x12E\n" +
 	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
-	"\x04logs\x18' \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x1a6\n" +
+	"\x04logs\x18' \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x127\n" +
+	"\tcpu_class\x18( \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassR\bcpuClass\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -8799,18 +8883,24 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x04exec\x18\x03 \x01(\v2\x1c.dcos.syscalls.v1.ExecOutputR\x04exec\x122\n" +
 	"\x05error\x18\x04 \x01(\v2\x1c.dcos.syscalls.v1.RelayErrorR\x05error\"<\n" +
 	"\tRelayDown\x12/\n" +
-	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec\"\xb2\x01\n" +
+	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec\"\xfe\x01\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x121\n" +
 	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quota\x121\n" +
 	"\x05usage\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05usage\x12\x18\n" +
-	"\apending\x18\x05 \x01(\x05R\apending\"\x7f\n" +
+	"\apending\x18\x05 \x01(\x05R\apending\x12<\n" +
+	"\tcpu_class\x18\x06 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x00R\bcpuClass\x88\x01\x01B\f\n" +
+	"\n" +
+	"_cpu_class\"\xcb\x01\n" +
 	"\x0eRoleSetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\x06weight\x18\x02 \x01(\x01H\x00R\x06weight\x88\x01\x01\x121\n" +
-	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quotaB\t\n" +
-	"\a_weight\"Y\n" +
+	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quota\x12<\n" +
+	"\tcpu_class\x18\x04 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x01R\bcpuClass\x88\x01\x01B\t\n" +
+	"\a_weightB\f\n" +
+	"\n" +
+	"_cpu_class\"Y\n" +
 	"\x0fRoleSetResponse\x12*\n" +
 	"\x04role\x18\x01 \x01(\v2\x16.dcos.syscalls.v1.RoleR\x04role\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x11\n" +
@@ -8876,7 +8966,10 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x13TASK_STATE_FINISHED\x10\x04\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_KILLED\x10\x06\x12\x13\n" +
-	"\x0fTASK_STATE_LOST\x10\a*]\n" +
+	"\x0fTASK_STATE_LOST\x10\a*4\n" +
+	"\bCpuClass\x12\x14\n" +
+	"\x10CPU_CLASS_NORMAL\x10\x00\x12\x12\n" +
+	"\x0eCPU_CLASS_IDLE\x10\x01*]\n" +
 	"\vHealthState\x12\x18\n" +
 	"\x14HEALTH_STATE_UNKNOWN\x10\x00\x12\x18\n" +
 	"\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x1a\n" +
@@ -8968,358 +9061,362 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 	return file_v1_syscalls_proto_rawDescData
 }
 
-var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 120)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
-	(HealthState)(0),                 // 2: dcos.syscalls.v1.HealthState
-	(AgentState)(0),                  // 3: dcos.syscalls.v1.AgentState
-	(EventKind)(0),                   // 4: dcos.syscalls.v1.EventKind
-	(LogStream)(0),                   // 5: dcos.syscalls.v1.LogStream
-	(Constraint_Op)(0),               // 6: dcos.syscalls.v1.Constraint.Op
-	(*Resources)(nil),                // 7: dcos.syscalls.v1.Resources
-	(*Constraint)(nil),               // 8: dcos.syscalls.v1.Constraint
-	(*Allocation)(nil),               // 9: dcos.syscalls.v1.Allocation
-	(*Task)(nil),                     // 10: dcos.syscalls.v1.Task
-	(*HealthCheck)(nil),              // 11: dcos.syscalls.v1.HealthCheck
-	(*HTTPCheck)(nil),                // 12: dcos.syscalls.v1.HTTPCheck
-	(*TCPCheck)(nil),                 // 13: dcos.syscalls.v1.TCPCheck
-	(*CommandCheck)(nil),             // 14: dcos.syscalls.v1.CommandCheck
-	(*Fence)(nil),                    // 15: dcos.syscalls.v1.Fence
-	(*Leadership)(nil),               // 16: dcos.syscalls.v1.Leadership
-	(*CampaignRequest)(nil),          // 17: dcos.syscalls.v1.CampaignRequest
-	(*CampaignResponse)(nil),         // 18: dcos.syscalls.v1.CampaignResponse
-	(*ResignRequest)(nil),            // 19: dcos.syscalls.v1.ResignRequest
-	(*ResignResponse)(nil),           // 20: dcos.syscalls.v1.ResignResponse
-	(*LeaderRequest)(nil),            // 21: dcos.syscalls.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 22: dcos.syscalls.v1.LeaderResponse
-	(*StateEntry)(nil),               // 23: dcos.syscalls.v1.StateEntry
-	(*StateGetRequest)(nil),          // 24: dcos.syscalls.v1.StateGetRequest
-	(*StateGetResponse)(nil),         // 25: dcos.syscalls.v1.StateGetResponse
-	(*StatePutRequest)(nil),          // 26: dcos.syscalls.v1.StatePutRequest
-	(*StatePutResponse)(nil),         // 27: dcos.syscalls.v1.StatePutResponse
-	(*StateDeleteRequest)(nil),       // 28: dcos.syscalls.v1.StateDeleteRequest
-	(*StateDeleteResponse)(nil),      // 29: dcos.syscalls.v1.StateDeleteResponse
-	(*StateListRequest)(nil),         // 30: dcos.syscalls.v1.StateListRequest
-	(*StateListResponse)(nil),        // 31: dcos.syscalls.v1.StateListResponse
-	(*PortRequest)(nil),              // 32: dcos.syscalls.v1.PortRequest
-	(*PortMapping)(nil),              // 33: dcos.syscalls.v1.PortMapping
-	(*TaskUsage)(nil),                // 34: dcos.syscalls.v1.TaskUsage
-	(*PluginInfo)(nil),               // 35: dcos.syscalls.v1.PluginInfo
-	(*Agent)(nil),                    // 36: dcos.syscalls.v1.Agent
-	(*ImageInfo)(nil),                // 37: dcos.syscalls.v1.ImageInfo
-	(*ImageList)(nil),                // 38: dcos.syscalls.v1.ImageList
-	(*RemoveImageRequest)(nil),       // 39: dcos.syscalls.v1.RemoveImageRequest
-	(*RemoveImageResponse)(nil),      // 40: dcos.syscalls.v1.RemoveImageResponse
-	(*VolumeClaim)(nil),              // 41: dcos.syscalls.v1.VolumeClaim
-	(*Volume)(nil),                   // 42: dcos.syscalls.v1.Volume
-	(*VolumeMount)(nil),              // 43: dcos.syscalls.v1.VolumeMount
-	(*ListVolumesRequest)(nil),       // 44: dcos.syscalls.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 45: dcos.syscalls.v1.ListVolumesResponse
-	(*DestroyVolumeRequest)(nil),     // 46: dcos.syscalls.v1.DestroyVolumeRequest
-	(*DestroyVolumeResponse)(nil),    // 47: dcos.syscalls.v1.DestroyVolumeResponse
-	(*AllocateRequest)(nil),          // 48: dcos.syscalls.v1.AllocateRequest
-	(*Gang)(nil),                     // 49: dcos.syscalls.v1.Gang
-	(*AllocateResponse)(nil),         // 50: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 51: dcos.syscalls.v1.LaunchRequest
-	(*LogConfig)(nil),                // 52: dcos.syscalls.v1.LogConfig
-	(*LaunchResponse)(nil),           // 53: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 54: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 55: dcos.syscalls.v1.Event
-	(*ExecRecord)(nil),               // 56: dcos.syscalls.v1.ExecRecord
-	(*ResyncInfo)(nil),               // 57: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 58: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 59: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 60: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 61: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 62: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 63: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 64: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 65: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 66: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*TaskHealthReport)(nil),         // 67: dcos.syscalls.v1.TaskHealthReport
-	(*ReportTaskStatusResponse)(nil), // 68: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 69: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 70: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 71: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 72: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 73: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 74: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 75: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 76: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 77: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 78: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 79: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 80: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 81: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 82: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 83: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 84: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 85: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 86: dcos.syscalls.v1.PolicyRollbackResponse
-	(*LogsRequest)(nil),              // 87: dcos.syscalls.v1.LogsRequest
-	(*LogsChunk)(nil),                // 88: dcos.syscalls.v1.LogsChunk
-	(*TermSize)(nil),                 // 89: dcos.syscalls.v1.TermSize
-	(*ExecStart)(nil),                // 90: dcos.syscalls.v1.ExecStart
-	(*ExecInput)(nil),                // 91: dcos.syscalls.v1.ExecInput
-	(*ExecExit)(nil),                 // 92: dcos.syscalls.v1.ExecExit
-	(*ExecOutput)(nil),               // 93: dcos.syscalls.v1.ExecOutput
-	(*AgentStreamsRequest)(nil),      // 94: dcos.syscalls.v1.AgentStreamsRequest
-	(*StreamOpen)(nil),               // 95: dcos.syscalls.v1.StreamOpen
-	(*RelayError)(nil),               // 96: dcos.syscalls.v1.RelayError
-	(*RelayUp)(nil),                  // 97: dcos.syscalls.v1.RelayUp
-	(*RelayDown)(nil),                // 98: dcos.syscalls.v1.RelayDown
-	(*Role)(nil),                     // 99: dcos.syscalls.v1.Role
-	(*RoleSetRequest)(nil),           // 100: dcos.syscalls.v1.RoleSetRequest
-	(*RoleSetResponse)(nil),          // 101: dcos.syscalls.v1.RoleSetResponse
-	(*RoleListRequest)(nil),          // 102: dcos.syscalls.v1.RoleListRequest
-	(*RoleListResponse)(nil),         // 103: dcos.syscalls.v1.RoleListResponse
-	(*TokenInfo)(nil),                // 104: dcos.syscalls.v1.TokenInfo
-	(*TokenCreateRequest)(nil),       // 105: dcos.syscalls.v1.TokenCreateRequest
-	(*TokenCreateResponse)(nil),      // 106: dcos.syscalls.v1.TokenCreateResponse
-	(*TokenListRequest)(nil),         // 107: dcos.syscalls.v1.TokenListRequest
-	(*TokenListResponse)(nil),        // 108: dcos.syscalls.v1.TokenListResponse
-	(*TokenRevokeRequest)(nil),       // 109: dcos.syscalls.v1.TokenRevokeRequest
-	(*TokenRevokeResponse)(nil),      // 110: dcos.syscalls.v1.TokenRevokeResponse
-	(*AgentJoinRequest)(nil),         // 111: dcos.syscalls.v1.AgentJoinRequest
-	(*AgentJoinResponse)(nil),        // 112: dcos.syscalls.v1.AgentJoinResponse
-	(*AgentDrainRequest)(nil),        // 113: dcos.syscalls.v1.AgentDrainRequest
-	(*AgentDrainResponse)(nil),       // 114: dcos.syscalls.v1.AgentDrainResponse
-	(*ClusterInfoRequest)(nil),       // 115: dcos.syscalls.v1.ClusterInfoRequest
-	(*KernelInfo)(nil),               // 116: dcos.syscalls.v1.KernelInfo
-	(*ClusterInfoResponse)(nil),      // 117: dcos.syscalls.v1.ClusterInfoResponse
-	nil,                              // 118: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 119: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 120: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 121: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 122: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 123: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 124: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 125: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 126: dcos.syscalls.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),      // 127: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 128: google.protobuf.Timestamp
+	(CpuClass)(0),                    // 2: dcos.syscalls.v1.CpuClass
+	(HealthState)(0),                 // 3: dcos.syscalls.v1.HealthState
+	(AgentState)(0),                  // 4: dcos.syscalls.v1.AgentState
+	(EventKind)(0),                   // 5: dcos.syscalls.v1.EventKind
+	(LogStream)(0),                   // 6: dcos.syscalls.v1.LogStream
+	(Constraint_Op)(0),               // 7: dcos.syscalls.v1.Constraint.Op
+	(*Resources)(nil),                // 8: dcos.syscalls.v1.Resources
+	(*Constraint)(nil),               // 9: dcos.syscalls.v1.Constraint
+	(*Allocation)(nil),               // 10: dcos.syscalls.v1.Allocation
+	(*Task)(nil),                     // 11: dcos.syscalls.v1.Task
+	(*HealthCheck)(nil),              // 12: dcos.syscalls.v1.HealthCheck
+	(*HTTPCheck)(nil),                // 13: dcos.syscalls.v1.HTTPCheck
+	(*TCPCheck)(nil),                 // 14: dcos.syscalls.v1.TCPCheck
+	(*CommandCheck)(nil),             // 15: dcos.syscalls.v1.CommandCheck
+	(*Fence)(nil),                    // 16: dcos.syscalls.v1.Fence
+	(*Leadership)(nil),               // 17: dcos.syscalls.v1.Leadership
+	(*CampaignRequest)(nil),          // 18: dcos.syscalls.v1.CampaignRequest
+	(*CampaignResponse)(nil),         // 19: dcos.syscalls.v1.CampaignResponse
+	(*ResignRequest)(nil),            // 20: dcos.syscalls.v1.ResignRequest
+	(*ResignResponse)(nil),           // 21: dcos.syscalls.v1.ResignResponse
+	(*LeaderRequest)(nil),            // 22: dcos.syscalls.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 23: dcos.syscalls.v1.LeaderResponse
+	(*StateEntry)(nil),               // 24: dcos.syscalls.v1.StateEntry
+	(*StateGetRequest)(nil),          // 25: dcos.syscalls.v1.StateGetRequest
+	(*StateGetResponse)(nil),         // 26: dcos.syscalls.v1.StateGetResponse
+	(*StatePutRequest)(nil),          // 27: dcos.syscalls.v1.StatePutRequest
+	(*StatePutResponse)(nil),         // 28: dcos.syscalls.v1.StatePutResponse
+	(*StateDeleteRequest)(nil),       // 29: dcos.syscalls.v1.StateDeleteRequest
+	(*StateDeleteResponse)(nil),      // 30: dcos.syscalls.v1.StateDeleteResponse
+	(*StateListRequest)(nil),         // 31: dcos.syscalls.v1.StateListRequest
+	(*StateListResponse)(nil),        // 32: dcos.syscalls.v1.StateListResponse
+	(*PortRequest)(nil),              // 33: dcos.syscalls.v1.PortRequest
+	(*PortMapping)(nil),              // 34: dcos.syscalls.v1.PortMapping
+	(*TaskUsage)(nil),                // 35: dcos.syscalls.v1.TaskUsage
+	(*PluginInfo)(nil),               // 36: dcos.syscalls.v1.PluginInfo
+	(*Agent)(nil),                    // 37: dcos.syscalls.v1.Agent
+	(*ImageInfo)(nil),                // 38: dcos.syscalls.v1.ImageInfo
+	(*ImageList)(nil),                // 39: dcos.syscalls.v1.ImageList
+	(*RemoveImageRequest)(nil),       // 40: dcos.syscalls.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),      // 41: dcos.syscalls.v1.RemoveImageResponse
+	(*VolumeClaim)(nil),              // 42: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                   // 43: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),              // 44: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),       // 45: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),      // 46: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),     // 47: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),    // 48: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),          // 49: dcos.syscalls.v1.AllocateRequest
+	(*Gang)(nil),                     // 50: dcos.syscalls.v1.Gang
+	(*AllocateResponse)(nil),         // 51: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),            // 52: dcos.syscalls.v1.LaunchRequest
+	(*LogConfig)(nil),                // 53: dcos.syscalls.v1.LogConfig
+	(*LaunchResponse)(nil),           // 54: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),             // 55: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                    // 56: dcos.syscalls.v1.Event
+	(*ExecRecord)(nil),               // 57: dcos.syscalls.v1.ExecRecord
+	(*ResyncInfo)(nil),               // 58: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),            // 59: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 60: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),         // 61: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),        // 62: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),     // 63: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),    // 64: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),         // 65: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 66: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),  // 67: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),         // 68: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil), // 69: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),        // 70: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),       // 71: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),   // 72: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),  // 73: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),         // 74: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 75: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),               // 76: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),        // 77: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),       // 78: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),        // 79: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),            // 80: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),       // 81: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),        // 82: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),       // 83: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),         // 84: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),        // 85: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),    // 86: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),   // 87: dcos.syscalls.v1.PolicyRollbackResponse
+	(*LogsRequest)(nil),              // 88: dcos.syscalls.v1.LogsRequest
+	(*LogsChunk)(nil),                // 89: dcos.syscalls.v1.LogsChunk
+	(*TermSize)(nil),                 // 90: dcos.syscalls.v1.TermSize
+	(*ExecStart)(nil),                // 91: dcos.syscalls.v1.ExecStart
+	(*ExecInput)(nil),                // 92: dcos.syscalls.v1.ExecInput
+	(*ExecExit)(nil),                 // 93: dcos.syscalls.v1.ExecExit
+	(*ExecOutput)(nil),               // 94: dcos.syscalls.v1.ExecOutput
+	(*AgentStreamsRequest)(nil),      // 95: dcos.syscalls.v1.AgentStreamsRequest
+	(*StreamOpen)(nil),               // 96: dcos.syscalls.v1.StreamOpen
+	(*RelayError)(nil),               // 97: dcos.syscalls.v1.RelayError
+	(*RelayUp)(nil),                  // 98: dcos.syscalls.v1.RelayUp
+	(*RelayDown)(nil),                // 99: dcos.syscalls.v1.RelayDown
+	(*Role)(nil),                     // 100: dcos.syscalls.v1.Role
+	(*RoleSetRequest)(nil),           // 101: dcos.syscalls.v1.RoleSetRequest
+	(*RoleSetResponse)(nil),          // 102: dcos.syscalls.v1.RoleSetResponse
+	(*RoleListRequest)(nil),          // 103: dcos.syscalls.v1.RoleListRequest
+	(*RoleListResponse)(nil),         // 104: dcos.syscalls.v1.RoleListResponse
+	(*TokenInfo)(nil),                // 105: dcos.syscalls.v1.TokenInfo
+	(*TokenCreateRequest)(nil),       // 106: dcos.syscalls.v1.TokenCreateRequest
+	(*TokenCreateResponse)(nil),      // 107: dcos.syscalls.v1.TokenCreateResponse
+	(*TokenListRequest)(nil),         // 108: dcos.syscalls.v1.TokenListRequest
+	(*TokenListResponse)(nil),        // 109: dcos.syscalls.v1.TokenListResponse
+	(*TokenRevokeRequest)(nil),       // 110: dcos.syscalls.v1.TokenRevokeRequest
+	(*TokenRevokeResponse)(nil),      // 111: dcos.syscalls.v1.TokenRevokeResponse
+	(*AgentJoinRequest)(nil),         // 112: dcos.syscalls.v1.AgentJoinRequest
+	(*AgentJoinResponse)(nil),        // 113: dcos.syscalls.v1.AgentJoinResponse
+	(*AgentDrainRequest)(nil),        // 114: dcos.syscalls.v1.AgentDrainRequest
+	(*AgentDrainResponse)(nil),       // 115: dcos.syscalls.v1.AgentDrainResponse
+	(*ClusterInfoRequest)(nil),       // 116: dcos.syscalls.v1.ClusterInfoRequest
+	(*KernelInfo)(nil),               // 117: dcos.syscalls.v1.KernelInfo
+	(*ClusterInfoResponse)(nil),      // 118: dcos.syscalls.v1.ClusterInfoResponse
+	nil,                              // 119: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 120: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 121: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 122: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 123: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 124: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 125: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 126: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 127: dcos.syscalls.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),      // 128: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 129: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
-	6,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
+	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
-	7,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
-	8,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	127, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	128, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	128, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
-	34,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	118, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
+	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
+	128, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	129, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	129, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	119, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	119, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
-	7,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	128, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	128, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
-	34,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	33,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
-	43,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	120, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
-	11,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	11,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	2,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	127, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
-	52,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
-	12,  // 23: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
-	13,  // 24: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
-	14,  // 25: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	127, // 26: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	127, // 27: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	127, // 28: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	128, // 29: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	127, // 30: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	127, // 31: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
-	16,  // 32: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	16,  // 33: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	23,  // 34: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
-	15,  // 35: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	15,  // 36: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	23,  // 37: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	128, // 38: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	121, // 39: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	7,   // 40: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	7,   // 41: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	3,   // 42: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	128, // 43: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	128, // 44: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	35,  // 45: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	37,  // 46: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	128, // 47: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	128, // 48: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	128, // 49: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
-	37,  // 50: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	128, // 51: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	42,  // 52: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	7,   // 53: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	8,   // 54: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	127, // 55: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	41,  // 56: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	122, // 57: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	15,  // 58: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	49,  // 59: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
-	9,   // 60: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	123, // 61: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	7,   // 62: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	32,  // 63: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	43,  // 64: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	124, // 65: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	11,  // 66: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	11,  // 67: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	15,  // 68: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	127, // 69: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	52,  // 70: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	10,  // 71: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	4,   // 72: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	4,   // 73: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	128, // 74: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	9,   // 75: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 76: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	36,  // 77: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	75,  // 78: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	42,  // 79: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	23,  // 80: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	16,  // 81: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	56,  // 82: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
-	15,  // 83: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	9,   // 84: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	125, // 85: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	7,   // 86: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	35,  // 87: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	42,  // 88: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	127, // 89: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	10,  // 90: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	35,  // 91: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	34,  // 92: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	38,  // 93: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
-	1,   // 94: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	33,  // 95: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	67,  // 96: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	2,   // 97: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	36,  // 98: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	9,   // 99: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	10,  // 100: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	128, // 101: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	75,  // 102: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	79,  // 103: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	75,  // 104: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	75,  // 105: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	75,  // 106: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	5,   // 107: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	127, // 108: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
-	5,   // 109: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	126, // 110: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
-	89,  // 111: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
-	90,  // 112: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
-	89,  // 113: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
-	92,  // 114: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
-	87,  // 115: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
-	90,  // 116: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
-	88,  // 117: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
-	93,  // 118: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
-	96,  // 119: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
-	91,  // 120: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
-	7,   // 121: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
-	7,   // 122: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
-	7,   // 123: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
-	99,  // 124: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
-	99,  // 125: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	128, // 126: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	128, // 127: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	127, // 128: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
-	104, // 129: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	104, // 130: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
-	104, // 131: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
-	104, // 132: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	127, // 133: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
-	36,  // 134: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	128, // 135: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
-	116, // 136: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	48,  // 137: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	51,  // 138: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	54,  // 139: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	58,  // 140: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	60,  // 141: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	62,  // 142: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	64,  // 143: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	66,  // 144: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	69,  // 145: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	71,  // 146: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	73,  // 147: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	76,  // 148: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	78,  // 149: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	81,  // 150: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	83,  // 151: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	85,  // 152: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	44,  // 153: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	46,  // 154: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	39,  // 155: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	17,  // 156: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	19,  // 157: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	21,  // 158: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	24,  // 159: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	26,  // 160: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	28,  // 161: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	30,  // 162: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	87,  // 163: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	91,  // 164: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	94,  // 165: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	97,  // 166: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	100, // 167: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	102, // 168: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	105, // 169: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	107, // 170: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	109, // 171: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	111, // 172: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	113, // 173: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	115, // 174: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	50,  // 175: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	53,  // 176: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	55,  // 177: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	59,  // 178: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	61,  // 179: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	63,  // 180: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	65,  // 181: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	68,  // 182: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	70,  // 183: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	72,  // 184: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	74,  // 185: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	77,  // 186: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	80,  // 187: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	82,  // 188: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	84,  // 189: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	86,  // 190: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	45,  // 191: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	47,  // 192: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	40,  // 193: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	18,  // 194: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	20,  // 195: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	22,  // 196: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	25,  // 197: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	27,  // 198: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	29,  // 199: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	31,  // 200: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	88,  // 201: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	93,  // 202: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	95,  // 203: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	98,  // 204: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	101, // 205: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	103, // 206: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	106, // 207: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	108, // 208: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	110, // 209: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	112, // 210: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	114, // 211: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	117, // 212: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	175, // [175:213] is the sub-list for method output_type
-	137, // [137:175] is the sub-list for method input_type
-	137, // [137:137] is the sub-list for extension type_name
-	137, // [137:137] is the sub-list for extension extendee
-	0,   // [0:137] is the sub-list for field type_name
+	120, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
+	129, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	129, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
+	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	121, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
+	128, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
+	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
+	13,  // 24: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
+	14,  // 25: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
+	15,  // 26: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
+	128, // 27: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	128, // 28: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	128, // 29: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	129, // 30: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	128, // 31: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	128, // 32: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	17,  // 33: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	17,  // 34: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	24,  // 35: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
+	16,  // 36: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	16,  // 37: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	24,  // 38: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
+	129, // 39: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	122, // 40: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	8,   // 41: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	8,   // 42: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	4,   // 43: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	129, // 44: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	129, // 45: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	36,  // 46: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	38,  // 47: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
+	129, // 48: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	129, // 49: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	129, // 50: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	38,  // 51: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
+	129, // 52: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	43,  // 53: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	8,   // 54: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	9,   // 55: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	128, // 56: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	42,  // 57: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	123, // 58: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	16,  // 59: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	50,  // 60: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
+	10,  // 61: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	124, // 62: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	8,   // 63: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	33,  // 64: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	44,  // 65: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	125, // 66: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	12,  // 67: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	12,  // 68: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	16,  // 69: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	128, // 70: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	53,  // 71: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
+	11,  // 72: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	5,   // 73: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	5,   // 74: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	129, // 75: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	10,  // 76: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	11,  // 77: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	37,  // 78: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	76,  // 79: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	43,  // 80: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	24,  // 81: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	17,  // 82: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	57,  // 83: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
+	16,  // 84: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	10,  // 85: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	126, // 86: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	8,   // 87: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	36,  // 88: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	43,  // 89: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	128, // 90: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	11,  // 91: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	36,  // 92: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	35,  // 93: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	39,  // 94: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 95: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	34,  // 96: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	68,  // 97: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	3,   // 98: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	37,  // 99: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	10,  // 100: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	11,  // 101: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	129, // 102: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	76,  // 103: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	80,  // 104: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	76,  // 105: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	76,  // 106: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	76,  // 107: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	6,   // 108: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
+	128, // 109: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	6,   // 110: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
+	127, // 111: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	90,  // 112: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
+	91,  // 113: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
+	90,  // 114: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
+	93,  // 115: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
+	88,  // 116: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
+	91,  // 117: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
+	89,  // 118: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
+	94,  // 119: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
+	97,  // 120: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
+	92,  // 121: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
+	8,   // 122: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
+	8,   // 123: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
+	2,   // 124: dcos.syscalls.v1.Role.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
+	8,   // 125: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
+	2,   // 126: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
+	100, // 127: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
+	100, // 128: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
+	129, // 129: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	129, // 130: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	128, // 131: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	105, // 132: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 133: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 134: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 135: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	128, // 136: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	37,  // 137: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
+	129, // 138: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	117, // 139: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
+	49,  // 140: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	52,  // 141: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	55,  // 142: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	59,  // 143: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	61,  // 144: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	63,  // 145: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	65,  // 146: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	67,  // 147: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	70,  // 148: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	72,  // 149: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	74,  // 150: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	77,  // 151: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	79,  // 152: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	82,  // 153: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	84,  // 154: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	86,  // 155: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	45,  // 156: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	47,  // 157: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	40,  // 158: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	18,  // 159: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	20,  // 160: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	22,  // 161: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	25,  // 162: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	27,  // 163: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	29,  // 164: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	31,  // 165: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	88,  // 166: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	92,  // 167: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	95,  // 168: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	98,  // 169: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	101, // 170: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	103, // 171: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	106, // 172: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	108, // 173: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	110, // 174: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	112, // 175: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	114, // 176: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	116, // 177: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	51,  // 178: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 179: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 180: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 181: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 182: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 183: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 184: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 185: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 186: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 187: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 188: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 189: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 190: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 191: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 192: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 193: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 194: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 195: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 196: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 197: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 198: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 199: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 200: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 201: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 202: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 203: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 204: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 205: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 206: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 207: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 208: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 209: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 210: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 211: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 212: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 213: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 214: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 215: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	178, // [178:216] is the sub-list for method output_type
+	140, // [140:178] is the sub-list for method input_type
+	140, // [140:140] is the sub-list for extension type_name
+	140, // [140:140] is the sub-list for extension extendee
+	0,   // [0:140] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -9330,13 +9427,14 @@ func file_v1_syscalls_proto_init() {
 	file_v1_syscalls_proto_msgTypes[19].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[21].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[80].OneofWrappers = []any{}
+	file_v1_syscalls_proto_msgTypes[92].OneofWrappers = []any{}
 	file_v1_syscalls_proto_msgTypes[93].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   120,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -410,10 +410,13 @@ func (x *FingerprintResponse) GetAttributes() map[string]string {
 }
 
 type Resources struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cpus          float64                `protobuf:"fixed64,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	MemBytes      int64                  `protobuf:"varint,2,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
-	Pids          int64                  `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Cpus     float64                `protobuf:"fixed64,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	MemBytes int64                  `protobuf:"varint,2,opt,name=mem_bytes,json=memBytes,proto3" json:"mem_bytes,omitempty"`
+	Pids     int64                  `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	// cpu_idle asks for the idle CPU class (cgroup cpu.idle = 1): the
+	// task runs only on CPU time that normal tasks leave.
+	CpuIdle       bool `protobuf:"varint,4,opt,name=cpu_idle,json=cpuIdle,proto3" json:"cpu_idle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -467,6 +470,13 @@ func (x *Resources) GetPids() int64 {
 		return x.Pids
 	}
 	return 0
+}
+
+func (x *Resources) GetCpuIdle() bool {
+	if x != nil {
+		return x.CpuIdle
+	}
+	return false
 }
 
 type TaskConfig struct {
@@ -2072,11 +2082,12 @@ const file_v1_driver_proto_rawDesc = "" +
 	"attributes\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
-	"\x04pids\x18\x03 \x01(\x03R\x04pids\"\xd4\x04\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x19\n" +
+	"\bcpu_idle\x18\x04 \x01(\bR\acpuIdle\"\xd4\x04\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +

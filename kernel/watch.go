@@ -71,7 +71,7 @@ type hub struct {
 	bufMax  int           // bytes per subscriber
 	replays chan struct{} // semaphore of history replays
 	// applied, when set, waits until the kernel's read view has reached
-	// a revision (view.waitFor), for at most viewWait: see deliver.
+	// a revision (view.waitFor), for at most viewWait: see awaitApplied.
 	applied func(ctx context.Context, rev int64) bool
 
 	ready chan struct{} // closed once last is known (Run started)

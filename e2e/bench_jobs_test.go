@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/simagent"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -315,30 +315,8 @@ func (s *simBench) logCycles(t testing.TB) {
 // of the processes in process group pgid; the daemons the harness starts
 // lead their own groups, so this is a daemon with its plugin processes.
 func groupCPU(pgid int) time.Duration {
-	dirs, _ := os.ReadDir("/proc")
-	var ticks int64
-	for _, d := range dirs {
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b)[i+1:]) // f[0] is field 3 (state)
-		if len(f) < 15 {
-			continue
-		}
-		if pg, _ := strconv.Atoi(f[2]); pg != pgid {
-			continue
-		}
-		for _, v := range f[11:15] { // utime, stime, cutime, cstime
-			n, _ := strconv.ParseInt(v, 10, 64)
-			ticks += n
-		}
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	u, _ := procfs.GroupUsage(pgid)
+	return time.Duration(u.UserNanos + u.SystemNanos + u.ReapedNanos)
 }
 
 // selfCPU returns this process's CPU time (user + system).

@@ -26,6 +26,9 @@ var (
 // Usage is the summed usage of a process group's live processes.
 type Usage struct {
 	UserNanos, SystemNanos uint64
-	RSSBytes               uint64
-	Procs                  uint64
+	// ReapedNanos is the CPU time (user + system) of the children those
+	// processes have reaped.
+	ReapedNanos uint64
+	RSSBytes    uint64
+	Procs       uint64
 }

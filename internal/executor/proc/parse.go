@@ -12,6 +12,8 @@ type stat struct {
 	state        byte
 	pgrp         int
 	utime, stime uint64 // clock ticks
+	cutime       uint64 // clock ticks of its reaped children (fields 16, 17)
+	cstime       uint64
 	start        uint64 // field 22: clock ticks after boot
 	rss          uint64 // pages
 }
@@ -44,6 +46,7 @@ func parseStat(b []byte) (stat, error) {
 	s.state = f[0][0]
 	pgrp := num(5)
 	s.utime, s.stime, s.start, s.rss = num(14), num(15), num(22), num(24)
+	s.cutime, s.cstime = num(16), num(17)
 	if err != nil {
 		return stat{}, err
 	}

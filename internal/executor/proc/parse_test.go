@@ -7,15 +7,15 @@ func TestParseStat(t *testing.T) {
 	// Fields 3..24 after the name: state ppid pgrp session tty tpgid flags
 	// minflt cminflt majflt cmajflt utime stime cutime cstime priority nice
 	// threads itrealvalue starttime vsize rss.
-	tail := " 1 77 1 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 1 0 12345 1000 10 "
+	tail := " 1 77 1 0 -1 4194560 100 0 0 0 11 22 33 44 20 0 1 0 12345 1000 10 "
 	tests := []struct {
 		name    string
 		in      string
 		want    stat
 		wantErr bool
 	}{
-		{name: "plain", in: "42 (sleep) S" + tail, want: stat{state: 'S', pgrp: 77, utime: 11, stime: 22, start: 12345, rss: 10}},
-		{name: "spaces and parens in name", in: "42 (a) b (c) Z" + tail, want: stat{state: 'Z', pgrp: 77, utime: 11, stime: 22, start: 12345, rss: 10}},
+		{name: "plain", in: "42 (sleep) S" + tail, want: stat{state: 'S', pgrp: 77, utime: 11, stime: 22, cutime: 33, cstime: 44, start: 12345, rss: 10}},
+		{name: "spaces and parens in name", in: "42 (a) b (c) Z" + tail, want: stat{state: 'Z', pgrp: 77, utime: 11, stime: 22, cutime: 33, cstime: 44, start: 12345, rss: 10}},
 		{name: "no name", in: "42 sleep S" + tail, wantErr: true},
 		{name: "short", in: "42 (sleep) S 1 1", wantErr: true},
 		{name: "bad start", in: "42 (sleep) S 1 77 1 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 1 0 x 1000 10", wantErr: true},

@@ -101,6 +101,7 @@ func GroupUsage(pgid int) (Usage, error) {
 		u.Procs++
 		u.UserNanos += s.utime * tickNanos
 		u.SystemNanos += s.stime * tickNanos
+		u.ReapedNanos += (s.cutime + s.cstime) * tickNanos
 		u.RSSBytes += s.rss * page
 	}
 	return u, nil

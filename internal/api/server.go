@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -198,10 +199,20 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 // Watch streams are cut after a short grace period). Wrap ln with
 // LimitListener to cap connections.
 func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, t Timeouts) error {
+	return serve(ctx, ln, h, log, t, nil)
+}
+
+// serve is ServeWith over cleartext (tlsConf nil) or ServeTLSWith.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, t Timeouts, tlsConf *tls.Config) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if tlsConf == nil {
+		protocols.SetUnencryptedHTTP2(true)
+	} else {
+		protocols.SetHTTP2(true)
+	}
 	srv := &http.Server{
+		TLSConfig:         tlsConf,
 		Handler:           h,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: t.ReadHeader,
@@ -213,7 +224,13 @@ func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err

@@ -34,7 +34,9 @@ func TestServeTLS_HTTP2AndPlainHint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, req.Proto) })
-	go func() { done <- ServeTLSWith(ctx, ln, h, slog.New(slog.DiscardHandler), DefaultTimeouts(), r.ServerConfig(tls.VerifyClientCertIfGiven)) }()
+	go func() {
+		done <- ServeTLSWith(ctx, ln, h, slog.New(slog.DiscardHandler), DefaultTimeouts(), r.ServerConfig(tls.VerifyClientCertIfGiven))
+	}()
 	defer func() { cancel(); <-done }()
 	addr := ln.Addr().String()
 

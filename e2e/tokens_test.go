@@ -228,7 +228,7 @@ func (e *env) startEtcd() (string, *etcdPKI) {
 	p.cmd = exec.Command(path, append([]string{"--name", "e2e", "--data-dir", e.path("etcd"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "e2e="+peer, "--log-level", "error"}, ca.memberFlags("e2e")...)...)
+		"--initial-cluster", "e2e=" + peer, "--log-level", "error"}, ca.memberFlags("e2e")...)...)
 	p.cmd.Env = e.baseEnv()
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

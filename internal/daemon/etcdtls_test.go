@@ -3,8 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,5 +217,38 @@ func TestKernel_ExternalEtcdTLS(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q (stdout %q); want an error containing %q", code, errs, out, bad.want)
 			}
 		})
+	}
+}
+
+// TestRenewEtcdCert: the kernel's own etcd client certificate is
+// reissued once two thirds of its lifetime have passed, and handed to
+// the TLS configuration clientv3 uses.
+func TestRenewEtcdCert(t *testing.T) {
+	ca, err := pki.NewCA("test CA", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() (*tls.Certificate, error) {
+		kp, _, _, err := ca.Issue(pki.Leaf{CommonName: "kernel k", Identity: pki.KernelIdentity("k"), Client: true, Validity: 3 * time.Second}, time.Now())
+		return &kp, err
+	}
+	first, err := issue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := pki.NewReloader(first, pki.Bundle{ca.Cert})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { renewEtcdCert(ctx, slog.New(slog.DiscardHandler), r, issue); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.Certificate().Leaf.Equal(first.Leaf) {
+		if time.Now().After(deadline) {
+			t.Fatal("the certificate was not renewed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !r.Certificate().Leaf.NotAfter.After(first.Leaf.NotAfter) {
+		t.Errorf("renewed certificate expires %v, not after the first's %v", r.Certificate().Leaf.NotAfter, first.Leaf.NotAfter)
 	}
 }

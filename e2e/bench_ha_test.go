@@ -81,7 +81,7 @@ func BenchmarkHA_Allocate(b *testing.B) {
 // the etcd leader alone (what the kernel's commits use: leader-p50-ms).
 func BenchmarkHA_EtcdTxn(b *testing.B) {
 	etcd := startEtcd(b, 3)
-	cfg := clientv3.Config{Endpoints: etcd.client, DialTimeout: 5 * time.Second}
+	cfg := clientv3.Config{Endpoints: etcd.client, TLS: etcd.pki.tlsConfig(), DialTimeout: 5 * time.Second}
 	rr, err := clientv3.New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -164,8 +164,8 @@ func BenchmarkHA_Failover(b *testing.B) {
 		// The killed kernel back, on its address, as a standby.
 		host := strings.TrimPrefix(urls[li], "http://")
 		procs[li], _ = e.start(fmt.Sprintf("dcosd kernel %d (again %d)", li+1, i), "dcos kernel: listening at ",
-			"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", li+1)), "--listen", host,
-			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s")
+			append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", li+1)), "--listen", host,
+				"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, etcd.pki.kernelFlags()...)...)
 		b.StartTimer()
 	}
 	b.StopTimer()

@@ -4,11 +4,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +25,8 @@ import (
 
 	"github.com/dcos-kernel/dcos/e2e/multihost"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/pki"
+	"github.com/dcos-kernel/dcos/internal/seal"
 	"github.com/dcos-kernel/dcos/internal/store"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -35,6 +40,8 @@ const drillLease = 2 * time.Second
 
 // startEtcdAt is startEtcd with the members listening on ip (a test
 // network's gateway, so that its hosts reach them) instead of 127.0.0.1.
+// Clients and peers use TLS with certificates of a cluster CA, as
+// docs/operations.md sets etcd up (etcdPKI).
 func startEtcdAt(t testing.TB, n int, ip string) *etcdCluster {
 	t.Helper()
 	ports := freePortsAt(t, ip, 2*n)
@@ -43,10 +50,11 @@ func startEtcdAt(t testing.TB, n int, ip string) *etcdCluster {
 	for i := range n {
 		name := fmt.Sprintf("e%d", i+1)
 		c.names = append(c.names, name)
-		c.client = append(c.client, "http://"+net.JoinHostPort(ip, strconv.Itoa(ports[2*i])))
-		c.peers = append(c.peers, "http://"+net.JoinHostPort(ip, strconv.Itoa(ports[2*i+1])))
+		c.client = append(c.client, "https://"+net.JoinHostPort(ip, strconv.Itoa(ports[2*i])))
+		c.peers = append(c.peers, "https://"+net.JoinHostPort(ip, strconv.Itoa(ports[2*i+1])))
 		initial = append(initial, name+"="+c.peers[i])
 	}
+	c.pki = newEtcdPKI(t, filepath.Join(c.dir, "pki-admin"), ip, c.names...)
 	c.initial = strings.Join(initial, ",")
 	c.procs = make([]*exec.Cmd, n)
 	c.exited = make([]chan struct{}, n)
@@ -60,6 +68,85 @@ func startEtcdAt(t testing.TB, n int, ip string) *etcdCluster {
 	})
 	c.waitHealthy(n)
 	return c
+}
+
+// etcdPKI is an e2e etcd's certificates, made as docs/operations.md's
+// step 0 makes them: a cluster CA in an admin dir laid out as dcosd ca
+// init lays it out (kek, pki/), a certificate per member for its clients
+// and peers, and a client certificate for the test's own etcd clients.
+// Kernels are pointed at the admin dir's kek and pki/ (kernelFlags) and
+// issue themselves their client certificates.
+type etcdPKI struct {
+	admin  string // kek and pki/
+	certs  string // NAME.crt, NAME.key, ca.crt, client.crt, client.key
+	bundle pki.Bundle
+	client tls.Certificate
+}
+
+// newEtcdPKI makes the CA in dir and certificates for the named members,
+// which serve at ip (and dial their peers from 127.0.0.1 on loopback:
+// etcd checks a peer's certificate against its source address).
+func newEtcdPKI(t testing.TB, dir, ip string, names ...string) *etcdPKI {
+	t.Helper()
+	p := &etcdPKI{admin: dir, certs: filepath.Join(dir, "certs")}
+	if err := os.MkdirAll(p.certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kr, _, err := seal.LoadOrCreate(filepath.Join(dir, "kek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, bundle, _, err := pki.LoadOrCreateLocal(filepath.Join(dir, "pki"), kr, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.bundle = bundle
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(p.certs, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.crt", bundle.PEM())
+	ips := []net.IP{net.ParseIP(ip), net.IPv4(127, 0, 0, 1)}
+	for _, name := range names {
+		_, cert, key, err := ca.Issue(pki.Leaf{CommonName: name, Identity: pki.IdentityURI(pki.RoleEtcd, name), IPs: ips, Server: true, Client: true, Validity: 24 * time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(name+".crt", cert)
+		write(name+".key", key)
+	}
+	kp, cert, key, err := ca.Issue(pki.Leaf{CommonName: "e2e", Identity: pki.IdentityURI(pki.RoleClient, "e2e"), Client: true, Validity: 24 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.client = kp
+	write("client.crt", cert)
+	write("client.key", key)
+	return p
+}
+
+// memberFlags are etcd's TLS flags for member name.
+func (p *etcdPKI) memberFlags(name string) []string {
+	crt, key, ca := filepath.Join(p.certs, name+".crt"), filepath.Join(p.certs, name+".key"), filepath.Join(p.certs, "ca.crt")
+	return []string{"--cert-file", crt, "--key-file", key, "--trusted-ca-file", ca, "--client-cert-auth",
+		"--peer-cert-file", crt, "--peer-key-file", key, "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"}
+}
+
+// kernelFlags point a kernel at the cluster's KEK and CA.
+func (p *etcdPKI) kernelFlags() []string {
+	return []string{"--kek-file", filepath.Join(p.admin, "kek"), "--pki-dir", filepath.Join(p.admin, "pki")}
+}
+
+// tlsConfig is a clientv3 TLS configuration with the test's client
+// certificate.
+func (p *etcdPKI) tlsConfig() *tls.Config {
+	return pki.NewReloader(&p.client, p.bundle).ClientConfig("")
+}
+
+// curlFlags make curl a client of the members.
+func (p *etcdPKI) curlFlags() []string {
+	return []string{"--cacert", filepath.Join(p.certs, "ca.crt"), "--cert", filepath.Join(p.certs, "client.crt"), "--key", filepath.Join(p.certs, "client.key")}
 }
 
 // freePortsAt returns n distinct free TCP ports of ip.
@@ -94,7 +181,7 @@ func direct(url, token string) syscallsv1connect.KernelClient {
 // drillKernelArgs are the flags of HA kernel i of the drill.
 func drillKernelArgs(e *env, i int, listen, tokens string, etcd *etcdCluster, extra ...string) []string {
 	return append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", listen,
-		"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", drillLease.String()}, extra...)
+		"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", drillLease.String()}, append(etcd.pki.kernelFlags(), extra...)...)
 }
 
 // drillAlloc is the small request the drill allocates (there are no
@@ -398,7 +485,7 @@ func TestHA_Partition(t *testing.T) {
 // 3 times until one is (whether the leader's loop commits before its
 // session notices is a race; the count is logged, not asserted).
 func deposeLate(t *testing.T, e *env, etcd *etcdCluster, tok, url string, procs map[string]*proc) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.client, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.client, TLS: etcd.pki.tlsConfig(), DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

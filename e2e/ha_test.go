@@ -31,6 +31,7 @@ type etcdCluster struct {
 	initial string
 	procs   []*exec.Cmd
 	exited  []chan struct{}
+	pki     *etcdPKI // the members' and clients' certificates
 }
 
 // startEtcd starts an n-member etcd cluster on 127.0.0.1 and waits
@@ -48,6 +49,7 @@ func (c *etcdCluster) start(i int) {
 		"--listen-peer-urls", c.peers[i], "--initial-advertise-peer-urls", c.peers[i],
 		"--initial-cluster", c.initial, "--initial-cluster-state", "new", "--initial-cluster-token", "dcos-e2e",
 		"--logger", "zap", "--log-outputs", c.dir+"/"+c.names[i]+".log")
+	cmd.Args = append(cmd.Args, c.pki.memberFlags(c.names[i])...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("etcd (Debian's etcd-server; scripts/test installs it): %v", err)
@@ -77,7 +79,7 @@ func (c *etcdCluster) waitHealthy(want int) {
 	for time.Now().Before(deadline) {
 		ok := 0
 		for _, u := range c.client {
-			if out, err := exec.Command("curl", "-sf", "--max-time", "1", u+"/health").Output(); err == nil && strings.Contains(string(out), `"true"`) {
+			if out, err := exec.Command("curl", append(append([]string{"-sf", "--max-time", "1"}, c.pki.curlFlags()...), u+"/health")...).Output(); err == nil && strings.Contains(string(out), `"true"`) {
 				ok++
 			}
 		}
@@ -100,7 +102,7 @@ func (e *env) haKernels(n int, etcd *etcdCluster, tokens, opToken string, extra 
 	var urls []string
 	for i := range n {
 		args := append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i+1)), "--listen", "127.0.0.1:0",
-			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, extra...)
+			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, append(etcd.pki.kernelFlags(), extra...)...)
 		p, url := e.start(fmt.Sprintf("dcosd kernel %d", i+1), "dcos kernel: listening at ", args...)
 		ps = append(ps, p)
 		urls = append(urls, url)

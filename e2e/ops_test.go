@@ -63,10 +63,13 @@ func opsSteps(t testing.TB) []opsStep {
 }
 
 // TestOpsDoc follows docs/operations.md's "Setting up a cluster"
-// literally — 3 etcd members, 3 kernels, login, 2 agents joined with the
-// bootstrap's join token, a task — with the doc's host names mapped to
-// loopback addresses (127.0.0.1xx) and its /var/lib paths to the test's
-// dir; no file is written by hand. Then a token revoked through one
+// literally — the cluster CA and the etcd members' certificates, 3 etcd
+// members over TLS with client certificates, 3 kernels, login, 2 agents
+// joined with the bootstrap's join token, a task — with the doc's host
+// names mapped to loopback addresses (127.0.0.1xx), its /var/lib,
+// /etc/etcd and /root paths to a directory of the test's per host, and
+// its `ssh HOST CMD` and `scp SRC… HOST:DST` to running CMD, and copying,
+// between those directories; no file is written by hand. Then a token revoked through one
 // kernel is refused by every kernel within 1 s.
 func TestOpsDoc(t *testing.T) {
 	t.Parallel()
@@ -82,6 +85,8 @@ func TestOpsDoc(t *testing.T) {
 		l = hostRE.ReplaceAllStringFunc(l, func(h string) string { return addr[h] })
 		l = strings.ReplaceAll(l, "/var/lib/etcd", e.path(host, "etcd"))
 		l = strings.ReplaceAll(l, "/var/lib/dcos", e.path(host, "dcos"))
+		l = strings.ReplaceAll(l, "/etc/etcd", e.path(host, "etc-etcd"))
+		l = strings.ReplaceAll(l, "/root/dcos-ca", e.path(host, "dcos-ca"))
 		for k, v := range vars {
 			l = strings.ReplaceAll(l, "$"+k, v)
 		}
@@ -108,12 +113,48 @@ func TestOpsDoc(t *testing.T) {
 		for _, l := range st.lines {
 			line := subst(st.host, l)
 			switch {
+			case strings.HasPrefix(l, "ssh "):
+				// ssh HOST CMD: CMD with HOST's paths.
+				f := strings.SplitN(l, " ", 3)
+				if out, err := sh(f[1], f[2]); err != nil {
+					t.Fatalf("%s: %s: %v\n%s", st.host, line, err, out)
+				}
+			case strings.HasPrefix(l, "scp "):
+				// scp [-p|-rp] SRC... HOST:DST: cp from this host's paths
+				// to HOST's.
+				f := strings.Fields(l)
+				host, dst, ok := strings.Cut(f[len(f)-1], ":")
+				if !ok {
+					t.Fatalf("docs/operations.md: %q: the last argument is not HOST:PATH", l)
+				}
+				args := []string{"-p"}
+				if f[1] == "-rp" {
+					args = []string{"-rp"}
+				}
+				for _, src := range f[1 : len(f)-1] {
+					if !strings.HasPrefix(src, "-") {
+						args = append(args, subst(st.host, src))
+					}
+				}
+				args = append(args, subst(host, dst))
+				if out, err := exec.Command("cp", args...).CombinedOutput(); err != nil {
+					t.Fatalf("%s: %s: cp %q: %v\n%s", st.host, line, args, err, out)
+				}
+			case strings.HasPrefix(l, "dcosd ca issue "):
+				// Test only: loopback peers dial each other from
+				// 127.0.0.1, not from their 127.0.0.12x, and etcd checks
+				// a peer's certificate against its source address.
+				if out, err := sh(st.host, l+" --ip 127.0.0.1"); err != nil {
+					t.Fatalf("%s: %s: %v\n%s", st.host, line, err, out)
+				}
 			case strings.HasPrefix(l, "etcd "):
 				os.MkdirAll(e.path(st.host), 0o700)
 				e.startVia([]string{"/bin/sh", "-c", "exec " + line + " >" + e.path(st.host, "etcd.log") + " 2>&1"}, st.host, "")
 			case strings.HasPrefix(l, "dcosd kernel "):
 				if len(kernels) == 0 {
-					waitEtcd(t, "http://127.0.0.121:2379", "http://127.0.0.122:2379", "http://127.0.0.123:2379")
+					pki := e.path("etcd-1", "etc-etcd", "pki")
+					waitEtcd(t, []string{"--cacert", filepath.Join(pki, "ca.crt"), "--cert", filepath.Join(pki, addr["etcd-1"]+".crt"), "--key", filepath.Join(pki, addr["etcd-1"]+".key")},
+						"https://127.0.0.121:2379", "https://127.0.0.122:2379", "https://127.0.0.123:2379")
 				}
 				p, url := e.startVia([]string{"/bin/sh", "-c", "exec " + line}, "dcosd kernel on "+st.host, "dcos kernel: listening at ")
 				kernels = append(kernels, url)
@@ -222,14 +263,15 @@ func TestOpsDoc(t *testing.T) {
 	}
 }
 
-// waitEtcd waits until every etcd client URL answers /health.
-func waitEtcd(t testing.TB, urls ...string) {
+// waitEtcd waits until every etcd client URL answers /health to curl
+// with tlsArgs (its --cacert, --cert and --key).
+func waitEtcd(t testing.TB, tlsArgs []string, urls ...string) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {
 		ok := 0
 		for _, u := range urls {
-			if out, err := exec.Command("curl", "-sf", "--max-time", "1", u+"/health").Output(); err == nil && strings.Contains(string(out), `"true"`) {
+			if out, err := exec.Command("curl", append(append([]string{"-sf", "--max-time", "1"}, tlsArgs...), u+"/health")...).Output(); err == nil && strings.Contains(string(out), `"true"`) {
 				ok++
 			}
 		}

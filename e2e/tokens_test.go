@@ -136,14 +136,14 @@ func TestTokenJoin(t *testing.T) {
 func TestTokenRevokeEveryKernel(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	endpoint := e.startEtcd()
+	endpoint, etcdPKI := e.startEtcd()
 	const n = 3
 	procs, urls := make([]*proc, n), make([]string, n)
 	// Started back to back, not waiting for each to be ready: they
 	// bootstrap at once.
 	for i := range n {
 		procs[i], _ = e.start(fmt.Sprintf("dcosd kernel %d", i), "",
-			"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint)
+			append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint}, etcdPKI.kernelFlags()...)...)
 	}
 	ready := regexp.MustCompile(`(?m)^dcos kernel: listening at (\S+)$`)
 	for i, p := range procs {
@@ -213,20 +213,22 @@ func TestTokenRevokeEveryKernel(t *testing.T) {
 }
 
 // startEtcd runs a one-member etcd (Debian's etcd-server binary) on free
-// loopback ports with its data in the env's dir, stopped at cleanup like
-// the daemons, and returns its client URL once it is healthy.
-func (e *env) startEtcd() string {
+// loopback ports with its data in the env's dir, serving TLS with client
+// certificates of a cluster CA (etcdPKI), stopped at cleanup like the
+// daemons, and returns its client URL once it is healthy, and its CA.
+func (e *env) startEtcd() (string, *etcdPKI) {
 	e.t.Helper()
 	path, err := exec.LookPath("etcd")
 	if err != nil {
 		e.t.Fatalf("etcd not installed (Debian package etcd-server; scripts/test installs it): %v", err)
 	}
-	client, peer := "http://"+freeAddr(e.t), "http://"+freeAddr(e.t)
+	client, peer := "https://"+freeAddr(e.t), "https://"+freeAddr(e.t)
+	ca := newEtcdPKI(e.t, e.path("etcd-ca"), "127.0.0.1", "e2e")
 	p := &proc{name: "etcd", exited: make(chan struct{})}
-	p.cmd = exec.Command(path, "--name", "e2e", "--data-dir", e.path("etcd"),
+	p.cmd = exec.Command(path, append([]string{"--name", "e2e", "--data-dir", e.path("etcd"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "e2e="+peer, "--log-level", "error")
+		"--initial-cluster", "e2e=" + peer, "--log-level", "error"}, ca.memberFlags("e2e")...)...)
 	p.cmd.Env = e.baseEnv()
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -241,11 +243,13 @@ func (e *env) startEtcd() string {
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
+	tr := &http.Transport{TLSClientConfig: ca.tlsConfig()}
+	defer tr.CloseIdleConnections()
 	e.eventually("etcd healthy", func() (bool, string) {
 		if !p.running() {
 			e.t.Fatalf("etcd exited: %v; stderr:\n%s", p.err, tail(p.stderr.String(), 50))
 		}
-		res, err := http.Get(client + "/health")
+		res, err := (&http.Client{Transport: tr}).Get(client + "/health")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -253,7 +257,7 @@ func (e *env) startEtcd() string {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode == http.StatusOK && strings.Contains(string(b), `"health":"true"`), string(b)
 	})
-	return client
+	return client, ca
 }
 
 // freeAddr returns a loopback address with a port free at the time of the

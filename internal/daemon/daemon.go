@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DCOS_LOG_LEVEL"}},
 		},
-		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), initCommand(), jobsCommand(), pluginCommand(), supervisorCommand()},
+		Commands:       []*cli.Command{devCommand(), kernelCommand(), agentCommand(), initCommand(), jobsCommand(), pluginCommand(), supervisorCommand(), caCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	if err := app.RunContext(ctx, args); err != nil {
@@ -91,7 +92,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
-}, doorFlags...)
+}, slices.Concat(doorFlags, kekFlags, etcdTLSFlags)...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -321,6 +322,9 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		// Keep-alives find a dead member within ~4 s, so the client moves
 		// to another before the election lease (default 5 s) lapses.
 		cfg3 := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second}
+		if cfg3.TLS, err = etcdClientTLS(c.Context, c, log, dataDir, eps); err != nil {
+			return err
+		}
 		cli3, err = clientv3.New(cfg3)
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
@@ -333,7 +337,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 			defer route.Close()
 		}
 	} else {
-		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota})
+		etls, err := embeddedEtcdTLS(c, log, dataDir)
+		if err != nil {
+			return err
+		}
+		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota, TLS: etls})
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ type Embedded struct {
 	floor  *floor
 	quota  int64
 	dir    string
+	certs  *etcdCerts // nil: plain listeners
 
 	mu        sync.Mutex // guards recovered
 	recovered time.Time  // last attempt to disarm NOSPACE
@@ -49,6 +50,11 @@ type EmbeddedConfig struct {
 	Statfs func(dir string) (int64, error)
 	// Clock is the floor's cache clock (default time.Now).
 	Clock func() time.Time
+	// TLS, when set, makes the client and peer listeners serve TLS with
+	// client-certificate authentication (see EmbeddedTLS); nil leaves
+	// them plain HTTP on loopback, which any local process can use (for
+	// tests: the daemon always sets it).
+	TLS *EmbeddedTLS
 }
 
 // walSegmentBytes is the size of etcd's WAL segments here. etcd
@@ -63,8 +69,9 @@ const walSegmentBytes = 16 << 20
 var setWALSegment sync.Once
 
 // StartEmbedded starts etcd in Dir and waits until it is ready (at most
-// 30 s). It listens on loopback only, on ports the OS picks; the kernel
-// talks to it in-process. Close it when done.
+// 30 s). It listens on loopback only, on ports the OS picks, over TLS
+// with client certificates when cfg.TLS is set; the kernel talks to it
+// in-process. Close it when done.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.CompactionRetention <= 0 {
 		cfg.CompactionRetention = 100_000
@@ -99,24 +106,36 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec.AutoCompactionMode = embed.CompactorModeRevision
 	ec.AutoCompactionRetention = fmt.Sprint(cfg.CompactionRetention)
 	loop := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	var certs *etcdCerts
+	if cfg.TLS != nil {
+		var err error
+		if certs, err = startEtcdCerts(*cfg.TLS); err != nil {
+			return nil, err
+		}
+		loop.Scheme = "https"
+		ec.ClientTLSInfo, ec.PeerTLSInfo = certs.tlsInfo(), certs.tlsInfo()
+	}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{loop}, []url.URL{loop}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{loop}, []url.URL{loop}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
+		certs.close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
+		certs.close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	case <-time.After(30 * time.Second):
 		e.Close()
+		certs.close()
 		return nil, errors.New("embedded etcd: not ready after 30s")
 	}
 	emb := &Embedded{etcd: e, client: v3client.New(e.Server), quota: cfg.Quota, dir: cfg.Dir,
-		compacted: e.Server.KV().FirstRev()}
+		compacted: e.Server.KV().FirstRev(), certs: certs}
 	if cfg.MinFree > 0 {
 		emb.floor = &floor{dir: cfg.Dir, min: cfg.MinFree, ttl: spaceTTL, statfs: cfg.Statfs, clock: cfg.Clock}
 	}
@@ -127,8 +146,35 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 // until Close.
 func (e *Embedded) Client() *clientv3.Client { return e.client }
 
-// Close stops etcd. It closes the client first (etcd's Close otherwise
-// waits for its streams) and is safe to call twice.
+// ClientURLs are the URLs etcd's client listener serves (https:// when
+// it was started with TLS), for tools such as etcdctl.
+func (e *Embedded) ClientURLs() []string {
+	var out []string
+	for _, l := range e.etcd.Clients {
+		out = append(out, e.scheme()+"://"+l.Addr().String())
+	}
+	return out
+}
+
+// PeerURLs are the URLs etcd's peer listener serves.
+func (e *Embedded) PeerURLs() []string {
+	var out []string
+	for _, p := range e.etcd.Peers {
+		out = append(out, e.scheme()+"://"+p.Listener.Addr().String())
+	}
+	return out
+}
+
+func (e *Embedded) scheme() string {
+	if e.certs != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// Close stops etcd and the renewal of its certificate. It closes the
+// client first (etcd's Close otherwise waits for its streams) and is safe
+// to call twice.
 func (e *Embedded) Close() {
 	if e.closed {
 		return
@@ -136,6 +182,7 @@ func (e *Embedded) Close() {
 	e.closed = true
 	e.client.Close()
 	e.etcd.Close()
+	e.certs.close()
 }
 
 // Writable reports whether a write may be tried now: nil, or a

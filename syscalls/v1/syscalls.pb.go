@@ -4155,7 +4155,7 @@ type LaunchRequest struct {
 	// sealed before they are stored, never shown in ListTasks, Watch or
 	// events (only their names are), handed to the task's agent alone
 	// (TaskSecrets). Names follow env's rules and must not be in env; at
-	// most 64 entries of at most 64 KiB each. A kernel without a
+	// most 64 entries and 64 KiB of names and values in all. A kernel without a
 	// key-encryption key (dcosd --kek-file) refuses them
 	// (FailedPrecondition).
 	SecretEnv     map[string]string `protobuf:"bytes,50,rep,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`

@@ -90,6 +90,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "store-min-free", Value: "64Mi", Usage: "free space the embedded etcd's filesystem must keep: below it writes answer Unavailable until space is freed (0: no floor)"},
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
+	kekFlag, // kek.go
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 }, doorFlags...)
 
@@ -283,6 +284,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err := os.Chmod(dataDir, 0o700); err != nil {
 		return err
 	}
+	kek, err := kernelKeyring(c, dataDir) // kek.go
+	if err != nil {
+		return err
+	}
 	tokens, err := api.NewTokens(tf.Tokens)
 	if err != nil {
 		return err
@@ -379,6 +384,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),
+		Sealer:            kek,
 	}
 	ln, err := listenAPI(c, log)
 	if err != nil {
@@ -390,7 +396,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		return err
 	}
 	url := "http://" + ln.Addr().String()
-	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
+	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate).WithSealer(kek)
 	if route != nil {
 		st.WithLeaderRoute(route)
 	}

@@ -400,6 +400,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if route != nil {
 		st.WithLeaderRoute(route)
 	}
+	checkKEK(ctx, log, cli3, c.String("etcd-prefix"), kekPath(c, dataDir), kek) // kek.go
 	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
 	if err != nil {
 		ln.Close()

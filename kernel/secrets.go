@@ -112,17 +112,6 @@ func stripSecrets(k *pb.Task) {
 	k.RevealedSecretEnv = nil
 }
 
-// strippedTask returns k, or a clone of it without secret values when it
-// has any: what leaves the kernel.
-func strippedTask(k *pb.Task) *pb.Task {
-	if !hasSecretValues(k) && len(k.GetRevealedSecretEnv()) == 0 {
-		return k
-	}
-	cl := proto.Clone(k).(*pb.Task)
-	stripSecrets(cl)
-	return cl
-}
-
 // strippedEvent returns e, or a clone of it whose task carries no secret
 // values (events are shared by every watcher: they are never changed).
 func strippedEvent(e *pb.Event) *pb.Event {

@@ -10,7 +10,7 @@ import (
 )
 
 // The launch pipeline: a task starts by running ordered stages forward
-// (sandbox → network → isolation → driver → health, see stages) and ends
+// (sandbox → network → isolation → secrets → driver → health, see stages) and ends
 // by unwinding the same stages backward. One runner does both, for every
 // task, so that the rollback of a failed start and the release of an
 // ended task are the same code. docs/agent.md ("Launch pipeline") says how
@@ -56,7 +56,7 @@ type runningHook interface {
 
 // stages returns the launch pipeline, in setup order.
 func (a *Agent) stages() []stage {
-	return []stage{sandboxStage{}, networkStage{}, isolationStage{}, driverStage{}, healthStage{}}
+	return []stage{sandboxStage{}, networkStage{}, isolationStage{}, secretsStage{}, driverStage{}, healthStage{}}
 }
 
 // taskRun is one task going through the pipeline: what its stages share.

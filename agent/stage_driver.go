@@ -26,7 +26,7 @@ func (driverStage) setup(ctx context.Context, r *taskRun) error {
 		return err
 	}
 	r.h = h
-	return r.a.setHandle(r.tk, h)
+	return r.a.setHandle(r.tk, checkpointHandle(h, r.spec)) // secrets.go
 }
 
 func (driverStage) teardown(ctx context.Context, r *taskRun) error {

@@ -411,7 +411,7 @@ func (t *Table) StatePut(owner string, r *pb.StatePutRequest, now time.Time, c *
 	if n := int64(len(r.GetValue())); c.stateBytes > 0 && c.stateBytes+n > MaxBatchStateBytes {
 		return errorf(Unavailable, "value: the kernel's current transaction already writes %d bytes of state; retry", c.stateBytes)
 	}
-	e := &pb.StateEntry{Key: r.GetKey(), Value: slices.Clone(r.GetValue()), Owner: owner}
+	e := &pb.StateEntry{Key: r.GetKey(), Value: slices.Clone(r.GetValue()), Owner: owner, Secret: r.GetSecret()}
 	os.entries[e.Key], os.bytes = e, size
 	c.stateBytes += int64(len(e.Value))
 	c.State[StateKey{owner, e.Key}] = e
@@ -583,6 +583,9 @@ func (k *Kernel) StatePut(ctx context.Context, p Principal, req *pb.StatePutRequ
 	}
 	if err := ValidateStatePut(req); err != nil {
 		return nil, err
+	}
+	if req.GetSecret() && k.cfg.Sealer == nil {
+		return nil, errNoKEK("secret") // the store seals it (internal/store)
 	}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
 		return t.StatePut(owner, req, now, c)

@@ -89,6 +89,9 @@ type Config struct {
 	// run at once (default DefaultWatchReplays).
 	WatchReplays int
 	Logger       *slog.Logger
+	// Sealer seals tasks' secret environment (kernel/secrets.go); nil
+	// means none: a Launch with secret_env is FailedPrecondition.
+	Sealer Sealer
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -433,6 +436,7 @@ func (k *Kernel) configure(t *Table) {
 	t.SetRoleUsers(k.cfg.RoleUsers)
 	t.SetClusterCIDR(k.cfg.ClusterCIDR)
 	t.SetPendingLimits(k.cfg.MaxPending, k.cfg.RoleMaxPending)
+	t.SetSealer(k.cfg.Sealer)
 }
 
 // do queues fn for the loop and waits for its commit.
@@ -515,6 +519,9 @@ func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest)
 	if err := ValidateLaunch(req); err != nil {
 		return nil, err
 	}
+	if len(req.GetSecretEnv()) > 0 && k.cfg.Sealer == nil {
+		return nil, errNoKEK("secret_env")
+	}
 	resp := &pb.LaunchResponse{}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
 		if err := t.checkFence(p.Name, req.GetFence()); err != nil {
@@ -523,6 +530,7 @@ func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest)
 		task, err := t.Launch(p, req, now, c)
 		if err == nil {
 			resp.Task = proto.Clone(task).(*pb.Task)
+			stripSecrets(resp.Task)
 		}
 		return err
 	}, nil)
@@ -644,6 +652,9 @@ func (k *Kernel) RegisterAgent(ctx context.Context, p Principal, req *pb.Registe
 	}
 	resp.Revision = rev
 	resp.HeartbeatInterval = durationpb.New(k.cfg.HeartbeatInterval)
+	for _, task := range resp.Tasks {
+		stripSecrets(task) // its agent reads them with TaskSecrets
+	}
 	return resp, nil
 }
 
@@ -708,6 +719,7 @@ func (k *Kernel) ListTasks(_ context.Context, p Principal, req *pb.ListTasksRequ
 	k.view.read(func(t *Table) {
 		resp = &pb.ListTasksResponse{Tasks: t.Tasks(p, req.GetAllocationId(), req.GetAgentId()), Revision: t.Revision()}
 	})
+	k.revealOrStrip(p, resp.Tasks, req.GetRevealSecrets())
 	return resp
 }
 
@@ -748,6 +760,9 @@ func (k *Kernel) Watch(ctx context.Context, p Principal, req *pb.WatchRequest, s
 	var cur int64
 	var mine string
 	k.view.read(func(t *Table) { cur, mine = t.Revision(), t.boundAgent(p) })
+	send = func(send func(*pb.Event) error) func(*pb.Event) error {
+		return func(e *pb.Event) error { return send(strippedEvent(e)) } // secrets.go
+	}(send)
 	after := req.GetAfterRevision()
 	switch {
 	case after < 0:

@@ -77,6 +77,8 @@ type Table struct {
 	// shown is, in a Kernel's read view only (view.go), every agent as
 	// ListAgents shows it, guarded by memMu; nil elsewhere.
 	shown map[string]*pb.Agent
+	// sealer seals tasks' secret_env at Launch (secrets.go); nil: none.
+	sealer Sealer
 }
 
 // RoleConfig is an operator's setting for a role: its DRF weight (0 means
@@ -346,8 +348,13 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 	if err != nil {
 		return nil, err
 	}
+	id := t.nextID("t-", c)
+	secretEnv, err := t.sealSecrets(id, r.GetSecretEnv())
+	if err != nil {
+		return nil, err
+	}
 	k := &pb.Task{
-		Id:           t.nextID("t-", c),
+		Id:           id,
 		AllocationId: a.GetId(),
 		AgentId:      a.GetAgentId(),
 		Owner:        a.GetOwner(),
@@ -370,6 +377,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		KillGracePeriod: r.GetKillGracePeriod(),
 		Logs:            r.GetLogs(),
 		CpuClass:        t.roleConfig(a.GetRole()).CPUClass,
+		SecretEnv:       secretEnv,
 		Created:         timestamppb.New(now),
 		Updated:         timestamppb.New(now),
 	}

@@ -276,6 +276,9 @@ func ValidateLaunch(r *pb.LaunchRequest) error {
 		}
 		size += len(k) + len(v)
 	}
+	if err := validateSecretEnv(r); err != nil { // secrets.go
+		return err
+	}
 	if wd := r.GetWorkingDir(); strings.ContainsRune(wd, 0) {
 		return fieldError("working_dir", "contains a NUL byte")
 	} else if wd != "" && !path.IsAbs(wd) && !filepath.IsLocal(wd) {

@@ -76,6 +76,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelAgentStreamsProcedure:     {kernel.RoleAgent},
 	syscallsv1connect.KernelAgentRelayProcedure:       {kernel.RoleAgent},
 	syscallsv1connect.KernelClusterInfoProcedure:      {kernel.RoleOperator, kernel.RoleFramework, kernel.RoleAgent},
+	syscallsv1connect.KernelTaskSecretsProcedure:      {kernel.RoleAgent},
 	syscallsv1connect.KernelAgentDrainProcedure:       {kernel.RoleOperator},
 	syscallsv1connect.KernelTokenCreateProcedure:      {kernel.RoleOperator},
 	syscallsv1connect.KernelTokenListProcedure:        {kernel.RoleOperator},
@@ -344,6 +345,11 @@ func (s *Server) ListAllocations(ctx context.Context, r *connect.Request[pb.List
 // ListTasks implements syscallsv1connect.KernelHandler.
 func (s *Server) ListTasks(ctx context.Context, r *connect.Request[pb.ListTasksRequest]) (*connect.Response[pb.ListTasksResponse], error) {
 	return reply(s.k.ListTasks(ctx, principal(ctx), r.Msg), nil)
+}
+
+// TaskSecrets implements syscallsv1connect.KernelHandler.
+func (s *Server) TaskSecrets(ctx context.Context, r *connect.Request[pb.TaskSecretsRequest]) (*connect.Response[pb.TaskSecretsResponse], error) {
+	return reply(s.k.TaskSecrets(ctx, principal(ctx), r.Msg))
 }
 
 // ListVolumes implements syscallsv1connect.KernelHandler.

@@ -44,6 +44,7 @@ func allocFlags(withCount bool) []cli.Flag {
 func launchFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "environment variable `K=V` of the task, repeatable"},
+		secretEnvFlag(), // secrets.go
 		&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working `DIR`, relative to the task's sandbox unless absolute"},
 		&cli.StringFlag{Name: "user", Usage: "`USER` to run the task as: root or a user name of the agent's host, if the operator allowed it for the allocation's role (dcosd --role-users); default: an unprivileged user of the owner's own"},
 		&cli.StringFlag{Name: "driver", Usage: "task driver `NAME` on the agent (default exec; see \"dcosctl plugin ls\")"},
@@ -234,6 +235,9 @@ func launchSpec(c *cli.Context, req *syscallsv1.LaunchRequest) (*syscallsv1.Laun
 			req.Env = map[string]string{}
 		}
 		req.Env[k] = v
+	}
+	if err := addSecretEnv(c, req); err != nil { // secrets.go
+		return nil, err
 	}
 	if c.IsSet("kill-grace") {
 		d := c.Duration("kill-grace")

@@ -98,20 +98,28 @@ readiness check passes; without one, RUNNING and not unhealthy), reason or
 exit code, pid, age and command line. Tasks that have ended (FINISHED, FAILED, KILLED,
 LOST) are shown only with --all. -o json prints the ListTasks response with
 the same filter (with each task's network and ports, its checks with their
-effective values, and the last health check failure's message).`,
+effective values, and the last health check failure's message); a task's
+secret env shows its names with "<redacted>" values, and with
+--reveal-secrets the values of the caller's own tasks (an operator's: all)
+in revealedSecretEnv.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "include tasks that have ended", DisableDefaultText: true},
 			&cli.StringFlag{Name: "alloc", Usage: "only tasks of allocation `ID`"},
 			&cli.StringFlag{Name: "agent", Usage: "only tasks on agent `ID`"},
+			revealSecretsFlag, // secrets.go
 		},
 		Action: func(c *cli.Context) error {
 			f, k, err := listCall(c, e)
 			if err != nil {
 				return err
 			}
+			if c.Bool("reveal-secrets") && f != formatJSON {
+				return usagef("ps: --reveal-secrets goes with -o json")
+			}
 			res, err := k.ListTasks(c.Context, connect.NewRequest(&syscallsv1.ListTasksRequest{
-				AllocationId: c.String("alloc"),
-				AgentId:      c.String("agent"),
+				AllocationId:  c.String("alloc"),
+				AgentId:       c.String("agent"),
+				RevealSecrets: c.Bool("reveal-secrets"),
 			}))
 			if err != nil {
 				return callError("ListTasks", err)
@@ -127,7 +135,7 @@ effective values, and the last health check failure's message).`,
 				tasks = live
 			}
 			if f == formatJSON {
-				return writeJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()})
+				return writeTasksJSON(e.stdout, &syscallsv1.ListTasksResponse{Tasks: tasks, Revision: res.Msg.GetRevision()}) // secrets.go
 			}
 			now := e.now()
 			t := newTable(e.stdout, "ID", "ALLOCATION", "AGENT", "IP", "PORTS", "STATE", "HEALTH", "READY", "REASON", "PID", "AGE", "COMMAND")

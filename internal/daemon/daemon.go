@@ -284,6 +284,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err := os.Chmod(dataDir, 0o700); err != nil {
 		return err
 	}
+	kek, err := kernelKeyring(c, dataDir) // kek.go
+	if err != nil {
+		return err
+	}
 	tokens, err := api.NewTokens(tf.Tokens)
 	if err != nil {
 		return err
@@ -387,6 +391,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		HeartbeatInterval: c.Duration("heartbeat-interval"),
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),
+		Sealer:            kek,
 	}
 	ln, err := listenAPI(c, log)
 	if err != nil {
@@ -398,10 +403,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		return err
 	}
 	url := "http://" + ln.Addr().String()
-	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
+	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate).WithSealer(kek)
 	if route != nil {
 		st.WithLeaderRoute(route)
 	}
+	checkKEK(ctx, log, cli3, c.String("etcd-prefix"), kekPath(c, dataDir), kek) // kek.go
 	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
 	if err != nil {
 		ln.Close()

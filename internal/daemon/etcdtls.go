@@ -53,7 +53,7 @@ func etcdCertValidity(c *cli.Context) time.Duration {
 func embeddedEtcdTLS(c *cli.Context, log *slog.Logger, dataDir string) (*store.EmbeddedTLS, error) {
 	kr, err := kernelKeyring(c, dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("--kek-file: %w", err)
+		return nil, err // names --kek-file
 	}
 	dir := pkiDir(c, dataDir)
 	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())

@@ -1,9 +1,15 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/dcos-kernel/dcos/internal/seal"
 )
@@ -31,10 +37,61 @@ func pkiDir(c *cli.Context, dataDir string) string {
 	return filepath.Join(dataDir, "pki")
 }
 
-// kernelKeyring loads the KEK file (--kek-file), creating it with a new
-// key when it does not exist: a kernel that bootstraps a new cluster (and
-// dcosd dev) makes it; the kernels that join must be given its copy.
+// kernelKeyring loads the KEK file (--kek-file, default dataDir/kek),
+// creating it with a new random key when it does not exist, and logs
+// that it did: a kernel joining an existing cluster must be given the
+// cluster's file instead, or it cannot open what the others sealed
+// (checkKEK says so).
 func kernelKeyring(c *cli.Context, dataDir string) (*seal.Keyring, error) {
-	kr, _, err := seal.LoadOrCreate(kekPath(c, dataDir))
-	return kr, err
+	path := kekPath(c, dataDir)
+	r, created, err := seal.LoadOrCreate(path)
+	if err != nil {
+		return nil, fmt.Errorf("--kek-file %s: %w", path, err)
+	}
+	if created {
+		logger(c).Info("created a new key-encryption key; every kernel of this cluster needs a copy of this file (mode 0600)", "kek_file", path)
+	}
+	return r, nil
+}
+
+// kekCanaryKey is where the cluster's KEK canary lives under the prefix.
+const kekCanaryKey = "kek-canary"
+
+// checkKEK checks that kek is the cluster's: the first kernel to start
+// stores a canary value sealed under its KEK (<prefix>kek-canary, written
+// once); every kernel after opens it. A kernel whose file cannot open
+// it would fail to open the secrets the others sealed: it is logged as an
+// error naming the file (not fatal yet, so that kernels started without
+// a shared --kek-file still serve what needs no secret).
+func checkKEK(ctx context.Context, log *slog.Logger, cli3 *clientv3.Client, prefix, path string, kek *seal.Keyring) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if prefix == "" {
+		prefix = "/dcos/" // as store.New
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	key := prefix + kekCanaryKey
+	canary, err := kek.Seal([]byte("dcos key-encryption key canary"), []byte(key))
+	if err != nil {
+		log.Error("key-encryption key: seal the canary", "err", err)
+		return
+	}
+	resp, err := cli3.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(canary))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		log.Warn("key-encryption key: the cluster's canary could not be checked", "err", err)
+		return
+	}
+	if resp.Succeeded {
+		return
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return
+	}
+	if _, err := kek.Open(kvs[0].Value, []byte(key)); err != nil {
+		log.Error("--kek-file is not this cluster's key-encryption key: secrets other kernels sealed will not open here; give every kernel the same file", "kek_file", path, "err", err)
+	}
 }

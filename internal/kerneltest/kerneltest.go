@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/seal"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 )
@@ -70,6 +71,8 @@ type Server struct {
 	Kernel *kernel.Kernel
 	// Store is the kernel's store, e.g. to compact it.
 	Store *store.Etcd
+	// Dir is the embedded etcd's data directory (e.g. to grep its files).
+	Dir string
 }
 
 // Start runs a kernel on a fresh embedded etcd (in t.TempDir()) behind the
@@ -78,13 +81,20 @@ type Server struct {
 // kernel, then etcd. It calls t.Fatal on any error.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
+	dir := t.TempDir()
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close) // runs last: cleanups run in reverse
-	st := store.New(e.Client(), "")
-	kcfg := kernel.Config{Store: st, HeartbeatTimeout: time.Hour}
+	// A key-encryption key of the test's own seals secrets, as a kernel's
+	// --kek-file does (Options.Kernel may set Sealer to nil).
+	kek, err := seal.NewKeyring(seal.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(e.Client(), "").WithSealer(kek)
+	kcfg := kernel.Config{Store: st, HeartbeatTimeout: time.Hour, Sealer: kek}
 	if opts.Kernel != nil {
 		opts.Kernel(&kcfg)
 	}
@@ -109,7 +119,7 @@ func Start(t testing.TB, opts Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	kdone := make(chan struct{})
 	go func() { k.Run(ctx); close(kdone) }()
-	s := &Server{Kernel: k, Store: st}
+	s := &Server{Kernel: k, Store: st, Dir: dir}
 	if opts.Listener != nil {
 		timeouts := opts.Timeouts
 		if timeouts == (api.Timeouts{}) {

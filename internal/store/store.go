@@ -39,6 +39,8 @@ type Etcd struct {
 	warm *Follower
 	// route, when set, sends commits to the etcd leader (route.go).
 	route *LeaderRoute
+	// sealer, when set, seals secret state values (secret.go).
+	sealer kernel.Sealer
 }
 
 var (
@@ -74,7 +76,7 @@ func (s *Etcd) WithGate(gate func() error) *Etcd {
 // taken the lead the key is gone (its lease ended), and a Commit writes
 // nothing and fails with an error matching kernel.ErrFenced.
 func (s *Etcd) Fenced(key string, rev int64) *Etcd {
-	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, warm: s.warm, fenceKey: key, fenceRev: rev, route: s.route}
+	return &Etcd{cli: s.cli, prefix: s.prefix, gate: s.gate, warm: s.warm, fenceKey: key, fenceRev: rev, route: s.route, sealer: s.sealer}
 }
 
 // Writable reports whether a write may be tried now (see WithGate); nil
@@ -216,6 +218,9 @@ func (s *Etcd) decodeKV(key, value []byte, modRev int64) (record, error) {
 		m := &pb.StateEntry{}
 		unmarshal(fieldStateEntries, m)
 		m.Revision = modRev
+		if err == nil {
+			err = s.openState(key, m) // secret.go
+		}
 	case "roles":
 		unmarshal(fieldRoles, &pb.Role{})
 	case "meta":
@@ -289,7 +294,7 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 		ops, err = appendKeyedOps(ops, c.Elections, s.electionKey)
 	}
 	if err == nil {
-		ops, err = appendKeyedOps(ops, c.State, s.stateKey)
+		ops, err = s.appendStateOps(ops, c.State) // secret.go
 	}
 	if err == nil {
 		ops, err = appendKeyedOps(ops, c.Roles, s.roleKey)

@@ -935,9 +935,21 @@ type Task struct {
 	// cpu_class is the CPU class of the allocation's role when the task was
 	// launched (Role.cpu_class), copied by the kernel so that its agent needs
 	// no role lookup; a later RoleSet affects only tasks launched after it.
-	CpuClass      CpuClass `protobuf:"varint,40,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass" json:"cpu_class,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CpuClass CpuClass `protobuf:"varint,40,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass" json:"cpu_class,omitempty"`
+	// secret_env holds the names of the task's secret environment
+	// variables (LaunchRequest.secret_env). The kernel seals each value at
+	// Launch (AES-256-GCM under the cluster's key-encryption key, bound to
+	// "<task id>/<name>"), so the table, the store and the event log hold
+	// ciphertext only; every answer that leaves the kernel (ListTasks,
+	// Watch, events, LaunchResponse, RegisterAgentResponse) carries the
+	// names with empty values. The task's agent reads the values with
+	// TaskSecrets.
+	SecretEnv map[string][]byte `protobuf:"bytes,50,rep,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// revealed_secret_env is set only in a ListTasks answer to its owner
+	// (or an operator) who asked reveal_secrets: secret_env in clear.
+	RevealedSecretEnv map[string]string `protobuf:"bytes,51,rep,name=revealed_secret_env,json=revealedSecretEnv,proto3" json:"revealed_secret_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1199,6 +1211,20 @@ func (x *Task) GetCpuClass() CpuClass {
 		return x.CpuClass
 	}
 	return CpuClass_CPU_CLASS_NORMAL
+}
+
+func (x *Task) GetSecretEnv() map[string][]byte {
+	if x != nil {
+		return x.SecretEnv
+	}
+	return nil
+}
+
+func (x *Task) GetRevealedSecretEnv() map[string]string {
+	if x != nil {
+		return x.RevealedSecretEnv
+	}
+	return nil
 }
 
 // HealthCheck is a probe its agent runs against a task (never the kernel).
@@ -2027,7 +2053,9 @@ type StateEntry struct {
 	// owner is the principal the state belongs to.
 	Owner string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	// deleted is set on STATE_CHANGED events of a deletion.
-	Deleted       bool `protobuf:"varint,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Deleted bool `protobuf:"varint,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// secret is set on an entry written with StatePutRequest.secret.
+	Secret        bool `protobuf:"varint,50,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2093,6 +2121,13 @@ func (x *StateEntry) GetOwner() string {
 func (x *StateEntry) GetDeleted() bool {
 	if x != nil {
 		return x.Deleted
+	}
+	return false
+}
+
+func (x *StateEntry) GetSecret() bool {
+	if x != nil {
+		return x.Secret
 	}
 	return false
 }
@@ -2211,8 +2246,12 @@ type StatePutRequest struct {
 	ExpectedRevision *int64 `protobuf:"varint,3,opt,name=expected_revision,json=expectedRevision,proto3,oneof" json:"expected_revision,omitempty"`
 	Fence            *Fence `protobuf:"bytes,4,opt,name=fence,proto3" json:"fence,omitempty"`
 	Owner            string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// secret: the value is sealed before it is stored (etcd holds
+	// ciphertext only; it needs the kernel's key-encryption key,
+	// dcosd --kek-file). StateGet still answers its owner in clear.
+	Secret        bool `protobuf:"varint,50,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatePutRequest) Reset() {
@@ -2278,6 +2317,13 @@ func (x *StatePutRequest) GetOwner() string {
 		return x.Owner
 	}
 	return ""
+}
+
+func (x *StatePutRequest) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
 }
 
 type StatePutResponse struct {
@@ -4104,7 +4150,15 @@ type LaunchRequest struct {
 	KillGracePeriod *durationpb.Duration `protobuf:"bytes,36,opt,name=kill_grace_period,json=killGracePeriod,proto3" json:"kill_grace_period,omitempty"`
 	// logs bounds each of the task's output streams on its agent; unset
 	// fields take the agent's defaults (10 MiB x 5 files).
-	Logs          *LogConfig `protobuf:"bytes,37,opt,name=logs,proto3" json:"logs,omitempty"`
+	Logs *LogConfig `protobuf:"bytes,37,opt,name=logs,proto3" json:"logs,omitempty"`
+	// secret_env are environment variables the task gets, kept secret:
+	// sealed before they are stored, never shown in ListTasks, Watch or
+	// events (only their names are), handed to the task's agent alone
+	// (TaskSecrets). Names follow env's rules and must not be in env; at
+	// most 64 entries and 64 KiB of names and values in all. A kernel without a
+	// key-encryption key (dcosd --kek-file) refuses them
+	// (FailedPrecondition).
+	SecretEnv     map[string]string `protobuf:"bytes,50,rep,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4261,6 +4315,13 @@ func (x *LaunchRequest) GetKillGracePeriod() *durationpb.Duration {
 func (x *LaunchRequest) GetLogs() *LogConfig {
 	if x != nil {
 		return x.Logs
+	}
+	return nil
+}
+
+func (x *LaunchRequest) GetSecretEnv() map[string]string {
+	if x != nil {
+		return x.SecretEnv
 	}
 	return nil
 }
@@ -5694,9 +5755,13 @@ func (x *ListAllocationsResponse) GetRevision() int64 {
 }
 
 type ListTasksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AllocationId  string                 `protobuf:"bytes,1,opt,name=allocation_id,json=allocationId,proto3" json:"allocation_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AllocationId string                 `protobuf:"bytes,1,opt,name=allocation_id,json=allocationId,proto3" json:"allocation_id,omitempty"`
+	AgentId      string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// reveal_secrets: the answer's tasks the caller owns (an operator: all)
+	// carry their secret environment in clear in Task.revealed_secret_env;
+	// others' stay names only.
+	RevealSecrets bool `protobuf:"varint,50,opt,name=reveal_secrets,json=revealSecrets,proto3" json:"reveal_secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5743,6 +5808,13 @@ func (x *ListTasksRequest) GetAgentId() string {
 		return x.AgentId
 	}
 	return ""
+}
+
+func (x *ListTasksRequest) GetRevealSecrets() bool {
+	if x != nil {
+		return x.RevealSecrets
+	}
+	return false
 }
 
 type ListTasksResponse struct {
@@ -8324,6 +8396,95 @@ func (x *ClusterInfoResponse) GetRevision() int64 {
 	return 0
 }
 
+type TaskSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSecretsRequest) Reset() {
+	*x = TaskSecretsRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSecretsRequest) ProtoMessage() {}
+
+func (x *TaskSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSecretsRequest.ProtoReflect.Descriptor instead.
+func (*TaskSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *TaskSecretsRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type TaskSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// env is the task's secret environment in clear, by name.
+	Env           map[string]string `protobuf:"bytes,1,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSecretsResponse) Reset() {
+	*x = TaskSecretsResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSecretsResponse) ProtoMessage() {}
+
+func (x *TaskSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSecretsResponse.ProtoReflect.Descriptor instead.
+func (*TaskSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{112}
+}
+
+func (x *TaskSecretsResponse) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -8370,7 +8531,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bgang_min\x18\x12 \x01(\x05R\agangMin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\v\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\r\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -8406,11 +8567,20 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05ready\x18% \x01(\bR\x05ready\x12E\n" +
 	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
 	"\x04logs\x18' \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x127\n" +
-	"\tcpu_class\x18( \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassR\bcpuClass\x1a6\n" +
+	"\tcpu_class\x18( \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassR\bcpuClass\x12D\n" +
+	"\n" +
+	"secret_env\x182 \x03(\v2%.dcos.syscalls.v1.Task.SecretEnvEntryR\tsecretEnv\x12]\n" +
+	"\x13revealed_secret_env\x183 \x03(\v2-.dcos.syscalls.v1.Task.RevealedSecretEnvEntryR\x11revealedSecretEnv\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eSecretEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\x1aD\n" +
+	"\x16RevealedSecretEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x03\n" +
 	"\vHealthCheck\x12/\n" +
@@ -8469,26 +8639,28 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\"b\n" +
 	"\x0eLeaderResponse\x124\n" +
 	"\x06leader\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.LeadershipR\x06leader\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\x80\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x98\x01\n" +
 	"\n" +
 	"StateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x14\n" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n" +
-	"\adeleted\x18\x05 \x01(\bR\adeleted\"9\n" +
+	"\adeleted\x18\x05 \x01(\bR\adeleted\x12\x16\n" +
+	"\x06secret\x182 \x01(\bR\x06secret\"9\n" +
 	"\x0fStateGetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\"b\n" +
 	"\x10StateGetResponse\x122\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1c.dcos.syscalls.v1.StateEntryR\x05entry\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"\xc6\x01\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\xde\x01\n" +
 	"\x0fStatePutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x120\n" +
 	"\x11expected_revision\x18\x03 \x01(\x03H\x00R\x10expectedRevision\x88\x01\x01\x12-\n" +
 	"\x05fence\x18\x04 \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12\x14\n" +
-	"\x05owner\x18\x05 \x01(\tR\x05ownerB\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x16\n" +
+	"\x06secret\x182 \x01(\bR\x06secretB\x14\n" +
 	"\x12_expected_revision\".\n" +
 	"\x10StatePutResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"\xb3\x01\n" +
@@ -8636,7 +8808,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x10AllocateResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12%\n" +
 	"\x0epending_reason\x18\x02 \x01(\tR\rpendingReason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\xbc\a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xc9\b\n" +
 	"\rLaunchRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -8657,11 +8829,16 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x0freadiness_check\x18\" \x01(\v2\x1d.dcos.syscalls.v1.HealthCheckR\x0ereadinessCheck\x12-\n" +
 	"\x05fence\x18# \x01(\v2\x17.dcos.syscalls.v1.FenceR\x05fence\x12E\n" +
 	"\x11kill_grace_period\x18$ \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
-	"\x04logs\x18% \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x1a6\n" +
+	"\x04logs\x18% \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x12M\n" +
+	"\n" +
+	"secret_env\x182 \x03(\v2..dcos.syscalls.v1.LaunchRequest.SecretEnvEntryR\tsecretEnv\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eSecretEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
 	"\tLogConfig\x12\x1b\n" +
@@ -8772,10 +8949,11 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\"u\n" +
 	"\x17ListAllocationsResponse\x12>\n" +
 	"\vallocations\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.AllocationR\vallocations\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"R\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"y\n" +
 	"\x10ListTasksRequest\x12#\n" +
 	"\rallocation_id\x18\x01 \x01(\tR\fallocationId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\"]\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12%\n" +
+	"\x0ereveal_secrets\x182 \x01(\bR\rrevealSecrets\"]\n" +
 	"\x11ListTasksResponse\x12,\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x16.dcos.syscalls.v1.TaskR\x05tasks\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\xdc\x01\n" +
@@ -8952,7 +9130,14 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x13ClusterInfoResponse\x126\n" +
 	"\akernels\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.KernelInfoR\akernels\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision*\x8d\x01\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"-\n" +
+	"\x12TaskSecretsRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x8f\x01\n" +
+	"\x13TaskSecretsResponse\x12@\n" +
+	"\x03env\x18\x01 \x03(\v2..dcos.syscalls.v1.TaskSecretsResponse.EnvEntryR\x03env\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -9002,7 +9187,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xd8\x19\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xb4\x1a\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -9047,7 +9232,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tAgentJoin\x12\".dcos.syscalls.v1.AgentJoinRequest\x1a#.dcos.syscalls.v1.AgentJoinResponse\x12W\n" +
 	"\n" +
 	"AgentDrain\x12#.dcos.syscalls.v1.AgentDrainRequest\x1a$.dcos.syscalls.v1.AgentDrainResponse\x12Z\n" +
-	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponse\x12Z\n" +
+	"\vTaskSecrets\x12$.dcos.syscalls.v1.TaskSecretsRequest\x1a%.dcos.syscalls.v1.TaskSecretsResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -9062,7 +9248,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 120)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 126)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -9183,240 +9369,252 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*ClusterInfoRequest)(nil),       // 116: dcos.syscalls.v1.ClusterInfoRequest
 	(*KernelInfo)(nil),               // 117: dcos.syscalls.v1.KernelInfo
 	(*ClusterInfoResponse)(nil),      // 118: dcos.syscalls.v1.ClusterInfoResponse
-	nil,                              // 119: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 120: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 121: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 122: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 123: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 124: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 125: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 126: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 127: dcos.syscalls.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),      // 128: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 129: google.protobuf.Timestamp
+	(*TaskSecretsRequest)(nil),       // 119: dcos.syscalls.v1.TaskSecretsRequest
+	(*TaskSecretsResponse)(nil),      // 120: dcos.syscalls.v1.TaskSecretsResponse
+	nil,                              // 121: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 122: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 123: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 124: dcos.syscalls.v1.Task.SecretEnvEntry
+	nil,                              // 125: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	nil,                              // 126: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 127: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 128: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 129: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 130: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	nil,                              // 131: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 132: dcos.syscalls.v1.ExecStart.EnvEntry
+	nil,                              // 133: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	(*durationpb.Duration)(nil),      // 134: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 135: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	128, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	129, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	129, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	134, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	135, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	135, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	119, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	121, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	120, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	122, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	129, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	129, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	135, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	135, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	121, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	123, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	128, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	134, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	13,  // 24: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
-	14,  // 25: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
-	15,  // 26: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	128, // 27: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	128, // 28: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	128, // 29: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	129, // 30: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	128, // 31: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	128, // 32: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
-	17,  // 33: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	17,  // 34: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
-	24,  // 35: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
-	16,  // 36: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	16,  // 37: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	24,  // 38: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	129, // 39: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	122, // 40: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
-	8,   // 41: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
-	8,   // 42: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
-	4,   // 43: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	129, // 44: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	129, // 45: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
-	36,  // 46: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	38,  // 47: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	129, // 48: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	129, // 49: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	129, // 50: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
-	38,  // 51: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	129, // 52: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
-	43,  // 53: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
-	8,   // 54: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	9,   // 55: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	128, // 56: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
-	42,  // 57: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	123, // 58: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	16,  // 59: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	50,  // 60: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
-	10,  // 61: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	124, // 62: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
-	8,   // 63: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	33,  // 64: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
-	44,  // 65: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	125, // 66: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	12,  // 67: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
-	12,  // 68: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
-	16,  // 69: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	128, // 70: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
-	53,  // 71: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	11,  // 72: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
-	5,   // 73: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
-	5,   // 74: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	129, // 75: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
-	10,  // 76: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
-	11,  // 77: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
-	37,  // 78: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
-	76,  // 79: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	43,  // 80: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
-	24,  // 81: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
-	17,  // 82: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
-	57,  // 83: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
-	16,  // 84: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	10,  // 85: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	126, // 86: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	8,   // 87: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
-	36,  // 88: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	43,  // 89: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	128, // 90: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	11,  // 91: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	36,  // 92: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
-	35,  // 93: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	39,  // 94: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
-	1,   // 95: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
-	34,  // 96: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
-	68,  // 97: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
-	3,   // 98: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
-	37,  // 99: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
-	10,  // 100: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	11,  // 101: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	129, // 102: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
-	76,  // 103: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	80,  // 104: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
-	76,  // 105: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
-	76,  // 106: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	76,  // 107: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
-	6,   // 108: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	128, // 109: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
-	6,   // 110: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	127, // 111: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
-	90,  // 112: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
-	91,  // 113: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
-	90,  // 114: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
-	93,  // 115: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
-	88,  // 116: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
-	91,  // 117: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
-	89,  // 118: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
-	94,  // 119: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
-	97,  // 120: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
-	92,  // 121: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
-	8,   // 122: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
-	8,   // 123: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
-	2,   // 124: dcos.syscalls.v1.Role.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	8,   // 125: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
-	2,   // 126: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	100, // 127: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
-	100, // 128: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	129, // 129: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	129, // 130: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	128, // 131: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
-	105, // 132: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	105, // 133: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
-	105, // 134: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
-	105, // 135: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	128, // 136: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
-	37,  // 137: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	129, // 138: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
-	117, // 139: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	49,  // 140: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	52,  // 141: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	55,  // 142: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	59,  // 143: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	61,  // 144: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	63,  // 145: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	65,  // 146: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	67,  // 147: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	70,  // 148: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	72,  // 149: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	74,  // 150: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	77,  // 151: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	79,  // 152: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	82,  // 153: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	84,  // 154: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	86,  // 155: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	45,  // 156: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	47,  // 157: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	40,  // 158: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	18,  // 159: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	20,  // 160: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	22,  // 161: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	25,  // 162: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	27,  // 163: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	29,  // 164: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	31,  // 165: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	88,  // 166: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	92,  // 167: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	95,  // 168: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	98,  // 169: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	101, // 170: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	103, // 171: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	106, // 172: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	108, // 173: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	110, // 174: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	112, // 175: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	114, // 176: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	116, // 177: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	51,  // 178: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 179: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 180: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 181: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 182: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 183: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 184: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 185: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 186: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 187: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 188: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 189: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 190: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 191: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 192: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 193: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 194: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 195: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 196: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 197: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 198: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 199: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 200: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 201: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 202: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 203: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 204: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 205: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 206: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 207: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 208: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 209: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 210: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 211: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 212: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 213: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 214: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 215: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	178, // [178:216] is the sub-list for method output_type
-	140, // [140:178] is the sub-list for method input_type
-	140, // [140:140] is the sub-list for extension type_name
-	140, // [140:140] is the sub-list for extension extendee
-	0,   // [0:140] is the sub-list for field type_name
+	124, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
+	125, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	13,  // 26: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
+	14,  // 27: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
+	15,  // 28: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
+	134, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	134, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	134, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	135, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	134, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	134, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	17,  // 35: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	17,  // 36: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
+	24,  // 37: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
+	16,  // 38: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	16,  // 39: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	24,  // 40: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
+	135, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	126, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	8,   // 43: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
+	8,   // 44: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
+	4,   // 45: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
+	135, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	135, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	36,  // 48: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	38,  // 49: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
+	135, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	135, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	135, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	38,  // 53: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
+	135, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	43,  // 55: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
+	8,   // 56: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	9,   // 57: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
+	134, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	42,  // 59: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
+	127, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	16,  // 61: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	50,  // 62: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
+	10,  // 63: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	128, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	8,   // 65: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	33,  // 66: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
+	44,  // 67: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
+	129, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	12,  // 69: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
+	12,  // 70: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
+	16,  // 71: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	134, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	53,  // 73: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
+	130, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	11,  // 75: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
+	5,   // 76: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
+	5,   // 77: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
+	135, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	10,  // 79: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
+	11,  // 80: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
+	37,  // 81: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
+	76,  // 82: dcos.syscalls.v1.Event.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	43,  // 83: dcos.syscalls.v1.Event.volume:type_name -> dcos.syscalls.v1.Volume
+	24,  // 84: dcos.syscalls.v1.Event.state:type_name -> dcos.syscalls.v1.StateEntry
+	17,  // 85: dcos.syscalls.v1.Event.leader:type_name -> dcos.syscalls.v1.Leadership
+	57,  // 86: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
+	16,  // 87: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
+	10,  // 88: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	131, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	8,   // 90: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
+	36,  // 91: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	43,  // 92: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
+	134, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	11,  // 94: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	36,  // 95: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
+	35,  // 96: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
+	39,  // 97: dcos.syscalls.v1.HeartbeatRequest.images:type_name -> dcos.syscalls.v1.ImageList
+	1,   // 98: dcos.syscalls.v1.ReportTaskStatusRequest.state:type_name -> dcos.syscalls.v1.TaskState
+	34,  // 99: dcos.syscalls.v1.ReportTaskStatusRequest.ports:type_name -> dcos.syscalls.v1.PortMapping
+	68,  // 100: dcos.syscalls.v1.ReportTaskStatusRequest.health:type_name -> dcos.syscalls.v1.TaskHealthReport
+	3,   // 101: dcos.syscalls.v1.TaskHealthReport.health:type_name -> dcos.syscalls.v1.HealthState
+	37,  // 102: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
+	10,  // 103: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
+	11,  // 104: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
+	135, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	76,  // 106: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	80,  // 107: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
+	76,  // 108: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
+	76,  // 109: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	76,  // 110: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
+	6,   // 111: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
+	134, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	6,   // 113: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
+	132, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	90,  // 115: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
+	91,  // 116: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
+	90,  // 117: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
+	93,  // 118: dcos.syscalls.v1.ExecOutput.exit:type_name -> dcos.syscalls.v1.ExecExit
+	88,  // 119: dcos.syscalls.v1.StreamOpen.logs:type_name -> dcos.syscalls.v1.LogsRequest
+	91,  // 120: dcos.syscalls.v1.StreamOpen.exec:type_name -> dcos.syscalls.v1.ExecStart
+	89,  // 121: dcos.syscalls.v1.RelayUp.logs:type_name -> dcos.syscalls.v1.LogsChunk
+	94,  // 122: dcos.syscalls.v1.RelayUp.exec:type_name -> dcos.syscalls.v1.ExecOutput
+	97,  // 123: dcos.syscalls.v1.RelayUp.error:type_name -> dcos.syscalls.v1.RelayError
+	92,  // 124: dcos.syscalls.v1.RelayDown.exec:type_name -> dcos.syscalls.v1.ExecInput
+	8,   // 125: dcos.syscalls.v1.Role.quota:type_name -> dcos.syscalls.v1.Resources
+	8,   // 126: dcos.syscalls.v1.Role.usage:type_name -> dcos.syscalls.v1.Resources
+	2,   // 127: dcos.syscalls.v1.Role.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
+	8,   // 128: dcos.syscalls.v1.RoleSetRequest.quota:type_name -> dcos.syscalls.v1.Resources
+	2,   // 129: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
+	100, // 130: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
+	100, // 131: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
+	135, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	135, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	134, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	105, // 135: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 136: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 137: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
+	105, // 138: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
+	134, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	37,  // 140: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
+	135, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	117, // 142: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
+	133, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	49,  // 144: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	52,  // 145: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	55,  // 146: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	59,  // 147: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	61,  // 148: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	63,  // 149: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	65,  // 150: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	67,  // 151: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	70,  // 152: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	72,  // 153: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	74,  // 154: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	77,  // 155: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	79,  // 156: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	82,  // 157: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	84,  // 158: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	86,  // 159: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	45,  // 160: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	47,  // 161: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	40,  // 162: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	18,  // 163: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	20,  // 164: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	22,  // 165: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	25,  // 166: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	27,  // 167: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	29,  // 168: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	31,  // 169: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	88,  // 170: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	92,  // 171: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	95,  // 172: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	98,  // 173: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	101, // 174: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	103, // 175: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	106, // 176: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	108, // 177: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	110, // 178: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	112, // 179: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	114, // 180: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	116, // 181: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	119, // 182: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
+	51,  // 183: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 184: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 185: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 186: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 187: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 188: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 189: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 190: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 191: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 192: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 193: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 194: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 195: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 196: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 197: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 198: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 199: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 200: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 201: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 202: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 203: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 204: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 205: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 206: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 207: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 208: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 209: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 210: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 211: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 212: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 213: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 214: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 215: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 216: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 217: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 218: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 219: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 220: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 221: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
+	183, // [183:222] is the sub-list for method output_type
+	144, // [144:183] is the sub-list for method input_type
+	144, // [144:144] is the sub-list for extension type_name
+	144, // [144:144] is the sub-list for extension extendee
+	0,   // [0:144] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -9435,7 +9633,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   120,
+			NumMessages:   126,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

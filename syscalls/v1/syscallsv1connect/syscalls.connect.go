@@ -126,6 +126,8 @@ const (
 	KernelAgentDrainProcedure = "/dcos.syscalls.v1.Kernel/AgentDrain"
 	// KernelClusterInfoProcedure is the fully-qualified name of the Kernel's ClusterInfo RPC.
 	KernelClusterInfoProcedure = "/dcos.syscalls.v1.Kernel/ClusterInfo"
+	// KernelTaskSecretsProcedure is the fully-qualified name of the Kernel's TaskSecrets RPC.
+	KernelTaskSecretsProcedure = "/dcos.syscalls.v1.Kernel/TaskSecrets"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -274,6 +276,13 @@ type KernelClient interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// TaskSecrets answers the agent a task is placed on (the agent token
+	// bound to Task.agent_id) with the task's secret environment in clear,
+	// for the task's process only: the agent adds it to the environment it
+	// starts the task with and writes it nowhere else. Any other caller is
+	// PermissionDenied; an unknown or ended task is NotFound
+	// (docs/security.md, "Secrets").
+	TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -515,6 +524,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 			connect.WithClientOptions(opts...),
 		),
+		taskSecrets: connect.NewClient[v1.TaskSecretsRequest, v1.TaskSecretsResponse](
+			httpClient,
+			baseURL+KernelTaskSecretsProcedure,
+			connect.WithSchema(kernelMethods.ByName("TaskSecrets")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -558,6 +573,7 @@ type kernelClient struct {
 	agentJoin        *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
 	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
 	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
+	taskSecrets      *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -750,6 +766,11 @@ func (c *kernelClient) ClusterInfo(ctx context.Context, req *connect.Request[v1.
 	return c.clusterInfo.CallUnary(ctx, req)
 }
 
+// TaskSecrets calls dcos.syscalls.v1.Kernel.TaskSecrets.
+func (c *kernelClient) TaskSecrets(ctx context.Context, req *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error) {
+	return c.taskSecrets.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -896,6 +917,13 @@ type KernelHandler interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// TaskSecrets answers the agent a task is placed on (the agent token
+	// bound to Task.agent_id) with the task's secret environment in clear,
+	// for the task's process only: the agent adds it to the environment it
+	// starts the task with and writes it nowhere else. Any other caller is
+	// PermissionDenied; an unknown or ended task is NotFound
+	// (docs/security.md, "Secrets").
+	TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1133,6 +1161,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelTaskSecretsHandler := connect.NewUnaryHandler(
+		KernelTaskSecretsProcedure,
+		svc.TaskSecrets,
+		connect.WithSchema(kernelMethods.ByName("TaskSecrets")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1211,6 +1245,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelAgentDrainHandler.ServeHTTP(w, r)
 		case KernelClusterInfoProcedure:
 			kernelClusterInfoHandler.ServeHTTP(w, r)
+		case KernelTaskSecretsProcedure:
+			kernelTaskSecretsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1370,4 +1406,8 @@ func (UnimplementedKernelHandler) AgentDrain(context.Context, *connect.Request[v
 
 func (UnimplementedKernelHandler) ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ClusterInfo is not implemented"))
+}
+
+func (UnimplementedKernelHandler) TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.TaskSecrets is not implemented"))
 }

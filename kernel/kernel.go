@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -89,6 +90,14 @@ type Config struct {
 	// run at once (default DefaultWatchReplays).
 	WatchReplays int
 	Logger       *slog.Logger
+	// NoAudit turns the audit trail off (audit.go): no records are
+	// written and AuditList answers what earlier kernels wrote.
+	NoAudit bool
+	// AuditRetention deletes audit records older than this (0: never).
+	AuditRetention time.Duration
+	// AuditKernel names this kernel in its audit records (its advertised
+	// URL).
+	AuditKernel string
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -134,6 +143,15 @@ type Kernel struct {
 	lastGood string
 	forced   string
 	cycles   cycleStats // for Metrics
+
+	// The audit trail (audit.go): the queue of Audit, its drop counters,
+	// and, loop only, the committed head of the chain and the queued
+	// records a failed commit gave back.
+	auditq                          chan *pb.AuditRecord
+	auditDropped, auditTotalDropped atomic.Uint64
+	auditSeq                        uint64
+	auditHash                       []byte
+	auditRetry                      []*pb.AuditRecord
 }
 
 type op struct {
@@ -142,6 +160,10 @@ type op struct {
 	err  error
 	rev  int64
 	done chan struct{}
+	// audit is the call's audit description (nil: not audited), and
+	// auditPrev its state before this op's batch (audit.go).
+	audit     *AuditCall
+	auditPrev int32
 }
 
 // New loads the durable state and returns a kernel; call Run to serve.
@@ -196,7 +218,11 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
-		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams()}
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams(),
+		auditq: make(chan *pb.AuditRecord, AuditQueue)}
+	if err := k.auditLoad(ctx); err != nil {
+		return nil, fmt.Errorf("kernel: load state: %w", err)
+	}
 	k.configure(k.table)
 	k.view = &view{}
 	k.view.reset(k.table)
@@ -218,6 +244,7 @@ func (k *Kernel) Run(ctx context.Context) error {
 		defer close(hubDone)
 		k.hub.run(ctx, k.Revision())
 	}()
+	go k.auditPruneLoop(ctx)
 	tick := time.NewTicker(k.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -237,6 +264,8 @@ func (k *Kernel) Run(ctx context.Context) error {
 					break more
 				}
 			}
+		case r := <-k.auditq:
+			k.auditRetry = append(k.auditRetry, r) // written by this iteration
 		case <-tick.C:
 		}
 		k.iterate(ctx, batch)
@@ -292,8 +321,11 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	saved := k.savePolicies()
 	c := newChanges()
 	k.table.AssignSubnets(c)
+	k.auditQueued(c, now)
 	for _, o := range batch {
+		evs := len(c.Events)
 		o.err = o.fn(k.table, c, now)
+		k.auditOp(o, c, c.Events[evs:], now)
 	}
 	if !now.Before(k.expireAfter) {
 		k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
@@ -314,6 +346,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		}
 		return
 	}
+	k.auditChain(c)
 	// Once sent, a commit is waited for (the store bounds it by its own
 	// timeout) even if ctx ends meanwhile: its callers then learn its
 	// outcome, and a late commit of a deposed leader is answered — refused
@@ -331,6 +364,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// this kernel stops (its table is dropped with it).
 		k.log.Warn("commit refused by the leader fence; this kernel no longer leads", "err", err)
 		k.fenced = fmt.Errorf("kernel: %w", err)
+		k.auditFailed(c, batch, false)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "this kernel no longer leads; retry (another kernel took over)")
 		}
@@ -340,7 +374,11 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// table is reloaded from it (now, or at the next iteration).
 		k.log.Error("commit outcome unknown; reloading state from the store", "err", err)
 		k.stale = true
-		k.reload(ctx, now)
+		// The chain's head is reloaded with the table: the batch's
+		// records are in the store or not, and the queued ones are
+		// written again only if they are not.
+		landed := !k.reload(ctx, now) || (len(c.Audit) > 0 && k.auditSeq >= c.Audit[0].Seq)
+		k.auditFailed(c, batch, !landed)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (the call may still take effect: etcd may apply it later)", err)
 		}
@@ -350,6 +388,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// and the working table is rebuilt from it, without a store read.
 		k.log.Error("commit failed; nothing was written", "err", err)
 		k.rollback(now)
+		k.auditFailed(c, batch, true)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (nothing was written; retry)", err)
 		}
@@ -359,6 +398,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		k.usageSent = now
 	}
 	k.table.Committed(c, rev)
+	k.auditCommitted(c, batch)
 	// Persist, then apply: readers see the batch once it is durable, and
 	// before any of its callers is answered.
 	k.view.apply(c, rev)
@@ -419,6 +459,10 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 		k.log.Error("reload state", "err", err)
 		return false
 	}
+	if err := k.auditLoad(ctx); err != nil {
+		k.log.Error("reload state", "err", err)
+		return false
+	}
 	k.table, k.stale = Restore(st, now), false
 	k.configure(k.table)
 	k.view.reset(k.table)
@@ -437,7 +481,7 @@ func (k *Kernel) configure(t *Table) {
 
 // do queues fn for the loop and waits for its commit.
 func (k *Kernel) do(ctx context.Context, fn func(*Table, *Changes, time.Time) error, post func(*Table)) (int64, error) {
-	o := &op{fn: fn, post: post, done: make(chan struct{})}
+	o := &op{fn: fn, post: post, done: make(chan struct{}), audit: auditFrom(ctx)}
 	select {
 	case k.ops <- o:
 	case <-k.done:

@@ -126,6 +126,8 @@ const (
 	KernelAgentDrainProcedure = "/dcos.syscalls.v1.Kernel/AgentDrain"
 	// KernelClusterInfoProcedure is the fully-qualified name of the Kernel's ClusterInfo RPC.
 	KernelClusterInfoProcedure = "/dcos.syscalls.v1.Kernel/ClusterInfo"
+	// KernelAuditListProcedure is the fully-qualified name of the Kernel's AuditList RPC.
+	KernelAuditListProcedure = "/dcos.syscalls.v1.Kernel/AuditList"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -274,6 +276,11 @@ type KernelClient interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// AuditList (operators only) pages through the audit trail
+	// (docs/security.md, "Audit"): the records after after_seq, oldest
+	// first, that match every filter given. The trail is hash-chained:
+	// verify it from the anchor (dcosctl audit --verify).
+	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -515,6 +522,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 			connect.WithClientOptions(opts...),
 		),
+		auditList: connect.NewClient[v1.AuditListRequest, v1.AuditListResponse](
+			httpClient,
+			baseURL+KernelAuditListProcedure,
+			connect.WithSchema(kernelMethods.ByName("AuditList")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -558,6 +571,7 @@ type kernelClient struct {
 	agentJoin        *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
 	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
 	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
+	auditList        *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -750,6 +764,11 @@ func (c *kernelClient) ClusterInfo(ctx context.Context, req *connect.Request[v1.
 	return c.clusterInfo.CallUnary(ctx, req)
 }
 
+// AuditList calls dcos.syscalls.v1.Kernel.AuditList.
+func (c *kernelClient) AuditList(ctx context.Context, req *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error) {
+	return c.auditList.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -896,6 +915,11 @@ type KernelHandler interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// AuditList (operators only) pages through the audit trail
+	// (docs/security.md, "Audit"): the records after after_seq, oldest
+	// first, that match every filter given. The trail is hash-chained:
+	// verify it from the anchor (dcosctl audit --verify).
+	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1133,6 +1157,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelAuditListHandler := connect.NewUnaryHandler(
+		KernelAuditListProcedure,
+		svc.AuditList,
+		connect.WithSchema(kernelMethods.ByName("AuditList")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1211,6 +1241,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelAgentDrainHandler.ServeHTTP(w, r)
 		case KernelClusterInfoProcedure:
 			kernelClusterInfoHandler.ServeHTTP(w, r)
+		case KernelAuditListProcedure:
+			kernelAuditListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1370,4 +1402,8 @@ func (UnimplementedKernelHandler) AgentDrain(context.Context, *connect.Request[v
 
 func (UnimplementedKernelHandler) ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ClusterInfo is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AuditList is not implemented"))
 }

@@ -85,6 +85,9 @@ type AuditCall struct {
 	// SkipNoop: a successful op of the call that emitted no event (a
 	// Campaign that only renewed its lease) is not recorded.
 	SkipNoop bool
+	// made are ids the current op made that no event names (the loop
+	// only; see noteAllocations).
+	made []string
 	// state: auditNone, auditPending (a batch holds its record),
 	// auditCommitted, auditQueued.
 	state atomic.Int32
@@ -109,6 +112,17 @@ func NewAuditCall(p Principal, call string, targets ...string) *AuditCall {
 // record (Kernel.Audit). It reports false on later calls.
 func (a *AuditCall) Settle() bool {
 	return a.state.CompareAndSwap(auditNone, auditQueued)
+}
+
+// noteAllocations adds the ids of allocations the current op made to its
+// record. Nil-safe. The loop only, inside the op.
+func (a *AuditCall) noteAllocations(as []*pb.Allocation) {
+	if a == nil {
+		return
+	}
+	for _, al := range as {
+		a.made = append(a.made, al.GetId())
+	}
 }
 
 type auditKey struct{}
@@ -175,7 +189,12 @@ func (k *Kernel) AuditDropped() uint64 { return k.auditTotalDropped.Load() }
 // evs are the events o emitted. The loop only.
 func (k *Kernel) auditOp(o *op, c *Changes, evs []*pb.Event, now time.Time) {
 	a := o.audit
-	if a == nil || k.cfg.NoAudit {
+	if a == nil {
+		return
+	}
+	made := a.made
+	a.made = nil
+	if k.cfg.NoAudit {
 		return
 	}
 	prev := a.state.Load()
@@ -187,7 +206,7 @@ func (k *Kernel) auditOp(o *op, c *Changes, evs []*pb.Event, now time.Time) {
 		a.state.Store(auditCommitted) // nothing to record, nor to queue
 		return
 	}
-	targets := a.Targets
+	targets := append(a.Targets[:len(a.Targets):len(a.Targets)], made...)
 	for _, e := range evs {
 		targets = appendTarget(targets, eventTarget(e))
 	}

@@ -537,6 +537,7 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 			return err
 		}
 		live = t.Allocate(p, req, now, c)
+		auditFrom(ctx).noteAllocations(live) // pending ones have no event yet
 		return nil
 	}, func(*Table) {
 		for _, a := range live {

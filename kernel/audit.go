@@ -47,9 +47,9 @@ const (
 	auditListDefault = 1000
 )
 
-// AuditPruneInterval is how often the kernel looks for records older
-// than Config.AuditRetention.
-var AuditPruneInterval = time.Minute
+// DefaultAuditPruneInterval is how often the kernel looks for records
+// older than Config.AuditRetention, by default.
+const DefaultAuditPruneInterval = time.Minute
 
 // AuditStore is what the audit trail needs of a Store beyond Commit,
 // which writes Changes.Audit and Changes.AuditPrune in its transaction
@@ -101,9 +101,13 @@ const (
 )
 
 // NewAuditCall returns the description of a call by p to call naming
-// targets.
+// targets (empty ones are left out).
 func NewAuditCall(p Principal, call string, targets ...string) *AuditCall {
-	return &AuditCall{Principal: p, Call: call, Targets: targets}
+	var ts []string
+	for _, t := range targets {
+		ts = appendTarget(ts, t)
+	}
+	return &AuditCall{Principal: p, Call: call, Targets: ts}
 }
 
 // Settle reports whether no record of the call was committed through the
@@ -449,7 +453,11 @@ func (k *Kernel) auditPruneLoop(ctx context.Context) {
 	if !ok || k.cfg.NoAudit || k.cfg.AuditRetention <= 0 {
 		return
 	}
-	t := time.NewTicker(AuditPruneInterval)
+	every := k.cfg.AuditPruneInterval
+	if every <= 0 {
+		every = DefaultAuditPruneInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		for k.auditPruneOnce(ctx, as) {

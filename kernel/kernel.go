@@ -98,6 +98,9 @@ type Config struct {
 	// AuditKernel names this kernel in its audit records (its advertised
 	// URL).
 	AuditKernel string
+	// AuditPruneInterval is how often expired records are looked for
+	// (default DefaultAuditPruneInterval).
+	AuditPruneInterval time.Duration
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation

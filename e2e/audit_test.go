@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -106,31 +108,59 @@ func TestAudit_ScriptedSession(t *testing.T) {
 	}
 	defer cli.Close()
 	ctx := context.Background()
-	key := func(seq int) string { return fmt.Sprintf("/dcos/audit/%020d", seq) }
-	res, err := cli.Get(ctx, key(4))
-	if err != nil || len(res.Kvs) != 1 {
-		t.Fatalf("read record 4 from etcd: %v, %v", res, err)
+	// Records are stored one key per transaction (internal/store/audit.go):
+	// edit them in their batch.
+	edit := func(seq uint64, change func(*pb.AuditRecord) *pb.AuditRecord) (restore func()) {
+		t.Helper()
+		res, err := cli.Get(ctx, "/dcos/audit/0", clientv3.WithRange("/dcos/audit/:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range res.Kvs {
+			var recs []*pb.AuditRecord
+			rd := bytes.NewReader(kv.Value)
+			found := false
+			for rd.Len() > 0 {
+				r := &pb.AuditRecord{}
+				if err := protodelim.UnmarshalFrom(rd, r); err != nil {
+					t.Fatalf("stored records of %s: %v", kv.Key, err)
+				}
+				if r.GetSeq() == seq {
+					found = true
+					if r = change(r); r == nil {
+						continue
+					}
+				}
+				recs = append(recs, r)
+			}
+			if !found {
+				continue
+			}
+			var buf bytes.Buffer
+			for _, r := range recs {
+				protodelim.MarshalTo(&buf, r)
+			}
+			if _, err := cli.Put(ctx, string(kv.Key), buf.String()); err != nil {
+				t.Fatal(err)
+			}
+			orig := kv
+			return func() {
+				if _, err := cli.Put(ctx, string(orig.Key), string(orig.Value)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		t.Fatalf("record %d not found in etcd", seq)
+		return nil
 	}
-	orig := res.Kvs[0].Value
-	r := &pb.AuditRecord{}
-	if err := proto.Unmarshal(orig, r); err != nil {
-		t.Fatal(err)
-	}
-	r.Code = "ok" // the refused Launch made to look successful
-	b, _ := proto.Marshal(r)
-	if _, err := cli.Put(ctx, key(4), string(b)); err != nil {
-		t.Fatal(err)
-	}
+	// The refused Launch made to look successful.
+	restore := edit(4, func(r *pb.AuditRecord) *pb.AuditRecord { r.Code = "ok"; return r })
 	out, errOut, code := e.ctl("audit", "--verify")
 	if code == 0 || !strings.Contains(errOut, "record 4 was altered: stored hash") {
 		t.Errorf("audit --verify after record 4 was altered: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if _, err := cli.Put(ctx, key(4), string(orig)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Delete(ctx, key(5)); err != nil {
-		t.Fatal(err)
-	}
+	restore()
+	edit(5, func(*pb.AuditRecord) *pb.AuditRecord { return nil })
 	out, errOut, code = e.ctl("audit", "--verify")
 	if code == 0 || !strings.Contains(errOut, "records 5 to 5 are missing") {
 		t.Errorf("audit --verify after record 5 was deleted: exit %d, stdout %q, stderr %q", code, out, errOut)

@@ -304,8 +304,11 @@ func (k *Kernel) auditFailed(c *Changes, batch []*op, retry bool) {
 // deterministic protobuf encoding of r with hash unset). r is not
 // changed.
 func AuditHash(r *pb.AuditRecord) []byte {
-	cl := proto.Clone(r).(*pb.AuditRecord)
-	cl.Hash = nil
+	cl := r
+	if len(r.GetHash()) > 0 { // the loop's records have none yet: no copy
+		cl = proto.Clone(r).(*pb.AuditRecord)
+		cl.Hash = nil
+	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cl)
 	if err != nil { // an AuditRecord always marshals
 		panic(fmt.Sprintf("kernel: marshal audit record: %v", err))

@@ -291,13 +291,20 @@ func (k *Kernel) auditFailed(c *Changes, batch []*op, retry bool) {
 		return
 	}
 	for _, r := range queued {
-		if len(k.auditRetry) >= AuditQueue {
-			k.auditDropped.Add(1)
-			continue
-		}
 		r.Seq, r.PrevHash, r.Hash, r.Kernel = 0, nil, nil, ""
-		k.auditRetry = append(k.auditRetry, r)
+		k.auditKeep(r)
 	}
+}
+
+// auditKeep keeps r for the next batch, or counts it dropped when as
+// many as the queue holds are kept already (a store refusing writes).
+// The loop only.
+func (k *Kernel) auditKeep(r *pb.AuditRecord) {
+	if len(k.auditRetry) >= AuditQueue {
+		k.auditDropped.Add(1)
+		return
+	}
+	k.auditRetry = append(k.auditRetry, r)
 }
 
 // AuditHash returns the chain hash of r: sha256(r.prev_hash || the

@@ -268,7 +268,7 @@ func (k *Kernel) Run(ctx context.Context) error {
 				}
 			}
 		case r := <-k.auditq:
-			k.auditRetry = append(k.auditRetry, r) // written by this iteration
+			k.auditKeep(r) // written by this iteration
 		case <-tick.C:
 		}
 		k.iterate(ctx, batch)

@@ -107,8 +107,10 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		// Do not read the body to keep the connection: close it.
+		// Recorded before the answer: a caller that then lists the
+		// trail finds it.
+		d.auditRefusal(procedure, p, why, err)
 		if r.ProtoMajor == 1 && d.refuseHTTP1(w, r, why, err) {
-			d.auditRefusal(procedure, p, why, err)
 			return
 		}
 		if r.ProtoMajor == 1 {
@@ -118,7 +120,6 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 			http.NewResponseController(w).SetReadDeadline(time.Now())
 		}
-		d.auditRefusal(procedure, p, why, err)
 		d.refuse(w, r, why, err)
 		return
 	}

@@ -274,19 +274,28 @@ func (k *Kernel) auditCommitted(c *Changes, batch []*op) {
 	}
 }
 
+// What became of a failed batch's queued records (auditFailed).
+const (
+	fateRetry   = iota // nothing was written: write them again
+	fateWritten        // the batch landed after all
+	fateLost           // unknown, or this kernel stops: count them dropped
+)
+
 // auditFailed undoes c's records after its commit failed: the head stays
 // where it was (no gap, no fork), the ops' calls go back to the API
 // layer, which queues their record with the failure their callers get,
-// and the queued records are kept for the next batch when retry is set
-// (nothing was written), else counted as dropped. The loop only.
-func (k *Kernel) auditFailed(c *Changes, batch []*op, retry bool) {
+// and the queued records are dealt with as fate says. The loop only.
+func (k *Kernel) auditFailed(c *Changes, batch []*op, fate int) {
 	for _, o := range batch {
 		if o.audit != nil {
 			o.audit.state.CompareAndSwap(auditPending, o.auditPrev)
 		}
 	}
 	queued := c.Audit[:c.auditQueued]
-	if !retry {
+	switch fate {
+	case fateWritten:
+		return
+	case fateLost:
 		k.auditDropped.Add(uint64(len(queued)))
 		return
 	}

@@ -93,10 +93,17 @@ func TestKernel_AuditChainAfterFailedCommit(t *testing.T) {
 	if err := audited(k, fwA, &pb.AllocateRequest{}); kernel.CodeOf(err) != kernel.InvalidArgument {
 		t.Fatalf("allocate without resources: %v", err)
 	}
+	// A queued record (a door refusal) whose batch fails is written by
+	// a later one.
+	e.store.fail.Store(true)
+	k.Audit(kernel.AuditRecordOf(kernel.Principal{}, "ListAgents", nil, "unauthenticated", "unknown token"))
+	for e.store.fail.Load() {
+		time.Sleep(time.Millisecond)
+	}
 	recs, _ := trail(t, k)
 	// The unknown-outcome batch landed: its record says ok, and the
 	// caller's Unavailable is recorded too.
-	want := "Allocate:ok Allocate:unavailable Allocate:ok Allocate:ok Allocate:unavailable Allocate:invalid_argument "
+	want := "Allocate:ok Allocate:unavailable Allocate:ok Allocate:ok Allocate:unavailable Allocate:invalid_argument ListAgents:unauthenticated "
 	if got := codes(recs); got != want {
 		t.Fatalf("trail:\n got %s\nwant %s", got, want)
 	}

@@ -367,7 +367,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// this kernel stops (its table is dropped with it).
 		k.log.Warn("commit refused by the leader fence; this kernel no longer leads", "err", err)
 		k.fenced = fmt.Errorf("kernel: %w", err)
-		k.auditFailed(c, batch, false)
+		k.auditFailed(c, batch, fateLost)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "this kernel no longer leads; retry (another kernel took over)")
 		}
@@ -380,8 +380,14 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// The chain's head is reloaded with the table: the batch's
 		// records are in the store or not, and the queued ones are
 		// written again only if they are not.
-		landed := !k.reload(ctx, now) || (len(c.Audit) > 0 && k.auditSeq >= c.Audit[0].Seq)
-		k.auditFailed(c, batch, !landed)
+		fate := fateLost
+		if k.reload(ctx, now) {
+			fate = fateRetry
+			if len(c.Audit) > 0 && k.auditSeq >= c.Audit[0].Seq {
+				fate = fateWritten
+			}
+		}
+		k.auditFailed(c, batch, fate)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (the call may still take effect: etcd may apply it later)", err)
 		}
@@ -391,7 +397,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// and the working table is rebuilt from it, without a store read.
 		k.log.Error("commit failed; nothing was written", "err", err)
 		k.rollback(now)
-		k.auditFailed(c, batch, true)
+		k.auditFailed(c, batch, fateRetry)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (nothing was written; retry)", err)
 		}

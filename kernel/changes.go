@@ -27,9 +27,15 @@ type Changes struct {
 	State map[StateKey]*pb.StateEntry
 	// Roles are the role settings RoleSet wrote, by name.
 	Roles map[string]*pb.Role
+	// Audit are the audit records of the batch, numbered and chained
+	// (audit.go); AuditPrune, when set, deletes expired ones.
+	Audit      []*pb.AuditRecord
+	AuditPrune *AuditPrune
 
 	cycle      bool  // something happened that may let a pending request fit
 	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
+
+	auditQueued int // Audit[:auditQueued] came from Kernel.Audit's queue
 
 	// Memory-only changes the read view must see too (view.go): lease
 	// renewals (not written, see Table.Campaign), and the tasks forgotten
@@ -55,5 +61,6 @@ func newChanges() *Changes {
 // Empty reports whether there is nothing to commit.
 func (c *Changes) Empty() bool {
 	return len(c.Agents) == 0 && len(c.Allocations) == 0 && len(c.Tasks) == 0 && len(c.Volumes) == 0 && len(c.DestroyedVolumes) == 0 && len(c.Events) == 0 && c.Policies == nil &&
-		len(c.Elections) == 0 && len(c.State) == 0 && len(c.Roles) == 0
+		len(c.Elections) == 0 && len(c.State) == 0 && len(c.Roles) == 0 &&
+		len(c.Audit) == 0 && c.AuditPrune == nil
 }

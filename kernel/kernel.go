@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -92,6 +93,17 @@ type Config struct {
 	// Sealer seals tasks' secret environment (kernel/secrets.go); nil
 	// means none: a Launch with secret_env is FailedPrecondition.
 	Sealer Sealer
+	// NoAudit turns the audit trail off (audit.go): no records are
+	// written and AuditList answers what earlier kernels wrote.
+	NoAudit bool
+	// AuditRetention deletes audit records older than this (0: never).
+	AuditRetention time.Duration
+	// AuditKernel names this kernel in its audit records (its advertised
+	// URL).
+	AuditKernel string
+	// AuditPruneInterval is how often expired records are looked for
+	// (default DefaultAuditPruneInterval).
+	AuditPruneInterval time.Duration
 }
 
 // Kernel serves syscalls over a Table: it serialises every mutation
@@ -137,6 +149,15 @@ type Kernel struct {
 	lastGood string
 	forced   string
 	cycles   cycleStats // for Metrics
+
+	// The audit trail (audit.go): the queue of Audit, its drop counters,
+	// and, loop only, the committed head of the chain and the queued
+	// records a failed commit gave back.
+	auditq                          chan *pb.AuditRecord
+	auditDropped, auditTotalDropped atomic.Uint64
+	auditSeq                        uint64
+	auditHash                       []byte
+	auditRetry                      []*pb.AuditRecord
 }
 
 type op struct {
@@ -145,6 +166,10 @@ type op struct {
 	err  error
 	rev  int64
 	done chan struct{}
+	// audit is the call's audit description (nil: not audited), and
+	// auditPrev its state before this op's batch (audit.go).
+	audit     *AuditCall
+	auditPrev int32
 }
 
 // New loads the durable state and returns a kernel; call Run to serve.
@@ -199,7 +224,11 @@ func New(ctx context.Context, cfg Config) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel: load state: %w", err)
 	}
 	k := &Kernel{cfg: cfg, log: cfg.Logger, ops: make(chan *op, 4096), table: Restore(st, cfg.Clock()), done: make(chan struct{}),
-		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams()}
+		hub: newHub(cfg.Store, cfg.Logger, cfg.WatchBuffer, cfg.WatchBufferBytes, cfg.WatchReplays), streams: newStreams(),
+		auditq: make(chan *pb.AuditRecord, AuditQueue)}
+	if err := k.auditLoad(ctx); err != nil {
+		return nil, fmt.Errorf("kernel: load state: %w", err)
+	}
 	k.configure(k.table)
 	k.view = &view{}
 	k.view.reset(k.table)
@@ -221,6 +250,7 @@ func (k *Kernel) Run(ctx context.Context) error {
 		defer close(hubDone)
 		k.hub.run(ctx, k.Revision())
 	}()
+	go k.auditPruneLoop(ctx)
 	tick := time.NewTicker(k.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -240,6 +270,8 @@ func (k *Kernel) Run(ctx context.Context) error {
 					break more
 				}
 			}
+		case r := <-k.auditq:
+			k.auditKeep(r) // written by this iteration
 		case <-tick.C:
 		}
 		k.iterate(ctx, batch)
@@ -295,8 +327,11 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 	saved := k.savePolicies()
 	c := newChanges()
 	k.table.AssignSubnets(c)
+	k.auditQueued(c, now)
 	for _, o := range batch {
+		evs := len(c.Events)
 		o.err = o.fn(k.table, c, now)
+		k.auditOp(o, c, c.Events[evs:], now)
 	}
 	if !now.Before(k.expireAfter) {
 		k.table.Expire(now, k.cfg.HeartbeatTimeout, c)
@@ -317,6 +352,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		}
 		return
 	}
+	k.auditChain(c)
 	// Once sent, a commit is waited for (the store bounds it by its own
 	// timeout) even if ctx ends meanwhile: its callers then learn its
 	// outcome, and a late commit of a deposed leader is answered — refused
@@ -334,6 +370,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// this kernel stops (its table is dropped with it).
 		k.log.Warn("commit refused by the leader fence; this kernel no longer leads", "err", err)
 		k.fenced = fmt.Errorf("kernel: %w", err)
+		k.auditFailed(c, batch, fateLost)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "this kernel no longer leads; retry (another kernel took over)")
 		}
@@ -343,7 +380,17 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// table is reloaded from it (now, or at the next iteration).
 		k.log.Error("commit outcome unknown; reloading state from the store", "err", err)
 		k.stale = true
-		k.reload(ctx, now)
+		// The chain's head is reloaded with the table: the batch's
+		// records are in the store or not, and the queued ones are
+		// written again only if they are not.
+		fate := fateLost
+		if k.reload(ctx, now) {
+			fate = fateRetry
+			if len(c.Audit) > 0 && k.auditSeq >= c.Audit[0].Seq {
+				fate = fateWritten
+			}
+		}
+		k.auditFailed(c, batch, fate)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (the call may still take effect: etcd may apply it later)", err)
 		}
@@ -353,6 +400,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		// and the working table is rebuilt from it, without a store read.
 		k.log.Error("commit failed; nothing was written", "err", err)
 		k.rollback(now)
+		k.auditFailed(c, batch, fateRetry)
 		for _, o := range batch {
 			o.err = errorf(Unavailable, "kernel store commit failed: %v (nothing was written; retry)", err)
 		}
@@ -362,6 +410,7 @@ func (k *Kernel) iterate(ctx context.Context, batch []*op) {
 		k.usageSent = now
 	}
 	k.table.Committed(c, rev)
+	k.auditCommitted(c, batch)
 	// Persist, then apply: readers see the batch once it is durable, and
 	// before any of its callers is answered.
 	k.view.apply(c, rev)
@@ -422,6 +471,10 @@ func (k *Kernel) reload(ctx context.Context, now time.Time) bool {
 		k.log.Error("reload state", "err", err)
 		return false
 	}
+	if err := k.auditLoad(ctx); err != nil {
+		k.log.Error("reload state", "err", err)
+		return false
+	}
 	k.table, k.stale = Restore(st, now), false
 	k.configure(k.table)
 	k.view.reset(k.table)
@@ -441,7 +494,7 @@ func (k *Kernel) configure(t *Table) {
 
 // do queues fn for the loop and waits for its commit.
 func (k *Kernel) do(ctx context.Context, fn func(*Table, *Changes, time.Time) error, post func(*Table)) (int64, error) {
-	o := &op{fn: fn, post: post, done: make(chan struct{})}
+	o := &op{fn: fn, post: post, done: make(chan struct{}), audit: auditFrom(ctx)}
 	select {
 	case k.ops <- o:
 	case <-k.done:
@@ -497,6 +550,7 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 			return err
 		}
 		live = t.Allocate(p, req, now, c)
+		auditFrom(ctx).noteAllocations(live) // pending ones have no event yet
 		return nil
 	}, func(*Table) {
 		for _, a := range live {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
 
@@ -66,6 +67,9 @@ type door struct {
 	errw    *connect.ErrorWriter
 	next    http.Handler
 	refused [numRefusals]atomic.Int64 // by refusal
+	// audit, if not nil, records the refusals of unauthenticated and
+	// unauthorised calls (audit.go).
+	audit func(*pb.AuditRecord)
 }
 
 // refusal is why the door refused a request (a label of
@@ -103,6 +107,9 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		// Do not read the body to keep the connection: close it.
+		// Recorded before the answer: a caller that then lists the
+		// trail finds it.
+		d.auditRefusal(procedure, p, why, err)
 		if r.ProtoMajor == 1 && d.refuseHTTP1(w, r, why, err) {
 			return
 		}
@@ -203,7 +210,7 @@ func (d *door) authenticate(procedure string, roles []kernel.Role, h http.Header
 			return p, 0, nil
 		}
 	}
-	return kernel.Principal{}, refusedPermissionDenied, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
+	return p, refusedPermissionDenied, connect.NewError(connect.CodePermissionDenied, errors.New(p.Role.String()+" "+p.Name+" may not call "+procedure))
 }
 
 // collectors returns the door's metrics, and those of conns if not nil.

@@ -82,6 +82,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelTokenListProcedure:        {kernel.RoleOperator},
 	syscallsv1connect.KernelTokenRevokeProcedure:      {kernel.RoleOperator},
 	syscallsv1connect.KernelAgentJoinProcedure:        {kernel.RoleAgentJoin},
+	syscallsv1connect.KernelAuditListProcedure:        {kernel.RoleOperator},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -148,12 +149,13 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 		cfg.WatchWriteTimeout = WatchWriteTimeout
 	}
 	mux := http.NewServeMux()
-	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster, tokens: tokenAdmin{cfg.TokenStore, cfg.FileTokens}}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	audit := connect.WithInterceptors(auditor{k})
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster, tokens: tokenAdmin{cfg.TokenStore, cfg.FileTokens}}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), audit)
 	mux.Handle(path, h)
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific
 	// pattern); the door lets only operators send that much.
-	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k}, connect.WithReadMaxBytes(MaxModuleRequestBytes), connect.WithCompressMinBytes(CompressMinBytes))
+	_, big := syscallsv1connect.NewKernelHandler(&Server{k: k}, connect.WithReadMaxBytes(MaxModuleRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), audit)
 	mux.Handle(syscallsv1connect.KernelPolicyLoadProcedure, big)
 	mux.Handle(syscallsv1connect.KernelPolicyTestProcedure, big)
 	reflector := grpcreflect.NewStaticReflector(syscallsv1connect.KernelName)
@@ -162,7 +164,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits, cfg.PrincipalRateLimits), errw: connect.NewErrorWriter(), next: mux}
+	d := &door{tokens: cfg.Tokens, limiter: newRateLimiter(cfg.RateLimits, cfg.PrincipalRateLimits), errw: connect.NewErrorWriter(), next: mux, audit: k.Audit}
 	// Unauthenticated like /healthz, so that Prometheus scrapes it without
 	// a token; it shows ids, owner and role names and usage, never specs.
 	reg := metrics.NewRegistry(append([]prometheus.Collector{metrics.NewKernelCollector(k.Metrics)}, d.collectors(cfg.Conns)...)...)

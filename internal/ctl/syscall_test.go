@@ -64,7 +64,7 @@ func TestRun_SyscallList(t *testing.T) {
 			"PolicyLoad", "PolicyTest", "PolicyList", "PolicyUse", "PolicyRollback", "ListVolumes", "DestroyVolume", "RemoveImage",
 			"Campaign", "Resign", "Leader", "StateGet", "StatePut", "StateDelete", "StateList",
 			"Logs", "Exec", "AgentStreams", "AgentRelay",
-			"RoleSet", "RoleList", "TokenCreate", "TokenList", "TokenRevoke", "AgentJoin", "AgentDrain", "ClusterInfo", "TaskSecrets"}
+			"RoleSet", "RoleList", "TokenCreate", "TokenList", "TokenRevoke", "AgentJoin", "AgentDrain", "ClusterInfo", "TaskSecrets", "AuditList"}
 		streams := map[string]string{"Watch": "server", "Logs": "server", "AgentStreams": "server", "Exec": "bidi", "AgentRelay": "bidi"}
 		if len(got) != len(want) {
 			t.Fatalf("%d entries, want %d", len(got), len(want))

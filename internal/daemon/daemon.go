@@ -92,6 +92,8 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
+	&cli.BoolFlag{Name: "audit", Value: true, Usage: "record every mutating and every refused syscall in the hash-chained audit trail (dcosctl audit; docs/security.md)"},
+	&cli.DurationFlag{Name: "audit-retention", Value: 720 * time.Hour, Usage: "delete audit records older than this (0: keep them forever)"},
 }, slices.Concat(doorFlags, kekFlags, etcdTLSFlags)...)
 
 var agentFlags = []cli.Flag{
@@ -392,6 +394,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		HeartbeatTimeout:  c.Duration("heartbeat-timeout"),
 		Logger:            log.With("component", "kernel"),
 		Sealer:            kek,
+		NoAudit:           !c.Bool("audit"),
+		AuditRetention:    c.Duration("audit-retention"),
+	}
+	if kcfg.AuditRetention < 0 {
+		return fmt.Errorf("--audit-retention: %s is negative", kcfg.AuditRetention)
 	}
 	ln, err := listenAPI(c, log)
 	if err != nil {
@@ -422,6 +429,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
 		cfg := kcfg
 		cfg.Store = fenced
+		cfg.AuditKernel = self
 		k, err := kernel.New(ctx, cfg)
 		if err != nil {
 			return nil, nil, err

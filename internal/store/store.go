@@ -147,15 +147,22 @@ func (s *Etcd) Load(ctx context.Context) (*kernel.State, error) {
 	return st, nil
 }
 
-// rangeState reads every key under the prefix but the policy blobs, at
-// one revision, in key order, and returns them with that revision.
+// rangeState reads every key under the prefix but the policy blobs and
+// the audit trail, at one revision, in key order, and returns them with
+// that revision.
 func (s *Etcd) rangeState(ctx context.Context) ([]*mvccpb.KeyValue, int64, error) {
 	// Blobs are large and read on demand: keys only for them would still
-	// transfer the values, so skip their range.
-	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithRange(s.prefix+"policies/blobs/"))
+	// transfer the values, so skip their range. The audit trail is read
+	// by AuditList only.
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithRange(s.auditPrefix()))
 	if err != nil {
 		return nil, 0, err
 	}
+	mid, err := s.cli.Get(ctx, s.prefix+"audit0", clientv3.WithRange(s.prefix+"policies/blobs/"), clientv3.WithRev(resp.Header.Revision))
+	if err != nil {
+		return nil, 0, err
+	}
+	resp.Kvs = append(resp.Kvs, mid.Kvs...)
 	tail, err := s.cli.Get(ctx, s.prefix+"policies/blobs0", clientv3.WithRange(clientv3.GetPrefixRangeEnd(s.prefix)), clientv3.WithRev(resp.Header.Revision))
 	if err != nil {
 		return nil, 0, err
@@ -304,6 +311,13 @@ func (s *Etcd) Commit(ctx context.Context, c *kernel.Changes) (int64, error) {
 	}
 	if c.Seq > 0 {
 		ops = append(ops, clientv3.OpPut(s.key("meta", "seq"), strconv.FormatUint(c.Seq, 10)))
+	}
+	if len(c.Audit) > 0 || c.AuditPrune != nil {
+		aops, err := s.auditOps(c)
+		if err != nil {
+			return 0, fmt.Errorf("store commit: %w", err)
+		}
+		ops = append(ops, aops...)
 	}
 	if c.Policies != nil {
 		b, err := json.Marshal(c.Policies)

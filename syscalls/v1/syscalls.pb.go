@@ -8485,6 +8485,353 @@ func (x *TaskSecretsResponse) GetEnv() map[string]string {
 	return nil
 }
 
+// AuditRecord is one entry of the audit trail: a mutating call, or a call
+// refused (by the front door or by the kernel). It is written in the same
+// store transaction as the change it describes. Records are chained:
+// hash = sha256(prev_hash || the record's deterministic protobuf encoding
+// with hash unset), prev_hash being the previous record's hash (the
+// anchor's for the first record kept, empty for seq 1).
+type AuditRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq numbers records 1, 2, … in commit order, without gaps.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// time is when the kernel recorded the call.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// principal and role are the caller's (empty when the caller was not
+	// authenticated).
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	Role      string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// call is the procedure's short name, e.g. "Launch".
+	Call string `protobuf:"bytes,5,opt,name=call,proto3" json:"call,omitempty"`
+	// targets are the ids the call named or made: allocation, task, agent,
+	// volume, role, token name, state key, …
+	Targets []string `protobuf:"bytes,6,rep,name=targets,proto3" json:"targets,omitempty"`
+	// code is the result: "ok", or the Connect code's name
+	// ("permission_denied", "unauthenticated", "not_found", …).
+	Code string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	// message is the error's message for failures, at most 256 bytes.
+	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	// kernel is the advertised URL (or id) of the kernel that recorded it.
+	Kernel        string `protobuf:"bytes,9,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	PrevHash      []byte `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          []byte `protobuf:"bytes,11,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_v1_syscalls_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{113}
+}
+
+func (x *AuditRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditRecord) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetKernel() string {
+	if x != nil {
+		return x.Kernel
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *AuditRecord) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+// AuditAnchor is where the kept trail starts once retention deleted older
+// records: the seq and hash of the last record deleted.
+type AuditAnchor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAnchor) Reset() {
+	*x = AuditAnchor{}
+	mi := &file_v1_syscalls_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAnchor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAnchor) ProtoMessage() {}
+
+func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
+func (*AuditAnchor) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *AuditAnchor) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditAnchor) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type AuditListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after_seq: only records with a larger seq (0: from the first kept).
+	AfterSeq uint64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// since: only records at or after this time.
+	Since *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	// principal and call, if set, must match exactly.
+	Principal string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	Call      string `protobuf:"bytes,4,opt,name=call,proto3" json:"call,omitempty"`
+	// limit bounds the records answered (0: 1000; at most 10000).
+	Limit         uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditListRequest) Reset() {
+	*x = AuditListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditListRequest) ProtoMessage() {}
+
+func (x *AuditListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditListRequest.ProtoReflect.Descriptor instead.
+func (*AuditListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *AuditListRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *AuditListRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AuditListRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AuditListRequest) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *AuditListRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditListResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*AuditRecord         `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// last_seq is the seq to page on (the next request's after_seq): the
+	// last record this answer examined, matching the filters or not.
+	LastSeq uint64 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// anchor is where the kept trail starts (unset: at seq 1).
+	Anchor *AuditAnchor `protobuf:"bytes,3,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	// more is set when records after last_seq exist.
+	More          bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditListResponse) Reset() {
+	*x = AuditListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditListResponse) ProtoMessage() {}
+
+func (x *AuditListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditListResponse.ProtoReflect.Descriptor instead.
+func (*AuditListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *AuditListResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *AuditListResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *AuditListResponse) GetAnchor() *AuditAnchor {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+func (x *AuditListResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -9137,7 +9484,34 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x03env\x18\x01 \x03(\v2..dcos.syscalls.v1.TaskSecretsResponse.EnvEntryR\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x8d\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x02\n" +
+	"\vAuditRecord\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x12\n" +
+	"\x04call\x18\x05 \x01(\tR\x04call\x12\x18\n" +
+	"\atargets\x18\x06 \x03(\tR\atargets\x12\x12\n" +
+	"\x04code\x18\a \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessage\x12\x16\n" +
+	"\x06kernel\x18\t \x01(\tR\x06kernel\x12\x1b\n" +
+	"\tprev_hash\x18\n" +
+	" \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\v \x01(\fR\x04hash\"3\n" +
+	"\vAuditAnchor\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xa9\x01\n" +
+	"\x10AuditListRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\x12\x12\n" +
+	"\x04call\x18\x04 \x01(\tR\x04call\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"\xb2\x01\n" +
+	"\x11AuditListResponse\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.dcos.syscalls.v1.AuditRecordR\arecords\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x125\n" +
+	"\x06anchor\x18\x03 \x01(\v2\x1d.dcos.syscalls.v1.AuditAnchorR\x06anchor\x12\x12\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -9187,7 +9561,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xb4\x1a\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\x8a\x1b\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -9233,7 +9607,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\n" +
 	"AgentDrain\x12#.dcos.syscalls.v1.AgentDrainRequest\x1a$.dcos.syscalls.v1.AgentDrainResponse\x12Z\n" +
 	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponse\x12Z\n" +
-	"\vTaskSecrets\x12$.dcos.syscalls.v1.TaskSecretsRequest\x1a%.dcos.syscalls.v1.TaskSecretsResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\vTaskSecrets\x12$.dcos.syscalls.v1.TaskSecretsRequest\x1a%.dcos.syscalls.v1.TaskSecretsResponse\x12T\n" +
+	"\tAuditList\x12\".dcos.syscalls.v1.AuditListRequest\x1a#.dcos.syscalls.v1.AuditListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -9248,7 +9623,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 126)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 130)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -9371,102 +9746,106 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*ClusterInfoResponse)(nil),      // 118: dcos.syscalls.v1.ClusterInfoResponse
 	(*TaskSecretsRequest)(nil),       // 119: dcos.syscalls.v1.TaskSecretsRequest
 	(*TaskSecretsResponse)(nil),      // 120: dcos.syscalls.v1.TaskSecretsResponse
-	nil,                              // 121: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 122: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 123: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 124: dcos.syscalls.v1.Task.SecretEnvEntry
-	nil,                              // 125: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
-	nil,                              // 126: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 127: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 128: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 129: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 130: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
-	nil,                              // 131: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 132: dcos.syscalls.v1.ExecStart.EnvEntry
-	nil,                              // 133: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	(*durationpb.Duration)(nil),      // 134: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 135: google.protobuf.Timestamp
+	(*AuditRecord)(nil),              // 121: dcos.syscalls.v1.AuditRecord
+	(*AuditAnchor)(nil),              // 122: dcos.syscalls.v1.AuditAnchor
+	(*AuditListRequest)(nil),         // 123: dcos.syscalls.v1.AuditListRequest
+	(*AuditListResponse)(nil),        // 124: dcos.syscalls.v1.AuditListResponse
+	nil,                              // 125: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 126: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 127: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 128: dcos.syscalls.v1.Task.SecretEnvEntry
+	nil,                              // 129: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	nil,                              // 130: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 131: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 132: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 133: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 134: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	nil,                              // 135: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 136: dcos.syscalls.v1.ExecStart.EnvEntry
+	nil,                              // 137: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	(*durationpb.Duration)(nil),      // 138: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 139: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	134, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	135, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	135, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	138, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	139, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	139, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	121, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	125, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	122, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	126, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	135, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	135, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	139, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	139, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	123, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	127, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	134, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	138, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	124, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
-	125, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	128, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
+	129, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
 	13,  // 26: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	14,  // 27: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	15,  // 28: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	134, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	134, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	134, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	135, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	134, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	134, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	138, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	138, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	138, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	139, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	138, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	138, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	17,  // 35: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	17,  // 36: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	24,  // 37: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	16,  // 38: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	16,  // 39: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	24,  // 40: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	135, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	126, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	139, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	130, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	8,   // 43: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	8,   // 44: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	4,   // 45: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	135, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	135, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	139, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	139, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	36,  // 48: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	38,  // 49: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	135, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	135, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	135, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	139, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	139, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	139, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	38,  // 53: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	135, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	139, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	43,  // 55: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	8,   // 56: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 57: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	134, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	138, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	42,  // 59: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	127, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	131, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	16,  // 61: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	50,  // 62: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
 	10,  // 63: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	128, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	132, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	8,   // 65: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	33,  // 66: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
 	44,  // 67: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	129, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	133, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
 	12,  // 69: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 70: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	16,  // 71: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	134, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	138, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 73: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	130, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	134, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
 	11,  // 75: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	5,   // 76: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	5,   // 77: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	135, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	139, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	10,  // 79: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 80: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	37,  // 81: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
@@ -9477,11 +9856,11 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	57,  // 86: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
 	16,  // 87: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	10,  // 88: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	131, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	135, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
 	8,   // 90: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	36,  // 91: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	43,  // 92: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	134, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	138, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
 	11,  // 94: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
 	36,  // 95: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	35,  // 96: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
@@ -9493,16 +9872,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	37,  // 102: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
 	10,  // 103: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 104: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	135, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	139, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
 	76,  // 106: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	80,  // 107: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
 	76,  // 108: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 109: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 110: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	6,   // 111: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	134, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	138, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
 	6,   // 113: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	132, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	136, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
 	90,  // 115: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
 	91,  // 116: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
 	90,  // 117: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
@@ -9520,101 +9899,107 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	2,   // 129: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	100, // 130: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
 	100, // 131: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	135, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	135, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	134, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	139, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	139, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	138, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
 	105, // 135: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 136: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 137: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 138: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	134, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	138, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
 	37,  // 140: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	135, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	139, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
 	117, // 142: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	133, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	49,  // 144: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	52,  // 145: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	55,  // 146: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	59,  // 147: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	61,  // 148: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	63,  // 149: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	65,  // 150: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	67,  // 151: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	70,  // 152: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	72,  // 153: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	74,  // 154: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	77,  // 155: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	79,  // 156: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	82,  // 157: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	84,  // 158: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	86,  // 159: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	45,  // 160: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	47,  // 161: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	40,  // 162: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	18,  // 163: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	20,  // 164: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	22,  // 165: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	25,  // 166: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	27,  // 167: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	29,  // 168: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	31,  // 169: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	88,  // 170: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	92,  // 171: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	95,  // 172: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	98,  // 173: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	101, // 174: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	103, // 175: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	106, // 176: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	108, // 177: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	110, // 178: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	112, // 179: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	114, // 180: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	116, // 181: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	119, // 182: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
-	51,  // 183: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 184: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 185: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 186: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 187: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 188: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 189: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 190: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 191: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 192: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 193: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 194: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 195: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 196: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 197: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 198: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 199: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 200: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 201: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 202: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 203: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 204: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 205: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 206: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 207: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 208: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 209: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 210: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 211: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 212: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 213: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 214: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 215: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 216: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 217: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 218: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 219: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 220: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	120, // 221: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
-	183, // [183:222] is the sub-list for method output_type
-	144, // [144:183] is the sub-list for method input_type
-	144, // [144:144] is the sub-list for extension type_name
-	144, // [144:144] is the sub-list for extension extendee
-	0,   // [0:144] is the sub-list for field type_name
+	137, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	139, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	139, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
+	121, // 146: dcos.syscalls.v1.AuditListResponse.records:type_name -> dcos.syscalls.v1.AuditRecord
+	122, // 147: dcos.syscalls.v1.AuditListResponse.anchor:type_name -> dcos.syscalls.v1.AuditAnchor
+	49,  // 148: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	52,  // 149: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	55,  // 150: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	59,  // 151: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	61,  // 152: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	63,  // 153: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	65,  // 154: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	67,  // 155: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	70,  // 156: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	72,  // 157: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	74,  // 158: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	77,  // 159: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	79,  // 160: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	82,  // 161: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	84,  // 162: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	86,  // 163: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	45,  // 164: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	47,  // 165: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	40,  // 166: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	18,  // 167: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	20,  // 168: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	22,  // 169: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	25,  // 170: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	27,  // 171: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	29,  // 172: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	31,  // 173: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	88,  // 174: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	92,  // 175: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	95,  // 176: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	98,  // 177: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	101, // 178: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	103, // 179: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	106, // 180: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	108, // 181: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	110, // 182: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	112, // 183: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	114, // 184: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	116, // 185: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	119, // 186: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
+	123, // 187: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
+	51,  // 188: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 189: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 190: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 191: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 192: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 193: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 194: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 195: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 196: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 197: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 198: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 199: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 200: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 201: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 202: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 203: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 204: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 205: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 206: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 207: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 208: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 209: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 210: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 211: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 212: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 213: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 214: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 215: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 216: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 217: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 218: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 219: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 220: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 221: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 222: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 223: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 224: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 225: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 226: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
+	124, // 227: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
+	188, // [188:228] is the sub-list for method output_type
+	148, // [148:188] is the sub-list for method input_type
+	148, // [148:148] is the sub-list for extension type_name
+	148, // [148:148] is the sub-list for extension extendee
+	0,   // [0:148] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -9633,7 +10018,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   126,
+			NumMessages:   130,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

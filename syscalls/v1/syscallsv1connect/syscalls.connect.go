@@ -128,6 +128,8 @@ const (
 	KernelClusterInfoProcedure = "/dcos.syscalls.v1.Kernel/ClusterInfo"
 	// KernelTaskSecretsProcedure is the fully-qualified name of the Kernel's TaskSecrets RPC.
 	KernelTaskSecretsProcedure = "/dcos.syscalls.v1.Kernel/TaskSecrets"
+	// KernelAuditListProcedure is the fully-qualified name of the Kernel's AuditList RPC.
+	KernelAuditListProcedure = "/dcos.syscalls.v1.Kernel/AuditList"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -283,6 +285,11 @@ type KernelClient interface {
 	// PermissionDenied; an unknown or ended task is NotFound
 	// (docs/security.md, "Secrets").
 	TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error)
+	// AuditList (operators only) pages through the audit trail
+	// (docs/security.md, "Audit"): the records after after_seq, oldest
+	// first, that match every filter given. The trail is hash-chained:
+	// verify it from the anchor (dcosctl audit --verify).
+	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -530,6 +537,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("TaskSecrets")),
 			connect.WithClientOptions(opts...),
 		),
+		auditList: connect.NewClient[v1.AuditListRequest, v1.AuditListResponse](
+			httpClient,
+			baseURL+KernelAuditListProcedure,
+			connect.WithSchema(kernelMethods.ByName("AuditList")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -574,6 +587,7 @@ type kernelClient struct {
 	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
 	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
 	taskSecrets      *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
+	auditList        *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -771,6 +785,11 @@ func (c *kernelClient) TaskSecrets(ctx context.Context, req *connect.Request[v1.
 	return c.taskSecrets.CallUnary(ctx, req)
 }
 
+// AuditList calls dcos.syscalls.v1.Kernel.AuditList.
+func (c *kernelClient) AuditList(ctx context.Context, req *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error) {
+	return c.auditList.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -924,6 +943,11 @@ type KernelHandler interface {
 	// PermissionDenied; an unknown or ended task is NotFound
 	// (docs/security.md, "Secrets").
 	TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error)
+	// AuditList (operators only) pages through the audit trail
+	// (docs/security.md, "Audit"): the records after after_seq, oldest
+	// first, that match every filter given. The trail is hash-chained:
+	// verify it from the anchor (dcosctl audit --verify).
+	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1167,6 +1191,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("TaskSecrets")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelAuditListHandler := connect.NewUnaryHandler(
+		KernelAuditListProcedure,
+		svc.AuditList,
+		connect.WithSchema(kernelMethods.ByName("AuditList")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1247,6 +1277,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelClusterInfoHandler.ServeHTTP(w, r)
 		case KernelTaskSecretsProcedure:
 			kernelTaskSecretsHandler.ServeHTTP(w, r)
+		case KernelAuditListProcedure:
+			kernelAuditListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1410,4 +1442,8 @@ func (UnimplementedKernelHandler) ClusterInfo(context.Context, *connect.Request[
 
 func (UnimplementedKernelHandler) TaskSecrets(context.Context, *connect.Request[v1.TaskSecretsRequest]) (*connect.Response[v1.TaskSecretsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.TaskSecrets is not implemented"))
+}
+
+func (UnimplementedKernelHandler) AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AuditList is not implemented"))
 }

@@ -7953,7 +7953,12 @@ func (x *TokenRevokeResponse) GetRevoked() []*TokenInfo {
 type AgentJoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// hostname names the new agent token ("agent-" + hostname, made unique).
-	Hostname      string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// csr (PEM CERTIFICATE REQUEST), when set, asks for the new agent's
+	// client certificate: the answer's certificate is bound to the new
+	// agent token's principal (pki.AgentIdentity), and only the CSR's
+	// public key is used.
+	Csr           []byte `protobuf:"bytes,80,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7995,11 +8000,24 @@ func (x *AgentJoinRequest) GetHostname() string {
 	return ""
 }
 
+func (x *AgentJoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type AgentJoinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is the agent's own token (role agent).
-	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	Info          *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	Token string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info  *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	// certificate is the agent's client certificate (PEM chain, leaf
+	// first) when the request had a csr; empty otherwise.
+	Certificate []byte `protobuf:"bytes,80,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ca_bundle is the cluster's trust bundle (PEM CA certificates) the
+	// agent verifies kernels with, when the request had a csr.
+	CaBundle      []byte `protobuf:"bytes,81,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -8044,6 +8062,20 @@ func (x *AgentJoinResponse) GetToken() string {
 func (x *AgentJoinResponse) GetInfo() *TokenInfo {
 	if x != nil {
 		return x.Info
+	}
+	return nil
+}
+
+func (x *AgentJoinResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *AgentJoinResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
 	}
 	return nil
 }
@@ -8322,6 +8354,106 @@ func (x *ClusterInfoResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+type CertRenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a PEM CERTIFICATE REQUEST; only its public key is used.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRenewRequest) Reset() {
+	*x = CertRenewRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRenewRequest) ProtoMessage() {}
+
+func (x *CertRenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRenewRequest.ProtoReflect.Descriptor instead.
+func (*CertRenewRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *CertRenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type CertRenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the caller's client certificate (PEM chain, leaf
+	// first).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ca_bundle is the cluster's trust bundle (PEM CA certificates).
+	CaBundle      []byte `protobuf:"bytes,2,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRenewResponse) Reset() {
+	*x = CertRenewResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRenewResponse) ProtoMessage() {}
+
+func (x *CertRenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRenewResponse.ProtoReflect.Descriptor instead.
+func (*CertRenewResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{112}
+}
+
+func (x *CertRenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *CertRenewResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
+	}
+	return nil
 }
 
 var File_v1_syscalls_proto protoreflect.FileDescriptor
@@ -8930,12 +9062,15 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
 	"\x13TokenRevokeResponse\x125\n" +
-	"\arevoked\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\arevoked\".\n" +
+	"\arevoked\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\arevoked\"@\n" +
 	"\x10AgentJoinRequest\x12\x1a\n" +
-	"\bhostname\x18\x01 \x01(\tR\bhostname\"Z\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
+	"\x03csr\x18P \x01(\fR\x03csr\"\x99\x01\n" +
 	"\x11AgentJoinResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12/\n" +
-	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\"\x7f\n" +
+	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\x12 \n" +
+	"\vcertificate\x18P \x01(\fR\vcertificate\x12\x1b\n" +
+	"\tca_bundle\x18Q \x01(\fR\bcaBundle\"\x7f\n" +
 	"\x11AgentDrainRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x125\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12\x18\n" +
@@ -8952,7 +9087,12 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x13ClusterInfoResponse\x126\n" +
 	"\akernels\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.KernelInfoR\akernels\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision*\x8d\x01\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"$\n" +
+	"\x10CertRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"R\n" +
+	"\x11CertRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1b\n" +
+	"\tca_bundle\x18\x02 \x01(\fR\bcaBundle*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -9002,7 +9142,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xd8\x19\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xae\x1a\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -9047,7 +9187,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tAgentJoin\x12\".dcos.syscalls.v1.AgentJoinRequest\x1a#.dcos.syscalls.v1.AgentJoinResponse\x12W\n" +
 	"\n" +
 	"AgentDrain\x12#.dcos.syscalls.v1.AgentDrainRequest\x1a$.dcos.syscalls.v1.AgentDrainResponse\x12Z\n" +
-	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponse\x12T\n" +
+	"\tCertRenew\x12\".dcos.syscalls.v1.CertRenewRequest\x1a#.dcos.syscalls.v1.CertRenewResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -9062,7 +9203,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 120)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 122)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -9183,95 +9324,97 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*ClusterInfoRequest)(nil),       // 116: dcos.syscalls.v1.ClusterInfoRequest
 	(*KernelInfo)(nil),               // 117: dcos.syscalls.v1.KernelInfo
 	(*ClusterInfoResponse)(nil),      // 118: dcos.syscalls.v1.ClusterInfoResponse
-	nil,                              // 119: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 120: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 121: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 122: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 123: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 124: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 125: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 126: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 127: dcos.syscalls.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),      // 128: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 129: google.protobuf.Timestamp
+	(*CertRenewRequest)(nil),         // 119: dcos.syscalls.v1.CertRenewRequest
+	(*CertRenewResponse)(nil),        // 120: dcos.syscalls.v1.CertRenewResponse
+	nil,                              // 121: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 122: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 123: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 124: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 125: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 126: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 127: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 128: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 129: dcos.syscalls.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),      // 130: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 131: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	128, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	129, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	129, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	130, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	131, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	131, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	119, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	121, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	120, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	122, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	129, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	129, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	131, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	131, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	121, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	123, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	128, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	130, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	13,  // 24: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	14,  // 25: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	15,  // 26: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	128, // 27: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	128, // 28: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	128, // 29: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	129, // 30: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	128, // 31: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	128, // 32: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	130, // 27: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	130, // 28: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	130, // 29: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	131, // 30: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	130, // 31: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	130, // 32: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	17,  // 33: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	17,  // 34: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	24,  // 35: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	16,  // 36: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	16,  // 37: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	24,  // 38: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	129, // 39: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	122, // 40: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	131, // 39: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	124, // 40: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	8,   // 41: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	8,   // 42: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	4,   // 43: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	129, // 44: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	129, // 45: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	131, // 44: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	131, // 45: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	36,  // 46: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	38,  // 47: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	129, // 48: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	129, // 49: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	129, // 50: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	131, // 48: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	131, // 49: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	131, // 50: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	38,  // 51: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	129, // 52: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	131, // 52: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	43,  // 53: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	8,   // 54: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 55: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	128, // 56: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	130, // 56: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	42,  // 57: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	123, // 58: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	125, // 58: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	16,  // 59: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	50,  // 60: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
 	10,  // 61: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	124, // 62: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	126, // 62: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	8,   // 63: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	33,  // 64: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
 	44,  // 65: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	125, // 66: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	127, // 66: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
 	12,  // 67: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 68: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	16,  // 69: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	128, // 70: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	130, // 70: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 71: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
 	11,  // 72: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	5,   // 73: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	5,   // 74: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	129, // 75: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	131, // 75: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	10,  // 76: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 77: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	37,  // 78: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
@@ -9282,11 +9425,11 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	57,  // 83: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
 	16,  // 84: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	10,  // 85: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	126, // 86: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	128, // 86: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
 	8,   // 87: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	36,  // 88: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	43,  // 89: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	128, // 90: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	130, // 90: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
 	11,  // 91: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
 	36,  // 92: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	35,  // 93: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
@@ -9298,16 +9441,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	37,  // 99: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
 	10,  // 100: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 101: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	129, // 102: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	131, // 102: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
 	76,  // 103: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	80,  // 104: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
 	76,  // 105: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 106: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 107: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	6,   // 108: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	128, // 109: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	130, // 109: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
 	6,   // 110: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	127, // 111: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	129, // 111: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
 	90,  // 112: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
 	91,  // 113: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
 	90,  // 114: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
@@ -9325,16 +9468,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	2,   // 126: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	100, // 127: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
 	100, // 128: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	129, // 129: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	129, // 130: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	128, // 131: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	131, // 129: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	131, // 130: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	130, // 131: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
 	105, // 132: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 133: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 134: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 135: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	128, // 136: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	130, // 136: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
 	37,  // 137: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	129, // 138: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	131, // 138: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
 	117, // 139: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
 	49,  // 140: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
 	52,  // 141: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
@@ -9374,46 +9517,48 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	112, // 175: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
 	114, // 176: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
 	116, // 177: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	51,  // 178: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 179: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 180: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 181: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 182: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 183: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 184: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 185: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 186: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 187: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 188: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 189: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 190: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 191: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 192: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 193: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 194: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 195: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 196: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 197: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 198: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 199: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 200: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 201: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 202: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 203: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 204: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 205: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 206: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 207: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 208: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 209: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 210: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 211: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 212: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 213: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 214: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 215: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	178, // [178:216] is the sub-list for method output_type
-	140, // [140:178] is the sub-list for method input_type
+	119, // 178: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
+	51,  // 179: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 180: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 181: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 182: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 183: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 184: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 185: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 186: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 187: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 188: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 189: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 190: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 191: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 192: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 193: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 194: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 195: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 196: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 197: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 198: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 199: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 200: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 201: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 202: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 203: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 204: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 205: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 206: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 207: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 208: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 209: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 210: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 211: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 212: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 213: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 214: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 215: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 216: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 217: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
+	179, // [179:218] is the sub-list for method output_type
+	140, // [140:179] is the sub-list for method input_type
 	140, // [140:140] is the sub-list for extension type_name
 	140, // [140:140] is the sub-list for extension extendee
 	0,   // [0:140] is the sub-list for field type_name
@@ -9435,7 +9580,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   120,
+			NumMessages:   122,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -126,6 +126,8 @@ const (
 	KernelAgentDrainProcedure = "/dcos.syscalls.v1.Kernel/AgentDrain"
 	// KernelClusterInfoProcedure is the fully-qualified name of the Kernel's ClusterInfo RPC.
 	KernelClusterInfoProcedure = "/dcos.syscalls.v1.Kernel/ClusterInfo"
+	// KernelCertRenewProcedure is the fully-qualified name of the Kernel's CertRenew RPC.
+	KernelCertRenewProcedure = "/dcos.syscalls.v1.Kernel/CertRenew"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -274,6 +276,16 @@ type KernelClient interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// CertRenew (agents; frameworks and operators too) issues a client
+	// certificate for the caller's principal (identity dcos://ROLE/NAME,
+	// client usage only, valid the kernel's --cert-validity) for the
+	// public key of csr, and returns it with the cluster's trust bundle.
+	// Only the CSR's key is used: the kernel decides names and identity.
+	// An agent calls it when it has a token but no certificate, and to
+	// renew its certificate before expiry (docs/security.md). A kernel
+	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
+	// naming csr.
+	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -515,6 +527,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 			connect.WithClientOptions(opts...),
 		),
+		certRenew: connect.NewClient[v1.CertRenewRequest, v1.CertRenewResponse](
+			httpClient,
+			baseURL+KernelCertRenewProcedure,
+			connect.WithSchema(kernelMethods.ByName("CertRenew")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -558,6 +576,7 @@ type kernelClient struct {
 	agentJoin        *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
 	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
 	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
+	certRenew        *connect.Client[v1.CertRenewRequest, v1.CertRenewResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -750,6 +769,11 @@ func (c *kernelClient) ClusterInfo(ctx context.Context, req *connect.Request[v1.
 	return c.clusterInfo.CallUnary(ctx, req)
 }
 
+// CertRenew calls dcos.syscalls.v1.Kernel.CertRenew.
+func (c *kernelClient) CertRenew(ctx context.Context, req *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error) {
+	return c.certRenew.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -896,6 +920,16 @@ type KernelHandler interface {
 	// ClusterInfo lists the cluster's kernels and which one leads
 	// (docs/operations.md). Any kernel answers it, leading or not.
 	ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error)
+	// CertRenew (agents; frameworks and operators too) issues a client
+	// certificate for the caller's principal (identity dcos://ROLE/NAME,
+	// client usage only, valid the kernel's --cert-validity) for the
+	// public key of csr, and returns it with the cluster's trust bundle.
+	// Only the CSR's key is used: the kernel decides names and identity.
+	// An agent calls it when it has a token but no certificate, and to
+	// renew its certificate before expiry (docs/security.md). A kernel
+	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
+	// naming csr.
+	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1133,6 +1167,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("ClusterInfo")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelCertRenewHandler := connect.NewUnaryHandler(
+		KernelCertRenewProcedure,
+		svc.CertRenew,
+		connect.WithSchema(kernelMethods.ByName("CertRenew")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1211,6 +1251,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelAgentDrainHandler.ServeHTTP(w, r)
 		case KernelClusterInfoProcedure:
 			kernelClusterInfoHandler.ServeHTTP(w, r)
+		case KernelCertRenewProcedure:
+			kernelCertRenewHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1370,4 +1412,8 @@ func (UnimplementedKernelHandler) AgentDrain(context.Context, *connect.Request[v
 
 func (UnimplementedKernelHandler) ClusterInfo(context.Context, *connect.Request[v1.ClusterInfoRequest]) (*connect.Response[v1.ClusterInfoResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ClusterInfo is not implemented"))
+}
+
+func (UnimplementedKernelHandler) CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CertRenew is not implemented"))
 }

@@ -91,7 +91,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
-}, doorFlags...)
+}, append(doorFlags, tlsFlags...)...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -144,7 +144,7 @@ func devCommand() *cli.Command {
 				return err
 			}
 			agentMetrics := prometheus.NewRegistry() // joins the kernel's /metrics; the agent registers below
-			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
+			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string, kt *kernelTLS) error {
 				ccPath := c.String("client-config")
 				if ccPath == "" {
 					if ccPath, err = clientconfig.DefaultPath(); err != nil {
@@ -255,7 +255,7 @@ func kernelCommand() *cli.Command {
 		}, kernelFlags...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
-			return serveKernel(c, log, c.String("data-dir"), func(_ context.Context, _ *errgroup.Group, url string) error {
+			return serveKernel(c, log, c.String("data-dir"), func(_ context.Context, _ *errgroup.Group, url string, _ *kernelTLS) error {
 				fmt.Fprintf(c.App.Writer, "dcos kernel: listening at %s\n", url)
 				return nil
 			})
@@ -266,7 +266,7 @@ func kernelCommand() *cli.Command {
 // serveKernel opens the store, starts the kernel and its API server (whose
 // /metrics also serves extra), calls started with the API's URL, and runs
 // until the context ends.
-func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error, extra ...prometheus.Gatherer) error {
+func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string, *kernelTLS) error, extra ...prometheus.Gatherer) error {
 	cidr, err := kernel.ParseClusterCIDR(c.String("cluster-cidr"))
 	if err != nil {
 		return fmt.Errorf("--cluster-cidr: %w", err)
@@ -389,7 +389,13 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		ln.Close()
 		return err
 	}
-	url := "http://" + ln.Addr().String()
+	kt, err := setupKernelTLS(c, log, dataDir, ln.Addr(), self)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	extra = append(extra, kt.gatherer())
+	url := "https://" + ln.Addr().String()
 	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate)
 	if route != nil {
 		st.WithLeaderRoute(route)
@@ -403,7 +409,8 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	// Every kernel process campaigns in the kernel election, a lone one
 	// too (it wins at once): one code path for one kernel and for three.
 	lead := newLeadership(st, self, c.Duration("leader-lease"), log.With("component", "election"))
-	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo})
+	lead.alive = aliveClient(kt.clientConfig())
+	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo, Certs: kt})
 	lead.sw = api.NewSwitch(api.NewStandbyHandler(apiCfg, lead.Leader))
 	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
 		cfg := kcfg
@@ -416,7 +423,8 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return lead.run(gctx) })
-	g.Go(func() error { return api.ServeWith(gctx, ln, lead.sw, log, apiTimeouts(c)) })
+	g.Go(func() error { return api.ServeTLSWith(gctx, ln, lead.sw, log, apiTimeouts(c), kt.serverConfig()) })
+	g.Go(func() error { return kt.run(gctx) })
 	if c.Command.Name == "dev" {
 		// dcosd dev's agent and init call this kernel: it must lead first
 		// (at once: it is alone on its embedded etcd).
@@ -427,7 +435,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 			return g.Wait()
 		}
 	}
-	if err := started(gctx, g, url); err != nil {
+	if err := started(gctx, g, url, kt); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())
 	}

@@ -151,7 +151,11 @@ func devCommand() *cli.Command {
 						return err
 					}
 				}
-				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token}); err != nil {
+				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token, CA: string(kt.bundle.PEM())}); err != nil {
+					return err
+				}
+				ac, err := devAgentCert(ctx, g, log, filepath.Join(dataDir, "agent"), url, ag.Token, kt)
+				if err != nil {
 					return err
 				}
 				resources, detail, err := devResources(c, dataDir, sized)
@@ -174,7 +178,7 @@ func devCommand() *cli.Command {
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
-					HiddenPaths: []string{dataDir, tokensPath, ccPath},
+					HiddenPaths: []string{dataDir, tokensPath, ccPath}, TLS: ac.conf, CABundle: kt.bundle.PEM(),
 				})
 				if err != nil {
 					return err
@@ -192,14 +196,14 @@ func devCommand() *cli.Command {
 					return nil
 				}
 				if c.Bool("init") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, CACert: kt.bundle.PEM()})
 					if err != nil {
 						return err
 					}
 					g.Go(func() error { return runInit(ctx, c, cl, log) })
 				}
 				if c.Bool("jobs") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, CACert: kt.bundle.PEM()})
 					if err != nil {
 						return err
 					}
@@ -400,7 +404,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if route != nil {
 		st.WithLeaderRoute(route)
 	}
-	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
+	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self, "sha256:"+kt.ca.ID())
 	if err != nil {
 		ln.Close()
 		return err
@@ -448,11 +452,11 @@ func agentCommand() *cli.Command {
 		Name:  "agent",
 		Usage: "run an agent that joins a kernel",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. https://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
 			&cli.StringFlag{Name: "token", Usage: "agent token, or an agent join token: the agent trades it for a token of its own, saved as DATA_DIR/agent-token and used from then on (a saved token wins over --token)", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
 			metricsListenFlag,
-		}, append(agentFlags, append(pluginFlags, imageFlags...)...)...),
+		}, append(agentTLSFlags, append(agentFlags, append(pluginFlags, imageFlags...)...)...)...),
 		Action: func(c *cli.Context) error {
 			labels, err := parseLabels(c.StringSlice("label"))
 			if err != nil {
@@ -464,13 +468,16 @@ func agentCommand() *cli.Command {
 			}
 			url := c.String("kernel")
 			if !strings.Contains(url, "://") {
-				url = "http://" + url
+				url = "https://" + url
 			}
 			log := logger(c)
-			token, err := agentToken(c.Context, log, url, c.String("token"), c.String("data-dir"), "")
+			ac, token, err := startAgentTLS(c, log, url, c.String("token"), c.String("data-dir"))
 			if err != nil {
 				return err
 			}
+			renewCtx, stopRenew := context.WithCancel(c.Context)
+			defer stopRenew()
+			go ac.run(renewCtx, url, token)
 			// A kernel's state and an operator's client config on this
 			// node, where they are by default.
 			hidden := []string{defaultDataDir()}
@@ -481,7 +488,7 @@ func agentCommand() *cli.Command {
 				KernelURL: url, Token: token, DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
 				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
-				HiddenPaths: hidden,
+				HiddenPaths: hidden, TLS: ac.conf, CABundle: ac.r.Bundle().PEM(),
 			})
 			if err != nil {
 				return err

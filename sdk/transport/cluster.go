@@ -142,6 +142,16 @@ func (c *Cluster) HTTPClient() *http.Client {
 	return &http.Client{Transport: &failover{c: c, next: sharedFor(c.tls)}}
 }
 
+// PrivateHTTPClient is HTTPClient with a connection pool of its own,
+// which CloseIdleConnections closes: for calls whose connections must
+// not be reused by the process's other clients (e.g. an agent's first
+// call, made before it has its client certificate).
+func (c *Cluster) PrivateHTTPClient() *http.Client {
+	t := newTransport()
+	t.TLSClientConfig = c.tls
+	return &http.Client{Transport: &failover{c: c, next: t}}
+}
+
 // tlsShared are the shared pools of the TLS configurations given to
 // WithTLS, by configuration.
 var tlsShared sync.Map // *tls.Config → *http.Transport

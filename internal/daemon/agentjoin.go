@@ -1,8 +1,8 @@
 package daemon
 
 import (
-	"crypto/ecdsa"
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io/fs"

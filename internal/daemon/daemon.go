@@ -171,6 +171,7 @@ func devCommand() *cli.Command {
 				if c.Bool("jobs") {
 					features = append(features, "jobs: enabled (framework principal "+devJobsPrincipal+", not rate-limited; dcosctl job apply -f FILE; --jobs=false turns it off)")
 				}
+				features = append(features, "TLS: the API serves only https://; the cluster CA is "+filepath.Join(dataDir, "pki", "ca.crt")+" (sha256:"+kt.ca.ID()+"), in the client config for dcosctl")
 				for _, f := range features {
 					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
 				}

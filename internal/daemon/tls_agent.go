@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -86,17 +87,44 @@ func agentTrust(ctx context.Context, c *cli.Context, kernelURL, dataDir string) 
 // served to crypto/tls by a Reloader, obtained by AgentJoin or CertRenew
 // and renewed by run two thirds into its lifetime.
 type agentCert struct {
-	dir  string
-	r    *pki.Reloader
-	conf *tls.Config // r.ClientConfig: one pointer, one connection pool
-	log  *slog.Logger
+	dir      string
+	r        *pki.Reloader
+	conf     *tls.Config // r.ClientConfig: one pointer, one connection pool
+	sessions *sessionCache
+	log      *slog.Logger
 }
+
+// sessionCache is a client session cache that install empties: a TLS
+// session resumed from one made without a certificate (or with the
+// previous one) would carry that session's client certificate, not the
+// new one.
+type sessionCache struct {
+	cur atomic.Pointer[tls.ClientSessionCache]
+}
+
+func newSessionCache() *sessionCache {
+	s := &sessionCache{}
+	s.reset()
+	return s
+}
+
+func (s *sessionCache) reset() {
+	c := tls.NewLRUClientSessionCache(64)
+	s.cur.Store(&c)
+}
+
+func (s *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return (*s.cur.Load()).Get(key)
+}
+func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) { (*s.cur.Load()).Put(key, cs) }
 
 // newAgentCert returns the agent's certificate state in dataDir, with
 // the saved certificate if there is one, trusting bundle.
 func newAgentCert(dataDir string, bundle pki.Bundle, log *slog.Logger) (*agentCert, error) {
 	ac := &agentCert{dir: dataDir, r: pki.NewReloader(nil, bundle), log: log}
 	ac.conf = ac.r.ClientConfig("")
+	ac.sessions = newSessionCache()
+	ac.conf.ClientSessionCache = ac.sessions
 	cb, err1 := os.ReadFile(filepath.Join(dataDir, agentCertFile))
 	kb, err2 := os.ReadFile(filepath.Join(dataDir, agentKeyFile))
 	if err1 == nil && err2 == nil {
@@ -162,6 +190,7 @@ func (ac *agentCert) install(key *ecdsa.PrivateKey, certPEM, bundlePEM []byte) e
 		}
 	}
 	ac.r.Set(&kp, bundle)
+	ac.sessions.reset()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -226,9 +228,36 @@ type world struct {
 	agentDirs []string // data dirs of agents, for their task checkpoints
 	taskPIDs  []int    // task pids seen by the test
 
-	url     string // the kernel's URL
-	opToken string // an operator token
-	ccPath  string // dcosctl config written by dcosd dev
+	url     string      // the kernel's URL
+	opToken string      // an operator token
+	ccPath  string      // dcosctl config written by dcosd dev
+	caFile  string      // the cluster's CA bundle (a copy, readable by all), once a kernel started
+	tls     *tls.Config // trusts caFile; one per CA, so that clients share a pool
+}
+
+// trustCA makes the env trust the CA bundle at path (a kernel's
+// DATA_DIR/pki/ca.crt): its clients, its agents (--ca-cert), and its
+// child processes ($DCOS_CA_FILE, which dcosctl and the SDK read).
+func (e *env) trustCA(path string) {
+	e.t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		e.t.Fatalf("the kernel's CA: %v", err)
+	}
+	conf, err := transport.TLSConfig(b)
+	if err != nil {
+		e.t.Fatalf("the kernel's CA %s: %v", path, err)
+	}
+	cp := e.path("ca.crt")
+	if old, err := os.ReadFile(cp); err == nil && bytes.Equal(old, b) && e.tls != nil {
+		return
+	}
+	if err := os.WriteFile(cp, b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.caFile, e.tls = cp, conf
+	e.mu.Unlock()
 }
 
 // newEnv returns an env whose cleanup stops its daemons and kills every
@@ -261,6 +290,11 @@ func (e *env) baseEnv() []string {
 		out = append(out, kv)
 	}
 	out = append(out, "XDG_CONFIG_HOME="+e.path("xdg-config"), "XDG_STATE_HOME="+e.path("xdg-state"))
+	e.mu.Lock()
+	if e.caFile != "" {
+		out = append(out, "DCOS_CA_FILE="+e.caFile)
+	}
+	e.mu.Unlock()
 	return append(out, e.extraEnv...)
 }
 
@@ -352,6 +386,7 @@ func (e *env) startDev(extra ...string) *proc {
 	if c.Kernel != url || c.Token == "" {
 		e.t.Fatalf("client config %s = %+v, want kernel %s and a token", cc, c, url)
 	}
+	e.trustCA(e.path("data", "pki", "ca.crt"))
 	e.mu.Lock()
 	e.url, e.opToken, e.ccPath = url, c.Token, cc
 	if !slices.Contains(e.agentDirs, e.path("data", "agent")) {
@@ -405,6 +440,13 @@ func (e *env) startKernel(tokensFile, opToken string, extra ...string) *proc {
 	e.t.Helper()
 	args := append([]string{"kernel", "--data-dir", e.path("kernel"), "--listen", "127.0.0.1:0", "--tokens", tokensFile}, extra...)
 	p, url := e.start("dcosd kernel", "dcos kernel: listening at ", args...)
+	pkiDir := e.path("kernel", "pki")
+	if i := slices.Index(extra, "--pki-dir"); i >= 0 && i+1 < len(extra) {
+		pkiDir = extra[i+1]
+	} else if i := slices.Index(extra, "--data-dir"); i >= 0 && i+1 < len(extra) {
+		pkiDir = filepath.Join(extra[i+1], "pki")
+	}
+	e.trustCA(filepath.Join(pkiDir, "ca.crt"))
 	e.mu.Lock()
 	e.url, e.opToken = url, opToken
 	e.mu.Unlock()
@@ -427,7 +469,11 @@ func (e *env) startAgentVia(wrap []string, name, token string, extra ...string) 
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
-	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}, extra...)
+	args := []string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}
+	if !slices.Contains(extra, "--ca-fingerprint") && !slices.Contains(extra, "--ca-cert") && e.caFile != "" {
+		args = append(args, "--ca-cert", e.caFile)
+	}
+	args = append(args, extra...)
 	p, _ := e.startVia(wrap, "dcosd agent "+name, "", args...)
 	var id string
 	e.eventually("agent "+name+" UP", func() (bool, string) {
@@ -466,7 +512,7 @@ func (e *env) startInit(name, token string, extra ...string) *proc {
 func (e *env) client(token string) syscallsv1connect.KernelClient {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return kclient.New(e.url, token)
+	return kclient.NewTLS(e.url, token, e.tls)
 }
 
 // op returns an operator client of the env's kernel. It is safe to call
@@ -474,7 +520,7 @@ func (e *env) client(token string) syscallsv1connect.KernelClient {
 func (e *env) op() syscallsv1connect.KernelClient {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return kclient.New(e.url, e.opToken)
+	return kclient.NewTLS(e.url, e.opToken, e.tls)
 }
 
 // notePID records a task pid the test saw, to be killed at cleanup.

@@ -98,9 +98,10 @@ func (e *env) haKernels(n int, etcd *etcdCluster, tokens, opToken string, extra 
 	e.t.Helper()
 	var ps []*proc
 	var urls []string
+	shared := e.clusterPKI() // one CA for the cluster's kernels
 	for i := range n {
-		args := append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i+1)), "--listen", "127.0.0.1:0",
-			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, extra...)
+		args := append(append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i+1)), "--listen", "127.0.0.1:0",
+			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, shared...), extra...)
 		p, url := e.start(fmt.Sprintf("dcosd kernel %d", i+1), "dcos kernel: listening at ", args...)
 		ps = append(ps, p)
 		urls = append(urls, url)

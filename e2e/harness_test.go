@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +29,8 @@ import (
 	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"github.com/dcos-kernel/dcos/internal/kclient"
-	"github.com/dcos-kernel/dcos/sdk/transport"
+	"github.com/dcos-kernel/dcos/internal/pki"
+	"github.com/dcos-kernel/dcos/internal/seal"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -232,8 +235,42 @@ type world struct {
 	opToken string      // an operator token
 	ccPath  string      // dcosctl config written by dcosd dev
 	caFile  string      // the cluster's CA bundle (a copy, readable by all), once a kernel started
-	tls     *tls.Config // trusts caFile; one per CA, so that clients share a pool
+	tls     *tls.Config // kernelTLS once a kernel started
 }
+
+// trusted are the CAs of every kernel the tests started, which
+// kernelTLS trusts: one configuration for all, so that the tests'
+// clients share one connection pool (transport.Cluster.WithTLS).
+var trusted struct {
+	mu   sync.RWMutex
+	pool *x509.CertPool
+}
+
+// kernelTLS verifies kernels against the CAs of trusted (each test's
+// kernels have a CA of their own).
+var kernelTLS = &tls.Config{
+	MinVersion:         tls.VersionTLS12,
+	InsecureSkipVerify: true, // verified by VerifyConnection, against trusted
+	VerifyConnection: func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the kernel sent no certificate")
+		}
+		trusted.mu.RLock()
+		pool := trusted.pool
+		trusted.mu.RUnlock()
+		opts := x509.VerifyOptions{Roots: pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(opts)
+		return err
+	},
+	ClientSessionCache: tls.NewLRUClientSessionCache(256),
+}
+
+// kernelHTTP is an HTTP client of the tests' kernels (https://, with
+// kernelTLS) and of anything else.
+var kernelHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}}
 
 // trustCA makes the env trust the CA bundle at path (a kernel's
 // DATA_DIR/pki/ca.crt): its clients, its agents (--ca-cert), and its
@@ -244,19 +281,26 @@ func (e *env) trustCA(path string) {
 	if err != nil {
 		e.t.Fatalf("the kernel's CA: %v", err)
 	}
-	conf, err := transport.TLSConfig(b)
+	certs, err := pki.ParseBundle(b)
 	if err != nil {
 		e.t.Fatalf("the kernel's CA %s: %v", path, err)
 	}
-	cp := e.path("ca.crt")
-	if old, err := os.ReadFile(cp); err == nil && bytes.Equal(old, b) && e.tls != nil {
-		return
+	trusted.mu.Lock()
+	pool := x509.NewCertPool()
+	if trusted.pool != nil {
+		pool = trusted.pool.Clone()
 	}
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	trusted.pool = pool
+	trusted.mu.Unlock()
+	cp := e.path("ca.crt")
 	if err := os.WriteFile(cp, b, 0o644); err != nil {
 		e.t.Fatal(err)
 	}
 	e.mu.Lock()
-	e.caFile, e.tls = cp, conf
+	e.caFile, e.tls = cp, kernelTLS
 	e.mu.Unlock()
 }
 
@@ -1162,3 +1206,21 @@ func sleepTask(allocID string) *pb.LaunchRequest {
 const mi = 1 << 20
 
 func sprint(v ...any) string { return fmt.Sprint(v...) }
+
+// clusterPKI returns the flags that give every kernel of the env's
+// cluster the same KEK and CA (--kek-file, --pki-dir), created the first
+// time (as an operator copies them to each kernel's machine), and makes
+// the env trust that CA.
+func (e *env) clusterPKI() []string {
+	e.t.Helper()
+	kek, dir := e.path("cluster-kek"), e.path("cluster-pki")
+	kr, _, err := seal.LoadOrCreate(kek)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, _, _, err := pki.LoadOrCreateLocal(dir, kr, time.Now()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.trustCA(filepath.Join(dir, pki.BundleFile))
+	return []string{"--kek-file", kek, "--pki-dir", dir}
+}

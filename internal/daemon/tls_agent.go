@@ -191,6 +191,9 @@ func (ac *agentCert) install(key *ecdsa.PrivateKey, certPEM, bundlePEM []byte) e
 	}
 	ac.r.Set(&kp, bundle)
 	ac.sessions.reset()
+	// Idle connections made without it (or with the previous one) are
+	// not reused.
+	transport.CloseIdleConnections(ac.conf)
 	return nil
 }
 

@@ -152,6 +152,19 @@ func (c *Cluster) PrivateHTTPClient() *http.Client {
 	return &http.Client{Transport: &failover{c: c, next: t}}
 }
 
+// CloseIdleConnections closes the idle connections of the shared pool
+// of the TLS configuration cfg (see WithTLS): e.g. once a client
+// certificate is renewed, so that later calls make new connections that
+// present it.
+func CloseIdleConnections(cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	if t, ok := tlsShared.Load(cfg); ok {
+		t.(*http.Transport).CloseIdleConnections()
+	}
+}
+
 // tlsShared are the shared pools of the TLS configurations given to
 // WithTLS, by configuration.
 var tlsShared sync.Map // *tls.Config → *http.Transport

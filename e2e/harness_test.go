@@ -1224,3 +1224,36 @@ func (e *env) clusterPKI() []string {
 	e.trustCA(filepath.Join(dir, pki.BundleFile))
 	return []string{"--kek-file", kek, "--pki-dir", dir}
 }
+
+// agentClient returns a syscall client of the env's kernel with an agent
+// token and a client certificate of that agent's own, obtained by
+// CertRenew (agents must present one: the door binds it to the token).
+func (e *env) agentClient(token string) syscallsv1connect.KernelClient {
+	e.t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	csr, err := pki.CreateCSR(key, "e2e")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := e.client(token).CertRenew(context.Background(), connect.NewRequest(&pb.CertRenewRequest{Csr: csr}))
+	if err != nil {
+		e.t.Fatalf("CertRenew: %v", err)
+	}
+	certs, err := pki.ParseCerts(res.Msg.GetCertificate())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+	for _, c := range certs {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	conf := kernelTLS.Clone()
+	conf.ClientSessionCache = nil
+	conf.Certificates = []tls.Certificate{cert}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.NewTLS(e.url, token, conf)
+}

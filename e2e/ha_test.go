@@ -179,7 +179,7 @@ func TestHA_LeaderKill(t *testing.T) {
 	var wwg sync.WaitGroup
 	fws := make([]*framework.Client, clients)
 	for i := range clients {
-		fw, err := framework.New(framework.Config{Endpoints: urls, Token: fwTok[i], Retry: framework.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Attempts: 1}})
+		fw, err := framework.New(framework.Config{TLS: kernelTLS, Endpoints: urls, Token: fwTok[i], Retry: framework.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Attempts: 1}})
 		if err != nil {
 			t.Fatal(err)
 		}

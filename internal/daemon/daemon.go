@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "store-quota", Value: "2Gi", Usage: "size of the embedded etcd's database past which etcd refuses writes (its NOSPACE alarm; disarmed by itself once back under 90%)"},
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
-}, append(doorFlags, tlsFlags...)...)
+}, slices.Concat(doorFlags, kekFlags, tlsFlags)...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -288,6 +289,10 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	if err := os.Chmod(dataDir, 0o700); err != nil {
 		return err
 	}
+	kek, err := kernelKeyring(c, dataDir) // kek.go
+	if err != nil {
+		return err
+	}
 	tokens, err := api.NewTokens(tf.Tokens)
 	if err != nil {
 		return err
@@ -394,7 +399,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		ln.Close()
 		return err
 	}
-	kt, err := setupKernelTLS(c, log, dataDir, ln.Addr(), self)
+	kt, err := setupKernelTLS(c, log, dataDir, kek, ln.Addr(), self)
 	if err != nil {
 		ln.Close()
 		return err

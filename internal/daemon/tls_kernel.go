@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/pki"
+	"github.com/dcos-kernel/dcos/internal/seal"
 	"github.com/dcos-kernel/dcos/kernel"
 )
 
@@ -26,10 +26,9 @@ import (
 // of it have passed (pki.RenewAt).
 const DefaultCertValidity = 24 * time.Hour
 
-// tlsFlags configure the kernel's TLS (docs/security.md).
+// tlsFlags configure the kernel's TLS (docs/security.md), besides
+// kekFlags.
 var tlsFlags = []cli.Flag{
-	kekFlag,
-	&cli.StringFlag{Name: "pki-dir", Usage: "the cluster CA's directory: ca.crt (the trust bundle) and ca.key.sealed (its key sealed under --kek-file) (default DATA_DIR/pki, created with a new CA when missing)"},
 	&cli.DurationFlag{Name: "cert-validity", Value: DefaultCertValidity, Usage: "lifetime of the certificates the kernel issues (its own, agents', clients'); they are renewed two thirds into it"},
 }
 
@@ -49,22 +48,15 @@ type kernelTLS struct {
 
 var _ api.CertIssuer = (*kernelTLS)(nil)
 
-// setupKernelTLS loads the KEK and the CA directory (creating both when
-// missing) and issues the kernel's serving certificate for its
-// advertised URL and listen address.
-func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, listen net.Addr, advertised string) (*kernelTLS, error) {
+// setupKernelTLS loads the CA directory (--pki-dir, creating a new CA
+// there sealed under kek when missing) and issues the kernel's serving
+// certificate for its advertised URL and listen address.
+func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.Keyring, listen net.Addr, advertised string) (*kernelTLS, error) {
 	validity := c.Duration("cert-validity")
 	if validity < time.Minute {
 		return nil, fmt.Errorf("--cert-validity %s: want at least 1m", validity)
 	}
-	kr, err := kernelKeyring(c, dataDir)
-	if err != nil {
-		return nil, err
-	}
-	dir := c.String("pki-dir")
-	if dir == "" {
-		dir = filepath.Join(dataDir, "pki")
-	}
+	dir := pkiDir(c, dataDir)
 	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("--pki-dir: %w", err)

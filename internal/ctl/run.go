@@ -102,7 +102,7 @@ func codeName(c connect.Code) string {
 	return b.String()
 }
 
-const globalHelp = `Global options (--kernel, --token, --config, --output/-o, --trace) may be
+const globalHelp = `Global options (--kernel, --token, --ca-cert, --config, --output/-o, --trace) may be
 given before or after the command name; see "dcosctl --help".`
 
 func newApp(e *env) *cli.App {

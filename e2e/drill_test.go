@@ -84,7 +84,7 @@ func freePortsAt(t testing.TB, ip string, n int) []int {
 // directHTTP is a plain HTTP client: unlike kclient's (transport's),
 // it does not follow a standby's Dcos-Leader hint. It trusts the tests'
 // kernels (kernelTLS).
-var directHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS}}
+var directHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS.Clone(), ForceAttemptHTTP2: true}}
 
 // direct is a client of the one kernel at url: no failover, no following
 // a standby's hint, so an answer is that kernel's own.

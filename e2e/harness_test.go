@@ -270,7 +270,7 @@ var kernelTLS = &tls.Config{
 
 // kernelHTTP is an HTTP client of the tests' kernels (https://, with
 // kernelTLS) and of anything else.
-var kernelHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}}
+var kernelHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}}
 
 // trustCA makes the env trust the CA bundle at path (a kernel's
 // DATA_DIR/pki/ca.crt): its clients, its agents (--ca-cert), and its

@@ -291,7 +291,7 @@ func aliveClient(tlsConf *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		DialContext:       (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
 		DisableKeepAlives: true,
-		TLSClientConfig:   tlsConf,
+		TLSClientConfig:   tlsConf, // its own: a Transport sets NextProtos in place
 	}}
 }
 

@@ -49,8 +49,18 @@ func h2cTransport(cfg *tls.Config) http.RoundTripper {
 	p.SetUnencryptedHTTP2(true)
 	plain.Protocols = &p
 	secure := newTransport()
-	secure.TLSClientConfig = cfg
+	secure.TLSClientConfig = cloneTLS(cfg)
 	return &bySchemeTransport{plain: plain, tls: secure}
+}
+
+// cloneTLS is cfg's copy for one http.Transport, which sets the
+// config's NextProtos in place: several transports (and their callers)
+// must not share one. The copy keeps cfg's callbacks and session cache.
+func cloneTLS(cfg *tls.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	return cfg.Clone()
 }
 
 // TLSConfig returns a client TLS configuration that trusts the CA

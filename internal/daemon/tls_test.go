@@ -100,7 +100,9 @@ func TestAgentToken_Certificates(t *testing.T) {
 	srv := kerneltest.Start(t, kerneltest.Options{API: func(c *api.Config) { *c = toks.config(*c); c.Certs = kt; cfg = *c }})
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- api.ServeTLSWith(sctx, ln, api.NewHandler(srv.Kernel, cfg), discard, api.DefaultTimeouts(), kt.serverConfig()) }()
+	go func() {
+		done <- api.ServeTLSWith(sctx, ln, api.NewHandler(srv.Kernel, cfg), discard, api.DefaultTimeouts(), kt.serverConfig())
+	}()
 	defer func() { cancel(); <-done }()
 	url := "https://" + ln.Addr().String()
 

@@ -75,7 +75,8 @@ func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.K
 
 // servingLeaf describes a kernel's serving certificate: identity
 // KernelIdentity(advertised host); names the advertised host, the listen
-// IP, loopback, localhost and the host name.
+// IP (every interface's when it listens on all), loopback, localhost and
+// the host name.
 func servingLeaf(advertised string, listen net.Addr, validity time.Duration) pki.Leaf {
 	host := advertised
 	if u, err := url.Parse(advertised); err == nil && u.Hostname() != "" {
@@ -106,6 +107,16 @@ func servingLeaf(advertised string, listen net.Addr, validity time.Duration) pki
 	add(host)
 	if ta, ok := listen.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
 		add(ta.IP.String())
+	} else if ok {
+		// Listening on every address: every address of the host's
+		// interfaces, so that clients may dial any of them.
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+					add(ipn.IP.String())
+				}
+			}
+		}
 	}
 	if hn, err := os.Hostname(); err == nil {
 		add(hn)

@@ -179,3 +179,42 @@ func TestAgentToken_Certificates(t *testing.T) {
 		t.Errorf("RegisterAgent with another agent's certificate = %v, want PermissionDenied", err)
 	}
 }
+
+// TestServingLeaf_Names: a kernel listening on every address names every
+// interface address; one on a single address names it and the
+// advertised host.
+func TestServingLeaf_Names(t *testing.T) {
+	all := servingLeaf("https://kernel-1.example:7070", &net.TCPAddr{IP: net.IPv4zero, Port: 7070}, time.Hour)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		found := false
+		for _, ip := range all.IPs {
+			found = found || ip.Equal(ipn.IP)
+		}
+		if !found {
+			t.Errorf("listening on every address: %s not among %v", ipn.IP, all.IPs)
+		}
+	}
+	one := servingLeaf("https://kernel-1.example:7070", &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 7070}, time.Hour)
+	hasIP := false
+	for _, ip := range one.IPs {
+		hasIP = hasIP || ip.Equal(net.IPv4(10, 1, 2, 3))
+	}
+	hasName := false
+	for _, n := range one.DNSNames {
+		hasName = hasName || n == "kernel-1.example"
+	}
+	if !hasIP || !hasName {
+		t.Errorf("names %v %v; want 10.1.2.3 and kernel-1.example", one.IPs, one.DNSNames)
+	}
+	if role, name := one.Identity.Host, one.Identity.Path; role != "kernel" || name != "/kernel-1.example" {
+		t.Errorf("identity %v, want dcos://kernel/kernel-1.example", one.Identity)
+	}
+}

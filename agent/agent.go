@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,15 @@ type Config struct {
 	// HTTP/2, h2c over http://). Nil: Client when set, else a client of
 	// KernelURL built with transport.H2CClient.
 	StreamClient syscallsv1connect.KernelClient
+	// TLS is the TLS configuration of the agent's calls to KernelURL
+	// (kernels serve only TLS): normally a pki.Reloader's ClientConfig,
+	// presenting the agent's certificate, which the kernel binds to its
+	// token. Nil: the system's roots, no certificate. Unused when Client
+	// and StreamClient are set.
+	TLS *tls.Config
+	// CABundle is the cluster's trust bundle (PEM), written into every
+	// task's sandbox and named by DCOS_CA_FILE (EnvCAFile); nil: none.
+	CABundle []byte
 }
 
 // Bounds of Config.LogMaxBytes and LogMaxFiles (and of a task's
@@ -165,6 +175,7 @@ type Agent struct {
 	httpClient   *http.Client                   // set when the agent built client; idle connections closed by Run
 	streamClient syscallsv1connect.KernelClient // AgentStreams and AgentRelay (streams.go)
 	streamHTTP   *http.Client                   // set when the agent built streamClient; closed by Run
+	caBundle     []byte                         // Config.CABundle
 
 	logMaxBytes int64 // agent defaults of the tasks' log limits (0: logfile's)
 	logMaxFiles int
@@ -280,6 +291,7 @@ func New(cfg Config) (*Agent, error) {
 		logMaxFiles: cfg.LogMaxFiles,
 
 		streamClient: cfg.StreamClient,
+		caBundle:     cfg.CABundle,
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
@@ -289,6 +301,7 @@ func New(cfg Config) (*Agent, error) {
 		if kernels, err = transport.ParseCluster(cfg.KernelURL); err != nil {
 			return nil, fmt.Errorf("agent: config: KernelURL: %w", err)
 		}
+		kernels.WithTLS(cfg.TLS)
 	}
 	if a.client == nil {
 		a.httpClient = kernels.HTTPClient()

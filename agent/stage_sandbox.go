@@ -27,6 +27,9 @@ func (sandboxStage) setup(_ context.Context, r *taskRun) error {
 	if err != nil {
 		return err
 	}
+	if err := a.giveCABundle(cfg, tk.sandbox); err != nil {
+		return err
+	}
 	cfg.User = t.GetUser()
 	cfg.Resources = tk.limits
 	if cfg.Isolation, err = a.taskIsolation(t, tk.sandbox); err != nil {

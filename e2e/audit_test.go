@@ -32,7 +32,7 @@ func TestAudit_ScriptedSession(t *testing.T) {
 	e := newEnv(t)
 	endpoint, etcdPKI := e.startEtcd()
 	k, url := e.start("dcosd kernel", "dcos kernel: listening at ",
-		append([]string{"kernel", "--data-dir", e.path("kernel"), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint}, etcdPKI.kernelFlags()...)...)
+		append([]string{"kernel", "--data-dir", e.path("kernel"), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint}, e.kernelPKI(etcdPKI)...)...)
 	login := bootLogin.FindStringSubmatch(k.stdout.String())
 	if login == nil {
 		t.Fatalf("dcosd kernel did not print the bootstrap lines; stdout:\n%s", k.stdout.String())
@@ -40,7 +40,7 @@ func TestAudit_ScriptedSession(t *testing.T) {
 	e.mu.Lock()
 	e.url, e.opToken, e.ccPath = url, login[2], e.path("xdg-config", "dcos", "config.json")
 	e.mu.Unlock()
-	e.mustCtl("login", url, "--token", login[2])
+	e.mustCtl("login", url, "--token", login[2], "--ca-fingerprint", login[3])
 
 	// The session.
 	fw := strings.TrimSpace(e.mustCtl("token", "create", "--role", "framework", "--name", "spark"))

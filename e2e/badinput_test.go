@@ -119,7 +119,7 @@ func postJSON(t testing.TB, url, token, method, body string) (connect.Code, stri
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := kernelHTTP.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", method, err)
 	}

@@ -162,10 +162,10 @@ func BenchmarkHA_Failover(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 		b.StopTimer()
 		// The killed kernel back, on its address, as a standby.
-		host := strings.TrimPrefix(urls[li], "http://")
+		host := strings.TrimPrefix(urls[li], "https://")
 		procs[li], _ = e.start(fmt.Sprintf("dcosd kernel %d (again %d)", li+1, i), "dcos kernel: listening at ",
 			append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", li+1)), "--listen", host,
-				"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, etcd.pki.kernelFlags()...)...)
+				"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, e.kernelPKI(etcd.pki)...)...)
 		b.StartTimer()
 	}
 	b.StopTimer()

@@ -295,7 +295,7 @@ func benchKernelFlags() []string { return strings.Fields(os.Getenv("DCOS_BENCH_K
 func (s *simBench) logCycles(t testing.TB) {
 	req, _ := http.NewRequest("GET", s.e.url+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+s.e.opToken)
-	res, err := http.DefaultClient.Do(req)
+	res, err := kernelHTTP.Do(req)
 	if err != nil {
 		t.Logf("metrics: %v", err)
 		return

@@ -169,8 +169,9 @@ func freePortsAt(t testing.TB, ip string, n int) []int {
 }
 
 // directHTTP is a plain HTTP client: unlike kclient's (transport's),
-// it does not follow a standby's Dcos-Leader hint.
-var directHTTP = &http.Client{Transport: &http.Transport{}}
+// it does not follow a standby's Dcos-Leader hint. It trusts the tests'
+// kernels (kernelTLS).
+var directHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS.Clone(), ForceAttemptHTTP2: true}}
 
 // direct is a client of the one kernel at url: no failover, no following
 // a standby's hint, so an answer is that kernel's own.
@@ -181,7 +182,7 @@ func direct(url, token string) syscallsv1connect.KernelClient {
 // drillKernelArgs are the flags of HA kernel i of the drill.
 func drillKernelArgs(e *env, i int, listen, tokens string, etcd *etcdCluster, extra ...string) []string {
 	return append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", listen,
-		"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", drillLease.String()}, append(etcd.pki.kernelFlags(), extra...)...)
+		"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", drillLease.String()}, append(e.kernelPKI(etcd.pki), extra...)...)
 }
 
 // drillAlloc is the small request the drill allocates (there are no

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -43,7 +44,7 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 	tokens := e.writeTokens(e.path("tokens.json"), tokenEntry{Token: opTok, Name: "ops", Role: "operator"})
 	p := e.startKernel(tokens, opTok)
 	pid := p.cmd.Process.Pid
-	host := strings.TrimPrefix(e.url, "http://")
+	host := strings.TrimPrefix(e.url, "https://")
 	op := e.op()
 	call := func(what string) {
 		t.Helper()
@@ -138,21 +139,39 @@ func holdSlowConns(t testing.TB, host string, n int, source string, body bool) [
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
-		c.Write([]byte(req)) // a refused connection may be closed already
-		conns = append(conns, c)
+		// The kernel speaks TLS: the attacker completes the handshake
+		// (a connection refused at accept fails it; it is kept, closed).
+		tc := tlsClient(c)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if tc.Handshake() != nil {
+			conns = append(conns, c)
+			continue
+		}
+		tc.SetDeadline(time.Time{})
+		tc.Write([]byte(req))
+		conns = append(conns, tc)
 	}
 	return conns
+}
+
+// tlsClient is a TLS client of the tests' kernels on c, speaking
+// HTTP/1.1.
+func tlsClient(c net.Conn) *tls.Conn {
+	conf := kernelTLS.Clone()
+	conf.ServerName = "127.0.0.1"
+	return tls.Client(c, conf)
 }
 
 // postUnauthenticated sends an unauthenticated PolicyLoad with a body of
 // size bytes over a raw connection and returns the answer's status (0 if
 // none came).
 func postUnauthenticated(host string, size int) int {
-	c, err := net.Dial("tcp", host)
+	raw, err := net.Dial("tcp", host)
 	if err != nil {
 		return 0
 	}
-	defer c.Close()
+	defer raw.Close()
+	c := tlsClient(raw)
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: dcos\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", syscallsv1connect.KernelPolicyLoadProcedure, size)
 	go func() {
@@ -215,6 +234,14 @@ func runHolder(spec string) int {
 			for {
 				c, err := d.Dial("tcp", host)
 				if err == nil {
+					// TLS first (an attacker need not verify the
+					// kernel); a connection refused at accept fails it.
+					tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+					tc.SetDeadline(time.Now().Add(10 * time.Second))
+					if tc.Handshake() == nil {
+						tc.SetDeadline(time.Time{})
+						c = tc
+					}
 					io.WriteString(c, req)
 				}
 				if first {
@@ -266,7 +293,7 @@ func hostileConnections(b *testing.B, kind string) {
 	e := newEnv(b)
 	p := e.startDev("--resources", "cpus=100000,mem=1000Ti")
 	c := e.op()
-	host := strings.TrimPrefix(e.url, "http://")
+	host := strings.TrimPrefix(e.url, "https://")
 	p50 := func() time.Duration {
 		req := connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.001, MemBytes: mi}})
 		durs := make([]time.Duration, 0, b.N)

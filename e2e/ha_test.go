@@ -102,7 +102,7 @@ func (e *env) haKernels(n int, etcd *etcdCluster, tokens, opToken string, extra 
 	var urls []string
 	for i := range n {
 		args := append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i+1)), "--listen", "127.0.0.1:0",
-			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, append(etcd.pki.kernelFlags(), extra...)...)
+			"--tokens", tokens, "--etcd-endpoints", etcd.endpoints(), "--leader-lease", "2s"}, append(e.kernelPKI(etcd.pki), extra...)...)
 		p, url := e.start(fmt.Sprintf("dcosd kernel %d", i+1), "dcos kernel: listening at ", args...)
 		ps = append(ps, p)
 		urls = append(urls, url)
@@ -180,7 +180,7 @@ func TestHA_LeaderKill(t *testing.T) {
 	var wwg sync.WaitGroup
 	fws := make([]*framework.Client, clients)
 	for i := range clients {
-		fw, err := framework.New(framework.Config{Endpoints: urls, Token: fwTok[i], Retry: framework.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Attempts: 1}})
+		fw, err := framework.New(framework.Config{TLS: kernelTLS, Endpoints: urls, Token: fwTok[i], Retry: framework.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Attempts: 1}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,11 +5,14 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +29,7 @@ import (
 	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/internal/imagetest"
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/pki"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
 )
@@ -226,9 +230,77 @@ type world struct {
 	agentDirs []string // data dirs of agents, for their task checkpoints
 	taskPIDs  []int    // task pids seen by the test
 
-	url     string // the kernel's URL
-	opToken string // an operator token
-	ccPath  string // dcosctl config written by dcosd dev
+	url     string      // the kernel's URL
+	opToken string      // an operator token
+	ccPath  string      // dcosctl config written by dcosd dev
+	caFile  string      // the cluster's CA bundle (a copy, readable by all), once a kernel started
+	tls     *tls.Config // kernelTLS once a kernel started
+}
+
+// trusted are the CAs of every kernel the tests started, which
+// kernelTLS trusts: one configuration for all, so that the tests'
+// clients share one connection pool (transport.Cluster.WithTLS).
+var trusted struct {
+	mu   sync.RWMutex
+	pool *x509.CertPool
+}
+
+// kernelTLS verifies kernels against the CAs of trusted (each test's
+// kernels have a CA of their own).
+var kernelTLS = &tls.Config{
+	MinVersion:         tls.VersionTLS12,
+	InsecureSkipVerify: true, // verified by VerifyConnection, against trusted
+	VerifyConnection: func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the kernel sent no certificate")
+		}
+		trusted.mu.RLock()
+		pool := trusted.pool
+		trusted.mu.RUnlock()
+		opts := x509.VerifyOptions{Roots: pool, DNSName: cs.ServerName, Intermediates: x509.NewCertPool()}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(opts)
+		return err
+	},
+	ClientSessionCache: tls.NewLRUClientSessionCache(256),
+}
+
+// kernelHTTP is an HTTP client of the tests' kernels (https://, with
+// kernelTLS) and of anything else.
+var kernelHTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: kernelTLS.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}}
+
+// trustCA makes the env trust the CA bundle at path (a kernel's
+// DATA_DIR/pki/ca.crt): its clients, its agents (--ca-cert), and its
+// child processes ($DCOS_CA_FILE, which dcosctl and the SDK read).
+func (e *env) trustCA(path string) {
+	e.t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		e.t.Fatalf("the kernel's CA: %v", err)
+	}
+	certs, err := pki.ParseBundle(b)
+	if err != nil {
+		e.t.Fatalf("the kernel's CA %s: %v", path, err)
+	}
+	trusted.mu.Lock()
+	pool := x509.NewCertPool()
+	if trusted.pool != nil {
+		pool = trusted.pool.Clone()
+	}
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	trusted.pool = pool
+	trusted.mu.Unlock()
+	cp := e.path("ca.crt")
+	if err := os.WriteFile(cp, b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.caFile, e.tls = cp, kernelTLS
+	e.mu.Unlock()
 }
 
 // newEnv returns an env whose cleanup stops its daemons and kills every
@@ -261,6 +333,11 @@ func (e *env) baseEnv() []string {
 		out = append(out, kv)
 	}
 	out = append(out, "XDG_CONFIG_HOME="+e.path("xdg-config"), "XDG_STATE_HOME="+e.path("xdg-state"))
+	e.mu.Lock()
+	if e.caFile != "" {
+		out = append(out, "DCOS_CA_FILE="+e.caFile)
+	}
+	e.mu.Unlock()
 	return append(out, e.extraEnv...)
 }
 
@@ -352,6 +429,7 @@ func (e *env) startDev(extra ...string) *proc {
 	if c.Kernel != url || c.Token == "" {
 		e.t.Fatalf("client config %s = %+v, want kernel %s and a token", cc, c, url)
 	}
+	e.trustCA(e.path("data", "pki", "ca.crt"))
 	e.mu.Lock()
 	e.url, e.opToken, e.ccPath = url, c.Token, cc
 	if !slices.Contains(e.agentDirs, e.path("data", "agent")) {
@@ -405,6 +483,13 @@ func (e *env) startKernel(tokensFile, opToken string, extra ...string) *proc {
 	e.t.Helper()
 	args := append([]string{"kernel", "--data-dir", e.path("kernel"), "--listen", "127.0.0.1:0", "--tokens", tokensFile}, extra...)
 	p, url := e.start("dcosd kernel", "dcos kernel: listening at ", args...)
+	pkiDir := e.path("kernel", "pki")
+	if i := slices.Index(extra, "--pki-dir"); i >= 0 && i+1 < len(extra) {
+		pkiDir = extra[i+1]
+	} else if i := slices.Index(extra, "--data-dir"); i >= 0 && i+1 < len(extra) {
+		pkiDir = filepath.Join(extra[i+1], "pki")
+	}
+	e.trustCA(filepath.Join(pkiDir, "ca.crt"))
 	e.mu.Lock()
 	e.url, e.opToken = url, opToken
 	e.mu.Unlock()
@@ -427,7 +512,11 @@ func (e *env) startAgentVia(wrap []string, name, token string, extra ...string) 
 	e.mu.Lock()
 	e.agentDirs = append(e.agentDirs, dir)
 	e.mu.Unlock()
-	args := append([]string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}, extra...)
+	args := []string{"agent", "--kernel", e.url, "--token", token, "--data-dir", dir, "--label", "e2e=" + name, "--cgroup-parent", e.cgParent + "/" + name, "--bpf-pin-dir", e.pinDir + "/" + name}
+	if !slices.Contains(extra, "--ca-fingerprint") && !slices.Contains(extra, "--ca-cert") && e.caFile != "" {
+		args = append(args, "--ca-cert", e.caFile)
+	}
+	args = append(args, extra...)
 	p, _ := e.startVia(wrap, "dcosd agent "+name, "", args...)
 	var id string
 	e.eventually("agent "+name+" UP", func() (bool, string) {
@@ -466,7 +555,7 @@ func (e *env) startInit(name, token string, extra ...string) *proc {
 func (e *env) client(token string) syscallsv1connect.KernelClient {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return kclient.New(e.url, token)
+	return kclient.NewTLS(e.url, token, e.tls)
 }
 
 // op returns an operator client of the env's kernel. It is safe to call
@@ -474,7 +563,7 @@ func (e *env) client(token string) syscallsv1connect.KernelClient {
 func (e *env) op() syscallsv1connect.KernelClient {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return kclient.New(e.url, e.opToken)
+	return kclient.NewTLS(e.url, e.opToken, e.tls)
 }
 
 // notePID records a task pid the test saw, to be killed at cleanup.
@@ -1116,3 +1205,46 @@ func sleepTask(allocID string) *pb.LaunchRequest {
 const mi = 1 << 20
 
 func sprint(v ...any) string { return fmt.Sprint(v...) }
+
+// kernelPKI returns the flags that give a kernel of the env's cluster
+// the cluster's KEK and CA — the ones its etcd's certificates come from,
+// as an operator copies them to each kernel's machine (--kek-file,
+// --pki-dir) — and makes the env trust that CA.
+func (e *env) kernelPKI(p *etcdPKI) []string {
+	e.t.Helper()
+	e.trustCA(filepath.Join(p.admin, "pki", pki.BundleFile))
+	return p.kernelFlags()
+}
+
+// agentClient returns a syscall client of the env's kernel with an agent
+// token and a client certificate of that agent's own, obtained by
+// CertRenew (agents must present one: the door binds it to the token).
+func (e *env) agentClient(token string) syscallsv1connect.KernelClient {
+	e.t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	csr, err := pki.CreateCSR(key, "e2e")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := e.client(token).CertRenew(context.Background(), connect.NewRequest(&pb.CertRenewRequest{Csr: csr}))
+	if err != nil {
+		e.t.Fatalf("CertRenew: %v", err)
+	}
+	certs, err := pki.ParseCerts(res.Msg.GetCertificate())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+	for _, c := range certs {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	conf := kernelTLS.Clone()
+	conf.ClientSessionCache = nil
+	conf.Certificates = []tls.Certificate{cert}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.NewTLS(e.url, token, conf)
+}

@@ -116,7 +116,7 @@ func TestAgent_MetricsListen(t *testing.T) {
 // scrapeMetrics GETs url without a token.
 func scrapeMetrics(t testing.TB, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := kernelHTTP.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

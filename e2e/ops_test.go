@@ -163,14 +163,17 @@ func TestOpsDoc(t *testing.T) {
 					// The bootstrap's lines, as the doc says to keep them.
 					e.eventually("kernel-1's bootstrap lines", func() (bool, string) {
 						out := p.stdout.String()
-						login := regexp.MustCompile(`dcosctl login \S+ --token (\S+)`).FindStringSubmatch(out)
+						login := regexp.MustCompile(`dcosctl login \S+ --token (\S+) --ca-fingerprint (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
 						join := regexp.MustCompile(`dcosd agent --kernel \S+ --token (\S+)`).FindStringSubmatch(out)
 						if login == nil || join == nil {
 							return false, out
 						}
-						vars["OPERATOR_TOKEN"], vars["JOIN_TOKEN"] = login[1], join[1]
+						vars["OPERATOR_TOKEN"], vars["JOIN_TOKEN"], vars["CA_FINGERPRINT"] = login[1], join[1], login[2]
 						return true, ""
 					})
+					// The test's own clients trust the cluster CA, as dcosctl
+					// does once logged in.
+					e.trustCA(e.path(st.host, "dcos", "pki", "ca.crt"))
 				} else if strings.Contains(p.stdout.String(), "dcosctl login") {
 					t.Errorf("%s bootstrapped again:\n%s", st.host, p.stdout.String())
 				}

@@ -151,7 +151,7 @@ func TestPrincipals_AgentIdentity(t *testing.T) {
 		tokenEntry{Token: cTok, Name: "agents-c", Role: "agent"},
 	)
 	e.startKernel(tokens, opTok, "--heartbeat-interval", "200ms", "--heartbeat-timeout", "3s", "--role-users", "db=root,postgres")
-	op, fw, agB := e.op(), e.client(fwTok), e.client(bTok)
+	op, fw, agB := e.op(), e.client(fwTok), e.agentClient(bTok) // over TLS agents present their certificate
 	agA, idA := e.startAgent("a", aTok, "--resources", "cpus=2,mem=1Gi")
 	_, idB := e.startAgent("b", bTok, "--resources", "cpus=2,mem=1Gi")
 	for _, g := range listAgents(t, op).GetAgents() {
@@ -233,7 +233,7 @@ func TestPrincipals_AgentIdentity(t *testing.T) {
 			return err
 		}, connect.CodePermissionDenied},
 		{"an unbound token registers an id never issued", func() error {
-			_, err := e.client(cTok).RegisterAgent(ctx(t), connect.NewRequest(&pb.RegisterAgentRequest{AgentId: "agent-999", Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}}))
+			_, err := e.agentClient(cTok).RegisterAgent(ctx(t), connect.NewRequest(&pb.RegisterAgentRequest{AgentId: "agent-999", Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 30}}))
 			return err
 		}, connect.CodeNotFound},
 	}
@@ -264,7 +264,7 @@ func TestPrincipals_AgentIdentity(t *testing.T) {
 			t.Errorf("b's ListAllocations(agent_id %q) = %v, %v; want none of a's", filter, al.Msg.GetAllocations(), err)
 		}
 	}
-	if res, err := e.client(aTok).ListTasks(ctx(t), connect.NewRequest(&pb.ListTasksRequest{AgentId: idA})); err != nil || len(res.Msg.GetTasks()) != 1 || res.Msg.GetTasks()[0].GetEnv()["SECRET"] != "s3cr3t" {
+	if res, err := e.agentClient(aTok).ListTasks(ctx(t), connect.NewRequest(&pb.ListTasksRequest{AgentId: idA})); err != nil || len(res.Msg.GetTasks()) != 1 || res.Msg.GetTasks()[0].GetEnv()["SECRET"] != "s3cr3t" {
 		t.Errorf("a's own ListTasks = %v, %v; want its task with its env", res.Msg.GetTasks(), err)
 	}
 

@@ -20,8 +20,8 @@ import (
 )
 
 var (
-	bootLogin = regexp.MustCompile(`(?m)^\s*dcosctl login (\S+) --token (\S+)\s*$`)
-	bootAgent = regexp.MustCompile(`(?m)^\s*dcosd agent --kernel (\S+) --token (\S+)\s*$`)
+	bootLogin = regexp.MustCompile(`(?m)^\s*dcosctl login (\S+) --token (\S+) --ca-fingerprint (sha256:[0-9a-f]{64})\s*$`)
+	bootAgent = regexp.MustCompile(`(?m)^\s*dcosd agent --kernel (\S+) --token (\S+) --ca-fingerprint (sha256:[0-9a-f]{64})\s*$`)
 )
 
 // TestTokenJoin sets a cluster up the way docs/operations.md says, with
@@ -44,21 +44,35 @@ func TestTokenJoin(t *testing.T) {
 	if login[1] != url || join[1] != url {
 		t.Errorf("bootstrap lines name %s and %s, want the kernel's %s", login[1], join[1], url)
 	}
+	if login[3] != join[3] {
+		t.Errorf("bootstrap lines pin different CAs: %s and %s", login[3], join[3])
+	}
 	opTok, joinTok := login[2], join[2]
 
 	e.mu.Lock()
 	e.url, e.opToken, e.ccPath = url, opTok, e.path("xdg-config", "dcos", "config.json")
 	e.mu.Unlock()
-	e.mustCtl("login", login[1], "--token", opTok)
-	if b, err := os.ReadFile(e.ccPath); err != nil || !strings.Contains(string(b), opTok) {
+	// login pins the CA by the printed fingerprint (and refuses without).
+	if _, errOut, code := e.ctl("login", login[1], "--token", opTok); code == 0 || !strings.Contains(errOut, "--ca-fingerprint") {
+		t.Errorf("login without a pinned CA: exit %d, stderr %q", code, errOut)
+	}
+	e.mustCtl("login", login[1], "--token", opTok, "--ca-fingerprint", login[3])
+	if b, err := os.ReadFile(e.ccPath); err != nil || !strings.Contains(string(b), opTok) || !strings.Contains(string(b), "BEGIN CERTIFICATE") {
 		t.Fatalf("client config after login: %q, %v", b, err)
 	}
+	e.trustCA(e.path("kernel", "pki", "ca.crt"))
 	if got := e.mustCtl("agents"); !strings.HasPrefix(got, "ID") {
 		t.Errorf("dcosctl agents after login: %q", got)
 	}
 
-	// The agent trades the join token for its own.
-	a, id := e.startAgent("a1", joinTok)
+	// The agent pins the CA as printed and trades the join token for
+	// a token and a certificate of its own.
+	a, id := e.startAgent("a1", joinTok, "--ca-fingerprint", join[3])
+	for _, f := range []string{"ca.crt", "agent.crt", "agent.key"} {
+		if _, err := os.Stat(e.path("agents", "a1", f)); err != nil {
+			t.Errorf("the joined agent's %s: %v", f, err)
+		}
+	}
 	tokFile := e.path("agents", "a1", "agent-token")
 	fi, err := os.Stat(tokFile)
 	if err != nil || fi.Mode().Perm() != 0o600 {
@@ -80,7 +94,7 @@ func TestTokenJoin(t *testing.T) {
 	}
 	// A restart reuses the saved token: same agent, no second join.
 	a.stop(10 * time.Second)
-	_, id2 := e.startAgent("a1", joinTok)
+	_, id2 := e.startAgent("a1", joinTok) // its saved ca.crt is the pin now
 	if id2 != id {
 		t.Errorf("restarted agent registered as %s, want %s", id2, id)
 	}
@@ -143,7 +157,7 @@ func TestTokenRevokeEveryKernel(t *testing.T) {
 	// bootstrap at once.
 	for i := range n {
 		procs[i], _ = e.start(fmt.Sprintf("dcosd kernel %d", i), "",
-			append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint}, etcdPKI.kernelFlags()...)...)
+			append([]string{"kernel", "--data-dir", e.path(fmt.Sprintf("kernel%d", i)), "--listen", "127.0.0.1:0", "--etcd-endpoints", endpoint}, e.kernelPKI(etcdPKI)...)...)
 	}
 	ready := regexp.MustCompile(`(?m)^dcos kernel: listening at (\S+)$`)
 	for i, p := range procs {
@@ -175,13 +189,13 @@ func TestTokenRevokeEveryKernel(t *testing.T) {
 	e.mu.Lock()
 	e.url, e.opToken, e.ccPath = all, login[2], e.path("xdg-config", "dcos", "config.json")
 	e.mu.Unlock()
-	e.mustCtl("login", all, "--token", login[2])
+	e.mustCtl("login", all, "--token", login[2], "--ca-fingerprint", login[3])
 
 	secret := strings.TrimSpace(e.mustCtl("token", "create", "--role", "framework", "--name", "fw-ha"))
 	// ClusterInfo is answered by leader and standbys alike, after the
 	// door has authenticated the caller.
 	clusterInfo := func(url, token string) error {
-		_, err := kclient.New(url, token).ClusterInfo(ctx(t), connect.NewRequest(&pb.ClusterInfoRequest{}))
+		_, err := kclient.NewTLS(url, token, kernelTLS).ClusterInfo(ctx(t), connect.NewRequest(&pb.ClusterInfoRequest{}))
 		return err
 	}
 	for _, u := range urls {

@@ -26,29 +26,31 @@ func TestCurlAndGrpcurl(t *testing.T) {
 	grpcurl := findGrpcurl(t)
 	e := newEnv(t)
 	e.startDev("--resources", "cpus=2,mem=1Gi")
-	hostPort := strings.TrimPrefix(e.url, "http://")
+	hostPort := strings.TrimPrefix(e.url, "https://")
+	// As the README shows: the bundle dcosd dev leaves in DATA_DIR/pki.
+	ca := e.path("data", "pki", "ca.crt")
 	body := `{"resources":{"cpus":0.25,"memBytes":"33554432"}}`
 
 	t.Run("curl", func(t *testing.T) {
 		e := e.in(t)
-		out := e.run(curl, "-sS", "--fail-with-body",
+		out := e.run(curl, "-sS", "--fail-with-body", "--cacert", ca,
 			"-H", "Authorization: Bearer "+e.opToken, "-H", "Content-Type: application/json",
 			"-d", body, e.url+"/dcos.syscalls.v1.Kernel/Allocate")
 		requireGranted(t, "curl", out)
 	})
 	t.Run("grpcurl", func(t *testing.T) {
 		e := e.in(t)
-		out := e.run(grpcurl, "-plaintext", hostPort, "list")
+		out := e.run(grpcurl, "-cacert", ca, hostPort, "list")
 		if !strings.Contains(out, "dcos.syscalls.v1.Kernel") {
 			t.Fatalf("grpcurl list (server reflection) = %q, want dcos.syscalls.v1.Kernel", out)
 		}
-		out = e.run(grpcurl, "-plaintext", "-H", "authorization: Bearer "+e.opToken, "-d", body,
+		out = e.run(grpcurl, "-cacert", ca, "-H", "authorization: Bearer "+e.opToken, "-d", body,
 			hostPort, "dcos.syscalls.v1.Kernel/Allocate")
 		requireGranted(t, "grpcurl", out)
 	})
 	t.Run("grpcurl with a bad token", func(t *testing.T) {
 		e := e.in(t)
-		out, code := e.runStatus(grpcurl, "-plaintext", "-H", "authorization: Bearer "+newToken(), "-d", body,
+		out, code := e.runStatus(grpcurl, "-cacert", ca, "-H", "authorization: Bearer "+newToken(), "-d", body,
 			hostPort, "dcos.syscalls.v1.Kernel/Allocate")
 		if code == 0 || !strings.Contains(out, "Unauthenticated") || !strings.Contains(out, "unknown token") {
 			t.Errorf("grpcurl with a bad token: exit %d, output %q; want non-zero, Unauthenticated and the server's message", code, out)

@@ -26,7 +26,7 @@ func TestKernel_WatchNeverReadingRSS(t *testing.T) {
 	)
 	k := e.startKernel(tokens, opTok, "--heartbeat-timeout", "5m")
 	op := e.op()
-	if _, err := e.client(agentTok).RegisterAgent(ctx(t), connect.NewRequest(&pb.RegisterAgentRequest{Hostname: "never-runs",
+	if _, err := e.agentClient(agentTok).RegisterAgent(ctx(t), connect.NewRequest(&pb.RegisterAgentRequest{Hostname: "never-runs",
 		Resources: &pb.Resources{Cpus: 1000, MemBytes: 1 << 40}})); err != nil {
 		t.Fatal(err)
 	}

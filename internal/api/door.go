@@ -100,6 +100,9 @@ func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, why, err := d.authenticate(procedure, roles, r.Header)
+	if err == nil {
+		why, err = bindCert(procedure, p, r.TLS)
+	}
 	limit := requestLimit(procedure, p) + envelopeSlack
 	if err == nil && r.ContentLength > limit {
 		why, err = refusedTooLarge, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("request of %d bytes is larger than the %d bytes %s %s may send to %s",

@@ -37,6 +37,7 @@ type Server struct {
 	writeTimeout time.Duration // per Watch send; WatchWriteTimeout
 	cluster      ClusterFunc   // ClusterInfo's answer; nil: none
 	tokens       tokenAdmin    // the token syscalls' (tokens_api.go)
+	certs        CertIssuer    // CertRenew's and AgentJoin's (certs.go); nil: none
 }
 
 var _ syscallsv1connect.KernelHandler = (*Server)(nil)
@@ -83,6 +84,7 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelTokenRevokeProcedure:      {kernel.RoleOperator},
 	syscallsv1connect.KernelAgentJoinProcedure:        {kernel.RoleAgentJoin},
 	syscallsv1connect.KernelAuditListProcedure:        {kernel.RoleOperator},
+	syscallsv1connect.KernelCertRenewProcedure:        {kernel.RoleAgent, kernel.RoleFramework, kernel.RoleOperator},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -130,6 +132,9 @@ type Config struct {
 	WatchWriteTimeout time.Duration
 	// Cluster answers ClusterInfo (nil: no kernels listed).
 	Cluster ClusterFunc
+	// Certs issues client certificates (CertRenew, AgentJoin with a
+	// csr); nil: CertRenew answers Unimplemented.
+	Certs CertIssuer
 }
 
 // Handler returns NewHandler's handler with the default rate limits.
@@ -150,7 +155,7 @@ func NewHandler(k *kernel.Kernel, cfg Config) http.Handler {
 	}
 	mux := http.NewServeMux()
 	audit := connect.WithInterceptors(auditor{k})
-	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster, tokens: tokenAdmin{cfg.TokenStore, cfg.FileTokens}}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), audit)
+	path, h := syscallsv1connect.NewKernelHandler(&Server{k: k, writeTimeout: cfg.WatchWriteTimeout, cluster: cfg.Cluster, tokens: tokenAdmin{cfg.TokenStore, cfg.FileTokens}, certs: cfg.Certs}, connect.WithReadMaxBytes(MaxRequestBytes), connect.WithCompressMinBytes(CompressMinBytes), audit)
 	mux.Handle(path, h)
 	// The same service with a larger limit, for the calls that upload a
 	// module: the mux routes these two paths here (more specific

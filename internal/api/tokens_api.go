@@ -107,9 +107,24 @@ func (s *Server) AgentJoin(ctx context.Context, r *connect.Request[pb.AgentJoinR
 	if s.tokens.store == nil {
 		return nil, errNoTokenStore
 	}
+	csr := r.Msg.GetCsr()
+	if len(csr) > 0 {
+		if s.certs == nil {
+			return nil, errNoCA
+		}
+		if err := parseCSR("csr", csr); err != nil {
+			return nil, err
+		}
+	}
 	secret, info, err := s.tokens.store.Join(ctx, r.Msg.GetHostname(), principal(ctx).Name)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&pb.AgentJoinResponse{Token: secret, Info: info}), nil
+	resp := &pb.AgentJoinResponse{Token: secret, Info: info}
+	if len(csr) > 0 {
+		if resp.Certificate, resp.CaBundle, err = s.issue(kernel.Principal{Name: info.GetName(), Role: kernel.RoleAgent}, "csr", csr); err != nil {
+			return nil, err
+		}
+	}
+	return connect.NewResponse(resp), nil
 }

@@ -6,6 +6,7 @@
 package clientconfig
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,23 @@ type Config struct {
 	Kernel string `json:"kernel"`
 	// Token is the bearer token sent with every call.
 	Token string `json:"token"`
+	// CA is the cluster's trust bundle in PEM (the CA certificates the
+	// kernels' certificates chain to), pinned by dcosctl login and
+	// written by dcosd dev; empty: the system's roots.
+	CA string `json:"ca,omitempty"`
+}
+
+// TLS returns the TLS configuration of clients of c: trusting c.CA, or
+// nil (the system's roots) when c has none.
+func (c Config) TLS() (*tls.Config, error) {
+	if c.CA == "" {
+		return nil, nil
+	}
+	conf, err := transport.TLSConfig([]byte(c.CA))
+	if err != nil {
+		return nil, fmt.Errorf("client config: ca: %w", err)
+	}
+	return conf, nil
 }
 
 // DefaultPath is where dcosctl looks when neither --config nor DCOS_CONFIG
@@ -71,7 +89,7 @@ func Save(path string, c Config) error {
 
 // NormalizeKernels checks a comma-separated list of kernel addresses
 // ("10.0.0.1", "kernel-2:7070", "https://k3:443/") and returns it with
-// each as a base URL, scheme://host:port: http:// when no scheme is given,
+// each as a base URL, scheme://host:port: https:// when no scheme is given,
 // port transport.DefaultPort when none is, no trailing slash
 // (transport.ParseCluster, the one reader of kernel addresses). Empty
 // entries, paths, and schemes other than http and https are errors naming

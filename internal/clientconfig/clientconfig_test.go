@@ -36,11 +36,11 @@ func TestNormalizeKernels(t *testing.T) {
 		in, want string
 		wantErr  bool
 	}{
-		{"127.0.0.1:7070", "http://127.0.0.1:7070", false},
-		{"10.0.0.1", "http://10.0.0.1:7070", false},
-		{"http://k1:80/, k2:7071 ,https://k3", "http://k1:80,http://k2:7071,https://k3:7070", false},
-		{"[::1]:9000,[::1]", "http://[::1]:9000,http://[::1]:7070", false},
-		{"k1,k1:7070", "http://k1:7070", false},
+		{"127.0.0.1:7070", "https://127.0.0.1:7070", false},
+		{"10.0.0.1", "https://10.0.0.1:7070", false},
+		{"http://k1:80/, k2:7071 ,https://k3", "http://k1:80,https://k2:7071,https://k3:7070", false},
+		{"[::1]:9000,[::1]", "https://[::1]:9000,https://[::1]:7070", false},
+		{"k1,k1:7070", "https://k1:7070", false},
 		{"", "", true},
 		{"k1,,k2", "", true},
 		{"ftp://k1", "", true},

@@ -2,10 +2,12 @@ package ctl
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,9 @@ import (
 type target struct {
 	baseURL string
 	token   string
+	// tls verifies the kernels: their CA from --ca-cert or the client
+	// config (nil: the system's roots).
+	tls *tls.Config
 	// trace, when set, receives one strace-style line per call.
 	trace io.Writer
 }
@@ -37,7 +42,15 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 	if c.Bool("trace") {
 		t.trace = e.stderr
 	}
-	if t.baseURL == "" || t.token == "" {
+	ca := ""
+	if f := c.String("ca-cert"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return t, usagef("--ca-cert: %v", err)
+		}
+		ca = string(b)
+	}
+	if t.baseURL == "" || t.token == "" || ca == "" {
 		path := c.String("config")
 		if path == "" {
 			p, err := clientconfig.DefaultPath()
@@ -56,6 +69,9 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 				if t.token == "" {
 					t.token = cfg.Token
 				}
+				if ca == "" {
+					ca = cfg.CA
+				}
 			case errors.Is(err, fs.ErrNotExist):
 				if t.baseURL == "" {
 					return t, usagef("no kernel: pass --kernel, set DCOS_KERNEL, or run \"dcosd dev\" to write %s", path)
@@ -66,7 +82,32 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 		}
 	}
 	t.baseURL = normalizeURL(t.baseURL)
+	if ca != "" {
+		conf, err := caTLS(ca)
+		if err != nil {
+			return t, err
+		}
+		t.tls = conf
+	}
 	return t, nil
+}
+
+// caTLSs are the TLS configurations of the CA bundles used so far, by
+// bundle: one per bundle, so that its clients share one connection pool
+// (transport.Cluster.WithTLS).
+var caTLSs sync.Map // string → *tls.Config
+
+// caTLS returns the TLS configuration trusting the CA bundle caPEM.
+func caTLS(caPEM string) (*tls.Config, error) {
+	if conf, ok := caTLSs.Load(caPEM); ok {
+		return conf.(*tls.Config), nil
+	}
+	conf, err := transport.TLSConfig([]byte(caPEM))
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's CA: %w", err)
+	}
+	got, _ := caTLSs.LoadOrStore(caPEM, conf)
+	return got.(*tls.Config), nil
 }
 
 // normalizeURL accepts "127.0.0.1:7070" for "http://127.0.0.1:7070",
@@ -87,7 +128,7 @@ func (t target) cluster() (*transport.Cluster, error) {
 	if err != nil {
 		return nil, usagef("--kernel: %v", err)
 	}
-	return cl, nil
+	return cl.WithTLS(t.tls), nil
 }
 
 // options are the Connect options every client of t uses besides the token.
@@ -100,7 +141,7 @@ func (t target) options() []connect.ClientOption {
 
 // kernel returns the typed client of t.
 func (t target) kernel() syscallsv1connect.KernelClient {
-	return kclient.New(t.baseURL, t.token, t.options()...)
+	return kclient.NewTLS(t.baseURL, t.token, t.tls, t.options()...)
 }
 
 // dial resolves the target of c and returns its typed client.
@@ -234,4 +275,18 @@ func formatAndDial(c *cli.Context, e *env) (format, syscallsv1connect.KernelClie
 	}
 	k, err := dial(c, e)
 	return f, k, err
+}
+
+// tlsHint says what to do about a failed TLS handshake with a kernel,
+// given the error's message; "" for other errors.
+func tlsHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "x509:") || strings.Contains(msg, "not trusted"):
+		return " (the kernel's certificate does not verify against the CA this client trusts: is the client config's CA this cluster's? pin it with dcosctl login ADDR --token T --ca-fingerprint sha256:HEX, or pass --ca-cert FILE)"
+	case strings.Contains(msg, "remote error: tls:"):
+		return " (the kernel refused this client's TLS handshake: a client certificate that is expired or of another CA?)"
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return " (this address serves plain HTTP, not a dcos kernel)"
+	}
+	return ""
 }

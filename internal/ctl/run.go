@@ -86,7 +86,7 @@ func usagef(format string, a ...any) error {
 func callError(op string, err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return fmt.Errorf("%s: %s: %s", op, codeName(ce.Code()), ce.Message())
+		return fmt.Errorf("%s: %s: %s%s", op, codeName(ce.Code()), ce.Message(), tlsHint(ce.Message()))
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -102,7 +102,7 @@ func codeName(c connect.Code) string {
 	return b.String()
 }
 
-const globalHelp = `Global options (--kernel, --token, --config, --output/-o, --trace) may be
+const globalHelp = `Global options (--kernel, --token, --ca-cert, --config, --output/-o, --trace) may be
 given before or after the command name; see "dcosctl --help".`
 
 func newApp(e *env) *cli.App {
@@ -190,7 +190,8 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 // globalFlags are the flags every command understands.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "kernel", Usage: "kernel `URL`, e.g. http://127.0.0.1:7070 (http:// is added when missing)", EnvVars: []string{"DCOS_KERNEL"}},
+		&cli.StringFlag{Name: "kernel", Usage: "kernel `URL`, e.g. https://127.0.0.1:7070 (https:// is added when missing)", EnvVars: []string{"DCOS_KERNEL"}},
+		&cli.StringFlag{Name: "ca-cert", Usage: "the cluster's CA bundle `FILE` the kernels' certificates are verified with (default: the client config's, pinned by dcosctl login or written by dcosd dev)", EnvVars: []string{"DCOS_CA_FILE"}},
 		&cli.StringFlag{Name: "token", Usage: "bearer `TOKEN` sent with every call", EnvVars: []string{"DCOS_TOKEN"}},
 		&cli.StringFlag{Name: "config", Usage: "client config `PATH` (written by \"dcosd dev\"); --kernel and --token override it", EnvVars: []string{"DCOS_CONFIG"}, DefaultText: "$XDG_CONFIG_HOME/dcos/config.json"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output `FORMAT`: table or json", Value: "table"},

@@ -32,7 +32,7 @@ func isolate(t *testing.T) {
 	t.Helper()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
-	for _, v := range []string{"DCOS_KERNEL", "DCOS_TOKEN", "DCOS_CONFIG"} {
+	for _, v := range []string{"DCOS_KERNEL", "DCOS_TOKEN", "DCOS_CONFIG", "DCOS_CA_FILE"} {
 		t.Setenv(v, "")
 	}
 }
@@ -113,6 +113,8 @@ func TestRun_Target(t *testing.T) {
 	// Three kernels tell apart where a call went.
 	cfgKernel, envKernel, flagKernel := &fakeKernel{}, &fakeKernel{}, &fakeKernel{}
 	cfgURL, envURL, flagURL := cfgKernel.serve(t), envKernel.serve(t), flagKernel.serve(t)
+	tlsKernel := &fakeKernel{}
+	tlsURL, caFile, _ := tlsKernel.serveTLS(t)
 	tests := []struct {
 		name       string
 		config     *clientconfig.Config // written to the config path when set
@@ -121,6 +123,7 @@ func TestRun_Target(t *testing.T) {
 		wantKernel *fakeKernel
 		wantToken  string
 		wantCode   int
+		wantStderr string // when set, stderr contains it
 	}{
 		{
 			name:       "config file only",
@@ -152,9 +155,20 @@ func TestRun_Target(t *testing.T) {
 			wantKernel: flagKernel, wantToken: "",
 		},
 		{
-			name:       "kernel without scheme",
-			args:       []string{"--kernel", strings.TrimPrefix(flagURL, "http://"), "--token", "t"},
-			wantKernel: flagKernel, wantToken: "Bearer t",
+			name:       "kernel without scheme is https",
+			args:       []string{"--kernel", strings.TrimPrefix(tlsURL, "https://"), "--token", "t", "--ca-cert", caFile},
+			wantKernel: tlsKernel, wantToken: "Bearer t",
+		},
+		{
+			name:       "CA from the config",
+			config:     &clientconfig.Config{Kernel: tlsURL, Token: "cfg-token", CA: string(mustRead(t, caFile))},
+			wantKernel: tlsKernel, wantToken: "Bearer cfg-token",
+		},
+		{
+			name:       "kernel of another CA",
+			args:       []string{"--kernel", tlsURL, "--token", "t"},
+			wantCode:   exitCallError,
+			wantStderr: "does not verify against the CA this client trusts",
 		},
 		{
 			name:       "flags after the command",
@@ -183,10 +197,13 @@ func TestRun_Target(t *testing.T) {
 			if tt.name == "flags after the command" {
 				args = []string{"agents", "--kernel", flagURL, "--token", "t"}
 			}
-			before := map[*fakeKernel]int{cfgKernel: len(cfgKernel.recorded()), envKernel: len(envKernel.recorded()), flagKernel: len(flagKernel.recorded())}
+			before := map[*fakeKernel]int{cfgKernel: len(cfgKernel.recorded()), envKernel: len(envKernel.recorded()), flagKernel: len(flagKernel.recorded()), tlsKernel: len(tlsKernel.recorded())}
 			r := runCtl(t, context.Background(), "", args...)
 			if r.code != tt.wantCode {
 				t.Fatalf("exit %d, want %d; stderr %q", r.code, tt.wantCode, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.wantStderr) {
+				t.Errorf("stderr %q does not say %q", r.stderr, tt.wantStderr)
 			}
 			for k, n := range before {
 				calls := k.recorded()[n:]

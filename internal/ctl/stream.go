@@ -27,7 +27,7 @@ func (t target) bidiKernel() syscallsv1connect.KernelClient {
 	opts := append([]connect.ClientOption{connect.WithInterceptors(kclient.Bearer(t.token))}, t.options()...)
 	kernels, err := t.cluster()
 	if err != nil {
-		return syscallsv1connect.NewKernelClient(transport.H2CClient(), t.baseURL, opts...) // fails every call
+		return syscallsv1connect.NewKernelClient(transport.H2CClientTLS(t.tls), t.baseURL, opts...) // fails every call
 	}
 	return syscallsv1connect.NewKernelClient(kernels.H2CClient(), kernels.URL(), opts...)
 }

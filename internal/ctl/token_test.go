@@ -150,11 +150,12 @@ func TestRun_TokenRevoke(t *testing.T) {
 func TestRun_Login(t *testing.T) {
 	isolate(t)
 	good := &fakeKernel{}
-	goodURL := good.serve(t)
+	goodURL, caFile, ca := good.serveTLS(t)
+	fp := "sha256:" + ca.ID()
 	path := filepath.Join(t.TempDir(), "dcos", "config.json")
 	t.Run("writes the config", func(t *testing.T) {
 		// The first address answers nothing: the next decides.
-		r := runCtl(t, context.Background(), "", "--config", path, "login", "127.0.0.1:1,"+goodURL, "--token", "tok-123")
+		r := runCtl(t, context.Background(), "", "--config", path, "login", "127.0.0.1:1,"+goodURL, "--token", "tok-123", "--ca-fingerprint", fp)
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -162,7 +163,7 @@ func TestRun_Login(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (clientconfig.Config{Kernel: "http://127.0.0.1:1," + goodURL, Token: "tok-123"}); cfg != want {
+		if want := (clientconfig.Config{Kernel: "https://127.0.0.1:1," + goodURL, Token: "tok-123", CA: string(ca.CertPEM())}); cfg != want {
 			t.Errorf("config = %+v, want %+v", cfg, want)
 		}
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
@@ -175,7 +176,7 @@ func TestRun_Login(t *testing.T) {
 	})
 	t.Run("later commands use it", func(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "config.json")
-		if r := runCtl(t, context.Background(), "", "--config", p, "login", goodURL, "--token", "tok-456"); r.code != 0 {
+		if r := runCtl(t, context.Background(), "", "--config", p, "login", goodURL, "--token", "tok-456", "--ca-cert", caFile); r.code != 0 {
 			t.Fatalf("login: exit %d: %s", r.code, r.stderr)
 		}
 		if r := runCtl(t, context.Background(), "", "--config", p, "agents"); r.code != 0 {
@@ -186,10 +187,28 @@ func TestRun_Login(t *testing.T) {
 			t.Errorf("last call = %v", last)
 		}
 	})
+	t.Run("CA not pinned", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "config.json")
+		r := runCtl(t, context.Background(), "", "--config", p, "login", goodURL, "--token", "tok")
+		if r.code != exitUsageError || !strings.Contains(r.stderr, "--ca-fingerprint") || !strings.Contains(r.stderr, "openssl x509") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("wrong fingerprint", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "config.json")
+		r := runCtl(t, context.Background(), "", "--config", p, "login", goodURL, "--token", "tok", "--ca-fingerprint", "sha256:"+strings.Repeat("0", 64))
+		if r.code == 0 || !strings.Contains(r.stderr, "serves no CA of fingerprint") || !strings.Contains(r.stderr, ca.ID()) {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("config written for a wrong fingerprint: %v", err)
+		}
+	})
 	t.Run("refused token", func(t *testing.T) {
 		bad := (&fakeKernel{}).replyWith("ListAgents", nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown token")))
 		p := filepath.Join(t.TempDir(), "config.json")
-		r := runCtl(t, context.Background(), "", "--config", p, "login", bad.serve(t), "--token", "nope")
+		badURL, badCA, _ := bad.serveTLS(t)
+		r := runCtl(t, context.Background(), "", "--config", p, "login", badURL, "--token", "nope", "--ca-cert", badCA)
 		if r.code != exitCallError || !strings.Contains(r.stderr, "Unauthenticated") {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
@@ -199,13 +218,14 @@ func TestRun_Login(t *testing.T) {
 	})
 	t.Run("join token", func(t *testing.T) {
 		j := (&fakeKernel{}).replyWith("ListAgents", nil, connect.NewError(connect.CodePermissionDenied, errors.New("agent-join x may not call ListAgents")))
-		r := runCtl(t, context.Background(), "", "--config", filepath.Join(t.TempDir(), "c.json"), "login", j.serve(t), "--token", "join")
+		jURL, jCA, _ := j.serveTLS(t)
+		r := runCtl(t, context.Background(), "", "--config", filepath.Join(t.TempDir(), "c.json"), "login", jURL, "--token", "join", "--ca-cert", jCA)
 		if r.code != exitCallError || !strings.Contains(r.stderr, "dcosd agent") {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
 	t.Run("no kernel answers", func(t *testing.T) {
-		r := runCtl(t, context.Background(), "", "--config", filepath.Join(t.TempDir(), "c.json"), "login", "127.0.0.1:1", "--token", "t")
+		r := runCtl(t, context.Background(), "", "--config", filepath.Join(t.TempDir(), "c.json"), "login", "127.0.0.1:1", "--token", "t", "--ca-cert", caFile)
 		if r.code != exitCallError || !strings.Contains(r.stderr, "no kernel answered") {
 			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 		}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
-	"github.com/dcos-kernel/dcos/internal/kclient"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -27,9 +27,12 @@ const agentTokenFile = "agent-token"
 // given is an agent join token, a token of the agent's own, obtained by
 // AgentJoin for hostname and saved in dataDir (mode 0600) before it is
 // returned; else given as it is (an ordinary agent token: the kernel
-// refuses AgentJoin to it). It retries while the kernel is unreachable or
+// refuses AgentJoin to it). With ac, calls go over its TLS, and a join
+// also asks for the agent's certificate (AgentJoinRequest.csr), which ac
+// installs; the caller gets one by CertRenew (agentCert.ensure) when the
+// token came otherwise. It retries while the kernel is unreachable or
 // busy, until ctx ends.
-func agentToken(ctx context.Context, log *slog.Logger, kernelURL, given, dataDir, hostname string) (string, error) {
+func agentToken(ctx context.Context, log *slog.Logger, kernelURL, given, dataDir, hostname string, ac *agentCert) (string, error) {
 	path := filepath.Join(dataDir, agentTokenFile)
 	b, err := os.ReadFile(path)
 	switch {
@@ -50,10 +53,18 @@ func agentToken(ctx context.Context, log *slog.Logger, kernelURL, given, dataDir
 		}
 	}
 	hostname = joinHostname(hostname)
-	k := kclient.New(kernelURL, given)
+	k, done := ac.client(kernelURL, given)
+	defer done()
+	req := &pb.AgentJoinRequest{Hostname: hostname}
+	var key *ecdsa.PrivateKey
+	if ac != nil {
+		if key, req.Csr, err = ac.request(); err != nil {
+			return "", fmt.Errorf("agent join: %w", err)
+		}
+	}
 	backoff := 100 * time.Millisecond
 	for {
-		res, err := k.AgentJoin(ctx, connect.NewRequest(&pb.AgentJoinRequest{Hostname: hostname}))
+		res, err := k.AgentJoin(ctx, connect.NewRequest(req))
 		switch connect.CodeOf(err) {
 		case connect.CodePermissionDenied:
 			// Not a join token: the kernel checks it as an agent's.
@@ -76,6 +87,11 @@ func agentToken(ctx context.Context, log *slog.Logger, kernelURL, given, dataDir
 		}
 		if err := atomicfile.WriteDurable(path, []byte(res.Msg.GetToken()+"\n")); err != nil {
 			return "", fmt.Errorf("agent join: save token: %w", err)
+		}
+		if ac != nil && len(res.Msg.GetCertificate()) > 0 {
+			if err := ac.install(key, res.Msg.GetCertificate(), res.Msg.GetCaBundle()); err != nil {
+				return "", fmt.Errorf("agent join: %w", err)
+			}
 		}
 		log.Info("agent joined: own token saved", "name", res.Msg.GetInfo().GetName(), "id", res.Msg.GetInfo().GetId(), "path", path)
 		return res.Msg.GetToken(), nil

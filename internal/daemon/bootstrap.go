@@ -55,7 +55,7 @@ func (t *kernelTokens) Close() { t.registry.Close() }
 // join token (exactly once per cluster, whatever the number of kernels
 // starting at once) and prints how to use them to out, with apiURL (the
 // kernel's advertised URL) as its address.
-func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *clientv3.Client, prefix string, file *api.Tokens, apiURL string) (*kernelTokens, error) {
+func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *clientv3.Client, prefix string, file *api.Tokens, apiURL, caFingerprint string) (*kernelTokens, error) {
 	s := tokenstore.New(cli3, prefix)
 	hasOperator := false
 	for _, info := range file.Infos() {
@@ -67,7 +67,7 @@ func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *cli
 			return nil, err
 		}
 		if ok {
-			printBootstrap(out, apiURL, b)
+			printBootstrap(out, apiURL, caFingerprint, b)
 			log.Info("cluster bootstrapped: operator and agent join tokens created (printed on stdout, once)")
 		}
 	}
@@ -79,18 +79,20 @@ func startTokens(ctx context.Context, log *slog.Logger, out io.Writer, cli3 *cli
 }
 
 // printBootstrap prints the bootstrap tokens the way kubeadm init does:
-// the commands that use them, ready to paste.
-func printBootstrap(out io.Writer, apiURL string, b tokenstore.Bootstrapped) {
+// the commands that use them, ready to paste, with the CA fingerprint
+// (sha256:HEX) that pins the cluster's CA (kubeadm's
+// --discovery-token-ca-cert-hash).
+func printBootstrap(out io.Writer, apiURL, caFingerprint string, b tokenstore.Bootstrapped) {
 	fmt.Fprintf(out, `dcos: this cluster is new; its first tokens follow, shown this once (keep them secret).
 
-To log in as the operator %q (writes the dcosctl client config):
+To log in as the operator %q (writes the dcosctl client config, pinning the cluster's CA):
 
-  dcosctl login %s --token %s
+  dcosctl login %s --token %s --ca-fingerprint %s
 
-To join an agent (it trades the join token for a token of its own, saved in its data dir):
+To join an agent (it trades the join token for a token and a certificate of its own, saved in its data dir):
 
-  dcosd agent --kernel %s --token %s
+  dcosd agent --kernel %s --token %s --ca-fingerprint %s
 
 Create more with "dcosctl token create", revoke with "dcosctl token revoke" (docs/operations.md).
-`, b.OperatorInfo.GetName(), apiURL, b.Operator, apiURL, b.Join)
+`, b.OperatorInfo.GetName(), apiURL, b.Operator, caFingerprint, apiURL, b.Join, caFingerprint)
 }

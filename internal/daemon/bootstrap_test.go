@@ -38,8 +38,8 @@ func startEtcd(t *testing.T) *clientv3.Client {
 }
 
 var (
-	loginLine = regexp.MustCompile(`(?m)^\s*dcosctl login (\S+) --token (\S+)$`)
-	agentLine = regexp.MustCompile(`(?m)^\s*dcosd agent --kernel (\S+) --token (\S+)$`)
+	loginLine = regexp.MustCompile(`(?m)^\s*dcosctl login (\S+) --token (\S+) --ca-fingerprint sha256:[0-9a-f]{64}$`)
+	agentLine = regexp.MustCompile(`(?m)^\s*dcosd agent --kernel (\S+) --token (\S+) --ca-fingerprint sha256:[0-9a-f]{64}$`)
 )
 
 // TestStartTokens_BootstrapOnce: three kernels start at once on one etcd
@@ -60,7 +60,7 @@ func TestStartTokens_BootstrapOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			kt, err := startTokens(ctx, discard, &outs[i], cli3, "/dcos/", file, "http://127.0.0.1:7070")
+			kt, err := startTokens(ctx, discard, &outs[i], cli3, "/dcos/", file, "https://127.0.0.1:7070", "sha256:"+strings.Repeat("ab", 32))
 			if err != nil {
 				t.Error(err)
 				return
@@ -88,7 +88,7 @@ func TestStartTokens_BootstrapOnce(t *testing.T) {
 	}
 	out := outs[printed].String()
 	login, join := loginLine.FindStringSubmatch(out), agentLine.FindStringSubmatch(out)
-	if login == nil || join == nil || login[1] != "http://127.0.0.1:7070" || join[1] != login[1] {
+	if login == nil || join == nil || login[1] != "https://127.0.0.1:7070" || join[1] != login[1] {
 		t.Fatalf("bootstrap output lacks the login or agent line:\n%s", out)
 	}
 	for i, kt := range kts {
@@ -102,7 +102,7 @@ func TestStartTokens_BootstrapOnce(t *testing.T) {
 	// A kernel started later, or one whose tokens file has an operator
 	// token, prints nothing.
 	var later bytes.Buffer
-	kt, err := startTokens(ctx, discard, &later, cli3, "/dcos/", file, "http://127.0.0.1:7070")
+	kt, err := startTokens(ctx, discard, &later, cli3, "/dcos/", file, "https://127.0.0.1:7070", "sha256:"+strings.Repeat("ab", 32))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestStartTokens_BootstrapOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kt, err = startTokens(ctx, discard, &later, cli3, "/other/", withOp, "http://127.0.0.1:7070")
+	kt, err = startTokens(ctx, discard, &later, cli3, "/other/", withOp, "https://127.0.0.1:7070", "sha256:00")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestAgentToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kt, err := startTokens(ctx, discard, io.Discard, cli3, "", file, "http://x")
+	kt, err := startTokens(ctx, discard, io.Discard, cli3, "", file, "https://x", "sha256:00")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestAgentToken(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "agent")
-	tok, err := agentToken(ctx, discard, srv.URL, join, dir, "Node_1.example")
+	tok, err := agentToken(ctx, discard, srv.URL, join, dir, "Node_1.example", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,22 +170,22 @@ func TestAgentToken(t *testing.T) {
 	}
 	// A restart reuses the saved token, whatever --token says.
 	for _, given := range []string{join, kerneltest.AgentToken, ""} {
-		if again, err := agentToken(ctx, discard, srv.URL, given, dir, "node-1"); err != nil || again != tok {
+		if again, err := agentToken(ctx, discard, srv.URL, given, dir, "node-1", nil); err != nil || again != tok {
 			t.Errorf("agentToken(--token %q) after a join = %q, %v; want the saved token", given, again, err)
 		}
 	}
 	// An ordinary agent token is used as it is, and nothing is saved.
 	dir2 := t.TempDir()
-	if got, err := agentToken(ctx, discard, srv.URL, kerneltest.AgentToken, dir2, "node-2"); err != nil || got != kerneltest.AgentToken {
+	if got, err := agentToken(ctx, discard, srv.URL, kerneltest.AgentToken, dir2, "node-2", nil); err != nil || got != kerneltest.AgentToken {
 		t.Errorf("agentToken(agent token) = %q, %v", got, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir2, agentTokenFile)); !os.IsNotExist(err) {
 		t.Errorf("a token file was saved for an ordinary agent token: %v", err)
 	}
-	if _, err := agentToken(ctx, discard, srv.URL, "", t.TempDir(), "node-3"); err == nil || !strings.Contains(err.Error(), "--token") {
+	if _, err := agentToken(ctx, discard, srv.URL, "", t.TempDir(), "node-3", nil); err == nil || !strings.Contains(err.Error(), "--token") {
 		t.Errorf("agentToken without a token = %v, want an error naming --token", err)
 	}
-	if _, err := agentToken(ctx, discard, srv.URL, "wrong-token-0123456789", t.TempDir(), "node-3"); connect.CodeOf(err) != connect.CodeUnauthenticated {
+	if _, err := agentToken(ctx, discard, srv.URL, "wrong-token-0123456789", t.TempDir(), "node-3", nil); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("agentToken(unknown token) = %v, want Unauthenticated", err)
 	}
 }

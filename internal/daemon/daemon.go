@@ -94,7 +94,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 	&cli.BoolFlag{Name: "audit", Value: true, Usage: "record every mutating and every refused syscall in the hash-chained audit trail (dcosctl audit; docs/security.md)"},
 	&cli.DurationFlag{Name: "audit-retention", Value: 720 * time.Hour, Usage: "delete audit records older than this (0: keep them forever)"},
-}, slices.Concat(doorFlags, kekFlags, etcdTLSFlags)...)
+}, slices.Concat(doorFlags, kekFlags, etcdTLSFlags, tlsFlags)...)
 
 var agentFlags = []cli.Flag{
 	&cli.StringFlag{Name: "resources", Usage: "advertise these instead of what is detected, e.g. cpus=9,mem=18Gi,disk=100Gi"},
@@ -147,14 +147,18 @@ func devCommand() *cli.Command {
 				return err
 			}
 			agentMetrics := prometheus.NewRegistry() // joins the kernel's /metrics; the agent registers below
-			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string) error {
+			return serveKernel(c, log, dataDir, func(ctx context.Context, g *errgroup.Group, url string, kt *kernelTLS) error {
 				ccPath := c.String("client-config")
 				if ccPath == "" {
 					if ccPath, err = clientconfig.DefaultPath(); err != nil {
 						return err
 					}
 				}
-				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token}); err != nil {
+				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token, CA: string(kt.bundle.PEM())}); err != nil {
+					return err
+				}
+				ac, err := devAgentCert(ctx, g, log, filepath.Join(dataDir, "agent"), url, ag.Token, kt)
+				if err != nil {
 					return err
 				}
 				resources, detail, err := devResources(c, dataDir, sized)
@@ -170,6 +174,7 @@ func devCommand() *cli.Command {
 				if c.Bool("jobs") {
 					features = append(features, "jobs: enabled (framework principal "+devJobsPrincipal+", not rate-limited; dcosctl job apply -f FILE; --jobs=false turns it off)")
 				}
+				features = append(features, "TLS: the API serves only https://; the cluster CA is "+filepath.Join(dataDir, "pki", "ca.crt")+" (sha256:"+kt.ca.ID()+"), in the client config for dcosctl")
 				for _, f := range features {
 					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
 				}
@@ -177,7 +182,7 @@ func devCommand() *cli.Command {
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
-					HiddenPaths: []string{dataDir, tokensPath, ccPath},
+					HiddenPaths: []string{dataDir, tokensPath, ccPath}, TLS: ac.conf, CABundle: kt.bundle.PEM(),
 				})
 				if err != nil {
 					return err
@@ -195,14 +200,14 @@ func devCommand() *cli.Command {
 					return nil
 				}
 				if c.Bool("init") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, CACert: kt.bundle.PEM()})
 					if err != nil {
 						return err
 					}
 					g.Go(func() error { return runInit(ctx, c, cl, log) })
 				}
 				if c.Bool("jobs") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, CACert: kt.bundle.PEM()})
 					if err != nil {
 						return err
 					}
@@ -258,7 +263,7 @@ func kernelCommand() *cli.Command {
 		}, kernelFlags...),
 		Action: func(c *cli.Context) error {
 			log := logger(c)
-			return serveKernel(c, log, c.String("data-dir"), func(_ context.Context, _ *errgroup.Group, url string) error {
+			return serveKernel(c, log, c.String("data-dir"), func(_ context.Context, _ *errgroup.Group, url string, _ *kernelTLS) error {
 				fmt.Fprintf(c.App.Writer, "dcos kernel: listening at %s\n", url)
 				return nil
 			})
@@ -269,7 +274,7 @@ func kernelCommand() *cli.Command {
 // serveKernel opens the store, starts the kernel and its API server (whose
 // /metrics also serves extra), calls started with the API's URL, and runs
 // until the context ends.
-func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string) error, extra ...prometheus.Gatherer) error {
+func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(context.Context, *errgroup.Group, string, *kernelTLS) error, extra ...prometheus.Gatherer) error {
 	cidr, err := kernel.ParseClusterCIDR(c.String("cluster-cidr"))
 	if err != nil {
 		return fmt.Errorf("--cluster-cidr: %w", err)
@@ -409,13 +414,19 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		ln.Close()
 		return err
 	}
-	url := "http://" + ln.Addr().String()
+	kt, err := setupKernelTLS(c, log, dataDir, kek, ln.Addr(), self)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	extra = append(extra, kt.gatherer())
+	url := "https://" + ln.Addr().String()
 	st := store.New(cli3, c.String("etcd-prefix")).WithGate(gate).WithSealer(kek)
 	if route != nil {
 		st.WithLeaderRoute(route)
 	}
 	checkKEK(ctx, log, cli3, c.String("etcd-prefix"), kekPath(c, dataDir), kek) // kek.go
-	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self)
+	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self, "sha256:"+kt.ca.ID())
 	if err != nil {
 		ln.Close()
 		return err
@@ -424,7 +435,8 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	// Every kernel process campaigns in the kernel election, a lone one
 	// too (it wins at once): one code path for one kernel and for three.
 	lead := newLeadership(st, self, c.Duration("leader-lease"), log.With("component", "election"))
-	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo})
+	lead.alive = aliveClient(kt.clientConfig())
+	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo, Certs: kt})
 	lead.sw = api.NewSwitch(api.NewStandbyHandler(apiCfg, lead.Leader))
 	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
 		cfg := kcfg
@@ -438,7 +450,8 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return lead.run(gctx) })
-	g.Go(func() error { return api.ServeWith(gctx, ln, lead.sw, log, apiTimeouts(c)) })
+	g.Go(func() error { return api.ServeTLSWith(gctx, ln, lead.sw, log, apiTimeouts(c), kt.serverConfig()) })
+	g.Go(func() error { return kt.run(gctx) })
 	if c.Command.Name == "dev" {
 		// dcosd dev's agent and init call this kernel: it must lead first
 		// (at once: it is alone on its embedded etcd).
@@ -449,7 +462,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 			return g.Wait()
 		}
 	}
-	if err := started(gctx, g, url); err != nil {
+	if err := started(gctx, g, url, kt); err != nil {
 		ln.Close()
 		return errors.Join(err, g.Wait())
 	}
@@ -462,11 +475,11 @@ func agentCommand() *cli.Command {
 		Name:  "agent",
 		Usage: "run an agent that joins a kernel",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL, e.g. https://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
 			&cli.StringFlag{Name: "token", Usage: "agent token, or an agent join token: the agent trades it for a token of its own, saved as DATA_DIR/agent-token and used from then on (a saved token wins over --token)", EnvVars: []string{"DCOS_TOKEN"}},
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(defaultDataDir(), "agent"), Usage: "agent state (id, sandboxes, checkpoints)"},
 			metricsListenFlag,
-		}, append(agentFlags, append(pluginFlags, imageFlags...)...)...),
+		}, append(agentTLSFlags, append(agentFlags, append(pluginFlags, imageFlags...)...)...)...),
 		Action: func(c *cli.Context) error {
 			labels, err := parseLabels(c.StringSlice("label"))
 			if err != nil {
@@ -478,13 +491,16 @@ func agentCommand() *cli.Command {
 			}
 			url := c.String("kernel")
 			if !strings.Contains(url, "://") {
-				url = "http://" + url
+				url = "https://" + url
 			}
 			log := logger(c)
-			token, err := agentToken(c.Context, log, url, c.String("token"), c.String("data-dir"), "")
+			ac, token, err := startAgentTLS(c, log, url, c.String("token"), c.String("data-dir"))
 			if err != nil {
 				return err
 			}
+			renewCtx, stopRenew := context.WithCancel(c.Context)
+			defer stopRenew()
+			go ac.run(renewCtx, url, token)
 			// A kernel's state and an operator's client config on this
 			// node, where they are by default.
 			hidden := []string{defaultDataDir()}
@@ -495,7 +511,7 @@ func agentCommand() *cli.Command {
 				KernelURL: url, Token: token, DataDir: c.String("data-dir"),
 				Resources: c.String("resources"), Labels: labels, Logger: log,
 				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
-				HiddenPaths: hidden,
+				HiddenPaths: hidden, TLS: ac.conf, CABundle: ac.r.Bundle().PEM(),
 			})
 			if err != nil {
 				return err

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,7 @@ type leadership struct {
 	log   *slog.Logger
 	sw    *api.Switch
 	start func(ctx context.Context, st *store.Etcd) (*kernel.Kernel, http.Handler, error)
+	alive *http.Client // probeAlive's: TLS as this kernel (aliveClient)
 
 	mu     sync.Mutex
 	leader string // the leader's URL as last seen ("" during an election)
@@ -215,7 +217,7 @@ func (l *leadership) watchLeader(ctx context.Context) {
 		}
 		l.startWarm()
 		began := time.Now()
-		broke := probeAlive(ctx, li.URL)
+		broke := probeAlive(ctx, l.alive, li.URL)
 		if ctx.Err() != nil {
 			return
 		}
@@ -262,12 +264,12 @@ func (l *leadership) detachWarm() *store.Follower {
 // probeAlive holds GET leader/alive open until it ends; it reports
 // whether it ended in a broken connection (rather than an answer that
 // the kernel does not lead, or ctx's end).
-func probeAlive(ctx context.Context, leader string) bool {
+func probeAlive(ctx context.Context, client *http.Client, leader string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, leader+"/leader/alive", nil)
 	if err != nil {
 		return false
 	}
-	resp, err := aliveClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return ctx.Err() == nil
 	}
@@ -283,10 +285,15 @@ func probeAlive(ctx context.Context, leader string) bool {
 	}
 }
 
-var aliveClient = &http.Client{Transport: &http.Transport{
-	DialContext:       (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
-	DisableKeepAlives: true,
-}}
+// aliveClient is the client of probeAlive: TLS with the kernel's own
+// certificate and the cluster's bundle (tlsConf).
+func aliveClient(tlsConf *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:       (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
+		DisableKeepAlives: true,
+		TLSClientConfig:   tlsConf, // its own: a Transport sets NextProtos in place
+	}}
+}
 
 // refuses reports whether a TCP connection to the kernel at u is refused
 // outright (nothing listens there any more), as opposed to a timeout (a
@@ -331,22 +338,23 @@ func advertiseURL(flag string, ln net.Addr) (string, error) {
 	if flag != "" {
 		u, err := url.Parse(flag)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("--advertise-url %q: want http://HOST:PORT", flag)
+			return "", fmt.Errorf("--advertise-url %q: want https://HOST:PORT", flag)
 		}
-		return u.Scheme + "://" + u.Host, nil
+		// Kernels serve only TLS: an http:// URL is taken for https://.
+		return "https://" + u.Host, nil
 	}
 	ta, ok := ln.(*net.TCPAddr)
 	if !ok {
-		return "http://" + ln.String(), nil
+		return "https://" + ln.String(), nil
 	}
 	if ta.IP.IsUnspecified() {
 		h, err := os.Hostname()
 		if err != nil {
 			return "", fmt.Errorf("advertise url: %w (pass --advertise-url)", err)
 		}
-		return fmt.Sprintf("http://%s", net.JoinHostPort(h, fmt.Sprint(ta.Port))), nil
+		return fmt.Sprintf("https://%s", net.JoinHostPort(h, fmt.Sprint(ta.Port))), nil
 	}
-	return "http://" + ta.String(), nil
+	return "https://" + ta.String(), nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -32,9 +32,10 @@ address, or several kernels' separated by commas. Its specs, deployments and
 leadership live in the kernel, so replicas need nothing else in common.
 
 Example:
-   dcosd init --kernel http://10.0.0.1:7070 --token $INIT_TOKEN`,
+   dcosd init --kernel https://10.0.0.1:7070 --ca-cert ca.crt --token $INIT_TOKEN`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL(s), comma-separated, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL(s), comma-separated, e.g. https://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			caCertFlag,
 			&cli.StringFlag{Name: "token", Required: true, Usage: "the init's framework token", EnvVars: []string{"DCOS_TOKEN"}},
 		}, initFlags...),
 		Action: func(c *cli.Context) error {
@@ -45,7 +46,11 @@ Example:
 					endpoints = append(endpoints, e)
 				}
 			}
-			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log})
+			ca, err := readCACert(c)
+			if err != nil {
+				return err
+			}
+			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log, CACert: ca})
 			if err != nil {
 				return fmt.Errorf("--kernel/--token: %w", err)
 			}

@@ -43,9 +43,10 @@ DCOS_TOKEN), so that mpirun may start its daemons in the rank hosts with
 dcosctl exec: docs/jobs.md says what that exposes.
 
 Example:
-   dcosd jobs --kernel http://10.0.0.1:7070 --token $JOBS_TOKEN`,
+   dcosd jobs --kernel https://10.0.0.1:7070 --ca-cert ca.crt --token $JOBS_TOKEN`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL(s), comma-separated, e.g. http://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			&cli.StringFlag{Name: "kernel", Required: true, Usage: "kernel URL(s), comma-separated, e.g. https://10.0.0.1:7070", EnvVars: []string{"DCOS_KERNEL"}},
+			caCertFlag,
 			&cli.StringFlag{Name: "token", Required: true, Usage: "the jobs framework's token", EnvVars: []string{"DCOS_TOKEN"}},
 		}, jobsFlags...),
 		Action: func(c *cli.Context) error {
@@ -56,7 +57,11 @@ Example:
 					endpoints = append(endpoints, e)
 				}
 			}
-			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log})
+			ca, err := readCACert(c)
+			if err != nil {
+				return err
+			}
+			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log, CACert: ca})
 			if err != nil {
 				return fmt.Errorf("--kernel/--token: %w", err)
 			}

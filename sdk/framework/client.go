@@ -2,11 +2,13 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -22,8 +24,8 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	// Endpoints are the kernels' API base URLs ("http://127.0.0.1:7070";
-	// a bare "host:port" gets http://). Calls go to one endpoint and fail
+	// Endpoints are the kernels' API base URLs ("https://127.0.0.1:7070";
+	// a bare "host:port" gets https://: kernels serve only TLS). Calls go to one endpoint and fail
 	// over to the next, in order, when it answers Unavailable. At least
 	// one is required.
 	Endpoints []string
@@ -45,6 +47,46 @@ type Config struct {
 	Retry Backoff
 	// Logger receives retries and reconnects (default: discard).
 	Logger *slog.Logger
+	// CACert is the cluster's trust bundle (PEM): the kernels'
+	// certificates are verified against it. Unset: the file named by
+	// $DCOS_CA_FILE (which the agent sets for every task when it has the
+	// bundle), else the system's roots. Ignored when HTTPClient is set.
+	CACert []byte
+	// TLS, if set, is the TLS configuration of the calls instead of one
+	// made from CACert (e.g. one presenting a client certificate).
+	// Ignored when HTTPClient is set.
+	TLS *tls.Config
+}
+
+// EnvCAFile names the environment variable that holds the path of the
+// cluster's trust bundle (PEM) for clients whose Config has no CACert.
+const EnvCAFile = "DCOS_CA_FILE"
+
+// tlsConfig is the TLS configuration of cfg's calls: cfg.TLS, else one
+// trusting cfg.CACert or $DCOS_CA_FILE's bundle, else nil (the system's
+// roots).
+func (cfg Config) tlsConfig() (*tls.Config, error) {
+	if cfg.TLS != nil {
+		return cfg.TLS, nil
+	}
+	ca := cfg.CACert
+	if len(ca) == 0 {
+		if path := os.Getenv(EnvCAFile); path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("framework.New: $%s: %w", EnvCAFile, err)
+			}
+			ca = b
+		}
+	}
+	if len(ca) == 0 {
+		return nil, nil
+	}
+	conf, err := transport.TLSConfig(ca)
+	if err != nil {
+		return nil, fmt.Errorf("framework.New: CACert: %w", err)
+	}
+	return conf, nil
 }
 
 // Backoff is an exponential backoff: the first retry waits Initial, each
@@ -123,13 +165,17 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
+		tlsConf, err := cfg.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
 		// One transport.Cluster of every endpoint: a call that cannot
 		// reach its kernel, or that a standby refuses, goes on to the
 		// leader in the transport, before it ever counts as an attempt.
 		if cl, err := transport.ParseCluster(strings.Join(cfg.Endpoints, ",")); err == nil {
-			hc = cl.HTTPClient()
+			hc = cl.WithTLS(tlsConf).HTTPClient()
 		} else {
-			hc = HTTPClient() // the loop below names the bad endpoint
+			hc = transport.HTTPClientTLS(tlsConf) // the loop below names the bad endpoint
 		}
 	}
 	for i, ep := range cfg.Endpoints {
@@ -138,7 +184,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("framework.New: endpoints[%d]: empty", i)
 		}
 		if !strings.Contains(ep, "://") {
-			ep = "http://" + ep
+			ep = "https://" + ep
 		}
 		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
 			return nil, fmt.Errorf("framework.New: endpoints[%d]: want an http:// or https:// URL or host:port, got %q", i, cfg.Endpoints[i])

@@ -64,7 +64,7 @@ func TestClient_CallsAndCodes(t *testing.T) {
 	k := startKernel(t, nil)
 	ctx := testCtx(t)
 	hc, ct := countingClient()
-	c, err := New(Config{Endpoints: []string{strings.TrimPrefix(k.URL, "http://")}, Token: fwToken, HTTPClient: hc})
+	c, err := New(Config{Endpoints: []string{k.URL}, Token: fwToken, HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}

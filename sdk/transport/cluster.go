@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ const DefaultFailoverWait = 30 * time.Second
 type Cluster struct {
 	eps  []string // scheme://host[:port], no trailing slash
 	wait time.Duration
+	tls  *tls.Config // of https:// endpoints; nil: the system's roots (WithTLS)
 
 	mu     sync.Mutex
 	leader string // the endpoint believed to lead; "" before the first call
@@ -71,7 +73,7 @@ func ParseCluster(addrs string) (*Cluster, error) {
 }
 
 // NormalizeEndpoint returns addr as a kernel base URL: "host[:port]" is
-// "http://host:port"; a URL keeps its scheme (http or https) and loses a
+// "https://host:port" (kernels serve only TLS); a URL keeps its scheme (http or https) and loses a
 // trailing slash; a missing port is DefaultPort; a path, query or user is
 // an error. Every client of the kernels (dcosctl --kernel, dcosctl login's
 // config, agents' --kernel, the SDK) reads addresses through it.
@@ -81,7 +83,7 @@ func NormalizeEndpoint(addr string) (string, error) {
 		return "", errors.New("empty")
 	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		addr = "https://" + addr
 	}
 	u, err := url.Parse(addr)
 	switch {
@@ -124,10 +126,60 @@ func (c *Cluster) cur() string {
 	return c.leader
 }
 
+// WithTLS sets the TLS configuration of the cluster's clients made from
+// now on (HTTPClient, H2CClient), e.g. pki.Reloader.ClientConfig or one
+// from TLSConfig; nil: the system's roots. Clients of one configuration
+// (the same pointer) share one connection pool. It returns c, and must
+// not be called while c's clients are made.
+func (c *Cluster) WithTLS(cfg *tls.Config) *Cluster {
+	c.tls = cfg
+	return c
+}
+
 // HTTPClient returns an HTTP client like the package's HTTPClient that
 // routes calls to the cluster's leader (see Cluster).
 func (c *Cluster) HTTPClient() *http.Client {
-	return &http.Client{Transport: &failover{c: c, next: shared}}
+	return &http.Client{Transport: &failover{c: c, next: sharedFor(c.tls)}}
+}
+
+// PrivateHTTPClient is HTTPClient with a connection pool of its own,
+// which CloseIdleConnections closes: for calls whose connections must
+// not be reused by the process's other clients (e.g. an agent's first
+// call, made before it has its client certificate).
+func (c *Cluster) PrivateHTTPClient() *http.Client {
+	t := newTransport()
+	t.TLSClientConfig = cloneTLS(c.tls)
+	return &http.Client{Transport: &failover{c: c, next: t}}
+}
+
+// CloseIdleConnections closes the idle connections of the shared pool
+// of the TLS configuration cfg (see WithTLS): e.g. once a client
+// certificate is renewed, so that later calls make new connections that
+// present it.
+func CloseIdleConnections(cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	if t, ok := tlsShared.Load(cfg); ok {
+		t.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+// tlsShared are the shared pools of the TLS configurations given to
+// WithTLS, by configuration.
+var tlsShared sync.Map // *tls.Config → *http.Transport
+
+func sharedFor(cfg *tls.Config) *http.Transport {
+	if cfg == nil {
+		return shared
+	}
+	if t, ok := tlsShared.Load(cfg); ok {
+		return t.(*http.Transport)
+	}
+	t := newTransport()
+	t.TLSClientConfig = cloneTLS(cfg)
+	got, _ := tlsShared.LoadOrStore(cfg, t)
+	return got.(*http.Transport)
 }
 
 // shared is the one connection pool of every HTTPClient of a process. A
@@ -142,7 +194,7 @@ var shared = newTransport()
 // H2CClient returns an HTTP client like the package's H2CClient that
 // routes calls to the cluster's leader (see Cluster).
 func (c *Cluster) H2CClient() *http.Client {
-	return &http.Client{Transport: &failover{c: c, next: h2cTransport()}}
+	return &http.Client{Transport: &failover{c: c, next: h2cTransport(c.tls)}}
 }
 
 // failover is the RoundTripper of a Cluster's clients.

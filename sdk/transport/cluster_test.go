@@ -16,7 +16,7 @@ import (
 // kernelStub answers like a kernel: as the leader (echoing the body) or
 // as a standby naming leader.
 func kernelStub(t *testing.T, leading *atomic.Bool, leader *atomic.Value, hits *atomic.Int64) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		if !leading.Load() {
@@ -45,13 +45,15 @@ func TestCluster_FollowsLeaderAndFailsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := "http://" + ln.Addr().String()
+	dead := "https://" + ln.Addr().String()
 	ln.Close()
 
-	cl, err := ParseCluster(dead + "," + strings.TrimPrefix(a.URL, "http://") + "/," + b.URL)
+	cl, err := ParseCluster(dead + "," + strings.TrimPrefix(a.URL, "https://") + "/," + b.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Kernels serve TLS; the stubs' certificate is httptest's.
+	cl.WithTLS(a.Client().Transport.(*http.Transport).TLSClientConfig)
 	if got := cl.Endpoints(); len(got) != 3 || got[1] != a.URL {
 		t.Fatalf("endpoints %v", got)
 	}

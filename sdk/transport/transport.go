@@ -2,6 +2,9 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -40,12 +43,47 @@ func H2CClient() *http.Client {
 	return (&Cluster{wait: DefaultFailoverWait}).H2CClient()
 }
 
-func h2cTransport() http.RoundTripper {
+func h2cTransport(cfg *tls.Config) http.RoundTripper {
 	plain := newTransport()
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	plain.Protocols = &p
-	return &bySchemeTransport{plain: plain, tls: newTransport()}
+	secure := newTransport()
+	secure.TLSClientConfig = cloneTLS(cfg)
+	return &bySchemeTransport{plain: plain, tls: secure}
+}
+
+// cloneTLS is cfg's copy for one http.Transport, which sets the
+// config's NextProtos in place: several transports (and their callers)
+// must not share one. The copy keeps cfg's callbacks and session cache.
+func cloneTLS(cfg *tls.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	return cfg.Clone()
+}
+
+// TLSConfig returns a client TLS configuration that trusts the CA
+// certificates of caPEM (a cluster's trust bundle, e.g. what dcosctl
+// login recorded or DATA_DIR/pki/ca.crt) instead of the system's roots.
+// Kernels serve only TLS; their certificates chain to the cluster CA.
+func TLSConfig(caPEM []byte) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("transport: the CA bundle holds no PEM certificate")
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ClientSessionCache: tls.NewLRUClientSessionCache(64)}, nil
+}
+
+// HTTPClientTLS is HTTPClient with the TLS configuration cfg (nil: the
+// system's roots).
+func HTTPClientTLS(cfg *tls.Config) *http.Client {
+	return (&Cluster{wait: DefaultFailoverWait, tls: cfg}).HTTPClient()
+}
+
+// H2CClientTLS is H2CClient with the TLS configuration cfg.
+func H2CClientTLS(cfg *tls.Config) *http.Client {
+	return (&Cluster{wait: DefaultFailoverWait, tls: cfg}).H2CClient()
 }
 
 // bySchemeTransport sends http:// requests through plain and the others

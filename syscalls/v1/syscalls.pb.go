@@ -8025,7 +8025,12 @@ func (x *TokenRevokeResponse) GetRevoked() []*TokenInfo {
 type AgentJoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// hostname names the new agent token ("agent-" + hostname, made unique).
-	Hostname      string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// csr (PEM CERTIFICATE REQUEST), when set, asks for the new agent's
+	// client certificate: the answer's certificate is bound to the new
+	// agent token's principal (pki.AgentIdentity), and only the CSR's
+	// public key is used.
+	Csr           []byte `protobuf:"bytes,80,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -8067,11 +8072,24 @@ func (x *AgentJoinRequest) GetHostname() string {
 	return ""
 }
 
+func (x *AgentJoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type AgentJoinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// token is the agent's own token (role agent).
-	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	Info          *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	Token string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info  *TokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	// certificate is the agent's client certificate (PEM chain, leaf
+	// first) when the request had a csr; empty otherwise.
+	Certificate []byte `protobuf:"bytes,80,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ca_bundle is the cluster's trust bundle (PEM CA certificates) the
+	// agent verifies kernels with, when the request had a csr.
+	CaBundle      []byte `protobuf:"bytes,81,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -8116,6 +8134,20 @@ func (x *AgentJoinResponse) GetToken() string {
 func (x *AgentJoinResponse) GetInfo() *TokenInfo {
 	if x != nil {
 		return x.Info
+	}
+	return nil
+}
+
+func (x *AgentJoinResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *AgentJoinResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
 	}
 	return nil
 }
@@ -8832,6 +8864,106 @@ func (x *AuditListResponse) GetMore() bool {
 	return false
 }
 
+type CertRenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// csr is a PEM CERTIFICATE REQUEST; only its public key is used.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRenewRequest) Reset() {
+	*x = CertRenewRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRenewRequest) ProtoMessage() {}
+
+func (x *CertRenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRenewRequest.ProtoReflect.Descriptor instead.
+func (*CertRenewRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *CertRenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type CertRenewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate is the caller's client certificate (PEM chain, leaf
+	// first).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ca_bundle is the cluster's trust bundle (PEM CA certificates).
+	CaBundle      []byte `protobuf:"bytes,2,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertRenewResponse) Reset() {
+	*x = CertRenewResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertRenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertRenewResponse) ProtoMessage() {}
+
+func (x *CertRenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertRenewResponse.ProtoReflect.Descriptor instead.
+func (*CertRenewResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *CertRenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *CertRenewResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
+	}
+	return nil
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -9455,12 +9587,15 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
 	"\x13TokenRevokeResponse\x125\n" +
-	"\arevoked\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\arevoked\".\n" +
+	"\arevoked\x18\x01 \x03(\v2\x1b.dcos.syscalls.v1.TokenInfoR\arevoked\"@\n" +
 	"\x10AgentJoinRequest\x12\x1a\n" +
-	"\bhostname\x18\x01 \x01(\tR\bhostname\"Z\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x10\n" +
+	"\x03csr\x18P \x01(\fR\x03csr\"\x99\x01\n" +
 	"\x11AgentJoinResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12/\n" +
-	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\"\x7f\n" +
+	"\x04info\x18\x02 \x01(\v2\x1b.dcos.syscalls.v1.TokenInfoR\x04info\x12 \n" +
+	"\vcertificate\x18P \x01(\fR\vcertificate\x12\x1b\n" +
+	"\tca_bundle\x18Q \x01(\fR\bcaBundle\"\x7f\n" +
 	"\x11AgentDrainRequest\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x125\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12\x18\n" +
@@ -9511,7 +9646,12 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\arecords\x18\x01 \x03(\v2\x1d.dcos.syscalls.v1.AuditRecordR\arecords\x12\x19\n" +
 	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x125\n" +
 	"\x06anchor\x18\x03 \x01(\v2\x1d.dcos.syscalls.v1.AuditAnchorR\x06anchor\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more*\x8d\x01\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\"$\n" +
+	"\x10CertRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"R\n" +
+	"\x11CertRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1b\n" +
+	"\tca_bundle\x18\x02 \x01(\fR\bcaBundle*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -9561,7 +9701,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x8a\x1b\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xe0\x1b\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -9608,7 +9748,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"AgentDrain\x12#.dcos.syscalls.v1.AgentDrainRequest\x1a$.dcos.syscalls.v1.AgentDrainResponse\x12Z\n" +
 	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponse\x12Z\n" +
 	"\vTaskSecrets\x12$.dcos.syscalls.v1.TaskSecretsRequest\x1a%.dcos.syscalls.v1.TaskSecretsResponse\x12T\n" +
-	"\tAuditList\x12\".dcos.syscalls.v1.AuditListRequest\x1a#.dcos.syscalls.v1.AuditListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\tAuditList\x12\".dcos.syscalls.v1.AuditListRequest\x1a#.dcos.syscalls.v1.AuditListResponse\x12T\n" +
+	"\tCertRenew\x12\".dcos.syscalls.v1.CertRenewRequest\x1a#.dcos.syscalls.v1.CertRenewResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -9623,7 +9764,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 130)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 132)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -9750,102 +9891,104 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*AuditAnchor)(nil),              // 122: dcos.syscalls.v1.AuditAnchor
 	(*AuditListRequest)(nil),         // 123: dcos.syscalls.v1.AuditListRequest
 	(*AuditListResponse)(nil),        // 124: dcos.syscalls.v1.AuditListResponse
-	nil,                              // 125: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 126: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 127: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 128: dcos.syscalls.v1.Task.SecretEnvEntry
-	nil,                              // 129: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
-	nil,                              // 130: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 131: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 132: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 133: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 134: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
-	nil,                              // 135: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 136: dcos.syscalls.v1.ExecStart.EnvEntry
-	nil,                              // 137: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	(*durationpb.Duration)(nil),      // 138: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 139: google.protobuf.Timestamp
+	(*CertRenewRequest)(nil),         // 125: dcos.syscalls.v1.CertRenewRequest
+	(*CertRenewResponse)(nil),        // 126: dcos.syscalls.v1.CertRenewResponse
+	nil,                              // 127: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 128: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 129: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 130: dcos.syscalls.v1.Task.SecretEnvEntry
+	nil,                              // 131: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	nil,                              // 132: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 133: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 134: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 135: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 136: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	nil,                              // 137: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 138: dcos.syscalls.v1.ExecStart.EnvEntry
+	nil,                              // 139: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	(*durationpb.Duration)(nil),      // 140: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 141: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	138, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	139, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	139, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	140, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	141, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	141, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	125, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	127, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	126, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	128, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	139, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	139, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	141, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	141, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	127, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	129, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	138, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	140, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	128, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
-	129, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	130, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
+	131, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
 	13,  // 26: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	14,  // 27: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	15,  // 28: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	138, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	138, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	138, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	139, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	138, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	138, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	140, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	140, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	140, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	141, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	140, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	140, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	17,  // 35: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	17,  // 36: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	24,  // 37: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	16,  // 38: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	16,  // 39: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	24,  // 40: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	139, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	130, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	141, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	132, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	8,   // 43: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	8,   // 44: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	4,   // 45: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	139, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	139, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	141, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	141, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	36,  // 48: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	38,  // 49: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	139, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	139, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	139, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	141, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	141, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	141, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	38,  // 53: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	139, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	141, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	43,  // 55: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	8,   // 56: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 57: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	138, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	140, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	42,  // 59: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	131, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	133, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	16,  // 61: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	50,  // 62: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
 	10,  // 63: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	132, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	134, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	8,   // 65: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	33,  // 66: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
 	44,  // 67: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	133, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	135, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
 	12,  // 69: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 70: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	16,  // 71: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	138, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	140, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 73: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	134, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	136, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
 	11,  // 75: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	5,   // 76: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	5,   // 77: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	139, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	141, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	10,  // 79: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 80: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	37,  // 81: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
@@ -9856,11 +9999,11 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	57,  // 86: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
 	16,  // 87: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	10,  // 88: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	135, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	137, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
 	8,   // 90: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	36,  // 91: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	43,  // 92: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	138, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	140, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
 	11,  // 94: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
 	36,  // 95: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	35,  // 96: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
@@ -9872,16 +10015,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	37,  // 102: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
 	10,  // 103: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 104: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	139, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	141, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
 	76,  // 106: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	80,  // 107: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
 	76,  // 108: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 109: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 110: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	6,   // 111: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	138, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	140, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
 	6,   // 113: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	136, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	138, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
 	90,  // 115: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
 	91,  // 116: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
 	90,  // 117: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
@@ -9899,20 +10042,20 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	2,   // 129: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	100, // 130: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
 	100, // 131: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	139, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	139, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	138, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	141, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	141, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	140, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
 	105, // 135: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 136: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 137: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 138: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	138, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	140, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
 	37,  // 140: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	139, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	141, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
 	117, // 142: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	137, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	139, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	139, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
+	139, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	141, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	141, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
 	121, // 146: dcos.syscalls.v1.AuditListResponse.records:type_name -> dcos.syscalls.v1.AuditRecord
 	122, // 147: dcos.syscalls.v1.AuditListResponse.anchor:type_name -> dcos.syscalls.v1.AuditAnchor
 	49,  // 148: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
@@ -9955,48 +10098,50 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	116, // 185: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
 	119, // 186: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
 	123, // 187: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
-	51,  // 188: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 189: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 190: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 191: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 192: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 193: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 194: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 195: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 196: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 197: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 198: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 199: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 200: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 201: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 202: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 203: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 204: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 205: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 206: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 207: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 208: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 209: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 210: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 211: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 212: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 213: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 214: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 215: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 216: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 217: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 218: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 219: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 220: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 221: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 222: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 223: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 224: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 225: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	120, // 226: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
-	124, // 227: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
-	188, // [188:228] is the sub-list for method output_type
-	148, // [148:188] is the sub-list for method input_type
+	125, // 188: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
+	51,  // 189: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 190: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 191: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 192: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 193: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 194: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 195: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 196: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 197: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 198: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 199: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 200: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 201: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 202: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 203: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 204: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 205: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 206: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 207: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 208: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 209: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 210: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 211: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 212: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 213: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 214: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 215: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 216: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 217: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 218: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 219: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 220: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 221: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 222: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 223: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 224: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 225: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 226: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 227: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
+	124, // 228: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
+	126, // 229: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
+	189, // [189:230] is the sub-list for method output_type
+	148, // [148:189] is the sub-list for method input_type
 	148, // [148:148] is the sub-list for extension type_name
 	148, // [148:148] is the sub-list for extension extendee
 	0,   // [0:148] is the sub-list for field type_name
@@ -10018,7 +10163,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   130,
+			NumMessages:   132,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -130,6 +130,8 @@ const (
 	KernelTaskSecretsProcedure = "/dcos.syscalls.v1.Kernel/TaskSecrets"
 	// KernelAuditListProcedure is the fully-qualified name of the Kernel's AuditList RPC.
 	KernelAuditListProcedure = "/dcos.syscalls.v1.Kernel/AuditList"
+	// KernelCertRenewProcedure is the fully-qualified name of the Kernel's CertRenew RPC.
+	KernelCertRenewProcedure = "/dcos.syscalls.v1.Kernel/CertRenew"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -290,6 +292,16 @@ type KernelClient interface {
 	// first, that match every filter given. The trail is hash-chained:
 	// verify it from the anchor (dcosctl audit --verify).
 	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
+	// CertRenew (agents; frameworks and operators too) issues a client
+	// certificate for the caller's principal (identity dcos://ROLE/NAME,
+	// client usage only, valid the kernel's --cert-validity) for the
+	// public key of csr, and returns it with the cluster's trust bundle.
+	// Only the CSR's key is used: the kernel decides names and identity.
+	// An agent calls it when it has a token but no certificate, and to
+	// renew its certificate before expiry (docs/security.md). A kernel
+	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
+	// naming csr.
+	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -543,6 +555,12 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("AuditList")),
 			connect.WithClientOptions(opts...),
 		),
+		certRenew: connect.NewClient[v1.CertRenewRequest, v1.CertRenewResponse](
+			httpClient,
+			baseURL+KernelCertRenewProcedure,
+			connect.WithSchema(kernelMethods.ByName("CertRenew")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -588,6 +606,7 @@ type kernelClient struct {
 	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
 	taskSecrets      *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
 	auditList        *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
+	certRenew        *connect.Client[v1.CertRenewRequest, v1.CertRenewResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -790,6 +809,11 @@ func (c *kernelClient) AuditList(ctx context.Context, req *connect.Request[v1.Au
 	return c.auditList.CallUnary(ctx, req)
 }
 
+// CertRenew calls dcos.syscalls.v1.Kernel.CertRenew.
+func (c *kernelClient) CertRenew(ctx context.Context, req *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error) {
+	return c.certRenew.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -948,6 +972,16 @@ type KernelHandler interface {
 	// first, that match every filter given. The trail is hash-chained:
 	// verify it from the anchor (dcosctl audit --verify).
 	AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error)
+	// CertRenew (agents; frameworks and operators too) issues a client
+	// certificate for the caller's principal (identity dcos://ROLE/NAME,
+	// client usage only, valid the kernel's --cert-validity) for the
+	// public key of csr, and returns it with the cluster's trust bundle.
+	// Only the CSR's key is used: the kernel decides names and identity.
+	// An agent calls it when it has a token but no certificate, and to
+	// renew its certificate before expiry (docs/security.md). A kernel
+	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
+	// naming csr.
+	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1197,6 +1231,12 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("AuditList")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelCertRenewHandler := connect.NewUnaryHandler(
+		KernelCertRenewProcedure,
+		svc.CertRenew,
+		connect.WithSchema(kernelMethods.ByName("CertRenew")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1279,6 +1319,8 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelTaskSecretsHandler.ServeHTTP(w, r)
 		case KernelAuditListProcedure:
 			kernelAuditListHandler.ServeHTTP(w, r)
+		case KernelCertRenewProcedure:
+			kernelCertRenewHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1446,4 +1488,8 @@ func (UnimplementedKernelHandler) TaskSecrets(context.Context, *connect.Request[
 
 func (UnimplementedKernelHandler) AuditList(context.Context, *connect.Request[v1.AuditListRequest]) (*connect.Response[v1.AuditListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.AuditList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CertRenew is not implemented"))
 }

@@ -56,7 +56,11 @@ func startSimBench(t testing.TB, n int, extra ...string) *simBench {
 	k := e.startKernel(tokens, opTok, append([]string{"--rate-limit", "framework:bench=unlimited"}, extra...)...)
 	c, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	sim, err := simagent.Start(c, simagent.Config{KernelURL: e.url, Agents: n, JoinToken: joinTok,
+	ca, err := os.ReadFile(e.caFile)
+	if err != nil {
+		t.Fatalf("the kernel's CA: %v", err)
+	}
+	sim, err := simagent.Start(c, simagent.Config{KernelURL: e.url, Agents: n, JoinToken: joinTok, CACert: ca,
 		Resources: &pb.Resources{Cpus: 16, MemBytes: 64 << 30, DiskBytes: 100 << 30}})
 	if err != nil {
 		t.Fatalf("simulated agents: %v; kernel stderr:\n%s", err, tail(k.stderr.String(), 50))

@@ -78,7 +78,7 @@ func newSerial() (*big.Int, error) {
 func (ca *CA) CertPEM() []byte { return EncodeCert(ca.Cert.Raw) }
 
 // KeyPEM is the CA's private key in PEM (PKCS #8). Keep it sealed.
-func (ca *CA) KeyPEM() []byte { return encodeKey(ca.Key) }
+func (ca *CA) KeyPEM() []byte { return EncodeKey(ca.Key) }
 
 // ID is the CA's fingerprint: hex of the SHA-256 of its certificate
 // (what `dcosctl login --ca-fingerprint` pins and `dcosctl cert ls` shows).
@@ -179,7 +179,7 @@ func (ca *CA) Issue(l Leaf, now time.Time) (tls.Certificate, []byte, []byte, err
 	if err != nil {
 		return tls.Certificate{}, nil, nil, err
 	}
-	certPEM, keyPEM := EncodeCert(der), encodeKey(key)
+	certPEM, keyPEM := EncodeCert(der), EncodeKey(key)
 	kp, err := KeyPair(certPEM, keyPEM)
 	return kp, certPEM, keyPEM, err
 }
@@ -250,7 +250,8 @@ func EncodeCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func encodeKey(k *ecdsa.PrivateKey) []byte {
+// EncodeKey returns k in PEM (PKCS #8).
+func EncodeKey(k *ecdsa.PrivateKey) []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		panic(err) // a P-256 key always marshals

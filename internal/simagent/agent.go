@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 type agent struct {
 	c        *Cluster
 	client   syscallsv1connect.KernelClient
+	http     *http.Client // its own, presenting its certificate (Config.CACert); nil: the cluster's
 	hostname string
 	labels   map[string]string
 	sem      chan struct{}   // reports in flight

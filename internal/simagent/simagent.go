@@ -3,6 +3,8 @@ package simagent
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/dcos-kernel/dcos/internal/kclient"
+	"github.com/dcos-kernel/dcos/internal/pki"
 	"github.com/dcos-kernel/dcos/sdk/transport"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -72,6 +75,13 @@ type Config struct {
 	// connection per call in flight, which would take hundreds of the
 	// kernel's per-client connections (--max-connections-per-client).
 	HTTPClient *http.Client
+	// CACert is the cluster CA bundle (PEM) that verifies an https://
+	// kernel. Each agent then gets a client certificate of its own, as a
+	// real agent does (AgentJoin with a CSR, or CertRenew with its own
+	// token), and its own HTTP/2 connection presenting it: the kernel
+	// refuses an agent's calls without its certificate. HTTPClient is then
+	// used only for the joins.
+	CACert []byte
 	// Logger receives the agents' warnings; nil discards them.
 	Logger *slog.Logger
 }
@@ -93,7 +103,8 @@ type Cluster struct {
 	cfg    Config
 	log    *slog.Logger
 	http   *http.Client
-	owned  bool // http was made here: its idle connections are closed by Close
+	owned  bool        // http was made here: its idle connections are closed by Close
+	tls    *tls.Config // the CA's (CACert), without a certificate; nil: none
 	agents []*agent
 
 	cancel context.CancelFunc
@@ -137,8 +148,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if len(cfg.CACert) > 0 {
+		if c.tls, err = transport.TLSConfig(cfg.CACert); err != nil {
+			return nil, fmt.Errorf("simagent: CACert: %w", err)
+		}
+	}
 	if c.http == nil {
-		c.http, c.owned = cl.H2CClient(), true
+		c.http, c.owned = transport.H2CClientTLS(c.tls), true
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
@@ -163,13 +179,45 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			var key *ecdsa.PrivateKey
+			var csr, cert []byte
+			if c.tls != nil {
+				if key, errs[i] = pki.NewKey(); errs[i] != nil {
+					return
+				}
+				if csr, errs[i] = pki.CreateCSR(key, a.hostname); errs[i] != nil {
+					return
+				}
+			}
 			tok := cfg.JoinToken
 			if cfg.AgentTokens != nil {
 				tok = cfg.AgentTokens[i]
-			} else if tok, errs[i] = c.join(ctx, a.hostname); errs[i] != nil {
+				if c.tls != nil {
+					cert, errs[i] = c.certRenew(ctx, tok, csr)
+				}
+			} else {
+				tok, cert, errs[i] = c.join(ctx, a.hostname, csr)
+			}
+			if errs[i] != nil {
 				return
 			}
-			a.client = syscallsv1connect.NewKernelClient(c.http, cl.URL(), connect.WithInterceptors(kclient.Bearer(tok)))
+			hc := c.http
+			if c.tls != nil {
+				// The agent's own connection, presenting its certificate.
+				kp, err := tls.X509KeyPair(cert, pki.EncodeKey(key))
+				if err != nil {
+					errs[i] = fmt.Errorf("agent %s: certificate: %w", a.hostname, err)
+					return
+				}
+				cfg := c.tls.Clone()
+				cfg.Certificates = []tls.Certificate{kp}
+				// Its own session cache: a session resumed from the join's
+				// connection would carry no certificate.
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				a.http = transport.H2CClientTLS(cfg)
+				hc = a.http
+			}
+			a.client = syscallsv1connect.NewKernelClient(hc, cl.URL(), connect.WithInterceptors(kclient.Bearer(tok)))
 			revs[i], errs[i] = a.register(ctx)
 		})
 	}
@@ -186,20 +234,37 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// join exchanges the join token for an agent token of hostname's own.
-func (c *Cluster) join(ctx context.Context, hostname string) (string, error) {
+// join exchanges the join token for an agent token of hostname's own
+// and, with csr, a certificate (PEM) bound to it.
+func (c *Cluster) join(ctx context.Context, hostname string, csr []byte) (token string, cert []byte, err error) {
 	cl, err := transport.ParseCluster(c.cfg.KernelURL)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	k := syscallsv1connect.NewKernelClient(c.http, cl.URL(), connect.WithInterceptors(kclient.Bearer(c.cfg.JoinToken)))
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	res, err := k.AgentJoin(cctx, connect.NewRequest(&pb.AgentJoinRequest{Hostname: hostname}))
+	res, err := k.AgentJoin(cctx, connect.NewRequest(&pb.AgentJoinRequest{Hostname: hostname, Csr: csr}))
 	if err != nil {
-		return "", fmt.Errorf("agent join %s: %w", hostname, err)
+		return "", nil, fmt.Errorf("agent join %s: %w", hostname, err)
 	}
-	return res.Msg.GetToken(), nil
+	return res.Msg.GetToken(), res.Msg.GetCertificate(), nil
+}
+
+// certRenew asks the kernel for a certificate of token's agent for csr.
+func (c *Cluster) certRenew(ctx context.Context, token string, csr []byte) ([]byte, error) {
+	cl, err := transport.ParseCluster(c.cfg.KernelURL)
+	if err != nil {
+		return nil, err
+	}
+	k := syscallsv1connect.NewKernelClient(c.http, cl.URL(), connect.WithInterceptors(kclient.Bearer(token)))
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	res, err := k.CertRenew(cctx, connect.NewRequest(&pb.CertRenewRequest{Csr: csr}))
+	if err != nil {
+		return nil, fmt.Errorf("cert renew: %w", err)
+	}
+	return res.Msg.GetCertificate(), nil
 }
 
 // AgentIDs returns the ids the kernel gave the agents, in index order.
@@ -231,6 +296,11 @@ func (c *Cluster) Close() {
 func (c *Cluster) closeIdle() {
 	if c.owned {
 		c.http.CloseIdleConnections()
+	}
+	for _, a := range c.agents {
+		if a.http != nil {
+			a.http.CloseIdleConnections()
+		}
 	}
 }
 

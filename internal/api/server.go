@@ -85,6 +85,8 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelAgentJoinProcedure:        {kernel.RoleAgentJoin},
 	syscallsv1connect.KernelAuditListProcedure:        {kernel.RoleOperator},
 	syscallsv1connect.KernelCertRenewProcedure:        {kernel.RoleAgent, kernel.RoleFramework, kernel.RoleOperator},
+	syscallsv1connect.KernelCARotateProcedure:         {kernel.RoleOperator},
+	syscallsv1connect.KernelCertListProcedure:         {kernel.RoleOperator},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as

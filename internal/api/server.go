@@ -235,10 +235,9 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if tlsConf != nil {
-			errc <- srv.ServeTLS(ln, "", "")
-			return
-		}
+		// With TLS, ln hands out established *tls.Conn (ServeTLSWith's
+		// handshakeListener): Serve speaks HTTP/2 on those that
+		// negotiated h2.
 		errc <- srv.Serve(ln)
 	}()
 	select {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +27,7 @@ func TestBadInput_OverTheWire(t *testing.T) {
 	op := e.op()
 	valid := allocateOne(t, op, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.5, MemBytes: 64 * mi}})
 	allocsBefore, tasksBefore := listAllocations(t, op), listTasks(t, op)
+	started := time.Now()
 
 	const okRes = `"resources":{"cpus":0.5,"memBytes":"67108864"}`
 	huge := `{"resources":{"cpus":0.5,"memBytes":"67108864"},"role":"` + strings.Repeat("x", 5<<20) + `"}`
@@ -95,16 +97,34 @@ func TestBadInput_OverTheWire(t *testing.T) {
 		}
 	})
 
-	// Still serving, and nothing changed.
+	// Still serving, and nothing changed but the audit trail, which
+	// records each refused call (and nothing else).
 	allocsAfter, tasksAfter := listAllocations(t, op), listTasks(t, op)
+	revBefore, revAfter := allocsBefore.GetRevision(), allocsAfter.GetRevision()
+	allocsBefore.Revision, allocsAfter.Revision, tasksBefore.Revision, tasksAfter.Revision = 0, 0, 0, 0
 	if !proto.Equal(allocsAfter, allocsBefore) {
 		t.Errorf("ListAllocations changed:\nbefore %v\nafter  %v", allocsBefore, allocsAfter)
 	}
 	if !proto.Equal(tasksAfter, tasksBefore) {
 		t.Errorf("ListTasks changed:\nbefore %v\nafter  %v", tasksBefore, tasksAfter)
 	}
-	if allocsAfter.GetRevision() != allocsBefore.GetRevision() {
-		t.Errorf("store revision moved from %d to %d", allocsBefore.GetRevision(), allocsAfter.GetRevision())
+	if revAfter != revBefore {
+		audit, err := op.AuditList(ctx(t), connect.NewRequest(&pb.AuditListRequest{Limit: 10000}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := 0
+		for _, r := range audit.Msg.GetRecords() {
+			if r.GetTime().AsTime().After(started) {
+				if r.GetCode() == "ok" {
+					t.Errorf("a bad input's call succeeded (audit record %v)", r)
+				}
+				refused++
+			}
+		}
+		if refused == 0 {
+			t.Errorf("store revision moved from %d to %d, and not by audit records of the refusals", revBefore, revAfter)
+		}
 	}
 	allocateOne(t, op, &pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.5, MemBytes: 64 * mi}})
 }

@@ -52,7 +52,7 @@ func TestBadNet_KernelAndAgents(t *testing.T) {
 	e.mu.Unlock()
 	two, _ := e.start("dcosd agent two", "", "agent", "--kernel", e.url, "--token", twoTok, "--data-dir", dir,
 		"--label", "e2e=two", "--cgroup-parent", e.cgParent+"/two", "--bpf-pin-dir", e.pinDir+"/two",
-		"--resources", "cpus=1,mem=512Mi", "--network-driver", "bridge", "--bridge", br2, "--vxlan-port", vxport)
+		"--resources", "cpus=1,mem=512Mi", "--network-driver", "bridge", "--bridge", br2, "--vxlan-port", vxport, "--ca-cert", e.caFile)
 	wantLog := fmt.Sprintf("cluster CIDR %s has no free /24 for a new agent", cidr)
 	e.eventually("agent two refused with ResourceExhausted", func() (bool, string) {
 		if !two.running() {

@@ -111,9 +111,13 @@ func TestFrontDoor_HostileClients(t *testing.T) {
 	// the tests run with it), every goroutine a connection starts costs
 	// several times more (shadow memory, kept once touched): 3,300
 	// connections took 85–125 MiB there against 10–20 MiB without.
+	// Over TLS each held connection also keeps a tls.Conn and what its
+	// handshake allocated, all instrumented under -race: as shipped the
+	// attack cost 39–48 MiB (bound 100), with -race 255 MiB once the
+	// handshakes moved off the connections' goroutines (395 before).
 	bound := int64(100 << 20)
 	if raceEnabled {
-		bound = 200 << 20
+		bound = 320 << 20
 	}
 	if grow := peak.Load() - idle; grow > bound {
 		t.Errorf("RSS grew by %d MiB under unauthenticated load, want ≤ %d MiB", grow>>20, bound>>20)

@@ -252,7 +252,7 @@ func TestOpsDoc(t *testing.T) {
 	}
 	revoked := time.Now()
 	for _, k := range kernels {
-		c := kclient.New(k, fw)
+		c := kclient.NewTLS(k, fw, e.tls)
 		for {
 			_, err := c.ClusterInfo(context.Background(), connect.NewRequest(&pb.ClusterInfoRequest{}))
 			if connect.CodeOf(err) == connect.CodeUnauthenticated {

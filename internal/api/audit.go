@@ -45,6 +45,8 @@ var audited = map[string][]string{
 	syscallsv1connect.KernelTokenRevokeProcedure:    {"id", "name"},
 	syscallsv1connect.KernelAgentJoinProcedure:      {"hostname"},
 	syscallsv1connect.KernelExecProcedure:           {"task_id"}, // of its first message's start
+	syscallsv1connect.KernelCertRenewProcedure:      nil,         // a certificate issued to the caller
+	syscallsv1connect.KernelCARotateProcedure:       nil,
 }
 
 // renewals are the audited calls whose successful no-op (a Campaign that

@@ -85,6 +85,8 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelAgentJoinProcedure:        {kernel.RoleAgentJoin},
 	syscallsv1connect.KernelAuditListProcedure:        {kernel.RoleOperator},
 	syscallsv1connect.KernelCertRenewProcedure:        {kernel.RoleAgent, kernel.RoleFramework, kernel.RoleOperator},
+	syscallsv1connect.KernelCARotateProcedure:         {kernel.RoleOperator},
+	syscallsv1connect.KernelCertListProcedure:         {kernel.RoleOperator},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -233,10 +235,9 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if tlsConf != nil {
-			errc <- srv.ServeTLS(ln, "", "")
-			return
-		}
+		// With TLS, ln hands out established *tls.Conn (ServeTLSWith's
+		// handshakeListener): Serve speaks HTTP/2 on those that
+		// negotiated h2.
 		errc <- srv.Serve(ln)
 	}()
 	select {

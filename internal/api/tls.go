@@ -24,7 +24,83 @@ func ServeTLSWith(ctx context.Context, ln net.Listener, h http.Handler, log *slo
 	if cfg == nil {
 		return errors.New("api: ServeTLSWith needs a TLS config")
 	}
-	return serve(ctx, &sniffListener{Listener: ln}, h, log, t, cfg)
+	hl := newHandshakeListener(&sniffListener{Listener: ln}, cfg, t.ReadHeader)
+	defer hl.Close()
+	return serve(ctx, hl, h, log, t, cfg)
+}
+
+// handshakeListener completes each connection's TLS handshake in a
+// goroutine of its own, which ends with it, and hands out only
+// established *tls.Conn (net/http serves HTTP/2 on those that negotiated
+// it). Done on the connection's serving goroutine instead, the
+// handshake's deep crypto stack stayed with every idle connection's
+// goroutine: thousands of idle TLS connections cost several times the
+// memory. A handshake that does not complete within timeout is closed.
+type handshakeListener struct {
+	net.Listener
+	cfg     *tls.Config
+	timeout time.Duration
+	conns   chan net.Conn
+	errc    chan error
+	done    chan struct{}
+	once    sync.Once
+}
+
+func newHandshakeListener(ln net.Listener, cfg *tls.Config, timeout time.Duration) *handshakeListener {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	l := &handshakeListener{Listener: ln, cfg: cfg, timeout: timeout, conns: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{})}
+	go l.acceptLoop()
+	return l
+}
+
+func (l *handshakeListener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			select {
+			case l.errc <- err:
+			case <-l.done:
+			}
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+func (l *handshakeListener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.cfg)
+	c.SetDeadline(time.Now().Add(l.timeout))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.Close()
+	}
+}
+
+// Accept returns the next established TLS connection.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errc:
+		l.errc <- err // for later calls too
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and closes the listener.
+func (l *handshakeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }
 
 // sniffListener hands out connections that check their first byte for a

@@ -154,7 +154,7 @@ func devCommand() *cli.Command {
 						return err
 					}
 				}
-				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token, CA: string(kt.bundle.PEM())}); err != nil {
+				if err := clientconfig.Save(ccPath, clientconfig.Config{Kernel: url, Token: op.Token, CA: string(kt.state().Bundle.PEM())}); err != nil {
 					return err
 				}
 				ac, err := devAgentCert(ctx, g, log, filepath.Join(dataDir, "agent"), url, ag.Token, kt)
@@ -174,7 +174,7 @@ func devCommand() *cli.Command {
 				if c.Bool("jobs") {
 					features = append(features, "jobs: enabled (framework principal "+devJobsPrincipal+", not rate-limited; dcosctl job apply -f FILE; --jobs=false turns it off)")
 				}
-				features = append(features, "TLS: the API serves only https://; the cluster CA is "+filepath.Join(dataDir, "pki", "ca.crt")+" (sha256:"+kt.ca.ID()+"), in the client config for dcosctl")
+				features = append(features, "TLS: the API serves only https://; the cluster CA is "+filepath.Join(dataDir, "pki", "ca.crt")+" (sha256:"+kt.state().Active.ID()+"), in the client config for dcosctl")
 				for _, f := range features {
 					fmt.Fprintln(c.App.Writer, "dcos dev:", f)
 				}
@@ -182,7 +182,7 @@ func devCommand() *cli.Command {
 					KernelURL: url, Token: ag.Token, DataDir: filepath.Join(dataDir, "agent"),
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
-					HiddenPaths: []string{dataDir, tokensPath, ccPath}, TLS: ac.conf, CABundle: kt.bundle.PEM(),
+					HiddenPaths: []string{dataDir, tokensPath, ccPath}, TLS: ac.conf, CABundle: kt.state().Bundle.PEM(),
 				})
 				if err != nil {
 					return err
@@ -200,14 +200,14 @@ func devCommand() *cli.Command {
 					return nil
 				}
 				if c.Bool("init") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, CACert: kt.bundle.PEM()})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, CACert: kt.state().Bundle.PEM()})
 					if err != nil {
 						return err
 					}
 					g.Go(func() error { return runInit(ctx, c, cl, log) })
 				}
 				if c.Bool("jobs") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, CACert: kt.bundle.PEM()})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, CACert: kt.state().Bundle.PEM()})
 					if err != nil {
 						return err
 					}
@@ -426,7 +426,11 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		st.WithLeaderRoute(route)
 	}
 	checkKEK(ctx, log, cli3, c.String("etcd-prefix"), kekPath(c, dataDir), kek) // kek.go
-	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self, "sha256:"+kt.ca.ID())
+	if err := kt.attach(ctx, cli3, c.String("etcd-prefix"), kek); err != nil {  // tls_ca.go
+		ln.Close()
+		return err
+	}
+	ktokens, err := startTokens(ctx, log, c.App.Writer, cli3, c.String("etcd-prefix"), tokens, self, "sha256:"+kt.state().Active.ID())
 	if err != nil {
 		ln.Close()
 		return err
@@ -436,7 +440,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	// too (it wins at once): one code path for one kernel and for three.
 	lead := newLeadership(st, self, c.Duration("leader-lease"), log.With("component", "election"))
 	lead.alive = aliveClient(kt.clientConfig())
-	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: lead.clusterInfo, Certs: kt})
+	apiCfg := ktokens.config(api.Config{RateLimits: rateLimits, PrincipalRateLimits: ownLimits, Extra: extra, Conns: ln, Cluster: kt.clusterInfo(lead.clusterInfo), Certs: kt})
 	lead.sw = api.NewSwitch(api.NewStandbyHandler(apiCfg, lead.Leader))
 	lead.start = func(ctx context.Context, fenced *store.Etcd) (*kernel.Kernel, http.Handler, error) {
 		cfg := kcfg

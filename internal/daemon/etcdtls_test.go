@@ -198,7 +198,9 @@ func TestKernel_ExternalEtcdTLS(t *testing.T) {
 		if code, out, errs := dcosd("ca", "issue", "--data-dir", admin, "--name", "kernel-x", "--client", "--out", certs); code != 0 {
 			t.Fatalf("ca issue: %s%s", out, errs)
 		}
-		runKernel(t, "--data-dir", t.TempDir(), "--etcd-endpoints", ep,
+		k := t.TempDir()
+		copyCA(t, admin, k) // every kernel of a cluster holds its KEK (the CA in the store is sealed under it)
+		runKernel(t, "--data-dir", k, "--etcd-endpoints", ep,
 			"--etcd-cert", filepath.Join(certs, "kernel-x.crt"), "--etcd-key", filepath.Join(certs, "kernel-x.key"), "--etcd-cacert", filepath.Join(certs, "ca.crt"))
 	})
 	for _, bad := range []struct {

@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -262,7 +264,7 @@ func (ac *agentCert) ensure(ctx context.Context, kernelURL, token string) error 
 func (ac *agentCert) run(ctx context.Context, kernelURL, token string) error {
 	backoff := time.Second
 	for {
-		if !sleepUntil(ctx, time.Until(ac.r.RenewAt())) {
+		if !ac.sleepOrRotated(ctx, kernelURL, token) {
 			return nil
 		}
 		err := ac.renew(ctx, kernelURL, token)
@@ -310,7 +312,7 @@ func startAgentTLS(c *cli.Context, log *slog.Logger, kernelURL, given, dataDir s
 // devAgentCert readies the certificate of dcosd dev's agent (data dir
 // dir, token token) from the kernel kt it runs beside, and renews it in g.
 func devAgentCert(ctx context.Context, g interface{ Go(func() error) }, log *slog.Logger, dir, kernelURL, token string, kt *kernelTLS) (*agentCert, error) {
-	ac, err := newAgentCert(dir, kt.bundle, log.With("component", "tls"))
+	ac, err := newAgentCert(dir, kt.state().Bundle, log.With("component", "tls"))
 	if err != nil {
 		return nil, err
 	}
@@ -337,4 +339,47 @@ func readCACert(c *cli.Context) ([]byte, error) {
 		return nil, fmt.Errorf("--ca-cert: %w", err)
 	}
 	return b, nil
+}
+
+// caPoll is how often an agent compares its trust bundle with the
+// cluster's (ClusterInfo): at most this long after a CA rotation it
+// fetches the new bundle and a certificate of the new CA, well within
+// any overlap CARotate accepts (api.MinCAOverlap).
+const caPoll = 3 * time.Second
+
+// sleepOrRotated waits until the certificate's RenewAt, or less when the
+// cluster's trust bundle is no longer the agent's (a CA rotation); false:
+// ctx ended.
+func (ac *agentCert) sleepOrRotated(ctx context.Context, kernelURL, token string) bool {
+	for {
+		wait := time.Until(ac.r.RenewAt())
+		if wait <= 0 {
+			return ctx.Err() == nil
+		}
+		if !sleepUntil(ctx, min(wait, caPoll)) {
+			return false
+		}
+		if wait <= caPoll {
+			return true
+		}
+		if ac.bundleChanged(ctx, kernelURL, token) {
+			ac.log.Info("the cluster's CA bundle changed: renewing the agent certificate now")
+			return true
+		}
+	}
+}
+
+// bundleChanged asks a kernel for the cluster's bundle fingerprint (errors:
+// no change; the next poll asks again).
+func (ac *agentCert) bundleChanged(ctx context.Context, kernelURL, token string) bool {
+	k, done := ac.client(kernelURL, token)
+	defer done()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := k.ClusterInfo(cctx, connect.NewRequest(&pb.ClusterInfoRequest{}))
+	if err != nil || res.Msg.GetCaBundleFingerprint() == "" {
+		return false
+	}
+	sum := sha256.Sum256(ac.r.Bundle().PEM())
+	return res.Msg.GetCaBundleFingerprint() != hex.EncodeToString(sum[:])
 }

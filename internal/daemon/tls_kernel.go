@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dcos-kernel/dcos/internal/api"
+	"github.com/dcos-kernel/dcos/internal/authority"
 	"github.com/dcos-kernel/dcos/internal/pki"
 	"github.com/dcos-kernel/dcos/internal/seal"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -37,8 +38,11 @@ var tlsFlags = []cli.Flag{
 // other kernels) in a Reloader, renewed by run. It implements
 // api.CertIssuer.
 type kernelTLS struct {
-	ca       *pki.CA
-	bundle   pki.Bundle
+	ca       *pki.CA                             // the CA directory's: until attach, and for the store's certificates
+	bundle   pki.Bundle                          // its bundle
+	auth     atomic.Pointer[authority.Authority] // the cluster's CA in etcd, once attached (tls_ca.go)
+	served   atomic.Int64                        // the store revision of the CA the serving certificate is of
+	issued   *issuedStore                        // where issued certificates are recorded; nil until attach
 	validity time.Duration
 	leaf     pki.Leaf // the serving certificate's names
 	reloader *pki.Reloader
@@ -53,8 +57,8 @@ var _ api.CertIssuer = (*kernelTLS)(nil)
 // certificate for its advertised URL and listen address.
 func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.Keyring, listen net.Addr, advertised string) (*kernelTLS, error) {
 	validity := c.Duration("cert-validity")
-	if validity < time.Minute {
-		return nil, fmt.Errorf("--cert-validity %s: want at least 1m", validity)
+	if validity < 30*time.Second {
+		return nil, fmt.Errorf("--cert-validity %s: want at least 30s", validity)
 	}
 	dir := pkiDir(c, dataDir)
 	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())
@@ -124,16 +128,20 @@ func servingLeaf(advertised string, listen net.Addr, validity time.Duration) pki
 	return l
 }
 
-// renew issues a new serving certificate (chain: leaf, CA) and serves it
-// from the next handshake on.
+// renew issues a new serving certificate from the cluster CA of the
+// moment (chain: leaf, the cross-certificate during a CA rotation, CA)
+// and serves it and the bundle from the next handshake on.
 func (t *kernelTLS) renew(now time.Time) error {
-	kp, _, _, err := t.ca.Issue(t.leaf, now)
+	st := t.state()
+	kp, err := st.Issue(t.leaf, now)
 	if err != nil {
 		return fmt.Errorf("kernel certificate: %w", err)
 	}
-	kp.Certificate = append(kp.Certificate, t.ca.Cert.Raw)
-	t.reloader.Set(&kp, nil)
+	kp.Certificate = append(kp.Certificate, st.Active.Cert.Raw)
+	t.reloader.Set(&kp, st.Bundle)
+	t.served.Store(st.Revision)
 	t.expiring.Store(false)
+	t.record(pki.RoleKernel, t.leaf.CommonName, kp.Leaf)
 	return nil
 }
 
@@ -141,10 +149,11 @@ func (t *kernelTLS) renew(now time.Time) error {
 // retrying with backoff; when less than a sixth of its lifetime is left
 // it logs a warning and sets dcos_tls_certificate_expiring.
 func (t *kernelTLS) run(ctx context.Context) error {
+	go t.follow(ctx)
 	backoff := time.Second
 	for {
 		wait := time.Until(t.reloader.RenewAt())
-		if !sleepUntil(ctx, wait) {
+		if !t.sleepOrRotate(ctx, wait) {
 			return nil
 		}
 		err := t.renew(time.Now())
@@ -196,11 +205,15 @@ func (t *kernelTLS) IssueFor(p kernel.Principal, csrPEM []byte) ([]byte, []byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := t.ca.Sign(csr.PublicKey, pki.Leaf{CommonName: p.Name, Identity: pki.IdentityURI(p.Role.String(), p.Name), Client: true, Validity: t.validity}, time.Now())
+	st := t.state()
+	chain, err := st.Sign(csr.PublicKey, pki.Leaf{CommonName: p.Name, Identity: pki.IdentityURI(p.Role.String(), p.Name), Client: true, Validity: t.validity}, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
-	return append(pki.EncodeCert(der), t.ca.CertPEM()...), t.bundle.PEM(), nil
+	if certs, err := pki.ParseCerts(chain); err == nil {
+		t.record(p.Role.String(), p.Name, certs[0])
+	}
+	return append(chain, st.Active.CertPEM()...), st.Bundle.PEM(), nil
 }
 
 // serverConfig is the API port's TLS configuration: the current serving

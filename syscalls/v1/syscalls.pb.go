@@ -8372,9 +8372,14 @@ type ClusterInfoResponse struct {
 	// leader is the leading kernel's url; empty during an election.
 	Leader string `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
 	// revision is the store revision the answering kernel has seen.
-	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// ca_bundle is the cluster's trust bundle (PEM), and
+	// ca_bundle_fingerprint hex of its SHA-256: a holder whose bundle
+	// differs fetches the new one (CA rotation, docs/security.md).
+	CaBundle            []byte `protobuf:"bytes,70,opt,name=ca_bundle,json=caBundle,proto3" json:"ca_bundle,omitempty"`
+	CaBundleFingerprint string `protobuf:"bytes,71,opt,name=ca_bundle_fingerprint,json=caBundleFingerprint,proto3" json:"ca_bundle_fingerprint,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ClusterInfoResponse) Reset() {
@@ -8426,6 +8431,20 @@ func (x *ClusterInfoResponse) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *ClusterInfoResponse) GetCaBundle() []byte {
+	if x != nil {
+		return x.CaBundle
+	}
+	return nil
+}
+
+func (x *ClusterInfoResponse) GetCaBundleFingerprint() string {
+	if x != nil {
+		return x.CaBundleFingerprint
+	}
+	return ""
 }
 
 type TaskSecretsRequest struct {
@@ -8960,6 +8979,311 @@ func (x *CertRenewResponse) GetCertificate() []byte {
 func (x *CertRenewResponse) GetCaBundle() []byte {
 	if x != nil {
 		return x.CaBundle
+	}
+	return nil
+}
+
+type CARotateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// overlap is how long the old CA stays trusted (default 1h; at least
+	// 10s).
+	Overlap *durationpb.Duration `protobuf:"bytes,1,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	// validity is the new CA's lifetime (default 10 years).
+	Validity      *durationpb.Duration `protobuf:"bytes,2,opt,name=validity,proto3" json:"validity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CARotateRequest) Reset() {
+	*x = CARotateRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CARotateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CARotateRequest) ProtoMessage() {}
+
+func (x *CARotateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CARotateRequest.ProtoReflect.Descriptor instead.
+func (*CARotateRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *CARotateRequest) GetOverlap() *durationpb.Duration {
+	if x != nil {
+		return x.Overlap
+	}
+	return nil
+}
+
+func (x *CARotateRequest) GetValidity() *durationpb.Duration {
+	if x != nil {
+		return x.Validity
+	}
+	return nil
+}
+
+type CARotateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ca is the new CA, previous the one retired at retire_at.
+	Ca            *CertInfo              `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	Previous      *CertInfo              `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	RetireAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=retire_at,json=retireAt,proto3" json:"retire_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CARotateResponse) Reset() {
+	*x = CARotateResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CARotateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CARotateResponse) ProtoMessage() {}
+
+func (x *CARotateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CARotateResponse.ProtoReflect.Descriptor instead.
+func (*CARotateResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{120}
+}
+
+func (x *CARotateResponse) GetCa() *CertInfo {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+func (x *CARotateResponse) GetPrevious() *CertInfo {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *CARotateResponse) GetRetireAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetireAt
+	}
+	return nil
+}
+
+type CertListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertListRequest) Reset() {
+	*x = CertListRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertListRequest) ProtoMessage() {}
+
+func (x *CertListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertListRequest.ProtoReflect.Descriptor instead.
+func (*CertListRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{121}
+}
+
+type CertListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certs         []*CertInfo            `protobuf:"bytes,1,rep,name=certs,proto3" json:"certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertListResponse) Reset() {
+	*x = CertListResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[122]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertListResponse) ProtoMessage() {}
+
+func (x *CertListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[122]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertListResponse.ProtoReflect.Descriptor instead.
+func (*CertListResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{122}
+}
+
+func (x *CertListResponse) GetCerts() []*CertInfo {
+	if x != nil {
+		return x.Certs
+	}
+	return nil
+}
+
+// CertInfo describes a certificate of the cluster.
+type CertInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "ca", "kernel", or the role of the principal the certificate
+	// is bound to ("agent", "framework", "operator").
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// name is the holder's (a principal's, a kernel's host) or, for a CA,
+	// its common name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// fingerprint is hex of the certificate's SHA-256.
+	Fingerprint string                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	NotBefore   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// status: for a CA "active" (signs), "retiring" (trusted until
+	// retire_at) or "trusted"; for others "valid" or "expired".
+	Status string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	// issuer is the fingerprint of the CA that signed it.
+	Issuer        string                 `protobuf:"bytes,7,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	RetireAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=retire_at,json=retireAt,proto3" json:"retire_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertInfo) Reset() {
+	*x = CertInfo{}
+	mi := &file_v1_syscalls_proto_msgTypes[123]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertInfo) ProtoMessage() {}
+
+func (x *CertInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[123]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertInfo.ProtoReflect.Descriptor instead.
+func (*CertInfo) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{123}
+}
+
+func (x *CertInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CertInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CertInfo) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *CertInfo) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *CertInfo) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *CertInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *CertInfo) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *CertInfo) GetRetireAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetireAt
 	}
 	return nil
 }
@@ -9608,11 +9932,13 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"KernelInfo\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\bR\x06leader\x120\n" +
-	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\x81\x01\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xd2\x01\n" +
 	"\x13ClusterInfoResponse\x126\n" +
 	"\akernels\x18\x01 \x03(\v2\x1c.dcos.syscalls.v1.KernelInfoR\akernels\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"-\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1b\n" +
+	"\tca_bundle\x18F \x01(\fR\bcaBundle\x122\n" +
+	"\x15ca_bundle_fingerprint\x18G \x01(\tR\x13caBundleFingerprint\"-\n" +
 	"\x12TaskSecretsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\x8f\x01\n" +
 	"\x13TaskSecretsResponse\x12@\n" +
@@ -9651,7 +9977,27 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"R\n" +
 	"\x11CertRenewResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1b\n" +
-	"\tca_bundle\x18\x02 \x01(\fR\bcaBundle*\x8d\x01\n" +
+	"\tca_bundle\x18\x02 \x01(\fR\bcaBundle\"}\n" +
+	"\x0fCARotateRequest\x123\n" +
+	"\aoverlap\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\aoverlap\x125\n" +
+	"\bvalidity\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bvalidity\"\xaf\x01\n" +
+	"\x10CARotateResponse\x12*\n" +
+	"\x02ca\x18\x01 \x01(\v2\x1a.dcos.syscalls.v1.CertInfoR\x02ca\x126\n" +
+	"\bprevious\x18\x02 \x01(\v2\x1a.dcos.syscalls.v1.CertInfoR\bprevious\x127\n" +
+	"\tretire_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bretireAt\"\x11\n" +
+	"\x0fCertListRequest\"D\n" +
+	"\x10CertListResponse\x120\n" +
+	"\x05certs\x18\x01 \x03(\v2\x1a.dcos.syscalls.v1.CertInfoR\x05certs\"\xb1\x02\n" +
+	"\bCertInfo\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\x129\n" +
+	"\n" +
+	"not_before\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\x12\x16\n" +
+	"\x06issuer\x18\a \x01(\tR\x06issuer\x127\n" +
+	"\tretire_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bretireAt*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -9701,7 +10047,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xe0\x1b\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\x86\x1d\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -9749,7 +10095,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\vClusterInfo\x12$.dcos.syscalls.v1.ClusterInfoRequest\x1a%.dcos.syscalls.v1.ClusterInfoResponse\x12Z\n" +
 	"\vTaskSecrets\x12$.dcos.syscalls.v1.TaskSecretsRequest\x1a%.dcos.syscalls.v1.TaskSecretsResponse\x12T\n" +
 	"\tAuditList\x12\".dcos.syscalls.v1.AuditListRequest\x1a#.dcos.syscalls.v1.AuditListResponse\x12T\n" +
-	"\tCertRenew\x12\".dcos.syscalls.v1.CertRenewRequest\x1a#.dcos.syscalls.v1.CertRenewResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\tCertRenew\x12\".dcos.syscalls.v1.CertRenewRequest\x1a#.dcos.syscalls.v1.CertRenewResponse\x12Q\n" +
+	"\bCARotate\x12!.dcos.syscalls.v1.CARotateRequest\x1a\".dcos.syscalls.v1.CARotateResponse\x12Q\n" +
+	"\bCertList\x12!.dcos.syscalls.v1.CertListRequest\x1a\".dcos.syscalls.v1.CertListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -9764,7 +10112,7 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 132)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 137)
 var file_v1_syscalls_proto_goTypes = []any{
 	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
 	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
@@ -9893,102 +10241,107 @@ var file_v1_syscalls_proto_goTypes = []any{
 	(*AuditListResponse)(nil),        // 124: dcos.syscalls.v1.AuditListResponse
 	(*CertRenewRequest)(nil),         // 125: dcos.syscalls.v1.CertRenewRequest
 	(*CertRenewResponse)(nil),        // 126: dcos.syscalls.v1.CertRenewResponse
-	nil,                              // 127: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 128: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 129: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 130: dcos.syscalls.v1.Task.SecretEnvEntry
-	nil,                              // 131: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
-	nil,                              // 132: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 133: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 134: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 135: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 136: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
-	nil,                              // 137: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 138: dcos.syscalls.v1.ExecStart.EnvEntry
-	nil,                              // 139: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	(*durationpb.Duration)(nil),      // 140: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 141: google.protobuf.Timestamp
+	(*CARotateRequest)(nil),          // 127: dcos.syscalls.v1.CARotateRequest
+	(*CARotateResponse)(nil),         // 128: dcos.syscalls.v1.CARotateResponse
+	(*CertListRequest)(nil),          // 129: dcos.syscalls.v1.CertListRequest
+	(*CertListResponse)(nil),         // 130: dcos.syscalls.v1.CertListResponse
+	(*CertInfo)(nil),                 // 131: dcos.syscalls.v1.CertInfo
+	nil,                              // 132: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                              // 133: dcos.syscalls.v1.Task.EnvEntry
+	nil,                              // 134: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                              // 135: dcos.syscalls.v1.Task.SecretEnvEntry
+	nil,                              // 136: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	nil,                              // 137: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                              // 138: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                              // 139: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                              // 140: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                              // 141: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	nil,                              // 142: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                              // 143: dcos.syscalls.v1.ExecStart.EnvEntry
+	nil,                              // 144: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	(*durationpb.Duration)(nil),      // 145: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 146: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	140, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	141, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	141, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	145, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	146, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	146, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	127, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	132, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	128, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	133, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	141, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	141, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	146, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	146, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	129, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	134, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	140, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	145, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	130, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
-	131, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	135, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
+	136, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
 	13,  // 26: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	14,  // 27: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	15,  // 28: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	140, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	140, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	140, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	141, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	140, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	140, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	145, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	145, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	145, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	146, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	145, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	145, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	17,  // 35: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	17,  // 36: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	24,  // 37: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	16,  // 38: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	16,  // 39: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	24,  // 40: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	141, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	132, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	146, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	137, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	8,   // 43: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	8,   // 44: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	4,   // 45: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	141, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	141, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	146, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	146, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	36,  // 48: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	38,  // 49: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	141, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	141, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	141, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	146, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	146, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	146, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	38,  // 53: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	141, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	146, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	43,  // 55: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	8,   // 56: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 57: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	140, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	145, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	42,  // 59: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	133, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	138, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	16,  // 61: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	50,  // 62: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
 	10,  // 63: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	134, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	139, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	8,   // 65: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	33,  // 66: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
 	44,  // 67: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	135, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	140, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
 	12,  // 69: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 70: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	16,  // 71: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	140, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	145, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 73: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	136, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	141, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
 	11,  // 75: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	5,   // 76: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	5,   // 77: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	141, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	146, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	10,  // 79: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 80: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	37,  // 81: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
@@ -9999,11 +10352,11 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	57,  // 86: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
 	16,  // 87: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	10,  // 88: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	137, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	142, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
 	8,   // 90: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	36,  // 91: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	43,  // 92: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	140, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	145, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
 	11,  // 94: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
 	36,  // 95: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	35,  // 96: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
@@ -10015,16 +10368,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	37,  // 102: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
 	10,  // 103: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 104: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	141, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	146, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
 	76,  // 106: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	80,  // 107: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
 	76,  // 108: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 109: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 110: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	6,   // 111: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	140, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	145, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
 	6,   // 113: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	138, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	143, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
 	90,  // 115: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
 	91,  // 116: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
 	90,  // 117: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
@@ -10042,109 +10395,122 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	2,   // 129: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	100, // 130: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
 	100, // 131: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	141, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	141, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	140, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	146, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	146, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	145, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
 	105, // 135: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 136: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 137: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 138: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	140, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	145, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
 	37,  // 140: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	141, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	146, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
 	117, // 142: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	139, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	141, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	141, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
+	144, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	146, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	146, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
 	121, // 146: dcos.syscalls.v1.AuditListResponse.records:type_name -> dcos.syscalls.v1.AuditRecord
 	122, // 147: dcos.syscalls.v1.AuditListResponse.anchor:type_name -> dcos.syscalls.v1.AuditAnchor
-	49,  // 148: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	52,  // 149: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	55,  // 150: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	59,  // 151: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	61,  // 152: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	63,  // 153: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	65,  // 154: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	67,  // 155: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	70,  // 156: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	72,  // 157: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	74,  // 158: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	77,  // 159: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	79,  // 160: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	82,  // 161: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	84,  // 162: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	86,  // 163: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	45,  // 164: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	47,  // 165: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	40,  // 166: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	18,  // 167: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	20,  // 168: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	22,  // 169: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	25,  // 170: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	27,  // 171: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	29,  // 172: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	31,  // 173: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	88,  // 174: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	92,  // 175: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	95,  // 176: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	98,  // 177: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	101, // 178: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	103, // 179: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	106, // 180: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	108, // 181: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	110, // 182: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	112, // 183: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	114, // 184: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	116, // 185: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	119, // 186: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
-	123, // 187: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
-	125, // 188: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
-	51,  // 189: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 190: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 191: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 192: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 193: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 194: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 195: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 196: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 197: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 198: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 199: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 200: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 201: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 202: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 203: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 204: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 205: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 206: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 207: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 208: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 209: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 210: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 211: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 212: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 213: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 214: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 215: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 216: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 217: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 218: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 219: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 220: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 221: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 222: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 223: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 224: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 225: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 226: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	120, // 227: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
-	124, // 228: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
-	126, // 229: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
-	189, // [189:230] is the sub-list for method output_type
-	148, // [148:189] is the sub-list for method input_type
-	148, // [148:148] is the sub-list for extension type_name
-	148, // [148:148] is the sub-list for extension extendee
-	0,   // [0:148] is the sub-list for field type_name
+	145, // 148: dcos.syscalls.v1.CARotateRequest.overlap:type_name -> google.protobuf.Duration
+	145, // 149: dcos.syscalls.v1.CARotateRequest.validity:type_name -> google.protobuf.Duration
+	131, // 150: dcos.syscalls.v1.CARotateResponse.ca:type_name -> dcos.syscalls.v1.CertInfo
+	131, // 151: dcos.syscalls.v1.CARotateResponse.previous:type_name -> dcos.syscalls.v1.CertInfo
+	146, // 152: dcos.syscalls.v1.CARotateResponse.retire_at:type_name -> google.protobuf.Timestamp
+	131, // 153: dcos.syscalls.v1.CertListResponse.certs:type_name -> dcos.syscalls.v1.CertInfo
+	146, // 154: dcos.syscalls.v1.CertInfo.not_before:type_name -> google.protobuf.Timestamp
+	146, // 155: dcos.syscalls.v1.CertInfo.not_after:type_name -> google.protobuf.Timestamp
+	146, // 156: dcos.syscalls.v1.CertInfo.retire_at:type_name -> google.protobuf.Timestamp
+	49,  // 157: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	52,  // 158: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	55,  // 159: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	59,  // 160: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	61,  // 161: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	63,  // 162: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	65,  // 163: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	67,  // 164: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	70,  // 165: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	72,  // 166: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	74,  // 167: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	77,  // 168: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	79,  // 169: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	82,  // 170: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	84,  // 171: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	86,  // 172: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	45,  // 173: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	47,  // 174: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	40,  // 175: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	18,  // 176: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	20,  // 177: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	22,  // 178: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	25,  // 179: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	27,  // 180: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	29,  // 181: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	31,  // 182: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	88,  // 183: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	92,  // 184: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	95,  // 185: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	98,  // 186: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	101, // 187: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	103, // 188: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	106, // 189: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	108, // 190: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	110, // 191: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	112, // 192: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	114, // 193: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	116, // 194: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	119, // 195: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
+	123, // 196: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
+	125, // 197: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
+	127, // 198: dcos.syscalls.v1.Kernel.CARotate:input_type -> dcos.syscalls.v1.CARotateRequest
+	129, // 199: dcos.syscalls.v1.Kernel.CertList:input_type -> dcos.syscalls.v1.CertListRequest
+	51,  // 200: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 201: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 202: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 203: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 204: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 205: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 206: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 207: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 208: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 209: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 210: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 211: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 212: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 213: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 214: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 215: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 216: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 217: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 218: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 219: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 220: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 221: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 222: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 223: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 224: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 225: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 226: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 227: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 228: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 229: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 230: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 231: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 232: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 233: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 234: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 235: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 236: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 237: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 238: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
+	124, // 239: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
+	126, // 240: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
+	128, // 241: dcos.syscalls.v1.Kernel.CARotate:output_type -> dcos.syscalls.v1.CARotateResponse
+	130, // 242: dcos.syscalls.v1.Kernel.CertList:output_type -> dcos.syscalls.v1.CertListResponse
+	200, // [200:243] is the sub-list for method output_type
+	157, // [157:200] is the sub-list for method input_type
+	157, // [157:157] is the sub-list for extension type_name
+	157, // [157:157] is the sub-list for extension extendee
+	0,   // [0:157] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -10163,7 +10529,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   132,
+			NumMessages:   137,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

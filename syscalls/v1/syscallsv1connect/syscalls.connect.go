@@ -132,6 +132,10 @@ const (
 	KernelAuditListProcedure = "/dcos.syscalls.v1.Kernel/AuditList"
 	// KernelCertRenewProcedure is the fully-qualified name of the Kernel's CertRenew RPC.
 	KernelCertRenewProcedure = "/dcos.syscalls.v1.Kernel/CertRenew"
+	// KernelCARotateProcedure is the fully-qualified name of the Kernel's CARotate RPC.
+	KernelCARotateProcedure = "/dcos.syscalls.v1.Kernel/CARotate"
+	// KernelCertListProcedure is the fully-qualified name of the Kernel's CertList RPC.
+	KernelCertListProcedure = "/dcos.syscalls.v1.Kernel/CertList"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -302,6 +306,19 @@ type KernelClient interface {
 	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
 	// naming csr.
 	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
+	// CARotate (operators) makes a new cluster CA the one that signs, at
+	// once: every kernel serves and issues certificates of the new CA, and
+	// until retire_at (now + overlap) the bundle holds both CAs and every
+	// chain served carries the new CA cross-signed by the old, so that
+	// peers that trust only the old CA keep verifying while they fetch the
+	// new bundle (agents do within seconds: ClusterInfo.ca_bundle). Then
+	// the old CA is retired. A rotation in progress is FailedPrecondition
+	// (docs/security.md, "Rotating the CA").
+	CARotate(context.Context, *connect.Request[v1.CARotateRequest]) (*connect.Response[v1.CARotateResponse], error)
+	// CertList (operators) lists the cluster's CAs and the certificates
+	// the kernels issued (their own and each principal's latest), with
+	// their expiry.
+	CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -561,6 +578,18 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("CertRenew")),
 			connect.WithClientOptions(opts...),
 		),
+		cARotate: connect.NewClient[v1.CARotateRequest, v1.CARotateResponse](
+			httpClient,
+			baseURL+KernelCARotateProcedure,
+			connect.WithSchema(kernelMethods.ByName("CARotate")),
+			connect.WithClientOptions(opts...),
+		),
+		certList: connect.NewClient[v1.CertListRequest, v1.CertListResponse](
+			httpClient,
+			baseURL+KernelCertListProcedure,
+			connect.WithSchema(kernelMethods.ByName("CertList")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -607,6 +636,8 @@ type kernelClient struct {
 	taskSecrets      *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
 	auditList        *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
 	certRenew        *connect.Client[v1.CertRenewRequest, v1.CertRenewResponse]
+	cARotate         *connect.Client[v1.CARotateRequest, v1.CARotateResponse]
+	certList         *connect.Client[v1.CertListRequest, v1.CertListResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -814,6 +845,16 @@ func (c *kernelClient) CertRenew(ctx context.Context, req *connect.Request[v1.Ce
 	return c.certRenew.CallUnary(ctx, req)
 }
 
+// CARotate calls dcos.syscalls.v1.Kernel.CARotate.
+func (c *kernelClient) CARotate(ctx context.Context, req *connect.Request[v1.CARotateRequest]) (*connect.Response[v1.CARotateResponse], error) {
+	return c.cARotate.CallUnary(ctx, req)
+}
+
+// CertList calls dcos.syscalls.v1.Kernel.CertList.
+func (c *kernelClient) CertList(ctx context.Context, req *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error) {
+	return c.certList.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -982,6 +1023,19 @@ type KernelHandler interface {
 	// without a CA answers Unimplemented; a bad CSR is InvalidArgument
 	// naming csr.
 	CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error)
+	// CARotate (operators) makes a new cluster CA the one that signs, at
+	// once: every kernel serves and issues certificates of the new CA, and
+	// until retire_at (now + overlap) the bundle holds both CAs and every
+	// chain served carries the new CA cross-signed by the old, so that
+	// peers that trust only the old CA keep verifying while they fetch the
+	// new bundle (agents do within seconds: ClusterInfo.ca_bundle). Then
+	// the old CA is retired. A rotation in progress is FailedPrecondition
+	// (docs/security.md, "Rotating the CA").
+	CARotate(context.Context, *connect.Request[v1.CARotateRequest]) (*connect.Response[v1.CARotateResponse], error)
+	// CertList (operators) lists the cluster's CAs and the certificates
+	// the kernels issued (their own and each principal's latest), with
+	// their expiry.
+	CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1237,6 +1291,18 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("CertRenew")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelCARotateHandler := connect.NewUnaryHandler(
+		KernelCARotateProcedure,
+		svc.CARotate,
+		connect.WithSchema(kernelMethods.ByName("CARotate")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelCertListHandler := connect.NewUnaryHandler(
+		KernelCertListProcedure,
+		svc.CertList,
+		connect.WithSchema(kernelMethods.ByName("CertList")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1321,6 +1387,10 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelAuditListHandler.ServeHTTP(w, r)
 		case KernelCertRenewProcedure:
 			kernelCertRenewHandler.ServeHTTP(w, r)
+		case KernelCARotateProcedure:
+			kernelCARotateHandler.ServeHTTP(w, r)
+		case KernelCertListProcedure:
+			kernelCertListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1492,4 +1562,12 @@ func (UnimplementedKernelHandler) AuditList(context.Context, *connect.Request[v1
 
 func (UnimplementedKernelHandler) CertRenew(context.Context, *connect.Request[v1.CertRenewRequest]) (*connect.Response[v1.CertRenewResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CertRenew is not implemented"))
+}
+
+func (UnimplementedKernelHandler) CARotate(context.Context, *connect.Request[v1.CARotateRequest]) (*connect.Response[v1.CARotateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CARotate is not implemented"))
+}
+
+func (UnimplementedKernelHandler) CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CertList is not implemented"))
 }

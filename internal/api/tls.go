@@ -26,7 +26,9 @@ func ServeTLSWith(ctx context.Context, ln net.Listener, h http.Handler, log *slo
 	}
 	hl := newHandshakeListener(&sniffListener{Listener: ln}, cfg, t.ReadHeader)
 	defer hl.Close()
-	return serve(ctx, hl, h, log, t, cfg)
+	// net/http edits its server's TLS config in place (HTTP/2 setup):
+	// it gets a copy, the handshakes the original.
+	return serve(ctx, hl, h, log, t, cfg.Clone())
 }
 
 // handshakeListener completes each connection's TLS handshake in a

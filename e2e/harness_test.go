@@ -1221,6 +1221,16 @@ func (e *env) kernelPKI(p *etcdPKI) []string {
 // CertRenew (agents must present one: the door binds it to the token).
 func (e *env) agentClient(token string) syscallsv1connect.KernelClient {
 	e.t.Helper()
+	conf := e.agentTLS(token)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return kclient.NewTLS(e.url, token, conf)
+}
+
+// agentTLS is a client TLS configuration presenting a certificate of the
+// agent whose token is token, obtained by CertRenew.
+func (e *env) agentTLS(token string) *tls.Config {
+	e.t.Helper()
 	key, err := pki.NewKey()
 	if err != nil {
 		e.t.Fatal(err)
@@ -1244,7 +1254,5 @@ func (e *env) agentClient(token string) syscallsv1connect.KernelClient {
 	conf := kernelTLS.Clone()
 	conf.ClientSessionCache = nil
 	conf.Certificates = []tls.Certificate{cert}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return kclient.NewTLS(e.url, token, conf)
+	return conf
 }

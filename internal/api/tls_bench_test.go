@@ -25,8 +25,9 @@ import (
 // BenchmarkAllocate_TLSvsPlain serves one kernel on two ports, one in
 // clear text (HTTP/1.1 keep-alive, what http:// clients speak) and one
 // over TLS, and alternates Allocate calls between three clients in the
-// same loop — plain, TLS with HTTP/1.1 keep-alive and TLS with HTTP/2,
-// both reusing connections and resuming sessions — so that all see the
+// same loop — plain, TLS as the SDK speaks it (transport.HTTPClientTLS:
+// HTTP/1.1 keep-alive) and TLS with HTTP/2, both reusing connections and
+// resuming sessions — so that all see the
 // same kernel, store and machine load. It reports each one's p50 and
 // the ratios (issue 17's goal: TLS/plain ≤ 1.1).
 func BenchmarkAllocate_TLSvsPlain(b *testing.B) {
@@ -64,13 +65,13 @@ func BenchmarkAllocate_TLSvsPlain(b *testing.B) {
 
 	plainHC := transport.HTTPClient()
 	cliR := pki.NewReloader(nil, pki.Bundle{ca.Cert})
-	h1Tr := &http.Transport{TLSClientConfig: cliR.ClientConfig(""), MaxIdleConnsPerHost: 64}
+	sdkTLS := transport.HTTPClientTLS(cliR.ClientConfig("")) // what dcosctl and the SDK use
 	h2Tr := &http.Transport{TLSClientConfig: cliR.ClientConfig(""), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}
-	defer h1Tr.CloseIdleConnections()
+	defer sdkTLS.CloseIdleConnections()
 	defer h2Tr.CloseIdleConnections()
 	bearer := connect.WithInterceptors(transport.Bearer(kerneltest.OperatorToken))
 	plain := syscallsv1connect.NewKernelClient(plainHC, "http://"+plainLn.Addr().String(), bearer)
-	secure := syscallsv1connect.NewKernelClient(&http.Client{Transport: h1Tr}, "https://"+tlsLn.Addr().String(), bearer)
+	secure := syscallsv1connect.NewKernelClient(sdkTLS, "https://"+tlsLn.Addr().String(), bearer)
 	secure2 := syscallsv1connect.NewKernelClient(&http.Client{Transport: h2Tr}, "https://"+tlsLn.Addr().String(), bearer)
 
 	agent := syscallsv1connect.NewKernelClient(plainHC, "http://"+plainLn.Addr().String(), connect.WithInterceptors(transport.Bearer(kerneltest.AgentToken)))

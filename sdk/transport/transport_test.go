@@ -45,3 +45,38 @@ func TestH2CClient(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSClients: over TLS, HTTPClientTLS speaks HTTP/1.1 (unary calls
+// cost what they cost in clear text) and H2CClientTLS HTTP/2 (the
+// bidirectional streams need it), to a server that offers both.
+func TestTLSClients(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig // trusts the test server
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		want   string
+	}{
+		{"HTTPClientTLS", HTTPClientTLS(cfg), "HTTP/1.1"},
+		{"H2CClientTLS", H2CClientTLS(cfg), "HTTP/2.0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			defer tt.client.CloseIdleConnections()
+			resp, err := tt.client.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != tt.want {
+				t.Errorf("server saw %s, want %s", b, tt.want)
+			}
+		})
+	}
+}

@@ -81,14 +81,22 @@ func (c *loopCapture) read(stop chan struct{}) {
 	defer close(c.done)
 	defer unix.Close(c.fd)
 	buf := make([]byte, 1<<17)
+	stopping := false
 	for {
-		select {
-		case <-stop:
-			return
-		default:
+		if !stopping {
+			select {
+			case <-stop:
+				// Drain what the socket holds: packets sent before stop
+				// may not have been read yet.
+				stopping = true
+			default:
+			}
 		}
 		n, _, err := unix.Recvfrom(c.fd, buf, 0)
 		if err != nil {
+			if stopping {
+				return // 100 ms without a packet: drained
+			}
 			continue // timeout: look at stop again
 		}
 		c.packet(buf[:n])

@@ -93,7 +93,7 @@ var kernelFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "default-disk", Usage: "disk of allocations that ask for none, e.g. 64Mi (default 0; dcosd dev with sized sandboxes: " + quantity.FormatBytes(devDefaultDisk) + ")"},
 	&cli.StringFlag{Name: "cluster-cidr", Value: kernel.DefaultClusterCIDR.String(), Usage: "IPv4 `CIDR` (a /24 or shorter prefix) each agent's /24 for bridge tasks comes from; agents keep theirs, so only grow it to a prefix that contains the old one"},
 	&cli.BoolFlag{Name: "audit", Value: true, Usage: "record every mutating and every refused syscall in the hash-chained audit trail (dcosctl audit; docs/security.md)"},
-	&cli.DurationFlag{Name: "audit-retention", Value: 720 * time.Hour, Usage: "delete audit records older than this (0: keep them forever)"},
+	&cli.DurationFlag{Name: "audit-retention", Value: 168 * time.Hour, Usage: "delete audit records older than this (0: keep them forever); the trail lives in etcd, inside --store-quota (docs/security.md, \"Audit\")"},
 }, slices.Concat(doorFlags, kekFlags, etcdTLSFlags, tlsFlags)...)
 
 var agentFlags = []cli.Flag{

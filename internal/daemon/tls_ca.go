@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -39,7 +38,6 @@ const retireCheck = 2 * time.Second
 type issuedStore struct {
 	cli    *clientv3.Client
 	prefix string
-	wg     sync.WaitGroup
 }
 
 // state is the cluster CA of the moment: the store's once attached, else
@@ -134,9 +132,7 @@ func (t *kernelTLS) record(kind, name string, cert *x509.Certificate) {
 		return
 	}
 	b, _ := json.Marshal(issuedRecord{Fingerprint: pki.Fingerprint(cert), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Issuer: issuerOf(t.state(), cert)})
-	is.wg.Add(1)
 	go func() {
-		defer is.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := is.cli.Put(ctx, is.prefix+kind+"/"+name, string(b)); err != nil {

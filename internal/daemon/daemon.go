@@ -25,6 +25,7 @@ import (
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
 	"github.com/dcos-kernel/dcos/internal/metrics"
+	"github.com/dcos-kernel/dcos/internal/pki"
 	"github.com/dcos-kernel/dcos/internal/quantity"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
@@ -329,6 +330,8 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 	var cli3 *clientv3.Client
 	var gate func() error
 	var route *store.LeaderRoute
+	var ca *pki.CA // the CA directory's; with an external etcd, loaded after it is reached (setupKernelTLS)
+	var caBundle pki.Bundle
 	if eps := c.StringSlice("etcd-endpoints"); len(eps) > 0 {
 		// Keep-alives find a dead member within ~4 s, so the client moves
 		// to another before the election lease (default 5 s) lapses.
@@ -348,11 +351,12 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 			defer route.Close()
 		}
 	} else {
-		etls, err := embeddedEtcdTLS(c, log, dataDir)
-		if err != nil {
+		// The embedded etcd's certificates come from the cluster CA, so
+		// it is loaded (or made) before etcd starts, once.
+		if ca, caBundle, err = clusterCA(c, log, dataDir, kek); err != nil {
 			return err
 		}
-		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota, TLS: etls})
+		e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: dataDir, MinFree: minFree, Quota: quota, TLS: embeddedEtcdTLS(c, dataDir, ca, caBundle)})
 		if err != nil {
 			return err
 		}
@@ -414,7 +418,7 @@ func serveKernel(c *cli.Context, log *slog.Logger, dataDir string, started func(
 		ln.Close()
 		return err
 	}
-	kt, err := setupKernelTLS(c, log, dataDir, kek, ln.Addr(), self)
+	kt, err := setupKernelTLS(c, log, dataDir, kek, ca, caBundle, ln.Addr(), self)
 	if err != nil {
 		ln.Close()
 		return err

@@ -47,23 +47,11 @@ func etcdCertValidity(c *cli.Context) time.Duration {
 	return defaultEtcdCertValidity
 }
 
-// embeddedEtcdTLS is the embedded etcd's TLS: the cluster CA of --pki-dir
-// (created, and the KEK with it, when this kernel starts a new cluster)
-// issues its member certificate, written to PKI_DIR/etcd.
-func embeddedEtcdTLS(c *cli.Context, log *slog.Logger, dataDir string) (*store.EmbeddedTLS, error) {
-	kr, err := kernelKeyring(c, dataDir)
-	if err != nil {
-		return nil, err // names --kek-file
-	}
-	dir := pkiDir(c, dataDir)
-	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("--pki-dir %s: %w", dir, err)
-	}
-	if created {
-		log.Info("cluster CA created", "pki_dir", dir, "fingerprint", "sha256:"+ca.ID())
-	}
-	return &store.EmbeddedTLS{CA: ca, Bundle: bundle, Dir: filepath.Join(dir, "etcd"), Validity: etcdCertValidity(c)}, nil
+// embeddedEtcdTLS is the embedded etcd's TLS: the cluster CA ca (of
+// --pki-dir, clusterCA) issues its member certificate, written to
+// PKI_DIR/etcd.
+func embeddedEtcdTLS(c *cli.Context, dataDir string, ca *pki.CA, bundle pki.Bundle) *store.EmbeddedTLS {
+	return &store.EmbeddedTLS{CA: ca, Bundle: bundle, Dir: filepath.Join(pkiDir(c, dataDir), "etcd"), Validity: etcdCertValidity(c)}
 }
 
 // etcdClientTLS returns the TLS configuration of the kernel's client of

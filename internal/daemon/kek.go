@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/dcos-kernel/dcos/internal/pki"
 	"github.com/dcos-kernel/dcos/internal/seal"
 )
 
@@ -94,4 +95,18 @@ func checkKEK(ctx context.Context, log *slog.Logger, cli3 *clientv3.Client, pref
 	if _, err := kek.Open(kvs[0].Value, []byte(key)); err != nil {
 		log.Error("--kek-file is not this cluster's key-encryption key: secrets other kernels sealed will not open here; give every kernel the same file", "kek_file", path, "err", err)
 	}
+}
+
+// clusterCA loads the CA directory (--pki-dir), first creating a new
+// cluster CA there sealed under kr when it has none, and says so in log.
+func clusterCA(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.Keyring) (*pki.CA, pki.Bundle, error) {
+	dir := pkiDir(c, dataDir)
+	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pki-dir %s: %w", dir, err)
+	}
+	if created {
+		log.Info("cluster CA created", "pki_dir", dir, "fingerprint", "sha256:"+ca.ID())
+	}
+	return ca, bundle, nil
 }

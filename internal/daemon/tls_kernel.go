@@ -52,21 +52,19 @@ type kernelTLS struct {
 
 var _ api.CertIssuer = (*kernelTLS)(nil)
 
-// setupKernelTLS loads the CA directory (--pki-dir, creating a new CA
-// there sealed under kek when missing) and issues the kernel's serving
-// certificate for its advertised URL and listen address.
-func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.Keyring, listen net.Addr, advertised string) (*kernelTLS, error) {
+// setupKernelTLS issues the kernel's serving certificate for its
+// advertised URL and listen address from ca, the CA directory's
+// (clusterCA; nil: loaded, or created sealed under kr, here).
+func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.Keyring, ca *pki.CA, bundle pki.Bundle, listen net.Addr, advertised string) (*kernelTLS, error) {
 	validity := c.Duration("cert-validity")
 	if validity < 30*time.Second {
 		return nil, fmt.Errorf("--cert-validity %s: want at least 30s", validity)
 	}
-	dir := pkiDir(c, dataDir)
-	ca, bundle, created, err := pki.LoadOrCreateLocal(dir, kr, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("--pki-dir: %w", err)
-	}
-	if created {
-		log.Info("cluster CA created", "dir", dir, "fingerprint", "sha256:"+ca.ID())
+	if ca == nil {
+		var err error
+		if ca, bundle, err = clusterCA(c, log, dataDir, kr); err != nil {
+			return nil, err
+		}
 	}
 	t := &kernelTLS{ca: ca, bundle: bundle, validity: validity, log: log.With("component", "tls"),
 		leaf: servingLeaf(advertised, listen, validity)}

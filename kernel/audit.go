@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -146,7 +145,7 @@ func auditFrom(ctx context.Context) *AuditCall {
 // targets that ended with code ("ok" on success) and msg, for
 // Kernel.Audit.
 func AuditRecordOf(p Principal, call string, targets []string, code, msg string) *pb.AuditRecord {
-	r := &pb.AuditRecord{Principal: p.Name, Call: call, Targets: capTargets(targets), Code: code, Message: clipMessage(msg)}
+	r := &pb.AuditRecord{Principal: p.Name, Call: call, Targets: capTargets(targets), Code: code, Message: clipMessage(strings.ToValidUTF8(msg, "\uFFFD"))}
 	if p.Name != "" {
 		r.Role = p.Role.String()
 	}
@@ -320,19 +319,11 @@ func (k *Kernel) auditKeep(r *pb.AuditRecord) {
 // deterministic protobuf encoding of r with hash unset). r is not
 // changed.
 func AuditHash(r *pb.AuditRecord) []byte {
-	cl := r
-	if len(r.GetHash()) > 0 { // the loop's records have none yet: no copy
-		cl = proto.Clone(r).(*pb.AuditRecord)
-		cl.Hash = nil
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cl)
-	if err != nil { // an AuditRecord always marshals
-		panic(fmt.Sprintf("kernel: marshal audit record: %v", err))
-	}
-	h := sha256.New()
-	h.Write(r.GetPrevHash())
-	h.Write(b)
-	return h.Sum(nil)
+	var buf [512]byte // most records: no allocation but the sum
+	b := append(buf[:0], r.GetPrevHash()...)
+	b = AppendAuditRecord(b, r, OmitHash)
+	sum := sha256.Sum256(b)
+	return sum[:]
 }
 
 func clipMessage(s string) string {

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dcos-kernel/dcos/kernel"
@@ -49,16 +50,20 @@ func (s *Etcd) auditOps(c *kernel.Changes) ([]clientv3.Op, error) {
 		ops = append(ops, clientv3.OpPut(s.auditAnchorKey(), string(b)))
 	}
 	if len(c.Audit) > 0 {
-		var buf bytes.Buffer
+		// Hand-encoded (kernel.AppendAuditRecord): proto.Clone and
+		// proto.Marshal per record were the trail's largest cost on the
+		// kernel's serial path.
+		buf := make([]byte, 0, 96*len(c.Audit))
+		var rec []byte
 		for i, r := range c.Audit {
+			var omit kernel.AuditOmit
 			if i > 0 {
-				r = compactAudit(c.Audit[i-1], r)
+				omit = compactOmit(c.Audit[i-1], r)
 			}
-			if _, err := protodelim.MarshalTo(&buf, r); err != nil {
-				return nil, err
-			}
+			rec = kernel.AppendAuditRecord(rec[:0], r, omit)
+			buf = protowire.AppendBytes(buf, rec) // length-delimited, as protodelim
 		}
-		ops = append(ops, clientv3.OpPut(s.auditKey(c.Audit[0].GetSeq()), buf.String()))
+		ops = append(ops, clientv3.OpPut(s.auditKey(c.Audit[0].GetSeq()), string(buf)))
 	}
 	return ops, nil
 }
@@ -88,27 +93,32 @@ func (s *Etcd) decodeAudit(kv *mvccpb.KeyValue) []*pb.AuditRecord {
 	return recs
 }
 
-// compactAudit is r as stored after prev in one batch key: what follows
-// from prev is left out — its seq (prev's + 1), its prev_hash (prev's
-// hash) and its kernel when it is prev's — about 40 % of a record's
-// bytes, which every audited call adds to its transaction. The hash is
-// over the whole record (expandAudit restores it), so an edit of the
-// stored bytes still shows.
-func compactAudit(prev, r *pb.AuditRecord) *pb.AuditRecord {
-	if r.GetSeq() != prev.GetSeq()+1 || !bytes.Equal(r.GetPrevHash(), prev.GetHash()) || (r.GetKernel() == "" && prev.GetKernel() != "") {
-		return r // not chained to prev, or its kernel cannot be left out: stored whole
+// compactOmit says what of r is left out when it is stored after prev in
+// one batch key: what follows from prev — its seq (prev's + 1), its
+// prev_hash (prev's hash), its kernel when it is prev's and its time when
+// it is prev's (the records of one batch share the batch's time) — about
+// half of a record's bytes, which every audited call adds to its
+// transaction. The hash is over the whole record (expandAudit restores
+// it), so an edit of the stored bytes still shows. A record that does not
+// follow prev is stored whole.
+func compactOmit(prev, r *pb.AuditRecord) kernel.AuditOmit {
+	if r.GetSeq() != prev.GetSeq()+1 || !bytes.Equal(r.GetPrevHash(), prev.GetHash()) ||
+		(r.GetKernel() == "" && prev.GetKernel() != "") || (r.GetTime() == nil && prev.GetTime() != nil) {
+		return 0 // not chained to prev, or what is empty could not be told from what is left out
 	}
-	c := proto.Clone(r).(*pb.AuditRecord)
-	c.Seq, c.PrevHash = 0, nil
-	if c.GetKernel() == prev.GetKernel() {
-		c.Kernel = ""
+	omit := kernel.OmitSeq | kernel.OmitPrevHash
+	if r.GetKernel() == prev.GetKernel() {
+		omit |= kernel.OmitKernel
 	}
-	return c
+	if t, pt := r.GetTime(), prev.GetTime(); t != nil && pt != nil && t.GetSeconds() == pt.GetSeconds() && t.GetNanos() == pt.GetNanos() &&
+		len(t.ProtoReflect().GetUnknown()) == 0 && len(pt.ProtoReflect().GetUnknown()) == 0 {
+		omit |= kernel.OmitTime
+	}
+	return omit
 }
 
-// expandAudit fills in what compactAudit left out of r, stored after
-// prev (a record stored whole keeps its seq, never 0, and is left as it
-// is).
+// expandAudit fills in what compactOmit left out of r, stored after prev
+// (a record stored whole keeps its seq, never 0, and is left as it is).
 func expandAudit(prev, r *pb.AuditRecord) {
 	if r.GetSeq() != 0 {
 		return
@@ -116,6 +126,9 @@ func expandAudit(prev, r *pb.AuditRecord) {
 	r.Seq, r.PrevHash = prev.GetSeq()+1, prev.GetHash()
 	if r.GetKernel() == "" {
 		r.Kernel = prev.GetKernel()
+	}
+	if r.GetTime() == nil {
+		r.Time = prev.GetTime()
 	}
 }
 

@@ -218,7 +218,10 @@ func (k *Kernel) auditOp(o *op, c *Changes, evs []*pb.Event, now time.Time) {
 		msg = o.err.Error()
 	}
 	r := AuditRecordOf(a.Principal, a.Call, targets, CodeName(o.err), msg)
-	r.Time = timestamppb.New(now)
+	if c.auditTime == nil {
+		c.auditTime = timestamppb.New(now)
+	}
+	r.Time = c.auditTime // shared: the batch's records are encoded, never changed
 	c.Audit = append(c.Audit, r)
 }
 
@@ -252,10 +255,11 @@ func (k *Kernel) auditQueued(c *Changes, now time.Time) {
 // loop only.
 func (k *Kernel) auditChain(c *Changes) {
 	seq, prev := k.auditSeq, k.auditHash
-	for _, r := range c.Audit {
+	sums := make([]byte, sha256.Size*len(c.Audit)) // one allocation for the batch's hashes
+	for i, r := range c.Audit {
 		seq++
 		r.Seq, r.PrevHash, r.Kernel = seq, prev, k.cfg.AuditKernel
-		r.Hash = AuditHash(r)
+		r.Hash = auditHashTo(sums[i*sha256.Size:(i+1)*sha256.Size:(i+1)*sha256.Size], r)
 		prev = r.Hash
 	}
 }
@@ -319,11 +323,17 @@ func (k *Kernel) auditKeep(r *pb.AuditRecord) {
 // deterministic protobuf encoding of r with hash unset). r is not
 // changed.
 func AuditHash(r *pb.AuditRecord) []byte {
-	var buf [512]byte // most records: no allocation but the sum
+	return auditHashTo(make([]byte, sha256.Size), r)
+}
+
+// auditHashTo writes AuditHash(r) into dst (sha256.Size bytes) and
+// returns it.
+func auditHashTo(dst []byte, r *pb.AuditRecord) []byte {
+	var buf [512]byte // most records: no allocation
 	b := append(buf[:0], r.GetPrevHash()...)
 	b = AppendAuditRecord(b, r, OmitHash)
 	sum := sha256.Sum256(b)
-	return sum[:]
+	return dst[:copy(dst, sum[:])]
 }
 
 func clipMessage(s string) string {

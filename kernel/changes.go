@@ -1,6 +1,10 @@
 package kernel
 
-import pb "github.com/dcos-kernel/dcos/syscalls/v1"
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
+)
 
 // Changes is what one loop iteration did to the table: the objects to
 // write (a nil value deletes) and the events to publish. The store commits
@@ -36,6 +40,12 @@ type Changes struct {
 	stateBytes int64 // bytes of state values written (MaxBatchStateBytes)
 
 	auditQueued int // Audit[:auditQueued] came from Kernel.Audit's queue
+
+	// auditTime is the batch's time as its audit records carry it (one
+
+	// message for all, see auditOp).
+
+	auditTime *timestamppb.Timestamp
 
 	// Memory-only changes the read view must see too (view.go): lease
 	// renewals (not written, see Table.Campaign), and the tasks forgotten

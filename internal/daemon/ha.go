@@ -337,10 +337,14 @@ func (l *leadership) clusterInfo(ctx context.Context) (*pb.ClusterInfoResponse, 
 func advertiseURL(flag string, ln net.Addr) (string, error) {
 	if flag != "" {
 		u, err := url.Parse(flag)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if err == nil && u.Scheme == "http" && u.Host != "" {
+			// Kernels serve only TLS: a plain URL would send every
+			// client to a port that answers 400.
+			return "", fmt.Errorf("--advertise-url %q: the kernel API serves TLS only; use https://%s", flag, u.Host)
+		}
+		if err != nil || u.Scheme != "https" || u.Host == "" {
 			return "", fmt.Errorf("--advertise-url %q: want https://HOST:PORT", flag)
 		}
-		// Kernels serve only TLS: an http:// URL is taken for https://.
 		return "https://" + u.Host, nil
 	}
 	ta, ok := ln.(*net.TCPAddr)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +217,31 @@ func TestServingLeaf_Names(t *testing.T) {
 	}
 	if role, name := one.Identity.Host, one.Identity.Path; role != "kernel" || name != "/kernel-1.example" {
 		t.Errorf("identity %v, want dcos://kernel/kernel-1.example", one.Identity)
+	}
+}
+
+// TestAdvertiseURL: the URL other kernels and clients are sent to is an
+// https:// one; a plain http:// one is refused with the https:// URL to
+// use, since the API answers plain HTTP only with a 400.
+func TestAdvertiseURL(t *testing.T) {
+	ln := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7070}
+	for _, tc := range []struct{ flag, want, err string }{
+		{"", "https://127.0.0.1:7070", ""},
+		{"https://k1.example:7070", "https://k1.example:7070", ""},
+		{"https://k1.example:7070/", "https://k1.example:7070", ""},
+		{"http://k1.example:7070", "", "serves TLS only; use https://k1.example:7070"},
+		{"k1.example:7070", "", "want https://HOST:PORT"},
+		{"ftp://k1", "", "want https://HOST:PORT"},
+	} {
+		got, err := advertiseURL(tc.flag, ln)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("advertiseURL(%q) = %q, %v; want an error saying %q", tc.flag, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("advertiseURL(%q) = %q, %v; want %q", tc.flag, got, err, tc.want)
+		}
 	}
 }

@@ -99,7 +99,8 @@ type agentCert struct {
 	heard     atomic.Pointer[string]
 	heardAt   atomic.Int64 // unix nanoseconds; 0: never
 	rotated   chan struct{}
-	rotatedAt time.Time // the last renewal a rotation triggered; run's own
+	rotatedAt time.Time     // the last renewal a rotation triggered; run's own
+	fallback  time.Duration // caFallbackPoll (tests shorten it)
 }
 
 // sessionCache is a client session cache that install empties: a TLS
@@ -129,7 +130,7 @@ func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) { (*s.cur.Loa
 // newAgentCert returns the agent's certificate state in dataDir, with
 // the saved certificate if there is one, trusting bundle.
 func newAgentCert(dataDir string, bundle pki.Bundle, log *slog.Logger) (*agentCert, error) {
-	ac := &agentCert{dir: dataDir, r: pki.NewReloader(nil, bundle), log: log, rotated: make(chan struct{}, 1)}
+	ac := &agentCert{dir: dataDir, r: pki.NewReloader(nil, bundle), log: log, rotated: make(chan struct{}, 1), fallback: caFallbackPoll}
 	ac.conf = ac.r.ClientConfig("")
 	ac.sessions = newSessionCache()
 	ac.conf.ClientSessionCache = ac.sessions
@@ -400,7 +401,7 @@ func (ac *agentCert) sleepOrRotated(ctx context.Context, kernelURL, token string
 		if wait <= 0 {
 			return ctx.Err() == nil
 		}
-		tm := time.NewTimer(min(wait, caFallbackPoll))
+		tm := time.NewTimer(min(wait, ac.fallback))
 		select {
 		case <-ctx.Done():
 			tm.Stop()
@@ -419,10 +420,10 @@ func (ac *agentCert) sleepOrRotated(ctx context.Context, kernelURL, token string
 			continue
 		case <-tm.C:
 		}
-		if wait <= caFallbackPoll {
+		if wait <= ac.fallback {
 			return true
 		}
-		if time.Since(time.Unix(0, ac.heardAt.Load())) >= caFallbackPoll && ac.bundleChanged(ctx, kernelURL, token) {
+		if time.Since(time.Unix(0, ac.heardAt.Load())) >= ac.fallback && ac.bundleChanged(ctx, kernelURL, token) {
 			ac.rotatedAt = time.Now()
 			ac.log.Info("the cluster's CA bundle changed (ClusterInfo): renewing the agent certificate now")
 			return true

@@ -145,6 +145,12 @@ type Config struct {
 	// CABundle is the cluster's trust bundle (PEM), written into every
 	// task's sandbox and named by DCOS_CA_FILE (EnvCAFile); nil: none.
 	CABundle []byte
+	// OnCABundle, if set, is called from the heartbeat loop with each
+	// successful heartbeat's HeartbeatResponse.ca_bundle_fingerprint (""
+	// from a kernel that sends none): the caller renews the agent's
+	// certificate when it is not its bundle's (a CA rotation). It must
+	// not block.
+	OnCABundle func(fingerprint string)
 }
 
 // Bounds of Config.LogMaxBytes and LogMaxFiles (and of a task's
@@ -176,6 +182,7 @@ type Agent struct {
 	streamClient syscallsv1connect.KernelClient // AgentStreams and AgentRelay (streams.go)
 	streamHTTP   *http.Client                   // set when the agent built streamClient; closed by Run
 	caBundle     []byte                         // Config.CABundle
+	onCABundle   func(fingerprint string)       // Config.OnCABundle; nil: none
 
 	logMaxBytes int64 // agent defaults of the tasks' log limits (0: logfile's)
 	logMaxFiles int
@@ -292,6 +299,7 @@ func New(cfg Config) (*Agent, error) {
 
 		streamClient: cfg.StreamClient,
 		caBundle:     cfg.CABundle,
+		onCABundle:   cfg.OnCABundle,
 
 		usageInterval: cmp.Or(cfg.UsageInterval, DefaultUsageInterval),
 	}
@@ -593,6 +601,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			a.imagesSent(req.GetImages())
 			if rm := resp.Msg.GetRemoveImages(); len(rm) > 0 {
 				a.wg.Go(func() { a.removeImages(ctx, rm) })
+			}
+			if a.onCABundle != nil {
+				a.onCABundle(resp.Msg.GetCaBundleFingerprint())
 			}
 		}
 		a.metrics.heartbeat(req.GetUsage(), err)

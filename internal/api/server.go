@@ -330,9 +330,26 @@ func (s *Server) RegisterAgent(ctx context.Context, r *connect.Request[pb.Regist
 	return reply(s.k.RegisterAgent(ctx, principal(ctx), r.Msg))
 }
 
-// Heartbeat implements syscallsv1connect.KernelHandler.
+// Heartbeat implements syscallsv1connect.KernelHandler. The answer
+// carries the cluster's bundle fingerprint when Config.Certs is a
+// CABundleFingerprinter.
 func (s *Server) Heartbeat(ctx context.Context, r *connect.Request[pb.HeartbeatRequest]) (*connect.Response[pb.HeartbeatResponse], error) {
-	return reply(s.k.Heartbeat(ctx, principal(ctx), r.Msg))
+	res, err := s.k.Heartbeat(ctx, principal(ctx), r.Msg)
+	if f, ok := s.certs.(CABundleFingerprinter); ok && res != nil {
+		res.CaBundleFingerprint = f.CABundleFingerprint()
+	}
+	return reply(res, err)
+}
+
+// CABundleFingerprinter is implemented by a CertIssuer that holds the
+// cluster's trust bundle in memory (the daemon's): Heartbeat answers
+// CABundleFingerprint, so that agents learn of a CA rotation from their
+// heartbeat. It is called on every heartbeat: it must be safe for
+// concurrent use, cheap, and must not read the store.
+type CABundleFingerprinter interface {
+	// CABundleFingerprint is the hex SHA-256 of the cluster's bundle
+	// (PEM), as ClusterInfoResponse.ca_bundle_fingerprint.
+	CABundleFingerprint() string
 }
 
 // ReportTaskStatus implements syscallsv1connect.KernelHandler.

@@ -184,6 +184,7 @@ func devCommand() *cli.Command {
 					Resources: resources, Labels: labels, Logger: log.With("component", "agent"),
 					UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
 					HiddenPaths: []string{dataDir, tokensPath, ccPath}, TLS: ac.conf, CABundle: kt.state().Bundle.PEM(),
+					OnCABundle: ac.caBundle,
 				})
 				if err != nil {
 					return err
@@ -520,6 +521,7 @@ func agentCommand() *cli.Command {
 				Resources: c.String("resources"), Labels: labels, Logger: log,
 				UsageInterval: c.Duration("usage-interval"), HostPorts: hostPorts, MaxConcurrentStarts: c.Int("max-concurrent-starts"),
 				HiddenPaths: hidden, TLS: ac.conf, CABundle: ac.r.Bundle().PEM(),
+				OnCABundle: ac.caBundle,
 			})
 			if err != nil {
 				return err

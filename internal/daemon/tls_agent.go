@@ -3,10 +3,8 @@ package daemon
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
+	"github.com/dcos-kernel/dcos/internal/authority"
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
 	"github.com/dcos-kernel/dcos/internal/kclient"
 	"github.com/dcos-kernel/dcos/internal/pki"
@@ -94,6 +93,14 @@ type agentCert struct {
 	conf     *tls.Config // r.ClientConfig: one pointer, one connection pool
 	sessions *sessionCache
 	log      *slog.Logger
+
+	// A CA rotation as heartbeats tell it (caBundle): the latest
+	// fingerprint heard and when, and a wake-up of run.
+	heard     atomic.Pointer[string]
+	heardAt   atomic.Int64 // unix nanoseconds; 0: never
+	rotated   chan struct{}
+	rotatedAt time.Time     // the last renewal a rotation triggered; run's own
+	fallback  time.Duration // caFallbackPoll (tests shorten it)
 }
 
 // sessionCache is a client session cache that install empties: a TLS
@@ -123,7 +130,7 @@ func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) { (*s.cur.Loa
 // newAgentCert returns the agent's certificate state in dataDir, with
 // the saved certificate if there is one, trusting bundle.
 func newAgentCert(dataDir string, bundle pki.Bundle, log *slog.Logger) (*agentCert, error) {
-	ac := &agentCert{dir: dataDir, r: pki.NewReloader(nil, bundle), log: log}
+	ac := &agentCert{dir: dataDir, r: pki.NewReloader(nil, bundle), log: log, rotated: make(chan struct{}, 1), fallback: caFallbackPoll}
 	ac.conf = ac.r.ClientConfig("")
 	ac.sessions = newSessionCache()
 	ac.conf.ClientSessionCache = ac.sessions
@@ -259,8 +266,10 @@ func (ac *agentCert) ensure(ctx context.Context, kernelURL, token string) error 
 	return nil
 }
 
-// run renews the certificate at its RenewAt until ctx ends, retrying
-// with backoff (warning when less than a sixth of its lifetime is left).
+// run renews the certificate at its RenewAt, and at once when the
+// cluster's trust bundle changed (sleepOrRotated), until ctx ends,
+// retrying with backoff (warning when less than a sixth of its lifetime
+// is left).
 func (ac *agentCert) run(ctx context.Context, kernelURL, token string) error {
 	backoff := time.Second
 	for {
@@ -341,29 +350,82 @@ func readCACert(c *cli.Context) ([]byte, error) {
 	return b, nil
 }
 
-// caPoll is how often an agent compares its trust bundle with the
-// cluster's (ClusterInfo): at most this long after a CA rotation it
-// fetches the new bundle and a certificate of the new CA, well within
-// any overlap CARotate accepts (api.MinCAOverlap).
-const caPoll = 3 * time.Second
+// How an agent learns of a CA rotation. A kernel answers the cluster's
+// bundle fingerprint with every heartbeat (HeartbeatResponse
+// .ca_bundle_fingerprint, from memory); the agent's heartbeat loop hands
+// it to caBundle, and run renews the certificate at once when it is not
+// the agent's bundle's: within a heartbeat interval (1 s by default) of a
+// rotation, with no call of its own. ClusterInfo (which costs the kernel
+// store reads) is asked only as a fallback, every caFallbackPoll, while no
+// heartbeat brought a fingerprint for that long: a kernel older than the
+// field, or heartbeats failing. Against such a kernel a rotation's
+// overlap must exceed caFallbackPoll (docs/security.md).
+const (
+	// caFallbackPoll is the fallback's pace.
+	caFallbackPoll = 30 * time.Second
+	// rotationGap is the least time between two renewals that a changed
+	// fingerprint triggers, so that a kernel whose fingerprint never
+	// matches the bundle CertRenew gives cannot make an agent renew on
+	// every heartbeat.
+	rotationGap = 5 * time.Second
+)
+
+// caBundle is agent.Config.OnCABundle: it notes a heartbeat's bundle
+// fingerprint and wakes run when it is not the agent's bundle's. It does
+// not block.
+func (ac *agentCert) caBundle(fingerprint string) {
+	if ac == nil || fingerprint == "" {
+		return
+	}
+	ac.heardAt.Store(time.Now().UnixNano())
+	ac.heard.Store(&fingerprint)
+	if ac.bundleDiffers(fingerprint) {
+		select {
+		case ac.rotated <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// bundleDiffers reports whether fingerprint is not the agent's bundle's.
+func (ac *agentCert) bundleDiffers(fingerprint string) bool {
+	return fingerprint != (&authority.State{Bundle: ac.r.Bundle()}).Fingerprint()
+}
 
 // sleepOrRotated waits until the certificate's RenewAt, or less when the
-// cluster's trust bundle is no longer the agent's (a CA rotation); false:
-// ctx ended.
+// cluster's trust bundle is no longer the agent's (a CA rotation, told by
+// a heartbeat or, as a fallback, by ClusterInfo); false: ctx ended.
 func (ac *agentCert) sleepOrRotated(ctx context.Context, kernelURL, token string) bool {
 	for {
 		wait := time.Until(ac.r.RenewAt())
 		if wait <= 0 {
 			return ctx.Err() == nil
 		}
-		if !sleepUntil(ctx, min(wait, caPoll)) {
+		tm := time.NewTimer(min(wait, ac.fallback))
+		select {
+		case <-ctx.Done():
+			tm.Stop()
 			return false
+		case <-ac.rotated:
+			tm.Stop()
+			if d := rotationGap - time.Since(ac.rotatedAt); d > 0 && !sleepUntil(ctx, d) {
+				return false
+			}
+			// A signal sent before the last renewal is stale.
+			if fp := ac.heard.Load(); fp != nil && ac.bundleDiffers(*fp) {
+				ac.rotatedAt = time.Now()
+				ac.log.Info("the cluster's CA bundle changed: renewing the agent certificate now")
+				return true
+			}
+			continue
+		case <-tm.C:
 		}
-		if wait <= caPoll {
+		if wait <= ac.fallback {
 			return true
 		}
-		if ac.bundleChanged(ctx, kernelURL, token) {
-			ac.log.Info("the cluster's CA bundle changed: renewing the agent certificate now")
+		if time.Since(time.Unix(0, ac.heardAt.Load())) >= ac.fallback && ac.bundleChanged(ctx, kernelURL, token) {
+			ac.rotatedAt = time.Now()
+			ac.log.Info("the cluster's CA bundle changed (ClusterInfo): renewing the agent certificate now")
 			return true
 		}
 	}
@@ -380,6 +442,5 @@ func (ac *agentCert) bundleChanged(ctx context.Context, kernelURL, token string)
 	if err != nil || res.Msg.GetCaBundleFingerprint() == "" {
 		return false
 	}
-	sum := sha256.Sum256(ac.r.Bundle().PEM())
-	return res.Msg.GetCaBundleFingerprint() != hex.EncodeToString(sum[:])
+	return ac.bundleDiffers(res.Msg.GetCaBundleFingerprint())
 }

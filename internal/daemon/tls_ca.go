@@ -238,3 +238,32 @@ func (t *kernelTLS) clusterInfo(next api.ClusterFunc) api.ClusterFunc {
 		return res, err
 	}
 }
+
+var _ api.CABundleFingerprinter = (*kernelTLS)(nil)
+
+// stateFingerprint is the bundle fingerprint of one authority state (nil:
+// the CA directory's, before attach).
+type stateFingerprint struct {
+	st *authority.State
+	fp string
+}
+
+// CABundleFingerprint implements api.CABundleFingerprinter: the
+// fingerprint of the bundle state serves (what ClusterInfo answers),
+// computed once per state of the cluster CA, without a store read.
+func (t *kernelTLS) CABundleFingerprint() string {
+	var st *authority.State // immutable, one per revision of the record
+	if a := t.auth.Load(); a != nil {
+		st = a.State()
+	}
+	if c := t.fp.Load(); c != nil && c.st == st {
+		return c.fp
+	}
+	full := st
+	if full == nil {
+		full = &authority.State{Active: t.ca, Bundle: t.bundle}
+	}
+	c := &stateFingerprint{st: st, fp: full.Fingerprint()}
+	t.fp.Store(c)
+	return c.fp
+}

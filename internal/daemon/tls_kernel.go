@@ -47,7 +47,8 @@ type kernelTLS struct {
 	leaf     pki.Leaf // the serving certificate's names
 	reloader *pki.Reloader
 	log      *slog.Logger
-	expiring atomic.Bool // less than a sixth of the serving certificate's lifetime left
+	expiring atomic.Bool                      // less than a sixth of the serving certificate's lifetime left
+	fp       atomic.Pointer[stateFingerprint] // CABundleFingerprint's cache (tls_ca.go)
 }
 
 var _ api.CertIssuer = (*kernelTLS)(nil)

@@ -5301,9 +5301,17 @@ type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// remove_images are image references (or digests) an operator asked
 	// this agent to delete (RemoveImage).
-	RemoveImages  []string `protobuf:"bytes,1,rep,name=remove_images,json=removeImages,proto3" json:"remove_images,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RemoveImages []string `protobuf:"bytes,1,rep,name=remove_images,json=removeImages,proto3" json:"remove_images,omitempty"`
+	// ca_bundle_fingerprint is the hex SHA-256 of the cluster's trust
+	// bundle (PEM), as ClusterInfoResponse.ca_bundle_fingerprint, answered
+	// from the kernel's memory; empty from a kernel without a cluster CA
+	// (or an older one). An agent whose bundle has another fingerprint
+	// renews its certificate at once (CertRenew answers the new bundle):
+	// a CA rotation reaches agents with their heartbeat, not by polling
+	// ClusterInfo (docs/security.md).
+	CaBundleFingerprint string `protobuf:"bytes,80,opt,name=ca_bundle_fingerprint,json=caBundleFingerprint,proto3" json:"ca_bundle_fingerprint,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -5341,6 +5349,13 @@ func (x *HeartbeatResponse) GetRemoveImages() []string {
 		return x.RemoveImages
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetCaBundleFingerprint() string {
+	if x != nil {
+		return x.CaBundleFingerprint
+	}
+	return ""
 }
 
 type ReportTaskStatusRequest struct {
@@ -9723,9 +9738,10 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x126\n" +
 	"\aplugins\x18\x02 \x03(\v2\x1c.dcos.syscalls.v1.PluginInfoR\aplugins\x121\n" +
 	"\x05usage\x18\x03 \x03(\v2\x1b.dcos.syscalls.v1.TaskUsageR\x05usage\x123\n" +
-	"\x06images\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ImageListR\x06images\"8\n" +
+	"\x06images\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ImageListR\x06images\"l\n" +
 	"\x11HeartbeatResponse\x12#\n" +
-	"\rremove_images\x18\x01 \x03(\tR\fremoveImages\"\xe2\x02\n" +
+	"\rremove_images\x18\x01 \x03(\tR\fremoveImages\x122\n" +
+	"\x15ca_bundle_fingerprint\x18P \x01(\tR\x13caBundleFingerprint\"\xe2\x02\n" +
 	"\x17ReportTaskStatusRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x121\n" +

@@ -2,9 +2,11 @@ package simagent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,11 +237,31 @@ func watchTasks(t testing.TB, c syscallsv1connect.KernelClient, after int64) *ta
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after,
-			Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
-		if err == nil {
+		// A stream ended because this watcher fell behind (one revision of
+		// a 1,000-task LaunchBatch is 1,000 events) resumes after the
+		// revision before the one being received, skipping the events of
+		// it already seen (a revision's events come whole and in order).
+		cur, n := int64(0), 0
+		var err error
+		for {
+			var st *connect.ServerStreamForClient[pb.Event]
+			st, err = c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after,
+				Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
+			if err != nil {
+				break
+			}
+			skipRev, skip := cur, n
 			for st.Receive() {
-				k := st.Msg().GetTask()
+				e := st.Msg()
+				if e.GetRevision() == skipRev && skip > 0 {
+					skip--
+					continue
+				}
+				if e.GetRevision() != cur {
+					cur, n = e.GetRevision(), 0
+				}
+				n++
+				k := e.GetTask()
 				w.mu.Lock()
 				w.states[k.GetId()] = append(w.states[k.GetId()], k)
 				close(w.more)
@@ -247,6 +269,12 @@ func watchTasks(t testing.TB, c syscallsv1connect.KernelClient, after int64) *ta
 				w.mu.Unlock()
 			}
 			err = st.Err()
+			st.Close()
+			var ce *connect.Error
+			if ctx.Err() != nil || !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition || !strings.Contains(ce.Message(), "fell behind") {
+				break
+			}
+			after = max(after, cur-1)
 		}
 		w.mu.Lock()
 		w.err = err

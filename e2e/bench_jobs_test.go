@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -527,7 +528,8 @@ func BenchmarkShortTasksUnbatched(b *testing.B) {
 }
 
 // BenchmarkShortTasksReuse measures `true` tasks when the framework
-// keeps its allocations: 256 allocations made once (untimed), and each
+// keeps its allocations: 256 allocations made once (untimed;
+// DCOS_BENCH_REUSE_SLOTS=N makes N), and each
 // task launched into an allocation whose previous task FINISHED (the
 // kernel counts only a live task against its allocation), the launches
 // ready together sent in one LaunchBatch (two launchers, so that one
@@ -538,8 +540,12 @@ func BenchmarkShortTasksUnbatched(b *testing.B) {
 //
 //	go test ./e2e -run '^$' -bench 'ShortTasksReuse$' -benchtime 20000x
 func BenchmarkShortTasksReuse(b *testing.B) {
+	slots := 256 // tasks in flight, as BenchmarkShortTasks
+	if n, err := strconv.Atoi(os.Getenv("DCOS_BENCH_REUSE_SLOTS")); err == nil && n > 0 {
+		slots = n
+	}
 	s := startSimBench(b, 100, benchKernelFlags()...)
-	res, err := s.fw.Allocate(context.Background(), connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Count: 256}))
+	res, err := s.fw.Allocate(context.Background(), connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Count: int32(slots)}))
 	if err != nil {
 		b.Fatalf("Allocate: %v", err)
 	}

@@ -28,7 +28,7 @@ type slowKernel struct {
 	calls    int // ReportTaskStatus and ReportTaskStatusBatch calls
 	biggest  int // the most reports in one call
 	// answer, if set, gives a batch item's code ("" or "ok": taken).
-	answer func(r *syscallsv1.ReportTaskStatusRequest) string
+	answer  func(r *syscallsv1.ReportTaskStatusRequest) string
 	noBatch bool // answer Unimplemented to batches
 }
 

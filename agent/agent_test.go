@@ -529,8 +529,10 @@ func TestAgent_ReportRetry(t *testing.T) {
 			}
 			k.mu.Lock()
 			defer k.mu.Unlock()
-			if want := len(tt.want) + len(tt.errs); k.reportCalls != want {
-				t.Errorf("report calls = %d, want %d", k.reportCalls, want)
+			// Each refused call is one; the reports taken go one call
+			// each or several in a batch (those queued meanwhile).
+			if most, least := len(tt.want)+len(tt.errs), len(tt.errs)+1; k.reportCalls > most || k.reportCalls < least {
+				t.Errorf("report calls = %d, want %d to %d", k.reportCalls, least, most)
 			}
 		})
 	}

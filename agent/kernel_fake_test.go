@@ -176,6 +176,34 @@ func (k *fakeKernel) ReportTaskStatus(_ context.Context, req *connect.Request[sy
 	return connect.NewResponse(&syscallsv1.ReportTaskStatusResponse{Revision: k.revision}), nil
 }
 
+// ReportTaskStatusBatch records a batch's reports as ReportTaskStatus
+// records each; a scripted error fails the whole call (one popped per
+// call).
+func (k *fakeKernel) ReportTaskStatusBatch(_ context.Context, req *connect.Request[syscallsv1.ReportTaskStatusBatchRequest]) (*connect.Response[syscallsv1.ReportTaskStatusBatchResponse], error) {
+	starts := make([]uint64, len(req.Msg.GetReports()))
+	for i, m := range req.Msg.GetReports() {
+		if m.GetState() == syscallsv1.TaskState_TASK_STATE_RUNNING && m.GetPid() > 0 {
+			starts[i], _ = proc.StartTime(int(m.GetPid()))
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.reportCalls++
+	k.notifyLocked()
+	if err := pop(&k.reportErrs); err != nil {
+		return nil, err
+	}
+	resp := &syscallsv1.ReportTaskStatusBatchResponse{Revision: k.revision}
+	for i, m := range req.Msg.GetReports() {
+		if starts[i] != 0 {
+			k.procs[int(m.GetPid())] = starts[i]
+		}
+		k.reports = append(k.reports, proto.CloneOf(m))
+		resp.Results = append(resp.Results, &syscallsv1.ReportResult{Code: "ok"})
+	}
+	return connect.NewResponse(resp), nil
+}
+
 // Watch streams pushed events after the request's revision (0: from the
 // current one), filtered by agent id.
 func (k *fakeKernel) Watch(ctx context.Context, req *connect.Request[syscallsv1.WatchRequest], stream *connect.ServerStream[syscallsv1.Event]) error {

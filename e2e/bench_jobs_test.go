@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +49,14 @@ type simBench struct {
 // the framework's task events.
 func startSimBench(t testing.TB, n int, extra ...string) *simBench {
 	t.Helper()
+	return startSimBenchWith(t, n, false, extra...)
+}
+
+// startSimBenchWith is startSimBench; singleReports makes the agents send
+// one ReportTaskStatus call per report (simagent.Config.SingleReports),
+// the path before ReportTaskStatusBatch.
+func startSimBenchWith(t testing.TB, n int, singleReports bool, extra ...string) *simBench {
+	t.Helper()
 	e := newEnv(t)
 	opTok, fwTok, joinTok := newToken(), newToken(), newToken()
 	tokens := e.writeTokens(e.path("tokens.json"),
@@ -61,7 +72,7 @@ func startSimBench(t testing.TB, n int, extra ...string) *simBench {
 		t.Fatalf("the kernel's CA: %v", err)
 	}
 	sim, err := simagent.Start(c, simagent.Config{KernelURL: e.url, Agents: n, JoinToken: joinTok, CACert: ca,
-		Resources: &pb.Resources{Cpus: 16, MemBytes: 64 << 30, DiskBytes: 100 << 30}})
+		Resources: &pb.Resources{Cpus: 16, MemBytes: 64 << 30, DiskBytes: 100 << 30}, SingleReports: singleReports})
 	if err != nil {
 		t.Fatalf("simulated agents: %v; kernel stderr:\n%s", err, tail(k.stderr.String(), 50))
 	}
@@ -100,15 +111,7 @@ func followTasks(t testing.TB, c syscallsv1connect.KernelClient, rev int64) *tas
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: rev,
-			Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
-		if err == nil {
-			for st.Receive() {
-				f.add(st.Msg().GetTask())
-			}
-			err = st.Err()
-			st.Close()
-		}
+		err := resumingWatch(ctx, c, rev, func(e *pb.Event) { f.add(e.GetTask()) })
 		f.mu.Lock()
 		f.err = fmt.Errorf("watch ended: %v", err)
 		for _, ws := range f.waits {
@@ -122,6 +125,50 @@ func followTasks(t testing.TB, c syscallsv1connect.KernelClient, rev int64) *tas
 	t.Cleanup(func() { cancel(); <-done })
 	return f
 }
+
+// resumingWatch follows c's task events after rev until ctx ends or the
+// watch fails, calling fn for each. A stream the kernel ended because
+// the watcher fell behind (a revision of a 1,000-task LaunchBatch is
+// 1,000 events at once, near the kernel's --watch-buffer) is resumed
+// after the revision before the one being received, skipping that
+// revision's events already seen (a revision's events come whole and in
+// order), as the SDK's Watch resumes; the resumes are counted in
+// watchResumes.
+func resumingWatch(ctx context.Context, c syscallsv1connect.KernelClient, rev int64, fn func(*pb.Event)) error {
+	cur, n := int64(0), 0 // the revision being received and its events so far
+	after := rev
+	for {
+		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after,
+			Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
+		if err != nil {
+			return err
+		}
+		skipRev, skip := cur, n
+		for st.Receive() {
+			e := st.Msg()
+			if e.GetRevision() == skipRev && skip > 0 {
+				skip--
+				continue
+			}
+			if e.GetRevision() != cur {
+				cur, n = e.GetRevision(), 0
+			}
+			n++
+			fn(e)
+		}
+		err = st.Err()
+		st.Close()
+		var ce *connect.Error
+		if ctx.Err() != nil || !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition || !strings.Contains(ce.Message(), "fell behind") {
+			return err
+		}
+		watchResumes.Add(1)
+		after = max(rev, cur-1)
+	}
+}
+
+// watchResumes counts the streams resumingWatch resumed.
+var watchResumes atomic.Int64
 
 func (f *taskFollower) add(k *pb.Task) {
 	f.mu.Lock()
@@ -205,11 +252,36 @@ func launchGang(t testing.TB, c syscallsv1connect.KernelClient, allocs []*pb.All
 	return ids
 }
 
+// launchBatch launches one task per allocation in LaunchBatch calls of
+// at most 1,000 (as frameworks/jobs launches a gang) and returns the
+// task ids.
+func launchBatch(t testing.TB, c syscallsv1connect.KernelClient, allocs []*pb.Allocation, command string, args ...string) []string {
+	var ids []string
+	for chunk := range slices.Chunk(allocs, 1000) {
+		req := &pb.LaunchBatchRequest{}
+		for _, a := range chunk {
+			req.Launches = append(req.Launches, &pb.LaunchRequest{AllocationId: a.GetId(), Command: command, Args: args})
+		}
+		res, err := c.LaunchBatch(context.Background(), connect.NewRequest(req))
+		if err != nil {
+			t.Fatalf("LaunchBatch of %d: %v", len(chunk), err)
+		}
+		for i, r := range res.Msg.GetResults() {
+			if r.GetCode() != "ok" {
+				t.Fatalf("LaunchBatch: launches[%d]: %s %s", i, r.GetCode(), r.GetMessage())
+			}
+			ids = append(ids, r.GetTask().GetId())
+		}
+	}
+	return ids
+}
+
 // runGang allocates an n-instance gang (min n) and launches `sleep 600`
-// in each instance; it returns the allocations, the task ids, the time
-// the Allocate call took and the time from before Allocate until every
-// task was RUNNING.
-func (s *simBench) runGang(t testing.TB, n int) (allocs []*pb.Allocation, tasks []string, alloc, all time.Duration) {
+// in each instance (in LaunchBatch calls, or with perTask one Launch per
+// task, launchParallelism in flight); it returns the allocations, the
+// task ids, the time the Allocate call took and the time from before
+// Allocate until every task was RUNNING.
+func (s *simBench) runGang(t testing.TB, n int, perTask bool) (allocs []*pb.Allocation, tasks []string, alloc, all time.Duration) {
 	t.Helper()
 	start := time.Now()
 	res, err := s.fw.Allocate(context.Background(), connect.NewRequest(&pb.AllocateRequest{
@@ -224,7 +296,11 @@ func (s *simBench) runGang(t testing.TB, n int) (allocs []*pb.Allocation, tasks 
 			t.Fatalf("gang instance %s is %v (%s), want GRANTED", a.GetId(), a.GetState(), res.Msg.GetPendingReason())
 		}
 	}
-	tasks = launchGang(t, s.fw, allocs, "sleep", "600")
+	if perTask {
+		tasks = launchGang(t, s.fw, allocs, "sleep", "600")
+	} else {
+		tasks = launchBatch(t, s.fw, allocs, "sleep", "600")
+	}
 	for _, id := range tasks {
 		s.f.wait(t, id, pb.TaskState_TASK_STATE_RUNNING)
 	}
@@ -254,22 +330,32 @@ func (s *simBench) revokeAll(t testing.TB, tasks []string) {
 // (internal/simagent: real clients of the kernel that speak the agent
 // protocol, with tasks that go RUNNING at once): from before the
 // Allocate of the gang (count 1,000, min 1,000, 0.1 cpu and 16Mi each)
-// through the 1,000 Launch calls (32 in flight, as frameworks/jobs)
-// until the framework's Watch has seen every task RUNNING. Between
-// iterations, outside the timing, the framework revokes everything and
-// waits for the cluster to be empty. It reports the p50 and p99 of that
-// time and of the Allocate call alone, in ms.
+// through one LaunchBatch of the 1,000 tasks (as frameworks/jobs) until
+// the framework's Watch has seen every task RUNNING; the agents batch
+// their reports (ReportTaskStatusBatch). Between iterations, outside the
+// timing, the framework revokes everything and waits for the cluster to
+// be empty. It reports the p50 and p99 of that time and of the Allocate
+// call alone, in ms.
 //
 //	go test ./e2e -run '^$' -bench 'Gang1000$' -benchtime 20x
-func BenchmarkGang1000(b *testing.B) {
-	s := startSimBench(b, 100, benchKernelFlags()...)
+func BenchmarkGang1000(b *testing.B) { benchGang(b, false) }
+
+// BenchmarkGang1000Unbatched is BenchmarkGang1000 on the path before
+// the batched syscalls: 1,000 Launch calls, 32 in flight, and one
+// ReportTaskStatus call per report.
+//
+//	go test ./e2e -run '^$' -bench 'Gang1000Unbatched$' -benchtime 10x
+func BenchmarkGang1000Unbatched(b *testing.B) { benchGang(b, true) }
+
+func benchGang(b *testing.B, unbatched bool) {
+	s := startSimBenchWith(b, 100, unbatched, benchKernelFlags()...)
 	var alls, allocs []time.Duration
 	cpu := newCPUMeter(s.k.cmd.Process.Pid)
 	b.ResetTimer()
 	var startCPU, startOwn time.Duration // CPU of the starts alone (not the revokes)
 	for range b.N {
 		k0, o0 := groupCPU(s.k.cmd.Process.Pid), selfCPU()
-		_, tasks, alloc, all := s.runGang(b, 1000)
+		_, tasks, alloc, all := s.runGang(b, 1000, unbatched)
 		b.StopTimer()
 		startCPU += groupCPU(s.k.cmd.Process.Pid) - k0
 		startOwn += selfCPU() - o0
@@ -287,7 +373,7 @@ func BenchmarkGang1000(b *testing.B) {
 	cpu.report(b, b.N, "kernel", "gang") // a gang's start and its revoke
 	b.ReportMetric(ms(startCPU)/float64(b.N), "kernel-cpu-ms/start")
 	b.ReportMetric(ms(startOwn)/float64(b.N), "bench-cpu-ms/start")
-	b.Logf("load %s; agents %+v", loadavg(), s.sim.Stats())
+	b.Logf("load %s; agents %+v; watch resumes %d", loadavg(), s.sim.Stats(), watchResumes.Load())
 	s.logCycles(b)
 }
 
@@ -413,17 +499,148 @@ func shortTasks(b *testing.B, c syscallsv1connect.KernelClient, f *taskFollower,
 // BenchmarkShortTasks measures `true` tasks sustained through a `dcosd
 // kernel` and 100 simulated agents: each task is an Allocate of one
 // instance, a Launch, the agent's STARTING, RUNNING and FINISHED
-// reports, the framework seeing FINISHED on its Watch, and a Revoke of
-// the allocation; 256 such cycles are in flight. It reports tasks/s.
+// reports (batched with the agent's others: ReportTaskStatusBatch), the
+// framework seeing FINISHED on its Watch, and a Revoke of the
+// allocation; 256 such cycles are in flight. It reports tasks/s.
 //
-//	go test ./e2e -run '^$' -bench 'ShortTasks$' -benchtime 20000x
+//	go test ./e2e -run '^$' -bench 'ShortTasks$' -benchtime 8000x
 func BenchmarkShortTasks(b *testing.B) {
 	s := startSimBench(b, 100, benchKernelFlags()...)
 	cpu := newCPUMeter(s.k.cmd.Process.Pid)
 	tps := shortTasks(b, s.fw, s.f, 256, "true")
 	b.ReportMetric(tps, "tasks/s")
 	cpu.report(b, b.N, "kernel", "task")
-	b.Logf("load %s; agents %+v", loadavg(), s.sim.Stats())
+	b.Logf("load %s; agents %+v; watch resumes %d", loadavg(), s.sim.Stats(), watchResumes.Load())
+}
+
+// BenchmarkShortTasksUnbatched is BenchmarkShortTasks on the path before
+// the batched syscalls: the agents send one ReportTaskStatus call per
+// report.
+//
+//	go test ./e2e -run '^$' -bench 'ShortTasksUnbatched$' -benchtime 8000x
+func BenchmarkShortTasksUnbatched(b *testing.B) {
+	s := startSimBenchWith(b, 100, true, benchKernelFlags()...)
+	cpu := newCPUMeter(s.k.cmd.Process.Pid)
+	tps := shortTasks(b, s.fw, s.f, 256, "true")
+	b.ReportMetric(tps, "tasks/s")
+	cpu.report(b, b.N, "kernel", "task")
+	b.Logf("load %s; agents %+v; watch resumes %d", loadavg(), s.sim.Stats(), watchResumes.Load())
+}
+
+// BenchmarkShortTasksReuse measures `true` tasks when the framework
+// keeps its allocations: 256 allocations made once (untimed;
+// DCOS_BENCH_REUSE_SLOTS=N makes N), and each
+// task launched into an allocation whose previous task FINISHED (the
+// kernel counts only a live task against its allocation), the launches
+// ready together sent in one LaunchBatch (two launchers, so that one
+// batch is built while the other is in flight); the agents batch their
+// reports. Per task: a share of a LaunchBatch, of the agent's report
+// batches, and the FINISHED event; no Allocate, no Revoke. It reports
+// tasks/s.
+//
+//	go test ./e2e -run '^$' -bench 'ShortTasksReuse$' -benchtime 20000x
+func BenchmarkShortTasksReuse(b *testing.B) {
+	slots := 256 // tasks in flight, as BenchmarkShortTasks
+	if n, err := strconv.Atoi(os.Getenv("DCOS_BENCH_REUSE_SLOTS")); err == nil && n > 0 {
+		slots = n
+	}
+	s := startSimBench(b, 100, benchKernelFlags()...)
+	res, err := s.fw.Allocate(context.Background(), connect.NewRequest(&pb.AllocateRequest{Resources: &pb.Resources{Cpus: 0.1, MemBytes: 16 * mi}, Count: int32(slots)}))
+	if err != nil {
+		b.Fatalf("Allocate: %v", err)
+	}
+	cpu := newCPUMeter(s.k.cmd.Process.Pid)
+	tps := shortTasksReuse(b, s.fw, s.f, res.Msg.GetAllocations(), "true")
+	b.ReportMetric(tps, "tasks/s")
+	cpu.report(b, b.N, "kernel", "task")
+	b.Logf("load %s; agents %+v; watch resumes %d", loadavg(), s.sim.Stats(), watchResumes.Load())
+}
+
+// shortTasksReuse runs b.N `true` tasks in allocs, each launched into an
+// allocation once its previous task FINISHED, in LaunchBatch calls of
+// the allocations free at the time (at most 1,000). It returns the tasks
+// per second.
+func shortTasksReuse(b *testing.B, c syscallsv1connect.KernelClient, f *taskFollower, allocs []*pb.Allocation, command string) float64 {
+	free := make(chan string, len(allocs))
+	for _, a := range allocs {
+		if a.GetState() != pb.AllocationState_ALLOCATION_STATE_GRANTED {
+			b.Fatalf("allocation %s is %v, want GRANTED", a.GetId(), a.GetState())
+		}
+		free <- a.GetId()
+	}
+	var left atomic.Int64 // tasks not launched yet
+	left.Store(int64(b.N))
+	var finished sync.WaitGroup
+	finished.Add(b.N)
+	launcher := func() {
+		for {
+			first, ok := <-free
+			if !ok {
+				return
+			}
+			ids := []string{first}
+		more:
+			for len(ids) < 1000 {
+				select {
+				case id, ok := <-free:
+					if !ok {
+						break more
+					}
+					ids = append(ids, id)
+				default:
+					break more
+				}
+			}
+			n := left.Add(-int64(len(ids)))
+			if n < 0 { // over the count: give the extra back unused
+				keep := max(len(ids)+int(n), 0)
+				ids = ids[:keep]
+				left.Store(0)
+			}
+			if len(ids) == 0 {
+				return
+			}
+			req := &pb.LaunchBatchRequest{}
+			for _, id := range ids {
+				req.Launches = append(req.Launches, &pb.LaunchRequest{AllocationId: id, Command: command})
+			}
+			res, err := c.LaunchBatch(context.Background(), connect.NewRequest(req))
+			if err != nil {
+				b.Errorf("LaunchBatch of %d: %v", len(ids), err)
+				for range ids {
+					finished.Done()
+				}
+				return
+			}
+			for i, r := range res.Msg.GetResults() {
+				if r.GetCode() != "ok" {
+					b.Errorf("LaunchBatch: launches[%d]: %s %s", i, r.GetCode(), r.GetMessage())
+					finished.Done()
+					continue
+				}
+				go func() {
+					f.wait(b, r.GetTask().GetId(), pb.TaskState_TASK_STATE_FINISHED)
+					free <- ids[i] // never blocks: it holds every allocation; closed only after the last Done
+					finished.Done()
+				}()
+			}
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(launcher)
+	}
+	finished.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(free)
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return float64(b.N) / elapsed.Seconds()
 }
 
 // BenchmarkShortTasksRealAgent is BenchmarkShortTasks against `dcosd dev`

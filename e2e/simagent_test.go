@@ -19,7 +19,7 @@ import (
 func TestSimAgents_Gang(t *testing.T) {
 	s := startSimBench(t, 10)
 
-	allocs, tasks, _, _ := s.runGang(t, 100)
+	allocs, tasks, _, _ := s.runGang(t, 100, false) // one LaunchBatch
 	revs := map[int64]bool{}
 	for _, a := range listAllocations(t, s.fw).GetAllocations() {
 		if a.GetGangMin() != 100 {

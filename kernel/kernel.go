@@ -570,22 +570,12 @@ func (k *Kernel) Allocate(ctx context.Context, p Principal, req *pb.AllocateRequ
 
 // Launch starts a task in a granted allocation p owns.
 func (k *Kernel) Launch(ctx context.Context, p Principal, req *pb.LaunchRequest) (*pb.LaunchResponse, error) {
-	if err := ValidateLaunch(req); err != nil {
+	if err := k.checkLaunch(req); err != nil {
 		return nil, err
 	}
-	if len(req.GetSecretEnv()) > 0 && k.cfg.Sealer == nil {
-		return nil, errNoKEK("secret_env")
-	}
 	resp := &pb.LaunchResponse{}
-	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
-		if err := t.checkFence(p.Name, req.GetFence()); err != nil {
-			return err
-		}
-		task, err := t.Launch(p, req, now, c)
-		if err == nil {
-			resp.Task = proto.Clone(task).(*pb.Task)
-			stripSecrets(resp.Task)
-		}
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) (err error) {
+		resp.Task, err = launchOne(t, p, req, now, c)
 		return err
 	}, nil)
 	if err != nil {
@@ -738,7 +728,7 @@ func (k *Kernel) ReportTaskStatus(ctx context.Context, p Principal, req *pb.Repo
 		return nil, err
 	}
 	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
-		return t.Report(p, req, now, c)
+		return reportOne(t, p, req, now, c)
 	}, nil)
 	if err != nil {
 		return nil, err

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -63,7 +65,23 @@ type Controller struct {
 
 	mu   sync.Mutex
 	made map[string]map[string]*made
+
+	noBatch atomic.Bool // the kernel answered Unimplemented to LaunchBatch
 }
+
+// BatchLauncher is what a Kernel that can launch many tasks in one call
+// also has (*framework.Client does): LaunchBatch's results are per item,
+// in order. A Controller whose Kernel has it launches a pass's tasks in
+// LaunchBatch calls of at most MaxLaunchBatch (a 1,000-task gang in one
+// call and one commit) rather than one Launch each; a kernel that
+// answers Unimplemented gets Launch calls from then on.
+type BatchLauncher interface {
+	LaunchBatch(ctx context.Context, r *pb.LaunchBatchRequest) (*pb.LaunchBatchResponse, error)
+}
+
+// MaxLaunchBatch is the most launches of one LaunchBatch call (the
+// kernel's limit).
+const MaxLaunchBatch = 1000
 
 // made is an allocation or task this controller made at revision rev.
 type made struct {
@@ -369,26 +387,67 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 		}
 		launches = append(launches, launchJob{r, op.Slot, op.Attempt, op.MPI, op.Req})
 	}
+	launched := func(l launchJob, t *pb.Task, rev int64) {
+		if t.GetCreated() == nil {
+			t.Created = timestamppb.New(v.Now)
+		}
+		c.remember(v.Job, t.GetId(), &made{task: t, rev: rev})
+		// Each launch has its own slot: no two goroutines write one.
+		s := l.r.record(l.part, l.slot)
+		s.Task, s.Attempts, s.TaskEnded = t.GetId(), l.attempt, false
+	}
+	launchOne := func(l launchJob) {
+		res, err := c.Kernel.Launch(ctx, l.req)
+		if err != nil {
+			fail(fmt.Errorf("launch %s task %d: %w", l.r.ID, l.slot, err))
+			return
+		}
+		launched(l, res.GetTask(), res.GetRevision())
+	}
 	for _, l := range launches {
 		if l.part == MPILauncher {
 			c.kernelEnv(l.req)
 		}
-		g.Go(func() error {
-			res, err := c.Kernel.Launch(ctx, l.req)
-			if err != nil {
-				fail(fmt.Errorf("launch %s task %d: %w", l.r.ID, l.slot, err))
+	}
+	bl, batch := c.Kernel.(BatchLauncher)
+	if batch && len(launches) > 1 && !c.noBatch.Load() {
+		for chunk := range slices.Chunk(launches, MaxLaunchBatch) {
+			g.Go(func() error {
+				req := &pb.LaunchBatchRequest{Launches: make([]*pb.LaunchRequest, len(chunk))}
+				for i, l := range chunk {
+					req.Launches[i] = l.req
+				}
+				res, err := bl.LaunchBatch(ctx, req)
+				if connect.CodeOf(err) == connect.CodeUnimplemented {
+					c.noBatch.Store(true)
+					log.Info("the kernel has no LaunchBatch; launching one call per task")
+					for _, l := range chunk {
+						launchOne(l)
+					}
+					return nil
+				}
+				if err == nil && len(res.GetResults()) != len(chunk) {
+					err = fmt.Errorf("the kernel answered %d results for %d launches", len(res.GetResults()), len(chunk))
+				}
+				if err != nil {
+					fail(fmt.Errorf("launch %s: %d tasks: %w", chunk[0].r.ID, len(chunk), err))
+					return nil
+				}
+				for i, r := range res.GetResults() {
+					l := chunk[i]
+					if r.GetCode() != "ok" {
+						fail(fmt.Errorf("launch %s task %d: %s: %s", l.r.ID, l.slot, r.GetCode(), r.GetMessage()))
+						continue
+					}
+					launched(l, r.GetTask(), res.GetRevision())
+				}
 				return nil
-			}
-			t := res.GetTask()
-			if t.GetCreated() == nil {
-				t.Created = timestamppb.New(v.Now)
-			}
-			c.remember(v.Job, t.GetId(), &made{task: t, rev: res.GetRevision()})
-			// Each launch has its own slot: no two goroutines write one.
-			s := l.r.record(l.part, l.slot)
-			s.Task, s.Attempts, s.TaskEnded = t.GetId(), l.attempt, false
-			return nil
-		})
+			})
+		}
+	} else {
+		for _, l := range launches {
+			g.Go(func() error { launchOne(l); return nil })
+		}
 	}
 	g.Wait()
 	for id := range touched {

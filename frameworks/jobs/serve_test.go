@@ -193,17 +193,20 @@ func TestServe_GangRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	granted := map[int64]int{}
+	granted, launched := map[int64]int{}, map[int64]int{}
 	var mu sync.Mutex
 	wctx, wcancel := context.WithCancel(ctx)
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
-		c.op.Watch(wctx, &pb.WatchRequest{Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED}}, func(ev *pb.Event) error {
+		c.op.Watch(wctx, &pb.WatchRequest{Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_ALLOCATION_GRANTED, pb.EventKind_EVENT_KIND_TASK_STATE}}, func(ev *pb.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
 			if ev.GetAllocation().GetLabels()[LabelRun] == run.ID {
-				mu.Lock()
 				granted[ev.GetRevision()]++
-				mu.Unlock()
+			}
+			if k := ev.GetTask(); k.GetLabels()[LabelRun] == run.ID && k.GetState() == pb.TaskState_TASK_STATE_PENDING {
+				launched[ev.GetRevision()]++
 			}
 			return nil
 		})
@@ -223,6 +226,10 @@ func TestServe_GangRun(t *testing.T) {
 		if n != 20 {
 			t.Fatalf("%d granted at revision %d, want 20", n, rev)
 		}
+	}
+	// The gang's tasks go out in one LaunchBatch: one commit.
+	if len(launched) != 1 {
+		t.Fatalf("gang launched at revisions %v, want one", launched)
 	}
 	runs, _ := c.operator().Runs(ctx, "gang")
 	if len(runs) != 1 {

@@ -47,6 +47,7 @@ var audited = map[string][]string{
 	syscallsv1connect.KernelExecProcedure:           {"task_id"}, // of its first message's start
 	syscallsv1connect.KernelCertRenewProcedure:      nil,         // a certificate issued to the caller
 	syscallsv1connect.KernelCARotateProcedure:       nil,
+	syscallsv1connect.KernelLaunchBatchProcedure:    nil, // one record per call; its tasks are the targets
 }
 
 // renewals are the audited calls whose successful no-op (a Campaign that

@@ -87,6 +87,9 @@ var allowed = map[string][]kernel.Role{
 	syscallsv1connect.KernelCertRenewProcedure:        {kernel.RoleAgent, kernel.RoleFramework, kernel.RoleOperator},
 	syscallsv1connect.KernelCARotateProcedure:         {kernel.RoleOperator},
 	syscallsv1connect.KernelCertListProcedure:         {kernel.RoleOperator},
+	// The batches are allowed to whom their single calls are.
+	syscallsv1connect.KernelLaunchBatchProcedure:           {kernel.RoleOperator, kernel.RoleFramework},
+	syscallsv1connect.KernelReportTaskStatusBatchProcedure: {kernel.RoleOperator, kernel.RoleAgent},
 }
 
 // bidi are the bidirectional streams: their request body lasts as long as
@@ -415,4 +418,14 @@ func (s *Server) PolicyUse(ctx context.Context, r *connect.Request[pb.PolicyUseR
 // PolicyRollback implements syscallsv1connect.KernelHandler.
 func (s *Server) PolicyRollback(ctx context.Context, r *connect.Request[pb.PolicyRollbackRequest]) (*connect.Response[pb.PolicyRollbackResponse], error) {
 	return reply(s.k.PolicyRollback(ctx, principal(ctx), r.Msg))
+}
+
+// LaunchBatch implements syscallsv1connect.KernelHandler.
+func (s *Server) LaunchBatch(ctx context.Context, r *connect.Request[pb.LaunchBatchRequest]) (*connect.Response[pb.LaunchBatchResponse], error) {
+	return reply(s.k.LaunchBatch(ctx, principal(ctx), r.Msg))
+}
+
+// ReportTaskStatusBatch implements syscallsv1connect.KernelHandler.
+func (s *Server) ReportTaskStatusBatch(ctx context.Context, r *connect.Request[pb.ReportTaskStatusBatchRequest]) (*connect.Response[pb.ReportTaskStatusBatchResponse], error) {
+	return reply(s.k.ReportTaskStatusBatch(ctx, principal(ctx), r.Msg))
 }

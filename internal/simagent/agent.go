@@ -21,7 +21,7 @@ type agent struct {
 	http     *http.Client // its own, presenting its certificate (Config.CACert); nil: the cluster's
 	hostname string
 	labels   map[string]string
-	sem      chan struct{}   // reports in flight
+	reports  *reportQueue
 	ctx      context.Context // the cluster's: ends at Close
 
 	regMu sync.Mutex // serialises registrations
@@ -108,11 +108,8 @@ func (a *agent) reconcile(expected []*pb.Task) {
 		case t.GetState() == pb.TaskState_TASK_STATE_PENDING:
 			a.launch(t)
 		case t.GetState() == pb.TaskState_TASK_STATE_STARTING, t.GetState() == pb.TaskState_TASK_STATE_RUNNING:
-			id := t.GetId()
-			a.c.wg.Go(func() {
-				a.report(&pb.ReportTaskStatusRequest{TaskId: id, State: pb.TaskState_TASK_STATE_LOST,
-					Reason: "task not found on agent after restart"})
-			})
+			a.reports.push(&pb.ReportTaskStatusRequest{TaskId: t.GetId(), State: pb.TaskState_TASK_STATE_LOST,
+				Reason: "task not found on agent after restart"})
 		}
 	}
 	a.mu.Lock()
@@ -270,9 +267,10 @@ func (a *agent) run(tk *task, short bool) {
 	st := func(s pb.TaskState, reason string) *pb.ReportTaskStatusRequest {
 		return &pb.ReportTaskStatusRequest{TaskId: tk.id, State: s, Reason: reason}
 	}
-	if !a.report(st(pb.TaskState_TASK_STATE_STARTING, "")) || !a.report(st(pb.TaskState_TASK_STATE_RUNNING, "")) {
-		return // the cluster is closing
-	}
+	// Queued, as the real agent queues them: the queue sends them in
+	// order, batched with whatever else is ready.
+	a.reports.push(st(pb.TaskState_TASK_STATE_STARTING, ""))
+	a.reports.push(st(pb.TaskState_TASK_STATE_RUNNING, ""))
 	var end *pb.ReportTaskStatusRequest
 	if short {
 		end = st(pb.TaskState_TASK_STATE_FINISHED, "exit code 0")
@@ -294,7 +292,7 @@ func (a *agent) run(tk *task, short bool) {
 	} else {
 		a.c.killed.Add(1)
 	}
-	a.report(end)
+	a.reports.push(end)
 }
 
 // kill ends a live non-short task KILLED with reason (once).
@@ -307,45 +305,6 @@ func (a *agent) kill(id, reason string) {
 	}
 	tk.reason = reason
 	close(tk.killed)
-}
-
-// report sends r until the kernel takes it or refuses it for good
-// (NotFound: the task is forgotten; InvalidArgument, PermissionDenied),
-// with at most ReportWorkers of the agent's reports in flight. It reports
-// false when the cluster closed first.
-func (a *agent) report(r *pb.ReportTaskStatusRequest) bool {
-	select {
-	case a.sem <- struct{}{}:
-	case <-a.ctx.Done():
-		return false
-	}
-	defer func() { <-a.sem }()
-	var bo backoff
-	for {
-		r.AgentId = a.ID()
-		cctx, cancel := context.WithTimeout(a.ctx, callTimeout)
-		_, err := a.client.ReportTaskStatus(cctx, connect.NewRequest(r))
-		cancel()
-		if a.ctx.Err() != nil {
-			return false
-		}
-		if err == nil {
-			a.c.reports.Add(1)
-			return true
-		}
-		switch connect.CodeOf(err) {
-		case connect.CodeNotFound, connect.CodeInvalidArgument, connect.CodePermissionDenied:
-			a.c.log.Warn("kernel refused task report; dropping it", "task", r.TaskId, "state", r.State, "err", err)
-			a.c.reports.Add(1)
-			return true
-		}
-		a.c.retries.Add(1)
-		d := bo.next()
-		a.c.log.Warn("task report failed; retrying", "task", r.TaskId, "state", r.State, "in", d, "err", err)
-		if !sleep(a.ctx, d) {
-			return false
-		}
-	}
 }
 
 // recentSet remembers the last n ids added.

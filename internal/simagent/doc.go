@@ -7,10 +7,12 @@
 // RegisterAgent, heartbeats at the interval the kernel answers, follows
 // its tasks on a Watch filtered by its agent id (resuming after the last
 // revision, registering again when the revision is compacted), and
-// reports each task's states with ReportTaskStatus, one call per state
-// change as the real agent (package agent) does: STARTING, RUNNING, then
-// the end. The calls, messages and order are the real agent's; only the
-// task is simulated. A launched task is RUNNING at once; a short task
+// reports each task's states, STARTING, RUNNING, then the end, through a
+// queue as the real agent's (package agent): a task's reports in order,
+// the reports ready together in one ReportTaskStatusBatch call, a lone
+// one in a ReportTaskStatus call (Config.SingleReports: one call per
+// report, the path before batches). The calls, messages and order are
+// the real agent's; only the task is simulated. A launched task is RUNNING at once; a short task
 // (by default one whose command is `true`) then ends FINISHED with exit
 // code 0; any other stays RUNNING until the kernel kills it (its task or
 // allocation revoked), and then ends KILLED.

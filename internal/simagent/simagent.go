@@ -66,9 +66,14 @@ type Config struct {
 	// Short says whether a launched task ends on its own (FINISHED, exit
 	// code 0) once RUNNING; nil means ShortTrue.
 	Short func(*pb.Task) bool
-	// ReportWorkers bounds each agent's reports in flight; 0 means
+	// ReportWorkers bounds each agent's report calls in flight; 0 means
 	// DefaultReportWorkers.
 	ReportWorkers int
+	// SingleReports sends every report in a ReportTaskStatus call of its
+	// own, the path before ReportTaskStatusBatch (for comparison);
+	// false: the reports ready together go in one batch call, as the real
+	// agent's queue sends them.
+	SingleReports bool
 	// HTTPClient carries every call; nil means one transport.H2CClient
 	// shared by the cluster's agents: their calls and Watch streams are
 	// multiplexed on a few HTTP/2 connections instead of one HTTP/1.1
@@ -90,11 +95,12 @@ type Config struct {
 // (a bare name or a path ending in /true), whatever its args.
 func ShortTrue(t *pb.Task) bool { return path.Base(t.GetCommand()) == "true" }
 
-// Stats counts what a Cluster's agents did. Reports counts
-// ReportTaskStatus calls the kernel answered (accepted or refused for
-// good); ReportRetries those it failed and were sent again.
+// Stats counts what a Cluster's agents did. Reports counts the reports
+// the kernel answered (accepted or refused for good); ReportCalls the
+// ReportTaskStatus and ReportTaskStatusBatch calls made for them;
+// ReportRetries the reports it failed and were sent again.
 type Stats struct {
-	Launched, Finished, Killed, Reports, ReportRetries, Registrations int64
+	Launched, Finished, Killed, Reports, ReportCalls, ReportRetries, Registrations int64
 }
 
 // Cluster is a set of simulated agents. Its methods are safe for
@@ -110,7 +116,7 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	launched, finished, killed, reports, retries, registrations atomic.Int64
+	launched, finished, killed, reports, reportCalls, retries, registrations atomic.Int64
 }
 
 // Start joins (when Config.JoinToken is set) and registers cfg.Agents
@@ -167,8 +173,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.agents = append(c.agents, &agent{
 			c: c, hostname: cfg.Hostname + "-" + strconv.Itoa(i), labels: labels,
 			tasks: map[string]*task{}, ended: newRecentSet(8192),
-			sem: make(chan struct{}, cfg.ReportWorkers), ctx: runCtx,
+			ctx: runCtx,
 		})
+		c.agents[i].reports = newReportQueue(c.agents[i])
 	}
 	// Join and register concurrently, joinWorkers at a time.
 	sem := make(chan struct{}, joinWorkers)
@@ -280,7 +287,7 @@ func (c *Cluster) AgentIDs() []string {
 func (c *Cluster) Stats() Stats {
 	return Stats{
 		Launched: c.launched.Load(), Finished: c.finished.Load(), Killed: c.killed.Load(),
-		Reports: c.reports.Load(), ReportRetries: c.retries.Load(), Registrations: c.registrations.Load(),
+		Reports: c.reports.Load(), ReportCalls: c.reportCalls.Load(), ReportRetries: c.retries.Load(), Registrations: c.registrations.Load(),
 	}
 }
 

@@ -2,8 +2,11 @@ package simagent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +26,12 @@ import (
 // kernel has no token store for AgentJoin; e2e's TestSimAgents_Gang joins).
 func start(t testing.TB, n int) (syscallsv1connect.KernelClient, *simagent.Cluster) {
 	t.Helper()
+	return startWith(t, n, nil)
+}
+
+// startWith is start with the agents' config adjusted by tune.
+func startWith(t testing.TB, n int, tune func(*simagent.Config)) (syscallsv1connect.KernelClient, *simagent.Cluster) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,8 +46,12 @@ func start(t testing.TB, n int) (syscallsv1connect.KernelClient, *simagent.Clust
 	s := kerneltest.Start(t, kerneltest.Options{Tokens: toks, Listener: ln})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := simagent.Start(ctx, simagent.Config{KernelURL: s.URL, Agents: n, AgentTokens: agentToks,
-		Resources: &pb.Resources{Cpus: 16, MemBytes: 64 << 30}})
+	cfg := simagent.Config{KernelURL: s.URL, Agents: n, AgentTokens: agentToks,
+		Resources: &pb.Resources{Cpus: 16, MemBytes: 64 << 30}}
+	if tune != nil {
+		tune(&cfg)
+	}
+	c, err := simagent.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,15 +109,29 @@ func TestCluster_Gang(t *testing.T) {
 		t.Fatalf("gang: %d allocations at revisions %v, want 100 at one", len(res.Msg.GetAllocations()), revs)
 	}
 	t.Logf("placement over agents: %v", placed)
-	var tasks []string
+	// One LaunchBatch for the gang, as frameworks/jobs launches it.
+	var batch pb.LaunchBatchRequest
 	for _, a := range res.Msg.GetAllocations() {
-		l, err := op.Launch(ctx, connect.NewRequest(&pb.LaunchRequest{AllocationId: a.GetId(), Command: "sleep", Args: []string{"600"}}))
-		if err != nil {
-			t.Fatal(err)
+		batch.Launches = append(batch.Launches, &pb.LaunchRequest{AllocationId: a.GetId(), Command: "sleep", Args: []string{"600"}})
+	}
+	lb, err := op.LaunchBatch(ctx, connect.NewRequest(&batch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tasks []string
+	for i, r := range lb.Msg.GetResults() {
+		if r.GetCode() != "ok" {
+			t.Fatalf("launches[%d]: %s %s", i, r.GetCode(), r.GetMessage())
 		}
-		tasks = append(tasks, l.Msg.GetTask().GetId())
+		tasks = append(tasks, r.GetTask().GetId())
 	}
 	w.waitAll(t, tasks, pb.TaskState_TASK_STATE_RUNNING)
+	// 200 reports (STARTING, RUNNING) from 10 agents: batched, so far
+	// fewer calls.
+	eventually(t, "the agents' answers to 200 reports", func() bool { return sim.Stats().Reports == 200 })
+	if st := sim.Stats(); st.ReportCalls*2 > st.Reports {
+		t.Errorf("stats %+v: %d report calls for %d reports, want batches", st, st.ReportCalls, st.Reports)
+	}
 	if _, err := op.Revoke(ctx, connect.NewRequest(&pb.RevokeRequest{All: true})); err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +145,28 @@ func TestCluster_Gang(t *testing.T) {
 
 // TestCluster_ShortTasks: a burst of `true` tasks, each in an allocation
 // of its own, 32 in flight: every task ends FINISHED exactly once (one
-// FINISHED event each, no other end), exit code 0.
+// FINISHED event each, no other end), exit code 0, its states seen in
+// order; with the agents' reports batched (far fewer calls than
+// reports) and one call per report (Config.SingleReports).
 func TestCluster_ShortTasks(t *testing.T) {
-	op, sim := start(t, 4)
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single=%v", single), func(t *testing.T) {
+			op, sim := startWith(t, 4, func(c *simagent.Config) { c.SingleReports = single })
+			testShortTasks(t, op, sim)
+			eventually(t, "the agents' answers to every report", func() bool { return sim.Stats().Reports == 900 })
+			st := sim.Stats()
+			switch {
+			case single && st.ReportCalls != st.Reports+st.ReportRetries:
+				t.Errorf("stats %+v: want one call per report", st)
+			case !single && st.ReportCalls*2 > st.Reports:
+				t.Errorf("stats %+v: %d calls for %d reports, want batches (at most one call per 2 reports)", st, st.ReportCalls, st.Reports)
+			}
+			t.Logf("stats %+v", st)
+		})
+	}
+}
+
+func testShortTasks(t *testing.T, op syscallsv1connect.KernelClient, sim *simagent.Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	agents, err := op.ListAgents(ctx, connect.NewRequest(&pb.ListAgentsRequest{}))
@@ -168,6 +214,9 @@ func TestCluster_ShortTasks(t *testing.T) {
 		if e := ends[id]; len(e) != 1 || e[0].GetState() != pb.TaskState_TASK_STATE_FINISHED || e[0].GetExitCode() != 0 {
 			t.Errorf("task %s ended %v, want FINISHED once with exit code 0", id, e)
 		}
+		if got := w.seen(id); !slices.Equal(got, []pb.TaskState{pb.TaskState_TASK_STATE_PENDING, pb.TaskState_TASK_STATE_STARTING, pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_FINISHED}) {
+			t.Errorf("task %s went through %v, want PENDING, STARTING, RUNNING, FINISHED", id, got)
+		}
 	}
 	if st := sim.Stats(); st.Finished != n || st.Killed != 0 {
 		t.Errorf("stats %+v: want %d finished, none killed", st, n)
@@ -188,11 +237,31 @@ func watchTasks(t testing.TB, c syscallsv1connect.KernelClient, after int64) *ta
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		st, err := c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after,
-			Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
-		if err == nil {
+		// A stream ended because this watcher fell behind (one revision of
+		// a 1,000-task LaunchBatch is 1,000 events) resumes after the
+		// revision before the one being received, skipping the events of
+		// it already seen (a revision's events come whole and in order).
+		cur, n := int64(0), 0
+		var err error
+		for {
+			var st *connect.ServerStreamForClient[pb.Event]
+			st, err = c.Watch(ctx, connect.NewRequest(&pb.WatchRequest{AfterRevision: after,
+				Kinds: []pb.EventKind{pb.EventKind_EVENT_KIND_TASK_STATE}}))
+			if err != nil {
+				break
+			}
+			skipRev, skip := cur, n
 			for st.Receive() {
-				k := st.Msg().GetTask()
+				e := st.Msg()
+				if e.GetRevision() == skipRev && skip > 0 {
+					skip--
+					continue
+				}
+				if e.GetRevision() != cur {
+					cur, n = e.GetRevision(), 0
+				}
+				n++
+				k := e.GetTask()
 				w.mu.Lock()
 				w.states[k.GetId()] = append(w.states[k.GetId()], k)
 				close(w.more)
@@ -200,6 +269,12 @@ func watchTasks(t testing.TB, c syscallsv1connect.KernelClient, after int64) *ta
 				w.mu.Unlock()
 			}
 			err = st.Err()
+			st.Close()
+			var ce *connect.Error
+			if ctx.Err() != nil || !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition || !strings.Contains(ce.Message(), "fell behind") {
+				break
+			}
+			after = max(after, cur-1)
 		}
 		w.mu.Lock()
 		w.err = err
@@ -245,6 +320,17 @@ func (w *taskWatch) waitAll(t testing.TB, ids []string, s pb.TaskState) {
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// seen returns the states task id's events carried, in order.
+func (w *taskWatch) seen(id string) []pb.TaskState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []pb.TaskState
+	for _, k := range w.states[id] {
+		out = append(out, k.GetState())
+	}
+	return out
 }
 
 // ends returns each task's terminal events.

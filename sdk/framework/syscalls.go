@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 	"github.com/dcos-kernel/dcos/syscalls/v1/syscallsv1connect"
@@ -186,5 +187,30 @@ func (c *Client) StateDelete(ctx context.Context, r *pb.StateDeleteRequest) (*pb
 func (c *Client) StateList(ctx context.Context, r *pb.StateListRequest) (*pb.StateListResponse, error) {
 	return call(ctx, c, "StateList", r, func(k kc) func(context.Context, *connect.Request[pb.StateListRequest]) (*connect.Response[pb.StateListResponse], error) {
 		return k.StateList
+	})
+}
+
+// LaunchBatch calls the LaunchBatch syscall: starts up to 1,000 tasks in
+// one call and one commit, each item checked as Launch; the results are
+// per item, in order (an item's failure is its result's code, not the
+// call's error). A fenced client fences every item. Retried after
+// Unavailable, it may launch twice: label tasks and reconcile.
+func (c *Client) LaunchBatch(ctx context.Context, r *pb.LaunchBatchRequest) (*pb.LaunchBatchResponse, error) {
+	r = fenced(c, r, func(m *pb.LaunchBatchRequest, f *pb.Fence) {
+		for _, l := range m.GetLaunches() {
+			l.Fence = proto.Clone(f).(*pb.Fence)
+		}
+	})
+	return call(ctx, c, "LaunchBatch", r, func(k kc) func(context.Context, *connect.Request[pb.LaunchBatchRequest]) (*connect.Response[pb.LaunchBatchResponse], error) {
+		return k.LaunchBatch
+	})
+}
+
+// ReportTaskStatusBatch calls the ReportTaskStatusBatch syscall: (agents
+// only) applies up to 1,000 task status reports, in order, in one commit;
+// the results are per item.
+func (c *Client) ReportTaskStatusBatch(ctx context.Context, r *pb.ReportTaskStatusBatchRequest) (*pb.ReportTaskStatusBatchResponse, error) {
+	return call(ctx, c, "ReportTaskStatusBatch", r, func(k kc) func(context.Context, *connect.Request[pb.ReportTaskStatusBatchRequest]) (*connect.Response[pb.ReportTaskStatusBatchResponse], error) {
+		return k.ReportTaskStatusBatch
 	})
 }

@@ -9303,6 +9303,325 @@ func (x *CertInfo) GetRetireAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type LaunchBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// launches: 1 to 1,000 launches, each as a Launch call's request.
+	Launches      []*LaunchRequest `protobuf:"bytes,1,rep,name=launches,proto3" json:"launches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaunchBatchRequest) Reset() {
+	*x = LaunchBatchRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[124]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaunchBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaunchBatchRequest) ProtoMessage() {}
+
+func (x *LaunchBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[124]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaunchBatchRequest.ProtoReflect.Descriptor instead.
+func (*LaunchBatchRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{124}
+}
+
+func (x *LaunchBatchRequest) GetLaunches() []*LaunchRequest {
+	if x != nil {
+		return x.Launches
+	}
+	return nil
+}
+
+// LaunchResult is one item's outcome in LaunchBatchResponse.
+type LaunchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is the task launched (code "ok"); unset when the item failed.
+	Task *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// code is "ok" or the snake_case name of the error's code, as the
+	// call alone would have failed ("invalid_argument", "not_found",
+	// "failed_precondition", "permission_denied", ...).
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// message is the error ("" when ok), naming the item and the field.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaunchResult) Reset() {
+	*x = LaunchResult{}
+	mi := &file_v1_syscalls_proto_msgTypes[125]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaunchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaunchResult) ProtoMessage() {}
+
+func (x *LaunchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[125]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaunchResult.ProtoReflect.Descriptor instead.
+func (*LaunchResult) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{125}
+}
+
+func (x *LaunchResult) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *LaunchResult) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *LaunchResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type LaunchBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results, one per launch, in the request's order.
+	Results []*LaunchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// revision of the commit that recorded the tasks (when none was
+	// launched: the kernel's revision when the call was answered).
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LaunchBatchResponse) Reset() {
+	*x = LaunchBatchResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[126]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LaunchBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LaunchBatchResponse) ProtoMessage() {}
+
+func (x *LaunchBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[126]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LaunchBatchResponse.ProtoReflect.Descriptor instead.
+func (*LaunchBatchResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{126}
+}
+
+func (x *LaunchBatchResponse) GetResults() []*LaunchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *LaunchBatchResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ReportTaskStatusBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reports: 1 to 1,000 reports, applied in this order.
+	Reports       []*ReportTaskStatusRequest `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskStatusBatchRequest) Reset() {
+	*x = ReportTaskStatusBatchRequest{}
+	mi := &file_v1_syscalls_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskStatusBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskStatusBatchRequest) ProtoMessage() {}
+
+func (x *ReportTaskStatusBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskStatusBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReportTaskStatusBatchRequest) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *ReportTaskStatusBatchRequest) GetReports() []*ReportTaskStatusRequest {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// ReportResult is one item's outcome in ReportTaskStatusBatchResponse:
+// code and message as in LaunchResult. A stale report (of a state the
+// task is past) is "ok" and changes nothing, as ReportTaskStatus.
+type ReportResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportResult) Reset() {
+	*x = ReportResult{}
+	mi := &file_v1_syscalls_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportResult) ProtoMessage() {}
+
+func (x *ReportResult) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportResult.ProtoReflect.Descriptor instead.
+func (*ReportResult) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{128}
+}
+
+func (x *ReportResult) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ReportResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ReportTaskStatusBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results, one per report, in the request's order.
+	Results       []*ReportResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Revision      int64           `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskStatusBatchResponse) Reset() {
+	*x = ReportTaskStatusBatchResponse{}
+	mi := &file_v1_syscalls_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskStatusBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskStatusBatchResponse) ProtoMessage() {}
+
+func (x *ReportTaskStatusBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_syscalls_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskStatusBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReportTaskStatusBatchResponse) Descriptor() ([]byte, []int) {
+	return file_v1_syscalls_proto_rawDescGZIP(), []int{129}
+}
+
+func (x *ReportTaskStatusBatchResponse) GetResults() []*ReportResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ReportTaskStatusBatchResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_v1_syscalls_proto protoreflect.FileDescriptor
 
 const file_v1_syscalls_proto_rawDesc = "" +
@@ -10013,7 +10332,24 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tnot_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12\x16\n" +
 	"\x06status\x18\x06 \x01(\tR\x06status\x12\x16\n" +
 	"\x06issuer\x18\a \x01(\tR\x06issuer\x127\n" +
-	"\tretire_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bretireAt*\x8d\x01\n" +
+	"\tretire_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bretireAt\"Q\n" +
+	"\x12LaunchBatchRequest\x12;\n" +
+	"\blaunches\x18\x01 \x03(\v2\x1f.dcos.syscalls.v1.LaunchRequestR\blaunches\"h\n" +
+	"\fLaunchResult\x12*\n" +
+	"\x04task\x18\x01 \x01(\v2\x16.dcos.syscalls.v1.TaskR\x04task\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"k\n" +
+	"\x13LaunchBatchResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.dcos.syscalls.v1.LaunchResultR\aresults\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"c\n" +
+	"\x1cReportTaskStatusBatchRequest\x12C\n" +
+	"\areports\x18\x01 \x03(\v2).dcos.syscalls.v1.ReportTaskStatusRequestR\areports\"<\n" +
+	"\fReportResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"u\n" +
+	"\x1dReportTaskStatusBatchResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.dcos.syscalls.v1.ReportResultR\aresults\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision*\x8d\x01\n" +
 	"\x0fAllocationState\x12 \n" +
 	"\x1cALLOCATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ALLOCATION_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -10063,7 +10399,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x86\x1d\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xdc\x1e\n" +
 	"\x06Kernel\x12Q\n" +
 	"\bAllocate\x12!.dcos.syscalls.v1.AllocateRequest\x1a\".dcos.syscalls.v1.AllocateResponse\x12K\n" +
 	"\x06Launch\x12\x1f.dcos.syscalls.v1.LaunchRequest\x1a .dcos.syscalls.v1.LaunchResponse\x12B\n" +
@@ -10113,7 +10449,9 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\tAuditList\x12\".dcos.syscalls.v1.AuditListRequest\x1a#.dcos.syscalls.v1.AuditListResponse\x12T\n" +
 	"\tCertRenew\x12\".dcos.syscalls.v1.CertRenewRequest\x1a#.dcos.syscalls.v1.CertRenewResponse\x12Q\n" +
 	"\bCARotate\x12!.dcos.syscalls.v1.CARotateRequest\x1a\".dcos.syscalls.v1.CARotateResponse\x12Q\n" +
-	"\bCertList\x12!.dcos.syscalls.v1.CertListRequest\x1a\".dcos.syscalls.v1.CertListResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
+	"\bCertList\x12!.dcos.syscalls.v1.CertListRequest\x1a\".dcos.syscalls.v1.CertListResponse\x12Z\n" +
+	"\vLaunchBatch\x12$.dcos.syscalls.v1.LaunchBatchRequest\x1a%.dcos.syscalls.v1.LaunchBatchResponse\x12x\n" +
+	"\x15ReportTaskStatusBatch\x12..dcos.syscalls.v1.ReportTaskStatusBatchRequest\x1a/.dcos.syscalls.v1.ReportTaskStatusBatchResponseB4Z2github.com/dcos-kernel/dcos/syscalls/v1;syscallsv1b\x06proto3"
 
 var (
 	file_v1_syscalls_proto_rawDescOnce sync.Once
@@ -10128,236 +10466,242 @@ func file_v1_syscalls_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_syscalls_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 137)
+var file_v1_syscalls_proto_msgTypes = make([]protoimpl.MessageInfo, 143)
 var file_v1_syscalls_proto_goTypes = []any{
-	(AllocationState)(0),             // 0: dcos.syscalls.v1.AllocationState
-	(TaskState)(0),                   // 1: dcos.syscalls.v1.TaskState
-	(CpuClass)(0),                    // 2: dcos.syscalls.v1.CpuClass
-	(HealthState)(0),                 // 3: dcos.syscalls.v1.HealthState
-	(AgentState)(0),                  // 4: dcos.syscalls.v1.AgentState
-	(EventKind)(0),                   // 5: dcos.syscalls.v1.EventKind
-	(LogStream)(0),                   // 6: dcos.syscalls.v1.LogStream
-	(Constraint_Op)(0),               // 7: dcos.syscalls.v1.Constraint.Op
-	(*Resources)(nil),                // 8: dcos.syscalls.v1.Resources
-	(*Constraint)(nil),               // 9: dcos.syscalls.v1.Constraint
-	(*Allocation)(nil),               // 10: dcos.syscalls.v1.Allocation
-	(*Task)(nil),                     // 11: dcos.syscalls.v1.Task
-	(*HealthCheck)(nil),              // 12: dcos.syscalls.v1.HealthCheck
-	(*HTTPCheck)(nil),                // 13: dcos.syscalls.v1.HTTPCheck
-	(*TCPCheck)(nil),                 // 14: dcos.syscalls.v1.TCPCheck
-	(*CommandCheck)(nil),             // 15: dcos.syscalls.v1.CommandCheck
-	(*Fence)(nil),                    // 16: dcos.syscalls.v1.Fence
-	(*Leadership)(nil),               // 17: dcos.syscalls.v1.Leadership
-	(*CampaignRequest)(nil),          // 18: dcos.syscalls.v1.CampaignRequest
-	(*CampaignResponse)(nil),         // 19: dcos.syscalls.v1.CampaignResponse
-	(*ResignRequest)(nil),            // 20: dcos.syscalls.v1.ResignRequest
-	(*ResignResponse)(nil),           // 21: dcos.syscalls.v1.ResignResponse
-	(*LeaderRequest)(nil),            // 22: dcos.syscalls.v1.LeaderRequest
-	(*LeaderResponse)(nil),           // 23: dcos.syscalls.v1.LeaderResponse
-	(*StateEntry)(nil),               // 24: dcos.syscalls.v1.StateEntry
-	(*StateGetRequest)(nil),          // 25: dcos.syscalls.v1.StateGetRequest
-	(*StateGetResponse)(nil),         // 26: dcos.syscalls.v1.StateGetResponse
-	(*StatePutRequest)(nil),          // 27: dcos.syscalls.v1.StatePutRequest
-	(*StatePutResponse)(nil),         // 28: dcos.syscalls.v1.StatePutResponse
-	(*StateDeleteRequest)(nil),       // 29: dcos.syscalls.v1.StateDeleteRequest
-	(*StateDeleteResponse)(nil),      // 30: dcos.syscalls.v1.StateDeleteResponse
-	(*StateListRequest)(nil),         // 31: dcos.syscalls.v1.StateListRequest
-	(*StateListResponse)(nil),        // 32: dcos.syscalls.v1.StateListResponse
-	(*PortRequest)(nil),              // 33: dcos.syscalls.v1.PortRequest
-	(*PortMapping)(nil),              // 34: dcos.syscalls.v1.PortMapping
-	(*TaskUsage)(nil),                // 35: dcos.syscalls.v1.TaskUsage
-	(*PluginInfo)(nil),               // 36: dcos.syscalls.v1.PluginInfo
-	(*Agent)(nil),                    // 37: dcos.syscalls.v1.Agent
-	(*ImageInfo)(nil),                // 38: dcos.syscalls.v1.ImageInfo
-	(*ImageList)(nil),                // 39: dcos.syscalls.v1.ImageList
-	(*RemoveImageRequest)(nil),       // 40: dcos.syscalls.v1.RemoveImageRequest
-	(*RemoveImageResponse)(nil),      // 41: dcos.syscalls.v1.RemoveImageResponse
-	(*VolumeClaim)(nil),              // 42: dcos.syscalls.v1.VolumeClaim
-	(*Volume)(nil),                   // 43: dcos.syscalls.v1.Volume
-	(*VolumeMount)(nil),              // 44: dcos.syscalls.v1.VolumeMount
-	(*ListVolumesRequest)(nil),       // 45: dcos.syscalls.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),      // 46: dcos.syscalls.v1.ListVolumesResponse
-	(*DestroyVolumeRequest)(nil),     // 47: dcos.syscalls.v1.DestroyVolumeRequest
-	(*DestroyVolumeResponse)(nil),    // 48: dcos.syscalls.v1.DestroyVolumeResponse
-	(*AllocateRequest)(nil),          // 49: dcos.syscalls.v1.AllocateRequest
-	(*Gang)(nil),                     // 50: dcos.syscalls.v1.Gang
-	(*AllocateResponse)(nil),         // 51: dcos.syscalls.v1.AllocateResponse
-	(*LaunchRequest)(nil),            // 52: dcos.syscalls.v1.LaunchRequest
-	(*LogConfig)(nil),                // 53: dcos.syscalls.v1.LogConfig
-	(*LaunchResponse)(nil),           // 54: dcos.syscalls.v1.LaunchResponse
-	(*WatchRequest)(nil),             // 55: dcos.syscalls.v1.WatchRequest
-	(*Event)(nil),                    // 56: dcos.syscalls.v1.Event
-	(*ExecRecord)(nil),               // 57: dcos.syscalls.v1.ExecRecord
-	(*ResyncInfo)(nil),               // 58: dcos.syscalls.v1.ResyncInfo
-	(*RevokeRequest)(nil),            // 59: dcos.syscalls.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 60: dcos.syscalls.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),         // 61: dcos.syscalls.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),        // 62: dcos.syscalls.v1.KeepAliveResponse
-	(*RegisterAgentRequest)(nil),     // 63: dcos.syscalls.v1.RegisterAgentRequest
-	(*RegisterAgentResponse)(nil),    // 64: dcos.syscalls.v1.RegisterAgentResponse
-	(*HeartbeatRequest)(nil),         // 65: dcos.syscalls.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 66: dcos.syscalls.v1.HeartbeatResponse
-	(*ReportTaskStatusRequest)(nil),  // 67: dcos.syscalls.v1.ReportTaskStatusRequest
-	(*TaskHealthReport)(nil),         // 68: dcos.syscalls.v1.TaskHealthReport
-	(*ReportTaskStatusResponse)(nil), // 69: dcos.syscalls.v1.ReportTaskStatusResponse
-	(*ListAgentsRequest)(nil),        // 70: dcos.syscalls.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),       // 71: dcos.syscalls.v1.ListAgentsResponse
-	(*ListAllocationsRequest)(nil),   // 72: dcos.syscalls.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil),  // 73: dcos.syscalls.v1.ListAllocationsResponse
-	(*ListTasksRequest)(nil),         // 74: dcos.syscalls.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 75: dcos.syscalls.v1.ListTasksResponse
-	(*PolicyInfo)(nil),               // 76: dcos.syscalls.v1.PolicyInfo
-	(*PolicyLoadRequest)(nil),        // 77: dcos.syscalls.v1.PolicyLoadRequest
-	(*PolicyLoadResponse)(nil),       // 78: dcos.syscalls.v1.PolicyLoadResponse
-	(*PolicyTestRequest)(nil),        // 79: dcos.syscalls.v1.PolicyTestRequest
-	(*PlacementDiff)(nil),            // 80: dcos.syscalls.v1.PlacementDiff
-	(*PolicyTestResponse)(nil),       // 81: dcos.syscalls.v1.PolicyTestResponse
-	(*PolicyListRequest)(nil),        // 82: dcos.syscalls.v1.PolicyListRequest
-	(*PolicyListResponse)(nil),       // 83: dcos.syscalls.v1.PolicyListResponse
-	(*PolicyUseRequest)(nil),         // 84: dcos.syscalls.v1.PolicyUseRequest
-	(*PolicyUseResponse)(nil),        // 85: dcos.syscalls.v1.PolicyUseResponse
-	(*PolicyRollbackRequest)(nil),    // 86: dcos.syscalls.v1.PolicyRollbackRequest
-	(*PolicyRollbackResponse)(nil),   // 87: dcos.syscalls.v1.PolicyRollbackResponse
-	(*LogsRequest)(nil),              // 88: dcos.syscalls.v1.LogsRequest
-	(*LogsChunk)(nil),                // 89: dcos.syscalls.v1.LogsChunk
-	(*TermSize)(nil),                 // 90: dcos.syscalls.v1.TermSize
-	(*ExecStart)(nil),                // 91: dcos.syscalls.v1.ExecStart
-	(*ExecInput)(nil),                // 92: dcos.syscalls.v1.ExecInput
-	(*ExecExit)(nil),                 // 93: dcos.syscalls.v1.ExecExit
-	(*ExecOutput)(nil),               // 94: dcos.syscalls.v1.ExecOutput
-	(*AgentStreamsRequest)(nil),      // 95: dcos.syscalls.v1.AgentStreamsRequest
-	(*StreamOpen)(nil),               // 96: dcos.syscalls.v1.StreamOpen
-	(*RelayError)(nil),               // 97: dcos.syscalls.v1.RelayError
-	(*RelayUp)(nil),                  // 98: dcos.syscalls.v1.RelayUp
-	(*RelayDown)(nil),                // 99: dcos.syscalls.v1.RelayDown
-	(*Role)(nil),                     // 100: dcos.syscalls.v1.Role
-	(*RoleSetRequest)(nil),           // 101: dcos.syscalls.v1.RoleSetRequest
-	(*RoleSetResponse)(nil),          // 102: dcos.syscalls.v1.RoleSetResponse
-	(*RoleListRequest)(nil),          // 103: dcos.syscalls.v1.RoleListRequest
-	(*RoleListResponse)(nil),         // 104: dcos.syscalls.v1.RoleListResponse
-	(*TokenInfo)(nil),                // 105: dcos.syscalls.v1.TokenInfo
-	(*TokenCreateRequest)(nil),       // 106: dcos.syscalls.v1.TokenCreateRequest
-	(*TokenCreateResponse)(nil),      // 107: dcos.syscalls.v1.TokenCreateResponse
-	(*TokenListRequest)(nil),         // 108: dcos.syscalls.v1.TokenListRequest
-	(*TokenListResponse)(nil),        // 109: dcos.syscalls.v1.TokenListResponse
-	(*TokenRevokeRequest)(nil),       // 110: dcos.syscalls.v1.TokenRevokeRequest
-	(*TokenRevokeResponse)(nil),      // 111: dcos.syscalls.v1.TokenRevokeResponse
-	(*AgentJoinRequest)(nil),         // 112: dcos.syscalls.v1.AgentJoinRequest
-	(*AgentJoinResponse)(nil),        // 113: dcos.syscalls.v1.AgentJoinResponse
-	(*AgentDrainRequest)(nil),        // 114: dcos.syscalls.v1.AgentDrainRequest
-	(*AgentDrainResponse)(nil),       // 115: dcos.syscalls.v1.AgentDrainResponse
-	(*ClusterInfoRequest)(nil),       // 116: dcos.syscalls.v1.ClusterInfoRequest
-	(*KernelInfo)(nil),               // 117: dcos.syscalls.v1.KernelInfo
-	(*ClusterInfoResponse)(nil),      // 118: dcos.syscalls.v1.ClusterInfoResponse
-	(*TaskSecretsRequest)(nil),       // 119: dcos.syscalls.v1.TaskSecretsRequest
-	(*TaskSecretsResponse)(nil),      // 120: dcos.syscalls.v1.TaskSecretsResponse
-	(*AuditRecord)(nil),              // 121: dcos.syscalls.v1.AuditRecord
-	(*AuditAnchor)(nil),              // 122: dcos.syscalls.v1.AuditAnchor
-	(*AuditListRequest)(nil),         // 123: dcos.syscalls.v1.AuditListRequest
-	(*AuditListResponse)(nil),        // 124: dcos.syscalls.v1.AuditListResponse
-	(*CertRenewRequest)(nil),         // 125: dcos.syscalls.v1.CertRenewRequest
-	(*CertRenewResponse)(nil),        // 126: dcos.syscalls.v1.CertRenewResponse
-	(*CARotateRequest)(nil),          // 127: dcos.syscalls.v1.CARotateRequest
-	(*CARotateResponse)(nil),         // 128: dcos.syscalls.v1.CARotateResponse
-	(*CertListRequest)(nil),          // 129: dcos.syscalls.v1.CertListRequest
-	(*CertListResponse)(nil),         // 130: dcos.syscalls.v1.CertListResponse
-	(*CertInfo)(nil),                 // 131: dcos.syscalls.v1.CertInfo
-	nil,                              // 132: dcos.syscalls.v1.Allocation.LabelsEntry
-	nil,                              // 133: dcos.syscalls.v1.Task.EnvEntry
-	nil,                              // 134: dcos.syscalls.v1.Task.LabelsEntry
-	nil,                              // 135: dcos.syscalls.v1.Task.SecretEnvEntry
-	nil,                              // 136: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
-	nil,                              // 137: dcos.syscalls.v1.Agent.LabelsEntry
-	nil,                              // 138: dcos.syscalls.v1.AllocateRequest.LabelsEntry
-	nil,                              // 139: dcos.syscalls.v1.LaunchRequest.EnvEntry
-	nil,                              // 140: dcos.syscalls.v1.LaunchRequest.LabelsEntry
-	nil,                              // 141: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
-	nil,                              // 142: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
-	nil,                              // 143: dcos.syscalls.v1.ExecStart.EnvEntry
-	nil,                              // 144: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	(*durationpb.Duration)(nil),      // 145: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 146: google.protobuf.Timestamp
+	(AllocationState)(0),                  // 0: dcos.syscalls.v1.AllocationState
+	(TaskState)(0),                        // 1: dcos.syscalls.v1.TaskState
+	(CpuClass)(0),                         // 2: dcos.syscalls.v1.CpuClass
+	(HealthState)(0),                      // 3: dcos.syscalls.v1.HealthState
+	(AgentState)(0),                       // 4: dcos.syscalls.v1.AgentState
+	(EventKind)(0),                        // 5: dcos.syscalls.v1.EventKind
+	(LogStream)(0),                        // 6: dcos.syscalls.v1.LogStream
+	(Constraint_Op)(0),                    // 7: dcos.syscalls.v1.Constraint.Op
+	(*Resources)(nil),                     // 8: dcos.syscalls.v1.Resources
+	(*Constraint)(nil),                    // 9: dcos.syscalls.v1.Constraint
+	(*Allocation)(nil),                    // 10: dcos.syscalls.v1.Allocation
+	(*Task)(nil),                          // 11: dcos.syscalls.v1.Task
+	(*HealthCheck)(nil),                   // 12: dcos.syscalls.v1.HealthCheck
+	(*HTTPCheck)(nil),                     // 13: dcos.syscalls.v1.HTTPCheck
+	(*TCPCheck)(nil),                      // 14: dcos.syscalls.v1.TCPCheck
+	(*CommandCheck)(nil),                  // 15: dcos.syscalls.v1.CommandCheck
+	(*Fence)(nil),                         // 16: dcos.syscalls.v1.Fence
+	(*Leadership)(nil),                    // 17: dcos.syscalls.v1.Leadership
+	(*CampaignRequest)(nil),               // 18: dcos.syscalls.v1.CampaignRequest
+	(*CampaignResponse)(nil),              // 19: dcos.syscalls.v1.CampaignResponse
+	(*ResignRequest)(nil),                 // 20: dcos.syscalls.v1.ResignRequest
+	(*ResignResponse)(nil),                // 21: dcos.syscalls.v1.ResignResponse
+	(*LeaderRequest)(nil),                 // 22: dcos.syscalls.v1.LeaderRequest
+	(*LeaderResponse)(nil),                // 23: dcos.syscalls.v1.LeaderResponse
+	(*StateEntry)(nil),                    // 24: dcos.syscalls.v1.StateEntry
+	(*StateGetRequest)(nil),               // 25: dcos.syscalls.v1.StateGetRequest
+	(*StateGetResponse)(nil),              // 26: dcos.syscalls.v1.StateGetResponse
+	(*StatePutRequest)(nil),               // 27: dcos.syscalls.v1.StatePutRequest
+	(*StatePutResponse)(nil),              // 28: dcos.syscalls.v1.StatePutResponse
+	(*StateDeleteRequest)(nil),            // 29: dcos.syscalls.v1.StateDeleteRequest
+	(*StateDeleteResponse)(nil),           // 30: dcos.syscalls.v1.StateDeleteResponse
+	(*StateListRequest)(nil),              // 31: dcos.syscalls.v1.StateListRequest
+	(*StateListResponse)(nil),             // 32: dcos.syscalls.v1.StateListResponse
+	(*PortRequest)(nil),                   // 33: dcos.syscalls.v1.PortRequest
+	(*PortMapping)(nil),                   // 34: dcos.syscalls.v1.PortMapping
+	(*TaskUsage)(nil),                     // 35: dcos.syscalls.v1.TaskUsage
+	(*PluginInfo)(nil),                    // 36: dcos.syscalls.v1.PluginInfo
+	(*Agent)(nil),                         // 37: dcos.syscalls.v1.Agent
+	(*ImageInfo)(nil),                     // 38: dcos.syscalls.v1.ImageInfo
+	(*ImageList)(nil),                     // 39: dcos.syscalls.v1.ImageList
+	(*RemoveImageRequest)(nil),            // 40: dcos.syscalls.v1.RemoveImageRequest
+	(*RemoveImageResponse)(nil),           // 41: dcos.syscalls.v1.RemoveImageResponse
+	(*VolumeClaim)(nil),                   // 42: dcos.syscalls.v1.VolumeClaim
+	(*Volume)(nil),                        // 43: dcos.syscalls.v1.Volume
+	(*VolumeMount)(nil),                   // 44: dcos.syscalls.v1.VolumeMount
+	(*ListVolumesRequest)(nil),            // 45: dcos.syscalls.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),           // 46: dcos.syscalls.v1.ListVolumesResponse
+	(*DestroyVolumeRequest)(nil),          // 47: dcos.syscalls.v1.DestroyVolumeRequest
+	(*DestroyVolumeResponse)(nil),         // 48: dcos.syscalls.v1.DestroyVolumeResponse
+	(*AllocateRequest)(nil),               // 49: dcos.syscalls.v1.AllocateRequest
+	(*Gang)(nil),                          // 50: dcos.syscalls.v1.Gang
+	(*AllocateResponse)(nil),              // 51: dcos.syscalls.v1.AllocateResponse
+	(*LaunchRequest)(nil),                 // 52: dcos.syscalls.v1.LaunchRequest
+	(*LogConfig)(nil),                     // 53: dcos.syscalls.v1.LogConfig
+	(*LaunchResponse)(nil),                // 54: dcos.syscalls.v1.LaunchResponse
+	(*WatchRequest)(nil),                  // 55: dcos.syscalls.v1.WatchRequest
+	(*Event)(nil),                         // 56: dcos.syscalls.v1.Event
+	(*ExecRecord)(nil),                    // 57: dcos.syscalls.v1.ExecRecord
+	(*ResyncInfo)(nil),                    // 58: dcos.syscalls.v1.ResyncInfo
+	(*RevokeRequest)(nil),                 // 59: dcos.syscalls.v1.RevokeRequest
+	(*RevokeResponse)(nil),                // 60: dcos.syscalls.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),              // 61: dcos.syscalls.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),             // 62: dcos.syscalls.v1.KeepAliveResponse
+	(*RegisterAgentRequest)(nil),          // 63: dcos.syscalls.v1.RegisterAgentRequest
+	(*RegisterAgentResponse)(nil),         // 64: dcos.syscalls.v1.RegisterAgentResponse
+	(*HeartbeatRequest)(nil),              // 65: dcos.syscalls.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 66: dcos.syscalls.v1.HeartbeatResponse
+	(*ReportTaskStatusRequest)(nil),       // 67: dcos.syscalls.v1.ReportTaskStatusRequest
+	(*TaskHealthReport)(nil),              // 68: dcos.syscalls.v1.TaskHealthReport
+	(*ReportTaskStatusResponse)(nil),      // 69: dcos.syscalls.v1.ReportTaskStatusResponse
+	(*ListAgentsRequest)(nil),             // 70: dcos.syscalls.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),            // 71: dcos.syscalls.v1.ListAgentsResponse
+	(*ListAllocationsRequest)(nil),        // 72: dcos.syscalls.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil),       // 73: dcos.syscalls.v1.ListAllocationsResponse
+	(*ListTasksRequest)(nil),              // 74: dcos.syscalls.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),             // 75: dcos.syscalls.v1.ListTasksResponse
+	(*PolicyInfo)(nil),                    // 76: dcos.syscalls.v1.PolicyInfo
+	(*PolicyLoadRequest)(nil),             // 77: dcos.syscalls.v1.PolicyLoadRequest
+	(*PolicyLoadResponse)(nil),            // 78: dcos.syscalls.v1.PolicyLoadResponse
+	(*PolicyTestRequest)(nil),             // 79: dcos.syscalls.v1.PolicyTestRequest
+	(*PlacementDiff)(nil),                 // 80: dcos.syscalls.v1.PlacementDiff
+	(*PolicyTestResponse)(nil),            // 81: dcos.syscalls.v1.PolicyTestResponse
+	(*PolicyListRequest)(nil),             // 82: dcos.syscalls.v1.PolicyListRequest
+	(*PolicyListResponse)(nil),            // 83: dcos.syscalls.v1.PolicyListResponse
+	(*PolicyUseRequest)(nil),              // 84: dcos.syscalls.v1.PolicyUseRequest
+	(*PolicyUseResponse)(nil),             // 85: dcos.syscalls.v1.PolicyUseResponse
+	(*PolicyRollbackRequest)(nil),         // 86: dcos.syscalls.v1.PolicyRollbackRequest
+	(*PolicyRollbackResponse)(nil),        // 87: dcos.syscalls.v1.PolicyRollbackResponse
+	(*LogsRequest)(nil),                   // 88: dcos.syscalls.v1.LogsRequest
+	(*LogsChunk)(nil),                     // 89: dcos.syscalls.v1.LogsChunk
+	(*TermSize)(nil),                      // 90: dcos.syscalls.v1.TermSize
+	(*ExecStart)(nil),                     // 91: dcos.syscalls.v1.ExecStart
+	(*ExecInput)(nil),                     // 92: dcos.syscalls.v1.ExecInput
+	(*ExecExit)(nil),                      // 93: dcos.syscalls.v1.ExecExit
+	(*ExecOutput)(nil),                    // 94: dcos.syscalls.v1.ExecOutput
+	(*AgentStreamsRequest)(nil),           // 95: dcos.syscalls.v1.AgentStreamsRequest
+	(*StreamOpen)(nil),                    // 96: dcos.syscalls.v1.StreamOpen
+	(*RelayError)(nil),                    // 97: dcos.syscalls.v1.RelayError
+	(*RelayUp)(nil),                       // 98: dcos.syscalls.v1.RelayUp
+	(*RelayDown)(nil),                     // 99: dcos.syscalls.v1.RelayDown
+	(*Role)(nil),                          // 100: dcos.syscalls.v1.Role
+	(*RoleSetRequest)(nil),                // 101: dcos.syscalls.v1.RoleSetRequest
+	(*RoleSetResponse)(nil),               // 102: dcos.syscalls.v1.RoleSetResponse
+	(*RoleListRequest)(nil),               // 103: dcos.syscalls.v1.RoleListRequest
+	(*RoleListResponse)(nil),              // 104: dcos.syscalls.v1.RoleListResponse
+	(*TokenInfo)(nil),                     // 105: dcos.syscalls.v1.TokenInfo
+	(*TokenCreateRequest)(nil),            // 106: dcos.syscalls.v1.TokenCreateRequest
+	(*TokenCreateResponse)(nil),           // 107: dcos.syscalls.v1.TokenCreateResponse
+	(*TokenListRequest)(nil),              // 108: dcos.syscalls.v1.TokenListRequest
+	(*TokenListResponse)(nil),             // 109: dcos.syscalls.v1.TokenListResponse
+	(*TokenRevokeRequest)(nil),            // 110: dcos.syscalls.v1.TokenRevokeRequest
+	(*TokenRevokeResponse)(nil),           // 111: dcos.syscalls.v1.TokenRevokeResponse
+	(*AgentJoinRequest)(nil),              // 112: dcos.syscalls.v1.AgentJoinRequest
+	(*AgentJoinResponse)(nil),             // 113: dcos.syscalls.v1.AgentJoinResponse
+	(*AgentDrainRequest)(nil),             // 114: dcos.syscalls.v1.AgentDrainRequest
+	(*AgentDrainResponse)(nil),            // 115: dcos.syscalls.v1.AgentDrainResponse
+	(*ClusterInfoRequest)(nil),            // 116: dcos.syscalls.v1.ClusterInfoRequest
+	(*KernelInfo)(nil),                    // 117: dcos.syscalls.v1.KernelInfo
+	(*ClusterInfoResponse)(nil),           // 118: dcos.syscalls.v1.ClusterInfoResponse
+	(*TaskSecretsRequest)(nil),            // 119: dcos.syscalls.v1.TaskSecretsRequest
+	(*TaskSecretsResponse)(nil),           // 120: dcos.syscalls.v1.TaskSecretsResponse
+	(*AuditRecord)(nil),                   // 121: dcos.syscalls.v1.AuditRecord
+	(*AuditAnchor)(nil),                   // 122: dcos.syscalls.v1.AuditAnchor
+	(*AuditListRequest)(nil),              // 123: dcos.syscalls.v1.AuditListRequest
+	(*AuditListResponse)(nil),             // 124: dcos.syscalls.v1.AuditListResponse
+	(*CertRenewRequest)(nil),              // 125: dcos.syscalls.v1.CertRenewRequest
+	(*CertRenewResponse)(nil),             // 126: dcos.syscalls.v1.CertRenewResponse
+	(*CARotateRequest)(nil),               // 127: dcos.syscalls.v1.CARotateRequest
+	(*CARotateResponse)(nil),              // 128: dcos.syscalls.v1.CARotateResponse
+	(*CertListRequest)(nil),               // 129: dcos.syscalls.v1.CertListRequest
+	(*CertListResponse)(nil),              // 130: dcos.syscalls.v1.CertListResponse
+	(*CertInfo)(nil),                      // 131: dcos.syscalls.v1.CertInfo
+	(*LaunchBatchRequest)(nil),            // 132: dcos.syscalls.v1.LaunchBatchRequest
+	(*LaunchResult)(nil),                  // 133: dcos.syscalls.v1.LaunchResult
+	(*LaunchBatchResponse)(nil),           // 134: dcos.syscalls.v1.LaunchBatchResponse
+	(*ReportTaskStatusBatchRequest)(nil),  // 135: dcos.syscalls.v1.ReportTaskStatusBatchRequest
+	(*ReportResult)(nil),                  // 136: dcos.syscalls.v1.ReportResult
+	(*ReportTaskStatusBatchResponse)(nil), // 137: dcos.syscalls.v1.ReportTaskStatusBatchResponse
+	nil,                                   // 138: dcos.syscalls.v1.Allocation.LabelsEntry
+	nil,                                   // 139: dcos.syscalls.v1.Task.EnvEntry
+	nil,                                   // 140: dcos.syscalls.v1.Task.LabelsEntry
+	nil,                                   // 141: dcos.syscalls.v1.Task.SecretEnvEntry
+	nil,                                   // 142: dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	nil,                                   // 143: dcos.syscalls.v1.Agent.LabelsEntry
+	nil,                                   // 144: dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	nil,                                   // 145: dcos.syscalls.v1.LaunchRequest.EnvEntry
+	nil,                                   // 146: dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	nil,                                   // 147: dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	nil,                                   // 148: dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	nil,                                   // 149: dcos.syscalls.v1.ExecStart.EnvEntry
+	nil,                                   // 150: dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	(*durationpb.Duration)(nil),           // 151: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 152: google.protobuf.Timestamp
 }
 var file_v1_syscalls_proto_depIdxs = []int32{
 	7,   // 0: dcos.syscalls.v1.Constraint.op:type_name -> dcos.syscalls.v1.Constraint.Op
 	0,   // 1: dcos.syscalls.v1.Allocation.state:type_name -> dcos.syscalls.v1.AllocationState
 	8,   // 2: dcos.syscalls.v1.Allocation.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 3: dcos.syscalls.v1.Allocation.constraints:type_name -> dcos.syscalls.v1.Constraint
-	145, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
-	146, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
-	146, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
+	151, // 4: dcos.syscalls.v1.Allocation.lease_ttl:type_name -> google.protobuf.Duration
+	152, // 5: dcos.syscalls.v1.Allocation.lease_expires:type_name -> google.protobuf.Timestamp
+	152, // 6: dcos.syscalls.v1.Allocation.created:type_name -> google.protobuf.Timestamp
 	35,  // 7: dcos.syscalls.v1.Allocation.usage:type_name -> dcos.syscalls.v1.TaskUsage
-	132, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
+	138, // 8: dcos.syscalls.v1.Allocation.labels:type_name -> dcos.syscalls.v1.Allocation.LabelsEntry
 	1,   // 9: dcos.syscalls.v1.Task.state:type_name -> dcos.syscalls.v1.TaskState
-	133, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
+	139, // 10: dcos.syscalls.v1.Task.env:type_name -> dcos.syscalls.v1.Task.EnvEntry
 	8,   // 11: dcos.syscalls.v1.Task.resources:type_name -> dcos.syscalls.v1.Resources
-	146, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
-	146, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
+	152, // 12: dcos.syscalls.v1.Task.created:type_name -> google.protobuf.Timestamp
+	152, // 13: dcos.syscalls.v1.Task.updated:type_name -> google.protobuf.Timestamp
 	35,  // 14: dcos.syscalls.v1.Task.usage:type_name -> dcos.syscalls.v1.TaskUsage
 	34,  // 15: dcos.syscalls.v1.Task.ports:type_name -> dcos.syscalls.v1.PortMapping
 	44,  // 16: dcos.syscalls.v1.Task.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	134, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
+	140, // 17: dcos.syscalls.v1.Task.labels:type_name -> dcos.syscalls.v1.Task.LabelsEntry
 	12,  // 18: dcos.syscalls.v1.Task.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 19: dcos.syscalls.v1.Task.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	3,   // 20: dcos.syscalls.v1.Task.health:type_name -> dcos.syscalls.v1.HealthState
-	145, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
+	151, // 21: dcos.syscalls.v1.Task.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 22: dcos.syscalls.v1.Task.logs:type_name -> dcos.syscalls.v1.LogConfig
 	2,   // 23: dcos.syscalls.v1.Task.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
-	135, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
-	136, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
+	141, // 24: dcos.syscalls.v1.Task.secret_env:type_name -> dcos.syscalls.v1.Task.SecretEnvEntry
+	142, // 25: dcos.syscalls.v1.Task.revealed_secret_env:type_name -> dcos.syscalls.v1.Task.RevealedSecretEnvEntry
 	13,  // 26: dcos.syscalls.v1.HealthCheck.http:type_name -> dcos.syscalls.v1.HTTPCheck
 	14,  // 27: dcos.syscalls.v1.HealthCheck.tcp:type_name -> dcos.syscalls.v1.TCPCheck
 	15,  // 28: dcos.syscalls.v1.HealthCheck.command:type_name -> dcos.syscalls.v1.CommandCheck
-	145, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
-	145, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	145, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	146, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
-	145, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
-	145, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
+	151, // 29: dcos.syscalls.v1.HealthCheck.grace_period:type_name -> google.protobuf.Duration
+	151, // 30: dcos.syscalls.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	151, // 31: dcos.syscalls.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	152, // 32: dcos.syscalls.v1.Leadership.expires:type_name -> google.protobuf.Timestamp
+	151, // 33: dcos.syscalls.v1.Leadership.ttl:type_name -> google.protobuf.Duration
+	151, // 34: dcos.syscalls.v1.CampaignRequest.ttl:type_name -> google.protobuf.Duration
 	17,  // 35: dcos.syscalls.v1.CampaignResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	17,  // 36: dcos.syscalls.v1.LeaderResponse.leader:type_name -> dcos.syscalls.v1.Leadership
 	24,  // 37: dcos.syscalls.v1.StateGetResponse.entry:type_name -> dcos.syscalls.v1.StateEntry
 	16,  // 38: dcos.syscalls.v1.StatePutRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	16,  // 39: dcos.syscalls.v1.StateDeleteRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	24,  // 40: dcos.syscalls.v1.StateListResponse.entries:type_name -> dcos.syscalls.v1.StateEntry
-	146, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
-	137, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
+	152, // 41: dcos.syscalls.v1.TaskUsage.sampled:type_name -> google.protobuf.Timestamp
+	143, // 42: dcos.syscalls.v1.Agent.labels:type_name -> dcos.syscalls.v1.Agent.LabelsEntry
 	8,   // 43: dcos.syscalls.v1.Agent.total:type_name -> dcos.syscalls.v1.Resources
 	8,   // 44: dcos.syscalls.v1.Agent.allocated:type_name -> dcos.syscalls.v1.Resources
 	4,   // 45: dcos.syscalls.v1.Agent.state:type_name -> dcos.syscalls.v1.AgentState
-	146, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
-	146, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
+	152, // 46: dcos.syscalls.v1.Agent.registered:type_name -> google.protobuf.Timestamp
+	152, // 47: dcos.syscalls.v1.Agent.last_heartbeat:type_name -> google.protobuf.Timestamp
 	36,  // 48: dcos.syscalls.v1.Agent.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	38,  // 49: dcos.syscalls.v1.Agent.images:type_name -> dcos.syscalls.v1.ImageInfo
-	146, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
-	146, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
-	146, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
+	152, // 50: dcos.syscalls.v1.Agent.drain_deadline:type_name -> google.protobuf.Timestamp
+	152, // 51: dcos.syscalls.v1.ImageInfo.pulled:type_name -> google.protobuf.Timestamp
+	152, // 52: dcos.syscalls.v1.ImageInfo.last_used:type_name -> google.protobuf.Timestamp
 	38,  // 53: dcos.syscalls.v1.ImageList.images:type_name -> dcos.syscalls.v1.ImageInfo
-	146, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
+	152, // 54: dcos.syscalls.v1.Volume.created:type_name -> google.protobuf.Timestamp
 	43,  // 55: dcos.syscalls.v1.ListVolumesResponse.volumes:type_name -> dcos.syscalls.v1.Volume
 	8,   // 56: dcos.syscalls.v1.AllocateRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	9,   // 57: dcos.syscalls.v1.AllocateRequest.constraints:type_name -> dcos.syscalls.v1.Constraint
-	145, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
+	151, // 58: dcos.syscalls.v1.AllocateRequest.lease_ttl:type_name -> google.protobuf.Duration
 	42,  // 59: dcos.syscalls.v1.AllocateRequest.volumes:type_name -> dcos.syscalls.v1.VolumeClaim
-	138, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
+	144, // 60: dcos.syscalls.v1.AllocateRequest.labels:type_name -> dcos.syscalls.v1.AllocateRequest.LabelsEntry
 	16,  // 61: dcos.syscalls.v1.AllocateRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	50,  // 62: dcos.syscalls.v1.AllocateRequest.gang:type_name -> dcos.syscalls.v1.Gang
 	10,  // 63: dcos.syscalls.v1.AllocateResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	139, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
+	145, // 64: dcos.syscalls.v1.LaunchRequest.env:type_name -> dcos.syscalls.v1.LaunchRequest.EnvEntry
 	8,   // 65: dcos.syscalls.v1.LaunchRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	33,  // 66: dcos.syscalls.v1.LaunchRequest.ports:type_name -> dcos.syscalls.v1.PortRequest
 	44,  // 67: dcos.syscalls.v1.LaunchRequest.volumes:type_name -> dcos.syscalls.v1.VolumeMount
-	140, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
+	146, // 68: dcos.syscalls.v1.LaunchRequest.labels:type_name -> dcos.syscalls.v1.LaunchRequest.LabelsEntry
 	12,  // 69: dcos.syscalls.v1.LaunchRequest.health_check:type_name -> dcos.syscalls.v1.HealthCheck
 	12,  // 70: dcos.syscalls.v1.LaunchRequest.readiness_check:type_name -> dcos.syscalls.v1.HealthCheck
 	16,  // 71: dcos.syscalls.v1.LaunchRequest.fence:type_name -> dcos.syscalls.v1.Fence
-	145, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
+	151, // 72: dcos.syscalls.v1.LaunchRequest.kill_grace_period:type_name -> google.protobuf.Duration
 	53,  // 73: dcos.syscalls.v1.LaunchRequest.logs:type_name -> dcos.syscalls.v1.LogConfig
-	141, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
+	147, // 74: dcos.syscalls.v1.LaunchRequest.secret_env:type_name -> dcos.syscalls.v1.LaunchRequest.SecretEnvEntry
 	11,  // 75: dcos.syscalls.v1.LaunchResponse.task:type_name -> dcos.syscalls.v1.Task
 	5,   // 76: dcos.syscalls.v1.WatchRequest.kinds:type_name -> dcos.syscalls.v1.EventKind
 	5,   // 77: dcos.syscalls.v1.Event.kind:type_name -> dcos.syscalls.v1.EventKind
-	146, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
+	152, // 78: dcos.syscalls.v1.Event.time:type_name -> google.protobuf.Timestamp
 	10,  // 79: dcos.syscalls.v1.Event.allocation:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 80: dcos.syscalls.v1.Event.task:type_name -> dcos.syscalls.v1.Task
 	37,  // 81: dcos.syscalls.v1.Event.agent:type_name -> dcos.syscalls.v1.Agent
@@ -10368,11 +10712,11 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	57,  // 86: dcos.syscalls.v1.Event.exec:type_name -> dcos.syscalls.v1.ExecRecord
 	16,  // 87: dcos.syscalls.v1.RevokeRequest.fence:type_name -> dcos.syscalls.v1.Fence
 	10,  // 88: dcos.syscalls.v1.KeepAliveResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
-	142, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
+	148, // 89: dcos.syscalls.v1.RegisterAgentRequest.labels:type_name -> dcos.syscalls.v1.RegisterAgentRequest.LabelsEntry
 	8,   // 90: dcos.syscalls.v1.RegisterAgentRequest.resources:type_name -> dcos.syscalls.v1.Resources
 	36,  // 91: dcos.syscalls.v1.RegisterAgentRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	43,  // 92: dcos.syscalls.v1.RegisterAgentRequest.volumes:type_name -> dcos.syscalls.v1.Volume
-	145, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	151, // 93: dcos.syscalls.v1.RegisterAgentResponse.heartbeat_interval:type_name -> google.protobuf.Duration
 	11,  // 94: dcos.syscalls.v1.RegisterAgentResponse.tasks:type_name -> dcos.syscalls.v1.Task
 	36,  // 95: dcos.syscalls.v1.HeartbeatRequest.plugins:type_name -> dcos.syscalls.v1.PluginInfo
 	35,  // 96: dcos.syscalls.v1.HeartbeatRequest.usage:type_name -> dcos.syscalls.v1.TaskUsage
@@ -10384,16 +10728,16 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	37,  // 102: dcos.syscalls.v1.ListAgentsResponse.agents:type_name -> dcos.syscalls.v1.Agent
 	10,  // 103: dcos.syscalls.v1.ListAllocationsResponse.allocations:type_name -> dcos.syscalls.v1.Allocation
 	11,  // 104: dcos.syscalls.v1.ListTasksResponse.tasks:type_name -> dcos.syscalls.v1.Task
-	146, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
+	152, // 105: dcos.syscalls.v1.PolicyInfo.loaded:type_name -> google.protobuf.Timestamp
 	76,  // 106: dcos.syscalls.v1.PolicyLoadResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	80,  // 107: dcos.syscalls.v1.PolicyTestResponse.diffs:type_name -> dcos.syscalls.v1.PlacementDiff
 	76,  // 108: dcos.syscalls.v1.PolicyListResponse.policies:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 109: dcos.syscalls.v1.PolicyUseResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	76,  // 110: dcos.syscalls.v1.PolicyRollbackResponse.policy:type_name -> dcos.syscalls.v1.PolicyInfo
 	6,   // 111: dcos.syscalls.v1.LogsRequest.streams:type_name -> dcos.syscalls.v1.LogStream
-	145, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
+	151, // 112: dcos.syscalls.v1.LogsRequest.since:type_name -> google.protobuf.Duration
 	6,   // 113: dcos.syscalls.v1.LogsChunk.stream:type_name -> dcos.syscalls.v1.LogStream
-	143, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
+	149, // 114: dcos.syscalls.v1.ExecStart.env:type_name -> dcos.syscalls.v1.ExecStart.EnvEntry
 	90,  // 115: dcos.syscalls.v1.ExecStart.size:type_name -> dcos.syscalls.v1.TermSize
 	91,  // 116: dcos.syscalls.v1.ExecInput.start:type_name -> dcos.syscalls.v1.ExecStart
 	90,  // 117: dcos.syscalls.v1.ExecInput.resize:type_name -> dcos.syscalls.v1.TermSize
@@ -10411,122 +10755,131 @@ var file_v1_syscalls_proto_depIdxs = []int32{
 	2,   // 129: dcos.syscalls.v1.RoleSetRequest.cpu_class:type_name -> dcos.syscalls.v1.CpuClass
 	100, // 130: dcos.syscalls.v1.RoleSetResponse.role:type_name -> dcos.syscalls.v1.Role
 	100, // 131: dcos.syscalls.v1.RoleListResponse.roles:type_name -> dcos.syscalls.v1.Role
-	146, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
-	146, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
-	145, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
+	152, // 132: dcos.syscalls.v1.TokenInfo.created:type_name -> google.protobuf.Timestamp
+	152, // 133: dcos.syscalls.v1.TokenInfo.expires:type_name -> google.protobuf.Timestamp
+	151, // 134: dcos.syscalls.v1.TokenCreateRequest.ttl:type_name -> google.protobuf.Duration
 	105, // 135: dcos.syscalls.v1.TokenCreateResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 136: dcos.syscalls.v1.TokenListResponse.tokens:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 137: dcos.syscalls.v1.TokenRevokeResponse.revoked:type_name -> dcos.syscalls.v1.TokenInfo
 	105, // 138: dcos.syscalls.v1.AgentJoinResponse.info:type_name -> dcos.syscalls.v1.TokenInfo
-	145, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
+	151, // 139: dcos.syscalls.v1.AgentDrainRequest.deadline:type_name -> google.protobuf.Duration
 	37,  // 140: dcos.syscalls.v1.AgentDrainResponse.agent:type_name -> dcos.syscalls.v1.Agent
-	146, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
+	152, // 141: dcos.syscalls.v1.KernelInfo.since:type_name -> google.protobuf.Timestamp
 	117, // 142: dcos.syscalls.v1.ClusterInfoResponse.kernels:type_name -> dcos.syscalls.v1.KernelInfo
-	144, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
-	146, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	146, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
+	150, // 143: dcos.syscalls.v1.TaskSecretsResponse.env:type_name -> dcos.syscalls.v1.TaskSecretsResponse.EnvEntry
+	152, // 144: dcos.syscalls.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	152, // 145: dcos.syscalls.v1.AuditListRequest.since:type_name -> google.protobuf.Timestamp
 	121, // 146: dcos.syscalls.v1.AuditListResponse.records:type_name -> dcos.syscalls.v1.AuditRecord
 	122, // 147: dcos.syscalls.v1.AuditListResponse.anchor:type_name -> dcos.syscalls.v1.AuditAnchor
-	145, // 148: dcos.syscalls.v1.CARotateRequest.overlap:type_name -> google.protobuf.Duration
-	145, // 149: dcos.syscalls.v1.CARotateRequest.validity:type_name -> google.protobuf.Duration
+	151, // 148: dcos.syscalls.v1.CARotateRequest.overlap:type_name -> google.protobuf.Duration
+	151, // 149: dcos.syscalls.v1.CARotateRequest.validity:type_name -> google.protobuf.Duration
 	131, // 150: dcos.syscalls.v1.CARotateResponse.ca:type_name -> dcos.syscalls.v1.CertInfo
 	131, // 151: dcos.syscalls.v1.CARotateResponse.previous:type_name -> dcos.syscalls.v1.CertInfo
-	146, // 152: dcos.syscalls.v1.CARotateResponse.retire_at:type_name -> google.protobuf.Timestamp
+	152, // 152: dcos.syscalls.v1.CARotateResponse.retire_at:type_name -> google.protobuf.Timestamp
 	131, // 153: dcos.syscalls.v1.CertListResponse.certs:type_name -> dcos.syscalls.v1.CertInfo
-	146, // 154: dcos.syscalls.v1.CertInfo.not_before:type_name -> google.protobuf.Timestamp
-	146, // 155: dcos.syscalls.v1.CertInfo.not_after:type_name -> google.protobuf.Timestamp
-	146, // 156: dcos.syscalls.v1.CertInfo.retire_at:type_name -> google.protobuf.Timestamp
-	49,  // 157: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
-	52,  // 158: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
-	55,  // 159: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
-	59,  // 160: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
-	61,  // 161: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
-	63,  // 162: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
-	65,  // 163: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
-	67,  // 164: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
-	70,  // 165: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
-	72,  // 166: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
-	74,  // 167: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
-	77,  // 168: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
-	79,  // 169: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
-	82,  // 170: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
-	84,  // 171: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
-	86,  // 172: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
-	45,  // 173: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
-	47,  // 174: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
-	40,  // 175: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
-	18,  // 176: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
-	20,  // 177: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
-	22,  // 178: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
-	25,  // 179: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
-	27,  // 180: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
-	29,  // 181: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
-	31,  // 182: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
-	88,  // 183: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
-	92,  // 184: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
-	95,  // 185: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
-	98,  // 186: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
-	101, // 187: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
-	103, // 188: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
-	106, // 189: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
-	108, // 190: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
-	110, // 191: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
-	112, // 192: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
-	114, // 193: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
-	116, // 194: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
-	119, // 195: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
-	123, // 196: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
-	125, // 197: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
-	127, // 198: dcos.syscalls.v1.Kernel.CARotate:input_type -> dcos.syscalls.v1.CARotateRequest
-	129, // 199: dcos.syscalls.v1.Kernel.CertList:input_type -> dcos.syscalls.v1.CertListRequest
-	51,  // 200: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
-	54,  // 201: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
-	56,  // 202: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
-	60,  // 203: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
-	62,  // 204: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
-	64,  // 205: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
-	66,  // 206: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
-	69,  // 207: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
-	71,  // 208: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
-	73,  // 209: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
-	75,  // 210: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
-	78,  // 211: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
-	81,  // 212: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
-	83,  // 213: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
-	85,  // 214: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
-	87,  // 215: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
-	46,  // 216: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
-	48,  // 217: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
-	41,  // 218: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
-	19,  // 219: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
-	21,  // 220: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
-	23,  // 221: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
-	26,  // 222: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
-	28,  // 223: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
-	30,  // 224: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
-	32,  // 225: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
-	89,  // 226: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
-	94,  // 227: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
-	96,  // 228: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
-	99,  // 229: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
-	102, // 230: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
-	104, // 231: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
-	107, // 232: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
-	109, // 233: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
-	111, // 234: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
-	113, // 235: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
-	115, // 236: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
-	118, // 237: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
-	120, // 238: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
-	124, // 239: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
-	126, // 240: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
-	128, // 241: dcos.syscalls.v1.Kernel.CARotate:output_type -> dcos.syscalls.v1.CARotateResponse
-	130, // 242: dcos.syscalls.v1.Kernel.CertList:output_type -> dcos.syscalls.v1.CertListResponse
-	200, // [200:243] is the sub-list for method output_type
-	157, // [157:200] is the sub-list for method input_type
-	157, // [157:157] is the sub-list for extension type_name
-	157, // [157:157] is the sub-list for extension extendee
-	0,   // [0:157] is the sub-list for field type_name
+	152, // 154: dcos.syscalls.v1.CertInfo.not_before:type_name -> google.protobuf.Timestamp
+	152, // 155: dcos.syscalls.v1.CertInfo.not_after:type_name -> google.protobuf.Timestamp
+	152, // 156: dcos.syscalls.v1.CertInfo.retire_at:type_name -> google.protobuf.Timestamp
+	52,  // 157: dcos.syscalls.v1.LaunchBatchRequest.launches:type_name -> dcos.syscalls.v1.LaunchRequest
+	11,  // 158: dcos.syscalls.v1.LaunchResult.task:type_name -> dcos.syscalls.v1.Task
+	133, // 159: dcos.syscalls.v1.LaunchBatchResponse.results:type_name -> dcos.syscalls.v1.LaunchResult
+	67,  // 160: dcos.syscalls.v1.ReportTaskStatusBatchRequest.reports:type_name -> dcos.syscalls.v1.ReportTaskStatusRequest
+	136, // 161: dcos.syscalls.v1.ReportTaskStatusBatchResponse.results:type_name -> dcos.syscalls.v1.ReportResult
+	49,  // 162: dcos.syscalls.v1.Kernel.Allocate:input_type -> dcos.syscalls.v1.AllocateRequest
+	52,  // 163: dcos.syscalls.v1.Kernel.Launch:input_type -> dcos.syscalls.v1.LaunchRequest
+	55,  // 164: dcos.syscalls.v1.Kernel.Watch:input_type -> dcos.syscalls.v1.WatchRequest
+	59,  // 165: dcos.syscalls.v1.Kernel.Revoke:input_type -> dcos.syscalls.v1.RevokeRequest
+	61,  // 166: dcos.syscalls.v1.Kernel.KeepAlive:input_type -> dcos.syscalls.v1.KeepAliveRequest
+	63,  // 167: dcos.syscalls.v1.Kernel.RegisterAgent:input_type -> dcos.syscalls.v1.RegisterAgentRequest
+	65,  // 168: dcos.syscalls.v1.Kernel.Heartbeat:input_type -> dcos.syscalls.v1.HeartbeatRequest
+	67,  // 169: dcos.syscalls.v1.Kernel.ReportTaskStatus:input_type -> dcos.syscalls.v1.ReportTaskStatusRequest
+	70,  // 170: dcos.syscalls.v1.Kernel.ListAgents:input_type -> dcos.syscalls.v1.ListAgentsRequest
+	72,  // 171: dcos.syscalls.v1.Kernel.ListAllocations:input_type -> dcos.syscalls.v1.ListAllocationsRequest
+	74,  // 172: dcos.syscalls.v1.Kernel.ListTasks:input_type -> dcos.syscalls.v1.ListTasksRequest
+	77,  // 173: dcos.syscalls.v1.Kernel.PolicyLoad:input_type -> dcos.syscalls.v1.PolicyLoadRequest
+	79,  // 174: dcos.syscalls.v1.Kernel.PolicyTest:input_type -> dcos.syscalls.v1.PolicyTestRequest
+	82,  // 175: dcos.syscalls.v1.Kernel.PolicyList:input_type -> dcos.syscalls.v1.PolicyListRequest
+	84,  // 176: dcos.syscalls.v1.Kernel.PolicyUse:input_type -> dcos.syscalls.v1.PolicyUseRequest
+	86,  // 177: dcos.syscalls.v1.Kernel.PolicyRollback:input_type -> dcos.syscalls.v1.PolicyRollbackRequest
+	45,  // 178: dcos.syscalls.v1.Kernel.ListVolumes:input_type -> dcos.syscalls.v1.ListVolumesRequest
+	47,  // 179: dcos.syscalls.v1.Kernel.DestroyVolume:input_type -> dcos.syscalls.v1.DestroyVolumeRequest
+	40,  // 180: dcos.syscalls.v1.Kernel.RemoveImage:input_type -> dcos.syscalls.v1.RemoveImageRequest
+	18,  // 181: dcos.syscalls.v1.Kernel.Campaign:input_type -> dcos.syscalls.v1.CampaignRequest
+	20,  // 182: dcos.syscalls.v1.Kernel.Resign:input_type -> dcos.syscalls.v1.ResignRequest
+	22,  // 183: dcos.syscalls.v1.Kernel.Leader:input_type -> dcos.syscalls.v1.LeaderRequest
+	25,  // 184: dcos.syscalls.v1.Kernel.StateGet:input_type -> dcos.syscalls.v1.StateGetRequest
+	27,  // 185: dcos.syscalls.v1.Kernel.StatePut:input_type -> dcos.syscalls.v1.StatePutRequest
+	29,  // 186: dcos.syscalls.v1.Kernel.StateDelete:input_type -> dcos.syscalls.v1.StateDeleteRequest
+	31,  // 187: dcos.syscalls.v1.Kernel.StateList:input_type -> dcos.syscalls.v1.StateListRequest
+	88,  // 188: dcos.syscalls.v1.Kernel.Logs:input_type -> dcos.syscalls.v1.LogsRequest
+	92,  // 189: dcos.syscalls.v1.Kernel.Exec:input_type -> dcos.syscalls.v1.ExecInput
+	95,  // 190: dcos.syscalls.v1.Kernel.AgentStreams:input_type -> dcos.syscalls.v1.AgentStreamsRequest
+	98,  // 191: dcos.syscalls.v1.Kernel.AgentRelay:input_type -> dcos.syscalls.v1.RelayUp
+	101, // 192: dcos.syscalls.v1.Kernel.RoleSet:input_type -> dcos.syscalls.v1.RoleSetRequest
+	103, // 193: dcos.syscalls.v1.Kernel.RoleList:input_type -> dcos.syscalls.v1.RoleListRequest
+	106, // 194: dcos.syscalls.v1.Kernel.TokenCreate:input_type -> dcos.syscalls.v1.TokenCreateRequest
+	108, // 195: dcos.syscalls.v1.Kernel.TokenList:input_type -> dcos.syscalls.v1.TokenListRequest
+	110, // 196: dcos.syscalls.v1.Kernel.TokenRevoke:input_type -> dcos.syscalls.v1.TokenRevokeRequest
+	112, // 197: dcos.syscalls.v1.Kernel.AgentJoin:input_type -> dcos.syscalls.v1.AgentJoinRequest
+	114, // 198: dcos.syscalls.v1.Kernel.AgentDrain:input_type -> dcos.syscalls.v1.AgentDrainRequest
+	116, // 199: dcos.syscalls.v1.Kernel.ClusterInfo:input_type -> dcos.syscalls.v1.ClusterInfoRequest
+	119, // 200: dcos.syscalls.v1.Kernel.TaskSecrets:input_type -> dcos.syscalls.v1.TaskSecretsRequest
+	123, // 201: dcos.syscalls.v1.Kernel.AuditList:input_type -> dcos.syscalls.v1.AuditListRequest
+	125, // 202: dcos.syscalls.v1.Kernel.CertRenew:input_type -> dcos.syscalls.v1.CertRenewRequest
+	127, // 203: dcos.syscalls.v1.Kernel.CARotate:input_type -> dcos.syscalls.v1.CARotateRequest
+	129, // 204: dcos.syscalls.v1.Kernel.CertList:input_type -> dcos.syscalls.v1.CertListRequest
+	132, // 205: dcos.syscalls.v1.Kernel.LaunchBatch:input_type -> dcos.syscalls.v1.LaunchBatchRequest
+	135, // 206: dcos.syscalls.v1.Kernel.ReportTaskStatusBatch:input_type -> dcos.syscalls.v1.ReportTaskStatusBatchRequest
+	51,  // 207: dcos.syscalls.v1.Kernel.Allocate:output_type -> dcos.syscalls.v1.AllocateResponse
+	54,  // 208: dcos.syscalls.v1.Kernel.Launch:output_type -> dcos.syscalls.v1.LaunchResponse
+	56,  // 209: dcos.syscalls.v1.Kernel.Watch:output_type -> dcos.syscalls.v1.Event
+	60,  // 210: dcos.syscalls.v1.Kernel.Revoke:output_type -> dcos.syscalls.v1.RevokeResponse
+	62,  // 211: dcos.syscalls.v1.Kernel.KeepAlive:output_type -> dcos.syscalls.v1.KeepAliveResponse
+	64,  // 212: dcos.syscalls.v1.Kernel.RegisterAgent:output_type -> dcos.syscalls.v1.RegisterAgentResponse
+	66,  // 213: dcos.syscalls.v1.Kernel.Heartbeat:output_type -> dcos.syscalls.v1.HeartbeatResponse
+	69,  // 214: dcos.syscalls.v1.Kernel.ReportTaskStatus:output_type -> dcos.syscalls.v1.ReportTaskStatusResponse
+	71,  // 215: dcos.syscalls.v1.Kernel.ListAgents:output_type -> dcos.syscalls.v1.ListAgentsResponse
+	73,  // 216: dcos.syscalls.v1.Kernel.ListAllocations:output_type -> dcos.syscalls.v1.ListAllocationsResponse
+	75,  // 217: dcos.syscalls.v1.Kernel.ListTasks:output_type -> dcos.syscalls.v1.ListTasksResponse
+	78,  // 218: dcos.syscalls.v1.Kernel.PolicyLoad:output_type -> dcos.syscalls.v1.PolicyLoadResponse
+	81,  // 219: dcos.syscalls.v1.Kernel.PolicyTest:output_type -> dcos.syscalls.v1.PolicyTestResponse
+	83,  // 220: dcos.syscalls.v1.Kernel.PolicyList:output_type -> dcos.syscalls.v1.PolicyListResponse
+	85,  // 221: dcos.syscalls.v1.Kernel.PolicyUse:output_type -> dcos.syscalls.v1.PolicyUseResponse
+	87,  // 222: dcos.syscalls.v1.Kernel.PolicyRollback:output_type -> dcos.syscalls.v1.PolicyRollbackResponse
+	46,  // 223: dcos.syscalls.v1.Kernel.ListVolumes:output_type -> dcos.syscalls.v1.ListVolumesResponse
+	48,  // 224: dcos.syscalls.v1.Kernel.DestroyVolume:output_type -> dcos.syscalls.v1.DestroyVolumeResponse
+	41,  // 225: dcos.syscalls.v1.Kernel.RemoveImage:output_type -> dcos.syscalls.v1.RemoveImageResponse
+	19,  // 226: dcos.syscalls.v1.Kernel.Campaign:output_type -> dcos.syscalls.v1.CampaignResponse
+	21,  // 227: dcos.syscalls.v1.Kernel.Resign:output_type -> dcos.syscalls.v1.ResignResponse
+	23,  // 228: dcos.syscalls.v1.Kernel.Leader:output_type -> dcos.syscalls.v1.LeaderResponse
+	26,  // 229: dcos.syscalls.v1.Kernel.StateGet:output_type -> dcos.syscalls.v1.StateGetResponse
+	28,  // 230: dcos.syscalls.v1.Kernel.StatePut:output_type -> dcos.syscalls.v1.StatePutResponse
+	30,  // 231: dcos.syscalls.v1.Kernel.StateDelete:output_type -> dcos.syscalls.v1.StateDeleteResponse
+	32,  // 232: dcos.syscalls.v1.Kernel.StateList:output_type -> dcos.syscalls.v1.StateListResponse
+	89,  // 233: dcos.syscalls.v1.Kernel.Logs:output_type -> dcos.syscalls.v1.LogsChunk
+	94,  // 234: dcos.syscalls.v1.Kernel.Exec:output_type -> dcos.syscalls.v1.ExecOutput
+	96,  // 235: dcos.syscalls.v1.Kernel.AgentStreams:output_type -> dcos.syscalls.v1.StreamOpen
+	99,  // 236: dcos.syscalls.v1.Kernel.AgentRelay:output_type -> dcos.syscalls.v1.RelayDown
+	102, // 237: dcos.syscalls.v1.Kernel.RoleSet:output_type -> dcos.syscalls.v1.RoleSetResponse
+	104, // 238: dcos.syscalls.v1.Kernel.RoleList:output_type -> dcos.syscalls.v1.RoleListResponse
+	107, // 239: dcos.syscalls.v1.Kernel.TokenCreate:output_type -> dcos.syscalls.v1.TokenCreateResponse
+	109, // 240: dcos.syscalls.v1.Kernel.TokenList:output_type -> dcos.syscalls.v1.TokenListResponse
+	111, // 241: dcos.syscalls.v1.Kernel.TokenRevoke:output_type -> dcos.syscalls.v1.TokenRevokeResponse
+	113, // 242: dcos.syscalls.v1.Kernel.AgentJoin:output_type -> dcos.syscalls.v1.AgentJoinResponse
+	115, // 243: dcos.syscalls.v1.Kernel.AgentDrain:output_type -> dcos.syscalls.v1.AgentDrainResponse
+	118, // 244: dcos.syscalls.v1.Kernel.ClusterInfo:output_type -> dcos.syscalls.v1.ClusterInfoResponse
+	120, // 245: dcos.syscalls.v1.Kernel.TaskSecrets:output_type -> dcos.syscalls.v1.TaskSecretsResponse
+	124, // 246: dcos.syscalls.v1.Kernel.AuditList:output_type -> dcos.syscalls.v1.AuditListResponse
+	126, // 247: dcos.syscalls.v1.Kernel.CertRenew:output_type -> dcos.syscalls.v1.CertRenewResponse
+	128, // 248: dcos.syscalls.v1.Kernel.CARotate:output_type -> dcos.syscalls.v1.CARotateResponse
+	130, // 249: dcos.syscalls.v1.Kernel.CertList:output_type -> dcos.syscalls.v1.CertListResponse
+	134, // 250: dcos.syscalls.v1.Kernel.LaunchBatch:output_type -> dcos.syscalls.v1.LaunchBatchResponse
+	137, // 251: dcos.syscalls.v1.Kernel.ReportTaskStatusBatch:output_type -> dcos.syscalls.v1.ReportTaskStatusBatchResponse
+	207, // [207:252] is the sub-list for method output_type
+	162, // [162:207] is the sub-list for method input_type
+	162, // [162:162] is the sub-list for extension type_name
+	162, // [162:162] is the sub-list for extension extendee
+	0,   // [0:162] is the sub-list for field type_name
 }
 
 func init() { file_v1_syscalls_proto_init() }
@@ -10545,7 +10898,7 @@ func file_v1_syscalls_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_syscalls_proto_rawDesc), len(file_v1_syscalls_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   137,
+			NumMessages:   143,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -136,6 +136,11 @@ const (
 	KernelCARotateProcedure = "/dcos.syscalls.v1.Kernel/CARotate"
 	// KernelCertListProcedure is the fully-qualified name of the Kernel's CertList RPC.
 	KernelCertListProcedure = "/dcos.syscalls.v1.Kernel/CertList"
+	// KernelLaunchBatchProcedure is the fully-qualified name of the Kernel's LaunchBatch RPC.
+	KernelLaunchBatchProcedure = "/dcos.syscalls.v1.Kernel/LaunchBatch"
+	// KernelReportTaskStatusBatchProcedure is the fully-qualified name of the Kernel's
+	// ReportTaskStatusBatch RPC.
+	KernelReportTaskStatusBatchProcedure = "/dcos.syscalls.v1.Kernel/ReportTaskStatusBatch"
 )
 
 // KernelClient is a client for the dcos.syscalls.v1.Kernel service.
@@ -319,6 +324,25 @@ type KernelClient interface {
 	// the kernels issued (their own and each principal's latest), with
 	// their expiry.
 	CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error)
+	// LaunchBatch starts up to 1,000 tasks in one call (Mesos' ACCEPT with
+	// many LAUNCH operations): each item is checked and authorized exactly
+	// as Launch, and items succeed or fail on their own; results are
+	// aligned with launches, and every task launched is committed in one
+	// transaction, at revision. An empty or oversized batch is
+	// InvalidArgument naming launches; an item's error names it
+	// ("launches[3].command: ..."). A call that fails as a whole
+	// (Unavailable: nothing committed, or the outcome unknown) launched
+	// none, or all of the items its results would have shown launched.
+	LaunchBatch(context.Context, *connect.Request[v1.LaunchBatchRequest]) (*connect.Response[v1.LaunchBatchResponse], error)
+	// ReportTaskStatusBatch (agents only) applies up to 1,000 task status
+	// reports in one call, in order, in one transaction: each item is
+	// checked and authorized exactly as ReportTaskStatus, and emits the
+	// events it would have as its own call (a task's STARTING, RUNNING and
+	// FINISHED in one batch are three TASK_STATE events). Items succeed or
+	// fail on their own (results aligned with reports; errors name the
+	// item, "reports[2].state: ..."). An empty or oversized batch is
+	// InvalidArgument naming reports.
+	ReportTaskStatusBatch(context.Context, *connect.Request[v1.ReportTaskStatusBatchRequest]) (*connect.Response[v1.ReportTaskStatusBatchResponse], error)
 }
 
 // NewKernelClient constructs a client for the dcos.syscalls.v1.Kernel service. By default, it uses
@@ -590,54 +614,68 @@ func NewKernelClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(kernelMethods.ByName("CertList")),
 			connect.WithClientOptions(opts...),
 		),
+		launchBatch: connect.NewClient[v1.LaunchBatchRequest, v1.LaunchBatchResponse](
+			httpClient,
+			baseURL+KernelLaunchBatchProcedure,
+			connect.WithSchema(kernelMethods.ByName("LaunchBatch")),
+			connect.WithClientOptions(opts...),
+		),
+		reportTaskStatusBatch: connect.NewClient[v1.ReportTaskStatusBatchRequest, v1.ReportTaskStatusBatchResponse](
+			httpClient,
+			baseURL+KernelReportTaskStatusBatchProcedure,
+			connect.WithSchema(kernelMethods.ByName("ReportTaskStatusBatch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // kernelClient implements KernelClient.
 type kernelClient struct {
-	allocate         *connect.Client[v1.AllocateRequest, v1.AllocateResponse]
-	launch           *connect.Client[v1.LaunchRequest, v1.LaunchResponse]
-	watch            *connect.Client[v1.WatchRequest, v1.Event]
-	revoke           *connect.Client[v1.RevokeRequest, v1.RevokeResponse]
-	keepAlive        *connect.Client[v1.KeepAliveRequest, v1.KeepAliveResponse]
-	registerAgent    *connect.Client[v1.RegisterAgentRequest, v1.RegisterAgentResponse]
-	heartbeat        *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	reportTaskStatus *connect.Client[v1.ReportTaskStatusRequest, v1.ReportTaskStatusResponse]
-	listAgents       *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
-	listAllocations  *connect.Client[v1.ListAllocationsRequest, v1.ListAllocationsResponse]
-	listTasks        *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	policyLoad       *connect.Client[v1.PolicyLoadRequest, v1.PolicyLoadResponse]
-	policyTest       *connect.Client[v1.PolicyTestRequest, v1.PolicyTestResponse]
-	policyList       *connect.Client[v1.PolicyListRequest, v1.PolicyListResponse]
-	policyUse        *connect.Client[v1.PolicyUseRequest, v1.PolicyUseResponse]
-	policyRollback   *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
-	listVolumes      *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
-	destroyVolume    *connect.Client[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse]
-	removeImage      *connect.Client[v1.RemoveImageRequest, v1.RemoveImageResponse]
-	campaign         *connect.Client[v1.CampaignRequest, v1.CampaignResponse]
-	resign           *connect.Client[v1.ResignRequest, v1.ResignResponse]
-	leader           *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
-	stateGet         *connect.Client[v1.StateGetRequest, v1.StateGetResponse]
-	statePut         *connect.Client[v1.StatePutRequest, v1.StatePutResponse]
-	stateDelete      *connect.Client[v1.StateDeleteRequest, v1.StateDeleteResponse]
-	stateList        *connect.Client[v1.StateListRequest, v1.StateListResponse]
-	logs             *connect.Client[v1.LogsRequest, v1.LogsChunk]
-	exec             *connect.Client[v1.ExecInput, v1.ExecOutput]
-	agentStreams     *connect.Client[v1.AgentStreamsRequest, v1.StreamOpen]
-	agentRelay       *connect.Client[v1.RelayUp, v1.RelayDown]
-	roleSet          *connect.Client[v1.RoleSetRequest, v1.RoleSetResponse]
-	roleList         *connect.Client[v1.RoleListRequest, v1.RoleListResponse]
-	tokenCreate      *connect.Client[v1.TokenCreateRequest, v1.TokenCreateResponse]
-	tokenList        *connect.Client[v1.TokenListRequest, v1.TokenListResponse]
-	tokenRevoke      *connect.Client[v1.TokenRevokeRequest, v1.TokenRevokeResponse]
-	agentJoin        *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
-	agentDrain       *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
-	clusterInfo      *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
-	taskSecrets      *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
-	auditList        *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
-	certRenew        *connect.Client[v1.CertRenewRequest, v1.CertRenewResponse]
-	cARotate         *connect.Client[v1.CARotateRequest, v1.CARotateResponse]
-	certList         *connect.Client[v1.CertListRequest, v1.CertListResponse]
+	allocate              *connect.Client[v1.AllocateRequest, v1.AllocateResponse]
+	launch                *connect.Client[v1.LaunchRequest, v1.LaunchResponse]
+	watch                 *connect.Client[v1.WatchRequest, v1.Event]
+	revoke                *connect.Client[v1.RevokeRequest, v1.RevokeResponse]
+	keepAlive             *connect.Client[v1.KeepAliveRequest, v1.KeepAliveResponse]
+	registerAgent         *connect.Client[v1.RegisterAgentRequest, v1.RegisterAgentResponse]
+	heartbeat             *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	reportTaskStatus      *connect.Client[v1.ReportTaskStatusRequest, v1.ReportTaskStatusResponse]
+	listAgents            *connect.Client[v1.ListAgentsRequest, v1.ListAgentsResponse]
+	listAllocations       *connect.Client[v1.ListAllocationsRequest, v1.ListAllocationsResponse]
+	listTasks             *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	policyLoad            *connect.Client[v1.PolicyLoadRequest, v1.PolicyLoadResponse]
+	policyTest            *connect.Client[v1.PolicyTestRequest, v1.PolicyTestResponse]
+	policyList            *connect.Client[v1.PolicyListRequest, v1.PolicyListResponse]
+	policyUse             *connect.Client[v1.PolicyUseRequest, v1.PolicyUseResponse]
+	policyRollback        *connect.Client[v1.PolicyRollbackRequest, v1.PolicyRollbackResponse]
+	listVolumes           *connect.Client[v1.ListVolumesRequest, v1.ListVolumesResponse]
+	destroyVolume         *connect.Client[v1.DestroyVolumeRequest, v1.DestroyVolumeResponse]
+	removeImage           *connect.Client[v1.RemoveImageRequest, v1.RemoveImageResponse]
+	campaign              *connect.Client[v1.CampaignRequest, v1.CampaignResponse]
+	resign                *connect.Client[v1.ResignRequest, v1.ResignResponse]
+	leader                *connect.Client[v1.LeaderRequest, v1.LeaderResponse]
+	stateGet              *connect.Client[v1.StateGetRequest, v1.StateGetResponse]
+	statePut              *connect.Client[v1.StatePutRequest, v1.StatePutResponse]
+	stateDelete           *connect.Client[v1.StateDeleteRequest, v1.StateDeleteResponse]
+	stateList             *connect.Client[v1.StateListRequest, v1.StateListResponse]
+	logs                  *connect.Client[v1.LogsRequest, v1.LogsChunk]
+	exec                  *connect.Client[v1.ExecInput, v1.ExecOutput]
+	agentStreams          *connect.Client[v1.AgentStreamsRequest, v1.StreamOpen]
+	agentRelay            *connect.Client[v1.RelayUp, v1.RelayDown]
+	roleSet               *connect.Client[v1.RoleSetRequest, v1.RoleSetResponse]
+	roleList              *connect.Client[v1.RoleListRequest, v1.RoleListResponse]
+	tokenCreate           *connect.Client[v1.TokenCreateRequest, v1.TokenCreateResponse]
+	tokenList             *connect.Client[v1.TokenListRequest, v1.TokenListResponse]
+	tokenRevoke           *connect.Client[v1.TokenRevokeRequest, v1.TokenRevokeResponse]
+	agentJoin             *connect.Client[v1.AgentJoinRequest, v1.AgentJoinResponse]
+	agentDrain            *connect.Client[v1.AgentDrainRequest, v1.AgentDrainResponse]
+	clusterInfo           *connect.Client[v1.ClusterInfoRequest, v1.ClusterInfoResponse]
+	taskSecrets           *connect.Client[v1.TaskSecretsRequest, v1.TaskSecretsResponse]
+	auditList             *connect.Client[v1.AuditListRequest, v1.AuditListResponse]
+	certRenew             *connect.Client[v1.CertRenewRequest, v1.CertRenewResponse]
+	cARotate              *connect.Client[v1.CARotateRequest, v1.CARotateResponse]
+	certList              *connect.Client[v1.CertListRequest, v1.CertListResponse]
+	launchBatch           *connect.Client[v1.LaunchBatchRequest, v1.LaunchBatchResponse]
+	reportTaskStatusBatch *connect.Client[v1.ReportTaskStatusBatchRequest, v1.ReportTaskStatusBatchResponse]
 }
 
 // Allocate calls dcos.syscalls.v1.Kernel.Allocate.
@@ -855,6 +893,16 @@ func (c *kernelClient) CertList(ctx context.Context, req *connect.Request[v1.Cer
 	return c.certList.CallUnary(ctx, req)
 }
 
+// LaunchBatch calls dcos.syscalls.v1.Kernel.LaunchBatch.
+func (c *kernelClient) LaunchBatch(ctx context.Context, req *connect.Request[v1.LaunchBatchRequest]) (*connect.Response[v1.LaunchBatchResponse], error) {
+	return c.launchBatch.CallUnary(ctx, req)
+}
+
+// ReportTaskStatusBatch calls dcos.syscalls.v1.Kernel.ReportTaskStatusBatch.
+func (c *kernelClient) ReportTaskStatusBatch(ctx context.Context, req *connect.Request[v1.ReportTaskStatusBatchRequest]) (*connect.Response[v1.ReportTaskStatusBatchResponse], error) {
+	return c.reportTaskStatusBatch.CallUnary(ctx, req)
+}
+
 // KernelHandler is an implementation of the dcos.syscalls.v1.Kernel service.
 type KernelHandler interface {
 	// Allocate asks for resources: count instances of the same size. Each
@@ -1036,6 +1084,25 @@ type KernelHandler interface {
 	// the kernels issued (their own and each principal's latest), with
 	// their expiry.
 	CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error)
+	// LaunchBatch starts up to 1,000 tasks in one call (Mesos' ACCEPT with
+	// many LAUNCH operations): each item is checked and authorized exactly
+	// as Launch, and items succeed or fail on their own; results are
+	// aligned with launches, and every task launched is committed in one
+	// transaction, at revision. An empty or oversized batch is
+	// InvalidArgument naming launches; an item's error names it
+	// ("launches[3].command: ..."). A call that fails as a whole
+	// (Unavailable: nothing committed, or the outcome unknown) launched
+	// none, or all of the items its results would have shown launched.
+	LaunchBatch(context.Context, *connect.Request[v1.LaunchBatchRequest]) (*connect.Response[v1.LaunchBatchResponse], error)
+	// ReportTaskStatusBatch (agents only) applies up to 1,000 task status
+	// reports in one call, in order, in one transaction: each item is
+	// checked and authorized exactly as ReportTaskStatus, and emits the
+	// events it would have as its own call (a task's STARTING, RUNNING and
+	// FINISHED in one batch are three TASK_STATE events). Items succeed or
+	// fail on their own (results aligned with reports; errors name the
+	// item, "reports[2].state: ..."). An empty or oversized batch is
+	// InvalidArgument naming reports.
+	ReportTaskStatusBatch(context.Context, *connect.Request[v1.ReportTaskStatusBatchRequest]) (*connect.Response[v1.ReportTaskStatusBatchResponse], error)
 }
 
 // NewKernelHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -1303,6 +1370,18 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(kernelMethods.ByName("CertList")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kernelLaunchBatchHandler := connect.NewUnaryHandler(
+		KernelLaunchBatchProcedure,
+		svc.LaunchBatch,
+		connect.WithSchema(kernelMethods.ByName("LaunchBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	kernelReportTaskStatusBatchHandler := connect.NewUnaryHandler(
+		KernelReportTaskStatusBatchProcedure,
+		svc.ReportTaskStatusBatch,
+		connect.WithSchema(kernelMethods.ByName("ReportTaskStatusBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/dcos.syscalls.v1.Kernel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KernelAllocateProcedure:
@@ -1391,6 +1470,10 @@ func NewKernelHandler(svc KernelHandler, opts ...connect.HandlerOption) (string,
 			kernelCARotateHandler.ServeHTTP(w, r)
 		case KernelCertListProcedure:
 			kernelCertListHandler.ServeHTTP(w, r)
+		case KernelLaunchBatchProcedure:
+			kernelLaunchBatchHandler.ServeHTTP(w, r)
+		case KernelReportTaskStatusBatchProcedure:
+			kernelReportTaskStatusBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1570,4 +1653,12 @@ func (UnimplementedKernelHandler) CARotate(context.Context, *connect.Request[v1.
 
 func (UnimplementedKernelHandler) CertList(context.Context, *connect.Request[v1.CertListRequest]) (*connect.Response[v1.CertListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.CertList is not implemented"))
+}
+
+func (UnimplementedKernelHandler) LaunchBatch(context.Context, *connect.Request[v1.LaunchBatchRequest]) (*connect.Response[v1.LaunchBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.LaunchBatch is not implemented"))
+}
+
+func (UnimplementedKernelHandler) ReportTaskStatusBatch(context.Context, *connect.Request[v1.ReportTaskStatusBatchRequest]) (*connect.Response[v1.ReportTaskStatusBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("dcos.syscalls.v1.Kernel.ReportTaskStatusBatch is not implemented"))
 }

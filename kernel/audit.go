@@ -87,6 +87,10 @@ type AuditCall struct {
 	// made are ids the current op made that no event names (the loop
 	// only; see noteAllocations).
 	made []string
+	// items is what the current op's items came to when the op carries
+	// many (a batch call) and some were refused (the loop only; see
+	// noteItems): the record takes its code and message.
+	items error
 	// state: auditNone, auditPending (a batch holds its record),
 	// auditCommitted, auditQueued.
 	state atomic.Int32
@@ -126,6 +130,41 @@ func (a *AuditCall) noteAllocations(as []*pb.Allocation) {
 	for _, al := range as {
 		a.made = append(a.made, al.GetId())
 	}
+}
+
+// noteItems records, for a call of many items (LaunchBatch), which of
+// them were refused: the call's record then carries the code of a
+// refusal — permission_denied before any other, so that a denied item
+// is never hidden among successes — and a message saying how many of
+// the items were refused and why the first was. Nil-safe. The loop
+// only, inside the op.
+func (a *AuditCall) noteItems(errs []error) {
+	if a == nil {
+		return
+	}
+	var first, denied error
+	n := 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		n++
+		if first == nil {
+			first = err
+		}
+		if denied == nil && CodeOf(err) == PermissionDenied {
+			denied = err
+		}
+	}
+	if n == 0 {
+		a.items = nil
+		return
+	}
+	shown := first
+	if denied != nil {
+		shown = denied
+	}
+	a.items = &Error{Code: CodeOf(shown), Msg: fmt.Sprintf("%d of %d items refused; %v", n, len(errs), shown)}
 }
 
 type auditKey struct{}
@@ -195,8 +234,8 @@ func (k *Kernel) auditOp(o *op, c *Changes, evs []*pb.Event, now time.Time) {
 	if a == nil {
 		return
 	}
-	made := a.made
-	a.made = nil
+	made, items := a.made, a.items
+	a.made, a.items = nil, nil
 	if k.cfg.NoAudit {
 		return
 	}
@@ -213,11 +252,13 @@ func (k *Kernel) auditOp(o *op, c *Changes, evs []*pb.Event, now time.Time) {
 	for _, e := range evs {
 		targets = appendTarget(targets, eventTarget(e))
 	}
-	msg := ""
+	msg, code := "", CodeName(o.err)
 	if o.err != nil {
 		msg = o.err.Error()
+	} else if items != nil {
+		msg, code = items.Error(), CodeName(items)
 	}
-	r := AuditRecordOf(a.Principal, a.Call, targets, CodeName(o.err), msg)
+	r := AuditRecordOf(a.Principal, a.Call, targets, code, msg)
 	if c.auditTime == nil {
 		c.auditTime = timestamppb.New(now)
 	}

@@ -70,33 +70,30 @@ func (k *Kernel) LaunchBatch(ctx context.Context, p Principal, req *pb.LaunchBat
 	}
 	errs := make([]error, len(items))
 	tasks := make([]*pb.Task, len(items))
-	todo := 0
 	for i, r := range items {
-		if errs[i] = k.checkLaunch(r); errs[i] == nil {
-			todo++
-		}
+		errs[i] = k.checkLaunch(r)
 	}
-	var rev int64
-	if todo > 0 {
-		var err error
-		rev, err = k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
-			for i, r := range items {
-				if errs[i] == nil {
-					tasks[i], errs[i] = launchOne(t, p, r, now, c)
-				}
+	// Even a batch of only invalid items goes through the loop, so that
+	// its record names what was refused (noteItems).
+	audit := auditFrom(ctx)
+	rev, err := k.do(ctx, func(t *Table, c *Changes, now time.Time) error {
+		for i, r := range items {
+			if errs[i] == nil {
+				tasks[i], errs[i] = launchOne(t, p, r, now, c)
 			}
-			return nil
-		}, nil)
-		if err != nil {
-			return nil, err
 		}
-	} else {
-		rev = k.Revision()
+		for i, err := range errs {
+			errs[i] = itemError("launches", i, err)
+		}
+		audit.noteItems(errs) // a refused item is in the trail
+		return nil
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
 	resp := &pb.LaunchBatchResponse{Results: make([]*pb.LaunchResult, len(items)), Revision: rev}
 	for i := range items {
-		err := itemError("launches", i, errs[i])
-		resp.Results[i] = &pb.LaunchResult{Task: tasks[i], Code: CodeName(err), Message: errText(err)}
+		resp.Results[i] = &pb.LaunchResult{Task: tasks[i], Code: CodeName(errs[i]), Message: errText(errs[i])}
 	}
 	return resp, nil
 }

@@ -207,3 +207,51 @@ func TestKernel_ReportTaskStatusBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestKernel_LaunchBatchAudit: a LaunchBatch with refused items is in the
+// trail with a refusal's code and how many items were refused, never as
+// a plain "ok"; a batch of only invalid items is recorded too; a batch
+// whose items all launched is "ok".
+func TestKernel_LaunchBatchAudit(t *testing.T) {
+	t.Parallel()
+	k, _ := newEnv(t).start(t)
+	register(t, k, 4, 1<<30)
+	mine, err := k.Allocate(context.Background(), fwA, &pb.AllocateRequest{Count: 2, Resources: &pb.Resources{Cpus: 1, MemBytes: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := k.Allocate(context.Background(), fwB, alloc(0.5, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mine.GetAllocations()
+	launch := func(alloc, cmd string) *pb.LaunchRequest { return &pb.LaunchRequest{AllocationId: alloc, Command: cmd} }
+	batch := func(items ...*pb.LaunchRequest) *pb.AuditRecord {
+		t.Helper()
+		call := kernel.NewAuditCall(fwA, "LaunchBatch")
+		if _, err := k.LaunchBatch(kernel.WithAudit(context.Background(), call), fwA, &pb.LaunchBatchRequest{Launches: items}); err != nil {
+			t.Fatal(err)
+		}
+		if call.Settle() {
+			t.Fatal("the batch's record was not committed by the loop")
+		}
+		res, err := k.AuditList(context.Background(), ops, &pb.AuditListRequest{Call: "LaunchBatch"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := res.GetRecords()
+		return recs[len(recs)-1]
+	}
+	r := batch(launch(a[0].GetId(), "ok"), launch(theirs.GetAllocations()[0].GetId(), "x"), launch(a[1].GetId(), ""))
+	if r.GetCode() != "not_found" || !strings.HasPrefix(r.GetMessage(), "2 of 3 items refused; launches[1].allocation_id: ") {
+		t.Errorf("a batch with refused items is recorded as %q %q", r.GetCode(), r.GetMessage())
+	}
+	r = batch(launch(a[1].GetId(), ""))
+	if r.GetCode() != "invalid_argument" || !strings.HasPrefix(r.GetMessage(), "1 of 1 items refused; launches[0].command: ") {
+		t.Errorf("a batch of only invalid items is recorded as %q %q", r.GetCode(), r.GetMessage())
+	}
+	r = batch(launch(a[1].GetId(), "fine"))
+	if r.GetCode() != "ok" || r.GetMessage() != "" || len(r.GetTargets()) == 0 {
+		t.Errorf("a batch whose items all launched is recorded as %q %q (targets %v)", r.GetCode(), r.GetMessage(), r.GetTargets())
+	}
+}

@@ -42,6 +42,9 @@ func (t *Task) CPUIdleSupported() bool { return false }
 // CPUSetSupported returns false.
 func (t *Task) CPUSetSupported() bool { return false }
 
+// AddCPUSet returns ErrNotSupported.
+func (l Layout) AddCPUSet(t *Task) (bool, error) { return false, ErrNotSupported }
+
 // ParentCPUs returns ErrNotSupported.
 func (l Layout) ParentCPUs(parent string) (cpulist.Set, error) { return cpulist.Set{}, ErrNotSupported }
 

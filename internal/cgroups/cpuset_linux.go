@@ -3,9 +3,13 @@
 package cgroups
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dcos-kernel/dcos/internal/cpulist"
 )
@@ -112,4 +116,29 @@ func (l Layout) ParentCPUs(parent string) (cpulist.Set, error) {
 		return cpulist.Set{}, &FileError{Op: "read", File: file, Dir: dir, Err: err}
 	}
 	return set, nil
+}
+
+// AddCPUSet creates task t's v1 cpuset directory if the layout has a v1
+// cpuset hierarchy and the directory is missing: for a task made before
+// this package confined CPUs (an agent upgraded while its tasks ran),
+// which Recover-style callers would otherwise find incomplete. The new
+// cgroup gets its parent's CPUs and memory nodes; the task's processes are
+// not moved into it (they run where they did, unconfined, until the task
+// ends). It reports whether it made the directory; it is idempotent.
+func (l Layout) AddCPUSet(t *Task) (bool, error) {
+	d := t.paths[KeyCPUSet]
+	if d == "" {
+		return false, nil
+	}
+	if err := mkdir(KeyCPUSet, d, false); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	if err := l.fillCPUSetV1(d); err != nil {
+		_ = unix.Rmdir(d)
+		return false, err
+	}
+	return true, nil
 }

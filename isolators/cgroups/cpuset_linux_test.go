@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	cg "github.com/dcos-kernel/dcos/internal/cgroups"
@@ -126,4 +128,49 @@ func TestIsolator_CPUSet(t *testing.T) {
 	if _, err := i.Prepare(ctx, "bad", contract.Resources{CPUSet: "1-"}); err == nil || !strings.Contains(err.Error(), "cpuset") {
 		t.Errorf("Prepare with cpuset \"1-\": %v, want an error naming cpuset", err)
 	}
+}
+
+// TestIsolator_Recover_noCPUSet: a container whose cgroups lack only the
+// cpuset one (made by an agent from before cpusets) is recovered, not
+// removed as incomplete, and its process keeps running.
+func TestIsolator_Recover_noCPUSet(t *testing.T) {
+	a := newIsolator(t)
+	ctx := context.Background()
+	li, err := a.Prepare(ctx, "old", contract.Resources{CPUs: 1, MemBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startIn(t, li.Cgroups, "sleep 30")
+	d := dirOf(t, a, "old", cg.KeyCPUSet)
+	if d == "" {
+		t.Skip("no v1 cpuset hierarchy: nothing to recover")
+	}
+	// Move the process out and remove the cpuset cgroup, as an older agent
+	// would have left the container.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(filepath.Dir(d)), "cgroup.procs"), []byte(fmt.Sprint(p.cmd.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Rmdir(d); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Parent: a.parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Recover(ctx, []contract.ContainerState{{ContainerID: "old", PID: p.cmd.Process.Pid, Limits: contract.Resources{CPUs: 1, MemBytes: 64 << 20}}}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := b.Usage(ctx, "old"); err != nil || u.PIDs != 1 {
+		t.Fatalf("recovered container: %+v, %v; want its 1 process", u, err)
+	}
+	if _, err := os.Stat(d); err != nil {
+		t.Errorf("cpuset cgroup not re-made: %v", err)
+	}
+	if err := b.Cleanup(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if ws := p.wait(t); !ws.Signaled() {
+		t.Errorf("process ended with %v after Cleanup, want killed", ws)
+	}
+	_ = a.Cleanup(ctx, "old")
 }

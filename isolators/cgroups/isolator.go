@@ -533,6 +533,18 @@ func (i *Isolator) Recover(ctx context.Context, containers []contract.ContainerS
 			errs = append(errs, fmt.Errorf("recover %q: %w", st.ContainerID, err))
 			continue
 		}
+		if existing(task) == len(task.Paths())-1 {
+			// Made before tasks had a cpuset cgroup (an upgraded agent):
+			// give it one rather than kill the task as incomplete.
+			made, err := i.layout.AddCPUSet(task)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("recover %q: %w", st.ContainerID, err))
+				continue
+			}
+			if made {
+				i.log.Info("cgroups isolator: recover: added the cpuset cgroup of a container made without one; its processes stay unconfined", "container", st.ContainerID)
+			}
+		}
 		switch n := existing(task); {
 		case n == 0:
 			i.log.Warn("cgroups isolator: recover: container has no cgroups", "container", st.ContainerID)

@@ -190,7 +190,7 @@ func (l Layout) enableControllers(dir string) error {
 		}
 		have := strings.Fields(cur)
 		var add []string
-		for _, c := range l.wantedV2() {
+		for _, c := range l.wantedV2(d) {
 			if !slices.Contains(have, c) {
 				add = append(add, "+"+c)
 			}

@@ -21,10 +21,15 @@ import (
 // an empty cpuset.cpus means "the parent's", so only the controller has to
 // be enabled (wantedV2), where the host has it.
 
-// wantedV2 are the controllers enabled on the way down to task cgroups on
-// a pure v2 host: the required ones, and cpuset where the hierarchy has it.
-func (l Layout) wantedV2() []string {
-	if slices.Contains(l.UnifiedControllers, "cpuset") {
+// wantedV2 are the controllers to enable in v2 directory dir on the way
+// down to task cgroups on a pure v2 host: the required ones, and cpuset
+// where dir has it (a delegated cgroup may lack it: then no task gets it,
+// and cpusets are not enforced).
+func (l Layout) wantedV2(dir string) []string {
+	if !slices.Contains(l.UnifiedControllers, "cpuset") {
+		return requiredV2
+	}
+	if s, err := readFile(dir, "cgroup.controllers"); err == nil && slices.Contains(strings.Fields(s), "cpuset") {
 		return append(slices.Clone(requiredV2), "cpuset")
 	}
 	return requiredV2
@@ -106,6 +111,9 @@ func (l Layout) ParentCPUs(parent string) (cpulist.Set, error) {
 		dir, file = l.Unified.Dir(parent), "cpuset.cpus.effective"
 	default:
 		return cpulist.Set{}, &NotSupportedError{Controller: KeyCPUSet, Reason: "no cpuset controller"}
+	}
+	if !exists(dir, file) {
+		return cpulist.Set{}, &NotSupportedError{Controller: KeyCPUSet, Reason: "no " + file + " in " + dir}
 	}
 	s, err := readFile(dir, file)
 	if err != nil {

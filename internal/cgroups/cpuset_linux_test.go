@@ -173,3 +173,41 @@ func TestTask_Update_fakeV2CPUSet(t *testing.T) {
 		t.Errorf("cpuset.cpus written without the controller: %v", err)
 	}
 }
+
+// TestLayout_enableControllers_fakeCPUSet: on pure v2, cpuset is enabled
+// down to the task parent where each level has it, and left out (without
+// an error) from the first level that lacks it, as a delegated cgroup
+// may; ParentCPUs then says cpusets are not supported there.
+func TestLayout_enableControllers_fakeCPUSet(t *testing.T) {
+	root := fakeDir(t, map[string]string{"cgroup.subtree_control": "", "cgroup.controllers": "cpuset cpu memory pids"})
+	mid := filepath.Join(root, "agent")
+	leaf := filepath.Join(mid, "tasks")
+	for d, ctrls := range map[string]string{mid: "cpuset cpu memory pids", leaf: "cpu memory pids"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range map[string]string{"cgroup.subtree_control": "", "cgroup.controllers": ctrls} {
+			if err := os.WriteFile(filepath.Join(d, f), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l := Layout{Mode: ModeUnified, Unified: &Hierarchy{Mount: root, Root: "/", Self: "/"}, UnifiedControllers: []string{"cpuset", "cpu", "memory", "pids"}}
+	if err := l.enableControllers(leaf); err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]string{root: "+memory +cpu +pids +cpuset", mid: "+memory +cpu +pids +cpuset", leaf: "+memory +cpu +pids"} {
+		if got := readBack(t, d, "cgroup.subtree_control"); got != want {
+			t.Errorf("%s: subtree_control %q, want %q", d, got, want)
+		}
+	}
+	if _, err := l.ParentCPUs("/agent/tasks"); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("ParentCPUs without cpuset.cpus.effective: %v, want ErrNotSupported", err)
+	}
+	if err := os.WriteFile(filepath.Join(mid, "cpuset.cpus.effective"), []byte("0-3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := l.ParentCPUs("/agent"); err != nil || s.String() != "0-3" {
+		t.Errorf("ParentCPUs(/agent) = %q, %v; want 0-3", s, err)
+	}
+}

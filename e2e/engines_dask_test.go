@@ -283,7 +283,7 @@ func TestEngines_Dask(t *testing.T) {
 // quotas), the batch role's idle CPU class (cpu.idle; batch-idle), a
 // cpuset that keeps CPU 0 free of batch work (dcosctl role set batch
 // --cpuset 1-(N-1); batch-cpuset), both (batch-idle-cpuset), and both
-// with dcosd dev itself pinned to the batch CPUs (batch-idle-cpuset-daemons:
+// with dcosd dev itself pinned to the batch CPUs (idle-cpuset-dcosd:
 // CPU 0 is left to the web service and the request stream). The web
 // service runs on every CPU in all of them; only the idle variants put
 // batch in the idle class.
@@ -312,7 +312,7 @@ func BenchmarkSideBySide(b *testing.B) {
 		name string
 		c    sideConfig
 	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}, {"batch-idle", idle},
-		{"batch-cpuset", cpuset}, {"batch-idle-cpuset", idleCPUSet}, {"batch-idle-cpuset-daemons", daemons}} {
+		{"batch-cpuset", cpuset}, {"batch-idle-cpuset", idleCPUSet}, {"idle-cpuset-dcosd", daemons}} {
 		b.Run(v.name, func(b *testing.B) {
 			if strings.Contains(v.name, "cpuset") && v.c.batchCPUSet == "" {
 				b.Skip("one CPU: no core to keep free of batch work")

@@ -61,8 +61,9 @@ type sideConfig struct {
 }
 
 // ciSide is the CI test's run: small, so the whole test stays well under
-// 90 s on a loaded 2-core machine; batch in the idle CPU class and on
-// CPUs 1..N-1, as docs/big-data.md advises.
+// 90 s on a loaded 2-core machine; batch in the idle CPU class, as
+// docs/big-data.md advises, and on CPUs 1..N-1, so that the test checks a
+// role's cpuset reaches its tasks (docs/roles.md, "Cpusets").
 var ciSide = sideConfig{webCpus: 0.5, workerCpus: 1, schedCpus: 0.2, jobCpus: 0.5, batchIdle: true, batchCPUSet: batchCores(),
 	parts: 4, lines: 1500, rows: 20000, volume: "32Mi", rate: 200, before: 5 * time.Second}
 

@@ -131,7 +131,7 @@ func (a *Agent) launch(t *syscallsv1.Task) {
 	}
 	tk := &task{id: id, allocID: t.GetAllocationId(), driver: t.GetDriver(), exited: make(chan struct{}),
 		limits: contract.Resources{CPUs: t.GetResources().GetCpus(), MemBytes: t.GetResources().GetMemBytes(),
-			CPUIdle: t.GetCpuClass() == syscallsv1.CpuClass_CPU_CLASS_IDLE},
+			CPUIdle: t.GetCpuClass() == syscallsv1.CpuClass_CPU_CLASS_IDLE, CPUSet: t.GetCpuset()},
 		network: t.GetNetwork(), wantPorts: t.GetPorts(), checks: checkSpec(t)}
 	if g := t.GetKillGracePeriod(); g != nil {
 		d := g.AsDuration()

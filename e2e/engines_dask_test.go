@@ -40,6 +40,16 @@ type sideConfig struct {
 	// batchIdle puts the role batch in the idle CPU class (dcosctl role
 	// set batch --cpu-class idle) before its services start.
 	batchIdle bool
+	// batchCPUSet, when set, confines the role batch to these CPUs
+	// (dcosctl role set batch --cpuset LIST) before its services start;
+	// the web service runs anywhere.
+	batchCPUSet string
+	// daemonsOnBatch, with batchCPUSet, pins dcosd dev (kernel, agent,
+	// frameworks, embedded etcd: every thread, and the processes it forks
+	// outside task cgroups) to the batch CPUs too (taskset -a -p), so that
+	// CPU 0 runs only the web service and the test's request stream: to
+	// measure whether the daemons' work for the job matters.
+	daemonsOnBatch bool
 	// parts, lines, rows size the input (dask_gen.py); volume is each
 	// worker's persistent volume.
 	parts, lines, rows int
@@ -52,8 +62,9 @@ type sideConfig struct {
 
 // ciSide is the CI test's run: small, so the whole test stays well under
 // 90 s on a loaded 2-core machine; batch in the idle CPU class, as
-// docs/big-data.md advises.
-var ciSide = sideConfig{webCpus: 0.5, workerCpus: 1, schedCpus: 0.2, jobCpus: 0.5, batchIdle: true,
+// docs/big-data.md advises, and on CPUs 1..N-1, so that the test checks a
+// role's cpuset reaches its tasks (docs/roles.md, "Cpusets").
+var ciSide = sideConfig{webCpus: 0.5, workerCpus: 1, schedCpus: 0.2, jobCpus: 0.5, batchIdle: true, batchCPUSet: batchCores(),
 	parts: 4, lines: 1500, rows: 20000, volume: "32Mi", rate: 200, before: 5 * time.Second}
 
 // latencies are the results of the requests of one window.
@@ -247,7 +258,9 @@ activeDeadline: 10m
 // input, the workers are the two services' tasks with the sizes of their
 // allocations, and the job's partitions ran in them. The role batch is in
 // the idle CPU class (dcosctl role set batch --cpu-class idle): the
-// workers' cpu cgroups have cpu.idle = 1, the web service's 0. A steady stream of
+// workers' cpu cgroups have cpu.idle = 1, the web service's 0; and on CPUs
+// 1..N-1 (dcosctl role set batch --cpuset): the workers' processes may run
+// there only (Cpus_allowed_list), the web service's anywhere. A steady stream of
 // 200 requests/s to the web service, before and while the job runs, has
 // no failed request, and the service's task stays the same and healthy;
 // the p99s before and during and their ratio are logged (the goal, a
@@ -268,8 +281,13 @@ func TestEngines_Dask(t *testing.T) {
 // load average when the job ended. The variants are what is cheap to try
 // for the service's share: its cpu weight (cpus → cpu.shares), the batch
 // role's quota (which caps what batch allocations hold, and so their CFS
-// quotas), and the batch role's idle CPU class (cpu.idle; batch-idle). The
-// other variants keep batch in the normal class.
+// quotas), the batch role's idle CPU class (cpu.idle; batch-idle), a
+// cpuset that keeps CPU 0 free of batch work (dcosctl role set batch
+// --cpuset 1-(N-1); batch-cpuset), both (batch-idle-cpuset), and both
+// with dcosd dev itself pinned to the batch CPUs (idle-cpuset-dcosd:
+// CPU 0 is left to the web service and the request stream). The web
+// service runs on every CPU in all of them; only the idle variants put
+// batch in the idle class.
 //
 //	go test ./e2e -run '^$' -bench SideBySide -benchtime 1x -timeout 30m
 func BenchmarkSideBySide(b *testing.B) {
@@ -285,11 +303,21 @@ func BenchmarkSideBySide(b *testing.B) {
 	quota.batchQuota, quota.workerCpus, quota.schedCpus, quota.jobCpus = "cpus=1.2", 0.4, 0.1, 0.3
 	idle := heavy
 	idle.batchIdle = true
+	cpuset := heavy
+	cpuset.batchCPUSet = batchCores()
+	idleCPUSet := idle
+	idleCPUSet.batchCPUSet = batchCores()
+	daemons := idleCPUSet
+	daemons.daemonsOnBatch = true
 	for _, v := range []struct {
 		name string
 		c    sideConfig
-	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}, {"batch-idle", idle}} {
+	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}, {"batch-idle", idle},
+		{"batch-cpuset", cpuset}, {"batch-idle-cpuset", idleCPUSet}, {"idle-cpuset-dcosd", daemons}} {
 		b.Run(v.name, func(b *testing.B) {
+			if strings.Contains(v.name, "cpuset") && v.c.batchCPUSet == "" {
+				b.Skip("one CPU: no core to keep free of batch work")
+			}
 			for range b.N {
 				r := runSideBySide(b, v.c)
 				b.Logf("%s: before %v; during %v; ratio %.2f; job %v; load %s; cpus used before/during: machine %.2f/%.2f, test process %.2f/%.2f; web throttled in %d/%d CFS periods",
@@ -339,11 +367,22 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	if c.batchQuota != "" {
 		dev = append(dev, "--role-quota", "batch:"+c.batchQuota)
 	}
-	e.startDev(dev...)
+	devProc := e.startDev(dev...)
 	started := time.Now()
+	if c.daemonsOnBatch {
+		pid := strconv.Itoa(devProc.cmd.Process.Pid)
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", c.batchCPUSet, pid).CombinedOutput(); err != nil {
+			tb.Fatalf("taskset -a -p -c %s %s: %v\n%s", c.batchCPUSet, pid, err, out)
+		}
+	}
 	if c.batchIdle {
 		if out := e.mustCtl("role", "set", "batch", "--cpu-class", "idle"); !strings.Contains(out, "idle") {
 			tb.Fatalf("dcosctl role set batch --cpu-class idle answered %q", out)
+		}
+	}
+	if c.batchCPUSet != "" {
+		if out := e.mustCtl("role", "set", "batch", "--cpuset", c.batchCPUSet); !strings.Contains(out, c.batchCPUSet) {
+			tb.Fatalf("dcosctl role set batch --cpuset %s answered %q", c.batchCPUSet, out)
 		}
 	}
 
@@ -380,6 +419,7 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	})
 	tb.Logf("web and Dask services up in %v", time.Since(started).Round(time.Millisecond))
 	checkCPUClasses(tb, webTask, e.view("dask-workers").running(), c.batchIdle)
+	checkCPUSets(tb, webTask, e.view("dask-workers").running(), c.batchCPUSet)
 
 	// The request stream runs from here to the job's end; a watch sees any
 	// change of the web service's task.
@@ -514,6 +554,55 @@ func checkCPUClasses(tb testing.TB, web *pb.Task, workers []*pb.Task, batchIdle 
 	}
 	if len(workers) != 2 {
 		tb.Errorf("%d running worker tasks, want 2", len(workers))
+	}
+}
+
+// cpusAllowedList returns the Cpus_allowed_list of /proc/PID/status: the
+// CPUs the scheduler lets pid run on.
+func cpusAllowedList(pid int32) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("/proc/%d/status: no Cpus_allowed_list", pid)
+}
+
+// checkCPUSets checks where the web task and the workers may run: the
+// workers on batchCPUSet when set, the web service (and the workers
+// otherwise) on every CPU the test process may use.
+func checkCPUSets(tb testing.TB, web *pb.Task, workers []*pb.Task, batchCPUSet string) {
+	tb.Helper()
+	all, err := cpusAllowedList(int32(os.Getpid()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, tk := range append([]*pb.Task{web}, workers...) {
+		want := all
+		if tk != web && batchCPUSet != "" {
+			want = batchCPUSet
+		}
+		if got, err := cpusAllowedList(tk.GetPid()); err != nil || got != want {
+			tb.Errorf("task %s (pid %d): Cpus_allowed_list %q, %v; want %q", tk.GetId(), tk.GetPid(), got, err, want)
+		}
+	}
+}
+
+// batchCores is the CPU list 1..N-1 of this machine's N CPUs ("1" on two),
+// the cores a batch role gets so that CPU 0 stays free of batch work; ""
+// on one CPU.
+func batchCores() string {
+	switch n := runtime.NumCPU(); n {
+	case 1:
+		return ""
+	case 2:
+		return "1"
+	default:
+		return fmt.Sprintf("1-%d", n-1)
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 )
 
 // roleRow returns role name's row of `dcosctl role ls` without its
-// CPU-CLASS column (NAME WEIGHT QUOTA USAGE PENDING), or nil.
+// CPU-CLASS and CPUSET columns (NAME WEIGHT QUOTA USAGE PENDING), or nil.
 func roleRow(t *testing.T, e *env, name string) []string {
 	t.Helper()
 	for _, l := range strings.Split(strings.TrimSpace(e.mustCtl("role", "ls")), "\n")[1:] {
-		if f := strings.Fields(l); len(f) == 6 && f[0] == name {
-			return append(f[:2:2], f[3:]...)
+		if f := strings.Fields(l); len(f) == 7 && f[0] == name {
+			return append(f[:2:2], f[4:]...)
 		}
 	}
 	return nil

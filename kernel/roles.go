@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/dcos-kernel/dcos/internal/cpulist"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -42,6 +43,9 @@ func (t *Table) roleConfig(name string) RoleConfig {
 		}
 		if s.CpuClass != nil {
 			cfg.CPUClass = s.GetCpuClass()
+		}
+		if s.Cpuset != nil {
+			cfg.CPUSet = s.GetCpuset()
 		}
 	}
 	return cfg
@@ -87,6 +91,22 @@ func (t *Table) SetRoleCPUClass(name string, class pb.CpuClass, c *Changes) {
 		s = proto.Clone(old).(*pb.Role)
 	}
 	s.CpuClass = &class
+	if t.roleSets == nil {
+		t.roleSets = map[string]*pb.Role{}
+	}
+	t.roleSets[name] = s
+	c.Roles[name] = s
+}
+
+// SetRoleCPUSet records a RoleSet's cpuset (canonical, validated by the
+// caller; "" for every CPU) as the role's durable setting: the tasks of
+// the role launched from then on get it (running ones keep theirs).
+func (t *Table) SetRoleCPUSet(name, cpuset string, c *Changes) {
+	s := &pb.Role{Name: name}
+	if old := t.roleSets[name]; old != nil {
+		s = proto.Clone(old).(*pb.Role)
+	}
+	s.Cpuset = &cpuset
 	if t.roleSets == nil {
 		t.roleSets = map[string]*pb.Role{}
 	}
@@ -149,7 +169,8 @@ func (t *Table) roleProto(name string, usage Resources, pending int32) *pb.Role 
 		w = 1
 	}
 	class := cfg.CPUClass
-	r := &pb.Role{Name: name, Weight: w, Usage: usage.Proto(), Pending: pending, CpuClass: &class}
+	cpuset := cfg.CPUSet
+	r := &pb.Role{Name: name, Weight: w, Usage: usage.Proto(), Pending: pending, CpuClass: &class, Cpuset: &cpuset}
 	if !cfg.Quota.IsZero() {
 		r.Quota = cfg.Quota.Proto()
 	}
@@ -158,13 +179,19 @@ func (t *Table) roleProto(name string, usage Resources, pending int32) *pb.Role 
 
 // ValidateRoleSet checks a RoleSet request: a role name, a finite weight
 // > 0 when set, a non-negative quota within the MaxQuota bounds when set,
-// a known CPU class when set, and at least one of them.
+// a known CPU class when set, a CPU list when cpuset is set (see
+// cpulist.Parse), and at least one of them.
 func ValidateRoleSet(r *pb.RoleSetRequest) error {
 	if err := validateName("name", r.GetName(), true); err != nil {
 		return err
 	}
-	if r.Weight == nil && r.Quota == nil && r.CpuClass == nil {
-		return fieldError("weight", "nothing to set: give weight, quota, cpu_class or several")
+	if r.Weight == nil && r.Quota == nil && r.CpuClass == nil && r.Cpuset == nil {
+		return fieldError("weight", "nothing to set: give weight, quota, cpu_class, cpuset or several")
+	}
+	if r.Cpuset != nil {
+		if _, err := cpulist.Parse(r.GetCpuset()); err != nil {
+			return fieldError("cpuset", "want a Linux CPU list such as \"1-3,5\" (CPUs 0..%d, at most %d bytes): %v", cpulist.MaxCPU, cpulist.MaxLen, err)
+		}
 	}
 	if r.CpuClass != nil {
 		if _, ok := pb.CpuClass_name[int32(r.GetCpuClass())]; !ok {
@@ -195,11 +222,12 @@ func ValidateRoleSet(r *pb.RoleSetRequest) error {
 	return nil
 }
 
-// RoleSet sets a role's weight, quota and/or CPU class (operators only,
+// RoleSet sets a role's weight, quota, CPU class and/or cpuset (operators only,
 // else PermissionDenied), persisted with the next commit; the new values
 // take effect in the cycle of that same loop iteration. Allocations
-// already granted past a lowered quota are kept; a CPU class applies to
-// the tasks launched after it (Launch copies it into the Task). Bad input
+// already granted past a lowered quota are kept; a CPU class or cpuset
+// applies to the tasks launched after it (Launch copies it into the Task;
+// the cpuset is stored canonical: "3,1-2" → "1-3"). Bad input
 // is InvalidArgument naming the field.
 func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetRequest) (*pb.RoleSetResponse, error) {
 	if p.Role != RoleOperator {
@@ -220,6 +248,9 @@ func (k *Kernel) RoleSet(ctx context.Context, p Principal, req *pb.RoleSetReques
 		}
 		if req.CpuClass != nil {
 			t.SetRoleCPUClass(req.GetName(), req.GetCpuClass(), c)
+		}
+		if req.Cpuset != nil {
+			t.SetRoleCPUSet(req.GetName(), cpulist.MustParse(req.GetCpuset()).String(), c)
 		}
 		return nil
 	}, func(t *Table) { resp.Role = t.role(req.GetName()) })

@@ -198,9 +198,9 @@ func TestKernel_RoleSetPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]*pb.Role{
-		"capped": {Name: "capped", Weight: 3, Quota: &pb.Resources{Cpus: 3, MemBytes: 4 << 30}, Usage: &pb.Resources{Cpus: 2, MemBytes: 2 << 30}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
-		"heavy":  {Name: "heavy", Weight: 5, Quota: &pb.Resources{Ports: 4}, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
-		"fresh":  {Name: "fresh", Weight: 0.5, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL)},
+		"capped": {Name: "capped", Weight: 3, Quota: &pb.Resources{Cpus: 3, MemBytes: 4 << 30}, Usage: &pb.Resources{Cpus: 2, MemBytes: 2 << 30}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL), Cpuset: ptr("")},
+		"heavy":  {Name: "heavy", Weight: 5, Quota: &pb.Resources{Ports: 4}, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL), Cpuset: ptr("")},
+		"fresh":  {Name: "fresh", Weight: 0.5, Usage: &pb.Resources{}, CpuClass: ptr(pb.CpuClass_CPU_CLASS_NORMAL), Cpuset: ptr("")},
 	}
 	checkRoles := func(when string, k *kernel.Kernel) {
 		t.Helper()

@@ -88,6 +88,9 @@ type RoleConfig struct {
 	Quota  Resources
 	// CPUClass is the CPU class its tasks launch with (Task.cpu_class).
 	CPUClass pb.CpuClass
+	// CPUSet is the canonical CPU list its tasks launch with (Task.cpuset;
+	// "" for every CPU).
+	CPUSet string
 }
 
 // SetRoles replaces the role settings policies see.
@@ -377,6 +380,7 @@ func (t *Table) Launch(p Principal, r *pb.LaunchRequest, now time.Time, c *Chang
 		KillGracePeriod: r.GetKillGracePeriod(),
 		Logs:            r.GetLogs(),
 		CpuClass:        t.roleConfig(a.GetRole()).CPUClass,
+		Cpuset:          t.roleConfig(a.GetRole()).CPUSet,
 		SecretEnv:       secretEnv,
 		Created:         timestamppb.New(now),
 		Updated:         timestamppb.New(now),

@@ -124,6 +124,10 @@ func (l Layout) NewTask(parent, name string, limits Limits) (*Task, error) {
 		}
 		made = append(made, d)
 	}
+	if err := l.fillCPUSetV1(t.paths[KeyCPUSet]); err != nil {
+		rmdirAll(made)
+		return nil, err
+	}
 	if err := t.Update(limits); err != nil {
 		rmdirAll(made)
 		return nil, err
@@ -186,7 +190,7 @@ func (l Layout) enableControllers(dir string) error {
 		}
 		have := strings.Fields(cur)
 		var add []string
-		for _, c := range requiredV2 {
+		for _, c := range l.wantedV2(d) {
 			if !slices.Contains(have, c) {
 				add = append(add, "+"+c)
 			}
@@ -296,6 +300,9 @@ func (t *Task) updateV1(l Limits) error {
 	if err := writeCPUWeight(cpu, "cpu.shares", strconv.FormatInt(cpuShares(l.MilliCPU), 10), l.CPUIdle); err != nil {
 		return err
 	}
+	if err := writeCPUSetV1(t.paths[KeyCPUSet], l.CPUs); err != nil {
+		return err
+	}
 	return writeFile(t.paths[KeyPids], "pids.max", v2Limit(l.Pids))
 }
 
@@ -318,6 +325,12 @@ func (t *Task) updateV2(l Limits) error {
 	}
 	if err := writeCPUWeight(d, "cpu.weight", strconv.FormatInt(cpuWeight(l.MilliCPU), 10), l.CPUIdle); err != nil {
 		return err
+	}
+	if exists(d, "cpuset.cpus") {
+		// "" hands the cgroup its parent's CPUs again.
+		if err := writeFile(d, "cpuset.cpus", l.CPUs); err != nil {
+			return err
+		}
 	}
 	return writeFile(d, "pids.max", v2Limit(l.Pids))
 }
@@ -687,7 +700,7 @@ func v2Limit(n int64) string {
 
 // taskKeys are the Key constants in the order task directories are made,
 // written and reported.
-var taskKeys = []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyUnified}
+var taskKeys = []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyCPUSet, KeyUnified}
 
 // uniqueDirs returns the distinct directories of paths (co-mounted v1
 // controllers share one), v1 ones first, in a fixed order.

@@ -2,6 +2,8 @@
 
 package cgroups
 
+import "github.com/dcos-kernel/dcos/internal/cpulist"
+
 // Detect returns ErrNotSupported.
 func Detect() (Layout, error) { return Layout{}, ErrNotSupported }
 
@@ -36,6 +38,15 @@ func (t *Task) Update(limits Limits) error { return ErrNotSupported }
 
 // CPUIdleSupported returns false.
 func (t *Task) CPUIdleSupported() bool { return false }
+
+// CPUSetSupported returns false.
+func (t *Task) CPUSetSupported() bool { return false }
+
+// AddCPUSet returns ErrNotSupported.
+func (l Layout) AddCPUSet(t *Task) (bool, error) { return false, ErrNotSupported }
+
+// ParentCPUs returns ErrNotSupported.
+func (l Layout) ParentCPUs(parent string) (cpulist.Set, error) { return cpulist.Set{}, ErrNotSupported }
 
 // Usage returns ErrNotSupported.
 func (t *Task) Usage() (Usage, error) { return Usage{}, ErrNotSupported }

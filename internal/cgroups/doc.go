@@ -23,6 +23,14 @@
 // build on every platform; everything that touches the host is Linux-only
 // and returns ErrNotSupported elsewhere.
 //
+// Limits.CPUs confines a task to a CPU list through the cpuset controller
+// where the host has one: the v1 cpuset hierarchy (a task directory keyed
+// KeyCPUSet, whose cpuset.cpus and cpuset.mems, and those of every parent
+// level this package creates, are filled from the level above, as v1
+// requires before a process may join), or cpuset in the v2
+// subtree_control. Layout.ParentCPUs tells which CPUs task cgroups may
+// have; CPU lists are read with internal/cpulist.
+//
 // Task.WatchOOM reports a task's OOM kill count as it grows, event-driven
 // (v1 cgroup.event_control eventfd, v2 inotify on memory.events).
 //

@@ -46,6 +46,7 @@ func TestBuildLayout(t *testing.T) {
 				KeyCPU:     "/sys/fs/cgroup/cpu/t1",
 				KeyCPUAcct: "/sys/fs/cgroup/cpuacct/t1",
 				KeyPids:    "/sys/fs/cgroup/pids/t1",
+				KeyCPUSet:  "/sys/fs/cgroup/cpuset/t1",
 				KeyUnified: "/sys/fs/cgroup/unified/t1",
 			},
 		},

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/dcos-kernel/dcos/internal/cpulist"
 )
 
 // Limits are the resource limits of one task. A zero field means "no limit"
@@ -24,12 +26,22 @@ type Limits struct {
 	// the smallest). On a kernel without cpu.idle it is ignored: see
 	// Task.CPUIdleSupported.
 	CPUIdle bool
+	// CPUs is the Linux CPU list ("1-3,5") the task's processes may run
+	// on (cpuset.cpus); "" is every CPU of the task's parent cgroup. It
+	// must be within ParentCPUs (the kernel refuses others: a *FileError
+	// wrapping EINVAL in v1; in v2 the task gets only those it may have).
+	// Without a cpuset controller it is ignored: see
+	// Task.CPUSetSupported.
+	CPUs string
 }
 
-// Validate reports a negative field.
+// Validate reports a negative field or a CPUs that is not a CPU list.
 func (l Limits) Validate() error {
 	if l.MemoryBytes < 0 || l.MilliCPU < 0 || l.Pids < 0 {
 		return fmt.Errorf("cgroups: negative limit in %+v", l)
+	}
+	if _, err := cpulist.Parse(l.CPUs); err != nil {
+		return fmt.Errorf("cgroups: cpus: %w", err)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func (l Layout) MakeParent(parent string) error {
 		}
 	}
 	if l.Mode != ModeUnified {
-		return nil
+		return l.fillCPUSetV1(dirs[KeyCPUSet])
 	}
 	err = l.enableControllers(dirs[KeyUnified])
 	var fe *FileError

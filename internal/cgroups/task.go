@@ -11,6 +11,10 @@ const (
 	KeyCPU     = "cpu"
 	KeyCPUAcct = "cpuacct"
 	KeyPids    = "pids"
+	// KeyCPUSet is the task's v1 cpuset directory (Limits.CPUs), present
+	// when the host mounts a v1 cpuset hierarchy the process is in. On pure
+	// v2 the cpuset controller works in the KeyUnified directory.
+	KeyCPUSet = "cpuset"
 	// KeyUnified is the task's v2 directory: the only one in ModeUnified,
 	// the BPF/cgroup.kill directory in ModeHybrid.
 	KeyUnified = "unified"
@@ -28,7 +32,7 @@ func (l Layout) taskPaths(parent, name string) (map[string]string, error) {
 	}
 	p := map[string]string{}
 	if l.Mode == ModeV1 || l.Mode == ModeHybrid {
-		for _, c := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids} {
+		for _, c := range []string{KeyMemory, KeyCPU, KeyCPUAcct, KeyPids, KeyCPUSet} {
 			if h, ok := l.V1[c]; ok {
 				p[c] = path.Join(h.Dir(parent), name)
 			}

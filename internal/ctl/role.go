@@ -16,22 +16,25 @@ import (
 func roleCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "role",
-		Usage:     "list roles and set their weights, quotas and CPU classes",
+		Usage:     "list roles and set their weights, quotas, CPU classes and cpusets",
 		ArgsUsage: "ls | set",
 		Description: `A role's weight is its share under the DRF policy (1 unless set); its quota
 caps what its granted allocations may hold, whatever the policy decides: a
 request its quota holds stays pending with a reason like
 "role capped: quota cpus=2 reached". Its CPU class (normal unless set) is
 how the CPU scheduler treats its tasks: idle tasks run on CPU time that
-normal ones leave, so services keep their latency beside batch work.
+normal ones leave, so services keep their latency beside batch work. Its
+cpuset (every CPU unless set) is the CPUs its tasks may run on, e.g. batch
+on 1-3 so that CPU 0 stays free for services.
 "role ls" lists every role with settings or allocations; "role set"
-(operators only) changes a role's weight, quota and/or CPU class,
-persisted and effective in the next allocation cycle (a CPU class: for the
-tasks launched after it). See docs/roles.md.
+(operators only) changes a role's weight, quota, CPU class and/or cpuset,
+persisted and effective in the next allocation cycle (a CPU class or
+cpuset: for the tasks launched after it). See docs/roles.md.
 
   dcosctl role ls
   dcosctl role set batch --weight 2 --quota cpus=16,mem=64Gi
   dcosctl role set batch --cpu-class idle
+  dcosctl role set batch --cpuset 1-3
   dcosctl role set batch --quota none`,
 		Subcommands: []*cli.Command{
 			roleLsCommand(e),
@@ -51,7 +54,7 @@ func roleLsCommand(e *env) *cli.Command {
 		Name:  "ls",
 		Usage: "list the roles with settings or allocations",
 		Description: `Print one row per role, sorted by name: its weight, its CPU class, its
-quota (- when none),
+cpuset (- when every CPU), its quota (- when none),
 what its granted allocations hold, and how many of its allocations wait.
 The default role (no name) is shown as -. -o json prints the RoleList
 response.`,
@@ -75,7 +78,7 @@ response.`,
 func roleSetCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "set",
-		Usage:     "set a role's weight, quota and/or CPU class (operators only)",
+		Usage:     "set a role's weight, quota, CPU class and/or cpuset (operators only)",
 		ArgsUsage: "NAME",
 		Description: `Set role NAME's DRF weight (a number > 0) and/or its quota, and print the
 role as "role ls" does. A quota lists any of cpus, mem, disk and ports;
@@ -84,19 +87,26 @@ it replaces the whole quota, and a dimension left out is not capped.
 role's tasks in the idle CPU class (cgroup cpu.idle, Linux >= 5.15): they
 use only CPU time that normal tasks leave, and a waking normal task
 preempts them at once; --cpu-class normal undoes it. The class applies to
-tasks launched after it is set (running tasks keep theirs). What is set
+tasks launched after it is set (running tasks keep theirs). --cpuset LIST
+confines the role's tasks to the CPUs of a Linux CPU list ("1-3,5"): the
+agent runs them on LIST ∩ the CPUs it may use itself, or on all of those
+(with a warning in its log) when the two do not meet; --cpuset "" clears
+it. Like the class, it applies to tasks launched after it. What is set
 overrides dcosd's --role-weight, --role-quota and --role-cpu-class for that
 field, and survives restarts. Allocations granted past a lowered quota are
 kept. -o json prints the RoleSet response.
 
   dcosctl role set web --weight 2
   dcosctl role set batch --cpu-class idle
+  dcosctl role set batch --cpuset 1-3
+  dcosctl role set batch --cpuset ""
   dcosctl role set batch --quota cpus=16,mem=64Gi,disk=1Ti,ports=100
   dcosctl role set batch --quota none`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "weight", Usage: "DRF `WEIGHT`, a number > 0"},
 			&cli.StringFlag{Name: "quota", Usage: "`QUOTA`: cpus=N,mem=SIZE,disk=SIZE,ports=N (any subset), or none"},
 			&cli.StringFlag{Name: "cpu-class", Usage: "`CLASS` of the role's tasks: normal or idle (batch work that yields the CPU to services)"},
+			&cli.StringFlag{Name: "cpuset", Usage: "CPU `LIST` the role's tasks run on, e.g. 1-3,5 (\"\": every CPU)"},
 		},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
@@ -125,8 +135,13 @@ kept. -o json prints the RoleSet response.
 				}
 				req.CpuClass = &class
 			}
-			if req.Weight == nil && req.Quota == nil && req.CpuClass == nil {
-				return usagef("role set: nothing to set: give --weight, --quota, --cpu-class or several")
+			if c.IsSet("cpuset") {
+				// The kernel validates the list (InvalidArgument naming cpuset).
+				s := strings.TrimSpace(c.String("cpuset"))
+				req.Cpuset = &s
+			}
+			if req.Weight == nil && req.Quota == nil && req.CpuClass == nil && req.Cpuset == nil {
+				return usagef("role set: nothing to set: give --weight, --quota, --cpu-class, --cpuset or several")
 			}
 			f, k, err := formatAndDial(c, e)
 			if err != nil {
@@ -227,9 +242,9 @@ func formatCPUClass(c syscallsv1.CpuClass) string {
 }
 
 func writeRoles(w io.Writer, roles ...*syscallsv1.Role) error {
-	t := newTable(w, "NAME", "WEIGHT", "CPU-CLASS", "QUOTA", "USAGE", "PENDING")
+	t := newTable(w, "NAME", "WEIGHT", "CPU-CLASS", "CPUSET", "QUOTA", "USAGE", "PENDING")
 	for _, r := range roles {
-		t.row(dash(r.GetName()), strconv.FormatFloat(r.GetWeight(), 'g', -1, 64), formatCPUClass(r.GetCpuClass()), formatResources(r.GetQuota()),
+		t.row(dash(r.GetName()), strconv.FormatFloat(r.GetWeight(), 'g', -1, 64), formatCPUClass(r.GetCpuClass()), dash(r.GetCpuset()), formatResources(r.GetQuota()),
 			formatResources(r.GetUsage()), strconv.Itoa(int(r.GetPending())))
 	}
 	return t.flush()

@@ -18,7 +18,7 @@ func TestRun_RoleLs(t *testing.T) {
 		{Name: "", Weight: 1, Usage: &syscallsv1.Resources{Cpus: 0.5, MemBytes: 64 << 20}},
 		{Name: "batch", Weight: 2.5, Quota: &syscallsv1.Resources{Cpus: 2, MemBytes: 1 << 30, Ports: 4},
 			Usage: &syscallsv1.Resources{Cpus: 2, MemBytes: 512 << 20}, Pending: 3},
-		{Name: "idle", Weight: 1, Usage: &syscallsv1.Resources{}, CpuClass: syscallsv1.CpuClass_CPU_CLASS_IDLE.Enum()},
+		{Name: "idle", Weight: 1, Usage: &syscallsv1.Resources{}, CpuClass: syscallsv1.CpuClass_CPU_CLASS_IDLE.Enum(), Cpuset: proto.String("1-3,5")},
 	}}
 	k := (&fakeKernel{}).replyWith("RoleList", res, nil)
 	url := k.serve(t)
@@ -28,10 +28,10 @@ func TestRun_RoleLs(t *testing.T) {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 		want := [][]string{
-			{"NAME", "WEIGHT", "CPU-CLASS", "QUOTA", "USAGE", "PENDING"},
-			{"-", "1", "normal", "-", "cpus=0.5,mem=64Mi", "0"},
-			{"batch", "2.5", "normal", "cpus=2,mem=1Gi,ports=4", "cpus=2,mem=512Mi", "3"},
-			{"idle", "1", "idle", "-", "-", "0"},
+			{"NAME", "WEIGHT", "CPU-CLASS", "CPUSET", "QUOTA", "USAGE", "PENDING"},
+			{"-", "1", "normal", "-", "-", "cpus=0.5,mem=64Mi", "0"},
+			{"batch", "2.5", "normal", "-", "cpus=2,mem=1Gi,ports=4", "cpus=2,mem=512Mi", "3"},
+			{"idle", "1", "idle", "1-3,5", "-", "-", "0"},
 		}
 		if got := rows(r.stdout); !equalRows(got, want) {
 			t.Errorf("got\n%s\nwant %q", r.stdout, want)
@@ -55,7 +55,7 @@ func TestRun_RoleSet(t *testing.T) {
 	isolate(t)
 	k := (&fakeKernel{}).reply("RoleSet", func(m proto.Message) (proto.Message, error) {
 		req := m.(*syscallsv1.RoleSetRequest)
-		return &syscallsv1.RoleSetResponse{Revision: 7, Role: &syscallsv1.Role{Name: req.GetName(), Weight: 2, Quota: req.GetQuota(), Usage: &syscallsv1.Resources{}, CpuClass: req.CpuClass}}, nil
+		return &syscallsv1.RoleSetResponse{Revision: 7, Role: &syscallsv1.Role{Name: req.GetName(), Weight: 2, Quota: req.GetQuota(), Usage: &syscallsv1.Resources{}, CpuClass: req.CpuClass, Cpuset: req.Cpuset}}, nil
 	})
 	url := k.serve(t)
 	w := 2.0
@@ -65,18 +65,22 @@ func TestRun_RoleSet(t *testing.T) {
 		want *syscallsv1.RoleSetRequest
 		row  []string
 	}{
-		{"weight", []string{"web", "--weight", "2"}, &syscallsv1.RoleSetRequest{Name: "web", Weight: &w}, []string{"web", "2", "normal", "-", "-", "0"}},
+		{"weight", []string{"web", "--weight", "2"}, &syscallsv1.RoleSetRequest{Name: "web", Weight: &w}, []string{"web", "2", "normal", "-", "-", "-", "0"}},
 		{"quota", []string{"batch", "--quota", "cpus=2,mem=1Gi,disk=10Gi,ports=8"},
 			&syscallsv1.RoleSetRequest{Name: "batch", Quota: &syscallsv1.Resources{Cpus: 2, MemBytes: 1 << 30, DiskBytes: 10 << 30, Ports: 8}},
-			[]string{"batch", "2", "normal", "cpus=2,mem=1Gi,disk=10Gi,ports=8", "-", "0"}},
+			[]string{"batch", "2", "normal", "-", "cpus=2,mem=1Gi,disk=10Gi,ports=8", "-", "0"}},
 		{"both", []string{"batch", "--weight", "2", "--quota", "ports=3"},
-			&syscallsv1.RoleSetRequest{Name: "batch", Weight: &w, Quota: &syscallsv1.Resources{Ports: 3}}, []string{"batch", "2", "normal", "ports=3", "-", "0"}},
-		{"clear with none", []string{"batch", "--quota", "none"}, &syscallsv1.RoleSetRequest{Name: "batch", Quota: &syscallsv1.Resources{}}, []string{"batch", "2", "normal", "-", "-", "0"}},
-		{"clear with empty", []string{"batch", "--quota", ""}, &syscallsv1.RoleSetRequest{Name: "batch", Quota: &syscallsv1.Resources{}}, []string{"batch", "2", "normal", "-", "-", "0"}},
+			&syscallsv1.RoleSetRequest{Name: "batch", Weight: &w, Quota: &syscallsv1.Resources{Ports: 3}}, []string{"batch", "2", "normal", "-", "ports=3", "-", "0"}},
+		{"clear with none", []string{"batch", "--quota", "none"}, &syscallsv1.RoleSetRequest{Name: "batch", Quota: &syscallsv1.Resources{}}, []string{"batch", "2", "normal", "-", "-", "-", "0"}},
+		{"clear with empty", []string{"batch", "--quota", ""}, &syscallsv1.RoleSetRequest{Name: "batch", Quota: &syscallsv1.Resources{}}, []string{"batch", "2", "normal", "-", "-", "-", "0"}},
 		{"cpu class idle", []string{"batch", "--cpu-class", "idle"},
-			&syscallsv1.RoleSetRequest{Name: "batch", CpuClass: syscallsv1.CpuClass_CPU_CLASS_IDLE.Enum()}, []string{"batch", "2", "idle", "-", "-", "0"}},
+			&syscallsv1.RoleSetRequest{Name: "batch", CpuClass: syscallsv1.CpuClass_CPU_CLASS_IDLE.Enum()}, []string{"batch", "2", "idle", "-", "-", "-", "0"}},
 		{"cpu class normal", []string{"batch", "--cpu-class", "Normal"},
-			&syscallsv1.RoleSetRequest{Name: "batch", CpuClass: syscallsv1.CpuClass_CPU_CLASS_NORMAL.Enum()}, []string{"batch", "2", "normal", "-", "-", "0"}},
+			&syscallsv1.RoleSetRequest{Name: "batch", CpuClass: syscallsv1.CpuClass_CPU_CLASS_NORMAL.Enum()}, []string{"batch", "2", "normal", "-", "-", "-", "0"}},
+		{"cpuset", []string{"batch", "--cpuset", "1-3"},
+			&syscallsv1.RoleSetRequest{Name: "batch", Cpuset: proto.String("1-3")}, []string{"batch", "2", "normal", "1-3", "-", "-", "0"}},
+		{"cpuset clear", []string{"batch", "--cpuset", ""},
+			&syscallsv1.RoleSetRequest{Name: "batch", Cpuset: proto.String("")}, []string{"batch", "2", "normal", "-", "-", "-", "0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,10 +93,13 @@ func TestRun_RoleSet(t *testing.T) {
 			if (got.Quota != nil) != (tt.want.Quota != nil) {
 				t.Errorf("quota presence %v, want %v (an empty quota clears, an absent one keeps)", got.Quota != nil, tt.want.Quota != nil)
 			}
+			if (got.Cpuset != nil) != (tt.want.Cpuset != nil) {
+				t.Errorf("cpuset presence %v, want %v (\"\" clears, absent keeps)", got.Cpuset != nil, tt.want.Cpuset != nil)
+			}
 			if (got.CpuClass != nil) != (tt.want.CpuClass != nil) {
 				t.Errorf("cpu_class presence %v, want %v (NORMAL is sent when asked for)", got.CpuClass != nil, tt.want.CpuClass != nil)
 			}
-			want := [][]string{{"NAME", "WEIGHT", "CPU-CLASS", "QUOTA", "USAGE", "PENDING"}, tt.row}
+			want := [][]string{{"NAME", "WEIGHT", "CPU-CLASS", "CPUSET", "QUOTA", "USAGE", "PENDING"}, tt.row}
 			if rs := rows(r.stdout); !equalRows(rs, want) {
 				t.Errorf("got\n%s\nwant %q", r.stdout, want)
 			}

@@ -23,6 +23,14 @@
 // it. On hybrid and v1 hosts nothing is ever moved (v1 has no such rule and
 // no controller is enabled in the hybrid unified hierarchy).
 //
+// CPUs. A container whose Resources.CPUSet names CPUs (its role's cpuset)
+// is confined to CPUSet ∩ the CPUs of the task parent (the agent's own,
+// unless an absolute Parent says otherwise) through the cpuset controller:
+// the v1 cpuset hierarchy, or cpuset in the v2 subtree_control. When the
+// two do not meet the task runs on every CPU of the parent and a warning
+// naming the container goes to the log; without a cpuset controller
+// cpusets are not enforced and a warning says so once.
+//
 // OOM kills are event-driven (internal/cgroups Task.WatchOOM: a v1 eventfd
 // on memory.oom_control through cgroup.event_control, or inotify on v2
 // memory.events), with a re-read every second as a backstop.

@@ -68,6 +68,8 @@ type Isolator struct {
 
 	// idleWarned makes the "idle class not enforced" warning once.
 	idleWarned sync.Once
+	// cpusetWarned makes the "cpusets not enforced" warning once.
+	cpusetWarned sync.Once
 
 	// gc is held shared by Prepare while it creates cgroups and exclusively
 	// by Recover while it removes leftovers, so that Recover never takes a
@@ -193,12 +195,17 @@ func notSupported(err error) error {
 	return fmt.Errorf("cgroups isolator: %s: %w", msg, contract.ErrNotSupported)
 }
 
-// limits maps an allocation to cgroup limits.
-func (i *Isolator) limits(r contract.Resources) (cg.Limits, error) {
+// limits maps container id's allocation to cgroup limits (its cpuset
+// intersected with the agent's CPUs: see cpus).
+func (i *Isolator) limits(id string, r contract.Resources) (cg.Limits, error) {
 	if r.CPUs < 0 || math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) || r.MemBytes < 0 || r.PIDs < 0 {
 		return cg.Limits{}, fmt.Errorf("invalid resources %+v", r)
 	}
-	l := cg.Limits{MilliCPU: int64(math.Round(r.CPUs * 1000)), MemoryBytes: r.MemBytes, Pids: r.PIDs, CPUIdle: r.CPUIdle}
+	cpus, err := i.cpus(id, r.CPUSet)
+	if err != nil {
+		return cg.Limits{}, err
+	}
+	l := cg.Limits{MilliCPU: int64(math.Round(r.CPUs * 1000)), MemoryBytes: r.MemBytes, Pids: r.PIDs, CPUIdle: r.CPUIdle, CPUs: cpus}
 	if l.Pids == 0 {
 		l.Pids = i.defaultPIDs
 	}
@@ -214,7 +221,7 @@ func (i *Isolator) Prepare(ctx context.Context, id string, r contract.Resources)
 	if name == "" {
 		return nil, errors.New("prepare: empty container ID")
 	}
-	lim, err := i.limits(r)
+	lim, err := i.limits(id, r)
 	if err != nil {
 		return nil, fmt.Errorf("prepare %q: %w", id, err)
 	}
@@ -265,7 +272,7 @@ func (i *Isolator) checkCPUIdle(t *cg.Task, r contract.Resources) {
 func taskDirs(t *cg.Task) []string {
 	p := t.Paths()
 	var dirs []string
-	for _, k := range []string{cg.KeyMemory, cg.KeyCPU, cg.KeyCPUAcct, cg.KeyPids, cg.KeyUnified} {
+	for _, k := range []string{cg.KeyMemory, cg.KeyCPU, cg.KeyCPUAcct, cg.KeyPids, cg.KeyCPUSet, cg.KeyUnified} {
 		if d, ok := p[k]; ok && !slices.Contains(dirs, d) {
 			dirs = append(dirs, d)
 		}
@@ -325,7 +332,7 @@ func (i *Isolator) Update(ctx context.Context, id string, r contract.Resources) 
 	if err != nil {
 		return err
 	}
-	lim, err := i.limits(r)
+	lim, err := i.limits(id, r)
 	if err != nil {
 		return fmt.Errorf("update %q: %w", id, err)
 	}
@@ -525,6 +532,18 @@ func (i *Isolator) Recover(ctx context.Context, containers []contract.ContainerS
 		if err != nil {
 			errs = append(errs, fmt.Errorf("recover %q: %w", st.ContainerID, err))
 			continue
+		}
+		if existing(task) == len(task.Paths())-1 {
+			// Made before tasks had a cpuset cgroup (an upgraded agent):
+			// give it one rather than kill the task as incomplete.
+			made, err := i.layout.AddCPUSet(task)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("recover %q: %w", st.ContainerID, err))
+				continue
+			}
+			if made {
+				i.log.Info("cgroups isolator: recover: added the cpuset cgroup of a container made without one; its processes stay unconfined", "container", st.ContainerID)
+			}
 		}
 		switch n := existing(task); {
 		case n == 0:

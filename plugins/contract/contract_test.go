@@ -209,7 +209,7 @@ func TestIsolatorClient_RoundTrip(t *testing.T) {
 	impl := &fakeIsolator{prepared: map[string]Resources{}}
 	iso := dispense(t, KindIsolator, &IsolatorPlugin{Impl: impl}).(Isolator)
 
-	limits := Resources{CPUs: 0.5, MemBytes: 64 << 20, PIDs: 32, CPUIdle: true}
+	limits := Resources{CPUs: 0.5, MemBytes: 64 << 20, PIDs: 32, CPUIdle: true, CPUSet: "1-3,5"}
 	li, err := iso.Prepare(ctx, "c1", limits)
 	if err != nil {
 		t.Fatal(err)

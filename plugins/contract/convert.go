@@ -21,11 +21,11 @@ func capabilitiesFromProto(c *pluginsv1.DriverCapabilities) *Capabilities {
 }
 
 func resourcesToProto(r Resources) *pluginsv1.Resources {
-	return &pluginsv1.Resources{Cpus: r.CPUs, MemBytes: r.MemBytes, Pids: r.PIDs, CpuIdle: r.CPUIdle}
+	return &pluginsv1.Resources{Cpus: r.CPUs, MemBytes: r.MemBytes, Pids: r.PIDs, CpuIdle: r.CPUIdle, Cpuset: r.CPUSet}
 }
 
 func resourcesFromProto(r *pluginsv1.Resources) Resources {
-	return Resources{CPUs: r.GetCpus(), MemBytes: r.GetMemBytes(), PIDs: r.GetPids(), CPUIdle: r.GetCpuIdle()}
+	return Resources{CPUs: r.GetCpus(), MemBytes: r.GetMemBytes(), PIDs: r.GetPids(), CPUIdle: r.GetCpuIdle(), CPUSet: r.GetCpuset()}
 }
 
 func taskConfigToProto(c *TaskConfig) *pluginsv1.TaskConfig {

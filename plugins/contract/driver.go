@@ -118,6 +118,12 @@ type Resources struct {
 	// task only on CPU time that normal tasks leave; one that cannot runs
 	// it normally and says so in its log.
 	CPUIdle bool `json:",omitempty"`
+	// CPUSet is the Linux CPU list ("1-3,5") the task is confined to (its
+	// role's cpuset); "" is every CPU. An isolator that can (the cgroups
+	// one: cpuset.cpus) runs the task on CPUSet ∩ the CPUs it may use
+	// itself, and on all of those, saying so in its log, when they do not
+	// meet; one that cannot ignores it and says so in its log.
+	CPUSet string `json:",omitempty"`
 }
 
 // TaskConfig is what to run.

@@ -936,6 +936,9 @@ type Task struct {
 	// launched (Role.cpu_class), copied by the kernel so that its agent needs
 	// no role lookup; a later RoleSet affects only tasks launched after it.
 	CpuClass CpuClass `protobuf:"varint,40,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass" json:"cpu_class,omitempty"`
+	// cpuset is the CPU list of the allocation's role when the task was
+	// launched (Role.cpuset; "" for every CPU), copied like cpu_class.
+	Cpuset string `protobuf:"bytes,60,opt,name=cpuset,proto3" json:"cpuset,omitempty"`
 	// secret_env holds the names of the task's secret environment
 	// variables (LaunchRequest.secret_env). The kernel seals each value at
 	// Launch (AES-256-GCM under the cluster's key-encryption key, bound to
@@ -1211,6 +1214,13 @@ func (x *Task) GetCpuClass() CpuClass {
 		return x.CpuClass
 	}
 	return CpuClass_CPU_CLASS_NORMAL
+}
+
+func (x *Task) GetCpuset() string {
+	if x != nil {
+		return x.Cpuset
+	}
+	return ""
 }
 
 func (x *Task) GetSecretEnv() map[string][]byte {
@@ -7365,7 +7375,13 @@ type Role struct {
 	Pending int32 `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
 	// cpu_class is the CPU class its tasks launch with (NORMAL when never
 	// set). Always set in RoleList and RoleSet answers.
-	CpuClass      *CpuClass `protobuf:"varint,6,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
+	CpuClass *CpuClass `protobuf:"varint,6,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
+	// cpuset is the Linux CPU list its tasks are confined to ("1-3,5",
+	// canonical: ascending, runs as ranges); "" is every CPU of the agent.
+	// Always set in RoleList and RoleSet answers. The agent confines a task
+	// to cpuset ∩ its own allowed CPUs; an empty intersection runs the task
+	// on all of them and the agent logs a warning (docs/roles.md).
+	Cpuset        *string `protobuf:"bytes,60,opt,name=cpuset,proto3,oneof" json:"cpuset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7442,6 +7458,13 @@ func (x *Role) GetCpuClass() CpuClass {
 	return CpuClass_CPU_CLASS_NORMAL
 }
 
+func (x *Role) GetCpuset() string {
+	if x != nil && x.Cpuset != nil {
+		return *x.Cpuset
+	}
+	return ""
+}
+
 type RoleSetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -7451,7 +7474,12 @@ type RoleSetRequest struct {
 	Quota *Resources `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
 	// cpu_class, when set, replaces the role's CPU class; tasks launched
 	// from then on get it (running tasks keep theirs).
-	CpuClass      *CpuClass `protobuf:"varint,4,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
+	CpuClass *CpuClass `protobuf:"varint,4,opt,name=cpu_class,json=cpuClass,proto3,enum=dcos.syscalls.v1.CpuClass,oneof" json:"cpu_class,omitempty"`
+	// cpuset, when set, replaces the role's CPU list ("" clears it: every
+	// CPU): decimal CPU numbers and ranges "a-b", comma-separated, CPUs
+	// 0..8191, at most 1024 bytes; stored canonical. Tasks launched from
+	// then on get it (running tasks keep theirs).
+	Cpuset        *string `protobuf:"bytes,60,opt,name=cpuset,proto3,oneof" json:"cpuset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7512,6 +7540,13 @@ func (x *RoleSetRequest) GetCpuClass() CpuClass {
 		return *x.CpuClass
 	}
 	return CpuClass_CPU_CLASS_NORMAL
+}
+
+func (x *RoleSetRequest) GetCpuset() string {
+	if x != nil && x.Cpuset != nil {
+		return *x.Cpuset
+	}
+	return ""
 }
 
 type RoleSetResponse struct {
@@ -9668,7 +9703,7 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\bgang_min\x18\x12 \x01(\x05R\agangMin\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\r\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\r\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x19\n" +
@@ -9704,7 +9739,8 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x05ready\x18% \x01(\bR\x05ready\x12E\n" +
 	"\x11kill_grace_period\x18& \x01(\v2\x19.google.protobuf.DurationR\x0fkillGracePeriod\x12/\n" +
 	"\x04logs\x18' \x01(\v2\x1b.dcos.syscalls.v1.LogConfigR\x04logs\x127\n" +
-	"\tcpu_class\x18( \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassR\bcpuClass\x12D\n" +
+	"\tcpu_class\x18( \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassR\bcpuClass\x12\x16\n" +
+	"\x06cpuset\x18< \x01(\tR\x06cpuset\x12D\n" +
 	"\n" +
 	"secret_env\x182 \x03(\v2%.dcos.syscalls.v1.Task.SecretEnvEntryR\tsecretEnv\x12]\n" +
 	"\x13revealed_secret_env\x183 \x03(\v2-.dcos.syscalls.v1.Task.RevealedSecretEnvEntryR\x11revealedSecretEnv\x1a6\n" +
@@ -10199,24 +10235,28 @@ const file_v1_syscalls_proto_rawDesc = "" +
 	"\x04exec\x18\x03 \x01(\v2\x1c.dcos.syscalls.v1.ExecOutputR\x04exec\x122\n" +
 	"\x05error\x18\x04 \x01(\v2\x1c.dcos.syscalls.v1.RelayErrorR\x05error\"<\n" +
 	"\tRelayDown\x12/\n" +
-	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec\"\xfe\x01\n" +
+	"\x04exec\x18\x01 \x01(\v2\x1b.dcos.syscalls.v1.ExecInputR\x04exec\"\xa6\x02\n" +
 	"\x04Role\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x121\n" +
 	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quota\x121\n" +
 	"\x05usage\x18\x04 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05usage\x12\x18\n" +
 	"\apending\x18\x05 \x01(\x05R\apending\x12<\n" +
-	"\tcpu_class\x18\x06 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x00R\bcpuClass\x88\x01\x01B\f\n" +
+	"\tcpu_class\x18\x06 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x00R\bcpuClass\x88\x01\x01\x12\x1b\n" +
+	"\x06cpuset\x18< \x01(\tH\x01R\x06cpuset\x88\x01\x01B\f\n" +
 	"\n" +
-	"_cpu_class\"\xcb\x01\n" +
+	"_cpu_classB\t\n" +
+	"\a_cpuset\"\xf3\x01\n" +
 	"\x0eRoleSetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\x06weight\x18\x02 \x01(\x01H\x00R\x06weight\x88\x01\x01\x121\n" +
 	"\x05quota\x18\x03 \x01(\v2\x1b.dcos.syscalls.v1.ResourcesR\x05quota\x12<\n" +
-	"\tcpu_class\x18\x04 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x01R\bcpuClass\x88\x01\x01B\t\n" +
+	"\tcpu_class\x18\x04 \x01(\x0e2\x1a.dcos.syscalls.v1.CpuClassH\x01R\bcpuClass\x88\x01\x01\x12\x1b\n" +
+	"\x06cpuset\x18< \x01(\tH\x02R\x06cpuset\x88\x01\x01B\t\n" +
 	"\a_weightB\f\n" +
 	"\n" +
-	"_cpu_class\"Y\n" +
+	"_cpu_classB\t\n" +
+	"\a_cpuset\"Y\n" +
 	"\x0fRoleSetResponse\x12*\n" +
 	"\x04role\x18\x01 \x01(\v2\x16.dcos.syscalls.v1.RoleR\x04role\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x11\n" +

@@ -258,9 +258,10 @@ type KernelClient interface {
 	// operator's: the kernel refuses every placement that would take a role
 	// past its quota, whatever the policy decides, and a request held by its
 	// quota says so in its pending reason. RoleSet (operators only) sets a
-	// role's weight, quota and/or CPU class, persisted; they take effect in
-	// the next cycle. Allocations already granted past a lowered quota are
-	// kept; a CPU class applies to the tasks launched after it is set.
+	// role's weight, quota, CPU class and/or cpuset, persisted; they take
+	// effect in the next cycle. Allocations already granted past a lowered
+	// quota are kept; a CPU class or cpuset applies to the tasks launched
+	// after it is set.
 	RoleSet(context.Context, *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error)
 	// RoleList lists the roles that have settings or allocations, with
 	// their usage (operators: every role; frameworks: every role too, as
@@ -1018,9 +1019,10 @@ type KernelHandler interface {
 	// operator's: the kernel refuses every placement that would take a role
 	// past its quota, whatever the policy decides, and a request held by its
 	// quota says so in its pending reason. RoleSet (operators only) sets a
-	// role's weight, quota and/or CPU class, persisted; they take effect in
-	// the next cycle. Allocations already granted past a lowered quota are
-	// kept; a CPU class applies to the tasks launched after it is set.
+	// role's weight, quota, CPU class and/or cpuset, persisted; they take
+	// effect in the next cycle. Allocations already granted past a lowered
+	// quota are kept; a CPU class or cpuset applies to the tasks launched
+	// after it is set.
 	RoleSet(context.Context, *connect.Request[v1.RoleSetRequest]) (*connect.Response[v1.RoleSetResponse], error)
 	// RoleList lists the roles that have settings or allocations, with
 	// their usage (operators: every role; frameworks: every role too, as

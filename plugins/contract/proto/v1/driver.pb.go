@@ -416,7 +416,11 @@ type Resources struct {
 	Pids     int64                  `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
 	// cpu_idle asks for the idle CPU class (cgroup cpu.idle = 1): the
 	// task runs only on CPU time that normal tasks leave.
-	CpuIdle       bool `protobuf:"varint,4,opt,name=cpu_idle,json=cpuIdle,proto3" json:"cpu_idle,omitempty"`
+	CpuIdle bool `protobuf:"varint,4,opt,name=cpu_idle,json=cpuIdle,proto3" json:"cpu_idle,omitempty"`
+	// cpuset is the Linux CPU list the task is confined to ("1-3,5"; ""
+	// for every CPU the isolator may use), intersected by the isolator
+	// with the CPUs it is allowed.
+	Cpuset        string `protobuf:"bytes,60,opt,name=cpuset,proto3" json:"cpuset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +481,13 @@ func (x *Resources) GetCpuIdle() bool {
 		return x.CpuIdle
 	}
 	return false
+}
+
+func (x *Resources) GetCpuset() string {
+	if x != nil {
+		return x.Cpuset
+	}
+	return ""
 }
 
 type TaskConfig struct {
@@ -2082,12 +2093,13 @@ const file_v1_driver_proto_rawDesc = "" +
 	"attributes\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12\x1b\n" +
 	"\tmem_bytes\x18\x02 \x01(\x03R\bmemBytes\x12\x12\n" +
 	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x19\n" +
-	"\bcpu_idle\x18\x04 \x01(\bR\acpuIdle\"\xd4\x04\n" +
+	"\bcpu_idle\x18\x04 \x01(\bR\acpuIdle\x12\x16\n" +
+	"\x06cpuset\x18< \x01(\tR\x06cpuset\"\xd4\x04\n" +
 	"\n" +
 	"TaskConfig\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +

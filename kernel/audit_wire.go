@@ -7,7 +7,7 @@ import (
 )
 
 // AuditOmit names the AuditRecord fields AppendAuditRecord leaves out.
-type AuditOmit uint8
+type AuditOmit uint16
 
 // The fields AppendAuditRecord can leave out.
 const (
@@ -16,7 +16,20 @@ const (
 	OmitKernel
 	OmitPrevHash
 	OmitHash
+	OmitPrincipal
+	OmitRole
+	OmitCall
+	OmitCode
+	// TagHash writes the hash's first AuditHashTag bytes only (with
+	// OmitHash, nothing).
+	TagHash
 )
+
+// AuditHashTag is how many bytes of a record's hash a store may keep
+// when the full hash can be recomputed from the chain and a later record
+// or batch holds a full one: enough to name which record was altered,
+// while the full hashes carry the chain's strength.
+const AuditHashTag = 4
 
 // AppendAuditRecord appends to b the deterministic protobuf encoding of r
 // (what proto.MarshalOptions{Deterministic: true} produces: the set fields
@@ -55,14 +68,22 @@ func AppendAuditRecord(b []byte, r *pb.AuditRecord, omit AuditOmit) []byte {
 		}
 		b = append(b, unk...)
 	}
-	b = appendString(b, 3, r.GetPrincipal())
-	b = appendString(b, 4, r.GetRole())
-	b = appendString(b, 5, r.GetCall())
+	if omit&OmitPrincipal == 0 {
+		b = appendString(b, 3, r.GetPrincipal())
+	}
+	if omit&OmitRole == 0 {
+		b = appendString(b, 4, r.GetRole())
+	}
+	if omit&OmitCall == 0 {
+		b = appendString(b, 5, r.GetCall())
+	}
 	for _, t := range r.GetTargets() { // repeated: an empty element is encoded too
 		b = protowire.AppendTag(b, 6, protowire.BytesType)
 		b = protowire.AppendString(b, t)
 	}
-	b = appendString(b, 7, r.GetCode())
+	if omit&OmitCode == 0 {
+		b = appendString(b, 7, r.GetCode())
+	}
 	b = appendString(b, 8, r.GetMessage())
 	if omit&OmitKernel == 0 {
 		b = appendString(b, 9, r.GetKernel())
@@ -70,8 +91,11 @@ func AppendAuditRecord(b []byte, r *pb.AuditRecord, omit AuditOmit) []byte {
 	if omit&OmitPrevHash == 0 {
 		b = appendBytes(b, 10, r.GetPrevHash())
 	}
-	if omit&OmitHash == 0 {
-		b = appendBytes(b, 11, r.GetHash())
+	if h := r.GetHash(); omit&OmitHash == 0 {
+		if omit&TagHash != 0 && len(h) > AuditHashTag {
+			h = h[:AuditHashTag]
+		}
+		b = appendBytes(b, 11, h)
 	}
 	return append(b, r.ProtoReflect().GetUnknown()...)
 }

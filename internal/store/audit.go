@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,12 +54,15 @@ func (s *Etcd) auditOps(c *kernel.Changes) ([]clientv3.Op, error) {
 		// Hand-encoded (kernel.AppendAuditRecord): proto.Clone and
 		// proto.Marshal per record were the trail's largest cost on the
 		// kernel's serial path.
-		buf := make([]byte, 0, 96*len(c.Audit))
+		buf := make([]byte, 0, 32*len(c.Audit))
 		var rec []byte
 		for i, r := range c.Audit {
 			var omit kernel.AuditOmit
 			if i > 0 {
 				omit = compactOmit(c.Audit[i-1], r)
+			}
+			if i < len(c.Audit)-1 {
+				omit |= kernel.TagHash // the batch's last keeps its whole hash
 			}
 			rec = kernel.AppendAuditRecord(rec[:0], r, omit)
 			buf = protowire.AppendBytes(buf, rec) // length-delimited, as protodelim
@@ -88,27 +92,43 @@ func (s *Etcd) decodeAudit(kv *mvccpb.KeyValue) []*pb.AuditRecord {
 		if n := len(recs); n > 0 {
 			expandAudit(recs[n-1], r)
 		}
+		untagAudit(r)
 		recs = append(recs, r)
 	}
 	return recs
 }
 
 // compactOmit says what of r is left out when it is stored after prev in
-// one batch key: what follows from prev — its seq (prev's + 1), its
-// prev_hash (prev's hash), its kernel when it is prev's and its time when
-// it is prev's (the records of one batch share the batch's time) — about
-// half of a record's bytes, which every audited call adds to its
-// transaction. The hash is over the whole record (expandAudit restores
-// it), so an edit of the stored bytes still shows. A record that does not
-// follow prev is stored whole.
+// one batch key: what follows from prev — its seq (prev's + 1) and its
+// prev_hash (prev's hash) — and what it shares with prev: kernel, time,
+// principal, role, call and code (the records of one batch share the
+// batch's time and, often, their caller). That is most of a record's
+// bytes, which every audited call adds to its transaction
+// (docs/benchmarks.md, "Audit trail"). The hash is over the whole record
+// (expandAudit restores it), so an edit of the stored bytes still shows.
+// A record that does not follow prev, or that has an empty field prev
+// has set (empty means "prev's" in a compact record), is stored whole.
 func compactOmit(prev, r *pb.AuditRecord) kernel.AuditOmit {
-	if r.GetSeq() != prev.GetSeq()+1 || !bytes.Equal(r.GetPrevHash(), prev.GetHash()) ||
-		(r.GetKernel() == "" && prev.GetKernel() != "") || (r.GetTime() == nil && prev.GetTime() != nil) {
-		return 0 // not chained to prev, or what is empty could not be told from what is left out
+	if r.GetSeq() != prev.GetSeq()+1 || !bytes.Equal(r.GetPrevHash(), prev.GetHash()) || (r.GetTime() == nil && prev.GetTime() != nil) {
+		return 0
 	}
 	omit := kernel.OmitSeq | kernel.OmitPrevHash
-	if r.GetKernel() == prev.GetKernel() {
-		omit |= kernel.OmitKernel
+	for _, f := range [...]struct {
+		mine, theirs string
+		flag         kernel.AuditOmit
+	}{
+		{r.GetKernel(), prev.GetKernel(), kernel.OmitKernel},
+		{r.GetPrincipal(), prev.GetPrincipal(), kernel.OmitPrincipal},
+		{r.GetRole(), prev.GetRole(), kernel.OmitRole},
+		{r.GetCall(), prev.GetCall(), kernel.OmitCall},
+		{r.GetCode(), prev.GetCode(), kernel.OmitCode},
+	} {
+		switch {
+		case f.mine == f.theirs:
+			omit |= f.flag
+		case f.mine == "":
+			return 0 // could not be told from "prev's"
+		}
 	}
 	if t, pt := r.GetTime(), prev.GetTime(); t != nil && pt != nil && t.GetSeconds() == pt.GetSeconds() && t.GetNanos() == pt.GetNanos() &&
 		len(t.ProtoReflect().GetUnknown()) == 0 && len(pt.ProtoReflect().GetUnknown()) == 0 {
@@ -124,11 +144,35 @@ func expandAudit(prev, r *pb.AuditRecord) {
 		return
 	}
 	r.Seq, r.PrevHash = prev.GetSeq()+1, prev.GetHash()
-	if r.GetKernel() == "" {
+	if r.Kernel == "" {
 		r.Kernel = prev.GetKernel()
 	}
-	if r.GetTime() == nil {
+	if r.Time == nil {
 		r.Time = prev.GetTime()
+	}
+	if r.Principal == "" {
+		r.Principal = prev.GetPrincipal()
+	}
+	if r.Role == "" {
+		r.Role = prev.GetRole()
+	}
+	if r.Call == "" {
+		r.Call = prev.GetCall()
+	}
+	if r.Code == "" {
+		r.Code = prev.GetCode()
+	}
+}
+
+// untagAudit gives r, whole or expanded, its whole hash when it was stored
+// as a tag (kernel.TagHash) and the tag is the recomputed hash's start;
+// otherwise r keeps the tag, which verification names as altered.
+func untagAudit(r *pb.AuditRecord) {
+	if n := len(r.Hash); n == 0 || n >= sha256.Size {
+		return
+	}
+	if full := kernel.AuditHash(r); bytes.HasPrefix(full, r.Hash) {
+		r.Hash = full
 	}
 }
 

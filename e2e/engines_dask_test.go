@@ -50,6 +50,15 @@ type sideConfig struct {
 	// CPU 0 runs only the web service and the test's request stream: to
 	// measure whether the daemons' work for the job matters.
 	daemonsOnBatch bool
+	// webCPUSet, when set, confines the role web to these CPUs (dcosctl
+	// role set web --cpuset LIST): with batchCPUSet, the machine is split
+	// between services and batch.
+	webCPUSet string
+	// probeCPUSet, when set, pins the test process (the request stream,
+	// which stands for the service's clients elsewhere) to these CPUs
+	// while it measures (taskset -a -p), so that the instrument does not
+	// wait on the batch CPUs itself.
+	probeCPUSet string
 	// parts, lines, rows size the input (dask_gen.py); volume is each
 	// worker's persistent volume.
 	parts, lines, rows int
@@ -286,8 +295,14 @@ func TestEngines_Dask(t *testing.T) {
 // --cpuset 1-(N-1); batch-cpuset), both (batch-idle-cpuset), and both
 // with dcosd dev itself pinned to the batch CPUs (idle-cpuset-dcosd:
 // CPU 0 is left to the web service and the request stream). The web
-// service runs on every CPU in all of them; only the idle variants put
-// batch in the idle class.
+// service runs on every CPU in those; in split-cpus the role web is
+// confined to CPU 0 too (dcosctl role set web --cpuset 0: services and
+// batch each on their own CPUs), and partitioned adds the request stream
+// pinned to CPU 0 while it measures (the clients, which are elsewhere in
+// production, must not wait on the batch CPU either); isolated is
+// partitioned with dcosd dev pinned to the batch CPUs as in
+// idle-cpuset-dcosd, so that CPU 0 runs the web service and its clients
+// only. Only the idle variants put batch in the idle class.
 //
 //	go test ./e2e -run '^$' -bench SideBySide -benchtime 1x -timeout 30m
 func BenchmarkSideBySide(b *testing.B) {
@@ -309,13 +324,20 @@ func BenchmarkSideBySide(b *testing.B) {
 	idleCPUSet.batchCPUSet = batchCores()
 	daemons := idleCPUSet
 	daemons.daemonsOnBatch = true
+	split := idleCPUSet
+	split.webCPUSet = serviceCores()
+	partitioned := split
+	partitioned.probeCPUSet = serviceCores()
+	isolated := partitioned
+	isolated.daemonsOnBatch = true
 	for _, v := range []struct {
 		name string
 		c    sideConfig
 	}{{"baseline", heavy}, {"web-cpus-2", webHeavy}, {"batch-quota-1.2", quota}, {"batch-idle", idle},
-		{"batch-cpuset", cpuset}, {"batch-idle-cpuset", idleCPUSet}, {"idle-cpuset-dcosd", daemons}} {
+		{"batch-cpuset", cpuset}, {"batch-idle-cpuset", idleCPUSet}, {"idle-cpuset-dcosd", daemons},
+		{"split-cpus", split}, {"partitioned", partitioned}, {"isolated", isolated}} {
 		b.Run(v.name, func(b *testing.B) {
-			if strings.Contains(v.name, "cpuset") && v.c.batchCPUSet == "" {
+			if v.c.batchCPUSet == "" && (strings.Contains(v.name, "cpu") || v.name == "partitioned" || v.name == "isolated") {
 				b.Skip("one CPU: no core to keep free of batch work")
 			}
 			for range b.N {
@@ -385,6 +407,11 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 			tb.Fatalf("dcosctl role set batch --cpuset %s answered %q", c.batchCPUSet, out)
 		}
 	}
+	if c.webCPUSet != "" {
+		if out := e.mustCtl("role", "set", "web", "--cpuset", c.webCPUSet); !strings.Contains(out, c.webCPUSet) {
+			tb.Fatalf("dcosctl role set web --cpuset %s answered %q", c.webCPUSet, out)
+		}
+	}
 
 	e.applySvc("web.yaml", webService(web, c.webCpus))
 	var webTask *pb.Task
@@ -419,7 +446,20 @@ func runSideBySide(tb testing.TB, c sideConfig) sideResult {
 	})
 	tb.Logf("web and Dask services up in %v", time.Since(started).Round(time.Millisecond))
 	checkCPUClasses(tb, webTask, e.view("dask-workers").running(), c.batchIdle)
-	checkCPUSets(tb, webTask, e.view("dask-workers").running(), c.batchCPUSet)
+	checkCPUSets(tb, webTask, e.view("dask-workers").running(), c.batchCPUSet, c.webCPUSet)
+	if c.probeCPUSet != "" {
+		all, err := cpusAllowedList(int32(os.Getpid()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pin := func(cpus string) {
+			if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+				tb.Fatalf("taskset -a -p -c %s (the test process): %v\n%s", cpus, err, out)
+			}
+		}
+		pin(c.probeCPUSet)
+		defer pin(all)
+	}
 
 	// The request stream runs from here to the job's end; a watch sees any
 	// change of the web service's task.
@@ -575,7 +615,7 @@ func cpusAllowedList(pid int32) (string, error) {
 // checkCPUSets checks where the web task and the workers may run: the
 // workers on batchCPUSet when set, the web service (and the workers
 // otherwise) on every CPU the test process may use.
-func checkCPUSets(tb testing.TB, web *pb.Task, workers []*pb.Task, batchCPUSet string) {
+func checkCPUSets(tb testing.TB, web *pb.Task, workers []*pb.Task, batchCPUSet, webCPUSet string) {
 	tb.Helper()
 	all, err := cpusAllowedList(int32(os.Getpid()))
 	if err != nil {
@@ -586,11 +626,17 @@ func checkCPUSets(tb testing.TB, web *pb.Task, workers []*pb.Task, batchCPUSet s
 		if tk != web && batchCPUSet != "" {
 			want = batchCPUSet
 		}
+		if tk == web && webCPUSet != "" {
+			want = webCPUSet
+		}
 		if got, err := cpusAllowedList(tk.GetPid()); err != nil || got != want {
 			tb.Errorf("task %s (pid %d): Cpus_allowed_list %q, %v; want %q", tk.GetId(), tk.GetPid(), got, err, want)
 		}
 	}
 }
+
+// serviceCores is CPU 0, the one batchCores leaves to the services.
+func serviceCores() string { return "0" }
 
 // batchCores is the CPU list 1..N-1 of this machine's N CPUs ("1" on two),
 // the cores a batch role gets so that CPU 0 stays free of batch work; ""

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,8 +43,13 @@ type client struct {
 
 // dial connects to the supervisor at sock and says hello.
 func dial(ctx context.Context, sock string, onEvent func(*wire.Reply), onLost func(*client)) (*client, error) {
+	addr, done, err := wire.SocketAddr(filepath.Dir(sock)) // a long state dir: through its descriptor
+	if err != nil {
+		return nil, err
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", sock)
+	c, err := d.DialContext(ctx, "unix", addr)
+	done()
 	if err != nil {
 		return nil, err
 	}

@@ -40,8 +40,9 @@ var errClosed = errors.New("executor: closed")
 // Config configures an Executor.
 type Config struct {
 	// StateDir is the executor's own directory (supervisor socket, lock,
-	// log, exit records); created if missing. Its socket path must fit a
-	// unix socket address (about 100 bytes).
+	// log, exit records); created if missing. Any length: a socket path
+	// longer than a unix socket address is reached through the
+	// directory's descriptor (wire.SocketAddr).
 	StateDir string
 	// SupervisorCmd is the argv that starts the supervisor process, which
 	// calls SupervisorMain(StateDir), e.g. {"/path/dcosd", "supervisor",
@@ -119,9 +120,6 @@ func New(cfg Config) (*Executor, error) {
 		return nil, errors.New("executor: no supervisor command")
 	}
 	sock := filepath.Join(cfg.StateDir, wire.SocketName)
-	if len(sock) >= len(syscall.RawSockaddrUnix{}.Path) {
-		return nil, fmt.Errorf("executor: socket path %q: longer than a unix socket address allows", sock)
-	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, wire.ExitsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("executor: state dir: %w", err)
 	}

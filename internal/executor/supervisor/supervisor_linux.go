@@ -140,8 +140,14 @@ func Main(stateDir string, log *slog.Logger) int {
 	}
 
 	sock := filepath.Join(stateDir, wire.SocketName)
-	os.Remove(sock) // stale: we hold the lock
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	os.Remove(sock)                              // stale: we hold the lock
+	addr, done, err := wire.SocketAddr(stateDir) // a long state dir: through its descriptor
+	if err != nil {
+		log.Error("cannot listen", "err", err)
+		return 1
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+	done()
 	if err != nil {
 		log.Error("cannot listen", "err", err)
 		return 1

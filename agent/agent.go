@@ -181,7 +181,8 @@ type Agent struct {
 	httpClient   *http.Client                   // set when the agent built client; idle connections closed by Run
 	streamClient syscallsv1connect.KernelClient // AgentStreams and AgentRelay (streams.go)
 	streamHTTP   *http.Client                   // set when the agent built streamClient; closed by Run
-	caBundle     []byte                         // Config.CABundle
+	caMu         sync.Mutex                     // guards caBundle (SetCABundle)
+	caBundle     []byte                         // Config.CABundle, then SetCABundle's
 	onCABundle   func(fingerprint string)       // Config.OnCABundle; nil: none
 
 	logMaxBytes int64 // agent defaults of the tasks' log limits (0: logfile's)

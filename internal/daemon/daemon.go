@@ -189,6 +189,7 @@ func devCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				ac.giveBundleTo(a.SetCABundle) // tasks get a rotated CA too
 				agentMetrics.MustRegister(metrics.NewAgentCollector(a.Metrics))
 				g.Go(func() error {
 					defer stopPlugins()
@@ -526,6 +527,7 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			ac.giveBundleTo(a.SetCABundle) // tasks get a rotated CA too
 			defer stopPlugins()
 			if addr := c.String("metrics-listen"); addr != "" {
 				ctx, cancel := context.WithCancel(c.Context)

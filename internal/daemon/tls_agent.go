@@ -101,6 +101,19 @@ type agentCert struct {
 	rotated   chan struct{}
 	rotatedAt time.Time     // the last renewal a rotation triggered; run's own
 	fallback  time.Duration // caFallbackPoll (tests shorten it)
+
+	// onBundle, once set (the agent's SetCABundle), gets every bundle
+	// install stores, so that tasks get the new CA too.
+	onBundle atomic.Pointer[func([]byte)]
+}
+
+// giveBundleTo has install hand every bundle it stores to f from now on
+// (and the current one at once).
+func (ac *agentCert) giveBundleTo(f func([]byte)) {
+	ac.onBundle.Store(&f)
+	if b := ac.r.Bundle(); b != nil {
+		f(b.PEM())
+	}
 }
 
 // sessionCache is a client session cache that install empties: a TLS
@@ -199,6 +212,9 @@ func (ac *agentCert) install(key *ecdsa.PrivateKey, certPEM, bundlePEM []byte) e
 		}
 	}
 	ac.r.Set(&kp, bundle)
+	if f := ac.onBundle.Load(); f != nil && bundle != nil {
+		(*f)(bundle.PEM())
+	}
 	ac.sessions.reset()
 	// Idle connections made without it (or with the previous one) are
 	// not reused.

@@ -56,7 +56,6 @@ func TestNewExecutor_BadConfig(t *testing.T) {
 	for _, tt := range []struct{ name, dir, want string }{
 		{"empty", "", `state dir ""`},
 		{"relative", "rel/dir", `state dir "rel/dir": want an absolute path`},
-		{"too long", "/" + strings.Repeat("d", 200), "longer than a unix socket address"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := plugin.NewExecutor(plugin.ExecutorConfig{StateDir: tt.dir}); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -64,6 +63,19 @@ func TestNewExecutor_BadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNewExecutor_LongStateDir: a state dir longer than a unix socket
+// address allows is accepted (the supervisor's socket is reached through
+// the directory's descriptor; internal/executor TestExecutor_LongStateDir
+// runs a task there).
+func TestNewExecutor_LongStateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 200))
+	e, err := plugin.NewExecutor(plugin.ExecutorConfig{StateDir: dir})
+	if err != nil {
+		t.Fatalf("NewExecutor(a %d-byte state dir) = %v, want it accepted", len(dir), err)
+	}
+	e.Close()
 }
 
 // TestExecutor_DefaultSupervisor: with no SupervisorCmd the executor

@@ -42,9 +42,8 @@ type ExecutorConfig struct {
 	// StateDir is the executor's directory (supervisor socket, lock, log,
 	// exit records): the plugin's own state directory, which the agent
 	// passes in the environment variable StateDirEnv (use StateDir()).
-	// Required, absolute, and short enough for a unix socket path (about
-	// 90 bytes); created if missing. Tasks are recovered from the same
-	// directory after a restart.
+	// Required and absolute, of any length; created if missing. Tasks are
+	// recovered from the same directory after a restart.
 	StateDir string
 	// Logger receives the executor's logs; nil discards them.
 	Logger *slog.Logger

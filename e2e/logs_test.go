@@ -396,7 +396,10 @@ func TestLogs_HugeBinaryLine(t *testing.T) {
 		t.Fatalf("%d bytes on disk in %v, want >= %d", len(onDisk), files, size)
 	}
 	hwm0 := mustStatusBytes(t, dev.cmd.Process.Pid, "VmHWM")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Generous: under -race beside the other packages' tests the stream
+	// took over 2 minutes once (session 12's CI run 3; ~20 s alone). What
+	// is checked is the bytes and the memory, not the time.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := e.ctlCmd(ctx, "logs", task.GetId())
 	var errOut bytes.Buffer

@@ -600,16 +600,7 @@ func checkCPUClasses(tb testing.TB, web *pb.Task, workers []*pb.Task, batchIdle 
 // cpusAllowedList returns the Cpus_allowed_list of /proc/PID/status: the
 // CPUs the scheduler lets pid run on.
 func cpusAllowedList(pid int32) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("/proc/%d/status: no Cpus_allowed_list", pid)
+	return statusField(int(pid), "Cpus_allowed_list")
 }
 
 // checkCPUSets checks where the web task and the workers may run: the

@@ -933,20 +933,29 @@ func pidsWithCwdUnder(dir string) []int {
 // statusBytes reads a size field of /proc/PID/status ("VmRSS",
 // "VmHWM": kB there) in bytes.
 func statusBytes(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := statusField(pid, field)
 	if err != nil {
 		return 0, err
 	}
+	kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, field, err)
+	}
+	return kb << 10, nil
+}
+
+// statusField returns field's value in /proc/PID/status, spaces trimmed.
+func statusField(pid int, field string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
 	for l := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, field, err)
-			}
-			return kb << 10, nil
+			return strings.TrimSpace(v), nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
+	return "", fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 // mustStatusBytes is statusBytes, failing t on error.

@@ -137,45 +137,58 @@ func holdSlowConns(t testing.TB, host string, n int, source string, body bool) [
 		req += "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
 	}
 	conns := make([]net.Conn, n)
-	// In parallel, as an attacker would: one TLS handshake after the
-	// other (slow under -race) let the first connections reach the
-	// server's header timeout before the last were made, so the caps
-	// were never reached.
-	var wg sync.WaitGroup
+	// In parallel, as an attacker would, and in two rounds: first every
+	// TCP connection, then every TLS handshake and request. The caps count
+	// connections at accept, so all n are counted within the moment the
+	// dials take; handshaking each right after its dial (slow under -race
+	// on a loaded machine) let the first connections reach the server's
+	// header timeout and close before the last were made, and the caps
+	// were then never reached (CI run of session 12).
 	var mu sync.Mutex
 	var dialErr error
-	next := make(chan int)
-	for range 64 {
-		wg.Go(func() {
-			for i := range next {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
-				c, err := d.Dial("tcp", host)
-				if err != nil {
-					mu.Lock()
-					dialErr = fmt.Errorf("connection %d: %w", i, err)
-					mu.Unlock()
-					continue
+	parallel := func(do func(i int)) {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range 64 {
+			wg.Go(func() {
+				for i := range next {
+					do(i)
 				}
-				// The kernel speaks TLS: the attacker completes the
-				// handshake (a connection refused at accept fails it; it
-				// is kept, closed).
-				tc := tlsClient(c)
-				tc.SetDeadline(time.Now().Add(5 * time.Second))
-				if tc.Handshake() != nil {
-					conns[i] = c
-					continue
-				}
-				tc.SetDeadline(time.Time{})
-				tc.Write([]byte(req))
-				conns[i] = tc
-			}
-		})
+			})
+		}
+		for i := range n {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
 	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel(func(i int) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", host)
+		if err != nil {
+			mu.Lock()
+			dialErr = fmt.Errorf("connection %d: %w", i, err)
+			mu.Unlock()
+			return
+		}
+		conns[i] = c
+	})
+	parallel(func(i int) {
+		c := conns[i]
+		if c == nil {
+			return
+		}
+		// The kernel speaks TLS: the attacker completes the handshake (a
+		// connection refused at accept fails it; it is kept, closed).
+		tc := tlsClient(c)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if tc.Handshake() != nil {
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		tc.Write([]byte(req))
+		conns[i] = tc
+	})
 	out := conns[:0]
 	for _, c := range conns {
 		if c != nil {

@@ -41,12 +41,14 @@ func (s svcState) get(ctx context.Context, key string, v any) (rev int64, found 
 }
 
 // put writes key; with cas it is conditional on rev (0: must not exist).
-func (s svcState) put(ctx context.Context, key string, v any, cas bool, rev int64) error {
+// secret writes it as a secret entry (sealed at rest): the value holds
+// a spec with secretEnv values.
+func (s svcState) put(ctx context.Context, key string, v any, secret, cas bool, rev int64) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	req := &syscallsv1.StatePutRequest{Key: key, Value: b, Owner: s.owner}
+	req := &syscallsv1.StatePutRequest{Key: key, Value: b, Owner: s.owner, Secret: secret}
 	if cas {
 		req.ExpectedRevision = &rev
 	}
@@ -76,15 +78,17 @@ func (s svcState) del(ctx context.Context, key string) error {
 
 // commit stores next as service name's spec (compare-and-swap on rev,
 // found telling whether a spec existed), then in its history, keeping the
-// last dinit.HistoryKeep versions.
+// last dinit.HistoryKeep versions. Both entries are secret when the spec
+// has a secretEnv.
 func (s svcState) commit(ctx context.Context, name string, next *dinit.Record, found bool, rev int64) error {
 	if !found {
 		rev = 0
 	}
-	if err := s.put(ctx, dinit.SpecKey(name), next, true, rev); err != nil {
+	secret := next.Spec.HasSecrets()
+	if err := s.put(ctx, dinit.SpecKey(name), next, secret, true, rev); err != nil {
 		return err
 	}
-	if err := s.put(ctx, dinit.HistoryKey(name, next.Version), next, false, 0); err != nil {
+	if err := s.put(ctx, dinit.HistoryKey(name, next.Version), next, secret, false, 0); err != nil {
 		return err
 	}
 	hist, err := s.list(ctx, dinit.HistoryPrefix(name))
@@ -377,7 +381,12 @@ instance version it runs, when it was applied, what made it, instances.`,
 						return err
 					}
 					if f == formatJSON {
-						return writeGoJSON(e.stdout, map[string]any{"history": hist})
+						// secretEnv values are never shown.
+						var shown []dinit.Record
+						for _, h := range hist {
+							shown = append(shown, h.Redacted())
+						}
+						return writeGoJSON(e.stdout, map[string]any{"history": shown})
 					}
 					t := newTable(e.stdout, "VERSION", "TEMPLATE", "APPLIED", "CAUSE", "INSTANCES")
 					for _, h := range hist {

@@ -1,10 +1,22 @@
 package dinit
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 func TestParse_SecretEnv(t *testing.T) {
@@ -86,5 +98,116 @@ func TestService_RedactedAndTemplate(t *testing.T) {
 	r2 := Next(r1, c, "apply", false, time.Unix(1, 0))
 	if r2.TemplateVersion != 2 {
 		t.Errorf("a secretEnv change kept template version %d", r2.TemplateVersion)
+	}
+}
+
+// TestRun_SecretEnv runs a service with a secretEnv on a real kernel: the
+// task's agent gets the value (as the task's environment), ListTasks and
+// events show its name only, the spec's state entries are secret, etcd's
+// files never hold the value, and a new value replaces the instance.
+func TestRun_SecretEnv(t *testing.T) {
+	c := startCluster(t, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	a := c.addAgent(ctx, 0)
+	defer a.stop()
+
+	// Every event until the end, to check none carries the value.
+	var (
+		evMu   sync.Mutex
+		events []*pb.Event
+	)
+	wctx, wcancel := context.WithCancel(ctx)
+	watchDone := make(chan error, 1)
+	go func() {
+		watchDone <- c.op.Watch(wctx, &pb.WatchRequest{}, func(ev *pb.Event) error {
+			evMu.Lock()
+			events = append(events, ev)
+			evMu.Unlock()
+			return nil
+		})
+	}()
+
+	const spec = "name: db\ncommand: sleep\nargs: ['1000']\nresources: {cpus: 0.1, mem: 16Mi}\nenv: {USER: app}\nsecretEnv: {DB_PASS: %s}\nbackoff: {seconds: 0.05, factor: 2, maxLaunchDelaySeconds: 1}\n"
+	r := c.startInit(ctx, "init-0")
+	defer r.stop(t)
+	c.apply(ctx, fmt.Sprintf(spec, "hunter2-first"), false)
+
+	running := func(version string) *pb.Task {
+		for _, tk := range c.view(ctx, "db").running {
+			if tk.GetLabels()[LabelVersion] == version {
+				return tk
+			}
+		}
+		return nil
+	}
+	secretsOf := func(tk *pb.Task) map[string]string {
+		t.Helper()
+		res, err := c.srv.Kernel.TaskSecrets(ctx, kernel.Principal{Name: "agent-0", Role: kernel.RoleAgent}, &pb.TaskSecretsRequest{TaskId: tk.GetId()})
+		if err != nil {
+			t.Fatalf("TaskSecrets: %v", err)
+		}
+		return res.GetEnv()
+	}
+	var tk *pb.Task
+	eventually(t, "the instance running", func() bool { tk = running("1"); return tk != nil })
+	if got := secretsOf(tk)["DB_PASS"]; got != "hunter2-first" {
+		t.Errorf("the task's agent got DB_PASS %q", got)
+	}
+	if v, named := tk.GetSecretEnv()["DB_PASS"]; !named || len(v) != 0 || tk.GetEnv()["DB_PASS"] != "" || tk.GetEnv()["USER"] != "app" {
+		t.Errorf("ListTasks shows env %v, secret_env %v: want the name only", tk.GetEnv(), tk.GetSecretEnv())
+	}
+
+	// The spec's entries are secret; the init's own entries are not.
+	for _, key := range []string{SpecKey("db"), HistoryKey("db", 1)} {
+		res, err := c.op.StateGet(ctx, &pb.StateGetRequest{Key: key, Owner: "init"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.GetEntry().GetSecret() {
+			t.Errorf("%s: not a secret entry", key)
+		}
+	}
+
+	// A new value is a new template: the instance is replaced.
+	c.apply(ctx, fmt.Sprintf(spec, "hunter2-second"), false)
+	eventually(t, "the instance replaced", func() bool {
+		tk = running("2")
+		v := c.view(ctx, "db")
+		return tk != nil && len(v.running) == 1
+	})
+	if got := secretsOf(tk)["DB_PASS"]; got != "hunter2-second" {
+		t.Errorf("the new task's agent got DB_PASS %q", got)
+	}
+
+	wcancel()
+	<-watchDone
+	evMu.Lock()
+	defer evMu.Unlock()
+	if len(events) == 0 {
+		t.Fatal("the watch saw no event")
+	}
+	for _, ev := range events {
+		b, _ := protojson.Marshal(ev)
+		if strings.Contains(string(b), "hunter2") {
+			t.Fatalf("an event carries the secret: %s", b)
+		}
+	}
+	// At rest: no file of etcd holds a value in clear.
+	err := filepath.WalkDir(c.srv.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte("hunter2")) {
+			t.Errorf("%s holds the secret in clear", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,9 +1,18 @@
 package jobs
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dcos-kernel/dcos/kernel"
+	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
 func TestParseSpec_SecretEnv(t *testing.T) {
@@ -68,5 +77,72 @@ func TestRun_Redacted(t *testing.T) {
 	}
 	if j.SecretEnv["DB_PASS"] != "hunter2" || (&Run{}).Redacted().Spec != nil {
 		t.Error("Redacted changed what it copied, or made a spec")
+	}
+}
+
+// TestServe_SecretEnv runs a job with a secretEnv on a real kernel: the
+// task's agent gets the value, ListTasks shows its name only, the spec
+// and the run record (which copies the spec) are secret entries, and
+// etcd's files never hold the value.
+func TestServe_SecretEnv(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := startCluster(t)
+	c.addAgent(ctx, 0)
+	c.serve(ctx, time.Now)
+	c.apply(ctx, "name: backup\ncommand: fake\nargs: [hold]\nresources: {cpus: 1}\nenv: {USER: app}\nsecretEnv: {DB_PASS: hunter2-job}\n", time.Now())
+	run, err := c.operator().StartRun(ctx, "backup", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tk *pb.Task
+	for tk == nil && ctx.Err() == nil {
+		l, err := c.op.ListTasks(ctx, &pb.ListTasksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range l.GetTasks() {
+			if x.GetLabels()[LabelRun] == run.ID && x.GetState() == pb.TaskState_TASK_STATE_RUNNING {
+				tk = x
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tk == nil {
+		t.Fatal("the run's task never ran")
+	}
+	res, err := c.srv.Kernel.TaskSecrets(ctx, kernel.Principal{Name: "agent-0", Role: kernel.RoleAgent}, &pb.TaskSecretsRequest{TaskId: tk.GetId()})
+	if err != nil || res.GetEnv()["DB_PASS"] != "hunter2-job" {
+		t.Errorf("TaskSecrets: %v, %v", res.GetEnv(), err)
+	}
+	if v, named := tk.GetSecretEnv()["DB_PASS"]; !named || len(v) != 0 || tk.GetEnv()["DB_PASS"] != "" || tk.GetEnv()["USER"] != "app" {
+		t.Errorf("ListTasks shows env %v, secret_env %v: want the name only", tk.GetEnv(), tk.GetSecretEnv())
+	}
+	c.released.Store(true)
+	c.waitRun(ctx, "backup", run.ID, ended)
+	for _, key := range []string{SpecKey("backup"), RunKey("backup", run.Seq)} {
+		e, err := c.op.StateGet(ctx, &pb.StateGetRequest{Key: key, Owner: "jobs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.GetEntry().GetSecret() {
+			t.Errorf("%s: not a secret entry", key)
+		}
+	}
+	err = filepath.WalkDir(c.srv.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte("hunter2")) {
+			t.Errorf("%s holds the secret in clear", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
 
 	dinit "github.com/dcos-kernel/dcos/frameworks/init"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -230,6 +231,26 @@ those asked, and its deployment's status.`,
 						return err
 					}
 					return svcList(c.Context, e, f, st)
+				},
+			},
+			{
+				Name:      "get",
+				Usage:     "print a service's current spec (secretEnv values redacted)",
+				ArgsUsage: "NAME",
+				Description: `Print the current version of the service's spec as stored: YAML by default,
+the stored record (version, template version, applied, cause, spec) with
+-o json. secretEnv values are never printed: each shows as "<secret>",
+its name kept.
+
+  dcosctl svc get web
+  dcosctl svc get web -o json`,
+				Flags: flags(),
+				Action: func(c *cli.Context) error {
+					f, st, err := svcCall(c, e, 1, "one NAME")
+					if err != nil {
+						return err
+					}
+					return svcGet(c.Context, e, f, st, c.Args().First())
 				},
 			},
 			{
@@ -533,6 +554,34 @@ func svcApply(ctx context.Context, e *env, f format, st svcState, svcs []dinit.S
 		}
 	}
 	return nil
+}
+
+// svcGet prints service name's current spec, its secretEnv values
+// redacted.
+func svcGet(ctx context.Context, e *env, f format, st svcState, name string) error {
+	rec, _, err := st.record(ctx, name)
+	if err != nil {
+		return err
+	}
+	shown := rec.Redacted()
+	if f == formatJSON {
+		return writeGoJSON(e.stdout, shown)
+	}
+	b, err := json.Marshal(shown.Spec)
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	y, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "# %s: version %d (instances run version %d), %s %s\n", name, rec.Version, rec.TemplateVersion, rec.Cause, rec.Applied.Format(time.RFC3339))
+	_, err = e.stdout.Write(y)
+	return err
 }
 
 // svcRow is one service of svc ls.

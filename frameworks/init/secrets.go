@@ -78,17 +78,18 @@ func validateEnv(env map[string]string) error {
 func (s *Service) HasSecrets() bool { return len(s.SecretEnv) > 0 }
 
 // Redacted returns a copy of s whose secretEnv values are SecretValue
-// (the names stay). s is not changed; the copy shares nothing mutable
-// with s that Redacted changes.
-func (s Service) Redacted() Service {
-	if len(s.SecretEnv) == 0 {
-		return s
+// (the names stay). s is not changed: the copy has its own secretEnv
+// map and shares the rest.
+func (s *Service) Redacted() Service {
+	c := *s
+	if len(c.SecretEnv) == 0 {
+		return c
 	}
-	s.SecretEnv = maps.Clone(s.SecretEnv)
-	for name := range s.SecretEnv {
-		s.SecretEnv[name] = SecretValue
+	c.SecretEnv = maps.Clone(c.SecretEnv)
+	for name := range c.SecretEnv {
+		c.SecretEnv[name] = SecretValue
 	}
-	return s
+	return c
 }
 
 // Redacted returns a copy of r whose spec is Redacted.

@@ -74,16 +74,18 @@ func (j *Job) validateSecretEnv() error {
 func (j *Job) HasSecrets() bool { return j != nil && len(j.SecretEnv) > 0 }
 
 // Redacted returns a copy of j whose secretEnv values are SecretValue
-// (the names stay). j is not changed.
-func (j Job) Redacted() Job {
-	if len(j.SecretEnv) == 0 {
-		return j
+// (the names stay). j is not changed: the copy has its own secretEnv
+// map and shares the rest.
+func (j *Job) Redacted() Job {
+	c := *j
+	if len(c.SecretEnv) == 0 {
+		return c
 	}
-	j.SecretEnv = maps.Clone(j.SecretEnv)
-	for name := range j.SecretEnv {
-		j.SecretEnv[name] = SecretValue
+	c.SecretEnv = maps.Clone(c.SecretEnv)
+	for name := range c.SecretEnv {
+		c.SecretEnv[name] = SecretValue
 	}
-	return j
+	return c
 }
 
 // Redacted returns a copy of r whose spec is Redacted.

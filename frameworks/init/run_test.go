@@ -39,6 +39,8 @@ type cluster struct {
 	t   testing.TB
 	url string
 	op  *framework.Client
+	// srv is the kernel, its store and etcd's directory.
+	srv *kerneltest.Server
 
 	mu     sync.Mutex
 	agents map[string]*fakeAgent
@@ -69,7 +71,7 @@ func startCluster(t testing.TB, heartbeatTimeout time.Duration) *cluster {
 			c.PrincipalRateLimits = map[kernel.Principal]api.RateLimit{{Name: "init", Role: kernel.RoleFramework}: {}}
 		},
 	})
-	c := &cluster{t: t, url: srv.URL, agents: map[string]*fakeAgent{}}
+	c := &cluster{t: t, url: srv.URL, srv: srv, agents: map[string]*fakeAgent{}}
 	c.op = c.client(opToken)
 	if _, err := c.op.StateList(context.Background(), &pb.StateListRequest{Owner: "init"}); framework.Code(err) == connect.CodeUnimplemented {
 		t.Skipf("kernel does not serve framework state yet: %v", err)
@@ -181,7 +183,7 @@ func (c *cluster) apply(ctx context.Context, yaml string, restart bool) *Record 
 	next := Next(cur, s, "apply", restart, time.Now())
 	for _, key := range []string{SpecKey(s.Name), HistoryKey(s.Name, next.Version)} {
 		b, _ := json.Marshal(next)
-		req := &pb.StatePutRequest{Key: key, Value: b, Owner: "init"}
+		req := &pb.StatePutRequest{Key: key, Value: b, Owner: "init", Secret: next.Spec.HasSecrets()}
 		if key == SpecKey(s.Name) {
 			req.ExpectedRevision = &rev
 		}

@@ -22,11 +22,15 @@ import (
 // documents every field). The zero value is not valid; Parse returns specs
 // with defaults filled in and validated.
 type Service struct {
-	Name            string            `json:"name"`
-	Instances       *int              `json:"instances,omitempty"`
-	Command         string            `json:"command,omitempty"`
-	Args            []string          `json:"args,omitempty"`
-	Env             map[string]string `json:"env,omitempty"`
+	Name      string            `json:"name"`
+	Instances *int              `json:"instances,omitempty"`
+	Command   string            `json:"command,omitempty"`
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	// SecretEnv is environment the instances get that is kept secret
+	// (secrets.go): sealed by the kernel, stored secret, redacted in
+	// every output.
+	SecretEnv       map[string]string `json:"secretEnv,omitempty"`
 	Driver          string            `json:"driver,omitempty"`
 	DriverConfig    json.RawMessage   `json:"driverConfig,omitempty"`
 	Resources       Resources         `json:"resources"`
@@ -426,6 +430,12 @@ func (s *Service) Validate() error {
 	if s.Command == "" && s.Driver == "" {
 		return errors.New("command: required (unless a driver runs the service)")
 	}
+	if err := validateEnv(s.Env); err != nil {
+		return err
+	}
+	if err := validateSecretEnv(s.SecretEnv, s.Env); err != nil {
+		return err
+	}
 	if len(s.DriverConfig) > 0 && len(s.DriverConfig) > 64<<10 {
 		return errors.New("driverConfig: at most 64 KiB")
 	}
@@ -663,7 +673,9 @@ func (c *Check) proto() *pb.HealthCheck {
 // Template is the part of a spec that shapes an instance: everything but
 // instances, backoff and upgradeStrategy. Two specs with equal templates
 // run the same instances, so a change of instances alone is a scale, not a
-// restart.
+// restart. A secretEnv value is part of the template (a new value is a
+// rolling restart, like a new env value), so the string holds secret
+// values in clear: compare it, never show it.
 func (s *Service) Template() string {
 	t := *s
 	t.Instances, t.Backoff, t.UpgradeStrategy = nil, nil, nil
@@ -707,7 +719,7 @@ func (s *Service) instanceLabels(v int64, n int) map[string]string {
 // launchRequest is the kernel request that starts instance n in alloc.
 func (s *Service) launchRequest(alloc string, v int64, n int) *pb.LaunchRequest {
 	r := &pb.LaunchRequest{
-		AllocationId: alloc, Command: s.Command, Args: s.Args, Env: s.Env,
+		AllocationId: alloc, Command: s.Command, Args: s.Args, Env: s.Env, SecretEnv: s.SecretEnv,
 		Driver: s.Driver, Network: s.Network, Labels: s.instanceLabels(v, n),
 		HealthCheck: s.Health.proto(), ReadinessCheck: s.Readiness.proto(),
 		KillGracePeriod: durationpb.New(time.Duration(s.KillGracePeriod)),

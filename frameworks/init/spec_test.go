@@ -197,6 +197,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("name: a\ncommand: x\nresources: {cpus: 1, mem: 1.5Gi}\nhealth: {tcp: {port: 1}, interval: 2}\n"))
+	f.Add([]byte("name: a\ncommand: x\nresources: {cpus: 1}\nenv: {A: b}\nsecretEnv: {DB_PASS: hunter2}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		svcs, err := Parse(b)
 		if err != nil {

@@ -273,7 +273,8 @@ func (c *Controller) putRun(ctx context.Context, r *Run, revs map[int64]int64, c
 	if create {
 		exp = 0
 	}
-	res, err := c.Kernel.StatePut(ctx, &pb.StatePutRequest{Key: RunKey(r.Job, r.Seq), Value: b, ExpectedRevision: &exp})
+	// A run copies its spec: with a secretEnv the record is secret too.
+	res, err := c.Kernel.StatePut(ctx, &pb.StatePutRequest{Key: RunKey(r.Job, r.Seq), Value: b, ExpectedRevision: &exp, Secret: r.Spec.HasSecrets()})
 	if err != nil {
 		return fmt.Errorf("put run %s: %w", r.ID, err)
 	}
@@ -469,13 +470,14 @@ func (c *Controller) apply(ctx context.Context, v View, revs map[int64]int64, d 
 }
 
 // kernelEnv gives an MPI launcher's request the kernel's URL and the jobs
-// principal's token, unless the spec's env set them.
+// principal's token, unless the spec's env or secretEnv set them.
 func (c *Controller) kernelEnv(req *pb.LaunchRequest) {
 	if req.Env == nil {
 		req.Env = map[string]string{}
 	}
 	for k, v := range map[string]string{EnvKernel: c.KernelURL, EnvToken: c.Token} {
-		if _, set := req.Env[k]; !set && v != "" {
+		_, secret := req.SecretEnv[k]
+		if _, set := req.Env[k]; !set && !secret && v != "" {
 			req.Env[k] = v
 		}
 	}

@@ -459,7 +459,7 @@ func (j *Job) launchRequest(alloc, run string, slot, attempt int) *pb.LaunchRequ
 	env["DCOS_JOB"], env["DCOS_JOB_RUN"], env["DCOS_JOB_TASK"] = j.Name, run, strconv.Itoa(slot)
 	env["DCOS_JOB_ATTEMPT"] = strconv.Itoa(attempt)
 	r := &pb.LaunchRequest{
-		AllocationId: alloc, Command: j.Command, Args: j.Args, Env: env,
+		AllocationId: alloc, Command: j.Command, Args: j.Args, Env: env, SecretEnv: j.SecretEnv,
 		Driver: j.Driver, DriverConfig: string(j.DriverConfig),
 		Labels: map[string]string{LabelJob: j.Name, LabelRun: run, LabelTask: strconv.Itoa(slot), LabelAttempt: strconv.Itoa(attempt)},
 	}

@@ -198,7 +198,7 @@ func (r *Run) mpiHostRequest(slot int, alloc string) *pb.LaunchRequest {
 	env := r.mpiEnv()
 	env["DCOS_JOB_TASK"] = strconv.Itoa(slot)
 	req := &pb.LaunchRequest{
-		AllocationId: alloc, Command: RankHostCommand[0], Args: RankHostCommand[1:], Env: env,
+		AllocationId: alloc, Command: RankHostCommand[0], Args: RankHostCommand[1:], Env: env, SecretEnv: j.SecretEnv,
 		Driver: j.Driver, DriverConfig: string(j.DriverConfig),
 		Labels: r.mpiLabels(MPIHost, strconv.Itoa(slot)),
 	}
@@ -222,7 +222,7 @@ func (r *Run) mpiLauncherRequest(alloc string) *pb.LaunchRequest {
 	}
 	env[EnvHosts], env[EnvHostfileContent] = hosts.String(), hostfile.String()
 	req := &pb.LaunchRequest{
-		AllocationId: alloc, Command: j.MPI.Command, Args: j.MPI.Args, Env: env,
+		AllocationId: alloc, Command: j.MPI.Command, Args: j.MPI.Args, Env: env, SecretEnv: j.SecretEnv,
 		Driver: j.Driver, DriverConfig: string(j.DriverConfig),
 		Labels: r.mpiLabels(MPILauncher, MPILauncher),
 	}

@@ -49,7 +49,8 @@ func (o Operator) get(ctx context.Context, key string, v any) (int64, error) {
 }
 
 // Apply stores spec as the job's next version (compare-and-swap on the
-// current one). It returns the record written.
+// current one), as a secret entry when the spec has a secretEnv. It
+// returns the record written.
 func (o Operator) Apply(ctx context.Context, spec *Job, now time.Time) (*SpecRecord, error) {
 	for range 10 {
 		var cur SpecRecord
@@ -62,7 +63,8 @@ func (o Operator) Apply(ctx context.Context, spec *Job, now time.Time) (*SpecRec
 			next.Version, next.Created = cur.Version+1, cur.Created
 		}
 		b, _ := json.Marshal(next)
-		_, err = o.Store.StatePut(ctx, &pb.StatePutRequest{Key: SpecKey(spec.Name), Value: b, Owner: o.Owner, ExpectedRevision: &rev})
+		_, err = o.Store.StatePut(ctx, &pb.StatePutRequest{Key: SpecKey(spec.Name), Value: b, Owner: o.Owner, ExpectedRevision: &rev,
+			Secret: spec.HasSecrets()})
 		if connect.CodeOf(err) == connect.CodeAborted {
 			continue
 		}

@@ -33,6 +33,8 @@ type cluster struct {
 	t   testing.TB
 	url string
 	op  *framework.Client
+	// srv is the kernel, its store and etcd's directory.
+	srv *kerneltest.Server
 	// released ends the fake agents' "hold" tasks.
 	released atomic.Bool
 }
@@ -56,7 +58,7 @@ func startCluster(t testing.TB) *cluster {
 			c.PrincipalRateLimits = map[kernel.Principal]api.RateLimit{{Name: "jobs", Role: kernel.RoleFramework}: {}}
 		},
 	})
-	c := &cluster{t: t, url: srv.URL}
+	c := &cluster{t: t, url: srv.URL, srv: srv}
 	c.op = c.client(opToken)
 	return c
 }

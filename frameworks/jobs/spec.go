@@ -21,10 +21,14 @@ import (
 // Job is one job spec as an operator writes it (docs/jobs.md documents
 // every field). Parse returns specs with defaults filled in and validated.
 type Job struct {
-	Name         string            `json:"name"`
-	Command      string            `json:"command,omitempty"`
-	Args         []string          `json:"args,omitempty"`
-	Env          map[string]string `json:"env,omitempty"`
+	Name    string            `json:"name"`
+	Command string            `json:"command,omitempty"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	// SecretEnv is environment the tasks get that is kept secret
+	// (secrets.go): sealed by the kernel, stored secret, redacted in
+	// every output.
+	SecretEnv    map[string]string `json:"secretEnv,omitempty"`
 	Driver       string            `json:"driver,omitempty"`
 	DriverConfig json.RawMessage   `json:"driverConfig,omitempty"`
 	Resources    Resources         `json:"resources"`
@@ -439,7 +443,7 @@ func (j *Job) Validate() error {
 			return fmt.Errorf("env[%q]: bad variable name", k)
 		}
 	}
-	return nil
+	return j.validateSecretEnv()
 }
 
 // Location is the spec's time zone (UTC when unset or unknown).

@@ -73,6 +73,7 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte("name: j\ncommand: x\nresources: {cpus: 1}\nschedule: '*/5 1-3 * jan,feb mon-fri'\ntimeZone: Europe/Paris\n"))
 	f.Add([]byte(`{"name":"g","command":"x","resources":{"cpus":1,"mem":"1Gi"},"parallelism":8,"gang":true,"backoff":{"initial":"1s"}}`))
 	f.Add([]byte("name: j\ncommand: x\nresources: {cpus: 1}\nactiveDeadline: 1e300\n"))
+	f.Add([]byte("name: j\ncommand: x\nresources: {cpus: 1}\nenv: {A: b}\nsecretEnv: {DB_PASS: hunter2}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		j, err := ParseSpec(data)
 		if err != nil {

@@ -228,9 +228,10 @@ started with.
 						if err != nil {
 							return jobError("ls", err)
 						}
-						r := row{Spec: s.Spec, Version: s.Version}
+						// secretEnv values are never shown.
+						r := row{Spec: s.Spec.Redacted(), Version: s.Version}
 						if len(runs) > 0 {
-							r.LastRun = runs[len(runs)-1]
+							r.LastRun = runs[len(runs)-1].Redacted()
 						}
 						rows = append(rows, r)
 					}
@@ -290,7 +291,12 @@ agent, attempts, last exit and when a failed task retries.
 						}
 					}
 					if f == formatJSON {
-						return writeJSONValue(e.stdout, map[string]any{"spec": spec, "runs": live})
+						// secretEnv values are never shown.
+						shown := spec.Redacted()
+						for i, r := range live {
+							live[i] = r.Redacted()
+						}
+						return writeJSONValue(e.stdout, map[string]any{"spec": &shown, "runs": live})
 					}
 					// Why allocations wait (a gang says what it misses).
 					pending := map[string]string{}
@@ -356,10 +362,11 @@ id, cause, state, when it started and ended, and why it failed.
 						runs[i], runs[j] = runs[j], runs[i]
 					}
 					if f == formatJSON {
-						if runs == nil {
-							runs = []*jobs.Run{}
+						shown := []*jobs.Run{} // secretEnv values are never shown
+						for _, r := range runs {
+							shown = append(shown, r.Redacted())
 						}
-						return writeJSONValue(e.stdout, runs)
+						return writeJSONValue(e.stdout, shown)
 					}
 					t := newTable(e.stdout, "RUN", "CAUSE", "STATE", "SUCCEEDED", "STARTED", "FINISHED", "REASON")
 					for _, r := range runs {

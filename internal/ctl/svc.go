@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
 
 	dinit "github.com/dcos-kernel/dcos/frameworks/init"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
@@ -41,12 +42,14 @@ func (s svcState) get(ctx context.Context, key string, v any) (rev int64, found 
 }
 
 // put writes key; with cas it is conditional on rev (0: must not exist).
-func (s svcState) put(ctx context.Context, key string, v any, cas bool, rev int64) error {
+// secret writes it as a secret entry (sealed at rest): the value holds
+// a spec with secretEnv values.
+func (s svcState) put(ctx context.Context, key string, v any, secret, cas bool, rev int64) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	req := &syscallsv1.StatePutRequest{Key: key, Value: b, Owner: s.owner}
+	req := &syscallsv1.StatePutRequest{Key: key, Value: b, Owner: s.owner, Secret: secret}
 	if cas {
 		req.ExpectedRevision = &rev
 	}
@@ -76,15 +79,17 @@ func (s svcState) del(ctx context.Context, key string) error {
 
 // commit stores next as service name's spec (compare-and-swap on rev,
 // found telling whether a spec existed), then in its history, keeping the
-// last dinit.HistoryKeep versions.
+// last dinit.HistoryKeep versions. Both entries are secret when the spec
+// has a secretEnv.
 func (s svcState) commit(ctx context.Context, name string, next *dinit.Record, found bool, rev int64) error {
 	if !found {
 		rev = 0
 	}
-	if err := s.put(ctx, dinit.SpecKey(name), next, true, rev); err != nil {
+	secret := next.Spec.HasSecrets()
+	if err := s.put(ctx, dinit.SpecKey(name), next, secret, true, rev); err != nil {
 		return err
 	}
-	if err := s.put(ctx, dinit.HistoryKey(name, next.Version), next, false, 0); err != nil {
+	if err := s.put(ctx, dinit.HistoryKey(name, next.Version), next, secret, false, 0); err != nil {
 		return err
 	}
 	hist, err := s.list(ctx, dinit.HistoryPrefix(name))
@@ -226,6 +231,26 @@ those asked, and its deployment's status.`,
 						return err
 					}
 					return svcList(c.Context, e, f, st)
+				},
+			},
+			{
+				Name:      "get",
+				Usage:     "print a service's current spec (secretEnv values redacted)",
+				ArgsUsage: "NAME",
+				Description: `Print the current version of the service's spec as stored: YAML by default,
+the stored record (version, template version, applied, cause, spec) with
+-o json. secretEnv values are never printed: each shows as "<secret>",
+its name kept.
+
+  dcosctl svc get web
+  dcosctl svc get web -o json`,
+				Flags: flags(),
+				Action: func(c *cli.Context) error {
+					f, st, err := svcCall(c, e, 1, "one NAME")
+					if err != nil {
+						return err
+					}
+					return svcGet(c.Context, e, f, st, c.Args().First())
 				},
 			},
 			{
@@ -377,7 +402,12 @@ instance version it runs, when it was applied, what made it, instances.`,
 						return err
 					}
 					if f == formatJSON {
-						return writeGoJSON(e.stdout, map[string]any{"history": hist})
+						// secretEnv values are never shown.
+						var shown []dinit.Record
+						for _, h := range hist {
+							shown = append(shown, h.Redacted())
+						}
+						return writeGoJSON(e.stdout, map[string]any{"history": shown})
 					}
 					t := newTable(e.stdout, "VERSION", "TEMPLATE", "APPLIED", "CAUSE", "INSTANCES")
 					for _, h := range hist {
@@ -524,6 +554,34 @@ func svcApply(ctx context.Context, e *env, f format, st svcState, svcs []dinit.S
 		}
 	}
 	return nil
+}
+
+// svcGet prints service name's current spec, its secretEnv values
+// redacted.
+func svcGet(ctx context.Context, e *env, f format, st svcState, name string) error {
+	rec, _, err := st.record(ctx, name)
+	if err != nil {
+		return err
+	}
+	shown := rec.Redacted()
+	if f == formatJSON {
+		return writeGoJSON(e.stdout, shown)
+	}
+	b, err := json.Marshal(shown.Spec)
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	y, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "# %s: version %d (instances run version %d), %s %s\n", name, rec.Version, rec.TemplateVersion, rec.Cause, rec.Applied.Format(time.RFC3339))
+	_, err = e.stdout.Write(y)
+	return err
 }
 
 // svcRow is one service of svc ls.

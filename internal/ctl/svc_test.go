@@ -330,13 +330,13 @@ func TestSvc_StatusAndLs(t *testing.T) {
 
 func TestSvc_Usage(t *testing.T) {
 	isolate(t)
-	for _, args := range [][]string{{"apply"}, {"status"}, {"scale", "web"}, {"scale", "web", "-1"}, {"rm"}, {"history", "a", "b"}} {
+	for _, args := range [][]string{{"apply"}, {"status"}, {"scale", "web"}, {"scale", "web", "-1"}, {"rm"}, {"history", "a", "b"}, {"get"}} {
 		r := runCtl(t, context.Background(), "", append([]string{"--kernel", "127.0.0.1:1", "svc"}, args...)...)
 		if r.code == 0 || r.stderr == "" {
 			t.Errorf("svc %v: exit %d, stderr %q; want a usage error", args, r.code, r.stderr)
 		}
 	}
-	for _, cmd := range []string{"svc", "svc apply", "svc status", "svc scale", "svc rollback"} {
+	for _, cmd := range []string{"svc", "svc apply", "svc status", "svc scale", "svc rollback", "svc get"} {
 		r := runCtl(t, context.Background(), "", append(strings.Fields(cmd), "--help")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "USAGE:") {
 			t.Errorf("%s --help: exit %d %q", cmd, r.code, r.stdout)

@@ -944,19 +944,9 @@ func statusBytes(pid int, field string) (int64, error) {
 	return kb << 10, nil
 }
 
-// statusField returns field's value in /proc/PID/status, spaces trimmed.
-func statusField(pid int, field string) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "", err
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("/proc/%d/status: no %s", pid, field)
-}
+// statusField returns field's value in /proc/PID/status, spaces trimmed
+// (proc.StatusField, the one reader of that file).
+func statusField(pid int, field string) (string, error) { return procfs.StatusField(pid, field) }
 
 // mustStatusBytes is statusBytes, failing t on error.
 func mustStatusBytes(t testing.TB, pid int, field string) int64 {

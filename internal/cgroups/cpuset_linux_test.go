@@ -3,39 +3,30 @@
 package cgroups
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/dcos-kernel/dcos/internal/cpulist"
+	"github.com/dcos-kernel/dcos/internal/executor/proc"
 )
 
 // cpusAllowed returns the Cpus_allowed_list of /proc/PID/status: the CPUs
 // the scheduler lets the process run on.
 func cpusAllowed(t *testing.T, pid int) cpulist.Set {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := proc.StatusField(pid, "Cpus_allowed_list")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Cpus_allowed_list:"); ok {
-			set, err := cpulist.Parse(v)
-			if err != nil {
-				t.Fatalf("/proc/%d/status: %v", pid, err)
-			}
-			return set
-		}
+	set, err := cpulist.Parse(v)
+	if err != nil {
+		t.Fatalf("/proc/%d/status: %v", pid, err)
 	}
-	t.Fatalf("/proc/%d/status: no Cpus_allowed_list (%v)", pid, sc.Err())
-	return cpulist.Set{}
+	return set
 }
 
 // cpusetDir returns the directory whose cpuset.cpus a task's CPUs are in.

@@ -3,7 +3,6 @@
 package cgroups
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	cg "github.com/dcos-kernel/dcos/internal/cgroups"
 	"github.com/dcos-kernel/dcos/internal/cpulist"
+	procfs "github.com/dcos-kernel/dcos/internal/executor/proc"
 	"github.com/dcos-kernel/dcos/plugins/contract"
 )
 
@@ -42,19 +42,11 @@ func (s *syncBuffer) String() string {
 // procCPUs returns the Cpus_allowed_list of /proc/PID/status.
 func procCPUs(t *testing.T, pid int) string {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := procfs.StatusField(pid, "Cpus_allowed_list")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Cpus_allowed_list:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	t.Fatalf("/proc/%d/status: no Cpus_allowed_list", pid)
-	return ""
+	return v
 }
 
 // TestIsolator_CPUSet: a container's processes run on its cpuset ∩ the

@@ -68,3 +68,22 @@ func parseBootTime(b []byte) (int64, bool) {
 	}
 	return 0, false
 }
+
+// parseStatusField returns field's value in b, the text of a
+// /proc/PID/status file, spaces trimmed; ok is false when no line holds
+// the field.
+func parseStatusField(b []byte, field string) (v string, ok bool) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		name, rest, found := bytes.Cut(line, []byte{':'})
+		if found && string(name) == field {
+			return string(bytes.TrimSpace(rest)), true
+		}
+	}
+	return "", false
+}

@@ -47,3 +47,34 @@ func TestParseBootTime(t *testing.T) {
 		}
 	}
 }
+
+func TestParseStatusField(t *testing.T) {
+	status := []byte("Name:\tsleep\nState:\tS (sleeping)\nVmRSS:\t    1024 kB\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\nlast:x")
+	for _, c := range []struct {
+		field, want string
+		ok          bool
+	}{
+		{"VmRSS", "1024 kB", true},
+		{"Cpus_allowed", "3", true},        // not the longer name's line
+		{"Cpus_allowed_list", "0-1", true}, // nor the shorter name's
+		{"last", "x", true},                // no final newline
+		{"Vm", "", false},                  // a prefix is not a field
+		{"Missing", "", false},
+	} {
+		v, ok := parseStatusField(status, c.field)
+		if v != c.want || ok != c.ok {
+			t.Errorf("%s: %q, %v; want %q, %v", c.field, v, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzParseStatusField(f *testing.F) {
+	f.Add([]byte("VmRSS:\t 12 kB\n"), "VmRSS")
+	f.Add([]byte(""), "")
+	f.Fuzz(func(t *testing.T, b []byte, field string) {
+		v, ok := parseStatusField(b, field)
+		if !ok && v != "" {
+			t.Fatalf("not found but %q", v)
+		}
+	})
+}

@@ -14,6 +14,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// StatusField returns the value of field ("VmRSS", "Cpus_allowed_list",
+// …) in /proc/PID/status, spaces trimmed. It is the one reader of that
+// file: code and tests that need a field of it call this.
+func StatusField(pid int, field string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	v, ok := parseStatusField(b, field)
+	if !ok {
+		return "", fmt.Errorf("/proc/%d/status: no %s", pid, field)
+	}
+	return v, nil
+}
+
 // pollEvery is how often WaitExited checks its stop channel, and how often
 // it polls /proc when pidfds are not available.
 const pollEvery = 200 * time.Millisecond

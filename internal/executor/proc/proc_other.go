@@ -11,6 +11,9 @@ import (
 // StartTime returns ErrNotSupported.
 func StartTime(pid int) (uint64, error) { return 0, ErrNotSupported }
 
+// StatusField returns ErrNotSupported.
+func StatusField(pid int, field string) (string, error) { return "", ErrNotSupported }
+
 // Stopped needs Linux.
 func Stopped(pid int) (bool, error) { return false, ErrNotSupported }
 

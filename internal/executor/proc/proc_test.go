@@ -2,6 +2,7 @@ package proc
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -100,5 +101,21 @@ func TestStopped(t *testing.T) {
 	cmd.Wait()
 	if _, err := Stopped(pid); !errors.Is(err, ErrGone) {
 		t.Fatalf("Stopped of a reaped process: %v, want ErrGone", err)
+	}
+}
+
+func TestStatusField(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	name, err := StatusField(os.Getpid(), "Name")
+	if err != nil || name == "" {
+		t.Fatalf("Name: %q, %v", name, err)
+	}
+	if _, err := StatusField(os.Getpid(), "NoSuchField"); err == nil {
+		t.Fatal("a missing field: no error")
+	}
+	if _, err := StatusField(-1, "Name"); err == nil {
+		t.Fatal("pid -1: no error")
 	}
 }

@@ -24,7 +24,7 @@ const (
 
 // SecretValue is what outputs (dcosctl svc, logs) show in place of a
 // secretEnv value.
-const SecretValue = "<secret>"
+const SecretValue = "<redacted>"
 
 // validateSecretEnv checks secretEnv against env with the kernel's rules
 // for LaunchRequest.secret_env: env's name rules, no name in both, no NUL

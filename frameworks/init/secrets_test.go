@@ -85,7 +85,7 @@ func TestService_RedactedAndTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"secretEnv":{"DB_PASS":"\u003csecret\u003e"}`) {
+	if strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"secretEnv":{"DB_PASS":"\u003credacted\u003e"}`) {
 		t.Errorf("redacted record = %s", b)
 	}
 	if s.SecretEnv["DB_PASS"] != "hunter2" {

@@ -25,7 +25,7 @@ const (
 
 // SecretValue is what outputs (dcosctl job, logs) show in place of a
 // secretEnv value.
-const SecretValue = "<secret>"
+const SecretValue = "<redacted>"
 
 // reservedEnvPrefix: the framework sets DCOS_JOB, DCOS_JOB_RUN, ... in
 // every task's env, so a secretEnv name there would be in both.

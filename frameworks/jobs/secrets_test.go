@@ -71,7 +71,7 @@ func TestRun_Redacted(t *testing.T) {
 	r := &Run{ID: "j-1", Spec: j}
 	for _, v := range []any{r.Redacted(), SpecRecord{Spec: *j}.Redacted()} {
 		b, _ := json.Marshal(v)
-		if strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"DB_PASS":"\u003csecret\u003e"`) {
+		if strings.Contains(string(b), "hunter2") || !strings.Contains(string(b), `"DB_PASS":"\u003credacted\u003e"`) {
 			t.Errorf("redacted = %s", b)
 		}
 	}

@@ -33,7 +33,7 @@ func noSecret(t *testing.T, what, out string) {
 }
 
 // TestSvc_SecretEnv: svc apply stores a spec with secretEnv in secret
-// entries; no svc output shows a value (get shows "<secret>"); a new
+// entries; no svc output shows a value (get shows "<redacted>"); a new
 // value is an update (a rolling restart); a name in env and secretEnv is
 // refused, naming the field.
 func TestSvc_SecretEnv(t *testing.T) {
@@ -68,7 +68,7 @@ func TestSvc_SecretEnv(t *testing.T) {
 	}
 
 	get := k.must("get", "db")
-	if !strings.Contains(get.stdout, "DB_PASS: <secret>") || !strings.Contains(get.stdout, "USER: app") || !strings.Contains(get.stdout, "# db: version 2") {
+	if !strings.Contains(get.stdout, "DB_PASS: <redacted>") || !strings.Contains(get.stdout, "USER: app") || !strings.Contains(get.stdout, "# db: version 2") {
 		t.Errorf("svc get:\n%s", get.stdout)
 	}
 	getJSON := k.must("get", "db", "-o", "json")
@@ -80,7 +80,7 @@ func TestSvc_SecretEnv(t *testing.T) {
 		{"ls"}, {"ls", "-o", "json"}, {"status", "db"}, {"status", "db", "-o", "json"}} {
 		noSecret(t, "svc "+strings.Join(args, " "), k.must(args...).stdout)
 	}
-	if h := k.must("history", "db", "-o", "json").stdout; strings.Count(h, `"DB_PASS": "\u003csecret\u003e"`)+strings.Count(h, `"DB_PASS": "<secret>"`) != 2 {
+	if h := k.must("history", "db", "-o", "json").stdout; strings.Count(h, `"DB_PASS": "\u003credacted\u003e"`)+strings.Count(h, `"DB_PASS": "<redacted>"`) != 2 {
 		t.Errorf("svc history -o json: want both versions' DB_PASS redacted:\n%s", h)
 	}
 	if r := k.svc("get", "nope"); r.code == 0 || !strings.Contains(r.stderr, `service "nope": not found`) {
@@ -122,8 +122,8 @@ func TestJob_SecretEnv(t *testing.T) {
 		{"history", "backup"}, {"history", "backup", "-o", "json"}} {
 		out := job(args...).stdout
 		noSecret(t, "job "+strings.Join(args, " "), out)
-		if args[len(args)-1] == "json" && !strings.Contains(out, `"DB_PASS": "\u003csecret\u003e"`) && !strings.Contains(out, `"DB_PASS": "<secret>"`) {
-			t.Errorf("job %v: want DB_PASS shown as <secret>:\n%s", args, out)
+		if args[len(args)-1] == "json" && !strings.Contains(out, `"DB_PASS": "\u003credacted\u003e"`) && !strings.Contains(out, `"DB_PASS": "<redacted>"`) {
+			t.Errorf("job %v: want DB_PASS shown as <redacted>:\n%s", args, out)
 		}
 	}
 }

@@ -239,7 +239,7 @@ those asked, and its deployment's status.`,
 				ArgsUsage: "NAME",
 				Description: `Print the current version of the service's spec as stored: YAML by default,
 the stored record (version, template version, applied, cause, spec) with
--o json. secretEnv values are never printed: each shows as "<secret>",
+-o json. secretEnv values are never printed: each shows as "<redacted>",
 its name kept.
 
   dcosctl svc get web

@@ -1,8 +1,3 @@
-// Package clientconfig reads and writes the client config that `dcosd dev`
-// leaves for `dcosctl`: which kernel to call and with which token.
-//
-// It does not resolve flags or environment variables; callers apply those
-// over what Load returns.
 package clientconfig
 
 import (

@@ -34,11 +34,11 @@ type caFollow struct {
 }
 
 // caCheckTimeout bounds the ClusterInfo call of a check.
-const caCheckTimeout = 10 * time.Second
+const caCheckTimeout = 5 * time.Second
 
 // followCA compares the config's CA with the cluster's bundle when a
-// check is due (or force) and rewrites the config as followCA's package
-// comment says, switching t to the new bundle. A failed check changes
+// check is due (or force) and rewrites the config as the comment at the
+// top of this file says, switching t to the new bundle. A failed check changes
 // nothing and says nothing (the command's own call reports an
 // unreachable kernel); a bundle that does not match its fingerprint or
 // does not parse is refused with a warning.
@@ -79,6 +79,11 @@ func (t *target) followCA(ctx context.Context, e *env, force bool) {
 		changed = !sameCerts(cfg.CA, bundle)
 		cfg.CA = string(bundle)
 		t.tls = conf
+	}
+	// The file may have been rewritten meanwhile (a login elsewhere):
+	// then it is left to its writer.
+	if cur, err := clientconfig.Load(f.path); err != nil || cur.Kernel != f.cfg.Kernel || cur.Token != f.cfg.Token || cur.CA != f.cfg.CA {
+		return
 	}
 	if err := clientconfig.Save(f.path, cfg); err != nil {
 		if changed {

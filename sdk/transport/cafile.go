@@ -150,11 +150,11 @@ var caFiles sync.Map // *tls.Config → *CAFile
 // when the connection is made. Sessions verified against one content of
 // the file are not resumed once it changed.
 //
-// Used by another http.Transport, the configuration verifies in
-// VerifyConnection (crypto/tls's own verification is replaced, hence
-// InsecureSkipVerify): there it needs a server name (a DNS name or
-// Config.ServerName), and refuses IP-address endpoints, whose address
-// crypto/tls does not tell VerifyConnection.
+// Used by another http.Transport, or through an HTTPS proxy, the
+// configuration verifies in VerifyConnection (crypto/tls's own
+// verification is replaced, hence InsecureSkipVerify): there it needs a
+// server name (a DNS name or Config.ServerName), and refuses IP-address
+// endpoints, whose address crypto/tls does not tell VerifyConnection.
 func (f *CAFile) TLSConfig() *tls.Config {
 	conf := &tls.Config{
 		MinVersion:         tls.VersionTLS12,

@@ -88,8 +88,9 @@ command, at most every 10 minutes (the bundle comes over a connection
 the pinned CA verified; a config not used during the overlap needs
 "dcosctl login" again, with the new fingerprint "dcosctl cert ls"
 shows); frameworks whose trust comes from $DCOS_CA_FILE follow the file
-their agent rewrites; other clients read ClusterInfo's ca_bundle. Prints the new CA and when the old one retires;
--o json prints the CARotate response.
+their agent rewrites; other clients read ClusterInfo's ca_bundle. Prints
+the new CA and when the old one retires; -o json prints the CARotate
+response.
 
   dcosctl ca rotate --overlap 24h`,
 		Flags: []cli.Flag{

@@ -1,17 +1,15 @@
-// Package clientconfig reads and writes the client config that `dcosd dev`
-// leaves for `dcosctl`: which kernel to call and with which token.
-//
-// It does not resolve flags or environment variables; callers apply those
-// over what Load returns.
 package clientconfig
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/dcos-kernel/dcos/internal/atomicfile"
 	"github.com/dcos-kernel/dcos/sdk/transport"
@@ -29,6 +27,35 @@ type Config struct {
 	// kernels' certificates chain to), pinned by dcosctl login and
 	// written by dcosd dev; empty: the system's roots.
 	CA string `json:"ca,omitempty"`
+	// CACheckedAt is when dcosctl last compared CA with the bundle the
+	// kernels trust (ClusterInfo.ca_bundle_fingerprint), at most every
+	// CACheckInterval (see docs/security.md, "Rotating the CA"); zero:
+	// never.
+	CACheckedAt time.Time `json:"ca_checked_at,omitzero"`
+}
+
+// CACheckInterval is how often, at most, dcosctl compares a config's CA
+// with the cluster's bundle (and always after "dcosctl ca rotate"): far
+// shorter than a rotation's default overlap (1 h), so that a config in
+// use during the overlap follows the rotation.
+const CACheckInterval = 10 * time.Minute
+
+// CAFingerprint is the hex SHA-256 of c.CA, as the kernels fingerprint
+// the cluster's bundle (ClusterInfo.ca_bundle_fingerprint); "" when c
+// has no CA.
+func (c Config) CAFingerprint() string {
+	if c.CA == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(c.CA))
+	return hex.EncodeToString(sum[:])
+}
+
+// CACheckDue reports whether c's CA is to be compared with the
+// cluster's bundle at now: never checked, checked CACheckInterval ago or
+// more, or at a time after now (a clock set back).
+func (c Config) CACheckDue(now time.Time) bool {
+	return c.CACheckedAt.IsZero() || now.Sub(c.CACheckedAt) >= CACheckInterval || now.Before(c.CACheckedAt)
 }
 
 // TLS returns the TLS configuration of clients of c: trusting c.CA, or

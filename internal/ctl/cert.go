@@ -82,10 +82,15 @@ certificates of the new CA; agents notice within seconds and renew theirs.
 Until the overlap ends the trust bundle holds both CAs and every chain the
 kernels serve carries the new CA cross-signed by the old, so clients that
 trust only the old CA keep working; then the old CA is retired. Clients
-that pinned the old CA must fetch the new bundle before then: "dcosctl
-login" again (with the new fingerprint "dcosctl cert ls" shows), or read
-ClusterInfo's ca_bundle. Prints the new CA and when the old one retires;
--o json prints the CARotate response.
+that pinned the old CA must fetch the new bundle before then: dcosctl
+does it for its client config at once after this command and, on any
+command, at most every 10 minutes (the bundle comes over a connection
+the pinned CA verified; a config not used during the overlap needs
+"dcosctl login" again, with the new fingerprint "dcosctl cert ls"
+shows); frameworks whose trust comes from $DCOS_CA_FILE follow the file
+their agent rewrites; other clients read ClusterInfo's ca_bundle. Prints
+the new CA and when the old one retires; -o json prints the CARotate
+response.
 
   dcosctl ca rotate --overlap 24h`,
 		Flags: []cli.Flag{
@@ -96,10 +101,15 @@ ClusterInfo's ca_bundle. Prints the new CA and when the old one retires;
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			f, k, err := formatAndDial(c, e)
+			f, err := outputFormat(c)
 			if err != nil {
 				return err
 			}
+			t, err := resolveTarget(c, e)
+			if err != nil {
+				return err
+			}
+			k := t.kernel()
 			req := &syscallsv1.CARotateRequest{Overlap: durationpb.New(c.Duration("overlap"))}
 			if d := c.Duration("validity"); d > 0 {
 				req.Validity = durationpb.New(d)
@@ -108,6 +118,8 @@ ClusterInfo's ca_bundle. Prints the new CA and when the old one retires;
 			if err != nil {
 				return callError("CARotate", err)
 			}
+			// The client config's CA follows at once (cafollow.go).
+			t.followCA(c.Context, e, true)
 			if f == formatJSON {
 				return writeJSON(e.stdout, res.Msg)
 			}

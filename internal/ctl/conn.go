@@ -31,18 +31,26 @@ type target struct {
 	tls *tls.Config
 	// trace, when set, receives one strace-style line per call.
 	trace io.Writer
+	// follow is the client config tls came from, when the target calls
+	// that config's kernels: its CA follows a CA rotation (cafollow.go).
+	follow *caFollow
 }
 
 // resolveTarget merges flags and environment (which urfave/cli folds into
 // the flags) over the config file: each of kernel and token comes from the
 // flag or variable when set, else from the file. The file is read only when
 // something is missing, and may be absent when the kernel is given.
+//
+// When the CA comes from the file and the kernels are the file's, the
+// file's CA follows a CA rotation (cafollow.go): a check at most every
+// clientconfig.CACheckInterval.
 func resolveTarget(c *cli.Context, e *env) (target, error) {
 	t := target{baseURL: c.String("kernel"), token: c.String("token")}
 	if c.Bool("trace") {
 		t.trace = e.stderr
 	}
 	ca := ""
+	var fromFile *caFollow
 	if f := c.String("ca-cert"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -69,8 +77,9 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 				if t.token == "" {
 					t.token = cfg.Token
 				}
-				if ca == "" {
+				if ca == "" && cfg.CA != "" {
 					ca = cfg.CA
+					fromFile = &caFollow{path: path, cfg: cfg}
 				}
 			case errors.Is(err, fs.ErrNotExist):
 				if t.baseURL == "" {
@@ -88,6 +97,10 @@ func resolveTarget(c *cli.Context, e *env) (target, error) {
 			return t, err
 		}
 		t.tls = conf
+	}
+	if fromFile != nil && t.baseURL == normalizeURL(fromFile.cfg.Kernel) {
+		t.follow = fromFile
+		t.followCA(c.Context, e, false)
 	}
 	return t, nil
 }

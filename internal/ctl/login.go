@@ -30,7 +30,11 @@ addresses in order.
 The CA is pinned by --ca-cert FILE (a kernel's DATA_DIR/pki/ca.crt), or by
 --ca-fingerprint sha256:HEX (printed when the cluster was bootstrapped): the
 CA the kernel serves is accepted only if its SHA-256 matches (kubeadm join's
---discovery-token-ca-cert-hash). Without either, login refuses.
+--discovery-token-ca-cert-hash). Without either, login refuses. After a
+"dcosctl ca rotate", the config's CA follows: commands fetch the new
+bundle over a connection the pinned CA verified (at most every 10
+minutes; docs/security.md, "Rotating the CA"), so log in again only if
+the config was not used during the rotation's overlap.
 
   dcosctl login 10.0.0.1,10.0.0.2,10.0.0.3 --token "$DCOS_OPERATOR_TOKEN" --ca-fingerprint sha256:3f1c...`,
 		Flags: []cli.Flag{

@@ -160,8 +160,10 @@ func TestRun_Target(t *testing.T) {
 			wantKernel: tlsKernel, wantToken: "Bearer t",
 		},
 		{
-			name:       "CA from the config",
-			config:     &clientconfig.Config{Kernel: tlsURL, Token: "cfg-token", CA: string(mustRead(t, caFile))},
+			name: "CA from the config",
+			// Checked against the cluster's bundle just now: no ClusterInfo
+			// (cafollow_test.go covers the checks).
+			config:     &clientconfig.Config{Kernel: tlsURL, Token: "cfg-token", CA: string(mustRead(t, caFile)), CACheckedAt: testNow},
 			wantKernel: tlsKernel, wantToken: "Bearer cfg-token",
 		},
 		{

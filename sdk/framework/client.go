@@ -48,45 +48,58 @@ type Config struct {
 	// Logger receives retries and reconnects (default: discard).
 	Logger *slog.Logger
 	// CACert is the cluster's trust bundle (PEM): the kernels'
-	// certificates are verified against it. Unset: the file named by
-	// $DCOS_CA_FILE (which the agent sets for every task when it has the
-	// bundle), else the system's roots. Ignored when HTTPClient is set.
+	// certificates are verified against it, as it is for the client's
+	// life. Unset: CAFile's bundle, else $DCOS_CA_FILE's, else the
+	// system's roots. Ignored when HTTPClient or TLS is set.
 	CACert []byte
+	// CAFile names a file holding the cluster's trust bundle (PEM),
+	// followed for the client's life: each new connection is verified
+	// against the file's content of the moment (transport.CAFile: looked
+	// at at most once a second, re-read when it changed; a file that no
+	// longer parses keeps the last good bundle, and says so to Logger).
+	// Unset: the file named by $DCOS_CA_FILE, which the agent sets for
+	// every task when it has the bundle and replaces with the new bundle
+	// after a CA rotation, so a framework run as a task keeps reaching
+	// the kernels once the previous CA retires. Ignored when HTTPClient,
+	// TLS or CACert is set.
+	CAFile string
 	// TLS, if set, is the TLS configuration of the calls instead of one
-	// made from CACert (e.g. one presenting a client certificate).
-	// Ignored when HTTPClient is set.
+	// made from CACert or CAFile (e.g. one presenting a client
+	// certificate). Ignored when HTTPClient is set.
 	TLS *tls.Config
 }
 
 // EnvCAFile names the environment variable that holds the path of the
-// cluster's trust bundle (PEM) for clients whose Config has no CACert.
+// cluster's trust bundle (PEM) for clients whose Config has neither
+// CACert nor CAFile; the client follows the file (Config.CAFile).
 const EnvCAFile = "DCOS_CA_FILE"
 
 // tlsConfig is the TLS configuration of cfg's calls: cfg.TLS, else one
-// trusting cfg.CACert or $DCOS_CA_FILE's bundle, else nil (the system's
-// roots).
-func (cfg Config) tlsConfig() (*tls.Config, error) {
+// trusting cfg.CACert, else one following cfg.CAFile's or $DCOS_CA_FILE's
+// bundle, else nil (the system's roots).
+func (cfg Config) tlsConfig(log *slog.Logger) (*tls.Config, error) {
 	if cfg.TLS != nil {
 		return cfg.TLS, nil
 	}
-	ca := cfg.CACert
-	if len(ca) == 0 {
-		if path := os.Getenv(EnvCAFile); path != "" {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("framework.New: $%s: %w", EnvCAFile, err)
-			}
-			ca = b
+	if len(cfg.CACert) > 0 {
+		conf, err := transport.TLSConfig(cfg.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("framework.New: CACert: %w", err)
 		}
+		return conf, nil
 	}
-	if len(ca) == 0 {
+	path, field := cfg.CAFile, "CAFile"
+	if path == "" {
+		path, field = os.Getenv(EnvCAFile), "$"+EnvCAFile
+	}
+	if path == "" {
 		return nil, nil
 	}
-	conf, err := transport.TLSConfig(ca)
+	f, err := transport.OpenCAFile(path, log)
 	if err != nil {
-		return nil, fmt.Errorf("framework.New: CACert: %w", err)
+		return nil, fmt.Errorf("framework.New: %s: %w", field, err)
 	}
-	return conf, nil
+	return f.TLSConfig(), nil
 }
 
 // Backoff is an exponential backoff: the first retry waits Initial, each
@@ -149,6 +162,7 @@ type shared struct {
 	timeout   time.Duration
 	retry     Backoff
 	log       *slog.Logger
+	tls       *tls.Config // of the default HTTP client; nil: Config.HTTPClient's or the system's roots
 }
 
 // New returns a client for cfg. It dials nothing: the first call does.
@@ -165,10 +179,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		tlsConf, err := cfg.tlsConfig()
+		tlsConf, err := cfg.tlsConfig(s.log)
 		if err != nil {
 			return nil, err
 		}
+		s.tls = tlsConf
 		// One transport.Cluster of every endpoint: a call that cannot
 		// reach its kernel, or that a standby refuses, goes on to the
 		// leader in the transport, before it ever counts as an attempt.
@@ -194,6 +209,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{shared: s}, nil
 }
+
+// closeIdle closes the idle connections of c's default HTTP client, so
+// that the next call makes a new one.
+func (c *Client) closeIdle() { transport.CloseIdleConnections(c.shared.tls) }
 
 // HTTPClient is transport.HTTPClient, the client every kernel client
 // uses (Config.HTTPClient's default).

@@ -18,7 +18,8 @@ import (
 )
 
 // TestClient_TLS: a kernel serving TLS is reached with Config.CACert, or
-// with the bundle $DCOS_CA_FILE names (what the agent gives tasks); a
+// with the bundle Config.CAFile or $DCOS_CA_FILE names (what the agent
+// gives tasks); a
 // scheme-less endpoint is https://; without the CA the call fails.
 func TestClient_TLS(t *testing.T) {
 	ca, err := pki.NewCA("test CA", time.Hour, time.Now())
@@ -62,6 +63,12 @@ func TestClient_TLS(t *testing.T) {
 	}
 	if err := list(Config{}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("without a CA: %v, want a certificate error", err)
+	}
+	if err := list(Config{CAFile: caFile}); err != nil {
+		t.Errorf("with CAFile: %v", err)
+	}
+	if _, err := New(Config{Endpoints: []string{endpoint}, CAFile: filepath.Join(t.TempDir(), "missing")}); err == nil || !strings.Contains(err.Error(), "CAFile") {
+		t.Errorf("a missing CAFile: %v, want an error naming it", err)
 	}
 	t.Setenv(EnvCAFile, caFile)
 	if err := list(Config{}); err != nil {

@@ -148,7 +148,7 @@ func (c *Cluster) HTTPClient() *http.Client {
 // call, made before it has its client certificate).
 func (c *Cluster) PrivateHTTPClient() *http.Client {
 	t := newTransport()
-	t.TLSClientConfig = cloneTLS(c.tls)
+	setTLS(t, c.tls)
 	return &http.Client{Transport: &failover{c: c, next: t}}
 }
 
@@ -177,7 +177,7 @@ func sharedFor(cfg *tls.Config) *http.Transport {
 		return t.(*http.Transport)
 	}
 	t := newTransport()
-	t.TLSClientConfig = cloneTLS(cfg)
+	setTLS(t, cfg)
 	got, _ := tlsShared.LoadOrStore(cfg, t)
 	return got.(*http.Transport)
 }

@@ -203,14 +203,14 @@ func devCommand() *cli.Command {
 					return nil
 				}
 				if c.Bool("init") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, CACert: kt.state().Bundle.PEM()})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: in.Token, Logger: log, TLS: kt.frameworkTLS()})
 					if err != nil {
 						return err
 					}
 					g.Go(func() error { return runInit(ctx, c, cl, log) })
 				}
 				if c.Bool("jobs") {
-					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, CACert: kt.state().Bundle.PEM()})
+					cl, err := framework.New(framework.Config{Endpoints: []string{url}, Token: jb.Token, Logger: log, TLS: kt.frameworkTLS()})
 					if err != nil {
 						return err
 					}

@@ -21,6 +21,7 @@ import (
 	"github.com/dcos-kernel/dcos/internal/api"
 	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/sdk/transport"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -288,11 +289,14 @@ func probeAlive(ctx context.Context, client *http.Client, leader string) bool {
 // aliveClient is the client of probeAlive: TLS with the kernel's own
 // certificate and the cluster's bundle (tlsConf).
 func aliveClient(tlsConf *tls.Config) *http.Client {
-	return &http.Client{Transport: &http.Transport{
+	t := &http.Transport{
 		DialContext:       (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 5 * time.Second}).DialContext,
 		DisableKeepAlives: true,
-		TLSClientConfig:   tlsConf, // its own: a Transport sets NextProtos in place
-	}}
+	}
+	// A copy (a Transport sets NextProtos in place), verified by
+	// crypto/tls for the kernel's address (transport.FollowTrust).
+	transport.SetTLS(t, tlsConf)
+	return &http.Client{Transport: t}
 }
 
 // refuses reports whether a TCP connection to the kernel at u is refused

@@ -57,11 +57,9 @@ Example:
 					endpoints = append(endpoints, e)
 				}
 			}
-			ca, err := readCACert(c)
-			if err != nil {
-				return err
-			}
-			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log, CACert: ca})
+			// The bundle file is followed: the agent replaces a task's
+			// $DCOS_CA_FILE after a CA rotation (transport.CAFile).
+			cl, err := framework.New(framework.Config{Endpoints: endpoints, Token: c.String("token"), Logger: log, CAFile: c.String("ca-cert")})
 			if err != nil {
 				return fmt.Errorf("--kernel/--token: %w", err)
 			}

@@ -350,21 +350,7 @@ func devAgentCert(ctx context.Context, g interface{ Go(func() error) }, log *slo
 
 // caCertFlag is the cluster's CA bundle of a standalone framework (dcosd
 // init, dcosd jobs).
-var caCertFlag = &cli.StringFlag{Name: "ca-cert", Usage: "the cluster's CA bundle `FILE` the kernels are verified with (a kernel's DATA_DIR/pki/ca.crt; a framework run as a dcos task gets it as $DCOS_CA_FILE)", EnvVars: []string{"DCOS_CA_FILE"}}
-
-// readCACert reads --ca-cert (nil when unset: the SDK then uses the
-// system's roots).
-func readCACert(c *cli.Context) ([]byte, error) {
-	path := c.String("ca-cert")
-	if path == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--ca-cert: %w", err)
-	}
-	return b, nil
-}
+var caCertFlag = &cli.StringFlag{Name: "ca-cert", Usage: "the cluster's CA bundle `FILE` the kernels are verified with (a kernel's DATA_DIR/pki/ca.crt; a framework run as a dcos task gets it as $DCOS_CA_FILE; the file is read again when it changes, as the agent rewrites it after a CA rotation)", EnvVars: []string{"DCOS_CA_FILE"}}
 
 // How an agent learns of a CA rotation. A kernel answers the cluster's
 // bundle fingerprint with every heartbeat (HeartbeatResponse

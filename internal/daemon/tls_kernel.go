@@ -46,6 +46,7 @@ type kernelTLS struct {
 	validity time.Duration
 	leaf     pki.Leaf // the serving certificate's names
 	reloader *pki.Reloader
+	trust    *pki.Reloader // the bundle alone, for the frameworks dev runs in its process (frameworkTLS)
 	log      *slog.Logger
 	expiring atomic.Bool                      // less than a sixth of the serving certificate's lifetime left
 	fp       atomic.Pointer[stateFingerprint] // CABundleFingerprint's cache (tls_ca.go)
@@ -69,7 +70,7 @@ func setupKernelTLS(c *cli.Context, log *slog.Logger, dataDir string, kr *seal.K
 	}
 	t := &kernelTLS{ca: ca, bundle: bundle, validity: validity, log: log.With("component", "tls"),
 		leaf: servingLeaf(advertised, listen, validity)}
-	t.reloader = pki.NewReloader(nil, bundle)
+	t.reloader, t.trust = pki.NewReloader(nil, bundle), pki.NewReloader(nil, bundle)
 	if err := t.renew(time.Now()); err != nil {
 		return nil, err
 	}
@@ -138,6 +139,9 @@ func (t *kernelTLS) renew(now time.Time) error {
 	}
 	kp.Certificate = append(kp.Certificate, st.Active.Cert.Raw)
 	t.reloader.Set(&kp, st.Bundle)
+	if t.trust != nil {
+		t.trust.Set(nil, st.Bundle)
+	}
 	t.served.Store(st.Revision)
 	t.expiring.Store(false)
 	t.record(pki.RoleKernel, t.leaf.CommonName, kp.Leaf)
@@ -226,6 +230,13 @@ func (t *kernelTLS) serverConfig() *tls.Config {
 // kernels: it verifies them with the bundle and presents its own
 // certificate.
 func (t *kernelTLS) clientConfig() *tls.Config { return t.reloader.ClientConfig("") }
+
+// frameworkTLS is the configuration of the frameworks dcosd dev runs in
+// its own process (init, jobs): it verifies the kernels with the
+// cluster's bundle of the moment, which follows a CA rotation, and
+// presents no certificate (a framework is its token's principal, not
+// this kernel).
+func (t *kernelTLS) frameworkTLS() *tls.Config { return t.trust.ClientConfig("") }
 
 // gatherer serves dcos_tls_certificate_expiry_timestamp_seconds and
 // dcos_tls_certificate_expiring for holder "kernel".

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/dcos-kernel/dcos/sdk/transport"
 )
 
 // Reloader holds a holder's current certificate and trust bundle and
@@ -140,10 +142,16 @@ func (r *Reloader) ServerConfig(clientAuth tls.ClientAuthType) *tls.Config {
 // ClientConfig returns a client configuration that verifies the server's
 // certificate against the current bundle at each handshake (so a rotated
 // bundle applies without a new config) and for serverName when not empty
-// (else the name dialled, which crypto/tls puts in ServerName), presents
-// the current certificate when there is one, and resumes sessions.
+// (else the name dialled), presents the current certificate when there is
+// one, and resumes sessions. Its own verification (VerifyConnection)
+// checks the name only when it is a DNS name: crypto/tls does not tell it
+// an IP address dialled. The clients of sdk/transport (Cluster.WithTLS,
+// HTTPClientTLS, SetTLS) verify with crypto/tls itself instead, the IP
+// address included (transport.FollowTrust); elsewhere — etcd's gRPC
+// client — an IP-address endpoint's certificate is checked against the
+// bundle but not for the address (docs/security.md, "Not covered yet").
 func (r *Reloader) ClientConfig(serverName string) *tls.Config {
-	return &tls.Config{
+	conf := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         serverName,
 		InsecureSkipVerify: true, // verified by VerifyConnection, against the bundle of the moment
@@ -156,6 +164,18 @@ func (r *Reloader) ClientConfig(serverName string) *tls.Config {
 		},
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
 	}
+	transport.FollowTrust(conf, r)
+	return conf
+}
+
+// TrustPool is the current bundle's pool (transport.TrustSource): the
+// clients of sdk/transport given a ClientConfig verify each connection
+// with crypto/tls against it, for the host or IP address dialled.
+func (r *Reloader) TrustPool() *x509.CertPool {
+	if t := r.trust.Load(); t != nil {
+		return t.pool
+	}
+	return x509.NewCertPool() // no bundle: nothing verifies
 }
 
 func (r *Reloader) verifyServer(cs tls.ConnectionState) error {

@@ -136,10 +136,35 @@ func sameContent(a, b os.FileInfo) bool {
 	return a != nil && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && os.SameFile(a, b)
 }
 
-// caFiles are the CAFiles of the configurations TLSConfig returned, by
-// configuration: the package's transports dial those with the file's
-// bundle of the moment (dialTLS).
-var caFiles sync.Map // *tls.Config → *CAFile
+// trustSources are the TrustSources of the configurations given to
+// FollowTrust (CAFile.TLSConfig's among them), by configuration: the
+// package's transports dial those with the source's bundle of the
+// moment (dialTLS).
+var trustSources sync.Map // *tls.Config → TrustSource
+
+// TrustSource is a trust bundle that changes while clients use it: a
+// CAFile, or a program's own certificate reloader (dcosd's agents and
+// kernels follow the cluster's bundle through a CA rotation).
+// TrustPool returns the bundle of the moment; the caller does not modify
+// it.
+type TrustSource interface {
+	TrustPool() *x509.CertPool
+}
+
+// FollowTrust makes the package's clients given cfg (Cluster.WithTLS,
+// HTTPClientTLS, H2CClientTLS, SetTLS) verify each new TLS connection as
+// crypto/tls does with a fixed bundle — the chain up to a CA of src's
+// bundle of the moment, the intermediates the server sends, the host
+// name or IP address dialled — instead of with cfg's own verification.
+// cfg is one whose crypto/tls verification is replaced
+// (InsecureSkipVerify with a VerifyConnection against src), which alone
+// cannot check an IP-address endpoint: crypto/tls does not tell
+// VerifyConnection the address dialled. cfg keeps its own verification
+// wherever else it is used. Register a configuration once: the
+// registration lasts as long as the program.
+func FollowTrust(cfg *tls.Config, src TrustSource) {
+	trustSources.Store(cfg, src)
+}
 
 // TLSConfig returns a client TLS configuration that verifies the
 // kernels against the file's bundle of the moment. Give it to the
@@ -161,7 +186,7 @@ func (f *CAFile) TLSConfig() *tls.Config {
 		InsecureSkipVerify: true, // verified by VerifyConnection, or by dialTLS without it
 		VerifyConnection:   f.verifyConnection,
 	}
-	caFiles.Store(conf, f)
+	FollowTrust(conf, f)
 	return conf
 }
 
@@ -184,37 +209,51 @@ func (f *CAFile) verifyConnection(cs tls.ConnectionState) error {
 	return nil
 }
 
-// setTLS gives t the TLS configuration cfg (a copy of it). A
-// configuration of a CAFile also gets t a TLS dialer that verifies with
-// the file's bundle of the moment.
-func setTLS(t *http.Transport, cfg *tls.Config) {
+// SetTLS gives t the TLS configuration cfg (a copy of it: a Transport
+// sets NextProtos in place). A configuration given to FollowTrust (a
+// CAFile's among them) also gets t a TLS dialer that verifies with the
+// source's bundle of the moment and for the host dialled.
+func SetTLS(t *http.Transport, cfg *tls.Config) {
 	t.TLSClientConfig = cloneTLS(cfg)
 	if cfg == nil {
 		return
 	}
-	if f, ok := caFiles.Load(cfg); ok {
-		t.DialTLSContext = f.(*CAFile).dialTLS(t)
+	if src, ok := trustSources.Load(cfg); ok {
+		t.DialTLSContext = dialTLS(t, src.(TrustSource))
 	}
 }
 
-// dialTLS returns t's TLS dialer for f: t's dialer, then a handshake
-// with t's TLS configuration (its ALPN protocols included) in which
-// crypto/tls verifies the kernel's certificate itself, against the
-// file's bundle of the moment and for the host dialled.
-func (f *CAFile) dialTLS(t *http.Transport) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// TrustPool implements TrustSource: Pool.
+func (f *CAFile) TrustPool() *x509.CertPool { return f.Pool() }
+
+// dialTLS returns t's TLS dialer for src: t's dialer, then a handshake
+// with t's TLS configuration (its ALPN protocols, client certificate and
+// session cache included) in which crypto/tls verifies the server's
+// certificate itself, against src's bundle of the moment and for the
+// host dialled. A CAFile's sessions are kept per content of its file:
+// a session verified against one bundle is not resumed once it changed.
+func dialTLS(t *http.Transport, src TrustSource) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
 		}
-		conn, err := t.DialContext(ctx, network, addr)
+		dial := t.DialContext
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		conn, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		trust := f.current()
 		cfg := t.TLSClientConfig.Clone()
 		cfg.InsecureSkipVerify, cfg.VerifyConnection = false, nil
-		cfg.RootCAs, cfg.ClientSessionCache = trust.pool, trust.cache
+		if f, ok := src.(*CAFile); ok {
+			trust := f.current()
+			cfg.RootCAs, cfg.ClientSessionCache = trust.pool, trust.cache
+		} else {
+			cfg.RootCAs = src.TrustPool()
+		}
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}

@@ -148,7 +148,7 @@ func (c *Cluster) HTTPClient() *http.Client {
 // call, made before it has its client certificate).
 func (c *Cluster) PrivateHTTPClient() *http.Client {
 	t := newTransport()
-	setTLS(t, c.tls)
+	SetTLS(t, c.tls)
 	return &http.Client{Transport: &failover{c: c, next: t}}
 }
 
@@ -177,7 +177,7 @@ func sharedFor(cfg *tls.Config) *http.Transport {
 		return t.(*http.Transport)
 	}
 	t := newTransport()
-	setTLS(t, cfg)
+	SetTLS(t, cfg)
 	got, _ := tlsShared.LoadOrStore(cfg, t)
 	return got.(*http.Transport)
 }

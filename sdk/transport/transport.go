@@ -56,7 +56,7 @@ func h2cTransport(cfg *tls.Config) http.RoundTripper {
 	plain.Protocols = &p
 	secure := newTransport()
 	secure.ForceAttemptHTTP2 = true // HTTP/2 over TLS (bidirectional streams)
-	setTLS(secure, cfg)
+	SetTLS(secure, cfg)
 	return &bySchemeTransport{plain: plain, tls: secure}
 }
 

@@ -34,12 +34,12 @@ type caFollow struct {
 }
 
 // caCheckTimeout bounds the ClusterInfo call of a check.
-const caCheckTimeout = 5 * time.Second
+const caCheckTimeout = 3 * time.Second
 
 // followCA compares the config's CA with the cluster's bundle when a
 // check is due (or force) and rewrites the config as the comment at the
-// top of this file says, switching t to the new bundle. A failed check changes
-// nothing and says nothing (the command's own call reports an
+// top of this file says, switching t to the new bundle. A failed check
+// records its time and says nothing (the command's own call reports an
 // unreachable kernel); a bundle that does not match its fingerprint or
 // does not parse is refused with a warning.
 func (t *target) followCA(ctx context.Context, e *env, force bool) {
@@ -57,6 +57,13 @@ func (t *target) followCA(ctx context.Context, e *env, force bool) {
 	plain.trace = nil // the check is not the command's call
 	res, err := plain.kernel().ClusterInfo(ctx, connect.NewRequest(&syscallsv1.ClusterInfoRequest{}))
 	if err != nil {
+		// The time is recorded all the same: while the kernels cannot be
+		// reached, every command would otherwise wait for this check
+		// before its own call fails (the next one is due in
+		// CACheckInterval, far within a rotation's overlap).
+		if !force {
+			t.saveChecked(f, now)
+		}
 		return
 	}
 	fp := res.Msg.GetCaBundleFingerprint()
@@ -94,6 +101,19 @@ func (t *target) followCA(ctx context.Context, e *env, force bool) {
 	f.cfg = cfg
 	if changed {
 		fmt.Fprintf(e.stderr, "dcosctl: the cluster's CA bundle changed (CA rotation): %s now trusts sha256:%s, fetched from the kernels over a connection the previous bundle verified\n", f.path, fp)
+	}
+}
+
+// saveChecked records in f's file that its CA was checked at now,
+// unless the file changed meanwhile.
+func (t *target) saveChecked(f *caFollow, now time.Time) {
+	cfg := f.cfg
+	cfg.CACheckedAt = now
+	if cur, err := clientconfig.Load(f.path); err != nil || cur.Kernel != f.cfg.Kernel || cur.Token != f.cfg.Token || cur.CA != f.cfg.CA {
+		return
+	}
+	if clientconfig.Save(f.path, cfg) == nil {
+		f.cfg = cfg
 	}
 }
 

@@ -279,3 +279,34 @@ func TestFollowCA_RefusesBadBundle(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowCA_UnreachableRecordsTheCheck: a check that cannot reach the
+// kernels records its time, so that the commands that follow do not each
+// wait for it again before their own call fails.
+func TestFollowCA_UnreachableRecordsTheCheck(t *testing.T) {
+	isolate(t)
+	k := &fakeKernel{}
+	_, caFile, _ := k.serveTLS(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "https://" + ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := clientconfig.Save(path, clientconfig.Config{Kernel: dead, Token: "t", CA: string(mustRead(t, caFile))}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if r := runCtl(t, ctx, "", "--config", path, "agents"); r.code == 0 {
+		t.Fatalf("agents against a closed port succeeded: %+v", r)
+	}
+	c, err := clientconfig.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CACheckedAt.IsZero() {
+		t.Error("the failed check was not recorded")
+	}
+}

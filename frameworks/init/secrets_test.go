@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/sdk/framework"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -46,11 +47,11 @@ func TestParse_SecretEnv(t *testing.T) {
 
 func TestParse_SecretEnvErrors(t *testing.T) {
 	base := "name: db\ncommand: x\nresources: {cpus: 1}\n"
-	many := make([]string, MaxSecretEnv+1)
+	many := make([]string, framework.MaxSecretEnv+1)
 	for i := range many {
 		many[i] = "S" + strings.Repeat("x", i) + ": v"
 	}
-	big := strings.Repeat("v", MaxSecretEnvBytes)
+	big := strings.Repeat("v", framework.MaxSecretEnvBytes)
 	tests := []struct{ name, in, want string }{
 		{"in both", base + "env: {DB_PASS: a}\nsecretEnv: {DB_PASS: hunter2}\n", "services[0].secretEnv.DB_PASS: also in env"},
 		{"bad name", base + "secretEnv: {'A=B': hunter2}\n", `services[0].secretEnv: invalid variable name "A=B"`},

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"gopkg.in/yaml.v3"
 
+	"github.com/dcos-kernel/dcos/sdk/framework"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -430,10 +431,10 @@ func (s *Service) Validate() error {
 	if s.Command == "" && s.Driver == "" {
 		return errors.New("command: required (unless a driver runs the service)")
 	}
-	if err := validateEnv(s.Env); err != nil {
+	if err := framework.CheckEnv(s.Env); err != nil {
 		return err
 	}
-	if err := validateSecretEnv(s.SecretEnv, s.Env); err != nil {
+	if err := framework.CheckSecretEnv(s.SecretEnv, s.Env); err != nil {
 		return err
 	}
 	if len(s.DriverConfig) > 0 && len(s.DriverConfig) > 64<<10 {

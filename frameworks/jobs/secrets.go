@@ -3,8 +3,10 @@ package jobs
 import (
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
+
+	"github.com/dcos-kernel/dcos/sdk/framework"
 )
 
 // Secret environment (docs/jobs.md, "Secrets"). A job's secretEnv is
@@ -16,13 +18,6 @@ import (
 // written with StatePutRequest.secret, and every output shows Redacted
 // specs.
 
-// Limits of secretEnv: the kernel's limits of LaunchRequest.secret_env
-// (a spec over them could never launch).
-const (
-	MaxSecretEnv      = 64
-	MaxSecretEnvBytes = 64 << 10
-)
-
 // SecretValue is what outputs (dcosctl job, logs) show in place of a
 // secretEnv value.
 const SecretValue = "<redacted>"
@@ -32,39 +27,17 @@ const SecretValue = "<redacted>"
 const reservedEnvPrefix = "DCOS_JOB"
 
 // validateSecretEnv checks the spec's secretEnv with the kernel's rules
-// for LaunchRequest.secret_env (env's name rules, no name in env, no NUL
-// in a value, at most MaxSecretEnv entries and MaxSecretEnvBytes of
-// names and values) and refuses the DCOS_JOB names the framework sets.
-// Errors name the entry ("secretEnv.DB_PASS: ...") and never quote a
-// value.
+// for LaunchRequest.secret_env (framework.CheckSecretEnv) and refuses the
+// DCOS_JOB names the framework sets. Errors name the entry
+// ("secretEnv.DB_PASS: ...") and never quote a value.
 func (j *Job) validateSecretEnv() error {
-	if len(j.SecretEnv) > MaxSecretEnv {
-		return fmt.Errorf("secretEnv: at most %d entries, got %d", MaxSecretEnv, len(j.SecretEnv))
+	if err := framework.CheckSecretEnv(j.SecretEnv, j.Env); err != nil {
+		return err
 	}
-	names := make([]string, 0, len(j.SecretEnv))
-	for name := range j.SecretEnv {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	size := 0
-	for _, name := range names {
-		if name == "" || strings.ContainsAny(name, "=\x00") {
-			return fmt.Errorf("secretEnv: invalid variable name %q (want no '=' or NUL, not empty)", name)
-		}
-		if _, dup := j.Env[name]; dup {
-			return fmt.Errorf("secretEnv.%s: also in env (a name is in one of them)", name)
-		}
+	for _, name := range slices.Sorted(maps.Keys(j.SecretEnv)) {
 		if strings.HasPrefix(name, reservedEnvPrefix) {
 			return fmt.Errorf("secretEnv.%s: the %s names are the framework's", name, reservedEnvPrefix)
 		}
-		v := j.SecretEnv[name]
-		if strings.ContainsRune(v, 0) {
-			return fmt.Errorf("secretEnv.%s: the value contains a NUL byte", name)
-		}
-		size += len(name) + len(v)
-	}
-	if size > MaxSecretEnvBytes {
-		return fmt.Errorf("secretEnv: names and values total %d bytes, more than %d", size, MaxSecretEnvBytes)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dcos-kernel/dcos/kernel"
+	"github.com/dcos-kernel/dcos/sdk/framework"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -51,7 +52,7 @@ func TestParseSpec_SecretEnvErrors(t *testing.T) {
 		{"bad name", base + "secretEnv: {'A=B': hunter2}\n", `spec.secretEnv: invalid variable name "A=B" (want no '=' or NUL, not empty)`},
 		{"reserved", base + "secretEnv: {DCOS_JOB_RUN: hunter2}\n", "spec.secretEnv.DCOS_JOB_RUN: the DCOS_JOB names are the framework's"},
 		{"NUL", `{"name":"j","command":"x","resources":{"cpus":1},"secretEnv":{"DB_PASS":"hun\u0000ter2"}}`, "spec.secretEnv.DB_PASS: the value contains a NUL byte"},
-		{"too big", base + "secretEnv: {BIG: " + strings.Repeat("v", MaxSecretEnvBytes) + "}\n", "spec.secretEnv: names and values total 65539 bytes, more than 65536"},
+		{"too big", base + "secretEnv: {BIG: " + strings.Repeat("v", framework.MaxSecretEnvBytes) + "}\n", "spec.secretEnv: names and values total 65539 bytes, more than 65536"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,12 +60,14 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 		}
 		open, fromAddr := l.open, l.byAddr[addr]
 		l.mu.Unlock()
-		c.Close()
+		// Counted before the close: a client that saw its connection
+		// closed finds it counted (Refused, the metrics).
 		if full {
 			l.refusedTotal.Add(1)
 		} else {
 			l.refusedPerClient.Add(1)
 		}
+		c.Close()
 		l.logRefusal(l.Refused(), addr, full, open, fromAddr)
 	}
 }

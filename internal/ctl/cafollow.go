@@ -62,7 +62,9 @@ func (t *target) followCA(ctx context.Context, e *env, force bool) {
 		// before its own call fails (the next one is due in
 		// CACheckInterval, far within a rotation's overlap).
 		if !force {
-			t.saveChecked(f, now)
+			cfg := f.cfg
+			cfg.CACheckedAt = now
+			f.save(cfg)
 		}
 		return
 	}
@@ -87,34 +89,27 @@ func (t *target) followCA(ctx context.Context, e *env, force bool) {
 		cfg.CA = string(bundle)
 		t.tls = conf
 	}
-	// The file may have been rewritten meanwhile (a login elsewhere):
-	// then it is left to its writer.
-	if cur, err := clientconfig.Load(f.path); err != nil || cur.Kernel != f.cfg.Kernel || cur.Token != f.cfg.Token || cur.CA != f.cfg.CA {
-		return
+	saved, err := f.save(cfg)
+	if err != nil && changed {
+		fmt.Fprintf(e.stderr, "dcosctl: warning: the cluster's CA bundle changed (sha256:%s) but the client config could not be rewritten: %v\n", fp, err)
 	}
-	if err := clientconfig.Save(f.path, cfg); err != nil {
-		if changed {
-			fmt.Fprintf(e.stderr, "dcosctl: warning: the cluster's CA bundle changed (sha256:%s) but the client config could not be rewritten: %v\n", fp, err)
-		}
-		return
-	}
-	f.cfg = cfg
-	if changed {
+	if saved && changed {
 		fmt.Fprintf(e.stderr, "dcosctl: the cluster's CA bundle changed (CA rotation): %s now trusts sha256:%s, fetched from the kernels over a connection the previous bundle verified\n", f.path, fp)
 	}
 }
 
-// saveChecked records in f's file that its CA was checked at now,
-// unless the file changed meanwhile.
-func (t *target) saveChecked(f *caFollow, now time.Time) {
-	cfg := f.cfg
-	cfg.CACheckedAt = now
+// save writes cfg to f's file and makes it f's config, unless the file
+// was rewritten meanwhile (a login elsewhere): then it is left to its
+// writer, and save reports false.
+func (f *caFollow) save(cfg clientconfig.Config) (bool, error) {
 	if cur, err := clientconfig.Load(f.path); err != nil || cur.Kernel != f.cfg.Kernel || cur.Token != f.cfg.Token || cur.CA != f.cfg.CA {
-		return
+		return false, nil
 	}
-	if clientconfig.Save(f.path, cfg) == nil {
-		f.cfg = cfg
+	if err := clientconfig.Save(f.path, cfg); err != nil {
+		return false, err
 	}
+	f.cfg = cfg
+	return true, nil
 }
 
 // sameCerts reports whether the PEM bundles a and b hold the same

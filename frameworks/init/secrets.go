@@ -1,6 +1,6 @@
 package dinit
 
-import "maps"
+import "github.com/dcos-kernel/dcos/sdk/framework"
 
 // Secret environment (docs/init.md, "Secrets"). A service's secretEnv is
 // passed to the kernel as LaunchRequest.secret_env: the kernel seals it,
@@ -9,26 +9,16 @@ import "maps"
 // that holds such a spec (specs/ and history/ keys) is written with
 // StatePutRequest.secret, and every output shows Redacted specs.
 
-// SecretValue is what outputs (dcosctl svc, logs) show in place of a
-// secretEnv value.
-const SecretValue = "<redacted>"
-
 // HasSecrets reports whether the spec has a secretEnv: the state entries
 // holding it are then written secret.
 func (s *Service) HasSecrets() bool { return len(s.SecretEnv) > 0 }
 
-// Redacted returns a copy of s whose secretEnv values are SecretValue
-// (the names stay). s is not changed: the copy has its own secretEnv
-// map and shares the rest.
+// Redacted returns a copy of s whose secretEnv values are
+// framework.Redacted (the names stay). s is not changed: the copy has
+// its own secretEnv map and shares the rest.
 func (s *Service) Redacted() Service {
 	c := *s
-	if len(c.SecretEnv) == 0 {
-		return c
-	}
-	c.SecretEnv = maps.Clone(c.SecretEnv)
-	for name := range c.SecretEnv {
-		c.SecretEnv[name] = SecretValue
-	}
+	c.SecretEnv = framework.RedactEnv(c.SecretEnv)
 	return c
 }
 

@@ -18,10 +18,6 @@ import (
 // written with StatePutRequest.secret, and every output shows Redacted
 // specs.
 
-// SecretValue is what outputs (dcosctl job, logs) show in place of a
-// secretEnv value.
-const SecretValue = "<redacted>"
-
 // reservedEnvPrefix: the framework sets DCOS_JOB, DCOS_JOB_RUN, ... in
 // every task's env, so a secretEnv name there would be in both.
 const reservedEnvPrefix = "DCOS_JOB"
@@ -46,18 +42,12 @@ func (j *Job) validateSecretEnv() error {
 // holding it are then written secret.
 func (j *Job) HasSecrets() bool { return j != nil && len(j.SecretEnv) > 0 }
 
-// Redacted returns a copy of j whose secretEnv values are SecretValue
-// (the names stay). j is not changed: the copy has its own secretEnv
-// map and shares the rest.
+// Redacted returns a copy of j whose secretEnv values are
+// framework.Redacted (the names stay). j is not changed: the copy has
+// its own secretEnv map and shares the rest.
 func (j *Job) Redacted() Job {
 	c := *j
-	if len(c.SecretEnv) == 0 {
-		return c
-	}
-	c.SecretEnv = maps.Clone(c.SecretEnv)
-	for name := range c.SecretEnv {
-		c.SecretEnv[name] = SecretValue
-	}
+	c.SecretEnv = framework.RedactEnv(c.SecretEnv)
 	return c
 }
 

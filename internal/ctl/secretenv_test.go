@@ -11,6 +11,7 @@ import (
 
 	dinit "github.com/dcos-kernel/dcos/frameworks/init"
 	"github.com/dcos-kernel/dcos/frameworks/jobs"
+	"github.com/dcos-kernel/dcos/sdk/framework"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -73,7 +74,7 @@ func TestSvc_SecretEnv(t *testing.T) {
 	}
 	getJSON := k.must("get", "db", "-o", "json")
 	var shown dinit.Record
-	if err := json.Unmarshal([]byte(getJSON.stdout), &shown); err != nil || shown.Spec.SecretEnv["DB_PASS"] != dinit.SecretValue || shown.Version != 2 {
+	if err := json.Unmarshal([]byte(getJSON.stdout), &shown); err != nil || shown.Spec.SecretEnv["DB_PASS"] != framework.Redacted || shown.Version != 2 {
 		t.Errorf("svc get -o json: %v\n%s", err, getJSON.stdout)
 	}
 	for _, args := range [][]string{{"get", "db"}, {"get", "db", "-o", "json"}, {"history", "db"}, {"history", "db", "-o", "json"},

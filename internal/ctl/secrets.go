@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dcos-kernel/dcos/sdk/framework"
 	syscallsv1 "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
@@ -18,8 +19,9 @@ import (
 // shows a task's secret names with <redacted> values, and its owner's
 // values with --reveal-secrets.
 
-// redacted is what ps -o json shows for a secret value it was not given.
-const redacted = "<redacted>"
+// redacted is what ps -o json shows for a secret value it was not given
+// (the SDK's marker, which svc and job outputs show too).
+const redacted = framework.Redacted
 
 // secretEnvFlag is run's and launch's --secret-env.
 func secretEnvFlag() cli.Flag {

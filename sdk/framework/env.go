@@ -63,3 +63,20 @@ func CheckSecretEnv(secretEnv, env map[string]string) error {
 	}
 	return nil
 }
+
+// Redacted is what an output shows in place of a secret value (a task's
+// secret_env, a spec's secretEnv): the name stays, the value does not.
+const Redacted = "<redacted>"
+
+// RedactEnv returns env with every value replaced by Redacted, as a new
+// map (env is not changed); an empty env is returned as it is.
+func RedactEnv(env map[string]string) map[string]string {
+	if len(env) == 0 {
+		return env
+	}
+	out := make(map[string]string, len(env))
+	for name := range env {
+		out[name] = Redacted
+	}
+	return out
+}

@@ -44,3 +44,18 @@ func TestCheckSecretEnv(t *testing.T) {
 		t.Errorf("NUL in an env value: %v", err)
 	}
 }
+
+// TestRedactEnv: names kept, values replaced, the input untouched.
+func TestRedactEnv(t *testing.T) {
+	in := map[string]string{"DB_PASS": "hunter2", "KEY": "k"}
+	out := RedactEnv(in)
+	if len(out) != 2 || out["DB_PASS"] != Redacted || out["KEY"] != Redacted {
+		t.Errorf("RedactEnv = %v", out)
+	}
+	if in["DB_PASS"] != "hunter2" {
+		t.Errorf("the input was changed: %v", in)
+	}
+	if RedactEnv(nil) != nil {
+		t.Error("RedactEnv(nil) is not nil")
+	}
+}

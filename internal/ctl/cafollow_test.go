@@ -5,56 +5,33 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/dcos-kernel/dcos/internal/api"
-	"github.com/dcos-kernel/dcos/internal/authority"
 	"github.com/dcos-kernel/dcos/internal/clientconfig"
 	"github.com/dcos-kernel/dcos/internal/kerneltest"
-	"github.com/dcos-kernel/dcos/internal/pki"
-	"github.com/dcos-kernel/dcos/internal/seal"
-	"github.com/dcos-kernel/dcos/internal/store"
 	"github.com/dcos-kernel/dcos/kernel"
 	"github.com/dcos-kernel/dcos/sdk/transport"
 	pb "github.com/dcos-kernel/dcos/syscalls/v1"
 )
 
-// rotatingKernel is a real kernel served over TLS with certificates of a
-// cluster CA kept by internal/authority in an embedded etcd, as a
-// kernel serves them (leaf, then the cross-certificate during an
-// overlap), answering ClusterInfo's bundle and CARotate from it. The
-// authority's clock runs skew ahead of the wall clock, so that a test
-// retires the previous CA without waiting the overlap out.
-type rotatingKernel struct {
-	auth *authority.Authority
-	url  string
-	skew atomic.Int64
-
-	mu     sync.Mutex
-	rev    int64
-	served *tls.Certificate
-}
-
 // caAdmin is the API's CA of a rotatingKernel: CARotate only.
-type caAdmin struct{ rk *rotatingKernel }
+type caAdmin struct{ rk *kerneltest.Rotating }
 
 func (a caAdmin) IssueFor(kernel.Principal, []byte) ([]byte, []byte, error) {
 	return nil, nil, errors.New("no client certificates in this test")
 }
 
 func (a caAdmin) RotateCA(ctx context.Context, overlap, validity time.Duration) (*pb.CARotateResponse, error) {
-	prev := a.rk.auth.State()
-	st, err := a.rk.auth.Rotate(ctx, overlap, validity)
+	prev := a.rk.Auth.State()
+	st, err := a.rk.Auth.Rotate(ctx, overlap, validity)
 	if err != nil {
 		return nil, err
 	}
@@ -65,79 +42,10 @@ func (a caAdmin) ListCerts(context.Context) (*pb.CertListResponse, error) {
 	return &pb.CertListResponse{}, nil
 }
 
-func startRotatingKernel(t *testing.T) *rotatingKernel {
-	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	kr, err := seal.NewKeyring(seal.GenerateKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewCA("test CA", 24*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk := &rotatingKernel{}
-	rk.auth, err = authority.Open(context.Background(), e.Client(), "/t/", kr, ca, nil, authority.Options{
-		Now: func() time.Time { return time.Now().Add(time.Duration(rk.skew.Load())) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg api.Config
-	k := kerneltest.Start(t, kerneltest.Options{API: func(c *api.Config) {
-		c.Certs = caAdmin{rk}
-		c.Cluster = func(context.Context) (*pb.ClusterInfoResponse, error) {
-			st := rk.auth.State()
-			return &pb.ClusterInfoResponse{CaBundle: st.Bundle.PEM(), CaBundleFingerprint: st.Fingerprint()}, nil
-		}
-		cfg = *c
-	}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk.url = "https://" + ln.Addr().String()
-	// No session tickets: every connection is a full handshake, as with
-	// a kernel the client holds no session of (restarted, or another
-	// one); a resumed session would skip the verification under test.
-	server := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, GetCertificate: rk.certificate, SessionTicketsDisabled: true}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- api.ServeTLSWith(ctx, ln, api.NewHandler(k.Kernel, cfg), slog.New(slog.DiscardHandler), api.DefaultTimeouts(), server)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return rk
-}
-
-// certificate serves a certificate of the authority's state of the
-// moment, issued once per state.
-func (rk *rotatingKernel) certificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	rk.mu.Lock()
-	defer rk.mu.Unlock()
-	st := rk.auth.State()
-	if rk.served == nil || rk.rev != st.Revision {
-		c, err := st.Issue(pki.Leaf{CommonName: "k", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true, Validity: time.Hour}, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		rk.served, rk.rev = &c, st.Revision
-	}
-	return rk.served, nil
-}
-
-// retire moves the authority's clock past the overlap and retires the
-// previous CA.
-func (rk *rotatingKernel) retire(t *testing.T) {
-	t.Helper()
-	rk.skew.Store(int64(api.MinCAOverlap + time.Second))
-	if ok, err := rk.auth.RetireDue(context.Background()); err != nil || !ok {
-		t.Fatalf("RetireDue: %v %v, want the previous CA retired", ok, err)
-	}
+// startRotatingKernel is kerneltest.StartRotating answering CARotate
+// (caAdmin); its URL is "https://" + Addr.
+func startRotatingKernel(t *testing.T) *kerneltest.Rotating {
+	return kerneltest.StartRotating(t, func(c *api.Config, rk *kerneltest.Rotating) { c.Certs = caAdmin{rk} })
 }
 
 // closeAllIdle closes the idle connections of every CA bundle's clients,
@@ -162,7 +70,7 @@ func TestCA_ClientConfigFollowsRotation(t *testing.T) {
 	rk := startRotatingKernel(t)
 	dir := t.TempDir()
 	path, stale := filepath.Join(dir, "config.json"), filepath.Join(dir, "stale.json")
-	first := clientconfig.Config{Kernel: rk.url, Token: kerneltest.OperatorToken, CA: string(rk.auth.State().Bundle.PEM())}
+	first := clientconfig.Config{Kernel: "https://" + rk.Addr, Token: kerneltest.OperatorToken, CA: string(rk.Auth.State().Bundle.PEM())}
 	for _, p := range []string{path, stale} {
 		if err := clientconfig.Save(p, first); err != nil {
 			t.Fatal(err)
@@ -199,7 +107,7 @@ func TestCA_ClientConfigFollowsRotation(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("ca rotate: %+v", r)
 	}
-	overlap := string(rk.auth.State().Bundle.PEM())
+	overlap := string(rk.Auth.State().Bundle.PEM())
 	if c := load(path); c.CA != overlap {
 		t.Fatalf("after ca rotate, the config's CA is not the overlap's bundle of 2 CAs")
 	}
@@ -210,7 +118,7 @@ func TestCA_ClientConfigFollowsRotation(t *testing.T) {
 		t.Errorf("the rewritten config: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 
-	rk.retire(t)
+	rk.Retire(t)
 	if r := ctl(path, "agents"); r.code != 0 || strings.Contains(r.stderr, "changed") {
 		t.Fatalf("agents after the retirement, with the overlap's bundle, no check due: %+v", r)
 	}
@@ -226,7 +134,7 @@ func TestCA_ClientConfigFollowsRotation(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stderr, "CA bundle changed") != 1 {
 		t.Fatalf("agents with a check due after the retirement: %+v, want success and one notice", r)
 	}
-	if c := load(path); c.CA != string(rk.auth.State().Bundle.PEM()) || c.CAFingerprint() != rk.auth.State().Fingerprint() || !c.CACheckedAt.Equal(now) {
+	if c := load(path); c.CA != string(rk.Auth.State().Bundle.PEM()) || c.CAFingerprint() != rk.Auth.State().Fingerprint() || !c.CACheckedAt.Equal(now) {
 		t.Errorf("after the check, the config's CA is not the retired bundle of the new CA alone, or not checked at %v", now)
 	}
 	if r := ctl(path, "agents"); r.code != 0 || r.stderr != "" {
